@@ -1,0 +1,177 @@
+//! `sessionAffinity: ClientIP`: which backend a client was last sent to, per service, per worker.
+//!
+//! An entry lives `timeoutSeconds` after the client's last *new connection* (kube-proxy's
+//! semantics); a fixed-capacity, 4-way set-associative table evicts the entry closest to expiry
+//! when a set is full. Entries are keyed by the service's name hash and the client address, and
+//! name the backend by address and port, so they survive table generations; a pinned backend that
+//! left the service or stopped being eligible is simply not used (the caller re-picks).
+//!
+//! Workers do not share this table. So that a client whose connections RSS spreads over several
+//! workers still sees one backend, the engine makes the *first* choice with a hash of the client
+//! address (consistent, like `sh`): every worker — and every gateway node — picks the same
+//! backend for a client without talking to the others.
+//!
+//! Hot path: yes. No allocation after [`AffinityTable::new`].
+
+use crate::addr::Addr;
+use crate::hash;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    /// Service name hash with the low bit forced to 1; 0 marks an empty entry.
+    service: u64,
+    client: Addr,
+    backend: Addr,
+    port: u16,
+    expires_ns: u64,
+}
+
+const WAYS: usize = 4;
+
+/// The affinity table of one worker.
+#[derive(Debug)]
+pub struct AffinityTable {
+    sets: Box<[[Entry; WAYS]]>,
+    mask: usize,
+    seed: u64,
+}
+
+impl AffinityTable {
+    /// A table of about `capacity` entries (rounded up to a power of two, at least 4).
+    pub fn new(capacity: usize, seed: u64) -> AffinityTable {
+        let sets = capacity.div_ceil(WAYS).next_power_of_two().max(1);
+        AffinityTable { sets: vec![[Entry::default(); WAYS]; sets].into_boxed_slice(), mask: sets - 1, seed }
+    }
+
+    #[inline(always)]
+    fn set_of(&self, service: u64, client: &Addr) -> usize {
+        let c = &client.0;
+        let lo = u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        let hi = u64::from_ne_bytes([c[8], c[9], c[10], c[11], c[12], c[13], c[14], c[15]]);
+        hash::keyed(self.seed, &[service, lo, hi]) as usize & self.mask
+    }
+
+    /// The backend a client is pinned to, if the entry is alive at `now_ns`.
+    #[inline]
+    pub fn get(&self, service_hash: u64, client: &Addr, now_ns: u64) -> Option<(Addr, u16)> {
+        let svc = service_hash | 1;
+        self.sets[self.set_of(svc, client)]
+            .iter()
+            .find(|e| e.service == svc && e.client == *client && e.expires_ns > now_ns)
+            .map(|e| (e.backend, e.port))
+    }
+
+    /// Pins (or re-pins) a client to a backend until `expires_ns`.
+    #[inline]
+    pub fn put(&mut self, service_hash: u64, client: &Addr, backend: &Addr, port: u16, expires_ns: u64) {
+        let svc = service_hash | 1;
+        let i = self.set_of(svc, client);
+        let set = &mut self.sets[i];
+        let slot = match set.iter().position(|e| e.service == svc && e.client == *client) {
+            Some(s) => s,
+            None => {
+                let mut best = 0;
+                for (j, e) in set.iter().enumerate() {
+                    if e.service == 0 {
+                        best = j;
+                        break;
+                    }
+                    if e.expires_ns < set[best].expires_ns {
+                        best = j;
+                    }
+                }
+                best
+            }
+        };
+        set[slot] = Entry { service: svc, client: *client, backend: *backend, port, expires_ns };
+    }
+}
+
+/// SNAT source-port choice for FullNAT, per worker.
+///
+/// A port is chosen per *backend*: each backend (hashed into one of [`CURSORS`] cursors) walks the
+/// worker's port range in order, so a (gateway address, port, backend) tuple comes round again
+/// only after the whole range has been used towards that backend. The caller also checks each
+/// candidate against the flow table, which keeps closed connections in TIME_WAIT for longer than
+/// a backend does — so a tuple the backend may still hold in TIME_WAIT is never reused, which is
+/// what makes kube-proxy's masquerading path collapse under connection churn (a SYN that hits a
+/// TIME_WAIT socket is answered with a challenge ACK and waits out a retransmission).
+#[derive(Debug)]
+pub struct SnatPorts {
+    lo: u16,
+    span: u32,
+    cursors: Box<[u32]>,
+}
+
+/// Number of independent per-backend cursors.
+pub const CURSORS: usize = 4096;
+
+impl SnatPorts {
+    /// Ports from `lo..=hi` (this worker's own range: ranges of different workers must not overlap,
+    /// so a reply's destination port names the worker that owns its flow).
+    pub fn new(lo: u16, hi: u16) -> SnatPorts {
+        let (lo, hi) = (lo.min(hi), lo.max(hi));
+        let span = u32::from(hi - lo) + 1;
+        let cursors =
+            (0..CURSORS as u64).map(|i| hash::reduce(hash::words(0x736e_6174, &[i]), span)).collect();
+        SnatPorts { lo, span, cursors }
+    }
+
+    /// How many ports the range has.
+    pub fn span(&self) -> u32 {
+        self.span
+    }
+
+    /// The next candidate port towards the backend whose identity hashes to `backend_hash`.
+    #[inline(always)]
+    pub fn next(&mut self, backend_hash: u64) -> u16 {
+        let c = &mut self.cursors[backend_hash as usize & (CURSORS - 1)];
+        let p = self.lo + (*c % self.span) as u16;
+        *c = c.wrapping_add(1);
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn affinity_expires_and_refreshes() {
+        let mut t = AffinityTable::new(64, 3);
+        let c = Addr::from_v4([198, 18, 0, 2]);
+        let b = Addr::from_v4([198, 18, 1, 1]);
+        assert_eq!(t.get(7, &c, 0), None);
+        t.put(7, &c, &b, 80, 100);
+        assert_eq!(t.get(7, &c, 99), Some((b, 80)));
+        assert_eq!(t.get(7, &c, 100), None, "expired at its deadline");
+        assert_eq!(t.get(9, &c, 50), None, "per service");
+        t.put(7, &c, &b, 81, 200);
+        assert_eq!(t.get(7, &c, 150), Some((b, 81)));
+    }
+
+    #[test]
+    fn affinity_full_set_evicts_soonest_expiry() {
+        let mut t = AffinityTable::new(4, 3); // one set of four
+        let b = Addr::from_v4([198, 18, 1, 1]);
+        for i in 0..4u8 {
+            t.put(1, &Addr::from_v4([198, 18, 0, i]), &b, 80, 100 + u64::from(i));
+        }
+        t.put(1, &Addr::from_v4([198, 18, 0, 9]), &b, 80, 500);
+        assert_eq!(t.get(1, &Addr::from_v4([198, 18, 0, 0]), 0), None);
+        assert!(t.get(1, &Addr::from_v4([198, 18, 0, 1]), 0).is_some());
+        assert!(t.get(1, &Addr::from_v4([198, 18, 0, 9]), 0).is_some());
+    }
+
+    #[test]
+    fn snat_walks_the_whole_range_before_repeating() {
+        let mut s = SnatPorts::new(20_000, 20_099);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100 {
+            let p = s.next(42);
+            assert!((20_000..=20_099).contains(&p));
+            assert!(seen.insert(p), "port {p} repeated within one cycle");
+        }
+        assert!(!seen.insert(s.next(42)), "the 101st wraps around");
+    }
+}

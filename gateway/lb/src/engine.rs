@@ -1,0 +1,530 @@
+//! The L4 engine: one per worker. A frame goes in, is rewritten in place, and a [`Verdict`] comes
+//! out.
+//!
+//! Per packet: parse ([`crate::packet`]), find the flow by its key (either direction), or — for a
+//! packet to a service with no flow yet — pick a backend (affinity, then the service's
+//! scheduler), choose the NAT tuple (an SNAT port for FullNAT), insert the flow and rewrite
+//! ([`crate::nat`]). ICMP echo to a service address is answered; ICMP errors quoting a tracked
+//! flow are translated to the other side. Anything that is not ours is passed to the kernel.
+//!
+//! **Table changes.** [`L4::set_table`] swaps the table at a batch boundary. A flow created under
+//! an older generation is re-validated on its next packet: its backend is looked up by address
+//! and port in the service that now owns its frontend. If it is still there (ready, terminating or
+//! not ready: it *exists*) the flow keeps it; that is how established connections survive endpoint
+//! changes, blue/green switches and Maglev rebuilds. If it is gone, a TCP flow is dropped (its
+//! backend could only answer with a reset) and a UDP flow starts over with a new backend, as
+//! kube-proxy's conntrack cleanup does for UDP.
+//!
+//! **Mid-stream TCP.** A non-SYN segment with no flow is adopted only when the service's
+//! scheduler is consistent (Maglev, sh, dh) *and* the NAT mode is DNAT: then the backend chosen
+//! is the one the flow had (on this node or another), and the backend sees the same 4-tuple.
+//! Under FullNAT the SNAT port could not be the same, so such segments are dropped and counted.
+//!
+//! Time is passed in (`now_ns`, read once per batch by the caller). Hot path: yes. No
+//! allocation, no I/O, no locks; [`L4::set_table`] allocates the new scheduler state and is
+//! called off the per-packet path.
+//!
+//! Known limits: IP fragments are dropped (counted), not reassembled; a service with no eligible
+//! endpoint drops new flows (counted) where kube-proxy would reject them with ICMP/RST.
+
+use std::sync::Arc;
+
+use crate::addr::Addr;
+use crate::affinity::{AffinityTable, SnatPorts};
+use crate::drop::DropReason;
+use crate::flow::{Dir, Flow, FlowId, FlowKey, FlowState, FlowTable, Timeouts};
+use crate::hash;
+use crate::nat::{self, IcmpTranslation};
+use crate::packet::{self, Meta, Parsed};
+use crate::sched::{PickInput, SchedState};
+use crate::service::{BackendId, Generation, NatMode, Protocol, ServiceId, ServiceTable};
+use sluice_wire::ip_proto;
+use sluice_wire::tcp::flags;
+
+/// What to do with a frame after [`L4::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Rewritten; transmit it towards this next-hop address (the caller resolves the MAC).
+    Forward(Addr),
+    /// Rewritten as a reply; send it back the way it came (swap the Ethernet addresses).
+    Bounce,
+    /// Not ours: hand it to the kernel unchanged.
+    Pass,
+    /// Drop it, for this reason.
+    Drop(DropReason),
+}
+
+/// Engine settings, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Flow-table capacity (flows, both directions indexed).
+    pub flow_capacity: usize,
+    /// Affinity-table capacity (client, service) entries.
+    pub affinity_capacity: usize,
+    /// This worker's SNAT source ports (must not overlap other workers' or the kernel's
+    /// ephemeral range on the SNAT addresses).
+    pub snat_ports: (u16, u16),
+    /// Flow timeouts.
+    pub timeouts: Timeouts,
+    /// Seed for table placement (random per worker in production).
+    pub seed: u64,
+    /// Flow-table slots examined for expiry per [`L4::maintain`] call.
+    pub sweep_budget: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            flow_capacity: 1 << 20,
+            affinity_capacity: 1 << 16,
+            snat_ports: (10_000, 60_999),
+            timeouts: Timeouts::default(),
+            seed: 0x51_u64,
+            sweep_budget: 64,
+        }
+    }
+}
+
+/// How many SNAT candidates a new flow tries before giving up.
+pub const SNAT_ATTEMPTS: usize = 32;
+
+/// Per-worker counters of the L4 engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames rewritten and forwarded.
+    pub forwarded: u64,
+    /// Replies generated (ICMP echo).
+    pub bounced: u64,
+    /// Frames passed to the kernel.
+    pub passed: u64,
+    /// Flows created.
+    pub new_flows: u64,
+    /// TCP flows adopted mid-stream (consistent scheduler, DNAT).
+    pub adopted_flows: u64,
+    /// New flows sent to the backend a client was pinned to.
+    pub affinity_hits: u64,
+    /// Flows moved to a new generation's backend ids.
+    pub flows_revalidated: u64,
+    /// ICMP echo requests answered.
+    pub icmp_echo_replies: u64,
+    /// ICMP errors translated for a tracked flow.
+    pub icmp_errors_translated: u64,
+    /// Table generations adopted.
+    pub table_changes: u64,
+    /// Drops, indexed by [`DropReason`] as `usize`.
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            forwarded: 0,
+            bounced: 0,
+            passed: 0,
+            new_flows: 0,
+            adopted_flows: 0,
+            affinity_hits: 0,
+            flows_revalidated: 0,
+            icmp_echo_replies: 0,
+            icmp_errors_translated: 0,
+            table_changes: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
+}
+
+impl Counters {
+    /// The count of one drop reason.
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+
+    /// All drops.
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+/// A frame parsed and hashed, ready for [`L4::finish`]. Preparing a whole batch first lets the
+/// flow-table loads of different frames overlap.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared {
+    parsed: Result<Parsed, DropReason>,
+    key: FlowKey,
+    hash: u64,
+}
+
+impl Default for Prepared {
+    fn default() -> Prepared {
+        Prepared { parsed: Err(DropReason::TruncatedEthernet), key: FlowKey::default(), hash: 0 }
+    }
+}
+
+/// The L4 engine of one worker.
+pub struct L4 {
+    table: Arc<ServiceTable>,
+    flows: FlowTable,
+    affinity: AffinityTable,
+    sched: SchedState,
+    snat: SnatPorts,
+    timeouts: Timeouts,
+    sweep_budget: usize,
+    counters: Counters,
+}
+
+impl core::fmt::Debug for L4 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("L4")
+            .field("generation", &self.table.generation())
+            .field("flows", &self.flows)
+            .finish()
+    }
+}
+
+/// Forgets a flow's connection count (when it goes away or closes).
+#[inline]
+fn release(sched: &mut SchedState, generation: Generation, f: &Flow) {
+    if f.counted && f.generation == generation {
+        sched.closed(f.backend);
+    }
+}
+
+impl L4 {
+    /// An engine forwarding from `table`.
+    pub fn new(config: &Config, table: Arc<ServiceTable>) -> L4 {
+        L4 {
+            sched: SchedState::for_table(&table),
+            table,
+            flows: FlowTable::new(config.flow_capacity, config.seed),
+            affinity: AffinityTable::new(config.affinity_capacity, config.seed ^ 0xaff1),
+            snat: SnatPorts::new(config.snat_ports.0, config.snat_ports.1),
+            timeouts: config.timeouts,
+            sweep_budget: config.sweep_budget,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Adopts a new table generation. Call between batches.
+    pub fn set_table(&mut self, table: Arc<ServiceTable>) {
+        self.sched = SchedState::for_table(&table);
+        self.table = table;
+        self.counters.table_changes += 1;
+    }
+
+    /// The table in use.
+    pub fn table(&self) -> &Arc<ServiceTable> {
+        &self.table
+    }
+
+    /// The flow table (read-only: status and tests).
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    /// The scheduler state (read-only: status and tests).
+    pub fn sched(&self) -> &SchedState {
+        &self.sched
+    }
+
+    /// Counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Counts a drop decided outside the engine (e.g. by the worker's transmit path).
+    pub fn count_drop(&mut self, r: DropReason) {
+        self.counters.drops[r as usize] += 1;
+    }
+
+    /// Housekeeping once per batch: expires a bounded number of flows.
+    pub fn maintain(&mut self, now_ns: u64) {
+        let (sched, generation) = (&mut self.sched, self.table.generation());
+        self.flows.sweep(now_ns, self.sweep_budget, &mut |f| release(sched, generation, f));
+    }
+
+    /// Processes one frame in place.
+    #[inline]
+    pub fn process(&mut self, frame: &mut [u8], now_ns: u64) -> Verdict {
+        let p = self.prepare(frame);
+        self.finish(frame, &p, now_ns)
+    }
+
+    /// First half of [`Self::process`]: parse, hash, and touch the flow bucket.
+    #[inline]
+    pub fn prepare(&self, frame: &[u8]) -> Prepared {
+        let parsed = packet::parse(frame);
+        if let Ok(Parsed::Ip(m)) = &parsed
+            && (m.proto == ip_proto::TCP || m.proto == ip_proto::UDP)
+        {
+            let key = FlowKey::new(m.src, m.sport, m.dst, m.dport, m.proto);
+            let hash = self.flows.hash(&key);
+            self.flows.prefetch(hash);
+            return Prepared { parsed, key, hash };
+        }
+        Prepared { parsed, key: FlowKey::default(), hash: 0 }
+    }
+
+    /// Second half of [`Self::process`], for a frame [`Self::prepare`]d unchanged.
+    #[inline]
+    pub fn finish(&mut self, frame: &mut [u8], p: &Prepared, now_ns: u64) -> Verdict {
+        let v = match p.parsed {
+            Err(r) => Verdict::Drop(r),
+            Ok(Parsed::Arp(_)) => Verdict::Pass,
+            Ok(Parsed::Ip(m)) => match m.proto {
+                ip_proto::TCP | ip_proto::UDP => self.transport(frame, &m, &p.key, p.hash, now_ns),
+                ip_proto::ICMP | ip_proto::ICMPV6 => self.icmp(frame, &m),
+                _ if self.table.is_vip(&m.dst) => Verdict::Drop(DropReason::UnsupportedProtocol),
+                _ => Verdict::Pass,
+            },
+        };
+        match v {
+            Verdict::Forward(_) => self.counters.forwarded += 1,
+            Verdict::Bounce => self.counters.bounced += 1,
+            Verdict::Pass => self.counters.passed += 1,
+            Verdict::Drop(r) => self.counters.drops[r as usize] += 1,
+        }
+        v
+    }
+
+    #[inline]
+    fn transport(&mut self, frame: &mut [u8], m: &Meta, key: &FlowKey, h: u64, now_ns: u64) -> Verdict {
+        if let Some((id, dir)) = self.flows.lookup(key, h) {
+            if !self.flows.flow(id).is_expired(now_ns) {
+                return self.on_flow(frame, m, key, h, id, dir, now_ns);
+            }
+            let gone = self.flows.remove(id);
+            release(&mut self.sched, self.table.generation(), &gone);
+        }
+        let Some(proto) = Protocol::from_number(m.proto) else { return Verdict::Pass };
+        match self.table.lookup(&m.dst, m.dport, proto) {
+            Some(svc) => self.new_flow(frame, m, key, h, svc, now_ns),
+            None => Verdict::Pass,
+        }
+    }
+
+    /// A packet of a known flow.
+    #[inline]
+    #[expect(clippy::too_many_arguments, reason = "the hot path passes what it already computed")]
+    fn on_flow(
+        &mut self,
+        frame: &mut [u8],
+        m: &Meta,
+        key: &FlowKey,
+        h: u64,
+        id: FlowId,
+        dir: Dir,
+        now_ns: u64,
+    ) -> Verdict {
+        let generation = self.table.generation();
+        if self.flows.flow(id).generation != generation {
+            let f = *self.flows.flow(id);
+            let proto = Protocol::from_number(f.fwd.proto);
+            let svc = proto.and_then(|p| self.table.lookup(&f.fwd.dst, f.fwd.dport, p));
+            let backend =
+                svc.and_then(|s| self.table.backend_by_addr(s, &f.rev.src, f.rev.sport).map(|b| (s, b)));
+            match backend {
+                Some((s, b)) => {
+                    let fl = self.flows.flow_mut(id);
+                    fl.service = s;
+                    fl.backend = b;
+                    fl.generation = generation;
+                    fl.counted = !fl.is_closed();
+                    if fl.counted {
+                        self.sched.opened(b);
+                    }
+                    self.counters.flows_revalidated += 1;
+                }
+                None => {
+                    let gone = self.flows.remove(id);
+                    release(&mut self.sched, generation, &gone);
+                    // A UDP datagram from the client starts over with a new backend.
+                    return match (m.proto, dir, svc) {
+                        (ip_proto::UDP, Dir::Forward, Some(s)) => self.new_flow(frame, m, key, h, s, now_ns),
+                        _ => Verdict::Drop(DropReason::BackendGone),
+                    };
+                }
+            }
+        }
+        if m.ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let t = self.timeouts;
+        let f = self.flows.flow_mut(id);
+        if m.proto == ip_proto::TCP {
+            f.on_tcp(dir, m.tcp_flags, now_ns, &t);
+            if f.counted && f.is_closed() {
+                f.counted = false;
+                self.sched.closed(f.backend);
+            } else if !f.counted && !f.is_closed() && f.generation == generation {
+                // A closed tuple reopened by a new SYN counts again.
+                f.counted = true;
+                self.sched.opened(f.backend);
+            }
+        } else {
+            f.on_udp(dir, now_ns, &t);
+        }
+        let (src, sport, dst, dport) = match dir {
+            Dir::Forward => (f.rev.dst, f.rev.dport, f.rev.src, f.rev.sport),
+            Dir::Reverse => (f.fwd.dst, f.fwd.dport, f.fwd.src, f.fwd.sport),
+        };
+        nat::rewrite(frame, m, &src, sport, &dst, dport);
+        Verdict::Forward(dst)
+    }
+
+    /// The first packet of a flow to service `svc_id`.
+    fn new_flow(
+        &mut self,
+        frame: &mut [u8],
+        m: &Meta,
+        key: &FlowKey,
+        h: u64,
+        svc_id: ServiceId,
+        now_ns: u64,
+    ) -> Verdict {
+        let table = &*self.table;
+        let svc = table.service(svc_id);
+        let state = if m.proto == ip_proto::TCP {
+            let f = m.tcp_flags;
+            if f & flags::SYN != 0 && f & (flags::ACK | flags::RST) == 0 {
+                FlowState::SynSent
+            } else if f & flags::RST == 0 && svc.scheduler.is_consistent() && svc.nat == NatMode::Dnat {
+                self.counters.adopted_flows += 1;
+                FlowState::Established
+            } else {
+                return Verdict::Drop(DropReason::NoFlowForSegment);
+            }
+        } else {
+            FlowState::UdpUnreplied
+        };
+        if m.ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let tuple_hash = key.stable_hash();
+        let mut offset = None;
+        if let Some(aff) = svc.affinity {
+            if let Some((a, p)) = self.affinity.get(svc.name_hash, &m.src, now_ns)
+                && let Some(b) = table.backend_by_addr(svc_id, &a, p)
+                && table.backend(b).eligible
+            {
+                offset = Some((b.0 - svc.backends.start) as u16);
+                self.counters.affinity_hits += 1;
+            }
+            if offset.is_none() {
+                // First choice by client address: the same on every worker and node.
+                offset = svc.maglev.lookup(hash::stable(&m.src.0));
+            }
+            if let Some(o) = offset {
+                let b = table.backend(svc.backend_id(o));
+                let expires = now_ns + u64::from(aff.timeout_s) * 1_000_000_000;
+                self.affinity.put(svc.name_hash, &m.src, &b.addr, b.port, expires);
+            }
+        } else {
+            offset = self.sched.pick(svc, table, &PickInput { tuple_hash, client: &m.src, dst: &m.dst });
+        }
+        let Some(offset) = offset else { return Verdict::Drop(DropReason::NoBackend) };
+        let bid: BackendId = svc.backend_id(offset);
+        let b = table.backend(bid);
+        let (rev, hr) = match svc.nat {
+            NatMode::FullNat => {
+                let snat = svc.snat[hash::reduce(tuple_hash, svc.snat.len() as u32) as usize];
+                let mut id = [0u8; 18];
+                id[..16].copy_from_slice(&b.addr.0);
+                id[16..].copy_from_slice(&b.port.to_be_bytes());
+                let bhash = hash::stable(&id);
+                let mut found = None;
+                for _ in 0..SNAT_ATTEMPTS {
+                    let port = self.snat.next(bhash);
+                    let rev = FlowKey::new(b.addr, b.port, snat, port, m.proto);
+                    let hr = self.flows.hash(&rev);
+                    if self.flows.lookup(&rev, hr).is_none() {
+                        found = Some((rev, hr));
+                        break;
+                    }
+                }
+                match found {
+                    Some(x) => x,
+                    None => return Verdict::Drop(DropReason::SnatExhausted),
+                }
+            }
+            NatMode::Dnat => {
+                let rev = FlowKey::new(b.addr, b.port, m.src, m.sport, m.proto);
+                let hr = self.flows.hash(&rev);
+                if self.flows.lookup(&rev, hr).is_some() {
+                    return Verdict::Drop(DropReason::NatTupleConflict);
+                }
+                (rev, hr)
+            }
+        };
+        let generation = table.generation();
+        let mut flow = Flow::new(*key, rev, svc_id, bid, generation, state, now_ns, &self.timeouts);
+        flow.counted = true;
+        let sched = &mut self.sched;
+        self.flows.insert_hashed(flow, h, hr, now_ns, &mut |f| release(sched, generation, f));
+        self.sched.opened(bid);
+        self.counters.new_flows += 1;
+        nat::rewrite(frame, m, &rev.dst, rev.dport, &rev.src, rev.sport);
+        Verdict::Forward(rev.src)
+    }
+
+    /// ICMP: echo to a service address, errors about tracked flows.
+    fn icmp(&mut self, frame: &mut [u8], m: &Meta) -> Verdict {
+        let own = (m.family == crate::addr::Family::V4) == (m.proto == ip_proto::ICMP);
+        if !own {
+            return if self.table.is_vip(&m.dst) {
+                Verdict::Drop(DropReason::UnsupportedProtocol)
+            } else {
+                Verdict::Pass
+            };
+        }
+        if nat::is_echo_request(frame, m) {
+            if self.table.is_vip(&m.dst) {
+                nat::echo_reply(frame, m);
+                self.counters.icmp_echo_replies += 1;
+                return Verdict::Bounce;
+            }
+            return Verdict::Pass;
+        }
+        if !nat::is_icmp_error(frame, m) {
+            return Verdict::Pass;
+        }
+        let Some(q) = nat::quote(frame, m) else {
+            return if self.table.is_vip(&m.dst) {
+                Verdict::Drop(DropReason::IcmpErrorMalformed)
+            } else {
+                Verdict::Pass
+            };
+        };
+        // The quoted packet left through us; its reverse is one of the keys we index.
+        let k = FlowKey::new(q.dst, q.dport, q.src, q.sport, q.proto);
+        let Some((id, dir)) = self.flows.lookup(&k, self.flows.hash(&k)) else {
+            return if self.table.is_vip(&m.dst) {
+                Verdict::Drop(DropReason::IcmpErrorNoFlow)
+            } else {
+                Verdict::Pass
+            };
+        };
+        if m.ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let f = self.flows.flow(id);
+        let t = match dir {
+            // It quotes what we sent to the backend: tell the client, about its own packet.
+            Dir::Reverse => IcmpTranslation {
+                src: if m.src == f.rev.src { f.fwd.dst } else { m.src },
+                dst: f.fwd.src,
+                q_src: (f.fwd.src, f.fwd.sport),
+                q_dst: (f.fwd.dst, f.fwd.dport),
+            },
+            // It quotes what we sent to the client: tell the backend, about its own packet.
+            Dir::Forward => IcmpTranslation {
+                src: if m.src == f.fwd.src { f.rev.dst } else { m.src },
+                dst: f.rev.src,
+                q_src: (f.rev.src, f.rev.sport),
+                q_dst: (f.rev.dst, f.rev.dport),
+            },
+        };
+        nat::translate_icmp_error(frame, m, &q, &t);
+        self.counters.icmp_errors_translated += 1;
+        Verdict::Forward(t.dst)
+    }
+}

@@ -1,0 +1,889 @@
+//! The per-worker flow table: fixed capacity, both directions, connection-tracking state.
+//!
+//! **Layout.** Flows live in a slab of `capacity` records allocated at start; it never grows.
+//! Each flow is indexed twice in a set-associative hash index — by its forward key (the packet
+//! as the client sends it) and by its reverse key (the packet as the backend sends it back after
+//! NAT) — so a packet from either side finds its flow with one bucket probe. A bucket is one
+//! 64-byte cache line of eight entries `(tag: u32, slab index << 1 | direction)`; the index has
+//! at least twice as many entries as the slab can use, so buckets run at most half full on
+//! average. (Katran's per-CPU LRU maps and conntrack's hash play the same role.)
+//!
+//! **Placement** hashes the key with a per-worker random seed ([`crate::hash::keyed`]) so that
+//! nobody outside can aim a flood at one bucket.
+//!
+//! **State and expiry** follow Linux conntrack's TCP tracker in spirit (SYN, SYN-ACK,
+//! established, FIN each way, TIME_WAIT, RST) with its timeouts, except the established and
+//! close-wait timeouts, which take kube-proxy's settings (`--conntrack-tcp-timeout-established`
+//! 24 h, `--conntrack-tcp-timeout-close-wait` 1 h). UDP is "unreplied" until the backend answers.
+//! Expiry is lazy (a lookup that finds an expired flow reports it; the caller removes it) plus an
+//! incremental sweep with a bounded budget per call, so no call does unbounded work.
+//!
+//! **Eviction.** When an insert finds its bucket full, or the slab full, it evicts the flow in
+//! that bucket that matters least: expired first, then closed (RST / TIME_WAIT), then half-open
+//! (unanswered SYN, unreplied UDP — what a flood leaves behind), then the longest idle. A SYN
+//! flood therefore cannot grow memory and displaces its own debris before live connections.
+//!
+//! Hot path: yes. No allocation after [`FlowTable::new`].
+
+use crate::addr::Addr;
+use crate::hash;
+use crate::service::{BackendId, Generation, ServiceId};
+use sluice_wire::tcp::flags;
+
+/// The 5-tuple of a packet as it appears on the wire (addresses of either family, 40 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C, align(8))]
+pub struct FlowKey {
+    /// Source address.
+    pub src: Addr,
+    /// Destination address.
+    pub dst: Addr,
+    /// Source port (or ICMP identifier).
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    pad: [u8; 3],
+}
+
+impl FlowKey {
+    /// A key.
+    #[inline(always)]
+    pub const fn new(src: Addr, sport: u16, dst: Addr, dport: u16, proto: u8) -> FlowKey {
+        FlowKey { src, dst, sport, dport, proto, pad: [0; 3] }
+    }
+
+    /// The key of the packet travelling the other way.
+    #[inline(always)]
+    pub fn reversed(&self) -> FlowKey {
+        FlowKey::new(self.dst, self.dport, self.src, self.sport, self.proto)
+    }
+
+    /// A hash of the 5-tuple that is the same on every machine (defined on little-endian
+    /// words, fixed seed): what Maglev keys on, so every node picks the same backend.
+    #[inline]
+    pub fn stable_hash(&self) -> u64 {
+        let s = &self.src.0;
+        let d = &self.dst.0;
+        let w = |b: &[u8; 16], i: usize| {
+            u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]])
+        };
+        hash::words(
+            0,
+            &[
+                w(s, 0),
+                w(s, 8),
+                w(d, 0),
+                w(d, 8),
+                u64::from(self.sport) | (u64::from(self.dport) << 16) | (u64::from(self.proto) << 32),
+            ],
+        )
+    }
+
+    #[inline(always)]
+    fn words(&self) -> [u64; 5] {
+        let s = &self.src.0;
+        let d = &self.dst.0;
+        let w = |b: &[u8; 16], i: usize| {
+            u64::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]])
+        };
+        [
+            w(s, 0),
+            w(s, 8),
+            w(d, 0),
+            w(d, 8),
+            u64::from(self.sport) | (u64::from(self.dport) << 16) | (u64::from(self.proto) << 32),
+        ]
+    }
+}
+
+/// Which key of a flow a packet matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Client → service (the key the flow was created from).
+    Forward,
+    /// Backend → client (the NATed return path).
+    Reverse,
+}
+
+/// Connection-tracking state of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FlowState {
+    /// TCP: client SYN seen.
+    SynSent,
+    /// TCP: backend SYN-ACK seen.
+    SynRecv,
+    /// TCP: handshake completed (or a flow adopted mid-stream).
+    Established,
+    /// TCP: the client sent FIN.
+    FinWait,
+    /// TCP: the backend sent FIN.
+    CloseWait,
+    /// TCP: both sent FIN; waiting for the last ACK.
+    LastAck,
+    /// TCP: closed in an orderly way; kept so the tuple is not reused too soon.
+    TimeWait,
+    /// TCP: reset.
+    Close,
+    /// UDP: nothing came back yet.
+    UdpUnreplied,
+    /// UDP: the backend answered.
+    UdpReplied,
+}
+
+/// How long a flow lives in each state, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// `SynSent` (conntrack: 120 s).
+    pub syn_sent_ns: u64,
+    /// `SynRecv` (conntrack: 60 s).
+    pub syn_recv_ns: u64,
+    /// `Established` (kube-proxy: 24 h).
+    pub established_ns: u64,
+    /// `FinWait` (conntrack: 120 s).
+    pub fin_wait_ns: u64,
+    /// `CloseWait` (kube-proxy: 1 h).
+    pub close_wait_ns: u64,
+    /// `LastAck` (conntrack: 30 s).
+    pub last_ack_ns: u64,
+    /// `TimeWait` (conntrack: 120 s — longer than Linux's 60 s TIME_WAIT, so a backend's
+    /// TIME_WAIT always ends before the SNAT tuple is free again).
+    pub time_wait_ns: u64,
+    /// `Close` (conntrack: 10 s).
+    pub close_ns: u64,
+    /// `UdpUnreplied` (conntrack: 30 s).
+    pub udp_unreplied_ns: u64,
+    /// `UdpReplied` (conntrack's stream timeout: 120 s).
+    pub udp_replied_ns: u64,
+}
+
+const S: u64 = 1_000_000_000;
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            syn_sent_ns: 120 * S,
+            syn_recv_ns: 60 * S,
+            established_ns: 86_400 * S,
+            fin_wait_ns: 120 * S,
+            close_wait_ns: 3_600 * S,
+            last_ack_ns: 30 * S,
+            time_wait_ns: 120 * S,
+            close_ns: 10 * S,
+            udp_unreplied_ns: 30 * S,
+            udp_replied_ns: 120 * S,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The timeout of a state.
+    #[inline(always)]
+    pub fn of(&self, s: FlowState) -> u64 {
+        match s {
+            FlowState::SynSent => self.syn_sent_ns,
+            FlowState::SynRecv => self.syn_recv_ns,
+            FlowState::Established => self.established_ns,
+            FlowState::FinWait => self.fin_wait_ns,
+            FlowState::CloseWait => self.close_wait_ns,
+            FlowState::LastAck => self.last_ack_ns,
+            FlowState::TimeWait => self.time_wait_ns,
+            FlowState::Close => self.close_ns,
+            FlowState::UdpUnreplied => self.udp_unreplied_ns,
+            FlowState::UdpReplied => self.udp_replied_ns,
+        }
+    }
+}
+
+const FIN_FWD: u8 = 1;
+const FIN_REV: u8 = 2;
+
+/// One tracked flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    /// The key of client → service packets.
+    pub fwd: FlowKey,
+    /// The key of backend → client packets (after NAT, as they arrive at the gateway).
+    pub rev: FlowKey,
+    /// The service, in generation `generation`.
+    pub service: ServiceId,
+    /// The backend, in generation `generation`.
+    pub backend: BackendId,
+    /// The table generation `service` and `backend` refer to.
+    pub generation: Generation,
+    /// Tracking state.
+    pub state: FlowState,
+    /// Whether the flow is counted as an active connection of `backend` (by the scheduler
+    /// state of generation `generation`).
+    pub counted: bool,
+    fins: u8,
+    /// When the flow expires unless another packet refreshes it.
+    pub expires_ns: u64,
+    /// When the last packet was seen.
+    pub last_seen_ns: u64,
+    fwd_bucket: u32,
+    rev_bucket: u32,
+}
+
+impl Flow {
+    /// A new flow in `state`.
+    pub fn new(
+        fwd: FlowKey,
+        rev: FlowKey,
+        service: ServiceId,
+        backend: BackendId,
+        generation: Generation,
+        state: FlowState,
+        now_ns: u64,
+        timeouts: &Timeouts,
+    ) -> Flow {
+        Flow {
+            fwd,
+            rev,
+            service,
+            backend,
+            generation,
+            state,
+            counted: false,
+            fins: 0,
+            expires_ns: now_ns + timeouts.of(state),
+            last_seen_ns: now_ns,
+            fwd_bucket: 0,
+            rev_bucket: 0,
+        }
+    }
+
+    /// Whether the flow had expired at `now_ns`.
+    #[inline(always)]
+    pub fn is_expired(&self, now_ns: u64) -> bool {
+        now_ns >= self.expires_ns
+    }
+
+    /// Advances the TCP state machine for a segment with `tcp_flags` seen in `dir`.
+    #[inline]
+    pub fn on_tcp(&mut self, dir: Dir, tcp_flags: u8, now_ns: u64, t: &Timeouts) {
+        use FlowState::*;
+        let syn = tcp_flags & flags::SYN != 0;
+        let ack = tcp_flags & flags::ACK != 0;
+        let fin = tcp_flags & flags::FIN != 0;
+        self.state = if tcp_flags & flags::RST != 0 {
+            Close
+        } else {
+            match (self.state, dir) {
+                // A new SYN on a closed tuple reopens it (conntrack does the same).
+                (TimeWait | Close, Dir::Forward) if syn && !ack => {
+                    self.fins = 0;
+                    SynSent
+                }
+                (SynSent, Dir::Reverse) if syn && ack => SynRecv,
+                (SynRecv, Dir::Forward) if ack && !syn => Established,
+                (s @ (SynSent | SynRecv), _) => s,
+                (s, d) if fin => {
+                    self.fins |= if d == Dir::Forward { FIN_FWD } else { FIN_REV };
+                    match (s, self.fins) {
+                        (_, f) if f == FIN_FWD | FIN_REV => LastAck,
+                        (_, FIN_FWD) => FinWait,
+                        _ => CloseWait,
+                    }
+                }
+                (LastAck, _) if ack => TimeWait,
+                (s, _) => s,
+            }
+        };
+        self.last_seen_ns = now_ns;
+        self.expires_ns = now_ns + t.of(self.state);
+    }
+
+    /// Refreshes a UDP flow for a datagram seen in `dir`.
+    #[inline]
+    pub fn on_udp(&mut self, dir: Dir, now_ns: u64, t: &Timeouts) {
+        if dir == Dir::Reverse {
+            self.state = FlowState::UdpReplied;
+        }
+        self.last_seen_ns = now_ns;
+        self.expires_ns = now_ns + t.of(self.state);
+    }
+
+    /// Whether the connection is over (it no longer counts as active).
+    #[inline(always)]
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, FlowState::TimeWait | FlowState::Close)
+    }
+
+    /// Eviction preference: lower goes first.
+    #[inline]
+    fn victim_class(&self, now_ns: u64) -> u8 {
+        if self.is_expired(now_ns) {
+            return 0;
+        }
+        match self.state {
+            FlowState::Close | FlowState::TimeWait => 1,
+            FlowState::SynSent | FlowState::UdpUnreplied => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// Index of a flow in the slab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowId(pub u32);
+
+const WAYS: usize = 8;
+
+/// The most slab slots one eviction examines beyond the new flow's own buckets.
+pub const CLOCK_SWEEP_MAX: usize = 256;
+
+/// One cache line of index entries: `tag << 32 | index << 1 | dir`, 0 when empty.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Bucket([u64; WAYS]);
+
+/// Counters the table keeps about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowTableStats {
+    /// Flows inserted.
+    pub inserted: u64,
+    /// Flows removed by expiry (sweep or lazy).
+    pub expired: u64,
+    /// Live flows evicted to make room.
+    pub evicted: u64,
+}
+
+/// Why an insert failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertError {
+    /// The forward or reverse key is already present.
+    Exists,
+}
+
+/// The flow table. See the module documentation.
+pub struct FlowTable {
+    buckets: Box<[Bucket]>,
+    mask: u32,
+    flows: Box<[Flow]>,
+    live: Box<[bool]>,
+    free: Vec<u32>,
+    seed: u64,
+    sweep_at: usize,
+    clock_at: usize,
+    len: usize,
+    stats: FlowTableStats,
+}
+
+impl core::fmt::Debug for FlowTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FlowTable")
+            .field("capacity", &self.flows.len())
+            .field("len", &self.len)
+            .field("buckets", &self.buckets.len())
+            .finish()
+    }
+}
+
+impl FlowTable {
+    /// A table for up to `capacity` flows (at least 1), placing keys with `seed`.
+    ///
+    /// Memory: about `capacity × (size_of::<Flow>() + 33)` bytes, all allocated here.
+    pub fn new(capacity: usize, seed: u64) -> FlowTable {
+        let capacity = capacity.clamp(1, (u32::MAX >> 1) as usize);
+        // Two entries per flow, and twice that many slots: ≤ 50 % average occupancy.
+        let nbuckets = (capacity * 2 * 2).div_ceil(WAYS).next_power_of_two().max(2);
+        let empty = Flow::new(
+            FlowKey::default(),
+            FlowKey::default(),
+            ServiceId(0),
+            BackendId(0),
+            Generation(0),
+            FlowState::Close,
+            0,
+            &Timeouts::default(),
+        );
+        FlowTable {
+            buckets: vec![Bucket::default(); nbuckets].into_boxed_slice(),
+            mask: (nbuckets - 1) as u32,
+            flows: vec![empty; capacity].into_boxed_slice(),
+            live: vec![false; capacity].into_boxed_slice(),
+            free: (0..capacity as u32).rev().collect(),
+            seed,
+            sweep_at: 0,
+            clock_at: 0,
+            len: 0,
+            stats: FlowTableStats::default(),
+        }
+    }
+
+    /// Maximum number of flows.
+    pub fn capacity(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Number of live flows (expired ones not yet removed included).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no flow is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> FlowTableStats {
+        self.stats
+    }
+
+    /// The placement hash of a key.
+    #[inline(always)]
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        hash::keyed(self.seed, &key.words())
+    }
+
+    #[inline(always)]
+    fn bucket_of(&self, h: u64) -> u32 {
+        h as u32 & self.mask
+    }
+
+    #[inline(always)]
+    fn tag_of(h: u64) -> u64 {
+        ((h >> 32) | 1) << 32
+    }
+
+    /// Touches the bucket a hash maps to, so that a later [`Self::lookup`] finds it in cache.
+    /// Call it for a whole batch first: the loads then overlap instead of queueing.
+    #[inline(always)]
+    pub fn prefetch(&self, h: u64) {
+        core::hint::black_box(self.buckets[self.bucket_of(h) as usize].0[0]);
+    }
+
+    /// Finds the flow a key belongs to, and which of its keys matched. The flow may be expired:
+    /// check [`Flow::is_expired`] and [`Self::remove`] it if so.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, h: u64) -> Option<(FlowId, Dir)> {
+        let tag = Self::tag_of(h);
+        let b = &self.buckets[self.bucket_of(h) as usize];
+        for &e in &b.0 {
+            if e & 0xffff_ffff_0000_0000 == tag {
+                let idx = ((e as u32) >> 1) as usize;
+                let dir = if e & 1 == 0 { Dir::Forward } else { Dir::Reverse };
+                let f = &self.flows[idx];
+                let k = if dir == Dir::Forward { &f.fwd } else { &f.rev };
+                if k == key {
+                    return Some((FlowId(idx as u32), dir));
+                }
+            }
+        }
+        None
+    }
+
+    /// A flow by id.
+    #[inline(always)]
+    pub fn flow(&self, id: FlowId) -> &Flow {
+        &self.flows[id.0 as usize]
+    }
+
+    /// A flow by id, mutably. Its keys must not be changed (they are indexed).
+    #[inline(always)]
+    pub fn flow_mut(&mut self, id: FlowId) -> &mut Flow {
+        &mut self.flows[id.0 as usize]
+    }
+
+    /// Inserts a flow. Any flow evicted to make room is passed to `evicted` after it is gone.
+    pub fn insert(
+        &mut self,
+        mut flow: Flow,
+        now_ns: u64,
+        evicted: &mut impl FnMut(&Flow),
+    ) -> Result<FlowId, InsertError> {
+        let hf = self.hash(&flow.fwd);
+        let hr = self.hash(&flow.rev);
+        if self.lookup(&flow.fwd, hf).is_some() || self.lookup(&flow.rev, hr).is_some() {
+            return Err(InsertError::Exists);
+        }
+        Ok(self.insert_hashed(flow, hf, hr, now_ns, evicted))
+    }
+
+    /// Inserts a flow whose keys the caller has just looked up and found absent, with their
+    /// hashes ([`Self::hash`]). Inserting a present key corrupts nothing but makes the older
+    /// entry unreachable until it expires; [`Self::insert`] checks.
+    pub fn insert_hashed(
+        &mut self,
+        flow: Flow,
+        hf: u64,
+        hr: u64,
+        now_ns: u64,
+        evicted: &mut impl FnMut(&Flow),
+    ) -> FlowId {
+        debug_assert!(self.lookup(&flow.fwd, hf).is_none() && self.lookup(&flow.rev, hr).is_none());
+        let (bf, br) = (self.bucket_of(hf), self.bucket_of(hr));
+        if self.free.is_empty() {
+            let victim = self.slab_victim(bf, br, now_ns);
+            self.evict(victim, now_ns, evicted);
+        }
+        let Some(idx) = self.free.pop() else {
+            unreachable!("an eviction freed a slot");
+        };
+        self.flows[idx as usize] = Flow { fwd_bucket: bf, rev_bucket: br, ..flow };
+        self.live[idx as usize] = true;
+        self.len += 1;
+        self.stats.inserted += 1;
+        self.place(bf, Self::tag_of(hf) | (u64::from(idx) << 1), idx, now_ns, evicted);
+        self.place(br, Self::tag_of(hr) | (u64::from(idx) << 1) | 1, idx, now_ns, evicted);
+        FlowId(idx)
+    }
+
+    fn place(&mut self, b: u32, entry: u64, protect: u32, now_ns: u64, evicted: &mut impl FnMut(&Flow)) {
+        if let Some(slot) = self.buckets[b as usize].0.iter().position(|&e| e == 0) {
+            self.buckets[b as usize].0[slot] = entry;
+            return;
+        }
+        let Some(victim) = self.victim_in(b, now_ns, protect) else {
+            unreachable!("a full bucket holds at most two entries of the protected flow");
+        };
+        self.evict(victim, now_ns, evicted);
+        let Some(slot) = self.buckets[b as usize].0.iter().position(|&e| e == 0) else {
+            unreachable!("evicting a flow of this bucket freed an entry");
+        };
+        self.buckets[b as usize].0[slot] = entry;
+    }
+
+    fn evict(&mut self, victim: u32, now_ns: u64, evicted: &mut impl FnMut(&Flow)) {
+        if self.flows[victim as usize].is_expired(now_ns) {
+            self.stats.expired += 1;
+        } else {
+            self.stats.evicted += 1;
+        }
+        let f = self.remove_inner(victim);
+        evicted(&f);
+    }
+
+    /// The flow of bucket `b` that matters least, other than `protect`.
+    fn victim_in(&self, b: u32, now_ns: u64, protect: u32) -> Option<u32> {
+        let mut best: Option<(u8, u64, u32)> = None;
+        for &e in &self.buckets[b as usize].0 {
+            if e == 0 {
+                continue;
+            }
+            let idx = (e as u32) >> 1;
+            if idx == protect {
+                continue;
+            }
+            let f = &self.flows[idx as usize];
+            let score = (f.victim_class(now_ns), f.last_seen_ns, idx);
+            if best.is_none_or(|b| score < b) {
+                best = Some(score);
+            }
+        }
+        best.map(|(_, _, i)| i)
+    }
+
+    /// The flow to evict when the slab is full: the least valuable of the new flow's two
+    /// buckets; if those hold only live, open connections, a bounded clock sweep of the slab
+    /// (sequential memory, at most [`CLOCK_SWEEP_MAX`] slots) looks for debris first.
+    fn slab_victim(&mut self, bf: u32, br: u32, now_ns: u64) -> u32 {
+        let mut best: Option<(u8, u64, u32)> = None;
+        for b in [bf, br] {
+            if let Some(i) = self.victim_in(b, now_ns, u32::MAX) {
+                let f = &self.flows[i as usize];
+                let score = (f.victim_class(now_ns), f.last_seen_ns, i);
+                if best.is_none_or(|b| score < b) {
+                    best = Some(score);
+                }
+            }
+        }
+        let n = self.flows.len();
+        let mut scanned = 0;
+        while best.is_none_or(|b| b.0 > 2) && scanned < n.min(CLOCK_SWEEP_MAX) {
+            let i = self.clock_at;
+            self.clock_at = if i + 1 == n { 0 } else { i + 1 };
+            scanned += 1;
+            if self.live[i] {
+                let f = &self.flows[i];
+                let score = (f.victim_class(now_ns), f.last_seen_ns, i as u32);
+                if best.is_none_or(|b| score < b) {
+                    best = Some(score);
+                }
+            }
+        }
+        match best {
+            Some((_, _, i)) => i,
+            // The slab is full, so every slot is live and the sweep found one.
+            None => unreachable!("a full slab has live flows"),
+        }
+    }
+
+    /// Removes a flow and returns it.
+    pub fn remove(&mut self, id: FlowId) -> Flow {
+        self.remove_inner(id.0)
+    }
+
+    fn remove_inner(&mut self, idx: u32) -> Flow {
+        let f = self.flows[idx as usize];
+        debug_assert!(self.live[idx as usize]);
+        for (b, dir) in [(f.fwd_bucket, 0u64), (f.rev_bucket, 1u64)] {
+            let want = (u64::from(idx) << 1) | dir;
+            for e in self.buckets[b as usize].0.iter_mut() {
+                if *e != 0 && *e & 0xffff_ffff == want {
+                    *e = 0;
+                    break;
+                }
+            }
+        }
+        self.live[idx as usize] = false;
+        self.free.push(idx);
+        self.len -= 1;
+        f
+    }
+
+    /// Removes up to `budget` slab slots' worth of expired flows, resuming where the last call
+    /// stopped; each removed flow is passed to `expired`. Returns how many were removed.
+    pub fn sweep(&mut self, now_ns: u64, budget: usize, expired: &mut impl FnMut(&Flow)) -> usize {
+        let n = self.flows.len();
+        let mut removed = 0;
+        for _ in 0..budget.min(n) {
+            let i = self.sweep_at;
+            self.sweep_at = if i + 1 == n { 0 } else { i + 1 };
+            if self.live[i] && self.flows[i].is_expired(now_ns) {
+                let f = self.remove_inner(i as u32);
+                self.stats.expired += 1;
+                expired(&f);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Calls `f` on every live flow (control path: status, rebuilding counters).
+    pub fn for_each(&self, mut f: impl FnMut(FlowId, &Flow)) {
+        for (i, fl) in self.flows.iter().enumerate() {
+            if self.live[i] {
+                f(FlowId(i as u32), fl);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    const T: Timeouts = Timeouts {
+        syn_sent_ns: 120,
+        syn_recv_ns: 60,
+        established_ns: 1_000,
+        fin_wait_ns: 120,
+        close_wait_ns: 500,
+        last_ack_ns: 30,
+        time_wait_ns: 120,
+        close_ns: 10,
+        udp_unreplied_ns: 30,
+        udp_replied_ns: 120,
+    };
+
+    fn key(i: u32, proto: u8) -> FlowKey {
+        let b = i.to_be_bytes();
+        FlowKey::new(
+            Addr::from_v4([198, 18, b[2], b[3]]),
+            1024 + (i >> 16) as u16,
+            Addr::from_v4([198, 19, 0, 1]),
+            80,
+            proto,
+        )
+    }
+
+    fn rev_of(i: u32) -> FlowKey {
+        let b = i.to_be_bytes();
+        FlowKey::new(
+            Addr::from_v4([198, 18, 1, 1]),
+            8080,
+            Addr::from_v4([198, 18, 0, 1]),
+            10_000 + i as u16,
+            6,
+        )
+        .with_hi(b[1])
+    }
+
+    impl FlowKey {
+        fn with_hi(mut self, hi: u8) -> FlowKey {
+            self.dst.0[13] = hi;
+            self
+        }
+    }
+
+    fn flow(i: u32, state: FlowState, now: u64) -> Flow {
+        Flow::new(key(i, 6), rev_of(i), ServiceId(0), BackendId(0), Generation(1), state, now, &T)
+    }
+
+    #[test]
+    fn both_directions_resolve() {
+        let mut t = FlowTable::new(16, 42);
+        let id = t.insert(flow(1, FlowState::SynSent, 0), 0, &mut |_| panic!("no eviction")).unwrap();
+        let k = key(1, 6);
+        assert_eq!(t.lookup(&k, t.hash(&k)), Some((id, Dir::Forward)));
+        let r = rev_of(1);
+        assert_eq!(t.lookup(&r, t.hash(&r)), Some((id, Dir::Reverse)));
+        assert_eq!(t.insert(flow(1, FlowState::SynSent, 0), 0, &mut |_| {}), Err(InsertError::Exists));
+        let gone = t.remove(id);
+        assert_eq!(gone.fwd, k);
+        assert_eq!(t.lookup(&k, t.hash(&k)), None);
+        assert_eq!(t.lookup(&r, t.hash(&r)), None);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn tcp_state_machine() {
+        let mut f = flow(1, FlowState::SynSent, 0);
+        assert_eq!(f.expires_ns, 120);
+        f.on_tcp(Dir::Reverse, flags::SYN | flags::ACK, 1, &T);
+        assert_eq!((f.state, f.expires_ns), (FlowState::SynRecv, 61));
+        f.on_tcp(Dir::Forward, flags::ACK, 2, &T);
+        assert_eq!((f.state, f.expires_ns), (FlowState::Established, 1_002));
+        f.on_tcp(Dir::Reverse, flags::ACK | flags::PSH, 3, &T);
+        assert_eq!(f.state, FlowState::Established);
+        f.on_tcp(Dir::Reverse, flags::FIN | flags::ACK, 4, &T);
+        assert_eq!((f.state, f.expires_ns), (FlowState::CloseWait, 504));
+        f.on_tcp(Dir::Forward, flags::FIN | flags::ACK, 5, &T);
+        assert_eq!(f.state, FlowState::LastAck);
+        f.on_tcp(Dir::Reverse, flags::ACK, 6, &T);
+        assert_eq!((f.state, f.expires_ns), (FlowState::TimeWait, 126));
+        // A new SYN reopens a closed tuple.
+        f.on_tcp(Dir::Forward, flags::SYN, 7, &T);
+        assert_eq!(f.state, FlowState::SynSent);
+        f.on_tcp(Dir::Forward, flags::RST, 8, &T);
+        assert_eq!((f.state, f.expires_ns), (FlowState::Close, 18));
+    }
+
+    #[test]
+    fn udp_replied_lives_longer() {
+        let mut f = Flow::new(
+            key(1, 17),
+            rev_of(1),
+            ServiceId(0),
+            BackendId(0),
+            Generation(1),
+            FlowState::UdpUnreplied,
+            0,
+            &T,
+        );
+        f.on_udp(Dir::Forward, 5, &T);
+        assert_eq!((f.state, f.expires_ns), (FlowState::UdpUnreplied, 35));
+        f.on_udp(Dir::Reverse, 6, &T);
+        assert_eq!((f.state, f.expires_ns), (FlowState::UdpReplied, 126));
+    }
+
+    #[test]
+    fn sweep_removes_only_expired() {
+        let mut t = FlowTable::new(64, 1);
+        for i in 0..10 {
+            let st = if i % 2 == 0 { FlowState::Established } else { FlowState::SynSent };
+            t.insert(flow(i, st, 0), 0, &mut |_| {}).unwrap();
+        }
+        let mut gone = 0;
+        let n = t.sweep(500, 1_000, &mut |f| {
+            assert_eq!(f.state, FlowState::SynSent);
+            gone += 1;
+        });
+        assert_eq!((n, gone, t.len()), (5, 5, 5));
+        assert_eq!(t.stats().expired, 5);
+    }
+
+    #[test]
+    fn full_table_evicts_dead_and_half_open_before_established() {
+        let cap = 64;
+        let mut t = FlowTable::new(cap, 7);
+        for i in 0..cap as u32 {
+            let st = if i < 32 { FlowState::Established } else { FlowState::SynSent };
+            t.insert(flow(i, st, i.into()), i.into(), &mut |_| {}).unwrap();
+        }
+        assert_eq!(t.len(), cap);
+        // A flood of new half-open flows must never displace the established ones.
+        let mut evicted_established = 0;
+        for i in cap as u32..cap as u32 * 20 {
+            t.insert(flow(i, FlowState::SynSent, 100), 100, &mut |f| {
+                if f.state == FlowState::Established {
+                    evicted_established += 1;
+                }
+            })
+            .unwrap();
+            assert!(t.len() <= cap);
+        }
+        assert_eq!(evicted_established, 0);
+        for i in 0..32 {
+            let k = key(i, 6);
+            assert!(t.lookup(&k, t.hash(&k)).is_some(), "established flow {i} survived the flood");
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u32),
+        Remove(u32),
+        Sweep(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u32..400).prop_map(Op::Insert),
+            2 => (0u32..400).prop_map(Op::Remove),
+            1 => (0u64..300).prop_map(Op::Sweep),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The table agrees with a HashMap that is told about every eviction and expiry: every
+        /// key the oracle holds is found in both directions, every other key is not, and the
+        /// length never exceeds the capacity.
+        #[test]
+        fn matches_hashmap_oracle(cap in 1usize..200, seed in any::<u64>(), ops in prop::collection::vec(op(), 1..400)) {
+            let mut t = FlowTable::new(cap, seed);
+            let mut oracle: HashMap<FlowKey, (FlowKey, u32)> = HashMap::new();
+            let mut now = 0u64;
+            for o in ops {
+                now += 1;
+                match o {
+                    Op::Insert(i) => {
+                        let st = if i % 3 == 0 { FlowState::SynSent } else { FlowState::Established };
+                        let f = flow(i, st, now);
+                        let mut gone = Vec::new();
+                        let r = t.insert(f, now, &mut |g: &Flow| gone.push(g.fwd));
+                        for g in gone { prop_assert!(oracle.remove(&g).is_some()); }
+                        match r {
+                            Ok(_) => { prop_assert!(oracle.insert(f.fwd, (f.rev, i)).is_none()); }
+                            Err(InsertError::Exists) => { prop_assert!(oracle.contains_key(&f.fwd)); }
+                        }
+                    }
+                    Op::Remove(i) => {
+                        let k = key(i, 6);
+                        if let Some((id, Dir::Forward)) = t.lookup(&k, t.hash(&k)) {
+                            t.remove(id);
+                            prop_assert!(oracle.remove(&k).is_some());
+                        } else {
+                            prop_assert!(!oracle.contains_key(&k));
+                        }
+                    }
+                    Op::Sweep(at) => {
+                        let mut gone = Vec::new();
+                        t.sweep(at, 50, &mut |g: &Flow| gone.push(g.fwd));
+                        for g in gone { prop_assert!(oracle.remove(&g).is_some()); }
+                    }
+                }
+                prop_assert!(t.len() <= cap);
+                prop_assert_eq!(t.len(), oracle.len());
+            }
+            for (fwd, (rev, _)) in &oracle {
+                let (id, d) = t.lookup(fwd, t.hash(fwd)).expect("forward key present");
+                prop_assert_eq!(d, Dir::Forward);
+                prop_assert_eq!(t.lookup(rev, t.hash(rev)), Some((id, Dir::Reverse)));
+            }
+            for i in 0..400 {
+                let k = key(i, 6);
+                prop_assert_eq!(t.lookup(&k, t.hash(&k)).is_some(), oracle.contains_key(&k));
+            }
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! In-place rewrites: NAT of TCP/UDP packets, ICMP echo replies, and the translation of ICMP
+//! errors about a NATed flow. Checksums are updated incrementally (RFC 1624) from the changed
+//! words only; the payload is never read — except for ICMP error messages, whose checksum covers
+//! the quoted packet we rewrite, and which are small and rare, so it is recomputed over the
+//! message.
+//!
+//! Every function here takes a [`Meta`] produced by [`crate::packet::parse`] for the same frame:
+//! its offsets are valid, which is why the indexing below cannot go out of bounds.
+//!
+//! Hot path: yes.
+
+use crate::addr::{Addr, Family};
+use crate::packet::Meta;
+use sluice_wire::checksum::{self, Delta};
+use sluice_wire::{icmp, ip_proto, ipv4, ipv6, tcp, udp};
+
+#[inline(always)]
+fn rd16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline(always)]
+fn wr16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Offsets of the address fields of an IP header of `family`.
+#[inline(always)]
+fn addr_offsets(family: Family) -> (usize, usize, usize) {
+    match family {
+        Family::V4 => (ipv4::SRC_OFFSET, ipv4::DST_OFFSET, 4),
+        Family::V6 => (ipv6::SRC_OFFSET, ipv6::DST_OFFSET, 16),
+    }
+}
+
+#[inline(always)]
+fn addr_bytes(a: &Addr, family: Family) -> &[u8] {
+    match family {
+        Family::V4 => &a.0[12..16],
+        Family::V6 => &a.0[..],
+    }
+}
+
+/// Writes new source and destination addresses into the IP header at `ip`, returning the
+/// checksum delta of the change (which is also the pseudo-header delta of the transport layer).
+#[inline(always)]
+fn set_addrs(frame: &mut [u8], ip: usize, family: Family, src: &Addr, dst: &Addr) -> Delta {
+    let (so, dof, len) = addr_offsets(family);
+    let mut d = Delta::ZERO;
+    let (ns, nd) = (addr_bytes(src, family), addr_bytes(dst, family));
+    d.replace_bytes(&frame[ip + so..ip + so + len], ns);
+    d.replace_bytes(&frame[ip + dof..ip + dof + len], nd);
+    frame[ip + so..ip + so + len].copy_from_slice(ns);
+    frame[ip + dof..ip + dof + len].copy_from_slice(nd);
+    d
+}
+
+/// The transport checksum offset within its header, for TCP or UDP.
+#[inline(always)]
+fn l4_checksum_offset(proto: u8) -> usize {
+    if proto == ip_proto::TCP { tcp::CHECKSUM_OFFSET } else { udp::CHECKSUM_OFFSET }
+}
+
+#[inline(always)]
+fn apply_l4(frame: &mut [u8], at: usize, proto: u8, d: Delta) {
+    let c = rd16(frame, at);
+    let n = if proto == ip_proto::UDP { d.apply_udp(c) } else { d.apply(c) };
+    wr16(frame, at, n);
+}
+
+/// Rewrites a TCP or UDP packet to `src:sport → dst:dport` and decrements its TTL / hop limit
+/// (the caller has checked it is above 1). IP and transport checksums are updated incrementally.
+#[inline]
+pub fn rewrite(frame: &mut [u8], m: &Meta, src: &Addr, sport: u16, dst: &Addr, dport: u16) {
+    let ip = m.l3;
+    let mut l4d = set_addrs(frame, ip, m.family, src, dst);
+    match m.family {
+        Family::V4 => {
+            let mut ipd = l4d;
+            let tp = rd16(frame, ip + ipv4::TTL_OFFSET);
+            ipd.replace16(tp, tp - 0x0100);
+            wr16(frame, ip + ipv4::TTL_OFFSET, tp - 0x0100);
+            let c = rd16(frame, ip + ipv4::CHECKSUM_OFFSET);
+            wr16(frame, ip + ipv4::CHECKSUM_OFFSET, ipd.apply(c));
+        }
+        Family::V6 => frame[ip + ipv6::HOP_LIMIT_OFFSET] -= 1,
+    }
+    l4d.replace16(m.sport, sport);
+    l4d.replace16(m.dport, dport);
+    wr16(frame, m.l4, sport);
+    wr16(frame, m.l4 + 2, dport);
+    apply_l4(frame, m.l4 + l4_checksum_offset(m.proto), m.proto, l4d);
+}
+
+/// The hop limit Sluice's own replies start with.
+pub const REPLY_TTL: u8 = 64;
+
+/// Whether the packet is an ICMP (v4) or ICMPv6 echo request.
+#[inline]
+pub fn is_echo_request(frame: &[u8], m: &Meta) -> bool {
+    match m.family {
+        Family::V4 => m.proto == ip_proto::ICMP && frame[m.l4] == icmp::v4::ECHO_REQUEST,
+        Family::V6 => m.proto == ip_proto::ICMPV6 && frame[m.l4] == icmp::v6::ECHO_REQUEST,
+    }
+}
+
+/// Turns an echo request (see [`is_echo_request`]) into its reply in place: addresses swapped,
+/// type changed, TTL reset, checksums updated. Ethernet addresses are the caller's.
+pub fn echo_reply(frame: &mut [u8], m: &Meta) {
+    let ip = m.l3;
+    set_addrs(frame, ip, m.family, &m.dst, &m.src); // a swap leaves every sum unchanged
+    let (req, rep) = match m.family {
+        Family::V4 => {
+            let tp = rd16(frame, ip + ipv4::TTL_OFFSET);
+            let ntp = (u16::from(REPLY_TTL) << 8) | (tp & 0xff);
+            let mut d = Delta::ZERO;
+            d.replace16(tp, ntp);
+            wr16(frame, ip + ipv4::TTL_OFFSET, ntp);
+            let c = rd16(frame, ip + ipv4::CHECKSUM_OFFSET);
+            wr16(frame, ip + ipv4::CHECKSUM_OFFSET, d.apply(c));
+            (icmp::v4::ECHO_REQUEST, icmp::v4::ECHO_REPLY)
+        }
+        Family::V6 => {
+            frame[ip + ipv6::HOP_LIMIT_OFFSET] = REPLY_TTL;
+            (icmp::v6::ECHO_REQUEST, icmp::v6::ECHO_REPLY)
+        }
+    };
+    let code = frame[m.l4 + 1];
+    let mut d = Delta::ZERO;
+    d.replace16(u16::from_be_bytes([req, code]), u16::from_be_bytes([rep, code]));
+    frame[m.l4] = rep;
+    let c = rd16(frame, m.l4 + icmp::CHECKSUM_OFFSET);
+    wr16(frame, m.l4 + icmp::CHECKSUM_OFFSET, d.apply(c));
+}
+
+/// Whether the packet is an ICMP error that quotes another packet (destination unreachable,
+/// fragmentation needed, time exceeded, parameter problem, packet too big).
+#[inline]
+pub fn is_icmp_error(frame: &[u8], m: &Meta) -> bool {
+    let t = frame[m.l4];
+    match m.family {
+        Family::V4 => {
+            m.proto == ip_proto::ICMP
+                && matches!(
+                    t,
+                    icmp::v4::DEST_UNREACHABLE | icmp::v4::TIME_EXCEEDED | icmp::v4::PARAMETER_PROBLEM
+                )
+        }
+        Family::V6 => {
+            m.proto == ip_proto::ICMPV6
+                && matches!(
+                    t,
+                    icmp::v6::DEST_UNREACHABLE
+                        | icmp::v6::PACKET_TOO_BIG
+                        | icmp::v6::TIME_EXCEEDED
+                        | icmp::v6::PARAMETER_PROBLEM
+                )
+        }
+    }
+}
+
+/// The packet an ICMP error quotes, as far as NAT needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    /// Offset of the quoted IP header in the frame.
+    pub ip: usize,
+    /// Offset of the quoted transport header in the frame.
+    pub l4: usize,
+    /// End of the quoted bytes in the frame.
+    pub end: usize,
+    /// Quoted transport protocol (TCP or UDP).
+    pub proto: u8,
+    /// Quoted source address.
+    pub src: Addr,
+    /// Quoted destination address.
+    pub dst: Addr,
+    /// Quoted source port.
+    pub sport: u16,
+    /// Quoted destination port.
+    pub dport: u16,
+}
+
+/// Reads the packet quoted by an ICMP error (see [`is_icmp_error`]). The quote is truncated by
+/// design (RFC 792 keeps 8 bytes past the IP header; RFC 4443 as much as fits), so lengths in it
+/// are not trusted: we need the whole quoted IP header, no IPv4 fragment offset, a TCP or UDP
+/// header directly after it (IPv6 extension headers in quotes are not walked), and its ports.
+pub fn quote(frame: &[u8], m: &Meta) -> Option<Quote> {
+    let ip = m.l4 + icmp::HEADER_LEN;
+    let end = m.l4 + m.l4_len;
+    if ip >= end {
+        return None;
+    }
+    let q = &frame[ip..end];
+    let (hl, proto, src, dst) = match m.family {
+        Family::V4 => {
+            if q.len() < ipv4::MIN_HEADER_LEN || q[0] >> 4 != 4 {
+                return None;
+            }
+            let hl = usize::from(q[0] & 0x0f) * 4;
+            if hl < ipv4::MIN_HEADER_LEN || rd16(q, 6) & 0x1fff != 0 {
+                return None;
+            }
+            let a = |o: usize| Addr::from_v4([q[o], q[o + 1], q[o + 2], q[o + 3]]);
+            (hl, q[9], a(ipv4::SRC_OFFSET), a(ipv4::DST_OFFSET))
+        }
+        Family::V6 => {
+            if q.len() < ipv6::HEADER_LEN || q[0] >> 4 != 6 {
+                return None;
+            }
+            let mut s = [0u8; 16];
+            let mut d = [0u8; 16];
+            s.copy_from_slice(&q[ipv6::SRC_OFFSET..ipv6::SRC_OFFSET + 16]);
+            d.copy_from_slice(&q[ipv6::DST_OFFSET..ipv6::DST_OFFSET + 16]);
+            (ipv6::HEADER_LEN, q[6], Addr::from_v6(s), Addr::from_v6(d))
+        }
+    };
+    if !(proto == ip_proto::TCP || proto == ip_proto::UDP) || q.len() < hl + 8 {
+        return None;
+    }
+    Some(Quote { ip, l4: ip + hl, end, proto, src, dst, sport: rd16(q, hl), dport: rd16(q, hl + 2) })
+}
+
+/// New addresses for an ICMP error and the packet it quotes.
+#[derive(Debug, Clone, Copy)]
+pub struct IcmpTranslation {
+    /// Outer source.
+    pub src: Addr,
+    /// Outer destination.
+    pub dst: Addr,
+    /// Quoted source and port.
+    pub q_src: (Addr, u16),
+    /// Quoted destination and port.
+    pub q_dst: (Addr, u16),
+}
+
+/// Rewrites an ICMP error and its quote (from [`quote`]), updating the quoted IP and transport
+/// checksums incrementally (the transport one only when the quote holds it), the outer header
+/// incrementally with a TTL decrement, and the ICMP checksum over the message.
+pub fn translate_icmp_error(frame: &mut [u8], m: &Meta, q: &Quote, t: &IcmpTranslation) {
+    // The quoted packet.
+    let mut qd = set_addrs(frame, q.ip, m.family, &t.q_src.0, &t.q_dst.0);
+    if m.family == Family::V4 {
+        let c = rd16(frame, q.ip + ipv4::CHECKSUM_OFFSET);
+        wr16(frame, q.ip + ipv4::CHECKSUM_OFFSET, qd.apply(c));
+    }
+    qd.replace16(q.sport, t.q_src.1);
+    qd.replace16(q.dport, t.q_dst.1);
+    wr16(frame, q.l4, t.q_src.1);
+    wr16(frame, q.l4 + 2, t.q_dst.1);
+    let qc = q.l4 + l4_checksum_offset(q.proto);
+    if qc + 2 <= q.end {
+        apply_l4(frame, qc, q.proto, qd);
+    }
+    // The outer header.
+    let od = set_addrs(frame, m.l3, m.family, &t.src, &t.dst);
+    match m.family {
+        Family::V4 => {
+            let mut d = od;
+            let tp = rd16(frame, m.l3 + ipv4::TTL_OFFSET);
+            d.replace16(tp, tp - 0x0100);
+            wr16(frame, m.l3 + ipv4::TTL_OFFSET, tp - 0x0100);
+            let c = rd16(frame, m.l3 + ipv4::CHECKSUM_OFFSET);
+            wr16(frame, m.l3 + ipv4::CHECKSUM_OFFSET, d.apply(c));
+        }
+        Family::V6 => frame[m.l3 + ipv6::HOP_LIMIT_OFFSET] -= 1,
+    }
+    // The ICMP checksum covers the rewritten quote.
+    let msg = m.l4..m.l4 + m.l4_len;
+    wr16(frame, m.l4 + icmp::CHECKSUM_OFFSET, 0);
+    let pseudo = match m.family {
+        Family::V4 => 0,
+        Family::V6 => checksum::pseudo_header_v6(&t.src.0, &t.dst.0, ip_proto::ICMPV6, m.l4_len as u32),
+    };
+    let c = checksum::finish(checksum::accumulate(pseudo, &frame[msg]));
+    wr16(frame, m.l4 + icmp::CHECKSUM_OFFSET, c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{Parsed, parse};
+    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+    fn meta(f: &[u8]) -> Meta {
+        match parse(f) {
+            Ok(Parsed::Ip(m)) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Checks every checksum of a TCP/UDP/ICMP frame by recomputing it with etherparse.
+    fn assert_checksums(f: &[u8]) {
+        let p = SlicedPacket::from_ethernet(f).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = p.net.clone() else {
+            if let Some(etherparse::NetSlice::Ipv6(ip)) = p.net {
+                match p.transport.unwrap() {
+                    TransportSlice::Udp(u) => {
+                        assert_eq!(
+                            u.checksum(),
+                            u.to_header().calc_checksum_ipv6(&ip.header().to_header(), u.payload()).unwrap()
+                        )
+                    }
+                    TransportSlice::Tcp(t) => assert_eq!(
+                        t.checksum(),
+                        t.to_header().calc_checksum_ipv6(&ip.header().to_header(), t.payload()).unwrap()
+                    ),
+                    _ => {}
+                }
+            }
+            return;
+        };
+        let h = ip.header().to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        match p.transport.unwrap() {
+            TransportSlice::Udp(u) => {
+                assert_eq!(u.checksum(), u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap())
+            }
+            TransportSlice::Tcp(t) => {
+                assert_eq!(t.checksum(), t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap())
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn rewrite_tcp_v4_and_udp_v6_keep_checksums_valid() {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([198, 18, 0, 2], [198, 19, 0, 10], 64)
+            .tcp(40000, 80, 7, 1000)
+            .syn()
+            .write(&mut f, b"hello")
+            .unwrap();
+        let m = meta(&f);
+        rewrite(&mut f, &m, &Addr::from_v4([198, 18, 0, 1]), 20001, &Addr::from_v4([198, 18, 1, 2]), 8080);
+        assert_checksums(&f);
+        let m2 = meta(&f);
+        assert_eq!(
+            (m2.src, m2.sport, m2.dst, m2.dport, m2.ttl),
+            (Addr::from_v4([198, 18, 0, 1]), 20001, Addr::from_v4([198, 18, 1, 2]), 8080, 63)
+        );
+
+        let mut g = Vec::new();
+        let a = |l: u8| {
+            let mut x = [0u8; 16];
+            x[..4].copy_from_slice(&[0x20, 1, 0xd, 0xb8]);
+            x[15] = l;
+            x
+        };
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv6(a(2), a(10), 64)
+            .udp(5000, 53)
+            .write(&mut g, b"q")
+            .unwrap();
+        let m = meta(&g);
+        rewrite(&mut g, &m, &Addr::from_v6(a(1)), 3000, &Addr::from_v6(a(20)), 5353);
+        assert_checksums(&g);
+        assert_eq!(meta(&g).ttl, 63);
+    }
+
+    #[test]
+    fn echo_reply_v4() {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([198, 18, 0, 2], [198, 19, 0, 10], 9)
+            .icmpv4_echo_request(7, 1)
+            .write(&mut f, b"ping")
+            .unwrap();
+        let m = meta(&f);
+        assert!(is_echo_request(&f, &m));
+        echo_reply(&mut f, &m);
+        let mut want = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([198, 19, 0, 10], [198, 18, 0, 2], 64)
+            .icmpv4_echo_reply(7, 1)
+            .write(&mut want, b"ping")
+            .unwrap();
+        assert_eq!(f, want);
+    }
+
+    #[test]
+    fn quote_refuses_short_and_foreign() {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([198, 18, 1, 2], [198, 18, 0, 1], 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port,
+            ))
+            .write(&mut f, &[0x45, 0, 0, 20])
+            .unwrap();
+        let m = meta(&f);
+        assert!(is_icmp_error(&f, &m));
+        assert_eq!(quote(&f, &m), None);
+    }
+}

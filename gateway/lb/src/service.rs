@@ -1,0 +1,859 @@
+//! Services, backends and the compiled service table a worker forwards from.
+//!
+//! A [`TableSpec`] is what the control process hands over: services keyed by frontend
+//! (a VIP/ClusterIP address, or the NodePort wildcard meaning "any of this node's addresses"),
+//! port and protocol, each with its backends and policy. [`ServiceTable::build`] validates it and
+//! compiles the forms the data plane needs: backends in canonical order, the set eligible for new
+//! flows, the Maglev table, and hash indexes for the per-packet lookups. These in-memory types are
+//! what the shared-memory table will carry.
+//!
+//! Endpoint semantics follow kube-proxy (`pkg/proxy/topology.go`, `CategorizeEndpoints`): new
+//! flows go to **ready** endpoints; when none is ready, to endpoints that are **serving and
+//! terminating**; a terminating endpoint keeps its existing flows (the flow table decides that,
+//! by asking [`ServiceTable::backend_by_addr`] whether the backend still exists).
+//!
+//! A service is single-family: a dual-stack Kubernetes Service becomes two services here, one
+//! per family, as kube-proxy runs one tracker per family.
+//!
+//! Not hot path to build; the lookups are.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
+
+use crate::addr::{Addr, Family};
+use crate::maglev::{self, MaglevTable, Member};
+
+/// Identifies a table generation. Increases with every publication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Generation(pub u64);
+
+/// Index of a service in one table generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId(pub u32);
+
+/// Index of a backend in one table generation (global across services).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendId(pub u32);
+
+/// Transport protocol of a service port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// IANA protocol number.
+    pub const fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => sluice_wire::ip_proto::TCP,
+            Protocol::Udp => sluice_wire::ip_proto::UDP,
+        }
+    }
+
+    /// From an IANA protocol number.
+    pub const fn from_number(n: u8) -> Option<Protocol> {
+        match n {
+            sluice_wire::ip_proto::TCP => Some(Protocol::Tcp),
+            sluice_wire::ip_proto::UDP => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// Where a service is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Frontend {
+    /// A virtual address: ClusterIP, LoadBalancer VIP or external IP.
+    Address(Addr),
+    /// A NodePort: any of the gateway node's own addresses of this family.
+    NodePort(Family),
+}
+
+impl Frontend {
+    /// The family of the frontend.
+    pub fn family(&self) -> Family {
+        match self {
+            Frontend::Address(a) => a.family(),
+            Frontend::NodePort(f) => *f,
+        }
+    }
+}
+
+/// A service's key: frontend, port and protocol (the family is the frontend's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    /// Address or NodePort wildcard.
+    pub frontend: Frontend,
+    /// Service port (or node port).
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+impl core::fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let proto = match self.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
+        match self.frontend {
+            Frontend::Address(a) if a.family() == Family::V6 => write!(f, "[{a}]:{}/{proto}", self.port),
+            Frontend::Address(a) => write!(f, "{a}:{}/{proto}", self.port),
+            Frontend::NodePort(Family::V4) => write!(f, "<node-ipv4>:{}/{proto}", self.port),
+            Frontend::NodePort(Family::V6) => write!(f, "[<node-ipv6>]:{}/{proto}", self.port),
+        }
+    }
+}
+
+/// EndpointSlice conditions (discovery.k8s.io/v1 `EndpointConditions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Conditions {
+    /// Ready to receive new connections.
+    pub ready: bool,
+    /// Serving (may be true while terminating).
+    pub serving: bool,
+    /// Being deleted.
+    pub terminating: bool,
+}
+
+impl Conditions {
+    /// A ready, serving, not-terminating endpoint.
+    pub const READY: Conditions = Conditions { ready: true, serving: true, terminating: false };
+    /// A terminating endpoint still serving its connections (graceful drain).
+    pub const DRAINING: Conditions = Conditions { ready: false, serving: true, terminating: true };
+}
+
+/// A backend as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BackendSpec {
+    /// Endpoint address.
+    pub addr: Addr,
+    /// Endpoint port (the resolved targetPort).
+    pub port: u16,
+    /// Relative weight for weighted schedulers (1 unless told otherwise; 0 takes no new flows).
+    pub weight: u16,
+    /// Endpoint conditions.
+    pub conditions: Conditions,
+}
+
+/// How a service picks a backend for a new flow: Maglev, or one of the IPVS schedulers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scheduler {
+    /// Maglev consistent hashing of the 5-tuple (the default).
+    #[default]
+    Maglev,
+    /// `rr`: round robin.
+    RoundRobin,
+    /// `wrr`: weighted round robin (smooth, interleaved).
+    WeightedRoundRobin,
+    /// `lc`: least connections.
+    LeastConnections,
+    /// `sh`: source hashing (consistent: Maglev on the client address).
+    SourceHash,
+    /// `dh`: destination hashing (consistent: Maglev on the destination address).
+    DestinationHash,
+    /// `sed`: shortest expected delay, `(C + 1) / W`.
+    ShortestExpectedDelay,
+    /// `nq`: never queue: an idle backend if any, else shortest expected delay.
+    NeverQueue,
+}
+
+impl Scheduler {
+    /// All schedulers, with their annotation names.
+    pub const ALL: [(&'static str, Scheduler); 8] = [
+        ("maglev", Scheduler::Maglev),
+        ("rr", Scheduler::RoundRobin),
+        ("wrr", Scheduler::WeightedRoundRobin),
+        ("lc", Scheduler::LeastConnections),
+        ("sh", Scheduler::SourceHash),
+        ("dh", Scheduler::DestinationHash),
+        ("sed", Scheduler::ShortestExpectedDelay),
+        ("nq", Scheduler::NeverQueue),
+    ];
+
+    /// The annotation name (`sluice.io/scheduler` value).
+    pub fn name(self) -> &'static str {
+        Scheduler::ALL.iter().find(|(_, s)| *s == self).map(|(n, _)| *n).unwrap_or("maglev")
+    }
+
+    /// Whether the choice depends only on packet fields, so that any worker (or node) would make
+    /// the same choice for the same flow. Only such schedulers can adopt a TCP flow mid-stream.
+    pub fn is_consistent(self) -> bool {
+        matches!(self, Scheduler::Maglev | Scheduler::SourceHash | Scheduler::DestinationHash)
+    }
+
+    /// Whether the scheduler reads per-backend connection counts.
+    pub fn counts_connections(self) -> bool {
+        matches!(self, Scheduler::LeastConnections | Scheduler::ShortestExpectedDelay | Scheduler::NeverQueue)
+    }
+}
+
+impl core::str::FromStr for Scheduler {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Scheduler, String> {
+        Scheduler::ALL.iter().find(|(n, _)| *n == s).map(|(_, v)| *v).ok_or_else(|| {
+            let names: Vec<&str> = Scheduler::ALL.iter().map(|(n, _)| *n).collect();
+            format!("unknown scheduler {s:?} (expected one of {})", names.join(", "))
+        })
+    }
+}
+
+/// How addresses are rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum NatMode {
+    /// Source and destination rewritten: the backend sees a gateway address, so replies come
+    /// back here from any network (`externalTrafficPolicy: Cluster`).
+    #[default]
+    FullNat,
+    /// Destination only: the backend sees the client's address and must route replies through
+    /// the gateway (`externalTrafficPolicy: Local`, or a gateway that is the backends' router).
+    Dnat,
+}
+
+/// `sessionAffinity: ClientIP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Affinity {
+    /// `sessionAffinityConfig.clientIP.timeoutSeconds`: an entry lives this long after the
+    /// client's last new connection.
+    pub timeout_s: u32,
+}
+
+impl Affinity {
+    /// Kubernetes' default timeout (3 hours).
+    pub const DEFAULT_TIMEOUT_S: u32 = 10_800;
+    /// Kubernetes' maximum timeout (1 day).
+    pub const MAX_TIMEOUT_S: u32 = 86_400;
+}
+
+impl Default for Affinity {
+    fn default() -> Affinity {
+        Affinity { timeout_s: Affinity::DEFAULT_TIMEOUT_S }
+    }
+}
+
+/// A service as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Human name for logs and status (`namespace/name:port`).
+    pub name: String,
+    /// Where the service is reached (one or more keys, all of one family).
+    pub frontends: Vec<ServiceKey>,
+    /// Its endpoints, in any order.
+    pub backends: Vec<BackendSpec>,
+    /// Backend choice for new flows.
+    pub scheduler: Scheduler,
+    /// Client-IP affinity, if asked for.
+    pub affinity: Option<Affinity>,
+    /// Rewrite mode.
+    pub nat: NatMode,
+    /// Source addresses for FullNAT (at least one of the service's family when FullNAT).
+    pub snat: Vec<Addr>,
+}
+
+/// How big Maglev tables are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaglevSize {
+    /// The same prime for every service ([`maglev::DEFAULT_SIZE`] by default).
+    Fixed(u32),
+    /// The smallest offered prime ≥ 100 × backends ([`maglev::size_for`]): bounded memory for
+    /// tables of many small services.
+    #[default]
+    Auto,
+}
+
+/// Everything a table is built from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableSpec {
+    /// Generation number of the table.
+    pub generation: Generation,
+    /// The services.
+    pub services: Vec<ServiceSpec>,
+    /// The gateway node's own addresses (where NodePorts listen).
+    pub node_addrs: Vec<Addr>,
+    /// Maglev table sizing.
+    pub maglev_size: MaglevSize,
+}
+
+/// Why a table spec was refused. Each names the service it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableError {
+    /// Two services claim the same frontend.
+    DuplicateFrontend {
+        /// The key.
+        key: ServiceKey,
+        /// The service that had it first.
+        first: String,
+        /// The service that claimed it again.
+        second: String,
+    },
+    /// A service has no frontend.
+    NoFrontend {
+        /// The service.
+        service: String,
+    },
+    /// A service mixes address families among its frontends and backends.
+    MixedFamilies {
+        /// The service.
+        service: String,
+    },
+    /// A FullNAT service has no SNAT address of its family.
+    NoSnatAddress {
+        /// The service.
+        service: String,
+        /// The family missing.
+        family: Family,
+    },
+    /// The same backend address and port is listed twice in one service.
+    DuplicateBackend {
+        /// The service.
+        service: String,
+        /// The backend address.
+        addr: Addr,
+        /// The backend port.
+        port: u16,
+    },
+    /// A backend with port 0 or an unspecified address.
+    BadBackend {
+        /// The service.
+        service: String,
+        /// The backend address.
+        addr: Addr,
+        /// The backend port.
+        port: u16,
+    },
+    /// An affinity timeout outside 1..=86400 seconds.
+    BadAffinityTimeout {
+        /// The service.
+        service: String,
+        /// The timeout given.
+        timeout_s: u32,
+    },
+    /// The Maglev table could not be built.
+    Maglev {
+        /// The service.
+        service: String,
+        /// Why.
+        error: maglev::BuildError,
+    },
+}
+
+impl core::fmt::Display for TableError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TableError::DuplicateFrontend { key, first, second } => {
+                write!(f, "service {second}: frontend {key} is already used by service {first}")
+            }
+            TableError::NoFrontend { service } => write!(f, "service {service}: no frontend"),
+            TableError::MixedFamilies { service } => write!(
+                f,
+                "service {service}: frontends and backends mix IPv4 and IPv6 (split a dual-stack service into one per family)"
+            ),
+            TableError::NoSnatAddress { service, family } => {
+                write!(f, "service {service}: FullNAT needs an SNAT address of family {family:?}")
+            }
+            TableError::DuplicateBackend { service, addr, port } => {
+                write!(f, "service {service}: backend {addr} port {port} listed twice")
+            }
+            TableError::BadBackend { service, addr, port } => {
+                write!(f, "service {service}: backend {addr} port {port} is not a usable endpoint")
+            }
+            TableError::BadAffinityTimeout { service, timeout_s } => write!(
+                f,
+                "service {service}: sessionAffinity timeout {timeout_s}s is outside 1..={}",
+                Affinity::MAX_TIMEOUT_S
+            ),
+            TableError::Maglev { service, error } => write!(f, "service {service}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for TableError {}
+
+/// A backend in a built table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    /// Endpoint address.
+    pub addr: Addr,
+    /// Endpoint port.
+    pub port: u16,
+    /// Weight.
+    pub weight: u16,
+    /// Conditions.
+    pub conditions: Conditions,
+    /// The service it belongs to.
+    pub service: ServiceId,
+    /// Whether it may take new flows (see the module documentation).
+    pub eligible: bool,
+}
+
+/// A service in a built table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// Its id in this generation.
+    pub id: ServiceId,
+    /// Human name.
+    pub name: String,
+    /// [`crate::hash::stable`] of the name: identifies the service across generations (client
+    /// affinity is keyed by it).
+    pub name_hash: u64,
+    /// Frontends.
+    pub frontends: Vec<ServiceKey>,
+    /// Family of frontends and backends.
+    pub family: Family,
+    /// Scheduler.
+    pub scheduler: Scheduler,
+    /// Affinity.
+    pub affinity: Option<Affinity>,
+    /// NAT mode.
+    pub nat: NatMode,
+    /// SNAT addresses (of the service's family).
+    pub snat: Vec<Addr>,
+    /// Its backends' ids: a contiguous range of the table's backends, in canonical order.
+    pub backends: Range<u32>,
+    /// Offsets (within `backends`) of the backends eligible for new flows, canonical order.
+    pub eligible: Vec<u16>,
+    /// Maglev table over the eligible backends; entries are offsets within `backends`.
+    pub maglev: MaglevTable,
+}
+
+impl Service {
+    /// The backend id of an offset within this service.
+    #[inline(always)]
+    pub fn backend_id(&self, offset: u16) -> BackendId {
+        BackendId(self.backends.start + u32::from(offset))
+    }
+}
+
+/// A small, fast, fixed-key hasher for the table's indexes. Their keys come from the control
+/// plane, not from packets, so flooding-resistance is not needed; lookups with packet-derived keys
+/// only probe.
+#[derive(Default, Clone, Copy)]
+pub struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    #[inline(always)]
+    fn finish(&self) -> u64 {
+        crate::hash::words(0x5eed, &[self.0])
+    }
+    #[inline(always)]
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    #[inline(always)]
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    #[inline(always)]
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+    #[inline(always)]
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    #[inline(always)]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    #[inline(always)]
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+}
+
+type Index<K, V> = HashMap<K, V, BuildHasherDefault<IndexHasher>>;
+
+/// A compiled, immutable service table: one generation.
+#[derive(Debug, Clone)]
+pub struct ServiceTable {
+    generation: Generation,
+    services: Vec<Service>,
+    backends: Vec<Backend>,
+    by_address: Index<(Addr, u16, Protocol), ServiceId>,
+    by_node_port: Index<(Family, u16, Protocol), ServiceId>,
+    node_addrs: Vec<Addr>,
+    vips: HashSet<Addr, BuildHasherDefault<IndexHasher>>,
+    backend_index: Index<(ServiceId, Addr, u16), BackendId>,
+}
+
+impl ServiceTable {
+    /// An empty table (no services) of generation 0.
+    pub fn empty() -> ServiceTable {
+        ServiceTable::build(&TableSpec::default()).unwrap_or_else(|_| unreachable!("empty spec is valid"))
+    }
+
+    /// Validates and compiles a spec.
+    pub fn build(spec: &TableSpec) -> Result<ServiceTable, TableError> {
+        let mut t = ServiceTable {
+            generation: spec.generation,
+            services: Vec::with_capacity(spec.services.len()),
+            backends: Vec::new(),
+            by_address: Index::default(),
+            by_node_port: Index::default(),
+            node_addrs: spec.node_addrs.clone(),
+            vips: HashSet::default(),
+            backend_index: Index::default(),
+        };
+        let mut owner: HashMap<ServiceKey, usize> = HashMap::new();
+        for (i, s) in spec.services.iter().enumerate() {
+            let id = ServiceId(i as u32);
+            let err_name = || s.name.clone();
+            let Some(first) = s.frontends.first() else {
+                return Err(TableError::NoFrontend { service: err_name() });
+            };
+            let family = first.frontend.family();
+            if s.frontends.iter().any(|k| k.frontend.family() != family)
+                || s.backends.iter().any(|b| b.addr.family() != family)
+            {
+                return Err(TableError::MixedFamilies { service: err_name() });
+            }
+            if let Some(a) = s.affinity
+                && (a.timeout_s == 0 || a.timeout_s > Affinity::MAX_TIMEOUT_S)
+            {
+                return Err(TableError::BadAffinityTimeout { service: err_name(), timeout_s: a.timeout_s });
+            }
+            let snat: Vec<Addr> = s.snat.iter().copied().filter(|a| a.family() == family).collect();
+            if s.nat == NatMode::FullNat && snat.is_empty() {
+                return Err(TableError::NoSnatAddress { service: err_name(), family });
+            }
+            for k in &s.frontends {
+                if let Some(&j) = owner.get(k) {
+                    if j != i {
+                        return Err(TableError::DuplicateFrontend {
+                            key: *k,
+                            first: spec.services[j].name.clone(),
+                            second: err_name(),
+                        });
+                    }
+                    continue;
+                }
+                owner.insert(*k, i);
+                match k.frontend {
+                    Frontend::Address(a) => {
+                        t.by_address.insert((a, k.port, k.protocol), id);
+                        t.vips.insert(a);
+                    }
+                    Frontend::NodePort(f) => {
+                        t.by_node_port.insert((f, k.port, k.protocol), id);
+                    }
+                }
+            }
+            // Canonical order: by address then port, so the Maglev table and every index are
+            // independent of the order the backends were listed in.
+            let mut backends = s.backends.clone();
+            backends.sort_by_key(|b| (b.addr, b.port));
+            for w in backends.windows(2) {
+                if (w[0].addr, w[0].port) == (w[1].addr, w[1].port) {
+                    return Err(TableError::DuplicateBackend {
+                        service: err_name(),
+                        addr: w[0].addr,
+                        port: w[0].port,
+                    });
+                }
+            }
+            if backends.len() > maglev::MAX_BACKENDS {
+                return Err(TableError::Maglev {
+                    service: err_name(),
+                    error: maglev::BuildError::TooManyBackends(backends.len()),
+                });
+            }
+            let start = t.backends.len() as u32;
+            for b in &backends {
+                if b.port == 0 || b.addr == Addr::unspecified(b.addr.family()) {
+                    return Err(TableError::BadBackend { service: err_name(), addr: b.addr, port: b.port });
+                }
+                let bid = BackendId(t.backends.len() as u32);
+                t.backend_index.insert((id, b.addr, b.port), bid);
+                t.backends.push(Backend {
+                    addr: b.addr,
+                    port: b.port,
+                    weight: b.weight,
+                    conditions: b.conditions,
+                    service: id,
+                    eligible: false,
+                });
+            }
+            let end = t.backends.len() as u32;
+            let usable = |b: &BackendSpec| b.weight > 0;
+            let mut eligible: Vec<u16> = (0..backends.len() as u16)
+                .filter(|&o| usable(&backends[o as usize]) && backends[o as usize].conditions.ready)
+                .collect();
+            if eligible.is_empty() {
+                eligible = (0..backends.len() as u16)
+                    .filter(|&o| {
+                        let b = &backends[o as usize];
+                        usable(b) && b.conditions.serving && b.conditions.terminating
+                    })
+                    .collect();
+            }
+            for &o in &eligible {
+                t.backends[start as usize + o as usize].eligible = true;
+            }
+            let members: Vec<Member> = eligible
+                .iter()
+                .map(|&o| {
+                    let b = &backends[o as usize];
+                    let mut id = [0u8; 18];
+                    id[..16].copy_from_slice(&b.addr.0);
+                    id[16..].copy_from_slice(&b.port.to_be_bytes());
+                    Member { id, weight: u32::from(b.weight), index: o }
+                })
+                .collect();
+            let m = match spec.maglev_size {
+                MaglevSize::Fixed(m) => m,
+                MaglevSize::Auto => maglev::size_for(members.len()),
+            };
+            let maglev = if members.is_empty() {
+                MaglevTable::build(&[], maglev::size_for(0))
+            } else {
+                MaglevTable::build(&members, m)
+            }
+            .map_err(|error| TableError::Maglev { service: err_name(), error })?;
+            t.services.push(Service {
+                id,
+                name: s.name.clone(),
+                name_hash: crate::hash::stable(s.name.as_bytes()),
+                frontends: s.frontends.clone(),
+                family,
+                scheduler: s.scheduler,
+                affinity: s.affinity,
+                nat: s.nat,
+                snat,
+                backends: start..end,
+                eligible,
+                maglev,
+            });
+        }
+        Ok(t)
+    }
+
+    /// The generation.
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// All services.
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    /// All backends.
+    pub fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    /// A service by id.
+    #[inline(always)]
+    pub fn service(&self, id: ServiceId) -> &Service {
+        &self.services[id.0 as usize]
+    }
+
+    /// A backend by id.
+    #[inline(always)]
+    pub fn backend(&self, id: BackendId) -> &Backend {
+        &self.backends[id.0 as usize]
+    }
+
+    /// The gateway's own addresses.
+    pub fn node_addrs(&self) -> &[Addr] {
+        &self.node_addrs
+    }
+
+    /// Whether an address is one of the gateway node's own.
+    #[inline(always)]
+    pub fn is_node_addr(&self, a: &Addr) -> bool {
+        self.node_addrs.iter().any(|n| n == a)
+    }
+
+    /// Whether an address is a service address (VIP / ClusterIP) of some service.
+    #[inline(always)]
+    pub fn is_vip(&self, a: &Addr) -> bool {
+        !self.vips.is_empty() && self.vips.contains(a)
+    }
+
+    /// The service a packet to `dst:port/protocol` is for: an address frontend, else a NodePort
+    /// if `dst` is one of the node's addresses.
+    #[inline]
+    pub fn lookup(&self, dst: &Addr, port: u16, protocol: Protocol) -> Option<ServiceId> {
+        if let Some(&id) = self.by_address.get(&(*dst, port, protocol)) {
+            return Some(id);
+        }
+        if !self.by_node_port.is_empty() && self.is_node_addr(dst) {
+            return self.by_node_port.get(&(dst.family(), port, protocol)).copied();
+        }
+        None
+    }
+
+    /// The backend of a service with this address and port, if the service still has it (in any
+    /// condition): how a flow from an earlier generation finds its backend again.
+    #[inline]
+    pub fn backend_by_addr(&self, service: ServiceId, addr: &Addr, port: u16) -> Option<BackendId> {
+        self.backend_index.get(&(service, *addr, port)).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(a: [u8; 4]) -> Addr {
+        Addr::from_v4(a)
+    }
+
+    fn backend(last: u8, c: Conditions) -> BackendSpec {
+        BackendSpec { addr: v4([198, 18, 1, last]), port: 8080, weight: 1, conditions: c }
+    }
+
+    fn svc(name: &str, vip: [u8; 4], backends: Vec<BackendSpec>) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            frontends: vec![ServiceKey {
+                frontend: Frontend::Address(v4(vip)),
+                port: 80,
+                protocol: Protocol::Tcp,
+            }],
+            backends,
+            scheduler: Scheduler::Maglev,
+            affinity: None,
+            nat: NatMode::FullNat,
+            snat: vec![v4([198, 18, 0, 1])],
+        }
+    }
+
+    #[test]
+    fn lookup_address_and_nodeport() {
+        let mut np = svc("np", [0, 0, 0, 0], vec![backend(1, Conditions::READY)]);
+        np.frontends = vec![ServiceKey {
+            frontend: Frontend::NodePort(Family::V4),
+            port: 31080,
+            protocol: Protocol::Tcp,
+        }];
+        let spec = TableSpec {
+            generation: Generation(7),
+            services: vec![svc("vip", [198, 19, 0, 10], vec![backend(1, Conditions::READY)]), np],
+            node_addrs: vec![v4([198, 18, 0, 1])],
+            maglev_size: MaglevSize::Auto,
+        };
+        let t = ServiceTable::build(&spec).unwrap();
+        assert_eq!(t.generation(), Generation(7));
+        assert_eq!(t.lookup(&v4([198, 19, 0, 10]), 80, Protocol::Tcp), Some(ServiceId(0)));
+        assert_eq!(t.lookup(&v4([198, 19, 0, 10]), 80, Protocol::Udp), None);
+        assert_eq!(t.lookup(&v4([198, 18, 0, 1]), 31080, Protocol::Tcp), Some(ServiceId(1)));
+        // NodePorts answer only on the node's own addresses.
+        assert_eq!(t.lookup(&v4([198, 18, 0, 9]), 31080, Protocol::Tcp), None);
+        assert!(t.is_vip(&v4([198, 19, 0, 10])));
+        assert!(!t.is_vip(&v4([198, 18, 0, 1])));
+    }
+
+    #[test]
+    fn eligible_ready_then_fallback_to_serving_terminating() {
+        let t = ServiceTable::build(&TableSpec {
+            services: vec![
+                svc(
+                    "mixed",
+                    [198, 19, 0, 1],
+                    vec![
+                        backend(1, Conditions::READY),
+                        backend(2, Conditions::DRAINING),
+                        backend(3, Conditions { ready: false, serving: false, terminating: false }),
+                    ],
+                ),
+                svc(
+                    "draining",
+                    [198, 19, 0, 2],
+                    vec![
+                        backend(1, Conditions::DRAINING),
+                        backend(2, Conditions { ready: false, serving: false, terminating: true }),
+                    ],
+                ),
+            ],
+            ..TableSpec::default()
+        })
+        .unwrap();
+        assert_eq!(t.service(ServiceId(0)).eligible, vec![0]);
+        assert_eq!(t.service(ServiceId(1)).eligible, vec![0], "no ready: serving+terminating only");
+        assert!(t.service(ServiceId(1)).maglev.entries().iter().all(|&e| e == 0));
+        // Every backend, eligible or not, can still be found by address for existing flows.
+        assert!(t.backend_by_addr(ServiceId(1), &v4([198, 18, 1, 2]), 8080).is_some());
+    }
+
+    #[test]
+    fn order_of_listing_does_not_matter() {
+        let bs: Vec<BackendSpec> = (1..=9).map(|i| backend(i, Conditions::READY)).collect();
+        let mut rev = bs.clone();
+        rev.reverse();
+        let a = ServiceTable::build(&TableSpec {
+            services: vec![svc("a", [198, 19, 0, 1], bs)],
+            ..TableSpec::default()
+        })
+        .unwrap();
+        let b = ServiceTable::build(&TableSpec {
+            services: vec![svc("a", [198, 19, 0, 1], rev)],
+            ..TableSpec::default()
+        })
+        .unwrap();
+        assert_eq!(a.services()[0].maglev, b.services()[0].maglev);
+        assert_eq!(a.backends(), b.backends());
+    }
+
+    #[test]
+    fn refusals_name_the_service() {
+        let dup = TableSpec {
+            services: vec![svc("first", [198, 19, 0, 1], vec![]), svc("second", [198, 19, 0, 1], vec![])],
+            ..TableSpec::default()
+        };
+        let e = ServiceTable::build(&dup).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "service second: frontend 198.19.0.1:80/tcp is already used by service first"
+        );
+
+        let mut nosnat = svc("nosnat", [198, 19, 0, 1], vec![]);
+        nosnat.snat = vec![Addr::from_v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])];
+        let e =
+            ServiceTable::build(&TableSpec { services: vec![nosnat], ..TableSpec::default() }).unwrap_err();
+        assert!(matches!(e, TableError::NoSnatAddress { family: Family::V4, .. }), "{e}");
+
+        let mixed = svc(
+            "mixed",
+            [198, 19, 0, 1],
+            vec![BackendSpec {
+                addr: Addr::from_v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+                port: 80,
+                weight: 1,
+                conditions: Conditions::READY,
+            }],
+        );
+        let e =
+            ServiceTable::build(&TableSpec { services: vec![mixed], ..TableSpec::default() }).unwrap_err();
+        assert!(matches!(e, TableError::MixedFamilies { .. }));
+
+        let twice =
+            svc("twice", [198, 19, 0, 1], vec![backend(1, Conditions::READY), backend(1, Conditions::READY)]);
+        let e =
+            ServiceTable::build(&TableSpec { services: vec![twice], ..TableSpec::default() }).unwrap_err();
+        assert!(matches!(e, TableError::DuplicateBackend { .. }));
+
+        let mut aff = svc("aff", [198, 19, 0, 1], vec![]);
+        aff.affinity = Some(Affinity { timeout_s: 86_401 });
+        let e = ServiceTable::build(&TableSpec { services: vec![aff], ..TableSpec::default() }).unwrap_err();
+        assert!(matches!(e, TableError::BadAffinityTimeout { .. }));
+    }
+
+    #[test]
+    fn scheduler_names_round_trip() {
+        for (n, s) in Scheduler::ALL {
+            assert_eq!(n.parse::<Scheduler>().unwrap(), s);
+            assert_eq!(s.name(), n);
+        }
+        assert!("wlc".parse::<Scheduler>().unwrap_err().contains("expected one of maglev, rr"));
+    }
+}
