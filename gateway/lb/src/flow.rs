@@ -492,7 +492,7 @@ impl FlowTable {
     /// Inserts a flow. Any flow evicted to make room is passed to `evicted` after it is gone.
     pub fn insert(
         &mut self,
-        mut flow: Flow,
+        flow: Flow,
         now_ns: u64,
         evicted: &mut impl FnMut(&Flow),
     ) -> Result<FlowId, InsertError> {
