@@ -66,7 +66,7 @@ drop_reasons! {
     UnsupportedProtocol => "unsupported_protocol",
     /// The service has no endpoint that may take a new flow.
     NoBackend => "no_backend",
-    /// The backend of an established TCP flow left the service.
+    /// A UDP datagram from a backend whose flow was ended because the backend left the service.
     BackendGone => "backend_gone",
     /// A TCP segment other than SYN with no flow, on a service that cannot adopt it.
     NoFlowForSegment => "no_flow_for_segment",

@@ -11,9 +11,13 @@
 //! an older generation is re-validated on its next packet: its backend is looked up by address
 //! and port in the service that now owns its frontend. If it is still there (ready, terminating or
 //! not ready: it *exists*) the flow keeps it; that is how established connections survive endpoint
-//! changes, blue/green switches and Maglev rebuilds. If it is gone, a TCP flow is dropped (its
-//! backend could only answer with a reset) and a UDP flow starts over with a new backend, as
-//! kube-proxy's conntrack cleanup does for UDP.
+//! changes and Maglev rebuilds. If the backend has left the service, the flow becomes an
+//! *orphan*: a TCP flow still goes to the same backend until it closes or expires — the endpoint
+//! may well still be serving (a blue/green switch of the Service's selector removes the old pods'
+//! endpoints while the pods finish their requests), and that is what kube-proxy does too, its
+//! conntrack entries outliving the endpoint; a UDP flow starts over with a new backend, as
+//! kube-proxy's conntrack cleanup does for UDP, and late datagrams from the old backend are
+//! dropped (`backend_gone`).
 //!
 //! **Mid-stream TCP.** A non-SYN segment with no flow is adopted only when the service's
 //! scheduler is consistent (Maglev, sh, dh) *and* the NAT mode is DNAT: then the backend chosen
@@ -105,6 +109,8 @@ pub struct Counters {
     pub affinity_hits: u64,
     /// Flows moved to a new generation's backend ids.
     pub flows_revalidated: u64,
+    /// TCP flows kept on a backend that left its service.
+    pub flows_orphaned: u64,
     /// ICMP echo requests answered.
     pub icmp_echo_replies: u64,
     /// ICMP errors translated for a tracked flow.
@@ -125,6 +131,7 @@ impl Default for Counters {
             adopted_flows: 0,
             affinity_hits: 0,
             flows_revalidated: 0,
+            flows_orphaned: 0,
             icmp_echo_replies: 0,
             icmp_errors_translated: 0,
             table_changes: 0,
@@ -334,12 +341,20 @@ impl L4 {
                     }
                     self.counters.flows_revalidated += 1;
                 }
+                None if m.proto == ip_proto::TCP => {
+                    let fl = self.flows.flow_mut(id);
+                    fl.service = ServiceId::NONE;
+                    fl.backend = BackendId::NONE;
+                    fl.generation = generation;
+                    fl.counted = false;
+                    self.counters.flows_orphaned += 1;
+                }
                 None => {
                     let gone = self.flows.remove(id);
                     release(&mut self.sched, generation, &gone);
                     // A UDP datagram from the client starts over with a new backend.
-                    return match (m.proto, dir, svc) {
-                        (ip_proto::UDP, Dir::Forward, Some(s)) => self.new_flow(frame, m, key, h, s, now_ns),
+                    return match (dir, svc) {
+                        (Dir::Forward, Some(s)) => self.new_flow(frame, m, key, h, s, now_ns),
                         _ => Verdict::Drop(DropReason::BackendGone),
                     };
                 }
@@ -355,7 +370,11 @@ impl L4 {
             if f.counted && f.is_closed() {
                 f.counted = false;
                 self.sched.closed(f.backend);
-            } else if !f.counted && !f.is_closed() && f.generation == generation {
+            } else if !f.counted
+                && !f.is_closed()
+                && f.generation == generation
+                && f.backend != BackendId::NONE
+            {
                 // A closed tuple reopened by a new SYN counts again.
                 f.counted = true;
                 self.sched.opened(f.backend);

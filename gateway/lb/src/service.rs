@@ -32,9 +32,19 @@ pub struct Generation(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceId(pub u32);
 
+impl ServiceId {
+    /// No service of the current generation (an orphaned flow's).
+    pub const NONE: ServiceId = ServiceId(u32::MAX);
+}
+
 /// Index of a backend in one table generation (global across services).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BackendId(pub u32);
+
+impl BackendId {
+    /// No backend of the current generation (an orphaned flow's).
+    pub const NONE: BackendId = BackendId(u32::MAX);
+}
 
 /// Transport protocol of a service port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,1 +1,22 @@
-//! placeholder
+//! Sluice's run-to-completion worker: receive a batch, run each frame through parse → classify →
+//! L4 → verdict, transmit the batch. One worker per pinned core; it owns its [`Port`] (an AF_XDP
+//! socket in production, [`mem::MemPort`] in tests and benchmarks), its L4 engine (flows,
+//! schedulers, affinity) and its counters, and shares nothing writable with other workers.
+//!
+//! - [`port`]: the `Port` abstraction (receive a batch, transmit a batch, hand a frame to the
+//!   kernel, recycle) and frame descriptors.
+//! - [`mem`]: an in-memory port over one preallocated buffer.
+//! - [`nexthop`]: next-hop MAC resolution from routes and neighbours (filled off the hot path).
+//! - [`worker`]: the batch loop and counters.
+//!
+//! Hot path: yes. After [`worker::Worker::new`], a poll performs no allocation, takes no lock and
+//! makes no system call of its own (the port may, to wake its rings).
+#![forbid(unsafe_code)]
+
+pub mod mem;
+pub mod nexthop;
+pub mod port;
+pub mod worker;
+
+pub use port::{Desc, Port};
+pub use worker::{BATCH, Worker, WorkerConfig, WorkerCounters};

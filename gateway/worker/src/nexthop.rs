@@ -1,0 +1,148 @@
+//! Next-hop resolution: which MAC address a rewritten packet is sent to.
+//!
+//! Routes (connected prefixes and gateways) and neighbours (IP → MAC) are filled by the control
+//! path — from the kernel's tables over netlink in the gateway binary, by hand in tests — and read
+//! per packet. A destination whose neighbour is unknown is recorded in a small bounded set of
+//! pending resolutions for the control path to resolve (by asking the kernel to ARP/ND for it);
+//! the packet is dropped and counted, and the flow's next packet goes through once the neighbour
+//! is known. Nothing here blocks or allocates per packet.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use sluice_lb::Addr;
+use sluice_lb::service::IndexHasher;
+use sluice_wire::ethernet::Mac;
+
+/// A route: destinations in `prefix/len` go to `via` (or directly, when `via` is `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Network address (of the same family as the destinations it matches).
+    pub prefix: Addr,
+    /// Prefix length in bits, counted on the family's own address width.
+    pub len: u8,
+    /// Gateway, or `None` for a connected network.
+    pub via: Option<Addr>,
+}
+
+impl Route {
+    fn matches(&self, dst: &Addr) -> bool {
+        if dst.family() != self.prefix.family() {
+            return false;
+        }
+        let (start, width) = match dst.family() {
+            sluice_lb::Family::V4 => (12usize, 32u32),
+            sluice_lb::Family::V6 => (0usize, 128u32),
+        };
+        let len = u32::from(self.len).min(width) as usize;
+        let (full, rem) = (len / 8, len % 8);
+        if dst.0[start..start + full] != self.prefix.0[start..start + full] {
+            return false;
+        }
+        rem == 0 || {
+            let mask = 0xffu8 << (8 - rem);
+            dst.0[start + full] & mask == self.prefix.0[start + full] & mask
+        }
+    }
+}
+
+/// How many unresolved next hops are remembered at once.
+pub const PENDING_CAPACITY: usize = 16;
+
+/// Routes, neighbours and pending resolutions.
+#[derive(Debug, Clone, Default)]
+pub struct NextHops {
+    routes: Vec<Route>,
+    neighbors: HashMap<Addr, Mac, BuildHasherDefault<IndexHasher>>,
+    pending: [Option<Addr>; PENDING_CAPACITY],
+}
+
+impl NextHops {
+    /// An empty set: every destination is unresolved.
+    pub fn new() -> NextHops {
+        NextHops::default()
+    }
+
+    /// Adds a route (control path).
+    pub fn add_route(&mut self, r: Route) {
+        self.routes.push(r);
+        // Longest prefix first, so the first match wins.
+        self.routes.sort_by(|a, b| b.len.cmp(&a.len));
+    }
+
+    /// Learns or updates a neighbour (control path). Clears it from the pending set.
+    pub fn set_neighbor(&mut self, ip: Addr, mac: Mac) {
+        self.neighbors.insert(ip, mac);
+        for p in self.pending.iter_mut() {
+            if *p == Some(ip) {
+                *p = None;
+            }
+        }
+    }
+
+    /// The next-hop address for a destination: its gateway, or itself when connected; `None`
+    /// without a route.
+    #[inline]
+    pub fn next_hop(&self, dst: &Addr) -> Option<Addr> {
+        self.routes.iter().find(|r| r.matches(dst)).map(|r| r.via.unwrap_or(*dst))
+    }
+
+    /// The MAC to send a packet for `dst` to. On a miss, the next hop is remembered as pending.
+    #[inline]
+    pub fn resolve(&mut self, dst: &Addr) -> Option<Mac> {
+        let hop = self.next_hop(dst)?;
+        if let Some(mac) = self.neighbors.get(&hop) {
+            return Some(*mac);
+        }
+        if !self.pending.contains(&Some(hop))
+            && let Some(slot) = self.pending.iter_mut().find(|p| p.is_none())
+        {
+            *slot = Some(hop);
+        }
+        None
+    }
+
+    /// Next hops waiting for resolution (control path).
+    pub fn pending(&self) -> impl Iterator<Item = Addr> + '_ {
+        self.pending.iter().flatten().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_prefix_and_gateway() {
+        let mut n = NextHops::new();
+        n.add_route(Route {
+            prefix: Addr::from_v4([0, 0, 0, 0]),
+            len: 0,
+            via: Some(Addr::from_v4([198, 18, 0, 254])),
+        });
+        n.add_route(Route { prefix: Addr::from_v4([198, 18, 1, 0]), len: 24, via: None });
+        assert_eq!(n.next_hop(&Addr::from_v4([198, 18, 1, 7])), Some(Addr::from_v4([198, 18, 1, 7])));
+        assert_eq!(n.next_hop(&Addr::from_v4([198, 19, 5, 5])), Some(Addr::from_v4([198, 18, 0, 254])));
+        let v6: Addr = "2001:db8::1".parse::<std::net::IpAddr>().unwrap().into();
+        assert_eq!(n.next_hop(&v6), None, "no IPv6 route");
+        n.add_route(Route {
+            prefix: "2001:db8::".parse::<std::net::IpAddr>().unwrap().into(),
+            len: 33,
+            via: None,
+        });
+        assert_eq!(n.next_hop(&v6), Some(v6));
+    }
+
+    #[test]
+    fn unresolved_is_pending_until_learned() {
+        let mut n = NextHops::new();
+        n.add_route(Route { prefix: Addr::from_v4([198, 18, 1, 0]), len: 24, via: None });
+        let b = Addr::from_v4([198, 18, 1, 2]);
+        assert_eq!(n.resolve(&b), None);
+        assert_eq!(n.resolve(&b), None);
+        assert_eq!(n.pending().collect::<Vec<_>>(), vec![b], "recorded once");
+        n.set_neighbor(b, [2, 0, 0, 0, 1, 2]);
+        assert_eq!(n.resolve(&b), Some([2, 0, 0, 0, 1, 2]));
+        assert_eq!(n.pending().count(), 0);
+    }
+}

@@ -1,0 +1,34 @@
+//! How a worker exchanges frames with the outside: batches of descriptors into a frame buffer,
+//! the shape of an AF_XDP UMEM and its rings (and of DPDK's mbuf bursts).
+//!
+//! Ownership: a descriptor returned by [`Port::recv`] belongs to the worker until it gives it
+//! back through exactly one of [`Port::send`], [`Port::to_kernel`] or [`Port::release`].
+//! `send` and `to_kernel` may take fewer than offered (a full ring); the worker then releases the
+//! rest and counts them as drops.
+
+/// A frame in the port's buffer: where it starts and how long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Desc {
+    /// Offset of the frame in the port's buffer (an AF_XDP UMEM address).
+    pub addr: u64,
+    /// Frame length in bytes.
+    pub len: u32,
+}
+
+/// A source and sink of frames. See the module documentation.
+pub trait Port {
+    /// Receives up to `out.len()` frames into `out`; returns how many.
+    fn recv(&mut self, out: &mut [Desc]) -> usize;
+
+    /// The bytes of a frame this worker holds (exactly `desc.len` bytes).
+    fn frame(&mut self, desc: &Desc) -> &mut [u8];
+
+    /// Queues frames for transmission; returns how many were taken, from the front.
+    fn send(&mut self, frames: &[Desc]) -> usize;
+
+    /// Hands frames to the kernel's network stack; returns how many were taken, from the front.
+    fn to_kernel(&mut self, frames: &[Desc]) -> usize;
+
+    /// Gives frames back for reuse.
+    fn release(&mut self, frames: &[Desc]);
+}

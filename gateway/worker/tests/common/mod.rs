@@ -1,0 +1,389 @@
+//! Shared by the worker's integration tests: a standard service table, frame builders and a
+//! harness that pushes frames through a real `Worker` over a `MemPort`.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use etherparse::PacketBuilder;
+use sluice_lb::engine::Config as L4Config;
+use sluice_lb::service::*;
+use sluice_lb::{Addr, DropReason};
+use sluice_worker::mem::MemPort;
+use sluice_worker::nexthop::{NextHops, Route};
+use sluice_worker::{Worker, WorkerConfig};
+
+pub const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc1];
+pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
+
+pub fn backend_mac(last: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, 1, last]
+}
+
+pub const NODE: [u8; 4] = [198, 18, 0, 1];
+pub const CLIENT: [u8; 4] = [198, 18, 0, 2];
+pub const REMOTE_CLIENT: [u8; 4] = [198, 20, 5, 5];
+pub const ROUTER: [u8; 4] = [198, 18, 0, 254];
+pub const VIP: [u8; 4] = [198, 19, 0, 10];
+pub const VIP_DNAT: [u8; 4] = [198, 19, 0, 20];
+pub const VIP_AFFINITY: [u8; 4] = [198, 19, 0, 30];
+pub const VIP_DRAIN: [u8; 4] = [198, 19, 0, 40];
+pub const VIP_ONE: [u8; 4] = [198, 19, 0, 50];
+pub const VIP_EMPTY: [u8; 4] = [198, 19, 0, 60];
+
+pub fn be(i: u8) -> [u8; 4] {
+    [198, 18, 1, i]
+}
+
+pub fn v6(s: &str) -> [u8; 16] {
+    match s.parse::<IpAddr>().unwrap() {
+        IpAddr::V6(a) => a.octets(),
+        IpAddr::V4(_) => panic!("not v6"),
+    }
+}
+
+pub fn a4(a: [u8; 4]) -> Addr {
+    Addr::from_v4(a)
+}
+
+pub fn a6(s: &str) -> Addr {
+    Addr::from_v6(v6(s))
+}
+
+pub const NODE6: &str = "2001:db8::1";
+pub const CLIENT6: &str = "2001:db8::2";
+pub const VIP6: &str = "2001:db8:19::10";
+
+pub fn be6(i: u8) -> String {
+    format!("2001:db8:1::{i}")
+}
+
+pub fn key(a: Addr, port: u16, p: Protocol) -> ServiceKey {
+    ServiceKey { frontend: Frontend::Address(a), port, protocol: p }
+}
+
+pub fn nodeport(port: u16, p: Protocol) -> ServiceKey {
+    ServiceKey { frontend: Frontend::NodePort(sluice_lb::Family::V4), port, protocol: p }
+}
+
+pub fn backends(lasts: &[u8], port: u16, c: Conditions) -> Vec<BackendSpec> {
+    lasts.iter().map(|&i| BackendSpec { addr: a4(be(i)), port, weight: 1, conditions: c }).collect()
+}
+
+pub fn svc(name: &str, frontends: Vec<ServiceKey>, backends: Vec<BackendSpec>) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        frontends,
+        backends,
+        scheduler: Scheduler::Maglev,
+        affinity: None,
+        nat: NatMode::FullNat,
+        snat: vec![a4(NODE), a6(NODE6)],
+    }
+}
+
+/// The standard table of the pipeline tests.
+pub fn standard_services() -> Vec<ServiceSpec> {
+    let mut dnat = svc(
+        "default/dnat:80",
+        vec![key(a4(VIP_DNAT), 80, Protocol::Tcp)],
+        backends(&[1, 2, 3], 8080, Conditions::READY),
+    );
+    dnat.nat = NatMode::Dnat;
+    let mut aff = svc(
+        "default/sticky:80",
+        vec![key(a4(VIP_AFFINITY), 80, Protocol::Tcp)],
+        backends(&[1, 2, 3], 8080, Conditions::READY),
+    );
+    aff.affinity = Some(Affinity { timeout_s: 10 });
+    let mut drain = backends(&[1], 8080, Conditions::READY);
+    drain.extend(backends(&[2], 8080, Conditions::DRAINING));
+    vec![
+        svc(
+            "default/web:80",
+            vec![key(a4(VIP), 80, Protocol::Tcp), nodeport(31080, Protocol::Tcp)],
+            backends(&[1, 2, 3], 8080, Conditions::READY),
+        ),
+        svc(
+            "default/dns:53",
+            vec![key(a4(VIP), 53, Protocol::Udp), nodeport(31053, Protocol::Udp)],
+            backends(&[1, 2, 3], 5353, Conditions::READY),
+        ),
+        dnat,
+        aff,
+        svc("default/drain:80", vec![key(a4(VIP_DRAIN), 80, Protocol::Tcp)], drain),
+        svc(
+            "default/one:80",
+            vec![key(a4(VIP_ONE), 80, Protocol::Tcp)],
+            backends(&[1], 8080, Conditions::READY),
+        ),
+        svc(
+            "default/one-udp:53",
+            vec![key(a4(VIP_ONE), 53, Protocol::Udp)],
+            backends(&[1], 5353, Conditions::READY),
+        ),
+        svc("default/empty:80", vec![key(a4(VIP_EMPTY), 80, Protocol::Tcp)], vec![]),
+        svc(
+            "default/web6:80",
+            vec![key(a6(VIP6), 80, Protocol::Tcp)],
+            vec![BackendSpec { addr: a6(&be6(1)), port: 8080, weight: 1, conditions: Conditions::READY }],
+        ),
+        svc(
+            "default/dns6:53",
+            vec![key(a6(VIP6), 53, Protocol::Udp)],
+            vec![BackendSpec { addr: a6(&be6(1)), port: 5353, weight: 1, conditions: Conditions::READY }],
+        ),
+    ]
+}
+
+pub fn table(generation: u64, services: Vec<ServiceSpec>) -> Arc<ServiceTable> {
+    Arc::new(
+        ServiceTable::build(&TableSpec {
+            generation: Generation(generation),
+            services,
+            node_addrs: vec![a4(NODE), a6(NODE6)],
+            maglev_size: MaglevSize::Auto,
+        })
+        .unwrap(),
+    )
+}
+
+pub fn next_hops() -> NextHops {
+    let mut n = NextHops::new();
+    n.add_route(Route { prefix: a4([198, 18, 0, 0]), len: 24, via: None });
+    n.add_route(Route { prefix: a4([198, 18, 1, 0]), len: 24, via: None });
+    n.add_route(Route { prefix: a4([0, 0, 0, 0]), len: 0, via: Some(a4(ROUTER)) });
+    n.add_route(Route { prefix: a6("2001:db8::"), len: 64, via: None });
+    n.add_route(Route { prefix: a6("2001:db8:1::"), len: 64, via: None });
+    n.set_neighbor(a4(CLIENT), CLIENT_MAC);
+    n.set_neighbor(a4(ROUTER), ROUTER_MAC);
+    n.set_neighbor(a6(CLIENT6), CLIENT_MAC);
+    for i in 1..=3 {
+        n.set_neighbor(a4(be(i)), backend_mac(i));
+        n.set_neighbor(a6(&be6(i)), backend_mac(i));
+    }
+    n
+}
+
+pub const SNAT_LO: u16 = 20_000;
+pub const SNAT_HI: u16 = 29_999;
+
+pub fn worker_config() -> WorkerConfig {
+    WorkerConfig {
+        mac: GW_MAC,
+        l4: L4Config {
+            flow_capacity: 4096,
+            affinity_capacity: 1024,
+            snat_ports: (SNAT_LO, SNAT_HI),
+            seed: 0x1234,
+            ..L4Config::default()
+        },
+    }
+}
+
+/// What happened to one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Tx(Vec<u8>),
+    Kernel(Vec<u8>),
+    Dropped(DropReason),
+}
+
+pub struct Harness {
+    pub worker: Worker,
+    pub port: MemPort,
+    pub now_ns: u64,
+}
+
+impl Harness {
+    pub fn new(services: Vec<ServiceSpec>) -> Harness {
+        Harness {
+            worker: Worker::new(&worker_config(), table(1, services), next_hops()),
+            port: MemPort::new(256, 2048),
+            now_ns: 1_000_000_000,
+        }
+    }
+
+    pub fn standard() -> Harness {
+        Harness::new(standard_services())
+    }
+
+    /// Pushes one frame through a poll and reports what became of it.
+    pub fn send(&mut self, frame: &[u8]) -> Outcome {
+        let before = *self.worker.l4_counters();
+        assert!(self.port.inject(frame), "frame injected");
+        let n = self.worker.poll(&mut self.port, self.now_ns);
+        assert_eq!(n, 1);
+        let after = *self.worker.l4_counters();
+        if let Some(f) = self.port.take_tx() {
+            assert_eq!(self.port.tx_pending(), 0);
+            return Outcome::Tx(f);
+        }
+        if let Some(f) = self.port.take_kernel() {
+            return Outcome::Kernel(f);
+        }
+        let grew: Vec<DropReason> =
+            DropReason::ALL.iter().copied().filter(|r| after.dropped(*r) > before.dropped(*r)).collect();
+        assert_eq!(grew.len(), 1, "exactly one drop counter moved: {grew:?}");
+        Outcome::Dropped(grew[0])
+    }
+
+    pub fn advance_s(&mut self, s: u64) {
+        self.now_ns += s * 1_000_000_000;
+    }
+}
+
+/// TCP flags for the builders.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tcp {
+    pub syn: bool,
+    pub ack: Option<u32>,
+    pub fin: bool,
+    pub rst: bool,
+    pub psh: bool,
+    pub seq: u32,
+}
+
+pub const SYN: Tcp = Tcp { syn: true, ack: None, fin: false, rst: false, psh: false, seq: 100 };
+
+pub fn ack(n: u32) -> Tcp {
+    Tcp { ack: Some(n), seq: 101, ..Tcp::default() }
+}
+
+pub fn syn_ack() -> Tcp {
+    Tcp { syn: true, ack: Some(101), seq: 5000, ..Tcp::default() }
+}
+
+pub fn fin_ack() -> Tcp {
+    Tcp { fin: true, ack: Some(1), seq: 200, ..Tcp::default() }
+}
+
+pub fn rst() -> Tcp {
+    Tcp { rst: true, seq: 300, ..Tcp::default() }
+}
+
+fn tcp_builder(
+    b: etherparse::PacketBuilderStep<etherparse::IpHeaders>,
+    sport: u16,
+    dport: u16,
+    t: Tcp,
+) -> etherparse::PacketBuilderStep<etherparse::TcpHeader> {
+    let mut s = b.tcp(sport, dport, t.seq, 64_240);
+    if t.syn {
+        s = s.syn();
+    }
+    if let Some(a) = t.ack {
+        s = s.ack(a);
+    }
+    if t.fin {
+        s = s.fin();
+    }
+    if t.rst {
+        s = s.rst();
+    }
+    if t.psh {
+        s = s.psh();
+    }
+    s
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn tcp4(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    ttl: u8,
+    t: Tcp,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(smac, dmac).ipv4(src, dst, ttl);
+    let mut v = Vec::new();
+    tcp_builder(b, sport, dport, t).write(&mut v, payload).unwrap();
+    v
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn udp4(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(src, dst, ttl)
+        .udp(sport, dport)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn tcp6(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: &str,
+    sport: u16,
+    dst: &str,
+    dport: u16,
+    hops: u8,
+    t: Tcp,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(smac, dmac).ipv6(v6(src), v6(dst), hops);
+    let mut v = Vec::new();
+    tcp_builder(b, sport, dport, t).write(&mut v, payload).unwrap();
+    v
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn udp6(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: &str,
+    sport: u16,
+    dst: &str,
+    dport: u16,
+    hops: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac)
+        .ipv6(v6(src), v6(dst), hops)
+        .udp(sport, dport)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+/// Source port of a TCP/UDP frame (IPv4 or IPv6, untagged).
+pub fn l4_src_port(f: &[u8]) -> u16 {
+    let p = etherparse::SlicedPacket::from_ethernet(f).unwrap();
+    match p.transport.unwrap() {
+        etherparse::TransportSlice::Tcp(t) => t.source_port(),
+        etherparse::TransportSlice::Udp(u) => u.source_port(),
+        other => panic!("not TCP/UDP: {other:?}"),
+    }
+}
+
+/// Destination address (last octet) of an IPv4 frame.
+pub fn dst4(f: &[u8]) -> [u8; 4] {
+    [f[30], f[31], f[32], f[33]]
+}
+
+/// Recomputes the IPv4 header checksum of a frame (after a test patched the header).
+pub fn fix_ipv4_checksum(f: &mut [u8]) {
+    let hl = usize::from(f[14] & 0x0f) * 4;
+    f[24] = 0;
+    f[25] = 0;
+    let c = sluice_wire::checksum::checksum(&f[14..14 + hl.min(f.len() - 14)]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+}

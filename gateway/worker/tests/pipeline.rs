@@ -1,0 +1,1214 @@
+//! Pipeline tests: frames built with `etherparse` go through a real `Worker` over an in-memory
+//! port; each step states the verdict and, for transmitted frames, the exact expected bytes.
+//!
+//! Steps are fixture tables — description, input frame, expected outcome. Inputs and expected
+//! frames are closures of a small context so that a table can use what an earlier step taught it:
+//! the SNAT port the gateway chose (any port of the worker's range is correct; the test then
+//! checks every other byte) and the backend Maglev chose.
+
+mod common;
+
+use common::*;
+use etherparse::{Icmpv4Type, Icmpv6Type, PacketBuilder, icmpv4, icmpv6};
+use sluice_lb::DropReason;
+use sluice_lb::service::*;
+
+#[derive(Debug, Default, Clone)]
+struct Ctx {
+    /// The SNAT port of the last frame the gateway sent from a SNAT address.
+    port: u16,
+    /// The last octet of the backend the last forwarded frame went to (198.18.1.x / 2001:db8:1::x).
+    backend: u8,
+    /// The last transmitted frame.
+    last_tx: Vec<u8>,
+}
+
+enum Expect {
+    Tx(Vec<u8>),
+    Kernel,
+    Drop(DropReason),
+}
+
+type Build = Box<dyn Fn(&Ctx) -> Vec<u8>>;
+type Want = Box<dyn Fn(&Ctx) -> Expect>;
+
+struct Step {
+    desc: &'static str,
+    input: Build,
+    expect: Want,
+}
+
+fn step(
+    desc: &'static str,
+    input: impl Fn(&Ctx) -> Vec<u8> + 'static,
+    expect: impl Fn(&Ctx) -> Expect + 'static,
+) -> Step {
+    Step { desc, input: Box::new(input), expect: Box::new(expect) }
+}
+
+fn learn(ctx: &mut Ctx, f: &[u8]) {
+    ctx.last_tx = f.to_vec();
+    let ethertype = u16::from_be_bytes([f[12], f[13]]);
+    let Ok(p) = etherparse::SlicedPacket::from_ethernet(f) else { return };
+    let is_l4 =
+        matches!(p.transport, Some(etherparse::TransportSlice::Tcp(_) | etherparse::TransportSlice::Udp(_)));
+    // Learn from frames sent to a backend: the backend, and the SNAT port when the source is ours.
+    if ethertype == 0x0800 && f[30..33] == [198, 18, 1] {
+        ctx.backend = f[33];
+        if f[26..30] == NODE && is_l4 {
+            ctx.port = l4_src_port(f);
+        }
+    } else if ethertype == 0x86dd && f[38..52] == v6("2001:db8:1::")[..14] {
+        ctx.backend = f[53];
+        if f[22..38] == v6(NODE6) && is_l4 {
+            ctx.port = l4_src_port(f);
+        }
+    }
+    if ctx.port != 0 {
+        assert!((SNAT_LO..=SNAT_HI).contains(&ctx.port), "SNAT port {} outside the worker's range", ctx.port);
+    }
+}
+
+fn run(h: &mut Harness, steps: Vec<Step>) -> Ctx {
+    let mut ctx = Ctx::default();
+    for s in steps {
+        let input = (s.input)(&ctx);
+        let got = h.send(&input);
+        if let Outcome::Tx(f) = &got {
+            learn(&mut ctx, f);
+        }
+        match ((s.expect)(&ctx), got) {
+            (Expect::Tx(want), Outcome::Tx(got)) => {
+                assert_eq!(hex(&got), hex(&want), "{}: transmitted frame differs (got, want)", s.desc)
+            }
+            (Expect::Kernel, Outcome::Kernel(got)) => {
+                assert_eq!(got, input, "{}: passed frames are untouched", s.desc)
+            }
+            (Expect::Drop(want), Outcome::Dropped(got)) => assert_eq!(got, want, "{}: drop reason", s.desc),
+            (want, got) => panic!("{}: expected {}, got {got:?}", s.desc, describe(&want)),
+        }
+    }
+    ctx
+}
+
+fn describe(e: &Expect) -> String {
+    match e {
+        Expect::Tx(_) => "a transmitted frame".into(),
+        Expect::Kernel => "a pass to the kernel".into(),
+        Expect::Drop(r) => format!("a drop ({})", r.name()),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
+}
+
+const CPORT: u16 = 40_000;
+
+// ---------------------------------------------------------------------------------------------
+// L4 NAT, both directions
+
+#[test]
+fn fullnat_tcp_to_vip_both_directions() {
+    let mut h = Harness::standard();
+    let ctx = run(
+        &mut h,
+        vec![
+            step(
+                "client SYN to the VIP is sent to the backend from a SNAT address and port",
+                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, VIP_ONE, 80, 64, SYN, b""),
+                |c| Expect::Tx(tcp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 8080, 63, SYN, b"")),
+            ),
+            step(
+                "backend SYN-ACK is reverse-translated to come from the VIP",
+                |c| tcp4(backend_mac(1), GW_MAC, be(1), 8080, NODE, c.port, 64, syn_ack(), b""),
+                |_| Expect::Tx(tcp4(GW_MAC, CLIENT_MAC, VIP_ONE, 80, CLIENT, CPORT, 63, syn_ack(), b"")),
+            ),
+            step(
+                "client ACK with a request",
+                |_| {
+                    tcp4(
+                        CLIENT_MAC,
+                        GW_MAC,
+                        CLIENT,
+                        CPORT,
+                        VIP_ONE,
+                        80,
+                        64,
+                        ack(5001),
+                        b"GET / HTTP/1.1\r\n\r\n",
+                    )
+                },
+                |c| {
+                    Expect::Tx(tcp4(
+                        GW_MAC,
+                        backend_mac(1),
+                        NODE,
+                        c.port,
+                        be(1),
+                        8080,
+                        63,
+                        ack(5001),
+                        b"GET / HTTP/1.1\r\n\r\n",
+                    ))
+                },
+            ),
+            step(
+                "backend response",
+                |c| {
+                    tcp4(
+                        backend_mac(1),
+                        GW_MAC,
+                        be(1),
+                        8080,
+                        NODE,
+                        c.port,
+                        64,
+                        ack(119),
+                        b"HTTP/1.1 200 OK\r\n\r\n",
+                    )
+                },
+                |_| {
+                    Expect::Tx(tcp4(
+                        GW_MAC,
+                        CLIENT_MAC,
+                        VIP_ONE,
+                        80,
+                        CLIENT,
+                        CPORT,
+                        63,
+                        ack(119),
+                        b"HTTP/1.1 200 OK\r\n\r\n",
+                    ))
+                },
+            ),
+            step(
+                "client FIN",
+                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, VIP_ONE, 80, 64, fin_ack(), b""),
+                |c| Expect::Tx(tcp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 8080, 63, fin_ack(), b"")),
+            ),
+            step(
+                "backend FIN",
+                |c| tcp4(backend_mac(1), GW_MAC, be(1), 8080, NODE, c.port, 64, fin_ack(), b""),
+                |_| Expect::Tx(tcp4(GW_MAC, CLIENT_MAC, VIP_ONE, 80, CLIENT, CPORT, 63, fin_ack(), b"")),
+            ),
+            step(
+                "last ACK",
+                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, VIP_ONE, 80, 64, ack(202), b""),
+                |c| Expect::Tx(tcp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 8080, 63, ack(202), b"")),
+            ),
+        ],
+    );
+    assert_ne!(ctx.port, 0);
+    let c = h.worker.l4_counters();
+    assert_eq!((c.new_flows, c.forwarded, c.dropped_total()), (1, 7, 0));
+    let flows = h.worker.l4().flows();
+    let mut states = Vec::new();
+    flows.for_each(|_, f| states.push(f.state));
+    assert_eq!(states, vec![sluice_lb::flow::FlowState::TimeWait]);
+}
+
+#[test]
+fn fullnat_udp_to_vip_both_directions() {
+    let mut h = Harness::standard();
+    run(
+        &mut h,
+        vec![
+            step(
+                "client query",
+                |_| udp4(CLIENT_MAC, GW_MAC, CLIENT, 5000, VIP_ONE, 53, 64, b"query"),
+                |c| Expect::Tx(udp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 5353, 63, b"query")),
+            ),
+            step(
+                "backend answer",
+                |c| udp4(backend_mac(1), GW_MAC, be(1), 5353, NODE, c.port, 64, b"answer"),
+                |_| Expect::Tx(udp4(GW_MAC, CLIENT_MAC, VIP_ONE, 53, CLIENT, 5000, 63, b"answer")),
+            ),
+            step(
+                "second query of the same flow keeps its SNAT port",
+                |_| udp4(CLIENT_MAC, GW_MAC, CLIENT, 5000, VIP_ONE, 53, 64, b"again"),
+                |c| Expect::Tx(udp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 5353, 63, b"again")),
+            ),
+        ],
+    );
+    assert_eq!(h.worker.l4_counters().new_flows, 1);
+}
+
+#[test]
+fn nodeport_tcp_and_udp_on_the_node_address_only() {
+    let mut h = Harness::standard();
+    run(
+        &mut h,
+        vec![
+            step(
+                "SYN to NODE:31080 goes to one of the web backends on 8080",
+                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, NODE, 31080, 64, SYN, b""),
+                |c| {
+                    Expect::Tx(tcp4(
+                        GW_MAC,
+                        backend_mac(c.backend),
+                        NODE,
+                        c.port,
+                        be(c.backend),
+                        8080,
+                        63,
+                        SYN,
+                        b"",
+                    ))
+                },
+            ),
+            step(
+                "SYN-ACK comes back from NODE:31080",
+                |c| {
+                    tcp4(
+                        backend_mac(c.backend),
+                        GW_MAC,
+                        be(c.backend),
+                        8080,
+                        NODE,
+                        c.port,
+                        64,
+                        syn_ack(),
+                        b"",
+                    )
+                },
+                |_| Expect::Tx(tcp4(GW_MAC, CLIENT_MAC, NODE, 31080, CLIENT, CPORT, 63, syn_ack(), b"")),
+            ),
+            step(
+                "UDP to NODE:31053",
+                |_| udp4(CLIENT_MAC, GW_MAC, CLIENT, 6000, NODE, 31053, 64, b"q"),
+                |c| {
+                    Expect::Tx(udp4(
+                        GW_MAC,
+                        backend_mac(c.backend),
+                        NODE,
+                        c.port,
+                        be(c.backend),
+                        5353,
+                        63,
+                        b"q",
+                    ))
+                },
+            ),
+            step(
+                "UDP answer",
+                |c| udp4(backend_mac(c.backend), GW_MAC, be(c.backend), 5353, NODE, c.port, 64, b"a"),
+                |_| Expect::Tx(udp4(GW_MAC, CLIENT_MAC, NODE, 31053, CLIENT, 6000, 63, b"a")),
+            ),
+            step(
+                "the NodePort on an address that is not the node's is not ours",
+                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, [198, 18, 0, 9], 31080, 64, SYN, b""),
+                |_| Expect::Kernel,
+            ),
+            step(
+                "a port that is no NodePort is the kernel's (SSH to the node keeps working)",
+                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, NODE, 22, 64, SYN, b""),
+                |_| Expect::Kernel,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn dnat_keeps_the_client_address_and_adopts_mid_stream_flows() {
+    let mut h = Harness::standard();
+    run(
+        &mut h,
+        vec![
+            step(
+                "SYN: only the destination is rewritten",
+                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, VIP_DNAT, 80, 64, SYN, b""),
+                |c| {
+                    Expect::Tx(tcp4(
+                        GW_MAC,
+                        backend_mac(c.backend),
+                        CLIENT,
+                        CPORT,
+                        be(c.backend),
+                        8080,
+                        63,
+                        SYN,
+                        b"",
+                    ))
+                },
+            ),
+            step(
+                "the backend answers the client directly, routed through the gateway",
+                |c| {
+                    tcp4(
+                        backend_mac(c.backend),
+                        GW_MAC,
+                        be(c.backend),
+                        8080,
+                        CLIENT,
+                        CPORT,
+                        64,
+                        syn_ack(),
+                        b"",
+                    )
+                },
+                |_| Expect::Tx(tcp4(GW_MAC, CLIENT_MAC, VIP_DNAT, 80, CLIENT, CPORT, 63, syn_ack(), b"")),
+            ),
+            step(
+                "a mid-stream segment of a flow this gateway never saw (another node's, or before a restart) is adopted: Maglev picks the same backend",
+                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT + 1, VIP_DNAT, 80, 64, ack(9), b"data"),
+                |c| {
+                    Expect::Tx(tcp4(
+                        GW_MAC,
+                        backend_mac(c.backend),
+                        CLIENT,
+                        CPORT + 1,
+                        be(c.backend),
+                        8080,
+                        63,
+                        ack(9),
+                        b"data",
+                    ))
+                },
+            ),
+            step(
+                "under FullNAT a mid-stream segment cannot be adopted (the SNAT port would differ)",
+                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT + 2, VIP, 80, 64, ack(9), b"data"),
+                |_| Expect::Drop(DropReason::NoFlowForSegment),
+            ),
+            step(
+                "a stray RST without a flow is not adopted",
+                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT + 3, VIP_DNAT, 80, 64, rst(), b""),
+                |_| Expect::Drop(DropReason::NoFlowForSegment),
+            ),
+        ],
+    );
+    assert_eq!(h.worker.l4_counters().adopted_flows, 1);
+}
+
+#[test]
+fn ipv6_tcp_and_udp_fullnat() {
+    let mut h = Harness::standard();
+    let b1 = be6(1);
+    let (b1a, b1b, b1c) = (b1.clone(), b1.clone(), b1.clone());
+    let b1d = b1.clone();
+    run(
+        &mut h,
+        vec![
+            step(
+                "SYN to the IPv6 VIP",
+                |_| tcp6(CLIENT_MAC, GW_MAC, CLIENT6, CPORT, VIP6, 80, 64, SYN, b""),
+                move |c| Expect::Tx(tcp6(GW_MAC, backend_mac(1), NODE6, c.port, &b1a, 8080, 63, SYN, b"")),
+            ),
+            step(
+                "SYN-ACK",
+                move |c| tcp6(backend_mac(1), GW_MAC, &b1b, 8080, NODE6, c.port, 64, syn_ack(), b""),
+                |_| Expect::Tx(tcp6(GW_MAC, CLIENT_MAC, VIP6, 80, CLIENT6, CPORT, 63, syn_ack(), b"")),
+            ),
+            step(
+                "UDP query over IPv6",
+                |_| udp6(CLIENT_MAC, GW_MAC, CLIENT6, 5000, VIP6, 53, 64, b"q6"),
+                move |c| Expect::Tx(udp6(GW_MAC, backend_mac(1), NODE6, c.port, &b1c, 5353, 63, b"q6")),
+            ),
+            step(
+                "UDP answer over IPv6",
+                move |c| udp6(backend_mac(1), GW_MAC, &b1d, 5353, NODE6, c.port, 64, b"a6"),
+                |_| Expect::Tx(udp6(GW_MAC, CLIENT_MAC, VIP6, 53, CLIENT6, 5000, 63, b"a6")),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn replies_to_a_remote_client_go_to_its_router() {
+    let mut h = Harness::standard();
+    run(
+        &mut h,
+        vec![
+            step(
+                "SYN from beyond the router",
+                |_| tcp4(ROUTER_MAC, GW_MAC, REMOTE_CLIENT, CPORT, VIP_ONE, 80, 60, SYN, b""),
+                |c| Expect::Tx(tcp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 8080, 59, SYN, b"")),
+            ),
+            step(
+                "the answer is sent to the router's MAC",
+                |c| tcp4(backend_mac(1), GW_MAC, be(1), 8080, NODE, c.port, 64, syn_ack(), b""),
+                |_| {
+                    Expect::Tx(tcp4(
+                        GW_MAC,
+                        ROUTER_MAC,
+                        VIP_ONE,
+                        80,
+                        REMOTE_CLIENT,
+                        CPORT,
+                        63,
+                        syn_ack(),
+                        b"",
+                    ))
+                },
+            ),
+        ],
+    );
+}
+
+#[test]
+fn vlan_tags_are_kept() {
+    let mut h = Harness::standard();
+    let tagged = |smac, dmac, src, sport, dst, dport, ttl| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(smac, dmac)
+            .single_vlan(etherparse::VlanId::try_new(100).unwrap())
+            .ipv4(src, dst, ttl)
+            .udp(sport, dport)
+            .write(&mut v, b"tagged")
+            .unwrap();
+        v
+    };
+    let mut f = Vec::new();
+    let input = tagged(CLIENT_MAC, GW_MAC, CLIENT, 5000, VIP_ONE, 53, 64);
+    let Outcome::Tx(out) = h.send(&input) else { panic!("forwarded") };
+    f.extend_from_slice(&out);
+    let port = u16::from_be_bytes([f[38], f[39]]);
+    assert_eq!(f, tagged(GW_MAC, backend_mac(1), NODE, port, be(1), 5353, 63));
+}
+
+// ---------------------------------------------------------------------------------------------
+// ICMP
+
+#[test]
+fn icmp_echo_to_a_vip_is_answered_and_others_are_the_kernels() {
+    let mut h = Harness::standard();
+    let echo4 = |smac, dmac, src, dst, ttl, reply: bool| {
+        let mut v = Vec::new();
+        let b = PacketBuilder::ethernet2(smac, dmac).ipv4(src, dst, ttl);
+        if reply { b.icmpv4_echo_reply(7, 1) } else { b.icmpv4_echo_request(7, 1) }
+            .write(&mut v, b"ping")
+            .unwrap();
+        v
+    };
+    let echo6 = |smac, dmac, src: &str, dst: &str, hops, reply: bool| {
+        let mut v = Vec::new();
+        let b = PacketBuilder::ethernet2(smac, dmac).ipv6(v6(src), v6(dst), hops);
+        if reply { b.icmpv6_echo_reply(7, 1) } else { b.icmpv6_echo_request(7, 1) }
+            .write(&mut v, b"ping6")
+            .unwrap();
+        v
+    };
+    run(
+        &mut h,
+        vec![
+            step(
+                "ping to a VIP is answered by the gateway",
+                move |_| echo4(CLIENT_MAC, GW_MAC, CLIENT, VIP, 64, false),
+                move |_| Expect::Tx(echo4(GW_MAC, CLIENT_MAC, VIP, CLIENT, 64, true)),
+            ),
+            step(
+                "ping to the IPv6 VIP too",
+                move |_| echo6(CLIENT_MAC, GW_MAC, CLIENT6, VIP6, 30, false),
+                move |_| Expect::Tx(echo6(GW_MAC, CLIENT_MAC, VIP6, CLIENT6, 64, true)),
+            ),
+            step(
+                "ping to the node's own address is the kernel's",
+                move |_| echo4(CLIENT_MAC, GW_MAC, CLIENT, NODE, 64, false),
+                |_| Expect::Kernel,
+            ),
+            step(
+                "an echo reply is the kernel's",
+                move |_| echo4(CLIENT_MAC, GW_MAC, CLIENT, NODE, 64, true),
+                |_| Expect::Kernel,
+            ),
+        ],
+    );
+    assert_eq!(h.worker.l4_counters().icmp_echo_replies, 2);
+}
+
+fn icmp4(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    ttl: u8,
+    t: Icmpv4Type,
+    quote: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac).ipv4(src, dst, ttl).icmpv4(t).write(&mut v, quote).unwrap();
+    v
+}
+
+fn port_unreachable() -> Icmpv4Type {
+    Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::Port)
+}
+
+/// The IP packet of a frame with its TTL set, IPv4 checksum fixed (what a host quotes).
+fn ip_of(frame: &[u8], ttl: u8) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[22] = ttl;
+    fix_ipv4_checksum(&mut f);
+    f[14..].to_vec()
+}
+
+#[test]
+fn icmp_errors_about_a_flow_are_translated_both_ways() {
+    let mut h = Harness::standard();
+    let query = udp4(CLIENT_MAC, GW_MAC, CLIENT, 5000, VIP_ONE, 53, 64, b"query");
+    let q2 = query.clone();
+    let syn = tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, VIP_ONE, 80, 64, SYN, b"");
+    let syn2 = syn.clone();
+    run(
+        &mut h,
+        vec![
+            step(
+                "a UDP query opens a flow",
+                move |_| q2.clone(),
+                |c| Expect::Tx(udp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 5353, 63, b"query")),
+            ),
+            step(
+                "the backend's port-unreachable (quoting the whole datagram) reaches the client, from the VIP, about the client's own datagram",
+                |c| icmp4(backend_mac(1), GW_MAC, be(1), NODE, 64, port_unreachable(), &c.last_tx[14..]),
+                move |_| {
+                    Expect::Tx(icmp4(
+                        GW_MAC,
+                        CLIENT_MAC,
+                        VIP_ONE,
+                        CLIENT,
+                        63,
+                        port_unreachable(),
+                        &ip_of(&query, 63),
+                    ))
+                },
+            ),
+            step(
+                "the client's port-unreachable about our answer goes to the backend, about the backend's own datagram",
+                |c| {
+                    let _ = c;
+                    // What the client received: the answer as the gateway sent it.
+                    let seen = udp4(GW_MAC, CLIENT_MAC, VIP_ONE, 53, CLIENT, 5000, 63, b"answer");
+                    icmp4(CLIENT_MAC, GW_MAC, CLIENT, VIP_ONE, 64, port_unreachable(), &seen[14..])
+                },
+                |c| {
+                    let sent = udp4(backend_mac(1), GW_MAC, be(1), 5353, NODE, c.port, 63, b"answer");
+                    Expect::Tx(icmp4(
+                        GW_MAC,
+                        backend_mac(1),
+                        NODE,
+                        be(1),
+                        63,
+                        port_unreachable(),
+                        &sent[14..],
+                    ))
+                },
+            ),
+            step(
+                "a TCP SYN opens a flow",
+                move |_| syn2.clone(),
+                |c| Expect::Tx(tcp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 8080, 63, SYN, b"")),
+            ),
+            step(
+                "fragmentation-needed from a router on the backend side (RFC 792 quote: header + 8 bytes) keeps the router as its source",
+                |c| {
+                    icmp4(
+                        backend_mac(3),
+                        GW_MAC,
+                        [198, 18, 1, 254],
+                        NODE,
+                        64,
+                        Icmpv4Type::DestinationUnreachable(
+                            icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+                        ),
+                        &c.last_tx[14..14 + 28],
+                    )
+                },
+                move |_| {
+                    Expect::Tx(icmp4(
+                        GW_MAC,
+                        CLIENT_MAC,
+                        [198, 18, 1, 254],
+                        CLIENT,
+                        63,
+                        Icmpv4Type::DestinationUnreachable(
+                            icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+                        ),
+                        &ip_of(&syn, 63)[..28],
+                    ))
+                },
+            ),
+            step(
+                "an error about no flow, sent to a VIP, is dropped and counted",
+                |_| {
+                    let stray = udp4(GW_MAC, CLIENT_MAC, VIP_ONE, 53, CLIENT, 9999, 63, b"x");
+                    icmp4(CLIENT_MAC, GW_MAC, CLIENT, VIP_ONE, 64, port_unreachable(), &stray[14..])
+                },
+                |_| Expect::Drop(DropReason::IcmpErrorNoFlow),
+            ),
+            step(
+                "an error about no flow, sent to the node, is the kernel's",
+                |_| {
+                    let stray = udp4(GW_MAC, CLIENT_MAC, NODE, 53, CLIENT, 9999, 63, b"x");
+                    icmp4(CLIENT_MAC, GW_MAC, CLIENT, NODE, 64, port_unreachable(), &stray[14..])
+                },
+                |_| Expect::Kernel,
+            ),
+            step(
+                "an error to a VIP whose quote is unreadable is dropped and counted",
+                |_| {
+                    icmp4(
+                        CLIENT_MAC,
+                        GW_MAC,
+                        CLIENT,
+                        VIP_ONE,
+                        64,
+                        port_unreachable(),
+                        &[0x45, 0, 0, 20, 0, 0],
+                    )
+                },
+                |_| Expect::Drop(DropReason::IcmpErrorMalformed),
+            ),
+        ],
+    );
+    assert_eq!(h.worker.l4_counters().icmp_errors_translated, 3);
+}
+
+#[test]
+fn icmpv6_packet_too_big_is_translated() {
+    let mut h = Harness::standard();
+    let syn = tcp6(CLIENT_MAC, GW_MAC, CLIENT6, CPORT, VIP6, 80, 64, SYN, b"0123456789");
+    let s2 = syn.clone();
+    let ptb = |smac, dmac, src: &str, dst: &str, hops, quote: &[u8]| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(smac, dmac)
+            .ipv6(v6(src), v6(dst), hops)
+            .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1280 })
+            .write(&mut v, quote)
+            .unwrap();
+        v
+    };
+    let _ = icmpv6::DestUnreachableCode::Port;
+    let b1 = be6(1);
+    run(
+        &mut h,
+        vec![
+            step("SYN over IPv6", move |_| s2.clone(), |_| Expect::Tx(Vec::new())).expect_any_tx(),
+            step(
+                "packet-too-big from the backend reaches the client about its own segment",
+                move |c| ptb(backend_mac(1), GW_MAC, &b1, NODE6, 64, &c.last_tx[14..]),
+                move |_| {
+                    let mut quote = syn[14..].to_vec();
+                    quote[7] = 63;
+                    Expect::Tx(ptb(GW_MAC, CLIENT_MAC, VIP6, CLIENT6, 63, &quote))
+                },
+            ),
+        ],
+    );
+}
+
+impl Step {
+    /// Accepts any transmitted frame (for steps whose bytes another test pins).
+    fn expect_any_tx(self) -> Step {
+        Step { desc: self.desc, input: self.input, expect: Box::new(|c| Expect::Tx(c.last_tx.clone())) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend choice: spread, affinity, terminating endpoints, table changes
+
+#[test]
+fn new_flows_spread_over_every_backend() {
+    let mut h = Harness::standard();
+    let mut n = [0u32; 4];
+    for i in 0..300u16 {
+        let Outcome::Tx(f) = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, 1024 + i, VIP, 80, 64, SYN, b""))
+        else {
+            panic!("forwarded")
+        };
+        n[usize::from(dst4(&f)[3])] += 1;
+    }
+    assert!(n[1..].iter().all(|&c| (60..=140).contains(&c)), "{n:?}");
+}
+
+fn syn_to(h: &mut Harness, src: [u8; 4], sport: u16, vip: [u8; 4]) -> Outcome {
+    h.send(&tcp4(CLIENT_MAC, GW_MAC, src, sport, vip, 80, 64, SYN, b""))
+}
+
+fn backend_of(o: &Outcome) -> u8 {
+    match o {
+        Outcome::Tx(f) => dst4(f)[3],
+        other => panic!("not forwarded: {other:?}"),
+    }
+}
+
+#[test]
+fn session_affinity_client_ip_holds_until_the_timeout() {
+    let mut services = standard_services();
+    let mut h = Harness::new(services.clone());
+    // Many connections from one client: one backend.
+    let first = backend_of(&syn_to(&mut h, CLIENT, 1000, VIP_AFFINITY));
+    for p in 1001..1020 {
+        assert_eq!(backend_of(&syn_to(&mut h, CLIENT, p, VIP_AFFINITY)), first);
+    }
+    // Different clients spread.
+    let mut seen = std::collections::HashSet::new();
+    for i in 1..60u8 {
+        seen.insert(backend_of(&syn_to(&mut h, [198, 18, 2, i], 1000, VIP_AFFINITY)));
+    }
+    assert!(seen.len() >= 2, "clients spread: {seen:?}");
+    // The pinned backend stops being ready: the client is re-pinned elsewhere.
+    let aff = services.iter_mut().find(|s| s.name == "default/sticky:80").unwrap();
+    for b in aff.backends.iter_mut() {
+        if b.addr.v4()[3] == first {
+            b.conditions = Conditions::DRAINING;
+        }
+    }
+    h.worker.set_table(table(2, services.clone()));
+    let second = backend_of(&syn_to(&mut h, CLIENT, 2000, VIP_AFFINITY));
+    assert_ne!(second, first);
+    // It comes back: affinity keeps the client where it was re-pinned...
+    let aff = services.iter_mut().find(|s| s.name == "default/sticky:80").unwrap();
+    for b in aff.backends.iter_mut() {
+        b.conditions = Conditions::READY;
+    }
+    h.worker.set_table(table(3, services));
+    h.advance_s(9);
+    assert_eq!(backend_of(&syn_to(&mut h, CLIENT, 2001, VIP_AFFINITY)), second, "within timeoutSeconds");
+    h.advance_s(9);
+    assert_eq!(
+        backend_of(&syn_to(&mut h, CLIENT, 2002, VIP_AFFINITY)),
+        second,
+        "each new connection refreshes"
+    );
+    // ...until timeoutSeconds (10 s) pass with no new connection.
+    h.advance_s(11);
+    assert_eq!(
+        backend_of(&syn_to(&mut h, CLIENT, 2003, VIP_AFFINITY)),
+        first,
+        "after the timeout, a fresh choice"
+    );
+    assert!(h.worker.l4_counters().affinity_hits >= 20);
+}
+
+#[test]
+fn terminating_endpoints_keep_their_flows_and_get_no_new_ones() {
+    // Both ready at first; find a client port whose flow lands on backend 2.
+    let both = |c2: Conditions, with1: bool| {
+        let mut s = standard_services();
+        let d = s.iter_mut().find(|s| s.name == "default/drain:80").unwrap();
+        d.backends = if with1 { backends(&[1], 8080, Conditions::READY) } else { vec![] };
+        d.backends.extend(backends(&[2], 8080, c2));
+        s
+    };
+    let mut h = Harness::new(both(Conditions::READY, true));
+    let sport = (1000..2000).find(|&p| backend_of(&syn_to(&mut h, CLIENT, p, VIP_DRAIN)) == 2).unwrap();
+    // Backend 2 starts terminating.
+    h.worker.set_table(table(2, both(Conditions::DRAINING, true)));
+    let again = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, sport, VIP_DRAIN, 80, 64, ack(1), b"more"));
+    assert_eq!(backend_of(&again), 2, "the established flow stays on the terminating endpoint");
+    for p in 3000..3100 {
+        assert_eq!(
+            backend_of(&syn_to(&mut h, CLIENT, p, VIP_DRAIN)),
+            1,
+            "new flows avoid the terminating endpoint"
+        );
+    }
+    // With no ready endpoint left, serving+terminating ones take new flows (kube-proxy's fallback).
+    h.worker.set_table(table(3, both(Conditions::DRAINING, false)));
+    assert_eq!(backend_of(&syn_to(&mut h, CLIENT, 4000, VIP_DRAIN)), 2);
+    // Terminating and no longer serving: nothing takes new flows.
+    h.worker.set_table(table(4, both(Conditions { ready: false, serving: false, terminating: true }, false)));
+    assert_eq!(syn_to(&mut h, CLIENT, 4001, VIP_DRAIN), Outcome::Dropped(DropReason::NoBackend));
+}
+
+#[test]
+fn a_selector_switch_moves_new_flows_and_established_ones_finish() {
+    // Blue: backend 1. Green: backends 2 and 3. The Service's selector switches from blue to green.
+    let web = |lasts: &[u8]| {
+        let mut s = standard_services();
+        s[0].backends = backends(lasts, 8080, Conditions::READY);
+        s
+    };
+    let mut h = Harness::new(web(&[1]));
+    let mut ports = Vec::new();
+    for p in 5000..5020u16 {
+        assert_eq!(backend_of(&syn_to(&mut h, CLIENT, p, VIP)), 1);
+        ports.push((p, h.port_snat_of_last()));
+    }
+    h.worker.set_table(table(2, web(&[2, 3])));
+    for &(p, snat) in &ports {
+        // Both directions of each established flow still work, on blue.
+        let fwd = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP, 80, 64, ack(1), b"req"));
+        assert_eq!(backend_of(&fwd), 1, "established flow {p} finishes on blue");
+        let back = h.send(&tcp4(backend_mac(1), GW_MAC, be(1), 8080, NODE, snat, 64, ack(4), b"resp"));
+        assert_eq!(back, Outcome::Tx(tcp4(GW_MAC, CLIENT_MAC, VIP, 80, CLIENT, p, 63, ack(4), b"resp")));
+    }
+    for p in 6000..6040u16 {
+        assert_ne!(backend_of(&syn_to(&mut h, CLIENT, p, VIP)), 1, "new flows go to green");
+    }
+    let c = h.worker.l4_counters();
+    assert_eq!(c.flows_orphaned, 20);
+    assert_eq!(c.dropped_total(), 0);
+}
+
+impl Harness {
+    /// The SNAT port of the frame the last `send` transmitted (re-derived from the flow table).
+    fn port_snat_of_last(&self) -> u16 {
+        let mut newest = (0u64, 0u16);
+        self.worker.l4().flows().for_each(|id, f| {
+            let _ = id;
+            if f.last_seen_ns >= newest.0 {
+                newest = (f.last_seen_ns, f.rev.dport);
+            }
+        });
+        newest.1
+    }
+}
+
+#[test]
+fn a_removed_backend_affects_only_its_own_flows_and_udp_moves_on() {
+    let mut h = Harness::standard();
+    // UDP flows over all three backends.
+    let mut by_backend = std::collections::HashMap::new();
+    for p in 7000..7060u16 {
+        let b = backend_of(&h.send(&udp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP, 53, 64, b"q")));
+        by_backend.entry(b).or_insert_with(Vec::new).push(p);
+    }
+    assert_eq!(by_backend.len(), 3);
+    let mut s = standard_services();
+    s[1].backends = backends(&[1, 2], 5353, Conditions::READY);
+    h.worker.set_table(table(2, s));
+    for (b, ports) in &by_backend {
+        for &p in ports {
+            let now = backend_of(&h.send(&udp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP, 53, 64, b"q")));
+            if *b == 3 {
+                assert_ne!(now, 3, "a flow of the removed backend moves on");
+            } else {
+                assert_eq!(now, *b, "flows of the other backends stay (Maglev moves only what it must)");
+            }
+        }
+    }
+}
+
+#[test]
+fn snat_never_reuses_a_tuple_a_backend_may_hold_in_time_wait() {
+    let mut cfg = worker_config();
+    cfg.l4.snat_ports = (SNAT_LO, SNAT_LO + 49);
+    let mut h = Harness {
+        worker: sluice_worker::Worker::new(&cfg, table(1, standard_services()), next_hops()),
+        ..Harness::standard()
+    };
+    let mut used = std::collections::HashSet::new();
+    // Fifty connections opened and closed by the backend first (the backend holds TIME_WAIT).
+    for i in 0..50u16 {
+        let p = 9000 + i;
+        let Outcome::Tx(f) = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP_ONE, 80, 64, SYN, b"")) else {
+            panic!()
+        };
+        let snat = l4_src_port(&f);
+        assert!(used.insert(snat), "port {snat} reused while its tuple may be in TIME_WAIT");
+        for (from_backend, t) in
+            [(true, syn_ack()), (false, ack(5001)), (true, fin_ack()), (false, fin_ack()), (true, ack(202))]
+        {
+            let o = if from_backend {
+                h.send(&tcp4(backend_mac(1), GW_MAC, be(1), 8080, NODE, snat, 64, t, b""))
+            } else {
+                h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP_ONE, 80, 64, t, b""))
+            };
+            assert!(matches!(o, Outcome::Tx(_)));
+        }
+    }
+    // Every port of the range is in TIME_WAIT towards this backend: a new connection is refused
+    // and counted rather than sent into a TIME_WAIT socket.
+    assert_eq!(syn_to(&mut h, CLIENT, 9100, VIP_ONE), Outcome::Dropped(DropReason::SnatExhausted));
+    // Another backend's tuples are independent.
+    h.worker.set_table(table(2, {
+        let mut s = standard_services();
+        let one = s.iter_mut().find(|s| s.name == "default/one:80").unwrap();
+        one.backends = backends(&[2], 8080, Conditions::READY);
+        s
+    }));
+    assert_eq!(backend_of(&syn_to(&mut h, CLIENT, 9101, VIP_ONE)), 2);
+    // After TIME_WAIT (120 s) the tuples are free again.
+    h.worker.set_table(table(3, standard_services()));
+    h.advance_s(121);
+    for _ in 0..200 {
+        h.worker.poll(&mut h.port, h.now_ns); // idle polls sweep expired flows
+    }
+    assert_eq!(backend_of(&syn_to(&mut h, CLIENT, 9102, VIP_ONE)), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What is not ours, and what is broken
+
+#[test]
+fn refusals_and_passes() {
+    let mut h = Harness::standard();
+    let mut unresolved = standard_services();
+    unresolved.push(svc(
+        "default/far:80",
+        vec![key(a4([198, 19, 0, 70]), 80, Protocol::Tcp)],
+        backends(&[9], 8080, Conditions::READY),
+    ));
+    let mut u = Harness::new(unresolved);
+    run(
+        &mut h,
+        vec![
+            step(
+                "a service with no endpoints refuses new flows",
+                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, 1, VIP_EMPTY, 80, 64, SYN, b""),
+                |_| Expect::Drop(DropReason::NoBackend),
+            ),
+            step(
+                "a port of a VIP with no service is the kernel's",
+                |_| udp4(CLIENT_MAC, GW_MAC, CLIENT, 1, VIP, 9999, 64, b"x"),
+                |_| Expect::Kernel,
+            ),
+            step(
+                "TTL 1 to a VIP cannot be forwarded",
+                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, 2, VIP, 80, 1, SYN, b""),
+                |_| Expect::Drop(DropReason::TtlExceeded),
+            ),
+            step(
+                "GRE to a VIP is not a protocol services speak",
+                |_| {
+                    let mut f = udp4(CLIENT_MAC, GW_MAC, CLIENT, 1, VIP, 53, 64, b"gre");
+                    f[23] = 47;
+                    fix_ipv4_checksum(&mut f);
+                    f
+                },
+                |_| Expect::Drop(DropReason::UnsupportedProtocol),
+            ),
+            step(
+                "GRE elsewhere is the kernel's",
+                |_| {
+                    let mut f = udp4(CLIENT_MAC, GW_MAC, CLIENT, 1, NODE, 53, 64, b"gre");
+                    f[23] = 47;
+                    fix_ipv4_checksum(&mut f);
+                    f
+                },
+                |_| Expect::Kernel,
+            ),
+            step(
+                "ARP is the kernel's",
+                |_| {
+                    let mut f = vec![0xff; 6];
+                    f.extend_from_slice(&CLIENT_MAC);
+                    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+                    f.extend_from_slice(&CLIENT_MAC);
+                    f.extend_from_slice(&CLIENT);
+                    f.extend_from_slice(&[0; 6]);
+                    f.extend_from_slice(&NODE);
+                    f
+                },
+                |_| Expect::Kernel,
+            ),
+        ],
+    );
+    // A next hop with no known MAC: dropped and counted, resolution requested, and the flow's
+    // next packet goes through once the neighbour is learned.
+    assert_eq!(syn_to(&mut u, CLIENT, 1, [198, 19, 0, 70]), Outcome::Dropped(DropReason::NeighborUnresolved));
+    assert_eq!(u.worker.next_hops_mut().pending().collect::<Vec<_>>(), vec![a4(be(9))]);
+    u.worker.next_hops_mut().set_neighbor(a4(be(9)), backend_mac(9));
+    assert_eq!(
+        backend_of(&syn_to(&mut u, CLIENT, 1, [198, 19, 0, 70])),
+        9,
+        "the retransmitted SYN goes through"
+    );
+    // A full transmit ring: dropped and counted.
+    h.port.set_tx_capacity(0);
+    assert_eq!(syn_to(&mut h, CLIENT, 3, VIP), Outcome::Dropped(DropReason::TxRingFull));
+}
+
+#[test]
+fn malformed_input_is_dropped_and_counted() {
+    let good = || udp4(CLIENT_MAC, GW_MAC, CLIENT, 5000, VIP, 53, 64, b"payload!");
+    let tcp = || tcp4(CLIENT_MAC, GW_MAC, CLIENT, 5000, VIP, 80, 64, SYN, b"");
+    let good6 = || udp6(CLIENT_MAC, GW_MAC, CLIENT6, 5000, VIP6, 53, 64, b"payload!");
+    let patched = |f: Vec<u8>, at: usize, bytes: &'static [u8], fix: bool| {
+        move |_: &Ctx| {
+            let mut f = f.clone();
+            f[at..at + bytes.len()].copy_from_slice(bytes);
+            if fix {
+                fix_ipv4_checksum(&mut f);
+            }
+            f
+        }
+    };
+    let d = |r: DropReason| move |_: &Ctx| Expect::Drop(r);
+    let mut h = Harness::standard();
+    run(
+        &mut h,
+        vec![
+            step("empty frame", |_| vec![], d(DropReason::TruncatedEthernet)),
+            step("13 bytes", move |_| good()[..13].to_vec(), d(DropReason::TruncatedEthernet)),
+            step(
+                "unknown EtherType (LLDP)",
+                patched(good(), 12, &[0x88, 0xcc], false),
+                d(DropReason::UnknownEthertype),
+            ),
+            step(
+                "three stacked VLAN tags",
+                |_| {
+                    let mut f = vec![0u8; 60];
+                    f[12..14].copy_from_slice(&[0x88, 0xa8]);
+                    f[16..18].copy_from_slice(&[0x81, 0x00]);
+                    f[20..22].copy_from_slice(&[0x81, 0x00]);
+                    f[24..26].copy_from_slice(&[0x08, 0x00]);
+                    f
+                },
+                d(DropReason::BadVlan),
+            ),
+            step(
+                "a VLAN tag cut short",
+                move |_| {
+                    let mut f = good()[..16].to_vec();
+                    f[12..14].copy_from_slice(&[0x81, 0x00]);
+                    f
+                },
+                d(DropReason::BadVlan),
+            ),
+            step("IPv4 header cut short", move |_| good()[..14 + 12].to_vec(), d(DropReason::TruncatedIpv4)),
+            step(
+                "IHL 4 (below the minimum)",
+                patched(good(), 14, &[0x44], true),
+                d(DropReason::BadIpv4HeaderLen),
+            ),
+            step(
+                "IHL 15 beyond the packet",
+                move |_| {
+                    let mut f = good();
+                    f.resize(14 + 40, 0);
+                    f[14] = 0x4f;
+                    f[16..18].copy_from_slice(&40u16.to_be_bytes());
+                    f
+                },
+                d(DropReason::BadIpv4HeaderLen),
+            ),
+            step(
+                "total length that lies (1500 in a short frame)",
+                patched(good(), 16, &[0x05, 0xdc], true),
+                d(DropReason::BadIpv4Length),
+            ),
+            step(
+                "total length below the header",
+                patched(good(), 16, &[0x00, 0x10], true),
+                d(DropReason::BadIpv4Length),
+            ),
+            step(
+                "IPv6 version in an IPv4 EtherType",
+                patched(good(), 14, &[0x65], false),
+                d(DropReason::BadIpVersion),
+            ),
+            step(
+                "first fragment (MF)",
+                patched(good(), 20, &[0x20, 0x00], true),
+                d(DropReason::Ipv4Fragment),
+            ),
+            step(
+                "later fragment (offset)",
+                patched(good(), 20, &[0x00, 0x10], true),
+                d(DropReason::Ipv4Fragment),
+            ),
+            step(
+                "TCP header cut short (IP length says so)",
+                move |_| {
+                    let mut f = tcp()[..14 + 20 + 12].to_vec();
+                    f[16..18].copy_from_slice(&32u16.to_be_bytes());
+                    fix_ipv4_checksum(&mut f);
+                    f
+                },
+                d(DropReason::TruncatedTcp),
+            ),
+            step(
+                "TCP data offset 4",
+                patched(tcp(), 14 + 20 + 12, &[0x40], false),
+                d(DropReason::BadTcpHeaderLen),
+            ),
+            step(
+                "TCP data offset beyond the segment",
+                patched(tcp(), 14 + 20 + 12, &[0xf0], false),
+                d(DropReason::BadTcpHeaderLen),
+            ),
+            step(
+                "UDP length that lies",
+                patched(good(), 14 + 20 + 4, &[0x01, 0x00], false),
+                d(DropReason::BadUdpLength),
+            ),
+            step(
+                "UDP length below its header",
+                patched(good(), 14 + 20 + 4, &[0x00, 0x04], false),
+                d(DropReason::BadUdpLength),
+            ),
+            step(
+                "UDP header cut short",
+                move |_| {
+                    let mut f = good()[..14 + 20 + 4].to_vec();
+                    f[16..18].copy_from_slice(&24u16.to_be_bytes());
+                    fix_ipv4_checksum(&mut f);
+                    f
+                },
+                d(DropReason::TruncatedUdp),
+            ),
+            step(
+                "ICMP header cut short",
+                move |_| {
+                    let mut f = good()[..14 + 20 + 4].to_vec();
+                    f[23] = 1;
+                    f[16..18].copy_from_slice(&24u16.to_be_bytes());
+                    fix_ipv4_checksum(&mut f);
+                    f
+                },
+                d(DropReason::TruncatedIcmp),
+            ),
+            step("IPv6 header cut short", move |_| good6()[..14 + 30].to_vec(), d(DropReason::TruncatedIpv6)),
+            step(
+                "IPv6 payload length that lies",
+                patched(good6(), 14 + 4, &[0x01, 0x00], false),
+                d(DropReason::BadIpv6Length),
+            ),
+            step(
+                "IPv6 fragment header",
+                move |_| {
+                    let mut f = good6();
+                    f[14 + 6] = 44;
+                    f
+                },
+                d(DropReason::Ipv6Fragment),
+            ),
+            step(
+                "IPv6 extension header beyond the packet",
+                move |_| {
+                    let mut f = good6();
+                    f[14 + 6] = 0;
+                    f[14 + 40 + 1] = 9;
+                    f
+                },
+                d(DropReason::BadIpv6Length),
+            ),
+            step(
+                "IPv6 extension chain longer than we walk",
+                |_| {
+                    let mut v = Vec::new();
+                    PacketBuilder::ethernet2(CLIENT_MAC, GW_MAC)
+                        .ipv6(v6(CLIENT6), v6(VIP6), 64)
+                        .udp(1, 53)
+                        .write(&mut v, &[0u8; 80])
+                        .unwrap();
+                    v[14 + 6] = 60;
+                    for i in 0..10 {
+                        v[14 + 40 + 8 * i] = 60;
+                        v[14 + 40 + 8 * i + 1] = 0;
+                    }
+                    v
+                },
+                d(DropReason::Ipv6ExtensionChain),
+            ),
+            step(
+                "ARP that is not Ethernet/IPv4",
+                |_| {
+                    let mut f = vec![0xff; 6];
+                    f.extend_from_slice(&CLIENT_MAC);
+                    f.extend_from_slice(&[0x08, 0x06, 0, 6, 8, 0, 6, 4, 0, 1]);
+                    f.extend_from_slice(&[0u8; 20]);
+                    f
+                },
+                d(DropReason::MalformedArp),
+            ),
+        ],
+    );
+    let c = h.worker.l4_counters();
+    assert_eq!(c.forwarded + c.passed, 0);
+    assert_eq!(c.dropped_total(), h.worker.counters().rx_frames);
+}
