@@ -1,1 +1,166 @@
-fn main() {}
+//! `benches/run micro`: nanoseconds per packet of the L4 path on one core, beside the floor of
+//! touching a frame at all (a MAC swap over the same frames, same batch size, same run).
+//!
+//! criterion measures; this program then prints a table and, last, `RESULT {json}`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use sluice_benches::*;
+use sluice_lb::maglev::{self, MaglevTable, Member};
+use sluice_worker::{BATCH, Desc};
+
+const NOW_NS: u64 = 1_000_000_000;
+
+fn members(n: usize) -> Vec<Member> {
+    (0..n)
+        .map(|i| {
+            let mut id = [0u8; 18];
+            id[10] = 0xff;
+            id[11] = 0xff;
+            id[12..16].copy_from_slice(&backend(i));
+            id[16..18].copy_from_slice(&9000u16.to_be_bytes());
+            Member { id, weight: 1, index: i as u16 }
+        })
+        .collect()
+}
+
+/// A worker that has seen every flow once (so the measured frames hit established flows).
+fn warm(n_flows: usize, len: usize) -> (sluice_worker::Worker, BenchPort) {
+    let flows = client_flows(n_flows, 7);
+    let mut w = worker(100, (n_flows * 2).next_power_of_two());
+    let mut seq = BenchPort::new(udp_template(len), flows.clone(), Workload::Flows, 11);
+    // Visit every flow in order once: a port whose order is the identity.
+    for chunk in flows.chunks(BATCH) {
+        let mut p = BenchPort::new(udp_template(len), chunk.to_vec(), Workload::Flows, 0);
+        p.set_sequential();
+        w.poll(&mut p, NOW_NS);
+    }
+    assert_eq!(w.l4_counters().new_flows, n_flows as u64, "every flow established");
+    seq.sent = 0;
+    (w, seq)
+}
+
+fn criterion_home() -> PathBuf {
+    std::env::var_os("CRITERION_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/criterion"))
+}
+
+fn mean_ns(group: &str, id: &str) -> Option<f64> {
+    let p = criterion_home().join(group).join(id).join("new/estimates.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
+    v["mean"]["point_estimate"].as_f64()
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .output_directory(&criterion_home())
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+
+    let mut g = c.benchmark_group("l4");
+    g.throughput(Throughput::Elements(BATCH as u64));
+
+    // The floor: same port, same frames, same batch size; only a MAC swap.
+    {
+        let mut port = BenchPort::new(udp_template(60), client_flows(100_000, 7), Workload::Flows, 11);
+        let mut descs = [Desc::default(); BATCH];
+        g.bench_function("macswap_64", |b| b.iter(|| macswap_poll(&mut port, &mut descs)));
+    }
+    for (n, len, id) in [
+        (100_000, 60, "fullnat_100k_64"),
+        (1_000, 60, "fullnat_1k_64"),
+        (1_000, 508, "fullnat_1k_512"),
+        (1_000, 1496, "fullnat_1k_1500"),
+    ] {
+        let (mut w, mut port) = warm(n, len);
+        g.bench_function(id, |b| b.iter(|| w.poll(&mut port, NOW_NS)));
+        assert_eq!(port.not_sent, 0, "{id}: every frame forwarded");
+    }
+    {
+        let mut w = worker(100, 1 << 20);
+        let mut port = BenchPort::new(udp_template(60), Vec::new(), Workload::NewFlows, 0);
+        g.bench_function("newflow_64", |b| b.iter(|| w.poll(&mut port, NOW_NS)));
+        assert_eq!(port.not_sent, 0, "newflow: every frame forwarded");
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("maglev");
+    let ms = members(100);
+    g.bench_with_input(BenchmarkId::new("build", "M65537_N100"), &ms, |b, ms| {
+        b.iter(|| MaglevTable::build(ms, maglev::DEFAULT_SIZE).expect("builds"))
+    });
+    g.finish();
+    c.final_summary();
+
+    // Disruption: remove each of 10 backends of 100 in turn; the worst fraction of the other
+    // backends' slots that moved.
+    let before = MaglevTable::build(&ms, maglev::DEFAULT_SIZE).expect("builds");
+    let mut extra_moved: f64 = 0.0;
+    for gone in (0..100).step_by(10) {
+        let rest: Vec<Member> = ms.iter().copied().filter(|m| m.index != gone).collect();
+        let after = MaglevTable::build(&rest, maglev::DEFAULT_SIZE).expect("builds");
+        let (mut others, mut moved) = (0usize, 0usize);
+        for (a, b) in before.entries().iter().zip(after.entries()) {
+            if *a != gone {
+                others += 1;
+                moved += usize::from(a != b);
+            }
+        }
+        extra_moved = extra_moved.max(moved as f64 / others as f64);
+    }
+
+    // Allocations per packet on the warm 100k-flow path.
+    let (mut w, mut port) = warm(100_000, 60);
+    let polls = 1_000_000 / BATCH;
+    let mut pkts = 0usize;
+    let info = allocation_counter::measure(|| pkts = run(&mut w, &mut port, polls, NOW_NS));
+    let allocs_per_pkt = info.count_total as f64 / pkts as f64;
+
+    let per_pkt = |id: &str| mean_ns("l4", id).map(|ns| ns / BATCH as f64);
+    let macswap = per_pkt("macswap_64");
+    let rows = [
+        ("MAC swap only (floor)", "macswap_64"),
+        ("FullNAT, 100k flows, 64 B", "fullnat_100k_64"),
+        ("FullNAT, 1k flows, 64 B", "fullnat_1k_64"),
+        ("FullNAT, 1k flows, 512 B", "fullnat_1k_512"),
+        ("FullNAT, 1k flows, 1500 B", "fullnat_1k_1500"),
+        ("New flow every frame, 64 B", "newflow_64"),
+    ];
+    println!();
+    println!(
+        "{:<30} {:>10} {:>14} {:>16}",
+        "path (one core, batch 64)", "ns/pkt", "Mpps/core", "above the floor"
+    );
+    for (name, id) in rows {
+        match per_pkt(id) {
+            Some(ns) => {
+                let above = macswap.map(|m| format!("{:+.1} ns", ns - m)).unwrap_or_default();
+                println!("{name:<30} {ns:>10.1} {:>14.2} {above:>16}", 1e3 / ns);
+            }
+            None => println!("{name:<30} {:>10}", "(not run)"),
+        }
+    }
+    let build_ms = mean_ns("maglev", "build/M65537_N100").map(|ns| ns / 1e6);
+    println!(
+        "{:<30} {:>10}",
+        "Maglev build M=65537 N=100",
+        build_ms.map(|m| format!("{m:.3} ms")).unwrap_or_default()
+    );
+    println!("{:<30} {:>10.4}", "Maglev extra moved (1 of 100)", extra_moved);
+    println!("{:<30} {:>10}", "allocations per packet", allocs_per_pkt);
+    let result = serde_json::json!({
+        "nat_ns_per_pkt": per_pkt("fullnat_100k_64"),
+        "nat_hot_ns_per_pkt": per_pkt("fullnat_1k_64"),
+        "nat_hot_512_ns_per_pkt": per_pkt("fullnat_1k_512"),
+        "nat_hot_1500_ns_per_pkt": per_pkt("fullnat_1k_1500"),
+        "newflow_ns_per_pkt": per_pkt("newflow_64"),
+        "macswap_ns_per_pkt": macswap,
+        "maglev_build_ms": build_ms,
+        "maglev_extra_moved_frac": extra_moved,
+        "allocs_per_pkt": allocs_per_pkt,
+    });
+    println!("RESULT {result}");
+}

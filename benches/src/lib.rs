@@ -1,1 +1,258 @@
-//! placeholder
+//! Support for Sluice's benchmarks: a frame source that feeds a worker the same way a NIC queue
+//! would (a fixed pool of frame buffers, refilled from a template per batch), and the standard
+//! topology of the micro benchmarks.
+//!
+//! Benchmarks never assert speed; they measure and print. See `benches/README.md`.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use sluice_lb::Addr;
+use sluice_lb::engine::Config as L4Config;
+use sluice_lb::service::*;
+use sluice_worker::nexthop::{NextHops, Route};
+use sluice_worker::{BATCH, Desc, Port, Worker, WorkerConfig};
+
+/// The gateway's MAC in the benchmark topology.
+pub const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// The client-side router's MAC.
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc1];
+/// The gateway (node and SNAT) address.
+pub const NODE: [u8; 4] = [198, 18, 0, 1];
+/// The VIP benchmarked.
+pub const VIP: [u8; 4] = [198, 19, 0, 10];
+/// Its port.
+pub const VIP_PORT: u16 = 9000;
+
+/// A client flow: source address and port (the destination is always `VIP:VIP_PORT`).
+#[derive(Debug, Clone, Copy)]
+pub struct FlowTuple {
+    /// Source address.
+    pub src: [u8; 4],
+    /// Source port.
+    pub sport: u16,
+}
+
+/// `n` distinct client flows from 198.18.0.0/15 (skipping the gateway's /24).
+pub fn client_flows(n: usize, seed: u64) -> Vec<FlowTuple> {
+    let mut s = seed | 1;
+    let mut next = move || {
+        // xorshift64*: a fixed, dependency-free generator for reproducible workloads.
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        s.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let r = next();
+        let host = (r as u32) & 0x0001_ffff;
+        if host >> 8 == 0 {
+            continue;
+        }
+        let src = Ipv4Addr::from(0xc612_0000 | host).octets();
+        let sport = 1024 + ((r >> 32) as u16 % 60_000);
+        if seen.insert((src, sport)) {
+            out.push(FlowTuple { src, sport });
+        }
+    }
+    out
+}
+
+/// A UDP frame client → VIP of `len` bytes (60 is a minimum 64-byte Ethernet frame less its FCS).
+pub fn udp_template(len: usize) -> Vec<u8> {
+    let payload = vec![0x5a; len.saturating_sub(14 + 20 + 8)];
+    let mut v = Vec::with_capacity(len);
+    etherparse::PacketBuilder::ethernet2(CLIENT_MAC, GW_MAC)
+        .ipv4([198, 18, 7, 7], VIP, 64)
+        .udp(40_000, VIP_PORT)
+        .write(&mut v, &payload)
+        .expect("template builds");
+    v
+}
+
+/// What a [`BenchPort`] writes into each frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Frames of the given flows, in a random order (established-flow forwarding).
+    Flows,
+    /// Every frame a new flow (connection storm): source address and port from a counter.
+    NewFlows,
+}
+
+/// A frame source and sink for benchmarks: `BATCH` buffers, each refilled per receive from a
+/// template with the flow's source address and port patched in (checksums are not fixed: the
+/// data plane does not verify them and updates them incrementally). Transmitted frames are counted.
+#[derive(Debug)]
+pub struct BenchPort {
+    bufs: Vec<u8>,
+    frame_len: usize,
+    template: Vec<u8>,
+    flows: Vec<FlowTuple>,
+    order: Vec<u32>,
+    at: usize,
+    workload: Workload,
+    counter: u64,
+    /// Frames handed to `send`.
+    pub sent: u64,
+    /// Frames handed to the kernel or released.
+    pub not_sent: u64,
+}
+
+const SLOT: usize = 2048;
+
+impl BenchPort {
+    /// A port replaying `flows` in a random order (four times their number of indices, drawn from
+    /// `seed`), with frames like `template`.
+    pub fn new(template: Vec<u8>, flows: Vec<FlowTuple>, workload: Workload, seed: u64) -> BenchPort {
+        let n = flows.len().max(1) as u64;
+        let order_len = (flows.len() * 4).clamp(BATCH, 1 << 22);
+        let mut s = seed | 1;
+        let order = (0..order_len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s % n) as u32
+            })
+            .collect();
+        BenchPort {
+            bufs: vec![0; SLOT * BATCH],
+            frame_len: template.len(),
+            template,
+            flows,
+            order,
+            at: 0,
+            workload,
+            counter: 0,
+            sent: 0,
+            not_sent: 0,
+        }
+    }
+
+    /// Replays the flows in their listed order instead of a random one.
+    pub fn set_sequential(&mut self) {
+        self.order = (0..self.flows.len() as u32).collect();
+        self.at = 0;
+    }
+
+    #[inline(always)]
+    fn fill(&mut self, slot: usize) {
+        let b = &mut self.bufs[slot * SLOT..slot * SLOT + self.frame_len];
+        b.copy_from_slice(&self.template);
+        let (src, sport) = match self.workload {
+            Workload::Flows => {
+                let f = self.flows[self.order[self.at] as usize];
+                self.at = if self.at + 1 == self.order.len() { 0 } else { self.at + 1 };
+                (f.src, f.sport)
+            }
+            Workload::NewFlows => {
+                self.counter += 1;
+                let c = self.counter;
+                let host = 0x100 + (c as u32 % 0x1_ff00);
+                (Ipv4Addr::from(0xc612_0000 | host).octets(), 1024 + ((c / 0x1_ff00) % 60_000) as u16)
+            }
+        };
+        b[26..30].copy_from_slice(&src);
+        b[34..36].copy_from_slice(&sport.to_be_bytes());
+    }
+}
+
+impl Port for BenchPort {
+    fn recv(&mut self, out: &mut [Desc]) -> usize {
+        let n = out.len().min(BATCH);
+        for (i, d) in out.iter_mut().enumerate().take(n) {
+            self.fill(i);
+            *d = Desc { addr: (i * SLOT) as u64, len: self.frame_len as u32 };
+        }
+        n
+    }
+
+    fn frame(&mut self, d: &Desc) -> &mut [u8] {
+        let a = d.addr as usize;
+        &mut self.bufs[a..a + d.len as usize]
+    }
+
+    fn send(&mut self, frames: &[Desc]) -> usize {
+        self.sent += frames.len() as u64;
+        frames.len()
+    }
+
+    fn to_kernel(&mut self, frames: &[Desc]) -> usize {
+        self.not_sent += frames.len() as u64;
+        frames.len()
+    }
+
+    fn release(&mut self, frames: &[Desc]) {
+        self.not_sent += frames.len() as u64;
+    }
+}
+
+/// The floor of touching a frame at all: receive the same batch from the same port, swap the
+/// MAC addresses of each frame, transmit. What a plain forwarder does.
+pub fn macswap_poll(port: &mut BenchPort, descs: &mut [Desc; BATCH]) -> usize {
+    let n = port.recv(descs);
+    for d in &descs[..n] {
+        let f = port.frame(d);
+        let mut eth = sluice_wire::ethernet::Frame::new_unchecked(f);
+        eth.swap_macs();
+    }
+    port.send(&descs[..n]);
+    n
+}
+
+/// Backend `i` (0-based) of the benchmark service: 198.18.1.(i+1):9000, on-link.
+pub fn backend(i: usize) -> [u8; 4] {
+    [198, 18, 1 + (i / 250) as u8, (i % 250) as u8 + 1]
+}
+
+/// The benchmark's table: one UDP service `VIP:VIP_PORT` → `n_backends` backends, FullNAT.
+pub fn table(n_backends: usize) -> Arc<ServiceTable> {
+    let spec = TableSpec {
+        generation: Generation(1),
+        services: vec![ServiceSpec {
+            name: "bench/udp:9000".into(),
+            frontends: vec![ServiceKey {
+                frontend: Frontend::Address(Addr::from_v4(VIP)),
+                port: VIP_PORT,
+                protocol: Protocol::Udp,
+            }],
+            backends: (0..n_backends)
+                .map(|i| BackendSpec {
+                    addr: Addr::from_v4(backend(i)),
+                    port: 9000,
+                    weight: 1,
+                    conditions: Conditions::READY,
+                })
+                .collect(),
+            scheduler: Scheduler::Maglev,
+            affinity: None,
+            nat: NatMode::FullNat,
+            snat: vec![Addr::from_v4(NODE)],
+        }],
+        node_addrs: vec![Addr::from_v4(NODE)],
+        maglev_size: MaglevSize::Fixed(sluice_lb::maglev::DEFAULT_SIZE),
+    };
+    Arc::new(ServiceTable::build(&spec).expect("bench table builds"))
+}
+
+/// A worker over the benchmark table, with every backend's MAC known.
+pub fn worker(n_backends: usize, flow_capacity: usize) -> Worker {
+    let mut hops = NextHops::new();
+    hops.add_route(Route { prefix: Addr::from_v4([198, 18, 0, 0]), len: 15, via: None });
+    for i in 0..n_backends {
+        let b = backend(i);
+        hops.set_neighbor(Addr::from_v4(b), [0x02, 0, 0, b[1], b[2], b[3]]);
+    }
+    let cfg = WorkerConfig {
+        mac: GW_MAC,
+        l4: L4Config { flow_capacity, snat_ports: (1024, 65_535), ..L4Config::default() },
+    };
+    Worker::new(&cfg, table(n_backends), hops)
+}
+
+/// Runs `polls` batches through a worker.
+pub fn run(worker: &mut Worker, port: &mut BenchPort, polls: usize, now_ns: u64) -> usize {
+    (0..polls).map(|_| worker.poll(port, now_ns)).sum()
+}

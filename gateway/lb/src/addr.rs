@@ -13,9 +13,24 @@ pub enum Family {
 
 /// An IPv4 or IPv6 address in 16 bytes: IPv4 is stored IPv4-mapped (`::ffff:a.b.c.d`, RFC 4291
 /// §2.5.5.2), so keys of both families have one size and compare with one instruction sequence.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, Eq, PartialOrd, Ord, Default)]
 #[repr(transparent)]
 pub struct Addr(pub [u8; 16]);
+
+impl core::hash::Hash for Addr {
+    #[inline(always)]
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        u128::from_ne_bytes(self.0).hash(state);
+    }
+}
+
+impl PartialEq for Addr {
+    /// One 128-bit comparison rather than a byte-wise loop or a `memcmp` call.
+    #[inline(always)]
+    fn eq(&self, other: &Addr) -> bool {
+        u128::from_ne_bytes(self.0) == u128::from_ne_bytes(other.0)
+    }
+}
 
 const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 

@@ -112,6 +112,7 @@ impl SnatPorts {
     pub fn new(lo: u16, hi: u16) -> SnatPorts {
         let (lo, hi) = (lo.min(hi), lo.max(hi));
         let span = u32::from(hi - lo) + 1;
+        // Each cursor is an offset in 0..span, so an allocation needs no division.
         let cursors =
             (0..CURSORS as u64).map(|i| hash::reduce(hash::words(0x736e_6174, &[i]), span)).collect();
         SnatPorts { lo, span, cursors }
@@ -122,12 +123,18 @@ impl SnatPorts {
         self.span
     }
 
+    /// The port [`Self::next`] would return now, without taking it.
+    #[inline(always)]
+    pub fn peek(&self, backend_hash: u64) -> u16 {
+        self.lo + self.cursors[backend_hash as usize & (CURSORS - 1)] as u16
+    }
+
     /// The next candidate port towards the backend whose identity hashes to `backend_hash`.
     #[inline(always)]
     pub fn next(&mut self, backend_hash: u64) -> u16 {
         let c = &mut self.cursors[backend_hash as usize & (CURSORS - 1)];
-        let p = self.lo + (*c % self.span) as u16;
-        *c = c.wrapping_add(1);
+        let p = self.lo + *c as u16;
+        *c = if *c + 1 == self.span { 0 } else { *c + 1 };
         p
     }
 }

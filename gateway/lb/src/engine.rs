@@ -84,7 +84,7 @@ impl Default for Config {
             snat_ports: (10_000, 60_999),
             timeouts: Timeouts::default(),
             seed: 0x51_u64,
-            sweep_budget: 64,
+            sweep_budget: 16,
         }
     }
 }
@@ -159,11 +159,21 @@ pub struct Prepared {
     parsed: Result<Parsed, DropReason>,
     key: FlowKey,
     hash: u64,
+    /// The service, when [`L4::prefetch_flow`] looked it up (`Some(None)`: there is none).
+    service: Option<Option<ServiceId>>,
+    /// [`FlowKey::stable_hash`] of the key, when computed (0: not yet).
+    tuple_hash: u64,
+}
+
+impl Prepared {
+    fn new(parsed: Result<Parsed, DropReason>, key: FlowKey, hash: u64) -> Prepared {
+        Prepared { parsed, key, hash, service: None, tuple_hash: 0 }
+    }
 }
 
 impl Default for Prepared {
     fn default() -> Prepared {
-        Prepared { parsed: Err(DropReason::TruncatedEthernet), key: FlowKey::default(), hash: 0 }
+        Prepared::new(Err(DropReason::TruncatedEthernet), FlowKey::default(), 0)
     }
 }
 
@@ -193,6 +203,45 @@ impl core::fmt::Debug for L4 {
 fn release(sched: &mut SchedState, generation: Generation, f: &Flow) {
     if f.counted && f.generation == generation {
         sched.closed(f.backend);
+    }
+}
+
+/// The identity hash of a backend (address and port), for its SNAT cursor.
+#[inline(always)]
+fn backend_hash(addr: &Addr, port: u16) -> u64 {
+    let w = |i: usize| {
+        u64::from_le_bytes([
+            addr.0[i],
+            addr.0[i + 1],
+            addr.0[i + 2],
+            addr.0[i + 3],
+            addr.0[i + 4],
+            addr.0[i + 5],
+            addr.0[i + 6],
+            addr.0[i + 7],
+        ])
+    };
+    hash::words(0x736e_6174, &[w(0), w(8), u64::from(port)])
+}
+
+/// Whether a reverse key is free for a new flow; an expired flow holding it is removed.
+#[inline]
+fn tuple_free(
+    flows: &mut FlowTable,
+    sched: &mut SchedState,
+    generation: Generation,
+    rev: &FlowKey,
+    hr: u64,
+    now_ns: u64,
+) -> bool {
+    match flows.lookup(rev, hr) {
+        None => true,
+        Some((id, _)) if flows.flow(id).is_expired(now_ns) => {
+            let gone = flows.remove(id);
+            release(sched, generation, &gone);
+            true
+        }
+        Some(_) => false,
     }
 }
 
@@ -266,9 +315,41 @@ impl L4 {
             let key = FlowKey::new(m.src, m.sport, m.dst, m.dport, m.proto);
             let hash = self.flows.hash(&key);
             self.flows.prefetch(hash);
-            return Prepared { parsed, key, hash };
+            return Prepared::new(parsed, key, hash);
         }
-        Prepared { parsed, key: FlowKey::default(), hash: 0 }
+        Prepared::new(parsed, FlowKey::default(), 0)
+    }
+
+    /// Between [`Self::prepare`] and [`Self::finish`]: prefetches the flow record the frame's
+    /// bucket points to (the bucket itself was prefetched by `prepare`). When there is none — a
+    /// new flow, most likely — and the service picks by Maglev, it predicts the new flow's
+    /// reverse tuple (backend, SNAT address and the port the SNAT cursor would hand out) and
+    /// prefetches that bucket instead, which `finish` will check. A wrong guess costs nothing.
+    #[inline]
+    pub fn prefetch_flow(&self, p: &mut Prepared) {
+        if p.hash == 0 || self.flows.prefetch_flow(p.hash) {
+            return;
+        }
+        let Some(proto) = Protocol::from_number(p.key.proto) else { return };
+        let found = self.table.lookup(&p.key.dst, p.key.dport, proto);
+        p.service = Some(found);
+        let Some(id) = found else { return };
+        let svc = self.table.service(id);
+        if svc.scheduler != crate::service::Scheduler::Maglev || svc.affinity.is_some() {
+            return;
+        }
+        let tuple_hash = p.key.stable_hash();
+        p.tuple_hash = tuple_hash;
+        let Some(o) = svc.maglev.lookup(tuple_hash) else { return };
+        let b = self.table.backend(svc.backend_id(o));
+        let rev = match svc.nat {
+            NatMode::FullNat => {
+                let snat = svc.snat[hash::reduce(tuple_hash, svc.snat.len() as u32) as usize];
+                FlowKey::new(b.addr, b.port, snat, self.snat.peek(backend_hash(&b.addr, b.port)), p.key.proto)
+            }
+            NatMode::Dnat => FlowKey::new(b.addr, b.port, p.key.src, p.key.sport, p.key.proto),
+        };
+        self.flows.prefetch(self.flows.hash(&rev));
     }
 
     /// Second half of [`Self::process`], for a frame [`Self::prepare`]d unchanged.
@@ -278,7 +359,7 @@ impl L4 {
             Err(r) => Verdict::Drop(r),
             Ok(Parsed::Arp(_)) => Verdict::Pass,
             Ok(Parsed::Ip(m)) => match m.proto {
-                ip_proto::TCP | ip_proto::UDP => self.transport(frame, &m, &p.key, p.hash, now_ns),
+                ip_proto::TCP | ip_proto::UDP => self.transport(frame, &m, p, now_ns),
                 ip_proto::ICMP | ip_proto::ICMPV6 => self.icmp(frame, &m),
                 _ if self.table.is_vip(&m.dst) => Verdict::Drop(DropReason::UnsupportedProtocol),
                 _ => Verdict::Pass,
@@ -294,7 +375,8 @@ impl L4 {
     }
 
     #[inline]
-    fn transport(&mut self, frame: &mut [u8], m: &Meta, key: &FlowKey, h: u64, now_ns: u64) -> Verdict {
+    fn transport(&mut self, frame: &mut [u8], m: &Meta, p: &Prepared, now_ns: u64) -> Verdict {
+        let (key, h) = (&p.key, p.hash);
         if let Some((id, dir)) = self.flows.lookup(key, h) {
             if !self.flows.flow(id).is_expired(now_ns) {
                 return self.on_flow(frame, m, key, h, id, dir, now_ns);
@@ -302,9 +384,15 @@ impl L4 {
             let gone = self.flows.remove(id);
             release(&mut self.sched, self.table.generation(), &gone);
         }
-        let Some(proto) = Protocol::from_number(m.proto) else { return Verdict::Pass };
-        match self.table.lookup(&m.dst, m.dport, proto) {
-            Some(svc) => self.new_flow(frame, m, key, h, svc, now_ns),
+        let service = match p.service {
+            Some(found) => found,
+            None => {
+                let Some(proto) = Protocol::from_number(m.proto) else { return Verdict::Pass };
+                self.table.lookup(&m.dst, m.dport, proto)
+            }
+        };
+        match service {
+            Some(svc) => self.new_flow(frame, m, key, h, svc, p.tuple_hash, now_ns),
             None => Verdict::Pass,
         }
     }
@@ -354,7 +442,7 @@ impl L4 {
                     release(&mut self.sched, generation, &gone);
                     // A UDP datagram from the client starts over with a new backend.
                     return match (dir, svc) {
-                        (Dir::Forward, Some(s)) => self.new_flow(frame, m, key, h, s, now_ns),
+                        (Dir::Forward, Some(s)) => self.new_flow(frame, m, key, h, s, 0, now_ns),
                         _ => Verdict::Drop(DropReason::BackendGone),
                     };
                 }
@@ -390,7 +478,8 @@ impl L4 {
         Verdict::Forward(dst)
     }
 
-    /// The first packet of a flow to service `svc_id`.
+    /// The first packet of a flow to service `svc_id` (`tuple_hash` if already computed, else 0).
+    #[expect(clippy::too_many_arguments, reason = "the hot path passes what it already computed")]
     fn new_flow(
         &mut self,
         frame: &mut [u8],
@@ -398,6 +487,7 @@ impl L4 {
         key: &FlowKey,
         h: u64,
         svc_id: ServiceId,
+        tuple_hash: u64,
         now_ns: u64,
     ) -> Verdict {
         let table = &*self.table;
@@ -418,7 +508,7 @@ impl L4 {
         if m.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
-        let tuple_hash = key.stable_hash();
+        let tuple_hash = if tuple_hash != 0 { tuple_hash } else { key.stable_hash() };
         let mut offset = None;
         if let Some(aff) = svc.affinity {
             if let Some((a, p)) = self.affinity.get(svc.name_hash, &m.src, now_ns)
@@ -446,16 +536,13 @@ impl L4 {
         let (rev, hr) = match svc.nat {
             NatMode::FullNat => {
                 let snat = svc.snat[hash::reduce(tuple_hash, svc.snat.len() as u32) as usize];
-                let mut id = [0u8; 18];
-                id[..16].copy_from_slice(&b.addr.0);
-                id[16..].copy_from_slice(&b.port.to_be_bytes());
-                let bhash = hash::stable(&id);
+                let bhash = backend_hash(&b.addr, b.port);
                 let mut found = None;
                 for _ in 0..SNAT_ATTEMPTS {
                     let port = self.snat.next(bhash);
                     let rev = FlowKey::new(b.addr, b.port, snat, port, m.proto);
                     let hr = self.flows.hash(&rev);
-                    if self.flows.lookup(&rev, hr).is_none() {
+                    if tuple_free(&mut self.flows, &mut self.sched, table.generation(), &rev, hr, now_ns) {
                         found = Some((rev, hr));
                         break;
                     }
@@ -468,7 +555,7 @@ impl L4 {
             NatMode::Dnat => {
                 let rev = FlowKey::new(b.addr, b.port, m.src, m.sport, m.proto);
                 let hr = self.flows.hash(&rev);
-                if self.flows.lookup(&rev, hr).is_some() {
+                if !tuple_free(&mut self.flows, &mut self.sched, table.generation(), &rev, hr, now_ns) {
                     return Verdict::Drop(DropReason::NatTupleConflict);
                 }
                 (rev, hr)

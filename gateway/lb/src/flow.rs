@@ -3,10 +3,11 @@
 //! **Layout.** Flows live in a slab of `capacity` records allocated at start; it never grows.
 //! Each flow is indexed twice in a set-associative hash index — by its forward key (the packet
 //! as the client sends it) and by its reverse key (the packet as the backend sends it back after
-//! NAT) — so a packet from either side finds its flow with one bucket probe. A bucket is one
-//! 64-byte cache line of eight entries `(tag: u32, slab index << 1 | direction)`; the index has
+//! NAT) — so a packet from either side finds its flow with one bucket probe. The index has
 //! at least twice as many entries as the slab can use, so buckets run at most half full on
-//! average. (Katran's per-CPU LRU maps and conntrack's hash play the same role.)
+//! average. A bucket is sixteen entries `(tag: u32, slab index << 1 | direction)` in two adjacent
+//! cache lines: at half load a set overflows rarely, and when it must evict it chooses among
+//! sixteen. (Katran's per-CPU LRU maps and conntrack's hash play the same role.)
 //!
 //! **Placement** hashes the key with a per-worker random seed ([`crate::hash::keyed`]) so that
 //! nobody outside can aim a flood at one bucket.
@@ -18,10 +19,14 @@
 //! Expiry is lazy (a lookup that finds an expired flow reports it; the caller removes it) plus an
 //! incremental sweep with a bounded budget per call, so no call does unbounded work.
 //!
-//! **Eviction.** When an insert finds its bucket full, or the slab full, it evicts the flow in
-//! that bucket that matters least: expired first, then closed (RST / TIME_WAIT), then half-open
-//! (unanswered SYN, unreplied UDP — what a flood leaves behind), then the longest idle. A SYN
-//! flood therefore cannot grow memory and displaces its own debris before live connections.
+//! **Eviction.** What matters least goes first: expired, then closed (RST / TIME_WAIT), then
+//! half-open (unanswered SYN, unreplied UDP — what a flood leaves behind), then the longest idle.
+//! When the slab is full, a CLOCK hand walking the slab in order finds the victim (sequential
+//! reads, prefetched by the hardware), and the next victim is chosen ahead with its index lines
+//! prefetched, so a connection storm on a full table costs no extra serial cache misses. When
+//! only the new flow's bucket is full (rare at half load), the victim is the least valuable of
+//! its sixteen entries. A SYN flood therefore cannot grow memory and displaces its own debris
+//! before live connections.
 //!
 //! Hot path: yes. No allocation after [`FlowTable::new`].
 
@@ -31,7 +36,7 @@ use crate::service::{BackendId, Generation, ServiceId};
 use sluice_wire::tcp::flags;
 
 /// The 5-tuple of a packet as it appears on the wire (addresses of either family, 40 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, Eq, Default)]
 #[repr(C, align(8))]
 pub struct FlowKey {
     /// Source address.
@@ -45,6 +50,21 @@ pub struct FlowKey {
     /// IP protocol number.
     pub proto: u8,
     pad: [u8; 3],
+}
+
+impl core::hash::Hash for FlowKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.words().hash(state);
+    }
+}
+
+impl PartialEq for FlowKey {
+    /// Five word comparisons (the padding is always zero).
+    #[inline(always)]
+    fn eq(&self, other: &FlowKey) -> bool {
+        let (a, b) = (self.words(), other.words());
+        ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4])) == 0
+    }
 }
 
 impl FlowKey {
@@ -200,8 +220,9 @@ impl Timeouts {
 const FIN_FWD: u8 = 1;
 const FIN_REV: u8 = 2;
 
-/// One tracked flow.
+/// One tracked flow: two cache lines, aligned, so a lookup touches exactly two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
 pub struct Flow {
     /// The key of client → service packets.
     pub fwd: FlowKey,
@@ -225,10 +246,16 @@ pub struct Flow {
     pub last_seen_ns: u64,
     fwd_bucket: u32,
     rev_bucket: u32,
+    fwd_slot: u8,
+    rev_slot: u8,
 }
 
 impl Flow {
     /// A new flow in `state`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a flow is born with all of these; a builder would only hide them"
+    )]
     pub fn new(
         fwd: FlowKey,
         rev: FlowKey,
@@ -252,6 +279,8 @@ impl Flow {
             last_seen_ns: now_ns,
             fwd_bucket: 0,
             rev_bucket: 0,
+            fwd_slot: 0,
+            rev_slot: 0,
         }
     }
 
@@ -330,15 +359,23 @@ impl Flow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowId(pub u32);
 
-const WAYS: usize = 8;
+const WAYS: usize = 16;
 
-/// The most slab slots one eviction examines beyond the new flow's own buckets.
+/// The fewest live flows one slab eviction compares.
+pub const CLOCK_SWEEP_MIN: usize = 4;
+/// The most slab slots one slab eviction examines while it finds only open connections.
 pub const CLOCK_SWEEP_MAX: usize = 256;
 
-/// One cache line of index entries: `tag << 32 | index << 1 | dir`, 0 when empty.
-#[derive(Clone, Copy, Default)]
-#[repr(C, align(64))]
+/// Two adjacent cache lines of index entries: `tag << 32 | index << 1 | dir`, 0 when empty.
+#[derive(Clone, Copy)]
+#[repr(C, align(128))]
 struct Bucket([u64; WAYS]);
+
+impl Default for Bucket {
+    fn default() -> Bucket {
+        Bucket([0; WAYS])
+    }
+}
 
 /// Counters the table keeps about itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -368,6 +405,7 @@ pub struct FlowTable {
     seed: u64,
     sweep_at: usize,
     clock_at: usize,
+    next_victim: Option<(u32, u64)>,
     len: usize,
     stats: FlowTableStats,
 }
@@ -409,6 +447,7 @@ impl FlowTable {
             seed,
             sweep_at: 0,
             clock_at: 0,
+            next_victim: None,
             len: 0,
             stats: FlowTableStats::default(),
         }
@@ -437,7 +476,7 @@ impl FlowTable {
     /// The placement hash of a key.
     #[inline(always)]
     pub fn hash(&self, key: &FlowKey) -> u64 {
-        hash::keyed(self.seed, &key.words())
+        hash::flow(self.seed, &key.words())
     }
 
     #[inline(always)]
@@ -450,11 +489,29 @@ impl FlowTable {
         ((h >> 32) | 1) << 32
     }
 
-    /// Touches the bucket a hash maps to, so that a later [`Self::lookup`] finds it in cache.
-    /// Call it for a whole batch first: the loads then overlap instead of queueing.
+    /// Prefetches the bucket a hash maps to. Call it for a whole batch first, then
+    /// [`Self::prefetch_flow`] for the batch, then look up: the loads of the batch overlap
+    /// instead of queueing.
     #[inline(always)]
     pub fn prefetch(&self, h: u64) {
-        core::hint::black_box(self.buckets[self.bucket_of(h) as usize].0[0]);
+        let b = &self.buckets[self.bucket_of(h) as usize];
+        sluice_sys::prefetch(&b.0[0]);
+        sluice_sys::prefetch(&b.0[WAYS / 2]);
+    }
+
+    /// Prefetches the flow record the bucket's first entry with a matching tag points to.
+    /// Returns false when no entry matches (the key is almost surely absent).
+    #[inline(always)]
+    pub fn prefetch_flow(&self, h: u64) -> bool {
+        let tag = Self::tag_of(h);
+        let b = &self.buckets[self.bucket_of(h) as usize];
+        if let Some(&e) = b.0.iter().find(|&&e| e & 0xffff_ffff_0000_0000 == tag) {
+            let f = &self.flows[((e as u32) >> 1) as usize];
+            sluice_sys::prefetch(f);
+            sluice_sys::prefetch(&f.expires_ns);
+            return true;
+        }
+        false
     }
 
     /// Finds the flow a key belongs to, and which of its keys matched. The flow may be expired:
@@ -517,10 +574,7 @@ impl FlowTable {
     ) -> FlowId {
         debug_assert!(self.lookup(&flow.fwd, hf).is_none() && self.lookup(&flow.rev, hr).is_none());
         let (bf, br) = (self.bucket_of(hf), self.bucket_of(hr));
-        if self.free.is_empty() {
-            let victim = self.slab_victim(bf, br, now_ns);
-            self.evict(victim, now_ns, evicted);
-        }
+        self.ensure_free(now_ns, evicted);
         let Some(idx) = self.free.pop() else {
             unreachable!("an eviction freed a slot");
         };
@@ -528,15 +582,27 @@ impl FlowTable {
         self.live[idx as usize] = true;
         self.len += 1;
         self.stats.inserted += 1;
-        self.place(bf, Self::tag_of(hf) | (u64::from(idx) << 1), idx, now_ns, evicted);
-        self.place(br, Self::tag_of(hr) | (u64::from(idx) << 1) | 1, idx, now_ns, evicted);
+        let fs = self.place(bf, Self::tag_of(hf) | (u64::from(idx) << 1), idx, now_ns, evicted);
+        let rs = self.place(br, Self::tag_of(hr) | (u64::from(idx) << 1) | 1, idx, now_ns, evicted);
+        let f = &mut self.flows[idx as usize];
+        f.fwd_slot = fs;
+        f.rev_slot = rs;
+        self.choose_next_victim(now_ns);
         FlowId(idx)
     }
 
-    fn place(&mut self, b: u32, entry: u64, protect: u32, now_ns: u64, evicted: &mut impl FnMut(&Flow)) {
+    /// Puts an index entry into bucket `b`, evicting from it if full; returns the entry's slot.
+    fn place(
+        &mut self,
+        b: u32,
+        entry: u64,
+        protect: u32,
+        now_ns: u64,
+        evicted: &mut impl FnMut(&Flow),
+    ) -> u8 {
         if let Some(slot) = self.buckets[b as usize].0.iter().position(|&e| e == 0) {
             self.buckets[b as usize].0[slot] = entry;
-            return;
+            return slot as u8;
         }
         let Some(victim) = self.victim_in(b, now_ns, protect) else {
             unreachable!("a full bucket holds at most two entries of the protected flow");
@@ -546,6 +612,7 @@ impl FlowTable {
             unreachable!("evicting a flow of this bucket freed an entry");
         };
         self.buckets[b as usize].0[slot] = entry;
+        slot as u8
     }
 
     fn evict(&mut self, victim: u32, now_ns: u64, evicted: &mut impl FnMut(&Flow)) {
@@ -578,39 +645,67 @@ impl FlowTable {
         best.map(|(_, _, i)| i)
     }
 
-    /// The flow to evict when the slab is full: the least valuable of the new flow's two
-    /// buckets; if those hold only live, open connections, a bounded clock sweep of the slab
-    /// (sequential memory, at most [`CLOCK_SWEEP_MAX`] slots) looks for debris first.
-    fn slab_victim(&mut self, bf: u32, br: u32, now_ns: u64) -> u32 {
-        let mut best: Option<(u8, u64, u32)> = None;
-        for b in [bf, br] {
-            if let Some(i) = self.victim_in(b, now_ns, u32::MAX) {
-                let f = &self.flows[i as usize];
-                let score = (f.victim_class(now_ns), f.last_seen_ns, i);
-                if best.is_none_or(|b| score < b) {
-                    best = Some(score);
-                }
-            }
-        }
+    /// The flow to evict when the slab is full, found by a CLOCK hand that walks the slab in
+    /// order (sequential memory, which the hardware prefetches): the best of at least
+    /// [`CLOCK_SWEEP_MIN`] live flows — expired before closed before half-open before open, then
+    /// the longest idle — stopping at once on an expired one, and looking on (up to
+    /// [`CLOCK_SWEEP_MAX`]) while it has found only open connections.
+    fn clock_victim(&mut self, now_ns: u64) -> u32 {
         let n = self.flows.len();
+        let mut best: Option<(u8, u64, u32)> = None;
         let mut scanned = 0;
-        while best.is_none_or(|b| b.0 > 2) && scanned < n.min(CLOCK_SWEEP_MAX) {
+        while scanned < n.min(CLOCK_SWEEP_MAX) {
             let i = self.clock_at;
             self.clock_at = if i + 1 == n { 0 } else { i + 1 };
             scanned += 1;
-            if self.live[i] {
-                let f = &self.flows[i];
-                let score = (f.victim_class(now_ns), f.last_seen_ns, i as u32);
-                if best.is_none_or(|b| score < b) {
-                    best = Some(score);
-                }
+            if !self.live[i] {
+                continue;
+            }
+            let f = &self.flows[i];
+            let score = (f.victim_class(now_ns), f.last_seen_ns, i as u32);
+            if best.is_none_or(|b| score < b) {
+                best = Some(score);
+            }
+            match best {
+                Some((0, _, _)) => break,
+                Some((c, _, _)) if c < 3 && scanned >= CLOCK_SWEEP_MIN => break,
+                _ => {}
             }
         }
         match best {
             Some((_, _, i)) => i,
-            // The slab is full, so every slot is live and the sweep found one.
+            // Only called with a full slab, whose every slot is live.
             None => unreachable!("a full slab has live flows"),
         }
+    }
+
+    /// Makes sure a slab slot is free, evicting the victim chosen ahead if it is still as
+    /// good a choice (not touched since), else a fresh one.
+    fn ensure_free(&mut self, now_ns: u64, evicted: &mut impl FnMut(&Flow)) {
+        if !self.free.is_empty() {
+            return;
+        }
+        let victim = match self.next_victim.take() {
+            Some((i, seen)) if self.live[i as usize] && self.flows[i as usize].last_seen_ns == seen => i,
+            _ => self.clock_victim(now_ns),
+        };
+        self.evict(victim, now_ns, evicted);
+    }
+
+    /// With the slab full, chooses the next insert's victim now and prefetches the index lines
+    /// its removal will touch, so that those misses overlap other work.
+    fn choose_next_victim(&mut self, now_ns: u64) {
+        if !self.free.is_empty() {
+            return;
+        }
+        let v = self.clock_victim(now_ns);
+        let f = &self.flows[v as usize];
+        for b in [f.fwd_bucket, f.rev_bucket] {
+            let b = &self.buckets[b as usize];
+            sluice_sys::prefetch(&b.0[0]);
+            sluice_sys::prefetch(&b.0[WAYS / 2]);
+        }
+        self.next_victim = Some((v, f.last_seen_ns));
     }
 
     /// Removes a flow and returns it.
@@ -621,14 +716,11 @@ impl FlowTable {
     fn remove_inner(&mut self, idx: u32) -> Flow {
         let f = self.flows[idx as usize];
         debug_assert!(self.live[idx as usize]);
-        for (b, dir) in [(f.fwd_bucket, 0u64), (f.rev_bucket, 1u64)] {
-            let want = (u64::from(idx) << 1) | dir;
-            for e in self.buckets[b as usize].0.iter_mut() {
-                if *e != 0 && *e & 0xffff_ffff == want {
-                    *e = 0;
-                    break;
-                }
-            }
+        // Entries never move within their bucket, so the slots recorded at insert still hold them.
+        for (b, slot, dir) in [(f.fwd_bucket, f.fwd_slot, 0u64), (f.rev_bucket, f.rev_slot, 1u64)] {
+            let e = &mut self.buckets[b as usize].0[usize::from(slot)];
+            debug_assert_eq!(*e & 0xffff_ffff, (u64::from(idx) << 1) | dir);
+            *e = 0;
         }
         self.live[idx as usize] = false;
         self.free.push(idx);

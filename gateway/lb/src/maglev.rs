@@ -47,7 +47,7 @@ pub fn is_prime(m: u32) -> bool {
     }
     let mut d = 2u32;
     while u64::from(d) * u64::from(d) <= u64::from(m) {
-        if m % d == 0 {
+        if m.is_multiple_of(d) {
             return false;
         }
         d += 1;

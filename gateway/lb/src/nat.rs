@@ -24,34 +24,41 @@ fn wr16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-/// Offsets of the address fields of an IP header of `family`.
 #[inline(always)]
-fn addr_offsets(family: Family) -> (usize, usize, usize) {
-    match family {
-        Family::V4 => (ipv4::SRC_OFFSET, ipv4::DST_OFFSET, 4),
-        Family::V6 => (ipv6::SRC_OFFSET, ipv6::DST_OFFSET, 16),
-    }
+fn rd32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 #[inline(always)]
-fn addr_bytes(a: &Addr, family: Family) -> &[u8] {
-    match family {
-        Family::V4 => &a.0[12..16],
-        Family::V6 => &a.0[..],
-    }
+fn wr32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }
 
 /// Writes new source and destination addresses into the IP header at `ip`, returning the
 /// checksum delta of the change (which is also the pseudo-header delta of the transport layer).
+/// One fixed-size path per family: no loops, no `memcpy` calls.
 #[inline(always)]
 fn set_addrs(frame: &mut [u8], ip: usize, family: Family, src: &Addr, dst: &Addr) -> Delta {
-    let (so, dof, len) = addr_offsets(family);
     let mut d = Delta::ZERO;
-    let (ns, nd) = (addr_bytes(src, family), addr_bytes(dst, family));
-    d.replace_bytes(&frame[ip + so..ip + so + len], ns);
-    d.replace_bytes(&frame[ip + dof..ip + dof + len], nd);
-    frame[ip + so..ip + so + len].copy_from_slice(ns);
-    frame[ip + dof..ip + dof + len].copy_from_slice(nd);
+    match family {
+        Family::V4 => {
+            let (so, dof) = (ip + ipv4::SRC_OFFSET, ip + ipv4::DST_OFFSET);
+            let (ns, nd) = (u32::from_be_bytes(src.v4()), u32::from_be_bytes(dst.v4()));
+            d.replace32(rd32(frame, so), ns);
+            d.replace32(rd32(frame, dof), nd);
+            wr32(frame, so, ns);
+            wr32(frame, dof, nd);
+        }
+        Family::V6 => {
+            let (so, dof) = (ip + ipv6::SRC_OFFSET, ip + ipv6::DST_OFFSET);
+            for i in 0..4 {
+                d.replace32(rd32(frame, so + 4 * i), rd32(&src.0, 4 * i));
+                d.replace32(rd32(frame, dof + 4 * i), rd32(&dst.0, 4 * i));
+            }
+            frame[so..so + 16].copy_from_slice(&src.0);
+            frame[dof..dof + 16].copy_from_slice(&dst.0);
+        }
+    }
     d
 }
 

@@ -172,6 +172,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         write_u16(self.buffer.as_mut(), field::LENGTH.start, len);
     }
 
+    /// Sets the identification field.
+    pub fn set_ident(&mut self, v: u16) {
+        write_u16(self.buffer.as_mut(), field::IDENT.start, v);
+    }
+
+    /// Sets the flags and fragment offset (`offset_bytes` is rounded down to 8-byte units).
+    pub fn set_frag(&mut self, dont_frag: bool, more_frags: bool, offset_bytes: usize) {
+        let v = (u16::from(dont_frag) << 14)
+            | (u16::from(more_frags) << 13)
+            | ((offset_bytes / 8) as u16 & 0x1fff);
+        write_u16(self.buffer.as_mut(), field::FLG_OFF.start, v);
+    }
+
     /// Sets the time to live.
     pub fn set_ttl(&mut self, ttl: u8) {
         self.buffer.as_mut()[field::TTL] = ttl;
@@ -303,7 +316,7 @@ mod tests {
         let mut p = Packet::new_unchecked(&mut buf[..]);
         p.set_version_and_header_len(20);
         p.set_total_len(0x73);
-        p.buffer.as_mut()[6] = 0x40;
+        p.set_frag(true, false, 0);
         p.set_ttl(64);
         p.set_protocol(17);
         p.set_src([192, 168, 0, 1]);

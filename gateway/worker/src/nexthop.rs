@@ -49,12 +49,47 @@ impl Route {
 /// How many unresolved next hops are remembered at once.
 pub const PENDING_CAPACITY: usize = 16;
 
+/// Entries of the per-destination resolution cache (direct-mapped).
+pub const CACHE_ENTRIES: usize = 1024;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct CacheEntry {
+    dst: Addr,
+    mac: Mac,
+    valid: bool,
+}
+
 /// Routes, neighbours and pending resolutions.
-#[derive(Debug, Clone, Default)]
+///
+/// Per packet, [`NextHops::resolve`] is one probe of a direct-mapped cache of destination → MAC;
+/// the route walk and the neighbour map are consulted only on a cache miss. Any change of routes
+/// or neighbours clears the cache.
+#[derive(Debug, Clone)]
 pub struct NextHops {
     routes: Vec<Route>,
     neighbors: HashMap<Addr, Mac, BuildHasherDefault<IndexHasher>>,
     pending: [Option<Addr>; PENDING_CAPACITY],
+    cache: Box<[CacheEntry]>,
+}
+
+impl Default for NextHops {
+    fn default() -> NextHops {
+        NextHops {
+            routes: Vec::new(),
+            neighbors: HashMap::default(),
+            pending: [None; PENDING_CAPACITY],
+            cache: vec![CacheEntry::default(); CACHE_ENTRIES].into_boxed_slice(),
+        }
+    }
+}
+
+#[inline(always)]
+fn cache_slot(dst: &Addr) -> usize {
+    let w = u64::from_ne_bytes([
+        dst.0[8], dst.0[9], dst.0[10], dst.0[11], dst.0[12], dst.0[13], dst.0[14], dst.0[15],
+    ]);
+    let h = w.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(dst.0[3]);
+    (h >> 54) as usize & (CACHE_ENTRIES - 1)
 }
 
 impl NextHops {
@@ -67,12 +102,18 @@ impl NextHops {
     pub fn add_route(&mut self, r: Route) {
         self.routes.push(r);
         // Longest prefix first, so the first match wins.
-        self.routes.sort_by(|a, b| b.len.cmp(&a.len));
+        self.routes.sort_by_key(|r| core::cmp::Reverse(r.len));
+        self.clear_cache();
+    }
+
+    fn clear_cache(&mut self) {
+        self.cache.fill(CacheEntry::default());
     }
 
     /// Learns or updates a neighbour (control path). Clears it from the pending set.
     pub fn set_neighbor(&mut self, ip: Addr, mac: Mac) {
         self.neighbors.insert(ip, mac);
+        self.clear_cache();
         for p in self.pending.iter_mut() {
             if *p == Some(ip) {
                 *p = None;
@@ -90,8 +131,19 @@ impl NextHops {
     /// The MAC to send a packet for `dst` to. On a miss, the next hop is remembered as pending.
     #[inline]
     pub fn resolve(&mut self, dst: &Addr) -> Option<Mac> {
+        let slot = cache_slot(dst);
+        let e = self.cache[slot];
+        if e.valid && e.dst == *dst {
+            return Some(e.mac);
+        }
+        self.resolve_slow(dst, slot)
+    }
+
+    #[cold]
+    fn resolve_slow(&mut self, dst: &Addr, slot: usize) -> Option<Mac> {
         let hop = self.next_hop(dst)?;
         if let Some(mac) = self.neighbors.get(&hop) {
+            self.cache[slot] = CacheEntry { dst: *dst, mac: *mac, valid: true };
             return Some(*mac);
         }
         if !self.pending.contains(&Some(hop))

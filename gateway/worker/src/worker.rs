@@ -1,7 +1,8 @@
 //! The batch loop of one worker.
 //!
-//! `poll`: receive up to [`BATCH`] frames; parse and hash them all and touch their flow buckets
-//! (so the cache misses of a batch overlap); then run each through the L4 engine and act on its
+//! `poll`: receive up to [`BATCH`] frames; parse and hash them all and prefetch their flow
+//! buckets; then prefetch the flow records those buckets point to; then — the loads of the whole
+//! batch having overlapped instead of queueing — run each through the L4 engine and act on its
 //! verdict — set the Ethernet addresses and queue for transmit, hand to the kernel, or drop with
 //! a counted reason; transmit, hand over and recycle each group once per batch; and do a bounded
 //! amount of flow expiry.
@@ -116,6 +117,9 @@ impl Worker {
             let d = self.rx[i];
             self.counters.rx_bytes += u64::from(d.len);
             self.prepared[i] = self.l4.prepare(port.frame(&d));
+        }
+        for p in &mut self.prepared[..n] {
+            self.l4.prefetch_flow(p);
         }
         let (mut ntx, mut nk, mut nd) = (0, 0, 0);
         for i in 0..n {
