@@ -652,28 +652,35 @@ impl FlowTable {
     /// [`CLOCK_SWEEP_MAX`]) while it has found only open connections.
     fn clock_victim(&mut self, now_ns: u64) -> u32 {
         let n = self.flows.len();
-        let mut best: Option<(u8, u64, u32)> = None;
+        // (class, last seen, order of the visit, slot): among equals the hand's first wins, and
+        // the hand resumes just after the victim, so equals leave in FIFO order and every slot
+        // gets its turn.
+        let mut best: Option<(u8, u64, usize, u32)> = None;
+        let mut at = self.clock_at;
         let mut scanned = 0;
         while scanned < n.min(CLOCK_SWEEP_MAX) {
-            let i = self.clock_at;
-            self.clock_at = if i + 1 == n { 0 } else { i + 1 };
+            let i = at;
+            at = if i + 1 == n { 0 } else { i + 1 };
             scanned += 1;
             if !self.live[i] {
                 continue;
             }
             let f = &self.flows[i];
-            let score = (f.victim_class(now_ns), f.last_seen_ns, i as u32);
+            let score = (f.victim_class(now_ns), f.last_seen_ns, scanned, i as u32);
             if best.is_none_or(|b| score < b) {
                 best = Some(score);
             }
             match best {
-                Some((0, _, _)) => break,
-                Some((c, _, _)) if c < 3 && scanned >= CLOCK_SWEEP_MIN => break,
+                Some((0, ..)) => break,
+                Some((c, ..)) if c < 3 && scanned >= CLOCK_SWEEP_MIN => break,
                 _ => {}
             }
         }
         match best {
-            Some((_, _, i)) => i,
+            Some((.., i)) => {
+                self.clock_at = if i as usize + 1 == n { 0 } else { i as usize + 1 };
+                i
+            }
             // Only called with a full slab, whose every slot is live.
             None => unreachable!("a full slab has live flows"),
         }
@@ -907,6 +914,42 @@ mod tests {
             let k = key(i, 6);
             assert!(t.lookup(&k, t.hash(&k)).is_some(), "established flow {i} survived the flood");
         }
+    }
+
+    /// Fills a table of `cap` half-open flows, then inserts as many again; returns how many of
+    /// the evicted flows were from the first fill.
+    fn refill(cap: usize, time: impl Fn(u32) -> u64) -> (usize, usize) {
+        let mut t = FlowTable::new(cap, 5);
+        for i in 0..cap as u32 {
+            t.insert(flow(i, FlowState::SynSent, time(i)), time(i), &mut |_| panic!("room left")).unwrap();
+        }
+        let (mut old, mut all) = (0, 0);
+        for i in cap as u32..2 * cap as u32 {
+            t.insert(flow(i, FlowState::SynSent, time(i)), time(i), &mut |f: &Flow| {
+                all += 1;
+                // key(i) puts i's second byte in the source's third octet: 0 for the first fill.
+                old += usize::from(f.fwd.src.v4()[2] == 0);
+            })
+            .unwrap();
+        }
+        (old, all)
+    }
+
+    #[test]
+    fn a_full_table_evicts_its_oldest_flows() {
+        // Each insert at a later time: a second table's worth evicts exactly the first.
+        let (old, all) = refill(256, |i| 10 + u64::from(i));
+        assert_eq!((old, all), (256, 256));
+    }
+
+    #[test]
+    fn equals_take_turns() {
+        // Everything inserted at one instant: the CLOCK hand still gives every slot its turn
+        // (FIFO among equals), so nearly all of the first fill goes before any of the second.
+        // Were ties broken by slot index, a quarter of the slots would take every eviction.
+        let (old, all) = refill(256, |_| 10);
+        assert_eq!(all, 256);
+        assert!(old >= 250, "{old} of 256 evictions hit the first fill");
     }
 
     #[derive(Debug, Clone)]
