@@ -5,7 +5,7 @@
 //! as the client sends it) and by its reverse key (the packet as the backend sends it back after
 //! NAT) — so a packet from either side finds its flow with one bucket probe. The index has
 //! at least twice as many entries as the slab can use, so buckets run at most half full on
-//! average. A bucket is sixteen entries `(tag: u32, slab index << 1 | direction)` in two adjacent
+//! average. A bucket is sixteen entries (a line of tags, a line of slab slots) in two adjacent
 //! cache lines: at half load a set overflows rarely, and when it must evict it chooses among
 //! sixteen. (Katran's per-CPU LRU maps and conntrack's hash play the same role.)
 //!
@@ -366,14 +366,28 @@ pub const CLOCK_SWEEP_MIN: usize = 4;
 /// The most slab slots one slab eviction examines while it finds only open connections.
 pub const CLOCK_SWEEP_MAX: usize = 256;
 
-/// Two adjacent cache lines of index entries: `tag << 32 | index << 1 | dir`, 0 when empty.
+/// Sixteen index entries in two adjacent cache lines: one line of tags (upper hash bits, never
+/// 0; 0 marks an empty entry), one of slots (`slab index << 1 | direction`). A probe compares all
+/// sixteen tags at once ([`sluice_sys::match_u32x16`]: four vector compares and a mask) and
+/// reads a slot only for a matching tag.
 #[derive(Clone, Copy)]
 #[repr(C, align(128))]
-struct Bucket([u64; WAYS]);
+struct Bucket {
+    tags: [u32; WAYS],
+    slots: [u32; WAYS],
+}
 
 impl Default for Bucket {
     fn default() -> Bucket {
-        Bucket([0; WAYS])
+        Bucket { tags: [0; WAYS], slots: [0; WAYS] }
+    }
+}
+
+impl Bucket {
+    /// A bit mask of the entries whose tag is `tag`.
+    #[inline(always)]
+    fn matching(&self, tag: u32) -> u32 {
+        sluice_sys::match_u32x16(&self.tags, tag)
     }
 }
 
@@ -485,8 +499,8 @@ impl FlowTable {
     }
 
     #[inline(always)]
-    fn tag_of(h: u64) -> u64 {
-        ((h >> 32) | 1) << 32
+    fn tag_of(h: u64) -> u32 {
+        (h >> 32) as u32 | 1
     }
 
     /// Prefetches the bucket a hash maps to. Call it for a whole batch first, then
@@ -495,40 +509,40 @@ impl FlowTable {
     #[inline(always)]
     pub fn prefetch(&self, h: u64) {
         let b = &self.buckets[self.bucket_of(h) as usize];
-        sluice_sys::prefetch(&b.0[0]);
-        sluice_sys::prefetch(&b.0[WAYS / 2]);
+        sluice_sys::prefetch(&b.tags);
+        sluice_sys::prefetch(&b.slots);
     }
 
     /// Prefetches the flow record the bucket's first entry with a matching tag points to.
     /// Returns false when no entry matches (the key is almost surely absent).
     #[inline(always)]
     pub fn prefetch_flow(&self, h: u64) -> bool {
-        let tag = Self::tag_of(h);
         let b = &self.buckets[self.bucket_of(h) as usize];
-        if let Some(&e) = b.0.iter().find(|&&e| e & 0xffff_ffff_0000_0000 == tag) {
-            let f = &self.flows[((e as u32) >> 1) as usize];
-            sluice_sys::prefetch(f);
-            sluice_sys::prefetch(&f.expires_ns);
-            return true;
+        let m = b.matching(Self::tag_of(h));
+        if m == 0 {
+            return false;
         }
-        false
+        let f = &self.flows[(b.slots[m.trailing_zeros() as usize] >> 1) as usize];
+        sluice_sys::prefetch(f);
+        sluice_sys::prefetch(&f.expires_ns);
+        true
     }
 
     /// Finds the flow a key belongs to, and which of its keys matched. The flow may be expired:
     /// check [`Flow::is_expired`] and [`Self::remove`] it if so.
     #[inline]
     pub fn lookup(&self, key: &FlowKey, h: u64) -> Option<(FlowId, Dir)> {
-        let tag = Self::tag_of(h);
         let b = &self.buckets[self.bucket_of(h) as usize];
-        for &e in &b.0 {
-            if e & 0xffff_ffff_0000_0000 == tag {
-                let idx = ((e as u32) >> 1) as usize;
-                let dir = if e & 1 == 0 { Dir::Forward } else { Dir::Reverse };
-                let f = &self.flows[idx];
-                let k = if dir == Dir::Forward { &f.fwd } else { &f.rev };
-                if k == key {
-                    return Some((FlowId(idx as u32), dir));
-                }
+        let mut m = b.matching(Self::tag_of(h));
+        while m != 0 {
+            let e = b.slots[m.trailing_zeros() as usize];
+            m &= m - 1;
+            let idx = (e >> 1) as usize;
+            let dir = if e & 1 == 0 { Dir::Forward } else { Dir::Reverse };
+            let f = &self.flows[idx];
+            let k = if dir == Dir::Forward { &f.fwd } else { &f.rev };
+            if k == key {
+                return Some((FlowId(idx as u32), dir));
             }
         }
         None
@@ -582,8 +596,8 @@ impl FlowTable {
         self.live[idx as usize] = true;
         self.len += 1;
         self.stats.inserted += 1;
-        let fs = self.place(bf, Self::tag_of(hf) | (u64::from(idx) << 1), idx, now_ns, evicted);
-        let rs = self.place(br, Self::tag_of(hr) | (u64::from(idx) << 1) | 1, idx, now_ns, evicted);
+        let fs = self.place(bf, Self::tag_of(hf), idx << 1, idx, now_ns, evicted);
+        let rs = self.place(br, Self::tag_of(hr), (idx << 1) | 1, idx, now_ns, evicted);
         let f = &mut self.flows[idx as usize];
         f.fwd_slot = fs;
         f.rev_slot = rs;
@@ -595,23 +609,32 @@ impl FlowTable {
     fn place(
         &mut self,
         b: u32,
-        entry: u64,
+        tag: u32,
+        slot_value: u32,
         protect: u32,
         now_ns: u64,
         evicted: &mut impl FnMut(&Flow),
     ) -> u8 {
-        if let Some(slot) = self.buckets[b as usize].0.iter().position(|&e| e == 0) {
-            self.buckets[b as usize].0[slot] = entry;
+        let free = self.buckets[b as usize].matching(0);
+        if free != 0 {
+            let slot = free.trailing_zeros() as usize;
+            let bucket = &mut self.buckets[b as usize];
+            bucket.tags[slot] = tag;
+            bucket.slots[slot] = slot_value;
             return slot as u8;
         }
         let Some(victim) = self.victim_in(b, now_ns, protect) else {
             unreachable!("a full bucket holds at most two entries of the protected flow");
         };
         self.evict(victim, now_ns, evicted);
-        let Some(slot) = self.buckets[b as usize].0.iter().position(|&e| e == 0) else {
+        let free = self.buckets[b as usize].matching(0);
+        if free == 0 {
             unreachable!("evicting a flow of this bucket freed an entry");
-        };
-        self.buckets[b as usize].0[slot] = entry;
+        }
+        let slot = free.trailing_zeros() as usize;
+        let bucket = &mut self.buckets[b as usize];
+        bucket.tags[slot] = tag;
+        bucket.slots[slot] = slot_value;
         slot as u8
     }
 
@@ -628,11 +651,12 @@ impl FlowTable {
     /// The flow of bucket `b` that matters least, other than `protect`.
     fn victim_in(&self, b: u32, now_ns: u64, protect: u32) -> Option<u32> {
         let mut best: Option<(u8, u64, u32)> = None;
-        for &e in &self.buckets[b as usize].0 {
-            if e == 0 {
+        let bucket = &self.buckets[b as usize];
+        for (&t, &e) in bucket.tags.iter().zip(&bucket.slots) {
+            if t == 0 {
                 continue;
             }
-            let idx = (e as u32) >> 1;
+            let idx = e >> 1;
             if idx == protect {
                 continue;
             }
@@ -709,8 +733,8 @@ impl FlowTable {
         let f = &self.flows[v as usize];
         for b in [f.fwd_bucket, f.rev_bucket] {
             let b = &self.buckets[b as usize];
-            sluice_sys::prefetch(&b.0[0]);
-            sluice_sys::prefetch(&b.0[WAYS / 2]);
+            sluice_sys::prefetch(&b.tags);
+            sluice_sys::prefetch(&b.slots);
         }
         self.next_victim = Some((v, f.last_seen_ns));
     }
@@ -724,10 +748,10 @@ impl FlowTable {
         let f = self.flows[idx as usize];
         debug_assert!(self.live[idx as usize]);
         // Entries never move within their bucket, so the slots recorded at insert still hold them.
-        for (b, slot, dir) in [(f.fwd_bucket, f.fwd_slot, 0u64), (f.rev_bucket, f.rev_slot, 1u64)] {
-            let e = &mut self.buckets[b as usize].0[usize::from(slot)];
-            debug_assert_eq!(*e & 0xffff_ffff, (u64::from(idx) << 1) | dir);
-            *e = 0;
+        for (b, slot, dir) in [(f.fwd_bucket, f.fwd_slot, 0u32), (f.rev_bucket, f.rev_slot, 1u32)] {
+            let bucket = &mut self.buckets[b as usize];
+            debug_assert_eq!(bucket.slots[usize::from(slot)], (idx << 1) | dir);
+            bucket.tags[usize::from(slot)] = 0;
         }
         self.live[idx as usize] = false;
         self.free.push(idx);
