@@ -77,8 +77,8 @@ mod tests {
         let mut lanes = [0u32; 16];
         assert_eq!(super::match_u32x16(&lanes, 0), 0xffff);
         assert_eq!(super::match_u32x16(&lanes, 7), 0);
-        for i in 0..16 {
-            lanes[i] = 100 + i as u32;
+        for (i, l) in lanes.iter_mut().enumerate() {
+            *l = 100 + i as u32;
         }
         lanes[3] = 7;
         lanes[15] = 7;
