@@ -64,10 +64,10 @@ fn main() {
     g.throughput(Throughput::Elements(BATCH as u64));
 
     // The floor: same port, same frames, same batch size; only a MAC swap.
-    {
-        let mut port = BenchPort::new(udp_template(60), client_flows(100_000, 7), Workload::Flows, 11);
+    for (len, id) in [(60, "macswap_64"), (508, "macswap_512"), (1496, "macswap_1500")] {
+        let mut port = BenchPort::new(udp_template(len), client_flows(100_000, 7), Workload::Flows, 11);
         let mut descs = [Desc::default(); BATCH];
-        g.bench_function("macswap_64", |b| b.iter(|| macswap_poll(&mut port, &mut descs)));
+        g.bench_function(id, |b| b.iter(|| macswap_poll(&mut port, &mut descs)));
     }
     for (n, len, id) in [
         (100_000, 60, "fullnat_100k_64"),
@@ -79,11 +79,13 @@ fn main() {
         g.bench_function(id, |b| b.iter(|| w.poll(&mut port, NOW_NS)));
         assert_eq!(port.not_sent, 0, "{id}: every frame forwarded");
     }
-    {
-        let mut w = worker(100, 1 << 20);
+    // A connection storm: every frame a new flow, into a full table (1M flows: the default
+    // capacity, far beyond the caches) and into a 64k-flow table (its index fits in L2/L3).
+    for (capacity, id) in [(1 << 20, "newflow_64"), (1 << 16, "newflow_64k_table_64")] {
+        let mut w = worker(100, capacity);
         let mut port = BenchPort::new(udp_template(60), Vec::new(), Workload::NewFlows, 0);
-        g.bench_function("newflow_64", |b| b.iter(|| w.poll(&mut port, NOW_NS)));
-        assert_eq!(port.not_sent, 0, "newflow: every frame forwarded");
+        g.bench_function(id, |b| b.iter(|| w.poll(&mut port, NOW_NS)));
+        assert_eq!(port.not_sent, 0, "{id}: every frame forwarded");
     }
     g.finish();
 
@@ -120,44 +122,47 @@ fn main() {
     let allocs_per_pkt = info.count_total as f64 / pkts as f64;
 
     let per_pkt = |id: &str| mean_ns("l4", id).map(|ns| ns / BATCH as f64);
-    let macswap = per_pkt("macswap_64");
+    // Each row, and the floor it is compared with: the MAC swap over frames of the same size.
     let rows = [
-        ("MAC swap only (floor)", "macswap_64"),
-        ("FullNAT, 100k flows, 64 B", "fullnat_100k_64"),
-        ("FullNAT, 1k flows, 64 B", "fullnat_1k_64"),
-        ("FullNAT, 1k flows, 512 B", "fullnat_1k_512"),
-        ("FullNAT, 1k flows, 1500 B", "fullnat_1k_1500"),
-        ("New flow every frame, 64 B", "newflow_64"),
+        ("MAC swap only (floor), 64 B", "macswap_64", "macswap_64"),
+        ("MAC swap only (floor), 512 B", "macswap_512", "macswap_512"),
+        ("MAC swap only (floor), 1500 B", "macswap_1500", "macswap_1500"),
+        ("FullNAT, 100k flows, 64 B", "fullnat_100k_64", "macswap_64"),
+        ("FullNAT, 1k flows, 64 B", "fullnat_1k_64", "macswap_64"),
+        ("FullNAT, 1k flows, 512 B", "fullnat_1k_512", "macswap_512"),
+        ("FullNAT, 1k flows, 1500 B", "fullnat_1k_1500", "macswap_1500"),
+        ("New flow per frame, 1M table", "newflow_64", "macswap_64"),
+        ("New flow per frame, 64k table", "newflow_64k_table_64", "macswap_64"),
     ];
     println!();
     println!(
-        "{:<30} {:>10} {:>14} {:>16}",
+        "{:<32} {:>10} {:>12} {:>16}",
         "path (one core, batch 64)", "ns/pkt", "Mpps/core", "above the floor"
     );
-    for (name, id) in rows {
+    for (name, id, floor) in rows {
         match per_pkt(id) {
             Some(ns) => {
-                let above = macswap.map(|m| format!("{:+.1} ns", ns - m)).unwrap_or_default();
-                println!("{name:<30} {ns:>10.1} {:>14.2} {above:>16}", 1e3 / ns);
+                let above = per_pkt(floor).map(|m| format!("{:+.1} ns", ns - m)).unwrap_or_default();
+                println!("{name:<32} {ns:>10.1} {:>12.2} {above:>16}", 1e3 / ns);
             }
-            None => println!("{name:<30} {:>10}", "(not run)"),
+            None => println!("{name:<32} {:>10}", "(not run)"),
         }
     }
     let build_ms = mean_ns("maglev", "build/M65537_N100").map(|ns| ns / 1e6);
-    println!(
-        "{:<30} {:>10}",
-        "Maglev build M=65537 N=100",
-        build_ms.map(|m| format!("{m:.3} ms")).unwrap_or_default()
-    );
-    println!("{:<30} {:>10.4}", "Maglev extra moved (1 of 100)", extra_moved);
-    println!("{:<30} {:>10}", "allocations per packet", allocs_per_pkt);
+    let build = build_ms.map(|m| format!("{m:.3} ms")).unwrap_or_default();
+    println!("{:<32} {build:>10}", "Maglev build M=65537 N=100");
+    println!("{:<32} {extra_moved:>10.4}", "Maglev extra moved (1 of 100)");
+    println!("{:<32} {allocs_per_pkt:>10}", "allocations per packet");
     let result = serde_json::json!({
         "nat_ns_per_pkt": per_pkt("fullnat_100k_64"),
         "nat_hot_ns_per_pkt": per_pkt("fullnat_1k_64"),
         "nat_hot_512_ns_per_pkt": per_pkt("fullnat_1k_512"),
         "nat_hot_1500_ns_per_pkt": per_pkt("fullnat_1k_1500"),
         "newflow_ns_per_pkt": per_pkt("newflow_64"),
-        "macswap_ns_per_pkt": macswap,
+        "newflow_64k_table_ns_per_pkt": per_pkt("newflow_64k_table_64"),
+        "macswap_ns_per_pkt": per_pkt("macswap_64"),
+        "macswap_512_ns_per_pkt": per_pkt("macswap_512"),
+        "macswap_1500_ns_per_pkt": per_pkt("macswap_1500"),
         "maglev_build_ms": build_ms,
         "maglev_extra_moved_frac": extra_moved,
         "allocs_per_pkt": allocs_per_pkt,

@@ -20,16 +20,15 @@ pub fn prefetch<T>(r: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: `_mm_prefetch` only hints the cache hierarchy; it performs no architectural
-        // memory access and cannot fault, and SSE (which provides it) is part of the x86-64
-        // baseline, so the target feature is always present. The pointer comes from a live
-        // reference in any case.
+        // `_mm_prefetch` only hints the cache hierarchy: it performs no architectural memory
+        // access and cannot fault; the pointer comes from a live reference in any case.
+        // SAFETY: no access is made, and SSE (its target feature) is in the x86-64 baseline.
         unsafe { _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast::<i8>()) };
     }
     #[cfg(target_arch = "aarch64")]
     {
-        // SAFETY: `prfm` is a hint that performs no architectural access and cannot fault; the
-        // address comes from a live reference.
+        // `prfm` is a hint: no architectural access, no fault; the address is a live reference's.
+        // SAFETY: the instruction makes no memory access and touches no register but its input.
         unsafe {
             core::arch::asm!("prfm pldl1keep, [{0}]", in(reg) r as *const T, options(nostack, readonly, preserves_flags))
         };
@@ -46,9 +45,9 @@ pub fn match_u32x16(lanes: &[u32; 16], value: u32) -> u32 {
         use core::arch::x86_64::{
             __m128i, _mm_castsi128_ps, _mm_cmpeq_epi32, _mm_loadu_si128, _mm_movemask_ps, _mm_set1_epi32,
         };
-        // SAFETY: SSE2 is part of the x86-64 baseline, so these intrinsics' target feature is
-        // always enabled. Each `_mm_loadu_si128` reads 16 bytes at `lanes[4q..4q + 4]`, which lie
-        // inside the borrowed array (q < 4), and tolerates any alignment.
+        // Each `_mm_loadu_si128` reads the 16 bytes of `lanes[4q..4q + 4]`, inside the borrowed
+        // array since q < 4, at any alignment.
+        // SAFETY: SSE2 (the target feature) is in the x86-64 baseline; every load is in bounds.
         unsafe {
             let v = _mm_set1_epi32(value as i32);
             let mut mask = 0u32;
