@@ -32,8 +32,6 @@ impl PartialEq for Addr {
     }
 }
 
-const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
-
 impl Addr {
     /// The unspecified address of a family (used as the NodePort wildcard).
     pub const fn unspecified(family: Family) -> Addr {
@@ -46,7 +44,8 @@ impl Addr {
     /// An IPv4 address.
     #[inline(always)]
     pub const fn from_v4(o: [u8; 4]) -> Addr {
-        Addr([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, o[0], o[1], o[2], o[3]])
+        // One 128-bit value, so the compiler emits one store rather than sixteen.
+        Addr(((0xffff_u128 << 32) | u32::from_be_bytes(o) as u128).to_be_bytes())
     }
 
     /// An IPv6 address. An IPv4-mapped IPv6 address becomes indistinguishable from the IPv4
@@ -60,7 +59,7 @@ impl Addr {
     /// The family.
     #[inline(always)]
     pub fn family(&self) -> Family {
-        if self.0[..12] == V4_MAPPED_PREFIX { Family::V4 } else { Family::V6 }
+        if u128::from_be_bytes(self.0) >> 32 == 0xffff { Family::V4 } else { Family::V6 }
     }
 
     /// The four IPv4 octets (meaningful only when the family is V4).

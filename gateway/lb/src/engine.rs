@@ -36,7 +36,7 @@ use std::sync::Arc;
 use crate::addr::Addr;
 use crate::affinity::{AffinityTable, SnatPorts};
 use crate::drop::DropReason;
-use crate::flow::{Dir, Flow, FlowId, FlowKey, FlowState, FlowTable, Timeouts};
+use crate::flow::{Dir, Flow, FlowId, FlowKey, FlowState, FlowTable, Hint, Timeouts};
 use crate::hash;
 use crate::nat::{self, IcmpTranslation};
 use crate::packet::{self, Meta, Parsed};
@@ -163,11 +163,13 @@ pub struct Prepared {
     service: Option<Option<ServiceId>>,
     /// [`FlowKey::stable_hash`] of the key, when computed (0: not yet).
     tuple_hash: u64,
+    /// The index entry [`L4::prefetch_flow`] found, to try first.
+    hint: Option<Hint>,
 }
 
 impl Prepared {
     fn new(parsed: Result<Parsed, DropReason>, key: FlowKey, hash: u64) -> Prepared {
-        Prepared { parsed, key, hash, service: None, tuple_hash: 0 }
+        Prepared { parsed, key, hash, service: None, tuple_hash: 0, hint: None }
     }
 }
 
@@ -327,7 +329,11 @@ impl L4 {
     /// prefetches that bucket instead, which `finish` will check. A wrong guess costs nothing.
     #[inline]
     pub fn prefetch_flow(&self, p: &mut Prepared) {
-        if p.hash == 0 || self.flows.prefetch_flow(p.hash) {
+        if p.hash == 0 {
+            return;
+        }
+        p.hint = self.flows.prefetch_flow(p.hash);
+        if p.hint.is_some() {
             return;
         }
         let Some(proto) = Protocol::from_number(p.key.proto) else { return };
@@ -377,7 +383,7 @@ impl L4 {
     #[inline]
     fn transport(&mut self, frame: &mut [u8], m: &Meta, p: &Prepared, now_ns: u64) -> Verdict {
         let (key, h) = (&p.key, p.hash);
-        if let Some((id, dir)) = self.flows.lookup(key, h) {
+        if let Some((id, dir)) = self.flows.lookup_hinted(key, h, p.hint) {
             if !self.flows.flow(id).is_expired(now_ns) {
                 return self.on_flow(frame, m, key, h, id, dir, now_ns);
             }
@@ -451,10 +457,10 @@ impl L4 {
         if m.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
         }
-        let t = self.timeouts;
+        let t = &self.timeouts;
         let f = self.flows.flow_mut(id);
         if m.proto == ip_proto::TCP {
-            f.on_tcp(dir, m.tcp_flags, now_ns, &t);
+            f.on_tcp(dir, m.tcp_flags, now_ns, t);
             if f.counted && f.is_closed() {
                 f.counted = false;
                 self.sched.closed(f.backend);
@@ -468,7 +474,7 @@ impl L4 {
                 self.sched.opened(f.backend);
             }
         } else {
-            f.on_udp(dir, now_ns, &t);
+            f.on_udp(dir, now_ns, t);
         }
         let (src, sport, dst, dport) = match dir {
             Dir::Forward => (f.rev.dst, f.rev.dport, f.rev.src, f.rev.sport),

@@ -359,6 +359,11 @@ impl Flow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowId(pub u32);
 
+/// An index entry seen by [`FlowTable::prefetch_flow`], to try first in
+/// [`FlowTable::lookup_hinted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hint(u32);
+
 const WAYS: usize = 16;
 
 /// The fewest live flows one slab eviction compares.
@@ -513,19 +518,37 @@ impl FlowTable {
         sluice_sys::prefetch(&b.slots);
     }
 
-    /// Prefetches the flow record the bucket's first entry with a matching tag points to.
-    /// Returns false when no entry matches (the key is almost surely absent).
+    /// Prefetches the flow record the bucket's first entry with a matching tag points to, and
+    /// returns that entry as a [`Hint`] for [`Self::lookup_hinted`]; `None` when no entry matches
+    /// (the key is almost surely absent).
     #[inline(always)]
-    pub fn prefetch_flow(&self, h: u64) -> bool {
+    pub fn prefetch_flow(&self, h: u64) -> Option<Hint> {
         let b = &self.buckets[self.bucket_of(h) as usize];
         let m = b.matching(Self::tag_of(h));
         if m == 0 {
-            return false;
+            return None;
         }
-        let f = &self.flows[(b.slots[m.trailing_zeros() as usize] >> 1) as usize];
+        let e = b.slots[m.trailing_zeros() as usize];
+        let f = &self.flows[(e >> 1) as usize];
         sluice_sys::prefetch(f);
         sluice_sys::prefetch(&f.expires_ns);
-        true
+        Some(Hint(e))
+    }
+
+    /// [`Self::lookup`], trying the entry [`Self::prefetch_flow`] found first. The hint may be
+    /// stale (the table changed since); it is used only if that slot still holds a live flow
+    /// with this very key, which is then the one.
+    #[inline(always)]
+    pub fn lookup_hinted(&self, key: &FlowKey, h: u64, hint: Option<Hint>) -> Option<(FlowId, Dir)> {
+        if let Some(Hint(e)) = hint {
+            let idx = (e >> 1) as usize;
+            let dir = if e & 1 == 0 { Dir::Forward } else { Dir::Reverse };
+            let f = &self.flows[idx];
+            if self.live[idx] && *(if dir == Dir::Forward { &f.fwd } else { &f.rev }) == *key {
+                return Some((FlowId(idx as u32), dir));
+            }
+        }
+        self.lookup(key, h)
     }
 
     /// Finds the flow a key belongs to, and which of its keys matched. The flow may be expired:

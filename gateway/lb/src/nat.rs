@@ -16,7 +16,9 @@ use sluice_wire::{icmp, ip_proto, ipv4, ipv6, tcp, udp};
 
 #[inline(always)]
 fn rd16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
+    let mut a = [0u8; 2];
+    a.copy_from_slice(&b[at..at + 2]);
+    u16::from_be_bytes(a)
 }
 
 #[inline(always)]
@@ -26,7 +28,9 @@ fn wr16(b: &mut [u8], at: usize, v: u16) {
 
 #[inline(always)]
 fn rd32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_be_bytes(a)
 }
 
 #[inline(always)]
