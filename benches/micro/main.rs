@@ -89,6 +89,22 @@ fn main() {
     }
     g.finish();
 
+    // A gateway worker's per-batch check for a new table generation when there is none (the
+    // figure issue 3's control benchmark names `reader_adopt_ns`).
+    let table_path = std::env::temp_dir().join(format!("sluice-bench-table-{}", std::process::id()));
+    let _ = std::fs::remove_file(&table_path);
+    {
+        let geometry = sluice_table::Geometry { slots: 3, slot_bytes: 1 << 20 };
+        let mut publisher = sluice_table::Publisher::create(&table_path, geometry).expect("table file");
+        let mut reader = sluice_table::Reader::open(&table_path).expect("table reader");
+        publisher.publish(&[7u8; 4096]).expect("publish");
+        reader.refresh();
+        let mut g = c.benchmark_group("table");
+        g.bench_function("refresh_unchanged", |b| b.iter(|| reader.refresh()));
+        g.finish();
+    }
+    let _ = std::fs::remove_file(&table_path);
+
     let mut g = c.benchmark_group("maglev");
     let ms = members(100);
     g.bench_with_input(BenchmarkId::new("build", "M65537_N100"), &ms, |b, ms| {
@@ -153,6 +169,9 @@ fn main() {
     println!("{:<32} {build:>10}", "Maglev build M=65537 N=100");
     println!("{:<32} {extra_moved:>10.4}", "Maglev extra moved (1 of 100)");
     println!("{:<32} {allocs_per_pkt:>10}", "allocations per packet");
+    let adopt_ns = mean_ns("table", "refresh_unchanged");
+    let adopt = adopt_ns.map(|n| format!("{n:.1} ns")).unwrap_or_default();
+    println!("{:<32} {adopt:>10}", "table refresh, nothing new");
     let result = serde_json::json!({
         "nat_ns_per_pkt": per_pkt("fullnat_100k_64"),
         "nat_hot_ns_per_pkt": per_pkt("fullnat_1k_64"),
@@ -166,6 +185,7 @@ fn main() {
         "maglev_build_ms": build_ms,
         "maglev_extra_moved_frac": extra_moved,
         "allocs_per_pkt": allocs_per_pkt,
+        "reader_adopt_ns": adopt_ns,
     });
     println!("RESULT {result}");
 }
