@@ -3,6 +3,7 @@
 //!
 //! `cargo run --release -p sluice-benches --example profile -- new CAPACITY` (every frame a new
 //! flow) or `-- flows N` (N established flows in random order).
+#![forbid(unsafe_code)]
 use sluice_benches::*;
 fn main() {
     let a: Vec<String> = std::env::args().collect();

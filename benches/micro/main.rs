@@ -2,6 +2,7 @@
 //! touching a frame at all (a MAC swap over the same frames, same batch size, same run).
 //!
 //! criterion measures; this program then prints a table and, last, `RESULT {json}`.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::time::Duration;

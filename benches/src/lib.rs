@@ -3,6 +3,7 @@
 //! topology of the micro benchmarks.
 //!
 //! Benchmarks never assert speed; they measure and print. See `benches/README.md`.
+#![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

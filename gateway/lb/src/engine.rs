@@ -157,7 +157,6 @@ impl Counters {
 #[derive(Debug, Clone, Copy)]
 pub struct Prepared {
     parsed: Result<Parsed, DropReason>,
-    key: FlowKey,
     hash: u64,
     /// The service, when [`L4::prefetch_flow`] looked it up (`Some(None)`: there is none).
     service: Option<Option<ServiceId>>,
@@ -168,14 +167,14 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    fn new(parsed: Result<Parsed, DropReason>, key: FlowKey, hash: u64) -> Prepared {
-        Prepared { parsed, key, hash, service: None, tuple_hash: 0, hint: None }
+    fn new(parsed: Result<Parsed, DropReason>, hash: u64) -> Prepared {
+        Prepared { parsed, hash, service: None, tuple_hash: 0, hint: None }
     }
 }
 
 impl Default for Prepared {
     fn default() -> Prepared {
-        Prepared::new(Err(DropReason::TruncatedEthernet), FlowKey::default(), 0)
+        Prepared::new(Err(DropReason::TruncatedEthernet), 0)
     }
 }
 
@@ -317,9 +316,9 @@ impl L4 {
             let key = FlowKey::new(m.src, m.sport, m.dst, m.dport, m.proto);
             let hash = self.flows.hash(&key);
             self.flows.prefetch(hash);
-            return Prepared::new(parsed, key, hash);
+            return Prepared::new(parsed, hash);
         }
-        Prepared::new(parsed, FlowKey::default(), 0)
+        Prepared::new(parsed, 0)
     }
 
     /// Between [`Self::prepare`] and [`Self::finish`]: prefetches the flow record the frame's
@@ -336,24 +335,28 @@ impl L4 {
         if p.hint.is_some() {
             return;
         }
-        let Some(proto) = Protocol::from_number(p.key.proto) else { return };
-        let found = self.table.lookup(&p.key.dst, p.key.dport, proto);
+        let Ok(Parsed::Ip(m)) = &p.parsed else { return };
+        // The key is rebuilt from the parsed fields rather than carried: a smaller `Prepared`
+        // is cheaper to move than a key is to rebuild.
+        let key = FlowKey::new(m.src, m.sport, m.dst, m.dport, m.proto);
+        let Some(proto) = Protocol::from_number(key.proto) else { return };
+        let found = self.table.lookup(&key.dst, key.dport, proto);
         p.service = Some(found);
         let Some(id) = found else { return };
         let svc = self.table.service(id);
         if svc.scheduler != crate::service::Scheduler::Maglev || svc.affinity.is_some() {
             return;
         }
-        let tuple_hash = p.key.stable_hash();
+        let tuple_hash = key.stable_hash();
         p.tuple_hash = tuple_hash;
         let Some(o) = svc.maglev.lookup(tuple_hash) else { return };
         let b = self.table.backend(svc.backend_id(o));
         let rev = match svc.nat {
             NatMode::FullNat => {
                 let snat = svc.snat[hash::reduce(tuple_hash, svc.snat.len() as u32) as usize];
-                FlowKey::new(b.addr, b.port, snat, self.snat.peek(backend_hash(&b.addr, b.port)), p.key.proto)
+                FlowKey::new(b.addr, b.port, snat, self.snat.peek(backend_hash(&b.addr, b.port)), key.proto)
             }
-            NatMode::Dnat => FlowKey::new(b.addr, b.port, p.key.src, p.key.sport, p.key.proto),
+            NatMode::Dnat => FlowKey::new(b.addr, b.port, key.src, key.sport, key.proto),
         };
         self.flows.prefetch(self.flows.hash(&rev));
     }
@@ -382,7 +385,8 @@ impl L4 {
 
     #[inline]
     fn transport(&mut self, frame: &mut [u8], m: &Meta, p: &Prepared, now_ns: u64) -> Verdict {
-        let (key, h) = (&p.key, p.hash);
+        let key = &FlowKey::new(m.src, m.sport, m.dst, m.dport, m.proto);
+        let h = p.hash;
         if let Some((id, dir)) = self.flows.lookup_hinted(key, h, p.hint) {
             if !self.flows.flow(id).is_expired(now_ns) {
                 return self.on_flow(frame, m, key, h, id, dir, now_ns);
