@@ -23,6 +23,7 @@ pub mod drop;
 pub mod engine;
 pub mod flow;
 pub mod hash;
+pub mod image;
 pub mod maglev;
 pub mod nat;
 pub mod packet;

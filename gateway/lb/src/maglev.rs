@@ -136,6 +136,14 @@ impl MaglevTable {
         Ok(MaglevTable { entries })
     }
 
+    /// A table from its slots, as decoded from a table image: accepted only if the size is 0 or
+    /// prime and `valid` holds for every entry.
+    pub fn from_entries(entries: Vec<u16>, valid: impl Fn(u16) -> bool) -> Option<MaglevTable> {
+        let ok = (entries.is_empty() || u32::try_from(entries.len()).is_ok_and(is_prime))
+            && entries.iter().all(|&e| valid(e));
+        ok.then(|| MaglevTable { entries: entries.into_boxed_slice() })
+    }
+
     /// Table size `M` (0 for an empty table).
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -502,16 +502,8 @@ impl ServiceTable {
 
     /// Validates and compiles a spec.
     pub fn build(spec: &TableSpec) -> Result<ServiceTable, TableError> {
-        let mut t = ServiceTable {
-            generation: spec.generation,
-            services: Vec::with_capacity(spec.services.len()),
-            backends: Vec::new(),
-            by_address: Index::default(),
-            by_node_port: Index::default(),
-            node_addrs: spec.node_addrs.clone(),
-            vips: HashSet::default(),
-            backend_index: Index::default(),
-        };
+        let mut services: Vec<Service> = Vec::with_capacity(spec.services.len());
+        let mut all_backends: Vec<Backend> = Vec::new();
         let mut owner: HashMap<ServiceKey, usize> = HashMap::new();
         for (i, s) in spec.services.iter().enumerate() {
             let id = ServiceId(i as u32);
@@ -546,15 +538,6 @@ impl ServiceTable {
                     continue;
                 }
                 owner.insert(*k, i);
-                match k.frontend {
-                    Frontend::Address(a) => {
-                        t.by_address.insert((a, k.port, k.protocol), id);
-                        t.vips.insert(a);
-                    }
-                    Frontend::NodePort(f) => {
-                        t.by_node_port.insert((f, k.port, k.protocol), id);
-                    }
-                }
             }
             // Canonical order: by address then port, so the Maglev table and every index are
             // independent of the order the backends were listed in.
@@ -575,14 +558,12 @@ impl ServiceTable {
                     error: maglev::BuildError::TooManyBackends(backends.len()),
                 });
             }
-            let start = t.backends.len() as u32;
+            let start = all_backends.len() as u32;
             for b in &backends {
                 if b.port == 0 || b.addr == Addr::unspecified(b.addr.family()) {
                     return Err(TableError::BadBackend { service: err_name(), addr: b.addr, port: b.port });
                 }
-                let bid = BackendId(t.backends.len() as u32);
-                t.backend_index.insert((id, b.addr, b.port), bid);
-                t.backends.push(Backend {
+                all_backends.push(Backend {
                     addr: b.addr,
                     port: b.port,
                     weight: b.weight,
@@ -591,7 +572,7 @@ impl ServiceTable {
                     eligible: false,
                 });
             }
-            let end = t.backends.len() as u32;
+            let end = all_backends.len() as u32;
             let usable = |b: &BackendSpec| b.weight > 0;
             let mut eligible: Vec<u16> = (0..backends.len() as u16)
                 .filter(|&o| usable(&backends[o as usize]) && backends[o as usize].conditions.ready)
@@ -605,7 +586,7 @@ impl ServiceTable {
                     .collect();
             }
             for &o in &eligible {
-                t.backends[start as usize + o as usize].eligible = true;
+                all_backends[start as usize + o as usize].eligible = true;
             }
             let members: Vec<Member> = eligible
                 .iter()
@@ -627,7 +608,7 @@ impl ServiceTable {
                 MaglevTable::build(&members, m)
             }
             .map_err(|error| TableError::Maglev { service: err_name(), error })?;
-            t.services.push(Service {
+            services.push(Service {
                 id,
                 name: s.name.clone(),
                 name_hash: crate::hash::stable(s.name.as_bytes()),
@@ -641,6 +622,48 @@ impl ServiceTable {
                 eligible,
                 maglev,
             });
+        }
+        ServiceTable::from_parts(spec.generation, services, all_backends, spec.node_addrs.clone())
+            .map_err(|_| unreachable!("frontends were checked for duplicates above"))
+    }
+
+    /// Assembles a table from compiled parts (from [`Self::build`], or decoded from an image),
+    /// building its lookup indexes. Fails with the key two services both claim.
+    pub(crate) fn from_parts(
+        generation: Generation,
+        services: Vec<Service>,
+        backends: Vec<Backend>,
+        node_addrs: Vec<Addr>,
+    ) -> Result<ServiceTable, ServiceKey> {
+        let mut t = ServiceTable {
+            generation,
+            services,
+            backends,
+            by_address: Index::default(),
+            by_node_port: Index::default(),
+            node_addrs,
+            vips: HashSet::default(),
+            backend_index: Index::default(),
+        };
+        for s in &t.services {
+            for k in &s.frontends {
+                let fresh = match k.frontend {
+                    Frontend::Address(a) => {
+                        t.vips.insert(a);
+                        t.by_address.insert((a, k.port, k.protocol), s.id).is_none_or(|prev| prev == s.id)
+                    }
+                    Frontend::NodePort(f) => {
+                        t.by_node_port.insert((f, k.port, k.protocol), s.id).is_none_or(|prev| prev == s.id)
+                    }
+                };
+                if !fresh {
+                    return Err(*k);
+                }
+            }
+            for b in s.backends.clone() {
+                let be = &t.backends[b as usize];
+                t.backend_index.insert((s.id, be.addr, be.port), BackendId(b));
+            }
         }
         Ok(t)
     }
