@@ -107,127 +107,149 @@ fn scheduler_code(s: Scheduler) -> u8 {
     Scheduler::ALL.iter().position(|(_, x)| *x == s).unwrap_or(0) as u8
 }
 
-fn put_u16(v: &mut Vec<u8>, x: u16) {
-    v.extend_from_slice(&x.to_le_bytes());
-}
-fn put_u32(v: &mut Vec<u8>, x: u32) {
-    v.extend_from_slice(&x.to_le_bytes());
-}
-fn put_u64(v: &mut Vec<u8>, x: u64) {
-    v.extend_from_slice(&x.to_le_bytes());
+/// Writes little-endian fields into a region of the output, advancing.
+struct Writer<'a> {
+    b: &'a mut [u8],
+    at: usize,
 }
 
-/// Encodes a table. Deterministic: the same table gives the same bytes.
+impl Writer<'_> {
+    fn bytes(&mut self, x: &[u8]) {
+        self.b[self.at..self.at + x.len()].copy_from_slice(x);
+        self.at += x.len();
+    }
+    fn u8(&mut self, x: u8) {
+        self.bytes(&[x]);
+    }
+    fn u16(&mut self, x: u16) {
+        self.bytes(&x.to_le_bytes());
+    }
+    fn u32(&mut self, x: u32) {
+        self.bytes(&x.to_le_bytes());
+    }
+    fn u64(&mut self, x: u64) {
+        self.bytes(&x.to_le_bytes());
+    }
+    fn u16s(&mut self, xs: &[u16]) {
+        let end = self.at + 2 * xs.len();
+        for (dst, x) in self.b[self.at..end].chunks_exact_mut(2).zip(xs) {
+            dst.copy_from_slice(&x.to_le_bytes());
+        }
+        self.at = end;
+    }
+}
+
+/// Encodes a table. Deterministic: the same table gives the same bytes. Two passes: sizes first,
+/// then every region written in place into one buffer of the exact size.
 pub fn encode(t: &ServiceTable) -> Vec<u8> {
-    let mut u16_pool: Vec<u16> = Vec::new();
-    let mut addr_pool: Vec<Addr> = Vec::new();
-    let mut names: Vec<u8> = Vec::new();
-    let mut services = Vec::with_capacity(t.services().len() * SERVICE);
-    let mut frontends = Vec::new();
-    let mut n_frontends = 0u32;
-    for s in t.services() {
-        let (name_at, eligible_at, maglev_at, snat_at, fe_first) =
-            (names.len(), u16_pool.len(), u16_pool.len() + s.eligible.len(), addr_pool.len(), n_frontends);
-        names.extend_from_slice(s.name.as_bytes());
-        u16_pool.extend_from_slice(&s.eligible);
-        u16_pool.extend_from_slice(s.maglev.entries());
-        addr_pool.extend_from_slice(&s.snat);
+    let svcs = t.services();
+    let n_fe: usize = svcs.iter().map(|s| s.frontends.len()).sum();
+    let u16_len: usize = svcs.iter().map(|s| s.eligible.len() + s.maglev.len()).sum();
+    let addr_len: usize = svcs.iter().map(|s| s.snat.len()).sum();
+    let names_len: usize = svcs.iter().map(|s| s.name.len()).sum();
+    let services_at = HEADER;
+    let backends_at = services_at + svcs.len() * SERVICE;
+    let frontends_at = backends_at + t.backends().len() * BACKEND;
+    let node_at = frontends_at + n_fe * FRONTEND;
+    let u16_at = node_at + t.node_addrs().len() * ADDR;
+    let addr_at = u16_at + u16_len * 2;
+    let names_at = addr_at + addr_len * ADDR;
+    let end = names_at + names_len;
+    let mut out = vec![0u8; end];
+
+    let mut h = Writer { b: &mut out, at: 0 };
+    h.bytes(&IMAGE_MAGIC);
+    h.u32(IMAGE_VERSION);
+    h.u32(0);
+    h.u64(t.generation().0);
+    for n in [svcs.len(), t.backends().len(), n_fe, t.node_addrs().len()] {
+        h.u32(n as u32);
+    }
+    for x in [
+        services_at,
+        backends_at,
+        frontends_at,
+        node_at,
+        u16_at,
+        u16_len,
+        addr_at,
+        addr_len,
+        names_at,
+        names_len,
+        end,
+        0,
+        end,
+        0,
+    ] {
+        h.u32(x as u32);
+    }
+
+    let (mut u16_next, mut addr_next, mut name_next, mut fe_next) = (0usize, 0usize, 0usize, 0usize);
+    for s in svcs {
+        let mut w = Writer { b: &mut out, at: services_at + s.id.0 as usize * SERVICE };
+        w.u32(name_next as u32);
+        w.u32(s.name.len() as u32);
+        w.u64(s.name_hash);
+        w.u8(u8::from(s.family == Family::V6));
+        w.u8(scheduler_code(s.scheduler));
+        w.u8(u8::from(s.nat == NatMode::Dnat));
+        w.u8(u8::from(s.affinity.is_some()));
+        w.u32(s.affinity.map_or(0, |a| a.timeout_s));
+        w.u32(s.backends.start);
+        w.u32(s.backends.end - s.backends.start);
+        w.u32(u16_next as u32);
+        w.u32(s.eligible.len() as u32);
+        w.u32((u16_next + s.eligible.len()) as u32);
+        w.u32(s.maglev.len() as u32);
+        w.u32(addr_next as u32);
+        w.u32(s.snat.len() as u32);
+        w.u32(fe_next as u32);
+        w.u32(s.frontends.len() as u32);
+
+        let mut w = Writer { b: &mut out, at: u16_at + 2 * u16_next };
+        w.u16s(&s.eligible);
+        w.u16s(s.maglev.entries());
+        u16_next += s.eligible.len() + s.maglev.len();
+        let mut w = Writer { b: &mut out, at: addr_at + ADDR * addr_next };
+        for a in &s.snat {
+            w.bytes(&a.0);
+        }
+        addr_next += s.snat.len();
+        let mut w = Writer { b: &mut out, at: names_at + name_next };
+        w.bytes(s.name.as_bytes());
+        name_next += s.name.len();
+        let mut w = Writer { b: &mut out, at: frontends_at + FRONTEND * fe_next };
         for k in &s.frontends {
             let (addr, kind) = match k.frontend {
                 Frontend::Address(a) => (a, 0u8),
                 Frontend::NodePort(Family::V4) => (Addr([0; 16]), 1),
                 Frontend::NodePort(Family::V6) => (Addr([0; 16]), 2),
             };
-            frontends.extend_from_slice(&addr.0);
-            put_u16(&mut frontends, k.port);
-            frontends.push(k.protocol.number());
-            frontends.push(kind);
-            put_u32(&mut frontends, s.id.0);
-            n_frontends += 1;
+            w.bytes(&addr.0);
+            w.u16(k.port);
+            w.u8(k.protocol.number());
+            w.u8(kind);
+            w.u32(s.id.0);
         }
-        put_u32(&mut services, name_at as u32);
-        put_u32(&mut services, s.name.len() as u32);
-        put_u64(&mut services, s.name_hash);
-        services.push(u8::from(s.family == Family::V6));
-        services.push(scheduler_code(s.scheduler));
-        services.push(u8::from(s.nat == NatMode::Dnat));
-        services.push(u8::from(s.affinity.is_some()));
-        put_u32(&mut services, s.affinity.map_or(0, |a| a.timeout_s));
-        put_u32(&mut services, s.backends.start);
-        put_u32(&mut services, s.backends.end - s.backends.start);
-        put_u32(&mut services, eligible_at as u32);
-        put_u32(&mut services, s.eligible.len() as u32);
-        put_u32(&mut services, maglev_at as u32);
-        put_u32(&mut services, s.maglev.len() as u32);
-        put_u32(&mut services, snat_at as u32);
-        put_u32(&mut services, s.snat.len() as u32);
-        put_u32(&mut services, fe_first);
-        put_u32(&mut services, n_frontends - fe_first);
+        fe_next += s.frontends.len();
     }
-    let mut backends = Vec::with_capacity(t.backends().len() * BACKEND);
+    let mut w = Writer { b: &mut out, at: backends_at };
     for b in t.backends() {
-        backends.extend_from_slice(&b.addr.0);
-        put_u16(&mut backends, b.port);
-        put_u16(&mut backends, b.weight);
+        w.bytes(&b.addr.0);
+        w.u16(b.port);
+        w.u16(b.weight);
         let c = &b.conditions;
-        backends.push(
-            u8::from(c.ready)
-                | u8::from(c.serving) << 1
-                | u8::from(c.terminating) << 2
-                | u8::from(b.eligible) << 3,
-        );
-        backends.extend_from_slice(&[0; 3]);
+        w.u8(u8::from(c.ready)
+            | u8::from(c.serving) << 1
+            | u8::from(c.terminating) << 2
+            | u8::from(b.eligible) << 3);
+        w.bytes(&[0; 3]);
     }
-    let services_at = HEADER;
-    let backends_at = services_at + services.len();
-    let frontends_at = backends_at + backends.len();
-    let node_at = frontends_at + frontends.len();
-    let u16_at = node_at + t.node_addrs().len() * ADDR;
-    let addr_at = u16_at + u16_pool.len() * 2;
-    let names_at = addr_at + addr_pool.len() * ADDR;
-    let end = names_at + names.len();
-    let mut v = Vec::with_capacity(end);
-    v.extend_from_slice(&IMAGE_MAGIC);
-    put_u32(&mut v, IMAGE_VERSION);
-    put_u32(&mut v, 0);
-    put_u64(&mut v, t.generation().0);
-    for n in [t.services().len(), t.backends().len(), n_frontends as usize, t.node_addrs().len()] {
-        put_u32(&mut v, n as u32);
-    }
-    for at in [
-        services_at,
-        backends_at,
-        frontends_at,
-        node_at,
-        u16_at,
-        u16_pool.len(),
-        addr_at,
-        addr_pool.len(),
-        names_at,
-        names.len(),
-        end,
-        0,
-        end,
-        0,
-    ] {
-        put_u32(&mut v, at as u32);
-    }
-    v.resize(HEADER, 0);
-    v.extend_from_slice(&services);
-    v.extend_from_slice(&backends);
-    v.extend_from_slice(&frontends);
+    let mut w = Writer { b: &mut out, at: node_at };
     for a in t.node_addrs() {
-        v.extend_from_slice(&a.0);
+        w.bytes(&a.0);
     }
-    for e in &u16_pool {
-        put_u16(&mut v, *e);
-    }
-    for a in &addr_pool {
-        v.extend_from_slice(&a.0);
-    }
-    v.extend_from_slice(&names);
-    debug_assert_eq!(v.len(), end);
-    v
+    out
 }
 
 /// Reads little-endian fields at a position, all bounds-checked (a short image is an error,
@@ -385,7 +407,9 @@ pub fn decode(bytes: &[u8]) -> Result<ServiceTable, ImageError> {
             if !Reader::within(first, count, u16_len) {
                 return Err(err("array outside the u16 pool"));
             }
-            Ok((first..first + count).map(|k| r.u16(u16_at + 2 * k as usize)).collect())
+            let at = u16_at + 2 * first as usize;
+            let raw = &bytes[at..at + 2 * count as usize];
+            Ok(raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect())
         };
         let eligible = pool16(r.u32(at + 32), r.u32(at + 36))?;
         if eligible.windows(2).any(|w| w[0] >= w[1]) || eligible.iter().any(|&o| o as usize >= n) {

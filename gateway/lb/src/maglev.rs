@@ -86,10 +86,11 @@ impl core::fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-/// A built lookup table: `M` slots, each naming a member by its `index`.
+/// A built lookup table: `M` slots, each naming a member by its `index`. Immutable and shared:
+/// a table reused by the next generation is not copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaglevTable {
-    entries: Box<[u16]>,
+    entries: std::sync::Arc<[u16]>,
 }
 
 impl MaglevTable {
@@ -106,7 +107,7 @@ impl MaglevTable {
             return Err(BuildError::TooManyBackends(live.len()));
         }
         if live.is_empty() {
-            return Ok(MaglevTable { entries: Box::new([]) });
+            return Ok(MaglevTable { entries: std::sync::Arc::new([]) });
         }
         let n = live.len();
         let mut skip = Vec::with_capacity(n);
@@ -133,7 +134,7 @@ impl MaglevTable {
             }
             pos[i] = c;
         }
-        Ok(MaglevTable { entries })
+        Ok(MaglevTable { entries: entries.into() })
     }
 
     /// A table from its slots, as decoded from a table image: accepted only if the size is 0 or
@@ -141,7 +142,7 @@ impl MaglevTable {
     pub fn from_entries(entries: Vec<u16>, valid: impl Fn(u16) -> bool) -> Option<MaglevTable> {
         let ok = (entries.is_empty() || u32::try_from(entries.len()).is_ok_and(is_prime))
             && entries.iter().all(|&e| valid(e));
-        ok.then(|| MaglevTable { entries: entries.into_boxed_slice() })
+        ok.then(|| MaglevTable { entries: entries.into() })
     }
 
     /// Table size `M` (0 for an empty table).

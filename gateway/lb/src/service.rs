@@ -491,7 +491,6 @@ pub struct ServiceTable {
     by_node_port: Index<(Family, u16, Protocol), ServiceId>,
     node_addrs: Vec<Addr>,
     vips: HashSet<Addr, BuildHasherDefault<IndexHasher>>,
-    backend_index: Index<(ServiceId, Addr, u16), BackendId>,
 }
 
 impl ServiceTable {
@@ -502,9 +501,23 @@ impl ServiceTable {
 
     /// Validates and compiles a spec.
     pub fn build(spec: &TableSpec) -> Result<ServiceTable, TableError> {
+        ServiceTable::build_reusing(spec, None)
+    }
+
+    /// [`Self::build`], taking each service's Maglev table from `previous` when that service
+    /// (same name) has exactly the same eligible members and table size — the table would be
+    /// byte-identical, and building it is most of the cost of a table with many services.
+    pub fn build_reusing(
+        spec: &TableSpec,
+        previous: Option<&ServiceTable>,
+    ) -> Result<ServiceTable, TableError> {
+        let reusable: Index<&str, &Service> =
+            previous.map(|p| p.services.iter().map(|s| (s.name.as_str(), s)).collect()).unwrap_or_default();
         let mut services: Vec<Service> = Vec::with_capacity(spec.services.len());
         let mut all_backends: Vec<Backend> = Vec::new();
-        let mut owner: HashMap<ServiceKey, usize> = HashMap::new();
+        let n_frontends: usize = spec.services.iter().map(|s| s.frontends.len()).sum();
+        let mut owner: Index<ServiceKey, usize> =
+            Index::with_capacity_and_hasher(n_frontends, Default::default());
         for (i, s) in spec.services.iter().enumerate() {
             let id = ServiceId(i as u32);
             let err_name = || s.name.clone();
@@ -602,12 +615,25 @@ impl ServiceTable {
                 MaglevSize::Fixed(m) => m,
                 MaglevSize::Auto => maglev::size_for(members.len()),
             };
-            let maglev = if members.is_empty() {
-                MaglevTable::build(&[], maglev::size_for(0))
-            } else {
-                MaglevTable::build(&members, m)
-            }
-            .map_err(|error| TableError::Maglev { service: err_name(), error })?;
+            let same_members = |p: &Service| {
+                p.maglev.len() == m as usize
+                    && p.eligible == eligible
+                    && members.iter().all(|mem| {
+                        let b = &previous.map_or(&[][..], |t| &t.backends[..])
+                            [p.backends.start as usize + mem.index as usize];
+                        let mut id = [0u8; 18];
+                        id[..16].copy_from_slice(&b.addr.0);
+                        id[16..].copy_from_slice(&b.port.to_be_bytes());
+                        id == mem.id && u32::from(b.weight) == mem.weight
+                    })
+            };
+            let maglev = match reusable.get(s.name.as_str()) {
+                Some(p) if !members.is_empty() && same_members(p) => p.maglev.clone(),
+                _ if members.is_empty() => MaglevTable::build(&[], maglev::size_for(0))
+                    .map_err(|error| TableError::Maglev { service: err_name(), error })?,
+                _ => MaglevTable::build(&members, m)
+                    .map_err(|error| TableError::Maglev { service: err_name(), error })?,
+            };
             services.push(Service {
                 id,
                 name: s.name.clone(),
@@ -635,15 +661,15 @@ impl ServiceTable {
         backends: Vec<Backend>,
         node_addrs: Vec<Addr>,
     ) -> Result<ServiceTable, ServiceKey> {
+        let n_frontends: usize = services.iter().map(|s| s.frontends.len()).sum();
         let mut t = ServiceTable {
             generation,
             services,
             backends,
-            by_address: Index::default(),
+            by_address: Index::with_capacity_and_hasher(n_frontends, Default::default()),
             by_node_port: Index::default(),
             node_addrs,
-            vips: HashSet::default(),
-            backend_index: Index::default(),
+            vips: HashSet::with_capacity_and_hasher(n_frontends, Default::default()),
         };
         for s in &t.services {
             for k in &s.frontends {
@@ -659,10 +685,6 @@ impl ServiceTable {
                 if !fresh {
                     return Err(*k);
                 }
-            }
-            for b in s.backends.clone() {
-                let be = &t.backends[b as usize];
-                t.backend_index.insert((s.id, be.addr, be.port), BackendId(b));
             }
         }
         Ok(t)
@@ -727,9 +749,17 @@ impl ServiceTable {
 
     /// The backend of a service with this address and port, if the service still has it (in any
     /// condition): how a flow from an earlier generation finds its backend again.
+    ///
+    /// A binary search of the service's backends, which are in canonical (address, port) order:
+    /// no index to build or keep, and called once per flow per generation, not per packet.
     #[inline]
     pub fn backend_by_addr(&self, service: ServiceId, addr: &Addr, port: u16) -> Option<BackendId> {
-        self.backend_index.get(&(service, *addr, port)).copied()
+        let range = self.services.get(service.0 as usize)?.backends.clone();
+        let slice = &self.backends[range.start as usize..range.end as usize];
+        slice
+            .binary_search_by(|b| (b.addr, b.port).cmp(&(*addr, port)))
+            .ok()
+            .map(|i| BackendId(range.start + i as u32))
     }
 }
 
@@ -879,6 +909,27 @@ mod tests {
         aff.affinity = Some(Affinity { timeout_s: 86_401 });
         let e = ServiceTable::build(&TableSpec { services: vec![aff], ..TableSpec::default() }).unwrap_err();
         assert!(matches!(e, TableError::BadAffinityTimeout { .. }));
+    }
+
+    #[test]
+    fn reuse_gives_the_table_a_fresh_build_would() {
+        let bs = |n: u8| (1..=n).map(|i| backend(i, Conditions::READY)).collect::<Vec<_>>();
+        let spec = |b3: Vec<BackendSpec>| TableSpec {
+            services: vec![svc("a", [198, 19, 0, 1], bs(5)), svc("b", [198, 19, 0, 2], b3)],
+            ..TableSpec::default()
+        };
+        let old = ServiceTable::build(&spec(bs(3))).unwrap();
+        // Unchanged services are reused; changed ones (added, weight, readiness) are rebuilt;
+        // either way the result equals a fresh build.
+        let mut weight = bs(3);
+        weight[1].weight = 5;
+        let mut not_ready = bs(3);
+        not_ready[0].conditions = Conditions::DRAINING;
+        for b in [bs(3), bs(4), weight, not_ready] {
+            let fresh = ServiceTable::build(&spec(b.clone())).unwrap();
+            let reused = ServiceTable::build_reusing(&spec(b), Some(&old)).unwrap();
+            assert_eq!(fresh.services(), reused.services());
+        }
     }
 
     #[test]

@@ -1,0 +1,175 @@
+//! `benches/run control`: the control side of the table at scale — 10,000 Services and 100,000
+//! endpoints compiled into a table, encoded and published through the shared-memory file; one
+//! endpoint changed and republished; a gateway reader's per-batch check and its adoption.
+//!
+//! Measured from the compiled service specs: the control process that turns Kubernetes objects
+//! into those specs is not built yet (issue 3), so `compile_publish_ms` here starts after
+//! parsing. Each figure is the median of several runs, with the range.
+#![forbid(unsafe_code)]
+
+use std::time::Instant;
+
+use sluice_lb::service::*;
+use sluice_lb::{Addr, image};
+use sluice_table::{Geometry, Publisher, Reader, Refresh};
+
+const SERVICES: usize = 10_000;
+const ENDPOINTS_PER_SERVICE: usize = 10;
+const RUNS: usize = 5;
+
+fn addr(base: u32, i: usize) -> Addr {
+    Addr::from_v4((base + i as u32).to_be_bytes())
+}
+
+/// 10,000 ClusterIP Services (198.19.0.0/16), 10 endpoints each (198.18.0.0/15, past the
+/// gateway's own /24), Maglev, FullNAT.
+fn spec(generation: u64, not_ready: Option<(usize, usize)>) -> TableSpec {
+    TableSpec {
+        generation: Generation(generation),
+        node_addrs: vec![Addr::from_v4([198, 18, 0, 1])],
+        maglev_size: MaglevSize::Auto,
+        services: (0..SERVICES)
+            .map(|s| ServiceSpec {
+                name: format!("ns-{}/svc-{s}:80", s % 100),
+                frontends: vec![ServiceKey {
+                    frontend: Frontend::Address(addr(0xc613_0000, s + 1)),
+                    port: 80,
+                    protocol: Protocol::Tcp,
+                }],
+                backends: (0..ENDPOINTS_PER_SERVICE)
+                    .map(|e| BackendSpec {
+                        addr: addr(0xc612_0100, s * ENDPOINTS_PER_SERVICE + e),
+                        port: 8080,
+                        weight: 1,
+                        conditions: if not_ready == Some((s, e)) {
+                            Conditions::DRAINING
+                        } else {
+                            Conditions::READY
+                        },
+                    })
+                    .collect(),
+                scheduler: Scheduler::Maglev,
+                affinity: None,
+                nat: NatMode::FullNat,
+                snat: vec![Addr::from_v4([198, 18, 0, 1])],
+            })
+            .collect(),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("sluice-bench-control-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut publisher =
+        Publisher::create(&path, Geometry { slots: 3, slot_bytes: 64 << 20 }).expect("table file");
+    let mut reader = Reader::open(&path).expect("reader");
+    let specs: Vec<TableSpec> = (0..RUNS as u64).map(|g| spec(g + 1, None)).collect();
+
+    // Full compile (every Maglev table built) + encode + publish.
+    let mut full = Vec::new();
+    let mut image_bytes = 0;
+    let mut table = None;
+    for s in &specs {
+        let t0 = Instant::now();
+        let t = ServiceTable::build(s).expect("builds");
+        let img = image::encode(&t);
+        publisher.publish(&img).expect("publishes");
+        full.push(t0.elapsed().as_secs_f64() * 1e3);
+        image_bytes = img.len();
+        table = Some(t);
+        reader.refresh();
+    }
+    let mut previous = table.expect("built");
+
+    // One endpoint changes: only its service's Maglev table is rebuilt; everything is
+    // re-encoded and published.
+    let mut one = Vec::new();
+    let mut stages = [Vec::new(), Vec::new(), Vec::new()];
+    let mut adopt = Vec::new();
+    for run in 0..RUNS {
+        let s = spec(100 + run as u64, Some((run * 997 % SERVICES, run % ENDPOINTS_PER_SERVICE)));
+        let t0 = Instant::now();
+        let t = ServiceTable::build_reusing(&s, Some(&previous)).expect("builds");
+        let t_build = t0.elapsed();
+        let img = image::encode(&t);
+        let t_encode = t0.elapsed();
+        publisher.publish(&img).expect("publishes");
+        let t_all = t0.elapsed();
+        one.push(t_all.as_secs_f64() * 1e3);
+        stages[0].push(t_build.as_secs_f64() * 1e3);
+        stages[1].push((t_encode - t_build).as_secs_f64() * 1e3);
+        stages[2].push((t_all - t_encode).as_secs_f64() * 1e3);
+        // A worker picking the new generation up: validate (checksum) and decode.
+        let t1 = Instant::now();
+        let Refresh::Adopted(_) = reader.refresh() else { panic!("adopted") };
+        let decoded = image::decode(reader.payload().expect("payload")).expect("decodes");
+        adopt.push(t1.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(decoded.services().len(), SERVICES);
+        previous = t;
+    }
+
+    // A worker's per-batch check when nothing changed.
+    let n = 20_000_000u32;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(reader.refresh());
+    }
+    let refresh_ns = t0.elapsed().as_secs_f64() * 1e9 / f64::from(n);
+    let _ = std::fs::remove_file(&path);
+
+    let (full_ms, full_lo, full_hi) = median(full);
+    let (one_ms, one_lo, one_hi) = median(one);
+    let (adopt_ms, adopt_lo, adopt_hi) = median(adopt);
+    let rss = peak_rss_mb();
+    println!(
+        "{SERVICES} Services, {} endpoints, image {:.1} MB",
+        SERVICES * ENDPOINTS_PER_SERVICE,
+        image_bytes as f64 / 1e6
+    );
+    println!("{:<44} {:>10} {:>20}", "step", "median", "range");
+    println!(
+        "{:<44} {:>7.1} ms {:>12.1} – {:.1} ms",
+        "compile + encode + publish (all Maglev built)", full_ms, full_lo, full_hi
+    );
+    println!(
+        "{:<44} {:>7.1} ms {:>12.1} – {:.1} ms",
+        "one endpoint changed → published", one_ms, one_lo, one_hi
+    );
+    for (name, v) in ["  build (Maglev reused but one)", "  encode the image", "  publish (copy + checksum)"]
+        .iter()
+        .zip(stages)
+    {
+        let (m, lo, hi) = median(v);
+        println!("{name:<44} {m:>7.1} ms {lo:>12.1} – {hi:.1} ms");
+    }
+    println!(
+        "{:<44} {:>7.1} ms {:>12.1} – {:.1} ms",
+        "worker adopts it (checksum + decode)", adopt_ms, adopt_lo, adopt_hi
+    );
+    println!("{:<44} {:>7.1} ns", "worker's check per batch, nothing new", refresh_ns);
+    println!("{:<44} {:>7.0} MB", "peak RSS of this process", rss.unwrap_or(f64::NAN));
+    let result = serde_json::json!({
+        "compile_publish_ms": full_ms,
+        "one_change_ms": one_ms,
+        "adopt_decode_ms": adopt_ms,
+        "peak_rss_mb": rss,
+        "reader_adopt_ns": refresh_ns,
+        "image_mb": image_bytes as f64 / 1e6,
+        "measured_from": "compiled service specs (the Kubernetes-object compiler is not built yet)",
+    });
+    println!("RESULT {result}");
+}
