@@ -11,32 +11,9 @@
 
 use crate::addr::{Addr, Family};
 use crate::packet::Meta;
+use sluice_wire::bytes::{read_u16 as rd16, read_u32 as rd32, write_u16 as wr16, write_u32 as wr32};
 use sluice_wire::checksum::{self, Delta};
 use sluice_wire::{icmp, ip_proto, ipv4, ipv6, tcp, udp};
-
-#[inline(always)]
-fn rd16(b: &[u8], at: usize) -> u16 {
-    let mut a = [0u8; 2];
-    a.copy_from_slice(&b[at..at + 2]);
-    u16::from_be_bytes(a)
-}
-
-#[inline(always)]
-fn wr16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-#[inline(always)]
-fn rd32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_be_bytes(a)
-}
-
-#[inline(always)]
-fn wr32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
-}
 
 /// Writes new source and destination addresses into the IP header at `ip`, returning the
 /// checksum delta of the change (which is also the pseudo-header delta of the transport layer).

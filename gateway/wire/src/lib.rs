@@ -89,31 +89,42 @@ pub mod ip_proto {
     pub const IPV6_OPTS: u8 = 60;
 }
 
-/// `N` bytes at `at`, with one bounds check and one load (indexing byte by byte costs one
-/// check and one load per byte).
-#[inline(always)]
-pub(crate) fn bytes<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
-    let mut a = [0u8; N];
-    a.copy_from_slice(&b[at..at + N]);
-    a
+/// Big-endian field access on byte slices, for code that already validated the offsets (the
+/// views above, and rewrites that work from a parsed packet's offsets). Each function checks its
+/// bounds once and loads or stores the whole field at once.
+pub mod bytes {
+    /// `N` bytes at `at`, with one bounds check and one load (indexing byte by byte costs one
+    /// check and one load per byte).
+    #[inline(always)]
+    pub fn array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+        let mut a = [0u8; N];
+        a.copy_from_slice(&b[at..at + N]);
+        a
+    }
+
+    /// The big-endian `u16` at `at`.
+    #[inline(always)]
+    pub fn read_u16(b: &[u8], at: usize) -> u16 {
+        u16::from_be_bytes(array(b, at))
+    }
+
+    /// The big-endian `u32` at `at`.
+    #[inline(always)]
+    pub fn read_u32(b: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes(array(b, at))
+    }
+
+    /// Stores `v` big-endian at `at`.
+    #[inline(always)]
+    pub fn write_u16(b: &mut [u8], at: usize, v: u16) {
+        b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Stores `v` big-endian at `at`.
+    #[inline(always)]
+    pub fn write_u32(b: &mut [u8], at: usize, v: u32) {
+        b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    }
 }
 
-#[inline(always)]
-pub(crate) fn read_u16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes(bytes(b, at))
-}
-
-#[inline(always)]
-pub(crate) fn read_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes(bytes(b, at))
-}
-
-#[inline(always)]
-pub(crate) fn write_u16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-#[inline(always)]
-pub(crate) fn write_u32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
-}
+pub(crate) use bytes::{read_u16, read_u32, write_u16, write_u32};

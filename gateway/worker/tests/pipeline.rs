@@ -1103,12 +1103,7 @@ fn malformed_input_is_dropped_and_counted() {
             ),
             step(
                 "TCP header cut short (IP length says so)",
-                move |_| {
-                    let mut f = tcp()[..14 + 20 + 12].to_vec();
-                    f[16..18].copy_from_slice(&32u16.to_be_bytes());
-                    fix_ipv4_checksum(&mut f);
-                    f
-                },
+                move |_| cut_ipv4(&tcp(), 20 + 12),
                 d(DropReason::TruncatedTcp),
             ),
             step(
@@ -1131,24 +1126,13 @@ fn malformed_input_is_dropped_and_counted() {
                 patched(good(), 14 + 20 + 4, &[0x00, 0x04], false),
                 d(DropReason::BadUdpLength),
             ),
-            step(
-                "UDP header cut short",
-                move |_| {
-                    let mut f = good()[..14 + 20 + 4].to_vec();
-                    f[16..18].copy_from_slice(&24u16.to_be_bytes());
-                    fix_ipv4_checksum(&mut f);
-                    f
-                },
-                d(DropReason::TruncatedUdp),
-            ),
+            step("UDP header cut short", move |_| cut_ipv4(&good(), 20 + 4), d(DropReason::TruncatedUdp)),
             step(
                 "ICMP header cut short",
                 move |_| {
-                    let mut f = good()[..14 + 20 + 4].to_vec();
-                    f[23] = 1;
-                    f[16..18].copy_from_slice(&24u16.to_be_bytes());
-                    fix_ipv4_checksum(&mut f);
-                    f
+                    let mut f = good();
+                    f[23] = 1; // ICMP
+                    cut_ipv4(&f, 20 + 4)
                 },
                 d(DropReason::TruncatedIcmp),
             ),

@@ -387,3 +387,12 @@ pub fn fix_ipv4_checksum(f: &mut [u8]) {
     let c = sluice_wire::checksum::checksum(&f[14..14 + hl.min(f.len() - 14)]);
     f[24..26].copy_from_slice(&c.to_be_bytes());
 }
+
+/// An IPv4 frame cut to `ip_len` bytes of IP packet, with its total length and header checksum
+/// made to agree (so only the transport header is short).
+pub fn cut_ipv4(frame: &[u8], ip_len: usize) -> Vec<u8> {
+    let mut f = frame[..14 + ip_len].to_vec();
+    f[16..18].copy_from_slice(&(ip_len as u16).to_be_bytes());
+    fix_ipv4_checksum(&mut f);
+    f
+}
