@@ -9,7 +9,7 @@
 //! cache lines: at half load a set overflows rarely, and when it must evict it chooses among
 //! sixteen. (Katran's per-CPU LRU maps and conntrack's hash play the same role.)
 //!
-//! **Placement** hashes the key with a per-worker random seed ([`crate::hash::keyed`]) so that
+//! **Placement** hashes the key with a per-worker random seed ([`crate::hash::flow`]) so that
 //! nobody outside can aim a flood at one bucket.
 //!
 //! **State and expiry** follow Linux conntrack's TCP tracker in spirit (SYN, SYN-ACK,

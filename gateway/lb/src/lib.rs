@@ -12,6 +12,8 @@
 //! - [`affinity`]: `sessionAffinity: ClientIP`, and SNAT port choice.
 //! - [`packet`], [`nat`]: parsing into offsets, and in-place rewrites with incremental checksums.
 //! - [`engine`]: all of it per frame.
+//! - [`image`]: a table generation as the versioned, offset-based bytes control publishes
+//!   through the shared-memory table, and their validation.
 //!
 //! Hot path: yes ([`engine::L4::process`] and what it calls). No allocation after start, no
 //! `unsafe`.

@@ -4,8 +4,10 @@
 //! (a VIP/ClusterIP address, or the NodePort wildcard meaning "any of this node's addresses"),
 //! port and protocol, each with its backends and policy. [`ServiceTable::build`] validates it and
 //! compiles the forms the data plane needs: backends in canonical order, the set eligible for new
-//! flows, the Maglev table, and hash indexes for the per-packet lookups. These in-memory types are
-//! what the shared-memory table will carry.
+//! flows, the Maglev table, and hash indexes for the per-packet lookups. A built table travels
+//! from control to the gateway as a [`crate::image`] through the shared-memory table, and
+//! [`ServiceTable::build_reusing`] keeps the Maglev tables of services whose eligible backends did
+//! not change, so a one-endpoint change does not rebuild ten thousand of them.
 //!
 //! Endpoint semantics follow kube-proxy (`pkg/proxy/topology.go`, `CategorizeEndpoints`): new
 //! flows go to **ready** endpoints; when none is ready, to endpoints that are **serving and
