@@ -1,0 +1,445 @@
+//! Stores → the table the gateway forwards from. A pure function: the same stores and
+//! configuration give the same table, byte for byte (Services are taken in namespace/name order,
+//! LoadBalancer addresses are allocated in that order).
+//!
+//! Per Service port (TCP and UDP; SCTP is not forwarded) and address family:
+//! - **frontends**: the ClusterIP; for NodePort and LoadBalancer Services the node port on the
+//!   gateway's own addresses; for LoadBalancer Services the address from `status` (a cluster
+//!   dump), else `loadBalancerIP`, else the next free address of an `IPAddressPool`;
+//!   `externalIPs`.
+//! - **endpoints**: for a Service with a selector, the Pods it selects, as the endpoint controller
+//!   would derive them (ready = the Pod's Ready condition and not being deleted; a named
+//!   `targetPort` resolved against the Pod's container ports); for a Service without one, the
+//!   EndpointSlices labelled `kubernetes.io/service-name`, matched by port name.
+//! - **policy**: `sessionAffinity`, the `sluice.io/scheduler` annotation, and
+//!   `externalTrafficPolicy: Local`, which gives the external frontends their own entry — DNAT
+//!   (the client address kept) to endpoints on this node only — while the ClusterIP keeps every
+//!   endpoint under FullNAT.
+//!
+//! Headless and ExternalName Services have no L4 entry (they matter to Ingress, later).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use sluice_lb::Addr;
+use sluice_lb::Family;
+use sluice_lb::service::{
+    Affinity, BackendSpec, Conditions, Frontend, Generation, MaglevSize, NatMode, Protocol, Scheduler,
+    ServiceKey, ServiceSpec, TableSpec,
+};
+
+use crate::load::Store;
+use crate::objects::{IntOrString, Pod, Service, ServicePort};
+
+/// The annotation that selects a Service's scheduler.
+pub const SCHEDULER_ANNOTATION: &str = "sluice.io/scheduler";
+
+/// What the gateway node is.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// This node's name (for `externalTrafficPolicy: Local`: endpoints on this node only).
+    pub node_name: Option<String>,
+    /// This node's addresses (where NodePorts answer).
+    pub node_addrs: Vec<IpAddr>,
+    /// Source addresses for FullNAT (the node addresses when empty).
+    pub snat: Vec<IpAddr>,
+    /// The `loadBalancerClass` this gateway implements (`None`: Services with no class).
+    pub load_balancer_class: Option<String>,
+}
+
+/// The result of a compilation.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The table to build and publish.
+    pub spec: TableSpec,
+    /// LoadBalancer addresses by `namespace/name` (what `status.loadBalancer.ingress` gets).
+    pub load_balancers: BTreeMap<String, Vec<IpAddr>>,
+    /// Things an operator should know (a Service without endpoints, a pool exhausted…).
+    pub notes: Vec<String>,
+}
+
+/// Parses a pool entry: an address, a CIDR or an inclusive range `a-b`.
+pub fn parse_range(s: &str) -> Option<(IpAddr, IpAddr)> {
+    let s = s.trim();
+    if let Some((a, b)) = s.split_once('-') {
+        let (a, b): (IpAddr, IpAddr) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        return (a.is_ipv4() == b.is_ipv4() && to_u128(a) <= to_u128(b)).then_some((a, b));
+    }
+    if let Some((a, len)) = s.split_once('/') {
+        let a: IpAddr = a.parse().ok()?;
+        let len: u32 = len.parse().ok()?;
+        let width = if a.is_ipv4() { 32 } else { 128 };
+        if len > width {
+            return None;
+        }
+        let host_bits = width - len;
+        let mask = if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+        let base = to_u128(a) & !mask;
+        return Some((from_u128(base, a.is_ipv4()), from_u128(base | mask, a.is_ipv4())));
+    }
+    let a: IpAddr = s.parse().ok()?;
+    Some((a, a))
+}
+
+fn to_u128(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+fn from_u128(x: u128, v4: bool) -> IpAddr {
+    if v4 { IpAddr::V4((x as u32).into()) } else { IpAddr::V6(x.into()) }
+}
+
+fn family(a: &IpAddr) -> Family {
+    if a.is_ipv4() { Family::V4 } else { Family::V6 }
+}
+
+/// One endpoint of one Service port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Endpoint {
+    addr: IpAddr,
+    port: u16,
+    conditions: Conditions,
+    node: Option<String>,
+}
+
+fn key(s: &Service) -> String {
+    format!(
+        "{}/{}",
+        s.metadata.namespace.as_deref().unwrap_or("default"),
+        s.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// Compiles the stores. See the module documentation.
+pub fn compile(store: &Store, cfg: &Config, generation: Generation) -> Compiled {
+    let mut services: Vec<&Service> = store.services.iter().map(|l| &l.object).collect();
+    services.sort_by_key(|s| key(s));
+    let mut notes = Vec::new();
+    let load_balancers = allocate_load_balancers(store, cfg, &services, &mut notes);
+    let snat: Vec<Addr> = if cfg.snat.is_empty() { &cfg.node_addrs } else { &cfg.snat }
+        .iter()
+        .map(|a| Addr::from(*a))
+        .collect();
+    let mut specs = Vec::new();
+    for s in services {
+        let name = key(s);
+        let ty = s.spec.type_.as_deref().unwrap_or("ClusterIP");
+        if ty == "ExternalName" || s.spec.cluster_ip.as_deref() == Some("None") {
+            continue;
+        }
+        let external = ty == "NodePort" || ty == "LoadBalancer";
+        let local = external && s.spec.external_traffic_policy.as_deref() == Some("Local");
+        let scheduler = s
+            .metadata
+            .annotations
+            .get(SCHEDULER_ANNOTATION)
+            .and_then(|v| v.parse::<Scheduler>().ok())
+            .unwrap_or_default();
+        let affinity = (s.spec.session_affinity.as_deref() == Some("ClientIP")).then(|| Affinity {
+            timeout_s: s
+                .spec
+                .session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .unwrap_or(i64::from(Affinity::DEFAULT_TIMEOUT_S)) as u32,
+        });
+        let cluster_ips: Vec<IpAddr> = s
+            .spec
+            .cluster_ips
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .chain(s.spec.cluster_ip.iter())
+            .filter_map(|a| a.parse().ok())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let external_ips: Vec<IpAddr> = s.spec.external_ips.iter().filter_map(|a| a.parse().ok()).collect();
+        let vips = load_balancers.get(&name).cloned().unwrap_or_default();
+        let mut any_endpoint = false;
+        for p in &s.spec.ports {
+            let protocol = match p.protocol.as_deref() {
+                Some("UDP") => Protocol::Udp,
+                Some("SCTP") => {
+                    notes.push(format!(
+                        "Service {name}: port {}/SCTP is not forwarded (TCP and UDP only)",
+                        p.port
+                    ));
+                    continue;
+                }
+                _ => Protocol::Tcp,
+            };
+            let endpoints = endpoints(store, s, p);
+            any_endpoint |= !endpoints.is_empty();
+            let port = p.port as u16;
+            let port_name = match (&p.name, protocol) {
+                (Some(n), _) => format!("{name}:{n}"),
+                (None, Protocol::Tcp) => format!("{name}:{port}"),
+                (None, Protocol::Udp) => format!("{name}:{port}/udp"),
+            };
+            for fam in [Family::V4, Family::V6] {
+                let address =
+                    |a: &IpAddr| ServiceKey { frontend: Frontend::Address(Addr::from(*a)), port, protocol };
+                let internal: Vec<ServiceKey> =
+                    cluster_ips.iter().filter(|a| family(a) == fam).map(address).collect();
+                let mut outside: Vec<ServiceKey> =
+                    vips.iter().chain(&external_ips).filter(|a| family(a) == fam).map(address).collect();
+                if external
+                    && let Some(np) = p.node_port
+                    && cfg.node_addrs.iter().any(|a| family(a) == fam)
+                {
+                    outside.push(ServiceKey { frontend: Frontend::NodePort(fam), port: np as u16, protocol });
+                }
+                let backends = |only_local: bool| -> Vec<BackendSpec> {
+                    let mut seen = BTreeSet::new();
+                    let mut v: Vec<&Endpoint> = endpoints
+                        .iter()
+                        .filter(|e| family(&e.addr) == fam)
+                        .filter(|e| !only_local || (e.node.is_some() && e.node == cfg.node_name))
+                        .collect();
+                    // Duplicates (one endpoint in two slices): keep the one not terminating.
+                    v.sort_by_key(|e| (e.addr, e.port, e.conditions.terminating));
+                    v.into_iter()
+                        .filter(|e| seen.insert((e.addr, e.port)))
+                        .map(|e| BackendSpec {
+                            addr: Addr::from(e.addr),
+                            port: e.port,
+                            weight: 1,
+                            conditions: e.conditions,
+                        })
+                        .collect()
+                };
+                let fam_snat: Vec<Addr> = snat.iter().copied().filter(|a| a.family() == fam).collect();
+                let entry =
+                    |name: String, frontends: Vec<ServiceKey>, nat: NatMode, only_local: bool| ServiceSpec {
+                        name,
+                        frontends,
+                        backends: backends(only_local),
+                        scheduler,
+                        affinity,
+                        nat,
+                        snat: fam_snat.clone(),
+                    };
+                let suffix = if fam == Family::V6 { " (IPv6)" } else { "" };
+                let full_nat_ok = !fam_snat.is_empty();
+                if local && !outside.is_empty() {
+                    if !internal.is_empty() && full_nat_ok {
+                        specs.push(entry(format!("{port_name}{suffix}"), internal, NatMode::FullNat, false));
+                    }
+                    specs.push(entry(
+                        format!("{port_name} (external, local){suffix}"),
+                        outside,
+                        NatMode::Dnat,
+                        true,
+                    ));
+                } else {
+                    let mut all = internal;
+                    all.extend(outside);
+                    if all.is_empty() {
+                        continue;
+                    }
+                    if !full_nat_ok {
+                        notes.push(format!("Service {name}: no source address of family {fam:?} for FullNAT; not forwarded over it"));
+                        continue;
+                    }
+                    specs.push(entry(format!("{port_name}{suffix}"), all, NatMode::FullNat, false));
+                }
+            }
+        }
+        if !any_endpoint && !s.spec.ports.is_empty() {
+            notes.push(format!(
+                "Service {name}: no endpoints; new connections are refused until one is ready"
+            ));
+        }
+    }
+    Compiled {
+        spec: TableSpec {
+            generation,
+            services: specs,
+            node_addrs: cfg.node_addrs.iter().map(|a| Addr::from(*a)).collect(),
+            maglev_size: MaglevSize::Auto,
+        },
+        load_balancers,
+        notes,
+    }
+}
+
+/// The endpoints of one Service port.
+fn endpoints(store: &Store, s: &Service, p: &ServicePort) -> Vec<Endpoint> {
+    let ns = s.metadata.namespace.as_deref().unwrap_or("default");
+    let proto = p.protocol.as_deref().unwrap_or("TCP");
+    match &s.spec.selector {
+        Some(sel) if !sel.is_empty() => store
+            .pods
+            .iter()
+            .map(|l| &l.object)
+            .filter(|pod| pod.metadata.namespace.as_deref().unwrap_or("default") == ns)
+            .filter(|pod| sel.iter().all(|(k, v)| pod.metadata.labels.get(k) == Some(v)))
+            .flat_map(|pod| pod_endpoints(pod, p, proto))
+            .collect(),
+        _ => {
+            let name = s.metadata.name.as_deref().unwrap_or("");
+            let port_name = p.name.as_deref().unwrap_or("");
+            let mut v = Vec::new();
+            for slice in store.endpoint_slices.iter().map(|l| &l.object) {
+                if slice.metadata.namespace.as_deref().unwrap_or("default") != ns
+                    || slice.metadata.labels.get("kubernetes.io/service-name").map(String::as_str)
+                        != Some(name)
+                    || slice.address_type == "FQDN"
+                {
+                    continue;
+                }
+                let Some(port) = slice
+                    .ports
+                    .iter()
+                    .find(|sp| {
+                        sp.name.as_deref().unwrap_or("") == port_name
+                            && sp.protocol.as_deref().unwrap_or("TCP") == proto
+                    })
+                    .and_then(|sp| sp.port)
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|&n| n != 0)
+                else {
+                    continue;
+                };
+                for e in &slice.endpoints {
+                    // Unset conditions: ready and serving mean "unknown, assume yes"; terminating
+                    // "no" (discovery/v1 EndpointConditions).
+                    let ready = e.conditions.ready.unwrap_or(true);
+                    let conditions = Conditions {
+                        ready,
+                        serving: e.conditions.serving.unwrap_or(ready),
+                        terminating: e.conditions.terminating.unwrap_or(false),
+                    };
+                    for a in e.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
+                        v.push(Endpoint { addr: a, port, conditions, node: e.node_name.clone() });
+                    }
+                }
+            }
+            v
+        }
+    }
+}
+
+/// The endpoints one Pod gives a Service port, as the endpoint controller derives them.
+fn pod_endpoints(pod: &Pod, p: &ServicePort, proto: &str) -> Vec<Endpoint> {
+    let Some(status) = &pod.status else { return Vec::new() };
+    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return Vec::new();
+    }
+    let port = match &p.target_port {
+        Some(IntOrString::Int(n)) => u16::try_from(*n).ok(),
+        Some(IntOrString::Str(name)) => container_port(pod, name, proto),
+        None => u16::try_from(p.port).ok(),
+    };
+    let Some(port) = port else { return Vec::new() };
+    let ready_condition = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    let terminating = pod.metadata.deletion_timestamp.is_some();
+    let conditions =
+        Conditions { ready: ready_condition && !terminating, serving: ready_condition, terminating };
+    let node = pod.spec.get("nodeName").and_then(|v| v.as_str()).map(str::to_owned);
+    let mut ips: Vec<IpAddr> = status.pod_ips.iter().filter_map(|i| i.ip.parse().ok()).collect();
+    if let Some(ip) = status.pod_ip.as_deref().and_then(|i| i.parse().ok())
+        && !ips.contains(&ip)
+    {
+        ips.push(ip);
+    }
+    ips.into_iter().map(|addr| Endpoint { addr, port, conditions, node: node.clone() }).collect()
+}
+
+/// The number of a Pod's container port called `name` (a named `targetPort`).
+fn container_port(pod: &Pod, name: &str, proto: &str) -> Option<u16> {
+    let containers = pod.spec.get("containers")?.as_sequence()?;
+    containers.iter().filter_map(|c| c.get("ports")?.as_sequence()).flatten().find_map(|p| {
+        let matches = p.get("name")?.as_str()? == name
+            && p.get("protocol").and_then(|v| v.as_str()).unwrap_or("TCP") == proto;
+        if matches { u16::try_from(p.get("containerPort")?.as_i64()?).ok() } else { None }
+    })
+}
+
+/// LoadBalancer addresses for every LoadBalancer Service of our class.
+fn allocate_load_balancers(
+    store: &Store,
+    cfg: &Config,
+    services: &[&Service],
+    notes: &mut Vec<String>,
+) -> BTreeMap<String, Vec<IpAddr>> {
+    // (name, autoAssign, inclusive address ranges)
+    type Pool = (String, bool, Vec<(IpAddr, IpAddr)>);
+    let mut pools: Vec<Pool> = store
+        .pools
+        .iter()
+        .map(|l| {
+            let p = &l.object;
+            let ranges = p.spec.addresses.iter().filter_map(|a| parse_range(a)).collect();
+            (p.metadata.name.clone().unwrap_or_default(), p.spec.auto_assign.unwrap_or(true), ranges)
+        })
+        .collect();
+    pools.sort_by(|a, b| a.0.cmp(&b.0));
+    let in_pool = |a: &IpAddr| {
+        pools.iter().any(|(_, _, rs)| {
+            rs.iter().any(|(lo, hi)| {
+                lo.is_ipv4() == a.is_ipv4() && (to_u128(*lo)..=to_u128(*hi)).contains(&to_u128(*a))
+            })
+        })
+    };
+    let ours: Vec<&&Service> = services
+        .iter()
+        .filter(|s| {
+            s.spec.type_.as_deref() == Some("LoadBalancer")
+                && s.spec.load_balancer_class == cfg.load_balancer_class
+        })
+        .collect();
+    let mut taken = BTreeSet::new();
+    let mut out: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+    // First the addresses Services already have or ask for, then the rest in name order.
+    for s in &ours {
+        let asked: Vec<IpAddr> = s
+            .status
+            .as_ref()
+            .and_then(|st| st.load_balancer.as_ref())
+            .map(|lb| lb.ingress.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
+            .filter(|v: &Vec<IpAddr>| !v.is_empty())
+            .or_else(|| s.spec.load_balancer_ip.as_deref().and_then(|a| a.parse().ok()).map(|a| vec![a]))
+            .unwrap_or_default();
+        for a in asked {
+            if !in_pool(&a) {
+                notes.push(format!(
+                    "Service {}: LoadBalancer address {a} is in no IPAddressPool; not assigned",
+                    key(s)
+                ));
+            } else if !taken.insert(a) {
+                notes.push(format!("Service {}: LoadBalancer address {a} is already taken", key(s)));
+            } else {
+                out.entry(key(s)).or_default().push(a);
+            }
+        }
+    }
+    for s in &ours {
+        if out.contains_key(&key(s)) {
+            continue;
+        }
+        let free = pools.iter().filter(|(_, auto, _)| *auto).flat_map(|(_, _, rs)| rs.iter()).find_map(
+            |(lo, hi)| {
+                let (lo_n, hi_n) = (to_u128(*lo), to_u128(*hi));
+                (lo_n..=hi_n.min(lo_n.saturating_add(1 << 16)))
+                    .map(|n| from_u128(n, lo.is_ipv4()))
+                    .find(|a| !taken.contains(a))
+            },
+        );
+        match free {
+            Some(a) => {
+                taken.insert(a);
+                out.insert(key(s), vec![a]);
+            }
+            None => {
+                notes.push(format!("Service {}: no free LoadBalancer address in any IPAddressPool", key(s)))
+            }
+        }
+    }
+    out
+}

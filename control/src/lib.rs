@@ -1,0 +1,13 @@
+//! Sluice's control process: Kubernetes objects in, the published service table out.
+//!
+//! - [`objects`]: the objects read, as strict serde types.
+//! - [`load`]: a directory of manifests → stores, validated and defaulted like the API server
+//!   would, every problem reported with file, line, object and field.
+//! - [`compile`]: stores → a [`sluice_lb::service::TableSpec`] (pure: same stores, same table).
+//!
+//! Not hot path. No `unsafe`.
+#![forbid(unsafe_code)]
+
+pub mod compile;
+pub mod load;
+pub mod objects;

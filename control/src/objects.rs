@@ -1,0 +1,355 @@
+//! The Kubernetes objects control reads, as serde types that refuse unknown fields (as the API
+//! server's strict field validation does), so a typo is an error naming the field, not a silently
+//! ignored setting. Only the kinds and fields Sluice acts on are modelled in depth; fields that
+//! are legal but of no use here (status details, managed fields, owner references…) are accepted
+//! as opaque values so that `kubectl get -o yaml` dumps load unchanged.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_norway::Value;
+
+/// `metadata` (meta/v1 ObjectMeta), every field the API defines.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ObjectMeta {
+    pub name: Option<String>,
+    pub generate_name: Option<String>,
+    pub namespace: Option<String>,
+    pub self_link: Option<String>,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub generation: Option<i64>,
+    pub creation_timestamp: Option<Value>,
+    pub deletion_timestamp: Option<Value>,
+    pub deletion_grace_period_seconds: Option<i64>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub owner_references: Option<Value>,
+    pub finalizers: Option<Value>,
+    pub managed_fields: Option<Value>,
+}
+
+/// An int-or-string port (`targetPort`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum IntOrString {
+    /// A number.
+    Int(i64),
+    /// A name (a container port's name).
+    Str(String),
+}
+
+/// core/v1 Service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct Service {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: ServiceSpec,
+    pub status: Option<ServiceStatus>,
+}
+
+/// core/v1 ServiceSpec, every field of Kubernetes 1.33–1.37.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ServiceSpec {
+    #[serde(default)]
+    pub ports: Vec<ServicePort>,
+    pub selector: Option<BTreeMap<String, String>>,
+    #[serde(rename = "clusterIP")]
+    pub cluster_ip: Option<String>,
+    #[serde(rename = "clusterIPs")]
+    pub cluster_ips: Option<Vec<String>>,
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    #[serde(rename = "externalIPs", default)]
+    pub external_ips: Vec<String>,
+    pub session_affinity: Option<String>,
+    #[serde(rename = "loadBalancerIP")]
+    pub load_balancer_ip: Option<String>,
+    pub load_balancer_source_ranges: Option<Vec<String>>,
+    pub external_name: Option<String>,
+    pub external_traffic_policy: Option<String>,
+    pub health_check_node_port: Option<i64>,
+    pub publish_not_ready_addresses: Option<bool>,
+    pub session_affinity_config: Option<SessionAffinityConfig>,
+    pub ip_families: Option<Vec<String>>,
+    pub ip_family_policy: Option<String>,
+    pub allocate_load_balancer_node_ports: Option<bool>,
+    pub load_balancer_class: Option<String>,
+    pub internal_traffic_policy: Option<String>,
+    pub traffic_distribution: Option<String>,
+}
+
+/// core/v1 ServicePort.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub protocol: Option<String>,
+    pub app_protocol: Option<String>,
+    pub port: i64,
+    pub target_port: Option<IntOrString>,
+    pub node_port: Option<i64>,
+}
+
+/// `sessionAffinityConfig`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct SessionAffinityConfig {
+    #[serde(rename = "clientIP")]
+    pub client_ip: Option<ClientIpConfig>,
+}
+
+/// `sessionAffinityConfig.clientIP`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ClientIpConfig {
+    pub timeout_seconds: Option<i64>,
+}
+
+/// core/v1 ServiceStatus (read for the LoadBalancer addresses a cluster dump already carries).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ServiceStatus {
+    pub load_balancer: Option<LoadBalancerStatus>,
+    pub conditions: Option<Value>,
+}
+
+/// `status.loadBalancer`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct LoadBalancerStatus {
+    #[serde(default)]
+    pub ingress: Vec<LoadBalancerIngress>,
+}
+
+/// `status.loadBalancer.ingress[]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct LoadBalancerIngress {
+    pub ip: Option<String>,
+    pub hostname: Option<String>,
+    pub ip_mode: Option<String>,
+    pub ports: Option<Value>,
+}
+
+/// discovery.k8s.io/v1 EndpointSlice.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct EndpointSlice {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub address_type: String,
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    pub ports: Vec<EndpointPort>,
+}
+
+/// An EndpointSlice endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct Endpoint {
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub conditions: EndpointConditions,
+    pub hostname: Option<String>,
+    pub target_ref: Option<Value>,
+    pub node_name: Option<String>,
+    pub zone: Option<String>,
+    pub hints: Option<Value>,
+    pub deprecated_topology: Option<Value>,
+}
+
+/// EndpointSlice conditions; absent means "unknown", which readers take as true (ready, serving)
+/// or false (terminating), as the API documents.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct EndpointConditions {
+    pub ready: Option<bool>,
+    pub serving: Option<bool>,
+    pub terminating: Option<bool>,
+}
+
+/// An EndpointSlice port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct EndpointPort {
+    pub name: Option<String>,
+    pub port: Option<i64>,
+    pub protocol: Option<String>,
+    pub app_protocol: Option<String>,
+}
+
+/// core/v1 Pod: its labels, addresses, readiness and container ports (what the endpoint
+/// controller uses). The rest of the spec is checked against the PodSpec field names by
+/// [`crate::load`] rather than modelled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct Pod {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: BTreeMap<String, Value>,
+    pub status: Option<PodStatus>,
+}
+
+/// The parts of core/v1 PodStatus the endpoint controller reads; other status fields are kept
+/// opaque.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct PodStatus {
+    #[serde(rename = "podIP")]
+    pub pod_ip: Option<String>,
+    #[serde(rename = "podIPs", default)]
+    pub pod_ips: Vec<PodIp>,
+    #[serde(default)]
+    pub conditions: Vec<PodCondition>,
+    pub phase: Option<String>,
+}
+
+/// `status.podIPs[]`.
+#[derive(Debug, Clone, Deserialize)]
+#[allow(missing_docs)]
+pub struct PodIp {
+    pub ip: String,
+}
+
+/// `status.conditions[]` (only type and status are read).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct PodCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+}
+
+/// A pool of LoadBalancer addresses, in MetalLB's `IPAddressPool` form (metallb.io/v1beta1), so
+/// an existing MetalLB configuration loads as it is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct IpAddressPool {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: IpAddressPoolSpec,
+}
+
+/// `IPAddressPool.spec`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct IpAddressPoolSpec {
+    pub addresses: Vec<String>,
+    pub auto_assign: Option<bool>,
+    #[serde(rename = "avoidBuggyIPs")]
+    pub avoid_buggy_ips: Option<bool>,
+    pub service_allocation: Option<Value>,
+}
+
+/// The PodSpec field names (core/v1, Kubernetes 1.33–1.37), for checking a Pod's spec without
+/// modelling all of it.
+pub const POD_SPEC_FIELDS: &[&str] = &[
+    "activeDeadlineSeconds",
+    "affinity",
+    "automountServiceAccountToken",
+    "containers",
+    "dnsConfig",
+    "dnsPolicy",
+    "enableServiceLinks",
+    "ephemeralContainers",
+    "hostAliases",
+    "hostIPC",
+    "hostNetwork",
+    "hostPID",
+    "hostUsers",
+    "hostname",
+    "hostnameOverride",
+    "imagePullSecrets",
+    "initContainers",
+    "nodeName",
+    "nodeSelector",
+    "os",
+    "overhead",
+    "preemptionPolicy",
+    "priority",
+    "priorityClassName",
+    "readinessGates",
+    "resourceClaims",
+    "resources",
+    "restartPolicy",
+    "runtimeClassName",
+    "schedulerName",
+    "schedulingGates",
+    "securityContext",
+    "serviceAccount",
+    "serviceAccountName",
+    "setHostnameAsFQDN",
+    "shareProcessNamespace",
+    "subdomain",
+    "terminationGracePeriodSeconds",
+    "tolerations",
+    "topologySpreadConstraints",
+    "volumes",
+];
+
+/// The Container field names (core/v1).
+pub const CONTAINER_FIELDS: &[&str] = &[
+    "args",
+    "command",
+    "env",
+    "envFrom",
+    "image",
+    "imagePullPolicy",
+    "lifecycle",
+    "livenessProbe",
+    "name",
+    "ports",
+    "readinessProbe",
+    "resizePolicy",
+    "resources",
+    "restartPolicy",
+    "restartPolicyRules",
+    "securityContext",
+    "startupProbe",
+    "stdin",
+    "stdinOnce",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "tty",
+    "volumeDevices",
+    "volumeMounts",
+    "workingDir",
+];
+
+/// The ContainerPort field names (core/v1).
+pub const CONTAINER_PORT_FIELDS: &[&str] = &["containerPort", "hostIP", "hostPort", "name", "protocol"];

@@ -1,0 +1,212 @@
+//! Manifests to table: every example of `deploy/examples/` (one per L4 scenario of
+//! SCENARIOS.md) loads without a problem and compiles to what the scenario means; the mistakes
+//! the seed documents contain are each reported with file, line, object, field and the fix; a
+//! compiled table builds, encodes and decodes.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use sluice_control::compile::{Compiled, Config, compile};
+use sluice_control::load::{Loaded, load_dir};
+use sluice_lb::Addr;
+use sluice_lb::Family;
+use sluice_lb::service::*;
+
+fn examples(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples").join(name)
+}
+
+fn cfg() -> Config {
+    Config {
+        node_name: Some("gw-1".into()),
+        node_addrs: vec!["198.18.0.1".parse().unwrap()],
+        snat: vec![],
+        load_balancer_class: None,
+    }
+}
+
+fn load_clean(name: &str) -> Loaded {
+    let l = load_dir(&examples(name)).unwrap();
+    assert!(l.errors.is_empty(), "{name}: {:#?}", l.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+    l
+}
+
+fn compiled(name: &str) -> Compiled {
+    let c = compile(&load_clean(name).store, &cfg(), Generation(1));
+    // Whatever compile produces must be a valid table, and survive the trip to the gateway.
+    let t = ServiceTable::build(&c.spec).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let back = sluice_lb::image::decode(&sluice_lb::image::encode(&t)).unwrap();
+    assert_eq!(back.services(), t.services());
+    c
+}
+
+fn ip(s: &str) -> Addr {
+    Addr::from(s.parse::<IpAddr>().unwrap())
+}
+
+fn backends(s: &ServiceSpec) -> Vec<(String, u16)> {
+    let mut v: Vec<(String, u16)> = s.backends.iter().map(|b| (b.addr.to_string(), b.port)).collect();
+    v.sort();
+    v
+}
+
+fn one<'a>(c: &'a Compiled, name: &str) -> &'a ServiceSpec {
+    let v: Vec<&ServiceSpec> = c.spec.services.iter().filter(|s| s.name == name).collect();
+    assert_eq!(v.len(), 1, "{name} in {:?}", c.spec.services.iter().map(|s| &s.name).collect::<Vec<_>>());
+    v[0]
+}
+
+#[test]
+fn nodeport_petclinic() {
+    let c = compiled("nodeport");
+    let s = one(&c, "default/petclinic:http");
+    assert_eq!(
+        s.frontends,
+        vec![ServiceKey { frontend: Frontend::NodePort(Family::V4), port: 31080, protocol: Protocol::Tcp }]
+    );
+    assert_eq!(backends(s), [1, 2, 3].map(|i| (format!("198.18.1.{i}"), 8080)).to_vec());
+    assert_eq!((s.nat, s.scheduler, s.affinity), (NatMode::FullNat, Scheduler::Maglev, None));
+    assert_eq!(s.snat, vec![ip("198.18.0.1")]);
+}
+
+#[test]
+fn loadbalancer_addresses_from_the_pool() {
+    let c = compiled("loadbalancer");
+    assert_eq!(
+        c.load_balancers["default/dns"],
+        vec!["198.18.100.15".parse::<IpAddr>().unwrap()],
+        "loadBalancerIP honoured"
+    );
+    assert_eq!(
+        c.load_balancers["default/web"],
+        vec!["198.18.100.10".parse::<IpAddr>().unwrap()],
+        "first free address"
+    );
+    let web = one(&c, "default/web:80");
+    assert_eq!(
+        web.frontends[0],
+        ServiceKey { frontend: Frontend::Address(ip("198.18.100.10")), port: 80, protocol: Protocol::Tcp }
+    );
+    assert_eq!(
+        backends(web),
+        vec![("198.18.1.11".into(), 8080), ("198.18.1.12".into(), 8080)],
+        "named targetPort resolved"
+    );
+    let dns = one(&c, "default/dns:dns-udp");
+    assert_eq!(
+        dns.frontends[0],
+        ServiceKey { frontend: Frontend::Address(ip("198.18.100.15")), port: 53, protocol: Protocol::Udp }
+    );
+    assert_eq!(backends(dns)[0].1, 5353);
+}
+
+#[test]
+fn clusterip_mysql() {
+    let c = compiled("clusterip");
+    let s = one(&c, "default/mysql:tcp");
+    assert_eq!(
+        s.frontends,
+        vec![ServiceKey {
+            frontend: Frontend::Address(ip("198.19.0.33")),
+            port: 3306,
+            protocol: Protocol::Tcp
+        }]
+    );
+    assert_eq!(backends(s), vec![("198.18.1.30".into(), 3306)]);
+}
+
+#[test]
+fn blue_green_follows_the_selector() {
+    let mut l = load_clean("blue-green");
+    let c = compile(&l.store, &cfg(), Generation(1));
+    assert_eq!(
+        backends(one(&c, "default/petclinic:http")),
+        vec![("198.18.1.41".into(), 8080), ("198.18.1.42".into(), 8080)]
+    );
+    // Switch the selector to the new version, as `kubectl apply` of the edited Service would.
+    let svc = &mut l.store.services[0].object;
+    svc.spec.selector.as_mut().unwrap().insert("version".into(), "v1.0.1".into());
+    let c = compile(&l.store, &cfg(), Generation(2));
+    assert_eq!(
+        backends(one(&c, "default/petclinic:http")),
+        vec![("198.18.1.51".into(), 8080), ("198.18.1.52".into(), 8080)]
+    );
+}
+
+#[test]
+fn session_affinity_and_schedulers() {
+    let c = compiled("session-affinity");
+    assert_eq!(one(&c, "default/cart:80").affinity, Some(Affinity { timeout_s: 600 }));
+    let c = compiled("schedulers");
+    for (name, s) in Scheduler::ALL.iter().filter(|(n, _)| *n != "maglev") {
+        assert_eq!(one(&c, &format!("default/app-{name}:80")).scheduler, *s);
+    }
+}
+
+#[test]
+fn headless_and_externalname_are_not_proxied() {
+    let c = compiled("headless-externalname");
+    assert!(c.spec.services.is_empty(), "{:?}", c.spec.services);
+}
+
+#[test]
+fn endpointslices_carry_conditions() {
+    let c = compiled("endpointslices");
+    let s = one(&c, "default/legacy:http");
+    let cond: Vec<(String, Conditions)> =
+        s.backends.iter().map(|b| (b.addr.to_string(), b.conditions)).collect();
+    assert!(cond.contains(&("198.18.1.91".into(), Conditions::READY)));
+    assert!(cond.contains(&("198.18.1.92".into(), Conditions::DRAINING)));
+    let t = ServiceTable::build(&c.spec).unwrap();
+    assert_eq!(t.services()[0].eligible.len(), 1, "only the ready endpoint takes new connections");
+}
+
+#[test]
+fn compile_is_deterministic() {
+    for dir in ["nodeport", "loadbalancer", "schedulers", "blue-green"] {
+        let l = load_clean(dir);
+        assert_eq!(
+            compile(&l.store, &cfg(), Generation(3)).spec,
+            compile(&l.store, &cfg(), Generation(3)).spec
+        );
+    }
+}
+
+#[test]
+fn external_traffic_policy_local_keeps_the_client_address_and_local_endpoints() {
+    let mut l = load_clean("nodeport");
+    l.store.services[0].object.spec.external_traffic_policy = Some("Local".into());
+    l.store.services[0].object.spec.cluster_ip = Some("198.19.0.80".into());
+    // Only petclinic-2 runs on this gateway's node.
+    for p in &mut l.store.pods {
+        let node = if p.object.metadata.name.as_deref() == Some("petclinic-2") { "gw-1" } else { "worker-9" };
+        p.object.spec.insert("nodeName".into(), serde_norway::Value::String(node.into()));
+    }
+    let c = compile(&l.store, &cfg(), Generation(1));
+    let ext = one(&c, "default/petclinic:http (external, local)");
+    assert_eq!((ext.nat, backends(ext)), (NatMode::Dnat, vec![("198.18.1.2".into(), 8080)]));
+    let internal = one(&c, "default/petclinic:http");
+    assert_eq!((internal.nat, backends(internal).len()), (NatMode::FullNat, 3));
+}
+
+#[test]
+fn the_seeds_mistakes_are_each_reported_and_the_rest_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mistakes");
+    let l = load_dir(&dir).unwrap();
+    let got: Vec<String> =
+        l.errors.iter().map(|e| e.to_string().replace(&format!("{}/", dir.display()), "")).collect();
+    let want = [
+        "apiversion.yaml:1: Service default/shouty: apiVersion: \"V1\" is not an API version of Service; use \"v1\" (API versions are lowercase)",
+        "controllers.yaml:15: Deployment default/petclinic: spec.template.spec.controllers: unknown field (did you mean \"containers\"?)",
+        "duplicate-ports.yaml:10: Service default/twice: spec.ports[1].port: duplicate port 8080/TCP (also spec.ports[0])",
+        "ingress-v1beta1.yaml:1: Ingress default/petclinic: apiVersion: Ingress extensions/v1beta1 was removed in Kubernetes 1.22; use networking.k8s.io/v1, where each path names a pathType and its backend is `service: {name: NAME, port: {number: PORT}}` instead of `serviceName`/`servicePort`",
+        "nodeport-range.yaml:9: Service default/low: spec.ports[0].nodePort: 8080 is outside the node port range 30000-32767",
+        "selectors.yaml:6: Service default/web: spec.selectors: unknown field (did you mean \"selector\"?)",
+        "seletor.yaml:7: Service default/mysql: spec.seletor: unknown field (did you mean \"selector\"?)",
+        "tabs.yaml:4: indented with a tab: YAML allows only spaces for indentation (replace each tab with spaces)",
+    ];
+    assert_eq!(got, want);
+    let names: Vec<&str> =
+        l.store.services.iter().filter_map(|s| s.object.metadata.name.as_deref()).collect();
+    assert_eq!(names, vec!["fine"], "the valid Service still loads");
+}
