@@ -1,0 +1,254 @@
+//! `sluice-control`: compile Kubernetes manifests into the service table and publish it to the
+//! gateway through shared memory; or show what the gateway is running.
+//!
+//! ```text
+//! sluice-control run --manifests deploy/examples/nodeport --table /run/sluice/table \
+//!     --node-address 198.18.0.1 [--node-name gw-1] [--once]
+//! sluice-control status --table /run/sluice/table
+//! ```
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand};
+use sluice_control::compile::{Config, compile};
+use sluice_control::load::load_dir;
+use sluice_lb::image;
+use sluice_lb::service::{Frontend, Generation, ServiceTable};
+use sluice_table::{Geometry, PublishError, Publisher, Reader, Refresh};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice-control",
+    version,
+    about = "Sluice's control process: Kubernetes objects to the gateway's service table"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load a directory of manifests, compile and publish the table; republish when it changes.
+    Run {
+        /// Directory of YAML/JSON manifests (Service, EndpointSlice, Pod, IPAddressPool).
+        #[arg(long)]
+        manifests: PathBuf,
+        /// The shared-memory table file the gateway reads (created with mode 0600).
+        #[arg(long)]
+        table: PathBuf,
+        /// This node's address (where NodePorts answer); repeat for more.
+        #[arg(long = "node-address", required = true)]
+        node_addrs: Vec<IpAddr>,
+        /// This node's name (externalTrafficPolicy: Local keeps endpoints of this node).
+        #[arg(long)]
+        node_name: Option<String>,
+        /// Source address for FullNAT; repeat for more (default: the node addresses).
+        #[arg(long = "snat-address")]
+        snat: Vec<IpAddr>,
+        /// The loadBalancerClass implemented (default: Services without a class).
+        #[arg(long)]
+        load_balancer_class: Option<String>,
+        /// Publish once and exit.
+        #[arg(long)]
+        once: bool,
+        /// How often to look for changes, in milliseconds.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+        interval_ms: u64,
+    },
+    /// Show the table the gateway is running.
+    Status {
+        /// The shared-memory table file.
+        #[arg(long)]
+        table: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Run {
+            manifests,
+            table,
+            node_addrs,
+            node_name,
+            snat,
+            load_balancer_class,
+            once,
+            interval_ms,
+        } => {
+            let cfg = Config { node_name, node_addrs, snat, load_balancer_class };
+            run(&manifests, &table, &cfg, once, Duration::from_millis(interval_ms))
+        }
+        Command::Status { table } => status(&table),
+    };
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice-control: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Names, sizes and modification times of the manifest files: what "changed" means.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.metadata().ok().map(|m| (e.path(), m.len(), m.modified().ok())))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn run(dir: &Path, table: &Path, cfg: &Config, once: bool, interval: Duration) -> Result<(), String> {
+    if !dir.is_dir() {
+        return Err(format!("{}: not a directory of manifests", dir.display()));
+    }
+    let mut publisher = Publisher::create(table, Geometry::default()).map_err(|e| e.to_string())?;
+    let mut last: Option<ServiceTable> = None;
+    let mut seen = None;
+    loop {
+        let now = fingerprint(dir);
+        if seen.as_ref() != Some(&now) {
+            seen = Some(now);
+            publish_once(dir, cfg, &mut publisher, &mut last)?;
+        }
+        if once {
+            return Ok(());
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+fn publish_once(
+    dir: &Path,
+    cfg: &Config,
+    publisher: &mut Publisher,
+    last: &mut Option<ServiceTable>,
+) -> Result<(), String> {
+    let loaded = load_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for e in &loaded.errors {
+        eprintln!("error: {e}");
+    }
+    let store = &loaded.store;
+    let objects = store.services.len() + store.endpoint_slices.len() + store.pods.len() + store.pools.len();
+    if objects == 0 && !loaded.errors.is_empty() && last.is_some() {
+        eprintln!("nothing valid in {}: the last good table stays live", dir.display());
+        return Ok(());
+    }
+    let generation = Generation(publisher.generation() + 1);
+    let compiled = compile(store, cfg, generation);
+    for n in &compiled.notes {
+        eprintln!("note: {n}");
+    }
+    let table = match ServiceTable::build_reusing(&compiled.spec, last.as_ref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}; the last good table stays live");
+            return Ok(());
+        }
+    };
+    let bytes = image::encode(&table);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match publisher.publish(&bytes) {
+            Ok(g) => {
+                println!("generation {g}: {}", diff(last.as_ref(), &table));
+                for (svc, ips) in &compiled.load_balancers {
+                    let ips: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+                    println!("  LoadBalancer {svc}: {}", ips.join(", "));
+                }
+                *last = Some(table);
+                return Ok(());
+            }
+            Err(PublishError::Busy) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(format!("{}: {e}", publisher.path().display())),
+        }
+    }
+}
+
+/// One line: services and backends added, removed, changed.
+fn diff(old: Option<&ServiceTable>, new: &ServiceTable) -> String {
+    use std::collections::BTreeMap;
+    let index = |t: &ServiceTable| -> BTreeMap<String, Vec<String>> {
+        t.services()
+            .iter()
+            .map(|s| {
+                let mut b: Vec<String> = t.backends()[s.backends.start as usize..s.backends.end as usize]
+                    .iter()
+                    .map(|b| format!("{}:{}{}", b.addr, b.port, if b.eligible { "" } else { "(draining)" }))
+                    .collect();
+                b.sort();
+                (s.name.clone(), b)
+            })
+            .collect()
+    };
+    let (a, b) = (old.map(index).unwrap_or_default(), index(new));
+    let added = b.keys().filter(|k| !a.contains_key(*k)).count();
+    let removed = a.keys().filter(|k| !b.contains_key(*k)).count();
+    let changed = b.iter().filter(|(k, v)| a.get(*k).is_some_and(|o| o != *v)).count();
+    let backends_old: usize = a.values().map(Vec::len).sum();
+    let backends_new: usize = b.values().map(Vec::len).sum();
+    format!(
+        "{} services (+{added} -{removed} ~{changed}), {backends_new} backends ({:+})",
+        b.len(),
+        backends_new as i64 - backends_old as i64
+    )
+}
+
+fn status(table: &Path) -> Result<(), String> {
+    let mut reader = Reader::open(table).map_err(|e| e.to_string())?;
+    if let Refresh::Refused(g, why) = reader.refresh() {
+        return Err(format!("generation {g} is refused: {why}"));
+    }
+    let Some(payload) = reader.payload() else {
+        println!("{}: nothing published yet", table.display());
+        return Ok(());
+    };
+    let t = image::decode(payload).map_err(|e| e.to_string())?;
+    println!(
+        "generation {}: {} services, {} backends",
+        t.generation().0,
+        t.services().len(),
+        t.backends().len()
+    );
+    for s in t.services() {
+        let fronts: Vec<String> = s
+            .frontends
+            .iter()
+            .map(|k| match k.frontend {
+                Frontend::NodePort(_) => format!("node:{}/{:?}", k.port, k.protocol),
+                Frontend::Address(_) => format!("{k}"),
+            })
+            .collect();
+        println!(
+            "  {}  [{}]  {} {:?}{}",
+            s.name,
+            fronts.join(", "),
+            s.scheduler.name(),
+            s.nat,
+            s.affinity.map(|a| format!(" affinity {}s", a.timeout_s)).unwrap_or_default()
+        );
+        for b in &t.backends()[s.backends.start as usize..s.backends.end as usize] {
+            let c = b.conditions;
+            let state = if b.eligible {
+                "takes new flows"
+            } else if c.terminating {
+                "draining"
+            } else {
+                "not ready"
+            };
+            println!("      {}:{}  {state}", b.addr, b.port);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! The `sluice-control` binary: publish the examples, read them back with `status`, refuse bad
+//! flags, and follow a directory as it changes — including into nothing valid, where the last
+//! good table stays.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice-control");
+
+struct Temp(PathBuf);
+
+impl Temp {
+    fn new(tag: &str) -> Temp {
+        let p = std::env::temp_dir().join(format!("sluice-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        let _ = std::fs::remove_file(&p);
+        Temp(p)
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn examples(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples").join(name)
+}
+
+fn status(table: &Path) -> String {
+    let out = Command::new(BIN).args(["status", "--table"]).arg(table).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn publish_once_then_status() {
+    let table = Temp::new("table");
+    let out = Command::new(BIN)
+        .args(["run", "--once", "--node-address", "198.18.0.1", "--manifests"])
+        .arg(examples("loadbalancer"))
+        .arg("--table")
+        .arg(&table.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("generation 1: 2 services (+2 -0 ~0), 4 backends (+4)"), "{stdout}");
+    assert!(stdout.contains("LoadBalancer default/web: 198.18.100.10"), "{stdout}");
+    let s = status(&table.0);
+    assert!(s.starts_with("generation 1: 2 services, 4 backends"), "{s}");
+    assert!(s.contains("default/web:80  [198.18.100.10:80/tcp]  maglev FullNat"), "{s}");
+    assert!(s.contains("198.18.1.11:8080  takes new flows"), "{s}");
+}
+
+#[test]
+fn bad_flags_are_refused_clearly() {
+    let out = Command::new(BIN)
+        .args(["run", "--manifests", ".", "--table", "/tmp/x", "--node-address", "not-an-ip"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid value 'not-an-ip' for '--node-address"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = Temp::new("nodir");
+    let out = Command::new(BIN)
+        .args(["run", "--once", "--node-address", "198.18.0.1", "--manifests", "/nonexistent/dir", "--table"])
+        .arg(&table.0)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir: not a directory of manifests"));
+    let out = Command::new(BIN).args(["status", "--table", "/nonexistent/table"]).output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn follows_the_directory_and_keeps_the_last_good_table() {
+    let dir = Temp::new("dir");
+    let table = Temp::new("follow");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let manifest = dir.0.join("petclinic.yaml");
+    let blue = std::fs::read_to_string(examples("blue-green").join("petclinic.yaml")).unwrap();
+    std::fs::write(&manifest, &blue).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--interval-ms", "50", "--node-address", "198.18.0.1", "--manifests"])
+        .arg(&dir.0)
+        .arg("--table")
+        .arg(&table.0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_for = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if table.0.exists() {
+                let s = status(&table.0);
+                if s.contains(want) {
+                    return s;
+                }
+            }
+            assert!(Instant::now() < deadline, "never saw {want:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let s = wait_for("generation 1:");
+    assert!(s.contains("198.18.1.41:8080") && !s.contains("198.18.1.51:8080"), "blue: {s}");
+    // The selector switches to the green version.
+    std::fs::write(&manifest, blue.replace("version: v1.0.0\n  ports", "version: v1.0.1\n  ports")).unwrap();
+    let s = wait_for("generation 2:");
+    assert!(s.contains("198.18.1.51:8080") && !s.contains("198.18.1.41:8080"), "green: {s}");
+    // The directory becomes entirely invalid: the last good table stays.
+    std::fs::write(&manifest, "apiVersion: v1\nkind: Service\nmetadata:\n\tname: broken\n").unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let s = status(&table.0);
+    assert!(s.starts_with("generation 2:") && s.contains("198.18.1.51:8080"), "last good table: {s}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
