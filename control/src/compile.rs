@@ -18,7 +18,7 @@
 //!
 //! Headless and ExternalName Services have no L4 entry (they matter to Ingress, later).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use sluice_lb::Addr;
@@ -29,7 +29,7 @@ use sluice_lb::service::{
 };
 
 use crate::load::Store;
-use crate::objects::{IntOrString, Pod, Service, ServicePort};
+use crate::objects::{EndpointSlice, IntOrString, Pod, Service, ServicePort};
 
 /// The annotation that selects a Service's scheduler.
 pub const SCHEDULER_ANNOTATION: &str = "sluice.io/scheduler";
@@ -113,10 +113,56 @@ fn key(s: &Service) -> String {
     )
 }
 
+/// Pods by (namespace, label, value) and EndpointSlices by (namespace, Service), so that finding
+/// a Service's endpoints costs its own endpoints, not every object in the store (10,000 Services
+/// over 100,000 Pods would otherwise be a billion label comparisons).
+struct Index<'a> {
+    pods: HashMap<(&'a str, &'a str, &'a str), Vec<&'a Pod>>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+}
+
+impl<'a> Index<'a> {
+    fn new(store: &'a Store) -> Index<'a> {
+        let mut pods: HashMap<(&str, &str, &str), Vec<&Pod>> = HashMap::new();
+        for pod in store.pods.iter().map(|l| &l.object) {
+            let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+            for (k, v) in &pod.metadata.labels {
+                pods.entry((ns, k, v)).or_default().push(pod);
+            }
+        }
+        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        for slice in store.endpoint_slices.iter().map(|l| &l.object) {
+            if let Some(svc) = slice.metadata.labels.get("kubernetes.io/service-name") {
+                slices
+                    .entry((slice.metadata.namespace.as_deref().unwrap_or("default"), svc))
+                    .or_default()
+                    .push(slice);
+            }
+        }
+        Index { pods, slices }
+    }
+
+    /// The Pods of namespace `ns` whose labels include every pair of `selector` (non-empty):
+    /// the shortest posting list of its pairs, filtered by the rest.
+    fn selected(&self, ns: &str, selector: &BTreeMap<String, String>) -> Vec<&'a Pod> {
+        let lists: Option<Vec<&Vec<&Pod>>> =
+            selector.iter().map(|(k, v)| self.pods.get(&(ns, k.as_str(), v.as_str()))).collect();
+        let Some(shortest) = lists.and_then(|l| l.into_iter().min_by_key(|v| v.len())) else {
+            return Vec::new();
+        };
+        shortest
+            .iter()
+            .copied()
+            .filter(|pod| selector.iter().all(|(k, v)| pod.metadata.labels.get(k) == Some(v)))
+            .collect()
+    }
+}
+
 /// Compiles the stores. See the module documentation.
 pub fn compile(store: &Store, cfg: &Config, generation: Generation) -> Compiled {
+    let index = Index::new(store);
     let mut services: Vec<&Service> = store.services.iter().map(|l| &l.object).collect();
-    services.sort_by_key(|s| key(s));
+    services.sort_by_cached_key(|s| key(s));
     let mut notes = Vec::new();
     let load_balancers = allocate_load_balancers(store, cfg, &services, &mut notes);
     let snat: Vec<Addr> = if cfg.snat.is_empty() { &cfg.node_addrs } else { &cfg.snat }
@@ -173,7 +219,7 @@ pub fn compile(store: &Store, cfg: &Config, generation: Generation) -> Compiled 
                 }
                 _ => Protocol::Tcp,
             };
-            let endpoints = endpoints(store, s, p);
+            let endpoints = endpoints(&index, s, p);
             any_endpoint |= !endpoints.is_empty();
             let port = p.port as u16;
             let port_name = match (&p.name, protocol) {
@@ -269,28 +315,19 @@ pub fn compile(store: &Store, cfg: &Config, generation: Generation) -> Compiled 
 }
 
 /// The endpoints of one Service port.
-fn endpoints(store: &Store, s: &Service, p: &ServicePort) -> Vec<Endpoint> {
+fn endpoints(index: &Index<'_>, s: &Service, p: &ServicePort) -> Vec<Endpoint> {
     let ns = s.metadata.namespace.as_deref().unwrap_or("default");
     let proto = p.protocol.as_deref().unwrap_or("TCP");
     match &s.spec.selector {
-        Some(sel) if !sel.is_empty() => store
-            .pods
-            .iter()
-            .map(|l| &l.object)
-            .filter(|pod| pod.metadata.namespace.as_deref().unwrap_or("default") == ns)
-            .filter(|pod| sel.iter().all(|(k, v)| pod.metadata.labels.get(k) == Some(v)))
-            .flat_map(|pod| pod_endpoints(pod, p, proto))
-            .collect(),
+        Some(sel) if !sel.is_empty() => {
+            index.selected(ns, sel).into_iter().flat_map(|pod| pod_endpoints(pod, p, proto)).collect()
+        }
         _ => {
             let name = s.metadata.name.as_deref().unwrap_or("");
             let port_name = p.name.as_deref().unwrap_or("");
             let mut v = Vec::new();
-            for slice in store.endpoint_slices.iter().map(|l| &l.object) {
-                if slice.metadata.namespace.as_deref().unwrap_or("default") != ns
-                    || slice.metadata.labels.get("kubernetes.io/service-name").map(String::as_str)
-                        != Some(name)
-                    || slice.address_type == "FQDN"
-                {
+            for slice in index.slices.get(&(ns, name)).into_iter().flatten() {
+                if slice.address_type == "FQDN" {
                     continue;
                 }
                 let Some(port) = slice
