@@ -10,7 +10,8 @@
 //! - **endpoints**: for a Service with a selector, the Pods it selects, as the endpoint controller
 //!   would derive them (ready = the Pod's Ready condition and not being deleted; a named
 //!   `targetPort` resolved against the Pod's container ports); for a Service without one, the
-//!   EndpointSlices labelled `kubernetes.io/service-name`, matched by port name.
+//!   EndpointSlices labelled `kubernetes.io/service-name`, matched by port name (or, when it has
+//!   none, its v1 Endpoints object).
 //! - **policy**: `sessionAffinity`, the `sluice.io/scheduler` annotation, and
 //!   `externalTrafficPolicy: Local`, which gives the external frontends their own entry — DNAT
 //!   (the client address kept) to endpoints on this node only — while the ClusterIP keeps every
@@ -29,7 +30,7 @@ use sluice_lb::service::{
 };
 
 use crate::load::Store;
-use crate::objects::{EndpointSlice, IntOrString, Pod, Service, ServicePort};
+use crate::objects::{EndpointSlice, Endpoints, IntOrString, Pod, Service, ServicePort};
 
 /// The annotation that selects a Service's scheduler.
 pub const SCHEDULER_ANNOTATION: &str = "sluice.io/scheduler";
@@ -119,6 +120,7 @@ fn key(s: &Service) -> String {
 struct Index<'a> {
     pods: HashMap<(&'a str, &'a str, &'a str), Vec<&'a Pod>>,
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    endpoints: HashMap<(&'a str, &'a str), &'a Endpoints>,
 }
 
 impl<'a> Index<'a> {
@@ -139,7 +141,21 @@ impl<'a> Index<'a> {
                     .push(slice);
             }
         }
-        Index { pods, slices }
+        let endpoints = store
+            .endpoints
+            .iter()
+            .map(|l| &l.object)
+            .map(|e| {
+                (
+                    (
+                        e.metadata.namespace.as_deref().unwrap_or("default"),
+                        e.metadata.name.as_deref().unwrap_or(""),
+                    ),
+                    e,
+                )
+            })
+            .collect();
+        Index { pods, slices, endpoints }
     }
 
     /// The Pods of namespace `ns` whose labels include every pair of `selector` (non-empty):
@@ -354,6 +370,32 @@ fn endpoints(index: &Index<'_>, s: &Service, p: &ServicePort) -> Vec<Endpoint> {
                     };
                     for a in e.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
                         v.push(Endpoint { addr: a, port, conditions, node: e.node_name.clone() });
+                    }
+                }
+            }
+            if !index.slices.contains_key(&(ns, name))
+                && let Some(e) = index.endpoints.get(&(ns, name))
+            {
+                // The legacy form: addresses are ready, notReadyAddresses are not.
+                for sub in &e.subsets {
+                    let Some(port) = sub
+                        .ports
+                        .iter()
+                        .find(|ep| {
+                            ep.name.as_deref().unwrap_or("") == port_name
+                                && ep.protocol.as_deref().unwrap_or("TCP") == proto
+                        })
+                        .and_then(|ep| u16::try_from(ep.port).ok())
+                    else {
+                        continue;
+                    };
+                    for (addrs, ready) in [(&sub.addresses, true), (&sub.not_ready_addresses, false)] {
+                        for a in addrs {
+                            if let Ok(addr) = a.ip.parse::<IpAddr>() {
+                                let conditions = Conditions { ready, serving: ready, terminating: false };
+                                v.push(Endpoint { addr, port, conditions, node: a.node_name.clone() });
+                            }
+                        }
                     }
                 }
             }

@@ -73,6 +73,14 @@ pub struct Store {
     pub pods: Vec<Located<Pod>>,
     /// LoadBalancer address pools.
     pub pools: Vec<Located<IpAddressPool>>,
+    /// v1 Endpoints (for selectorless Services without EndpointSlices).
+    pub endpoints: Vec<Located<Endpoints>>,
+    /// Ingresses (networking.k8s.io/v1), validated, for the L7 stage.
+    pub ingresses: Vec<Located<Ingress>>,
+    /// IngressClasses.
+    pub ingress_classes: Vec<Located<IngressClass>>,
+    /// Secrets (TLS certificates, basic-auth files).
+    pub secrets: Vec<Located<Secret>>,
     /// Objects of kinds Sluice does not act on (`Kind namespace/name`), skipped.
     pub skipped: Vec<String>,
 }
@@ -211,7 +219,10 @@ fn load_document(file: &Path, start: usize, doc: &str, loaded: &mut Loaded) {
         return;
     }
     let want = match kind.as_str() {
-        "Service" | "Pod" | "Endpoints" => Some("v1"),
+        "Service" | "Pod" | "Endpoints" | "Secret" => Some("v1"),
+        "Ingress" | "IngressClass" if api != "extensions/v1beta1" && api != "networking.k8s.io/v1beta1" => {
+            Some("networking.k8s.io/v1")
+        }
         "EndpointSlice" => Some("discovery.k8s.io/v1"),
         "IPAddressPool" => Some("metallb.io/v1beta1"),
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => Some("apps/v1"),
@@ -276,6 +287,38 @@ fn load_document(file: &Path, start: usize, doc: &str, loaded: &mut Loaded) {
                 push(loaded, problems, file, start, doc, &object, |st| &mut st.pools, p);
             }
         }
+        "Endpoints" => {
+            if let Some(e) = parse::<Endpoints>(file, start, doc, &object, &mut loaded.errors) {
+                for (i, sub) in e.subsets.iter().enumerate() {
+                    for (j, a) in sub.addresses.iter().chain(&sub.not_ready_addresses).enumerate() {
+                        if a.ip.parse::<IpAddr>().is_err() {
+                            problems.push((
+                                format!("subsets[{i}].addresses[{j}].ip"),
+                                format!("{:?} is not an IP address", a.ip),
+                            ));
+                        }
+                    }
+                }
+                push(loaded, problems, file, start, doc, &object, |st| &mut st.endpoints, e);
+            }
+        }
+        "Ingress" => {
+            if let Some(i) = parse::<Ingress>(file, start, doc, &object, &mut loaded.errors) {
+                validate_ingress(&i, &mut problems);
+                push(loaded, problems, file, start, doc, &object, |st| &mut st.ingresses, i);
+            }
+        }
+        "IngressClass" => {
+            if let Some(c) = parse::<IngressClass>(file, start, doc, &object, &mut loaded.errors) {
+                push(loaded, problems, file, start, doc, &object, |st| &mut st.ingress_classes, c);
+            }
+        }
+        "Secret" => {
+            if let Some(mut sec) = parse::<Secret>(file, start, doc, &object, &mut loaded.errors) {
+                validate_secret(&mut sec, &mut problems);
+                push(loaded, problems, file, start, doc, &object, |st| &mut st.secrets, sec);
+            }
+        }
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => {
             // Not used by Sluice, but its pod template is a PodSpec: check it.
             if let Ok(v) = serde_norway::from_str::<Value>(doc)
@@ -322,21 +365,43 @@ fn report(
     object: &Option<String>,
 ) {
     for (field, message) in problems {
-        let key = field.rsplit('.').next().unwrap_or(&field).split('[').next().unwrap_or("").to_owned();
-        // Inside a list (`spec.ports[1].port`), the key's occurrence of that item.
-        let nth = field
-            .rsplit_once('[')
-            .and_then(|(_, rest)| rest.split_once(']'))
-            .and_then(|(n, _)| n.parse::<usize>().ok())
-            .unwrap_or(0);
         errors.push(ManifestError {
             file: file.to_owned(),
-            line: line_of_nth(doc, start, &key, nth),
+            line: field_line(doc, start, &field),
             object: object.clone(),
             field: Some(field),
             message,
         });
     }
+}
+
+/// The line a field path points at: its own key's line (inside a list, `spec.ports[1].port`, the
+/// key's occurrence in that item), or — for a missing field — the line of the nearest enclosing
+/// key that is there.
+fn field_line(doc: &str, start: usize, field: &str) -> usize {
+    let segments: Vec<&str> = field.split('.').collect();
+    for depth in (1..=segments.len()).rev() {
+        let path = segments[..depth].join(".");
+        let key = segments[depth - 1].split('[').next().unwrap_or("");
+        let nth = path
+            .rsplit_once('[')
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .and_then(|(n, _)| n.parse::<usize>().ok())
+            .filter(|_| depth == segments.len())
+            .unwrap_or(0);
+        if has_key(doc, key) {
+            return line_of_nth(doc, start, key, nth);
+        }
+    }
+    start
+}
+
+fn has_key(doc: &str, key: &str) -> bool {
+    !key.is_empty()
+        && doc.lines().any(|l| {
+            let t = l.trim_start().trim_start_matches("- ");
+            t.starts_with(key) && t[key.len()..].trim_start().starts_with(':')
+        })
 }
 
 /// The line of the first `key:` in the document (for problems found after parsing).
@@ -420,8 +485,13 @@ fn unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
 /// The closest of `candidates` to a misspelt `name`, if any is close enough to be what was meant.
 pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let lower = name.to_ascii_lowercase();
+    // Close in spelling, or a prefix of the name (`serviceName` for `service`).
     candidates
-        .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            let cl = c.to_ascii_lowercase();
+            let d = if cl.len() >= 4 && lower.starts_with(&cl) { 1 } else { edit_distance(&lower, &cl) };
+            (d, c)
+        })
         .filter(|(d, c)| *d <= 2.max(c.len().min(name.len()) / 2))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -616,6 +686,102 @@ fn validate_service(s: &mut Service, problems: &mut Vec<(String, String)>) {
     }
 }
 
+/// Validates an Ingress as the API server would (networking/v1 validation).
+fn validate_ingress(ing: &Ingress, problems: &mut Vec<(String, String)>) {
+    let spec = &ing.spec;
+    if spec.rules.is_empty() && spec.default_backend.is_none() {
+        problems.push(("spec".into(), "an Ingress needs rules or a defaultBackend".into()));
+    }
+    let backend = |at: String, b: &IngressBackend, problems: &mut Vec<(String, String)>| match (
+        &b.service,
+        &b.resource,
+    ) {
+        (Some(svc), None) => {
+            match &svc.port {
+                Some(ServiceBackendPort { name: Some(_), number: Some(_) }) => problems
+                    .push((format!("{at}.service.port"), "give a port name or a number, not both".into())),
+                Some(ServiceBackendPort { name: None, number: None }) | None => problems
+                    .push((format!("{at}.service.port"), "required: `number: 8080` or `name: http`".into())),
+                Some(ServiceBackendPort { number: Some(n), .. }) if !(1..=65_535).contains(n) => problems
+                    .push((format!("{at}.service.port.number"), format!("{n} is not a port (1..=65535)"))),
+                _ => {}
+            }
+        }
+        (None, Some(_)) => {}
+        _ => problems.push((at, "exactly one of `service` and `resource` is required".into())),
+    };
+    if let Some(b) = &spec.default_backend {
+        backend("spec.defaultBackend".into(), b, problems);
+    }
+    for (i, rule) in spec.rules.iter().enumerate() {
+        if let Some(h) = &rule.host {
+            if h.parse::<IpAddr>().is_ok() {
+                problems.push((
+                    format!("spec.rules[{i}].host"),
+                    format!("{h:?}: a host must be a DNS name, not an IP address"),
+                ));
+            } else if h.contains('*') && h.strip_prefix("*.").is_none_or(|rest| rest.contains('*')) {
+                problems.push((
+                    format!("spec.rules[{i}].host"),
+                    format!("{h:?}: a wildcard may only be the whole first label (*.example.com)"),
+                ));
+            }
+        }
+        for (j, p) in rule.http.iter().flat_map(|h| &h.paths).enumerate() {
+            let at = format!("spec.rules[{i}].http.paths[{j}]");
+            match p.path_type.as_deref() {
+                None => problems.push((
+                    format!("{at}.pathType"),
+                    "required: Exact, Prefix or ImplementationSpecific".into(),
+                )),
+                Some(t) => one_of(
+                    &format!("{at}.pathType"),
+                    t,
+                    &["Exact", "Prefix", "ImplementationSpecific"],
+                    problems,
+                ),
+            }
+            if matches!(p.path_type.as_deref(), Some("Exact" | "Prefix"))
+                && !p.path.as_deref().unwrap_or("").starts_with('/')
+            {
+                problems
+                    .push((format!("{at}.path"), "must begin with '/' for pathType Exact and Prefix".into()));
+            }
+            backend(format!("{at}.backend"), &p.backend, problems);
+        }
+    }
+}
+
+/// Whether `s` is standard base64 (the encoding of Secret `data`).
+fn is_base64(s: &str) -> bool {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let body = s.trim_end_matches('=');
+    s.len().is_multiple_of(4)
+        && s.len() - body.len() <= 2
+        && body.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+}
+
+/// Validates a Secret and applies the API server's default `type: Opaque`.
+fn validate_secret(sec: &mut Secret, problems: &mut Vec<(String, String)>) {
+    let ty = sec.type_.get_or_insert_with(|| "Opaque".into()).clone();
+    for (k, v) in &sec.data {
+        if !is_base64(v) {
+            problems
+                .push((format!("data.{k}"), "not base64 (put plain text under stringData instead)".into()));
+        }
+    }
+    if ty == "kubernetes.io/tls" {
+        for k in ["tls.crt", "tls.key"] {
+            if !sec.data.contains_key(k) && !sec.string_data.contains_key(k) {
+                problems.push((
+                    format!("data.{k}"),
+                    format!("a kubernetes.io/tls Secret needs {k} (as `kubectl create secret tls` writes)"),
+                ));
+            }
+        }
+    }
+}
+
 fn validate_slice(s: &EndpointSlice, problems: &mut Vec<(String, String)>) {
     one_of("addressType", &s.address_type, &["IPv4", "IPv6", "FQDN"], problems);
     if s.address_type != "FQDN" {
@@ -664,4 +830,8 @@ fn check_duplicates(loaded: &mut Loaded) {
     dup(&mut store.endpoint_slices, "EndpointSlice", |s| &s.metadata, errors);
     dup(&mut store.pods, "Pod", |s| &s.metadata, errors);
     dup(&mut store.pools, "IPAddressPool", |s| &s.metadata, errors);
+    dup(&mut store.endpoints, "Endpoints", |s| &s.metadata, errors);
+    dup(&mut store.ingresses, "Ingress", |s| &s.metadata, errors);
+    dup(&mut store.ingress_classes, "IngressClass", |s| &s.metadata, errors);
+    dup(&mut store.secrets, "Secret", |s| &s.metadata, errors);
 }

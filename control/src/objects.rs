@@ -353,3 +353,183 @@ pub const CONTAINER_FIELDS: &[&str] = &[
 
 /// The ContainerPort field names (core/v1).
 pub const CONTAINER_PORT_FIELDS: &[&str] = &["containerPort", "hostIP", "hostPort", "name", "protocol"];
+
+/// core/v1 Endpoints (the legacy form of EndpointSlice; used for a selectorless Service that has
+/// no EndpointSlice).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct Endpoints {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub subsets: Vec<EndpointSubset>,
+}
+
+/// `Endpoints.subsets[]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct EndpointSubset {
+    #[serde(default)]
+    pub addresses: Vec<EndpointAddress>,
+    #[serde(default)]
+    pub not_ready_addresses: Vec<EndpointAddress>,
+    #[serde(default)]
+    pub ports: Vec<EndpointsPort>,
+}
+
+/// `Endpoints.subsets[].addresses[]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct EndpointAddress {
+    pub ip: String,
+    pub hostname: Option<String>,
+    pub node_name: Option<String>,
+    pub target_ref: Option<Value>,
+}
+
+/// `Endpoints.subsets[].ports[]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct EndpointsPort {
+    pub name: Option<String>,
+    pub port: i64,
+    pub protocol: Option<String>,
+    pub app_protocol: Option<String>,
+}
+
+/// networking.k8s.io/v1 Ingress (validated here; routed by the L7 stage).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct Ingress {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: IngressSpec,
+    pub status: Option<Value>,
+}
+
+/// `Ingress.spec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct IngressSpec {
+    pub ingress_class_name: Option<String>,
+    pub default_backend: Option<IngressBackend>,
+    #[serde(default)]
+    pub rules: Vec<IngressRule>,
+    #[serde(default)]
+    pub tls: Vec<IngressTls>,
+}
+
+/// `Ingress.spec.rules[]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct IngressRule {
+    pub host: Option<String>,
+    pub http: Option<HttpIngressRuleValue>,
+}
+
+/// `Ingress.spec.rules[].http`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct HttpIngressRuleValue {
+    pub paths: Vec<HttpIngressPath>,
+}
+
+/// `Ingress.spec.rules[].http.paths[]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct HttpIngressPath {
+    pub path: Option<String>,
+    pub path_type: Option<String>,
+    pub backend: IngressBackend,
+}
+
+/// An Ingress backend: a Service port, or a resource.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct IngressBackend {
+    pub service: Option<IngressServiceBackend>,
+    pub resource: Option<Value>,
+}
+
+/// `backend.service`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct IngressServiceBackend {
+    pub name: String,
+    pub port: Option<ServiceBackendPort>,
+}
+
+/// `backend.service.port`: a number or a name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ServiceBackendPort {
+    pub name: Option<String>,
+    pub number: Option<i64>,
+}
+
+/// `Ingress.spec.tls[]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct IngressTls {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub secret_name: Option<String>,
+}
+
+/// networking.k8s.io/v1 IngressClass.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct IngressClass {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: IngressClassSpec,
+}
+
+/// `IngressClass.spec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct IngressClassSpec {
+    pub controller: Option<String>,
+    pub parameters: Option<Value>,
+}
+
+/// core/v1 Secret (TLS certificates, htpasswd files for basic auth).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct Secret {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+    #[serde(default)]
+    pub string_data: BTreeMap<String, String>,
+    pub immutable: Option<bool>,
+}

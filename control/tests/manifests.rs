@@ -199,8 +199,11 @@ fn the_seeds_mistakes_are_each_reported_and_the_rest_loads() {
         "apiversion.yaml:1: Service default/shouty: apiVersion: \"V1\" is not an API version of Service; use \"v1\" (API versions are lowercase)",
         "controllers.yaml:15: Deployment default/petclinic: spec.template.spec.controllers: unknown field (did you mean \"containers\"?)",
         "duplicate-ports.yaml:10: Service default/twice: spec.ports[1].port: duplicate port 8080/TCP (also spec.ports[0])",
+        "ingress-v1-mistakes.yaml:9: Ingress default/no-path-type: spec.rules[0].http.paths[0].pathType: required: Exact, Prefix or ImplementationSpecific",
+        "ingress-v1-mistakes.yaml:28: Ingress default/old-backend: spec.rules[0].http.paths[0].backend.serviceName: unknown field (did you mean \"service\"?)",
         "ingress-v1beta1.yaml:1: Ingress default/petclinic: apiVersion: Ingress extensions/v1beta1 was removed in Kubernetes 1.22; use networking.k8s.io/v1, where each path names a pathType and its backend is `service: {name: NAME, port: {number: PORT}}` instead of `serviceName`/`servicePort`",
         "nodeport-range.yaml:9: Service default/low: spec.ports[0].nodePort: 8080 is outside the node port range 30000-32767",
+        "secret-tls.yaml:6: Secret default/half-a-certificate: data.tls.key: a kubernetes.io/tls Secret needs tls.key (as `kubectl create secret tls` writes)",
         "selectors.yaml:6: Service default/web: spec.selectors: unknown field (did you mean \"selector\"?)",
         "seletor.yaml:7: Service default/mysql: spec.seletor: unknown field (did you mean \"selector\"?)",
         "tabs.yaml:4: indented with a tab: YAML allows only spaces for indentation (replace each tab with spaces)",
@@ -209,4 +212,33 @@ fn the_seeds_mistakes_are_each_reported_and_the_rest_loads() {
     let names: Vec<&str> =
         l.store.services.iter().filter_map(|s| s.object.metadata.name.as_deref()).collect();
     assert_eq!(names, vec!["fine"], "the valid Service still loads");
+}
+
+#[test]
+fn ingress_objects_are_validated_and_kept_for_the_l7_stage() {
+    let l = load_clean("ingress");
+    assert_eq!(l.store.ingress_classes.len(), 1);
+    let ing = &l.store.ingresses[0].object;
+    assert_eq!(ing.spec.ingress_class_name.as_deref(), Some("sluice"));
+    let paths: Vec<(&str, &str)> = ing.spec.rules[0]
+        .http
+        .as_ref()
+        .unwrap()
+        .paths
+        .iter()
+        .map(|p| (p.path.as_deref().unwrap(), p.path_type.as_deref().unwrap()))
+        .collect();
+    assert_eq!(paths, vec![("/", "Prefix"), ("/oups", "Exact"), ("/owners/find", "Prefix")]);
+    assert_eq!(ing.spec.tls[0].secret_name.as_deref(), Some("tls-secret"));
+    // No L4 entry comes from an Ingress.
+    assert!(compile(&l.store, &cfg(), Generation(1)).spec.services.is_empty());
+}
+
+#[test]
+fn legacy_endpoints_feed_a_selectorless_service_without_slices() {
+    let c = compiled("endpointslices");
+    let s = one(&c, "default/legacy-v1:http");
+    let cond: Vec<(String, bool)> =
+        s.backends.iter().map(|b| (b.addr.to_string(), b.conditions.ready)).collect();
+    assert_eq!(cond, vec![("198.18.1.95".into(), true), ("198.18.1.96".into(), false)]);
 }
