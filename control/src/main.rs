@@ -8,13 +8,15 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
 use sluice_control::compile::{Config, compile};
 use sluice_control::load::load_dir;
+use sluice_control::metrics::{self, ControlFigures};
 use sluice_lb::image;
 use sluice_lb::service::{Frontend, Generation, ServiceTable};
 use sluice_table::{Geometry, PublishError, Publisher, Reader, Refresh};
@@ -58,6 +60,9 @@ enum Command {
         /// How often to look for changes, in milliseconds.
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
         interval_ms: u64,
+        /// Where to serve Prometheus metrics (loopback by default; port 0 picks one).
+        #[arg(long, default_value = "127.0.0.1:9477")]
+        metrics_address: SocketAddr,
     },
     /// Show the table the gateway is running.
     Status {
@@ -79,9 +84,11 @@ fn main() -> std::process::ExitCode {
             load_balancer_class,
             once,
             interval_ms,
+            metrics_address,
         } => {
             let cfg = Config { node_name, node_addrs, snat, load_balancer_class };
-            run(&manifests, &table, &cfg, once, Duration::from_millis(interval_ms))
+            let metrics = (!once).then_some(metrics_address);
+            run(&manifests, &table, &cfg, once, Duration::from_millis(interval_ms), metrics)
         }
         Command::Status { table } => status(&table),
     };
@@ -107,18 +114,34 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     v
 }
 
-fn run(dir: &Path, table: &Path, cfg: &Config, once: bool, interval: Duration) -> Result<(), String> {
+fn run(
+    dir: &Path,
+    table: &Path,
+    cfg: &Config,
+    once: bool,
+    interval: Duration,
+    metrics_address: Option<SocketAddr>,
+) -> Result<(), String> {
     if !dir.is_dir() {
         return Err(format!("{}: not a directory of manifests", dir.display()));
     }
     let mut publisher = Publisher::create(table, Geometry::default()).map_err(|e| e.to_string())?;
+    let page = Arc::new(Mutex::new(String::new()));
+    if let Some(addr) = metrics_address {
+        let bound = metrics::serve(addr, page.clone()).map_err(|e| format!("metrics on {addr}: {e}"))?;
+        println!("metrics: http://{bound}/metrics");
+    }
     let mut last: Option<ServiceTable> = None;
+    let mut figures = ControlFigures::default();
     let mut seen = None;
     loop {
         let now = fingerprint(dir);
         if seen.as_ref() != Some(&now) {
             seen = Some(now);
-            publish_once(dir, cfg, &mut publisher, &mut last)?;
+            publish_once(dir, cfg, &mut publisher, &mut last, &mut figures)?;
+        }
+        if let Ok(mut p) = page.lock() {
+            *p = metrics::render(&figures, &publisher.reader_stats());
         }
         if once {
             return Ok(());
@@ -132,8 +155,10 @@ fn publish_once(
     cfg: &Config,
     publisher: &mut Publisher,
     last: &mut Option<ServiceTable>,
+    figures: &mut ControlFigures,
 ) -> Result<(), String> {
     let loaded = load_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    figures.manifest_errors = loaded.errors.len();
     for e in &loaded.errors {
         eprintln!("error: {e}");
     }
@@ -161,6 +186,13 @@ fn publish_once(
         match publisher.publish(&bytes) {
             Ok(g) => {
                 println!("generation {g}: {}", diff(last.as_ref(), &table));
+                *figures = ControlFigures {
+                    generation: g,
+                    services: table.services().len(),
+                    backends: table.backends().len(),
+                    manifest_errors: figures.manifest_errors,
+                    publications: figures.publications + 1,
+                };
                 for (svc, ips) in &compiled.load_balancers {
                     let ips: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
                     println!("  LoadBalancer {svc}: {}", ips.join(", "));

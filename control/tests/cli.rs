@@ -89,7 +89,16 @@ fn follows_the_directory_and_keeps_the_last_good_table() {
     let blue = std::fs::read_to_string(examples("blue-green").join("petclinic.yaml")).unwrap();
     std::fs::write(&manifest, &blue).unwrap();
     let mut child = Command::new(BIN)
-        .args(["run", "--interval-ms", "50", "--node-address", "198.18.0.1", "--manifests"])
+        .args([
+            "run",
+            "--interval-ms",
+            "50",
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--node-address",
+            "198.18.0.1",
+            "--manifests",
+        ])
         .arg(&dir.0)
         .arg("--table")
         .arg(&table.0)
@@ -121,6 +130,71 @@ fn follows_the_directory_and_keeps_the_last_good_table() {
     std::thread::sleep(Duration::from_millis(400));
     let s = status(&table.0);
     assert!(s.starts_with("generation 2:") && s.contains("198.18.1.51:8080"), "last good table: {s}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn serves_metrics_with_the_gateway_workers_counters() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let table = Temp::new("metrics");
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--interval-ms",
+            "50",
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--node-address",
+            "198.18.0.1",
+            "--manifests",
+        ])
+        .arg(examples("nodeport"))
+        .arg("--table")
+        .arg(&table.0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr =
+        first.strip_prefix("metrics: http://").and_then(|a| a.strip_suffix("/metrics")).unwrap().to_owned();
+    // A gateway worker registers on the table and publishes its counters.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !table.0.exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let reader = sluice_table::Reader::open(&table.0).unwrap();
+    let mut counters = vec![0u64; sluice_lb::stats::COUNT];
+    counters[0] = 1234; // rx_frames
+    reader.publish_stats(&counters);
+    let scrape = || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    };
+    let body = loop {
+        let b = scrape();
+        if b.contains("sluice_gateway_rx_frames_total{worker=") {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "no worker counters in: {b}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(body.contains("sluice_control_generation 1\n"), "{body}");
+    assert!(body.contains("sluice_control_gateway_workers 1\n"), "{body}");
+    assert!(
+        body.contains(&format!(
+            "sluice_gateway_rx_frames_total{{worker=\"{}/0\"}} 1234\n",
+            std::process::id()
+        )),
+        "{body}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

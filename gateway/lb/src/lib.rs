@@ -12,6 +12,7 @@
 //! - [`affinity`]: `sessionAffinity: ClientIP`, and SNAT port choice.
 //! - [`packet`], [`nat`]: parsing into offsets, and in-place rewrites with incremental checksums.
 //! - [`engine`]: all of it per frame.
+//! - [`stats`]: a worker's counters as the flat list published to the table file's stats region.
 //! - [`image`]: a table generation as the versioned, offset-based bytes control publishes
 //!   through the shared-memory table, and their validation.
 //!
@@ -31,6 +32,7 @@ pub mod nat;
 pub mod packet;
 pub mod sched;
 pub mod service;
+pub mod stats;
 
 pub use addr::{Addr, Family};
 pub use drop::DropReason;

@@ -53,6 +53,7 @@ fn control(slots: u32) -> Control {
         active: AtomicU64::new(0),
         slot_generation: core::array::from_fn(|_| AtomicU64::new(0)),
         readers: core::array::from_fn(|_| ReaderRecord { owner: AtomicU64::new(0), seen: AtomicU64::new(0) }),
+        stats: core::array::from_fn(|_| core::array::from_fn(|_| AtomicU64::new(0))),
     }
 }
 

@@ -41,6 +41,13 @@ pub const MAX_READERS: usize = 64;
 #[cfg(loom)]
 pub const MAX_READERS: usize = 2;
 
+/// Counters per reader in the stats region (a gateway worker's counters; see `sluice_lb::stats`).
+#[cfg(not(loom))]
+pub const STATS_PER_READER: usize = 64;
+/// Counters per reader in the stats region.
+#[cfg(loom)]
+pub const STATS_PER_READER: usize = 1;
+
 /// Magic number at the start of the control block: `SLUICETB`.
 pub const CONTROL_MAGIC: u64 = u64::from_le_bytes(*b"SLUICETB");
 /// Magic number at the start of every slot: `SLUICESL`.
@@ -74,6 +81,9 @@ pub struct Control {
     pub slot_generation: [AtomicU64; MAX_SLOTS],
     /// Registered readers.
     pub readers: [ReaderRecord; MAX_READERS],
+    /// The stats region: each reader's counters, written by that reader only (Relaxed: they are
+    /// monotonic counters read for metrics, ordering nothing), read by control.
+    pub stats: [[AtomicU64; STATS_PER_READER]; MAX_READERS],
 }
 
 /// The header at the start of each slot.

@@ -2,8 +2,8 @@
 //! and any number of readers (gateway workers, in other processes).
 //!
 //! ```text
-//! 0        4096                4096 + slot_bytes        …
-//! | Control | slot 0: header | payload … | slot 1: header | payload … | …
+//! 0                 40 KiB                  40 KiB + slot_bytes      …
+//! | Control + stats | slot 0: header | payload … | slot 1: header | payload … | …
 //! ```
 //!
 //! The file is created with mode 0600. One writer at a time holds an exclusive lock on it; a
@@ -29,8 +29,8 @@ use crate::protocol::{
     Refresh, SLOT_HEADER_BYTES, SlotHeader, SlotStore,
 };
 
-/// Bytes reserved for the control block at the start of the file.
-pub const CONTROL_BYTES: usize = 4096;
+/// Bytes reserved for the control block (with its stats region) at the start of the file.
+pub const CONTROL_BYTES: usize = 40 * 1024;
 
 const _: () = assert!(core::mem::size_of::<Control>() <= CONTROL_BYTES);
 
@@ -331,6 +331,19 @@ impl Publisher {
             .collect()
     }
 
+    /// Every registered reader's counters from the stats region: (process id, counters).
+    pub fn reader_stats(&self) -> Vec<(u64, Vec<u64>)> {
+        let c = self.mapped.control();
+        c.readers
+            .iter()
+            .zip(&c.stats)
+            .filter_map(|(r, st)| {
+                let owner = r.owner.load(Ordering::Acquire);
+                (owner != 0).then(|| (owner - 1, st.iter().map(|v| v.load(Ordering::Relaxed)).collect()))
+            })
+            .collect()
+    }
+
     /// Frees the records of readers whose process is gone; returns how many.
     pub fn reclaim_dead_readers(&mut self) -> usize {
         let mut n = 0;
@@ -371,6 +384,9 @@ impl Reader {
         // generation g; the writer then reuses only slots older than g, and we will read the
         // current one, which is at least g. From here on, 0 holds every slot until we adopt.
         c.readers[record].seen.store(0, Ordering::SeqCst);
+        for s in &c.stats[record] {
+            s.store(0, Ordering::Relaxed);
+        }
         let mut r = Reader { mapped, state: ReaderState::new(record), path: path.to_owned() };
         r.refresh();
         Ok(r)
@@ -403,6 +419,14 @@ impl Reader {
     /// How many generations this reader refused.
     pub fn refused(&self) -> u64 {
         self.state.refused
+    }
+
+    /// Publishes this reader's counters to the stats region (control reads them for metrics).
+    /// Values beyond [`crate::protocol::STATS_PER_READER`] are ignored.
+    pub fn publish_stats(&self, values: &[u64]) {
+        for (cell, v) in self.mapped.control().stats[self.state.record].iter().zip(values) {
+            cell.store(*v, Ordering::Relaxed);
+        }
     }
 
     /// The file.

@@ -84,6 +84,33 @@ fn a_lagging_reader_holds_back_slot_reuse_not_publication() {
 }
 
 #[test]
+fn readers_publish_counters_to_the_stats_region() {
+    let t = TempPath::new("stats");
+    let w = Publisher::create(&t.0, SMALL).unwrap();
+    let a = Reader::open(&t.0).unwrap();
+    let b = Reader::open(&t.0).unwrap();
+    a.publish_stats(&[1, 2, 3]);
+    b.publish_stats(&[10, 20]);
+    let mut got: Vec<Vec<u64>> = w
+        .reader_stats()
+        .into_iter()
+        .map(|(pid, v)| {
+            assert_eq!(pid, u64::from(std::process::id()));
+            v[..3].to_vec()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![vec![1, 2, 3], vec![10, 20, 0]]);
+    drop(a);
+    // A new reader in a freed record starts from zero.
+    let c = Reader::open(&t.0).unwrap();
+    let _ = &c;
+    let mut firsts: Vec<u64> = w.reader_stats().into_iter().map(|(_, v)| v[0]).collect();
+    firsts.sort();
+    assert_eq!(firsts, vec![0, 10]);
+}
+
+#[test]
 fn too_large_is_refused_by_the_writer() {
     let t = TempPath::new("large");
     let mut w = Publisher::create(&t.0, SMALL).unwrap();
@@ -138,7 +165,7 @@ fn a_slot_of_another_abi_is_refused() {
 fn bad_files_are_refused_with_their_own_errors() {
     let t = TempPath::new("files");
     // Not a table at all.
-    std::fs::write(&t.0, vec![0x42u8; 8192]).unwrap();
+    std::fs::write(&t.0, vec![0x42u8; 64 * 1024]).unwrap();
     assert!(matches!(Reader::open(&t.0), Err(OpenError::BadMagic { .. })));
     // Too short to hold a control block.
     std::fs::write(&t.0, b"tiny").unwrap();

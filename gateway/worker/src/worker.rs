@@ -180,6 +180,18 @@ impl Worker {
         n
     }
 
+    /// All counters in the order of [`sluice_lb::stats`], for the table file's stats region.
+    pub fn export_stats(&self) -> [u64; sluice_lb::stats::COUNT] {
+        let w = &self.counters;
+        let mut out = [0u64; sluice_lb::stats::COUNT];
+        sluice_lb::stats::export(
+            [w.rx_frames, w.rx_bytes, w.tx_frames, w.kernel_frames, w.batches],
+            self.l4.counters(),
+            &mut out,
+        );
+        out
+    }
+
     /// Where the worker would send a packet for `dst` (diagnostics).
     pub fn next_hop(&self, dst: &Addr) -> Option<Addr> {
         self.next_hops.next_hop(dst)

@@ -1,0 +1,81 @@
+//! A gateway worker's counters as one flat list: the order in which a worker publishes them to
+//! the table file's stats region, and in which control names them in its metrics. Changing the
+//! order changes what control reports: add at the end.
+
+use crate::drop::DropReason;
+use crate::engine::Counters;
+
+/// The worker's own I/O counters, first.
+pub const IO: [&str; 5] = ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames", "batches"];
+
+/// The L4 engine's counters, next.
+pub const L4: [&str; 11] = [
+    "forwarded",
+    "bounced",
+    "passed",
+    "new_flows",
+    "adopted_flows",
+    "affinity_hits",
+    "flows_revalidated",
+    "flows_orphaned",
+    "icmp_echo_replies",
+    "icmp_errors_translated",
+    "table_changes",
+];
+
+/// How many counters a worker publishes: the above, then one per [`DropReason`].
+pub const COUNT: usize = IO.len() + L4.len() + DropReason::COUNT;
+
+/// What the counter at an index of the list is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    /// A named counter of [`IO`] or [`L4`].
+    Named(&'static str),
+    /// Drops for one reason.
+    Drop(DropReason),
+}
+
+/// The counter at each index.
+pub fn schema() -> impl Iterator<Item = Stat> {
+    IO.iter().chain(L4.iter()).map(|n| Stat::Named(n)).chain(DropReason::ALL.iter().map(|r| Stat::Drop(*r)))
+}
+
+/// Writes a worker's counters in schema order.
+pub fn export(io: [u64; 5], c: &Counters, out: &mut [u64; COUNT]) {
+    let l4 = [
+        c.forwarded,
+        c.bounced,
+        c.passed,
+        c.new_flows,
+        c.adopted_flows,
+        c.affinity_hits,
+        c.flows_revalidated,
+        c.flows_orphaned,
+        c.icmp_echo_replies,
+        c.icmp_errors_translated,
+        c.table_changes,
+    ];
+    let all = io.iter().chain(&l4).chain(&c.drops);
+    for (o, v) in out.iter_mut().zip(all) {
+        *o = *v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_and_export_agree() {
+        assert_eq!(schema().count(), COUNT);
+        let mut c = Counters { forwarded: 7, ..Counters::default() };
+        c.drops[DropReason::NoBackend as usize] = 3;
+        let mut out = [0u64; COUNT];
+        export([1, 2, 3, 4, 5], &c, &mut out);
+        let at = |s: Stat| schema().position(|x| x == s).unwrap();
+        assert_eq!(out[at(Stat::Named("rx_frames"))], 1);
+        assert_eq!(out[at(Stat::Named("batches"))], 5);
+        assert_eq!(out[at(Stat::Named("forwarded"))], 7);
+        assert_eq!(out[at(Stat::Drop(DropReason::NoBackend))], 3);
+    }
+}
