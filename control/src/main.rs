@@ -6,6 +6,8 @@
 //!     --node-address 198.18.0.1 [--node-name gw-1] [--once]
 //! sluice-control status --table /run/sluice/table
 //! ```
+//!
+//! `run` re-reads the directory when a file changes (polled every `--interval-ms`) and on SIGHUP.
 #![forbid(unsafe_code)]
 
 use std::net::{IpAddr, SocketAddr};
@@ -131,11 +133,19 @@ fn run(
         let bound = metrics::serve(addr, page.clone()).map_err(|e| format!("metrics on {addr}: {e}"))?;
         println!("metrics: http://{bound}/metrics");
     }
+    // SIGHUP: re-read the directory now, changed or not.
+    let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(|e| format!("SIGHUP handler: {e}"))?;
     let mut last: Option<ServiceTable> = None;
     let mut figures = ControlFigures::default();
     let mut seen = None;
     loop {
         let now = fingerprint(dir);
+        if hup.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            println!("SIGHUP: reloading {}", dir.display());
+            seen = None;
+        }
         if seen.as_ref() != Some(&now) {
             seen = Some(now);
             publish_once(dir, cfg, &mut publisher, &mut last, &mut figures)?;
@@ -146,7 +156,11 @@ fn run(
         if once {
             return Ok(());
         }
-        std::thread::sleep(interval);
+        // Sleep in short steps so that a SIGHUP is acted on promptly.
+        let until = std::time::Instant::now() + interval;
+        while std::time::Instant::now() < until && !hup.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(interval.min(Duration::from_millis(20)));
+        }
     }
 }
 

@@ -198,3 +198,51 @@ fn serves_metrics_with_the_gateway_workers_counters() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn sighup_reloads_at_once() {
+    let dir = Temp::new("hup-dir");
+    let table = Temp::new("hup");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let manifest = dir.0.join("petclinic.yaml");
+    let blue = std::fs::read_to_string(examples("blue-green").join("petclinic.yaml")).unwrap();
+    std::fs::write(&manifest, &blue).unwrap();
+    // Polling once a minute: only the signal can explain a prompt reload.
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--interval-ms",
+            "60000",
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--node-address",
+            "198.18.0.1",
+            "--manifests",
+        ])
+        .arg(&dir.0)
+        .arg("--table")
+        .arg(&table.0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(table.0.exists() && status(&table.0).starts_with("generation 1:")) {
+        assert!(Instant::now() < deadline, "first publication");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(&manifest, blue.replace("version: v1.0.0\n  ports", "version: v1.0.1\n  ports")).unwrap();
+    let ok = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+    loop {
+        let s = status(&table.0);
+        if s.starts_with("generation 2:") {
+            assert!(s.contains("198.18.1.51:8080"), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reload after SIGHUP: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
