@@ -2,9 +2,9 @@
 //! gateway through shared memory; or show what the gateway is running.
 //!
 //! ```text
-//! sluice-control run --manifests deploy/examples/nodeport --table /run/sluice/table \
-//!     --node-address 198.18.0.1 [--node-name gw-1] [--once]
-//! sluice-control status --table /run/sluice/table
+//! sluice-control run --manifests deploy/examples/nodeport --node-address 198.18.0.1 \
+//!     [--table /dev/shm/sluice-table] [--node-name gw-1] [--once]
+//! sluice-control status [--table /dev/shm/sluice-table]
 //! ```
 //!
 //! `run` re-reads the directory when a file changes (polled every `--interval-ms`) and on SIGHUP.
@@ -22,6 +22,9 @@ use sluice_control::metrics::{self, ControlFigures};
 use sluice_lb::image;
 use sluice_lb::service::{Frontend, Generation, ServiceTable};
 use sluice_table::{Geometry, PublishError, Publisher, Reader, Refresh};
+
+/// Where the table lives by default: tmpfs, as shared memory does.
+const DEFAULT_TABLE: &str = "/dev/shm/sluice-table";
 
 #[derive(Parser)]
 #[command(
@@ -42,7 +45,7 @@ enum Command {
         #[arg(long)]
         manifests: PathBuf,
         /// The shared-memory table file the gateway reads (created with mode 0600).
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_TABLE)]
         table: PathBuf,
         /// This node's address (where NodePorts answer); repeat for more.
         #[arg(long = "node-address", required = true)]
@@ -69,7 +72,7 @@ enum Command {
     /// Show the table the gateway is running.
     Status {
         /// The shared-memory table file.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_TABLE)]
         table: PathBuf,
     },
 }
@@ -272,7 +275,10 @@ fn status(table: &Path) -> Result<(), String> {
             .frontends
             .iter()
             .map(|k| match k.frontend {
-                Frontend::NodePort(_) => format!("node:{}/{:?}", k.port, k.protocol),
+                Frontend::NodePort(_) => {
+                    let proto = if k.protocol == sluice_lb::service::Protocol::Udp { "udp" } else { "tcp" };
+                    format!("node:{}/{proto}", k.port)
+                }
                 Frontend::Address(_) => format!("{k}"),
             })
             .collect();
