@@ -7,11 +7,12 @@
 //!   gateway's own addresses; for LoadBalancer Services the address from `status` (a cluster
 //!   dump), else `loadBalancerIP`, else the next free address of an `IPAddressPool`;
 //!   `externalIPs`.
-//! - **endpoints**: for a Service with a selector, the Pods it selects, as the endpoint controller
-//!   would derive them (ready = the Pod's Ready condition and not being deleted; a named
-//!   `targetPort` resolved against the Pod's container ports); for a Service without one, the
-//!   EndpointSlices labelled `kubernetes.io/service-name`, matched by port name (or, when it has
-//!   none, its v1 Endpoints object).
+//! - **endpoints**: the EndpointSlices labelled `kubernetes.io/service-name` with the Service's
+//!   name, matched by port name, when there are any (in a cluster there always are: the endpoint
+//!   controller writes them); else, for a Service with a selector, the Pods it selects, as the
+//!   endpoint controller would derive them (ready = the Pod's Ready condition and not being
+//!   deleted; a named `targetPort` resolved against the Pod's container ports); else its v1
+//!   Endpoints object.
 //! - **policy**: `sessionAffinity`, the `sluice.io/scheduler` annotation, and
 //!   `externalTrafficPolicy: Local`, which gives the external frontends their own entry — DNAT
 //!   (the client address kept) to endpoints on this node only — while the ClusterIP keeps every
@@ -334,12 +335,15 @@ pub fn compile(store: &Store, cfg: &Config, generation: Generation) -> Compiled 
 fn endpoints(index: &Index<'_>, s: &Service, p: &ServicePort) -> Vec<Endpoint> {
     let ns = s.metadata.namespace.as_deref().unwrap_or("default");
     let proto = p.protocol.as_deref().unwrap_or("TCP");
+    let name = s.metadata.name.as_deref().unwrap_or("");
+    // EndpointSlices, when the Service has any (the endpoint controller's output: always, in a
+    // cluster); else the Pods its selector picks (a manifest directory); else v1 Endpoints.
+    let has_slices = index.slices.contains_key(&(ns, name));
     match &s.spec.selector {
-        Some(sel) if !sel.is_empty() => {
+        Some(sel) if !sel.is_empty() && !has_slices => {
             index.selected(ns, sel).into_iter().flat_map(|pod| pod_endpoints(pod, p, proto)).collect()
         }
         _ => {
-            let name = s.metadata.name.as_deref().unwrap_or("");
             let port_name = p.name.as_deref().unwrap_or("");
             let mut v = Vec::new();
             for slice in index.slices.get(&(ns, name)).into_iter().flatten() {
@@ -373,9 +377,7 @@ fn endpoints(index: &Index<'_>, s: &Service, p: &ServicePort) -> Vec<Endpoint> {
                     }
                 }
             }
-            if !index.slices.contains_key(&(ns, name))
-                && let Some(e) = index.endpoints.get(&(ns, name))
-            {
+            if !has_slices && let Some(e) = index.endpoints.get(&(ns, name)) {
                 // The legacy form: addresses are ready, notReadyAddresses are not.
                 for sub in &e.subsets {
                     let Some(port) = sub

@@ -1,6 +1,7 @@
 //! Sluice's control process: Kubernetes objects in, the published service table out.
 //!
 //! - [`objects`]: the objects read, as strict serde types.
+//! - [`cluster`]: cluster mode — kube watchers and reflector stores, snapshots as [`load::Store`].
 //! - [`load`]: a directory of manifests → stores, validated and defaulted like the API server
 //!   would, every problem reported with file, line, object and field.
 //! - [`compile`]: stores → a [`sluice_lb::service::TableSpec`] (pure: same stores, same table).
@@ -10,6 +11,7 @@
 //! Not hot path. No `unsafe`.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod compile;
 pub mod load;
 pub mod metrics;

@@ -7,7 +7,8 @@
 //! sluice-control status [--table /dev/shm/sluice-table]
 //! ```
 //!
-//! `run` re-reads the directory when a file changes (polled every `--interval-ms`) and on SIGHUP.
+//! `run` re-reads the directory when a file changes (polled every `--interval-ms`) and on SIGHUP;
+//! with `--kubeconfig FILE` or `--in-cluster` it watches a cluster instead.
 #![forbid(unsafe_code)]
 
 use std::net::{IpAddr, SocketAddr};
@@ -16,8 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
+use sluice_control::cluster::Cluster;
 use sluice_control::compile::{Config, compile};
-use sluice_control::load::load_dir;
+use sluice_control::load::{Store, load_dir};
 use sluice_control::metrics::{self, ControlFigures};
 use sluice_lb::image;
 use sluice_lb::service::{Frontend, Generation, ServiceTable};
@@ -39,11 +41,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load a directory of manifests, compile and publish the table; republish when it changes.
+    /// Compile and publish the table from a directory of manifests or from a cluster; republish
+    /// when it changes.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["manifests", "kubeconfig", "in_cluster"])))]
     Run {
-        /// Directory of YAML/JSON manifests (Service, EndpointSlice, Pod, IPAddressPool).
+        /// Directory of YAML/JSON manifests (Service, EndpointSlice, Endpoints, Pod, Ingress,
+        /// IngressClass, Secret, IPAddressPool).
         #[arg(long)]
-        manifests: PathBuf,
+        manifests: Option<PathBuf>,
+        /// Watch the cluster of this kubeconfig instead.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Watch the cluster this process runs in (service account) instead.
+        #[arg(long)]
+        in_cluster: bool,
         /// The shared-memory table file the gateway reads (created with mode 0600).
         #[arg(long, default_value = DEFAULT_TABLE)]
         table: PathBuf,
@@ -82,6 +93,8 @@ fn main() -> std::process::ExitCode {
     let r = match cli.command {
         Command::Run {
             manifests,
+            kubeconfig,
+            in_cluster,
             table,
             node_addrs,
             node_name,
@@ -93,7 +106,11 @@ fn main() -> std::process::ExitCode {
         } => {
             let cfg = Config { node_name, node_addrs, snat, load_balancer_class };
             let metrics = (!once).then_some(metrics_address);
-            run(&manifests, &table, &cfg, once, Duration::from_millis(interval_ms), metrics)
+            let interval = Duration::from_millis(interval_ms);
+            match (manifests, kubeconfig, in_cluster) {
+                (Some(dir), _, _) => run(&dir, &table, &cfg, once, interval, metrics),
+                (None, kubeconfig, _) => run_cluster(kubeconfig, &table, &cfg, once, interval, metrics),
+            }
         }
         Command::Status { table } => status(&table),
     };
@@ -185,6 +202,17 @@ fn publish_once(
         eprintln!("nothing valid in {}: the last good table stays live", dir.display());
         return Ok(());
     }
+    publish_store(store, cfg, publisher, last, figures)
+}
+
+/// Compiles a store and publishes the table (both modes).
+fn publish_store(
+    store: &Store,
+    cfg: &Config,
+    publisher: &mut Publisher,
+    last: &mut Option<ServiceTable>,
+    figures: &mut ControlFigures,
+) -> Result<(), String> {
     let generation = Generation(publisher.generation() + 1);
     let compiled = compile(store, cfg, generation);
     for n in &compiled.notes {
@@ -303,4 +331,67 @@ fn status(table: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Cluster mode: watch, wait until every store has listed, then publish at every change (a burst
+/// of changes coalesced over 100 ms). `kubeconfig: None` means in-cluster configuration.
+fn run_cluster(
+    kubeconfig: Option<PathBuf>,
+    table: &Path,
+    cfg: &Config,
+    once: bool,
+    interval: Duration,
+    metrics_address: Option<SocketAddr>,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    rt.block_on(async {
+        let config = match &kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => kube::Config::incluster().map_err(|e| format!("in-cluster configuration: {e}"))?,
+        };
+        let client = kube::Client::try_from(config).map_err(|e| format!("kubernetes client: {e}"))?;
+        let mut publisher = Publisher::create(table, Geometry::default()).map_err(|e| e.to_string())?;
+        let page = Arc::new(Mutex::new(String::new()));
+        if let Some(addr) = metrics_address {
+            let bound = metrics::serve(addr, page.clone()).map_err(|e| format!("metrics on {addr}: {e}"))?;
+            println!("metrics: http://{bound}/metrics");
+        }
+        let cluster = Cluster::watch(client);
+        println!("waiting for every watch to list once");
+        cluster.ready().await;
+        let (mut last, mut figures, mut dirty) = (None, ControlFigures::default(), true);
+        loop {
+            if dirty {
+                let (store, problems) = cluster.snapshot();
+                for p in &problems {
+                    eprintln!("error: {p}");
+                }
+                figures.manifest_errors = problems.len();
+                publish_store(&store, cfg, &mut publisher, &mut last, &mut figures)?;
+                dirty = false;
+            }
+            if let Ok(mut p) = page.lock() {
+                *p = metrics::render(&figures, &publisher.reader_stats());
+            }
+            if once {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = cluster.changed() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    dirty = true;
+                }
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    })
 }

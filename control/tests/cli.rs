@@ -78,6 +78,34 @@ fn bad_flags_are_refused_clearly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir: not a directory of manifests"));
     let out = Command::new(BIN).args(["status", "--table", "/nonexistent/table"]).output().unwrap();
     assert!(!out.status.success());
+    // A source is required, and only one.
+    let out = Command::new(BIN).args(["run", "--node-address", "198.18.0.1"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--manifests <MANIFESTS>|--kubeconfig <KUBECONFIG>|--in-cluster"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--once",
+            "--node-address",
+            "198.18.0.1",
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+            "--table",
+        ])
+        .arg(&table.0)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/kubeconfig"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -1,0 +1,135 @@
+//! Cluster mode: kube watchers with reflector stores for Services, EndpointSlices, Ingresses,
+//! IngressClasses and Secrets (`KUBERNETES.md` §7.2). Each watcher lists, then watches; a lost
+//! watch resumes or relists (a `410 Gone` starts a new list, and objects not listed again are
+//! gone), with kube's default backoff on errors. Nothing is published before every store has
+//! listed once — a half-listed cluster would drop Services. Every change wakes the control loop,
+//! which takes a [`Cluster::snapshot`]: the same [`Store`] manifest mode builds, so everything
+//! downstream is one code path.
+//!
+//! In a cluster, endpoints come from EndpointSlices (the endpoint controller's output), not Pods.
+//! The objects have passed the API server's validation; they are converted into control's types
+//! through their JSON form, and one that does not convert is reported, not fatal.
+//!
+//! Not yet: leader election (a Lease) and writing `status.loadBalancer.ingress` back.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Secret as KSecret, Service as KService};
+use k8s_openapi::api::discovery::v1::EndpointSlice as KEndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress as KIngress, IngressClass as KIngressClass};
+use kube::runtime::reflector::{self, Store as KStore};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::load::{Located, Store};
+
+/// The watched objects of a cluster.
+pub struct Cluster {
+    services: KStore<KService>,
+    slices: KStore<KEndpointSlice>,
+    ingresses: KStore<KIngress>,
+    classes: KStore<KIngressClass>,
+    secrets: KStore<KSecret>,
+    changed: Arc<Notify>,
+}
+
+/// Starts a reflector for one kind on the current tokio runtime; every event wakes `changed`.
+fn reflect<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> KStore<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config).default_backoff().modify(|o: &mut K| {
+            // Managed fields are large and of no use here.
+            o.meta_mut().managed_fields = None;
+        }),
+    );
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                eprintln!("watch: {e}");
+            }
+            changed.notify_one();
+        }
+    });
+    store
+}
+
+impl Cluster {
+    /// Starts watching (on the current tokio runtime).
+    pub fn watch(client: Client) -> Cluster {
+        let changed = Arc::new(Notify::new());
+        let all = watcher::Config::default();
+        Cluster {
+            services: reflect(Api::all(client.clone()), all.clone(), changed.clone()),
+            slices: reflect(
+                Api::all(client.clone()),
+                watcher::Config::default().labels("kubernetes.io/service-name"),
+                changed.clone(),
+            ),
+            ingresses: reflect(Api::all(client.clone()), all.clone(), changed.clone()),
+            classes: reflect(Api::all(client.clone()), all.clone(), changed.clone()),
+            secrets: reflect(
+                Api::all(client),
+                watcher::Config::default().fields("type=kubernetes.io/tls"),
+                changed.clone(),
+            ),
+            changed,
+        }
+    }
+
+    /// Resolves once every store has listed once.
+    pub async fn ready(&self) {
+        let _ = self.services.wait_until_ready().await;
+        let _ = self.slices.wait_until_ready().await;
+        let _ = self.ingresses.wait_until_ready().await;
+        let _ = self.classes.wait_until_ready().await;
+        let _ = self.secrets.wait_until_ready().await;
+    }
+
+    /// Resolves at the next change of any store (a change since the last call counts).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// The objects now, as control's store; and the objects that could not be converted.
+    pub fn snapshot(&self) -> (Store, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut store = Store::default();
+        convert(&self.services, "Service", &mut store.services, &mut problems);
+        convert(&self.slices, "EndpointSlice", &mut store.endpoint_slices, &mut problems);
+        convert(&self.ingresses, "Ingress", &mut store.ingresses, &mut problems);
+        convert(&self.classes, "IngressClass", &mut store.ingress_classes, &mut problems);
+        convert(&self.secrets, "Secret", &mut store.secrets, &mut problems);
+        (store, problems)
+    }
+}
+
+/// Converts one store's objects through their JSON form into control's types.
+fn convert<K, T>(from: &KStore<K>, kind: &str, into: &mut Vec<Located<T>>, problems: &mut Vec<String>)
+where
+    K: Resource + Clone + Serialize + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+    T: DeserializeOwned,
+{
+    for o in from.state() {
+        let name = format!(
+            "{kind} {}/{}",
+            o.meta().namespace.as_deref().unwrap_or(""),
+            o.meta().name.as_deref().unwrap_or("")
+        );
+        match serde_json::to_value(&*o).and_then(serde_json::from_value::<T>) {
+            Ok(object) => into.push(Located { object, file: PathBuf::from("cluster"), line: 0 }),
+            Err(e) => problems.push(format!("{name}: {e}")),
+        }
+    }
+}

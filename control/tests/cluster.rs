@@ -1,0 +1,179 @@
+//! Cluster mode against a fake API server. No real kube-apiserver can run here (none is
+//! packaged for this system and nothing can be downloaded), so this is an in-process fake that
+//! speaks the real wire protocol to the real kube client: LIST answers with a `…List` object and
+//! its resourceVersion, WATCH with a streamed body of newline-delimited events (`ADDED`,
+//! `MODIFIED`, `DELETED`, `BOOKMARK`, and `ERROR` with a 410 Status when the watch expires). The
+//! real `watcher` and `reflector` run over it.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Frame;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use serde_json::{Value, json};
+use sluice_control::cluster::Cluster;
+use sluice_control::compile::{Config, compile};
+use sluice_lb::service::Generation;
+use tokio::sync::mpsc;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+#[derive(Default)]
+struct State {
+    lists: HashMap<&'static str, (u64, Vec<Value>)>,
+    watchers: HashMap<&'static str, Vec<mpsc::UnboundedSender<Bytes>>>,
+}
+
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<State>>);
+
+fn resource(path: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    Some(match path {
+        "/api/v1/services" => ("services", "v1", "ServiceList"),
+        "/api/v1/secrets" => ("secrets", "v1", "SecretList"),
+        "/apis/discovery.k8s.io/v1/endpointslices" => {
+            ("endpointslices", "discovery.k8s.io/v1", "EndpointSliceList")
+        }
+        "/apis/networking.k8s.io/v1/ingresses" => ("ingresses", "networking.k8s.io/v1", "IngressList"),
+        "/apis/networking.k8s.io/v1/ingressclasses" => {
+            ("ingressclasses", "networking.k8s.io/v1", "IngressClassList")
+        }
+        _ => return None,
+    })
+}
+
+impl Fake {
+    fn set(&self, key: &'static str, items: Vec<Value>) {
+        let mut s = self.0.lock().unwrap();
+        let e = s.lists.entry(key).or_default();
+        e.0 += 1;
+        e.1 = items;
+    }
+
+    fn watching(&self, key: &str) -> usize {
+        self.0.lock().unwrap().watchers.get(key).map_or(0, |w| w.iter().filter(|t| !t.is_closed()).count())
+    }
+
+    /// Sends one watch event to every open watch of `key`.
+    fn event(&self, key: &'static str, kind: &str, object: Value) {
+        let line = Bytes::from(format!("{}\n", json!({"type": kind, "object": object})));
+        for tx in self.0.lock().unwrap().watchers.entry(key).or_default() {
+            let _ = tx.send(line.clone());
+        }
+    }
+
+    /// Expires every watch of `key`: an ERROR event with a 410 Status, then the end of the stream.
+    fn expire(&self, key: &'static str) {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                            "message": "too old resource version", "reason": "Expired", "code": 410});
+        self.event(key, "ERROR", status);
+        self.0.lock().unwrap().watchers.remove(key);
+    }
+
+    fn handle(&self, req: Request<kube::client::Body>) -> Response<Body> {
+        let Some((key, api, list_kind)) = resource(req.uri().path()) else {
+            let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
+            return Response::builder()
+                .status(404)
+                .body(Full::new(Bytes::from(body.to_string())).boxed())
+                .unwrap();
+        };
+        let watch =
+            req.uri().query().unwrap_or("").split('&').any(|kv| kv == "watch=true" || kv == "watch=1");
+        if watch {
+            let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+            self.0.lock().unwrap().watchers.entry(key).or_default().push(tx);
+            let stream = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+            });
+            return Response::new(StreamBody::new(stream).boxed());
+        }
+        let s = self.0.lock().unwrap();
+        let (rv, items) = s.lists.get(key).cloned().unwrap_or_default();
+        let body = json!({"apiVersion": api, "kind": list_kind, "metadata": {"resourceVersion": rv.to_string()}, "items": items});
+        Response::new(Full::new(Bytes::from(body.to_string())).boxed())
+    }
+}
+
+fn service() -> Value {
+    json!({"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": "mysql", "namespace": "default", "uid": "s1", "resourceVersion": "1"},
+           "spec": {"type": "ClusterIP", "clusterIP": "198.19.0.33", "selector": {"app": "mysql"},
+                    "sessionAffinity": "None",
+                    "ports": [{"name": "tcp", "port": 3306, "protocol": "TCP", "targetPort": 3306}]}})
+}
+
+fn slice(addrs: &[&str], rv: u64) -> Value {
+    let endpoints: Vec<Value> =
+        addrs.iter().map(|a| json!({"addresses": [a], "conditions": {"ready": true}})).collect();
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+           "metadata": {"name": "mysql-x1", "namespace": "default", "uid": "e1", "resourceVersion": rv.to_string(),
+                        "labels": {"kubernetes.io/service-name": "mysql"}},
+           "addressType": "IPv4", "ports": [{"name": "tcp", "port": 3306, "protocol": "TCP"}], "endpoints": endpoints})
+}
+
+fn backends(cluster: &Cluster) -> Vec<String> {
+    let (store, problems) = cluster.snapshot();
+    assert!(problems.is_empty(), "{problems:?}");
+    let cfg = Config { node_addrs: vec!["198.18.0.1".parse().unwrap()], ..Config::default() };
+    let spec = compile(&store, &cfg, Generation(1)).spec;
+    let mut v: Vec<String> = spec
+        .services
+        .iter()
+        .flat_map(|s| s.backends.iter().map(|b| format!("{}:{}", b.addr, b.port)))
+        .collect();
+    v.sort();
+    v
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn lists_watches_and_relists_after_410() {
+    let fake = Fake::default();
+    fake.set("services", vec![service()]);
+    fake.set("endpointslices", vec![slice(&["198.18.1.30"], 1)]);
+    let server = fake.clone();
+    let svc = tower::service_fn(move |req| {
+        let f = server.clone();
+        async move { Ok::<_, Infallible>(f.handle(req)) }
+    });
+    let client = kube::Client::new(svc, "default");
+    let cluster = Cluster::watch(client);
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("every store lists");
+    assert_eq!(backends(&cluster), vec!["198.18.1.30:3306"]);
+
+    // A change arrives on the watch.
+    eventually("the slice watch", || fake.watching("endpointslices") > 0).await;
+    fake.event("endpointslices", "MODIFIED", slice(&["198.18.1.30", "198.18.1.31"], 2));
+    eventually("the MODIFIED event", || backends(&cluster) == ["198.18.1.30:3306", "198.18.1.31:3306"]).await;
+
+    // A bookmark changes nothing.
+    fake.event("endpointslices", "BOOKMARK", json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"resourceVersion": "3"}}));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(backends(&cluster).len(), 2);
+
+    // The watch expires (410 Gone) while the cluster changed: the watcher relists, and what the
+    // new list does not hold is gone.
+    fake.set("endpointslices", vec![slice(&["198.18.1.32"], 4)]);
+    fake.expire("endpointslices");
+    eventually("the relist after 410", || backends(&cluster) == ["198.18.1.32:3306"]).await;
+
+    // The Service is deleted.
+    eventually("the service watch", || fake.watching("services") > 0).await;
+    fake.event("services", "DELETED", service());
+    eventually("the DELETED event", || backends(&cluster).is_empty()).await;
+}
