@@ -2,6 +2,7 @@
 //!
 //! - [`objects`]: the objects read, as strict serde types.
 //! - [`cluster`]: cluster mode — kube watchers and reflector stores, snapshots as [`load::Store`].
+//! - [`leader`]: the leader's Lease, and LoadBalancer status written back.
 //! - [`load`]: a directory of manifests → stores, validated and defaulted like the API server
 //!   would, every problem reported with file, line, object and field.
 //! - [`compile`]: stores → a [`sluice_lb::service::TableSpec`] (pure: same stores, same table).
@@ -13,6 +14,7 @@
 
 pub mod cluster;
 pub mod compile;
+pub mod leader;
 pub mod load;
 pub mod metrics;
 pub mod objects;

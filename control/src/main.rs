@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, Subcommand};
 use sluice_control::cluster::Cluster;
 use sluice_control::compile::{Config, compile};
+use sluice_control::leader::{LeaderLease, write_load_balancer_status};
 use sluice_control::load::{Store, load_dir};
 use sluice_control::metrics::{self, ControlFigures};
 use sluice_lb::image;
@@ -40,6 +41,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once at start-up")]
 enum Command {
     /// Compile and publish the table from a directory of manifests or from a cluster; republish
     /// when it changes.
@@ -70,6 +72,16 @@ enum Command {
         /// The loadBalancerClass implemented (default: Services without a class).
         #[arg(long)]
         load_balancer_class: Option<String>,
+        /// LoadBalancer addresses to allocate from in cluster mode (an address, a CIDR or a range
+        /// a-b; repeat for more). A manifest directory gives them as IPAddressPool objects.
+        #[arg(long = "lb-pool")]
+        lb_pools: Vec<String>,
+        /// Namespace of the leader-election Lease (cluster mode).
+        #[arg(long, default_value = "default")]
+        lease_namespace: String,
+        /// This process's identity in the Lease (default: host name and process id).
+        #[arg(long)]
+        identity: Option<String>,
         /// Publish once and exit.
         #[arg(long)]
         once: bool,
@@ -95,6 +107,9 @@ fn main() -> std::process::ExitCode {
             manifests,
             kubeconfig,
             in_cluster,
+            lb_pools,
+            lease_namespace,
+            identity,
             table,
             node_addrs,
             node_name,
@@ -109,7 +124,22 @@ fn main() -> std::process::ExitCode {
             let interval = Duration::from_millis(interval_ms);
             match (manifests, kubeconfig, in_cluster) {
                 (Some(dir), _, _) => run(&dir, &table, &cfg, once, interval, metrics),
-                (None, kubeconfig, _) => run_cluster(kubeconfig, &table, &cfg, once, interval, metrics),
+                (None, kubeconfig, _) => {
+                    for p in &lb_pools {
+                        if sluice_control::compile::parse_range(p).is_none() {
+                            eprintln!(
+                                "sluice-control: --lb-pool {p:?}: not an address, a CIDR or a range a-b"
+                            );
+                            return std::process::ExitCode::FAILURE;
+                        }
+                    }
+                    let identity = identity.unwrap_or_else(|| {
+                        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                        format!("{}-{}", host.trim(), std::process::id())
+                    });
+                    let leader = LeaderConfig { namespace: lease_namespace, identity, pools: lb_pools };
+                    run_cluster(kubeconfig, &table, &cfg, &leader, once, interval, metrics)
+                }
             }
         }
         Command::Status { table } => status(&table),
@@ -202,17 +232,21 @@ fn publish_once(
         eprintln!("nothing valid in {}: the last good table stays live", dir.display());
         return Ok(());
     }
-    publish_store(store, cfg, publisher, last, figures)
+    publish_store(store, cfg, publisher, last, figures).map(|_| ())
 }
 
-/// Compiles a store and publishes the table (both modes).
+/// LoadBalancer addresses by `namespace/name`.
+type Assignments = std::collections::BTreeMap<String, Vec<IpAddr>>;
+
+/// Compiles a store and publishes the table (both modes); returns the LoadBalancer addresses
+/// compiled (for the leader's status writes).
 fn publish_store(
     store: &Store,
     cfg: &Config,
     publisher: &mut Publisher,
     last: &mut Option<ServiceTable>,
     figures: &mut ControlFigures,
-) -> Result<(), String> {
+) -> Result<Assignments, String> {
     let generation = Generation(publisher.generation() + 1);
     let compiled = compile(store, cfg, generation);
     for n in &compiled.notes {
@@ -222,7 +256,7 @@ fn publish_store(
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}; the last good table stays live");
-            return Ok(());
+            return Ok(Assignments::new());
         }
     };
     let bytes = image::encode(&table);
@@ -243,7 +277,7 @@ fn publish_store(
                     println!("  LoadBalancer {svc}: {}", ips.join(", "));
                 }
                 *last = Some(table);
-                return Ok(());
+                return Ok(compiled.load_balancers);
             }
             Err(PublishError::Busy) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20))
@@ -335,10 +369,19 @@ fn status(table: &Path) -> Result<(), String> {
 
 /// Cluster mode: watch, wait until every store has listed, then publish at every change (a burst
 /// of changes coalesced over 100 ms). `kubeconfig: None` means in-cluster configuration.
+/// The leader's settings in cluster mode.
+struct LeaderConfig {
+    namespace: String,
+    identity: String,
+    pools: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_cluster(
     kubeconfig: Option<PathBuf>,
     table: &Path,
     cfg: &Config,
+    leader_cfg: &LeaderConfig,
     once: bool,
     interval: Duration,
     metrics_address: Option<SocketAddr>,
@@ -365,18 +408,58 @@ fn run_cluster(
             let bound = metrics::serve(addr, page.clone()).map_err(|e| format!("metrics on {addr}: {e}"))?;
             println!("metrics: http://{bound}/metrics");
         }
-        let cluster = Cluster::watch(client);
+        let cluster = Cluster::watch(client.clone());
+        let lease = LeaderLease::new(
+            client.clone(),
+            &leader_cfg.namespace,
+            "sluice-control",
+            &leader_cfg.identity,
+            15,
+        );
+        let pools = pool_objects(&leader_cfg.pools);
         println!("waiting for every watch to list once");
         cluster.ready().await;
         let (mut last, mut figures, mut dirty) = (None, ControlFigures::default(), true);
+        let (mut leading, mut renewed_at) = (false, None::<std::time::Instant>);
         loop {
+            // Renew (or contend for) the Lease every 2 s; its duration is 15 s.
+            if renewed_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+                let now_leading = lease.try_lead().await.unwrap_or_else(|e| {
+                    eprintln!("lease: {e}");
+                    false
+                });
+                if now_leading != leading {
+                    println!("{} the leader", if now_leading { "now" } else { "no longer" });
+                    // A new leader checks every Service's status.
+                    dirty |= now_leading;
+                }
+                leading = now_leading;
+                renewed_at = Some(std::time::Instant::now());
+            }
             if dirty {
-                let (store, problems) = cluster.snapshot();
+                let (mut store, problems) = cluster.snapshot();
+                store.pools.extend(pools.iter().cloned());
                 for p in &problems {
                     eprintln!("error: {p}");
                 }
                 figures.manifest_errors = problems.len();
-                publish_store(&store, cfg, &mut publisher, &mut last, &mut figures)?;
+                let assigned = publish_store(&store, cfg, &mut publisher, &mut last, &mut figures)?;
+                if leading {
+                    for l in &store.services {
+                        let key = format!(
+                            "{}/{}",
+                            l.object.metadata.namespace.as_deref().unwrap_or("default"),
+                            l.object.metadata.name.as_deref().unwrap_or("")
+                        );
+                        if let Some(ips) = assigned.get(&key) {
+                            match write_load_balancer_status(client.clone(), &l.object, ips).await {
+                                Ok(true) => println!("  status written: {key}"),
+                                Ok(false) => {}
+                                Err(e) => eprintln!("status of {key}: {e}"),
+                            }
+                        }
+                    }
+                }
                 dirty = false;
             }
             if let Ok(mut p) = page.lock() {
@@ -394,4 +477,28 @@ fn run_cluster(
             }
         }
     })
+}
+
+/// `--lb-pool` values as one IPAddressPool object, as a manifest would give it.
+fn pool_objects(
+    pools: &[String],
+) -> Vec<sluice_control::load::Located<sluice_control::objects::IpAddressPool>> {
+    if pools.is_empty() {
+        return Vec::new();
+    }
+    let pool = sluice_control::objects::IpAddressPool {
+        api_version: "metallb.io/v1beta1".into(),
+        kind: "IPAddressPool".into(),
+        metadata: sluice_control::objects::ObjectMeta {
+            name: Some("command-line".into()),
+            ..Default::default()
+        },
+        spec: sluice_control::objects::IpAddressPoolSpec {
+            addresses: pools.to_vec(),
+            auto_assign: None,
+            avoid_buggy_ips: None,
+            service_allocation: None,
+        },
+    };
+    vec![sluice_control::load::Located { object: pool, file: PathBuf::from("--lb-pool"), line: 0 }]
 }

@@ -27,6 +27,10 @@ type Body = BoxBody<Bytes, Infallible>;
 struct State {
     lists: HashMap<&'static str, (u64, Vec<Value>)>,
     watchers: HashMap<&'static str, Vec<mpsc::UnboundedSender<Bytes>>>,
+    /// Leases by name.
+    leases: HashMap<String, Value>,
+    /// Status patches received: (path, body).
+    patches: Vec<(String, Value)>,
 }
 
 #[derive(Clone, Default)]
@@ -75,6 +79,69 @@ impl Fake {
         self.0.lock().unwrap().watchers.remove(key);
     }
 
+    /// Leases (coordination.k8s.io/v1) with optimistic concurrency, and Service status patches.
+    async fn handle_write(&self, req: Request<kube::client::Body>) -> Option<Response<Body>> {
+        let path = req.uri().path().to_owned();
+        let method = req.method().clone();
+        let json = |code: u16, v: Value| {
+            Response::builder().status(code).body(Full::new(Bytes::from(v.to_string())).boxed()).unwrap()
+        };
+        let status = |code: u16, reason: &str| {
+            json(
+                code,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": reason, "code": code}),
+            )
+        };
+        const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
+        if let Some(rest) = path.strip_prefix(LEASES) {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let mut st = self.0.lock().unwrap();
+            let name = rest.trim_start_matches('/').to_owned();
+            return Some(match method.as_str() {
+                "GET" => match st.leases.get(&name) {
+                    Some(l) => json(200, l.clone()),
+                    None => status(404, "NotFound"),
+                },
+                "POST" => {
+                    let mut l: Value = serde_json::from_slice(&body).unwrap();
+                    let name = l["metadata"]["name"].as_str().unwrap().to_owned();
+                    match st.leases.entry(name) {
+                        std::collections::hash_map::Entry::Occupied(_) => status(409, "AlreadyExists"),
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            l["metadata"]["resourceVersion"] = json!("1");
+                            slot.insert(l.clone());
+                            json(201, l)
+                        }
+                    }
+                }
+                "PUT" => {
+                    let mut l: Value = serde_json::from_slice(&body).unwrap();
+                    let stored = st.leases.get(&name).cloned().unwrap_or(Value::Null);
+                    if stored["metadata"]["resourceVersion"] != l["metadata"]["resourceVersion"] {
+                        status(409, "Conflict")
+                    } else {
+                        let rv: u64 =
+                            stored["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+                        l["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+                        st.leases.insert(name, l.clone());
+                        json(200, l)
+                    }
+                }
+                _ => status(405, "MethodNotAllowed"),
+            });
+        }
+        if method == "PATCH" && path.ends_with("/status") {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            self.0.lock().unwrap().patches.push((path, v));
+            return Some(json(
+                200,
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}}),
+            ));
+        }
+        None
+    }
+
     fn handle(&self, req: Request<kube::client::Body>) -> Response<Body> {
         let Some((key, api, list_kind)) = resource(req.uri().path()) else {
             let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
@@ -98,6 +165,24 @@ impl Fake {
         let body = json!({"apiVersion": api, "kind": list_kind, "metadata": {"resourceVersion": rv.to_string()}, "items": items});
         Response::new(Full::new(Bytes::from(body.to_string())).boxed())
     }
+}
+
+/// A kube client whose every request the fake answers.
+fn client(fake: &Fake) -> kube::Client {
+    let server = fake.clone();
+    let svc = tower::service_fn(move |req: Request<kube::client::Body>| {
+        let f = server.clone();
+        async move {
+            if req.method() != "GET" || req.uri().path().contains("/leases") {
+                if let Some(r) = f.handle_write(req).await {
+                    return Ok::<_, Infallible>(r);
+                }
+                unreachable!("unexpected write");
+            }
+            Ok(f.handle(req))
+        }
+    });
+    kube::Client::new(svc, "default")
 }
 
 fn service() -> Value {
@@ -146,13 +231,7 @@ async fn lists_watches_and_relists_after_410() {
     let fake = Fake::default();
     fake.set("services", vec![service()]);
     fake.set("endpointslices", vec![slice(&["198.18.1.30"], 1)]);
-    let server = fake.clone();
-    let svc = tower::service_fn(move |req| {
-        let f = server.clone();
-        async move { Ok::<_, Infallible>(f.handle(req)) }
-    });
-    let client = kube::Client::new(svc, "default");
-    let cluster = Cluster::watch(client);
+    let cluster = Cluster::watch(client(&fake));
     tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("every store lists");
     assert_eq!(backends(&cluster), vec!["198.18.1.30:3306"]);
 
@@ -176,4 +255,54 @@ async fn lists_watches_and_relists_after_410() {
     eventually("the service watch", || fake.watching("services") > 0).await;
     fake.event("services", "DELETED", service());
     eventually("the DELETED event", || backends(&cluster).is_empty()).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_leader_holds_a_lease_and_writes_status_only_when_it_changes() {
+    use sluice_control::leader::{LeaderLease, write_load_balancer_status};
+    let fake = Fake::default();
+    let a = LeaderLease::new(client(&fake), "default", "sluice", "gw-a", 15);
+    let b = LeaderLease::new(client(&fake), "default", "sluice", "gw-b", 15);
+    assert!(a.try_lead().await.unwrap(), "the first takes the absent Lease");
+    assert!(!b.try_lead().await.unwrap(), "a fresh Lease held by another is not taken");
+    assert!(a.try_lead().await.unwrap(), "the holder renews");
+    // The holder stops renewing: after leaseDurationSeconds another takes over.
+    {
+        let mut st = fake.0.lock().unwrap();
+        st.leases.get_mut("sluice").unwrap()["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
+    }
+    assert!(b.try_lead().await.unwrap(), "an expired Lease is taken over");
+    assert!(!a.try_lead().await.unwrap(), "and the old holder is no longer the leader");
+    {
+        let st = fake.0.lock().unwrap();
+        let spec = &st.leases["sluice"]["spec"];
+        assert_eq!(
+            (spec["holderIdentity"].as_str(), spec["leaseTransitions"].as_i64()),
+            (Some("gw-b"), Some(1))
+        );
+    }
+
+    // Status: written once by server-side apply, not again once the Service says it.
+    let mut web: sluice_control::objects::Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}))
+    .unwrap();
+    let ip: std::net::IpAddr = "198.18.100.10".parse().unwrap();
+    assert!(write_load_balancer_status(client(&fake), &web, &[ip]).await.unwrap());
+    {
+        let st = fake.0.lock().unwrap();
+        assert_eq!(st.patches.len(), 1);
+        let (path, body) = &st.patches[0];
+        assert_eq!(path, "/api/v1/namespaces/default/services/web/status");
+        assert_eq!(
+            body["status"]["loadBalancer"]["ingress"],
+            json!([{"ip": "198.18.100.10", "ipMode": "VIP"}])
+        );
+    }
+    web.status = serde_json::from_value(
+        json!({"loadBalancer": {"ingress": [{"ip": "198.18.100.10", "ipMode": "VIP"}]}}),
+    )
+    .unwrap();
+    assert!(!write_load_balancer_status(client(&fake), &web, &[ip]).await.unwrap(), "no write storm");
+    assert_eq!(fake.0.lock().unwrap().patches.len(), 1);
 }
