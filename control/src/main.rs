@@ -7,7 +7,8 @@
 //! sluice-control status [--table /dev/shm/sluice-table]
 //! ```
 //!
-//! `run` re-reads the directory when a file changes (polled every `--interval-ms`) and on SIGHUP;
+//! `run` re-reads the directory as soon as a file in it is written, renamed or removed (inotify),
+//! on SIGHUP, and, as a backstop, when a poll every `--interval-ms` sees a change;
 //! with `--kubeconfig FILE` or `--in-cluster` it watches a cluster instead.
 #![forbid(unsafe_code)]
 
@@ -85,7 +86,8 @@ enum Command {
         /// Publish once and exit.
         #[arg(long)]
         once: bool,
-        /// How often to look for changes, in milliseconds.
+        /// How often to look for changes, in milliseconds (a backstop: inotify and SIGHUP reload
+        /// at once).
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
         interval_ms: u64,
         /// Where to serve Prometheus metrics (loopback by default; port 0 picks one).
@@ -187,15 +189,27 @@ fn run(
     let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .map_err(|e| format!("SIGHUP handler: {e}"))?;
+    // inotify: a written, renamed or removed file wakes the loop at once.
+    let poke = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if !once && let Err(e) = watch_directory(dir, poke.clone()) {
+        eprintln!("warning: inotify on {}: {e}; polling every {interval:?} instead", dir.display());
+    }
     let mut last: Option<ServiceTable> = None;
     let mut figures = ControlFigures::default();
     let mut seen = None;
     loop {
-        let now = fingerprint(dir);
+        if poke.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            // Let a burst of writes (an editor's save, `kubectl` writing several files) land
+            // before reading, then read once.
+            std::thread::sleep(Duration::from_millis(5));
+            poke.store(false, std::sync::atomic::Ordering::Relaxed);
+            seen = None;
+        }
         if hup.swap(false, std::sync::atomic::Ordering::Relaxed) {
             println!("SIGHUP: reloading {}", dir.display());
             seen = None;
         }
+        let now = fingerprint(dir);
         if seen.as_ref() != Some(&now) {
             seen = Some(now);
             publish_once(dir, cfg, &mut publisher, &mut last, &mut figures)?;
@@ -206,12 +220,51 @@ fn run(
         if once {
             return Ok(());
         }
-        // Sleep in short steps so that a SIGHUP is acted on promptly.
+        // Sleep in short steps so that a SIGHUP or an inotify event is acted on promptly.
         let until = std::time::Instant::now() + interval;
-        while std::time::Instant::now() < until && !hup.load(std::sync::atomic::Ordering::Relaxed) {
-            std::thread::sleep(interval.min(Duration::from_millis(20)));
+        while std::time::Instant::now() < until
+            && !hup.load(std::sync::atomic::Ordering::Relaxed)
+            && !poke.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            std::thread::sleep(interval.min(Duration::from_millis(2)));
         }
     }
+}
+
+/// Watches `dir` on a thread of its own and raises `poke` whenever a file in it is finished
+/// (closed after writing), moved in or out, or deleted. Partial writes are not events: the reload
+/// sees whole files (a file rewritten in place may still be read mid-write by the backstop poll;
+/// its errors are reported and the next event re-reads it).
+fn watch_directory(dir: &Path, poke: Arc<std::sync::atomic::AtomicBool>) -> std::io::Result<()> {
+    use inotify::{Inotify, WatchMask};
+    let mut inotify = Inotify::init()?;
+    inotify.watches().add(
+        dir,
+        WatchMask::CLOSE_WRITE
+            | WatchMask::MOVED_TO
+            | WatchMask::MOVED_FROM
+            | WatchMask::DELETE
+            | WatchMask::DELETE_SELF
+            | WatchMask::MOVE_SELF,
+    )?;
+    std::thread::Builder::new().name("sluice-inotify".into()).spawn(move || {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match inotify.read_events_blocking(&mut buffer) {
+                Ok(events) => {
+                    if events.count() > 0 {
+                        poke.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    eprintln!("warning: inotify stopped ({e}); polling continues");
+                    return;
+                }
+            }
+        }
+    })?;
+    Ok(())
 }
 
 fn publish_once(

@@ -259,18 +259,69 @@ fn sighup_reloads_at_once() {
         assert!(Instant::now() < deadline, "first publication");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::fs::write(&manifest, blue.replace("version: v1.0.0\n  ports", "version: v1.0.1\n  ports")).unwrap();
+    // Nothing changed on disk, so neither inotify nor the poll would republish: only the signal.
     let ok = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
     assert!(ok.success());
     loop {
         let s = status(&table.0);
         if s.starts_with("generation 2:") {
-            assert!(s.contains("198.18.1.51:8080"), "{s}");
+            assert!(s.contains("198.18.1.41:8080"), "{s}");
             break;
         }
         assert!(Instant::now() < deadline, "no reload after SIGHUP: {s}");
         std::thread::sleep(Duration::from_millis(20));
     }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A file written in place, and a file swapped in by rename (how editors and config-map volumes
+/// replace files), are each picked up at once — the backstop poll is a minute away.
+#[test]
+fn inotify_reloads_at_once() {
+    let dir = Temp::new("inotify-dir");
+    let table = Temp::new("inotify");
+    let staging = Temp::new("inotify-staging");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let manifest = dir.0.join("petclinic.yaml");
+    let blue = std::fs::read_to_string(examples("blue-green").join("petclinic.yaml")).unwrap();
+    std::fs::write(&manifest, &blue).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--interval-ms", "60000", "--metrics-address", "127.0.0.1:0"])
+        .args(["--node-address", "198.18.0.1", "--manifests"])
+        .arg(&dir.0)
+        .arg("--table")
+        .arg(&table.0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_for = |generation: &str, backend: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if table.0.exists() {
+                let s = status(&table.0);
+                if s.starts_with(generation) {
+                    assert!(s.contains(backend), "{s}");
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "no {generation} with {backend}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for("generation 1:", "198.18.1.41:8080");
+    // In place: the selector flips to green.
+    let green = blue.replace("version: v1.0.0\n  ports", "version: v1.0.1\n  ports");
+    assert_ne!(green, blue);
+    std::fs::write(&manifest, &green).unwrap();
+    wait_for("generation 2:", "198.18.1.51:8080");
+    // By rename: back to blue.
+    std::fs::create_dir_all(&staging.0).unwrap();
+    let staged = staging.0.join("petclinic.yaml");
+    std::fs::write(&staged, &blue).unwrap();
+    std::fs::rename(&staged, &manifest).unwrap();
+    wait_for("generation 3:", "198.18.1.41:8080");
     child.kill().unwrap();
     child.wait().unwrap();
 }
