@@ -14,6 +14,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -186,26 +188,36 @@ fn run(
         println!("metrics: http://{bound}/metrics");
     }
     // SIGHUP: re-read the directory now, changed or not.
-    let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .map_err(|e| format!("SIGHUP handler: {e}"))?;
-    // inotify: a written, renamed or removed file wakes the loop at once.
-    let poke = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if !once && let Err(e) = watch_directory(dir, poke.clone()) {
+    // inotify: a written, renamed or removed file wakes the loop at once. When the directory
+    // itself goes (renamed away, removed), the watch is `lost` and re-armed once it is back.
+    let poke = Arc::new(AtomicBool::new(false));
+    let lost = Arc::new(AtomicBool::new(false));
+    if !once && let Err(e) = watch_directory(dir, poke.clone(), lost.clone()) {
         eprintln!("warning: inotify on {}: {e}; polling every {interval:?} instead", dir.display());
     }
     let mut last: Option<ServiceTable> = None;
     let mut figures = ControlFigures::default();
     let mut seen = None;
     loop {
-        if poke.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        if lost.load(Relaxed) && dir.is_dir() {
+            lost.store(false, Relaxed);
+            match watch_directory(dir, poke.clone(), lost.clone()) {
+                Ok(()) => println!("{} is back: watching it again", dir.display()),
+                Err(e) => eprintln!("warning: inotify on {}: {e}; polling instead", dir.display()),
+            }
+            seen = None;
+        }
+        if poke.swap(false, Relaxed) {
             // Let a burst of writes (an editor's save, `kubectl` writing several files) land
             // before reading, then read once.
             std::thread::sleep(Duration::from_millis(5));
-            poke.store(false, std::sync::atomic::Ordering::Relaxed);
+            poke.store(false, Relaxed);
             seen = None;
         }
-        if hup.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        if hup.swap(false, Relaxed) {
             println!("SIGHUP: reloading {}", dir.display());
             seen = None;
         }
@@ -223,8 +235,9 @@ fn run(
         // Sleep in short steps so that a SIGHUP or an inotify event is acted on promptly.
         let until = std::time::Instant::now() + interval;
         while std::time::Instant::now() < until
-            && !hup.load(std::sync::atomic::Ordering::Relaxed)
-            && !poke.load(std::sync::atomic::Ordering::Relaxed)
+            && !hup.load(Relaxed)
+            && !poke.load(Relaxed)
+            && !(lost.load(Relaxed) && dir.is_dir())
         {
             std::thread::sleep(interval.min(Duration::from_millis(2)));
         }
@@ -235,8 +248,8 @@ fn run(
 /// (closed after writing), moved in or out, or deleted. Partial writes are not events: the reload
 /// sees whole files (a file rewritten in place may still be read mid-write by the backstop poll;
 /// its errors are reported and the next event re-reads it).
-fn watch_directory(dir: &Path, poke: Arc<std::sync::atomic::AtomicBool>) -> std::io::Result<()> {
-    use inotify::{Inotify, WatchMask};
+fn watch_directory(dir: &Path, poke: Arc<AtomicBool>, lost: Arc<AtomicBool>) -> std::io::Result<()> {
+    use inotify::{EventMask, Inotify, WatchMask};
     let mut inotify = Inotify::init()?;
     inotify.watches().add(
         dir,
@@ -252,8 +265,22 @@ fn watch_directory(dir: &Path, poke: Arc<std::sync::atomic::AtomicBool>) -> std:
         loop {
             match inotify.read_events_blocking(&mut buffer) {
                 Ok(events) => {
-                    if events.count() > 0 {
-                        poke.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let gone = EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::IGNORED;
+                    let mut any = false;
+                    let mut dir_gone = false;
+                    for event in events {
+                        any = true;
+                        dir_gone |= event.mask.intersects(gone);
+                    }
+                    if dir_gone {
+                        // This watch follows the old inode; the run loop arms a new one.
+                        lost.store(true, Relaxed);
+                    }
+                    if any {
+                        poke.store(true, Relaxed);
+                    }
+                    if dir_gone {
+                        return;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -274,7 +301,15 @@ fn publish_once(
     last: &mut Option<ServiceTable>,
     figures: &mut ControlFigures,
 ) -> Result<(), String> {
-    let loaded = load_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let loaded = match load_dir(dir) {
+        Ok(loaded) => loaded,
+        // The directory went away (being replaced, unmounted): keep serving what runs.
+        Err(e) if last.is_some() => {
+            eprintln!("error: {}: {e}; the last good table stays live", dir.display());
+            return Ok(());
+        }
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    };
     figures.manifest_errors = loaded.errors.len();
     for e in &loaded.errors {
         eprintln!("error: {e}");
