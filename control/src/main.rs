@@ -237,7 +237,7 @@ fn run(
         while std::time::Instant::now() < until
             && !hup.load(Relaxed)
             && !poke.load(Relaxed)
-            && !(lost.load(Relaxed) && dir.is_dir())
+            && (!lost.load(Relaxed) || !dir.is_dir())
         {
             std::thread::sleep(interval.min(Duration::from_millis(2)));
         }

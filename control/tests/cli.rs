@@ -144,10 +144,10 @@ fn follows_the_directory_and_keeps_the_last_good_table() {
     let wait_for = |want: &str| {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(s) = try_status(&table.0) {
-                if s.contains(want) {
-                    return s;
-                }
+            if let Some(s) = try_status(&table.0)
+                && s.contains(want)
+            {
+                return s;
             }
             assert!(Instant::now() < deadline, "never saw {want:?}");
             std::thread::sleep(Duration::from_millis(20));
@@ -305,11 +305,11 @@ fn inotify_reloads_at_once() {
     let wait_for = |generation: &str, backend: &str| {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(s) = try_status(&table.0) {
-                if s.starts_with(generation) {
-                    assert!(s.contains(backend), "{s}");
-                    return;
-                }
+            if let Some(s) = try_status(&table.0)
+                && s.starts_with(generation)
+            {
+                assert!(s.contains(backend), "{s}");
+                return;
             }
             assert!(Instant::now() < deadline, "no {generation} with {backend}");
             std::thread::sleep(Duration::from_millis(10));
