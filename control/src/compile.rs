@@ -60,6 +60,10 @@ pub struct Compiled {
     pub spec: TableSpec,
     /// LoadBalancer addresses by `namespace/name` (what `status.loadBalancer.ingress` gets).
     pub load_balancers: BTreeMap<String, Vec<IpAddr>>,
+    /// Services (`namespace/name`) whose `status.loadBalancer` holds an address of our pools but
+    /// which are no longer ours to serve (type or class changed, or not assigned any more): the
+    /// leader releases the address by clearing what it wrote (KUBERNETES.md §1.1).
+    pub release: Vec<String>,
     /// Things an operator should know (a Service without endpoints, a pool exhausted…).
     pub notes: Vec<String>,
 }
@@ -185,7 +189,7 @@ pub fn compile(store: &Store, cfg: &Config, generation: Generation) -> Compiled 
     let mut services: Vec<&Service> = store.services.iter().map(|l| &l.object).collect();
     services.sort_by_cached_key(|s| key(s));
     let mut notes = Vec::new();
-    let load_balancers = allocate_load_balancers(store, cfg, &services, &mut notes);
+    let (load_balancers, release) = allocate_load_balancers(store, cfg, &services, &mut notes);
     let snat: Vec<Addr> = if cfg.snat.is_empty() { &cfg.node_addrs } else { &cfg.snat }
         .iter()
         .map(|a| Addr::from(*a))
@@ -331,6 +335,7 @@ pub fn compile(store: &Store, cfg: &Config, generation: Generation) -> Compiled 
             maglev_size: MaglevSize::Auto,
         },
         load_balancers,
+        release,
         notes,
     }
 }
@@ -458,7 +463,7 @@ fn allocate_load_balancers(
     cfg: &Config,
     services: &[&Service],
     notes: &mut Vec<String>,
-) -> BTreeMap<String, Vec<IpAddr>> {
+) -> (BTreeMap<String, Vec<IpAddr>>, Vec<String>) {
     // (name, autoAssign, inclusive address ranges)
     type Pool = (String, bool, Vec<(IpAddr, IpAddr)>);
     let mut pools: Vec<Pool> = store
@@ -532,5 +537,17 @@ fn allocate_load_balancers(
             }
         }
     }
-    out
+    let release = services
+        .iter()
+        .filter(|s| !out.contains_key(&key(s)))
+        .filter(|s| {
+            s.status.as_ref().and_then(|st| st.load_balancer.as_ref()).is_some_and(|lb| {
+                lb.ingress
+                    .iter()
+                    .any(|i| i.ip.as_deref().and_then(|a| a.parse().ok()).is_some_and(|a| in_pool(&a)))
+            })
+        })
+        .map(|s| key(s))
+        .collect();
+    (out, release)
 }

@@ -121,3 +121,19 @@ pub async fn write_load_balancer_status(
     api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(true)
 }
+
+/// Releases a Service's LoadBalancer address: applies an empty `status.loadBalancer` as our field
+/// manager. Server-side apply then removes the fields this manager set and no longer sets — ours
+/// only: an address another implementation wrote stays.
+pub async fn clear_load_balancer_status(client: Client, svc: &Service) -> Result<(), kube::Error> {
+    let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+    let name = svc.metadata.name.as_deref().unwrap_or("");
+    let patch = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "status": {"loadBalancer": {}},
+    });
+    let api: Api<KService> = Api::namespaced(client, ns);
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, Subcommand};
 use sluice_control::cluster::Cluster;
 use sluice_control::compile::{Config, compile};
-use sluice_control::leader::{LeaderLease, write_load_balancer_status};
+use sluice_control::leader::{LeaderLease, clear_load_balancer_status, write_load_balancer_status};
 use sluice_control::load::{Store, load_dir};
 use sluice_control::metrics::{self, ControlFigures};
 use sluice_lb::image;
@@ -326,15 +326,22 @@ fn publish_once(
 /// LoadBalancer addresses by `namespace/name`.
 type Assignments = std::collections::BTreeMap<String, Vec<IpAddr>>;
 
-/// Compiles a store and publishes the table (both modes); returns the LoadBalancer addresses
-/// compiled (for the leader's status writes).
+/// What the leader writes after a publication: the LoadBalancer addresses compiled, and the
+/// Services whose address is to be released.
+#[derive(Default)]
+struct StatusWork {
+    assigned: Assignments,
+    release: Vec<String>,
+}
+
+/// Compiles a store and publishes the table (both modes); returns the leader's status work.
 fn publish_store(
     store: &Store,
     cfg: &Config,
     publisher: &mut Publisher,
     last: &mut Option<ServiceTable>,
     figures: &mut ControlFigures,
-) -> Result<Assignments, String> {
+) -> Result<StatusWork, String> {
     let generation = Generation(publisher.generation() + 1);
     let compiled = compile(store, cfg, generation);
     for n in &compiled.notes {
@@ -344,7 +351,7 @@ fn publish_store(
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}; the last good table stays live");
-            return Ok(Assignments::new());
+            return Ok(StatusWork::default());
         }
     };
     let bytes = image::encode(&table);
@@ -365,7 +372,7 @@ fn publish_store(
                     println!("  LoadBalancer {svc}: {}", ips.join(", "));
                 }
                 *last = Some(table);
-                return Ok(compiled.load_balancers);
+                return Ok(StatusWork { assigned: compiled.load_balancers, release: compiled.release });
             }
             Err(PublishError::Busy) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20))
@@ -508,6 +515,8 @@ fn run_cluster(
         println!("waiting for every watch to list once");
         cluster.ready().await;
         let (mut last, mut figures, mut dirty) = (None, ControlFigures::default(), true);
+        // Services whose address this process has released (see below).
+        let mut released = std::collections::BTreeSet::<String>::new();
         let (mut leading, mut renewed_at) = (false, None::<std::time::Instant>);
         loop {
             // Renew (or contend for) the Lease every 2 s; its duration is 15 s.
@@ -520,6 +529,7 @@ fn run_cluster(
                     println!("{} the leader", if now_leading { "now" } else { "no longer" });
                     // A new leader checks every Service's status.
                     dirty |= now_leading;
+                    released.clear();
                 }
                 leading = now_leading;
                 renewed_at = Some(std::time::Instant::now());
@@ -531,7 +541,10 @@ fn run_cluster(
                     eprintln!("error: {p}");
                 }
                 figures.manifest_errors = problems.len();
-                let assigned = publish_store(&store, cfg, &mut publisher, &mut last, &mut figures)?;
+                let work = publish_store(&store, cfg, &mut publisher, &mut last, &mut figures)?;
+                // Each release is tried once per appearance: an address another manager wrote
+                // into our pool's range is not ours to clear, and must not be retried forever.
+                released.retain(|k| work.release.contains(k));
                 if leading {
                     for l in &store.services {
                         let key = format!(
@@ -539,10 +552,15 @@ fn run_cluster(
                             l.object.metadata.namespace.as_deref().unwrap_or("default"),
                             l.object.metadata.name.as_deref().unwrap_or("")
                         );
-                        if let Some(ips) = assigned.get(&key) {
+                        if let Some(ips) = work.assigned.get(&key) {
                             match write_load_balancer_status(client.clone(), &l.object, ips).await {
                                 Ok(true) => println!("  status written: {key}"),
                                 Ok(false) => {}
+                                Err(e) => eprintln!("status of {key}: {e}"),
+                            }
+                        } else if work.release.contains(&key) && released.insert(key.clone()) {
+                            match clear_load_balancer_status(client.clone(), &l.object).await {
+                                Ok(()) => println!("  LoadBalancer address released: {key}"),
                                 Err(e) => eprintln!("status of {key}: {e}"),
                             }
                         }

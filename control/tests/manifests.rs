@@ -242,3 +242,41 @@ fn legacy_endpoints_feed_a_selectorless_service_without_slices() {
         s.backends.iter().map(|b| (b.addr.to_string(), b.conditions.ready)).collect();
     assert_eq!(cond, vec![("198.18.1.95".into(), true), ("198.18.1.96".into(), false)]);
 }
+
+/// A Service that stops being ours — type changed, another class, or no longer assigned —
+/// while its status still carries an address of our pool is listed for release; an address
+/// outside our pools (another implementation's) is left alone, and an assigned one is kept.
+#[test]
+fn addresses_are_released_when_a_service_stops_being_ours() {
+    let mut store = load_clean("loadbalancer").store;
+    let status =
+        |ip: &str| serde_json::from_value(serde_json::json!({"loadBalancer": {"ingress": [{"ip": ip}]}}));
+    for l in &mut store.services {
+        let s = &mut l.object;
+        match s.metadata.name.as_deref() {
+            // Was a LoadBalancer with .10, is a ClusterIP now.
+            Some("web") => {
+                s.spec.type_ = Some("ClusterIP".into());
+                s.status = status("198.18.100.10").unwrap();
+            }
+            // Keeps its address: still ours.
+            Some("dns") => s.status = status("198.18.100.15").unwrap(),
+            _ => {}
+        }
+    }
+    let mut other = store.services[0].clone();
+    other.object.metadata.name = Some("elsewhere".into());
+    other.object.spec.type_ = Some("LoadBalancer".into());
+    other.object.spec.load_balancer_class = Some("example.com/other".into());
+    other.object.status = status("198.18.200.1").unwrap();
+    store.services.push(other.clone());
+    let mut moved = other;
+    moved.object.metadata.name = Some("moved".into());
+    moved.object.status = status("198.18.100.12").unwrap();
+    store.services.push(moved);
+
+    let c = compile(&store, &cfg(), Generation(1));
+    assert_eq!(c.release, vec!["default/moved".to_string(), "default/web".to_string()]);
+    assert_eq!(c.load_balancers["default/dns"], vec!["198.18.100.15".parse::<IpAddr>().unwrap()]);
+    assert!(!c.load_balancers.contains_key("default/web"));
+}

@@ -7,7 +7,9 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{Value, json};
-use sluice_control::leader::{FIELD_MANAGER, LeaderLease, write_load_balancer_status};
+use sluice_control::leader::{
+    FIELD_MANAGER, LeaderLease, clear_load_balancer_status, write_load_balancer_status,
+};
 use sluice_control::objects::Service;
 use tower_test::mock::{self, Handle};
 
@@ -184,4 +186,30 @@ async fn a_live_lease_of_another_holder_is_left_alone() {
     })
     .await;
     assert!(!leading.expect("no error"));
+}
+
+/// Releasing an address applies an empty `status.loadBalancer` as our field manager: server-side
+/// apply drops what we wrote and keeps what others did.
+#[tokio::test]
+async fn a_release_applies_an_empty_status_as_our_manager() {
+    let (client, mut handle) = mock_client();
+    let mut svc = web();
+    svc.status =
+        serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "198.18.100.1"}]}})).unwrap();
+    let out = exchange(clear_load_balancer_status(client, &svc), async {
+        let (req, reply) = handle.next_request().await.expect("a request");
+        assert_eq!(req.method(), "PATCH");
+        assert_eq!(req.uri().path(), "/api/v1/namespaces/shop/services/web/status");
+        let query = req.uri().query().unwrap_or("").to_owned();
+        assert!(query.contains("fieldManager=sluice.io%2Flb") && query.contains("force=true"), "{query}");
+        assert_eq!(req.headers()["content-type"], "application/apply-patch+yaml");
+        let body = json_body(req).await;
+        assert_eq!(body, json!({"apiVersion": "v1", "kind": "Service", "status": {"loadBalancer": {}}}));
+        let cleared = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "3"},
+            "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}, "status": {"loadBalancer": {}}});
+        reply.send_response(respond(StatusCode::OK, &cleared));
+    })
+    .await;
+    out.expect("released");
 }
