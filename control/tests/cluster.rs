@@ -2,8 +2,10 @@
 //! packaged for this system and nothing can be downloaded), so this is an in-process fake that
 //! speaks the real wire protocol to the real kube client: LIST answers with a `…List` object and
 //! its resourceVersion, WATCH with a streamed body of newline-delimited events (`ADDED`,
-//! `MODIFIED`, `DELETED`, `BOOKMARK`, and `ERROR` with a 410 Status when the watch expires). The
-//! real `watcher` and `reflector` run over it.
+//! `MODIFIED`, `DELETED`, `BOOKMARK`, and `ERROR` with a 410 Status when the watch expires);
+//! Lease writes with resourceVersion conflicts; status patches that update the object and come
+//! back through the watch. The real `watcher` and `reflector` run over it in process, and the
+//! `sluice-control` binary talks to it over HTTP on loopback.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -133,11 +135,33 @@ impl Fake {
         if method == "PATCH" && path.ends_with("/status") {
             let body = req.into_body().collect().await.unwrap().to_bytes();
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            self.0.lock().unwrap().patches.push((path, v));
-            return Some(json(
-                200,
-                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}}),
-            ));
+            // As the API server does: the listed Service takes the applied status (all of it is
+            // ours here), gets a new resourceVersion, and every watch sees it MODIFIED.
+            let mut updated = None;
+            {
+                let mut st = self.0.lock().unwrap();
+                st.patches.push((path.clone(), v.clone()));
+                let parts: Vec<&str> = path.split('/').collect();
+                if let [.., "namespaces", ns, "services", name, "status"] = parts.as_slice()
+                    && let Some((rv, items)) = st.lists.get_mut("services")
+                {
+                    *rv += 1;
+                    for item in items.iter_mut() {
+                        if item["metadata"]["namespace"] == *ns && item["metadata"]["name"] == *name {
+                            item["status"] = v["status"].clone();
+                            item["metadata"]["resourceVersion"] = json!(rv.to_string());
+                            updated = Some(item.clone());
+                        }
+                    }
+                }
+            }
+            let answer = updated.clone().unwrap_or_else(
+                || json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}}),
+            );
+            if let Some(object) = updated {
+                self.event("services", "MODIFIED", object);
+            }
+            return Some(json(200, answer));
         }
         None
     }
@@ -305,4 +329,164 @@ async fn the_leader_holds_a_lease_and_writes_status_only_when_it_changes() {
     .unwrap();
     assert!(!write_load_balancer_status(client(&fake), &web, &[ip]).await.unwrap(), "no write storm");
     assert_eq!(fake.0.lock().unwrap().patches.len(), 1);
+}
+
+/// Serves the fake over real HTTP on loopback, for a `sluice-control` process to talk to.
+async fn serve(fake: Fake) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let fake = fake.clone();
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let f = fake.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let req = Request::from_parts(parts, kube::client::Body::from(bytes.to_vec()));
+                    if req.method() != "GET" || req.uri().path().contains("/leases") {
+                        let not_found = Response::builder()
+                            .status(404)
+                            .body(Full::new(Bytes::from_static(b"{}")).boxed())
+                            .unwrap();
+                        return Ok::<_, Infallible>(f.handle_write(req).await.unwrap_or(not_found));
+                    }
+                    Ok(f.handle(req))
+                }
+            });
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Kills the control process however the test ends.
+struct Child(std::process::Child);
+
+/// Removes the test's directory however the test ends.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `sluice-control` binary in cluster mode, end to end: it lists and watches the fake over
+/// HTTP, publishes the table, takes the Lease, writes the LoadBalancer Service's status, releases
+/// the address of a Service that stopped being a LoadBalancer, and follows a watch event.
+#[tokio::test(flavor = "current_thread")]
+async fn the_binary_runs_against_the_fake_cluster() {
+    let fake = Fake::default();
+    let web = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default", "uid": "w1", "resourceVersion": "1"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "198.19.0.40", "selector": {"app": "web"},
+                 "sessionAffinity": "None", "externalTrafficPolicy": "Cluster",
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 31000}]}});
+    let old = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "old", "namespace": "default", "uid": "o1", "resourceVersion": "2"},
+        "spec": {"type": "ClusterIP", "clusterIP": "198.19.0.41", "sessionAffinity": "None",
+                 "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "198.18.100.3", "ipMode": "VIP"}]}}});
+    let web_slice = |addrs: &[&str], rv: u64| {
+        let endpoints: Vec<Value> =
+            addrs.iter().map(|a| json!({"addresses": [a], "conditions": {"ready": true}})).collect();
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": "web-x1", "namespace": "default", "uid": "e2", "resourceVersion": rv.to_string(),
+                            "labels": {"kubernetes.io/service-name": "web"}},
+               "addressType": "IPv4", "endpoints": endpoints,
+               "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
+    };
+    fake.set("services", vec![web, old]);
+    fake.set("endpointslices", vec![web_slice(&["198.18.1.61"], 3)]);
+    for key in ["secrets", "ingresses", "ingressclasses"] {
+        fake.set(key, vec![]);
+    }
+    let addr = serve(fake.clone()).await;
+
+    let dir = TempDir(std::env::temp_dir().join(format!("sluice-cluster-bin-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = &dir.0;
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
+             users:\n- name: u\n  user: {{}}\ncontexts:\n- name: c\n  context:\n    cluster: fake\n    user: u\n\
+             \x20   namespace: default\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    let table = dir.join("table");
+    let bin = env!("CARGO_BIN_EXE_sluice-control");
+    let _child = Child(
+        std::process::Command::new(bin)
+            .args(["run", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .arg("--table")
+            .arg(&table)
+            .args([
+                "--node-address",
+                "198.18.0.1",
+                "--lb-pool",
+                "198.18.100.1-198.18.100.3",
+                "--identity",
+                "gw-test",
+            ])
+            .args(["--metrics-address", "127.0.0.1:0", "--interval-ms", "100"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let status = || {
+        let out = std::process::Command::new(bin).args(["status", "--table"]).arg(&table).output().unwrap();
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let patched = |path: &str| -> Option<Value> {
+        let st = fake.0.lock().unwrap();
+        st.patches.iter().find(|(p, _)| p == path).map(|(_, b)| b.clone())
+    };
+    eventually("the table from the cluster", || {
+        status().is_some_and(|s| s.contains("198.18.1.61:8080") && s.contains("198.18.100.1"))
+    })
+    .await;
+    eventually("the Lease", || {
+        fake.0
+            .lock()
+            .unwrap()
+            .leases
+            .get("sluice-control")
+            .is_some_and(|l| l["spec"]["holderIdentity"] == "gw-test")
+    })
+    .await;
+    eventually("web's status", || patched("/api/v1/namespaces/default/services/web/status").is_some()).await;
+    let body = patched("/api/v1/namespaces/default/services/web/status").unwrap();
+    assert_eq!(body["status"]["loadBalancer"]["ingress"], json!([{"ip": "198.18.100.1", "ipMode": "VIP"}]));
+    eventually("old's release", || patched("/api/v1/namespaces/default/services/old/status").is_some()).await;
+    let body = patched("/api/v1/namespaces/default/services/old/status").unwrap();
+    assert_eq!(body["status"], json!({"loadBalancer": {}}));
+    // A watch event: web gains an endpoint.
+    eventually("the slice watch", || fake.watching("endpointslices") > 0).await;
+    fake.event("endpointslices", "MODIFIED", web_slice(&["198.18.1.61", "198.18.1.62"], 4));
+    eventually("the new endpoint published", || status().is_some_and(|s| s.contains("198.18.1.62:8080")))
+        .await;
+    // Our own status writes came back through the watch: nothing was written twice.
+    let mut writes: Vec<String> = fake.0.lock().unwrap().patches.iter().map(|(p, _)| p.clone()).collect();
+    writes.sort();
+    assert_eq!(
+        writes,
+        ["/api/v1/namespaces/default/services/old/status", "/api/v1/namespaces/default/services/web/status"]
+    );
 }
