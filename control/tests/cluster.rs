@@ -33,6 +33,8 @@ struct State {
     leases: HashMap<String, Value>,
     /// Status patches received: (path, body).
     patches: Vec<(String, Value)>,
+    /// Every request served over HTTP: (method, path and query).
+    requests: Vec<(String, http::Uri)>,
 }
 
 #[derive(Clone, Default)]
@@ -341,6 +343,7 @@ async fn serve(fake: Fake) -> std::net::SocketAddr {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let f = fake.clone();
                 async move {
+                    f.0.lock().unwrap().requests.push((req.method().to_string(), req.uri().clone()));
                     let (parts, body) = req.into_parts();
                     let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                     let req = Request::from_parts(parts, kube::client::Body::from(bytes.to_vec()));
@@ -482,6 +485,17 @@ async fn the_binary_runs_against_the_fake_cluster() {
     fake.event("endpointslices", "MODIFIED", web_slice(&["198.18.1.61", "198.18.1.62"], 4));
     eventually("the new endpoint published", || status().is_some_and(|s| s.contains("198.18.1.62:8080")))
         .await;
+    // Every request the binary made is one deploy/kubernetes grants.
+    let allowed = rbac_rules();
+    let requests = fake.0.lock().unwrap().requests.clone();
+    assert!(requests.len() > 5, "{requests:?}");
+    for (method, uri) in &requests {
+        let need = rbac_need(method, uri);
+        assert!(
+            allowed.contains(&need),
+            "{method} {uri} needs {need:?}, which deploy/kubernetes does not grant"
+        );
+    }
     // Our own status writes came back through the watch: nothing was written twice.
     let mut writes: Vec<String> = fake.0.lock().unwrap().patches.iter().map(|(p, _)| p.clone()).collect();
     writes.sort();
@@ -489,4 +503,59 @@ async fn the_binary_runs_against_the_fake_cluster() {
         writes,
         ["/api/v1/namespaces/default/services/old/status", "/api/v1/namespaces/default/services/web/status"]
     );
+}
+
+/// (apiGroup, resource, verb) granted by the ClusterRole and Role of deploy/kubernetes.
+fn rbac_rules() -> std::collections::BTreeSet<(String, String, String)> {
+    use serde::Deserialize;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes/sluice-control.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    for doc in serde_norway::Deserializer::from_str(&text) {
+        let v = Value::deserialize(doc).unwrap();
+        if !matches!(v["kind"].as_str(), Some("ClusterRole" | "Role")) {
+            continue;
+        }
+        for rule in v["rules"].as_array().unwrap() {
+            let list = |k: &str| -> Vec<String> {
+                rule[k].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()).collect()
+            };
+            for g in list("apiGroups") {
+                for r in list("resources") {
+                    for verb in list("verbs") {
+                        out.insert((g.clone(), r.clone(), verb));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The (apiGroup, resource, verb) an API request needs, as the API server's RBAC sees it.
+fn rbac_need(method: &str, uri: &http::Uri) -> (String, String, String) {
+    let segs: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+    let (group, rest) = match segs.as_slice() {
+        ["api", _, rest @ ..] => ("", rest),
+        ["apis", g, _, rest @ ..] => (*g, rest),
+        _ => panic!("not an API path: {uri}"),
+    };
+    let rest = if rest.first() == Some(&"namespaces") && rest.len() >= 3 { &rest[2..] } else { rest };
+    let resource = match rest {
+        [r, _, sub] => format!("{r}/{sub}"),
+        [r, ..] => (*r).to_owned(),
+        [] => panic!("no resource: {uri}"),
+    };
+    let watch = uri.query().is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    let verb = match method {
+        "GET" if watch => "watch",
+        "GET" if rest.len() >= 2 => "get",
+        "GET" => "list",
+        "POST" => "create",
+        "PUT" => "update",
+        "PATCH" => "patch",
+        "DELETE" => "delete",
+        m => panic!("method {m}"),
+    };
+    (group.to_owned(), resource, verb.to_owned())
 }
