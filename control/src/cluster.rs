@@ -1,5 +1,6 @@
 //! Cluster mode: kube watchers with reflector stores for Services, EndpointSlices, Ingresses,
-//! IngressClasses and Secrets (`KUBERNETES.md` §7.2). Each watcher lists, then watches; a lost
+//! IngressClasses and Secrets (`KUBERNETES.md` §7.2), and MetalLB's `IPAddressPool` where that
+//! CRD is installed. Each watcher lists, then watches; a lost
 //! watch resumes or relists (a `410 Gone` starts a new list, and objects not listed again are
 //! gone), with kube's default backoff on errors. Nothing is published before every store has
 //! listed once — a half-listed cluster would drop Services. Every change wakes the control loop,
@@ -10,7 +11,7 @@
 //! The objects have passed the API server's validation; they are converted into control's types
 //! through their JSON form, and one that does not convert is reported, not fatal.
 //!
-//! Not yet: leader election (a Lease) and writing `status.loadBalancer.ingress` back.
+//! Leader election and the status writes are in [`crate::leader`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret as KSecret, Service as KService};
 use k8s_openapi::api::discovery::v1::EndpointSlice as KEndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress as KIngress, IngressClass as KIngressClass};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::runtime::reflector::{self, Store as KStore};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -35,7 +37,17 @@ pub struct Cluster {
     ingresses: KStore<KIngress>,
     classes: KStore<KIngressClass>,
     secrets: KStore<KSecret>,
+    /// `metallb.io/v1beta1` IPAddressPools; `None` where the CRD is not served.
+    pools: Option<KStore<DynamicObject>>,
     changed: Arc<Notify>,
+}
+
+/// MetalLB's address pool resource.
+fn pool_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("metallb.io", "v1beta1", "IPAddressPool"),
+        "ipaddresspools",
+    )
 }
 
 /// Starts a reflector for one kind on the current tokio runtime; every event wakes `changed`.
@@ -83,8 +95,42 @@ impl Cluster {
                 watcher::Config::default().fields("type=kubernetes.io/tls"),
                 changed.clone(),
             ),
+            pools: None,
             changed,
         }
+    }
+
+    /// Also watches MetalLB's IPAddressPools, if the cluster serves them: a cluster without the
+    /// CRD answers 404, and is not waited for (pools then come from `--lb-pool` only). Returns
+    /// whether the pools are watched.
+    pub async fn watch_pools(&mut self, client: Client) -> Result<bool, kube::Error> {
+        let resource = pool_resource();
+        let api: Api<DynamicObject> = Api::all_with(client, &resource);
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let writer = reflector::store::Writer::new(resource);
+        let store = writer.as_reader();
+        let changed = self.changed.clone();
+        let stream = reflector::reflector(
+            writer,
+            watcher(api, watcher::Config::default()).default_backoff().modify(|o: &mut DynamicObject| {
+                o.metadata.managed_fields = None;
+            }),
+        );
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                if let Err(e) = event {
+                    eprintln!("watch: {e}");
+                }
+                changed.notify_one();
+            }
+        });
+        self.pools = Some(store);
+        Ok(true)
     }
 
     /// Resolves once every store has listed once.
@@ -94,6 +140,9 @@ impl Cluster {
         let _ = self.ingresses.wait_until_ready().await;
         let _ = self.classes.wait_until_ready().await;
         let _ = self.secrets.wait_until_ready().await;
+        if let Some(pools) = &self.pools {
+            let _ = pools.wait_until_ready().await;
+        }
     }
 
     /// Resolves at the next change of any store (a change since the last call counts).
@@ -110,6 +159,9 @@ impl Cluster {
         convert(&self.ingresses, "Ingress", &mut store.ingresses, &mut problems);
         convert(&self.classes, "IngressClass", &mut store.ingress_classes, &mut problems);
         convert(&self.secrets, "Secret", &mut store.secrets, &mut problems);
+        if let Some(pools) = &self.pools {
+            convert(pools, "IPAddressPool", &mut store.pools, &mut problems);
+        }
         (store, problems)
     }
 }

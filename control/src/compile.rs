@@ -464,23 +464,32 @@ fn allocate_load_balancers(
     services: &[&Service],
     notes: &mut Vec<String>,
 ) -> (BTreeMap<String, Vec<IpAddr>>, Vec<String>) {
-    // (name, autoAssign, inclusive address ranges)
-    type Pool = (String, bool, Vec<(IpAddr, IpAddr)>);
+    // (name, autoAssign, inclusive address ranges, avoidBuggyIPs)
+    type Pool = (String, bool, Vec<(IpAddr, IpAddr)>, bool);
+    // MetalLB's avoidBuggyIPs: no IPv4 address ending in .0 or .255 (old clients treat them as
+    // network or broadcast addresses).
+    let buggy = |a: &IpAddr| matches!(a, IpAddr::V4(v4) if matches!(v4.octets()[3], 0 | 255));
     let mut pools: Vec<Pool> = store
         .pools
         .iter()
         .map(|l| {
             let p = &l.object;
             let ranges = p.spec.addresses.iter().filter_map(|a| parse_range(a)).collect();
-            (p.metadata.name.clone().unwrap_or_default(), p.spec.auto_assign.unwrap_or(true), ranges)
+            (
+                p.metadata.name.clone().unwrap_or_default(),
+                p.spec.auto_assign.unwrap_or(true),
+                ranges,
+                p.spec.avoid_buggy_ips.unwrap_or(false),
+            )
         })
         .collect();
     pools.sort_by(|a, b| a.0.cmp(&b.0));
     let in_pool = |a: &IpAddr| {
-        pools.iter().any(|(_, _, rs)| {
-            rs.iter().any(|(lo, hi)| {
-                lo.is_ipv4() == a.is_ipv4() && (to_u128(*lo)..=to_u128(*hi)).contains(&to_u128(*a))
-            })
+        pools.iter().any(|(_, _, rs, avoid)| {
+            !(*avoid && buggy(a))
+                && rs.iter().any(|(lo, hi)| {
+                    lo.is_ipv4() == a.is_ipv4() && (to_u128(*lo)..=to_u128(*hi)).contains(&to_u128(*a))
+                })
         })
     };
     let ours: Vec<&&Service> = services
@@ -492,41 +501,56 @@ fn allocate_load_balancers(
         .collect();
     let mut taken = BTreeSet::new();
     let mut out: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+    // A Service whose `loadBalancerIP` cannot be had gets no other address (MetalLB does the
+    // same); one whose recorded address became invalid (pool changed) gets a new one.
+    let mut refused = BTreeSet::new();
     // First the addresses Services already have or ask for, then the rest in name order.
     for s in &ours {
-        let asked: Vec<IpAddr> = s
+        let had: Vec<IpAddr> = s
             .status
             .as_ref()
             .and_then(|st| st.load_balancer.as_ref())
             .map(|lb| lb.ingress.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
-            .filter(|v: &Vec<IpAddr>| !v.is_empty())
-            .or_else(|| s.spec.load_balancer_ip.as_deref().and_then(|a| a.parse().ok()).map(|a| vec![a]))
             .unwrap_or_default();
+        let from_spec = had.is_empty();
+        let asked = if from_spec {
+            s.spec.load_balancer_ip.as_deref().and_then(|a| a.parse().ok()).into_iter().collect()
+        } else {
+            had
+        };
         for a in asked {
             if !in_pool(&a) {
                 notes.push(format!(
                     "Service {}: LoadBalancer address {a} is in no IPAddressPool; not assigned",
                     key(s)
                 ));
+                if from_spec {
+                    refused.insert(key(s));
+                }
             } else if !taken.insert(a) {
                 notes.push(format!("Service {}: LoadBalancer address {a} is already taken", key(s)));
+                if from_spec {
+                    refused.insert(key(s));
+                }
             } else {
                 out.entry(key(s)).or_default().push(a);
             }
         }
     }
     for s in &ours {
-        if out.contains_key(&key(s)) {
+        if out.contains_key(&key(s)) || refused.contains(&key(s)) {
             continue;
         }
-        let free = pools.iter().filter(|(_, auto, _)| *auto).flat_map(|(_, _, rs)| rs.iter()).find_map(
-            |(lo, hi)| {
+        let free = pools
+            .iter()
+            .filter(|(_, auto, _, _)| *auto)
+            .flat_map(|(_, _, rs, avoid)| rs.iter().map(move |r| (r, *avoid)))
+            .find_map(|((lo, hi), avoid)| {
                 let (lo_n, hi_n) = (to_u128(*lo), to_u128(*hi));
                 (lo_n..=hi_n.min(lo_n.saturating_add(1 << 16)))
                     .map(|n| from_u128(n, lo.is_ipv4()))
-                    .find(|a| !taken.contains(a))
-            },
-        );
+                    .find(|a| !(taken.contains(a) || (avoid && buggy(a))))
+            });
         match free {
             Some(a) => {
                 taken.insert(a);

@@ -76,7 +76,8 @@ enum Command {
         #[arg(long)]
         load_balancer_class: Option<String>,
         /// LoadBalancer addresses to allocate from in cluster mode (an address, a CIDR or a range
-        /// a-b; repeat for more). A manifest directory gives them as IPAddressPool objects.
+        /// a-b; repeat for more), besides the cluster's MetalLB IPAddressPools. A manifest
+        /// directory gives them as IPAddressPool objects.
         #[arg(long = "lb-pool")]
         lb_pools: Vec<String>,
         /// Namespace of the leader-election Lease (cluster mode).
@@ -503,7 +504,12 @@ fn run_cluster(
             let bound = metrics::serve(addr, page.clone()).map_err(|e| format!("metrics on {addr}: {e}"))?;
             println!("metrics: http://{bound}/metrics");
         }
-        let cluster = Cluster::watch(client.clone());
+        let mut cluster = Cluster::watch(client.clone());
+        match cluster.watch_pools(client.clone()).await {
+            Ok(true) => println!("watching IPAddressPools (metallb.io/v1beta1)"),
+            Ok(false) => println!("no IPAddressPool resource in this cluster: pools from --lb-pool only"),
+            Err(e) => eprintln!("warning: IPAddressPools not watched ({e}); pools from --lb-pool only"),
+        }
         let lease = LeaderLease::new(
             client.clone(),
             &leader_cfg.namespace,
@@ -605,6 +611,7 @@ fn pool_objects(
             avoid_buggy_ips: None,
             service_allocation: None,
         },
+        status: None,
     };
     vec![sluice_control::load::Located { object: pool, file: PathBuf::from("--lb-pool"), line: 0 }]
 }

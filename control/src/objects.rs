@@ -262,6 +262,9 @@ pub struct IpAddressPool {
     #[serde(default)]
     pub metadata: ObjectMeta,
     pub spec: IpAddressPoolSpec,
+    /// What MetalLB reports (assigned and available counts): read from a cluster, not used.
+    #[serde(default)]
+    pub status: Option<Value>,
 }
 
 /// `IPAddressPool.spec`.

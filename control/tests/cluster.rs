@@ -51,6 +51,9 @@ fn resource(path: &str) -> Option<(&'static str, &'static str, &'static str)> {
         "/apis/networking.k8s.io/v1/ingressclasses" => {
             ("ingressclasses", "networking.k8s.io/v1", "IngressClassList")
         }
+        "/apis/metallb.io/v1beta1/ipaddresspools" => {
+            ("ipaddresspools", "metallb.io/v1beta1", "IPAddressPoolList")
+        }
         _ => return None,
     })
 }
@@ -187,7 +190,17 @@ impl Fake {
             return Response::new(StreamBody::new(stream).boxed());
         }
         let s = self.0.lock().unwrap();
-        let (rv, items) = s.lists.get(key).cloned().unwrap_or_default();
+        // The built-in kinds are always served (empty until set); a CRD's kind only once set.
+        let Some((rv, items)) =
+            s.lists.get(key).cloned().or_else(|| (key != "ipaddresspools").then(Default::default))
+        else {
+            // A kind this fake cluster does not serve (a CRD not installed).
+            let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
+            return Response::builder()
+                .status(404)
+                .body(Full::new(Bytes::from(body.to_string())).boxed())
+                .unwrap();
+        };
         let body = json!({"apiVersion": api, "kind": list_kind, "metadata": {"resourceVersion": rv.to_string()}, "items": items});
         Response::new(Full::new(Bytes::from(body.to_string())).boxed())
     }
@@ -411,6 +424,13 @@ async fn the_binary_runs_against_the_fake_cluster() {
                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
     };
     fake.set("services", vec![web, old]);
+    fake.set(
+        "ipaddresspools",
+        vec![json!({"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+                    "metadata": {"name": "edge", "namespace": "metallb-system", "resourceVersion": "1"},
+                    "spec": {"addresses": ["198.18.100.1-198.18.100.3"], "autoAssign": true},
+                    "status": {"assignedIPv4": 0, "availableIPv4": 3}})],
+    );
     fake.set("endpointslices", vec![web_slice(&["198.18.1.61"], 3)]);
     for key in ["secrets", "ingresses", "ingressclasses"] {
         fake.set(key, vec![]);
@@ -439,14 +459,7 @@ async fn the_binary_runs_against_the_fake_cluster() {
             .arg(&kubeconfig)
             .arg("--table")
             .arg(&table)
-            .args([
-                "--node-address",
-                "198.18.0.1",
-                "--lb-pool",
-                "198.18.100.1-198.18.100.3",
-                "--identity",
-                "gw-test",
-            ])
+            .args(["--node-address", "198.18.0.1", "--identity", "gw-test"])
             .args(["--metrics-address", "127.0.0.1:0", "--interval-ms", "100"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -558,4 +571,30 @@ fn rbac_need(method: &str, uri: &http::Uri) -> (String, String, String) {
         m => panic!("method {m}"),
     };
     (group.to_owned(), resource, verb.to_owned())
+}
+
+/// MetalLB's IPAddressPools are watched where the CRD is served, and a cluster without it is not
+/// waited for.
+#[tokio::test(flavor = "current_thread")]
+async fn pools_are_watched_where_served_and_not_waited_for_elsewhere() {
+    let fake = Fake::default();
+    for key in ["services", "endpointslices", "secrets", "ingresses", "ingressclasses"] {
+        fake.set(key, vec![]);
+    }
+    let mut cluster = Cluster::watch(client(&fake));
+    assert!(!cluster.watch_pools(client(&fake)).await.unwrap(), "no CRD: not watched");
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("ready without pools");
+
+    let pool = json!({"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+        "metadata": {"name": "edge", "namespace": "metallb-system", "resourceVersion": "1"},
+        "spec": {"addresses": ["198.18.100.8/30"], "avoidBuggyIPs": true}});
+    fake.set("ipaddresspools", vec![pool]);
+    let mut cluster = Cluster::watch(client(&fake));
+    assert!(cluster.watch_pools(client(&fake)).await.unwrap());
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("ready with pools");
+    let (store, problems) = cluster.snapshot();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(store.pools.len(), 1);
+    assert_eq!(store.pools[0].object.spec.addresses, ["198.18.100.8/30"]);
+    assert_eq!(store.pools[0].object.spec.avoid_buggy_ips, Some(true));
 }

@@ -280,3 +280,47 @@ fn addresses_are_released_when_a_service_stops_being_ours() {
     assert_eq!(c.load_balancers["default/dns"], vec!["198.18.100.15".parse::<IpAddr>().unwrap()]);
     assert!(!c.load_balancers.contains_key("default/web"));
 }
+
+/// MetalLB's `avoidBuggyIPs`: no address ending in .0 or .255 is handed out or honoured.
+#[test]
+fn avoid_buggy_ips_skips_network_and_broadcast_addresses() {
+    let yaml = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: edge, namespace: metallb-system}
+spec:
+  addresses: [198.18.100.255-198.18.101.1]
+  avoidBuggyIPs: true
+status: {assignedIPv4: 0, availableIPv4: 3}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: LoadBalancer
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: asks}
+spec:
+  type: LoadBalancer
+  loadBalancerIP: 198.18.101.0
+  ports: [{port: 80}]
+"#;
+    let mut loaded = Loaded::default();
+    sluice_control::load::load_str(Path::new("pool.yaml"), yaml, &mut loaded);
+    assert!(
+        loaded.errors.is_empty(),
+        "{:?}",
+        loaded.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+    );
+    let c = compile(&loaded.store, &cfg(), Generation(1));
+    assert_eq!(c.load_balancers["default/web"], vec!["198.18.101.1".parse::<IpAddr>().unwrap()]);
+    assert!(!c.load_balancers.contains_key("default/asks"), "{:?}", c.load_balancers);
+    assert!(
+        c.notes.iter().any(|n| n.contains("198.18.101.0") && n.contains("no IPAddressPool")),
+        "{:?}",
+        c.notes
+    );
+}
