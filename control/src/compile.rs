@@ -40,6 +40,12 @@ use crate::objects::{EndpointSlice, Endpoints, IntOrString, Pod, Service, Servic
 /// The annotation that selects a Service's scheduler.
 pub const SCHEDULER_ANNOTATION: &str = "sluice.io/scheduler";
 
+/// MetalLB's annotation asking for given LoadBalancer addresses (comma-separated; one per family).
+pub const LB_IPS_ANNOTATION: &str = "metallb.io/loadBalancerIPs";
+
+/// MetalLB's annotation naming the IPAddressPool to allocate from.
+pub const POOL_ANNOTATION: &str = "metallb.io/address-pool";
+
 /// What the gateway node is.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -501,39 +507,76 @@ fn allocate_load_balancers(
         .collect();
     let mut taken = BTreeSet::new();
     let mut out: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
-    // A Service whose `loadBalancerIP` cannot be had gets no other address (MetalLB does the
-    // same); one whose recorded address became invalid (pool changed) gets a new one.
-    let mut refused = BTreeSet::new();
-    // First the addresses Services already have or ask for, then the rest in name order.
-    for s in &ours {
-        let had: Vec<IpAddr> = s
-            .status
+    // MetalLB's order (KUBERNETES.md §8.1): addresses Services already hold stay theirs; then
+    // explicit asks (`metallb.io/loadBalancerIPs`, else `spec.loadBalancerIP`) — a Service whose
+    // ask cannot be had gets no other address; then the rest, in name order, from the first
+    // auto-assigning pool with room, or from the pool `metallb.io/address-pool` names.
+    let explicit = |s: &Service| -> Option<Vec<IpAddr>> {
+        let list = s
+            .metadata
+            .annotations
+            .get(LB_IPS_ANNOTATION)
+            .map(|v| {
+                v.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect::<Vec<_>>()
+            })
+            .or_else(|| s.spec.load_balancer_ip.clone().map(|a| vec![a]))?;
+        Some(list.iter().filter_map(|a| a.parse().ok()).collect())
+    };
+    let recorded = |s: &Service| -> Vec<IpAddr> {
+        s.status
             .as_ref()
             .and_then(|st| st.load_balancer.as_ref())
             .map(|lb| lb.ingress.iter().filter_map(|i| i.ip.as_deref()?.parse().ok()).collect())
-            .unwrap_or_default();
-        let from_spec = had.is_empty();
-        let asked = if from_spec {
-            s.spec.load_balancer_ip.as_deref().and_then(|a| a.parse().ok()).into_iter().collect()
+            .unwrap_or_default()
+    };
+    let mut refused = BTreeSet::new();
+    let claim = |s: &Service,
+                 a: IpAddr,
+                 taken: &mut BTreeSet<IpAddr>,
+                 out: &mut BTreeMap<String, Vec<IpAddr>>,
+                 notes: &mut Vec<String>|
+     -> bool {
+        if !in_pool(&a) {
+            notes.push(format!(
+                "Service {}: LoadBalancer address {a} is in no IPAddressPool; not assigned",
+                key(s)
+            ));
+            false
+        } else if !taken.insert(a) {
+            notes.push(format!("Service {}: LoadBalancer address {a} is already taken", key(s)));
+            false
         } else {
-            had
-        };
-        for a in asked {
-            if !in_pool(&a) {
-                notes.push(format!(
-                    "Service {}: LoadBalancer address {a} is in no IPAddressPool; not assigned",
-                    key(s)
-                ));
-                if from_spec {
-                    refused.insert(key(s));
-                }
-            } else if !taken.insert(a) {
-                notes.push(format!("Service {}: LoadBalancer address {a} is already taken", key(s)));
-                if from_spec {
-                    refused.insert(key(s));
-                }
-            } else {
-                out.entry(key(s)).or_default().push(a);
+            out.entry(key(s)).or_default().push(a);
+            true
+        }
+    };
+    // Held addresses, unless the Service now asks for others.
+    for s in &ours {
+        let held = recorded(s);
+        if explicit(s).is_none_or(|mut asked| {
+            let mut h = held.clone();
+            asked.sort();
+            h.sort();
+            asked == h
+        }) {
+            for a in held {
+                // An address no longer valid (pool changed, conflict) is given up for a new one.
+                claim(s, a, &mut taken, &mut out, notes);
+            }
+        }
+    }
+    // Explicit asks.
+    for s in &ours {
+        if out.contains_key(&key(s)) {
+            continue;
+        }
+        if let Some(asked) = explicit(s) {
+            let mut all = !asked.is_empty();
+            for a in asked {
+                all &= claim(s, a, &mut taken, &mut out, notes);
+            }
+            if !all {
+                refused.insert(key(s));
             }
         }
     }
@@ -541,9 +584,16 @@ fn allocate_load_balancers(
         if out.contains_key(&key(s)) || refused.contains(&key(s)) {
             continue;
         }
+        let named = s.metadata.annotations.get(POOL_ANNOTATION);
+        if let Some(name) = named
+            && !pools.iter().any(|(n, _, _, _)| n == name)
+        {
+            notes.push(format!("Service {}: {POOL_ANNOTATION}: no IPAddressPool named {name:?}", key(s)));
+            continue;
+        }
         let free = pools
             .iter()
-            .filter(|(_, auto, _, _)| *auto)
+            .filter(|(n, auto, _, _)| named.map_or(*auto, |want| want == n))
             .flat_map(|(_, _, rs, avoid)| rs.iter().map(move |r| (r, *avoid)))
             .find_map(|((lo, hi), avoid)| {
                 let (lo_n, hi_n) = (to_u128(*lo), to_u128(*hi));

@@ -324,3 +324,94 @@ spec:
         c.notes
     );
 }
+
+/// MetalLB's allocation rules: held addresses stay (whatever the name order), explicit asks by
+/// annotation or `loadBalancerIP` (a changed ask moves the Service), a named pool — even one that
+/// does not auto-assign — and a clear note for a pool that does not exist.
+#[test]
+fn metallb_allocation_rules() {
+    let yaml = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: auto, namespace: metallb-system}
+spec: {addresses: [198.18.100.1-198.18.100.9]}
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: reserved, namespace: metallb-system}
+spec: {addresses: [198.18.101.0/30], autoAssign: false}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: a-wants-held}
+spec: {type: LoadBalancer, loadBalancerIP: 198.18.100.5, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: z-holds}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+status: {loadBalancer: {ingress: [{ip: 198.18.100.5}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: moved}
+spec: {type: LoadBalancer, loadBalancerIP: 198.18.100.7, ports: [{port: 80}]}
+status: {loadBalancer: {ingress: [{ip: 198.18.100.6}]}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: annotated
+  annotations: {metallb.io/loadBalancerIPs: "198.18.100.8, 198.18.100.9"}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: from-reserved
+  annotations: {metallb.io/address-pool: reserved}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: no-such-pool
+  annotations: {metallb.io/address-pool: nowhere}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: plain}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+"#;
+    let mut loaded = Loaded::default();
+    sluice_control::load::load_str(Path::new("pools.yaml"), yaml, &mut loaded);
+    assert!(
+        loaded.errors.is_empty(),
+        "{:?}",
+        loaded.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+    );
+    let c = compile(&loaded.store, &cfg(), Generation(1));
+    let got = |name: &str| -> Option<Vec<String>> {
+        c.load_balancers.get(&format!("default/{name}")).map(|v| v.iter().map(ToString::to_string).collect())
+    };
+    assert_eq!(got("z-holds"), Some(vec!["198.18.100.5".into()]), "held addresses stay");
+    assert_eq!(got("a-wants-held"), None, "an ask that cannot be had gets nothing else");
+    assert!(
+        c.notes.iter().any(|n| n.contains("a-wants-held") && n.contains("already taken")),
+        "{:?}",
+        c.notes
+    );
+    assert_eq!(got("moved"), Some(vec!["198.18.100.7".into()]), "a changed ask moves the Service");
+    assert_eq!(got("annotated"), Some(vec!["198.18.100.8".into(), "198.18.100.9".into()]));
+    assert_eq!(
+        got("from-reserved"),
+        Some(vec!["198.18.101.0".into()]),
+        "a named pool, even not auto-assigning"
+    );
+    assert_eq!(got("no-such-pool"), None);
+    assert!(c.notes.iter().any(|n| n.contains("no IPAddressPool named \"nowhere\"")), "{:?}", c.notes);
+    assert_eq!(got("plain"), Some(vec!["198.18.100.1".into()]), "the first free auto-assigned address");
+    // .6, given up by `moved`, is free again and nothing of the reserved pool is auto-assigned.
+    assert!(!c.load_balancers.values().flatten().any(|a| a.to_string() == "198.18.100.6"));
+}
