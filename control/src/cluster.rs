@@ -56,7 +56,22 @@ where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    let (store, writer) = reflector::store();
+    reflect_with(api, K::DynamicType::default(), config, changed)
+}
+
+/// [`reflect`] for a kind known only at run time (a CRD's `DynamicObject`).
+fn reflect_with<K>(
+    api: Api<K>,
+    dyntype: K::DynamicType,
+    config: watcher::Config,
+    changed: Arc<Notify>,
+) -> KStore<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let writer = reflector::store::Writer::new(dyntype);
+    let store = writer.as_reader();
     let stream = reflector::reflector(
         writer,
         watcher(api, config).default_backoff().modify(|o: &mut K| {
@@ -111,25 +126,7 @@ impl Cluster {
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(false),
             Err(e) => return Err(e),
         }
-        let writer = reflector::store::Writer::new(resource);
-        let store = writer.as_reader();
-        let changed = self.changed.clone();
-        let stream = reflector::reflector(
-            writer,
-            watcher(api, watcher::Config::default()).default_backoff().modify(|o: &mut DynamicObject| {
-                o.metadata.managed_fields = None;
-            }),
-        );
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(e) = event {
-                    eprintln!("watch: {e}");
-                }
-                changed.notify_one();
-            }
-        });
-        self.pools = Some(store);
+        self.pools = Some(reflect_with(api, resource, watcher::Config::default(), self.changed.clone()));
         Ok(true)
     }
 

@@ -121,7 +121,8 @@ struct Endpoint<'a> {
     node: Option<&'a str>,
 }
 
-fn key(s: &Service) -> String {
+/// A Service's `namespace/name`: how compile's results name it.
+pub fn key(s: &Service) -> String {
     format!(
         "{}/{}",
         s.metadata.namespace.as_deref().unwrap_or("default"),
@@ -372,10 +373,7 @@ fn endpoints<'a>(index: &Index<'a>, s: &Service, p: &ServicePort) -> Vec<Endpoin
                 let Some(port) = slice
                     .ports
                     .iter()
-                    .find(|sp| {
-                        sp.name.as_deref().unwrap_or("") == port_name
-                            && sp.protocol.as_deref().unwrap_or("TCP") == proto
-                    })
+                    .find(|sp| names_port(sp.name.as_deref(), sp.protocol.as_deref(), port_name, proto))
                     .and_then(|sp| sp.port)
                     .and_then(|n| u16::try_from(n).ok())
                     .filter(|&n| n != 0)
@@ -402,10 +400,7 @@ fn endpoints<'a>(index: &Index<'a>, s: &Service, p: &ServicePort) -> Vec<Endpoin
                     let Some(port) = sub
                         .ports
                         .iter()
-                        .find(|ep| {
-                            ep.name.as_deref().unwrap_or("") == port_name
-                                && ep.protocol.as_deref().unwrap_or("TCP") == proto
-                        })
+                        .find(|ep| names_port(ep.name.as_deref(), ep.protocol.as_deref(), port_name, proto))
                         .and_then(|ep| u16::try_from(ep.port).ok())
                     else {
                         continue;
@@ -423,6 +418,12 @@ fn endpoints<'a>(index: &Index<'a>, s: &Service, p: &ServicePort) -> Vec<Endpoin
             v
         }
     }
+}
+
+/// Whether an endpoint port (of a slice or a v1 Endpoints subset) is the Service port named
+/// `port_name` (empty when unnamed) of protocol `proto`: ports pair up by name and protocol.
+fn names_port(name: Option<&str>, protocol: Option<&str>, port_name: &str, proto: &str) -> bool {
+    name.unwrap_or("") == port_name && protocol.unwrap_or("TCP") == proto
 }
 
 /// The endpoints one Pod gives a Service port, as the endpoint controller derives them.

@@ -553,11 +553,7 @@ fn run_cluster(
                 released.retain(|k| work.release.contains(k));
                 if leading {
                     for l in &store.services {
-                        let key = format!(
-                            "{}/{}",
-                            l.object.metadata.namespace.as_deref().unwrap_or("default"),
-                            l.object.metadata.name.as_deref().unwrap_or("")
-                        );
+                        let key = sluice_control::compile::key(&l.object);
                         if let Some(ips) = work.assigned.get(&key) {
                             match write_load_balancer_status(client.clone(), &l.object, ips).await {
                                 Ok(true) => println!("  status written: {key}"),

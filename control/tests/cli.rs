@@ -115,91 +115,95 @@ fn bad_flags_are_refused_clearly() {
     );
 }
 
-#[test]
-fn follows_the_directory_and_keeps_the_last_good_table() {
-    let dir = Temp::new("dir");
-    let table = Temp::new("follow");
+/// A running `sluice-control run`, killed however the test ends.
+struct Control(std::process::Child);
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `sluice-control run` on `manifests`, polling every `interval_ms` (the tests that prove
+/// a prompt reload poll once a minute, so that only inotify or the signal can explain it).
+fn run_control(manifests: &Path, table: &Path, interval_ms: u64, stdout: std::process::Stdio) -> Control {
+    let child = Command::new(BIN)
+        .args(["run", "--interval-ms", &interval_ms.to_string(), "--metrics-address", "127.0.0.1:0"])
+        .args(["--node-address", "198.18.0.1", "--manifests"])
+        .arg(manifests)
+        .arg("--table")
+        .arg(table)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Control(child)
+}
+
+/// A directory holding the blue/green example, selecting blue: (directory, manifest, its text).
+fn blue_green_dir(tag: &str) -> (Temp, PathBuf, String) {
+    let dir = Temp::new(tag);
     std::fs::create_dir_all(&dir.0).unwrap();
     let manifest = dir.0.join("petclinic.yaml");
     let blue = std::fs::read_to_string(examples("blue-green").join("petclinic.yaml")).unwrap();
     std::fs::write(&manifest, &blue).unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--interval-ms",
-            "50",
-            "--metrics-address",
-            "127.0.0.1:0",
-            "--node-address",
-            "198.18.0.1",
-            "--manifests",
-        ])
-        .arg(&dir.0)
-        .arg("--table")
-        .arg(&table.0)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let wait_for = |want: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = try_status(&table.0)
-                && s.contains(want)
-            {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "never saw {want:?}");
-            std::thread::sleep(Duration::from_millis(20));
+    (dir, manifest, blue)
+}
+
+/// The blue/green manifest with the selector switched to green.
+fn green(blue: &str) -> String {
+    let green = blue.replace("version: v1.0.0\n  ports", "version: v1.0.1\n  ports");
+    assert_ne!(green, blue);
+    green
+}
+
+const BLUE: &str = "198.18.1.41:8080";
+const GREEN: &str = "198.18.1.51:8080";
+
+/// Waits (10 s at most) until `status` starts with `generation` and returns it.
+fn wait_for(table: &Path, generation: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = try_status(table)
+            && s.starts_with(generation)
+        {
+            return s;
         }
-    };
-    let s = wait_for("generation 1:");
-    assert!(s.contains("198.18.1.41:8080") && !s.contains("198.18.1.51:8080"), "blue: {s}");
+        assert!(Instant::now() < deadline, "never saw {generation:?}: {:?}", try_status(table));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn follows_the_directory_and_keeps_the_last_good_table() {
+    let (dir, manifest, blue) = blue_green_dir("dir");
+    let table = Temp::new("follow");
+    let _control = run_control(&dir.0, &table.0, 50, std::process::Stdio::null());
+    let s = wait_for(&table.0, "generation 1:");
+    assert!(s.contains(BLUE) && !s.contains(GREEN), "blue: {s}");
     // The selector switches to the green version.
-    std::fs::write(&manifest, blue.replace("version: v1.0.0\n  ports", "version: v1.0.1\n  ports")).unwrap();
-    let s = wait_for("generation 2:");
-    assert!(s.contains("198.18.1.51:8080") && !s.contains("198.18.1.41:8080"), "green: {s}");
+    std::fs::write(&manifest, green(&blue)).unwrap();
+    let s = wait_for(&table.0, "generation 2:");
+    assert!(s.contains(GREEN) && !s.contains(BLUE), "green: {s}");
     // The directory becomes entirely invalid: the last good table stays.
     std::fs::write(&manifest, "apiVersion: v1\nkind: Service\nmetadata:\n\tname: broken\n").unwrap();
     std::thread::sleep(Duration::from_millis(400));
     let s = status(&table.0);
-    assert!(s.starts_with("generation 2:") && s.contains("198.18.1.51:8080"), "last good table: {s}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    assert!(s.starts_with("generation 2:") && s.contains(GREEN), "last good table: {s}");
 }
 
 #[test]
 fn serves_metrics_with_the_gateway_workers_counters() {
     use std::io::{BufRead, BufReader, Read, Write};
     let table = Temp::new("metrics");
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--interval-ms",
-            "50",
-            "--metrics-address",
-            "127.0.0.1:0",
-            "--node-address",
-            "198.18.0.1",
-            "--manifests",
-        ])
-        .arg(examples("nodeport"))
-        .arg("--table")
-        .arg(&table.0)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut control = run_control(&examples("nodeport"), &table.0, 50, std::process::Stdio::piped());
+    let mut lines = BufReader::new(control.0.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let addr =
         first.strip_prefix("metrics: http://").and_then(|a| a.strip_suffix("/metrics")).unwrap().to_owned();
     // A gateway worker registers on the table and publishes its counters.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !table.0.exists() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
     let reader = sluice_table::Reader::open(&table.0).unwrap();
     let mut counters = vec![0u64; sluice_lb::stats::COUNT];
     counters[0] = 1234; // rx_frames
@@ -229,106 +233,39 @@ fn serves_metrics_with_the_gateway_workers_counters() {
         )),
         "{body}"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
 fn sighup_reloads_at_once() {
-    let dir = Temp::new("hup-dir");
+    let (dir, _, _) = blue_green_dir("hup-dir");
     let table = Temp::new("hup");
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let manifest = dir.0.join("petclinic.yaml");
-    let blue = std::fs::read_to_string(examples("blue-green").join("petclinic.yaml")).unwrap();
-    std::fs::write(&manifest, &blue).unwrap();
-    // Polling once a minute: only the signal can explain a prompt reload.
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--interval-ms",
-            "60000",
-            "--metrics-address",
-            "127.0.0.1:0",
-            "--node-address",
-            "198.18.0.1",
-            "--manifests",
-        ])
-        .arg(&dir.0)
-        .arg("--table")
-        .arg(&table.0)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !try_status(&table.0).is_some_and(|s| s.starts_with("generation 1:")) {
-        assert!(Instant::now() < deadline, "first publication");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let control = run_control(&dir.0, &table.0, 60_000, std::process::Stdio::null());
+    wait_for(&table.0, "generation 1:");
     // Nothing changed on disk, so neither inotify nor the poll would republish: only the signal.
-    let ok = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    let ok = Command::new("kill").args(["-HUP", &control.0.id().to_string()]).status().unwrap();
     assert!(ok.success());
-    loop {
-        let s = status(&table.0);
-        if s.starts_with("generation 2:") {
-            assert!(s.contains("198.18.1.41:8080"), "{s}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no reload after SIGHUP: {s}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let s = wait_for(&table.0, "generation 2:");
+    assert!(s.contains(BLUE), "{s}");
 }
 
 /// A file written in place, and a file swapped in by rename (how editors and config-map volumes
 /// replace files), are each picked up at once — the backstop poll is a minute away.
 #[test]
 fn inotify_reloads_at_once() {
-    let dir = Temp::new("inotify-dir");
+    let (dir, manifest, blue) = blue_green_dir("inotify-dir");
     let table = Temp::new("inotify");
     let staging = Temp::new("inotify-staging");
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let manifest = dir.0.join("petclinic.yaml");
-    let blue = std::fs::read_to_string(examples("blue-green").join("petclinic.yaml")).unwrap();
-    std::fs::write(&manifest, &blue).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--interval-ms", "60000", "--metrics-address", "127.0.0.1:0"])
-        .args(["--node-address", "198.18.0.1", "--manifests"])
-        .arg(&dir.0)
-        .arg("--table")
-        .arg(&table.0)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let wait_for = |generation: &str, backend: &str| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = try_status(&table.0)
-                && s.starts_with(generation)
-            {
-                assert!(s.contains(backend), "{s}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "no {generation} with {backend}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
-    wait_for("generation 1:", "198.18.1.41:8080");
+    let _control = run_control(&dir.0, &table.0, 60_000, std::process::Stdio::null());
+    assert!(wait_for(&table.0, "generation 1:").contains(BLUE));
     // In place: the selector flips to green.
-    let green = blue.replace("version: v1.0.0\n  ports", "version: v1.0.1\n  ports");
-    assert_ne!(green, blue);
-    std::fs::write(&manifest, &green).unwrap();
-    wait_for("generation 2:", "198.18.1.51:8080");
+    std::fs::write(&manifest, green(&blue)).unwrap();
+    assert!(wait_for(&table.0, "generation 2:").contains(GREEN));
     // By rename: back to blue.
     std::fs::create_dir_all(&staging.0).unwrap();
     let staged = staging.0.join("petclinic.yaml");
     std::fs::write(&staged, &blue).unwrap();
     std::fs::rename(&staged, &manifest).unwrap();
-    wait_for("generation 3:", "198.18.1.41:8080");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    assert!(wait_for(&table.0, "generation 3:").contains(BLUE));
 }
 
 /// The directory disappearing (replaced, unmounted) is not a reason to stop: control keeps the
@@ -336,43 +273,20 @@ fn inotify_reloads_at_once() {
 /// so only a re-armed inotify watch explains the prompt reload.
 #[test]
 fn a_vanished_directory_keeps_control_and_the_table() {
-    let dir = Temp::new("vanish-dir");
+    let (dir, manifest, blue) = blue_green_dir("vanish-dir");
     let away = Temp::new("vanish-away");
     let table = Temp::new("vanish");
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let manifest = dir.0.join("petclinic.yaml");
-    let blue = std::fs::read_to_string(examples("blue-green").join("petclinic.yaml")).unwrap();
-    std::fs::write(&manifest, &blue).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["run", "--interval-ms", "60000", "--metrics-address", "127.0.0.1:0"])
-        .args(["--node-address", "198.18.0.1", "--manifests"])
-        .arg(&dir.0)
-        .arg("--table")
-        .arg(&table.0)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !try_status(&table.0).is_some_and(|s| s.starts_with("generation 1:")) {
-        assert!(Instant::now() < deadline, "first publication");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut control = run_control(&dir.0, &table.0, 60_000, std::process::Stdio::null());
+    wait_for(&table.0, "generation 1:");
     std::fs::rename(&dir.0, &away.0).unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    assert!(child.try_wait().unwrap().is_none(), "control exited when its directory went away");
+    assert!(control.0.try_wait().unwrap().is_none(), "control exited when its directory went away");
     assert!(status(&table.0).starts_with("generation 1:"));
     std::fs::rename(&away.0, &dir.0).unwrap();
-    let green = blue.replace("version: v1.0.0\n  ports", "version: v1.0.1\n  ports");
-    std::fs::write(&manifest, green).unwrap();
-    loop {
-        let s = status(&table.0);
-        if s.contains("198.18.1.51:8080") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the directory's return was not picked up: {s}");
+    std::fs::write(&manifest, green(&blue)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !try_status(&table.0).is_some_and(|s| s.contains(GREEN)) {
+        assert!(Instant::now() < deadline, "the directory's return was not picked up");
         std::thread::sleep(Duration::from_millis(10));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
