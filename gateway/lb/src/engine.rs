@@ -290,7 +290,12 @@ impl L4 {
 
     /// Counts a drop decided outside the engine (e.g. by the worker's transmit path).
     pub fn count_drop(&mut self, r: DropReason) {
-        self.counters.drops[r as usize] += 1;
+        self.count_drops(r, 1);
+    }
+
+    /// Counts `n` frames dropped for `r` (a ring that took only part of a batch).
+    pub fn count_drops(&mut self, r: DropReason, n: usize) {
+        self.counters.drops[r as usize] += n as u64;
     }
 
     /// Housekeeping once per batch: expires a bounded number of flows.

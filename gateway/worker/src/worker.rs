@@ -160,17 +160,13 @@ impl Worker {
         if ntx > 0 {
             let sent = port.send(&self.tx[..ntx]);
             self.counters.tx_frames += sent as u64;
-            for _ in sent..ntx {
-                self.l4.count_drop(DropReason::TxRingFull);
-            }
+            self.l4.count_drops(DropReason::TxRingFull, ntx - sent);
             port.release(&self.tx[sent..ntx]);
         }
         if nk > 0 {
             let taken = port.to_kernel(&self.kernel[..nk]);
             self.counters.kernel_frames += taken as u64;
-            for _ in taken..nk {
-                self.l4.count_drop(DropReason::KernelPathFull);
-            }
+            self.l4.count_drops(DropReason::KernelPathFull, nk - taken);
             port.release(&self.kernel[taken..nk]);
         }
         if nd > 0 {
