@@ -290,12 +290,16 @@ fn load_document(file: &Path, start: usize, doc: &str, loaded: &mut Loaded) {
         "Endpoints" => {
             if let Some(e) = parse::<Endpoints>(file, start, doc, &object, &mut loaded.errors) {
                 for (i, sub) in e.subsets.iter().enumerate() {
-                    for (j, a) in sub.addresses.iter().chain(&sub.not_ready_addresses).enumerate() {
-                        if a.ip.parse::<IpAddr>().is_err() {
-                            problems.push((
-                                format!("subsets[{i}].addresses[{j}].ip"),
-                                format!("{:?} is not an IP address", a.ip),
-                            ));
+                    for (field, list) in
+                        [("addresses", &sub.addresses), ("notReadyAddresses", &sub.not_ready_addresses)]
+                    {
+                        for (j, a) in list.iter().enumerate() {
+                            if a.ip.parse::<IpAddr>().is_err() {
+                                problems.push((
+                                    format!("subsets[{i}].{field}[{j}].ip"),
+                                    format!("{:?} is not an IP address", a.ip),
+                                ));
+                            }
                         }
                     }
                 }

@@ -415,3 +415,22 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
     // .6, given up by `moved`, is free again and nothing of the reserved pool is auto-assigned.
     assert!(!c.load_balancers.values().flatten().any(|a| a.to_string() == "198.18.100.6"));
 }
+
+/// A bad address in v1 Endpoints is named by the list it is in.
+#[test]
+fn endpoints_errors_name_the_right_list() {
+    let yaml = r#"
+apiVersion: v1
+kind: Endpoints
+metadata: {name: legacy}
+subsets:
+  - addresses: [{ip: 198.18.1.1}]
+    notReadyAddresses: [{ip: 198.18.1.2}, {ip: not-an-ip}]
+    ports: [{port: 80}]
+"#;
+    let mut loaded = Loaded::default();
+    sluice_control::load::load_str(Path::new("ep.yaml"), yaml, &mut loaded);
+    let errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("subsets[0].notReadyAddresses[1].ip"), "{errors:?}");
+}
