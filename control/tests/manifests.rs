@@ -25,10 +25,21 @@ fn cfg() -> Config {
     }
 }
 
+fn errors(l: &Loaded) -> Vec<String> {
+    l.errors.iter().map(|e| e.to_string()).collect()
+}
+
 fn load_clean(name: &str) -> Loaded {
     let l = load_dir(&examples(name)).unwrap();
-    assert!(l.errors.is_empty(), "{name}: {:#?}", l.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+    assert!(l.errors.is_empty(), "{name}: {:#?}", errors(&l));
     l
+}
+
+/// Manifests given inline, as one file.
+fn load_text(yaml: &str) -> Loaded {
+    let mut loaded = Loaded::default();
+    sluice_control::load::load_str(Path::new("inline.yaml"), yaml, &mut loaded);
+    loaded
 }
 
 fn compiled(name: &str) -> Compiled {
@@ -308,13 +319,8 @@ spec:
   loadBalancerIP: 198.18.101.0
   ports: [{port: 80}]
 "#;
-    let mut loaded = Loaded::default();
-    sluice_control::load::load_str(Path::new("pool.yaml"), yaml, &mut loaded);
-    assert!(
-        loaded.errors.is_empty(),
-        "{:?}",
-        loaded.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()
-    );
+    let loaded = load_text(yaml);
+    assert!(errors(&loaded).is_empty(), "{:?}", errors(&loaded));
     let c = compile(&loaded.store, &cfg(), Generation(1));
     assert_eq!(c.load_balancers["default/web"], vec!["198.18.101.1".parse::<IpAddr>().unwrap()]);
     assert!(!c.load_balancers.contains_key("default/asks"), "{:?}", c.load_balancers);
@@ -384,13 +390,8 @@ kind: Service
 metadata: {name: plain}
 spec: {type: LoadBalancer, ports: [{port: 80}]}
 "#;
-    let mut loaded = Loaded::default();
-    sluice_control::load::load_str(Path::new("pools.yaml"), yaml, &mut loaded);
-    assert!(
-        loaded.errors.is_empty(),
-        "{:?}",
-        loaded.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()
-    );
+    let loaded = load_text(yaml);
+    assert!(errors(&loaded).is_empty(), "{:?}", errors(&loaded));
     let c = compile(&loaded.store, &cfg(), Generation(1));
     let got = |name: &str| -> Option<Vec<String>> {
         c.load_balancers.get(&format!("default/{name}")).map(|v| v.iter().map(ToString::to_string).collect())
@@ -428,9 +429,7 @@ subsets:
     notReadyAddresses: [{ip: 198.18.1.2}, {ip: not-an-ip}]
     ports: [{port: 80}]
 "#;
-    let mut loaded = Loaded::default();
-    sluice_control::load::load_str(Path::new("ep.yaml"), yaml, &mut loaded);
-    let errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+    let errors = errors(&load_text(yaml));
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("subsets[0].notReadyAddresses[1].ip"), "{errors:?}");
 }
