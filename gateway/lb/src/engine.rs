@@ -170,6 +170,11 @@ impl Prepared {
     fn new(parsed: Result<Parsed, DropReason>, hash: u64) -> Prepared {
         Prepared { parsed, hash, service: None, tuple_hash: 0, hint: None }
     }
+
+    /// What the frame parsed as (or why it did not).
+    pub fn parsed(&self) -> &Result<Parsed, DropReason> {
+        &self.parsed
+    }
 }
 
 impl Default for Prepared {

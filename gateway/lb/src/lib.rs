@@ -29,6 +29,7 @@ pub mod hash;
 pub mod image;
 pub mod maglev;
 pub mod nat;
+pub mod neigh;
 pub mod packet;
 pub mod sched;
 pub mod service;

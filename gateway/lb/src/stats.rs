@@ -6,7 +6,26 @@ use crate::drop::DropReason;
 use crate::engine::Counters;
 
 /// The worker's own I/O counters, first.
-pub const IO: [&str; 5] = ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames", "batches"];
+/// The `xsk_*` ones are the kernel's AF_XDP socket counters (`XDP_STATISTICS`), filled in by the
+/// gateway binary (zero for other ports).
+pub const IO: [&str; 11] = [
+    "rx_frames",
+    "rx_bytes",
+    "tx_frames",
+    "kernel_frames",
+    "batches",
+    "neighbor_replies",
+    "xsk_rx_dropped",
+    "xsk_rx_ring_full",
+    "xsk_fill_ring_empty",
+    "xsk_invalid_descs",
+    "xsk_wakeups",
+];
+
+/// Where the counter named `name` of [`IO`] or [`L4`] sits in the list.
+pub fn index(name: &str) -> Option<usize> {
+    IO.iter().chain(L4.iter()).position(|n| *n == name)
+}
 
 /// The L4 engine's counters, next.
 pub const L4: [&str; 11] = [
@@ -41,7 +60,7 @@ pub fn schema() -> impl Iterator<Item = Stat> {
 }
 
 /// Writes a worker's counters in schema order.
-pub fn export(io: [u64; 5], c: &Counters, out: &mut [u64; COUNT]) {
+pub fn export(io: [u64; IO.len()], c: &Counters, out: &mut [u64; COUNT]) {
     let l4 = [
         c.forwarded,
         c.bounced,
@@ -71,10 +90,13 @@ mod tests {
         let mut c = Counters { forwarded: 7, ..Counters::default() };
         c.drops[DropReason::NoBackend as usize] = 3;
         let mut out = [0u64; COUNT];
-        export([1, 2, 3, 4, 5], &c, &mut out);
+        export([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], &c, &mut out);
         let at = |s: Stat| schema().position(|x| x == s).unwrap();
         assert_eq!(out[at(Stat::Named("rx_frames"))], 1);
         assert_eq!(out[at(Stat::Named("batches"))], 5);
+        assert_eq!(out[at(Stat::Named("xsk_wakeups"))], 11);
+        assert_eq!(index("xsk_wakeups"), Some(10));
+        assert_eq!(index("forwarded"), Some(IO.len()));
         assert_eq!(out[at(Stat::Named("forwarded"))], 7);
         assert_eq!(out[at(Stat::Drop(DropReason::NoBackend))], 3);
     }

@@ -42,6 +42,8 @@ pub struct WorkerCounters {
     pub tx_frames: u64,
     /// Frames handed to the kernel.
     pub kernel_frames: u64,
+    /// ARP requests and neighbour solicitations for a VIP answered.
+    pub neighbor_replies: u64,
 }
 
 /// One worker. See the module documentation.
@@ -148,8 +150,18 @@ impl Worker {
                     ntx += 1;
                 }
                 Verdict::Pass => {
-                    self.kernel[nk] = d;
-                    nk += 1;
+                    let answered = match self.prepared[i].parsed() {
+                        Ok(parsed) => sluice_lb::neigh::answer(frame, parsed, self.l4.table(), self.mac),
+                        Err(_) => false,
+                    };
+                    if answered {
+                        self.counters.neighbor_replies += 1;
+                        self.tx[ntx] = d;
+                        ntx += 1;
+                    } else {
+                        self.kernel[nk] = d;
+                        nk += 1;
+                    }
                 }
                 Verdict::Drop(_) => {
                     self.dropped[nd] = d;
@@ -181,7 +193,7 @@ impl Worker {
         let w = &self.counters;
         let mut out = [0u64; sluice_lb::stats::COUNT];
         sluice_lb::stats::export(
-            [w.rx_frames, w.rx_bytes, w.tx_frames, w.kernel_frames, w.batches],
+            [w.rx_frames, w.rx_bytes, w.tx_frames, w.kernel_frames, w.batches, w.neighbor_replies, 0, 0, 0, 0, 0],
             self.l4.counters(),
             &mut out,
         );

@@ -1,0 +1,372 @@
+//! `sluice-gateway`: Sluice's data plane.
+//!
+//! Attaches the XDP steering program to an interface, binds one AF_XDP socket per queue, and
+//! runs one worker per pinned core, each run to completion: receive a batch, run it through the
+//! L4 pipeline, transmit the batch. Workers adopt new table generations from the shared-memory
+//! file at batch boundaries, sleep in `poll` when there is no traffic, and publish their counters
+//! to the file's stats region. The main thread does everything off the hot path: it keeps the
+//! XDP map in step with the table, reads routes and neighbours from the kernel, resolves the
+//! ones the workers need, announces new VIPs with gratuitous ARP / unsolicited advertisements,
+//! and stops everything cleanly on SIGINT or SIGTERM (SIGKILL is safe too: the program is
+//! attached through a bpf_link and vanishes with the process).
+
+mod kernel;
+mod plan;
+mod worker;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use crossbeam_queue::ArrayQueue;
+use sluice_lb::engine::Config as L4Config;
+use sluice_lb::service::ServiceTable;
+use sluice_lb::{Addr, Family};
+use sluice_table::{Reader, Refresh};
+use sluice_xsk::link::{self, RawSender};
+use sluice_xsk::socket::if_index;
+use sluice_xsk::{AttachMode, BindMode, Steering, XskSocket};
+
+/// Where control publishes the table by default.
+const DEFAULT_TABLE: &str = "/dev/shm/sluice-table";
+
+#[derive(Parser, Debug)]
+#[command(name = "sluice-gateway", version, about = "Sluice's AF_XDP data plane")]
+struct Cli {
+    /// The interface to serve (clients and backends both reach the gateway through it).
+    #[arg(long)]
+    iface: String,
+    /// How many of the interface's queues to serve, from queue 0 (default: all of them).
+    #[arg(long)]
+    queues: Option<u32>,
+    /// Cores to pin workers to, one worker per queue, in order (e.g. `1` or `0,1`). Default:
+    /// the last cores of the machine.
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
+    /// The shared-memory table file control publishes.
+    #[arg(long, default_value = DEFAULT_TABLE)]
+    table: PathBuf,
+    /// How to attach the XDP program.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    xdp_mode: XdpModeArg,
+    /// AF_XDP bind mode.
+    #[arg(long, value_enum, default_value_t = BindArg::Auto)]
+    bind: BindArg,
+    /// Frames per socket's UMEM.
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(4096..=1 << 20))]
+    frames: u32,
+    /// Back the UMEM with hugepages.
+    #[arg(long)]
+    hugepages: bool,
+    /// Flow-table capacity per worker.
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..=1 << 26))]
+    flows: u64,
+    /// Source ports for FullNAT (`LO-HI`), split between workers. Keep them clear of the
+    /// kernel's ephemeral range and of NodePorts when a SNAT address is also a host address.
+    #[arg(long, default_value = "10000-29999")]
+    snat_ports: String,
+    /// Seconds to wait for control to create the table file.
+    #[arg(long, default_value_t = 30)]
+    wait_table: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum XdpModeArg {
+    /// Native, falling back to generic.
+    Auto,
+    /// Native (driver) only.
+    Native,
+    /// Generic (skb) only.
+    Skb,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BindArg {
+    /// Zero-copy where the driver has it.
+    Auto,
+    /// Copy mode.
+    Copy,
+    /// Zero-copy or fail.
+    ZeroCopy,
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("--snat-ports {s:?}: expected LO-HI, e.g. 10000-29999"))?;
+    let lo: u16 = a.trim().parse().map_err(|_| format!("--snat-ports {s:?}: {a:?} is not a port"))?;
+    let hi: u16 = b.trim().parse().map_err(|_| format!("--snat-ports {s:?}: {b:?} is not a port"))?;
+    if lo == 0 || lo > hi {
+        return Err(format!("--snat-ports {s:?}: need 0 < LO <= HI"));
+    }
+    Ok((lo, hi))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_table(path: &std::path::Path, wait: Duration) -> Result<Reader, String> {
+    let deadline = Instant::now() + wait;
+    let mut said = false;
+    loop {
+        match Reader::open(path) {
+            Ok(r) => return Ok(r),
+            Err(e) if Instant::now() < deadline && !path.exists() => {
+                if !said {
+                    eprintln!("sluice-gateway: waiting for control to create {} ({e})", path.display());
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(format!("table {}: {e}", path.display())),
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let snat_ports = parse_range(&cli.snat_ports)?;
+    let ifindex = if_index(&cli.iface).map_err(|e| e.to_string())?;
+    let mac = link::mac(&cli.iface).map_err(|e| format!("reading the MAC address of {}: {e}", cli.iface))?;
+    let available = link::rx_queues(&cli.iface).map_err(|e| format!("queues of {}: {e}", cli.iface))?;
+    let queues = cli.queues.unwrap_or(available);
+    if queues == 0 || queues > available {
+        return Err(format!("--queues {queues}: {} has {available} receive queue(s)", cli.iface));
+    }
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores: Vec<usize> = if cli.cores.is_empty() {
+        (0..queues as usize).map(|q| (ncpu - 1 - q % ncpu) % ncpu).collect()
+    } else {
+        cli.cores.clone()
+    };
+    if cores.len() != queues as usize {
+        return Err(format!("--cores names {} core(s) for {queues} queue(s): give one per queue", cores.len()));
+    }
+    if let Some(c) = cores.iter().find(|&&c| c >= ncpu) {
+        return Err(format!("--cores: core {c} does not exist (this machine has {ncpu})"));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("signal handler: {e}"))?;
+    }
+
+    let mut reader = open_table(&cli.table, Duration::from_secs(cli.wait_table))?;
+    let attach = match cli.xdp_mode {
+        XdpModeArg::Auto => AttachMode::Auto,
+        XdpModeArg::Native => AttachMode::Driver,
+        XdpModeArg::Skb => AttachMode::Skb,
+    };
+    let mut steering = Steering::attach(&cli.iface, attach).map_err(|e| e.to_string())?;
+    let config = sluice_xsk::Config {
+        frames: cli.frames,
+        bind: match cli.bind {
+            BindArg::Auto => BindMode::Auto,
+            BindArg::Copy => BindMode::Copy,
+            BindArg::ZeroCopy => BindMode::ZeroCopy,
+        },
+        hugepages: cli.hugepages,
+        ..sluice_xsk::Config::default()
+    };
+    let mut sockets = Vec::new();
+    for q in 0..queues {
+        let s = XskSocket::bind(&cli.iface, q, &config).map_err(|e| format!("queue {q} of {}: {e}", cli.iface))?;
+        steering.register(q, &s.fd()).map_err(|e| e.to_string())?;
+        sockets.push(s);
+    }
+    eprintln!(
+        "sluice-gateway: {} ({}), XDP {} mode, {} queue(s), AF_XDP {} mode{}, workers on cores {:?}",
+        cli.iface,
+        fmt_mac(mac),
+        if steering.native() { "native" } else { "generic" },
+        queues,
+        sockets[0].mode(),
+        if sockets[0].hugepages() { " on hugepages" } else { "" },
+        cores
+    );
+
+    // Split the SNAT ports between workers.
+    let span = u32::from(snat_ports.1 - snat_ports.0) + 1;
+    let per = span / queues;
+    if per < 64 {
+        return Err(format!("--snat-ports {}: too few ports for {queues} workers", cli.snat_ports));
+    }
+    let mut handles = Vec::new();
+    let mut links = Vec::new();
+    for (q, socket) in sockets.into_iter().enumerate() {
+        let lo = u32::from(snat_ports.0) + q as u32 * per;
+        let hi = if q as u32 + 1 == queues { u32::from(snat_ports.1) } else { lo + per - 1 };
+        let l4 = L4Config {
+            flow_capacity: cli.flows as usize,
+            snat_ports: (lo as u16, hi as u16),
+            seed: u64::from(std::process::id()) << 8 | q as u64,
+            ..L4Config::default()
+        };
+        let link = Arc::new(worker::Link {
+            next_hops: ArrayQueue::new(2),
+            pending: ArrayQueue::new(64),
+        });
+        links.push(Arc::clone(&link));
+        let w = worker::Setup {
+            queue: q as u32,
+            core: cores[q],
+            socket,
+            table: cli.table.clone(),
+            mac,
+            l4,
+            stop: Arc::clone(&stop),
+            link,
+        };
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("sluice-w{q}"))
+                .spawn(move || worker::run(w))
+                .map_err(|e| format!("starting worker {q}: {e}"))?,
+        );
+    }
+
+    let result = supervise(&cli, &mut reader, &mut steering, &links, ifindex, mac, snat_ports, &stop, &handles);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    let (redirected, passed) = steering.counts();
+    eprintln!("sluice-gateway: stopped (XDP redirected {redirected} frame(s), passed {passed} to the kernel)");
+    drop(steering);
+    result
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// The main thread's loop: table → XDP map and announcements; kernel → next hops.
+#[expect(clippy::too_many_arguments, reason = "the one call site passes what run() set up")]
+fn supervise(
+    cli: &Cli,
+    reader: &mut Reader,
+    steering: &mut Steering,
+    links: &[Arc<worker::Link>],
+    ifindex: u32,
+    mac: [u8; 6],
+    snat_ports: (u16, u16),
+    stop: &AtomicBool,
+    handles: &[std::thread::JoinHandle<()>],
+) -> Result<(), String> {
+    let mut kernel = kernel::Kernel::open(ifindex).map_err(|e| format!("netlink: {e}"))?;
+    let raw = RawSender::open(ifindex).map_err(|e| format!("packet socket on {}: {e}", cli.iface))?;
+    let mut table = Arc::new(ServiceTable::empty());
+    let mut adopted_once = false;
+    let mut owned: BTreeSet<Addr> = BTreeSet::new();
+    let mut hops = sluice_worker::nexthop::NextHops::new();
+    let mut backends: BTreeSet<Addr> = BTreeSet::new();
+    let mut last_kernel = Instant::now() - Duration::from_secs(1);
+    let mut announce_again: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if handles.iter().any(|h| h.is_finished()) {
+            return Err("a worker stopped unexpectedly".into());
+        }
+        // 1. A new table: steer its traffic, announce its new VIPs, resolve its backends.
+        let changed = match reader.refresh() {
+            Refresh::Adopted(g) => match reader.payload().map(sluice_lb::image::decode) {
+                Some(Ok(t)) => {
+                    table = Arc::new(t);
+                    eprintln!("sluice-gateway: table generation {g}: {} service(s)", table.services().len());
+                    true
+                }
+                Some(Err(e)) => {
+                    eprintln!("sluice-gateway: table generation {g} refused: {e}; keeping the previous one");
+                    false
+                }
+                None => false,
+            },
+            Refresh::Refused(g, why) => {
+                eprintln!("sluice-gateway: table generation {g} refused: {why}; keeping the previous one");
+                false
+            }
+            Refresh::Unchanged if !adopted_once => match reader.payload().map(sluice_lb::image::decode) {
+                Some(Ok(t)) => {
+                    table = Arc::new(t);
+                    true
+                }
+                _ => false,
+            },
+            Refresh::Unchanged => false,
+        };
+        if changed {
+            adopted_once = true;
+            let wanted = plan::steering(&table, snat_ports);
+            match steering.sync(&wanted) {
+                Ok((added, removed)) if added + removed > 0 => {
+                    eprintln!("sluice-gateway: XDP steering: {added} key(s) set, {removed} removed, {} in all", wanted.len())
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("sluice-gateway: {e}"),
+            }
+            let now_owned = plan::owned(&table);
+            let fresh: Vec<Addr> = now_owned.difference(&owned).copied().collect();
+            announce(&raw, mac, &fresh);
+            if !fresh.is_empty() {
+                announce_again = Some(Instant::now() + Duration::from_secs(1));
+            }
+            owned = now_owned;
+            backends = plan::backend_addrs(&table);
+            kernel.resolve(&hops, &backends);
+        }
+        if announce_again.is_some_and(|t| Instant::now() >= t) {
+            // A second announcement, as arping -U does, for hosts that missed the first.
+            announce(&raw, mac, &owned.iter().copied().collect::<Vec<_>>());
+            announce_again = None;
+        }
+        // 2. Destinations the workers could not resolve.
+        let mut pending = BTreeSet::new();
+        for l in links {
+            while let Some(a) = l.pending.pop() {
+                pending.insert(a);
+            }
+        }
+        if !pending.is_empty() {
+            kernel.resolve(&hops, &pending);
+        }
+        // 3. Routes and neighbours, every 100 ms or when something was pending.
+        if !pending.is_empty() || last_kernel.elapsed() >= Duration::from_millis(100) {
+            last_kernel = Instant::now();
+            match kernel.refresh() {
+                Ok(Some(h)) => {
+                    for l in links {
+                        // Replace whatever the worker has not taken yet.
+                        let _ = l.next_hops.force_push(h.clone());
+                    }
+                    hops = h;
+                    kernel.resolve(&hops, &backends);
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("sluice-gateway: netlink: {e}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Gratuitous ARP / unsolicited neighbour advertisement for each address.
+fn announce(raw: &RawSender, mac: [u8; 6], addrs: &[Addr]) {
+    for a in addrs {
+        let r = match a.family() {
+            Family::V4 => raw.send(&sluice_lb::neigh::gratuitous_arp(a.v4(), mac)),
+            Family::V6 => raw.send(&sluice_lb::neigh::unsolicited_na(a.v6(), mac)),
+        };
+        if let Err(e) = r {
+            eprintln!("sluice-gateway: announcing {}: {e}", a.ip());
+        }
+    }
+}

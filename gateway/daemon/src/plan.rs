@@ -1,0 +1,68 @@
+//! What the XDP program must steer for a table generation, and which addresses the gateway
+//! announces: derived from the table alone, so the map and the table never disagree about what
+//! is service traffic.
+
+use std::collections::{BTreeSet, HashMap};
+
+use sluice_lb::service::{Frontend, NatMode, ServiceTable};
+use sluice_lb::{Addr, Family};
+use sluice_wire::ip_proto;
+use sluice_xsk::{Kind, SteerKey, SteerValue};
+
+/// The steering map's wanted content for `table`; FullNAT source addresses take replies on
+/// `snat_ports` (the union of the workers' ranges).
+pub(crate) fn steering(table: &ServiceTable, snat_ports: (u16, u16)) -> HashMap<SteerKey, SteerValue> {
+    let mut m = HashMap::new();
+    let none = SteerValue::default();
+    let icmp = |a: &Addr| if a.family() == Family::V4 { ip_proto::ICMP } else { ip_proto::ICMPV6 };
+    for s in table.services() {
+        for fe in &s.frontends {
+            let proto = fe.protocol.number();
+            match fe.frontend {
+                Frontend::Address(a) => {
+                    m.insert(SteerKey::new(Kind::Dst, a.0, fe.port, proto), none);
+                    m.insert(SteerKey::new(Kind::Dst, a.0, 0, icmp(&a)), none);
+                    m.insert(SteerKey::new(Kind::Owned, a.0, 0, 0), none);
+                }
+                Frontend::NodePort(family) => {
+                    for n in table.node_addrs().iter().filter(|n| n.family() == family) {
+                        m.insert(SteerKey::new(Kind::Dst, n.0, fe.port, proto), none);
+                    }
+                }
+            }
+            match s.nat {
+                NatMode::FullNat => {
+                    let range = SteerValue { lo: snat_ports.0, hi: snat_ports.1, pad: 0 };
+                    for a in &s.snat {
+                        m.insert(SteerKey::new(Kind::Snat, a.0, 0, proto), range);
+                        m.insert(SteerKey::new(Kind::Snat, a.0, 0, icmp(a)), range);
+                    }
+                }
+                NatMode::Dnat => {
+                    for b in &table.backends()[s.backends.start as usize..s.backends.end as usize] {
+                        m.insert(SteerKey::new(Kind::Src, b.addr.0, b.port, proto), none);
+                    }
+                }
+            }
+        }
+    }
+    m
+}
+
+/// The addresses the gateway owns on the wire (answers ARP / neighbour solicitations for).
+pub(crate) fn owned(table: &ServiceTable) -> BTreeSet<Addr> {
+    table
+        .services()
+        .iter()
+        .flat_map(|s| s.frontends.iter())
+        .filter_map(|fe| match fe.frontend {
+            Frontend::Address(a) => Some(a),
+            Frontend::NodePort(_) => None,
+        })
+        .collect()
+}
+
+/// Every backend address, to resolve before the first packet needs it.
+pub(crate) fn backend_addrs(table: &ServiceTable) -> BTreeSet<Addr> {
+    table.backends().iter().map(|b| b.addr).collect()
+}

@@ -1,0 +1,128 @@
+//! One worker thread: pinned to its core, it owns one queue's AF_XDP socket, a table reader, an
+//! L4 engine and its counters.
+//!
+//! Loop: take new next hops if the main thread left some (one atomic load), adopt a new table
+//! generation if control published one (one atomic load), run one batch. While frames arrive it
+//! spins; after a run of empty polls it publishes its counters, reports destinations it could
+//! not resolve, and sleeps in `poll` on its socket — an idle gateway costs no CPU.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crossbeam_queue::ArrayQueue;
+use sluice_lb::Addr;
+use sluice_lb::engine::Config as L4Config;
+use sluice_lb::service::ServiceTable;
+use sluice_lb::stats;
+use sluice_table::{Reader, Refresh};
+use sluice_worker::nexthop::NextHops;
+use sluice_worker::{Worker, WorkerConfig};
+use sluice_xsk::XskSocket;
+use sluice_xsk::socket::wait_readable;
+
+/// Empty polls in a row before the worker sleeps.
+const SPIN_POLLS: u32 = 256;
+/// Longest sleep, so a stop request or a new table is noticed without traffic (ms).
+const SLEEP_MS: i32 = 50;
+/// How often a busy worker publishes counters (ns).
+const STATS_EVERY_NS: u64 = 100_000_000;
+
+/// What the main thread and a worker exchange, without locks.
+#[derive(Debug)]
+pub(crate) struct Link {
+    /// Fresh next hops for the worker.
+    pub(crate) next_hops: ArrayQueue<NextHops>,
+    /// Destinations the worker could not resolve.
+    pub(crate) pending: ArrayQueue<Addr>,
+}
+
+/// Everything a worker starts with.
+pub(crate) struct Setup {
+    pub(crate) queue: u32,
+    pub(crate) core: usize,
+    pub(crate) socket: XskSocket,
+    pub(crate) table: PathBuf,
+    pub(crate) mac: [u8; 6],
+    pub l4: L4Config,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) link: Arc<Link>,
+}
+
+fn adopt(reader: &Reader, worker: &mut Worker, queue: u32, g: u64) {
+    match reader.payload().map(sluice_lb::image::decode) {
+        Some(Ok(t)) => worker.set_table(Arc::new(t)),
+        Some(Err(e)) => eprintln!("sluice-gateway: worker {queue}: generation {g} refused: {e}"),
+        None => {}
+    }
+}
+
+/// Runs a worker until `stop`.
+pub(crate) fn run(s: Setup) {
+    let Setup { queue, core, mut socket, table, mac, l4, stop, link } = s;
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        eprintln!("sluice-gateway: worker {queue}: could not pin to core {core}; running unpinned");
+    }
+    let mut reader = match Reader::open(&table) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sluice-gateway: worker {queue}: {e}");
+            return;
+        }
+    };
+    let mut worker = Worker::new(&WorkerConfig { mac, l4 }, Arc::new(ServiceTable::empty()), NextHops::new());
+    if let Some(g) = reader.generation() {
+        adopt(&reader, &mut worker, queue, g);
+    }
+    let epoch = Instant::now();
+    let mut idle = 0u32;
+    let mut last_stats = 0u64;
+    let mut out: [u64; stats::COUNT];
+    let xsk_base = stats::index("xsk_rx_dropped").unwrap_or(0);
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(h) = link.next_hops.pop() {
+            *worker.next_hops_mut() = h;
+        }
+        match reader.refresh() {
+            Refresh::Adopted(g) => adopt(&reader, &mut worker, queue, g),
+            Refresh::Refused(g, why) => {
+                eprintln!("sluice-gateway: worker {queue}: generation {g} refused: {why}")
+            }
+            Refresh::Unchanged => {}
+        }
+        let now = epoch.elapsed().as_nanos() as u64;
+        let n = worker.poll(&mut socket, now);
+        if n > 0 {
+            idle = 0;
+            if now - last_stats < STATS_EVERY_NS {
+                continue;
+            }
+        } else {
+            idle += 1;
+            if idle < SPIN_POLLS {
+                continue;
+            }
+        }
+        // Off the hot path: counters, pending resolutions, and maybe a sleep.
+        last_stats = now;
+        out = worker.export_stats();
+        if let Ok(k) = socket.stats() {
+            out[xsk_base] = k.rx_dropped;
+            out[xsk_base + 1] = k.rx_ring_full;
+            out[xsk_base + 2] = k.rx_fill_ring_empty;
+            out[xsk_base + 3] = k.rx_invalid_descs + k.tx_invalid_descs;
+        }
+        out[xsk_base + 4] = socket.wakeups();
+        reader.publish_stats(&out);
+        for a in worker.next_hops_mut().pending() {
+            let _ = link.pending.push(a);
+        }
+        if n == 0 {
+            idle = 0;
+            wait_readable(&[socket.fd()], SLEEP_MS);
+        }
+    }
+    out = worker.export_stats();
+    reader.publish_stats(&out);
+}

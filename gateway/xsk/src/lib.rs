@@ -1,0 +1,25 @@
+//! Sluice's interface to the kernel's fast path: AF_XDP sockets (UMEM and the four rings, our
+//! own code — see `AF_XDP-NOTES.md` for why), the XDP program that steers service traffic to
+//! them and leaves the rest to the kernel, and the small kernel interfaces the gateway needs off
+//! the hot path (routes and neighbours over netlink, interface facts, a raw sender).
+//!
+//! With `sluice-sys` and `sluice-table`, this crate is one of the only homes of `unsafe` in the
+//! workspace; every block states why it is sound.
+//!
+//! - [`socket`]: [`XskSocket`], a worker [`sluice_worker::Port`] over an AF_XDP socket.
+//! - [`steer`]: [`Steering`], the XDP program attached through a bpf_link and its maps.
+//! - [`netlink`]: routes, neighbours, and asking the kernel to resolve one.
+//! - [`link`]: MAC address, queue count, raw frame sender.
+//!
+//! Hot path: [`XskSocket`]'s `Port` methods (no allocation, no lock; a system call only to wake
+//! the kernel when a ring asks for it).
+
+mod ring;
+
+pub mod link;
+pub mod netlink;
+pub mod socket;
+pub mod steer;
+
+pub use socket::{BindMode, Config, Mode, XskSocket};
+pub use steer::{AttachMode, Kind, SteerKey, SteerValue, Steering};

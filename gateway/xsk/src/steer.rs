@@ -1,0 +1,215 @@
+//! The XDP steering program: loading it, attaching it to an interface through a bpf_link (so it
+//! disappears with the process, even on SIGKILL), registering the queue sockets, and keeping its
+//! map of service traffic in step with the table. See `bpf/steer.c` for what the keys mean.
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::{Xdp, XdpMode};
+use aya::Ebpf;
+
+/// The compiled program.
+static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.o"));
+
+/// What a steering key matches (`KIND_*` in `steer.c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Kind {
+    /// Destination address, port and protocol of a frontend (port 0 + ICMP: echo to a VIP).
+    Dst = 0,
+    /// An address whose ARP / neighbour solicitations the gateway answers.
+    Owned = 1,
+    /// A FullNAT source address (the value holds the port range).
+    Snat = 2,
+    /// Source address, port and protocol of a DNAT service's backend.
+    Src = 3,
+}
+
+/// A key of the steering map (`struct steer_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(C)]
+pub struct SteerKey {
+    /// IPv6, or IPv4-mapped IPv6.
+    pub addr: [u8; 16],
+    /// Port in host byte order (0 where the kind has none).
+    pub port: u16,
+    /// IP protocol number (0 for [`Kind::Owned`]).
+    pub proto: u8,
+    /// What the key matches.
+    pub kind: u8,
+}
+
+/// A value of the steering map (`struct steer_value`): the port range of a [`Kind::Snat`] key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct SteerValue {
+    /// Lowest port.
+    pub lo: u16,
+    /// Highest port.
+    pub hi: u16,
+    /// Zero.
+    pub pad: u32,
+}
+
+// SAFETY: both are `repr(C)` plain data with no padding (16+2+1+1 and 2+2+4 bytes) and every
+// bit pattern valid, which is what `Pod` requires for copying to and from the kernel.
+unsafe impl aya::Pod for SteerKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for SteerValue {}
+
+impl SteerKey {
+    /// A key of `kind` for an address, port and protocol.
+    pub fn new(kind: Kind, addr: [u8; 16], port: u16, proto: u8) -> SteerKey {
+        SteerKey { addr, port, proto, kind: kind as u8 }
+    }
+}
+
+/// Why the program could not be set up.
+#[derive(Debug)]
+pub enum Error {
+    /// Loading into the kernel failed (verifier, privileges).
+    Load(String),
+    /// Attaching to the interface failed.
+    Attach {
+        /// The interface.
+        iface: String,
+        /// What the kernel said.
+        detail: String,
+    },
+    /// A map operation failed.
+    Map(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Load(s) if s.contains("Operation not permitted") => write!(
+                f,
+                "loading the XDP program: {s} — it needs CAP_BPF and CAP_NET_ADMIN (run as root)"
+            ),
+            Error::Load(s) => write!(f, "loading the XDP program: {s}"),
+            Error::Attach { iface, detail } => write!(
+                f,
+                "attaching the XDP program to {iface}: {detail} — the interface must exist and its \
+                 driver support XDP (native, or generic with --xdp-mode skb)"
+            ),
+            Error::Map(s) => write!(f, "XDP map: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// How to attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttachMode {
+    /// Native (driver) mode, generic if the driver has none.
+    #[default]
+    Auto,
+    /// Native only.
+    Driver,
+    /// Generic (skb) only.
+    Skb,
+}
+
+/// The program attached to one interface. Dropping it detaches the program.
+pub struct Steering {
+    _ebpf: Ebpf,
+    xsks: XskMap<MapData>,
+    map: BpfHashMap<MapData, SteerKey, SteerValue>,
+    counts: PerCpuArray<MapData, u64>,
+    current: HashMap<SteerKey, SteerValue>,
+    native: bool,
+}
+
+impl std::fmt::Debug for Steering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Steering").field("entries", &self.current.len()).field("native", &self.native).finish()
+    }
+}
+
+impl Steering {
+    /// Loads the program and attaches it to `iface`.
+    pub fn attach(iface: &str, mode: AttachMode) -> Result<Steering, Error> {
+        let mut ebpf = Ebpf::load(PROGRAM).map_err(|e| Error::Load(e.to_string()))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut("sluice_steer")
+            .ok_or_else(|| Error::Load("program sluice_steer missing from the object".into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| Error::Load(e.to_string()))?;
+        prog.load().map_err(|e| Error::Load(format!("{e} {}", source_chain(&e))))?;
+        let attach = |prog: &mut Xdp, m| {
+            prog.attach(iface, m).map_err(|e| Error::Attach { iface: iface.into(), detail: source_chain(&e) })
+        };
+        let native = match mode {
+            AttachMode::Driver => attach(prog, XdpMode::Driver).map(|_| true)?,
+            AttachMode::Skb => attach(prog, XdpMode::Skb).map(|_| false)?,
+            AttachMode::Auto => match attach(prog, XdpMode::Driver) {
+                Ok(_) => true,
+                Err(Error::Attach { detail, .. }) if detail.contains("No such device") => {
+                    return Err(Error::Attach { iface: iface.into(), detail });
+                }
+                Err(_) => attach(prog, XdpMode::Skb).map(|_| false)?,
+            },
+        };
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name).ok_or_else(|| Error::Map(format!("map {name} missing from the object")))
+        };
+        let xsks = XskMap::try_from(take(&mut ebpf, "xsks")?).map_err(|e| Error::Map(e.to_string()))?;
+        let map = BpfHashMap::try_from(take(&mut ebpf, "steer")?).map_err(|e| Error::Map(e.to_string()))?;
+        let counts = PerCpuArray::try_from(take(&mut ebpf, "counts")?).map_err(|e| Error::Map(e.to_string()))?;
+        Ok(Steering { _ebpf: ebpf, xsks, map, counts, current: HashMap::new(), native })
+    }
+
+    /// Whether the program runs in the driver (native XDP) rather than generic mode.
+    pub fn native(&self) -> bool {
+        self.native
+    }
+
+    /// Sends frames the program redirects on queue `queue` to `socket`.
+    pub fn register(&mut self, queue: u32, socket: &impl AsRawFd) -> Result<(), Error> {
+        self.xsks.set(queue, socket.as_raw_fd(), 0).map_err(|e| Error::Map(format!("xsks[{queue}]: {e}")))
+    }
+
+    /// Makes the map hold exactly `wanted`: removes what is gone first (so traffic of a
+    /// removed service goes back to the kernel), then adds and updates. Returns (added or
+    /// changed, removed).
+    pub fn sync(&mut self, wanted: &HashMap<SteerKey, SteerValue>) -> Result<(usize, usize), Error> {
+        let gone: Vec<SteerKey> = self.current.keys().filter(|k| !wanted.contains_key(k)).copied().collect();
+        for k in &gone {
+            match self.map.remove(k) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(Error::Map(format!("remove: {e}"))),
+            }
+            self.current.remove(k);
+        }
+        let mut changed = 0;
+        for (k, v) in wanted {
+            if self.current.get(k) == Some(v) {
+                continue;
+            }
+            self.map.insert(k, v, 0).map_err(|e| Error::Map(format!("insert: {e}")))?;
+            self.current.insert(*k, *v);
+            changed += 1;
+        }
+        Ok((changed, gone.len()))
+    }
+
+    /// Frames the program has redirected and passed, summed over CPUs.
+    pub fn counts(&self) -> (u64, u64) {
+        let sum = |i: u32| self.counts.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
+        (sum(0), sum(1))
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
