@@ -1,0 +1,595 @@
+//! Network-namespace sandboxes: a real network on one machine, for the namespace tests, the
+//! demo and the end-to-end benchmarks.
+//!
+//! ```text
+//!   client ns (c0)            gateway ns (gw0: AF_XDP + XDP)         backend ns b1, b2, … (e0)
+//!   198.18.0.100/24            198.18.0.1/24    (node address)         198.18.1.N/24
+//!   2001:db8::100/64           198.18.1.254/24  (FullNAT source,       2001:db8:1::N/64
+//!        │                     2001:db8::1/64    backends' router)     default via the gateway
+//!        │                     2001:db8:1::fe/64                            │
+//!        └──────────────── switch ns: one bridge, one port per host ───────┘
+//! ```
+//! One-armed: clients and backends reach the gateway through the same interface. The client is
+//! on another subnet than the backends, so DNAT replies go back through the gateway. LoadBalancer
+//! VIPs (198.18.100.0/24, 2001:db8:100::/64) are on-link for the client, which ARPs for them —
+//! the gateway answers. ClusterIPs (198.19.0.0/16) are routed to the gateway's node address.
+//!
+//! Every address is from 198.18.0.0/15 or 2001:db8::/32. Names carry the process id and a
+//! counter, so parallel tests do not collide; [`Sandbox`]'s `Drop` stops every process it
+//! started and deletes every namespace, also when a test panics, and a new sandbox removes
+//! namespaces left by sandboxes whose process is gone (a run killed with SIGKILL).
+
+use std::fs;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The gateway's node address (NodePorts answer here).
+pub const GW_V4: &str = "198.18.0.1";
+/// The gateway's IPv6 node address.
+pub const GW_V6: &str = "2001:db8::1";
+/// The FullNAT source address, on the backends' subnet (and the backends' router).
+pub const SNAT_V4: &str = "198.18.1.254";
+/// The IPv6 FullNAT source address and router.
+pub const SNAT_V6: &str = "2001:db8:1::fe";
+/// The client's address.
+pub const CLIENT_V4: &str = "198.18.0.100";
+/// The client's IPv6 address.
+pub const CLIENT_V6: &str = "2001:db8::100";
+/// The node name control is told (Pods with this `spec.nodeName` are local).
+pub const NODE_NAME: &str = "sluice-gw";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Whether this process may build sandboxes. Without root: prints a loud skip notice and returns
+/// false — or panics when `SLUICE_REQUIRE_ROOT=1` (CI), so a skipped suite cannot pass there.
+pub fn require_root(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("SLUICE_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("{test}: needs root (network namespaces, XDP) and SLUICE_REQUIRE_ROOT=1 forbids skipping");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED {test}: needs root (network namespaces, XDP); run as root to test the data plane !!!!!!!!\n");
+    false
+}
+
+/// Where the workspace's binaries are: `SLUICE_BIN_DIR`, else beside (or above) this executable.
+pub fn bin(name: &str) -> PathBuf {
+    if let Some(d) = std::env::var_os("SLUICE_BIN_DIR") {
+        return PathBuf::from(d).join(name);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    for _ in 0..2 {
+        let p = dir.join(name);
+        if p.exists() {
+            return p;
+        }
+        if !dir.pop() {
+            break;
+        }
+    }
+    PathBuf::from(name)
+}
+
+/// The repository root (for `deploy/examples`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// An example manifest directory of `deploy/examples`.
+pub fn example(name: &str) -> PathBuf {
+    repo_root().join("deploy/examples").join(name)
+}
+
+/// A backend host: a namespace with real servers answering with its name.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// Name (also what its servers answer), e.g. `petclinic-1`.
+    pub name: String,
+    /// IPv4 address on the backends' /24.
+    pub v4: String,
+    /// IPv6 address on the backends' /64, if any.
+    pub v6: Option<String>,
+    /// TCP ports nginx listens on (HTTP: `/` answers the name, `/big` a slow 2 MiB body).
+    pub tcp: Vec<u16>,
+    /// UDP ports the echo server answers on (`NAME:payload`).
+    pub udp: Vec<u16>,
+}
+
+impl Backend {
+    /// A backend with nginx on `tcp` ports and nothing else.
+    pub fn http(name: &str, v4: &str, tcp: &[u16]) -> Backend {
+        Backend { name: name.into(), v4: v4.into(), v6: None, tcp: tcp.to_vec(), udp: vec![] }
+    }
+}
+
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+/// A sandbox. See the crate documentation.
+pub struct Sandbox {
+    id: String,
+    dir: tempfile::TempDir,
+    namespaces: Vec<String>,
+    procs: Vec<Proc>,
+    backends: Vec<Backend>,
+    table: PathBuf,
+    manifests: PathBuf,
+    metrics: Option<String>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").field("id", &self.id).field("namespaces", &self.namespaces).finish()
+    }
+}
+
+/// Runs a command; returns its output or says what failed.
+pub fn run(args: &[&str]) -> io::Result<Output> {
+    let out = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output()?;
+    Ok(out)
+}
+
+/// Runs a command that must succeed.
+pub fn must(args: &[&str]) -> io::Result<()> {
+    let out = run(args)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())))
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Deletes namespaces of sandboxes whose process has died.
+fn remove_stale() {
+    let Ok(out) = run(&["ip", "netns", "list"]) else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix("sl") else { continue };
+        let Some((pid, _)) = rest.split_once('x') else { continue };
+        if let Ok(pid) = pid.parse::<i32>() {
+            if !pid_alive(pid) {
+                let _ = run(&["ip", "netns", "del", name]);
+            }
+        }
+    }
+}
+
+impl Sandbox {
+    /// Builds the topology with these backends.
+    pub fn new(backends: &[Backend]) -> io::Result<Sandbox> {
+        remove_stale();
+        let id = format!("sl{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let dir = tempfile::Builder::new().prefix(&format!("{id}-")).tempdir()?;
+        let manifests = dir.path().join("manifests");
+        fs::create_dir(&manifests)?;
+        let mut sb = Sandbox {
+            table: PathBuf::from(format!("/dev/shm/sluice-{id}")),
+            id,
+            dir,
+            namespaces: Vec::new(),
+            procs: Vec::new(),
+            backends: backends.to_vec(),
+            manifests,
+            metrics: None,
+        };
+        sb.build()?;
+        Ok(sb)
+    }
+
+    /// The namespace of a role: `sw`, `gw`, `cl` or a backend's index `b0`, `b1`, …
+    pub fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.id)
+    }
+
+    fn add_ns(&mut self, role: &str) -> io::Result<String> {
+        let ns = self.ns(role);
+        must(&["ip", "netns", "add", &ns])?;
+        self.namespaces.push(ns.clone());
+        must(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    fn plug(&mut self, role: &str, ifname: &str) -> io::Result<String> {
+        let ns = self.add_ns(role)?;
+        let sw = self.ns("sw");
+        let port = format!("s-{role}");
+        must(&["ip", "link", "add", ifname, "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &sw])?;
+        must(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
+        // Pitfall 3 of AF_XDP-NOTES: a veth receiving redirected / XDP-transmitted frames needs
+        // NAPI on its side, or frames vanish.
+        must(&["ip", "netns", "exec", &sw, "ethtool", "-K", &port, "gro", "on"])?;
+        must(&["ip", "-n", &ns, "link", "set", ifname, "up"])?;
+        // Pitfall 1: frames from local sockets carry partial checksums on veth; the hosts send
+        // full ones, as a real NIC would put on the wire.
+        must(&["ip", "netns", "exec", &ns, "ethtool", "-K", ifname, "tx", "off"])?;
+        for knob in ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"] {
+            must(&["ip", "netns", "exec", &ns, "sysctl", "-qw", knob])?;
+        }
+        Ok(ns)
+    }
+
+    fn build(&mut self) -> io::Result<()> {
+        let sw = self.add_ns("sw")?;
+        must(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+        must(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
+        let gw = self.plug("gw", "gw0")?;
+        for a in ["198.18.0.1/24", "198.18.1.254/24"] {
+            must(&["ip", "-n", &gw, "addr", "add", a, "dev", "gw0"])?;
+        }
+        for a in ["2001:db8::1/64", "2001:db8:1::fe/64"] {
+            must(&["ip", "-n", &gw, "addr", "add", a, "dev", "gw0", "nodad"])?;
+        }
+        let cl = self.plug("cl", "c0")?;
+        must(&["ip", "-n", &cl, "addr", "add", "198.18.0.100/24", "dev", "c0"])?;
+        must(&["ip", "-n", &cl, "addr", "add", "2001:db8::100/64", "dev", "c0", "nodad"])?;
+        must(&["ip", "-n", &cl, "route", "add", "198.18.100.0/24", "dev", "c0"])?;
+        must(&["ip", "-n", &cl, "route", "add", "2001:db8:100::/64", "dev", "c0"])?;
+        must(&["ip", "-n", &cl, "route", "add", "198.19.0.0/16", "via", GW_V4])?;
+        must(&["ip", "-n", &cl, "route", "add", "2001:db8:19::/48", "via", GW_V6])?;
+        for i in 0..self.backends.len() {
+            let b = self.backends[i].clone();
+            let ns = self.plug(&format!("b{i}"), "e0")?;
+            must(&["ip", "-n", &ns, "addr", "add", &format!("{}/24", b.v4), "dev", "e0"])?;
+            must(&["ip", "-n", &ns, "route", "add", "default", "via", SNAT_V4])?;
+            if let Some(v6) = &b.v6 {
+                must(&["ip", "-n", &ns, "addr", "add", &format!("{v6}/64"), "dev", "e0", "nodad"])?;
+                must(&["ip", "-n", &ns, "route", "add", "default", "via", SNAT_V6])?;
+            }
+            self.start_servers(i)?;
+        }
+        Ok(())
+    }
+
+    fn start_servers(&mut self, i: usize) -> io::Result<()> {
+        let b = self.backends[i].clone();
+        let ns = self.ns(&format!("b{i}"));
+        if !b.tcp.is_empty() {
+            let d = self.dir.path().join(format!("nginx-b{i}"));
+            fs::create_dir_all(d.join("tmp"))?;
+            fs::write(d.join("big"), vec![b'x'; 2 << 20])?;
+            let listens: String = b
+                .tcp
+                .iter()
+                .map(|p| format!("listen {p} reuseport; listen [::]:{p} reuseport; "))
+                .collect();
+            let d_s = d.display();
+            let conf = format!(
+                "daemon off; master_process on; worker_processes 1; user root; pid {d_s}/nginx.pid;\n\
+                 error_log {d_s}/error.log warn;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log off; keepalive_timeout 30s;\n\
+                 \x20 client_body_temp_path {d_s}/tmp; proxy_temp_path {d_s}/tmp; fastcgi_temp_path {d_s}/tmp;\n\
+                 \x20 uwsgi_temp_path {d_s}/tmp; scgi_temp_path {d_s}/tmp;\n\
+                 \x20 server {{ {listens}\n\
+                 \x20   location = /big {{ alias {d_s}/big; default_type application/octet-stream; limit_rate 256k; }}\n\
+                 \x20   location / {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n\
+                 \x20 }}\n}}\n",
+                name = b.name
+            );
+            let path = d.join("nginx.conf");
+            fs::write(&path, conf)?;
+            self.spawn(&format!("b{i}"), &format!("nginx-{}", b.name), &["nginx", "-c", &path.to_string_lossy()])?;
+        }
+        if !b.udp.is_empty() {
+            let echo = bin("sluice-udp-echo");
+            let mut args = vec![echo.to_string_lossy().into_owned(), "--name".into(), b.name.clone()];
+            for p in &b.udp {
+                args.push("--port".into());
+                args.push(p.to_string());
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            self.spawn(&format!("b{i}"), &format!("udp-echo-{}", b.name), &args)?;
+        }
+        // Wait until the servers listen.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for p in &b.tcp {
+            let probe = format!("http://{}:{p}/", b.v4);
+            while self.exec(&format!("b{i}"), &["curl", "-s", "-m", "1", &probe]).map_or(true, |o| !o.status.success()) {
+                if Instant::now() > deadline {
+                    return Err(io::Error::other(format!("nginx of {} does not answer on {p}", b.name)));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = ns;
+        Ok(())
+    }
+
+    /// Runs a command in a role's namespace.
+    pub fn exec(&self, role: &str, args: &[&str]) -> io::Result<Output> {
+        let ns = self.ns(role);
+        let mut full = vec!["ip", "netns", "exec", &ns];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// Starts a long-running process in a role's namespace; its output goes to a log file of the
+    /// sandbox. It is stopped when the sandbox drops.
+    pub fn spawn(&mut self, role: &str, name: &str, args: &[&str]) -> io::Result<u32> {
+        let log = fs::File::create(self.dir.path().join(format!("{name}.log")))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(role)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let pid = child.id();
+        self.procs.push(Proc { name: name.into(), child });
+        Ok(pid)
+    }
+
+    /// The log of a process started with [`Sandbox::spawn`].
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Stops a process by name with `sig` and waits for it (SIGKILL after 5 s).
+    pub fn stop(&mut self, name: &str, sig: rustix::process::Signal) -> Option<std::process::ExitStatus> {
+        let i = self.procs.iter().position(|p| p.name == name)?;
+        let mut p = self.procs.remove(i);
+        Some(stop_child(&mut p.child, sig))
+    }
+
+    /// The manifest directory control reads.
+    pub fn manifests(&self) -> &Path {
+        &self.manifests
+    }
+
+    /// The table file.
+    pub fn table(&self) -> &Path {
+        &self.table
+    }
+
+    /// Replaces the manifest directory's content with the files of `examples` (each a directory
+    /// or file), and `extra` files given as (name, YAML). Control notices through inotify.
+    pub fn set_manifests(&self, examples: &[PathBuf], extra: &[(&str, &str)]) -> io::Result<()> {
+        // Write new files under temporary names first, then rename, so control never sees a
+        // half-written file.
+        let staging = self.dir.path().join("staging");
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir(&staging)?;
+        for e in examples {
+            let files: Vec<PathBuf> = if e.is_dir() {
+                fs::read_dir(e)?.filter_map(Result::ok).map(|d| d.path()).collect()
+            } else {
+                vec![e.clone()]
+            };
+            for f in files {
+                if let Some(n) = f.file_name() {
+                    let prefix = e.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    fs::copy(&f, staging.join(format!("{prefix}-{}", n.to_string_lossy())))?;
+                }
+            }
+        }
+        for (name, text) in extra {
+            fs::write(staging.join(name), text)?;
+        }
+        for old in fs::read_dir(&self.manifests)? {
+            let old = old?.path();
+            if !staging.join(old.file_name().unwrap_or_default()).exists() {
+                fs::remove_file(&old)?;
+            }
+        }
+        for new in fs::read_dir(&staging)? {
+            let new = new?.path();
+            fs::rename(&new, self.manifests.join(new.file_name().unwrap_or_default()))?;
+        }
+        Ok(())
+    }
+
+    /// Starts control on the manifest directory (fill it first with [`Sandbox::set_manifests`])
+    /// and waits for its first publication.
+    pub fn start_control(&mut self) -> io::Result<()> {
+        let control = bin("sluice-control");
+        let (m, t) = (self.manifests.to_string_lossy().into_owned(), self.table.to_string_lossy().into_owned());
+        let c = control.to_string_lossy().into_owned();
+        let args = [
+            c.as_str(), "run", "--manifests", &m, "--table", &t, "--node-address", GW_V4, "--node-address", GW_V6,
+            "--snat-address", SNAT_V4, "--snat-address", SNAT_V6, "--node-name", NODE_NAME, "--metrics-address",
+            "127.0.0.1:0", "--interval-ms", "200",
+        ];
+        // Control runs in the host namespace: it needs no network but loopback for metrics.
+        let log = fs::File::create(self.dir.path().join("control.log"))?;
+        let child = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn()?;
+        self.procs.push(Proc { name: "control".into(), child });
+        self.wait_generation(1)?;
+        let log = self.log("control");
+        self.metrics = log.lines().find_map(|l| l.strip_prefix("metrics: ")).map(str::to_owned);
+        Ok(())
+    }
+
+    /// The generation the table file holds (from `sluice-control status`).
+    pub fn generation(&self) -> Option<u64> {
+        let out = run(&[&bin("sluice-control").to_string_lossy(), "status", "--table", &self.table.to_string_lossy()]).ok()?;
+        let s = String::from_utf8_lossy(&out.stdout);
+        s.lines().next()?.strip_prefix("generation ")?.split(':').next()?.trim().parse().ok()
+    }
+
+    /// Waits until the table reaches generation `g`.
+    pub fn wait_generation(&self, g: u64) -> io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.generation().is_none_or(|now| now < g) {
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "table did not reach generation {g} (control log:\n{})",
+                    self.log("control")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// `sluice-control status` output.
+    pub fn status(&self) -> String {
+        run(&[&bin("sluice-control").to_string_lossy(), "status", "--table", &self.table.to_string_lossy()])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Control's metrics page.
+    pub fn metrics(&self) -> String {
+        let Some(url) = &self.metrics else { return String::new() };
+        run(&["curl", "-s", "-m", "2", &format!("{url}/metrics")])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// A counter of the gateway summed over workers, from control's metrics (0 if absent).
+    pub fn gateway_counter(&self, name: &str) -> u64 {
+        let prefix = format!("sluice_gateway_{name}_total");
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with(&prefix) && l[prefix.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Waits (up to 3 s) until a gateway counter reaches `at_least` (workers publish their
+    /// counters when idle and every 100 ms when busy); returns its last value.
+    pub fn wait_counter(&self, name: &str, at_least: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let v = self.gateway_counter(name);
+            if v >= at_least || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the gateway on `gw0` in the gateway namespace, pinned to the last core, and waits
+    /// until its XDP program is attached and it runs the current table.
+    pub fn start_gateway(&mut self, extra: &[&str]) -> io::Result<u32> {
+        let g = bin("sluice-gateway").to_string_lossy().into_owned();
+        let t = self.table.to_string_lossy().into_owned();
+        let mut args = vec![g.as_str(), "--iface", "gw0", "--table", &t, "--flows", "65536"];
+        args.extend_from_slice(extra);
+        let pid = self.spawn("gw", "gateway", &args)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log("gateway").contains("XDP steering:") {
+            if Instant::now() > deadline || self.procs.iter_mut().any(|p| p.name == "gateway" && matches!(p.child.try_wait(), Ok(Some(_)))) {
+                return Err(io::Error::other(format!("gateway did not start:\n{}", self.log("gateway"))));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(pid)
+    }
+
+    /// Whether an XDP program is attached to the gateway's interface.
+    pub fn xdp_attached(&self) -> bool {
+        self.exec("gw", &["ip", "link", "show", "gw0"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("xdp"))
+            .unwrap_or(false)
+    }
+
+    /// One HTTP GET from the client: the body, or curl's complaint.
+    pub fn get(&self, url: &str) -> Result<String, String> {
+        self.get_from("cl", url, &[])
+    }
+
+    /// One HTTP GET from a role's namespace with extra curl arguments.
+    pub fn get_from(&self, role: &str, url: &str, extra: &[&str]) -> Result<String, String> {
+        let mut args = vec!["curl", "-sS", "-g", "-m", "5", "--fail"];
+        args.extend_from_slice(extra);
+        args.push(url);
+        let out = self.exec(role, &args).map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(format!("{url}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        }
+    }
+
+    /// One UDP request from the client to `addr:port`: the reply, or why none came.
+    pub fn udp(&self, addr: &str, port: u16, payload: &str) -> Result<String, String> {
+        let echo = bin("sluice-udp-echo").to_string_lossy().into_owned();
+        let target = if addr.contains(':') { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") };
+        let out = self.exec("cl", &[&echo, "--send", &target, payload]).map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    /// The MAC address of the gateway's interface.
+    pub fn gateway_mac(&self) -> String {
+        self.exec("gw", &["cat", "/sys/class/net/gw0/address"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The MAC the client's neighbour table has for `ip` (empty if none).
+    pub fn client_neighbor(&self, ip: &str) -> String {
+        let out = self.exec("cl", &["ip", "neigh", "show", ip]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        out.unwrap_or_default()
+            .split_whitespace()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// The backends.
+    pub fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    /// An address of the client's namespace as an `IpAddr` (for display).
+    pub fn client_addr(v6: bool) -> IpAddr {
+        if v6 { CLIENT_V6.parse().unwrap_or(IpAddr::from([0u8; 16])) } else { CLIENT_V4.parse().unwrap_or(IpAddr::from([0u8; 4])) }
+    }
+}
+
+fn stop_child(child: &mut Child, sig: rustix::process::Signal) -> std::process::ExitStatus {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().unwrap_or_else(|_| std::process::ExitStatus::default());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Gateway and control first, then the servers.
+        self.procs.sort_by_key(|p| match p.name.as_str() {
+            "gateway" => 0,
+            "control" => 1,
+            _ => 2,
+        });
+        for p in &mut self.procs {
+            stop_child(&mut p.child, rustix::process::Signal::TERM);
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = run(&["ip", "netns", "del", ns]);
+        }
+        let _ = fs::remove_file(&self.table);
+        if std::env::var_os("SLUICE_KEEP_LOGS").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("sandbox logs kept in {}", self.dir.path().display());
+        }
+    }
+}
