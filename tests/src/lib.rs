@@ -53,7 +53,9 @@ pub fn require_root(test: &str) -> bool {
     if std::env::var("SLUICE_REQUIRE_ROOT").as_deref() == Ok("1") {
         panic!("{test}: needs root (network namespaces, XDP) and SLUICE_REQUIRE_ROOT=1 forbids skipping");
     }
-    eprintln!("\n!!!!!!!! SKIPPED {test}: needs root (network namespaces, XDP); run as root to test the data plane !!!!!!!!\n");
+    eprintln!(
+        "\n!!!!!!!! SKIPPED {test}: needs root (network namespaces, XDP); run as root to test the data plane !!!!!!!!\n"
+    );
     false
 }
 
@@ -205,7 +207,9 @@ impl Sandbox {
         let ns = self.add_ns(role)?;
         let sw = self.ns("sw");
         let port = format!("s-{role}");
-        must(&["ip", "link", "add", ifname, "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &sw])?;
+        must(&[
+            "ip", "link", "add", ifname, "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &sw,
+        ])?;
         must(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
         // Pitfall 3 of AF_XDP-NOTES: a veth receiving redirected / XDP-transmitted frames needs
         // NAPI on its side, or frames vanish.
@@ -256,31 +260,7 @@ impl Sandbox {
         let b = self.backends[i].clone();
         let ns = self.ns(&format!("b{i}"));
         if !b.tcp.is_empty() {
-            let d = self.dir.path().join(format!("nginx-b{i}"));
-            fs::create_dir_all(d.join("tmp"))?;
-            fs::write(d.join("big"), vec![b'x'; 2 << 20])?;
-            let listens: String = b
-                .tcp
-                .iter()
-                .map(|p| format!("listen {p} reuseport; listen [::]:{p} reuseport; "))
-                .collect();
-            let d_s = d.display();
-            let conf = format!(
-                "daemon off; master_process on; worker_processes 1; user root; pid {d_s}/nginx.pid;\n\
-                 error_log {d_s}/error.log warn;\n\
-                 events {{ worker_connections 1024; }}\n\
-                 http {{\n  access_log off; keepalive_timeout 30s;\n\
-                 \x20 client_body_temp_path {d_s}/tmp; proxy_temp_path {d_s}/tmp; fastcgi_temp_path {d_s}/tmp;\n\
-                 \x20 uwsgi_temp_path {d_s}/tmp; scgi_temp_path {d_s}/tmp;\n\
-                 \x20 server {{ {listens}\n\
-                 \x20   location = /big {{ alias {d_s}/big; default_type application/octet-stream; limit_rate 256k; }}\n\
-                 \x20   location / {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n\
-                 \x20 }}\n}}\n",
-                name = b.name
-            );
-            let path = d.join("nginx.conf");
-            fs::write(&path, conf)?;
-            self.spawn(&format!("b{i}"), &format!("nginx-{}", b.name), &["nginx", "-c", &path.to_string_lossy()])?;
+            self.start_nginx(&format!("b{i}"), &b.name, &b.tcp)?;
         }
         if !b.udp.is_empty() {
             let echo = bin("sluice-udp-echo");
@@ -296,7 +276,10 @@ impl Sandbox {
         let deadline = Instant::now() + Duration::from_secs(10);
         for p in &b.tcp {
             let probe = format!("http://{}:{p}/", b.v4);
-            while self.exec(&format!("b{i}"), &["curl", "-s", "-m", "1", &probe]).map_or(true, |o| !o.status.success()) {
+            while self
+                .exec(&format!("b{i}"), &["curl", "-s", "-m", "1", &probe])
+                .map_or(true, |o| !o.status.success())
+            {
                 if Instant::now() > deadline {
                     return Err(io::Error::other(format!("nginx of {} does not answer on {p}", b.name)));
                 }
@@ -304,6 +287,36 @@ impl Sandbox {
             }
         }
         let _ = ns;
+        Ok(())
+    }
+
+    /// Starts nginx in a role's namespace on `ports` (IPv4 and IPv6): `/` answers `name`, `/ip`
+    /// the client address it sees, `/big` a 2 MiB body at 256 KiB/s; every answer carries an
+    /// `X-Backend: name` header.
+    pub fn start_nginx(&mut self, role: &str, name: &str, ports: &[u16]) -> io::Result<()> {
+        let d = self.dir.path().join(format!("nginx-{name}"));
+        fs::create_dir_all(d.join("tmp"))?;
+        fs::write(d.join("big"), vec![b'x'; 2 << 20])?;
+        let listens: String =
+            ports.iter().map(|p| format!("listen {p} reuseport; listen [::]:{p} reuseport; ")).collect();
+        let d_s = d.display();
+        let conf = format!(
+            "daemon off; master_process on; worker_processes 1; user root; pid {d_s}/nginx.pid;\n\
+             error_log {d_s}/error.log warn;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off; keepalive_timeout 30s;\n\
+             \x20 client_body_temp_path {d_s}/tmp; proxy_temp_path {d_s}/tmp; fastcgi_temp_path {d_s}/tmp;\n\
+             \x20 uwsgi_temp_path {d_s}/tmp; scgi_temp_path {d_s}/tmp;\n\
+             \x20 server {{ {listens}\n\
+             \x20   add_header X-Backend {name} always;\n\
+             \x20   location = /big {{ alias {d_s}/big; default_type application/octet-stream; limit_rate 256k; }}\n\
+             \x20   location = /ip {{ default_type text/plain; return 200 \"$remote_addr\\n\"; }}\n\
+             \x20   location / {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n\
+             \x20 }}\n}}\n"
+        );
+        let path = d.join("nginx.conf");
+        fs::write(&path, conf)?;
+        self.spawn(role, &format!("nginx-{name}"), &["nginx", "-c", &path.to_string_lossy()])?;
         Ok(())
     }
 
@@ -394,16 +407,39 @@ impl Sandbox {
     /// and waits for its first publication.
     pub fn start_control(&mut self) -> io::Result<()> {
         let control = bin("sluice-control");
-        let (m, t) = (self.manifests.to_string_lossy().into_owned(), self.table.to_string_lossy().into_owned());
+        let (m, t) =
+            (self.manifests.to_string_lossy().into_owned(), self.table.to_string_lossy().into_owned());
         let c = control.to_string_lossy().into_owned();
         let args = [
-            c.as_str(), "run", "--manifests", &m, "--table", &t, "--node-address", GW_V4, "--node-address", GW_V6,
-            "--snat-address", SNAT_V4, "--snat-address", SNAT_V6, "--node-name", NODE_NAME, "--metrics-address",
-            "127.0.0.1:0", "--interval-ms", "200",
+            c.as_str(),
+            "run",
+            "--manifests",
+            &m,
+            "--table",
+            &t,
+            "--node-address",
+            GW_V4,
+            "--node-address",
+            GW_V6,
+            "--snat-address",
+            SNAT_V4,
+            "--snat-address",
+            SNAT_V6,
+            "--node-name",
+            NODE_NAME,
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--interval-ms",
+            "200",
         ];
         // Control runs in the host namespace: it needs no network but loopback for metrics.
         let log = fs::File::create(self.dir.path().join("control.log"))?;
-        let child = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn()?;
+        let child = Command::new(args[0])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
         self.procs.push(Proc { name: "control".into(), child });
         self.wait_generation(1)?;
         let log = self.log("control");
@@ -413,7 +449,13 @@ impl Sandbox {
 
     /// The generation the table file holds (from `sluice-control status`).
     pub fn generation(&self) -> Option<u64> {
-        let out = run(&[&bin("sluice-control").to_string_lossy(), "status", "--table", &self.table.to_string_lossy()]).ok()?;
+        let out = run(&[
+            &bin("sluice-control").to_string_lossy(),
+            "status",
+            "--table",
+            &self.table.to_string_lossy(),
+        ])
+        .ok()?;
         let s = String::from_utf8_lossy(&out.stdout);
         s.lines().next()?.strip_prefix("generation ")?.split(':').next()?.trim().parse().ok()
     }
@@ -481,7 +523,12 @@ impl Sandbox {
         let pid = self.spawn("gw", "gateway", &args)?;
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.log("gateway").contains("XDP steering:") {
-            if Instant::now() > deadline || self.procs.iter_mut().any(|p| p.name == "gateway" && matches!(p.child.try_wait(), Ok(Some(_)))) {
+            if Instant::now() > deadline
+                || self
+                    .procs
+                    .iter_mut()
+                    .any(|p| p.name == "gateway" && matches!(p.child.try_wait(), Ok(Some(_))))
+            {
                 return Err(io::Error::other(format!("gateway did not start:\n{}", self.log("gateway"))));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -535,7 +582,9 @@ impl Sandbox {
 
     /// The MAC the client's neighbour table has for `ip` (empty if none).
     pub fn client_neighbor(&self, ip: &str) -> String {
-        let out = self.exec("cl", &["ip", "neigh", "show", ip]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        let out = self
+            .exec("cl", &["ip", "neigh", "show", ip])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
         out.unwrap_or_default()
             .split_whitespace()
             .skip_while(|w| *w != "lladdr")
@@ -551,7 +600,11 @@ impl Sandbox {
 
     /// An address of the client's namespace as an `IpAddr` (for display).
     pub fn client_addr(v6: bool) -> IpAddr {
-        if v6 { CLIENT_V6.parse().unwrap_or(IpAddr::from([0u8; 16])) } else { CLIENT_V4.parse().unwrap_or(IpAddr::from([0u8; 4])) }
+        if v6 {
+            CLIENT_V6.parse().unwrap_or(IpAddr::from([0u8; 16]))
+        } else {
+            CLIENT_V4.parse().unwrap_or(IpAddr::from([0u8; 4]))
+        }
     }
 }
 

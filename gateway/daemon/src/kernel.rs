@@ -28,8 +28,10 @@ impl Kernel {
     /// Reads routes and neighbours; returns a new [`NextHops`] when they changed since the last
     /// call.
     pub(crate) fn refresh(&mut self) -> io::Result<Option<NextHops>> {
-        let mut routes: Vec<_> = self.nl.routes()?.into_iter().filter(|r| r.ifindex == self.ifindex).collect();
-        let mut neigh: Vec<_> = self.nl.neighbors()?.into_iter().filter(|n| n.ifindex == self.ifindex).collect();
+        let mut routes: Vec<_> =
+            self.nl.routes()?.into_iter().filter(|r| r.ifindex == self.ifindex).collect();
+        let mut neigh: Vec<_> =
+            self.nl.neighbors()?.into_iter().filter(|n| n.ifindex == self.ifindex).collect();
         routes.sort_by_key(|r| (r.dst, r.len, r.via));
         neigh.sort_by_key(|n| (n.ip, n.mac));
         if self.last.as_ref().is_some_and(|(r, n)| *r == routes && *n == neigh) {

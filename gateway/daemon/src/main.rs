@@ -95,7 +95,8 @@ enum BindArg {
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s.split_once('-').ok_or_else(|| format!("--snat-ports {s:?}: expected LO-HI, e.g. 10000-29999"))?;
+    let (a, b) =
+        s.split_once('-').ok_or_else(|| format!("--snat-ports {s:?}: expected LO-HI, e.g. 10000-29999"))?;
     let lo: u16 = a.trim().parse().map_err(|_| format!("--snat-ports {s:?}: {a:?} is not a port"))?;
     let hi: u16 = b.trim().parse().map_err(|_| format!("--snat-ports {s:?}: {b:?} is not a port"))?;
     if lo == 0 || lo > hi {
@@ -149,7 +150,10 @@ fn run(cli: Cli) -> Result<(), String> {
         cli.cores.clone()
     };
     if cores.len() != queues as usize {
-        return Err(format!("--cores names {} core(s) for {queues} queue(s): give one per queue", cores.len()));
+        return Err(format!(
+            "--cores names {} core(s) for {queues} queue(s): give one per queue",
+            cores.len()
+        ));
     }
     if let Some(c) = cores.iter().find(|&&c| c >= ncpu) {
         return Err(format!("--cores: core {c} does not exist (this machine has {ncpu})"));
@@ -179,7 +183,8 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     let mut sockets = Vec::new();
     for q in 0..queues {
-        let s = XskSocket::bind(&cli.iface, q, &config).map_err(|e| format!("queue {q} of {}: {e}", cli.iface))?;
+        let s = XskSocket::bind(&cli.iface, q, &config)
+            .map_err(|e| format!("queue {q} of {}: {e}", cli.iface))?;
         steering.register(q, &s.fd()).map_err(|e| e.to_string())?;
         sockets.push(s);
     }
@@ -211,10 +216,7 @@ fn run(cli: Cli) -> Result<(), String> {
             seed: u64::from(std::process::id()) << 8 | q as u64,
             ..L4Config::default()
         };
-        let link = Arc::new(worker::Link {
-            next_hops: ArrayQueue::new(2),
-            pending: ArrayQueue::new(64),
-        });
+        let link = Arc::new(worker::Link { next_hops: ArrayQueue::new(2), pending: ArrayQueue::new(64) });
         links.push(Arc::clone(&link));
         let w = worker::Setup {
             queue: q as u32,
@@ -234,13 +236,16 @@ fn run(cli: Cli) -> Result<(), String> {
         );
     }
 
-    let result = supervise(&cli, &mut reader, &mut steering, &links, ifindex, mac, snat_ports, &stop, &handles);
+    let result =
+        supervise(&cli, &mut reader, &mut steering, &links, ifindex, mac, snat_ports, &stop, &handles);
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
     }
     let (redirected, passed) = steering.counts();
-    eprintln!("sluice-gateway: stopped (XDP redirected {redirected} frame(s), passed {passed} to the kernel)");
+    eprintln!(
+        "sluice-gateway: stopped (XDP redirected {redirected} frame(s), passed {passed} to the kernel)"
+    );
     drop(steering);
     result
 }
@@ -307,7 +312,10 @@ fn supervise(
             let wanted = plan::steering(&table, snat_ports);
             match steering.sync(&wanted) {
                 Ok((added, removed)) if added + removed > 0 => {
-                    eprintln!("sluice-gateway: XDP steering: {added} key(s) set, {removed} removed, {} in all", wanted.len())
+                    eprintln!(
+                        "sluice-gateway: XDP steering: {added} key(s) set, {removed} removed, {} in all",
+                        wanted.len()
+                    )
                 }
                 Ok(_) => {}
                 Err(e) => eprintln!("sluice-gateway: {e}"),

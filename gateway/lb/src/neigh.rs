@@ -57,7 +57,11 @@ fn answer_arp(frame: &mut [u8], off: usize, table: &ServiceTable, mac: Mac) -> b
 fn answer_ns(frame: &mut [u8], m: &Meta, table: &ServiceTable, mac: Mac) -> bool {
     // type(1) code(1) checksum(2) reserved(4) target(16) [options]
     let (l4, len) = (m.l4, m.l4_len);
-    if len < 24 || frame.len() < l4 + len || frame[l4] != ND_SOLICIT || frame[l4 + 1] != 0 || m.ttl != ND_HOP_LIMIT
+    if len < 24
+        || frame.len() < l4 + len
+        || frame[l4] != ND_SOLICIT
+        || frame[l4 + 1] != 0
+        || m.ttl != ND_HOP_LIMIT
     {
         return false;
     }
@@ -90,11 +94,7 @@ fn answer_ns(frame: &mut [u8], m: &Meta, table: &ServiceTable, mac: Mac) -> bool
     // A solicitation from the unspecified address (duplicate address detection) is answered to
     // all nodes; otherwise to the solicitor.
     let unspecified = src.0 == [0; 16];
-    let dst: [u8; 16] = if unspecified {
-        [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
-    } else {
-        src.0
-    };
+    let dst: [u8; 16] = if unspecified { [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1] } else { src.0 };
     let ip = m.l3;
     frame[ip + 7] = ND_HOP_LIMIT;
     frame[ip + 8..ip + 24].copy_from_slice(&target);

@@ -193,7 +193,19 @@ impl Worker {
         let w = &self.counters;
         let mut out = [0u64; sluice_lb::stats::COUNT];
         sluice_lb::stats::export(
-            [w.rx_frames, w.rx_bytes, w.tx_frames, w.kernel_frames, w.batches, w.neighbor_replies, 0, 0, 0, 0, 0],
+            [
+                w.rx_frames,
+                w.rx_bytes,
+                w.tx_frames,
+                w.kernel_frames,
+                w.batches,
+                w.neighbor_replies,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
             self.l4.counters(),
             &mut out,
         );

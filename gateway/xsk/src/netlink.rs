@@ -100,7 +100,9 @@ impl Netlink {
     /// Opens the socket.
     pub fn open() -> io::Result<Netlink> {
         // SAFETY: plain system call; the result is checked.
-        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+        let raw = unsafe {
+            libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE)
+        };
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -140,7 +142,8 @@ impl Netlink {
     fn replies(&mut self, seq: u32, mut f: impl FnMut(u16, &[u8])) -> io::Result<()> {
         loop {
             // SAFETY: receives into our live buffer of the length passed.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), 0) };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -164,7 +167,8 @@ impl Netlink {
                 match ty {
                     NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
-                        let code = payload.get(..4).map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                        let code =
+                            payload.get(..4).map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
                         return if code == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-code)) };
                     }
                     _ => f(ty, payload),

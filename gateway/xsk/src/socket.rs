@@ -70,7 +70,14 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { frames: 16384, frame_size: 2048, rx_size: 2048, tx_size: 2048, bind: BindMode::Auto, hugepages: false }
+        Config {
+            frames: 16384,
+            frame_size: 2048,
+            rx_size: 2048,
+            tx_size: 2048,
+            bind: BindMode::Auto,
+            hugepages: false,
+        }
     }
 }
 
@@ -194,9 +201,8 @@ fn getsockopt<T: Default>(fd: BorrowedFd<'_>, opt: libc::c_int, step: &'static s
     let mut v = T::default();
     let mut len = std::mem::size_of::<T>() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `v`, a live value of that size.
-    let r = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), libc::SOL_XDP, opt, (&mut v as *mut T).cast(), &mut len)
-    };
+    let r =
+        unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_XDP, opt, (&mut v as *mut T).cast(), &mut len) };
     if r == 0 { Ok(v) } else { Err(Error::Sys { step, err: io::Error::last_os_error() }) }
 }
 
@@ -485,7 +491,8 @@ impl Port for XskSocket {
     }
 
     fn send(&mut self, frames: &[Desc]) -> usize {
-        let n = self.tx.produce(frames.iter().map(|d| libc::xdp_desc { addr: d.addr, len: d.len, options: 0 }));
+        let n =
+            self.tx.produce(frames.iter().map(|d| libc::xdp_desc { addr: d.addr, len: d.len, options: 0 }));
         if n > 0 && (self.mode == Mode::Copy || self.tx.needs_wakeup()) {
             self.kick(libc::MSG_DONTWAIT);
         }

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 
+use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
-use aya::Ebpf;
 
 /// The compiled program.
 static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.o"));
@@ -84,10 +84,9 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Load(s) if s.contains("Operation not permitted") => write!(
-                f,
-                "loading the XDP program: {s} — it needs CAP_BPF and CAP_NET_ADMIN (run as root)"
-            ),
+            Error::Load(s) if s.contains("Operation not permitted") => {
+                write!(f, "loading the XDP program: {s} — it needs CAP_BPF and CAP_NET_ADMIN (run as root)")
+            }
             Error::Load(s) => write!(f, "loading the XDP program: {s}"),
             Error::Attach { iface, detail } => write!(
                 f,
@@ -125,7 +124,10 @@ pub struct Steering {
 
 impl std::fmt::Debug for Steering {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Steering").field("entries", &self.current.len()).field("native", &self.native).finish()
+        f.debug_struct("Steering")
+            .field("entries", &self.current.len())
+            .field("native", &self.native)
+            .finish()
     }
 }
 
@@ -158,7 +160,8 @@ impl Steering {
         };
         let xsks = XskMap::try_from(take(&mut ebpf, "xsks")?).map_err(|e| Error::Map(e.to_string()))?;
         let map = BpfHashMap::try_from(take(&mut ebpf, "steer")?).map_err(|e| Error::Map(e.to_string()))?;
-        let counts = PerCpuArray::try_from(take(&mut ebpf, "counts")?).map_err(|e| Error::Map(e.to_string()))?;
+        let counts =
+            PerCpuArray::try_from(take(&mut ebpf, "counts")?).map_err(|e| Error::Map(e.to_string()))?;
         Ok(Steering { _ebpf: ebpf, xsks, map, counts, current: HashMap::new(), native })
     }
 
