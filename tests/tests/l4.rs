@@ -137,3 +137,187 @@ fn local_traffic_policy_is_dnat_to_local_endpoints_keeping_the_client_address() 
         "the backend sees the client"
     );
 }
+
+/// A GET in a thread: (backend from the X-Backend header, body bytes) or the error.
+fn download(sb: &Sandbox, url: &str) -> Result<(String, usize), String> {
+    let out = sb
+        .exec(
+            "cl",
+            &[
+                "curl",
+                "-sS",
+                "-g",
+                "-m",
+                "30",
+                "--fail",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                url,
+            ],
+        )
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!("{url}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let backend = text
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Backend: ").or_else(|| l.strip_prefix("x-backend: ")))
+        .unwrap_or("?")
+        .trim()
+        .to_owned();
+    let size = text.lines().last().unwrap_or("0").trim().parse().unwrap_or(0);
+    Ok((backend, size))
+}
+
+#[test]
+fn blue_green_switch_under_load_fails_no_request() {
+    let backends: Vec<Backend> = [
+        ("petclinic-blue-1", "198.18.1.41"),
+        ("petclinic-blue-2", "198.18.1.42"),
+        ("petclinic-green-1", "198.18.1.51"),
+        ("petclinic-green-2", "198.18.1.52"),
+    ]
+    .iter()
+    .map(|(n, a)| Backend::http(n, a, &[8080]))
+    .collect();
+    let Some(sb) = up("blue_green_switch", &backends, &[example("blue-green")]) else { return };
+    let url = format!("http://{GW_V4}:31080/");
+    let before = spread(&sb, &url, 10);
+    assert!(before.keys().all(|k| k.contains("blue")), "{before:?}");
+    let manifest = std::fs::read_to_string(example("blue-green").join("petclinic.yaml")).expect("example");
+    // The Service's selector is the first `version:` of the file.
+    let switched = manifest.replacen("version: v1.0.0", "version: v1.0.1", 1);
+    assert_ne!(switched, manifest);
+    let g = sb.generation().expect("generation");
+    std::thread::scope(|s| {
+        let long = s.spawn(|| download(&sb, &format!("{url}big")));
+        let requests = s.spawn(|| {
+            let mut log = Vec::new();
+            for _ in 0..200 {
+                log.push(sb.get(&url));
+            }
+            log
+        });
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        sb.set_manifests(&[], &[("petclinic.yaml", &switched)]).expect("switch");
+        sb.wait_generation(g + 1).expect("the switch is published");
+        let log = requests.join().expect("requests");
+        let failed: Vec<_> = log.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(failed.is_empty(), "{} of {} requests failed: {failed:?}", failed.len(), log.len());
+        let (who, size) = long.join().expect("download").expect("the long download survives the switch");
+        assert!(who.contains("blue") && size == 2 << 20, "{who} {size}");
+    });
+    let after = spread(&sb, &url, 10);
+    assert!(after.keys().all(|k| k.contains("green")), "{after:?}");
+}
+
+#[test]
+fn removing_a_backend_leaves_the_other_connections_alone() {
+    let Some(sb) = up("removing_a_backend", &petclinic(), &[example("nodeport")]) else { return };
+    let url = format!("http://{GW_V4}:31080/big");
+    let manifest = std::fs::read_to_string(example("nodeport").join("petclinic.yaml")).expect("example");
+    // Drop the Pod petclinic-1 (the second document).
+    let docs: Vec<&str> = manifest.split("\n---\n").collect();
+    assert!(docs[1].contains("name: petclinic-1"));
+    let without: String =
+        docs.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, d)| *d).collect::<Vec<_>>().join("\n---\n");
+    let g = sb.generation().expect("generation");
+    let results = std::thread::scope(|s| {
+        let downloads: Vec<_> = (0..9).map(|_| s.spawn(|| download(&sb, &url))).collect();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        sb.set_manifests(&[], &[("petclinic.yaml", &without)]).expect("remove petclinic-1");
+        sb.wait_generation(g + 1).expect("published");
+        let during = spread(&sb, &format!("http://{GW_V4}:31080/"), 12);
+        assert!(
+            !during.contains_key("petclinic-1"),
+            "no new connection goes to the removed backend: {during:?}"
+        );
+        downloads.into_iter().map(|d| d.join().expect("thread")).collect::<Vec<_>>()
+    });
+    let mut served = BTreeMap::new();
+    for r in &results {
+        match r {
+            Ok((who, size)) => {
+                if who != "petclinic-1" {
+                    assert_eq!(*size, 2 << 20, "{who}'s download is complete");
+                }
+                *served.entry(who.clone()).or_insert(0) += 1;
+            }
+            Err(e) => {
+                assert!(e.contains("petclinic-1"), "only the removed backend's connections may fail: {e}")
+            }
+        }
+    }
+    assert!(served.keys().filter(|k| *k != "petclinic-1").count() == 2, "{served:?}");
+}
+
+#[test]
+fn the_kernel_keeps_its_own_traffic_and_a_killed_gateway_leaves_nothing_behind() {
+    let Some(mut sb) = up("kernel_traffic_and_sigkill", &petclinic(), &[example("nodeport")]) else { return };
+    // The host's own service on the gateway (what SSH would be).
+    sb.start_nginx("gw", "gateway-host", &[22]).expect("nginx on the gateway");
+    let host = |sb: &Sandbox| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match sb.get("http://198.18.0.1:22/") {
+                Ok(b) => return Ok(b),
+                Err(e) if std::time::Instant::now() > deadline => return Err(e),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        }
+    };
+    assert_eq!(host(&sb).expect("the host's own TCP service"), "gateway-host");
+    let ping = |sb: &Sandbox| {
+        sb.exec("cl", &["ping", "-c", "1", "-W", "2", GW_V4]).map(|o| o.status.success()).unwrap_or(false)
+    };
+    assert!(ping(&sb), "ping to the host's address");
+    assert!(sb.get(&format!("http://{GW_V4}:31080/")).is_ok());
+    assert!(sb.xdp_attached());
+    let status = sb.stop("gateway", rustix::process::Signal::KILL).expect("gateway running");
+    assert!(!status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while sb.xdp_attached() {
+        assert!(std::time::Instant::now() < deadline, "the XDP program outlived its process");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(ping(&sb), "ping after the gateway died");
+    assert_eq!(host(&sb).expect("the host's service after the gateway died"), "gateway-host");
+}
+
+#[test]
+fn the_gateway_explains_missing_privileges_and_missing_xdp_support() {
+    let Some(mut sb) = up("gateway_errors", &petclinic()[..1], &[example("nodeport")]) else { return };
+    let gw = sluice_sandbox::bin("sluice-gateway").to_string_lossy().into_owned();
+    let t = sb.table().to_string_lossy().into_owned();
+    let out = sb
+        .exec(
+            "gw",
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                &gw,
+                "--iface",
+                "gw0",
+                "--table",
+                &t,
+            ],
+        )
+        .expect("setpriv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("root") || err.contains("Permission denied"), "{err}");
+    let out = sb.exec("gw", &[&gw, "--iface", "nope0", "--table", &t]).expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no network interface named \"nope0\""));
+    // Loopback has no native XDP.
+    let out = sb.exec("gw", &[&gw, "--iface", "lo", "--xdp-mode", "native", "--table", &t]).expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("attaching the XDP program to lo"), "{err}");
+    let _ = sb.stop("control", rustix::process::Signal::TERM);
+}
