@@ -160,10 +160,10 @@ fn remove_stale() {
         let name = line.split_whitespace().next().unwrap_or("");
         let Some(rest) = name.strip_prefix("sl") else { continue };
         let Some((pid, _)) = rest.split_once('x') else { continue };
-        if let Ok(pid) = pid.parse::<i32>() {
-            if !pid_alive(pid) {
-                let _ = run(&["ip", "netns", "del", name]);
-            }
+        if let Ok(pid) = pid.parse::<i32>()
+            && !pid_alive(pid)
+        {
+            let _ = run(&["ip", "netns", "del", name]);
         }
     }
 }

@@ -276,6 +276,7 @@ fn supervise(
     let mut backends: BTreeSet<Addr> = BTreeSet::new();
     let mut last_kernel = Instant::now() - Duration::from_secs(1);
     let mut announce_again: Option<Instant> = None;
+    let mut resolving_until: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         if handles.iter().any(|h| h.is_finished()) {
             return Err("a worker stopped unexpectedly".into());
@@ -328,7 +329,9 @@ fn supervise(
             }
             owned = now_owned;
             backends = plan::backend_addrs(&table);
-            kernel.resolve(&hops, &backends);
+            if kernel.resolve(&hops, &backends) > 0 {
+                resolving_until = Some(Instant::now() + Duration::from_secs(1));
+            }
         }
         if announce_again.is_some_and(|t| Instant::now() >= t) {
             // A second announcement, as arping -U does, for hosts that missed the first.
@@ -342,11 +345,15 @@ fn supervise(
                 pending.insert(a);
             }
         }
-        if !pending.is_empty() {
-            kernel.resolve(&hops, &pending);
+        if !pending.is_empty() && kernel.resolve(&hops, &pending) > 0 {
+            resolving_until = Some(Instant::now() + Duration::from_secs(1));
         }
-        // 3. Routes and neighbours, every 100 ms or when something was pending.
-        if !pending.is_empty() || last_kernel.elapsed() >= Duration::from_millis(100) {
+        // 3. Routes and neighbours: every 100 ms, every 10 ms while resolutions we asked for may
+        // be arriving (so the first packets of new backends find their MAC), at once when a
+        // worker reported a miss.
+        let asked = resolving_until.is_some_and(|t| Instant::now() < t);
+        let every = if asked { Duration::from_millis(10) } else { Duration::from_millis(100) };
+        if !pending.is_empty() || last_kernel.elapsed() >= every {
             last_kernel = Instant::now();
             match kernel.refresh() {
                 Ok(Some(h)) => {
@@ -355,13 +362,15 @@ fn supervise(
                         let _ = l.next_hops.force_push(h.clone());
                     }
                     hops = h;
-                    kernel.resolve(&hops, &backends);
+                    if kernel.resolve(&hops, &backends) > 0 {
+                        resolving_until = Some(Instant::now() + Duration::from_secs(1));
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => eprintln!("sluice-gateway: netlink: {e}"),
             }
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(if asked { 2 } else { 10 }));
     }
     Ok(())
 }

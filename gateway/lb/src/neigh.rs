@@ -22,26 +22,27 @@ const OPT_TARGET_LL: u8 = 2;
 const ND_HOP_LIMIT: u8 = 255;
 
 /// If `frame` is an ARP request or a neighbour solicitation for one of `table`'s VIPs, rewrites
-/// it in place into the reply from `mac` (Ethernet addresses included) and returns true.
-pub fn answer(frame: &mut [u8], parsed: &Parsed, table: &ServiceTable, mac: Mac) -> bool {
+/// it in place into the reply from `mac` (Ethernet addresses included) and returns the asker's
+/// address and MAC (unknown address: the unspecified address of duplicate address detection).
+pub fn answer(frame: &mut [u8], parsed: &Parsed, table: &ServiceTable, mac: Mac) -> Option<(Addr, Mac)> {
     match parsed {
         Parsed::Arp(off) => answer_arp(frame, *off, table, mac),
         Parsed::Ip(m) if m.proto == sluice_wire::ip_proto::ICMPV6 => answer_ns(frame, m, table, mac),
-        Parsed::Ip(_) => false,
+        Parsed::Ip(_) => None,
     }
 }
 
-fn answer_arp(frame: &mut [u8], off: usize, table: &ServiceTable, mac: Mac) -> bool {
-    let Some(a) = frame.get_mut(off..off + 28) else { return false };
+fn answer_arp(frame: &mut [u8], off: usize, table: &ServiceTable, mac: Mac) -> Option<(Addr, Mac)> {
+    let a = frame.get_mut(off..off + 28)?;
     if a[0..2] != [0, 1] || a[2..4] != [8, 0] || a[4] != 6 || a[5] != 4 {
-        return false;
+        return None;
     }
     if u16::from_be_bytes([a[6], a[7]]) != ARP_REQUEST {
-        return false;
+        return None;
     }
     let tpa: [u8; 4] = [a[24], a[25], a[26], a[27]];
     if !table.is_vip(&Addr::from_v4(tpa)) {
-        return false;
+        return None;
     }
     let (sha, spa) = (<[u8; 6]>::try_from(&a[8..14]).unwrap_or_default(), [a[14], a[15], a[16], a[17]]);
     a[6..8].copy_from_slice(&ARP_REPLY.to_be_bytes());
@@ -51,10 +52,10 @@ fn answer_arp(frame: &mut [u8], off: usize, table: &ServiceTable, mac: Mac) -> b
     a[24..28].copy_from_slice(&spa);
     frame[0..6].copy_from_slice(&sha);
     frame[6..12].copy_from_slice(&mac);
-    true
+    Some((Addr::from_v4(spa), sha))
 }
 
-fn answer_ns(frame: &mut [u8], m: &Meta, table: &ServiceTable, mac: Mac) -> bool {
+fn answer_ns(frame: &mut [u8], m: &Meta, table: &ServiceTable, mac: Mac) -> Option<(Addr, Mac)> {
     // type(1) code(1) checksum(2) reserved(4) target(16) [options]
     let (l4, len) = (m.l4, m.l4_len);
     if len < 24
@@ -63,12 +64,12 @@ fn answer_ns(frame: &mut [u8], m: &Meta, table: &ServiceTable, mac: Mac) -> bool
         || frame[l4 + 1] != 0
         || m.ttl != ND_HOP_LIMIT
     {
-        return false;
+        return None;
     }
     let mut target = [0u8; 16];
     target.copy_from_slice(&frame[l4 + 8..l4 + 24]);
     if !table.is_vip(&Addr(target)) {
-        return false;
+        return None;
     }
     // Reply to the soliciting host's link-layer address, from its option or the Ethernet source.
     let mut their_mac = [0u8; 6];
@@ -78,7 +79,7 @@ fn answer_ns(frame: &mut [u8], m: &Meta, table: &ServiceTable, mac: Mac) -> bool
     while opt + 8 <= end {
         let olen = usize::from(frame[opt + 1]) * 8;
         if olen == 0 || opt + olen > end {
-            return false; // RFC 4861 §7.1.1: an option of length 0 invalidates the message
+            return None; // RFC 4861 §7.1.1: an option of length 0 invalidates the message
         }
         if frame[opt] == OPT_SOURCE_LL && olen == 8 {
             their_mac.copy_from_slice(&frame[opt + 2..opt + 8]);
@@ -113,7 +114,7 @@ fn answer_ns(frame: &mut [u8], m: &Meta, table: &ServiceTable, mac: Mac) -> bool
         frame[0..6].copy_from_slice(&their_mac);
     }
     frame[6..12].copy_from_slice(&mac);
-    true
+    Some((src, their_mac))
 }
 
 /// A gratuitous ARP (a request for `vip` from `vip`, broadcast) announcing that `mac` owns it.

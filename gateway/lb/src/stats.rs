@@ -8,13 +8,14 @@ use crate::engine::Counters;
 /// The worker's own I/O counters, first.
 /// The `xsk_*` ones are the kernel's AF_XDP socket counters (`XDP_STATISTICS`), filled in by the
 /// gateway binary (zero for other ports).
-pub const IO: [&str; 11] = [
+pub const IO: [&str; 12] = [
     "rx_frames",
     "rx_bytes",
     "tx_frames",
     "kernel_frames",
     "batches",
     "neighbor_replies",
+    "parked",
     "xsk_rx_dropped",
     "xsk_rx_ring_full",
     "xsk_fill_ring_empty",
@@ -90,12 +91,12 @@ mod tests {
         let mut c = Counters { forwarded: 7, ..Counters::default() };
         c.drops[DropReason::NoBackend as usize] = 3;
         let mut out = [0u64; COUNT];
-        export([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], &c, &mut out);
+        export([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], &c, &mut out);
         let at = |s: Stat| schema().position(|x| x == s).unwrap();
         assert_eq!(out[at(Stat::Named("rx_frames"))], 1);
         assert_eq!(out[at(Stat::Named("batches"))], 5);
-        assert_eq!(out[at(Stat::Named("xsk_wakeups"))], 11);
-        assert_eq!(index("xsk_wakeups"), Some(10));
+        assert_eq!(out[at(Stat::Named("xsk_wakeups"))], 12);
+        assert_eq!(index("xsk_wakeups"), Some(11));
         assert_eq!(index("forwarded"), Some(IO.len()));
         assert_eq!(out[at(Stat::Named("forwarded"))], 7);
         assert_eq!(out[at(Stat::Drop(DropReason::NoBackend))], 3);

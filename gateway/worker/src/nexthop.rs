@@ -121,6 +121,22 @@ impl NextHops {
         }
     }
 
+    /// Learns a neighbour from a packet it sent (an ARP request or neighbour solicitation the
+    /// worker answered), as RFC 826's merge step does, and lists it as pending so the control
+    /// path has the kernel confirm it (the next set of next hops it hands over will carry it).
+    pub fn learn(&mut self, ip: Addr, mac: Mac) {
+        if self.neighbors.get(&ip) == Some(&mac) {
+            return;
+        }
+        self.neighbors.insert(ip, mac);
+        self.clear_cache();
+        if !self.pending.contains(&Some(ip))
+            && let Some(slot) = self.pending.iter_mut().find(|p| p.is_none())
+        {
+            *slot = Some(ip);
+        }
+    }
+
     /// The next-hop address for a destination: its gateway, or itself when connected; `None`
     /// without a route.
     #[inline]

@@ -20,6 +20,13 @@ use crate::port::{Desc, Port};
 /// Frames per batch.
 pub const BATCH: usize = 64;
 
+/// Frames a worker holds while the MAC address of their next hop is resolved (as the kernel's
+/// ARP queue does), instead of dropping the first packet of every flow to a new neighbour.
+pub const PARKED: usize = BATCH;
+
+/// How long a parked frame waits for its next hop before it is dropped (ns).
+pub const PARK_NS: u64 = 1_000_000_000;
+
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -44,6 +51,8 @@ pub struct WorkerCounters {
     pub kernel_frames: u64,
     /// ARP requests and neighbour solicitations for a VIP answered.
     pub neighbor_replies: u64,
+    /// Frames held while their next hop was resolved.
+    pub parked: u64,
 }
 
 /// One worker. See the module documentation.
@@ -57,6 +66,9 @@ pub struct Worker {
     tx: [Desc; BATCH],
     kernel: [Desc; BATCH],
     dropped: [Desc; BATCH],
+    /// Frames waiting for a next hop: (frame, destination, deadline).
+    parked: [(Desc, Addr, u64); PARKED],
+    nparked: usize,
 }
 
 impl core::fmt::Debug for Worker {
@@ -78,6 +90,8 @@ impl Worker {
             tx: [Desc::default(); BATCH],
             kernel: [Desc::default(); BATCH],
             dropped: [Desc::default(); BATCH],
+            parked: [(Desc::default(), Addr::default(), 0); PARKED],
+            nparked: 0,
         }
     }
 
@@ -106,8 +120,49 @@ impl Worker {
         &self.counters
     }
 
+    /// Frames waiting for their next hop's MAC address.
+    pub fn parked(&self) -> usize {
+        self.nparked
+    }
+
+    /// Sends the parked frames whose next hop is now known, drops those that waited too long.
+    #[cold]
+    fn flush_parked(&mut self, port: &mut impl Port, now_ns: u64) {
+        let (mut ntx, mut nd, mut keep) = (0, 0, 0);
+        for i in 0..self.nparked {
+            let (d, dst, deadline) = self.parked[i];
+            if let Some(mac) = self.next_hops.resolve(&dst) {
+                let mut eth = ethernet::Frame::new_unchecked(port.frame(&d));
+                eth.set_dst(mac);
+                eth.set_src(self.mac);
+                self.tx[ntx] = d;
+                ntx += 1;
+            } else if now_ns >= deadline {
+                self.l4.count_drop(DropReason::NeighborUnresolved);
+                self.dropped[nd] = d;
+                nd += 1;
+            } else {
+                self.parked[keep] = self.parked[i];
+                keep += 1;
+            }
+        }
+        self.nparked = keep;
+        if ntx > 0 {
+            let sent = port.send(&self.tx[..ntx]);
+            self.counters.tx_frames += sent as u64;
+            self.l4.count_drops(DropReason::TxRingFull, ntx - sent);
+            port.release(&self.tx[sent..ntx]);
+        }
+        if nd > 0 {
+            port.release(&self.dropped[..nd]);
+        }
+    }
+
     /// Runs one batch: returns how many frames were received. `now_ns` is read once per batch.
     pub fn poll(&mut self, port: &mut impl Port, now_ns: u64) -> usize {
+        if self.nparked > 0 {
+            self.flush_parked(port, now_ns);
+        }
         let n = port.recv(&mut self.rx);
         if n == 0 {
             self.l4.maintain(now_ns);
@@ -136,6 +191,11 @@ impl Worker {
                         self.tx[ntx] = d;
                         ntx += 1;
                     }
+                    None if self.nparked < PARKED => {
+                        self.parked[self.nparked] = (d, next, now_ns + PARK_NS);
+                        self.nparked += 1;
+                        self.counters.parked += 1;
+                    }
                     None => {
                         self.l4.count_drop(DropReason::NeighborUnresolved);
                         self.dropped[nd] = d;
@@ -152,9 +212,13 @@ impl Worker {
                 Verdict::Pass => {
                     let answered = match self.prepared[i].parsed() {
                         Ok(parsed) => sluice_lb::neigh::answer(frame, parsed, self.l4.table(), self.mac),
-                        Err(_) => false,
+                        Err(_) => None,
                     };
-                    if answered {
+                    if let Some((asker, asker_mac)) = answered {
+                        if asker.0 != [0; 16] {
+                            // Who asks for a VIP is about to send to it: learn where the replies go.
+                            self.next_hops.learn(asker, asker_mac);
+                        }
                         self.counters.neighbor_replies += 1;
                         self.tx[ntx] = d;
                         ntx += 1;
@@ -200,6 +264,7 @@ impl Worker {
                 w.kernel_frames,
                 w.batches,
                 w.neighbor_replies,
+                w.parked,
                 0,
                 0,
                 0,

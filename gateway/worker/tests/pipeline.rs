@@ -941,6 +941,11 @@ fn refusals_and_passes() {
         vec![key(a4([198, 19, 0, 70]), 80, Protocol::Tcp)],
         backends(&[9], 8080, Conditions::READY),
     ));
+    unresolved.push(svc(
+        "default/farther:80",
+        vec![key(a4([198, 19, 0, 71]), 80, Protocol::Tcp)],
+        backends(&[10], 8080, Conditions::READY),
+    ));
     let mut u = Harness::new(unresolved);
     run(
         &mut h,
@@ -996,16 +1001,25 @@ fn refusals_and_passes() {
             ),
         ],
     );
-    // A next hop with no known MAC: dropped and counted, resolution requested, and the flow's
-    // next packet goes through once the neighbour is learned.
-    assert_eq!(syn_to(&mut u, CLIENT, 1, [198, 19, 0, 70]), Outcome::Dropped(DropReason::NeighborUnresolved));
+    // A next hop with no known MAC: the frame is held and resolution requested; it leaves at the
+    // first poll after the neighbour is learned.
+    assert_eq!(syn_to(&mut u, CLIENT, 1, [198, 19, 0, 70]), Outcome::Parked);
     assert_eq!(u.worker.next_hops_mut().pending().collect::<Vec<_>>(), vec![a4(be(9))]);
+    assert_eq!(u.worker.poll(&mut u.port, u.now_ns), 0);
+    assert!(u.port.take_tx().is_none(), "still waiting");
     u.worker.next_hops_mut().set_neighbor(a4(be(9)), backend_mac(9));
-    assert_eq!(
-        backend_of(&syn_to(&mut u, CLIENT, 1, [198, 19, 0, 70])),
-        9,
-        "the retransmitted SYN goes through"
-    );
+    u.worker.poll(&mut u.port, u.now_ns);
+    let held = u.port.take_tx().expect("the held SYN leaves once its neighbour is known");
+    assert_eq!(backend_of(&Outcome::Tx(held.clone())), 9);
+    assert_eq!(held[0..6], backend_mac(9), "to the learned MAC");
+    assert_eq!(u.worker.parked(), 0);
+    // One that never resolves is dropped and counted after PARK_NS.
+    assert_eq!(syn_to(&mut u, CLIENT, 2, [198, 19, 0, 71]), Outcome::Parked);
+    u.advance_s(2);
+    u.worker.poll(&mut u.port, u.now_ns);
+    assert_eq!(u.worker.parked(), 0);
+    assert_eq!(u.worker.l4_counters().dropped(DropReason::NeighborUnresolved), 1);
+    assert_eq!(u.port.free_frames(), 256, "every frame is back in the pool");
     // A full transmit ring: dropped and counted.
     h.port.set_tx_capacity(0);
     assert_eq!(syn_to(&mut h, CLIENT, 3, VIP), Outcome::Dropped(DropReason::TxRingFull));

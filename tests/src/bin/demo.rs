@@ -1,1 +1,306 @@
-fn main() {}
+//! `sluice-demo`: Sluice's main job in one command. Builds a namespace sandbox (a client, the
+//! gateway, a backend host per Pod of `deploy/examples/` running nginx or a UDP echo server),
+//! starts control on the examples and the gateway on AF_XDP, sends real traffic through every
+//! L4 scenario of `SCENARIOS.md`, and prints who answered what. Everything is removed on exit and
+//! on Ctrl-C. Needs root.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sluice_sandbox::{Backend, GW_V4, Sandbox, example, require_root};
+
+fn backends() -> Vec<Backend> {
+    let http = |n: &str, a: &str| Backend::http(n, a, &[8080]);
+    let udp = |n: &str, a: &str, p: u16| Backend {
+        name: n.into(),
+        v4: a.into(),
+        v6: None,
+        tcp: vec![],
+        udp: vec![p],
+    };
+    let mut v = vec![
+        http("petclinic-1", "198.18.1.1"),
+        http("petclinic-2", "198.18.1.2"),
+        http("petclinic-3", "198.18.1.3"),
+        http("web-1", "198.18.1.11"),
+        http("web-2", "198.18.1.12"),
+        udp("dns-1", "198.18.1.21", 5353),
+        udp("dns-2", "198.18.1.22", 5353),
+        Backend::http("mysql-0", "198.18.1.30", &[3306]),
+        http("petclinic-blue-1", "198.18.1.41"),
+        http("petclinic-blue-2", "198.18.1.42"),
+        http("petclinic-green-1", "198.18.1.51"),
+        http("petclinic-green-2", "198.18.1.52"),
+        http("cart-1", "198.18.1.61"),
+        http("cart-2", "198.18.1.62"),
+        http("cart-3", "198.18.1.63"),
+        http("sched-1", "198.18.1.71"),
+        http("sched-2", "198.18.1.72"),
+        http("sched-3", "198.18.1.73"),
+        http("legacy-1", "198.18.1.91"),
+        http("legacy-2", "198.18.1.92"),
+        http("legacy-3", "198.18.1.93"),
+        http("web-local-1", "198.18.1.101"),
+        http("web-local-2", "198.18.1.102"),
+        http("web-remote", "198.18.1.103"),
+    ];
+    for i in 1..=3 {
+        v.push(Backend {
+            name: format!("echo-{i}"),
+            v4: format!("198.18.1.8{i}"),
+            v6: Some(format!("2001:db8:1::8{i}")),
+            tcp: vec![8080],
+            udp: vec![7007],
+        });
+    }
+    v
+}
+
+struct Demo {
+    sb: Sandbox,
+    stop: Arc<AtomicBool>,
+    failures: usize,
+}
+
+fn fmt_counts(m: &BTreeMap<String, usize>) -> String {
+    m.iter().map(|(k, v)| format!("{k} ×{v}")).collect::<Vec<_>>().join(", ")
+}
+
+impl Demo {
+    fn check(&self) -> Result<(), String> {
+        if self.stop.load(Ordering::Relaxed) { Err("interrupted".into()) } else { Ok(()) }
+    }
+
+    fn scenario(&mut self, title: &str, examples: &[&str]) -> Result<(), String> {
+        self.check()?;
+        println!("\n── {title}");
+        let g = self.sb.generation().unwrap_or(0);
+        let dirs: Vec<_> = examples.iter().map(|e| example(e)).collect();
+        self.sb.set_manifests(&dirs, &[]).map_err(|e| e.to_string())?;
+        self.sb.wait_generation(g + 1).map_err(|e| e.to_string())?;
+        println!("   manifests: deploy/examples/{{{}}} → table generation {}", examples.join(","), g + 1);
+        Ok(())
+    }
+
+    /// `n` GETs; prints and returns who answered.
+    fn spread(&mut self, what: &str, url: &str, n: usize) -> BTreeMap<String, usize> {
+        let mut seen = BTreeMap::new();
+        let mut failed = 0;
+        for _ in 0..n {
+            match self.sb.get(url) {
+                Ok(b) => *seen.entry(b).or_insert(0) += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        self.failures += failed;
+        let fail = if failed > 0 { format!("  ✘ {failed} failed") } else { String::new() };
+        println!("   {what:<34} {url:<32} → {}{fail}", fmt_counts(&seen));
+        seen
+    }
+
+    fn udp(&mut self, what: &str, addr: &str, port: u16, n: usize) {
+        let mut seen = BTreeMap::new();
+        let mut failed = 0;
+        for i in 0..n {
+            match self.sb.udp(addr, port, &format!("q{i}")) {
+                Ok(r) => *seen.entry(r.split(':').next().unwrap_or("").to_owned()).or_insert(0) += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        self.failures += failed;
+        let target = if addr.contains(':') { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") };
+        let fail = if failed > 0 { format!("  ✘ {failed} failed") } else { String::new() };
+        println!("   {what:<34} udp {target:<28} → {}{fail}", fmt_counts(&seen));
+    }
+
+    fn ping(&mut self, addr: &str) {
+        let v6 = if addr.contains(':') { "-6" } else { "-4" };
+        let ok =
+            self.sb.exec("cl", &["ping", v6, "-c", "2", "-W", "2", addr]).is_ok_and(|o| o.status.success());
+        if !ok {
+            self.failures += 1;
+        }
+        println!(
+            "   {:<34} {addr:<32} → {}",
+            "ping",
+            if ok { "echo replies from the gateway" } else { "✘ no reply" }
+        );
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        let gw_mac = self.sb.gateway_mac();
+        self.scenario("1. NodePort (seed 002): NODE:31080 spreads over the petclinic Pods", &["nodeport"])?;
+        self.spread("NodePort, TCP", &format!("http://{GW_V4}:31080/"), 12);
+
+        self.scenario(
+            "2. LoadBalancer (seeds 000, 003): addresses from the pool, owned on the wire",
+            &["loadbalancer"],
+        )?;
+        self.spread("web: first address of the pool", "http://198.18.100.10/", 8);
+        let owner = self.sb.client_neighbor("198.18.100.10");
+        println!(
+            "   {:<34} {:<32} → {owner} ({})",
+            "ARP for the VIP answered by",
+            "198.18.100.10",
+            if owner == gw_mac { "the gateway" } else { "✘ not the gateway" }
+        );
+        self.udp("dns: loadBalancerIP, UDP 53→5353", "198.18.100.15", 53, 8);
+        self.ping("198.18.100.10");
+
+        self.scenario(
+            "3. ClusterIP (seeds 002, 003): the web tier reaches mysql:3306, routed to the gateway",
+            &["clusterip"],
+        )?;
+        self.spread("ClusterIP", "http://198.19.0.33:3306/", 3);
+
+        self.scenario("4. Blue/green (seed 002): switch the selector's version under load", &["blue-green"])?;
+        let url = format!("http://{GW_V4}:31080/");
+        self.spread("before: version v1.0.0", &url, 6);
+        let text = std::fs::read_to_string(example("blue-green").join("petclinic.yaml"))
+            .map_err(|e| e.to_string())?;
+        let switched = text.replacen("version: v1.0.0", "version: v1.0.1", 1);
+        let g = self.sb.generation().unwrap_or(0);
+        let sb = &self.sb;
+        let (ok, failed, took) = std::thread::scope(|s| {
+            let load = s.spawn(|| {
+                let t = Instant::now();
+                let (mut ok, mut failed) = (0, 0);
+                for _ in 0..150 {
+                    if sb.get(&url).is_ok() { ok += 1 } else { failed += 1 }
+                }
+                (ok, failed, t.elapsed())
+            });
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = sb.set_manifests(&[], &[("blue-green-petclinic.yaml", &switched)]);
+            let _ = sb.wait_generation(g + 1);
+            load.join().unwrap_or((0, 150, Duration::ZERO))
+        });
+        self.failures += failed;
+        println!(
+            "   {:<34} {:<32} → {ok} answered, {failed} failed in {:.1} s",
+            "switch to v1.0.1 during a loop",
+            url,
+            took.as_secs_f64()
+        );
+        self.spread("after: version v1.0.1", &url, 6);
+
+        self.scenario(
+            "5. Session affinity (seed 003): ClientIP keeps a client on one backend",
+            &["session-affinity"],
+        )?;
+        self.spread("sessionAffinity: ClientIP", "http://198.19.0.40/", 10);
+
+        self.scenario("6. Schedulers (seeds 003, 004): one Service per scheduler", &["schedulers"])?;
+        for (name, last) in
+            [("rr", 11), ("wrr", 12), ("lc", 13), ("sh", 14), ("dh", 15), ("sed", 16), ("nq", 17)]
+        {
+            self.spread(&format!("sluice.io/scheduler: {name}"), &format!("http://198.19.1.{last}/"), 9);
+        }
+
+        self.scenario(
+            "7–8. Headless and ExternalName (seeds 003, 004): no L4 virtual address",
+            &["headless-externalname"],
+        )?;
+        let status = self.sb.status();
+        println!("   {:<34} {:<32} → {}", "services in the table", "", status.lines().next().unwrap_or(""));
+
+        self.scenario(
+            "9. Endpoints (seed 003): EndpointSlice conditions and v1 Endpoints",
+            &["endpointslices"],
+        )?;
+        self.spread("ready (terminating, not-ready idle)", "http://198.19.0.90/", 6);
+
+        self.scenario("IPv4 and IPv6: a dual-stack Service and an IPv6 LoadBalancer", &["dual-stack"])?;
+        self.spread("IPv6 ClusterIP", "http://[2001:db8:19::10]/", 6);
+        self.spread("IPv6 NodePort", "http://[2001:db8::1]:31090/", 6);
+        self.spread("IPv6 LoadBalancer (ND answered)", "http://[2001:db8:100::10]/", 6);
+        self.udp("IPv6 UDP", "2001:db8:19::10", 7, 6);
+        self.ping("2001:db8:100::10");
+
+        self.scenario("externalTrafficPolicy: Local: DNAT to this node's endpoints", &["local-traffic"])?;
+        self.spread("only local endpoints", "http://198.18.100.30/", 8);
+        let seen = self.sb.get("http://198.18.100.30/ip").unwrap_or_else(|e| e);
+        println!("   {:<34} {:<32} → {seen}", "client address seen by the backend", "");
+
+        println!("\n── gateway counters (from control's metrics, summed over workers)");
+        for name in [
+            "rx_frames",
+            "tx_frames",
+            "forwarded",
+            "new_flows",
+            "affinity_hits",
+            "neighbor_replies",
+            "parked",
+            "icmp_echo_replies",
+        ] {
+            println!("   {name:<20} {}", self.sb.gateway_counter(name));
+        }
+        let drops: Vec<String> = self
+            .sb
+            .metrics()
+            .lines()
+            .filter(|l| l.starts_with("sluice_gateway_drops_total") && !l.ends_with(" 0"))
+            .map(|l| l.split("reason=\"").nth(1).unwrap_or(l).replace("\"} ", " "))
+            .collect();
+        println!(
+            "   drops                {}",
+            if drops.is_empty() { "none".into() } else { drops.join(", ") }
+        );
+        Ok(())
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    if !require_root("sluice-demo") {
+        return std::process::ExitCode::FAILURE;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+    }
+    println!("Sluice demo: building the sandbox (client, gateway, {} backend hosts)…", backends().len());
+    let t = Instant::now();
+    let mut sb = match Sandbox::new(&backends()) {
+        Ok(sb) => sb,
+        Err(e) => {
+            eprintln!("sluice-demo: building the sandbox: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let start = (|| -> Result<(), String> {
+        sb.set_manifests(&[example("nodeport")], &[]).map_err(|e| e.to_string())?;
+        sb.start_control().map_err(|e| e.to_string())?;
+        sb.start_gateway(&[]).map_err(|e| e.to_string())?;
+        Ok(())
+    })();
+    if let Err(e) = start {
+        eprintln!("sluice-demo: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
+    let first = sb.log("gateway");
+    println!(
+        "ready in {:.1} s: {}",
+        t.elapsed().as_secs_f64(),
+        first.lines().next().unwrap_or("").trim_start_matches("sluice-gateway: ")
+    );
+    let mut demo = Demo { sb, stop, failures: 0 };
+    let r = demo.run();
+    let failures = demo.failures;
+    drop(demo); // stops every process and deletes every namespace
+    match r {
+        Ok(()) if failures == 0 => {
+            println!("\nAll scenarios answered; the sandbox is gone.");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(()) => {
+            println!("\n✘ {failures} request(s) failed; the sandbox is gone.");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("\nstopped: {e}; the sandbox is gone.");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -188,6 +188,8 @@ pub enum Outcome {
     Tx(Vec<u8>),
     Kernel(Vec<u8>),
     Dropped(DropReason),
+    /// Held until its next hop's MAC address is known.
+    Parked,
 }
 
 pub struct Harness {
@@ -212,6 +214,7 @@ impl Harness {
     /// Pushes one frame through a poll and reports what became of it.
     pub fn send(&mut self, frame: &[u8]) -> Outcome {
         let before = *self.worker.l4_counters();
+        let parked_before = self.worker.parked();
         assert!(self.port.inject(frame), "frame injected");
         let n = self.worker.poll(&mut self.port, self.now_ns);
         assert_eq!(n, 1);
@@ -222,6 +225,9 @@ impl Harness {
         }
         if let Some(f) = self.port.take_kernel() {
             return Outcome::Kernel(f);
+        }
+        if self.worker.parked() > parked_before {
+            return Outcome::Parked;
         }
         let grew: Vec<DropReason> =
             DropReason::ALL.iter().copied().filter(|r| after.dropped(*r) > before.dropped(*r)).collect();
