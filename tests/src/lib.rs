@@ -262,7 +262,6 @@ impl Sandbox {
 
     fn start_servers(&mut self, i: usize) -> io::Result<()> {
         let b = self.backends[i].clone();
-        let ns = self.ns(&format!("b{i}"));
         if !b.tcp.is_empty() {
             self.start_nginx(&format!("b{i}"), &b.name, &b.tcp)?;
         }
@@ -290,7 +289,6 @@ impl Sandbox {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        let _ = ns;
         Ok(())
     }
 

@@ -1,0 +1,27 @@
+# tests/packages.sh — sourced by tests/run and ./demo: installs the Debian packages Sluice's
+# build, namespace tests and demo need, when missing.
+#   clang, linux-libc-dev   the XDP program is C, compiled by clang against the kernel's UAPI headers
+#   iproute2, ethtool       namespaces, veth, bridges, offload settings
+#   nginx-light             the backends' HTTP servers
+#   curl, iputils-ping      the clients
+#   util-linux              setpriv (the unprivileged-run test)
+sluice_debian_packages=(clang linux-libc-dev iproute2 ethtool nginx-light curl iputils-ping util-linux)
+
+sluice_install_packages() {
+  local missing=() p
+  for p in "${sluice_debian_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+    return 1
+  fi
+  echo "== apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # nginx-light's package starts a system nginx on port 80; the sandboxes run their own.
+  if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
+    systemctl disable --now nginx >/dev/null 2>&1 || service nginx stop >/dev/null 2>&1 || pkill -x nginx || true
+  fi
+}
