@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
-use sluice_lb::stats::{COUNT, Stat, schema};
+use sluice_lb::stats::{COUNT, Stat, fingerprint, schema};
 
 const _: () = assert!(
     COUNT <= sluice_table::protocol::STATS_PER_READER,
@@ -57,7 +57,25 @@ pub fn render(c: &ControlFigures, workers: &[(u64, Vec<u64>)]) -> String {
         "# HELP sluice_control_publications_total Tables published since start.\n# TYPE sluice_control_publications_total counter\nsluice_control_publications_total {}",
         c.publications
     );
-    gauge(&mut out, "gateway_workers", "Gateway workers registered on the table.", workers.len() as u64);
+    // Readers that publish counters of this schema are workers; one of another schema (a gateway
+    // of another version) is counted apart instead of mislabelled; one that never published
+    // (the gateway's own table watcher) is not a worker.
+    let fp = fingerprint();
+    let stamp = |v: &Vec<u64>| v.get(COUNT).copied().unwrap_or(0);
+    let mismatched = workers.iter().filter(|(_, v)| stamp(v) != 0 && stamp(v) != fp).count();
+    let workers: Vec<&(u64, Vec<u64>)> = workers.iter().filter(|(_, v)| stamp(v) == fp).collect();
+    gauge(
+        &mut out,
+        "gateway_workers",
+        "Gateway workers publishing counters on the table.",
+        workers.len() as u64,
+    );
+    gauge(
+        &mut out,
+        "gateway_workers_other_schema",
+        "Gateway workers whose counters have another layout (another version): not reported.",
+        mismatched as u64,
+    );
     let mut previous = "";
     for (i, stat) in schema().enumerate() {
         let (name, label) = match stat {
@@ -68,7 +86,7 @@ pub fn render(c: &ControlFigures, workers: &[(u64, Vec<u64>)]) -> String {
             let _ = writeln!(out, "# TYPE sluice_gateway_{name}_total counter");
             previous = name;
         }
-        for (w, (pid, values)) in workers.iter().enumerate() {
+        for (w, (pid, values)) in workers.iter().copied().enumerate() {
             let v = values.get(i).copied().unwrap_or(0);
             let _ = writeln!(out, "sluice_gateway_{name}_total{{worker=\"{pid}/{w}\"{label}}} {v}");
         }
@@ -105,13 +123,19 @@ mod tests {
 
     #[test]
     fn names_every_counter_per_worker() {
-        let mut w = vec![0u64; COUNT];
+        let mut w = vec![0u64; sluice_lb::stats::LEN];
         w[0] = 11; // rx_frames
         w[COUNT - 1] = 4; // the last drop reason
+        w[COUNT] = fingerprint();
+        let mut other = w.clone();
+        other[COUNT] = 7; // another version's layout
+        let silent = vec![0u64; sluice_lb::stats::LEN]; // a reader that never published
         let page = render(
             &ControlFigures { generation: 3, services: 2, backends: 5, manifest_errors: 1, publications: 3 },
-            &[(42, w)],
+            &[(42, w), (43, other), (44, silent)],
         );
+        assert!(page.contains("sluice_control_gateway_workers_other_schema 1\n"), "{page}");
+        assert!(!page.contains("worker=\"43/") && !page.contains("worker=\"44/"), "{page}");
         assert!(page.contains("sluice_control_generation 3\n"));
         assert!(page.contains("sluice_control_gateway_workers 1\n"));
         assert!(page.contains("sluice_gateway_rx_frames_total{worker=\"42/0\"} 11\n"));

@@ -78,7 +78,7 @@ pub(crate) fn run(s: Setup) {
     let epoch = Instant::now();
     let mut idle = 0u32;
     let mut last_stats = 0u64;
-    let mut out: [u64; stats::COUNT];
+    let mut out: [u64; stats::LEN];
     let xsk_base = stats::index("xsk_rx_dropped").unwrap_or(0);
     while !stop.load(Ordering::Relaxed) {
         if let Some(h) = link.next_hops.pop() {

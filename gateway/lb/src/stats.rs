@@ -46,6 +46,28 @@ pub const L4: [&str; 11] = [
 /// How many counters a worker publishes: the above, then one per [`DropReason`].
 pub const COUNT: usize = IO.len() + L4.len() + DropReason::COUNT;
 
+/// What a worker publishes: the counters, then [`fingerprint`] at index [`COUNT`], so that a
+/// reader built with another schema (another version of control) can tell instead of
+/// mislabelling every counter, and a reader that never published (all zeros) is not a worker.
+pub const LEN: usize = COUNT + 1;
+
+/// A fingerprint of the schema: FNV-1a over the counter names in order.
+pub fn fingerprint() -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: &[u8]| {
+        for &x in b.iter().chain(b"\0") {
+            h = (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for n in IO.iter().chain(L4.iter()) {
+        eat(n.as_bytes());
+    }
+    for r in DropReason::ALL {
+        eat(r.name().as_bytes());
+    }
+    h | 1 // never 0, which means "never published"
+}
+
 /// What the counter at an index of the list is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stat {
@@ -61,7 +83,7 @@ pub fn schema() -> impl Iterator<Item = Stat> {
 }
 
 /// Writes a worker's counters in schema order.
-pub fn export(io: [u64; IO.len()], c: &Counters, out: &mut [u64; COUNT]) {
+pub fn export(io: [u64; IO.len()], c: &Counters, out: &mut [u64; LEN]) {
     let l4 = [
         c.forwarded,
         c.bounced,
@@ -75,6 +97,7 @@ pub fn export(io: [u64; IO.len()], c: &Counters, out: &mut [u64; COUNT]) {
         c.icmp_errors_translated,
         c.table_changes,
     ];
+    out[COUNT] = fingerprint();
     let all = io.iter().chain(&l4).chain(&c.drops);
     for (o, v) in out.iter_mut().zip(all) {
         *o = *v;
@@ -90,7 +113,7 @@ mod tests {
         assert_eq!(schema().count(), COUNT);
         let mut c = Counters { forwarded: 7, ..Counters::default() };
         c.drops[DropReason::NoBackend as usize] = 3;
-        let mut out = [0u64; COUNT];
+        let mut out = [0u64; LEN];
         export([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], &c, &mut out);
         let at = |s: Stat| schema().position(|x| x == s).unwrap();
         assert_eq!(out[at(Stat::Named("rx_frames"))], 1);
@@ -98,6 +121,8 @@ mod tests {
         assert_eq!(out[at(Stat::Named("xsk_wakeups"))], 12);
         assert_eq!(index("xsk_wakeups"), Some(11));
         assert_eq!(index("forwarded"), Some(IO.len()));
+        assert_eq!(out[COUNT], fingerprint());
+        assert_ne!(fingerprint(), 0);
         assert_eq!(out[at(Stat::Named("forwarded"))], 7);
         assert_eq!(out[at(Stat::Drop(DropReason::NoBackend))], 3);
     }

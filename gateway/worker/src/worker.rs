@@ -253,9 +253,9 @@ impl Worker {
     }
 
     /// All counters in the order of [`sluice_lb::stats`], for the table file's stats region.
-    pub fn export_stats(&self) -> [u64; sluice_lb::stats::COUNT] {
+    pub fn export_stats(&self) -> [u64; sluice_lb::stats::LEN] {
         let w = &self.counters;
-        let mut out = [0u64; sluice_lb::stats::COUNT];
+        let mut out = [0u64; sluice_lb::stats::LEN];
         sluice_lb::stats::export(
             [
                 w.rx_frames,
