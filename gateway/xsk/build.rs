@@ -1,11 +1,18 @@
-//! Compiles the XDP steering program (`bpf/steer.c`) with Debian's clang into `$OUT_DIR`, where
-//! `steer.rs` embeds it. Needs `clang` and `linux-libc-dev` (kernel UAPI headers); no libbpf.
+//! Compiles the XDP programs (`bpf/steer.c`: the gateway's steering; `bpf/gen.c`: the packet
+//! generator's kernel fast path and sink) with Debian's clang into `$OUT_DIR`, where `steer.rs`
+//! and `gen.rs` embed them. Needs `clang` and `linux-libc-dev` (kernel UAPI headers); no libbpf.
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let src = "bpf/steer.c";
+    for name in ["steer", "gen"] {
+        compile(&out, name);
+    }
+}
+
+fn compile(out: &std::path::Path, name: &str) {
+    let src = format!("bpf/{name}.c");
     println!("cargo:rerun-if-changed={src}");
     let arch = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
         Ok("x86_64") => "x86_64",
@@ -17,8 +24,8 @@ fn main() {
     let status = Command::new(&clang)
         .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"])
         .arg(format!("-I/usr/include/{arch}-linux-gnu"))
-        .args(["-c", src, "-o"])
-        .arg(out.join("steer.o"))
+        .args(["-c", &src, "-o"])
+        .arg(out.join(format!("{name}.o")))
         .status();
     match status {
         Ok(s) if s.success() => {}

@@ -10,12 +10,14 @@
 //! - [`steer`]: [`Steering`], the XDP program attached through a bpf_link and its maps.
 //! - [`netlink`]: routes, neighbours, and asking the kernel to resolve one.
 //! - [`link`]: MAC address, queue count, raw frame sender.
+//! - [`livegen`]: the packet generator's kernel fast path (`BPF_PROG_RUN` live frames) and sink.
 //!
 //! Hot path: [`XskSocket`]'s `Port` methods (no allocation, no lock; a system call only to wake
 //! the kernel when a ring asks for it).
 
 mod ring;
 
+pub mod livegen;
 pub mod link;
 pub mod netlink;
 pub mod socket;
