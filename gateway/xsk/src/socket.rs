@@ -396,8 +396,28 @@ impl XskSocket {
         })
     }
 
-    /// Returns completed transmissions to the free stack and tops the fill ring up from it.
-    fn recycle(&mut self) {
+    /// Frames to build and transmit (a generator's path): takes up to `out.len()` free frames,
+    /// after reclaiming completed transmissions; their lengths are the full frame size. Give each
+    /// back through `send` or `release`.
+    pub fn alloc_tx(&mut self, out: &mut [Desc]) -> usize {
+        self.reclaim();
+        let n = out.len().min(self.free.len());
+        let frame_len = (!self.frame_mask + 1) as u32;
+        for o in &mut out[..n] {
+            // `free` has at least `n` entries.
+            let addr = self.free.pop().unwrap_or_default();
+            *o = Desc { addr, len: frame_len };
+        }
+        n
+    }
+
+    /// Wakes the kernel's transmit path (copy mode needs it after every batch; `send` does it).
+    pub fn kick_tx(&mut self) {
+        self.kick(libc::MSG_DONTWAIT);
+    }
+
+    /// Returns completed transmissions to the free stack.
+    fn reclaim(&mut self) {
         loop {
             let n = self.comp.consume(&mut self.scratch_addr);
             for &a in &self.scratch_addr[..n] {
@@ -407,6 +427,11 @@ impl XskSocket {
                 break;
             }
         }
+    }
+
+    /// Returns completed transmissions to the free stack and tops the fill ring up from it.
+    fn recycle(&mut self) {
+        self.reclaim();
         let want = self.fill.free(self.free.len() as u32).min(self.free.len() as u32) as usize;
         if want > 0 {
             let start = self.free.len() - want;

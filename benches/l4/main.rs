@@ -1,0 +1,697 @@
+//! `benches/run l4`: Sluice's L4 forwarding against the plain AF_XDP forwarding loop (the ceiling
+//! on this path) and against the kernel doing kube-proxy's job with nftables, in one run, with the
+//! same generator and frames.
+//!
+//! Topology: two namespaces joined by one veth pair. `gen` (g0) holds the generator, the
+//! backends' addresses and the sink; `dut` (d0) is the device under test, one-armed: frames come
+//! in on d0 and leave on d0. The generator is the kernel fast path of `sluice-xsk` (BPF_PROG_RUN
+//! live frames, pinned to core 0); the sink is an XDP program on g0 that counts and drops what
+//! the DUT forwarded. d0's NAPI runs threaded and is pinned to core 1 with the DUT's own thread,
+//! so every system under test gets core 1 for all of its work (receive, forward, transmit).
+//!
+//! Subcommands (the orchestrator runs the others inside the namespaces):
+//!   run [--seconds S] [--repeat N]   the whole benchmark (root)
+//!   generate …                        one measurement from the generator namespace
+//!   forward --iface IF --core C       the plain AF_XDP MAC-swapping forwarder (the ceiling)
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sluice_sandbox::{bin, must, run};
+use sluice_worker::{Desc, Port};
+use sluice_xsk::livegen::{Generator, Mode};
+use sluice_xsk::{Kind, SteerKey, SteerValue, Steering, XskSocket};
+
+const VIP: [u8; 4] = [198, 19, 255, 10];
+const GEN_ADDR: [u8; 4] = [198, 18, 0, 2];
+const UDP_PORT: u16 = 9000;
+const TCP_PORT: u16 = 80;
+const FLOWS: u32 = 1024;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("run") => orchestrate(&args[1..]),
+        Some("generate") => generate(&args[1..]),
+        Some("forward") => forward(&args[1..]),
+        Some("pass") => pass(&args[1..]),
+        _ => Err("usage: sluice-bench-l4 run [--seconds S] [--repeat N] | generate … | forward …".into()),
+    };
+    if let Err(e) = r {
+        eprintln!("sluice-bench-l4: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn text_flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let mut m = [0u8; 6];
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(format!("bad MAC {s}"));
+    }
+    for (b, p) in m.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16).map_err(|_| format!("bad MAC {s}"))?;
+    }
+    Ok(m)
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut s: u32 = 0;
+    for c in data.chunks(2) {
+        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// A 64-byte IPv4 frame: UDP to VIP:9000, or a TCP SYN to VIP:80 (padded to 64).
+fn template(dst: [u8; 6], src: [u8; 6], syn: bool) -> Vec<u8> {
+    let mut f = vec![0u8; 64];
+    f[0..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip_len: u16 = if syn { 40 } else { 50 };
+    let ip = &mut f[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = if syn { 6 } else { 17 };
+    let saddr = if syn { [198, 19, 0, 0] } else { GEN_ADDR };
+    ip[12..16].copy_from_slice(&saddr);
+    ip[16..20].copy_from_slice(&VIP);
+    let c = checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    if syn {
+        let t = 34;
+        f[t..t + 2].copy_from_slice(&10000u16.to_be_bytes());
+        f[t + 2..t + 4].copy_from_slice(&TCP_PORT.to_be_bytes());
+        f[t + 4..t + 8].copy_from_slice(&1u32.to_be_bytes());
+        f[t + 12] = 5 << 4;
+        f[t + 13] = 0x02; // SYN
+        f[t + 14..t + 16].copy_from_slice(&64240u16.to_be_bytes());
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&saddr);
+        pseudo.extend_from_slice(&VIP);
+        pseudo.extend_from_slice(&[0, 6, 0, 20]);
+        pseudo.extend_from_slice(&f[t..t + 20]);
+        let c = checksum(&pseudo);
+        f[t + 16..t + 18].copy_from_slice(&c.to_be_bytes());
+    } else {
+        let u = 34;
+        f[u..u + 2].copy_from_slice(&10000u16.to_be_bytes());
+        f[u + 2..u + 4].copy_from_slice(&UDP_PORT.to_be_bytes());
+        f[u + 4..u + 6].copy_from_slice(&30u16.to_be_bytes());
+    }
+    f
+}
+
+/// One measurement, inside the generator namespace: prints `offered forwarded seconds`.
+fn generate(args: &[String]) -> Result<(), String> {
+    let iface = text_flag(args, "--iface").ok_or("--iface")?;
+    let dst = parse_mac(&text_flag(args, "--dst-mac").ok_or("--dst-mac")?)?;
+    let syn = text_flag(args, "--mode").as_deref() == Some("syn");
+    let seconds: f64 = flag(args, "--seconds", 3.0);
+    let core: usize = flag(args, "--core", 0);
+    let src = sluice_xsk::link::mac(&iface).map_err(|e| e.to_string())?;
+    let ifindex = sluice_xsk::socket::if_index(&iface).map_err(|e| e.to_string())?;
+    let mut g = Generator::load().map_err(|e| e.to_string())?;
+    let mode = if syn { Mode::Syn } else { Mode::Udp { flows: FLOWS, port_base: 10000 } };
+    g.configure(mode, if syn { TCP_PORT } else { UDP_PORT }).map_err(|e| e.to_string())?;
+    g.attach_sink(&iface).map_err(|e| e.to_string())?;
+    core_affinity::set_for_current(core_affinity::CoreId { id: core });
+    let frame = template(dst, src, syn);
+    if text_flag(args, "--engine").as_deref() == Some("live") {
+        // Warm up (neighbour caches, flow tables), then measure.
+        g.run(ifindex, &frame, 20_000).map_err(|e| format!("BPF_PROG_RUN: {e}"))?;
+        std::thread::sleep(Duration::from_millis(300));
+        let (gen0, sink0) = (g.generated(), g.sunk());
+        let t = Instant::now();
+        while t.elapsed().as_secs_f64() < seconds {
+            g.run(ifindex, &frame, 65_536).map_err(|e| format!("BPF_PROG_RUN: {e}"))?;
+        }
+        let took = t.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_millis(200)); // the last frames in flight
+        println!("{} {} {took}", g.generated() - gen0, g.sunk() - sink0);
+        return Ok(());
+    }
+    // AF_XDP transmit: frames from user space, the fields that vary patched per frame.
+    let mut sock = XskSocket::bind(&iface, 0, &sluice_xsk::Config { bind: sluice_xsk::BindMode::Copy, ..sluice_xsk::Config::default() })
+        .map_err(|e| e.to_string())?;
+    let mut n: u64 = 0;
+    let mut batch = [Desc::default(); 64];
+    let mut send = |sock: &mut XskSocket, budget: u64| -> u64 {
+        let mut sent = 0;
+        while sent < budget {
+            let k = sock.alloc_tx(&mut batch);
+            if k == 0 {
+                sock.kick_tx();
+                continue;
+            }
+            for d in &mut batch[..k] {
+                d.len = frame.len() as u32;
+                let f = sock.frame(d);
+                f.copy_from_slice(&frame);
+                patch(f, n, syn);
+                n += 1;
+            }
+            let s = sock.send(&batch[..k]);
+            sock.release(&batch[s..k]);
+            sent += s as u64;
+        }
+        sent
+    };
+    send(&mut sock, 20_000);
+    std::thread::sleep(Duration::from_millis(300));
+    let sink0 = g.sunk();
+    let t = Instant::now();
+    let mut offered = 0u64;
+    while t.elapsed().as_secs_f64() < seconds {
+        offered += send(&mut sock, 65_536);
+    }
+    let took = t.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(200));
+    println!("{offered} {} {took}", g.sunk() - sink0);
+    Ok(())
+}
+
+/// Writes what varies in frame number `n`: the UDP source port over `FLOWS` values, or a new
+/// TCP SYN 5-tuple (source address low half and port), with the checksums that cover them.
+fn patch(f: &mut [u8], n: u64, syn: bool) {
+    if !syn {
+        let port = 10000 + (n % u64::from(FLOWS)) as u16;
+        f[34..36].copy_from_slice(&port.to_be_bytes());
+        return;
+    }
+    f[28..30].copy_from_slice(&((n >> 16) as u16).to_be_bytes());
+    f[34..36].copy_from_slice(&(1024 + (n & 0xffff) as u16 % 64000).to_be_bytes());
+    f[24..26].fill(0);
+    let c = checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f[50..52].fill(0);
+    let mut pseudo = [0u8; 32];
+    pseudo[0..8].copy_from_slice(&f[26..34]);
+    pseudo[8..12].copy_from_slice(&[0, 6, 0, 20]);
+    pseudo[12..32].copy_from_slice(&f[34..54]);
+    let c = checksum(&pseudo);
+    f[50..52].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The ceiling: receive on `--iface`, swap the Ethernet addresses, transmit; nothing else.
+fn forward(args: &[String]) -> Result<(), String> {
+    let iface = text_flag(args, "--iface").ok_or("--iface")?;
+    let core: usize = flag(args, "--core", 1);
+    let peer = parse_mac(&text_flag(args, "--peer-mac").ok_or("--peer-mac")?)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(s, Arc::clone(&stop)).map_err(|e| e.to_string())?;
+    }
+    let mut steering = Steering::attach(&iface, sluice_xsk::AttachMode::Driver).map_err(|e| e.to_string())?;
+    let mut vip = [0u8; 16];
+    vip[10] = 0xff;
+    vip[11] = 0xff;
+    vip[12..].copy_from_slice(&VIP);
+    let mut keys = HashMap::new();
+    keys.insert(SteerKey::new(Kind::Dst, vip, UDP_PORT, 17), SteerValue::default());
+    keys.insert(SteerKey::new(Kind::Dst, vip, TCP_PORT, 6), SteerValue::default());
+    steering.sync(&keys).map_err(|e| e.to_string())?;
+    let mut sock = XskSocket::bind(&iface, 0, &sluice_xsk::Config::default()).map_err(|e| e.to_string())?;
+    steering.register(0, &sock.fd()).map_err(|e| e.to_string())?;
+    let own = sluice_xsk::link::mac(&iface).map_err(|e| e.to_string())?;
+    core_affinity::set_for_current(core_affinity::CoreId { id: core });
+    println!("forwarding");
+    let _ = std::io::stdout().flush();
+    let mut rx = [Desc::default(); 64];
+    let mut idle = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let n = sock.recv(&mut rx);
+        if n == 0 {
+            idle += 1;
+            if idle > 256 {
+                idle = 0;
+                sluice_xsk::socket::wait_readable(&[sock.fd()], 50);
+            }
+            continue;
+        }
+        idle = 0;
+        for d in &rx[..n] {
+            let f = sock.frame(d);
+            if f.len() >= 12 {
+                f[0..6].copy_from_slice(&peer);
+                f[6..12].copy_from_slice(&own);
+            }
+        }
+        let sent = sock.send(&rx[..n]);
+        sock.release(&rx[sent..n]);
+    }
+    Ok(())
+}
+
+/// Attaches the steering program with an empty map (everything passes to the kernel): gives a
+/// veth the NAPI context that frames transmitted by XDP on its peer need, as for the AF_XDP runs.
+fn pass(args: &[String]) -> Result<(), String> {
+    let iface = text_flag(args, "--iface").ok_or("--iface")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(s, Arc::clone(&stop)).map_err(|e| e.to_string())?;
+    }
+    let _steering = Steering::attach(&iface, sluice_xsk::AttachMode::Driver).map_err(|e| e.to_string())?;
+    println!("passing");
+    let _ = std::io::stdout().flush();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// The orchestrator
+
+struct Bench {
+    id: String,
+    dir: tempfile::TempDir,
+    children: Vec<Child>,
+    seconds: f64,
+    d0_mac: String,
+    g0_mac: String,
+}
+
+impl Bench {
+    fn ns(&self, r: &str) -> String {
+        format!("{}-{r}", self.id)
+    }
+
+    fn exec(&self, r: &str, args: &[&str]) -> Result<std::process::Output, String> {
+        let ns = self.ns(r);
+        let mut full = vec!["ip", "netns", "exec", ns.as_str()];
+        full.extend_from_slice(args);
+        run(&full).map_err(|e| e.to_string())
+    }
+
+    fn must(&self, r: &str, args: &[&str]) -> Result<(), String> {
+        let ns = self.ns(r);
+        let mut full = vec!["ip", "netns", "exec", ns.as_str()];
+        full.extend_from_slice(args);
+        must(&full).map_err(|e| e.to_string())
+    }
+
+    fn spawn(&mut self, r: &str, log: &str, args: &[&str]) -> Result<usize, String> {
+        let f = std::fs::File::create(self.dir.path().join(log)).map_err(|e| e.to_string())?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(r)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().map_err(|e| e.to_string())?)
+            .stderr(f)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        self.children.push(child);
+        Ok(self.children.len() - 1)
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    fn stop(&mut self, i: usize) {
+        let c = &mut self.children[i];
+        if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while c.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn setup(&mut self) -> Result<(), String> {
+        let (gen_ns, dut) = (self.ns("gen"), self.ns("dut"));
+        must(&["ip", "netns", "add", &gen_ns]).map_err(|e| e.to_string())?;
+        must(&["ip", "netns", "add", &dut]).map_err(|e| e.to_string())?;
+        must(&["ip", "link", "add", "g0", "netns", &gen_ns, "type", "veth", "peer", "name", "d0", "netns", &dut])
+            .map_err(|e| e.to_string())?;
+        for (r, ifc) in [("gen", "g0"), ("dut", "d0")] {
+            self.must(r, &["ip", "link", "set", "lo", "up"])?;
+            self.must(r, &["ip", "link", "set", ifc, "up"])?;
+            self.must(r, &["ethtool", "-K", ifc, "tx", "off"])?;
+        }
+        self.must("gen", &["ip", "addr", "add", "198.18.0.2/24", "dev", "g0"])?;
+        for i in 1..=4 {
+            self.must("gen", &["ip", "addr", "add", &format!("198.18.1.{i}/24"), "dev", "g0"])?;
+        }
+        self.must("gen", &["ip", "route", "add", "198.19.0.0/16", "via", "198.18.0.1"])?;
+        self.must("dut", &["ip", "addr", "add", "198.18.0.1/24", "dev", "d0"])?;
+        self.must("dut", &["ip", "addr", "add", "198.18.1.254/24", "dev", "d0"])?;
+        let mac = |b: &Bench, r: &str, i: &str| {
+            b.exec(r, &["cat", &format!("/sys/class/net/{i}/address")])
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        };
+        self.d0_mac = mac(self, "dut", "d0")?;
+        self.g0_mac = mac(self, "gen", "g0")?;
+        // Static neighbours: no ARP under load.
+        for a in ["198.18.0.2", "198.18.1.1", "198.18.1.2", "198.18.1.3", "198.18.1.4"] {
+            self.must("dut", &["ip", "neigh", "replace", a, "lladdr", &self.g0_mac.clone(), "dev", "d0", "nud", "permanent"])?;
+        }
+        self.must("gen", &["ip", "neigh", "replace", "198.18.0.1", "lladdr", &self.d0_mac.clone(), "dev", "g0", "nud", "permanent"])?;
+        // d0's NAPI: threaded, on core 1 with the system under test. GRO gives a veth NAPI.
+        self.must("dut", &["ethtool", "-K", "d0", "gro", "on"])?;
+        if std::env::var_os("SLUICE_BENCH_THREADED_NAPI").is_some() {
+            let _ = self.exec("dut", &["sh", "-c", "echo 1 > /sys/class/net/d0/threaded"]);
+            self.pin_napi();
+        }
+        Ok(())
+    }
+
+    /// Pins d0's NAPI threads (`napi/d0-N`) to core 1.
+    fn pin_napi(&self) {
+        let Ok(out) = run(&["ps", "-eo", "pid,comm"]) else { return };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut it = line.split_whitespace();
+            let (Some(pid), Some(comm)) = (it.next(), it.next()) else { continue };
+            if comm.starts_with("napi/d0-") {
+                let _ = run(&["taskset", "-pc", "1", pid]);
+            }
+        }
+    }
+
+    /// One measurement: (offered Mpps, forwarded Mpps).
+    fn measure(&self, syn: bool) -> Result<(f64, f64), String> {
+        self.pin_napi();
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        let secs = self.seconds.to_string();
+        let out = self.exec(
+            "gen",
+            &[
+                &me.to_string_lossy(),
+                "generate",
+                "--iface",
+                "g0",
+                "--dst-mac",
+                &self.d0_mac,
+                "--mode",
+                if syn { "syn" } else { "udp" },
+                "--seconds",
+                &secs,
+                "--core",
+                "0",
+            ],
+        )?;
+        if !out.status.success() {
+            return Err(format!("generator: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let s = String::from_utf8_lossy(&out.stdout);
+        let v: Vec<f64> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        if v.len() != 3 {
+            return Err(format!("generator said {s:?}"));
+        }
+        Ok((v[0] / v[2] / 1e6, v[1] / v[2] / 1e6))
+    }
+
+    fn series(&self, syn: bool, repeat: usize) -> Result<Series, String> {
+        let mut s = Series::default();
+        for _ in 0..repeat {
+            let (o, f) = self.measure(syn)?;
+            s.offered.push(o);
+            s.forwarded.push(f);
+        }
+        Ok(s)
+    }
+
+    /// Short HTTP connections per second through the DUT (wrk, `Connection: close`).
+    fn cps(&self) -> Result<f64, String> {
+        self.must("gen", &["ethtool", "-K", "g0", "gro", "on"])?; // NAPI for frames the DUT sends
+        let secs = format!("{}s", self.seconds.max(2.0) as u64);
+        let out = self.exec(
+            "gen",
+            &["taskset", "-c", "0", "wrk", "-t", "1", "-c", "32", "-d", &secs, "-H", "Connection: close", "http://198.19.255.10/"],
+        )?;
+        let s = String::from_utf8_lossy(&out.stdout);
+        let rps = s.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse::<f64>().ok());
+        rps.ok_or_else(|| format!("wrk said: {s}"))
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.stop(i);
+        }
+        for r in ["gen", "dut"] {
+            let _ = run(&["ip", "netns", "del", &self.ns(r)]);
+        }
+        let _ = std::fs::remove_file(format!("/dev/shm/sluice-{}", self.id));
+    }
+}
+
+#[derive(Default)]
+struct Series {
+    offered: Vec<f64>,
+    forwarded: Vec<f64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() { 0.0 } else { s[s.len() / 2] }
+}
+
+fn range(v: &[f64]) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(0.0, f64::max);
+    format!("{lo:.3}–{hi:.3}")
+}
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: bench
+spec:
+  clusterIP: 198.19.255.10
+  ports:
+    - name: udp
+      protocol: UDP
+      port: 9000
+      targetPort: 9000
+    - name: http
+      port: 80
+      targetPort: 80
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: bench-1
+  labels:
+    kubernetes.io/service-name: bench
+addressType: IPv4
+ports:
+  - name: udp
+    protocol: UDP
+    port: 9000
+  - name: http
+    protocol: TCP
+    port: 80
+endpoints:
+  - addresses: ["198.18.1.1"]
+  - addresses: ["198.18.1.2"]
+  - addresses: ["198.18.1.3"]
+  - addresses: ["198.18.1.4"]
+"#;
+
+/// kube-proxy's nftables rules (`shared/peers/kube-proxy-nftables.nft`), the parts this path
+/// exercises, with this topology's endpoints: a verdict map dispatching on address, protocol
+/// and port, `numgen random` over the endpoints, DNAT, and masquerade (Cluster policy).
+fn nft_rules() -> String {
+    let eps = |port: u16, proto: &str| {
+        (1..=4)
+            .map(|i| {
+                format!(
+                    "  chain ep-{proto}-{i} {{ ip saddr 198.18.1.{i} jump mark-for-masquerade; meta l4proto {proto} dnat to 198.18.1.{i}:{port}; }}\n"
+                )
+            })
+            .collect::<String>()
+    };
+    format!(
+        "table ip kube-proxy {{\n\
+         \x20 map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict; elements = {{ 198.19.255.10 . udp . 9000 : goto svc-udp, 198.19.255.10 . tcp . 80 : goto svc-tcp }} }}\n\
+         \x20 chain nat-prerouting {{ type nat hook prerouting priority dstnat; policy accept; jump services; }}\n\
+         \x20 chain nat-postrouting {{ type nat hook postrouting priority srcnat; policy accept; jump masquerading; }}\n\
+         \x20 chain masquerading {{ meta mark & 0x4000 == 0 return; meta mark set meta mark ^ 0x4000; masquerade fully-random; }}\n\
+         \x20 chain mark-for-masquerade {{ meta mark set meta mark | 0x4000; }}\n\
+         \x20 chain services {{ ip daddr . meta l4proto . th dport vmap @service-ips; }}\n\
+         \x20 chain svc-udp {{ jump mark-for-masquerade; numgen random mod 4 vmap {{ 0 : goto ep-udp-1, 1 : goto ep-udp-2, 2 : goto ep-udp-3, 3 : goto ep-udp-4 }}; }}\n\
+         \x20 chain svc-tcp {{ jump mark-for-masquerade; numgen random mod 4 vmap {{ 0 : goto ep-tcp-1, 1 : goto ep-tcp-2, 2 : goto ep-tcp-3, 3 : goto ep-tcp-4 }}; }}\n\
+         {}{}}}\n",
+        eps(9000, "udp"),
+        eps(80, "tcp")
+    )
+}
+
+fn orchestrate(args: &[String]) -> Result<(), String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("needs root (namespaces, XDP, nftables)".into());
+    }
+    let seconds: f64 = flag(args, "--seconds", 3.0);
+    let repeat: usize = flag(args, "--repeat", 3);
+    let id = format!("slb{}", std::process::id());
+    let mut b = Bench {
+        dir: tempfile::Builder::new().prefix(&format!("{id}-")).tempdir().map_err(|e| e.to_string())?,
+        id,
+        children: Vec::new(),
+        seconds,
+        d0_mac: String::new(),
+        g0_mac: String::new(),
+    };
+    b.setup()?;
+    eprintln!("topology up: gen (g0 {}) ↔ dut (d0 {}); generator on core 0, DUT on core 1", b.g0_mac, b.d0_mac);
+
+    // (a) the ceiling
+    let me = std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+    let g0 = b.g0_mac.clone();
+    let fwd = b.spawn("dut", "forward.log", &[&me, "forward", "--iface", "d0", "--core", "1", "--peer-mac", &g0])?;
+    wait_for(|| b.log("forward.log").contains("forwarding"), "the forwarder")?;
+    eprintln!("(a) plain AF_XDP forwarder …");
+    let ceiling = b.series(false, repeat)?;
+    b.stop(fwd);
+
+    // nginx for the connection-rate runs, on the four backend addresses.
+    let ngx = b.dir.path().join("nginx");
+    std::fs::create_dir_all(ngx.join("tmp")).map_err(|e| e.to_string())?;
+    let n = ngx.display();
+    std::fs::write(
+        ngx.join("nginx.conf"),
+        format!(
+            "daemon off; master_process on; worker_processes 1; user root; pid {n}/nginx.pid; error_log {n}/error.log crit;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{ access_log off; client_body_temp_path {n}/tmp; proxy_temp_path {n}/tmp; fastcgi_temp_path {n}/tmp; uwsgi_temp_path {n}/tmp; scgi_temp_path {n}/tmp;\n\
+             server {{ listen 80 reuseport; location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let conf = ngx.join("nginx.conf").to_string_lossy().into_owned();
+    b.spawn("gen", "nginx.log", &["taskset", "-c", "0", "nginx", "-c", &conf])?;
+
+    // (b) Sluice: control on a manifest, the gateway on core 1.
+    let manifests: PathBuf = b.dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).map_err(|e| e.to_string())?;
+    std::fs::write(manifests.join("bench.yaml"), MANIFEST).map_err(|e| e.to_string())?;
+    let table = format!("/dev/shm/sluice-{}", b.id);
+    let control = bin("sluice-control").to_string_lossy().into_owned();
+    let m = manifests.to_string_lossy().into_owned();
+    let ctl = b.spawn(
+        "dut",
+        "control.log",
+        &[&control, "run", "--manifests", &m, "--table", &table, "--node-address", "198.18.0.1", "--snat-address", "198.18.1.254", "--metrics-address", "127.0.0.1:0"],
+    )?;
+    wait_for(|| b.log("control.log").contains("generation 1"), "control")?;
+    let gw = bin("sluice-gateway").to_string_lossy().into_owned();
+    let gwi = b.spawn("dut", "gateway.log", &[&gw, "--iface", "d0", "--table", &table, "--cores", "1"])?;
+    wait_for(|| b.log("gateway.log").contains("XDP steering:"), "the gateway")?;
+    eprintln!("(b) Sluice FullNAT …");
+    let sluice = b.series(false, repeat)?;
+    eprintln!("(b) Sluice, every frame a new flow …");
+    let sluice_new = b.series(true, repeat)?;
+    let sluice_cps = b.cps().unwrap_or(0.0);
+    b.stop(gwi);
+    b.stop(ctl);
+    b.must("gen", &["ethtool", "-K", "g0", "gro", "off"])?;
+
+    // (c) the kernel: nftables DNAT + masquerade with conntrack.
+    b.must("dut", &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    let rules = b.dir.path().join("kube-proxy.nft");
+    std::fs::write(&rules, nft_rules()).map_err(|e| e.to_string())?;
+    b.must("dut", &["nft", "-f", &rules.to_string_lossy()])?;
+    b.must("dut", &["ethtool", "-K", "d0", "gro", "off"])?;
+    let pass = b.spawn("dut", "pass.log", &[&me, "pass", "--iface", "d0"])?;
+    wait_for(|| b.log("pass.log").contains("passing"), "the pass-through program")?;
+    eprintln!("(c) nftables …");
+    let nft = b.series(false, repeat)?;
+    if std::env::var_os("SLUICE_BENCH_DEBUG").is_some() {
+        for cmd in [vec!["ethtool", "-S", "d0"], vec!["nstat", "-az"], vec!["sysctl", "net.netfilter.nf_conntrack_count"]] {
+            let o = b.exec("dut", &cmd)?;
+            eprintln!("{}", String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.contains(" 0 ") || cmd[0] != "nstat").collect::<Vec<_>>().join("\n"));
+        }
+    }
+    eprintln!("(c) nftables, every frame a new flow …");
+    let nft_new = b.series(true, repeat)?;
+    let nft_cps = b.cps().unwrap_or(0.0);
+    b.stop(pass);
+    let ct_max = b
+        .exec("dut", &["sysctl", "-n", "net.netfilter.nf_conntrack_max"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+
+    let (c, s, n) = (median(&ceiling.forwarded), median(&sluice.forwarded), median(&nft.forwarded));
+    let (sn, nn) = (median(&sluice_new.forwarded), median(&nft_new.forwarded));
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    println!("\nL4 forwarding, 64-byte frames, one-armed veth, DUT on core 1 (median of {repeat} × {seconds} s; min–max)");
+    println!("{:<44} {:>10} {:>16} {:>10} {:>16}", "", "offered", "", "forwarded", "");
+    let row = |name: &str, s: &Series| {
+        println!(
+            "{name:<44} {:>10.3} {:>16} {:>10.3} {:>16}",
+            median(&s.offered),
+            range(&s.offered),
+            median(&s.forwarded),
+            range(&s.forwarded)
+        );
+    };
+    row("(a) plain AF_XDP MAC-swap loop (ceiling)", &ceiling);
+    row(&format!("(b) Sluice FullNAT, UDP, {FLOWS} flows"), &sluice);
+    row(&format!("(c) nftables DNAT+masquerade, UDP, {FLOWS} flows"), &nft);
+    row("(b) Sluice, every frame a new TCP SYN", &sluice_new);
+    row(&format!("(c) nftables, every frame a new TCP SYN (ct max {ct_max})"), &nft_new);
+    println!("\nMpps. vs_ceiling {:.2}, vs_nft {:.2}, newflow_ratio {:.2}", ratio(s, c), ratio(s, n), ratio(sn, nn));
+    println!("Short HTTP connections/s to nginx (wrk -c 32, Connection: close; client, server and generator share core 0): Sluice {sluice_cps:.0}, nftables {nft_cps:.0}");
+    println!("Generator: sluice-xsk's kernel fast path (BPF_PROG_RUN live frames) on core 0; forwarded = counted by an XDP sink on the generator's interface.");
+    println!(
+        "RESULT {}",
+        serde_json::json!({
+            "ceiling_mpps": round3(c),
+            "sluice_mpps": round3(s),
+            "nft_mpps": round3(n),
+            "vs_ceiling": round3(ratio(s, c)),
+            "vs_nft": round3(ratio(s, n)),
+            "sluice_newflow_mpps": round3(sn),
+            "nft_newflow_mpps": round3(nn),
+            "newflow_ratio": round3(ratio(sn, nn)),
+            "sluice_cps": sluice_cps.round(),
+            "nft_cps": nft_cps.round(),
+            "offered_mpps": round3(median(&ceiling.offered)),
+        })
+    );
+    Ok(())
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+fn wait_for(mut f: impl FnMut() -> bool, what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        if Instant::now() > deadline {
+            return Err(format!("{what} did not start"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
