@@ -4,10 +4,14 @@
 //!
 //! Topology: two namespaces joined by one veth pair. `gen` (g0) holds the generator, the
 //! backends' addresses and the sink; `dut` (d0) is the device under test, one-armed: frames come
-//! in on d0 and leave on d0. The generator is the kernel fast path of `sluice-xsk` (BPF_PROG_RUN
-//! live frames, pinned to core 0); the sink is an XDP program on g0 that counts and drops what
-//! the DUT forwarded. d0's NAPI runs threaded and is pinned to core 1 with the DUT's own thread,
-//! so every system under test gets core 1 for all of its work (receive, forward, transmit).
+//! in on d0 and leave on d0. The generator transmits with AF_XDP from user space on core 0
+//! (`--engine live` selects the kernel fast path of `sluice-xsk`, BPF_PROG_RUN live frames,
+//! which offers several times more but whose frames the kernel stack on a veth peer does not
+//! take, so it cannot drive the nftables peer); the sink is an XDP program on g0 that counts and
+//! drops what the DUT forwarded. The DUT's own thread (the forwarder, Sluice's worker) runs on
+//! core 1; veth runs the receive softirq on the sender's core (AF_XDP-NOTES pitfall 5), so the
+//! DUT's receive path and the kernel peer's whole forwarding path share core 0 with the
+//! generator (`SLUICE_BENCH_THREADED_NAPI=1` moves d0's NAPI to a thread on core 1 instead).
 //!
 //! Subcommands (the orchestrator runs the others inside the namespaces):
 //!   run [--seconds S] [--repeat N]   the whole benchmark (root)
@@ -33,13 +37,16 @@ const UDP_PORT: u16 = 9000;
 const TCP_PORT: u16 = 80;
 const FLOWS: u32 = 1024;
 
+/// Set by SIGINT/SIGTERM: the run stops at the next measurement and cleans up.
+static INTERRUPTED: std::sync::LazyLock<Arc<AtomicBool>> =
+    std::sync::LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
         Some("run") => orchestrate(&args[1..]),
         Some("generate") => generate(&args[1..]),
         Some("forward") => forward(&args[1..]),
-        Some("pass") => pass(&args[1..]),
         _ => Err("usage: sluice-bench-l4 run [--seconds S] [--repeat N] | generate … | forward …".into()),
     };
     if let Err(e) = r {
@@ -49,7 +56,11 @@ fn main() {
 }
 
 fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn text_flag(args: &[String], name: &str) -> Option<String> {
@@ -150,16 +161,25 @@ fn generate(args: &[String]) -> Result<(), String> {
         return Ok(());
     }
     // AF_XDP transmit: frames from user space, the fields that vary patched per frame.
-    let mut sock = XskSocket::bind(&iface, 0, &sluice_xsk::Config { bind: sluice_xsk::BindMode::Copy, ..sluice_xsk::Config::default() })
-        .map_err(|e| e.to_string())?;
+    let mut sock = XskSocket::bind(
+        &iface,
+        0,
+        &sluice_xsk::Config { bind: sluice_xsk::BindMode::Copy, ..sluice_xsk::Config::default() },
+    )
+    .map_err(|e| e.to_string())?;
     let mut n: u64 = 0;
     let mut batch = [Desc::default(); 64];
+    let start = Instant::now();
+    let give_up = seconds + 10.0;
     let mut send = |sock: &mut XskSocket, budget: u64| -> u64 {
         let mut sent = 0;
         while sent < budget {
             let k = sock.alloc_tx(&mut batch);
             if k == 0 {
                 sock.kick_tx();
+                if start.elapsed().as_secs_f64() > give_up {
+                    break; // the kernel stopped completing transmissions: report what was sent
+                }
                 continue;
             }
             for d in &mut batch[..k] {
@@ -172,6 +192,9 @@ fn generate(args: &[String]) -> Result<(), String> {
             let s = sock.send(&batch[..k]);
             sock.release(&batch[s..k]);
             sent += s as u64;
+            if s == 0 && start.elapsed().as_secs_f64() > give_up {
+                break; // the transmit ring stays full
+            }
         }
         sent
     };
@@ -261,23 +284,6 @@ fn forward(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Attaches the steering program with an empty map (everything passes to the kernel): gives a
-/// veth the NAPI context that frames transmitted by XDP on its peer need, as for the AF_XDP runs.
-fn pass(args: &[String]) -> Result<(), String> {
-    let iface = text_flag(args, "--iface").ok_or("--iface")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(s, Arc::clone(&stop)).map_err(|e| e.to_string())?;
-    }
-    let _steering = Steering::attach(&iface, sluice_xsk::AttachMode::Driver).map_err(|e| e.to_string())?;
-    println!("passing");
-    let _ = std::io::stdout().flush();
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
 // ------------------------------------------------------------------------------------------
 // The orchestrator
 
@@ -347,8 +353,10 @@ impl Bench {
         let (gen_ns, dut) = (self.ns("gen"), self.ns("dut"));
         must(&["ip", "netns", "add", &gen_ns]).map_err(|e| e.to_string())?;
         must(&["ip", "netns", "add", &dut]).map_err(|e| e.to_string())?;
-        must(&["ip", "link", "add", "g0", "netns", &gen_ns, "type", "veth", "peer", "name", "d0", "netns", &dut])
-            .map_err(|e| e.to_string())?;
+        must(&[
+            "ip", "link", "add", "g0", "netns", &gen_ns, "type", "veth", "peer", "name", "d0", "netns", &dut,
+        ])
+        .map_err(|e| e.to_string())?;
         for (r, ifc) in [("gen", "g0"), ("dut", "d0")] {
             self.must(r, &["ip", "link", "set", "lo", "up"])?;
             self.must(r, &["ip", "link", "set", ifc, "up"])?;
@@ -369,9 +377,37 @@ impl Bench {
         self.g0_mac = mac(self, "gen", "g0")?;
         // Static neighbours: no ARP under load.
         for a in ["198.18.0.2", "198.18.1.1", "198.18.1.2", "198.18.1.3", "198.18.1.4"] {
-            self.must("dut", &["ip", "neigh", "replace", a, "lladdr", &self.g0_mac.clone(), "dev", "d0", "nud", "permanent"])?;
+            self.must(
+                "dut",
+                &[
+                    "ip",
+                    "neigh",
+                    "replace",
+                    a,
+                    "lladdr",
+                    &self.g0_mac.clone(),
+                    "dev",
+                    "d0",
+                    "nud",
+                    "permanent",
+                ],
+            )?;
         }
-        self.must("gen", &["ip", "neigh", "replace", "198.18.0.1", "lladdr", &self.d0_mac.clone(), "dev", "g0", "nud", "permanent"])?;
+        self.must(
+            "gen",
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                "198.18.0.1",
+                "lladdr",
+                &self.d0_mac.clone(),
+                "dev",
+                "g0",
+                "nud",
+                "permanent",
+            ],
+        )?;
         // d0's NAPI: threaded, on core 1 with the system under test. GRO gives a veth NAPI.
         self.must("dut", &["ethtool", "-K", "d0", "gro", "on"])?;
         if std::env::var_os("SLUICE_BENCH_THREADED_NAPI").is_some() {
@@ -416,7 +452,12 @@ impl Bench {
             ],
         )?;
         if !out.status.success() {
-            return Err(format!("generator: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "generator ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            ));
         }
         let s = String::from_utf8_lossy(&out.stdout);
         let v: Vec<f64> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
@@ -429,6 +470,9 @@ impl Bench {
     fn series(&self, syn: bool, repeat: usize) -> Result<Series, String> {
         let mut s = Series::default();
         for _ in 0..repeat {
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                return Err("interrupted".into());
+            }
             let (o, f) = self.measure(syn)?;
             s.offered.push(o);
             s.forwarded.push(f);
@@ -440,12 +484,35 @@ impl Bench {
     fn cps(&self) -> Result<f64, String> {
         self.must("gen", &["ethtool", "-K", "g0", "gro", "on"])?; // NAPI for frames the DUT sends
         let secs = format!("{}s", self.seconds.max(2.0) as u64);
+        if std::env::var_os("SLUICE_BENCH_DEBUG").is_some() {
+            let o = self.exec("gen", &["curl", "-sS", "-m", "3", "-v", "http://198.19.255.10/"])?;
+            eprintln!("curl: {} {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        }
         let out = self.exec(
             "gen",
-            &["taskset", "-c", "0", "wrk", "-t", "1", "-c", "32", "-d", &secs, "-H", "Connection: close", "http://198.19.255.10/"],
+            &[
+                "taskset",
+                "-c",
+                "0",
+                "wrk",
+                "-t",
+                "1",
+                "-c",
+                "32",
+                "-d",
+                &secs,
+                "--timeout",
+                "1s",
+                "-H",
+                "Connection: close",
+                "http://198.19.255.10/",
+            ],
         )?;
         let s = String::from_utf8_lossy(&out.stdout);
-        let rps = s.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse::<f64>().ok());
+        let rps = s
+            .lines()
+            .find_map(|l| l.strip_prefix("Requests/sec:"))
+            .and_then(|v| v.trim().parse::<f64>().ok());
         rps.ok_or_else(|| format!("wrk said: {s}"))
     }
 }
@@ -552,6 +619,25 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     }
     let seconds: f64 = flag(args, "--seconds", 3.0);
     let repeat: usize = flag(args, "--repeat", 3);
+    // Namespaces and tables left by a run that was killed.
+    if let Ok(out) = run(&["ip", "netns", "list"]) {
+        for name in String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()) {
+            let pid = name
+                .strip_prefix("slb")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = run(&["ip", "netns", "del", name]);
+                let _ = std::fs::remove_file(format!(
+                    "/dev/shm/sluice-{}",
+                    name.rsplit_once('-').map_or(name, |x| x.0)
+                ));
+            }
+        }
+    }
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(s, Arc::clone(&INTERRUPTED)).map_err(|e| e.to_string())?;
+    }
     let id = format!("slb{}", std::process::id());
     let mut b = Bench {
         dir: tempfile::Builder::new().prefix(&format!("{id}-")).tempdir().map_err(|e| e.to_string())?,
@@ -562,12 +648,16 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
         g0_mac: String::new(),
     };
     b.setup()?;
-    eprintln!("topology up: gen (g0 {}) ↔ dut (d0 {}); generator on core 0, DUT on core 1", b.g0_mac, b.d0_mac);
+    eprintln!(
+        "topology up: gen (g0 {}) ↔ dut (d0 {}); generator on core 0, DUT on core 1",
+        b.g0_mac, b.d0_mac
+    );
 
     // (a) the ceiling
     let me = std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
     let g0 = b.g0_mac.clone();
-    let fwd = b.spawn("dut", "forward.log", &[&me, "forward", "--iface", "d0", "--core", "1", "--peer-mac", &g0])?;
+    let fwd =
+        b.spawn("dut", "forward.log", &[&me, "forward", "--iface", "d0", "--core", "1", "--peer-mac", &g0])?;
     wait_for(|| b.log("forward.log").contains("forwarding"), "the forwarder")?;
     eprintln!("(a) plain AF_XDP forwarder …");
     let ceiling = b.series(false, repeat)?;
@@ -600,7 +690,20 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     let ctl = b.spawn(
         "dut",
         "control.log",
-        &[&control, "run", "--manifests", &m, "--table", &table, "--node-address", "198.18.0.1", "--snat-address", "198.18.1.254", "--metrics-address", "127.0.0.1:0"],
+        &[
+            &control,
+            "run",
+            "--manifests",
+            &m,
+            "--table",
+            &table,
+            "--node-address",
+            "198.18.0.1",
+            "--snat-address",
+            "198.18.1.254",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ],
     )?;
     wait_for(|| b.log("control.log").contains("generation 1"), "control")?;
     let gw = bin("sluice-gateway").to_string_lossy().into_owned();
@@ -608,9 +711,27 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     wait_for(|| b.log("gateway.log").contains("XDP steering:"), "the gateway")?;
     eprintln!("(b) Sluice FullNAT …");
     let sluice = b.series(false, repeat)?;
+    let sluice_cps = b.cps().unwrap_or(0.0);
+    b.must("gen", &["ethtool", "-K", "g0", "gro", "off"])?;
     eprintln!("(b) Sluice, every frame a new flow …");
     let sluice_new = b.series(true, repeat)?;
-    let sluice_cps = b.cps().unwrap_or(0.0);
+    if std::env::var_os("SLUICE_BENCH_DEBUG").is_some() {
+        let url = b
+            .log("control.log")
+            .lines()
+            .find_map(|l| l.strip_prefix("metrics: ").map(str::to_owned))
+            .unwrap_or_default();
+        let m = run(&["curl", "-s", &url])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        eprintln!(
+            "{}",
+            m.lines()
+                .filter(|l| l.starts_with("sluice_gateway") && !l.ends_with(" 0"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     b.stop(gwi);
     b.stop(ctl);
     b.must("gen", &["ethtool", "-K", "g0", "gro", "off"])?;
@@ -620,21 +741,30 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     let rules = b.dir.path().join("kube-proxy.nft");
     std::fs::write(&rules, nft_rules()).map_err(|e| e.to_string())?;
     b.must("dut", &["nft", "-f", &rules.to_string_lossy()])?;
-    b.must("dut", &["ethtool", "-K", "d0", "gro", "off"])?;
-    let pass = b.spawn("dut", "pass.log", &[&me, "pass", "--iface", "d0"])?;
-    wait_for(|| b.log("pass.log").contains("passing"), "the pass-through program")?;
+
     eprintln!("(c) nftables …");
     let nft = b.series(false, repeat)?;
     if std::env::var_os("SLUICE_BENCH_DEBUG").is_some() {
-        for cmd in [vec!["ethtool", "-S", "d0"], vec!["nstat", "-az"], vec!["sysctl", "net.netfilter.nf_conntrack_count"]] {
+        for cmd in [
+            vec!["ethtool", "-S", "d0"],
+            vec!["nstat", "-az"],
+            vec!["sysctl", "net.netfilter.nf_conntrack_count"],
+        ] {
             let o = b.exec("dut", &cmd)?;
-            eprintln!("{}", String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.contains(" 0 ") || cmd[0] != "nstat").collect::<Vec<_>>().join("\n"));
+            eprintln!(
+                "{}",
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| !l.contains(" 0 ") || cmd[0] != "nstat")
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
         }
     }
+    let nft_cps = b.cps().unwrap_or(0.0);
+    b.must("gen", &["ethtool", "-K", "g0", "gro", "off"])?;
     eprintln!("(c) nftables, every frame a new flow …");
     let nft_new = b.series(true, repeat)?;
-    let nft_cps = b.cps().unwrap_or(0.0);
-    b.stop(pass);
     let ct_max = b
         .exec("dut", &["sysctl", "-n", "net.netfilter.nf_conntrack_max"])
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
@@ -643,7 +773,9 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     let (c, s, n) = (median(&ceiling.forwarded), median(&sluice.forwarded), median(&nft.forwarded));
     let (sn, nn) = (median(&sluice_new.forwarded), median(&nft_new.forwarded));
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-    println!("\nL4 forwarding, 64-byte frames, one-armed veth, DUT on core 1 (median of {repeat} × {seconds} s; min–max)");
+    println!(
+        "\nL4 forwarding, 64-byte frames, one-armed veth, DUT on core 1 (median of {repeat} × {seconds} s; min–max)"
+    );
     println!("{:<44} {:>10} {:>16} {:>10} {:>16}", "", "offered", "", "forwarded", "");
     let row = |name: &str, s: &Series| {
         println!(
@@ -659,9 +791,21 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     row(&format!("(c) nftables DNAT+masquerade, UDP, {FLOWS} flows"), &nft);
     row("(b) Sluice, every frame a new TCP SYN", &sluice_new);
     row(&format!("(c) nftables, every frame a new TCP SYN (ct max {ct_max})"), &nft_new);
-    println!("\nMpps. vs_ceiling {:.2}, vs_nft {:.2}, newflow_ratio {:.2}", ratio(s, c), ratio(s, n), ratio(sn, nn));
-    println!("Short HTTP connections/s to nginx (wrk -c 32, Connection: close; client, server and generator share core 0): Sluice {sluice_cps:.0}, nftables {nft_cps:.0}");
-    println!("Generator: sluice-xsk's kernel fast path (BPF_PROG_RUN live frames) on core 0; forwarded = counted by an XDP sink on the generator's interface.");
+    println!(
+        "\nMpps. vs_ceiling {:.2}, vs_nft {:.2}, newflow_ratio {:.2}",
+        ratio(s, c),
+        ratio(s, n),
+        ratio(sn, nn)
+    );
+    println!(
+        "Short HTTP connections/s to nginx (wrk -c 32, Connection: close; client, server and generator share core 0): Sluice {sluice_cps:.0}, nftables {nft_cps:.0}"
+    );
+    println!(
+        "Generator: AF_XDP transmit from user space (copy mode) on core 0, which also runs the DUT's receive softirq (veth);"
+    );
+    println!(
+        "forwarded = counted by an XDP sink on the generator's interface. Where offered ≈ forwarded, the figure is the generator's."
+    );
     println!(
         "RESULT {}",
         serde_json::json!({

@@ -117,6 +117,8 @@ pub struct Counters {
     pub icmp_errors_translated: u64,
     /// Table generations adopted.
     pub table_changes: u64,
+    /// FullNAT tuples taken back from flows that never saw a reply, for a new flow.
+    pub snat_reclaimed: u64,
     /// Drops, indexed by [`DropReason`] as `usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -135,6 +137,7 @@ impl Default for Counters {
             icmp_echo_replies: 0,
             icmp_errors_translated: 0,
             table_changes: 0,
+            snat_reclaimed: 0,
             drops: [0; DropReason::COUNT],
         }
     }
@@ -558,6 +561,7 @@ impl L4 {
                 let snat = svc.snat[hash::reduce(tuple_hash, svc.snat.len() as u32) as usize];
                 let bhash = backend_hash(&b.addr, b.port);
                 let mut found = None;
+                let mut unassured = None;
                 for _ in 0..SNAT_ATTEMPTS {
                     let port = self.snat.next(bhash);
                     let rev = FlowKey::new(b.addr, b.port, snat, port, m.proto);
@@ -566,10 +570,25 @@ impl L4 {
                         found = Some((rev, hr));
                         break;
                     }
+                    if unassured.is_none()
+                        && let Some((id, _)) = self.flows.lookup(&rev, hr)
+                        && self.flows.flow(id).is_unassured()
+                    {
+                        unassured = Some((id, rev, hr));
+                    }
                 }
-                match found {
-                    Some(x) => x,
-                    None => return Verdict::Drop(DropReason::SnatExhausted),
+                match (found, unassured) {
+                    (Some(x), _) => x,
+                    // Every candidate is taken (a SYN flood holds the backend's ports half-open):
+                    // as conntrack's early drop, a flow that never saw a reply gives its tuple
+                    // to the new one, so a flood cannot lock real clients out for 120 s.
+                    (None, Some((id, rev, hr))) => {
+                        let gone = self.flows.remove(id);
+                        release(&mut self.sched, table.generation(), &gone);
+                        self.counters.snat_reclaimed += 1;
+                        (rev, hr)
+                    }
+                    (None, None) => return Verdict::Drop(DropReason::SnatExhausted),
                 }
             }
             NatMode::Dnat => {

@@ -341,6 +341,13 @@ impl Flow {
         matches!(self.state, FlowState::TimeWait | FlowState::Close)
     }
 
+    /// Whether the flow has never seen a reply (a SYN not answered, a UDP datagram not answered):
+    /// what conntrack calls unassured, the first to give way under pressure.
+    #[inline]
+    pub fn is_unassured(&self) -> bool {
+        matches!(self.state, FlowState::SynSent | FlowState::UdpUnreplied)
+    }
+
     /// Eviction preference: lower goes first.
     #[inline]
     fn victim_class(&self, now_ns: u64) -> u8 {

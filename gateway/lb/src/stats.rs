@@ -29,7 +29,7 @@ pub fn index(name: &str) -> Option<usize> {
 }
 
 /// The L4 engine's counters, next.
-pub const L4: [&str; 11] = [
+pub const L4: [&str; 12] = [
     "forwarded",
     "bounced",
     "passed",
@@ -41,6 +41,7 @@ pub const L4: [&str; 11] = [
     "icmp_echo_replies",
     "icmp_errors_translated",
     "table_changes",
+    "snat_reclaimed",
 ];
 
 /// How many counters a worker publishes: the above, then one per [`DropReason`].
@@ -96,6 +97,7 @@ pub fn export(io: [u64; IO.len()], c: &Counters, out: &mut [u64; LEN]) {
         c.icmp_echo_replies,
         c.icmp_errors_translated,
         c.table_changes,
+        c.snat_reclaimed,
     ];
     out[COUNT] = fingerprint();
     let all = io.iter().chain(&l4).chain(&c.drops);

@@ -1210,3 +1210,41 @@ fn malformed_input_is_dropped_and_counted() {
     assert_eq!(c.forwarded + c.passed, 0);
     assert_eq!(c.dropped_total(), h.worker.counters().rx_frames);
 }
+
+#[test]
+fn a_syn_flood_cannot_lock_real_clients_out_of_the_snat_ports() {
+    let mut cfg = worker_config();
+    cfg.l4.snat_ports = (SNAT_LO, SNAT_LO + 49);
+    let mut h = Harness {
+        worker: sluice_worker::Worker::new(&cfg, table(1, standard_services()), next_hops()),
+        ..Harness::standard()
+    };
+    // Ten real connections, established (the backend answered).
+    let mut established = Vec::new();
+    for i in 0..10u16 {
+        let p = 7000 + i;
+        let Outcome::Tx(f) = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP_ONE, 80, 64, SYN, b"")) else {
+            panic!()
+        };
+        let snat = l4_src_port(&f);
+        assert!(matches!(
+            h.send(&tcp4(backend_mac(1), GW_MAC, be(1), 8080, NODE, snat, 64, syn_ack(), b"")),
+            Outcome::Tx(_)
+        ));
+        established.push((p, snat));
+    }
+    // A flood of SYNs that are never answered takes every other port of the backend, and more.
+    let flooder = [198, 18, 9, 9];
+    for i in 0..200u16 {
+        let o = h.send(&tcp4(CLIENT_MAC, GW_MAC, flooder, 10_000 + i, VIP_ONE, 80, 64, SYN, b""));
+        assert!(matches!(o, Outcome::Tx(_)), "flood SYN {i}: {o:?}");
+    }
+    assert!(h.worker.l4_counters().snat_reclaimed > 0);
+    // A real client still gets in, and the established connections kept their tuples.
+    assert!(matches!(syn_to(&mut h, [198, 18, 2, 7], 5555, VIP_ONE), Outcome::Tx(_)));
+    for (p, snat) in established {
+        let o = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP_ONE, 80, 64, ack(1), b"data"));
+        let Outcome::Tx(f) = o else { panic!("established flow {p} lost: {o:?}") };
+        assert_eq!(l4_src_port(&f), snat);
+    }
+}

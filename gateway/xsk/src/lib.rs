@@ -17,8 +17,8 @@
 
 mod ring;
 
-pub mod livegen;
 pub mod link;
+pub mod livegen;
 pub mod netlink;
 pub mod socket;
 pub mod steer;

@@ -112,7 +112,8 @@ impl Generator {
             p.load().map_err(err)?;
         }
         let cfg = Array::try_from(ebpf.take_map("cfg").ok_or_else(|| err("cfg missing"))?).map_err(err)?;
-        let counts = PerCpuArray::try_from(ebpf.take_map("counts").ok_or_else(|| err("counts missing"))?).map_err(err)?;
+        let counts = PerCpuArray::try_from(ebpf.take_map("counts").ok_or_else(|| err("counts missing"))?)
+            .map_err(err)?;
         Ok(Generator { ebpf, cfg, counts, settings: GenCfg::default() })
     }
 
@@ -128,7 +129,12 @@ impl Generator {
     /// Attaches the sink to `iface` (native XDP; it also gives a veth the NAPI a transmitting
     /// peer needs). Detached when the generator drops.
     pub fn attach_sink(&mut self, iface: &str) -> io::Result<()> {
-        let p: &mut Xdp = self.ebpf.program_mut("sluice_sink").ok_or_else(|| err("sink missing"))?.try_into().map_err(err)?;
+        let p: &mut Xdp = self
+            .ebpf
+            .program_mut("sluice_sink")
+            .ok_or_else(|| err("sink missing"))?
+            .try_into()
+            .map_err(err)?;
         p.attach(iface, XdpMode::Driver).map_err(err)?;
         Ok(())
     }
@@ -136,7 +142,8 @@ impl Generator {
     /// Transmits `count` copies of `frame`, patched per packet, out of interface `ifindex` on the
     /// calling thread's CPU; returns when the kernel has sent them.
     pub fn run(&self, ifindex: u32, frame: &[u8], count: u32) -> io::Result<()> {
-        let p: &Xdp = self.ebpf.program("sluice_gen").ok_or_else(|| err("gen missing"))?.try_into().map_err(err)?;
+        let p: &Xdp =
+            self.ebpf.program("sluice_gen").ok_or_else(|| err("gen missing"))?.try_into().map_err(err)?;
         let fd = p.fd().map_err(err)?.as_fd().as_raw_fd();
         let ctx = XdpMd { data_end: frame.len() as u32, ingress_ifindex: ifindex, ..XdpMd::default() };
         let attr = TestRunAttr {
