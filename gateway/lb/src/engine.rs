@@ -92,6 +92,10 @@ impl Default for Config {
 /// How many SNAT candidates a new flow tries before giving up.
 pub const SNAT_ATTEMPTS: usize = 32;
 
+/// After this many taken candidates, a new flow takes the tuple of the first one that never saw
+/// a reply instead of searching on (bounds a SYN flood's cost per packet).
+pub const SNAT_EARLY_DROP_AFTER: usize = 4;
+
 /// Per-worker counters of the L4 engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
@@ -562,7 +566,7 @@ impl L4 {
                 let bhash = backend_hash(&b.addr, b.port);
                 let mut found = None;
                 let mut unassured = None;
-                for _ in 0..SNAT_ATTEMPTS {
+                for attempt in 0..SNAT_ATTEMPTS {
                     let port = self.snat.next(bhash);
                     let rev = FlowKey::new(b.addr, b.port, snat, port, m.proto);
                     let hr = self.flows.hash(&rev);
@@ -575,6 +579,9 @@ impl L4 {
                         && self.flows.flow(id).is_unassured()
                     {
                         unassured = Some((id, rev, hr));
+                    }
+                    if attempt + 1 >= SNAT_EARLY_DROP_AFTER && unassured.is_some() {
+                        break; // under a flood, stop searching: every lookup is a cache miss
                     }
                 }
                 match (found, unassured) {
