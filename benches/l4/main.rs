@@ -17,6 +17,7 @@
 //!   run [--seconds S] [--repeat N]   the whole benchmark (root)
 //!   generate …                        one measurement from the generator namespace
 //!   forward --iface IF --core C       the plain AF_XDP MAC-swapping forwarder (the ceiling)
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::io::Write as _;

@@ -18,6 +18,7 @@
 //! counter, so parallel tests do not collide; [`Sandbox`]'s `Drop` stops every process it
 //! started and deletes every namespace, also when a test panics, and a new sandbox removes
 //! namespaces left by sandboxes whose process is gone (a run killed with SIGKILL).
+#![forbid(unsafe_code)]
 
 use std::fs;
 use std::io;

@@ -9,6 +9,7 @@
 //! ones the workers need, announces new VIPs with gratuitous ARP / unsolicited advertisements,
 //! and stops everything cleanly on SIGINT or SIGTERM (SIGKILL is safe too: the program is
 //! attached through a bpf_link and vanishes with the process).
+#![forbid(unsafe_code)]
 
 mod kernel;
 mod plan;

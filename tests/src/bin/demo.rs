@@ -3,6 +3,7 @@
 //! starts control on the examples and the gateway on AF_XDP, sends real traffic through every
 //! L4 scenario of `SCENARIOS.md`, and prints who answered what. Everything is removed on exit and
 //! on Ctrl-C. Needs root.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //! Server: `--name NAME --port P [--port Q …]` answers each datagram on every port, IPv4 and
 //! IPv6, with `NAME:` followed by the datagram. Client: `--send ADDR:PORT PAYLOAD` sends one
 //! datagram and prints the answer (exit 1 if none within 2 s, after three tries).
+#![forbid(unsafe_code)]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
