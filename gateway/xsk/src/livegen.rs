@@ -157,9 +157,7 @@ impl Generator {
             batch_size: 64,
             ..TestRunAttr::default()
         };
-        // SAFETY: `attr` is a live, fully initialised BPF_PROG_TEST_RUN attribute of the size
-        // passed; the buffers it points to (`frame`, `ctx`) outlive the call, and the kernel only
-        // reads them (no output buffers are given).
+        // SAFETY: `attr` is a live, fully initialised BPF_PROG_TEST_RUN attribute of the size passed; the buffers it points to (`frame`, `ctx`) outlive the call, and the kernel only reads them (no output buffers are given).
         let r = unsafe {
             libc::syscall(
                 libc::SYS_bpf,

@@ -141,9 +141,9 @@ impl Netlink {
     /// (type, payload).
     fn replies(&mut self, seq: u32, mut f: impl FnMut(u16, &[u8])) -> io::Result<()> {
         loop {
+            let (fd, buf) = (self.fd.as_raw_fd(), &mut self.buf);
             // SAFETY: receives into our live buffer of the length passed.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), 0) };
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {

@@ -30,9 +30,7 @@ pub(crate) struct Ring<T: Copy> {
     cached_cons: u32,
 }
 
-// SAFETY: a Ring is the only user-space handle on its mapping (never cloned); moving it to
-// another thread moves that exclusive access with it. The kernel side is synchronised through
-// the atomic indices.
+// SAFETY: a Ring is the only user-space handle on its mapping (never cloned); moving it to another thread moves that exclusive access with it. The kernel side is synchronised through the atomic indices.
 unsafe impl<T: Copy + Send> Send for Ring<T> {}
 
 impl<T: Copy> std::fmt::Debug for Ring<T> {
@@ -52,8 +50,7 @@ impl<T: Copy> Ring<T> {
         producer_side: bool,
     ) -> io::Result<Ring<T>> {
         let map_len = off.desc as usize + size as usize * std::mem::size_of::<T>();
-        // SAFETY: a fresh shared mapping chosen by the kernel (null hint); the arguments are
-        // plain values and the result is checked before use.
+        // SAFETY: a fresh shared mapping chosen by the kernel (null hint); the arguments are plain values and the result is checked before use.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -68,8 +65,7 @@ impl<T: Copy> Ring<T> {
             return Err(io::Error::last_os_error());
         }
         let base = p.cast::<u8>();
-        // SAFETY: the kernel's offsets lie inside the `map_len` bytes just mapped (it sized the
-        // ring region from the same `size`), and are aligned for their types.
+        // SAFETY: the kernel's offsets lie inside the `map_len` bytes just mapped (it sized the ring region from the same `size`), and are aligned for their types.
         let at = |o: u64| unsafe { NonNull::new_unchecked(base.add(o as usize)) };
         let producer = at(off.producer).cast::<AtomicU32>();
         let consumer = at(off.consumer).cast::<AtomicU32>();
@@ -134,9 +130,7 @@ impl<T: Copy> Ring<T> {
         let n = (items.len() as u32).min(self.free(items.len() as u32));
         for (i, item) in items.take(n as usize).enumerate() {
             let idx = self.cached_prod.wrapping_add(i as u32) & self.mask;
-            // SAFETY: `idx <= mask < size`: inside the descriptor array; the entry lies between
-            // the consumer and producer indices, so the kernel does not read it until the
-            // Release store below publishes it.
+            // SAFETY: `idx <= mask < size`: inside the descriptor array; the entry lies between the consumer and producer indices, so the kernel does not read it until the Release store below publishes it.
             unsafe { self.desc.as_ptr().add(idx as usize).write(item) };
         }
         self.cached_prod = self.cached_prod.wrapping_add(n);
@@ -161,9 +155,7 @@ impl<T: Copy> Ring<T> {
         let n = (out.len() as u32).min(self.available(out.len() as u32));
         for (i, slot) in out[..n as usize].iter_mut().enumerate() {
             let idx = self.cached_cons.wrapping_add(i as u32) & self.mask;
-            // SAFETY: `idx < size`; the entry was published by the kernel's Release store that
-            // our Acquire load in `available` observed, and it stays ours until the consumer
-            // index moves past it below.
+            // SAFETY: `idx < size`; the entry was published by the kernel's Release store that our Acquire load in `available` observed, and it stays ours until the consumer index moves past it below.
             *slot = unsafe { self.desc.as_ptr().add(idx as usize).read() };
         }
         self.cached_cons = self.cached_cons.wrapping_add(n);

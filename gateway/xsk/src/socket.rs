@@ -177,8 +177,7 @@ impl Umem {
 
 impl Drop for Umem {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `new` mapped; the socket (which the kernel pinned the
-        // pages for) is closed before, as `XskSocket` drops its fd first.
+        // SAFETY: unmaps exactly what `new` mapped; the socket (which the kernel pinned the pages for) is closed before, as `XskSocket` drops its fd first.
         unsafe { libc::munmap(self.area.as_ptr().cast(), self.len) };
     }
 }
@@ -200,9 +199,9 @@ fn setsockopt<T>(fd: BorrowedFd<'_>, opt: libc::c_int, v: &T, step: &'static str
 fn getsockopt<T: Default>(fd: BorrowedFd<'_>, opt: libc::c_int, step: &'static str) -> Result<T, Error> {
     let mut v = T::default();
     let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    let out = (&mut v as *mut T).cast();
     // SAFETY: the kernel writes at most `len` bytes into `v`, a live value of that size.
-    let r =
-        unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_XDP, opt, (&mut v as *mut T).cast(), &mut len) };
+    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_XDP, opt, out, &mut len) };
     if r == 0 { Ok(v) } else { Err(Error::Sys { step, err: io::Error::last_os_error() }) }
 }
 
@@ -223,8 +222,7 @@ pub struct XskSocket {
     wakeups: u64,
 }
 
-// SAFETY: the socket owns its mappings exclusively; moving it to a worker thread moves that
-// ownership. It is never shared (no `Sync`).
+// SAFETY: the socket owns its mappings exclusively; moving it to a worker thread moves that ownership. It is never shared (no `Sync`).
 unsafe impl Send for XskSocket {}
 
 impl std::fmt::Debug for XskSocket {
@@ -413,7 +411,10 @@ impl XskSocket {
 
     /// Wakes the kernel's transmit path (copy mode needs it after every batch; `send` does it).
     pub fn kick_tx(&mut self) {
-        self.kick(libc::MSG_DONTWAIT);
+        self.wakeups += 1;
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: a zero-length, non-blocking send on our own socket with no buffer: the kernel only runs its TX path; errors (EAGAIN, EBUSY, ENOBUFS, ENETDOWN) leave the frames in the ring for the next kick.
+        unsafe { libc::sendto(fd, std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
     }
 
     /// Returns completed transmissions to the free stack.
@@ -442,25 +443,13 @@ impl XskSocket {
         }
     }
 
-    fn kick(&mut self, flags: libc::c_int) {
+    /// Asks the kernel to fill the RX ring (it set `XDP_RING_NEED_WAKEUP` on the fill ring).
+    fn wake_rx(&mut self) {
         self.wakeups += 1;
-        // SAFETY: a zero-length send/recv on our own socket with no buffer: the kernel only
-        // runs its TX (or RX) path. Errors (EAGAIN, EBUSY, ENOBUFS, ENETDOWN) are transient and
-        // the frames stay in the ring for the next kick.
-        unsafe {
-            if flags == libc::MSG_DONTWAIT {
-                libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, flags, std::ptr::null(), 0);
-            } else {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                );
-            }
-        }
+        let fd = self.fd.as_raw_fd();
+        let null = std::ptr::null_mut();
+        // SAFETY: a zero-length, non-blocking receive on our own socket with no buffer: the kernel only runs its RX path; an error leaves the frames in the fill ring for the next wake-up.
+        unsafe { libc::recvfrom(fd, null, 0, libc::MSG_DONTWAIT, null.cast(), null.cast()) };
     }
 }
 
@@ -496,7 +485,7 @@ impl Port for XskSocket {
         let want = out.len().min(self.scratch.len());
         let n = self.rx.consume(&mut self.scratch[..want]);
         if n == 0 && self.fill.needs_wakeup() {
-            self.kick(0);
+            self.wake_rx();
         }
         for (o, d) in out.iter_mut().zip(&self.scratch[..n]) {
             *o = Desc { addr: d.addr, len: d.len };
@@ -509,9 +498,7 @@ impl Port for XskSocket {
         if start.checked_add(len).is_none_or(|end| end > self.umem.len) {
             return &mut [];
         }
-        // SAFETY: `start + len` is inside the UMEM (checked above); the frame belongs to the
-        // worker (received and not yet given back), so neither the kernel nor another borrow
-        // touches it while this `&mut self` borrow lives.
+        // SAFETY: `start + len` is inside the UMEM (checked above); the frame belongs to the worker (received and not yet given back), so neither the kernel nor another borrow touches it while this `&mut self` borrow lives.
         unsafe { std::slice::from_raw_parts_mut(self.umem.area.as_ptr().add(start), len) }
     }
 
@@ -519,7 +506,7 @@ impl Port for XskSocket {
         let n =
             self.tx.produce(frames.iter().map(|d| libc::xdp_desc { addr: d.addr, len: d.len, options: 0 }));
         if n > 0 && (self.mode == Mode::Copy || self.tx.needs_wakeup()) {
-            self.kick(libc::MSG_DONTWAIT);
+            self.kick_tx();
         }
         n as usize
     }

@@ -52,8 +52,7 @@ pub struct SteerValue {
     pub pad: u32,
 }
 
-// SAFETY: both are `repr(C)` plain data with no padding (16+2+1+1 and 2+2+4 bytes) and every
-// bit pattern valid, which is what `Pod` requires for copying to and from the kernel.
+// SAFETY: both are `repr(C)` plain data with no padding (16+2+1+1 and 2+2+4 bytes) and every bit pattern valid, which is what `Pod` requires for copying to and from the kernel.
 unsafe impl aya::Pod for SteerKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for SteerValue {}
