@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_sandbox::{bin, must, run};
+use sluice_wire::checksum::checksum;
 use sluice_worker::{Desc, Port};
 use sluice_xsk::livegen::{Generator, Mode};
 use sluice_xsk::{Kind, SteerKey, SteerValue, Steering, XskSocket};
@@ -78,17 +79,6 @@ fn parse_mac(s: &str) -> Result<[u8; 6], String> {
         *b = u8::from_str_radix(p, 16).map_err(|_| format!("bad MAC {s}"))?;
     }
     Ok(m)
-}
-
-fn checksum(data: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in data.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
 }
 
 /// A 64-byte IPv4 frame: UDP to VIP:9000, or a TCP SYN to VIP:80 (padded to 64).
@@ -667,14 +657,11 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     // nginx for the connection-rate runs, on the four backend addresses.
     let ngx = b.dir.path().join("nginx");
     std::fs::create_dir_all(ngx.join("tmp")).map_err(|e| e.to_string())?;
-    let n = ngx.display();
     std::fs::write(
         ngx.join("nginx.conf"),
-        format!(
-            "daemon off; master_process on; worker_processes 1; user root; pid {n}/nginx.pid; error_log {n}/error.log crit;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{ access_log off; client_body_temp_path {n}/tmp; proxy_temp_path {n}/tmp; fastcgi_temp_path {n}/tmp; uwsgi_temp_path {n}/tmp; scgi_temp_path {n}/tmp;\n\
-             server {{ listen 80 reuseport; location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+        sluice_sandbox::nginx_conf(
+            &ngx,
+            "server { listen 80 reuseport; location / { return 200 \"ok\\n\"; } }",
         ),
     )
     .map_err(|e| e.to_string())?;

@@ -303,20 +303,15 @@ impl Sandbox {
         let listens: String =
             ports.iter().map(|p| format!("listen {p} reuseport; listen [::]:{p} reuseport; ")).collect();
         let d_s = d.display();
-        let conf = format!(
-            "daemon off; master_process on; worker_processes 1; user root; pid {d_s}/nginx.pid;\n\
-             error_log {d_s}/error.log warn;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n  access_log off; keepalive_timeout 30s;\n\
-             \x20 client_body_temp_path {d_s}/tmp; proxy_temp_path {d_s}/tmp; fastcgi_temp_path {d_s}/tmp;\n\
-             \x20 uwsgi_temp_path {d_s}/tmp; scgi_temp_path {d_s}/tmp;\n\
-             \x20 server {{ {listens}\n\
-             \x20   add_header X-Backend {name} always;\n\
-             \x20   location = /big {{ alias {d_s}/big; default_type application/octet-stream; limit_rate 256k; }}\n\
-             \x20   location = /ip {{ default_type text/plain; return 200 \"$remote_addr\\n\"; }}\n\
-             \x20   location / {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n\
-             \x20 }}\n}}\n"
+        let server = format!(
+            "server {{ {listens}\n\
+             \x20 add_header X-Backend {name} always;\n\
+             \x20 location = /big {{ alias {d_s}/big; default_type application/octet-stream; limit_rate 256k; }}\n\
+             \x20 location = /ip {{ default_type text/plain; return 200 \"$remote_addr\\n\"; }}\n\
+             \x20 location / {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n\
+             }}"
         );
+        let conf = nginx_conf(&d, &server);
         let path = d.join("nginx.conf");
         fs::write(&path, conf)?;
         self.spawn(role, &format!("nginx-{name}"), &["nginx", "-c", &path.to_string_lossy()])?;
@@ -609,6 +604,21 @@ impl Sandbox {
             CLIENT_V4.parse().unwrap_or(IpAddr::from([0u8; 4]))
         }
     }
+}
+
+/// An nginx configuration that runs in the foreground as root with every file under `dir` and
+/// the given `server { … }` block.
+pub fn nginx_conf(dir: &Path, server: &str) -> String {
+    let d = dir.display();
+    format!(
+        "daemon off; master_process on; worker_processes 1; user root; pid {d}/nginx.pid;\n\
+         error_log {d}/error.log warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off; keepalive_timeout 30s;\n\
+         \x20 client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;\n\
+         \x20 uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
+         \x20 {server}\n}}\n"
+    )
 }
 
 fn stop_child(child: &mut Child, sig: rustix::process::Signal) -> std::process::ExitStatus {

@@ -283,31 +283,27 @@ fn supervise(
             return Err("a worker stopped unexpectedly".into());
         }
         // 1. A new table: steer its traffic, announce its new VIPs, resolve its backends.
-        let changed = match reader.refresh() {
-            Refresh::Adopted(g) => match reader.payload().map(sluice_lb::image::decode) {
-                Some(Ok(t)) => {
-                    table = Arc::new(t);
-                    eprintln!("sluice-gateway: table generation {g}: {} service(s)", table.services().len());
-                    true
-                }
-                Some(Err(e)) => {
-                    eprintln!("sluice-gateway: table generation {g} refused: {e}; keeping the previous one");
-                    false
-                }
-                None => false,
-            },
+        // A generation to take: a new one, or the one the reader adopted when it opened.
+        let take = match reader.refresh() {
+            Refresh::Adopted(g) => Some(g),
             Refresh::Refused(g, why) => {
                 eprintln!("sluice-gateway: table generation {g} refused: {why}; keeping the previous one");
+                None
+            }
+            Refresh::Unchanged if !adopted_once => reader.generation(),
+            Refresh::Unchanged => None,
+        };
+        let changed = match take.and_then(|g| reader.payload().map(|p| (g, sluice_lb::image::decode(p)))) {
+            Some((g, Ok(t))) => {
+                table = Arc::new(t);
+                eprintln!("sluice-gateway: table generation {g}: {} service(s)", table.services().len());
+                true
+            }
+            Some((g, Err(e))) => {
+                eprintln!("sluice-gateway: table generation {g} refused: {e}; keeping the previous one");
                 false
             }
-            Refresh::Unchanged if !adopted_once => match reader.payload().map(sluice_lb::image::decode) {
-                Some(Ok(t)) => {
-                    table = Arc::new(t);
-                    true
-                }
-                _ => false,
-            },
-            Refresh::Unchanged => false,
+            None => false,
         };
         if changed {
             adopted_once = true;

@@ -125,6 +125,17 @@ impl Worker {
         self.nparked
     }
 
+    /// Queues `self.tx[..n]` for transmission; what the ring does not take is counted and freed.
+    #[inline]
+    fn transmit(&mut self, port: &mut impl Port, n: usize) {
+        if n > 0 {
+            let sent = port.send(&self.tx[..n]);
+            self.counters.tx_frames += sent as u64;
+            self.l4.count_drops(DropReason::TxRingFull, n - sent);
+            port.release(&self.tx[sent..n]);
+        }
+    }
+
     /// Sends the parked frames whose next hop is now known, drops those that waited too long.
     #[cold]
     fn flush_parked(&mut self, port: &mut impl Port, now_ns: u64) {
@@ -147,12 +158,7 @@ impl Worker {
             }
         }
         self.nparked = keep;
-        if ntx > 0 {
-            let sent = port.send(&self.tx[..ntx]);
-            self.counters.tx_frames += sent as u64;
-            self.l4.count_drops(DropReason::TxRingFull, ntx - sent);
-            port.release(&self.tx[sent..ntx]);
-        }
+        self.transmit(port, ntx);
         if nd > 0 {
             port.release(&self.dropped[..nd]);
         }
@@ -233,12 +239,7 @@ impl Worker {
                 }
             }
         }
-        if ntx > 0 {
-            let sent = port.send(&self.tx[..ntx]);
-            self.counters.tx_frames += sent as u64;
-            self.l4.count_drops(DropReason::TxRingFull, ntx - sent);
-            port.release(&self.tx[sent..ntx]);
-        }
+        self.transmit(port, ntx);
         if nk > 0 {
             let taken = port.to_kernel(&self.kernel[..nk]);
             self.counters.kernel_frames += taken as u64;
