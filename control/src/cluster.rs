@@ -4,8 +4,11 @@
 //! watch resumes or relists (a `410 Gone` starts a new list, and objects not listed again are
 //! gone), with kube's default backoff on errors. Nothing is published before every store has
 //! listed once — a half-listed cluster would drop Services. Every change wakes the control loop,
-//! which takes a [`Cluster::snapshot`]: the same [`Store`] manifest mode builds, so everything
-//! downstream is one code path.
+//! which brings its [`Store`] — the same store manifest mode builds, so everything downstream is
+//! one code path — up to the watches with [`Cluster::sync`]: only the objects the watches replaced
+//! since the last sync are converted, and EndpointSlice changes (the frequent ones: every Pod
+//! becoming ready or going away) reach the compiler as [`Changes`], so that it recompiles only
+//! the Services they feed.
 //!
 //! In a cluster, endpoints come from EndpointSlices (the endpoint controller's output), not Pods.
 //! The objects have passed the API server's validation; they are converted into control's types
@@ -28,7 +31,65 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
+use crate::compile::Changes;
 use crate::load::{Located, Store};
+
+/// The objects of one kind as the store last took them, by namespace/name. Holding the watch's
+/// `Arc`s is what lets a sync tell a replaced object from an unchanged one by pointer.
+type Held<K> = std::collections::HashMap<(String, String), Arc<K>>;
+
+/// An object's namespace and name, and what it now is (`None`: gone).
+type Replaced<K> = ((String, String), Option<Arc<K>>);
+
+/// What a [`Store`] was last brought up to by [`Cluster::sync`].
+#[derive(Default)]
+pub struct Synced {
+    services: Held<KService>,
+    slices: Held<KEndpointSlice>,
+    ingresses: Held<KIngress>,
+    classes: Held<KIngressClass>,
+    secrets: Held<KSecret>,
+    pools: Held<DynamicObject>,
+    /// Objects that could not be converted (`Kind namespace/name` → why), while they stay so.
+    pub problems: std::collections::BTreeMap<String, String>,
+}
+
+fn object_key<K: Resource>(o: &K) -> (String, String) {
+    (o.meta().namespace.clone().unwrap_or_default(), o.meta().name.clone().unwrap_or_default())
+}
+
+/// The objects of `from` that differ from `held` (new or replaced: `Some`; gone: `None`), and
+/// `held` brought up to `from`.
+fn replaced<K>(from: &KStore<K>, held: &mut Held<K>) -> Vec<Replaced<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let now = from.state();
+    let mut out = Vec::new();
+    let mut present = std::collections::HashSet::with_capacity(now.len());
+    for o in now {
+        let key = object_key(&*o);
+        present.insert(key.clone());
+        if held.get(&key).is_none_or(|h| !Arc::ptr_eq(h, &o)) {
+            held.insert(key.clone(), o.clone());
+            out.push((key, Some(o)));
+        }
+    }
+    if present.len() != held.len() {
+        let gone: Vec<(String, String)> = held.keys().filter(|k| !present.contains(*k)).cloned().collect();
+        for k in gone {
+            held.remove(&k);
+            out.push((k, None));
+        }
+    }
+    out
+}
+
+/// One object through its JSON form into control's type.
+fn convert_one<K: Serialize, T: DeserializeOwned>(o: &K) -> Result<T, String> {
+    serde_json::to_value(o).and_then(serde_json::from_value::<T>).map_err(|e| e.to_string())
+}
 
 /// The watched objects of a cluster.
 pub struct Cluster {
@@ -145,6 +206,89 @@ impl Cluster {
     /// Resolves at the next change of any store (a change since the last call counts).
     pub async fn changed(&self) {
         self.changed.notified().await;
+    }
+
+    /// Brings `store` up to the watches: EndpointSlices one by one, recorded in the returned
+    /// [`Changes`]; any other kind, when one of its objects changed, converted again as a whole
+    /// ([`Changes::everything`]). Objects that do not convert are left out and kept in
+    /// `synced.problems`; the returned list names the ones new since the last sync.
+    pub fn sync(&self, store: &mut Store, synced: &mut Synced) -> (Changes, Vec<String>) {
+        let mut changes = Changes::default();
+        let mut new_problems = Vec::new();
+        let mut problem = |synced: &mut Synced, name: String, why: Option<String>| match why {
+            Some(why) => {
+                if synced.problems.insert(name.clone(), why.clone()).as_ref() != Some(&why) {
+                    new_problems.push(format!("{name}: {why}"));
+                }
+            }
+            None => {
+                synced.problems.remove(&name);
+            }
+        };
+        for ((ns, name), o) in replaced(&self.slices, &mut synced.slices) {
+            let label = format!("EndpointSlice {ns}/{name}");
+            match o.map(|o| convert_one(&*o)) {
+                Some(Ok(object)) => {
+                    problem(synced, label, None);
+                    store.put_endpoint_slice(
+                        Located { object, file: PathBuf::from("cluster"), line: 0 },
+                        &mut changes,
+                    );
+                }
+                Some(Err(why)) => {
+                    problem(synced, label, Some(why));
+                    store.remove_endpoint_slice(&ns, &name, &mut changes);
+                }
+                None => {
+                    problem(synced, label, None);
+                    store.remove_endpoint_slice(&ns, &name, &mut changes);
+                }
+            }
+        }
+        let mut whole = |synced: &mut Synced, kind: &str, changed: bool| {
+            if changed {
+                changes.merge(Changes::everything());
+                let prefix = format!("{kind} ");
+                synced.problems.retain(|k, _| !k.starts_with(&prefix));
+            }
+            changed
+        };
+        let mut problems = Vec::new();
+        let changed = !replaced(&self.services, &mut synced.services).is_empty();
+        if whole(synced, "Service", changed) {
+            store.services.clear();
+            convert(&self.services, "Service", &mut store.services, &mut problems);
+        }
+        let changed = !replaced(&self.ingresses, &mut synced.ingresses).is_empty();
+        if whole(synced, "Ingress", changed) {
+            store.ingresses.clear();
+            convert(&self.ingresses, "Ingress", &mut store.ingresses, &mut problems);
+        }
+        let changed = !replaced(&self.classes, &mut synced.classes).is_empty();
+        if whole(synced, "IngressClass", changed) {
+            store.ingress_classes.clear();
+            convert(&self.classes, "IngressClass", &mut store.ingress_classes, &mut problems);
+        }
+        let changed = !replaced(&self.secrets, &mut synced.secrets).is_empty();
+        if whole(synced, "Secret", changed) {
+            store.secrets.clear();
+            convert(&self.secrets, "Secret", &mut store.secrets, &mut problems);
+        }
+        if let Some(pools) = &self.pools
+            && {
+                let changed = !replaced(pools, &mut synced.pools).is_empty();
+                whole(synced, "IPAddressPool", changed)
+            }
+        {
+            store.pools.retain(|p| p.file != std::path::Path::new("cluster"));
+            convert(pools, "IPAddressPool", &mut store.pools, &mut problems);
+        }
+        for p in problems {
+            let (name, why) =
+                p.split_once(": ").map_or((p.clone(), String::new()), |(n, w)| (n.to_owned(), w.to_owned()));
+            problem(synced, name, Some(why));
+        }
+        (changes, new_problems)
     }
 
     /// The objects now, as control's store; and the objects that could not be converted.

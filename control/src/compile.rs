@@ -34,7 +34,7 @@ use sluice_lb::service::{
     ServiceKey, ServiceSpec, TableSpec,
 };
 
-use crate::load::Store;
+use crate::load::{Located, Store};
 use crate::objects::{EndpointSlice, Endpoints, IntOrString, Pod, Service, ServicePort};
 
 /// The annotation that selects a Service's scheduler.
@@ -72,6 +72,10 @@ pub struct Compiled {
     pub release: Vec<String>,
     /// Things an operator should know (a Service without endpoints, a pool exhausted…).
     pub notes: Vec<String>,
+    /// After an incremental compile ([`Compiler`]) that changed entries in place: the positions
+    /// in `spec.services` that differ from the previous compile's (every other entry is equal,
+    /// and so are the frontends of these). `None`: take it all as new.
+    pub changed: Option<Vec<usize>>,
 }
 
 /// Parses a pool entry: an address, a CIDR or an inclusive range `a-b`.
@@ -130,235 +134,651 @@ pub fn key(s: &Service) -> String {
     )
 }
 
-/// Pods by (namespace, label, value) and EndpointSlices by (namespace, Service), so that finding
-/// a Service's endpoints costs its own endpoints, not every object in the store (10,000 Services
-/// over 100,000 Pods would otherwise be a billion label comparisons).
-struct Index<'a> {
-    pods: HashMap<(&'a str, &'a str, &'a str), Vec<&'a Pod>>,
-    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
-    endpoints: HashMap<(&'a str, &'a str), &'a Endpoints>,
+/// Pods by (namespace, label, value), EndpointSlices by (namespace, Service), v1 Endpoints and
+/// Services by (namespace, name), and selector Services by (namespace, selector label, value):
+/// finding a Service's endpoints costs its own endpoints, not every object in the store (10,000
+/// Services over 100,000 Pods would otherwise be a billion label comparisons), and finding the
+/// Services a changed Pod feeds costs those Services.
+///
+/// Keys are hashed (foldhash, seeded per process so that labels chosen by whoever may create Pods
+/// cannot be made to collide) and postings are positions in the store: the index owns no strings
+/// and outlives one compile. A posting may be stale — a collision, or a position whose object
+/// has changed since — so every lookup checks the object it lands on.
+#[derive(Default)]
+struct Index {
+    seed: foldhash::fast::RandomState,
+    pods: HashMap<u64, Vec<u32>>,
+    slices: HashMap<u64, Vec<u32>>,
+    endpoints: HashMap<u64, Vec<u32>>,
+    services: HashMap<u64, Vec<u32>>,
+    selectors: HashMap<u64, Vec<u32>>,
 }
 
-impl<'a> Index<'a> {
-    fn new(store: &'a Store) -> Index<'a> {
-        let mut pods: HashMap<(&str, &str, &str), Vec<&Pod>> = HashMap::default();
-        for pod in store.pods.iter().map(|l| &l.object) {
-            let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-            for (k, v) in &pod.metadata.labels {
-                pods.entry((ns, k, v)).or_default().push(pod);
+/// Adds `position` to a posting list unless it is there.
+fn post(map: &mut HashMap<u64, Vec<u32>>, key: u64, position: usize) {
+    let list = map.entry(key).or_default();
+    if !list.contains(&(position as u32)) {
+        list.push(position as u32);
+    }
+}
+
+fn ns_of(meta: &crate::objects::ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or("default")
+}
+
+impl Index {
+    fn key2(&self, a: &str, b: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.seed.hash_one((a, b))
+    }
+
+    fn key3(&self, a: &str, b: &str, c: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.seed.hash_one((a, b, c))
+    }
+
+    fn build(store: &Store) -> Index {
+        let mut index = Index::default();
+        for i in 0..store.pods.len() {
+            index.add_pod(store, i);
+        }
+        for i in 0..store.endpoint_slices.len() {
+            index.add_slice(store, i);
+        }
+        for (i, e) in store.endpoints.iter().enumerate() {
+            let k = index.key2(ns_of(&e.object.metadata), e.object.metadata.name.as_deref().unwrap_or(""));
+            post(&mut index.endpoints, k, i);
+        }
+        for (i, s) in store.services.iter().enumerate() {
+            let s = &s.object;
+            let ns = ns_of(&s.metadata);
+            let k = index.key2(ns, s.metadata.name.as_deref().unwrap_or(""));
+            post(&mut index.services, k, i);
+            for (l, v) in s.spec.selector.iter().flatten() {
+                let k = index.key3(ns, l, v);
+                post(&mut index.selectors, k, i);
             }
         }
-        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::default();
-        for slice in store.endpoint_slices.iter().map(|l| &l.object) {
-            if let Some(svc) = slice.metadata.labels.get("kubernetes.io/service-name") {
-                slices
-                    .entry((slice.metadata.namespace.as_deref().unwrap_or("default"), svc))
-                    .or_default()
-                    .push(slice);
-            }
+        index
+    }
+
+    fn add_pod(&mut self, store: &Store, i: usize) {
+        let Some(pod) = store.pods.get(i) else { return };
+        let ns = ns_of(&pod.object.metadata);
+        for (l, v) in &pod.object.metadata.labels {
+            let k = self.key3(ns, l, v);
+            post(&mut self.pods, k, i);
         }
-        let endpoints = store
-            .endpoints
-            .iter()
-            .map(|l| &l.object)
-            .map(|e| {
-                (
-                    (
-                        e.metadata.namespace.as_deref().unwrap_or("default"),
-                        e.metadata.name.as_deref().unwrap_or(""),
-                    ),
-                    e,
-                )
-            })
-            .collect();
-        Index { pods, slices, endpoints }
+    }
+
+    fn add_slice(&mut self, store: &Store, i: usize) {
+        let Some(slice) = store.endpoint_slices.get(i) else { return };
+        if let Some(svc) = slice.object.metadata.labels.get("kubernetes.io/service-name") {
+            let k = self.key2(ns_of(&slice.object.metadata), svc);
+            post(&mut self.slices, k, i);
+        }
     }
 
     /// The Pods of namespace `ns` whose labels include every pair of `selector` (non-empty):
-    /// the shortest posting list of its pairs, filtered by the rest.
-    fn selected(&self, ns: &str, selector: &BTreeMap<String, String>) -> Vec<&'a Pod> {
-        let lists: Option<Vec<&Vec<&Pod>>> =
-            selector.iter().map(|(k, v)| self.pods.get(&(ns, k.as_str(), v.as_str()))).collect();
-        let Some(shortest) = lists.and_then(|l| l.into_iter().min_by_key(|v| v.len())) else {
-            return Vec::new();
-        };
+    /// the shortest posting list of its pairs, checked against the whole selector.
+    fn selected<'s>(&self, store: &'s Store, ns: &str, selector: &BTreeMap<String, String>) -> Vec<&'s Pod> {
+        let mut shortest: Option<&Vec<u32>> = None;
+        for (k, v) in selector {
+            let Some(list) = self.pods.get(&self.key3(ns, k, v)) else { return Vec::new() };
+            if shortest.is_none_or(|s| list.len() < s.len()) {
+                shortest = Some(list);
+            }
+        }
         shortest
-            .iter()
-            .copied()
-            .filter(|pod| selector.iter().all(|(k, v)| pod.metadata.labels.get(k) == Some(v)))
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| store.pods.get(i as usize).map(|l| &l.object))
+            .filter(|pod| {
+                ns_of(&pod.metadata) == ns
+                    && selector.iter().all(|(k, v)| pod.metadata.labels.get(k) == Some(v))
+            })
             .collect()
+    }
+
+    /// The EndpointSlices of Service `ns/name`.
+    fn slices_of<'s>(&self, store: &'s Store, ns: &str, name: &str) -> Vec<&'s EndpointSlice> {
+        let mut v: Vec<(u32, &EndpointSlice)> = self
+            .slices
+            .get(&self.key2(ns, name))
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| store.endpoint_slices.get(i as usize).map(|l| (i, &l.object)))
+            .filter(|(_, s)| {
+                ns_of(&s.metadata) == ns
+                    && s.metadata.labels.get("kubernetes.io/service-name").map(String::as_str) == Some(name)
+            })
+            .collect();
+        // Store order, whatever order the postings were made in.
+        v.sort_by_key(|(i, _)| *i);
+        v.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// The v1 Endpoints object `ns/name`.
+    fn endpoints_of<'s>(&self, store: &'s Store, ns: &str, name: &str) -> Option<&'s Endpoints> {
+        // The last one of that name, as a map built in store order would keep.
+        self.endpoints
+            .get(&self.key2(ns, name))
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| store.endpoints.get(i as usize).map(|l| (i, &l.object)))
+            .filter(|(_, e)| ns_of(&e.metadata) == ns && e.metadata.name.as_deref().unwrap_or("") == name)
+            .max_by_key(|(i, _)| *i)
+            .map(|(_, e)| e)
+    }
+
+    /// Positions of the Services named `ns/name`.
+    fn services_named(&self, store: &Store, ns: &str, name: &str) -> Vec<usize> {
+        self.services
+            .get(&self.key2(ns, name))
+            .into_iter()
+            .flatten()
+            .map(|&i| i as usize)
+            .filter(|&i| {
+                store.services.get(i).is_some_and(|s| {
+                    ns_of(&s.object.metadata) == ns && s.object.metadata.name.as_deref().unwrap_or("") == name
+                })
+            })
+            .collect()
+    }
+
+    /// Positions of the Services whose (non-empty) selector picks a Pod of namespace `ns` with
+    /// these labels.
+    fn selecting(
+        &self,
+        store: &Store,
+        ns: &str,
+        labels: &BTreeMap<String, String>,
+        out: &mut BTreeSet<usize>,
+    ) {
+        for (k, v) in labels {
+            for &i in self.selectors.get(&self.key3(ns, k, v)).into_iter().flatten() {
+                let Some(s) = store.services.get(i as usize) else { continue };
+                let s = &s.object;
+                if ns_of(&s.metadata) == ns
+                    && let Some(sel) = &s.spec.selector
+                    && !sel.is_empty()
+                    && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+                {
+                    out.insert(i as usize);
+                }
+            }
+        }
+    }
+}
+
+/// A changed Pod's namespace and labels before the change.
+type Before = (String, BTreeMap<String, String>);
+
+/// What changed in a store since a [`Compiler`] last compiled it, as whoever changed it knows:
+/// the [`Store`] methods that change Pods and EndpointSlices record it here. Anything else
+/// (Services, pools, the configuration) is [`Changes::everything`].
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    everything: bool,
+    /// Positions in `store.pods` whose Pod changed, arrived or was replaced by another, with
+    /// the namespace and labels of the Pod that was there before (none when it is new).
+    pods: Vec<(usize, Option<Before>)>,
+    /// Positions in `store.endpoint_slices` whose slice changed or arrived.
+    slices: Vec<usize>,
+    /// Services (namespace, name) whose EndpointSlices changed.
+    services: Vec<(String, String)>,
+}
+
+impl Changes {
+    /// Anything may have changed: compile it all.
+    pub fn everything() -> Changes {
+        Changes { everything: true, ..Changes::default() }
+    }
+
+    /// Whether anything may have changed (a full compile follows).
+    pub fn is_everything(&self) -> bool {
+        self.everything
+    }
+
+    /// Nothing recorded.
+    pub fn is_empty(&self) -> bool {
+        !self.everything && self.pods.is_empty() && self.slices.is_empty() && self.services.is_empty()
+    }
+
+    /// Adds `other`'s changes to these.
+    pub fn merge(&mut self, other: Changes) {
+        self.everything |= other.everything;
+        self.pods.extend(other.pods);
+        self.slices.extend(other.slices);
+        self.services.extend(other.services);
+    }
+}
+
+fn pod_key(pod: &Pod) -> (&str, &str) {
+    (ns_of(&pod.metadata), pod.metadata.name.as_deref().unwrap_or(""))
+}
+
+fn slice_service(slice: &EndpointSlice) -> Option<(String, String)> {
+    let svc = slice.metadata.labels.get("kubernetes.io/service-name")?;
+    Some((ns_of(&slice.metadata).to_owned(), svc.clone()))
+}
+
+impl Store {
+    /// Adds a Pod, or replaces the one of the same namespace and name; records it.
+    pub fn put_pod(&mut self, pod: Located<Pod>, changes: &mut Changes) {
+        let key = pod_key(&pod.object);
+        match self.pods.iter().position(|p| pod_key(&p.object) == key) {
+            Some(i) => {
+                let old = std::mem::replace(&mut self.pods[i], pod);
+                changes
+                    .pods
+                    .push((i, Some((ns_of(&old.object.metadata).to_owned(), old.object.metadata.labels))));
+            }
+            None => {
+                changes.pods.push((self.pods.len(), None));
+                self.pods.push(pod);
+            }
+        }
+    }
+
+    /// Removes the Pod `namespace/name`, if there is one; records it.
+    pub fn remove_pod(&mut self, namespace: &str, name: &str, changes: &mut Changes) -> bool {
+        let Some(i) = self.pods.iter().position(|p| pod_key(&p.object) == (namespace, name)) else {
+            return false;
+        };
+        let old = self.pods.swap_remove(i);
+        changes.pods.push((i, Some((namespace.to_owned(), old.object.metadata.labels))));
+        if let Some(moved) = self.pods.get(i) {
+            // The last Pod moved into the gap: same Services, new position.
+            let labels = moved.object.metadata.labels.clone();
+            changes.pods.push((i, Some((ns_of(&moved.object.metadata).to_owned(), labels))));
+        }
+        true
+    }
+
+    /// Adds an EndpointSlice, or replaces the one of the same namespace and name; records it.
+    pub fn put_endpoint_slice(&mut self, slice: Located<EndpointSlice>, changes: &mut Changes) {
+        let key = |s: &EndpointSlice| (ns_of(&s.metadata).to_owned(), s.metadata.name.clone());
+        let k = key(&slice.object);
+        changes.services.extend(slice_service(&slice.object));
+        match self.endpoint_slices.iter().position(|s| key(&s.object) == k) {
+            Some(i) => {
+                changes.services.extend(slice_service(&self.endpoint_slices[i].object));
+                self.endpoint_slices[i] = slice;
+                changes.slices.push(i);
+            }
+            None => {
+                changes.slices.push(self.endpoint_slices.len());
+                self.endpoint_slices.push(slice);
+            }
+        }
+    }
+
+    /// Removes the EndpointSlice `namespace/name`, if there is one; records it.
+    pub fn remove_endpoint_slice(&mut self, namespace: &str, name: &str, changes: &mut Changes) -> bool {
+        let Some(i) = self.endpoint_slices.iter().position(|s| {
+            ns_of(&s.object.metadata) == namespace && s.object.metadata.name.as_deref() == Some(name)
+        }) else {
+            return false;
+        };
+        let old = self.endpoint_slices.swap_remove(i);
+        changes.services.extend(slice_service(&old.object));
+        if let Some(moved) = self.endpoint_slices.get(i) {
+            changes.services.extend(slice_service(&moved.object));
+            changes.slices.push(i);
+        }
+        true
+    }
+}
+
+/// Compiles a store again and again, recompiling only what a change touches: each Service's
+/// entries are kept between compiles with the index, and a change to Pods or EndpointSlices
+/// (recorded in [`Changes`] by the [`Store`] methods that make it) recompiles the Services
+/// selecting the Pod before or after, or owning the slice. The result is the one [`compile`]
+/// gives for the same store, entry for entry (tested on random changes).
+#[derive(Default)]
+pub struct Compiler {
+    index: Index,
+    cfg: Option<ConfigKey>,
+    /// Service positions in namespace/name order.
+    order: Vec<u32>,
+    /// Service position → its place in `order`.
+    place: Vec<u32>,
+    /// Each place's entries in `compiled.spec.services`.
+    ranges: Vec<std::ops::Range<usize>>,
+    /// Each place's notes.
+    unit_notes: Vec<Vec<String>>,
+    /// Notes about the whole (LoadBalancer allocation).
+    global_notes: Vec<String>,
+    snat: Vec<Addr>,
+    compiled: Option<Compiled>,
+}
+
+/// What of a [`Config`] compile's output depends on (compared between compiles).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ConfigKey(Option<String>, Vec<IpAddr>, Vec<IpAddr>, Option<String>);
+
+impl ConfigKey {
+    fn of(cfg: &Config) -> ConfigKey {
+        ConfigKey(
+            cfg.node_name.clone(),
+            cfg.node_addrs.clone(),
+            cfg.snat.clone(),
+            cfg.load_balancer_class.clone(),
+        )
+    }
+}
+
+impl Compiler {
+    /// A compiler that has compiled nothing yet.
+    pub fn new() -> Compiler {
+        Compiler::default()
+    }
+
+    /// Compiles `store` after `changes` (all of it the first time, or when the changes or the
+    /// configuration say so). `compiled().changed` then names the entries that differ from the
+    /// previous compile's, when only some do.
+    pub fn compile(
+        &mut self,
+        store: &Store,
+        cfg: &Config,
+        generation: Generation,
+        changes: &Changes,
+    ) -> &Compiled {
+        let cfg_key = ConfigKey::of(cfg);
+        if changes.everything || self.compiled.is_none() || self.cfg.as_ref() != Some(&cfg_key) {
+            self.full(store, cfg, generation);
+            self.cfg = Some(cfg_key);
+        } else {
+            self.incremental(store, cfg, generation, changes);
+        }
+        self.compiled.as_ref().unwrap_or_else(|| unreachable!("compiled above"))
+    }
+
+    /// The last compile's result.
+    pub fn compiled(&self) -> Option<&Compiled> {
+        self.compiled.as_ref()
+    }
+
+    fn full(&mut self, store: &Store, cfg: &Config, generation: Generation) {
+        self.index = Index::build(store);
+        let mut order: Vec<u32> = (0..store.services.len() as u32).collect();
+        order.sort_by_cached_key(|&i| key(&store.services[i as usize].object));
+        let mut place = vec![0u32; store.services.len()];
+        for (p, &i) in order.iter().enumerate() {
+            place[i as usize] = p as u32;
+        }
+        let services: Vec<&Service> = order.iter().map(|&i| &store.services[i as usize].object).collect();
+        let mut global_notes = Vec::new();
+        let (load_balancers, release) = allocate_load_balancers(store, cfg, &services, &mut global_notes);
+        self.snat = if cfg.snat.is_empty() { &cfg.node_addrs } else { &cfg.snat }
+            .iter()
+            .map(|a| Addr::from(*a))
+            .collect();
+        let mut specs = Vec::new();
+        let mut ranges = Vec::with_capacity(services.len());
+        let mut unit_notes = Vec::with_capacity(services.len());
+        for s in services {
+            let start = specs.len();
+            let mut notes = Vec::new();
+            compile_service(&self.index, store, s, cfg, &self.snat, &load_balancers, &mut specs, &mut notes);
+            ranges.push(start..specs.len());
+            unit_notes.push(notes);
+        }
+        self.order = order;
+        self.place = place;
+        self.ranges = ranges;
+        self.unit_notes = unit_notes;
+        self.global_notes = global_notes;
+        self.compiled = Some(Compiled {
+            spec: TableSpec {
+                generation,
+                services: specs,
+                node_addrs: cfg.node_addrs.iter().map(|a| Addr::from(*a)).collect(),
+                maglev_size: MaglevSize::Auto,
+            },
+            load_balancers,
+            release,
+            notes: Vec::new(),
+            changed: None,
+        });
+        self.gather_notes();
+    }
+
+    fn incremental(&mut self, store: &Store, cfg: &Config, generation: Generation, changes: &Changes) {
+        let mut affected = BTreeSet::new();
+        for (position, before) in &changes.pods {
+            if let Some((ns, labels)) = before {
+                self.index.selecting(store, ns, labels, &mut affected);
+            }
+            if let Some(pod) = store.pods.get(*position) {
+                self.index.add_pod(store, *position);
+                let meta = &pod.object.metadata;
+                self.index.selecting(store, ns_of(meta), &meta.labels, &mut affected);
+            }
+        }
+        for &position in &changes.slices {
+            self.index.add_slice(store, position);
+        }
+        for (ns, name) in &changes.services {
+            affected.extend(self.index.services_named(store, ns, name));
+        }
+        let Some(compiled) = self.compiled.as_mut() else { return };
+        let mut places: Vec<usize> = affected.into_iter().map(|i| self.place[i] as usize).collect();
+        places.sort_unstable();
+        let mut changed = Some(Vec::new());
+        for place in places {
+            let s = &store.services[self.order[place] as usize].object;
+            let mut specs = Vec::new();
+            let mut notes = Vec::new();
+            compile_service(
+                &self.index,
+                store,
+                s,
+                cfg,
+                &self.snat,
+                &compiled.load_balancers,
+                &mut specs,
+                &mut notes,
+            );
+            self.unit_notes[place] = notes;
+            let range = self.ranges[place].clone();
+            let old = &mut compiled.spec.services;
+            if range.len() == specs.len() {
+                for (j, spec) in specs.into_iter().enumerate() {
+                    if old[range.start + j] != spec {
+                        old[range.start + j] = spec;
+                        if let Some(c) = changed.as_mut() {
+                            c.push(range.start + j);
+                        }
+                    }
+                }
+            } else {
+                // The Service has more or fewer entries (a family appeared or went): the
+                // entries after it move.
+                let delta = specs.len() as isize - range.len() as isize;
+                self.ranges[place] = range.start..range.start + specs.len();
+                old.splice(range, specs);
+                for r in &mut self.ranges[place + 1..] {
+                    *r = (r.start as isize + delta) as usize..(r.end as isize + delta) as usize;
+                }
+                changed = None;
+            }
+        }
+        compiled.spec.generation = generation;
+        compiled.changed = changed;
+        self.gather_notes();
+    }
+
+    fn gather_notes(&mut self) {
+        let Some(compiled) = self.compiled.as_mut() else { return };
+        compiled.notes = self.global_notes.iter().chain(self.unit_notes.iter().flatten()).cloned().collect();
     }
 }
 
 /// Compiles the stores. See the module documentation.
 pub fn compile(store: &Store, cfg: &Config, generation: Generation) -> Compiled {
-    let index = Index::new(store);
-    let mut services: Vec<&Service> = store.services.iter().map(|l| &l.object).collect();
-    services.sort_by_cached_key(|s| key(s));
-    let mut notes = Vec::new();
-    let (load_balancers, release) = allocate_load_balancers(store, cfg, &services, &mut notes);
-    let snat: Vec<Addr> = if cfg.snat.is_empty() { &cfg.node_addrs } else { &cfg.snat }
-        .iter()
-        .map(|a| Addr::from(*a))
-        .collect();
-    let mut specs = Vec::new();
-    for s in services {
-        let name = key(s);
-        let ty = s.spec.type_.as_deref().unwrap_or("ClusterIP");
-        if ty == "ExternalName" || s.spec.cluster_ip.as_deref() == Some("None") {
-            continue;
-        }
-        let external = ty == "NodePort" || ty == "LoadBalancer";
-        let local = external && s.spec.external_traffic_policy.as_deref() == Some("Local");
-        let scheduler = s
-            .metadata
-            .annotations
-            .get(SCHEDULER_ANNOTATION)
-            .and_then(|v| v.parse::<Scheduler>().ok())
-            .unwrap_or_default();
-        let affinity = (s.spec.session_affinity.as_deref() == Some("ClientIP")).then(|| Affinity {
-            timeout_s: s
-                .spec
-                .session_affinity_config
-                .as_ref()
-                .and_then(|c| c.client_ip.as_ref())
-                .and_then(|c| c.timeout_seconds)
-                .unwrap_or(i64::from(Affinity::DEFAULT_TIMEOUT_S)) as u32,
-        });
-        let cluster_ips: Vec<IpAddr> = s
+    let mut c = Compiler::new();
+    c.compile(store, cfg, generation, &Changes::everything());
+    c.compiled.take().unwrap_or_else(|| unreachable!("compiled above"))
+}
+
+/// One Service's table entries (none, one per port and family, or two with
+/// `externalTrafficPolicy: Local`) and notes.
+#[allow(clippy::too_many_arguments)]
+fn compile_service(
+    index: &Index,
+    store: &Store,
+    s: &Service,
+    cfg: &Config,
+    snat: &[Addr],
+    load_balancers: &BTreeMap<String, Vec<IpAddr>>,
+    specs: &mut Vec<ServiceSpec>,
+    notes: &mut Vec<String>,
+) {
+    let name = key(s);
+    let ty = s.spec.type_.as_deref().unwrap_or("ClusterIP");
+    if ty == "ExternalName" || s.spec.cluster_ip.as_deref() == Some("None") {
+        return;
+    }
+    let external = ty == "NodePort" || ty == "LoadBalancer";
+    let local = external && s.spec.external_traffic_policy.as_deref() == Some("Local");
+    let scheduler = s
+        .metadata
+        .annotations
+        .get(SCHEDULER_ANNOTATION)
+        .and_then(|v| v.parse::<Scheduler>().ok())
+        .unwrap_or_default();
+    let affinity = (s.spec.session_affinity.as_deref() == Some("ClientIP")).then(|| Affinity {
+        timeout_s: s
             .spec
-            .cluster_ips
-            .clone()
-            .unwrap_or_default()
-            .iter()
-            .chain(s.spec.cluster_ip.iter())
-            .filter_map(|a| a.parse().ok())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let external_ips: Vec<IpAddr> = s.spec.external_ips.iter().filter_map(|a| a.parse().ok()).collect();
-        let vips = load_balancers.get(&name).cloned().unwrap_or_default();
-        let mut any_endpoint = false;
-        for p in &s.spec.ports {
-            let protocol = match p.protocol.as_deref() {
-                Some("UDP") => Protocol::Udp,
-                Some("SCTP") => {
-                    notes.push(format!(
-                        "Service {name}: port {}/SCTP is not forwarded (TCP and UDP only)",
-                        p.port
-                    ));
+            .session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .unwrap_or(i64::from(Affinity::DEFAULT_TIMEOUT_S)) as u32,
+    });
+    let cluster_ips: Vec<IpAddr> = s
+        .spec
+        .cluster_ips
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .chain(s.spec.cluster_ip.iter())
+        .filter_map(|a| a.parse().ok())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let external_ips: Vec<IpAddr> = s.spec.external_ips.iter().filter_map(|a| a.parse().ok()).collect();
+    let vips = load_balancers.get(&name).cloned().unwrap_or_default();
+    let mut any_endpoint = false;
+    for p in &s.spec.ports {
+        let protocol = match p.protocol.as_deref() {
+            Some("UDP") => Protocol::Udp,
+            Some("SCTP") => {
+                notes.push(format!(
+                    "Service {name}: port {}/SCTP is not forwarded (TCP and UDP only)",
+                    p.port
+                ));
+                continue;
+            }
+            _ => Protocol::Tcp,
+        };
+        let endpoints = endpoints(index, store, s, p);
+        any_endpoint |= !endpoints.is_empty();
+        let port = p.port as u16;
+        let port_name = match (&p.name, protocol) {
+            (Some(n), _) => format!("{name}:{n}"),
+            (None, Protocol::Tcp) => format!("{name}:{port}"),
+            (None, Protocol::Udp) => format!("{name}:{port}/udp"),
+        };
+        for fam in [Family::V4, Family::V6] {
+            let address =
+                |a: &IpAddr| ServiceKey { frontend: Frontend::Address(Addr::from(*a)), port, protocol };
+            let internal: Vec<ServiceKey> =
+                cluster_ips.iter().filter(|a| family(a) == fam).map(address).collect();
+            let mut outside: Vec<ServiceKey> =
+                vips.iter().chain(&external_ips).filter(|a| family(a) == fam).map(address).collect();
+            if external
+                && let Some(np) = p.node_port
+                && cfg.node_addrs.iter().any(|a| family(a) == fam)
+            {
+                outside.push(ServiceKey { frontend: Frontend::NodePort(fam), port: np as u16, protocol });
+            }
+            let backends = |only_local: bool| -> Vec<BackendSpec> {
+                let mut seen = BTreeSet::new();
+                let mut v: Vec<&Endpoint<'_>> = endpoints
+                    .iter()
+                    .filter(|e| family(&e.addr) == fam)
+                    .filter(|e| !only_local || (e.node.is_some() && e.node == cfg.node_name.as_deref()))
+                    .collect();
+                // Duplicates (one endpoint in two slices): keep the one not terminating.
+                v.sort_by_key(|e| (e.addr, e.port, e.conditions.terminating));
+                v.into_iter()
+                    .filter(|e| seen.insert((e.addr, e.port)))
+                    .map(|e| BackendSpec {
+                        addr: Addr::from(e.addr),
+                        port: e.port,
+                        weight: 1,
+                        conditions: e.conditions,
+                    })
+                    .collect()
+            };
+            let fam_snat: Vec<Addr> = snat.iter().copied().filter(|a| a.family() == fam).collect();
+            let entry =
+                |name: String, frontends: Vec<ServiceKey>, nat: NatMode, only_local: bool| ServiceSpec {
+                    name,
+                    frontends,
+                    backends: backends(only_local),
+                    scheduler,
+                    affinity,
+                    nat,
+                    snat: fam_snat.clone(),
+                };
+            let suffix = if fam == Family::V6 { " (IPv6)" } else { "" };
+            let full_nat_ok = !fam_snat.is_empty();
+            if local && !outside.is_empty() {
+                if !internal.is_empty() && full_nat_ok {
+                    specs.push(entry(format!("{port_name}{suffix}"), internal, NatMode::FullNat, false));
+                }
+                specs.push(entry(
+                    format!("{port_name} (external, local){suffix}"),
+                    outside,
+                    NatMode::Dnat,
+                    true,
+                ));
+            } else {
+                let mut all = internal;
+                all.extend(outside);
+                if all.is_empty() {
                     continue;
                 }
-                _ => Protocol::Tcp,
-            };
-            let endpoints = endpoints(&index, s, p);
-            any_endpoint |= !endpoints.is_empty();
-            let port = p.port as u16;
-            let port_name = match (&p.name, protocol) {
-                (Some(n), _) => format!("{name}:{n}"),
-                (None, Protocol::Tcp) => format!("{name}:{port}"),
-                (None, Protocol::Udp) => format!("{name}:{port}/udp"),
-            };
-            for fam in [Family::V4, Family::V6] {
-                let address =
-                    |a: &IpAddr| ServiceKey { frontend: Frontend::Address(Addr::from(*a)), port, protocol };
-                let internal: Vec<ServiceKey> =
-                    cluster_ips.iter().filter(|a| family(a) == fam).map(address).collect();
-                let mut outside: Vec<ServiceKey> =
-                    vips.iter().chain(&external_ips).filter(|a| family(a) == fam).map(address).collect();
-                if external
-                    && let Some(np) = p.node_port
-                    && cfg.node_addrs.iter().any(|a| family(a) == fam)
-                {
-                    outside.push(ServiceKey { frontend: Frontend::NodePort(fam), port: np as u16, protocol });
+                if !full_nat_ok {
+                    notes.push(format!("Service {name}: no source address of family {fam:?} for FullNAT; not forwarded over it"));
+                    continue;
                 }
-                let backends = |only_local: bool| -> Vec<BackendSpec> {
-                    let mut seen = BTreeSet::new();
-                    let mut v: Vec<&Endpoint<'_>> = endpoints
-                        .iter()
-                        .filter(|e| family(&e.addr) == fam)
-                        .filter(|e| !only_local || (e.node.is_some() && e.node == cfg.node_name.as_deref()))
-                        .collect();
-                    // Duplicates (one endpoint in two slices): keep the one not terminating.
-                    v.sort_by_key(|e| (e.addr, e.port, e.conditions.terminating));
-                    v.into_iter()
-                        .filter(|e| seen.insert((e.addr, e.port)))
-                        .map(|e| BackendSpec {
-                            addr: Addr::from(e.addr),
-                            port: e.port,
-                            weight: 1,
-                            conditions: e.conditions,
-                        })
-                        .collect()
-                };
-                let fam_snat: Vec<Addr> = snat.iter().copied().filter(|a| a.family() == fam).collect();
-                let entry =
-                    |name: String, frontends: Vec<ServiceKey>, nat: NatMode, only_local: bool| ServiceSpec {
-                        name,
-                        frontends,
-                        backends: backends(only_local),
-                        scheduler,
-                        affinity,
-                        nat,
-                        snat: fam_snat.clone(),
-                    };
-                let suffix = if fam == Family::V6 { " (IPv6)" } else { "" };
-                let full_nat_ok = !fam_snat.is_empty();
-                if local && !outside.is_empty() {
-                    if !internal.is_empty() && full_nat_ok {
-                        specs.push(entry(format!("{port_name}{suffix}"), internal, NatMode::FullNat, false));
-                    }
-                    specs.push(entry(
-                        format!("{port_name} (external, local){suffix}"),
-                        outside,
-                        NatMode::Dnat,
-                        true,
-                    ));
-                } else {
-                    let mut all = internal;
-                    all.extend(outside);
-                    if all.is_empty() {
-                        continue;
-                    }
-                    if !full_nat_ok {
-                        notes.push(format!("Service {name}: no source address of family {fam:?} for FullNAT; not forwarded over it"));
-                        continue;
-                    }
-                    specs.push(entry(format!("{port_name}{suffix}"), all, NatMode::FullNat, false));
-                }
+                specs.push(entry(format!("{port_name}{suffix}"), all, NatMode::FullNat, false));
             }
         }
-        if !any_endpoint && !s.spec.ports.is_empty() {
-            notes.push(format!(
-                "Service {name}: no endpoints; new connections are refused until one is ready"
-            ));
-        }
     }
-    Compiled {
-        spec: TableSpec {
-            generation,
-            services: specs,
-            node_addrs: cfg.node_addrs.iter().map(|a| Addr::from(*a)).collect(),
-            maglev_size: MaglevSize::Auto,
-        },
-        load_balancers,
-        release,
-        notes,
+    if !any_endpoint && !s.spec.ports.is_empty() {
+        notes.push(format!("Service {name}: no endpoints; new connections are refused until one is ready"));
     }
 }
 
 /// The endpoints of one Service port.
-fn endpoints<'a>(index: &Index<'a>, s: &Service, p: &ServicePort) -> Vec<Endpoint<'a>> {
+fn endpoints<'a>(index: &Index, store: &'a Store, s: &Service, p: &ServicePort) -> Vec<Endpoint<'a>> {
     let ns = s.metadata.namespace.as_deref().unwrap_or("default");
     let proto = p.protocol.as_deref().unwrap_or("TCP");
     let name = s.metadata.name.as_deref().unwrap_or("");
     // EndpointSlices, when the Service has any (the endpoint controller's output: always, in a
     // cluster); else the Pods its selector picks (a manifest directory); else v1 Endpoints.
-    let has_slices = index.slices.contains_key(&(ns, name));
+    let slices = index.slices_of(store, ns, name);
+    let has_slices = !slices.is_empty();
     match &s.spec.selector {
         Some(sel) if !sel.is_empty() && !has_slices => {
             let mut v = Vec::new();
-            for pod in index.selected(ns, sel) {
+            for pod in index.selected(store, ns, sel) {
                 pod_endpoints(pod, p, proto, &mut v);
             }
             v
@@ -366,7 +786,7 @@ fn endpoints<'a>(index: &Index<'a>, s: &Service, p: &ServicePort) -> Vec<Endpoin
         _ => {
             let port_name = p.name.as_deref().unwrap_or("");
             let mut v = Vec::new();
-            for slice in index.slices.get(&(ns, name)).into_iter().flatten() {
+            for slice in slices {
                 if slice.address_type == "FQDN" {
                     continue;
                 }
@@ -394,7 +814,7 @@ fn endpoints<'a>(index: &Index<'a>, s: &Service, p: &ServicePort) -> Vec<Endpoin
                     }
                 }
             }
-            if !has_slices && let Some(e) = index.endpoints.get(&(ns, name)) {
+            if !has_slices && let Some(e) = index.endpoints_of(store, ns, name) {
                 // The legacy form: addresses are ready, notReadyAddresses are not.
                 for sub in &e.subsets {
                     let Some(port) = sub

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
 use sluice_control::cluster::Cluster;
-use sluice_control::compile::{Config, compile};
+use sluice_control::compile::{Changes, Compiler, Config};
 use sluice_control::leader::{LeaderLease, clear_load_balancer_status, write_load_balancer_status};
 use sluice_control::load::{Store, load_dir};
 use sluice_control::metrics::{self, ControlFigures};
@@ -199,7 +199,7 @@ fn run(
     if !once && let Err(e) = watch_directory(dir, poke.clone(), lost.clone()) {
         eprintln!("warning: inotify on {}: {e}; polling every {interval:?} instead", dir.display());
     }
-    let mut last: Option<ServiceTable> = None;
+    let mut last = Published::default();
     let mut figures = ControlFigures::default();
     let mut seen = None;
     loop {
@@ -299,13 +299,13 @@ fn publish_once(
     dir: &Path,
     cfg: &Config,
     publisher: &mut Publisher,
-    last: &mut Option<ServiceTable>,
+    last: &mut Published,
     figures: &mut ControlFigures,
 ) -> Result<(), String> {
     let loaded = match load_dir(dir) {
         Ok(loaded) => loaded,
         // The directory went away (being replaced, unmounted): keep serving what runs.
-        Err(e) if last.is_some() => {
+        Err(e) if last.table.is_some() => {
             eprintln!("error: {}: {e}; the last good table stays live", dir.display());
             return Ok(());
         }
@@ -317,11 +317,13 @@ fn publish_once(
     }
     let store = &loaded.store;
     let objects = store.services.len() + store.endpoint_slices.len() + store.pods.len() + store.pools.len();
-    if objects == 0 && !loaded.errors.is_empty() && last.is_some() {
+    if objects == 0 && !loaded.errors.is_empty() && last.table.is_some() {
         eprintln!("nothing valid in {}: the last good table stays live", dir.display());
         return Ok(());
     }
-    publish_store(store, cfg, publisher, last, figures).map(|_| ())
+    // A directory is read whole: compiled whole (each Service's Maglev table still reused when
+    // its members did not change).
+    publish_store(store, cfg, &Changes::everything(), publisher, last, figures).map(|_| ())
 }
 
 /// LoadBalancer addresses by `namespace/name`.
@@ -335,32 +337,77 @@ struct StatusWork {
     release: Vec<String>,
 }
 
-/// Compiles a store and publishes the table (both modes); returns the leader's status work.
+/// What control last published, and what it needs to publish the next table from it.
+#[derive(Default)]
+struct Published {
+    compiler: Compiler,
+    table: Option<ServiceTable>,
+    /// The notes already logged (each is logged once while it holds).
+    notes: std::collections::BTreeSet<String>,
+}
+
+/// Compiles a store after `changes` and publishes the table (both modes); returns the leader's
+/// status work. When the compile changed some entries in place (an endpoint changed), the last
+/// table is updated for those alone; otherwise it is built, reusing the Maglev tables of Services
+/// whose members did not change.
 fn publish_store(
     store: &Store,
     cfg: &Config,
+    changes: &Changes,
     publisher: &mut Publisher,
-    last: &mut Option<ServiceTable>,
+    last: &mut Published,
     figures: &mut ControlFigures,
 ) -> Result<StatusWork, String> {
     let generation = Generation(publisher.generation() + 1);
-    let compiled = compile(store, cfg, generation);
-    for n in &compiled.notes {
+    let compiled = last.compiler.compile(store, cfg, generation, changes);
+    let notes: std::collections::BTreeSet<String> = compiled.notes.iter().cloned().collect();
+    for n in notes.difference(&last.notes) {
         eprintln!("note: {n}");
     }
-    let table = match ServiceTable::build_reusing(&compiled.spec, last.as_ref()) {
+    last.notes = notes;
+    let previous = last.table.take();
+    let changed = compiled.changed.as_deref();
+    let before = changed.zip(previous.as_ref()).map(|(c, t)| summary(t, Some(c)));
+    type Built =
+        Result<(ServiceTable, Option<ServiceTable>), (sluice_lb::service::TableError, Option<ServiceTable>)>;
+    let built: Built = match (changed, previous) {
+        (Some(c), Some(mut t)) => match t.update(&compiled.spec, c) {
+            Ok(true) => Ok((t, None)),
+            Ok(false) => match ServiceTable::build_reusing(&compiled.spec, Some(&t)) {
+                Ok(n) => Ok((n, Some(t))),
+                Err(e) => Err((e, Some(t))),
+            },
+            Err(e) => Err((e, Some(t))),
+        },
+        (_, previous) => match ServiceTable::build_reusing(&compiled.spec, previous.as_ref()) {
+            Ok(t) => Ok((t, previous)),
+            Err(e) => Err((e, previous)),
+        },
+    };
+    let (table, replaced) = match built {
         Ok(t) => t,
-        Err(e) => {
+        Err((e, previous)) => {
             eprintln!("error: {e}; the last good table stays live");
+            last.table = previous;
+            // The compiler holds the refused compile: start it over from the store next time.
+            last.compiler = Compiler::new();
             return Ok(StatusWork::default());
         }
+    };
+    let line = match (&before, &replaced) {
+        (Some(before), None) => diff(before, &summary(&table, changed), &table),
+        (_, replaced) => diff(
+            &replaced.as_ref().map(|t| summary(t, None)).unwrap_or_default(),
+            &summary(&table, None),
+            &table,
+        ),
     };
     let bytes = image::encode(&table);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match publisher.publish(&bytes) {
             Ok(g) => {
-                println!("generation {g}: {}", diff(last.as_ref(), &table));
+                println!("generation {g}: {line}");
                 *figures = ControlFigures {
                     generation: g,
                     services: table.services().len(),
@@ -368,12 +415,18 @@ fn publish_store(
                     manifest_errors: figures.manifest_errors,
                     publications: figures.publications + 1,
                 };
-                for (svc, ips) in &compiled.load_balancers {
-                    let ips: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
-                    println!("  LoadBalancer {svc}: {}", ips.join(", "));
+                if compiled.changed.is_none() {
+                    for (svc, ips) in &compiled.load_balancers {
+                        let ips: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+                        println!("  LoadBalancer {svc}: {}", ips.join(", "));
+                    }
                 }
-                *last = Some(table);
-                return Ok(StatusWork { assigned: compiled.load_balancers, release: compiled.release });
+                let work = StatusWork {
+                    assigned: compiled.load_balancers.clone(),
+                    release: compiled.release.clone(),
+                };
+                last.table = Some(table);
+                return Ok(work);
             }
             Err(PublishError::Busy) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20))
@@ -383,31 +436,37 @@ fn publish_store(
     }
 }
 
-/// One line: services and backends added, removed, changed.
-fn diff(old: Option<&ServiceTable>, new: &ServiceTable) -> String {
-    use std::collections::BTreeMap;
-    let index = |t: &ServiceTable| -> BTreeMap<String, Vec<String>> {
-        t.services()
+/// Services by name → their backends (`addr:port`, `(draining)` when not eligible), for the
+/// services at `only` (all when `None`).
+type Summary = std::collections::BTreeMap<String, Vec<String>>;
+
+fn summary(t: &ServiceTable, only: Option<&[usize]>) -> Summary {
+    let one = |s: &sluice_lb::service::Service| {
+        let mut b: Vec<String> = t.backends()[s.backends.start as usize..s.backends.end as usize]
             .iter()
-            .map(|s| {
-                let mut b: Vec<String> = t.backends()[s.backends.start as usize..s.backends.end as usize]
-                    .iter()
-                    .map(|b| format!("{}:{}{}", b.addr, b.port, if b.eligible { "" } else { "(draining)" }))
-                    .collect();
-                b.sort();
-                (s.name.clone(), b)
-            })
-            .collect()
+            .map(|b| format!("{}:{}{}", b.addr, b.port, if b.eligible { "" } else { "(draining)" }))
+            .collect();
+        b.sort();
+        (s.name.clone(), b)
     };
-    let (a, b) = (old.map(index).unwrap_or_default(), index(new));
+    match only {
+        Some(only) => only.iter().filter_map(|&i| t.services().get(i)).map(one).collect(),
+        None => t.services().iter().map(one).collect(),
+    }
+}
+
+/// One line: the new table's services and backends, and of the services summarised, those
+/// added, removed, changed.
+fn diff(a: &Summary, b: &Summary, new: &ServiceTable) -> String {
     let added = b.keys().filter(|k| !a.contains_key(*k)).count();
     let removed = a.keys().filter(|k| !b.contains_key(*k)).count();
     let changed = b.iter().filter(|(k, v)| a.get(*k).is_some_and(|o| o != *v)).count();
     let backends_old: usize = a.values().map(Vec::len).sum();
     let backends_new: usize = b.values().map(Vec::len).sum();
     format!(
-        "{} services (+{added} -{removed} ~{changed}), {backends_new} backends ({:+})",
-        b.len(),
+        "{} services (+{added} -{removed} ~{changed}), {} backends ({:+})",
+        new.services().len(),
+        new.backends().len(),
         backends_new as i64 - backends_old as i64
     )
 }
@@ -520,9 +579,14 @@ fn run_cluster(
         let pools = pool_objects(&leader_cfg.pools);
         println!("waiting for every watch to list once");
         cluster.ready().await;
-        let (mut last, mut figures, mut dirty) = (None, ControlFigures::default(), true);
+        let (mut last, mut figures, mut dirty) = (Published::default(), ControlFigures::default(), true);
+        let (mut store, mut synced) = (Store::default(), sluice_control::cluster::Synced::default());
+        store.pools.extend(pools.iter().cloned());
         // Services whose address this process has released (see below).
         let mut released = std::collections::BTreeSet::<String>::new();
+        // Status written and not yet seen back through the watch: not written again meanwhile
+        // (another event may compile before the watch brings the Service back), for 10 s.
+        let mut in_flight = std::collections::BTreeMap::<String, (Vec<IpAddr>, std::time::Instant)>::new();
         let (mut leading, mut renewed_at) = (false, None::<std::time::Instant>);
         loop {
             // Renew (or contend for) the Lease every 2 s; its duration is 15 s.
@@ -536,18 +600,18 @@ fn run_cluster(
                     // A new leader checks every Service's status.
                     dirty |= now_leading;
                     released.clear();
+                    in_flight.clear();
                 }
                 leading = now_leading;
                 renewed_at = Some(std::time::Instant::now());
             }
             if dirty {
-                let (mut store, problems) = cluster.snapshot();
-                store.pools.extend(pools.iter().cloned());
+                let (changes, problems) = cluster.sync(&mut store, &mut synced);
                 for p in &problems {
                     eprintln!("error: {p}");
                 }
-                figures.manifest_errors = problems.len();
-                let work = publish_store(&store, cfg, &mut publisher, &mut last, &mut figures)?;
+                figures.manifest_errors = synced.problems.len();
+                let work = publish_store(&store, cfg, &changes, &mut publisher, &mut last, &mut figures)?;
                 // Each release is tried once per appearance: an address another manager wrote
                 // into our pool's range is not ours to clear, and must not be retried forever.
                 released.retain(|k| work.release.contains(k));
@@ -555,9 +619,20 @@ fn run_cluster(
                     for l in &store.services {
                         let key = sluice_control::compile::key(&l.object);
                         if let Some(ips) = work.assigned.get(&key) {
+                            if in_flight
+                                .get(&key)
+                                .is_some_and(|(w, at)| w == ips && at.elapsed() < Duration::from_secs(10))
+                            {
+                                continue;
+                            }
                             match write_load_balancer_status(client.clone(), &l.object, ips).await {
-                                Ok(true) => println!("  status written: {key}"),
-                                Ok(false) => {}
+                                Ok(true) => {
+                                    println!("  status written: {key}");
+                                    in_flight.insert(key, (ips.clone(), std::time::Instant::now()));
+                                }
+                                Ok(false) => {
+                                    in_flight.remove(&key);
+                                }
                                 Err(e) => eprintln!("status of {key}: {e}"),
                             }
                         } else if work.release.contains(&key) && released.insert(key.clone()) {
@@ -578,7 +653,8 @@ fn run_cluster(
             }
             tokio::select! {
                 _ = cluster.changed() => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Let a burst of events (a rollout's slices) land, then compile once.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                     dirty = true;
                 }
                 _ = tokio::time::sleep(interval) => {}

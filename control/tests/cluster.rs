@@ -296,6 +296,60 @@ async fn lists_watches_and_relists_after_410() {
     eventually("the DELETED event", || backends(&cluster).is_empty()).await;
 }
 
+/// `Cluster::sync` keeps one store up to the watches: a slice event reaches the compiler as a
+/// change to that Service alone (compiled incrementally, equal to a full compile of a fresh
+/// snapshot); a Service event as a change to everything.
+#[tokio::test(flavor = "current_thread")]
+async fn sync_brings_a_store_up_to_the_watches_one_slice_at_a_time() {
+    use sluice_control::cluster::Synced;
+    use sluice_control::compile::{Changes, Compiler};
+    use sluice_control::load::Store;
+    let fake = Fake::default();
+    let mut other = service();
+    other["metadata"]["name"] = json!("other");
+    other["spec"]["clusterIP"] = json!("198.19.0.34");
+    fake.set("services", vec![service(), other]);
+    fake.set("endpointslices", vec![slice(&["198.18.1.30"], 1)]);
+    let cluster = Cluster::watch(client(&fake));
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("every store lists");
+    let cfg = Config { node_addrs: vec!["198.18.0.1".parse().unwrap()], ..Config::default() };
+    let (mut store, mut synced, mut compiler) = (Store::default(), Synced::default(), Compiler::new());
+    let mut generation = 0;
+    let mut step = |store: &mut Store, synced: &mut Synced, compiler: &mut Compiler| -> Changes {
+        let (changes, problems) = cluster.sync(store, synced);
+        assert!(problems.is_empty(), "{problems:?}");
+        generation += 1;
+        let inc = compiler.compile(store, &cfg, Generation(generation), &changes).clone();
+        let (fresh, _) = cluster.snapshot();
+        assert_eq!(inc.spec, compile(&fresh, &cfg, Generation(generation)).spec);
+        changes
+    };
+    assert!(step(&mut store, &mut synced, &mut compiler).is_everything());
+    assert!(step(&mut store, &mut synced, &mut compiler).is_empty(), "nothing new: nothing changed");
+
+    eventually("the slice watch", || fake.watching("endpointslices") > 0).await;
+    fake.event("endpointslices", "MODIFIED", slice(&["198.18.1.30", "198.18.1.31"], 2));
+    eventually("the MODIFIED event", || cluster.snapshot().0.endpoint_slices[0].object.endpoints.len() == 2)
+        .await;
+    let changes = step(&mut store, &mut synced, &mut compiler);
+    assert!(!changes.is_empty() && !changes.is_everything(), "{changes:?}");
+    // Only mysql's entry changed, in place.
+    let changed = compiler.compiled().unwrap().changed.clone().expect("in place");
+    assert_eq!(changed.len(), 1);
+    assert_eq!(compiler.compiled().unwrap().spec.services[changed[0]].name, "default/mysql:tcp");
+
+    fake.event("endpointslices", "DELETED", slice(&[], 3));
+    eventually("the DELETED slice", || cluster.snapshot().0.endpoint_slices.is_empty()).await;
+    let changes = step(&mut store, &mut synced, &mut compiler);
+    assert!(!changes.is_everything());
+    assert!(store.endpoint_slices.is_empty());
+
+    eventually("the service watch", || fake.watching("services") > 0).await;
+    fake.event("services", "DELETED", service());
+    eventually("the DELETED service", || cluster.snapshot().0.services.len() == 1).await;
+    assert!(step(&mut store, &mut synced, &mut compiler).is_everything());
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_leader_holds_a_lease_and_writes_status_only_when_it_changes() {
     use sluice_control::leader::{LeaderLease, write_load_balancer_status};

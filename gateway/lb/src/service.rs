@@ -522,137 +522,83 @@ impl ServiceTable {
             Index::with_capacity_and_hasher(n_frontends, Default::default());
         for (i, s) in spec.services.iter().enumerate() {
             let id = ServiceId(i as u32);
-            let err_name = || s.name.clone();
-            let Some(first) = s.frontends.first() else {
-                return Err(TableError::NoFrontend { service: err_name() });
-            };
-            let family = first.frontend.family();
-            if s.frontends.iter().any(|k| k.frontend.family() != family)
-                || s.backends.iter().any(|b| b.addr.family() != family)
-            {
-                return Err(TableError::MixedFamilies { service: err_name() });
-            }
-            if let Some(a) = s.affinity
-                && (a.timeout_s == 0 || a.timeout_s > Affinity::MAX_TIMEOUT_S)
-            {
-                return Err(TableError::BadAffinityTimeout { service: err_name(), timeout_s: a.timeout_s });
-            }
-            let snat: Vec<Addr> = s.snat.iter().copied().filter(|a| a.family() == family).collect();
-            if s.nat == NatMode::FullNat && snat.is_empty() {
-                return Err(TableError::NoSnatAddress { service: err_name(), family });
-            }
+            let reuse =
+                reusable.get(s.name.as_str()).map(|p| (*p, previous.map_or(&[][..], |t| &t.backends[..])));
+            services.push(build_service(id, s, spec.maglev_size, reuse, &mut all_backends)?);
             for k in &s.frontends {
                 if let Some(&j) = owner.get(k) {
                     if j != i {
                         return Err(TableError::DuplicateFrontend {
                             key: *k,
                             first: spec.services[j].name.clone(),
-                            second: err_name(),
+                            second: s.name.clone(),
                         });
                     }
                     continue;
                 }
                 owner.insert(*k, i);
             }
-            // Canonical order: by address then port, so the Maglev table and every index are
-            // independent of the order the backends were listed in.
-            let mut backends = s.backends.clone();
-            backends.sort_by_key(|b| (b.addr, b.port));
-            for w in backends.windows(2) {
-                if (w[0].addr, w[0].port) == (w[1].addr, w[1].port) {
-                    return Err(TableError::DuplicateBackend {
-                        service: err_name(),
-                        addr: w[0].addr,
-                        port: w[0].port,
-                    });
-                }
-            }
-            if backends.len() > maglev::MAX_BACKENDS {
-                return Err(TableError::Maglev {
-                    service: err_name(),
-                    error: maglev::BuildError::TooManyBackends(backends.len()),
-                });
-            }
-            let start = all_backends.len() as u32;
-            for b in &backends {
-                if b.port == 0 || b.addr == Addr::unspecified(b.addr.family()) {
-                    return Err(TableError::BadBackend { service: err_name(), addr: b.addr, port: b.port });
-                }
-                all_backends.push(Backend {
-                    addr: b.addr,
-                    port: b.port,
-                    weight: b.weight,
-                    conditions: b.conditions,
-                    service: id,
-                    eligible: false,
-                });
-            }
-            let end = all_backends.len() as u32;
-            let usable = |b: &BackendSpec| b.weight > 0;
-            let mut eligible: Vec<u16> = (0..backends.len() as u16)
-                .filter(|&o| usable(&backends[o as usize]) && backends[o as usize].conditions.ready)
-                .collect();
-            if eligible.is_empty() {
-                eligible = (0..backends.len() as u16)
-                    .filter(|&o| {
-                        let b = &backends[o as usize];
-                        usable(b) && b.conditions.serving && b.conditions.terminating
-                    })
-                    .collect();
-            }
-            for &o in &eligible {
-                all_backends[start as usize + o as usize].eligible = true;
-            }
-            let members: Vec<Member> = eligible
-                .iter()
-                .map(|&o| {
-                    let b = &backends[o as usize];
-                    let mut id = [0u8; 18];
-                    id[..16].copy_from_slice(&b.addr.0);
-                    id[16..].copy_from_slice(&b.port.to_be_bytes());
-                    Member { id, weight: u32::from(b.weight), index: o }
-                })
-                .collect();
-            let m = match spec.maglev_size {
-                MaglevSize::Fixed(m) => m,
-                MaglevSize::Auto => maglev::size_for(members.len()),
-            };
-            let same_members = |p: &Service| {
-                p.maglev.len() == m as usize
-                    && p.eligible == eligible
-                    && members.iter().all(|mem| {
-                        let b = &previous.map_or(&[][..], |t| &t.backends[..])
-                            [p.backends.start as usize + mem.index as usize];
-                        let mut id = [0u8; 18];
-                        id[..16].copy_from_slice(&b.addr.0);
-                        id[16..].copy_from_slice(&b.port.to_be_bytes());
-                        id == mem.id && u32::from(b.weight) == mem.weight
-                    })
-            };
-            let maglev = match reusable.get(s.name.as_str()) {
-                Some(p) if !members.is_empty() && same_members(p) => p.maglev.clone(),
-                _ if members.is_empty() => MaglevTable::build(&[], maglev::size_for(0))
-                    .map_err(|error| TableError::Maglev { service: err_name(), error })?,
-                _ => MaglevTable::build(&members, m)
-                    .map_err(|error| TableError::Maglev { service: err_name(), error })?,
-            };
-            services.push(Service {
-                id,
-                name: s.name.clone(),
-                name_hash: crate::hash::stable(s.name.as_bytes()),
-                frontends: s.frontends.clone(),
-                family,
-                scheduler: s.scheduler,
-                affinity: s.affinity,
-                nat: s.nat,
-                snat,
-                backends: start..end,
-                eligible,
-                maglev,
-            });
         }
         ServiceTable::from_parts(spec.generation, services, all_backends, spec.node_addrs.clone())
             .map_err(|_| unreachable!("frontends were checked for duplicates above"))
+    }
+
+    /// Brings this table to `spec` when `spec` differs from what the table was built from only
+    /// in the services at positions `changed` — as many services, the same names and frontends,
+    /// other backends or policy: the incremental compile's case, an endpoint changed — rebuilding
+    /// only those services (their Maglev tables reused when their members are the same) and
+    /// moving the backends after them. The result is the table [`Self::build_reusing`] gives.
+    /// Returns `Ok(false)`, leaving the table as it was, when `spec` is not such a change (the
+    /// caller then builds), and the error, also leaving the table as it was, when a changed
+    /// service is invalid.
+    pub fn update(&mut self, spec: &TableSpec, changed: &[usize]) -> Result<bool, TableError> {
+        if spec.services.len() != self.services.len() || spec.node_addrs != self.node_addrs {
+            return Ok(false);
+        }
+        let mut changed = changed.to_vec();
+        changed.sort_unstable();
+        changed.dedup();
+        let same_place = |&i: &usize| {
+            self.services.get(i).is_some_and(|old| {
+                let new = &spec.services[i];
+                old.name == new.name && old.frontends == new.frontends
+            })
+        };
+        if !changed.iter().all(same_place) {
+            return Ok(false);
+        }
+        // Build apart first, so that an invalid service leaves the table as it was.
+        let mut built = Vec::with_capacity(changed.len());
+        for &i in &changed {
+            let mut backends = Vec::new();
+            let old = &self.services[i];
+            let service = build_service(
+                ServiceId(i as u32),
+                &spec.services[i],
+                spec.maglev_size,
+                Some((old, &self.backends)),
+                &mut backends,
+            )?;
+            built.push((i, service, backends));
+        }
+        let resized = built.iter().any(|(i, _, b)| b.len() != self.services[*i].backends.len());
+        // Last first: splicing a service's backends leaves the ranges before it in place.
+        for (i, mut service, backends) in built.into_iter().rev() {
+            let old = self.services[i].backends.clone();
+            service.backends = old.start..old.start + backends.len() as u32;
+            self.backends.splice(old.start as usize..old.end as usize, backends);
+            self.services[i] = service;
+        }
+        if resized {
+            let mut at = 0u32;
+            for s in &mut self.services {
+                let len = s.backends.end - s.backends.start;
+                s.backends = at..at + len;
+                at += len;
+            }
+        }
+        self.generation = spec.generation;
+        Ok(true)
     }
 
     /// Assembles a table from compiled parts (from [`Self::build`], or decoded from an image),
@@ -763,6 +709,133 @@ impl ServiceTable {
             .ok()
             .map(|i| BackendId(range.start + i as u32))
     }
+}
+
+/// Builds one service of a table: its backends appended to `all_backends` (in canonical order),
+/// its Maglev table taken from `reuse` (the service of the same name in the previous table, and
+/// that table's backends) when the members are the same. Checks everything about the service
+/// but whether another service claims its frontends.
+fn build_service(
+    id: ServiceId,
+    s: &ServiceSpec,
+    maglev_size: MaglevSize,
+    reuse: Option<(&Service, &[Backend])>,
+    all_backends: &mut Vec<Backend>,
+) -> Result<Service, TableError> {
+    let err_name = || s.name.clone();
+    let Some(first) = s.frontends.first() else {
+        return Err(TableError::NoFrontend { service: err_name() });
+    };
+    let family = first.frontend.family();
+    if s.frontends.iter().any(|k| k.frontend.family() != family)
+        || s.backends.iter().any(|b| b.addr.family() != family)
+    {
+        return Err(TableError::MixedFamilies { service: err_name() });
+    }
+    if let Some(a) = s.affinity
+        && (a.timeout_s == 0 || a.timeout_s > Affinity::MAX_TIMEOUT_S)
+    {
+        return Err(TableError::BadAffinityTimeout { service: err_name(), timeout_s: a.timeout_s });
+    }
+    let snat: Vec<Addr> = s.snat.iter().copied().filter(|a| a.family() == family).collect();
+    if s.nat == NatMode::FullNat && snat.is_empty() {
+        return Err(TableError::NoSnatAddress { service: err_name(), family });
+    }
+    // Canonical order: by address then port, so the Maglev table and every index are
+    // independent of the order the backends were listed in.
+    let mut backends = s.backends.clone();
+    backends.sort_by_key(|b| (b.addr, b.port));
+    for w in backends.windows(2) {
+        if (w[0].addr, w[0].port) == (w[1].addr, w[1].port) {
+            return Err(TableError::DuplicateBackend {
+                service: err_name(),
+                addr: w[0].addr,
+                port: w[0].port,
+            });
+        }
+    }
+    if backends.len() > maglev::MAX_BACKENDS {
+        return Err(TableError::Maglev {
+            service: err_name(),
+            error: maglev::BuildError::TooManyBackends(backends.len()),
+        });
+    }
+    let start = all_backends.len() as u32;
+    for b in &backends {
+        if b.port == 0 || b.addr == Addr::unspecified(b.addr.family()) {
+            return Err(TableError::BadBackend { service: err_name(), addr: b.addr, port: b.port });
+        }
+        all_backends.push(Backend {
+            addr: b.addr,
+            port: b.port,
+            weight: b.weight,
+            conditions: b.conditions,
+            service: id,
+            eligible: false,
+        });
+    }
+    let end = all_backends.len() as u32;
+    let usable = |b: &BackendSpec| b.weight > 0;
+    let mut eligible: Vec<u16> = (0..backends.len() as u16)
+        .filter(|&o| usable(&backends[o as usize]) && backends[o as usize].conditions.ready)
+        .collect();
+    if eligible.is_empty() {
+        eligible = (0..backends.len() as u16)
+            .filter(|&o| {
+                let b = &backends[o as usize];
+                usable(b) && b.conditions.serving && b.conditions.terminating
+            })
+            .collect();
+    }
+    for &o in &eligible {
+        all_backends[start as usize + o as usize].eligible = true;
+    }
+    let members: Vec<Member> = eligible
+        .iter()
+        .map(|&o| {
+            let b = &backends[o as usize];
+            let mut id = [0u8; 18];
+            id[..16].copy_from_slice(&b.addr.0);
+            id[16..].copy_from_slice(&b.port.to_be_bytes());
+            Member { id, weight: u32::from(b.weight), index: o }
+        })
+        .collect();
+    let m = match maglev_size {
+        MaglevSize::Fixed(m) => m,
+        MaglevSize::Auto => maglev::size_for(members.len()),
+    };
+    let same_members = |p: &Service| {
+        p.maglev.len() == m as usize
+            && p.eligible == eligible
+            && members.iter().all(|mem| {
+                let b = &reuse.map_or(&[][..], |(_, b)| b)[p.backends.start as usize + mem.index as usize];
+                let mut id = [0u8; 18];
+                id[..16].copy_from_slice(&b.addr.0);
+                id[16..].copy_from_slice(&b.port.to_be_bytes());
+                id == mem.id && u32::from(b.weight) == mem.weight
+            })
+    };
+    let maglev = match reuse.map(|(p, _)| p) {
+        Some(p) if !members.is_empty() && same_members(p) => p.maglev.clone(),
+        _ if members.is_empty() => MaglevTable::build(&[], maglev::size_for(0))
+            .map_err(|error| TableError::Maglev { service: err_name(), error })?,
+        _ => MaglevTable::build(&members, m)
+            .map_err(|error| TableError::Maglev { service: err_name(), error })?,
+    };
+    Ok(Service {
+        id,
+        name: s.name.clone(),
+        name_hash: crate::hash::stable(s.name.as_bytes()),
+        frontends: s.frontends.clone(),
+        family,
+        scheduler: s.scheduler,
+        affinity: s.affinity,
+        nat: s.nat,
+        snat,
+        backends: start..end,
+        eligible,
+        maglev,
+    })
 }
 
 #[cfg(test)]
@@ -911,6 +984,73 @@ mod tests {
         aff.affinity = Some(Affinity { timeout_s: 86_401 });
         let e = ServiceTable::build(&TableSpec { services: vec![aff], ..TableSpec::default() }).unwrap_err();
         assert!(matches!(e, TableError::BadAffinityTimeout { .. }));
+    }
+
+    proptest::proptest! {
+        /// Updating a table in place for services whose backends changed gives the table a build
+        /// gives, whatever changed (backends added, removed, made ready or not, reweighted).
+        #[test]
+        fn update_gives_the_table_a_build_would(
+            before in proptest::collection::vec(proptest::collection::vec((1u8..40, 0u8..4, 1u16..3), 0..8), 1..10),
+            edits in proptest::collection::vec((0usize..10, proptest::collection::vec((1u8..40, 0u8..4, 1u16..3), 0..8)), 0..6),
+        ) {
+            let conditions = [Conditions::READY, Conditions::DRAINING, Conditions { ready: false, serving: false, terminating: false }, Conditions { ready: true, serving: true, terminating: false }];
+            let backends = |v: &Vec<(u8, u8, u16)>| {
+                let mut seen = std::collections::BTreeSet::new();
+                v.iter()
+                    .filter(|(last, _, _)| seen.insert(*last))
+                    .map(|&(last, c, w)| BackendSpec { weight: w, ..backend(last, conditions[c as usize]) })
+                    .collect::<Vec<_>>()
+            };
+            let services = |all: &Vec<Vec<(u8, u8, u16)>>| {
+                all.iter().enumerate().map(|(i, b)| svc(&format!("s{i}"), [198, 19, 0, i as u8 + 1], backends(b))).collect()
+            };
+            let old_spec = TableSpec { generation: Generation(1), services: services(&before), ..TableSpec::default() };
+            let mut after = before.clone();
+            let mut changed = Vec::new();
+            for (i, b) in edits {
+                let i = i % after.len();
+                after[i] = b;
+                changed.push(i);
+            }
+            let new_spec = TableSpec { generation: Generation(2), services: services(&after), ..TableSpec::default() };
+            let old = ServiceTable::build(&old_spec).unwrap();
+            let built = ServiceTable::build_reusing(&new_spec, Some(&old)).unwrap();
+            let mut updated = old.clone();
+            proptest::prop_assert!(updated.update(&new_spec, &changed).unwrap());
+            proptest::prop_assert_eq!(updated.generation(), built.generation());
+            proptest::prop_assert_eq!(updated.services(), built.services());
+            proptest::prop_assert_eq!(updated.backends(), built.backends());
+        }
+    }
+
+    #[test]
+    fn update_refuses_what_it_cannot_patch_and_keeps_the_table_on_errors() {
+        let bs = |n: u8| (1..=n).map(|i| backend(i, Conditions::READY)).collect::<Vec<_>>();
+        let spec = TableSpec {
+            services: vec![svc("a", [198, 19, 0, 1], bs(3)), svc("b", [198, 19, 0, 2], bs(2))],
+            ..TableSpec::default()
+        };
+        let t = ServiceTable::build(&spec).unwrap();
+        // Another name, other frontends, another number of services: not a patch.
+        let mut renamed = spec.clone();
+        renamed.services[1].name = "c".into();
+        let mut moved = spec.clone();
+        moved.services[1].frontends[0].port = 81;
+        let mut fewer = spec.clone();
+        fewer.services.pop();
+        for other in [renamed, moved, fewer] {
+            let mut u = t.clone();
+            assert_eq!(u.update(&other, &[1]), Ok(false));
+            assert_eq!(u.services(), t.services());
+        }
+        // An invalid service: the error, and the table as it was.
+        let mut twice = spec.clone();
+        twice.services[0].backends = vec![backend(1, Conditions::READY), backend(1, Conditions::READY)];
+        twice.services[1].backends = bs(4);
+        let mut u = t.clone();
+        assert!(matches!(u.update(&twice, &[0, 1]), Err(TableError::DuplicateBackend { .. })));
+        assert_eq!((u.services(), u.backends()), (t.services(), t.backends()));
     }
 
     #[test]
