@@ -84,6 +84,10 @@ drop_reasons! {
     TxRingFull => "tx_ring_full",
     /// The kernel-bound path had no room.
     KernelPathFull => "kernel_path_full",
+    /// The worker that owns the frame's flow had no free parcel (or the frame was too large).
+    HandoffFull => "handoff_full",
+    /// A frame to copy into another port, or handed over by another worker, found no free frame.
+    NoFrame => "no_frame",
 }
 
 #[cfg(test)]

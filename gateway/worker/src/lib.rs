@@ -7,12 +7,14 @@
 //!   kernel, recycle) and frame descriptors.
 //! - [`mem`]: an in-memory port over one preallocated buffer.
 //! - [`nexthop`]: next-hop MAC resolution from routes and neighbours (filled off the hot path).
-//! - [`worker`]: the batch loop and counters.
+//! - [`worker`]: the batch loop and counters, over one port or two (two-armed).
+//! - [`handoff`]: which worker owns a frame, and the lock-free mailboxes that carry frames to it.
 //!
 //! Hot path: yes. After [`worker::Worker::new`], a poll performs no allocation, takes no lock and
 //! makes no system call of its own (the port may, to wake its rings).
 #![forbid(unsafe_code)]
 
+pub mod handoff;
 pub mod mem;
 pub mod nexthop;
 pub mod port;

@@ -138,6 +138,15 @@ impl Port for MemPort {
     fn release(&mut self, frames: &[Desc]) {
         self.free.extend(frames.iter().map(|d| d.addr));
     }
+
+    fn alloc(&mut self, out: &mut [Desc]) -> usize {
+        let n = out.len().min(self.free.len());
+        for o in &mut out[..n] {
+            let addr = self.free.pop().unwrap_or_default();
+            *o = Desc { addr, len: self.frame_size as u32 };
+        }
+        n
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! Next-hop resolution: which MAC address a rewritten packet is sent to.
+//! Next-hop resolution: which MAC address a rewritten packet is sent to, and out of which of
+//! the worker's ports (one port: one-armed; a client-facing and a backend-facing one:
+//! two-armed — each route and neighbour belongs to the port of its interface).
 //!
 //! Routes (connected prefixes and gateways) and neighbours (IP → MAC) are filled by the control
 //! path — from the kernel's tables over netlink in the gateway binary, by hand in tests — and read
@@ -56,6 +58,7 @@ pub const CACHE_ENTRIES: usize = 1024;
 struct CacheEntry {
     dst: Addr,
     mac: Mac,
+    port: u8,
     valid: bool,
 }
 
@@ -66,9 +69,9 @@ struct CacheEntry {
 /// or neighbours clears the cache.
 #[derive(Debug, Clone)]
 pub struct NextHops {
-    routes: Vec<Route>,
-    neighbors: HashMap<Addr, Mac, BuildHasherDefault<IndexHasher>>,
-    pending: [Option<Addr>; PENDING_CAPACITY],
+    routes: Vec<(Route, u8)>,
+    neighbors: HashMap<(u8, Addr), Mac, BuildHasherDefault<IndexHasher>>,
+    pending: [Option<(u8, Addr)>; PENDING_CAPACITY],
     cache: Box<[CacheEntry]>,
 }
 
@@ -98,11 +101,16 @@ impl NextHops {
         NextHops::default()
     }
 
-    /// Adds a route (control path).
+    /// Adds a route of port 0 (control path).
     pub fn add_route(&mut self, r: Route) {
-        self.routes.push(r);
+        self.add_route_on(0, r);
+    }
+
+    /// Adds a route out of port `port` (control path).
+    pub fn add_route_on(&mut self, port: u8, r: Route) {
+        self.routes.push((r, port));
         // Longest prefix first, so the first match wins.
-        self.routes.sort_by_key(|r| core::cmp::Reverse(r.len));
+        self.routes.sort_by_key(|(r, _)| core::cmp::Reverse(r.len));
         self.clear_cache();
     }
 
@@ -110,12 +118,18 @@ impl NextHops {
         self.cache.fill(CacheEntry::default());
     }
 
-    /// Learns or updates a neighbour (control path). Clears it from the pending set.
+    /// Learns or updates a neighbour of port 0 (control path). Clears it from the pending set.
     pub fn set_neighbor(&mut self, ip: Addr, mac: Mac) {
-        self.neighbors.insert(ip, mac);
+        self.set_neighbor_on(0, ip, mac);
+    }
+
+    /// Learns or updates a neighbour on port `port` (control path). Clears it from the pending
+    /// set.
+    pub fn set_neighbor_on(&mut self, port: u8, ip: Addr, mac: Mac) {
+        self.neighbors.insert((port, ip), mac);
         self.clear_cache();
         for p in self.pending.iter_mut() {
-            if *p == Some(ip) {
+            if *p == Some((port, ip)) {
                 *p = None;
             }
         }
@@ -125,15 +139,20 @@ impl NextHops {
     /// worker answered), as RFC 826's merge step does, and lists it as pending so the control
     /// path has the kernel confirm it (the next set of next hops it hands over will carry it).
     pub fn learn(&mut self, ip: Addr, mac: Mac) {
-        if self.neighbors.get(&ip) == Some(&mac) {
+        self.learn_on(0, ip, mac);
+    }
+
+    /// [`Self::learn`], for a packet that arrived on port `port`.
+    pub fn learn_on(&mut self, port: u8, ip: Addr, mac: Mac) {
+        if self.neighbors.get(&(port, ip)) == Some(&mac) {
             return;
         }
-        self.neighbors.insert(ip, mac);
+        self.neighbors.insert((port, ip), mac);
         self.clear_cache();
-        if !self.pending.contains(&Some(ip))
+        if !self.pending.contains(&Some((port, ip)))
             && let Some(slot) = self.pending.iter_mut().find(|p| p.is_none())
         {
-            *slot = Some(ip);
+            *slot = Some((port, ip));
         }
     }
 
@@ -141,26 +160,39 @@ impl NextHops {
     /// without a route.
     #[inline]
     pub fn next_hop(&self, dst: &Addr) -> Option<Addr> {
-        self.routes.iter().find(|r| r.matches(dst)).map(|r| r.via.unwrap_or(*dst))
+        self.next_hop_on(dst).map(|(_, a)| a)
+    }
+
+    /// [`Self::next_hop`], with the port it is reached through.
+    #[inline]
+    pub fn next_hop_on(&self, dst: &Addr) -> Option<(u8, Addr)> {
+        self.routes.iter().find(|(r, _)| r.matches(dst)).map(|(r, port)| (*port, r.via.unwrap_or(*dst)))
     }
 
     /// The MAC to send a packet for `dst` to. On a miss, the next hop is remembered as pending.
     #[inline]
     pub fn resolve(&mut self, dst: &Addr) -> Option<Mac> {
+        self.resolve_on(dst).map(|(mac, _)| mac)
+    }
+
+    /// The MAC to send a packet for `dst` to and the port to send it from. On a miss, the next
+    /// hop is remembered as pending.
+    #[inline]
+    pub fn resolve_on(&mut self, dst: &Addr) -> Option<(Mac, u8)> {
         let slot = cache_slot(dst);
         let e = self.cache[slot];
         if e.valid && e.dst == *dst {
-            return Some(e.mac);
+            return Some((e.mac, e.port));
         }
         self.resolve_slow(dst, slot)
     }
 
     #[cold]
-    fn resolve_slow(&mut self, dst: &Addr, slot: usize) -> Option<Mac> {
-        let hop = self.next_hop(dst)?;
+    fn resolve_slow(&mut self, dst: &Addr, slot: usize) -> Option<(Mac, u8)> {
+        let hop = self.next_hop_on(dst)?;
         if let Some(mac) = self.neighbors.get(&hop) {
-            self.cache[slot] = CacheEntry { dst: *dst, mac: *mac, valid: true };
-            return Some(*mac);
+            self.cache[slot] = CacheEntry { dst: *dst, mac: *mac, port: hop.0, valid: true };
+            return Some((*mac, hop.0));
         }
         if !self.pending.contains(&Some(hop))
             && let Some(slot) = self.pending.iter_mut().find(|p| p.is_none())
@@ -172,6 +204,11 @@ impl NextHops {
 
     /// Next hops waiting for resolution (control path).
     pub fn pending(&self) -> impl Iterator<Item = Addr> + '_ {
+        self.pending.iter().flatten().map(|(_, a)| *a)
+    }
+
+    /// Next hops waiting for resolution, with the port each is reached through.
+    pub fn pending_on(&self) -> impl Iterator<Item = (u8, Addr)> + '_ {
         self.pending.iter().flatten().copied()
     }
 }

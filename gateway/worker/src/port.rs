@@ -31,4 +31,12 @@ pub trait Port {
 
     /// Gives frames back for reuse.
     fn release(&mut self, frames: &[Desc]);
+
+    /// Takes up to `out.len()` free frames to fill and send (a frame copied in from another
+    /// port or worker); their lengths are the whole frame. Returns how many. A port without
+    /// spare frames returns 0 (the default).
+    fn alloc(&mut self, out: &mut [Desc]) -> usize {
+        let _ = out;
+        0
+    }
 }

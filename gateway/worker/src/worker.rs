@@ -6,6 +6,13 @@
 //! verdict — set the Ethernet addresses and queue for transmit, hand to the kernel, or drop with
 //! a counted reason; transmit, hand over and recycle each group once per batch; and do a bounded
 //! amount of flow expiry.
+//!
+//! A worker may serve several ports ([`Worker::poll_ports`]): one interface (one-armed), or a
+//! client-facing and a backend-facing one (two-armed). A frame leaves through the port its next
+//! hop's route names; when that is not the port it arrived on, it is copied into a frame of the
+//! other port (AF_XDP sockets of two interfaces do not share frame memory). With several workers
+//! ([`Worker::with_sharding`]), a frame another worker owns — a reply RSS put on the wrong queue
+//! — is handed over first ([`crate::handoff`]).
 
 use std::sync::Arc;
 
@@ -14,8 +21,12 @@ use sluice_lb::service::ServiceTable;
 use sluice_lb::{Addr, Counters, DropReason};
 use sluice_wire::ethernet::{self, Mac};
 
+use crate::handoff::Sharding;
 use crate::nexthop::NextHops;
 use crate::port::{Desc, Port};
+
+/// The most ports one worker serves.
+pub const MAX_PORTS: usize = 2;
 
 /// Frames per batch.
 pub const BATCH: usize = 64;
@@ -53,22 +64,34 @@ pub struct WorkerCounters {
     pub neighbor_replies: u64,
     /// Frames held while their next hop was resolved.
     pub parked: u64,
+    /// Frames handed to the worker that owns their flow.
+    pub handed_off: u64,
+    /// Frames other workers handed to this one.
+    pub handed_in: u64,
+    /// Frames copied to leave through another port than the one they arrived on.
+    pub port_copies: u64,
 }
 
 /// One worker. See the module documentation.
 pub struct Worker {
     l4: L4,
     next_hops: NextHops,
-    mac: Mac,
+    /// Each port's MAC address.
+    macs: [Mac; MAX_PORTS],
     counters: WorkerCounters,
+    sharding: Option<Sharding>,
     rx: [Desc; BATCH],
     prepared: [Prepared; BATCH],
-    tx: [Desc; BATCH],
+    /// Per port: frames to transmit.
+    tx: [[Desc; BATCH]; MAX_PORTS],
+    ntx: [usize; MAX_PORTS],
     kernel: [Desc; BATCH],
     dropped: [Desc; BATCH],
-    /// Frames waiting for a next hop: (frame, destination, deadline).
-    parked: [(Desc, Addr, u64); PARKED],
+    /// Frames waiting for a next hop: (frame, the port it is held in, destination, deadline).
+    parked: [(Desc, u8, Addr, u64); PARKED],
     nparked: usize,
+    /// Frames handed in, copied into the ports' frames, by port.
+    mail: [[Desc; BATCH]; MAX_PORTS],
 }
 
 impl core::fmt::Debug for Worker {
@@ -83,16 +106,33 @@ impl Worker {
         Worker {
             l4: L4::new(&config.l4, table),
             next_hops,
-            mac: config.mac,
+            macs: [config.mac; MAX_PORTS],
             counters: WorkerCounters::default(),
+            sharding: None,
             rx: [Desc::default(); BATCH],
             prepared: [Prepared::default(); BATCH],
-            tx: [Desc::default(); BATCH],
+            tx: [[Desc::default(); BATCH]; MAX_PORTS],
+            ntx: [0; MAX_PORTS],
             kernel: [Desc::default(); BATCH],
             dropped: [Desc::default(); BATCH],
-            parked: [(Desc::default(), Addr::default(), 0); PARKED],
+            parked: [(Desc::default(), 0, Addr::default(), 0); PARKED],
             nparked: 0,
+            mail: [[Desc::default(); BATCH]; MAX_PORTS],
         }
+    }
+
+    /// Serves several ports, with these MAC addresses, in port order (at most [`MAX_PORTS`]).
+    pub fn with_port_macs(mut self, macs: &[Mac]) -> Worker {
+        for (m, mac) in self.macs.iter_mut().zip(macs) {
+            *m = *mac;
+        }
+        self
+    }
+
+    /// Shares frames out with other workers (see [`crate::handoff`]).
+    pub fn with_sharding(mut self, sharding: Sharding) -> Worker {
+        self.sharding = Some(sharding);
+        self
     }
 
     /// Adopts a new table generation (between polls).
@@ -125,80 +165,171 @@ impl Worker {
         self.nparked
     }
 
-    /// Queues `self.tx[..n]` for transmission; what the ring does not take is counted and freed.
+    /// Queues each port's transmit list; what a ring does not take is counted and freed.
     #[inline]
-    fn transmit(&mut self, port: &mut impl Port, n: usize) {
-        if n > 0 {
-            let sent = port.send(&self.tx[..n]);
-            self.counters.tx_frames += sent as u64;
-            self.l4.count_drops(DropReason::TxRingFull, n - sent);
-            port.release(&self.tx[sent..n]);
+    fn transmit<P: Port>(&mut self, ports: &mut [P]) {
+        for (p, port) in ports.iter_mut().enumerate().take(MAX_PORTS) {
+            let n = std::mem::take(&mut self.ntx[p]);
+            if n > 0 {
+                let sent = port.send(&self.tx[p][..n]);
+                self.counters.tx_frames += sent as u64;
+                self.l4.count_drops(DropReason::TxRingFull, n - sent);
+                port.release(&self.tx[p][sent..n]);
+            }
         }
+    }
+
+    /// Sends frame `d`, held in port `from`, to `mac` through port `out`: in place when that is
+    /// its own port, else copied into a frame of port `out` (a copy that finds no free frame is
+    /// dropped and counted). Returns false when `d` is still the caller's to release.
+    #[inline]
+    fn forward<P: Port>(&mut self, ports: &mut [P], from: usize, d: Desc, mac: Mac, out: usize) -> bool {
+        if out == from || out >= ports.len().min(MAX_PORTS) {
+            let mut eth = ethernet::Frame::new_unchecked(ports[from].frame(&d));
+            eth.set_dst(mac);
+            eth.set_src(self.macs[from]);
+            self.tx[from][self.ntx[from]] = d;
+            self.ntx[from] += 1;
+            return true;
+        }
+        let mut fresh = [Desc::default()];
+        if ports[out].alloc(&mut fresh) == 0 {
+            self.l4.count_drop(DropReason::NoFrame);
+            return false;
+        }
+        let mut copy = fresh[0];
+        copy.len = d.len.min(copy.len);
+        let (a, b) = pair(ports, from, out);
+        let src = a.frame(&d);
+        let dst = b.frame(&copy);
+        let n = src.len().min(dst.len());
+        dst[..n].copy_from_slice(&src[..n]);
+        let mut eth = ethernet::Frame::new_unchecked(dst);
+        eth.set_dst(mac);
+        eth.set_src(self.macs[out]);
+        self.tx[out][self.ntx[out]] = copy;
+        self.ntx[out] += 1;
+        self.counters.port_copies += 1;
+        false
     }
 
     /// Sends the parked frames whose next hop is now known, drops those that waited too long.
     #[cold]
-    fn flush_parked(&mut self, port: &mut impl Port, now_ns: u64) {
-        let (mut ntx, mut nd, mut keep) = (0, 0, 0);
+    fn flush_parked<P: Port>(&mut self, ports: &mut [P], now_ns: u64) {
+        let mut keep = 0;
         for i in 0..self.nparked {
-            let (d, dst, deadline) = self.parked[i];
-            if let Some(mac) = self.next_hops.resolve(&dst) {
-                let mut eth = ethernet::Frame::new_unchecked(port.frame(&d));
-                eth.set_dst(mac);
-                eth.set_src(self.mac);
-                self.tx[ntx] = d;
-                ntx += 1;
+            let (d, from, dst, deadline) = self.parked[i];
+            let from = usize::from(from);
+            if let Some((mac, out)) = self.next_hops.resolve_on(&dst) {
+                if !self.forward(ports, from, d, mac, usize::from(out)) {
+                    ports[from].release(&[d]);
+                }
             } else if now_ns >= deadline {
                 self.l4.count_drop(DropReason::NeighborUnresolved);
-                self.dropped[nd] = d;
-                nd += 1;
+                ports[from].release(&[d]);
             } else {
                 self.parked[keep] = self.parked[i];
                 keep += 1;
             }
         }
         self.nparked = keep;
-        self.transmit(port, ntx);
-        if nd > 0 {
-            port.release(&self.dropped[..nd]);
-        }
+        self.transmit(ports);
     }
 
-    /// Runs one batch: returns how many frames were received. `now_ns` is read once per batch.
+    /// Runs one batch on a single port: returns how many frames were received. `now_ns` is
+    /// read once per batch.
     pub fn poll(&mut self, port: &mut impl Port, now_ns: u64) -> usize {
+        self.poll_ports(std::slice::from_mut(port), now_ns)
+    }
+
+    /// Runs one batch on each port (and on the frames other workers handed over): returns how
+    /// many frames were received. `now_ns` is read once per poll.
+    pub fn poll_ports<P: Port>(&mut self, ports: &mut [P], now_ns: u64) -> usize {
+        let nports = ports.len().min(MAX_PORTS);
         if self.nparked > 0 {
-            self.flush_parked(port, now_ns);
+            self.flush_parked(ports, now_ns);
         }
-        let n = port.recv(&mut self.rx);
-        if n == 0 {
-            self.l4.maintain(now_ns);
-            return 0;
+        let mut total = 0;
+        if self.sharding.is_some() {
+            total += self.take_mail(ports, now_ns);
         }
+        for p in 0..nports {
+            let n = ports[p].recv(&mut self.rx);
+            if n > 0 {
+                total += n;
+                self.counters.rx_frames += n as u64;
+                self.run_batch(ports, p, n, now_ns, true);
+            }
+        }
+        self.l4.maintain(now_ns);
+        total
+    }
+
+    /// Frames other workers handed over: each copied into a frame of the port it arrived on
+    /// and run like a frame received there (never handed on again).
+    #[cold]
+    fn take_mail<P: Port>(&mut self, ports: &mut [P], now_ns: u64) -> usize {
+        let Some(sharding) = self.sharding.as_ref() else { return 0 };
+        let (me, boxes) = (sharding.me, std::sync::Arc::clone(&sharding.mailboxes));
+        let nports = ports.len().min(MAX_PORTS);
+        let mut counts = [0usize; MAX_PORTS];
+        let mut taken = 0;
+        while taken < BATCH {
+            let Some(parcel) = boxes.receive(me) else { break };
+            taken += 1;
+            let p = usize::from(parcel.port).min(nports - 1);
+            let mut fresh = [Desc::default()];
+            if ports[p].alloc(&mut fresh) == 0 {
+                self.l4.count_drop(DropReason::NoFrame);
+            } else {
+                let mut d = fresh[0];
+                let len = usize::from(parcel.len).min(d.len as usize);
+                ports[p].frame(&d)[..len].copy_from_slice(&parcel.data[..len]);
+                d.len = len as u32;
+                self.mail[p][counts[p]] = d;
+                counts[p] += 1;
+            }
+            boxes.recycle(me, parcel);
+        }
+        for p in 0..nports {
+            let n = counts[p];
+            if n > 0 {
+                self.rx[..n].copy_from_slice(&self.mail[p][..n]);
+                self.counters.handed_in += n as u64;
+                self.run_batch(ports, p, n, now_ns, false);
+            }
+        }
+        taken
+    }
+
+    /// Runs `self.rx[..n]`, received on port `p`, through the pipeline.
+    fn run_batch<P: Port>(&mut self, ports: &mut [P], p: usize, mut n: usize, now_ns: u64, may_hand_off: bool) {
         self.counters.batches += 1;
-        self.counters.rx_frames += n as u64;
         for i in 0..n {
             let d = self.rx[i];
             self.counters.rx_bytes += u64::from(d.len);
-            self.prepared[i] = self.l4.prepare(port.frame(&d));
+            self.prepared[i] = self.l4.prepare(ports[p].frame(&d));
         }
-        for p in &mut self.prepared[..n] {
-            self.l4.prefetch_flow(p);
+        if may_hand_off && self.sharding.is_some() {
+            n = self.hand_off(ports, p, n);
         }
-        let (mut ntx, mut nk, mut nd) = (0, 0, 0);
+        for prep in &mut self.prepared[..n] {
+            self.l4.prefetch_flow(prep);
+        }
+        let (mut nk, mut nd) = (0, 0);
         for i in 0..n {
             let d = self.rx[i];
-            let frame = port.frame(&d);
+            let frame = ports[p].frame(&d);
             match self.l4.finish(frame, &self.prepared[i], now_ns) {
-                Verdict::Forward(next) => match self.next_hops.resolve(&next) {
-                    Some(mac) => {
-                        let mut eth = ethernet::Frame::new_unchecked(frame);
-                        eth.set_dst(mac);
-                        eth.set_src(self.mac);
-                        self.tx[ntx] = d;
-                        ntx += 1;
+                Verdict::Forward(next) => match self.next_hops.resolve_on(&next) {
+                    Some((mac, out)) => {
+                        if !self.forward(ports, p, d, mac, usize::from(out)) {
+                            self.dropped[nd] = d;
+                            nd += 1;
+                        }
                     }
                     None if self.nparked < PARKED => {
-                        self.parked[self.nparked] = (d, next, now_ns + PARK_NS);
+                        self.parked[self.nparked] = (d, p as u8, next, now_ns + PARK_NS);
                         self.nparked += 1;
                         self.counters.parked += 1;
                     }
@@ -211,23 +342,23 @@ impl Worker {
                 Verdict::Bounce => {
                     let mut eth = ethernet::Frame::new_unchecked(frame);
                     eth.swap_macs();
-                    eth.set_src(self.mac);
-                    self.tx[ntx] = d;
-                    ntx += 1;
+                    eth.set_src(self.macs[p]);
+                    self.tx[p][self.ntx[p]] = d;
+                    self.ntx[p] += 1;
                 }
                 Verdict::Pass => {
                     let answered = match self.prepared[i].parsed() {
-                        Ok(parsed) => sluice_lb::neigh::answer(frame, parsed, self.l4.table(), self.mac),
+                        Ok(parsed) => sluice_lb::neigh::answer(frame, parsed, self.l4.table(), self.macs[p]),
                         Err(_) => None,
                     };
                     if let Some((asker, asker_mac)) = answered {
                         if asker.0 != [0; 16] {
                             // Who asks for a VIP is about to send to it: learn where the replies go.
-                            self.next_hops.learn(asker, asker_mac);
+                            self.next_hops.learn_on(p as u8, asker, asker_mac);
                         }
                         self.counters.neighbor_replies += 1;
-                        self.tx[ntx] = d;
-                        ntx += 1;
+                        self.tx[p][self.ntx[p]] = d;
+                        self.ntx[p] += 1;
                     } else {
                         self.kernel[nk] = d;
                         nk += 1;
@@ -239,18 +370,60 @@ impl Worker {
                 }
             }
         }
-        self.transmit(port, ntx);
+        self.transmit(ports);
         if nk > 0 {
-            let taken = port.to_kernel(&self.kernel[..nk]);
+            let taken = ports[p].to_kernel(&self.kernel[..nk]);
             self.counters.kernel_frames += taken as u64;
             self.l4.count_drops(DropReason::KernelPathFull, nk - taken);
-            port.release(&self.kernel[taken..nk]);
+            ports[p].release(&self.kernel[taken..nk]);
         }
         if nd > 0 {
-            port.release(&self.dropped[..nd]);
+            ports[p].release(&self.dropped[..nd]);
         }
-        self.l4.maintain(now_ns);
-        n
+    }
+
+    /// Hands the frames of `self.rx[..n]` (received on port `p`) that another worker owns to
+    /// it, and keeps the rest, in order, at the front; returns how many were kept.
+    fn hand_off<P: Port>(&mut self, ports: &mut [P], p: usize, n: usize) -> usize {
+        let Some(sharding) = self.sharding.as_ref() else { return n };
+        let table = self.l4.table();
+        let mut kept = 0;
+        let (mut nd, mut full) = (0, 0);
+        for i in 0..n {
+            let owner = match self.prepared[i].parsed() {
+                Ok(sluice_lb::packet::Parsed::Ip(m))
+                    if m.proto == sluice_wire::ip_proto::TCP || m.proto == sluice_wire::ip_proto::UDP =>
+                {
+                    let proto = if m.proto == sluice_wire::ip_proto::TCP {
+                        sluice_lb::service::Protocol::Tcp
+                    } else {
+                        sluice_lb::service::Protocol::Udp
+                    };
+                    let to_frontend = table.lookup(&m.dst, m.dport, proto).is_some();
+                    sharding.owner(&m.src, &m.dst, m.dport, to_frontend)
+                }
+                _ => sharding.me,
+            };
+            if owner == sharding.me {
+                self.rx[kept] = self.rx[i];
+                self.prepared[kept] = self.prepared[i];
+                kept += 1;
+                continue;
+            }
+            let d = self.rx[i];
+            if sharding.mailboxes.send(owner, p as u8, ports[p].frame(&d)) {
+                self.counters.handed_off += 1;
+            } else {
+                full += 1;
+            }
+            self.dropped[nd] = d;
+            nd += 1;
+        }
+        self.l4.count_drops(DropReason::HandoffFull, full);
+        if nd > 0 {
+            ports[p].release(&self.dropped[..nd]);
+        }
+        kept
     }
 
     /// All counters in the order of [`sluice_lb::stats`], for the table file's stats region.
@@ -271,6 +444,9 @@ impl Worker {
                 0,
                 0,
                 0,
+                w.handed_off,
+                w.handed_in,
+                w.port_copies,
             ],
             self.l4.counters(),
             &mut out,
@@ -281,5 +457,16 @@ impl Worker {
     /// Where the worker would send a packet for `dst` (diagnostics).
     pub fn next_hop(&self, dst: &Addr) -> Option<Addr> {
         self.next_hops.next_hop(dst)
+    }
+}
+
+/// Two distinct ports of a slice, mutably.
+fn pair<P>(ports: &mut [P], a: usize, b: usize) -> (&mut P, &mut P) {
+    if a < b {
+        let (x, y) = ports.split_at_mut(b);
+        (&mut x[a], &mut y[0])
+    } else {
+        let (x, y) = ports.split_at_mut(a);
+        (&mut y[0], &mut x[b])
     }
 }

@@ -522,6 +522,10 @@ impl Port for XskSocket {
             self.free.push(d.addr & self.frame_mask);
         }
     }
+
+    fn alloc(&mut self, out: &mut [Desc]) -> usize {
+        self.alloc_tx(out)
+    }
 }
 
 /// Waits until one of `fds` is readable or `timeout_ms` passes; returns whether one is.

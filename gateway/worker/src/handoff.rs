@@ -1,0 +1,194 @@
+//! Handing frames between workers, so that every packet of a flow is handled by the worker that
+//! holds its state.
+//!
+//! A NIC's RSS spreads frames over queues by a hash of their addresses and ports, and each queue
+//! has its own worker with its own flow table. The two directions of a NATed flow do not hash
+//! alike (the reply has other addresses), so a reply can land on another worker's queue. Sluice
+//! does not depend on the NIC's hash: the owner of every frame is a function of the frame alone,
+//! computed the same way by every worker ([`Sharding::owner`]):
+//!
+//! - a frame to a frontend (a client's packet): by a hash of the **client's address** — the
+//!   address alone, not the port, so that a client's connections share one worker and
+//!   `sessionAffinity: ClientIP` holds across them;
+//! - a FullNAT reply (to a source port of the SNAT range): the worker whose share of the range
+//!   holds the port — the worker that picked it;
+//! - any other TCP/UDP frame (a DNAT reply, which goes back to the client's address): by the same
+//!   hash of its destination address;
+//! - everything else (ARP, ICMP echo, neighbour discovery): whoever received it.
+//!
+//! A frame another worker owns is copied into a [`Parcel`] taken from the owner's free list and
+//! pushed onto the owner's inbox — two lock-free `crossbeam` `ArrayQueue`s per worker, with every
+//! parcel allocated up front, so the hot path neither locks nor allocates. The owner copies it
+//! into a frame of its own port and runs it through the pipeline like a frame it received. When
+//! the owner's parcels are all in flight, the frame is dropped and counted (`handoff_full`).
+
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+use sluice_lb::Addr;
+
+/// The largest frame a parcel carries (an AF_XDP frame is at most 4096 bytes).
+pub const PARCEL_BYTES: usize = 4096;
+
+/// One frame in flight between workers.
+#[derive(Debug)]
+pub struct Parcel {
+    /// Which of the owner's ports it arrived on (the interface; the queue does not matter).
+    pub port: u8,
+    /// Bytes used of `data`.
+    pub len: u16,
+    /// The frame.
+    pub data: Box<[u8; PARCEL_BYTES]>,
+}
+
+/// One worker's inbox and the free parcels others fill for it.
+#[derive(Debug)]
+struct Mailbox {
+    inbox: ArrayQueue<Parcel>,
+    free: ArrayQueue<Parcel>,
+}
+
+/// Every worker's mailbox: shared by all workers of a gateway.
+#[derive(Debug)]
+pub struct Mailboxes {
+    boxes: Box<[Mailbox]>,
+}
+
+impl Mailboxes {
+    /// Mailboxes for `workers` workers, each with `parcels` parcels (allocated now).
+    pub fn new(workers: usize, parcels: usize) -> Arc<Mailboxes> {
+        let parcels = parcels.max(1);
+        let boxes = (0..workers)
+            .map(|_| {
+                let free = ArrayQueue::new(parcels);
+                for _ in 0..parcels {
+                    let _ = free.push(Parcel { port: 0, len: 0, data: Box::new([0; PARCEL_BYTES]) });
+                }
+                Mailbox { inbox: ArrayQueue::new(parcels), free }
+            })
+            .collect();
+        Arc::new(Mailboxes { boxes })
+    }
+
+    /// How many workers.
+    pub fn workers(&self) -> usize {
+        self.boxes.len()
+    }
+
+    /// Copies `frame`, which arrived on port `port`, to worker `to`. Returns false (nothing
+    /// sent) when the frame is too large or `to` has no free parcel.
+    pub fn send(&self, to: usize, port: u8, frame: &[u8]) -> bool {
+        let Some(b) = self.boxes.get(to) else { return false };
+        if frame.len() > PARCEL_BYTES {
+            return false;
+        }
+        let Some(mut p) = b.free.pop() else { return false };
+        p.port = port;
+        p.len = frame.len() as u16;
+        p.data[..frame.len()].copy_from_slice(frame);
+        // The inbox holds as many parcels as exist: it cannot be full.
+        b.inbox.push(p).map_err(|p| b.free.push(p)).is_ok()
+    }
+
+    /// The next parcel for worker `me`; give it back with [`Self::recycle`].
+    pub fn receive(&self, me: usize) -> Option<Parcel> {
+        self.boxes.get(me)?.inbox.pop()
+    }
+
+    /// Returns a parcel worker `me` received to its free list.
+    pub fn recycle(&self, me: usize, p: Parcel) {
+        if let Some(b) = self.boxes.get(me) {
+            let _ = b.free.push(p);
+        }
+    }
+}
+
+/// How frames are shared out between the workers of a gateway. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Sharding {
+    /// This worker.
+    pub me: usize,
+    /// Every worker's mailbox.
+    pub mailboxes: Arc<Mailboxes>,
+    /// The whole SNAT port range, split in equal shares in worker order (the last takes the
+    /// remainder), as the gateway splits it.
+    pub snat_ports: (u16, u16),
+}
+
+impl Sharding {
+    /// The share of the SNAT port range of worker `i` of `workers`.
+    pub fn snat_share(range: (u16, u16), workers: usize, i: usize) -> (u16, u16) {
+        let span = u32::from(range.1 - range.0) + 1;
+        let per = (span / workers.max(1) as u32).max(1);
+        let lo = u32::from(range.0) + i as u32 * per;
+        let hi = if i + 1 >= workers { u32::from(range.1) } else { lo + per - 1 };
+        (lo as u16, hi as u16)
+    }
+
+    /// The worker that owns a TCP/UDP frame from `src` to `dst:dport`, given whether the
+    /// destination is a frontend of the table.
+    #[inline]
+    pub fn owner(&self, src: &Addr, dst: &Addr, dport: u16, to_frontend: bool) -> usize {
+        let workers = self.mailboxes.workers();
+        if workers <= 1 {
+            return self.me;
+        }
+        if to_frontend {
+            return by_address(src, workers);
+        }
+        let (lo, hi) = self.snat_ports;
+        if (lo..=hi).contains(&dport) {
+            let per = ((u32::from(hi - lo) + 1) / workers as u32).max(1);
+            return (((u32::from(dport - lo)) / per) as usize).min(workers - 1);
+        }
+        by_address(dst, workers)
+    }
+}
+
+/// A worker by a hash of an address (the same in every worker and every run).
+#[inline]
+fn by_address(a: &Addr, workers: usize) -> usize {
+    let lo = u64::from_le_bytes([a.0[8], a.0[9], a.0[10], a.0[11], a.0[12], a.0[13], a.0[14], a.0[15]]);
+    let hi = u64::from_le_bytes([a.0[0], a.0[1], a.0[2], a.0[3], a.0[4], a.0[5], a.0[6], a.0[7]]);
+    let h = (lo ^ hi.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    ((h >> 32) * workers as u64 >> 32) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_the_range_and_owners_match_them() {
+        let boxes = Mailboxes::new(3, 4);
+        let range = (10_000, 29_999);
+        let s = Sharding { me: 0, mailboxes: boxes, snat_ports: range };
+        let shares: Vec<_> = (0..3).map(|i| Sharding::snat_share(range, 3, i)).collect();
+        assert_eq!(shares[0].0, 10_000);
+        assert_eq!(shares[2].1, 29_999);
+        let vip = Addr::from_v4([198, 18, 1, 254]);
+        for (i, (lo, hi)) in shares.iter().enumerate() {
+            for port in [*lo, *hi, lo + (hi - lo) / 2] {
+                assert_eq!(s.owner(&Addr::from_v4([198, 18, 1, 2]), &vip, port, false), i);
+            }
+        }
+        // A client's frames and the DNAT replies to it have one owner.
+        let client = Addr::from_v4([198, 18, 0, 100]);
+        let fwd = s.owner(&client, &Addr::from_v4([198, 18, 100, 1]), 80, true);
+        assert_eq!(s.owner(&Addr::from_v4([198, 18, 1, 2]), &client, 40_000, false), fwd);
+    }
+
+    #[test]
+    fn parcels_go_round_and_a_full_mailbox_refuses() {
+        let boxes = Mailboxes::new(2, 2);
+        assert!(boxes.send(1, 0, b"one"));
+        assert!(boxes.send(1, 1, b"two"));
+        assert!(!boxes.send(1, 0, b"three"), "both parcels in flight");
+        assert!(!boxes.send(0, 0, &[0; PARCEL_BYTES + 1]), "too large");
+        let p = boxes.receive(1).unwrap();
+        assert_eq!((&p.data[..p.len as usize], p.port), (&b"one"[..], 0));
+        boxes.recycle(1, p);
+        assert!(boxes.send(1, 0, b"three"));
+        assert!(boxes.receive(0).is_none());
+    }
+}
