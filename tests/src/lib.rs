@@ -119,6 +119,7 @@ struct Proc {
 /// A sandbox. See the crate documentation.
 pub struct Sandbox {
     id: String,
+    topology: Topology,
     dir: tempfile::TempDir,
     namespaces: Vec<String>,
     procs: Vec<Proc>,
@@ -169,9 +170,24 @@ fn remove_stale() {
     }
 }
 
+/// How the gateway is plugged in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Topology {
+    /// Receive and transmit queues of the gateway's veth (0 or 1: one).
+    pub queues: u32,
+    /// Two-armed: the gateway faces the clients on `gw0` (switch `br0`) and the backends on
+    /// `gw1` (switch `br1`); one-armed: everything on `gw0`.
+    pub two_armed: bool,
+}
+
 impl Sandbox {
-    /// Builds the topology with these backends.
+    /// Builds the one-armed, single-queue topology with these backends.
     pub fn new(backends: &[Backend]) -> io::Result<Sandbox> {
+        Sandbox::with_topology(backends, Topology::default())
+    }
+
+    /// Builds a topology with these backends.
+    pub fn with_topology(backends: &[Backend], topology: Topology) -> io::Result<Sandbox> {
         remove_stale();
         let id = format!("sl{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         let dir = tempfile::Builder::new().prefix(&format!("{id}-")).tempdir()?;
@@ -180,6 +196,7 @@ impl Sandbox {
         let mut sb = Sandbox {
             table: PathBuf::from(format!("/dev/shm/sluice-{id}")),
             id,
+            topology,
             dir,
             namespaces: Vec::new(),
             procs: Vec::new(),
@@ -206,19 +223,55 @@ impl Sandbox {
 
     fn plug(&mut self, role: &str, ifname: &str) -> io::Result<String> {
         let ns = self.add_ns(role)?;
+        let bridge = if self.topology.two_armed && role.starts_with('b') { "br1" } else { "br0" };
+        self.wire(&ns, role, ifname, bridge, &format!("s-{role}"))?;
+        Ok(ns)
+    }
+
+    /// A veth from `ifname` in `ns` to a port of switch `bridge`, up, set as the hosts' are.
+    fn wire(&mut self, ns: &str, role: &str, ifname: &str, bridge: &str, port: &str) -> io::Result<()> {
         let sw = self.ns("sw");
-        let port = format!("s-{role}");
-        must(&[
-            "ip", "link", "add", ifname, "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &sw,
-        ])?;
-        must(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
+        let q = self.topology.queues.max(1).to_string();
+        let mut add = vec![
+            "ip", "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", port, "netns", &sw,
+        ];
+        if role == "gw" && self.topology.queues > 1 {
+            // Both ends: the switch's end spreads flows over its transmit queues (the skb hash),
+            // which are the gateway's receive queues — RSS, as a multi-queue NIC does it.
+            add = vec![
+                "ip",
+                "link",
+                "add",
+                ifname,
+                "netns",
+                ns,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                port,
+                "netns",
+                &sw,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+            ];
+        }
+        must(&add)?;
+        must(&["ip", "-n", &sw, "link", "set", port, "master", bridge, "up"])?;
         // Pitfall 3 of AF_XDP-NOTES: the peer of a veth that transmits from XDP / AF_XDP needs
         // NAPI, or frames vanish: GRO on the gateway's switch port. Nowhere else: a GRO port
         // facing a host would merge its segments into super-frames, which the bridge forwards to
         // the gateway whole, past what an XDP program without multi-buffer support is given.
         if role == "gw" {
-            must(&["ip", "netns", "exec", &sw, "ethtool", "-K", &port, "gro", "on"])?;
+            must(&["ip", "netns", "exec", &sw, "ethtool", "-K", port, "gro", "on"])?;
         }
+        let ns = ns.to_owned();
         must(&["ip", "-n", &ns, "link", "set", ifname, "up"])?;
         // Pitfall 1: frames from local sockets carry partial checksums on veth; the hosts send
         // full ones, as a real NIC would put on the wire.
@@ -226,20 +279,27 @@ impl Sandbox {
         for knob in ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"] {
             must(&["ip", "netns", "exec", &ns, "sysctl", "-qw", knob])?;
         }
-        Ok(ns)
+        Ok(())
     }
 
     fn build(&mut self) -> io::Result<()> {
         let sw = self.add_ns("sw")?;
-        must(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
-        must(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
+        for br in ["br0", "br1"] {
+            must(&["ip", "-n", &sw, "link", "add", br, "type", "bridge"])?;
+            must(&["ip", "-n", &sw, "link", "set", br, "up"])?;
+        }
         let gw = self.plug("gw", "gw0")?;
-        for a in ["198.18.0.1/24", "198.18.1.254/24"] {
-            must(&["ip", "-n", &gw, "addr", "add", a, "dev", "gw0"])?;
-        }
-        for a in ["2001:db8::1/64", "2001:db8:1::fe/64"] {
-            must(&["ip", "-n", &gw, "addr", "add", a, "dev", "gw0", "nodad"])?;
-        }
+        // Two-armed, the backends' network is on its own interface.
+        let inside = if self.topology.two_armed {
+            self.wire(&gw, "gw", "gw1", "br1", "s-gw1")?;
+            "gw1"
+        } else {
+            "gw0"
+        };
+        must(&["ip", "-n", &gw, "addr", "add", "198.18.0.1/24", "dev", "gw0"])?;
+        must(&["ip", "-n", &gw, "addr", "add", "198.18.1.254/24", "dev", inside])?;
+        must(&["ip", "-n", &gw, "addr", "add", "2001:db8::1/64", "dev", "gw0", "nodad"])?;
+        must(&["ip", "-n", &gw, "addr", "add", "2001:db8:1::fe/64", "dev", inside, "nodad"])?;
         let cl = self.plug("cl", "c0")?;
         must(&["ip", "-n", &cl, "addr", "add", "198.18.0.100/24", "dev", "c0"])?;
         must(&["ip", "-n", &cl, "addr", "add", "2001:db8::100/64", "dev", "c0", "nodad"])?;
@@ -498,6 +558,16 @@ impl Sandbox {
             .sum()
     }
 
+    /// The gateway's drops for one reason (`no_flow_for_segment`…), summed over workers.
+    pub fn gateway_drops(&self, reason: &str) -> u64 {
+        let label = format!("reason=\"{reason}\"}}");
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with("sluice_gateway_drops_total{") && l.contains(&label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Waits (up to 3 s) until a gateway counter reaches `at_least` (workers publish their
     /// counters when idle and every 100 ms when busy); returns its last value.
     pub fn wait_counter(&self, name: &str, at_least: u64) -> u64 {
@@ -517,6 +587,9 @@ impl Sandbox {
         let g = bin("sluice-gateway").to_string_lossy().into_owned();
         let t = self.table.to_string_lossy().into_owned();
         let mut args = vec![g.as_str(), "--iface", "gw0", "--table", &t, "--flows", "65536"];
+        if self.topology.two_armed {
+            args.extend(["--backend-iface", "gw1"]);
+        }
         args.extend_from_slice(extra);
         let pid = self.spawn("gw", "gateway", &args)?;
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -4,14 +4,19 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use sluice_sandbox::{Backend, GW_V4, Sandbox, example, require_root};
+use sluice_sandbox::{Backend, GW_V4, Sandbox, Topology, example, require_root};
 
 /// A sandbox with `backends`, control on `examples`, and the gateway; `None` when skipped.
 fn up(test: &str, backends: &[Backend], examples: &[PathBuf]) -> Option<Sandbox> {
+    up_with(test, backends, examples, Topology::default())
+}
+
+/// [`up`], plugged in as `topology` says.
+fn up_with(test: &str, backends: &[Backend], examples: &[PathBuf], topology: Topology) -> Option<Sandbox> {
     if !require_root(test) {
         return None;
     }
-    let mut sb = Sandbox::new(backends).expect("sandbox");
+    let mut sb = Sandbox::with_topology(backends, topology).expect("sandbox");
     sb.set_manifests(examples, &[]).expect("manifests");
     sb.start_control().expect("control");
     sb.start_gateway(&[]).expect("gateway");
@@ -89,16 +94,7 @@ fn session_affinity_keeps_a_client_on_one_backend() {
 
 #[test]
 fn ipv6_and_ipv4_tcp_and_udp_through_clusterip_nodeport_and_loadbalancer() {
-    let backends: Vec<Backend> = (1..=3)
-        .map(|i| Backend {
-            name: format!("echo-{i}"),
-            v4: format!("198.18.1.8{i}"),
-            v6: Some(format!("2001:db8:1::8{i}")),
-            tcp: vec![8080],
-            udp: vec![7007],
-        })
-        .collect();
-    let Some(sb) = up("ipv6_and_ipv4", &backends, &[example("dual-stack")]) else { return };
+    let Some(sb) = up("ipv6_and_ipv4", &echo_backends(), &[example("dual-stack")]) else { return };
     for url in [
         "http://[2001:db8:19::10]/",
         "http://[2001:db8::1]:31090/",
@@ -122,14 +118,90 @@ fn ipv6_and_ipv4_tcp_and_udp_through_clusterip_nodeport_and_loadbalancer() {
     assert!(ping.status.success(), "ping6 to the VIP");
 }
 
+/// The Pods of the dual-stack example: nginx on 8080, a UDP echo server on 7007.
+fn echo_backends() -> Vec<Backend> {
+    (1..=3)
+        .map(|i| Backend {
+            name: format!("echo-{i}"),
+            v4: format!("198.18.1.8{i}"),
+            v6: Some(format!("2001:db8:1::8{i}")),
+            tcp: vec![8080],
+            udp: vec![7007],
+        })
+        .collect()
+}
+
+/// Every request of the dual-stack example answered (TCP and UDP, IPv4 and IPv6).
+fn dual_stack_traffic(sb: &Sandbox) {
+    for url in [
+        "http://[2001:db8:19::10]/",
+        "http://[2001:db8::1]:31090/",
+        "http://198.19.2.10/",
+        "http://198.18.0.1:31090/",
+    ] {
+        let seen = spread(sb, url, 30);
+        assert!(seen.len() >= 2, "{url}: {seen:?}");
+    }
+    for (addr, i) in
+        [("198.19.2.10", 0), ("2001:db8:19::10", 1)].iter().flat_map(|a| (0..10).map(move |i| (a.0, i)))
+    {
+        let r = sb.udp(addr, 7, &format!("u{i}")).unwrap_or_else(|e| panic!("UDP to {addr}: {e}"));
+        assert!(r.ends_with(&format!(":u{i}")), "{r}");
+    }
+}
+
+#[test]
+fn two_queues_hand_each_frame_to_the_worker_that_owns_its_flow() {
+    let topology = Topology { queues: 2, two_armed: false };
+    let mut backends = echo_backends();
+    backends.extend(local_backends());
+    let examples = [example("dual-stack"), example("local-traffic")];
+    let Some(sb) = up_with("two_queues", &backends, &examples, topology) else { return };
+    assert!(sb.log("gateway").contains("2 queue(s)"), "{}", sb.log("gateway"));
+    dual_stack_traffic(&sb);
+    // DNAT: the replies go back to the client's address, and follow it to its worker. (With both
+    // examples' pools, web-local's address is the one control logged.)
+    let log = sb.log("control");
+    let vip = log
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("LoadBalancer default/web-local: "))
+        .unwrap_or_else(|| panic!("web-local's address in control's log:\n{log}"))
+        .to_owned();
+    let seen = spread(&sb, &format!("http://{vip}/"), 30);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["web-local-1", "web-local-2"], "{seen:?}");
+    // Frames of one flow land on both queues (the switch spreads by its own hash, requests and
+    // replies alike); every one reached the worker holding the flow.
+    assert!(sb.wait_counter("handed_off", 1) >= 1, "{}", sb.metrics());
+    assert!(sb.wait_counter("handed_in", 1) >= 1);
+    assert_eq!(sb.gateway_counter("handed_off"), sb.gateway_counter("handed_in"));
+    assert_eq!(sb.gateway_drops("no_flow_for_segment"), 0, "{}", sb.metrics());
+    assert_eq!(sb.gateway_drops("handoff_full"), 0);
+}
+
+#[test]
+fn a_two_armed_gateway_faces_clients_and_backends_on_separate_interfaces() {
+    let topology = Topology { queues: 1, two_armed: true };
+    let Some(sb) = up_with("two_armed", &echo_backends(), &[example("dual-stack")], topology) else { return };
+    assert!(sb.log("gateway").contains("facing backends"), "{}", sb.log("gateway"));
+    dual_stack_traffic(&sb);
+    // Every forwarded frame crossed from one interface to the other.
+    assert!(sb.wait_counter("port_copies", 160) >= 160, "{}", sb.metrics());
+    // The kernel's own traffic on the backend side still works.
+    let ping = sb.exec("b0", &["ping", "-c", "1", "-W", "2", "198.18.1.254"]).expect("ping");
+    assert!(ping.status.success(), "{}", String::from_utf8_lossy(&ping.stdout));
+}
+
+/// The Pods of the local-traffic example: two on the gateway's node, one elsewhere.
+fn local_backends() -> Vec<Backend> {
+    [("web-local-1", "198.18.1.101"), ("web-local-2", "198.18.1.102"), ("web-remote", "198.18.1.103")]
+        .iter()
+        .map(|(n, a)| Backend::http(n, a, &[8080]))
+        .collect()
+}
+
 #[test]
 fn local_traffic_policy_is_dnat_to_local_endpoints_keeping_the_client_address() {
-    let backends: Vec<Backend> =
-        [("web-local-1", "198.18.1.101"), ("web-local-2", "198.18.1.102"), ("web-remote", "198.18.1.103")]
-            .iter()
-            .map(|(n, a)| Backend::http(n, a, &[8080]))
-            .collect();
-    let Some(sb) = up("local_traffic_policy", &backends, &[example("local-traffic")]) else { return };
+    let Some(sb) = up("local_traffic_policy", &local_backends(), &[example("local-traffic")]) else { return };
     let seen = spread(&sb, "http://198.18.100.30/", 20);
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["web-local-1", "web-local-2"], "{seen:?}");
     assert_eq!(

@@ -1,4 +1,5 @@
-//! Next hops from the kernel: routes and neighbours of the gateway's interface, read over
+//! Next hops from the kernel: routes and neighbours of the gateway's interfaces (one; two when
+//! two-armed — each a port of the workers, in order), read over
 //! netlink off the hot path and handed to the workers as a fresh [`NextHops`] when they change.
 //! Destinations the workers could not resolve, and every backend of a new table, are resolved
 //! by asking the kernel (an ARP request / neighbour solicitation goes out); the answer appears in
@@ -11,46 +12,55 @@ use sluice_lb::Addr;
 use sluice_worker::nexthop::{NextHops, Route};
 use sluice_xsk::netlink::{self, Netlink};
 
-/// The kernel's view, for one interface.
+/// The kernel's view, for the gateway's interfaces.
 #[derive(Debug)]
 pub(crate) struct Kernel {
     nl: Netlink,
-    ifindex: u32,
+    /// The interfaces, in port order.
+    ifindexes: Vec<u32>,
     last: Option<(Vec<netlink::Route>, Vec<netlink::Neighbor>)>,
 }
 
 impl Kernel {
-    /// For interface `ifindex`.
-    pub(crate) fn open(ifindex: u32) -> io::Result<Kernel> {
-        Ok(Kernel { nl: Netlink::open()?, ifindex, last: None })
+    /// For interfaces `ifindexes` (port 0, port 1, …).
+    pub(crate) fn open(ifindexes: &[u32]) -> io::Result<Kernel> {
+        Ok(Kernel { nl: Netlink::open()?, ifindexes: ifindexes.to_vec(), last: None })
+    }
+
+    fn port(&self, ifindex: u32) -> Option<u8> {
+        self.ifindexes.iter().position(|&i| i == ifindex).map(|p| p as u8)
     }
 
     /// Reads routes and neighbours; returns a new [`NextHops`] when they changed since the last
     /// call.
     pub(crate) fn refresh(&mut self) -> io::Result<Option<NextHops>> {
         let mut routes: Vec<_> =
-            self.nl.routes()?.into_iter().filter(|r| r.ifindex == self.ifindex).collect();
+            self.nl.routes()?.into_iter().filter(|r| self.port(r.ifindex).is_some()).collect();
         let mut neigh: Vec<_> =
-            self.nl.neighbors()?.into_iter().filter(|n| n.ifindex == self.ifindex).collect();
-        routes.sort_by_key(|r| (r.dst, r.len, r.via));
-        neigh.sort_by_key(|n| (n.ip, n.mac));
+            self.nl.neighbors()?.into_iter().filter(|n| self.port(n.ifindex).is_some()).collect();
+        routes.sort_by_key(|r| (r.ifindex, r.dst, r.len, r.via));
+        neigh.sort_by_key(|n| (n.ifindex, n.ip, n.mac));
         if self.last.as_ref().is_some_and(|(r, n)| *r == routes && *n == neigh) {
             return Ok(None);
         }
         let mut hops = NextHops::new();
         for r in &routes {
-            hops.add_route(Route { prefix: Addr(r.dst), len: r.len, via: r.via.map(Addr) });
+            let port = self.port(r.ifindex).unwrap_or(0);
+            hops.add_route_on(port, Route { prefix: Addr(r.dst), len: r.len, via: r.via.map(Addr) });
         }
         for n in &neigh {
-            hops.set_neighbor(Addr(n.ip), n.mac);
+            hops.set_neighbor_on(self.port(n.ifindex).unwrap_or(0), Addr(n.ip), n.mac);
         }
         self.last = Some((routes, neigh));
         Ok(Some(hops))
     }
 
-    /// Whether the kernel has a usable neighbour entry for `ip` (as of the last refresh).
-    pub(crate) fn known(&self, ip: &Addr) -> bool {
-        self.last.as_ref().is_some_and(|(_, n)| n.iter().any(|n| n.ip == ip.0))
+    /// Whether the kernel has a usable neighbour entry for `ip` on port `port` (as of the last
+    /// refresh).
+    pub(crate) fn known(&self, port: u8, ip: &Addr) -> bool {
+        self.last
+            .as_ref()
+            .is_some_and(|(_, n)| n.iter().any(|n| n.ip == ip.0 && self.port(n.ifindex) == Some(port)))
     }
 
     /// Asks the kernel to resolve each address in `addrs` it does not know yet, through the next
@@ -58,11 +68,12 @@ impl Kernel {
     pub(crate) fn resolve(&mut self, hops: &NextHops, addrs: &BTreeSet<Addr>) -> usize {
         let mut asked = 0;
         for a in addrs {
-            let Some(via) = hops.next_hop(a) else { continue };
-            if self.known(&via) {
+            let Some((port, via)) = hops.next_hop_on(a) else { continue };
+            if self.known(port, &via) {
                 continue;
             }
-            if self.nl.resolve(self.ifindex, &via.0).is_ok() {
+            let Some(&ifindex) = self.ifindexes.get(usize::from(port)) else { continue };
+            if self.nl.resolve(ifindex, &via.0).is_ok() {
                 asked += 1;
             }
         }

@@ -1,8 +1,10 @@
 //! `sluice-gateway`: Sluice's data plane.
 //!
-//! Attaches the XDP steering program to an interface, binds one AF_XDP socket per queue, and
-//! runs one worker per pinned core, each run to completion: receive a batch, run it through the
-//! L4 pipeline, transmit the batch. Workers adopt new table generations from the shared-memory
+//! Attaches the XDP steering program to an interface (or two: two-armed, one facing the clients
+//! and one the backends), binds one AF_XDP socket per queue and interface, and runs one worker
+//! per queue on its pinned core, each run to completion: receive a batch, run it through the L4
+//! pipeline, transmit the batch. With several queues, a frame RSS puts on the queue of a worker
+//! that does not hold its flow is handed to the one that does (`sluice_worker::handoff`). Workers adopt new table generations from the shared-memory
 //! file at batch boundaries, sleep in `poll` when there is no traffic, and publish their counters
 //! to the file's stats region. The main thread does everything off the hot path: it keeps the
 //! XDP map in step with the table, reads routes and neighbours from the kernel, resolves the
@@ -28,9 +30,13 @@ use sluice_lb::engine::Config as L4Config;
 use sluice_lb::service::ServiceTable;
 use sluice_lb::{Addr, Family};
 use sluice_table::{Reader, Refresh};
+use sluice_worker::handoff::{Mailboxes, Sharding};
 use sluice_xsk::link::{self, RawSender};
 use sluice_xsk::socket::if_index;
 use sluice_xsk::{AttachMode, BindMode, Steering, XskSocket};
+
+/// Parcels per worker for frames handed over between workers.
+const PARCELS: usize = 1024;
 
 /// Where control publishes the table by default.
 const DEFAULT_TABLE: &str = "/dev/shm/sluice-table";
@@ -38,10 +44,16 @@ const DEFAULT_TABLE: &str = "/dev/shm/sluice-table";
 #[derive(Parser, Debug)]
 #[command(name = "sluice-gateway", version, about = "Sluice's AF_XDP data plane")]
 struct Cli {
-    /// The interface to serve (clients and backends both reach the gateway through it).
+    /// The interface to serve: the only one (one-armed: clients and backends both reach the
+    /// gateway through it), or the client-facing one with `--backend-iface`.
     #[arg(long)]
     iface: String,
-    /// How many of the interface's queues to serve, from queue 0 (default: all of them).
+    /// Two-armed: the interface facing the backends. Each worker serves the same queue of both
+    /// interfaces; a frame leaves through the interface of its route.
+    #[arg(long)]
+    backend_iface: Option<String>,
+    /// How many queues to serve, from queue 0, one worker each (default: all of them; with two
+    /// interfaces, as many as both have).
     #[arg(long)]
     queues: Option<u32>,
     /// Cores to pin workers to, one worker per queue, in order (e.g. `1` or `0,1`). Default:
@@ -137,12 +149,24 @@ fn open_table(path: &std::path::Path, wait: Duration) -> Result<Reader, String> 
 
 fn run(cli: Cli) -> Result<(), String> {
     let snat_ports = parse_range(&cli.snat_ports)?;
-    let ifindex = if_index(&cli.iface).map_err(|e| e.to_string())?;
-    let mac = link::mac(&cli.iface).map_err(|e| format!("reading the MAC address of {}: {e}", cli.iface))?;
-    let available = link::rx_queues(&cli.iface).map_err(|e| format!("queues of {}: {e}", cli.iface))?;
+    let ifaces: Vec<String> = std::iter::once(cli.iface.clone()).chain(cli.backend_iface.clone()).collect();
+    if ifaces.len() == 2 && ifaces[0] == ifaces[1] {
+        return Err(format!(
+            "--backend-iface {}: the same interface as --iface (leave it out for one-armed)",
+            ifaces[1]
+        ));
+    }
+    let mut ifindexes = Vec::new();
+    let mut macs = Vec::new();
+    let mut available = u32::MAX;
+    for i in &ifaces {
+        ifindexes.push(if_index(i).map_err(|e| e.to_string())?);
+        macs.push(link::mac(i).map_err(|e| format!("reading the MAC address of {i}: {e}"))?);
+        available = available.min(link::rx_queues(i).map_err(|e| format!("queues of {i}: {e}"))?);
+    }
     let queues = cli.queues.unwrap_or(available);
     if queues == 0 || queues > available {
-        return Err(format!("--queues {queues}: {} has {available} receive queue(s)", cli.iface));
+        return Err(format!("--queues {queues}: {} has {available} receive queue(s)", ifaces.join(" / ")));
     }
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cores: Vec<usize> = if cli.cores.is_empty() {
@@ -171,7 +195,10 @@ fn run(cli: Cli) -> Result<(), String> {
         XdpModeArg::Native => AttachMode::Driver,
         XdpModeArg::Skb => AttachMode::Skb,
     };
-    let mut steering = Steering::attach(&cli.iface, attach).map_err(|e| e.to_string())?;
+    let mut steering = Vec::new();
+    for i in &ifaces {
+        steering.push(Steering::attach(i, attach).map_err(|e| e.to_string())?);
+    }
     let config = sluice_xsk::Config {
         frames: cli.frames,
         bind: match cli.bind {
@@ -182,38 +209,49 @@ fn run(cli: Cli) -> Result<(), String> {
         hugepages: cli.hugepages,
         ..sluice_xsk::Config::default()
     };
-    let mut sockets = Vec::new();
+    // Per queue, one socket per interface (port order).
+    let mut sockets: Vec<Vec<XskSocket>> = Vec::new();
     for q in 0..queues {
-        let s = XskSocket::bind(&cli.iface, q, &config)
-            .map_err(|e| format!("queue {q} of {}: {e}", cli.iface))?;
-        steering.register(q, &s.fd()).map_err(|e| e.to_string())?;
-        sockets.push(s);
+        let mut per_queue = Vec::new();
+        for (i, iface) in ifaces.iter().enumerate() {
+            let s = XskSocket::bind(iface, q, &config).map_err(|e| format!("queue {q} of {iface}: {e}"))?;
+            steering[i].register(q, &s.fd()).map_err(|e| e.to_string())?;
+            per_queue.push(s);
+        }
+        sockets.push(per_queue);
     }
+    let described: Vec<String> = ifaces
+        .iter()
+        .zip(&macs)
+        .zip(&steering)
+        .map(|((i, m), st)| {
+            format!("{i} ({}, XDP {} mode)", fmt_mac(*m), if st.native() { "native" } else { "generic" })
+        })
+        .collect();
     eprintln!(
-        "sluice-gateway: {} ({}), XDP {} mode, {} queue(s), AF_XDP {} mode{}, workers on cores {:?}",
-        cli.iface,
-        fmt_mac(mac),
-        if steering.native() { "native" } else { "generic" },
+        "sluice-gateway: {}{}, {} queue(s), AF_XDP {} mode{}, workers on cores {:?}",
+        described.join(" facing clients, "),
+        if ifaces.len() == 2 { " facing backends" } else { "" },
         queues,
-        sockets[0].mode(),
-        if sockets[0].hugepages() { " on hugepages" } else { "" },
+        sockets[0][0].mode(),
+        if sockets[0][0].hugepages() { " on hugepages" } else { "" },
         cores
     );
 
-    // Split the SNAT ports between workers.
+    // Split the SNAT ports between workers: a FullNAT reply belongs to the worker whose share
+    // holds its port.
     let span = u32::from(snat_ports.1 - snat_ports.0) + 1;
-    let per = span / queues;
-    if per < 64 {
+    if span / queues < 64 {
         return Err(format!("--snat-ports {}: too few ports for {queues} workers", cli.snat_ports));
     }
+    let mailboxes = (queues > 1).then(|| Mailboxes::new(queues as usize, PARCELS));
     let mut handles = Vec::new();
     let mut links = Vec::new();
-    for (q, socket) in sockets.into_iter().enumerate() {
-        let lo = u32::from(snat_ports.0) + q as u32 * per;
-        let hi = if q as u32 + 1 == queues { u32::from(snat_ports.1) } else { lo + per - 1 };
+    for (q, per_queue) in sockets.into_iter().enumerate() {
+        let (lo, hi) = Sharding::snat_share(snat_ports, queues as usize, q);
         let l4 = L4Config {
             flow_capacity: cli.flows as usize,
-            snat_ports: (lo as u16, hi as u16),
+            snat_ports: (lo, hi),
             seed: u64::from(std::process::id()) << 8 | q as u64,
             ..L4Config::default()
         };
@@ -222,9 +260,10 @@ fn run(cli: Cli) -> Result<(), String> {
         let w = worker::Setup {
             queue: q as u32,
             core: cores[q],
-            socket,
+            sockets: per_queue,
             table: cli.table.clone(),
-            mac,
+            macs: macs.clone(),
+            sharding: mailboxes.as_ref().map(|m| Sharding { me: q, mailboxes: Arc::clone(m), snat_ports }),
             l4,
             stop: Arc::clone(&stop),
             link,
@@ -238,12 +277,13 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 
     let result =
-        supervise(&cli, &mut reader, &mut steering, &links, ifindex, mac, snat_ports, &stop, &handles);
+        supervise(&cli, &mut reader, &mut steering, &links, &ifindexes, macs[0], snat_ports, &stop, &handles);
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
     }
-    let (redirected, passed) = steering.counts();
+    let (redirected, passed) =
+        steering.iter().map(Steering::counts).fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
     eprintln!(
         "sluice-gateway: stopped (XDP redirected {redirected} frame(s), passed {passed} to the kernel)"
     );
@@ -260,16 +300,17 @@ fn fmt_mac(m: [u8; 6]) -> String {
 fn supervise(
     cli: &Cli,
     reader: &mut Reader,
-    steering: &mut Steering,
+    steering: &mut [Steering],
     links: &[Arc<worker::Link>],
-    ifindex: u32,
+    ifindexes: &[u32],
     mac: [u8; 6],
     snat_ports: (u16, u16),
     stop: &AtomicBool,
     handles: &[std::thread::JoinHandle<()>],
 ) -> Result<(), String> {
-    let mut kernel = kernel::Kernel::open(ifindex).map_err(|e| format!("netlink: {e}"))?;
-    let raw = RawSender::open(ifindex).map_err(|e| format!("packet socket on {}: {e}", cli.iface))?;
+    let mut kernel = kernel::Kernel::open(ifindexes).map_err(|e| format!("netlink: {e}"))?;
+    // VIPs are announced on the client-facing interface.
+    let raw = RawSender::open(ifindexes[0]).map_err(|e| format!("packet socket on {}: {e}", cli.iface))?;
     let mut table = Arc::new(ServiceTable::empty());
     let mut adopted_once = false;
     let mut owned: BTreeSet<Addr> = BTreeSet::new();
@@ -308,15 +349,17 @@ fn supervise(
         if changed {
             adopted_once = true;
             let wanted = plan::steering(&table, snat_ports);
-            match steering.sync(&wanted) {
-                Ok((added, removed)) if added + removed > 0 => {
-                    eprintln!(
-                        "sluice-gateway: XDP steering: {added} key(s) set, {removed} removed, {} in all",
-                        wanted.len()
-                    )
+            for st in steering.iter_mut() {
+                match st.sync(&wanted) {
+                    Ok((added, removed)) if added + removed > 0 => {
+                        eprintln!(
+                            "sluice-gateway: XDP steering: {added} key(s) set, {removed} removed, {} in all",
+                            wanted.len()
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!("sluice-gateway: {e}"),
                 }
-                Ok(_) => {}
-                Err(e) => eprintln!("sluice-gateway: {e}"),
             }
             let now_owned = plan::owned(&table);
             let fresh: Vec<Addr> = now_owned.difference(&owned).copied().collect();

@@ -1,5 +1,6 @@
-//! One worker thread: pinned to its core, it owns one queue's AF_XDP socket, a table reader, an
-//! L4 engine and its counters.
+//! One worker thread: pinned to its core, it owns one queue's AF_XDP socket on each of the
+//! gateway's interfaces (one, or two when two-armed), a table reader, an L4 engine and its
+//! counters; with several workers, its mailbox for frames the others hand over.
 //!
 //! Loop: take new next hops if the main thread left some (one atomic load), adopt a new table
 //! generation if control published one (one atomic load), run one batch. While frames arrive it
@@ -17,6 +18,7 @@ use sluice_lb::engine::Config as L4Config;
 use sluice_lb::service::ServiceTable;
 use sluice_lb::stats;
 use sluice_table::{Reader, Refresh};
+use sluice_worker::handoff::Sharding;
 use sluice_worker::nexthop::NextHops;
 use sluice_worker::{Worker, WorkerConfig};
 use sluice_xsk::XskSocket;
@@ -42,9 +44,12 @@ pub(crate) struct Link {
 pub(crate) struct Setup {
     pub(crate) queue: u32,
     pub(crate) core: usize,
-    pub(crate) socket: XskSocket,
+    /// One socket per interface, in port order.
+    pub(crate) sockets: Vec<XskSocket>,
     pub(crate) table: PathBuf,
-    pub(crate) mac: [u8; 6],
+    /// Each interface's MAC, in port order.
+    pub(crate) macs: Vec<[u8; 6]>,
+    pub(crate) sharding: Option<Sharding>,
     pub l4: L4Config,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) link: Arc<Link>,
@@ -60,7 +65,7 @@ fn adopt(reader: &Reader, worker: &mut Worker, queue: u32, g: u64) {
 
 /// Runs a worker until `stop`.
 pub(crate) fn run(s: Setup) {
-    let Setup { queue, core, mut socket, table, mac, l4, stop, link } = s;
+    let Setup { queue, core, mut sockets, table, macs, sharding, l4, stop, link } = s;
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         eprintln!("sluice-gateway: worker {queue}: could not pin to core {core}; running unpinned");
     }
@@ -71,7 +76,14 @@ pub(crate) fn run(s: Setup) {
             return;
         }
     };
-    let mut worker = Worker::new(&WorkerConfig { mac, l4 }, Arc::new(ServiceTable::empty()), NextHops::new());
+    let mac = macs[0];
+    let mut worker = Worker::new(&WorkerConfig { mac, l4 }, Arc::new(ServiceTable::empty()), NextHops::new())
+        .with_port_macs(&macs);
+    let mailboxes = sharding.as_ref().map(|s| Arc::clone(&s.mailboxes));
+    if let Some(s) = sharding {
+        worker = worker.with_sharding(s);
+    }
+    let me = queue as usize;
     if let Some(g) = reader.generation() {
         adopt(&reader, &mut worker, queue, g);
     }
@@ -92,7 +104,7 @@ pub(crate) fn run(s: Setup) {
             Refresh::Unchanged => {}
         }
         let now = epoch.elapsed().as_nanos() as u64;
-        let n = worker.poll(&mut socket, now);
+        let n = worker.poll_ports(&mut sockets, now);
         if n > 0 {
             idle = 0;
             if now - last_stats < STATS_EVERY_NS {
@@ -107,20 +119,32 @@ pub(crate) fn run(s: Setup) {
         // Off the hot path: counters, pending resolutions, and maybe a sleep.
         last_stats = now;
         out = worker.export_stats();
-        if let Ok(k) = socket.stats() {
-            out[xsk_base] = k.rx_dropped;
-            out[xsk_base + 1] = k.rx_ring_full;
-            out[xsk_base + 2] = k.rx_fill_ring_empty;
-            out[xsk_base + 3] = k.rx_invalid_descs + k.tx_invalid_descs;
+        for socket in &sockets {
+            if let Ok(k) = socket.stats() {
+                out[xsk_base] += k.rx_dropped;
+                out[xsk_base + 1] += k.rx_ring_full;
+                out[xsk_base + 2] += k.rx_fill_ring_empty;
+                out[xsk_base + 3] += k.rx_invalid_descs + k.tx_invalid_descs;
+            }
+            out[xsk_base + 4] += socket.wakeups();
         }
-        out[xsk_base + 4] = socket.wakeups();
         reader.publish_stats(&out);
         for a in worker.next_hops_mut().pending() {
             let _ = link.pending.push(a);
         }
         if n == 0 {
             idle = 0;
-            wait_readable(&[socket.fd()], SLEEP_MS);
+            // Sleep on the sockets and, with other workers, on the mailbox's doorbell — unless
+            // a parcel came in meanwhile.
+            if mailboxes.as_ref().is_none_or(|m| m.going_to_sleep(me)) {
+                let mut fds: Vec<_> = sockets.iter().map(|s| s.fd()).collect();
+                fds.extend(mailboxes.as_ref().and_then(|m| m.doorbell(me)));
+                // Frames held for a next hop are retried soon.
+                wait_readable(&fds, if worker.parked() > 0 { 1 } else { SLEEP_MS });
+            }
+            if let Some(m) = &mailboxes {
+                m.awake(me);
+            }
         }
     }
     out = worker.export_stats();

@@ -21,8 +21,15 @@
 //! parcel allocated up front, so the hot path neither locks nor allocates. The owner copies it
 //! into a frame of its own port and runs it through the pipeline like a frame it received. When
 //! the owner's parcels are all in flight, the frame is dropped and counted (`handoff_full`).
+//!
+//! An idle owner sleeps in `poll`; each mailbox has a doorbell (a datagram socket pair) in its
+//! poll set, which a sender rings only when the owner has said it is going to sleep — under load
+//! the hand-over makes no system call.
 
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 use sluice_lb::Addr;
@@ -46,6 +53,9 @@ pub struct Parcel {
 struct Mailbox {
     inbox: ArrayQueue<Parcel>,
     free: ArrayQueue<Parcel>,
+    sleeping: AtomicBool,
+    /// (the owner's end, in its poll set; the senders' end).
+    bell: Option<(UnixDatagram, UnixDatagram)>,
 }
 
 /// Every worker's mailbox: shared by all workers of a gateway.
@@ -64,7 +74,10 @@ impl Mailboxes {
                 for _ in 0..parcels {
                     let _ = free.push(Parcel { port: 0, len: 0, data: Box::new([0; PARCEL_BYTES]) });
                 }
-                Mailbox { inbox: ArrayQueue::new(parcels), free }
+                let bell = UnixDatagram::pair()
+                    .ok()
+                    .filter(|(a, b)| a.set_nonblocking(true).is_ok() && b.set_nonblocking(true).is_ok());
+                Mailbox { inbox: ArrayQueue::new(parcels), free, sleeping: AtomicBool::new(false), bell }
             })
             .collect();
         Arc::new(Mailboxes { boxes })
@@ -93,6 +106,43 @@ impl Mailboxes {
     /// The next parcel for worker `me`; give it back with [`Self::recycle`].
     pub fn receive(&self, me: usize) -> Option<Parcel> {
         self.boxes.get(me)?.inbox.pop()
+    }
+
+    /// Wakes worker `to` if it sleeps (after sending it parcels).
+    pub fn ring(&self, to: usize) {
+        if let Some(b) = self.boxes.get(to)
+            && b.sleeping.load(Ordering::Acquire)
+            && let Some((_, tx)) = &b.bell
+        {
+            let _ = tx.send(&[1]);
+        }
+    }
+
+    /// The doorbell worker `me` sleeps on, with its ports.
+    pub fn doorbell(&self, me: usize) -> Option<BorrowedFd<'_>> {
+        self.boxes.get(me)?.bell.as_ref().map(|(rx, _)| rx.as_fd())
+    }
+
+    /// Worker `me` is about to sleep: returns false (and stays awake) when parcels are waiting.
+    pub fn going_to_sleep(&self, me: usize) -> bool {
+        let Some(b) = self.boxes.get(me) else { return true };
+        b.sleeping.store(true, Ordering::SeqCst);
+        // A parcel pushed before the flag was seen would get no ring: look once more.
+        if !b.inbox.is_empty() {
+            b.sleeping.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Worker `me` woke up: no more rings, and the ones that came are cleared.
+    pub fn awake(&self, me: usize) {
+        let Some(b) = self.boxes.get(me) else { return };
+        b.sleeping.store(false, Ordering::SeqCst);
+        if let Some((rx, _)) = &b.bell {
+            let mut buf = [0u8; 16];
+            while rx.recv(&mut buf).is_ok() {}
+        }
     }
 
     /// Returns a parcel worker `me` received to its free list.
@@ -151,7 +201,7 @@ fn by_address(a: &Addr, workers: usize) -> usize {
     let lo = u64::from_le_bytes([a.0[8], a.0[9], a.0[10], a.0[11], a.0[12], a.0[13], a.0[14], a.0[15]]);
     let hi = u64::from_le_bytes([a.0[0], a.0[1], a.0[2], a.0[3], a.0[4], a.0[5], a.0[6], a.0[7]]);
     let h = (lo ^ hi.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    ((h >> 32) * workers as u64 >> 32) as usize
+    (((h >> 32) * workers as u64) >> 32) as usize
 }
 
 #[cfg(test)]
@@ -190,5 +240,26 @@ mod tests {
         boxes.recycle(1, p);
         assert!(boxes.send(1, 0, b"three"));
         assert!(boxes.receive(0).is_none());
+    }
+
+    #[test]
+    fn a_sleeping_owner_is_rung_and_one_with_mail_does_not_sleep() {
+        let boxes = Mailboxes::new(2, 4);
+        let rang = |b: &Mailboxes| {
+            let (rx, _) = b.boxes[0].bell.as_ref().unwrap();
+            let mut buf = [0u8; 4];
+            rx.recv(&mut buf).is_ok()
+        };
+        assert!(boxes.doorbell(0).is_some());
+        boxes.ring(0);
+        assert!(!rang(&boxes), "awake: no ring");
+        assert!(boxes.going_to_sleep(0));
+        boxes.ring(0);
+        assert!(rang(&boxes), "asleep: rung");
+        boxes.ring(0);
+        boxes.awake(0);
+        assert!(!rang(&boxes), "cleared on waking");
+        assert!(boxes.send(0, 0, b"x"));
+        assert!(!boxes.going_to_sleep(0), "mail waits: stay awake");
     }
 }

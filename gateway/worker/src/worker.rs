@@ -291,8 +291,7 @@ impl Worker {
             }
             boxes.recycle(me, parcel);
         }
-        for p in 0..nports {
-            let n = counts[p];
+        for (p, &n) in counts.iter().enumerate().take(nports) {
             if n > 0 {
                 self.rx[..n].copy_from_slice(&self.mail[p][..n]);
                 self.counters.handed_in += n as u64;
@@ -303,7 +302,14 @@ impl Worker {
     }
 
     /// Runs `self.rx[..n]`, received on port `p`, through the pipeline.
-    fn run_batch<P: Port>(&mut self, ports: &mut [P], p: usize, mut n: usize, now_ns: u64, may_hand_off: bool) {
+    fn run_batch<P: Port>(
+        &mut self,
+        ports: &mut [P],
+        p: usize,
+        mut n: usize,
+        now_ns: u64,
+        may_hand_off: bool,
+    ) {
         self.counters.batches += 1;
         for i in 0..n {
             let d = self.rx[i];
@@ -389,6 +395,7 @@ impl Worker {
         let table = self.l4.table();
         let mut kept = 0;
         let (mut nd, mut full) = (0, 0);
+        let mut rung = 0u64;
         for i in 0..n {
             let owner = match self.prepared[i].parsed() {
                 Ok(sluice_lb::packet::Parsed::Ip(m))
@@ -413,11 +420,16 @@ impl Worker {
             let d = self.rx[i];
             if sharding.mailboxes.send(owner, p as u8, ports[p].frame(&d)) {
                 self.counters.handed_off += 1;
+                rung |= 1 << (owner % 64);
             } else {
                 full += 1;
             }
             self.dropped[nd] = d;
             nd += 1;
+        }
+        while rung != 0 {
+            sharding.mailboxes.ring(rung.trailing_zeros() as usize);
+            rung &= rung - 1;
         }
         self.l4.count_drops(DropReason::HandoffFull, full);
         if nd > 0 {

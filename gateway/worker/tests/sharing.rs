@@ -127,13 +127,11 @@ fn dnat_replies_follow_the_client_and_frames_stay_home_when_owned() {
 #[test]
 fn a_full_mailbox_drops_and_counts() {
     let boxes = Mailboxes::new(2, 1);
-    let mk = |i: usize| {
-        Worker::new(&worker_config(), table(1, standard_services()), next_hops()).with_sharding(Sharding {
-            me: i,
-            mailboxes: boxes.clone(),
-            snat_ports: (SNAT_LO, SNAT_HI),
-        })
-    };
+    let mk =
+        |i: usize| {
+            Worker::new(&worker_config(), table(1, standard_services()), next_hops())
+                .with_sharding(Sharding { me: i, mailboxes: boxes.clone(), snat_ports: (SNAT_LO, SNAT_HI) })
+        };
     let mut w0 = mk(0);
     let mut port = MemPort::new(64, 2048);
     let s = sharding_of(0);
@@ -163,7 +161,8 @@ fn a_two_armed_worker_sends_each_way_through_its_own_port() {
         hops.set_neighbor_on(1, a4(be(i)), backend_mac(i));
     }
     let cfg = WorkerConfig { mac: OUTSIDE_MAC, ..worker_config() };
-    let mut w = Worker::new(&cfg, table(1, standard_services()), hops).with_port_macs(&[OUTSIDE_MAC, INSIDE_MAC]);
+    let mut w =
+        Worker::new(&cfg, table(1, standard_services()), hops).with_port_macs(&[OUTSIDE_MAC, INSIDE_MAC]);
     let mut ports = [MemPort::new(64, 2048), MemPort::new(64, 2048)];
     ports[0].inject(&tcp4(CLIENT_MAC, OUTSIDE_MAC, CLIENT, 40_000, VIP, 80, 64, SYN, b"hello"));
     assert_eq!(w.poll_ports(&mut ports, NOW), 1);
@@ -177,7 +176,17 @@ fn a_two_armed_worker_sends_each_way_through_its_own_port() {
     assert_eq!(w.counters().port_copies, 1);
     // The reply, on the inside port, leaves through the outside one.
     let snat_port = l4_src_port(&f);
-    ports[1].inject(&tcp4(backend_mac(backend[3]), INSIDE_MAC, backend, 8080, NODE, snat_port, 64, syn_ack(), b""));
+    ports[1].inject(&tcp4(
+        backend_mac(backend[3]),
+        INSIDE_MAC,
+        backend,
+        8080,
+        NODE,
+        snat_port,
+        64,
+        syn_ack(),
+        b"",
+    ));
     assert_eq!(w.poll_ports(&mut ports, NOW), 1);
     let back = ports[0].take_tx().expect("out of the client side");
     assert_eq!((&back[0..6], &back[6..12]), (&CLIENT_MAC[..], &OUTSIDE_MAC[..]));
