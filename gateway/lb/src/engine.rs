@@ -94,7 +94,7 @@ pub const SNAT_ATTEMPTS: usize = 32;
 
 /// After this many taken candidates, a new flow takes the tuple of the first one that never saw
 /// a reply instead of searching on (bounds a SYN flood's cost per packet).
-pub const SNAT_EARLY_DROP_AFTER: usize = 4;
+pub const SNAT_EARLY_DROP_AFTER: usize = 2;
 
 /// Per-worker counters of the L4 engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -570,15 +570,23 @@ impl L4 {
                     let port = self.snat.next(bhash);
                     let rev = FlowKey::new(b.addr, b.port, snat, port, m.proto);
                     let hr = self.flows.hash(&rev);
-                    if tuple_free(&mut self.flows, &mut self.sched, table.generation(), &rev, hr, now_ns) {
-                        found = Some((rev, hr));
-                        break;
-                    }
-                    if unassured.is_none()
-                        && let Some((id, _)) = self.flows.lookup(&rev, hr)
-                        && self.flows.flow(id).is_unassured()
-                    {
-                        unassured = Some((id, rev, hr));
+                    // One lookup per candidate: free, expired (freed now), or taken — and then
+                    // perhaps by a flow that never saw a reply.
+                    match self.flows.lookup(&rev, hr) {
+                        None => {
+                            found = Some((rev, hr));
+                            break;
+                        }
+                        Some((id, _)) if self.flows.flow(id).is_expired(now_ns) => {
+                            let gone = self.flows.remove(id);
+                            release(&mut self.sched, table.generation(), &gone);
+                            found = Some((rev, hr));
+                            break;
+                        }
+                        Some((id, _)) if unassured.is_none() && self.flows.flow(id).is_unassured() => {
+                            unassured = Some((id, rev, hr));
+                        }
+                        Some(_) => {}
                     }
                     if attempt + 1 >= SNAT_EARLY_DROP_AFTER && unassured.is_some() {
                         break; // under a flood, stop searching: every lookup is a cache miss

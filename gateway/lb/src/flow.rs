@@ -465,9 +465,9 @@ impl FlowTable {
             &Timeouts::default(),
         );
         FlowTable {
-            buckets: vec![Bucket::default(); nbuckets].into_boxed_slice(),
+            buckets: sluice_sys::huge_slice(nbuckets, Bucket::default()),
             mask: (nbuckets - 1) as u32,
-            flows: vec![empty; capacity].into_boxed_slice(),
+            flows: sluice_sys::huge_slice(capacity, empty),
             live: vec![false; capacity].into_boxed_slice(),
             free: (0..capacity as u32).rev().collect(),
             seed,
