@@ -15,6 +15,10 @@
 //
 // sluice_sink, attached to the receiving interface, counts frames to `sink_port` (UDP, or TCP)
 // and drops them; everything else goes to the kernel.
+//
+// sluice_pktgen_rx hands the AF_XDP socket of the receiving queue (pg_xsks) every UDP frame
+// whose payload starts with pktgen's magic "SG" (IPv4 or IPv6): sluice-pktgen's receive side and its
+// reflector. Everything else goes to the kernel.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -54,6 +58,18 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} pg_xsks SEC(".maps");
+
+static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF_FUNC_redirect_map;
+
+/* "SG" as the payload's first two bytes (read as a little-endian __u16). */
+#define PKTGEN_MAGIC 0x4753
 
 static __always_inline __u16 bswap16(__u16 x) { return (__u16)((x >> 8) | (x << 8)); }
 
@@ -145,6 +161,34 @@ pass:;
 	if (p)
 		*p += 1;
 	return XDP_PASS;
+}
+
+SEC("xdp")
+int sluice_pktgen_rx(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return XDP_PASS;
+	struct udphdr *u;
+	if (eth->h_proto == bswap16(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+			return XDP_PASS;
+		u = (void *)(ip + 1);
+	} else if (eth->h_proto == bswap16(ETH_P_IPV6)) {
+		__u8 *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 40) > end || ip6[6] != IPPROTO_UDP)
+			return XDP_PASS;
+		u = (void *)(ip6 + 40);
+	} else {
+		return XDP_PASS;
+	}
+	__u16 *magic = (void *)(u + 1);
+	if ((void *)(magic + 1) > end || *magic != PKTGEN_MAGIC)
+		return XDP_PASS;
+	return bpf_redirect_map(&pg_xsks, ctx->rx_queue_index, XDP_PASS);
 }
 
 char _license[] SEC("license") = "Dual MIT/GPL";

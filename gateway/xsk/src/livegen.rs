@@ -2,13 +2,15 @@
 //! XDP program with `BPF_PROG_RUN` in live-frames mode, each run patching the fields that vary
 //! and transmitting with `XDP_TX` (see `bpf/gen.c`); and a sink program that counts and drops
 //! what arrives. No copy to or from user space per packet: on this machine it offers several
-//! times what AF_PACKET generators (trafgen) manage per core.
+//! times what AF_PACKET generators (trafgen) manage per core. Also the receive side of
+//! sluice-pktgen: a program handing its measurement frames to an AF_XDP socket
+//! ([`Generator::attach_rx`]).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 
 use aya::Ebpf;
-use aya::maps::{Array, MapData, PerCpuArray};
+use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
 
 /// The compiled programs.
@@ -103,7 +105,7 @@ impl Generator {
     /// Loads both programs (root, or CAP_BPF + CAP_NET_ADMIN).
     pub fn load() -> io::Result<Generator> {
         let mut ebpf = Ebpf::load(PROGRAM).map_err(err)?;
-        for name in ["sluice_gen", "sluice_sink"] {
+        for name in ["sluice_gen", "sluice_sink", "sluice_pktgen_rx"] {
             let p: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or_else(|| err(format!("{name} missing")))?
@@ -133,6 +135,23 @@ impl Generator {
             .ebpf
             .program_mut("sluice_sink")
             .ok_or_else(|| err("sink missing"))?
+            .try_into()
+            .map_err(err)?;
+        p.attach(iface, XdpMode::Driver).map_err(err)?;
+        Ok(())
+    }
+
+    /// Attaches the receive program to `iface` (native XDP) and registers `socket` (an AF_XDP
+    /// socket bound to queue `queue` of it) for the measurement frames that arrive there.
+    /// Detached when the generator drops.
+    pub fn attach_rx(&mut self, iface: &str, queue: u32, socket: &impl AsRawFd) -> io::Result<()> {
+        let map = self.ebpf.map_mut("pg_xsks").ok_or_else(|| err("pg_xsks missing"))?;
+        let mut xsks = XskMap::try_from(map).map_err(err)?;
+        xsks.set(queue, socket.as_raw_fd(), 0).map_err(err)?;
+        let p: &mut Xdp = self
+            .ebpf
+            .program_mut("sluice_pktgen_rx")
+            .ok_or_else(|| err("pktgen rx missing"))?
             .try_into()
             .map_err(err)?;
         p.attach(iface, XdpMode::Driver).map_err(err)?;

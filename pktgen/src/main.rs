@@ -1,0 +1,639 @@
+//! `sluice-pktgen`: send measured traffic through a path and say what came back.
+//!
+//! ```text
+//! sluice-pktgen send --iface g0 --dst-mac 02:.. --src-ip 198.18.0.2 --dst-ip 198.18.0.1 \
+//!     [--proto udp|syn] [--size 64|imix] [--rate max|1M|250k|500Mbit] [--duration 5 | --count N] \
+//!     [--engine afxdp|live] [--cores 1] [--rx] [--json] [--plot out.svg]
+//! sluice-pktgen reflect --iface r0 [--core 1] [--duration 10]
+//! ```
+//!
+//! Engines: `afxdp` writes each frame from user space into an AF_XDP socket (copy or zero-copy)
+//! and can receive what comes back on the same socket (`--rx`: loss, reordering, duplicates,
+//! latency); `live` has the kernel replay the template through an XDP program with
+//! `BPF_PROG_RUN` in live-frames mode (IPv4, no receive side) — several times faster per core.
+//! `reflect` sends every measurement frame it receives back where it came from (addresses and
+//! ports swapped: the checksums stay valid), for a generator in another namespace or host.
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sluice_pktgen::frame::{Frames, IMIX, Proto, Traffic, measurement};
+use sluice_pktgen::measure::Receiver;
+use sluice_pktgen::report::{self, Second, Summary};
+use sluice_worker::{Desc, Port};
+use sluice_xsk::livegen::{Generator, Mode};
+use sluice_xsk::{BindMode, XskSocket};
+
+#[derive(Parser, Debug)]
+#[command(name = "sluice-pktgen", version, about = "Sluice's packet generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Send traffic (and receive what comes back, with --rx).
+    Send(Send),
+    /// Send every measurement frame received back to its sender.
+    Reflect(Reflect),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Engine {
+    /// Frames written from user space into an AF_XDP socket.
+    Afxdp,
+    /// The kernel replays the template (BPF_PROG_RUN live frames; IPv4 only).
+    Live,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ProtoArg {
+    /// UDP with sequence numbers and transmit times.
+    Udp,
+    /// TCP SYNs (a flood).
+    Syn,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BindArg {
+    Auto,
+    Copy,
+    ZeroCopy,
+}
+
+#[derive(clap::Args, Debug)]
+struct Send {
+    /// Interface to send from.
+    #[arg(long)]
+    iface: String,
+    /// Destination MAC address (the next hop's).
+    #[arg(long)]
+    dst_mac: String,
+    /// First source address.
+    #[arg(long)]
+    src_ip: IpAddr,
+    /// Source addresses, consecutive from --src-ip.
+    #[arg(long, default_value_t = 1)]
+    src_ips: u32,
+    /// Destination address.
+    #[arg(long)]
+    dst_ip: IpAddr,
+    /// First source port.
+    #[arg(long, default_value_t = 10000)]
+    sport: u16,
+    /// Source ports, consecutive from --sport (flows = --src-ips × --sports).
+    #[arg(long, default_value_t = 1024)]
+    sports: u16,
+    /// Destination port.
+    #[arg(long, default_value_t = 9)]
+    dport: u16,
+    /// Protocol.
+    #[arg(long, value_enum, default_value_t = ProtoArg::Udp)]
+    proto: ProtoArg,
+    /// Frame size without FCS (up to 4000), `min` (the smallest the traffic fits: 60 bytes for
+    /// IPv4, 80 for IPv6 UDP), or `imix` (7:4:1 of 64, 594, 1518 bytes with FCS).
+    #[arg(long, default_value = "min")]
+    size: String,
+    /// `max`, packets per second (`250k`, `1M`), or bits per second on the wire (`500Mbit`).
+    #[arg(long, default_value = "max")]
+    rate: String,
+    /// Seconds to send for (unless --count comes first).
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Frames to send (over all cores).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Engine.
+    #[arg(long, value_enum, default_value_t = Engine::Afxdp)]
+    engine: Engine,
+    /// Cores to send from, one thread each (AF_XDP: thread i sends on queue i).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    cores: Vec<usize>,
+    /// Receive the frames that come back (a reflector, or a loop) on the same socket.
+    #[arg(long)]
+    rx: bool,
+    /// AF_XDP bind mode.
+    #[arg(long, value_enum, default_value_t = BindArg::Auto)]
+    bind: BindArg,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Draw throughput over time and the latency distribution into this SVG file.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct Reflect {
+    /// Interface to reflect on.
+    #[arg(long)]
+    iface: String,
+    /// Queue.
+    #[arg(long, default_value_t = 0)]
+    queue: u32,
+    /// Core to run on.
+    #[arg(long, default_value_t = 0)]
+    core: usize,
+    /// Seconds to run (0: until SIGINT/SIGTERM).
+    #[arg(long, default_value_t = 0.0)]
+    duration: f64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Send(s) => send(s),
+        Command::Reflect(r) => reflect(r),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice-pktgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let v: Vec<u8> = s.split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
+    v.try_into().map_err(|_| format!("--dst-mac {s:?}: expected six hex bytes, e.g. 02:00:00:00:00:01"))
+}
+
+/// Packets per second for `rate`, given the average wire bits of a frame; `None` for `max`.
+fn parse_rate(rate: &str, avg_wire_bits: f64) -> Result<Option<f64>, String> {
+    let r = rate.trim().to_ascii_lowercase();
+    if r == "max" {
+        return Ok(None);
+    }
+    let (num, bits) = match r.strip_suffix("bit").or_else(|| r.strip_suffix("bps")) {
+        Some(n) => (n, true),
+        None => (r.strip_suffix("pps").unwrap_or(&r), false),
+    };
+    let (digits, mult) = match num.chars().last() {
+        Some('k') => (&num[..num.len() - 1], 1e3),
+        Some('m') => (&num[..num.len() - 1], 1e6),
+        Some('g') => (&num[..num.len() - 1], 1e9),
+        _ => (num, 1.0),
+    };
+    let v: f64 =
+        digits.trim().parse().map_err(|_| format!("--rate {rate:?}: expected max, 250k, 1M or 500Mbit"))?;
+    let pps = if bits { v * mult / avg_wire_bits } else { v * mult };
+    if !(pps.is_finite() && pps > 0.0) {
+        return Err(format!("--rate {rate:?}: must be above zero"));
+    }
+    if pps > 200e6 {
+        return Err(format!(
+            "--rate {rate:?}: {pps:.0} pps is more than any engine here can approach (200 Mpps)"
+        ));
+    }
+    Ok(Some(pps))
+}
+
+fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Counters the sending threads share with the reporting one.
+#[derive(Default)]
+struct Shared {
+    sent: AtomicU64,
+    received: AtomicU64,
+    /// Set by SIGINT / SIGTERM: stop sending, still report.
+    stop: Arc<AtomicBool>,
+}
+
+/// What one sending thread measured.
+struct Outcome {
+    /// Seconds from the first frame to the last.
+    seconds: f64,
+    sent: u64,
+    bytes: u64,
+    sizes: Vec<u64>,
+    rx: Option<Receiver>,
+}
+
+fn send(a: Send) -> Result<(), String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(
+            "needs root (AF_XDP sockets and XDP programs need CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF)".into(),
+        );
+    }
+    let ifindex = sluice_xsk::socket::if_index(&a.iface).map_err(|e| e.to_string())?;
+    let src_mac = sluice_xsk::link::mac(&a.iface).map_err(|e| format!("{}: {e}", a.iface))?;
+    let sizes: Vec<(usize, u32)> = if a.size.eq_ignore_ascii_case("imix") {
+        IMIX.iter().map(|&(s, w)| (s - 4, w)).collect()
+    } else if a.size.eq_ignore_ascii_case("min") {
+        vec![(0, 1)] // set below, once the traffic says what fits
+    } else {
+        vec![(a.size.parse().map_err(|_| format!("--size {:?}: a number of bytes, min or imix", a.size))?, 1)]
+    };
+    let mut traffic = Traffic {
+        proto: if a.proto == ProtoArg::Syn { Proto::Syn } else { Proto::Udp },
+        src_mac,
+        dst_mac: parse_mac(&a.dst_mac)?,
+        src_ip: a.src_ip,
+        src_ips: a.src_ips,
+        dst_ip: a.dst_ip,
+        sport: a.sport,
+        sports: a.sports,
+        dport: a.dport,
+        sizes: sizes.clone(),
+    };
+    if sizes == [(0, 1)] {
+        traffic.sizes = vec![(traffic.min_size(), 1)];
+    }
+    let sizes = traffic.sizes.clone();
+    let frames = Arc::new(Frames::new(&traffic)?);
+    let total_w: u32 = sizes.iter().map(|&(_, w)| w).sum();
+    let avg_bits: f64 = sizes.iter().map(|&(s, w)| report::wire_bits(s) as f64 * f64::from(w)).sum::<f64>()
+        / f64::from(total_w.max(1));
+    let rate = parse_rate(&a.rate, avg_bits)?;
+    if a.cores.is_empty() {
+        return Err("--cores: name at least one core".into());
+    }
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(c) = a.cores.iter().find(|&&c| c >= ncpu) {
+        return Err(format!("--cores: core {c} does not exist (this machine has {ncpu})"));
+    }
+    if (a.duration.is_nan() || a.duration <= 0.0) && a.count.is_none() {
+        return Err("--duration must be above zero (or give --count)".into());
+    }
+    if a.engine == Engine::Live {
+        if !a.dst_ip.is_ipv4() {
+            return Err("--engine live sends IPv4 only; use --engine afxdp for IPv6".into());
+        }
+        if a.rx {
+            return Err("--engine live has no receive side; use --engine afxdp with --rx".into());
+        }
+        if sizes.len() > 1 {
+            return Err("--engine live replays one template: a fixed --size, not imix".into());
+        }
+        if a.src_ips > 1 {
+            return Err("--engine live varies the source port only: --src-ips 1".into());
+        }
+    }
+    let shared = Arc::new(Shared::default());
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Stops sending; the summary still prints.
+        signal_hook::flag::register(sig, Arc::clone(&shared.stop)).map_err(|e| e.to_string())?;
+    }
+    let threads = a.cores.len();
+    let per_rate = rate.map(|r| r / threads as f64);
+    let per_count = a.count.map(|c| c.div_ceil(threads as u64));
+    let deadline = Duration::from_secs_f64(if a.count.is_some() { 3600.0 } else { a.duration });
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for (i, &core) in a.cores.iter().enumerate() {
+        let (frames, shared, iface) = (Arc::clone(&frames), Arc::clone(&shared), a.iface.clone());
+        let (engine, rx, bind) = (a.engine, a.rx, a.bind);
+        // The last thread sends what the others' equal shares leave.
+        let count = per_count.map(|c| c.min(a.count.unwrap_or(0).saturating_sub(c * i as u64)));
+        let proto = traffic.proto;
+        let (sport, sports) = (a.sport, a.sports);
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("pktgen-{i}"))
+                .spawn(move || -> Result<Outcome, String> {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                    match engine {
+                        Engine::Afxdp => {
+                            afxdp(&iface, i as u32, bind, &frames, rx, per_rate, count, deadline, &shared)
+                        }
+                        Engine::Live => live(
+                            &iface, ifindex, &frames, proto, sport, sports, per_rate, count, deadline,
+                            &shared,
+                        ),
+                    }
+                })
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    // Report once a second while the threads run.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut seconds: Vec<Second> = Vec::new();
+    let (mut last_sent, mut last_rx, mut last_t) = (0u64, 0u64, 0.0f64);
+    while !handles.iter().all(|h| h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(20));
+        let t = start.elapsed().as_secs_f64();
+        if t - last_t >= 1.0 {
+            let (s, r) = (shared.sent.load(Relaxed), shared.received.load(Relaxed));
+            let dt = t - last_t;
+            let sec = Second {
+                at: t,
+                tx_pps: (s - last_sent) as f64 / dt,
+                tx_bps: (s - last_sent) as f64 * avg_bits / dt,
+                rx_pps: (r - last_rx) as f64 / dt,
+                p99_ns: 0,
+            };
+            if tty {
+                eprint!("\r{}   ", report::live(&sec, s, a.rx.then(|| s.saturating_sub(r))));
+            }
+            seconds.push(sec);
+            (last_sent, last_rx, last_t) = (s, r, t);
+        }
+    }
+    if tty {
+        eprintln!();
+    }
+    let mut outcomes = Vec::new();
+    for h in handles {
+        outcomes.push(h.join().map_err(|_| "a sending thread panicked".to_string())??);
+    }
+    let seconds_sending = outcomes.iter().map(|o| o.seconds).fold(0.0, f64::max);
+    let mut rx: Option<Receiver> = None;
+    let mut sent = 0;
+    let mut bytes = 0;
+    let mut by_size = vec![0u64; sizes.len()];
+    for o in outcomes {
+        sent += o.sent;
+        bytes += o.bytes;
+        for (t, n) in by_size.iter_mut().zip(&o.sizes) {
+            *t += n;
+        }
+        if let Some(r) = o.rx {
+            rx = Some(match rx.take() {
+                None => r,
+                Some(mut acc) => {
+                    acc.received += r.received;
+                    acc.reordered += r.reordered;
+                    acc.duplicates += r.duplicates;
+                    let _ = acc.latency.add(&r.latency);
+                    acc
+                }
+            });
+        }
+    }
+    let summary = Summary {
+        engine: if a.engine == Engine::Live { "live (BPF_PROG_RUN)" } else { "afxdp" },
+        sent,
+        bytes,
+        seconds: seconds_sending,
+        target_pps: rate,
+        rx: rx.as_ref(),
+        sizes: sizes.iter().map(|&(s, _)| s).zip(by_size).collect(),
+    };
+    if let Some(path) = &a.plot {
+        std::fs::write(path, report::svg(&seconds, rx.as_ref()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if a.json {
+        println!("{}", summary.json(&seconds));
+    } else {
+        print!("{}", summary.table());
+    }
+    Ok(())
+}
+
+/// Frames allowed now by the pacing: `rate` from `start`, minus what was sent.
+#[inline]
+fn allowed(rate: Option<f64>, start: Instant, sent: u64, batch: usize) -> usize {
+    match rate {
+        None => batch,
+        Some(r) => {
+            let due = (start.elapsed().as_secs_f64() * r) as u64;
+            due.saturating_sub(sent).min(batch as u64) as usize
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn afxdp(
+    iface: &str,
+    queue: u32,
+    bind: BindArg,
+    frames: &Frames,
+    rx: bool,
+    rate: Option<f64>,
+    count: Option<u64>,
+    deadline: Duration,
+    shared: &Shared,
+) -> Result<Outcome, String> {
+    let big = (0..64).any(|n| frames.size_of(n) > 2048);
+    let config = sluice_xsk::Config {
+        frame_size: if big { 4096 } else { 2048 },
+        bind: match bind {
+            BindArg::Auto => BindMode::Auto,
+            BindArg::Copy => BindMode::Copy,
+            BindArg::ZeroCopy => BindMode::ZeroCopy,
+        },
+        ..sluice_xsk::Config::default()
+    };
+    let mut sock =
+        XskSocket::bind(iface, queue, &config).map_err(|e| format!("queue {queue} of {iface}: {e}"))?;
+    // The receive program stays attached as long as `generator` lives.
+    let mut generator = None;
+    if rx {
+        let mut g = Generator::load().map_err(|e| format!("loading the receive program: {e}"))?;
+        g.attach_rx(iface, queue, &sock.fd())
+            .map_err(|e| format!("attaching the receive program to {iface}: {e}"))?;
+        generator = Some(g);
+    }
+    let mut receiver = rx.then(Receiver::new);
+    let mut sizes = vec![0u64; 3];
+    let mut size_index = std::collections::HashMap::new();
+    let mut batch = [Desc::default(); 64];
+    let mut rxb = [Desc::default(); 64];
+    let (mut sent, mut bytes) = (0u64, 0u64);
+    let limit = count.unwrap_or(u64::MAX);
+    let start = Instant::now();
+    let mut receive = |sock: &mut XskSocket, receiver: &mut Option<Receiver>| {
+        let Some(r) = receiver.as_mut() else { return };
+        let n = sock.recv(&mut rxb);
+        if n == 0 {
+            return;
+        }
+        let t = now_ns();
+        for d in &rxb[..n] {
+            if let Some((seq, tx)) = measurement(sock.frame(d)) {
+                r.record(seq, tx, t);
+            }
+        }
+        sock.release(&rxb[..n]);
+        shared.received.fetch_add(n as u64, Relaxed);
+    };
+    while sent < limit && start.elapsed() < deadline && !shared.stop.load(Relaxed) {
+        let want = allowed(rate, start, sent, batch.len()).min((limit - sent) as usize);
+        if want == 0 {
+            receive(&mut sock, &mut receiver);
+            // Far from the next frame: sleep most of the way, spin the rest.
+            if let Some(r) = rate {
+                let next = (sent + 1) as f64 / r;
+                let gap = next - start.elapsed().as_secs_f64();
+                if gap > 200e-6 {
+                    std::thread::sleep(Duration::from_secs_f64(gap - 100e-6));
+                }
+            }
+            continue;
+        }
+        let k = sock.alloc_tx(&mut batch[..want]);
+        if k == 0 {
+            sock.kick_tx();
+            receive(&mut sock, &mut receiver);
+            continue;
+        }
+        let t = now_ns();
+        for (j, d) in batch[..k].iter_mut().enumerate() {
+            let n = sent + j as u64;
+            let tpl = frames.template(n);
+            d.len = tpl.len() as u32;
+            let f = sock.frame(d);
+            f.copy_from_slice(tpl);
+            frames.patch(f, n, t);
+            bytes += tpl.len() as u64;
+            let next = size_index.len();
+            let i = *size_index.entry(tpl.len()).or_insert(next);
+            if i < sizes.len() {
+                sizes[i] += 1;
+            }
+        }
+        let s = sock.send(&batch[..k]);
+        sock.release(&batch[s..k]);
+        sent += s as u64;
+        shared.sent.fetch_add(s as u64, Relaxed);
+        receive(&mut sock, &mut receiver);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    // The last frames' way back.
+    let drain = Instant::now();
+    while receiver.is_some() && drain.elapsed() < Duration::from_millis(300) {
+        receive(&mut sock, &mut receiver);
+    }
+    drop(generator);
+    Ok(Outcome { seconds, sent, bytes, sizes: sizes_in_order(frames, &size_index, &sizes), rx: receiver })
+}
+
+/// Per-size counts in the order of the traffic's sizes.
+fn sizes_in_order(
+    frames: &Frames,
+    index: &std::collections::HashMap<usize, usize>,
+    counts: &[u64],
+) -> Vec<u64> {
+    let mut order: Vec<usize> = Vec::new();
+    for n in 0..64 {
+        let s = frames.size_of(n);
+        if !order.contains(&s) {
+            order.push(s);
+        }
+    }
+    order.sort_unstable();
+    order.iter().map(|s| index.get(s).and_then(|&i| counts.get(i)).copied().unwrap_or(0)).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn live(
+    iface: &str,
+    ifindex: u32,
+    frames: &Frames,
+    proto: Proto,
+    sport: u16,
+    sports: u16,
+    rate: Option<f64>,
+    count: Option<u64>,
+    deadline: Duration,
+    shared: &Shared,
+) -> Result<Outcome, String> {
+    let mut g = Generator::load().map_err(|e| format!("loading the generator program: {e}"))?;
+    let mode = match proto {
+        Proto::Udp => Mode::Udp { flows: u32::from(sports), port_base: sport },
+        Proto::Syn => Mode::Syn,
+    };
+    g.configure(mode, 0).map_err(|e| e.to_string())?;
+    let mut template = frames.template(0).to_vec();
+    frames.patch(&mut template, 0, 0);
+    let limit = count.unwrap_or(u64::MAX);
+    let start = Instant::now();
+    let base = g.generated();
+    let mut sent = 0u64;
+    while sent < limit && start.elapsed() < deadline && !shared.stop.load(Relaxed) {
+        // Chunks of at most 10 ms of the target rate, so the pacing stays even.
+        let chunk = match rate {
+            None => 65_536,
+            Some(r) => {
+                let due = (start.elapsed().as_secs_f64() * r) as u64;
+                let ahead = due.saturating_sub(sent);
+                if ahead == 0 {
+                    std::thread::sleep(Duration::from_micros(50));
+                    continue;
+                }
+                ahead.min((r / 100.0).max(1.0) as u64).min(65_536)
+            }
+        }
+        .min(limit - sent) as u32;
+        g.run(ifindex, &template, chunk).map_err(|e| format!("BPF_PROG_RUN on {iface}: {e}"))?;
+        sent = g.generated() - base;
+        shared.sent.store(sent, Relaxed);
+    }
+    let len = template.len() as u64;
+    Ok(Outcome {
+        seconds: start.elapsed().as_secs_f64(),
+        sent,
+        bytes: sent * len,
+        sizes: vec![sent],
+        rx: None,
+    })
+}
+
+fn reflect(a: Reflect) -> Result<(), String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("needs root (AF_XDP sockets and XDP programs)".into());
+    }
+    core_affinity::set_for_current(core_affinity::CoreId { id: a.core });
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
+    }
+    let config = sluice_xsk::Config { frame_size: 4096, ..sluice_xsk::Config::default() };
+    let mut sock = XskSocket::bind(&a.iface, a.queue, &config)
+        .map_err(|e| format!("queue {} of {}: {e}", a.queue, a.iface))?;
+    let mut g = Generator::load().map_err(|e| format!("loading the receive program: {e}"))?;
+    g.attach_rx(&a.iface, a.queue, &sock.fd()).map_err(|e| format!("attaching to {}: {e}", a.iface))?;
+    eprintln!("sluice-pktgen: reflecting on {} queue {}", a.iface, a.queue);
+    let start = Instant::now();
+    let mut batch = [Desc::default(); 64];
+    let mut reflected = 0u64;
+    while !stop.load(Relaxed) && (a.duration <= 0.0 || start.elapsed().as_secs_f64() < a.duration) {
+        let n = sock.recv(&mut batch);
+        if n == 0 {
+            sluice_xsk::socket::wait_readable(&[sock.fd()], 50);
+            continue;
+        }
+        for d in &batch[..n] {
+            swap(sock.frame(d));
+        }
+        let s = sock.send(&batch[..n]);
+        sock.release(&batch[s..n]);
+        reflected += s as u64;
+    }
+    println!("reflected {reflected}");
+    Ok(())
+}
+
+/// Turns a frame around: Ethernet, IP addresses and ports swapped (sums of the same words: every
+/// checksum stays valid).
+fn swap(f: &mut [u8]) {
+    if f.len() < 14 {
+        return;
+    }
+    for i in 0..6 {
+        f.swap(i, 6 + i);
+    }
+    let (src, len, l4) = match u16::from_be_bytes([f[12], f[13]]) {
+        0x0800 if f.len() >= 34 => (26, 4, 14 + usize::from(f[14] & 0x0f) * 4),
+        0x86dd if f.len() >= 54 => (22, 16, 54),
+        _ => return,
+    };
+    for i in 0..len {
+        f.swap(src + i, src + len + i);
+    }
+    if f.len() >= l4 + 4 {
+        f.swap(l4, l4 + 2);
+        f.swap(l4 + 1, l4 + 3);
+    }
+}
