@@ -4,11 +4,11 @@
 //!
 //! Topology: two namespaces joined by one veth pair. `gen` (g0) holds the generator, the
 //! backends' addresses and the sink; `dut` (d0) is the device under test, one-armed: frames come
-//! in on d0 and leave on d0. The generator transmits with AF_XDP from user space on core 0
-//! (`--engine live` selects the kernel fast path of `sluice-xsk`, BPF_PROG_RUN live frames,
-//! which offers several times more but whose frames the kernel stack on a veth peer does not
-//! take, so it cannot drive the nftables peer); the sink is an XDP program on g0 that counts and
-//! drops what the DUT forwarded. The DUT's own thread (the forwarder, Sluice's worker) runs on
+//! in on d0 and leave on d0. The generator is `sluice-pktgen` on core 0: its AF_XDP engine for
+//! every comparison (the kernel peer takes its frames), and its live-frames engine (BPF_PROG_RUN,
+//! several times faster, but the kernel stack of a veth peer does not take its frames) for the
+//! ceiling and Sluice once more, so that the generator is not what limits them; the sink is an
+//! XDP program on g0 that counts and drops what the DUT forwarded. The DUT's own thread (the forwarder, Sluice's worker) runs on
 //! core 1; veth runs the receive softirq on the sender's core (AF_XDP-NOTES pitfall 5), so the
 //! DUT's receive path and the kernel peer's whole forwarding path share core 0 with the
 //! generator (`SLUICE_BENCH_THREADED_NAPI=1` moves d0's NAPI to a thread on core 1 instead).
@@ -28,13 +28,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_sandbox::{bin, must, run};
-use sluice_wire::checksum::checksum;
 use sluice_worker::{Desc, Port};
 use sluice_xsk::livegen::{Generator, Mode};
 use sluice_xsk::{Kind, SteerKey, SteerValue, Steering, XskSocket};
 
 const VIP: [u8; 4] = [198, 19, 255, 10];
-const GEN_ADDR: [u8; 4] = [198, 18, 0, 2];
 const UDP_PORT: u16 = 9000;
 const TCP_PORT: u16 = 80;
 const FLOWS: u32 = 1024;
@@ -82,147 +80,77 @@ fn parse_mac(s: &str) -> Result<[u8; 6], String> {
 }
 
 /// A 64-byte IPv4 frame: UDP to VIP:9000, or a TCP SYN to VIP:80 (padded to 64).
-fn template(dst: [u8; 6], src: [u8; 6], syn: bool) -> Vec<u8> {
-    let mut f = vec![0u8; 64];
-    f[0..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&src);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip_len: u16 = if syn { 40 } else { 50 };
-    let ip = &mut f[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = if syn { 6 } else { 17 };
-    let saddr = if syn { [198, 19, 0, 0] } else { GEN_ADDR };
-    ip[12..16].copy_from_slice(&saddr);
-    ip[16..20].copy_from_slice(&VIP);
-    let c = checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    if syn {
-        let t = 34;
-        f[t..t + 2].copy_from_slice(&10000u16.to_be_bytes());
-        f[t + 2..t + 4].copy_from_slice(&TCP_PORT.to_be_bytes());
-        f[t + 4..t + 8].copy_from_slice(&1u32.to_be_bytes());
-        f[t + 12] = 5 << 4;
-        f[t + 13] = 0x02; // SYN
-        f[t + 14..t + 16].copy_from_slice(&64240u16.to_be_bytes());
-        let mut pseudo = Vec::new();
-        pseudo.extend_from_slice(&saddr);
-        pseudo.extend_from_slice(&VIP);
-        pseudo.extend_from_slice(&[0, 6, 0, 20]);
-        pseudo.extend_from_slice(&f[t..t + 20]);
-        let c = checksum(&pseudo);
-        f[t + 16..t + 18].copy_from_slice(&c.to_be_bytes());
-    } else {
-        let u = 34;
-        f[u..u + 2].copy_from_slice(&10000u16.to_be_bytes());
-        f[u + 2..u + 4].copy_from_slice(&UDP_PORT.to_be_bytes());
-        f[u + 4..u + 6].copy_from_slice(&30u16.to_be_bytes());
-    }
-    f
-}
-
-/// One measurement, inside the generator namespace: prints `offered forwarded seconds`.
+/// One measurement, inside the generator namespace: the sink counts on `--iface` while
+/// `sluice-pktgen` sends (a warm-up of 20,000 frames first, for neighbour caches and flow
+/// tables); prints `offered forwarded seconds`.
 fn generate(args: &[String]) -> Result<(), String> {
     let iface = text_flag(args, "--iface").ok_or("--iface")?;
-    let dst = parse_mac(&text_flag(args, "--dst-mac").ok_or("--dst-mac")?)?;
+    let dst = text_flag(args, "--dst-mac").ok_or("--dst-mac")?;
     let syn = text_flag(args, "--mode").as_deref() == Some("syn");
+    let engine = text_flag(args, "--engine").unwrap_or_else(|| "afxdp".into());
     let seconds: f64 = flag(args, "--seconds", 3.0);
     let core: usize = flag(args, "--core", 0);
-    let src = sluice_xsk::link::mac(&iface).map_err(|e| e.to_string())?;
-    let ifindex = sluice_xsk::socket::if_index(&iface).map_err(|e| e.to_string())?;
     let mut g = Generator::load().map_err(|e| e.to_string())?;
-    let mode = if syn { Mode::Syn } else { Mode::Udp { flows: FLOWS, port_base: 10000 } };
-    g.configure(mode, if syn { TCP_PORT } else { UDP_PORT }).map_err(|e| e.to_string())?;
+    g.configure(Mode::Syn, if syn { TCP_PORT } else { UDP_PORT }).map_err(|e| e.to_string())?;
     g.attach_sink(&iface).map_err(|e| e.to_string())?;
-    core_affinity::set_for_current(core_affinity::CoreId { id: core });
-    let frame = template(dst, src, syn);
-    if text_flag(args, "--engine").as_deref() == Some("live") {
-        // Warm up (neighbour caches, flow tables), then measure.
-        g.run(ifindex, &frame, 20_000).map_err(|e| format!("BPF_PROG_RUN: {e}"))?;
-        std::thread::sleep(Duration::from_millis(300));
-        let (gen0, sink0) = (g.generated(), g.sunk());
-        let t = Instant::now();
-        while t.elapsed().as_secs_f64() < seconds {
-            g.run(ifindex, &frame, 65_536).map_err(|e| format!("BPF_PROG_RUN: {e}"))?;
-        }
-        let took = t.elapsed().as_secs_f64();
-        std::thread::sleep(Duration::from_millis(200)); // the last frames in flight
-        println!("{} {} {took}", g.generated() - gen0, g.sunk() - sink0);
-        return Ok(());
-    }
-    // AF_XDP transmit: frames from user space, the fields that vary patched per frame.
-    let mut sock = XskSocket::bind(
+    let pg = bin("sluice-pktgen").to_string_lossy().into_owned();
+    let vip = std::net::Ipv4Addr::from(VIP).to_string();
+    let (core_s, secs) = (core.to_string(), seconds.to_string());
+    let mut cmd: Vec<&str> = vec![
+        &pg,
+        "send",
+        "--iface",
         &iface,
-        0,
-        &sluice_xsk::Config { bind: sluice_xsk::BindMode::Copy, ..sluice_xsk::Config::default() },
-    )
-    .map_err(|e| e.to_string())?;
-    let mut n: u64 = 0;
-    let mut batch = [Desc::default(); 64];
-    let start = Instant::now();
-    let give_up = seconds + 10.0;
-    let mut send = |sock: &mut XskSocket, budget: u64| -> u64 {
-        let mut sent = 0;
-        while sent < budget {
-            let k = sock.alloc_tx(&mut batch);
-            if k == 0 {
-                sock.kick_tx();
-                if start.elapsed().as_secs_f64() > give_up {
-                    break; // the kernel stopped completing transmissions: report what was sent
-                }
-                continue;
-            }
-            for d in &mut batch[..k] {
-                d.len = frame.len() as u32;
-                let f = sock.frame(d);
-                f.copy_from_slice(&frame);
-                patch(f, n, syn);
-                n += 1;
-            }
-            let s = sock.send(&batch[..k]);
-            sock.release(&batch[s..k]);
-            sent += s as u64;
-            if s == 0 && start.elapsed().as_secs_f64() > give_up {
-                break; // the transmit ring stays full
-            }
+        "--dst-mac",
+        &dst,
+        "--dst-ip",
+        &vip,
+        "--size",
+        "60",
+        "--cores",
+        &core_s,
+        "--engine",
+        &engine,
+        "--json",
+    ];
+    let flows = FLOWS.to_string();
+    if syn {
+        // Every frame a new 5-tuple: 65,536 source addresses × 64,000 ports (the live engine
+        // varies the address and port itself).
+        let ips = if engine == "live" { "1" } else { "65536" };
+        cmd.extend([
+            "--proto",
+            "syn",
+            "--src-ip",
+            "198.19.0.0",
+            "--src-ips",
+            ips,
+            "--sport",
+            "1024",
+            "--sports",
+            "64000",
+        ]);
+        cmd.extend(["--dport", "80"]);
+    } else {
+        cmd.extend(["--src-ip", "198.18.0.2", "--sport", "10000", "--sports", &flows, "--dport", "9000"]);
+    }
+    let send = |extra: &[&str]| -> Result<serde_json::Value, String> {
+        let mut c = cmd.clone();
+        c.extend(extra);
+        let out = run(&c).map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("sluice-pktgen: {}", String::from_utf8_lossy(&out.stderr)));
         }
-        sent
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("sluice-pktgen's JSON: {e}"))
     };
-    send(&mut sock, 20_000);
+    send(&["--count", "20000"])?;
     std::thread::sleep(Duration::from_millis(300));
     let sink0 = g.sunk();
-    let t = Instant::now();
-    let mut offered = 0u64;
-    while t.elapsed().as_secs_f64() < seconds {
-        offered += send(&mut sock, 65_536);
-    }
-    let took = t.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_millis(200));
-    println!("{offered} {} {took}", g.sunk() - sink0);
+    let r = send(&["--duration", &secs])?;
+    std::thread::sleep(Duration::from_millis(200)); // the last frames in flight
+    let took = r["seconds"].as_f64().unwrap_or(seconds);
+    println!("{} {} {took}", r["sent"].as_u64().unwrap_or(0), g.sunk() - sink0);
     Ok(())
-}
-
-/// Writes what varies in frame number `n`: the UDP source port over `FLOWS` values, or a new
-/// TCP SYN 5-tuple (source address low half and port), with the checksums that cover them.
-fn patch(f: &mut [u8], n: u64, syn: bool) {
-    if !syn {
-        let port = 10000 + (n % u64::from(FLOWS)) as u16;
-        f[34..36].copy_from_slice(&port.to_be_bytes());
-        return;
-    }
-    f[28..30].copy_from_slice(&((n >> 16) as u16).to_be_bytes());
-    f[34..36].copy_from_slice(&(1024 + (n & 0xffff) as u16 % 64000).to_be_bytes());
-    f[24..26].fill(0);
-    let c = checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    f[50..52].fill(0);
-    let mut pseudo = [0u8; 32];
-    pseudo[0..8].copy_from_slice(&f[26..34]);
-    pseudo[8..12].copy_from_slice(&[0, 6, 0, 20]);
-    pseudo[12..32].copy_from_slice(&f[34..54]);
-    let c = checksum(&pseudo);
-    f[50..52].copy_from_slice(&c.to_be_bytes());
 }
 
 /// The ceiling: receive on `--iface`, swap the Ethernet addresses, transmit; nothing else.
@@ -421,7 +349,7 @@ impl Bench {
     }
 
     /// One measurement: (offered Mpps, forwarded Mpps).
-    fn measure(&self, syn: bool) -> Result<(f64, f64), String> {
+    fn measure(&self, syn: bool, engine: &str) -> Result<(f64, f64), String> {
         self.pin_napi();
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         let secs = self.seconds.to_string();
@@ -440,6 +368,8 @@ impl Bench {
                 &secs,
                 "--core",
                 "0",
+                "--engine",
+                engine,
             ],
         )?;
         if !out.status.success() {
@@ -458,13 +388,13 @@ impl Bench {
         Ok((v[0] / v[2] / 1e6, v[1] / v[2] / 1e6))
     }
 
-    fn series(&self, syn: bool, repeat: usize) -> Result<Series, String> {
+    fn series(&self, syn: bool, repeat: usize, engine: &str) -> Result<Series, String> {
         let mut s = Series::default();
         for _ in 0..repeat {
             if INTERRUPTED.load(Ordering::Relaxed) {
                 return Err("interrupted".into());
             }
-            let (o, f) = self.measure(syn)?;
+            let (o, f) = self.measure(syn, engine)?;
             s.offered.push(o);
             s.forwarded.push(f);
         }
@@ -651,7 +581,9 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
         b.spawn("dut", "forward.log", &[&me, "forward", "--iface", "d0", "--core", "1", "--peer-mac", &g0])?;
     wait_for(|| b.log("forward.log").contains("forwarding"), "the forwarder")?;
     eprintln!("(a) plain AF_XDP forwarder …");
-    let ceiling = b.series(false, repeat)?;
+    let ceiling = b.series(false, repeat, "afxdp")?;
+    eprintln!("(a) plain AF_XDP forwarder, live-frames generator …");
+    let ceiling_live = b.series(false, repeat, "live")?;
     b.stop(fwd);
 
     // nginx for the connection-rate runs, on the four backend addresses.
@@ -698,11 +630,13 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     let gwi = b.spawn("dut", "gateway.log", &[&gw, "--iface", "d0", "--table", &table, "--cores", "1"])?;
     wait_for(|| b.log("gateway.log").contains("XDP steering:"), "the gateway")?;
     eprintln!("(b) Sluice FullNAT …");
-    let sluice = b.series(false, repeat)?;
+    let sluice = b.series(false, repeat, "afxdp")?;
+    eprintln!("(b) Sluice FullNAT, live-frames generator …");
+    let sluice_live = b.series(false, repeat, "live")?;
     let sluice_cps = b.cps().unwrap_or(0.0);
     b.must("gen", &["ethtool", "-K", "g0", "gro", "off"])?;
     eprintln!("(b) Sluice, every frame a new flow …");
-    let sluice_new = b.series(true, repeat)?;
+    let sluice_new = b.series(true, repeat, "afxdp")?;
     if std::env::var_os("SLUICE_BENCH_DEBUG").is_some() {
         let url = b
             .log("control.log")
@@ -731,7 +665,7 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     b.must("dut", &["nft", "-f", &rules.to_string_lossy()])?;
 
     eprintln!("(c) nftables …");
-    let nft = b.series(false, repeat)?;
+    let nft = b.series(false, repeat, "afxdp")?;
     if std::env::var_os("SLUICE_BENCH_DEBUG").is_some() {
         for cmd in [
             vec!["ethtool", "-S", "d0"],
@@ -752,13 +686,14 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     let nft_cps = b.cps().unwrap_or(0.0);
     b.must("gen", &["ethtool", "-K", "g0", "gro", "off"])?;
     eprintln!("(c) nftables, every frame a new flow …");
-    let nft_new = b.series(true, repeat)?;
+    let nft_new = b.series(true, repeat, "afxdp")?;
     let ct_max = b
         .exec("dut", &["sysctl", "-n", "net.netfilter.nf_conntrack_max"])
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
 
     let (c, s, n) = (median(&ceiling.forwarded), median(&sluice.forwarded), median(&nft.forwarded));
+    let (cl, sl) = (median(&ceiling_live.forwarded), median(&sluice_live.forwarded));
     let (sn, nn) = (median(&sluice_new.forwarded), median(&nft_new.forwarded));
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     println!(
@@ -774,13 +709,20 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
             range(&s.forwarded)
         );
     };
+    println!("generator: sluice-pktgen, AF_XDP engine (what the kernel peer takes too)");
     row("(a) plain AF_XDP MAC-swap loop (ceiling)", &ceiling);
     row(&format!("(b) Sluice FullNAT, UDP, {FLOWS} flows"), &sluice);
     row(&format!("(c) nftables DNAT+masquerade, UDP, {FLOWS} flows"), &nft);
     row("(b) Sluice, every frame a new TCP SYN", &sluice_new);
     row(&format!("(c) nftables, every frame a new TCP SYN (ct max {ct_max})"), &nft_new);
     println!(
-        "\nMpps. vs_ceiling {:.2}, vs_nft {:.2}, newflow_ratio {:.2}",
+        "generator: sluice-pktgen, live-frames engine (offers more than the ceiling; the kernel stack of a veth peer does not take its frames)"
+    );
+    row("(a) plain AF_XDP MAC-swap loop (ceiling)", &ceiling_live);
+    row(&format!("(b) Sluice FullNAT, UDP, {FLOWS} flows"), &sluice_live);
+    println!(
+        "\nMpps. vs_ceiling {:.2} (live-frames generator; {:.2} with the AF_XDP one), vs_nft {:.2}, newflow_ratio {:.2}",
+        ratio(sl, cl),
         ratio(s, c),
         ratio(s, n),
         ratio(sn, nn)
@@ -788,26 +730,27 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     println!(
         "Short HTTP connections/s to nginx (wrk -c 32, Connection: close; client, server and generator share core 0): Sluice {sluice_cps:.0}, nftables {nft_cps:.0}"
     );
-    println!(
-        "Generator: AF_XDP transmit from user space (copy mode) on core 0, which also runs the DUT's receive softirq (veth);"
-    );
+    println!("Generators on core 0, which also runs the DUT's receive softirq (veth);");
     println!(
         "forwarded = counted by an XDP sink on the generator's interface. Where offered ≈ forwarded, the figure is the generator's."
     );
     println!(
         "RESULT {}",
         serde_json::json!({
-            "ceiling_mpps": round3(c),
-            "sluice_mpps": round3(s),
+            "ceiling_mpps": round3(cl),
+            "sluice_mpps": round3(sl),
+            "vs_ceiling": round3(ratio(sl, cl)),
+            "ceiling_afxdp_gen_mpps": round3(c),
+            "sluice_afxdp_gen_mpps": round3(s),
             "nft_mpps": round3(n),
-            "vs_ceiling": round3(ratio(s, c)),
             "vs_nft": round3(ratio(s, n)),
             "sluice_newflow_mpps": round3(sn),
             "nft_newflow_mpps": round3(nn),
             "newflow_ratio": round3(ratio(sn, nn)),
             "sluice_cps": sluice_cps.round(),
             "nft_cps": nft_cps.round(),
-            "offered_mpps": round3(median(&ceiling.offered)),
+            "offered_mpps": round3(median(&ceiling_live.offered)),
+            "offered_afxdp_gen_mpps": round3(median(&ceiling.offered)),
         })
     );
     Ok(())
