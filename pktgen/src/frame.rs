@@ -23,6 +23,10 @@ pub enum Proto {
     Udp,
     /// TCP SYN (a flood: no payload, no measurement).
     Syn,
+    /// TCP handshakes against a responder: a SYN per frame, its sequence number the frame's
+    /// number; each SYN-ACK that comes back is acknowledged (the handshake completes on the
+    /// responder) and the connection reset. The receive side measures SYN → SYN-ACK.
+    Tcp,
 }
 
 /// What to send.
@@ -61,7 +65,7 @@ impl Traffic {
         let l3 = if self.dst_ip.is_ipv4() { 20 } else { 40 };
         let l4 = match self.proto {
             Proto::Udp => 8 + MEASURE_LEN,
-            Proto::Syn => 20,
+            Proto::Syn | Proto::Tcp => 20,
         };
         (14 + l3 + l4).max(60)
     }
@@ -158,6 +162,11 @@ impl Frames {
         Ok(Frames { templates, pattern, traffic: traffic.clone() })
     }
 
+    /// The protocol.
+    pub fn proto(&self) -> Proto {
+        self.traffic.proto
+    }
+
     /// The frame size of packet `n`.
     pub fn size_of(&self, n: u64) -> usize {
         self.templates[self.pattern[(n % self.pattern.len() as u64) as usize] as usize].bytes.len()
@@ -193,6 +202,12 @@ impl Frames {
         let old_port = [f[l.l4], f[l.l4 + 1]];
         f[l.l4..l.l4 + 2].copy_from_slice(&port.to_be_bytes());
         sum = csum_update(sum, &old_port, &port.to_be_bytes());
+        if tr.proto == Proto::Tcp {
+            let old: [u8; 4] = f[l.l4 + 4..l.l4 + 8].try_into().unwrap_or_default();
+            let new = (n as u32).to_be_bytes();
+            f[l.l4 + 4..l.l4 + 8].copy_from_slice(&new);
+            sum = csum_update(sum, &old, &new);
+        }
         if tr.proto == Proto::Udp {
             let at = l.l4 + 8 + MAGIC.len();
             let mut new = [0u8; 16];
@@ -223,11 +238,11 @@ fn build(tr: &Traffic, size: usize) -> Template {
     };
     let next = match tr.proto {
         Proto::Udp => 17u8,
-        Proto::Syn => 6u8,
+        Proto::Syn | Proto::Tcp => 6u8,
     };
     let l4_len = match tr.proto {
         Proto::Udp => size - l4,
-        Proto::Syn => 20,
+        Proto::Syn | Proto::Tcp => 20,
     };
     if v4 {
         f[12..14].copy_from_slice(&[0x08, 0x00]);
@@ -257,7 +272,7 @@ fn build(tr: &Traffic, size: usize) -> Template {
             f[l4 + 8..l4 + 10].copy_from_slice(&MAGIC);
             l4 + 6
         }
-        Proto::Syn => {
+        Proto::Syn | Proto::Tcp => {
             f[l4..l4 + 2].copy_from_slice(&tr.sport.to_be_bytes());
             f[l4 + 2..l4 + 4].copy_from_slice(&tr.dport.to_be_bytes());
             f[l4 + 4..l4 + 8].copy_from_slice(&1u32.to_be_bytes());
@@ -286,6 +301,72 @@ fn build(tr: &Traffic, size: usize) -> Template {
     f[csum..csum + 2].copy_from_slice(&c.to_be_bytes());
     let src_lo = if v4 { ip + 12 } else { ip + 8 + 12 };
     Template { bytes: f, layout: Layout { ip, l4, csum, src_lo, v4 } }
+}
+
+/// Where a frame's TCP header is, if it is an untagged IPv4 (no options) or IPv6 (no extension
+/// headers) TCP segment: (IP offset, TCP offset, IPv4?).
+fn tcp_at(f: &[u8]) -> Option<(usize, usize, bool)> {
+    match u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) {
+        0x0800 if *f.get(14)? == 0x45 && *f.get(23)? == 6 && f.len() >= 14 + 20 + 20 => Some((14, 34, true)),
+        0x86dd if *f.get(20)? == 6 && f.len() >= 14 + 40 + 20 => Some((14, 54, false)),
+        _ => None,
+    }
+}
+
+/// The TCP checksum of the 20-byte segment at `l4`, computed whole.
+fn tcp_checksum(f: &[u8], ip: usize, l4: usize, v4: bool) -> u16 {
+    let mut s = if v4 { sum16(&f[ip + 12..ip + 20]) } else { sum16(&f[ip + 8..ip + 40]) };
+    s += 6 + 20;
+    s += sum16(&f[l4..l4 + 16]) + sum16(&f[l4 + 18..l4 + 20]);
+    !fold(s)
+}
+
+/// Turns a SYN-ACK that answers one of our SYNs into the ACK that completes the handshake, in
+/// place (addresses and ports swapped, options dropped, checksums computed): returns the
+/// sequence number our SYN carried and the ACK's length. `None` for any other frame.
+pub fn ack_syn_ack(f: &mut [u8]) -> Option<(u32, usize)> {
+    let (ip, l4, v4) = tcp_at(f)?;
+    if f[l4 + 13] & 0x3f != 0x12 {
+        return None; // not exactly SYN + ACK
+    }
+    let their_seq = u32::from_be_bytes(f[l4 + 4..l4 + 8].try_into().ok()?);
+    let their_ack = u32::from_be_bytes(f[l4 + 8..l4 + 12].try_into().ok()?);
+    for i in 0..6 {
+        f.swap(i, 6 + i);
+    }
+    let (src, len) = if v4 { (ip + 12, 4) } else { (ip + 8, 16) };
+    for i in 0..len {
+        f.swap(src + i, src + len + i);
+    }
+    f.swap(l4, l4 + 2);
+    f.swap(l4 + 1, l4 + 3);
+    f[l4 + 4..l4 + 8].copy_from_slice(&their_ack.to_be_bytes());
+    f[l4 + 8..l4 + 12].copy_from_slice(&their_seq.wrapping_add(1).to_be_bytes());
+    f[l4 + 12] = 5 << 4;
+    f[l4 + 13] = 0x10; // ACK
+    f[l4 + 18..l4 + 20].fill(0);
+    if v4 {
+        f[ip + 2..ip + 4].copy_from_slice(&40u16.to_be_bytes());
+        f[ip + 8] = 64;
+        f[ip + 10..ip + 12].fill(0);
+        let c = !fold(sum16(&f[ip..ip + 20]));
+        f[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        f[ip + 4..ip + 6].copy_from_slice(&20u16.to_be_bytes());
+        f[ip + 7] = 64;
+    }
+    let c = tcp_checksum(f, ip, l4, v4);
+    f[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+    Some((their_ack.wrapping_sub(1), l4 + 20))
+}
+
+/// Makes `ack` (from [`ack_syn_ack`]) the reset that closes the connection: RST + ACK, same
+/// sequence numbers.
+pub fn reset_of_ack(ack: &mut [u8]) {
+    let Some((ip, l4, v4)) = tcp_at(ack) else { return };
+    ack[l4 + 13] = 0x14;
+    let c = tcp_checksum(ack, ip, l4, v4);
+    ack[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
 }
 
 /// What a measurement frame carries: (sequence, transmit time), if it is one.
@@ -380,7 +461,7 @@ mod tests {
     #[test]
     fn patched_frames_carry_valid_checksums_in_every_form() {
         for (s, d) in [("198.18.0.2", "198.18.0.1"), ("2001:db8::2", "2001:db8::1")] {
-            for proto in [Proto::Udp, Proto::Syn] {
+            for proto in [Proto::Udp, Proto::Syn, Proto::Tcp] {
                 let min = traffic(s, d, proto, vec![]).min_size();
                 for size in [min, min + 1, 1514] {
                     check(&traffic(s, d, proto, vec![(size, 1)]));
@@ -401,6 +482,68 @@ mod tests {
             IMIX.iter().map(|&(s, w)| (s - 4, w)).collect(),
         );
         assert!(Frames::new(&v6).is_err());
+    }
+
+    /// A SYN-ACK to one of our SYNs becomes the ACK (and then the RST) a client would send,
+    /// with valid checksums, for both families.
+    #[test]
+    fn syn_acks_are_answered_with_the_ack_and_the_reset() {
+        for (s, d) in [("198.18.0.2", "198.18.0.1"), ("2001:db8::2", "2001:db8::1")] {
+            let tr = traffic(s, d, Proto::Tcp, vec![(80, 1)]);
+            let frames = Frames::new(&tr).unwrap();
+            let mut syn = frames.template(77).to_vec();
+            frames.patch(&mut syn, 77, 0);
+            // The responder's SYN-ACK, with options, as etherparse writes it.
+            let p = etherparse::SlicedPacket::from_ethernet(&syn).unwrap();
+            let etherparse::TransportSlice::Tcp(t) = p.transport.unwrap() else { panic!("TCP") };
+            assert_eq!(t.sequence_number(), 77);
+            let b = etherparse::PacketBuilder::ethernet2(tr.dst_mac, tr.src_mac);
+            let b = match (tr.dst_ip, tr.src_ip) {
+                (IpAddr::V4(a), IpAddr::V4(c)) => b.ipv4(a.octets(), c.octets(), 64),
+                (IpAddr::V6(a), IpAddr::V6(c)) => b.ipv6(a.octets(), c.octets(), 64),
+                _ => unreachable!(),
+            };
+            let mut synack = Vec::new();
+            b.tcp(tr.dport, t.source_port(), 9000, 65000)
+                .syn()
+                .ack(78)
+                .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+                .unwrap()
+                .write(&mut synack, &[])
+                .unwrap();
+            let (seq, len) = ack_syn_ack(&mut synack).expect("a SYN-ACK");
+            assert_eq!(seq, 77);
+            synack.truncate(len);
+            let check = |f: &[u8], rst: bool| {
+                let p = etherparse::SlicedPacket::from_ethernet(f).unwrap();
+                let etherparse::TransportSlice::Tcp(t) = p.transport.clone().unwrap() else { panic!("TCP") };
+                assert_eq!((t.sequence_number(), t.acknowledgment_number()), (78, 9001));
+                assert!(t.ack() && !t.syn() && t.rst() == rst);
+                assert_eq!(t.source_port(), l4_port(&syn));
+                let ok = match p.net.unwrap() {
+                    etherparse::NetSlice::Ipv4(ip) => {
+                        let h = ip.header().to_header();
+                        assert_eq!(h.header_checksum, h.calc_header_checksum());
+                        t.to_header().calc_checksum_ipv4(&h, &[]).unwrap() == t.checksum()
+                    }
+                    etherparse::NetSlice::Ipv6(ip) => {
+                        t.to_header().calc_checksum_ipv6(&ip.header().to_header(), &[]).unwrap()
+                            == t.checksum()
+                    }
+                };
+                assert!(ok, "TCP checksum");
+            };
+            check(&synack, false);
+            reset_of_ack(&mut synack);
+            check(&synack, true);
+            // Anything else is left alone.
+            assert!(ack_syn_ack(&mut syn.clone()).is_none());
+        }
+    }
+
+    fn l4_port(f: &[u8]) -> u16 {
+        let at = if f[12] == 0x08 { 34 } else { 54 };
+        u16::from_be_bytes([f[at], f[at + 1]])
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! sluice-pktgen send --iface g0 --dst-mac 02:.. --src-ip 198.18.0.2 --dst-ip 198.18.0.1 \
-//!     [--proto udp|syn] [--size 64|imix] [--rate max|1M|250k|500Mbit] [--duration 5 | --count N] \
+//!     [--proto udp|syn|tcp] [--size min|64|imix] [--rate max|1M|250k|500Mbit] [--duration 5 | --count N] \
 //!     [--engine afxdp|live] [--cores 1] [--rx] [--json] [--plot out.svg]
 //! sluice-pktgen reflect --iface r0 [--core 1] [--duration 10]
 //! ```
@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sluice_pktgen::frame::{Frames, IMIX, Proto, Traffic, measurement};
+use sluice_pktgen::frame::{Frames, IMIX, Proto, Traffic, ack_syn_ack, measurement, reset_of_ack};
 use sluice_pktgen::measure::Receiver;
 use sluice_pktgen::report::{self, Second, Summary};
 use sluice_worker::{Desc, Port};
@@ -58,6 +58,8 @@ enum ProtoArg {
     Udp,
     /// TCP SYNs (a flood).
     Syn,
+    /// TCP handshakes against a responder (each SYN-ACK acknowledged, then reset); implies --rx.
+    Tcp,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -243,7 +245,11 @@ fn send(a: Send) -> Result<(), String> {
         vec![(a.size.parse().map_err(|_| format!("--size {:?}: a number of bytes, min or imix", a.size))?, 1)]
     };
     let mut traffic = Traffic {
-        proto: if a.proto == ProtoArg::Syn { Proto::Syn } else { Proto::Udp },
+        proto: match a.proto {
+            ProtoArg::Udp => Proto::Udp,
+            ProtoArg::Syn => Proto::Syn,
+            ProtoArg::Tcp => Proto::Tcp,
+        },
         src_mac,
         dst_mac: parse_mac(&a.dst_mac)?,
         src_ip: a.src_ip,
@@ -273,7 +279,11 @@ fn send(a: Send) -> Result<(), String> {
     if (a.duration.is_nan() || a.duration <= 0.0) && a.count.is_none() {
         return Err("--duration must be above zero (or give --count)".into());
     }
+    let rx = a.rx || a.proto == ProtoArg::Tcp;
     if a.engine == Engine::Live {
+        if a.proto == ProtoArg::Tcp {
+            return Err("--engine live cannot answer SYN-ACKs; use --engine afxdp for --proto tcp".into());
+        }
         if !a.dst_ip.is_ipv4() {
             return Err("--engine live sends IPv4 only; use --engine afxdp for IPv6".into());
         }
@@ -300,7 +310,7 @@ fn send(a: Send) -> Result<(), String> {
     let mut handles = Vec::new();
     for (i, &core) in a.cores.iter().enumerate() {
         let (frames, shared, iface) = (Arc::clone(&frames), Arc::clone(&shared), a.iface.clone());
-        let (engine, rx, bind) = (a.engine, a.rx, a.bind);
+        let (engine, bind) = (a.engine, a.bind);
         // The last thread sends what the others' equal shares leave.
         let count = per_count.map(|c| c.min(a.count.unwrap_or(0).saturating_sub(c * i as u64)));
         let proto = traffic.proto;
@@ -341,7 +351,7 @@ fn send(a: Send) -> Result<(), String> {
                 p99_ns: 0,
             };
             if tty {
-                eprint!("\r{}   ", report::live(&sec, s, a.rx.then(|| s.saturating_sub(r))));
+                eprint!("\r{}   ", report::live(&sec, s, rx.then(|| s.saturating_sub(r))));
             }
             seconds.push(sec);
             (last_sent, last_rx, last_t) = (s, r, t);
@@ -451,25 +461,62 @@ fn afxdp(
     let (mut sent, mut bytes) = (0u64, 0u64);
     let limit = count.unwrap_or(u64::MAX);
     let start = Instant::now();
-    let mut receive = |sock: &mut XskSocket, receiver: &mut Option<Receiver>| {
-        let Some(r) = receiver.as_mut() else { return };
-        let n = sock.recv(&mut rxb);
-        if n == 0 {
-            return;
-        }
-        let t = now_ns();
-        for d in &rxb[..n] {
-            if let Some((seq, tx)) = measurement(sock.frame(d)) {
-                r.record(seq, tx, t);
+    let tcp = frames.proto() == Proto::Tcp;
+    // TCP: when each SYN left (by sequence number), for the SYN → SYN-ACK latency.
+    let mut syn_times = if tcp { vec![0u64; 1 << 16] } else { Vec::new() };
+    let mut replies = [Desc::default(); 128];
+    let mut receive =
+        |sock: &mut XskSocket, receiver: &mut Option<Receiver>, syn_times: &[u64], sent: u64| {
+            let Some(r) = receiver.as_mut() else { return };
+            let n = sock.recv(&mut rxb);
+            if n == 0 {
+                return;
             }
-        }
-        sock.release(&rxb[..n]);
-        shared.received.fetch_add(n as u64, Relaxed);
-    };
+            let t = now_ns();
+            let mut nr = 0;
+            for &d in &rxb[..n] {
+                let f = sock.frame(&d);
+                if let Some((seq, tx)) = measurement(f) {
+                    r.record(seq, tx, t);
+                } else if tcp && let Some((seq, len)) = ack_syn_ack(f) {
+                    // The frame number: the SYN's sequence number, in the 2^32 window ending at
+                    // the frames sent so far.
+                    let mut k = (sent & !0xffff_ffff) | u64::from(seq);
+                    if k > sent {
+                        k = k.wrapping_sub(1 << 32);
+                    }
+                    r.record(k, syn_times[(k % syn_times.len() as u64) as usize], t);
+                    let mut ack = d;
+                    ack.len = len as u32;
+                    replies[nr] = ack;
+                    nr += 1;
+                    // And the reset that closes it, in a frame of its own.
+                    let mut fresh = [Desc::default()];
+                    if sock.alloc_tx(&mut fresh) == 1 {
+                        let mut rst = fresh[0];
+                        rst.len = len as u32;
+                        let mut bytes = [0u8; 128];
+                        bytes[..len].copy_from_slice(sock.frame(&ack));
+                        let out = sock.frame(&rst);
+                        out.copy_from_slice(&bytes[..len]);
+                        reset_of_ack(out);
+                        replies[nr] = rst;
+                        nr += 1;
+                    }
+                    continue;
+                }
+                sock.release(&[d]);
+            }
+            if nr > 0 {
+                let s = sock.send(&replies[..nr]);
+                sock.release(&replies[s..nr]);
+            }
+            shared.received.fetch_add(n as u64, Relaxed);
+        };
     while sent < limit && start.elapsed() < deadline && !shared.stop.load(Relaxed) {
         let want = allowed(rate, start, sent, batch.len()).min((limit - sent) as usize);
         if want == 0 {
-            receive(&mut sock, &mut receiver);
+            receive(&mut sock, &mut receiver, &syn_times, sent);
             // Far from the next frame: sleep most of the way, spin the rest.
             if let Some(r) = rate {
                 let next = (sent + 1) as f64 / r;
@@ -483,7 +530,7 @@ fn afxdp(
         let k = sock.alloc_tx(&mut batch[..want]);
         if k == 0 {
             sock.kick_tx();
-            receive(&mut sock, &mut receiver);
+            receive(&mut sock, &mut receiver, &syn_times, sent);
             continue;
         }
         let t = now_ns();
@@ -494,6 +541,10 @@ fn afxdp(
             let f = sock.frame(d);
             f.copy_from_slice(tpl);
             frames.patch(f, n, t);
+            if tcp {
+                let len = syn_times.len() as u64;
+                syn_times[(n % len) as usize] = t;
+            }
             bytes += tpl.len() as u64;
             let next = size_index.len();
             let i = *size_index.entry(tpl.len()).or_insert(next);
@@ -505,13 +556,13 @@ fn afxdp(
         sock.release(&batch[s..k]);
         sent += s as u64;
         shared.sent.fetch_add(s as u64, Relaxed);
-        receive(&mut sock, &mut receiver);
+        receive(&mut sock, &mut receiver, &syn_times, sent);
     }
     let seconds = start.elapsed().as_secs_f64();
     // The last frames' way back.
     let drain = Instant::now();
     while receiver.is_some() && drain.elapsed() < Duration::from_millis(300) {
-        receive(&mut sock, &mut receiver);
+        receive(&mut sock, &mut receiver, &syn_times, sent);
     }
     drop(generator);
     Ok(Outcome { seconds, sent, bytes, sizes: sizes_in_order(frames, &size_index, &sizes), rx: receiver })
@@ -550,7 +601,7 @@ fn live(
     let mut g = Generator::load().map_err(|e| format!("loading the generator program: {e}"))?;
     let mode = match proto {
         Proto::Udp => Mode::Udp { flows: u32::from(sports), port_base: sport },
-        Proto::Syn => Mode::Syn,
+        Proto::Syn | Proto::Tcp => Mode::Syn,
     };
     g.configure(mode, 0).map_err(|e| e.to_string())?;
     let mut template = frames.template(0).to_vec();

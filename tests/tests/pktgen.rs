@@ -201,6 +201,57 @@ fn the_kernel_of_the_receiver_finds_every_checksum_valid() {
 }
 
 #[test]
+fn tcp_handshakes_complete_on_a_real_server() {
+    if !require_root("tcp_handshakes_complete_on_a_real_server") {
+        return;
+    }
+    let _one = serial();
+    let mut p = Pair::new();
+    // nginx in `b`, listening on port 80.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        sluice_sandbox::nginx_conf(dir.path(), "server { listen 80; listen [::]:80; return 200; }"),
+    )
+    .unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &p.b, "nginx", "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx");
+    p.kids.push(child);
+    let t = std::time::Instant::now();
+    while !String::from_utf8_lossy(&run(&["ip", "netns", "exec", &p.b, "ss", "-ltn"]).unwrap().stdout)
+        .contains(":80 ")
+    {
+        assert!(t.elapsed() < Duration::from_secs(10), "nginx does not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (src, dst) in [("198.18.0.2", "198.18.0.1"), ("2001:db8::2", "2001:db8::1")] {
+        let (opens, resets) = (p.counter(&p.b, "TcpPassiveOpens"), p.counter(&p.b, "TcpEstabResets"));
+        let r = p.send(&[
+            "--src-ip", src, "--dst-ip", dst, "--proto", "tcp", "--dport", "80", "--sports", "3000",
+            "--count", "3000", "--rate", "3k",
+        ]);
+        // Every SYN answered, every answer acknowledged: the server saw 3,000 connections
+        // established, and each reset while established.
+        assert_eq!(
+            (r["sent"].as_u64(), r["received"].as_u64(), r["lost"].as_u64()),
+            (Some(3000), Some(3000), Some(0)),
+            "{r}"
+        );
+        assert!(r["latency_ns"]["p50"].as_u64().unwrap() > 0, "{r}");
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(p.counter(&p.b, "TcpPassiveOpens") - opens, 3000);
+        assert_eq!(p.counter(&p.b, "TcpEstabResets") - resets, 3000, "every handshake completed");
+    }
+}
+
+#[test]
 fn mistakes_get_clear_errors() {
     if !require_root("mistakes_get_clear_errors") {
         return;

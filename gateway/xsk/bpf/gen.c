@@ -17,8 +17,9 @@
 // and drops them; everything else goes to the kernel.
 //
 // sluice_pktgen_rx hands the AF_XDP socket of the receiving queue (pg_xsks) every UDP frame
-// whose payload starts with pktgen's magic "SG" (IPv4 or IPv6): sluice-pktgen's receive side and its
-// reflector. Everything else goes to the kernel.
+// whose payload starts with pktgen's magic "SG", and every TCP SYN-ACK (IPv4 or IPv6): sluice-pktgen's
+// receive side (measurements, and the handshakes it completes) and its reflector. Everything else
+// goes to the kernel.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -171,20 +172,33 @@ int sluice_pktgen_rx(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
 		return XDP_PASS;
-	struct udphdr *u;
+	void *l4;
+	__u8 proto;
 	if (eth->h_proto == bswap16(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
-		if ((void *)(ip + 1) > end || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+		if ((void *)(ip + 1) > end || ip->ihl != 5)
 			return XDP_PASS;
-		u = (void *)(ip + 1);
+		proto = ip->protocol;
+		l4 = (void *)(ip + 1);
 	} else if (eth->h_proto == bswap16(ETH_P_IPV6)) {
 		__u8 *ip6 = (void *)(eth + 1);
-		if ((void *)(ip6 + 40) > end || ip6[6] != IPPROTO_UDP)
+		if ((void *)(ip6 + 40) > end)
 			return XDP_PASS;
-		u = (void *)(ip6 + 40);
+		proto = ip6[6];
+		l4 = (void *)(ip6 + 40);
 	} else {
 		return XDP_PASS;
 	}
+	if (proto == IPPROTO_TCP) {
+		/* SYN-ACKs answering pktgen's handshakes (flags byte: exactly SYN + ACK). */
+		__u8 *t = l4;
+		if ((void *)(t + 20) > end || (t[13] & 0x3f) != 0x12)
+			return XDP_PASS;
+		return bpf_redirect_map(&pg_xsks, ctx->rx_queue_index, XDP_PASS);
+	}
+	if (proto != IPPROTO_UDP)
+		return XDP_PASS;
+	struct udphdr *u = l4;
 	__u16 *magic = (void *)(u + 1);
 	if ((void *)(magic + 1) > end || *magic != PKTGEN_MAGIC)
 		return XDP_PASS;
