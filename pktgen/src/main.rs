@@ -615,11 +615,12 @@ fn live(
     // sized to the time left (at most 2^20 frames); paced, runs of 50 ms of the target rate,
     // started when they are due — the rate is kept on average, in bursts (the AF_XDP engine
     // paces frame by frame).
-    let mut est = 2e6_f64;
+    // The first run is small, to learn the rate on this path; the next ones fill the time left.
+    let mut est = 0.0_f64;
     while sent < limit && start.elapsed() < deadline && !shared.stop.load(Relaxed) {
         let left = (deadline.as_secs_f64() - start.elapsed().as_secs_f64()).max(0.0);
         let chunk = match rate {
-            None => ((left * est) as u64).clamp(4096, 1 << 20),
+            None => ((left * est) as u64).clamp(65_536, 1 << 20),
             Some(r) => {
                 let run = ((r * 0.05) as u64).max(1);
                 let due = (start.elapsed().as_secs_f64() * r) as u64;

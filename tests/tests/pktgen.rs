@@ -28,6 +28,11 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
+        Pair::with_queues(1)
+    }
+
+    /// With `queues` queues on both ends of the veth.
+    fn with_queues(queues: u32) -> Pair {
         // Named like the sandbox's, so that a crashed run's leftovers are removed by the next.
         let id = format!("sl{}x{}", std::process::id(), 900 + N.fetch_add(1, Ordering::Relaxed));
         let p = Pair { a: format!("{id}-pga"), b: format!("{id}-pgb"), kids: Vec::new() };
@@ -35,8 +40,29 @@ impl Pair {
             must(&["ip", "netns", "add", ns]).unwrap();
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]).unwrap();
         }
+        let q = queues.to_string();
         must(&[
-            "ip", "link", "add", "g0", "netns", &p.a, "type", "veth", "peer", "name", "r0", "netns", &p.b,
+            "ip",
+            "link",
+            "add",
+            "g0",
+            "netns",
+            &p.a,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "r0",
+            "netns",
+            &p.b,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
         ])
         .unwrap();
         for (ns, dev, v4, v6) in
@@ -249,6 +275,54 @@ fn tcp_handshakes_complete_on_a_real_server() {
         assert_eq!(p.counter(&p.b, "TcpPassiveOpens") - opens, 3000);
         assert_eq!(p.counter(&p.b, "TcpEstabResets") - resets, 3000, "every handshake completed");
     }
+}
+
+#[test]
+fn two_cores_share_the_work_and_the_count() {
+    if !require_root("two_cores_share_the_work_and_the_count") {
+        return;
+    }
+    let _one = serial();
+    let p = Pair::with_queues(2);
+    let before = p.counter(&p.b, "UdpNoPorts");
+    // AF_XDP: a thread per core, thread i on queue i; an odd count split between them.
+    let r = p.send(&[
+        "--src-ip",
+        "198.18.0.2",
+        "--dst-ip",
+        "198.18.0.1",
+        "--cores",
+        "0,1",
+        "--count",
+        "10001",
+        "--rate",
+        "20k",
+    ]);
+    assert_eq!(r["sent"], 10_001, "{r}");
+    // The live engine on both cores, for a duration.
+    let r = p.send(&[
+        "--src-ip",
+        "198.18.0.2",
+        "--dst-ip",
+        "198.18.0.1",
+        "--cores",
+        "0,1",
+        "--duration",
+        "1",
+        "--engine",
+        "live",
+    ]);
+    let live = r["sent"].as_u64().unwrap();
+    assert!(live > 10_000, "{r}");
+    assert!(r["seconds"].as_f64().unwrap() < 1.5, "the duration is kept: {r}");
+    std::thread::sleep(Duration::from_millis(300));
+    let arrived = p.counter(&p.b, "UdpNoPorts") - before;
+    // The paced AF_XDP frames all; the live engine's full-speed bursts nearly all.
+    assert!(
+        arrived >= 10_001 + live * 99 / 100 && arrived <= 10_001 + live,
+        "{arrived} of {}",
+        10_001 + live
+    );
 }
 
 #[test]
