@@ -246,6 +246,9 @@ impl Worker {
     /// many frames were received. `now_ns` is read once per poll.
     pub fn poll_ports<P: Port>(&mut self, ports: &mut [P], now_ns: u64) -> usize {
         let nports = ports.len().min(MAX_PORTS);
+        if nports == 0 {
+            return 0;
+        }
         if self.nparked > 0 {
             self.flush_parked(ports, now_ns);
         }
