@@ -133,6 +133,14 @@ impl Pair {
 impl Drop for Pair {
     fn drop(&mut self) {
         for k in &mut self.kids {
+            // SIGTERM first: an nginx master killed outright leaves its workers running.
+            if let Some(pid) = rustix::process::Pid::from_raw(k.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while k.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = k.kill();
             let _ = k.wait();
         }
