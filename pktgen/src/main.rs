@@ -210,6 +210,10 @@ fn now_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
+/// How long transmissions may make no progress before a sender gives up (a path that stopped
+/// completing them — a veth peer without NAPI, a link down — would otherwise spin forever).
+const STALL: Duration = Duration::from_secs(5);
+
 /// Counters the sending threads share with the reporting one.
 #[derive(Default)]
 struct Shared {
@@ -513,9 +517,18 @@ fn afxdp(
             }
             shared.received.fetch_add(n as u64, Relaxed);
         };
+    let mut progress = Instant::now();
     while sent < limit && start.elapsed() < deadline && !shared.stop.load(Relaxed) {
+        if progress.elapsed() > STALL {
+            eprintln!(
+                "sluice-pktgen: queue {queue} of {iface}: the kernel completed no transmission for {} s; stopping after {sent} frames",
+                STALL.as_secs()
+            );
+            break;
+        }
         let want = allowed(rate, start, sent, batch.len()).min((limit - sent) as usize);
         if want == 0 {
+            progress = Instant::now(); // waiting for the pacing, not for the kernel
             receive(&mut sock, &mut receiver, &syn_times, sent);
             // Far from the next frame: sleep most of the way, spin the rest.
             if let Some(r) = rate {
@@ -554,6 +567,9 @@ fn afxdp(
         }
         let s = sock.send(&batch[..k]);
         sock.release(&batch[s..k]);
+        if s > 0 {
+            progress = Instant::now();
+        }
         sent += s as u64;
         shared.sent.fetch_add(s as u64, Relaxed);
         receive(&mut sock, &mut receiver, &syn_times, sent);

@@ -334,6 +334,49 @@ fn two_cores_share_the_work_and_the_count() {
 }
 
 #[test]
+fn a_link_going_down_stops_the_sender_with_what_it_sent() {
+    if !require_root("a_link_going_down_stops_the_sender_with_what_it_sent") {
+        return;
+    }
+    let _one = serial();
+    let p = Pair::new();
+    let a = p.a.clone();
+    let down = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        must(&["ip", "-n", &a, "link", "set", "g0", "down"]).unwrap();
+    });
+    let mac = p.mac(&p.b, "r0");
+    let out = run(&[
+        "ip",
+        "netns",
+        "exec",
+        &p.a,
+        &bin("sluice-pktgen").to_string_lossy(),
+        "send",
+        "--iface",
+        "g0",
+        "--dst-mac",
+        &mac,
+        "--src-ip",
+        "198.18.0.2",
+        "--dst-ip",
+        "198.18.0.1",
+        "--count",
+        "100000000",
+        "--rate",
+        "50k",
+        "--json",
+    ])
+    .unwrap();
+    down.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("completed no transmission for 5 s"), "{err}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("a summary still");
+    let sent = r["sent"].as_u64().unwrap();
+    assert!(sent > 10_000 && sent < 1_000_000, "{r}");
+}
+
+#[test]
 fn mistakes_get_clear_errors() {
     if !require_root("mistakes_get_clear_errors") {
         return;
