@@ -272,8 +272,10 @@ impl Worker {
     /// and run like a frame received there (never handed on again).
     #[cold]
     fn take_mail<P: Port>(&mut self, ports: &mut [P], now_ns: u64) -> usize {
-        let Some(sharding) = self.sharding.as_ref() else { return 0 };
-        let (me, boxes) = (sharding.me, std::sync::Arc::clone(&sharding.mailboxes));
+        // Taken out for the drain and put back (a move): cloning the `Arc` would write its count,
+        // a cache line every worker shares, on every poll.
+        let Some(sharding) = self.sharding.take() else { return 0 };
+        let (me, boxes) = (sharding.me, &sharding.mailboxes);
         let nports = ports.len().min(MAX_PORTS);
         let mut counts = [0usize; MAX_PORTS];
         let mut taken = 0;
@@ -294,6 +296,7 @@ impl Worker {
             }
             boxes.recycle(me, parcel);
         }
+        self.sharding = Some(sharding);
         for (p, &n) in counts.iter().enumerate().take(nports) {
             if n > 0 {
                 self.rx[..n].copy_from_slice(&self.mail[p][..n]);
