@@ -167,14 +167,25 @@ impl Frames {
         self.traffic.proto
     }
 
+    /// Which of the traffic's sizes packet `n` has (an index into [`Traffic::sizes`]).
+    #[inline]
+    pub fn size_index(&self, n: u64) -> usize {
+        usize::from(self.pattern[(n % self.pattern.len() as u64) as usize])
+    }
+
+    /// How many sizes the traffic has.
+    pub fn sizes(&self) -> usize {
+        self.templates.len()
+    }
+
     /// The frame size of packet `n`.
     pub fn size_of(&self, n: u64) -> usize {
-        self.templates[self.pattern[(n % self.pattern.len() as u64) as usize] as usize].bytes.len()
+        self.templates[self.size_index(n)].bytes.len()
     }
 
     /// The template for packet `n` (to copy into a frame before [`Self::patch`]).
     pub fn template(&self, n: u64) -> &[u8] {
-        &self.templates[self.pattern[(n % self.pattern.len() as u64) as usize] as usize].bytes
+        &self.templates[self.size_index(n)].bytes
     }
 
     /// Writes packet `n`'s varying fields into `f` (a copy of [`Self::template`]`(n)`): the
@@ -182,8 +193,7 @@ impl Frames {
     /// the checksums updated incrementally.
     #[inline]
     pub fn patch(&self, f: &mut [u8], n: u64, tx_ns: u64) {
-        let t = &self.templates[self.pattern[(n % self.pattern.len() as u64) as usize] as usize];
-        let l = t.layout;
+        let l = self.templates[self.size_index(n)].layout;
         let tr = &self.traffic;
         let flow = n % self.traffic.flows();
         let port = tr.sport + (flow % u64::from(tr.sports)) as u16;

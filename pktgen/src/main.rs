@@ -219,6 +219,8 @@ const STALL: Duration = Duration::from_secs(5);
 struct Shared {
     sent: AtomicU64,
     received: AtomicU64,
+    /// p99 latency so far (ns), refreshed by the receiving side four times a second.
+    p99_ns: AtomicU64,
     /// Set by SIGINT / SIGTERM: stop sending, still report.
     stop: Arc<AtomicBool>,
 }
@@ -352,7 +354,7 @@ fn send(a: Send) -> Result<(), String> {
                 tx_pps: (s - last_sent) as f64 / dt,
                 tx_bps: (s - last_sent) as f64 * avg_bits / dt,
                 rx_pps: (r - last_rx) as f64 / dt,
-                p99_ns: 0,
+                p99_ns: shared.p99_ns.load(Relaxed),
             };
             if tty {
                 eprint!("\r{}   ", report::live(&sec, s, rx.then(|| s.saturating_sub(r))));
@@ -458,8 +460,8 @@ fn afxdp(
         generator = Some(g);
     }
     let mut receiver = rx.then(Receiver::new);
-    let mut sizes = vec![0u64; 3];
-    let mut size_index = std::collections::HashMap::new();
+    // Frames sent per size, in the traffic's order of sizes.
+    let mut sizes = vec![0u64; frames.sizes()];
     let mut batch = [Desc::default(); 64];
     let mut rxb = [Desc::default(); 64];
     let (mut sent, mut bytes) = (0u64, 0u64);
@@ -469,6 +471,7 @@ fn afxdp(
     // TCP: when each SYN left (by sequence number), for the SYN → SYN-ACK latency.
     let mut syn_times = if tcp { vec![0u64; 1 << 16] } else { Vec::new() };
     let mut replies = [Desc::default(); 128];
+    let mut p99_at = 0u64;
     let mut receive =
         |sock: &mut XskSocket, receiver: &mut Option<Receiver>, syn_times: &[u64], sent: u64| {
             let Some(r) = receiver.as_mut() else { return };
@@ -516,6 +519,10 @@ fn afxdp(
                 sock.release(&replies[s..nr]);
             }
             shared.received.fetch_add(n as u64, Relaxed);
+            if t >= p99_at {
+                shared.p99_ns.store(r.percentile(99.0), Relaxed);
+                p99_at = t + 250_000_000;
+            }
         };
     let mut progress = Instant::now();
     while sent < limit && start.elapsed() < deadline && !shared.stop.load(Relaxed) {
@@ -558,15 +565,13 @@ fn afxdp(
                 let len = syn_times.len() as u64;
                 syn_times[(n % len) as usize] = t;
             }
-            bytes += tpl.len() as u64;
-            let next = size_index.len();
-            let i = *size_index.entry(tpl.len()).or_insert(next);
-            if i < sizes.len() {
-                sizes[i] += 1;
-            }
         }
         let s = sock.send(&batch[..k]);
         sock.release(&batch[s..k]);
+        for (j, d) in batch[..s].iter().enumerate() {
+            sizes[frames.size_index(sent + j as u64)] += 1;
+            bytes += u64::from(d.len);
+        }
         if s > 0 {
             progress = Instant::now();
         }
@@ -581,24 +586,7 @@ fn afxdp(
         receive(&mut sock, &mut receiver, &syn_times, sent);
     }
     drop(generator);
-    Ok(Outcome { seconds, sent, bytes, sizes: sizes_in_order(frames, &size_index, &sizes), rx: receiver })
-}
-
-/// Per-size counts in the order of the traffic's sizes.
-fn sizes_in_order(
-    frames: &Frames,
-    index: &std::collections::HashMap<usize, usize>,
-    counts: &[u64],
-) -> Vec<u64> {
-    let mut order: Vec<usize> = Vec::new();
-    for n in 0..64 {
-        let s = frames.size_of(n);
-        if !order.contains(&s) {
-            order.push(s);
-        }
-    }
-    order.sort_unstable();
-    order.iter().map(|s| index.get(s).and_then(|&i| counts.get(i)).copied().unwrap_or(0)).collect()
+    Ok(Outcome { seconds, sent, bytes, sizes, rx: receiver })
 }
 
 #[allow(clippy::too_many_arguments)]
