@@ -47,7 +47,7 @@ pub const LB_IPS_ANNOTATION: &str = "metallb.io/loadBalancerIPs";
 pub const POOL_ANNOTATION: &str = "metallb.io/address-pool";
 
 /// What the gateway node is.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
     /// This node's name (for `externalTrafficPolicy: Local`: endpoints on this node only).
     pub node_name: Option<String>,
@@ -439,7 +439,8 @@ impl Store {
 #[derive(Default)]
 pub struct Compiler {
     index: Index,
-    cfg: Option<ConfigKey>,
+    /// The configuration of the last compile (another one compiles everything).
+    cfg: Option<Config>,
     /// Service positions in namespace/name order.
     order: Vec<u32>,
     /// Service position → its place in `order`.
@@ -452,21 +453,6 @@ pub struct Compiler {
     global_notes: Vec<String>,
     snat: Vec<Addr>,
     compiled: Option<Compiled>,
-}
-
-/// What of a [`Config`] compile's output depends on (compared between compiles).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ConfigKey(Option<String>, Vec<IpAddr>, Vec<IpAddr>, Option<String>);
-
-impl ConfigKey {
-    fn of(cfg: &Config) -> ConfigKey {
-        ConfigKey(
-            cfg.node_name.clone(),
-            cfg.node_addrs.clone(),
-            cfg.snat.clone(),
-            cfg.load_balancer_class.clone(),
-        )
-    }
 }
 
 impl Compiler {
@@ -485,10 +471,9 @@ impl Compiler {
         generation: Generation,
         changes: &Changes,
     ) -> &Compiled {
-        let cfg_key = ConfigKey::of(cfg);
-        if changes.everything || self.compiled.is_none() || self.cfg.as_ref() != Some(&cfg_key) {
+        if changes.everything || self.compiled.is_none() || self.cfg.as_ref() != Some(cfg) {
             self.full(store, cfg, generation);
-            self.cfg = Some(cfg_key);
+            self.cfg = Some(cfg.clone());
         } else {
             self.incremental(store, cfg, generation, changes);
         }
