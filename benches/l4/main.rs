@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sluice_sandbox::{bin, must, run};
+use sluice_benches::{flag, median, range, text_flag};
+use sluice_sandbox::{bin, mac_in, must, run, veth};
 use sluice_worker::{Desc, Port};
 use sluice_xsk::livegen::{Generator, Mode};
 use sluice_xsk::{Kind, SteerKey, SteerValue, Steering, XskSocket};
@@ -53,18 +54,6 @@ fn main() {
         eprintln!("sluice-bench-l4: {e}");
         std::process::exit(1);
     }
-}
-
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn text_flag(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
@@ -272,10 +261,7 @@ impl Bench {
         let (gen_ns, dut) = (self.ns("gen"), self.ns("dut"));
         must(&["ip", "netns", "add", &gen_ns]).map_err(|e| e.to_string())?;
         must(&["ip", "netns", "add", &dut]).map_err(|e| e.to_string())?;
-        must(&[
-            "ip", "link", "add", "g0", "netns", &gen_ns, "type", "veth", "peer", "name", "d0", "netns", &dut,
-        ])
-        .map_err(|e| e.to_string())?;
+        veth((&gen_ns, "g0"), (&dut, "d0"), 1).map_err(|e| e.to_string())?;
         for (r, ifc) in [("gen", "g0"), ("dut", "d0")] {
             self.must(r, &["ip", "link", "set", "lo", "up"])?;
             self.must(r, &["ip", "link", "set", ifc, "up"])?;
@@ -288,12 +274,8 @@ impl Bench {
         self.must("gen", &["ip", "route", "add", "198.19.0.0/16", "via", "198.18.0.1"])?;
         self.must("dut", &["ip", "addr", "add", "198.18.0.1/24", "dev", "d0"])?;
         self.must("dut", &["ip", "addr", "add", "198.18.1.254/24", "dev", "d0"])?;
-        let mac = |b: &Bench, r: &str, i: &str| {
-            b.exec(r, &["cat", &format!("/sys/class/net/{i}/address")])
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        };
-        self.d0_mac = mac(self, "dut", "d0")?;
-        self.g0_mac = mac(self, "gen", "g0")?;
+        self.d0_mac = mac_in(&dut, "d0");
+        self.g0_mac = mac_in(&gen_ns, "g0");
         // Static neighbours: no ARP under load.
         for a in ["198.18.0.2", "198.18.1.1", "198.18.1.2", "198.18.1.3", "198.18.1.4"] {
             self.must(
@@ -454,18 +436,6 @@ impl Drop for Bench {
 struct Series {
     offered: Vec<f64>,
     forwarded: Vec<f64>,
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    if s.is_empty() { 0.0 } else { s[s.len() / 2] }
-}
-
-fn range(v: &[f64]) -> String {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(0.0, f64::max);
-    format!("{lo:.3}–{hi:.3}")
 }
 
 const MANIFEST: &str = r#"

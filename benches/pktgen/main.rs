@@ -16,19 +16,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use sluice_benches::{flag, median, range};
 use sluice_pktgen::frame::{Frames, Proto, Traffic};
-use sluice_sandbox::{bin, must, run};
+use sluice_sandbox::{bin, mac_in, must, run, veth};
 
 const PORT: u16 = 9;
 const FLOWS: u16 = 1024;
-
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -95,24 +88,25 @@ impl Bench {
             .unwrap_or(0)
     }
 
-    /// Runs `args` in the generator namespace for about `seconds`; the frames the sink counted per
-    /// second over the run, and the run's own output.
-    fn measure(&self, args: &[&str], seconds: f64) -> Result<(f64, String), String> {
+    /// Runs `args` in the generator namespace for about `seconds`; the frames the sink counted,
+    /// in Mpps over the run.
+    fn measure(&self, args: &[String], seconds: f64) -> Result<f64, String> {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         std::thread::sleep(Duration::from_millis(100));
         let before = self.counted();
         let t = Instant::now();
-        let v = self.in_ns("gen", args);
+        let v = self.in_ns("gen", &args);
         let out =
             Command::new(&v[0]).args(&v[1..]).stdin(Stdio::null()).output().map_err(|e| e.to_string())?;
         let took = t.elapsed().as_secs_f64();
         std::thread::sleep(Duration::from_millis(150)); // the last frames in flight, and the count's file
         let n = self.counted() - before;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // trafgen ends on timeout's SIGINT: its status says nothing.
         if !out.status.success() && !args.contains(&"timeout") {
-            return Err(format!("{args:?}: {}{text}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!("{args:?}: {}", String::from_utf8_lossy(&out.stderr)));
         }
         // Tools with a start-up (program load, socket bind) send for `seconds` of `took`.
-        Ok((n as f64 / seconds.min(took), text))
+        Ok(n as f64 / seconds.min(took) / 1e6)
     }
 }
 
@@ -126,17 +120,6 @@ impl Drop for Bench {
             let _ = run(&["ip", "netns", "del", &self.ns(r)]);
         }
     }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
-}
-
-fn range(v: &[f64]) -> String {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(0.0, f64::max);
-    format!("{:.3}–{:.3}", lo / 1e6, hi / 1e6)
 }
 
 /// trafgen's configuration for the frame pktgen sends (its first flow), the low byte of the
@@ -165,33 +148,12 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     for r in ["gen", "sink"] {
         must(&["ip", "netns", "add", &b.ns(r)]).map_err(|e| e.to_string())?;
     }
-    must(&[
-        "ip",
-        "link",
-        "add",
-        "g0",
-        "netns",
-        &b.ns("gen"),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "s0",
-        "netns",
-        &b.ns("sink"),
-    ])
-    .map_err(|e| e.to_string())?;
+    veth((&b.ns("gen"), "g0"), (&b.ns("sink"), "s0"), 1).map_err(|e| e.to_string())?;
     for (r, i, a) in [("gen", "g0", "198.18.0.2/24"), ("sink", "s0", "198.18.0.1/24")] {
         b.must(r, &["ip", "addr", "add", a, "dev", i])?;
         b.must(r, &["ip", "link", "set", i, "up"])?;
     }
-    let o = run(&b
-        .in_ns("sink", &["cat", "/sys/class/net/s0/address"])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>())
-    .map_err(|e| e.to_string())?;
-    b.s0_mac = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    b.s0_mac = mac_in(&b.ns("sink"), "s0");
     let me = std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
     let file = b.dir.path().join("sunk").to_string_lossy().into_owned();
     let v = b.in_ns("sink", &[&me, "sink", "--iface", "s0", "--port", &PORT.to_string(), "--file", &file]);
@@ -254,13 +216,7 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     let mut frame = Frames::new(&traffic)?.template(0).to_vec();
     let mac = |s: &str| -> Vec<u8> { s.split(':').filter_map(|x| u8::from_str_radix(x, 16).ok()).collect() };
     frame[0..6].copy_from_slice(&mac(&b.s0_mac));
-    let o = run(&b
-        .in_ns("gen", &["cat", "/sys/class/net/g0/address"])
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>())
-    .map_err(|e| e.to_string())?;
-    frame[6..12].copy_from_slice(&mac(String::from_utf8_lossy(&o.stdout).trim()));
+    frame[6..12].copy_from_slice(&mac(&mac_in(&b.ns("gen"), "g0")));
     let conf = b.dir.path().join("trafgen.cfg");
     std::fs::write(&conf, trafgen_conf(&frame)).map_err(|e| e.to_string())?;
     let conf = conf.to_string_lossy().into_owned();
@@ -275,64 +231,54 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
 
     let series = |name: &str, cmd: &[String]| -> Result<Vec<f64>, String> {
         eprintln!("{name} …");
-        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        let mut v = Vec::new();
-        for _ in 0..repeat {
-            v.push(b.measure(&args, seconds)?.0);
-        }
-        Ok(v)
+        (0..repeat).map(|_| b.measure(cmd, seconds)).collect()
     };
-    let mut afxdp = series("pktgen, AF_XDP engine", &base("afxdp", "max".into()))?;
-    let mut live = series("pktgen, live-frames engine", &base("live", "max".into()))?;
-    let mut tg = series("trafgen", &trafgen)?;
-    let (a, l, t) = (median(&mut afxdp.clone()), median(&mut live.clone()), median(&mut tg.clone()));
+    let afxdp = series("pktgen, AF_XDP engine", &base("afxdp", "max".into()))?;
+    let live = series("pktgen, live-frames engine", &base("live", "max".into()))?;
+    let tg = series("trafgen", &trafgen)?;
+    let (a, l, t) = (median(&afxdp), median(&live), median(&tg));
     let (faster, fname) = if l >= a { (l, "live") } else { (a, "afxdp") };
-    // Pacing at half the faster engine's maximum: what the receiver counted against the target.
-    let half = faster / 2.0;
-    let mut paced = Vec::new();
-    let mut afxdp_paced = Vec::new();
-    for _ in 0..repeat {
-        let cmd = base(fname, format!("{}", half.round()));
-        let (got, _) = b.measure(&cmd.iter().map(String::as_str).collect::<Vec<_>>(), seconds)?;
-        paced.push((got - half) / half * 100.0);
-        let cmd = base("afxdp", format!("{}", (a / 2.0).round()));
-        let (got, _) = b.measure(&cmd.iter().map(String::as_str).collect::<Vec<_>>(), seconds)?;
-        afxdp_paced.push((got - a / 2.0) / (a / 2.0) * 100.0);
-    }
-    let err = median(&mut paced.clone());
-    let afxdp_err = median(&mut afxdp_paced.clone());
+    // Pacing at half the maximum, counted at the receiver against the target: the AF_XDP engine
+    // (it paces frame by frame), and the faster engine when that is another.
+    let error = |engine: &'static str, max: f64| -> Result<f64, String> {
+        let half = max / 2.0;
+        let runs = series(
+            &format!("pktgen, {engine} engine at {half:.3} Mpps"),
+            &base(engine, format!("{}", (half * 1e6).round())),
+        )?;
+        Ok(median(&runs.iter().map(|got| (got - half) / half * 100.0).collect::<Vec<_>>()))
+    };
+    let afxdp_err = error("afxdp", a)?;
+    let err = if fname == "afxdp" { afxdp_err } else { error(fname, faster)? };
 
     println!(
         "\n64-byte UDP frames (60 without FCS), {FLOWS} flows, one sender on core 1, counted at the receiver by XDP (median of {repeat} × {seconds} s)"
     );
     println!("{:<40} {:>10} {:>18}", "", "Mpps", "min–max");
-    println!("{:<40} {:>10.3} {:>18}", "sluice-pktgen, live-frames engine", l / 1e6, range(&live));
-    println!("{:<40} {:>10.3} {:>18}", "sluice-pktgen, AF_XDP engine", a / 1e6, range(&afxdp));
-    println!("{:<40} {:>10.3} {:>18}", "trafgen (netsniff-ng)", t / 1e6, range(&tg));
+    println!("{:<40} {:>10.3} {:>18}", "sluice-pktgen, live-frames engine", l, range(&live));
+    println!("{:<40} {:>10.3} {:>18}", "sluice-pktgen, AF_XDP engine", a, range(&afxdp));
+    println!("{:<40} {:>10.3} {:>18}", "trafgen (netsniff-ng)", t, range(&tg));
     println!(
         "\nratio (faster engine / trafgen) {:.2}; AF_XDP engine / trafgen {:.2}",
-        faster / t.max(1.0),
-        a / t.max(1.0)
+        faster / t.max(1e-6),
+        a / t.max(1e-6)
     );
     println!(
         "pacing at half the maximum, counted at the receiver: AF_XDP engine {afxdp_err:+.3} % (target {:.3} Mpps, frame by frame);",
-        a / 2e6
+        a / 2.0
     );
     println!(
         "  {fname} engine {err:+.3} % (target {:.3} Mpps, on average: runs of 50 ms at full speed, which the receiver may not absorb)",
-        half / 1e6
+        faster / 2.0
     );
-    afxdp.clear();
-    live.clear();
-    tg.clear();
     println!(
         "RESULT {}",
         serde_json::json!({
-            "pktgen_mpps": (faster / 1e3).round() / 1e3,
-            "pktgen_live_mpps": (l / 1e3).round() / 1e3,
-            "pktgen_afxdp_mpps": (a / 1e3).round() / 1e3,
-            "trafgen_mpps": (t / 1e3).round() / 1e3,
-            "ratio": (faster / t.max(1.0) * 100.0).round() / 100.0,
+            "pktgen_mpps": (faster * 1e3).round() / 1e3,
+            "pktgen_live_mpps": (l * 1e3).round() / 1e3,
+            "pktgen_afxdp_mpps": (a * 1e3).round() / 1e3,
+            "trafgen_mpps": (t * 1e3).round() / 1e3,
+            "ratio": (faster / t.max(1e-6) * 100.0).round() / 100.0,
             // The pacing engine's: AF_XDP paces frame by frame; the live engine keeps a rate only
             // on average, in bursts at full speed (each BPF_PROG_RUN call costs ~20 ms of set-up).
             "rate_error_pct": (afxdp_err * 1000.0).round() / 1000.0,

@@ -257,3 +257,27 @@ pub fn worker(n_backends: usize, flow_capacity: usize) -> Worker {
 pub fn run(worker: &mut Worker, port: &mut BenchPort, polls: usize, now_ns: u64) -> usize {
     (0..polls).map(|_| worker.poll(port, now_ns)).sum()
 }
+
+/// The value after `name` in a benchmark binary's arguments, parsed; `default` without one.
+pub fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    text_flag(args, name).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The text after `name` in a benchmark binary's arguments.
+pub fn text_flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+/// The median of repeated measurements (0 with none).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() { 0.0 } else { s[s.len() / 2] }
+}
+
+/// `min–max` of repeated measurements, three decimals.
+pub fn range(v: &[f64]) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(0.0, f64::max);
+    format!("{lo:.3}–{hi:.3}")
+}

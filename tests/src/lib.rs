@@ -135,6 +135,42 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
+/// A veth pair from `a.1` in namespace `a.0` to `b.1` in `b.0`, with `queues` receive and
+/// transmit queues on each end (0 or 1: the default single queue).
+pub fn veth(a: (&str, &str), b: (&str, &str), queues: u32) -> io::Result<()> {
+    let q = queues.max(1).to_string();
+    must(&[
+        "ip",
+        "link",
+        "add",
+        a.1,
+        "netns",
+        a.0,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b.1,
+        "netns",
+        b.0,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+    ])
+}
+
+/// The MAC address of interface `ifname` in namespace `ns` (empty if there is none).
+pub fn mac_in(ns: &str, ifname: &str) -> String {
+    run(&["ip", "netns", "exec", ns, "cat", &format!("/sys/class/net/{ifname}/address")])
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Runs a command; returns its output or says what failed.
 pub fn run(args: &[&str]) -> io::Result<Output> {
     let out = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output()?;
@@ -231,38 +267,11 @@ impl Sandbox {
     /// A veth from `ifname` in `ns` to a port of switch `bridge`, up, set as the hosts' are.
     fn wire(&mut self, ns: &str, role: &str, ifname: &str, bridge: &str, port: &str) -> io::Result<()> {
         let sw = self.ns("sw");
-        let q = self.topology.queues.max(1).to_string();
-        let mut add = vec![
-            "ip", "link", "add", ifname, "netns", ns, "type", "veth", "peer", "name", port, "netns", &sw,
-        ];
-        if role == "gw" && self.topology.queues > 1 {
-            // Both ends: the switch's end spreads flows over its transmit queues (the skb hash),
-            // which are the gateway's receive queues — RSS, as a multi-queue NIC does it.
-            add = vec![
-                "ip",
-                "link",
-                "add",
-                ifname,
-                "netns",
-                ns,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                port,
-                "netns",
-                &sw,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
-            ];
-        }
-        must(&add)?;
+        // With several queues, on both ends: the switch's end spreads flows over its transmit
+        // queues (the skb hash), which are the gateway's receive queues — RSS, as a multi-queue
+        // NIC does it.
+        let queues = if role == "gw" { self.topology.queues } else { 1 };
+        veth((ns, ifname), (&sw, port), queues)?;
         must(&["ip", "-n", &sw, "link", "set", port, "master", bridge, "up"])?;
         // Pitfall 3 of AF_XDP-NOTES: the peer of a veth that transmits from XDP / AF_XDP needs
         // NAPI, or frames vanish: GRO on the gateway's switch port. Nowhere else: a GRO port
@@ -646,9 +655,7 @@ impl Sandbox {
 
     /// The MAC address of the gateway's interface.
     pub fn gateway_mac(&self) -> String {
-        self.exec("gw", &["cat", "/sys/class/net/gw0/address"])
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default()
+        mac_in(&self.ns("gw"), "gw0")
     }
 
     /// The MAC the client's neighbour table has for `ip` (empty if none).

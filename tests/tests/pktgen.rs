@@ -7,15 +7,20 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice_sandbox::{bin, must, require_root, run};
+use sluice_sandbox::{bin, mac_in, must, require_root, run, veth};
 
 static N: AtomicU32 = AtomicU32::new(0);
 
 /// One test at a time: "no loss" needs the machine's two cores, not a share of them.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+/// For test `test` (skipped without root): the turn to run, and a pair with `queues` queues.
+fn pair(test: &str, queues: u32) -> Option<(std::sync::MutexGuard<'static, ()>, Pair)> {
+    if !require_root(test) {
+        return None;
+    }
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    Some((turn, Pair::with_queues(queues)))
 }
 
 /// Two namespaces joined by a veth pair: `a` (g0, 198.18.0.2, 2001:db8::2) and `b` (r0,
@@ -27,10 +32,6 @@ struct Pair {
 }
 
 impl Pair {
-    fn new() -> Pair {
-        Pair::with_queues(1)
-    }
-
     /// With `queues` queues on both ends of the veth.
     fn with_queues(queues: u32) -> Pair {
         // Named like the sandbox's, so that a crashed run's leftovers are removed by the next.
@@ -40,31 +41,7 @@ impl Pair {
             must(&["ip", "netns", "add", ns]).unwrap();
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]).unwrap();
         }
-        let q = queues.to_string();
-        must(&[
-            "ip",
-            "link",
-            "add",
-            "g0",
-            "netns",
-            &p.a,
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "r0",
-            "netns",
-            &p.b,
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-        ])
-        .unwrap();
+        veth((&p.a, "g0"), (&p.b, "r0"), queues).unwrap();
         for (ns, dev, v4, v6) in
             [(&p.a, "g0", "198.18.0.2/24", "2001:db8::2/64"), (&p.b, "r0", "198.18.0.1/24", "2001:db8::1/64")]
         {
@@ -75,11 +52,6 @@ impl Pair {
             must(&["ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on"]).unwrap();
         }
         p
-    }
-
-    fn mac(&self, ns: &str, dev: &str) -> String {
-        let o = run(&["ip", "netns", "exec", ns, "cat", &format!("/sys/class/net/{dev}/address")]).unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().to_owned()
     }
 
     fn reflector(&mut self) {
@@ -100,7 +72,7 @@ impl Pair {
     /// Runs `sluice-pktgen send` in `a` towards `b` with `args`; the JSON summary.
     fn send(&self, args: &[&str]) -> Value {
         let pg = bin("sluice-pktgen");
-        let mac = self.mac(&self.b, "r0");
+        let mac = mac_in(&self.b, "r0");
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.a]).arg(&pg).args([
             "send",
@@ -152,11 +124,9 @@ impl Drop for Pair {
 
 #[test]
 fn the_generator_and_the_reflector_agree_on_every_frame() {
-    if !require_root("the_generator_and_the_reflector_agree_on_every_frame") {
+    let Some((_turn, mut p)) = pair("the_generator_and_the_reflector_agree_on_every_frame", 1) else {
         return;
-    }
-    let _one = serial();
-    let mut p = Pair::new();
+    };
     p.reflector();
     for (src, dst) in [("198.18.0.2", "198.18.0.1"), ("2001:db8::2", "2001:db8::1")] {
         let r = p.send(&[
@@ -169,16 +139,18 @@ fn the_generator_and_the_reflector_agree_on_every_frame() {
         assert!(p99 > 0 && p99 < 1_000_000_000, "{r}");
         // Paced, not bursted: the achieved rate is the asked one.
         assert!(r["rate_error_pct"].as_f64().unwrap().abs() < 2.0, "{r}");
+        // The once-a-second figures carry the latency measured so far.
+        let receiving: Vec<&Value> =
+            r["per_second"].as_array().unwrap().iter().filter(|s| s["rx_pps"].as_f64() > Some(0.0)).collect();
+        assert!(!receiving.is_empty() && receiving.iter().all(|s| s["p99_ns"].as_u64() > Some(0)), "{r}");
     }
 }
 
 #[test]
 fn imix_goes_out_in_its_proportions_and_comes_back_whole() {
-    if !require_root("imix_goes_out_in_its_proportions_and_comes_back_whole") {
+    let Some((_turn, mut p)) = pair("imix_goes_out_in_its_proportions_and_comes_back_whole", 1) else {
         return;
-    }
-    let _one = serial();
-    let mut p = Pair::new();
+    };
     p.reflector();
     let r = p.send(&[
         "--src-ip",
@@ -205,11 +177,7 @@ fn imix_goes_out_in_its_proportions_and_comes_back_whole() {
 
 #[test]
 fn the_kernel_of_the_receiver_finds_every_checksum_valid() {
-    if !require_root("the_kernel_of_the_receiver_finds_every_checksum_valid") {
-        return;
-    }
-    let _one = serial();
-    let p = Pair::new();
+    let Some((_turn, p)) = pair("the_kernel_of_the_receiver_finds_every_checksum_valid", 1) else { return };
     // No listener: the kernel checks each datagram's checksum, then counts it as for no port.
     let flows = ["--src-ips", "1", "--sports", "500", "--dport", "9", "--count", "5000", "--rate", "20k"];
     let before = (p.counter(&p.b, "UdpNoPorts"), p.counter(&p.b, "UdpInCsumErrors"));
@@ -236,11 +204,7 @@ fn the_kernel_of_the_receiver_finds_every_checksum_valid() {
 
 #[test]
 fn tcp_handshakes_complete_on_a_real_server() {
-    if !require_root("tcp_handshakes_complete_on_a_real_server") {
-        return;
-    }
-    let _one = serial();
-    let mut p = Pair::new();
+    let Some((_turn, mut p)) = pair("tcp_handshakes_complete_on_a_real_server", 1) else { return };
     // nginx in `b`, listening on port 80.
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
@@ -287,11 +251,7 @@ fn tcp_handshakes_complete_on_a_real_server() {
 
 #[test]
 fn two_cores_share_the_work_and_the_count() {
-    if !require_root("two_cores_share_the_work_and_the_count") {
-        return;
-    }
-    let _one = serial();
-    let p = Pair::with_queues(2);
+    let Some((_turn, p)) = pair("two_cores_share_the_work_and_the_count", 2) else { return };
     let before = p.counter(&p.b, "UdpNoPorts");
     // AF_XDP: a thread per core, thread i on queue i; an odd count split between them.
     let r = p.send(&[
@@ -335,17 +295,13 @@ fn two_cores_share_the_work_and_the_count() {
 
 #[test]
 fn a_link_going_down_stops_the_sender_with_what_it_sent() {
-    if !require_root("a_link_going_down_stops_the_sender_with_what_it_sent") {
-        return;
-    }
-    let _one = serial();
-    let p = Pair::new();
+    let Some((_turn, p)) = pair("a_link_going_down_stops_the_sender_with_what_it_sent", 1) else { return };
     let a = p.a.clone();
     let down = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(1500));
         must(&["ip", "-n", &a, "link", "set", "g0", "down"]).unwrap();
     });
-    let mac = p.mac(&p.b, "r0");
+    let mac = mac_in(&p.b, "r0");
     let out = run(&[
         "ip",
         "netns",
@@ -378,10 +334,7 @@ fn a_link_going_down_stops_the_sender_with_what_it_sent() {
 
 #[test]
 fn mistakes_get_clear_errors() {
-    if !require_root("mistakes_get_clear_errors") {
-        return;
-    }
-    let _one = serial();
+    let Some((_turn, p)) = pair("mistakes_get_clear_errors", 1) else { return };
     let pg = bin("sluice-pktgen");
     let pg = pg.to_string_lossy();
     let base = ["send", "--dst-mac", "02:00:00:00:00:01", "--src-ip", "198.18.0.2", "--dst-ip", "198.18.0.1"];
@@ -395,7 +348,6 @@ fn mistakes_get_clear_errors() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     assert!(err(&[], &["--iface", "nosuch0"]).contains("no network interface named \"nosuch0\""));
-    let p = Pair::new();
     let ns = ["ip", "netns", "exec", p.a.as_str()];
     assert!(err(&ns, &["--iface", "g0", "--rate", "0"]).contains("must be above zero"));
     assert!(err(&ns, &["--iface", "g0", "--rate", "900M"]).contains("more than any engine"));
