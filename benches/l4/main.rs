@@ -14,7 +14,8 @@
 //! generator (`SLUICE_BENCH_THREADED_NAPI=1` moves d0's NAPI to a thread on core 1 instead).
 //!
 //! Subcommands (the orchestrator runs the others inside the namespaces):
-//!   run [--seconds S] [--repeat N]   the whole benchmark (root)
+//!   run [--seconds S] [--repeat N] [--quick]   the whole benchmark (root); --quick: the
+//!                                     ceiling and Sluice only
 //!   generate …                        one measurement from the generator namespace
 //!   forward --iface IF --core C       the plain AF_XDP MAC-swapping forwarder (the ceiling)
 #![forbid(unsafe_code)]
@@ -48,7 +49,10 @@ fn main() {
         Some("run") => orchestrate(&args[1..]),
         Some("generate") => generate(&args[1..]),
         Some("forward") => forward(&args[1..]),
-        _ => Err("usage: sluice-bench-l4 run [--seconds S] [--repeat N] | generate … | forward …".into()),
+        _ => {
+            Err("usage: sluice-bench-l4 run [--seconds S] [--repeat N] [--quick] | generate … | forward …"
+                .into())
+        }
     };
     if let Err(e) = r {
         eprintln!("sluice-bench-l4: {e}");
@@ -169,7 +173,9 @@ fn forward(args: &[String]) -> Result<(), String> {
     let mut rx = [Desc::default(); 64];
     let mut idle = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let n = sock.recv(&mut rx);
+        // The same discipline as Sluice's worker: receive no more than the TX ring takes.
+        let room = sock.tx_room(rx.len());
+        let n = sock.recv(&mut rx[..room.min(64)]);
         if n == 0 {
             idle += 1;
             if idle > 256 {
@@ -332,6 +338,9 @@ impl Bench {
 
     /// One measurement: (offered Mpps, forwarded Mpps).
     fn measure(&self, syn: bool, engine: &str) -> Result<(f64, f64), String> {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            return Err("interrupted".into());
+        }
         self.pin_napi();
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         let secs = self.seconds.to_string();
@@ -373,14 +382,57 @@ impl Bench {
     fn series(&self, syn: bool, repeat: usize, engine: &str) -> Result<Series, String> {
         let mut s = Series::default();
         for _ in 0..repeat {
-            if INTERRUPTED.load(Ordering::Relaxed) {
-                return Err("interrupted".into());
-            }
-            let (o, f) = self.measure(syn, engine)?;
-            s.offered.push(o);
-            s.forwarded.push(f);
+            s.push(self.measure(syn, engine)?);
         }
         Ok(s)
+    }
+
+    /// Runs `f`, under `perf record -C 1 -g` into `$SLUICE_BENCH_PROFILE/NAME.data` when that
+    /// variable names a directory and this is the first repeat (`perf report -i` it afterwards).
+    fn profiled<T>(&self, repeat: usize, name: &str, f: impl FnOnce(&Self) -> T) -> T {
+        let dir = std::env::var_os("SLUICE_BENCH_PROFILE").filter(|_| repeat == 0);
+        let perf = dir.and_then(|d| {
+            let out = PathBuf::from(d).join(format!("{name}.data"));
+            Command::new("perf")
+                .args(["record", "-q", "-C", "1", "-g", "-e", "cpu-clock", "-o"])
+                .arg(out)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()
+        });
+        let r = f(self);
+        if let Some(mut p) = perf {
+            if let Some(pid) = rustix::process::Pid::from_raw(p.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+            }
+            let _ = p.wait();
+        }
+        r
+    }
+
+    /// With `SLUICE_BENCH_DEBUG` set: the gateway's non-zero counters, from control's metrics.
+    fn debug_gateway(&self) {
+        if std::env::var_os("SLUICE_BENCH_DEBUG").is_none() {
+            return;
+        }
+        let url = self
+            .log("control.log")
+            .lines()
+            .find_map(|l| l.strip_prefix("metrics: ").map(str::to_owned))
+            .unwrap_or_default();
+        // Control serves its metrics on the DUT namespace's loopback.
+        let m = self
+            .exec("dut", &["curl", "-s", &url])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        eprintln!(
+            "{}",
+            m.lines()
+                .filter(|l| l.starts_with("sluice_gateway") && !l.ends_with(" 0"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
 
     /// Short HTTP connections per second through the DUT (wrk, `Connection: close`).
@@ -436,6 +488,13 @@ impl Drop for Bench {
 struct Series {
     offered: Vec<f64>,
     forwarded: Vec<f64>,
+}
+
+impl Series {
+    fn push(&mut self, (offered, forwarded): (f64, f64)) {
+        self.offered.push(offered);
+        self.forwarded.push(forwarded);
+    }
 }
 
 const MANIFEST: &str = r#"
@@ -509,7 +568,8 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
         return Err("needs root (namespaces, XDP, nftables)".into());
     }
     let seconds: f64 = flag(args, "--seconds", 3.0);
-    let repeat: usize = flag(args, "--repeat", 3);
+    let repeat: usize = flag::<usize>(args, "--repeat", 3).max(1);
+    let quick = args.iter().any(|a| a == "--quick");
     // Namespaces and tables left by a run that was killed.
     if let Ok(out) = run(&["ip", "netns", "list"]) {
         for name in String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()) {
@@ -544,18 +604,6 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
         b.g0_mac, b.d0_mac
     );
 
-    // (a) the ceiling
-    let me = std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
-    let g0 = b.g0_mac.clone();
-    let fwd =
-        b.spawn("dut", "forward.log", &[&me, "forward", "--iface", "d0", "--core", "1", "--peer-mac", &g0])?;
-    wait_for(|| b.log("forward.log").contains("forwarding"), "the forwarder")?;
-    eprintln!("(a) plain AF_XDP forwarder …");
-    let ceiling = b.series(false, repeat, "afxdp")?;
-    eprintln!("(a) plain AF_XDP forwarder, live-frames generator …");
-    let ceiling_live = b.series(false, repeat, "live")?;
-    b.stop(fwd);
-
     // nginx for the connection-rate runs, on the four backend addresses.
     let ngx = b.dir.path().join("nginx");
     std::fs::create_dir_all(ngx.join("tmp")).map_err(|e| e.to_string())?;
@@ -570,7 +618,7 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     let conf = ngx.join("nginx.conf").to_string_lossy().into_owned();
     b.spawn("gen", "nginx.log", &["taskset", "-c", "0", "nginx", "-c", &conf])?;
 
-    // (b) Sluice: control on a manifest, the gateway on core 1.
+    // Control on a manifest, for every run of Sluice.
     let manifests: PathBuf = b.dir.path().join("manifests");
     std::fs::create_dir_all(&manifests).map_err(|e| e.to_string())?;
     std::fs::write(manifests.join("bench.yaml"), MANIFEST).map_err(|e| e.to_string())?;
@@ -596,34 +644,51 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
         ],
     )?;
     wait_for(|| b.log("control.log").contains("generation 1"), "control")?;
+
+    // (a) the ceiling and (b) Sluice, alternating repeat by repeat: each ratio compares two runs
+    // a few seconds apart, so a drift of the machine over the run (this VM has them) moves
+    // both sides of it, not one.
+    let me = std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+    let g0 = b.g0_mac.clone();
     let gw = bin("sluice-gateway").to_string_lossy().into_owned();
-    let gwi = b.spawn("dut", "gateway.log", &[&gw, "--iface", "d0", "--table", &table, "--cores", "1"])?;
-    wait_for(|| b.log("gateway.log").contains("XDP steering:"), "the gateway")?;
-    eprintln!("(b) Sluice FullNAT …");
-    let sluice = b.series(false, repeat, "afxdp")?;
-    eprintln!("(b) Sluice FullNAT, live-frames generator …");
-    let sluice_live = b.series(false, repeat, "live")?;
+    let (mut ceiling, mut ceiling_live, mut sluice, mut sluice_live) =
+        (Series::default(), Series::default(), Series::default(), Series::default());
+    let mut gwi = 0;
+    for r in 0..repeat {
+        eprintln!("repeat {}/{repeat}: (a) plain AF_XDP forwarder, (b) Sluice FullNAT …", r + 1);
+        let fwd = b.spawn(
+            "dut",
+            "forward.log",
+            &[&me, "forward", "--iface", "d0", "--core", "1", "--peer-mac", &g0],
+        )?;
+        wait_for(|| b.log("forward.log").contains("forwarding"), "the forwarder")?;
+        ceiling.push(b.measure(false, "afxdp")?);
+        ceiling_live.push(b.profiled(r, "ceiling", |b| b.measure(false, "live"))?);
+        b.stop(fwd);
+        gwi = b.spawn("dut", "gateway.log", &[&gw, "--iface", "d0", "--table", &table, "--cores", "1"])?;
+        wait_for(|| b.log("gateway.log").contains("XDP steering:"), "the gateway")?;
+        sluice.push(b.measure(false, "afxdp")?);
+        sluice_live.push(b.profiled(r, "sluice", |b| b.measure(false, "live"))?);
+        if r + 1 < repeat {
+            b.stop(gwi);
+        }
+    }
+    let pairs: Vec<f64> = ceiling_live
+        .forwarded
+        .iter()
+        .zip(&sluice_live.forwarded)
+        .map(|(c, s)| if *c > 0.0 { s / c } else { 0.0 })
+        .collect();
+    if quick {
+        b.debug_gateway();
+        print_quick(repeat, seconds, &ceiling, &sluice, [&ceiling_live, &sluice_live], &pairs);
+        return Ok(());
+    }
     let sluice_cps = b.cps().unwrap_or(0.0);
     b.must("gen", &["ethtool", "-K", "g0", "gro", "off"])?;
     eprintln!("(b) Sluice, every frame a new flow …");
     let sluice_new = b.series(true, repeat, "afxdp")?;
-    if std::env::var_os("SLUICE_BENCH_DEBUG").is_some() {
-        let url = b
-            .log("control.log")
-            .lines()
-            .find_map(|l| l.strip_prefix("metrics: ").map(str::to_owned))
-            .unwrap_or_default();
-        let m = run(&["curl", "-s", &url])
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        eprintln!(
-            "{}",
-            m.lines()
-                .filter(|l| l.starts_with("sluice_gateway") && !l.ends_with(" 0"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
+    b.debug_gateway();
     b.stop(gwi);
     b.stop(ctl);
     b.must("gen", &["ethtool", "-K", "g0", "gro", "off"])?;
@@ -665,33 +730,20 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     let (c, s, n) = (median(&ceiling.forwarded), median(&sluice.forwarded), median(&nft.forwarded));
     let (cl, sl) = (median(&ceiling_live.forwarded), median(&sluice_live.forwarded));
     let (sn, nn) = (median(&sluice_new.forwarded), median(&nft_new.forwarded));
-    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     println!(
         "\nL4 forwarding, 64-byte frames, one-armed veth, DUT on core 1 (median of {repeat} × {seconds} s; min–max)"
     );
-    println!("{:<44} {:>10} {:>16} {:>10} {:>16}", "", "offered", "", "forwarded", "");
-    let row = |name: &str, s: &Series| {
-        println!(
-            "{name:<44} {:>10.3} {:>16} {:>10.3} {:>16}",
-            median(&s.offered),
-            range(&s.offered),
-            median(&s.forwarded),
-            range(&s.forwarded)
-        );
-    };
+    header();
     println!("generator: sluice-pktgen, AF_XDP engine (what the kernel peer takes too)");
     row("(a) plain AF_XDP MAC-swap loop (ceiling)", &ceiling);
     row(&format!("(b) Sluice FullNAT, UDP, {FLOWS} flows"), &sluice);
     row(&format!("(c) nftables DNAT+masquerade, UDP, {FLOWS} flows"), &nft);
     row("(b) Sluice, every frame a new TCP SYN", &sluice_new);
     row(&format!("(c) nftables, every frame a new TCP SYN (ct max {ct_max})"), &nft_new);
+    live_rows(&ceiling_live, &sluice_live, &pairs);
     println!(
-        "generator: sluice-pktgen, live-frames engine (offers more than the ceiling; the kernel stack of a veth peer does not take its frames)"
-    );
-    row("(a) plain AF_XDP MAC-swap loop (ceiling)", &ceiling_live);
-    row(&format!("(b) Sluice FullNAT, UDP, {FLOWS} flows"), &sluice_live);
-    println!(
-        "\nMpps. vs_ceiling {:.2} (live-frames generator; {:.2} with the AF_XDP one), vs_nft {:.2}, newflow_ratio {:.2}",
+        "\nMpps. vs_ceiling {:.2} (live-frames generator, median of the {repeat} paired ratios; {:.2} as a ratio of medians, {:.2} with the AF_XDP generator), vs_nft {:.2}, newflow_ratio {:.2}",
+        median(&pairs),
         ratio(sl, cl),
         ratio(s, c),
         ratio(s, n),
@@ -700,16 +752,15 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     println!(
         "Short HTTP connections/s to nginx (wrk -c 32, Connection: close; client, server and generator share core 0): Sluice {sluice_cps:.0}, nftables {nft_cps:.0}"
     );
-    println!("Generators on core 0, which also runs the DUT's receive softirq (veth);");
-    println!(
-        "forwarded = counted by an XDP sink on the generator's interface. Where offered ≈ forwarded, the figure is the generator's."
-    );
+    footer();
     println!(
         "RESULT {}",
         serde_json::json!({
             "ceiling_mpps": round3(cl),
             "sluice_mpps": round3(sl),
-            "vs_ceiling": round3(ratio(sl, cl)),
+            "vs_ceiling": round3(median(&pairs)),
+            "vs_ceiling_min": round3(pairs.iter().copied().fold(f64::INFINITY, f64::min)),
+            "vs_ceiling_max": round3(pairs.iter().copied().fold(0.0, f64::max)),
             "ceiling_afxdp_gen_mpps": round3(c),
             "sluice_afxdp_gen_mpps": round3(s),
             "nft_mpps": round3(n),
@@ -724,6 +775,84 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
         })
     );
     Ok(())
+}
+
+/// `--quick`: the ceiling and Sluice only.
+fn print_quick(
+    repeat: usize,
+    seconds: f64,
+    ceiling: &Series,
+    sluice: &Series,
+    live: [&Series; 2],
+    pairs: &[f64],
+) {
+    println!("\nL4 forwarding, ceiling and Sluice only (--quick; median of {repeat} × {seconds} s; min–max)");
+    header();
+    println!("generator: sluice-pktgen, AF_XDP engine");
+    row("(a) plain AF_XDP MAC-swap loop (ceiling)", ceiling);
+    row(&format!("(b) Sluice FullNAT, UDP, {FLOWS} flows"), sluice);
+    live_rows(live[0], live[1], pairs);
+    let (cl, sl) = (median(&live[0].forwarded), median(&live[1].forwarded));
+    println!(
+        "\nMpps. vs_ceiling {:.2} (median of the paired ratios; {:.2} as a ratio of medians)",
+        median(pairs),
+        ratio(sl, cl)
+    );
+    footer();
+    println!(
+        "RESULT {}",
+        serde_json::json!({
+            "ceiling_mpps": round3(cl),
+            "sluice_mpps": round3(sl),
+            "vs_ceiling": round3(median(pairs)),
+            "vs_ceiling_min": round3(pairs.iter().copied().fold(f64::INFINITY, f64::min)),
+            "vs_ceiling_max": round3(pairs.iter().copied().fold(0.0, f64::max)),
+            "ceiling_afxdp_gen_mpps": round3(median(&ceiling.forwarded)),
+            "sluice_afxdp_gen_mpps": round3(median(&sluice.forwarded)),
+        })
+    );
+}
+
+fn header() {
+    println!("{:<44} {:>10} {:>16} {:>10} {:>16}", "", "offered", "", "forwarded", "");
+}
+
+fn row(name: &str, s: &Series) {
+    println!(
+        "{name:<44} {:>10.3} {:>16} {:>10.3} {:>16}",
+        median(&s.offered),
+        range(&s.offered),
+        median(&s.forwarded),
+        range(&s.forwarded)
+    );
+}
+
+/// The live-frames generator's rows, and each repeat's pair: ceiling, Sluice, their ratio.
+fn live_rows(ceiling: &Series, sluice: &Series, pairs: &[f64]) {
+    println!(
+        "generator: sluice-pktgen, live-frames engine (offers more than the ceiling; the kernel stack of a veth peer does not take its frames)"
+    );
+    row("(a) plain AF_XDP MAC-swap loop (ceiling)", ceiling);
+    row(&format!("(b) Sluice FullNAT, UDP, {FLOWS} flows"), sluice);
+    let each: Vec<String> = ceiling
+        .forwarded
+        .iter()
+        .zip(&sluice.forwarded)
+        .zip(pairs)
+        .map(|((c, s), p)| format!("{s:.3}/{c:.3} = {p:.2}"))
+        .collect();
+    println!("Sluice / ceiling, repeat by repeat (run back to back): {}", each.join(", "));
+}
+
+fn footer() {
+    println!("Generators on core 0, which also runs the DUT's receive softirq (veth);");
+    println!(
+        "forwarded = counted by an XDP sink on the generator's interface. Where offered ≈ forwarded, the figure is the generator's."
+    );
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
 }
 
 fn round3(v: f64) -> f64 {

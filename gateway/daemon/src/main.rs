@@ -229,12 +229,13 @@ fn run(cli: Cli) -> Result<(), String> {
         })
         .collect();
     eprintln!(
-        "sluice-gateway: {}{}, {} queue(s), AF_XDP {} mode{}, workers on cores {:?}",
+        "sluice-gateway: {}{}, {} queue(s), AF_XDP {} mode{} (up to {} frames per transmit wake-up), workers on cores {:?}",
         described.join(" facing clients, "),
         if ifaces.len() == 2 { " facing backends" } else { "" },
         queues,
         sockets[0][0].mode(),
         if sockets[0][0].hugepages() { " on hugepages" } else { "" },
+        sockets[0][0].tx_budget(),
         cores
     );
 

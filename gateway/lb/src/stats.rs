@@ -8,7 +8,7 @@ use crate::engine::Counters;
 /// The worker's own I/O counters, first.
 /// The `xsk_*` ones are the kernel's AF_XDP socket counters (`XDP_STATISTICS`), filled in by the
 /// gateway binary (zero for other ports).
-pub const IO: [&str; 15] = [
+pub const IO: [&str; 16] = [
     "rx_frames",
     "rx_bytes",
     "tx_frames",
@@ -24,6 +24,7 @@ pub const IO: [&str; 15] = [
     "handed_off",
     "handed_in",
     "port_copies",
+    "tx_waits",
 ];
 
 /// Where the counter named `name` of [`IO`] or [`L4`] sits in the list.
@@ -119,7 +120,7 @@ mod tests {
         let mut c = Counters { forwarded: 7, ..Counters::default() };
         c.drops[DropReason::NoBackend as usize] = 3;
         let mut out = [0u64; LEN];
-        export([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], &c, &mut out);
+        export([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], &c, &mut out);
         let at = |s: Stat| schema().position(|x| x == s).unwrap();
         assert_eq!(out[at(Stat::Named("rx_frames"))], 1);
         assert_eq!(out[at(Stat::Named("batches"))], 5);

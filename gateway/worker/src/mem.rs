@@ -139,6 +139,10 @@ impl Port for MemPort {
         self.free.extend(frames.iter().map(|d| d.addr));
     }
 
+    fn tx_room(&mut self, want: usize) -> usize {
+        want.min(self.tx_capacity.saturating_sub(self.tx.len()))
+    }
+
     fn alloc(&mut self, out: &mut [Desc]) -> usize {
         let n = out.len().min(self.free.len());
         for o in &mut out[..n] {
@@ -168,6 +172,7 @@ mod tests {
         assert_eq!(p.take_tx().unwrap()[0], 9);
         assert_eq!(p.free_frames(), 4);
         p.set_tx_capacity(0);
+        assert_eq!(p.tx_room(64), 0);
         assert!(p.inject(&[3; 60]));
         assert_eq!(p.recv(&mut d), 1);
         assert_eq!(p.send(&d[..1]), 0, "a full ring takes nothing");

@@ -39,4 +39,13 @@ pub trait Port {
         let _ = out;
         0
     }
+
+    /// How many frames the transmit side can take now, checked against `want` (it may say
+    /// more). A worker receives no more than its ports can send: a frame it cannot send would
+    /// be processed for nothing and dropped, while one left in the receive ring costs nothing
+    /// (and if the ring overflows, the kernel drops and counts it). A port may use the call to
+    /// push out what it already holds. Unbounded by default.
+    fn tx_room(&mut self, want: usize) -> usize {
+        want
+    }
 }

@@ -70,6 +70,8 @@ pub struct WorkerCounters {
     pub handed_in: u64,
     /// Frames copied to leave through another port than the one they arrived on.
     pub port_copies: u64,
+    /// Polls that left a port's received frames waiting because a transmit ring was full.
+    pub tx_waits: u64,
 }
 
 /// One worker. See the module documentation.
@@ -257,7 +259,17 @@ impl Worker {
             total += self.take_mail(ports, now_ns);
         }
         for p in 0..nports {
-            let n = ports[p].recv(&mut self.rx);
+            // No more than every port can send: a frame processed and then dropped for a full
+            // transmit ring is work for nothing (in the receive ring it costs nothing).
+            let mut room = BATCH;
+            for port in ports[..nports].iter_mut() {
+                room = room.min(port.tx_room(BATCH));
+            }
+            if room == 0 {
+                self.counters.tx_waits += 1;
+                continue;
+            }
+            let n = ports[p].recv(&mut self.rx[..room]);
             if n > 0 {
                 total += n;
                 self.counters.rx_frames += n as u64;
@@ -472,6 +484,7 @@ impl Worker {
                 w.handed_off,
                 w.handed_in,
                 w.port_copies,
+                w.tx_waits,
             ],
             self.l4.counters(),
             &mut out,

@@ -1020,9 +1020,25 @@ fn refusals_and_passes() {
     assert_eq!(u.worker.parked(), 0);
     assert_eq!(u.worker.l4_counters().dropped(DropReason::NeighborUnresolved), 1);
     assert_eq!(u.port.free_frames(), 256, "every frame is back in the pool");
-    // A full transmit ring: dropped and counted.
+    // A full transmit ring: the frame is not taken in (no work done on a frame that could not
+    // leave, nothing dropped); it goes out once the ring has room.
     h.port.set_tx_capacity(0);
-    assert_eq!(syn_to(&mut h, CLIENT, 3, VIP), Outcome::Dropped(DropReason::TxRingFull));
+    assert!(h.port.inject(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, 3, VIP, 80, 64, SYN, b"")));
+    assert_eq!(h.worker.poll(&mut h.port, h.now_ns), 0);
+    assert_eq!(h.port.rx_pending(), 1, "left in the receive ring");
+    assert_eq!(h.worker.counters().tx_waits, 1);
+    assert_eq!(h.worker.l4_counters().dropped(DropReason::TxRingFull), 0);
+    // Room for two: of five waiting frames two are taken, the rest wait.
+    h.port.set_tx_capacity(2);
+    for p in 4..8 {
+        assert!(h.port.inject(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP, 80, 64, SYN, b"")));
+    }
+    assert_eq!(h.worker.poll(&mut h.port, h.now_ns), 2);
+    assert_eq!((h.port.tx_pending(), h.port.rx_pending()), (2, 3));
+    h.port.set_tx_capacity(usize::MAX);
+    assert_eq!(h.worker.poll(&mut h.port, h.now_ns), 3);
+    assert_eq!(h.port.tx_pending(), 5);
+    assert_eq!(h.worker.l4_counters().dropped(DropReason::TxRingFull), 0);
 }
 
 #[test]

@@ -182,6 +182,10 @@ impl Drop for Umem {
     }
 }
 
+/// `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17; not yet in the libc crate): frames one copy-mode
+/// transmit wake-up may send.
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+
 fn setsockopt<T>(fd: BorrowedFd<'_>, opt: libc::c_int, v: &T, step: &'static str) -> Result<(), Error> {
     // SAFETY: `v` is a live value of the size passed; the kernel copies it in.
     let r = unsafe {
@@ -220,6 +224,7 @@ pub struct XskSocket {
     scratch: Vec<libc::xdp_desc>,
     scratch_addr: Vec<u64>,
     wakeups: u64,
+    tx_budget: u32,
 }
 
 // SAFETY: the socket owns its mappings exclusively; moving it to a worker thread moves that ownership. It is never shared (no `Sync`).
@@ -232,6 +237,7 @@ impl std::fmt::Debug for XskSocket {
             .field("mode", &self.mode)
             .field("umem_bytes", &self.umem.len)
             .field("hugepages", &self.umem.hugepages)
+            .field("tx_budget", &self.tx_budget)
             .finish_non_exhaustive()
     }
 }
@@ -298,6 +304,15 @@ impl XskSocket {
         setsockopt(fd.as_fd(), libc::XDP_UMEM_COMPLETION_RING, &c.tx_size, "size completion ring")?;
         setsockopt(fd.as_fd(), libc::XDP_RX_RING, &c.rx_size, "size RX ring")?;
         setsockopt(fd.as_fd(), libc::XDP_TX_RING, &c.tx_size, "size TX ring")?;
+        // In copy mode each wake-up transmits at most this many frames (the kernel's default is
+        // 32, which leaves the rest of a 64-frame batch in the ring until the next one, and the
+        // ring fills). Since Linux 6.17 it can be raised up to the TX ring's size; older kernels
+        // keep 32.
+        let tx_budget = if setsockopt(fd.as_fd(), XDP_MAX_TX_SKB_BUDGET, &c.tx_size, "TX budget").is_ok() {
+            c.tx_size
+        } else {
+            32
+        };
         let off: Offsets = getsockopt(fd.as_fd(), libc::XDP_MMAP_OFFSETS, "XDP_MMAP_OFFSETS")?;
         let off = off.0;
         let b = fd.as_fd();
@@ -352,6 +367,7 @@ impl XskSocket {
             scratch: vec![libc::xdp_desc { addr: 0, len: 0, options: 0 }; cap],
             scratch_addr: vec![0; cap],
             wakeups: 0,
+            tx_budget,
         })
     }
 
@@ -368,6 +384,12 @@ impl XskSocket {
     /// The socket, for `poll` and for the XSKMAP.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// Frames one transmit wake-up sends in copy mode: the TX ring's size where the kernel lets
+    /// it be raised (6.17 and later), else the kernel's default of 32.
+    pub fn tx_budget(&self) -> u32 {
+        self.tx_budget
     }
 
     /// Wake-up system calls made so far (TX kicks and fill-ring wakes).
@@ -533,6 +555,17 @@ impl Port for XskSocket {
 
     fn alloc(&mut self, out: &mut [Desc]) -> usize {
         self.alloc_tx(out)
+    }
+
+    fn tx_room(&mut self, want: usize) -> usize {
+        let want = want.min(u32::MAX as usize) as u32;
+        let mut room = self.tx.free(want);
+        if room < want && (self.mode == Mode::Copy || self.tx.needs_wakeup()) {
+            // What is left in the ring goes out only on a wake-up (copy mode: inside it).
+            self.kick_tx();
+            room = self.tx.free(want);
+        }
+        room as usize
     }
 }
 
