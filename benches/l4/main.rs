@@ -337,6 +337,8 @@ impl Bench {
     }
 
     /// One measurement: (offered Mpps, forwarded Mpps).
+
+    /// One measurement: (offered Mpps, forwarded Mpps).
     fn measure(&self, syn: bool, engine: &str) -> Result<(f64, f64), String> {
         if INTERRUPTED.load(Ordering::Relaxed) {
             return Err("interrupted".into());
@@ -344,25 +346,23 @@ impl Bench {
         self.pin_napi();
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         let secs = self.seconds.to_string();
-        let out = self.exec(
-            "gen",
-            &[
-                &me.to_string_lossy(),
-                "generate",
-                "--iface",
-                "g0",
-                "--dst-mac",
-                &self.d0_mac,
-                "--mode",
-                if syn { "syn" } else { "udp" },
-                "--seconds",
-                &secs,
-                "--core",
-                "0",
-                "--engine",
-                engine,
-            ],
-        )?;
+        let args = [
+            me.to_str().unwrap_or_default(),
+            "generate",
+            "--iface",
+            "g0",
+            "--dst-mac",
+            &self.d0_mac,
+            "--mode",
+            if syn { "syn" } else { "udp" },
+            "--seconds",
+            &secs,
+            "--core",
+            "0",
+            "--engine",
+            engine,
+        ];
+        let out = self.exec("gen", &args)?;
         if !out.status.success() {
             return Err(format!(
                 "generator ({}): {}{}",
@@ -388,18 +388,23 @@ impl Bench {
     }
 
     /// Runs `f`, under `perf record -C 1 -g` into `$SLUICE_BENCH_PROFILE/NAME.data` when that
-    /// variable names a directory and this is the first repeat (`perf report -i` it afterwards).
+    /// variable names a directory and this is the first repeat (`perf report -i` it afterwards);
+    /// with `SLUICE_BENCH_PROFILE_EVENTS` set, under `perf stat -e` those into `NAME.stat`.
     fn profiled<T>(&self, repeat: usize, name: &str, f: impl FnOnce(&Self) -> T) -> T {
         let dir = std::env::var_os("SLUICE_BENCH_PROFILE").filter(|_| repeat == 0);
         let perf = dir.and_then(|d| {
-            let out = PathBuf::from(d).join(format!("{name}.data"));
-            Command::new("perf")
-                .args(["record", "-q", "-C", "1", "-g", "-e", "cpu-clock", "-o"])
-                .arg(out)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .ok()
+            // `SLUICE_BENCH_PROFILE_EVENTS=a,b`: count those events (`perf stat`) instead.
+            let events = std::env::var("SLUICE_BENCH_PROFILE_EVENTS").ok();
+            let mut cmd = Command::new("perf");
+            match &events {
+                Some(e) => cmd
+                    .args(["stat", "-C", "1", "-e", e, "-o"])
+                    .arg(PathBuf::from(&d).join(format!("{name}.stat"))),
+                None => cmd
+                    .args(["record", "-q", "-a", "-g", "-e", "cpu-clock", "-o"])
+                    .arg(PathBuf::from(&d).join(format!("{name}.data"))),
+            };
+            cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()
         });
         let r = f(self);
         if let Some(mut p) = perf {

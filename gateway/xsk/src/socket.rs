@@ -168,10 +168,28 @@ impl Umem {
                 len >> 20
             );
         }
-        match attempt(base) {
-            Some(area) => Ok(Umem { area, len, hugepages: false }),
-            None => Err(Error::Sys { step: "mmap UMEM", err: io::Error::last_os_error() }),
+        // Otherwise transparent huge pages where the kernel gives them: asked for before the
+        // memory is touched, then populated. Frames cycle through the fill and RX rings (4,096
+        // of them, each on its own 4 KiB page, more than a TLB holds), so on small pages nearly
+        // every frame the worker reads is a TLB miss; on a virtual machine a miss walks two page
+        // tables. Where THP is off, the pages are small: only the speed differs.
+        let Some(area) = attempt(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) else {
+            return Err(Error::Sys { step: "mmap UMEM", err: io::Error::last_os_error() });
+        };
+        let p = area.as_ptr().cast::<libc::c_void>();
+        // SAFETY: [p, p + len) is the mapping just made; madvise hints at its paging and POPULATE_WRITE faults it in (as MAP_POPULATE would) without changing its contents.
+        let populated = unsafe {
+            libc::madvise(p, len, libc::MADV_HUGEPAGE);
+            libc::madvise(p, len, MADV_POPULATE_WRITE) == 0
+        };
+        if !populated {
+            // Before 5.14: fault each page in by writing it (the memory is fresh zeroes).
+            for off in (0..len).step_by(4096) {
+                // SAFETY: `off < len`: inside the mapping, which nothing else references yet.
+                unsafe { area.as_ptr().add(off).write_volatile(0) };
+            }
         }
+        Ok(Umem { area, len, hugepages: false })
     }
 }
 
@@ -181,6 +199,9 @@ impl Drop for Umem {
         unsafe { libc::munmap(self.area.as_ptr().cast(), self.len) };
     }
 }
+
+/// `MADV_POPULATE_WRITE` (Linux 5.14): fault a range in, writable.
+const MADV_POPULATE_WRITE: libc::c_int = 23;
 
 /// `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17; not yet in the libc crate): frames one copy-mode
 /// transmit wake-up may send.
