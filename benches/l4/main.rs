@@ -337,8 +337,6 @@ impl Bench {
     }
 
     /// One measurement: (offered Mpps, forwarded Mpps).
-
-    /// One measurement: (offered Mpps, forwarded Mpps).
     fn measure(&self, syn: bool, engine: &str) -> Result<(f64, f64), String> {
         if INTERRUPTED.load(Ordering::Relaxed) {
             return Err("interrupted".into());
