@@ -756,16 +756,9 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
         "Short HTTP connections/s to nginx (wrk -c 32, Connection: close; client, server and generator share core 0): Sluice {sluice_cps:.0}, nftables {nft_cps:.0}"
     );
     footer();
-    println!(
-        "RESULT {}",
+    let mut result = ceiling_figures(&ceiling, &sluice, [&ceiling_live, &sluice_live], &pairs);
+    result.extend(
         serde_json::json!({
-            "ceiling_mpps": round3(cl),
-            "sluice_mpps": round3(sl),
-            "vs_ceiling": round3(median(&pairs)),
-            "vs_ceiling_min": round3(pairs.iter().copied().fold(f64::INFINITY, f64::min)),
-            "vs_ceiling_max": round3(pairs.iter().copied().fold(0.0, f64::max)),
-            "ceiling_afxdp_gen_mpps": round3(c),
-            "sluice_afxdp_gen_mpps": round3(s),
             "nft_mpps": round3(n),
             "vs_nft": round3(ratio(s, n)),
             "sluice_newflow_mpps": round3(sn),
@@ -776,8 +769,32 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
             "offered_mpps": round3(median(&ceiling_live.offered)),
             "offered_afxdp_gen_mpps": round3(median(&ceiling.offered)),
         })
+        .as_object()
+        .cloned()
+        .unwrap_or_default(),
     );
+    println!("RESULT {}", serde_json::Value::Object(result));
     Ok(())
+}
+
+/// The figures of (a) and (b): the live generator's medians, the paired ratios' median and
+/// range, the AF_XDP generator's medians.
+fn ceiling_figures(
+    ceiling: &Series,
+    sluice: &Series,
+    live: [&Series; 2],
+    pairs: &[f64],
+) -> serde_json::Map<String, serde_json::Value> {
+    let json = serde_json::json!({
+        "ceiling_mpps": round3(median(&live[0].forwarded)),
+        "sluice_mpps": round3(median(&live[1].forwarded)),
+        "vs_ceiling": round3(median(pairs)),
+        "vs_ceiling_min": round3(pairs.iter().copied().fold(f64::INFINITY, f64::min)),
+        "vs_ceiling_max": round3(pairs.iter().copied().fold(0.0, f64::max)),
+        "ceiling_afxdp_gen_mpps": round3(median(&ceiling.forwarded)),
+        "sluice_afxdp_gen_mpps": round3(median(&sluice.forwarded)),
+    });
+    json.as_object().cloned().unwrap_or_default()
 }
 
 /// `--quick`: the ceiling and Sluice only.
@@ -802,18 +819,7 @@ fn print_quick(
         ratio(sl, cl)
     );
     footer();
-    println!(
-        "RESULT {}",
-        serde_json::json!({
-            "ceiling_mpps": round3(cl),
-            "sluice_mpps": round3(sl),
-            "vs_ceiling": round3(median(pairs)),
-            "vs_ceiling_min": round3(pairs.iter().copied().fold(f64::INFINITY, f64::min)),
-            "vs_ceiling_max": round3(pairs.iter().copied().fold(0.0, f64::max)),
-            "ceiling_afxdp_gen_mpps": round3(median(&ceiling.forwarded)),
-            "sluice_afxdp_gen_mpps": round3(median(&sluice.forwarded)),
-        })
-    );
+    println!("RESULT {}", serde_json::Value::Object(ceiling_figures(ceiling, sluice, live, pairs)));
 }
 
 fn header() {
