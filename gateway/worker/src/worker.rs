@@ -290,8 +290,13 @@ impl Worker {
         let (me, boxes) = (sharding.me, &sharding.mailboxes);
         let nports = ports.len().min(MAX_PORTS);
         let mut counts = [0usize; MAX_PORTS];
+        // As for received frames: no more than every port can send (the rest wait in the box).
+        let mut room = BATCH;
+        for port in ports[..nports].iter_mut() {
+            room = room.min(port.tx_room(BATCH));
+        }
         let mut taken = 0;
-        while taken < BATCH {
+        while taken < room {
             let Some(parcel) = boxes.receive(me) else { break };
             taken += 1;
             let p = usize::from(parcel.port).min(nports - 1);

@@ -96,6 +96,31 @@ fn replies_on_the_wrong_queue_reach_the_worker_that_owns_the_flow() {
 }
 
 #[test]
+fn a_handed_over_frame_waits_in_the_mailbox_while_its_owner_cannot_send() {
+    let (mut workers, mut ports) = pair();
+    let s = sharding_of(0);
+    let client = (2..250u8)
+        .map(|i| [198, 18, 0, i])
+        .find(|c| s.owner(&a4(*c), &a4(VIP), 80, true) == 1)
+        .expect("a client owned by worker 1");
+    for w in &mut workers {
+        w.next_hops_mut().set_neighbor(a4(client), CLIENT_MAC);
+    }
+    ports[1].set_tx_capacity(0);
+    ports[0].inject(&tcp4(CLIENT_MAC, GW_MAC, client, 40_000, VIP, 80, 64, SYN, b""));
+    assert!(settle(&mut workers, &mut ports).is_empty());
+    assert_eq!(workers[0].counters().handed_off, 1);
+    assert_eq!(workers[1].counters().handed_in, 0, "not taken in while it could not be sent");
+    ports[1].set_tx_capacity(usize::MAX);
+    let sent = settle(&mut workers, &mut ports);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].0, 1, "sent by its owner once it could");
+    for w in &workers {
+        assert_eq!(w.l4_counters().dropped(DropReason::TxRingFull), 0);
+    }
+}
+
+#[test]
 fn dnat_replies_follow_the_client_and_frames_stay_home_when_owned() {
     let (mut workers, mut ports) = pair();
     let s = sharding_of(0);
