@@ -256,7 +256,11 @@ fn run(cli: Cli) -> Result<(), String> {
             seed: u64::from(std::process::id()) << 8 | q as u64,
             ..L4Config::default()
         };
-        let link = Arc::new(worker::Link { next_hops: ArrayQueue::new(2), pending: ArrayQueue::new(64) });
+        let link = Arc::new(worker::Link {
+            next_hops: ArrayQueue::new(2),
+            tables: ArrayQueue::new(1),
+            pending: ArrayQueue::new(64),
+        });
         links.push(Arc::clone(&link));
         let w = worker::Setup {
             queue: q as u32,
@@ -338,6 +342,11 @@ fn supervise(
         let changed = match take.and_then(|g| reader.payload().map(|p| (g, sluice_lb::image::decode(p)))) {
             Some((g, Ok(t))) => {
                 table = Arc::new(t);
+                // To the workers first, then the steering: a frame the new steering sends them
+                // finds the new table (a worker takes it before its next batch).
+                for l in links {
+                    l.tables.force_push(Arc::clone(&table));
+                }
                 eprintln!("sluice-gateway: table generation {g}: {} service(s)", table.services().len());
                 true
             }

@@ -3,7 +3,9 @@
 //! counters; with several workers, its mailbox for frames the others hand over.
 //!
 //! Loop: take new next hops if the main thread left some (one atomic load), adopt a new table
-//! generation if control published one (one atomic load), run one batch. While frames arrive it
+//! generation if the main thread left one (one atomic load: the main thread reads, checks and
+//! decodes each generation once for every worker, so adopting is a pointer swap and a worker
+//! never stops forwarding to decode), run one batch. While frames arrive it
 //! spins; after a run of empty polls it publishes its counters, reports destinations it could
 //! not resolve, and sleeps in `poll` on its socket — an idle gateway costs no CPU.
 
@@ -17,7 +19,7 @@ use sluice_lb::Addr;
 use sluice_lb::engine::Config as L4Config;
 use sluice_lb::service::ServiceTable;
 use sluice_lb::stats;
-use sluice_table::{Reader, Refresh};
+use sluice_table::Reader;
 use sluice_worker::handoff::Sharding;
 use sluice_worker::nexthop::NextHops;
 use sluice_worker::{Worker, WorkerConfig};
@@ -36,6 +38,8 @@ const STATS_EVERY_NS: u64 = 100_000_000;
 pub(crate) struct Link {
     /// Fresh next hops for the worker.
     pub(crate) next_hops: ArrayQueue<NextHops>,
+    /// The newest table generation, decoded (capacity 1: a newer one replaces one not taken).
+    pub(crate) tables: ArrayQueue<Arc<ServiceTable>>,
     /// Destinations the worker could not resolve.
     pub(crate) pending: ArrayQueue<Addr>,
 }
@@ -55,21 +59,14 @@ pub(crate) struct Setup {
     pub(crate) link: Arc<Link>,
 }
 
-fn adopt(reader: &Reader, worker: &mut Worker, queue: u32, g: u64) {
-    match reader.payload().map(sluice_lb::image::decode) {
-        Some(Ok(t)) => worker.set_table(Arc::new(t)),
-        Some(Err(e)) => eprintln!("sluice-gateway: worker {queue}: generation {g} refused: {e}"),
-        None => {}
-    }
-}
-
 /// Runs a worker until `stop`.
 pub(crate) fn run(s: Setup) {
     let Setup { queue, core, mut sockets, table, macs, sharding, l4, stop, link } = s;
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         eprintln!("sluice-gateway: worker {queue}: could not pin to core {core}; running unpinned");
     }
-    let mut reader = match Reader::open(&table) {
+    // Only for the counters: tables come decoded from the main thread.
+    let reader = match Reader::open_stats_only(&table) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sluice-gateway: worker {queue}: {e}");
@@ -84,9 +81,6 @@ pub(crate) fn run(s: Setup) {
         worker = worker.with_sharding(s);
     }
     let me = queue as usize;
-    if let Some(g) = reader.generation() {
-        adopt(&reader, &mut worker, queue, g);
-    }
     let epoch = Instant::now();
     let mut idle = 0u32;
     let mut last_stats = 0u64;
@@ -96,12 +90,8 @@ pub(crate) fn run(s: Setup) {
         if let Some(h) = link.next_hops.pop() {
             *worker.next_hops_mut() = h;
         }
-        match reader.refresh() {
-            Refresh::Adopted(g) => adopt(&reader, &mut worker, queue, g),
-            Refresh::Refused(g, why) => {
-                eprintln!("sluice-gateway: worker {queue}: generation {g} refused: {why}")
-            }
-            Refresh::Unchanged => {}
+        if let Some(t) = link.tables.pop() {
+            worker.set_table(t);
         }
         let now = epoch.elapsed().as_nanos() as u64;
         let n = worker.poll_ports(&mut sockets, now);

@@ -300,16 +300,21 @@ pub(crate) struct ReaderState {
     pub(crate) current: Option<(u64, usize, usize)>,
     pub(crate) last_seen_active: u64,
     pub(crate) refused: u64,
+    /// Registered only to publish counters: never adopts, holds no slot.
+    pub(crate) stats_only: bool,
 }
 
 impl ReaderState {
     pub(crate) fn new(record: usize) -> ReaderState {
-        ReaderState { record, current: None, last_seen_active: 0, refused: 0 }
+        ReaderState { record, current: None, last_seen_active: 0, refused: 0, stats_only: false }
     }
 
     /// Once per batch: adopts a new generation if there is a valid one.
     #[inline]
     pub(crate) fn refresh<S: SlotStore>(&mut self, c: &Control, store: &S) -> Refresh {
+        if self.stats_only {
+            return Refresh::Unchanged;
+        }
         // Pairs with the writer's Release store in `publish`.
         let active = c.active.load(Ordering::Acquire);
         if active == self.last_seen_active {

@@ -371,6 +371,25 @@ impl Reader {
     /// Opens `path`, validates its control block and registers a reader record. Adopts the
     /// current generation, if there is a valid one.
     pub fn open(path: &Path) -> Result<Reader, OpenError> {
+        let mut r = Reader::register(path)?;
+        r.refresh();
+        Ok(r)
+    }
+
+    /// Opens `path` and registers a record only to publish counters: this reader never adopts
+    /// a generation, so it holds no slot back from the writer (a gateway worker that receives
+    /// its tables already decoded, from a thread that reads them with [`Reader::open`]).
+    /// [`Reader::refresh`] on it is a no-op.
+    pub fn open_stats_only(path: &Path) -> Result<Reader, OpenError> {
+        let mut r = Reader::register(path)?;
+        r.state.stats_only = true;
+        // No generation is ever read through this record: every slot but the current one may
+        // be reused.
+        r.mapped.control().readers[r.state.record].seen.store(u64::MAX, Ordering::SeqCst);
+        Ok(r)
+    }
+
+    fn register(path: &Path) -> Result<Reader, OpenError> {
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(io_err(path))?;
         let mapped = map(path, &file, None)?;
         let owner = u64::from(std::process::id()) + 1;
@@ -387,9 +406,7 @@ impl Reader {
         for s in &c.stats[record] {
             s.store(0, Ordering::Relaxed);
         }
-        let mut r = Reader { mapped, state: ReaderState::new(record), path: path.to_owned() };
-        r.refresh();
-        Ok(r)
+        Ok(Reader { mapped, state: ReaderState::new(record), path: path.to_owned() })
     }
 
     /// Once per batch (and at every idle wake-up): adopts a newer generation if there is a

@@ -84,6 +84,31 @@ fn a_lagging_reader_holds_back_slot_reuse_not_publication() {
 }
 
 #[test]
+fn a_stats_only_reader_holds_nothing_back_and_still_publishes_counters() {
+    let t = TempPath::new("statsonly");
+    let mut w = Publisher::create(&t.0, SMALL).unwrap();
+    w.publish(&payload(1, 64)).unwrap();
+    let mut r = Reader::open_stats_only(&t.0).unwrap();
+    assert_eq!((r.generation(), r.payload()), (None, None), "it never adopts");
+    for g in 2..20 {
+        assert_eq!(w.publish(&payload(g, 64)), Ok(g), "no slot held back");
+        assert_eq!(r.refresh(), Refresh::Unchanged);
+    }
+    r.publish_stats(&[7, 8]);
+    let stats = w.reader_stats();
+    assert!(stats.iter().any(|(_, v)| v.starts_with(&[7, 8])), "{stats:?}");
+    // A reader that adopted and then stopped refreshing holds its slot; the stats-only one
+    // beside it changes nothing.
+    let mut lagging = Reader::open(&t.0).unwrap();
+    assert_eq!(lagging.generation(), Some(19));
+    w.publish(&payload(20, 64)).unwrap();
+    w.publish(&payload(21, 64)).unwrap();
+    assert_eq!(w.publish(&payload(22, 64)), Err(PublishError::Busy));
+    assert_eq!(lagging.refresh(), Refresh::Adopted(21));
+    assert_eq!(w.publish(&payload(22, 64)), Ok(22));
+}
+
+#[test]
 fn readers_publish_counters_to_the_stats_region() {
     let t = TempPath::new("stats");
     let w = Publisher::create(&t.0, SMALL).unwrap();
