@@ -70,7 +70,8 @@ pub struct WorkerCounters {
     pub handed_in: u64,
     /// Frames copied to leave through another port than the one they arrived on.
     pub port_copies: u64,
-    /// Polls that left a port's received frames waiting because a transmit ring was full.
+    /// Times a poll took nothing from a port's receive ring because a transmit ring was full
+    /// (frames handed over by other workers wait in the mailbox the same way, uncounted).
     pub tx_waits: u64,
 }
 
