@@ -159,10 +159,21 @@ fn run(cli: Cli) -> Result<(), String> {
     let mut ifindexes = Vec::new();
     let mut macs = Vec::new();
     let mut available = u32::MAX;
+    let mut frame_size = 0;
     for i in &ifaces {
         ifindexes.push(if_index(i).map_err(|e| e.to_string())?);
         macs.push(link::mac(i).map_err(|e| format!("reading the MAC address of {i}: {e}"))?);
         available = available.min(link::rx_queues(i).map_err(|e| format!("queues of {i}: {e}"))?);
+        let mtu = link::mtu(i).map_err(|e| format!("reading the MTU of {i}: {e}"))?;
+        let size = sluice_xsk::socket::frame_size_for_mtu(mtu).ok_or_else(|| {
+            format!(
+                "{i} has MTU {mtu}: every frame must fit one 4096-byte AF_XDP frame (no multi-buffer), \
+                 so the MTU can be at most {}; lower it (ip link set {i} mtu {})",
+                sluice_xsk::socket::MAX_MTU,
+                sluice_xsk::socket::MAX_MTU
+            )
+        })?;
+        frame_size = frame_size.max(size);
     }
     let queues = cli.queues.unwrap_or(available);
     if queues == 0 || queues > available {
@@ -207,6 +218,7 @@ fn run(cli: Cli) -> Result<(), String> {
             BindArg::ZeroCopy => BindMode::ZeroCopy,
         },
         hugepages: cli.hugepages,
+        frame_size,
         ..sluice_xsk::Config::default()
     };
     // Per queue, one socket per interface (port order).
@@ -229,7 +241,7 @@ fn run(cli: Cli) -> Result<(), String> {
         })
         .collect();
     eprintln!(
-        "sluice-gateway: {}{}, {} queue(s), AF_XDP {} mode{} (up to {} frames per transmit wake-up), workers on cores {:?}",
+        "sluice-gateway: {}{}, {} queue(s), AF_XDP {} mode, {frame_size}-byte frames{} (up to {} frames per transmit wake-up), workers on cores {:?}",
         described.join(" facing clients, "),
         if ifaces.len() == 2 { " facing backends" } else { "" },
         queues,

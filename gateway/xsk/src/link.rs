@@ -1,4 +1,4 @@
-//! Facts about a network interface (its MAC address, how many receive queues it has) and a raw
+//! Facts about a network interface (its MAC address, MTU, how many receive queues it has) and a raw
 //! packet socket for the few frames the gateway originates off the hot path (gratuitous ARP and
 //! unsolicited neighbour advertisements when a VIP appears).
 
@@ -15,6 +15,14 @@ pub fn mac(iface: &str) -> io::Result<[u8; 6]> {
         *b = u8::from_str_radix(p, 16).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     }
     Ok(mac)
+}
+
+/// The interface's MTU, from sysfs.
+pub fn mtu(iface: &str) -> io::Result<u32> {
+    std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu"))?
+        .trim()
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// How many receive queues the interface has (`/sys/class/net/IF/queues/rx-*`).

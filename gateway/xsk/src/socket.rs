@@ -68,6 +68,20 @@ pub struct Config {
     pub hugepages: bool,
 }
 
+/// Room the kernel keeps in front of every received frame (`XDP_PACKET_HEADROOM`).
+pub const XDP_PACKET_HEADROOM: u32 = 256;
+
+/// The smallest frame size (2048 or 4096 bytes) that holds a received frame of an interface
+/// with this MTU — the MTU plus an Ethernet header and one VLAN tag, after the kernel's
+/// headroom — or `None` when not even 4096 does: a frame must fit one UMEM frame, as the
+/// sockets do not use multi-buffer.
+pub fn frame_size_for_mtu(mtu: u32) -> Option<u32> {
+    [2048, 4096].into_iter().find(|&size| mtu.saturating_add(18) <= size - XDP_PACKET_HEADROOM)
+}
+
+/// The largest MTU [`frame_size_for_mtu`] accepts.
+pub const MAX_MTU: u32 = 4096 - XDP_PACKET_HEADROOM - 18;
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -601,4 +615,20 @@ pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> bool {
     // SAFETY: `p` is a live array of at least `n` pollfd entries.
     let r = unsafe { libc::poll(p.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
     r > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_size_follows_the_mtu() {
+        assert_eq!(frame_size_for_mtu(1500), Some(2048));
+        assert_eq!(frame_size_for_mtu(1774), Some(2048), "1774 + 18 + 256 = 2048");
+        assert_eq!(frame_size_for_mtu(1775), Some(4096));
+        assert_eq!(frame_size_for_mtu(MAX_MTU), Some(4096));
+        assert_eq!(frame_size_for_mtu(MAX_MTU + 1), None);
+        assert_eq!(frame_size_for_mtu(9000), None);
+        assert_eq!(frame_size_for_mtu(u32::MAX), None);
+    }
 }
