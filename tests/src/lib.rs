@@ -214,6 +214,8 @@ pub struct Topology {
     /// Two-armed: the gateway faces the clients on `gw0` (switch `br0`) and the backends on
     /// `gw1` (switch `br1`); one-armed: everything on `gw0`.
     pub two_armed: bool,
+    /// The MTU of every link (0: the default, 1500).
+    pub mtu: u32,
 }
 
 impl Sandbox {
@@ -281,6 +283,11 @@ impl Sandbox {
             must(&["ip", "netns", "exec", &sw, "ethtool", "-K", port, "gro", "on"])?;
         }
         let ns = ns.to_owned();
+        if self.topology.mtu > 0 {
+            let mtu = self.topology.mtu.to_string();
+            must(&["ip", "-n", &sw, "link", "set", port, "mtu", &mtu])?;
+            must(&["ip", "-n", &ns, "link", "set", ifname, "mtu", &mtu])?;
+        }
         must(&["ip", "-n", &ns, "link", "set", ifname, "up"])?;
         // Pitfall 1: frames from local sockets carry partial checksums on veth; the hosts send
         // full ones, as a real NIC would put on the wire.

@@ -154,7 +154,7 @@ fn dual_stack_traffic(sb: &Sandbox) {
 
 #[test]
 fn two_queues_hand_each_frame_to_the_worker_that_owns_its_flow() {
-    let topology = Topology { queues: 2, two_armed: false };
+    let topology = Topology { queues: 2, ..Topology::default() };
     let mut backends = echo_backends();
     backends.extend(local_backends());
     let examples = [example("dual-stack"), example("local-traffic")];
@@ -182,7 +182,7 @@ fn two_queues_hand_each_frame_to_the_worker_that_owns_its_flow() {
 
 #[test]
 fn a_two_armed_gateway_faces_clients_and_backends_on_separate_interfaces() {
-    let topology = Topology { queues: 1, two_armed: true };
+    let topology = Topology { two_armed: true, ..Topology::default() };
     let Some(sb) = up_with("two_armed", &echo_backends(), &[example("dual-stack")], topology) else { return };
     assert!(sb.log("gateway").contains("facing backends"), "{}", sb.log("gateway"));
     dual_stack_traffic(&sb);
@@ -191,6 +191,51 @@ fn a_two_armed_gateway_faces_clients_and_backends_on_separate_interfaces() {
     // The kernel's own traffic on the backend side still works.
     let ping = sb.exec("b0", &["ping", "-c", "1", "-W", "2", "198.18.1.254"]).expect("ping");
     assert!(ping.status.success(), "{}", String::from_utf8_lossy(&ping.stdout));
+}
+
+#[test]
+fn frames_larger_than_2048_bytes_cross_a_gateway_on_links_with_a_larger_mtu() {
+    // MTU 3000 everywhere: TCP segments of 2,960 bytes, frames of 3,014; the gateway takes
+    // 4096-byte UMEM frames (with 2048-byte ones every full segment would be dropped).
+    let topology = Topology { mtu: 3000, ..Topology::default() };
+    let Some(sb) = up_with("mtu_3000", &petclinic(), &[example("nodeport")], topology) else { return };
+    assert!(sb.log("gateway").contains("4096-byte frames"), "{}", sb.log("gateway"));
+    let url = format!("http://{GW_V4}:31080/");
+    for _ in 0..3 {
+        // An upload (client → backend) and a download (backend → client) of full-size segments.
+        let script = format!("head -c 1000000 /dev/zero | curl -sS -m 10 --fail --data-binary @- {url}");
+        let out = sb.exec("cl", &["sh", "-c", &script]).expect("curl");
+        assert!(out.status.success(), "upload: {}", String::from_utf8_lossy(&out.stderr));
+        let big = format!("{url}big");
+        let out = sb
+            .exec(
+                "cl",
+                &[
+                    "curl",
+                    "-sS",
+                    "-m",
+                    "10",
+                    "--fail",
+                    "-r",
+                    "0-299999",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{size_download}",
+                    &big,
+                ],
+            )
+            .expect("curl");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "300000",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(sb.gateway_counter("xsk_rx_dropped"), 0, "{}", sb.metrics());
+    let (rx, frames) = (sb.gateway_counter("rx_bytes"), sb.gateway_counter("rx_frames"));
+    assert!(frames > 0 && rx / frames > 1500, "mostly full segments: {rx} bytes in {frames} frames");
 }
 
 /// The Pods of the local-traffic example: two on the gateway's node, one elsewhere.
