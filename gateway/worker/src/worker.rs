@@ -1,7 +1,8 @@
 //! The batch loop of one worker.
 //!
-//! `poll`: receive up to [`BATCH`] frames; parse and hash them all and prefetch their flow
-//! buckets; then prefetch the flow records those buckets point to; then — the loads of the whole
+//! `poll`: receive up to [`BATCH`] frames, no more than the transmit rings can take
+//! ([`Port::tx_room`]); read each one's first cache line; parse and hash them all and prefetch
+//! their flow buckets; then prefetch the flow records those buckets point to; then — the loads of the whole
 //! batch having overlapped instead of queueing — run each through the L4 engine and act on its
 //! verdict — set the Ethernet addresses and queue for transmit, hand to the kernel, or drop with
 //! a counted reason; transmit, hand over and recycle each group once per batch; and do a bounded
