@@ -52,18 +52,24 @@ fn sharding_of(w: usize) -> Sharding {
     Sharding { me: w, mailboxes: Mailboxes::new(2, 1), snat_ports: (SNAT_LO, SNAT_HI) }
 }
 
-#[test]
-fn replies_on_the_wrong_queue_reach_the_worker_that_owns_the_flow() {
-    let (mut workers, mut ports) = pair();
+/// A client address whose frames to VIP:80 worker 1 owns, its MAC known to every worker.
+fn client_of_worker_1(workers: &mut [Worker]) -> [u8; 4] {
     let s = sharding_of(0);
-    // A client the other worker owns, whose SYN lands on worker `wrong`'s queue.
     let client = (2..250u8)
         .map(|i| [198, 18, 0, i])
         .find(|c| s.owner(&a4(*c), &a4(VIP), 80, true) == 1)
         .expect("a client owned by worker 1");
-    for w in &mut workers {
+    for w in workers {
         w.next_hops_mut().set_neighbor(a4(client), CLIENT_MAC);
     }
+    client
+}
+
+#[test]
+fn replies_on_the_wrong_queue_reach_the_worker_that_owns_the_flow() {
+    let (mut workers, mut ports) = pair();
+    // A client the other worker owns, whose SYN lands on worker `wrong`'s queue.
+    let client = client_of_worker_1(&mut workers);
     let (owner, wrong) = (1, 0);
     let syn = tcp4(CLIENT_MAC, GW_MAC, client, 40_000, VIP, 80, 64, SYN, b"");
     ports[wrong].inject(&syn);
@@ -98,14 +104,7 @@ fn replies_on_the_wrong_queue_reach_the_worker_that_owns_the_flow() {
 #[test]
 fn a_handed_over_frame_waits_in_the_mailbox_while_its_owner_cannot_send() {
     let (mut workers, mut ports) = pair();
-    let s = sharding_of(0);
-    let client = (2..250u8)
-        .map(|i| [198, 18, 0, i])
-        .find(|c| s.owner(&a4(*c), &a4(VIP), 80, true) == 1)
-        .expect("a client owned by worker 1");
-    for w in &mut workers {
-        w.next_hops_mut().set_neighbor(a4(client), CLIENT_MAC);
-    }
+    let client = client_of_worker_1(&mut workers);
     ports[1].set_tx_capacity(0);
     ports[0].inject(&tcp4(CLIENT_MAC, GW_MAC, client, 40_000, VIP, 80, 64, SYN, b""));
     assert!(settle(&mut workers, &mut ports).is_empty());
