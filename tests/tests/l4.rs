@@ -462,5 +462,31 @@ fn the_gateway_explains_missing_privileges_and_missing_xdp_support() {
         sb.exec("gw", &["timeout", "-s", "TERM", "3", &gw, "--iface", "big0", "--table", &t]).expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("4096-byte frames"), "{err}");
+    // An MTU raised past the frames while the gateway runs is reported.
+    for i in ["big0", "big1"] {
+        assert!(sb.exec("gw", &["ip", "link", "set", i, "mtu", "1500"]).expect("ip").status.success());
+    }
+    sb.spawn("gw", "gateway-big0", &[&gw, "--iface", "big0", "--table", &t]).expect("spawn");
+    wait_until(|| sb.log("gateway-big0").contains("2048-byte frames"), "the gateway on big0");
+    for i in ["big1", "big0"] {
+        assert!(sb.exec("gw", &["ip", "link", "set", i, "mtu", "3000"]).expect("ip").status.success());
+    }
+    wait_until(
+        || {
+            sb.log("gateway-big0")
+                .contains("big0's MTU is now 3000, but its AF_XDP frames hold an MTU of 1774")
+        },
+        "the MTU warning",
+    );
+    let _ = sb.stop("gateway-big0", rustix::process::Signal::TERM);
     let _ = sb.stop("control", rustix::process::Signal::TERM);
+}
+
+/// Waits up to 10 s for `f`, or panics naming `what`.
+fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "waited 10 s for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

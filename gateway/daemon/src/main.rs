@@ -293,8 +293,18 @@ fn run(cli: Cli) -> Result<(), String> {
         );
     }
 
-    let result =
-        supervise(&cli, &mut reader, &mut steering, &links, &ifindexes, macs[0], snat_ports, &stop, &handles);
+    let result = supervise(
+        &cli,
+        &mut reader,
+        &mut steering,
+        &links,
+        &ifindexes,
+        macs[0],
+        snat_ports,
+        frame_size,
+        &stop,
+        &handles,
+    );
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
@@ -322,9 +332,13 @@ fn supervise(
     ifindexes: &[u32],
     mac: [u8; 6],
     snat_ports: (u16, u16),
+    frame_size: u32,
     stop: &AtomicBool,
     handles: &[std::thread::JoinHandle<()>],
 ) -> Result<(), String> {
+    let ifaces: Vec<&str> = std::iter::once(cli.iface.as_str()).chain(cli.backend_iface.as_deref()).collect();
+    let mut mtus: Vec<u32> = ifaces.iter().map(|i| link::mtu(i).unwrap_or(0)).collect();
+    let mut last_mtu = Instant::now();
     let mut kernel = kernel::Kernel::open(ifindexes).map_err(|e| format!("netlink: {e}"))?;
     // VIPs are announced on the client-facing interface.
     let raw = RawSender::open(ifindexes[0]).map_err(|e| format!("packet socket on {}: {e}", cli.iface))?;
@@ -430,6 +444,28 @@ fn supervise(
                 }
                 Ok(None) => {}
                 Err(e) => eprintln!("sluice-gateway: netlink: {e}"),
+            }
+        }
+        // 4. An MTU raised past what the frames hold (checked every second): the kernel would
+        // drop every larger frame, counted only as xsk_rx_dropped.
+        if last_mtu.elapsed() >= Duration::from_secs(1) {
+            last_mtu = Instant::now();
+            for (iface, known) in ifaces.iter().zip(mtus.iter_mut()) {
+                let Ok(now) = link::mtu(iface) else { continue };
+                let fits = sluice_xsk::socket::max_mtu(frame_size);
+                if now != *known && now > fits {
+                    let max = sluice_xsk::socket::MAX_MTU;
+                    eprintln!(
+                        "sluice-gateway: {iface}'s MTU is now {now}, but its AF_XDP frames hold an MTU of {fits}: \
+                         longer frames are dropped (xsk_rx_dropped); {}",
+                        if now <= max {
+                            "restart the gateway to take them".to_owned()
+                        } else {
+                            format!("the most a restart can take is {max} (no multi-buffer)")
+                        }
+                    );
+                }
+                *known = now;
             }
         }
         std::thread::sleep(Duration::from_millis(if asked { 2 } else { 10 }));

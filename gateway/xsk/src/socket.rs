@@ -76,11 +76,16 @@ pub const XDP_PACKET_HEADROOM: u32 = 256;
 /// headroom — or `None` when not even 4096 does: a frame must fit one UMEM frame, as the
 /// sockets do not use multi-buffer.
 pub fn frame_size_for_mtu(mtu: u32) -> Option<u32> {
-    [2048, 4096].into_iter().find(|&size| mtu.saturating_add(18) <= size - XDP_PACKET_HEADROOM)
+    [2048, 4096].into_iter().find(|&size| mtu <= max_mtu(size))
+}
+
+/// The largest MTU whose frames fit frames of `frame_size` bytes.
+pub const fn max_mtu(frame_size: u32) -> u32 {
+    frame_size.saturating_sub(XDP_PACKET_HEADROOM + 18)
 }
 
 /// The largest MTU [`frame_size_for_mtu`] accepts.
-pub const MAX_MTU: u32 = 4096 - XDP_PACKET_HEADROOM - 18;
+pub const MAX_MTU: u32 = max_mtu(4096);
 
 impl Default for Config {
     fn default() -> Config {
@@ -630,5 +635,6 @@ mod tests {
         assert_eq!(frame_size_for_mtu(MAX_MTU + 1), None);
         assert_eq!(frame_size_for_mtu(9000), None);
         assert_eq!(frame_size_for_mtu(u32::MAX), None);
+        assert_eq!((max_mtu(2048), max_mtu(4096), max_mtu(0)), (1774, 3822, 0));
     }
 }
