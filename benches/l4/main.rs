@@ -385,9 +385,9 @@ impl Bench {
         Ok(s)
     }
 
-    /// Runs `f`, under `perf record -C 1 -g` into `$SLUICE_BENCH_PROFILE/NAME.data` when that
+    /// Runs `f`, under `perf record -a -g` into `$SLUICE_BENCH_PROFILE/NAME.data` when that
     /// variable names a directory and this is the first repeat (`perf report -i` it afterwards);
-    /// with `SLUICE_BENCH_PROFILE_EVENTS` set, under `perf stat -e` those into `NAME.stat`.
+    /// with `SLUICE_BENCH_PROFILE_EVENTS` set, under `perf stat -C 1 -e` those into `NAME.stat`.
     fn profiled<T>(&self, repeat: usize, name: &str, f: impl FnOnce(&Self) -> T) -> T {
         let dir = std::env::var_os("SLUICE_BENCH_PROFILE").filter(|_| repeat == 0);
         let perf = dir.and_then(|d| {
