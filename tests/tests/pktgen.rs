@@ -254,32 +254,11 @@ fn two_cores_share_the_work_and_the_count() {
     let Some((_turn, p)) = pair("two_cores_share_the_work_and_the_count", 2) else { return };
     let before = p.counter(&p.b, "UdpNoPorts");
     // AF_XDP: a thread per core, thread i on queue i; an odd count split between them.
-    let r = p.send(&[
-        "--src-ip",
-        "198.18.0.2",
-        "--dst-ip",
-        "198.18.0.1",
-        "--cores",
-        "0,1",
-        "--count",
-        "10001",
-        "--rate",
-        "20k",
-    ]);
+    let on_both = ["--src-ip", "198.18.0.2", "--dst-ip", "198.18.0.1", "--cores", "0,1"];
+    let r = p.send(&[&on_both[..], &["--count", "10001", "--rate", "20k"]].concat());
     assert_eq!(r["sent"], 10_001, "{r}");
     // The live engine on both cores, for a duration.
-    let r = p.send(&[
-        "--src-ip",
-        "198.18.0.2",
-        "--dst-ip",
-        "198.18.0.1",
-        "--cores",
-        "0,1",
-        "--duration",
-        "1",
-        "--engine",
-        "live",
-    ]);
+    let r = p.send(&[&on_both[..], &["--duration", "1", "--engine", "live"]].concat());
     let live = r["sent"].as_u64().unwrap();
     assert!(live > 10_000, "{r}");
     assert!(r["seconds"].as_f64().unwrap() < 1.5, "the duration is kept: {r}");

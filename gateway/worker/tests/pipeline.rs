@@ -985,20 +985,7 @@ fn refusals_and_passes() {
                 },
                 |_| Expect::Kernel,
             ),
-            step(
-                "ARP is the kernel's",
-                |_| {
-                    let mut f = vec![0xff; 6];
-                    f.extend_from_slice(&CLIENT_MAC);
-                    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
-                    f.extend_from_slice(&CLIENT_MAC);
-                    f.extend_from_slice(&CLIENT);
-                    f.extend_from_slice(&[0; 6]);
-                    f.extend_from_slice(&NODE);
-                    f
-                },
-                |_| Expect::Kernel,
-            ),
+            step("ARP is the kernel's", |_| arp_request(CLIENT_MAC, CLIENT, NODE), |_| Expect::Kernel),
         ],
     );
     // A next hop with no known MAC: the frame is held and resolution requested; it leaves at the

@@ -216,15 +216,7 @@ fn a_two_armed_worker_sends_each_way_through_its_own_port() {
     assert_eq!((&back[0..6], &back[6..12]), (&CLIENT_MAC[..], &OUTSIDE_MAC[..]));
     assert_eq!(dst4(&back), CLIENT);
     // ARP for the VIP asked on the outside is answered there, with the outside MAC.
-    let mut arp = Vec::new();
-    arp.extend_from_slice(&[0xff; 6]);
-    arp.extend_from_slice(&CLIENT_MAC);
-    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
-    arp.extend_from_slice(&CLIENT_MAC);
-    arp.extend_from_slice(&CLIENT);
-    arp.extend_from_slice(&[0; 6]);
-    arp.extend_from_slice(&VIP);
-    ports[0].inject(&arp);
+    ports[0].inject(&arp_request(CLIENT_MAC, CLIENT, VIP));
     w.poll_ports(&mut ports, NOW);
     let answer = ports[0].take_tx().expect("ARP answered on the outside");
     assert_eq!(&answer[6..12], &OUTSIDE_MAC[..]);

@@ -131,14 +131,7 @@ impl Generator {
     /// Attaches the sink to `iface` (native XDP; it also gives a veth the NAPI a transmitting
     /// peer needs). Detached when the generator drops.
     pub fn attach_sink(&mut self, iface: &str) -> io::Result<()> {
-        let p: &mut Xdp = self
-            .ebpf
-            .program_mut("sluice_sink")
-            .ok_or_else(|| err("sink missing"))?
-            .try_into()
-            .map_err(err)?;
-        p.attach(iface, XdpMode::Driver).map_err(err)?;
-        Ok(())
+        self.attach("sluice_sink", iface)
     }
 
     /// Attaches the receive program to `iface` (native XDP) and registers `socket` (an AF_XDP
@@ -148,12 +141,13 @@ impl Generator {
         let map = self.ebpf.map_mut("pg_xsks").ok_or_else(|| err("pg_xsks missing"))?;
         let mut xsks = XskMap::try_from(map).map_err(err)?;
         xsks.set(queue, socket.as_raw_fd(), 0).map_err(err)?;
-        let p: &mut Xdp = self
-            .ebpf
-            .program_mut("sluice_pktgen_rx")
-            .ok_or_else(|| err("pktgen rx missing"))?
-            .try_into()
-            .map_err(err)?;
+        self.attach("sluice_pktgen_rx", iface)
+    }
+
+    /// Attaches program `name` to `iface` in native mode, until the generator drops.
+    fn attach(&mut self, name: &str, iface: &str) -> io::Result<()> {
+        let missing = || err(format!("program {name} missing"));
+        let p: &mut Xdp = self.ebpf.program_mut(name).ok_or_else(missing)?.try_into().map_err(err)?;
         p.attach(iface, XdpMode::Driver).map_err(err)?;
         Ok(())
     }

@@ -312,6 +312,18 @@ pub fn tcp4(
     v
 }
 
+/// A broadcast ARP request from `sender` (`sender_mac`) asking for `target`.
+pub fn arp_request(sender_mac: [u8; 6], sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&sender_mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&sender_mac);
+    f.extend_from_slice(&sender);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target);
+    f
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn udp4(
     smac: [u8; 6],
