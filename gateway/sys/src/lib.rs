@@ -63,28 +63,6 @@ pub fn prefetch<T>(r: &T) {
     let _ = r;
 }
 
-/// Hints the CPU to bring the cache line at address `p` into all cache levels — for memory that
-/// is not (yet) the caller's to borrow, such as frames the kernel has published in a ring ahead
-/// of those taken. `p` need not be valid: a prefetch never faults and reads nothing.
-#[inline(always)]
-pub fn prefetch_addr(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: a prefetch makes no architectural access and cannot fault, whatever the address; SSE is in the x86-64 baseline.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        // SAFETY: `prfm` is a hint: no architectural access, no fault, whatever the address.
-        unsafe {
-            core::arch::asm!("prfm pldl1keep, [{0}]", in(reg) p, options(nostack, readonly, preserves_flags))
-        };
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let _ = p;
-}
-
 /// A mask with bit `i` set where `lanes[i] == value`.
 #[inline(always)]
 pub fn match_u32x16(lanes: &[u32; 16], value: u32) -> u32 {

@@ -150,18 +150,6 @@ impl<T: Copy> Ring<T> {
         self.cached_prod.wrapping_sub(self.cached_cons)
     }
 
-    /// Reads up to `out.len()` of the entries already known ready, without taking them: what the
-    /// next [`Ring::consume`] will return first.
-    pub(crate) fn peek(&self, out: &mut [T]) -> usize {
-        let n = (out.len() as u32).min(self.cached_prod.wrapping_sub(self.cached_cons));
-        for (i, slot) in out[..n as usize].iter_mut().enumerate() {
-            let idx = self.cached_cons.wrapping_add(i as u32) & self.mask;
-            // SAFETY: `idx < size`; the entry lies between our consumer index and the producer index we loaded with Acquire, so the kernel published it and does not rewrite it until we consume it.
-            *slot = unsafe { self.desc.as_ptr().add(idx as usize).read() };
-        }
-        n as usize
-    }
-
     /// Reads up to `out.len()` entries into `out` and releases them to the kernel.
     pub(crate) fn consume(&mut self, out: &mut [T]) -> usize {
         let n = (out.len() as u32).min(self.available(out.len() as u32));

@@ -552,14 +552,6 @@ impl Port for XskSocket {
         for (o, d) in out.iter_mut().zip(&self.scratch[..n]) {
             *o = Desc { addr: d.addr, len: d.len };
         }
-        // The frames behind these were written by the kernel, often on another core: ask for
-        // their first cache line now, so that it arrives while this batch is processed.
-        let ahead = self.rx.peek(&mut self.scratch[..want]);
-        for d in &self.scratch[..ahead] {
-            if (d.addr as usize) < self.umem.len {
-                sluice_sys::prefetch_addr(self.umem.area.as_ptr().wrapping_add(d.addr as usize));
-            }
-        }
         n
     }
 
