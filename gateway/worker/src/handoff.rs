@@ -168,8 +168,7 @@ pub struct Sharding {
 impl Sharding {
     /// The share of the SNAT port range of worker `i` of `workers`.
     pub fn snat_share(range: (u16, u16), workers: usize, i: usize) -> (u16, u16) {
-        let span = u32::from(range.1 - range.0) + 1;
-        let per = (span / workers.max(1) as u32).max(1);
+        let per = share_size(range, workers);
         let lo = u32::from(range.0) + i as u32 * per;
         let hi = if i + 1 >= workers { u32::from(range.1) } else { lo + per - 1 };
         (lo as u16, hi as u16)
@@ -188,11 +187,17 @@ impl Sharding {
         }
         let (lo, hi) = self.snat_ports;
         if (lo..=hi).contains(&dport) {
-            let per = ((u32::from(hi - lo) + 1) / workers as u32).max(1);
-            return (((u32::from(dport - lo)) / per) as usize).min(workers - 1);
+            let per = share_size(self.snat_ports, workers);
+            return ((u32::from(dport - lo) / per) as usize).min(workers - 1);
         }
         by_address(dst, workers)
     }
+}
+
+/// Ports in each worker's share of `range` (the last share also takes the remainder).
+#[inline]
+fn share_size(range: (u16, u16), workers: usize) -> u32 {
+    ((u32::from(range.1 - range.0) + 1) / workers.max(1) as u32).max(1)
 }
 
 /// A worker by a hash of an address (the same in every worker and every run).

@@ -263,10 +263,7 @@ impl Worker {
         for p in 0..nports {
             // No more than every port can send: a frame processed and then dropped for a full
             // transmit ring is work for nothing (in the receive ring it costs nothing).
-            let mut room = BATCH;
-            for port in ports[..nports].iter_mut() {
-                room = room.min(port.tx_room(BATCH));
-            }
+            let room = tx_room(ports);
             if room == 0 {
                 self.counters.tx_waits += 1;
                 continue;
@@ -293,10 +290,7 @@ impl Worker {
         let nports = ports.len().min(MAX_PORTS);
         let mut counts = [0usize; MAX_PORTS];
         // As for received frames: no more than every port can send (the rest wait in the box).
-        let mut room = BATCH;
-        for port in ports[..nports].iter_mut() {
-            room = room.min(port.tx_room(BATCH));
-        }
+        let room = tx_room(ports);
         let mut taken = 0;
         while taken < room {
             let Some(parcel) = boxes.receive(me) else { break };
@@ -506,6 +500,12 @@ impl Worker {
     pub fn next_hop(&self, dst: &Addr) -> Option<Addr> {
         self.next_hops.next_hop(dst)
     }
+}
+
+/// How many frames, up to a batch, every port can still transmit.
+#[inline]
+fn tx_room<P: Port>(ports: &mut [P]) -> usize {
+    ports.iter_mut().take(MAX_PORTS).fold(BATCH, |room, port| room.min(port.tx_room(BATCH)))
 }
 
 /// Two distinct ports of a slice, mutably.
