@@ -298,6 +298,7 @@ fn run(cli: Cli) -> Result<(), String> {
         &mut reader,
         &mut steering,
         &links,
+        &ifaces,
         &ifindexes,
         macs[0],
         snat_ports,
@@ -329,6 +330,7 @@ fn supervise(
     reader: &mut Reader,
     steering: &mut [Steering],
     links: &[Arc<worker::Link>],
+    ifaces: &[String],
     ifindexes: &[u32],
     mac: [u8; 6],
     snat_ports: (u16, u16),
@@ -336,8 +338,8 @@ fn supervise(
     stop: &AtomicBool,
     handles: &[std::thread::JoinHandle<()>],
 ) -> Result<(), String> {
-    let ifaces: Vec<&str> = std::iter::once(cli.iface.as_str()).chain(cli.backend_iface.as_deref()).collect();
-    let mut mtus: Vec<u32> = ifaces.iter().map(|i| link::mtu(i).unwrap_or(0)).collect();
+    // The MTUs last seen (0: not yet; every one fitted the frames at start).
+    let mut mtus = vec![0u32; ifaces.len()];
     let mut last_mtu = Instant::now();
     let mut kernel = kernel::Kernel::open(ifindexes).map_err(|e| format!("netlink: {e}"))?;
     // VIPs are announced on the client-facing interface.
