@@ -418,6 +418,12 @@ impl Sandbox {
         Ok(pid)
     }
 
+    /// The process id of a process started with [`Sandbox::spawn`] (`ip netns exec` runs the
+    /// command in its own process).
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.procs.iter().find(|p| p.name == name).map(|p| p.child.id())
+    }
+
     /// The log of a process started with [`Sandbox::spawn`].
     pub fn log(&self, name: &str) -> String {
         fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()

@@ -48,6 +48,24 @@ fn nodeport_spreads_tcp_over_every_backend() {
     assert!(sb.wait_counter("new_flows", 30) >= 30, "{}", sb.metrics());
     // This kernel (6.17+) lets one copy-mode wake-up send the whole TX ring, not 32 frames.
     assert!(sb.log("gateway").contains("up to 2048 frames per transmit wake-up"), "{}", sb.log("gateway"));
+    // The UMEM (16,384 frames of 2 KiB) is on transparent huge pages where the kernel gives them.
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    if thp.contains("[never]") || thp.is_empty() {
+        eprintln!("\n!!! transparent huge pages are off on this machine: the UMEM's pages are NOT checked\n");
+        return;
+    }
+    let pid = sb.pid("gateway").expect("gateway pid");
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
+    let mut size = 0;
+    let huge_umem = smaps.lines().any(|l| {
+        if let Some(v) = l.strip_prefix("Size:") {
+            size = v.trim().trim_end_matches(" kB").parse().unwrap_or(0);
+        }
+        l.strip_prefix("AnonHugePages:").is_some_and(|v| {
+            size == 32 * 1024 && v.trim().trim_end_matches(" kB").parse::<u64>().unwrap_or(0) > 0
+        })
+    });
+    assert!(huge_umem, "a 32 MiB mapping with huge pages in /proc/{pid}/smaps");
 }
 
 #[test]
