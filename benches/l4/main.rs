@@ -343,9 +343,10 @@ impl Bench {
         }
         self.pin_napi();
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        let me = me.to_string_lossy();
         let secs = self.seconds.to_string();
-        let args = [
-            me.to_str().unwrap_or_default(),
+        let args: [&str; 14] = [
+            &me,
             "generate",
             "--iface",
             "g0",
