@@ -243,6 +243,21 @@ impl Bench {
         Ok(self.children.len() - 1)
     }
 
+    /// Waits (20 s at most) until child `i`'s log (`log`) says `ready`; if it exits or the
+    /// time runs out, the error carries what it logged.
+    fn wait_ready(&mut self, i: usize, log: &str, ready: &str, what: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log(log).contains(ready) {
+            let exited = self.children[i].try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let how = exited.map_or("is not ready after 20 s".to_owned(), |s| format!("exited ({s})"));
+                return Err(format!("{what} did not start: it {how}; its log ({log}):\n{}", self.log(log)));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
@@ -647,7 +662,7 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
             "127.0.0.1:0",
         ],
     )?;
-    wait_for(|| b.log("control.log").contains("generation 1"), "control")?;
+    b.wait_ready(ctl, "control.log", "generation 1", "control")?;
 
     // (a) the ceiling and (b) Sluice, alternating repeat by repeat: each ratio compares two runs
     // a few seconds apart, so a drift of the machine over the run (this VM has them) moves
@@ -665,12 +680,12 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
             "forward.log",
             &[&me, "forward", "--iface", "d0", "--core", "1", "--peer-mac", &g0],
         )?;
-        wait_for(|| b.log("forward.log").contains("forwarding"), "the forwarder")?;
+        b.wait_ready(fwd, "forward.log", "forwarding", "the forwarder")?;
         ceiling.push(b.measure(false, "afxdp")?);
         ceiling_live.push(b.profiled(r, "ceiling", |b| b.measure(false, "live"))?);
         b.stop(fwd);
         gwi = b.spawn("dut", "gateway.log", &[&gw, "--iface", "d0", "--table", &table, "--cores", "1"])?;
-        wait_for(|| b.log("gateway.log").contains("XDP steering:"), "the gateway")?;
+        b.wait_ready(gwi, "gateway.log", "XDP steering:", "the gateway")?;
         sluice.push(b.measure(false, "afxdp")?);
         sluice_live.push(b.profiled(r, "sluice", |b| b.measure(false, "live"))?);
         if r + 1 < repeat {
@@ -867,15 +882,4 @@ fn ratio(a: f64, b: f64) -> f64 {
 
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
-}
-
-fn wait_for(mut f: impl FnMut() -> bool, what: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        if Instant::now() > deadline {
-            return Err(format!("{what} did not start"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
 }

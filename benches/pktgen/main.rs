@@ -190,11 +190,25 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
     let file = b.dir.path().join("sunk").to_string_lossy().into_owned();
     let v = b.in_ns("sink", &[&me, "sink", "--iface", "s0", "--port", &PORT.to_string(), "--file", &file]);
-    b.sink = Some(Command::new(&v[0]).args(&v[1..]).stdin(Stdio::null()).spawn().map_err(|e| e.to_string())?);
+    let log = b.dir.path().join("sink.log");
+    let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let sink = b.sink.insert(
+        Command::new(&v[0])
+            .args(&v[1..])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| e.to_string())?,
+    );
     let t = Instant::now();
     while !b.dir.path().join("sunk").exists() {
-        if t.elapsed() > Duration::from_secs(10) {
-            return Err("the sink did not start".into());
+        let exited = sink.try_wait().ok().flatten();
+        if exited.is_some() || t.elapsed() > Duration::from_secs(10) {
+            let how = exited.map_or("is not ready after 10 s".to_owned(), |s| format!("exited ({s})"));
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(format!("the sink did not start: it {how}; its log:\n{said}"));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -21,6 +21,8 @@ use serde_norway::Value;
 
 use crate::objects::*;
 
+mod list;
+
 /// One problem with one object (or document) of a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestError {
@@ -121,10 +123,27 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
     Ok(loaded)
 }
 
-/// Loads the documents of one file's text into `loaded`.
+/// Loads the documents of one file's text into `loaded`. A `kind: List` document (what
+/// `kubectl get -o yaml` and `-o json` print) and a typed list (`ServiceList`, as the API serves
+/// it) are read item by item, each item located by its own first line.
 pub fn load_str(file: &Path, text: &str, loaded: &mut Loaded) {
     for (start, doc) in documents(text) {
-        load_document(file, start, &doc, loaded);
+        match list::items(&doc) {
+            None => load_document(file, start, &doc, None, loaded),
+            Some(Ok(list)) => {
+                for item in list.items {
+                    let implied = list.item_kind.as_ref().map(|k| (k.as_str(), list.api_version.as_str()));
+                    load_document(file, start + item.line, &item.text, implied, loaded);
+                }
+            }
+            Some(Err((line, message))) => loaded.errors.push(ManifestError {
+                file: file.to_owned(),
+                line: start + line,
+                object: Some("List".into()),
+                field: Some("items".into()),
+                message,
+            }),
+        }
     }
 }
 
@@ -162,7 +181,9 @@ struct PeekMeta {
     namespace: Option<String>,
 }
 
-fn load_document(file: &Path, start: usize, doc: &str, loaded: &mut Loaded) {
+/// Loads one object's document. `implied` is the (kind, apiVersion) of a typed list's items,
+/// which do not state their own.
+fn load_document(file: &Path, start: usize, doc: &str, implied: Option<(&str, &str)>, loaded: &mut Loaded) {
     let err = |line: usize, object: Option<String>, field: Option<String>, message: String| ManifestError {
         file: file.to_owned(),
         line,
@@ -195,8 +216,17 @@ fn load_document(file: &Path, start: usize, doc: &str, loaded: &mut Loaded) {
             return;
         }
     };
-    let kind = peek.kind.unwrap_or_default();
-    let api = peek.api_version.unwrap_or_default();
+    let kind = peek.kind.or(implied.map(|(k, _)| k.to_owned())).unwrap_or_default();
+    let api = peek.api_version.or(implied.map(|(_, a)| a.to_owned())).unwrap_or_default();
+    if kind == "List" || (kind.ends_with("List") && implied.is_some()) {
+        loaded.errors.push(err(
+            start,
+            Some(kind),
+            Some("kind".into()),
+            "a list inside a list is not read".into(),
+        ));
+        return;
+    }
     let (ns, name) = peek.metadata.map_or((None, None), |m| (m.namespace, m.name));
     let object = Some(format!(
         "{} {}/{}",
@@ -401,11 +431,19 @@ fn field_line(doc: &str, start: usize, field: &str) -> usize {
 }
 
 fn has_key(doc: &str, key: &str) -> bool {
-    !key.is_empty()
-        && doc.lines().any(|l| {
-            let t = l.trim_start().trim_start_matches("- ");
-            t.starts_with(key) && t[key.len()..].trim_start().starts_with(':')
-        })
+    !key.is_empty() && doc.lines().any(|l| states_key(l, key))
+}
+
+/// Whether a line states `key:` (YAML, also as a list item's first key) or `"key":` (JSON).
+fn states_key(line: &str, key: &str) -> bool {
+    let t = line.trim_start().trim_start_matches("- ");
+    let (t, quoted) = match t.strip_prefix('"') {
+        Some(t) => (t, true),
+        None => (t, false),
+    };
+    let Some(rest) = t.strip_prefix(key) else { return false };
+    let rest = if quoted { rest.strip_prefix('"').unwrap_or("!") } else { rest };
+    rest.trim_start().starts_with(':')
 }
 
 /// The line of the first `key:` in the document (for problems found after parsing).
@@ -416,15 +454,8 @@ fn line_of(doc: &str, start: usize, key: &str) -> usize {
 /// The line of the `nth` (0-based) `key:` in the document, else of the first, else the
 /// document's start. Best effort for list items: right when every item states the key.
 fn line_of_nth(doc: &str, start: usize, key: &str, nth: usize) -> usize {
-    let lines: Vec<usize> = doc
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| {
-            let t = l.trim_start().trim_start_matches("- ");
-            t.starts_with(key) && t[key.len()..].trim_start().starts_with(':')
-        })
-        .map(|(i, _)| start + i)
-        .collect();
+    let lines: Vec<usize> =
+        doc.lines().enumerate().filter(|(_, l)| states_key(l, key)).map(|(i, _)| start + i).collect();
     lines.get(nth).or(lines.first()).copied().unwrap_or(start)
 }
 

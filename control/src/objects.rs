@@ -48,7 +48,11 @@ pub enum IntOrString {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(missing_docs)]
 pub struct Service {
+    // Defaulted: the loader has checked both before parsing, and a typed list's items
+    // (`ServiceList`) state neither.
+    #[serde(default)]
     pub api_version: String,
+    #[serde(default)]
     pub kind: String,
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -154,7 +158,11 @@ pub struct LoadBalancerIngress {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(missing_docs)]
 pub struct EndpointSlice {
+    // Defaulted: the loader has checked both before parsing, and a typed list's items
+    // (`ServiceList`) state neither.
+    #[serde(default)]
     pub api_version: String,
+    #[serde(default)]
     pub kind: String,
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -210,7 +218,11 @@ pub struct EndpointPort {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(missing_docs)]
 pub struct Pod {
+    // Defaulted: the loader has checked both before parsing, and a typed list's items
+    // (`ServiceList`) state neither.
+    #[serde(default)]
     pub api_version: String,
+    #[serde(default)]
     pub kind: String,
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -257,7 +269,11 @@ pub struct PodCondition {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(missing_docs)]
 pub struct IpAddressPool {
+    // Defaulted: the loader has checked both before parsing, and a typed list's items
+    // (`ServiceList`) state neither.
+    #[serde(default)]
     pub api_version: String,
+    #[serde(default)]
     pub kind: String,
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -363,7 +379,11 @@ pub const CONTAINER_PORT_FIELDS: &[&str] = &["containerPort", "hostIP", "hostPor
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(missing_docs)]
 pub struct Endpoints {
+    // Defaulted: the loader has checked both before parsing, and a typed list's items
+    // (`ServiceList`) state neither.
+    #[serde(default)]
     pub api_version: String,
+    #[serde(default)]
     pub kind: String,
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -411,7 +431,11 @@ pub struct EndpointsPort {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(missing_docs)]
 pub struct Ingress {
+    // Defaulted: the loader has checked both before parsing, and a typed list's items
+    // (`ServiceList`) state neither.
+    #[serde(default)]
     pub api_version: String,
+    #[serde(default)]
     pub kind: String,
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -502,7 +526,11 @@ pub struct IngressTls {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(missing_docs)]
 pub struct IngressClass {
+    // Defaulted: the loader has checked both before parsing, and a typed list's items
+    // (`ServiceList`) state neither.
+    #[serde(default)]
     pub api_version: String,
+    #[serde(default)]
     pub kind: String,
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -524,7 +552,11 @@ pub struct IngressClassSpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(missing_docs)]
 pub struct Secret {
+    // Defaulted: the loader has checked both before parsing, and a typed list's items
+    // (`ServiceList`) state neither.
+    #[serde(default)]
     pub api_version: String,
+    #[serde(default)]
     pub kind: String,
     #[serde(default)]
     pub metadata: ObjectMeta,

@@ -433,3 +433,68 @@ subsets:
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("subsets[0].notReadyAddresses[1].ip"), "{errors:?}");
 }
+
+/// What `kubectl get svc,pods -o yaml` (and `-o json`) print is a `kind: List`: its items load
+/// like objects of their own, and compile to the same Service.
+#[test]
+fn kubectl_list_dumps_load_item_by_item_in_yaml_and_json() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubectl");
+    for file in ["services.yaml", "services.json"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let mut l = Loaded::default();
+        sluice_control::load::load_str(Path::new(file), &text, &mut l);
+        assert!(l.errors.is_empty(), "{file}: {:#?}", errors(&l));
+        assert_eq!((l.store.services.len(), l.store.pods.len()), (1, 1), "{file}");
+        // Each item is located at its own first line, not the list's.
+        let (svc, pod) = (&l.store.services[0], &l.store.pods[0]);
+        let want = if file.ends_with("yaml") { (3, 34) } else { (4, 46) };
+        assert_eq!((svc.line, pod.line), want, "{file}");
+        let c = compile(&l.store, &cfg(), Generation(1));
+        assert_eq!(backends(one(&c, "default/petclinic:80")), [("198.18.1.1".to_owned(), 8080)], "{file}");
+    }
+}
+
+/// A mistake inside a List's item is reported at the item's line, with its object and field;
+/// the other items still load.
+#[test]
+fn a_mistake_in_a_list_item_names_the_item_and_its_line() {
+    let yaml = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata:\n    name: fine\n  spec:\n    ports:\n    - port: 80\n- apiVersion: v1\n  kind: Service\n  metadata:\n    name: mysql\n  spec:\n    seletor:\n      app: mysql\n    ports:\n    - port: 3306\n";
+    let l = load_text(yaml);
+    assert_eq!(
+        errors(&l),
+        ["inline.yaml:16: Service default/mysql: spec.seletor: unknown field (did you mean \"selector\"?)"]
+    );
+    assert_eq!(l.store.services.len(), 1);
+    // JSON: the same mistake, on its own line.
+    let json = r#"{
+    "apiVersion": "v1",
+    "kind": "List",
+    "items": [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "fine"}, "spec": {"ports": [{"port": 80}]}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "mysql"},
+            "spec": {
+                "ports": [{"port": 3306}],
+                "sessionAffinity": "Sticky"
+            }
+        }
+    ]
+}"#;
+    let l = load_text(json);
+    assert_eq!(
+        errors(&l),
+        [
+            "inline.yaml:12: Service default/mysql: spec.sessionAffinity: \"Sticky\" is not one of None, ClientIP"
+        ]
+    );
+    // A typed list, as the API serves it: its items state no kind.
+    let l = load_text(
+        "apiVersion: v1\nkind: ServiceList\nitems:\n- metadata:\n    name: a\n  spec:\n    ports:\n    - port: 80\n",
+    );
+    assert!(l.errors.is_empty(), "{:#?}", errors(&l));
+    assert_eq!(l.store.services.len(), 1);
+    let l = load_text("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: List\n  items: []\n");
+    assert_eq!(errors(&l), ["inline.yaml:4: List: kind: a list inside a list is not read"]);
+}

@@ -572,12 +572,35 @@ impl Sandbox {
 
     /// A counter of the gateway summed over workers, from control's metrics (0 if absent).
     pub fn gateway_counter(&self, name: &str) -> u64 {
-        let prefix = format!("sluice_gateway_{name}_total");
-        self.metrics()
-            .lines()
-            .filter(|l| l.starts_with(&prefix) && l[prefix.len()..].starts_with(['{', ' ']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+        self.gateway_counters([name])[0]
+    }
+
+    /// Gateway counters summed over workers, all from one scrape of control's metrics (0 where
+    /// absent). One scrape is one moment for each worker, not one moment for the gateway: each
+    /// worker publishes its counters when it likes (see [`Sandbox::wait_counters_agree`]).
+    pub fn gateway_counters<const N: usize>(&self, names: [&str; N]) -> [u64; N] {
+        let page = self.metrics();
+        names.map(|name| {
+            let prefix = format!("sluice_gateway_{name}_total");
+            page.lines()
+                .filter(|l| l.starts_with(&prefix) && l[prefix.len()..].starts_with(['{', ' ']))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum()
+        })
+    }
+
+    /// Waits (up to 3 s) until two gateway counters agree, and returns them as last read. Two
+    /// counters that two workers publish (one hands a frame over, the other takes it in) are two
+    /// moments: read once, they may differ by what one worker counted after its last publication.
+    pub fn wait_counters_agree(&self, a: &str, b: &str) -> (u64, u64) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let [x, y] = self.gateway_counters([a, b]);
+            if x == y || Instant::now() > deadline {
+                return (x, y);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The gateway's drops for one reason (`no_flow_for_segment`…), summed over workers.

@@ -193,7 +193,8 @@ fn two_queues_hand_each_frame_to_the_worker_that_owns_its_flow() {
     // replies alike); every one reached the worker holding the flow.
     assert!(sb.wait_counter("handed_off", 1) >= 1, "{}", sb.metrics());
     assert!(sb.wait_counter("handed_in", 1) >= 1);
-    assert_eq!(sb.gateway_counter("handed_off"), sb.gateway_counter("handed_in"));
+    let (off, into) = sb.wait_counters_agree("handed_off", "handed_in");
+    assert_eq!(off, into, "every frame handed off was taken in: {}", sb.metrics());
     assert_eq!(sb.gateway_drops("no_flow_for_segment"), 0, "{}", sb.metrics());
     assert_eq!(sb.gateway_drops("handoff_full"), 0);
 }
@@ -252,7 +253,7 @@ fn frames_larger_than_2048_bytes_cross_a_gateway_on_links_with_a_larger_mtu() {
         );
     }
     assert_eq!(sb.gateway_counter("xsk_rx_dropped"), 0, "{}", sb.metrics());
-    let (rx, frames) = (sb.gateway_counter("rx_bytes"), sb.gateway_counter("rx_frames"));
+    let [rx, frames] = sb.gateway_counters(["rx_bytes", "rx_frames"]);
     assert!(frames > 0 && rx / frames > 1500, "mostly full segments: {rx} bytes in {frames} frames");
 }
 
