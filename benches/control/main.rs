@@ -14,8 +14,8 @@ use std::path::Path;
 
 use sluice_control::compile::{Changes, Compiler, Config};
 use sluice_control::load::{Loaded, load_str};
-use sluice_lb::service::*;
-use sluice_lb::{Addr, image};
+use sluice_model::service::*;
+use sluice_model::{Addr, image};
 use sluice_table::{Geometry, Publisher, Reader, Refresh};
 
 const SERVICES: usize = 10_000;

@@ -26,8 +26,8 @@ fn main() {
     let pkts = run(&mut w, &mut port, polls, 1_000_000_000);
     let el = t.elapsed();
     println!("{pkts} pkts {:.1} ns/pkt", el.as_nanos() as f64 / pkts as f64);
-    let c = w.l4_counters();
-    for r in sluice_lb::DropReason::ALL {
+    let c = w.counters();
+    for r in sluice_model::DropReason::ALL {
         if c.dropped(*r) > 0 {
             println!("drop {} {}", r.name(), c.dropped(*r));
         }

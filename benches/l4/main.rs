@@ -29,9 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_benches::{flag, median, range, text_flag};
+use sluice_pktgen::livegen::{Generator, Mode};
+use sluice_port::{Desc, Port};
 use sluice_sandbox::{bin, mac_in, must, run, veth};
-use sluice_worker::{Desc, Port};
-use sluice_xsk::livegen::{Generator, Mode};
 use sluice_xsk::{Kind, SteerKey, SteerValue, Steering, XskSocket};
 
 const VIP: [u8; 4] = [198, 19, 255, 10];

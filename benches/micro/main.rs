@@ -4,13 +4,15 @@
 //! criterion measures; this program then prints a table and, last, `RESULT {json}`.
 #![forbid(unsafe_code)]
 
+use sluice_model::Counter;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use sluice_benches::*;
-use sluice_lb::maglev::{self, MaglevTable, Member};
-use sluice_worker::{BATCH, Desc};
+use sluice_model::maglev::{self, MaglevTable, Member};
+use sluice_port::Desc;
+use sluice_worker::BATCH;
 
 const NOW_NS: u64 = 1_000_000_000;
 
@@ -38,7 +40,7 @@ fn warm(n_flows: usize, len: usize) -> (sluice_worker::Worker, BenchPort) {
         p.set_sequential();
         w.poll(&mut p, NOW_NS);
     }
-    assert_eq!(w.l4_counters().new_flows, n_flows as u64, "every flow established");
+    assert_eq!(w.counters()[Counter::NewFlows], n_flows as u64, "every flow established");
     seq.sent = 0;
     (w, seq)
 }

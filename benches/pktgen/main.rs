@@ -40,8 +40,8 @@ fn main() {
 fn sink(args: &[String]) -> Result<(), String> {
     let iface: String = flag(args, "--iface", String::new());
     let file: String = flag(args, "--file", String::new());
-    let mut g = sluice_xsk::livegen::Generator::load().map_err(|e| e.to_string())?;
-    g.configure(sluice_xsk::livegen::Mode::Syn, flag(args, "--port", PORT)).map_err(|e| e.to_string())?;
+    let mut g = sluice_pktgen::livegen::Generator::load().map_err(|e| e.to_string())?;
+    g.configure(sluice_pktgen::livegen::Mode::Syn, flag(args, "--port", PORT)).map_err(|e| e.to_string())?;
     g.attach_sink(&iface).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))

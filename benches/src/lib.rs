@@ -8,11 +8,12 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use sluice_lb::Addr;
 use sluice_lb::engine::Config as L4Config;
-use sluice_lb::service::*;
+use sluice_model::Addr;
+use sluice_model::service::*;
+use sluice_port::{Desc, Port};
 use sluice_worker::nexthop::{NextHops, Route};
-use sluice_worker::{BATCH, Desc, Port, Worker, WorkerConfig};
+use sluice_worker::{BATCH, Worker, WorkerConfig};
 
 /// The gateway's MAC in the benchmark topology.
 pub const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -233,7 +234,7 @@ pub fn table(n_backends: usize) -> Arc<ServiceTable> {
             snat: vec![Addr::from_v4(NODE)],
         }],
         node_addrs: vec![Addr::from_v4(NODE)],
-        maglev_size: MaglevSize::Fixed(sluice_lb::maglev::DEFAULT_SIZE),
+        maglev_size: MaglevSize::Fixed(sluice_model::maglev::DEFAULT_SIZE),
     };
     Arc::new(ServiceTable::build(&spec).expect("bench table builds"))
 }
@@ -248,7 +249,11 @@ pub fn worker(n_backends: usize, flow_capacity: usize) -> Worker {
     }
     let cfg = WorkerConfig {
         mac: GW_MAC,
-        l4: L4Config { flow_capacity, snat_ports: (1024, 65_535), ..L4Config::default() },
+        l4: L4Config {
+            flow_capacity,
+            snat_ports: sluice_model::PortRange::new(1024, 65_535).expect("a range"),
+            ..L4Config::default()
+        },
     };
     Worker::new(&cfg, table(n_backends), hops)
 }

@@ -27,9 +27,9 @@ use std::collections::{BTreeMap, BTreeSet};
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 
-use sluice_lb::Addr;
-use sluice_lb::Family;
-use sluice_lb::service::{
+use sluice_model::Addr;
+use sluice_model::Family;
+use sluice_model::service::{
     Affinity, BackendSpec, Conditions, Frontend, Generation, MaglevSize, NatMode, Protocol, Scheduler,
     ServiceKey, ServiceSpec, TableSpec,
 };

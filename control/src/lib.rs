@@ -5,7 +5,7 @@
 //! - [`leader`]: the leader's Lease, and LoadBalancer status written back.
 //! - [`load`]: a directory of manifests → stores, validated and defaulted like the API server
 //!   would, every problem reported with file, line, object and field.
-//! - [`compile`]: stores → a [`sluice_lb::service::TableSpec`] (pure: same stores, same table).
+//! - [`compile`]: stores → a [`sluice_model::service::TableSpec`] (pure: same stores, same table).
 //! - [`metrics`]: control's own figures and the gateway workers' counters (from the table file's
 //!   stats region) in the Prometheus text format.
 //!

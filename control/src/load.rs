@@ -656,7 +656,7 @@ fn validate_service(s: &mut Service, problems: &mut Vec<(String, String)>) {
         ));
     }
     if let Some(v) = s.metadata.annotations.get(crate::compile::SCHEDULER_ANNOTATION) {
-        let names: Vec<&str> = sluice_lb::service::Scheduler::ALL.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = sluice_model::service::Scheduler::ALL.iter().map(|(n, _)| *n).collect();
         one_of(
             &format!("metadata.annotations[{}]", crate::compile::SCHEDULER_ANNOTATION),
             v,

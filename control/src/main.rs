@@ -25,12 +25,11 @@ use sluice_control::compile::{Changes, Compiler, Config};
 use sluice_control::leader::{LeaderLease, clear_load_balancer_status, write_load_balancer_status};
 use sluice_control::load::{Store, load_dir};
 use sluice_control::metrics::{self, ControlFigures};
-use sluice_lb::image;
-use sluice_lb::service::{Frontend, Generation, ServiceTable};
+use sluice_model::image;
+use sluice_model::service::{Frontend, Generation, ServiceTable};
 use sluice_table::{Geometry, PublishError, Publisher, Reader, Refresh};
 
 /// Where the table lives by default: tmpfs, as shared memory does.
-const DEFAULT_TABLE: &str = "/dev/shm/sluice-table";
 
 #[derive(Parser)]
 #[command(
@@ -61,7 +60,7 @@ enum Command {
         #[arg(long)]
         in_cluster: bool,
         /// The shared-memory table file the gateway reads (created with mode 0600).
-        #[arg(long, default_value = DEFAULT_TABLE)]
+        #[arg(long, default_value = sluice_table::DEFAULT_PATH)]
         table: PathBuf,
         /// This node's address (where NodePorts answer); repeat for more.
         #[arg(long = "node-address", required = true)]
@@ -100,7 +99,7 @@ enum Command {
     /// Show the table the gateway is running.
     Status {
         /// The shared-memory table file.
-        #[arg(long, default_value = DEFAULT_TABLE)]
+        #[arg(long, default_value = sluice_table::DEFAULT_PATH)]
         table: PathBuf,
     },
 }
@@ -368,8 +367,10 @@ fn publish_store(
     let previous = last.table.take();
     let changed = compiled.changed.as_deref();
     let before = changed.zip(previous.as_ref()).map(|(c, t)| summary(t, Some(c)));
-    type Built =
-        Result<(ServiceTable, Option<ServiceTable>), (sluice_lb::service::TableError, Option<ServiceTable>)>;
+    type Built = Result<
+        (ServiceTable, Option<ServiceTable>),
+        (sluice_model::service::TableError, Option<ServiceTable>),
+    >;
     let built: Built = match (changed, previous) {
         (Some(c), Some(mut t)) => match t.update(&compiled.spec, c) {
             Ok(true) => Ok((t, None)),
@@ -441,7 +442,7 @@ fn publish_store(
 type Summary = std::collections::BTreeMap<String, Vec<String>>;
 
 fn summary(t: &ServiceTable, only: Option<&[usize]>) -> Summary {
-    let one = |s: &sluice_lb::service::Service| {
+    let one = |s: &sluice_model::service::Service| {
         let mut b: Vec<String> = t.backends()[s.backends.start as usize..s.backends.end as usize]
             .iter()
             .map(|b| format!("{}:{}{}", b.addr, b.port, if b.eligible { "" } else { "(draining)" }))
@@ -493,7 +494,8 @@ fn status(table: &Path) -> Result<(), String> {
             .iter()
             .map(|k| match k.frontend {
                 Frontend::NodePort(_) => {
-                    let proto = if k.protocol == sluice_lb::service::Protocol::Udp { "udp" } else { "tcp" };
+                    let proto =
+                        if k.protocol == sluice_model::service::Protocol::Udp { "udp" } else { "tcp" };
                     format!("node:{}/{proto}", k.port)
                 }
                 Frontend::Address(_) => format!("{k}"),

@@ -7,7 +7,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
-use sluice_lb::stats::{COUNT, Stat, fingerprint, schema};
+use sluice_model::counters::{LEN, Stat, fingerprint, schema};
+
+/// Published values before the fingerprint.
+const COUNT: usize = LEN - 1;
 
 const _: () = assert!(
     COUNT <= sluice_table::protocol::STATS_PER_READER,
@@ -29,7 +32,7 @@ pub struct ControlFigures {
     pub publications: u64,
 }
 
-/// Renders the metrics page. `workers` are (process id, counters in [`sluice_lb::stats`] order).
+/// Renders the metrics page. `workers` are (process id, counters in [`sluice_model::counters`] order).
 pub fn render(c: &ControlFigures, workers: &[(u64, Vec<u64>)]) -> String {
     let mut out = String::new();
     let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
@@ -79,7 +82,7 @@ pub fn render(c: &ControlFigures, workers: &[(u64, Vec<u64>)]) -> String {
     let mut previous = "";
     for (i, stat) in schema().enumerate() {
         let (name, label) = match stat {
-            Stat::Named(n) => (n, String::new()),
+            Stat::Count(c) => (c.name(), String::new()),
             Stat::Drop(r) => ("drops", format!(",reason=\"{}\"", r.name())),
         };
         if name != previous {
@@ -123,13 +126,13 @@ mod tests {
 
     #[test]
     fn names_every_counter_per_worker() {
-        let mut w = vec![0u64; sluice_lb::stats::LEN];
+        let mut w = vec![0u64; LEN];
         w[0] = 11; // rx_frames
         w[COUNT - 1] = 4; // the last drop reason
         w[COUNT] = fingerprint();
         let mut other = w.clone();
         other[COUNT] = 7; // another version's layout
-        let silent = vec![0u64; sluice_lb::stats::LEN]; // a reader that never published
+        let silent = vec![0u64; LEN]; // a reader that never published
         let page = render(
             &ControlFigures { generation: 3, services: 2, backends: 5, manifest_errors: 1, publications: 3 },
             &[(42, w), (43, other), (44, silent)],
@@ -139,7 +142,7 @@ mod tests {
         assert!(page.contains("sluice_control_generation 3\n"));
         assert!(page.contains("sluice_control_gateway_workers 1\n"));
         assert!(page.contains("sluice_gateway_rx_frames_total{worker=\"42/0\"} 11\n"));
-        let last = sluice_lb::DropReason::ALL[sluice_lb::DropReason::COUNT - 1].name();
+        let last = sluice_model::DropReason::ALL[sluice_model::DropReason::COUNT - 1].name();
         assert!(
             page.contains(&format!("sluice_gateway_drops_total{{worker=\"42/0\",reason=\"{last}\"}} 4\n")),
             "{page}"

@@ -205,10 +205,9 @@ fn serves_metrics_with_the_gateway_workers_counters() {
     // A gateway worker registers on the table and publishes its counters.
     let deadline = Instant::now() + Duration::from_secs(10);
     let reader = sluice_table::Reader::open(&table.0).unwrap();
-    let mut counters = vec![0u64; sluice_lb::stats::LEN];
-    counters[0] = 1234; // rx_frames
-    counters[sluice_lb::stats::COUNT] = sluice_lb::stats::fingerprint();
-    reader.publish_stats(&counters);
+    let mut counters = sluice_model::Counters::default();
+    counters[sluice_model::Counter::RxFrames] = 1234;
+    reader.publish_stats(&counters.export());
     let scrape = || {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();

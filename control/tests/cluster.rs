@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use serde_json::{Value, json};
 use sluice_control::cluster::Cluster;
 use sluice_control::compile::{Config, compile};
-use sluice_lb::service::Generation;
+use sluice_model::service::Generation;
 use tokio::sync::mpsc;
 
 type Body = BoxBody<Bytes, Infallible>;

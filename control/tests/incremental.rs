@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use sluice_control::compile::{Changes, Compiler, Config, compile};
 use sluice_control::load::{Loaded, Located, Store, load_str};
 use sluice_control::objects::{EndpointSlice, Pod};
-use sluice_lb::service::Generation;
+use sluice_model::service::Generation;
 
 fn load(yaml: &str) -> Loaded {
     let mut loaded = Loaded::default();

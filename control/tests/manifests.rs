@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use sluice_control::compile::{Compiled, Config, compile};
 use sluice_control::load::{Loaded, load_dir};
-use sluice_lb::Addr;
-use sluice_lb::Family;
-use sluice_lb::service::*;
+use sluice_model::Addr;
+use sluice_model::Family;
+use sluice_model::service::*;
 
 fn examples(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples").join(name)
@@ -46,7 +46,7 @@ fn compiled(name: &str) -> Compiled {
     let c = compile(&load_clean(name).store, &cfg(), Generation(1));
     // Whatever compile produces must be a valid table, and survive the trip to the gateway.
     let t = ServiceTable::build(&c.spec).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let back = sluice_lb::image::decode(&sluice_lb::image::encode(&t)).unwrap();
+    let back = sluice_model::image::decode(&sluice_model::image::encode(&t)).unwrap();
     assert_eq!(back.services(), t.services());
     c
 }

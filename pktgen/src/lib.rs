@@ -7,8 +7,11 @@
 //!   incrementally (RFC 1624).
 //! - [`measure`]: the receive side — loss, reordering, duplicates and latency (`hdrhistogram`).
 //! - [`report`]: the live line, the summary table, `--json`, the SVG plot.
+//! - [`livegen`]: the kernel fast path (`BPF_PROG_RUN` live frames, `bpf/gen.c`), the counting
+//!   sink and the receive side's XDP program.
 #![forbid(unsafe_code)]
 
 pub mod frame;
+pub mod livegen;
 pub mod measure;
 pub mod report;

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice_pktgen::frame::{Frames, IMIX, Proto, Traffic, ack_syn_ack, measurement, reset_of_ack};
+use sluice_pktgen::livegen::{Generator, Mode};
 use sluice_pktgen::measure::Receiver;
 use sluice_pktgen::report::{self, Second, Summary};
-use sluice_worker::{Desc, Port};
-use sluice_xsk::livegen::{Generator, Mode};
+use sluice_port::{Desc, Port};
 use sluice_xsk::{BindMode, XskSocket};
 
 #[derive(Parser, Debug)]

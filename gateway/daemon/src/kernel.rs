@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::io;
 
-use sluice_lb::Addr;
+use sluice_model::Addr;
 use sluice_worker::nexthop::{NextHops, Route};
 use sluice_xsk::netlink::{self, Netlink};
 

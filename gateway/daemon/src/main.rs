@@ -13,9 +13,9 @@
 //! attached through a bpf_link and vanishes with the process).
 #![forbid(unsafe_code)]
 
+mod core_thread;
 mod kernel;
-mod plan;
-mod worker;
+mod steering;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use crossbeam_queue::ArrayQueue;
 use sluice_lb::engine::Config as L4Config;
-use sluice_lb::service::ServiceTable;
-use sluice_lb::{Addr, Family};
+use sluice_model::ports::{self, PortRange};
+use sluice_model::service::ServiceTable;
+use sluice_model::{Addr, Family};
 use sluice_table::{Reader, Refresh};
 use sluice_worker::handoff::{Mailboxes, Sharding};
 use sluice_xsk::link::{self, RawSender};
@@ -37,9 +38,6 @@ use sluice_xsk::{AttachMode, BindMode, Steering, XskSocket};
 
 /// Parcels per worker for frames handed over between workers.
 const PARCELS: usize = 1024;
-
-/// Where control publishes the table by default.
-const DEFAULT_TABLE: &str = "/dev/shm/sluice-table";
 
 #[derive(Parser, Debug)]
 #[command(name = "sluice-gateway", version, about = "Sluice's AF_XDP data plane")]
@@ -61,7 +59,7 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
     /// The shared-memory table file control publishes.
-    #[arg(long, default_value = DEFAULT_TABLE)]
+    #[arg(long, default_value = sluice_table::DEFAULT_PATH)]
     table: PathBuf,
     /// How to attach the XDP program.
     #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
@@ -78,10 +76,10 @@ struct Cli {
     /// Flow-table capacity per worker.
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..=1 << 26))]
     flows: u64,
-    /// Source ports for FullNAT (`LO-HI`), split between workers. Keep them clear of the
-    /// kernel's ephemeral range and of NodePorts when a SNAT address is also a host address.
-    #[arg(long, default_value = "10000-29999")]
-    snat_ports: String,
+    /// Source ports for FullNAT (`LO-HI`), split between workers: clear of the NodePort range
+    /// and of the kernel's ephemeral range (net.ipv4.ip_local_port_range), which the gateway checks.
+    #[arg(long, default_value_t = ports::SNAT_DEFAULT)]
+    snat_ports: PortRange,
     /// Seconds to wait for control to create the table file.
     #[arg(long, default_value_t = 30)]
     wait_table: u64,
@@ -107,15 +105,35 @@ enum BindArg {
     ZeroCopy,
 }
 
-fn parse_range(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) =
-        s.split_once('-').ok_or_else(|| format!("--snat-ports {s:?}: expected LO-HI, e.g. 10000-29999"))?;
-    let lo: u16 = a.trim().parse().map_err(|_| format!("--snat-ports {s:?}: {a:?} is not a port"))?;
-    let hi: u16 = b.trim().parse().map_err(|_| format!("--snat-ports {s:?}: {b:?} is not a port"))?;
-    if lo == 0 || lo > hi {
-        return Err(format!("--snat-ports {s:?}: need 0 < LO <= HI"));
+/// Refuses a SNAT range that shares ports with NodePorts or with the kernel's ephemeral range
+/// (`ephemeral`, as the machine has it): replies to either would be taken for FullNAT replies and
+/// steered to a worker.
+fn check_snat_ports(snat: PortRange, ephemeral: PortRange, workers: u32) -> Result<(), String> {
+    if snat.overlaps(ports::NODE_PORTS) {
+        return Err(format!(
+            "--snat-ports {snat} overlaps the NodePort range {}: pick ports below it (default {})",
+            ports::NODE_PORTS,
+            ports::SNAT_DEFAULT
+        ));
     }
-    Ok((lo, hi))
+    if snat.overlaps(ephemeral) {
+        return Err(format!(
+            "--snat-ports {snat} overlaps the kernel's ephemeral ports {ephemeral} (net.ipv4.ip_local_port_range): \
+             replies to the host's own connections would be taken for FullNAT replies; pick ports outside it"
+        ));
+    }
+    if snat.len() / workers.max(1) < 64 {
+        return Err(format!("--snat-ports {snat}: too few ports for {workers} workers (64 each at least)"));
+    }
+    Ok(())
+}
+
+/// The kernel's ephemeral port range, as this network namespace has it.
+fn ephemeral_ports() -> PortRange {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(ports::EPHEMERAL_DEFAULT)
 }
 
 fn main() -> ExitCode {
@@ -148,7 +166,7 @@ fn open_table(path: &std::path::Path, wait: Duration) -> Result<Reader, String> 
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    let snat_ports = parse_range(&cli.snat_ports)?;
+    let snat_ports = cli.snat_ports;
     let ifaces: Vec<String> = std::iter::once(cli.iface.clone()).chain(cli.backend_iface.clone()).collect();
     if ifaces.len() == 2 && ifaces[0] == ifaces[1] {
         return Err(format!(
@@ -253,28 +271,25 @@ fn run(cli: Cli) -> Result<(), String> {
 
     // Split the SNAT ports between workers: a FullNAT reply belongs to the worker whose share
     // holds its port.
-    let span = u32::from(snat_ports.1 - snat_ports.0) + 1;
-    if span / queues < 64 {
-        return Err(format!("--snat-ports {}: too few ports for {queues} workers", cli.snat_ports));
-    }
+    check_snat_ports(snat_ports, ephemeral_ports(), queues)?;
     let mailboxes = (queues > 1).then(|| Mailboxes::new(queues as usize, PARCELS));
     let mut handles = Vec::new();
     let mut links = Vec::new();
     for (q, per_queue) in sockets.into_iter().enumerate() {
-        let (lo, hi) = Sharding::snat_share(snat_ports, queues as usize, q);
+        let share = snat_ports.share(queues as usize, q).ok_or("fewer SNAT ports than workers")?;
         let l4 = L4Config {
             flow_capacity: cli.flows as usize,
-            snat_ports: (lo, hi),
+            snat_ports: share,
             seed: u64::from(std::process::id()) << 8 | q as u64,
             ..L4Config::default()
         };
-        let link = Arc::new(worker::Link {
+        let link = Arc::new(core_thread::Link {
             next_hops: ArrayQueue::new(2),
             tables: ArrayQueue::new(1),
             pending: ArrayQueue::new(64),
         });
         links.push(Arc::clone(&link));
-        let w = worker::Setup {
+        let w = core_thread::Setup {
             queue: q as u32,
             core: cores[q],
             sockets: per_queue,
@@ -288,7 +303,7 @@ fn run(cli: Cli) -> Result<(), String> {
         handles.push(
             std::thread::Builder::new()
                 .name(format!("sluice-w{q}"))
-                .spawn(move || worker::run(w))
+                .spawn(move || core_thread::run(w))
                 .map_err(|e| format!("starting worker {q}: {e}"))?,
         );
     }
@@ -329,11 +344,11 @@ fn supervise(
     cli: &Cli,
     reader: &mut Reader,
     steering: &mut [Steering],
-    links: &[Arc<worker::Link>],
+    links: &[Arc<core_thread::Link>],
     ifaces: &[String],
     ifindexes: &[u32],
     mac: [u8; 6],
-    snat_ports: (u16, u16),
+    snat_ports: PortRange,
     frame_size: u32,
     stop: &AtomicBool,
     handles: &[std::thread::JoinHandle<()>],
@@ -367,7 +382,7 @@ fn supervise(
             Refresh::Unchanged if !adopted_once => reader.generation(),
             Refresh::Unchanged => None,
         };
-        let changed = match take.and_then(|g| reader.payload().map(|p| (g, sluice_lb::image::decode(p)))) {
+        let changed = match take.and_then(|g| reader.payload().map(|p| (g, sluice_model::image::decode(p)))) {
             Some((g, Ok(t))) => {
                 table = Arc::new(t);
                 // To the workers first, then the steering: a frame the new steering sends them
@@ -386,7 +401,7 @@ fn supervise(
         };
         if changed {
             adopted_once = true;
-            let wanted = plan::steering(&table, snat_ports);
+            let wanted = steering::plan(&table, snat_ports);
             for st in steering.iter_mut() {
                 match st.sync(&wanted) {
                     Ok((added, removed)) if added + removed > 0 => {
@@ -399,14 +414,14 @@ fn supervise(
                     Err(e) => eprintln!("sluice-gateway: {e}"),
                 }
             }
-            let now_owned = plan::owned(&table);
+            let now_owned = steering::owned(&table);
             let fresh: Vec<Addr> = now_owned.difference(&owned).copied().collect();
             announce(&raw, mac, &fresh);
             if !fresh.is_empty() {
                 announce_again = Some(Instant::now() + Duration::from_secs(1));
             }
             owned = now_owned;
-            backends = plan::backend_addrs(&table);
+            backends = steering::backend_addrs(&table);
             if kernel.resolve(&hops, &backends) > 0 {
                 resolving_until = Some(Instant::now() + Duration::from_secs(1));
             }
@@ -479,8 +494,8 @@ fn supervise(
 fn announce(raw: &RawSender, mac: [u8; 6], addrs: &[Addr]) {
     for a in addrs {
         let r = match a.family() {
-            Family::V4 => raw.send(&sluice_lb::neigh::gratuitous_arp(a.v4(), mac)),
-            Family::V6 => raw.send(&sluice_lb::neigh::unsolicited_na(a.v6(), mac)),
+            Family::V4 => raw.send(&sluice_lb::vip::gratuitous_arp(a.v4(), mac)),
+            Family::V6 => raw.send(&sluice_lb::vip::unsolicited_na(a.v6(), mac)),
         };
         if let Err(e) = r {
             eprintln!("sluice-gateway: announcing {}: {e}", a.ip());

@@ -13,8 +13,9 @@
 //!
 //! Hot path: yes. No allocation after [`AffinityTable::new`].
 
-use crate::addr::Addr;
-use crate::hash;
+use sluice_model::addr::Addr;
+use sluice_model::hash;
+use sluice_model::ports::PortRange;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Entry {
@@ -109,9 +110,8 @@ pub const CURSORS: usize = 4096;
 impl SnatPorts {
     /// Ports from `lo..=hi` (this worker's own range: ranges of different workers must not overlap,
     /// so a reply's destination port names the worker that owns its flow).
-    pub fn new(lo: u16, hi: u16) -> SnatPorts {
-        let (lo, hi) = (lo.min(hi), lo.max(hi));
-        let span = u32::from(hi - lo) + 1;
+    pub fn new(range: PortRange) -> SnatPorts {
+        let (lo, span) = (range.lo(), range.len());
         // Each cursor is an offset in 0..span, so an allocation needs no division.
         let cursors =
             (0..CURSORS as u64).map(|i| hash::reduce(hash::words(0x736e_6174, &[i]), span)).collect();
@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn snat_walks_the_whole_range_before_repeating() {
-        let mut s = SnatPorts::new(20_000, 20_099);
+        let mut s = SnatPorts::new(PortRange::new(20_000, 20_099).unwrap());
         let mut seen = std::collections::HashSet::new();
         for _ in 0..100 {
             let p = s.next(42);

@@ -33,15 +33,17 @@
 
 use std::sync::Arc;
 
-use crate::addr::Addr;
 use crate::affinity::{AffinityTable, SnatPorts};
-use crate::drop::DropReason;
 use crate::flow::{Dir, Flow, FlowId, FlowKey, FlowState, FlowTable, Hint, Timeouts};
-use crate::hash;
 use crate::nat::{self, IcmpTranslation};
 use crate::packet::{self, Meta, Parsed};
 use crate::sched::{PickInput, SchedState};
-use crate::service::{BackendId, Generation, NatMode, Protocol, ServiceId, ServiceTable};
+use sluice_model::addr::Addr;
+use sluice_model::counters::{Counter, Counters};
+use sluice_model::drop::DropReason;
+use sluice_model::hash;
+use sluice_model::ports::{self, PortRange};
+use sluice_model::service::{BackendId, Generation, NatMode, Protocol, ServiceId, ServiceTable};
 use sluice_wire::ip_proto;
 use sluice_wire::tcp::flags;
 
@@ -65,9 +67,9 @@ pub struct Config {
     pub flow_capacity: usize,
     /// Affinity-table capacity (client, service) entries.
     pub affinity_capacity: usize,
-    /// This worker's SNAT source ports (must not overlap other workers' or the kernel's
-    /// ephemeral range on the SNAT addresses).
-    pub snat_ports: (u16, u16),
+    /// This worker's SNAT source ports (its share of the gateway's range: shares of different
+    /// workers do not overlap, so a reply's port names the worker that owns its flow).
+    pub snat_ports: PortRange,
     /// Flow timeouts.
     pub timeouts: Timeouts,
     /// Seed for table placement (random per worker in production).
@@ -81,7 +83,7 @@ impl Default for Config {
         Config {
             flow_capacity: 1 << 20,
             affinity_capacity: 1 << 16,
-            snat_ports: (10_000, 60_999),
+            snat_ports: ports::SNAT_DEFAULT,
             timeouts: Timeouts::default(),
             seed: 0x51_u64,
             sweep_budget: 16,
@@ -95,69 +97,6 @@ pub const SNAT_ATTEMPTS: usize = 32;
 /// After this many taken candidates, a new flow takes the tuple of the first one that never saw
 /// a reply instead of searching on (bounds a SYN flood's cost per packet).
 pub const SNAT_EARLY_DROP_AFTER: usize = 2;
-
-/// Per-worker counters of the L4 engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counters {
-    /// Frames rewritten and forwarded.
-    pub forwarded: u64,
-    /// Replies generated (ICMP echo).
-    pub bounced: u64,
-    /// Frames passed to the kernel.
-    pub passed: u64,
-    /// Flows created.
-    pub new_flows: u64,
-    /// TCP flows adopted mid-stream (consistent scheduler, DNAT).
-    pub adopted_flows: u64,
-    /// New flows sent to the backend a client was pinned to.
-    pub affinity_hits: u64,
-    /// Flows moved to a new generation's backend ids.
-    pub flows_revalidated: u64,
-    /// TCP flows kept on a backend that left its service.
-    pub flows_orphaned: u64,
-    /// ICMP echo requests answered.
-    pub icmp_echo_replies: u64,
-    /// ICMP errors translated for a tracked flow.
-    pub icmp_errors_translated: u64,
-    /// Table generations adopted.
-    pub table_changes: u64,
-    /// FullNAT tuples taken back from flows that never saw a reply, for a new flow.
-    pub snat_reclaimed: u64,
-    /// Drops, indexed by [`DropReason`] as `usize`.
-    pub drops: [u64; DropReason::COUNT],
-}
-
-impl Default for Counters {
-    fn default() -> Counters {
-        Counters {
-            forwarded: 0,
-            bounced: 0,
-            passed: 0,
-            new_flows: 0,
-            adopted_flows: 0,
-            affinity_hits: 0,
-            flows_revalidated: 0,
-            flows_orphaned: 0,
-            icmp_echo_replies: 0,
-            icmp_errors_translated: 0,
-            table_changes: 0,
-            snat_reclaimed: 0,
-            drops: [0; DropReason::COUNT],
-        }
-    }
-}
-
-impl Counters {
-    /// The count of one drop reason.
-    pub fn dropped(&self, r: DropReason) -> u64 {
-        self.drops[r as usize]
-    }
-
-    /// All drops.
-    pub fn dropped_total(&self) -> u64 {
-        self.drops.iter().sum()
-    }
-}
 
 /// A frame parsed and hashed, ready for [`L4::finish`]. Preparing a whole batch first lets the
 /// flow-table loads of different frames overlap.
@@ -266,7 +205,7 @@ impl L4 {
             table,
             flows: FlowTable::new(config.flow_capacity, config.seed),
             affinity: AffinityTable::new(config.affinity_capacity, config.seed ^ 0xaff1),
-            snat: SnatPorts::new(config.snat_ports.0, config.snat_ports.1),
+            snat: SnatPorts::new(config.snat_ports),
             timeouts: config.timeouts,
             sweep_budget: config.sweep_budget,
             counters: Counters::default(),
@@ -277,7 +216,7 @@ impl L4 {
     pub fn set_table(&mut self, table: Arc<ServiceTable>) {
         self.sched = SchedState::for_table(&table);
         self.table = table;
-        self.counters.table_changes += 1;
+        self.counters[Counter::TableChanges] += 1;
     }
 
     /// The table in use.
@@ -307,7 +246,7 @@ impl L4 {
 
     /// Counts `n` frames dropped for `r` (a ring that took only part of a batch).
     pub fn count_drops(&mut self, r: DropReason, n: usize) {
-        self.counters.drops[r as usize] += n as u64;
+        self.counters.add_drops(r, n as u64);
     }
 
     /// Housekeeping once per batch: expires a bounded number of flows.
@@ -361,7 +300,7 @@ impl L4 {
         p.service = Some(found);
         let Some(id) = found else { return };
         let svc = self.table.service(id);
-        if svc.scheduler != crate::service::Scheduler::Maglev || svc.affinity.is_some() {
+        if svc.scheduler != sluice_model::service::Scheduler::Maglev || svc.affinity.is_some() {
             return;
         }
         let tuple_hash = key.stable_hash();
@@ -392,10 +331,10 @@ impl L4 {
             },
         };
         match v {
-            Verdict::Forward(_) => self.counters.forwarded += 1,
-            Verdict::Bounce => self.counters.bounced += 1,
-            Verdict::Pass => self.counters.passed += 1,
-            Verdict::Drop(r) => self.counters.drops[r as usize] += 1,
+            Verdict::Forward(_) => self.counters[Counter::Forwarded] += 1,
+            Verdict::Bounce => self.counters[Counter::Bounced] += 1,
+            Verdict::Pass => self.counters[Counter::Passed] += 1,
+            Verdict::Drop(r) => self.counters.add_drops(r, 1),
         }
         v
     }
@@ -454,7 +393,7 @@ impl L4 {
                     if fl.counted {
                         self.sched.opened(b);
                     }
-                    self.counters.flows_revalidated += 1;
+                    self.counters[Counter::FlowsRevalidated] += 1;
                 }
                 None if m.proto == ip_proto::TCP => {
                     let fl = self.flows.flow_mut(id);
@@ -462,7 +401,7 @@ impl L4 {
                     fl.backend = BackendId::NONE;
                     fl.generation = generation;
                     fl.counted = false;
-                    self.counters.flows_orphaned += 1;
+                    self.counters[Counter::FlowsOrphaned] += 1;
                 }
                 None => {
                     let gone = self.flows.remove(id);
@@ -524,7 +463,7 @@ impl L4 {
             if f & flags::SYN != 0 && f & (flags::ACK | flags::RST) == 0 {
                 FlowState::SynSent
             } else if f & flags::RST == 0 && svc.scheduler.is_consistent() && svc.nat == NatMode::Dnat {
-                self.counters.adopted_flows += 1;
+                self.counters[Counter::AdoptedFlows] += 1;
                 FlowState::Established
             } else {
                 return Verdict::Drop(DropReason::NoFlowForSegment);
@@ -543,7 +482,7 @@ impl L4 {
                 && table.backend(b).eligible
             {
                 offset = Some((b.0 - svc.backends.start) as u16);
-                self.counters.affinity_hits += 1;
+                self.counters[Counter::AffinityHits] += 1;
             }
             if offset.is_none() {
                 // First choice by client address: the same on every worker and node.
@@ -600,7 +539,7 @@ impl L4 {
                     (None, Some((id, rev, hr))) => {
                         let gone = self.flows.remove(id);
                         release(&mut self.sched, table.generation(), &gone);
-                        self.counters.snat_reclaimed += 1;
+                        self.counters[Counter::SnatReclaimed] += 1;
                         (rev, hr)
                     }
                     (None, None) => return Verdict::Drop(DropReason::SnatExhausted),
@@ -621,14 +560,14 @@ impl L4 {
         let sched = &mut self.sched;
         self.flows.insert_hashed(flow, h, hr, now_ns, &mut |f| release(sched, generation, f));
         self.sched.opened(bid);
-        self.counters.new_flows += 1;
+        self.counters[Counter::NewFlows] += 1;
         nat::rewrite(frame, m, &rev.dst, rev.dport, &rev.src, rev.sport);
         Verdict::Forward(rev.src)
     }
 
     /// ICMP: echo to a service address, errors about tracked flows.
     fn icmp(&mut self, frame: &mut [u8], m: &Meta) -> Verdict {
-        let own = (m.family == crate::addr::Family::V4) == (m.proto == ip_proto::ICMP);
+        let own = (m.family == sluice_model::addr::Family::V4) == (m.proto == ip_proto::ICMP);
         if !own {
             return if self.table.is_vip(&m.dst) {
                 Verdict::Drop(DropReason::UnsupportedProtocol)
@@ -639,7 +578,7 @@ impl L4 {
         if nat::is_echo_request(frame, m) {
             if self.table.is_vip(&m.dst) {
                 nat::echo_reply(frame, m);
-                self.counters.icmp_echo_replies += 1;
+                self.counters[Counter::IcmpEchoReplies] += 1;
                 return Verdict::Bounce;
             }
             return Verdict::Pass;
@@ -684,7 +623,7 @@ impl L4 {
             },
         };
         nat::translate_icmp_error(frame, m, &q, &t);
-        self.counters.icmp_errors_translated += 1;
+        self.counters[Counter::IcmpErrorsTranslated] += 1;
         Verdict::Forward(t.dst)
     }
 }

@@ -9,7 +9,7 @@
 //! cache lines: at half load a set overflows rarely, and when it must evict it chooses among
 //! sixteen. (Katran's per-CPU LRU maps and conntrack's hash play the same role.)
 //!
-//! **Placement** hashes the key with a per-worker random seed ([`crate::hash::flow`]) so that
+//! **Placement** hashes the key with a per-worker random seed ([`sluice_model::hash::flow`]) so that
 //! nobody outside can aim a flood at one bucket.
 //!
 //! **State and expiry** follow Linux conntrack's TCP tracker in spirit (SYN, SYN-ACK,
@@ -30,9 +30,9 @@
 //!
 //! Hot path: yes. No allocation after [`FlowTable::new`].
 
-use crate::addr::Addr;
-use crate::hash;
-use crate::service::{BackendId, Generation, ServiceId};
+use sluice_model::addr::Addr;
+use sluice_model::hash;
+use sluice_model::service::{BackendId, Generation, ServiceId};
 use sluice_wire::tcp::flags;
 
 /// The 5-tuple of a packet as it appears on the wire (addresses of either family, 40 bytes).

@@ -9,8 +9,8 @@
 //!
 //! Hot path: yes.
 
-use crate::addr::{Addr, Family};
 use crate::packet::Meta;
+use sluice_model::addr::{Addr, Family};
 use sluice_wire::bytes::{read_u16 as rd16, read_u32 as rd32, write_u16 as wr16, write_u32 as wr32};
 use sluice_wire::checksum::{self, Delta};
 use sluice_wire::{icmp, ip_proto, ipv4, ipv6, tcp, udp};

@@ -6,8 +6,8 @@
 //!
 //! Hot path: yes.
 
-use crate::addr::{Addr, Family};
-use crate::drop::DropReason;
+use sluice_model::addr::{Addr, Family};
+use sluice_model::drop::DropReason;
 use sluice_wire::ethernet::{self, ethertype};
 use sluice_wire::{Error, arp, icmp, ip_proto, ipv4, ipv6, tcp, udp};
 

@@ -14,9 +14,9 @@
 //!
 //! Hot path: `pick` runs once per new flow; `rr`, `wrr`, `lc`, `sed`, `nq` are O(backends).
 
-use crate::addr::Addr;
-use crate::hash;
-use crate::service::{BackendId, Scheduler, Service, ServiceTable};
+use sluice_model::addr::Addr;
+use sluice_model::hash;
+use sluice_model::service::{BackendId, Scheduler, Service, ServiceTable};
 
 /// What a scheduler may look at.
 #[derive(Debug, Clone, Copy)]
@@ -125,7 +125,7 @@ impl SchedState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::*;
+    use sluice_model::service::*;
 
     fn table(sched: Scheduler, weights: &[u16]) -> ServiceTable {
         let backends = weights

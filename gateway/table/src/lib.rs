@@ -1,18 +1,23 @@
-//! The service table in shared memory: how the control process publishes a table generation
-//! and how gateway workers adopt it, without either ever waiting for the other.
+//! The shared-memory slot channel between the two processes: how control publishes a table
+//! generation and how the gateway adopts it, without either ever waiting for the other, and the
+//! stats region through which the gateway's workers publish their counters back.
 //!
 //! - [`protocol`]: the lock-free publication protocol (one Release store to publish, one Acquire
-//!   load per batch to check, slots reused only when no reader can see them), independent of
-//!   where its memory lives, so that loom can check it.
-//! - [`shm`]: the shared-memory file (mode 0600): control block, slots, the
-//!   [`shm::Publisher`] (control) and [`shm::Reader`] (one per worker), each validating what it
-//!   maps.
+//!   load to check for a new generation, slots reused only when no reader can still see them),
+//!   independent of where its memory lives, so that loom can check it.
+//! - [`shm`]: the shared-memory file (mode 0600): control block, slots, stats region, the
+//!   [`shm::Publisher`] (control) and the [`shm::Reader`], each validating what it maps.
 //!
-//! A slot's payload is opaque bytes with a checksum here; the encoding of services, backends,
-//! Maglev arrays and SNAT pools into it (positions as offsets, never pointers) is layered on top.
+//! Who reads: the gateway's main thread holds the one full reader; it checks for a new
+//! generation every few milliseconds, validates and decodes it once, and hands the decoded table
+//! to every worker. Each worker holds a stats-only reader record ([`shm::Reader::open_stats_only`]),
+//! which never adopts a generation and so never holds a slot back from the writer; it only
+//! publishes the worker's counters. Nothing here is on the per-packet path.
 //!
-//! Unsafe: yes, in [`shm`] only — the file is memory shared with other processes. Hot path:
-//! [`shm::Reader::refresh`] (one atomic load when nothing changed) and [`shm::Reader::payload`].
+//! A slot's payload is opaque bytes with a checksum here; what the bytes mean (the table image,
+//! positions as offsets, never pointers) is `sluice-model`'s `image`.
+//!
+//! Unsafe: yes, in [`shm`] only — the file is memory shared with other processes.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod protocol;
@@ -20,6 +25,9 @@ pub mod protocol;
 pub mod shm;
 
 pub use protocol::{PublishError, Refresh, Refusal};
+
+/// Where control publishes the table, and the gateway reads it, unless told otherwise.
+pub const DEFAULT_PATH: &str = "/dev/shm/sluice-table";
 
 #[cfg(all(test, loom))]
 mod loom_model;

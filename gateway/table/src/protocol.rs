@@ -41,7 +41,7 @@ pub const MAX_READERS: usize = 64;
 #[cfg(loom)]
 pub const MAX_READERS: usize = 2;
 
-/// Counters per reader in the stats region (a gateway worker's counters; see `sluice_lb::stats`).
+/// Counters per reader in the stats region (a gateway worker's counters; see `sluice_model::counters`).
 #[cfg(not(loom))]
 pub const STATS_PER_READER: usize = 64;
 /// Counters per reader in the stats region.

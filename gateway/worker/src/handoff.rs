@@ -32,7 +32,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_queue::ArrayQueue;
-use sluice_lb::Addr;
+use sluice_model::Addr;
+use sluice_model::ports::PortRange;
 
 /// The largest frame a parcel carries (an AF_XDP frame is at most 4096 bytes).
 pub const PARCEL_BYTES: usize = 4096;
@@ -160,20 +161,12 @@ pub struct Sharding {
     pub me: usize,
     /// Every worker's mailbox.
     pub mailboxes: Arc<Mailboxes>,
-    /// The whole SNAT port range, split in equal shares in worker order (the last takes the
-    /// remainder), as the gateway splits it.
-    pub snat_ports: (u16, u16),
+    /// The whole SNAT port range, split in equal shares in worker order
+    /// ([`PortRange::share`]), as the gateway splits it.
+    pub snat_ports: PortRange,
 }
 
 impl Sharding {
-    /// The share of the SNAT port range of worker `i` of `workers`.
-    pub fn snat_share(range: (u16, u16), workers: usize, i: usize) -> (u16, u16) {
-        let per = share_size(range, workers);
-        let lo = u32::from(range.0) + i as u32 * per;
-        let hi = if i + 1 >= workers { u32::from(range.1) } else { lo + per - 1 };
-        (lo as u16, hi as u16)
-    }
-
     /// The worker that owns a TCP/UDP frame from `src` to `dst:dport`, given whether the
     /// destination is a frontend of the table.
     #[inline]
@@ -185,19 +178,11 @@ impl Sharding {
         if to_frontend {
             return by_address(src, workers);
         }
-        let (lo, hi) = self.snat_ports;
-        if (lo..=hi).contains(&dport) {
-            let per = share_size(self.snat_ports, workers);
-            return ((u32::from(dport - lo) / per) as usize).min(workers - 1);
+        if self.snat_ports.contains(dport) {
+            return self.snat_ports.share_of(workers, dport);
         }
         by_address(dst, workers)
     }
-}
-
-/// Ports in each worker's share of `range` (the last share also takes the remainder).
-#[inline]
-fn share_size(range: (u16, u16), workers: usize) -> u32 {
-    ((u32::from(range.1 - range.0) + 1) / workers.max(1) as u32).max(1)
 }
 
 /// A worker by a hash of an address (the same in every worker and every run).
@@ -216,14 +201,13 @@ mod tests {
     #[test]
     fn shares_cover_the_range_and_owners_match_them() {
         let boxes = Mailboxes::new(3, 4);
-        let range = (10_000, 29_999);
+        let range = sluice_model::ports::SNAT_DEFAULT;
         let s = Sharding { me: 0, mailboxes: boxes, snat_ports: range };
-        let shares: Vec<_> = (0..3).map(|i| Sharding::snat_share(range, 3, i)).collect();
-        assert_eq!(shares[0].0, 10_000);
-        assert_eq!(shares[2].1, 29_999);
+        let shares: Vec<_> = (0..3).map(|i| range.share(3, i).unwrap()).collect();
         let vip = Addr::from_v4([198, 18, 1, 254]);
-        for (i, (lo, hi)) in shares.iter().enumerate() {
-            for port in [*lo, *hi, lo + (hi - lo) / 2] {
+        for (i, r) in shares.iter().enumerate() {
+            let (lo, hi) = (r.lo(), r.hi());
+            for port in [lo, hi, lo + (hi - lo) / 2] {
                 assert_eq!(s.owner(&Addr::from_v4([198, 18, 1, 2]), &vip, port, false), i);
             }
         }

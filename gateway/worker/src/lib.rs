@@ -1,12 +1,10 @@
 //! Sluice's run-to-completion worker: receive a batch, run each frame through parse → classify →
-//! L4 → verdict, transmit the batch. One worker per pinned core; it owns its [`Port`] (an AF_XDP
-//! socket in production, [`mem::MemPort`] in tests and benchmarks), its L4 engine (flows,
+//! L4 → verdict, transmit the batch. One worker per pinned core; it owns its ports (AF_XDP
+//! sockets in production, `sluice_port::MemPort` in tests and benchmarks), its L4 engine (flows,
 //! schedulers, affinity) and its counters, and shares nothing writable with other workers.
 //!
-//! - [`port`]: the `Port` abstraction (receive a batch, transmit a batch, hand a frame to the
-//!   kernel, recycle) and frame descriptors.
-//! - [`mem`]: an in-memory port over one preallocated buffer.
-//! - [`nexthop`]: next-hop MAC resolution from routes and neighbours (filled off the hot path).
+//! - [`nexthop`]: the next-hop neighbour cache: destination → MAC and port, from routes and
+//!   neighbours (filled off the hot path).
 //! - [`worker`]: the batch loop and counters, over one port or two (two-armed).
 //! - [`handoff`]: which worker owns a frame, and the lock-free mailboxes that carry frames to it.
 //!
@@ -15,10 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod handoff;
-pub mod mem;
 pub mod nexthop;
-pub mod port;
 pub mod worker;
 
-pub use port::{Desc, Port};
-pub use worker::{BATCH, Worker, WorkerConfig, WorkerCounters};
+pub use worker::{BATCH, Worker, WorkerConfig};

@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use sluice_lb::Addr;
-use sluice_lb::service::IndexHasher;
+use sluice_model::Addr;
+use sluice_model::service::IndexHasher;
 use sluice_wire::ethernet::Mac;
 
 /// A route: destinations in `prefix/len` go to `via` (or directly, when `via` is `None`).
@@ -33,8 +33,8 @@ impl Route {
             return false;
         }
         let (start, width) = match dst.family() {
-            sluice_lb::Family::V4 => (12usize, 32u32),
-            sluice_lb::Family::V6 => (0usize, 128u32),
+            sluice_model::Family::V4 => (12usize, 32u32),
+            sluice_model::Family::V6 => (0usize, 128u32),
         };
         let len = u32::from(self.len).min(width) as usize;
         let (full, rem) = (len / 8, len % 8);

@@ -18,13 +18,14 @@
 use std::sync::Arc;
 
 use sluice_lb::engine::{Config as L4Config, L4, Prepared, Verdict};
-use sluice_lb::service::ServiceTable;
-use sluice_lb::{Addr, Counters, DropReason};
+use sluice_model::counters::{self, Counter, Counters};
+use sluice_model::service::ServiceTable;
+use sluice_model::{Addr, DropReason};
+use sluice_port::{Desc, Port};
 use sluice_wire::ethernet::{self, Mac};
 
 use crate::handoff::Sharding;
 use crate::nexthop::NextHops;
-use crate::port::{Desc, Port};
 
 /// The most ports one worker serves.
 pub const MAX_PORTS: usize = 2;
@@ -48,41 +49,14 @@ pub struct WorkerConfig {
     pub l4: L4Config,
 }
 
-/// Counters of the worker's own I/O (the L4 engine's are in [`Worker::l4_counters`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WorkerCounters {
-    /// Batches with at least one frame.
-    pub batches: u64,
-    /// Frames received.
-    pub rx_frames: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Frames transmitted.
-    pub tx_frames: u64,
-    /// Frames handed to the kernel.
-    pub kernel_frames: u64,
-    /// ARP requests and neighbour solicitations for a VIP answered.
-    pub neighbor_replies: u64,
-    /// Frames held while their next hop was resolved.
-    pub parked: u64,
-    /// Frames handed to the worker that owns their flow.
-    pub handed_off: u64,
-    /// Frames other workers handed to this one.
-    pub handed_in: u64,
-    /// Frames copied to leave through another port than the one they arrived on.
-    pub port_copies: u64,
-    /// Times a poll took nothing from a port's receive ring because a transmit ring was full
-    /// (frames handed over by other workers wait in the mailbox the same way, uncounted).
-    pub tx_waits: u64,
-}
-
 /// One worker. See the module documentation.
 pub struct Worker {
     l4: L4,
     next_hops: NextHops,
     /// Each port's MAC address.
     macs: [Mac; MAX_PORTS],
-    counters: WorkerCounters,
+    /// The worker's own counters (its engine keeps its own: [`Worker::counters`] sums them).
+    counters: Counters,
     sharding: Option<Sharding>,
     rx: [Desc; BATCH],
     prepared: [Prepared; BATCH],
@@ -111,7 +85,7 @@ impl Worker {
             l4: L4::new(&config.l4, table),
             next_hops,
             macs: [config.mac; MAX_PORTS],
-            counters: WorkerCounters::default(),
+            counters: Counters::default(),
             sharding: None,
             rx: [Desc::default(); BATCH],
             prepared: [Prepared::default(); BATCH],
@@ -154,14 +128,11 @@ impl Worker {
         &self.l4
     }
 
-    /// The L4 engine's counters, drops included.
-    pub fn l4_counters(&self) -> &Counters {
-        self.l4.counters()
-    }
-
-    /// The worker's I/O counters.
-    pub fn counters(&self) -> &WorkerCounters {
-        &self.counters
+    /// Everything the worker has counted: its own I/O and drops, and its engine's.
+    pub fn counters(&self) -> Counters {
+        let mut all = self.counters.clone();
+        all.merge(self.l4.counters());
+        all
     }
 
     /// Frames waiting for their next hop's MAC address.
@@ -176,8 +147,8 @@ impl Worker {
             let n = std::mem::take(&mut self.ntx[p]);
             if n > 0 {
                 let sent = port.send(&self.tx[p][..n]);
-                self.counters.tx_frames += sent as u64;
-                self.l4.count_drops(DropReason::TxRingFull, n - sent);
+                self.counters[Counter::TxFrames] += sent as u64;
+                self.counters.add_drops(DropReason::TxRingFull, (n - sent) as u64);
                 port.release(&self.tx[p][sent..n]);
             }
         }
@@ -198,7 +169,7 @@ impl Worker {
         }
         let mut fresh = [Desc::default()];
         if ports[out].alloc(&mut fresh) == 0 {
-            self.l4.count_drop(DropReason::NoFrame);
+            self.counters.add_drops(DropReason::NoFrame, 1);
             return false;
         }
         let mut copy = fresh[0];
@@ -213,7 +184,7 @@ impl Worker {
         eth.set_src(self.macs[out]);
         self.tx[out][self.ntx[out]] = copy;
         self.ntx[out] += 1;
-        self.counters.port_copies += 1;
+        self.counters[Counter::PortCopies] += 1;
         false
     }
 
@@ -229,7 +200,7 @@ impl Worker {
                     ports[from].release(&[d]);
                 }
             } else if now_ns >= deadline {
-                self.l4.count_drop(DropReason::NeighborUnresolved);
+                self.counters.add_drops(DropReason::NeighborUnresolved, 1);
                 ports[from].release(&[d]);
             } else {
                 self.parked[keep] = self.parked[i];
@@ -265,13 +236,13 @@ impl Worker {
             // transmit ring is work for nothing (in the receive ring it costs nothing).
             let room = tx_room(ports);
             if room == 0 {
-                self.counters.tx_waits += 1;
+                self.counters[Counter::TxWaits] += 1;
                 continue;
             }
             let n = ports[p].recv(&mut self.rx[..room]);
             if n > 0 {
                 total += n;
-                self.counters.rx_frames += n as u64;
+                self.counters[Counter::RxFrames] += n as u64;
                 self.run_batch(ports, p, n, now_ns, true);
             }
         }
@@ -298,7 +269,7 @@ impl Worker {
             let p = usize::from(parcel.port).min(nports - 1);
             let mut fresh = [Desc::default()];
             if ports[p].alloc(&mut fresh) == 0 {
-                self.l4.count_drop(DropReason::NoFrame);
+                self.counters.add_drops(DropReason::NoFrame, 1);
             } else {
                 let mut d = fresh[0];
                 let len = usize::from(parcel.len).min(d.len as usize);
@@ -313,7 +284,7 @@ impl Worker {
         for (p, &n) in counts.iter().enumerate().take(nports) {
             if n > 0 {
                 self.rx[..n].copy_from_slice(&self.mail[p][..n]);
-                self.counters.handed_in += n as u64;
+                self.counters[Counter::HandedIn] += n as u64;
                 self.run_batch(ports, p, n, now_ns, false);
             }
         }
@@ -329,7 +300,7 @@ impl Worker {
         now_ns: u64,
         may_hand_off: bool,
     ) {
-        self.counters.batches += 1;
+        self.counters[Counter::Batches] += 1;
         // The frames were written by the kernel, often on another core: read every frame's
         // first line before parsing any, so that their cache misses overlap instead of stalling
         // each parse in turn. Loads, not prefetch hints: a burst of 64 hints overflows the
@@ -342,7 +313,7 @@ impl Worker {
         std::hint::black_box(first);
         for i in 0..n {
             let d = self.rx[i];
-            self.counters.rx_bytes += u64::from(d.len);
+            self.counters[Counter::RxBytes] += u64::from(d.len);
             self.prepared[i] = self.l4.prepare(ports[p].frame(&d));
         }
         if may_hand_off && self.sharding.is_some() {
@@ -366,10 +337,10 @@ impl Worker {
                     None if self.nparked < PARKED => {
                         self.parked[self.nparked] = (d, p as u8, next, now_ns + PARK_NS);
                         self.nparked += 1;
-                        self.counters.parked += 1;
+                        self.counters[Counter::Parked] += 1;
                     }
                     None => {
-                        self.l4.count_drop(DropReason::NeighborUnresolved);
+                        self.counters.add_drops(DropReason::NeighborUnresolved, 1);
                         self.dropped[nd] = d;
                         nd += 1;
                     }
@@ -383,7 +354,7 @@ impl Worker {
                 }
                 Verdict::Pass => {
                     let answered = match self.prepared[i].parsed() {
-                        Ok(parsed) => sluice_lb::neigh::answer(frame, parsed, self.l4.table(), self.macs[p]),
+                        Ok(parsed) => sluice_lb::vip::answer(frame, parsed, self.l4.table(), self.macs[p]),
                         Err(_) => None,
                     };
                     if let Some((asker, asker_mac)) = answered {
@@ -391,7 +362,7 @@ impl Worker {
                             // Who asks for a VIP is about to send to it: learn where the replies go.
                             self.next_hops.learn_on(p as u8, asker, asker_mac);
                         }
-                        self.counters.neighbor_replies += 1;
+                        self.counters[Counter::NeighborReplies] += 1;
                         self.tx[p][self.ntx[p]] = d;
                         self.ntx[p] += 1;
                     } else {
@@ -408,8 +379,8 @@ impl Worker {
         self.transmit(ports);
         if nk > 0 {
             let taken = ports[p].to_kernel(&self.kernel[..nk]);
-            self.counters.kernel_frames += taken as u64;
-            self.l4.count_drops(DropReason::KernelPathFull, nk - taken);
+            self.counters[Counter::KernelFrames] += taken as u64;
+            self.counters.add_drops(DropReason::KernelPathFull, (nk - taken) as u64);
             ports[p].release(&self.kernel[taken..nk]);
         }
         if nd > 0 {
@@ -431,9 +402,9 @@ impl Worker {
                     if m.proto == sluice_wire::ip_proto::TCP || m.proto == sluice_wire::ip_proto::UDP =>
                 {
                     let proto = if m.proto == sluice_wire::ip_proto::TCP {
-                        sluice_lb::service::Protocol::Tcp
+                        sluice_model::service::Protocol::Tcp
                     } else {
-                        sluice_lb::service::Protocol::Udp
+                        sluice_model::service::Protocol::Udp
                     };
                     let to_frontend = table.lookup(&m.dst, m.dport, proto).is_some();
                     sharding.owner(&m.src, &m.dst, m.dport, to_frontend)
@@ -448,7 +419,7 @@ impl Worker {
             }
             let d = self.rx[i];
             if sharding.mailboxes.send(owner, p as u8, ports[p].frame(&d)) {
-                self.counters.handed_off += 1;
+                self.counters[Counter::HandedOff] += 1;
                 rung |= 1 << (owner % 64);
             } else {
                 full += 1;
@@ -460,40 +431,16 @@ impl Worker {
             sharding.mailboxes.ring(rung.trailing_zeros() as usize);
             rung &= rung - 1;
         }
-        self.l4.count_drops(DropReason::HandoffFull, full);
+        self.counters.add_drops(DropReason::HandoffFull, full as u64);
         if nd > 0 {
             ports[p].release(&self.dropped[..nd]);
         }
         kept
     }
 
-    /// All counters in the order of [`sluice_lb::stats`], for the table file's stats region.
-    pub fn export_stats(&self) -> [u64; sluice_lb::stats::LEN] {
-        let w = &self.counters;
-        let mut out = [0u64; sluice_lb::stats::LEN];
-        sluice_lb::stats::export(
-            [
-                w.rx_frames,
-                w.rx_bytes,
-                w.tx_frames,
-                w.kernel_frames,
-                w.batches,
-                w.neighbor_replies,
-                w.parked,
-                0,
-                0,
-                0,
-                0,
-                0,
-                w.handed_off,
-                w.handed_in,
-                w.port_copies,
-                w.tx_waits,
-            ],
-            self.l4.counters(),
-            &mut out,
-        );
-        out
+    /// [`Worker::counters`] as the worker publishes them to the table file's stats region.
+    pub fn export_stats(&self) -> [u64; counters::LEN] {
+        self.counters().export()
     }
 
     /// Where the worker would send a packet for `dst` (diagnostics).

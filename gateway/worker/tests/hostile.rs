@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
+use sluice_model::Counter;
 
 fn seeds() -> Vec<Vec<u8>> {
     vec![
@@ -17,11 +18,11 @@ fn seeds() -> Vec<Vec<u8>> {
 }
 
 fn check_accounting(h: &Harness) {
-    let w = h.worker.counters();
-    let c = h.worker.l4_counters();
+    let c = h.worker.counters();
     // Every frame is sent, handed over, dropped with a reason, or still held for its next hop.
     let held = h.worker.parked() as u64;
-    assert_eq!(w.rx_frames, w.tx_frames + w.kernel_frames + c.dropped_total() + held, "{w:?} {c:?}");
+    let out = c[Counter::TxFrames] + c[Counter::KernelFrames] + c.dropped_total() + held;
+    assert_eq!(c[Counter::RxFrames], out, "{c:?}");
 }
 
 proptest! {

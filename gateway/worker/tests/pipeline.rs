@@ -10,8 +10,8 @@ mod common;
 
 use common::*;
 use etherparse::{Icmpv4Type, Icmpv6Type, PacketBuilder, icmpv4, icmpv6};
-use sluice_lb::DropReason;
-use sluice_lb::service::*;
+use sluice_model::service::*;
+use sluice_model::{Counter, DropReason, PortRange};
 
 #[derive(Debug, Default, Clone)]
 struct Ctx {
@@ -200,8 +200,8 @@ fn fullnat_tcp_to_vip_both_directions() {
         ],
     );
     assert_ne!(ctx.port, 0);
-    let c = h.worker.l4_counters();
-    assert_eq!((c.new_flows, c.forwarded, c.dropped_total()), (1, 7, 0));
+    let c = h.worker.counters();
+    assert_eq!((c[Counter::NewFlows], c[Counter::Forwarded], c.dropped_total()), (1, 7, 0));
     let flows = h.worker.l4().flows();
     let mut states = Vec::new();
     flows.for_each(|_, f| states.push(f.state));
@@ -231,7 +231,7 @@ fn fullnat_udp_to_vip_both_directions() {
             ),
         ],
     );
-    assert_eq!(h.worker.l4_counters().new_flows, 1);
+    assert_eq!(h.worker.counters()[Counter::NewFlows], 1);
 }
 
 #[test]
@@ -378,7 +378,7 @@ fn dnat_keeps_the_client_address_and_adopts_mid_stream_flows() {
             ),
         ],
     );
-    assert_eq!(h.worker.l4_counters().adopted_flows, 1);
+    assert_eq!(h.worker.counters()[Counter::AdoptedFlows], 1);
 }
 
 #[test]
@@ -514,7 +514,7 @@ fn icmp_echo_to_a_vip_is_answered_and_others_are_the_kernels() {
             ),
         ],
     );
-    assert_eq!(h.worker.l4_counters().icmp_echo_replies, 2);
+    assert_eq!(h.worker.counters()[Counter::IcmpEchoReplies], 2);
 }
 
 fn icmp4(
@@ -661,7 +661,7 @@ fn icmp_errors_about_a_flow_are_translated_both_ways() {
             ),
         ],
     );
-    assert_eq!(h.worker.l4_counters().icmp_errors_translated, 3);
+    assert_eq!(h.worker.counters()[Counter::IcmpErrorsTranslated], 3);
 }
 
 #[test]
@@ -778,7 +778,7 @@ fn session_affinity_client_ip_holds_until_the_timeout() {
         first,
         "after the timeout, a fresh choice"
     );
-    assert!(h.worker.l4_counters().affinity_hits >= 20);
+    assert!(h.worker.counters()[Counter::AffinityHits] >= 20);
 }
 
 #[test]
@@ -837,8 +837,8 @@ fn a_selector_switch_moves_new_flows_and_established_ones_finish() {
     for p in 6000..6040u16 {
         assert_ne!(backend_of(&syn_to(&mut h, CLIENT, p, VIP)), 1, "new flows go to green");
     }
-    let c = h.worker.l4_counters();
-    assert_eq!(c.flows_orphaned, 20);
+    let c = h.worker.counters();
+    assert_eq!(c[Counter::FlowsOrphaned], 20);
     assert_eq!(c.dropped_total(), 0);
 }
 
@@ -884,7 +884,7 @@ fn a_removed_backend_affects_only_its_own_flows_and_udp_moves_on() {
 #[test]
 fn snat_never_reuses_a_tuple_a_backend_may_hold_in_time_wait() {
     let mut cfg = worker_config();
-    cfg.l4.snat_ports = (SNAT_LO, SNAT_LO + 49);
+    cfg.l4.snat_ports = PortRange::new(SNAT_LO, SNAT_LO + 49).unwrap();
     let mut h = Harness {
         worker: sluice_worker::Worker::new(&cfg, table(1, standard_services()), next_hops()),
         ..Harness::standard()
@@ -1005,7 +1005,7 @@ fn refusals_and_passes() {
     u.advance_s(2);
     u.worker.poll(&mut u.port, u.now_ns);
     assert_eq!(u.worker.parked(), 0);
-    assert_eq!(u.worker.l4_counters().dropped(DropReason::NeighborUnresolved), 1);
+    assert_eq!(u.worker.counters().dropped(DropReason::NeighborUnresolved), 1);
     assert_eq!(u.port.free_frames(), 256, "every frame is back in the pool");
     // A full transmit ring: the frame is not taken in (no work done on a frame that could not
     // leave, nothing dropped); it goes out once the ring has room.
@@ -1013,8 +1013,8 @@ fn refusals_and_passes() {
     assert!(h.port.inject(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, 3, VIP, 80, 64, SYN, b"")));
     assert_eq!(h.worker.poll(&mut h.port, h.now_ns), 0);
     assert_eq!(h.port.rx_pending(), 1, "left in the receive ring");
-    assert_eq!(h.worker.counters().tx_waits, 1);
-    assert_eq!(h.worker.l4_counters().dropped(DropReason::TxRingFull), 0);
+    assert_eq!(h.worker.counters()[Counter::TxWaits], 1);
+    assert_eq!(h.worker.counters().dropped(DropReason::TxRingFull), 0);
     // Room for two: of five waiting frames two are taken, the rest wait.
     h.port.set_tx_capacity(2);
     for p in 4..8 {
@@ -1025,7 +1025,7 @@ fn refusals_and_passes() {
     h.port.set_tx_capacity(usize::MAX);
     assert_eq!(h.worker.poll(&mut h.port, h.now_ns), 3);
     assert_eq!(h.port.tx_pending(), 5);
-    assert_eq!(h.worker.l4_counters().dropped(DropReason::TxRingFull), 0);
+    assert_eq!(h.worker.counters().dropped(DropReason::TxRingFull), 0);
 }
 
 #[test]
@@ -1209,15 +1209,15 @@ fn malformed_input_is_dropped_and_counted() {
             ),
         ],
     );
-    let c = h.worker.l4_counters();
-    assert_eq!(c.forwarded + c.passed, 0);
-    assert_eq!(c.dropped_total(), h.worker.counters().rx_frames);
+    let c = h.worker.counters();
+    assert_eq!(c[Counter::Forwarded] + c[Counter::Passed], 0);
+    assert_eq!(c.dropped_total(), c[Counter::RxFrames]);
 }
 
 #[test]
 fn a_syn_flood_cannot_lock_real_clients_out_of_the_snat_ports() {
     let mut cfg = worker_config();
-    cfg.l4.snat_ports = (SNAT_LO, SNAT_LO + 49);
+    cfg.l4.snat_ports = PortRange::new(SNAT_LO, SNAT_LO + 49).unwrap();
     let mut h = Harness {
         worker: sluice_worker::Worker::new(&cfg, table(1, standard_services()), next_hops()),
         ..Harness::standard()
@@ -1242,7 +1242,7 @@ fn a_syn_flood_cannot_lock_real_clients_out_of_the_snat_ports() {
         let o = h.send(&tcp4(CLIENT_MAC, GW_MAC, flooder, 10_000 + i, VIP_ONE, 80, 64, SYN, b""));
         assert!(matches!(o, Outcome::Tx(_)), "flood SYN {i}: {o:?}");
     }
-    assert!(h.worker.l4_counters().snat_reclaimed > 0);
+    assert!(h.worker.counters()[Counter::SnatReclaimed] > 0);
     // A real client still gets in, and the established connections kept their tuples.
     assert!(matches!(syn_to(&mut h, [198, 18, 2, 7], 5555, VIP_ONE), Outcome::Tx(_)));
     for (p, snat) in established {

@@ -1,5 +1,5 @@
 //! The contract between control and the gateway, end to end without root: a table is encoded
-//! (`sluice_lb::image`), published through the shared-memory file (`sluice_table`), adopted by a
+//! (`sluice_model::image`), published through the shared-memory file (`sluice_table`), adopted by a
 //! reader, decoded and installed in a worker, which forwards with it; a new generation moves new
 //! flows and keeps established ones; an invalid image is refused and the last good table stays.
 
@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use sluice_lb::image;
-use sluice_lb::service::*;
+use sluice_model::image;
+use sluice_model::service::*;
 use sluice_table::{Geometry, Publisher, Reader, Refresh};
 
 struct TempPath(std::path::PathBuf);

@@ -6,9 +6,10 @@
 mod common;
 
 use common::*;
-use sluice_lb::DropReason;
+use sluice_model::Counter;
+use sluice_model::DropReason;
+use sluice_port::mem::MemPort;
 use sluice_worker::handoff::{Mailboxes, Sharding};
-use sluice_worker::mem::MemPort;
 use sluice_worker::nexthop::{NextHops, Route};
 use sluice_worker::{Worker, WorkerConfig};
 
@@ -19,14 +20,13 @@ fn pair() -> (Vec<Worker>, Vec<MemPort>) {
     let boxes = Mailboxes::new(2, 64);
     let workers = (0..2)
         .map(|i| {
-            let (lo, hi) = Sharding::snat_share((SNAT_LO, SNAT_HI), 2, i);
             let mut cfg = worker_config();
-            cfg.l4.snat_ports = (lo, hi);
+            cfg.l4.snat_ports = snat_range().share(2, i).unwrap();
             cfg.l4.seed = 0x1234 + i as u64;
             Worker::new(&cfg, table(1, standard_services()), next_hops()).with_sharding(Sharding {
                 me: i,
                 mailboxes: boxes.clone(),
-                snat_ports: (SNAT_LO, SNAT_HI),
+                snat_ports: snat_range(),
             })
         })
         .collect();
@@ -49,7 +49,7 @@ fn settle(workers: &mut [Worker], ports: &mut [MemPort]) -> Vec<(usize, Vec<u8>)
 }
 
 fn sharding_of(w: usize) -> Sharding {
-    Sharding { me: w, mailboxes: Mailboxes::new(2, 1), snat_ports: (SNAT_LO, SNAT_HI) }
+    Sharding { me: w, mailboxes: Mailboxes::new(2, 1), snat_ports: snat_range() }
 }
 
 /// A client address whose frames to VIP:80 worker 1 owns, its MAC known to every worker.
@@ -77,12 +77,12 @@ fn replies_on_the_wrong_queue_reach_the_worker_that_owns_the_flow() {
     assert_eq!(sent.len(), 1, "{sent:?}");
     let (by, to_backend) = &sent[0];
     assert_eq!(*by, owner, "the owner sends it");
-    assert_eq!(workers[wrong].counters().handed_off, 1);
-    assert_eq!(workers[owner].counters().handed_in, 1);
+    assert_eq!(workers[wrong].counters()[Counter::HandedOff], 1);
+    assert_eq!(workers[owner].counters()[Counter::HandedIn], 1);
     let backend = dst4(to_backend);
     let snat_port = l4_src_port(to_backend);
-    let (lo, hi) = Sharding::snat_share((SNAT_LO, SNAT_HI), 2, owner);
-    assert!((lo..=hi).contains(&snat_port), "{snat_port} from the owner's share");
+    let share = snat_range().share(2, owner).unwrap();
+    assert!(share.contains(snat_port), "{snat_port} from the owner's share {share}");
 
     // The backend's SYN-ACK comes back on the other queue: handed over by SNAT port, translated
     // back to the client by the owner.
@@ -94,10 +94,10 @@ fn replies_on_the_wrong_queue_reach_the_worker_that_owns_the_flow() {
     assert_eq!(*by, owner);
     assert_eq!(dst4(to_client), client);
     assert_eq!(&to_client[0..6], &CLIENT_MAC[..]);
-    assert_eq!(workers[wrong].counters().handed_off, 2);
+    assert_eq!(workers[wrong].counters()[Counter::HandedOff], 2);
     // Nothing was dropped for lack of a flow on either side.
     for w in &workers {
-        assert_eq!(w.l4_counters().dropped(DropReason::NoFlowForSegment), 0);
+        assert_eq!(w.counters().dropped(DropReason::NoFlowForSegment), 0);
     }
 }
 
@@ -108,14 +108,14 @@ fn a_handed_over_frame_waits_in_the_mailbox_while_its_owner_cannot_send() {
     ports[1].set_tx_capacity(0);
     ports[0].inject(&tcp4(CLIENT_MAC, GW_MAC, client, 40_000, VIP, 80, 64, SYN, b""));
     assert!(settle(&mut workers, &mut ports).is_empty());
-    assert_eq!(workers[0].counters().handed_off, 1);
-    assert_eq!(workers[1].counters().handed_in, 0, "not taken in while it could not be sent");
+    assert_eq!(workers[0].counters()[Counter::HandedOff], 1);
+    assert_eq!(workers[1].counters()[Counter::HandedIn], 0, "not taken in while it could not be sent");
     ports[1].set_tx_capacity(usize::MAX);
     let sent = settle(&mut workers, &mut ports);
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].0, 1, "sent by its owner once it could");
     for w in &workers {
-        assert_eq!(w.l4_counters().dropped(DropReason::TxRingFull), 0);
+        assert_eq!(w.counters().dropped(DropReason::TxRingFull), 0);
     }
 }
 
@@ -135,7 +135,7 @@ fn dnat_replies_follow_the_client_and_frames_stay_home_when_owned() {
     let sent = settle(&mut workers, &mut ports);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].0, 0);
-    assert_eq!(workers[0].counters().handed_off, 0);
+    assert_eq!(workers[0].counters()[Counter::HandedOff], 0);
     let backend = dst4(&sent[0].1);
     // The DNAT reply (backend → client) arrives on worker 1's queue: handed to worker 0, which
     // holds the flow and restores the VIP as source.
@@ -145,7 +145,7 @@ fn dnat_replies_follow_the_client_and_frames_stay_home_when_owned() {
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].0, 0);
     assert_eq!(&sent[0].1[26..30], &VIP_DNAT[..], "the reply comes from the VIP");
-    assert_eq!(workers[1].counters().handed_off, 1);
+    assert_eq!(workers[1].counters()[Counter::HandedOff], 1);
 }
 
 #[test]
@@ -154,7 +154,7 @@ fn a_full_mailbox_drops_and_counts() {
     let mk =
         |i: usize| {
             Worker::new(&worker_config(), table(1, standard_services()), next_hops())
-                .with_sharding(Sharding { me: i, mailboxes: boxes.clone(), snat_ports: (SNAT_LO, SNAT_HI) })
+                .with_sharding(Sharding { me: i, mailboxes: boxes.clone(), snat_ports: snat_range() })
         };
     let mut w0 = mk(0);
     let mut port = MemPort::new(64, 2048);
@@ -168,8 +168,8 @@ fn a_full_mailbox_drops_and_counts() {
         port.inject(&tcp4(CLIENT_MAC, GW_MAC, *c, 40_000, VIP, 80, 64, SYN, b""));
     }
     w0.poll(&mut port, NOW);
-    assert_eq!(w0.counters().handed_off, 1, "one parcel");
-    assert_eq!(w0.l4_counters().dropped(DropReason::HandoffFull), 1);
+    assert_eq!(w0.counters()[Counter::HandedOff], 1, "one parcel");
+    assert_eq!(w0.counters().dropped(DropReason::HandoffFull), 1);
     assert_eq!(port.free_frames(), 64, "both frames given back");
 }
 
@@ -197,7 +197,7 @@ fn a_two_armed_worker_sends_each_way_through_its_own_port() {
     assert_eq!(&f[0..6], &backend_mac(backend[3])[..]);
     assert!(f.ends_with(b"hello"));
     assert_eq!(ports[0].free_frames(), 64, "the client-side frame went back to its port");
-    assert_eq!(w.counters().port_copies, 1);
+    assert_eq!(w.counters()[Counter::PortCopies], 1);
     // The reply, on the inside port, leaves through the outside one.
     let snat_port = l4_src_port(&f);
     ports[1].inject(&tcp4(

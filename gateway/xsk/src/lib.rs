@@ -6,11 +6,10 @@
 //! With `sluice-sys` and `sluice-table`, this crate is one of the only homes of `unsafe` in the
 //! workspace; every block states why it is sound.
 //!
-//! - [`socket`]: [`XskSocket`], a worker [`sluice_worker::Port`] over an AF_XDP socket.
+//! - [`socket`]: [`XskSocket`], a [`sluice_port::Port`] over an AF_XDP socket.
 //! - [`steer`]: [`Steering`], the XDP program attached through a bpf_link and its maps.
 //! - [`netlink`]: routes, neighbours, and asking the kernel to resolve one.
 //! - [`link`]: MAC address, queue count, raw frame sender.
-//! - [`livegen`]: the packet generator's kernel fast path (`BPF_PROG_RUN` live frames) and sink.
 //!
 //! Hot path: [`XskSocket`]'s `Port` methods (no allocation, no lock; a system call only to wake
 //! the kernel when a ring asks for it).
@@ -18,7 +17,6 @@
 mod ring;
 
 pub mod link;
-pub mod livegen;
 pub mod netlink;
 pub mod socket;
 pub mod steer;

@@ -16,7 +16,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
-use sluice_worker::{Desc, Port};
+use sluice_port::{Desc, Port};
 
 use crate::ring::Ring;
 

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use etherparse::PacketBuilder;
 use sluice_lb::engine::Config as L4Config;
-use sluice_lb::service::*;
-use sluice_lb::{Addr, DropReason};
-use sluice_worker::mem::MemPort;
+use sluice_model::PortRange;
+use sluice_model::service::*;
+use sluice_model::{Addr, DropReason};
+use sluice_port::mem::MemPort;
 use sluice_worker::nexthop::{NextHops, Route};
 use sluice_worker::{Worker, WorkerConfig};
 
@@ -64,7 +65,7 @@ pub fn key(a: Addr, port: u16, p: Protocol) -> ServiceKey {
 }
 
 pub fn nodeport(port: u16, p: Protocol) -> ServiceKey {
-    ServiceKey { frontend: Frontend::NodePort(sluice_lb::Family::V4), port, protocol: p }
+    ServiceKey { frontend: Frontend::NodePort(sluice_model::Family::V4), port, protocol: p }
 }
 
 pub fn backends(lasts: &[u8], port: u16, c: Conditions) -> Vec<BackendSpec> {
@@ -169,13 +170,18 @@ pub fn next_hops() -> NextHops {
 pub const SNAT_LO: u16 = 20_000;
 pub const SNAT_HI: u16 = 29_999;
 
+/// The gateway's whole SNAT range in these tests.
+pub fn snat_range() -> PortRange {
+    PortRange::new(SNAT_LO, SNAT_HI).unwrap()
+}
+
 pub fn worker_config() -> WorkerConfig {
     WorkerConfig {
         mac: GW_MAC,
         l4: L4Config {
             flow_capacity: 4096,
             affinity_capacity: 1024,
-            snat_ports: (SNAT_LO, SNAT_HI),
+            snat_ports: snat_range(),
             seed: 0x1234,
             ..L4Config::default()
         },
@@ -213,12 +219,12 @@ impl Harness {
 
     /// Pushes one frame through a poll and reports what became of it.
     pub fn send(&mut self, frame: &[u8]) -> Outcome {
-        let before = *self.worker.l4_counters();
+        let before = self.worker.counters();
         let parked_before = self.worker.parked();
         assert!(self.port.inject(frame), "frame injected");
         let n = self.worker.poll(&mut self.port, self.now_ns);
         assert_eq!(n, 1);
-        let after = *self.worker.l4_counters();
+        let after = self.worker.counters();
         if let Some(f) = self.port.take_tx() {
             assert_eq!(self.port.tx_pending(), 0);
             return Outcome::Tx(f);

@@ -1,4 +1,4 @@
-//! One worker thread: pinned to its core, it owns one queue's AF_XDP socket on each of the
+//! The thread that runs one worker on its pinned core: it owns one queue's AF_XDP socket on each of the
 //! gateway's interfaces (one, or two when two-armed), a table reader, an L4 engine and its
 //! counters; with several workers, its mailbox for frames the others hand over.
 //!
@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
-use sluice_lb::Addr;
 use sluice_lb::engine::Config as L4Config;
-use sluice_lb::service::ServiceTable;
-use sluice_lb::stats;
+use sluice_model::Addr;
+use sluice_model::counters::{self, Counter};
+use sluice_model::service::ServiceTable;
 use sluice_table::Reader;
 use sluice_worker::handoff::Sharding;
 use sluice_worker::nexthop::NextHops;
@@ -84,8 +84,6 @@ pub(crate) fn run(s: Setup) {
     let epoch = Instant::now();
     let mut idle = 0u32;
     let mut last_stats = 0u64;
-    let mut out: [u64; stats::LEN];
-    let xsk_base = stats::index("xsk_rx_dropped").unwrap_or(0);
     while !stop.load(Ordering::Relaxed) {
         if let Some(h) = link.next_hops.pop() {
             *worker.next_hops_mut() = h;
@@ -108,17 +106,7 @@ pub(crate) fn run(s: Setup) {
         }
         // Off the hot path: counters, pending resolutions, and maybe a sleep.
         last_stats = now;
-        out = worker.export_stats();
-        for socket in &sockets {
-            if let Ok(k) = socket.stats() {
-                out[xsk_base] += k.rx_dropped;
-                out[xsk_base + 1] += k.rx_ring_full;
-                out[xsk_base + 2] += k.rx_fill_ring_empty;
-                out[xsk_base + 3] += k.rx_invalid_descs + k.tx_invalid_descs;
-            }
-            out[xsk_base + 4] += socket.wakeups();
-        }
-        reader.publish_stats(&out);
+        reader.publish_stats(&export(&worker, &sockets));
         for a in worker.next_hops_mut().pending() {
             let _ = link.pending.push(a);
         }
@@ -137,6 +125,20 @@ pub(crate) fn run(s: Setup) {
             }
         }
     }
-    out = worker.export_stats();
-    reader.publish_stats(&out);
+    reader.publish_stats(&export(&worker, &sockets));
+}
+
+/// The worker's counters with its sockets' (the kernel's AF_XDP statistics and the wake-ups).
+fn export(worker: &Worker, sockets: &[XskSocket]) -> [u64; counters::LEN] {
+    let mut c = worker.counters();
+    for socket in sockets {
+        if let Ok(k) = socket.stats() {
+            c[Counter::XskRxDropped] += k.rx_dropped;
+            c[Counter::XskRxRingFull] += k.rx_ring_full;
+            c[Counter::XskFillRingEmpty] += k.rx_fill_ring_empty;
+            c[Counter::XskInvalidDescs] += k.rx_invalid_descs + k.tx_invalid_descs;
+        }
+        c[Counter::XskWakeups] += socket.wakeups();
+    }
+    c.export()
 }

@@ -5,18 +5,17 @@
 //! gateway issue's.)
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use etherparse::PacketBuilder;
 use sluice_control::compile::{Config, compile};
 use sluice_control::load::{Store, load_dir};
-use sluice_lb::Addr;
 use sluice_lb::engine::Config as L4Config;
-use sluice_lb::image;
-use sluice_lb::service::{Generation, ServiceTable};
+use sluice_model::Addr;
+use sluice_model::image;
+use sluice_model::service::{Generation, ServiceTable};
+use sluice_port::mem::MemPort;
 use sluice_table::{Geometry, Publisher, Reader, Refresh};
-use sluice_worker::mem::MemPort;
 use sluice_worker::nexthop::{NextHops, Route};
 use sluice_worker::{Worker, WorkerConfig};
 
@@ -41,7 +40,7 @@ impl Drop for Gateway {
 }
 
 fn store(example: &str) -> Store {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples").join(example);
+    let dir = sluice_sandbox::example(example);
     let l = load_dir(&dir).unwrap();
     assert!(l.errors.is_empty(), "{:?}", l.errors);
     l.store

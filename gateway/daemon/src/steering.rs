@@ -1,17 +1,18 @@
-//! What the XDP program must steer for a table generation, and which addresses the gateway
-//! announces: derived from the table alone, so the map and the table never disagree about what
-//! is service traffic.
+//! The XDP steering plan: what the XDP program must steer to the workers for a table generation,
+//! and which addresses the gateway owns on the wire — derived from the table alone, so the map
+//! and the table never disagree about what is service traffic.
 
 use std::collections::{BTreeSet, HashMap};
 
-use sluice_lb::service::{Frontend, NatMode, ServiceTable};
-use sluice_lb::{Addr, Family};
+use sluice_model::ports::PortRange;
+use sluice_model::service::{Frontend, NatMode, ServiceTable};
+use sluice_model::{Addr, Family};
 use sluice_wire::ip_proto;
 use sluice_xsk::{Kind, SteerKey, SteerValue};
 
 /// The steering map's wanted content for `table`; FullNAT source addresses take replies on
 /// `snat_ports` (the union of the workers' ranges).
-pub(crate) fn steering(table: &ServiceTable, snat_ports: (u16, u16)) -> HashMap<SteerKey, SteerValue> {
+pub(crate) fn plan(table: &ServiceTable, snat_ports: PortRange) -> HashMap<SteerKey, SteerValue> {
     let mut m = HashMap::new();
     let none = SteerValue::default();
     let icmp = |a: &Addr| if a.family() == Family::V4 { ip_proto::ICMP } else { ip_proto::ICMPV6 };
@@ -32,7 +33,7 @@ pub(crate) fn steering(table: &ServiceTable, snat_ports: (u16, u16)) -> HashMap<
             }
             match s.nat {
                 NatMode::FullNat => {
-                    let range = SteerValue { lo: snat_ports.0, hi: snat_ports.1, pad: 0 };
+                    let range = SteerValue { lo: snat_ports.lo(), hi: snat_ports.hi(), pad: 0 };
                     for a in &s.snat {
                         m.insert(SteerKey::new(Kind::Snat, a.0, 0, proto), range);
                         m.insert(SteerKey::new(Kind::Snat, a.0, 0, icmp(a)), range);

@@ -1,12 +1,13 @@
-//! Every reason a frame is dropped. Each has a per-worker counter; nothing is dropped silently.
+//! Every reason a frame is dropped, written once. Each has a per-worker counter (see
+//! [`crate::counters`]); nothing is dropped silently.
 
 macro_rules! drop_reasons {
-    ($($(#[$doc:meta])* $name:ident => $label:literal,)*) => {
+    ($(#[doc = $doc:literal] $name:ident => $label:literal,)*) => {
         /// Why a frame was dropped.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[repr(u8)]
         pub enum DropReason {
-            $($(#[$doc])* $name,)*
+            $(#[doc = $doc] $name,)*
         }
 
         impl DropReason {
@@ -18,6 +19,11 @@ macro_rules! drop_reasons {
             /// A stable snake_case name for metrics and logs.
             pub const fn name(self) -> &'static str {
                 match self { $(DropReason::$name => $label,)* }
+            }
+
+            /// What the reason means (its one line of documentation), for a metric's help.
+            pub fn help(self) -> &'static str {
+                match self { $(DropReason::$name => $doc.trim_ascii(),)* }
             }
         }
     };

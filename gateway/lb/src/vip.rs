@@ -8,9 +8,9 @@
 use sluice_wire::checksum;
 use sluice_wire::ethernet::Mac;
 
-use crate::Addr;
 use crate::packet::{Meta, Parsed};
-use crate::service::ServiceTable;
+use sluice_model::Addr;
+use sluice_model::service::ServiceTable;
 
 const ARP_REQUEST: u16 = 1;
 const ARP_REPLY: u16 = 2;

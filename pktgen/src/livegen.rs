@@ -16,11 +16,6 @@ use aya::programs::{Xdp, XdpMode};
 /// The compiled programs.
 static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gen.o"));
 
-/// `BPF_PROG_TEST_RUN`.
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
-/// `BPF_F_TEST_XDP_LIVE_FRAMES`.
-const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
-
 /// What the generator varies per packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -35,60 +30,22 @@ pub enum Mode {
     Syn,
 }
 
-/// `struct gen_cfg` of `gen.c`.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(C)]
-struct GenCfg {
-    mode: u32,
-    flows: u32,
-    port_base: u16,
-    sink_port: u16,
-    pad: u32,
-}
-
-// SAFETY: repr(C) plain integers without padding (4+4+2+2+4 bytes); every bit pattern is valid.
-unsafe impl aya::Pod for GenCfg {}
-
-/// `union bpf_attr`'s `test` member (the fields up to `batch_size`, padded).
-#[repr(C)]
-#[derive(Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    _pad: u32,
-}
-
-/// `struct xdp_md` as a test-run context.
-#[repr(C)]
-#[derive(Default)]
-struct XdpMd {
-    data: u32,
-    data_end: u32,
-    data_meta: u32,
-    ingress_ifindex: u32,
-    rx_queue_index: u32,
-    egress_ifindex: u32,
+/// `struct gen_cfg` of `gen.c` (u32 mode, u32 flows, u16 port_base, u16 sink_port, u32 pad),
+/// as the bytes of the map's value in this machine's byte order.
+fn gen_cfg(mode: u32, flows: u32, port_base: u16, sink_port: u16) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[0..4].copy_from_slice(&mode.to_ne_bytes());
+    v[4..8].copy_from_slice(&flows.to_ne_bytes());
+    v[8..10].copy_from_slice(&port_base.to_ne_bytes());
+    v[10..12].copy_from_slice(&sink_port.to_ne_bytes());
+    v
 }
 
 /// The loaded generator and sink.
 pub struct Generator {
     ebpf: Ebpf,
-    cfg: Array<MapData, GenCfg>,
+    cfg: Array<MapData, [u8; 16]>,
     counts: PerCpuArray<MapData, u64>,
-    settings: GenCfg,
 }
 
 impl std::fmt::Debug for Generator {
@@ -116,16 +73,16 @@ impl Generator {
         let cfg = Array::try_from(ebpf.take_map("cfg").ok_or_else(|| err("cfg missing"))?).map_err(err)?;
         let counts = PerCpuArray::try_from(ebpf.take_map("counts").ok_or_else(|| err("counts missing"))?)
             .map_err(err)?;
-        Ok(Generator { ebpf, cfg, counts, settings: GenCfg::default() })
+        Ok(Generator { ebpf, cfg, counts })
     }
 
     /// Sets what varies per packet and which destination port the sink counts.
     pub fn configure(&mut self, mode: Mode, sink_port: u16) -> io::Result<()> {
-        self.settings = match mode {
-            Mode::Udp { flows, port_base } => GenCfg { mode: 0, flows, port_base, sink_port, pad: 0 },
-            Mode::Syn => GenCfg { mode: 1, flows: 0, port_base: 0, sink_port, pad: 0 },
+        let cfg = match mode {
+            Mode::Udp { flows, port_base } => gen_cfg(0, flows, port_base, sink_port),
+            Mode::Syn => gen_cfg(1, 0, 0, sink_port),
         };
-        self.cfg.set(0, self.settings, 0).map_err(err)
+        self.cfg.set(0, cfg, 0).map_err(err)
     }
 
     /// Attaches the sink to `iface` (native XDP; it also gives a veth the NAPI a transmitting
@@ -158,28 +115,7 @@ impl Generator {
         let p: &Xdp =
             self.ebpf.program("sluice_gen").ok_or_else(|| err("gen missing"))?.try_into().map_err(err)?;
         let fd = p.fd().map_err(err)?.as_fd().as_raw_fd();
-        let ctx = XdpMd { data_end: frame.len() as u32, ingress_ifindex: ifindex, ..XdpMd::default() };
-        let attr = TestRunAttr {
-            prog_fd: fd as u32,
-            data_size_in: frame.len() as u32,
-            data_in: frame.as_ptr() as u64,
-            repeat: count,
-            ctx_size_in: std::mem::size_of::<XdpMd>() as u32,
-            ctx_in: (&ctx as *const XdpMd) as u64,
-            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
-            batch_size: 64,
-            ..TestRunAttr::default()
-        };
-        // SAFETY: `attr` is a live, fully initialised BPF_PROG_TEST_RUN attribute of the size passed; the buffers it points to (`frame`, `ctx`) outlive the call, and the kernel only reads them (no output buffers are given).
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &attr as *const TestRunAttr,
-                std::mem::size_of::<TestRunAttr>(),
-            )
-        };
-        if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        sluice_sys::xdp_live_frames(fd, frame, ifindex, count, 64).map_err(io::Error::from_raw_os_error)
     }
 
     fn count(&self, i: u32) -> u64 {

@@ -1,0 +1,259 @@
+//! Every counter a gateway worker keeps, written once: [`Counter`] (what happened) and
+//! [`DropReason`] (why a frame was dropped) are each generated from one list, and a worker's
+//! [`Counters`] is an array indexed by them. The worker's I/O, its L4 engine and the gateway
+//! binary (the kernel's AF_XDP statistics) each add to the counters that are theirs; the sum is
+//! what the worker publishes to the table file's stats region, in the order of the lists, and
+//! what control names in its metrics. Add at the end of a list: the order is the published
+//! layout, and its [`fingerprint`] tells a reader of another version that it cannot read it.
+//!
+//! Hot path: adding to a counter is one increment at a constant index.
+
+use core::ops::{Index, IndexMut};
+
+use crate::drop::DropReason;
+
+macro_rules! counters {
+    ($(#[doc = $doc:literal] $name:ident => $label:literal,)*) => {
+        /// What a worker counts (besides drops, which are [`DropReason`]s).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum Counter {
+            $(#[doc = $doc] $name,)*
+        }
+
+        impl Counter {
+            /// Every counter, in published order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$name,)*];
+            /// Number of counters.
+            pub const COUNT: usize = Counter::ALL.len();
+
+            /// A stable snake_case name for metrics and logs.
+            pub const fn name(self) -> &'static str {
+                match self { $(Counter::$name => $label,)* }
+            }
+
+            /// What the counter counts (its one line of documentation), for a metric's help.
+            pub fn help(self) -> &'static str {
+                match self { $(Counter::$name => $doc.trim_ascii(),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    // The worker's own I/O.
+    /// Frames received.
+    RxFrames => "rx_frames",
+    /// Bytes received.
+    RxBytes => "rx_bytes",
+    /// Frames transmitted.
+    TxFrames => "tx_frames",
+    /// Frames handed to the kernel.
+    KernelFrames => "kernel_frames",
+    /// Batches with at least one frame.
+    Batches => "batches",
+    /// ARP requests and neighbour solicitations for a VIP answered.
+    NeighborReplies => "neighbor_replies",
+    /// Frames held while their next hop was resolved.
+    Parked => "parked",
+    /// Frames the kernel dropped before the AF_XDP socket's receive ring (XDP_STATISTICS).
+    XskRxDropped => "xsk_rx_dropped",
+    /// Frames the kernel dropped because the receive ring was full (XDP_STATISTICS).
+    XskRxRingFull => "xsk_rx_ring_full",
+    /// Times the kernel found the fill ring empty (XDP_STATISTICS).
+    XskFillRingEmpty => "xsk_fill_ring_empty",
+    /// Invalid descriptors on the receive and transmit rings (XDP_STATISTICS).
+    XskInvalidDescs => "xsk_invalid_descs",
+    /// Wake-up system calls made to the kernel for the AF_XDP rings.
+    XskWakeups => "xsk_wakeups",
+    /// Frames handed to the worker that owns their flow.
+    HandedOff => "handed_off",
+    /// Frames other workers handed to this one.
+    HandedIn => "handed_in",
+    /// Frames copied to leave through another port than the one they arrived on.
+    PortCopies => "port_copies",
+    /// Polls that took nothing from a receive ring because a transmit ring was full.
+    TxWaits => "tx_waits",
+    // The L4 engine.
+    /// Frames rewritten and forwarded.
+    Forwarded => "forwarded",
+    /// Replies generated (ICMP echo).
+    Bounced => "bounced",
+    /// Frames passed to the kernel.
+    Passed => "passed",
+    /// Flows created.
+    NewFlows => "new_flows",
+    /// TCP flows adopted mid-stream (consistent scheduler, DNAT).
+    AdoptedFlows => "adopted_flows",
+    /// New flows sent to the backend a client was pinned to.
+    AffinityHits => "affinity_hits",
+    /// Flows moved to a new generation's backend ids.
+    FlowsRevalidated => "flows_revalidated",
+    /// TCP flows kept on a backend that left its service.
+    FlowsOrphaned => "flows_orphaned",
+    /// ICMP echo requests answered.
+    IcmpEchoReplies => "icmp_echo_replies",
+    /// ICMP errors translated for a tracked flow.
+    IcmpErrorsTranslated => "icmp_errors_translated",
+    /// Table generations adopted.
+    TableChanges => "table_changes",
+    /// FullNAT tuples taken back from flows that never saw a reply, for a new flow.
+    SnatReclaimed => "snat_reclaimed",
+}
+
+/// How many values a worker publishes: its counters, its drops, then [`fingerprint`].
+pub const LEN: usize = Counter::COUNT + DropReason::COUNT + 1;
+
+/// A worker's counters: one per [`Counter`] and one per [`DropReason`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    counts: [u64; Counter::COUNT],
+    drops: [u64; DropReason::COUNT],
+}
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters { counts: [0; Counter::COUNT], drops: [0; DropReason::COUNT] }
+    }
+}
+
+impl Index<Counter> for Counters {
+    type Output = u64;
+    #[inline(always)]
+    fn index(&self, c: Counter) -> &u64 {
+        &self.counts[c as usize]
+    }
+}
+
+impl IndexMut<Counter> for Counters {
+    #[inline(always)]
+    fn index_mut(&mut self, c: Counter) -> &mut u64 {
+        &mut self.counts[c as usize]
+    }
+}
+
+impl Counters {
+    /// Counts `n` frames dropped for `r`.
+    #[inline(always)]
+    pub fn add_drops(&mut self, r: DropReason, n: u64) {
+        self.drops[r as usize] += n;
+    }
+
+    /// The frames dropped for `r`.
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+
+    /// The frames dropped for any reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Adds another part's counters to these (a worker's I/O and its engine's).
+    pub fn merge(&mut self, other: &Counters) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        for (a, b) in self.drops.iter_mut().zip(&other.drops) {
+            *a += b;
+        }
+    }
+
+    /// The values a worker publishes, in [`schema`] order, then the [`fingerprint`].
+    pub fn export(&self) -> [u64; LEN] {
+        let mut out = [0u64; LEN];
+        for (o, v) in out.iter_mut().zip(self.counts.iter().chain(&self.drops)) {
+            *o = *v;
+        }
+        out[LEN - 1] = fingerprint();
+        out
+    }
+}
+
+/// A fingerprint of the published layout: FNV-1a over the counter names in order, then the
+/// drop reasons'. A reader built with another layout (another version of control) can tell
+/// instead of mislabelling every counter; never 0, which means "never published".
+pub fn fingerprint() -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: &[u8]| {
+        for &x in b.iter().chain(b"\0") {
+            h = (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for c in Counter::ALL {
+        eat(c.name().as_bytes());
+    }
+    for r in DropReason::ALL {
+        eat(r.name().as_bytes());
+    }
+    h | 1
+}
+
+/// What the published value at an index is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    /// A counter.
+    Count(Counter),
+    /// Drops for one reason.
+    Drop(DropReason),
+}
+
+/// The published values, in order (the [`fingerprint`] follows them).
+pub fn schema() -> impl Iterator<Item = Stat> {
+    Counter::ALL.iter().map(|c| Stat::Count(*c)).chain(DropReason::ALL.iter().map(|r| Stat::Drop(*r)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_indexes_dense() {
+        let mut names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
+        names.extend(DropReason::ALL.iter().map(|r| r.name()));
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n);
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+        assert_eq!(
+            Counter::TxWaits.help(),
+            "Polls that took nothing from a receive ring because a transmit ring was full."
+        );
+    }
+
+    #[test]
+    fn export_follows_the_schema_and_merge_adds() {
+        let mut io = Counters::default();
+        io[Counter::RxFrames] = 1;
+        io[Counter::XskWakeups] = 12;
+        io.add_drops(DropReason::TxRingFull, 2);
+        let mut l4 = Counters::default();
+        l4[Counter::Forwarded] = 7;
+        l4.add_drops(DropReason::NoBackend, 3);
+        l4.add_drops(DropReason::TxRingFull, 1);
+        io.merge(&l4);
+        let out = io.export();
+        let at = |s: Stat| schema().position(|x| x == s).unwrap();
+        assert_eq!(schema().count(), LEN - 1);
+        assert_eq!(out[at(Stat::Count(Counter::RxFrames))], 1);
+        assert_eq!(out[at(Stat::Count(Counter::XskWakeups))], 12);
+        assert_eq!(out[at(Stat::Count(Counter::Forwarded))], 7);
+        assert_eq!(out[at(Stat::Drop(DropReason::NoBackend))], 3);
+        assert_eq!(out[at(Stat::Drop(DropReason::TxRingFull))], 3);
+        assert_eq!(io.dropped_total(), 6);
+        assert_eq!(out[LEN - 1], fingerprint());
+        assert_ne!(fingerprint(), 0);
+    }
+
+    #[test]
+    fn the_published_layout_is_the_one_control_reads_today() {
+        // Renaming or reordering a counter changes what every reader shows: make it a
+        // decision, not an accident (and add new counters at the end).
+        let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(&names[..4], ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames"]);
+        assert_eq!(fingerprint(), 0x65d9_74b3_bd22_fa55, "{:#x}", fingerprint());
+    }
+}
