@@ -634,14 +634,15 @@ fn compile_service(
         .get(SCHEDULER_ANNOTATION)
         .and_then(|v| v.parse::<Scheduler>().ok())
         .unwrap_or_default();
-    let affinity = (s.spec.session_affinity.as_deref() == Some("ClientIP")).then(|| Affinity {
-        timeout_s: s
-            .spec
+    let affinity = (s.spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        s.spec
             .session_affinity_config
             .as_ref()
             .and_then(|c| c.client_ip.as_ref())
             .and_then(|c| c.timeout_seconds)
-            .unwrap_or(i64::from(Affinity::DEFAULT_TIMEOUT_S)) as u32,
+            .and_then(|t| u32::try_from(t).ok())
+            .and_then(Affinity::new)
+            .unwrap_or_default()
     });
     let cluster_ips: Vec<IpAddr> = s
         .spec

@@ -507,7 +507,7 @@ fn status(table: &Path) -> Result<(), String> {
             fronts.join(", "),
             s.scheduler.name(),
             s.nat,
-            s.affinity.map(|a| format!(" affinity {}s", a.timeout_s)).unwrap_or_default()
+            s.affinity.map(|a| format!(" affinity {}s", a.timeout_s())).unwrap_or_default()
         );
         for b in &t.backends()[s.backends.start as usize..s.backends.end as usize] {
             let c = b.conditions;

@@ -147,7 +147,7 @@ fn blue_green_follows_the_selector() {
 #[test]
 fn session_affinity_and_schedulers() {
     let c = compiled("session-affinity");
-    assert_eq!(one(&c, "default/cart:80").affinity, Some(Affinity { timeout_s: 600 }));
+    assert_eq!(one(&c, "default/cart:80").affinity, Affinity::new(600));
     let c = compiled("schedulers");
     for (name, s) in Scheduler::ALL.iter().filter(|(n, _)| *n != "maglev") {
         assert_eq!(one(&c, &format!("default/app-{name}:80")).scheduler, *s);

@@ -490,7 +490,7 @@ impl L4 {
             }
             if let Some(o) = offset {
                 let b = table.backend(svc.backend_id(o));
-                let expires = now_ns + u64::from(aff.timeout_s) * 1_000_000_000;
+                let expires = now_ns + u64::from(aff.timeout_s()) * 1_000_000_000;
                 self.affinity.put(svc.name_hash, &m.src, &b.addr, b.port, expires);
             }
         } else {

@@ -1,52 +1,40 @@
 //! A table generation as bytes: the versioned, position-independent image the control process
-//! publishes through the shared-memory table (`sluice-table`) and each gateway worker validates
-//! and adopts. Positions are offsets from the start of the image, never pointers; every integer
-//! is little-endian; the layout below is the contract, and [`IMAGE_VERSION`] changes with it.
+//! publishes through the shared-memory table (`sluice-table`) and the gateway validates and
+//! adopts. Positions are offsets from the start of the image, never pointers; every integer is
+//! little-endian; the layout is written once, in [`layout`], and [`IMAGE_VERSION`] changes with
+//! it.
 //!
-//! ```text
-//! header (128 B)
-//!   0  magic "SLUICEIM"          8  version u32          12 flags u32 (0)
-//!   16 generation u64            24 services u32         28 backends u32
-//!   32 frontends u32             36 node addresses u32
-//!   40 services at u32           44 backends at u32      48 frontends at u32
-//!   52 node addresses at u32     56 u16 pool at u32      60 u16 pool entries u32
-//!   64 address pool at u32       68 address pool entries u32
-//!   72 names at u32              76 names bytes u32
-//!   80 L7 routes at u32 / 84 bytes u32, 88 certificates at u32 / 92 bytes u32 (reserved: 0)
-//! service (64 B): name at/len u32 u32, name hash u64, family u8 (0 v4, 1 v6), scheduler u8,
-//!   NAT u8 (0 FullNAT, 1 DNAT), flags u8 (1: affinity), affinity timeout s u32,
-//!   backends first/count u32 u32, eligible at/count (u16 pool), Maglev at/count (u16 pool),
-//!   SNAT at/count (address pool), frontends first/count u32 u32
-//! backend (24 B): address [16], port u16, weight u16, conditions u8 (1 ready, 2 serving,
-//!   4 terminating, 8 eligible), 3 B zero
-//! frontend (24 B): address [16] (zero for a NodePort), port u16, protocol u8,
-//!   kind u8 (0 address, 1 NodePort IPv4, 2 NodePort IPv6), service u32
-//! node address (16 B); u16 pool (2 B each); address pool (16 B each); names (UTF-8)
-//! ```
+//! An image is a header, then regions one after another: service records, backend records,
+//! frontend records, node addresses, a pool of u16 (each service's eligible backends and Maglev
+//! table), a pool of addresses (SNAT), and the services' names. Each service's backends and
+//! frontends are contiguous and follow the previous service's, so a record says where its first
+//! one is and how many.
 //!
 //! [`decode`] checks every offset, count and cross-reference before building anything — a
 //! damaged or hostile image is refused with the place it is wrong, never a panic — and keeps the
 //! Maglev arrays as they were built by control, so every node runs byte-identical tables.
 //!
-//! Not hot path: encoded once per generation by control, decoded once per generation per worker.
+//! Not hot path: encoded once per generation by control; decoded once per generation by the
+//! gateway's main thread, which hands the decoded table to every worker.
+
+pub mod layout;
 
 use crate::addr::{Addr, Family};
 use crate::maglev::MaglevTable;
 use crate::service::{
-    Affinity, Backend, Conditions, Frontend, Generation, NatMode, Protocol, Scheduler, Service, ServiceId,
-    ServiceKey, ServiceTable,
+    Affinity, Backend, Conditions, Frontend, Generation, Protocol, Scheduler, Service, ServiceId, ServiceKey,
+    ServiceTable,
+};
+use layout::{
+    ADDR_SIZE, CONDITION_ELIGIBLE, CONDITION_READY, CONDITION_SERVING, CONDITION_TERMINATING, FAMILY,
+    FRONTEND_KIND, FrontendKind, NAT, SERVICE_AFFINITY, U16_SIZE, backend, code, decode_code, frontend,
+    header, service,
 };
 
 /// First eight bytes of an image.
 pub const IMAGE_MAGIC: [u8; 8] = *b"SLUICEIM";
 /// The image layout version.
 pub const IMAGE_VERSION: u32 = 1;
-
-const HEADER: usize = 128;
-const SERVICE: usize = 64;
-const BACKEND: usize = 24;
-const FRONTEND: usize = 24;
-const ADDR: usize = 16;
 
 /// Why an image was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,315 +91,315 @@ impl core::fmt::Display for ImageError {
 
 impl std::error::Error for ImageError {}
 
-fn scheduler_code(s: Scheduler) -> u8 {
-    Scheduler::ALL.iter().position(|(_, x)| *x == s).unwrap_or(0) as u8
+/// Where each region starts, and how many items it holds: the header's content.
+#[derive(Debug, Clone, Copy, Default)]
+struct Regions {
+    services: (usize, usize),
+    backends: (usize, usize),
+    frontends: (usize, usize),
+    node_addrs: (usize, usize),
+    u16_pool: (usize, usize),
+    addr_pool: (usize, usize),
+    names: (usize, usize),
+    end: usize,
 }
 
-/// Writes little-endian fields into a region of the output, advancing.
-struct Writer<'a> {
-    b: &'a mut [u8],
-    at: usize,
-}
-
-impl Writer<'_> {
-    fn bytes(&mut self, x: &[u8]) {
-        self.b[self.at..self.at + x.len()].copy_from_slice(x);
-        self.at += x.len();
-    }
-    fn u8(&mut self, x: u8) {
-        self.bytes(&[x]);
-    }
-    fn u16(&mut self, x: u16) {
-        self.bytes(&x.to_le_bytes());
-    }
-    fn u32(&mut self, x: u32) {
-        self.bytes(&x.to_le_bytes());
-    }
-    fn u64(&mut self, x: u64) {
-        self.bytes(&x.to_le_bytes());
-    }
-    fn u16s(&mut self, xs: &[u16]) {
-        let end = self.at + 2 * xs.len();
-        for (dst, x) in self.b[self.at..end].chunks_exact_mut(2).zip(xs) {
-            dst.copy_from_slice(&x.to_le_bytes());
-        }
-        self.at = end;
+impl Regions {
+    /// Lays the regions out one after another for items of these counts.
+    fn plan(
+        services: usize,
+        backends: usize,
+        frontends: usize,
+        node_addrs: usize,
+        u16s: usize,
+        addrs: usize,
+        names: usize,
+    ) -> Regions {
+        let mut at = header::SIZE;
+        let mut next = |count: usize, size: usize| {
+            let start = at;
+            at += count * size;
+            (start, count)
+        };
+        let services = next(services, service::SIZE);
+        let backends = next(backends, backend::SIZE);
+        let frontends = next(frontends, frontend::SIZE);
+        let node_addrs = next(node_addrs, ADDR_SIZE);
+        let u16_pool = next(u16s, U16_SIZE);
+        let addr_pool = next(addrs, ADDR_SIZE);
+        let names = next(names, 1);
+        Regions { services, backends, frontends, node_addrs, u16_pool, addr_pool, names, end: at }
     }
 }
 
-/// Encodes a table. Deterministic: the same table gives the same bytes. Two passes: sizes first,
-/// then every region written in place into one buffer of the exact size.
+/// Encodes a table. Deterministic: the same table gives the same bytes. Sizes first, then
+/// every region written in place into one buffer of the exact size.
 pub fn encode(t: &ServiceTable) -> Vec<u8> {
     let svcs = t.services();
-    let n_fe: usize = svcs.iter().map(|s| s.frontends.len()).sum();
-    let u16_len: usize = svcs.iter().map(|s| s.eligible.len() + s.maglev.len()).sum();
-    let addr_len: usize = svcs.iter().map(|s| s.snat.len()).sum();
-    let names_len: usize = svcs.iter().map(|s| s.name.len()).sum();
-    let services_at = HEADER;
-    let backends_at = services_at + svcs.len() * SERVICE;
-    let frontends_at = backends_at + t.backends().len() * BACKEND;
-    let node_at = frontends_at + n_fe * FRONTEND;
-    let u16_at = node_at + t.node_addrs().len() * ADDR;
-    let addr_at = u16_at + u16_len * 2;
-    let names_at = addr_at + addr_len * ADDR;
-    let end = names_at + names_len;
-    let mut out = vec![0u8; end];
-
-    let mut h = Writer { b: &mut out, at: 0 };
-    h.bytes(&IMAGE_MAGIC);
-    h.u32(IMAGE_VERSION);
-    h.u32(0);
-    h.u64(t.generation().0);
-    for n in [svcs.len(), t.backends().len(), n_fe, t.node_addrs().len()] {
-        h.u32(n as u32);
-    }
-    for x in [
-        services_at,
-        backends_at,
-        frontends_at,
-        node_at,
-        u16_at,
-        u16_len,
-        addr_at,
-        addr_len,
-        names_at,
-        names_len,
-        end,
-        0,
-        end,
-        0,
-    ] {
-        h.u32(x as u32);
-    }
-
+    let r = Regions::plan(
+        svcs.len(),
+        t.backends().len(),
+        svcs.iter().map(|s| s.frontends.len()).sum(),
+        t.node_addrs().len(),
+        svcs.iter().map(|s| s.eligible.len() + s.maglev.len()).sum(),
+        svcs.iter().map(|s| s.snat.len()).sum(),
+        svcs.iter().map(|s| s.name.len()).sum(),
+    );
+    let mut out = vec![0u8; r.end];
+    write_header(&mut out[..header::SIZE], t.generation(), &r);
+    // Each service's items go at the next free place of each pool.
     let (mut u16_next, mut addr_next, mut name_next, mut fe_next) = (0usize, 0usize, 0usize, 0usize);
     for s in svcs {
-        let mut w = Writer { b: &mut out, at: services_at + s.id.0 as usize * SERVICE };
-        w.u32(name_next as u32);
-        w.u32(s.name.len() as u32);
-        w.u64(s.name_hash);
-        w.u8(u8::from(s.family == Family::V6));
-        w.u8(scheduler_code(s.scheduler));
-        w.u8(u8::from(s.nat == NatMode::Dnat));
-        w.u8(u8::from(s.affinity.is_some()));
-        w.u32(s.affinity.map_or(0, |a| a.timeout_s));
-        w.u32(s.backends.start);
-        w.u32(s.backends.end - s.backends.start);
-        w.u32(u16_next as u32);
-        w.u32(s.eligible.len() as u32);
-        w.u32((u16_next + s.eligible.len()) as u32);
-        w.u32(s.maglev.len() as u32);
-        w.u32(addr_next as u32);
-        w.u32(s.snat.len() as u32);
-        w.u32(fe_next as u32);
-        w.u32(s.frontends.len() as u32);
-
-        let mut w = Writer { b: &mut out, at: u16_at + 2 * u16_next };
-        w.u16s(&s.eligible);
-        w.u16s(s.maglev.entries());
+        let at = r.services.0 + s.id.0 as usize * service::SIZE;
+        write_service(&mut out[at..at + service::SIZE], s, u16_next, addr_next, name_next, fe_next);
+        let mut u16_at = r.u16_pool.0 + U16_SIZE * u16_next;
+        for x in s.eligible.iter().chain(s.maglev.entries()) {
+            out[u16_at..u16_at + U16_SIZE].copy_from_slice(&x.to_le_bytes());
+            u16_at += U16_SIZE;
+        }
         u16_next += s.eligible.len() + s.maglev.len();
-        let mut w = Writer { b: &mut out, at: addr_at + ADDR * addr_next };
-        for a in &s.snat {
-            w.bytes(&a.0);
+        for (k, a) in s.snat.iter().enumerate() {
+            let at = r.addr_pool.0 + ADDR_SIZE * (addr_next + k);
+            out[at..at + ADDR_SIZE].copy_from_slice(&a.0);
         }
         addr_next += s.snat.len();
-        let mut w = Writer { b: &mut out, at: names_at + name_next };
-        w.bytes(s.name.as_bytes());
+        let at = r.names.0 + name_next;
+        out[at..at + s.name.len()].copy_from_slice(s.name.as_bytes());
         name_next += s.name.len();
-        let mut w = Writer { b: &mut out, at: frontends_at + FRONTEND * fe_next };
-        for k in &s.frontends {
-            let (addr, kind) = match k.frontend {
-                Frontend::Address(a) => (a, 0u8),
-                Frontend::NodePort(Family::V4) => (Addr([0; 16]), 1),
-                Frontend::NodePort(Family::V6) => (Addr([0; 16]), 2),
-            };
-            w.bytes(&addr.0);
-            w.u16(k.port);
-            w.u8(k.protocol.number());
-            w.u8(kind);
-            w.u32(s.id.0);
+        for (k, key) in s.frontends.iter().enumerate() {
+            let at = r.frontends.0 + frontend::SIZE * (fe_next + k);
+            write_frontend(&mut out[at..at + frontend::SIZE], key, s.id);
         }
         fe_next += s.frontends.len();
     }
-    let mut w = Writer { b: &mut out, at: backends_at };
-    for b in t.backends() {
-        w.bytes(&b.addr.0);
-        w.u16(b.port);
-        w.u16(b.weight);
-        let c = &b.conditions;
-        w.u8(u8::from(c.ready)
-            | u8::from(c.serving) << 1
-            | u8::from(c.terminating) << 2
-            | u8::from(b.eligible) << 3);
-        w.bytes(&[0; 3]);
+    for (i, b) in t.backends().iter().enumerate() {
+        let at = r.backends.0 + backend::SIZE * i;
+        let rec = &mut out[at..at + backend::SIZE];
+        backend::ADDR.write(rec, b.addr.0);
+        backend::PORT.write(rec, b.port);
+        backend::WEIGHT.write(rec, b.weight);
+        backend::CONDITIONS.write(rec, layout::conditions_byte(&b.conditions, b.eligible));
     }
-    let mut w = Writer { b: &mut out, at: node_at };
-    for a in t.node_addrs() {
-        w.bytes(&a.0);
+    for (i, a) in t.node_addrs().iter().enumerate() {
+        let at = r.node_addrs.0 + ADDR_SIZE * i;
+        out[at..at + ADDR_SIZE].copy_from_slice(&a.0);
     }
     out
 }
 
-/// Reads little-endian fields at a position, all bounds-checked (a short image is an error,
-/// never a panic).
-struct Reader<'a> {
-    b: &'a [u8],
+fn write_header(h: &mut [u8], generation: Generation, r: &Regions) {
+    let u32_of = |x: usize| x as u32;
+    header::MAGIC.write(h, IMAGE_MAGIC);
+    header::VERSION.write(h, IMAGE_VERSION);
+    header::GENERATION.write(h, generation.0);
+    for (count, at, (start, n)) in [
+        (header::SERVICES, header::SERVICES_AT, r.services),
+        (header::BACKENDS, header::BACKENDS_AT, r.backends),
+        (header::FRONTENDS, header::FRONTENDS_AT, r.frontends),
+        (header::NODE_ADDRS, header::NODE_ADDRS_AT, r.node_addrs),
+        (header::U16_POOL_LEN, header::U16_POOL_AT, r.u16_pool),
+        (header::ADDR_POOL_LEN, header::ADDR_POOL_AT, r.addr_pool),
+        (header::NAMES_LEN, header::NAMES_AT, r.names),
+    ] {
+        count.write(h, u32_of(n));
+        at.write(h, u32_of(start));
+    }
+    // The L7 regions are reserved: empty, at the end.
+    header::L7_ROUTES_AT.write(h, u32_of(r.end));
+    header::CERTIFICATES_AT.write(h, u32_of(r.end));
 }
 
-impl<'a> Reader<'a> {
-    fn bytes<const N: usize>(&self, at: usize) -> [u8; N] {
-        let mut a = [0u8; N];
-        if let Some(s) = self.b.get(at..at + N) {
-            a.copy_from_slice(s);
-        }
-        a
-    }
-    fn u8(&self, at: usize) -> u8 {
-        self.bytes::<1>(at)[0]
-    }
-    fn u16(&self, at: usize) -> u16 {
-        u16::from_le_bytes(self.bytes(at))
-    }
-    fn u32(&self, at: usize) -> u32 {
-        u32::from_le_bytes(self.bytes(at))
-    }
-    fn u64(&self, at: usize) -> u64 {
-        u64::from_le_bytes(self.bytes(at))
-    }
-    fn addr(&self, at: usize) -> Addr {
-        Addr(self.bytes(at))
-    }
-    /// A region of `count` items of `size` bytes at header field `at_field`, checked to lie in the
-    /// image; returns its start.
-    fn region(
-        &self,
-        at_field: usize,
-        count: usize,
-        size: usize,
-        name: &'static str,
-    ) -> Result<usize, ImageError> {
-        let start = self.u32(at_field) as usize;
-        let len = count.checked_mul(size).ok_or(ImageError::Region(name))?;
-        match start.checked_add(len) {
-            Some(end) if start >= HEADER && end <= self.b.len() => Ok(start),
-            _ => Err(ImageError::Region(name)),
-        }
-    }
-    /// `count` items at `first` of a pool of `pool_len` items: checked to lie inside the pool.
-    fn within(first: u32, count: u32, pool_len: usize) -> bool {
-        (first as usize).checked_add(count as usize).is_some_and(|e| e <= pool_len)
-    }
+fn write_service(rec: &mut [u8], s: &Service, u16_at: usize, addr_at: usize, name_at: usize, fe_at: usize) {
+    service::NAME_AT.write(rec, name_at as u32);
+    service::NAME_LEN.write(rec, s.name.len() as u32);
+    service::NAME_HASH.write(rec, s.name_hash);
+    service::FAMILY.write(rec, code(&FAMILY, s.family));
+    service::SCHEDULER.write(rec, layout::scheduler_code(s.scheduler));
+    service::NAT.write(rec, code(&NAT, s.nat));
+    service::FLAGS.write(rec, if s.affinity.is_some() { SERVICE_AFFINITY } else { 0 });
+    service::AFFINITY_TIMEOUT_S.write(rec, s.affinity.map_or(0, Affinity::timeout_s));
+    service::BACKENDS_FIRST.write(rec, s.backends.start);
+    service::BACKENDS_COUNT.write(rec, s.backends.end - s.backends.start);
+    service::ELIGIBLE_AT.write(rec, u16_at as u32);
+    service::ELIGIBLE_COUNT.write(rec, s.eligible.len() as u32);
+    service::MAGLEV_AT.write(rec, (u16_at + s.eligible.len()) as u32);
+    service::MAGLEV_COUNT.write(rec, s.maglev.len() as u32);
+    service::SNAT_AT.write(rec, addr_at as u32);
+    service::SNAT_COUNT.write(rec, s.snat.len() as u32);
+    service::FRONTENDS_FIRST.write(rec, fe_at as u32);
+    service::FRONTENDS_COUNT.write(rec, s.frontends.len() as u32);
 }
 
-/// Decodes and validates an image. See the module documentation.
+fn write_frontend(rec: &mut [u8], key: &ServiceKey, owner: ServiceId) {
+    let (addr, kind) = match key.frontend {
+        Frontend::Address(a) => (a, FrontendKind::Address),
+        Frontend::NodePort(f) => (Addr([0; 16]), FrontendKind::NodePort(f)),
+    };
+    frontend::ADDR.write(rec, addr.0);
+    frontend::PORT.write(rec, key.port);
+    frontend::PROTOCOL.write(rec, key.protocol.number());
+    frontend::KIND.write(rec, code(&FRONTEND_KIND, kind));
+    frontend::SERVICE.write(rec, owner.0);
+}
+
+/// Decodes and validates an image: the header and the regions it names, every backend and
+/// frontend record, then every service with what it refers to. See the module documentation.
 pub fn decode(bytes: &[u8]) -> Result<ServiceTable, ImageError> {
-    if bytes.len() < HEADER {
+    let (generation, r) = read_header(bytes)?;
+    let backends = read_backends(bytes, &r)?;
+    let frontends = read_frontends(bytes, &r)?;
+    let mut d = Decoder { bytes, r: &r, backends, frontends, next_backend: 0, next_frontend: 0 };
+    let mut services = Vec::with_capacity(r.services.1);
+    for i in 0..r.services.1 {
+        services.push(d.service(i)?);
+    }
+    if d.next_backend as usize != r.backends.1 {
+        return Err(ImageError::Backend { index: d.next_backend as usize, reason: "belongs to no service" });
+    }
+    if d.next_frontend as usize != r.frontends.1 {
+        return Err(ImageError::Frontend {
+            index: d.next_frontend as usize,
+            reason: "belongs to no service",
+        });
+    }
+    let node_addrs = (0..r.node_addrs.1).map(|k| addr_at(bytes, r.node_addrs.0 + ADDR_SIZE * k)).collect();
+    ServiceTable::from_parts(generation, services, d.backends, node_addrs)
+        .map_err(ImageError::DuplicateFrontend)
+}
+
+/// The address at `at` (inside a region already checked to lie in the image).
+fn addr_at(bytes: &[u8], at: usize) -> Addr {
+    Addr(layout::Field::<[u8; 16]>::at(0).read(&bytes[at..at + ADDR_SIZE]))
+}
+
+/// The header, and each region checked to lie inside the image, after the header.
+fn read_header(bytes: &[u8]) -> Result<(Generation, Regions), ImageError> {
+    if bytes.len() < header::SIZE {
         return Err(ImageError::TooShort(bytes.len()));
     }
-    let r = Reader { b: bytes };
-    if r.bytes::<8>(0) != IMAGE_MAGIC {
+    let h = &bytes[..header::SIZE];
+    if header::MAGIC.read(h) != IMAGE_MAGIC {
         return Err(ImageError::BadMagic);
     }
-    if r.u32(8) != IMAGE_VERSION || r.u32(12) != 0 {
-        return Err(ImageError::Version(r.u32(8)));
+    if header::VERSION.read(h) != IMAGE_VERSION || header::FLAGS.read(h) != 0 {
+        return Err(ImageError::Version(header::VERSION.read(h)));
     }
-    let generation = Generation(r.u64(16));
-    let (n_svc, n_be, n_fe, n_node) =
-        (r.u32(24) as usize, r.u32(28) as usize, r.u32(32) as usize, r.u32(36) as usize);
-    let svc_at = r.region(40, n_svc, SERVICE, "service records")?;
-    let be_at = r.region(44, n_be, BACKEND, "backend records")?;
-    let fe_at = r.region(48, n_fe, FRONTEND, "frontend records")?;
-    let node_at = r.region(52, n_node, ADDR, "node addresses")?;
-    let u16_len = r.u32(60) as usize;
-    let u16_at = r.region(56, u16_len, 2, "u16 pool")?;
-    let addr_len = r.u32(68) as usize;
-    let addr_at = r.region(64, addr_len, ADDR, "address pool")?;
-    let names_len = r.u32(76) as usize;
-    let names_at = r.region(72, names_len, 1, "names")?;
+    let region = |count: layout::Field<u32>, at: layout::Field<u32>, size: usize, name: &'static str| {
+        let (start, n) = (at.read(h) as usize, count.read(h) as usize);
+        let len = n.checked_mul(size).ok_or(ImageError::Region(name))?;
+        match start.checked_add(len) {
+            Some(end) if start >= header::SIZE && end <= bytes.len() => Ok((start, n)),
+            _ => Err(ImageError::Region(name)),
+        }
+    };
+    let r = Regions {
+        services: region(header::SERVICES, header::SERVICES_AT, service::SIZE, "service records")?,
+        backends: region(header::BACKENDS, header::BACKENDS_AT, backend::SIZE, "backend records")?,
+        frontends: region(header::FRONTENDS, header::FRONTENDS_AT, frontend::SIZE, "frontend records")?,
+        node_addrs: region(header::NODE_ADDRS, header::NODE_ADDRS_AT, ADDR_SIZE, "node addresses")?,
+        u16_pool: region(header::U16_POOL_LEN, header::U16_POOL_AT, U16_SIZE, "u16 pool")?,
+        addr_pool: region(header::ADDR_POOL_LEN, header::ADDR_POOL_AT, ADDR_SIZE, "address pool")?,
+        names: region(header::NAMES_LEN, header::NAMES_AT, 1, "names")?,
+        end: bytes.len(),
+    };
+    Ok((Generation(header::GENERATION.read(h)), r))
+}
 
-    let mut backends = Vec::with_capacity(n_be);
-    for i in 0..n_be {
-        let at = be_at + i * BACKEND;
-        let c = r.u8(at + 20);
+fn read_backends(bytes: &[u8], r: &Regions) -> Result<Vec<Backend>, ImageError> {
+    let mut backends = Vec::with_capacity(r.backends.1);
+    for i in 0..r.backends.1 {
+        let at = r.backends.0 + i * backend::SIZE;
+        let rec = &bytes[at..at + backend::SIZE];
+        let c = backend::CONDITIONS.read(rec);
         let b = Backend {
-            addr: r.addr(at),
-            port: r.u16(at + 16),
-            weight: r.u16(at + 18),
-            conditions: Conditions { ready: c & 1 != 0, serving: c & 2 != 0, terminating: c & 4 != 0 },
-            service: ServiceId(u32::MAX),
-            eligible: c & 8 != 0,
+            addr: Addr(backend::ADDR.read(rec)),
+            port: backend::PORT.read(rec),
+            weight: backend::WEIGHT.read(rec),
+            conditions: Conditions {
+                ready: c & CONDITION_READY != 0,
+                serving: c & CONDITION_SERVING != 0,
+                terminating: c & CONDITION_TERMINATING != 0,
+            },
+            service: ServiceId::NONE,
+            eligible: c & CONDITION_ELIGIBLE != 0,
         };
         if b.port == 0 {
             return Err(ImageError::Backend { index: i, reason: "port 0" });
         }
         backends.push(b);
     }
-    let mut frontend_recs = Vec::with_capacity(n_fe);
-    for i in 0..n_fe {
-        let at = fe_at + i * FRONTEND;
+    Ok(backends)
+}
+
+/// Every frontend record: its key and the service it names.
+fn read_frontends(bytes: &[u8], r: &Regions) -> Result<Vec<(ServiceKey, u32)>, ImageError> {
+    let mut out = Vec::with_capacity(r.frontends.1);
+    for i in 0..r.frontends.1 {
+        let at = r.frontends.0 + i * frontend::SIZE;
+        let rec = &bytes[at..at + frontend::SIZE];
         let err = |reason| ImageError::Frontend { index: i, reason };
-        let protocol = Protocol::from_number(r.u8(at + 18)).ok_or(err("protocol is neither TCP nor UDP"))?;
-        let frontend = match r.u8(at + 19) {
-            0 => Frontend::Address(r.addr(at)),
-            1 => Frontend::NodePort(Family::V4),
-            2 => Frontend::NodePort(Family::V6),
-            _ => return Err(err("unknown kind")),
-        };
-        frontend_recs.push((ServiceKey { frontend, port: r.u16(at + 16), protocol }, r.u32(at + 20)));
+        let protocol = Protocol::from_number(frontend::PROTOCOL.read(rec))
+            .ok_or(err("protocol is neither TCP nor UDP"))?;
+        let frontend =
+            match decode_code(&FRONTEND_KIND, frontend::KIND.read(rec)).ok_or(err("unknown kind"))? {
+                FrontendKind::Address => Frontend::Address(Addr(frontend::ADDR.read(rec))),
+                FrontendKind::NodePort(f) => Frontend::NodePort(f),
+            };
+        out.push((
+            ServiceKey { frontend, port: frontend::PORT.read(rec), protocol },
+            frontend::SERVICE.read(rec),
+        ));
     }
-    let mut services = Vec::with_capacity(n_svc);
-    let mut next_backend = 0u32;
-    let mut next_frontend = 0u32;
-    for i in 0..n_svc {
-        let at = svc_at + i * SERVICE;
+    Ok(out)
+}
+
+/// Service records, read in order: each service's backends and frontends must follow the
+/// previous one's.
+struct Decoder<'a> {
+    bytes: &'a [u8],
+    r: &'a Regions,
+    backends: Vec<Backend>,
+    frontends: Vec<(ServiceKey, u32)>,
+    next_backend: u32,
+    next_frontend: u32,
+}
+
+/// `count` items at `first` of a pool of `pool_len` items: checked to lie inside the pool.
+fn within(first: u32, count: u32, pool_len: usize) -> bool {
+    (first as usize).checked_add(count as usize).is_some_and(|e| e <= pool_len)
+}
+
+impl Decoder<'_> {
+    fn service(&mut self, i: usize) -> Result<Service, ImageError> {
+        let at = self.r.services.0 + i * service::SIZE;
+        let rec = &self.bytes[at..at + service::SIZE];
         let err = |reason| ImageError::Service { index: i, reason };
-        let (name_first, name_n) = (r.u32(at), r.u32(at + 4));
-        if !Reader::within(name_first, name_n, names_len) {
-            return Err(err("name outside the names"));
-        }
-        let name_bytes = &bytes[names_at + name_first as usize..names_at + (name_first + name_n) as usize];
-        let name = core::str::from_utf8(name_bytes).map_err(|_| err("name is not UTF-8"))?.to_owned();
+        let name = self.name(rec).ok_or(err("name outside the names, or not UTF-8"))?;
         let name_hash = crate::hash::stable(name.as_bytes());
-        if r.u64(at + 8) != name_hash {
+        if service::NAME_HASH.read(rec) != name_hash {
             return Err(err("name hash does not match the name"));
         }
-        let family = match r.u8(at + 16) {
-            0 => Family::V4,
-            1 => Family::V6,
-            _ => return Err(err("unknown family")),
-        };
-        let scheduler = Scheduler::ALL.get(r.u8(at + 17) as usize).ok_or(err("unknown scheduler"))?.1;
-        let nat = match r.u8(at + 18) {
-            0 => NatMode::FullNat,
-            1 => NatMode::Dnat,
-            _ => return Err(err("unknown NAT mode")),
-        };
-        let affinity = match r.u8(at + 19) {
+        let family = decode_code(&FAMILY, service::FAMILY.read(rec)).ok_or(err("unknown family"))?;
+        let scheduler =
+            Scheduler::ALL.get(service::SCHEDULER.read(rec) as usize).ok_or(err("unknown scheduler"))?.1;
+        let nat = decode_code(&NAT, service::NAT.read(rec)).ok_or(err("unknown NAT mode"))?;
+        let affinity = match service::FLAGS.read(rec) {
             0 => None,
-            1 => {
-                let timeout_s = r.u32(at + 20);
-                if timeout_s == 0 || timeout_s > Affinity::MAX_TIMEOUT_S {
-                    return Err(err("affinity timeout out of range"));
-                }
-                Some(Affinity { timeout_s })
-            }
+            SERVICE_AFFINITY => Some(
+                Affinity::new(service::AFFINITY_TIMEOUT_S.read(rec))
+                    .ok_or(err("affinity timeout out of range"))?,
+            ),
             _ => return Err(err("unknown flags")),
         };
-        let (be_first, be_n) = (r.u32(at + 24), r.u32(at + 28));
-        if be_first != next_backend || !Reader::within(be_first, be_n, n_be) {
+        let (be_first, be_n) = (service::BACKENDS_FIRST.read(rec), service::BACKENDS_COUNT.read(rec));
+        if be_first != self.next_backend || !within(be_first, be_n, self.r.backends.1) {
             return Err(err("backends do not follow the previous service's"));
         }
-        next_backend += be_n;
+        self.next_backend += be_n;
         let n = be_n as usize;
-        let pool16 = |first: u32, count: u32| -> Result<Vec<u16>, ImageError> {
-            if !Reader::within(first, count, u16_len) {
-                return Err(err("array outside the u16 pool"));
-            }
-            let at = u16_at + 2 * first as usize;
-            let raw = &bytes[at..at + 2 * count as usize];
-            Ok(raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect())
-        };
-        let eligible = pool16(r.u32(at + 32), r.u32(at + 36))?;
+        let eligible = self
+            .u16s(service::ELIGIBLE_AT.read(rec), service::ELIGIBLE_COUNT.read(rec))
+            .ok_or(err("array outside the u16 pool"))?;
         if eligible.windows(2).any(|w| w[0] >= w[1]) || eligible.iter().any(|&o| o as usize >= n) {
             return Err(err("eligible backends out of order or out of range"));
         }
@@ -419,56 +407,33 @@ pub fn decode(bytes: &[u8]) -> Result<ServiceTable, ImageError> {
         for &o in &eligible {
             is_eligible[o as usize] = true;
         }
-        let maglev = MaglevTable::from_entries(pool16(r.u32(at + 40), r.u32(at + 44))?, |e| {
-            is_eligible.get(e as usize).copied().unwrap_or(false)
-        })
-        .ok_or(err("Maglev table of non-prime size or naming a backend that is not eligible"))?;
+        let entries = self
+            .u16s(service::MAGLEV_AT.read(rec), service::MAGLEV_COUNT.read(rec))
+            .ok_or(err("array outside the u16 pool"))?;
+        let maglev =
+            MaglevTable::from_entries(entries, |e| is_eligible.get(e as usize).copied().unwrap_or(false))
+                .ok_or(err("Maglev table of non-prime size or naming a backend that is not eligible"))?;
         if maglev.is_empty() != eligible.is_empty() {
             return Err(err("Maglev table and eligible backends disagree"));
         }
-        let (snat_first, snat_n) = (r.u32(at + 48), r.u32(at + 52));
-        if !Reader::within(snat_first, snat_n, addr_len) {
-            return Err(err("SNAT addresses outside the address pool"));
-        }
-        let snat: Vec<Addr> =
-            (snat_first..snat_first + snat_n).map(|k| r.addr(addr_at + ADDR * k as usize)).collect();
-        if snat.iter().any(|a| a.family() != family) || (nat == NatMode::FullNat && snat.is_empty()) {
+        let snat = self.snat(rec).ok_or(err("SNAT addresses outside the address pool"))?;
+        if snat.iter().any(|a| a.family() != family)
+            || (nat == crate::service::NatMode::FullNat && snat.is_empty())
+        {
             return Err(err("SNAT addresses missing or of another family"));
         }
-        let (fe_first, fe_n) = (r.u32(at + 56), r.u32(at + 60));
-        if fe_first != next_frontend || fe_n == 0 || !Reader::within(fe_first, fe_n, n_fe) {
-            return Err(err("frontends do not follow the previous service's"));
-        }
-        next_frontend += fe_n;
-        let mut frontends = Vec::with_capacity(fe_n as usize);
-        for (k, (key, owner)) in
-            frontend_recs[fe_first as usize..(fe_first + fe_n) as usize].iter().enumerate()
-        {
-            let fe_err = |reason| ImageError::Frontend { index: fe_first as usize + k, reason };
-            if *owner as usize != i {
-                return Err(fe_err("names another service than the one listing it"));
-            }
-            if key.frontend.family() != family {
-                return Err(fe_err("of another family than its service"));
-            }
-            frontends.push(*key);
-        }
-        for (o, b) in backends[be_first as usize..(be_first + be_n) as usize].iter_mut().enumerate() {
+        let frontends = self.frontends_of(i, rec, family)?;
+        for (o, b) in self.backends[be_first as usize..(be_first + be_n) as usize].iter_mut().enumerate() {
+            let index = be_first as usize + o;
             if b.addr.family() != family {
-                return Err(ImageError::Backend {
-                    index: be_first as usize + o,
-                    reason: "of another family than its service",
-                });
+                return Err(ImageError::Backend { index, reason: "of another family than its service" });
             }
             if b.eligible != is_eligible[o] {
-                return Err(ImageError::Backend {
-                    index: be_first as usize + o,
-                    reason: "eligibility disagrees with its service",
-                });
+                return Err(ImageError::Backend { index, reason: "eligibility disagrees with its service" });
             }
             b.service = ServiceId(i as u32);
         }
-        services.push(Service {
+        Ok(Service {
             id: ServiceId(i as u32),
             name,
             name_hash,
@@ -481,17 +446,61 @@ pub fn decode(bytes: &[u8]) -> Result<ServiceTable, ImageError> {
             backends: be_first..be_first + be_n,
             eligible,
             maglev,
-        });
+        })
     }
-    if next_backend as usize != n_be {
-        return Err(ImageError::Backend { index: next_backend as usize, reason: "belongs to no service" });
+
+    fn name(&self, rec: &[u8]) -> Option<String> {
+        let (first, n) = (service::NAME_AT.read(rec), service::NAME_LEN.read(rec));
+        if !within(first, n, self.r.names.1) {
+            return None;
+        }
+        let at = self.r.names.0 + first as usize;
+        core::str::from_utf8(&self.bytes[at..at + n as usize]).ok().map(str::to_owned)
     }
-    if next_frontend as usize != n_fe {
-        return Err(ImageError::Frontend { index: next_frontend as usize, reason: "belongs to no service" });
+
+    fn u16s(&self, first: u32, count: u32) -> Option<Vec<u16>> {
+        if !within(first, count, self.r.u16_pool.1) {
+            return None;
+        }
+        let at = self.r.u16_pool.0 + U16_SIZE * first as usize;
+        let raw = &self.bytes[at..at + U16_SIZE * count as usize];
+        Some(raw.chunks_exact(U16_SIZE).map(|c| u16::from_le_bytes([c[0], c[1]])).collect())
     }
-    let node_addrs = (0..n_node).map(|k| r.addr(node_at + ADDR * k)).collect();
-    ServiceTable::from_parts(generation, services, backends, node_addrs)
-        .map_err(ImageError::DuplicateFrontend)
+
+    fn snat(&self, rec: &[u8]) -> Option<Vec<Addr>> {
+        let (first, n) = (service::SNAT_AT.read(rec), service::SNAT_COUNT.read(rec));
+        if !within(first, n, self.r.addr_pool.1) {
+            return None;
+        }
+        Some(
+            (first..first + n)
+                .map(|k| addr_at(self.bytes, self.r.addr_pool.0 + ADDR_SIZE * k as usize))
+                .collect(),
+        )
+    }
+
+    fn frontends_of(&mut self, i: usize, rec: &[u8], family: Family) -> Result<Vec<ServiceKey>, ImageError> {
+        let (first, n) = (service::FRONTENDS_FIRST.read(rec), service::FRONTENDS_COUNT.read(rec));
+        if first != self.next_frontend || n == 0 || !within(first, n, self.frontends.len()) {
+            return Err(ImageError::Service {
+                index: i,
+                reason: "frontends do not follow the previous service's",
+            });
+        }
+        self.next_frontend += n;
+        let mut out = Vec::with_capacity(n as usize);
+        for (k, (key, owner)) in self.frontends[first as usize..(first + n) as usize].iter().enumerate() {
+            let fe_err = |reason| ImageError::Frontend { index: first as usize + k, reason };
+            if *owner as usize != i {
+                return Err(fe_err("names another service than the one listing it"));
+            }
+            if key.frontend.family() != family {
+                return Err(fe_err("of another family than its service"));
+            }
+            out.push(*key);
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -546,7 +555,7 @@ mod tests {
                         be(v4([198, 18, 1, 2]), 8080, Conditions::DRAINING),
                     ],
                     scheduler: Scheduler::LeastConnections,
-                    affinity: Some(Affinity { timeout_s: 600 }),
+                    affinity: Affinity::new(600),
                     nat: NatMode::Dnat,
                     snat: vec![],
                 },
@@ -603,6 +612,24 @@ mod tests {
         assert!(decode(&encode(&ServiceTable::empty())).unwrap().services().is_empty());
     }
 
+    /// The layout is the contract with every gateway of this version: changing it without a
+    /// new IMAGE_VERSION would let a gateway misread a table. (Change both, then this.)
+    #[test]
+    fn the_layout_is_pinned_to_its_version() {
+        assert_eq!(
+            (IMAGE_VERSION, layout::fingerprint()),
+            (1, 0xc118_6664_0c60_4ac2),
+            "{:#x}\n{}",
+            layout::fingerprint(),
+            layout::describe()
+        );
+        // The offsets the layout gives are the ones version 1 has always had.
+        assert_eq!((header::GENERATION.at, header::SERVICES_AT.at, header::L7_ROUTES_AT.at), (16, 40, 80));
+        assert_eq!((service::AFFINITY_TIMEOUT_S.at, service::FRONTENDS_COUNT.at), (20, 60));
+        assert_eq!((backend::CONDITIONS.at, frontend::SERVICE.at), (20, 20));
+        assert!(layout::describe().contains("   40  4  SERVICES_AT        Where the service records start."));
+    }
+
     #[test]
     fn refusals_say_where() {
         let bytes = encode(&ServiceTable::build(&spec()).unwrap());
@@ -614,15 +641,15 @@ mod tests {
         b[8] = 9;
         assert_eq!(decode(&b).unwrap_err(), ImageError::Version(9));
         let mut b = bytes.clone();
-        b[44..48].copy_from_slice(&u32::MAX.to_le_bytes());
+        header::BACKENDS_AT.write(&mut b, u32::MAX);
         assert_eq!(decode(&b).unwrap_err(), ImageError::Region("backend records"));
         assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(ImageError::Region(_))));
         // A Maglev slot naming a backend that may not take new flows.
         let t = ServiceTable::build(&spec()).unwrap();
         let mut b = encode(&t);
-        let u16_at = u32::from_le_bytes(b[56..60].try_into().unwrap()) as usize;
-        let svc1 = HEADER + SERVICE;
-        let maglev_at = u32::from_le_bytes(b[svc1 + 40..svc1 + 44].try_into().unwrap()) as usize;
+        let u16_at = header::U16_POOL_AT.read(&b) as usize;
+        let svc1 = header::SIZE + service::SIZE;
+        let maglev_at = service::MAGLEV_AT.read(&b[svc1..]) as usize;
         b[u16_at + 2 * maglev_at..u16_at + 2 * maglev_at + 2].copy_from_slice(&1u16.to_le_bytes());
         let e = decode(&b).unwrap_err();
         assert!(matches!(e, ImageError::Service { index: 1, .. }), "{e}");
@@ -669,7 +696,7 @@ mod tests {
                             })
                             .collect(),
                         scheduler: Scheduler::ALL[sched].1,
-                        affinity: aff.map(|timeout_s| Affinity { timeout_s }),
+                        affinity: aff.and_then(Affinity::new),
                         nat: if dnat { NatMode::Dnat } else { NatMode::FullNat },
                         snat: vec![Addr::from_v4([198, 18, 0, 1])],
                     }

@@ -226,12 +226,11 @@ pub enum NatMode {
     Dnat,
 }
 
-/// `sessionAffinity: ClientIP`.
+/// `sessionAffinity: ClientIP`, with its timeout: always in Kubernetes' range (a value of this
+/// type has been checked once, where it was made).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Affinity {
-    /// `sessionAffinityConfig.clientIP.timeoutSeconds`: an entry lives this long after the
-    /// client's last new connection.
-    pub timeout_s: u32,
+    timeout_s: u32,
 }
 
 impl Affinity {
@@ -239,6 +238,21 @@ impl Affinity {
     pub const DEFAULT_TIMEOUT_S: u32 = 10_800;
     /// Kubernetes' maximum timeout (1 day).
     pub const MAX_TIMEOUT_S: u32 = 86_400;
+    /// The timeouts Kubernetes accepts (`sessionAffinityConfig.clientIP.timeoutSeconds`).
+    pub const TIMEOUTS_S: core::ops::RangeInclusive<u32> = 1..=Affinity::MAX_TIMEOUT_S;
+
+    /// Affinity for `timeout_s` seconds, if Kubernetes would accept it ([`Self::TIMEOUTS_S`]).
+    pub const fn new(timeout_s: u32) -> Option<Affinity> {
+        if timeout_s == 0 || timeout_s > Affinity::MAX_TIMEOUT_S {
+            return None;
+        }
+        Some(Affinity { timeout_s })
+    }
+
+    /// How long an entry lives after the client's last new connection, in seconds.
+    pub const fn timeout_s(self) -> u32 {
+        self.timeout_s
+    }
 }
 
 impl Default for Affinity {
@@ -337,13 +351,6 @@ pub enum TableError {
         /// The backend port.
         port: u16,
     },
-    /// An affinity timeout outside 1..=86400 seconds.
-    BadAffinityTimeout {
-        /// The service.
-        service: String,
-        /// The timeout given.
-        timeout_s: u32,
-    },
     /// The Maglev table could not be built.
     Maglev {
         /// The service.
@@ -373,11 +380,6 @@ impl core::fmt::Display for TableError {
             TableError::BadBackend { service, addr, port } => {
                 write!(f, "service {service}: backend {addr} port {port} is not a usable endpoint")
             }
-            TableError::BadAffinityTimeout { service, timeout_s } => write!(
-                f,
-                "service {service}: sessionAffinity timeout {timeout_s}s is outside 1..={}",
-                Affinity::MAX_TIMEOUT_S
-            ),
             TableError::Maglev { service, error } => write!(f, "service {service}: {error}"),
         }
     }
@@ -732,11 +734,6 @@ fn build_service(
     {
         return Err(TableError::MixedFamilies { service: err_name() });
     }
-    if let Some(a) = s.affinity
-        && (a.timeout_s == 0 || a.timeout_s > Affinity::MAX_TIMEOUT_S)
-    {
-        return Err(TableError::BadAffinityTimeout { service: err_name(), timeout_s: a.timeout_s });
-    }
     let snat: Vec<Addr> = s.snat.iter().copied().filter(|a| a.family() == family).collect();
     if s.nat == NatMode::FullNat && snat.is_empty() {
         return Err(TableError::NoSnatAddress { service: err_name(), family });
@@ -980,10 +977,10 @@ mod tests {
             ServiceTable::build(&TableSpec { services: vec![twice], ..TableSpec::default() }).unwrap_err();
         assert!(matches!(e, TableError::DuplicateBackend { .. }));
 
-        let mut aff = svc("aff", [198, 19, 0, 1], vec![]);
-        aff.affinity = Some(Affinity { timeout_s: 86_401 });
-        let e = ServiceTable::build(&TableSpec { services: vec![aff], ..TableSpec::default() }).unwrap_err();
-        assert!(matches!(e, TableError::BadAffinityTimeout { .. }));
+        // An affinity timeout out of range cannot even be made.
+        assert_eq!(Affinity::new(86_401), None);
+        assert_eq!(Affinity::new(0), None);
+        assert_eq!(Affinity::new(86_400).map(Affinity::timeout_s), Some(86_400));
     }
 
     proptest::proptest! {

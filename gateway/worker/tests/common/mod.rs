@@ -97,7 +97,7 @@ pub fn standard_services() -> Vec<ServiceSpec> {
         vec![key(a4(VIP_AFFINITY), 80, Protocol::Tcp)],
         backends(&[1, 2, 3], 8080, Conditions::READY),
     );
-    aff.affinity = Some(Affinity { timeout_s: 10 });
+    aff.affinity = Affinity::new(10);
     let mut drain = backends(&[1], 8080, Conditions::READY);
     drain.extend(backends(&[2], 8080, Conditions::DRAINING));
     vec![
