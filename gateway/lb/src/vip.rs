@@ -5,21 +5,12 @@
 //! The reply is written in place over the request (same length), so the worker transmits it
 //! from the buffer it arrived in. Only frames the L4 stage passed reach here, never the hot path.
 
-use sluice_wire::checksum;
-use sluice_wire::ethernet::Mac;
-
-use crate::packet::{Meta, Parsed};
 use sluice_model::Addr;
 use sluice_model::service::ServiceTable;
+use sluice_wire::ethernet::{self, Mac, ethertype};
+use sluice_wire::{arp, checksum, icmp, ip_proto, ipv6, ndp};
 
-const ARP_REQUEST: u16 = 1;
-const ARP_REPLY: u16 = 2;
-const ND_SOLICIT: u8 = 135;
-const ND_ADVERT: u8 = 136;
-const OPT_SOURCE_LL: u8 = 1;
-const OPT_TARGET_LL: u8 = 2;
-/// ICMPv6 neighbour discovery must arrive with hop limit 255 (RFC 4861 §7.1.1).
-const ND_HOP_LIMIT: u8 = 255;
+use crate::packet::{Meta, Parsed};
 
 /// If `frame` is an ARP request or a neighbour solicitation for one of `table`'s VIPs, rewrites
 /// it in place into the reply from `mac` (Ethernet addresses included) and returns the asker's
@@ -27,137 +18,132 @@ const ND_HOP_LIMIT: u8 = 255;
 pub fn answer(frame: &mut [u8], parsed: &Parsed, table: &ServiceTable, mac: Mac) -> Option<(Addr, Mac)> {
     match parsed {
         Parsed::Arp(off) => answer_arp(frame, *off, table, mac),
-        Parsed::Ip(m) if m.proto == sluice_wire::ip_proto::ICMPV6 => answer_ns(frame, m, table, mac),
+        Parsed::Ip(m) if m.proto == ip_proto::ICMPV6 => answer_ns(frame, m, table, mac),
         Parsed::Ip(_) => None,
     }
 }
 
 fn answer_arp(frame: &mut [u8], off: usize, table: &ServiceTable, mac: Mac) -> Option<(Addr, Mac)> {
-    let a = frame.get_mut(off..off + 28)?;
-    if a[0..2] != [0, 1] || a[2..4] != [8, 0] || a[4] != 6 || a[5] != 4 {
+    let request = arp::Packet::new_checked(frame.get(off..off + arp::PACKET_LEN)?).ok()?;
+    let (vip, asker, asker_mac) = (request.target_ip(), request.sender_ip(), request.sender_mac());
+    if request.operation() != arp::OP_REQUEST || !table.is_vip(&Addr::from_v4(vip)) {
         return None;
     }
-    if u16::from_be_bytes([a[6], a[7]]) != ARP_REQUEST {
-        return None;
-    }
-    let tpa: [u8; 4] = [a[24], a[25], a[26], a[27]];
-    if !table.is_vip(&Addr::from_v4(tpa)) {
-        return None;
-    }
-    let (sha, spa) = (<[u8; 6]>::try_from(&a[8..14]).unwrap_or_default(), [a[14], a[15], a[16], a[17]]);
-    a[6..8].copy_from_slice(&ARP_REPLY.to_be_bytes());
-    a[8..14].copy_from_slice(&mac);
-    a[14..18].copy_from_slice(&tpa);
-    a[18..24].copy_from_slice(&sha);
-    a[24..28].copy_from_slice(&spa);
-    frame[0..6].copy_from_slice(&sha);
-    frame[6..12].copy_from_slice(&mac);
-    Some((Addr::from_v4(spa), sha))
+    let mut reply = arp::Packet::new_unchecked(&mut frame[off..off + arp::PACKET_LEN]);
+    reply.set_operation(arp::OP_REPLY);
+    reply.set_sender(mac, vip);
+    reply.set_target(asker_mac, asker);
+    let mut eth = ethernet::Frame::new_unchecked(&mut *frame);
+    eth.set_dst(asker_mac);
+    eth.set_src(mac);
+    Some((Addr::from_v4(asker), asker_mac))
 }
 
 fn answer_ns(frame: &mut [u8], m: &Meta, table: &ServiceTable, mac: Mac) -> Option<(Addr, Mac)> {
-    // type(1) code(1) checksum(2) reserved(4) target(16) [options]
-    let (l4, len) = (m.l4, m.l4_len);
-    if len < 24
-        || frame.len() < l4 + len
-        || frame[l4] != ND_SOLICIT
-        || frame[l4 + 1] != 0
-        || m.ttl != ND_HOP_LIMIT
-    {
+    if m.ttl != ndp::HOP_LIMIT {
         return None;
     }
-    let mut target = [0u8; 16];
-    target.copy_from_slice(&frame[l4 + 8..l4 + 24]);
-    if !table.is_vip(&Addr(target)) {
+    let body = frame.get(m.l4..m.l4 + m.l4_len)?;
+    let solicit = ndp::Message::new_checked(body).ok()?;
+    let target = solicit.target();
+    if solicit.msg_type() != icmp::v6::NEIGHBOR_SOLICIT || !table.is_vip(&Addr(target)) {
         return None;
     }
-    // Reply to the soliciting host's link-layer address, from its option or the Ethernet source.
-    let mut their_mac = [0u8; 6];
-    their_mac.copy_from_slice(&frame[6..12]);
-    let mut opt = l4 + 24;
-    let end = l4 + len;
-    while opt + 8 <= end {
-        let olen = usize::from(frame[opt + 1]) * 8;
-        if olen == 0 || opt + olen > end {
-            return None; // RFC 4861 §7.1.1: an option of length 0 invalidates the message
-        }
-        if frame[opt] == OPT_SOURCE_LL && olen == 8 {
-            their_mac.copy_from_slice(&frame[opt + 2..opt + 8]);
-            // Reuse this option's room for our target link-layer address. Without one the
-            // advertisement carries none, which is valid: the solicitor has our MAC from the
-            // Ethernet header.
-            frame[opt] = OPT_TARGET_LL;
-            frame[opt + 2..opt + 8].copy_from_slice(&mac);
-        }
-        opt += olen;
-    }
-    let src = m.src;
+    // Reply to the soliciting host's link-layer address: from its option, else the Ethernet
+    // source. Its option's room carries our address back; without one the advertisement
+    // carries none, which is valid (the solicitor has our MAC from the Ethernet header).
+    let source_ll =
+        solicit.options().find(|&(_, k, len)| k == ndp::option::SOURCE_LL && len == ndp::option::LL_LEN);
+    let their_mac = solicit
+        .link_layer(ndp::option::SOURCE_LL)
+        .unwrap_or_else(|| ethernet::Frame::new_unchecked(&*frame).src());
     // A solicitation from the unspecified address (duplicate address detection) is answered to
-    // all nodes; otherwise to the solicitor.
+    // all nodes, not solicited; otherwise to the solicitor (RFC 4861 §7.2.4).
+    let src = m.src;
     let unspecified = src.0 == [0; 16];
-    let dst: [u8; 16] = if unspecified { [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1] } else { src.0 };
-    let ip = m.l3;
-    frame[ip + 7] = ND_HOP_LIMIT;
-    frame[ip + 8..ip + 24].copy_from_slice(&target);
-    frame[ip + 24..ip + 40].copy_from_slice(&dst);
-    frame[l4] = ND_ADVERT;
-    // Router 0, Solicited (unless to all nodes), Override.
-    frame[l4 + 4] = if unspecified { 0x20 } else { 0x60 };
-    frame[l4 + 5..l4 + 8].fill(0);
-    frame[l4 + 2..l4 + 4].fill(0);
-    let ph = checksum::pseudo_header_v6(&target, &dst, sluice_wire::ip_proto::ICMPV6, len as u32);
-    let sum = checksum::finish(checksum::accumulate(ph, &frame[l4..end]));
-    frame[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
-    if unspecified {
-        frame[0..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
-    } else {
-        frame[0..6].copy_from_slice(&their_mac);
+    let dst = if unspecified { ndp::ALL_NODES } else { src.0 };
+    let mut ip = ipv6::Packet::new_unchecked(&mut frame[m.l3..m.l3 + ipv6::HEADER_LEN]);
+    ip.set_hop_limit(ndp::HOP_LIMIT);
+    ip.set_src(target);
+    ip.set_dst(dst);
+    let mut advert = ndp::Message::new_unchecked(&mut frame[m.l4..m.l4 + m.l4_len]);
+    advert.set_msg_type(icmp::v6::NEIGHBOR_ADVERT);
+    let solicited = if unspecified { 0 } else { ndp::flags::SOLICITED };
+    advert.set_flags(solicited | ndp::flags::OVERRIDE);
+    if let Some((at, _, _)) = source_ll {
+        advert.set_link_layer(at, ndp::option::TARGET_LL, mac);
     }
-    frame[6..12].copy_from_slice(&mac);
+    advert.fill_checksum(checksum::pseudo_header_v6(&target, &dst, ip_proto::ICMPV6, m.l4_len as u32));
+    let mut eth = ethernet::Frame::new_unchecked(&mut *frame);
+    eth.set_dst(if unspecified { ndp::ALL_NODES_MAC } else { their_mac });
+    eth.set_src(mac);
     Some((src, their_mac))
 }
 
+/// Length of a gratuitous ARP frame.
+pub const GRATUITOUS_ARP_LEN: usize = ethernet::HEADER_LEN + arp::PACKET_LEN;
+
 /// A gratuitous ARP (a request for `vip` from `vip`, broadcast) announcing that `mac` owns it.
-pub fn gratuitous_arp(vip: [u8; 4], mac: Mac) -> [u8; 42] {
-    let mut f = [0u8; 42];
-    f[0..6].fill(0xff);
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&[0x08, 0x06]);
-    let a = &mut f[14..];
-    a[0..2].copy_from_slice(&[0, 1]);
-    a[2..4].copy_from_slice(&[8, 0]);
-    a[4] = 6;
-    a[5] = 4;
-    a[6..8].copy_from_slice(&ARP_REQUEST.to_be_bytes());
-    a[8..14].copy_from_slice(&mac);
-    a[14..18].copy_from_slice(&vip);
-    a[24..28].copy_from_slice(&vip);
+pub fn gratuitous_arp(vip: [u8; 4], mac: Mac) -> [u8; GRATUITOUS_ARP_LEN] {
+    let mut f = [0u8; GRATUITOUS_ARP_LEN];
+    ethernet::Frame::new_unchecked(&mut f[..]).emit([0xff; 6], mac, ethertype::ARP);
+    arp::Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]).emit(arp::OP_REQUEST, mac, vip, [0; 6], vip);
     f
 }
 
+/// Length of an unsolicited neighbour advertisement frame (with its target link-layer option).
+pub const UNSOLICITED_NA_LEN: usize =
+    ethernet::HEADER_LEN + ipv6::HEADER_LEN + ndp::HEADER_LEN + ndp::option::LL_LEN;
+
 /// An unsolicited neighbour advertisement for `vip` from `mac` to all nodes (RFC 4861 §7.2.6).
-pub fn unsolicited_na(vip: [u8; 16], mac: Mac) -> [u8; 86] {
-    let mut f = [0u8; 86];
-    f[0..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&[0x86, 0xdd]);
-    let all_nodes = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    let ip = 14;
-    f[ip] = 0x60;
-    f[ip + 4..ip + 6].copy_from_slice(&32u16.to_be_bytes());
-    f[ip + 6] = sluice_wire::ip_proto::ICMPV6;
-    f[ip + 7] = ND_HOP_LIMIT;
-    f[ip + 8..ip + 24].copy_from_slice(&vip);
-    f[ip + 24..ip + 40].copy_from_slice(&all_nodes);
-    let l4 = ip + 40;
-    f[l4] = ND_ADVERT;
-    f[l4 + 4] = 0x20; // Override
-    f[l4 + 8..l4 + 24].copy_from_slice(&vip);
-    f[l4 + 24] = OPT_TARGET_LL;
-    f[l4 + 25] = 1;
-    f[l4 + 26..l4 + 32].copy_from_slice(&mac);
-    let ph = checksum::pseudo_header_v6(&vip, &all_nodes, sluice_wire::ip_proto::ICMPV6, 32);
-    let sum = checksum::finish(checksum::accumulate(ph, &f[l4..l4 + 32]));
-    f[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
+pub fn unsolicited_na(vip: [u8; 16], mac: Mac) -> [u8; UNSOLICITED_NA_LEN] {
+    const BODY: usize = ndp::HEADER_LEN + ndp::option::LL_LEN;
+    let mut f = [0u8; UNSOLICITED_NA_LEN];
+    ethernet::Frame::new_unchecked(&mut f[..]).emit(ndp::ALL_NODES_MAC, mac, ethertype::IPV6);
+    let l3 = ethernet::HEADER_LEN;
+    ipv6::Packet::new_unchecked(&mut f[l3..]).emit(&ipv6::Repr {
+        src: vip,
+        dst: ndp::ALL_NODES,
+        next_header: ip_proto::ICMPV6,
+        payload_len: BODY as u16,
+        hop_limit: ndp::HOP_LIMIT,
+    });
+    let mut advert = ndp::Message::new_unchecked(&mut f[l3 + ipv6::HEADER_LEN..]);
+    advert.emit_advertisement(vip, ndp::flags::OVERRIDE, mac);
+    advert.fill_checksum(checksum::pseudo_header_v6(&vip, &ndp::ALL_NODES, ip_proto::ICMPV6, BODY as u32));
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::SlicedPacket;
+
+    #[test]
+    fn a_gratuitous_arp_is_a_broadcast_request_for_the_vip_from_the_vip() {
+        let f = gratuitous_arp([198, 19, 0, 10], [2, 0, 0, 0, 0, 1]);
+        assert_eq!(&f[..14], &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06]);
+        let a = arp::Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!(a.operation(), arp::OP_REQUEST);
+        assert_eq!((a.sender_mac(), a.sender_ip()), ([2, 0, 0, 0, 0, 1], [198, 19, 0, 10]));
+        assert_eq!((a.target_mac(), a.target_ip()), ([0; 6], [198, 19, 0, 10]));
+    }
+
+    #[test]
+    fn an_unsolicited_advertisement_reads_back_with_a_valid_checksum() {
+        let mut vip = [0u8; 16];
+        vip[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        vip[15] = 0x10;
+        let f = unsolicited_na(vip, [2, 0, 0, 0, 0, 1]);
+        let p = SlicedPacket::from_ethernet(&f).unwrap();
+        let Some(etherparse::NetSlice::Ipv6(ip)) = &p.net else { panic!("IPv6: {p:?}") };
+        assert_eq!((ip.header().hop_limit(), ip.header().destination()), (255, ndp::ALL_NODES));
+        let Some(etherparse::TransportSlice::Icmpv6(icmp)) = &p.transport else { panic!("ICMPv6") };
+        assert_eq!((icmp.type_u8(), icmp.code_u8()), (icmp::v6::NEIGHBOR_ADVERT, 0));
+        assert_eq!(f[58], ndp::flags::OVERRIDE, "override, not solicited");
+        let ph = checksum::pseudo_header_v6(&vip, &ndp::ALL_NODES, ip_proto::ICMPV6, 32);
+        assert_eq!(checksum::finish(checksum::accumulate(ph, &f[54..])), 0);
+        let m = ndp::Message::new_checked(&f[54..]).unwrap();
+        assert_eq!((m.target(), m.link_layer(ndp::option::TARGET_LL)), (vip, Some([2, 0, 0, 0, 0, 1])));
+    }
 }

@@ -85,6 +85,25 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Sets the operation.
+    pub fn set_operation(&mut self, op: u16) {
+        write_u16(self.buffer.as_mut(), field::OPER.start, op);
+    }
+
+    /// Sets the sender's hardware and protocol addresses.
+    pub fn set_sender(&mut self, mac: [u8; 6], ip: [u8; 4]) {
+        let b = self.buffer.as_mut();
+        b[field::SHA].copy_from_slice(&mac);
+        b[field::SPA].copy_from_slice(&ip);
+    }
+
+    /// Sets the target's hardware and protocol addresses.
+    pub fn set_target(&mut self, mac: [u8; 6], ip: [u8; 4]) {
+        let b = self.buffer.as_mut();
+        b[field::THA].copy_from_slice(&mac);
+        b[field::TPA].copy_from_slice(&ip);
+    }
+
     /// Writes a complete Ethernet/IPv4 ARP packet.
     pub fn emit(&mut self, op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) {
         let b = self.buffer.as_mut();
@@ -92,11 +111,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         write_u16(b, field::PTYPE.start, 0x0800);
         b[field::HLEN] = 6;
         b[field::PLEN] = 4;
-        write_u16(b, field::OPER.start, op);
-        b[field::SHA].copy_from_slice(&sha);
-        b[field::SPA].copy_from_slice(&spa);
-        b[field::THA].copy_from_slice(&tha);
-        b[field::TPA].copy_from_slice(&tpa);
+        self.set_operation(op);
+        self.set_sender(sha, spa);
+        self.set_target(tha, tpa);
     }
 }
 

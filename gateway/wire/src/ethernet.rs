@@ -136,6 +136,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    /// Writes an untagged header from `src` to `dst` carrying `ethertype`.
+    pub fn emit(&mut self, dst: Mac, src: Mac, ethertype: u16) {
+        self.set_dst(dst);
+        self.set_src(src);
+        self.set_ethertype(ethertype);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

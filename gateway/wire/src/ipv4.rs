@@ -225,6 +225,42 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// An IPv4 header without options, to write with [`Packet::emit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    /// Source address.
+    pub src: [u8; 4],
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// The payload's protocol (`crate::ip_proto`).
+    pub protocol: u8,
+    /// Bytes after the header.
+    pub payload_len: u16,
+    /// Time to live.
+    pub ttl: u8,
+    /// Identification.
+    pub ident: u16,
+    /// Don't Fragment.
+    pub dont_frag: bool,
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes a 20-byte header saying `r`, its checksum included (the buffer holds at least
+    /// [`MIN_HEADER_LEN`] bytes).
+    pub fn emit(&mut self, r: &Repr) {
+        self.set_version_and_header_len(MIN_HEADER_LEN);
+        self.buffer.as_mut()[field::DSCP_ECN] = 0;
+        self.set_total_len(MIN_HEADER_LEN as u16 + r.payload_len);
+        self.set_ident(r.ident);
+        self.set_frag(r.dont_frag, false, 0);
+        self.set_ttl(r.ttl);
+        self.set_protocol(r.protocol);
+        self.set_src(r.src);
+        self.set_dst(r.dst);
+        self.fill_checksum();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,6 +189,34 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// An IPv6 header (no extension headers), to write with [`Packet::emit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    /// Source address.
+    pub src: [u8; 16],
+    /// Destination address.
+    pub dst: [u8; 16],
+    /// The payload's protocol (`crate::ip_proto`).
+    pub next_header: u8,
+    /// Bytes after the header.
+    pub payload_len: u16,
+    /// Hop limit.
+    pub hop_limit: u8,
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes a header saying `r` (traffic class and flow label 0; the buffer holds at least
+    /// [`HEADER_LEN`] bytes).
+    pub fn emit(&mut self, r: &Repr) {
+        self.set_version_tc_flow(0, 0);
+        self.set_payload_len(r.payload_len);
+        self.set_next_header(r.next_header);
+        self.set_hop_limit(r.hop_limit);
+        self.set_src(r.src);
+        self.set_dst(r.dst);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

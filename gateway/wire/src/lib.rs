@@ -1,8 +1,10 @@
 //! Zero-copy views over packet bytes, and Internet checksums.
 //!
-//! This crate owns the wire formats Sluice reads and rewrites: Ethernet (with 802.1Q / 802.1ad
-//! tags), ARP, IPv4, IPv6 (with its extension-header chain), TCP, UDP, ICMPv4 and ICMPv6, and the
-//! one's-complement checksum in its full and incremental (RFC 1624) forms.
+//! This crate owns the wire formats Sluice reads, rewrites and writes: Ethernet (with 802.1Q /
+//! 802.1ad tags), ARP, IPv4, IPv6 (with its extension-header chain), TCP, UDP, ICMPv4 and ICMPv6,
+//! IPv6 neighbour discovery, and the one's-complement checksum in its full and incremental
+//! (RFC 1624) forms. Every packet Sluice writes — a rewrite, an ARP or neighbour answer, an
+//! announcement, a generator's template — is written through these views.
 //!
 //! The pattern is smoltcp's `wire`: a view wraps any `T: AsRef<[u8]>`, mutability comes from the
 //! buffer type, and `new_checked` validates every length the accessors rely on, so that after it
@@ -22,6 +24,7 @@ pub mod ethernet;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ndp;
 pub mod tcp;
 pub mod udp;
 

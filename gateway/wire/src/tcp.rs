@@ -169,6 +169,38 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// A TCP header without options, to write with [`Packet::emit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Repr {
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number (meaningful with [`flags::ACK`]).
+    pub ack: u32,
+    /// [`flags`].
+    pub flags: u8,
+    /// Window.
+    pub window: u16,
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes a 20-byte header saying `r`, checksum and urgent pointer 0 (fill the checksum
+    /// once the payload is in place: [`Packet::fill_checksum`]).
+    pub fn emit(&mut self, r: &Repr) {
+        self.set_src_port(r.src_port);
+        self.set_dst_port(r.dst_port);
+        self.set_seq(r.seq);
+        self.set_ack(r.ack);
+        self.set_header_len_and_flags(MIN_HEADER_LEN, r.flags);
+        self.set_window(r.window);
+        self.set_checksum(0);
+        write_u16(self.buffer.as_mut(), field::URGENT.start, 0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

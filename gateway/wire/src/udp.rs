@@ -109,6 +109,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes a header from `src_port` to `dst_port` for a datagram of `len` bytes (header
+    /// included), checksum 0 (fill it once the payload is in place: [`Packet::fill_checksum`]).
+    pub fn emit(&mut self, src_port: u16, dst_port: u16, len: u16) {
+        self.set_src_port(src_port);
+        self.set_dst_port(dst_port);
+        self.set_len(len);
+        self.set_checksum(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

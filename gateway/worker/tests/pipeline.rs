@@ -1251,3 +1251,55 @@ fn a_syn_flood_cannot_lock_real_clients_out_of_the_snat_ports() {
         assert_eq!(l4_src_port(&f), snat);
     }
 }
+
+/// VIPs are owned on the wire: an ARP request or a neighbour solicitation for one is answered
+/// by the worker itself (the kernel does not have the address); anything else about neighbours
+/// is the kernel's, and a solicitation that is not from the link, or is malformed, is not
+/// answered.
+#[test]
+fn arp_and_neighbour_solicitations_for_vips_are_answered() {
+    use sluice_wire::{arp, checksum, icmp, ip_proto, ipv6, ndp};
+    let mut h = Harness::standard();
+    let Outcome::Tx(reply) = h.send(&arp_request(CLIENT_MAC, CLIENT, VIP)) else { panic!("answered") };
+    assert_eq!((&reply[0..6], &reply[6..12]), (&CLIENT_MAC[..], &GW_MAC[..]));
+    let a = arp::Packet::new_checked(&reply[14..]).unwrap();
+    assert_eq!(a.operation(), arp::OP_REPLY);
+    assert_eq!(
+        (a.sender_mac(), a.sender_ip(), a.target_mac(), a.target_ip()),
+        (GW_MAC, VIP, CLIENT_MAC, CLIENT)
+    );
+
+    // A solicitation with the asker's link-layer option: a solicited advertisement to it,
+    // carrying our address in the option's room, with a valid checksum.
+    let Outcome::Tx(na) = h.send(&neighbor_solicit(CLIENT_MAC, CLIENT6, VIP6, 255, true)) else {
+        panic!("answered")
+    };
+    assert_eq!((&na[0..6], &na[6..12]), (&CLIENT_MAC[..], &GW_MAC[..]));
+    let ip = ipv6::Packet::new_checked(&na[14..]).unwrap();
+    assert_eq!((ip.src(), ip.dst(), ip.hop_limit()), (v6(VIP6), v6(CLIENT6), 255));
+    let m = ndp::Message::new_checked(&na[54..]).unwrap();
+    assert_eq!(
+        (m.msg_type(), m.target(), m.flags()),
+        (icmp::v6::NEIGHBOR_ADVERT, v6(VIP6), ndp::flags::SOLICITED | ndp::flags::OVERRIDE)
+    );
+    assert_eq!(m.link_layer(ndp::option::TARGET_LL), Some(GW_MAC));
+    let ph = checksum::pseudo_header_v6(&v6(VIP6), &v6(CLIENT6), ip_proto::ICMPV6, 32);
+    assert_eq!(checksum::finish(checksum::accumulate(ph, &na[54..])), 0);
+
+    // Duplicate address detection (from ::, no option): to all nodes, not solicited.
+    let Outcome::Tx(dad) = h.send(&neighbor_solicit(CLIENT_MAC, "::", VIP6, 255, false)) else {
+        panic!("answered")
+    };
+    assert_eq!(&dad[0..6], &ndp::ALL_NODES_MAC[..]);
+    let m = ndp::Message::new_checked(&dad[54..]).unwrap();
+    assert_eq!((m.flags(), m.link_layer(ndp::option::TARGET_LL)), (ndp::flags::OVERRIDE, None));
+
+    // Not answered: for the node's own address, from beyond a router, or with a zero-length
+    // option (RFC 4861 §7.1.1).
+    assert!(matches!(h.send(&arp_request(CLIENT_MAC, CLIENT, NODE)), Outcome::Kernel(_)));
+    assert!(!matches!(h.send(&neighbor_solicit(CLIENT_MAC, CLIENT6, VIP6, 64, true)), Outcome::Tx(_)));
+    let mut bad = neighbor_solicit(CLIENT_MAC, CLIENT6, VIP6, 255, true);
+    bad[54 + 25] = 0;
+    assert!(!matches!(h.send(&bad), Outcome::Tx(_)));
+    assert_eq!(h.worker.counters()[Counter::NeighborReplies], 3);
+}

@@ -320,13 +320,47 @@ pub fn tcp4(
 
 /// A broadcast ARP request from `sender` (`sender_mac`) asking for `target`.
 pub fn arp_request(sender_mac: [u8; 6], sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&sender_mac);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
-    f.extend_from_slice(&sender_mac);
-    f.extend_from_slice(&sender);
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&target);
+    use sluice_wire::{arp, ethernet};
+    let mut f = vec![0u8; ethernet::HEADER_LEN + arp::PACKET_LEN];
+    ethernet::Frame::new_unchecked(&mut f[..]).emit([0xff; 6], sender_mac, ethernet::ethertype::ARP);
+    arp::Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]).emit(
+        arp::OP_REQUEST,
+        sender_mac,
+        sender,
+        [0; 6],
+        target,
+    );
+    f
+}
+
+/// A neighbour solicitation for `target`, from `sender` (`sender_mac`; `"::"` for duplicate
+/// address detection) to `target`'s solicited-node group, with `hop_limit` and, when
+/// `with_source_ll`, the sender's link-layer address option.
+pub fn neighbor_solicit(
+    sender_mac: [u8; 6],
+    sender: &str,
+    target: &str,
+    hop_limit: u8,
+    with_source_ll: bool,
+) -> Vec<u8> {
+    use sluice_wire::{checksum, ethernet, ip_proto, ipv6, ndp};
+    let (src, tgt) = (v6(sender), v6(target));
+    let mut group = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0];
+    group[13..].copy_from_slice(&tgt[13..]);
+    let body = ndp::HEADER_LEN + if with_source_ll { ndp::option::LL_LEN } else { 0 };
+    let mut f = vec![0u8; ethernet::HEADER_LEN + ipv6::HEADER_LEN + body];
+    let mac = [0x33, 0x33, 0xff, tgt[13], tgt[14], tgt[15]];
+    ethernet::Frame::new_unchecked(&mut f[..]).emit(mac, sender_mac, ethernet::ethertype::IPV6);
+    let repr =
+        ipv6::Repr { src, dst: group, next_header: ip_proto::ICMPV6, payload_len: body as u16, hop_limit };
+    ipv6::Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]).emit(&repr);
+    let mut m = ndp::Message::new_unchecked(&mut f[ethernet::HEADER_LEN + ipv6::HEADER_LEN..]);
+    m.set_msg_type(sluice_wire::icmp::v6::NEIGHBOR_SOLICIT);
+    m.set_target(tgt);
+    if with_source_ll {
+        m.set_link_layer(ndp::HEADER_LEN, ndp::option::SOURCE_LL, sender_mac);
+    }
+    m.fill_checksum(checksum::pseudo_header_v6(&src, &group, ip_proto::ICMPV6, body as u32));
     f
 }
 
