@@ -6,6 +6,11 @@
 
 use std::net::IpAddr;
 
+use sluice_wire::checksum::{self, Delta};
+use sluice_wire::ethernet::{self, ethertype};
+use sluice_wire::tcp::flags;
+use sluice_wire::{bytes, ip_proto, ipv4, ipv6, tcp, udp};
+
 /// The first two payload bytes of a measurement frame ("SG").
 pub const MAGIC: [u8; 2] = *b"SG";
 
@@ -99,28 +104,6 @@ pub struct Frames {
     traffic: Traffic,
 }
 
-fn sum16(words: &[u8]) -> u32 {
-    words.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum()
-}
-
-fn fold(mut s: u32) -> u16 {
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
-}
-
-/// RFC 1624: a checksum after replacing 16-bit words `old` by `new` (equal lengths, even).
-#[inline]
-pub fn csum_update(sum: u16, old: &[u8], new: &[u8]) -> u16 {
-    let mut s = u32::from(!sum);
-    for (o, n) in old.chunks(2).zip(new.chunks(2)) {
-        s += u32::from(!u16::from_be_bytes([o[0], o[1]]));
-        s += u32::from(u16::from_be_bytes([n[0], n[1]]));
-    }
-    !fold(s)
-}
-
 impl Frames {
     /// Builds the templates. Fails on sizes too small or too large, mixed families, empty ranges.
     pub fn new(traffic: &Traffic) -> Result<Frames, String> {
@@ -198,137 +181,149 @@ impl Frames {
         let flow = n % self.traffic.flows();
         let port = tr.sport + (flow % u64::from(tr.sports)) as u16;
         let host = (flow / u64::from(tr.sports)) as u32;
-        let mut sum = u16::from_be_bytes([f[l.csum], f[l.csum + 1]]);
+        // One delta for the L4 checksum (the pseudo-header's source address included), one for
+        // the IPv4 header's.
+        let mut l4_delta = Delta::ZERO;
         if host != 0 {
-            let old: [u8; 4] = f[l.src_lo..l.src_lo + 4].try_into().unwrap_or_default();
-            let new = (u32::from_be_bytes(old).wrapping_add(host)).to_be_bytes();
-            f[l.src_lo..l.src_lo + 4].copy_from_slice(&new);
-            sum = csum_update(sum, &old, &new);
+            let old = bytes::read_u32(f, l.src_lo);
+            let new = old.wrapping_add(host);
+            bytes::write_u32(f, l.src_lo, new);
+            l4_delta.replace32(old, new);
             if l.v4 {
-                let c = u16::from_be_bytes([f[l.ip + 10], f[l.ip + 11]]);
-                f[l.ip + 10..l.ip + 12].copy_from_slice(&csum_update(c, &old, &new).to_be_bytes());
+                let mut ip_delta = Delta::ZERO;
+                ip_delta.replace32(old, new);
+                let at = l.ip + ipv4::CHECKSUM_OFFSET;
+                bytes::write_u16(f, at, ip_delta.apply(bytes::read_u16(f, at)));
             }
         }
-        let old_port = [f[l.l4], f[l.l4 + 1]];
-        f[l.l4..l.l4 + 2].copy_from_slice(&port.to_be_bytes());
-        sum = csum_update(sum, &old_port, &port.to_be_bytes());
-        if tr.proto == Proto::Tcp {
-            let old: [u8; 4] = f[l.l4 + 4..l.l4 + 8].try_into().unwrap_or_default();
-            let new = (n as u32).to_be_bytes();
-            f[l.l4 + 4..l.l4 + 8].copy_from_slice(&new);
-            sum = csum_update(sum, &old, &new);
-        }
-        if tr.proto == Proto::Udp {
-            let at = l.l4 + 8 + MAGIC.len();
-            let mut new = [0u8; 16];
-            new[..8].copy_from_slice(&n.to_be_bytes());
-            new[8..].copy_from_slice(&tx_ns.to_be_bytes());
-            let old: [u8; 16] = f[at..at + 16].try_into().unwrap_or_default();
-            f[at..at + 16].copy_from_slice(&new);
-            sum = csum_update(sum, &old, &new);
-            if sum == 0 {
-                sum = 0xffff; // UDP: a computed zero is sent as all ones
+        // The source port: the first field of TCP and UDP headers alike.
+        l4_delta.replace16(bytes::read_u16(f, l.l4), port);
+        bytes::write_u16(f, l.l4, port);
+        match tr.proto {
+            Proto::Tcp => {
+                let mut t = tcp::Packet::new_unchecked(&mut f[l.l4..]);
+                l4_delta.replace32(t.seq(), n as u32);
+                t.set_seq(n as u32);
             }
+            Proto::Udp => {
+                let at = l.l4 + udp::HEADER_LEN + MAGIC.len();
+                let mut new = [0u8; 16];
+                new[..8].copy_from_slice(&n.to_be_bytes());
+                new[8..].copy_from_slice(&tx_ns.to_be_bytes());
+                l4_delta.replace_bytes(&f[at..at + 16], &new);
+                f[at..at + 16].copy_from_slice(&new);
+            }
+            Proto::Syn => {}
         }
-        f[l.csum..l.csum + 2].copy_from_slice(&sum.to_be_bytes());
+        let sum = bytes::read_u16(f, l.csum);
+        let sum = if tr.proto == Proto::Udp { l4_delta.apply_udp(sum) } else { l4_delta.apply(sum) };
+        bytes::write_u16(f, l.csum, sum);
     }
 }
 
 /// A template: headers with checksums over the base values (first address, first port,
-/// sequence 0, time 0).
+/// sequence 1, time 0).
 fn build(tr: &Traffic, size: usize) -> Template {
     let mut f = vec![0u8; size];
-    f[0..6].copy_from_slice(&tr.dst_mac);
-    f[6..12].copy_from_slice(&tr.src_mac);
-    let ip = 14;
-    let (v4, l4, src, dst) = match (tr.src_ip, tr.dst_ip) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => (true, ip + 20, s.octets().to_vec(), d.octets().to_vec()),
-        (IpAddr::V6(s), IpAddr::V6(d)) => (false, ip + 40, s.octets().to_vec(), d.octets().to_vec()),
+    let ip = ethernet::HEADER_LEN;
+    let (v4, l4) = match tr.dst_ip {
+        IpAddr::V4(_) => (true, ip + ipv4::MIN_HEADER_LEN),
+        IpAddr::V6(_) => (false, ip + ipv6::HEADER_LEN),
+    };
+    let (next, l4_len) = match tr.proto {
+        Proto::Udp => (ip_proto::UDP, size - l4),
+        Proto::Syn | Proto::Tcp => (ip_proto::TCP, tcp::MIN_HEADER_LEN),
+    };
+    let ethertype = if v4 { ethertype::IPV4 } else { ethertype::IPV6 };
+    ethernet::Frame::new_unchecked(&mut f[..]).emit(tr.dst_mac, tr.src_mac, ethertype);
+    let pseudo = match (tr.src_ip, tr.dst_ip) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let repr = ipv4::Repr {
+                src: s.octets(),
+                dst: d.octets(),
+                protocol: next,
+                payload_len: l4_len as u16,
+                ttl: 64,
+                ident: 0,
+                dont_frag: true,
+            };
+            ipv4::Packet::new_unchecked(&mut f[ip..]).emit(&repr);
+            checksum::pseudo_header_v4(repr.src, repr.dst, next, l4_len as u16)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let repr = ipv6::Repr {
+                src: s.octets(),
+                dst: d.octets(),
+                next_header: next,
+                payload_len: l4_len as u16,
+                hop_limit: 64,
+            };
+            ipv6::Packet::new_unchecked(&mut f[ip..]).emit(&repr);
+            checksum::pseudo_header_v6(&repr.src, &repr.dst, next, l4_len as u32)
+        }
         _ => unreachable!("families checked by Frames::new"),
     };
-    let next = match tr.proto {
-        Proto::Udp => 17u8,
-        Proto::Syn | Proto::Tcp => 6u8,
-    };
-    let l4_len = match tr.proto {
-        Proto::Udp => size - l4,
-        Proto::Syn | Proto::Tcp => 20,
-    };
-    if v4 {
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        f[ip] = 0x45;
-        f[ip + 2..ip + 4].copy_from_slice(&((20 + l4_len) as u16).to_be_bytes());
-        f[ip + 6] = 0x40; // don't fragment
-        f[ip + 8] = 64;
-        f[ip + 9] = next;
-        f[ip + 12..ip + 16].copy_from_slice(&src);
-        f[ip + 16..ip + 20].copy_from_slice(&dst);
-        let c = !fold(sum16(&f[ip..ip + 20]));
-        f[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
-    } else {
-        f[12..14].copy_from_slice(&[0x86, 0xdd]);
-        f[ip] = 0x60;
-        f[ip + 4..ip + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-        f[ip + 6] = next;
-        f[ip + 7] = 64;
-        f[ip + 8..ip + 24].copy_from_slice(&src);
-        f[ip + 24..ip + 40].copy_from_slice(&dst);
-    }
+    let segment = &mut f[l4..l4 + l4_len];
     let csum = match tr.proto {
         Proto::Udp => {
-            f[l4..l4 + 2].copy_from_slice(&tr.sport.to_be_bytes());
-            f[l4 + 2..l4 + 4].copy_from_slice(&tr.dport.to_be_bytes());
-            f[l4 + 4..l4 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-            f[l4 + 8..l4 + 10].copy_from_slice(&MAGIC);
-            l4 + 6
+            segment[udp::HEADER_LEN..udp::HEADER_LEN + MAGIC.len()].copy_from_slice(&MAGIC);
+            let mut u = udp::Packet::new_unchecked(segment);
+            u.emit(tr.sport, tr.dport, l4_len as u16);
+            u.fill_checksum(pseudo);
+            l4 + udp::CHECKSUM_OFFSET
         }
         Proto::Syn | Proto::Tcp => {
-            f[l4..l4 + 2].copy_from_slice(&tr.sport.to_be_bytes());
-            f[l4 + 2..l4 + 4].copy_from_slice(&tr.dport.to_be_bytes());
-            f[l4 + 4..l4 + 8].copy_from_slice(&1u32.to_be_bytes());
-            f[l4 + 12] = 5 << 4;
-            f[l4 + 13] = 0x02;
-            f[l4 + 14..l4 + 16].copy_from_slice(&64240u16.to_be_bytes());
-            l4 + 16
+            let mut t = tcp::Packet::new_unchecked(segment);
+            let repr = tcp::Repr {
+                src_port: tr.sport,
+                dst_port: tr.dport,
+                seq: 1,
+                ack: 0,
+                flags: flags::SYN,
+                window: 64_240,
+            };
+            t.emit(&repr);
+            t.fill_checksum(pseudo);
+            l4 + tcp::CHECKSUM_OFFSET
         }
     };
-    // Pseudo-header + L4 segment.
-    let mut pseudo = Vec::with_capacity(40 + l4_len);
-    pseudo.extend_from_slice(&src);
-    pseudo.extend_from_slice(&dst);
-    if v4 {
-        pseudo.extend_from_slice(&[0, next]);
-        pseudo.extend_from_slice(&(l4_len as u16).to_be_bytes());
-    } else {
-        pseudo.extend_from_slice(&(l4_len as u32).to_be_bytes());
-        pseudo.extend_from_slice(&[0, 0, 0, next]);
-    }
-    pseudo.extend_from_slice(&f[l4..l4 + l4_len]);
-    let mut c = !fold(sum16(&pseudo));
-    if c == 0 && tr.proto == Proto::Udp {
-        c = 0xffff;
-    }
-    f[csum..csum + 2].copy_from_slice(&c.to_be_bytes());
-    let src_lo = if v4 { ip + 12 } else { ip + 8 + 12 };
+    // The low 32 bits of the source address, where the flow's host number is added.
+    let src_lo = if v4 { ip + ipv4::SRC_OFFSET } else { ip + ipv6::SRC_OFFSET + 12 };
     Template { bytes: f, layout: Layout { ip, l4, csum, src_lo, v4 } }
 }
 
-/// Where a frame's TCP header is, if it is an untagged IPv4 (no options) or IPv6 (no extension
-/// headers) TCP segment: (IP offset, TCP offset, IPv4?).
+/// Where a frame's TCP segment is, if it is an untagged IPv4 (no options) or IPv6 (no
+/// extension headers) TCP segment of at least a header: (IP offset, TCP offset, IPv4?).
 fn tcp_at(f: &[u8]) -> Option<(usize, usize, bool)> {
-    match u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) {
-        0x0800 if *f.get(14)? == 0x45 && *f.get(23)? == 6 && f.len() >= 14 + 20 + 20 => Some((14, 34, true)),
-        0x86dd if *f.get(20)? == 6 && f.len() >= 14 + 40 + 20 => Some((14, 54, false)),
+    let ip = ethernet::HEADER_LEN;
+    match ethernet::Frame::new_checked(f).ok()?.ethertype() {
+        ethertype::IPV4 => {
+            let p = ipv4::Packet::new_checked(f.get(ip..)?).ok()?;
+            let l4 = ip + p.header_len();
+            (p.header_len() == ipv4::MIN_HEADER_LEN
+                && p.protocol() == ip_proto::TCP
+                && f.len() >= l4 + tcp::MIN_HEADER_LEN)
+                .then_some((ip, l4, true))
+        }
+        ethertype::IPV6 => {
+            let p = ipv6::Packet::new_checked(f.get(ip..)?).ok()?;
+            let l4 = ip + ipv6::HEADER_LEN;
+            (p.next_header() == ip_proto::TCP && f.len() >= l4 + tcp::MIN_HEADER_LEN)
+                .then_some((ip, l4, false))
+        }
         _ => None,
     }
 }
 
-/// The TCP checksum of the 20-byte segment at `l4`, computed whole.
-fn tcp_checksum(f: &[u8], ip: usize, l4: usize, v4: bool) -> u16 {
-    let mut s = if v4 { sum16(&f[ip + 12..ip + 20]) } else { sum16(&f[ip + 8..ip + 40]) };
-    s += 6 + 20;
-    s += sum16(&f[l4..l4 + 16]) + sum16(&f[l4 + 18..l4 + 20]);
-    !fold(s)
+/// Fills the TCP checksum of the 20-byte segment at `l4`.
+fn fill_tcp_checksum(f: &mut [u8], ip: usize, l4: usize, v4: bool) {
+    let len = tcp::MIN_HEADER_LEN;
+    let pseudo = if v4 {
+        ipv4::Packet::new_unchecked(&f[ip..]).pseudo_header()
+    } else {
+        ipv6::Packet::new_unchecked(&f[ip..]).pseudo_header(ip_proto::TCP, len)
+    };
+    tcp::Packet::new_unchecked(&mut f[l4..l4 + len]).fill_checksum(pseudo);
 }
 
 /// Turns a SYN-ACK that answers one of our SYNs into the ACK that completes the handshake, in
@@ -336,61 +331,76 @@ fn tcp_checksum(f: &[u8], ip: usize, l4: usize, v4: bool) -> u16 {
 /// sequence number our SYN carried and the ACK's length. `None` for any other frame.
 pub fn ack_syn_ack(f: &mut [u8]) -> Option<(u32, usize)> {
     let (ip, l4, v4) = tcp_at(f)?;
-    if f[l4 + 13] & 0x3f != 0x12 {
+    let syn_ack = tcp::Packet::new_checked(&f[l4..]).ok()?;
+    if syn_ack.flags() & 0x3f != flags::SYN | flags::ACK {
         return None; // not exactly SYN + ACK
     }
-    let their_seq = u32::from_be_bytes(f[l4 + 4..l4 + 8].try_into().ok()?);
-    let their_ack = u32::from_be_bytes(f[l4 + 8..l4 + 12].try_into().ok()?);
-    for i in 0..6 {
-        f.swap(i, 6 + i);
-    }
-    let (src, len) = if v4 { (ip + 12, 4) } else { (ip + 8, 16) };
-    for i in 0..len {
-        f.swap(src + i, src + len + i);
-    }
-    f.swap(l4, l4 + 2);
-    f.swap(l4 + 1, l4 + 3);
-    f[l4 + 4..l4 + 8].copy_from_slice(&their_ack.to_be_bytes());
-    f[l4 + 8..l4 + 12].copy_from_slice(&their_seq.wrapping_add(1).to_be_bytes());
-    f[l4 + 12] = 5 << 4;
-    f[l4 + 13] = 0x10; // ACK
-    f[l4 + 18..l4 + 20].fill(0);
+    let reply = tcp::Repr {
+        src_port: syn_ack.dst_port(),
+        dst_port: syn_ack.src_port(),
+        seq: syn_ack.ack(),
+        ack: syn_ack.seq().wrapping_add(1),
+        flags: flags::ACK,
+        window: 64_240,
+    };
+    ethernet::Frame::new_unchecked(&mut *f).swap_macs();
     if v4 {
-        f[ip + 2..ip + 4].copy_from_slice(&40u16.to_be_bytes());
-        f[ip + 8] = 64;
-        f[ip + 10..ip + 12].fill(0);
-        let c = !fold(sum16(&f[ip..ip + 20]));
-        f[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
+        let p = ipv4::Packet::new_unchecked(&f[ip..]);
+        let repr = ipv4::Repr {
+            src: p.dst(),
+            dst: p.src(),
+            protocol: ip_proto::TCP,
+            payload_len: tcp::MIN_HEADER_LEN as u16,
+            ttl: 64,
+            ident: 0,
+            dont_frag: true,
+        };
+        ipv4::Packet::new_unchecked(&mut f[ip..]).emit(&repr);
     } else {
-        f[ip + 4..ip + 6].copy_from_slice(&20u16.to_be_bytes());
-        f[ip + 7] = 64;
+        let p = ipv6::Packet::new_unchecked(&f[ip..]);
+        let repr = ipv6::Repr {
+            src: p.dst(),
+            dst: p.src(),
+            next_header: ip_proto::TCP,
+            payload_len: tcp::MIN_HEADER_LEN as u16,
+            hop_limit: 64,
+        };
+        ipv6::Packet::new_unchecked(&mut f[ip..]).emit(&repr);
     }
-    let c = tcp_checksum(f, ip, l4, v4);
-    f[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
-    Some((their_ack.wrapping_sub(1), l4 + 20))
+    tcp::Packet::new_unchecked(&mut f[l4..]).emit(&reply);
+    fill_tcp_checksum(f, ip, l4, v4);
+    Some((reply.seq.wrapping_sub(1), l4 + tcp::MIN_HEADER_LEN))
 }
 
 /// Makes `ack` (from [`ack_syn_ack`]) the reset that closes the connection: RST + ACK, same
 /// sequence numbers.
 pub fn reset_of_ack(ack: &mut [u8]) {
     let Some((ip, l4, v4)) = tcp_at(ack) else { return };
-    ack[l4 + 13] = 0x14;
-    let c = tcp_checksum(ack, ip, l4, v4);
-    ack[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+    tcp::Packet::new_unchecked(&mut ack[l4..])
+        .set_header_len_and_flags(tcp::MIN_HEADER_LEN, flags::RST | flags::ACK);
+    fill_tcp_checksum(ack, ip, l4, v4);
 }
 
 /// What a measurement frame carries: (sequence, transmit time), if it is one.
 pub fn measurement(f: &[u8]) -> Option<(u64, u64)> {
-    let l4 = match u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) {
-        0x0800 if f.get(14)? & 0x0f == 5 && *f.get(23)? == 17 => 14 + 20,
-        0x86dd if *f.get(20)? == 17 => 14 + 40,
+    let ip = ethernet::HEADER_LEN;
+    let l4 = match ethernet::Frame::new_checked(f).ok()?.ethertype() {
+        ethertype::IPV4 => {
+            let p = ipv4::Packet::new_checked(f.get(ip..)?).ok()?;
+            (p.header_len() == ipv4::MIN_HEADER_LEN && p.protocol() == ip_proto::UDP)
+                .then_some(ip + ipv4::MIN_HEADER_LEN)?
+        }
+        ethertype::IPV6 => {
+            let p = ipv6::Packet::new_checked(f.get(ip..)?).ok()?;
+            (p.next_header() == ip_proto::UDP).then_some(ip + ipv6::HEADER_LEN)?
+        }
         _ => return None,
     };
-    let p = f.get(l4 + 8..l4 + 8 + MEASURE_LEN)?;
-    if p[..2] != MAGIC {
+    let p = f.get(l4 + udp::HEADER_LEN..l4 + udp::HEADER_LEN + MEASURE_LEN)?;
+    if p[..MAGIC.len()] != MAGIC {
         return None;
     }
-    Some((u64::from_be_bytes(p[2..10].try_into().ok()?), u64::from_be_bytes(p[10..18].try_into().ok()?)))
+    Some((u64::from_be_bytes(bytes::array(p, 2)), u64::from_be_bytes(bytes::array(p, 10))))
 }
 
 #[cfg(test)]
