@@ -9,11 +9,11 @@ use sluice_model::Counter;
 
 fn seeds() -> Vec<Vec<u8>> {
     vec![
-        tcp4(CLIENT_MAC, GW_MAC, CLIENT, 40_000, VIP, 80, 64, SYN, b"GET / HTTP/1.1\r\n\r\n"),
-        udp4(CLIENT_MAC, GW_MAC, CLIENT, 5000, VIP, 53, 64, b"query"),
-        tcp6(CLIENT_MAC, GW_MAC, CLIENT6, 40_000, VIP6, 80, 64, SYN, b"x"),
-        udp6(CLIENT_MAC, GW_MAC, CLIENT6, 5000, VIP6, 53, 64, b"q6"),
-        tcp4(CLIENT_MAC, GW_MAC, CLIENT, 40_000, NODE, 31080, 64, ack(1), b"data"),
+        from(CLIENT_MAC, CLIENT, 40_000).to(GW_MAC, VIP, 80).tcp(SYN, b"GET / HTTP/1.1\r\n\r\n"),
+        from(CLIENT_MAC, CLIENT, 5000).to(GW_MAC, VIP, 53).udp(b"query"),
+        from(CLIENT_MAC, CLIENT6, 40_000).to(GW_MAC, VIP6, 80).tcp(SYN, b"x"),
+        from(CLIENT_MAC, CLIENT6, 5000).to(GW_MAC, VIP6, 53).udp(b"q6"),
+        from(CLIENT_MAC, CLIENT, 40_000).to(GW_MAC, NODE, 31080).tcp(ack(1), b"data"),
     ]
 }
 

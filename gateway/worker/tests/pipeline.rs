@@ -116,86 +116,83 @@ fn fullnat_tcp_to_vip_both_directions() {
         vec![
             step(
                 "client SYN to the VIP is sent to the backend from a SNAT address and port",
-                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, VIP_ONE, 80, 64, SYN, b""),
-                |c| Expect::Tx(tcp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 8080, 63, SYN, b"")),
+                |_| from(CLIENT_MAC, CLIENT, CPORT).to(GW_MAC, VIP_ONE, 80).tcp(SYN, b""),
+                |c| {
+                    Expect::Tx(
+                        from(GW_MAC, NODE, c.port).to(backend_mac(1), be(1), 8080).ttl(63).tcp(SYN, b""),
+                    )
+                },
             ),
             step(
                 "backend SYN-ACK is reverse-translated to come from the VIP",
-                |c| tcp4(backend_mac(1), GW_MAC, be(1), 8080, NODE, c.port, 64, syn_ack(), b""),
-                |_| Expect::Tx(tcp4(GW_MAC, CLIENT_MAC, VIP_ONE, 80, CLIENT, CPORT, 63, syn_ack(), b"")),
+                |c| from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, c.port).tcp(syn_ack(), b""),
+                |_| {
+                    Expect::Tx(
+                        from(GW_MAC, VIP_ONE, 80).to(CLIENT_MAC, CLIENT, CPORT).ttl(63).tcp(syn_ack(), b""),
+                    )
+                },
             ),
             step(
                 "client ACK with a request",
                 |_| {
-                    tcp4(
-                        CLIENT_MAC,
-                        GW_MAC,
-                        CLIENT,
-                        CPORT,
-                        VIP_ONE,
-                        80,
-                        64,
-                        ack(5001),
-                        b"GET / HTTP/1.1\r\n\r\n",
-                    )
+                    from(CLIENT_MAC, CLIENT, CPORT)
+                        .to(GW_MAC, VIP_ONE, 80)
+                        .tcp(ack(5001), b"GET / HTTP/1.1\r\n\r\n")
                 },
                 |c| {
-                    Expect::Tx(tcp4(
-                        GW_MAC,
-                        backend_mac(1),
-                        NODE,
-                        c.port,
-                        be(1),
-                        8080,
-                        63,
-                        ack(5001),
-                        b"GET / HTTP/1.1\r\n\r\n",
-                    ))
+                    Expect::Tx(
+                        from(GW_MAC, NODE, c.port)
+                            .to(backend_mac(1), be(1), 8080)
+                            .ttl(63)
+                            .tcp(ack(5001), b"GET / HTTP/1.1\r\n\r\n"),
+                    )
                 },
             ),
             step(
                 "backend response",
                 |c| {
-                    tcp4(
-                        backend_mac(1),
-                        GW_MAC,
-                        be(1),
-                        8080,
-                        NODE,
-                        c.port,
-                        64,
-                        ack(119),
-                        b"HTTP/1.1 200 OK\r\n\r\n",
-                    )
+                    from(backend_mac(1), be(1), 8080)
+                        .to(GW_MAC, NODE, c.port)
+                        .tcp(ack(119), b"HTTP/1.1 200 OK\r\n\r\n")
                 },
                 |_| {
-                    Expect::Tx(tcp4(
-                        GW_MAC,
-                        CLIENT_MAC,
-                        VIP_ONE,
-                        80,
-                        CLIENT,
-                        CPORT,
-                        63,
-                        ack(119),
-                        b"HTTP/1.1 200 OK\r\n\r\n",
-                    ))
+                    Expect::Tx(
+                        from(GW_MAC, VIP_ONE, 80)
+                            .to(CLIENT_MAC, CLIENT, CPORT)
+                            .ttl(63)
+                            .tcp(ack(119), b"HTTP/1.1 200 OK\r\n\r\n"),
+                    )
                 },
             ),
             step(
                 "client FIN",
-                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, VIP_ONE, 80, 64, fin_ack(), b""),
-                |c| Expect::Tx(tcp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 8080, 63, fin_ack(), b"")),
+                |_| from(CLIENT_MAC, CLIENT, CPORT).to(GW_MAC, VIP_ONE, 80).tcp(fin_ack(), b""),
+                |c| {
+                    Expect::Tx(
+                        from(GW_MAC, NODE, c.port)
+                            .to(backend_mac(1), be(1), 8080)
+                            .ttl(63)
+                            .tcp(fin_ack(), b""),
+                    )
+                },
             ),
             step(
                 "backend FIN",
-                |c| tcp4(backend_mac(1), GW_MAC, be(1), 8080, NODE, c.port, 64, fin_ack(), b""),
-                |_| Expect::Tx(tcp4(GW_MAC, CLIENT_MAC, VIP_ONE, 80, CLIENT, CPORT, 63, fin_ack(), b"")),
+                |c| from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, c.port).tcp(fin_ack(), b""),
+                |_| {
+                    Expect::Tx(
+                        from(GW_MAC, VIP_ONE, 80).to(CLIENT_MAC, CLIENT, CPORT).ttl(63).tcp(fin_ack(), b""),
+                    )
+                },
             ),
             step(
                 "last ACK",
-                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, VIP_ONE, 80, 64, ack(202), b""),
-                |c| Expect::Tx(tcp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 8080, 63, ack(202), b"")),
+                |_| from(CLIENT_MAC, CLIENT, CPORT).to(GW_MAC, VIP_ONE, 80).tcp(ack(202), b""),
+                |c| {
+                    Expect::Tx(
+                        from(GW_MAC, NODE, c.port).to(backend_mac(1), be(1), 8080).ttl(63).tcp(ack(202), b""),
+                    )
+                },
             ),
         ],
     );
@@ -216,18 +213,26 @@ fn fullnat_udp_to_vip_both_directions() {
         vec![
             step(
                 "client query",
-                |_| udp4(CLIENT_MAC, GW_MAC, CLIENT, 5000, VIP_ONE, 53, 64, b"query"),
-                |c| Expect::Tx(udp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 5353, 63, b"query")),
+                |_| from(CLIENT_MAC, CLIENT, 5000).to(GW_MAC, VIP_ONE, 53).udp(b"query"),
+                |c| {
+                    Expect::Tx(
+                        from(GW_MAC, NODE, c.port).to(backend_mac(1), be(1), 5353).ttl(63).udp(b"query"),
+                    )
+                },
             ),
             step(
                 "backend answer",
-                |c| udp4(backend_mac(1), GW_MAC, be(1), 5353, NODE, c.port, 64, b"answer"),
-                |_| Expect::Tx(udp4(GW_MAC, CLIENT_MAC, VIP_ONE, 53, CLIENT, 5000, 63, b"answer")),
+                |c| from(backend_mac(1), be(1), 5353).to(GW_MAC, NODE, c.port).udp(b"answer"),
+                |_| Expect::Tx(from(GW_MAC, VIP_ONE, 53).to(CLIENT_MAC, CLIENT, 5000).ttl(63).udp(b"answer")),
             ),
             step(
                 "second query of the same flow keeps its SNAT port",
-                |_| udp4(CLIENT_MAC, GW_MAC, CLIENT, 5000, VIP_ONE, 53, 64, b"again"),
-                |c| Expect::Tx(udp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 5353, 63, b"again")),
+                |_| from(CLIENT_MAC, CLIENT, 5000).to(GW_MAC, VIP_ONE, 53).udp(b"again"),
+                |c| {
+                    Expect::Tx(
+                        from(GW_MAC, NODE, c.port).to(backend_mac(1), be(1), 5353).ttl(63).udp(b"again"),
+                    )
+                },
             ),
         ],
     );
@@ -242,67 +247,54 @@ fn nodeport_tcp_and_udp_on_the_node_address_only() {
         vec![
             step(
                 "SYN to NODE:31080 goes to one of the web backends on 8080",
-                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, NODE, 31080, 64, SYN, b""),
+                |_| from(CLIENT_MAC, CLIENT, CPORT).to(GW_MAC, NODE, 31080).tcp(SYN, b""),
                 |c| {
-                    Expect::Tx(tcp4(
-                        GW_MAC,
-                        backend_mac(c.backend),
-                        NODE,
-                        c.port,
-                        be(c.backend),
-                        8080,
-                        63,
-                        SYN,
-                        b"",
-                    ))
+                    Expect::Tx(
+                        from(GW_MAC, NODE, c.port)
+                            .to(backend_mac(c.backend), be(c.backend), 8080)
+                            .ttl(63)
+                            .tcp(SYN, b""),
+                    )
                 },
             ),
             step(
                 "SYN-ACK comes back from NODE:31080",
                 |c| {
-                    tcp4(
-                        backend_mac(c.backend),
-                        GW_MAC,
-                        be(c.backend),
-                        8080,
-                        NODE,
-                        c.port,
-                        64,
-                        syn_ack(),
-                        b"",
+                    from(backend_mac(c.backend), be(c.backend), 8080)
+                        .to(GW_MAC, NODE, c.port)
+                        .tcp(syn_ack(), b"")
+                },
+                |_| {
+                    Expect::Tx(
+                        from(GW_MAC, NODE, 31080).to(CLIENT_MAC, CLIENT, CPORT).ttl(63).tcp(syn_ack(), b""),
                     )
                 },
-                |_| Expect::Tx(tcp4(GW_MAC, CLIENT_MAC, NODE, 31080, CLIENT, CPORT, 63, syn_ack(), b"")),
             ),
             step(
                 "UDP to NODE:31053",
-                |_| udp4(CLIENT_MAC, GW_MAC, CLIENT, 6000, NODE, 31053, 64, b"q"),
+                |_| from(CLIENT_MAC, CLIENT, 6000).to(GW_MAC, NODE, 31053).udp(b"q"),
                 |c| {
-                    Expect::Tx(udp4(
-                        GW_MAC,
-                        backend_mac(c.backend),
-                        NODE,
-                        c.port,
-                        be(c.backend),
-                        5353,
-                        63,
-                        b"q",
-                    ))
+                    Expect::Tx(
+                        from(GW_MAC, NODE, c.port)
+                            .to(backend_mac(c.backend), be(c.backend), 5353)
+                            .ttl(63)
+                            .udp(b"q"),
+                    )
                 },
             ),
             step(
                 "UDP answer",
-                |c| udp4(backend_mac(c.backend), GW_MAC, be(c.backend), 5353, NODE, c.port, 64, b"a"),
-                |_| Expect::Tx(udp4(GW_MAC, CLIENT_MAC, NODE, 31053, CLIENT, 6000, 63, b"a")),
+                |c| from(backend_mac(c.backend), be(c.backend), 5353).to(GW_MAC, NODE, c.port).udp(b"a"),
+                |_| Expect::Tx(from(GW_MAC, NODE, 31053).to(CLIENT_MAC, CLIENT, 6000).ttl(63).udp(b"a")),
             ),
             step(
                 "the NodePort on an address that is not the node's is not ours",
-                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, [198, 18, 0, 9], 31080, 64, SYN, b""),
+                |_| from(CLIENT_MAC, CLIENT, CPORT).to(GW_MAC, [198, 18, 0, 9], 31080).tcp(SYN, b""),
                 |_| Expect::Kernel,
             ),
             step(
                 "a port that is no NodePort is the kernel's (SSH to the node keeps working)",
-                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, NODE, 22, 64, SYN, b""),
+                |_| from(CLIENT_MAC, CLIENT, CPORT).to(GW_MAC, NODE, 22).tcp(SYN, b""),
                 |_| Expect::Kernel,
             ),
         ],
@@ -317,63 +309,49 @@ fn dnat_keeps_the_client_address_and_adopts_mid_stream_flows() {
         vec![
             step(
                 "SYN: only the destination is rewritten",
-                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, VIP_DNAT, 80, 64, SYN, b""),
+                |_| from(CLIENT_MAC, CLIENT, CPORT).to(GW_MAC, VIP_DNAT, 80).tcp(SYN, b""),
                 |c| {
-                    Expect::Tx(tcp4(
-                        GW_MAC,
-                        backend_mac(c.backend),
-                        CLIENT,
-                        CPORT,
-                        be(c.backend),
-                        8080,
-                        63,
-                        SYN,
-                        b"",
-                    ))
+                    Expect::Tx(
+                        from(GW_MAC, CLIENT, CPORT)
+                            .to(backend_mac(c.backend), be(c.backend), 8080)
+                            .ttl(63)
+                            .tcp(SYN, b""),
+                    )
                 },
             ),
             step(
                 "the backend answers the client directly, routed through the gateway",
                 |c| {
-                    tcp4(
-                        backend_mac(c.backend),
-                        GW_MAC,
-                        be(c.backend),
-                        8080,
-                        CLIENT,
-                        CPORT,
-                        64,
-                        syn_ack(),
-                        b"",
+                    from(backend_mac(c.backend), be(c.backend), 8080)
+                        .to(GW_MAC, CLIENT, CPORT)
+                        .tcp(syn_ack(), b"")
+                },
+                |_| {
+                    Expect::Tx(
+                        from(GW_MAC, VIP_DNAT, 80).to(CLIENT_MAC, CLIENT, CPORT).ttl(63).tcp(syn_ack(), b""),
                     )
                 },
-                |_| Expect::Tx(tcp4(GW_MAC, CLIENT_MAC, VIP_DNAT, 80, CLIENT, CPORT, 63, syn_ack(), b"")),
             ),
             step(
                 "a mid-stream segment of a flow this gateway never saw (another node's, or before a restart) is adopted: Maglev picks the same backend",
-                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT + 1, VIP_DNAT, 80, 64, ack(9), b"data"),
+                |_| from(CLIENT_MAC, CLIENT, CPORT + 1).to(GW_MAC, VIP_DNAT, 80).tcp(ack(9), b"data"),
                 |c| {
-                    Expect::Tx(tcp4(
-                        GW_MAC,
-                        backend_mac(c.backend),
-                        CLIENT,
-                        CPORT + 1,
-                        be(c.backend),
-                        8080,
-                        63,
-                        ack(9),
-                        b"data",
-                    ))
+                    Expect::Tx(
+                        from(GW_MAC, CLIENT, CPORT + 1)
+                            .to(backend_mac(c.backend), be(c.backend), 8080)
+                            .ttl(63)
+                            .tcp(ack(9), b"data"),
+                    )
                 },
             ),
             step(
                 "under FullNAT a mid-stream segment cannot be adopted (the SNAT port would differ)",
-                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT + 2, VIP, 80, 64, ack(9), b"data"),
+                |_| from(CLIENT_MAC, CLIENT, CPORT + 2).to(GW_MAC, VIP, 80).tcp(ack(9), b"data"),
                 |_| Expect::Drop(DropReason::NoFlowForSegment),
             ),
             step(
                 "a stray RST without a flow is not adopted",
-                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT + 3, VIP_DNAT, 80, 64, rst(), b""),
+                |_| from(CLIENT_MAC, CLIENT, CPORT + 3).to(GW_MAC, VIP_DNAT, 80).tcp(rst(), b""),
                 |_| Expect::Drop(DropReason::NoFlowForSegment),
             ),
         ],
@@ -392,23 +370,33 @@ fn ipv6_tcp_and_udp_fullnat() {
         vec![
             step(
                 "SYN to the IPv6 VIP",
-                |_| tcp6(CLIENT_MAC, GW_MAC, CLIENT6, CPORT, VIP6, 80, 64, SYN, b""),
-                move |c| Expect::Tx(tcp6(GW_MAC, backend_mac(1), NODE6, c.port, &b1a, 8080, 63, SYN, b"")),
+                |_| from(CLIENT_MAC, CLIENT6, CPORT).to(GW_MAC, VIP6, 80).tcp(SYN, b""),
+                move |c| {
+                    Expect::Tx(
+                        from(GW_MAC, NODE6, c.port).to(backend_mac(1), &b1a, 8080).ttl(63).tcp(SYN, b""),
+                    )
+                },
             ),
             step(
                 "SYN-ACK",
-                move |c| tcp6(backend_mac(1), GW_MAC, &b1b, 8080, NODE6, c.port, 64, syn_ack(), b""),
-                |_| Expect::Tx(tcp6(GW_MAC, CLIENT_MAC, VIP6, 80, CLIENT6, CPORT, 63, syn_ack(), b"")),
+                move |c| from(backend_mac(1), &b1b, 8080).to(GW_MAC, NODE6, c.port).tcp(syn_ack(), b""),
+                |_| {
+                    Expect::Tx(
+                        from(GW_MAC, VIP6, 80).to(CLIENT_MAC, CLIENT6, CPORT).ttl(63).tcp(syn_ack(), b""),
+                    )
+                },
             ),
             step(
                 "UDP query over IPv6",
-                |_| udp6(CLIENT_MAC, GW_MAC, CLIENT6, 5000, VIP6, 53, 64, b"q6"),
-                move |c| Expect::Tx(udp6(GW_MAC, backend_mac(1), NODE6, c.port, &b1c, 5353, 63, b"q6")),
+                |_| from(CLIENT_MAC, CLIENT6, 5000).to(GW_MAC, VIP6, 53).udp(b"q6"),
+                move |c| {
+                    Expect::Tx(from(GW_MAC, NODE6, c.port).to(backend_mac(1), &b1c, 5353).ttl(63).udp(b"q6"))
+                },
             ),
             step(
                 "UDP answer over IPv6",
-                move |c| udp6(backend_mac(1), GW_MAC, &b1d, 5353, NODE6, c.port, 64, b"a6"),
-                |_| Expect::Tx(udp6(GW_MAC, CLIENT_MAC, VIP6, 53, CLIENT6, 5000, 63, b"a6")),
+                move |c| from(backend_mac(1), &b1d, 5353).to(GW_MAC, NODE6, c.port).udp(b"a6"),
+                |_| Expect::Tx(from(GW_MAC, VIP6, 53).to(CLIENT_MAC, CLIENT6, 5000).ttl(63).udp(b"a6")),
             ),
         ],
     );
@@ -422,24 +410,23 @@ fn replies_to_a_remote_client_go_to_its_router() {
         vec![
             step(
                 "SYN from beyond the router",
-                |_| tcp4(ROUTER_MAC, GW_MAC, REMOTE_CLIENT, CPORT, VIP_ONE, 80, 60, SYN, b""),
-                |c| Expect::Tx(tcp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 8080, 59, SYN, b"")),
+                |_| from(ROUTER_MAC, REMOTE_CLIENT, CPORT).to(GW_MAC, VIP_ONE, 80).ttl(60).tcp(SYN, b""),
+                |c| {
+                    Expect::Tx(
+                        from(GW_MAC, NODE, c.port).to(backend_mac(1), be(1), 8080).ttl(59).tcp(SYN, b""),
+                    )
+                },
             ),
             step(
                 "the answer is sent to the router's MAC",
-                |c| tcp4(backend_mac(1), GW_MAC, be(1), 8080, NODE, c.port, 64, syn_ack(), b""),
+                |c| from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, c.port).tcp(syn_ack(), b""),
                 |_| {
-                    Expect::Tx(tcp4(
-                        GW_MAC,
-                        ROUTER_MAC,
-                        VIP_ONE,
-                        80,
-                        REMOTE_CLIENT,
-                        CPORT,
-                        63,
-                        syn_ack(),
-                        b"",
-                    ))
+                    Expect::Tx(
+                        from(GW_MAC, VIP_ONE, 80)
+                            .to(ROUTER_MAC, REMOTE_CLIENT, CPORT)
+                            .ttl(63)
+                            .tcp(syn_ack(), b""),
+                    )
                 },
             ),
         ],
@@ -517,20 +504,6 @@ fn icmp_echo_to_a_vip_is_answered_and_others_are_the_kernels() {
     assert_eq!(h.worker.counters()[Counter::IcmpEchoReplies], 2);
 }
 
-fn icmp4(
-    smac: [u8; 6],
-    dmac: [u8; 6],
-    src: [u8; 4],
-    dst: [u8; 4],
-    ttl: u8,
-    t: Icmpv4Type,
-    quote: &[u8],
-) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(smac, dmac).ipv4(src, dst, ttl).icmpv4(t).write(&mut v, quote).unwrap();
-    v
-}
-
 fn port_unreachable() -> Icmpv4Type {
     Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::Port)
 }
@@ -546,9 +519,9 @@ fn ip_of(frame: &[u8], ttl: u8) -> Vec<u8> {
 #[test]
 fn icmp_errors_about_a_flow_are_translated_both_ways() {
     let mut h = Harness::standard();
-    let query = udp4(CLIENT_MAC, GW_MAC, CLIENT, 5000, VIP_ONE, 53, 64, b"query");
+    let query = from(CLIENT_MAC, CLIENT, 5000).to(GW_MAC, VIP_ONE, 53).udp(b"query");
     let q2 = query.clone();
-    let syn = tcp4(CLIENT_MAC, GW_MAC, CLIENT, CPORT, VIP_ONE, 80, 64, SYN, b"");
+    let syn = from(CLIENT_MAC, CLIENT, CPORT).to(GW_MAC, VIP_ONE, 80).tcp(SYN, b"");
     let syn2 = syn.clone();
     run(
         &mut h,
@@ -556,21 +529,26 @@ fn icmp_errors_about_a_flow_are_translated_both_ways() {
             step(
                 "a UDP query opens a flow",
                 move |_| q2.clone(),
-                |c| Expect::Tx(udp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 5353, 63, b"query")),
+                |c| {
+                    Expect::Tx(
+                        from(GW_MAC, NODE, c.port).to(backend_mac(1), be(1), 5353).ttl(63).udp(b"query"),
+                    )
+                },
             ),
             step(
                 "the backend's port-unreachable (quoting the whole datagram) reaches the client, from the VIP, about the client's own datagram",
-                |c| icmp4(backend_mac(1), GW_MAC, be(1), NODE, 64, port_unreachable(), &c.last_tx[14..]),
+                |c| {
+                    from_host(backend_mac(1), be(1))
+                        .to_host(GW_MAC, NODE)
+                        .icmp4(port_unreachable(), &c.last_tx[14..])
+                },
                 move |_| {
-                    Expect::Tx(icmp4(
-                        GW_MAC,
-                        CLIENT_MAC,
-                        VIP_ONE,
-                        CLIENT,
-                        63,
-                        port_unreachable(),
-                        &ip_of(&query, 63),
-                    ))
+                    Expect::Tx(
+                        from_host(GW_MAC, VIP_ONE)
+                            .to_host(CLIENT_MAC, CLIENT)
+                            .ttl(63)
+                            .icmp4(port_unreachable(), &ip_of(&query, 63)),
+                    )
                 },
             ),
             step(
@@ -578,36 +556,35 @@ fn icmp_errors_about_a_flow_are_translated_both_ways() {
                 |c| {
                     let _ = c;
                     // What the client received: the answer as the gateway sent it.
-                    let seen = udp4(GW_MAC, CLIENT_MAC, VIP_ONE, 53, CLIENT, 5000, 63, b"answer");
-                    icmp4(CLIENT_MAC, GW_MAC, CLIENT, VIP_ONE, 64, port_unreachable(), &seen[14..])
+                    let seen = from(GW_MAC, VIP_ONE, 53).to(CLIENT_MAC, CLIENT, 5000).ttl(63).udp(b"answer");
+                    from_host(CLIENT_MAC, CLIENT)
+                        .to_host(GW_MAC, VIP_ONE)
+                        .icmp4(port_unreachable(), &seen[14..])
                 },
                 |c| {
-                    let sent = udp4(backend_mac(1), GW_MAC, be(1), 5353, NODE, c.port, 63, b"answer");
-                    Expect::Tx(icmp4(
-                        GW_MAC,
-                        backend_mac(1),
-                        NODE,
-                        be(1),
-                        63,
-                        port_unreachable(),
-                        &sent[14..],
-                    ))
+                    let sent =
+                        from(backend_mac(1), be(1), 5353).to(GW_MAC, NODE, c.port).ttl(63).udp(b"answer");
+                    Expect::Tx(
+                        from_host(GW_MAC, NODE)
+                            .to_host(backend_mac(1), be(1))
+                            .ttl(63)
+                            .icmp4(port_unreachable(), &sent[14..]),
+                    )
                 },
             ),
             step(
                 "a TCP SYN opens a flow",
                 move |_| syn2.clone(),
-                |c| Expect::Tx(tcp4(GW_MAC, backend_mac(1), NODE, c.port, be(1), 8080, 63, SYN, b"")),
+                |c| {
+                    Expect::Tx(
+                        from(GW_MAC, NODE, c.port).to(backend_mac(1), be(1), 8080).ttl(63).tcp(SYN, b""),
+                    )
+                },
             ),
             step(
                 "fragmentation-needed from a router on the backend side (RFC 792 quote: header + 8 bytes) keeps the router as its source",
                 |c| {
-                    icmp4(
-                        backend_mac(3),
-                        GW_MAC,
-                        [198, 18, 1, 254],
-                        NODE,
-                        64,
+                    from_host(backend_mac(3), [198, 18, 1, 254]).to_host(GW_MAC, NODE).icmp4(
                         Icmpv4Type::DestinationUnreachable(
                             icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
                         ),
@@ -615,47 +592,42 @@ fn icmp_errors_about_a_flow_are_translated_both_ways() {
                     )
                 },
                 move |_| {
-                    Expect::Tx(icmp4(
-                        GW_MAC,
-                        CLIENT_MAC,
-                        [198, 18, 1, 254],
-                        CLIENT,
-                        63,
-                        Icmpv4Type::DestinationUnreachable(
-                            icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+                    Expect::Tx(
+                        from_host(GW_MAC, [198, 18, 1, 254]).to_host(CLIENT_MAC, CLIENT).ttl(63).icmp4(
+                            Icmpv4Type::DestinationUnreachable(
+                                icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+                            ),
+                            &ip_of(&syn, 63)[..28],
                         ),
-                        &ip_of(&syn, 63)[..28],
-                    ))
+                    )
                 },
             ),
             step(
                 "an error about no flow, sent to a VIP, is dropped and counted",
                 |_| {
-                    let stray = udp4(GW_MAC, CLIENT_MAC, VIP_ONE, 53, CLIENT, 9999, 63, b"x");
-                    icmp4(CLIENT_MAC, GW_MAC, CLIENT, VIP_ONE, 64, port_unreachable(), &stray[14..])
+                    let stray = from(GW_MAC, VIP_ONE, 53).to(CLIENT_MAC, CLIENT, 9999).ttl(63).udp(b"x");
+                    from_host(CLIENT_MAC, CLIENT)
+                        .to_host(GW_MAC, VIP_ONE)
+                        .icmp4(port_unreachable(), &stray[14..])
                 },
                 |_| Expect::Drop(DropReason::IcmpErrorNoFlow),
             ),
             step(
                 "an error about no flow, sent to the node, is the kernel's",
                 |_| {
-                    let stray = udp4(GW_MAC, CLIENT_MAC, NODE, 53, CLIENT, 9999, 63, b"x");
-                    icmp4(CLIENT_MAC, GW_MAC, CLIENT, NODE, 64, port_unreachable(), &stray[14..])
+                    let stray = from(GW_MAC, NODE, 53).to(CLIENT_MAC, CLIENT, 9999).ttl(63).udp(b"x");
+                    from_host(CLIENT_MAC, CLIENT)
+                        .to_host(GW_MAC, NODE)
+                        .icmp4(port_unreachable(), &stray[14..])
                 },
                 |_| Expect::Kernel,
             ),
             step(
                 "an error to a VIP whose quote is unreadable is dropped and counted",
                 |_| {
-                    icmp4(
-                        CLIENT_MAC,
-                        GW_MAC,
-                        CLIENT,
-                        VIP_ONE,
-                        64,
-                        port_unreachable(),
-                        &[0x45, 0, 0, 20, 0, 0],
-                    )
+                    from_host(CLIENT_MAC, CLIENT)
+                        .to_host(GW_MAC, VIP_ONE)
+                        .icmp4(port_unreachable(), &[0x45, 0, 0, 20, 0, 0])
                 },
                 |_| Expect::Drop(DropReason::IcmpErrorMalformed),
             ),
@@ -667,17 +639,8 @@ fn icmp_errors_about_a_flow_are_translated_both_ways() {
 #[test]
 fn icmpv6_packet_too_big_is_translated() {
     let mut h = Harness::standard();
-    let syn = tcp6(CLIENT_MAC, GW_MAC, CLIENT6, CPORT, VIP6, 80, 64, SYN, b"0123456789");
+    let syn = from(CLIENT_MAC, CLIENT6, CPORT).to(GW_MAC, VIP6, 80).tcp(SYN, b"0123456789");
     let s2 = syn.clone();
-    let ptb = |smac, dmac, src: &str, dst: &str, hops, quote: &[u8]| {
-        let mut v = Vec::new();
-        PacketBuilder::ethernet2(smac, dmac)
-            .ipv6(v6(src), v6(dst), hops)
-            .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1280 })
-            .write(&mut v, quote)
-            .unwrap();
-        v
-    };
     let _ = icmpv6::DestUnreachableCode::Port;
     let b1 = be6(1);
     run(
@@ -686,11 +649,20 @@ fn icmpv6_packet_too_big_is_translated() {
             step("SYN over IPv6", move |_| s2.clone(), |_| Expect::Tx(Vec::new())).expect_any_tx(),
             step(
                 "packet-too-big from the backend reaches the client about its own segment",
-                move |c| ptb(backend_mac(1), GW_MAC, &b1, NODE6, 64, &c.last_tx[14..]),
+                move |c| {
+                    from_host(backend_mac(1), &b1)
+                        .to_host(GW_MAC, NODE6)
+                        .icmp6(Icmpv6Type::PacketTooBig { mtu: 1280 }, &c.last_tx[14..])
+                },
                 move |_| {
                     let mut quote = syn[14..].to_vec();
                     quote[7] = 63;
-                    Expect::Tx(ptb(GW_MAC, CLIENT_MAC, VIP6, CLIENT6, 63, &quote))
+                    Expect::Tx(
+                        from_host(GW_MAC, VIP6)
+                            .to_host(CLIENT_MAC, CLIENT6)
+                            .ttl(63)
+                            .icmp6(Icmpv6Type::PacketTooBig { mtu: 1280 }, &quote),
+                    )
                 },
             ),
         ],
@@ -712,7 +684,7 @@ fn new_flows_spread_over_every_backend() {
     let mut h = Harness::standard();
     let mut n = [0u32; 4];
     for i in 0..300u16 {
-        let Outcome::Tx(f) = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, 1024 + i, VIP, 80, 64, SYN, b""))
+        let Outcome::Tx(f) = h.send(&from(CLIENT_MAC, CLIENT, 1024 + i).to(GW_MAC, VIP, 80).tcp(SYN, b""))
         else {
             panic!("forwarded")
         };
@@ -722,7 +694,7 @@ fn new_flows_spread_over_every_backend() {
 }
 
 fn syn_to(h: &mut Harness, src: [u8; 4], sport: u16, vip: [u8; 4]) -> Outcome {
-    h.send(&tcp4(CLIENT_MAC, GW_MAC, src, sport, vip, 80, 64, SYN, b""))
+    h.send(&from(CLIENT_MAC, src, sport).to(GW_MAC, vip, 80).tcp(SYN, b""))
 }
 
 fn backend_of(o: &Outcome) -> u8 {
@@ -795,7 +767,7 @@ fn terminating_endpoints_keep_their_flows_and_get_no_new_ones() {
     let sport = (1000..2000).find(|&p| backend_of(&syn_to(&mut h, CLIENT, p, VIP_DRAIN)) == 2).unwrap();
     // Backend 2 starts terminating.
     h.worker.set_table(table(2, both(Conditions::DRAINING, true)));
-    let again = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, sport, VIP_DRAIN, 80, 64, ack(1), b"more"));
+    let again = h.send(&from(CLIENT_MAC, CLIENT, sport).to(GW_MAC, VIP_DRAIN, 80).tcp(ack(1), b"more"));
     assert_eq!(backend_of(&again), 2, "the established flow stays on the terminating endpoint");
     for p in 3000..3100 {
         assert_eq!(
@@ -829,10 +801,13 @@ fn a_selector_switch_moves_new_flows_and_established_ones_finish() {
     h.worker.set_table(table(2, web(&[2, 3])));
     for &(p, snat) in &ports {
         // Both directions of each established flow still work, on blue.
-        let fwd = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP, 80, 64, ack(1), b"req"));
+        let fwd = h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP, 80).tcp(ack(1), b"req"));
         assert_eq!(backend_of(&fwd), 1, "established flow {p} finishes on blue");
-        let back = h.send(&tcp4(backend_mac(1), GW_MAC, be(1), 8080, NODE, snat, 64, ack(4), b"resp"));
-        assert_eq!(back, Outcome::Tx(tcp4(GW_MAC, CLIENT_MAC, VIP, 80, CLIENT, p, 63, ack(4), b"resp")));
+        let back = h.send(&from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat).tcp(ack(4), b"resp"));
+        assert_eq!(
+            back,
+            Outcome::Tx(from(GW_MAC, VIP, 80).to(CLIENT_MAC, CLIENT, p).ttl(63).tcp(ack(4), b"resp"))
+        );
     }
     for p in 6000..6040u16 {
         assert_ne!(backend_of(&syn_to(&mut h, CLIENT, p, VIP)), 1, "new flows go to green");
@@ -862,7 +837,7 @@ fn a_removed_backend_affects_only_its_own_flows_and_udp_moves_on() {
     // UDP flows over all three backends.
     let mut by_backend = std::collections::HashMap::new();
     for p in 7000..7060u16 {
-        let b = backend_of(&h.send(&udp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP, 53, 64, b"q")));
+        let b = backend_of(&h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP, 53).udp(b"q")));
         by_backend.entry(b).or_insert_with(Vec::new).push(p);
     }
     assert_eq!(by_backend.len(), 3);
@@ -871,7 +846,7 @@ fn a_removed_backend_affects_only_its_own_flows_and_udp_moves_on() {
     h.worker.set_table(table(2, s));
     for (b, ports) in &by_backend {
         for &p in ports {
-            let now = backend_of(&h.send(&udp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP, 53, 64, b"q")));
+            let now = backend_of(&h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP, 53).udp(b"q")));
             if *b == 3 {
                 assert_ne!(now, 3, "a flow of the removed backend moves on");
             } else {
@@ -893,7 +868,8 @@ fn snat_never_reuses_a_tuple_a_backend_may_hold_in_time_wait() {
     // Fifty connections opened and closed by the backend first (the backend holds TIME_WAIT).
     for i in 0..50u16 {
         let p = 9000 + i;
-        let Outcome::Tx(f) = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP_ONE, 80, 64, SYN, b"")) else {
+        let Outcome::Tx(f) = h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP_ONE, 80).tcp(SYN, b""))
+        else {
             panic!()
         };
         let snat = l4_src_port(&f);
@@ -902,9 +878,9 @@ fn snat_never_reuses_a_tuple_a_backend_may_hold_in_time_wait() {
             [(true, syn_ack()), (false, ack(5001)), (true, fin_ack()), (false, fin_ack()), (true, ack(202))]
         {
             let o = if from_backend {
-                h.send(&tcp4(backend_mac(1), GW_MAC, be(1), 8080, NODE, snat, 64, t, b""))
+                h.send(&from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat).tcp(t, b""))
             } else {
-                h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP_ONE, 80, 64, t, b""))
+                h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP_ONE, 80).tcp(t, b""))
             };
             assert!(matches!(o, Outcome::Tx(_)));
         }
@@ -952,23 +928,23 @@ fn refusals_and_passes() {
         vec![
             step(
                 "a service with no endpoints refuses new flows",
-                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, 1, VIP_EMPTY, 80, 64, SYN, b""),
+                |_| from(CLIENT_MAC, CLIENT, 1).to(GW_MAC, VIP_EMPTY, 80).tcp(SYN, b""),
                 |_| Expect::Drop(DropReason::NoBackend),
             ),
             step(
                 "a port of a VIP with no service is the kernel's",
-                |_| udp4(CLIENT_MAC, GW_MAC, CLIENT, 1, VIP, 9999, 64, b"x"),
+                |_| from(CLIENT_MAC, CLIENT, 1).to(GW_MAC, VIP, 9999).udp(b"x"),
                 |_| Expect::Kernel,
             ),
             step(
                 "TTL 1 to a VIP cannot be forwarded",
-                |_| tcp4(CLIENT_MAC, GW_MAC, CLIENT, 2, VIP, 80, 1, SYN, b""),
+                |_| from(CLIENT_MAC, CLIENT, 2).to(GW_MAC, VIP, 80).ttl(1).tcp(SYN, b""),
                 |_| Expect::Drop(DropReason::TtlExceeded),
             ),
             step(
                 "GRE to a VIP is not a protocol services speak",
                 |_| {
-                    let mut f = udp4(CLIENT_MAC, GW_MAC, CLIENT, 1, VIP, 53, 64, b"gre");
+                    let mut f = from(CLIENT_MAC, CLIENT, 1).to(GW_MAC, VIP, 53).udp(b"gre");
                     f[23] = 47;
                     fix_ipv4_checksum(&mut f);
                     f
@@ -978,7 +954,7 @@ fn refusals_and_passes() {
             step(
                 "GRE elsewhere is the kernel's",
                 |_| {
-                    let mut f = udp4(CLIENT_MAC, GW_MAC, CLIENT, 1, NODE, 53, 64, b"gre");
+                    let mut f = from(CLIENT_MAC, CLIENT, 1).to(GW_MAC, NODE, 53).udp(b"gre");
                     f[23] = 47;
                     fix_ipv4_checksum(&mut f);
                     f
@@ -1010,7 +986,7 @@ fn refusals_and_passes() {
     // A full transmit ring: the frame is not taken in (no work done on a frame that could not
     // leave, nothing dropped); it goes out once the ring has room.
     h.port.set_tx_capacity(0);
-    assert!(h.port.inject(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, 3, VIP, 80, 64, SYN, b"")));
+    assert!(h.port.inject(&from(CLIENT_MAC, CLIENT, 3).to(GW_MAC, VIP, 80).tcp(SYN, b"")));
     assert_eq!(h.worker.poll(&mut h.port, h.now_ns), 0);
     assert_eq!(h.port.rx_pending(), 1, "left in the receive ring");
     assert_eq!(h.worker.counters()[Counter::TxWaits], 1);
@@ -1018,7 +994,7 @@ fn refusals_and_passes() {
     // Room for two: of five waiting frames two are taken, the rest wait.
     h.port.set_tx_capacity(2);
     for p in 4..8 {
-        assert!(h.port.inject(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP, 80, 64, SYN, b"")));
+        assert!(h.port.inject(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP, 80).tcp(SYN, b"")));
     }
     assert_eq!(h.worker.poll(&mut h.port, h.now_ns), 2);
     assert_eq!((h.port.tx_pending(), h.port.rx_pending()), (2, 3));
@@ -1030,9 +1006,9 @@ fn refusals_and_passes() {
 
 #[test]
 fn malformed_input_is_dropped_and_counted() {
-    let good = || udp4(CLIENT_MAC, GW_MAC, CLIENT, 5000, VIP, 53, 64, b"payload!");
-    let tcp = || tcp4(CLIENT_MAC, GW_MAC, CLIENT, 5000, VIP, 80, 64, SYN, b"");
-    let good6 = || udp6(CLIENT_MAC, GW_MAC, CLIENT6, 5000, VIP6, 53, 64, b"payload!");
+    let good = || from(CLIENT_MAC, CLIENT, 5000).to(GW_MAC, VIP, 53).udp(b"payload!");
+    let tcp = || from(CLIENT_MAC, CLIENT, 5000).to(GW_MAC, VIP, 80).tcp(SYN, b"");
+    let good6 = || from(CLIENT_MAC, CLIENT6, 5000).to(GW_MAC, VIP6, 53).udp(b"payload!");
     let patched = |f: Vec<u8>, at: usize, bytes: &'static [u8], fix: bool| {
         move |_: &Ctx| {
             let mut f = f.clone();
@@ -1226,12 +1202,13 @@ fn a_syn_flood_cannot_lock_real_clients_out_of_the_snat_ports() {
     let mut established = Vec::new();
     for i in 0..10u16 {
         let p = 7000 + i;
-        let Outcome::Tx(f) = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP_ONE, 80, 64, SYN, b"")) else {
+        let Outcome::Tx(f) = h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP_ONE, 80).tcp(SYN, b""))
+        else {
             panic!()
         };
         let snat = l4_src_port(&f);
         assert!(matches!(
-            h.send(&tcp4(backend_mac(1), GW_MAC, be(1), 8080, NODE, snat, 64, syn_ack(), b"")),
+            h.send(&from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat).tcp(syn_ack(), b"")),
             Outcome::Tx(_)
         ));
         established.push((p, snat));
@@ -1239,14 +1216,14 @@ fn a_syn_flood_cannot_lock_real_clients_out_of_the_snat_ports() {
     // A flood of SYNs that are never answered takes every other port of the backend, and more.
     let flooder = [198, 18, 9, 9];
     for i in 0..200u16 {
-        let o = h.send(&tcp4(CLIENT_MAC, GW_MAC, flooder, 10_000 + i, VIP_ONE, 80, 64, SYN, b""));
+        let o = h.send(&from(CLIENT_MAC, flooder, 10_000 + i).to(GW_MAC, VIP_ONE, 80).tcp(SYN, b""));
         assert!(matches!(o, Outcome::Tx(_)), "flood SYN {i}: {o:?}");
     }
     assert!(h.worker.counters()[Counter::SnatReclaimed] > 0);
     // A real client still gets in, and the established connections kept their tuples.
     assert!(matches!(syn_to(&mut h, [198, 18, 2, 7], 5555, VIP_ONE), Outcome::Tx(_)));
     for (p, snat) in established {
-        let o = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP_ONE, 80, 64, ack(1), b"data"));
+        let o = h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP_ONE, 80).tcp(ack(1), b"data"));
         let Outcome::Tx(f) = o else { panic!("established flow {p} lost: {o:?}") };
         assert_eq!(l4_src_port(&f), snat);
     }

@@ -48,14 +48,14 @@ fn a_published_table_is_adopted_and_forwards() {
     // The worker starts with an empty table: nothing is a service yet.
     let mut h = Harness::new(vec![]);
     assert!(matches!(
-        h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, 1, VIP, 80, 64, SYN, b"")),
+        h.send(&from(CLIENT_MAC, CLIENT, 1).to(GW_MAC, VIP, 80).tcp(SYN, b"")),
         Outcome::Kernel(_)
     ));
 
     // Generation 1: the standard services, web on backends 1–3.
     publisher.publish(&image::encode(&built(1, standard_services()))).unwrap();
     assert_eq!(adopt(&mut reader, &mut h), Ok(1));
-    let Outcome::Tx(first) = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, 4000, VIP, 80, 64, SYN, b"")) else {
+    let Outcome::Tx(first) = h.send(&from(CLIENT_MAC, CLIENT, 4000).to(GW_MAC, VIP, 80).tcp(SYN, b"")) else {
         panic!("forwarded with the published table")
     };
     let first_backend = dst4(&first)[3];
@@ -66,13 +66,13 @@ fn a_published_table_is_adopted_and_forwards() {
     next[0].backends = backends(&keep, 8080, Conditions::READY);
     publisher.publish(&image::encode(&built(2, next))).unwrap();
     assert_eq!(adopt(&mut reader, &mut h), Ok(2));
-    let Outcome::Tx(again) = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, 4000, VIP, 80, 64, ack(1), b"x"))
+    let Outcome::Tx(again) = h.send(&from(CLIENT_MAC, CLIENT, 4000).to(GW_MAC, VIP, 80).tcp(ack(1), b"x"))
     else {
         panic!()
     };
     assert_eq!(dst4(&again)[3], first_backend, "the established flow keeps its backend");
     for p in 5000..5030 {
-        let Outcome::Tx(f) = h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, p, VIP, 80, 64, SYN, b"")) else {
+        let Outcome::Tx(f) = h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP, 80).tcp(SYN, b"")) else {
             panic!()
         };
         assert_ne!(dst4(&f)[3], first_backend, "new flows avoid the removed backend");
@@ -84,5 +84,8 @@ fn a_published_table_is_adopted_and_forwards() {
     let e = adopt(&mut reader, &mut h).unwrap_err();
     assert!(e.contains("not a table image"), "{e}");
     assert_eq!(h.worker.l4().table().generation(), Generation(2));
-    assert!(matches!(h.send(&tcp4(CLIENT_MAC, GW_MAC, CLIENT, 6000, VIP, 80, 64, SYN, b"")), Outcome::Tx(_)));
+    assert!(matches!(
+        h.send(&from(CLIENT_MAC, CLIENT, 6000).to(GW_MAC, VIP, 80).tcp(SYN, b"")),
+        Outcome::Tx(_)
+    ));
 }

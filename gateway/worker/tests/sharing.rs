@@ -71,7 +71,7 @@ fn replies_on_the_wrong_queue_reach_the_worker_that_owns_the_flow() {
     // A client the other worker owns, whose SYN lands on worker `wrong`'s queue.
     let client = client_of_worker_1(&mut workers);
     let (owner, wrong) = (1, 0);
-    let syn = tcp4(CLIENT_MAC, GW_MAC, client, 40_000, VIP, 80, 64, SYN, b"");
+    let syn = from(CLIENT_MAC, client, 40_000).to(GW_MAC, VIP, 80).tcp(SYN, b"");
     ports[wrong].inject(&syn);
     let sent = settle(&mut workers, &mut ports);
     assert_eq!(sent.len(), 1, "{sent:?}");
@@ -86,7 +86,7 @@ fn replies_on_the_wrong_queue_reach_the_worker_that_owns_the_flow() {
 
     // The backend's SYN-ACK comes back on the other queue: handed over by SNAT port, translated
     // back to the client by the owner.
-    let reply = tcp4(backend_mac(backend[3]), GW_MAC, backend, 8080, NODE, snat_port, 64, syn_ack(), b"");
+    let reply = from(backend_mac(backend[3]), backend, 8080).to(GW_MAC, NODE, snat_port).tcp(syn_ack(), b"");
     ports[wrong].inject(&reply);
     let sent = settle(&mut workers, &mut ports);
     assert_eq!(sent.len(), 1, "{sent:?}");
@@ -106,7 +106,7 @@ fn a_handed_over_frame_waits_in_the_mailbox_while_its_owner_cannot_send() {
     let (mut workers, mut ports) = pair();
     let client = client_of_worker_1(&mut workers);
     ports[1].set_tx_capacity(0);
-    ports[0].inject(&tcp4(CLIENT_MAC, GW_MAC, client, 40_000, VIP, 80, 64, SYN, b""));
+    ports[0].inject(&from(CLIENT_MAC, client, 40_000).to(GW_MAC, VIP, 80).tcp(SYN, b""));
     assert!(settle(&mut workers, &mut ports).is_empty());
     assert_eq!(workers[0].counters()[Counter::HandedOff], 1);
     assert_eq!(workers[1].counters()[Counter::HandedIn], 0, "not taken in while it could not be sent");
@@ -131,7 +131,7 @@ fn dnat_replies_follow_the_client_and_frames_stay_home_when_owned() {
         w.next_hops_mut().set_neighbor(a4(client), CLIENT_MAC);
     }
     // Owned by worker 0 and received there: no hand-over.
-    ports[0].inject(&tcp4(CLIENT_MAC, GW_MAC, client, 40_001, VIP_DNAT, 80, 64, SYN, b""));
+    ports[0].inject(&from(CLIENT_MAC, client, 40_001).to(GW_MAC, VIP_DNAT, 80).tcp(SYN, b""));
     let sent = settle(&mut workers, &mut ports);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].0, 0);
@@ -139,7 +139,7 @@ fn dnat_replies_follow_the_client_and_frames_stay_home_when_owned() {
     let backend = dst4(&sent[0].1);
     // The DNAT reply (backend → client) arrives on worker 1's queue: handed to worker 0, which
     // holds the flow and restores the VIP as source.
-    let reply = tcp4(backend_mac(backend[3]), GW_MAC, backend, 8080, client, 40_001, 64, syn_ack(), b"");
+    let reply = from(backend_mac(backend[3]), backend, 8080).to(GW_MAC, client, 40_001).tcp(syn_ack(), b"");
     ports[1].inject(&reply);
     let sent = settle(&mut workers, &mut ports);
     assert_eq!(sent.len(), 1, "{sent:?}");
@@ -165,7 +165,7 @@ fn a_full_mailbox_drops_and_counts() {
         .take(2)
         .collect();
     for c in &clients {
-        port.inject(&tcp4(CLIENT_MAC, GW_MAC, *c, 40_000, VIP, 80, 64, SYN, b""));
+        port.inject(&from(CLIENT_MAC, *c, 40_000).to(GW_MAC, VIP, 80).tcp(SYN, b""));
     }
     w0.poll(&mut port, NOW);
     assert_eq!(w0.counters()[Counter::HandedOff], 1, "one parcel");
@@ -188,7 +188,7 @@ fn a_two_armed_worker_sends_each_way_through_its_own_port() {
     let mut w =
         Worker::new(&cfg, table(1, standard_services()), hops).with_port_macs(&[OUTSIDE_MAC, INSIDE_MAC]);
     let mut ports = [MemPort::new(64, 2048), MemPort::new(64, 2048)];
-    ports[0].inject(&tcp4(CLIENT_MAC, OUTSIDE_MAC, CLIENT, 40_000, VIP, 80, 64, SYN, b"hello"));
+    ports[0].inject(&from(CLIENT_MAC, CLIENT, 40_000).to(OUTSIDE_MAC, VIP, 80).tcp(SYN, b"hello"));
     assert_eq!(w.poll_ports(&mut ports, NOW), 1);
     assert!(ports[0].take_tx().is_none(), "nothing back out of the client side");
     let f = ports[1].take_tx().expect("out of the backend side");
@@ -200,17 +200,9 @@ fn a_two_armed_worker_sends_each_way_through_its_own_port() {
     assert_eq!(w.counters()[Counter::PortCopies], 1);
     // The reply, on the inside port, leaves through the outside one.
     let snat_port = l4_src_port(&f);
-    ports[1].inject(&tcp4(
-        backend_mac(backend[3]),
-        INSIDE_MAC,
-        backend,
-        8080,
-        NODE,
-        snat_port,
-        64,
-        syn_ack(),
-        b"",
-    ));
+    ports[1].inject(
+        &from(backend_mac(backend[3]), backend, 8080).to(INSIDE_MAC, NODE, snat_port).tcp(syn_ack(), b""),
+    );
     assert_eq!(w.poll_ports(&mut ports, NOW), 1);
     let back = ports[0].take_tx().expect("out of the client side");
     assert_eq!((&back[0..6], &back[6..12]), (&CLIENT_MAC[..], &OUTSIDE_MAC[..]));

@@ -16,10 +16,10 @@ fn a_million_frames_without_allocating() {
     // IPv6, ping, a pass and a malformed frame.
     let mut templates = Vec::new();
     for i in 0..2000u16 {
-        templates.push(tcp4(CLIENT_MAC, GW_MAC, CLIENT, 10_000 + i, VIP, 80, 64, SYN, &[0u8; 6]));
+        templates.push(from(CLIENT_MAC, CLIENT, 10_000 + i).to(GW_MAC, VIP, 80).tcp(SYN, &[0u8; 6]));
     }
-    templates.push(udp4(CLIENT_MAC, GW_MAC, CLIENT, 5000, VIP, 53, 64, b"query"));
-    templates.push(udp6(CLIENT_MAC, GW_MAC, CLIENT6, 5000, VIP6, 53, 64, b"q6"));
+    templates.push(from(CLIENT_MAC, CLIENT, 5000).to(GW_MAC, VIP, 53).udp(b"query"));
+    templates.push(from(CLIENT_MAC, CLIENT6, 5000).to(GW_MAC, VIP6, 53).udp(b"q6"));
     let mut ping = Vec::new();
     etherparse::PacketBuilder::ethernet2(CLIENT_MAC, GW_MAC)
         .ipv4(CLIENT, VIP, 64)
@@ -27,7 +27,7 @@ fn a_million_frames_without_allocating() {
         .write(&mut ping, b"ping")
         .unwrap();
     templates.push(ping);
-    templates.push(tcp4(CLIENT_MAC, GW_MAC, CLIENT, 1, NODE, 22, 64, SYN, b""));
+    templates.push(from(CLIENT_MAC, CLIENT, 1).to(GW_MAC, NODE, 22).tcp(SYN, b""));
     templates.push(vec![0u8; 20]);
     // Warm up: every flow exists, and replies for them are recorded as templates too.
     for t in templates.clone() {

@@ -275,47 +275,136 @@ pub fn rst() -> Tcp {
     Tcp { rst: true, seq: 300, ..Tcp::default() }
 }
 
-fn tcp_builder(
-    b: etherparse::PacketBuilderStep<etherparse::IpHeaders>,
-    sport: u16,
-    dport: u16,
-    t: Tcp,
-) -> etherparse::PacketBuilderStep<etherparse::TcpHeader> {
-    let mut s = b.tcp(sport, dport, t.seq, 64_240);
-    if t.syn {
-        s = s.syn();
-    }
-    if let Some(a) = t.ack {
-        s = s.ack(a);
-    }
-    if t.fin {
-        s = s.fin();
-    }
-    if t.rst {
-        s = s.rst();
-    }
-    if t.psh {
-        s = s.psh();
-    }
-    s
+/// A host address of either family, for [`from`]: four octets, sixteen, or IPv6 text.
+pub trait Host {
+    /// The address.
+    fn ip(&self) -> std::net::IpAddr;
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn tcp4(
-    smac: [u8; 6],
-    dmac: [u8; 6],
-    src: [u8; 4],
-    sport: u16,
-    dst: [u8; 4],
-    dport: u16,
+impl Host for [u8; 4] {
+    fn ip(&self) -> std::net::IpAddr {
+        std::net::IpAddr::from(*self)
+    }
+}
+
+impl Host for [u8; 16] {
+    fn ip(&self) -> std::net::IpAddr {
+        std::net::IpAddr::from(*self)
+    }
+}
+
+impl Host for &str {
+    fn ip(&self) -> std::net::IpAddr {
+        self.parse().unwrap_or_else(|e| panic!("{self:?}: {e}"))
+    }
+}
+
+impl Host for &String {
+    fn ip(&self) -> std::net::IpAddr {
+        self.as_str().ip()
+    }
+}
+
+/// One end of a frame: MAC address, IP address, port.
+#[derive(Debug, Clone, Copy)]
+struct End {
+    mac: [u8; 6],
+    ip: std::net::IpAddr,
+    port: u16,
+}
+
+/// A frame being described: who sends it, to whom, with which TTL; then what it carries.
+/// `from(CLIENT_MAC, CLIENT, 40_000).to(GW_MAC, NODE, 31080).tcp(SYN, b"")`.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame {
+    src: End,
+    dst: End,
     ttl: u8,
-    t: Tcp,
-    payload: &[u8],
-) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(smac, dmac).ipv4(src, dst, ttl);
-    let mut v = Vec::new();
-    tcp_builder(b, sport, dport, t).write(&mut v, payload).unwrap();
-    v
+}
+
+/// A frame from `mac`, `addr`, `port` (TTL or hop limit 64 unless [`Frame::ttl`] says otherwise).
+pub fn from(mac: [u8; 6], addr: impl Host, port: u16) -> Frame {
+    let src = End { mac, ip: addr.ip(), port };
+    Frame { src, dst: src, ttl: 64 }
+}
+
+/// A frame from `mac`, `addr`, for a message without ports (ICMP).
+pub fn from_host(mac: [u8; 6], addr: impl Host) -> Frame {
+    from(mac, addr, 0)
+}
+
+impl Frame {
+    /// To `mac`, `addr`, `port`.
+    pub fn to(mut self, mac: [u8; 6], addr: impl Host, port: u16) -> Frame {
+        self.dst = End { mac, ip: addr.ip(), port };
+        self
+    }
+
+    /// To `mac`, `addr`, for a message without ports (ICMP).
+    pub fn to_host(self, mac: [u8; 6], addr: impl Host) -> Frame {
+        self.to(mac, addr, 0)
+    }
+
+    /// With this TTL (IPv4) or hop limit (IPv6).
+    pub fn ttl(mut self, ttl: u8) -> Frame {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The Ethernet and IP layers.
+    fn ip(&self) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
+        use std::net::IpAddr;
+        let eth = PacketBuilder::ethernet2(self.src.mac, self.dst.mac);
+        match (self.src.ip, self.dst.ip) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), self.ttl),
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), self.ttl),
+            (s, d) => panic!("{s} and {d} are of different families"),
+        }
+    }
+
+    /// A TCP segment with flags `t` carrying `payload`.
+    pub fn tcp(&self, t: Tcp, payload: &[u8]) -> Vec<u8> {
+        let mut s = self.ip().tcp(self.src.port, self.dst.port, t.seq, 64_240);
+        if t.syn {
+            s = s.syn();
+        }
+        if let Some(a) = t.ack {
+            s = s.ack(a);
+        }
+        if t.fin {
+            s = s.fin();
+        }
+        if t.rst {
+            s = s.rst();
+        }
+        if t.psh {
+            s = s.psh();
+        }
+        let mut v = Vec::new();
+        s.write(&mut v, payload).unwrap();
+        v
+    }
+
+    /// A UDP datagram carrying `payload`.
+    pub fn udp(&self, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.ip().udp(self.src.port, self.dst.port).write(&mut v, payload).unwrap();
+        v
+    }
+
+    /// An ICMPv4 message of type `t` quoting `quote`.
+    pub fn icmp4(&self, t: etherparse::Icmpv4Type, quote: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.ip().icmpv4(t).write(&mut v, quote).unwrap();
+        v
+    }
+
+    /// An ICMPv6 message of type `t` quoting `quote`.
+    pub fn icmp6(&self, t: etherparse::Icmpv6Type, quote: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.ip().icmpv6(t).write(&mut v, quote).unwrap();
+        v
+    }
 }
 
 /// A broadcast ARP request from `sender` (`sender_mac`) asking for `target`.
@@ -362,64 +451,6 @@ pub fn neighbor_solicit(
     }
     m.fill_checksum(checksum::pseudo_header_v6(&src, &group, ip_proto::ICMPV6, body as u32));
     f
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn udp4(
-    smac: [u8; 6],
-    dmac: [u8; 6],
-    src: [u8; 4],
-    sport: u16,
-    dst: [u8; 4],
-    dport: u16,
-    ttl: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(smac, dmac)
-        .ipv4(src, dst, ttl)
-        .udp(sport, dport)
-        .write(&mut v, payload)
-        .unwrap();
-    v
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn tcp6(
-    smac: [u8; 6],
-    dmac: [u8; 6],
-    src: &str,
-    sport: u16,
-    dst: &str,
-    dport: u16,
-    hops: u8,
-    t: Tcp,
-    payload: &[u8],
-) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(smac, dmac).ipv6(v6(src), v6(dst), hops);
-    let mut v = Vec::new();
-    tcp_builder(b, sport, dport, t).write(&mut v, payload).unwrap();
-    v
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn udp6(
-    smac: [u8; 6],
-    dmac: [u8; 6],
-    src: &str,
-    sport: u16,
-    dst: &str,
-    dport: u16,
-    hops: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(smac, dmac)
-        .ipv6(v6(src), v6(dst), hops)
-        .udp(sport, dport)
-        .write(&mut v, payload)
-        .unwrap();
-    v
 }
 
 /// Source port of a TCP/UDP frame (IPv4 or IPv6, untagged).
