@@ -509,3 +509,37 @@ fn wait_until(mut f: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// Idle workers sleep in their reactor and wake for the first frame: on their AF_XDP socket, and
+/// (with two queues) on the doorbell another worker rings when it hands them a frame. The
+/// workers here would otherwise sleep 20 s, so a request that did not wake its worker would time
+/// out (curl after 2 s, the UDP echo after 0.7 s).
+#[test]
+fn idle_workers_wake_for_the_first_frame_on_their_socket_and_their_doorbell() {
+    let test = "idle_workers_wake";
+    if !require_root(test) {
+        return;
+    }
+    let mut sb = Sandbox::with_topology(&echo_backends(), Topology { queues: 2, ..Topology::default() })
+        .expect("sandbox");
+    sb.set_manifests(&[example("dual-stack")], &[]).expect("manifests");
+    sb.start_control().expect("control");
+    sb.start_gateway(&["--max-sleep-ms", "20000"]).expect("gateway");
+    for round in 0..6 {
+        // Long enough for both workers to have gone to sleep (a few hundred empty polls).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let url = if round % 2 == 0 { "http://198.19.2.10/" } else { "http://[2001:db8:19::10]/" };
+        let body = sb
+            .get_from("cl", url, &["-m", "2"])
+            .unwrap_or_else(|e| panic!("round {round}: {url}: {e}\ngateway log:\n{}", sb.log("gateway")));
+        assert!(body.starts_with("echo-"), "{body}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let addr = if round % 2 == 0 { "198.19.2.10" } else { "2001:db8:19::10" };
+        let r = sb
+            .udp(addr, 7, &format!("r{round}"))
+            .unwrap_or_else(|e| panic!("round {round}: UDP to {addr}: {e}"));
+        assert!(r.ends_with(&format!(":r{round}")), "{r}");
+    }
+    // The hand-over (and so the doorbell) was used: replies RSS put on the other queue.
+    assert!(sb.wait_counter("handed_off", 1) >= 1, "{}", sb.metrics());
+}

@@ -5,31 +5,31 @@
 //! Loop: take new next hops if the main thread left some (one atomic load), adopt a new table
 //! generation if the main thread left one (one atomic load: the main thread reads, checks and
 //! decodes each generation once for every worker, so adopting is a pointer swap and a worker
-//! never stops forwarding to decode), run one batch. While frames arrive it
-//! spins; after a run of empty polls it publishes its counters, reports destinations it could
-//! not resolve, and sleeps in `poll` on its socket — an idle gateway costs no CPU.
+//! never stops forwarding to decode), run one batch. While frames arrive it spins; after a run
+//! of empty polls it publishes its counters, reports destinations it could not resolve, and
+//! sleeps in its reactor (`sluice_worker::reactor`: one epoll set holding its sockets and its
+//! doorbell, where the L7 stage's sockets will join them) — an idle gateway costs no CPU.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use sluice_lb::engine::Config as L4Config;
+use sluice_log::{error, warn};
 use sluice_model::Addr;
 use sluice_model::counters::{self, Counter};
 use sluice_model::service::ServiceTable;
 use sluice_table::Reader;
-use sluice_worker::handoff::Sharding;
+use sluice_worker::handoff::{Mailboxes, Sharding};
 use sluice_worker::nexthop::NextHops;
+use sluice_worker::reactor::{Idle, Reactor};
 use sluice_worker::{Worker, WorkerConfig};
 use sluice_xsk::XskSocket;
-use sluice_xsk::socket::wait_readable;
 
 /// Empty polls in a row before the worker sleeps.
 const SPIN_POLLS: u32 = 256;
-/// Longest sleep, so a stop request or a new table is noticed without traffic (ms).
-const SLEEP_MS: i32 = 50;
 /// How often a busy worker publishes counters (ns).
 const STATS_EVERY_NS: u64 = 100_000_000;
 
@@ -57,19 +57,21 @@ pub(crate) struct Setup {
     pub l4: L4Config,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) link: Arc<Link>,
+    /// The longest an idle worker sleeps before it looks at its rings and links again.
+    pub(crate) max_sleep: Duration,
 }
 
 /// Runs a worker until `stop`.
 pub(crate) fn run(s: Setup) {
-    let Setup { queue, core, mut sockets, table, macs, sharding, l4, stop, link } = s;
+    let Setup { queue, core, sockets, table, macs, sharding, l4, stop, link, max_sleep } = s;
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-        eprintln!("sluice-gateway: worker {queue}: could not pin to core {core}; running unpinned");
+        warn!(queue, core, "could not pin the worker to its core; running unpinned");
     }
     // Only for the counters: tables come decoded from the main thread.
     let reader = match Reader::open_stats_only(&table) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("sluice-gateway: worker {queue}: {e}");
+            error!(queue, "worker cannot open the table's stats region: {e}");
             return;
         }
     };
@@ -80,52 +82,102 @@ pub(crate) fn run(s: Setup) {
     if let Some(s) = sharding {
         worker = worker.with_sharding(s);
     }
-    let me = queue as usize;
-    let epoch = Instant::now();
-    let mut idle = 0u32;
-    let mut last_stats = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        if let Some(h) = link.next_hops.pop() {
-            *worker.next_hops_mut() = h;
+    let reactor = match reactor(&sockets, mailboxes.as_deref(), queue as usize) {
+        Ok(r) => r,
+        Err(e) => {
+            error!(queue, "worker cannot set up its poll set: {e}");
+            return;
         }
-        if let Some(t) = link.tables.pop() {
-            worker.set_table(t);
-        }
-        let now = epoch.elapsed().as_nanos() as u64;
-        let n = worker.poll_ports(&mut sockets, now);
-        if n > 0 {
-            idle = 0;
-            if now - last_stats < STATS_EVERY_NS {
+    };
+    let mut core = Core { worker, sockets, reactor, mailboxes, me: queue as usize, reader, link, max_sleep };
+    core.run(&stop);
+}
+
+/// The reactor of worker `me`: its sockets and, with other workers, its doorbell.
+fn reactor(sockets: &[XskSocket], mailboxes: Option<&Mailboxes>, me: usize) -> std::io::Result<Reactor> {
+    let reactor = Reactor::new()?;
+    for (i, s) in sockets.iter().enumerate() {
+        reactor.register_port(i, s.fd())?;
+    }
+    if let Some(bell) = mailboxes.and_then(|m| m.doorbell(me)) {
+        reactor.register_doorbell(bell)?;
+    }
+    Ok(reactor)
+}
+
+/// A worker and everything its thread drives it with.
+struct Core {
+    worker: Worker,
+    sockets: Vec<XskSocket>,
+    reactor: Reactor,
+    mailboxes: Option<Arc<Mailboxes>>,
+    me: usize,
+    reader: Reader,
+    link: Arc<Link>,
+    max_sleep: Duration,
+}
+
+impl Core {
+    /// Polls while there are frames; off the hot path every [`STATS_EVERY_NS`] and after
+    /// [`SPIN_POLLS`] empty polls, publishes counters and reports unresolved destinations;
+    /// sleeps in the reactor when idle.
+    fn run(&mut self, stop: &AtomicBool) {
+        let epoch = Instant::now();
+        let mut idle = Idle::new(SPIN_POLLS);
+        let mut last_stats = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            self.take_updates();
+            let now = epoch.elapsed().as_nanos() as u64;
+            let n = self.worker.poll_ports(&mut self.sockets, now);
+            let sleepy = idle.after_poll(n);
+            if !sleepy && now - last_stats < STATS_EVERY_NS {
                 continue;
             }
-        } else {
-            idle += 1;
-            if idle < SPIN_POLLS {
-                continue;
+            last_stats = now;
+            self.report();
+            if sleepy {
+                idle.reset();
+                self.sleep();
             }
         }
-        // Off the hot path: counters, pending resolutions, and maybe a sleep.
-        last_stats = now;
-        reader.publish_stats(&export(&worker, &sockets));
-        for a in worker.next_hops_mut().pending() {
-            let _ = link.pending.push(a);
+        self.report();
+    }
+
+    /// New next hops and a new table generation, when the main thread left them (one atomic
+    /// load each when it did not).
+    #[inline]
+    fn take_updates(&mut self) {
+        if let Some(h) = self.link.next_hops.pop() {
+            *self.worker.next_hops_mut() = h;
         }
-        if n == 0 {
-            idle = 0;
-            // Sleep on the sockets and, with other workers, on the mailbox's doorbell — unless
-            // a parcel came in meanwhile.
-            if mailboxes.as_ref().is_none_or(|m| m.going_to_sleep(me)) {
-                let mut fds: Vec<_> = sockets.iter().map(|s| s.fd()).collect();
-                fds.extend(mailboxes.as_ref().and_then(|m| m.doorbell(me)));
-                // Frames held for a next hop are retried soon.
-                wait_readable(&fds, if worker.parked() > 0 { 1 } else { SLEEP_MS });
-            }
-            if let Some(m) = &mailboxes {
-                m.awake(me);
-            }
+        if let Some(t) = self.link.tables.pop() {
+            self.worker.set_table(t);
         }
     }
-    reader.publish_stats(&export(&worker, &sockets));
+
+    /// Counters to the table file; destinations it could not resolve to the main thread.
+    fn report(&mut self) {
+        self.reader.publish_stats(&export(&self.worker, &self.sockets));
+        for a in self.worker.next_hops_mut().pending() {
+            let _ = self.link.pending.push(a);
+        }
+    }
+
+    /// Sleeps in the reactor until a socket or the doorbell is ready — unless a parcel came in
+    /// meanwhile. Frames held for a next hop are retried soon; a stop request or a new table is
+    /// noticed within `max_sleep` without traffic.
+    fn sleep(&mut self) {
+        if self.mailboxes.as_ref().is_none_or(|m| m.going_to_sleep(self.me)) {
+            let timeout = if self.worker.parked() > 0 { Duration::from_millis(1) } else { self.max_sleep };
+            if let Err(e) = self.reactor.wait(timeout) {
+                warn!(queue = self.me, "worker's wait failed: {e}");
+                std::thread::sleep(timeout);
+            }
+        }
+        if let Some(m) = &self.mailboxes {
+            m.awake(self.me);
+        }
+    }
 }
 
 /// The worker's counters with its sockets' (the kernel's AF_XDP statistics and the wake-ups).

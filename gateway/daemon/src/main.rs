@@ -16,23 +16,23 @@
 mod core_thread;
 mod kernel;
 mod steering;
+mod supervise;
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use crossbeam_queue::ArrayQueue;
 use sluice_lb::engine::Config as L4Config;
+use sluice_log::{error, info};
 use sluice_model::ports::{self, PortRange};
-use sluice_model::service::ServiceTable;
-use sluice_model::{Addr, Family};
-use sluice_table::{Reader, Refresh};
+use sluice_table::Reader;
 use sluice_worker::handoff::{Mailboxes, Sharding};
-use sluice_xsk::link::{self, RawSender};
+use sluice_xsk::link;
 use sluice_xsk::socket::if_index;
 use sluice_xsk::{AttachMode, BindMode, Steering, XskSocket};
 
@@ -80,6 +80,11 @@ struct Cli {
     /// and of the kernel's ephemeral range (net.ipv4.ip_local_port_range), which the gateway checks.
     #[arg(long, default_value_t = ports::SNAT_DEFAULT)]
     snat_ports: PortRange,
+    /// The longest an idle worker sleeps (ms) before it looks again without being woken: how
+    /// soon a stop request is noticed with no traffic. Frames, hand-overs and (later) L7 sockets
+    /// wake it at once.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    max_sleep_ms: u64,
     /// Seconds to wait for control to create the table file.
     #[arg(long, default_value_t = 30)]
     wait_table: u64,
@@ -137,65 +142,70 @@ fn ephemeral_ports() -> PortRange {
 }
 
 fn main() -> ExitCode {
+    sluice_log::init("info");
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sluice-gateway: {e}");
+            error!("{e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn open_table(path: &std::path::Path, wait: Duration) -> Result<Reader, String> {
-    let deadline = Instant::now() + wait;
-    let mut said = false;
-    loop {
-        match Reader::open(path) {
-            Ok(r) => return Ok(r),
-            Err(e) if Instant::now() < deadline && !path.exists() => {
-                if !said {
-                    eprintln!("sluice-gateway: waiting for control to create {} ({e})", path.display());
-                    said = true;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => return Err(format!("table {}: {e}", path.display())),
+/// What the gateway serves: its interfaces (port order: the client-facing one first) and what
+/// they allow.
+#[derive(Debug)]
+pub(crate) struct Interfaces {
+    pub(crate) names: Vec<String>,
+    pub(crate) ifindexes: Vec<u32>,
+    pub(crate) macs: Vec<[u8; 6]>,
+    /// Receive queues every interface has.
+    queues: u32,
+    /// UMEM frame size: the smallest that holds every interface's MTU.
+    pub(crate) frame_size: u32,
+}
+
+impl Interfaces {
+    /// Reads each interface's index, MAC, queues and MTU.
+    fn inspect(cli: &Cli) -> Result<Interfaces, String> {
+        let names: Vec<String> =
+            std::iter::once(cli.iface.clone()).chain(cli.backend_iface.clone()).collect();
+        if names.len() == 2 && names[0] == names[1] {
+            return Err(format!(
+                "--backend-iface {}: the same interface as --iface (leave it out for one-armed)",
+                names[1]
+            ));
         }
+        let mut ifs =
+            Interfaces { names, ifindexes: Vec::new(), macs: Vec::new(), queues: u32::MAX, frame_size: 0 };
+        for i in &ifs.names {
+            ifs.ifindexes.push(if_index(i).map_err(|e| e.to_string())?);
+            ifs.macs.push(link::mac(i).map_err(|e| format!("reading the MAC address of {i}: {e}"))?);
+            ifs.queues = ifs.queues.min(link::rx_queues(i).map_err(|e| format!("queues of {i}: {e}"))?);
+            let mtu = link::mtu(i).map_err(|e| format!("reading the MTU of {i}: {e}"))?;
+            let size = sluice_xsk::socket::frame_size_for_mtu(mtu).ok_or_else(|| {
+                let max = sluice_xsk::socket::MAX_MTU;
+                format!(
+                    "{i} has MTU {mtu}: every frame must fit one 4096-byte AF_XDP frame (no multi-buffer), \
+                     so the MTU can be at most {max}; lower it (ip link set {i} mtu {max})"
+                )
+            })?;
+            ifs.frame_size = ifs.frame_size.max(size);
+        }
+        Ok(ifs)
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
-    let snat_ports = cli.snat_ports;
-    let ifaces: Vec<String> = std::iter::once(cli.iface.clone()).chain(cli.backend_iface.clone()).collect();
-    if ifaces.len() == 2 && ifaces[0] == ifaces[1] {
+/// How many workers, and the core of each.
+fn plan_workers(cli: &Cli, ifs: &Interfaces) -> Result<Vec<usize>, String> {
+    let queues = cli.queues.unwrap_or(ifs.queues);
+    if queues == 0 || queues > ifs.queues {
         return Err(format!(
-            "--backend-iface {}: the same interface as --iface (leave it out for one-armed)",
-            ifaces[1]
+            "--queues {queues}: {} has {} receive queue(s)",
+            ifs.names.join(" / "),
+            ifs.queues
         ));
-    }
-    let mut ifindexes = Vec::new();
-    let mut macs = Vec::new();
-    let mut available = u32::MAX;
-    let mut frame_size = 0;
-    for i in &ifaces {
-        ifindexes.push(if_index(i).map_err(|e| e.to_string())?);
-        macs.push(link::mac(i).map_err(|e| format!("reading the MAC address of {i}: {e}"))?);
-        available = available.min(link::rx_queues(i).map_err(|e| format!("queues of {i}: {e}"))?);
-        let mtu = link::mtu(i).map_err(|e| format!("reading the MTU of {i}: {e}"))?;
-        let size = sluice_xsk::socket::frame_size_for_mtu(mtu).ok_or_else(|| {
-            format!(
-                "{i} has MTU {mtu}: every frame must fit one 4096-byte AF_XDP frame (no multi-buffer), \
-                 so the MTU can be at most {}; lower it (ip link set {i} mtu {})",
-                sluice_xsk::socket::MAX_MTU,
-                sluice_xsk::socket::MAX_MTU
-            )
-        })?;
-        frame_size = frame_size.max(size);
-    }
-    let queues = cli.queues.unwrap_or(available);
-    if queues == 0 || queues > available {
-        return Err(format!("--queues {queues}: {} has {available} receive queue(s)", ifaces.join(" / ")));
     }
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cores: Vec<usize> = if cli.cores.is_empty() {
@@ -212,22 +222,75 @@ fn run(cli: Cli) -> Result<(), String> {
     if let Some(c) = cores.iter().find(|&&c| c >= ncpu) {
         return Err(format!("--cores: core {c} does not exist (this machine has {ncpu})"));
     }
+    Ok(cores)
+}
 
+fn run(cli: Cli) -> Result<(), String> {
+    let ifs = Interfaces::inspect(&cli)?;
+    let cores = plan_workers(&cli, &ifs)?;
+    let queues = cores.len() as u32;
+    // Split the SNAT ports between workers: a FullNAT reply belongs to the worker whose share
+    // holds its port.
+    check_snat_ports(cli.snat_ports, ephemeral_ports(), queues)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("signal handler: {e}"))?;
     }
-
     let mut reader = open_table(&cli.table, Duration::from_secs(cli.wait_table))?;
-    let attach = match cli.xdp_mode {
+    let mut steering = attach_steering(&cli, &ifs)?;
+    let sockets = bind_sockets(&cli, &ifs, &mut steering, queues)?;
+    log_start(&ifs, &steering, &sockets, &cores);
+    let (handles, links) = start_workers(&cli, &ifs, sockets, &cores, &stop)?;
+    let mut main = supervise::Supervisor::new(&cli, &ifs, &links)?;
+    let result = main.run(&mut reader, &mut steering, &stop, &handles);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    let (redirected, passed) =
+        steering.iter().map(Steering::counts).fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    info!("stopped (XDP redirected {redirected} frame(s), passed {passed} to the kernel)");
+    drop(steering);
+    result
+}
+
+/// Opens the table control publishes, waiting `wait` for control to create it.
+fn open_table(path: &std::path::Path, wait: Duration) -> Result<Reader, String> {
+    let deadline = Instant::now() + wait;
+    let mut said = false;
+    loop {
+        match Reader::open(path) {
+            Ok(r) => return Ok(r),
+            Err(e) if Instant::now() < deadline && !path.exists() => {
+                if !said {
+                    info!("waiting for control to create {} ({e})", path.display());
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(format!("table {}: {e}", path.display())),
+        }
+    }
+}
+
+/// The steering program, attached to every interface.
+fn attach_steering(cli: &Cli, ifs: &Interfaces) -> Result<Vec<Steering>, String> {
+    let mode = match cli.xdp_mode {
         XdpModeArg::Auto => AttachMode::Auto,
         XdpModeArg::Native => AttachMode::Driver,
         XdpModeArg::Skb => AttachMode::Skb,
     };
-    let mut steering = Vec::new();
-    for i in &ifaces {
-        steering.push(Steering::attach(i, attach).map_err(|e| e.to_string())?);
-    }
+    ifs.names.iter().map(|i| Steering::attach(i, mode).map_err(|e| e.to_string())).collect()
+}
+
+/// Per queue, one AF_XDP socket per interface (port order), each registered with its
+/// interface's steering program.
+fn bind_sockets(
+    cli: &Cli,
+    ifs: &Interfaces,
+    steering: &mut [Steering],
+    queues: u32,
+) -> Result<Vec<Vec<XskSocket>>, String> {
     let config = sluice_xsk::Config {
         frames: cli.frames,
         bind: match cli.bind {
@@ -236,47 +299,64 @@ fn run(cli: Cli) -> Result<(), String> {
             BindArg::ZeroCopy => BindMode::ZeroCopy,
         },
         hugepages: cli.hugepages,
-        frame_size,
+        frame_size: ifs.frame_size,
         ..sluice_xsk::Config::default()
     };
-    // Per queue, one socket per interface (port order).
-    let mut sockets: Vec<Vec<XskSocket>> = Vec::new();
+    let mut sockets = Vec::new();
     for q in 0..queues {
         let mut per_queue = Vec::new();
-        for (i, iface) in ifaces.iter().enumerate() {
+        for (i, iface) in ifs.names.iter().enumerate() {
             let s = XskSocket::bind(iface, q, &config).map_err(|e| format!("queue {q} of {iface}: {e}"))?;
             steering[i].register(q, &s.fd()).map_err(|e| e.to_string())?;
             per_queue.push(s);
         }
         sockets.push(per_queue);
     }
-    let described: Vec<String> = ifaces
+    Ok(sockets)
+}
+
+/// One line saying what the gateway runs on.
+fn log_start(ifs: &Interfaces, steering: &[Steering], sockets: &[Vec<XskSocket>], cores: &[usize]) {
+    let described: Vec<String> = ifs
+        .names
         .iter()
-        .zip(&macs)
-        .zip(&steering)
+        .zip(&ifs.macs)
+        .zip(steering)
         .map(|((i, m), st)| {
             format!("{i} ({}, XDP {} mode)", fmt_mac(*m), if st.native() { "native" } else { "generic" })
         })
         .collect();
-    eprintln!(
-        "sluice-gateway: {}{}, {} queue(s), AF_XDP {} mode, {frame_size}-byte frames{} (up to {} frames per transmit wake-up), workers on cores {:?}",
+    let first = &sockets[0][0];
+    info!(
+        "{}{}, {} queue(s), AF_XDP {} mode, {}-byte frames{} (up to {} frames per transmit wake-up), workers on cores {:?}",
         described.join(" facing clients, "),
-        if ifaces.len() == 2 { " facing backends" } else { "" },
-        queues,
-        sockets[0][0].mode(),
-        if sockets[0][0].hugepages() { " on hugepages" } else { "" },
-        sockets[0][0].tx_budget(),
+        if ifs.names.len() == 2 { " facing backends" } else { "" },
+        sockets.len(),
+        first.mode(),
+        ifs.frame_size,
+        if first.hugepages() { " on hugepages" } else { "" },
+        first.tx_budget(),
         cores
     );
+}
 
-    // Split the SNAT ports between workers: a FullNAT reply belongs to the worker whose share
-    // holds its port.
-    check_snat_ports(snat_ports, ephemeral_ports(), queues)?;
-    let mailboxes = (queues > 1).then(|| Mailboxes::new(queues as usize, PARCELS));
+/// The worker threads, and the links the main thread feeds them through.
+type Workers = (Vec<JoinHandle<()>>, Vec<Arc<core_thread::Link>>);
+
+/// Starts one worker thread per queue, each with its share of the SNAT ports.
+fn start_workers(
+    cli: &Cli,
+    ifs: &Interfaces,
+    sockets: Vec<Vec<XskSocket>>,
+    cores: &[usize],
+    stop: &Arc<AtomicBool>,
+) -> Result<Workers, String> {
+    let queues = sockets.len();
+    let mailboxes = (queues > 1).then(|| Mailboxes::new(queues, PARCELS));
     let mut handles = Vec::new();
     let mut links = Vec::new();
     for (q, per_queue) in sockets.into_iter().enumerate() {
-        let share = snat_ports.share(queues as usize, q).ok_or("fewer SNAT ports than workers")?;
+        let share = cli.snat_ports.share(queues, q).ok_or("fewer SNAT ports than workers")?;
         let l4 = L4Config {
             flow_capacity: cli.flows as usize,
             snat_ports: share,
@@ -289,216 +369,32 @@ fn run(cli: Cli) -> Result<(), String> {
             pending: ArrayQueue::new(64),
         });
         links.push(Arc::clone(&link));
-        let w = core_thread::Setup {
+        let setup = core_thread::Setup {
             queue: q as u32,
             core: cores[q],
             sockets: per_queue,
             table: cli.table.clone(),
-            macs: macs.clone(),
-            sharding: mailboxes.as_ref().map(|m| Sharding { me: q, mailboxes: Arc::clone(m), snat_ports }),
+            macs: ifs.macs.clone(),
+            sharding: mailboxes.as_ref().map(|m| Sharding {
+                me: q,
+                mailboxes: Arc::clone(m),
+                snat_ports: cli.snat_ports,
+            }),
             l4,
-            stop: Arc::clone(&stop),
+            stop: Arc::clone(stop),
             link,
+            max_sleep: Duration::from_millis(cli.max_sleep_ms),
         };
         handles.push(
             std::thread::Builder::new()
                 .name(format!("sluice-w{q}"))
-                .spawn(move || core_thread::run(w))
+                .spawn(move || core_thread::run(setup))
                 .map_err(|e| format!("starting worker {q}: {e}"))?,
         );
     }
-
-    let result = supervise(
-        &cli,
-        &mut reader,
-        &mut steering,
-        &links,
-        &ifaces,
-        &ifindexes,
-        macs[0],
-        snat_ports,
-        frame_size,
-        &stop,
-        &handles,
-    );
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        let _ = h.join();
-    }
-    let (redirected, passed) =
-        steering.iter().map(Steering::counts).fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
-    eprintln!(
-        "sluice-gateway: stopped (XDP redirected {redirected} frame(s), passed {passed} to the kernel)"
-    );
-    drop(steering);
-    result
+    Ok((handles, links))
 }
 
-fn fmt_mac(m: [u8; 6]) -> String {
+pub(crate) fn fmt_mac(m: [u8; 6]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
-
-/// The main thread's loop: table → XDP map and announcements; kernel → next hops.
-#[expect(clippy::too_many_arguments, reason = "the one call site passes what run() set up")]
-fn supervise(
-    cli: &Cli,
-    reader: &mut Reader,
-    steering: &mut [Steering],
-    links: &[Arc<core_thread::Link>],
-    ifaces: &[String],
-    ifindexes: &[u32],
-    mac: [u8; 6],
-    snat_ports: PortRange,
-    frame_size: u32,
-    stop: &AtomicBool,
-    handles: &[std::thread::JoinHandle<()>],
-) -> Result<(), String> {
-    // The MTUs last seen (0: not yet; every one fitted the frames at start).
-    let mut mtus = vec![0u32; ifaces.len()];
-    let mut last_mtu = Instant::now();
-    let mut kernel = kernel::Kernel::open(ifindexes).map_err(|e| format!("netlink: {e}"))?;
-    // VIPs are announced on the client-facing interface.
-    let raw = RawSender::open(ifindexes[0]).map_err(|e| format!("packet socket on {}: {e}", cli.iface))?;
-    let mut table = Arc::new(ServiceTable::empty());
-    let mut adopted_once = false;
-    let mut owned: BTreeSet<Addr> = BTreeSet::new();
-    let mut hops = sluice_worker::nexthop::NextHops::new();
-    let mut backends: BTreeSet<Addr> = BTreeSet::new();
-    let mut last_kernel = Instant::now() - Duration::from_secs(1);
-    let mut announce_again: Option<Instant> = None;
-    let mut resolving_until: Option<Instant> = None;
-    while !stop.load(Ordering::Relaxed) {
-        if handles.iter().any(|h| h.is_finished()) {
-            return Err("a worker stopped unexpectedly".into());
-        }
-        // 1. A new table: steer its traffic, announce its new VIPs, resolve its backends.
-        // A generation to take: a new one, or the one the reader adopted when it opened.
-        let take = match reader.refresh() {
-            Refresh::Adopted(g) => Some(g),
-            Refresh::Refused(g, why) => {
-                eprintln!("sluice-gateway: table generation {g} refused: {why}; keeping the previous one");
-                None
-            }
-            Refresh::Unchanged if !adopted_once => reader.generation(),
-            Refresh::Unchanged => None,
-        };
-        let changed = match take.and_then(|g| reader.payload().map(|p| (g, sluice_model::image::decode(p)))) {
-            Some((g, Ok(t))) => {
-                table = Arc::new(t);
-                // To the workers first, then the steering: a frame the new steering sends them
-                // finds the new table (a worker takes it before its next batch).
-                for l in links {
-                    l.tables.force_push(Arc::clone(&table));
-                }
-                eprintln!("sluice-gateway: table generation {g}: {} service(s)", table.services().len());
-                true
-            }
-            Some((g, Err(e))) => {
-                eprintln!("sluice-gateway: table generation {g} refused: {e}; keeping the previous one");
-                false
-            }
-            None => false,
-        };
-        if changed {
-            adopted_once = true;
-            let wanted = steering::plan(&table, snat_ports);
-            for st in steering.iter_mut() {
-                match st.sync(&wanted) {
-                    Ok((added, removed)) if added + removed > 0 => {
-                        eprintln!(
-                            "sluice-gateway: XDP steering: {added} key(s) set, {removed} removed, {} in all",
-                            wanted.len()
-                        )
-                    }
-                    Ok(_) => {}
-                    Err(e) => eprintln!("sluice-gateway: {e}"),
-                }
-            }
-            let now_owned = steering::owned(&table);
-            let fresh: Vec<Addr> = now_owned.difference(&owned).copied().collect();
-            announce(&raw, mac, &fresh);
-            if !fresh.is_empty() {
-                announce_again = Some(Instant::now() + Duration::from_secs(1));
-            }
-            owned = now_owned;
-            backends = steering::backend_addrs(&table);
-            if kernel.resolve(&hops, &backends) > 0 {
-                resolving_until = Some(Instant::now() + Duration::from_secs(1));
-            }
-        }
-        if announce_again.is_some_and(|t| Instant::now() >= t) {
-            // A second announcement, as arping -U does, for hosts that missed the first.
-            announce(&raw, mac, &owned.iter().copied().collect::<Vec<_>>());
-            announce_again = None;
-        }
-        // 2. Destinations the workers could not resolve.
-        let mut pending = BTreeSet::new();
-        for l in links {
-            while let Some(a) = l.pending.pop() {
-                pending.insert(a);
-            }
-        }
-        if !pending.is_empty() && kernel.resolve(&hops, &pending) > 0 {
-            resolving_until = Some(Instant::now() + Duration::from_secs(1));
-        }
-        // 3. Routes and neighbours: every 100 ms, every 10 ms while resolutions we asked for may
-        // be arriving (so the first packets of new backends find their MAC), at once when a
-        // worker reported a miss.
-        let asked = resolving_until.is_some_and(|t| Instant::now() < t);
-        let every = if asked { Duration::from_millis(10) } else { Duration::from_millis(100) };
-        if !pending.is_empty() || last_kernel.elapsed() >= every {
-            last_kernel = Instant::now();
-            match kernel.refresh() {
-                Ok(Some(h)) => {
-                    for l in links {
-                        // Replace whatever the worker has not taken yet.
-                        let _ = l.next_hops.force_push(h.clone());
-                    }
-                    hops = h;
-                    if kernel.resolve(&hops, &backends) > 0 {
-                        resolving_until = Some(Instant::now() + Duration::from_secs(1));
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => eprintln!("sluice-gateway: netlink: {e}"),
-            }
-        }
-        // 4. An MTU raised past what the frames hold (checked every second): the kernel would
-        // drop every larger frame, counted only as xsk_rx_dropped.
-        if last_mtu.elapsed() >= Duration::from_secs(1) {
-            last_mtu = Instant::now();
-            for (iface, known) in ifaces.iter().zip(mtus.iter_mut()) {
-                let Ok(now) = link::mtu(iface) else { continue };
-                let fits = sluice_xsk::socket::max_mtu(frame_size);
-                if now != *known && now > fits {
-                    let max = sluice_xsk::socket::MAX_MTU;
-                    eprintln!(
-                        "sluice-gateway: {iface}'s MTU is now {now}, but its AF_XDP frames hold an MTU of {fits}: \
-                         longer frames are dropped (xsk_rx_dropped); {}",
-                        if now <= max {
-                            "restart the gateway to take them".to_owned()
-                        } else {
-                            format!("the most a restart can take is {max} (no multi-buffer)")
-                        }
-                    );
-                }
-                *known = now;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(if asked { 2 } else { 10 }));
-    }
-    Ok(())
-}
-
-/// Gratuitous ARP / unsolicited neighbour advertisement for each address.
-fn announce(raw: &RawSender, mac: [u8; 6], addrs: &[Addr]) {
-    for a in addrs {
-        let r = match a.family() {
-            Family::V4 => raw.send(&sluice_lb::vip::gratuitous_arp(a.v4(), mac)),
-            Family::V6 => raw.send(&sluice_lb::vip::unsolicited_na(a.v6(), mac)),
-        };
-        if let Err(e) = r {
-            eprintln!("sluice-gateway: announcing {}: {e}", a.ip());
-        }
-    }
 }

@@ -7,6 +7,8 @@
 //!   neighbours (filled off the hot path).
 //! - [`worker`]: the batch loop and counters, over one port or two (two-armed).
 //! - [`handoff`]: which worker owns a frame, and the lock-free mailboxes that carry frames to it.
+//! - [`reactor`]: the per-core reactor, the one place a worker thread waits (its sockets, its
+//!   doorbell, and the L7 stage's sockets), and when a busy worker may sleep.
 //!
 //! Hot path: yes. After [`worker::Worker::new`], a poll performs no allocation, takes no lock and
 //! makes no system call of its own (the port may, to wake its rings).
@@ -14,6 +16,7 @@
 
 pub mod handoff;
 pub mod nexthop;
+pub mod reactor;
 pub mod worker;
 
 pub use worker::{BATCH, Worker, WorkerConfig};

@@ -182,8 +182,8 @@ impl Umem {
             if let Some(area) = attempt(base | libc::MAP_HUGETLB) {
                 return Ok(Umem { area, len, hugepages: true });
             }
-            eprintln!(
-                "sluice: no hugepages for a {} MiB UMEM (raise /proc/sys/vm/nr_hugepages); using normal pages",
+            tracing::warn!(
+                "no hugepages for a {} MiB UMEM (raise /proc/sys/vm/nr_hugepages); using normal pages",
                 len >> 20
             );
         }

@@ -1,0 +1,262 @@
+//! The main thread: everything off the hot path, in a loop every few milliseconds.
+//!
+//! 1. A new table generation: decoded once and handed to every worker (before the steering
+//!    changes, so a frame the new steering sends them finds the new table); the XDP map brought
+//!    to the table's steering plan; new VIPs announced (gratuitous ARP, unsolicited neighbour
+//!    advertisements, once more a second later); the table's backends resolved.
+//! 2. Destinations the workers could not resolve: asked of the kernel.
+//! 3. Routes and neighbours: read from the kernel every 100 ms (every 10 ms while resolutions
+//!    we asked for may be arriving, at once when a worker reported a miss) and handed to the
+//!    workers when they changed.
+//! 4. Each interface's MTU, every second: one raised past what the UMEM frames hold is
+//!    reported (the kernel would drop every larger frame, counted only as `xsk_rx_dropped`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sluice_log::{info, warn};
+use sluice_model::ports::PortRange;
+use sluice_model::service::ServiceTable;
+use sluice_model::{Addr, Family};
+use sluice_table::{Reader, Refresh};
+use sluice_worker::nexthop::NextHops;
+use sluice_xsk::Steering;
+use sluice_xsk::link::{self, RawSender};
+
+use crate::core_thread::Link;
+use crate::{Cli, Interfaces, kernel, steering};
+
+/// The main thread's state.
+pub(crate) struct Supervisor<'a> {
+    links: &'a [Arc<Link>],
+    names: &'a [String],
+    frame_size: u32,
+    snat_ports: PortRange,
+    mac: [u8; 6],
+    kernel: kernel::Kernel,
+    /// VIPs are announced on the client-facing interface.
+    raw: RawSender,
+    table: Arc<ServiceTable>,
+    adopted_once: bool,
+    owned: BTreeSet<Addr>,
+    backends: BTreeSet<Addr>,
+    hops: NextHops,
+    last_kernel: Instant,
+    announce_again: Option<Instant>,
+    resolving_until: Option<Instant>,
+    /// The MTUs last seen (0: not yet; every one fitted the frames at start).
+    mtus: Vec<u32>,
+    last_mtu: Instant,
+}
+
+impl<'a> Supervisor<'a> {
+    /// Opens netlink and the raw sender for the gateway's interfaces.
+    pub(crate) fn new(
+        cli: &Cli,
+        ifs: &'a Interfaces,
+        links: &'a [Arc<Link>],
+    ) -> Result<Supervisor<'a>, String> {
+        let kernel = kernel::Kernel::open(&ifs.ifindexes).map_err(|e| format!("netlink: {e}"))?;
+        let raw =
+            RawSender::open(ifs.ifindexes[0]).map_err(|e| format!("packet socket on {}: {e}", cli.iface))?;
+        Ok(Supervisor {
+            links,
+            names: &ifs.names,
+            frame_size: ifs.frame_size,
+            snat_ports: cli.snat_ports,
+            mac: ifs.macs[0],
+            kernel,
+            raw,
+            table: Arc::new(ServiceTable::empty()),
+            adopted_once: false,
+            owned: BTreeSet::new(),
+            backends: BTreeSet::new(),
+            hops: NextHops::new(),
+            last_kernel: Instant::now() - Duration::from_secs(1),
+            announce_again: None,
+            resolving_until: None,
+            mtus: vec![0; ifs.names.len()],
+            last_mtu: Instant::now(),
+        })
+    }
+
+    /// Runs until `stop`, or until a worker stops on its own (an error).
+    pub(crate) fn run(
+        &mut self,
+        reader: &mut Reader,
+        steering: &mut [Steering],
+        stop: &AtomicBool,
+        workers: &[JoinHandle<()>],
+    ) -> Result<(), String> {
+        while !stop.load(Ordering::Relaxed) {
+            if workers.iter().any(|h| h.is_finished()) {
+                return Err("a worker stopped unexpectedly".into());
+            }
+            if self.take_table(reader) {
+                self.steer_and_announce(steering);
+            }
+            self.announce_once_more();
+            let missed = self.resolve_misses();
+            self.refresh_next_hops(missed);
+            self.watch_mtus();
+            let asked = self.resolving_until.is_some_and(|t| Instant::now() < t);
+            std::thread::sleep(Duration::from_millis(if asked { 2 } else { 10 }));
+        }
+        Ok(())
+    }
+
+    /// Takes a new generation (or the one the reader adopted when it opened): decoded, handed to
+    /// the workers. Returns whether the table changed.
+    fn take_table(&mut self, reader: &mut Reader) -> bool {
+        let generation = match reader.refresh() {
+            Refresh::Adopted(g) => Some(g),
+            Refresh::Refused(g, why) => {
+                warn!("table generation {g} refused: {why}; keeping the previous one");
+                None
+            }
+            Refresh::Unchanged if !self.adopted_once => reader.generation(),
+            Refresh::Unchanged => None,
+        };
+        let Some((g, decoded)) =
+            generation.and_then(|g| reader.payload().map(|p| (g, sluice_model::image::decode(p))))
+        else {
+            return false;
+        };
+        match decoded {
+            Ok(t) => {
+                self.table = Arc::new(t);
+                // To the workers first, then the steering: a frame the new steering sends them
+                // finds the new table (a worker takes it before its next batch).
+                for l in self.links {
+                    l.tables.force_push(Arc::clone(&self.table));
+                }
+                info!("table generation {g}: {} service(s)", self.table.services().len());
+                self.adopted_once = true;
+                true
+            }
+            Err(e) => {
+                warn!("table generation {g} refused: {e}; keeping the previous one");
+                false
+            }
+        }
+    }
+
+    /// Brings the XDP map to the table's plan, announces the table's new VIPs, and asks the
+    /// kernel to resolve its backends.
+    fn steer_and_announce(&mut self, programs: &mut [Steering]) {
+        let wanted = steering::plan(&self.table, self.snat_ports);
+        for st in programs.iter_mut() {
+            match st.sync(&wanted) {
+                Ok((added, removed)) if added + removed > 0 => {
+                    info!("XDP steering: {added} key(s) set, {removed} removed, {} in all", wanted.len())
+                }
+                Ok(_) => {}
+                Err(e) => warn!("XDP steering: {e}"),
+            }
+        }
+        let now_owned = steering::owned(&self.table);
+        let fresh: Vec<Addr> = now_owned.difference(&self.owned).copied().collect();
+        announce(&self.raw, self.mac, &fresh);
+        if !fresh.is_empty() {
+            self.announce_again = Some(Instant::now() + Duration::from_secs(1));
+        }
+        self.owned = now_owned;
+        self.backends = steering::backend_addrs(&self.table);
+        self.resolve(&self.backends.clone());
+    }
+
+    /// A second announcement, as `arping -U` does, for hosts that missed the first.
+    fn announce_once_more(&mut self) {
+        if self.announce_again.is_some_and(|t| Instant::now() >= t) {
+            announce(&self.raw, self.mac, &self.owned.iter().copied().collect::<Vec<_>>());
+            self.announce_again = None;
+        }
+    }
+
+    /// Asks the kernel to resolve `addrs` (it sends the ARP requests and solicitations); the
+    /// next hops are then read often for a second.
+    fn resolve(&mut self, addrs: &BTreeSet<Addr>) {
+        if self.kernel.resolve(&self.hops, addrs) > 0 {
+            self.resolving_until = Some(Instant::now() + Duration::from_secs(1));
+        }
+    }
+
+    /// Destinations the workers could not resolve: asked of the kernel. Returns whether there
+    /// were any.
+    fn resolve_misses(&mut self) -> bool {
+        let mut pending = BTreeSet::new();
+        for l in self.links {
+            while let Some(a) = l.pending.pop() {
+                pending.insert(a);
+            }
+        }
+        if !pending.is_empty() {
+            self.resolve(&pending);
+        }
+        !pending.is_empty()
+    }
+
+    /// Routes and neighbours: every 100 ms, every 10 ms while resolutions we asked for may be
+    /// arriving (so the first packets of new backends find their MAC), at once after a miss.
+    fn refresh_next_hops(&mut self, missed: bool) {
+        let asked = self.resolving_until.is_some_and(|t| Instant::now() < t);
+        let every = if asked { Duration::from_millis(10) } else { Duration::from_millis(100) };
+        if !missed && self.last_kernel.elapsed() < every {
+            return;
+        }
+        self.last_kernel = Instant::now();
+        match self.kernel.refresh() {
+            Ok(Some(h)) => {
+                for l in self.links {
+                    // Replace whatever the worker has not taken yet.
+                    let _ = l.next_hops.force_push(h.clone());
+                }
+                self.hops = h;
+                self.resolve(&self.backends.clone());
+            }
+            Ok(None) => {}
+            Err(e) => warn!("netlink: {e}"),
+        }
+    }
+
+    /// Each interface's MTU, every second: one raised past what the frames hold is reported.
+    fn watch_mtus(&mut self) {
+        if self.last_mtu.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_mtu = Instant::now();
+        let fits = sluice_xsk::socket::max_mtu(self.frame_size);
+        for (iface, known) in self.names.iter().zip(self.mtus.iter_mut()) {
+            let Ok(now) = link::mtu(iface) else { continue };
+            if now != *known && now > fits {
+                let max = sluice_xsk::socket::MAX_MTU;
+                let fix = if now <= max {
+                    "restart the gateway to take them".to_owned()
+                } else {
+                    format!("the most a restart can take is {max} (no multi-buffer)")
+                };
+                warn!(
+                    "{iface}'s MTU is now {now}, but its AF_XDP frames hold an MTU of {fits}: \
+                     longer frames are dropped (xsk_rx_dropped); {fix}"
+                );
+            }
+            *known = now;
+        }
+    }
+}
+
+/// Gratuitous ARP / unsolicited neighbour advertisement for each address.
+fn announce(raw: &RawSender, mac: [u8; 6], addrs: &[Addr]) {
+    for a in addrs {
+        let r = match a.family() {
+            Family::V4 => raw.send(&sluice_lb::vip::gratuitous_arp(a.v4(), mac)),
+            Family::V6 => raw.send(&sluice_lb::vip::unsolicited_na(a.v6(), mac)),
+        };
+        if let Err(e) = r {
+            warn!("announcing {}: {e}", a.ip());
+        }
+    }
+}
