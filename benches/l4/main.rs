@@ -44,6 +44,7 @@ static INTERRUPTED: std::sync::LazyLock<Arc<AtomicBool>> =
     std::sync::LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
 fn main() {
+    sluice_log::init("info");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
         Some("run") => orchestrate(&args[1..]),

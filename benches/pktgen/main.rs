@@ -24,6 +24,7 @@ const PORT: u16 = 9;
 const FLOWS: u16 = 1024;
 
 fn main() {
+    sluice_log::init("info");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
         Some("run") => orchestrate(&args[1..]),

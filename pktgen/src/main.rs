@@ -148,6 +148,7 @@ struct Reflect {
 }
 
 fn main() -> ExitCode {
+    sluice_log::init("info");
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Send(s) => send(s),
@@ -156,7 +157,7 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sluice-pktgen: {e}");
+            sluice_log::error!("{e}");
             ExitCode::FAILURE
         }
     }
@@ -527,8 +528,8 @@ fn afxdp(
     let mut progress = Instant::now();
     while sent < limit && start.elapsed() < deadline && !shared.stop.load(Relaxed) {
         if progress.elapsed() > STALL {
-            eprintln!(
-                "sluice-pktgen: queue {queue} of {iface}: the kernel completed no transmission for {} s; stopping after {sent} frames",
+            sluice_log::warn!(
+                "queue {queue} of {iface}: the kernel completed no transmission for {} s; stopping after {sent} frames",
                 STALL.as_secs()
             );
             break;
@@ -673,7 +674,7 @@ fn reflect(a: Reflect) -> Result<(), String> {
         .map_err(|e| format!("queue {} of {}: {e}", a.queue, a.iface))?;
     let mut g = Generator::load().map_err(|e| format!("loading the receive program: {e}"))?;
     g.attach_rx(&a.iface, a.queue, &sock.fd()).map_err(|e| format!("attaching to {}: {e}", a.iface))?;
-    eprintln!("sluice-pktgen: reflecting on {} queue {}", a.iface, a.queue);
+    sluice_log::info!("reflecting on {} queue {}", a.iface, a.queue);
     let start = Instant::now();
     let mut batch = [Desc::default(); 64];
     let mut reflected = 0u64;

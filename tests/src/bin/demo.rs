@@ -254,6 +254,7 @@ impl Demo {
 }
 
 fn main() -> std::process::ExitCode {
+    sluice_log::init("info");
     if !require_root("sluice-demo") {
         return std::process::ExitCode::FAILURE;
     }

@@ -14,6 +14,7 @@ fn usage() -> ! {
 }
 
 fn main() {
+    sluice_log::init("warn");
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--send") {
         let (Some(target), Some(payload)) = (args.get(1), args.get(2)) else { usage() };
