@@ -5,7 +5,7 @@
 //! live-frames engine, which keeps a rate only on average (`live_rate_error_pct`).
 //!
 //! Topology: namespaces `gen` (g0) and `sink` (s0). Every sender runs on core 1; the receiver's
-//! softirq runs on the sender's core (veth, AF_XDP-NOTES pitfall 5), as it would for any sender.
+//! softirq runs on the sender's core (veth, docs/af-xdp.md, pitfall 5), as it would for any sender.
 //!
 //! Subcommands: `run [--seconds S] [--repeat N]` (root); `sink --iface IF --port P --file F`
 //! (inside the sink namespace: counts, writing the running total to F every 20 ms).

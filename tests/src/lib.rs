@@ -275,7 +275,7 @@ impl Sandbox {
         let queues = if role == "gw" { self.topology.queues } else { 1 };
         veth((ns, ifname), (&sw, port), queues)?;
         must(&["ip", "-n", &sw, "link", "set", port, "master", bridge, "up"])?;
-        // Pitfall 3 of AF_XDP-NOTES: the peer of a veth that transmits from XDP / AF_XDP needs
+        // Pitfall 3 of docs/af-xdp.md: the peer of a veth that transmits from XDP / AF_XDP needs
         // NAPI, or frames vanish: GRO on the gateway's switch port. Nowhere else: a GRO port
         // facing a host would merge its segments into super-frames, which the bridge forwards to
         // the gateway whole, past what an XDP program without multi-buffer support is given.

@@ -48,7 +48,7 @@ impl Pair {
             must(&["ip", "-n", ns, "addr", "add", v4, "dev", dev]).unwrap();
             must(&["ip", "-n", ns, "addr", "add", v6, "dev", dev, "nodad"]).unwrap();
             must(&["ip", "-n", ns, "link", "set", dev, "up"]).unwrap();
-            // Pitfall 3 of AF_XDP-NOTES: a veth receiving from an AF_XDP / XDP sender needs NAPI.
+            // Pitfall 3 of docs/af-xdp.md: a veth receiving from an AF_XDP / XDP sender needs NAPI.
             must(&["ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on"]).unwrap();
         }
         p

@@ -1,4 +1,4 @@
-//! The L4 scenarios of SCENARIOS.md end to end without root: each example manifest set of
+//! The L4 scenarios of docs/scenarios.md end to end without root: each example manifest set of
 //! `deploy/examples/` is loaded and compiled by control, published through the shared-memory
 //! table, adopted and decoded as a gateway worker does, and real frames through a real `Worker`
 //! show the scenario happening. (The same, over AF_XDP and namespaces with real servers, is the

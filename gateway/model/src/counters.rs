@@ -12,93 +12,68 @@ use core::ops::{Index, IndexMut};
 
 use crate::drop::DropReason;
 
-macro_rules! counters {
-    ($(#[doc = $doc:literal] $name:ident => $label:literal,)*) => {
-        /// What a worker counts (besides drops, which are [`DropReason`]s).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[repr(u8)]
-        pub enum Counter {
-            $(#[doc = $doc] $name,)*
-        }
-
-        impl Counter {
-            /// Every counter, in published order.
-            pub const ALL: &'static [Counter] = &[$(Counter::$name,)*];
-            /// Number of counters.
-            pub const COUNT: usize = Counter::ALL.len();
-
-            /// A stable snake_case name for metrics and logs.
-            pub const fn name(self) -> &'static str {
-                match self { $(Counter::$name => $label,)* }
-            }
-
-            /// What the counter counts (its one line of documentation), for a metric's help.
-            pub fn help(self) -> &'static str {
-                match self { $(Counter::$name => $doc.trim_ascii(),)* }
-            }
-        }
-    };
-}
-
-counters! {
-    // The worker's own I/O.
-    /// Frames received.
-    RxFrames => "rx_frames",
-    /// Bytes received.
-    RxBytes => "rx_bytes",
-    /// Frames transmitted.
-    TxFrames => "tx_frames",
-    /// Frames handed to the kernel.
-    KernelFrames => "kernel_frames",
-    /// Batches with at least one frame.
-    Batches => "batches",
-    /// ARP requests and neighbour solicitations for a VIP answered.
-    NeighborReplies => "neighbor_replies",
-    /// Frames held while their next hop was resolved.
-    Parked => "parked",
-    /// Frames the kernel dropped before the AF_XDP socket's receive ring (XDP_STATISTICS).
-    XskRxDropped => "xsk_rx_dropped",
-    /// Frames the kernel dropped because the receive ring was full (XDP_STATISTICS).
-    XskRxRingFull => "xsk_rx_ring_full",
-    /// Times the kernel found the fill ring empty (XDP_STATISTICS).
-    XskFillRingEmpty => "xsk_fill_ring_empty",
-    /// Invalid descriptors on the receive and transmit rings (XDP_STATISTICS).
-    XskInvalidDescs => "xsk_invalid_descs",
-    /// Wake-up system calls made to the kernel for the AF_XDP rings.
-    XskWakeups => "xsk_wakeups",
-    /// Frames handed to the worker that owns their flow.
-    HandedOff => "handed_off",
-    /// Frames other workers handed to this one.
-    HandedIn => "handed_in",
-    /// Frames copied to leave through another port than the one they arrived on.
-    PortCopies => "port_copies",
-    /// Polls that took nothing from a receive ring because a transmit ring was full.
-    TxWaits => "tx_waits",
-    // The L4 engine.
-    /// Frames rewritten and forwarded.
-    Forwarded => "forwarded",
-    /// Replies generated (ICMP echo).
-    Bounced => "bounced",
-    /// Frames passed to the kernel.
-    Passed => "passed",
-    /// Flows created.
-    NewFlows => "new_flows",
-    /// TCP flows adopted mid-stream (consistent scheduler, DNAT).
-    AdoptedFlows => "adopted_flows",
-    /// New flows sent to the backend a client was pinned to.
-    AffinityHits => "affinity_hits",
-    /// Flows moved to a new generation's backend ids.
-    FlowsRevalidated => "flows_revalidated",
-    /// TCP flows kept on a backend that left its service.
-    FlowsOrphaned => "flows_orphaned",
-    /// ICMP echo requests answered.
-    IcmpEchoReplies => "icmp_echo_replies",
-    /// ICMP errors translated for a tracked flow.
-    IcmpErrorsTranslated => "icmp_errors_translated",
-    /// Table generations adopted.
-    TableChanges => "table_changes",
-    /// FullNAT tuples taken back from flows that never saw a reply, for a new flow.
-    SnatReclaimed => "snat_reclaimed",
+named! {
+    /// What a worker counts (besides drops, which are [`DropReason`]s).
+    pub enum Counter {
+        // The worker's own I/O.
+        /// Frames received.
+        RxFrames => "rx_frames",
+        /// Bytes received.
+        RxBytes => "rx_bytes",
+        /// Frames transmitted.
+        TxFrames => "tx_frames",
+        /// Frames handed to the kernel.
+        KernelFrames => "kernel_frames",
+        /// Batches with at least one frame.
+        Batches => "batches",
+        /// ARP requests and neighbour solicitations for a VIP answered.
+        NeighborReplies => "neighbor_replies",
+        /// Frames held while their next hop was resolved.
+        Parked => "parked",
+        /// Frames the kernel dropped before the AF_XDP socket's receive ring (XDP_STATISTICS).
+        XskRxDropped => "xsk_rx_dropped",
+        /// Frames the kernel dropped because the receive ring was full (XDP_STATISTICS).
+        XskRxRingFull => "xsk_rx_ring_full",
+        /// Times the kernel found the fill ring empty (XDP_STATISTICS).
+        XskFillRingEmpty => "xsk_fill_ring_empty",
+        /// Invalid descriptors on the receive and transmit rings (XDP_STATISTICS).
+        XskInvalidDescs => "xsk_invalid_descs",
+        /// Wake-up system calls made to the kernel for the AF_XDP rings.
+        XskWakeups => "xsk_wakeups",
+        /// Frames handed to the worker that owns their flow.
+        HandedOff => "handed_off",
+        /// Frames other workers handed to this one.
+        HandedIn => "handed_in",
+        /// Frames copied to leave through another port than the one they arrived on.
+        PortCopies => "port_copies",
+        /// Polls that took nothing from a receive ring because a transmit ring was full.
+        TxWaits => "tx_waits",
+        // The L4 engine.
+        /// Frames rewritten and forwarded.
+        Forwarded => "forwarded",
+        /// Replies generated (ICMP echo).
+        Bounced => "bounced",
+        /// Frames passed to the kernel.
+        Passed => "passed",
+        /// Flows created.
+        NewFlows => "new_flows",
+        /// TCP flows adopted mid-stream (consistent scheduler, DNAT).
+        AdoptedFlows => "adopted_flows",
+        /// New flows sent to the backend a client was pinned to.
+        AffinityHits => "affinity_hits",
+        /// Flows moved to a new generation's backend ids.
+        FlowsRevalidated => "flows_revalidated",
+        /// TCP flows kept on a backend that left its service.
+        FlowsOrphaned => "flows_orphaned",
+        /// ICMP echo requests answered.
+        IcmpEchoReplies => "icmp_echo_replies",
+        /// ICMP errors translated for a tracked flow.
+        IcmpErrorsTranslated => "icmp_errors_translated",
+        /// Table generations adopted.
+        TableChanges => "table_changes",
+        /// FullNAT tuples taken back from flows that never saw a reply, for a new flow.
+        SnatReclaimed => "snat_reclaimed",
+    }
 }
 
 /// How many values a worker publishes: its counters, its drops, then [`fingerprint`].

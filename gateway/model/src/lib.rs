@@ -17,6 +17,39 @@
 //! Not hot path to build; the lookups of [`service::ServiceTable`] are. No `unsafe`, no I/O.
 #![forbid(unsafe_code)]
 
+/// An enum of named things, each with a one-line doc, a stable snake_case name and that doc as
+/// its help text, and the list of all of them in order (for arrays indexed by the enum): how
+/// [`Counter`] and [`DropReason`] are written, each once.
+macro_rules! named {
+    ($(#[doc = $what:literal])* $vis:vis enum $ty:ident {
+        $(#[doc = $doc:literal] $name:ident => $label:literal,)*
+    }) => {
+        $(#[doc = $what])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        $vis enum $ty {
+            $(#[doc = $doc] $name,)*
+        }
+
+        impl $ty {
+            /// Every one, in order (the order of a published array of counts).
+            pub const ALL: &'static [$ty] = &[$($ty::$name,)*];
+            /// How many (the length of an array indexed by them).
+            pub const COUNT: usize = $ty::ALL.len();
+
+            /// A stable snake_case name for metrics and logs.
+            pub const fn name(self) -> &'static str {
+                match self { $($ty::$name => $label,)* }
+            }
+
+            /// What it means (its one line of documentation), for a metric's help text.
+            pub fn help(self) -> &'static str {
+                match self { $($ty::$name => $doc.trim_ascii(),)* }
+            }
+        }
+    };
+}
+
 pub mod addr;
 pub mod counters;
 pub mod drop;

@@ -1,5 +1,5 @@
 //! Sluice's interface to the kernel's fast path: AF_XDP sockets (UMEM and the four rings, our
-//! own code — see `AF_XDP-NOTES.md` for why), the XDP program that steers service traffic to
+//! own code — `docs/af-xdp.md` says why), the XDP program that steers service traffic to
 //! them and leaves the rest to the kernel, and the small kernel interfaces the gateway needs off
 //! the hot path (routes and neighbours over netlink, interface facts, a raw sender).
 //!

@@ -51,7 +51,7 @@ impl std::fmt::Display for Mode {
 }
 
 /// Socket settings. Ring sizes are powers of two; `frames` must exceed fill + RX + TX + what a
-/// worker holds in flight (`AF_XDP-NOTES.md`, pitfall 4).
+/// worker holds in flight (`docs/af-xdp.md`, pitfall 4).
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Frames in the UMEM.

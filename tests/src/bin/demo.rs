@@ -1,7 +1,7 @@
 //! `sluice-demo`: Sluice's main job in one command. Builds a namespace sandbox (a client, the
 //! gateway, a backend host per Pod of `deploy/examples/` running nginx or a UDP echo server),
 //! starts control on the examples and the gateway on AF_XDP, sends real traffic through every
-//! L4 scenario of `SCENARIOS.md`, and prints who answered what. Everything is removed on exit and
+//! L4 scenario of `docs/scenarios.md`, and prints who answered what. Everything is removed on exit and
 //! on Ctrl-C. Needs root.
 #![forbid(unsafe_code)]
 
