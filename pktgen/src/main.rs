@@ -236,21 +236,89 @@ struct Outcome {
     rx: Option<Receiver>,
 }
 
+/// What `send` was asked for, checked.
+struct Plan {
+    traffic: Traffic,
+    frames: Arc<Frames>,
+    /// Packets per second in all, or as fast as possible.
+    rate: Option<f64>,
+    /// Bits on the wire per frame, on average over the size mix.
+    avg_bits: f64,
+    /// Whether the frames that come back are received.
+    rx: bool,
+    ifindex: u32,
+}
+
 fn send(a: Send) -> Result<(), String> {
+    let plan = plan(&a)?;
+    let shared = Arc::new(Shared::default());
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Stops sending; the summary still prints.
+        signal_hook::flag::register(sig, Arc::clone(&shared.stop)).map_err(|e| e.to_string())?;
+    }
+    let start = Instant::now();
+    let handles = spawn_senders(&a, &plan, &shared)?;
+    let seconds = watch(&handles, &shared, start, plan.avg_bits, plan.rx);
+    let mut outcomes = Vec::new();
+    for h in handles {
+        outcomes.push(h.join().map_err(|_| "a sending thread panicked".to_string())??);
+    }
+    let total = Total::of(outcomes, plan.traffic.sizes.len());
+    let summary = Summary {
+        engine: if a.engine == Engine::Live { "live (BPF_PROG_RUN)" } else { "afxdp" },
+        sent: total.sent,
+        bytes: total.bytes,
+        seconds: total.seconds,
+        target_pps: plan.rate,
+        rx: total.rx.as_ref(),
+        sizes: plan.traffic.sizes.iter().map(|&(s, _)| s).zip(total.by_size).collect(),
+    };
+    if let Some(path) = &a.plot {
+        std::fs::write(path, report::svg(&seconds, total.rx.as_ref()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if a.json {
+        println!("{}", summary.json(&seconds));
+    } else {
+        print!("{}", summary.table());
+    }
+    Ok(())
+}
+
+/// Checks the request and builds the frames.
+fn plan(a: &Send) -> Result<Plan, String> {
     if !rustix::process::geteuid().is_root() {
         return Err(
             "needs root (AF_XDP sockets and XDP programs need CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF)".into(),
         );
     }
     let ifindex = sluice_xsk::socket::if_index(&a.iface).map_err(|e| e.to_string())?;
+    let traffic = traffic(a)?;
+    let frames = Arc::new(Frames::new(&traffic)?);
+    let total_w: u32 = traffic.sizes.iter().map(|&(_, w)| w).sum();
+    let avg_bits: f64 =
+        traffic.sizes.iter().map(|&(s, w)| report::wire_bits(s) as f64 * f64::from(w)).sum::<f64>()
+            / f64::from(total_w.max(1));
+    let rate = parse_rate(&a.rate, avg_bits)?;
+    if a.cores.is_empty() {
+        return Err("--cores: name at least one core".into());
+    }
+    let ncpu = online_cpus();
+    if let Some(c) = a.cores.iter().find(|&&c| c >= ncpu) {
+        return Err(format!("--cores: core {c} does not exist (this machine has {ncpu})"));
+    }
+    if (a.duration.is_nan() || a.duration <= 0.0) && a.count.is_none() {
+        return Err("--duration must be above zero (or give --count)".into());
+    }
+    if a.engine == Engine::Live {
+        check_live(a, &traffic)?;
+    }
+    Ok(Plan { traffic, frames, rate, avg_bits, rx: a.rx || a.proto == ProtoArg::Tcp, ifindex })
+}
+
+/// The traffic `--proto`, the addresses, ports and `--size` describe.
+fn traffic(a: &Send) -> Result<Traffic, String> {
     let src_mac = sluice_xsk::link::mac(&a.iface).map_err(|e| format!("{}: {e}", a.iface))?;
-    let sizes: Vec<(usize, u32)> = if a.size.eq_ignore_ascii_case("imix") {
-        IMIX.iter().map(|&(s, w)| (s - 4, w)).collect()
-    } else if a.size.eq_ignore_ascii_case("min") {
-        vec![(0, 1)] // set below, once the traffic says what fits
-    } else {
-        vec![(a.size.parse().map_err(|_| format!("--size {:?}: a number of bytes, min or imix", a.size))?, 1)]
-    };
     let mut traffic = Traffic {
         proto: match a.proto {
             ProtoArg::Udp => Proto::Udp,
@@ -265,155 +333,154 @@ fn send(a: Send) -> Result<(), String> {
         sport: a.sport,
         sports: a.sports,
         dport: a.dport,
-        sizes: sizes.clone(),
+        sizes: Vec::new(),
     };
-    if sizes == [(0, 1)] {
-        traffic.sizes = vec![(traffic.min_size(), 1)];
+    traffic.sizes = if a.size.eq_ignore_ascii_case("imix") {
+        IMIX.iter().map(|&(s, w)| (s - 4, w)).collect()
+    } else if a.size.eq_ignore_ascii_case("min") {
+        vec![(traffic.min_size(), 1)]
+    } else {
+        vec![(a.size.parse().map_err(|_| format!("--size {:?}: a number of bytes, min or imix", a.size))?, 1)]
+    };
+    Ok(traffic)
+}
+
+/// What the live-frames engine cannot do.
+fn check_live(a: &Send, traffic: &Traffic) -> Result<(), String> {
+    if a.proto == ProtoArg::Tcp {
+        return Err("--engine live cannot answer SYN-ACKs; use --engine afxdp for --proto tcp".into());
     }
-    let sizes = traffic.sizes.clone();
-    let frames = Arc::new(Frames::new(&traffic)?);
-    let total_w: u32 = sizes.iter().map(|&(_, w)| w).sum();
-    let avg_bits: f64 = sizes.iter().map(|&(s, w)| report::wire_bits(s) as f64 * f64::from(w)).sum::<f64>()
-        / f64::from(total_w.max(1));
-    let rate = parse_rate(&a.rate, avg_bits)?;
-    if a.cores.is_empty() {
-        return Err("--cores: name at least one core".into());
+    if !a.dst_ip.is_ipv4() {
+        return Err("--engine live sends IPv4 only; use --engine afxdp for IPv6".into());
     }
-    let ncpu = online_cpus();
-    if let Some(c) = a.cores.iter().find(|&&c| c >= ncpu) {
-        return Err(format!("--cores: core {c} does not exist (this machine has {ncpu})"));
+    if a.rx {
+        return Err("--engine live has no receive side; use --engine afxdp with --rx".into());
     }
-    if (a.duration.is_nan() || a.duration <= 0.0) && a.count.is_none() {
-        return Err("--duration must be above zero (or give --count)".into());
+    if traffic.sizes.len() > 1 {
+        return Err("--engine live replays one template: a fixed --size, not imix".into());
     }
-    let rx = a.rx || a.proto == ProtoArg::Tcp;
-    if a.engine == Engine::Live {
-        if a.proto == ProtoArg::Tcp {
-            return Err("--engine live cannot answer SYN-ACKs; use --engine afxdp for --proto tcp".into());
-        }
-        if !a.dst_ip.is_ipv4() {
-            return Err("--engine live sends IPv4 only; use --engine afxdp for IPv6".into());
-        }
-        if a.rx {
-            return Err("--engine live has no receive side; use --engine afxdp with --rx".into());
-        }
-        if sizes.len() > 1 {
-            return Err("--engine live replays one template: a fixed --size, not imix".into());
-        }
-        if a.src_ips > 1 {
-            return Err("--engine live varies the source port only: --src-ips 1".into());
-        }
+    if a.src_ips > 1 {
+        return Err("--engine live varies the source port only: --src-ips 1".into());
     }
-    let shared = Arc::new(Shared::default());
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // Stops sending; the summary still prints.
-        signal_hook::flag::register(sig, Arc::clone(&shared.stop)).map_err(|e| e.to_string())?;
-    }
+    Ok(())
+}
+
+/// One sending thread per core, each with an equal share of the rate and the count (the last
+/// takes what the others' shares leave).
+fn spawn_senders(
+    a: &Send,
+    plan: &Plan,
+    shared: &Arc<Shared>,
+) -> Result<Vec<std::thread::JoinHandle<Result<Outcome, String>>>, String> {
     let threads = a.cores.len();
-    let per_rate = rate.map(|r| r / threads as f64);
+    let per_rate = plan.rate.map(|r| r / threads as f64);
     let per_count = a.count.map(|c| c.div_ceil(threads as u64));
     let deadline = Duration::from_secs_f64(if a.count.is_some() { 3600.0 } else { a.duration });
-    let start = Instant::now();
     let mut handles = Vec::new();
     for (i, &core) in a.cores.iter().enumerate() {
-        let (frames, shared, iface) = (Arc::clone(&frames), Arc::clone(&shared), a.iface.clone());
-        let (engine, bind) = (a.engine, a.bind);
-        // The last thread sends what the others' equal shares leave.
-        let count = per_count.map(|c| c.min(a.count.unwrap_or(0).saturating_sub(c * i as u64)));
-        let proto = traffic.proto;
-        let (sport, sports) = (a.sport, a.sports);
+        let (frames, shared, iface) = (Arc::clone(&plan.frames), Arc::clone(shared), a.iface.clone());
+        let limits = Limits {
+            rate: per_rate,
+            count: per_count.map(|c| c.min(a.count.unwrap_or(0).saturating_sub(c * i as u64))),
+            deadline,
+        };
+        let (engine, bind, rx, ifindex) = (a.engine, a.bind, plan.rx, plan.ifindex);
+        let (proto, sport, sports) = (plan.traffic.proto, a.sport, a.sports);
+        let body = move || -> Result<Outcome, String> {
+            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+            match engine {
+                Engine::Afxdp => Afxdp::open(&iface, i as u32, bind, &frames, rx, &shared)?.run(limits),
+                Engine::Live => live(&iface, ifindex, &frames, (proto, sport, sports), limits, &shared),
+            }
+        };
         handles.push(
-            std::thread::Builder::new()
-                .name(format!("pktgen-{i}"))
-                .spawn(move || -> Result<Outcome, String> {
-                    core_affinity::set_for_current(core_affinity::CoreId { id: core });
-                    match engine {
-                        Engine::Afxdp => {
-                            afxdp(&iface, i as u32, bind, &frames, rx, per_rate, count, deadline, &shared)
-                        }
-                        Engine::Live => live(
-                            &iface, ifindex, &frames, proto, sport, sports, per_rate, count, deadline,
-                            &shared,
-                        ),
-                    }
-                })
-                .map_err(|e| e.to_string())?,
+            std::thread::Builder::new().name(format!("pktgen-{i}")).spawn(body).map_err(|e| e.to_string())?,
         );
     }
-    // Report once a second while the threads run.
+    Ok(handles)
+}
+
+/// While the senders run: a live line once a second on a terminal; returns every second's figures.
+fn watch(
+    handles: &[std::thread::JoinHandle<Result<Outcome, String>>],
+    shared: &Shared,
+    start: Instant,
+    avg_bits: f64,
+    rx: bool,
+) -> Vec<Second> {
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut seconds: Vec<Second> = Vec::new();
     let (mut last_sent, mut last_rx, mut last_t) = (0u64, 0u64, 0.0f64);
     while !handles.iter().all(|h| h.is_finished()) {
         std::thread::sleep(Duration::from_millis(20));
         let t = start.elapsed().as_secs_f64();
-        if t - last_t >= 1.0 {
-            let (s, r) = (shared.sent.load(Relaxed), shared.received.load(Relaxed));
-            let dt = t - last_t;
-            let sec = Second {
-                at: t,
-                tx_pps: (s - last_sent) as f64 / dt,
-                tx_bps: (s - last_sent) as f64 * avg_bits / dt,
-                rx_pps: (r - last_rx) as f64 / dt,
-                p99_ns: shared.p99_ns.load(Relaxed),
-            };
-            if tty {
-                eprint!("\r{}   ", report::live(&sec, s, rx.then(|| s.saturating_sub(r))));
-            }
-            seconds.push(sec);
-            (last_sent, last_rx, last_t) = (s, r, t);
+        if t - last_t < 1.0 {
+            continue;
         }
+        let (s, r) = (shared.sent.load(Relaxed), shared.received.load(Relaxed));
+        let dt = t - last_t;
+        let sec = Second {
+            at: t,
+            tx_pps: (s - last_sent) as f64 / dt,
+            tx_bps: (s - last_sent) as f64 * avg_bits / dt,
+            rx_pps: (r - last_rx) as f64 / dt,
+            p99_ns: shared.p99_ns.load(Relaxed),
+        };
+        if tty {
+            eprint!("\r{}   ", report::live(&sec, s, rx.then(|| s.saturating_sub(r))));
+        }
+        seconds.push(sec);
+        (last_sent, last_rx, last_t) = (s, r, t);
     }
     if tty {
         eprintln!();
     }
-    let mut outcomes = Vec::new();
-    for h in handles {
-        outcomes.push(h.join().map_err(|_| "a sending thread panicked".to_string())??);
-    }
-    let seconds_sending = outcomes.iter().map(|o| o.seconds).fold(0.0, f64::max);
-    let mut rx: Option<Receiver> = None;
-    let mut sent = 0;
-    let mut bytes = 0;
-    let mut by_size = vec![0u64; sizes.len()];
-    for o in outcomes {
-        sent += o.sent;
-        bytes += o.bytes;
-        for (t, n) in by_size.iter_mut().zip(&o.sizes) {
-            *t += n;
+    seconds
+}
+
+/// The sending threads' outcomes, added up.
+struct Total {
+    sent: u64,
+    bytes: u64,
+    /// The longest any thread sent for.
+    seconds: f64,
+    by_size: Vec<u64>,
+    rx: Option<Receiver>,
+}
+
+impl Total {
+    fn of(outcomes: Vec<Outcome>, sizes: usize) -> Total {
+        let mut t = Total { sent: 0, bytes: 0, seconds: 0.0, by_size: vec![0; sizes], rx: None };
+        for o in outcomes {
+            t.sent += o.sent;
+            t.bytes += o.bytes;
+            t.seconds = t.seconds.max(o.seconds);
+            for (acc, n) in t.by_size.iter_mut().zip(&o.sizes) {
+                *acc += n;
+            }
+            if let Some(r) = o.rx {
+                t.rx = Some(match t.rx.take() {
+                    None => r,
+                    Some(mut acc) => {
+                        acc.received += r.received;
+                        acc.reordered += r.reordered;
+                        acc.duplicates += r.duplicates;
+                        let _ = acc.latency.add(&r.latency);
+                        acc
+                    }
+                });
+            }
         }
-        if let Some(r) = o.rx {
-            rx = Some(match rx.take() {
-                None => r,
-                Some(mut acc) => {
-                    acc.received += r.received;
-                    acc.reordered += r.reordered;
-                    acc.duplicates += r.duplicates;
-                    let _ = acc.latency.add(&r.latency);
-                    acc
-                }
-            });
-        }
+        t
     }
-    let summary = Summary {
-        engine: if a.engine == Engine::Live { "live (BPF_PROG_RUN)" } else { "afxdp" },
-        sent,
-        bytes,
-        seconds: seconds_sending,
-        target_pps: rate,
-        rx: rx.as_ref(),
-        sizes: sizes.iter().map(|&(s, _)| s).zip(by_size).collect(),
-    };
-    if let Some(path) = &a.plot {
-        std::fs::write(path, report::svg(&seconds, rx.as_ref()))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    if a.json {
-        println!("{}", summary.json(&seconds));
-    } else {
-        print!("{}", summary.table());
-    }
-    Ok(())
+}
+
+/// One sender's limits: its share of the rate and the count, and when to stop.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    rate: Option<f64>,
+    count: Option<u64>,
+    deadline: Duration,
 }
 
 /// Frames allowed now by the pacing: `rate` from `start`, minus what was sent.
@@ -428,181 +495,233 @@ fn allowed(rate: Option<f64>, start: Instant, sent: u64, batch: usize) -> usize 
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn afxdp(
-    iface: &str,
+/// One AF_XDP sender: its socket (and receive program), what it has sent, and its receive side.
+struct Afxdp<'a> {
+    sock: XskSocket,
+    /// The receive program stays attached as long as it lives.
+    _generator: Option<Generator>,
+    frames: &'a Frames,
+    shared: &'a Shared,
     queue: u32,
-    bind: BindArg,
-    frames: &Frames,
-    rx: bool,
-    rate: Option<f64>,
-    count: Option<u64>,
-    deadline: Duration,
-    shared: &Shared,
-) -> Result<Outcome, String> {
-    let big = (0..64).any(|n| frames.size_of(n) > 2048);
-    let config = sluice_xsk::Config {
-        frame_size: if big { 4096 } else { 2048 },
-        bind: match bind {
-            BindArg::Auto => BindMode::Auto,
-            BindArg::Copy => BindMode::Copy,
-            BindArg::ZeroCopy => BindMode::ZeroCopy,
-        },
-        ..sluice_xsk::Config::default()
-    };
-    let mut sock =
-        XskSocket::bind(iface, queue, &config).map_err(|e| format!("queue {queue} of {iface}: {e}"))?;
-    // The receive program stays attached as long as `generator` lives.
-    let mut generator = None;
-    if rx {
-        let mut g = Generator::load().map_err(|e| format!("loading the receive program: {e}"))?;
-        g.attach_rx(iface, queue, &sock.fd())
-            .map_err(|e| format!("attaching the receive program to {iface}: {e}"))?;
-        generator = Some(g);
-    }
-    let mut receiver = rx.then(Receiver::new);
-    // Frames sent per size, in the traffic's order of sizes.
-    let mut sizes = vec![0u64; frames.sizes()];
-    let mut batch = [Desc::default(); 64];
-    let mut rxb = [Desc::default(); 64];
-    let (mut sent, mut bytes) = (0u64, 0u64);
-    let limit = count.unwrap_or(u64::MAX);
-    let start = Instant::now();
-    let tcp = frames.proto() == Proto::Tcp;
-    // TCP: when each SYN left (by sequence number), for the SYN → SYN-ACK latency.
-    let mut syn_times = if tcp { vec![0u64; 1 << 16] } else { Vec::new() };
-    let mut replies = [Desc::default(); 128];
-    let mut p99_at = 0u64;
-    let mut receive =
-        |sock: &mut XskSocket, receiver: &mut Option<Receiver>, syn_times: &[u64], sent: u64| {
-            let Some(r) = receiver.as_mut() else { return };
-            let n = sock.recv(&mut rxb);
-            if n == 0 {
-                return;
-            }
-            let t = now_ns();
-            let mut nr = 0;
-            for &d in &rxb[..n] {
-                let f = sock.frame(&d);
-                if let Some((seq, tx)) = measurement(f) {
-                    r.record(seq, tx, t);
-                } else if tcp && let Some((seq, len)) = ack_syn_ack(f) {
-                    // The frame number: the SYN's sequence number, in the 2^32 window ending at
-                    // the frames sent so far.
-                    let mut k = (sent & !0xffff_ffff) | u64::from(seq);
-                    if k > sent {
-                        k = k.wrapping_sub(1 << 32);
-                    }
-                    r.record(k, syn_times[(k % syn_times.len() as u64) as usize], t);
-                    let mut ack = d;
-                    ack.len = len as u32;
-                    replies[nr] = ack;
-                    nr += 1;
-                    // And the reset that closes it, in a frame of its own.
-                    let mut fresh = [Desc::default()];
-                    if sock.alloc_tx(&mut fresh) == 1 {
-                        let mut rst = fresh[0];
-                        rst.len = len as u32;
-                        let mut bytes = [0u8; 128];
-                        bytes[..len].copy_from_slice(sock.frame(&ack));
-                        let out = sock.frame(&rst);
-                        out.copy_from_slice(&bytes[..len]);
-                        reset_of_ack(out);
-                        replies[nr] = rst;
-                        nr += 1;
-                    }
-                    continue;
-                }
-                sock.release(&[d]);
-            }
-            if nr > 0 {
-                let s = sock.send(&replies[..nr]);
-                sock.release(&replies[s..nr]);
-            }
-            shared.received.fetch_add(n as u64, Relaxed);
-            if t >= p99_at {
-                shared.p99_ns.store(r.percentile(99.0), Relaxed);
-                p99_at = t + 250_000_000;
-            }
+    iface: &'a str,
+    receiver: Option<Receiver>,
+    /// TCP handshakes: when each SYN left (by sequence number), for the SYN → SYN-ACK latency.
+    syn_times: Vec<u64>,
+    /// When the shared p99 is refreshed next (ns).
+    p99_at: u64,
+}
+
+impl<'a> Afxdp<'a> {
+    /// Binds queue `queue` of `iface` (and attaches the receive program when `rx`).
+    fn open(
+        iface: &'a str,
+        queue: u32,
+        bind: BindArg,
+        frames: &'a Frames,
+        rx: bool,
+        shared: &'a Shared,
+    ) -> Result<Afxdp<'a>, String> {
+        let big = (0..64).any(|n| frames.size_of(n) > 2048);
+        let config = sluice_xsk::Config {
+            frame_size: if big { 4096 } else { 2048 },
+            bind: match bind {
+                BindArg::Auto => BindMode::Auto,
+                BindArg::Copy => BindMode::Copy,
+                BindArg::ZeroCopy => BindMode::ZeroCopy,
+            },
+            ..sluice_xsk::Config::default()
         };
-    let mut progress = Instant::now();
-    while sent < limit && start.elapsed() < deadline && !shared.stop.load(Relaxed) {
-        if progress.elapsed() > STALL {
-            sluice_log::warn!(
-                "queue {queue} of {iface}: the kernel completed no transmission for {} s; stopping after {sent} frames",
-                STALL.as_secs()
-            );
-            break;
+        let sock =
+            XskSocket::bind(iface, queue, &config).map_err(|e| format!("queue {queue} of {iface}: {e}"))?;
+        let mut generator = None;
+        if rx {
+            let mut g = Generator::load().map_err(|e| format!("loading the receive program: {e}"))?;
+            g.attach_rx(iface, queue, &sock.fd())
+                .map_err(|e| format!("attaching the receive program to {iface}: {e}"))?;
+            generator = Some(g);
         }
-        let want = allowed(rate, start, sent, batch.len()).min((limit - sent) as usize);
-        if want == 0 {
-            progress = Instant::now(); // waiting for the pacing, not for the kernel
-            receive(&mut sock, &mut receiver, &syn_times, sent);
-            // Far from the next frame: sleep most of the way, spin the rest.
-            if let Some(r) = rate {
-                let next = (sent + 1) as f64 / r;
-                let gap = next - start.elapsed().as_secs_f64();
-                if gap > 200e-6 {
-                    std::thread::sleep(Duration::from_secs_f64(gap - 100e-6));
-                }
+        let tcp = frames.proto() == Proto::Tcp;
+        Ok(Afxdp {
+            sock,
+            _generator: generator,
+            frames,
+            shared,
+            queue,
+            iface,
+            receiver: rx.then(Receiver::new),
+            syn_times: if tcp { vec![0u64; 1 << 16] } else { Vec::new() },
+            p99_at: 0,
+        })
+    }
+
+    /// Sends within `limits`, receiving between batches; then waits a little for the last
+    /// frames' way back.
+    fn run(mut self, limits: Limits) -> Result<Outcome, String> {
+        let limit = limits.count.unwrap_or(u64::MAX);
+        // Frames sent per size, in the traffic's order of sizes.
+        let mut sizes = vec![0u64; self.frames.sizes()];
+        let (mut sent, mut bytes) = (0u64, 0u64);
+        let start = Instant::now();
+        let mut progress = Instant::now();
+        while sent < limit && start.elapsed() < limits.deadline && !self.shared.stop.load(Relaxed) {
+            if progress.elapsed() > STALL {
+                sluice_log::warn!(
+                    "queue {} of {}: the kernel completed no transmission for {} s; stopping after {sent} frames",
+                    self.queue,
+                    self.iface,
+                    STALL.as_secs()
+                );
+                break;
             }
-            continue;
+            let want = allowed(limits.rate, start, sent, BATCH).min((limit - sent) as usize);
+            if want == 0 {
+                progress = Instant::now(); // waiting for the pacing, not for the kernel
+                self.receive(sent);
+                pace(limits.rate, start, sent);
+                continue;
+            }
+            let (n, n_bytes) = self.send_batch(want, sent, &mut sizes);
+            if n > 0 {
+                progress = Instant::now();
+            }
+            sent += n;
+            bytes += n_bytes;
+            self.shared.sent.fetch_add(n, Relaxed);
+            self.receive(sent);
         }
-        let k = sock.alloc_tx(&mut batch[..want]);
+        let seconds = start.elapsed().as_secs_f64();
+        let drain = Instant::now();
+        while self.receiver.is_some() && drain.elapsed() < Duration::from_millis(300) {
+            self.receive(sent);
+        }
+        Ok(Outcome { seconds, sent, bytes, sizes, rx: self.receiver.take() })
+    }
+
+    /// Writes and sends up to `want` frames, numbered from `sent`; returns how many left and
+    /// their bytes (counted per size in `sizes`).
+    fn send_batch(&mut self, want: usize, sent: u64, sizes: &mut [u64]) -> (u64, u64) {
+        let mut batch = [Desc::default(); BATCH];
+        let k = self.sock.alloc_tx(&mut batch[..want]);
         if k == 0 {
-            sock.kick_tx();
-            receive(&mut sock, &mut receiver, &syn_times, sent);
-            continue;
+            self.sock.kick_tx();
+            return (0, 0);
         }
         let t = now_ns();
         for (j, d) in batch[..k].iter_mut().enumerate() {
             let n = sent + j as u64;
-            let tpl = frames.template(n);
+            let tpl = self.frames.template(n);
             d.len = tpl.len() as u32;
-            let f = sock.frame(d);
+            let f = self.sock.frame(d);
             f.copy_from_slice(tpl);
-            frames.patch(f, n, t);
-            if tcp {
-                let len = syn_times.len() as u64;
-                syn_times[(n % len) as usize] = t;
+            self.frames.patch(f, n, t);
+            if !self.syn_times.is_empty() {
+                let len = self.syn_times.len() as u64;
+                self.syn_times[(n % len) as usize] = t;
             }
         }
-        let s = sock.send(&batch[..k]);
-        sock.release(&batch[s..k]);
+        let s = self.sock.send(&batch[..k]);
+        self.sock.release(&batch[s..k]);
+        let mut bytes = 0;
         for (j, d) in batch[..s].iter().enumerate() {
-            sizes[frames.size_index(sent + j as u64)] += 1;
+            sizes[self.frames.size_index(sent + j as u64)] += 1;
             bytes += u64::from(d.len);
         }
-        if s > 0 {
-            progress = Instant::now();
+        (s as u64, bytes)
+    }
+
+    /// Takes what came back: measurement frames recorded; SYN-ACKs answered with the ACK that
+    /// completes the handshake and the reset that closes it, the handshake's time recorded.
+    fn receive(&mut self, sent: u64) {
+        let Some(r) = self.receiver.as_mut() else { return };
+        let mut rx = [Desc::default(); BATCH];
+        let n = self.sock.recv(&mut rx);
+        if n == 0 {
+            return;
         }
-        sent += s as u64;
-        shared.sent.fetch_add(s as u64, Relaxed);
-        receive(&mut sock, &mut receiver, &syn_times, sent);
+        let t = now_ns();
+        let mut replies = [Desc::default(); 2 * BATCH];
+        let mut nr = 0;
+        for &d in &rx[..n] {
+            let f = self.sock.frame(&d);
+            if let Some((seq, tx)) = measurement(f) {
+                r.record(seq, tx, t);
+            } else if !self.syn_times.is_empty()
+                && let Some((seq, len)) = ack_syn_ack(f)
+            {
+                // The frame number: the SYN's sequence number, in the 2^32 window ending at the
+                // frames sent so far.
+                let mut k = (sent & !0xffff_ffff) | u64::from(seq);
+                if k > sent {
+                    k = k.wrapping_sub(1 << 32);
+                }
+                r.record(k, self.syn_times[(k % self.syn_times.len() as u64) as usize], t);
+                let mut ack = d;
+                ack.len = len as u32;
+                replies[nr] = ack;
+                nr += 1;
+                if let Some(rst) = reset_after(&mut self.sock, &ack) {
+                    replies[nr] = rst;
+                    nr += 1;
+                }
+                continue;
+            }
+            self.sock.release(&[d]);
+        }
+        if nr > 0 {
+            let s = self.sock.send(&replies[..nr]);
+            self.sock.release(&replies[s..nr]);
+        }
+        self.shared.received.fetch_add(n as u64, Relaxed);
+        if t >= self.p99_at {
+            self.shared.p99_ns.store(r.percentile(99.0), Relaxed);
+            self.p99_at = t + 250_000_000;
+        }
     }
-    let seconds = start.elapsed().as_secs_f64();
-    // The last frames' way back.
-    let drain = Instant::now();
-    while receiver.is_some() && drain.elapsed() < Duration::from_millis(300) {
-        receive(&mut sock, &mut receiver, &syn_times, sent);
-    }
-    drop(generator);
-    Ok(Outcome { seconds, sent, bytes, sizes, rx: receiver })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A frame of its own holding the reset that closes the connection `ack` completes.
+fn reset_after(sock: &mut XskSocket, ack: &Desc) -> Option<Desc> {
+    let mut fresh = [Desc::default()];
+    if sock.alloc_tx(&mut fresh) != 1 {
+        return None;
+    }
+    let len = ack.len as usize;
+    let mut rst = fresh[0];
+    rst.len = ack.len;
+    let mut bytes = [0u8; 128];
+    bytes[..len].copy_from_slice(sock.frame(ack));
+    let out = sock.frame(&rst);
+    out.copy_from_slice(&bytes[..len]);
+    reset_of_ack(out);
+    Some(rst)
+}
+
+/// Far from the next frame a paced sender is due to send: sleep most of the way (the rest is
+/// spun).
+fn pace(rate: Option<f64>, start: Instant, sent: u64) {
+    if let Some(r) = rate {
+        let next = (sent + 1) as f64 / r;
+        let gap = next - start.elapsed().as_secs_f64();
+        if gap > 200e-6 {
+            std::thread::sleep(Duration::from_secs_f64(gap - 100e-6));
+        }
+    }
+}
+
+/// Frames per batch.
+const BATCH: usize = 64;
+
+/// The live-frames engine: the kernel replays the template in runs (see below). `flows` is the
+/// protocol and the source ports it walks.
 fn live(
     iface: &str,
     ifindex: u32,
     frames: &Frames,
-    proto: Proto,
-    sport: u16,
-    sports: u16,
-    rate: Option<f64>,
-    count: Option<u64>,
-    deadline: Duration,
+    (proto, sport, sports): (Proto, u16, u16),
+    limits: Limits,
     shared: &Shared,
 ) -> Result<Outcome, String> {
+    let Limits { rate, count, deadline } = limits;
     let mut g = Generator::load().map_err(|e| format!("loading the generator program: {e}"))?;
     let mode = match proto {
         Proto::Udp => Mode::Udp { flows: u32::from(sports), port_base: sport },
