@@ -79,19 +79,20 @@ pub fn render(c: &ControlFigures, workers: &[(u64, Vec<u64>)]) -> String {
         "Gateway workers whose counters have another layout (another version): not reported.",
         mismatched as u64,
     );
-    let mut previous = "";
+    let mut previous = String::new();
     for (i, stat) in schema().enumerate() {
-        let (name, label) = match stat {
-            Stat::Count(c) => (c.name(), String::new()),
-            Stat::Drop(r) => ("drops", format!(",reason=\"{}\"", r.name())),
+        let (name, label, kind) = match stat {
+            Stat::Count(c) => (format!("{}_total", c.name()), String::new(), "counter"),
+            Stat::Drop(r) => ("drops_total".to_owned(), format!(",reason=\"{}\"", r.name()), "counter"),
+            Stat::Gauge(g) => (g.name().to_owned(), String::new(), "gauge"),
         };
         if name != previous {
-            let _ = writeln!(out, "# TYPE sluice_gateway_{name}_total counter");
-            previous = name;
+            let _ = writeln!(out, "# TYPE sluice_gateway_{name} {kind}");
+            previous = name.clone();
         }
         for (w, (pid, values)) in workers.iter().copied().enumerate() {
             let v = values.get(i).copied().unwrap_or(0);
-            let _ = writeln!(out, "sluice_gateway_{name}_total{{worker=\"{pid}/{w}\"{label}}} {v}");
+            let _ = writeln!(out, "sluice_gateway_{name}{{worker=\"{pid}/{w}\"{label}}} {v}");
         }
     }
     out
@@ -128,7 +129,7 @@ mod tests {
     fn names_every_counter_per_worker() {
         let mut w = vec![0u64; LEN];
         w[0] = 11; // rx_frames
-        w[COUNT - 1] = 4; // the last drop reason
+        w[COUNT - 1 - sluice_model::Gauge::COUNT] = 4; // the last drop reason
         w[COUNT] = fingerprint();
         let mut other = w.clone();
         other[COUNT] = 7; // another version's layout

@@ -1,6 +1,6 @@
-//! Every counter a gateway worker keeps, written once: [`Counter`] (what happened) and
-//! [`DropReason`] (why a frame was dropped) are each generated from one list, and a worker's
-//! [`Counters`] is an array indexed by them. The worker's I/O, its L4 engine and the gateway
+//! Every counter a gateway worker keeps, written once: [`Counter`] (what happened),
+//! [`DropReason`] (why a frame was dropped) and [`Gauge`] (levels: flows in the table) are each
+//! generated from one list, and a worker's [`Counters`] is an array indexed by them. The worker's I/O, its L4 engine and the gateway
 //! binary (the kernel's AF_XDP statistics) each add to the counters that are theirs; the sum is
 //! what the worker publishes to the table file's stats region, in the order of the lists, and
 //! what control names in its metrics. Add at the end of a list: the order is the published
@@ -76,19 +76,44 @@ named! {
     }
 }
 
-/// How many values a worker publishes: its counters, its drops, then [`fingerprint`].
-pub const LEN: usize = Counter::COUNT + DropReason::COUNT + 1;
+named! {
+    /// What a worker reports as a level, not a count (a Prometheus gauge).
+    pub enum Gauge {
+        /// Flows in the worker's flow table.
+        Flows => "flows",
+        /// How many flows the worker's flow table holds at most.
+        FlowCapacity => "flow_capacity",
+    }
+}
 
-/// A worker's counters: one per [`Counter`] and one per [`DropReason`].
+/// How many values a worker publishes: its counters, its drops, its gauges, then
+/// [`fingerprint`].
+pub const LEN: usize = Counter::COUNT + DropReason::COUNT + Gauge::COUNT + 1;
+
+/// A worker's counters: one per [`Counter`] and one per [`DropReason`]; and its gauges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counters {
     counts: [u64; Counter::COUNT],
     drops: [u64; DropReason::COUNT],
+    gauges: [u64; Gauge::COUNT],
 }
 
 impl Default for Counters {
     fn default() -> Counters {
-        Counters { counts: [0; Counter::COUNT], drops: [0; DropReason::COUNT] }
+        Counters { counts: [0; Counter::COUNT], drops: [0; DropReason::COUNT], gauges: [0; Gauge::COUNT] }
+    }
+}
+
+impl Index<Gauge> for Counters {
+    type Output = u64;
+    fn index(&self, g: Gauge) -> &u64 {
+        &self.gauges[g as usize]
+    }
+}
+
+impl IndexMut<Gauge> for Counters {
+    fn index_mut(&mut self, g: Gauge) -> &mut u64 {
+        &mut self.gauges[g as usize]
     }
 }
 
@@ -124,12 +149,10 @@ impl Counters {
         self.drops.iter().sum()
     }
 
-    /// Adds another part's counters to these (a worker's I/O and its engine's).
+    /// Adds another part's counters (and gauges) to these (a worker's I/O and its engine's).
     pub fn merge(&mut self, other: &Counters) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        for (a, b) in self.drops.iter_mut().zip(&other.drops) {
+        let mine = self.counts.iter_mut().chain(&mut self.drops).chain(&mut self.gauges);
+        for (a, b) in mine.zip(other.counts.iter().chain(&other.drops).chain(&other.gauges)) {
             *a += b;
         }
     }
@@ -137,7 +160,7 @@ impl Counters {
     /// The values a worker publishes, in [`schema`] order, then the [`fingerprint`].
     pub fn export(&self) -> [u64; LEN] {
         let mut out = [0u64; LEN];
-        for (o, v) in out.iter_mut().zip(self.counts.iter().chain(&self.drops)) {
+        for (o, v) in out.iter_mut().zip(self.counts.iter().chain(&self.drops).chain(&self.gauges)) {
             *o = *v;
         }
         out[LEN - 1] = fingerprint();
@@ -146,7 +169,7 @@ impl Counters {
 }
 
 /// A fingerprint of the published layout: FNV-1a over the counter names in order, then the
-/// drop reasons'. A reader built with another layout (another version of control) can tell
+/// drop reasons', then the gauges'. A reader built with another layout (another version of control) can tell
 /// instead of mislabelling every counter; never 0, which means "never published".
 pub fn fingerprint() -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -161,6 +184,10 @@ pub fn fingerprint() -> u64 {
     for r in DropReason::ALL {
         eat(r.name().as_bytes());
     }
+    for g in Gauge::ALL {
+        eat(b"gauge:");
+        eat(g.name().as_bytes());
+    }
     h | 1
 }
 
@@ -171,11 +198,15 @@ pub enum Stat {
     Count(Counter),
     /// Drops for one reason.
     Drop(DropReason),
+    /// A level.
+    Gauge(Gauge),
 }
 
 /// The published values, in order (the [`fingerprint`] follows them).
 pub fn schema() -> impl Iterator<Item = Stat> {
-    Counter::ALL.iter().map(|c| Stat::Count(*c)).chain(DropReason::ALL.iter().map(|r| Stat::Drop(*r)))
+    let counts = Counter::ALL.iter().map(|c| Stat::Count(*c));
+    let drops = DropReason::ALL.iter().map(|r| Stat::Drop(*r));
+    counts.chain(drops).chain(Gauge::ALL.iter().map(|g| Stat::Gauge(*g)))
 }
 
 #[cfg(test)]
@@ -186,6 +217,7 @@ mod tests {
     fn names_are_unique_and_indexes_dense() {
         let mut names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         names.extend(DropReason::ALL.iter().map(|r| r.name()));
+        names.extend(Gauge::ALL.iter().map(|g| g.name()));
         let n = names.len();
         names.sort_unstable();
         names.dedup();
@@ -209,6 +241,7 @@ mod tests {
         l4[Counter::Forwarded] = 7;
         l4.add_drops(DropReason::NoBackend, 3);
         l4.add_drops(DropReason::TxRingFull, 1);
+        l4[Gauge::Flows] = 5;
         io.merge(&l4);
         let out = io.export();
         let at = |s: Stat| schema().position(|x| x == s).unwrap();
@@ -218,6 +251,7 @@ mod tests {
         assert_eq!(out[at(Stat::Count(Counter::Forwarded))], 7);
         assert_eq!(out[at(Stat::Drop(DropReason::NoBackend))], 3);
         assert_eq!(out[at(Stat::Drop(DropReason::TxRingFull))], 3);
+        assert_eq!(out[at(Stat::Gauge(Gauge::Flows))], 5);
         assert_eq!(io.dropped_total(), 6);
         assert_eq!(out[LEN - 1], fingerprint());
         assert_ne!(fingerprint(), 0);
@@ -229,6 +263,6 @@ mod tests {
         // decision, not an accident (and add new counters at the end).
         let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(&names[..4], ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames"]);
-        assert_eq!(fingerprint(), 0x65d9_74b3_bd22_fa55, "{:#x}", fingerprint());
+        assert_eq!(fingerprint(), 0xd59c_fe93_832b_d5a1, "{:#x}", fingerprint());
     }
 }

@@ -60,6 +60,6 @@ pub mod ports;
 pub mod service;
 
 pub use addr::{Addr, Family};
-pub use counters::{Counter, Counters};
+pub use counters::{Counter, Counters, Gauge};
 pub use drop::DropReason;
 pub use ports::PortRange;

@@ -41,9 +41,10 @@ pub const MAX_READERS: usize = 64;
 #[cfg(loom)]
 pub const MAX_READERS: usize = 2;
 
-/// Counters per reader in the stats region (a gateway worker's counters; see `sluice_model::counters`).
+/// Values per reader in the stats region (a gateway worker's counters, drops and gauges; see
+/// `sluice_model::counters`), with room for more.
 #[cfg(not(loom))]
-pub const STATS_PER_READER: usize = 64;
+pub const STATS_PER_READER: usize = 128;
 /// Counters per reader in the stats region.
 #[cfg(loom)]
 pub const STATS_PER_READER: usize = 1;
@@ -53,7 +54,7 @@ pub const CONTROL_MAGIC: u64 = u64::from_le_bytes(*b"SLUICETB");
 /// Magic number at the start of every slot: `SLUICESL`.
 pub const SLOT_MAGIC: u64 = u64::from_le_bytes(*b"SLUICESL");
 /// The layout version. Any change to [`Control`], [`SlotHeader`] or the payload encoding bumps it.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// One registered reader.
 #[repr(C)]

@@ -30,7 +30,7 @@ use crate::protocol::{
 };
 
 /// Bytes reserved for the control block (with its stats region) at the start of the file.
-pub const CONTROL_BYTES: usize = 40 * 1024;
+pub const CONTROL_BYTES: usize = 80 * 1024;
 
 const _: () = assert!(core::mem::size_of::<Control>() <= CONTROL_BYTES);
 

@@ -190,7 +190,7 @@ fn a_slot_of_another_abi_is_refused() {
 fn bad_files_are_refused_with_their_own_errors() {
     let t = TempPath::new("files");
     // Not a table at all.
-    std::fs::write(&t.0, vec![0x42u8; 64 * 1024]).unwrap();
+    std::fs::write(&t.0, vec![0x42u8; CONTROL_BYTES + 4096]).unwrap();
     assert!(matches!(Reader::open(&t.0), Err(OpenError::BadMagic { .. })));
     // Too short to hold a control block.
     std::fs::write(&t.0, b"tiny").unwrap();

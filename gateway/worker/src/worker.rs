@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use sluice_lb::engine::{Config as L4Config, L4, Prepared, Verdict};
-use sluice_model::counters::{self, Counter, Counters};
+use sluice_model::counters::{self, Counter, Counters, Gauge};
 use sluice_model::service::ServiceTable;
 use sluice_model::{Addr, DropReason};
 use sluice_port::{Desc, Port};
@@ -132,6 +132,9 @@ impl Worker {
     pub fn counters(&self) -> Counters {
         let mut all = self.counters.clone();
         all.merge(self.l4.counters());
+        let flows = self.l4.flows();
+        all[Gauge::Flows] = flows.len() as u64;
+        all[Gauge::FlowCapacity] = flows.capacity() as u64;
         all
     }
 
