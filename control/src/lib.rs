@@ -1,6 +1,8 @@
 //! Sluice's control process: Kubernetes objects in, the published service table out.
 //!
 //! - [`objects`]: the objects read, as strict serde types.
+//! - [`checked`]: the checks every object passes, whichever its source, and the typed values
+//!   they produce.
 //! - [`cluster`]: cluster mode — kube watchers and reflector stores, snapshots as [`load::Store`].
 //! - [`leader`]: the leader's Lease, and LoadBalancer status written back.
 //! - [`load`]: a directory of manifests → stores, validated and defaulted like the API server
@@ -12,6 +14,7 @@
 //! Not hot path. No `unsafe`.
 #![forbid(unsafe_code)]
 
+pub mod checked;
 pub mod cluster;
 pub mod compile;
 pub mod leader;
