@@ -20,11 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
+use sluice_control::checked::{AddressRange, Pool};
 use sluice_control::cluster::Cluster;
-use sluice_control::compile::{Changes, Compiler, Config};
+use sluice_control::compile::{Compiler, Config};
 use sluice_control::leader::{LeaderLease, clear_load_balancer_status, write_load_balancer_status};
-use sluice_control::load::{Store, load_dir};
+use sluice_control::load::load_dir;
 use sluice_control::metrics::{self, ControlFigures};
+use sluice_control::store::{Changes, Located, Store};
 use sluice_model::image;
 use sluice_model::service::{Frontend, Generation, ServiceTable};
 use sluice_table::{Geometry, PublishError, Publisher, Reader, Refresh};
@@ -78,7 +80,7 @@ enum Command {
         /// a-b; repeat for more), besides the cluster's MetalLB IPAddressPools. A manifest
         /// directory gives them as IPAddressPool objects.
         #[arg(long = "lb-pool")]
-        lb_pools: Vec<String>,
+        lb_pools: Vec<AddressRange>,
         /// Namespace of the leader-election Lease (cluster mode).
         #[arg(long, default_value = "default")]
         lease_namespace: String,
@@ -129,14 +131,6 @@ fn main() -> std::process::ExitCode {
             match (manifests, kubeconfig, in_cluster) {
                 (Some(dir), _, _) => run(&dir, &table, &cfg, once, interval, metrics),
                 (None, kubeconfig, _) => {
-                    for p in &lb_pools {
-                        if sluice_control::compile::parse_range(p).is_none() {
-                            eprintln!(
-                                "sluice-control: --lb-pool {p:?}: not an address, a CIDR or a range a-b"
-                            );
-                            return std::process::ExitCode::FAILURE;
-                        }
-                    }
                     let identity = identity.unwrap_or_else(|| {
                         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
                         format!("{}-{}", host.trim(), std::process::id())
@@ -315,8 +309,7 @@ fn publish_once(
         eprintln!("error: {e}");
     }
     let store = &loaded.store;
-    let objects = store.services.len() + store.endpoint_slices.len() + store.pods.len() + store.pools.len();
-    if objects == 0 && !loaded.errors.is_empty() && last.table.is_some() {
+    if store.l4_objects() == 0 && !loaded.errors.is_empty() && last.table.is_some() {
         eprintln!("nothing valid in {}: the last good table stays live", dir.display());
         return Ok(());
     }
@@ -530,7 +523,7 @@ fn status(table: &Path) -> Result<(), String> {
 struct LeaderConfig {
     namespace: String,
     identity: String,
-    pools: Vec<String>,
+    pools: Vec<AddressRange>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -619,7 +612,7 @@ fn run_cluster(
                 released.retain(|k| work.release.contains(k));
                 if leading {
                     for l in &store.services {
-                        let key = sluice_control::compile::key(&l.object);
+                        let key = l.object.key();
                         if let Some(ips) = work.assigned.get(&key) {
                             if in_flight
                                 .get(&key)
@@ -665,27 +658,17 @@ fn run_cluster(
     })
 }
 
-/// `--lb-pool` values as one IPAddressPool object, as a manifest would give it.
-fn pool_objects(
-    pools: &[String],
-) -> Vec<sluice_control::load::Located<sluice_control::objects::IpAddressPool>> {
-    if pools.is_empty() {
+/// `--lb-pool` values as one pool, as a manifest's IPAddressPool would give it.
+fn pool_objects(ranges: &[AddressRange]) -> Vec<Located<Pool>> {
+    if ranges.is_empty() {
         return Vec::new();
     }
-    let pool = sluice_control::objects::IpAddressPool {
-        api_version: "metallb.io/v1beta1".into(),
-        kind: "IPAddressPool".into(),
-        metadata: sluice_control::objects::ObjectMeta {
-            name: Some("command-line".into()),
-            ..Default::default()
-        },
-        spec: sluice_control::objects::IpAddressPoolSpec {
-            addresses: pools.to_vec(),
-            auto_assign: None,
-            avoid_buggy_ips: None,
-            service_allocation: None,
-        },
-        status: None,
+    let pool = Pool {
+        namespace: String::new(),
+        name: "command-line".into(),
+        ranges: ranges.to_vec(),
+        auto_assign: true,
+        avoid_buggy_ips: false,
     };
-    vec![sluice_control::load::Located { object: pool, file: PathBuf::from("--lb-pool"), line: 0 }]
+    vec![Located { object: pool, file: PathBuf::from("--lb-pool"), line: 0 }]
 }
