@@ -1,7 +1,8 @@
 //! Sluice's control process: Kubernetes objects in, the published service table out.
 //!
-//! Sources → store → compile, one module each, dependencies pointing one way
-//! (`objects` ← `checked` ← `store` ← `compile`; `load` and `cluster` fill the store):
+//! Sources → store → compile → publish, one module each, dependencies pointing one way
+//! (`objects` ← `checked` ← `store` ← `compile` ← `publish`; `load` and `cluster` fill the
+//! store, `metrics` is read by `publish` and the binary):
 //!
 //! - [`objects`]: the objects read, as strict serde types.
 //! - [`checked`]: the checks every object passes, whichever its source, and the typed values
@@ -13,8 +14,9 @@
 //!   the same checks.
 //! - [`leader`]: the leader's Lease, and LoadBalancer status written back.
 //! - [`compile`]: a store → a [`sluice_model::service::TableSpec`] (pure: same store, same table).
+//! - [`publish`]: the table built and published to the gateway, and the publication logged.
 //! - [`metrics`]: control's own figures and the gateway workers' counters (from the table file's
-//!   stats region) in the Prometheus text format.
+//!   stats region), served over HTTP for Prometheus.
 //!
 //! Not hot path. No `unsafe`.
 #![forbid(unsafe_code)]
@@ -26,4 +28,5 @@ pub mod leader;
 pub mod load;
 pub mod metrics;
 pub mod objects;
+pub mod publish;
 pub mod store;

@@ -217,14 +217,18 @@ fn serves_metrics_with_the_gateway_workers_counters() {
     };
     let body = loop {
         let b = scrape();
-        if b.contains("sluice_gateway_rx_frames_total{worker=") {
+        // The counters are read at each scrape, the figures set at each publication: two
+        // moments, so wait for both.
+        if b.contains("sluice_gateway_rx_frames_total{worker=") && b.contains("sluice_control_generation 1\n")
+        {
             break b;
         }
-        assert!(Instant::now() < deadline, "no worker counters in: {b}");
+        assert!(Instant::now() < deadline, "no worker counters or no publication in: {b}");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert!(body.contains("sluice_control_generation 1\n"), "{body}");
+    assert!(body.contains("\nsluice_control_table_age_seconds "), "{body}");
     assert!(body.contains("sluice_control_gateway_workers 1\n"), "{body}");
     assert!(
         body.contains(&format!(
