@@ -35,6 +35,7 @@ use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
+use tracing::warn;
 
 use crate::checked::{self, Checked};
 use crate::store::{Changes, Located, Store};
@@ -198,7 +199,8 @@ where
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             if let Err(e) = event {
-                eprintln!("watch: {e}");
+                // The watcher backs off and retries: a warning, not a failure.
+                warn!("watch: {e}");
             }
             changed.notify_one();
         }

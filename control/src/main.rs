@@ -9,8 +9,9 @@
 //!
 //! `run` re-reads the directory as soon as a file in it is written, renamed or removed (inotify),
 //! on SIGHUP, and, as a backstop, when a poll every `--interval-ms` sees a change;
-//! with `--kubeconfig FILE` or `--in-cluster` it watches a cluster instead. It prints a line per
-//! publication (standard output) and the objects left out (standard error).
+//! with `--kubeconfig FILE` or `--in-cluster` it watches a cluster instead. It logs through
+//! `sluice-log` (standard error; `SLUICE_LOG` or `RUST_LOG` filter it): a line per publication,
+//! warnings for objects left out. `status` writes its report to standard output.
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +35,7 @@ use sluice_control::store::{Changes, Located, Store};
 use sluice_model::image;
 use sluice_model::service::{Frontend, Protocol};
 use sluice_table::{Geometry, Publisher, Reader, Refresh};
+use tracing::{error, info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -113,6 +115,7 @@ struct RunArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    sluice_log::init("info");
     let r = match cli.command {
         Command::Run(args) => run(args),
         Command::Status { table } => status(&table),
@@ -120,7 +123,7 @@ fn main() -> std::process::ExitCode {
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sluice-control: {e}");
+            error!("{e}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -157,7 +160,7 @@ fn metrics_endpoint(args: &RunArgs) -> Result<Option<server::Endpoint>, String> 
     }
     let addr = args.metrics_address;
     let endpoint = server::bind(addr).map_err(|e| format!("metrics on {addr}: {e}"))?;
-    println!("metrics: http://{}/metrics", endpoint.local_addr());
+    info!("metrics: http://{}/metrics", endpoint.local_addr());
     Ok(Some(endpoint))
 }
 
@@ -224,7 +227,7 @@ impl DirWatch<'_> {
         signal_hook::flag::register(signal_hook::consts::SIGHUP, watch.hup.clone())
             .map_err(|e| format!("SIGHUP handler: {e}"))?;
         if !once && let Err(e) = watch_directory(dir, watch.poke.clone(), watch.lost.clone()) {
-            eprintln!("warning: inotify on {}: {e}; polling instead", dir.display());
+            warn!("inotify on {}: {e}; polling instead", dir.display());
         }
         Ok(watch)
     }
@@ -235,8 +238,8 @@ impl DirWatch<'_> {
         if self.lost.load(Relaxed) && self.dir.is_dir() {
             self.lost.store(false, Relaxed);
             match watch_directory(self.dir, self.poke.clone(), self.lost.clone()) {
-                Ok(()) => println!("{} is back: watching it again", self.dir.display()),
-                Err(e) => eprintln!("warning: inotify on {}: {e}; polling instead", self.dir.display()),
+                Ok(()) => info!("{} is back: watching it again", self.dir.display()),
+                Err(e) => warn!("inotify on {}: {e}; polling instead", self.dir.display()),
             }
             asked = true;
         }
@@ -248,7 +251,7 @@ impl DirWatch<'_> {
             asked = true;
         }
         if self.hup.swap(false, Relaxed) {
-            println!("SIGHUP: reloading {}", self.dir.display());
+            info!("SIGHUP: reloading {}", self.dir.display());
             asked = true;
         }
         asked
@@ -308,7 +311,7 @@ fn watch_directory(dir: &Path, poke: Arc<AtomicBool>, lost: Arc<AtomicBool>) -> 
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    eprintln!("warning: inotify stopped ({e}); polling continues");
+                    warn!("inotify stopped ({e}); polling continues");
                     return;
                 }
             }
@@ -330,17 +333,17 @@ fn publish_dir(
         Ok(loaded) => loaded,
         // The directory went away (being replaced, unmounted): keep serving what runs.
         Err(e) if last.has_table() => {
-            eprintln!("error: {}: {e}; the last good table stays live", dir.display());
+            error!("{}: {e}; the last good table stays live", dir.display());
             return Ok(());
         }
         Err(e) => return Err(format!("{}: {e}", dir.display())),
     };
     metrics.update(|f| f.manifest_errors = loaded.errors.len());
     for e in &loaded.errors {
-        eprintln!("error: {e}");
+        warn!("{e}");
     }
     if loaded.store.l4_objects() == 0 && !loaded.errors.is_empty() && last.has_table() {
-        eprintln!("nothing valid in {}: the last good table stays live", dir.display());
+        warn!("nothing valid in {}: the last good table stays live", dir.display());
         return Ok(());
     }
     // A directory is read whole: compiled whole (each Service's Maglev table still reused when
@@ -424,12 +427,12 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
     }
     let mut cluster = Cluster::watch(client.clone());
     match cluster.watch_pools(client.clone()).await {
-        Ok(true) => println!("watching IPAddressPools (metallb.io/v1beta1)"),
-        Ok(false) => println!("no IPAddressPool resource in this cluster: pools from --lb-pool only"),
-        Err(e) => eprintln!("warning: IPAddressPools not watched ({e}); pools from --lb-pool only"),
+        Ok(true) => info!("watching IPAddressPools (metallb.io/v1beta1)"),
+        Ok(false) => info!("no IPAddressPool resource in this cluster: pools from --lb-pool only"),
+        Err(e) => warn!("IPAddressPools not watched ({e}); pools from --lb-pool only"),
     }
     let mut leader = Leader::new(client, args);
-    println!("waiting for every watch to list once");
+    info!("waiting for every watch to list once");
     cluster.ready().await;
     let (mut store, mut synced, mut last) = (Store::default(), Synced::default(), Published::default());
     store.pools.extend(pool_objects(&args.lb_pools));
@@ -440,13 +443,13 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
             let (changes, problems) = cluster.sync(&mut store, &mut synced);
             pending.merge(changes);
             for p in &problems {
-                eprintln!("error: {p}");
+                warn!("{p}");
             }
             let wrong = synced.problems.values().map(Vec::len).sum();
             metrics.update(|f| f.manifest_errors = wrong);
             if store.l4_objects() == 0 && wrong > 0 && last.has_table() {
                 // As with a directory of manifests that holds nothing valid.
-                eprintln!("nothing valid in the cluster: the last good table stays live");
+                warn!("nothing valid in the cluster: the last good table stays live");
             } else {
                 let changes = std::mem::take(&mut pending);
                 let work = publish_store(&store, cfg, &changes, &publisher, &mut last, &metrics)?;
@@ -522,12 +525,12 @@ impl Leader {
             return false;
         }
         let leading = self.lease.try_lead().await.unwrap_or_else(|e| {
-            eprintln!("lease: {e}");
+            warn!("lease: {e}");
             false
         });
         let changed = leading != self.leading;
         if changed {
-            println!("{} the leader", if leading { "now" } else { "no longer" });
+            info!("{} the leader", if leading { "now" } else { "no longer" });
             self.released.clear();
             self.in_flight.clear();
         }
@@ -555,18 +558,18 @@ impl Leader {
                 }
                 match write_load_balancer_status(self.client.clone(), &l.object, ips).await {
                     Ok(true) => {
-                        println!("status written: {key}");
+                        info!("status written: {key}");
                         self.in_flight.insert(key, (ips.clone(), Instant::now()));
                     }
                     Ok(false) => {
                         self.in_flight.remove(&key);
                     }
-                    Err(e) => eprintln!("status of {key}: {e}"),
+                    Err(e) => error!("status of {key}: {e}"),
                 }
             } else if work.release.contains(&key) && self.released.insert(key.clone()) {
                 match clear_load_balancer_status(self.client.clone(), &l.object).await {
-                    Ok(()) => println!("LoadBalancer address released: {key}"),
-                    Err(e) => eprintln!("status of {key}: {e}"),
+                    Ok(()) => info!("LoadBalancer address released: {key}"),
+                    Err(e) => error!("status of {key}: {e}"),
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Publishing, both modes' last step: a store compiled after its changes, the table built (or
 //! patched in place, when only some entries changed), published to the gateway through the table
-//! file, and what happened printed — one line per publication, `generation N: <diff>`, and one
-//! per LoadBalancer address — and counted in the [`Metrics`].
+//! file, and what happened logged — one line per publication, `generation N: <diff>`, and one per
+//! LoadBalancer address — and counted in the [`Metrics`].
 //!
 //! A table that does not build is refused and the last good one stays live. Not hot path. No
 //! `unsafe`.
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sluice_model::image;
 use sluice_model::service::{Generation, ServiceTable, TableError};
 use sluice_table::{PublishError, Publisher};
+use tracing::{error, info, warn};
 
 use crate::compile::{Compiled, Compiler, Config};
 use crate::metrics::Metrics;
@@ -64,7 +65,7 @@ pub fn publish_store(
     let compiled = last.compiler.compile(store, cfg, generation, changes);
     let notes: BTreeSet<String> = compiled.notes.iter().cloned().collect();
     for n in notes.difference(&last.notes) {
-        eprintln!("note: {n}");
+        warn!("{n}");
     }
     last.notes = notes;
     let mut previous = last.table.take();
@@ -73,7 +74,7 @@ pub fn publish_store(
     let table = match build(compiled, &mut previous) {
         Ok(table) => table,
         Err(e) => {
-            eprintln!("error: {e}; the last good table stays live");
+            error!("{e}; the last good table stays live");
             last.table = previous;
             // The compiler holds the refused compile: start it over from the store next time.
             last.compiler = Compiler::new();
@@ -90,7 +91,7 @@ pub fn publish_store(
         ),
     };
     let g = publish_image(publisher, &image::encode(&table))?;
-    println!("generation {g}: {line}");
+    info!("generation {g}: {line}");
     metrics.update(|f| {
         f.generation = g;
         f.services = table.services().len();
@@ -102,7 +103,7 @@ pub fn publish_store(
     if compiled.changed.is_none() {
         for (svc, ips) in &compiled.load_balancers {
             let ips: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
-            println!("LoadBalancer {svc}: {}", ips.join(", "));
+            info!("LoadBalancer {svc}: {}", ips.join(", "));
         }
     }
     let work = StatusWork { assigned: compiled.load_balancers.clone(), release: compiled.release.clone() };

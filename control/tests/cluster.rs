@@ -561,8 +561,8 @@ fn binary_cluster(fake: &Fake) {
     }
 }
 
-/// Starts `sluice-control run` against the API server at `addr`, with its kubeconfig and table in
-/// `dir`.
+/// Starts `sluice-control run` against the API server at `addr`, with its kubeconfig, table and
+/// log (standard error) in `dir`.
 fn start_binary(addr: std::net::SocketAddr, dir: &std::path::Path) -> Child {
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
@@ -583,7 +583,7 @@ fn start_binary(addr: std::net::SocketAddr, dir: &std::path::Path) -> Child {
             .args(["--node-address", "198.18.0.1", "--identity", "gw-test"])
             .args(["--metrics-address", "127.0.0.1:0", "--interval-ms", "100"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("control.log")).unwrap())
             .spawn()
             .unwrap(),
     )
@@ -591,8 +591,8 @@ fn start_binary(addr: std::net::SocketAddr, dir: &std::path::Path) -> Child {
 
 /// The `sluice-control` binary in cluster mode, end to end: it lists and watches the fake over
 /// HTTP, publishes the table, takes the Lease, writes the LoadBalancer Service's status, releases
-/// the address of a Service that stopped being a LoadBalancer, follows a watch event, and leaves
-/// an invalid Service out.
+/// the address of a Service that stopped being a LoadBalancer, follows a watch event, and
+/// reports an invalid Service in its log, once, leaving it out.
 #[tokio::test(flavor = "current_thread")]
 async fn the_binary_runs_against_the_fake_cluster() {
     let fake = Fake::default();
@@ -632,7 +632,13 @@ async fn the_binary_runs_against_the_fake_cluster() {
     fake.event("endpointslices", "MODIFIED", web_slice(&["198.18.1.61", "198.18.1.62"], 4));
     eventually("the new endpoint published", || status().is_some_and(|s| s.contains("198.18.1.62:8080")))
         .await;
-    // The invalid Service is not in the table.
+    // The invalid Service: reported once, as a warning naming its field; not in the table.
+    let log = std::fs::read_to_string(dir.0.join("control.log")).unwrap();
+    let reported: Vec<&str> = log.lines().filter(|l| l.contains("Service default/bad: ")).collect();
+    assert_eq!(reported.len(), 1, "{log}");
+    assert!(reported[0].contains(" WARN "), "{log}");
+    let why = "Service default/bad: spec.sessionAffinityConfig.clientIP.timeoutSeconds: 0 is outside 1..=86400 seconds";
+    assert!(reported[0].ends_with(why), "{log}");
     assert!(!status().unwrap().contains("default/bad"));
     assert_every_request_granted(&fake);
     // Our own status writes came back through the watch: nothing was written twice.

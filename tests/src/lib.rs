@@ -523,7 +523,9 @@ impl Sandbox {
         self.procs.push(Proc { name: "control".into(), child });
         self.wait_generation(1)?;
         let log = self.log("control");
-        self.metrics = log.lines().find_map(|l| l.strip_prefix("metrics: ")).map(str::to_owned);
+        // A log line (after the time, level and target): `metrics: http://127.0.0.1:PORT/metrics`.
+        self.metrics =
+            log.lines().find_map(|l| l.split_once("metrics: http://")).map(|(_, a)| format!("http://{a}"));
         Ok(())
     }
 
