@@ -567,7 +567,7 @@ impl Sandbox {
     /// Control's metrics page.
     pub fn metrics(&self) -> String {
         let Some(url) = &self.metrics else { return String::new() };
-        run(&["curl", "-s", "-m", "2", &format!("{url}/metrics")])
+        run(&["curl", "-s", "-m", "2", url])
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     }
