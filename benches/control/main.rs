@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use std::path::Path;
 
-use sluice_control::compile::{Changes, Compiler, Config};
+use sluice_control::compile::{Compiler, Config};
 use sluice_control::load::{Loaded, load_str};
+use sluice_control::store::Changes;
 use sluice_model::service::*;
 use sluice_model::{Addr, image};
 use sluice_table::{Geometry, Publisher, Reader, Refresh};
@@ -116,8 +117,7 @@ fn main() {
     for run in 0..RUNS {
         let n_pods = store.pods.len();
         let mut pod = store.pods[run * 9_973 % n_pods].clone();
-        let cond = &mut pod.object.status.as_mut().expect("status").conditions[0];
-        cond.status = if cond.status == "True" { "False".into() } else { "True".into() };
+        pod.object.ready = !pod.object.ready;
         let t0 = Instant::now();
         let mut changes = Changes::default();
         store.put_pod(pod, &mut changes);

@@ -439,7 +439,7 @@ impl Bench {
         let url = self
             .log("control.log")
             .lines()
-            .find_map(|l| l.strip_prefix("metrics: ").map(str::to_owned))
+            .find_map(|l| l.split_once("metrics: http://").map(|(_, a)| format!("http://{a}")))
             .unwrap_or_default();
         // Control serves its metrics on the DUT namespace's loopback.
         let m = self

@@ -11,11 +11,16 @@
 //! the Services they feed.
 //!
 //! In a cluster, endpoints come from EndpointSlices (the endpoint controller's output), not Pods.
-//! The objects have passed the API server's validation; they are converted into control's types
-//! through their JSON form, and one that does not convert is reported, not fatal.
+//! Every object is converted into control's serde type through its JSON form, then passes the
+//! same checks as a manifest's ([`crate::checked`]) into the same typed values: the API server's
+//! validation is not taken on trust (an older server, a webhook-free CRD such as MetalLB's pools,
+//! or an annotation no API server reads, like `metallb.io/loadBalancerIPs`). One that does not
+//! convert or pass is left out and reported once — `Kind namespace/name: field: message` — while
+//! it stays so; every other object still counts.
 //!
 //! Leader election and the status writes are in [`crate::leader`].
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -30,9 +35,10 @@ use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
+use tracing::warn;
 
-use crate::compile::Changes;
-use crate::load::{Located, Store};
+use crate::checked::{self, Checked};
+use crate::store::{Changes, Located, Store};
 
 /// The objects of one kind as the store last took them, by namespace/name. Holding the watch's
 /// `Arc`s is what lets a sync tell a replaced object from an unchanged one by pointer.
@@ -50,8 +56,42 @@ pub struct Synced {
     classes: Held<KIngressClass>,
     secrets: Held<KSecret>,
     pools: Held<DynamicObject>,
-    /// Objects that could not be converted (`Kind namespace/name` → why), while they stay so.
-    pub problems: std::collections::BTreeMap<String, String>,
+    /// Objects left out (`Kind namespace/name` → what is wrong: `field: message` each), while
+    /// they stay so.
+    pub problems: BTreeMap<String, Vec<String>>,
+}
+
+impl Synced {
+    /// Records what is wrong with `object` now (nothing: `None`); adds to `new` the lines
+    /// (`Kind namespace/name: field: message`) not reported already.
+    fn record(&mut self, object: String, wrong: Option<Vec<String>>, new: &mut Vec<String>) {
+        match wrong {
+            Some(wrong) => {
+                if self.problems.get(&object) != Some(&wrong) {
+                    new.extend(wrong.iter().map(|w| format!("{object}: {w}")));
+                }
+                self.problems.insert(object, wrong);
+            }
+            None => {
+                self.problems.remove(&object);
+            }
+        }
+    }
+
+    /// Records the objects of `kind` left out now (replacing the kind's problems); adds to `new`
+    /// the lines not reported already.
+    fn record_kind(&mut self, kind: &str, left_out: Vec<(String, Vec<String>)>, new: &mut Vec<String>) {
+        let prefix = format!("{kind} ");
+        let (before, kept): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            std::mem::take(&mut self.problems).into_iter().partition(|(k, _)| k.starts_with(&prefix));
+        self.problems = kept;
+        for (object, wrong) in left_out {
+            if before.get(&object) != Some(&wrong) {
+                new.extend(wrong.iter().map(|w| format!("{object}: {w}")));
+            }
+            self.problems.insert(object, wrong);
+        }
+    }
 }
 
 fn object_key<K: Resource>(o: &K) -> (String, String) {
@@ -86,9 +126,24 @@ where
     out
 }
 
-/// One object through its JSON form into control's type.
-fn convert_one<K: Serialize, T: DeserializeOwned>(o: &K) -> Result<T, String> {
-    serde_json::to_value(o).and_then(serde_json::from_value::<T>).map_err(|e| e.to_string())
+/// One object through its JSON form into control's serde type, then through the checks every
+/// object passes: its typed value, or what is wrong with it (`field: message` each).
+fn check_one<K: Serialize, Raw: DeserializeOwned, T>(
+    o: &K,
+    check: fn(Raw) -> Checked<T>,
+) -> Result<T, Vec<String>> {
+    let raw: Raw =
+        serde_json::to_value(o).and_then(serde_json::from_value).map_err(|e| vec![e.to_string()])?;
+    check(raw).map_err(|problems| problems.iter().map(ToString::to_string).collect())
+}
+
+/// `Kind namespace/name`: how problems name an object.
+fn label<K: Resource>(kind: &str, o: &K) -> String {
+    format!(
+        "{kind} {}/{}",
+        o.meta().namespace.as_deref().unwrap_or(""),
+        o.meta().name.as_deref().unwrap_or("")
+    )
 }
 
 /// The watched objects of a cluster.
@@ -144,7 +199,8 @@ where
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             if let Err(e) = event {
-                eprintln!("watch: {e}");
+                // The watcher backs off and retries: a warning, not a failure.
+                warn!("watch: {e}");
             }
             changed.notify_one();
         }
@@ -210,119 +266,108 @@ impl Cluster {
 
     /// Brings `store` up to the watches: EndpointSlices one by one, recorded in the returned
     /// [`Changes`]; any other kind, when one of its objects changed, converted again as a whole
-    /// ([`Changes::everything`]). Objects that do not convert are left out and kept in
-    /// `synced.problems`; the returned list names the ones new since the last sync.
+    /// ([`Changes::everything`]). Objects that do not convert or pass their checks are left out
+    /// and kept in `synced.problems`; the returned lines (`Kind namespace/name: field: message`)
+    /// are the problems new since the last sync.
     pub fn sync(&self, store: &mut Store, synced: &mut Synced) -> (Changes, Vec<String>) {
         let mut changes = Changes::default();
-        let mut new_problems = Vec::new();
-        let mut problem = |synced: &mut Synced, name: String, why: Option<String>| match why {
-            Some(why) => {
-                if synced.problems.insert(name.clone(), why.clone()).as_ref() != Some(&why) {
-                    new_problems.push(format!("{name}: {why}"));
-                }
-            }
-            None => {
-                synced.problems.remove(&name);
-            }
-        };
+        let mut new = Vec::new();
         for ((ns, name), o) in replaced(&self.slices, &mut synced.slices) {
-            let label = format!("EndpointSlice {ns}/{name}");
-            match o.map(|o| convert_one(&*o)) {
-                Some(Ok(object)) => {
-                    problem(synced, label, None);
+            let object = format!("EndpointSlice {ns}/{name}");
+            match o.map(|o| check_one(&*o, checked::endpoint_slice)) {
+                Some(Ok(slice)) => {
+                    synced.record(object, None, &mut new);
                     store.put_endpoint_slice(
-                        Located { object, file: PathBuf::from("cluster"), line: 0 },
+                        Located { object: slice, file: PathBuf::from(CLUSTER), line: 0 },
                         &mut changes,
                     );
                 }
-                Some(Err(why)) => {
-                    problem(synced, label, Some(why));
-                    store.remove_endpoint_slice(&ns, &name, &mut changes);
-                }
-                None => {
-                    problem(synced, label, None);
+                wrong => {
+                    synced.record(object, wrong.and_then(Result::err), &mut new);
                     store.remove_endpoint_slice(&ns, &name, &mut changes);
                 }
             }
         }
-        let mut whole = |synced: &mut Synced, kind: &str, changed: bool| {
+        let mut whole = |changed: bool| {
             if changed {
                 changes.merge(Changes::everything());
-                let prefix = format!("{kind} ");
-                synced.problems.retain(|k, _| !k.starts_with(&prefix));
             }
             changed
         };
-        let mut problems = Vec::new();
-        let changed = !replaced(&self.services, &mut synced.services).is_empty();
-        if whole(synced, "Service", changed) {
+        if whole(!replaced(&self.services, &mut synced.services).is_empty()) {
             store.services.clear();
-            convert(&self.services, "Service", &mut store.services, &mut problems);
+            let left_out = convert(&self.services, "Service", checked::service, &mut store.services);
+            synced.record_kind("Service", left_out, &mut new);
         }
-        let changed = !replaced(&self.ingresses, &mut synced.ingresses).is_empty();
-        if whole(synced, "Ingress", changed) {
+        if whole(!replaced(&self.ingresses, &mut synced.ingresses).is_empty()) {
             store.ingresses.clear();
-            convert(&self.ingresses, "Ingress", &mut store.ingresses, &mut problems);
+            let left_out = convert(&self.ingresses, "Ingress", checked::ingress, &mut store.ingresses);
+            synced.record_kind("Ingress", left_out, &mut new);
         }
-        let changed = !replaced(&self.classes, &mut synced.classes).is_empty();
-        if whole(synced, "IngressClass", changed) {
+        if whole(!replaced(&self.classes, &mut synced.classes).is_empty()) {
             store.ingress_classes.clear();
-            convert(&self.classes, "IngressClass", &mut store.ingress_classes, &mut problems);
+            let into = &mut store.ingress_classes;
+            let left_out = convert(&self.classes, "IngressClass", checked::ingress_class, into);
+            synced.record_kind("IngressClass", left_out, &mut new);
         }
-        let changed = !replaced(&self.secrets, &mut synced.secrets).is_empty();
-        if whole(synced, "Secret", changed) {
+        if whole(!replaced(&self.secrets, &mut synced.secrets).is_empty()) {
             store.secrets.clear();
-            convert(&self.secrets, "Secret", &mut store.secrets, &mut problems);
+            let left_out = convert(&self.secrets, "Secret", checked::secret, &mut store.secrets);
+            synced.record_kind("Secret", left_out, &mut new);
         }
         if let Some(pools) = &self.pools
-            && {
-                let changed = !replaced(pools, &mut synced.pools).is_empty();
-                whole(synced, "IPAddressPool", changed)
-            }
+            && whole(!replaced(pools, &mut synced.pools).is_empty())
         {
-            store.pools.retain(|p| p.file != std::path::Path::new("cluster"));
-            convert(pools, "IPAddressPool", &mut store.pools, &mut problems);
+            // Pools given on the command line stay.
+            store.pools.retain(|p| p.file != std::path::Path::new(CLUSTER));
+            let left_out = convert(pools, "IPAddressPool", checked::pool, &mut store.pools);
+            synced.record_kind("IPAddressPool", left_out, &mut new);
         }
-        for p in problems {
-            let (name, why) =
-                p.split_once(": ").map_or((p.clone(), String::new()), |(n, w)| (n.to_owned(), w.to_owned()));
-            problem(synced, name, Some(why));
-        }
-        (changes, new_problems)
+        (changes, new)
     }
 
-    /// The objects now, as control's store; and the objects that could not be converted.
+    /// The objects now, as control's store; and what is wrong with those left out
+    /// (`Kind namespace/name: field: message`).
     pub fn snapshot(&self) -> (Store, Vec<String>) {
-        let mut problems = Vec::new();
         let mut store = Store::default();
-        convert(&self.services, "Service", &mut store.services, &mut problems);
-        convert(&self.slices, "EndpointSlice", &mut store.endpoint_slices, &mut problems);
-        convert(&self.ingresses, "Ingress", &mut store.ingresses, &mut problems);
-        convert(&self.classes, "IngressClass", &mut store.ingress_classes, &mut problems);
-        convert(&self.secrets, "Secret", &mut store.secrets, &mut problems);
+        let mut left_out = convert(&self.services, "Service", checked::service, &mut store.services);
+        let slices = &mut store.endpoint_slices;
+        left_out.extend(convert(&self.slices, "EndpointSlice", checked::endpoint_slice, slices));
+        left_out.extend(convert(&self.ingresses, "Ingress", checked::ingress, &mut store.ingresses));
+        let classes = &mut store.ingress_classes;
+        left_out.extend(convert(&self.classes, "IngressClass", checked::ingress_class, classes));
+        left_out.extend(convert(&self.secrets, "Secret", checked::secret, &mut store.secrets));
         if let Some(pools) = &self.pools {
-            convert(pools, "IPAddressPool", &mut store.pools, &mut problems);
+            left_out.extend(convert(pools, "IPAddressPool", checked::pool, &mut store.pools));
         }
-        (store, problems)
+        let lines =
+            left_out.into_iter().flat_map(|(o, wrong)| wrong.into_iter().map(move |w| format!("{o}: {w}")));
+        (store, lines.collect())
     }
 }
 
-/// Converts one store's objects through their JSON form into control's types.
-fn convert<K, T>(from: &KStore<K>, kind: &str, into: &mut Vec<Located<T>>, problems: &mut Vec<String>)
+/// Where a cluster's objects are located (their [`Located::file`]).
+const CLUSTER: &str = "cluster";
+
+/// Converts and checks every object of one kind into `into`; returns those left out
+/// (`Kind namespace/name`) and what is wrong with each.
+fn convert<K, Raw, T>(
+    from: &KStore<K>,
+    kind: &str,
+    check: fn(Raw) -> Checked<T>,
+    into: &mut Vec<Located<T>>,
+) -> Vec<(String, Vec<String>)>
 where
     K: Resource + Clone + Serialize + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
-    T: DeserializeOwned,
+    Raw: DeserializeOwned,
 {
+    let mut left_out = Vec::new();
     for o in from.state() {
-        let name = format!(
-            "{kind} {}/{}",
-            o.meta().namespace.as_deref().unwrap_or(""),
-            o.meta().name.as_deref().unwrap_or("")
-        );
-        match serde_json::to_value(&*o).and_then(serde_json::from_value::<T>) {
-            Ok(object) => into.push(Located { object, file: PathBuf::from("cluster"), line: 0 }),
-            Err(e) => problems.push(format!("{name}: {e}")),
+        match check_one(&*o, check) {
+            Ok(t) => into.push(Located { object: t, file: PathBuf::from(CLUSTER), line: 0 }),
+            Err(wrong) => left_out.push((label(kind, &*o), wrong)),
         }
     }
+    left_out
 }

@@ -18,7 +18,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
-use crate::objects::Service;
+use crate::checked::Service;
 
 /// The field manager of our status writes.
 pub const FIELD_MANAGER: &str = "sluice.io/lb";
@@ -98,27 +98,18 @@ pub async fn write_load_balancer_status(
     svc: &Service,
     ips: &[std::net::IpAddr],
 ) -> Result<bool, kube::Error> {
-    let current: Vec<String> = svc
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .map(|lb| lb.ingress.iter().filter_map(|i| i.ip.clone()).collect())
-        .unwrap_or_default();
-    let wanted: Vec<String> = ips.iter().map(ToString::to_string).collect();
-    if current == wanted {
+    if svc.status_ips == ips {
         return Ok(false);
     }
-    let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
-    let name = svc.metadata.name.as_deref().unwrap_or("");
     let ingress: Vec<serde_json::Value> =
-        wanted.iter().map(|ip| serde_json::json!({"ip": ip, "ipMode": "VIP"})).collect();
+        ips.iter().map(|ip| serde_json::json!({"ip": ip.to_string(), "ipMode": "VIP"})).collect();
     let patch = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Service",
         "status": {"loadBalancer": {"ingress": ingress}},
     });
-    let api: Api<KService> = Api::namespaced(client, ns);
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    let api: Api<KService> = Api::namespaced(client, &svc.namespace);
+    api.patch_status(&svc.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(true)
 }
 
@@ -126,14 +117,12 @@ pub async fn write_load_balancer_status(
 /// manager. Server-side apply then removes the fields this manager set and no longer sets — ours
 /// only: an address another implementation wrote stays.
 pub async fn clear_load_balancer_status(client: Client, svc: &Service) -> Result<(), kube::Error> {
-    let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
-    let name = svc.metadata.name.as_deref().unwrap_or("");
     let patch = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Service",
         "status": {"loadBalancer": {}},
     });
-    let api: Api<KService> = Api::namespaced(client, ns);
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    let api: Api<KService> = Api::namespaced(client, &svc.namespace);
+    api.patch_status(&svc.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())
 }

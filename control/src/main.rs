@@ -9,27 +9,33 @@
 //!
 //! `run` re-reads the directory as soon as a file in it is written, renamed or removed (inotify),
 //! on SIGHUP, and, as a backstop, when a poll every `--interval-ms` sees a change;
-//! with `--kubeconfig FILE` or `--in-cluster` it watches a cluster instead.
+//! with `--kubeconfig FILE` or `--in-cluster` it watches a cluster instead. It logs through
+//! `sluice-log` (standard error; `SLUICE_LOG` or `RUST_LOG` filter it): a line per publication,
+//! warnings for objects left out. `status` writes its report to standard output.
 #![forbid(unsafe_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Parser, Subcommand};
-use sluice_control::cluster::Cluster;
-use sluice_control::compile::{Changes, Compiler, Config};
+use sluice_control::checked::{AddressRange, Pool};
+use sluice_control::cluster::{Cluster, Synced};
+use sluice_control::compile::Config;
 use sluice_control::leader::{LeaderLease, clear_load_balancer_status, write_load_balancer_status};
-use sluice_control::load::{Store, load_dir};
-use sluice_control::metrics::{self, ControlFigures};
+use sluice_control::load::load_dir;
+use sluice_control::metrics::Metrics;
+use sluice_control::metrics::server::{self, Limits};
+use sluice_control::publish::{Published, StatusWork, publish_store};
+use sluice_control::store::{Changes, Located, Store};
 use sluice_model::image;
-use sluice_model::service::{Frontend, Generation, ServiceTable};
-use sluice_table::{Geometry, PublishError, Publisher, Reader, Refresh};
-
-/// Where the table lives by default: tmpfs, as shared memory does.
+use sluice_model::service::{Frontend, Protocol};
+use sluice_table::{Geometry, Publisher, Reader, Refresh};
+use tracing::{error, info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -47,55 +53,7 @@ struct Cli {
 enum Command {
     /// Compile and publish the table from a directory of manifests or from a cluster; republish
     /// when it changes.
-    #[command(group(clap::ArgGroup::new("source").required(true).args(["manifests", "kubeconfig", "in_cluster"])))]
-    Run {
-        /// Directory of YAML/JSON manifests (Service, EndpointSlice, Endpoints, Pod, Ingress,
-        /// IngressClass, Secret, IPAddressPool).
-        #[arg(long)]
-        manifests: Option<PathBuf>,
-        /// Watch the cluster of this kubeconfig instead.
-        #[arg(long)]
-        kubeconfig: Option<PathBuf>,
-        /// Watch the cluster this process runs in (service account) instead.
-        #[arg(long)]
-        in_cluster: bool,
-        /// The shared-memory table file the gateway reads (created with mode 0600).
-        #[arg(long, default_value = sluice_table::DEFAULT_PATH)]
-        table: PathBuf,
-        /// This node's address (where NodePorts answer); repeat for more.
-        #[arg(long = "node-address", required = true)]
-        node_addrs: Vec<IpAddr>,
-        /// This node's name (externalTrafficPolicy: Local keeps endpoints of this node).
-        #[arg(long)]
-        node_name: Option<String>,
-        /// Source address for FullNAT; repeat for more (default: the node addresses).
-        #[arg(long = "snat-address")]
-        snat: Vec<IpAddr>,
-        /// The loadBalancerClass implemented (default: Services without a class).
-        #[arg(long)]
-        load_balancer_class: Option<String>,
-        /// LoadBalancer addresses to allocate from in cluster mode (an address, a CIDR or a range
-        /// a-b; repeat for more), besides the cluster's MetalLB IPAddressPools. A manifest
-        /// directory gives them as IPAddressPool objects.
-        #[arg(long = "lb-pool")]
-        lb_pools: Vec<String>,
-        /// Namespace of the leader-election Lease (cluster mode).
-        #[arg(long, default_value = "default")]
-        lease_namespace: String,
-        /// This process's identity in the Lease (default: host name and process id).
-        #[arg(long)]
-        identity: Option<String>,
-        /// Publish once and exit.
-        #[arg(long)]
-        once: bool,
-        /// How often to look for changes, in milliseconds (a backstop: inotify and SIGHUP reload
-        /// at once).
-        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
-        interval_ms: u64,
-        /// Where to serve Prometheus metrics (loopback by default; port 0 picks one).
-        #[arg(long, default_value = "127.0.0.1:9477")]
-        metrics_address: SocketAddr,
-    },
+    Run(RunArgs),
     /// Show the table the gateway is running.
     Status {
         /// The shared-memory table file.
@@ -104,57 +62,106 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["manifests", "kubeconfig", "in_cluster"])))]
+struct RunArgs {
+    /// Directory of YAML/JSON manifests (Service, EndpointSlice, Endpoints, Pod, Ingress,
+    /// IngressClass, Secret, IPAddressPool).
+    #[arg(long)]
+    manifests: Option<PathBuf>,
+    /// Watch the cluster of this kubeconfig instead.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Watch the cluster this process runs in (service account) instead.
+    #[arg(long)]
+    in_cluster: bool,
+    /// The shared-memory table file the gateway reads (created with mode 0600).
+    #[arg(long, default_value = sluice_table::DEFAULT_PATH)]
+    table: PathBuf,
+    /// This node's address (where NodePorts answer); repeat for more.
+    #[arg(long = "node-address", required = true)]
+    node_addrs: Vec<IpAddr>,
+    /// This node's name (externalTrafficPolicy: Local keeps endpoints of this node).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Source address for FullNAT; repeat for more (default: the node addresses).
+    #[arg(long = "snat-address")]
+    snat: Vec<IpAddr>,
+    /// The loadBalancerClass implemented (default: Services without a class).
+    #[arg(long)]
+    load_balancer_class: Option<String>,
+    /// LoadBalancer addresses to allocate from in cluster mode (an address, a CIDR or a range
+    /// a-b; repeat for more), besides the cluster's MetalLB IPAddressPools. A manifest
+    /// directory gives them as IPAddressPool objects.
+    #[arg(long = "lb-pool")]
+    lb_pools: Vec<AddressRange>,
+    /// Namespace of the leader-election Lease (cluster mode).
+    #[arg(long, default_value = "default")]
+    lease_namespace: String,
+    /// This process's identity in the Lease (default: host name and process id).
+    #[arg(long)]
+    identity: Option<String>,
+    /// Publish once and exit.
+    #[arg(long)]
+    once: bool,
+    /// How often to look for changes, in milliseconds (a backstop: inotify and SIGHUP reload
+    /// at once).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    interval_ms: u64,
+    /// Where to serve Prometheus metrics (loopback by default; port 0 picks one).
+    #[arg(long, default_value = "127.0.0.1:9477")]
+    metrics_address: SocketAddr,
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    sluice_log::init("info");
     let r = match cli.command {
-        Command::Run {
-            manifests,
-            kubeconfig,
-            in_cluster,
-            lb_pools,
-            lease_namespace,
-            identity,
-            table,
-            node_addrs,
-            node_name,
-            snat,
-            load_balancer_class,
-            once,
-            interval_ms,
-            metrics_address,
-        } => {
-            let cfg = Config { node_name, node_addrs, snat, load_balancer_class };
-            let metrics = (!once).then_some(metrics_address);
-            let interval = Duration::from_millis(interval_ms);
-            match (manifests, kubeconfig, in_cluster) {
-                (Some(dir), _, _) => run(&dir, &table, &cfg, once, interval, metrics),
-                (None, kubeconfig, _) => {
-                    for p in &lb_pools {
-                        if sluice_control::compile::parse_range(p).is_none() {
-                            eprintln!(
-                                "sluice-control: --lb-pool {p:?}: not an address, a CIDR or a range a-b"
-                            );
-                            return std::process::ExitCode::FAILURE;
-                        }
-                    }
-                    let identity = identity.unwrap_or_else(|| {
-                        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-                        format!("{}-{}", host.trim(), std::process::id())
-                    });
-                    let leader = LeaderConfig { namespace: lease_namespace, identity, pools: lb_pools };
-                    run_cluster(kubeconfig, &table, &cfg, &leader, once, interval, metrics)
-                }
-            }
-        }
+        Command::Run(args) => run(args),
         Command::Status { table } => status(&table),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sluice-control: {e}");
+            error!("{e}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    let cfg = Config {
+        node_name: args.node_name.clone(),
+        node_addrs: args.node_addrs.clone(),
+        snat: args.snat.clone(),
+        load_balancer_class: args.load_balancer_class.clone(),
+    };
+    match &args.manifests {
+        Some(dir) => run_manifests(dir, &args, &cfg),
+        None => run_cluster(&args, &cfg),
+    }
+}
+
+/// The table file, and the metrics that read its workers' counters.
+type Table = (Arc<Mutex<Publisher>>, Arc<Metrics>);
+
+fn open_table(path: &Path) -> Result<Table, String> {
+    let publisher = Publisher::create(path, Geometry::default()).map_err(|e| e.to_string())?;
+    let publisher = Arc::new(Mutex::new(publisher));
+    let stats = publisher.clone();
+    let metrics = Metrics::new(move || stats.lock().map(|p| p.reader_stats()).unwrap_or_default());
+    Ok((publisher, Arc::new(metrics)))
+}
+
+/// Binds the metrics endpoint (unless `--once`) and says where it is.
+fn metrics_endpoint(args: &RunArgs) -> Result<Option<server::Endpoint>, String> {
+    if args.once {
+        return Ok(None);
+    }
+    let addr = args.metrics_address;
+    let endpoint = server::bind(addr).map_err(|e| format!("metrics on {addr}: {e}"))?;
+    info!("metrics: http://{}/metrics", endpoint.local_addr());
+    Ok(Some(endpoint))
 }
 
 /// Names, sizes and modification times of the manifest files: what "changed" means.
@@ -170,74 +177,94 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     v
 }
 
-fn run(
-    dir: &Path,
-    table: &Path,
-    cfg: &Config,
-    once: bool,
-    interval: Duration,
-    metrics_address: Option<SocketAddr>,
-) -> Result<(), String> {
+/// Manifest mode: publish the directory, then again whenever it changes.
+fn run_manifests(dir: &Path, args: &RunArgs, cfg: &Config) -> Result<(), String> {
     if !dir.is_dir() {
         return Err(format!("{}: not a directory of manifests", dir.display()));
     }
-    let mut publisher = Publisher::create(table, Geometry::default()).map_err(|e| e.to_string())?;
-    let page = Arc::new(Mutex::new(String::new()));
-    if let Some(addr) = metrics_address {
-        let bound = metrics::serve(addr, page.clone()).map_err(|e| format!("metrics on {addr}: {e}"))?;
-        println!("metrics: http://{bound}/metrics");
+    let (publisher, metrics) = open_table(&args.table)?;
+    if let Some(endpoint) = metrics_endpoint(args)? {
+        endpoint.spawn_thread(metrics.clone(), Limits::default()).map_err(|e| format!("metrics: {e}"))?;
     }
-    // SIGHUP: re-read the directory now, changed or not.
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .map_err(|e| format!("SIGHUP handler: {e}"))?;
-    // inotify: a written, renamed or removed file wakes the loop at once. When the directory
-    // itself goes (renamed away, removed), the watch is `lost` and re-armed once it is back.
-    let poke = Arc::new(AtomicBool::new(false));
-    let lost = Arc::new(AtomicBool::new(false));
-    if !once && let Err(e) = watch_directory(dir, poke.clone(), lost.clone()) {
-        eprintln!("warning: inotify on {}: {e}; polling every {interval:?} instead", dir.display());
-    }
+    let watch = DirWatch::new(dir, args.once)?;
+    let interval = Duration::from_millis(args.interval_ms);
     let mut last = Published::default();
-    let mut figures = ControlFigures::default();
     let mut seen = None;
     loop {
-        if lost.load(Relaxed) && dir.is_dir() {
-            lost.store(false, Relaxed);
-            match watch_directory(dir, poke.clone(), lost.clone()) {
-                Ok(()) => println!("{} is back: watching it again", dir.display()),
-                Err(e) => eprintln!("warning: inotify on {}: {e}; polling instead", dir.display()),
-            }
-            seen = None;
-        }
-        if poke.swap(false, Relaxed) {
-            // Let a burst of writes (an editor's save, `kubectl` writing several files) land
-            // before reading, then read once.
-            std::thread::sleep(Duration::from_millis(5));
-            poke.store(false, Relaxed);
-            seen = None;
-        }
-        if hup.swap(false, Relaxed) {
-            println!("SIGHUP: reloading {}", dir.display());
+        if watch.reload_asked() {
             seen = None;
         }
         let now = fingerprint(dir);
         if seen.as_ref() != Some(&now) {
             seen = Some(now);
-            publish_once(dir, cfg, &mut publisher, &mut last, &mut figures)?;
+            publish_dir(dir, cfg, &publisher, &mut last, &metrics)?;
         }
-        if let Ok(mut p) = page.lock() {
-            *p = metrics::render(&figures, &publisher.reader_stats());
-        }
-        if once {
+        if args.once {
             return Ok(());
         }
-        // Sleep in short steps so that a SIGHUP or an inotify event is acted on promptly.
-        let until = std::time::Instant::now() + interval;
-        while std::time::Instant::now() < until
-            && !hup.load(Relaxed)
-            && !poke.load(Relaxed)
-            && (!lost.load(Relaxed) || !dir.is_dir())
+        watch.sleep(interval);
+    }
+}
+
+/// What wakes manifest mode before its poll: SIGHUP (re-read now, changed or not) and inotify (a
+/// written, renamed or removed file). When the directory itself goes (renamed away, removed),
+/// the watch is `lost`, and re-armed once the directory is back.
+struct DirWatch<'a> {
+    dir: &'a Path,
+    hup: Arc<AtomicBool>,
+    poke: Arc<AtomicBool>,
+    lost: Arc<AtomicBool>,
+}
+
+impl DirWatch<'_> {
+    fn new(dir: &Path, once: bool) -> Result<DirWatch<'_>, String> {
+        let watch = DirWatch {
+            dir,
+            hup: Arc::new(AtomicBool::new(false)),
+            poke: Arc::new(AtomicBool::new(false)),
+            lost: Arc::new(AtomicBool::new(false)),
+        };
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, watch.hup.clone())
+            .map_err(|e| format!("SIGHUP handler: {e}"))?;
+        if !once && let Err(e) = watch_directory(dir, watch.poke.clone(), watch.lost.clone()) {
+            warn!("inotify on {}: {e}; polling instead", dir.display());
+        }
+        Ok(watch)
+    }
+
+    /// Whether the directory is to be read again now, changed or not.
+    fn reload_asked(&self) -> bool {
+        let mut asked = false;
+        if self.lost.load(Relaxed) && self.dir.is_dir() {
+            self.lost.store(false, Relaxed);
+            match watch_directory(self.dir, self.poke.clone(), self.lost.clone()) {
+                Ok(()) => info!("{} is back: watching it again", self.dir.display()),
+                Err(e) => warn!("inotify on {}: {e}; polling instead", self.dir.display()),
+            }
+            asked = true;
+        }
+        if self.poke.swap(false, Relaxed) {
+            // Let a burst of writes (an editor's save, `kubectl` writing several files) land
+            // before reading, then read once.
+            std::thread::sleep(Duration::from_millis(5));
+            self.poke.store(false, Relaxed);
+            asked = true;
+        }
+        if self.hup.swap(false, Relaxed) {
+            info!("SIGHUP: reloading {}", self.dir.display());
+            asked = true;
+        }
+        asked
+    }
+
+    /// Sleeps `interval`, in short steps so that a SIGHUP or an inotify event is acted on
+    /// promptly.
+    fn sleep(&self, interval: Duration) {
+        let until = Instant::now() + interval;
+        while Instant::now() < until
+            && !self.hup.load(Relaxed)
+            && !self.poke.load(Relaxed)
+            && (!self.lost.load(Relaxed) || !self.dir.is_dir())
         {
             std::thread::sleep(interval.min(Duration::from_millis(2)));
         }
@@ -266,8 +293,7 @@ fn watch_directory(dir: &Path, poke: Arc<AtomicBool>, lost: Arc<AtomicBool>) -> 
             match inotify.read_events_blocking(&mut buffer) {
                 Ok(events) => {
                     let gone = EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::IGNORED;
-                    let mut any = false;
-                    let mut dir_gone = false;
+                    let (mut any, mut dir_gone) = (false, false);
                     for event in events {
                         any = true;
                         dir_gone |= event.mask.intersects(gone);
@@ -285,7 +311,7 @@ fn watch_directory(dir: &Path, poke: Arc<AtomicBool>, lost: Arc<AtomicBool>) -> 
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    eprintln!("warning: inotify stopped ({e}); polling continues");
+                    warn!("inotify stopped ({e}); polling continues");
                     return;
                 }
             }
@@ -294,182 +320,35 @@ fn watch_directory(dir: &Path, poke: Arc<AtomicBool>, lost: Arc<AtomicBool>) -> 
     Ok(())
 }
 
-fn publish_once(
+/// Loads the directory and publishes what is valid in it; with nothing valid in it, the last
+/// good table stays.
+fn publish_dir(
     dir: &Path,
     cfg: &Config,
-    publisher: &mut Publisher,
+    publisher: &Mutex<Publisher>,
     last: &mut Published,
-    figures: &mut ControlFigures,
+    metrics: &Metrics,
 ) -> Result<(), String> {
     let loaded = match load_dir(dir) {
         Ok(loaded) => loaded,
         // The directory went away (being replaced, unmounted): keep serving what runs.
-        Err(e) if last.table.is_some() => {
-            eprintln!("error: {}: {e}; the last good table stays live", dir.display());
+        Err(e) if last.has_table() => {
+            error!("{}: {e}; the last good table stays live", dir.display());
             return Ok(());
         }
         Err(e) => return Err(format!("{}: {e}", dir.display())),
     };
-    figures.manifest_errors = loaded.errors.len();
+    metrics.update(|f| f.manifest_errors = loaded.errors.len());
     for e in &loaded.errors {
-        eprintln!("error: {e}");
+        warn!("{e}");
     }
-    let store = &loaded.store;
-    let objects = store.services.len() + store.endpoint_slices.len() + store.pods.len() + store.pools.len();
-    if objects == 0 && !loaded.errors.is_empty() && last.table.is_some() {
-        eprintln!("nothing valid in {}: the last good table stays live", dir.display());
+    if loaded.store.l4_objects() == 0 && !loaded.errors.is_empty() && last.has_table() {
+        warn!("nothing valid in {}: the last good table stays live", dir.display());
         return Ok(());
     }
     // A directory is read whole: compiled whole (each Service's Maglev table still reused when
     // its members did not change).
-    publish_store(store, cfg, &Changes::everything(), publisher, last, figures).map(|_| ())
-}
-
-/// LoadBalancer addresses by `namespace/name`.
-type Assignments = std::collections::BTreeMap<String, Vec<IpAddr>>;
-
-/// What the leader writes after a publication: the LoadBalancer addresses compiled, and the
-/// Services whose address is to be released.
-#[derive(Default)]
-struct StatusWork {
-    assigned: Assignments,
-    release: Vec<String>,
-}
-
-/// What control last published, and what it needs to publish the next table from it.
-#[derive(Default)]
-struct Published {
-    compiler: Compiler,
-    table: Option<ServiceTable>,
-    /// The notes already logged (each is logged once while it holds).
-    notes: std::collections::BTreeSet<String>,
-}
-
-/// Compiles a store after `changes` and publishes the table (both modes); returns the leader's
-/// status work. When the compile changed some entries in place (an endpoint changed), the last
-/// table is updated for those alone; otherwise it is built, reusing the Maglev tables of Services
-/// whose members did not change.
-fn publish_store(
-    store: &Store,
-    cfg: &Config,
-    changes: &Changes,
-    publisher: &mut Publisher,
-    last: &mut Published,
-    figures: &mut ControlFigures,
-) -> Result<StatusWork, String> {
-    let generation = Generation(publisher.generation() + 1);
-    let compiled = last.compiler.compile(store, cfg, generation, changes);
-    let notes: std::collections::BTreeSet<String> = compiled.notes.iter().cloned().collect();
-    for n in notes.difference(&last.notes) {
-        eprintln!("note: {n}");
-    }
-    last.notes = notes;
-    let previous = last.table.take();
-    let changed = compiled.changed.as_deref();
-    let before = changed.zip(previous.as_ref()).map(|(c, t)| summary(t, Some(c)));
-    type Built = Result<
-        (ServiceTable, Option<ServiceTable>),
-        (sluice_model::service::TableError, Option<ServiceTable>),
-    >;
-    let built: Built = match (changed, previous) {
-        (Some(c), Some(mut t)) => match t.update(&compiled.spec, c) {
-            Ok(true) => Ok((t, None)),
-            Ok(false) => match ServiceTable::build_reusing(&compiled.spec, Some(&t)) {
-                Ok(n) => Ok((n, Some(t))),
-                Err(e) => Err((e, Some(t))),
-            },
-            Err(e) => Err((e, Some(t))),
-        },
-        (_, previous) => match ServiceTable::build_reusing(&compiled.spec, previous.as_ref()) {
-            Ok(t) => Ok((t, previous)),
-            Err(e) => Err((e, previous)),
-        },
-    };
-    let (table, replaced) = match built {
-        Ok(t) => t,
-        Err((e, previous)) => {
-            eprintln!("error: {e}; the last good table stays live");
-            last.table = previous;
-            // The compiler holds the refused compile: start it over from the store next time.
-            last.compiler = Compiler::new();
-            return Ok(StatusWork::default());
-        }
-    };
-    let line = match (&before, &replaced) {
-        (Some(before), None) => diff(before, &summary(&table, changed), &table),
-        (_, replaced) => diff(
-            &replaced.as_ref().map(|t| summary(t, None)).unwrap_or_default(),
-            &summary(&table, None),
-            &table,
-        ),
-    };
-    let bytes = image::encode(&table);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match publisher.publish(&bytes) {
-            Ok(g) => {
-                println!("generation {g}: {line}");
-                *figures = ControlFigures {
-                    generation: g,
-                    services: table.services().len(),
-                    backends: table.backends().len(),
-                    manifest_errors: figures.manifest_errors,
-                    publications: figures.publications + 1,
-                };
-                if compiled.changed.is_none() {
-                    for (svc, ips) in &compiled.load_balancers {
-                        let ips: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
-                        println!("  LoadBalancer {svc}: {}", ips.join(", "));
-                    }
-                }
-                let work = StatusWork {
-                    assigned: compiled.load_balancers.clone(),
-                    release: compiled.release.clone(),
-                };
-                last.table = Some(table);
-                return Ok(work);
-            }
-            Err(PublishError::Busy) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => return Err(format!("{}: {e}", publisher.path().display())),
-        }
-    }
-}
-
-/// Services by name → their backends (`addr:port`, `(draining)` when not eligible), for the
-/// services at `only` (all when `None`).
-type Summary = std::collections::BTreeMap<String, Vec<String>>;
-
-fn summary(t: &ServiceTable, only: Option<&[usize]>) -> Summary {
-    let one = |s: &sluice_model::service::Service| {
-        let mut b: Vec<String> = t.backends()[s.backends.start as usize..s.backends.end as usize]
-            .iter()
-            .map(|b| format!("{}:{}{}", b.addr, b.port, if b.eligible { "" } else { "(draining)" }))
-            .collect();
-        b.sort();
-        (s.name.clone(), b)
-    };
-    match only {
-        Some(only) => only.iter().filter_map(|&i| t.services().get(i)).map(one).collect(),
-        None => t.services().iter().map(one).collect(),
-    }
-}
-
-/// One line: the new table's services and backends, and of the services summarised, those
-/// added, removed, changed.
-fn diff(a: &Summary, b: &Summary, new: &ServiceTable) -> String {
-    let added = b.keys().filter(|k| !a.contains_key(*k)).count();
-    let removed = a.keys().filter(|k| !b.contains_key(*k)).count();
-    let changed = b.iter().filter(|(k, v)| a.get(*k).is_some_and(|o| o != *v)).count();
-    let backends_old: usize = a.values().map(Vec::len).sum();
-    let backends_new: usize = b.values().map(Vec::len).sum();
-    format!(
-        "{} services (+{added} -{removed} ~{changed}), {} backends ({:+})",
-        new.services().len(),
-        new.backends().len(),
-        backends_new as i64 - backends_old as i64
-    )
+    publish_store(&loaded.store, cfg, &Changes::everything(), publisher, last, metrics).map(|_| ())
 }
 
 fn status(table: &Path) -> Result<(), String> {
@@ -494,26 +373,18 @@ fn status(table: &Path) -> Result<(), String> {
             .iter()
             .map(|k| match k.frontend {
                 Frontend::NodePort(_) => {
-                    let proto =
-                        if k.protocol == sluice_model::service::Protocol::Udp { "udp" } else { "tcp" };
+                    let proto = if k.protocol == Protocol::Udp { "udp" } else { "tcp" };
                     format!("node:{}/{proto}", k.port)
                 }
                 Frontend::Address(_) => format!("{k}"),
             })
             .collect();
-        println!(
-            "  {}  [{}]  {} {:?}{}",
-            s.name,
-            fronts.join(", "),
-            s.scheduler.name(),
-            s.nat,
-            s.affinity.map(|a| format!(" affinity {}s", a.timeout_s())).unwrap_or_default()
-        );
+        let affinity = s.affinity.map(|a| format!(" affinity {}s", a.timeout_s())).unwrap_or_default();
+        println!("  {}  [{}]  {} {:?}{affinity}", s.name, fronts.join(", "), s.scheduler.name(), s.nat);
         for b in &t.backends()[s.backends.start as usize..s.backends.end as usize] {
-            let c = b.conditions;
             let state = if b.eligible {
                 "takes new flows"
-            } else if c.terminating {
+            } else if b.conditions.terminating {
                 "draining"
             } else {
                 "not ready"
@@ -525,167 +396,182 @@ fn status(table: &Path) -> Result<(), String> {
 }
 
 /// Cluster mode: watch, wait until every store has listed, then publish at every change (a burst
-/// of changes coalesced over 100 ms). `kubeconfig: None` means in-cluster configuration.
-/// The leader's settings in cluster mode.
-struct LeaderConfig {
-    namespace: String,
-    identity: String,
-    pools: Vec<String>,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_cluster(
-    kubeconfig: Option<PathBuf>,
-    table: &Path,
-    cfg: &Config,
-    leader_cfg: &LeaderConfig,
-    once: bool,
-    interval: Duration,
-    metrics_address: Option<SocketAddr>,
-) -> Result<(), String> {
+/// of changes coalesced over 5 ms). `--kubeconfig` absent means in-cluster configuration.
+fn run_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
-    rt.block_on(async {
-        let config = match &kubeconfig {
-            Some(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                    .await
-                    .map_err(|e| format!("{}: {e}", path.display()))?
-            }
-            None => kube::Config::incluster().map_err(|e| format!("in-cluster configuration: {e}"))?,
-        };
-        let client = kube::Client::try_from(config).map_err(|e| format!("kubernetes client: {e}"))?;
-        let mut publisher = Publisher::create(table, Geometry::default()).map_err(|e| e.to_string())?;
-        let page = Arc::new(Mutex::new(String::new()));
-        if let Some(addr) = metrics_address {
-            let bound = metrics::serve(addr, page.clone()).map_err(|e| format!("metrics on {addr}: {e}"))?;
-            println!("metrics: http://{bound}/metrics");
-        }
-        let mut cluster = Cluster::watch(client.clone());
-        match cluster.watch_pools(client.clone()).await {
-            Ok(true) => println!("watching IPAddressPools (metallb.io/v1beta1)"),
-            Ok(false) => println!("no IPAddressPool resource in this cluster: pools from --lb-pool only"),
-            Err(e) => eprintln!("warning: IPAddressPools not watched ({e}); pools from --lb-pool only"),
-        }
-        let lease = LeaderLease::new(
-            client.clone(),
-            &leader_cfg.namespace,
-            "sluice-control",
-            &leader_cfg.identity,
-            15,
-        );
-        let pools = pool_objects(&leader_cfg.pools);
-        println!("waiting for every watch to list once");
-        cluster.ready().await;
-        let (mut last, mut figures, mut dirty) = (Published::default(), ControlFigures::default(), true);
-        let (mut store, mut synced) = (Store::default(), sluice_control::cluster::Synced::default());
-        store.pools.extend(pools.iter().cloned());
-        // Services whose address this process has released (see below).
-        let mut released = std::collections::BTreeSet::<String>::new();
-        // Status written and not yet seen back through the watch: not written again meanwhile
-        // (another event may compile before the watch brings the Service back), for 10 s.
-        let mut in_flight = std::collections::BTreeMap::<String, (Vec<IpAddr>, std::time::Instant)>::new();
-        let (mut leading, mut renewed_at) = (false, None::<std::time::Instant>);
-        loop {
-            // Renew (or contend for) the Lease every 2 s; its duration is 15 s.
-            if renewed_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
-                let now_leading = lease.try_lead().await.unwrap_or_else(|e| {
-                    eprintln!("lease: {e}");
-                    false
-                });
-                if now_leading != leading {
-                    println!("{} the leader", if now_leading { "now" } else { "no longer" });
-                    // A new leader checks every Service's status.
-                    dirty |= now_leading;
-                    released.clear();
-                    in_flight.clear();
-                }
-                leading = now_leading;
-                renewed_at = Some(std::time::Instant::now());
-            }
-            if dirty {
-                let (changes, problems) = cluster.sync(&mut store, &mut synced);
-                for p in &problems {
-                    eprintln!("error: {p}");
-                }
-                figures.manifest_errors = synced.problems.len();
-                let work = publish_store(&store, cfg, &changes, &mut publisher, &mut last, &mut figures)?;
-                // Each release is tried once per appearance: an address another manager wrote
-                // into our pool's range is not ours to clear, and must not be retried forever.
-                released.retain(|k| work.release.contains(k));
-                if leading {
-                    for l in &store.services {
-                        let key = sluice_control::compile::key(&l.object);
-                        if let Some(ips) = work.assigned.get(&key) {
-                            if in_flight
-                                .get(&key)
-                                .is_some_and(|(w, at)| w == ips && at.elapsed() < Duration::from_secs(10))
-                            {
-                                continue;
-                            }
-                            match write_load_balancer_status(client.clone(), &l.object, ips).await {
-                                Ok(true) => {
-                                    println!("  status written: {key}");
-                                    in_flight.insert(key, (ips.clone(), std::time::Instant::now()));
-                                }
-                                Ok(false) => {
-                                    in_flight.remove(&key);
-                                }
-                                Err(e) => eprintln!("status of {key}: {e}"),
-                            }
-                        } else if work.release.contains(&key) && released.insert(key.clone()) {
-                            match clear_load_balancer_status(client.clone(), &l.object).await {
-                                Ok(()) => println!("  LoadBalancer address released: {key}"),
-                                Err(e) => eprintln!("status of {key}: {e}"),
-                            }
-                        }
-                    }
-                }
-                dirty = false;
-            }
-            if let Ok(mut p) = page.lock() {
-                *p = metrics::render(&figures, &publisher.reader_stats());
-            }
-            if once {
-                return Ok(());
-            }
-            tokio::select! {
-                _ = cluster.changed() => {
-                    // Let a burst of events (a rollout's slices) land, then compile once.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    dirty = true;
-                }
-                _ = tokio::time::sleep(interval) => {}
-            }
-        }
-    })
+    rt.block_on(follow_cluster(args, cfg))
 }
 
-/// `--lb-pool` values as one IPAddressPool object, as a manifest would give it.
-fn pool_objects(
-    pools: &[String],
-) -> Vec<sluice_control::load::Located<sluice_control::objects::IpAddressPool>> {
-    if pools.is_empty() {
+async fn connect(kubeconfig: Option<&Path>) -> Result<kube::Client, String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc =
+                kube::config::Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => kube::Config::incluster().map_err(|e| format!("in-cluster configuration: {e}"))?,
+    };
+    kube::Client::try_from(config).map_err(|e| format!("kubernetes client: {e}"))
+}
+
+async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
+    let client = connect(args.kubeconfig.as_deref()).await?;
+    let (publisher, metrics) = open_table(&args.table)?;
+    if let Some(endpoint) = metrics_endpoint(args)? {
+        endpoint.spawn(metrics.clone(), Limits::default()).map_err(|e| format!("metrics: {e}"))?;
+    }
+    let mut cluster = Cluster::watch(client.clone());
+    match cluster.watch_pools(client.clone()).await {
+        Ok(true) => info!("watching IPAddressPools (metallb.io/v1beta1)"),
+        Ok(false) => info!("no IPAddressPool resource in this cluster: pools from --lb-pool only"),
+        Err(e) => warn!("IPAddressPools not watched ({e}); pools from --lb-pool only"),
+    }
+    let mut leader = Leader::new(client, args);
+    info!("waiting for every watch to list once");
+    cluster.ready().await;
+    let (mut store, mut synced, mut last) = (Store::default(), Synced::default(), Published::default());
+    store.pools.extend(pool_objects(&args.lb_pools));
+    let (mut pending, mut dirty) = (Changes::default(), true);
+    loop {
+        dirty |= leader.renew().await;
+        if dirty {
+            let (changes, problems) = cluster.sync(&mut store, &mut synced);
+            pending.merge(changes);
+            for p in &problems {
+                warn!("{p}");
+            }
+            let wrong = synced.problems.values().map(Vec::len).sum();
+            metrics.update(|f| f.manifest_errors = wrong);
+            if store.l4_objects() == 0 && wrong > 0 && last.has_table() {
+                // As with a directory of manifests that holds nothing valid.
+                warn!("nothing valid in the cluster: the last good table stays live");
+            } else {
+                let changes = std::mem::take(&mut pending);
+                let work = publish_store(&store, cfg, &changes, &publisher, &mut last, &metrics)?;
+                leader.write_statuses(&store, &work).await;
+            }
+            dirty = false;
+        }
+        if args.once {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = cluster.changed() => {
+                // Let a burst of events (a rollout's slices) land, then compile once.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                dirty = true;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(args.interval_ms)) => {}
+        }
+    }
+}
+
+/// `--lb-pool` values as one pool, as a manifest's IPAddressPool would give it.
+fn pool_objects(ranges: &[AddressRange]) -> Vec<Located<Pool>> {
+    if ranges.is_empty() {
         return Vec::new();
     }
-    let pool = sluice_control::objects::IpAddressPool {
-        api_version: "metallb.io/v1beta1".into(),
-        kind: "IPAddressPool".into(),
-        metadata: sluice_control::objects::ObjectMeta {
-            name: Some("command-line".into()),
-            ..Default::default()
-        },
-        spec: sluice_control::objects::IpAddressPoolSpec {
-            addresses: pools.to_vec(),
-            auto_assign: None,
-            avoid_buggy_ips: None,
-            service_allocation: None,
-        },
-        status: None,
+    let pool = Pool {
+        namespace: String::new(),
+        name: "command-line".into(),
+        ranges: ranges.to_vec(),
+        auto_assign: true,
+        avoid_buggy_ips: false,
     };
-    vec![sluice_control::load::Located { object: pool, file: PathBuf::from("--lb-pool"), line: 0 }]
+    vec![Located { object: pool, file: PathBuf::from("--lb-pool"), line: 0 }]
+}
+
+/// The leader's side of cluster mode: the Lease, and the status writes.
+struct Leader {
+    client: kube::Client,
+    lease: LeaderLease,
+    leading: bool,
+    renewed_at: Option<Instant>,
+    /// Services whose address this process has released: each release is tried once per
+    /// appearance (an address another manager wrote into our pool's range is not ours to clear,
+    /// and must not be retried forever).
+    released: BTreeSet<String>,
+    /// Status written and not yet seen back through the watch: not written again meanwhile
+    /// (another event may compile before the watch brings the Service back), for 10 s.
+    in_flight: BTreeMap<String, (Vec<IpAddr>, Instant)>,
+}
+
+impl Leader {
+    fn new(client: kube::Client, args: &RunArgs) -> Leader {
+        let identity = args.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        let lease = LeaderLease::new(client.clone(), &args.lease_namespace, "sluice-control", &identity, 15);
+        Leader {
+            client,
+            lease,
+            leading: false,
+            renewed_at: None,
+            released: BTreeSet::new(),
+            in_flight: BTreeMap::new(),
+        }
+    }
+
+    /// Renews (or contends for) the Lease every 2 s (its duration is 15 s). True when this
+    /// process has just become the leader: a new leader checks every Service's status.
+    async fn renew(&mut self) -> bool {
+        if self.renewed_at.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+            return false;
+        }
+        let leading = self.lease.try_lead().await.unwrap_or_else(|e| {
+            warn!("lease: {e}");
+            false
+        });
+        let changed = leading != self.leading;
+        if changed {
+            info!("{} the leader", if leading { "now" } else { "no longer" });
+            self.released.clear();
+            self.in_flight.clear();
+        }
+        self.leading = leading;
+        self.renewed_at = Some(Instant::now());
+        changed && leading
+    }
+
+    /// Writes the LoadBalancer addresses of `work` to the Services' status, and releases the
+    /// addresses it names — when this process leads.
+    async fn write_statuses(&mut self, store: &Store, work: &StatusWork) {
+        self.released.retain(|k| work.release.contains(k));
+        if !self.leading {
+            return;
+        }
+        for l in &store.services {
+            let key = l.object.key();
+            if let Some(ips) = work.assigned.get(&key) {
+                if self
+                    .in_flight
+                    .get(&key)
+                    .is_some_and(|(w, at)| w == ips && at.elapsed() < Duration::from_secs(10))
+                {
+                    continue;
+                }
+                match write_load_balancer_status(self.client.clone(), &l.object, ips).await {
+                    Ok(true) => {
+                        info!("status written: {key}");
+                        self.in_flight.insert(key, (ips.clone(), Instant::now()));
+                    }
+                    Ok(false) => {
+                        self.in_flight.remove(&key);
+                    }
+                    Err(e) => error!("status of {key}: {e}"),
+                }
+            } else if work.release.contains(&key) && self.released.insert(key.clone()) {
+                match clear_load_balancer_status(self.client.clone(), &l.object).await {
+                    Ok(()) => info!("LoadBalancer address released: {key}"),
+                    Err(e) => error!("status of {key}: {e}"),
+                }
+            }
+        }
+    }
 }

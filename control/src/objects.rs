@@ -213,7 +213,7 @@ pub struct EndpointPort {
 
 /// core/v1 Pod: its labels, addresses, readiness and container ports (what the endpoint
 /// controller uses). The rest of the spec is checked against the PodSpec field names by
-/// [`crate::load`] rather than modelled.
+/// [`crate::checked`] rather than modelled (and its container ports read there).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(missing_docs)]

@@ -53,10 +53,14 @@ fn publish_once_then_status() {
         .arg(&table.0)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("generation 1: 2 services (+2 -0 ~0), 4 backends (+4)"), "{stdout}");
-    assert!(stdout.contains("LoadBalancer default/web: 198.18.100.10"), "{stdout}");
+    // The log (standard error): one line per publication and per LoadBalancer address.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let line =
+        |fact: &str| log.lines().find(|l| l.contains(fact)).unwrap_or_else(|| panic!("{fact:?} in {log}"));
+    assert!(line("generation 1: 2 services (+2 -0 ~0), 4 backends (+4)").contains(" INFO "), "{log}");
+    line("LoadBalancer default/web: 198.18.100.10");
+    assert!(out.stdout.is_empty(), "run writes its log to standard error only");
     let s = status(&table.0);
     assert!(s.starts_with("generation 1: 2 services, 4 backends"), "{s}");
     assert!(s.contains("default/web:80  [198.18.100.10:80/tcp]  maglev FullNat"), "{s}");
@@ -127,15 +131,16 @@ impl Drop for Control {
 
 /// Starts `sluice-control run` on `manifests`, polling every `interval_ms` (the tests that prove
 /// a prompt reload poll once a minute, so that only inotify or the signal can explain it).
-fn run_control(manifests: &Path, table: &Path, interval_ms: u64, stdout: std::process::Stdio) -> Control {
+/// `log` is where its standard error goes.
+fn run_control(manifests: &Path, table: &Path, interval_ms: u64, log: std::process::Stdio) -> Control {
     let child = Command::new(BIN)
         .args(["run", "--interval-ms", &interval_ms.to_string(), "--metrics-address", "127.0.0.1:0"])
         .args(["--node-address", "198.18.0.1", "--manifests"])
         .arg(manifests)
         .arg("--table")
         .arg(table)
-        .stdout(stdout)
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     Control(child)
@@ -198,10 +203,14 @@ fn serves_metrics_with_the_gateway_workers_counters() {
     use std::io::{BufRead, BufReader, Read, Write};
     let table = Temp::new("metrics");
     let mut control = run_control(&examples("nodeport"), &table.0, 50, std::process::Stdio::piped());
-    let mut lines = BufReader::new(control.0.stdout.take().unwrap()).lines();
+    // The log's first line says where the metrics are.
+    let mut lines = BufReader::new(control.0.stderr.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    let addr =
-        first.strip_prefix("metrics: http://").and_then(|a| a.strip_suffix("/metrics")).unwrap().to_owned();
+    let addr = first
+        .split_once("metrics: http://")
+        .and_then(|(_, a)| a.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("not the metrics address: {first:?}"))
+        .to_owned();
     // A gateway worker registers on the table and publishes its counters.
     let deadline = Instant::now() + Duration::from_secs(10);
     let reader = sluice_table::Reader::open(&table.0).unwrap();
@@ -217,14 +226,18 @@ fn serves_metrics_with_the_gateway_workers_counters() {
     };
     let body = loop {
         let b = scrape();
-        if b.contains("sluice_gateway_rx_frames_total{worker=") {
+        // The counters are read at each scrape, the figures set at each publication: two
+        // moments, so wait for both.
+        if b.contains("sluice_gateway_rx_frames_total{worker=") && b.contains("sluice_control_generation 1\n")
+        {
             break b;
         }
-        assert!(Instant::now() < deadline, "no worker counters in: {b}");
+        assert!(Instant::now() < deadline, "no worker counters or no publication in: {b}");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     assert!(body.contains("sluice_control_generation 1\n"), "{body}");
+    assert!(body.contains("\nsluice_control_table_age_seconds "), "{body}");
     assert!(body.contains("sluice_control_gateway_workers 1\n"), "{body}");
     assert!(
         body.contains(&format!(

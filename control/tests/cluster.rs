@@ -37,6 +37,17 @@ struct State {
     requests: Vec<(String, http::Uri)>,
 }
 
+fn json_response(code: u16, v: Value) -> Response<Body> {
+    Response::builder().status(code).body(Full::new(Bytes::from(v.to_string())).boxed()).unwrap()
+}
+
+fn status_response(code: u16, reason: &str) -> Response<Body> {
+    json_response(
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": reason, "code": code}),
+    )
+}
+
 #[derive(Clone, Default)]
 struct Fake(Arc<Mutex<State>>);
 
@@ -90,85 +101,81 @@ impl Fake {
     async fn handle_write(&self, req: Request<kube::client::Body>) -> Option<Response<Body>> {
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
-        let json = |code: u16, v: Value| {
-            Response::builder().status(code).body(Full::new(Bytes::from(v.to_string())).boxed()).unwrap()
-        };
-        let status = |code: u16, reason: &str| {
-            json(
-                code,
-                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": reason, "code": code}),
-            )
-        };
         const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
         if let Some(rest) = path.strip_prefix(LEASES) {
             let body = req.into_body().collect().await.unwrap().to_bytes();
-            let mut st = self.0.lock().unwrap();
-            let name = rest.trim_start_matches('/').to_owned();
-            return Some(match method.as_str() {
-                "GET" => match st.leases.get(&name) {
-                    Some(l) => json(200, l.clone()),
-                    None => status(404, "NotFound"),
-                },
-                "POST" => {
-                    let mut l: Value = serde_json::from_slice(&body).unwrap();
-                    let name = l["metadata"]["name"].as_str().unwrap().to_owned();
-                    match st.leases.entry(name) {
-                        std::collections::hash_map::Entry::Occupied(_) => status(409, "AlreadyExists"),
-                        std::collections::hash_map::Entry::Vacant(slot) => {
-                            l["metadata"]["resourceVersion"] = json!("1");
-                            slot.insert(l.clone());
-                            json(201, l)
-                        }
-                    }
-                }
-                "PUT" => {
-                    let mut l: Value = serde_json::from_slice(&body).unwrap();
-                    let stored = st.leases.get(&name).cloned().unwrap_or(Value::Null);
-                    if stored["metadata"]["resourceVersion"] != l["metadata"]["resourceVersion"] {
-                        status(409, "Conflict")
-                    } else {
-                        let rv: u64 =
-                            stored["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
-                        l["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
-                        st.leases.insert(name, l.clone());
-                        json(200, l)
-                    }
-                }
-                _ => status(405, "MethodNotAllowed"),
-            });
+            return Some(self.lease(method.as_str(), rest.trim_start_matches('/'), &body));
         }
         if method == "PATCH" && path.ends_with("/status") {
             let body = req.into_body().collect().await.unwrap().to_bytes();
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            // As the API server does: the listed Service takes the applied status (all of it is
-            // ours here), gets a new resourceVersion, and every watch sees it MODIFIED.
-            let mut updated = None;
-            {
-                let mut st = self.0.lock().unwrap();
-                st.patches.push((path.clone(), v.clone()));
-                let parts: Vec<&str> = path.split('/').collect();
-                if let [.., "namespaces", ns, "services", name, "status"] = parts.as_slice()
-                    && let Some((rv, items)) = st.lists.get_mut("services")
-                {
-                    *rv += 1;
-                    for item in items.iter_mut() {
-                        if item["metadata"]["namespace"] == *ns && item["metadata"]["name"] == *name {
-                            item["status"] = v["status"].clone();
-                            item["metadata"]["resourceVersion"] = json!(rv.to_string());
-                            updated = Some(item.clone());
-                        }
+            return Some(self.patch_status(&path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+        }
+        None
+    }
+
+    /// A Lease request: GET, POST (create), PUT (replace, with the resourceVersion read).
+    fn lease(&self, method: &str, name: &str, body: &[u8]) -> Response<Body> {
+        let mut st = self.0.lock().unwrap();
+        match method {
+            "GET" => match st.leases.get(name) {
+                Some(l) => json_response(200, l.clone()),
+                None => status_response(404, "NotFound"),
+            },
+            "POST" => {
+                let mut l: Value = serde_json::from_slice(body).unwrap();
+                let name = l["metadata"]["name"].as_str().unwrap().to_owned();
+                match st.leases.entry(name) {
+                    std::collections::hash_map::Entry::Occupied(_) => status_response(409, "AlreadyExists"),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        l["metadata"]["resourceVersion"] = json!("1");
+                        slot.insert(l.clone());
+                        json_response(201, l)
                     }
                 }
             }
-            let answer = updated.clone().unwrap_or_else(
-                || json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}}),
-            );
-            if let Some(object) = updated {
-                self.event("services", "MODIFIED", object);
+            "PUT" => {
+                let mut l: Value = serde_json::from_slice(body).unwrap();
+                let stored = st.leases.get(name).cloned().unwrap_or(Value::Null);
+                if stored["metadata"]["resourceVersion"] != l["metadata"]["resourceVersion"] {
+                    return status_response(409, "Conflict");
+                }
+                let rv: u64 = stored["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+                l["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+                st.leases.insert(name.to_owned(), l.clone());
+                json_response(200, l)
             }
-            return Some(json(200, answer));
+            _ => status_response(405, "MethodNotAllowed"),
         }
-        None
+    }
+
+    /// A status patch, as the API server applies it: the listed Service takes the applied status
+    /// (all of it is ours here), gets a new resourceVersion, and every watch sees it MODIFIED.
+    fn patch_status(&self, path: &str, v: Value) -> Response<Body> {
+        let mut updated = None;
+        {
+            let mut st = self.0.lock().unwrap();
+            st.patches.push((path.to_owned(), v.clone()));
+            let parts: Vec<&str> = path.split('/').collect();
+            if let [.., "namespaces", ns, "services", name, "status"] = parts.as_slice()
+                && let Some((rv, items)) = st.lists.get_mut("services")
+            {
+                *rv += 1;
+                for item in items.iter_mut() {
+                    if item["metadata"]["namespace"] == *ns && item["metadata"]["name"] == *name {
+                        item["status"] = v["status"].clone();
+                        item["metadata"]["resourceVersion"] = json!(rv.to_string());
+                        updated = Some(item.clone());
+                    }
+                }
+            }
+        }
+        let answer = updated.clone().unwrap_or_else(
+            || json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}}),
+        );
+        if let Some(object) = updated {
+            self.event("services", "MODIFIED", object);
+        }
+        json_response(200, answer)
     }
 
     fn handle(&self, req: Request<kube::client::Body>) -> Response<Body> {
@@ -302,8 +309,8 @@ async fn lists_watches_and_relists_after_410() {
 #[tokio::test(flavor = "current_thread")]
 async fn sync_brings_a_store_up_to_the_watches_one_slice_at_a_time() {
     use sluice_control::cluster::Synced;
-    use sluice_control::compile::{Changes, Compiler};
-    use sluice_control::load::Store;
+    use sluice_control::compile::Compiler;
+    use sluice_control::store::{Changes, Store};
     let fake = Fake::default();
     let mut other = service();
     other["metadata"]["name"] = json!("other");
@@ -350,6 +357,65 @@ async fn sync_brings_a_store_up_to_the_watches_one_slice_at_a_time() {
     assert!(step(&mut store, &mut synced, &mut compiler).is_everything());
 }
 
+/// A cluster's objects pass the same checks as a manifest's: one that fails them is left out and
+/// reported once — `Kind namespace/name: field: message` — while the valid ones still compile;
+/// fixed, it joins.
+#[tokio::test(flavor = "current_thread")]
+async fn an_invalid_object_from_the_cluster_is_left_out_and_reported() {
+    use sluice_control::cluster::Synced;
+    use sluice_control::store::Store;
+    let fake = Fake::default();
+    let mut sticky = service();
+    sticky["metadata"]["name"] = json!("sticky");
+    sticky["spec"]["clusterIP"] = json!("198.19.0.35");
+    sticky["spec"]["sessionAffinity"] = json!("ClientIP");
+    sticky["spec"]["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": 0}});
+    let mut asks = service();
+    asks["metadata"]["name"] = json!("asks");
+    asks["metadata"]["annotations"] = json!({"metallb.io/loadBalancerIPs": "198.18.100.300"});
+    asks["spec"]["type"] = json!("LoadBalancer");
+    asks["spec"]["clusterIP"] = json!("198.19.0.36");
+    fake.set("services", vec![service(), sticky.clone(), asks]);
+    fake.set("endpointslices", vec![slice(&["198.18.1.30"], 1)]);
+    let cluster = Cluster::watch(client(&fake));
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("every store lists");
+    let (mut store, mut synced) = (Store::default(), Synced::default());
+    let (_, mut problems) = cluster.sync(&mut store, &mut synced);
+    problems.sort();
+    assert_eq!(
+        problems,
+        [
+            "Service default/asks: metadata.annotations[metallb.io/loadBalancerIPs]: \"198.18.100.300\" is not an \
+             IP address (give addresses separated by commas: \"198.18.100.10, 2001:db8::10\")",
+            "Service default/sticky: spec.sessionAffinityConfig.clientIP.timeoutSeconds: 0 is outside 1..=86400 \
+             seconds",
+        ]
+    );
+    let names: Vec<&str> = store.services.iter().map(|s| s.object.name.as_str()).collect();
+    assert_eq!(names, ["mysql"], "only the valid Service is in the store");
+    let cfg = Config { node_addrs: vec!["198.18.0.1".parse().unwrap()], ..Config::default() };
+    let spec = compile(&store, &cfg, Generation(1)).spec;
+    let compiled: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(compiled, ["default/mysql:tcp"]);
+    assert_eq!(spec.services[0].backends.len(), 1);
+    // Reported once: a sync that brings nothing new says nothing, and the problems stay known.
+    assert!(cluster.sync(&mut store, &mut synced).1.is_empty());
+    assert_eq!(synced.problems.len(), 2);
+    // Fixed through the watch, the Service joins and its problem goes; the other one's is not
+    // reported again.
+    eventually("the service watch", || fake.watching("services") > 0).await;
+    sticky["spec"]["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": 60}});
+    sticky["metadata"]["resourceVersion"] = json!("2");
+    fake.event("services", "MODIFIED", sticky);
+    eventually("the fixed Service", || cluster.snapshot().0.services.len() == 2).await;
+    let (changes, problems) = cluster.sync(&mut store, &mut synced);
+    assert!(changes.is_everything());
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(synced.problems.keys().collect::<Vec<_>>(), ["Service default/asks"]);
+    let sticky = store.services.iter().find(|s| s.object.name == "sticky").expect("sticky joined");
+    assert_eq!(sticky.object.affinity, sluice_model::service::Affinity::new(60));
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_leader_holds_a_lease_and_writes_status_only_when_it_changes() {
     use sluice_control::leader::{LeaderLease, write_load_balancer_status};
@@ -376,10 +442,11 @@ async fn the_leader_holds_a_lease_and_writes_status_only_when_it_changes() {
     }
 
     // Status: written once by server-side apply, not again once the Service says it.
-    let mut web: sluice_control::objects::Service = serde_json::from_value(json!({
+    let web: sluice_control::objects::Service = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}))
     .unwrap();
+    let mut web = sluice_control::checked::service(web).unwrap();
     let ip: std::net::IpAddr = "198.18.100.10".parse().unwrap();
     assert!(write_load_balancer_status(client(&fake), &web, &[ip]).await.unwrap());
     {
@@ -392,10 +459,8 @@ async fn the_leader_holds_a_lease_and_writes_status_only_when_it_changes() {
             json!([{"ip": "198.18.100.10", "ipMode": "VIP"}])
         );
     }
-    web.status = serde_json::from_value(
-        json!({"loadBalancer": {"ingress": [{"ip": "198.18.100.10", "ipMode": "VIP"}]}}),
-    )
-    .unwrap();
+    // The status the watch brings back.
+    web.status_ips = vec![ip];
     assert!(!write_load_balancer_status(client(&fake), &web, &[ip]).await.unwrap(), "no write storm");
     assert_eq!(fake.0.lock().unwrap().patches.len(), 1);
 }
@@ -452,12 +517,20 @@ impl Drop for Child {
     }
 }
 
-/// The `sluice-control` binary in cluster mode, end to end: it lists and watches the fake over
-/// HTTP, publishes the table, takes the Lease, writes the LoadBalancer Service's status, releases
-/// the address of a Service that stopped being a LoadBalancer, and follows a watch event.
-#[tokio::test(flavor = "current_thread")]
-async fn the_binary_runs_against_the_fake_cluster() {
-    let fake = Fake::default();
+/// The EndpointSlice of the binary test's `web` Service.
+fn web_slice(addrs: &[&str], rv: u64) -> Value {
+    let endpoints: Vec<Value> =
+        addrs.iter().map(|a| json!({"addresses": [a], "conditions": {"ready": true}})).collect();
+    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+           "metadata": {"name": "web-x1", "namespace": "default", "uid": "e2", "resourceVersion": rv.to_string(),
+                        "labels": {"kubernetes.io/service-name": "web"}},
+           "addressType": "IPv4", "endpoints": endpoints,
+           "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
+}
+
+/// The binary test's cluster: a LoadBalancer Service `web` with a slice, a Service `old` whose
+/// status still holds an address of the pool, an invalid Service `bad`, and a MetalLB pool.
+fn binary_cluster(fake: &Fake) {
     let web = json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "web", "namespace": "default", "uid": "w1", "resourceVersion": "1"},
         "spec": {"type": "LoadBalancer", "clusterIP": "198.19.0.40", "selector": {"app": "web"},
@@ -468,16 +541,13 @@ async fn the_binary_runs_against_the_fake_cluster() {
         "spec": {"type": "ClusterIP", "clusterIP": "198.19.0.41", "sessionAffinity": "None",
                  "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]},
         "status": {"loadBalancer": {"ingress": [{"ip": "198.18.100.3", "ipMode": "VIP"}]}}});
-    let web_slice = |addrs: &[&str], rv: u64| {
-        let endpoints: Vec<Value> =
-            addrs.iter().map(|a| json!({"addresses": [a], "conditions": {"ready": true}})).collect();
-        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-               "metadata": {"name": "web-x1", "namespace": "default", "uid": "e2", "resourceVersion": rv.to_string(),
-                            "labels": {"kubernetes.io/service-name": "web"}},
-               "addressType": "IPv4", "endpoints": endpoints,
-               "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
-    };
-    fake.set("services", vec![web, old]);
+    // Left out of the table, and reported in the log.
+    let bad = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "bad", "namespace": "default", "uid": "b1", "resourceVersion": "3"},
+        "spec": {"type": "ClusterIP", "clusterIP": "198.19.0.42", "sessionAffinity": "ClientIP",
+                 "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}},
+                 "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]}});
+    fake.set("services", vec![web, old, bad]);
     fake.set(
         "ipaddresspools",
         vec![json!({"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
@@ -489,12 +559,11 @@ async fn the_binary_runs_against_the_fake_cluster() {
     for key in ["secrets", "ingresses", "ingressclasses"] {
         fake.set(key, vec![]);
     }
-    let addr = serve(fake.clone()).await;
+}
 
-    let dir = TempDir(std::env::temp_dir().join(format!("sluice-cluster-bin-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let dir = &dir.0;
+/// Starts `sluice-control run` against the API server at `addr`, with its kubeconfig, table and
+/// log (standard error) in `dir`.
+fn start_binary(addr: std::net::SocketAddr, dir: &std::path::Path) -> Child {
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -505,22 +574,37 @@ async fn the_binary_runs_against_the_fake_cluster() {
         ),
     )
     .unwrap();
-    let table = dir.join("table");
-    let bin = env!("CARGO_BIN_EXE_sluice-control");
-    let _child = Child(
-        std::process::Command::new(bin)
+    Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice-control"))
             .args(["run", "--kubeconfig"])
             .arg(&kubeconfig)
             .arg("--table")
-            .arg(&table)
+            .arg(dir.join("table"))
             .args(["--node-address", "198.18.0.1", "--identity", "gw-test"])
             .args(["--metrics-address", "127.0.0.1:0", "--interval-ms", "100"])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("control.log")).unwrap())
             .spawn()
             .unwrap(),
-    );
+    )
+}
+
+/// The `sluice-control` binary in cluster mode, end to end: it lists and watches the fake over
+/// HTTP, publishes the table, takes the Lease, writes the LoadBalancer Service's status, releases
+/// the address of a Service that stopped being a LoadBalancer, follows a watch event, and
+/// reports an invalid Service in its log, once, leaving it out.
+#[tokio::test(flavor = "current_thread")]
+async fn the_binary_runs_against_the_fake_cluster() {
+    let fake = Fake::default();
+    binary_cluster(&fake);
+    let addr = serve(fake.clone()).await;
+    let dir = TempDir(std::env::temp_dir().join(format!("sluice-cluster-bin-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let _child = start_binary(addr, &dir.0);
+    let table = dir.0.join("table");
     let status = || {
+        let bin = env!("CARGO_BIN_EXE_sluice-control");
         let out = std::process::Command::new(bin).args(["status", "--table"]).arg(&table).output().unwrap();
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     };
@@ -533,12 +617,8 @@ async fn the_binary_runs_against_the_fake_cluster() {
     })
     .await;
     eventually("the Lease", || {
-        fake.0
-            .lock()
-            .unwrap()
-            .leases
-            .get("sluice-control")
-            .is_some_and(|l| l["spec"]["holderIdentity"] == "gw-test")
+        let st = fake.0.lock().unwrap();
+        st.leases.get("sluice-control").is_some_and(|l| l["spec"]["holderIdentity"] == "gw-test")
     })
     .await;
     eventually("web's status", || patched("/api/v1/namespaces/default/services/web/status").is_some()).await;
@@ -552,7 +632,26 @@ async fn the_binary_runs_against_the_fake_cluster() {
     fake.event("endpointslices", "MODIFIED", web_slice(&["198.18.1.61", "198.18.1.62"], 4));
     eventually("the new endpoint published", || status().is_some_and(|s| s.contains("198.18.1.62:8080")))
         .await;
-    // Every request the binary made is one deploy/kubernetes grants.
+    // The invalid Service: reported once, as a warning naming its field; not in the table.
+    let log = std::fs::read_to_string(dir.0.join("control.log")).unwrap();
+    let reported: Vec<&str> = log.lines().filter(|l| l.contains("Service default/bad: ")).collect();
+    assert_eq!(reported.len(), 1, "{log}");
+    assert!(reported[0].contains(" WARN "), "{log}");
+    let why = "Service default/bad: spec.sessionAffinityConfig.clientIP.timeoutSeconds: 0 is outside 1..=86400 seconds";
+    assert!(reported[0].ends_with(why), "{log}");
+    assert!(!status().unwrap().contains("default/bad"));
+    assert_every_request_granted(&fake);
+    // Our own status writes came back through the watch: nothing was written twice.
+    let mut writes: Vec<String> = fake.0.lock().unwrap().patches.iter().map(|(p, _)| p.clone()).collect();
+    writes.sort();
+    assert_eq!(
+        writes,
+        ["/api/v1/namespaces/default/services/old/status", "/api/v1/namespaces/default/services/web/status"]
+    );
+}
+
+/// Every request the fake served is one deploy/kubernetes grants.
+fn assert_every_request_granted(fake: &Fake) {
     let allowed = rbac_rules();
     let requests = fake.0.lock().unwrap().requests.clone();
     assert!(requests.len() > 5, "{requests:?}");
@@ -563,13 +662,6 @@ async fn the_binary_runs_against_the_fake_cluster() {
             "{method} {uri} needs {need:?}, which deploy/kubernetes does not grant"
         );
     }
-    // Our own status writes came back through the watch: nothing was written twice.
-    let mut writes: Vec<String> = fake.0.lock().unwrap().patches.iter().map(|(p, _)| p.clone()).collect();
-    writes.sort();
-    assert_eq!(
-        writes,
-        ["/api/v1/namespaces/default/services/old/status", "/api/v1/namespaces/default/services/web/status"]
-    );
 }
 
 /// (apiGroup, resource, verb) granted by the ClusterRole and Role of deploy/kubernetes.
@@ -649,6 +741,6 @@ async fn pools_are_watched_where_served_and_not_waited_for_elsewhere() {
     let (store, problems) = cluster.snapshot();
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(store.pools.len(), 1);
-    assert_eq!(store.pools[0].object.spec.addresses, ["198.18.100.8/30"]);
-    assert_eq!(store.pools[0].object.spec.avoid_buggy_ips, Some(true));
+    assert_eq!(store.pools[0].object.ranges, ["198.18.100.8/30".parse().unwrap()]);
+    assert!(store.pools[0].object.avoid_buggy_ips);
 }

@@ -6,9 +6,10 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use sluice_control::compile::{Changes, Compiler, Config, compile};
-use sluice_control::load::{Loaded, Located, Store, load_str};
-use sluice_control::objects::{EndpointSlice, Pod};
+use sluice_control::checked::{EndpointSlice, Pod};
+use sluice_control::compile::{Compiler, Config, compile};
+use sluice_control::load::{Loaded, load_str};
+use sluice_control::store::{Changes, Located, Store};
 use sluice_model::service::Generation;
 
 fn load(yaml: &str) -> Loaded {

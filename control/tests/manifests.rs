@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use sluice_control::checked::{ServiceType, TrafficPolicy};
 use sluice_control::compile::{Compiled, Config, compile};
 use sluice_control::load::{Loaded, load_dir};
 use sluice_model::Addr;
@@ -135,8 +136,7 @@ fn blue_green_follows_the_selector() {
         vec![("198.18.1.41".into(), 8080), ("198.18.1.42".into(), 8080)]
     );
     // Switch the selector to the new version, as `kubectl apply` of the edited Service would.
-    let svc = &mut l.store.services[0].object;
-    svc.spec.selector.as_mut().unwrap().insert("version".into(), "v1.0.1".into());
+    l.store.services[0].object.selector.insert("version".into(), "v1.0.1".into());
     let c = compile(&l.store, &cfg(), Generation(2));
     assert_eq!(
         backends(one(&c, "default/petclinic:http")),
@@ -186,12 +186,13 @@ fn compile_is_deterministic() {
 #[test]
 fn external_traffic_policy_local_keeps_the_client_address_and_local_endpoints() {
     let mut l = load_clean("nodeport");
-    l.store.services[0].object.spec.external_traffic_policy = Some("Local".into());
-    l.store.services[0].object.spec.cluster_ip = Some("198.19.0.80".into());
+    let svc = &mut l.store.services[0].object;
+    svc.external_traffic_policy = TrafficPolicy::Local;
+    svc.cluster_ips = vec!["198.19.0.80".parse().unwrap()];
     // Only petclinic-2 runs on this gateway's node.
     for p in &mut l.store.pods {
-        let node = if p.object.metadata.name.as_deref() == Some("petclinic-2") { "gw-1" } else { "worker-9" };
-        p.object.spec.insert("nodeName".into(), serde_norway::Value::String(node.into()));
+        let node = if p.object.name == "petclinic-2" { "gw-1" } else { "worker-9" };
+        p.object.node_name = Some(node.into());
     }
     let c = compile(&l.store, &cfg(), Generation(1));
     let ext = one(&c, "default/petclinic:http (external, local)");
@@ -220,8 +221,7 @@ fn the_seeds_mistakes_are_each_reported_and_the_rest_loads() {
         "tabs.yaml:4: indented with a tab: YAML allows only spaces for indentation (replace each tab with spaces)",
     ];
     assert_eq!(got, want);
-    let names: Vec<&str> =
-        l.store.services.iter().filter_map(|s| s.object.metadata.name.as_deref()).collect();
+    let names: Vec<&str> = l.store.services.iter().map(|s| s.object.name.as_str()).collect();
     assert_eq!(names, vec!["fine"], "the valid Service still loads");
 }
 
@@ -260,30 +260,29 @@ fn legacy_endpoints_feed_a_selectorless_service_without_slices() {
 #[test]
 fn addresses_are_released_when_a_service_stops_being_ours() {
     let mut store = load_clean("loadbalancer").store;
-    let status =
-        |ip: &str| serde_json::from_value(serde_json::json!({"loadBalancer": {"ingress": [{"ip": ip}]}}));
+    let status = |ip: &str| vec![ip.parse::<IpAddr>().unwrap()];
     for l in &mut store.services {
         let s = &mut l.object;
-        match s.metadata.name.as_deref() {
+        match s.name.as_str() {
             // Was a LoadBalancer with .10, is a ClusterIP now.
-            Some("web") => {
-                s.spec.type_ = Some("ClusterIP".into());
-                s.status = status("198.18.100.10").unwrap();
+            "web" => {
+                s.service_type = ServiceType::ClusterIp;
+                s.status_ips = status("198.18.100.10");
             }
             // Keeps its address: still ours.
-            Some("dns") => s.status = status("198.18.100.15").unwrap(),
+            "dns" => s.status_ips = status("198.18.100.15"),
             _ => {}
         }
     }
     let mut other = store.services[0].clone();
-    other.object.metadata.name = Some("elsewhere".into());
-    other.object.spec.type_ = Some("LoadBalancer".into());
-    other.object.spec.load_balancer_class = Some("example.com/other".into());
-    other.object.status = status("198.18.200.1").unwrap();
+    other.object.name = "elsewhere".into();
+    other.object.service_type = ServiceType::LoadBalancer;
+    other.object.load_balancer_class = Some("example.com/other".into());
+    other.object.status_ips = status("198.18.200.1");
     store.services.push(other.clone());
     let mut moved = other;
-    moved.object.metadata.name = Some("moved".into());
-    moved.object.status = status("198.18.100.12").unwrap();
+    moved.object.name = "moved".into();
+    moved.object.status_ips = status("198.18.100.12");
     store.services.push(moved);
 
     let c = compile(&store, &cfg(), Generation(1));

@@ -7,8 +7,8 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{Value, json};
+use sluice_control::checked::{self, Service};
 use sluice_control::leader::{LeaderLease, clear_load_balancer_status, write_load_balancer_status};
-use sluice_control::objects::Service;
 use tower_test::mock::{self, Handle};
 
 type MockHandle = Handle<Request<Body>, Response<Body>>;
@@ -37,12 +37,13 @@ fn api_status(code: u16, reason: &str) -> Value {
 }
 
 fn web() -> Service {
-    serde_json::from_value(json!({
+    let raw = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "web", "namespace": "shop"},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}
     }))
-    .expect("a Service")
+    .expect("a Service");
+    checked::service(raw).expect("a valid Service")
 }
 
 /// Runs `call` while `serve` answers the requests it makes; both bounded in time.
@@ -89,8 +90,7 @@ async fn status_is_written_by_server_side_apply() {
 async fn status_already_right_is_not_written() {
     let (client, mut handle) = mock_client();
     let mut svc = web();
-    svc.status =
-        serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "198.18.100.1"}]}})).unwrap();
+    svc.status_ips = vec!["198.18.100.1".parse().unwrap()];
     // A request would wait forever for the mock to answer: the timeout turns that into a failure.
     let ips = ["198.18.100.1".parse().unwrap()];
     let write = write_load_balancer_status(client, &svc, &ips);
@@ -191,8 +191,7 @@ async fn a_live_lease_of_another_holder_is_left_alone() {
 async fn a_release_applies_an_empty_status_as_our_manager() {
     let (client, mut handle) = mock_client();
     let mut svc = web();
-    svc.status =
-        serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "198.18.100.1"}]}})).unwrap();
+    svc.status_ips = vec!["198.18.100.1".parse().unwrap()];
     let out = exchange(clear_load_balancer_status(client, &svc), async {
         let (req, reply) = handle.next_request().await.expect("a request");
         assert_eq!(req.method(), "PATCH");

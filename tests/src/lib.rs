@@ -523,7 +523,9 @@ impl Sandbox {
         self.procs.push(Proc { name: "control".into(), child });
         self.wait_generation(1)?;
         let log = self.log("control");
-        self.metrics = log.lines().find_map(|l| l.strip_prefix("metrics: ")).map(str::to_owned);
+        // A log line (after the time, level and target): `metrics: http://127.0.0.1:PORT/metrics`.
+        self.metrics =
+            log.lines().find_map(|l| l.split_once("metrics: http://")).map(|(_, a)| format!("http://{a}"));
         Ok(())
     }
 
@@ -565,7 +567,7 @@ impl Sandbox {
     /// Control's metrics page.
     pub fn metrics(&self) -> String {
         let Some(url) = &self.metrics else { return String::new() };
-        run(&["curl", "-s", "-m", "2", &format!("{url}/metrics")])
+        run(&["curl", "-s", "-m", "2", url])
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
     }

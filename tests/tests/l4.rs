@@ -184,7 +184,7 @@ fn two_queues_hand_each_frame_to_the_worker_that_owns_its_flow() {
     let log = sb.log("control");
     let vip = log
         .lines()
-        .find_map(|l| l.trim().strip_prefix("LoadBalancer default/web-local: "))
+        .find_map(|l| l.split_once("LoadBalancer default/web-local: ").map(|(_, vip)| vip.trim()))
         .unwrap_or_else(|| panic!("web-local's address in control's log:\n{log}"))
         .to_owned();
     let seen = spread(&sb, &format!("http://{vip}/"), 30);

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use etherparse::PacketBuilder;
 use sluice_control::compile::{Config, compile};
-use sluice_control::load::{Store, load_dir};
+use sluice_control::load::load_dir;
+use sluice_control::store::Store;
 use sluice_lb::engine::Config as L4Config;
 use sluice_model::Addr;
 use sluice_model::image;
@@ -169,7 +170,7 @@ fn scenario_4_blue_green_switch_keeps_established_connections() {
     let (blue, _) = g.tcp([198, 18, 2, 1], 1000, NODE, 31080, true).unwrap();
     assert!(blue == ip("198.18.1.41") || blue == ip("198.18.1.42"));
     // `kubectl apply` of the Service with version: v1.0.1.
-    s.services[0].object.spec.selector.as_mut().unwrap().insert("version".into(), "v1.0.1".into());
+    s.services[0].object.selector.insert("version".into(), "v1.0.1".into());
     g.publish(&s);
     assert_eq!(
         g.tcp([198, 18, 2, 1], 1000, NODE, 31080, false).unwrap().0,

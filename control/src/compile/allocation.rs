@@ -1,0 +1,191 @@
+//! LoadBalancer addresses for every LoadBalancer Service of our class, by MetalLB's rules
+//! (`KUBERNETES.md` §8.1), in this order:
+//!
+//! 1. **held**: an address a Service's `status` already holds stays its own (unless the Service
+//!    now asks for others, or the address is no longer in a pool or is taken);
+//! 2. **asked**: `metallb.io/loadBalancerIPs`, else `spec.loadBalancerIP` — a Service whose ask
+//!    cannot be had gets no other address;
+//! 3. **auto-assigned**: the rest, in name order, the first free address of the first
+//!    auto-assigning pool with room, or of the pool `metallb.io/address-pool` names;
+//! 4. **released**: Services holding an address of our pools that are no longer ours to serve.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::Config;
+use crate::checked::{POOL_ANNOTATION, Pool, Service, ServiceType};
+use crate::store::Store;
+
+/// What allocation decided.
+pub(super) struct Allocated {
+    /// LoadBalancer addresses by `namespace/name`.
+    pub(super) addresses: BTreeMap<String, Vec<IpAddr>>,
+    /// Services (`namespace/name`) whose address is to be released.
+    pub(super) release: Vec<String>,
+}
+
+/// Allocates the addresses of `services` (in namespace/name order) from the store's pools.
+pub(super) fn allocate(
+    store: &Store,
+    cfg: &Config,
+    services: &[&Service],
+    notes: &mut Vec<String>,
+) -> Allocated {
+    let ours: Vec<&Service> = services
+        .iter()
+        .copied()
+        .filter(|s| {
+            s.service_type == ServiceType::LoadBalancer && s.load_balancer_class == cfg.load_balancer_class
+        })
+        .collect();
+    let mut a = Allocation {
+        pools: Pools::new(store),
+        taken: BTreeSet::new(),
+        out: BTreeMap::new(),
+        refused: BTreeSet::new(),
+        notes,
+    };
+    a.keep_held(&ours);
+    a.grant_asks(&ours);
+    a.auto_assign(&ours);
+    let release = a.releases(services);
+    Allocated { addresses: a.out, release }
+}
+
+/// MetalLB's `avoidBuggyIPs`: an IPv4 address ending in .0 or .255 (old clients take them for
+/// network or broadcast addresses).
+fn buggy(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V4(v4) if matches!(v4.octets()[3], 0 | 255))
+}
+
+/// The address pools, in name order.
+struct Pools<'a>(Vec<&'a Pool>);
+
+impl<'a> Pools<'a> {
+    fn new(store: &'a Store) -> Pools<'a> {
+        let mut pools: Vec<&Pool> = store.pools.iter().map(|l| &l.object).collect();
+        pools.sort_by(|a, b| a.name.cmp(&b.name));
+        Pools(pools)
+    }
+
+    /// Whether a pool may give `a`.
+    fn hold(&self, a: IpAddr) -> bool {
+        self.0.iter().any(|p| !(p.avoid_buggy_ips && buggy(a)) && p.ranges.iter().any(|r| r.contains(a)))
+    }
+
+    fn named(&self, name: &str) -> Option<&Pool> {
+        self.0.iter().copied().find(|p| p.name == name)
+    }
+
+    /// The first address not `taken` of the pool `named`, else of the auto-assigning pools.
+    fn free(&self, named: Option<&str>, taken: &BTreeSet<IpAddr>) -> Option<IpAddr> {
+        self.0
+            .iter()
+            .filter(|p| named.map_or(p.auto_assign, |want| want == p.name))
+            .flat_map(|p| p.ranges.iter().map(move |r| (r, p.avoid_buggy_ips)))
+            // Lazily: fewer addresses than are taken are passed over before a free one, however
+            // vast an IPv6 range is.
+            .find_map(|(r, avoid)| r.addresses().find(|a| !(taken.contains(a) || (avoid && buggy(*a)))))
+    }
+}
+
+/// An allocation under way.
+struct Allocation<'a, 'n> {
+    pools: Pools<'a>,
+    taken: BTreeSet<IpAddr>,
+    out: BTreeMap<String, Vec<IpAddr>>,
+    /// Services whose ask could not be had: they get no other address.
+    refused: BTreeSet<String>,
+    notes: &'n mut Vec<String>,
+}
+
+impl Allocation<'_, '_> {
+    /// Gives `a` to `s` if a pool holds it and nobody has it.
+    fn claim(&mut self, s: &Service, a: IpAddr) -> bool {
+        let key = s.key();
+        if !self.pools.hold(a) {
+            self.notes.push(format!(
+                "Service {key}: LoadBalancer address {a} is in no IPAddressPool; not assigned"
+            ));
+            false
+        } else if !self.taken.insert(a) {
+            self.notes.push(format!("Service {key}: LoadBalancer address {a} is already taken"));
+            false
+        } else {
+            self.out.entry(key).or_default().push(a);
+            true
+        }
+    }
+
+    /// Held addresses stay, unless the Service now asks for others.
+    fn keep_held(&mut self, ours: &[&Service]) {
+        for s in ours {
+            let same_ask = s.asked_ips().is_none_or(|mut asked| {
+                let mut held = s.status_ips.clone();
+                asked.sort();
+                held.sort();
+                asked == held
+            });
+            if same_ask {
+                for &a in &s.status_ips {
+                    // An address no longer valid (pool changed, conflict) is given up for a new one.
+                    self.claim(s, a);
+                }
+            }
+        }
+    }
+
+    /// Explicit asks, all or nothing.
+    fn grant_asks(&mut self, ours: &[&Service]) {
+        for s in ours {
+            if self.out.contains_key(&s.key()) {
+                continue;
+            }
+            if let Some(asked) = s.asked_ips() {
+                let mut all = !asked.is_empty();
+                for a in asked {
+                    all &= self.claim(s, a);
+                }
+                if !all {
+                    self.refused.insert(s.key());
+                }
+            }
+        }
+    }
+
+    /// The rest, from the pool they name or the auto-assigning pools.
+    fn auto_assign(&mut self, ours: &[&Service]) {
+        for s in ours {
+            let key = s.key();
+            if self.out.contains_key(&key) || self.refused.contains(&key) {
+                continue;
+            }
+            let named = s.address_pool.as_deref();
+            if let Some(name) = named
+                && self.pools.named(name).is_none()
+            {
+                self.notes.push(format!("Service {key}: {POOL_ANNOTATION}: no IPAddressPool named {name:?}"));
+                continue;
+            }
+            match self.pools.free(named, &self.taken) {
+                Some(a) => {
+                    self.taken.insert(a);
+                    self.out.insert(key, vec![a]);
+                }
+                None => self
+                    .notes
+                    .push(format!("Service {key}: no free LoadBalancer address in any IPAddressPool")),
+            }
+        }
+    }
+
+    /// Services given no address whose status holds one of our pools'.
+    fn releases(&self, services: &[&Service]) -> Vec<String> {
+        services
+            .iter()
+            .filter(|s| !self.out.contains_key(&s.key()))
+            .filter(|s| s.status_ips.iter().any(|a| self.pools.hold(*a)))
+            .map(|s| s.key())
+            .collect()
+    }
+}
