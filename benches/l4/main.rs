@@ -1,7 +1,8 @@
 //! `benches/run l4`: Sluice's L4 forwarding against the plain AF_XDP forwarding loop (the ceiling
-//! on this path) and against the kernel doing kube-proxy's job with nftables, in one run, with the
-//! same generator and frames, each side's forwarding on the same core, and the CPU time each core
-//! consumed.
+//! on this path) and against the kernel doing kube-proxy's job with nftables — as kube-proxy
+//! writes it, and with a flowtable as an operator who tuned the kernel would add — in one run,
+//! with the same generator and frames, each side's forwarding on the same core, and the CPU time
+//! each core consumed.
 //!
 //! Topology: two namespaces joined by one veth pair. `gen` (g0) holds the generator, the
 //! backends' addresses (nginx for the connection-rate runs) and the sink, an XDP program on g0
@@ -19,7 +20,7 @@
 //!   connection-rate runs, are pinned here too.
 //! - core 1 ([`DUT_CORE`]): the forwarding. For the AF_XDP DUTs their thread (the plain loop,
 //!   Sluice's worker) with the copy-mode transmit inside its `sendto`; for the kernel peers the
-//!   NET_RX softirq working through core 1's backlog: netfilter,
+//!   NET_RX softirq working through core 1's backlog: netfilter (the flowtable's ingress hook),
 //!   conntrack, routing and the transmit. Every DUT's transmit to g0 runs the sink's receive on
 //!   core 1 as well.
 //!
@@ -31,7 +32,9 @@
 //! which each row gives Mpps per CPU-second of core 1 and of both cores. These are whole cores:
 //! anything else running there counts too, so they mean something on a quiet machine only.
 //!
-//! Known limits: the AF_XDP DUTs poll while frames arrive, so their core 1 is busy whatever the
+//! Known limits: the flowtable peer needs a kernel with nftables flowtables
+//! (`CONFIG_NF_FLOW_TABLE`); where the kernel refuses one, its rows say so and its RESULT figures
+//! are `null`. The AF_XDP DUTs poll while frames arrive, so their core 1 is busy whatever the
 //! rate; the kernel's softirq takes only what the frames need.
 //!
 //! Subcommands (the orchestrator runs the others inside the namespaces):
@@ -275,7 +278,8 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
         b.stop(gateway);
         b.stop(control);
         let nft = b.kernel_peer(KernelPeer::Nft, repeat)?;
-        Some(Full { sluice, kernels: [nft] })
+        let flowtable = b.kernel_peer(KernelPeer::Flowtable, repeat)?;
+        Some(Full { sluice, kernels: [nft, flowtable] })
     };
     let report = Report { repeat, seconds, placement: b.placement, ab, full };
     report.print_table();
@@ -329,23 +333,23 @@ impl Placement {
             Placement::Rps => &[
                 "where the work ran (veth runs a receive in the softirq of the core that sent the frame):",
                 "  core 0  the generator, and d0's receive softirq: for (a)(b) the XDP program and the copy into the",
-                "          UMEM; for (c) veth's NAPI and GRO, then RPS (d0's rps_cpus = core 1) hands each packet on",
+                "          UMEM; for (c)(d) veth's NAPI and GRO, then RPS (d0's rps_cpus = core 1) hands each packet on",
                 "  core 1  the forwarding: (a)(b) the DUT's thread, with the copy-mode transmit inside its sendto;",
-                "          (c) NET_RX softirq on core 1's backlog: netfilter, conntrack, routing, transmit;",
+                "          (c)(d) NET_RX softirq on core 1's backlog: netfilter, conntrack, routing, transmit;",
                 "          in every row also the sink's receive on g0, which the DUT's transmit runs",
             ],
             Placement::SenderCore => &[
                 "where the work ran (veth runs a receive in the softirq of the core that sent the frame):",
                 "  core 0  the generator, and d0's receive softirq (no RPS: SLUICE_BENCH_NO_RPS): for (a)(b) the XDP",
-                "          program and the copy into the UMEM; for (c) the kernel's whole forwarding path and the",
+                "          program and the copy into the UMEM; for (c)(d) the kernel's whole forwarding path and the",
                 "          sink's receive",
                 "  core 1  (a)(b) the DUT's thread, with the copy-mode transmit inside its sendto and the sink's",
-                "          receive; (c) nothing of theirs",
+                "          receive; (c)(d) nothing of theirs",
             ],
             Placement::ThreadedNapi => &[
                 "where the work ran (SLUICE_BENCH_THREADED_NAPI; it stalls on this kind of VM: benches/README):",
                 "  core 0  the generator",
-                "  core 1  d0's NAPI in a kernel thread: every DUT's receive; (a)(b) the DUT's thread; (c) the",
+                "  core 1  d0's NAPI in a kernel thread: every DUT's receive; (a)(b) the DUT's thread; (c)(d) the",
                 "          kernel's whole forwarding path; in every row the sink's receive",
             ],
         }
@@ -626,9 +630,17 @@ impl Bench {
 
     /// One kernel peer, in a clean DUT namespace (no rules and no conntrack entries of the other
     /// peer): its rules loaded, then established UDP flows, short connections and new flows.
+    /// The flowtable peer comes back as not measured (its `runs` an `Err` saying why) where the
+    /// kernel refuses a flowtable.
     fn kernel_peer(&self, peer: KernelPeer, repeat: usize) -> Result<Kernel, String> {
         self.must("dut", &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         self.must("dut", &["nft", "flush", "ruleset"])?;
+        if peer == KernelPeer::Flowtable
+            && let Err(why) = self.probe_flowtable()
+        {
+            eprintln!("{}: not measured: {why}", peer.name());
+            return Ok(Kernel { peer, runs: Err(why) });
+        }
         let rules = self.dir.path().join(format!("{}.nft", peer.stem()));
         std::fs::write(&rules, peer.rules()).map_err(|e| e.to_string())?;
         self.must("dut", &["nft", "-f", &rules.to_string_lossy()])?;
@@ -636,6 +648,9 @@ impl Bench {
         eprintln!("{} …", peer.name());
         let udp = self.series(false, repeat, "afxdp")?;
         let mut notes = Vec::new();
+        if peer == KernelPeer::Flowtable {
+            notes.push(self.fast_path(&udp));
+        }
         self.debug_kernel();
         let cps = self.cps();
         eprintln!("{}, every frame a new flow …", peer.name());
@@ -646,6 +661,52 @@ impl Bench {
             .unwrap_or_default();
         notes.push(format!("{}: nf_conntrack_max {ct_max}", peer.short()));
         Ok(Kernel { peer, runs: Ok(KernelRuns { udp, rest: Rest { new_flows, cps }, notes }) })
+    }
+
+    /// Whether the kernel takes an nftables flowtable on d0 (the probe's table is deleted again);
+    /// if not, why.
+    fn probe_flowtable(&self) -> Result<(), String> {
+        let probe = self.dir.path().join("probe.nft");
+        // nft wants a newline (or a semicolon) after the flowtable's block.
+        let text =
+            "table inet sluice_probe {\n  flowtable ft { hook ingress priority 0; devices = { d0 }; }\n}\n";
+        std::fs::write(&probe, text).map_err(|e| e.to_string())?;
+        let out = self.exec("dut", &["nft", "-f", &probe.to_string_lossy()])?;
+        if out.status.success() {
+            return self.must("dut", &["nft", "delete", "table", "inet", "sluice_probe"]);
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let said = err.lines().find_map(|l| l.split_once("Error: ").map(|x| x.1)).unwrap_or(err.trim());
+        // A kernel built without flowtables answers ENOENT, which says little; its config says why.
+        let config =
+            run(&["sh", "-c", "zcat /proc/config.gz | grep -qx '# CONFIG_NF_FLOW_TABLE is not set'"])
+                .is_ok_and(|o| o.status.success());
+        let why = if config { "; /proc/config.gz: CONFIG_NF_FLOW_TABLE is not set" } else { "" };
+        Err(format!("the kernel refused an nftables flowtable on d0 (nft: {said}{why})"))
+    }
+
+    /// Whether (d)'s flows took the flowtable's fast path: the packets its forward chain (the
+    /// slow path: a flowtable hit skips it) counted over the UDP runs, warm-ups included,
+    /// against the frames the sink counted in the measured windows alone; and how many of
+    /// conntrack's entries are marked `[OFFLOAD]`.
+    fn fast_path(&self, udp: &Series) -> String {
+        let stdout = |args: &[&str]| {
+            self.exec("dut", args)
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let chain = stdout(&["nft", "list", "chain", "inet", "filter", "forward"]);
+        let slow = chain.split("counter packets ").nth(1).and_then(|r| r.split_whitespace().next());
+        let ct = stdout(&["conntrack", "-L"]);
+        let offloaded = ct.lines().filter(|l| l.contains("[OFFLOAD]")).count();
+        format!(
+            "(d) fast path: its forward chain (the slow path) saw {} packets over the UDP runs, warm-ups \
+             included, while the sink counted {:.0} in the measured windows alone; conntrack: {offloaded} of \
+             {} entries [OFFLOAD]",
+            slow.unwrap_or("?"),
+            udp.frames(),
+            ct.lines().count()
+        )
     }
 
     /// One measurement from the generator namespace (see [`generate`]).
@@ -911,6 +972,11 @@ impl Series {
     fn forwarded(&self) -> f64 {
         self.median(|s| s.forwarded_mpps)
     }
+
+    /// Frames the sink counted over all the repeats' windows.
+    fn frames(&self) -> f64 {
+        self.0.iter().map(|s| s.forwarded_frames).sum()
+    }
 }
 
 /// Short connections per second, and the share of the run each core (0, 1) was busy.
@@ -953,6 +1019,8 @@ struct Rest {
 enum KernelPeer {
     /// (c) kube-proxy's nftables rules, with conntrack.
     Nft,
+    /// (d) the same with a flowtable.
+    Flowtable,
 }
 
 impl KernelPeer {
@@ -960,6 +1028,7 @@ impl KernelPeer {
     fn stem(self) -> &'static str {
         match self {
             KernelPeer::Nft => "nft",
+            KernelPeer::Flowtable => "nft_flowtable",
         }
     }
 
@@ -967,6 +1036,7 @@ impl KernelPeer {
     fn name(self) -> &'static str {
         match self {
             KernelPeer::Nft => "(c) nftables DNAT+masquerade",
+            KernelPeer::Flowtable => "(d) nftables + flowtable",
         }
     }
 
@@ -974,6 +1044,7 @@ impl KernelPeer {
     fn short(self) -> &'static str {
         match self {
             KernelPeer::Nft => "(c) nftables",
+            KernelPeer::Flowtable => "(d) nft + flowtable",
         }
     }
 
@@ -981,6 +1052,7 @@ impl KernelPeer {
     fn rules(self) -> String {
         match self {
             KernelPeer::Nft => nft_rules(),
+            KernelPeer::Flowtable => flowtable_rules(),
         }
     }
 }
@@ -995,14 +1067,14 @@ struct Kernel {
 struct KernelRuns {
     udp: Series,
     rest: Rest,
-    /// What the table prints under it (conntrack's size).
+    /// What the table prints under it (conntrack's size; the flowtable's fast path).
     notes: Vec<String>,
 }
 
 /// What `--quick` leaves out.
 struct Full {
     sluice: Rest,
-    kernels: [Kernel; 1],
+    kernels: [Kernel; 2],
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1304,5 +1376,21 @@ fn nft_rules() -> String {
          {}{}}}\n",
         eps(9000, "udp"),
         eps(80, "tcp")
+    )
+}
+
+/// (d): kube-proxy's rules and a flowtable, as an operator who tuned the kernel adds it. The
+/// forward chain adds each TCP and UDP connection to the flowtable once conntrack has confirmed
+/// it (UDP from its second packet, TCP once established); after that its packets are forwarded
+/// from d0's ingress hook — NAT from the conntrack entry, the route cached in the flow — without
+/// prerouting, forward or postrouting. One-armed: frames enter and leave on d0, the flowtable's
+/// only device. The counter counts the packets that still take the slow path.
+fn flowtable_rules() -> String {
+    format!(
+        "{}table inet filter {{\n\
+         \x20 flowtable ft {{ hook ingress priority 0; devices = {{ d0 }}; }}\n\
+         \x20 chain forward {{ type filter hook forward priority 0; policy accept; meta l4proto {{ tcp, udp }} counter flow add @ft; }}\n\
+         }}\n",
+        nft_rules()
     )
 }
