@@ -1,17 +1,41 @@
 //! `benches/run l4`: Sluice's L4 forwarding against the plain AF_XDP forwarding loop (the ceiling
-//! on this path) and against the kernel doing kube-proxy's job with nftables, in one run, with the
-//! same generator and frames.
+//! on this path) and against the kernel doing kube-proxy's job with nftables — as kube-proxy
+//! writes it, and with a flowtable as an operator who tuned the kernel would add — in one run,
+//! with the same generator and frames, each side's forwarding on the same core, and the CPU time
+//! each core consumed.
 //!
 //! Topology: two namespaces joined by one veth pair. `gen` (g0) holds the generator, the
-//! backends' addresses and the sink; `dut` (d0) is the device under test, one-armed: frames come
-//! in on d0 and leave on d0. The generator is `sluice-pktgen` on core 0: its AF_XDP engine for
-//! every comparison (the kernel peer takes its frames), and its live-frames engine (BPF_PROG_RUN,
-//! several times faster, but the kernel stack of a veth peer does not take its frames) for the
-//! ceiling and Sluice once more, so that the generator is not what limits them; the sink is an
-//! XDP program on g0 that counts and drops what the DUT forwarded. The DUT's own thread (the forwarder, Sluice's worker) runs on
-//! core 1; veth runs the receive softirq on the sender's core (AF_XDP-NOTES pitfall 5), so the
-//! DUT's receive path and the kernel peer's whole forwarding path share core 0 with the
-//! generator (`SLUICE_BENCH_THREADED_NAPI=1` moves d0's NAPI to a thread on core 1 instead).
+//! backends' addresses (nginx for the connection-rate runs) and the sink, an XDP program on g0
+//! that counts and drops what the DUT forwarded; `dut` (d0) is the device under test,
+//! one-armed: frames come in on d0 and leave on d0.
+//!
+//! Where the work runs. veth runs a receive in the softirq of the core that transmitted the
+//! frame (AF_XDP-NOTES pitfall 5), so:
+//! - core 0 ([`GEN_CORE`]): the generator, `sluice-pktgen` (its AF_XDP engine for every
+//!   comparison, since the kernel peers take its frames; its live-frames engine, BPF_PROG_RUN,
+//!   several times faster but not taken by a veth peer's kernel stack, for the ceiling and Sluice
+//!   once more), and d0's receive softirq: for the AF_XDP DUTs the XDP program and the copy into
+//!   the UMEM; for the kernel peers veth's NAPI and GRO, after which RPS on d0 (its `rps_cpus`
+//!   hold core 1 only) hands each packet to core 1's backlog. nginx and wrk, for the
+//!   connection-rate runs, are pinned here too.
+//! - core 1 ([`DUT_CORE`]): the forwarding. For the AF_XDP DUTs their thread (the plain loop,
+//!   Sluice's worker) with the copy-mode transmit inside its `sendto`; for the kernel peers the
+//!   NET_RX softirq working through core 1's backlog: netfilter (the flowtable's ingress hook),
+//!   conntrack, routing and the transmit. Every DUT's transmit to g0 runs the sink's receive on
+//!   core 1 as well.
+//!
+//! `SLUICE_BENCH_NO_RPS=1` leaves d0 without RPS: the kernel peers' whole path then runs on core 0
+//! with the generator, as this benchmark measured before. `SLUICE_BENCH_THREADED_NAPI=1` moves
+//! d0's NAPI to a kernel thread on core 1 (stalls on the VM these ran on: benches/README).
+//!
+//! Every measurement reads `/proc/stat` before and after: the CPU time each core consumed, from
+//! which each row gives Mpps per CPU-second of core 1 and of both cores. These are whole cores:
+//! anything else running there counts too, so they mean something on a quiet machine only.
+//!
+//! Known limits: the flowtable peer needs a kernel with nftables flowtables
+//! (`CONFIG_NF_FLOW_TABLE`); where the kernel refuses one, its rows say so and its RESULT figures
+//! are `null`. The AF_XDP DUTs poll while frames arrive, so their core 1 is busy whatever the
+//! rate; the kernel's softirq takes only what the frames need.
 //!
 //! Subcommands (the orchestrator runs the others inside the namespaces):
 //!   run [--seconds S] [--repeat N] [--quick]   the whole benchmark (root); --quick: the
@@ -22,27 +46,40 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sluice_benches::{flag, median, range, text_flag};
+use serde_json::{Map, Value, json};
+use sluice_benches::{CoreTime, CpuTimes, flag, median, range, text_flag};
 use sluice_pktgen::livegen::{Generator, Mode};
 use sluice_port::{Desc, Port};
 use sluice_sandbox::{bin, mac_in, must, run, veth};
 use sluice_xsk::{Kind, SteerKey, SteerValue, Steering, XskSocket};
 
+/// The Service's ClusterIP (the manifest's and the kernel peers' rules say it too).
 const VIP: [u8; 4] = [198, 19, 255, 10];
+/// Its UDP port: the frame-rate runs' established flows.
 const UDP_PORT: u16 = 9000;
+/// Its TCP port: the new-flow runs' SYNs and the connection-rate runs.
 const TCP_PORT: u16 = 80;
+/// Established UDP flows (source ports) the generator cycles through.
 const FLOWS: u32 = 1024;
+/// The core of the generator, nginx and wrk.
+const GEN_CORE: usize = 0;
+/// The core every DUT forwards on: the AF_XDP DUTs' thread, the kernel peers' softirq (RPS).
+const DUT_CORE: usize = 1;
+/// Where the kernel takes d0's RPS cores from (inside the DUT namespace).
+const D0_RPS_CPUS: &str = "/sys/class/net/d0/queues/rx-0/rps_cpus";
 
 /// Set by SIGINT/SIGTERM: the run stops at the next measurement and cleans up.
 static INTERRUPTED: std::sync::LazyLock<Arc<AtomicBool>> =
     std::sync::LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
+/// Dispatches the subcommands (module doc).
 fn main() {
     sluice_log::init("info");
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -61,6 +98,7 @@ fn main() {
     }
 }
 
+/// `aa:bb:cc:dd:ee:ff` as six bytes.
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let mut m = [0u8; 6];
     let parts: Vec<&str> = s.split(':').collect();
@@ -73,63 +111,23 @@ fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     Ok(m)
 }
 
-/// A 64-byte IPv4 frame: UDP to VIP:9000, or a TCP SYN to VIP:80 (padded to 64).
 /// One measurement, inside the generator namespace: the sink counts on `--iface` while
 /// `sluice-pktgen` sends (a warm-up of 20,000 frames first, for neighbour caches and flow
-/// tables); prints `offered forwarded seconds`.
+/// tables). Prints one JSON line: frames `sent` and `sunk` (counted from the generator's start
+/// to 200 ms after it stops, for the frames still in flight), the generator's own `seconds`, and
+/// over `window_s` — from the generator's start to its exit, its start-up included — each core's
+/// `busy_s` and `softirq_s` from `/proc/stat`. The CPU time the DUT spends on the few thousand
+/// frames in flight at the end is outside the window; it is the same for every DUT.
 fn generate(args: &[String]) -> Result<(), String> {
     let iface = text_flag(args, "--iface").ok_or("--iface")?;
-    let dst = text_flag(args, "--dst-mac").ok_or("--dst-mac")?;
     let syn = text_flag(args, "--mode").as_deref() == Some("syn");
-    let engine = text_flag(args, "--engine").unwrap_or_else(|| "afxdp".into());
     let seconds: f64 = flag(args, "--seconds", 3.0);
-    let core: usize = flag(args, "--core", 0);
     let mut g = Generator::load().map_err(|e| e.to_string())?;
     g.configure(Mode::Syn, if syn { TCP_PORT } else { UDP_PORT }).map_err(|e| e.to_string())?;
     g.attach_sink(&iface).map_err(|e| e.to_string())?;
-    let pg = bin("sluice-pktgen").to_string_lossy().into_owned();
-    let vip = std::net::Ipv4Addr::from(VIP).to_string();
-    let (core_s, secs) = (core.to_string(), seconds.to_string());
-    let mut cmd: Vec<&str> = vec![
-        &pg,
-        "send",
-        "--iface",
-        &iface,
-        "--dst-mac",
-        &dst,
-        "--dst-ip",
-        &vip,
-        "--size",
-        "60",
-        "--cores",
-        &core_s,
-        "--engine",
-        &engine,
-        "--json",
-    ];
-    let flows = FLOWS.to_string();
-    if syn {
-        // Every frame a new 5-tuple: 65,536 source addresses × 64,000 ports (the live engine
-        // varies the address and port itself).
-        let ips = if engine == "live" { "1" } else { "65536" };
-        cmd.extend([
-            "--proto",
-            "syn",
-            "--src-ip",
-            "198.19.0.0",
-            "--src-ips",
-            ips,
-            "--sport",
-            "1024",
-            "--sports",
-            "64000",
-        ]);
-        cmd.extend(["--dport", "80"]);
-    } else {
-        cmd.extend(["--src-ip", "198.18.0.2", "--sport", "10000", "--sports", &flows, "--dport", "9000"]);
-    }
-    let send = |extra: &[&str]| -> Result<serde_json::Value, String> {
-        let mut c = cmd.clone();
+    let cmd = pktgen_command(args, &iface, syn)?;
+    let send = |extra: &[&str]| -> Result<Value, String> {
+        let mut c: Vec<&str> = cmd.iter().map(String::as_str).collect();
         c.extend(extra);
         let out = run(&c).map_err(|e| e.to_string())?;
         if !out.status.success() {
@@ -139,14 +137,62 @@ fn generate(args: &[String]) -> Result<(), String> {
     };
     send(&["--count", "20000"])?;
     std::thread::sleep(Duration::from_millis(300));
-    let sink0 = g.sunk();
-    let r = send(&["--duration", &secs])?;
+    let (cpu0, sink0, t0) = (CpuTimes::read().map_err(|e| e.to_string())?, g.sunk(), Instant::now());
+    let r = send(&["--duration", &seconds.to_string()])?;
+    let (cpu1, window_s) = (CpuTimes::read().map_err(|e| e.to_string())?, t0.elapsed().as_secs_f64());
     std::thread::sleep(Duration::from_millis(200)); // the last frames in flight
-    let took = r["seconds"].as_f64().unwrap_or(seconds);
-    println!("{} {} {took}", r["sent"].as_u64().unwrap_or(0), g.sunk() - sink0);
+    let sink1 = g.sunk();
+    let core = |c| cpu1.since(&cpu0, c);
+    println!(
+        "{}",
+        json!({
+            "sent": r["sent"].as_u64().unwrap_or(0),
+            "sunk": sink1 - sink0,
+            "seconds": r["seconds"].as_f64().unwrap_or(seconds),
+            "window_s": window_s,
+            "busy_s": [core(GEN_CORE).busy_s, core(DUT_CORE).busy_s],
+            "softirq_s": [core(GEN_CORE).softirq_s, core(DUT_CORE).softirq_s],
+        })
+    );
     Ok(())
 }
 
+/// `sluice-pktgen send` for one measurement: 64-byte frames (60 without the FCS) to the VIP,
+/// UDP over [`FLOWS`] flows, or with `syn` a TCP SYN from a new 5-tuple every frame.
+fn pktgen_command(args: &[String], iface: &str, syn: bool) -> Result<Vec<String>, String> {
+    let dst = text_flag(args, "--dst-mac").ok_or("--dst-mac")?;
+    let engine = text_flag(args, "--engine").unwrap_or_else(|| "afxdp".into());
+    let core: usize = flag(args, "--core", GEN_CORE);
+    let pg = bin("sluice-pktgen").to_string_lossy().into_owned();
+    let (vip, core, flows) = (Ipv4Addr::from(VIP).to_string(), core.to_string(), FLOWS.to_string());
+    let mut cmd: Vec<&str> = vec![
+        &pg,
+        "send",
+        "--iface",
+        iface,
+        "--dst-mac",
+        &dst,
+        "--dst-ip",
+        &vip,
+        "--size",
+        "60",
+        "--cores",
+        &core,
+        "--engine",
+        &engine,
+        "--json",
+    ];
+    if syn {
+        // Every frame a new 5-tuple: 65,536 source addresses × 64,000 ports (the live engine
+        // varies the address and port itself).
+        let ips = if engine == "live" { "1" } else { "65536" };
+        cmd.extend(["--proto", "syn", "--src-ip", "198.19.0.0", "--src-ips", ips]);
+        cmd.extend(["--sport", "1024", "--sports", "64000", "--dport", "80"]);
+    } else {
+        cmd.extend(["--src-ip", "198.18.0.2", "--sport", "10000", "--sports", &flows, "--dport", "9000"]);
+    }
+    Ok(cmd.into_iter().map(str::to_owned).collect())
+}
 /// The ceiling: receive on `--iface`, swap the Ethernet addresses, transmit; nothing else.
 fn forward(args: &[String]) -> Result<(), String> {
     let iface = text_flag(args, "--iface").ok_or("--iface")?;
@@ -202,20 +248,152 @@ fn forward(args: &[String]) -> Result<(), String> {
 // ------------------------------------------------------------------------------------------
 // The orchestrator
 
+/// The whole benchmark, step by step: the topology, control, the ceiling and Sluice alternating,
+/// Sluice's other runs, each kernel peer, then the table and RESULT.
+fn orchestrate(args: &[String]) -> Result<(), String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("needs root (namespaces, XDP, nftables)".into());
+    }
+    let seconds: f64 = flag(args, "--seconds", 3.0);
+    let repeat: usize = flag::<usize>(args, "--repeat", 3).max(1);
+    let quick = args.iter().any(|a| a == "--quick");
+    remove_stale();
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(s, Arc::clone(&INTERRUPTED)).map_err(|e| e.to_string())?;
+    }
+    let mut b = Bench::new(seconds, Placement::from_env())?;
+    b.setup()?;
+    eprintln!(
+        "topology up: gen (g0 {}) ↔ dut (d0 {}); generator on core {GEN_CORE}, DUT on core {DUT_CORE}",
+        b.g0_mac, b.d0_mac
+    );
+    b.start_nginx()?;
+    let control = b.start_control()?;
+    let (ab, gateway) = b.ceiling_and_sluice(repeat)?;
+    let full = if quick {
+        b.debug_gateway();
+        None
+    } else {
+        let sluice = b.sluice_more(repeat)?;
+        b.stop(gateway);
+        b.stop(control);
+        let nft = b.kernel_peer(KernelPeer::Nft, repeat)?;
+        let flowtable = b.kernel_peer(KernelPeer::Flowtable, repeat)?;
+        Some(Full { sluice, kernels: [nft, flowtable] })
+    };
+    let report = Report { repeat, seconds, placement: b.placement, ab, full };
+    report.print_table();
+    println!("RESULT {}", Value::Object(report.result()));
+    Ok(())
+}
+
+/// Deletes the namespaces and table files of runs that were killed (`slbPID-…` whose PID is gone).
+fn remove_stale() {
+    let Ok(out) = run(&["ip", "netns", "list"]) else { return };
+    for name in String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()) {
+        let pid =
+            name.strip_prefix("slb").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = run(&["ip", "netns", "del", name]);
+            let _ = std::fs::remove_file(format!(
+                "/dev/shm/sluice-{}",
+                name.rsplit_once('-').map_or(name, |x| x.0)
+            ));
+        }
+    }
+}
+
+/// Where d0's receive path runs (module doc); chosen by environment variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// RPS on d0 to core 1: the kernel peers forward on the DUT's core (the default).
+    Rps,
+    /// No RPS (`SLUICE_BENCH_NO_RPS`): the kernel peers forward in d0's receive softirq on the
+    /// generator's core, as this benchmark did before.
+    SenderCore,
+    /// d0's NAPI in a kernel thread pinned to core 1 (`SLUICE_BENCH_THREADED_NAPI`).
+    ThreadedNapi,
+}
+
+impl Placement {
+    /// `SLUICE_BENCH_THREADED_NAPI` wins over `SLUICE_BENCH_NO_RPS`; RPS otherwise.
+    fn from_env() -> Placement {
+        if std::env::var_os("SLUICE_BENCH_THREADED_NAPI").is_some() {
+            Placement::ThreadedNapi
+        } else if std::env::var_os("SLUICE_BENCH_NO_RPS").is_some() {
+            Placement::SenderCore
+        } else {
+            Placement::Rps
+        }
+    }
+
+    /// What the table says about where each side's work ran.
+    fn describe(self) -> &'static [&'static str] {
+        match self {
+            Placement::Rps => &[
+                "where the work ran (veth runs a receive in the softirq of the core that sent the frame):",
+                "  core 0  the generator, and d0's receive softirq: for (a)(b) the XDP program and the copy into the",
+                "          UMEM; for (c)(d) veth's NAPI and GRO, then RPS (d0's rps_cpus = core 1) hands each packet on",
+                "  core 1  the forwarding: (a)(b) the DUT's thread, with the copy-mode transmit inside its sendto;",
+                "          (c)(d) NET_RX softirq on core 1's backlog: netfilter, conntrack, routing, transmit;",
+                "          in every row also the sink's receive on g0, which the DUT's transmit runs",
+            ],
+            Placement::SenderCore => &[
+                "where the work ran (veth runs a receive in the softirq of the core that sent the frame):",
+                "  core 0  the generator, and d0's receive softirq (no RPS: SLUICE_BENCH_NO_RPS): for (a)(b) the XDP",
+                "          program and the copy into the UMEM; for (c)(d) the kernel's whole forwarding path and the",
+                "          sink's receive",
+                "  core 1  (a)(b) the DUT's thread, with the copy-mode transmit inside its sendto and the sink's",
+                "          receive; (c)(d) nothing of theirs",
+            ],
+            Placement::ThreadedNapi => &[
+                "where the work ran (SLUICE_BENCH_THREADED_NAPI; it stalls on this kind of VM: benches/README):",
+                "  core 0  the generator",
+                "  core 1  d0's NAPI in a kernel thread: every DUT's receive; (a)(b) the DUT's thread; (c)(d) the",
+                "          kernel's whole forwarding path; in every row the sink's receive",
+            ],
+        }
+    }
+}
+
+/// The benchmark's namespaces, processes and files. Dropping it stops the processes and
+/// deletes the namespaces and the table file, also after an error or an interruption.
 struct Bench {
     id: String,
     dir: tempfile::TempDir,
     children: Vec<Child>,
     seconds: f64,
+    placement: Placement,
     d0_mac: String,
     g0_mac: String,
 }
 
 impl Bench {
+    /// Nothing set up yet: an id (`slbPID`) and a scratch directory for logs and configuration.
+    fn new(seconds: f64, placement: Placement) -> Result<Bench, String> {
+        let id = format!("slb{}", std::process::id());
+        Ok(Bench {
+            dir: tempfile::Builder::new().prefix(&format!("{id}-")).tempdir().map_err(|e| e.to_string())?,
+            id,
+            children: Vec::new(),
+            seconds,
+            placement,
+            d0_mac: String::new(),
+            g0_mac: String::new(),
+        })
+    }
+
+    /// The namespace of role `r` (`gen` or `dut`).
     fn ns(&self, r: &str) -> String {
         format!("{}-{r}", self.id)
     }
 
+    /// The shared-memory table control publishes and the gateway reads.
+    fn table(&self) -> String {
+        format!("/dev/shm/sluice-{}", self.id)
+    }
+
+    /// Runs a command in role `r`'s namespace and returns its output.
     fn exec(&self, r: &str, args: &[&str]) -> Result<std::process::Output, String> {
         let ns = self.ns(r);
         let mut full = vec!["ip", "netns", "exec", ns.as_str()];
@@ -223,6 +401,7 @@ impl Bench {
         run(&full).map_err(|e| e.to_string())
     }
 
+    /// Runs a command in role `r`'s namespace that must succeed.
     fn must(&self, r: &str, args: &[&str]) -> Result<(), String> {
         let ns = self.ns(r);
         let mut full = vec!["ip", "netns", "exec", ns.as_str()];
@@ -230,6 +409,7 @@ impl Bench {
         must(&full).map_err(|e| e.to_string())
     }
 
+    /// Starts a process in role `r`'s namespace, its output into `log`; returns its child index.
     fn spawn(&mut self, r: &str, log: &str, args: &[&str]) -> Result<usize, String> {
         let f = std::fs::File::create(self.dir.path().join(log)).map_err(|e| e.to_string())?;
         let child = Command::new("ip")
@@ -259,10 +439,12 @@ impl Bench {
         Ok(())
     }
 
+    /// What a child wrote into its log so far.
     fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
 
+    /// Stops child `i`: SIGTERM, SIGKILL after 5 s.
     fn stop(&mut self, i: usize) {
         let c = &mut self.children[i];
         if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
@@ -279,6 +461,10 @@ impl Bench {
         }
     }
 
+    // --- Set-up ---------------------------------------------------------------------------
+
+    /// The two namespaces and the veth pair between them, addresses, the route to the VIPs,
+    /// static neighbours, and d0's receive placed ([`Bench::place_receive`]).
     fn setup(&mut self) -> Result<(), String> {
         let (gen_ns, dut) = (self.ns("gen"), self.ns("dut"));
         must(&["ip", "netns", "add", &gen_ns]).map_err(|e| e.to_string())?;
@@ -298,44 +484,41 @@ impl Bench {
         self.must("dut", &["ip", "addr", "add", "198.18.1.254/24", "dev", "d0"])?;
         self.d0_mac = mac_in(&dut, "d0");
         self.g0_mac = mac_in(&gen_ns, "g0");
-        // Static neighbours: no ARP under load.
+        self.static_neighbours()?;
+        self.place_receive()
+    }
+
+    /// Static neighbours on both sides: no ARP under load.
+    fn static_neighbours(&self) -> Result<(), String> {
+        let permanent = |r: &str, addr: &str, mac: &str, dev: &str| {
+            self.must(r, &["ip", "neigh", "replace", addr, "lladdr", mac, "dev", dev, "nud", "permanent"])
+        };
         for a in ["198.18.0.2", "198.18.1.1", "198.18.1.2", "198.18.1.3", "198.18.1.4"] {
-            self.must(
-                "dut",
-                &[
-                    "ip",
-                    "neigh",
-                    "replace",
-                    a,
-                    "lladdr",
-                    &self.g0_mac.clone(),
-                    "dev",
-                    "d0",
-                    "nud",
-                    "permanent",
-                ],
-            )?;
+            permanent("dut", a, &self.g0_mac, "d0")?;
         }
-        self.must(
-            "gen",
-            &[
-                "ip",
-                "neigh",
-                "replace",
-                "198.18.0.1",
-                "lladdr",
-                &self.d0_mac.clone(),
-                "dev",
-                "g0",
-                "nud",
-                "permanent",
-            ],
-        )?;
-        // d0's NAPI: threaded, on core 1 with the system under test. GRO gives a veth NAPI.
+        permanent("gen", "198.18.0.1", &self.d0_mac, "g0")
+    }
+
+    /// Places d0's receive path as [`Placement`] says. GRO gives the veth a NAPI, which RPS and
+    /// threaded NAPI work from (the AF_XDP DUTs' XDP program gives it one as well). RPS is read
+    /// back: the benchmark does not run with the kernel's forwarding somewhere else than it says.
+    fn place_receive(&self) -> Result<(), String> {
         self.must("dut", &["ethtool", "-K", "d0", "gro", "on"])?;
-        if std::env::var_os("SLUICE_BENCH_THREADED_NAPI").is_some() {
-            let _ = self.exec("dut", &["sh", "-c", "echo 1 > /sys/class/net/d0/threaded"]);
-            self.pin_napi();
+        match self.placement {
+            Placement::Rps => {
+                let mask = format!("{:x}", 1u64 << DUT_CORE);
+                self.must("dut", &["sh", "-c", &format!("echo {mask} > {D0_RPS_CPUS}")])?;
+                let o = self.exec("dut", &["cat", D0_RPS_CPUS])?;
+                let now = String::from_utf8_lossy(&o.stdout).trim().replace(',', "");
+                if u64::from_str_radix(&now, 16).ok() != Some(1 << DUT_CORE) {
+                    return Err(format!("d0's {D0_RPS_CPUS} reads {now:?} after writing {mask}"));
+                }
+            }
+            Placement::ThreadedNapi => {
+                let _ = self.exec("dut", &["sh", "-c", "echo 1 > /sys/class/net/d0/threaded"]);
+                self.pin_napi();
+            }
+            Placement::SenderCore => {}
         }
         Ok(())
     }
@@ -347,20 +530,197 @@ impl Bench {
             let mut it = line.split_whitespace();
             let (Some(pid), Some(comm)) = (it.next(), it.next()) else { continue };
             if comm.starts_with("napi/d0-") {
-                let _ = run(&["taskset", "-pc", "1", pid]);
+                let _ = run(&["taskset", "-pc", &DUT_CORE.to_string(), pid]);
             }
         }
     }
 
-    /// One measurement: (offered Mpps, forwarded Mpps).
-    fn measure(&self, syn: bool, engine: &str) -> Result<(f64, f64), String> {
+    /// nginx on the four backend addresses, for the connection-rate runs (on core 0).
+    fn start_nginx(&mut self) -> Result<(), String> {
+        let ngx = self.dir.path().join("nginx");
+        std::fs::create_dir_all(ngx.join("tmp")).map_err(|e| e.to_string())?;
+        let conf = sluice_sandbox::nginx_conf(
+            &ngx,
+            "server { listen 80 reuseport; location / { return 200 \"ok\\n\"; } }",
+        );
+        std::fs::write(ngx.join("nginx.conf"), conf).map_err(|e| e.to_string())?;
+        let conf = ngx.join("nginx.conf").to_string_lossy().into_owned();
+        self.spawn("gen", "nginx.log", &["taskset", "-c", &GEN_CORE.to_string(), "nginx", "-c", &conf])?;
+        Ok(())
+    }
+
+    /// Control on a manifest, publishing the table every run of Sluice reads; returns its child.
+    fn start_control(&mut self) -> Result<usize, String> {
+        let manifests: PathBuf = self.dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).map_err(|e| e.to_string())?;
+        std::fs::write(manifests.join("bench.yaml"), MANIFEST).map_err(|e| e.to_string())?;
+        let (control, m) =
+            (bin("sluice-control").to_string_lossy().into_owned(), manifests.to_string_lossy().into_owned());
+        let table = self.table();
+        let ctl = self.spawn(
+            "dut",
+            "control.log",
+            &[
+                &control,
+                "run",
+                "--manifests",
+                &m,
+                "--table",
+                &table,
+                "--node-address",
+                "198.18.0.1",
+                "--snat-address",
+                "198.18.1.254",
+                "--metrics-address",
+                "127.0.0.1:0",
+            ],
+        )?;
+        self.wait_ready(ctl, "control.log", "generation 1", "control")?;
+        Ok(ctl)
+    }
+
+    // --- The DUTs ---------------------------------------------------------------------------
+
+    /// (a) the ceiling and (b) Sluice, alternating repeat by repeat — forwarder up, measured with
+    /// both generators, down; gateway up, measured, down — so that each pair compares two runs a
+    /// few seconds apart and a drift of the machine over the run (this VM has them) moves both
+    /// sides of the ratio, not one. The last gateway stays up for Sluice's other runs; its child
+    /// is returned.
+    fn ceiling_and_sluice(&mut self, repeat: usize) -> Result<(AfXdpRuns, usize), String> {
+        let me = std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+        let gw = bin("sluice-gateway").to_string_lossy().into_owned();
+        let (g0, table, core) = (self.g0_mac.clone(), self.table(), DUT_CORE.to_string());
+        let mut runs = AfXdpRuns::default();
+        let mut gateway = 0;
+        for r in 0..repeat {
+            eprintln!("repeat {}/{repeat}: (a) plain AF_XDP forwarder, (b) Sluice FullNAT …", r + 1);
+            let fwd = self.spawn(
+                "dut",
+                "forward.log",
+                &[&me, "forward", "--iface", "d0", "--core", &core, "--peer-mac", &g0],
+            )?;
+            self.wait_ready(fwd, "forward.log", "forwarding", "the forwarder")?;
+            runs.ceiling.push(self.measure(false, "afxdp")?);
+            runs.ceiling_live.push(self.profiled(r, "ceiling", |b| b.measure(false, "live"))?);
+            self.stop(fwd);
+            gateway = self.spawn(
+                "dut",
+                "gateway.log",
+                &[&gw, "--iface", "d0", "--table", &table, "--cores", &core],
+            )?;
+            self.wait_ready(gateway, "gateway.log", "XDP steering:", "the gateway")?;
+            runs.sluice.push(self.measure(false, "afxdp")?);
+            runs.sluice_live.push(self.profiled(r, "sluice", |b| b.measure(false, "live"))?);
+            if r + 1 < repeat {
+                self.stop(gateway);
+            }
+        }
+        Ok((runs, gateway))
+    }
+
+    /// Sluice's other runs, through the gateway the alternation left up: short connections, then
+    /// every frame a new flow.
+    fn sluice_more(&self, repeat: usize) -> Result<Rest, String> {
+        let cps = self.cps();
+        eprintln!("(b) Sluice, every frame a new flow …");
+        let new_flows = self.series(true, repeat, "afxdp")?;
+        self.debug_gateway();
+        Ok(Rest { new_flows, cps })
+    }
+
+    /// One kernel peer, in a clean DUT namespace (no rules and no conntrack entries of the other
+    /// peer): its rules loaded, then established UDP flows, short connections and new flows.
+    /// The flowtable peer comes back as not measured (its `runs` an `Err` saying why) where the
+    /// kernel refuses a flowtable.
+    fn kernel_peer(&self, peer: KernelPeer, repeat: usize) -> Result<Kernel, String> {
+        self.must("dut", &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        self.must("dut", &["nft", "flush", "ruleset"])?;
+        if peer == KernelPeer::Flowtable
+            && let Err(why) = self.probe_flowtable()
+        {
+            eprintln!("{}: not measured: {why}", peer.name());
+            return Ok(Kernel { peer, runs: Err(why) });
+        }
+        let rules = self.dir.path().join(format!("{}.nft", peer.stem()));
+        std::fs::write(&rules, peer.rules()).map_err(|e| e.to_string())?;
+        self.must("dut", &["nft", "-f", &rules.to_string_lossy()])?;
+        self.must("dut", &["conntrack", "-F"])?;
+        eprintln!("{} …", peer.name());
+        let udp = self.series(false, repeat, "afxdp")?;
+        let mut notes = Vec::new();
+        if peer == KernelPeer::Flowtable {
+            notes.push(self.fast_path(&udp));
+        }
+        self.debug_kernel();
+        let cps = self.cps();
+        eprintln!("{}, every frame a new flow …", peer.name());
+        let new_flows = self.series(true, repeat, "afxdp")?;
+        let ct_max = self
+            .exec("dut", &["sysctl", "-n", "net.netfilter.nf_conntrack_max"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        notes.push(format!("{}: nf_conntrack_max {ct_max}", peer.short()));
+        Ok(Kernel { peer, runs: Ok(KernelRuns { udp, rest: Rest { new_flows, cps }, notes }) })
+    }
+
+    /// Whether the kernel takes an nftables flowtable on d0 (the probe's table is deleted again);
+    /// if not, why.
+    fn probe_flowtable(&self) -> Result<(), String> {
+        let probe = self.dir.path().join("probe.nft");
+        // nft wants a newline (or a semicolon) after the flowtable's block.
+        let text =
+            "table inet sluice_probe {\n  flowtable ft { hook ingress priority 0; devices = { d0 }; }\n}\n";
+        std::fs::write(&probe, text).map_err(|e| e.to_string())?;
+        let out = self.exec("dut", &["nft", "-f", &probe.to_string_lossy()])?;
+        if out.status.success() {
+            return self.must("dut", &["nft", "delete", "table", "inet", "sluice_probe"]);
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let said = err.lines().find_map(|l| l.split_once("Error: ").map(|x| x.1)).unwrap_or(err.trim());
+        // A kernel built without flowtables answers ENOENT, which says little; its config says why.
+        let config =
+            run(&["sh", "-c", "zcat /proc/config.gz | grep -qx '# CONFIG_NF_FLOW_TABLE is not set'"])
+                .is_ok_and(|o| o.status.success());
+        let why = if config { "; /proc/config.gz: CONFIG_NF_FLOW_TABLE is not set" } else { "" };
+        Err(format!("the kernel refused an nftables flowtable on d0 (nft: {said}{why})"))
+    }
+
+    /// Whether (d)'s flows took the flowtable's fast path: the packets its forward chain (the
+    /// slow path: a flowtable hit skips it) counted over the UDP runs, warm-ups included,
+    /// against the frames the sink counted in the measured windows alone; and how many of
+    /// conntrack's entries are marked `[OFFLOAD]`.
+    fn fast_path(&self, udp: &Series) -> String {
+        let stdout = |args: &[&str]| {
+            self.exec("dut", args)
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let chain = stdout(&["nft", "list", "chain", "inet", "filter", "forward"]);
+        let slow = chain.split("counter packets ").nth(1).and_then(|r| r.split_whitespace().next());
+        let ct = stdout(&["conntrack", "-L"]);
+        let offloaded = ct.lines().filter(|l| l.contains("[OFFLOAD]")).count();
+        format!(
+            "(d) fast path: its forward chain (the slow path) saw {} packets over the UDP runs, warm-ups \
+             included, while the sink counted {:.0} in the measured windows alone; conntrack: {offloaded} of \
+             {} entries [OFFLOAD]",
+            slow.unwrap_or("?"),
+            udp.frames(),
+            ct.lines().count()
+        )
+    }
+
+    /// One measurement from the generator namespace (see [`generate`]).
+    fn measure(&self, syn: bool, engine: &str) -> Result<Sample, String> {
         if INTERRUPTED.load(Ordering::Relaxed) {
             return Err("interrupted".into());
         }
-        self.pin_napi();
+        if self.placement == Placement::ThreadedNapi {
+            self.pin_napi();
+        }
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         let me = me.to_string_lossy();
-        let secs = self.seconds.to_string();
+        let (secs, core) = (self.seconds.to_string(), GEN_CORE.to_string());
+        let mode = if syn { "syn" } else { "udp" };
         let args: [&str; 14] = [
             &me,
             "generate",
@@ -369,31 +729,29 @@ impl Bench {
             "--dst-mac",
             &self.d0_mac,
             "--mode",
-            if syn { "syn" } else { "udp" },
+            mode,
             "--seconds",
             &secs,
             "--core",
-            "0",
+            &core,
             "--engine",
             engine,
         ];
         let out = self.exec("gen", &args)?;
+        let said = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             return Err(format!(
-                "generator ({}): {}{}",
+                "generator ({}): {}{said}",
                 out.status,
-                String::from_utf8_lossy(&out.stderr),
-                String::from_utf8_lossy(&out.stdout)
+                String::from_utf8_lossy(&out.stderr)
             ));
         }
-        let s = String::from_utf8_lossy(&out.stdout);
-        let v: Vec<f64> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-        if v.len() != 3 {
-            return Err(format!("generator said {s:?}"));
-        }
-        Ok((v[0] / v[2] / 1e6, v[1] / v[2] / 1e6))
+        let v: Value = serde_json::from_str(said.lines().last().unwrap_or_default())
+            .map_err(|e| format!("generator said {said:?}: {e}"))?;
+        Sample::from_json(&v).ok_or_else(|| format!("generator said {said:?}"))
     }
 
+    /// `repeat` measurements of one row, back to back.
     fn series(&self, syn: bool, repeat: usize, engine: &str) -> Result<Series, String> {
         let mut s = Series::default();
         for _ in 0..repeat {
@@ -413,7 +771,7 @@ impl Bench {
             let mut cmd = Command::new("perf");
             match &events {
                 Some(e) => cmd
-                    .args(["stat", "-C", "1", "-e", e, "-o"])
+                    .args(["stat", "-C", &DUT_CORE.to_string(), "-e", e, "-o"])
                     .arg(PathBuf::from(&d).join(format!("{name}.stat"))),
                 None => cmd
                     .args(["record", "-q", "-a", "-g", "-e", "cpu-clock", "-o"])
@@ -455,20 +813,55 @@ impl Bench {
         );
     }
 
-    /// Short HTTP connections per second through the DUT (wrk, `Connection: close`).
-    fn cps(&self) -> Result<f64, String> {
-        self.must("gen", &["ethtool", "-K", "g0", "gro", "on"])?; // NAPI for frames the DUT sends
+    /// With `SLUICE_BENCH_DEBUG` set: d0's counters, the DUT's non-zero SNMP counters and the
+    /// number of conntrack entries.
+    fn debug_kernel(&self) {
+        if std::env::var_os("SLUICE_BENCH_DEBUG").is_none() {
+            return;
+        }
+        for cmd in [
+            vec!["ethtool", "-S", "d0"],
+            vec!["nstat", "-az"],
+            vec!["sysctl", "net.netfilter.nf_conntrack_count"],
+        ] {
+            let Ok(o) = self.exec("dut", &cmd) else { continue };
+            eprintln!(
+                "{}",
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| !l.contains(" 0 ") || cmd[0] != "nstat")
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+
+    /// Short HTTP connections per second through the DUT (wrk, `Connection: close`), with each
+    /// core's busy share over the run. g0's GRO is on for it (a NAPI for the frames the DUT
+    /// sends) and off again after, as the frame-rate runs have it.
+    fn cps(&self) -> Result<Cps, String> {
+        self.must("gen", &["ethtool", "-K", "g0", "gro", "on"])?;
+        let r = self.wrk();
+        self.must("gen", &["ethtool", "-K", "g0", "gro", "off"])?;
+        r
+    }
+
+    /// One wrk run (`--seconds`, at least 2 s) with `/proc/stat` read around it.
+    fn wrk(&self) -> Result<Cps, String> {
+        let url = format!("http://{}/", Ipv4Addr::from(VIP));
         let secs = format!("{}s", self.seconds.max(2.0) as u64);
         if std::env::var_os("SLUICE_BENCH_DEBUG").is_some() {
-            let o = self.exec("gen", &["curl", "-sS", "-m", "3", "-v", "http://198.19.255.10/"])?;
+            let o = self.exec("gen", &["curl", "-sS", "-m", "3", "-v", &url])?;
             eprintln!("curl: {} {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         }
+        let core = GEN_CORE.to_string();
+        let (cpu0, t0) = (CpuTimes::read().map_err(|e| e.to_string())?, Instant::now());
         let out = self.exec(
             "gen",
             &[
                 "taskset",
                 "-c",
-                "0",
+                &core,
                 "wrk",
                 "-t",
                 "1",
@@ -480,15 +873,18 @@ impl Bench {
                 "1s",
                 "-H",
                 "Connection: close",
-                "http://198.19.255.10/",
+                &url,
             ],
         )?;
+        let (cpu1, window_s) = (CpuTimes::read().map_err(|e| e.to_string())?, t0.elapsed().as_secs_f64());
         let s = String::from_utf8_lossy(&out.stdout);
-        let rps = s
+        let per_s = s
             .lines()
             .find_map(|l| l.strip_prefix("Requests/sec:"))
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        rps.ok_or_else(|| format!("wrk said: {s}"))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .ok_or_else(|| format!("wrk said: {s}{}", String::from_utf8_lossy(&out.stderr)))?;
+        let busy = |c| ratio(cpu1.since(&cpu0, c).busy_s, window_s);
+        Ok(Cps { per_s, busy: [busy(GEN_CORE), busy(DUT_CORE)] })
     }
 }
 
@@ -500,23 +896,423 @@ impl Drop for Bench {
         for r in ["gen", "dut"] {
             let _ = run(&["ip", "netns", "del", &self.ns(r)]);
         }
-        let _ = std::fs::remove_file(format!("/dev/shm/sluice-{}", self.id));
+        let _ = std::fs::remove_file(self.table());
     }
 }
 
-#[derive(Default)]
-struct Series {
-    offered: Vec<f64>,
-    forwarded: Vec<f64>,
+// ------------------------------------------------------------------------------------------
+// What was measured
+
+/// One measurement ([`generate`]): rates over the generator's run, and what each core consumed
+/// over it.
+struct Sample {
+    offered_mpps: f64,
+    forwarded_mpps: f64,
+    /// Frames the sink counted (the generator's run and the frames in flight at its end).
+    forwarded_frames: f64,
+    window_s: f64,
+    /// Core 0's and core 1's CPU time in the window.
+    cpu: [CoreTime; 2],
 }
+
+impl Sample {
+    /// From the generator's JSON line ([`generate`]).
+    fn from_json(v: &Value) -> Option<Sample> {
+        let f = |k: &str| v[k].as_f64();
+        let core = |i: usize| {
+            Some(CoreTime { busy_s: v["busy_s"][i].as_f64()?, softirq_s: v["softirq_s"][i].as_f64()? })
+        };
+        let (sent, sunk, seconds) = (f("sent")?, f("sunk")?, f("seconds")?);
+        Some(Sample {
+            offered_mpps: ratio(sent, seconds) / 1e6,
+            forwarded_mpps: ratio(sunk, seconds) / 1e6,
+            forwarded_frames: sunk,
+            window_s: f("window_s")?,
+            cpu: [core(0)?, core(1)?],
+        })
+    }
+
+    /// Millions of frames forwarded per CPU-second consumed on core 1.
+    fn per_core1_s(&self) -> f64 {
+        ratio(self.forwarded_frames / 1e6, self.cpu[1].busy_s)
+    }
+
+    /// Millions of frames forwarded per CPU-second consumed on both cores.
+    fn per_cpu_s(&self) -> f64 {
+        ratio(self.forwarded_frames / 1e6, self.cpu[0].busy_s + self.cpu[1].busy_s)
+    }
+
+    /// The share of the window core `core` was busy, and the share it was in softirq.
+    fn busy(&self, core: usize) -> (f64, f64) {
+        (ratio(self.cpu[core].busy_s, self.window_s), ratio(self.cpu[core].softirq_s, self.window_s))
+    }
+}
+
+/// The repeats of one row.
+#[derive(Default)]
+struct Series(Vec<Sample>);
 
 impl Series {
-    fn push(&mut self, (offered, forwarded): (f64, f64)) {
-        self.offered.push(offered);
-        self.forwarded.push(forwarded);
+    /// Adds a repeat.
+    fn push(&mut self, s: Sample) {
+        self.0.push(s);
+    }
+
+    /// One figure of every repeat.
+    fn values(&self, f: impl Fn(&Sample) -> f64) -> Vec<f64> {
+        self.0.iter().map(f).collect()
+    }
+
+    /// The median of one figure over the repeats.
+    fn median(&self, f: impl Fn(&Sample) -> f64) -> f64 {
+        median(&self.values(f))
+    }
+
+    /// The median forwarded rate, Mpps.
+    fn forwarded(&self) -> f64 {
+        self.median(|s| s.forwarded_mpps)
+    }
+
+    /// Frames the sink counted over all the repeats' windows.
+    fn frames(&self) -> f64 {
+        self.0.iter().map(|s| s.forwarded_frames).sum()
     }
 }
 
+/// Short connections per second, and the share of the run each core (0, 1) was busy.
+struct Cps {
+    per_s: f64,
+    busy: [f64; 2],
+}
+
+/// (a) and (b) with both generators: the AF_XDP engine (every DUT takes its frames) and the
+/// live-frames engine (the pairs vs_ceiling is taken from).
+#[derive(Default)]
+struct AfXdpRuns {
+    ceiling: Series,
+    sluice: Series,
+    ceiling_live: Series,
+    sluice_live: Series,
+}
+
+impl AfXdpRuns {
+    /// Sluice / ceiling, repeat by repeat, with the live-frames generator.
+    fn pairs(&self) -> Vec<f64> {
+        self.ceiling_live
+            .0
+            .iter()
+            .zip(&self.sluice_live.0)
+            .map(|(c, s)| ratio(s.forwarded_mpps, c.forwarded_mpps))
+            .collect()
+    }
+}
+
+/// A DUT's runs after established UDP flows: every frame a new flow, and short connections
+/// (`Err`: wrk failed, and what it said).
+struct Rest {
+    new_flows: Series,
+    cps: Result<Cps, String>,
+}
+
+/// The kernel doing kube-proxy's job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KernelPeer {
+    /// (c) kube-proxy's nftables rules, with conntrack.
+    Nft,
+    /// (d) the same with a flowtable.
+    Flowtable,
+}
+
+impl KernelPeer {
+    /// The RESULT keys' stem.
+    fn stem(self) -> &'static str {
+        match self {
+            KernelPeer::Nft => "nft",
+            KernelPeer::Flowtable => "nft_flowtable",
+        }
+    }
+
+    /// Its name in the table and the progress lines.
+    fn name(self) -> &'static str {
+        match self {
+            KernelPeer::Nft => "(c) nftables DNAT+masquerade",
+            KernelPeer::Flowtable => "(d) nftables + flowtable",
+        }
+    }
+
+    /// Its short name, for the new-flow row and the lines under the table.
+    fn short(self) -> &'static str {
+        match self {
+            KernelPeer::Nft => "(c) nftables",
+            KernelPeer::Flowtable => "(d) nft + flowtable",
+        }
+    }
+
+    /// The ruleset loaded into the DUT namespace.
+    fn rules(self) -> String {
+        match self {
+            KernelPeer::Nft => nft_rules(),
+            KernelPeer::Flowtable => flowtable_rules(),
+        }
+    }
+}
+
+/// One kernel peer's runs (`Err`: not measured, and why).
+struct Kernel {
+    peer: KernelPeer,
+    runs: Result<KernelRuns, String>,
+}
+
+/// A kernel peer's runs: established UDP flows, then the rest.
+struct KernelRuns {
+    udp: Series,
+    rest: Rest,
+    /// What the table prints under it (conntrack's size; the flowtable's fast path).
+    notes: Vec<String>,
+}
+
+/// What `--quick` leaves out.
+struct Full {
+    sluice: Rest,
+    kernels: [Kernel; 2],
+}
+
+// ------------------------------------------------------------------------------------------
+// The table and RESULT
+
+/// Everything measured, for the table and RESULT.
+struct Report {
+    repeat: usize,
+    seconds: f64,
+    placement: Placement,
+    ab: AfXdpRuns,
+    /// `None` with `--quick`.
+    full: Option<Full>,
+}
+
+/// The table's name of (a)'s rows.
+const CEILING_ROW: &str = "(a) plain AF_XDP MAC-swap loop (ceiling)";
+/// The table's name of (b)'s established-flow rows.
+const SLUICE_ROW: &str = "(b) Sluice FullNAT, UDP, 1024 flows";
+
+impl Report {
+    /// The table: where the work ran, the rows, the ratios and notes, what the columns are.
+    fn print_table(&self) {
+        let scope = if self.full.is_some() { "" } else { "; ceiling and Sluice only (--quick)" };
+        println!(
+            "\nL4 forwarding, 64-byte frames, one-armed veth{scope} (median of {} × {} s; min–max of forwarded)",
+            self.repeat, self.seconds
+        );
+        for l in self.placement.describe() {
+            println!("{l}");
+        }
+        header();
+        println!("generator: sluice-pktgen, AF_XDP engine (every DUT takes its frames)");
+        row(CEILING_ROW, &self.ab.ceiling);
+        row(SLUICE_ROW, &self.ab.sluice);
+        if let Some(full) = &self.full {
+            for k in &full.kernels {
+                k.row(&format!("{}, UDP, {FLOWS} flows", k.peer.name()), |r| &r.udp);
+            }
+            row("(b) Sluice, every frame a new TCP SYN", &full.sluice.new_flows);
+            for k in &full.kernels {
+                k.row(&format!("{}, every frame a new TCP SYN", k.peer.short()), |r| &r.rest.new_flows);
+            }
+        }
+        println!(
+            "generator: sluice-pktgen, live-frames engine (offers more than the ceiling; a veth peer's kernel stack does not take its frames)"
+        );
+        row(CEILING_ROW, &self.ab.ceiling_live);
+        row(SLUICE_ROW, &self.ab.sluice_live);
+        let each: Vec<String> =
+            (self.ab.ceiling_live.0.iter().zip(&self.ab.sluice_live.0).zip(self.ab.pairs()))
+                .map(|((c, s), p)| format!("{:.3}/{:.3} = {p:.2}", s.forwarded_mpps, c.forwarded_mpps))
+                .collect();
+        println!("Sluice / ceiling, repeat by repeat (run back to back): {}", each.join(", "));
+        self.print_summary();
+        footer();
+    }
+
+    /// The ratios, the connection rates and the kernel peers' notes.
+    fn print_summary(&self) {
+        let ab = &self.ab;
+        let vs_ceiling = format!(
+            "vs_ceiling {:.2} (live-frames generator, median of the {} paired ratios; {:.2} as a ratio of medians, {:.2} with the AF_XDP generator)",
+            median(&ab.pairs()),
+            self.repeat,
+            ratio(ab.sluice_live.forwarded(), ab.ceiling_live.forwarded()),
+            ratio(ab.sluice.forwarded(), ab.ceiling.forwarded())
+        );
+        let Some(full) = &self.full else {
+            println!("\nMpps. {vs_ceiling}");
+            return;
+        };
+        let measured: Vec<(KernelPeer, &KernelRuns)> =
+            full.kernels.iter().filter_map(|k| k.runs.as_ref().ok().map(|r| (k.peer, r))).collect();
+        let (s, sn) = (&ab.sluice, &full.sluice.new_flows);
+        let mut ratios = vec![vs_ceiling];
+        for (peer, r) in &measured {
+            ratios.push(format!("vs_{} {:.2}", peer.stem(), ratio(s.forwarded(), r.udp.forwarded())));
+        }
+        if let Some((_, r)) = measured.iter().find(|(p, _)| *p == KernelPeer::Nft) {
+            ratios.push(format!("newflow_ratio {:.2}", ratio(sn.forwarded(), r.rest.new_flows.forwarded())));
+        }
+        println!("\nMpps. {}", ratios.join(", "));
+        for (peer, r) in &measured {
+            let per = |a: &Series, b: &Series, f: fn(&Sample) -> f64| ratio(a.median(f), b.median(f));
+            println!(
+                "Sluice ÷ {} per CPU-second consumed: UDP flows {:.2} on core 1, {:.2} on both cores; new flows {:.2} on core 1, {:.2} on both",
+                peer.short(),
+                per(s, &r.udp, Sample::per_core1_s),
+                per(s, &r.udp, Sample::per_cpu_s),
+                per(sn, &r.rest.new_flows, Sample::per_core1_s),
+                per(sn, &r.rest.new_flows, Sample::per_cpu_s)
+            );
+        }
+        let mut cps = vec![format!("Sluice {}", cps_text(&full.sluice.cps))];
+        for k in &full.kernels {
+            let text = k.runs.as_ref().map_or("not measured".to_owned(), |r| cps_text(&r.rest.cps));
+            cps.push(format!("{} {text}", k.peer.short()));
+        }
+        println!(
+            "Short HTTP connections/s to nginx (wrk -t 1 -c 32, Connection: close; wrk and nginx on core 0): {}",
+            cps.join(", ")
+        );
+        for k in &full.kernels {
+            match &k.runs {
+                Ok(r) => r.notes.iter().for_each(|n| println!("{n}")),
+                Err(why) => println!("{} not measured: {why}", k.peer.short()),
+            }
+        }
+    }
+
+    /// RESULT's figures (benches/README lists them).
+    fn result(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        let ab = &self.ab;
+        figures(&mut m, "ceiling", Some(&ab.ceiling_live));
+        figures(&mut m, "sluice", Some(&ab.sluice_live));
+        figures(&mut m, "ceiling_afxdp_gen", Some(&ab.ceiling));
+        figures(&mut m, "sluice_afxdp_gen", Some(&ab.sluice));
+        let pairs = ab.pairs();
+        m.insert("vs_ceiling".into(), json!(round3(median(&pairs))));
+        m.insert("vs_ceiling_min".into(), json!(round3(pairs.iter().copied().fold(f64::INFINITY, f64::min))));
+        m.insert("vs_ceiling_max".into(), json!(round3(pairs.iter().copied().fold(0.0, f64::max))));
+        let Some(full) = &self.full else { return m };
+        figures(&mut m, "sluice_newflow", Some(&full.sluice.new_flows));
+        m.insert("sluice_cps".into(), json!(cps_rate(&full.sluice.cps)));
+        for k in &full.kernels {
+            let (stem, runs) = (k.peer.stem(), k.runs.as_ref().ok());
+            figures(&mut m, stem, runs.map(|r| &r.udp));
+            figures(&mut m, &format!("{stem}_newflow"), runs.map(|r| &r.rest.new_flows));
+            let vs = runs.map(|r| round3(ratio(ab.sluice.forwarded(), r.udp.forwarded())));
+            m.insert(format!("vs_{stem}"), json!(vs));
+            m.insert(format!("{stem}_cps"), json!(runs.map(|r| cps_rate(&r.rest.cps))));
+            if let Err(why) = &k.runs {
+                m.insert(format!("{stem}_unavailable"), json!(why));
+            }
+        }
+        let nft = full.kernels.iter().find(|k| k.peer == KernelPeer::Nft).and_then(|k| k.runs.as_ref().ok());
+        let newflow_ratio =
+            nft.map(|r| round3(ratio(full.sluice.new_flows.forwarded(), r.rest.new_flows.forwarded())));
+        m.insert("newflow_ratio".into(), json!(newflow_ratio));
+        m.insert("offered_mpps".into(), json!(round3(ab.ceiling_live.median(|s| s.offered_mpps))));
+        m.insert("offered_afxdp_gen_mpps".into(), json!(round3(ab.ceiling.median(|s| s.offered_mpps))));
+        m
+    }
+}
+
+impl Kernel {
+    /// The row of `series` of this peer, or why it was not measured.
+    fn row(&self, name: &str, series: impl Fn(&KernelRuns) -> &Series) {
+        match &self.runs {
+            Ok(r) => row(name, series(r)),
+            Err(_) => println!("{name:<46} not measured (why: below)"),
+        }
+    }
+}
+
+/// A row's figures in RESULT: `STEM_mpps` (forwarded), `STEM_mpps_per_core1_s` and
+/// `STEM_mpps_per_cpu_s`, medians of the repeats; `null` for a row not measured.
+fn figures(m: &mut Map<String, Value>, stem: &str, s: Option<&Series>) {
+    let fig = |f: fn(&Sample) -> f64| json!(s.map(|s| round3(s.median(f))));
+    m.insert(format!("{stem}_mpps"), fig(|x| x.forwarded_mpps));
+    m.insert(format!("{stem}_mpps_per_core1_s"), fig(Sample::per_core1_s));
+    m.insert(format!("{stem}_mpps_per_cpu_s"), fig(Sample::per_cpu_s));
+}
+
+/// Connections per second for RESULT: 0 where wrk failed (as before; the table says why).
+fn cps_rate(c: &Result<Cps, String>) -> f64 {
+    c.as_ref().map_or(0.0, |c| c.per_s.round())
+}
+
+/// A connection rate for the table, with each core's busy share, or why wrk failed.
+fn cps_text(c: &Result<Cps, String>) -> String {
+    match c {
+        Ok(c) => format!(
+            "{:.0} (busy: core 0 {:.0} %, core 1 {:.0} %)",
+            c.per_s,
+            100.0 * c.busy[0],
+            100.0 * c.busy[1]
+        ),
+        Err(e) => format!("failed ({})", e.trim()),
+    }
+}
+
+/// The column heads.
+fn header() {
+    println!(
+        "{:<46} {:>8} {:>9} {:>13} {:>23} {:>17}",
+        "", "", "", "", "CPU busy (softirq)", "Mpps per CPU-s"
+    );
+    println!(
+        "{:<46} {:>8} {:>9} {:>13} {:>11} {:>11} {:>8} {:>8}",
+        "Mpps", "offered", "forwarded", "min–max", "core 0", "core 1", "core 1", "both"
+    );
+}
+
+/// One row: medians of the repeats (and the min–max of forwarded).
+fn row(name: &str, s: &Series) {
+    let busy = |core: usize| {
+        let (b, si) = (s.median(|x| x.busy(core).0), s.median(|x| x.busy(core).1));
+        format!("{:.0}% ({:.0}%)", 100.0 * b, 100.0 * si)
+    };
+    println!(
+        "{name:<46} {:>8.3} {:>9.3} {:>13} {:>11} {:>11} {:>8.3} {:>8.3}",
+        s.median(|x| x.offered_mpps),
+        s.forwarded(),
+        range(&s.values(|x| x.forwarded_mpps)),
+        busy(0),
+        busy(1),
+        s.median(Sample::per_core1_s),
+        s.median(Sample::per_cpu_s)
+    );
+}
+
+/// What the columns are.
+fn footer() {
+    println!(
+        "offered, forwarded: Mpps over the generator's run; forwarded = counted by the XDP sink on g0 (where offered ≈ forwarded, the figure is the generator's)."
+    );
+    println!(
+        "CPU busy: the share of the generator's run (its start-up included) each core was not idle (/proc/stat: user, nice, system, irq, softirq), in brackets its softirq part; whole cores: anything else on them counts."
+    );
+    println!(
+        "Mpps per CPU-s: frames the sink counted (millions) ÷ the CPU-seconds consumed during the generator's run on core 1, where every DUT forwards, or on both cores (core 0 runs the generator flat out in every row)."
+    );
+}
+
+/// `a / b`, 0 where `b` is not positive.
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
+/// Three decimals, for RESULT.
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Sluice's Service: the VIP with a UDP and a TCP port, four endpoints on the gen side.
 const MANIFEST: &str = r#"
 apiVersion: v1
 kind: Service
@@ -583,304 +1379,18 @@ fn nft_rules() -> String {
     )
 }
 
-fn orchestrate(args: &[String]) -> Result<(), String> {
-    if !rustix::process::geteuid().is_root() {
-        return Err("needs root (namespaces, XDP, nftables)".into());
-    }
-    let seconds: f64 = flag(args, "--seconds", 3.0);
-    let repeat: usize = flag::<usize>(args, "--repeat", 3).max(1);
-    let quick = args.iter().any(|a| a == "--quick");
-    // Namespaces and tables left by a run that was killed.
-    if let Ok(out) = run(&["ip", "netns", "list"]) {
-        for name in String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()) {
-            let pid = name
-                .strip_prefix("slb")
-                .and_then(|r| r.split('-').next())
-                .and_then(|p| p.parse::<u32>().ok());
-            if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
-                let _ = run(&["ip", "netns", "del", name]);
-                let _ = std::fs::remove_file(format!(
-                    "/dev/shm/sluice-{}",
-                    name.rsplit_once('-').map_or(name, |x| x.0)
-                ));
-            }
-        }
-    }
-    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(s, Arc::clone(&INTERRUPTED)).map_err(|e| e.to_string())?;
-    }
-    let id = format!("slb{}", std::process::id());
-    let mut b = Bench {
-        dir: tempfile::Builder::new().prefix(&format!("{id}-")).tempdir().map_err(|e| e.to_string())?,
-        id,
-        children: Vec::new(),
-        seconds,
-        d0_mac: String::new(),
-        g0_mac: String::new(),
-    };
-    b.setup()?;
-    eprintln!(
-        "topology up: gen (g0 {}) ↔ dut (d0 {}); generator on core 0, DUT on core 1",
-        b.g0_mac, b.d0_mac
-    );
-
-    // nginx for the connection-rate runs, on the four backend addresses.
-    let ngx = b.dir.path().join("nginx");
-    std::fs::create_dir_all(ngx.join("tmp")).map_err(|e| e.to_string())?;
-    std::fs::write(
-        ngx.join("nginx.conf"),
-        sluice_sandbox::nginx_conf(
-            &ngx,
-            "server { listen 80 reuseport; location / { return 200 \"ok\\n\"; } }",
-        ),
+/// (d): kube-proxy's rules and a flowtable, as an operator who tuned the kernel adds it. The
+/// forward chain adds each TCP and UDP connection to the flowtable once conntrack has confirmed
+/// it (UDP from its second packet, TCP once established); after that its packets are forwarded
+/// from d0's ingress hook — NAT from the conntrack entry, the route cached in the flow — without
+/// prerouting, forward or postrouting. One-armed: frames enter and leave on d0, the flowtable's
+/// only device. The counter counts the packets that still take the slow path.
+fn flowtable_rules() -> String {
+    format!(
+        "{}table inet filter {{\n\
+         \x20 flowtable ft {{ hook ingress priority 0; devices = {{ d0 }}; }}\n\
+         \x20 chain forward {{ type filter hook forward priority 0; policy accept; meta l4proto {{ tcp, udp }} counter flow add @ft; }}\n\
+         }}\n",
+        nft_rules()
     )
-    .map_err(|e| e.to_string())?;
-    let conf = ngx.join("nginx.conf").to_string_lossy().into_owned();
-    b.spawn("gen", "nginx.log", &["taskset", "-c", "0", "nginx", "-c", &conf])?;
-
-    // Control on a manifest, for every run of Sluice.
-    let manifests: PathBuf = b.dir.path().join("manifests");
-    std::fs::create_dir_all(&manifests).map_err(|e| e.to_string())?;
-    std::fs::write(manifests.join("bench.yaml"), MANIFEST).map_err(|e| e.to_string())?;
-    let table = format!("/dev/shm/sluice-{}", b.id);
-    let control = bin("sluice-control").to_string_lossy().into_owned();
-    let m = manifests.to_string_lossy().into_owned();
-    let ctl = b.spawn(
-        "dut",
-        "control.log",
-        &[
-            &control,
-            "run",
-            "--manifests",
-            &m,
-            "--table",
-            &table,
-            "--node-address",
-            "198.18.0.1",
-            "--snat-address",
-            "198.18.1.254",
-            "--metrics-address",
-            "127.0.0.1:0",
-        ],
-    )?;
-    b.wait_ready(ctl, "control.log", "generation 1", "control")?;
-
-    // (a) the ceiling and (b) Sluice, alternating repeat by repeat: each ratio compares two runs
-    // a few seconds apart, so a drift of the machine over the run (this VM has them) moves
-    // both sides of it, not one.
-    let me = std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
-    let g0 = b.g0_mac.clone();
-    let gw = bin("sluice-gateway").to_string_lossy().into_owned();
-    let (mut ceiling, mut ceiling_live, mut sluice, mut sluice_live) =
-        (Series::default(), Series::default(), Series::default(), Series::default());
-    let mut gwi = 0;
-    for r in 0..repeat {
-        eprintln!("repeat {}/{repeat}: (a) plain AF_XDP forwarder, (b) Sluice FullNAT …", r + 1);
-        let fwd = b.spawn(
-            "dut",
-            "forward.log",
-            &[&me, "forward", "--iface", "d0", "--core", "1", "--peer-mac", &g0],
-        )?;
-        b.wait_ready(fwd, "forward.log", "forwarding", "the forwarder")?;
-        ceiling.push(b.measure(false, "afxdp")?);
-        ceiling_live.push(b.profiled(r, "ceiling", |b| b.measure(false, "live"))?);
-        b.stop(fwd);
-        gwi = b.spawn("dut", "gateway.log", &[&gw, "--iface", "d0", "--table", &table, "--cores", "1"])?;
-        b.wait_ready(gwi, "gateway.log", "XDP steering:", "the gateway")?;
-        sluice.push(b.measure(false, "afxdp")?);
-        sluice_live.push(b.profiled(r, "sluice", |b| b.measure(false, "live"))?);
-        if r + 1 < repeat {
-            b.stop(gwi);
-        }
-    }
-    let pairs: Vec<f64> = ceiling_live
-        .forwarded
-        .iter()
-        .zip(&sluice_live.forwarded)
-        .map(|(c, s)| if *c > 0.0 { s / c } else { 0.0 })
-        .collect();
-    if quick {
-        b.debug_gateway();
-        print_quick(repeat, seconds, &ceiling, &sluice, [&ceiling_live, &sluice_live], &pairs);
-        return Ok(());
-    }
-    let sluice_cps = b.cps().unwrap_or(0.0);
-    b.must("gen", &["ethtool", "-K", "g0", "gro", "off"])?;
-    eprintln!("(b) Sluice, every frame a new flow …");
-    let sluice_new = b.series(true, repeat, "afxdp")?;
-    b.debug_gateway();
-    b.stop(gwi);
-    b.stop(ctl);
-    b.must("gen", &["ethtool", "-K", "g0", "gro", "off"])?;
-
-    // (c) the kernel: nftables DNAT + masquerade with conntrack.
-    b.must("dut", &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-    let rules = b.dir.path().join("kube-proxy.nft");
-    std::fs::write(&rules, nft_rules()).map_err(|e| e.to_string())?;
-    b.must("dut", &["nft", "-f", &rules.to_string_lossy()])?;
-
-    eprintln!("(c) nftables …");
-    let nft = b.series(false, repeat, "afxdp")?;
-    if std::env::var_os("SLUICE_BENCH_DEBUG").is_some() {
-        for cmd in [
-            vec!["ethtool", "-S", "d0"],
-            vec!["nstat", "-az"],
-            vec!["sysctl", "net.netfilter.nf_conntrack_count"],
-        ] {
-            let o = b.exec("dut", &cmd)?;
-            eprintln!(
-                "{}",
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .filter(|l| !l.contains(" 0 ") || cmd[0] != "nstat")
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-        }
-    }
-    let nft_cps = b.cps().unwrap_or(0.0);
-    b.must("gen", &["ethtool", "-K", "g0", "gro", "off"])?;
-    eprintln!("(c) nftables, every frame a new flow …");
-    let nft_new = b.series(true, repeat, "afxdp")?;
-    let ct_max = b
-        .exec("dut", &["sysctl", "-n", "net.netfilter.nf_conntrack_max"])
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-
-    let (c, s, n) = (median(&ceiling.forwarded), median(&sluice.forwarded), median(&nft.forwarded));
-    let (cl, sl) = (median(&ceiling_live.forwarded), median(&sluice_live.forwarded));
-    let (sn, nn) = (median(&sluice_new.forwarded), median(&nft_new.forwarded));
-    println!(
-        "\nL4 forwarding, 64-byte frames, one-armed veth, DUT on core 1 (median of {repeat} × {seconds} s; min–max)"
-    );
-    header();
-    println!("generator: sluice-pktgen, AF_XDP engine (what the kernel peer takes too)");
-    row("(a) plain AF_XDP MAC-swap loop (ceiling)", &ceiling);
-    row(&format!("(b) Sluice FullNAT, UDP, {FLOWS} flows"), &sluice);
-    row(&format!("(c) nftables DNAT+masquerade, UDP, {FLOWS} flows"), &nft);
-    row("(b) Sluice, every frame a new TCP SYN", &sluice_new);
-    row(&format!("(c) nftables, every frame a new TCP SYN (ct max {ct_max})"), &nft_new);
-    live_rows(&ceiling_live, &sluice_live, &pairs);
-    println!(
-        "\nMpps. vs_ceiling {:.2} (live-frames generator, median of the {repeat} paired ratios; {:.2} as a ratio of medians, {:.2} with the AF_XDP generator), vs_nft {:.2}, newflow_ratio {:.2}",
-        median(&pairs),
-        ratio(sl, cl),
-        ratio(s, c),
-        ratio(s, n),
-        ratio(sn, nn)
-    );
-    println!(
-        "Short HTTP connections/s to nginx (wrk -c 32, Connection: close; client, server and generator share core 0): Sluice {sluice_cps:.0}, nftables {nft_cps:.0}"
-    );
-    footer();
-    let mut result = ceiling_figures(&ceiling, &sluice, [&ceiling_live, &sluice_live], &pairs);
-    result.extend(
-        serde_json::json!({
-            "nft_mpps": round3(n),
-            "vs_nft": round3(ratio(s, n)),
-            "sluice_newflow_mpps": round3(sn),
-            "nft_newflow_mpps": round3(nn),
-            "newflow_ratio": round3(ratio(sn, nn)),
-            "sluice_cps": sluice_cps.round(),
-            "nft_cps": nft_cps.round(),
-            "offered_mpps": round3(median(&ceiling_live.offered)),
-            "offered_afxdp_gen_mpps": round3(median(&ceiling.offered)),
-        })
-        .as_object()
-        .cloned()
-        .unwrap_or_default(),
-    );
-    println!("RESULT {}", serde_json::Value::Object(result));
-    Ok(())
-}
-
-/// The figures of (a) and (b): the live generator's medians, the paired ratios' median and
-/// range, the AF_XDP generator's medians.
-fn ceiling_figures(
-    ceiling: &Series,
-    sluice: &Series,
-    live: [&Series; 2],
-    pairs: &[f64],
-) -> serde_json::Map<String, serde_json::Value> {
-    let json = serde_json::json!({
-        "ceiling_mpps": round3(median(&live[0].forwarded)),
-        "sluice_mpps": round3(median(&live[1].forwarded)),
-        "vs_ceiling": round3(median(pairs)),
-        "vs_ceiling_min": round3(pairs.iter().copied().fold(f64::INFINITY, f64::min)),
-        "vs_ceiling_max": round3(pairs.iter().copied().fold(0.0, f64::max)),
-        "ceiling_afxdp_gen_mpps": round3(median(&ceiling.forwarded)),
-        "sluice_afxdp_gen_mpps": round3(median(&sluice.forwarded)),
-    });
-    json.as_object().cloned().unwrap_or_default()
-}
-
-/// `--quick`: the ceiling and Sluice only.
-fn print_quick(
-    repeat: usize,
-    seconds: f64,
-    ceiling: &Series,
-    sluice: &Series,
-    live: [&Series; 2],
-    pairs: &[f64],
-) {
-    println!("\nL4 forwarding, ceiling and Sluice only (--quick; median of {repeat} × {seconds} s; min–max)");
-    header();
-    println!("generator: sluice-pktgen, AF_XDP engine");
-    row("(a) plain AF_XDP MAC-swap loop (ceiling)", ceiling);
-    row(&format!("(b) Sluice FullNAT, UDP, {FLOWS} flows"), sluice);
-    live_rows(live[0], live[1], pairs);
-    let (cl, sl) = (median(&live[0].forwarded), median(&live[1].forwarded));
-    println!(
-        "\nMpps. vs_ceiling {:.2} (median of the paired ratios; {:.2} as a ratio of medians)",
-        median(pairs),
-        ratio(sl, cl)
-    );
-    footer();
-    println!("RESULT {}", serde_json::Value::Object(ceiling_figures(ceiling, sluice, live, pairs)));
-}
-
-fn header() {
-    println!("{:<44} {:>10} {:>16} {:>10} {:>16}", "", "offered", "", "forwarded", "");
-}
-
-fn row(name: &str, s: &Series) {
-    println!(
-        "{name:<44} {:>10.3} {:>16} {:>10.3} {:>16}",
-        median(&s.offered),
-        range(&s.offered),
-        median(&s.forwarded),
-        range(&s.forwarded)
-    );
-}
-
-/// The live-frames generator's rows, and each repeat's pair: ceiling, Sluice, their ratio.
-fn live_rows(ceiling: &Series, sluice: &Series, pairs: &[f64]) {
-    println!(
-        "generator: sluice-pktgen, live-frames engine (offers more than the ceiling; the kernel stack of a veth peer does not take its frames)"
-    );
-    row("(a) plain AF_XDP MAC-swap loop (ceiling)", ceiling);
-    row(&format!("(b) Sluice FullNAT, UDP, {FLOWS} flows"), sluice);
-    let each: Vec<String> = ceiling
-        .forwarded
-        .iter()
-        .zip(&sluice.forwarded)
-        .zip(pairs)
-        .map(|((c, s), p)| format!("{s:.3}/{c:.3} = {p:.2}"))
-        .collect();
-    println!("Sluice / ceiling, repeat by repeat (run back to back): {}", each.join(", "));
-}
-
-fn footer() {
-    println!("Generators on core 0, which also runs the DUT's receive softirq (veth);");
-    println!(
-        "forwarded = counted by an XDP sink on the generator's interface. Where offered ≈ forwarded, the figure is the generator's."
-    );
-}
-
-fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 { a / b } else { 0.0 }
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
 }

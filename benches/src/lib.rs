@@ -1,6 +1,7 @@
 //! Support for Sluice's benchmarks: a frame source that feeds a worker the same way a NIC queue
-//! would (a fixed pool of frame buffers, refilled from a template per batch), and the standard
-//! topology of the micro benchmarks.
+//! would (a fixed pool of frame buffers, refilled from a template per batch), the standard
+//! topology of the micro benchmarks, and the CPU time each core consumed over a measurement
+//! (`/proc/stat`), for the end-to-end benchmarks' normalisations.
 //!
 //! Benchmarks never assert speed; they measure and print. See `benches/README.md`.
 #![forbid(unsafe_code)]
@@ -285,4 +286,108 @@ pub fn range(v: &[f64]) -> String {
     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = v.iter().copied().fold(0.0, f64::max);
     format!("{lo:.3}–{hi:.3}")
+}
+
+/// `/proc/stat`'s unit, USER_HZ: fixed by the kernel's ABI at 100 on x86-64 and arm64 (what
+/// `sysconf(_SC_CLK_TCK)` returns there), whatever the kernel's own tick rate.
+const USER_HZ: f64 = 100.0;
+
+/// One core's CPU time, in seconds: since boot, or over an interval ([`CpuTimes::since`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CoreTime {
+    /// Not idle: user, nice, system, irq and softirq time — `/proc/stat`'s total less idle and
+    /// iowait. Steal (time the hypervisor gave to another guest) is not in it: this core did
+    /// not run then.
+    pub busy_s: f64,
+    /// The part of `busy_s` spent in softirq (packet receive, transmit completion, timers).
+    /// Without `CONFIG_IRQ_TIME_ACCOUNTING` the kernel samples it at each tick, as it does the rest.
+    pub softirq_s: f64,
+}
+
+/// Every core's CPU time since boot, as `/proc/stat` counts it (whole cores: every process
+/// and interrupt on them, not only what a benchmark started).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CpuTimes {
+    cores: Vec<CoreTime>,
+}
+
+impl CpuTimes {
+    /// Reads `/proc/stat` now.
+    pub fn read() -> std::io::Result<CpuTimes> {
+        Ok(Self::parse(&std::fs::read_to_string("/proc/stat")?))
+    }
+
+    /// Parses `/proc/stat`'s per-core lines (`cpuN user nice system idle iowait irq softirq
+    /// steal guest guest_nice`, in USER_HZ); the all-cores `cpu` line and other lines are skipped.
+    /// Guest time is not added: the kernel already counts it inside user and nice.
+    pub fn parse(text: &str) -> CpuTimes {
+        let mut cores = Vec::new();
+        for line in text.lines() {
+            let mut fields = line.split_whitespace();
+            let Some(n) =
+                fields.next().and_then(|c| c.strip_prefix("cpu")).and_then(|n| n.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let t: Vec<f64> =
+                fields.take(7).map_while(|v| v.parse::<u64>().ok()).map(|v| v as f64 / USER_HZ).collect();
+            let [user, nice, system, _idle, _iowait, irq, softirq] = t[..] else { continue };
+            if cores.len() <= n {
+                cores.resize(n + 1, CoreTime::default());
+            }
+            cores[n] = CoreTime { busy_s: user + nice + system + irq + softirq, softirq_s: softirq };
+        }
+        CpuTimes { cores }
+    }
+
+    /// What core `core` consumed between `earlier` and this reading (zero for a core either
+    /// reading lacks).
+    pub fn since(&self, earlier: &CpuTimes, core: usize) -> CoreTime {
+        match (self.cores.get(core), earlier.cores.get(core)) {
+            (Some(now), Some(then)) => {
+                CoreTime { busy_s: now.busy_s - then.busy_s, softirq_s: now.softirq_s - then.softirq_s }
+            }
+            _ => CoreTime::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "cpu  140352 0 30766 1332039 1892 0 1154 1203 0 0
+cpu0 68515 0 14688 668635 518 0 506 614 0 0
+cpu1 71837 5 16078 663403 1373 2 647 588 0 0
+intr 123 0 0
+softirq 1 2 3
+";
+
+    #[test]
+    fn parses_each_core_and_skips_the_total() {
+        let t = CpuTimes::parse(STAT);
+        assert_eq!(t.cores.len(), 2);
+        // user + nice + system + irq + softirq; idle, iowait and steal left out.
+        assert!((t.cores[0].busy_s - (68515.0 + 14688.0 + 506.0) / 100.0).abs() < 1e-9);
+        assert!((t.cores[1].busy_s - (71837.0 + 5.0 + 16078.0 + 2.0 + 647.0) / 100.0).abs() < 1e-9);
+        assert!((t.cores[1].softirq_s - 6.47).abs() < 1e-9);
+    }
+
+    #[test]
+    fn since_is_the_difference_per_core() {
+        let before = CpuTimes::parse(STAT);
+        let after = CpuTimes::parse(
+            &STAT.replace("cpu1 71837 5 16078 663403 1373 2 647", "cpu1 71937 5 16078 663403 1373 2 747"),
+        );
+        let d = after.since(&before, 1);
+        assert!((d.busy_s - 2.0).abs() < 1e-9, "{d:?}");
+        assert!((d.softirq_s - 1.0).abs() < 1e-9, "{d:?}");
+        assert_eq!(after.since(&before, 0), CoreTime::default());
+        assert_eq!(after.since(&before, 7), CoreTime::default());
+    }
+
+    #[test]
+    fn a_short_line_is_skipped() {
+        assert_eq!(CpuTimes::parse("cpu0 1 2 3\n").cores.len(), 0);
+    }
 }
