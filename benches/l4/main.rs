@@ -10,7 +10,7 @@
 //! one-armed: frames come in on d0 and leave on d0.
 //!
 //! Where the work runs. veth runs a receive in the softirq of the core that transmitted the
-//! frame (AF_XDP-NOTES pitfall 5), so:
+//! frame (docs/af-xdp.md, pitfall 5), so:
 //! - core 0 ([`GEN_CORE`]): the generator, `sluice-pktgen` (its AF_XDP engine for every
 //!   comparison, since the kernel peers take its frames; its live-frames engine, BPF_PROG_RUN,
 //!   several times faster but not taken by a veth peer's kernel stack, for the ceiling and Sluice
@@ -1350,7 +1350,7 @@ endpoints:
   - addresses: ["198.18.1.4"]
 "#;
 
-/// kube-proxy's nftables rules (`shared/peers/kube-proxy-nftables.nft`), the parts this path
+/// kube-proxy's nftables rules (as its nftables mode writes them), the parts this path
 /// exercises, with this topology's endpoints: a verdict map dispatching on address, protocol
 /// and port, `numgen random` over the endpoints, DNAT, and masquerade (Cluster policy).
 fn nft_rules() -> String {

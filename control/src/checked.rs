@@ -8,7 +8,7 @@
 //! - [`Service`]: its [`ServiceType`], ports with a [`PortProtocol`] and a [`TargetPort`],
 //!   parsed addresses, an [`Affinity`](sluice_model::service::Affinity), a [`TrafficPolicy`], its
 //!   [`Scheduler`](sluice_model::service::Scheduler) and the MetalLB annotations, with the
-//!   defaults the API server's `SetDefaults_Service` applies (`KUBERNETES.md` §1.3).
+//!   defaults the API server's `SetDefaults_Service` applies (`docs/kubernetes.md` §1.3).
 //! - [`EndpointSlice`] and [`Endpoints`]: parsed addresses, typed ports, resolved conditions.
 //! - [`Pod`]: parsed addresses, readiness, deletion, node and named container ports.
 //! - [`Pool`]: MetalLB's `IPAddressPool`, its ranges parsed ([`AddressRange`]).

@@ -1,5 +1,5 @@
 //! Cluster mode: kube watchers with reflector stores for Services, EndpointSlices, Ingresses,
-//! IngressClasses and Secrets (`KUBERNETES.md` §7.2), and MetalLB's `IPAddressPool` where that
+//! IngressClasses and Secrets (`docs/kubernetes.md` §7), and MetalLB's `IPAddressPool` where that
 //! CRD is installed. Each watcher lists, then watches; a lost
 //! watch resumes or relists (a `410 Gone` starts a new list, and objects not listed again are
 //! gone), with kube's default backoff on errors. Nothing is published before every store has

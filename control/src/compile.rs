@@ -12,7 +12,7 @@
 //!   node only — while the ClusterIP keeps every endpoint under FullNAT.
 //! - [`endpoints`]: a Service port's endpoints, from its EndpointSlices, else the Pods its
 //!   selector picks, else its v1 Endpoints.
-//! - [`allocation`]: LoadBalancer addresses, by MetalLB's rules (`KUBERNETES.md` §8.1).
+//! - [`allocation`]: LoadBalancer addresses, by MetalLB's rules (`docs/kubernetes.md` §4).
 //! - here: the [`Compiler`], which keeps each Service's entries between compiles and recompiles
 //!   only the Services a change feeds, and the index that finds those Services and their
 //!   endpoints without scanning the store.
@@ -60,7 +60,7 @@ pub struct Compiled {
     pub load_balancers: BTreeMap<String, Vec<IpAddr>>,
     /// Services (`namespace/name`) whose `status.loadBalancer` holds an address of our pools but
     /// which are no longer ours to serve (type or class changed, or not assigned any more): the
-    /// leader releases the address by clearing what it wrote (KUBERNETES.md §1.1).
+    /// leader releases the address by clearing what it wrote (`docs/kubernetes.md` §1.1).
     pub release: Vec<String>,
     /// Things an operator should know (a Service without endpoints, a pool exhausted…).
     pub notes: Vec<String>,

@@ -1,7 +1,7 @@
 //! The leader's duties in cluster mode: holding a Lease, and writing each LoadBalancer Service's
 //! address to `status.loadBalancer.ingress`.
 //!
-//! kube-rs has no leader election (`KUBERNETES.md` §7.4), so this is the Lease protocol by hand
+//! kube-rs has no leader election (`docs/kubernetes.md` §6), so this is the Lease protocol by hand
 //! (coordination.k8s.io/v1): take the Lease when it is absent or its holder has not renewed it
 //! for `leaseDurationSeconds`, renew it while holding it; every write carries the
 //! resourceVersion read, so of two contenders one gets a 409 Conflict and is not the leader.

@@ -1,5 +1,5 @@
 //! Manifests to table: every example of `deploy/examples/` (one per L4 scenario of
-//! SCENARIOS.md) loads without a problem and compiles to what the scenario means; the mistakes
+//! docs/scenarios.md) loads without a problem and compiles to what the scenario means; the mistakes
 //! the seed documents contain are each reported with file, line, object, field and the fix; a
 //! compiled table builds, encodes and decodes.
 

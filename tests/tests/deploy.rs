@@ -85,3 +85,102 @@ fn the_units_command_lines_parse_and_the_units_verify() {
         }
     }
 }
+
+/// Every metric the Grafana dashboard (`deploy/grafana/sluice.json`) queries is one that
+/// `sluice-control` serves, with a gateway worker publishing: a renamed counter, gauge or label
+/// would leave a panel empty without a word.
+#[test]
+fn the_dashboard_queries_only_metrics_control_serves() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("deploy/grafana/sluice.json")).expect("dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let mut queries = Vec::new();
+    collect_queries(&dashboard, &mut queries);
+    let wanted: std::collections::BTreeSet<String> = queries.iter().flat_map(|q| metric_names(q)).collect();
+    assert!(wanted.len() > 15, "the dashboard's queries name its metrics: {wanted:?}");
+
+    // Control on an example, a gateway worker's counters published on its table.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let table = dir.path().join("table");
+    let mut control = Command::new(bin("sluice-control"))
+        .args(["run", "--metrics-address", "127.0.0.1:0", "--node-address", "198.18.0.1", "--manifests"])
+        .arg(repo_root().join("deploy/examples/nodeport"))
+        .arg("--table")
+        .arg(&table)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sluice-control");
+    let mut lines = BufReader::new(control.stderr.take().expect("stderr")).lines();
+    let addr = lines
+        .by_ref()
+        .take(50)
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split_once("metrics: http://").map(|(_, a)| a.trim_end_matches("/metrics").to_owned())
+        })
+        .expect("control says where its metrics are");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !table.exists() {
+        assert!(std::time::Instant::now() < deadline, "control did not create its table");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let reader = sluice_table::Reader::open(&table).expect("the table");
+    reader.publish_stats(&sluice_model::Counters::default().export());
+    let mut page = String::new();
+    for _ in 0..100 {
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect to the metrics");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("request");
+        page.clear();
+        s.read_to_string(&mut page).expect("page");
+        // The worker's counters, and the table's age (served once control has published).
+        if page.contains("sluice_gateway_rx_frames_total{")
+            && page.contains("sluice_control_table_age_seconds ")
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = control.kill();
+    let _ = control.wait();
+    let served: std::collections::BTreeSet<&str> =
+        page.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(['{', ' ']).next()).collect();
+    let missing: Vec<&String> = wanted.iter().filter(|m| !served.contains(m.as_str())).collect();
+    assert!(missing.is_empty(), "the dashboard queries metrics control does not serve: {missing:?}\n{page}");
+    for label in ["worker=", "reason="] {
+        assert!(page.contains(label), "{label} is a label the dashboard filters on");
+    }
+}
+
+/// Every PromQL query in the dashboard (panel targets, variables, annotations).
+fn collect_queries(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr" | "definition", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => collect_queries(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_queries(v, out)),
+        _ => {}
+    }
+}
+
+/// The `sluice_…` metric names a query mentions.
+fn metric_names(query: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = query;
+    while let Some(i) = rest.find("sluice_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        rest = &rest[i + name.len()..];
+        out.push(name);
+    }
+    out
+}

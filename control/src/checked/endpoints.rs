@@ -1,5 +1,5 @@
 //! EndpointSlices (discovery.k8s.io/v1) and v1 Endpoints: addresses parsed, ports typed,
-//! conditions resolved as the API documents their absence (`KUBERNETES.md` §2.2).
+//! conditions resolved as the API documents their absence (`docs/kubernetes.md` §2).
 
 use std::net::IpAddr;
 

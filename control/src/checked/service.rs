@@ -1,5 +1,5 @@
 //! Services: checked as the API server validates them, defaulted as its `SetDefaults_Service`
-//! does (`KUBERNETES.md` §1.3), typed once.
+//! does (`docs/kubernetes.md` §1.3), typed once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -1,5 +1,5 @@
 //! LoadBalancer addresses for every LoadBalancer Service of our class, by MetalLB's rules
-//! (`KUBERNETES.md` §8.1), in this order:
+//! (`docs/kubernetes.md` §4), in this order:
 //!
 //! 1. **held**: an address a Service's `status` already holds stays its own (unless the Service
 //!    now asks for others, or the address is no longer in a pool or is taken);
