@@ -352,8 +352,25 @@ impl Sandbox {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             self.spawn(&format!("b{i}"), &format!("udp-echo-{}", b.name), &args)?;
         }
-        // Wait until the servers listen.
+        // Wait until the servers listen (a loaded machine may take a while to start them: the
+        // first request of a test must not race them).
         let deadline = Instant::now() + Duration::from_secs(10);
+        let echo = bin("sluice-udp-echo").to_string_lossy().into_owned();
+        for p in &b.udp {
+            let target = format!("{}:{p}", b.v4);
+            while self
+                .exec(&format!("b{i}"), &[&echo, "--send", &target, "ready?"])
+                .map_or(true, |o| !o.status.success())
+            {
+                if Instant::now() > deadline {
+                    return Err(io::Error::other(format!(
+                        "the UDP echo of {} does not answer on {p}",
+                        b.name
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         for p in &b.tcp {
             let probe = format!("http://{}:{p}/", b.v4);
             while self

@@ -29,6 +29,8 @@ struct Pair {
     a: String,
     b: String,
     kids: Vec<Child>,
+    /// The logs of the processes started (removed with the pair).
+    logs: Vec<tempfile::NamedTempFile>,
 }
 
 impl Pair {
@@ -36,7 +38,7 @@ impl Pair {
     fn with_queues(queues: u32) -> Pair {
         // Named like the sandbox's, so that a crashed run's leftovers are removed by the next.
         let id = format!("sl{}x{}", std::process::id(), 900 + N.fetch_add(1, Ordering::Relaxed));
-        let p = Pair { a: format!("{id}-pga"), b: format!("{id}-pgb"), kids: Vec::new() };
+        let p = Pair { a: format!("{id}-pga"), b: format!("{id}-pgb"), kids: Vec::new(), logs: Vec::new() };
         for ns in [&p.a, &p.b] {
             must(&["ip", "netns", "add", ns]).unwrap();
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]).unwrap();
@@ -54,19 +56,26 @@ impl Pair {
         p
     }
 
+    /// Starts a reflector in `b`, and waits (10 s at most) until it says it is attached.
     fn reflector(&mut self) {
         let pg = bin("sluice-pktgen");
+        let log = tempfile::NamedTempFile::new().expect("a log file");
         let child = Command::new("ip")
             .args(["netns", "exec", &self.b])
             .arg(&pg)
             .args(["reflect", "--iface", "r0", "--core", "1", "--duration", "60"])
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log.reopen().expect("the log file"))
             .spawn()
             .expect("reflector");
         self.kids.push(child);
-        // Attached once it says so; a short wait is enough on this path.
-        std::thread::sleep(Duration::from_millis(700));
+        let said = || std::fs::read_to_string(log.path()).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !said().contains("reflecting on") {
+            assert!(Instant::now() < deadline, "the reflector did not start: {}", said());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.logs.push(log);
     }
 
     /// Runs `sluice-pktgen send` in `a` towards `b` with `args`; the JSON summary.
