@@ -95,7 +95,7 @@ pub(crate) fn run(s: Setup) {
 
 /// The reactor of worker `me`: its sockets and, with other workers, its doorbell.
 fn reactor(sockets: &[XskSocket], mailboxes: Option<&Mailboxes>, me: usize) -> std::io::Result<Reactor> {
-    let reactor = Reactor::new()?;
+    let mut reactor = Reactor::new()?;
     for (i, s) in sockets.iter().enumerate() {
         reactor.register_port(i, s.fd())?;
     }
