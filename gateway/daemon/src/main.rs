@@ -3,14 +3,18 @@
 //! Attaches the XDP steering program to an interface (or two: two-armed, one facing the clients
 //! and one the backends), binds one AF_XDP socket per queue and interface, and runs one worker
 //! per queue on its pinned core, each run to completion: receive a batch, run it through the L4
-//! pipeline, transmit the batch. With several queues, a frame RSS puts on the queue of a worker
-//! that does not hold its flow is handed to the one that does (`sluice_worker::handoff`). Workers adopt new table generations from the shared-memory
-//! file at batch boundaries, sleep in `poll` when there is no traffic, and publish their counters
-//! to the file's stats region. The main thread does everything off the hot path: it keeps the
-//! XDP map in step with the table, reads routes and neighbours from the kernel, resolves the
-//! ones the workers need, announces new VIPs with gratuitous ARP / unsolicited advertisements,
-//! and stops everything cleanly on SIGINT or SIGTERM (SIGKILL is safe too: the program is
-//! attached through a bpf_link and vanishes with the process).
+//! pipeline, transmit the batch (`core_thread`). With several queues, a frame RSS puts on the
+//! queue of a worker that does not hold its flow is handed to the one that does
+//! (`sluice_worker::handoff`). Idle workers sleep in their reactor (`sluice_worker::reactor`) and
+//! publish their counters to the table file's stats region.
+//!
+//! The main thread (`supervise`) does everything off the hot path: it reads each new table
+//! generation from the shared-memory file, decodes it once and hands it to the workers (they
+//! adopt it between two batches), keeps the XDP map in step with it (`steering`), reads routes
+//! and neighbours from the kernel (`kernel`) and resolves the ones the workers need, announces
+//! new VIPs with gratuitous ARP / unsolicited advertisements, and stops everything cleanly on
+//! SIGINT or SIGTERM (SIGKILL is safe too: the program is attached through a bpf_link and
+//! vanishes with the process).
 #![forbid(unsafe_code)]
 
 mod core_thread;
