@@ -44,6 +44,9 @@ struct Head {
 /// `None` if `doc` is not a list (or not parseable: the object loader reports that); else its
 /// items, or the (line offset, message) of why they cannot be read.
 pub(super) fn items(doc: &str) -> Option<Result<List, (usize, String)>> {
+    if !may_be_list(doc) {
+        return None;
+    }
     let head: Head = serde_norway::from_str(doc).ok()?;
     let kind = head.kind?;
     let item_kind = match kind.as_str() {
@@ -69,6 +72,19 @@ pub(super) fn items(doc: &str) -> Option<Result<List, (usize, String)>> {
             .collect(),
     };
     Some(Ok(List { item_kind, api_version, items }))
+}
+
+/// Whether `doc` can be a list at all, read cheaply off its text: a top-level `kind:` (YAML) or
+/// a `"kind"` (JSON) whose value ends in `List`, or a document in flow style (`{…}`), which is
+/// parsed to tell. Saves parsing every document twice.
+fn may_be_list(doc: &str) -> bool {
+    doc.trim_start().starts_with('{')
+        || doc.lines().any(|l| {
+            let value = l
+                .strip_prefix("kind:")
+                .or_else(|| l.trim_start().strip_prefix("\"kind\"")?.trim_start().strip_prefix(':'));
+            value.is_some_and(|v| v.trim().trim_end_matches(',').trim_matches(['"', '\'']).ends_with("List"))
+        })
 }
 
 /// The line offset of the `items` key (for an error about it), else 0.
@@ -219,6 +235,15 @@ mod tests {
         let l = items(doc).unwrap().unwrap();
         assert_eq!((l.item_kind.as_deref(), l.api_version.as_str()), (Some("Service"), "v1"));
         assert_eq!(l.items, [Item { line: 3, text: "metadata:\n  name: a\n".into() }]);
+    }
+
+    #[test]
+    fn a_list_is_recognised_from_its_text_before_it_is_parsed() {
+        assert!(may_be_list("apiVersion: v1\nkind: List\n"));
+        assert!(may_be_list("kind: \"ServiceList\"\n"));
+        assert!(may_be_list("{\n  \"kind\": \"List\",\n  \"items\": []\n}"));
+        assert!(!may_be_list("apiVersion: v1\nkind: Service\nmetadata: {name: List}\n"));
+        assert!(!may_be_list("spec:\n  kind: List\n"), "not top-level");
     }
 
     #[test]
