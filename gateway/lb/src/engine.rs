@@ -94,6 +94,9 @@ impl Default for Config {
 /// How many SNAT candidates a new flow tries before giving up.
 pub const SNAT_ATTEMPTS: usize = 32;
 
+/// How many SNAT addresses of a service's pool a new flow tries before giving up.
+pub const SNAT_POOL_TRIES: usize = 8;
+
 /// After this many taken candidates, a new flow takes the tuple of the first one that never saw
 /// a reply instead of searching on (bounds a SYN flood's cost per packet).
 pub const SNAT_EARLY_DROP_AFTER: usize = 2;
@@ -194,6 +197,93 @@ fn tuple_free(
             true
         }
         Some(_) => false,
+    }
+}
+
+/// The engine's parts a FullNAT tuple search uses (the table stays borrowed meanwhile).
+struct SnatSearch<'a> {
+    flows: &'a mut FlowTable,
+    sched: &'a mut SchedState,
+    ports: &'a mut SnatPorts,
+    counters: &'a mut Counters,
+    generation: Generation,
+}
+
+impl SnatSearch<'_> {
+    /// A free FullNAT reverse tuple towards backend `addr:port`, searched on SNAT address
+    /// `pool[first]`, then on the pool's other addresses in turn (at most [`SNAT_POOL_TRIES`]).
+    /// `isn` is the new flow's SYN (sequence number, timestamp), when it is one.
+    ///
+    /// Ports come from the backend's cursor, which walks the worker's whole range before it
+    /// repeats: the port handed out is the one used least recently. Per candidate (one lookup):
+    /// free; held by an expired flow (removed now); held by a closed flow the backend no
+    /// longer holds or would accept this SYN on ([`Flow::reusable_by`], RFC 6191: reused
+    /// now); held by a half-open flow (kept as a fallback: under a flood every candidate is,
+    /// and the first one found is taken from it, as conntrack's early drop does); or taken.
+    #[expect(clippy::too_many_arguments, reason = "the hot path passes what it already computed")]
+    fn tuple(
+        &mut self,
+        pool: &[Addr],
+        first: usize,
+        addr: Addr,
+        port: u16,
+        proto: u8,
+        isn: Option<(u32, Option<u32>)>,
+        now_ns: u64,
+    ) -> Option<(FlowKey, u64)> {
+        let generation = self.generation;
+        let bhash = backend_hash(&addr, port);
+        let mut unassured = None;
+        for k in 0..pool.len().min(SNAT_POOL_TRIES) {
+            let i = (first + k) % pool.len();
+            let snat = pool[i];
+            for attempt in 0..SNAT_ATTEMPTS {
+                let sport = self.ports.next(bhash);
+                let rev = FlowKey::new(addr, port, snat, sport, proto);
+                let hr = self.flows.hash(&rev);
+                let Some((id, _)) = self.flows.lookup(&rev, hr) else {
+                    if k > 0 {
+                        self.counters[Counter::SnatPoolFallbacks] += 1;
+                    }
+                    return Some((rev, hr));
+                };
+                let f = self.flows.flow(id);
+                let reuse = if f.is_expired(now_ns) {
+                    false
+                } else if let Some((seq, ts)) = isn
+                    && f.reusable_by(seq, ts)
+                {
+                    true
+                } else {
+                    if unassured.is_none() && f.is_unassured() {
+                        unassured = Some((id, rev, hr));
+                    }
+                    if attempt + 1 >= SNAT_EARLY_DROP_AFTER && unassured.is_some() {
+                        break; // under a flood, stop searching: every lookup is a cache miss
+                    }
+                    continue;
+                };
+                let gone = self.flows.remove(id);
+                release(self.sched, generation, &gone);
+                if reuse {
+                    self.counters[Counter::SnatReused] += 1;
+                }
+                if k > 0 {
+                    self.counters[Counter::SnatPoolFallbacks] += 1;
+                }
+                return Some((rev, hr));
+            }
+            // Every candidate is taken (a SYN flood holds the backend's ports half-open): as
+            // conntrack's early drop, a flow that never completed its handshake gives its tuple
+            // to the new one, so a flood cannot lock real clients out.
+            if let Some((id, rev, hr)) = unassured {
+                let gone = self.flows.remove(id);
+                release(self.sched, generation, &gone);
+                self.counters[Counter::SnatReclaimed] += 1;
+                return Some((rev, hr));
+            }
+        }
+        None
     }
 }
 
@@ -420,8 +510,14 @@ impl L4 {
         let t = &self.timeouts;
         let f = self.flows.flow_mut(id);
         if m.proto == ip_proto::TCP {
+            let opts = (m.tcp_flags & flags::SYN != 0 || f.wants_options()).then(|| m.tcp_options(frame));
+            if !f.track(dir, m, opts) && m.tcp_flags & (flags::RST | flags::FIN) != 0 {
+                return Verdict::Drop(DropReason::TcpOutOfWindow);
+            }
+            let was_closed = f.is_closed();
             f.on_tcp(dir, m.tcp_flags, now_ns, t);
-            if f.counted && f.is_closed() {
+            let closed = f.is_closed();
+            if f.counted && closed {
                 f.counted = false;
                 self.sched.closed(f.backend);
             } else if !f.counted
@@ -433,9 +529,13 @@ impl L4 {
                 f.counted = true;
                 self.sched.opened(f.backend);
             }
+            if closed && !was_closed {
+                self.flows.note_debris(id);
+            }
         } else {
             f.on_udp(dir, now_ns, t);
         }
+        let f = self.flows.flow(id);
         let (src, sport, dst, dport) = match dir {
             Dir::Forward => (f.rev.dst, f.rev.dport, f.rev.src, f.rev.sport),
             Dir::Reverse => (f.fwd.dst, f.fwd.dport, f.fwd.src, f.fwd.sport),
@@ -499,50 +599,22 @@ impl L4 {
         let Some(offset) = offset else { return Verdict::Drop(DropReason::NoBackend) };
         let bid: BackendId = svc.backend_id(offset);
         let b = table.backend(bid);
+        let syn = m.proto == ip_proto::TCP && state == FlowState::SynSent;
+        let opts = if syn { m.tcp_options(frame) } else { sluice_wire::tcp::Options::default() };
         let (rev, hr) = match svc.nat {
             NatMode::FullNat => {
-                let snat = svc.snat[hash::reduce(tuple_hash, svc.snat.len() as u32) as usize];
-                let bhash = backend_hash(&b.addr, b.port);
-                let mut found = None;
-                let mut unassured = None;
-                for attempt in 0..SNAT_ATTEMPTS {
-                    let port = self.snat.next(bhash);
-                    let rev = FlowKey::new(b.addr, b.port, snat, port, m.proto);
-                    let hr = self.flows.hash(&rev);
-                    // One lookup per candidate: free, expired (freed now), or taken — and then
-                    // perhaps by a flow that never saw a reply.
-                    match self.flows.lookup(&rev, hr) {
-                        None => {
-                            found = Some((rev, hr));
-                            break;
-                        }
-                        Some((id, _)) if self.flows.flow(id).is_expired(now_ns) => {
-                            let gone = self.flows.remove(id);
-                            release(&mut self.sched, table.generation(), &gone);
-                            found = Some((rev, hr));
-                            break;
-                        }
-                        Some((id, _)) if unassured.is_none() && self.flows.flow(id).is_unassured() => {
-                            unassured = Some((id, rev, hr));
-                        }
-                        Some(_) => {}
-                    }
-                    if attempt + 1 >= SNAT_EARLY_DROP_AFTER && unassured.is_some() {
-                        break; // under a flood, stop searching: every lookup is a cache miss
-                    }
-                }
-                match (found, unassured) {
-                    (Some(x), _) => x,
-                    // Every candidate is taken (a SYN flood holds the backend's ports half-open):
-                    // as conntrack's early drop, a flow that never saw a reply gives its tuple
-                    // to the new one, so a flood cannot lock real clients out for 120 s.
-                    (None, Some((id, rev, hr))) => {
-                        let gone = self.flows.remove(id);
-                        release(&mut self.sched, table.generation(), &gone);
-                        self.counters[Counter::SnatReclaimed] += 1;
-                        (rev, hr)
-                    }
-                    (None, None) => return Verdict::Drop(DropReason::SnatExhausted),
+                let first = hash::reduce(tuple_hash, svc.snat.len() as u32) as usize;
+                let isn = syn.then_some((m.seq, opts.tsval));
+                let mut search = SnatSearch {
+                    flows: &mut self.flows,
+                    sched: &mut self.sched,
+                    ports: &mut self.snat,
+                    counters: &mut self.counters,
+                    generation: table.generation(),
+                };
+                match search.tuple(&svc.snat, first, b.addr, b.port, m.proto, isn, now_ns) {
+                    Some(x) => x,
+                    None => return Verdict::Drop(DropReason::SnatExhausted),
                 }
             }
             NatMode::Dnat => {
@@ -557,6 +629,9 @@ impl L4 {
         let generation = table.generation();
         let mut flow = Flow::new(*key, rev, svc_id, bid, generation, state, now_ns, &self.timeouts);
         flow.counted = true;
+        if m.proto == ip_proto::TCP {
+            flow.track(Dir::Forward, m, Some(opts));
+        }
         let sched = &mut self.sched;
         self.flows.insert_hashed(flow, h, hr, now_ns, &mut |f| release(sched, generation, f));
         self.sched.opened(bid);

@@ -168,8 +168,10 @@ pub struct Timeouts {
     pub close_wait_ns: u64,
     /// `LastAck` (conntrack: 30 s).
     pub last_ack_ns: u64,
-    /// `TimeWait` (conntrack: 120 s — longer than Linux's 60 s TIME_WAIT, so a backend's
-    /// TIME_WAIT always ends before the SNAT tuple is free again).
+    /// `TimeWait` (61 s: Linux's TIME_WAIT is 60 s, so a backend's TIME_WAIT has always ended
+    /// when the SNAT tuple is free again; conntrack keeps 120 s, which halves the new
+    /// connections per second one SNAT address can carry to one backend. Within it, a tuple
+    /// may still be reused as RFC 6191 allows: see [`Flow::reusable_by`]).
     pub time_wait_ns: u64,
     /// `Close` (conntrack: 10 s).
     pub close_ns: u64,
@@ -190,7 +192,7 @@ impl Default for Timeouts {
             fin_wait_ns: 120 * S,
             close_wait_ns: 3_600 * S,
             last_ack_ns: 30 * S,
-            time_wait_ns: 120 * S,
+            time_wait_ns: 61 * S,
             close_ns: 10 * S,
             udp_unreplied_ns: 30 * S,
             udp_replied_ns: 120 * S,
@@ -219,6 +221,37 @@ impl Timeouts {
 
 const FIN_FWD: u8 = 1;
 const FIN_REV: u8 = 2;
+/// The backend sent its FIN before the client did: it holds TIME_WAIT for the tuple.
+const FIN_REV_FIRST: u8 = 4;
+
+/// Whether serial number `a` comes after `b` (RFC 1982 arithmetic on 32 bits).
+#[inline(always)]
+pub fn seq_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+/// What the tracker knows of one direction's sequence space: the sender's next sequence number,
+/// the largest window it advertised (scaled), its window scale, its last timestamp.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeqTrack {
+    /// The sequence number after the highest byte (SYN and FIN count one) the sender sent.
+    pub end: u32,
+    /// The largest window the sender advertised, scaled: how far past its acknowledgement the
+    /// *other* side may send.
+    pub max_win: u32,
+    /// The last TSval the sender sent (valid when `has_ts`).
+    pub tsval: u32,
+    /// The sender's window scale shift (from its SYN; 0 without the option).
+    pub scale: u8,
+    /// Whether `end` has been set from a segment.
+    pub known: bool,
+    /// Whether `tsval` is set.
+    pub has_ts: bool,
+}
+
+/// The smallest window the in-window check allows (the largest unscaled window): a side that
+/// advertised less, or whose window was never seen, is not held to less than this.
+const MIN_WINDOW: u32 = 65_535;
 
 /// One tracked flow: two cache lines, aligned, so a lookup touches exactly two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +281,11 @@ pub struct Flow {
     rev_bucket: u32,
     fwd_slot: u8,
     rev_slot: u8,
+    /// Sequence tracking, client → service and backend → client.
+    pub seq: [SeqTrack; 2],
+    /// Incremented each time the slab slot is reused: tells a stale debris entry from the
+    /// slot's current flow.
+    stamp: u32,
 }
 
 impl Flow {
@@ -281,6 +319,8 @@ impl Flow {
             rev_bucket: 0,
             fwd_slot: 0,
             rev_slot: 0,
+            seq: [SeqTrack::default(); 2],
+            stamp: 0,
         }
     }
 
@@ -310,8 +350,11 @@ impl Flow {
                 (SynRecv, Dir::Forward) if ack && !syn => Established,
                 (s @ (SynSent | SynRecv), _) => s,
                 (s, d) if fin => {
+                    if d == Dir::Reverse && self.fins & FIN_FWD == 0 {
+                        self.fins |= FIN_REV_FIRST;
+                    }
                     self.fins |= if d == Dir::Forward { FIN_FWD } else { FIN_REV };
-                    match (s, self.fins) {
+                    match (s, self.fins & (FIN_FWD | FIN_REV)) {
                         (_, f) if f == FIN_FWD | FIN_REV => LastAck,
                         (_, FIN_FWD) => FinWait,
                         _ => CloseWait,
@@ -323,6 +366,99 @@ impl Flow {
         };
         self.last_seen_ns = now_ns;
         self.expires_ns = now_ns + t.of(self.state);
+    }
+
+    /// Records a TCP segment from `dir` in the sequence tracker and says whether its sequence
+    /// number lies in the window the receiver allows (always true for a direction not yet
+    /// known — a flow adopted mid-stream — as conntrack's liberal pickup does). Call it before
+    /// [`Self::on_tcp`]; a RST or FIN outside the window must not reach the state machine.
+    ///
+    /// `opts` are the segment's options, read by the caller only when they matter: on SYNs
+    /// (window scale) and while the flow is closing (the timestamp RFC 6191 reuse compares).
+    #[inline]
+    pub fn track(
+        &mut self,
+        dir: Dir,
+        m: &crate::packet::Meta,
+        opts: Option<sluice_wire::tcp::Options>,
+    ) -> bool {
+        let (me, other) = match dir {
+            Dir::Forward => (0, 1),
+            Dir::Reverse => (1, 0),
+        };
+        let syn = m.tcp_flags & flags::SYN != 0;
+        let end = m.seq.wrapping_add(m.seg_len);
+        let rx = self.seq[other];
+        let t = &mut self.seq[me];
+        let in_window = if syn || !t.known {
+            true
+        } else {
+            // The receiver accepts [its acknowledgement, + its window); the sender may also
+            // retransmit up to a window back. Centre on the sender's highest end.
+            let w = rx.max_win.max(MIN_WINDOW);
+            let lo = t.end.wrapping_sub(w).wrapping_sub(1);
+            let hi = t.end.wrapping_add(w).wrapping_add(1);
+            seq_after(m.seq, lo) && seq_after(hi, m.seq)
+        };
+        if syn {
+            let o = opts.unwrap_or_default();
+            t.scale = o.window_scale.unwrap_or(0);
+            if dir == Dir::Reverse && o.window_scale.is_none() {
+                // Scaling applies only when both SYNs carry the option (RFC 7323 §2.2).
+                self.seq[other].scale = 0;
+                self.seq[me].scale = 0;
+            }
+        }
+        let t = &mut self.seq[me];
+        if in_window {
+            if !t.known || seq_after(end, t.end) {
+                t.end = end;
+            }
+            t.known = true;
+            // A SYN's window is never scaled.
+            let win = if syn { u32::from(m.window) } else { u32::from(m.window) << t.scale };
+            t.max_win = t.max_win.max(win);
+            if let Some(ts) = opts.and_then(|o| o.tsval) {
+                t.tsval = ts;
+                t.has_ts = true;
+            }
+        }
+        in_window
+    }
+
+    /// Whether the tracker reads this flow's segments' options: on the way to closed, where
+    /// the last timestamps decide whether the tuple may be reused early.
+    #[inline(always)]
+    pub fn wants_options(&self) -> bool {
+        !matches!(self.state, FlowState::Established | FlowState::UdpReplied | FlowState::UdpUnreplied)
+    }
+
+    /// Whether a new connection whose SYN has sequence number `isn` and timestamp `tsval` may
+    /// take this flow's reverse tuple now (the backend would accept the SYN on it), before the
+    /// flow expires. Only closed flows qualify:
+    /// - reset, or closed by the client first: the backend went through LAST_ACK to CLOSED and
+    ///   holds nothing;
+    /// - closed by the backend first: the backend holds TIME_WAIT, which accepts a new SYN
+    ///   (RFC 6191, Linux `tcp_timewait_state_process`) when it is not rejected by PAWS (its
+    ///   timestamp, if both have one, is not older than the last one seen) and its sequence
+    ///   number is after the old connection's, or its timestamp newer.
+    pub fn reusable_by(&self, isn: u32, tsval: Option<u32>) -> bool {
+        match self.state {
+            FlowState::Close => true,
+            FlowState::TimeWait if self.fins & FIN_REV_FIRST == 0 => true,
+            FlowState::TimeWait => {
+                let old = &self.seq[0];
+                if !old.known {
+                    return false;
+                }
+                let (paws_reject, ts_newer) = match (tsval, old.has_ts) {
+                    (Some(new), true) => (seq_after(old.tsval, new), seq_after(new, old.tsval)),
+                    _ => (false, false),
+                };
+                !paws_reject && (seq_after(isn, old.end) || ts_newer)
+            }
+            _ => false,
+        }
     }
 
     /// Refreshes a UDP flow for a datagram seen in `dir`.
@@ -343,9 +479,13 @@ impl Flow {
 
     /// Whether the flow has never seen a reply (a SYN not answered, a UDP datagram not answered):
     /// what conntrack calls unassured, the first to give way under pressure.
+    ///
+    /// A TCP flow counts as half-open until the client's ACK completes the handshake: a SYN
+    /// the backend answered (SYN-RECEIVED) is still half-open, or a flood whose SYNs a backend
+    /// answers would hold the table and every SNAT port.
     #[inline]
     pub fn is_unassured(&self) -> bool {
-        matches!(self.state, FlowState::SynSent | FlowState::UdpUnreplied)
+        matches!(self.state, FlowState::SynSent | FlowState::SynRecv | FlowState::UdpUnreplied)
     }
 
     /// Eviction preference: lower goes first.
@@ -356,7 +496,7 @@ impl Flow {
         }
         match self.state {
             FlowState::Close | FlowState::TimeWait => 1,
-            FlowState::SynSent | FlowState::UdpUnreplied => 2,
+            FlowState::SynSent | FlowState::SynRecv | FlowState::UdpUnreplied => 2,
             _ => 3,
         }
     }
@@ -432,6 +572,12 @@ pub struct FlowTable {
     sweep_at: usize,
     clock_at: usize,
     next_victim: Option<(u32, u64)>,
+    /// Flows that became debris (half-open or closed), oldest first: `slot << 32 | stamp`
+    /// entries in a ring. An entry is only a hint — the flow may have moved on or its slot been
+    /// reused since — and is checked when taken. See [`Self::note_debris`].
+    debris: Box<[u64]>,
+    debris_head: usize,
+    debris_len: usize,
     len: usize,
     stats: FlowTableStats,
 }
@@ -449,7 +595,7 @@ impl core::fmt::Debug for FlowTable {
 impl FlowTable {
     /// A table for up to `capacity` flows (at least 1), placing keys with `seed`.
     ///
-    /// Memory: about `capacity × (size_of::<Flow>() + 33)` bytes, all allocated here.
+    /// Memory: about `capacity × (size_of::<Flow>() + 41)` bytes, all allocated here.
     pub fn new(capacity: usize, seed: u64) -> FlowTable {
         let capacity = capacity.clamp(1, (u32::MAX >> 1) as usize);
         // Two entries per flow, and twice that many slots: ≤ 50 % average occupancy.
@@ -474,6 +620,9 @@ impl FlowTable {
             sweep_at: 0,
             clock_at: 0,
             next_victim: None,
+            debris: vec![0; capacity].into_boxed_slice(),
+            debris_head: 0,
+            debris_len: 0,
             len: 0,
             stats: FlowTableStats::default(),
         }
@@ -622,8 +771,12 @@ impl FlowTable {
         let Some(idx) = self.free.pop() else {
             unreachable!("an eviction freed a slot");
         };
-        self.flows[idx as usize] = Flow { fwd_bucket: bf, rev_bucket: br, ..flow };
+        let stamp = self.flows[idx as usize].stamp.wrapping_add(1);
+        self.flows[idx as usize] = Flow { fwd_bucket: bf, rev_bucket: br, stamp, ..flow };
         self.live[idx as usize] = true;
+        if self.flows[idx as usize].victim_class(now_ns) < 3 {
+            self.note_debris(FlowId(idx));
+        }
         self.len += 1;
         self.stats.inserted += 1;
         let fs = self.place(bf, Self::tag_of(hf), idx << 1, idx, now_ns, evicted);
@@ -731,6 +884,7 @@ impl FlowTable {
             }
         }
         match best {
+            Some((3, ..)) if let Some(i) = self.take_debris(now_ns) => i,
             Some((.., i)) => {
                 self.clock_at = if i as usize + 1 == n { 0 } else { i as usize + 1 };
                 i
@@ -738,6 +892,49 @@ impl FlowTable {
             // Only called with a full slab, whose every slot is live.
             None => unreachable!("a full slab has live flows"),
         }
+    }
+
+    /// Remembers that a flow became debris — half-open (inserted by a SYN or an unanswered
+    /// datagram) or closed — so that eviction finds it wherever it sits in the slab, not only
+    /// within the CLOCK hand's window: while any debris is tracked, no open connection is
+    /// evicted. The ring holds one entry per slab slot; when full, the oldest entry is dropped
+    /// (the CLOCK hand still finds that flow when it passes it).
+    #[inline]
+    pub fn note_debris(&mut self, id: FlowId) {
+        let n = self.debris.len();
+        let entry = (u64::from(id.0) << 32) | u64::from(self.flows[id.0 as usize].stamp);
+        if self.debris_len == n {
+            self.debris_head = if self.debris_head + 1 == n { 0 } else { self.debris_head + 1 };
+            self.debris_len -= 1;
+        }
+        let mut at = self.debris_head + self.debris_len;
+        if at >= n {
+            at -= n;
+        }
+        self.debris[at] = entry;
+        self.debris_len += 1;
+    }
+
+    /// The oldest tracked flow that is still debris, taken off the ring; stale entries met on
+    /// the way are dropped (each entry is taken once: amortised O(1) per insert).
+    fn take_debris(&mut self, now_ns: u64) -> Option<u32> {
+        let n = self.debris.len();
+        while self.debris_len > 0 {
+            let e = self.debris[self.debris_head];
+            self.debris_head = if self.debris_head + 1 == n { 0 } else { self.debris_head + 1 };
+            self.debris_len -= 1;
+            let (idx, stamp) = ((e >> 32) as u32, e as u32);
+            let f = &self.flows[idx as usize];
+            if self.live[idx as usize] && f.stamp == stamp && f.victim_class(now_ns) < 3 {
+                return Some(idx);
+            }
+        }
+        None
+    }
+
+    /// How many debris entries the ring holds (some may be stale).
+    pub fn debris_tracked(&self) -> usize {
+        self.debris_len
     }
 
     /// Makes sure a slab slot is free, evicting the victim chosen ahead if it is still as
@@ -944,12 +1141,69 @@ mod tests {
     }
 
     #[test]
+    fn eviction_finds_debris_far_from_the_clock_hand() {
+        // A table many CLOCK windows large, full of open connections but for eight half-open
+        // and closed flows far from the hand: each new flow takes one of those, never an
+        // open connection, though the hand's window sees none of them.
+        let cap = 16 * CLOCK_SWEEP_MAX;
+        let mut t = FlowTable::new(cap, 11);
+        let far = (10 * CLOCK_SWEEP_MAX) as u32..(10 * CLOCK_SWEEP_MAX) as u32 + 8;
+        for i in 0..cap as u32 {
+            let st = match i {
+                i if far.contains(&i) && i % 2 == 0 => FlowState::SynRecv,
+                i if far.contains(&i) => FlowState::SynSent,
+                _ => FlowState::Established,
+            };
+            // A set overflowing while the slab fills evicts within its sixteen entries (the
+            // debris among them first): count what is left.
+            t.insert(flow(i, st, 0), 0, &mut |_| {}).unwrap();
+        }
+        let mut extra = 1 << 20;
+        while t.len() < cap {
+            t.insert(flow(extra, FlowState::Established, 0), 0, &mut |_| {}).unwrap();
+            extra += 1;
+        }
+        let left = far
+            .clone()
+            .filter(|&i| {
+                let k = key(i, 6);
+                t.lookup(&k, t.hash(&k)).is_some()
+            })
+            .count();
+        assert!(left >= 4, "only {left} of the eight are left");
+        let mut gone = Vec::new();
+        for i in 0..left as u32 {
+            t.insert(flow(cap as u32 + i, FlowState::SynSent, 10), 10, &mut |f| gone.push(f.state)).unwrap();
+        }
+        assert_eq!(gone.len(), left);
+        assert!(gone.iter().all(|s| matches!(s, FlowState::SynSent | FlowState::SynRecv)), "{gone:?}");
+        // A connection that closes becomes debris too, wherever it sits.
+        let k = key(7 * CLOCK_SWEEP_MAX as u32, 6);
+        let (id, _) = t.lookup(&k, t.hash(&k)).unwrap();
+        t.flow_mut(id).on_tcp(Dir::Forward, flags::RST, 20, &T);
+        t.note_debris(id);
+        // The new half-open flows came first (oldest debris first), then the closed one; no
+        // open connection meanwhile.
+        let mut gone = Vec::new();
+        for i in 0..=left as u32 {
+            t.insert(flow(cap as u32 + 100 + i, FlowState::SynSent, 20), 20, &mut |f| {
+                gone.push((f.fwd, f.state))
+            })
+            .unwrap();
+        }
+        assert!(gone.iter().all(|(_, s)| *s != FlowState::Established), "{gone:?}");
+        assert!(gone.iter().any(|(f, _)| *f == k), "the closed flow was evicted: {gone:?}");
+    }
+
+    #[test]
     fn full_table_evicts_dead_and_half_open_before_established() {
-        let cap = 64;
+        // Larger than the CLOCK window, so the window alone cannot be what protects them.
+        let cap = 4 * CLOCK_SWEEP_MAX;
         let mut t = FlowTable::new(cap, 7);
         for i in 0..cap as u32 {
-            let st = if i < 32 { FlowState::Established } else { FlowState::SynSent };
-            t.insert(flow(i, st, i.into()), i.into(), &mut |_| {}).unwrap();
+            let st = if i < cap as u32 / 2 { FlowState::Established } else { FlowState::SynSent };
+            // All at one instant, before the flood: nothing has expired when it comes.
+            t.insert(flow(i, st, 0), 0, &mut |_| {}).unwrap();
         }
         assert_eq!(t.len(), cap);
         // A flood of new half-open flows must never displace the established ones.
@@ -964,7 +1218,7 @@ mod tests {
             assert!(t.len() <= cap);
         }
         assert_eq!(evicted_established, 0);
-        for i in 0..32 {
+        for i in 0..cap as u32 / 2 {
             let k = key(i, 6);
             assert!(t.lookup(&k, t.hash(&k)).is_some(), "established flow {i} survived the flood");
         }

@@ -34,6 +34,14 @@ pub struct Meta {
     pub dport: u16,
     /// TCP flags (0 otherwise).
     pub tcp_flags: u8,
+    /// TCP header length in bytes (0 otherwise).
+    pub tcp_hlen: u8,
+    /// TCP sequence number (0 otherwise).
+    pub seq: u32,
+    /// TCP window field, unscaled (0 otherwise).
+    pub window: u16,
+    /// Sequence space the TCP segment occupies: payload bytes, plus one each for SYN and FIN.
+    pub seg_len: u32,
     /// TTL or hop limit.
     pub ttl: u8,
 }
@@ -117,6 +125,10 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
         sport: 0,
         dport: 0,
         tcp_flags: 0,
+        tcp_hlen: 0,
+        seq: 0,
+        window: 0,
+        seg_len: 0,
         ttl,
     };
     match proto {
@@ -128,6 +140,13 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
             m.sport = t.src_port();
             m.dport = t.dst_port();
             m.tcp_flags = t.flags();
+            m.tcp_hlen = t.header_len() as u8;
+            m.seq = t.seq();
+            m.window = t.window();
+            let f = m.tcp_flags;
+            m.seg_len = (seg.len() - t.header_len()) as u32
+                + u32::from(f & tcp::flags::SYN != 0)
+                + u32::from(f & tcp::flags::FIN != 0);
         }
         ip_proto::UDP => {
             let u = udp::Packet::new_checked(seg).map_err(|e| match e {
@@ -143,6 +162,18 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
         _ => {}
     }
     Ok(Parsed::Ip(m))
+}
+
+impl Meta {
+    /// The TCP options of the segment this describes in `frame` (TCP only).
+    #[inline]
+    pub fn tcp_options(&self, frame: &[u8]) -> tcp::Options {
+        let hl = usize::from(self.tcp_hlen);
+        match frame.get(self.l4 + tcp::MIN_HEADER_LEN..self.l4 + hl) {
+            Some(opts) if hl > tcp::MIN_HEADER_LEN => tcp::parse_options(opts),
+            _ => tcp::Options::default(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -73,6 +73,10 @@ named! {
         TableChanges => "table_changes",
         /// FullNAT tuples taken back from flows that never saw a reply, for a new flow.
         SnatReclaimed => "snat_reclaimed",
+        /// FullNAT tuples of closed flows taken early: the backend holds them no more or takes the SYN (RFC 6191).
+        SnatReused => "snat_reused",
+        /// New flows that took their SNAT port on another address of the pool than their hash chose.
+        SnatPoolFallbacks => "snat_pool_fallbacks",
     }
 }
 

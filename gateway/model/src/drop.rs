@@ -50,8 +50,10 @@ named! {
         BackendGone => "backend_gone",
         /// A TCP segment other than SYN with no flow, on a service that cannot adopt it.
         NoFlowForSegment => "no_flow_for_segment",
-        /// No free SNAT port for this backend.
+        /// No free SNAT port for this backend on any SNAT address of the service.
         SnatExhausted => "snat_exhausted",
+        /// A TCP RST or FIN outside the receiver's window (forged or stale: it would close the flow).
+        TcpOutOfWindow => "tcp_out_of_window",
         /// The reverse tuple of a new DNAT flow is already taken.
         NatTupleConflict => "nat_tuple_conflict",
         /// An ICMP error about a packet of no tracked flow, sent to a service address.

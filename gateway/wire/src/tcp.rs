@@ -37,6 +37,59 @@ pub mod flags {
     pub const URG: u8 = 0x20;
 }
 
+/// TCP option kinds Sluice reads.
+pub mod option {
+    /// End of the option list.
+    pub const END: u8 = 0;
+    /// No-operation (padding).
+    pub const NOP: u8 = 1;
+    /// Window scale (RFC 7323), length 3.
+    pub const WINDOW_SCALE: u8 = 3;
+    /// Timestamps (RFC 7323), length 10.
+    pub const TIMESTAMPS: u8 = 8;
+}
+
+/// The options of a segment Sluice tracks connections by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Window scale shift (clamped to 14, as RFC 7323 §2.3 says), if present.
+    pub window_scale: Option<u8>,
+    /// The timestamp value (TSval), if present.
+    pub tsval: Option<u32>,
+}
+
+/// Reads the window scale and timestamp options from an option list (the bytes after the fixed
+/// header). Malformed lists end the walk: what was read before is kept, the rest ignored, as a
+/// receiver would. The common layout (NOP, NOP, timestamps) is read without a walk.
+pub fn parse_options(opts: &[u8]) -> Options {
+    let mut o = Options::default();
+    if opts.len() == 12 && opts[..4] == [option::NOP, option::NOP, option::TIMESTAMPS, 10] {
+        o.tsval = Some(read_u32(opts, 4));
+        return o;
+    }
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            option::END => break,
+            option::NOP => i += 1,
+            kind => {
+                let Some(&len) = opts.get(i + 1) else { break };
+                let len = usize::from(len);
+                if len < 2 || i + len > opts.len() {
+                    break;
+                }
+                match (kind, len) {
+                    (option::WINDOW_SCALE, 3) => o.window_scale = Some(opts[i + 2].min(14)),
+                    (option::TIMESTAMPS, 10) => o.tsval = Some(read_u32(opts, i + 2)),
+                    _ => {}
+                }
+                i += len;
+            }
+        }
+    }
+    o
+}
+
 /// A view of a TCP segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet<T: AsRef<[u8]>> {
@@ -241,6 +294,22 @@ mod tests {
         p.set_window(64240);
         p.fill_checksum(checksum::pseudo_header_v4(SRC, DST, 6, 20));
         assert_eq!(buf, SYN);
+    }
+
+    #[test]
+    fn options_of_a_linux_syn_and_of_hostile_lists() {
+        // Linux's SYN options: MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
+        let syn = [2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 1, 3, 3, 7];
+        let o = parse_options(&syn);
+        assert_eq!((o.window_scale, o.tsval), (Some(7), Some(0x1234)));
+        // The data segments' NOP NOP timestamps.
+        let data = [1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 1];
+        assert_eq!(parse_options(&data).tsval, Some(9));
+        assert_eq!(parse_options(&[3, 3, 40]).window_scale, Some(14), "shift clamped");
+        for hostile in [&[3u8][..], &[3, 0, 1], &[3, 9, 1], &[8, 10, 1, 2], &[1, 1, 1], &[]] {
+            let o = parse_options(hostile);
+            assert_eq!(o, Options::default(), "{hostile:?}");
+        }
     }
 
     #[test]

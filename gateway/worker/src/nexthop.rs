@@ -150,15 +150,21 @@ impl NextHops {
     }
 
     /// Learns a neighbour from a packet it sent (an ARP request or neighbour solicitation the
-    /// worker answered), as RFC 826's merge step does, and lists it as pending so the control
-    /// path has the kernel confirm it (the next set of next hops it hands over will carry it).
+    /// worker answered), so the first reply to a new client need not wait for the kernel, and
+    /// lists it as pending so the control path has the kernel resolve it (the next set of next
+    /// hops it hands over carries the kernel's answer, which replaces this one).
+    ///
+    /// Unlike RFC 826's merge step, a request never *changes* a known neighbour: anyone on the
+    /// segment can send "who-has VIP tell BACKEND" from their own MAC, and believing it would
+    /// divert the backend's traffic to them. Only the kernel's table (which ARP/ND verifies by
+    /// asking) updates an entry.
     pub fn learn(&mut self, ip: Addr, mac: Mac) {
         self.learn_on(0, ip, mac);
     }
 
     /// [`Self::learn`], for a packet that arrived on port `port`.
     pub fn learn_on(&mut self, port: u8, ip: Addr, mac: Mac) {
-        if self.neighbors.get(&(port, ip)) == Some(&mac) {
+        if self.neighbors.contains_key(&(port, ip)) {
             return;
         }
         self.neighbors.insert((port, ip), mac);
@@ -251,6 +257,24 @@ mod tests {
             via: None,
         });
         assert_eq!(n.next_hop(&v6), Some(v6));
+    }
+
+    #[test]
+    fn a_request_never_changes_a_known_neighbour() {
+        let mut n = NextHops::new();
+        n.add_route(Route { prefix: Addr::from_v4([198, 18, 0, 0]), len: 24, via: None });
+        let backend = Addr::from_v4([198, 18, 0, 11]);
+        let (real, forger) = ([2, 0, 0, 0, 0, 11], [2, 0, 0, 0, 0, 0x66]);
+        n.set_neighbor(backend, real);
+        n.learn(backend, forger);
+        assert_eq!(n.resolve(&backend), Some(real), "the kernel's entry stands");
+        // A learned entry is not overwritten by a later request either; the kernel's is.
+        let client = Addr::from_v4([198, 18, 0, 2]);
+        n.learn(client, real);
+        n.learn(client, forger);
+        assert_eq!(n.resolve(&client), Some(real));
+        n.set_neighbor(client, [2, 0, 0, 0, 0, 2]);
+        assert_eq!(n.resolve(&client), Some([2, 0, 0, 0, 0, 2]));
     }
 
     #[test]

@@ -896,9 +896,9 @@ fn snat_never_reuses_a_tuple_a_backend_may_hold_in_time_wait() {
         s
     }));
     assert_eq!(backend_of(&syn_to(&mut h, CLIENT, 9101, VIP_ONE)), 2);
-    // After TIME_WAIT (120 s) the tuples are free again.
+    // After the backend's TIME_WAIT (60 s; the tracker holds 61 s) the tuples are free again.
     h.worker.set_table(table(3, standard_services()));
-    h.advance_s(121);
+    h.advance_s(62);
     for _ in 0..200 {
         h.worker.poll(&mut h.port, h.now_ns); // idle polls sweep expired flows
     }
@@ -1190,43 +1190,241 @@ fn malformed_input_is_dropped_and_counted() {
     assert_eq!(c.dropped_total(), c[Counter::RxFrames]);
 }
 
-#[test]
-fn a_syn_flood_cannot_lock_real_clients_out_of_the_snat_ports() {
+/// Opens a FullNAT connection from `client:p` to VIP_ONE through the whole handshake (the
+/// backend answers, the client acknowledges); returns its SNAT port.
+fn establish(h: &mut Harness, client: [u8; 4], p: u16) -> u16 {
+    let Outcome::Tx(f) = h.send(&from(CLIENT_MAC, client, p).to(GW_MAC, VIP_ONE, 80).tcp(SYN, b"")) else {
+        panic!("SYN from {client:?}:{p} not forwarded")
+    };
+    let snat = l4_src_port(&f);
+    let o = h.send(&from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat).tcp(syn_ack(), b""));
+    assert!(matches!(o, Outcome::Tx(_)), "SYN-ACK: {o:?}");
+    let o = h.send(&from(CLIENT_MAC, client, p).to(GW_MAC, VIP_ONE, 80).tcp(ack(5001), b""));
+    assert!(matches!(o, Outcome::Tx(_)), "ACK: {o:?}");
+    snat
+}
+
+/// A harness whose worker has only fifty SNAT ports, and `snat` as every service's pool.
+fn small_snat(snat: &[[u8; 4]]) -> Harness {
     let mut cfg = worker_config();
     cfg.l4.snat_ports = PortRange::new(SNAT_LO, SNAT_LO + 49).unwrap();
-    let mut h = Harness {
-        worker: sluice_worker::Worker::new(&cfg, table(1, standard_services()), next_hops()),
+    let services: Vec<ServiceSpec> = standard_services()
+        .into_iter()
+        .map(|mut s| {
+            s.snat = snat.iter().map(|a| a4(*a)).chain([a6(NODE6)]).collect();
+            s
+        })
+        .collect();
+    Harness {
+        worker: sluice_worker::Worker::new(&cfg, table(1, services), next_hops()),
         ..Harness::standard()
-    };
-    // Ten real connections, established (the backend answered).
-    let mut established = Vec::new();
-    for i in 0..10u16 {
-        let p = 7000 + i;
-        let Outcome::Tx(f) = h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP_ONE, 80).tcp(SYN, b""))
-        else {
-            panic!()
-        };
-        let snat = l4_src_port(&f);
-        assert!(matches!(
-            h.send(&from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat).tcp(syn_ack(), b"")),
-            Outcome::Tx(_)
-        ));
-        established.push((p, snat));
     }
-    // A flood of SYNs that are never answered takes every other port of the backend, and more.
-    let flooder = [198, 18, 9, 9];
-    for i in 0..200u16 {
+}
+
+#[test]
+fn a_syn_flood_the_backend_answers_cannot_lock_real_clients_out() {
+    let mut h = small_snat(&[NODE]);
+    // Ten real connections, fully established.
+    let established: Vec<(u16, u16)> =
+        (0..10u16).map(|i| (7000 + i, establish(&mut h, CLIENT, 7000 + i))).collect();
+    // A flood of SYNs from many addresses, each answered by the backend with a SYN-ACK (a real
+    // server does) and never acknowledged: SYN-RECEIVED is still half-open, so the flood takes
+    // back its own tuples and never those of the established connections.
+    for i in 0..400u16 {
+        let flooder = [198, 18, 9, (i % 250) as u8];
         let o = h.send(&from(CLIENT_MAC, flooder, 10_000 + i).to(GW_MAC, VIP_ONE, 80).tcp(SYN, b""));
-        assert!(matches!(o, Outcome::Tx(_)), "flood SYN {i}: {o:?}");
+        let Outcome::Tx(f) = o else { panic!("flood SYN {i}: {o:?}") };
+        let snat = l4_src_port(&f);
+        let o = h.send(&from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat).tcp(syn_ack(), b""));
+        assert!(matches!(o, Outcome::Tx(_)), "flood SYN-ACK {i}: {o:?}");
+        if i % 40 == 0 {
+            // Real clients keep getting in during the flood.
+            establish(&mut h, [198, 18, 2, 7], 5000 + i);
+        }
     }
-    assert!(h.worker.counters()[Counter::SnatReclaimed] > 0);
-    // A real client still gets in, and the established connections kept their tuples.
-    assert!(matches!(syn_to(&mut h, [198, 18, 2, 7], 5555, VIP_ONE), Outcome::Tx(_)));
+    assert!(h.worker.counters()[Counter::SnatReclaimed] > 300);
+    assert_eq!(h.worker.counters().dropped(DropReason::SnatExhausted), 0);
     for (p, snat) in established {
-        let o = h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP_ONE, 80).tcp(ack(1), b"data"));
+        let o = h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP_ONE, 80).tcp(ack(5001), b"data"));
         let Outcome::Tx(f) = o else { panic!("established flow {p} lost: {o:?}") };
         assert_eq!(l4_src_port(&f), snat);
     }
+}
+
+/// Runs one connection through the handshake and a close: `backend_first` says who sends the
+/// first FIN. Returns the SNAT port.
+fn open_and_close(
+    h: &mut Harness,
+    client: [u8; 4],
+    p: u16,
+    syn_seq: u32,
+    backend_first: bool,
+) -> Option<u16> {
+    let syn = Tcp { seq: syn_seq, ..SYN };
+    let Outcome::Tx(f) = h.send(&from(CLIENT_MAC, client, p).to(GW_MAC, VIP_ONE, 80).tcp(syn, b"")) else {
+        return None;
+    };
+    let snat = l4_src_port(&f);
+    let c = |seq: u32, t: Tcp| Tcp { seq, ..t };
+    let backend_fin = Tcp { fin: true, ack: Some(syn_seq + 1), seq: 5001, ..Tcp::default() };
+    let client_fin = Tcp { fin: true, ack: Some(5001), seq: syn_seq + 1, ..Tcp::default() };
+    let steps: [(bool, Tcp); 4] = if backend_first {
+        [(true, syn_ack()), (false, c(syn_seq + 1, ack(5001))), (true, backend_fin), (false, client_fin)]
+    } else {
+        [(true, syn_ack()), (false, c(syn_seq + 1, ack(5001))), (false, client_fin), (true, backend_fin)]
+    };
+    for (from_backend, t) in steps.into_iter().chain([(!backend_first, c(5002, ack(syn_seq + 2)))]) {
+        let o = if from_backend {
+            h.send(&from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat).tcp(t, b""))
+        } else {
+            h.send(&from(CLIENT_MAC, client, p).to(GW_MAC, VIP_ONE, 80).tcp(t, b""))
+        };
+        assert!(matches!(o, Outcome::Tx(_)), "{o:?}");
+    }
+    Some(snat)
+}
+
+#[test]
+fn a_tuple_the_backend_no_longer_holds_is_reused_at_once() {
+    let mut h = small_snat(&[NODE]);
+    // The client closes first: the backend passes through LAST_ACK to CLOSED and keeps nothing,
+    // so a connection storm never runs out of the fifty ports.
+    for i in 0..500u16 {
+        let client = [198, 18, 3, (i % 200) as u8];
+        assert!(open_and_close(&mut h, client, 10_000 + i, 1000, false).is_some(), "connection {i}");
+    }
+    assert!(h.worker.counters()[Counter::SnatReused] >= 450);
+    assert_eq!(h.worker.counters().dropped(DropReason::SnatExhausted), 0);
+}
+
+#[test]
+fn a_backends_time_wait_takes_a_new_syn_only_with_a_higher_sequence_number() {
+    let mut h = small_snat(&[NODE]);
+    // The backend closes first (HTTP with Connection: close): it holds TIME_WAIT on every
+    // tuple. A new SYN whose sequence number is below the old connection's is refused by
+    // TIME_WAIT (RFC 6191), so those tuples are not reused...
+    for i in 0..50u16 {
+        assert!(open_and_close(&mut h, CLIENT, 9000 + i, 1_000_000, true).is_some());
+    }
+    let low = Tcp { seq: 10, ..SYN };
+    let o = h.send(&from(CLIENT_MAC, [198, 18, 3, 3], 9500).to(GW_MAC, VIP_ONE, 80).tcp(low, b""));
+    assert_eq!(o, Outcome::Dropped(DropReason::SnatExhausted));
+    // ...and one whose sequence number is above it is accepted by TIME_WAIT: the tuple is
+    // reused at once.
+    let high = Tcp { seq: 2_000_000, ..SYN };
+    let o = h.send(&from(CLIENT_MAC, [198, 18, 3, 3], 9501).to(GW_MAC, VIP_ONE, 80).tcp(high, b""));
+    assert!(matches!(o, Outcome::Tx(_)), "{o:?}");
+    assert_eq!(h.worker.counters()[Counter::SnatReused], 1);
+}
+
+#[test]
+fn snat_addresses_are_a_pool() {
+    // Two SNAT addresses of fifty ports each: a hundred connections held in TIME_WAIT by the
+    // backend fit; the hundred-and-first does not.
+    let second = [198, 18, 0, 3];
+    let mut h = small_snat(&[NODE, second]);
+    let mut tuples = std::collections::HashSet::new();
+    for i in 0..100u16 {
+        let p = 9000 + i;
+        let Outcome::Tx(f) = h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP_ONE, 80).tcp(SYN, b""))
+        else {
+            panic!("connection {i} refused")
+        };
+        let (src, snat) = (src4(&f), l4_src_port(&f));
+        assert!(tuples.insert((src, snat)), "tuple {src:?}:{snat} handed out twice");
+        // Close it from the backend first (TIME_WAIT on the backend).
+        for (from_backend, t) in
+            [(true, syn_ack()), (false, ack(5001)), (true, fin_ack()), (false, fin_ack()), (true, ack(202))]
+        {
+            let o = if from_backend {
+                h.send(&from(backend_mac(1), be(1), 8080).to(GW_MAC, src, snat).tcp(t, b""))
+            } else {
+                h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP_ONE, 80).tcp(t, b""))
+            };
+            assert!(matches!(o, Outcome::Tx(_)), "{o:?}");
+        }
+    }
+    assert_eq!(tuples.iter().filter(|(a, _)| *a == second).count(), 50);
+    assert!(h.worker.counters()[Counter::SnatPoolFallbacks] > 0);
+    assert_eq!(syn_to(&mut h, CLIENT, 9200, VIP_ONE), Outcome::Dropped(DropReason::SnatExhausted));
+}
+
+#[test]
+fn a_rst_or_fin_closes_a_flow_only_inside_the_window() {
+    let mut h = small_snat(&[NODE]);
+    let snat = establish(&mut h, CLIENT, 7100);
+    // A blind RST and a blind FIN far from the client's sequence numbers: dropped, counted,
+    // and the connection carries on.
+    for (i, blind) in
+        [Tcp { seq: 0x8000_0000, ..rst() }, Tcp { seq: 0x9000_0000, ..fin_ack() }].into_iter().enumerate()
+    {
+        let o = h.send(&from(CLIENT_MAC, CLIENT, 7100).to(GW_MAC, VIP_ONE, 80).tcp(blind, b""));
+        assert_eq!(o, Outcome::Dropped(DropReason::TcpOutOfWindow), "blind segment {i}");
+        let o = h.send(
+            &from(backend_mac(1), be(1), 8080)
+                .to(GW_MAC, NODE, snat)
+                .tcp(Tcp { seq: 0x7000_0000, ..rst() }, b""),
+        );
+        assert_eq!(
+            o,
+            Outcome::Dropped(DropReason::TcpOutOfWindow),
+            "blind segment {i} from the backend side"
+        );
+    }
+    assert_eq!(h.worker.counters().dropped(DropReason::TcpOutOfWindow), 4);
+    let data = h.send(&from(CLIENT_MAC, CLIENT, 7100).to(GW_MAC, VIP_ONE, 80).tcp(ack(5001), b"still open"));
+    assert!(matches!(data, Outcome::Tx(_)));
+    let f = flow_of(&h, 7100);
+    assert_eq!(f.state, sluice_lb::flow::FlowState::Established);
+    // The backend's RST at its own sequence number closes it.
+    let o = h
+        .send(&from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat).tcp(Tcp { seq: 5001, ..rst() }, b""));
+    assert!(matches!(o, Outcome::Tx(_)), "{o:?}");
+    assert_eq!(flow_of(&h, 7100).state, sluice_lb::flow::FlowState::Close);
+}
+
+/// The flow whose client port is `p`.
+fn flow_of(h: &Harness, p: u16) -> sluice_lb::flow::Flow {
+    let mut found = None;
+    h.worker.l4().flows().for_each(|_, f| {
+        if f.fwd.sport == p {
+            found = Some(*f);
+        }
+    });
+    found.unwrap_or_else(|| panic!("no flow from port {p}"))
+}
+
+#[test]
+fn a_forged_arp_request_diverts_nothing() {
+    // "who-has VIP tell BACKEND" from another MAC on the segment: answered (it is a request
+    // for a VIP like any other) but the backend's neighbour entry, which came from the kernel,
+    // stands — no frame for the backend goes to the forger.
+    let forger: [u8; 6] = [0x02, 0, 0, 0, 0, 0x66];
+    let mut h = Harness::standard();
+    let mut to_forger = 0;
+    for i in 0..3u16 {
+        assert!(matches!(h.send(&arp_request(forger, be(1), VIP)), Outcome::Tx(_)));
+        for p in 0..30u16 {
+            if let Outcome::Tx(f) =
+                h.send(&from(CLIENT_MAC, CLIENT, 20_000 + 100 * i + p).to(GW_MAC, VIP, 80).tcp(SYN, b""))
+            {
+                to_forger += usize::from(f[0..6] == forger);
+            }
+        }
+    }
+    assert_eq!(to_forger, 0);
+    // A forged request about the client does not redirect the replies to it either.
+    let Outcome::Tx(f) = h.send(&from(CLIENT_MAC, CLIENT, 30_000).to(GW_MAC, VIP, 80).tcp(SYN, b"")) else {
+        panic!()
+    };
+    let (b, snat) = (f[33], l4_src_port(&f));
+    assert!(matches!(h.send(&arp_request(forger, CLIENT, VIP)), Outcome::Tx(_)));
+    let Outcome::Tx(back) =
+        h.send(&from(backend_mac(b), be(b), 8080).to(GW_MAC, NODE, snat).tcp(syn_ack(), b""))
+    else {
+        panic!()
+    };
+    assert_eq!(back[0..6], CLIENT_MAC);
 }
 
 /// VIPs are owned on the wire: an ARP request or a neighbour solicitation for one is answered

@@ -463,6 +463,11 @@ pub fn l4_src_port(f: &[u8]) -> u16 {
     }
 }
 
+/// Source address of an untagged IPv4 frame.
+pub fn src4(f: &[u8]) -> [u8; 4] {
+    [f[26], f[27], f[28], f[29]]
+}
+
 /// Destination address (last octet) of an IPv4 frame.
 pub fn dst4(f: &[u8]) -> [u8; 4] {
     [f[30], f[31], f[32], f[33]]
