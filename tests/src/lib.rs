@@ -251,6 +251,12 @@ impl Sandbox {
         format!("{}-{role}", self.id)
     }
 
+    /// Adds a namespace of the sandbox (removed with it) for a role of the test's own, with
+    /// only loopback up: the test wires it.
+    pub fn add_namespace(&mut self, role: &str) -> io::Result<String> {
+        self.add_ns(role)
+    }
+
     fn add_ns(&mut self, role: &str) -> io::Result<String> {
         let ns = self.ns(role);
         must(&["ip", "netns", "add", &ns])?;

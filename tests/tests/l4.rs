@@ -430,6 +430,93 @@ fn the_kernel_keeps_its_own_traffic_and_a_killed_gateway_leaves_nothing_behind()
     assert_eq!(host(&sb).expect("the host's service after the gateway died"), "gateway-host");
 }
 
+/// Runs `sluice-probe` in a role's namespace; `Err` carries its complaint.
+fn probe(sb: &Sandbox, role: &str, args: &[&str]) -> Result<(), String> {
+    let p = sluice_sandbox::bin("sluice-probe").to_string_lossy().into_owned();
+    let mut full = vec![p.as_str()];
+    full.extend_from_slice(args);
+    let o = sb.exec(role, &full).map_err(|e| e.to_string())?;
+    if o.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }
+}
+
+/// The SNAT address is one of the host's own (198.18.1.254 on the gateway's interface), and the
+/// XDP program takes replies to it on the SNAT ports and ICMP errors to it. What is the host's
+/// own there must still reach the host: a service listening on a port of the SNAT range, a
+/// connection the host opened from such a port, an ICMP port unreachable about the host's own
+/// datagram, and the ICMP "fragmentation needed" a router sends about the host's own TCP
+/// (path MTU discovery: without it, the host's connection through a narrower link stalls).
+#[test]
+fn the_host_keeps_its_own_traffic_on_the_snat_address() {
+    let Some(mut sb) = up("host_traffic_on_the_snat_address", &petclinic()[..1], &[example("nodeport")])
+    else {
+        return;
+    };
+    let snat = sluice_sandbox::SNAT_V4;
+    // A service of the host's on a port inside the SNAT range (10000-29999).
+    let sink = format!("{snat}:20005");
+    let p = sluice_sandbox::bin("sluice-probe").to_string_lossy().into_owned();
+    sb.spawn("gw", "host-sink", &[&p, "tcp-sink", &sink]).expect("sink");
+    let sent = (0..5).find_map(|_| match probe(&sb, "b0", &["tcp-send", &sink, "100000"]) {
+        Ok(()) => Some(()),
+        Err(_) => {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            None
+        }
+    });
+    assert!(
+        sent.is_some(),
+        "a backend reaches the host's service on {sink}: {:?}",
+        probe(&sb, "b0", &["tcp-send", &sink, "100000"])
+    );
+    // A connection the host opens from a port inside the range.
+    let o = sb
+        .exec("gw", &["curl", "-s", "-m", "3", "--local-port", "20010", "http://198.18.1.1:8080/"])
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "petclinic-1",
+        "the host's own connection from port 20010"
+    );
+    // An ICMP error about the host's own datagram.
+    probe(&sb, "gw", &["udp-refused", "198.18.1.1:9"]).expect("the host's ICMP port unreachable");
+    // Path MTU discovery: the backend host routes to a network behind a 1280-byte link; the
+    // host's TCP sends full-size segments, and only the router's ICMP tells it to shrink them.
+    let far = sb.add_namespace("far").expect("namespace");
+    let b0 = sb.ns("b0");
+    sluice_sandbox::veth((&far, "f0"), (&b0, "r0"), 1).expect("veth");
+    for (ns, dev, addr) in [(&far, "f0", "198.18.201.2/24"), (&b0, "r0", "198.18.201.1/24")] {
+        sluice_sandbox::must(&["ip", "-n", ns, "link", "set", dev, "mtu", "1280"]).unwrap();
+        sluice_sandbox::must(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]).unwrap();
+        sluice_sandbox::must(&["ip", "-n", ns, "link", "set", dev, "up"]).unwrap();
+    }
+    sluice_sandbox::must(&["ip", "-n", &far, "route", "add", "default", "via", "198.18.201.1"]).unwrap();
+    sluice_sandbox::must(&["ip", "netns", "exec", &b0, "sysctl", "-qw", "net.ipv4.ip_forward=1"]).unwrap();
+    let gw = sb.ns("gw");
+    sluice_sandbox::must(&[
+        "ip",
+        "-n",
+        &gw,
+        "route",
+        "add",
+        "198.18.201.0/24",
+        "via",
+        "198.18.1.1",
+        "src",
+        snat,
+    ])
+    .unwrap();
+    sb.spawn("far", "far-sink", &[&p, "tcp-sink", "198.18.201.2:7000"]).expect("far sink");
+    let mut last = Err(String::new());
+    for _ in 0..20 {
+        last = probe(&sb, "gw", &["tcp-send", "198.18.201.2:7000", "300000"]);
+        if last.is_ok() || !last.as_ref().is_err_and(|e| e.contains("connect")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    last.unwrap_or_else(|e| panic!("the host's TCP through the 1280-byte link: {e}\n{}", sb.log("gateway")));
+}
+
 #[test]
 fn the_gateway_explains_missing_privileges_and_missing_xdp_support() {
     let Some(mut sb) = up("gateway_errors", &petclinic()[..1], &[example("nodeport")]) else { return };

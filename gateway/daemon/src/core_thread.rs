@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
@@ -20,6 +20,7 @@ use sluice_lb::engine::Config as L4Config;
 use sluice_log::{error, warn};
 use sluice_model::Addr;
 use sluice_model::counters::{self, Counter};
+use sluice_model::drop::DropReason;
 use sluice_model::service::ServiceTable;
 use sluice_table::Reader;
 use sluice_worker::handoff::{Mailboxes, Sharding};
@@ -42,6 +43,9 @@ pub(crate) struct Link {
     pub(crate) tables: ArrayQueue<Arc<ServiceTable>>,
     /// Destinations the worker could not resolve.
     pub(crate) pending: ArrayQueue<Addr>,
+    /// New flows the worker dropped for want of a SNAT port, so far (for the main thread's
+    /// log line; the counter itself is in the stats region).
+    pub(crate) snat_exhausted: AtomicU64,
 }
 
 /// Everything a worker starts with.
@@ -158,6 +162,8 @@ impl Core {
     /// Counters to the table file; destinations it could not resolve to the main thread.
     fn report(&mut self) {
         self.reader.publish_stats(&export(&self.worker, &self.sockets));
+        let exhausted = self.worker.counters().dropped(DropReason::SnatExhausted);
+        self.link.snat_exhausted.store(exhausted, Ordering::Relaxed);
         for a in self.worker.next_hops_mut().pending() {
             let _ = self.link.pending.push(a);
         }

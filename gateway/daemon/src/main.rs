@@ -371,6 +371,7 @@ fn start_workers(
             next_hops: ArrayQueue::new(2),
             tables: ArrayQueue::new(1),
             pending: ArrayQueue::new(64),
+            snat_exhausted: std::sync::atomic::AtomicU64::new(0),
         });
         links.push(Arc::clone(&link));
         let setup = core_thread::Setup {

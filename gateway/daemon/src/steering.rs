@@ -8,11 +8,16 @@ use sluice_model::ports::PortRange;
 use sluice_model::service::{Frontend, NatMode, ServiceTable};
 use sluice_model::{Addr, Family};
 use sluice_wire::ip_proto;
-use sluice_xsk::{Kind, SteerKey, SteerValue};
+use sluice_xsk::{Kind, STEER_HOST, SteerKey, SteerValue};
 
 /// The steering map's wanted content for `table`; FullNAT source addresses take replies on
-/// `snat_ports` (the union of the workers' ranges).
-pub(crate) fn plan(table: &ServiceTable, snat_ports: PortRange) -> HashMap<SteerKey, SteerValue> {
+/// `snat_ports` (the union of the workers' ranges). `is_host` says which addresses are also
+/// the host's own: the XDP program leaves to the kernel what the host has a socket for there.
+pub(crate) fn plan(
+    table: &ServiceTable,
+    snat_ports: PortRange,
+    is_host: &dyn Fn(&Addr) -> bool,
+) -> HashMap<SteerKey, SteerValue> {
     let mut m = HashMap::new();
     let none = SteerValue::default();
     let icmp = |a: &Addr| if a.family() == Family::V4 { ip_proto::ICMP } else { ip_proto::ICMPV6 };
@@ -33,8 +38,9 @@ pub(crate) fn plan(table: &ServiceTable, snat_ports: PortRange) -> HashMap<Steer
             }
             match s.nat {
                 NatMode::FullNat => {
-                    let range = SteerValue { lo: snat_ports.lo(), hi: snat_ports.hi(), pad: 0 };
                     for a in &s.snat {
+                        let flags = if is_host(a) { STEER_HOST } else { 0 };
+                        let range = SteerValue { lo: snat_ports.lo(), hi: snat_ports.hi(), flags };
                         m.insert(SteerKey::new(Kind::Snat, a.0, 0, proto), range);
                         m.insert(SteerKey::new(Kind::Snat, a.0, 0, icmp(a)), range);
                     }
@@ -48,6 +54,12 @@ pub(crate) fn plan(table: &ServiceTable, snat_ports: PortRange) -> HashMap<Steer
         }
     }
     m
+}
+
+/// Whether `a` is one of this host's addresses (in the gateway's network namespace): a socket
+/// can be bound to it.
+pub(crate) fn is_host_address(a: &Addr) -> bool {
+    std::net::UdpSocket::bind((a.ip(), 0)).is_ok()
 }
 
 /// The addresses the gateway owns on the wire (answers ARP / neighbour solicitations for).

@@ -10,6 +10,8 @@
 //!    workers when they changed.
 //! 4. Each interface's MTU, every second: one raised past what the UMEM frames hold is
 //!    reported (the kernel would drop every larger frame, counted only as `xsk_rx_dropped`).
+//! 5. SNAT exhaustion, every second: new flows dropped for want of a SNAT port are logged with
+//!    what to do about it (the `snat_exhausted` counter says how many; the log says it began).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -50,6 +52,9 @@ pub(crate) struct Supervisor<'a> {
     /// The MTUs last seen (0: not yet; every one fitted the frames at start).
     mtus: Vec<u32>,
     last_mtu: Instant,
+    /// New flows dropped for want of a SNAT port, summed over the workers, at the last look.
+    snat_exhausted: u64,
+    last_snat: Instant,
 }
 
 impl<'a> Supervisor<'a> {
@@ -80,6 +85,8 @@ impl<'a> Supervisor<'a> {
             resolving_until: None,
             mtus: vec![0; ifs.names.len()],
             last_mtu: Instant::now(),
+            snat_exhausted: 0,
+            last_snat: Instant::now(),
         })
     }
 
@@ -102,6 +109,7 @@ impl<'a> Supervisor<'a> {
             let missed = self.resolve_misses();
             self.refresh_next_hops(missed);
             self.watch_mtus();
+            self.watch_snat();
             let asked = self.resolving_until.is_some_and(|t| Instant::now() < t);
             std::thread::sleep(Duration::from_millis(if asked { 2 } else { 10 }));
         }
@@ -147,7 +155,7 @@ impl<'a> Supervisor<'a> {
     /// Brings the XDP map to the table's plan, announces the table's new VIPs, and asks the
     /// kernel to resolve its backends.
     fn steer_and_announce(&mut self, programs: &mut [Steering]) {
-        let wanted = steering::plan(&self.table, self.snat_ports);
+        let wanted = steering::plan(&self.table, self.snat_ports, &steering::is_host_address);
         for st in programs.iter_mut() {
             match st.sync(&wanted) {
                 Ok((added, removed)) if added + removed > 0 => {
@@ -223,6 +231,24 @@ impl<'a> Supervisor<'a> {
     }
 
     /// Each interface's MTU, every second: one raised past what the frames hold is reported.
+    /// Logs new flows dropped for want of a SNAT port in the last second.
+    fn watch_snat(&mut self) {
+        if self.last_snat.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_snat = Instant::now();
+        let now: u64 = self.links.iter().map(|l| l.snat_exhausted.load(Ordering::Relaxed)).sum();
+        if now > self.snat_exhausted {
+            warn!(
+                dropped = now - self.snat_exhausted,
+                "SNAT exhausted: new flows dropped in the last second, every (SNAT address, port) \
+                 towards their backend held by a live connection; add SNAT addresses \
+                 (control --snat-address) or widen --snat-ports"
+            );
+        }
+        self.snat_exhausted = now;
+    }
+
     fn watch_mtus(&mut self) {
         if self.last_mtu.elapsed() < Duration::from_secs(1) {
             return;

@@ -22,4 +22,4 @@ pub mod socket;
 pub mod steer;
 
 pub use socket::{BindMode, Config, Mode, XskSocket};
-pub use steer::{AttachMode, Kind, SteerKey, SteerValue, Steering};
+pub use steer::{AttachMode, Kind, STEER_HOST, SteerKey, SteerValue, Steering};

@@ -40,6 +40,10 @@ pub struct SteerKey {
     pub kind: u8,
 }
 
+/// [`SteerValue::flags`]: the FullNAT source address is one of the host's own, so the XDP
+/// program leaves to the kernel the replies and ICMP errors for which the host has a socket.
+pub const STEER_HOST: u32 = 1;
+
 /// A value of the steering map (`struct steer_value`): the port range of a [`Kind::Snat`] key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(C)]
@@ -48,8 +52,8 @@ pub struct SteerValue {
     pub lo: u16,
     /// Highest port.
     pub hi: u16,
-    /// Zero.
-    pub pad: u32,
+    /// [`STEER_HOST`] when the address is also one of the host's own.
+    pub flags: u32,
 }
 
 // SAFETY: both are `repr(C)` plain data with no padding (16+2+1+1 and 2+2+4 bytes) and every bit pattern valid, which is what `Pod` requires for copying to and from the kernel.
