@@ -300,15 +300,16 @@ fn download(sb: &Sandbox, url: &str) -> Result<(String, usize), String> {
         )
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        return Err(format!("{url}: {}", String::from_utf8_lossy(&out.stderr).trim()));
-    }
+    // The headers come first on stdout: a download that fails after them still names its backend.
     let backend = text
         .lines()
         .find_map(|l| l.strip_prefix("X-Backend: ").or_else(|| l.strip_prefix("x-backend: ")))
         .unwrap_or("?")
         .trim()
         .to_owned();
+    if !out.status.success() {
+        return Err(format!("{url} from backend {backend}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
     let size = text.lines().last().unwrap_or("0").trim().parse().unwrap_or(0);
     Ok((backend, size))
 }
@@ -378,19 +379,14 @@ fn removing_a_backend_leaves_the_other_connections_alone() {
         );
         downloads.into_iter().map(|d| d.join().expect("thread")).collect::<Vec<_>>()
     });
+    // Every download completes, the removed backend's too: its Pod left the Service, but its
+    // server still answers, and an established TCP flow keeps its backend until it closes (as
+    // kube-proxy's conntrack entries outlive the endpoint; docs/design.md).
     let mut served = BTreeMap::new();
     for r in &results {
-        match r {
-            Ok((who, size)) => {
-                if who != "petclinic-1" {
-                    assert_eq!(*size, 2 << 20, "{who}'s download is complete");
-                }
-                *served.entry(who.clone()).or_insert(0) += 1;
-            }
-            Err(e) => {
-                assert!(e.contains("petclinic-1"), "only the removed backend's connections may fail: {e}")
-            }
-        }
+        let (who, size) = r.as_ref().unwrap_or_else(|e| panic!("a download failed: {e}"));
+        assert_eq!(*size, 2 << 20, "{who}'s download is complete");
+        *served.entry(who.clone()).or_insert(0) += 1;
     }
     // Maglev spreads by source port, so which backends served is chance; with 12 downloads the
     // chance that none went to a backend that stays is (1/3)^12.
