@@ -275,6 +275,14 @@ fn local_traffic_policy_is_dnat_to_local_endpoints_keeping_the_client_address() 
         "198.18.0.100",
         "the backend sees the client"
     );
+    // The XDP program takes the DNAT backends' replies (their source address and port), which
+    // the host's own connection to a backend looks like too: that one is the host's.
+    let o = sb.exec("gw", &["curl", "-s", "-m", "3", "http://198.18.1.101:8080/"]).expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "web-local-1",
+        "the host's own connection to a DNAT backend"
+    );
 }
 
 /// A GET in a thread: (backend from the X-Backend header, body bytes) or the error.

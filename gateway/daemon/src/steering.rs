@@ -20,6 +20,9 @@ pub(crate) fn plan(
 ) -> HashMap<SteerKey, SteerValue> {
     let mut m = HashMap::new();
     let none = SteerValue::default();
+    // Asked once per address (thousands of services share a few SNAT addresses).
+    let mut hosts: HashMap<Addr, bool> = HashMap::new();
+    let mut is_host = |a: &Addr| *hosts.entry(*a).or_insert_with(|| is_host(a));
     let icmp = |a: &Addr| if a.family() == Family::V4 { ip_proto::ICMP } else { ip_proto::ICMPV6 };
     for s in table.services() {
         for fe in &s.frontends {
@@ -52,6 +55,12 @@ pub(crate) fn plan(
                 }
             }
         }
+    }
+    // The host's own addresses among those the table names: a DNAT backend's reply to one of
+    // them may be for the host's own connection.
+    let named = table.node_addrs().iter().chain(table.services().iter().flat_map(|s| s.snat.iter()));
+    for a in named.filter(|a| is_host(a)).collect::<BTreeSet<_>>() {
+        m.insert(SteerKey::new(Kind::Host, a.0, 0, 0), none);
     }
     m
 }

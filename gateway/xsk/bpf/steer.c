@@ -16,7 +16,10 @@
 //              (a listener, a connection bound to a port in the range) is the host's, not ours,
 //              and so is an ICMP error quoting one of the host's flows.
 //   KIND_SRC   a backend of a DNAT service (source address + port + protocol): its replies
-//              are routed through this host and must be un-NATed.
+//              are routed through this host and must be un-NATed — except those to one of the
+//              host's own addresses (KIND_HOST) for which the host has a socket: the host's own
+//              connection to the backend.
+//   KIND_HOST  an address of the host's own.
 // Addresses are 16 bytes, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), as in the table.
 //
 // Frames redirected while no socket is bound to the queue fall back to XDP_PASS.
@@ -45,6 +48,7 @@ static long (*bpf_sk_release)(void *sock) = (void *)BPF_FUNC_sk_release;
 #define KIND_OWNED 1
 #define KIND_SNAT 2
 #define KIND_SRC 3
+#define KIND_HOST 4
 
 struct steer_key {
 	__u8 addr[16];
@@ -267,7 +271,12 @@ static __always_inline int steer_l4(struct xdp_md *ctx, void *l4, void *end, __u
 	__builtin_memcpy(k.addr, src, 16);
 	k.port = sport;
 	k.kind = KIND_SRC;
-	return lookup(&k);
+	if (!lookup(&k))
+		return 0;
+	struct steer_key h = {};
+	__builtin_memcpy(h.addr, dst, 16);
+	h.kind = KIND_HOST;
+	return !(lookup(&h) && host_socket(ctx, proto, a, sport_n, dport_n));
 }
 
 SEC("xdp")

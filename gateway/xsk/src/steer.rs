@@ -24,6 +24,9 @@ pub enum Kind {
     Snat = 2,
     /// Source address, port and protocol of a DNAT service's backend.
     Src = 3,
+    /// One of the host's own addresses: a DNAT backend's reply to it may be for the host's own
+    /// connection, which the program leaves to the kernel when the host has a socket for it.
+    Host = 4,
 }
 
 /// A key of the steering map (`struct steer_key`).
