@@ -20,13 +20,22 @@
 //! incremental sweep with a bounded budget per call, so no call does unbounded work.
 //!
 //! **Eviction.** What matters least goes first: expired, then closed (RST / TIME_WAIT), then
-//! half-open (unanswered SYN, unreplied UDP — what a flood leaves behind), then the longest idle.
-//! When the slab is full, a CLOCK hand walking the slab in order finds the victim (sequential
-//! reads, prefetched by the hardware), and the next victim is chosen ahead with its index lines
-//! prefetched, so a connection storm on a full table costs no extra serial cache misses. When
-//! only the new flow's bucket is full (rare at half load), the victim is the least valuable of
-//! its sixteen entries. A SYN flood therefore cannot grow memory and displaces its own debris
-//! before live connections.
+//! half-open (a SYN whose handshake the client has not completed, answered or not; unreplied
+//! UDP — what a flood leaves behind), then the longest idle. When the slab is full, a CLOCK hand
+//! walking the slab in order finds the victim (sequential reads, prefetched by the hardware),
+//! and the next victim is chosen ahead with its index lines prefetched, so a connection storm on
+//! a full table costs no extra serial cache misses. Where the hand's window (at most
+//! [`CLOCK_SWEEP_MAX`] slots) holds only open connections, the oldest debris is taken from a
+//! ring the table keeps of flows that became half-open or closed ([`FlowTable::note_debris`]),
+//! wherever it sits: no open connection is evicted while debris exists. When only the new
+//! flow's bucket is full (about 0.4 % of buckets with the slab full at half index load), the
+//! victim is the least valuable of its sixteen entries — under a flood, one of the flood's. A SYN
+//! flood therefore cannot grow memory and displaces its own debris before live connections.
+//!
+//! **Sequence tracking.** Each direction's next sequence number, largest window (scaled as the
+//! SYNs negotiated) and, while closing, last timestamp: enough to refuse a RST or FIN outside the
+//! receiver's window ([`Flow::track`]) and to know when the backend would accept a new SYN on a
+//! closed flow's tuple ([`Flow::reusable_by`], RFC 6191).
 //!
 //! Hot path: yes. No allocation after [`FlowTable::new`].
 
