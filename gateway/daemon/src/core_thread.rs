@@ -42,6 +42,9 @@ pub(crate) struct Link {
     pub(crate) tables: ArrayQueue<Arc<ServiceTable>>,
     /// Destinations the worker could not resolve.
     pub(crate) pending: ArrayQueue<Addr>,
+    /// A stats record in a new table file, when the main thread adopted one (the old file was
+    /// truncated or replaced): the worker publishes its counters there from then on.
+    pub(crate) stats: ArrayQueue<Reader>,
 }
 
 /// Everything a worker starts with.
@@ -157,6 +160,10 @@ impl Core {
 
     /// Counters to the table file; destinations it could not resolve to the main thread.
     fn report(&mut self) {
+        if let Some(r) = self.link.stats.pop() {
+            // Off the hot path: dropping the old record unmaps the old file.
+            self.reader = r;
+        }
         self.reader.publish_stats(&export(&self.worker, &self.sockets));
         for a in self.worker.next_hops_mut().pending() {
             let _ = self.link.pending.push(a);

@@ -287,10 +287,9 @@ impl core::fmt::Display for FileState {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             FileState::Intact => f.write_str("intact"),
-            FileState::Shrunk { len, want } => write!(
-                f,
-                "truncated to {len} bytes under us (its layout needs {want}); nothing more is read from it"
-            ),
+            FileState::Shrunk { len, want } => {
+                write!(f, "truncated to {len} bytes under us (its layout needs {want})")
+            }
             FileState::Replaced => f.write_str("replaced by another file"),
             FileState::Missing => f.write_str("removed (or cannot be looked up)"),
         }
