@@ -27,16 +27,19 @@
 //!   The slot index in `active`, a slot header's payload length and a reader's record index are
 //!   all checked against it.
 //! - **Truncation.** A shared mapping whose file shrinks raises SIGBUS on the next access past
-//!   the new end. [`crate::sigbus`] contains it: a fault inside a table mapping turns that mapping
+//!   the new end. `sigbus` contains it: a fault inside a table mapping turns that mapping
 //!   into private zeros (read as "nothing published") instead of killing the process, and marks
 //!   it, so there is no window between a length check and an access in which a truncation kills
 //!   us. [`Reader::check_file`] reports it (and a shrink seen by `fstat` before any fault), and
 //!   the reader stops reading from that file; [`Publisher::publish`] refuses to publish into it.
 //!   The gateway's main thread calls [`Reader::check_file`] every few hundred milliseconds, keeps
 //!   the last table it decoded, and opens the path again (with every check above) until a valid
-//!   file is there. Limit: containment needs a free registration ([`crate::sigbus`] has one per
+//!   file is there. Limit: containment needs a free registration (`sigbus` has one per
 //!   possible reader record and a few more); a mapping registered beyond that is protected by the
-//!   length checks only, which [`Reader::contained`] says.
+//!   length checks only, which [`Reader::contained`] says. What remains: bytes being checksummed
+//!   or decoded when the fault lands turn to zeros half-way, which the checksum or the image
+//!   decoder refuses (and the gateway drops a table whose file shrank while it was decoded); and
+//!   the handler calls `mmap`, which POSIX does not list as async-signal-safe (see `sigbus`).
 //! - **Replacement.** [`Reader::check_file`] also looks the path up (`lstat`): another inode there
 //!   means the file was replaced. The reader's own mapping stays valid (the old inode lives as
 //!   long as it is mapped); opening the new file is a new [`Reader`].
@@ -270,7 +273,7 @@ pub enum FileState {
     /// The file is as long as its geometry, and still the one at the path.
     Intact,
     /// The file is shorter than its mapping: someone truncated it. Nothing more is read from it
-    /// (the mapping may already be private zeros, see [`crate::sigbus`]).
+    /// (the mapping may already be private zeros, see `sigbus`).
     Shrunk {
         /// Its length now (0 when only the contained fault told).
         len: u64,
@@ -704,7 +707,7 @@ impl Reader {
         self.mapped.id
     }
 
-    /// Whether a truncation of the file is contained ([`crate::sigbus`]) for this reader, rather
+    /// Whether a truncation of the file is contained (`sigbus`) for this reader, rather
     /// than detected by [`Reader::check_file`] alone.
     pub fn contained(&self) -> bool {
         self.mapped.registration.contained()
