@@ -634,3 +634,54 @@ fn idle_workers_wake_for_the_first_frame_on_their_socket_and_their_doorbell() {
     // The hand-over (and so the doorbell) was used: replies RSS put on the other queue.
     assert!(sb.wait_counter("handed_off", 1) >= 1, "{}", sb.metrics());
 }
+
+/// The table file truncated under a running gateway (control stopped, as an operator's mistake
+/// would leave it): noticed and logged within a second, once, no SIGBUS, the last good table
+/// keeps forwarding. Then the file is removed and a new one appears whose first generation is not
+/// a table image: the gateway adopts the file (its generations start again from 1, and it says
+/// so), refuses that generation once — not every 10 ms — and keeps forwarding; control started
+/// on that file continues its generations, and the gateway takes the next one, with the
+/// workers' counters now reaching control through the new file.
+#[test]
+fn a_table_file_truncated_then_replaced_under_the_gateway() {
+    let Some(mut sb) = up("table_truncated_then_replaced", &petclinic(), &[example("nodeport")]) else {
+        return;
+    };
+    let url = format!("http://{GW_V4}:31080/");
+    let serves = |sb: &Sandbox, when: &str| {
+        for i in 0..3 {
+            sb.get(&url).unwrap_or_else(|e| panic!("{when}, request {i}: {e}\n{}", sb.log("gateway")));
+        }
+    };
+    serves(&sb, "before");
+    sb.stop("control", rustix::process::Signal::TERM).expect("control running");
+    let table = sb.table().to_owned();
+    std::fs::OpenOptions::new().write(true).open(&table).expect("table").set_len(0).expect("truncate");
+    wait_until(|| sb.log("gateway").contains("was truncated to 0 bytes"), "the gateway to notice");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(sb.pid("gateway").is_some() && sb.xdp_attached(), "{}", sb.log("gateway"));
+    serves(&sb, "on the last good table");
+    let log = sb.log("gateway");
+    assert_eq!(log.matches("the file there now is refused").count(), 1, "one problem, logged once:\n{log}");
+
+    std::fs::remove_file(&table).expect("remove");
+    let mut other =
+        sluice_table::Publisher::create(&table, sluice_table::Geometry::default()).expect("new file");
+    assert_eq!(other.publish(b"not a table image").expect("publish"), 1);
+    wait_until(|| sb.log("gateway").contains("adopted the file now there"), "adoption");
+    wait_until(|| sb.log("gateway").contains("table generation 1 refused"), "the refusal");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let log = sb.log("gateway");
+    assert_eq!(log.matches("table generation 1 refused").count(), 1, "logged once:\n{log}");
+    serves(&sb, "after a refused generation");
+
+    drop(other);
+    let seconds = sb.log("gateway").matches("table generation 2:").count();
+    sb.start_control().expect("control on the new file");
+    wait_until(
+        || sb.log("gateway").matches("table generation 2:").count() > seconds,
+        "generation 2 of the new file in the gateway",
+    );
+    serves(&sb, "on the new file");
+    assert!(sb.wait_counter("rx_frames", 1) >= 1, "{}", sb.metrics());
+}

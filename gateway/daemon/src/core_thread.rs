@@ -46,6 +46,9 @@ pub(crate) struct Link {
     /// New flows the worker dropped for want of a SNAT port, so far (for the main thread's
     /// log line; the counter itself is in the stats region).
     pub(crate) snat_exhausted: AtomicU64,
+    /// A stats record in a new table file, when the main thread adopted one (the old file was
+    /// truncated or replaced): the worker publishes its counters there from then on.
+    pub(crate) stats: ArrayQueue<Reader>,
 }
 
 /// Everything a worker starts with.
@@ -161,6 +164,10 @@ impl Core {
 
     /// Counters to the table file; destinations it could not resolve to the main thread.
     fn report(&mut self) {
+        if let Some(r) = self.link.stats.pop() {
+            // Off the hot path: dropping the old record unmaps the old file.
+            self.reader = r;
+        }
         self.reader.publish_stats(&export(&self.worker, &self.sockets));
         let exhausted = self.worker.counters().dropped(DropReason::SnatExhausted);
         self.link.snat_exhausted.store(exhausted, Ordering::Relaxed);

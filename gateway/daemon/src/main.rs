@@ -10,7 +10,8 @@
 //!
 //! The main thread (`supervise`) does everything off the hot path: it reads each new table
 //! generation from the shared-memory file, decodes it once and hands it to the workers (they
-//! adopt it between two batches), keeps the XDP map in step with it (`steering`), reads routes
+//! adopt it between two batches), watches the file itself (truncated or replaced under us: the
+//! last good table stays, and a valid file at the path is adopted), keeps the XDP map in step with it (`steering`), reads routes
 //! and neighbours from the kernel (`kernel`) and resolves the ones the workers need, announces
 //! new VIPs with gratuitous ARP / unsolicited advertisements, and stops everything cleanly on
 //! SIGINT or SIGTERM (SIGKILL is safe too: the program is attached through a bpf_link and
@@ -265,7 +266,8 @@ fn open_table(path: &std::path::Path, wait: Duration) -> Result<Reader, String> 
     loop {
         match Reader::open(path) {
             Ok(r) => return Ok(r),
-            Err(e) if Instant::now() < deadline && !path.exists() => {
+            // Not there yet (a symbolic link there is not "not yet": it is refused at once).
+            Err(e) if Instant::now() < deadline && path.symlink_metadata().is_err() => {
                 if !said {
                     info!("waiting for control to create {} ({e})", path.display());
                     said = true;
@@ -372,6 +374,7 @@ fn start_workers(
             tables: ArrayQueue::new(1),
             pending: ArrayQueue::new(64),
             snat_exhausted: std::sync::atomic::AtomicU64::new(0),
+            stats: ArrayQueue::new(1),
         });
         links.push(Arc::clone(&link));
         let setup = core_thread::Setup {

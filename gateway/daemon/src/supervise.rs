@@ -3,7 +3,13 @@
 //! 1. A new table generation: decoded once and handed to every worker (before the steering
 //!    changes, so a frame the new steering sends them finds the new table); the XDP map brought
 //!    to the table's steering plan; new VIPs announced (gratuitous ARP, unsolicited neighbour
-//!    advertisements, once more a second later); the table's backends resolved.
+//!    advertisements, once more a second later); the table's backends resolved. A generation
+//!    that does not decode is logged once and never decoded again; the last good table stays.
+//! 1. The table file itself, every [`FILE_CHECK_EVERY`]: truncated, replaced or removed under us
+//!    (`sluice_table::Reader::check_file`) is logged once per distinct problem, the last good
+//!    table stays live, and the file at the path is opened again (with every check of
+//!    `sluice_table::shm`) until one is valid; that one is adopted — its generations may start
+//!    lower, which the log line says — and the workers move their counters to it.
 //! 2. Destinations the workers could not resolve: asked of the kernel.
 //! 3. Routes and neighbours: read from the kernel every 100 ms (every 10 ms while resolutions
 //!    we asked for may be arriving, at once when a worker reported a miss) and handed to the
@@ -14,6 +20,7 @@
 //!    what to do about it (the `snat_exhausted` counter says how many; the log says it began).
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -23,13 +30,17 @@ use sluice_log::{info, warn};
 use sluice_model::ports::PortRange;
 use sluice_model::service::ServiceTable;
 use sluice_model::{Addr, Family};
-use sluice_table::{Reader, Refresh};
+use sluice_table::{FileState, Reader, Refresh};
 use sluice_worker::nexthop::NextHops;
 use sluice_xsk::Steering;
 use sluice_xsk::link::{self, RawSender};
 
 use crate::core_thread::Link;
 use crate::{Cli, Interfaces, kernel, steering};
+
+/// How often the table file under the mapping is checked: a truncation or a replacement is
+/// noticed within this (a fault in the meantime is contained, see `sluice_table::shm`).
+const FILE_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// The main thread's state.
 pub(crate) struct Supervisor<'a> {
@@ -42,7 +53,13 @@ pub(crate) struct Supervisor<'a> {
     /// VIPs are announced on the client-facing interface.
     raw: RawSender,
     table: Arc<ServiceTable>,
-    adopted_once: bool,
+    /// The generation last decoded, or refused, from the reader: never decoded twice.
+    tried: Option<u64>,
+    /// The table file, as `--table` names it.
+    path: PathBuf,
+    last_file_check: Instant,
+    /// The last problem with the table file logged: each distinct one is logged once.
+    file_problem: Option<String>,
     owned: BTreeSet<Addr>,
     backends: BTreeSet<Addr>,
     hops: NextHops,
@@ -76,7 +93,10 @@ impl<'a> Supervisor<'a> {
             kernel,
             raw,
             table: Arc::new(ServiceTable::empty()),
-            adopted_once: false,
+            tried: None,
+            path: cli.table.clone(),
+            last_file_check: Instant::now(),
+            file_problem: None,
             owned: BTreeSet::new(),
             backends: BTreeSet::new(),
             hops: NextHops::new(),
@@ -102,6 +122,7 @@ impl<'a> Supervisor<'a> {
             if workers.iter().any(|h| h.is_finished()) {
                 return Err("a worker stopped unexpectedly".into());
             }
+            self.watch_table_file(reader);
             if self.take_table(reader) {
                 self.steer_and_announce(steering);
             }
@@ -117,22 +138,27 @@ impl<'a> Supervisor<'a> {
     }
 
     /// Takes a new generation (or the one the reader adopted when it opened): decoded, handed to
-    /// the workers. Returns whether the table changed.
+    /// the workers. Returns whether the table changed. Each generation is decoded once: one that
+    /// fails is logged once and the last good table stays.
     fn take_table(&mut self, reader: &mut Reader) -> bool {
-        let generation = match reader.refresh() {
-            Refresh::Adopted(g) => Some(g),
-            Refresh::Refused(g, why) => {
-                warn!("table generation {g} refused: {why}; keeping the previous one");
-                None
-            }
-            Refresh::Unchanged if !self.adopted_once => reader.generation(),
-            Refresh::Unchanged => None,
-        };
-        let Some((g, decoded)) =
-            generation.and_then(|g| reader.payload().map(|p| (g, sluice_model::image::decode(p))))
-        else {
+        if let Refresh::Refused(g, why) = reader.refresh() {
+            // The reader reports a refusal once per generation it sees.
+            warn!("table generation {g} refused: {why}; keeping the previous one");
             return false;
-        };
+        }
+        let Some(g) = reader.generation() else { return false };
+        if self.tried == Some(g) {
+            return false;
+        }
+        self.tried = Some(g);
+        let Some(decoded) = reader.payload().map(sluice_model::image::decode) else { return false };
+        if reader.payload().is_none() {
+            warn!(
+                "table file {} was truncated while generation {g} was decoded; keeping the previous table",
+                self.path.display()
+            );
+            return false;
+        }
         match decoded {
             Ok(t) => {
                 self.table = Arc::new(t);
@@ -142,12 +168,63 @@ impl<'a> Supervisor<'a> {
                     l.tables.force_push(Arc::clone(&self.table));
                 }
                 info!("table generation {g}: {} service(s)", self.table.services().len());
-                self.adopted_once = true;
                 true
             }
             Err(e) => {
                 warn!("table generation {g} refused: {e}; keeping the previous one");
                 false
+            }
+        }
+    }
+
+    /// Every [`FILE_CHECK_EVERY`]: whether the table file is still the one mapped, as long as
+    /// it was. If not, the file now at the path is opened with every check, and adopted when it
+    /// passes; until then the last good table stays live and each distinct problem is logged
+    /// once.
+    fn watch_table_file(&mut self, reader: &mut Reader) {
+        if self.last_file_check.elapsed() < FILE_CHECK_EVERY {
+            return;
+        }
+        self.last_file_check = Instant::now();
+        let state = reader.check_file();
+        if state == FileState::Intact {
+            if self.file_problem.take().is_some() {
+                info!("table file {} is readable again", self.path.display());
+            }
+            return;
+        }
+        let path = self.path.display();
+        let opened = Reader::open(&self.path);
+        match opened {
+            // The same file, neither shrunk nor replaced (a path lookup that failed once): keep it.
+            Ok(new) if !matches!(state, FileState::Shrunk { .. }) && new.file_id() == reader.file_id() => {}
+            Ok(new) => {
+                let was = reader.generation().map_or("none".to_owned(), |g| g.to_string());
+                let now = new.generation().map_or("none".to_owned(), |g| g.to_string());
+                info!(
+                    "table file {path} was {state}: adopted the file now there (generation {now}; \
+                     was {was} — a new file counts its generations afresh)"
+                );
+                *reader = new;
+                self.tried = None;
+                self.file_problem = None;
+                for (q, l) in self.links.iter().enumerate() {
+                    match Reader::open_stats_only(&self.path) {
+                        Ok(r) => drop(l.stats.force_push(r)),
+                        Err(e) => warn!(queue = q, "worker counters stay on the old table file: {e}"),
+                    }
+                }
+            }
+            Err(e) => {
+                let problem = format!(
+                    "table file {path} was {state}; the file there now is refused: {e}; \
+                     keeping the last good table (generation {})",
+                    self.table.generation().0
+                );
+                if self.file_problem.as_ref() != Some(&problem) {
+                    warn!("{problem}");
+                    self.file_problem = Some(problem);
+                }
             }
         }
     }

@@ -52,8 +52,6 @@ named! {
         NoFlowForSegment => "no_flow_for_segment",
         /// No free SNAT port for this backend on any SNAT address of the service.
         SnatExhausted => "snat_exhausted",
-        /// A TCP RST or FIN outside the receiver's window (forged or stale: it would close the flow).
-        TcpOutOfWindow => "tcp_out_of_window",
         /// The reverse tuple of a new DNAT flow is already taken.
         NatTupleConflict => "nat_tuple_conflict",
         /// An ICMP error about a packet of no tracked flow, sent to a service address.
@@ -70,6 +68,8 @@ named! {
         HandoffFull => "handoff_full",
         /// A frame to copy into another port, or handed over by another worker, found no free frame.
         NoFrame => "no_frame",
+        /// A TCP RST or FIN outside the receiver's window (forged or stale: it would close the flow).
+        TcpOutOfWindow => "tcp_out_of_window",
     }
 }
 

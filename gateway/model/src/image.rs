@@ -14,6 +14,15 @@
 //! damaged or hostile image is refused with the place it is wrong, never a panic — and keeps the
 //! Maglev arrays as they were built by control, so every node runs byte-identical tables.
 //!
+//! **Allocation is bounded by the image's size.** The regions lie one after another, in the
+//! order above, without overlapping; backends and frontends are claimed by one service each (each
+//! service's follow the previous one's); and the per-service ranges into the pools (names, u16
+//! arrays, SNAT addresses), which the format lets lie anywhere in their pool, may together claim
+//! no more items than their pool holds. So every item decoded comes from bytes of its own, and
+//! what [`decode`] allocates is a small multiple of the image's length (a test measures it with
+//! a counting allocator, also for an image whose services all name one huge pool range — before
+//! this rule, a few hundred kilobytes could ask for gigabytes).
+//!
 //! Not hot path: encoded once per generation by control; decoded once per generation by the
 //! gateway's main thread, which hands the decoded table to every worker.
 
@@ -70,6 +79,10 @@ pub enum ImageError {
     },
     /// Two services claim one frontend.
     DuplicateFrontend(ServiceKey),
+    /// A region (named) starts before the previous one ends.
+    Overlap(&'static str),
+    /// The services' ranges into a pool (named) claim more than it holds: they overlap.
+    PoolOverclaimed(&'static str),
 }
 
 impl core::fmt::Display for ImageError {
@@ -85,6 +98,13 @@ impl core::fmt::Display for ImageError {
             ImageError::Backend { index, reason } => write!(f, "table image: backend {index}: {reason}"),
             ImageError::Frontend { index, reason } => write!(f, "table image: frontend {index}: {reason}"),
             ImageError::DuplicateFrontend(k) => write!(f, "table image: frontend {k} claimed twice"),
+            ImageError::Overlap(r) => {
+                write!(f, "table image: the {r} overlap the region before them (regions follow one another)")
+            }
+            ImageError::PoolOverclaimed(p) => write!(
+                f,
+                "table image: the services claim more of the {p} than it holds (their ranges overlap)"
+            ),
         }
     }
 }
@@ -252,7 +272,15 @@ pub fn decode(bytes: &[u8]) -> Result<ServiceTable, ImageError> {
     let (generation, r) = read_header(bytes)?;
     let backends = read_backends(bytes, &r)?;
     let frontends = read_frontends(bytes, &r)?;
-    let mut d = Decoder { bytes, r: &r, backends, frontends, next_backend: 0, next_frontend: 0 };
+    let mut d = Decoder {
+        bytes,
+        r: &r,
+        backends,
+        frontends,
+        next_backend: 0,
+        next_frontend: 0,
+        left: Budget { u16s: r.u16_pool.1, addrs: r.addr_pool.1, name_bytes: r.names.1 },
+    };
     let mut services = Vec::with_capacity(r.services.1);
     for i in 0..r.services.1 {
         services.push(d.service(i)?);
@@ -306,6 +334,24 @@ fn read_header(bytes: &[u8]) -> Result<(Generation, Regions), ImageError> {
         names: region(header::NAMES_LEN, header::NAMES_AT, 1, "names")?,
         end: bytes.len(),
     };
+    // One after another, none overlapping the next: every item decoded has bytes of its own.
+    let ordered = [
+        (r.services, service::SIZE, "service records"),
+        (r.backends, backend::SIZE, "backend records"),
+        (r.frontends, frontend::SIZE, "frontend records"),
+        (r.node_addrs, ADDR_SIZE, "node addresses"),
+        (r.u16_pool, U16_SIZE, "u16 pool"),
+        (r.addr_pool, ADDR_SIZE, "address pool"),
+        (r.names, 1, "names"),
+    ];
+    let mut end = header::SIZE;
+    for ((start, n), size, name) in ordered {
+        if start < end {
+            return Err(ImageError::Overlap(name));
+        }
+        // Cannot overflow: `region` checked start + n × size ≤ the image's length.
+        end = start + n * size;
+    }
     Ok((Generation(header::GENERATION.read(h)), r))
 }
 
@@ -366,6 +412,25 @@ struct Decoder<'a> {
     frontends: Vec<(ServiceKey, u32)>,
     next_backend: u32,
     next_frontend: u32,
+    /// What the pools still hold for the services not decoded yet.
+    left: Budget,
+}
+
+/// Items of each pool not yet claimed by a service: a claim beyond them is refused before
+/// anything is allocated for it.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    u16s: usize,
+    addrs: usize,
+    name_bytes: usize,
+}
+
+impl Budget {
+    /// Takes `n` items from `left`, or refuses (the ranges overlap) without taking any.
+    fn take(left: &mut usize, n: u32, pool: &'static str) -> Result<(), ImageError> {
+        *left = left.checked_sub(n as usize).ok_or(ImageError::PoolOverclaimed(pool))?;
+        Ok(())
+    }
 }
 
 /// `count` items at `first` of a pool of `pool_len` items: checked to lie inside the pool.
@@ -378,6 +443,12 @@ impl Decoder<'_> {
         let at = self.r.services.0 + i * service::SIZE;
         let rec = &self.bytes[at..at + service::SIZE];
         let err = |reason| ImageError::Service { index: i, reason };
+        // Each range is charged to its pool before anything is allocated for it.
+        Budget::take(&mut self.left.name_bytes, service::NAME_LEN.read(rec), "names")?;
+        let u16s = u32::checked_add(service::ELIGIBLE_COUNT.read(rec), service::MAGLEV_COUNT.read(rec))
+            .ok_or(ImageError::PoolOverclaimed("u16 pool"))?;
+        Budget::take(&mut self.left.u16s, u16s, "u16 pool")?;
+        Budget::take(&mut self.left.addrs, service::SNAT_COUNT.read(rec), "address pool")?;
         let name = self.name(rec).ok_or(err("name outside the names, or not UTF-8"))?;
         let name_hash = crate::hash::stable(name.as_bytes());
         if service::NAME_HASH.read(rec) != name_hash {
@@ -658,6 +729,48 @@ mod tests {
         let e = decode(&b).unwrap_err();
         assert!(matches!(e, ImageError::Service { index: 1, .. }), "{e}");
         assert!(e.to_string().contains("Maglev"), "{e}");
+    }
+
+    #[test]
+    fn overlapping_regions_and_ranges_are_refused() {
+        let t = ServiceTable::build(&spec()).unwrap();
+        let bytes = encode(&t);
+        // The backend records moved onto the service records.
+        let mut b = bytes.clone();
+        header::BACKENDS_AT.write(&mut b, header::SERVICES_AT.read(&bytes));
+        assert_eq!(decode(&b).unwrap_err(), ImageError::Overlap("backend records"));
+        // Regions out of order: the names before the u16 pool.
+        let mut b = bytes.clone();
+        header::NAMES_AT.write(&mut b, header::U16_POOL_AT.read(&bytes));
+        assert_eq!(decode(&b).unwrap_err(), ImageError::Overlap("names"));
+        // Service 1 names service 0's u16 arrays (each within the pool, together more than it).
+        let svc = |i: usize| header::SIZE + i * service::SIZE;
+        let mut b = bytes.clone();
+        let (at, n) = (service::MAGLEV_AT.read(&b[svc(0)..]), service::MAGLEV_COUNT.read(&b[svc(0)..]));
+        service::MAGLEV_AT.write(&mut b[svc(1)..], at);
+        service::MAGLEV_COUNT.write(&mut b[svc(1)..], n);
+        assert_eq!(decode(&b).unwrap_err(), ImageError::PoolOverclaimed("u16 pool"));
+        // A count so large that the sum of two overflows u32.
+        let mut b = bytes.clone();
+        service::ELIGIBLE_COUNT.write(&mut b[svc(0)..], u32::MAX);
+        assert!(matches!(decode(&b).unwrap_err(), ImageError::PoolOverclaimed("u16 pool")));
+        // Services naming the whole address pool each.
+        let mut b = bytes.clone();
+        for i in 1..4 {
+            service::SNAT_AT.write(&mut b[svc(i)..], 0);
+            service::SNAT_COUNT.write(&mut b[svc(i)..], header::ADDR_POOL_LEN.read(&bytes));
+        }
+        assert_eq!(decode(&b).unwrap_err(), ImageError::PoolOverclaimed("address pool"));
+        // Service 0 named by service 1's (longer) name: each valid alone, the last one left short.
+        let mut b = bytes.clone();
+        for f in [service::NAME_AT, service::NAME_LEN] {
+            let v = f.read(&b[svc(1)..]);
+            f.write(&mut b[svc(0)..], v);
+        }
+        let hash = service::NAME_HASH.read(&b[svc(1)..]);
+        service::NAME_HASH.write(&mut b[svc(0)..], hash);
+        assert_eq!(decode(&b).unwrap_err(), ImageError::PoolOverclaimed("names"));
+        assert!(ImageError::PoolOverclaimed("names").to_string().contains("their ranges overlap"));
     }
 
     fn arb_spec() -> impl Strategy<Value = TableSpec> {

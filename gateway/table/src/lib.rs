@@ -6,7 +6,11 @@
 //!   load to check for a new generation, slots reused only when no reader can still see them),
 //!   independent of where its memory lives, so that loom can check it.
 //! - [`shm`]: the shared-memory file (mode 0600): control block, slots, stats region, the
-//!   [`shm::Publisher`] (control) and the [`shm::Reader`], each validating what it maps.
+//!   [`shm::Publisher`] (control) and the [`shm::Reader`], each validating what it opens and maps
+//!   (no symbolic link, our own file, not writable by others, geometry taken once and bounded),
+//!   and noticing a file truncated or replaced under it.
+//! - `sigbus` (private): a truncation under a mapping turns it into private zeros instead of a
+//!   SIGBUS that kills the process.
 //!
 //! Who reads: the gateway's main thread holds the one full reader; it checks for a new
 //! generation every few milliseconds, validates and decodes it once, and hands the decoded table
@@ -17,12 +21,14 @@
 //! A slot's payload is opaque bytes with a checksum here; what the bytes mean (the table image,
 //! positions as offsets, never pointers) is `sluice-model`'s `image`.
 //!
-//! Unsafe: yes, in [`shm`] only — the file is memory shared with other processes.
+//! Unsafe: yes, in [`shm`] and `sigbus` only — the file is memory shared with other processes.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod protocol;
 #[cfg(not(loom))]
 pub mod shm;
+#[cfg(not(loom))]
+mod sigbus;
 
 pub use protocol::{PublishError, Refresh, Refusal};
 
@@ -32,4 +38,4 @@ pub const DEFAULT_PATH: &str = "/dev/shm/sluice-table";
 #[cfg(all(test, loom))]
 mod loom_model;
 #[cfg(not(loom))]
-pub use shm::{Geometry, OpenError, Publisher, Reader};
+pub use shm::{FileId, FileState, Geometry, OpenError, Publisher, Reader};

@@ -6,7 +6,7 @@
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
-use loom::sync::atomic::AtomicU64;
+use loom::sync::atomic::{AtomicU32, AtomicU64};
 use loom::thread;
 
 use crate::protocol::*;
@@ -19,6 +19,10 @@ struct LoomStore {
 }
 
 impl SlotStore for LoomStore {
+    fn slots(&self) -> usize {
+        self.headers.len()
+    }
+
     fn capacity(&self) -> usize {
         PAYLOAD
     }
@@ -46,10 +50,10 @@ impl SlotStore for LoomStore {
 
 fn control(slots: u32) -> Control {
     Control {
-        magic: CONTROL_MAGIC,
-        abi: ABI_VERSION,
-        slots,
-        slot_bytes: 0,
+        magic: AtomicU64::new(CONTROL_MAGIC),
+        abi: AtomicU32::new(ABI_VERSION),
+        slots: AtomicU32::new(slots),
+        slot_bytes: AtomicU64::new(0),
         active: AtomicU64::new(0),
         slot_generation: core::array::from_fn(|_| AtomicU64::new(0)),
         readers: core::array::from_fn(|_| ReaderRecord { owner: AtomicU64::new(0), seen: AtomicU64::new(0) }),

@@ -22,10 +22,10 @@
 //!   [`PublishError::Busy`]) beyond that. Readers must refresh at least at every wake-up.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
-pub(crate) use core::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// The most slots a table file may have.
 #[cfg(not(loom))]
@@ -66,16 +66,22 @@ pub struct ReaderRecord {
 }
 
 /// The control block at the start of the file.
+///
+/// Every field is an atomic, even those written once at creation: the other process can write
+/// any byte of the file at any time, and a plain field read while it does would be a data race.
+/// The geometry fields (`slots`, `slot_bytes`) are read once, when the file is mapped, validated,
+/// and kept by the mapping's owner; nothing here indexes with their live values (a writer that
+/// changed them later would otherwise send both sides out of bounds).
 #[repr(C)]
 pub struct Control {
     /// [`CONTROL_MAGIC`].
-    pub magic: u64,
+    pub magic: AtomicU64,
     /// [`ABI_VERSION`].
-    pub abi: u32,
-    /// Number of slots in use (≤ [`MAX_SLOTS`]).
-    pub slots: u32,
-    /// Bytes per slot, header included.
-    pub slot_bytes: u64,
+    pub abi: AtomicU32,
+    /// Number of slots in use (≤ [`MAX_SLOTS`]). Read once, at map time.
+    pub slots: AtomicU32,
+    /// Bytes per slot, header included. Read once, at map time.
+    pub slot_bytes: AtomicU64,
     /// `generation << 8 | slot` of the current table; 0 before the first publication.
     pub active: AtomicU64,
     /// The generation each slot holds (0: never written). Written by the writer only.
@@ -155,6 +161,9 @@ pub fn checksum(payload: &[u8]) -> u64 {
 /// Where slot contents live. The protocol decides who may touch which slot when; an
 /// implementation only copies bytes.
 pub(crate) trait SlotStore {
+    /// How many slots there are: the geometry taken when the memory was mapped, never the
+    /// control block's live `slots` field.
+    fn slots(&self) -> usize;
     /// Bytes available for a payload in one slot.
     fn capacity(&self) -> usize;
     /// Writes a slot's header and payload. The protocol guarantees no reader reads this slot
@@ -176,6 +185,12 @@ pub enum PublishError {
         /// What a slot holds.
         capacity: usize,
     },
+    /// The file is shorter than its mapping: someone truncated it under the writer, whose
+    /// publications would go nowhere (see `shm`'s module doc).
+    FileShrunk {
+        /// Its length now.
+        len: u64,
+    },
 }
 
 impl core::fmt::Display for PublishError {
@@ -190,6 +205,10 @@ impl core::fmt::Display for PublishError {
                     "table of {len} bytes does not fit a slot of {capacity} bytes (recreate the file with larger slots)"
                 )
             }
+            PublishError::FileShrunk { len } => write!(
+                f,
+                "the table file was truncated to {len} bytes under this writer; remove it and restart control (who else writes it?)"
+            ),
         }
     }
 }
@@ -207,7 +226,7 @@ pub(crate) fn publish<S: SlotStore>(
     if payload.len() > store.capacity() {
         return Err(PublishError::TooLarge { len: payload.len(), capacity: store.capacity() });
     }
-    let slot = free_slot(c).ok_or(PublishError::Busy)?;
+    let slot = free_slot(c, store.slots()).ok_or(PublishError::Busy)?;
     let header = SlotHeader {
         magic: SLOT_MAGIC,
         abi: ABI_VERSION,
@@ -224,8 +243,9 @@ pub(crate) fn publish<S: SlotStore>(
     Ok(slot)
 }
 
-/// A slot that is not current and that no registered reader can still be reading.
-pub(crate) fn free_slot(c: &Control) -> Option<usize> {
+/// A slot among the first `slots` (the mapped geometry) that is not current and that no
+/// registered reader can still be reading.
+pub(crate) fn free_slot(c: &Control, slots: usize) -> Option<usize> {
     let current = unpack(c.active.load(Ordering::Relaxed)).map(|(_, s)| s);
     let mut oldest_in_use = u64::MAX;
     for r in &c.readers {
@@ -236,7 +256,7 @@ pub(crate) fn free_slot(c: &Control) -> Option<usize> {
         }
     }
     // A slot never written (generation 0) was never current, so nobody can be reading it.
-    (0..(c.slots as usize).min(MAX_SLOTS))
+    (0..slots.min(MAX_SLOTS))
         .filter(|&s| Some(s) != current)
         .filter(|&s| {
             let g = c.slot_generation[s].load(Ordering::Relaxed);
@@ -266,6 +286,12 @@ pub enum Refusal {
     BadLength(u64),
     /// The payload does not match its checksum.
     Checksum,
+    /// The generation is not newer than the one adopted: a writer went back in time (a file
+    /// rewritten in place, or a second writer). A new file is a new reader (see `shm`).
+    Stale {
+        /// The generation in use.
+        adopted: u64,
+    },
 }
 
 impl core::fmt::Display for Refusal {
@@ -279,6 +305,9 @@ impl core::fmt::Display for Refusal {
             Refusal::GenerationMismatch { found } => write!(f, "slot holds generation {found}"),
             Refusal::BadLength(n) => write!(f, "payload length {n} exceeds the slot"),
             Refusal::Checksum => f.write_str("payload does not match its checksum"),
+            Refusal::Stale { adopted } => {
+                write!(f, "not newer than generation {adopted}, in use (generations only go forward)")
+            }
         }
     }
 }
@@ -323,7 +352,11 @@ impl ReaderState {
         }
         self.last_seen_active = active;
         let Some((generation, slot)) = unpack(active) else { return Refresh::Unchanged };
-        match self.validate(c, store, generation, slot) {
+        let checked = match self.current {
+            Some((adopted, _, _)) if generation <= adopted => Err(Refusal::Stale { adopted }),
+            _ => self.validate(store, generation, slot),
+        };
+        match checked {
             Ok(len) => {
                 self.current = Some((generation, slot, len));
                 // Pairs with the writer's Acquire loads in `free_slot`: we are done with every
@@ -338,14 +371,10 @@ impl ReaderState {
         }
     }
 
-    fn validate<S: SlotStore>(
-        &self,
-        c: &Control,
-        store: &S,
-        generation: u64,
-        slot: usize,
-    ) -> Result<usize, Refusal> {
-        if slot >= (c.slots as usize).min(MAX_SLOTS) {
+    fn validate<S: SlotStore>(&self, store: &S, generation: u64, slot: usize) -> Result<usize, Refusal> {
+        // The slot index comes from `active`, which the writer (or anyone who can write the
+        // file) controls: bounded by the geometry taken at map time.
+        if slot >= store.slots().min(MAX_SLOTS) {
             return Err(Refusal::BadSlot(slot));
         }
         store.read(slot, |h, payload| {

@@ -2,7 +2,7 @@
 //! and any number of readers (gateway workers, in other processes).
 //!
 //! ```text
-//! 0                 40 KiB                  40 KiB + slot_bytes      …
+//! 0                 80 KiB                  80 KiB + slot_bytes      …
 //! | Control + stats | slot 0: header | payload … | slot 1: header | payload … | …
 //! ```
 //!
@@ -12,25 +12,67 @@
 //! control block and release it on drop; records of processes that died are reclaimed by the
 //! writer (checked through `/proc/<pid>`).
 //!
+//! # What is trusted, and when
+//!
+//! The file is memory another process writes, so both sides trust only what they checked:
+//!
+//! - **Opening.** Both sides open the path with `O_NOFOLLOW` (a symbolic link is refused: whoever
+//!   can plant one could point us at any file) and check the opened file, with `fstat` on the
+//!   descriptor rather than a second look at the path: a regular file, owned by this process's
+//!   effective user, not writable by group or others. Each refusal says which and how to fix it.
+//! - **Geometry.** The slot count and size are read once, before mapping, bounded
+//!   (`2..=MAX_SLOTS` slots of at most [`MAX_SLOT_BYTES`]) and checked against the file's length;
+//!   exactly that much is mapped, and every slot index and length used afterwards is bounded by
+//!   this copy — never by the control block's live fields, which the other side can still change.
+//!   The slot index in `active`, a slot header's payload length and a reader's record index are
+//!   all checked against it.
+//! - **Truncation.** A shared mapping whose file shrinks raises SIGBUS on the next access past
+//!   the new end. `sigbus` contains it: a fault inside a table mapping turns that mapping
+//!   into private zeros (read as "nothing published") instead of killing the process, and marks
+//!   it, so there is no window between a length check and an access in which a truncation kills
+//!   us. [`Reader::check_file`] reports it (and a shrink seen by `fstat` before any fault), and
+//!   the reader stops reading from that file; [`Publisher::publish`] refuses to publish into it.
+//!   The gateway's main thread calls [`Reader::check_file`] every few hundred milliseconds, keeps
+//!   the last table it decoded, and opens the path again (with every check above) until a valid
+//!   file is there. Limit: containment needs a free registration (`sigbus` has one per
+//!   possible reader record and a few more); a mapping registered beyond that is protected by the
+//!   length checks only, which [`Reader::contained`] says. What remains: bytes being checksummed
+//!   or decoded when the fault lands turn to zeros half-way, which the checksum or the image
+//!   decoder refuses (and the gateway drops a table whose file shrank while it was decoded); and
+//!   the handler calls `mmap`, which POSIX does not list as async-signal-safe (see `sigbus`).
+//! - **Replacement.** [`Reader::check_file`] also looks the path up (`lstat`): another inode there
+//!   means the file was replaced. The reader's own mapping stays valid (the old inode lives as
+//!   long as it is mapped); opening the new file is a new [`Reader`].
+//! - **Generations** only go forward within one file: a reader refuses a generation not newer
+//!   than the one it adopted ([`crate::Refusal::Stale`]). A new file (a new reader) starts from
+//!   nothing, so after a replacement the first generation found is adopted even if lower — a
+//!   control started on a new file counts from 1. The gateway logs the replacement when it adopts
+//!   it, so the restart of generations is explained.
+//!
 //! Unsafe: yes — the control block and slots are memory shared with other processes. The
 //! invariants are those of [`crate::protocol`]: a slot is written only while no reader can read
-//! it, and every concurrently accessed word of the control block is an atomic. Not hot path
-//! except [`Reader::refresh`] and [`Reader::payload`].
+//! it, and every word of the control block is an atomic (so whatever the other process writes
+//! there, reading it is not a data race). Not hot path except [`Reader::refresh`] and
+//! [`Reader::payload`].
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use memmap2::MmapRaw;
+use memmap2::{MmapOptions, MmapRaw};
 
 use crate::protocol::{
     self, ABI_VERSION, CONTROL_MAGIC, Control, MAX_READERS, MAX_SLOTS, Ordering, PublishError, ReaderState,
     Refresh, SLOT_HEADER_BYTES, SlotHeader, SlotStore,
 };
+use crate::sigbus::Registration;
 
 /// Bytes reserved for the control block (with its stats region) at the start of the file.
 pub const CONTROL_BYTES: usize = 80 * 1024;
+
+/// The largest slot a table file may have (1 GiB): bounds the mapping and every offset into it.
+pub const MAX_SLOT_BYTES: u64 = 1 << 30;
 
 const _: () = assert!(core::mem::size_of::<Control>() <= CONTROL_BYTES);
 
@@ -40,8 +82,8 @@ pub struct Geometry {
     /// Number of slots (2 ..= [`MAX_SLOTS`]; 3 lets the writer publish while a reader lags one
     /// generation behind).
     pub slots: u32,
-    /// Bytes per slot, header included (a multiple of 4096). The file is sparse: pages never
-    /// written cost nothing.
+    /// Bytes per slot, header included (a multiple of 4096, at most [`MAX_SLOT_BYTES`]). The
+    /// file is sparse: pages never written cost nothing.
     pub slot_bytes: u64,
 }
 
@@ -52,13 +94,14 @@ impl Default for Geometry {
 }
 
 impl Geometry {
+    /// The file's length. Cannot overflow once [`Geometry::check`] passed.
     fn file_len(&self) -> u64 {
         CONTROL_BYTES as u64 + u64::from(self.slots) * self.slot_bytes
     }
 
     fn check(&self) -> Result<(), OpenError> {
         if !(2..=MAX_SLOTS as u32).contains(&self.slots)
-            || self.slot_bytes < 8192
+            || !(8192..=MAX_SLOT_BYTES).contains(&self.slot_bytes)
             || !self.slot_bytes.is_multiple_of(4096)
         {
             return Err(OpenError::BadGeometry(*self));
@@ -108,6 +151,32 @@ pub enum OpenError {
         /// The file.
         path: PathBuf,
     },
+    /// The path is a symbolic link (refused: opened with `O_NOFOLLOW`).
+    Symlink {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The path is not a regular file.
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file belongs to another user than this process's effective user.
+    Owner {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// This process's effective user.
+        euid: u32,
+    },
+    /// Group or others may write the file.
+    Mode {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 impl core::fmt::Display for OpenError {
@@ -115,7 +184,11 @@ impl core::fmt::Display for OpenError {
         match self {
             OpenError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             OpenError::Truncated { path, len } => {
-                write!(f, "{}: file of {len} bytes is shorter than its table layout", path.display())
+                write!(
+                    f,
+                    "{}: file of {len} bytes is shorter than its table layout (truncated?); remove it, and control creates it anew",
+                    path.display()
+                )
             }
             OpenError::BadMagic { path } => {
                 write!(f, "{}: not a Sluice table file (no SLUICETB magic)", path.display())
@@ -136,6 +209,32 @@ impl core::fmt::Display for OpenError {
             OpenError::NoReaderRecord { path } => {
                 write!(f, "{}: all {MAX_READERS} reader records are in use", path.display())
             }
+            OpenError::Symlink { path } => write!(
+                f,
+                "{p}: is a symbolic link, and the table file is never opened through one (whoever \
+                 can plant a link could point control or the gateway at any file); remove the \
+                 link and point --table at the real file",
+                p = path.display()
+            ),
+            OpenError::NotRegular { path } => write!(
+                f,
+                "{}: not a regular file; point --table at a file control creates (default {})",
+                path.display(),
+                crate::DEFAULT_PATH
+            ),
+            OpenError::Owner { path, uid, euid } => write!(
+                f,
+                "{p}: owned by uid {uid}, but this process runs as uid {euid}, and a table file \
+                 another user owns could be changed under us; run control and the gateway as the \
+                 same user, or remove the file (control creates it) or `chown {euid} {p}`",
+                p = path.display()
+            ),
+            OpenError::Mode { path, mode } => write!(
+                f,
+                "{p}: mode {mode:04o} lets group or others write the table; `chmod go-w {p}` \
+                 (control creates it 0600)",
+                p = path.display()
+            ),
         }
     }
 }
@@ -153,29 +252,135 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OpenError + '_ {
     move |source| OpenError::Io { path: path.to_owned(), source }
 }
 
+/// Which file: device and inode, from `fstat` on the descriptor when it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    /// The device.
+    pub dev: u64,
+    /// The inode.
+    pub ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &Metadata) -> FileId {
+        FileId { dev: meta.dev(), ino: meta.ino() }
+    }
+}
+
+/// What [`Reader::check_file`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// The file is as long as its geometry, and still the one at the path.
+    Intact,
+    /// The file is shorter than its mapping: someone truncated it. Nothing more is read from it
+    /// (the mapping may already be private zeros, see `sigbus`).
+    Shrunk {
+        /// Its length now (0 when only the contained fault told).
+        len: u64,
+        /// The length its geometry needs.
+        want: u64,
+    },
+    /// The path names another file now: the one mapped is no longer the one control writes.
+    Replaced,
+    /// The path names nothing, or cannot be looked up.
+    Missing,
+}
+
+impl core::fmt::Display for FileState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FileState::Intact => f.write_str("intact"),
+            FileState::Shrunk { len, want } => {
+                write!(f, "truncated to {len} bytes under us (its layout needs {want})")
+            }
+            FileState::Replaced => f.write_str("replaced by another file"),
+            FileState::Missing => f.write_str("removed (or cannot be looked up)"),
+        }
+    }
+}
+
+/// This process's effective user.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Opens `path` read-write without following a symbolic link (creating it 0600 when `create`),
+/// then checks what was opened, through the descriptor: a regular file, ours, not writable by
+/// group or others.
+fn open_checked(path: &Path, create: bool) -> Result<(File, Metadata), OpenError> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if create {
+        options.create(true).truncate(false).mode(0o600);
+    }
+    let file = options.open(path).map_err(|source| match source.raw_os_error() {
+        // O_NOFOLLOW: the last component is a symbolic link.
+        Some(libc::ELOOP) => OpenError::Symlink { path: path.to_owned() },
+        _ => OpenError::Io { path: path.to_owned(), source },
+    })?;
+    let meta = file.metadata().map_err(io_err(path))?;
+    if !meta.file_type().is_file() {
+        return Err(OpenError::NotRegular { path: path.to_owned() });
+    }
+    let euid = euid();
+    if meta.uid() != euid {
+        return Err(OpenError::Owner { path: path.to_owned(), uid: meta.uid(), euid });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(OpenError::Mode { path: path.to_owned(), mode: meta.mode() & 0o7777 });
+    }
+    Ok((file, meta))
+}
+
 /// A mapped table file. Its memory is shared with other processes.
+///
+/// Invariant: `map` spans exactly `geometry.file_len()` bytes, `geometry` passed
+/// [`Geometry::check`], and it was read once, before mapping; nothing reads the geometry from the
+/// control block again.
 #[derive(Debug)]
 struct Mapped {
+    // Declared before `map`: unregistered before it is unmapped.
+    registration: Registration,
     map: MmapRaw,
     geometry: Geometry,
+    file: File,
+    id: FileId,
 }
 
 impl Mapped {
     fn control(&self) -> &Control {
         // The mapping is at least CONTROL_BYTES long (checked when mapped) and page-aligned, and
-        // every field of Control that another process may change concurrently is an atomic.
-        // SAFETY: in bounds, aligned, alive as long as `self`, shared words are atomics.
+        // every field of Control is an atomic, so whatever another process writes is no race.
+        // SAFETY: in bounds, aligned, alive as long as `self`, every field an atomic.
         unsafe { &*self.map.as_ptr().cast::<Control>() }
     }
 
     fn slot_ptr(&self, slot: usize) -> *mut u8 {
-        debug_assert!(slot < self.geometry.slots as usize);
+        // Callers bound `slot` by the stored geometry (`SlotStore::slots`), never by the file.
+        assert!(slot < self.geometry.slots as usize, "slot {slot} outside the mapped geometry");
         // In bounds: the mapping spans CONTROL_BYTES + slots × slot_bytes (checked when mapped).
         self.map.as_mut_ptr().wrapping_add(CONTROL_BYTES + slot * self.geometry.slot_bytes as usize)
+    }
+
+    /// Whether the file is still as long as the mapping (`fstat` on our descriptor), and no
+    /// fault was contained in it.
+    fn length_state(&self) -> FileState {
+        let want = self.geometry.file_len();
+        let len = self.file.metadata().map_or(0, |m| m.len());
+        if len < want || self.registration.hit() {
+            FileState::Shrunk { len, want }
+        } else {
+            FileState::Intact
+        }
     }
 }
 
 impl SlotStore for Mapped {
+    fn slots(&self) -> usize {
+        self.geometry.slots as usize
+    }
+
     fn capacity(&self) -> usize {
         self.geometry.slot_bytes as usize - SLOT_HEADER_BYTES
     }
@@ -209,21 +414,37 @@ impl SlotStore for Mapped {
     }
 }
 
-fn map(path: &Path, file: &File, expect: Option<Geometry>) -> Result<Mapped, OpenError> {
-    let len = file.metadata().map_err(io_err(path))?.len();
+/// Reads the control block's fixed fields with `pread` (before anything is mapped), checks them,
+/// and maps exactly the length the geometry gives.
+fn map(path: &Path, file: File, meta: &Metadata, expect: Option<Geometry>) -> Result<Mapped, OpenError> {
+    let len = meta.len();
     if len < CONTROL_BYTES as u64 {
         return Err(OpenError::Truncated { path: path.to_owned(), len });
     }
-    let map = MmapRaw::map_raw(file).map_err(io_err(path))?;
-    // SAFETY: the mapping holds at least CONTROL_BYTES (checked above) and is page-aligned.
-    let control = unsafe { &*map.as_ptr().cast::<Control>() };
-    if control.magic != CONTROL_MAGIC {
+    // The fixed fields at the start of `Control`, in the machine's byte order as the writer's
+    // atomics store them.
+    let mut head = [0u8; core::mem::offset_of!(Control, active)];
+    file.read_exact_at(&mut head, 0).map_err(io_err(path))?;
+    let field = |at: usize, n: usize| {
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&head[at..at + n]);
+        if cfg!(target_endian = "little") {
+            u64::from_le_bytes(b)
+        } else {
+            u64::from_be_bytes(b) >> (64 - 8 * n)
+        }
+    };
+    if field(core::mem::offset_of!(Control, magic), 8) != CONTROL_MAGIC {
         return Err(OpenError::BadMagic { path: path.to_owned() });
     }
-    if control.abi != ABI_VERSION {
-        return Err(OpenError::AbiMismatch { path: path.to_owned(), found: control.abi });
+    let abi = field(core::mem::offset_of!(Control, abi), 4) as u32;
+    if abi != ABI_VERSION {
+        return Err(OpenError::AbiMismatch { path: path.to_owned(), found: abi });
     }
-    let geometry = Geometry { slots: control.slots, slot_bytes: control.slot_bytes };
+    let geometry = Geometry {
+        slots: field(core::mem::offset_of!(Control, slots), 4) as u32,
+        slot_bytes: field(core::mem::offset_of!(Control, slot_bytes), 8),
+    };
     geometry.check()?;
     if expect.is_some_and(|g| g != geometry) {
         return Err(OpenError::BadGeometry(expect.unwrap_or(geometry)));
@@ -231,7 +452,9 @@ fn map(path: &Path, file: &File, expect: Option<Geometry>) -> Result<Mapped, Ope
     if len < geometry.file_len() {
         return Err(OpenError::Truncated { path: path.to_owned(), len });
     }
-    Ok(Mapped { map, geometry })
+    let map = MmapOptions::new().len(geometry.file_len() as usize).map_raw(&file).map_err(io_err(path))?;
+    let registration = Registration::new(map.as_ptr(), map.len());
+    Ok(Mapped { registration, map, geometry, file, id: FileId::of(meta) })
 }
 
 fn pid_alive(owner: u64) -> bool {
@@ -241,26 +464,18 @@ fn pid_alive(owner: u64) -> bool {
 /// The writer of a table file (the control process).
 #[derive(Debug)]
 pub struct Publisher {
-    // Held for the exclusive lock; closing it releases the lock.
-    _file: File,
+    // Holds the exclusive lock through its file; dropping it releases the lock.
     mapped: Mapped,
     generation: u64,
     path: PathBuf,
 }
 
 impl Publisher {
-    /// Opens `path` for writing, creating it (mode 0600) if absent. An existing file must have
-    /// the same geometry; its generations continue.
+    /// Opens `path` for writing, creating it (mode 0600) if absent. An existing file must pass
+    /// the checks of the module doc and have the same geometry; its generations continue.
     pub fn create(path: &Path, geometry: Geometry) -> Result<Publisher, OpenError> {
         geometry.check()?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(io_err(path))?;
+        let (file, meta) = open_checked(path, true)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -268,32 +483,39 @@ impl Publisher {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io_err(path)(e)),
         }
-        if file.metadata().map_err(io_err(path))?.len() == 0 {
+        let meta = if meta.len() == 0 {
             file.set_len(geometry.file_len()).map_err(io_err(path))?;
             let map = MmapRaw::map_raw(&file).map_err(io_err(path))?;
-            // The file was just sized to hold the control block; we hold the writer lock, and no
-            // reader uses a file before its magic is set, which is written last.
-            // SAFETY: in bounds and aligned; nobody else reads these plain fields meanwhile.
-            unsafe {
-                let c = map.as_mut_ptr().cast::<Control>();
-                (*c).abi = ABI_VERSION;
-                (*c).slots = geometry.slots;
-                (*c).slot_bytes = geometry.slot_bytes;
-                (*c).magic = CONTROL_MAGIC;
-            }
+            // Dropped before `map`: contained while we write (see `sigbus`).
+            let _contained = Registration::new(map.as_ptr(), map.len());
+            // SAFETY: the file was just sized to hold the control block, the mapping is
+            // page-aligned, and every field of Control is an atomic.
+            let c = unsafe { &*map.as_ptr().cast::<Control>() };
+            c.abi.store(ABI_VERSION, Ordering::Relaxed);
+            c.slots.store(geometry.slots, Ordering::Relaxed);
+            c.slot_bytes.store(geometry.slot_bytes, Ordering::Relaxed);
+            // A reader checks the magic first: written last.
+            c.magic.store(CONTROL_MAGIC, Ordering::Release);
             map.flush().map_err(io_err(path))?;
-        }
-        let mapped = map(path, &file, Some(geometry))?;
+            file.metadata().map_err(io_err(path))?
+        } else {
+            meta
+        };
+        let mapped = map(path, file, &meta, Some(geometry))?;
         let generation =
             protocol::unpack(mapped.control().active.load(Ordering::Acquire)).map_or(0, |(g, _)| g);
-        let mut p = Publisher { _file: file, mapped, generation, path: path.to_owned() };
+        let mut p = Publisher { mapped, generation, path: path.to_owned() };
         p.reclaim_dead_readers();
         Ok(p)
     }
 
     /// Publishes `payload` as the next generation. On [`PublishError::Busy`] the caller retries
-    /// later (a reader has not refreshed since the last publication but one).
+    /// later (a reader has not refreshed since the last publication but one); on
+    /// [`PublishError::FileShrunk`] the file is no longer usable.
     pub fn publish(&mut self, payload: &[u8]) -> Result<u64, PublishError> {
+        if let FileState::Shrunk { len, .. } = self.mapped.length_state() {
+            return Err(PublishError::FileShrunk { len });
+        }
         let next = self.generation + 1;
         let r = protocol::publish(self.mapped.control(), &self.mapped, next, payload);
         let r = match r {
@@ -316,6 +538,11 @@ impl Publisher {
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The geometry, as mapped.
+    pub fn geometry(&self) -> Geometry {
+        self.mapped.geometry
     }
 
     /// Registered readers: (process id, generation last adopted).
@@ -359,17 +586,19 @@ impl Publisher {
     }
 }
 
-/// A reader of a table file (one per gateway worker).
+/// A reader of a table file (the gateway's main thread, and each worker for its counters).
 #[derive(Debug)]
 pub struct Reader {
     mapped: Mapped,
     state: ReaderState,
     path: PathBuf,
+    /// The file shrank under us: nothing more is read from it.
+    retired: bool,
 }
 
 impl Reader {
-    /// Opens `path`, validates its control block and registers a reader record. Adopts the
-    /// current generation, if there is a valid one.
+    /// Opens `path` (with the checks of the module doc), validates its control block and
+    /// registers a reader record. Adopts the current generation, if there is a valid one.
     pub fn open(path: &Path) -> Result<Reader, OpenError> {
         let mut r = Reader::register(path)?;
         r.refresh();
@@ -390,10 +619,12 @@ impl Reader {
     }
 
     fn register(path: &Path) -> Result<Reader, OpenError> {
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io_err(path))?;
-        let mapped = map(path, &file, None)?;
+        let (file, meta) = open_checked(path, false)?;
+        let mapped = map(path, file, &meta, None)?;
         let owner = u64::from(std::process::id()) + 1;
         let c = mapped.control();
+        // The record index is ours (the position we claimed in a fixed-size array), never read
+        // from the file.
         let record = c
             .readers
             .iter()
@@ -406,20 +637,27 @@ impl Reader {
         for s in &c.stats[record] {
             s.store(0, Ordering::Relaxed);
         }
-        Ok(Reader { mapped, state: ReaderState::new(record), path: path.to_owned() })
+        Ok(Reader { mapped, state: ReaderState::new(record), path: path.to_owned(), retired: false })
     }
 
     /// Once per batch (and at every idle wake-up): adopts a newer generation if there is a
-    /// valid one. Costs one atomic load when nothing changed.
+    /// valid one. Costs one atomic load when nothing changed. Nothing, once the file shrank.
     #[inline]
     pub fn refresh(&mut self) -> Refresh {
+        if self.retired || self.mapped.registration.hit() {
+            self.retired = true;
+            return Refresh::Unchanged;
+        }
         self.state.refresh(self.mapped.control(), &self.mapped)
     }
 
-    /// The payload of the generation in use, if one was adopted. Borrowing it prevents a refresh,
-    /// so it cannot change underfoot.
+    /// The payload of the generation in use, if one was adopted and the file did not shrink
+    /// since. Borrowing it prevents a refresh, so it cannot change underfoot.
     #[inline]
     pub fn payload(&self) -> Option<&[u8]> {
+        if self.retired || self.mapped.registration.hit() {
+            return None;
+        }
         let (_, slot, len) = self.state.current?;
         let base = self.mapped.slot_ptr(slot);
         // `len` was validated against the slot's capacity; while our record says we use this
@@ -439,11 +677,45 @@ impl Reader {
     }
 
     /// Publishes this reader's counters to the stats region (control reads them for metrics).
-    /// Values beyond [`crate::protocol::STATS_PER_READER`] are ignored.
+    /// Values beyond [`crate::protocol::STATS_PER_READER`] are ignored. Safe on a file truncated
+    /// under us (see the module doc): the values then go nowhere.
     pub fn publish_stats(&self, values: &[u64]) {
         for (cell, v) in self.mapped.control().stats[self.state.record].iter().zip(values) {
             cell.store(*v, Ordering::Relaxed);
         }
+    }
+
+    /// Checks the file under the mapping: its length (`fstat` on our descriptor, and whether a
+    /// fault was contained in it) and whether the path still names it (`lstat`). Two system
+    /// calls; the gateway's main thread calls it a few times a second. A shrunk file retires the
+    /// reader: [`Reader::refresh`] and [`Reader::payload`] read nothing from it any more.
+    pub fn check_file(&mut self) -> FileState {
+        let length = self.mapped.length_state();
+        if let FileState::Shrunk { .. } = length {
+            self.retired = true;
+            return length;
+        }
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if FileId::of(&m) == self.mapped.id => FileState::Intact,
+            Ok(_) => FileState::Replaced,
+            Err(_) => FileState::Missing,
+        }
+    }
+
+    /// Which file is mapped (device and inode, from when it was opened).
+    pub fn file_id(&self) -> FileId {
+        self.mapped.id
+    }
+
+    /// Whether a truncation of the file is contained (`sigbus`) for this reader, rather
+    /// than detected by [`Reader::check_file`] alone.
+    pub fn contained(&self) -> bool {
+        self.mapped.registration.contained()
+    }
+
+    /// The geometry, as mapped.
+    pub fn geometry(&self) -> Geometry {
+        self.mapped.geometry
     }
 
     /// The file.

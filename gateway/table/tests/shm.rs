@@ -1,13 +1,15 @@
 //! The table file end to end: creation, publication, adoption, refusal of bad generations and
-//! bad files, slot reuse against lagging readers, a writer restart, and a reader in another
-//! process that dies holding its record.
+//! bad files, slot reuse against lagging readers, a writer restart, a reader in another
+//! process that dies holding its record, and a file that does not deserve trust: a symbolic
+//! link, another owner, writable by others, its geometry or generation changed after opening,
+//! truncated or replaced under its readers.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use sluice_table::protocol::{ABI_VERSION, checksum};
 use sluice_table::shm::CONTROL_BYTES;
-use sluice_table::{Geometry, OpenError, PublishError, Publisher, Reader, Refresh, Refusal};
+use sluice_table::{FileState, Geometry, OpenError, PublishError, Publisher, Reader, Refresh, Refusal};
 
 /// A temporary file path, removed on drop.
 struct TempPath(PathBuf);
@@ -273,6 +275,209 @@ fn a_reader_in_another_process() {
     for g in 3..10 {
         assert_eq!(w.publish(&payload(g, 10)), Ok(g));
     }
+}
+
+#[test]
+fn a_symbolic_link_is_refused_by_both_sides() {
+    let t = TempPath::new("real");
+    let link = TempPath::new("link");
+    drop(Publisher::create(&t.0, SMALL).unwrap());
+    std::os::unix::fs::symlink(&t.0, &link.0).unwrap();
+    let e = Reader::open(&link.0).unwrap_err();
+    assert!(matches!(e, OpenError::Symlink { .. }), "{e}");
+    assert!(e.to_string().contains("remove the link and point --table at the real file"), "{e}");
+    let e = Publisher::create(&link.0, SMALL).unwrap_err();
+    assert!(matches!(e, OpenError::Symlink { .. }), "{e}");
+    // A dangling link is not followed to create a file elsewhere either.
+    let elsewhere = TempPath::new("elsewhere");
+    let dangling = TempPath::new("dangling");
+    std::os::unix::fs::symlink(&elsewhere.0, &dangling.0).unwrap();
+    assert!(matches!(Publisher::create(&dangling.0, SMALL), Err(OpenError::Symlink { .. })));
+    assert!(!elsewhere.0.exists(), "nothing was created through the link");
+}
+
+#[test]
+fn a_file_others_may_write_is_refused() {
+    let t = TempPath::new("mode");
+    drop(Publisher::create(&t.0, SMALL).unwrap());
+    for mode in [0o620, 0o602, 0o666] {
+        std::fs::set_permissions(&t.0, std::fs::Permissions::from_mode(mode)).unwrap();
+        let e = Reader::open(&t.0).unwrap_err();
+        assert!(matches!(e, OpenError::Mode { mode: m, .. } if m == mode), "{mode:o}: {e}");
+        assert!(e.to_string().contains(&format!("chmod go-w {}", t.0.display())), "{e}");
+        assert!(matches!(Publisher::create(&t.0, SMALL), Err(OpenError::Mode { .. })));
+    }
+    // Reading is not writing: a table others may read is accepted.
+    std::fs::set_permissions(&t.0, std::fs::Permissions::from_mode(0o644)).unwrap();
+    Reader::open(&t.0).unwrap();
+}
+
+#[test]
+fn a_file_of_another_owner_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        assert_ne!(std::env::var("SLUICE_REQUIRE_ROOT").as_deref(), Ok("1"), "needs root to chown");
+        eprintln!("!!!!!!!! SKIPPED a_file_of_another_owner_is_refused: needs root (chown) !!!!!!!!");
+        return;
+    }
+    let t = TempPath::new("owner");
+    drop(Publisher::create(&t.0, SMALL).unwrap());
+    std::os::unix::fs::chown(&t.0, Some(65534), None).unwrap();
+    let e = Reader::open(&t.0).unwrap_err();
+    assert!(matches!(e, OpenError::Owner { uid: 65534, euid: 0, .. }), "{e}");
+    assert!(e.to_string().contains("run control and the gateway as the same user"), "{e}");
+    assert!(matches!(Publisher::create(&t.0, SMALL), Err(OpenError::Owner { .. })));
+}
+
+#[test]
+fn a_file_that_is_not_regular_is_refused() {
+    let t = TempPath::new("fifo");
+    let c = std::ffi::CString::new(t.0.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert!(matches!(Reader::open(&t.0), Err(OpenError::NotRegular { .. })));
+}
+
+/// Writes a native-endian u64 at `offset` of the file, as another process writing the mapping.
+fn poke(path: &std::path::Path, offset: u64, v: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&v.to_ne_bytes(), offset).unwrap();
+}
+
+/// Reads a native-endian u64 at `offset` of the file.
+fn peek(path: &std::path::Path, offset: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).unwrap();
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, offset).unwrap();
+    u64::from_ne_bytes(b)
+}
+
+/// Offsets in the control block (see `protocol::Control`).
+const SLOTS_AT: u64 = 12;
+const SLOT_BYTES_AT: u64 = 16;
+const ACTIVE_AT: u64 = 24;
+
+/// The slot of `path` holding generation `g` (the slot header's generation is at offset 16).
+fn slot_of(path: &std::path::Path, g: u64) -> u64 {
+    (0..u64::from(SMALL.slots))
+        .find(|s| peek(path, CONTROL_BYTES as u64 + s * SMALL.slot_bytes + 16) == g)
+        .unwrap()
+}
+
+#[test]
+fn the_geometry_is_taken_once_and_bounds_every_index() {
+    let t = TempPath::new("geometry");
+    let mut w = Publisher::create(&t.0, SMALL).unwrap();
+    let mut r = Reader::open(&t.0).unwrap();
+    w.publish(&payload(1, 100)).unwrap();
+    assert_eq!(r.refresh(), Refresh::Adopted(1));
+    // Someone with write access grows the slot count and size after both sides mapped the file.
+    let slots = peek(&t.0, SLOTS_AT);
+    poke(&t.0, SLOTS_AT, (slots & !0xffff_ffff) | 8);
+    poke(&t.0, SLOT_BYTES_AT, 1 << 40);
+    // The writer keeps to the three slots it mapped (a fourth would lie past the file's end),
+    // and the reader reads them right.
+    for g in 2..12 {
+        assert_eq!(w.publish(&payload(g, 3000)), Ok(g));
+        assert_eq!(r.refresh(), Refresh::Adopted(g));
+        assert_eq!(r.payload().unwrap(), &payload(g, 3000)[..]);
+    }
+    assert_eq!(std::fs::metadata(&t.0).unwrap().len(), CONTROL_BYTES as u64 + 3 * SMALL.slot_bytes);
+    // `active` naming slot 7 (within the file's MAX_SLOTS, beyond its mapped geometry) is refused.
+    poke(&t.0, ACTIVE_AT, (12 << 8) | 7);
+    assert_eq!(r.refresh(), Refresh::Refused(12, Refusal::BadSlot(7)));
+    assert_eq!(r.payload().unwrap(), &payload(11, 3000)[..], "the last good generation stays");
+    assert_eq!(r.geometry(), SMALL);
+    // A file whose geometry no longer matches its length is refused at open.
+    assert!(matches!(Reader::open(&t.0), Err(OpenError::BadGeometry(_))));
+}
+
+#[test]
+fn a_generation_not_newer_than_the_adopted_one_is_refused() {
+    let t = TempPath::new("stale");
+    let mut w = Publisher::create(&t.0, SMALL).unwrap();
+    let mut r = Reader::open(&t.0).unwrap();
+    w.publish(&payload(1, 100)).unwrap();
+    w.publish(&payload(2, 100)).unwrap();
+    assert_eq!(r.refresh(), Refresh::Adopted(2));
+    w.publish(&payload(3, 100)).unwrap();
+    assert_eq!(r.refresh(), Refresh::Adopted(3));
+    // `active` rewritten in place to name generation 2 again, in the slot that still holds it
+    // intact: valid in itself, but going back in time.
+    let slot = slot_of(&t.0, 2);
+    poke(&t.0, ACTIVE_AT, (2 << 8) | slot);
+    assert_eq!(r.refresh(), Refresh::Refused(2, Refusal::Stale { adopted: 3 }));
+    assert_eq!((r.generation(), r.payload().unwrap()), (Some(3), &payload(3, 100)[..]));
+    // And generation 3 again (the same one) is not newer either.
+    poke(&t.0, ACTIVE_AT, (3 << 8) | slot_of(&t.0, 3));
+    assert_eq!(r.refresh(), Refresh::Refused(3, Refusal::Stale { adopted: 3 }));
+}
+
+#[test]
+fn a_file_truncated_under_its_readers_is_contained_and_noticed() {
+    let t = TempPath::new("truncate");
+    let mut w = Publisher::create(&t.0, SMALL).unwrap();
+    let mut r = Reader::open(&t.0).unwrap();
+    let mut quiet = Reader::open(&t.0).unwrap();
+    let stats = Reader::open_stats_only(&t.0).unwrap();
+    assert!(r.contained() && quiet.contained() && stats.contained());
+    w.publish(&payload(1, 5000)).unwrap();
+    assert_eq!(r.refresh(), Refresh::Adopted(1));
+    assert_eq!(quiet.refresh(), Refresh::Adopted(1));
+    // Truncated to nothing by someone else: every page of every mapping is past the end.
+    std::fs::OpenOptions::new().write(true).open(&t.0).unwrap().set_len(0).unwrap();
+    // Without any check first, each access faults; the fault is contained (this process
+    // would die of SIGBUS otherwise) and the mapping reads as nothing published.
+    stats.publish_stats(&[1, 2, 3]);
+    assert_eq!(quiet.refresh(), Refresh::Unchanged);
+    assert_eq!(quiet.payload(), None, "nothing is read from a file that shrank");
+    assert_eq!(
+        quiet.check_file(),
+        FileState::Shrunk { len: 0, want: CONTROL_BYTES as u64 + 3 * SMALL.slot_bytes }
+    );
+    // The other reader notices by its check before touching anything.
+    assert!(matches!(r.check_file(), FileState::Shrunk { len: 0, .. }));
+    assert_eq!((r.refresh(), r.payload()), (Refresh::Unchanged, None));
+    assert_eq!(r.generation(), Some(1), "it still says which generation it had");
+    assert!(matches!(w.publish(&payload(2, 100)), Err(PublishError::FileShrunk { len: 0 })));
+    // Dropping them all (which writes their records) does not fault either.
+    drop((w, r, quiet, stats));
+    // A truncation that leaves the control block: seen by fstat, before any fault.
+    let mut w = Publisher::create(&t.0, SMALL).unwrap();
+    w.publish(&payload(1, 100)).unwrap();
+    let mut r = Reader::open(&t.0).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&t.0).unwrap().set_len(CONTROL_BYTES as u64).unwrap();
+    assert!(matches!(r.check_file(), FileState::Shrunk { len, .. } if len == CONTROL_BYTES as u64));
+    assert_eq!(r.payload(), None);
+    let e = Reader::open(&t.0).unwrap_err();
+    assert!(matches!(e, OpenError::Truncated { .. }), "{e}");
+    assert!(e.to_string().contains("remove it, and control creates it anew"), "{e}");
+}
+
+#[test]
+fn a_file_replaced_under_its_reader_is_noticed_and_the_new_one_opens_afresh() {
+    let t = TempPath::new("replace");
+    let mut old = Publisher::create(&t.0, SMALL).unwrap();
+    for g in 1..=5 {
+        old.publish(&payload(g, 100)).unwrap();
+    }
+    let mut r = Reader::open(&t.0).unwrap();
+    assert_eq!((r.generation(), r.check_file()), (Some(5), FileState::Intact));
+    std::fs::remove_file(&t.0).unwrap();
+    assert_eq!(r.check_file(), FileState::Missing);
+    let mut new = Publisher::create(&t.0, SMALL).unwrap();
+    assert_eq!(new.publish(&payload(1, 200)), Ok(1), "a new file counts from 1");
+    assert_eq!(r.check_file(), FileState::Replaced);
+    // The old mapping stays valid: the reader keeps what it had until it is replaced.
+    assert_eq!(r.payload().unwrap(), &payload(5, 100)[..]);
+    assert_eq!(r.refresh(), Refresh::Unchanged, "the old file says nothing new");
+    // The new file is a new reader: its lower generation is adopted (the gateway logs why).
+    let fresh = Reader::open(&t.0).unwrap();
+    assert_ne!(fresh.file_id(), r.file_id());
+    assert_eq!((fresh.generation(), fresh.payload().unwrap()), (Some(1), &payload(1, 200)[..]));
 }
 
 mod concurrent {
