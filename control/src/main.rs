@@ -108,6 +108,13 @@ struct RunArgs {
     /// directory gives them as IPAddressPool objects.
     #[arg(long = "lb-pool")]
     lb_pools: Vec<AddressRange>,
+    /// Where `spec.externalIPs` may be served from: addresses, CIDRs or ranges a-b, separated by
+    /// commas or the flag repeated. None by default: every external IP is refused, since whoever
+    /// may create a Service could otherwise take any address (the hole Kubernetes closes with
+    /// admission control, CVE-2020-8554). Node addresses are refused anyway: they serve
+    /// NodePorts only.
+    #[arg(long = "external-ip-ranges", value_delimiter = ',', value_name = "RANGE")]
+    external_ip_ranges: Vec<AddressRange>,
     /// Namespace of the leader-election Lease (cluster mode).
     #[arg(long, default_value = "default")]
     lease_namespace: String,
@@ -148,6 +155,7 @@ fn run(args: RunArgs) -> Result<(), String> {
         node_addrs: args.node_addrs.clone(),
         snat: args.snat.clone(),
         load_balancer_class: args.load_balancer_class.clone(),
+        external_ip_ranges: args.external_ip_ranges.clone(),
     };
     match &args.manifests {
         Some(dir) => run_manifests(dir, &args, &cfg),
