@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! sluice-control run --manifests deploy/examples/nodeport --node-address 198.18.0.1 \
-//!     [--table /dev/shm/sluice-table] [--node-name gw-1] [--once]
+//!     [--table /dev/shm/sluice-table] [--node-name gw-1] [--once] \
+//!     [--external-ip-ranges 203.0.113.0/24] [--max-manifest-bytes N] [--max-objects N]
 //! sluice-control status [--table /dev/shm/sluice-table]
 //! ```
 //!
@@ -69,8 +70,9 @@ struct RunArgs {
     /// IngressClass, Secret, IPAddressPool). Read within --max-manifest-bytes,
     /// --max-directory-bytes and --max-objects, YAML aliases expanding a document to at most
     /// twice its size (plus 64 Ki); past a bound the directory is refused and the last good
-    /// table stays live. Loading then takes at most about one file's text and its parse (a few
-    /// times --max-manifest-bytes) on top of the objects kept (see docs/kubernetes.md §8).
+    /// table stays live. Reading a file then takes at most about 70 × --max-manifest-bytes
+    /// (the YAML parser's events) on top of the objects kept, which are less than their text
+    /// (docs/kubernetes.md §8: 125 MiB measured for 64 MiB of kubectl dumps).
     #[arg(long)]
     manifests: Option<PathBuf>,
     /// Largest manifest file, in bytes.
