@@ -54,6 +54,7 @@ fn config() -> Config {
         node_addrs: vec![[198, 18, 0, 1].into()],
         snat: vec![],
         load_balancer_class: None,
+        external_ip_ranges: vec![],
     }
 }
 

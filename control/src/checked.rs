@@ -35,7 +35,7 @@ pub use ingress::{ingress, ingress_class, secret};
 pub use pod::{ContainerPort, Pod, pod, pod_spec_fields};
 pub use pool::{AddressRange, Pool, pool};
 pub use service::{
-    LB_IPS_ANNOTATION, POOL_ANNOTATION, PortProtocol, SCHEDULER_ANNOTATION, Service, ServicePort,
+    Created, LB_IPS_ANNOTATION, POOL_ANNOTATION, PortProtocol, SCHEDULER_ANNOTATION, Service, ServicePort,
     ServiceType, TargetPort, TrafficPolicy, service,
 };
 

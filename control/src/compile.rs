@@ -19,6 +19,12 @@
 //!
 //! Headless and ExternalName Services have no L4 entry (they matter to Ingress, later).
 //!
+//! **Collisions**: two Services claiming one frontend (address or node port, port, protocol)
+//! cannot both be served. The one created earlier (`metadata.creationTimestamp`; a Service that
+//! states one before one that does not), else the first in namespace/name order, keeps it; the
+//! other is refused whole, with an error naming both and the frontend, and every other Service is
+//! published as usual (`docs/kubernetes.md` §1.2).
+//!
 //! Not hot path. No `unsafe`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,8 +33,10 @@ use std::net::IpAddr;
 use sluice_model::Addr;
 use sluice_model::service::{Generation, MaglevSize, TableSpec};
 
-use crate::checked::{EndpointSlice, Endpoints, Named, Pod, Service};
-use crate::store::{Changes, Store};
+use sluice_model::service::{ServiceKey, ServiceSpec};
+
+use crate::checked::{AddressRange, EndpointSlice, Endpoints, Named, Pod, Service};
+use crate::store::{Changes, Located, Store};
 
 mod allocation;
 mod endpoints;
@@ -49,6 +57,8 @@ pub struct Config {
     pub snat: Vec<IpAddr>,
     /// The `loadBalancerClass` this gateway implements (`None`: Services with no class).
     pub load_balancer_class: Option<String>,
+    /// The ranges `spec.externalIPs` may be served from (none: no external IP is).
+    pub external_ip_ranges: Vec<AddressRange>,
 }
 
 /// The result of a compilation.
@@ -64,6 +74,10 @@ pub struct Compiled {
     pub release: Vec<String>,
     /// Things an operator should know (a Service without endpoints, a pool exhausted…).
     pub notes: Vec<String>,
+    /// What was refused — an address a Service may not have, a Service whose frontend another
+    /// holds — each naming where the Service is written, the Service and the field (or both
+    /// Services and the frontend). Everything else is compiled.
+    pub errors: Vec<String>,
     /// After an incremental compile ([`Compiler`]) that changed entries in place: the positions
     /// in `spec.services` that differ from the previous compile's (every other entry is equal,
     /// and so are the frontends of these). `None`: take it all as new.
@@ -250,8 +264,14 @@ pub struct Compiler {
     ranges: Vec<std::ops::Range<usize>>,
     /// Each place's notes.
     unit_notes: Vec<Vec<String>>,
+    /// Each place's errors.
+    unit_errors: Vec<Vec<String>>,
+    /// Places whose Service was refused for a collision: no entries, not recompiled.
+    refused: Vec<bool>,
     /// Notes about the whole (LoadBalancer allocation).
     global_notes: Vec<String>,
+    /// Errors about the whole (allocation, collisions).
+    global_errors: Vec<String>,
     snat: Vec<Addr>,
     compiled: Option<Compiled>,
 }
@@ -297,23 +317,42 @@ impl Compiler {
         let services: Vec<&Service> = order.iter().map(|&i| &store.services[i as usize].object).collect();
         let mut global_notes = Vec::new();
         let allocated = allocation::allocate(store, cfg, &services, &mut global_notes);
+        let at: Vec<String> = order.iter().map(|&i| located(&store.services[i as usize])).collect();
+        let place_of: BTreeMap<String, usize> =
+            services.iter().enumerate().map(|(p, s)| (s.key(), p)).collect();
+        let mut global_errors: Vec<String> = allocated
+            .errors
+            .iter()
+            .map(|(key, e)| format!("{}: {e}", place_of.get(key).map_or(key.as_str(), |&p| at[p].as_str())))
+            .collect();
         self.snat = if cfg.snat.is_empty() { &cfg.node_addrs } else { &cfg.snat }
             .iter()
             .map(|a| Addr::from(*a))
             .collect();
+        let mut units = Vec::with_capacity(services.len());
+        let mut unit_notes = Vec::with_capacity(services.len());
+        let mut unit_errors = Vec::with_capacity(services.len());
+        for (p, s) in services.iter().enumerate() {
+            let (mut specs, mut notes, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+            let unit = services::Unit { index: &self.index, store, cfg, snat: &self.snat };
+            unit.compile(s, &at[p], &allocated.addresses, &mut specs, &mut notes, &mut errors);
+            units.push(specs);
+            unit_notes.push(notes);
+            unit_errors.push(errors);
+        }
+        let refused = collisions(&services, &at, &units, &mut global_errors);
         let mut specs = Vec::new();
         let mut ranges = Vec::with_capacity(services.len());
-        let mut unit_notes = Vec::with_capacity(services.len());
-        for s in services {
+        for (unit, refused) in units.into_iter().zip(&refused) {
             let start = specs.len();
-            let mut notes = Vec::new();
-            let unit = services::Unit { index: &self.index, store, cfg, snat: &self.snat };
-            unit.compile(s, &allocated.addresses, &mut specs, &mut notes);
+            if !refused {
+                specs.extend(unit);
+            }
             ranges.push(start..specs.len());
-            unit_notes.push(notes);
         }
-        (self.order, self.place, self.ranges) = (order, place, ranges);
+        (self.order, self.place, self.ranges, self.refused) = (order, place, ranges, refused);
         (self.unit_notes, self.global_notes) = (unit_notes, global_notes);
+        (self.unit_errors, self.global_errors) = (unit_errors, global_errors);
         self.compiled = Some(Compiled {
             spec: TableSpec {
                 generation,
@@ -324,6 +363,7 @@ impl Compiler {
             load_balancers: allocated.addresses,
             release: allocated.release,
             notes: Vec::new(),
+            errors: Vec::new(),
             changed: None,
         });
         self.gather_notes();
@@ -357,11 +397,24 @@ impl Compiler {
         places.sort_unstable();
         let mut changed = Some(Vec::new());
         for place in places {
-            let s = &store.services[self.order[place] as usize].object;
-            let (mut specs, mut notes) = (Vec::new(), Vec::new());
+            if self.refused[place] {
+                // Its frontends are another's: an endpoint change does not bring it back.
+                continue;
+            }
+            let located_service = &store.services[self.order[place] as usize];
+            let (mut specs, mut notes, mut errors) = (Vec::new(), Vec::new(), Vec::new());
             let unit = services::Unit { index: &self.index, store, cfg, snat: &self.snat };
-            unit.compile(s, &compiled.load_balancers, &mut specs, &mut notes);
+            let at = located(located_service);
+            unit.compile(
+                &located_service.object,
+                &at,
+                &compiled.load_balancers,
+                &mut specs,
+                &mut notes,
+                &mut errors,
+            );
             self.unit_notes[place] = notes;
+            self.unit_errors[place] = errors;
             let range = self.ranges[place].clone();
             let old = &mut compiled.spec.services;
             if range.len() == specs.len() {
@@ -393,7 +446,82 @@ impl Compiler {
     fn gather_notes(&mut self) {
         let Some(compiled) = self.compiled.as_mut() else { return };
         compiled.notes = self.global_notes.iter().chain(self.unit_notes.iter().flatten()).cloned().collect();
+        compiled.errors =
+            self.global_errors.iter().chain(self.unit_errors.iter().flatten()).cloned().collect();
     }
+}
+
+/// Where a Service is written and which it is: `file:line: Service namespace/name` (a cluster's
+/// objects have no file: `Service namespace/name`).
+fn located(l: &Located<Service>) -> String {
+    match l.line {
+        0 => format!("Service {}", l.object.key()),
+        line => format!("{}:{line}: Service {}", l.file.display(), l.object.key()),
+    }
+}
+
+/// Finds the Services (by place) whose entries `units` claim a frontend another Service holds:
+/// the Services are taken oldest first (a stated `creationTimestamp` before none, then
+/// namespace/name order: the places' order), each keeping its frontends unless one is held
+/// already, in which case it is refused whole and an error names both. A Service that claims one
+/// frontend in two of its own entries (an external IP equal to its cluster IP under
+/// `externalTrafficPolicy: Local`, say) is refused too: the table cannot tell them apart.
+fn collisions(
+    services: &[&Service],
+    at: &[String],
+    units: &[Vec<ServiceSpec>],
+    errors: &mut Vec<String>,
+) -> Vec<bool> {
+    let mut precedence: Vec<usize> = (0..services.len()).collect();
+    // Stable: equal times keep namespace/name order.
+    precedence.sort_by_key(|&p| (services[p].created.is_none(), services[p].created));
+    let mut holder: HashMap<ServiceKey, usize> = HashMap::default();
+    let mut refused = vec![false; services.len()];
+    for p in precedence {
+        let mut own: HashMap<ServiceKey, usize> = HashMap::default();
+        let mut clash = None;
+        'entries: for (e, spec) in units[p].iter().enumerate() {
+            for k in &spec.frontends {
+                if let Some(&q) = holder.get(k) {
+                    clash = Some((*k, Some(q)));
+                    break 'entries;
+                }
+                if own.insert(*k, e).is_some_and(|other| other != e) {
+                    clash = Some((*k, None));
+                    break 'entries;
+                }
+            }
+        }
+        match clash {
+            None => holder.extend(own.into_keys().map(|k| (k, p))),
+            Some((k, Some(q))) => {
+                refused[p] = true;
+                let (a, b) = (services[q], services[p]);
+                let why = match (a.created, b.created) {
+                    (Some(x), Some(y)) if x < y => "created earlier",
+                    (Some(_), None) => "its creation time is stated",
+                    _ => "first in namespace/name order",
+                };
+                errors.push(format!(
+                    "{}: frontend {k} is already Service {}'s ({}; it keeps it: {why}): Service {} is \
+                     refused, every other Service is published",
+                    at[p],
+                    a.key(),
+                    at[q],
+                    b.key()
+                ));
+            }
+            Some((k, None)) => {
+                refused[p] = true;
+                errors.push(format!(
+                    "{}: frontend {k} is claimed twice by this Service's own entries (an external or \
+                     LoadBalancer address equal to its cluster IP?): refused",
+                    at[p]
+                ));
+            }
+        }
+    }
+    refused
 }
 
 /// Compiles the stores. See the module documentation.

@@ -10,6 +10,12 @@
 //! loads. Kinds Sluice does not act on are skipped (workloads have their pod template checked
 //! first: a typo there is still a typo).
 //!
+//! What a directory may hold is bounded ([`Limits`]: a file's size, the directory's, its objects,
+//! what YAML aliases expand to; see [`bounds`]). A directory past a bound is refused as a whole
+//! ([`Loaded::incomplete`]): the last good table stays live. Fields Sluice never reads
+//! (`managedFields`, owner references, most of `status`) are skipped as they are parsed, never
+//! built into values ([`crate::objects`]).
+//!
 //! Not hot path. No `unsafe`.
 
 use std::collections::BTreeMap;
@@ -23,7 +29,10 @@ use serde_norway::Value;
 use crate::checked::{self, Checked, Named, Problem, suggest};
 use crate::store::{Located, Store};
 
+mod bounds;
 mod list;
+
+pub use bounds::{Limits, MAX_DIRECTORY_BYTES, MAX_FILE_BYTES, MAX_OBJECTS};
 
 /// One problem with one object (or document) of a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,32 +71,100 @@ pub struct Loaded {
     pub store: Store,
     /// What did not, and why.
     pub errors: Vec<ManifestError>,
+    /// Objects read (documents and list items, whether they loaded or not).
+    pub objects: usize,
+    /// A bound of [`Limits`] was passed: what loaded is not the whole directory, and is not to
+    /// be published (the errors say which file, and why).
+    pub incomplete: bool,
 }
 
-/// Loads every manifest file of `dir` (not recursive). Fails only if the directory itself
-/// cannot be read; problems with files and objects are in [`Loaded::errors`].
+/// Loads every manifest file of `dir` (not recursive), within the default [`Limits`]. Fails
+/// only if the directory itself cannot be read; problems with files and objects are in
+/// [`Loaded::errors`].
 pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
-        })
-        .collect();
-    files.sort();
+    load_dir_within(dir, &Limits::default())
+}
+
+/// [`load_dir`] within `limits`: the first bound passed stops the read, with an error naming the
+/// file, and marks the load [`Loaded::incomplete`].
+pub fn load_dir_within(dir: &Path, limits: &Limits) -> std::io::Result<Loaded> {
     let mut loaded = Loaded::default();
+    let refuse = |loaded: &mut Loaded, file: &Path, message: String| {
+        loaded.incomplete = true;
+        loaded.errors.push(ManifestError {
+            file: file.to_owned(),
+            line: 1,
+            object: None,
+            field: None,
+            message,
+        });
+    };
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let p = entry.path();
+        if p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+            if files.len() == limits.max_objects {
+                let message = format!(
+                    "more than {} manifest files in the directory (--max-objects): refused, the last good \
+                     table stays live",
+                    limits.max_objects
+                );
+                refuse(&mut loaded, &p, message);
+                return Ok(loaded);
+            }
+            files.push(p);
+        }
+    }
+    files.sort();
+    let mut directory_bytes = 0u64;
     for f in files {
-        match std::fs::read_to_string(&f) {
+        let size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+        directory_bytes = directory_bytes.saturating_add(size);
+        if directory_bytes > limits.max_directory_bytes {
+            let message = format!(
+                "the manifest files up to this one hold {directory_bytes} bytes, more than {} \
+                 (--max-directory-bytes): refused, the last good table stays live",
+                limits.max_directory_bytes
+            );
+            refuse(&mut loaded, &f, message);
+            break;
+        }
+        match bounds::read_bounded(&f, limits.max_file_bytes) {
             Ok(text) => load_str(&f, &text, &mut loaded),
+            Err(bounds::ReadError::TooLarge(n)) => {
+                let message = format!(
+                    "{n} bytes, more than {} (--max-manifest-bytes): refused, the last good table stays \
+                     live; split the file, or raise the limit",
+                    limits.max_file_bytes
+                );
+                refuse(&mut loaded, &f, message);
+                break;
+            }
             Err(e) => loaded.errors.push(ManifestError {
                 file: f.clone(),
                 line: 1,
                 object: None,
                 field: None,
-                message: format!("cannot read the file: {e}"),
+                message: e.to_string(),
             }),
         }
+        if loaded.objects > limits.max_objects {
+            let message = format!(
+                "the directory holds more than {} objects with this file (--max-objects): refused, the \
+                 last good table stays live",
+                limits.max_objects
+            );
+            refuse(&mut loaded, &f, message);
+            break;
+        }
     }
-    check_duplicates(&mut loaded);
+    if loaded.incomplete {
+        // Nothing of it is published: keep no partial store around.
+        loaded.store = Store::default();
+    } else {
+        check_duplicates(&mut loaded);
+    }
     Ok(loaded)
 }
 
@@ -96,9 +173,31 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
 /// it) are read item by item, each item located by its own first line.
 pub fn load_str(file: &Path, text: &str, loaded: &mut Loaded) {
     for (start, doc) in documents(text) {
+        if bounds::expands_past(&doc, bounds::expansion_budget(doc.len())) {
+            loaded.objects += 1;
+            loaded.incomplete = true;
+            loaded.errors.push(ManifestError {
+                file: file.to_owned(),
+                line: start,
+                object: None,
+                field: None,
+                message: format!(
+                    "the document's YAML aliases expand it past {} nodes and bytes (twice its {} bytes \
+                     of text, plus 64 Ki): refused, the last good table stays live; write out what \
+                     is repeated",
+                    bounds::expansion_budget(doc.len()),
+                    doc.len()
+                ),
+            });
+            continue;
+        }
         match list::items(&doc) {
-            None => load_document(file, start, &doc, None, loaded),
+            None => {
+                loaded.objects += 1;
+                load_document(file, start, &doc, None, loaded)
+            }
             Some(Ok(list)) => {
+                loaded.objects += list.items.len();
                 for item in list.items {
                     let implied = list.item_kind.as_ref().map(|k| (k.as_str(), list.api_version.as_str()));
                     load_document(file, start + item.line, &item.text, implied, loaded);
@@ -340,16 +439,23 @@ fn load_object<Raw: DeserializeOwned, T>(
     }
 }
 
-/// The problems of a workload's pod template (`spec.template.spec`).
+/// The problems of a workload's pod template (`spec.template.spec`). Only that is built into a
+/// value: the rest of the workload (its status, its managed fields) is skipped unbuilt.
 fn workload_problems(text: &str) -> Vec<Problem> {
-    let Ok(v) = serde_norway::from_str::<Value>(text) else { return Vec::new() };
-    let Some(Value::Mapping(spec)) =
-        v.get("spec").and_then(|s| s.get("template")).and_then(|t| t.get("spec"))
-    else {
-        return Vec::new();
-    };
-    let spec: BTreeMap<String, Value> =
-        spec.iter().filter_map(|(k, v)| k.as_str().map(|k| (k.to_owned(), v.clone()))).collect();
+    #[derive(Deserialize)]
+    struct Workload {
+        spec: Option<WorkloadSpec>,
+    }
+    #[derive(Deserialize)]
+    struct WorkloadSpec {
+        template: Option<Template>,
+    }
+    #[derive(Deserialize)]
+    struct Template {
+        spec: Option<BTreeMap<String, Value>>,
+    }
+    let Ok(w) = serde_norway::from_str::<Workload>(text) else { return Vec::new() };
+    let Some(spec) = w.spec.and_then(|s| s.template).and_then(|t| t.spec) else { return Vec::new() };
     checked::pod_spec_fields("spec.template.spec", &spec)
 }
 

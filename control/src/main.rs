@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! sluice-control run --manifests deploy/examples/nodeport --node-address 198.18.0.1 \
-//!     [--table /dev/shm/sluice-table] [--node-name gw-1] [--once]
+//!     [--table /dev/shm/sluice-table] [--node-name gw-1] [--once] \
+//!     [--external-ip-ranges 203.0.113.0/24] [--max-manifest-bytes N] [--max-objects N]
 //! sluice-control status [--table /dev/shm/sluice-table]
 //! ```
 //!
@@ -27,7 +28,7 @@ use sluice_control::checked::{AddressRange, Pool};
 use sluice_control::cluster::{Cluster, Synced};
 use sluice_control::compile::Config;
 use sluice_control::leader::{LeaderLease, clear_load_balancer_status, write_load_balancer_status};
-use sluice_control::load::load_dir;
+use sluice_control::load::{self, load_dir_within};
 use sluice_control::metrics::Metrics;
 use sluice_control::metrics::server::{self, Limits};
 use sluice_control::publish::{Published, StatusWork, publish_store};
@@ -66,9 +67,23 @@ enum Command {
 #[command(group(clap::ArgGroup::new("source").required(true).args(["manifests", "kubeconfig", "in_cluster"])))]
 struct RunArgs {
     /// Directory of YAML/JSON manifests (Service, EndpointSlice, Endpoints, Pod, Ingress,
-    /// IngressClass, Secret, IPAddressPool).
+    /// IngressClass, Secret, IPAddressPool). Read within --max-manifest-bytes,
+    /// --max-directory-bytes and --max-objects, YAML aliases expanding a document to at most
+    /// twice its size (plus 64 Ki); past a bound the directory is refused and the last good
+    /// table stays live. Reading a file then takes at most about 70 × --max-manifest-bytes
+    /// (the YAML parser's events) on top of the objects kept, which are less than their text
+    /// (docs/kubernetes.md §8: 125 MiB measured for 64 MiB of kubectl dumps).
     #[arg(long)]
     manifests: Option<PathBuf>,
+    /// Largest manifest file, in bytes.
+    #[arg(long, default_value_t = load::MAX_FILE_BYTES, value_name = "BYTES")]
+    max_manifest_bytes: u64,
+    /// Largest sum of the manifest files' sizes, in bytes.
+    #[arg(long, default_value_t = load::MAX_DIRECTORY_BYTES, value_name = "BYTES")]
+    max_directory_bytes: u64,
+    /// Most objects in the manifest directory (each document, each item of a List).
+    #[arg(long, default_value_t = load::MAX_OBJECTS, value_name = "N")]
+    max_objects: usize,
     /// Watch the cluster of this kubeconfig instead.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
@@ -95,6 +110,13 @@ struct RunArgs {
     /// directory gives them as IPAddressPool objects.
     #[arg(long = "lb-pool")]
     lb_pools: Vec<AddressRange>,
+    /// Where `spec.externalIPs` may be served from: addresses, CIDRs or ranges a-b, separated by
+    /// commas or the flag repeated. None by default: every external IP is refused, since whoever
+    /// may create a Service could otherwise take any address (the hole Kubernetes closes with
+    /// admission control, CVE-2020-8554). Node addresses are refused anyway: they serve
+    /// NodePorts only.
+    #[arg(long = "external-ip-ranges", value_delimiter = ',', value_name = "RANGE")]
+    external_ip_ranges: Vec<AddressRange>,
     /// Namespace of the leader-election Lease (cluster mode).
     #[arg(long, default_value = "default")]
     lease_namespace: String,
@@ -135,6 +157,7 @@ fn run(args: RunArgs) -> Result<(), String> {
         node_addrs: args.node_addrs.clone(),
         snat: args.snat.clone(),
         load_balancer_class: args.load_balancer_class.clone(),
+        external_ip_ranges: args.external_ip_ranges.clone(),
     };
     match &args.manifests {
         Some(dir) => run_manifests(dir, &args, &cfg),
@@ -164,11 +187,14 @@ fn metrics_endpoint(args: &RunArgs) -> Result<Option<server::Endpoint>, String> 
     Ok(Some(endpoint))
 }
 
-/// Names, sizes and modification times of the manifest files: what "changed" means.
-fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+/// Names, sizes and modification times of the manifest files: what "changed" means. At most
+/// `max_entries` of them: a directory with more is refused by the load anyway, and inotify still
+/// sees every change in it.
+fn fingerprint(dir: &Path, max_entries: usize) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .map(|rd| {
-            rd.filter_map(|e| e.ok())
+            rd.take(max_entries)
+                .filter_map(|e| e.ok())
                 .filter_map(|e| e.metadata().ok().map(|m| (e.path(), m.len(), m.modified().ok())))
                 .collect()
         })
@@ -188,19 +214,27 @@ fn run_manifests(dir: &Path, args: &RunArgs, cfg: &Config) -> Result<(), String>
     }
     let watch = DirWatch::new(dir, args.once)?;
     let interval = Duration::from_millis(args.interval_ms);
+    let limits = load::Limits {
+        max_file_bytes: args.max_manifest_bytes,
+        max_directory_bytes: args.max_directory_bytes,
+        max_objects: args.max_objects,
+    };
     let mut last = Published::default();
     let mut seen = None;
     loop {
         if watch.reload_asked() {
             seen = None;
         }
-        let now = fingerprint(dir);
+        let now = fingerprint(dir, limits.max_objects.saturating_add(1));
         if seen.as_ref() != Some(&now) {
             seen = Some(now);
-            publish_dir(dir, cfg, &publisher, &mut last, &metrics)?;
+            publish_dir(dir, &limits, cfg, &publisher, &mut last, &metrics)?;
         }
         if args.once {
-            return Ok(());
+            return match last.has_table() {
+                true => Ok(()),
+                false => Err(format!("{}: nothing published", dir.display())),
+            };
         }
         watch.sleep(interval);
     }
@@ -320,16 +354,17 @@ fn watch_directory(dir: &Path, poke: Arc<AtomicBool>, lost: Arc<AtomicBool>) -> 
     Ok(())
 }
 
-/// Loads the directory and publishes what is valid in it; with nothing valid in it, the last
-/// good table stays.
+/// Loads the directory and publishes what is valid in it; with nothing valid in it, or past one
+/// of its limits, the last good table stays.
 fn publish_dir(
     dir: &Path,
+    limits: &load::Limits,
     cfg: &Config,
     publisher: &Mutex<Publisher>,
     last: &mut Published,
     metrics: &Metrics,
 ) -> Result<(), String> {
-    let loaded = match load_dir(dir) {
+    let loaded = match load_dir_within(dir, limits) {
         Ok(loaded) => loaded,
         // The directory went away (being replaced, unmounted): keep serving what runs.
         Err(e) if last.has_table() => {
@@ -341,6 +376,15 @@ fn publish_dir(
     metrics.update(|f| f.manifest_errors = loaded.errors.len());
     for e in &loaded.errors {
         warn!("{e}");
+    }
+    if loaded.incomplete {
+        // What loaded is not what the directory says: publishing it would drop what was not read.
+        if last.has_table() {
+            error!("{}: past a limit (above); the last good table stays live", dir.display());
+        } else {
+            error!("{}: past a limit (above); nothing published until it is fixed", dir.display());
+        }
+        return Ok(());
     }
     if loaded.store.l4_objects() == 0 && !loaded.errors.is_empty() && last.has_table() {
         warn!("nothing valid in {}: the last good table stays live", dir.display());

@@ -63,6 +63,9 @@ pub struct ControlFigures {
     pub backends: usize,
     /// Problems with objects at the last load (manifests) or sync (a cluster).
     pub manifest_errors: usize,
+    /// What the last compile refused (addresses a Service may not have, Services whose frontend
+    /// another holds).
+    pub refused: usize,
     /// Publications since start.
     pub publications: u64,
     /// When the generation now live was published (`None` before the first publication).
@@ -161,6 +164,9 @@ fn encode_control(c: &ControlFigures, now: SystemTime, enc: &mut DescriptorEncod
     family(enc, "sluice_control_backends", "Backends in the published table.", None, &gauge(c.backends))?;
     let help = "Problems found in the objects (manifests, or the cluster's) at the last load.";
     family(enc, "sluice_control_manifest_errors", help, None, &gauge(c.manifest_errors))?;
+    let help = "Addresses and Services the last compile refused (external IPs outside the allowed ranges, \
+                node addresses, frontend collisions).";
+    family(enc, "sluice_control_refused", help, None, &gauge(c.refused))?;
     let help = "Tables published since start.";
     family(enc, "sluice_control_publications", help, None, &ConstCounter::new(c.publications))?;
     let Some(at) = c.published_at else { return Ok(()) };
@@ -258,6 +264,7 @@ mod tests {
                 services: 2,
                 backends: 5,
                 manifest_errors: 1,
+                refused: 0,
                 publications: 3,
                 published_at: Some(published_at),
             }

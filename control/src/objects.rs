@@ -1,13 +1,18 @@
 //! The Kubernetes objects control reads, as serde types that refuse unknown fields (as the API
 //! server's strict field validation does), so a typo is an error naming the field, not a silently
 //! ignored setting. Only the kinds and fields Sluice acts on are modelled in depth; fields that
-//! are legal but of no use here (status details, managed fields, owner references…) are accepted
-//! as opaque values so that `kubectl get -o yaml` dumps load unchanged.
+//! are legal but of no use here (status details, managed fields, owner references…) are
+//! [`Unread`]: accepted, so that `kubectl get -o yaml` dumps load unchanged, and skipped as they
+//! are parsed — never built into a value, however large (managed fields often outweigh the rest
+//! of the object). Annotations are kept: the L7 stage reads ingress-nginx's.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_norway::Value;
+
+/// A field Sluice never reads: accepted where the API defines it, skipped unbuilt.
+pub type Unread = serde::de::IgnoredAny;
 
 /// `metadata` (meta/v1 ObjectMeta), every field the API defines.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -21,16 +26,18 @@ pub struct ObjectMeta {
     pub uid: Option<String>,
     pub resource_version: Option<String>,
     pub generation: Option<i64>,
-    pub creation_timestamp: Option<Value>,
-    pub deletion_timestamp: Option<Value>,
+    /// RFC 3339, as the API server writes it (`2025-01-01T00:00:00Z`); `null` in
+    /// `kubectl create --dry-run -o yaml` output.
+    pub creation_timestamp: Option<String>,
+    pub deletion_timestamp: Option<Unread>,
     pub deletion_grace_period_seconds: Option<i64>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    pub owner_references: Option<Value>,
-    pub finalizers: Option<Value>,
-    pub managed_fields: Option<Value>,
+    pub owner_references: Option<Unread>,
+    pub finalizers: Option<Unread>,
+    pub managed_fields: Option<Unread>,
 }
 
 /// An int-or-string port (`targetPort`).
@@ -130,7 +137,7 @@ pub struct ClientIpConfig {
 #[allow(missing_docs)]
 pub struct ServiceStatus {
     pub load_balancer: Option<LoadBalancerStatus>,
-    pub conditions: Option<Value>,
+    pub conditions: Option<Unread>,
 }
 
 /// `status.loadBalancer`.
@@ -150,7 +157,7 @@ pub struct LoadBalancerIngress {
     pub ip: Option<String>,
     pub hostname: Option<String>,
     pub ip_mode: Option<String>,
-    pub ports: Option<Value>,
+    pub ports: Option<Unread>,
 }
 
 /// discovery.k8s.io/v1 EndpointSlice.
@@ -182,11 +189,11 @@ pub struct Endpoint {
     #[serde(default)]
     pub conditions: EndpointConditions,
     pub hostname: Option<String>,
-    pub target_ref: Option<Value>,
+    pub target_ref: Option<Unread>,
     pub node_name: Option<String>,
     pub zone: Option<String>,
-    pub hints: Option<Value>,
-    pub deprecated_topology: Option<Value>,
+    pub hints: Option<Unread>,
+    pub deprecated_topology: Option<Unread>,
 }
 
 /// EndpointSlice conditions; absent means "unknown", which readers take as true (ready, serving)
@@ -280,7 +287,7 @@ pub struct IpAddressPool {
     pub spec: IpAddressPoolSpec,
     /// What MetalLB reports (assigned and available counts): read from a cluster, not used.
     #[serde(default)]
-    pub status: Option<Value>,
+    pub status: Option<Unread>,
 }
 
 /// `IPAddressPool.spec`.
@@ -412,7 +419,7 @@ pub struct EndpointAddress {
     pub ip: String,
     pub hostname: Option<String>,
     pub node_name: Option<String>,
-    pub target_ref: Option<Value>,
+    pub target_ref: Option<Unread>,
 }
 
 /// `Endpoints.subsets[].ports[]`.
@@ -441,7 +448,7 @@ pub struct Ingress {
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: IngressSpec,
-    pub status: Option<Value>,
+    pub status: Option<Unread>,
 }
 
 /// `Ingress.spec`.

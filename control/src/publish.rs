@@ -40,6 +40,8 @@ pub struct Published {
     table: Option<ServiceTable>,
     /// The notes already logged (each is logged once while it holds).
     notes: BTreeSet<String>,
+    /// The errors already logged (likewise).
+    errors: BTreeSet<String>,
 }
 
 impl Published {
@@ -68,6 +70,12 @@ pub fn publish_store(
         warn!("{n}");
     }
     last.notes = notes;
+    let errors: BTreeSet<String> = compiled.errors.iter().cloned().collect();
+    for e in errors.difference(&last.errors) {
+        error!("{e}");
+    }
+    last.errors = errors;
+    let refused = compiled.errors.len();
     let mut previous = last.table.take();
     let changed = compiled.changed.as_deref();
     let before = changed.zip(previous.as_ref()).map(|(c, t)| summary(t, Some(c)));
@@ -96,6 +104,7 @@ pub fn publish_store(
         f.generation = g;
         f.services = table.services().len();
         f.backends = table.backends().len();
+        f.refused = refused;
         f.publications += 1;
         f.published_at = Some(SystemTime::now());
     });

@@ -198,6 +198,27 @@ fn follows_the_directory_and_keeps_the_last_good_table() {
     assert!(s.starts_with("generation 2:") && s.contains(GREEN), "last good table: {s}");
 }
 
+/// A directory past one of its limits (here: a YAML alias bomb next to the manifest) is refused
+/// as a whole — a change made with it is not published either — and the last good table stays
+/// live until the directory is back within bounds.
+#[test]
+fn a_directory_past_a_limit_keeps_the_last_good_table() {
+    let (dir, manifest, blue) = blue_green_dir("limit-dir");
+    let table = Temp::new("limit");
+    let _control = run_control(&dir.0, &table.0, 50, std::process::Stdio::null());
+    assert!(wait_for(&table.0, "generation 1:").contains(BLUE));
+    let items = vec!["x"; 2000].join(",");
+    let aliases = vec!["*a"; 2000].join(",");
+    let bomb = dir.0.join("bomb.yaml");
+    std::fs::write(&bomb, format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  finalizers: &a [{items}]\n  ownerReferences: [{aliases}]\n")).unwrap();
+    std::fs::write(&manifest, green(&blue)).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let s = status(&table.0);
+    assert!(s.starts_with("generation 1:") && s.contains(BLUE), "last good table: {s}");
+    std::fs::remove_file(&bomb).unwrap();
+    assert!(wait_for(&table.0, "generation 2:").contains(GREEN));
+}
+
 #[test]
 fn serves_metrics_with_the_gateway_workers_counters() {
     use std::io::{BufRead, BufReader, Read, Write};

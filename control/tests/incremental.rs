@@ -64,6 +64,7 @@ fn cfg() -> Config {
         node_addrs: vec!["198.18.0.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
         snat: vec![],
         load_balancer_class: None,
+        external_ip_ranges: vec![],
     }
 }
 

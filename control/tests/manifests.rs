@@ -23,6 +23,7 @@ fn cfg() -> Config {
         node_addrs: vec!["198.18.0.1".parse().unwrap()],
         snat: vec![],
         load_balancer_class: None,
+        external_ip_ranges: vec![],
     }
 }
 
@@ -496,4 +497,154 @@ fn a_mistake_in_a_list_item_names_the_item_and_its_line() {
     assert_eq!(l.store.services.len(), 1);
     let l = load_text("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: List\n  items: []\n");
     assert_eq!(errors(&l), ["inline.yaml:4: List: kind: a list inside a list is not read"]);
+}
+
+/// Issue 12 §3: a Service whose frontend another holds is refused alone, with an error naming
+/// both and the frontend; the table still builds — before, the duplicate failed the whole table
+/// and no change at all was published. The older Service keeps the frontend whatever the names.
+#[test]
+fn a_colliding_service_is_refused_alone() {
+    let yaml = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: a-newer, creationTimestamp: "2026-02-01T00:00:00Z"}
+spec: {clusterIP: 198.19.0.10, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b-older, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec: {clusterIP: 198.19.0.10, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: c-other}
+spec: {clusterIP: 198.19.0.11, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: d-nodeport}
+spec: {type: NodePort, clusterIP: 198.19.0.12, ports: [{port: 80, nodePort: 30080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: e-nodeport}
+spec: {type: NodePort, clusterIP: 198.19.0.13, ports: [{port: 81, nodePort: 30080}]}
+"#;
+    let loaded = load_text(yaml);
+    assert!(errors(&loaded).is_empty(), "{:?}", errors(&loaded));
+    let c = compile(&loaded.store, &cfg(), Generation(1));
+    ServiceTable::build(&c.spec).unwrap_or_else(|e| panic!("the table must build: {e}"));
+    let names: Vec<&str> = c.spec.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["default/b-older:80", "default/c-other:80", "default/d-nodeport:80"]);
+    assert_eq!(
+        c.errors,
+        [
+            "inline.yaml:1: Service default/a-newer: frontend 198.19.0.10:80/tcp is already Service \
+             default/b-older's (inline.yaml:7: Service default/b-older; it keeps it: created earlier): \
+             Service default/a-newer is refused, every other Service is published",
+            "inline.yaml:22: Service default/e-nodeport: frontend <node-ipv4>:30080/tcp is already Service \
+             default/d-nodeport's (inline.yaml:17: Service default/d-nodeport; it keeps it: first in \
+             namespace/name order): Service default/e-nodeport is refused, every other Service is published",
+        ]
+    );
+}
+
+/// An endpoint change to a refused Service (an incremental compile) does not bring it back.
+#[test]
+fn a_refused_service_stays_refused_when_its_endpoints_change() {
+    use sluice_control::compile::Compiler;
+    use sluice_control::store::Changes;
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 198.19.0.10, ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {clusterIP: 198.19.0.10, ports: [{port: 80}]}\n";
+    let slice = |addr: &str| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: b-1, labels: {{kubernetes.io/service-name: b}}}}\naddressType: IPv4\nports: [{{port: 8080}}]\nendpoints: [{{addresses: [{addr}]}}]\n"
+        )
+    };
+    let mut store = load_text(yaml).store;
+    let mut compiler = Compiler::new();
+    compiler.compile(&store, &cfg(), Generation(1), &Changes::everything());
+    let mut changes = Changes::default();
+    let slice_store = load_text(&slice("198.18.1.9")).store;
+    store.put_endpoint_slice(slice_store.endpoint_slices[0].clone(), &mut changes);
+    let c = compiler.compile(&store, &cfg(), Generation(2), &changes);
+    assert!(!changes.is_everything());
+    let names: Vec<&str> = c.spec.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["default/a:80"]);
+    assert_eq!(c.errors.len(), 1, "{:?}", c.errors);
+    ServiceTable::build(&c.spec).unwrap();
+}
+
+/// Issue 12 §3: external IPs are served only from the ranges the operator allows (none by
+/// default); node addresses serve NodePorts only — not as external, cluster or LoadBalancer
+/// addresses, even from a pool that holds them. Each refusal names file, object and field, and
+/// the rest of the Service is served.
+#[test]
+fn external_ips_only_from_allowed_ranges_and_node_addresses_only_for_node_ports() {
+    let yaml = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: ext}
+spec:
+  clusterIP: 198.19.0.20
+  externalIPs: [203.0.113.5, 198.51.100.7, 198.18.0.1]
+  ports: [{port: 80}]
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: edge, namespace: metallb-system}
+spec: {addresses: [198.18.0.1-198.18.0.2]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: asks-node}
+spec: {type: LoadBalancer, loadBalancerIP: 198.18.0.1, clusterIP: 198.19.0.21, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: auto}
+spec: {type: LoadBalancer, clusterIP: 198.19.0.22, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: on-node}
+spec: {clusterIP: 198.18.0.1, ports: [{port: 443}]}
+"#;
+    let loaded = load_text(yaml);
+    assert!(errors(&loaded).is_empty(), "{:?}", errors(&loaded));
+    let frontends = |c: &Compiled, name: &str| -> Vec<String> {
+        one(c, name).frontends.iter().map(ToString::to_string).collect()
+    };
+    // None allowed by default.
+    let c = compile(&loaded.store, &cfg(), Generation(1));
+    ServiceTable::build(&c.spec).unwrap();
+    assert_eq!(frontends(&c, "default/ext:80"), ["198.19.0.20:80/tcp"]);
+    assert!(
+        c.errors.contains(
+            &"inline.yaml:1: Service default/ext: spec.externalIPs[0]: 203.0.113.5 is outside the external \
+              IP ranges allowed (--external-ip-ranges: none, by default): not served"
+                .to_owned()
+        ),
+        "{:#?}",
+        c.errors
+    );
+    let allowed = Config { external_ip_ranges: vec!["203.0.113.0/24".parse().unwrap()], ..cfg() };
+    let c = compile(&loaded.store, &allowed, Generation(1));
+    ServiceTable::build(&c.spec).unwrap();
+    assert_eq!(frontends(&c, "default/ext:80"), ["198.19.0.20:80/tcp", "203.0.113.5:80/tcp"]);
+    assert_eq!(
+        c.errors,
+        [
+            "inline.yaml:15: Service default/asks-node: spec.loadBalancerIP: 198.18.0.1 is an address of this \
+             node (--node-address), which serves NodePorts only: not assigned",
+            "inline.yaml:1: Service default/ext: spec.externalIPs[1]: 198.51.100.7 is outside the external IP \
+             ranges allowed (--external-ip-ranges: 203.0.113.0-203.0.113.255): not served",
+            "inline.yaml:1: Service default/ext: spec.externalIPs[2]: 198.18.0.1 is an address of this node \
+             (--node-address), which serves NodePorts only: not served",
+            "inline.yaml:25: Service default/on-node: spec.clusterIPs: 198.18.0.1 is an address of this node \
+             (--node-address), which serves NodePorts only: not served",
+        ]
+    );
+    // The pool's other address goes to the Service that asked for none.
+    assert_eq!(c.load_balancers["default/auto"], vec!["198.18.0.2".parse::<IpAddr>().unwrap()]);
+    assert!(!c.load_balancers.contains_key("default/asks-node"));
 }

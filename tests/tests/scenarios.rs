@@ -72,6 +72,7 @@ impl Gateway {
             node_addrs: vec![IpAddr::from(NODE)],
             snat: vec![],
             load_balancer_class: None,
+            external_ip_ranges: vec![],
         };
         let compiled = compile(store, &cfg, Generation(self.generation));
         let table = ServiceTable::build(&compiled.spec).unwrap();

@@ -164,6 +164,58 @@ pub struct Service {
     pub address_pool: Option<String>,
     /// The addresses `status.loadBalancer.ingress` holds (what a load balancer assigned).
     pub status_ips: Vec<IpAddr>,
+    /// `metadata.creationTimestamp`, when stated: of two Services claiming one frontend, the
+    /// older keeps it (`docs/kubernetes.md` §1.2).
+    pub created: Option<Created>,
+}
+
+/// A creation time (`metadata.creationTimestamp`, RFC 3339 in UTC as the API server writes it:
+/// `2025-01-01T00:00:00Z`, fractions of a second allowed), as seconds and nanoseconds since
+/// 1970: ordered as time is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Created {
+    /// Seconds since 1970-01-01T00:00:00Z.
+    pub secs: i64,
+    /// Nanoseconds within the second.
+    pub nanos: u32,
+}
+
+impl Created {
+    /// Parses `2025-01-01T00:00:00Z` or `2025-01-01T00:00:00.5Z`.
+    pub fn parse(text: &str) -> Option<Created> {
+        let b = text.as_bytes();
+        let digits = |r: std::ops::Range<usize>| -> Option<i64> {
+            let part = b.get(r)?;
+            part.iter()
+                .all(u8::is_ascii_digit)
+                .then(|| part.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+        };
+        let punctuation = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+        if !punctuation.iter().all(|&(i, c)| b.get(i) == Some(&c)) || b.last() != Some(&b'Z') {
+            return None;
+        }
+        let (y, mo, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+        let (h, mi, sec) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+            return None;
+        }
+        let nanos = match &b[19..b.len() - 1] {
+            [] => 0,
+            [b'.', frac @ ..] if (1..=9).contains(&frac.len()) && frac.iter().all(u8::is_ascii_digit) => {
+                let n = frac.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+                n * 10u32.pow(9 - frac.len() as u32)
+            }
+            _ => return None,
+        };
+        // Days from 1970-01-01 to y-mo-d (proleptic Gregorian; H. Hinnant's days_from_civil).
+        let y = if mo <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Some(Created { secs: days * 86_400 + h * 3600 + mi * 60 + sec, nanos })
+    }
 }
 
 impl Service {
@@ -213,6 +265,16 @@ pub fn service(s: objects::Service) -> Checked<Service> {
     let load_balancer_ips = load_balancer_ips(&s.metadata.annotations, &mut problems);
     let ports = ports(spec, service_type, &mut problems);
     let status_ips = status_ips(s.status.as_ref(), &mut problems);
+    let created = s.metadata.creation_timestamp.as_deref().and_then(|t| {
+        let created = Created::parse(t);
+        if created.is_none() {
+            problems.push(Problem::new(
+                "metadata.creationTimestamp",
+                format!("{t:?} is not a time as the API server writes it (\"2025-01-01T00:00:00Z\")"),
+            ));
+        }
+        created
+    });
     let checked = Service {
         namespace: namespace_of(&s.metadata).to_owned(),
         name: s.metadata.name.clone().unwrap_or_default(),
@@ -230,6 +292,7 @@ pub fn service(s: objects::Service) -> Checked<Service> {
         load_balancer_ips,
         address_pool: s.metadata.annotations.get(POOL_ANNOTATION).cloned(),
         status_ips,
+        created,
     };
     verdict(checked, problems)
 }
@@ -481,6 +544,30 @@ mod tests {
         assert_eq!(
             (p.protocol, &p.target_port, p.node_port),
             (PortProtocol::Udp, &TargetPort::Name("dns".into()), Some(30053))
+        );
+    }
+
+    #[test]
+    fn creation_times_are_read_as_times() {
+        let t = |s: &str| Created::parse(s);
+        assert_eq!(t("1970-01-01T00:00:00Z"), Some(Created { secs: 0, nanos: 0 }));
+        assert_eq!(t("2000-03-01T00:00:01.5Z"), Some(Created { secs: 951_868_801, nanos: 500_000_000 }));
+        assert_eq!(t("2026-11-30T09:12:44Z").map(|c| c.secs), Some(1_796_029_964));
+        assert!(t("2026-11-30T09:12:44Z") < t("2026-11-30T09:12:44.1Z"));
+        for bad in [
+            "2026-11-30 09:12:44Z",
+            "2026-11-30T09:12:44",
+            "2026-13-01T00:00:00Z",
+            "2026-11-30T09:12:44.Z",
+            "",
+        ] {
+            assert_eq!(t(bad), None, "{bad}");
+        }
+        assert_eq!(
+            problems("metadata: {name: a, creationTimestamp: yesterday}\nspec: {ports: [{port: 80}]}\n"),
+            [
+                "metadata.creationTimestamp: \"yesterday\" is not a time as the API server writes it (\"2025-01-01T00:00:00Z\")"
+            ]
         );
     }
 

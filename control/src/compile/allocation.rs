@@ -8,12 +8,16 @@
 //! 3. **auto-assigned**: the rest, in name order, the first free address of the first
 //!    auto-assigning pool with room, or of the pool `metallb.io/address-pool` names;
 //! 4. **released**: Services holding an address of our pools that are no longer ours to serve.
+//!
+//! An address of the node's own (`--node-address`) is never given, even from a pool that holds
+//! it: node addresses serve NodePorts only. A Service that holds or asks for one is refused it
+//! with an error naming the field.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::Config;
-use crate::checked::{POOL_ANNOTATION, Pool, Service, ServiceType};
+use crate::checked::{LB_IPS_ANNOTATION, POOL_ANNOTATION, Pool, Service, ServiceType};
 use crate::store::Store;
 
 /// What allocation decided.
@@ -22,6 +26,8 @@ pub(super) struct Allocated {
     pub(super) addresses: BTreeMap<String, Vec<IpAddr>>,
     /// Services (`namespace/name`) whose address is to be released.
     pub(super) release: Vec<String>,
+    /// Addresses refused: (`namespace/name`, `field: what is wrong`).
+    pub(super) errors: Vec<(String, String)>,
 }
 
 /// Allocates the addresses of `services` (in namespace/name order) from the store's pools.
@@ -40,16 +46,19 @@ pub(super) fn allocate(
         .collect();
     let mut a = Allocation {
         pools: Pools::new(store),
-        taken: BTreeSet::new(),
+        node_addrs: &cfg.node_addrs,
+        // Node addresses are never free.
+        taken: cfg.node_addrs.iter().copied().collect(),
         out: BTreeMap::new(),
         refused: BTreeSet::new(),
         notes,
+        errors: Vec::new(),
     };
     a.keep_held(&ours);
     a.grant_asks(&ours);
     a.auto_assign(&ours);
     let release = a.releases(services);
-    Allocated { addresses: a.out, release }
+    Allocated { addresses: a.out, release, errors: a.errors }
 }
 
 /// MetalLB's `avoidBuggyIPs`: an IPv4 address ending in .0 or .255 (old clients take them for
@@ -92,18 +101,29 @@ impl<'a> Pools<'a> {
 /// An allocation under way.
 struct Allocation<'a, 'n> {
     pools: Pools<'a>,
+    node_addrs: &'a [IpAddr],
     taken: BTreeSet<IpAddr>,
     out: BTreeMap<String, Vec<IpAddr>>,
     /// Services whose ask could not be had: they get no other address.
     refused: BTreeSet<String>,
     notes: &'n mut Vec<String>,
+    errors: Vec<(String, String)>,
 }
 
 impl Allocation<'_, '_> {
-    /// Gives `a` to `s` if a pool holds it and nobody has it.
-    fn claim(&mut self, s: &Service, a: IpAddr) -> bool {
+    /// Gives `a` (from `field`) to `s` if a pool holds it, nobody has it and it is no node's.
+    fn claim(&mut self, s: &Service, field: &str, a: IpAddr) -> bool {
         let key = s.key();
-        if !self.pools.hold(a) {
+        if self.node_addrs.contains(&a) {
+            self.errors.push((
+                key,
+                format!(
+                    "{field}: {a} is an address of this node (--node-address), which serves NodePorts \
+                     only: not assigned"
+                ),
+            ));
+            false
+        } else if !self.pools.hold(a) {
             self.notes.push(format!(
                 "Service {key}: LoadBalancer address {a} is in no IPAddressPool; not assigned"
             ));
@@ -129,7 +149,7 @@ impl Allocation<'_, '_> {
             if same_ask {
                 for &a in &s.status_ips {
                     // An address no longer valid (pool changed, conflict) is given up for a new one.
-                    self.claim(s, a);
+                    self.claim(s, "status.loadBalancer.ingress", a);
                 }
             }
         }
@@ -142,9 +162,13 @@ impl Allocation<'_, '_> {
                 continue;
             }
             if let Some(asked) = s.asked_ips() {
+                let field = match s.load_balancer_ips {
+                    Some(_) => format!("metadata.annotations[{LB_IPS_ANNOTATION}]"),
+                    None => "spec.loadBalancerIP".to_owned(),
+                };
                 let mut all = !asked.is_empty();
                 for a in asked {
-                    all &= self.claim(s, a);
+                    all &= self.claim(s, &field, a);
                 }
                 if !all {
                     self.refused.insert(s.key());

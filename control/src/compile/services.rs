@@ -1,6 +1,13 @@
 //! A Service's table entries: none (headless, ExternalName), one per port and address family,
 //! or two with `externalTrafficPolicy: Local` (its external frontends, DNAT to this node's
 //! endpoints; its cluster addresses, FullNAT to every endpoint).
+//!
+//! Addresses a Service may not have are refused one by one, each with an error naming the field,
+//! and the rest of the Service is served (`docs/kubernetes.md` §1.2): an `externalIPs` entry
+//! outside the ranges the operator allows (`--external-ip-ranges`, none by default — anyone who
+//! may create a Service could otherwise take any address, kube-proxy's CVE-2020-8554), and any
+//! address of the node's own (`--node-address`) as a cluster or external IP: the node's addresses
+//! serve NodePorts only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -36,22 +43,29 @@ struct Port<'a> {
     endpoints: Vec<Endpoint<'a>>,
     /// The Service's LoadBalancer addresses.
     vips: &'a [IpAddr],
+    /// Its cluster and external addresses that may be served.
+    cluster_ips: &'a [IpAddr],
+    external_ips: &'a [IpAddr],
 }
 
 impl Unit<'_> {
-    /// Appends `s`'s entries to `specs` and what an operator should know to `notes`.
+    /// Appends `s`'s entries to `specs`, what an operator should know to `notes`, and the
+    /// addresses refused to `errors` (each starting with `at`, where the Service is written).
     pub(super) fn compile(
         &self,
         s: &Service,
+        at: &str,
         load_balancers: &BTreeMap<String, Vec<IpAddr>>,
         specs: &mut Vec<ServiceSpec>,
         notes: &mut Vec<String>,
+        errors: &mut Vec<String>,
     ) {
         if s.service_type == ServiceType::ExternalName || s.headless {
             return;
         }
         let key = s.key();
         let vips = load_balancers.get(&key).map(Vec::as_slice).unwrap_or_default();
+        let (cluster_ips, external_ips) = self.servable(s, at, errors);
         let mut any_endpoint = false;
         for p in &s.ports {
             let Some(protocol) = p.protocol.forwarded() else {
@@ -68,7 +82,16 @@ impl Unit<'_> {
                 (None, Protocol::Tcp) => format!("{key}:{}", p.port),
                 (None, Protocol::Udp) => format!("{key}:{}/udp", p.port),
             };
-            let port = Port { service: s, port: p, protocol, name, endpoints, vips };
+            let port = Port {
+                service: s,
+                port: p,
+                protocol,
+                name,
+                endpoints,
+                vips,
+                cluster_ips: &cluster_ips,
+                external_ips: &external_ips,
+            };
             for fam in [Family::V4, Family::V6] {
                 self.entries(&port, fam, specs, notes);
             }
@@ -79,18 +102,51 @@ impl Unit<'_> {
         }
     }
 
+    /// The cluster and external addresses of `s` that may be served; an error for each other.
+    fn servable(&self, s: &Service, at: &str, errors: &mut Vec<String>) -> (Vec<IpAddr>, Vec<IpAddr>) {
+        let node = |a: &IpAddr| self.cfg.node_addrs.contains(a);
+        let node_only =
+            "is an address of this node (--node-address), which serves NodePorts only: not served";
+        let mut cluster_ips = Vec::new();
+        for a in &s.cluster_ips {
+            match node(a) {
+                true => errors.push(format!("{at}: spec.clusterIPs: {a} {node_only}")),
+                false => cluster_ips.push(*a),
+            }
+        }
+        let mut external_ips = Vec::new();
+        for (i, a) in s.external_ips.iter().enumerate() {
+            let field = format!("spec.externalIPs[{i}]");
+            if node(a) {
+                errors.push(format!("{at}: {field}: {a} {node_only}"));
+            } else if !self.cfg.external_ip_ranges.iter().any(|r| r.contains(*a)) {
+                let allowed = match self.cfg.external_ip_ranges.as_slice() {
+                    [] => "none, by default".to_owned(),
+                    ranges => ranges.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                };
+                errors.push(format!(
+                    "{at}: {field}: {a} is outside the external IP ranges allowed (--external-ip-ranges: \
+                     {allowed}): not served"
+                ));
+            } else {
+                external_ips.push(*a);
+            }
+        }
+        (cluster_ips, external_ips)
+    }
+
     /// The frontends of one port in one family: those inside the cluster (its cluster
     /// addresses), and those outside (LoadBalancer and external addresses, the node port).
     fn frontends(&self, port: &Port<'_>, fam: Family) -> (Vec<ServiceKey>, Vec<ServiceKey>) {
-        let (s, protocol) = (port.service, port.protocol);
+        let protocol = port.protocol;
         let address = |a: &IpAddr| ServiceKey {
             frontend: Frontend::Address(Addr::from(*a)),
             port: port.port.port,
             protocol,
         };
-        let internal = s.cluster_ips.iter().filter(|a| family(a) == fam).map(address).collect();
+        let internal = port.cluster_ips.iter().filter(|a| family(a) == fam).map(address).collect();
         let mut outside: Vec<ServiceKey> =
-            port.vips.iter().chain(&s.external_ips).filter(|a| family(a) == fam).map(address).collect();
+            port.vips.iter().chain(port.external_ips).filter(|a| family(a) == fam).map(address).collect();
         if let Some(np) = port.port.node_port
             && self.cfg.node_addrs.iter().any(|a| family(a) == fam)
         {

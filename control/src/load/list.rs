@@ -38,7 +38,67 @@ struct Head {
     #[serde(rename = "apiVersion")]
     api_version: Option<String>,
     kind: Option<String>,
-    items: Option<Value>,
+    items: Option<Shape>,
+}
+
+/// What `items` is, read without building it: the items are cut out of the text and parsed one
+/// by one, so the list is never held as a value tree (a dump's items carry their managed fields).
+enum Shape {
+    Null,
+    /// A sequence of this many items.
+    Sequence(usize),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Shape, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Shape;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of objects")
+            }
+            fn visit_unit<E>(self) -> Result<Shape, E> {
+                Ok(Shape::Null)
+            }
+            fn visit_none<E>(self) -> Result<Shape, E> {
+                Ok(Shape::Null)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(Shape::Sequence(n))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Shape::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<Shape, A::Error> {
+                use serde::de::VariantAccess;
+                let (serde::de::IgnoredAny, v) = data.variant()?;
+                v.newtype_variant::<serde::de::IgnoredAny>()?;
+                Ok(Shape::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `None` if `doc` is not a list (or not parseable: the object loader reports that); else its
@@ -57,19 +117,27 @@ pub(super) fn items(doc: &str) -> Option<Result<List, (usize, String)>> {
     if item_kind.is_none() && api_version != "v1" {
         return Some(Err((0, format!("a List has apiVersion \"v1\", not {api_version:?}"))));
     }
-    let values = match head.items {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Sequence(v)) => v,
-        Some(_) => return Some(Err((line_of_items(doc), "must be a list of objects".into()))),
+    let count = match head.items {
+        None | Some(Shape::Null) => 0,
+        Some(Shape::Sequence(n)) => n,
+        Some(Shape::Other) => return Some(Err((line_of_items(doc), "must be a list of objects".into()))),
     };
     let cut = if doc.trim_start().starts_with('{') { json_items(doc) } else { yaml_items(doc) };
     let items = match cut {
-        Some(items) if items.len() == values.len() => items,
+        Some(items) if items.len() == count => items,
+        _ if count == 0 => Vec::new(),
         // Written in a way the cutters do not follow: the parsed values, located at the list.
-        _ => values
-            .iter()
-            .map(|v| Item { line: 0, text: serde_norway::to_string(v).unwrap_or_default() })
-            .collect(),
+        _ => {
+            #[derive(Deserialize)]
+            struct Values {
+                items: Vec<Value>,
+            }
+            let values = serde_norway::from_str::<Values>(doc).map(|v| v.items).unwrap_or_default();
+            values
+                .iter()
+                .map(|v| Item { line: 0, text: serde_norway::to_string(v).unwrap_or_default() })
+                .collect()
+        }
     };
     Some(Ok(List { item_kind, api_version, items }))
 }

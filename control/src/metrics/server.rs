@@ -7,7 +7,12 @@
 //! exchange — reading the request, writing the page — must end within [`Limits::connection`],
 //! after which the connection is dropped (hyper has no write timeout of its own: this bound is
 //! it, and why connections are not kept alive — one request each, so the bound never cuts a
-//! second scrape short).
+//! second scrape short). A client that sends its request and never reads the page holds its task
+//! until then, not the server.
+//!
+//! At most [`Limits::max_connections`] connections are served at once, each holding at most one
+//! page: what stalled clients can make the server hold is that many pages, for that long. The
+//! connections past it wait in the listen backlog until one ends.
 //!
 //! Known limit: in cluster mode the runtime also runs the control loop, whose compiles do not
 //! yield; a scrape that arrives during one is answered after it.
@@ -37,12 +42,19 @@ pub struct Limits {
     /// From the connection's start to the end of the response: a client that stops reading is
     /// cut off then.
     pub connection: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
-    /// 5 s for the head, 10 s in all: a scrape takes milliseconds.
+    /// 5 s for the head, 10 s in all: a scrape takes milliseconds. 64 connections: Prometheus
+    /// servers scrape one at a time each.
     fn default() -> Limits {
-        Limits { header_read: Duration::from_secs(5), connection: Duration::from_secs(10) }
+        Limits {
+            header_read: Duration::from_secs(5),
+            connection: Duration::from_secs(10),
+            max_connections: 64,
+        }
     }
 }
 
@@ -90,7 +102,9 @@ impl Endpoint {
 
 /// Accepts connections and serves each on a task of its own.
 async fn accept(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, limits: Limits) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -102,6 +116,7 @@ async fn accept(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, limits
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| {
                 let page = answer(&req, &metrics);
                 async move { Ok::<_, Infallible>(page) }
@@ -189,7 +204,11 @@ mod tests {
     /// connection at a time would make the scrape wait out the 30 s header timeout).
     #[tokio::test]
     async fn a_stalled_client_blocks_no_other_scrape() {
-        let limits = Limits { header_read: Duration::from_secs(30), connection: Duration::from_secs(60) };
+        let limits = Limits {
+            header_read: Duration::from_secs(30),
+            connection: Duration::from_secs(60),
+            ..Limits::default()
+        };
         let addr = start(limits).await;
         let _stalled = TcpStream::connect(addr).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -200,7 +219,11 @@ mod tests {
     /// A client that connects and sends nothing is cut off after the header timeout.
     #[tokio::test]
     async fn a_stalled_client_is_cut_off_after_the_header_timeout() {
-        let limits = Limits { header_read: Duration::from_millis(300), connection: Duration::from_secs(30) };
+        let limits = Limits {
+            header_read: Duration::from_millis(300),
+            connection: Duration::from_secs(30),
+            ..Limits::default()
+        };
         let addr = start(limits).await;
         let mut stalled = TcpStream::connect(addr).await.unwrap();
         let mut rest = Vec::new();
@@ -212,7 +235,11 @@ mod tests {
     /// sending its head, more slowly than the header timeout would catch).
     #[tokio::test]
     async fn a_slow_client_is_cut_off_when_the_connections_time_is_up() {
-        let limits = Limits { header_read: Duration::from_secs(5), connection: Duration::from_millis(300) };
+        let limits = Limits {
+            header_read: Duration::from_secs(5),
+            connection: Duration::from_millis(300),
+            ..Limits::default()
+        };
         let addr = start(limits).await;
         let mut s = TcpStream::connect(addr).await.unwrap();
         // Keep the head incomplete: hyper waits for the rest until the connection's time is up.
@@ -220,5 +247,63 @@ mod tests {
         let mut rest = Vec::new();
         let cut = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut rest)).await;
         assert!(cut.is_ok(), "the connection is still open after 2 s");
+    }
+
+    /// Serves a page of `workers` gateway workers: some 5 KB each.
+    async fn start_big(limits: Limits, workers: u64) -> (SocketAddr, usize) {
+        let mut values = vec![1u64; crate::metrics::LEN];
+        values[crate::metrics::COUNT] = sluice_model::counters::fingerprint();
+        let stats: crate::metrics::WorkerStats = (0..workers).map(|pid| (pid + 1, values.clone())).collect();
+        let metrics = Arc::new(Metrics::new(move || stats.clone()));
+        let size = metrics.render().len();
+        let endpoint = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = endpoint.local_addr();
+        endpoint.spawn(metrics, limits).unwrap();
+        (addr, size)
+    }
+
+    /// A client that sends its request and never reads a page larger than the socket buffers
+    /// hold (its own receive buffer made small, as a hostile client's may be): the server's write to it blocks — and that stalls no other scrape, and is cut off
+    /// when the connection's time is up (hyper has no write timeout: this is it).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_client_that_never_reads_stalls_nothing_and_is_cut_off() {
+        let limits = Limits { connection: Duration::from_millis(1500), ..Limits::default() };
+        let (addr, size) = start_big(limits, 2000).await;
+        // The client's receive buffer is made small; the server's send buffer grows to the last
+        // figure of tcp_wmem at most. The page must not fit in both.
+        let wmem = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").unwrap();
+        let send_buffer: usize = wmem.split_whitespace().last().unwrap().parse().unwrap();
+        assert!(size > send_buffer + 64 * 1024, "a page of {size} bytes fits in the socket buffers");
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut never_reads = socket.connect(addr).await.unwrap();
+        never_reads.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Another scrape, meanwhile, gets the whole page.
+        let started = std::time::Instant::now();
+        let page = exchange(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(page.len() > size, "{} bytes", page.len());
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        // Past the connection's time, the stalled one has been closed: reading it now ends, short.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), never_reads.read_to_end(&mut got)).await;
+        assert!(read.is_ok(), "the connection that never read is still open");
+        assert!(got.len() < size, "it got the whole page ({} bytes): nothing was cut off", got.len());
+    }
+
+    /// Past `max_connections`, a connection waits for one to end rather than adding a page to
+    /// what the server holds.
+    #[tokio::test(flavor = "current_thread")]
+    async fn connections_past_the_limit_wait_for_a_slot() {
+        let limits =
+            Limits { connection: Duration::from_millis(800), max_connections: 1, ..Limits::default() };
+        let addr = start(limits).await;
+        let _held = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = std::time::Instant::now();
+        let page = exchange(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(page.contains("sluice_control_generation 7\n"), "{page}");
+        assert!(started.elapsed() >= Duration::from_millis(500), "served at once: {:?}", started.elapsed());
     }
 }
