@@ -221,12 +221,29 @@ fn run_manifests(dir: &Path, args: &RunArgs, cfg: &Config) -> Result<(), String>
     };
     let mut last = Published::default();
     let mut seen = None;
+    // A change only the poll saw: read once the directory looks the same at the next poll. A
+    // file rewritten in place is empty or half-written for a moment, and reading it then would
+    // publish a table without its objects; inotify's events come when the writer closes the
+    // file, so what they announce is read at once.
+    let mut settling = None;
+    let mut first = true;
     loop {
-        if watch.reload_asked() {
-            seen = None;
-        }
+        let asked = watch.reload_asked();
         let now = fingerprint(dir, limits.max_objects.saturating_add(1));
-        if seen.as_ref() != Some(&now) {
+        let read = if asked || first {
+            true
+        } else if seen.as_ref() == Some(&now) {
+            settling = None;
+            false
+        } else if settling.as_ref() == Some(&now) {
+            true
+        } else {
+            settling = Some(now.clone());
+            false
+        };
+        if read {
+            first = false;
+            settling = None;
             seen = Some(now);
             publish_dir(dir, &limits, cfg, &publisher, &mut last, &metrics)?;
         }
@@ -307,8 +324,7 @@ impl DirWatch<'_> {
 
 /// Watches `dir` on a thread of its own and raises `poke` whenever a file in it is finished
 /// (closed after writing), moved in or out, or deleted. Partial writes are not events: the reload
-/// sees whole files (a file rewritten in place may still be read mid-write by the backstop poll;
-/// its errors are reported and the next event re-reads it).
+/// sees whole files (the backstop poll reads a change only once it has held for one interval).
 fn watch_directory(dir: &Path, poke: Arc<AtomicBool>, lost: Arc<AtomicBool>) -> std::io::Result<()> {
     use inotify::{EventMask, Inotify, WatchMask};
     let mut inotify = Inotify::init()?;
