@@ -511,7 +511,7 @@ impl L4 {
         let f = self.flows.flow_mut(id);
         if m.proto == ip_proto::TCP {
             let opts = (m.tcp_flags & flags::SYN != 0 || f.wants_options()).then(|| m.tcp_options(frame));
-            if !f.track(dir, m, opts) && m.tcp_flags & (flags::RST | flags::FIN) != 0 {
+            if !f.track(dir, &m.tcp_segment(frame), opts) && m.tcp_flags & (flags::RST | flags::FIN) != 0 {
                 return Verdict::Drop(DropReason::TcpOutOfWindow);
             }
             let was_closed = f.is_closed();
@@ -604,7 +604,7 @@ impl L4 {
         let (rev, hr) = match svc.nat {
             NatMode::FullNat => {
                 let first = hash::reduce(tuple_hash, svc.snat.len() as u32) as usize;
-                let isn = syn.then_some((m.seq, opts.tsval));
+                let isn = syn.then(|| (m.tcp_segment(frame).seq, opts.tsval));
                 let mut search = SnatSearch {
                     flows: &mut self.flows,
                     sched: &mut self.sched,
@@ -630,7 +630,7 @@ impl L4 {
         let mut flow = Flow::new(*key, rev, svc_id, bid, generation, state, now_ns, &self.timeouts);
         flow.counted = true;
         if m.proto == ip_proto::TCP {
-            flow.track(Dir::Forward, m, Some(opts));
+            flow.track(Dir::Forward, &m.tcp_segment(frame), Some(opts));
         }
         let sched = &mut self.sched;
         self.flows.insert_hashed(flow, h, hr, now_ns, &mut |f| release(sched, generation, f));

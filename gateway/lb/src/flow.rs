@@ -388,15 +388,15 @@ impl Flow {
     pub fn track(
         &mut self,
         dir: Dir,
-        m: &crate::packet::Meta,
+        m: &crate::packet::TcpSegment,
         opts: Option<sluice_wire::tcp::Options>,
     ) -> bool {
         let (me, other) = match dir {
             Dir::Forward => (0, 1),
             Dir::Reverse => (1, 0),
         };
-        let syn = m.tcp_flags & flags::SYN != 0;
-        let end = m.seq.wrapping_add(m.seg_len);
+        let syn = m.flags & flags::SYN != 0;
+        let end = m.seq.wrapping_add(m.len);
         let rx = self.seq[other];
         let t = &mut self.seq[me];
         let in_window = if syn || !t.known {

@@ -34,14 +34,7 @@ pub struct Meta {
     pub dport: u16,
     /// TCP flags (0 otherwise).
     pub tcp_flags: u8,
-    /// TCP header length in bytes (0 otherwise).
-    pub tcp_hlen: u8,
-    /// TCP sequence number (0 otherwise).
-    pub seq: u32,
-    /// TCP window field, unscaled (0 otherwise).
-    pub window: u16,
-    /// Sequence space the TCP segment occupies: payload bytes, plus one each for SYN and FIN.
-    pub seg_len: u32,
+
     /// TTL or hop limit.
     pub ttl: u8,
 }
@@ -125,10 +118,6 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
         sport: 0,
         dport: 0,
         tcp_flags: 0,
-        tcp_hlen: 0,
-        seq: 0,
-        window: 0,
-        seg_len: 0,
         ttl,
     };
     match proto {
@@ -140,13 +129,6 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
             m.sport = t.src_port();
             m.dport = t.dst_port();
             m.tcp_flags = t.flags();
-            m.tcp_hlen = t.header_len() as u8;
-            m.seq = t.seq();
-            m.window = t.window();
-            let f = m.tcp_flags;
-            m.seg_len = (seg.len() - t.header_len()) as u32
-                + u32::from(f & tcp::flags::SYN != 0)
-                + u32::from(f & tcp::flags::FIN != 0);
         }
         ip_proto::UDP => {
             let u = udp::Packet::new_checked(seg).map_err(|e| match e {
@@ -164,11 +146,50 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
     Ok(Parsed::Ip(m))
 }
 
+/// What connection tracking reads of a TCP segment beyond its ports and flags. Read from the
+/// frame when tracking needs it ([`Meta::tcp_segment`]), not carried in [`Meta`]: every frame's
+/// `Meta` is moved between the passes of a batch, and UDP has no use for these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpSegment {
+    /// Sequence number.
+    pub seq: u32,
+    /// Window field, unscaled.
+    pub window: u16,
+    /// Sequence space the segment occupies: payload bytes, plus one each for SYN and FIN.
+    pub len: u32,
+    /// Flags.
+    pub flags: u8,
+}
+
 impl Meta {
+    /// The TCP header length of the segment this describes in `frame` (TCP only; [`parse`]
+    /// checked it lies within the segment).
+    #[inline(always)]
+    fn tcp_header_len(&self, frame: &[u8]) -> usize {
+        usize::from(frame.get(self.l4 + 12).copied().unwrap_or(0x50) >> 4) * 4
+    }
+
+    /// Sequence number, window and length of the TCP segment this describes in `frame`.
+    #[inline]
+    pub fn tcp_segment(&self, frame: &[u8]) -> TcpSegment {
+        let Ok(t) = tcp::Packet::new_checked(frame.get(self.l4..self.l4 + self.l4_len).unwrap_or(&[])) else {
+            return TcpSegment { flags: self.tcp_flags, ..TcpSegment::default() };
+        };
+        let f = self.tcp_flags;
+        TcpSegment {
+            seq: t.seq(),
+            window: t.window(),
+            len: (self.l4_len - t.header_len()) as u32
+                + u32::from(f & tcp::flags::SYN != 0)
+                + u32::from(f & tcp::flags::FIN != 0),
+            flags: f,
+        }
+    }
+
     /// The TCP options of the segment this describes in `frame` (TCP only).
     #[inline]
     pub fn tcp_options(&self, frame: &[u8]) -> tcp::Options {
-        let hl = usize::from(self.tcp_hlen);
+        let hl = self.tcp_header_len(frame);
         match frame.get(self.l4 + tcp::MIN_HEADER_LEN..self.l4 + hl) {
             Some(opts) if hl > tcp::MIN_HEADER_LEN => tcp::parse_options(opts),
             _ => tcp::Options::default(),
