@@ -19,6 +19,10 @@ struct LoomStore {
 }
 
 impl SlotStore for LoomStore {
+    fn slots(&self) -> usize {
+        self.headers.len()
+    }
+
     fn capacity(&self) -> usize {
         PAYLOAD
     }

@@ -155,6 +155,9 @@ pub fn checksum(payload: &[u8]) -> u64 {
 /// Where slot contents live. The protocol decides who may touch which slot when; an
 /// implementation only copies bytes.
 pub(crate) trait SlotStore {
+    /// Slots the store holds. Fixed when the store was made: the control block's `slots` word
+    /// is shared memory another process may change, so it never bounds an access.
+    fn slots(&self) -> usize;
     /// Bytes available for a payload in one slot.
     fn capacity(&self) -> usize;
     /// Writes a slot's header and payload. The protocol guarantees no reader reads this slot
@@ -345,7 +348,7 @@ impl ReaderState {
         generation: u64,
         slot: usize,
     ) -> Result<usize, Refusal> {
-        if slot >= (c.slots as usize).min(MAX_SLOTS) {
+        if slot >= (c.slots as usize).min(MAX_SLOTS).min(store.slots()) {
             return Err(Refusal::BadSlot(slot));
         }
         store.read(slot, |h, payload| {

@@ -176,6 +176,10 @@ impl Mapped {
 }
 
 impl SlotStore for Mapped {
+    fn slots(&self) -> usize {
+        self.geometry.slots as usize
+    }
+
     fn capacity(&self) -> usize {
         self.geometry.slot_bytes as usize - SLOT_HEADER_BYTES
     }
