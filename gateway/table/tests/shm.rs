@@ -205,6 +205,22 @@ fn a_slot_count_raised_under_a_reader_bounds_nothing() {
     assert_eq!(r.payload().unwrap(), &payload(1, 100)[..], "the last good table stays live");
 }
 
+/// Found by `fuzz/run table_reader`: a control block whose slot size makes the file's length
+/// overflow (here 2 × 2^63 wraps to 0) passed the length check with a short file, and the reader
+/// would have read far past its mapping. It is refused as truncated.
+#[test]
+fn a_geometry_whose_length_overflows_is_refused() {
+    use std::os::unix::fs::FileExt;
+    let t = TempPath::new("overflow");
+    drop(Publisher::create(&t.0, SMALL).unwrap());
+    // The control block: `slots` (u32) at offset 12, `slot_bytes` (u64) at 16.
+    let f = std::fs::OpenOptions::new().write(true).open(&t.0).unwrap();
+    f.write_all_at(&2u32.to_le_bytes(), 12).unwrap();
+    f.write_all_at(&(1u64 << 63).to_le_bytes(), 16).unwrap();
+    let e = Reader::open(&t.0).unwrap_err();
+    assert!(matches!(e, OpenError::Truncated { .. }), "{e}");
+}
+
 #[test]
 fn bad_files_are_refused_with_their_own_errors() {
     let t = TempPath::new("files");
