@@ -94,9 +94,9 @@ impl Default for Geometry {
 }
 
 impl Geometry {
-    /// The file's length. Cannot overflow once [`Geometry::check`] passed.
+    /// Saturating: a geometry read from a hostile file must not wrap to a short length.
     fn file_len(&self) -> u64 {
-        CONTROL_BYTES as u64 + u64::from(self.slots) * self.slot_bytes
+        u64::from(self.slots).saturating_mul(self.slot_bytes).saturating_add(CONTROL_BYTES as u64)
     }
 
     fn check(&self) -> Result<(), OpenError> {

@@ -188,6 +188,42 @@ fn a_slot_of_another_abi_is_refused() {
     assert_eq!(r.payload(), None);
 }
 
+/// Found by `fuzz/run table_reader`: a control block whose `slots` word grows after the reader
+/// mapped the file (a hostile or broken writer) named a slot beyond the mapping, and the reader
+/// read it. The slot is bounded by the geometry the file was mapped with.
+#[test]
+fn a_slot_count_raised_under_a_reader_bounds_nothing() {
+    use std::os::unix::fs::FileExt;
+    let t = TempPath::new("slots-raised");
+    let mut w = Publisher::create(&t.0, SMALL).unwrap();
+    w.publish(&payload(1, 100)).unwrap();
+    let mut r = Reader::open(&t.0).unwrap();
+    assert_eq!(r.generation(), Some(1));
+    // The control block: `slots` (u32) at offset 12, `active` (generation << 8 | slot) at 24.
+    let f = std::fs::OpenOptions::new().write(true).open(&t.0).unwrap();
+    f.write_all_at(&8u32.to_le_bytes(), 12).unwrap();
+    f.write_all_at(&((2u64 << 8) | 7).to_le_bytes(), 24).unwrap();
+    assert_eq!(r.refresh(), Refresh::Refused(2, Refusal::BadSlot(7)));
+    assert_eq!(r.payload().unwrap(), &payload(1, 100)[..], "the last good table stays live");
+}
+
+/// Found by `fuzz/run table_reader`: a control block whose slot size makes the file's length
+/// overflow (here 2 × 2^63 wraps to 0) passed the length check with a short file, and the reader
+/// would have read far past its mapping. It is refused (its slot size is beyond the bound the
+/// geometry check sets, and the length no longer wraps either).
+#[test]
+fn a_geometry_whose_length_overflows_is_refused() {
+    use std::os::unix::fs::FileExt;
+    let t = TempPath::new("overflow");
+    drop(Publisher::create(&t.0, SMALL).unwrap());
+    // The control block: `slots` (u32) at offset 12, `slot_bytes` (u64) at 16.
+    let f = std::fs::OpenOptions::new().write(true).open(&t.0).unwrap();
+    f.write_all_at(&2u32.to_le_bytes(), 12).unwrap();
+    f.write_all_at(&(1u64 << 63).to_le_bytes(), 16).unwrap();
+    let e = Reader::open(&t.0).unwrap_err();
+    assert!(matches!(e, OpenError::BadGeometry(..) | OpenError::Truncated { .. }), "{e}");
+}
+
 #[test]
 fn bad_files_are_refused_with_their_own_errors() {
     let t = TempPath::new("files");

@@ -3,6 +3,10 @@
 //!
 //! Only dumps and one request type, parsed from bytes with bounds checks: a full netlink
 //! library would be more code than the three messages used here. Runs off the hot path.
+//!
+//! The parsers — [`messages`] (one datagram's messages), [`neighbor`] and [`route`] (one
+//! message's payload) — are functions of bytes alone, apart from the socket, so that they are
+//! unit-tested here and fuzzed (`fuzz/`, target `netlink`) without a kernel.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -96,6 +100,85 @@ fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
+/// The messages of one datagram `buf` that answer request `seq`: calls `f` on each one's (type,
+/// payload) and returns `Some` once the answer is complete — `Ok` at DONE or an ACK, the
+/// kernel's error, or `InvalidData` for a message whose length does not fit — and `None` when
+/// more datagrams are to come. Messages of other requests are skipped.
+pub fn messages(mut buf: &[u8], seq: u32, mut f: impl FnMut(u16, &[u8])) -> Option<io::Result<()>> {
+    while buf.len() >= NLMSG_HDR {
+        let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        let ty = u16::from_ne_bytes([buf[4], buf[5]]);
+        let mseq = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
+        if len < NLMSG_HDR || len > buf.len() {
+            return Some(Err(io::Error::new(io::ErrorKind::InvalidData, "truncated netlink message")));
+        }
+        let payload = &buf[NLMSG_HDR..len];
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        if mseq != seq {
+            continue;
+        }
+        match ty {
+            NLMSG_DONE => return Some(Ok(())),
+            NLMSG_ERROR => {
+                let code = payload.get(..4).map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+                return Some(if code == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-code)) });
+            }
+            _ => f(ty, payload),
+        }
+    }
+    None
+}
+
+/// The neighbour an `RTM_NEWNEIGH` payload (`ndmsg` and attributes) describes, if it has an
+/// address, a link-layer address and a usable state.
+pub fn neighbor(p: &[u8]) -> Option<Neighbor> {
+    if p.len() < 12 {
+        return None;
+    }
+    let ifindex = i32::from_ne_bytes([p[4], p[5], p[6], p[7]]) as u32;
+    let state = u16::from_ne_bytes([p[8], p[9]]);
+    if state & NUD_USABLE == 0 {
+        return None;
+    }
+    let (mut ip, mut mac) = (None, None);
+    for (t, v) in attrs(&p[12..]) {
+        match t {
+            NDA_DST => ip = mapped(v),
+            NDA_LLADDR if v.len() == 6 => mac = Some([v[0], v[1], v[2], v[3], v[4], v[5]]),
+            _ => {}
+        }
+    }
+    Some(Neighbor { ifindex, ip: ip?, mac: mac? })
+}
+
+/// The route an `RTM_NEWROUTE` payload (`rtmsg` and attributes) describes, if it is a unicast
+/// route of the main table.
+pub fn route(p: &[u8]) -> Option<Route> {
+    if p.len() < 12 {
+        return None;
+    }
+    let (family, len, table, rtype) = (p[0], p[1], p[4], p[7]);
+    if rtype != RTN_UNICAST {
+        return None;
+    }
+    let v4 = i32::from(family) == libc::AF_INET;
+    let mut r = Route { dst: mapped(&[0; 4]).unwrap_or_default(), len, v4, via: None, ifindex: 0 };
+    if !v4 {
+        r.dst = [0; 16];
+    }
+    let mut table = u32::from(table);
+    for (t, v) in attrs(&p[12..]) {
+        match t {
+            RTA_DST => r.dst = mapped(v).unwrap_or(r.dst),
+            RTA_GATEWAY => r.via = mapped(v),
+            RTA_OIF if v.len() == 4 => r.ifindex = u32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
+            RTA_TABLE if v.len() == 4 => table = u32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
+            _ => {}
+        }
+    }
+    (table == RT_TABLE_MAIN).then_some(r)
+}
+
 impl Netlink {
     /// Opens the socket.
     pub fn open() -> io::Result<Netlink> {
@@ -151,28 +234,8 @@ impl Netlink {
                 }
                 return Err(e);
             }
-            let mut b = &self.buf[..n as usize];
-            while b.len() >= NLMSG_HDR {
-                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-                let ty = u16::from_ne_bytes([b[4], b[5]]);
-                let mseq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
-                if len < NLMSG_HDR || len > b.len() {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "truncated netlink message"));
-                }
-                let payload = &b[NLMSG_HDR..len];
-                b = &b[((len + 3) & !3).min(b.len())..];
-                if mseq != seq {
-                    continue;
-                }
-                match ty {
-                    NLMSG_DONE => return Ok(()),
-                    NLMSG_ERROR => {
-                        let code =
-                            payload.get(..4).map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
-                        return if code == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-code)) };
-                    }
-                    _ => f(ty, payload),
-                }
+            if let Some(done) = messages(&self.buf[..n as usize], seq, &mut f) {
+                return done;
             }
         }
     }
@@ -183,24 +246,10 @@ impl Netlink {
         let seq = self.request(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, &body)?;
         let mut out = Vec::new();
         self.replies(seq, |ty, p| {
-            if ty != RTM_NEWNEIGH || p.len() < 12 {
-                return;
-            }
-            let ifindex = i32::from_ne_bytes([p[4], p[5], p[6], p[7]]) as u32;
-            let state = u16::from_ne_bytes([p[8], p[9]]);
-            if state & NUD_USABLE == 0 {
-                return;
-            }
-            let (mut ip, mut mac) = (None, None);
-            for (t, v) in attrs(&p[12..]) {
-                match t {
-                    NDA_DST => ip = mapped(v),
-                    NDA_LLADDR if v.len() == 6 => mac = Some([v[0], v[1], v[2], v[3], v[4], v[5]]),
-                    _ => {}
-                }
-            }
-            if let (Some(ip), Some(mac)) = (ip, mac) {
-                out.push(Neighbor { ifindex, ip, mac });
+            if ty == RTM_NEWNEIGH
+                && let Some(n) = neighbor(p)
+            {
+                out.push(n);
             }
         })?;
         Ok(out)
@@ -212,29 +261,9 @@ impl Netlink {
         let seq = self.request(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, &body)?;
         let mut out = Vec::new();
         self.replies(seq, |ty, p| {
-            if ty != RTM_NEWROUTE || p.len() < 12 {
-                return;
-            }
-            let (family, len, table, rtype) = (p[0], p[1], p[4], p[7]);
-            if rtype != RTN_UNICAST {
-                return;
-            }
-            let v4 = i32::from(family) == libc::AF_INET;
-            let mut r = Route { dst: mapped(&[0; 4]).unwrap_or_default(), len, v4, via: None, ifindex: 0 };
-            if !v4 {
-                r.dst = [0; 16];
-            }
-            let mut table = u32::from(table);
-            for (t, v) in attrs(&p[12..]) {
-                match t {
-                    RTA_DST => r.dst = mapped(v).unwrap_or(r.dst),
-                    RTA_GATEWAY => r.via = mapped(v),
-                    RTA_OIF if v.len() == 4 => r.ifindex = u32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
-                    RTA_TABLE if v.len() == 4 => table = u32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
-                    _ => {}
-                }
-            }
-            if table == RT_TABLE_MAIN {
+            if ty == RTM_NEWROUTE
+                && let Some(r) = route(p)
+            {
                 out.push(r);
             }
         })?;
@@ -260,5 +289,106 @@ impl Netlink {
         let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
         let seq = self.request(RTM_NEWNEIGH, flags, &body)?;
         self.replies(seq, |_, _| {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A netlink message: header (length, type, flags 0, `seq`, pid 0), then `payload`, padded.
+    fn msg(ty: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&((NLMSG_HDR + payload.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&ty.to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(payload);
+        m.resize(m.len().next_multiple_of(4), 0);
+        m
+    }
+
+    fn attr(ty: u16, v: &[u8]) -> Vec<u8> {
+        let mut a = Vec::new();
+        a.extend_from_slice(&((4 + v.len()) as u16).to_ne_bytes());
+        a.extend_from_slice(&ty.to_ne_bytes());
+        a.extend_from_slice(v);
+        a.resize(a.len().next_multiple_of(4), 0);
+        a
+    }
+
+    /// An `ndmsg` for `ifindex` in state REACHABLE, with these attributes.
+    fn ndmsg(ifindex: i32, attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut p = vec![libc::AF_INET as u8, 0, 0, 0];
+        p.extend_from_slice(&ifindex.to_ne_bytes());
+        p.extend_from_slice(&0x02u16.to_ne_bytes());
+        p.extend_from_slice(&[0, 0]);
+        attrs.iter().for_each(|a| p.extend_from_slice(a));
+        p
+    }
+
+    /// An `rtmsg` of `family`, prefix length `len`, main table, unicast, with these attributes.
+    fn rtmsg(family: u8, len: u8, attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut p = vec![family, len, 0, 0, RT_TABLE_MAIN as u8, 0, 0, RTN_UNICAST, 0, 0, 0, 0];
+        attrs.iter().for_each(|a| p.extend_from_slice(a));
+        p
+    }
+
+    const MAPPED_ROUTER: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 254];
+
+    #[test]
+    fn parses_a_neighbour() {
+        let mac = [2, 0, 0, 0, 0, 0xfe];
+        let p = ndmsg(3, &[attr(NDA_DST, &[198, 18, 0, 254]), attr(NDA_LLADDR, &mac)]);
+        assert_eq!(neighbor(&p), Some(Neighbor { ifindex: 3, ip: MAPPED_ROUTER, mac }));
+        // Without a link-layer address, or in state FAILED (0x20), it is not usable.
+        assert_eq!(neighbor(&ndmsg(3, &[attr(NDA_DST, &[198, 18, 0, 254])])), None);
+        let mut failed = p.clone();
+        failed[8..10].copy_from_slice(&0x20u16.to_ne_bytes());
+        assert_eq!(neighbor(&failed), None);
+        assert_eq!(neighbor(&p[..11]), None);
+    }
+
+    #[test]
+    fn parses_a_route() {
+        let p = rtmsg(
+            libc::AF_INET as u8,
+            0,
+            &[attr(RTA_GATEWAY, &[198, 18, 0, 254]), attr(RTA_OIF, &7u32.to_ne_bytes())],
+        );
+        let mut default_v4 = [0u8; 16];
+        default_v4[10..12].copy_from_slice(&[0xff, 0xff]);
+        assert_eq!(
+            route(&p),
+            Some(Route { dst: default_v4, len: 0, v4: true, via: Some(MAPPED_ROUTER), ifindex: 7 })
+        );
+        let six = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let p = rtmsg(libc::AF_INET6 as u8, 32, &[attr(RTA_DST, &six), attr(RTA_OIF, &7u32.to_ne_bytes())]);
+        assert_eq!(route(&p), Some(Route { dst: six, len: 32, v4: false, via: None, ifindex: 7 }));
+        // Another table (RTA_TABLE overrides the header's) is not ours.
+        let p = rtmsg(libc::AF_INET as u8, 24, &[attr(RTA_TABLE, &255u32.to_ne_bytes())]);
+        assert_eq!(route(&p), None);
+    }
+
+    #[test]
+    fn a_datagram_is_read_to_its_end() {
+        let nd = ndmsg(3, &[attr(NDA_DST, &[198, 18, 0, 254]), attr(NDA_LLADDR, &[2, 0, 0, 0, 0, 0xfe])]);
+        let mut dgram = msg(RTM_NEWNEIGH, 9, &nd);
+        dgram.extend(msg(RTM_NEWNEIGH, 8, &nd)); // another request's: skipped
+        let mut seen = Vec::new();
+        assert!(messages(&dgram, 9, |ty, p| seen.push((ty, p.len()))).is_none(), "more to come");
+        assert_eq!(seen, [(RTM_NEWNEIGH, nd.len())]);
+        dgram.extend(msg(NLMSG_DONE, 9, &[0; 4]));
+        assert!(matches!(messages(&dgram, 9, |_, _| {}), Some(Ok(()))));
+        // An error message carries the negative errno.
+        let err = msg(NLMSG_ERROR, 9, &(-libc::EPERM).to_ne_bytes());
+        let e = messages(&err, 9, |_, _| {}).unwrap().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+        // A length beyond the datagram is refused, not followed.
+        let mut cut = msg(RTM_NEWNEIGH, 9, &nd);
+        cut.truncate(20);
+        let e = messages(&cut, 9, |_, _| {}).unwrap().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 }
