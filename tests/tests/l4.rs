@@ -52,6 +52,13 @@ fn nodeport_spreads_tcp_over_every_backend() {
     // The UMEM (16,384 frames of 2 KiB) is on transparent huge pages where the kernel gives them.
     let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
     if thp.contains("[never]") || thp.is_empty() {
+        // CI (SLUICE_REQUIRE_ROOT=1) runs where the check can run: a skip there is a failure.
+        assert_ne!(
+            std::env::var("SLUICE_REQUIRE_ROOT").as_deref(),
+            Ok("1"),
+            "transparent huge pages are off (or unreadable: {thp:?}) and SLUICE_REQUIRE_ROOT=1 forbids \
+             skipping the UMEM's huge-page check"
+        );
         eprintln!("\n!!! transparent huge pages are off on this machine: the UMEM's pages are NOT checked\n");
         return;
     }
