@@ -5,7 +5,8 @@
 #   nginx-light             the backends' HTTP servers
 #   curl, iputils-ping      the clients
 #   util-linux              setpriv (the unprivileged-run test)
-sluice_debian_packages=(clang linux-libc-dev iproute2 ethtool nginx-light curl iputils-ping util-linux)
+#   systemd                 systemd-analyze verify (the deploy/systemd units' test; no service started)
+sluice_debian_packages=(clang linux-libc-dev iproute2 ethtool nginx-light curl iputils-ping util-linux systemd)
 
 sluice_install_packages() {
   local missing=() p

@@ -47,6 +47,10 @@ use tracing::{error, info, warn};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Parse the command line (required flags, values, conflicts), then exit 0 without doing
+    /// anything: how the tests check the systemd unit's command line. Hidden: not for users.
+    #[arg(long, global = true, hide = true)]
+    check_args: bool,
 }
 
 #[derive(Subcommand)]
@@ -137,6 +141,9 @@ struct RunArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if cli.check_args {
+        return std::process::ExitCode::SUCCESS;
+    }
     sluice_log::init("info");
     let r = match cli.command {
         Command::Run(args) => run(args),

@@ -587,31 +587,56 @@ impl Sandbox {
             .unwrap_or_default()
     }
 
-    /// Control's metrics page.
+    /// Control's metrics page. Panics (with control's log) when control announced no metrics
+    /// address or the page cannot be fetched: an empty page would read as counters at zero.
     pub fn metrics(&self) -> String {
-        let Some(url) = &self.metrics else { return String::new() };
-        run(&["curl", "-s", "-m", "2", url])
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
+        let Some(url) = &self.metrics else {
+            panic!("control's log names no metrics address:\n{}", self.log("control"))
+        };
+        let out =
+            run(&["curl", "-sS", "--fail", "-m", "2", url]).unwrap_or_else(|e| panic!("curl {url}: {e}"));
+        assert!(
+            out.status.success(),
+            "curl {url}: {}\ncontrol's log:\n{}",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            self.log("control")
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A counter of the gateway summed over workers, from control's metrics (0 if absent).
+    /// A counter of the gateway summed over workers, from control's metrics. Panics, with the
+    /// page, when the page has no such counter (a misspelt name, or no worker published yet).
     pub fn gateway_counter(&self, name: &str) -> u64 {
         self.gateway_counters([name])[0]
     }
 
-    /// Gateway counters summed over workers, all from one scrape of control's metrics (0 where
-    /// absent). One scrape is one moment for each worker, not one moment for the gateway: each
-    /// worker publishes its counters when it likes (see [`Sandbox::wait_counters_agree`]).
+    /// Gateway counters summed over workers, all from one scrape of control's metrics; panics,
+    /// with the page, when one is absent. One scrape is one moment for each worker, not one
+    /// moment for the gateway: each worker publishes its counters when it likes (see
+    /// [`Sandbox::wait_counters_agree`]).
     pub fn gateway_counters<const N: usize>(&self, names: [&str; N]) -> [u64; N] {
+        let (page, values) = self.scrape(names);
+        let mut missing = names.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(n, _)| *n);
+        if let Some(name) = missing.next() {
+            panic!("no gateway counter {name:?} on control's metrics page:\n{page}");
+        }
+        values.map(|v| v.unwrap_or_default())
+    }
+
+    /// One scrape: the page, and each counter summed over workers, or None where the page has
+    /// no sample of it.
+    fn scrape<const N: usize>(&self, names: [&str; N]) -> (String, [Option<u64>; N]) {
         let page = self.metrics();
-        names.map(|name| {
+        let values = names.map(|name| {
             let prefix = format!("sluice_gateway_{name}_total");
-            page.lines()
+            let samples: Vec<u64> = page
+                .lines()
                 .filter(|l| l.starts_with(&prefix) && l[prefix.len()..].starts_with(['{', ' ']))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                .sum()
-        })
+                .map(sample)
+                .collect();
+            (!samples.is_empty()).then(|| samples.iter().sum())
+        });
+        (page, values)
     }
 
     /// Waits (up to 3 s) until two gateway counters agree, and returns them as last read. Two
@@ -620,32 +645,46 @@ impl Sandbox {
     pub fn wait_counters_agree(&self, a: &str, b: &str) -> (u64, u64) {
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
-            let [x, y] = self.gateway_counters([a, b]);
-            if x == y || Instant::now() > deadline {
+            if let (_, [Some(x), Some(y)]) = self.scrape([a, b])
+                && x == y
+            {
+                return (x, y);
+            }
+            if Instant::now() > deadline {
+                let [x, y] = self.gateway_counters([a, b]);
                 return (x, y);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// The gateway's drops for one reason (`no_flow_for_segment`…), summed over workers.
+    /// The gateway's drops for one reason (`no_flow_for_segment`…), summed over workers. Panics,
+    /// with the page, when the page has no such reason.
     pub fn gateway_drops(&self, reason: &str) -> u64 {
         let label = format!("reason=\"{reason}\"}}");
-        self.metrics()
+        let page = self.metrics();
+        let samples: Vec<u64> = page
             .lines()
             .filter(|l| l.starts_with("sluice_gateway_drops_total{") && l.contains(&label))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+            .map(sample)
+            .collect();
+        assert!(!samples.is_empty(), "no drop reason {reason:?} on control's metrics page:\n{page}");
+        samples.iter().sum()
     }
 
     /// Waits (up to 3 s) until a gateway counter reaches `at_least` (workers publish their
-    /// counters when idle and every 100 ms when busy); returns its last value.
+    /// counters when idle and every 100 ms when busy); returns its last value. Panics, with the
+    /// page, if the counter is still absent at the end.
     pub fn wait_counter(&self, name: &str, at_least: u64) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
-            let v = self.gateway_counter(name);
-            if v >= at_least || Instant::now() > deadline {
+            if let (_, [Some(v)]) = self.scrape([name])
+                && v >= at_least
+            {
                 return v;
+            }
+            if Instant::now() > deadline {
+                return self.gateway_counter(name);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -663,7 +702,8 @@ impl Sandbox {
         args.extend_from_slice(extra);
         let pid = self.spawn("gw", "gateway", &args)?;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.log("gateway").contains("XDP steering:") {
+        // The line of a successful sync of the XDP map (a failed one says "XDP steering: <why>").
+        while !self.log("gateway").contains("key(s) set") {
             if Instant::now() > deadline
                 || self
                     .procs
@@ -714,22 +754,22 @@ impl Sandbox {
         }
     }
 
-    /// The MAC address of the gateway's interface.
+    /// The MAC address of the gateway's interface (panics if it cannot be read: an empty one
+    /// would equal another empty one).
     pub fn gateway_mac(&self) -> String {
-        mac_in(&self.ns("gw"), "gw0")
+        let mac = mac_in(&self.ns("gw"), "gw0");
+        assert!(!mac.is_empty(), "no MAC address for gw0 in {}", self.ns("gw"));
+        mac
     }
 
-    /// The MAC the client's neighbour table has for `ip` (empty if none).
+    /// The MAC the client's neighbour table has for `ip`; panics, with the entry, if it has none.
     pub fn client_neighbor(&self, ip: &str) -> String {
         let out = self
             .exec("cl", &["ip", "neigh", "show", ip])
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-        out.unwrap_or_default()
-            .split_whitespace()
-            .skip_while(|w| *w != "lladdr")
-            .nth(1)
-            .unwrap_or("")
-            .to_owned()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_else(|e| panic!("ip neigh show {ip}: {e}"));
+        let mac = out.split_whitespace().skip_while(|w| *w != "lladdr").nth(1);
+        mac.unwrap_or_else(|| panic!("the client has no MAC for {ip}: {out:?}")).to_owned()
     }
 
     /// The backends.
@@ -745,6 +785,14 @@ impl Sandbox {
             CLIENT_V4.parse().unwrap_or(IpAddr::from([0u8; 4]))
         }
     }
+}
+
+/// The value of one sample line of a metrics page (`name{labels} value`).
+fn sample(line: &str) -> u64 {
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable sample: {line}"))
 }
 
 /// An nginx configuration that runs in the foreground as root with every file under `dir` and

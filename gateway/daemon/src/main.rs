@@ -93,6 +93,10 @@ struct Cli {
     /// Seconds to wait for control to create the table file.
     #[arg(long, default_value_t = 30)]
     wait_table: u64,
+    /// Parse the command line (required flags, values, conflicts), then exit 0 without doing
+    /// anything: how the tests check the systemd unit's command line. Hidden: not for users.
+    #[arg(long, hide = true)]
+    check_args: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -149,6 +153,9 @@ fn ephemeral_ports() -> PortRange {
 fn main() -> ExitCode {
     sluice_log::init("info");
     let cli = Cli::parse();
+    if cli.check_args {
+        return ExitCode::SUCCESS;
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

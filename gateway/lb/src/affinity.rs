@@ -159,15 +159,19 @@ mod tests {
 
     #[test]
     fn affinity_full_set_evicts_soonest_expiry() {
+        // Expiries out of slot and insertion order, so that neither can stand in for the
+        // expiry: the third client (slot 2, inserted third) expires soonest.
         let mut t = AffinityTable::new(4, 3); // one set of four
         let b = Addr::from_v4([198, 18, 1, 1]);
-        for i in 0..4u8 {
-            t.put(1, &Addr::from_v4([198, 18, 0, i]), &b, 80, 100 + u64::from(i));
+        let expiry = [103, 101, 100, 102];
+        for (i, e) in (0u8..).zip(expiry) {
+            t.put(1, &Addr::from_v4([198, 18, 0, i]), &b, 80, e);
         }
         t.put(1, &Addr::from_v4([198, 18, 0, 9]), &b, 80, 500);
-        assert_eq!(t.get(1, &Addr::from_v4([198, 18, 0, 0]), 0), None);
-        assert!(t.get(1, &Addr::from_v4([198, 18, 0, 1]), 0).is_some());
-        assert!(t.get(1, &Addr::from_v4([198, 18, 0, 9]), 0).is_some());
+        assert_eq!(t.get(1, &Addr::from_v4([198, 18, 0, 2]), 0), None);
+        for i in [0, 1, 3, 9] {
+            assert!(t.get(1, &Addr::from_v4([198, 18, 0, i]), 0).is_some(), "client {i} kept");
+        }
     }
 
     #[test]

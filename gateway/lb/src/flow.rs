@@ -1260,6 +1260,29 @@ mod tests {
     }
 
     #[test]
+    fn eviction_takes_the_longest_idle_wherever_it_sits() {
+        // In `a_full_table_evicts_its_oldest_flows` slot order is age order, so the hand's
+        // visiting order alone would pass it. Here ages are shuffled across the slots: the
+        // longest idle open connection (last seen at 10) sits in slot 59, far from the hand at
+        // slot 0, and must be the one to go. 64 ≤ CLOCK_SWEEP_MIN..=MAX window, so the hand sees
+        // them all; all are open (no debris ring entry), none expired at 100.
+        const N: u32 = 64;
+        const _: () = assert!(N as usize <= CLOCK_SWEEP_MAX && N as usize >= CLOCK_SWEEP_MIN);
+        let seen = |i: u32| 10 + u64::from((i + 5) * 37 % N);
+        assert_eq!(seen(59), 10);
+        let mut t = FlowTable::new(N as usize, 3);
+        for i in 0..N {
+            t.insert(flow(i, FlowState::Established, seen(i)), seen(i), &mut |_| panic!("room left"))
+                .unwrap();
+        }
+        assert_eq!(t.debris_tracked(), 0);
+        let mut gone = Vec::new();
+        t.insert(flow(N, FlowState::Established, 100), 100, &mut |f: &Flow| gone.push(*f)).unwrap();
+        assert_eq!(gone.len(), 1, "{gone:?}");
+        assert_eq!((gone[0].fwd, gone[0].last_seen_ns), (key(59, 6), 10));
+    }
+
+    #[test]
     fn equals_take_turns() {
         // Everything inserted at one instant: the CLOCK hand still gives every slot its turn
         // (FIFO among equals), so nearly all of the first fill goes before any of the second.

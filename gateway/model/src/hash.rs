@@ -89,7 +89,6 @@ mod tests {
     fn stable_values_are_pinned() {
         // These values are part of the cross-node contract: a change here moves flows between
         // backends on a rolling upgrade. Change them only with a note in the release.
-        assert_eq!(stable(b""), stable(b""));
         let a = stable(b"198.18.1.1:8080");
         let b = stable(b"198.18.1.1:8081");
         assert_ne!(a, b);

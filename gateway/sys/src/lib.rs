@@ -187,12 +187,19 @@ mod tests {
         }
     }
 
+    /// `prefetch` has no observable effect but timing and takes a shared reference, so there is
+    /// no result to assert: this test checks only that it never faults — on every element of a
+    /// slab, on the last one (at the allocation's edge), and on zero-sized values, whose
+    /// references hold a dangling address (0x1 for `&()`). A prefetch that became a load would
+    /// crash on the last.
     #[test]
-    fn prefetch_is_harmless() {
-        let v = [1u64; 64];
-        for x in &v {
+    fn prefetch_does_not_fault() {
+        let v = super::huge_slice(1 << 13, 1u64);
+        for x in v.iter() {
             super::prefetch(x);
         }
-        assert_eq!(v.iter().sum::<u64>(), 64);
+        super::prefetch(&v[v.len() - 1]);
+        super::prefetch(&());
+        super::prefetch(&[0u64; 0]);
     }
 }

@@ -233,11 +233,14 @@ mod tests {
         let mut d = Delta::ZERO;
         d.replace16(1, 2);
         assert_eq!(d.apply_udp(0), 0);
-        // Find a delta that makes the result 0: apply(c) == 0 iff !c + delta folds to 0xffff.
+        // A delta and a checksum whose plain result is 0: apply(c) == 0 iff !c + delta folds to
+        // 0xffff. Delta 0→1 is 0xffff + 1 = 0x1_0000; with c = 1, !c = 0xfffe, and
+        // 0xfffe + 0x1_0000 = 0x1_fffe folds to 0xffff: apply gives 0, which UDP must send as
+        // 0xffff (RFC 768: a computed 0 is transmitted as all ones).
         let mut d = Delta::ZERO;
         d.replace16(0x0000, 0x0001);
-        // !0xfffe = 0x0001; 0x0001 + 0xffff + 0x0001 folds to 0x0002 → result 0xfffd, not zero.
-        assert_ne!(d.apply_udp(0xfffe), 0);
+        assert_eq!(d.apply(0x0001), 0);
+        assert_eq!(d.apply_udp(0x0001), 0xffff);
         let mut d = Delta::ZERO;
         d.replace16(0x1234, 0x1234);
         // An identity replacement of a checksum 0xffff stays a valid non-zero field.

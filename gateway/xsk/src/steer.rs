@@ -140,13 +140,16 @@ impl std::fmt::Debug for Steering {
 impl Steering {
     /// Loads the program and attaches it to `iface`.
     pub fn attach(iface: &str, mode: AttachMode) -> Result<Steering, Error> {
-        let mut ebpf = Ebpf::load(PROGRAM).map_err(|e| Error::Load(e.to_string()))?;
+        // With its source chain: creating a map without privileges fails with "map error:
+        // failed to create map `xsks`", and only the source says "Operation not permitted",
+        // the words that earn the error its "run as root".
+        let mut ebpf = Ebpf::load(PROGRAM).map_err(|e| Error::Load(source_chain(&e)))?;
         let prog: &mut Xdp = ebpf
             .program_mut("sluice_steer")
             .ok_or_else(|| Error::Load("program sluice_steer missing from the object".into()))?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| Error::Load(e.to_string()))?;
-        prog.load().map_err(|e| Error::Load(format!("{e} {}", source_chain(&e))))?;
+            .map_err(|e: aya::programs::ProgramError| Error::Load(source_chain(&e)))?;
+        prog.load().map_err(|e| Error::Load(source_chain(&e)))?;
         let attach = |prog: &mut Xdp, m| {
             prog.attach(iface, m).map_err(|e| Error::Attach { iface: iface.into(), detail: source_chain(&e) })
         };
@@ -212,12 +215,17 @@ impl Steering {
     }
 }
 
+/// An error and its sources, `: `-separated; a source whose text its error already ends with
+/// (aya's `map error: {0}` wraps and is sourced by the same error) is said once.
 fn source_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s

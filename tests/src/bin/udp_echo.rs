@@ -2,7 +2,9 @@
 //!
 //! Server: `--name NAME --port P [--port Q …]` answers each datagram on every port, IPv4 and
 //! IPv6, with `NAME:` followed by the datagram. Client: `--send ADDR:PORT PAYLOAD` sends one
-//! datagram and prints the answer (exit 1 if none within 2 s, after three tries).
+//! datagram and prints the answer (exit 1 if none within 2 s, after three tries, or if the
+//! answer comes from anywhere but ADDR:PORT: a gateway that failed to translate the reply's
+//! source back to the service address must not pass for one that did).
 #![forbid(unsafe_code)]
 
 use std::net::{SocketAddr, UdpSocket};
@@ -31,7 +33,16 @@ fn main() {
                 eprintln!("send to {target}: {e}");
                 std::process::exit(1);
             }
-            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                // Address and port only: a received IPv6 address carries no flow label or scope
+                // for a global address, and the target's were not given.
+                if (from.ip(), from.port()) != (target.ip(), target.port()) {
+                    eprintln!(
+                        "an answer from {from}, not from {target}: {}",
+                        String::from_utf8_lossy(&buf[..n])
+                    );
+                    std::process::exit(1);
+                }
                 println!("{}", String::from_utf8_lossy(&buf[..n]));
                 return;
             }
