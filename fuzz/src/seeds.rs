@@ -268,6 +268,9 @@ pub fn compile_config() -> sluice_control::compile::Config {
         node_addrs: vec![[198, 18, 0, 1].into(), "2001:db8::1".parse().unwrap_or_else(|_| unreachable!())],
         snat: vec![],
         load_balancer_class: None,
+        // External IPs from the examples' and fixtures' ranges are served, others refused:
+        // both paths get fuzzed.
+        external_ip_ranges: ["198.19.0.0/16", "2001:db8:19::/48"].iter().filter_map(|r| r.parse().ok()).collect(),
     }
 }
 
