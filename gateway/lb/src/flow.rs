@@ -230,8 +230,10 @@ impl Timeouts {
 
 const FIN_FWD: u8 = 1;
 const FIN_REV: u8 = 2;
-/// The backend sent its FIN before the client did: it holds TIME_WAIT for the tuple.
-const FIN_REV_FIRST: u8 = 4;
+/// The backend's FIN acknowledged the client's: it closed passively (CLOSE_WAIT, LAST_ACK,
+/// CLOSED) and holds no TIME_WAIT for the tuple. Without this bit a closed flow's backend may
+/// hold TIME_WAIT: it closed first, or the two FINs crossed (both sides then hold TIME_WAIT).
+const BACKEND_PASSIVE: u8 = 4;
 
 /// Whether serial number `a` comes after `b` (RFC 1982 arithmetic on 32 bits).
 #[inline(always)]
@@ -250,12 +252,18 @@ pub struct SeqTrack {
     pub max_win: u32,
     /// The last TSval the sender sent (valid when `has_ts`).
     pub tsval: u32,
+    /// The acknowledgement number of the sender's last segment with ACK (valid when `has_ack`):
+    /// a RST from the other side with exactly this sequence number answers it (RFC 9293
+    /// §3.10.7.3: how a SYN-SENT client resets a TIME_WAIT's ACK of an old connection).
+    pub last_ack: u32,
     /// The sender's window scale shift (from its SYN; 0 without the option).
     pub scale: u8,
     /// Whether `end` has been set from a segment.
     pub known: bool,
     /// Whether `tsval` is set.
     pub has_ts: bool,
+    /// Whether `last_ack` is set.
+    pub has_ack: bool,
 }
 
 /// The smallest window the in-window check allows (the largest unscaled window): a side that
@@ -359,9 +367,6 @@ impl Flow {
                 (SynRecv, Dir::Forward) if ack && !syn => Established,
                 (s @ (SynSent | SynRecv), _) => s,
                 (s, d) if fin => {
-                    if d == Dir::Reverse && self.fins & FIN_FWD == 0 {
-                        self.fins |= FIN_REV_FIRST;
-                    }
                     self.fins |= if d == Dir::Forward { FIN_FWD } else { FIN_REV };
                     match (s, self.fins & (FIN_FWD | FIN_REV)) {
                         (_, f) if f == FIN_FWD | FIN_REV => LastAck,
@@ -399,7 +404,8 @@ impl Flow {
         let end = m.seq.wrapping_add(m.len);
         let rx = self.seq[other];
         let t = &mut self.seq[me];
-        let in_window = if syn || !t.known {
+        let answers_ack = m.flags & flags::RST != 0 && rx.has_ack && m.seq == rx.last_ack;
+        let in_window = if syn || !t.known || answers_ack {
             true
         } else {
             // The receiver accepts [its acknowledgement, + its window); the sender may also
@@ -431,6 +437,18 @@ impl Flow {
                 t.tsval = ts;
                 t.has_ts = true;
             }
+            if m.flags & flags::ACK != 0 {
+                t.last_ack = m.ack;
+                t.has_ack = true;
+            }
+            // The backend's FIN acknowledging the client's FIN: a passive close.
+            if dir == Dir::Reverse
+                && m.flags & (flags::FIN | flags::ACK) == flags::FIN | flags::ACK
+                && self.fins & FIN_FWD != 0
+                && !seq_after(self.seq[0].end, m.ack)
+            {
+                self.fins |= BACKEND_PASSIVE;
+            }
         }
         in_window
     }
@@ -445,16 +463,16 @@ impl Flow {
     /// Whether a new connection whose SYN has sequence number `isn` and timestamp `tsval` may
     /// take this flow's reverse tuple now (the backend would accept the SYN on it), before the
     /// flow expires. Only closed flows qualify:
-    /// - reset, or closed by the client first: the backend went through LAST_ACK to CLOSED and
-    ///   holds nothing;
-    /// - closed by the backend first: the backend holds TIME_WAIT, which accepts a new SYN
+    /// - reset, or closed passively by the backend (its FIN acknowledged the client's): the
+    ///   backend went through LAST_ACK to CLOSED and holds nothing;
+    /// - otherwise (it closed first, or the FINs crossed) the backend holds TIME_WAIT, which accepts a new SYN
     ///   (RFC 6191, Linux `tcp_timewait_state_process`) when it is not rejected by PAWS (its
     ///   timestamp, if both have one, is not older than the last one seen) and its sequence
     ///   number is after the old connection's, or its timestamp newer.
     pub fn reusable_by(&self, isn: u32, tsval: Option<u32>) -> bool {
         match self.state {
             FlowState::Close => true,
-            FlowState::TimeWait if self.fins & FIN_REV_FIRST == 0 => true,
+            FlowState::TimeWait if self.fins & BACKEND_PASSIVE != 0 => true,
             FlowState::TimeWait => {
                 let old = &self.seq[0];
                 if !old.known {

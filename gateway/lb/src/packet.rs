@@ -153,6 +153,8 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
 pub struct TcpSegment {
     /// Sequence number.
     pub seq: u32,
+    /// Acknowledgement number (meaningful with the ACK flag).
+    pub ack: u32,
     /// Window field, unscaled.
     pub window: u16,
     /// Sequence space the segment occupies: payload bytes, plus one each for SYN and FIN.
@@ -178,6 +180,7 @@ impl Meta {
         let f = self.tcp_flags;
         TcpSegment {
             seq: t.seq(),
+            ack: t.ack(),
             window: t.window(),
             len: (self.l4_len - t.header_len()) as u32
                 + u32::from(f & tcp::flags::SYN != 0)

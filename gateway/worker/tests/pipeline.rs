@@ -1307,36 +1307,57 @@ fn a_syn_flood_the_backend_answers_cannot_lock_real_clients_out() {
     }
 }
 
-/// Runs one connection through the handshake and a close: `backend_first` says who sends the
-/// first FIN. Returns the SNAT port.
-fn open_and_close(
-    h: &mut Harness,
-    client: [u8; 4],
-    p: u16,
-    syn_seq: u32,
-    backend_first: bool,
-) -> Option<u16> {
+/// How a test connection closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// The backend's FIN first (HTTP with `Connection: close`): the backend holds TIME_WAIT.
+    BackendFirst,
+    /// The client's FIN first, which the backend's FIN acknowledges: a passive close, no
+    /// TIME_WAIT on the backend.
+    ClientFirst,
+    /// Both FINs sent before either saw the other's: both sides hold TIME_WAIT.
+    Crossing,
+}
+
+/// Runs one connection through the handshake and a close; returns its SNAT port, or `None`
+/// when its SYN was not forwarded.
+fn open_and_close(h: &mut Harness, client: [u8; 4], p: u16, syn_seq: u32, closing: Closing) -> Option<u16> {
     let syn = Tcp { seq: syn_seq, ..SYN };
     let Outcome::Tx(f) = h.send(&from(CLIENT_MAC, client, p).to(GW_MAC, VIP_ONE, 80).tcp(syn, b"")) else {
         return None;
     };
     let snat = l4_src_port(&f);
-    let c = |seq: u32, t: Tcp| Tcp { seq, ..t };
-    let backend_fin = Tcp { fin: true, ack: Some(syn_seq + 1), seq: 5001, ..Tcp::default() };
-    let client_fin = Tcp { fin: true, ack: Some(5001), seq: syn_seq + 1, ..Tcp::default() };
-    let steps: [(bool, Tcp); 4] = if backend_first {
-        [(true, syn_ack()), (false, c(syn_seq + 1, ack(5001))), (true, backend_fin), (false, client_fin)]
-    } else {
-        [(true, syn_ack()), (false, c(syn_seq + 1, ack(5001))), (false, client_fin), (true, backend_fin)]
+    let (c1, b1) = (syn_seq + 1, 5001);
+    let seg = |seq: u32, ack: u32, fin: bool| Tcp { seq, ack: Some(ack), fin, ..Tcp::default() };
+    let (by_client, backend) = (false, true);
+    let steps = match closing {
+        Closing::BackendFirst => vec![
+            (backend, seg(b1, c1, true)),
+            (by_client, seg(c1, b1 + 1, true)),
+            (backend, seg(b1 + 1, c1 + 1, false)),
+        ],
+        Closing::ClientFirst => vec![
+            (by_client, seg(c1, b1, true)),
+            (backend, seg(b1, c1 + 1, true)),
+            (by_client, seg(c1 + 1, b1 + 1, false)),
+        ],
+        Closing::Crossing => vec![
+            (by_client, seg(c1, b1, true)),
+            (backend, seg(b1, c1, true)),
+            (by_client, seg(c1 + 1, b1 + 1, false)),
+            (backend, seg(b1 + 1, c1 + 1, false)),
+        ],
     };
-    for (from_backend, t) in steps.into_iter().chain([(!backend_first, c(5002, ack(syn_seq + 2)))]) {
+    let handshake = [(backend, syn_ack()), (by_client, seg(c1, b1, false))];
+    for (from_backend, t) in handshake.into_iter().chain(steps) {
         let o = if from_backend {
             h.send(&from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat).tcp(t, b""))
         } else {
             h.send(&from(CLIENT_MAC, client, p).to(GW_MAC, VIP_ONE, 80).tcp(t, b""))
         };
-        assert!(matches!(o, Outcome::Tx(_)), "{o:?}");
+        assert!(matches!(o, Outcome::Tx(_)), "{closing:?}: {o:?}");
     }
+    assert_eq!(flow_of(h, p).state, sluice_lb::flow::FlowState::TimeWait, "{closing:?}");
     Some(snat)
 }
 
@@ -1347,7 +1368,10 @@ fn a_tuple_the_backend_no_longer_holds_is_reused_at_once() {
     // so a connection storm never runs out of the fifty ports.
     for i in 0..500u16 {
         let client = [198, 18, 3, (i % 200) as u8];
-        assert!(open_and_close(&mut h, client, 10_000 + i, 1000, false).is_some(), "connection {i}");
+        assert!(
+            open_and_close(&mut h, client, 10_000 + i, 1000, Closing::ClientFirst).is_some(),
+            "connection {i}"
+        );
     }
     assert!(h.worker.counters()[Counter::SnatReused] >= 450);
     assert_eq!(h.worker.counters().dropped(DropReason::SnatExhausted), 0);
@@ -1355,12 +1379,20 @@ fn a_tuple_the_backend_no_longer_holds_is_reused_at_once() {
 
 #[test]
 fn a_backends_time_wait_takes_a_new_syn_only_with_a_higher_sequence_number() {
+    // The backend closes first (HTTP with Connection: close), or the FINs cross: either way it
+    // holds TIME_WAIT.
+    for closing in [Closing::BackendFirst, Closing::Crossing] {
+        time_wait_takes_a_new_syn_only_with_a_higher_sequence_number(closing);
+    }
+}
+
+fn time_wait_takes_a_new_syn_only_with_a_higher_sequence_number(closing: Closing) {
     let mut h = small_snat(&[NODE]);
     // The backend closes first (HTTP with Connection: close): it holds TIME_WAIT on every
     // tuple. A new SYN whose sequence number is below the old connection's is refused by
     // TIME_WAIT (RFC 6191), so those tuples are not reused...
     for i in 0..50u16 {
-        assert!(open_and_close(&mut h, CLIENT, 9000 + i, 1_000_000, true).is_some());
+        assert!(open_and_close(&mut h, CLIENT, 9000 + i, 1_000_000, closing).is_some());
     }
     let low = Tcp { seq: 10, ..SYN };
     let o = h.send(&from(CLIENT_MAC, [198, 18, 3, 3], 9500).to(GW_MAC, VIP_ONE, 80).tcp(low, b""));
@@ -1371,6 +1403,36 @@ fn a_backends_time_wait_takes_a_new_syn_only_with_a_higher_sequence_number() {
     let o = h.send(&from(CLIENT_MAC, [198, 18, 3, 3], 9501).to(GW_MAC, VIP_ONE, 80).tcp(high, b""));
     assert!(matches!(o, Outcome::Tx(_)), "{o:?}");
     assert_eq!(h.worker.counters()[Counter::SnatReused], 1);
+}
+
+#[test]
+fn a_clients_rst_answering_an_old_connections_ack_is_not_out_of_window() {
+    // A reused tuple met a backend TIME_WAIT that refused the SYN (a timestamp from another
+    // client's clock): TIME_WAIT answers with an ACK of the old connection, and the client,
+    // in SYN-SENT, resets it with that acknowledgement number as its sequence number (RFC 9293
+    // §3.10.7.3). That RST clears the TIME_WAIT so the client's next SYN gets through: the
+    // gateway must pass it, though it lies far outside the new connection's window.
+    let mut h = small_snat(&[NODE]);
+    let Outcome::Tx(f) = h.send(&from(CLIENT_MAC, CLIENT, 7200).to(GW_MAC, VIP_ONE, 80).tcp(SYN, b"")) else {
+        panic!()
+    };
+    let snat = l4_src_port(&f);
+    let old_ack = 0x5000_0000;
+    let tw_ack = Tcp { seq: 0x1234, ack: Some(old_ack), ..Tcp::default() };
+    assert!(matches!(
+        h.send(&from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat).tcp(tw_ack, b"")),
+        Outcome::Tx(_)
+    ));
+    // A RST at another sequence number is still refused...
+    let o = h.send(
+        &from(CLIENT_MAC, CLIENT, 7200).to(GW_MAC, VIP_ONE, 80).tcp(Tcp { seq: old_ack + 7, ..rst() }, b""),
+    );
+    assert_eq!(o, Outcome::Dropped(DropReason::TcpOutOfWindow));
+    // ...the one answering the ACK passes.
+    let o = h.send(
+        &from(CLIENT_MAC, CLIENT, 7200).to(GW_MAC, VIP_ONE, 80).tcp(Tcp { seq: old_ack, ..rst() }, b""),
+    );
+    assert!(matches!(o, Outcome::Tx(_)), "{o:?}");
 }
 
 #[test]
