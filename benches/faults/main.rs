@@ -486,21 +486,20 @@ const COUNTERS: [&str; 9] = [
     "xsk_rx_ring_full",
     "xsk_rx_dropped",
 ];
-/// The TCP counters of the clients' kernels the notes report (`nstat`): SYNs sent again,
-/// connections refused or reset while opening.
-const CLIENT_TCP: [&str; 3] = ["TcpActiveOpens", "TcpExtTCPSynRetrans", "TcpAttemptFails"];
-/// The backend kernel's: connections accepted, SYNs refused by a TIME_WAIT's PAWS check, SYN
-/// cookies sent, SYNs dropped at the listener.
-const BACKEND_TCP: [&str; 4] =
-    ["TcpPassiveOpens", "TcpExtPAWSEstab", "TcpExtSyncookiesSent", "TcpExtListenDrops"];
-/// The gateway's drop reasons the tables report.
-const DROPS: [&str; 5] =
-    ["snat_exhausted", "tcp_out_of_window", "no_flow_for_segment", "nat_tuple_conflict", "tx_ring_full"];
-
-/// A reading of the gateway's counters ([`COUNTERS`], then [`DROPS`]) and its flows gauge.
+/// The TCP counters of the clients' kernels the notes report (`nstat`): connections opened,
+/// SYNs sent again, connections refused or reset while opening, RSTs sent (a client in SYN-SENT
+/// answers a TIME_WAIT's ACK with one).
+const CLIENT_TCP: [&str; 4] = ["TcpActiveOpens", "TcpExtTCPSynRetrans", "TcpAttemptFails", "TcpOutRsts"];
+/// The backend kernel's: connections accepted, SYNs a TIME_WAIT refused by its PAWS check (it
+/// answers them with an ACK of the old connection), SYN cookies sent, SYNs dropped at the
+/// listener, segments sent again.
+const BACKEND_TCP: [&str; 5] =
+    ["TcpPassiveOpens", "TcpExtPAWSTimewait", "TcpExtSyncookiesSent", "TcpExtListenDrops", "TcpRetransSegs"];
+/// A reading of the gateway's counters ([`COUNTERS`], then its drops by reason, every reason
+/// control's metrics name) and its flows gauge.
 #[derive(Debug, Clone, Default)]
 struct Counts {
-    values: Vec<(&'static str, u64)>,
+    values: Vec<(String, u64)>,
     flows: u64,
 }
 
@@ -512,7 +511,7 @@ impl Counts {
     /// What changed since `before` (the gauge as it is now).
     fn since(&self, before: &Counts) -> Counts {
         Counts {
-            values: self.values.iter().map(|&(n, v)| (n, v.saturating_sub(before.get(n)))).collect(),
+            values: self.values.iter().map(|(n, v)| (n.clone(), v.saturating_sub(before.get(n)))).collect(),
             flows: self.flows,
         }
     }
@@ -698,19 +697,16 @@ impl Bench {
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
                 .sum()
         };
-        let mut values = Vec::new();
-        for n in COUNTERS {
-            values.push((n, sum(&format!("sluice_gateway_{n}_total{{"))));
+        let mut values: Vec<(String, u64)> =
+            COUNTERS.iter().map(|n| (n.to_string(), sum(&format!("sluice_gateway_{n}_total{{")))).collect();
+        let mut drops = std::collections::BTreeMap::<String, u64>::new();
+        for l in page.lines().filter(|l| l.starts_with("sluice_gateway_drops_total{")) {
+            let reason = l.split("reason=\"").nth(1).and_then(|r| r.split('"').next());
+            if let (Some(r), Some(v)) = (reason, l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok())) {
+                *drops.entry(format!("drop {r}")).or_insert(0) += v;
+            }
         }
-        for r in DROPS {
-            let label = format!("reason=\"{r}\"}}");
-            let v = page
-                .lines()
-                .filter(|l| l.starts_with("sluice_gateway_drops_total{") && l.contains(&label))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-                .sum();
-            values.push((r, v));
-        }
+        values.extend(drops);
         Counts { values, flows: sum("sluice_gateway_flows{") }
     }
 
@@ -850,7 +846,7 @@ impl Bench {
             slice.note = match before {
                 Some(b) => {
                     let d = self.counts().since(&b);
-                    slice.exhausted = d.get("snat_exhausted");
+                    slice.exhausted = d.get("drop snat_exhausted");
                     d.text()
                 }
                 None => format!("conntrack {}", self.conntrack_count()),
@@ -1229,8 +1225,8 @@ impl Report {
             println!(
                 "{:<11} {:>9.0} {:>9.0} {:>7.2}  {:>14} {:>14}  {} / {}",
                 format!("{:>3}–{:>3} s", i as u64 * SLICE_S, (i as u64 + 1) * SLICE_S),
-                s.cps(),
-                kcps,
+                s.cps().round(),
+                kcps.round(),
                 if kcps > 0.0 { s.cps() / kcps } else { 0.0 },
                 errs(s),
                 k.map_or("-".into(), errs),
@@ -1315,9 +1311,10 @@ impl Report {
         );
         m.insert("synflood_seconds".into(), json!(self.plan.flood_s));
         if let Some((c, flows_max)) = &self.flood.counts {
-            for n in ["snat_reclaimed", "snat_exhausted", "new_flows"] {
+            for n in ["snat_reclaimed", "new_flows"] {
                 m.insert(format!("synflood_{n}"), json!(c.get(n)));
             }
+            m.insert("synflood_snat_exhausted".into(), json!(c.get("drop snat_exhausted")));
             m.insert("synflood_flows_max".into(), json!(flows_max));
         }
         m.insert("nft_synflood_legit_success_pct".into(), pct(&self.nft_flood.during));
