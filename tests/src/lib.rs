@@ -251,6 +251,18 @@ impl Sandbox {
         format!("{}-{role}", self.id)
     }
 
+    /// Adds another client host on the clients' switch: namespace `role` (removed with the
+    /// sandbox) with interface `c0` holding `v4`/24 (an unused address of 198.18.0.0/24), and the
+    /// client's IPv4 routes (LoadBalancer VIPs on-link, ClusterIPs via the gateway). For tests and
+    /// benches that need many client addresses (wrk, curl cannot choose a source address) or a
+    /// host of their own on the clients' segment. Returns the namespace's name.
+    pub fn add_client(&mut self, role: &str, v4: &str) -> io::Result<String> {
+        let ns = self.plug(role, "c0")?;
+        must(&["ip", "-n", &ns, "addr", "add", &format!("{v4}/24"), "dev", "c0"])?;
+        client_routes(&ns)?;
+        Ok(ns)
+    }
+
     /// Adds a namespace of the sandbox (removed with it) for a role of the test's own, with
     /// only loopback up: the test wires it.
     pub fn add_namespace(&mut self, role: &str) -> io::Result<String> {
@@ -325,10 +337,9 @@ impl Sandbox {
         let cl = self.plug("cl", "c0")?;
         must(&["ip", "-n", &cl, "addr", "add", "198.18.0.100/24", "dev", "c0"])?;
         must(&["ip", "-n", &cl, "addr", "add", "2001:db8::100/64", "dev", "c0", "nodad"])?;
-        must(&["ip", "-n", &cl, "route", "add", "198.18.100.0/24", "dev", "c0"])?;
         must(&["ip", "-n", &cl, "route", "add", "2001:db8:100::/64", "dev", "c0"])?;
-        must(&["ip", "-n", &cl, "route", "add", "198.19.0.0/16", "via", GW_V4])?;
         must(&["ip", "-n", &cl, "route", "add", "2001:db8:19::/48", "via", GW_V6])?;
+        client_routes(&cl)?;
         for i in 0..self.backends.len() {
             let b = self.backends[i].clone();
             let ns = self.plug(&format!("b{i}"), "e0")?;
@@ -658,6 +669,20 @@ impl Sandbox {
         }
     }
 
+    /// A gauge of the gateway (`flows`, `flow_capacity`) summed over workers, from control's
+    /// metrics. Panics, with the page, when the page has no such gauge.
+    pub fn gateway_gauge(&self, name: &str) -> u64 {
+        let prefix = format!("sluice_gateway_{name}");
+        let page = self.metrics();
+        let samples: Vec<u64> = page
+            .lines()
+            .filter(|l| l.starts_with(&prefix) && l[prefix.len()..].starts_with(['{', ' ']))
+            .map(sample)
+            .collect();
+        assert!(!samples.is_empty(), "no gauge {name:?} on control's metrics page:\n{page}");
+        samples.iter().sum()
+    }
+
     /// The gateway's drops for one reason (`no_flow_for_segment`…), summed over workers. Panics,
     /// with the page, when the page has no such reason.
     pub fn gateway_drops(&self, reason: &str) -> u64 {
@@ -793,6 +818,13 @@ fn sample(line: &str) -> u64 {
         .next()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("unreadable sample: {line}"))
+}
+
+/// A client's IPv4 routes on its interface `c0`: the LoadBalancer VIPs on-link (the gateway
+/// answers their ARP), the ClusterIPs via the gateway's node address.
+fn client_routes(ns: &str) -> io::Result<()> {
+    must(&["ip", "-n", ns, "route", "add", "198.18.100.0/24", "dev", "c0"])?;
+    must(&["ip", "-n", ns, "route", "add", "198.19.0.0/16", "via", GW_V4])
 }
 
 /// An nginx configuration that runs in the foreground as root with every file under `dir` and

@@ -1,0 +1,1382 @@
+//! `benches/run faults` (issue 12, "An edge that holds under attack"): a connection storm, a SYN
+//! flood and a forged ARP request against Sluice, and the storm and the flood against the kernel
+//! doing kube-proxy's job with nftables, in the same run and the same sandbox.
+//!
+//! Topology: the namespace sandbox of `sluice_sandbox` (a switch; the gateway `gw` on core 1;
+//! one nginx backend `b0` at 198.18.1.1:8080; the client `cl`) and, on the clients' switch:
+//! - `s1`…`sN` ([`STORM_CLIENTS`]): the storm's clients, 198.18.0.101…, one address each (wrk
+//!   cannot choose a source address, so many client addresses are many namespaces);
+//! - `f1`, `f2`: the flooders, 198.18.0.51 and .52, whose SYNs come from 198.18.128.0/20 and
+//!   198.18.144.0/20 (the gateway namespace routes those prefixes back to them, so the backend's
+//!   SYN-ACKs go back through the gateway to the flooders' segment, where nothing answers them);
+//! - `fg`: the forger, 198.18.0.66, with a MAC of its own.
+//!
+//! The Services (control's manifest, [`MANIFEST`]): a NodePort (node 198.18.0.1:31080) and a
+//! LoadBalancer VIP (198.18.100.10:80), both on the one backend. Sluice runs FullNAT with one
+//! SNAT address (198.18.1.254, ports 10000–29999): 20,000 tuples towards the backend.
+//!
+//! The scenarios:
+//! 1. **Storm**: every client runs `wrk -t1 -c4 -H 'Connection: close'` to the NodePort in
+//!    consecutive 10 s invocations (slices), all clients at once; a slice's connections per
+//!    second are the requests all clients completed ÷ 10 s (each request is one connection).
+//!    Sluice first, then the kernel (below), the same slices.
+//! 2. **Flood**: two `sluice-pktgen send --proto syn` at full rate from `f1` (to the NodePort) and
+//!    `f2` (to the VIP), each 4,096 source addresses × 128 source ports: 1,048,576 source
+//!    (address, port) pairs in all — not a million distinct addresses, which 198.18.0.0/15
+//!    (131,072) cannot hold. Meanwhile `cl` makes [`LEGIT_RATE`] connections per second (an HTTP
+//!    GET each, 2 s to answer), alternating NodePort and VIP, from 2 s before the flood to
+//!    `--after-seconds` after it; each is counted by when it started: during or after. The
+//!    gateway's VmRSS is sampled every second: before, max, after.
+//! 3. **Forged ARP** (Sluice only: the kernel is not asked to own a VIP): after connections to
+//!    the VIP (the backend's neighbour known), `fg` broadcasts "who-has VIP tell 198.18.1.1"
+//!    with its own MAC as the sender's, three times; `cl` then makes 100 connections to the VIP;
+//!    an AF_PACKET socket in `fg` counts the IP frames addressed to its MAC (the backend's traffic,
+//!    diverted). ARP frames to it (the gateway's answer to the request) are counted apart.
+//!
+//! The kernel's side: the gateway stopped, `gw` forwards (`ip_forward`) with kube-proxy's
+//! nftables rules ([`nft_rules`]: DNAT of the NodePort and the VIP to the backend, masquerade,
+//! conntrack); the VIP is a local address of `gw` (on `lo`) so that the kernel answers its ARP,
+//! as MetalLB's speaker would. RPS on `gw0` puts the kernel's forwarding on core 1, where
+//! Sluice's worker ran; wrk, nginx, the flooders and the legitimate clients run on core 0 on
+//! both sides.
+//!
+//! Subcommands (the orchestrator runs the others inside the namespaces):
+//!   run [--storm-seconds 300] [--flood-seconds 60] [--after-seconds 60] [--quick]
+//!   clients --targets A:P,… --rate R (--seconds S | --count N) --timeout-ms T
+//!   forge --iface IF --sender-ip IP --target-ip IP --seconds S
+#![forbid(unsafe_code)]
+
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use sluice_benches::{flag, text_flag};
+use sluice_sandbox::{Backend, GW_V4, Sandbox, bin, run};
+
+/// The NodePort (on the gateway's node address).
+const NODE_PORT: u16 = 31080;
+/// The LoadBalancer VIP and its port.
+const VIP: &str = "198.18.100.10";
+/// The VIP's port.
+const VIP_PORT: u16 = 80;
+/// The one backend and its port.
+const BACKEND: &str = "198.18.1.1";
+/// nginx's port on the backend.
+const BACKEND_PORT: u16 = 8080;
+/// Storm clients (namespaces, one address each) and wrk connections per client: 8 × 4 = 32.
+const STORM_CLIENTS: usize = 8;
+/// wrk connections per storm client.
+const STORM_CONNS: usize = 4;
+/// Seconds per storm slice.
+const SLICE_S: u64 = 10;
+/// The flooders: role, own address, first source address, target address and port, name.
+const FLOODERS: [(&str, &str, &str, &str, u16, &str); 2] = [
+    ("f1", "198.18.0.51", "198.18.128.0", GW_V4, NODE_PORT, "NodePort"),
+    ("f2", "198.18.0.52", "198.18.144.0", VIP, VIP_PORT, "VIP"),
+];
+/// Source addresses per flooder (a /20) and source ports per address.
+const FLOOD_IPS: u32 = 4096;
+/// Source ports per flood source address.
+const FLOOD_PORTS: u32 = 128;
+/// The legitimate clients' connections per second during the flood.
+const LEGIT_RATE: f64 = 25.0;
+/// Their time to answer (connect, request, whole response).
+const LEGIT_TIMEOUT_MS: u64 = 2000;
+/// The forger's role and address.
+const FORGER: (&str, &str) = ("fg", "198.18.0.66");
+/// The core of the gateway's worker and, on the kernel's side, of its forwarding (RPS).
+const DUT_CORE: usize = 1;
+/// The core of everything else the bench starts.
+const LOAD_CORE: usize = 0;
+
+/// Set by SIGINT/SIGTERM: the run stops within a second and cleans up.
+static INTERRUPTED: std::sync::LazyLock<Arc<AtomicBool>> =
+    std::sync::LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+
+/// Dispatches the subcommands (module doc).
+fn main() {
+    sluice_log::init("info");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("run") => orchestrate(&args[1..]),
+        Some("clients") => clients(&args[1..]),
+        Some("forge") => forge(&args[1..]),
+        _ => Err("usage: sluice-bench-faults run [--storm-seconds S] [--flood-seconds S] [--after-seconds S] [--quick] | clients … | forge …".into()),
+    };
+    if let Err(e) = r {
+        eprintln!("sluice-bench-faults: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Milliseconds since the epoch: the one clock the orchestrator and the clients share.
+fn epoch_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether the run was interrupted.
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+// ------------------------------------------------------------------------------------------
+// `clients`: legitimate connections at a steady rate
+
+/// Opens connections at `--rate` per second (each on its own thread, so a slow one does not
+/// delay the next) to the `--targets` in turn, for `--seconds` or `--count` connections; each
+/// sends a GET and must read a whole `200` answer within `--timeout-ms`. Prints one line per
+/// connection: `START_MS OK LATENCY_MS TARGET WHY` (`OK` 1 or 0, `WHY` `-` or the failure).
+fn clients(args: &[String]) -> Result<(), String> {
+    let targets: Vec<SocketAddr> = text_flag(args, "--targets")
+        .ok_or("--targets")?
+        .split(',')
+        .map(|t| t.parse().map_err(|e| format!("--targets {t}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let rate: f64 = flag(args, "--rate", LEGIT_RATE);
+    let seconds: f64 = flag(args, "--seconds", 0.0);
+    let count: u64 = flag(args, "--count", (seconds * rate).ceil() as u64);
+    let timeout = Duration::from_millis(flag(args, "--timeout-ms", LEGIT_TIMEOUT_MS));
+    if targets.is_empty() || rate.is_nan() || rate <= 0.0 || count == 0 || count > 1_000_000 {
+        return Err("clients: --targets, a positive --rate and --seconds or --count (≤ 1,000,000)".into());
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let t0 = Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..count {
+        let at = t0 + Duration::from_secs_f64(i as f64 / rate);
+        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let (target, tx) = (targets[i as usize % targets.len()], tx.clone());
+        handles.push(std::thread::spawn(move || {
+            let (start, t) = (epoch_ms(), Instant::now());
+            let r = one_get(target, timeout);
+            let ms = t.elapsed().as_millis();
+            let line = match r {
+                Ok(()) => format!("{start} 1 {ms} {target} -"),
+                Err(why) => format!("{start} 0 {ms} {target} {why}"),
+            };
+            let _ = tx.send(line);
+        }));
+        // Finished threads are joined as we go: at most rate × timeout of them live.
+        handles.retain(|h| !h.is_finished());
+    }
+    drop(tx);
+    let mut out = std::io::stdout().lock();
+    for line in rx {
+        let _ = writeln!(out, "{line}");
+    }
+    Ok(())
+}
+
+/// One connection: GET `/`, the whole answer read, `200` expected, all within `timeout`.
+fn one_get(target: SocketAddr, timeout: Duration) -> Result<(), &'static str> {
+    let deadline = Instant::now() + timeout;
+    let left = || deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero());
+    let mut s = TcpStream::connect_timeout(&target, timeout).map_err(|e| match e.kind() {
+        std::io::ErrorKind::TimedOut => "connect-timeout",
+        std::io::ErrorKind::ConnectionRefused => "connect-refused",
+        std::io::ErrorKind::ConnectionReset => "connect-reset",
+        _ => "connect-error",
+    })?;
+    s.set_write_timeout(left()).map_err(|_| "timeout")?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").map_err(|_| "write-error")?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        s.set_read_timeout(Some(left().ok_or("read-timeout")?)).map_err(|_| "read-timeout")?;
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err("read-timeout");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Err("read-reset"),
+            Err(_) => return Err("read-error"),
+        }
+    }
+    if answer.starts_with(b"HTTP/1.1 200") { Ok(()) } else { Err("bad-answer") }
+}
+
+/// One connection as `clients` printed it.
+struct Attempt {
+    start_ms: u64,
+    ok: bool,
+    why: String,
+}
+
+/// The lines `clients` printed.
+fn attempts(log: &str) -> Vec<Attempt> {
+    log.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let [start, ok, _ms, _target, why] = f[..] else { return None };
+            Some(Attempt { start_ms: start.parse().ok()?, ok: ok == "1", why: why.to_owned() })
+        })
+        .collect()
+}
+
+/// Connections and successes among `a`, and the failures by reason.
+#[derive(Debug, Default, Clone)]
+struct Tally {
+    tried: u64,
+    ok: u64,
+    why: std::collections::BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn of<'a>(a: impl Iterator<Item = &'a Attempt>) -> Tally {
+        let mut t = Tally::default();
+        for x in a {
+            t.tried += 1;
+            if x.ok {
+                t.ok += 1;
+            } else {
+                *t.why.entry(x.why.clone()).or_insert(0) += 1;
+            }
+        }
+        t
+    }
+
+    /// Success in percent (`None` with no connection).
+    fn pct(&self) -> Option<f64> {
+        (self.tried > 0).then(|| 100.0 * self.ok as f64 / self.tried as f64)
+    }
+
+    fn text(&self) -> String {
+        let why: Vec<String> = self.why.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let pct = self.pct().map_or("-".into(), |p| format!("{p:.2} %"));
+        let why = if why.is_empty() { String::new() } else { format!(" (failed: {})", why.join(", ")) };
+        format!("{}/{} = {pct}{why}", self.ok, self.tried)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// `forge`: the forged ARP request, and what then arrives at the forger's MAC
+
+/// Inside the forger's namespace: opens an AF_PACKET socket (every frame of every interface),
+/// broadcasts three ARP requests 200 ms apart — who has `--target-ip`? tell `--sender-ip` at this
+/// interface's MAC — prints `forged`, then counts the frames addressed to this MAC until SIGTERM
+/// or `--seconds`, and prints them as JSON: `ip_frames` (IPv4 and IPv6: traffic diverted here),
+/// `arp_frames`, `other_frames`, `requests_sent`.
+fn forge(args: &[String]) -> Result<(), String> {
+    use rustix::net::{AddressFamily, RecvFlags, SocketType, sockopt};
+    use sluice_wire::ethernet::{self, Frame, ethertype};
+    let iface = text_flag(args, "--iface").ok_or("--iface")?;
+    let sender: Ipv4Addr =
+        text_flag(args, "--sender-ip").ok_or("--sender-ip")?.parse().map_err(|_| "--sender-ip")?;
+    let target: Ipv4Addr =
+        text_flag(args, "--target-ip").ok_or("--target-ip")?.parse().map_err(|_| "--target-ip")?;
+    let seconds: f64 = flag(args, "--seconds", 30.0);
+    let stop = Arc::new(AtomicBool::new(false));
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(s, Arc::clone(&stop)).map_err(|e| e.to_string())?;
+    }
+    let own = sluice_xsk::link::mac(&iface).map_err(|e| format!("{iface}: {e}"))?;
+    let rx = rustix::net::socket(AddressFamily::PACKET, SocketType::RAW, Some(rustix::net::eth::ALL))
+        .map_err(|e| format!("AF_PACKET socket: {e}"))?;
+    sockopt::set_socket_timeout(&rx, sockopt::Timeout::Recv, Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    let ifindex = sluice_xsk::socket::if_index(&iface).map_err(|e| e.to_string())?;
+    let tx = sluice_xsk::link::RawSender::open(ifindex).map_err(|e| format!("raw sender on {iface}: {e}"))?;
+    let mut frame = [0u8; 60];
+    let mut eth = Frame::new_unchecked(&mut frame[..]);
+    eth.set_dst([0xff; 6]);
+    eth.set_src(own);
+    eth.set_ethertype(ethertype::ARP);
+    sluice_wire::arp::Packet::new_unchecked(&mut frame[ethernet::HEADER_LEN..]).emit(
+        sluice_wire::arp::OP_REQUEST,
+        own,
+        sender.octets(),
+        [0; 6],
+        target.octets(),
+    );
+    let mut sent = 0;
+    for i in 0..3 {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        tx.send(&frame).map_err(|e| format!("sending the forged ARP request: {e}"))?;
+        sent += 1;
+    }
+    println!("forged");
+    let _ = std::io::stdout().flush();
+    let (mut ip, mut arp, mut other) = (0u64, 0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut buf = [0u8; 2048];
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let n = match rustix::net::recv(&rx, &mut buf[..], RecvFlags::empty()) {
+            Ok((n, _)) => n,
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(format!("receiving: {e}")),
+        };
+        let Ok(f) = Frame::new_checked(&buf[..n]) else { continue };
+        if f.dst() != own {
+            continue;
+        }
+        match f.ethertype() {
+            ethertype::IPV4 | ethertype::IPV6 => ip += 1,
+            ethertype::ARP => arp += 1,
+            _ => other += 1,
+        }
+    }
+    println!("{}", json!({"ip_frames": ip, "arp_frames": arp, "other_frames": other, "requests_sent": sent}));
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// The orchestrator
+
+/// The run's durations.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    storm_s: u64,
+    flood_s: u64,
+    after_s: u64,
+}
+
+/// The whole benchmark: the sandbox, Sluice's storm, flood and forged ARP, the kernel's storm and
+/// flood, the table and RESULT.
+fn orchestrate(args: &[String]) -> Result<(), String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("needs root (namespaces, XDP, nftables)".into());
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let plan = Plan {
+        storm_s: flag(args, "--storm-seconds", if quick { 60 } else { 300 }).max(SLICE_S),
+        flood_s: flag(args, "--flood-seconds", if quick { 20 } else { 60 }).max(1),
+        after_s: flag(args, "--after-seconds", if quick { 20 } else { 60 }).max(1),
+    };
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(s, Arc::clone(&INTERRUPTED)).map_err(|e| e.to_string())?;
+    }
+    let mut b = Bench::new()?;
+    eprintln!("sandbox up; Sluice: control and the gateway (worker on core {DUT_CORE}) …");
+    b.start_sluice()?;
+    let storm = b.storm("Sluice", plan.storm_s, true)?;
+    let flood = b.flood("Sluice", plan, true)?;
+    let arp = b.forged_arp()?;
+    eprintln!("the kernel: gateway stopped, kube-proxy's nftables rules in gw …");
+    b.start_kernel()?;
+    let nft_storm = b.storm("nftables", plan.storm_s, false)?;
+    let nft_flood = b.flood("nftables", plan, false)?;
+    let report = Report { plan, storm, nft_storm, flood, nft_flood, arp };
+    report.print();
+    println!("RESULT {}", Value::Object(report.result()));
+    Ok(())
+}
+
+/// Child processes the bench started itself (not through the sandbox), killed on drop.
+#[derive(Default)]
+struct Kids(Vec<Child>);
+
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The sandbox and what runs in it. Field order is drop order: the bench's own children go
+/// first, then the sandbox stops its processes and deletes every namespace.
+struct Bench {
+    kids: Kids,
+    sb: Sandbox,
+    gw_mac: String,
+}
+
+/// Control's manifest: a NodePort and a LoadBalancer VIP, both on the one backend.
+const MANIFEST: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata:
+  name: edge
+  namespace: sluice-system
+spec:
+  addresses:
+    - 198.18.100.10-198.18.100.19
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: storm
+spec:
+  type: NodePort
+  selector:
+    app: web
+  ports:
+    - name: http
+      port: 8080
+      targetPort: 8080
+      nodePort: 31080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: edge
+spec:
+  type: LoadBalancer
+  loadBalancerIP: 198.18.100.10
+  selector:
+    app: web
+  ports:
+    - name: http
+      port: 80
+      targetPort: 8080
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-1
+  labels:
+    app: web
+spec:
+  containers:
+    - name: app
+      image: registry.example/app:1
+      ports:
+        - name: http
+          containerPort: 8080
+status:
+  phase: Running
+  podIP: 198.18.1.1
+  conditions:
+    - type: Ready
+      status: "True"
+"#;
+
+/// kube-proxy's nftables rules (as its nftables mode writes them) for the two Services, the
+/// parts this path exercises: the VIP dispatched by address, protocol and port, the NodePort by
+/// `fib daddr type local` and port, the endpoint chosen with `numgen random` (one endpoint),
+/// DNAT, and masquerade of everything marked (Cluster traffic policy).
+fn nft_rules() -> String {
+    format!(
+        "table ip kube-proxy {{\n\
+         \x20 map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict; elements = {{ {VIP} . tcp . {VIP_PORT} : goto external-edge }} }}\n\
+         \x20 map service-nodeports {{ type inet_proto . inet_service : verdict; elements = {{ tcp . {NODE_PORT} : goto external-storm }} }}\n\
+         \x20 chain nat-prerouting {{ type nat hook prerouting priority dstnat; policy accept; jump services; }}\n\
+         \x20 chain nat-postrouting {{ type nat hook postrouting priority srcnat; policy accept; jump masquerading; }}\n\
+         \x20 chain masquerading {{ meta mark & 0x4000 == 0 return; meta mark set meta mark ^ 0x4000; masquerade fully-random; }}\n\
+         \x20 chain mark-for-masquerade {{ meta mark set meta mark | 0x4000; }}\n\
+         \x20 chain services {{ ip daddr . meta l4proto . th dport vmap @service-ips; fib daddr type local meta l4proto . th dport vmap @service-nodeports; }}\n\
+         \x20 chain external-storm {{ jump mark-for-masquerade; goto svc-storm; }}\n\
+         \x20 chain external-edge {{ jump mark-for-masquerade; goto svc-edge; }}\n\
+         \x20 chain svc-storm {{ numgen random mod 1 vmap {{ 0 : goto ep-web-1 }}; }}\n\
+         \x20 chain svc-edge {{ numgen random mod 1 vmap {{ 0 : goto ep-web-1 }}; }}\n\
+         \x20 chain ep-web-1 {{ ip saddr {BACKEND} jump mark-for-masquerade; meta l4proto tcp dnat to {BACKEND}:{BACKEND_PORT}; }}\n\
+         }}\n"
+    )
+}
+
+/// The gateway's counters the tables report (counters, then drops by reason).
+const COUNTERS: [&str; 9] = [
+    "rx_frames",
+    "new_flows",
+    "snat_reclaimed",
+    "snat_reused",
+    "snat_pool_fallbacks",
+    "neighbor_replies",
+    "forwarded",
+    "xsk_rx_ring_full",
+    "xsk_rx_dropped",
+];
+/// The TCP counters of the clients' kernels the notes report (`nstat`): connections opened,
+/// SYNs sent again, connections refused or reset while opening, RSTs sent (a client in SYN-SENT
+/// answers a TIME_WAIT's ACK with one).
+const CLIENT_TCP: [&str; 4] = ["TcpActiveOpens", "TcpExtTCPSynRetrans", "TcpAttemptFails", "TcpOutRsts"];
+/// The backend kernel's: connections accepted, SYNs a TIME_WAIT refused by its PAWS check (it
+/// answers them with an ACK of the old connection), SYN cookies sent, SYNs dropped at the
+/// listener, segments sent again.
+const BACKEND_TCP: [&str; 5] =
+    ["TcpPassiveOpens", "TcpExtPAWSTimewait", "TcpExtSyncookiesSent", "TcpExtListenDrops", "TcpRetransSegs"];
+/// A reading of the gateway's counters ([`COUNTERS`], then its drops by reason, every reason
+/// control's metrics name) and its flows gauge.
+#[derive(Debug, Clone, Default)]
+struct Counts {
+    values: Vec<(String, u64)>,
+    flows: u64,
+}
+
+impl Counts {
+    fn get(&self, name: &str) -> u64 {
+        self.values.iter().find(|(n, _)| *n == name).map_or(0, |x| x.1)
+    }
+
+    /// What changed since `before` (the gauge as it is now).
+    fn since(&self, before: &Counts) -> Counts {
+        Counts {
+            values: self.values.iter().map(|(n, v)| (n.clone(), v.saturating_sub(before.get(n)))).collect(),
+            flows: self.flows,
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut parts: Vec<String> =
+            self.values.iter().filter(|(_, v)| *v > 0).map(|(n, v)| format!("{n} {v}")).collect();
+        parts.push(format!("flows (gauge) {}", self.flows));
+        parts.join(", ")
+    }
+}
+
+/// One storm slice: what every client's wrk said, summed.
+#[derive(Debug, Clone, Default)]
+struct Slice {
+    requests: u64,
+    /// wrk's own duration, the longest of the clients'.
+    seconds: f64,
+    connect_errors: u64,
+    other_errors: u64,
+    non_2xx: u64,
+    /// Sluice: its counters over the slice; the kernel: `conntrack -C` at its end.
+    note: String,
+    /// Sluice's `snat_exhausted` drops over the slice (0 on the kernel's side).
+    exhausted: u64,
+}
+
+impl Slice {
+    fn cps(&self) -> f64 {
+        self.requests as f64 / SLICE_S as f64
+    }
+}
+
+/// A storm: its slices, and what the clients' and the backend's kernels counted over it.
+#[derive(Debug, Clone, Default)]
+struct Storm {
+    slices: Vec<Slice>,
+    tcp: String,
+}
+
+/// A flood's figures.
+#[derive(Debug, Clone, Default)]
+struct Flood {
+    /// Frames each flooder sent, and its seconds.
+    sent: Vec<(u64, f64)>,
+    before: Tally,
+    during: Tally,
+    after: Tally,
+    /// Gateway VmRSS in kB (Sluice): before, the max during and after, at the end.
+    rss_kb: Option<(u64, u64, u64)>,
+    /// Sluice's counters over the flood and the time after; the most flows seen.
+    counts: Option<(Counts, u64)>,
+    /// The kernel: the most conntrack entries seen, and nf_conntrack_max.
+    conntrack: Option<(u64, u64)>,
+    /// The legitimate client's and the backend's kernels' TCP counters, and the backlog drops.
+    tcp: String,
+}
+
+impl Flood {
+    fn pps(&self) -> f64 {
+        self.sent.iter().map(|&(n, s)| if s > 0.0 { n as f64 / s } else { 0.0 }).sum()
+    }
+}
+
+/// The forged ARP's figures.
+#[derive(Debug, Clone, Default)]
+struct Arp {
+    ip_frames: u64,
+    arp_frames: u64,
+    requests_sent: u64,
+    connections: Tally,
+    /// The kernel's neighbour entry for the backend in gw, before and after.
+    kernel_neigh: (String, String),
+    neighbor_replies: u64,
+}
+
+impl Bench {
+    /// The sandbox: one backend, the storm clients, the flooders and the forger; RPS on gw0 to
+    /// the DUT core; routes for the flood's sources; nginx on the load core.
+    fn new() -> Result<Bench, String> {
+        let backends = [Backend::http("web-1", BACKEND, &[BACKEND_PORT])];
+        let sb = Sandbox::new(&backends).map_err(|e| format!("sandbox: {e}"))?;
+        let mut b = Bench { kids: Kids::default(), sb, gw_mac: String::new() };
+        for i in 1..=STORM_CLIENTS {
+            b.sb.add_client(&format!("s{i}"), &format!("198.18.0.{}", 100 + i)).map_err(|e| e.to_string())?;
+        }
+        for (role, addr, src, ..) in FLOODERS {
+            b.sb.add_client(role, addr).map_err(|e| e.to_string())?;
+            b.gw(&["ip", "route", "add", &format!("{src}/20"), "via", addr])?;
+        }
+        b.sb.add_client(FORGER.0, FORGER.1).map_err(|e| e.to_string())?;
+        let mask = format!("{:x}", 1u64 << DUT_CORE);
+        b.gw(&["sh", "-c", &format!("echo {mask} > /sys/class/net/gw0/queues/rx-0/rps_cpus")])?;
+        b.gw_mac = b.sb.gateway_mac();
+        b.pin_nginx()?;
+        b.sb.set_manifests(&[], &[("faults.yaml", MANIFEST)]).map_err(|e| e.to_string())?;
+        Ok(b)
+    }
+
+    /// Runs a command in the gateway namespace that must succeed.
+    fn gw(&self, args: &[&str]) -> Result<(), String> {
+        let out = self.sb.exec("gw", args).map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("gw: {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        }
+    }
+
+    /// Pins the backend's nginx (master and workers) to the load core.
+    fn pin_nginx(&self) -> Result<(), String> {
+        let master = self.sb.pid("nginx-web-1").ok_or("nginx of web-1 is not running")?;
+        let children =
+            std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
+        for pid in std::iter::once(master.to_string()).chain(children.split_whitespace().map(str::to_owned)) {
+            let _ = run(&["taskset", "-pc", &LOAD_CORE.to_string(), &pid]);
+        }
+        Ok(())
+    }
+
+    /// Control, the gateway (its worker on the DUT core, the default flow table), and one
+    /// successful connection to each Service.
+    fn start_sluice(&mut self) -> Result<(), String> {
+        self.sb.start_control().map_err(|e| format!("control: {e}"))?;
+        let g = bin("sluice-gateway").to_string_lossy().into_owned();
+        let t = self.sb.table().to_string_lossy().into_owned();
+        let core = DUT_CORE.to_string();
+        self.sb
+            .spawn("gw", "gateway", &[&g, "--iface", "gw0", "--table", &t, "--cores", &core])
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.sb.log("gateway").contains("XDP steering:") {
+            let pid = self.sb.pid("gateway").unwrap_or(0);
+            if Instant::now() > deadline || !alive(pid) {
+                return Err(format!("the gateway did not start; its log:\n{}", self.sb.log("gateway")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_serving()
+    }
+
+    /// Waits (20 s at most) until a GET from the client succeeds through each Service.
+    fn wait_serving(&self) -> Result<(), String> {
+        for url in [format!("http://{GW_V4}:{NODE_PORT}/"), format!("http://{VIP}:{VIP_PORT}/")] {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while let Err(e) = self.sb.get_from("cl", &url, &["-m", "2"]) {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "{url} does not answer: {e}\ngateway log:\n{}",
+                        self.sb.log("gateway")
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel's side: the gateway stopped, forwarding on, the VIP local, kube-proxy's rules,
+    /// empty conntrack and neighbour tables; serving checked.
+    fn start_kernel(&mut self) -> Result<(), String> {
+        self.sb.stop("gateway", rustix::process::Signal::TERM);
+        self.gw(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        self.gw(&["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+        let rules = std::env::temp_dir().join(format!("sluice-faults-{}.nft", std::process::id()));
+        std::fs::write(&rules, nft_rules()).map_err(|e| e.to_string())?;
+        let loaded = self.gw(&["nft", "-f", &rules.to_string_lossy()]);
+        let _ = std::fs::remove_file(&rules);
+        loaded?;
+        self.gw(&["conntrack", "-F"])
+            .or_else(|e| if e.contains("0 flow entries") { Ok(()) } else { Err(e) })?;
+        self.gw(&["ip", "neigh", "flush", "all"])?;
+        let _ = self.sb.exec("cl", &["ip", "neigh", "flush", "all"]);
+        self.wait_serving()
+    }
+
+    /// A reading of the gateway's counters.
+    fn counts(&self) -> Counts {
+        let page = self.sb.metrics();
+        let sum = |prefix: &str| -> u64 {
+            page.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum()
+        };
+        let mut values: Vec<(String, u64)> =
+            COUNTERS.iter().map(|n| (n.to_string(), sum(&format!("sluice_gateway_{n}_total{{")))).collect();
+        let mut drops = std::collections::BTreeMap::<String, u64>::new();
+        for l in page.lines().filter(|l| l.starts_with("sluice_gateway_drops_total{")) {
+            let reason = l.split("reason=\"").nth(1).and_then(|r| r.split('"').next());
+            if let (Some(r), Some(v)) = (reason, l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok())) {
+                *drops.entry(format!("drop {r}")).or_insert(0) += v;
+            }
+        }
+        values.extend(drops);
+        Counts { values, flows: sum("sluice_gateway_flows{") }
+    }
+
+    /// `names` of `nstat`, summed over the namespaces of `roles`.
+    fn nstat(&self, roles: &[String], names: &[&'static str]) -> Vec<(&'static str, u64)> {
+        let mut sums: Vec<(&'static str, u64)> = names.iter().map(|&n| (n, 0)).collect();
+        for r in roles {
+            let Ok(o) = self.sb.exec(r, &["nstat", "-asz"]) else { continue };
+            for line in String::from_utf8_lossy(&o.stdout).lines() {
+                let mut it = line.split_whitespace();
+                let (Some(k), Some(v)) = (it.next(), it.next().and_then(|v| v.parse::<u64>().ok())) else {
+                    continue;
+                };
+                if let Some(x) = sums.iter_mut().find(|(n, _)| *n == k) {
+                    x.1 += v;
+                }
+            }
+        }
+        sums
+    }
+
+    /// The clients' ([`CLIENT_TCP`], summed over `roles`) and the backend's ([`BACKEND_TCP`])
+    /// TCP counters now.
+    fn tcp_stats(&self, roles: &[String]) -> Vec<(&'static str, u64)> {
+        let mut v = self.nstat(roles, &CLIENT_TCP);
+        v.extend(self.nstat(&["b0".to_owned()], &BACKEND_TCP));
+        v
+    }
+
+    /// `conntrack -C` in gw.
+    fn conntrack_count(&self) -> u64 {
+        self.sb
+            .exec("gw", &["conntrack", "-C"])
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Starts a process in a role's namespace, pinned to the load core, its output into `log`
+    /// under the sandbox's temporary directory; owned by [`Kids`].
+    fn spawn(&mut self, role: &str, log: &std::path::Path, args: &[&str]) -> Result<usize, String> {
+        let f = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.sb.ns(role), "taskset", "-c", &LOAD_CORE.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().map_err(|e| e.to_string())?)
+            .stderr(f)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", args[0]))?;
+        self.kids.0.push(child);
+        Ok(self.kids.0.len() - 1)
+    }
+
+    /// Whether kid `i` has exited.
+    fn exited(&mut self, i: usize) -> bool {
+        self.kids.0[i].try_wait().ok().flatten().is_some()
+    }
+
+    /// Waits for kid `i` to exit, `limit` at most (then SIGKILL); false if it was killed.
+    fn wait_kid(&mut self, i: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while !self.exited(i) {
+            if Instant::now() > deadline {
+                let _ = self.kids.0[i].kill();
+                let _ = self.kids.0[i].wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
+    /// Sends SIGTERM to kid `i` and waits for it (5 s, then SIGKILL).
+    fn term_kid(&mut self, i: usize) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.kids.0[i].id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        self.wait_kid(i, Duration::from_secs(5));
+    }
+
+    /// A log file of the run (in the temporary directory; removed when the run ends).
+    fn log_path(&self, name: &str) -> std::path::PathBuf {
+        self.sb.manifests().parent().unwrap_or(std::path::Path::new("/tmp")).join(name)
+    }
+
+    // --- 1. The storm -----------------------------------------------------------------------
+
+    /// `seconds / 10` slices; in each every storm client runs `wrk -t1 -c4 -d10s` with
+    /// `Connection: close` to the NodePort, all at once.
+    fn storm(&mut self, side: &str, seconds: u64, sluice: bool) -> Result<Storm, String> {
+        let slices = seconds.div_ceil(SLICE_S);
+        eprintln!(
+            "{side}: storm, {STORM_CLIENTS} clients × wrk -c{STORM_CONNS}, Connection: close, {slices} slices of {SLICE_S} s …"
+        );
+        let url = format!("http://{GW_V4}:{NODE_PORT}/");
+        let (d, c) = (format!("{SLICE_S}s"), STORM_CONNS.to_string());
+        let core = LOAD_CORE.to_string();
+        let mut out = Vec::new();
+        let roles: Vec<String> = (1..=STORM_CLIENTS).map(|i| format!("s{i}")).collect();
+        let tcp0 = self.tcp_stats(&roles);
+        for s in 0..slices {
+            if interrupted() {
+                return Err("interrupted".into());
+            }
+            let before = sluice.then(|| self.counts());
+            let mut wrks = Vec::new();
+            for i in 1..=STORM_CLIENTS {
+                let ns = self.sb.ns(&format!("s{i}"));
+                let child = Command::new("ip")
+                    .args(["netns", "exec", &ns, "taskset", "-c", &core, "wrk", "-t1", "-c", &c, "-d", &d])
+                    .args(["--timeout", "2s", "-H", "Connection: close", &url])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| format!("wrk: {e}"))?;
+                wrks.push(child);
+            }
+            let mut slice = Slice::default();
+            for w in wrks {
+                let o = w.wait_with_output().map_err(|e| e.to_string())?;
+                let text = String::from_utf8_lossy(&o.stdout);
+                let Some((n, secs)) = wrk_requests(&text) else {
+                    return Err(format!(
+                        "wrk said nothing usable:\n{text}{}",
+                        String::from_utf8_lossy(&o.stderr)
+                    ));
+                };
+                slice.requests += n;
+                slice.seconds = slice.seconds.max(secs);
+                let (connect, other) = wrk_errors(&text);
+                slice.connect_errors += connect;
+                slice.other_errors += other;
+                slice.non_2xx += wrk_field(&text, "Non-2xx or 3xx responses:");
+            }
+            slice.note = match before {
+                Some(b) => {
+                    let d = self.counts().since(&b);
+                    slice.exhausted = d.get("drop snat_exhausted");
+                    d.text()
+                }
+                None => format!("conntrack {}", self.conntrack_count()),
+            };
+            eprintln!(
+                "  {side} slice {:>2} ({:>3}–{:>3} s): {:>7.0} conn/s; connect errors {}, other {}, non-2xx {}; {}",
+                s + 1,
+                s * SLICE_S,
+                (s + 1) * SLICE_S,
+                slice.cps(),
+                slice.connect_errors,
+                slice.other_errors,
+                slice.non_2xx,
+                slice.note
+            );
+            out.push(slice);
+        }
+        let tcp = tcp_delta(&tcp0, &self.tcp_stats(&roles));
+        eprintln!("  {side}: {tcp}");
+        Ok(Storm { slices: out, tcp })
+    }
+
+    // --- 2. The flood -----------------------------------------------------------------------
+
+    /// The legitimate clients from 2 s before the flood to `after_s` after it; the two flooders
+    /// at full rate for `flood_s`; every second the gateway's RSS and flows (Sluice) or
+    /// conntrack's size (the kernel).
+    fn flood(&mut self, side: &str, plan: Plan, sluice: bool) -> Result<Flood, String> {
+        eprintln!(
+            "{side}: SYN flood, {} sources at full rate for {} s against the NodePort and the VIP, {LEGIT_RATE} legitimate connections/s, then {} s after …",
+            FLOODERS.len() as u64 * u64::from(FLOOD_IPS * FLOOD_PORTS),
+            plan.flood_s,
+            plan.after_s
+        );
+        let me = std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+        let pg = bin("sluice-pktgen").to_string_lossy().into_owned();
+        let gw_pid = self.sb.pid("gateway").filter(|_| sluice);
+        let rss = |pid: Option<u32>| pid.and_then(vm_rss_kb);
+        let counts0 = sluice.then(|| self.counts());
+        let roles = ["cl".to_owned()];
+        let (tcp0, softnet0) = (self.tcp_stats(&roles), softnet_drops());
+        let rss0 = rss(gw_pid);
+        let lead_s = 2;
+        let total_s = lead_s + plan.flood_s + plan.after_s;
+        let targets = format!("{GW_V4}:{NODE_PORT},{VIP}:{VIP_PORT}");
+        let clients_log = self.log_path(&format!("clients-{side}.log"));
+        let cl = self.spawn(
+            "cl",
+            &clients_log,
+            &[
+                &me,
+                "clients",
+                "--targets",
+                &targets,
+                "--rate",
+                &LEGIT_RATE.to_string(),
+                "--seconds",
+                &total_s.to_string(),
+                "--timeout-ms",
+                &LEGIT_TIMEOUT_MS.to_string(),
+            ],
+        )?;
+        let t_clients = epoch_ms();
+        std::thread::sleep(Duration::from_secs(lead_s));
+        let (ips, ports, dur) = (FLOOD_IPS.to_string(), FLOOD_PORTS.to_string(), plan.flood_s.to_string());
+        let mut gens = Vec::new();
+        let mac = self.gw_mac.clone();
+        let flood_start = epoch_ms();
+        for (role, _, src, dst, dport, _) in FLOODERS {
+            let log = self.log_path(&format!("pktgen-{side}-{role}.log"));
+            let dport = dport.to_string();
+            let args = [
+                pg.as_str(),
+                "send",
+                "--iface",
+                "c0",
+                "--dst-mac",
+                &mac,
+                "--src-ip",
+                src,
+                "--src-ips",
+                &ips,
+                "--sport",
+                "1024",
+                "--sports",
+                &ports,
+                "--dst-ip",
+                dst,
+                "--dport",
+                &dport,
+                "--proto",
+                "syn",
+                "--rate",
+                "max",
+                "--duration",
+                &dur,
+                "--cores",
+                "0",
+                "--json",
+            ];
+            let i = self.spawn(role, &log, &args)?;
+            gens.push((i, log));
+        }
+        let (mut rss_max, mut flows_max, mut ct_max) = (rss0.unwrap_or(0), 0u64, 0u64);
+        let mut sample = |b: &Bench| {
+            if let Some(kb) = rss(gw_pid) {
+                rss_max = rss_max.max(kb);
+            }
+            if sluice {
+                flows_max = flows_max.max(b.sb.gateway_gauge("flows"));
+            } else {
+                ct_max = ct_max.max(b.conntrack_count());
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(plan.flood_s + 30);
+        while !gens.iter().all(|(i, _)| self.kids.0[*i].try_wait().ok().flatten().is_some()) {
+            if interrupted() || Instant::now() > deadline {
+                for (i, _) in &gens {
+                    self.term_kid(*i);
+                }
+                if interrupted() {
+                    return Err("interrupted".into());
+                }
+            }
+            sample(self);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let flood_end = epoch_ms();
+        let mut sent = Vec::new();
+        for (_, log) in &gens {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let v: Value =
+                text.lines().rev().find_map(|l| serde_json::from_str(l).ok()).ok_or_else(|| {
+                    format!("sluice-pktgen did not report; its log ({}):\n{text}", log.display())
+                })?;
+            sent.push((v["sent"].as_u64().unwrap_or(0), v["seconds"].as_f64().unwrap_or(0.0)));
+        }
+        eprintln!(
+            "  flood over after {:.1} s; the {} s after it …",
+            (flood_end - flood_start) as f64 / 1e3,
+            plan.after_s
+        );
+        let deadline = Instant::now() + Duration::from_secs(plan.after_s + 30);
+        while !self.exited(cl) {
+            if interrupted() {
+                return Err("interrupted".into());
+            }
+            if Instant::now() > deadline {
+                self.term_kid(cl);
+                break;
+            }
+            sample(self);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let rss_end = rss(gw_pid);
+        let log = std::fs::read_to_string(&clients_log).unwrap_or_default();
+        let a = attempts(&log);
+        if a.is_empty() {
+            return Err(format!("the legitimate clients reported nothing; their log:\n{log}"));
+        }
+        let after_end = flood_end + plan.after_s * 1000;
+        let f = Flood {
+            sent,
+            before: Tally::of(a.iter().filter(|x| x.start_ms >= t_clients && x.start_ms < flood_start)),
+            during: Tally::of(a.iter().filter(|x| x.start_ms >= flood_start && x.start_ms <= flood_end)),
+            after: Tally::of(a.iter().filter(|x| x.start_ms > flood_end && x.start_ms <= after_end)),
+            rss_kb: rss0.zip(rss_end).map(|(b, e)| (b, rss_max.max(e), e)),
+            counts: counts0.map(|c0| (self.counts().since(&c0), flows_max)),
+            tcp: format!(
+                "{}; the kernels' backlog drops (softnet_stat, every namespace) {}",
+                tcp_delta(&tcp0, &self.tcp_stats(&roles)),
+                softnet_drops().saturating_sub(softnet0)
+            ),
+            conntrack: (!sluice).then(|| {
+                let max = self
+                    .sb
+                    .exec("gw", &["sysctl", "-n", "net.netfilter.nf_conntrack_max"])
+                    .ok()
+                    .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+                    .unwrap_or(0);
+                (ct_max, max)
+            }),
+        };
+        eprintln!(
+            "  {side}: offered {:.0} SYN/s; legitimate: during {}, after {}",
+            f.pps(),
+            f.during.text(),
+            f.after.text()
+        );
+        Ok(f)
+    }
+
+    // --- 3. The forged ARP ------------------------------------------------------------------
+
+    /// Connections to the VIP (the backend's neighbour known), the forger's three requests, 100
+    /// connections to the VIP, and what reached the forger.
+    fn forged_arp(&mut self) -> Result<Arp, String> {
+        eprintln!(
+            "Sluice: forged ARP (who-has {VIP} tell {BACKEND}, from the forger's MAC), then 100 connections …"
+        );
+        let me = std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+        let vip = format!("{VIP}:{VIP_PORT}");
+        for _ in 0..5 {
+            let _ = self.sb.get_from("cl", &format!("http://{vip}/"), &["-m", "2"]);
+        }
+        let neigh = |b: &Bench| {
+            b.sb.exec("gw", &["ip", "neigh", "show", BACKEND])
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default()
+        };
+        let neigh_before = neigh(self);
+        let replies0 = self.sb.gateway_counter("neighbor_replies");
+        let forge_log = self.log_path("forge.log");
+        let fg = self.spawn(
+            FORGER.0,
+            &forge_log,
+            &[&me, "forge", "--iface", "c0", "--sender-ip", BACKEND, "--target-ip", VIP, "--seconds", "60"],
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&forge_log).unwrap_or_default().contains("forged") {
+            if self.exited(fg) || Instant::now() > deadline {
+                return Err(format!(
+                    "the forger did not start; its log:\n{}",
+                    std::fs::read_to_string(&forge_log).unwrap_or_default()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let clients_log = self.log_path("clients-arp.log");
+        let cl = self.spawn(
+            "cl",
+            &clients_log,
+            &[&me, "clients", "--targets", &vip, "--rate", "50", "--count", "100", "--timeout-ms", "2000"],
+        )?;
+        self.wait_kid(cl, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(500));
+        self.term_kid(fg);
+        let text = std::fs::read_to_string(&forge_log).unwrap_or_default();
+        let v: Value = text
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| format!("the forger did not report; its log:\n{text}"))?;
+        let connections =
+            Tally::of(attempts(&std::fs::read_to_string(&clients_log).unwrap_or_default()).iter());
+        let arp = Arp {
+            ip_frames: v["ip_frames"].as_u64().unwrap_or(0),
+            arp_frames: v["arp_frames"].as_u64().unwrap_or(0),
+            requests_sent: v["requests_sent"].as_u64().unwrap_or(0),
+            connections,
+            kernel_neigh: (neigh_before, neigh(self)),
+            neighbor_replies: self.sb.gateway_counter("neighbor_replies").saturating_sub(replies0),
+        };
+        eprintln!(
+            "  IP frames at the forger's MAC: {}; ARP frames: {}; connections {}",
+            arp.ip_frames,
+            arp.arp_frames,
+            arp.connections.text()
+        );
+        Ok(arp)
+    }
+}
+
+/// `now − before` of two [`Bench::tcp_stats`] readings, as text: clients' first, then the backend's.
+fn tcp_delta(before: &[(&'static str, u64)], now: &[(&'static str, u64)]) -> String {
+    let d: Vec<String> =
+        now.iter().zip(before).map(|((n, v), (_, b))| format!("{n} {}", v.saturating_sub(*b))).collect();
+    let (c, b) = d.split_at(CLIENT_TCP.len().min(d.len()));
+    format!("clients' kernels: {}; backend's kernel: {}", c.join(", "), b.join(", "))
+}
+
+/// Packets the kernel dropped at the per-CPU backlog (`/proc/net/softnet_stat`, second column),
+/// summed over the CPUs: the whole machine's, every namespace's.
+fn softnet_drops() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+        .sum()
+}
+
+/// Whether process `pid` exists (and is not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z')))
+}
+
+/// VmRSS of `pid` in kB.
+fn vm_rss_kb(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()
+}
+
+/// wrk's `N requests in 10.00s`: the requests and the seconds.
+fn wrk_requests(text: &str) -> Option<(u64, f64)> {
+    let line = text.lines().find(|l| l.contains(" requests in "))?;
+    let mut it = line.split_whitespace();
+    let n = it.next()?.parse().ok()?;
+    let secs = it.nth(2)?.trim_end_matches(',');
+    let secs = match secs.strip_suffix("ms") {
+        Some(ms) => ms.parse::<f64>().ok()? / 1e3,
+        None => secs.strip_suffix("m").map_or_else(
+            || secs.trim_end_matches('s').parse().ok(),
+            |m| m.parse::<f64>().ok().map(|m| m * 60.0),
+        )?,
+    };
+    Some((n, secs))
+}
+
+/// wrk's `Socket errors: connect C, read R, write W, timeout T`: connect, and the rest.
+fn wrk_errors(text: &str) -> (u64, u64) {
+    let Some(line) = text.lines().find_map(|l| l.trim().strip_prefix("Socket errors:")) else {
+        return (0, 0);
+    };
+    let mut connect = 0;
+    let mut other = 0;
+    for part in line.split(',') {
+        let mut it = part.split_whitespace();
+        let (Some(k), Some(v)) = (it.next(), it.next().and_then(|v| v.parse::<u64>().ok())) else { continue };
+        if k == "connect" { connect += v } else { other += v }
+    }
+    (connect, other)
+}
+
+/// A number after `label` on one of wrk's lines (0 without it).
+fn wrk_field(text: &str, label: &str) -> u64 {
+    text.lines().find_map(|l| l.trim().strip_prefix(label)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+// ------------------------------------------------------------------------------------------
+// The table and RESULT
+
+/// Everything measured.
+struct Report {
+    plan: Plan,
+    storm: Storm,
+    nft_storm: Storm,
+    flood: Flood,
+    nft_flood: Flood,
+    arp: Arp,
+}
+
+/// The mean connections per second of `slices`.
+fn mean_cps(slices: &[Slice]) -> f64 {
+    if slices.is_empty() { 0.0 } else { slices.iter().map(Slice::cps).sum::<f64>() / slices.len() as f64 }
+}
+
+/// The first 30 s, the last 30 s and the lowest slice.
+fn storm_figures(s: &[Slice]) -> (f64, f64, f64) {
+    let n = (30 / SLICE_S) as usize;
+    let first = mean_cps(&s[..n.min(s.len())]);
+    let last = mean_cps(&s[s.len().saturating_sub(n)..]);
+    let min = s.iter().map(Slice::cps).fold(f64::INFINITY, f64::min);
+    (first, last, if min.is_finite() { min } else { 0.0 })
+}
+
+/// One decimal, for RESULT.
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+impl Report {
+    fn print(&self) {
+        println!(
+            "\nStorm: {STORM_CLIENTS} client addresses × wrk -t1 -c{STORM_CONNS} -H 'Connection: close' to the NodePort, one nginx backend; connections/s per {SLICE_S} s slice"
+        );
+        println!(
+            "{:<11} {:>9} {:>9} {:>7}  {:>14} {:>14}  Sluice's counters over the slice / the kernel's conntrack entries",
+            "slice", "Sluice", "nftables", "ratio", "Sluice errors", "nft errors"
+        );
+        for (i, s) in self.storm.slices.iter().enumerate() {
+            let k = self.nft_storm.slices.get(i);
+            let kcps = k.map_or(0.0, Slice::cps);
+            let errs = |s: &Slice| format!("{}c/{}o", s.connect_errors, s.other_errors);
+            println!(
+                "{:<11} {:>9.0} {:>9.0} {:>7.2}  {:>14} {:>14}  {} / {}",
+                format!("{:>3}–{:>3} s", i as u64 * SLICE_S, (i as u64 + 1) * SLICE_S),
+                s.cps().round(),
+                kcps.round(),
+                if kcps > 0.0 { s.cps() / kcps } else { 0.0 },
+                errs(s),
+                k.map_or("-".into(), errs),
+                s.note,
+                k.map_or("-", |k| k.note.as_str())
+            );
+        }
+        let (f, l, m) = storm_figures(&self.storm.slices);
+        let (nf, nl, nm) = storm_figures(&self.nft_storm.slices);
+        println!(
+            "Sluice:   first 30 s {f:.0}/s, last 30 s {l:.0}/s (last ÷ first {:.2}), lowest slice {m:.0}/s",
+            if f > 0.0 { l / f } else { 0.0 }
+        );
+        println!("nftables: first 30 s {nf:.0}/s, last 30 s {nl:.0}/s, lowest slice {nm:.0}/s");
+        println!("errors: c = wrk's connect errors, o = read/write/timeout errors");
+        println!("Sluice's storm, {}", self.storm.tcp);
+        println!("the kernel's storm, {}", self.nft_storm.tcp);
+        println!(
+            "\nSYN flood: 2 × sluice-pktgen (AF_XDP, core 0, full rate), {} source addresses × {} ports each, one at the NodePort, one at the VIP, {} s; legitimate GETs {LEGIT_RATE}/s from cl alternating both, {} ms to answer",
+            FLOOD_IPS, FLOOD_PORTS, self.plan.flood_s, LEGIT_TIMEOUT_MS
+        );
+        for (name, fl) in [("Sluice", &self.flood), ("nftables", &self.nft_flood)] {
+            println!(
+                "{name}: offered {:.0} SYN/s ({} frames)",
+                fl.pps(),
+                fl.sent.iter().map(|x| x.0).sum::<u64>()
+            );
+            println!("  legitimate before: {}", fl.before.text());
+            println!("  legitimate during: {}", fl.during.text());
+            println!("  legitimate {} s after: {}", self.plan.after_s, fl.after.text());
+            if let Some((b, m, e)) = fl.rss_kb {
+                println!(
+                    "  gateway VmRSS: before {:.1} MB, max {:.1} MB, after {:.1} MB (growth {:.1} MB)",
+                    b as f64 / 1024.0,
+                    m as f64 / 1024.0,
+                    e as f64 / 1024.0,
+                    (m.saturating_sub(b)) as f64 / 1024.0
+                );
+            }
+            if let Some((c, flows_max)) = &fl.counts {
+                println!(
+                    "  gateway counters over flood and after: {}; most flows seen {flows_max}",
+                    c.text()
+                );
+            }
+            if let Some((ct, max)) = fl.conntrack {
+                println!("  conntrack: most entries seen {ct} (nf_conntrack_max {max})");
+            }
+            println!("  over the flood and after: {}", fl.tcp);
+        }
+        let a = &self.arp;
+        println!(
+            "\nForged ARP: {} × who-has {VIP} tell {BACKEND} from the forger's MAC; then GETs to the VIP: {}",
+            a.requests_sent,
+            a.connections.text()
+        );
+        println!(
+            "  frames to the forger's MAC: IP {} (diverted traffic), ARP {} (answers to its request); the gateway's neighbor_replies +{}",
+            a.ip_frames, a.arp_frames, a.neighbor_replies
+        );
+        println!(
+            "  gw kernel's neighbour entry for {BACKEND}: before \"{}\", after \"{}\"",
+            a.kernel_neigh.0, a.kernel_neigh.1
+        );
+    }
+
+    fn result(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        let (f, l, mn) = storm_figures(&self.storm.slices);
+        let (nf, nl, nmn) = storm_figures(&self.nft_storm.slices);
+        let pct = |t: &Tally| json!(t.pct().map(|p| (p * 100.0).round() / 100.0));
+        m.insert("synflood_legit_success_pct".into(), pct(&self.flood.during));
+        m.insert("synflood_after_success_pct".into(), pct(&self.flood.after));
+        m.insert(
+            "synflood_rss_growth_mb".into(),
+            json!(self.flood.rss_kb.map(|(b, mx, _)| round1(mx.saturating_sub(b) as f64 / 1024.0))),
+        );
+        m.insert("synflood_pps".into(), json!(self.flood.pps().round()));
+        m.insert(
+            "synflood_sources".into(),
+            json!(FLOODERS.len() as u64 * u64::from(FLOOD_IPS * FLOOD_PORTS)),
+        );
+        m.insert("synflood_seconds".into(), json!(self.plan.flood_s));
+        if let Some((c, flows_max)) = &self.flood.counts {
+            for n in ["snat_reclaimed", "new_flows"] {
+                m.insert(format!("synflood_{n}"), json!(c.get(n)));
+            }
+            m.insert("synflood_snat_exhausted".into(), json!(c.get("drop snat_exhausted")));
+            m.insert("synflood_flows_max".into(), json!(flows_max));
+        }
+        m.insert("nft_synflood_legit_success_pct".into(), pct(&self.nft_flood.during));
+        m.insert("nft_synflood_after_success_pct".into(), pct(&self.nft_flood.after));
+        m.insert("nft_synflood_pps".into(), json!(self.nft_flood.pps().round()));
+        m.insert("storm_seconds".into(), json!(self.storm.slices.len() as u64 * SLICE_S));
+        m.insert("storm_cps_first_30s".into(), json!(f.round()));
+        m.insert("storm_cps_last_30s".into(), json!(l.round()));
+        m.insert("storm_cps_min_slice".into(), json!(mn.round()));
+        m.insert(
+            "storm_snat_exhausted".into(),
+            json!(self.storm.slices.iter().map(|s| s.exhausted).sum::<u64>()),
+        );
+        m.insert("nft_storm_cps_first_30s".into(), json!(nf.round()));
+        m.insert("nft_storm_cps_last_30s".into(), json!(nl.round()));
+        m.insert("nft_storm_cps_min_slice".into(), json!(nmn.round()));
+        m.insert("arp_forged_frames".into(), json!(self.arp.ip_frames));
+        m.insert("arp_connections_ok_pct".into(), pct(&self.arp.connections));
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK: &str = "Running 10s test @ http://198.18.0.1:31080/
+  1 threads and 4 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.10ms  300.00us   5.00ms   80.00%
+    Req/Sec     2.50k   100.00     2.80k    70.00%
+  24873 requests in 10.01s, 3.96MB read
+  Socket errors: connect 3, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:   2484.82
+Transfer/sec:    405.11KB
+";
+
+    #[test]
+    fn reads_wrk() {
+        assert_eq!(wrk_requests(WRK), Some((24873, 10.01)));
+        assert_eq!(wrk_errors(WRK), (3, 3));
+        assert_eq!(wrk_field(WRK, "Non-2xx or 3xx responses:"), 4);
+        assert_eq!(wrk_errors("  10 requests in 1.00s, 1KB read\n"), (0, 0));
+    }
+
+    #[test]
+    fn tallies_attempts_by_outcome() {
+        let a =
+            attempts("1000 1 3 198.18.0.1:31080 -\n1001 0 2000 198.18.100.10:80 connect-timeout\nnoise\n");
+        assert_eq!(a.len(), 2);
+        let t = Tally::of(a.iter());
+        assert_eq!((t.tried, t.ok), (2, 1));
+        assert_eq!(t.why.get("connect-timeout"), Some(&1));
+        assert_eq!(t.pct(), Some(50.0));
+    }
+
+    #[test]
+    fn storm_figures_take_the_first_and_last_three_slices() {
+        let s: Vec<Slice> =
+            [10, 20, 30, 40, 5, 60].iter().map(|&r| Slice { requests: r * 10, ..Slice::default() }).collect();
+        let (first, last, min) = storm_figures(&s);
+        assert_eq!((first, last, min), (20.0, 35.0, 5.0));
+    }
+}
