@@ -103,6 +103,40 @@ fn loadbalancer_vip_is_owned_on_the_wire_for_tcp_udp_and_ping() {
     assert!(sb.wait_counter("icmp_echo_replies", 2) >= 2);
 }
 
+/// One forged ARP request on the segment — "who-has VIP tell BACKEND" from another MAC — must
+/// divert nothing: the gateway answers it (a request for a VIP like any other) but keeps the
+/// backend's neighbour entry, which came from the kernel. The forger counts the IP frames that
+/// reach its MAC while clients connect to the VIP: none.
+#[test]
+fn a_forged_arp_request_diverts_no_frame_to_the_forger() {
+    let backends =
+        [Backend::http("web-1", "198.18.1.11", &[8080]), Backend::http("web-2", "198.18.1.12", &[8080])];
+    let Some(mut sb) = up("forged_arp", &backends, &[example("loadbalancer")]) else { return };
+    spread(&sb, "http://198.18.100.10/", 6); // the backends' neighbours are known
+    sb.add_client("fg", "198.18.0.66").expect("the forger's namespace");
+    let p = sluice_sandbox::bin("sluice-probe").to_string_lossy().into_owned();
+    let forger = sb
+        .spawn("fg", "forger", &[&p, "arp-forge", "c0", "198.18.1.11", "198.18.100.10", "20"])
+        .expect("forger");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !sb.log("forger").contains("forged") {
+        assert!(std::time::Instant::now() < deadline, "the forger did not start: {}", sb.log("forger"));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let seen = spread(&sb, "http://198.18.100.10/", 40);
+    assert_eq!(seen.values().sum::<usize>(), 40, "every connection to the VIP answered: {seen:?}");
+    let _ = forger;
+    sb.stop("forger", rustix::process::Signal::TERM);
+    let log = sb.log("forger");
+    let ip_frames: u64 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("ip_frames "))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("the forger did not report: {log}"));
+    assert_eq!(ip_frames, 0, "IP frames reached the forger's MAC: {log}");
+    assert!(log.contains("arp_frames"), "{log}");
+}
+
 #[test]
 fn clusterip_routed_to_the_gateway() {
     let backends = [Backend::http("mysql-0", "198.18.1.30", &[3306])];

@@ -8,6 +8,10 @@
 //!   read before the peer's half-close (runs until killed).
 //! - `tcp-send ADDR:PORT BYTES`: sends `BYTES` bytes, half-closes, and succeeds when the sink's
 //!   count matches within 10 s.
+//! - `arp-forge IFACE SENDER_IP TARGET_IP SECONDS`: broadcasts three forged ARP requests on
+//!   `IFACE` — who has `TARGET_IP`? tell `SENDER_IP` at *this* interface's MAC — prints `forged`,
+//!   then counts the frames addressed to this MAC for `SECONDS` (or until SIGTERM) and prints
+//!   `ip_frames N arp_frames M`: IP frames here are traffic the forgery diverted.
 #![forbid(unsafe_code)]
 
 use std::io::{ErrorKind, Read, Write};
@@ -84,12 +88,72 @@ fn tcp_send(to: SocketAddr, bytes: u64) -> Result<(), String> {
     }
 }
 
+fn arp_forge(iface: &str, sender: &str, target: &str, seconds: &str) -> Result<(), String> {
+    use rustix::net::{AddressFamily, RecvFlags, SocketType, sockopt};
+    use sluice_wire::ethernet::{self, Frame, ethertype};
+    let sender: std::net::Ipv4Addr = sender.parse().map_err(|e| format!("{sender}: {e}"))?;
+    let target: std::net::Ipv4Addr = target.parse().map_err(|e| format!("{target}: {e}"))?;
+    let seconds: u64 = seconds.parse().map_err(|e| format!("{seconds}: {e}"))?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, std::sync::Arc::clone(&stop))
+        .map_err(|e| e.to_string())?;
+    let own = sluice_xsk::link::mac(iface).map_err(|e| format!("{iface}: {e}"))?;
+    let rx = rustix::net::socket(AddressFamily::PACKET, SocketType::RAW, Some(rustix::net::eth::ALL))
+        .map_err(|e| format!("AF_PACKET socket: {e}"))?;
+    sockopt::set_socket_timeout(&rx, sockopt::Timeout::Recv, Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    let ifindex = sluice_xsk::socket::if_index(iface).map_err(|e| e.to_string())?;
+    let tx = sluice_xsk::link::RawSender::open(ifindex).map_err(|e| format!("raw sender on {iface}: {e}"))?;
+    let mut frame = [0u8; 60];
+    let mut eth = Frame::new_unchecked(&mut frame[..]);
+    eth.set_dst([0xff; 6]);
+    eth.set_src(own);
+    eth.set_ethertype(ethertype::ARP);
+    sluice_wire::arp::Packet::new_unchecked(&mut frame[ethernet::HEADER_LEN..]).emit(
+        sluice_wire::arp::OP_REQUEST,
+        own,
+        sender.octets(),
+        [0; 6],
+        target.octets(),
+    );
+    for i in 0..3 {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        tx.send(&frame).map_err(|e| format!("sending the forged ARP request: {e}"))?;
+    }
+    println!("forged");
+    let _ = std::io::stdout().flush();
+    let (mut ip, mut arp) = (0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut buf = [0u8; 2048];
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+        let n = match rustix::net::recv(&rx, &mut buf[..], RecvFlags::empty()) {
+            Ok((n, _)) => n,
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(format!("receiving: {e}")),
+        };
+        let Ok(f) = Frame::new_checked(&buf[..n]) else { continue };
+        if f.dst() != own {
+            continue;
+        }
+        match f.ethertype() {
+            ethertype::IPV4 | ethertype::IPV6 => ip += 1,
+            ethertype::ARP => arp += 1,
+            _ => {}
+        }
+    }
+    println!("ip_frames {ip} arp_frames {arp}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let r = match args[..] {
         ["udp-refused", to] => addr(to).and_then(udp_refused),
         ["tcp-sink", at] => addr(at).and_then(tcp_sink),
+        ["arp-forge", iface, sender, target, seconds] => arp_forge(iface, sender, target, seconds),
         ["tcp-send", to, n] => match n.parse() {
             Ok(n) => addr(to).and_then(|a| tcp_send(a, n)),
             Err(e) => Err(format!("{n}: {e}")),
