@@ -97,7 +97,7 @@ pub fn is_echo_request(frame: &[u8], m: &Meta) -> bool {
 pub fn echo_reply(frame: &mut [u8], m: &Meta) {
     let ip = m.l3;
     set_addrs(frame, ip, m.family, &m.dst, &m.src); // a swap leaves every sum unchanged
-    let (req, rep) = match m.family {
+    let rep = match m.family {
         Family::V4 => {
             let tp = rd16(frame, ip + ipv4::TTL_OFFSET);
             let ntp = (u16::from(REPLY_TTL) << 8) | (tp & 0xff);
@@ -106,19 +106,25 @@ pub fn echo_reply(frame: &mut [u8], m: &Meta) {
             wr16(frame, ip + ipv4::TTL_OFFSET, ntp);
             let c = rd16(frame, ip + ipv4::CHECKSUM_OFFSET);
             wr16(frame, ip + ipv4::CHECKSUM_OFFSET, d.apply(c));
-            (icmp::v4::ECHO_REQUEST, icmp::v4::ECHO_REPLY)
+            icmp::v4::ECHO_REPLY
         }
         Family::V6 => {
             frame[ip + ipv6::HOP_LIMIT_OFFSET] = REPLY_TTL;
-            (icmp::v6::ECHO_REQUEST, icmp::v6::ECHO_REPLY)
+            icmp::v6::ECHO_REPLY
         }
     };
-    let code = frame[m.l4 + 1];
-    let mut d = Delta::ZERO;
-    d.replace16(u16::from_be_bytes([req, code]), u16::from_be_bytes([rep, code]));
     frame[m.l4] = rep;
-    let c = rd16(frame, m.l4 + icmp::CHECKSUM_OFFSET);
-    wr16(frame, m.l4 + icmp::CHECKSUM_OFFSET, d.apply(c));
+    // Summed anew, not updated: an update cannot tell the two zeros of one's complement apart,
+    // and a message of zeros only (an echo with identifier, sequence and data all 0) would get
+    // 0x0000 where its checksum is 0xffff (found by fuzz/run frames). Echoes are small and rare.
+    let msg = m.l4..m.l4 + m.l4_len;
+    wr16(frame, m.l4 + icmp::CHECKSUM_OFFSET, 0);
+    let pseudo = match m.family {
+        Family::V4 => 0,
+        Family::V6 => checksum::pseudo_header_v6(&m.dst.0, &m.src.0, ip_proto::ICMPV6, m.l4_len as u32),
+    };
+    let c = checksum::finish(checksum::accumulate(pseudo, &frame[msg]));
+    wr16(frame, m.l4 + icmp::CHECKSUM_OFFSET, c);
 }
 
 /// Whether the packet is an ICMP error that quotes another packet (destination unreachable,
@@ -344,6 +350,22 @@ mod tests {
         rewrite(&mut g, &m, &Addr::from_v6(a(1)), 3000, &Addr::from_v6(a(20)), 5353);
         assert_checksums(&g);
         assert_eq!(meta(&g).ttl, 63);
+    }
+
+    /// Found by `fuzz/run frames`: an echo request of zeros only (identifier, sequence, no
+    /// data) got the reply checksum 0x0000 from an incremental update; a message of zeros sums to
+    /// zero, so its checksum is 0xffff.
+    #[test]
+    fn echo_reply_of_zeros_has_a_valid_checksum() {
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([198, 18, 0, 254], [198, 19, 0, 50], 64)
+            .icmpv4_echo_request(0, 0);
+        let mut f = Vec::new();
+        b.write(&mut f, b"").unwrap();
+        let Ok(Parsed::Ip(m)) = parse(&f) else { panic!() };
+        echo_reply(&mut f, &m);
+        assert_eq!(checksum::checksum(&f[m.l4..m.l4 + m.l4_len]), 0, "the reply's ICMP checksum verifies");
+        assert_eq!(&f[m.l4..m.l4 + 4], &[0, 0, 0xff, 0xff]);
     }
 
     #[test]
