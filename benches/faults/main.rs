@@ -264,8 +264,6 @@ impl Tally {
 /// or `--seconds`, and prints them as JSON: `ip_frames` (IPv4 and IPv6: traffic diverted here),
 /// `arp_frames`, `other_frames`, `requests_sent`.
 fn forge(args: &[String]) -> Result<(), String> {
-    use rustix::net::{AddressFamily, RecvFlags, SocketType, sockopt};
-    use sluice_wire::ethernet::{self, Frame, ethertype};
     let iface = text_flag(args, "--iface").ok_or("--iface")?;
     let sender: Ipv4Addr =
         text_flag(args, "--sender-ip").ok_or("--sender-ip")?.parse().map_err(|_| "--sender-ip")?;
@@ -276,55 +274,14 @@ fn forge(args: &[String]) -> Result<(), String> {
     for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(s, Arc::clone(&stop)).map_err(|e| e.to_string())?;
     }
-    let own = sluice_xsk::link::mac(&iface).map_err(|e| format!("{iface}: {e}"))?;
-    let rx = rustix::net::socket(AddressFamily::PACKET, SocketType::RAW, Some(rustix::net::eth::ALL))
-        .map_err(|e| format!("AF_PACKET socket: {e}"))?;
-    sockopt::set_socket_timeout(&rx, sockopt::Timeout::Recv, Some(Duration::from_millis(100)))
-        .map_err(|e| e.to_string())?;
-    let ifindex = sluice_xsk::socket::if_index(&iface).map_err(|e| e.to_string())?;
-    let tx = sluice_xsk::link::RawSender::open(ifindex).map_err(|e| format!("raw sender on {iface}: {e}"))?;
-    let mut frame = [0u8; 60];
-    let mut eth = Frame::new_unchecked(&mut frame[..]);
-    eth.set_dst([0xff; 6]);
-    eth.set_src(own);
-    eth.set_ethertype(ethertype::ARP);
-    sluice_wire::arp::Packet::new_unchecked(&mut frame[ethernet::HEADER_LEN..]).emit(
-        sluice_wire::arp::OP_REQUEST,
-        own,
-        sender.octets(),
-        [0; 6],
-        target.octets(),
+    let got = sluice_sandbox::forge::forge_arp(&iface, sender, target, seconds, &stop, || {
+        println!("forged");
+        let _ = std::io::stdout().flush();
+    })?;
+    println!(
+        "{}",
+        json!({"ip_frames": got.ip_frames, "arp_frames": got.arp_frames, "other_frames": got.other_frames, "requests_sent": got.requests_sent})
     );
-    let mut sent = 0;
-    for i in 0..3 {
-        if i > 0 {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        tx.send(&frame).map_err(|e| format!("sending the forged ARP request: {e}"))?;
-        sent += 1;
-    }
-    println!("forged");
-    let _ = std::io::stdout().flush();
-    let (mut ip, mut arp, mut other) = (0u64, 0u64, 0u64);
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let mut buf = [0u8; 2048];
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        let n = match rustix::net::recv(&rx, &mut buf[..], RecvFlags::empty()) {
-            Ok((n, _)) => n,
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(format!("receiving: {e}")),
-        };
-        let Ok(f) = Frame::new_checked(&buf[..n]) else { continue };
-        if f.dst() != own {
-            continue;
-        }
-        match f.ethertype() {
-            ethertype::IPV4 | ethertype::IPV6 => ip += 1,
-            ethertype::ARP => arp += 1,
-            _ => other += 1,
-        }
-    }
-    println!("{}", json!({"ip_frames": ip, "arp_frames": arp, "other_frames": other, "requests_sent": sent}));
     Ok(())
 }
 

@@ -20,6 +20,8 @@
 //! namespaces left by sandboxes whose process is gone (a run killed with SIGKILL).
 #![forbid(unsafe_code)]
 
+pub mod forge;
+
 use std::fs;
 use std::io;
 use std::net::IpAddr;

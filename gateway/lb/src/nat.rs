@@ -117,11 +117,17 @@ pub fn echo_reply(frame: &mut [u8], m: &Meta) {
     // Summed anew, not updated: an update cannot tell the two zeros of one's complement apart,
     // and a message of zeros only (an echo with identifier, sequence and data all 0) would get
     // 0x0000 where its checksum is 0xffff (found by fuzz/run frames). Echoes are small and rare.
+    fill_icmp_checksum(frame, m, &m.dst, &m.src);
+}
+
+/// Sums the ICMP message `m` describes anew into its checksum field; `src` and `dst` are the
+/// addresses it now travels between (ICMPv6 sums them in its pseudo-header).
+fn fill_icmp_checksum(frame: &mut [u8], m: &Meta, src: &Addr, dst: &Addr) {
     let msg = m.l4..m.l4 + m.l4_len;
     wr16(frame, m.l4 + icmp::CHECKSUM_OFFSET, 0);
     let pseudo = match m.family {
         Family::V4 => 0,
-        Family::V6 => checksum::pseudo_header_v6(&m.dst.0, &m.src.0, ip_proto::ICMPV6, m.l4_len as u32),
+        Family::V6 => checksum::pseudo_header_v6(&src.0, &dst.0, ip_proto::ICMPV6, m.l4_len as u32),
     };
     let c = checksum::finish(checksum::accumulate(pseudo, &frame[msg]));
     wr16(frame, m.l4 + icmp::CHECKSUM_OFFSET, c);
@@ -259,14 +265,7 @@ pub fn translate_icmp_error(frame: &mut [u8], m: &Meta, q: &Quote, t: &IcmpTrans
         Family::V6 => frame[m.l3 + ipv6::HOP_LIMIT_OFFSET] -= 1,
     }
     // The ICMP checksum covers the rewritten quote.
-    let msg = m.l4..m.l4 + m.l4_len;
-    wr16(frame, m.l4 + icmp::CHECKSUM_OFFSET, 0);
-    let pseudo = match m.family {
-        Family::V4 => 0,
-        Family::V6 => checksum::pseudo_header_v6(&t.src.0, &t.dst.0, ip_proto::ICMPV6, m.l4_len as u32),
-    };
-    let c = checksum::finish(checksum::accumulate(pseudo, &frame[msg]));
-    wr16(frame, m.l4 + icmp::CHECKSUM_OFFSET, c);
+    fill_icmp_checksum(frame, m, &t.src, &t.dst);
 }
 
 #[cfg(test)]

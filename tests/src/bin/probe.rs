@@ -89,61 +89,17 @@ fn tcp_send(to: SocketAddr, bytes: u64) -> Result<(), String> {
 }
 
 fn arp_forge(iface: &str, sender: &str, target: &str, seconds: &str) -> Result<(), String> {
-    use rustix::net::{AddressFamily, RecvFlags, SocketType, sockopt};
-    use sluice_wire::ethernet::{self, Frame, ethertype};
     let sender: std::net::Ipv4Addr = sender.parse().map_err(|e| format!("{sender}: {e}"))?;
     let target: std::net::Ipv4Addr = target.parse().map_err(|e| format!("{target}: {e}"))?;
-    let seconds: u64 = seconds.parse().map_err(|e| format!("{seconds}: {e}"))?;
+    let seconds: f64 = seconds.parse().map_err(|e| format!("{seconds}: {e}"))?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, std::sync::Arc::clone(&stop))
         .map_err(|e| e.to_string())?;
-    let own = sluice_xsk::link::mac(iface).map_err(|e| format!("{iface}: {e}"))?;
-    let rx = rustix::net::socket(AddressFamily::PACKET, SocketType::RAW, Some(rustix::net::eth::ALL))
-        .map_err(|e| format!("AF_PACKET socket: {e}"))?;
-    sockopt::set_socket_timeout(&rx, sockopt::Timeout::Recv, Some(Duration::from_millis(100)))
-        .map_err(|e| e.to_string())?;
-    let ifindex = sluice_xsk::socket::if_index(iface).map_err(|e| e.to_string())?;
-    let tx = sluice_xsk::link::RawSender::open(ifindex).map_err(|e| format!("raw sender on {iface}: {e}"))?;
-    let mut frame = [0u8; 60];
-    let mut eth = Frame::new_unchecked(&mut frame[..]);
-    eth.set_dst([0xff; 6]);
-    eth.set_src(own);
-    eth.set_ethertype(ethertype::ARP);
-    sluice_wire::arp::Packet::new_unchecked(&mut frame[ethernet::HEADER_LEN..]).emit(
-        sluice_wire::arp::OP_REQUEST,
-        own,
-        sender.octets(),
-        [0; 6],
-        target.octets(),
-    );
-    for i in 0..3 {
-        if i > 0 {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        tx.send(&frame).map_err(|e| format!("sending the forged ARP request: {e}"))?;
-    }
-    println!("forged");
-    let _ = std::io::stdout().flush();
-    let (mut ip, mut arp) = (0u64, 0u64);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut buf = [0u8; 2048];
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
-        let n = match rustix::net::recv(&rx, &mut buf[..], RecvFlags::empty()) {
-            Ok((n, _)) => n,
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(format!("receiving: {e}")),
-        };
-        let Ok(f) = Frame::new_checked(&buf[..n]) else { continue };
-        if f.dst() != own {
-            continue;
-        }
-        match f.ethertype() {
-            ethertype::IPV4 | ethertype::IPV6 => ip += 1,
-            ethertype::ARP => arp += 1,
-            _ => {}
-        }
-    }
-    println!("ip_frames {ip} arp_frames {arp}");
+    let got = sluice_sandbox::forge::forge_arp(iface, sender, target, seconds, &stop, || {
+        println!("forged");
+        let _ = std::io::stdout().flush();
+    })?;
+    println!("ip_frames {} arp_frames {}", got.ip_frames, got.arp_frames);
     Ok(())
 }
 
