@@ -121,7 +121,13 @@ pub fn messages(mut buf: &[u8], seq: u32, mut f: impl FnMut(u16, &[u8])) -> Opti
             NLMSG_DONE => return Some(Ok(())),
             NLMSG_ERROR => {
                 let code = payload.get(..4).map_or(0, |c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
-                return Some(if code == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(-code)) });
+                // The kernel sends a negative errno; anything else (even i32::MIN, whose negation
+                // overflows: found by fuzz/run netlink) is still an error, not a panic.
+                return Some(if code == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::from_raw_os_error(code.saturating_neg()))
+                });
             }
             _ => f(ty, payload),
         }
@@ -336,6 +342,16 @@ mod tests {
     }
 
     const MAPPED_ROUTER: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 254];
+
+    /// Found by `fuzz/run netlink`: an NLMSG_ERROR whose code is i32::MIN overflowed its negation.
+    #[test]
+    fn an_error_code_of_i32_min_is_an_error_not_a_panic() {
+        let m = msg(NLMSG_ERROR, 7, &i32::MIN.to_ne_bytes());
+        assert!(matches!(messages(&m, 7, |_, _| {}), Some(Err(_))));
+        let m = msg(NLMSG_ERROR, 7, &(-libc::EPERM).to_ne_bytes());
+        let e = messages(&m, 7, |_, _| {}).unwrap().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+    }
 
     #[test]
     fn parses_a_neighbour() {
