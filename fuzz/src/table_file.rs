@@ -102,9 +102,11 @@ struct World {
 fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
-        // tmpfs when there is one: the file is rewritten for every input.
+        // tmpfs when there is one: the file is rewritten for every input. The name carries the
+        // process id: libFuzzer ends a run by exiting, which drops nothing, so fuzz/run removes
+        // the directories of processes that are gone.
         let dir = tempfile::Builder::new()
-            .prefix("sluice-fuzz-table")
+            .prefix(&format!("sluice-fuzz-table-{}-", std::process::id()))
             .tempdir_in("/dev/shm")
             .or_else(|_| tempfile::tempdir())
             .unwrap_or_else(|e| panic!("a temporary directory: {e}"));
