@@ -25,8 +25,8 @@ fn shrank(by: usize) {
     LIVE.fetch_sub(by, Ordering::Relaxed);
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
-// guarantees are ours; the counting around it touches only atomics.
+// The counting around each call touches only atomics.
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller upholds `alloc`'s contract, which we pass on.

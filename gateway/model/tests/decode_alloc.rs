@@ -1,10 +1,7 @@
-//! What decoding an image allocates, measured with a counting allocator: a small multiple of the
+//! What decoding an image allocates, measured with `allocation_counter`: a small multiple of the
 //! image's length, for a table of many small services (the most records per byte) and for a
 //! hostile image whose services all claim one huge range of the u16 pool (refused before it
 //! allocates; before the pool budget it decoded, asking for hundreds of times its size).
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
 use sluice_model::Addr;
 use sluice_model::image::layout::{header, service};
@@ -15,54 +12,13 @@ use sluice_model::service::{
     TableSpec,
 };
 
-/// Counts the bytes this thread asks for while `COUNTING` is set (tests run on several threads).
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static BYTES: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count(n: usize) {
-    if COUNTING.with(Cell::get) {
-        BYTES.with(|b| b.set(b.get() + n));
-    }
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size);
-        // SAFETY: the caller's contract, passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
 /// Decodes `bytes`, returning the result and the bytes allocated meanwhile (all of them, freed
-/// or not: an upper bound of the peak).
+/// or not: an upper bound of the peak). `allocation_counter` installs a counting global
+/// allocator in this test binary and counts this thread's allocations only.
 fn decode_counted(bytes: &[u8]) -> (Result<ServiceTable, ImageError>, usize) {
-    BYTES.with(|b| b.set(0));
-    COUNTING.with(|c| c.set(true));
-    let r = image::decode(bytes);
-    COUNTING.with(|c| c.set(false));
-    (r, BYTES.with(Cell::get))
+    let mut r = None;
+    let info = allocation_counter::measure(|| r = Some(image::decode(bytes)));
+    (r.expect("decoded"), info.bytes_total as usize)
 }
 
 /// The most a decode may allocate per byte of image.

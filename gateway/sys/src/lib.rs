@@ -162,8 +162,8 @@ pub fn xdp_live_frames(prog_fd: i32, frame: &[u8], ifindex: u32, repeat: u32, ba
         )
     };
     if r < 0 {
-        // SAFETY: `__errno_location` returns this thread's errno, valid for the thread's life;
-        // it is read right after the failed call, before anything else can set it.
+        // Read right after the failed call, before anything else can set it.
+        // SAFETY: `__errno_location` returns this thread's errno, valid for the thread's life.
         return Err(unsafe { *libc::__errno_location() });
     }
     Ok(())

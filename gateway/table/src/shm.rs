@@ -488,8 +488,8 @@ impl Publisher {
             let map = MmapRaw::map_raw(&file).map_err(io_err(path))?;
             // Dropped before `map`: contained while we write (see `sigbus`).
             let _contained = Registration::new(map.as_ptr(), map.len());
-            // SAFETY: the file was just sized to hold the control block, the mapping is
-            // page-aligned, and every field of Control is an atomic.
+            // The file was just sized to hold the control block and the mapping is page-aligned.
+            // SAFETY: in bounds and aligned (above); every field of Control is an atomic.
             let c = unsafe { &*map.as_ptr().cast::<Control>() };
             c.abi.store(ABI_VERSION, Ordering::Relaxed);
             c.slots.store(geometry.slots, Ordering::Relaxed);

@@ -98,16 +98,17 @@ impl Drop for Registration {
 
 fn install() {
     INSTALL.call_once(|| {
-        // SAFETY: a zeroed sigaction is a valid "query" buffer; sigaction with a null new
-        // action only reads the current one.
+        // sigaction with a null new action only reads the current one.
+        // SAFETY: a zeroed sigaction is a valid buffer for it to fill.
         let previous = unsafe {
             let mut old: libc::sigaction = core::mem::zeroed();
             libc::sigaction(libc::SIGBUS, core::ptr::null(), &mut old);
             old
         };
         let _ = PREVIOUS.set(previous);
-        // SAFETY: `on_sigbus` has the SA_SIGINFO signature and only does what a handler may
-        // (see the module doc); the mask is initialised by sigemptyset before use.
+        // `on_sigbus` only does what a handler may (see the module doc); the mask is
+        // initialised by sigemptyset before use.
+        // SAFETY: `on_sigbus` has the SA_SIGINFO signature the flags announce.
         unsafe {
             let mut action: libc::sigaction = core::mem::zeroed();
             action.sa_sigaction = on_sigbus as *const () as libc::sighandler_t;
@@ -133,8 +134,9 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         }
         // The fault is in a registered mapping, on the thread accessing it, so its owner keeps
         // it mapped at least until this access is done (see the module doc).
-        // SAFETY: [start, start + len) is our own live mapping; MAP_FIXED replaces it with
-        // zeroed private memory of the same size, so every pointer into it stays valid.
+        // MAP_FIXED replaces it with zeroed private memory of the same size, so every pointer
+        // into it stays valid.
+        // SAFETY: [start, start + len) is our own live mapping.
         let p = unsafe {
             libc::mmap(
                 start as *mut c_void,
@@ -154,6 +156,9 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     not_ours(sig, info, ctx);
 }
 
+/// A signal handler of the SA_SIGINFO kind.
+type InfoHandler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void);
+
 /// A SIGBUS outside our mappings: what would have happened without us.
 fn not_ours(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     if let Some(prev) = PREVIOUS.get()
@@ -161,10 +166,9 @@ fn not_ours(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
         && prev.sa_sigaction != libc::SIG_IGN
     {
         if prev.sa_flags & libc::SA_SIGINFO != 0 {
-            // SAFETY: with SA_SIGINFO the previous action's address is a three-argument handler,
-            // installed by its owner for exactly this call.
-            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) =
-                unsafe { core::mem::transmute(prev.sa_sigaction) };
+            // Installed by its owner for exactly this call.
+            // SAFETY: with SA_SIGINFO the previous action's address is a three-argument handler.
+            let f: InfoHandler = unsafe { core::mem::transmute(prev.sa_sigaction) };
             f(sig, info, ctx);
         } else {
             // SAFETY: without SA_SIGINFO the previous action's address is a one-argument handler.
@@ -173,8 +177,9 @@ fn not_ours(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
         }
         return;
     }
-    // SAFETY: restoring the default action and raising the signal again: the process ends with
-    // SIGBUS (on return, for a fault; at once, for a sent signal), as it would have without us.
+    // Restoring the default action and raising the signal again: the process ends with SIGBUS
+    // (on return, for a fault; at once, for a sent signal), as it would have without us.
+    // SAFETY: a zeroed sigaction with SIG_DFL and an initialised mask is a valid action.
     unsafe {
         let mut dfl: libc::sigaction = core::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
