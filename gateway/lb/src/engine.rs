@@ -599,12 +599,13 @@ impl L4 {
         let Some(offset) = offset else { return Verdict::Drop(DropReason::NoBackend) };
         let bid: BackendId = svc.backend_id(offset);
         let b = table.backend(bid);
-        let syn = m.proto == ip_proto::TCP && state == FlowState::SynSent;
+        let seg = (m.proto == ip_proto::TCP).then(|| m.tcp_segment(frame));
+        let syn = seg.is_some() && state == FlowState::SynSent;
         let opts = if syn { m.tcp_options(frame) } else { sluice_wire::tcp::Options::default() };
         let (rev, hr) = match svc.nat {
             NatMode::FullNat => {
                 let first = hash::reduce(tuple_hash, svc.snat.len() as u32) as usize;
-                let isn = syn.then(|| (m.tcp_segment(frame).seq, opts.tsval));
+                let isn = seg.filter(|_| syn).map(|s| (s.seq, opts.tsval));
                 let mut search = SnatSearch {
                     flows: &mut self.flows,
                     sched: &mut self.sched,
@@ -629,8 +630,8 @@ impl L4 {
         let generation = table.generation();
         let mut flow = Flow::new(*key, rev, svc_id, bid, generation, state, now_ns, &self.timeouts);
         flow.counted = true;
-        if m.proto == ip_proto::TCP {
-            flow.track(Dir::Forward, &m.tcp_segment(frame), Some(opts));
+        if let Some(seg) = &seg {
+            flow.track(Dir::Forward, seg, Some(opts));
         }
         let sched = &mut self.sched;
         self.flows.insert_hashed(flow, h, hr, now_ns, &mut |f| release(sched, generation, f));

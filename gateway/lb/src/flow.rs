@@ -28,7 +28,8 @@
 //! [`CLOCK_SWEEP_MAX`] slots) holds only open connections, the oldest debris is taken from a
 //! ring the table keeps of flows that became half-open or closed ([`FlowTable::note_debris`]),
 //! wherever it sits: no open connection is evicted while debris exists. When only the new
-//! flow's bucket is full (about 0.4 % of buckets with the slab full at half index load), the
+//! flow's bucket is full (with the slab full, an average of 8 entries per 16-entry bucket: a Poisson
+//! estimate, not a measurement, puts about 0.4 % of buckets there), the
 //! victim is the least valuable of its sixteen entries — under a flood, one of the flood's. A SYN
 //! flood therefore cannot grow memory and displaces its own debris before live connections.
 //!
