@@ -13,6 +13,7 @@
 //! - [`drop`], [`counters`]: every drop reason and every counter a worker publishes, each
 //!   written once, and the published layout control reads.
 //! - [`ports`]: the SNAT, NodePort and ephemeral port ranges.
+//! - [`syncookie`]: the SYN cookies the XDP program makes and the L4 engine checks.
 //!
 //! Not hot path to build; the lookups of [`service::ServiceTable`] are. No `unsafe`, no I/O.
 #![forbid(unsafe_code)]
@@ -58,6 +59,7 @@ pub mod image;
 pub mod maglev;
 pub mod ports;
 pub mod service;
+pub mod syncookie;
 
 pub use addr::{Addr, Family};
 pub use counters::{Counter, Counters, Gauge};

@@ -169,6 +169,48 @@ pub fn xdp_live_frames(prog_fd: i32, frame: &[u8], ifindex: u32, repeat: u32, ba
     Ok(())
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the workers' `now_ns` and of the XDP program's
+/// `bpf_ktime_get_ns()`, so that both agree on a SYN cookie's time slot.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call; CLOCK_MONOTONIC always exists on Linux, so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Runs the XDP program `prog_fd` once over `frame` (`BPF_PROG_TEST_RUN`, nothing sent): its
+/// return value and the frame as the program left it (it may have grown by up to 256 bytes), or
+/// the `errno` the kernel refused the call with.
+pub fn xdp_test_run(prog_fd: i32, frame: &[u8]) -> Result<(u32, Vec<u8>), i32> {
+    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+    let mut out = alloc::vec![0u8; frame.len() + 256];
+    let mut attr = TestRunAttr {
+        prog_fd: prog_fd as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        data_size_out: out.len() as u32,
+        data_out: out.as_mut_ptr() as u64,
+        repeat: 1,
+        ..TestRunAttr::default()
+    };
+    // SAFETY: `attr` is a live, fully initialised BPF_PROG_TEST_RUN attribute of the size passed; `frame` outlives the call and is only read; `out` is `data_size_out` bytes, writable, and outlives the call, which writes at most that many.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestRunAttr,
+            core::mem::size_of::<TestRunAttr>(),
+        )
+    };
+    if r < 0 {
+        // Read right after the failed call, before anything else can set it.
+        // SAFETY: `__errno_location` returns this thread's errno, valid for the thread's life.
+        return Err(unsafe { *libc::__errno_location() });
+    }
+    out.truncate((attr.data_size_out as usize).min(out.len()));
+    Ok((attr.retval, out))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

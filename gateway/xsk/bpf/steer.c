@@ -23,6 +23,15 @@
 // Addresses are 16 bytes, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), as in the table.
 //
 // Frames redirected while no socket is bound to the queue fall back to XDP_PASS.
+//
+// SYN cookies: a TCP SYN to a frontend (KIND_DST) spends one unit of this CPU's SYN budget
+// (`cookie_cfg`: a token bucket of `cost_ns` per SYN, `burst_ns` deep). Within the budget it
+// goes to the worker like any other frame; beyond it the program answers it itself with a
+// SYN-ACK whose sequence number is a SYN cookie (XDP_TX) and keeps no state: a flood never
+// reaches the worker. The client's ACK does (it is to a frontend), and the worker checks the
+// cookie before it opens the connection to a backend. The cookie's definition is
+// `sluice_model::syncookie` (SipHash-2-4 over the handshake, the time slot and the MSS class);
+// `syncookie()` below must compute exactly the same, and a test checks that it does.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -43,6 +52,8 @@ static struct bpf_sock *(*bpf_skc_lookup_tcp)(void *ctx, struct bpf_sock_tuple *
 static struct bpf_sock *(*bpf_sk_lookup_udp)(void *ctx, struct bpf_sock_tuple *tuple, __u32 size, __u64 netns,
 					     __u64 flags) = (void *)BPF_FUNC_sk_lookup_udp;
 static long (*bpf_sk_release)(void *sock) = (void *)BPF_FUNC_sk_release;
+static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
+static long (*bpf_xdp_adjust_tail)(struct xdp_md *ctx, int delta) = (void *)BPF_FUNC_xdp_adjust_tail;
 
 #define KIND_DST 0
 #define KIND_OWNED 1
@@ -81,13 +92,42 @@ struct {
 	__type(value, struct steer_value);
 } steer SEC(".maps");
 
-/* Per-CPU counters: [0] redirected, [1] passed. */
+/* Per-CPU counters: [0] redirected, [1] passed, [2] SYN-ACKs with a cookie sent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } counts SEC(".maps");
+
+/* The SYN cookie settings (`SynCookies` in steer.rs). cost_ns: budget one SYN spends; 0 = no
+ * limit (cookies off), all ones = cookies for every SYN. */
+struct cookie_cfg {
+	__u64 k0;
+	__u64 k1;
+	__u64 cost_ns;
+	__u64 burst_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cookie_cfg);
+} cookie_cfg SEC(".maps");
+
+/* This CPU's SYN budget: credit in nanoseconds, and when it was last topped up. */
+struct budget {
+	__u64 credit;
+	__u64 last;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct budget);
+} syn_budget SEC(".maps");
 
 #define ETH_P_8021Q_ 0x8100
 #define ETH_P_8021AD_ 0x88A8
@@ -223,7 +263,239 @@ static __always_inline int icmp_error_is_ours(struct xdp_md *ctx, void *l4, void
 	return 1;
 }
 
-/* Decides for an L4 header at `l4` with destination `dst` and source `src` (both 16 bytes). */
+/* --- SYN cookies ------------------------------------------------------------------------------ */
+
+#define STEER_PASS 0
+#define STEER_REDIRECT 1
+#define STEER_COOKIE 2
+
+#define TCP_SYN_ 0x02
+#define TCP_RST_ 0x04
+#define TCP_ACK_ 0x10
+#define COOKIE_TTL 64
+#define COOKIE_WINDOW 65535
+/* The time slot: CLOCK_MONOTONIC >> SLOT_SHIFT (sluice_model::syncookie::SLOT_SHIFT). */
+#define SLOT_SHIFT 36
+
+static __always_inline __u32 bswap32(__u32 x)
+{
+	return ((x & 0xff) << 24) | ((x & 0xff00) << 8) | ((x >> 8) & 0xff00) | (x >> 24);
+}
+
+/* sluice_model::syncookie::MSS_CLASSES */
+static __always_inline __u16 mss_of_class(__u32 c)
+{
+	return c == 0 ? 536 : c == 1 ? 1220 : c == 2 ? 1440 : 1460;
+}
+
+static __always_inline __u32 class_of_mss(__u32 mss)
+{
+	return mss >= 1460 ? 3 : mss >= 1440 ? 2 : mss >= 1220 ? 1 : 0;
+}
+
+/* Whether this SYN is beyond this CPU's budget (and so is answered with a cookie). */
+static __always_inline int over_budget(struct cookie_cfg *c)
+{
+	if (c->cost_ns == 0)
+		return 0;
+	if (c->cost_ns == ~0ULL)
+		return 1;
+	__u32 zero = 0;
+	struct budget *b = bpf_map_lookup_elem(&syn_budget, &zero);
+	if (!b)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 credit = b->credit + (now - b->last);
+	if (credit > c->burst_ns)
+		credit = c->burst_ns;
+	b->last = now;
+	if (credit < c->cost_ns) {
+		b->credit = credit;
+		return 1;
+	}
+	b->credit = credit - c->cost_ns;
+	return 0;
+}
+
+#define ROTL(x, b) (__u64)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+	do {                                                                                       \
+		v0 += v1;                                                                          \
+		v1 = ROTL(v1, 13) ^ v0;                                                            \
+		v0 = ROTL(v0, 32);                                                                 \
+		v2 += v3;                                                                          \
+		v3 = ROTL(v3, 16) ^ v2;                                                            \
+		v0 += v3;                                                                          \
+		v3 = ROTL(v3, 21) ^ v0;                                                            \
+		v2 += v1;                                                                          \
+		v1 = ROTL(v1, 17) ^ v2;                                                            \
+		v2 = ROTL(v2, 32);                                                                 \
+	} while (0)
+#define SIPABSORB(m)                                                                               \
+	do {                                                                                       \
+		v3 ^= (m);                                                                         \
+		SIPROUND;                                                                          \
+		SIPROUND;                                                                          \
+		v0 ^= (m);                                                                         \
+	} while (0)
+
+/* sluice_model::syncookie::cookie: SipHash-2-4 of six words. */
+static __always_inline __u32 syncookie(const struct cookie_cfg *c, const struct packet_addrs *a, __u16 sport,
+				       __u16 dport, __u32 isn, __u32 slot, __u32 class)
+{
+	__u64 m[4];
+	__builtin_memcpy(m, a->src, 16);
+	__builtin_memcpy(m + 2, a->dst, 16);
+	__u64 v0 = c->k0 ^ 0x736f6d6570736575ULL;
+	__u64 v1 = c->k1 ^ 0x646f72616e646f6dULL;
+	__u64 v2 = c->k0 ^ 0x6c7967656e657261ULL;
+	__u64 v3 = c->k1 ^ 0x7465646279746573ULL;
+	SIPABSORB(m[0]);
+	SIPABSORB(m[1]);
+	SIPABSORB(m[2]);
+	SIPABSORB(m[3]);
+	SIPABSORB((__u64)sport | ((__u64)dport << 16) | ((__u64)isn << 32));
+	SIPABSORB((__u64)slot | ((__u64)class << 32));
+	SIPABSORB(48ULL << 56);
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	__u64 h = v0 ^ v1 ^ v2 ^ v3;
+	return ((__u32)h & ~3U) | class;
+}
+
+/* One's complement sum of `n` 16-bit words at `p` (as they lie in memory), added to `acc`. */
+#define SUM_WORDS(acc, p, n)                                                                       \
+	do {                                                                                       \
+		_Pragma("unroll") for (int _i = 0; _i < (n); _i++) (acc) += ((__u16 *)(p))[_i];    \
+	} while (0)
+
+static __always_inline __u16 fold(__u64 acc)
+{
+	acc = (acc & 0xffff) + (acc >> 16);
+	acc = (acc & 0xffff) + (acc >> 16);
+	acc = (acc & 0xffff) + (acc >> 16);
+	return (__u16)~acc;
+}
+
+/*
+ * Answers the SYN at `l3off` (an IPv4 header without options, or an IPv6 header followed by
+ * TCP) with a SYN-ACK carrying a cookie and an MSS option, in place. 1: answered (XDP_TX);
+ * 0: not touched (hand it to the worker); -1: the frame was resized and cannot be used (drop).
+ */
+static __always_inline int answer_with_cookie(struct xdp_md *ctx, __u32 l3off, int v4, const struct packet_addrs *a,
+					      struct cookie_cfg *cfg)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 l4off = (l3off & 0x1f) + (v4 ? 20 : 40);
+	struct tcphdr *th = data + l4off;
+	if ((void *)(th + 1) > end)
+		return 0;
+	__u32 doff = th->doff * 4;
+	__u32 mss = 0, has_mss = 0, off = 0;
+	__u8 *opts = (void *)(th + 1);
+	/* a bounded loop (the verifier walks it): MSS is usually the first option */
+	for (int i = 0; i < 8; i++) {
+		if (off + 20 + 4 > doff)
+			break;
+		__u8 *o = opts + (off & 0x3f);
+		if ((void *)(o + 4) > end)
+			break;
+		if (o[0] == 0)
+			break;
+		if (o[0] == 1) {
+			off += 1;
+			continue;
+		}
+		if (o[0] == 2 && o[1] == 4) {
+			mss = ((__u32)o[2] << 8) | o[3];
+			has_mss = 1;
+			break;
+		}
+		if (o[1] < 2)
+			break;
+		off += o[1];
+	}
+	__u32 class = has_mss ? class_of_mss(mss) : 0;
+	__u16 sport = th->source, dport = th->dest;
+	__u32 isn = bswap32(th->seq);
+	__u32 cookie = syncookie(cfg, a, bswap16(sport), bswap16(dport), isn,
+				 (__u32)(bpf_ktime_get_ns() >> SLOT_SHIFT), class);
+
+	int delta = (int)(l4off + 24) - (int)(end - data);
+	if (delta != 0 && bpf_xdp_adjust_tail(ctx, delta))
+		return 0;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	void *l3 = data + (l3off & 0x1f);
+	if (l3 + 40 + 24 > end && (!v4 || l3 + 20 + 24 > end))
+		return -1;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return -1;
+	__u8 mac[ETH_ALEN];
+	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
+
+	__u64 sum = 0;
+	if (v4) {
+		struct iphdr *ip = l3;
+		if ((void *)(ip + 1) + 24 > end)
+			return -1;
+		__u32 t = ip->saddr;
+		ip->saddr = ip->daddr;
+		ip->daddr = t;
+		ip->tot_len = bswap16(20 + 24);
+		ip->id = 0;
+		ip->frag_off = bswap16(0x4000);
+		ip->ttl = COOKIE_TTL;
+		ip->check = 0;
+		__u64 ipsum = 0;
+		SUM_WORDS(ipsum, ip, 10);
+		ip->check = fold(ipsum);
+		SUM_WORDS(sum, &ip->saddr, 4);
+		th = (void *)(ip + 1);
+	} else {
+		struct ipv6hdr *ip6 = l3;
+		if ((void *)(ip6 + 1) + 24 > end)
+			return -1;
+		struct in6_addr t = ip6->saddr;
+		ip6->saddr = ip6->daddr;
+		ip6->daddr = t;
+		ip6->payload_len = bswap16(24);
+		ip6->hop_limit = COOKIE_TTL;
+		SUM_WORDS(sum, &ip6->saddr, 16);
+		th = (void *)(ip6 + 1);
+	}
+	if ((void *)th + 24 > end)
+		return -1;
+	th->source = dport;
+	th->dest = sport;
+	th->seq = bswap32(cookie);
+	th->ack_seq = bswap32(isn + 1);
+	__u8 *b = (__u8 *)th;
+	b[12] = 6 << 4;
+	b[13] = TCP_SYN_ | TCP_ACK_;
+	th->window = bswap16(COOKIE_WINDOW);
+	th->check = 0;
+	th->urg_ptr = 0;
+	__u16 m = mss_of_class(class);
+	b[20] = 2;
+	b[21] = 4;
+	b[22] = m >> 8;
+	b[23] = m & 0xff;
+	sum += bswap16(IPPROTO_TCP) + bswap16(24);
+	SUM_WORDS(sum, th, 12);
+	th->check = fold(sum);
+	return 1;
+}
+
+/* Decides for an L4 header at `l4` with destination `dst` and source `src` (both 16 bytes):
+ * STEER_PASS, STEER_REDIRECT, or STEER_COOKIE (a SYN to a frontend beyond the budget). */
 static __always_inline int steer_l4(struct xdp_md *ctx, void *l4, void *end, __u8 proto,
 				    const struct packet_addrs *a)
 {
@@ -263,8 +535,16 @@ static __always_inline int steer_l4(struct xdp_md *ctx, void *l4, void *end, __u
 	k.port = dport;
 	k.proto = proto;
 	k.kind = KIND_DST;
-	if (lookup(&k))
-		return 1;
+	if (lookup(&k)) {
+		if (proto != IPPROTO_TCP)
+			return STEER_REDIRECT;
+		__u8 *tf = l4 + 13;
+		if ((void *)(tf + 1) > end || (*tf & (TCP_SYN_ | TCP_ACK_ | TCP_RST_)) != TCP_SYN_)
+			return STEER_REDIRECT;
+		__u32 zero = 0;
+		struct cookie_cfg *c = bpf_map_lookup_elem(&cookie_cfg, &zero);
+		return c && over_budget(c) ? STEER_COOKIE : STEER_REDIRECT;
+	}
 	struct steer_value *v = snat_range(&k);
 	if (v && dport >= v->lo && dport <= v->hi)
 		return !((v->flags & FLAG_HOST) && host_socket(ctx, proto, a, sport_n, dport_n));
@@ -277,6 +557,27 @@ static __always_inline int steer_l4(struct xdp_md *ctx, void *l4, void *end, __u
 	__builtin_memcpy(h.addr, dst, 16);
 	h.kind = KIND_HOST;
 	return !(lookup(&h) && host_socket(ctx, proto, a, sport_n, dport_n));
+}
+
+static __always_inline int redirect(struct xdp_md *ctx)
+{
+	count(0, 0);
+	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+}
+
+/* The verdict for a SYN steer_l4 said to answer with a cookie. */
+static __always_inline int cookie_verdict(struct xdp_md *ctx, __u32 l3off, int v4, const struct packet_addrs *a)
+{
+	__u32 zero = 0;
+	struct cookie_cfg *c = bpf_map_lookup_elem(&cookie_cfg, &zero);
+	if (!c)
+		return redirect(ctx);
+	int r = answer_with_cookie(ctx, l3off, v4, a, c);
+	if (r > 0)
+		return count(2, XDP_TX);
+	if (r < 0)
+		return XDP_DROP;
+	return redirect(ctx);
 }
 
 SEC("xdp")
@@ -315,6 +616,8 @@ int sluice_steer(struct xdp_md *ctx)
 		mapped4(a.src, &ip->saddr);
 		a.v4 = 1;
 		ours = steer_l4(ctx, l3 + ip->ihl * 4, end, ip->protocol, &a);
+		if (ours == STEER_COOKIE && ip->ihl == 5)
+			return cookie_verdict(ctx, l3 - data, 1, &a);
 	} else if (proto == bswap16(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > end)
@@ -341,6 +644,8 @@ int sluice_steer(struct xdp_md *ctx)
 		}
 	l4:
 		ours = steer_l4(ctx, l4, end, ip6->nexthdr, &a);
+		if (ours == STEER_COOKIE && ip6->nexthdr == IPPROTO_TCP)
+			return cookie_verdict(ctx, l3 - data, 0, &a);
 	} else if (proto == bswap16(ETH_P_ARP)) {
 		/* Ethernet/IPv4 ARP requests for a VIP: htype(2) ptype(2) hlen plen op(2) sha(6) spa(4) tha(6) tpa(4) */
 		__u8 *a = l3;
@@ -356,8 +661,7 @@ int sluice_steer(struct xdp_md *ctx)
 out:
 	if (!ours)
 		return count(1, XDP_PASS);
-	count(0, 0);
-	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	return redirect(ctx);
 }
 
 /* No GPL-only helper is used; the kernel reads this string for helper access only. */

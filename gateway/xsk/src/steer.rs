@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 
 use aya::Ebpf;
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
 
 /// The compiled program.
@@ -59,10 +59,41 @@ pub struct SteerValue {
     pub flags: u32,
 }
 
+/// The SYN cookie settings (`struct cookie_cfg`): the SipHash key, and this CPU's SYN budget as
+/// a token bucket in nanoseconds — each SYN to a frontend spends `cost_ns`, the bucket holds
+/// `burst_ns`; a SYN finding less is answered with a cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct SynCookies {
+    /// The key's first half.
+    pub k0: u64,
+    /// The key's second half.
+    pub k1: u64,
+    /// Budget one SYN spends ([`SynCookies::OFF`]: none; [`SynCookies::ALWAYS`]: more than any).
+    pub cost_ns: u64,
+    /// The bucket's depth.
+    pub burst_ns: u64,
+}
+
+impl SynCookies {
+    /// `cost_ns` for "never answer with a cookie".
+    pub const OFF: u64 = 0;
+    /// `cost_ns` for "answer every SYN with a cookie".
+    pub const ALWAYS: u64 = u64::MAX;
+
+    /// Cookies beyond `per_second` SYNs a second per CPU, after a burst of `burst` SYNs.
+    pub fn budget(key: [u64; 2], per_second: u64, burst: u64) -> SynCookies {
+        let cost_ns = 1_000_000_000 / per_second.max(1);
+        SynCookies { k0: key[0], k1: key[1], cost_ns: cost_ns.max(1), burst_ns: cost_ns * burst.max(1) }
+    }
+}
+
 // SAFETY: both are `repr(C)` plain data with no padding (16+2+1+1 and 2+2+4 bytes) and every bit pattern valid, which is what `Pod` requires for copying to and from the kernel.
 unsafe impl aya::Pod for SteerKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for SteerValue {}
+// SAFETY: `repr(C)`, four `u64`s: no padding, every bit pattern valid.
+unsafe impl aya::Pod for SynCookies {}
 
 impl SteerKey {
     /// A key of `kind` for an address, port and protocol.
@@ -120,10 +151,11 @@ pub enum AttachMode {
 
 /// The program attached to one interface. Dropping it detaches the program.
 pub struct Steering {
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     xsks: XskMap<MapData>,
     map: BpfHashMap<MapData, SteerKey, SteerValue>,
     counts: PerCpuArray<MapData, u64>,
+    cookies: Array<MapData, SynCookies>,
     current: HashMap<SteerKey, SteerValue>,
     native: bool,
 }
@@ -138,18 +170,35 @@ impl std::fmt::Debug for Steering {
 }
 
 impl Steering {
-    /// Loads the program and attaches it to `iface`.
-    pub fn attach(iface: &str, mode: AttachMode) -> Result<Steering, Error> {
+    /// Loads the program without attaching it ([`Steering::test_run`] runs it).
+    pub fn load() -> Result<Steering, Error> {
         // With its source chain: creating a map without privileges fails with "map error:
         // failed to create map `xsks`", and only the source says "Operation not permitted",
         // the words that earn the error its "run as root".
         let mut ebpf = Ebpf::load(PROGRAM).map_err(|e| Error::Load(source_chain(&e)))?;
-        let prog: &mut Xdp = ebpf
-            .program_mut("sluice_steer")
+        Self::program(&mut ebpf)?.load().map_err(|e| Error::Load(source_chain(&e)))?;
+        let take = |ebpf: &mut Ebpf, name: &str| {
+            ebpf.take_map(name).ok_or_else(|| Error::Map(format!("map {name} missing from the object")))
+        };
+        let map_err = |e: aya::maps::MapError| Error::Map(e.to_string());
+        let xsks = XskMap::try_from(take(&mut ebpf, "xsks")?).map_err(map_err)?;
+        let map = BpfHashMap::try_from(take(&mut ebpf, "steer")?).map_err(map_err)?;
+        let counts = PerCpuArray::try_from(take(&mut ebpf, "counts")?).map_err(map_err)?;
+        let cookies = Array::try_from(take(&mut ebpf, "cookie_cfg")?).map_err(map_err)?;
+        Ok(Steering { ebpf, xsks, map, counts, cookies, current: HashMap::new(), native: false })
+    }
+
+    fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
+        ebpf.program_mut("sluice_steer")
             .ok_or_else(|| Error::Load("program sluice_steer missing from the object".into()))?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| Error::Load(source_chain(&e)))?;
-        prog.load().map_err(|e| Error::Load(source_chain(&e)))?;
+            .map_err(|e: aya::programs::ProgramError| Error::Load(source_chain(&e)))
+    }
+
+    /// Loads the program and attaches it to `iface`.
+    pub fn attach(iface: &str, mode: AttachMode) -> Result<Steering, Error> {
+        let mut s = Steering::load()?;
+        let prog = Self::program(&mut s.ebpf)?;
         let attach = |prog: &mut Xdp, m| {
             prog.attach(iface, m).map_err(|e| Error::Attach { iface: iface.into(), detail: source_chain(&e) })
         };
@@ -164,14 +213,23 @@ impl Steering {
                 Err(_) => attach(prog, XdpMode::Skb).map(|_| false)?,
             },
         };
-        let take = |ebpf: &mut Ebpf, name: &str| {
-            ebpf.take_map(name).ok_or_else(|| Error::Map(format!("map {name} missing from the object")))
-        };
-        let xsks = XskMap::try_from(take(&mut ebpf, "xsks")?).map_err(|e| Error::Map(e.to_string()))?;
-        let map = BpfHashMap::try_from(take(&mut ebpf, "steer")?).map_err(|e| Error::Map(e.to_string()))?;
-        let counts =
-            PerCpuArray::try_from(take(&mut ebpf, "counts")?).map_err(|e| Error::Map(e.to_string()))?;
-        Ok(Steering { _ebpf: ebpf, xsks, map, counts, current: HashMap::new(), native })
+        s.native = native;
+        Ok(s)
+    }
+
+    /// Sets the SYN cookie key and budget (until called, no SYN is answered with a cookie).
+    pub fn set_syn_cookies(&mut self, c: &SynCookies) -> Result<(), Error> {
+        self.cookies.set(0, c, 0).map_err(|e| Error::Map(format!("cookie_cfg: {e}")))
+    }
+
+    /// Runs the program once over `frame` (`BPF_PROG_TEST_RUN`, nothing attached or sent):
+    /// its verdict (`XDP_*`) and the frame as it left it.
+    pub fn test_run(&mut self, frame: &[u8]) -> Result<(u32, Vec<u8>), Error> {
+        use std::os::fd::AsFd as _;
+        let prog = Self::program(&mut self.ebpf)?;
+        let fd = prog.fd().map_err(|e| Error::Load(source_chain(&e)))?;
+        let raw = fd.as_fd().as_raw_fd();
+        sluice_sys::xdp_test_run(raw, frame).map_err(|errno| Error::Load(format!("test run: errno {errno}")))
     }
 
     /// Whether the program runs in the driver (native XDP) rather than generic mode.
@@ -208,10 +266,11 @@ impl Steering {
         Ok((changed, gone.len()))
     }
 
-    /// Frames the program has redirected and passed, summed over CPUs.
-    pub fn counts(&self) -> (u64, u64) {
+    /// Frames the program has redirected and passed, and SYNs it answered with a cookie, summed
+    /// over CPUs.
+    pub fn counts(&self) -> (u64, u64, u64) {
         let sum = |i: u32| self.counts.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
-        (sum(0), sum(1))
+        (sum(0), sum(1), sum(2))
     }
 }
 
