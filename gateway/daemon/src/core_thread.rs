@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use sluice_lb::engine::Config as L4Config;
@@ -129,12 +129,12 @@ impl Core {
     /// [`SPIN_POLLS`] empty polls, publishes counters and reports unresolved destinations;
     /// sleeps in the reactor when idle.
     fn run(&mut self, stop: &AtomicBool) {
-        let epoch = Instant::now();
         let mut idle = Idle::new(SPIN_POLLS);
         let mut last_stats = 0u64;
         while !stop.load(Ordering::Relaxed) {
             self.take_updates();
-            let now = epoch.elapsed().as_nanos() as u64;
+            // CLOCK_MONOTONIC: the XDP program's clock, which SYN cookies' time slots are read from.
+            let now = sluice_sys::monotonic_ns();
             let n = self.worker.poll_ports(&mut self.sockets, now);
             let sleepy = idle.after_poll(n);
             if !sleepy && now - last_stats < STATS_EVERY_NS {

@@ -39,6 +39,7 @@ use sluice_table::Reader;
 use sluice_worker::handoff::{Mailboxes, Sharding};
 use sluice_xsk::link;
 use sluice_xsk::socket::if_index;
+use sluice_xsk::steer::SynCookies;
 use sluice_xsk::{AttachMode, BindMode, Steering, XskSocket};
 
 /// Parcels per worker for frames handed over between workers.
@@ -93,10 +94,29 @@ struct Cli {
     /// Seconds to wait for control to create the table file.
     #[arg(long, default_value_t = 30)]
     wait_table: u64,
+    /// SYN cookies: `auto` answers the SYNs beyond --syn-budget with a cookie in the XDP
+    /// program (a flood never reaches the workers); `always` answers every SYN so; `off` none.
+    /// A connection opened through a cookie has no window scaling, SACK or timestamps.
+    #[arg(long, value_enum, default_value_t = SynCookiesArg::Auto)]
+    syn_cookies: SynCookiesArg,
+    /// SYNs to frontends per second per CPU that reach the workers before cookies answer the
+    /// rest (`--syn-cookies auto`); as many again may come in a burst.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    syn_budget: u64,
     /// Parse the command line (required flags, values, conflicts), then exit 0 without doing
     /// anything: how the tests check the systemd unit's command line. Hidden: not for users.
     #[arg(long, hide = true)]
     check_args: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SynCookiesArg {
+    /// Beyond --syn-budget.
+    Auto,
+    /// For every SYN.
+    Always,
+    /// Never.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -249,19 +269,26 @@ fn run(cli: Cli) -> Result<(), String> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("signal handler: {e}"))?;
     }
     let mut reader = open_table(&cli.table, Duration::from_secs(cli.wait_table))?;
+    let cookie_key = random_key()?;
     let mut steering = attach_steering(&cli, &ifs)?;
+    for s in &mut steering {
+        s.set_syn_cookies(&syn_cookies(&cli, cookie_key)).map_err(|e| e.to_string())?;
+    }
     let sockets = bind_sockets(&cli, &ifs, &mut steering, queues)?;
     log_start(&ifs, &steering, &sockets, &cores);
-    let (handles, links) = start_workers(&cli, &ifs, sockets, &cores, &stop)?;
+    let key = (cli.syn_cookies != SynCookiesArg::Off).then_some(cookie_key);
+    let (handles, links) = start_workers(&cli, &ifs, sockets, &cores, &stop, key)?;
     let mut main = supervise::Supervisor::new(&cli, &ifs, &links)?;
     let result = main.run(&mut reader, &mut steering, &stop, &handles);
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
     }
-    let (redirected, passed) =
-        steering.iter().map(Steering::counts).fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
-    info!("stopped (XDP redirected {redirected} frame(s), passed {passed} to the kernel)");
+    let (redirected, passed, cookies) =
+        steering.iter().map(Steering::counts).fold((0, 0, 0), |(a, b, c), (d, e, f)| (a + d, b + e, c + f));
+    info!(
+        "stopped (XDP redirected {redirected} frame(s), passed {passed} to the kernel, answered {cookies} SYN(s) with a cookie)"
+    );
     drop(steering);
     result
 }
@@ -283,6 +310,31 @@ fn open_table(path: &std::path::Path, wait: Duration) -> Result<Reader, String> 
             }
             Err(e) => return Err(format!("table {}: {e}", path.display())),
         }
+    }
+}
+
+/// A SYN cookie key: 128 random bits, new at every start.
+fn random_key() -> Result<[u64; 2], String> {
+    use std::io::Read as _;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| format!("/dev/urandom: {e} (the SYN cookie key is read from it)"))?;
+    let (lo, hi) = b.split_at(8);
+    Ok([
+        u64::from_le_bytes(lo.try_into().unwrap_or_default()),
+        u64::from_le_bytes(hi.try_into().unwrap_or_default()),
+    ])
+}
+
+/// The XDP program's cookie settings for the command line.
+fn syn_cookies(cli: &Cli, key: [u64; 2]) -> SynCookies {
+    match cli.syn_cookies {
+        SynCookiesArg::Auto => SynCookies::budget(key, cli.syn_budget, cli.syn_budget),
+        SynCookiesArg::Always => {
+            SynCookies { k0: key[0], k1: key[1], cost_ns: SynCookies::ALWAYS, burst_ns: 0 }
+        }
+        SynCookiesArg::Off => SynCookies { k0: key[0], k1: key[1], cost_ns: SynCookies::OFF, burst_ns: 0 },
     }
 }
 
@@ -363,6 +415,7 @@ fn start_workers(
     sockets: Vec<Vec<XskSocket>>,
     cores: &[usize],
     stop: &Arc<AtomicBool>,
+    syn_cookie_key: Option<[u64; 2]>,
 ) -> Result<Workers, String> {
     let queues = sockets.len();
     let mailboxes = (queues > 1).then(|| Mailboxes::new(queues, PARCELS));
@@ -374,6 +427,7 @@ fn start_workers(
             flow_capacity: cli.flows as usize,
             snat_ports: share,
             seed: u64::from(std::process::id()) << 8 | q as u64,
+            syn_cookie_key,
             ..L4Config::default()
         };
         let link = Arc::new(core_thread::Link {

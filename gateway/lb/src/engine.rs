@@ -24,7 +24,13 @@
 //! is the one the flow had (on this node or another), and the backend sees the same 4-tuple.
 //! Under FullNAT the SNAT port could not be the same, so such segments are dropped and counted.
 //!
-//! Time is passed in (`now_ns`, read once per batch by the caller). Hot path: yes. No
+//! **SYN cookies.** With a cookie key ([`Config::syn_cookie_key`]), an ACK to a frontend with no
+//! flow whose acknowledgement is a valid cookie (the XDP program answered the client's SYN) opens
+//! the connection to a backend through [`crate::synproxy`]; the flow is proxied (its backend's
+//! sequence numbers shifted) for its whole life.
+//!
+//! Time is passed in (`now_ns`, read once per batch by the caller; CLOCK_MONOTONIC in
+//! production, the XDP program's clock, which a cookie's time slot is read from). Hot path: yes. No
 //! allocation, no I/O, no locks; [`L4::set_table`] allocates the new scheduler state and is
 //! called off the per-packet path.
 //!
@@ -38,12 +44,14 @@ use crate::flow::{Dir, Flow, FlowId, FlowKey, FlowState, FlowTable, Hint, Timeou
 use crate::nat::{self, IcmpTranslation};
 use crate::packet::{self, Meta, Parsed};
 use crate::sched::{PickInput, SchedState};
+use crate::synproxy;
 use sluice_model::addr::Addr;
 use sluice_model::counters::{Counter, Counters};
 use sluice_model::drop::DropReason;
 use sluice_model::hash;
 use sluice_model::ports::{self, PortRange};
 use sluice_model::service::{BackendId, Generation, NatMode, Protocol, ServiceId, ServiceTable};
+use sluice_model::syncookie::{self, Handshake};
 use sluice_wire::ip_proto;
 use sluice_wire::tcp::flags;
 
@@ -58,7 +66,18 @@ pub enum Verdict {
     Pass,
     /// Drop it, for this reason.
     Drop(DropReason),
+    /// Hold it and run it again later (a client's segment of a proxied flow whose backend has
+    /// not answered the gateway's SYN yet): the caller keeps the frame for a bounded time
+    /// ([`DEFER_NS`]), then drops it as [`DropReason::SynProxyPending`].
+    Defer,
 }
+
+/// How long a caller holds a [`Verdict::Defer`]red frame before it drops it.
+pub const DEFER_NS: u64 = 500_000_000;
+
+/// A proxied flow's SYN to its backend is sent again by a client segment arriving this long after
+/// the last one (the client's retransmissions drive the gateway's).
+pub const PROXY_SYN_RETRY_NS: u64 = 1_000_000_000;
 
 /// Engine settings, fixed at start.
 #[derive(Debug, Clone)]
@@ -76,6 +95,9 @@ pub struct Config {
     pub seed: u64,
     /// Flow-table slots examined for expiry per [`L4::maintain`] call.
     pub sweep_budget: usize,
+    /// The SYN cookie key the XDP program makes cookies with (`None`: cookies are not checked,
+    /// and an ACK without a flow is handled as before).
+    pub syn_cookie_key: Option<[u64; 2]>,
 }
 
 impl Default for Config {
@@ -87,6 +109,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             seed: 0x51_u64,
             sweep_budget: 16,
+            syn_cookie_key: None,
         }
     }
 }
@@ -142,6 +165,10 @@ pub struct L4 {
     timeouts: Timeouts,
     sweep_budget: usize,
     counters: Counters,
+    cookie_key: Option<[u64; 2]>,
+    /// The new length of the frame the last [`L4::finish`] rewrote into a segment of another
+    /// length (a proxied flow's handshake), until taken.
+    resized: Option<usize>,
 }
 
 impl core::fmt::Debug for L4 {
@@ -159,6 +186,22 @@ fn release(sched: &mut SchedState, generation: Generation, f: &Flow) {
     if f.counted && f.generation == generation {
         sched.closed(f.backend);
     }
+}
+
+/// Whether the ACK `m` describes answers a SYN cookie (see [`sluice_model::syncookie`]): the MSS
+/// the cookie carries, if so.
+#[inline]
+fn cookie(key: [u64; 2], frame: &[u8], m: &Meta, now_ns: u64) -> Option<u16> {
+    let seg = m.tcp_segment(frame);
+    let h = Handshake {
+        client: m.src.0,
+        frontend: m.dst.0,
+        cport: m.sport,
+        fport: m.dport,
+        isn: seg.seq.wrapping_sub(1),
+    };
+    let class = syncookie::check(key, &h, seg.ack.wrapping_sub(1), syncookie::slot(now_ns))?;
+    Some(syncookie::MSS_CLASSES[usize::from(class)])
 }
 
 /// The identity hash of a backend (address and port), for its SNAT cursor.
@@ -299,6 +342,8 @@ impl L4 {
             timeouts: config.timeouts,
             sweep_budget: config.sweep_budget,
             counters: Counters::default(),
+            cookie_key: config.syn_cookie_key,
+            resized: None,
         }
     }
 
@@ -407,7 +452,16 @@ impl L4 {
         self.flows.prefetch(self.flows.hash(&rev));
     }
 
-    /// Second half of [`Self::process`], for a frame [`Self::prepare`]d unchanged.
+    /// The length of the frame the last [`Self::finish`] rewrote into a segment of another
+    /// length, once: the caller sends that many bytes.
+    #[inline(always)]
+    pub fn take_resized(&mut self) -> Option<usize> {
+        self.resized.take()
+    }
+
+    /// Second half of [`Self::process`], for a frame [`Self::prepare`]d unchanged. `frame` may
+    /// run on past the frame into free room of its buffer: a segment the engine writes in its
+    /// place (a proxied handshake) may use it, and says its length in [`Self::take_resized`].
     #[inline]
     pub fn finish(&mut self, frame: &mut [u8], p: &Prepared, now_ns: u64) -> Verdict {
         let v = match p.parsed {
@@ -425,6 +479,7 @@ impl L4 {
             Verdict::Bounce => self.counters[Counter::Bounced] += 1,
             Verdict::Pass => self.counters[Counter::Passed] += 1,
             Verdict::Drop(r) => self.counters.add_drops(r, 1),
+            Verdict::Defer => self.counters[Counter::SynProxyDeferred] += 1,
         }
         v
     }
@@ -509,6 +564,15 @@ impl L4 {
         }
         let t = &self.timeouts;
         let f = self.flows.flow_mut(id);
+        if m.proto == ip_proto::TCP && f.is_proxied() {
+            if f.state == FlowState::SynProxy {
+                return self.proxy_handshake(frame, m, id, dir, now_ns);
+            }
+            if dir == Dir::Forward {
+                // The client acknowledges in its view of the backend's sequence space.
+                synproxy::shift(frame, m, 0, f.delta.wrapping_neg());
+            }
+        }
         if m.proto == ip_proto::TCP {
             let opts = (m.tcp_flags & flags::SYN != 0 || f.wants_options()).then(|| m.tcp_options(frame));
             if !f.track(dir, &m.tcp_segment(frame), opts) && m.tcp_flags & (flags::RST | flags::FIN) != 0 {
@@ -536,12 +600,102 @@ impl L4 {
             f.on_udp(dir, now_ns, t);
         }
         let f = self.flows.flow(id);
+        if dir == Dir::Reverse && f.is_proxied() && m.proto == ip_proto::TCP {
+            synproxy::shift(frame, m, f.delta, 0);
+        }
         let (src, sport, dst, dport) = match dir {
             Dir::Forward => (f.rev.dst, f.rev.dport, f.rev.src, f.rev.sport),
             Dir::Reverse => (f.fwd.dst, f.fwd.dport, f.fwd.src, f.fwd.sport),
         };
         nat::rewrite(frame, m, &src, sport, &dst, dport);
         Verdict::Forward(dst)
+    }
+
+    /// A segment of a proxied flow whose backend has not answered the gateway's SYN yet. See
+    /// [`crate::synproxy`] for the exchange.
+    #[cold]
+    fn proxy_handshake(&mut self, frame: &mut [u8], m: &Meta, id: FlowId, dir: Dir, now_ns: u64) -> Verdict {
+        let seg = m.tcp_segment(frame);
+        let t = self.timeouts;
+        let f = self.flows.flow_mut(id);
+        let client_next = f.seq[0].end;
+        let cookie = f.seq[0].last_ack.wrapping_sub(1);
+        let rev = f.rev;
+        let to_backend = |seq, ack, flags, window, mss| synproxy::Segment {
+            src: (rev.dst, rev.dport),
+            dst: (rev.src, rev.sport),
+            seq,
+            ack,
+            flags,
+            window,
+            mss,
+        };
+        let (out, next) = match dir {
+            Dir::Forward if m.tcp_flags & flags::RST != 0 => {
+                // The client gives up: tell the backend, which holds our SYN.
+                f.on_tcp(dir, m.tcp_flags, now_ns, &t);
+                (to_backend(client_next, 0, flags::RST, 0, None), f.rev.src)
+            }
+            Dir::Forward => {
+                if now_ns.saturating_sub(f.last_seen_ns) < PROXY_SYN_RETRY_NS {
+                    return if seg.len > 0 {
+                        Verdict::Defer
+                    } else {
+                        Verdict::Drop(DropReason::SynProxyPending)
+                    };
+                }
+                // The backend has not answered for a while: this segment becomes the SYN again.
+                f.last_seen_ns = now_ns;
+                let mss = syncookie::MSS_CLASSES[(cookie & 3) as usize];
+                let window = f.seq[0].max_win.min(0xffff) as u16;
+                (to_backend(client_next.wrapping_sub(1), 0, flags::SYN, window, Some(mss)), f.rev.src)
+            }
+            Dir::Reverse
+                if m.tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN | flags::ACK =>
+            {
+                if seg.ack != client_next {
+                    return Verdict::Drop(DropReason::TcpOutOfWindow);
+                }
+                let opts = m.tcp_options(frame);
+                f.track(dir, &seg, Some(opts));
+                f.delta = cookie.wrapping_sub(seg.seq);
+                f.on_tcp(dir, m.tcp_flags, now_ns, &t);
+                let window = f.seq[0].max_win.min(0xffff) as u16;
+                (to_backend(client_next, seg.seq.wrapping_add(1), flags::ACK, window, None), f.rev.src)
+            }
+            Dir::Reverse if m.tcp_flags & flags::RST != 0 => {
+                // Refused: the client, established with the gateway, is reset in its own space.
+                f.on_tcp(dir, m.tcp_flags, now_ns, &t);
+                let s = synproxy::Segment {
+                    src: (f.fwd.dst, f.fwd.dport),
+                    dst: (f.fwd.src, f.fwd.sport),
+                    seq: cookie.wrapping_add(1),
+                    ack: 0,
+                    flags: flags::RST,
+                    window: 0,
+                    mss: None,
+                };
+                (s, f.fwd.src)
+            }
+            Dir::Reverse if m.tcp_flags & (flags::SYN | flags::ACK) == flags::ACK => {
+                // The backend still holds an old connection on the tuple and answered our SYN
+                // with its ACK: reset it, as the client's stack would (RFC 9293 §3.10.7.3), and
+                // let the next client segment send the SYN again.
+                f.last_seen_ns = 0;
+                (to_backend(seg.ack, 0, flags::RST, 0, None), f.rev.src)
+            }
+            Dir::Reverse => return Verdict::Drop(DropReason::SynProxyPending),
+        };
+        let closed = f.is_closed();
+        if closed && f.counted {
+            f.counted = false;
+            self.sched.closed(f.backend);
+        }
+        if closed {
+            self.flows.note_debris(id);
+        }
+        self.resized = Some(synproxy::emit(frame, m, &out));
+        Verdict::Forward(next)
     }
 
     /// The first packet of a flow to service `svc_id` (`tuple_hash` if already computed, else 0).
@@ -558,10 +712,17 @@ impl L4 {
     ) -> Verdict {
         let table = &*self.table;
         let svc = table.service(svc_id);
+        let mut cookie_mss = None;
         let state = if m.proto == ip_proto::TCP {
             let f = m.tcp_flags;
             if f & flags::SYN != 0 && f & (flags::ACK | flags::RST) == 0 {
                 FlowState::SynSent
+            } else if f & (flags::SYN | flags::RST | flags::FIN | flags::ACK) == flags::ACK
+                && let Some(key) = self.cookie_key
+                && let Some(mss) = cookie(key, frame, m, now_ns)
+            {
+                cookie_mss = Some(mss);
+                FlowState::SynProxy
             } else if f & flags::RST == 0 && svc.scheduler.is_consistent() && svc.nat == NatMode::Dnat {
                 self.counters[Counter::AdoptedFlows] += 1;
                 FlowState::Established
@@ -605,7 +766,12 @@ impl L4 {
         let (rev, hr) = match svc.nat {
             NatMode::FullNat => {
                 let first = hash::reduce(tuple_hash, svc.snat.len() as u32) as usize;
-                let isn = seg.filter(|_| syn).map(|s| (s.seq, opts.tsval));
+                let isn = match (seg, cookie_mss) {
+                    (Some(s), None) if syn => Some((s.seq, opts.tsval)),
+                    // The proxied SYN the backend will see: the client's ISN, no timestamp.
+                    (Some(s), Some(_)) => Some((s.seq.wrapping_sub(1), None)),
+                    _ => None,
+                };
                 let mut search = SnatSearch {
                     flows: &mut self.flows,
                     sched: &mut self.sched,
@@ -633,10 +799,29 @@ impl L4 {
         if let Some(seg) = &seg {
             flow.track(Dir::Forward, seg, Some(opts));
         }
+        if cookie_mss.is_some() {
+            flow.set_proxied();
+        }
         let sched = &mut self.sched;
         self.flows.insert_hashed(flow, h, hr, now_ns, &mut |f| release(sched, generation, f));
         self.sched.opened(bid);
         self.counters[Counter::NewFlows] += 1;
+        if let (Some(mss), Some(seg)) = (cookie_mss, seg) {
+            // The client's ACK becomes the gateway's SYN to the backend, with the client's ISN
+            // and window and the MSS the cookie carried.
+            self.counters[Counter::SynCookiesAccepted] += 1;
+            let s = synproxy::Segment {
+                src: (rev.dst, rev.dport),
+                dst: (rev.src, rev.sport),
+                seq: seg.seq.wrapping_sub(1),
+                ack: 0,
+                flags: flags::SYN,
+                window: seg.window,
+                mss: Some(mss),
+            };
+            self.resized = Some(synproxy::emit(frame, m, &s));
+            return Verdict::Forward(rev.src);
+        }
         nat::rewrite(frame, m, &rev.dst, rev.dport, &rev.src, rev.sport);
         Verdict::Forward(rev.src)
     }

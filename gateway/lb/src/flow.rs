@@ -145,6 +145,11 @@ pub enum FlowState {
     SynSent,
     /// TCP: backend SYN-ACK seen.
     SynRecv,
+    /// TCP, through a SYN cookie: the client completed its handshake with the gateway (the XDP
+    /// program answered its SYN); the gateway's SYN to the backend is not answered yet. Not
+    /// half-open: the client proved its address by answering the cookie, which a spoofed
+    /// flood cannot.
+    SynProxy,
     /// TCP: handshake completed (or a flow adopted mid-stream).
     Established,
     /// TCP: the client sent FIN.
@@ -217,6 +222,7 @@ impl Timeouts {
         match s {
             FlowState::SynSent => self.syn_sent_ns,
             FlowState::SynRecv => self.syn_recv_ns,
+            FlowState::SynProxy => self.syn_sent_ns,
             FlowState::Established => self.established_ns,
             FlowState::FinWait => self.fin_wait_ns,
             FlowState::CloseWait => self.close_wait_ns,
@@ -235,6 +241,10 @@ const FIN_REV: u8 = 2;
 /// CLOSED) and holds no TIME_WAIT for the tuple. Without this bit a closed flow's backend may
 /// hold TIME_WAIT: it closed first, or the two FINs crossed (both sides then hold TIME_WAIT).
 const BACKEND_PASSIVE: u8 = 4;
+/// Opened through a SYN cookie: the backend's sequence numbers are shifted by [`Flow::delta`]
+/// on the way to the client (and the client's acknowledgements back). A new SYN on the tuple
+/// clears it with the other bits.
+const PROXIED: u8 = 8;
 
 /// Whether serial number `a` comes after `b` (RFC 1982 arithmetic on 32 bits).
 #[inline(always)]
@@ -304,6 +314,9 @@ pub struct Flow {
     /// Incremented each time the slab slot is reused: tells a stale debris entry from the
     /// slot's current flow.
     stamp: u32,
+    /// For a flow opened through a SYN cookie ([`Flow::is_proxied`]): the client's sequence
+    /// space minus the backend's (the cookie minus the backend's initial sequence number).
+    pub delta: u32,
 }
 
 impl Flow {
@@ -339,7 +352,21 @@ impl Flow {
             rev_slot: 0,
             seq: [SeqTrack::default(); 2],
             stamp: 0,
+            delta: 0,
         }
+    }
+
+    /// Whether the flow was opened through a SYN cookie (its backend's sequence numbers are
+    /// shifted by [`Flow::delta`]).
+    #[inline(always)]
+    pub fn is_proxied(&self) -> bool {
+        self.fins & PROXIED != 0
+    }
+
+    /// Marks the flow as opened through a SYN cookie.
+    #[inline]
+    pub fn set_proxied(&mut self) {
+        self.fins |= PROXIED;
     }
 
     /// Whether the flow had expired at `now_ns`.
@@ -365,6 +392,9 @@ impl Flow {
                     SynSent
                 }
                 (SynSent, Dir::Reverse) if syn && ack => SynRecv,
+                // The backend answered the gateway's SYN; the client is already established.
+                (SynProxy, Dir::Reverse) if syn && ack => Established,
+                (SynProxy, _) => SynProxy,
                 (SynRecv, Dir::Forward) if ack && !syn => Established,
                 (s @ (SynSent | SynRecv), _) => s,
                 (s, d) if fin => {

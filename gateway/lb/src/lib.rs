@@ -11,6 +11,8 @@
 //! - [`flow`]: the fixed-capacity, bidirectional flow table with TCP/UDP tracking.
 //! - [`affinity`]: `sessionAffinity: ClientIP`, and SNAT port choice.
 //! - [`nat`]: in-place rewrites with incremental checksums.
+//! - [`synproxy`]: connections opened through a SYN cookie: the handshake with the backend and
+//!   the sequence shift.
 //! - [`vip`]: owning service addresses on the wire: ARP and neighbour solicitations for them
 //!   answered, and the gratuitous announcements of a new one.
 //! - [`engine`]: all of it per frame.
@@ -25,6 +27,7 @@ pub mod flow;
 pub mod nat;
 pub mod packet;
 pub mod sched;
+pub mod synproxy;
 pub mod vip;
 
 pub use engine::{Config, L4, Verdict};

@@ -77,6 +77,10 @@ named! {
         SnatReused => "snat_reused",
         /// New flows that took their SNAT port on another address of the pool than their hash chose.
         SnatPoolFallbacks => "snat_pool_fallbacks",
+        /// Client ACKs whose SYN cookie checked: connections opened to a backend by the gateway's own SYN.
+        SynCookiesAccepted => "syn_cookies_accepted",
+        /// Client segments held until the backend answered a proxied connection's SYN.
+        SynProxyDeferred => "syn_proxy_deferred",
     }
 }
 
@@ -267,6 +271,6 @@ mod tests {
         // decision, not an accident (and add new counters at the end).
         let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(&names[..4], ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames"]);
-        assert_eq!(fingerprint(), 0x6f94_0196_3411_71b5, "{:#x}", fingerprint());
+        assert_eq!(fingerprint(), 0xc826_e1b3_efc3_6901, "{:#x}", fingerprint());
     }
 }

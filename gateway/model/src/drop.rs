@@ -70,6 +70,8 @@ named! {
         NoFrame => "no_frame",
         /// A TCP RST or FIN outside the receiver's window (forged or stale: it would close the flow).
         TcpOutOfWindow => "tcp_out_of_window",
+        /// A client segment of a connection opened through a SYN cookie that its backend had not answered in time (or one with nothing to hold).
+        SynProxyPending => "syn_proxy_pending",
     }
 }
 

@@ -124,6 +124,12 @@ impl Port for MemPort {
         &mut self.buf[a..a + d.len as usize]
     }
 
+    fn frame_room(&mut self, d: &Desc) -> &mut [u8] {
+        let a = d.addr as usize;
+        let end = (a / self.frame_size + 1) * self.frame_size;
+        &mut self.buf[a..end.max(a + d.len as usize)]
+    }
+
     fn send(&mut self, frames: &[Desc]) -> usize {
         let n = frames.len().min(self.tx_capacity.saturating_sub(self.tx.len()));
         self.tx.extend(&frames[..n]);

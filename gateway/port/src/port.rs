@@ -23,6 +23,13 @@ pub trait Port {
     /// The bytes of a frame this worker holds (exactly `desc.len` bytes).
     fn frame(&mut self, desc: &Desc) -> &mut [u8];
 
+    /// The bytes of a frame this worker holds and the room after it in its buffer: the frame
+    /// is the first `desc.len` bytes; a frame rewritten longer (up to the slice's length) is
+    /// sent with its `len` changed. By default no room.
+    fn frame_room(&mut self, desc: &Desc) -> &mut [u8] {
+        self.frame(desc)
+    }
+
     /// Queues frames for transmission; returns how many were taken, from the front.
     fn send(&mut self, frames: &[Desc]) -> usize;
 

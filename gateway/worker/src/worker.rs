@@ -40,6 +40,11 @@ pub const PARKED: usize = BATCH;
 /// How long a parked frame waits for its next hop before it is dropped (ns).
 pub const PARK_NS: u64 = 1_000_000_000;
 
+/// Frames a worker holds for the L4 engine ([`Verdict::Defer`]: a client's segment of a
+/// connection opened through a SYN cookie, before the backend answered), run again on every poll
+/// until the engine takes them or [`sluice_lb::engine::DEFER_NS`] passes.
+pub const DEFERRED: usize = BATCH;
+
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -68,6 +73,9 @@ pub struct Worker {
     /// Frames waiting for a next hop: (frame, the port it is held in, destination, deadline).
     parked: [(Desc, u8, Addr, u64); PARKED],
     nparked: usize,
+    /// Frames the engine deferred: (frame, the port it is held in, deadline).
+    deferred: [(Desc, u8, u64); DEFERRED],
+    ndeferred: usize,
     /// Frames handed in, copied into the ports' frames, by port.
     mail: [[Desc; BATCH]; MAX_PORTS],
 }
@@ -95,6 +103,8 @@ impl Worker {
             dropped: [Desc::default(); BATCH],
             parked: [(Desc::default(), 0, Addr::default(), 0); PARKED],
             nparked: 0,
+            deferred: [(Desc::default(), 0, 0); DEFERRED],
+            ndeferred: 0,
             mail: [[Desc::default(); BATCH]; MAX_PORTS],
         }
     }
@@ -141,6 +151,11 @@ impl Worker {
     /// Frames waiting for their next hop's MAC address.
     pub fn parked(&self) -> usize {
         self.nparked
+    }
+
+    /// Frames held for the engine ([`Verdict::Defer`]).
+    pub fn deferred(&self) -> usize {
+        self.ndeferred
     }
 
     /// Queues each port's transmit list; what a ring does not take is counted and freed.
@@ -214,6 +229,46 @@ impl Worker {
         self.transmit(ports);
     }
 
+    /// Runs the deferred frames through the engine again: forwards those it now takes, keeps
+    /// those it defers again until their deadline, drops the rest.
+    #[cold]
+    fn retry_deferred<P: Port>(&mut self, ports: &mut [P], now_ns: u64) {
+        let mut keep = 0;
+        for i in 0..self.ndeferred {
+            let (mut d, from, deadline) = self.deferred[i];
+            let p = usize::from(from);
+            let prepared = self.l4.prepare(ports[p].frame(&d));
+            let v = self.l4.finish(ports[p].frame_room(&d), &prepared, now_ns);
+            if let Some(n) = self.l4.take_resized() {
+                d.len = n as u32;
+            }
+            match v {
+                Verdict::Forward(next) => match self.next_hops.resolve_on(&next) {
+                    Some((mac, out)) => {
+                        if !self.forward(ports, p, d, mac, usize::from(out)) {
+                            ports[p].release(&[d]);
+                        }
+                    }
+                    None => {
+                        self.counters.add_drops(DropReason::NeighborUnresolved, 1);
+                        ports[p].release(&[d]);
+                    }
+                },
+                Verdict::Defer if now_ns < deadline => {
+                    self.deferred[keep] = (d, from, deadline);
+                    keep += 1;
+                }
+                Verdict::Defer => {
+                    self.counters.add_drops(DropReason::SynProxyPending, 1);
+                    ports[p].release(&[d]);
+                }
+                Verdict::Bounce | Verdict::Pass | Verdict::Drop(_) => ports[p].release(&[d]),
+            }
+        }
+        self.ndeferred = keep;
+        self.transmit(ports);
+    }
+
     /// Runs one batch on a single port: returns how many frames were received. `now_ns` is
     /// read once per batch.
     pub fn poll(&mut self, port: &mut impl Port, now_ns: u64) -> usize {
@@ -226,6 +281,9 @@ impl Worker {
         let nports = ports.len().min(MAX_PORTS);
         if nports == 0 {
             return 0;
+        }
+        if self.ndeferred > 0 {
+            self.retry_deferred(ports, now_ns);
         }
         if self.nparked > 0 {
             self.flush_parked(ports, now_ns);
@@ -327,9 +385,14 @@ impl Worker {
         }
         let (mut nk, mut nd) = (0, 0);
         for i in 0..n {
-            let d = self.rx[i];
+            let mut d = self.rx[i];
+            let frame = ports[p].frame_room(&d);
+            let verdict = self.l4.finish(frame, &self.prepared[i], now_ns);
+            if let Some(len) = self.l4.take_resized() {
+                d.len = len as u32;
+            }
             let frame = ports[p].frame(&d);
-            match self.l4.finish(frame, &self.prepared[i], now_ns) {
+            match verdict {
                 Verdict::Forward(next) => match self.next_hops.resolve_on(&next) {
                     Some((mac, out)) => {
                         if !self.forward(ports, p, d, mac, usize::from(out)) {
@@ -374,6 +437,15 @@ impl Worker {
                     }
                 }
                 Verdict::Drop(_) => {
+                    self.dropped[nd] = d;
+                    nd += 1;
+                }
+                Verdict::Defer if self.ndeferred < DEFERRED => {
+                    self.deferred[self.ndeferred] = (d, p as u8, now_ns + sluice_lb::engine::DEFER_NS);
+                    self.ndeferred += 1;
+                }
+                Verdict::Defer => {
+                    self.counters.add_drops(DropReason::SynProxyPending, 1);
                     self.dropped[nd] = d;
                     nd += 1;
                 }

@@ -564,6 +564,18 @@ impl Port for XskSocket {
         unsafe { std::slice::from_raw_parts_mut(self.umem.area.as_ptr().add(start), len) }
     }
 
+    fn frame_room(&mut self, desc: &Desc) -> &mut [u8] {
+        let start = desc.addr as usize;
+        // The end of the UMEM frame the descriptor lies in (aligned mode: frames of 2^n bytes).
+        let chunk_end = ((desc.addr & self.frame_mask) + !self.frame_mask + 1) as usize;
+        let end = chunk_end.max(start.saturating_add(desc.len as usize));
+        if end > self.umem.len || start > end {
+            return &mut [];
+        }
+        // SAFETY: `start..end` is inside the UMEM (checked above) and inside the one frame the descriptor names, which belongs to the worker (received and not yet given back), so neither the kernel nor another borrow touches it while this `&mut self` borrow lives.
+        unsafe { std::slice::from_raw_parts_mut(self.umem.area.as_ptr().add(start), end - start) }
+    }
+
     fn send(&mut self, frames: &[Desc]) -> usize {
         let n =
             self.tx.produce(frames.iter().map(|d| libc::xdp_desc { addr: d.addr, len: d.len, options: 0 }));

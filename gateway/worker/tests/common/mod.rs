@@ -196,6 +196,8 @@ pub enum Outcome {
     Dropped(DropReason),
     /// Held until its next hop's MAC address is known.
     Parked,
+    /// Held for the engine (a proxied connection's backend has not answered yet).
+    Deferred,
 }
 
 pub struct Harness {
@@ -235,10 +237,21 @@ impl Harness {
         if self.worker.parked() > parked_before {
             return Outcome::Parked;
         }
+        let deferred = sluice_model::counters::Counter::SynProxyDeferred;
+        if after[deferred] > before[deferred] && self.worker.deferred() > 0 {
+            return Outcome::Deferred;
+        }
         let grew: Vec<DropReason> =
             DropReason::ALL.iter().copied().filter(|r| after.dropped(*r) > before.dropped(*r)).collect();
         assert_eq!(grew.len(), 1, "exactly one drop counter moved: {grew:?}");
         Outcome::Dropped(grew[0])
+    }
+
+    /// A poll with nothing received (deferred and parked frames are tried again); the frames
+    /// it transmitted.
+    pub fn idle_poll(&mut self) -> Vec<Vec<u8>> {
+        self.worker.poll(&mut self.port, self.now_ns);
+        std::iter::from_fn(|| self.port.take_tx()).collect()
     }
 
     pub fn advance_s(&mut self, s: u64) {

@@ -1,0 +1,229 @@
+//! Connections opened through a SYN cookie, through a real `Worker` over an in-memory port: the
+//! client's ACK carrying a cookie (as the XDP program would have made it) becomes the gateway's SYN
+//! to the backend; the client's early data is held until the backend answers; the backend's
+//! SYN-ACK becomes the gateway's ACK; from then on every segment is shifted between the two
+//! sequence spaces.
+
+mod common;
+
+use common::*;
+use etherparse::{SlicedPacket, TcpOptionElement, TcpSlice, TransportSlice};
+use sluice_model::syncookie::{self, Handshake};
+use sluice_model::{Counter, DropReason};
+
+const KEY: [u64; 2] = [0xdead_beef_0bad_cafe, 0x0123_4567_89ab_cdef];
+/// The client's initial sequence number.
+const ISN: u32 = 0xffff_fff0;
+/// The backend's.
+const B_ISN: u32 = 0x1000_0000;
+
+fn harness(key: Option<[u64; 2]>) -> Harness {
+    let mut cfg = worker_config();
+    cfg.l4.syn_cookie_key = key;
+    Harness {
+        worker: sluice_worker::Worker::new(&cfg, table(1, standard_services()), next_hops()),
+        ..Harness::standard()
+    }
+}
+
+/// The cookie the XDP program would have answered the client's SYN (port `cport`, to `vip:80`)
+/// with, at the harness's time.
+fn cookie(h: &Harness, client: [u8; 16], vip: [u8; 16], cport: u16, class: u8) -> u32 {
+    let hs = Handshake { client, frontend: vip, cport, fport: 80, isn: ISN };
+    syncookie::cookie(KEY, &hs, syncookie::slot(h.now_ns), class)
+}
+
+fn mapped(a: [u8; 4]) -> [u8; 16] {
+    sluice_model::Addr::from_v4(a).0
+}
+
+fn tcp(f: &[u8]) -> TcpSlice<'_> {
+    match SlicedPacket::from_ethernet(f).unwrap().transport.unwrap() {
+        TransportSlice::Tcp(t) => t,
+        other => panic!("not TCP: {other:?}"),
+    }
+}
+
+fn seg(seq: u32, ack: Option<u32>) -> Tcp {
+    Tcp { seq, ack, ..Tcp::default() }
+}
+
+/// Checks a frame's TCP checksum (IPv4).
+fn checksum_ok(f: &[u8]) -> bool {
+    let p = SlicedPacket::from_ethernet(f).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else { panic!("not IPv4") };
+    let t = tcp(f);
+    let sum =
+        t.to_header().calc_checksum_ipv4_raw(ip.header().source(), ip.header().destination(), t.payload());
+    sum.unwrap() == t.checksum()
+        && ip.header().to_header().calc_header_checksum() == ip.header().header_checksum()
+}
+
+#[test]
+fn a_cookie_connection_carries_data_both_ways_with_shifted_sequence_numbers() {
+    let mut h = harness(Some(KEY));
+    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7000, 3);
+    let client = from(CLIENT_MAC, CLIENT, 7000).to(GW_MAC, VIP_ONE, 80);
+
+    // The client's ACK of the cookie: the gateway's SYN to the backend.
+    let Outcome::Tx(syn) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")) else {
+        panic!("the cookie's ACK opens the connection")
+    };
+    assert_eq!(dst4(&syn), be(1));
+    assert_eq!(src4(&syn), NODE, "FullNAT: from the SNAT address");
+    let snat = l4_src_port(&syn);
+    let t = tcp(&syn);
+    assert!(t.syn() && !t.ack() && !t.rst() && !t.fin());
+    assert_eq!((t.destination_port(), t.sequence_number()), (8080, ISN), "the client's ISN");
+    let opts: Vec<_> = t.options_iterator().collect::<Result<_, _>>().unwrap();
+    assert_eq!(opts, vec![TcpOptionElement::MaximumSegmentSize(1460)], "the cookie's MSS");
+    assert!(checksum_ok(&syn));
+    assert_eq!(h.worker.counters()[Counter::SynCookiesAccepted], 1);
+
+    // The request, sent at once, waits for the backend.
+    let request = b"GET / HTTP/1.1\r\n\r\n";
+    let data = client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), request);
+    assert_eq!(h.send(&data), Outcome::Deferred);
+
+    // The backend's SYN-ACK: the gateway completes the handshake itself...
+    let backend = from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat);
+    let synack = Tcp { syn: true, ..seg(B_ISN, Some(ISN.wrapping_add(1))) };
+    let Outcome::Tx(ack) = h.send(&backend.tcp(synack, b"")) else { panic!("the SYN-ACK is answered") };
+    assert_eq!((dst4(&ack), src4(&ack), l4_src_port(&ack)), (be(1), NODE, snat));
+    let t = tcp(&ack);
+    assert!(t.ack() && !t.syn() && !t.rst());
+    assert_eq!((t.sequence_number(), t.acknowledgment_number()), (ISN.wrapping_add(1), B_ISN + 1));
+    assert!(checksum_ok(&ack));
+
+    // ...and the held request follows, its acknowledgement in the backend's space.
+    let sent = h.idle_poll();
+    assert_eq!(sent.len(), 1, "the held request is sent");
+    let t = tcp(&sent[0]);
+    assert_eq!(t.payload(), request);
+    assert_eq!((t.sequence_number(), t.acknowledgment_number()), (ISN.wrapping_add(1), B_ISN + 1));
+    assert!(checksum_ok(&sent[0]));
+    assert_eq!(h.worker.deferred(), 0);
+
+    // The answer reaches the client in the client's space (the cookie's).
+    let after_req = ISN.wrapping_add(1).wrapping_add(request.len() as u32);
+    let Outcome::Tx(answer) =
+        h.send(&backend.tcp(seg(B_ISN + 1, Some(after_req)), b"HTTP/1.1 200 OK\r\n\r\n"))
+    else {
+        panic!()
+    };
+    assert_eq!((src4(&answer), dst4(&answer)), (VIP_ONE, CLIENT));
+    let t = tcp(&answer);
+    assert_eq!((t.sequence_number(), t.acknowledgment_number()), (c.wrapping_add(1), after_req));
+    assert!(checksum_ok(&answer));
+
+    // The client's acknowledgement of it goes back shifted.
+    let got = c.wrapping_add(1).wrapping_add(19);
+    let Outcome::Tx(f) = h.send(&client.tcp(seg(after_req, Some(got)), b"")) else { panic!() };
+    assert_eq!(tcp(&f).acknowledgment_number(), B_ISN + 1 + 19);
+    assert!(checksum_ok(&f));
+
+    // The window check works in both spaces: the backend's FIN at its next sequence number passes,
+    // a client RST far outside the window does not, one at its next sequence number does.
+    let fin = Tcp { fin: true, ..seg(B_ISN + 1 + 19, Some(after_req)) };
+    let Outcome::Tx(f) = h.send(&backend.tcp(fin, b"")) else { panic!("the backend's FIN") };
+    assert_eq!(tcp(&f).sequence_number(), got);
+    let o = h.send(&client.tcp(Tcp { rst: true, ..seg(after_req.wrapping_add(1 << 30), None) }, b""));
+    assert_eq!(o, Outcome::Dropped(DropReason::TcpOutOfWindow));
+    assert!(matches!(h.send(&client.tcp(Tcp { rst: true, ..seg(after_req, None) }, b"")), Outcome::Tx(_)));
+}
+
+#[test]
+fn only_a_valid_fresh_cookie_opens_a_connection() {
+    let mut h = harness(Some(KEY));
+    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7001, 2);
+    let client = from(CLIENT_MAC, CLIENT, 7001).to(GW_MAC, VIP_ONE, 80);
+    let no_flow = Outcome::Dropped(DropReason::NoFlowForSegment);
+    // Another cookie, another ISN, another client port: refused.
+    assert_eq!(h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c ^ 0x100)), b"")), no_flow);
+    assert_eq!(h.send(&client.tcp(seg(ISN.wrapping_add(2), Some(c.wrapping_add(1))), b"")), no_flow);
+    let other = from(CLIENT_MAC, CLIENT, 7002).to(GW_MAC, VIP_ONE, 80);
+    assert_eq!(h.send(&other.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")), no_flow);
+    // Two slots later (about 137 s): too old.
+    let later = h.now_ns;
+    h.now_ns += 2 << syncookie::SLOT_SHIFT;
+    assert_eq!(h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")), no_flow);
+    // In the next slot: still good.
+    h.now_ns = later + (1 << syncookie::SLOT_SHIFT);
+    let Outcome::Tx(syn) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")) else {
+        panic!()
+    };
+    let opts: Vec<_> = tcp(&syn).options_iterator().collect::<Result<_, _>>().unwrap();
+    assert_eq!(opts, vec![TcpOptionElement::MaximumSegmentSize(1440)]);
+    assert_eq!(h.worker.counters()[Counter::SynCookiesAccepted], 1);
+
+    // Without a key, the engine checks no cookie.
+    let mut plain = harness(None);
+    let c = cookie(&plain, mapped(CLIENT), mapped(VIP_ONE), 7003, 3);
+    let client = from(CLIENT_MAC, CLIENT, 7003).to(GW_MAC, VIP_ONE, 80);
+    assert_eq!(plain.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")), no_flow);
+}
+
+#[test]
+fn a_backend_that_refuses_resets_the_client_in_its_own_space() {
+    let mut h = harness(Some(KEY));
+    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7010, 3);
+    let client = from(CLIENT_MAC, CLIENT, 7010).to(GW_MAC, VIP_ONE, 80);
+    let Outcome::Tx(syn) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")) else {
+        panic!()
+    };
+    let backend = from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, l4_src_port(&syn));
+    let refused = Tcp { rst: true, ..seg(0, Some(ISN.wrapping_add(1))) };
+    let Outcome::Tx(rst) = h.send(&backend.tcp(refused, b"")) else {
+        panic!("the refusal reaches the client")
+    };
+    assert_eq!((src4(&rst), dst4(&rst), l4_src_port(&rst)), (VIP_ONE, CLIENT, 80));
+    let t = tcp(&rst);
+    assert!(t.rst() && !t.syn());
+    assert_eq!(t.sequence_number(), c.wrapping_add(1), "in the window the cookie opened");
+    assert!(checksum_ok(&rst));
+}
+
+#[test]
+fn a_stale_backend_ack_is_reset_and_the_next_client_segment_sends_the_syn_again() {
+    let mut h = harness(Some(KEY));
+    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7020, 3);
+    let client = from(CLIENT_MAC, CLIENT, 7020).to(GW_MAC, VIP_ONE, 80);
+    let Outcome::Tx(syn) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")) else {
+        panic!()
+    };
+    let snat = l4_src_port(&syn);
+    let backend = from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat);
+    // An old connection's ACK (the tuple's last owner): reset it with its own acknowledgement.
+    let Outcome::Tx(rst) = h.send(&backend.tcp(seg(0x7777, Some(0x4242_4242)), b"")) else { panic!() };
+    let t = tcp(&rst);
+    assert!(t.rst());
+    assert_eq!((dst4(&rst), t.destination_port(), t.sequence_number()), (be(1), 8080, 0x4242_4242));
+    // The client's next segment becomes the SYN again (it had waited; the held copy is gone).
+    let Outcome::Tx(again) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"hello"))
+    else {
+        panic!("the SYN again")
+    };
+    let t = tcp(&again);
+    assert!(t.syn() && t.payload().is_empty());
+    assert_eq!((l4_src_port(&again), t.sequence_number()), (snat, ISN));
+    assert!(checksum_ok(&again));
+}
+
+#[test]
+fn held_segments_are_dropped_when_the_backend_never_answers() {
+    let mut h = harness(Some(KEY));
+    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7030, 3);
+    let client = from(CLIENT_MAC, CLIENT, 7030).to(GW_MAC, VIP_ONE, 80);
+    assert!(matches!(
+        h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")),
+        Outcome::Tx(_)
+    ));
+    assert_eq!(
+        h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"x")),
+        Outcome::Deferred
+    );
+    h.now_ns += sluice_lb::engine::DEFER_NS;
+    assert!(h.idle_poll().is_empty());
+    assert_eq!(h.worker.deferred(), 0);
+    assert_eq!(h.worker.counters().dropped(DropReason::SynProxyPending), 1);
+}
