@@ -50,10 +50,14 @@ fn always() -> SynCookies {
 /// A SYN from the client to the VIP on port 80 (IPv6 when `v6`), with Linux's options when
 /// `options`.
 fn syn(v6: bool, isn: u32, options: bool) -> Vec<u8> {
+    syn_from(v6, 40_000, isn, options)
+}
+
+fn syn_from(v6: bool, cport: u16, isn: u32, options: bool) -> Vec<u8> {
     use etherparse::{PacketBuilder, TcpOptionElement as O};
     let b = PacketBuilder::ethernet2(CLIENT_MAC, GW_MAC);
     let b = if v6 { b.ipv6(CLIENT6, VIP6, 64) } else { b.ipv4(CLIENT4, VIP4, 64) };
-    let mut b = b.tcp(40_000, 80, isn, 64_240).syn();
+    let mut b = b.tcp(cport, 80, isn, 64_240).syn();
     if options {
         b = b
             .options(&[
@@ -77,6 +81,10 @@ fn monotonic_slot() -> u32 {
 /// Checks that `out` answers the SYN made by `syn(v6, isn, _)` with a cookie the engine accepts,
 /// and returns the MSS it offers.
 fn check_answer(out: &[u8], v6: bool, isn: u32) -> u16 {
+    check_answer_from(out, v6, 40_000, isn)
+}
+
+fn check_answer_from(out: &[u8], v6: bool, cport: u16, isn: u32) -> u16 {
     assert_eq!(&out[..6], &CLIENT_MAC, "to the client's MAC");
     assert_eq!(&out[6..12], &GW_MAC, "from the MAC the SYN was sent to");
     let p = SlicedPacket::from_ethernet(out).expect("a well-formed frame");
@@ -96,7 +104,7 @@ fn check_answer(out: &[u8], v6: bool, isn: u32) -> u16 {
     assert_eq!((src, dst), if v6 { (VIP6, CLIENT6) } else { (mapped(VIP4), mapped(CLIENT4)) });
     let Some(TransportSlice::Tcp(t)) = p.transport else { panic!("not TCP") };
     assert!(t.syn() && t.ack() && !t.rst() && !t.fin(), "a SYN-ACK");
-    assert_eq!((t.source_port(), t.destination_port()), (80, 40_000));
+    assert_eq!((t.source_port(), t.destination_port()), (80, cport));
     assert_eq!(t.acknowledgment_number(), isn.wrapping_add(1));
     assert!(t.payload().is_empty());
     let sum = if v6 {
@@ -112,7 +120,7 @@ fn check_answer(out: &[u8], v6: bool, isn: u32) -> u16 {
     let h = Handshake {
         client: if v6 { CLIENT6 } else { mapped(CLIENT4) },
         frontend: if v6 { VIP6 } else { mapped(VIP4) },
-        cport: 40_000,
+        cport,
         fport: 80,
         isn,
     };
@@ -175,4 +183,19 @@ fn only_a_bare_syn_to_a_frontend_is_answered() {
     synrst[14 + 20 + 13] |= 0x04;
     assert_eq!(s.test_run(&synrst).unwrap().0, XDP_PASS);
     assert_eq!(s.counts().2, 0);
+}
+
+#[test]
+fn every_answer_is_well_formed_whatever_the_port_and_sequence_number() {
+    let Some(mut s) = program(&always()) else { return };
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..2000u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let (cport, isn, v6) = ((x >> 40) as u16 | 1024, x as u32, i % 2 == 1);
+        let (verdict, out) = s.test_run(&syn_from(v6, cport, isn, true)).unwrap();
+        assert_eq!(verdict, XDP_TX);
+        check_answer_from(&out, v6, cport, isn);
+    }
 }

@@ -479,7 +479,7 @@ impl L4 {
             Verdict::Bounce => self.counters[Counter::Bounced] += 1,
             Verdict::Pass => self.counters[Counter::Passed] += 1,
             Verdict::Drop(r) => self.counters.add_drops(r, 1),
-            Verdict::Defer => self.counters[Counter::SynProxyDeferred] += 1,
+            Verdict::Defer => {} // counted by the caller, which holds the frame once
         }
         v
     }

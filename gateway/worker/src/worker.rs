@@ -443,6 +443,7 @@ impl Worker {
                 Verdict::Defer if self.ndeferred < DEFERRED => {
                     self.deferred[self.ndeferred] = (d, p as u8, now_ns + sluice_lb::engine::DEFER_NS);
                     self.ndeferred += 1;
+                    self.counters[Counter::SynProxyDeferred] += 1;
                 }
                 Verdict::Defer => {
                     self.counters.add_drops(DropReason::SynProxyPending, 1);

@@ -227,3 +227,31 @@ fn held_segments_are_dropped_when_the_backend_never_answers() {
     assert_eq!(h.worker.deferred(), 0);
     assert_eq!(h.worker.counters().dropped(DropReason::SynProxyPending), 1);
 }
+
+#[test]
+fn an_ipv6_cookie_connection_opens_and_shifts() {
+    let mut h = harness(Some(KEY));
+    let c = cookie(&h, v6(CLIENT6), v6(VIP6), 7040, 2);
+    let client = from(CLIENT_MAC, CLIENT6, 7040).to(GW_MAC, VIP6, 80);
+    let Outcome::Tx(syn) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")) else {
+        panic!("the cookie's ACK opens the connection")
+    };
+    let p = SlicedPacket::from_ethernet(&syn).unwrap();
+    let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else { panic!() };
+    assert_eq!(ip.header().destination(), v6(&be6(1)));
+    assert_eq!(ip.header().source(), v6(NODE6), "FullNAT: from the SNAT address");
+    let t = tcp(&syn);
+    assert!(t.syn() && !t.ack());
+    let sum =
+        t.to_header().calc_checksum_ipv6_raw(ip.header().source(), ip.header().destination(), &[]).unwrap();
+    assert_eq!(sum, t.checksum());
+    let snat = t.source_port();
+    let backend = from(backend_mac(1), &be6(1), 8080).to(GW_MAC, NODE6, snat);
+    let synack = Tcp { syn: true, ..seg(B_ISN, Some(ISN.wrapping_add(1))) };
+    let Outcome::Tx(ack) = h.send(&backend.tcp(synack, b"")) else { panic!("the SYN-ACK is answered") };
+    assert_eq!(tcp(&ack).acknowledgment_number(), B_ISN + 1);
+    let Outcome::Tx(answer) = h.send(&backend.tcp(seg(B_ISN + 1, Some(ISN.wrapping_add(1))), b"hi")) else {
+        panic!()
+    };
+    assert_eq!(tcp(&answer).sequence_number(), c.wrapping_add(1));
+}
