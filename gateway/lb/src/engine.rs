@@ -874,6 +874,7 @@ impl L4 {
                 dst: f.fwd.src,
                 q_src: (f.fwd.src, f.fwd.sport),
                 q_dst: (f.fwd.dst, f.fwd.dport),
+                q_seq_shift: 0,
             },
             // It quotes what we sent to the client: tell the backend, about its own packet.
             Dir::Forward => IcmpTranslation {
@@ -881,6 +882,7 @@ impl L4 {
                 dst: f.rev.src,
                 q_src: (f.rev.src, f.rev.sport),
                 q_dst: (f.rev.dst, f.rev.dport),
+                q_seq_shift: if f.is_proxied() { f.delta.wrapping_neg() } else { 0 },
             },
         };
         nat::translate_icmp_error(frame, m, &q, &t);

@@ -231,6 +231,10 @@ pub struct IcmpTranslation {
     pub q_src: (Addr, u16),
     /// Quoted destination and port.
     pub q_dst: (Addr, u16),
+    /// Added to a quoted TCP segment's sequence number: a proxied flow's segment to the client
+    /// is quoted to the backend in the backend's sequence space (its stack checks that the
+    /// quoted sequence number is one it sent). 0 otherwise.
+    pub q_seq_shift: u32,
 }
 
 /// Rewrites an ICMP error and its quote (from [`quote`]), updating the quoted IP and transport
@@ -247,6 +251,12 @@ pub fn translate_icmp_error(frame: &mut [u8], m: &Meta, q: &Quote, t: &IcmpTrans
     qd.replace16(q.dport, t.q_dst.1);
     wr16(frame, q.l4, t.q_src.1);
     wr16(frame, q.l4 + 2, t.q_dst.1);
+    if t.q_seq_shift != 0 && q.proto == ip_proto::TCP && q.l4 + 8 <= q.end {
+        let old = rd32(frame, q.l4 + 4);
+        let new = old.wrapping_add(t.q_seq_shift);
+        qd.replace32(old, new);
+        wr32(frame, q.l4 + 4, new);
+    }
     let qc = q.l4 + l4_checksum_offset(q.proto);
     if qc + 2 <= q.end {
         apply_l4(frame, qc, q.proto, qd);

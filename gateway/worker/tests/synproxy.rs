@@ -255,3 +255,37 @@ fn an_ipv6_cookie_connection_opens_and_shifts() {
     };
     assert_eq!(tcp(&answer).sequence_number(), c.wrapping_add(1));
 }
+
+#[test]
+fn an_icmp_error_about_a_segment_to_the_client_quotes_the_backends_sequence_number() {
+    // Path MTU discovery for a cookie connection: a router on the client's side says a segment the
+    // gateway sent to the client was too big. The backend's stack accepts the error only if the
+    // quoted sequence number is one it sent: the quote is shifted back into its space.
+    use etherparse::{Icmpv4Type, icmpv4};
+    let mut h = harness(Some(KEY));
+    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7050, 3);
+    let client = from(CLIENT_MAC, CLIENT, 7050).to(GW_MAC, VIP_ONE, 80);
+    let Outcome::Tx(syn) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")) else {
+        panic!()
+    };
+    let snat = l4_src_port(&syn);
+    let backend = from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat);
+    let synack = Tcp { syn: true, ..seg(B_ISN, Some(ISN.wrapping_add(1))) };
+    assert!(matches!(h.send(&backend.tcp(synack, b"")), Outcome::Tx(_)));
+    let Outcome::Tx(to_client) = h.send(&backend.tcp(seg(B_ISN + 1, Some(ISN.wrapping_add(1))), &[b'x'; 1000]))
+    else {
+        panic!()
+    };
+    assert_eq!(tcp(&to_client).sequence_number(), c.wrapping_add(1));
+    let too_big = Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::FragmentationNeeded {
+        next_hop_mtu: 576,
+    });
+    let err = from_host(ROUTER_MAC, ROUTER).to_host(GW_MAC, VIP_ONE).icmp4(too_big, &to_client[14..14 + 28]);
+    let Outcome::Tx(out) = h.send(&err) else { panic!("the error reaches the backend") };
+    assert_eq!(dst4(&out), be(1));
+    // Outer IPv4 (20) + ICMP (8) + quoted IPv4 (20): the quoted TCP header's sequence number.
+    let q = 14 + 20 + 8 + 20;
+    assert_eq!(u32::from_be_bytes([out[q + 4], out[q + 5], out[q + 6], out[q + 7]]), B_ISN + 1);
+    let port = |at: usize| u16::from_be_bytes([out[at], out[at + 1]]);
+    assert_eq!((port(q), port(q + 2)), (8080, snat), "the segment as the backend sent it");
+}
