@@ -18,6 +18,11 @@
 //! convert or pass is left out and reported once — `Kind namespace/name: field: message` — while
 //! it stays so; every other object still counts.
 //!
+//! What the watches hold is bounded ([`Bounds`], see [`bounds`]): an object larger than
+//! `--max-manifest-bytes` as JSON is left out and reported the same way, and more objects than
+//! `--max-objects`, every kind together, are not held — the sync then says the stores are short
+//! ([`Synced::shortfall`]) and nothing is to be published from them. Lists are paged.
+//!
 //! Leader election and the status writes are in [`crate::leader`].
 
 use std::collections::BTreeMap;
@@ -29,7 +34,7 @@ use k8s_openapi::api::core::v1::{Secret as KSecret, Service as KService};
 use k8s_openapi::api::discovery::v1::EndpointSlice as KEndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress as KIngress, IngressClass as KIngressClass};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
-use kube::runtime::reflector::{self, Store as KStore};
+use kube::runtime::reflector::Store as KStore;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
@@ -39,6 +44,11 @@ use tracing::warn;
 
 use crate::checked::{self, Checked};
 use crate::store::{Changes, Located, Store};
+
+pub mod bounds;
+
+pub use bounds::{Bounds, LIST_PAGE_SIZE, RELIST_AFTER, Shortfall};
+use bounds::{Holder, Look, Tally, Watched};
 
 /// The objects of one kind as the store last took them, by namespace/name. Holding the watch's
 /// `Arc`s is what lets a sync tell a replaced object from an unchanged one by pointer.
@@ -59,6 +69,9 @@ pub struct Synced {
     /// Objects left out (`Kind namespace/name` → what is wrong: `field: message` each), while
     /// they stay so.
     pub problems: BTreeMap<String, Vec<String>>,
+    /// Whether the stores the last sync read missed objects (more than `--max-objects` are
+    /// watched), and which kinds: nothing is to be published from them while it is `Some`.
+    pub shortfall: Option<Shortfall>,
 }
 
 impl Synced {
@@ -127,11 +140,15 @@ where
 }
 
 /// One object through its JSON form into control's serde type, then through the checks every
-/// object passes: its typed value, or what is wrong with it (`field: message` each).
-fn check_one<K: Serialize, Raw: DeserializeOwned, T>(
+/// object passes: its typed value, or what is wrong with it (`field: message` each; a stub's
+/// says why the object is not held).
+fn check_one<K: Resource + Serialize, Raw: DeserializeOwned, T>(
     o: &K,
     check: fn(Raw) -> Checked<T>,
 ) -> Result<T, Vec<String>> {
+    if let Some(problem) = bounds::stub_problem(o.meta()) {
+        return Err(vec![problem.to_owned()]);
+    }
     let raw: Raw =
         serde_json::to_value(o).and_then(serde_json::from_value).map_err(|e| vec![e.to_string()])?;
     check(raw).map_err(|problems| problems.iter().map(ToString::to_string).collect())
@@ -156,6 +173,8 @@ pub struct Cluster {
     /// `metallb.io/v1beta1` IPAddressPools; `None` where the CRD is not served.
     pools: Option<KStore<DynamicObject>>,
     changed: Arc<Notify>,
+    /// What every store holds, against the bounds.
+    tally: Arc<Tally>,
 }
 
 /// MetalLB's address pool resource.
@@ -166,69 +185,86 @@ fn pool_resource() -> ApiResource {
     )
 }
 
-/// Starts a reflector for one kind on the current tokio runtime; every event wakes `changed`.
-fn reflect<K>(api: Api<K>, config: watcher::Config, changed: Arc<Notify>) -> KStore<K>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    reflect_with(api, K::DynamicType::default(), config, changed)
-}
-
-/// [`reflect`] for a kind known only at run time (a CRD's `DynamicObject`).
-fn reflect_with<K>(
+/// Lists and watches one kind, paged, into a store of its own, within the tally's bounds, on
+/// the current tokio runtime; every event wakes `changed`. A kind whose objects do not fit stops
+/// watching, and lists again after [`Bounds::relist_after`].
+fn reflect<K: Watched>(
     api: Api<K>,
-    dyntype: K::DynamicType,
+    kind: &'static str,
     config: watcher::Config,
+    tally: &Arc<Tally>,
     changed: Arc<Notify>,
 ) -> KStore<K>
 where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    reflect_with(api, kind, K::DynamicType::default(), config, tally, changed)
+}
+
+/// [`reflect`] for a kind known only at run time (a CRD's `DynamicObject`).
+fn reflect_with<K: Watched>(
+    api: Api<K>,
+    kind: &'static str,
+    dyntype: K::DynamicType,
+    config: watcher::Config,
+    tally: &Arc<Tally>,
+    changed: Arc<Notify>,
+) -> KStore<K>
+where
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    let writer = reflector::store::Writer::new(dyntype);
-    let store = writer.as_reader();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, config).default_backoff().modify(|o: &mut K| {
-            // Managed fields are large and of no use here.
-            o.meta_mut().managed_fields = None;
-        }),
-    );
+    let relist_after = tally.bounds.relist_after;
+    let (mut holder, store) = Holder::new(kind, dyntype, tally.clone());
+    let config = config.page_size(LIST_PAGE_SIZE);
     tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                // The watcher backs off and retries: a warning, not a failure.
-                warn!("watch: {e}");
+        loop {
+            let fits = {
+                let mut stream = std::pin::pin!(watcher(api.clone(), config.clone()).default_backoff());
+                let mut fits = true;
+                while fits && let Some(event) = stream.next().await {
+                    match event {
+                        Ok(event) => fits = holder.apply(event),
+                        // The watcher backs off and retries: a warning, not a failure.
+                        Err(e) => warn!("watch: {e}"),
+                    }
+                    changed.notify_one();
+                }
+                fits
+                // The stream is dropped here, and its request with it: a list cut off at the
+                // bound reads no further, and a watch stopped holds no connection while it waits.
+            };
+            if fits {
+                // The stream ended: the watcher never ends its own.
+                return;
             }
-            changed.notify_one();
+            tokio::time::sleep(relist_after).await;
         }
     });
     store
 }
 
 impl Cluster {
-    /// Starts watching (on the current tokio runtime).
+    /// Starts watching (on the current tokio runtime), within the default [`Bounds`].
     pub fn watch(client: Client) -> Cluster {
+        Cluster::watch_within(client, Bounds::default())
+    }
+
+    /// [`Cluster::watch`] within `bounds`.
+    pub fn watch_within(client: Client, bounds: Bounds) -> Cluster {
         let changed = Arc::new(Notify::new());
+        let tally = Tally::new(bounds);
         let all = watcher::Config::default();
+        let slices = watcher::Config::default().labels("kubernetes.io/service-name");
+        let tls = watcher::Config::default().fields("type=kubernetes.io/tls");
         Cluster {
-            services: reflect(Api::all(client.clone()), all.clone(), changed.clone()),
-            slices: reflect(
-                Api::all(client.clone()),
-                watcher::Config::default().labels("kubernetes.io/service-name"),
-                changed.clone(),
-            ),
-            ingresses: reflect(Api::all(client.clone()), all.clone(), changed.clone()),
-            classes: reflect(Api::all(client.clone()), all.clone(), changed.clone()),
-            secrets: reflect(
-                Api::all(client),
-                watcher::Config::default().fields("type=kubernetes.io/tls"),
-                changed.clone(),
-            ),
+            services: reflect(Api::all(client.clone()), "Service", all.clone(), &tally, changed.clone()),
+            slices: reflect(Api::all(client.clone()), "EndpointSlice", slices, &tally, changed.clone()),
+            ingresses: reflect(Api::all(client.clone()), "Ingress", all.clone(), &tally, changed.clone()),
+            classes: reflect(Api::all(client.clone()), "IngressClass", all, &tally, changed.clone()),
+            secrets: reflect(Api::all(client), "Secret", tls, &tally, changed.clone()),
             pools: None,
             changed,
+            tally,
         }
     }
 
@@ -243,7 +279,9 @@ impl Cluster {
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(false),
             Err(e) => return Err(e),
         }
-        self.pools = Some(reflect_with(api, resource, watcher::Config::default(), self.changed.clone()));
+        let config = watcher::Config::default();
+        let pools = reflect_with(api, "IPAddressPool", resource, config, &self.tally, self.changed.clone());
+        self.pools = Some(pools);
         Ok(true)
     }
 
@@ -268,8 +306,10 @@ impl Cluster {
     /// [`Changes`]; any other kind, when one of its objects changed, converted again as a whole
     /// ([`Changes::everything`]). Objects that do not convert or pass their checks are left out
     /// and kept in `synced.problems`; the returned lines (`Kind namespace/name: field: message`)
-    /// are the problems new since the last sync.
+    /// are the problems new since the last sync. When the stores read missed objects (past
+    /// `--max-objects`), `synced.shortfall` says so, and `store` is not to be published.
     pub fn sync(&self, store: &mut Store, synced: &mut Synced) -> (Changes, Vec<String>) {
+        let before = self.tally.look();
         let mut changes = Changes::default();
         let mut new = Vec::new();
         for ((ns, name), o) in replaced(&self.slices, &mut synced.slices) {
@@ -323,11 +363,13 @@ impl Cluster {
             let left_out = convert(pools, "IPAddressPool", checked::pool, &mut store.pools);
             synced.record_kind("IPAddressPool", left_out, &mut new);
         }
+        synced.shortfall = Look::shortfall(before, self.tally.look(), &self.tally.bounds);
         (changes, new)
     }
 
     /// The objects now, as control's store; and what is wrong with those left out
-    /// (`Kind namespace/name: field: message`).
+    /// (`Kind namespace/name: field: message`). Whether the stores are short is
+    /// [`Cluster::sync`]'s to say.
     pub fn snapshot(&self) -> (Store, Vec<String>) {
         let mut store = Store::default();
         let mut left_out = convert(&self.services, "Service", checked::service, &mut store.services);

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Parser, Subcommand};
 use sluice_control::checked::{AddressRange, Pool};
-use sluice_control::cluster::{Cluster, Synced};
+use sluice_control::cluster::{self, Cluster, Synced};
 use sluice_control::compile::Config;
 use sluice_control::leader::{LeaderLease, clear_load_balancer_status, write_load_balancer_status};
 use sluice_control::load::{self, load_dir_within};
@@ -79,13 +79,17 @@ struct RunArgs {
     /// (docs/kubernetes.md §8: 125 MiB measured for 64 MiB of kubectl dumps).
     #[arg(long)]
     manifests: Option<PathBuf>,
-    /// Largest manifest file, in bytes.
+    /// Largest manifest file, in bytes. In cluster mode, the largest object held, as JSON
+    /// without its managed fields: a larger one is left out and reported, `Kind ns/name: …`.
     #[arg(long, default_value_t = load::MAX_FILE_BYTES, value_name = "BYTES")]
     max_manifest_bytes: u64,
     /// Largest sum of the manifest files' sizes, in bytes.
     #[arg(long, default_value_t = load::MAX_DIRECTORY_BYTES, value_name = "BYTES")]
     max_directory_bytes: u64,
-    /// Most objects in the manifest directory (each document, each item of a List).
+    /// Most objects in the manifest directory (each document, each item of a List). In cluster
+    /// mode, the most objects held of the kinds watched, all kinds together: past it, no table
+    /// is published (the last good one stays live), the error is logged once, and the kinds
+    /// that did not fit are listed again until they do (docs/kubernetes.md §8).
     #[arg(long, default_value_t = load::MAX_OBJECTS, value_name = "N")]
     max_objects: usize,
     /// Watch the cluster of this kubeconfig instead.
@@ -492,7 +496,12 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
     if let Some(endpoint) = metrics_endpoint(args)? {
         endpoint.spawn(metrics.clone(), Limits::default()).map_err(|e| format!("metrics: {e}"))?;
     }
-    let mut cluster = Cluster::watch(client.clone());
+    let bounds = cluster::Bounds {
+        max_objects: args.max_objects,
+        max_object_bytes: args.max_manifest_bytes,
+        relist_after: cluster::RELIST_AFTER,
+    };
+    let mut cluster = Cluster::watch_within(client.clone(), bounds);
     match cluster.watch_pools(client.clone()).await {
         Ok(true) => info!("watching IPAddressPools (metallb.io/v1beta1)"),
         Ok(false) => info!("no IPAddressPool resource in this cluster: pools from --lb-pool only"),
@@ -504,6 +513,8 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
     let (mut store, mut synced, mut last) = (Store::default(), Synced::default(), Published::default());
     store.pools.extend(pool_objects(&args.lb_pools));
     let (mut pending, mut dirty) = (Changes::default(), true);
+    // Whether the stores' shortfall has been reported: once while it lasts.
+    let mut short_reported = false;
     loop {
         dirty |= leader.renew().await;
         if dirty {
@@ -514,10 +525,21 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
             }
             let wrong = synced.problems.values().map(Vec::len).sum();
             metrics.update(|f| f.manifest_errors = wrong);
-            if store.l4_objects() == 0 && wrong > 0 && last.has_table() {
+            if let Some(short) = &synced.shortfall {
+                // What the stores hold is not the cluster: publishing it would drop what they miss.
+                if !std::mem::replace(&mut short_reported, true) {
+                    match last.has_table() {
+                        true => error!("{short}; the last good table stays live"),
+                        false => error!("{short}; nothing published until it is fixed"),
+                    }
+                }
+            } else if store.l4_objects() == 0 && wrong > 0 && last.has_table() {
                 // As with a directory of manifests that holds nothing valid.
                 warn!("nothing valid in the cluster: the last good table stays live");
             } else {
+                if std::mem::take(&mut short_reported) {
+                    info!("every watched object is held again (--max-objects): publishing");
+                }
                 let changes = std::mem::take(&mut pending);
                 let work = publish_store(&store, cfg, &changes, &publisher, &mut last, &metrics)?;
                 leader.write_statuses(&store, &work).await;
@@ -525,7 +547,10 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
             dirty = false;
         }
         if args.once {
-            return Ok(());
+            return match last.has_table() {
+                true => Ok(()),
+                false => Err("the cluster: nothing published".into()),
+            };
         }
         tokio::select! {
             _ = cluster.changed() => {

@@ -18,7 +18,7 @@ use http_body::Frame;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use serde_json::{Value, json};
-use sluice_control::cluster::Cluster;
+use sluice_control::cluster::{Bounds, Cluster, LIST_PAGE_SIZE};
 use sluice_control::compile::{Config, compile};
 use sluice_model::service::Generation;
 use tokio::sync::mpsc;
@@ -35,6 +35,8 @@ struct State {
     patches: Vec<(String, Value)>,
     /// Every request served over HTTP: (method, path and query).
     requests: Vec<(String, http::Uri)>,
+    /// Objects served by list requests, by kind.
+    listed: HashMap<&'static str, usize>,
 }
 
 fn json_response(code: u16, v: Value) -> Response<Body> {
@@ -196,9 +198,9 @@ impl Fake {
             });
             return Response::new(StreamBody::new(stream).boxed());
         }
-        let s = self.0.lock().unwrap();
+        let mut s = self.0.lock().unwrap();
         // The built-in kinds are always served (empty until set); a CRD's kind only once set.
-        let Some((rv, items)) =
+        let Some((rv, mut items)) =
             s.lists.get(key).cloned().or_else(|| (key != "ipaddresspools").then(Default::default))
         else {
             // A kind this fake cluster does not serve (a CRD not installed).
@@ -208,7 +210,22 @@ impl Fake {
                 .body(Full::new(Bytes::from(body.to_string())).boxed())
                 .unwrap();
         };
-        let body = json!({"apiVersion": api, "kind": list_kind, "metadata": {"resourceVersion": rv.to_string()}, "items": items});
+        // Pages as the API server gives them: `limit` objects from where `continue` says, and a
+        // `continue` token while more remain.
+        let param = |name: &str| {
+            req.uri().query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        };
+        let from: usize = param("continue").map_or(0, |c| c.parse().expect("a token this fake gave"));
+        let limit: usize = param("limit").map_or(usize::MAX, |l| l.parse().unwrap());
+        let rest = items.split_off(from.min(items.len()));
+        let more = rest.len() > limit;
+        let page: Vec<Value> = rest.into_iter().take(limit).collect();
+        *s.listed.entry(key).or_default() += page.len();
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        if more {
+            metadata["continue"] = json!((from + limit).to_string());
+        }
+        let body = json!({"apiVersion": api, "kind": list_kind, "metadata": metadata, "items": page});
         Response::new(Full::new(Bytes::from(body.to_string())).boxed())
     }
 }
@@ -416,6 +433,139 @@ async fn an_invalid_object_from_the_cluster_is_left_out_and_reported() {
     assert_eq!(sticky.object.affinity, sluice_model::service::Affinity::new(60));
 }
 
+/// Service `default/svc-N`, with a ClusterIP of its own.
+fn numbered_service(n: usize) -> Value {
+    let mut s = service();
+    s["metadata"]["name"] = json!(format!("svc-{n}"));
+    s["metadata"]["uid"] = json!(format!("n{n}"));
+    s["spec"]["clusterIP"] = json!(format!("198.19.{}.{}", 1 + n / 250, 1 + n % 250));
+    s
+}
+
+/// A cluster with more objects than `--max-objects`: the list is read in pages and cut off past
+/// the bound (the rest is not read), the store is ready anyway, and the sync says the stores
+/// are short, naming the kind, so that nothing is published from them.
+#[tokio::test(flavor = "current_thread")]
+async fn a_list_past_max_objects_is_cut_off_and_the_stores_are_short() {
+    use sluice_control::cluster::Synced;
+    use sluice_control::store::Store;
+    let fake = Fake::default();
+    fake.set("services", (0..1200).map(numbered_service).collect());
+    // Not relisted during the test: what the first list read is what the fake counts.
+    let bounds = Bounds { max_objects: 100, relist_after: Duration::from_secs(3600), ..Bounds::default() };
+    let cluster = Cluster::watch_within(client(&fake), bounds);
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("ready though short");
+    let (mut store, mut synced) = (Store::default(), Synced::default());
+    let (_, problems) = cluster.sync(&mut store, &mut synced);
+    assert!(problems.is_empty(), "{problems:?}");
+    let short = synced.shortfall.clone().expect("the stores are short");
+    assert_eq!(short.kinds, ["Service"]);
+    let message = short.to_string();
+    assert!(
+        message.starts_with(
+            "the cluster has more than 100 objects of the kinds control watches, all kinds together \
+             (--max-objects): not every Service is held, so no table is published from them"
+        ),
+        "{message}"
+    );
+    assert_eq!(store.services.len(), 100, "the list up to the bound is held");
+    // One page read of the three: the list stopped at the bound.
+    assert_eq!(fake.0.lock().unwrap().listed.get("services"), Some(&(LIST_PAGE_SIZE as usize)));
+    // Still short at the next sync: no store became whole meanwhile.
+    cluster.sync(&mut store, &mut synced);
+    assert_eq!(synced.shortfall, Some(short));
+}
+
+/// Past `--max-objects` through the watch: the new object is not held and the stores are short;
+/// once the cluster fits again, the kind lists again (after `relist_after`) and the stores are
+/// whole, the new list's objects in them.
+#[tokio::test(flavor = "current_thread")]
+async fn an_object_past_max_objects_makes_the_stores_short_until_the_cluster_fits() {
+    use sluice_control::cluster::Synced;
+    use sluice_control::store::Store;
+    let fake = Fake::default();
+    fake.set("services", vec![numbered_service(0), numbered_service(1)]);
+    fake.set("endpointslices", vec![slice(&["198.18.1.30"], 1)]);
+    let bounds = Bounds { max_objects: 3, relist_after: Duration::from_millis(200), ..Bounds::default() };
+    let cluster = Cluster::watch_within(client(&fake), bounds);
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("every store lists");
+    let (mut store, mut synced) = (Store::default(), Synced::default());
+    cluster.sync(&mut store, &mut synced);
+    assert_eq!(synced.shortfall, None, "three objects fit");
+    eventually("the service watch", || fake.watching("services") > 0).await;
+    fake.event("services", "ADDED", numbered_service(2));
+    eventually("the shortfall", || {
+        cluster.sync(&mut store, &mut synced);
+        synced.shortfall.is_some()
+    })
+    .await;
+    assert_eq!(synced.shortfall.as_ref().unwrap().kinds, ["Service"]);
+    let mut names: Vec<&str> = store.services.iter().map(|s| s.object.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["svc-0", "svc-1"], "the object past the bound is not held");
+    // svc-0 goes, svc-2 stays: three objects again, and the next list holds them all.
+    fake.set("services", vec![numbered_service(1), numbered_service(2)]);
+    eventually("the stores whole again", || {
+        cluster.sync(&mut store, &mut synced);
+        synced.shortfall.is_none()
+    })
+    .await;
+    let mut names: Vec<&str> = store.services.iter().map(|s| s.object.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["svc-1", "svc-2"]);
+}
+
+/// An object larger than `--max-manifest-bytes` as JSON — a Secret with a large data field, a
+/// Service with a large annotation — is not held: it is left out and reported once, `Kind
+/// namespace/name: …`, while every other object is published; shrunk, it joins.
+#[tokio::test(flavor = "current_thread")]
+async fn an_object_too_large_is_left_out_and_reported_and_the_others_publish() {
+    use sluice_control::cluster::Synced;
+    use sluice_control::store::Store;
+    let fake = Fake::default();
+    let mut huge = numbered_service(1);
+    huge["metadata"]["name"] = json!("huge");
+    huge["metadata"]["annotations"] = json!({"note": "x".repeat(5000)});
+    let big = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "big", "namespace": "default", "resourceVersion": "1"},
+        "data": {"tls.crt": "QUFB".repeat(2000), "tls.key": "QUFB"}});
+    fake.set("services", vec![service(), huge.clone()]);
+    fake.set("endpointslices", vec![slice(&["198.18.1.30"], 1)]);
+    fake.set("secrets", vec![big]);
+    let bounds = Bounds { max_object_bytes: 4096, ..Bounds::default() };
+    let cluster = Cluster::watch_within(client(&fake), bounds);
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("every store lists");
+    let (mut store, mut synced) = (Store::default(), Synced::default());
+    let (_, mut problems) = cluster.sync(&mut store, &mut synced);
+    problems.sort();
+    let why = "larger than 4096 bytes as JSON (--max-manifest-bytes): left out, not held; shrink it, or raise \
+               the limit";
+    assert_eq!(problems, [format!("Secret default/big: {why}"), format!("Service default/huge: {why}")]);
+    assert_eq!(synced.shortfall, None, "a stub is an object like any other");
+    let names: Vec<&str> = store.services.iter().map(|s| s.object.name.as_str()).collect();
+    assert_eq!(names, ["mysql"]);
+    assert!(store.secrets.is_empty());
+    let cfg = Config { node_addrs: vec!["198.18.0.1".parse().unwrap()], ..Config::default() };
+    let spec = compile(&store, &cfg, Generation(1)).spec;
+    let compiled: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(compiled, ["default/mysql:tcp"]);
+    assert_eq!(spec.services[0].backends.len(), 1);
+    // Reported once.
+    assert!(cluster.sync(&mut store, &mut synced).1.is_empty());
+    assert_eq!(synced.problems.len(), 2);
+    // Shrunk through the watch, the Service joins.
+    eventually("the service watch", || fake.watching("services") > 0).await;
+    huge["metadata"]["annotations"] = json!({"note": "short"});
+    huge["metadata"]["resourceVersion"] = json!("2");
+    fake.event("services", "MODIFIED", huge);
+    eventually("the shrunk Service", || {
+        cluster.sync(&mut store, &mut synced);
+        store.services.len() == 2
+    })
+    .await;
+    assert_eq!(synced.problems.keys().collect::<Vec<_>>(), ["Secret default/big"]);
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_leader_holds_a_lease_and_writes_status_only_when_it_changes() {
     use sluice_control::leader::{LeaderLease, write_load_balancer_status};
@@ -562,8 +712,8 @@ fn binary_cluster(fake: &Fake) {
 }
 
 /// Starts `sluice-control run` against the API server at `addr`, with its kubeconfig, table and
-/// log (standard error) in `dir`.
-fn start_binary(addr: std::net::SocketAddr, dir: &std::path::Path) -> Child {
+/// log (standard error) in `dir`, and `extra` arguments.
+fn start_binary(addr: std::net::SocketAddr, dir: &std::path::Path, extra: &[&str]) -> Child {
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -582,6 +732,7 @@ fn start_binary(addr: std::net::SocketAddr, dir: &std::path::Path) -> Child {
             .arg(dir.join("table"))
             .args(["--node-address", "198.18.0.1", "--identity", "gw-test"])
             .args(["--metrics-address", "127.0.0.1:0", "--interval-ms", "100"])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.join("control.log")).unwrap())
             .spawn()
@@ -601,7 +752,7 @@ async fn the_binary_runs_against_the_fake_cluster() {
     let dir = TempDir(std::env::temp_dir().join(format!("sluice-cluster-bin-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
     std::fs::create_dir_all(&dir.0).unwrap();
-    let _child = start_binary(addr, &dir.0);
+    let _child = start_binary(addr, &dir.0, &[]);
     let table = dir.0.join("table");
     let status = || {
         let bin = env!("CARGO_BIN_EXE_sluice-control");
@@ -648,6 +799,52 @@ async fn the_binary_runs_against_the_fake_cluster() {
         writes,
         ["/api/v1/namespaces/default/services/old/status", "/api/v1/namespaces/default/services/web/status"]
     );
+}
+
+/// The binary past `--max-objects`: a Service more than the bound arrives through the watch;
+/// control says so once, as an error, and publishes nothing more — neither that Service nor a
+/// later endpoint change — keeping the table it had live.
+#[tokio::test(flavor = "current_thread")]
+async fn the_binary_keeps_its_last_table_past_max_objects_and_says_so_once() {
+    let fake = Fake::default();
+    // Three Services, a pool and a slice: five objects.
+    binary_cluster(&fake);
+    let addr = serve(fake.clone()).await;
+    let dir = TempDir(std::env::temp_dir().join(format!("sluice-cluster-max-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let _child = start_binary(addr, &dir.0, &["--max-objects", "5"]);
+    let table = dir.0.join("table");
+    let status = || {
+        let bin = env!("CARGO_BIN_EXE_sluice-control");
+        let out = std::process::Command::new(bin).args(["status", "--table"]).arg(&table).output().unwrap();
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let log = || std::fs::read_to_string(dir.0.join("control.log")).unwrap();
+    eventually("the table from the cluster", || status().is_some_and(|s| s.contains("198.18.1.61:8080")))
+        .await;
+    eventually("the watches", || fake.watching("services") > 0 && fake.watching("endpointslices") > 0).await;
+    // The first publication, then web's status coming back through the watch: let it settle.
+    eventually("web's status", || fake.0.lock().unwrap().patches.len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = status().unwrap();
+    let mut extra = numbered_service(7);
+    extra["metadata"]["name"] = json!("extra");
+    fake.event("services", "ADDED", extra);
+    eventually("the error", || log().contains("--max-objects")).await;
+    // The Service watch stopped: it holds no connection while it waits to list again.
+    eventually("the Service watch to stop", || fake.watching("services") == 0).await;
+    // Still past the bound: an endpoint change is not published either, and not reported again.
+    fake.event("endpointslices", "MODIFIED", web_slice(&["198.18.1.61", "198.18.1.62"], 4));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(status().unwrap(), before, "the last good table stays live, unchanged");
+    let log = log();
+    let reported: Vec<&str> = log.lines().filter(|l| l.contains("--max-objects")).collect();
+    assert_eq!(reported.len(), 1, "{log}");
+    assert!(reported[0].contains(" ERROR "), "{log}");
+    assert!(reported[0].contains("more than 5 objects"), "{log}");
+    assert!(reported[0].contains("not every Service is held"), "{log}");
+    assert!(reported[0].ends_with("; the last good table stays live"), "{log}");
 }
 
 /// Every request the fake served is one deploy/kubernetes grants.

@@ -69,9 +69,7 @@ pub(crate) struct Supervisor<'a> {
     /// The MTUs last seen (0: not yet; every one fitted the frames at start).
     mtus: Vec<u32>,
     last_mtu: Instant,
-    /// New flows dropped for want of a SNAT port, summed over the workers, at the last look.
-    snat_exhausted: u64,
-    last_snat: Instant,
+    snat: SnatWatch,
 }
 
 impl<'a> Supervisor<'a> {
@@ -105,8 +103,7 @@ impl<'a> Supervisor<'a> {
             resolving_until: None,
             mtus: vec![0; ifs.names.len()],
             last_mtu: Instant::now(),
-            snat_exhausted: 0,
-            last_snat: Instant::now(),
+            snat: SnatWatch::new(Instant::now()),
         })
     }
 
@@ -307,25 +304,14 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// Each interface's MTU, every second: one raised past what the frames hold is reported.
-    /// Logs new flows dropped for want of a SNAT port in the last second.
+    /// New flows dropped for want of a SNAT port, every second: logged while they grow.
     fn watch_snat(&mut self) {
-        if self.last_snat.elapsed() < Duration::from_secs(1) {
-            return;
-        }
-        self.last_snat = Instant::now();
-        let now: u64 = self.links.iter().map(|l| l.snat_exhausted.load(Ordering::Relaxed)).sum();
-        if now > self.snat_exhausted {
-            warn!(
-                dropped = now - self.snat_exhausted,
-                "SNAT exhausted: new flows dropped in the last second, every (SNAT address, port) \
-                 towards their backend held by a live connection; add SNAT addresses \
-                 (control --snat-address) or widen --snat-ports"
-            );
-        }
-        self.snat_exhausted = now;
+        let links = self.links;
+        self.snat
+            .look(Instant::now(), || links.iter().map(|l| l.snat_exhausted.load(Ordering::Relaxed)).sum());
     }
 
+    /// Each interface's MTU, every second: one raised past what the frames hold is reported.
     fn watch_mtus(&mut self) {
         if self.last_mtu.elapsed() < Duration::from_secs(1) {
             return;
@@ -351,6 +337,47 @@ impl<'a> Supervisor<'a> {
     }
 }
 
+/// SNAT exhaustion, looked at once a second: the new flows the workers dropped for want of a
+/// SNAT port since the last look are logged, with what to do about it. The `snat_exhausted`
+/// counter says how many in all; the log says when it happens.
+#[derive(Debug)]
+struct SnatWatch {
+    /// The workers' `snat_exhausted` drops, summed, at the last look.
+    seen: u64,
+    last: Instant,
+}
+
+impl SnatWatch {
+    /// How often to look: the log says it at most this often.
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new(now: Instant) -> SnatWatch {
+        SnatWatch { seen: 0, last: now }
+    }
+
+    /// At `now`: when a second has passed since the last look, reads the workers' drops summed
+    /// (`total`), and logs those new since then. Returns how many it logged, if it did.
+    fn look(&mut self, now: Instant, total: impl FnOnce() -> u64) -> Option<u64> {
+        if now.saturating_duration_since(self.last) < Self::EVERY {
+            return None;
+        }
+        self.last = now;
+        let total = total();
+        // A sum that went down (none does today) is a new start, not drops.
+        let dropped = total.checked_sub(self.seen).filter(|&d| d > 0);
+        self.seen = total;
+        if let Some(dropped) = dropped {
+            warn!(
+                dropped,
+                "SNAT exhausted: new flows dropped in the last second, every (SNAT address, port) \
+                 towards their backend held by a live connection; add SNAT addresses \
+                 (control --snat-address) or widen --snat-ports"
+            );
+        }
+        dropped
+    }
+}
+
 /// Gratuitous ARP / unsolicited neighbour advertisement for each address.
 fn announce(raw: &RawSender, mac: [u8; 6], addrs: &[Addr]) {
     for a in addrs {
@@ -361,5 +388,70 @@ fn announce(raw: &RawSender, mac: [u8; 6], addrs: &[Addr]) {
         if let Err(e) = r {
             warn!("announcing {}: {e}", a.ip());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// What the log would say, as the gateway's subscriber formats it (less time and colour).
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Log {
+        /// The lines logged since the last call.
+        fn take(&self) -> Vec<String> {
+            let bytes = std::mem::take(&mut *self.0.lock().unwrap());
+            String::from_utf8(bytes).unwrap().lines().map(str::to_owned).collect()
+        }
+    }
+
+    #[test]
+    fn snat_exhaustion_is_logged_once_a_second_while_the_drops_grow() {
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let start = Instant::now();
+            let at = |ms| start + Duration::from_millis(ms);
+            let mut w = SnatWatch::new(start);
+            // Not a second yet: the counters are not even read.
+            assert_eq!(w.look(at(999), || panic!("read before its second")), None);
+            // No drops: nothing said.
+            assert_eq!(w.look(at(1000), || 0), None);
+            assert!(log.take().is_empty());
+            // Ports ran out: 5 new flows dropped across the workers.
+            assert_eq!(w.look(at(2000), || 5), Some(5));
+            let lines = log.take();
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert!(lines[0].starts_with(" WARN "), "{lines:?}");
+            assert!(lines[0].contains("SNAT exhausted: new flows dropped in the last second"), "{lines:?}");
+            assert!(lines[0].contains("--snat-address") && lines[0].contains("--snat-ports"), "{lines:?}");
+            assert!(lines[0].ends_with(" dropped=5"), "{lines:?}");
+            // More within the same second: said at the next look, once, with the drops since.
+            assert_eq!(w.look(at(2500), || 9), None);
+            assert!(log.take().is_empty());
+            assert_eq!(w.look(at(3000), || 12), Some(7));
+            assert_eq!(log.take().len(), 1);
+            // No new drops: quiet again.
+            assert_eq!(w.look(at(4000), || 12), None);
+            assert!(log.take().is_empty());
+        });
     }
 }
