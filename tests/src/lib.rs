@@ -47,6 +47,9 @@ pub const NODE_NAME: &str = "sluice-gw";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The XDP_PASS program for the gateway's peers (`bpf/pass.c`).
+static PASS_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pass.o"));
+
 /// Whether this process may build sandboxes. Without root: prints a loud skip notice and returns
 /// false — or panics when `SLUICE_REQUIRE_ROOT=1` (CI), so a skipped suite cannot pass there.
 pub fn require_root(test: &str) -> bool {
@@ -299,8 +302,17 @@ impl Sandbox {
         // NAPI, or frames vanish: GRO on the gateway's switch port. Nowhere else: a GRO port
         // facing a host would merge its segments into super-frames, which the bridge forwards to
         // the gateway whole, past what an XDP program without multi-buffer support is given.
+        // And an XDP program there: NAPI through GRO takes what the gateway transmits, but
+        // frames its XDP program sends with XDP_TX (SYN cookies) are only taken by a peer with an
+        // XDP program — with GRO alone they fill the ring and the link stops (pitfall 3).
         if role == "gw" {
             must(&["ip", "netns", "exec", &sw, "ethtool", "-K", port, "gro", "on"])?;
+            let obj = self.dir.path().join("pass.o");
+            if !obj.exists() {
+                fs::write(&obj, PASS_PROGRAM)?;
+            }
+            let obj = obj.to_string_lossy().into_owned();
+            must(&["ip", "-n", &sw, "link", "set", "dev", port, "xdpdrv", "obj", &obj, "sec", "xdp"])?;
         }
         let ns = ns.to_owned();
         if self.topology.mtu > 0 {

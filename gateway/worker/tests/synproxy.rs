@@ -272,7 +272,8 @@ fn an_icmp_error_about_a_segment_to_the_client_quotes_the_backends_sequence_numb
     let backend = from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat);
     let synack = Tcp { syn: true, ..seg(B_ISN, Some(ISN.wrapping_add(1))) };
     assert!(matches!(h.send(&backend.tcp(synack, b"")), Outcome::Tx(_)));
-    let Outcome::Tx(to_client) = h.send(&backend.tcp(seg(B_ISN + 1, Some(ISN.wrapping_add(1))), &[b'x'; 1000]))
+    let Outcome::Tx(to_client) =
+        h.send(&backend.tcp(seg(B_ISN + 1, Some(ISN.wrapping_add(1))), &[b'x'; 1000]))
     else {
         panic!()
     };
