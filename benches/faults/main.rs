@@ -37,8 +37,8 @@
 //! nftables rules ([`nft_rules`]: DNAT of the NodePort and the VIP to the backend, masquerade,
 //! conntrack); the VIP is a local address of `gw` (on `lo`) so that the kernel answers its ARP,
 //! as MetalLB's speaker would. RPS on `gw0` puts the kernel's forwarding on core 1, where
-//! Sluice's worker ran; wrk, nginx, the flooders and the legitimate clients run on core 0 on
-//! both sides.
+//! Sluice's worker ran, and so does gw0's NAPI thread, which ran Sluice's XDP program there;
+//! wrk, nginx, the flooders and the legitimate clients run on core 0 on both sides.
 //!
 //! Subcommands (the orchestrator runs the others inside the namespaces):
 //!   run [--storm-seconds 300] [--flood-seconds 60] [--after-seconds 60] [--quick]
@@ -607,7 +607,34 @@ impl Bench {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.napi_on_dut_core()?;
         self.wait_serving()
+    }
+
+    /// Moves gw0's receive path — the XDP program (SYN cookies included) and the copy into the
+    /// UMEM — onto the DUT core: threaded NAPI, its thread pinned there. Without it, veth runs
+    /// them on the sender's core (docs/af-xdp.md, pitfall 5), where the flooders, the clients and
+    /// nginx are, and the gateway's work would be charged to them. Threaded NAPI can be switched
+    /// on only while an XDP program is attached, and stays on: the kernel's side keeps it (and
+    /// its RPS to the same core).
+    fn napi_on_dut_core(&self) -> Result<(), String> {
+        self.gw(&["sh", "-c", "echo 1 > /sys/class/net/gw0/threaded"])?;
+        let out = run(&["ps", "-eo", "pid,comm"]).map_err(|e| e.to_string())?;
+        let mut pinned = 0;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let mut it = line.split_whitespace();
+            let (Some(pid), Some(comm)) = (it.next(), it.next()) else { continue };
+            // The thread is named after the interface and NAPI id; other sandboxes' gw0s are
+            // gone (the bench runs alone), so every napi/gw0-* thread is this one's.
+            if comm.starts_with("napi/gw0-") {
+                run(&["taskset", "-pc", &DUT_CORE.to_string(), pid]).map_err(|e| e.to_string())?;
+                pinned += 1;
+            }
+        }
+        if pinned == 0 {
+            return Err("gw0 has no NAPI thread after `threaded` was switched on".into());
+        }
+        Ok(())
     }
 
     /// Waits (20 s at most) until a GET from the client succeeds through each Service.

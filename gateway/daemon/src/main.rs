@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use crossbeam_queue::ArrayQueue;
 use sluice_lb::engine::Config as L4Config;
-use sluice_log::{error, info};
+use sluice_log::{error, info, warn};
 use sluice_model::ports::{self, PortRange};
 use sluice_table::Reader;
 use sluice_worker::handoff::{Mailboxes, Sharding};
@@ -271,8 +271,15 @@ fn run(cli: Cli) -> Result<(), String> {
     let mut reader = open_table(&cli.table, Duration::from_secs(cli.wait_table))?;
     let cookie_key = random_key()?;
     let mut steering = attach_steering(&cli, &ifs)?;
-    for s in &mut steering {
+    for (s, name) in steering.iter_mut().zip(&ifs.names) {
         s.set_syn_cookies(&syn_cookies(&cli, cookie_key)).map_err(|e| e.to_string())?;
+        if s.native() && cli.syn_cookies != SynCookiesArg::Off && has_peer(name) {
+            warn!(
+                "{name} has a peer (a veth?): SYN cookies leave by XDP_TX, which a veth hands to its peer only when \
+                 the peer runs an XDP program of its own — attach one (XDP_PASS will do) to the peer, or run \
+                 --xdp-mode skb or --syn-cookies off, or a flood will stop the link (docs/af-xdp.md, pitfall 3)"
+            );
+        }
     }
     let sockets = bind_sockets(&cli, &ifs, &mut steering, queues)?;
     log_start(&ifs, &steering, &sockets, &cores);
@@ -325,6 +332,14 @@ fn random_key() -> Result<[u64; 2], String> {
         u64::from_le_bytes(lo.try_into().unwrap_or_default()),
         u64::from_le_bytes(hi.try_into().unwrap_or_default()),
     ])
+}
+
+/// Whether an interface is one end of a pair (veth and its kin: its `iflink` names another
+/// interface than itself).
+fn has_peer(iface: &str) -> bool {
+    let read = |f: &str| std::fs::read_to_string(format!("/sys/class/net/{iface}/{f}")).unwrap_or_default();
+    let (index, link) = (read("ifindex"), read("iflink"));
+    !index.trim().is_empty() && !link.trim().is_empty() && index.trim() != link.trim()
 }
 
 /// The XDP program's cookie settings for the command line.
