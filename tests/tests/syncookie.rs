@@ -44,7 +44,7 @@ fn program(c: &SynCookies) -> Option<Steering> {
 }
 
 fn always() -> SynCookies {
-    SynCookies { k0: KEY[0], k1: KEY[1], cost_ns: SynCookies::ALWAYS, burst_ns: 0 }
+    SynCookies::always(KEY)
 }
 
 /// A SYN from the client to the VIP on port 80 (IPv6 when `v6`), with Linux's options when
@@ -161,10 +161,27 @@ fn only_syns_beyond_the_budget_get_cookies() {
     check_answer(&out, false, 6);
 
     // Cookies off: every SYN goes to the worker.
-    s.set_syn_cookies(&SynCookies { cost_ns: SynCookies::OFF, ..always() }).unwrap();
+    s.set_syn_cookies(&SynCookies::off(KEY)).unwrap();
     for isn in 0..10 {
         assert_eq!(s.test_run(&syn(isn % 2 == 0, isn, true)).unwrap().0, XDP_PASS);
     }
+}
+
+#[test]
+fn a_flood_turns_every_syn_into_a_cookie_until_it_has_passed() {
+    // A thousand SYNs a second, a bucket of one. The second SYN finds it dry: a flood. Ten
+    // milliseconds later the bucket holds ten again, and still every SYN gets a cookie: the
+    // budget's share of a flood must not reach the workers either. Once the rate has stayed
+    // within the budget for `hold_ns`, SYNs go to the worker again.
+    let mut c = SynCookies::budget(KEY, 1000, 1);
+    c.hold_ns = 300_000_000;
+    let Some(mut s) = program(&c) else { return };
+    assert_eq!(s.test_run(&syn(false, 1, true)).unwrap().0, XDP_PASS, "within the budget");
+    assert_eq!(s.test_run(&syn(false, 2, true)).unwrap().0, XDP_TX, "dry");
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    assert_eq!(s.test_run(&syn(false, 3, true)).unwrap().0, XDP_TX, "the flood is not over");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(s.test_run(&syn(false, 4, true)).unwrap().0, XDP_PASS, "over");
 }
 
 #[test]

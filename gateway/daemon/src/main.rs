@@ -99,8 +99,9 @@ struct Cli {
     /// A connection opened through a cookie has no window scaling, SACK or timestamps.
     #[arg(long, value_enum, default_value_t = SynCookiesArg::Auto)]
     syn_cookies: SynCookiesArg,
-    /// SYNs to frontends per second per CPU that reach the workers before cookies answer the
-    /// rest (`--syn-cookies auto`); as many again may come in a burst.
+    /// SYNs to frontends per second per CPU that reach the workers (`--syn-cookies auto`; a
+    /// tenth of it may come in a burst). Once more arrive, the XDP program answers every SYN with
+    /// a cookie until the rate has stayed within the budget for 2 s.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     syn_budget: u64,
     /// Parse the command line (required flags, values, conflicts), then exit 0 without doing
@@ -345,11 +346,10 @@ fn has_peer(iface: &str) -> bool {
 /// The XDP program's cookie settings for the command line.
 fn syn_cookies(cli: &Cli, key: [u64; 2]) -> SynCookies {
     match cli.syn_cookies {
-        SynCookiesArg::Auto => SynCookies::budget(key, cli.syn_budget, cli.syn_budget),
-        SynCookiesArg::Always => {
-            SynCookies { k0: key[0], k1: key[1], cost_ns: SynCookies::ALWAYS, burst_ns: 0 }
-        }
-        SynCookiesArg::Off => SynCookies { k0: key[0], k1: key[1], cost_ns: SynCookies::OFF, burst_ns: 0 },
+        // A burst of a tenth of a second's budget.
+        SynCookiesArg::Auto => SynCookies::budget(key, cli.syn_budget, cli.syn_budget.div_ceil(10)),
+        SynCookiesArg::Always => SynCookies::always(key),
+        SynCookiesArg::Off => SynCookies::off(key),
     }
 }
 

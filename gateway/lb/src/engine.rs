@@ -169,6 +169,8 @@ pub struct L4 {
     /// The new length of the frame the last [`L4::finish`] rewrote into a segment of another
     /// length (a proxied flow's handshake), until taken.
     resized: Option<usize>,
+    /// A RST to send before the frame the last [`L4::finish`] processed, until taken.
+    reset: Option<synproxy::Reset>,
 }
 
 impl core::fmt::Debug for L4 {
@@ -250,6 +252,9 @@ struct SnatSearch<'a> {
     ports: &'a mut SnatPorts,
     counters: &'a mut Counters,
     generation: Generation,
+    /// Set when a half-open TCP flow's tuple is taken back: the RST that clears the backend's
+    /// side of it.
+    reset: &'a mut Option<synproxy::Reset>,
 }
 
 impl SnatSearch<'_> {
@@ -323,6 +328,17 @@ impl SnatSearch<'_> {
                 let gone = self.flows.remove(id);
                 release(self.sched, generation, &gone);
                 self.counters[Counter::SnatReclaimed] += 1;
+                // The backend may hold the old SYN half-open on this very tuple (a request
+                // socket, retransmitting its SYN-ACK for a minute): the new flow's SYN would meet
+                // it and be answered with the old connection's ACK, or not at all. A RST at the
+                // old connection's next sequence number clears it first, as the client would.
+                if gone.fwd.proto == sluice_wire::ip_proto::TCP && gone.seq[0].known {
+                    *self.reset = Some(synproxy::Reset {
+                        src: (gone.rev.dst, gone.rev.dport),
+                        dst: (gone.rev.src, gone.rev.sport),
+                        seq: gone.seq[0].end,
+                    });
+                }
                 return Some((rev, hr));
             }
         }
@@ -344,6 +360,7 @@ impl L4 {
             counters: Counters::default(),
             cookie_key: config.syn_cookie_key,
             resized: None,
+            reset: None,
         }
     }
 
@@ -457,6 +474,14 @@ impl L4 {
     #[inline(always)]
     pub fn take_resized(&mut self) -> Option<usize> {
         self.resized.take()
+    }
+
+    /// A RST the last [`Self::finish`] asks to be sent *before* the frame it processed (see
+    /// [`synproxy::Reset`]), once. A caller that cannot send it loses nothing but time: the
+    /// backend's half-open connection then answers the new SYN itself.
+    #[inline(always)]
+    pub fn take_reset(&mut self) -> Option<synproxy::Reset> {
+        self.reset.take()
     }
 
     /// Second half of [`Self::process`], for a frame [`Self::prepare`]d unchanged. `frame` may
@@ -778,6 +803,7 @@ impl L4 {
                     ports: &mut self.snat,
                     counters: &mut self.counters,
                     generation: table.generation(),
+                    reset: &mut self.reset,
                 };
                 match search.tuple(&svc.snat, first, b.addr, b.port, m.proto, isn, now_ns) {
                     Some(x) => x,

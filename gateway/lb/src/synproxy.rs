@@ -102,6 +102,73 @@ pub fn emit(buf: &mut [u8], m: &Meta, s: &Segment) -> usize {
     l4 + hl
 }
 
+/// A RST the engine asks its caller to send before the frame it just processed: the backend
+/// still holds a half-open connection on a FullNAT tuple the engine has just given to a new flow
+/// (a flood's SYN, reclaimed); without the RST the new flow's SYN would meet it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reset {
+    /// Source address and port (the SNAT side).
+    pub src: (Addr, u16),
+    /// Destination address and port (the backend).
+    pub dst: (Addr, u16),
+    /// Sequence number: the old connection's next one, in the backend's window.
+    pub seq: u32,
+}
+
+/// Writes `r` as a whole frame into `buf` (at least [`RESET_FRAME_MAX`] bytes) from MAC `src` to
+/// MAC `dst`; returns its length.
+pub fn emit_reset(buf: &mut [u8], r: &Reset, dst: [u8; 6], src: [u8; 6]) -> usize {
+    use sluice_wire::ethernet::{self, ethertype};
+    let v4 = r.dst.0.family() == Family::V4;
+    ethernet::Frame::new_unchecked(&mut *buf).emit(
+        dst,
+        src,
+        if v4 { ethertype::IPV4 } else { ethertype::IPV6 },
+    );
+    let l3 = ethernet::HEADER_LEN;
+    let l4 = if v4 {
+        let repr = ipv4::Repr {
+            src: r.src.0.v4(),
+            dst: r.dst.0.v4(),
+            protocol: ip_proto::TCP,
+            payload_len: tcp::MIN_HEADER_LEN as u16,
+            ttl: TTL,
+            ident: 0,
+            dont_frag: true,
+        };
+        ipv4::Packet::new_unchecked(&mut buf[l3..]).emit(&repr);
+        l3 + ipv4::MIN_HEADER_LEN
+    } else {
+        let repr = ipv6::Repr {
+            src: r.src.0.0,
+            dst: r.dst.0.0,
+            next_header: ip_proto::TCP,
+            payload_len: tcp::MIN_HEADER_LEN as u16,
+            hop_limit: TTL,
+        };
+        ipv6::Packet::new_unchecked(&mut buf[l3..]).emit(&repr);
+        l3 + ipv6::HEADER_LEN
+    };
+    let pseudo = if v4 {
+        checksum::pseudo_header_v4(r.src.0.v4(), r.dst.0.v4(), ip_proto::TCP, tcp::MIN_HEADER_LEN as u16)
+    } else {
+        checksum::pseudo_header_v6(&r.src.0.0, &r.dst.0.0, ip_proto::TCP, tcp::MIN_HEADER_LEN as u32)
+    };
+    let t = &mut buf[l4..l4 + tcp::MIN_HEADER_LEN];
+    t.fill(0);
+    wr16(t, 0, r.src.1);
+    wr16(t, 2, r.dst.1);
+    wr32(t, 4, r.seq);
+    t[12] = 5 << 4;
+    t[13] = tcp::flags::RST;
+    let c = checksum::finish(checksum::accumulate(pseudo, t));
+    wr16(t, tcp::CHECKSUM_OFFSET, c);
+    l4 + tcp::MIN_HEADER_LEN
+}
+
+/// The longest frame [`emit_reset`] writes (IPv6).
+pub const RESET_FRAME_MAX: usize = 14 + 40 + 20;
+
 /// Shifts a proxied flow's TCP segment in place: the sequence number by `seq` and the
 /// acknowledgement number (when the ACK flag is set) by `ack`, with the checksum updated.
 #[inline]
@@ -211,6 +278,44 @@ mod tests {
                 let opts: Vec<_> = t.options_iterator().collect::<Result<_, _>>().unwrap();
                 assert_eq!(opts.len(), usize::from(with_mss));
             }
+        }
+    }
+
+    #[test]
+    fn a_reset_frame_is_well_formed_in_both_families() {
+        for (src, dst) in [
+            (Addr::from_v4([198, 18, 1, 254]), Addr::from_v4([198, 18, 1, 1])),
+            (
+                Addr::from_v6([0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe]),
+                Addr::from_v6([0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+            ),
+        ] {
+            let mut buf = [0xaau8; RESET_FRAME_MAX];
+            let r = Reset { src: (src, 10_001), dst: (dst, 8080), seq: 0xdead_beef };
+            let n = emit_reset(&mut buf, &r, [2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1]);
+            let p = SlicedPacket::from_ethernet(&buf[..n]).unwrap();
+            let Some(TransportSlice::Tcp(t)) = p.transport else { panic!() };
+            assert!(t.rst() && !t.syn() && !t.ack() && !t.fin());
+            assert_eq!(
+                (t.source_port(), t.destination_port(), t.sequence_number()),
+                (10_001, 8080, 0xdead_beef)
+            );
+            let sum = match p.net.unwrap() {
+                etherparse::NetSlice::Ipv4(ip) => {
+                    let h = ip.header();
+                    assert_eq!(h.to_header().calc_header_checksum(), h.header_checksum());
+                    assert_eq!((h.source(), h.destination()), (src.v4(), dst.v4()));
+                    t.to_header().calc_checksum_ipv4_raw(h.source(), h.destination(), &[]).unwrap()
+                }
+                etherparse::NetSlice::Ipv6(ip) => {
+                    assert_eq!(ip.header().destination(), dst.0);
+                    t.to_header()
+                        .calc_checksum_ipv6_raw(ip.header().source(), ip.header().destination(), &[])
+                        .unwrap()
+                }
+            };
+            assert_eq!(sum, t.checksum());
+            assert_eq!(&buf[..6], &[2, 0, 0, 0, 0, 9]);
         }
     }
 

@@ -65,8 +65,8 @@ pub struct Worker {
     sharding: Option<Sharding>,
     rx: [Desc; BATCH],
     prepared: [Prepared; BATCH],
-    /// Per port: frames to transmit.
-    tx: [[Desc; BATCH]; MAX_PORTS],
+    /// Per port: frames to transmit (a batch, and as many RSTs the engine asked for).
+    tx: [[Desc; 2 * BATCH]; MAX_PORTS],
     ntx: [usize; MAX_PORTS],
     kernel: [Desc; BATCH],
     dropped: [Desc; BATCH],
@@ -97,7 +97,7 @@ impl Worker {
             sharding: None,
             rx: [Desc::default(); BATCH],
             prepared: [Prepared::default(); BATCH],
-            tx: [[Desc::default(); BATCH]; MAX_PORTS],
+            tx: [[Desc::default(); 2 * BATCH]; MAX_PORTS],
             ntx: [0; MAX_PORTS],
             kernel: [Desc::default(); BATCH],
             dropped: [Desc::default(); BATCH],
@@ -204,6 +204,34 @@ impl Worker {
         self.ntx[out] += 1;
         self.counters[Counter::PortCopies] += 1;
         false
+    }
+
+    /// Queues a RST the engine asked for, in a fresh frame, ahead of the frames queued after it
+    /// (the new SYN it clears the way for). Without a free frame, a known next hop or room in
+    /// the transmit list it is not sent (counted as `resets_unsent`).
+    #[cold]
+    fn send_reset<P: Port>(&mut self, ports: &mut [P], r: &sluice_lb::synproxy::Reset) {
+        let Some((mac, out)) = self.next_hops.resolve_on(&r.dst.0) else {
+            self.counters[Counter::ResetsUnsent] += 1;
+            return;
+        };
+        let out = usize::from(out).min(ports.len().min(MAX_PORTS) - 1);
+        let mut fresh = [Desc::default()];
+        if self.ntx[out] >= self.tx[out].len() || ports[out].alloc(&mut fresh) == 0 {
+            self.counters[Counter::ResetsUnsent] += 1;
+            return;
+        }
+        let mut d = fresh[0];
+        let buf = ports[out].frame(&d);
+        if buf.len() < sluice_lb::synproxy::RESET_FRAME_MAX {
+            ports[out].release(&[d]);
+            self.counters[Counter::ResetsUnsent] += 1;
+            return;
+        }
+        d.len = sluice_lb::synproxy::emit_reset(buf, r, mac, self.macs[out]) as u32;
+        self.tx[out][self.ntx[out]] = d;
+        self.ntx[out] += 1;
+        self.counters[Counter::ResetsSent] += 1;
     }
 
     /// Sends the parked frames whose next hop is now known, drops those that waited too long.
@@ -390,6 +418,9 @@ impl Worker {
             let verdict = self.l4.finish(frame, &self.prepared[i], now_ns);
             if let Some(len) = self.l4.take_resized() {
                 d.len = len as u32;
+            }
+            if let Some(r) = self.l4.take_reset() {
+                self.send_reset(ports, &r);
             }
             let frame = ports[p].frame(&d);
             match verdict {

@@ -1278,6 +1278,48 @@ fn small_snat(snat: &[[u8; 4]]) -> Harness {
 }
 
 #[test]
+fn a_tuple_taken_back_from_a_half_open_flow_is_reset_at_the_backend_first() {
+    // Fifty ports, fifty half-open SYNs the backend answered: the fifty-first SYN takes one of
+    // their tuples. The backend still holds that SYN half-open (SYN-RECEIVED); the gateway sends
+    // it a RST at the old connection's next sequence number, then the new SYN, in that order.
+    let mut h = small_snat(&[NODE]);
+    let mut isn_of = std::collections::HashMap::new();
+    for i in 0..50u16 {
+        let syn = Tcp { seq: 1000 + u32::from(i), ..SYN };
+        let Outcome::Tx(f) =
+            h.send(&from(CLIENT_MAC, [198, 18, 9, 1], 10_000 + i).to(GW_MAC, VIP_ONE, 80).tcp(syn, b""))
+        else {
+            panic!()
+        };
+        isn_of.insert(l4_src_port(&f), 1000 + u32::from(i));
+        let sa = Tcp { syn: true, ack: Some(1001 + u32::from(i)), seq: 5000, ..Tcp::default() };
+        assert!(matches!(
+            h.send(&from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, l4_src_port(&f)).tcp(sa, b"")),
+            Outcome::Tx(_)
+        ));
+    }
+    assert!(h.before.is_empty());
+    let Outcome::Tx(syn) = h.send(&from(CLIENT_MAC, CLIENT, 7777).to(GW_MAC, VIP_ONE, 80).tcp(SYN, b""))
+    else {
+        panic!()
+    };
+    let snat = l4_src_port(&syn);
+    assert_eq!(h.before.len(), 1, "a RST ahead of the SYN");
+    let rst = &h.before[0];
+    let p = etherparse::SlicedPacket::from_ethernet(rst).unwrap();
+    let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else { panic!() };
+    assert!(t.rst());
+    assert_eq!(
+        (dst4(rst), src4(rst), t.destination_port(), t.source_port()),
+        (be(1), NODE, 8080, snat),
+        "the same tuple"
+    );
+    assert_eq!(t.sequence_number(), isn_of[&snat] + 1, "in the backend's window");
+    assert_eq!(&rst[..6], &backend_mac(1));
+    assert_eq!(h.worker.counters()[Counter::ResetsSent], 1);
+}
+
+#[test]
 fn a_syn_flood_the_backend_answers_cannot_lock_real_clients_out() {
     let mut h = small_snat(&[NODE]);
     // Ten real connections, fully established.
@@ -1300,6 +1342,8 @@ fn a_syn_flood_the_backend_answers_cannot_lock_real_clients_out() {
     }
     assert!(h.worker.counters()[Counter::SnatReclaimed] > 300);
     assert_eq!(h.worker.counters().dropped(DropReason::SnatExhausted), 0);
+    // Each tuple taken back was cleared at the backend first.
+    assert_eq!(h.worker.counters()[Counter::ResetsSent], h.worker.counters()[Counter::SnatReclaimed]);
     for (p, snat) in established {
         let o = h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP_ONE, 80).tcp(ack(5001), b"data"));
         let Outcome::Tx(f) = o else { panic!("established flow {p} lost: {o:?}") };

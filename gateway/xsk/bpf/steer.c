@@ -26,9 +26,10 @@
 //
 // SYN cookies: a TCP SYN to a frontend (KIND_DST) spends one unit of this CPU's SYN budget
 // (`cookie_cfg`: a token bucket of `cost_ns` per SYN, `burst_ns` deep). Within the budget it
-// goes to the worker like any other frame; beyond it the program answers it itself with a
-// SYN-ACK whose sequence number is a SYN cookie (XDP_TX) and keeps no state: a flood never
-// reaches the worker. The client's ACK does (it is to a frontend), and the worker checks the
+// goes to the worker like any other frame; once the budget runs dry, the program answers every
+// SYN itself — until the rate has stayed within the budget for `hold_ns` — with a SYN-ACK whose
+// sequence number is a SYN cookie (XDP_TX), and keeps no state: a flood never reaches the
+// worker. The client's ACK does (it is to a frontend), and the worker checks the
 // cookie before it opens the connection to a backend. The cookie's definition is
 // `sluice_model::syncookie` (SipHash-2-4 over the handshake, the time slot and the MSS class);
 // `syncookie()` below must compute exactly the same, and a test checks that it does.
@@ -107,6 +108,7 @@ struct cookie_cfg {
 	__u64 k1;
 	__u64 cost_ns;
 	__u64 burst_ns;
+	__u64 hold_ns;
 };
 
 struct {
@@ -116,10 +118,12 @@ struct {
 	__type(value, struct cookie_cfg);
 } cookie_cfg SEC(".maps");
 
-/* This CPU's SYN budget: credit in nanoseconds, and when it was last topped up. */
+/* This CPU's SYN budget: credit in nanoseconds, when it was last topped up, and until when
+ * every SYN is answered with a cookie (the budget ran dry: a flood). */
 struct budget {
 	__u64 credit;
 	__u64 last;
+	__u64 flood_until;
 };
 
 struct {
@@ -310,11 +314,15 @@ static __always_inline int over_budget(struct cookie_cfg *c)
 		credit = c->burst_ns;
 	b->last = now;
 	if (credit < c->cost_ns) {
+		/* Dry: a flood. Every SYN gets a cookie until the rate has stayed within the budget
+		 * for hold_ns — not only those beyond it, or the budget's share of a flood would
+		 * reach the workers and the backends, half-open, every second it lasts. */
 		b->credit = credit;
+		b->flood_until = now + c->hold_ns;
 		return 1;
 	}
 	b->credit = credit - c->cost_ns;
-	return 0;
+	return now < b->flood_until;
 }
 
 #define ROTL(x, b) (__u64)(((x) << (b)) | ((x) >> (64 - (b))))

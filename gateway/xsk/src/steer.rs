@@ -73,6 +73,9 @@ pub struct SynCookies {
     pub cost_ns: u64,
     /// The bucket's depth.
     pub burst_ns: u64,
+    /// Once the bucket runs dry, every SYN gets a cookie until the rate has stayed within the
+    /// budget this long.
+    pub hold_ns: u64,
 }
 
 impl SynCookies {
@@ -81,10 +84,30 @@ impl SynCookies {
     /// `cost_ns` for "answer every SYN with a cookie".
     pub const ALWAYS: u64 = u64::MAX;
 
-    /// Cookies beyond `per_second` SYNs a second per CPU, after a burst of `burst` SYNs.
+    /// How long a flood's cookie mode outlasts the flood ([`SynCookies::hold_ns`]).
+    pub const HOLD_NS: u64 = 2_000_000_000;
+
+    /// Cookies once more than `per_second` SYNs a second (per CPU, after a burst of `burst`)
+    /// arrive, for every SYN until the rate has been within the budget for [`Self::HOLD_NS`].
     pub fn budget(key: [u64; 2], per_second: u64, burst: u64) -> SynCookies {
-        let cost_ns = 1_000_000_000 / per_second.max(1);
-        SynCookies { k0: key[0], k1: key[1], cost_ns: cost_ns.max(1), burst_ns: cost_ns * burst.max(1) }
+        let cost_ns = (1_000_000_000 / per_second.max(1)).max(1);
+        SynCookies {
+            k0: key[0],
+            k1: key[1],
+            cost_ns,
+            burst_ns: cost_ns * burst.max(1),
+            hold_ns: Self::HOLD_NS,
+        }
+    }
+
+    /// Cookies for every SYN.
+    pub fn always(key: [u64; 2]) -> SynCookies {
+        SynCookies { k0: key[0], k1: key[1], cost_ns: Self::ALWAYS, burst_ns: 0, hold_ns: 0 }
+    }
+
+    /// No cookies.
+    pub fn off(key: [u64; 2]) -> SynCookies {
+        SynCookies { k0: key[0], k1: key[1], cost_ns: Self::OFF, burst_ns: 0, hold_ns: 0 }
     }
 }
 
@@ -92,7 +115,7 @@ impl SynCookies {
 unsafe impl aya::Pod for SteerKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for SteerValue {}
-// SAFETY: `repr(C)`, four `u64`s: no padding, every bit pattern valid.
+// SAFETY: `repr(C)`, five `u64`s: no padding, every bit pattern valid.
 unsafe impl aya::Pod for SynCookies {}
 
 impl SteerKey {

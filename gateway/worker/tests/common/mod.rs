@@ -204,6 +204,9 @@ pub struct Harness {
     pub worker: Worker,
     pub port: MemPort,
     pub now_ns: u64,
+    /// Frames the last [`Harness::send`] transmitted before the one it reports (the RSTs the
+    /// engine sends ahead of a new flow's SYN).
+    pub before: Vec<Vec<u8>>,
 }
 
 impl Harness {
@@ -212,6 +215,7 @@ impl Harness {
             worker: Worker::new(&worker_config(), table(1, services), next_hops()),
             port: MemPort::new(256, 2048),
             now_ns: 1_000_000_000,
+            before: Vec::new(),
         }
     }
 
@@ -227,8 +231,17 @@ impl Harness {
         let n = self.worker.poll(&mut self.port, self.now_ns);
         assert_eq!(n, 1);
         let after = self.worker.counters();
-        if let Some(f) = self.port.take_tx() {
-            assert_eq!(self.port.tx_pending(), 0);
+        self.before.clear();
+        if let Some(mut f) = self.port.take_tx() {
+            while let Some(next) = self.port.take_tx() {
+                self.before.push(std::mem::replace(&mut f, next));
+            }
+            let resets = sluice_model::counters::Counter::ResetsSent;
+            assert_eq!(
+                self.before.len() as u64,
+                after[resets] - before[resets],
+                "one frame out, and the RSTs ahead of it"
+            );
             return Outcome::Tx(f);
         }
         if let Some(f) = self.port.take_kernel() {
