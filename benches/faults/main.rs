@@ -114,6 +114,26 @@ fn main() {
 }
 
 /// Milliseconds since the epoch: the one clock the orchestrator and the clients share.
+/// Pins every thread whose name starts with `prefix` (a NAPI thread is named after its
+/// interface and NAPI id; the bench runs alone, so no other sandbox's interface shares the name)
+/// to `core`; fails when there is none.
+fn pin_threads(prefix: &str, core: usize) -> Result<(), String> {
+    let out = run(&["ps", "-eo", "pid,comm"]).map_err(|e| e.to_string())?;
+    let mut pinned = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut it = line.split_whitespace();
+        let (Some(pid), Some(comm)) = (it.next(), it.next()) else { continue };
+        if comm.starts_with(prefix) {
+            run(&["taskset", "-pc", &core.to_string(), pid]).map_err(|e| e.to_string())?;
+            pinned += 1;
+        }
+    }
+    if pinned == 0 {
+        return Err(format!("no {prefix}* thread after `threaded` was switched on"));
+    }
+    Ok(())
+}
+
 fn epoch_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -617,24 +637,22 @@ impl Bench {
     /// nginx are, and the gateway's work would be charged to them. Threaded NAPI can be switched
     /// on only while an XDP program is attached, and stays on: the kernel's side keeps it (and
     /// its RPS to the same core).
+    ///
+    /// The switch's end of that veth (`s-gw`) is the wire: what the gateway transmits — the
+    /// cookies' SYN-ACKs to the flood's sources above all — is received there and bridged on to
+    /// the flooders. Its NAPI thread goes to the load core, as a NIC's transmit ring hands the
+    /// frames to the wire and not to the gateway's core.
     fn napi_on_dut_core(&self) -> Result<(), String> {
         self.gw(&["sh", "-c", "echo 1 > /sys/class/net/gw0/threaded"])?;
-        let out = run(&["ps", "-eo", "pid,comm"]).map_err(|e| e.to_string())?;
-        let mut pinned = 0;
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let mut it = line.split_whitespace();
-            let (Some(pid), Some(comm)) = (it.next(), it.next()) else { continue };
-            // The thread is named after the interface and NAPI id; other sandboxes' gw0s are
-            // gone (the bench runs alone), so every napi/gw0-* thread is this one's.
-            if comm.starts_with("napi/gw0-") {
-                run(&["taskset", "-pc", &DUT_CORE.to_string(), pid]).map_err(|e| e.to_string())?;
-                pinned += 1;
-            }
+        let sw = self
+            .sb
+            .exec("sw", &["sh", "-c", "echo 1 > /sys/class/net/s-gw/threaded"])
+            .map_err(|e| e.to_string())?;
+        if !sw.status.success() {
+            return Err(format!("s-gw threaded NAPI: {}", String::from_utf8_lossy(&sw.stderr).trim()));
         }
-        if pinned == 0 {
-            return Err("gw0 has no NAPI thread after `threaded` was switched on".into());
-        }
-        Ok(())
+        pin_threads("napi/gw0-", DUT_CORE)?;
+        pin_threads("napi/s-gw-", LOAD_CORE)
     }
 
     /// Waits (20 s at most) until a GET from the client succeeds through each Service.
