@@ -8,7 +8,8 @@
 //!   cannot choose a source address, so many client addresses are many namespaces);
 //! - `f1`, `f2`: the flooders, 198.18.0.51 and .52, whose SYNs come from 198.18.128.0/20 and
 //!   198.18.144.0/20 (the gateway namespace routes those prefixes back to them, so the backend's
-//!   SYN-ACKs go back through the gateway to the flooders' segment, where nothing answers them);
+//!   SYN-ACKs go back through the gateway to the flooders' segment, where an XDP program drops
+//!   them on arrival);
 //! - `fg`: the forger, 198.18.0.66, with a MAC of its own.
 //!
 //! The Services (control's manifest, [`MANIFEST`]): a NodePort (node 198.18.0.1:31080) and a
@@ -578,6 +579,9 @@ impl Bench {
         for (role, addr, src, ..) in FLOODERS {
             b.sb.add_client(role, addr).map_err(|e| e.to_string())?;
             b.gw(&["ip", "route", "add", &format!("{src}/20"), "via", addr])?;
+            // The flood's SYN-ACKs come back to the flooders (to Sluice's cookies and the
+            // kernel's alike): dropped at the door, they cost the load core no kernel stack.
+            b.sb.drop_ingress(role, "c0").map_err(|e| format!("{role}: XDP_DROP on c0: {e}"))?;
         }
         b.sb.add_client(FORGER.0, FORGER.1).map_err(|e| e.to_string())?;
         let mask = format!("{:x}", 1u64 << DUT_CORE);

@@ -50,6 +50,9 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// The XDP_PASS program for the gateway's peers (`bpf/pass.c`).
 static PASS_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pass.o"));
 
+/// The XDP_DROP program for generators' interfaces (`bpf/drop.c`).
+static DROP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/drop.o"));
+
 /// Whether this process may build sandboxes. Without root: prints a loud skip notice and returns
 /// false — or panics when `SLUICE_REQUIRE_ROOT=1` (CI), so a skipped suite cannot pass there.
 pub fn require_root(test: &str) -> bool {
@@ -280,6 +283,18 @@ impl Sandbox {
         self.namespaces.push(ns.clone());
         must(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
         Ok(ns)
+    }
+
+    /// Drops every frame arriving at `iface` in `role`'s namespace with an XDP program, before
+    /// its kernel sees it: for a generator whose core must not be spent on what comes back (the
+    /// SYN-ACKs to a SYN flood's forged sources). Sending through the interface is unchanged.
+    pub fn drop_ingress(&self, role: &str, iface: &str) -> io::Result<()> {
+        let obj = self.dir.path().join("drop.o");
+        if !obj.exists() {
+            fs::write(&obj, DROP_PROGRAM)?;
+        }
+        let obj = obj.to_string_lossy().into_owned();
+        must(&["ip", "-n", &self.ns(role), "link", "set", "dev", iface, "xdpdrv", "obj", &obj, "sec", "xdp"])
     }
 
     fn plug(&mut self, role: &str, ifname: &str) -> io::Result<String> {
