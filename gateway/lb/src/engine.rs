@@ -169,8 +169,8 @@ pub struct L4 {
     /// The new length of the frame the last [`L4::finish`] rewrote into a segment of another
     /// length (a proxied flow's handshake), until taken.
     resized: Option<usize>,
-    /// A RST to send before the frame the last [`L4::finish`] processed, until taken.
-    reset: Option<synproxy::Reset>,
+    /// A segment to send before the frame the last [`L4::finish`] processed, until taken.
+    extra: Option<synproxy::Extra>,
 }
 
 impl core::fmt::Debug for L4 {
@@ -254,7 +254,7 @@ struct SnatSearch<'a> {
     generation: Generation,
     /// Set when a half-open TCP flow's tuple is taken back: the RST that clears the backend's
     /// side of it.
-    reset: &'a mut Option<synproxy::Reset>,
+    reset: &'a mut Option<synproxy::Extra>,
 }
 
 impl SnatSearch<'_> {
@@ -333,11 +333,11 @@ impl SnatSearch<'_> {
                 // it and be answered with the old connection's ACK, or not at all. A RST at the
                 // old connection's next sequence number clears it first, as the client would.
                 if gone.fwd.proto == sluice_wire::ip_proto::TCP && gone.seq[0].known {
-                    *self.reset = Some(synproxy::Reset {
-                        src: (gone.rev.dst, gone.rev.dport),
-                        dst: (gone.rev.src, gone.rev.sport),
-                        seq: gone.seq[0].end,
-                    });
+                    *self.reset = Some(synproxy::Extra::reset(
+                        (gone.rev.dst, gone.rev.dport),
+                        (gone.rev.src, gone.rev.sport),
+                        gone.seq[0].end,
+                    ));
                 }
                 return Some((rev, hr));
             }
@@ -360,7 +360,7 @@ impl L4 {
             counters: Counters::default(),
             cookie_key: config.syn_cookie_key,
             resized: None,
-            reset: None,
+            extra: None,
         }
     }
 
@@ -476,12 +476,13 @@ impl L4 {
         self.resized.take()
     }
 
-    /// A RST the last [`Self::finish`] asks to be sent *before* the frame it processed (see
-    /// [`synproxy::Reset`]), once. A caller that cannot send it loses nothing but time: the
-    /// backend's half-open connection then answers the new SYN itself.
+    /// A segment the last [`Self::finish`] asks to be sent, in a fresh frame, *before* the frame
+    /// it processed (see [`synproxy::Extra`]), once. A caller that cannot send it loses nothing
+    /// but time: the backend's half-open connection answers the new SYN itself, or the client's
+    /// next segment sends the proxied SYN again.
     #[inline(always)]
-    pub fn take_reset(&mut self) -> Option<synproxy::Reset> {
-        self.reset.take()
+    pub fn take_extra(&mut self) -> Option<synproxy::Extra> {
+        self.extra.take()
     }
 
     /// Second half of [`Self::process`], for a frame [`Self::prepare`]d unchanged. `frame` may
@@ -643,7 +644,10 @@ impl L4 {
         let seg = m.tcp_segment(frame);
         let t = self.timeouts;
         let f = self.flows.flow_mut(id);
-        let client_next = f.seq[0].end;
+        // The sequence number after the client's ISN (its SYN), kept in `delta` until the backend
+        // answers: what the backend acknowledges and expects next, whatever data the client has
+        // sent since (held, not yet delivered).
+        let client_next = f.delta;
         let cookie = f.seq[0].last_ack.wrapping_sub(1);
         let rev = f.rev;
         let to_backend = |seq, ack, flags, window, mss| synproxy::Segment {
@@ -669,11 +673,25 @@ impl L4 {
                         Verdict::Drop(DropReason::SynProxyPending)
                     };
                 }
-                // The backend has not answered for a while: this segment becomes the SYN again.
+                // The backend has not answered for a while: the SYN again — in a frame of its own
+                // when this segment carries data, which waits on.
                 f.last_seen_ns = now_ns;
                 let mss = syncookie::MSS_CLASSES[(cookie & 3) as usize];
                 let window = f.seq[0].max_win.min(0xffff) as u16;
-                (to_backend(client_next.wrapping_sub(1), 0, flags::SYN, window, Some(mss)), f.rev.src)
+                let syn = to_backend(client_next.wrapping_sub(1), 0, flags::SYN, window, Some(mss));
+                if seg.len > 0 && self.extra.is_none() {
+                    let e = synproxy::Extra {
+                        src: syn.src,
+                        dst: syn.dst,
+                        seq: syn.seq,
+                        flags: flags::SYN,
+                        window,
+                        mss: Some(mss),
+                    };
+                    self.extra = Some(e);
+                    return Verdict::Defer;
+                }
+                (syn, f.rev.src)
             }
             Dir::Reverse
                 if m.tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN | flags::ACK =>
@@ -803,7 +821,7 @@ impl L4 {
                     ports: &mut self.snat,
                     counters: &mut self.counters,
                     generation: table.generation(),
-                    reset: &mut self.reset,
+                    reset: &mut self.extra,
                 };
                 match search.tuple(&svc.snat, first, b.addr, b.port, m.proto, isn, now_ns) {
                     Some(x) => x,
@@ -825,8 +843,9 @@ impl L4 {
         if let Some(seg) = &seg {
             flow.track(Dir::Forward, seg, Some(opts));
         }
-        if cookie_mss.is_some() {
+        if let (Some(_), Some(seg)) = (cookie_mss, &seg) {
             flow.set_proxied();
+            flow.delta = seg.seq; // the client's ISN + 1, until the backend answers
         }
         let sched = &mut self.sched;
         self.flows.insert_hashed(flow, h, hr, now_ns, &mut |f| release(sched, generation, f));
@@ -836,10 +855,25 @@ impl L4 {
             // The client's ACK becomes the gateway's SYN to the backend, with the client's ISN
             // and window and the MSS the cookie carried.
             self.counters[Counter::SynCookiesAccepted] += 1;
+            let (src, dst, isn) = ((rev.dst, rev.dport), (rev.src, rev.sport), seg.seq.wrapping_sub(1));
+            if seg.len > 0 && self.extra.is_none() {
+                // The ACK carries data (or the bare ACK was lost and this is the data): the data
+                // waits for the backend, the SYN goes in a frame of its own.
+                let e = synproxy::Extra {
+                    src,
+                    dst,
+                    seq: isn,
+                    flags: flags::SYN,
+                    window: seg.window,
+                    mss: Some(mss),
+                };
+                self.extra = Some(e);
+                return Verdict::Defer;
+            }
             let s = synproxy::Segment {
-                src: (rev.dst, rev.dport),
-                dst: (rev.src, rev.sport),
-                seq: seg.seq.wrapping_sub(1),
+                src,
+                dst,
+                seq: isn,
                 ack: 0,
                 flags: flags::SYN,
                 window: seg.window,

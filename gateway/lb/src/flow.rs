@@ -315,7 +315,8 @@ pub struct Flow {
     /// slot's current flow.
     stamp: u32,
     /// For a flow opened through a SYN cookie ([`Flow::is_proxied`]): the client's sequence
-    /// space minus the backend's (the cookie minus the backend's initial sequence number).
+    /// space minus the backend's (the cookie minus the backend's initial sequence number). Until
+    /// the backend answers (`SynProxy`), the client's initial sequence number plus one.
     pub delta: u32,
 }
 

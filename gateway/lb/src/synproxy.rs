@@ -102,24 +102,42 @@ pub fn emit(buf: &mut [u8], m: &Meta, s: &Segment) -> usize {
     l4 + hl
 }
 
-/// A RST the engine asks its caller to send before the frame it just processed: the backend
-/// still holds a half-open connection on a FullNAT tuple the engine has just given to a new flow
-/// (a flood's SYN, reclaimed); without the RST the new flow's SYN would meet it.
+/// A TCP segment the engine asks its caller to send, in a fresh frame, ahead of the frame it
+/// just processed (see [`crate::engine::L4::take_extra`]):
+/// - a RST: the backend still holds a half-open connection on a FullNAT tuple the engine has
+///   just given to a new flow (a flood's SYN, taken back); without it, the new flow's SYN would
+///   meet that connection;
+/// - a proxied connection's SYN, when the client segment that caused it carries data: the data
+///   is held (`Verdict::Defer`) instead of being overwritten by the SYN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reset {
-    /// Source address and port (the SNAT side).
+pub struct Extra {
+    /// Source address and port.
     pub src: (Addr, u16),
     /// Destination address and port (the backend).
     pub dst: (Addr, u16),
-    /// Sequence number: the old connection's next one, in the backend's window.
+    /// Sequence number.
     pub seq: u32,
+    /// Flags (RST or SYN).
+    pub flags: u8,
+    /// Window field.
+    pub window: u16,
+    /// An MSS option.
+    pub mss: Option<u16>,
 }
 
-/// Writes `r` as a whole frame into `buf` (at least [`RESET_FRAME_MAX`] bytes) from MAC `src` to
+impl Extra {
+    /// A RST at `seq`.
+    pub fn reset(src: (Addr, u16), dst: (Addr, u16), seq: u32) -> Extra {
+        Extra { src, dst, seq, flags: tcp::flags::RST, window: 0, mss: None }
+    }
+}
+
+/// Writes `e` as a whole frame into `buf` (at least [`EXTRA_FRAME_MAX`] bytes) from MAC `src` to
 /// MAC `dst`; returns its length.
-pub fn emit_reset(buf: &mut [u8], r: &Reset, dst: [u8; 6], src: [u8; 6]) -> usize {
+pub fn emit_extra(buf: &mut [u8], e: &Extra, dst: [u8; 6], src: [u8; 6]) -> usize {
     use sluice_wire::ethernet::{self, ethertype};
-    let v4 = r.dst.0.family() == Family::V4;
+    let v4 = e.dst.0.family() == Family::V4;
+    let hl = if e.mss.is_some() { tcp::MIN_HEADER_LEN + 4 } else { tcp::MIN_HEADER_LEN };
     ethernet::Frame::new_unchecked(&mut *buf).emit(
         dst,
         src,
@@ -128,10 +146,10 @@ pub fn emit_reset(buf: &mut [u8], r: &Reset, dst: [u8; 6], src: [u8; 6]) -> usiz
     let l3 = ethernet::HEADER_LEN;
     let l4 = if v4 {
         let repr = ipv4::Repr {
-            src: r.src.0.v4(),
-            dst: r.dst.0.v4(),
+            src: e.src.0.v4(),
+            dst: e.dst.0.v4(),
             protocol: ip_proto::TCP,
-            payload_len: tcp::MIN_HEADER_LEN as u16,
+            payload_len: hl as u16,
             ttl: TTL,
             ident: 0,
             dont_frag: true,
@@ -140,34 +158,38 @@ pub fn emit_reset(buf: &mut [u8], r: &Reset, dst: [u8; 6], src: [u8; 6]) -> usiz
         l3 + ipv4::MIN_HEADER_LEN
     } else {
         let repr = ipv6::Repr {
-            src: r.src.0.0,
-            dst: r.dst.0.0,
+            src: e.src.0.0,
+            dst: e.dst.0.0,
             next_header: ip_proto::TCP,
-            payload_len: tcp::MIN_HEADER_LEN as u16,
+            payload_len: hl as u16,
             hop_limit: TTL,
         };
         ipv6::Packet::new_unchecked(&mut buf[l3..]).emit(&repr);
         l3 + ipv6::HEADER_LEN
     };
     let pseudo = if v4 {
-        checksum::pseudo_header_v4(r.src.0.v4(), r.dst.0.v4(), ip_proto::TCP, tcp::MIN_HEADER_LEN as u16)
+        checksum::pseudo_header_v4(e.src.0.v4(), e.dst.0.v4(), ip_proto::TCP, hl as u16)
     } else {
-        checksum::pseudo_header_v6(&r.src.0.0, &r.dst.0.0, ip_proto::TCP, tcp::MIN_HEADER_LEN as u32)
+        checksum::pseudo_header_v6(&e.src.0.0, &e.dst.0.0, ip_proto::TCP, hl as u32)
     };
-    let t = &mut buf[l4..l4 + tcp::MIN_HEADER_LEN];
+    let t = &mut buf[l4..l4 + hl];
     t.fill(0);
-    wr16(t, 0, r.src.1);
-    wr16(t, 2, r.dst.1);
-    wr32(t, 4, r.seq);
-    t[12] = 5 << 4;
-    t[13] = tcp::flags::RST;
+    wr16(t, 0, e.src.1);
+    wr16(t, 2, e.dst.1);
+    wr32(t, 4, e.seq);
+    t[12] = ((hl / 4) as u8) << 4;
+    t[13] = e.flags;
+    wr16(t, 14, e.window);
+    if let Some(mss) = e.mss {
+        t[20..24].copy_from_slice(&[2, 4, (mss >> 8) as u8, mss as u8]);
+    }
     let c = checksum::finish(checksum::accumulate(pseudo, t));
     wr16(t, tcp::CHECKSUM_OFFSET, c);
-    l4 + tcp::MIN_HEADER_LEN
+    l4 + hl
 }
 
-/// The longest frame [`emit_reset`] writes (IPv6).
-pub const RESET_FRAME_MAX: usize = 14 + 40 + 20;
+/// The longest frame [`emit_extra`] writes (IPv6, an MSS option).
+pub const EXTRA_FRAME_MAX: usize = 14 + 40 + 24;
 
 /// Shifts a proxied flow's TCP segment in place: the sequence number by `seq` and the
 /// acknowledgement number (when the ACK flag is set) by `ack`, with the checksum updated.
@@ -282,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reset_frame_is_well_formed_in_both_families() {
+    fn an_extra_frame_is_well_formed_in_both_families() {
         for (src, dst) in [
             (Addr::from_v4([198, 18, 1, 254]), Addr::from_v4([198, 18, 1, 1])),
             (
@@ -290,9 +312,9 @@ mod tests {
                 Addr::from_v6([0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
             ),
         ] {
-            let mut buf = [0xaau8; RESET_FRAME_MAX];
-            let r = Reset { src: (src, 10_001), dst: (dst, 8080), seq: 0xdead_beef };
-            let n = emit_reset(&mut buf, &r, [2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1]);
+            let mut buf = [0xaau8; EXTRA_FRAME_MAX];
+            let r = Extra::reset((src, 10_001), (dst, 8080), 0xdead_beef);
+            let n = emit_extra(&mut buf, &r, [2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1]);
             let p = SlicedPacket::from_ethernet(&buf[..n]).unwrap();
             let Some(TransportSlice::Tcp(t)) = p.transport else { panic!() };
             assert!(t.rst() && !t.syn() && !t.ack() && !t.fin());

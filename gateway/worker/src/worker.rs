@@ -206,32 +206,32 @@ impl Worker {
         false
     }
 
-    /// Queues a RST the engine asked for, in a fresh frame, ahead of the frames queued after it
-    /// (the new SYN it clears the way for). Without a free frame, a known next hop or room in
-    /// the transmit list it is not sent (counted as `resets_unsent`).
+    /// Queues a segment the engine asked for ([`L4::take_extra`]), in a fresh frame, ahead of the
+    /// frames queued after it (the new SYN a RST clears the way for). Without a free frame, a
+    /// known next hop or room in the transmit list it is not sent (counted as `extras_unsent`).
     #[cold]
-    fn send_reset<P: Port>(&mut self, ports: &mut [P], r: &sluice_lb::synproxy::Reset) {
-        let Some((mac, out)) = self.next_hops.resolve_on(&r.dst.0) else {
-            self.counters[Counter::ResetsUnsent] += 1;
+    fn send_extra<P: Port>(&mut self, ports: &mut [P], e: &sluice_lb::synproxy::Extra) {
+        let Some((mac, out)) = self.next_hops.resolve_on(&e.dst.0) else {
+            self.counters[Counter::ExtrasUnsent] += 1;
             return;
         };
         let out = usize::from(out).min(ports.len().min(MAX_PORTS) - 1);
         let mut fresh = [Desc::default()];
         if self.ntx[out] >= self.tx[out].len() || ports[out].alloc(&mut fresh) == 0 {
-            self.counters[Counter::ResetsUnsent] += 1;
+            self.counters[Counter::ExtrasUnsent] += 1;
             return;
         }
         let mut d = fresh[0];
         let buf = ports[out].frame(&d);
-        if buf.len() < sluice_lb::synproxy::RESET_FRAME_MAX {
+        if buf.len() < sluice_lb::synproxy::EXTRA_FRAME_MAX {
             ports[out].release(&[d]);
-            self.counters[Counter::ResetsUnsent] += 1;
+            self.counters[Counter::ExtrasUnsent] += 1;
             return;
         }
-        d.len = sluice_lb::synproxy::emit_reset(buf, r, mac, self.macs[out]) as u32;
+        d.len = sluice_lb::synproxy::emit_extra(buf, e, mac, self.macs[out]) as u32;
         self.tx[out][self.ntx[out]] = d;
         self.ntx[out] += 1;
-        self.counters[Counter::ResetsSent] += 1;
+        self.counters[Counter::ExtrasSent] += 1;
     }
 
     /// Sends the parked frames whose next hop is now known, drops those that waited too long.
@@ -269,6 +269,9 @@ impl Worker {
             let v = self.l4.finish(ports[p].frame_room(&d), &prepared, now_ns);
             if let Some(n) = self.l4.take_resized() {
                 d.len = n as u32;
+            }
+            if let Some(e) = self.l4.take_extra() {
+                self.send_extra(ports, &e);
             }
             match v {
                 Verdict::Forward(next) => match self.next_hops.resolve_on(&next) {
@@ -419,8 +422,8 @@ impl Worker {
             if let Some(len) = self.l4.take_resized() {
                 d.len = len as u32;
             }
-            if let Some(r) = self.l4.take_reset() {
-                self.send_reset(ports, &r);
+            if let Some(e) = self.l4.take_extra() {
+                self.send_extra(ports, &e);
             }
             let frame = ports[p].frame(&d);
             match verdict {

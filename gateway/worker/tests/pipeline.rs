@@ -1316,7 +1316,7 @@ fn a_tuple_taken_back_from_a_half_open_flow_is_reset_at_the_backend_first() {
     );
     assert_eq!(t.sequence_number(), isn_of[&snat] + 1, "in the backend's window");
     assert_eq!(&rst[..6], &backend_mac(1));
-    assert_eq!(h.worker.counters()[Counter::ResetsSent], 1);
+    assert_eq!(h.worker.counters()[Counter::ExtrasSent], 1);
 }
 
 #[test]
@@ -1343,7 +1343,7 @@ fn a_syn_flood_the_backend_answers_cannot_lock_real_clients_out() {
     assert!(h.worker.counters()[Counter::SnatReclaimed] > 300);
     assert_eq!(h.worker.counters().dropped(DropReason::SnatExhausted), 0);
     // Each tuple taken back was cleared at the backend first.
-    assert_eq!(h.worker.counters()[Counter::ResetsSent], h.worker.counters()[Counter::SnatReclaimed]);
+    assert_eq!(h.worker.counters()[Counter::ExtrasSent], h.worker.counters()[Counter::SnatReclaimed]);
     for (p, snat) in established {
         let o = h.send(&from(CLIENT_MAC, CLIENT, p).to(GW_MAC, VIP_ONE, 80).tcp(ack(5001), b"data"));
         let Outcome::Tx(f) = o else { panic!("established flow {p} lost: {o:?}") };

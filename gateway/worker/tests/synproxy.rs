@@ -198,15 +198,20 @@ fn a_stale_backend_ack_is_reset_and_the_next_client_segment_sends_the_syn_again(
     let t = tcp(&rst);
     assert!(t.rst());
     assert_eq!((dst4(&rst), t.destination_port(), t.sequence_number()), (be(1), 8080, 0x4242_4242));
-    // The client's next segment becomes the SYN again (it had waited; the held copy is gone).
-    let Outcome::Tx(again) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"hello"))
-    else {
-        panic!("the SYN again")
-    };
+    // The client's next segment sends the SYN again, in a frame of its own; its data waits.
+    let o = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"hello"));
+    assert_eq!(o, Outcome::Deferred);
+    let again = h.before.first().expect("the SYN again").clone();
     let t = tcp(&again);
     assert!(t.syn() && t.payload().is_empty());
     assert_eq!((l4_src_port(&again), t.sequence_number()), (snat, ISN));
     assert!(checksum_ok(&again));
+    // The backend answers now; the held data follows the gateway's ACK.
+    let synack = Tcp { syn: true, ..seg(B_ISN, Some(ISN.wrapping_add(1))) };
+    let Outcome::Tx(ack) = h.send(&backend.tcp(synack, b"")) else { panic!() };
+    assert_eq!(tcp(&ack).sequence_number(), ISN.wrapping_add(1));
+    let sent = h.idle_poll();
+    assert_eq!(tcp(&sent[0]).payload(), b"hello");
 }
 
 #[test]
@@ -289,4 +294,32 @@ fn an_icmp_error_about_a_segment_to_the_client_quotes_the_backends_sequence_numb
     assert_eq!(u32::from_be_bytes([out[q + 4], out[q + 5], out[q + 6], out[q + 7]]), B_ISN + 1);
     let port = |at: usize| u16::from_be_bytes([out[at], out[at + 1]]);
     assert_eq!((port(q), port(q + 2)), (8080, snat), "the segment as the backend sent it");
+}
+
+#[test]
+fn a_cookie_ack_carrying_data_keeps_its_data_and_the_syn_goes_in_a_frame_of_its_own() {
+    // The client's bare ACK was lost (or it sent its request with the ACK): the first segment the
+    // gateway sees carries the cookie *and* data. The SYN goes to the backend in a fresh frame;
+    // the data waits and follows the handshake, whole.
+    let mut h = harness(Some(KEY));
+    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7060, 3);
+    let client = from(CLIENT_MAC, CLIENT, 7060).to(GW_MAC, VIP_ONE, 80);
+    let request = b"GET /held HTTP/1.1\r\n\r\n";
+    let o = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), request));
+    assert_eq!(o, Outcome::Deferred);
+    assert_eq!(h.before.len(), 1, "the SYN, in a frame of its own");
+    let syn = h.before[0].clone();
+    let t = tcp(&syn);
+    assert!(t.syn() && !t.ack() && t.payload().is_empty());
+    assert_eq!((dst4(&syn), t.sequence_number()), (be(1), ISN));
+    let opts: Vec<_> = t.options_iterator().collect::<Result<_, _>>().unwrap();
+    assert_eq!(opts, vec![TcpOptionElement::MaximumSegmentSize(1460)]);
+    assert!(checksum_ok(&syn));
+    let backend = from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, t.source_port());
+    let synack = Tcp { syn: true, ..seg(B_ISN, Some(ISN.wrapping_add(1))) };
+    assert!(matches!(h.send(&backend.tcp(synack, b"")), Outcome::Tx(_)));
+    let sent = h.idle_poll();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(tcp(&sent[0]).payload(), request, "the request, whole");
+    assert_eq!(tcp(&sent[0]).acknowledgment_number(), B_ISN + 1);
 }
