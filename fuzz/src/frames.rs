@@ -15,7 +15,8 @@
 //!
 //! Records, one after another: `[op: u8][len: u16 little-endian][len bytes]` (a short last record
 //! takes what is left). By `op % 8`:
-//! 0 a raw frame; 1, 7 a [`FrameSpec`] read from the bytes with `arbitrary`; 2 run a batch now;
+//! 0 a raw frame; 1 a client's ACK answering a SYN cookie (a proxied connection, and the
+//! backend's SYN-ACK); 7 a [`FrameSpec`] read from the bytes with `arbitrary`; 2 run a batch now;
 //! 3 time passes (`u32` milliseconds); 4 swap to table `b[0] % 4`; 5 the unknown backend's
 //! neighbour is learnt; 6 the transmit ring holds `1 + b[0] % 64` frames.
 //! [`Record`] writes them (for seeds and regression tests).
@@ -238,10 +239,14 @@ fn worker_config() -> WorkerConfig {
             affinity_capacity: AFFINITY_CAPACITY,
             snat_ports: PortRange::new(20_000, 29_999).unwrap_or_else(|e| unreachable!("{e:?}")),
             seed: 0x1234,
+            syn_cookie_key: Some(COOKIE_KEY),
             ..L4Config::default()
         },
     }
 }
+
+/// The SYN cookie key of the fuzzed worker (op 1 makes cookies with it, as the XDP program would).
+const COOKIE_KEY: [u64; 2] = [0x5eed_c00c_1e00_0001, 0x0123_4567_89ab_cdef];
 
 /// One end of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -503,16 +508,58 @@ impl Harness {
 
     fn check(&self) {
         let c = self.worker.counters();
-        let held = self.worker.parked() as u64;
+        let held = (self.worker.parked() + self.worker.deferred()) as u64;
+        // Segments the engine wrote in frames of their own leave (or are dropped) without having
+        // arrived.
         let out = c[Counter::TxFrames] + c[Counter::KernelFrames] + c.dropped_total() + held;
-        assert_eq!(c[Counter::RxFrames], out, "every frame is accounted for: {c:?}");
+        assert_eq!(c[Counter::RxFrames] + c[Counter::ExtrasSent], out, "every frame is accounted for: {c:?}");
         let flows = self.worker.l4().flows();
         assert!(flows.len() <= flows.capacity(), "{} flows in a table of {}", flows.len(), flows.capacity());
         assert_eq!(
-            self.port.free_frames() + self.worker.parked(),
+            self.port.free_frames() + self.worker.parked() + self.worker.deferred(),
             FRAMES,
-            "every frame buffer is free or parked"
+            "every frame buffer is free, parked or deferred"
         );
+    }
+
+    /// Op 1: a client's ACK answering a SYN cookie, as the XDP program would have made it. Bytes:
+    /// `[0]` the opener, `[1..3]` the client port, `[3..7]` its ISN, `[7]` the MSS class (bits 0–1)
+    /// and whether the backend answers (bit 2), `[8..12]` the backend's ISN, then the payload the
+    /// ACK carries. A proxied connection opens; when the backend answers, its SYN-ACK to the SYN
+    /// the worker sent follows.
+    fn cookie_ack(&mut self, body: &[u8], sent: &mut Vec<Vec<u8>>) {
+        use sluice_model::syncookie::{self, Handshake};
+        let b = |i: usize| body.get(i).copied().unwrap_or(0);
+        let tcp_openers: Vec<(End, End, bool)> = openers().into_iter().filter(|o| o.2).collect();
+        let (client, frontend, _) = tcp_openers[usize::from(b(0)) % tcp_openers.len()];
+        let client = End { port: u16::from_le_bytes([b(1), b(2)]) | 1024, ..client };
+        let isn = u32::from_le_bytes([b(3), b(4), b(5), b(6)]);
+        let payload = &body[body.len().min(12)..];
+        let hs = Handshake {
+            client: mapped(client.ip),
+            frontend: mapped(frontend.ip),
+            cport: client.port,
+            fport: frontend.port,
+            isn,
+        };
+        let c = syncookie::cookie(COOKIE_KEY, &hs, syncookie::slot(self.now_ns), b(7) & 3);
+        let flags = tcp_flags::ACK | if payload.is_empty() { 0 } else { tcp_flags::PSH };
+        let f = tcp(client, frontend, flags, isn.wrapping_add(1), c.wrapping_add(1), payload);
+        self.push(&f, well_formed(&f), sent);
+        if b(7) & 4 == 0 {
+            return;
+        }
+        self.run(sent);
+        let syn = sent.iter().find_map(|out| {
+            let p = SlicedPacket::from_ethernet(out).ok()?;
+            let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else { return None };
+            (t.syn() && !t.ack() && t.sequence_number() == isn).then(|| ends(out)).flatten()
+        });
+        if let Some((gateway, backend)) = syn {
+            let seq = u32::from_le_bytes([b(8), b(9), b(10), b(11)]);
+            let synack = tcp(backend, gateway, tcp_flags::SYN | tcp_flags::ACK, seq, isn.wrapping_add(1), b"");
+            self.push(&synack, true, sent);
+        }
     }
 
     /// Runs the operations of `data` (see the module documentation), then lets every parked frame
@@ -530,6 +577,7 @@ impl Harness {
             rest = &tail[body_start + body.len()..];
             match op % 8 {
                 0 => self.push(body, well_formed(body), &mut sent),
+                1 => self.cookie_ack(body, &mut sent),
                 2 => self.run(&mut sent),
                 3 => {
                     let mut ms = [0u8; 4];
@@ -567,6 +615,7 @@ impl Harness {
         self.now_ns += 2 * sluice_worker::worker::PARK_NS;
         self.run(&mut sent);
         assert_eq!(self.worker.parked(), 0, "parked frames time out");
+        assert_eq!(self.worker.deferred(), 0, "deferred frames time out");
         assert_eq!(self.port.free_frames(), FRAMES, "every frame buffer came back");
     }
 }
@@ -1163,6 +1212,11 @@ impl Record {
 
     /// A structured frame, from bytes `arbitrary` reads.
     pub fn spec(self, bytes: &[u8]) -> Record {
+        self.op(7, bytes)
+    }
+
+    /// A client's ACK answering a SYN cookie (see [`Harness::cookie_ack`] for the bytes).
+    pub fn cookie_ack(self, bytes: &[u8]) -> Record {
         self.op(1, bytes)
     }
 
