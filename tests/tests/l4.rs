@@ -766,6 +766,9 @@ fn cookie_traffic(test: &str, xdp_mode: &str) {
     sb.set_manifests(&[example("dual-stack")], &[]).expect("manifests");
     sb.start_control().expect("control");
     sb.start_gateway(&["--syn-cookies", "always", "--xdp-mode", xdp_mode]).expect("gateway");
+    // On a veth in native mode the gateway says what its peer needs for XDP_TX (the sandbox
+    // attaches it); in generic mode XDP_TX goes through the kernel's transmit path and needs none.
+    assert_eq!(sb.log("gateway").contains("gw0 has a peer"), xdp_mode == "native", "{}", sb.log("gateway"));
     let urls = [
         "http://198.19.2.10/",
         "http://198.18.0.1:31090/",

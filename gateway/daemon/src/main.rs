@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use crossbeam_queue::ArrayQueue;
 use sluice_lb::engine::Config as L4Config;
-use sluice_log::{error, info, warn};
+use sluice_log::{error, info};
 use sluice_model::ports::{self, PortRange};
 use sluice_table::Reader;
 use sluice_worker::handoff::{Mailboxes, Sharding};
@@ -275,10 +275,12 @@ fn run(cli: Cli) -> Result<(), String> {
     for (s, name) in steering.iter_mut().zip(&ifs.names) {
         s.set_syn_cookies(&syn_cookies(&cli, cookie_key)).map_err(|e| e.to_string())?;
         if s.native() && cli.syn_cookies != SynCookiesArg::Off && has_peer(name) {
-            warn!(
+            // Said once at start, as advice: from here the peer's programs cannot be seen (it is
+            // in another namespace, as in the test sandbox, which attaches one).
+            info!(
                 "{name} has a peer (a veth?): SYN cookies leave by XDP_TX, which a veth hands to its peer only when \
-                 the peer runs an XDP program of its own — attach one (XDP_PASS will do) to the peer, or run \
-                 --xdp-mode skb or --syn-cookies off, or a flood will stop the link (docs/af-xdp.md, pitfall 3)"
+                 the peer runs an XDP program of its own — make sure one (XDP_PASS will do) is attached there, or \
+                 run --xdp-mode skb or --syn-cookies off, or a flood will stop the link (docs/af-xdp.md, pitfall 3)"
             );
         }
     }
