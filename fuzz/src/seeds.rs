@@ -1,8 +1,8 @@
 //! Seed corpora, built from the workspace's own fixtures when a target starts with
 //! `SLUICE_FUZZ_SEEDS=<dir>` (what `fuzz/run` does): frames from the worker tests' builders
 //! along the warm flows, images of the test tables and of the control fixtures' compiled tables,
-//! the table file control writes, control's manifest fixtures and examples, and the netlink
-//! messages of the unit tests. Written as files `seed-<name>` into `<dir>`, before libFuzzer
+//! the table file control writes, control's manifest fixtures and examples, the netlink
+//! messages of the unit tests, and HTTP/1.1 requests like `sluice-l7`'s fixtures. Written as files `seed-<name>` into `<dir>`, before libFuzzer
 //! reads it.
 //!
 //! Also the image target's allocation bound ([`image_bound`]), so that it is written once.
@@ -22,6 +22,7 @@ pub fn write_if_asked(target: &str) {
         "table_reader" => table_files(),
         "manifests" => manifests(),
         "netlink" => netlink(),
+        "h1" => h1(),
         other => panic!("no seeds for target {other:?}"),
     };
     for (name, bytes) in &seeds {
@@ -443,4 +444,40 @@ fn netlink() -> Vec<(String, Vec<u8>)> {
         ("both".into(), [seq.clone(), routes, neighbours].concat()),
         ("error".into(), [seq, error].concat()),
     ]
+}
+
+// ---- h1 -------------------------------------------------------------------------------------
+
+/// HTTP/1.1 requests in the shapes of `gateway/l7/tests/h1_fixtures.rs`: each framing, the
+/// smuggling cases, pipelined requests; each after a read-size byte (`fuzz_targets/h1.rs`).
+fn h1() -> Vec<(String, Vec<u8>)> {
+    let requests: [(&str, &[u8]); 12] = [
+        ("get", b"GET /a/b?x=1 HTTP/1.1\r\nHost: a.example:8080\r\nAccept: */*\r\n\r\n"),
+        ("content-length", b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"),
+        (
+            "chunked",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\"q\"\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+        ),
+        ("te-and-cl", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"),
+        ("two-cl", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+        ("te-gzip", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+        ("obs-fold", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"),
+        ("space-colon", b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"),
+        ("absolute", b"GET http://[2001:db8::1]:8080/x HTTP/1.1\r\nHost: b\r\n\r\n"),
+        ("http10", b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+        ("upgrade", b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, X\r\nUpgrade: websocket\r\nX: 1\r\n\r\n"),
+        (
+            "pipelined",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, bytes) in requests {
+        for step in [0u8, 6, 63] {
+            let mut seed = vec![step];
+            seed.extend_from_slice(bytes);
+            out.push((format!("{name}-{step}"), seed));
+        }
+    }
+    out
 }

@@ -14,6 +14,8 @@
 //!   written once, and the published layout control reads.
 //! - [`ports`]: the SNAT, NodePort and ephemeral port ranges.
 //! - [`syncookie`]: the SYN cookies the XDP program makes and the L4 engine checks.
+//! - [`route`]: Ingress rules in typed form and the merged route table the L7 stage routes by,
+//!   with the conflicts settled in merging.
 //!
 //! Not hot path to build; the lookups of [`service::ServiceTable`] are. No `unsafe`, no I/O.
 #![forbid(unsafe_code)]
@@ -58,6 +60,7 @@ pub mod hash;
 pub mod image;
 pub mod maglev;
 pub mod ports;
+pub mod route;
 pub mod service;
 pub mod syncookie;
 

@@ -1,0 +1,25 @@
+//! Sluice's L7 stage, its sans-IO foundation: HTTP/1.1 request heads and body framing, and
+//! Ingress routing.
+//!
+//! Pure logic. No sockets, no clocks, no threads: bytes arrive as slices the caller read from
+//! its connection, results come back as typed values and ranges of the caller's bytes, and the
+//! caller decides what to write and when to close. That is what lets every framing and routing
+//! rule be tested from byte literals, every input split at every byte, without a socket. What
+//! routes are made from — Ingress rules in typed form, the merged route table — is the contract,
+//! in `sluice_model::route`.
+//!
+//! - [`h1`]: HTTP/1.1 (RFC 9112): request heads parsed incrementally with `httparse` and checked
+//!   against the request-smuggling rules, limits (414, 431), body framing and a streaming
+//!   chunked decoder, hop-by-hop fields, which responses have a body.
+//! - [`route`]: Kubernetes Ingress matching over a compiled route table: hosts, paths,
+//!   precedence and default backends, precomputed so that a request costs a few hash probes and
+//!   no allocation.
+//!
+//! Not here yet: TLS (rustls), HTTP/2, the upstream pool, the reactor that drives all of it.
+//!
+//! Hot path: yes ([`h1::HeadParser::parse`], [`h1::BodyDecoder::decode`],
+//! [`route::Router::route`]); none of them allocates. No `unsafe`.
+#![forbid(unsafe_code)]
+
+pub mod h1;
+pub mod route;
