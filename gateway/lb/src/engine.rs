@@ -72,12 +72,15 @@ pub enum Verdict {
     Defer,
 }
 
-/// How long a caller holds a [`Verdict::Defer`]red frame before it drops it.
-pub const DEFER_NS: u64 = 500_000_000;
+/// How long a caller holds a [`Verdict::Defer`]red frame before it drops it: long enough for
+/// several of the gateway's SYN retries ([`PROXY_SYN_RETRY_NS`]) — a dropped request costs the
+/// client a retransmission timeout that doubles each time.
+pub const DEFER_NS: u64 = 3_000_000_000;
 
-/// A proxied flow's SYN to its backend is sent again by a client segment arriving this long after
-/// the last one (the client's retransmissions drive the gateway's).
-pub const PROXY_SYN_RETRY_NS: u64 = 1_000_000_000;
+/// A proxied flow's SYN to its backend is sent again by a client segment — a new one, or one held
+/// and run again — this long after the last (a backend is a LAN away: waiting the second a
+/// client's stack waits would cost the client its own retransmissions).
+pub const PROXY_SYN_RETRY_NS: u64 = 250_000_000;
 
 /// Engine settings, fixed at start.
 #[derive(Debug, Clone)]

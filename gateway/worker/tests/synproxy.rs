@@ -227,8 +227,24 @@ fn held_segments_are_dropped_when_the_backend_never_answers() {
         h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"x")),
         Outcome::Deferred
     );
-    h.now_ns += sluice_lb::engine::DEFER_NS;
-    assert!(h.idle_poll().is_empty());
+    // While the data waits, the gateway sends its SYN again every PROXY_SYN_RETRY_NS: the held
+    // segment drives the retries, not only the client's own retransmissions.
+    let mut retries = 0;
+    let step = sluice_lb::engine::PROXY_SYN_RETRY_NS;
+    while h.now_ns + step < 1_000_000_000 + sluice_lb::engine::DEFER_NS {
+        h.now_ns += step;
+        for f in h.idle_poll() {
+            let t = tcp(&f);
+            assert!(t.syn() && !t.ack() && t.payload().is_empty(), "only the SYN again: {t:?}");
+            assert_eq!((dst4(&f), t.sequence_number()), (be(1), ISN));
+            retries += 1;
+        }
+        assert_eq!(h.worker.deferred(), 1, "still held");
+    }
+    assert!(retries >= 5, "{retries} retries");
+    // Then the held data is dropped.
+    h.now_ns += step;
+    h.idle_poll();
     assert_eq!(h.worker.deferred(), 0);
     assert_eq!(h.worker.counters().dropped(DropReason::SynProxyPending), 1);
 }
