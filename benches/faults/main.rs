@@ -635,6 +635,19 @@ impl Bench {
         self.wait_serving()
     }
 
+    /// Frames the switch's end of the gateway's veth transmitted to gw0, and those it dropped
+    /// because gw0's receive ring was full (the gateway's receive path could not keep up).
+    fn veth_into_gw(&self) -> (u64, u64) {
+        let read = |f: &str| {
+            self.sb
+                .exec("sw", &["cat", &format!("/sys/class/net/s-gw/statistics/{f}")])
+                .ok()
+                .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (read("tx_packets"), read("tx_dropped"))
+    }
+
     /// Moves gw0's receive path — the XDP program (SYN cookies included) and the copy into the
     /// UMEM — onto the DUT core: threaded NAPI, its thread pinned there. Without it, veth runs
     /// them on the sender's core (docs/af-xdp.md, pitfall 5), where the flooders, the clients and
@@ -894,6 +907,7 @@ impl Bench {
         let counts0 = sluice.then(|| self.counts());
         let roles = ["cl".to_owned()];
         let (tcp0, softnet0) = (self.tcp_stats(&roles), softnet_drops());
+        let veth0 = self.veth_into_gw();
         let rss0 = rss(gw_pid);
         let lead_s = 2;
         let total_s = lead_s + plan.flood_s + plan.after_s;
@@ -1021,11 +1035,17 @@ impl Bench {
             after: Tally::of(a.iter().filter(|x| x.start_ms > flood_end && x.start_ms <= after_end)),
             rss_kb: rss0.zip(rss_end).map(|(b, e)| (b, rss_max.max(e), e)),
             counts: counts0.map(|c0| (self.counts().since(&c0), flows_max)),
-            tcp: format!(
-                "{}; the kernels' backlog drops (softnet_stat, every namespace) {}",
-                tcp_delta(&tcp0, &self.tcp_stats(&roles)),
-                softnet_drops().saturating_sub(softnet0)
-            ),
+            tcp: {
+                let veth = self.veth_into_gw();
+                let (sent, dropped) = (veth.0.saturating_sub(veth0.0), veth.1.saturating_sub(veth0.1));
+                format!(
+                    "{}; the kernels' backlog drops (softnet_stat, every namespace) {}; frames the switch handed \
+                     to gw0 {sent}, dropped for a full ring {dropped} ({:.2} %)",
+                    tcp_delta(&tcp0, &self.tcp_stats(&roles)),
+                    softnet_drops().saturating_sub(softnet0),
+                    100.0 * dropped as f64 / (sent + dropped).max(1) as f64
+                )
+            },
             conntrack: (!sluice).then(|| {
                 let max = self
                     .sb
