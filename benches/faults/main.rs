@@ -135,19 +135,6 @@ fn pin_threads(prefix: &str, core: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Gives every thread whose name starts with `prefix` a real-time priority (SCHED_FIFO 50).
-fn prioritise_threads(prefix: &str) -> Result<(), String> {
-    let out = run(&["ps", "-eo", "pid,comm"]).map_err(|e| e.to_string())?;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut it = line.split_whitespace();
-        let (Some(pid), Some(comm)) = (it.next(), it.next()) else { continue };
-        if comm.starts_with(prefix) {
-            run(&["chrt", "-f", "-p", "50", pid]).map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
-}
-
 fn epoch_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -682,11 +669,7 @@ impl Bench {
             return Err(format!("s-gw threaded NAPI: {}", String::from_utf8_lossy(&sw.stderr).trim()));
         }
         pin_threads("napi/gw0-", DUT_CORE)?;
-        pin_threads("napi/s-gw-", LOAD_CORE)?;
-        // The receive path first on the DUT core, as a NIC's interrupt would be: a frame it has
-        // not taken from gw0's 256-entry ring is lost, one a worker takes a little later is not.
-        // The kernel's side keeps the same thread and priority.
-        prioritise_threads("napi/gw0-")
+        pin_threads("napi/s-gw-", LOAD_CORE)
     }
 
     /// Waits (20 s at most) until a GET from the client succeeds through each Service.
