@@ -42,7 +42,7 @@ use std::sync::Arc;
 use crate::affinity::{AffinityTable, SnatPorts};
 use crate::flow::{Dir, Flow, FlowId, FlowKey, FlowState, FlowTable, Hint, Timeouts};
 use crate::nat::{self, IcmpTranslation};
-use crate::packet::{self, Meta, Parsed};
+use crate::packet::{self, Meta, Parsed, TcpSegment};
 use crate::sched::{PickInput, SchedState};
 use crate::synproxy;
 use sluice_model::addr::Addr;
@@ -172,8 +172,9 @@ pub struct L4 {
     /// The new length of the frame the last [`L4::finish`] rewrote into a segment of another
     /// length (a proxied flow's handshake), until taken.
     resized: Option<usize>,
-    /// A segment to send before the frame the last [`L4::finish`] processed, until taken.
-    extra: Option<synproxy::Extra>,
+    /// Segments to send, in order, before the frame the last [`L4::finish`] processed, until
+    /// taken: at most a RST clearing a reclaimed tuple and the proxied SYN that follows it.
+    extras: Extras,
 }
 
 impl core::fmt::Debug for L4 {
@@ -193,11 +194,38 @@ fn release(sched: &mut SchedState, generation: Generation, f: &Flow) {
     }
 }
 
+/// The segments [`L4::finish`] asks its caller to send ahead of the frame it processed: a small
+/// queue, in order (a reclaimed tuple's RST, then the proxied SYN on it).
+#[derive(Debug, Default)]
+struct Extras {
+    queue: [Option<synproxy::Segment>; 2],
+}
+
+impl Extras {
+    /// Queues `s`; false when full.
+    fn push(&mut self, s: synproxy::Segment) -> bool {
+        match self.queue.iter_mut().find(|e| e.is_none()) {
+            Some(slot) => {
+                *slot = Some(s);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The first queued segment, if any.
+    #[inline(always)]
+    fn take(&mut self) -> Option<synproxy::Segment> {
+        let first = self.queue[0].take()?;
+        self.queue[0] = self.queue[1].take();
+        Some(first)
+    }
+}
+
 /// Whether the ACK `m` describes answers a SYN cookie (see [`sluice_model::syncookie`]): the MSS
 /// the cookie carries, if so.
 #[inline]
-fn cookie(key: [u64; 2], frame: &[u8], m: &Meta, now_ns: u64) -> Option<u16> {
-    let seg = m.tcp_segment(frame);
+fn cookie(key: [u64; 2], seg: &TcpSegment, m: &Meta, now_ns: u64) -> Option<u16> {
     let h = Handshake {
         client: m.src.0,
         frontend: m.dst.0,
@@ -255,9 +283,9 @@ struct SnatSearch<'a> {
     ports: &'a mut SnatPorts,
     counters: &'a mut Counters,
     generation: Generation,
-    /// Set when a half-open TCP flow's tuple is taken back: the RST that clears the backend's
-    /// side of it.
-    reset: &'a mut Option<synproxy::Extra>,
+    /// Where the RST that clears the backend's side of a half-open TCP flow's tuple, taken
+    /// back, goes.
+    extras: &'a mut Extras,
 }
 
 impl SnatSearch<'_> {
@@ -336,7 +364,7 @@ impl SnatSearch<'_> {
                 // it and be answered with the old connection's ACK, or not at all. A RST at the
                 // old connection's next sequence number clears it first, as the client would.
                 if gone.fwd.proto == sluice_wire::ip_proto::TCP && gone.seq[0].known {
-                    *self.reset = Some(synproxy::Extra::reset(
+                    self.extras.push(synproxy::Segment::reset(
                         (gone.rev.dst, gone.rev.dport),
                         (gone.rev.src, gone.rev.sport),
                         gone.seq[0].end,
@@ -363,7 +391,7 @@ impl L4 {
             counters: Counters::default(),
             cookie_key: config.syn_cookie_key,
             resized: None,
-            extra: None,
+            extras: Extras::default(),
         }
     }
 
@@ -479,13 +507,13 @@ impl L4 {
         self.resized.take()
     }
 
-    /// A segment the last [`Self::finish`] asks to be sent, in a fresh frame, *before* the frame
-    /// it processed (see [`synproxy::Extra`]), once. A caller that cannot send it loses nothing
-    /// but time: the backend's half-open connection answers the new SYN itself, or the client's
-    /// next segment sends the proxied SYN again.
+    /// The next segment the last [`Self::finish`] asks to be sent, in a fresh frame, *before*
+    /// the frame it processed (see [`synproxy::Segment`]), in order, once. A caller that cannot
+    /// send one loses nothing but time: the backend's half-open connection answers the new SYN
+    /// itself, or the held segment sends the proxied SYN again.
     #[inline(always)]
-    pub fn take_extra(&mut self) -> Option<synproxy::Extra> {
-        self.extra.take()
+    pub fn take_extra(&mut self) -> Option<synproxy::Segment> {
+        self.extras.take()
     }
 
     /// Second half of [`Self::process`], for a frame [`Self::prepare`]d unchanged. `frame` may
@@ -682,19 +710,7 @@ impl L4 {
                 let mss = syncookie::MSS_CLASSES[(cookie & 3) as usize];
                 let window = f.seq[0].max_win.min(0xffff) as u16;
                 let syn = to_backend(client_next.wrapping_sub(1), 0, flags::SYN, window, Some(mss));
-                if seg.len > 0 && self.extra.is_none() {
-                    let e = synproxy::Extra {
-                        src: syn.src,
-                        dst: syn.dst,
-                        seq: syn.seq,
-                        flags: flags::SYN,
-                        window,
-                        mss: Some(mss),
-                    };
-                    self.extra = Some(e);
-                    return Verdict::Defer;
-                }
-                (syn, f.rev.src)
+                return self.proxied_syn(frame, m, syn, seg.len > 0);
             }
             Dir::Reverse
                 if m.tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN | flags::ACK =>
@@ -744,6 +760,17 @@ impl L4 {
         Verdict::Forward(next)
     }
 
+    /// Sends a proxied connection's SYN to its backend: in place of the client segment that
+    /// caused it, or — when that segment carries data, which must wait for the backend — in a
+    /// frame of its own while the segment is held.
+    fn proxied_syn(&mut self, frame: &mut [u8], m: &Meta, syn: synproxy::Segment, data: bool) -> Verdict {
+        if data && self.extras.push(syn) {
+            return Verdict::Defer;
+        }
+        self.resized = Some(synproxy::emit(frame, m, &syn));
+        Verdict::Forward(syn.dst.0)
+    }
+
     /// The first packet of a flow to service `svc_id` (`tuple_hash` if already computed, else 0).
     #[expect(clippy::too_many_arguments, reason = "the hot path passes what it already computed")]
     fn new_flow(
@@ -758,14 +785,15 @@ impl L4 {
     ) -> Verdict {
         let table = &*self.table;
         let svc = table.service(svc_id);
+        let seg = (m.proto == ip_proto::TCP).then(|| m.tcp_segment(frame));
         let mut cookie_mss = None;
-        let state = if m.proto == ip_proto::TCP {
+        let state = if let Some(s) = &seg {
             let f = m.tcp_flags;
             if f & flags::SYN != 0 && f & (flags::ACK | flags::RST) == 0 {
                 FlowState::SynSent
             } else if f & (flags::SYN | flags::RST | flags::FIN | flags::ACK) == flags::ACK
                 && let Some(key) = self.cookie_key
-                && let Some(mss) = cookie(key, frame, m, now_ns)
+                && let Some(mss) = cookie(key, s, m, now_ns)
             {
                 cookie_mss = Some(mss);
                 FlowState::SynProxy
@@ -806,7 +834,6 @@ impl L4 {
         let Some(offset) = offset else { return Verdict::Drop(DropReason::NoBackend) };
         let bid: BackendId = svc.backend_id(offset);
         let b = table.backend(bid);
-        let seg = (m.proto == ip_proto::TCP).then(|| m.tcp_segment(frame));
         let syn = seg.is_some() && state == FlowState::SynSent;
         let opts = if syn { m.tcp_options(frame) } else { sluice_wire::tcp::Options::default() };
         let (rev, hr) = match svc.nat {
@@ -824,7 +851,7 @@ impl L4 {
                     ports: &mut self.snat,
                     counters: &mut self.counters,
                     generation: table.generation(),
-                    reset: &mut self.extra,
+                    extras: &mut self.extras,
                 };
                 match search.tuple(&svc.snat, first, b.addr, b.port, m.proto, isn, now_ns) {
                     Some(x) => x,
@@ -858,32 +885,16 @@ impl L4 {
             // The client's ACK becomes the gateway's SYN to the backend, with the client's ISN
             // and window and the MSS the cookie carried.
             self.counters[Counter::SynCookiesAccepted] += 1;
-            let (src, dst, isn) = ((rev.dst, rev.dport), (rev.src, rev.sport), seg.seq.wrapping_sub(1));
-            if seg.len > 0 && self.extra.is_none() {
-                // The ACK carries data (or the bare ACK was lost and this is the data): the data
-                // waits for the backend, the SYN goes in a frame of its own.
-                let e = synproxy::Extra {
-                    src,
-                    dst,
-                    seq: isn,
-                    flags: flags::SYN,
-                    window: seg.window,
-                    mss: Some(mss),
-                };
-                self.extra = Some(e);
-                return Verdict::Defer;
-            }
-            let s = synproxy::Segment {
-                src,
-                dst,
-                seq: isn,
+            let syn = synproxy::Segment {
+                src: (rev.dst, rev.dport),
+                dst: (rev.src, rev.sport),
+                seq: seg.seq.wrapping_sub(1),
                 ack: 0,
                 flags: flags::SYN,
                 window: seg.window,
                 mss: Some(mss),
             };
-            self.resized = Some(synproxy::emit(frame, m, &s));
-            return Verdict::Forward(rev.src);
+            return self.proxied_syn(frame, m, syn, seg.len > 0);
         }
         nat::rewrite(frame, m, &rev.dst, rev.dport, &rev.src, rev.sport);
         Verdict::Forward(rev.src)

@@ -34,7 +34,14 @@ use sluice_wire::bytes::{read_u16 as rd16, read_u32 as rd32, write_u16 as wr16, 
 use sluice_wire::checksum::{self, Delta};
 use sluice_wire::{ip_proto, ipv4, ipv6, tcp};
 
-/// A TCP segment the gateway writes in place of the frame it has.
+/// A TCP segment the gateway writes itself: in place of the frame it has ([`emit`]), or in a
+/// fresh frame ([`emit_frame`]) that the engine asks its caller to send ahead of the frame it
+/// just processed ([`crate::engine::L4::take_extra`]):
+/// - a RST: the backend still holds a half-open connection on a FullNAT tuple the engine has
+///   just given to a new flow (a flood's SYN, taken back); without it, the new flow's SYN would
+///   meet that connection;
+/// - a proxied connection's SYN, when the client segment that caused it carries data: the data
+///   is held (`Verdict::Defer`) instead of being overwritten by the SYN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
     /// Source address and port.
@@ -49,12 +56,39 @@ pub struct Segment {
     pub flags: u8,
     /// Window field.
     pub window: u16,
-    /// An MSS option, written when the buffer has room for it.
+    /// An MSS option (in place: written when the buffer has room for it).
     pub mss: Option<u16>,
+}
+
+impl Segment {
+    /// A RST at `seq`.
+    pub fn reset(src: (Addr, u16), dst: (Addr, u16), seq: u32) -> Segment {
+        Segment { src, dst, seq, ack: 0, flags: tcp::flags::RST, window: 0, mss: None }
+    }
 }
 
 /// The hop limit of segments the gateway writes.
 pub const TTL: u8 = 64;
+
+/// Writes the TCP header of `s`, `t.len()` bytes (20, or 24 with the MSS option), and its
+/// checksum over pseudo-header sum `pseudo`.
+fn write_tcp(t: &mut [u8], s: &Segment, pseudo: u64) {
+    let hl = t.len();
+    t.fill(0);
+    wr16(t, 0, s.src.1);
+    wr16(t, 2, s.dst.1);
+    wr32(t, 4, s.seq);
+    wr32(t, 8, s.ack);
+    t[12] = ((hl / 4) as u8) << 4;
+    t[13] = s.flags;
+    wr16(t, 14, s.window);
+    if hl == tcp::MIN_HEADER_LEN + 4 {
+        let mss = s.mss.unwrap_or(0);
+        t[20..24].copy_from_slice(&[2, 4, (mss >> 8) as u8, mss as u8]);
+    }
+    let c = checksum::finish(checksum::accumulate(pseudo, t));
+    wr16(t, tcp::CHECKSUM_OFFSET, c);
+}
 
 /// Writes `s` over the frame `m` describes, in `buf` (the frame and the room after it): the
 /// Ethernet header and IP header (with its options or extension headers) are kept, addresses,
@@ -84,70 +118,26 @@ pub fn emit(buf: &mut [u8], m: &Meta, s: &Segment) -> usize {
             checksum::pseudo_header_v6(&s.src.0.0, &s.dst.0.0, ip_proto::TCP, hl as u32)
         }
     };
-    wr16(buf, l4, s.src.1);
-    wr16(buf, l4 + 2, s.dst.1);
-    wr32(buf, l4 + 4, s.seq);
-    wr32(buf, l4 + 8, s.ack);
-    buf[l4 + 12] = ((hl / 4) as u8) << 4;
-    buf[l4 + 13] = s.flags;
-    wr16(buf, l4 + 14, s.window);
-    wr16(buf, l4 + 16, 0);
-    wr16(buf, l4 + 18, 0);
-    if hl == 24 {
-        let mss = s.mss.unwrap_or(0);
-        buf[l4 + 20..l4 + 24].copy_from_slice(&[2, 4, (mss >> 8) as u8, mss as u8]);
-    }
-    let c = checksum::finish(checksum::accumulate(pseudo, &buf[l4..l4 + hl]));
-    wr16(buf, l4 + tcp::CHECKSUM_OFFSET, c);
+    write_tcp(&mut buf[l4..l4 + hl], s, pseudo);
     l4 + hl
 }
 
-/// A TCP segment the engine asks its caller to send, in a fresh frame, ahead of the frame it
-/// just processed (see [`crate::engine::L4::take_extra`]):
-/// - a RST: the backend still holds a half-open connection on a FullNAT tuple the engine has
-///   just given to a new flow (a flood's SYN, taken back); without it, the new flow's SYN would
-///   meet that connection;
-/// - a proxied connection's SYN, when the client segment that caused it carries data: the data
-///   is held (`Verdict::Defer`) instead of being overwritten by the SYN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Extra {
-    /// Source address and port.
-    pub src: (Addr, u16),
-    /// Destination address and port (the backend).
-    pub dst: (Addr, u16),
-    /// Sequence number.
-    pub seq: u32,
-    /// Flags (RST or SYN).
-    pub flags: u8,
-    /// Window field.
-    pub window: u16,
-    /// An MSS option.
-    pub mss: Option<u16>,
-}
-
-impl Extra {
-    /// A RST at `seq`.
-    pub fn reset(src: (Addr, u16), dst: (Addr, u16), seq: u32) -> Extra {
-        Extra { src, dst, seq, flags: tcp::flags::RST, window: 0, mss: None }
-    }
-}
-
-/// Writes `e` as a whole frame into `buf` (at least [`EXTRA_FRAME_MAX`] bytes) from MAC `src` to
-/// MAC `dst`; returns its length.
-pub fn emit_extra(buf: &mut [u8], e: &Extra, dst: [u8; 6], src: [u8; 6]) -> usize {
+/// Writes `s` as a whole frame into `buf` (at least [`FRAME_MAX`] bytes) from MAC `src` to MAC
+/// `dst`; returns its length.
+pub fn emit_frame(buf: &mut [u8], s: &Segment, dst: [u8; 6], src: [u8; 6]) -> usize {
     use sluice_wire::ethernet::{self, ethertype};
-    let v4 = e.dst.0.family() == Family::V4;
-    let hl = if e.mss.is_some() { tcp::MIN_HEADER_LEN + 4 } else { tcp::MIN_HEADER_LEN };
+    let v4 = s.dst.0.family() == Family::V4;
+    let hl = if s.mss.is_some() { tcp::MIN_HEADER_LEN + 4 } else { tcp::MIN_HEADER_LEN };
     ethernet::Frame::new_unchecked(&mut *buf).emit(
         dst,
         src,
         if v4 { ethertype::IPV4 } else { ethertype::IPV6 },
     );
     let l3 = ethernet::HEADER_LEN;
-    let l4 = if v4 {
+    let (l4, pseudo) = if v4 {
         let repr = ipv4::Repr {
-            src: e.src.0.v4(),
-            dst: e.dst.0.v4(),
+            src: s.src.0.v4(),
+            dst: s.dst.0.v4(),
             protocol: ip_proto::TCP,
             payload_len: hl as u16,
             ttl: TTL,
@@ -155,41 +145,24 @@ pub fn emit_extra(buf: &mut [u8], e: &Extra, dst: [u8; 6], src: [u8; 6]) -> usiz
             dont_frag: true,
         };
         ipv4::Packet::new_unchecked(&mut buf[l3..]).emit(&repr);
-        l3 + ipv4::MIN_HEADER_LEN
+        (l3 + ipv4::MIN_HEADER_LEN, checksum::pseudo_header_v4(repr.src, repr.dst, ip_proto::TCP, hl as u16))
     } else {
         let repr = ipv6::Repr {
-            src: e.src.0.0,
-            dst: e.dst.0.0,
+            src: s.src.0.0,
+            dst: s.dst.0.0,
             next_header: ip_proto::TCP,
             payload_len: hl as u16,
             hop_limit: TTL,
         };
         ipv6::Packet::new_unchecked(&mut buf[l3..]).emit(&repr);
-        l3 + ipv6::HEADER_LEN
+        (l3 + ipv6::HEADER_LEN, checksum::pseudo_header_v6(&repr.src, &repr.dst, ip_proto::TCP, hl as u32))
     };
-    let pseudo = if v4 {
-        checksum::pseudo_header_v4(e.src.0.v4(), e.dst.0.v4(), ip_proto::TCP, hl as u16)
-    } else {
-        checksum::pseudo_header_v6(&e.src.0.0, &e.dst.0.0, ip_proto::TCP, hl as u32)
-    };
-    let t = &mut buf[l4..l4 + hl];
-    t.fill(0);
-    wr16(t, 0, e.src.1);
-    wr16(t, 2, e.dst.1);
-    wr32(t, 4, e.seq);
-    t[12] = ((hl / 4) as u8) << 4;
-    t[13] = e.flags;
-    wr16(t, 14, e.window);
-    if let Some(mss) = e.mss {
-        t[20..24].copy_from_slice(&[2, 4, (mss >> 8) as u8, mss as u8]);
-    }
-    let c = checksum::finish(checksum::accumulate(pseudo, t));
-    wr16(t, tcp::CHECKSUM_OFFSET, c);
+    write_tcp(&mut buf[l4..l4 + hl], s, pseudo);
     l4 + hl
 }
 
-/// The longest frame [`emit_extra`] writes (IPv6, an MSS option).
-pub const EXTRA_FRAME_MAX: usize = 14 + 40 + 24;
+/// The longest frame [`emit_frame`] writes (IPv6, an MSS option).
+pub const FRAME_MAX: usize = 14 + 40 + 24;
 
 /// Shifts a proxied flow's TCP segment in place: the sequence number by `seq` and the
 /// acknowledgement number (when the ACK flag is set) by `ack`, with the checksum updated.
@@ -312,9 +285,9 @@ mod tests {
                 Addr::from_v6([0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
             ),
         ] {
-            let mut buf = [0xaau8; EXTRA_FRAME_MAX];
-            let r = Extra::reset((src, 10_001), (dst, 8080), 0xdead_beef);
-            let n = emit_extra(&mut buf, &r, [2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1]);
+            let mut buf = [0xaau8; FRAME_MAX];
+            let r = Segment::reset((src, 10_001), (dst, 8080), 0xdead_beef);
+            let n = emit_frame(&mut buf, &r, [2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 1]);
             let p = SlicedPacket::from_ethernet(&buf[..n]).unwrap();
             let Some(TransportSlice::Tcp(t)) = p.transport else { panic!() };
             assert!(t.rst() && !t.syn() && !t.ack() && !t.fin());

@@ -65,8 +65,9 @@ pub struct Worker {
     sharding: Option<Sharding>,
     rx: [Desc; BATCH],
     prepared: [Prepared; BATCH],
-    /// Per port: frames to transmit (a batch, and as many RSTs the engine asked for).
-    tx: [[Desc; 2 * BATCH]; MAX_PORTS],
+    /// Per port: frames to transmit (a batch, and the segments the engine asked to send ahead of
+    /// its frames: at most two each).
+    tx: [[Desc; 3 * BATCH]; MAX_PORTS],
     ntx: [usize; MAX_PORTS],
     kernel: [Desc; BATCH],
     dropped: [Desc; BATCH],
@@ -97,7 +98,7 @@ impl Worker {
             sharding: None,
             rx: [Desc::default(); BATCH],
             prepared: [Prepared::default(); BATCH],
-            tx: [[Desc::default(); 2 * BATCH]; MAX_PORTS],
+            tx: [[Desc::default(); 3 * BATCH]; MAX_PORTS],
             ntx: [0; MAX_PORTS],
             kernel: [Desc::default(); BATCH],
             dropped: [Desc::default(); BATCH],
@@ -210,7 +211,7 @@ impl Worker {
     /// frames queued after it (the new SYN a RST clears the way for). Without a free frame, a
     /// known next hop or room in the transmit list it is not sent (counted as `extras_unsent`).
     #[cold]
-    fn send_extra<P: Port>(&mut self, ports: &mut [P], e: &sluice_lb::synproxy::Extra) {
+    fn send_extra<P: Port>(&mut self, ports: &mut [P], e: &sluice_lb::synproxy::Segment) {
         let Some((mac, out)) = self.next_hops.resolve_on(&e.dst.0) else {
             self.counters[Counter::ExtrasUnsent] += 1;
             return;
@@ -223,12 +224,12 @@ impl Worker {
         }
         let mut d = fresh[0];
         let buf = ports[out].frame(&d);
-        if buf.len() < sluice_lb::synproxy::EXTRA_FRAME_MAX {
+        if buf.len() < sluice_lb::synproxy::FRAME_MAX {
             ports[out].release(&[d]);
             self.counters[Counter::ExtrasUnsent] += 1;
             return;
         }
-        d.len = sluice_lb::synproxy::emit_extra(buf, e, mac, self.macs[out]) as u32;
+        d.len = sluice_lb::synproxy::emit_frame(buf, e, mac, self.macs[out]) as u32;
         self.tx[out][self.ntx[out]] = d;
         self.ntx[out] += 1;
         self.counters[Counter::ExtrasSent] += 1;
@@ -270,7 +271,7 @@ impl Worker {
             if let Some(n) = self.l4.take_resized() {
                 d.len = n as u32;
             }
-            if let Some(e) = self.l4.take_extra() {
+            while let Some(e) = self.l4.take_extra() {
                 self.send_extra(ports, &e);
             }
             match v {
@@ -422,7 +423,7 @@ impl Worker {
             if let Some(len) = self.l4.take_resized() {
                 d.len = len as u32;
             }
-            if let Some(e) = self.l4.take_extra() {
+            while let Some(e) = self.l4.take_extra() {
                 self.send_extra(ports, &e);
             }
             let frame = ports[p].frame(&d);

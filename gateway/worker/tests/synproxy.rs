@@ -339,3 +339,40 @@ fn a_cookie_ack_carrying_data_keeps_its_data_and_the_syn_goes_in_a_frame_of_its_
     assert_eq!(tcp(&sent[0]).payload(), request, "the request, whole");
     assert_eq!(tcp(&sent[0]).acknowledgment_number(), B_ISN + 1);
 }
+
+#[test]
+fn a_cookie_ack_with_data_on_a_reclaimed_tuple_sends_the_rst_then_the_syn_and_keeps_its_data() {
+    // Every port of a 50-port range held half-open by SYNs the backend answered (a flood's),
+    // then a cookie ACK carrying a request: its flow takes one of their tuples back. Two segments
+    // go out ahead, in this order — the RST that clears the backend's half-open connection, then
+    // the gateway's SYN on the same tuple — and the request waits for the backend, whole.
+    let mut cfg = worker_config();
+    cfg.l4.syn_cookie_key = Some(KEY);
+    cfg.l4.snat_ports = sluice_model::PortRange::new(SNAT_LO, SNAT_LO + 49).unwrap();
+    let mut h = Harness {
+        worker: sluice_worker::Worker::new(&cfg, table(1, standard_services()), next_hops()),
+        ..Harness::standard()
+    };
+    for i in 0..50u16 {
+        let syn = Tcp { syn: true, seq: 1000, ..Tcp::default() };
+        let flood = from(CLIENT_MAC, [198, 18, 9, 1], 10_000 + i).to(GW_MAC, VIP_ONE, 80);
+        let Outcome::Tx(f) = h.send(&flood.tcp(syn, b"")) else { panic!() };
+        let backend = from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, l4_src_port(&f));
+        let sa = Tcp { syn: true, ..seg(5000, Some(1001)) };
+        assert!(matches!(h.send(&backend.tcp(sa, b"")), Outcome::Tx(_)));
+    }
+    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7070, 3);
+    let client = from(CLIENT_MAC, CLIENT, 7070).to(GW_MAC, VIP_ONE, 80);
+    let o = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"GET / HTTP/1.1\r\n\r\n"));
+    assert_eq!(o, Outcome::Deferred, "the request waits");
+    assert_eq!(h.before.len(), 2, "the RST and the SYN ahead of it");
+    let (rst, syn) = (tcp(&h.before[0]), tcp(&h.before[1]));
+    assert!(rst.rst() && syn.syn() && !syn.ack(), "RST first, then SYN: {rst:?} {syn:?}");
+    assert_eq!(rst.sequence_number(), 1001, "in the old connection's window");
+    assert_eq!(
+        (rst.source_port(), rst.destination_port()),
+        (syn.source_port(), syn.destination_port()),
+        "the same tuple"
+    );
+    assert_eq!(syn.sequence_number(), ISN);
+}
