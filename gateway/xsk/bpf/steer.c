@@ -297,18 +297,22 @@ static __always_inline __u32 class_of_mss(__u32 mss)
 	return mss >= 1460 ? 3 : mss >= 1440 ? 2 : mss >= 1220 ? 1 : 0;
 }
 
+/* A SYN to answer with a cookie: the settings, and the clock read once for both the budget and
+ * the cookie's time slot. */
+struct cookie_job {
+	struct cookie_cfg *cfg;
+	__u64 now;
+};
+
 /* Whether this SYN is beyond this CPU's budget (and so is answered with a cookie). */
-static __always_inline int over_budget(struct cookie_cfg *c)
+static __always_inline int over_budget(struct cookie_cfg *c, __u64 now)
 {
-	if (c->cost_ns == 0)
-		return 0;
 	if (c->cost_ns == ~0ULL)
 		return 1;
 	__u32 zero = 0;
 	struct budget *b = bpf_map_lookup_elem(&syn_budget, &zero);
 	if (!b)
 		return 0;
-	__u64 now = bpf_ktime_get_ns();
 	__u64 credit = b->credit + (now - b->last);
 	if (credit > c->burst_ns)
 		credit = c->burst_ns;
@@ -394,7 +398,7 @@ static __always_inline __u16 fold(__u64 acc)
  * 0: not touched (hand it to the worker); -1: the frame was resized and cannot be used (drop).
  */
 static __always_inline int answer_with_cookie(struct xdp_md *ctx, __u32 l3off, int v4, const struct packet_addrs *a,
-					      struct cookie_cfg *cfg)
+					      const struct cookie_job *job)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -430,8 +434,8 @@ static __always_inline int answer_with_cookie(struct xdp_md *ctx, __u32 l3off, i
 	__u32 class = has_mss ? class_of_mss(mss) : 0;
 	__u16 sport = th->source, dport = th->dest;
 	__u32 isn = bswap32(th->seq);
-	__u32 cookie = syncookie(cfg, a, bswap16(sport), bswap16(dport), isn,
-				 (__u32)(bpf_ktime_get_ns() >> SLOT_SHIFT), class);
+	__u32 cookie = syncookie(job->cfg, a, bswap16(sport), bswap16(dport), isn, (__u32)(job->now >> SLOT_SHIFT),
+				 class);
 
 	int delta = (int)(l4off + 24) - (int)(end - data);
 	if (delta != 0 && bpf_xdp_adjust_tail(ctx, delta))
@@ -439,8 +443,6 @@ static __always_inline int answer_with_cookie(struct xdp_md *ctx, __u32 l3off, i
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	void *l3 = data + (l3off & 0x1f);
-	if (l3 + 40 + 24 > end && (!v4 || l3 + 20 + 24 > end))
-		return -1;
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
 		return -1;
@@ -502,11 +504,13 @@ static __always_inline int answer_with_cookie(struct xdp_md *ctx, __u32 l3off, i
 	return 1;
 }
 
-/* Decides for an L4 header at `l4` with destination `dst` and source `src` (both 16 bytes):
- * STEER_PASS, STEER_REDIRECT, or STEER_COOKIE (a SYN to a frontend beyond the budget). */
-static __always_inline int steer_l4(struct xdp_md *ctx, void *l4, void *end, __u8 proto,
-				    const struct packet_addrs *a)
+/* Decides for an L4 header at `l4` of protocol `proto`, addresses `a`: STEER_PASS,
+ * STEER_REDIRECT, or STEER_COOKIE (a SYN to a frontend beyond the budget; `job` then holds the
+ * cookie settings and the clock, read once for the budget and the cookie's time slot). */
+static __always_inline int steer_l4(struct xdp_md *ctx, void *l4, __u8 proto, const struct packet_addrs *a,
+				    struct cookie_job *job)
 {
+	void *end = (void *)(long)ctx->data_end;
 	const __u8 *dst = a->dst, *src = a->src;
 	int v4 = a->v4;
 	struct steer_key k = {};
@@ -551,7 +555,11 @@ static __always_inline int steer_l4(struct xdp_md *ctx, void *l4, void *end, __u
 			return STEER_REDIRECT;
 		__u32 zero = 0;
 		struct cookie_cfg *c = bpf_map_lookup_elem(&cookie_cfg, &zero);
-		return c && over_budget(c) ? STEER_COOKIE : STEER_REDIRECT;
+		if (!c || c->cost_ns == 0)
+			return STEER_REDIRECT;
+		job->cfg = c;
+		job->now = bpf_ktime_get_ns();
+		return over_budget(c, job->now) ? STEER_COOKIE : STEER_REDIRECT;
 	}
 	struct steer_value *v = snat_range(&k);
 	if (v && dport >= v->lo && dport <= v->hi)
@@ -574,13 +582,10 @@ static __always_inline int redirect(struct xdp_md *ctx)
 }
 
 /* The verdict for a SYN steer_l4 said to answer with a cookie. */
-static __always_inline int cookie_verdict(struct xdp_md *ctx, __u32 l3off, int v4, const struct packet_addrs *a)
+static __always_inline int cookie_verdict(struct xdp_md *ctx, __u32 l3off, int v4, const struct packet_addrs *a,
+					  const struct cookie_job *job)
 {
-	__u32 zero = 0;
-	struct cookie_cfg *c = bpf_map_lookup_elem(&cookie_cfg, &zero);
-	if (!c)
-		return redirect(ctx);
-	int r = answer_with_cookie(ctx, l3off, v4, a, c);
+	int r = answer_with_cookie(ctx, l3off, v4, a, job);
 	if (r > 0)
 		return count(2, XDP_TX);
 	if (r < 0)
@@ -597,6 +602,7 @@ int sluice_steer(struct xdp_md *ctx)
 	void *l3;
 	__u16 proto;
 	struct packet_addrs a = {};
+	struct cookie_job job = {};
 
 	if ((void *)(eth + 1) > end)
 		return count(1, XDP_PASS);
@@ -623,9 +629,9 @@ int sluice_steer(struct xdp_md *ctx)
 		mapped4(a.dst, &ip->daddr);
 		mapped4(a.src, &ip->saddr);
 		a.v4 = 1;
-		ours = steer_l4(ctx, l3 + ip->ihl * 4, end, ip->protocol, &a);
+		ours = steer_l4(ctx, l3 + ip->ihl * 4, ip->protocol, &a, &job);
 		if (ours == STEER_COOKIE && ip->ihl == 5)
-			return cookie_verdict(ctx, l3 - data, 1, &a);
+			return cookie_verdict(ctx, l3 - data, 1, &a, &job);
 	} else if (proto == bswap16(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > end)
@@ -651,9 +657,9 @@ int sluice_steer(struct xdp_md *ctx)
 			}
 		}
 	l4:
-		ours = steer_l4(ctx, l4, end, ip6->nexthdr, &a);
+		ours = steer_l4(ctx, l4, ip6->nexthdr, &a, &job);
 		if (ours == STEER_COOKIE && ip6->nexthdr == IPPROTO_TCP)
-			return cookie_verdict(ctx, l3 - data, 0, &a);
+			return cookie_verdict(ctx, l3 - data, 0, &a, &job);
 	} else if (proto == bswap16(ETH_P_ARP)) {
 		/* Ethernet/IPv4 ARP requests for a VIP: htype(2) ptype(2) hlen plen op(2) sha(6) spa(4) tha(6) tpa(4) */
 		__u8 *a = l3;
