@@ -214,6 +214,10 @@ fn the_seeds_mistakes_are_each_reported_and_the_rest_loads() {
         "duplicate-ports.yaml:10: Service default/twice: spec.ports[1].port: duplicate port 8080/TCP (also spec.ports[0])",
         "ingress-v1-mistakes.yaml:9: Ingress default/no-path-type: spec.rules[0].http.paths[0].pathType: required: Exact, Prefix or ImplementationSpecific",
         "ingress-v1-mistakes.yaml:28: Ingress default/old-backend: spec.rules[0].http.paths[0].backend.serviceName: unknown field (did you mean \"service\"?)",
+        // Hosts and paths are held to the rules the route table routes by (sluice_model::route).
+        "ingress-v1-mistakes.yaml:37: Ingress default/bad-host-and-path: spec.rules[0].host: host \"Shop.Example.com\" must be a lowercase DNS name (a.example.com), optionally with a wildcard first label (*.example.com), and not an IP address",
+        "ingress-v1-mistakes.yaml:40: Ingress default/bad-host-and-path: spec.rules[0].http.paths[0].path: path \"/api/../admin\" must not contain \"/../\"",
+        "ingress-v1-mistakes.yaml:47: Ingress default/bad-host-and-path: spec.rules[1].host: host \"198.18.0.1\" must be a lowercase DNS name (a.example.com), optionally with a wildcard first label (*.example.com), and not an IP address",
         "ingress-v1beta1.yaml:1: Ingress default/petclinic: apiVersion: Ingress extensions/v1beta1 was removed in Kubernetes 1.22; use networking.k8s.io/v1, where each path names a pathType and its backend is `service: {name: NAME, port: {number: PORT}}` instead of `serviceName`/`servicePort`",
         "nodeport-range.yaml:9: Service default/low: spec.ports[0].nodePort: 8080 is outside the node port range 30000-32767",
         "secret-tls.yaml:6: Secret default/half-a-certificate: data.tls.key: a kubernetes.io/tls Secret needs tls.key (as `kubectl create secret tls` writes)",

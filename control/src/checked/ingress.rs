@@ -1,7 +1,7 @@
 //! Ingresses, IngressClasses and Secrets: checked as the API server would, and kept as their
 //! serde objects (the L7 stage will type them).
 
-use std::net::IpAddr;
+use sluice_model::route::{HostRule, RulePath};
 
 use super::{Checked, Named, Problem, choose, namespace_of, verdict};
 use crate::objects::{Ingress, IngressBackend, IngressClass, Secret, ServiceBackendPort};
@@ -59,11 +59,10 @@ pub fn ingress(ing: Ingress) -> Checked<Ingress> {
                 }
                 Some(t) => choose(&format!("{at}.pathType"), t, &TYPES, &mut problems).unwrap_or(false),
             };
-            if absolute && !p.path.as_deref().unwrap_or("").starts_with('/') {
-                problems.push(Problem::new(
-                    format!("{at}.path"),
-                    "must begin with '/' for pathType Exact and Prefix",
-                ));
+            // Exact and Prefix paths as the route table takes them ([`RulePath::new`]: absolute,
+            // no `//`, `/./`, `/../`, `%2f`, only URL path characters), as the API server does.
+            if absolute && let Err(e) = RulePath::new(p.path.as_deref().unwrap_or("")) {
+                problems.push(Problem::new(format!("{at}.path"), e.to_string()));
             }
             backend(&format!("{at}.backend"), &p.backend, &mut problems);
         }
@@ -71,15 +70,12 @@ pub fn ingress(ing: Ingress) -> Checked<Ingress> {
     verdict(ing, problems)
 }
 
-/// A rule's host: a DNS name, perhaps with a wildcard first label.
+/// A rule's host: a lowercase DNS name, perhaps with a wildcard first label — checked by the
+/// route table's own rule ([`HostRule::new`]), so control refuses what the gateway could not
+/// route.
 fn host(at: &str, h: &str, problems: &mut Vec<Problem>) {
-    if h.parse::<IpAddr>().is_ok() {
-        problems.push(Problem::new(at, format!("{h:?}: a host must be a DNS name, not an IP address")));
-    } else if h.contains('*') && h.strip_prefix("*.").is_none_or(|rest| rest.contains('*')) {
-        problems.push(Problem::new(
-            at,
-            format!("{h:?}: a wildcard may only be the whole first label (*.example.com)"),
-        ));
+    if let Err(e) = HostRule::new(Some(h)) {
+        problems.push(Problem::new(at, e.to_string()));
     }
 }
 
