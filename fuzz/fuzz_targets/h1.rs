@@ -43,20 +43,8 @@ fn body(framing: Framing, bytes: &[u8], step: usize) -> Result<(Vec<u8>, Option<
     let mut d = BodyDecoder::new(framing, Some(1 << 20))?;
     let mut data = Vec::new();
     for (n, piece) in bytes.chunks(step).enumerate() {
-        let mut pos = 0;
-        loop {
-            let s = d.decode(&piece[pos..])?;
-            assert!(
-                s.data.start <= s.data.end && s.data.end <= s.consumed && s.consumed <= piece.len() - pos
-            );
-            data.extend_from_slice(&piece[pos..][s.data]);
-            pos += s.consumed;
-            if s.done {
-                return Ok((data, Some(n * step + pos)));
-            }
-            if pos == piece.len() {
-                break;
-            }
+        if let Some(end) = d.decode_piece(piece, |b| data.extend_from_slice(b))? {
+            return Ok((data, Some(n * step + end)));
         }
     }
     Ok((data, None))

@@ -92,26 +92,12 @@ fn decode_in_reads(
 ) -> Result<(Vec<u8>, Option<usize>), BodyError> {
     let mut d = BodyDecoder::new(framing, None)?;
     let (mut data, mut from) = (Vec::new(), 0);
-    let ends = cuts.iter().map(|&c| c.min(bytes.len())).chain([bytes.len()]);
-    for to in ends {
+    for to in cuts.iter().map(|&c| c.min(bytes.len())).chain([bytes.len()]) {
         if to < from {
             continue;
         }
-        let piece = &bytes[from..to];
-        let mut pos = 0;
-        loop {
-            let s = d.decode(&piece[pos..])?;
-            assert!(
-                s.data.start <= s.data.end && s.data.end <= s.consumed && s.consumed <= piece.len() - pos
-            );
-            data.extend_from_slice(&piece[pos..][s.data]);
-            pos += s.consumed;
-            if s.done {
-                return Ok((data, Some(from + pos)));
-            }
-            if pos == piece.len() {
-                break;
-            }
+        if let Some(end) = d.decode_piece(&bytes[from..to], |b| data.extend_from_slice(b))? {
+            return Ok((data, Some(from + end)));
         }
         from = to;
     }

@@ -351,19 +351,9 @@ fn decode_pieces(framing: Framing, pieces: &[&[u8]]) -> Result<(Vec<u8>, Option<
     let mut d = BodyDecoder::new(framing, None)?;
     let (mut data, mut offset) = (Vec::new(), 0);
     for piece in pieces {
-        let mut pos = 0;
-        loop {
-            let s = d.decode(&piece[pos..])?;
-            assert!(s.data.end <= s.consumed && s.consumed <= piece.len() - pos, "{s:?}");
-            data.extend_from_slice(&piece[pos..][s.data]);
-            pos += s.consumed;
-            if s.done {
-                assert!(d.is_done());
-                return Ok((data, Some(offset + pos)));
-            }
-            if pos == piece.len() {
-                break;
-            }
+        if let Some(end) = d.decode_piece(piece, |b| data.extend_from_slice(b))? {
+            assert!(d.is_done());
+            return Ok((data, Some(offset + end)));
         }
         offset += piece.len();
     }

@@ -162,9 +162,35 @@ impl BodyDecoder {
         matches!(self.kind, Kind::Done | Kind::Chunked { state: Chunk::Done, .. })
     }
 
+    /// Decodes a whole read: hands each run of body data in `input` to `data`, in order, and
+    /// says where the body ended in it (`Some(n)`: the bytes from `n` on belong to what follows
+    /// the body), or `None` when all of `input` was body and more is wanted. [`Self::decode`],
+    /// called until the read is consumed. Allocates nothing.
+    pub fn decode_piece(
+        &mut self,
+        input: &[u8],
+        mut data: impl FnMut(&[u8]),
+    ) -> Result<Option<usize>, BodyError> {
+        let mut pos = 0;
+        loop {
+            let s = self.decode(&input[pos..])?;
+            debug_assert!(s.data.end <= s.consumed && s.consumed <= input.len() - pos, "{s:?}");
+            if !s.data.is_empty() {
+                data(&input[pos..][s.data]);
+            }
+            pos += s.consumed;
+            if s.done {
+                return Ok(Some(pos));
+            }
+            if pos == input.len() {
+                return Ok(None);
+            }
+        }
+    }
+
     /// Decodes from `input` up to and including the next run of body data (or the end of the
     /// body, or of the input). Call again with the rest of the input until it is all consumed or
-    /// the body is done. Allocates nothing.
+    /// the body is done ([`Self::decode_piece`] does). Allocates nothing.
     pub fn decode(&mut self, input: &[u8]) -> Result<Step, BodyError> {
         match &mut self.kind {
             Kind::Done => Ok(Step { consumed: 0, data: 0..0, done: true }),
@@ -354,19 +380,9 @@ mod tests {
 
     /// Decodes all of `input` in one buffer: the data, and where the body ended.
     fn decode_all(framing: Framing, input: &[u8]) -> Result<(Vec<u8>, Option<usize>), BodyError> {
-        let mut d = BodyDecoder::new(framing, None)?;
-        let (mut data, mut pos) = (Vec::new(), 0);
-        loop {
-            let s = d.decode(&input[pos..])?;
-            data.extend_from_slice(&input[pos..][s.data.clone()]);
-            pos += s.consumed;
-            if s.done {
-                return Ok((data, Some(pos)));
-            }
-            if pos == input.len() {
-                return Ok((data, None));
-            }
-        }
+        let mut data = Vec::new();
+        let end = BodyDecoder::new(framing, None)?.decode_piece(input, |d| data.extend_from_slice(d))?;
+        Ok((data, end))
     }
 
     #[test]
