@@ -562,8 +562,8 @@ impl Harness {
         }
     }
 
-    /// Runs the operations of `data` (see the module documentation), then lets every parked frame
-    /// time out.
+    /// Runs the operations of `data` (see the module documentation), then lets every parked and
+    /// deferred frame time out.
     pub fn run_ops(&mut self, data: &[u8]) {
         let mut sent = Vec::new();
         let mut rest = data;
@@ -612,7 +612,8 @@ impl Harness {
             sent.clear();
         }
         self.run(&mut sent);
-        self.now_ns += 2 * sluice_worker::worker::PARK_NS;
+        // Past the longest hold: a parked frame's and a deferred one's.
+        self.now_ns += 2 * sluice_worker::worker::PARK_NS.max(sluice_lb::engine::DEFER_NS);
         self.run(&mut sent);
         assert_eq!(self.worker.parked(), 0, "parked frames time out");
         assert_eq!(self.worker.deferred(), 0, "deferred frames time out");
