@@ -265,11 +265,26 @@ fn slice(addrs: &[&str], rv: u64) -> Value {
            "addressType": "IPv4", "ports": [{"name": "tcp", "port": 3306, "protocol": "TCP"}], "endpoints": endpoints})
 }
 
+/// What control compiles with the sandbox's node address.
+fn config() -> Config {
+    Config { node_addrs: vec!["198.18.0.1".parse().unwrap()], ..Config::default() }
+}
+
+/// Checks that the store holds only the valid Service, `mysql`, and that it compiles with its
+/// one backend.
+fn only_mysql(store: &sluice_control::store::Store) {
+    let names: Vec<&str> = store.services.iter().map(|s| s.object.name.as_str()).collect();
+    assert_eq!(names, ["mysql"], "only the valid Service is in the store");
+    let spec = compile(store, &config(), Generation(1)).spec;
+    let compiled: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(compiled, ["default/mysql:tcp"]);
+    assert_eq!(spec.services[0].backends.len(), 1);
+}
+
 fn backends(cluster: &Cluster) -> Vec<String> {
     let (store, problems) = cluster.snapshot();
     assert!(problems.is_empty(), "{problems:?}");
-    let cfg = Config { node_addrs: vec!["198.18.0.1".parse().unwrap()], ..Config::default() };
-    let spec = compile(&store, &cfg, Generation(1)).spec;
+    let spec = compile(&store, &config(), Generation(1)).spec;
     let mut v: Vec<String> = spec
         .services
         .iter()
@@ -336,7 +351,7 @@ async fn sync_brings_a_store_up_to_the_watches_one_slice_at_a_time() {
     fake.set("endpointslices", vec![slice(&["198.18.1.30"], 1)]);
     let cluster = Cluster::watch(client(&fake));
     tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("every store lists");
-    let cfg = Config { node_addrs: vec!["198.18.0.1".parse().unwrap()], ..Config::default() };
+    let cfg = config();
     let (mut store, mut synced, mut compiler) = (Store::default(), Synced::default(), Compiler::new());
     let mut generation = 0;
     let mut step = |store: &mut Store, synced: &mut Synced, compiler: &mut Compiler| -> Changes {
@@ -408,13 +423,7 @@ async fn an_invalid_object_from_the_cluster_is_left_out_and_reported() {
              seconds",
         ]
     );
-    let names: Vec<&str> = store.services.iter().map(|s| s.object.name.as_str()).collect();
-    assert_eq!(names, ["mysql"], "only the valid Service is in the store");
-    let cfg = Config { node_addrs: vec!["198.18.0.1".parse().unwrap()], ..Config::default() };
-    let spec = compile(&store, &cfg, Generation(1)).spec;
-    let compiled: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(compiled, ["default/mysql:tcp"]);
-    assert_eq!(spec.services[0].backends.len(), 1);
+    only_mysql(&store);
     // Reported once: a sync that brings nothing new says nothing, and the problems stay known.
     assert!(cluster.sync(&mut store, &mut synced).1.is_empty());
     assert_eq!(synced.problems.len(), 2);
@@ -542,14 +551,8 @@ async fn an_object_too_large_is_left_out_and_reported_and_the_others_publish() {
                the limit";
     assert_eq!(problems, [format!("Secret default/big: {why}"), format!("Service default/huge: {why}")]);
     assert_eq!(synced.shortfall, None, "a stub is an object like any other");
-    let names: Vec<&str> = store.services.iter().map(|s| s.object.name.as_str()).collect();
-    assert_eq!(names, ["mysql"]);
+    only_mysql(&store);
     assert!(store.secrets.is_empty());
-    let cfg = Config { node_addrs: vec!["198.18.0.1".parse().unwrap()], ..Config::default() };
-    let spec = compile(&store, &cfg, Generation(1)).spec;
-    let compiled: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(compiled, ["default/mysql:tcp"]);
-    assert_eq!(spec.services[0].backends.len(), 1);
     // Reported once.
     assert!(cluster.sync(&mut store, &mut synced).1.is_empty());
     assert_eq!(synced.problems.len(), 2);

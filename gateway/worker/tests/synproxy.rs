@@ -33,6 +33,34 @@ fn cookie(h: &Harness, client: [u8; 16], vip: [u8; 16], cport: u16, class: u8) -
     syncookie::cookie(KEY, &hs, syncookie::slot(h.now_ns), class)
 }
 
+/// A client of VIP_ONE:80 (or, in IPv6, of VIP6:80) from port `port` whose SYN the XDP program
+/// answered with `cookie`.
+struct CookieClient {
+    frame: Frame,
+    cookie: u32,
+}
+
+impl CookieClient {
+    fn v4(h: &Harness, port: u16, class: u8) -> CookieClient {
+        CookieClient {
+            frame: from(CLIENT_MAC, CLIENT, port).to(GW_MAC, VIP_ONE, 80),
+            cookie: cookie(h, mapped(CLIENT), mapped(VIP_ONE), port, class),
+        }
+    }
+
+    fn v6(h: &Harness, port: u16, class: u8) -> CookieClient {
+        CookieClient {
+            frame: from(CLIENT_MAC, CLIENT6, port).to(GW_MAC, VIP6, 80),
+            cookie: cookie(h, v6(CLIENT6), v6(VIP6), port, class),
+        }
+    }
+
+    /// Its ACK of the cookie (its ISN + 1, the cookie + 1), carrying `payload`.
+    fn ack(&self, payload: &[u8]) -> Vec<u8> {
+        self.frame.tcp(seg(ISN.wrapping_add(1), Some(self.cookie.wrapping_add(1))), payload)
+    }
+}
+
 fn mapped(a: [u8; 4]) -> [u8; 16] {
     sluice_model::Addr::from_v4(a).0
 }
@@ -62,13 +90,11 @@ fn checksum_ok(f: &[u8]) -> bool {
 #[test]
 fn a_cookie_connection_carries_data_both_ways_with_shifted_sequence_numbers() {
     let mut h = harness(Some(KEY));
-    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7000, 3);
-    let client = from(CLIENT_MAC, CLIENT, 7000).to(GW_MAC, VIP_ONE, 80);
+    let cl = CookieClient::v4(&h, 7000, 3);
+    let (c, client) = (cl.cookie, cl.frame);
 
     // The client's ACK of the cookie: the gateway's SYN to the backend.
-    let Outcome::Tx(syn) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")) else {
-        panic!("the cookie's ACK opens the connection")
-    };
+    let Outcome::Tx(syn) = h.send(&cl.ack(b"")) else { panic!("the cookie's ACK opens the connection") };
     assert_eq!(dst4(&syn), be(1));
     assert_eq!(src4(&syn), NODE, "FullNAT: from the SNAT address");
     let snat = l4_src_port(&syn);
@@ -82,7 +108,7 @@ fn a_cookie_connection_carries_data_both_ways_with_shifted_sequence_numbers() {
 
     // The request, sent at once, waits for the backend.
     let request = b"GET / HTTP/1.1\r\n\r\n";
-    let data = client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), request);
+    let data = cl.ack(request);
     assert_eq!(h.send(&data), Outcome::Deferred);
 
     // The backend's SYN-ACK: the gateway completes the handshake itself...
@@ -135,8 +161,8 @@ fn a_cookie_connection_carries_data_both_ways_with_shifted_sequence_numbers() {
 #[test]
 fn only_a_valid_fresh_cookie_opens_a_connection() {
     let mut h = harness(Some(KEY));
-    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7001, 2);
-    let client = from(CLIENT_MAC, CLIENT, 7001).to(GW_MAC, VIP_ONE, 80);
+    let cl = CookieClient::v4(&h, 7001, 2);
+    let (c, client) = (cl.cookie, cl.frame);
     let no_flow = Outcome::Dropped(DropReason::NoFlowForSegment);
     // Another cookie, another ISN, another client port: refused.
     assert_eq!(h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c ^ 0x100)), b"")), no_flow);
@@ -146,31 +172,26 @@ fn only_a_valid_fresh_cookie_opens_a_connection() {
     // Two slots later (about 137 s): too old.
     let later = h.now_ns;
     h.now_ns += 2 << syncookie::SLOT_SHIFT;
-    assert_eq!(h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")), no_flow);
+    assert_eq!(h.send(&cl.ack(b"")), no_flow);
     // In the next slot: still good.
     h.now_ns = later + (1 << syncookie::SLOT_SHIFT);
-    let Outcome::Tx(syn) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")) else {
-        panic!()
-    };
+    let Outcome::Tx(syn) = h.send(&cl.ack(b"")) else { panic!() };
     let opts: Vec<_> = tcp(&syn).options_iterator().collect::<Result<_, _>>().unwrap();
     assert_eq!(opts, vec![TcpOptionElement::MaximumSegmentSize(1440)]);
     assert_eq!(h.worker.counters()[Counter::SynCookiesAccepted], 1);
 
     // Without a key, the engine checks no cookie.
     let mut plain = harness(None);
-    let c = cookie(&plain, mapped(CLIENT), mapped(VIP_ONE), 7003, 3);
-    let client = from(CLIENT_MAC, CLIENT, 7003).to(GW_MAC, VIP_ONE, 80);
-    assert_eq!(plain.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")), no_flow);
+    let cl = CookieClient::v4(&plain, 7003, 3);
+    assert_eq!(plain.send(&cl.ack(b"")), no_flow);
 }
 
 #[test]
 fn a_backend_that_refuses_resets_the_client_in_its_own_space() {
     let mut h = harness(Some(KEY));
-    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7010, 3);
-    let client = from(CLIENT_MAC, CLIENT, 7010).to(GW_MAC, VIP_ONE, 80);
-    let Outcome::Tx(syn) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")) else {
-        panic!()
-    };
+    let cl = CookieClient::v4(&h, 7010, 3);
+    let c = cl.cookie;
+    let Outcome::Tx(syn) = h.send(&cl.ack(b"")) else { panic!() };
     let backend = from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, l4_src_port(&syn));
     let refused = Tcp { rst: true, ..seg(0, Some(ISN.wrapping_add(1))) };
     let Outcome::Tx(rst) = h.send(&backend.tcp(refused, b"")) else {
@@ -186,11 +207,8 @@ fn a_backend_that_refuses_resets_the_client_in_its_own_space() {
 #[test]
 fn a_stale_backend_ack_is_reset_and_the_next_client_segment_sends_the_syn_again() {
     let mut h = harness(Some(KEY));
-    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7020, 3);
-    let client = from(CLIENT_MAC, CLIENT, 7020).to(GW_MAC, VIP_ONE, 80);
-    let Outcome::Tx(syn) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")) else {
-        panic!()
-    };
+    let cl = CookieClient::v4(&h, 7020, 3);
+    let Outcome::Tx(syn) = h.send(&cl.ack(b"")) else { panic!() };
     let snat = l4_src_port(&syn);
     let backend = from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat);
     // An old connection's ACK (the tuple's last owner): reset it with its own acknowledgement.
@@ -199,7 +217,7 @@ fn a_stale_backend_ack_is_reset_and_the_next_client_segment_sends_the_syn_again(
     assert!(t.rst());
     assert_eq!((dst4(&rst), t.destination_port(), t.sequence_number()), (be(1), 8080, 0x4242_4242));
     // The client's next segment sends the SYN again, in a frame of its own; its data waits.
-    let o = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"hello"));
+    let o = h.send(&cl.ack(b"hello"));
     assert_eq!(o, Outcome::Deferred);
     let again = h.before.first().expect("the SYN again").clone();
     let t = tcp(&again);
@@ -217,16 +235,9 @@ fn a_stale_backend_ack_is_reset_and_the_next_client_segment_sends_the_syn_again(
 #[test]
 fn held_segments_are_dropped_when_the_backend_never_answers() {
     let mut h = harness(Some(KEY));
-    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7030, 3);
-    let client = from(CLIENT_MAC, CLIENT, 7030).to(GW_MAC, VIP_ONE, 80);
-    assert!(matches!(
-        h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")),
-        Outcome::Tx(_)
-    ));
-    assert_eq!(
-        h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"x")),
-        Outcome::Deferred
-    );
+    let cl = CookieClient::v4(&h, 7030, 3);
+    assert!(matches!(h.send(&cl.ack(b"")), Outcome::Tx(_)));
+    assert_eq!(h.send(&cl.ack(b"x")), Outcome::Deferred);
     // While the data waits, the gateway sends its SYN again every PROXY_SYN_RETRY_NS: the held
     // segment drives the retries, not only the client's own retransmissions.
     let mut retries = 0;
@@ -252,11 +263,9 @@ fn held_segments_are_dropped_when_the_backend_never_answers() {
 #[test]
 fn an_ipv6_cookie_connection_opens_and_shifts() {
     let mut h = harness(Some(KEY));
-    let c = cookie(&h, v6(CLIENT6), v6(VIP6), 7040, 2);
-    let client = from(CLIENT_MAC, CLIENT6, 7040).to(GW_MAC, VIP6, 80);
-    let Outcome::Tx(syn) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")) else {
-        panic!("the cookie's ACK opens the connection")
-    };
+    let cl = CookieClient::v6(&h, 7040, 2);
+    let c = cl.cookie;
+    let Outcome::Tx(syn) = h.send(&cl.ack(b"")) else { panic!("the cookie's ACK opens the connection") };
     let p = SlicedPacket::from_ethernet(&syn).unwrap();
     let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else { panic!() };
     assert_eq!(ip.header().destination(), v6(&be6(1)));
@@ -284,11 +293,9 @@ fn an_icmp_error_about_a_segment_to_the_client_quotes_the_backends_sequence_numb
     // quoted sequence number is one it sent: the quote is shifted back into its space.
     use etherparse::{Icmpv4Type, icmpv4};
     let mut h = harness(Some(KEY));
-    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7050, 3);
-    let client = from(CLIENT_MAC, CLIENT, 7050).to(GW_MAC, VIP_ONE, 80);
-    let Outcome::Tx(syn) = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"")) else {
-        panic!()
-    };
+    let cl = CookieClient::v4(&h, 7050, 3);
+    let c = cl.cookie;
+    let Outcome::Tx(syn) = h.send(&cl.ack(b"")) else { panic!() };
     let snat = l4_src_port(&syn);
     let backend = from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, snat);
     let synack = Tcp { syn: true, ..seg(B_ISN, Some(ISN.wrapping_add(1))) };
@@ -318,10 +325,9 @@ fn a_cookie_ack_carrying_data_keeps_its_data_and_the_syn_goes_in_a_frame_of_its_
     // gateway sees carries the cookie *and* data. The SYN goes to the backend in a fresh frame;
     // the data waits and follows the handshake, whole.
     let mut h = harness(Some(KEY));
-    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7060, 3);
-    let client = from(CLIENT_MAC, CLIENT, 7060).to(GW_MAC, VIP_ONE, 80);
+    let cl = CookieClient::v4(&h, 7060, 3);
     let request = b"GET /held HTTP/1.1\r\n\r\n";
-    let o = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), request));
+    let o = h.send(&cl.ack(request));
     assert_eq!(o, Outcome::Deferred);
     assert_eq!(h.before.len(), 1, "the SYN, in a frame of its own");
     let syn = h.before[0].clone();
@@ -361,9 +367,8 @@ fn a_cookie_ack_with_data_on_a_reclaimed_tuple_sends_the_rst_then_the_syn_and_ke
         let sa = Tcp { syn: true, ..seg(5000, Some(1001)) };
         assert!(matches!(h.send(&backend.tcp(sa, b"")), Outcome::Tx(_)));
     }
-    let c = cookie(&h, mapped(CLIENT), mapped(VIP_ONE), 7070, 3);
-    let client = from(CLIENT_MAC, CLIENT, 7070).to(GW_MAC, VIP_ONE, 80);
-    let o = h.send(&client.tcp(seg(ISN.wrapping_add(1), Some(c.wrapping_add(1))), b"GET / HTTP/1.1\r\n\r\n"));
+    let cl = CookieClient::v4(&h, 7070, 3);
+    let o = h.send(&cl.ack(b"GET / HTTP/1.1\r\n\r\n"));
     assert_eq!(o, Outcome::Deferred, "the request waits");
     assert_eq!(h.before.len(), 2, "the RST and the SYN ahead of it");
     let (rst, syn) = (tcp(&h.before[0]), tcp(&h.before[1]));
