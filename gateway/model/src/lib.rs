@@ -16,6 +16,8 @@
 //! - [`syncookie`]: the SYN cookies the XDP program makes and the L4 engine checks.
 //! - [`route`]: Ingress rules in typed form and the merged route table the L7 stage routes by,
 //!   with the conflicts settled in merging.
+//! - [`l7`]: the L7 half of a generation: routes, the upstreams they name, certificates and the
+//!   addresses Ingresses are served on.
 //!
 //! Not hot path to build; the lookups of [`service::ServiceTable`] are. No `unsafe`, no I/O.
 #![forbid(unsafe_code)]
@@ -58,6 +60,7 @@ pub mod counters;
 pub mod drop;
 pub mod hash;
 pub mod image;
+pub mod l7;
 pub mod maglev;
 pub mod ports;
 pub mod route;
