@@ -34,6 +34,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
+use mio::event::Event;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
@@ -109,8 +110,19 @@ impl Reactor {
     }
 
     /// Sleeps until a source is ready or `timeout` passes; says what woke it. Interrupted by a
-    /// signal, it returns as if it had timed out (the caller checks its stop flag).
+    /// signal, it returns as if it had timed out (the caller checks its stop flag). Events for
+    /// the L7 stage's sources are dropped: use [`Reactor::wait_with`] when there are any.
     pub fn wait(&mut self, timeout: Duration) -> io::Result<Woken> {
+        self.wait_with(timeout, |_, _| {})
+    }
+
+    /// [`Reactor::wait`], handing each event for the L7 stage's sources (tokens from
+    /// [`L7_FIRST`]) to `on_l7` with the registry, so it can register what it opens.
+    pub fn wait_with(
+        &mut self,
+        timeout: Duration,
+        mut on_l7: impl FnMut(&Registry, &Event),
+    ) -> io::Result<Woken> {
         let registry = self.poll.registry();
         for (i, fd) in self.ports.iter().enumerate() {
             if let Some(fd) = fd {
@@ -132,11 +144,32 @@ impl Reactor {
             match e.token() {
                 t if t.0 < MAX_PORTS => w.ports = true,
                 DOORBELL => w.doorbell = true,
-                t if t >= L7_FIRST => w.l7 += 1,
+                t if t >= L7_FIRST => {
+                    w.l7 += 1;
+                    on_l7(self.poll.registry(), e);
+                }
                 _ => {}
             }
         }
         Ok(w)
+    }
+
+    /// Takes what is ready now for the L7 stage (and the doorbell) without sleeping, handing
+    /// each L7 event to `on_l7`: how a busy worker serves its kernel sockets between batches.
+    /// The ports are not in the poll set then (see the module documentation): their frames are
+    /// the batch loop's. One `epoll_wait` with a zero timeout; returns the L7 events taken.
+    pub fn poll_l7(&mut self, mut on_l7: impl FnMut(&Registry, &Event)) -> io::Result<usize> {
+        match self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        let mut n = 0;
+        for e in self.events.iter().filter(|e| e.token() >= L7_FIRST) {
+            n += 1;
+            on_l7(self.poll.registry(), e);
+        }
+        Ok(n)
     }
 }
 
@@ -209,6 +242,34 @@ mod tests {
         port_tx.send(b"another").unwrap();
         assert!(r.wait(Duration::from_secs(5)).unwrap().ports);
         assert!(r.register_port(MAX_PORTS, port_rx.as_fd()).is_err(), "no port token past MAX_PORTS");
+    }
+
+    #[test]
+    fn l7_events_reach_their_handler_asleep_and_busy_and_ports_stay_the_batch_loops() {
+        let mut r = Reactor::new().unwrap();
+        let (port_rx, port_tx) = UnixDatagram::pair().unwrap();
+        let (l7_rx, l7_tx) = UnixDatagram::pair().unwrap();
+        r.register_port(0, port_rx.as_fd()).unwrap();
+        let raw = l7_rx.as_raw_fd();
+        let token = Token(L7_FIRST.0 + 7);
+        r.registry().register(&mut SourceFd(&raw), token, Interest::READABLE).unwrap();
+
+        let mut seen = Vec::new();
+        l7_tx.send(b"GET /").unwrap();
+        let w = r.wait_with(Duration::from_secs(5), |_, e| seen.push((e.token(), e.is_readable()))).unwrap();
+        assert_eq!((w.l7, seen.as_slice()), (1, [(token, true)].as_slice()));
+
+        // Busy: a zero-timeout poll hands over L7 events and never sees the ports.
+        seen.clear();
+        port_tx.send(b"frame").unwrap();
+        l7_tx.send(b"more").unwrap();
+        let t = Instant::now();
+        assert_eq!(r.poll_l7(|_, e| seen.push((e.token(), e.is_readable()))).unwrap(), 1);
+        assert_eq!(seen, [(token, true)]);
+        assert_eq!(r.poll_l7(|_, _| panic!("nothing new arrived")).unwrap(), 0);
+        assert!(t.elapsed() < Duration::from_secs(1), "it did not sleep");
+        // The frame is still there for the next sleep to notice.
+        assert!(r.wait(Duration::from_secs(5)).unwrap().ports);
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The kernel's routes and neighbours over rtnetlink, for the gateway's next-hop cache; and a
-//! way to make the kernel resolve a neighbour it does not know yet.
+//! The kernel's routes and neighbours over rtnetlink, for the gateway's next-hop cache; a way
+//! to make the kernel resolve a neighbour it does not know yet; and host addresses put on and
+//! taken off an interface (the L7 stage's listening addresses).
 //!
-//! Only dumps and one request type, parsed from bytes with bounds checks: a full netlink
+//! Only dumps and three request types, parsed from bytes with bounds checks: a full netlink
 //! library would be more code than the three messages used here. Runs off the hot path.
 //!
 //! The parsers — [`messages`] (one datagram's messages), [`neighbor`] and [`route`] (one
@@ -19,10 +20,18 @@ const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_CREATE: u16 = 0x400;
+const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_GETNEIGH: u16 = 30;
+const NLM_F_EXCL: u16 = 0x200;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const IFA_FLAGS: u16 = 8;
+/// No duplicate address detection (IPv6): the address is usable at once.
+const IFA_F_NODAD: u32 = 0x02;
 const NDA_DST: u16 = 1;
 const NDA_LLADDR: u16 = 2;
 const RTA_DST: u16 = 1;
@@ -296,11 +305,82 @@ impl Netlink {
         let seq = self.request(RTM_NEWNEIGH, flags, &body)?;
         self.replies(seq, |_, _| {})
     }
+
+    /// Assigns `ip` (IPv4 mapped, or IPv6) to interface `ifindex` as a host address (/32, /128,
+    /// without duplicate address detection), so the kernel's TCP accepts connections to it and
+    /// answers ARP / neighbour solicitations for it. `Ok(false)` when it was there already.
+    pub fn add_address(&mut self, ifindex: u32, ip: &[u8; 16]) -> io::Result<bool> {
+        let body = ifaddr(ifindex, ip);
+        let seq = self.request(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, &body)?;
+        match self.replies(seq, |_, _| {}) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes `ip` off interface `ifindex` (what [`Netlink::add_address`] put there). `Ok(false)`
+    /// when it was not there.
+    pub fn del_address(&mut self, ifindex: u32, ip: &[u8; 16]) -> io::Result<bool> {
+        let body = ifaddr(ifindex, ip);
+        let seq = self.request(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, &body)?;
+        match self.replies(seq, |_, _| {}) {
+            Ok(()) => Ok(true),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EADDRNOTAVAIL)
+                    || e.raw_os_error() == Some(libc::ENODEV) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// An `ifaddrmsg` for a host address `ip` on `ifindex`, with its IFA_LOCAL, IFA_ADDRESS and
+/// IFA_FLAGS attributes.
+fn ifaddr(ifindex: u32, ip: &[u8; 16]) -> Vec<u8> {
+    let v4 = ip[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    let a: &[u8] = if v4 { &ip[12..] } else { &ip[..] };
+    let mut body = Vec::with_capacity(64);
+    body.push(if v4 { libc::AF_INET as u8 } else { libc::AF_INET6 as u8 });
+    body.push(if v4 { 32 } else { 128 });
+    body.push(0); // flags (IFA_FLAGS carries them)
+    body.push(0); // scope: universe
+    body.extend_from_slice(&ifindex.to_ne_bytes());
+    for ty in [IFA_LOCAL, IFA_ADDRESS] {
+        body.extend_from_slice(&((4 + a.len()) as u16).to_ne_bytes());
+        body.extend_from_slice(&ty.to_ne_bytes());
+        body.extend_from_slice(a);
+    }
+    body.extend_from_slice(&8u16.to_ne_bytes());
+    body.extend_from_slice(&IFA_FLAGS.to_ne_bytes());
+    body.extend_from_slice(&IFA_F_NODAD.to_ne_bytes());
+    body
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_address_request_is_an_ifaddrmsg_with_aligned_attributes() {
+        let mut v4 = [0u8; 16];
+        v4[10..].copy_from_slice(&[0xff, 0xff, 198, 18, 0, 7]);
+        let b = ifaddr(3, &v4);
+        assert_eq!(&b[..8], &[libc::AF_INET as u8, 32, 0, 0, 3, 0, 0, 0]);
+        // IFA_LOCAL and IFA_ADDRESS (8 bytes each), IFA_FLAGS (8 bytes): no padding needed.
+        assert_eq!(b.len(), 8 + 8 + 8 + 8);
+        assert_eq!(&b[8..16], &[8, 0, IFA_LOCAL as u8, 0, 198, 18, 0, 7]);
+        assert_eq!(&b[16..20], &[8, 0, IFA_ADDRESS as u8, 0]);
+        assert_eq!(&b[24..], &[8, 0, IFA_FLAGS as u8, 0, IFA_F_NODAD as u8, 0, 0, 0]);
+        let v6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+        let b = ifaddr(3, &v6);
+        assert_eq!(&b[..2], &[libc::AF_INET6 as u8, 128]);
+        assert_eq!(b.len(), 8 + 20 + 20 + 8);
+        assert_eq!(&b[8..12], &[20, 0, IFA_LOCAL as u8, 0]);
+        assert_eq!(&b[12..28], &v6);
+    }
 
     /// A netlink message: header (length, type, flags 0, `seq`, pid 0), then `payload`, padded.
     fn msg(ty: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
