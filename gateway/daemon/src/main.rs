@@ -20,6 +20,7 @@
 
 mod core_thread;
 mod kernel;
+mod l7_addrs;
 mod steering;
 mod supervise;
 
@@ -104,6 +105,11 @@ struct Cli {
     /// a cookie until the rate has stayed within the budget for 2 s.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     syn_budget: u64,
+    /// An address to serve Ingresses on (ports --http-port and --https-port), besides the one
+    /// control gives the IngressClass from a LoadBalancer pool. Repeatable. The gateway puts it
+    /// on --iface as a host address (and takes it off when it stops).
+    #[arg(long = "l7-address")]
+    l7_addresses: Vec<std::net::IpAddr>,
     /// Parse the command line (required flags, values, conflicts), then exit 0 without doing
     /// anything: how the tests check the systemd unit's command line. Hidden: not for users.
     #[arg(long, hide = true)]

@@ -36,6 +36,7 @@ use sluice_xsk::Steering;
 use sluice_xsk::link::{self, RawSender};
 
 use crate::core_thread::Link;
+use crate::l7_addrs::L7Addresses;
 use crate::{Cli, Interfaces, kernel, steering};
 
 /// How often the table file under the mapping is checked: a truncation or a replacement is
@@ -70,6 +71,10 @@ pub(crate) struct Supervisor<'a> {
     mtus: Vec<u32>,
     last_mtu: Instant,
     snat: SnatWatch,
+    /// The L7 stage's addresses on the client-facing interface.
+    l7_addrs: L7Addresses,
+    /// The ones given by flag.
+    l7_flagged: BTreeSet<Addr>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -82,6 +87,8 @@ impl<'a> Supervisor<'a> {
         let kernel = kernel::Kernel::open(&ifs.ifindexes).map_err(|e| format!("netlink: {e}"))?;
         let raw =
             RawSender::open(ifs.ifindexes[0]).map_err(|e| format!("packet socket on {}: {e}", cli.iface))?;
+        let l7_addrs =
+            L7Addresses::open(&cli.iface, ifs.ifindexes[0]).map_err(|e| format!("netlink: {e}"))?;
         Ok(Supervisor {
             links,
             names: &ifs.names,
@@ -104,6 +111,8 @@ impl<'a> Supervisor<'a> {
             mtus: vec![0; ifs.names.len()],
             last_mtu: Instant::now(),
             snat: SnatWatch::new(Instant::now()),
+            l7_addrs,
+            l7_flagged: cli.l7_addresses.iter().map(|&ip| Addr::from(ip)).collect(),
         })
     }
 
@@ -115,6 +124,8 @@ impl<'a> Supervisor<'a> {
         stop: &AtomicBool,
         workers: &[JoinHandle<()>],
     ) -> Result<(), String> {
+        let fresh = self.sync_l7_addresses();
+        announce(&self.raw, self.mac, &fresh);
         while !stop.load(Ordering::Relaxed) {
             if workers.iter().any(|h| h.is_finished()) {
                 return Err("a worker stopped unexpectedly".into());
@@ -240,7 +251,8 @@ impl<'a> Supervisor<'a> {
             }
         }
         let now_owned = steering::owned(&self.table);
-        let fresh: Vec<Addr> = now_owned.difference(&self.owned).copied().collect();
+        let mut fresh: Vec<Addr> = now_owned.difference(&self.owned).copied().collect();
+        fresh.extend(self.sync_l7_addresses());
         announce(&self.raw, self.mac, &fresh);
         if !fresh.is_empty() {
             self.announce_again = Some(Instant::now() + Duration::from_secs(1));
@@ -248,6 +260,13 @@ impl<'a> Supervisor<'a> {
         self.owned = now_owned;
         self.backends = steering::backend_addrs(&self.table);
         self.resolve(&self.backends.clone());
+    }
+
+    /// Puts the L7 stage's addresses on the interface (those given by flag and those of the
+    /// table's listeners); returns the new ones.
+    fn sync_l7_addresses(&mut self) -> Vec<Addr> {
+        let wanted: BTreeSet<Addr> = self.l7_flagged.clone();
+        self.l7_addrs.sync(&wanted)
     }
 
     /// A second announcement, as `arping -U` does, for hosts that missed the first.
