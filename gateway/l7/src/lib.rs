@@ -23,3 +23,4 @@
 
 pub mod h1;
 pub mod route;
+pub mod tls;
