@@ -111,8 +111,8 @@ pub fn provider() -> CryptoProvider {
 /// It is rustls' aws-lc-rs ticketer: keys rotate every 6 hours and are accepted for 12; the
 /// rotation happens inside an encrypt or decrypt call (one read lock per ticket operation, a
 /// write lock once per rotation).
-pub fn new_ticketer() -> Result<Arc<dyn ProducesTickets>, TlsError> {
-    aws_lc_rs::Ticketer::new().map_err(|e| TlsError::Ticketer { reason: e.to_string() })
+pub fn new_ticketer() -> Result<Arc<dyn ProducesTickets>, StartError> {
+    aws_lc_rs::Ticketer::new().map_err(|e| StartError::Ticketer { reason: e.to_string() })
 }
 
 /// One generation's TLS configuration.
@@ -232,8 +232,12 @@ impl CertStore {
             };
             let key = match load(cert, provider) {
                 Ok(key) => key,
-                Err(e) => {
-                    errors.push(e);
+                Err(reason) => {
+                    errors.push(TlsError::Rejected {
+                        secret: cert.secret.clone(),
+                        ingresses: cert.ingresses.clone(),
+                        reason,
+                    });
                     store.inventory.push(status);
                     continue;
                 }
@@ -328,14 +332,10 @@ impl fmt::Debug for CertStore {
 }
 
 /// Loads one Secret's chain and key, checking that the key matches the leaf.
-fn load(cert: &Certificate, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
-    let rejected = |reason: String| TlsError::Rejected {
-        secret: cert.secret.clone(),
-        ingresses: cert.ingresses.clone(),
-        reason,
-    };
+/// The error is the reason, for [`TlsError::Rejected`].
+fn load(cert: &Certificate, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
     if cert.chain_der.is_empty() {
-        return Err(rejected("tls.crt holds no certificate".into()));
+        return Err("tls.crt holds no certificate".into());
     }
     let chain = cert.chain_der.iter().map(|c| CertificateDer::from(c.clone())).collect();
     let key = match cert.key_format {
@@ -344,7 +344,7 @@ fn load(cert: &Certificate, provider: &CryptoProvider) -> Result<CertifiedKey, T
         KeyFormat::Sec1 => PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(cert.key_der.clone())),
     };
     // rustls' errors name the problem, never the key's bytes (tested below).
-    CertifiedKey::from_der(chain, key, provider).map_err(|e| rejected(format!("tls.key: {e}")))
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| format!("tls.key: {e}"))
 }
 
 /// A default certificate, served without SNI and for names no Secret covers.
@@ -383,8 +383,8 @@ const GENERATED_VALID_DAYS: i64 = 3650;
 impl DefaultCert {
     /// Generates a self-signed ECDSA P-256 certificate for [`GENERATED_NAME`], valid from a day
     /// before `now_unix_s` for ten years (in whole days, UTC).
-    pub fn generate(now_unix_s: i64) -> Result<DefaultCert, TlsError> {
-        let fail = |e: rcgen::Error| TlsError::Generate { reason: e.to_string() };
+    pub fn generate(now_unix_s: i64) -> Result<DefaultCert, StartError> {
+        let fail = |e: rcgen::Error| StartError::Generate { reason: e.to_string() };
         let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(fail)?;
         let mut params = rcgen::CertificateParams::new(vec![GENERATED_NAME.to_string()]).map_err(fail)?;
         params.distinguished_name = rcgen::DistinguishedName::new();
@@ -397,7 +397,7 @@ impl DefaultCert {
         let cert = params.self_signed(&key_pair).map_err(fail)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
         let certified = CertifiedKey::from_der(vec![cert.der().clone()], key, &provider())
-            .map_err(|e| TlsError::Generate { reason: e.to_string() })?;
+            .map_err(|e| StartError::Generate { reason: e.to_string() })?;
         Ok(DefaultCert {
             key: Arc::new(certified),
             origin: DefaultOrigin::Generated,
@@ -407,10 +407,10 @@ impl DefaultCert {
 
     /// Loads a default certificate from PEM files: `chain` holds the certificates, leaf first;
     /// `key` the private key (`PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY`).
-    pub fn from_pem_files(chain: &Path, key: &Path) -> Result<DefaultCert, TlsError> {
+    pub fn from_pem_files(chain: &Path, key: &Path) -> Result<DefaultCert, StartError> {
         let read = |path: &Path| {
             std::fs::read(path)
-                .map_err(|e| TlsError::DefaultFile { path: path.to_owned(), reason: e.to_string() })
+                .map_err(|e| StartError::DefaultFile { path: path.to_owned(), reason: e.to_string() })
         };
         let (chain_pem, key_pem) = (read(chain)?, read(key)?);
         let origin = DefaultOrigin::Files { chain: chain.to_owned(), key: key.to_owned() };
@@ -419,7 +419,7 @@ impl DefaultCert {
     }
 
     /// Like [`DefaultCert::from_pem_files`], from PEM text already read.
-    pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<DefaultCert, TlsError> {
+    pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<DefaultCert, StartError> {
         let path = PathBuf::from("(PEM text)");
         Self::load_pem(chain_pem, key_pem, DefaultOrigin::Pem, path.clone(), path)
     }
@@ -430,19 +430,19 @@ impl DefaultCert {
         origin: DefaultOrigin,
         chain_path: PathBuf,
         key_path: PathBuf,
-    ) -> Result<DefaultCert, TlsError> {
+    ) -> Result<DefaultCert, StartError> {
         let chain = CertificateDer::pem_slice_iter(chain_pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TlsError::DefaultFile { path: chain_path.clone(), reason: pem_reason(&e) })?;
+            .map_err(|e| StartError::DefaultFile { path: chain_path.clone(), reason: pem_reason(&e) })?;
         if chain.is_empty() {
             let reason = "no CERTIFICATE section".into();
-            return Err(TlsError::DefaultFile { path: chain_path, reason });
+            return Err(StartError::DefaultFile { path: chain_path, reason });
         }
         let key = PrivateKeyDer::from_pem_slice(key_pem)
-            .map_err(|e| TlsError::DefaultFile { path: key_path.clone(), reason: pem_reason(&e) })?;
+            .map_err(|e| StartError::DefaultFile { path: key_path.clone(), reason: pem_reason(&e) })?;
         let not_after_unix_s = not_after_unix_s(&chain[0]);
         let certified = CertifiedKey::from_der(chain, key, &provider())
-            .map_err(|e| TlsError::DefaultFile { path: key_path, reason: e.to_string() })?;
+            .map_err(|e| StartError::DefaultFile { path: key_path, reason: e.to_string() })?;
         Ok(DefaultCert { key: Arc::new(certified), origin, not_after_unix_s })
     }
 
@@ -558,7 +558,8 @@ fn not_after_unix_s(cert_der: &[u8]) -> Option<i64> {
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
-/// A problem met building the TLS configuration. None of them carries key material.
+/// A problem with one generation's certificates, for control to report: the generation is
+/// served without what it names. None of them carries key material.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsError {
     /// A Secret's certificate could not be loaded (no chain, a key rustls cannot parse, a key
@@ -590,6 +591,12 @@ pub enum TlsError {
         /// The Ingresses using it.
         ingresses: Vec<IngressRef>,
     },
+}
+
+/// What stops the gateway from serving HTTPS at all: the default certificate or the ticket key.
+/// (Problems of one generation's certificates are [`TlsError`]s and never stop anything.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartError {
     /// The default certificate's files could not be used.
     DefaultFile {
         /// The file.
@@ -608,6 +615,24 @@ pub enum TlsError {
         reason: String,
     },
 }
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::DefaultFile { path, reason } => {
+                write!(f, "default certificate: {}: {reason}", path.display())
+            }
+            StartError::Generate { reason } => {
+                write!(f, "default certificate: cannot generate one: {reason}")
+            }
+            StartError::Ticketer { reason } => {
+                write!(f, "TLS session tickets: cannot make the ticket key: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
 
 /// `ns/a, ns/b` for messages.
 struct Names<'a>(&'a [IngressRef]);
@@ -649,15 +674,6 @@ impl fmt::Display for TlsError {
                  choose; list the hosts in tls[].hosts",
                 Names(ingresses)
             ),
-            TlsError::DefaultFile { path, reason } => {
-                write!(f, "default certificate: {}: {reason}", path.display())
-            }
-            TlsError::Generate { reason } => {
-                write!(f, "default certificate: cannot generate one: {reason}")
-            }
-            TlsError::Ticketer { reason } => {
-                write!(f, "TLS session tickets: cannot make the ticket key: {reason}")
-            }
         }
     }
 }
