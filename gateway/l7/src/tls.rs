@@ -129,6 +129,22 @@ pub struct TlsGeneration {
 ///
 /// Certificates that cannot be loaded, and hosts claimed by two Secrets, come back as
 /// [`TlsError`]s for control to report; what remains is served.
+///
+/// ```
+/// use sluice_l7::tls::{self, DefaultCert};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Once, at gateway start:
+/// let ticketer = tls::new_ticketer()?;
+/// let default = DefaultCert::generate(1_790_000_000)?; // or DefaultCert::from_pem_files(..)
+/// // Every generation (here one without Ingress certificates):
+/// let (generation, problems) = tls::build(&[], &default, &ticketer);
+/// assert!(problems.is_empty());
+/// // Every accepted connection, on any worker:
+/// let conn = rustls::ServerConnection::new(generation.config.clone())?;
+/// # drop(conn);
+/// # Ok(())
+/// # }
+/// ```
 pub fn build(
     certs: &[Certificate],
     default: &DefaultCert,
@@ -679,3 +695,34 @@ impl fmt::Display for TlsError {
 }
 
 impl std::error::Error for TlsError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_days_round_trip() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(20_717), (2026, 9, 21));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        for day in -800_000..800_000 {
+            let (y, m, d) = civil_from_days(day);
+            assert_eq!(days_from_civil(i64::from(y), i64::from(m), i64::from(d)), day);
+        }
+    }
+
+    /// rcgen writes UTCTime up to 2049 and GeneralizedTime from 2050 (RFC 5280 §4.1.2.5).
+    #[test]
+    fn not_after_reads_both_time_encodings() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        for ((y, m, d), unix_s) in [((2049, 12, 31), 2_524_521_600), ((2060, 3, 1), 2_845_324_800)] {
+            let mut params = rcgen::CertificateParams::new(vec!["a.test".to_string()]).unwrap();
+            params.not_after = rcgen::date_time_ymd(y, m, d);
+            let cert = params.self_signed(&key).unwrap();
+            assert_eq!(not_after_unix_s(cert.der()), Some(unix_s), "{y}");
+        }
+        assert_eq!(not_after_unix_s(&[0x30, 0x03, 0x30, 0x01]), None);
+        assert_eq!(not_after_unix_s(b""), None);
+    }
+}
