@@ -6,7 +6,8 @@
 #   curl, iputils-ping      the clients
 #   util-linux              setpriv (the unprivileged-run test)
 #   systemd                 systemd-analyze verify (the deploy/systemd units' test; no service started)
-sluice_debian_packages=(clang linux-libc-dev iproute2 ethtool nginx-light curl iputils-ping util-linux systemd)
+#   openssl                 s_client: a real TLS 1.0/1.1/1.2 client against the L7 TLS config (gateway/l7/tests/tls.rs)
+sluice_debian_packages=(clang linux-libc-dev iproute2 ethtool nginx-light curl iputils-ping util-linux systemd openssl)
 
 sluice_install_packages() {
   local missing=() p

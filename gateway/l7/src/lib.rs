@@ -1,5 +1,5 @@
-//! Sluice's L7 stage, its sans-IO foundation: HTTP/1.1 request heads and body framing, and
-//! Ingress routing.
+//! Sluice's L7 stage, its sans-IO foundation: HTTP/1.1 request heads and body framing, Ingress
+//! routing, and the TLS configuration HTTPS is served with.
 //!
 //! Pure logic. No sockets, no clocks, no threads: bytes arrive as slices the caller read from
 //! its connection, results come back as typed values and ranges of the caller's bytes, and the
@@ -14,12 +14,16 @@
 //! - [`route`]: Kubernetes Ingress matching over a compiled route table: hosts, paths,
 //!   precedence and default backends, precomputed so that a request costs a few hash probes and
 //!   no allocation.
+//! - [`tls`]: a generation's certificates as a rustls `ServerConfig` (aws-lc-rs): SNI certificate
+//!   choice, the default certificate, versions, suites, ALPN and session tickets shared by every
+//!   worker and generation. It builds configuration; the `ServerConnection`s are the reactor's.
 //!
-//! Not here yet: TLS (rustls), HTTP/2, the upstream pool, the reactor that drives all of it.
+//! Not here yet: HTTP/2, the upstream pool, the reactor that drives all of it.
 //!
 //! Hot path: yes ([`h1::HeadParser::parse`], [`h1::BodyDecoder::decode`],
-//! [`route::Router::route`]); none of them allocates. No `unsafe`.
+//! [`route::Router::route`], [`tls::CertStore::pick`]); none of them allocates. No `unsafe`.
 #![forbid(unsafe_code)]
 
 pub mod h1;
 pub mod route;
+pub mod tls;
