@@ -29,6 +29,8 @@ use sluice_worker::reactor::{Idle, Reactor};
 use sluice_worker::{Worker, WorkerConfig};
 use sluice_xsk::XskSocket;
 
+use crate::l7::L7Work;
+
 /// Empty polls in a row before the worker sleeps.
 const SPIN_POLLS: u32 = 256;
 /// How often a busy worker publishes counters (ns).
@@ -49,6 +51,9 @@ pub(crate) struct Link {
     /// A stats record in a new table file, when the main thread adopted one (the old file was
     /// truncated or replaced): the worker publishes its counters there from then on.
     pub(crate) stats: ArrayQueue<Reader>,
+    /// The L7 stage's work for a new generation (capacity 1: a newer one replaces one not
+    /// taken).
+    pub(crate) l7: ArrayQueue<Arc<L7Work>>,
 }
 
 /// Everything a worker starts with.

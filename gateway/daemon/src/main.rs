@@ -20,6 +20,7 @@
 
 mod core_thread;
 mod kernel;
+mod l7;
 mod l7_addrs;
 mod steering;
 mod supervise;
@@ -110,6 +111,22 @@ struct Cli {
     /// on --iface as a host address (and takes it off when it stops).
     #[arg(long = "l7-address")]
     l7_addresses: Vec<std::net::IpAddr>,
+    /// The port Ingresses are served on over plain HTTP, on --l7-address.
+    #[arg(long, default_value_t = 80)]
+    http_port: u16,
+    /// The port Ingresses are served on over HTTPS, on --l7-address.
+    #[arg(long, default_value_t = 443)]
+    https_port: u16,
+    /// The certificate chain (PEM) served to TLS clients whose server name no Ingress has a
+    /// certificate for (default: a self-signed one made at start). With --default-key.
+    #[arg(long, requires = "default_key")]
+    default_cert: Option<PathBuf>,
+    /// The default certificate's private key (PEM). With --default-cert.
+    #[arg(long, requires = "default_cert")]
+    default_key: Option<PathBuf>,
+    /// No access log (by default one line per L7 request on standard output).
+    #[arg(long)]
+    no_access_log: bool,
     /// Parse the command line (required flags, values, conflicts), then exit 0 without doing
     /// anything: how the tests check the systemd unit's command line. Hidden: not for users.
     #[arg(long, hide = true)]
@@ -459,6 +476,7 @@ fn start_workers(
             pending: ArrayQueue::new(64),
             snat_exhausted: std::sync::atomic::AtomicU64::new(0),
             stats: ArrayQueue::new(1),
+            l7: ArrayQueue::new(1),
         });
         links.push(Arc::clone(&link));
         let setup = core_thread::Setup {

@@ -27,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sluice_log::{info, warn};
+use sluice_model::l7::L7Table;
 use sluice_model::ports::PortRange;
 use sluice_model::service::ServiceTable;
 use sluice_model::{Addr, Family};
@@ -36,6 +37,7 @@ use sluice_xsk::Steering;
 use sluice_xsk::link::{self, RawSender};
 
 use crate::core_thread::Link;
+use crate::l7::{L7Plan, L7Settings};
 use crate::l7_addrs::L7Addresses;
 use crate::{Cli, Interfaces, kernel, steering};
 
@@ -73,8 +75,10 @@ pub(crate) struct Supervisor<'a> {
     snat: SnatWatch,
     /// The L7 stage's addresses on the client-facing interface.
     l7_addrs: L7Addresses,
-    /// The ones given by flag.
-    l7_flagged: BTreeSet<Addr>,
+    /// The L7 stage's TLS and listeners, prepared for the workers.
+    l7: L7Plan,
+    /// The L7 half of the current table.
+    l7_table: Arc<L7Table>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -112,7 +116,13 @@ impl<'a> Supervisor<'a> {
             last_mtu: Instant::now(),
             snat: SnatWatch::new(Instant::now()),
             l7_addrs,
-            l7_flagged: cli.l7_addresses.iter().map(|&ip| Addr::from(ip)).collect(),
+            l7: L7Plan::new(L7Settings {
+                addresses: cli.l7_addresses.clone(),
+                http_port: cli.http_port,
+                https_port: cli.https_port,
+                default_cert: cli.default_cert.clone().zip(cli.default_key.clone()),
+            })?,
+            l7_table: Arc::new(L7Table::default()),
         })
     }
 
@@ -124,6 +134,7 @@ impl<'a> Supervisor<'a> {
         stop: &AtomicBool,
         workers: &[JoinHandle<()>],
     ) -> Result<(), String> {
+        self.prepare_l7();
         let fresh = self.sync_l7_addresses();
         announce(&self.raw, self.mac, &fresh);
         while !stop.load(Ordering::Relaxed) {
@@ -170,6 +181,8 @@ impl<'a> Supervisor<'a> {
         match decoded {
             Ok(t) => {
                 self.table = Arc::new(t);
+                self.l7_table = l7_table(&self.table);
+                self.prepare_l7();
                 // To the workers first, then the steering: a frame the new steering sends them
                 // finds the new table (a worker takes it before its next batch).
                 for l in self.links {
@@ -265,8 +278,17 @@ impl<'a> Supervisor<'a> {
     /// Puts the L7 stage's addresses on the interface (those given by flag and those of the
     /// table's listeners); returns the new ones.
     fn sync_l7_addresses(&mut self) -> Vec<Addr> {
-        let wanted: BTreeSet<Addr> = self.l7_flagged.clone();
+        let wanted = self.l7.addresses(&self.l7_table);
         self.l7_addrs.sync(&wanted)
+    }
+
+    /// Hands the workers the L7 stage's work for the current table, when it changed.
+    fn prepare_l7(&mut self) {
+        if let Some(work) = self.l7.prepare(&self.l7_table) {
+            for l in self.links {
+                l.l7.force_push(Arc::clone(&work));
+            }
+        }
     }
 
     /// A second announcement, as `arping -U` does, for hosts that missed the first.
@@ -398,6 +420,11 @@ impl SnatWatch {
 }
 
 /// Gratuitous ARP / unsolicited neighbour advertisement for each address.
+/// The L7 half of a table (until control publishes one, none).
+fn l7_table(_t: &ServiceTable) -> Arc<L7Table> {
+    Arc::new(L7Table::default())
+}
+
 fn announce(raw: &RawSender, mac: [u8; 6], addrs: &[Addr]) {
     for a in addrs {
         let r = match a.family() {
