@@ -22,4 +22,5 @@
 #![forbid(unsafe_code)]
 
 pub mod h1;
+pub mod proxy;
 pub mod route;
