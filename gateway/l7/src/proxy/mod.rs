@@ -73,7 +73,9 @@ use std::rc::Rc;
 use buf::{Buf, Out};
 use response::{Body, Client};
 
-use crate::h1::{BodyDecoder, BodyError, Framing, HeadParser, Limits, Method, RequestHead, TargetForm, Version};
+use crate::h1::{
+    BodyDecoder, BodyError, Framing, HeadParser, Limits, Method, RequestHead, TargetForm, Version,
+};
 use crate::route::Route;
 
 pub use upstream::{Generation, Health, Pool, PoolConfig};
@@ -320,7 +322,10 @@ enum Upstream {
 enum Resp {
     Head,
     /// The body: a decoder, or `None` until the upstream closes.
-    Body { decoder: Option<BodyDecoder>, rechunk: bool },
+    Body {
+        decoder: Option<BodyDecoder>,
+        rechunk: bool,
+    },
     Done,
 }
 
@@ -979,7 +984,6 @@ impl Conn {
             self.attached = false;
             self.actions.push_back(Action::Release { keep_alive });
         }
-        self.uout.release_kept();
     }
 
     /// Queues a response of Sluice's own (`method`: of the request, if one was read), and
@@ -1206,7 +1210,12 @@ fn write_request(
 
 /// Decodes a body from `src` into `dst` as far as both allow, framing it chunked again if
 /// `rechunk`: whether bytes moved, and whether the body is complete.
-fn pump(dec: &mut BodyDecoder, src: &mut Buf, dst: &mut Buf, rechunk: bool) -> Result<(bool, bool), BodyError> {
+fn pump(
+    dec: &mut BodyDecoder,
+    src: &mut Buf,
+    dst: &mut Buf,
+    rechunk: bool,
+) -> Result<(bool, bool), BodyError> {
     // A chunk's size line and CRLF, and the last chunk.
     let overhead = if rechunk { 32 } else { 0 };
     let mut moved = false;

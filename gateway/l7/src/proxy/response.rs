@@ -69,11 +69,7 @@ pub(crate) enum BadResponse {
 /// Parses the response head at the front of `buf` (`Ok(None)` until complete) and writes what
 /// the client gets into `out`: nothing for an interim response to an HTTP/1.0 client. `out`
 /// must have room for the head plus 256 bytes.
-pub(crate) fn relay_head(
-    buf: &[u8],
-    client: Client,
-    out: &mut Buf,
-) -> Result<Option<Head>, BadResponse> {
+pub(crate) fn relay_head(buf: &[u8], client: Client, out: &mut Buf) -> Result<Option<Head>, BadResponse> {
     // httparse has no uninitialised-array variant for responses: 256 empty slots, on the stack.
     let mut raw = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut resp = httparse::Response::new(&mut raw);
@@ -87,7 +83,8 @@ pub(crate) fn relay_head(
     let reason = resp.reason.unwrap_or("");
     let fields = &*resp.headers;
 
-    let (mut close, mut keep_alive, mut chunked_last, mut te, mut has_server) = (false, false, false, false, false);
+    let (mut close, mut keep_alive, mut chunked_last, mut te, mut has_server) =
+        (false, false, false, false, false);
     let mut length: Option<u64> = None;
     for f in fields {
         if f.name.eq_ignore_ascii_case("connection") {
@@ -188,7 +185,8 @@ pub(crate) fn relay_head(
 }
 
 fn write_status(out: &mut Buf, status: u16, reason: &str) -> Result<(), BadResponse> {
-    let digits = [b'0' + (status / 100 % 10) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
+    let digits =
+        [b'0' + (status / 100 % 10) as u8, b'0' + (status / 10 % 10) as u8, b'0' + (status % 10) as u8];
     push(out, b"HTTP/1.1 ")?;
     push(out, &digits)?;
     push(out, b" ")?;
@@ -285,7 +283,10 @@ mod tests {
         assert_eq!(r, Err(BadResponse::ContentLength));
         let (r, _) = relay("HTTP/1.1 200 OK\r\nContent-", GET11);
         assert_eq!(r, Ok(None));
-        let (r, _) = relay("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n", GET11);
+        let (r, _) = relay(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            GET11,
+        );
         assert_eq!(r, Err(BadResponse::UnexpectedUpgrade));
         let (r, out) = relay(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
