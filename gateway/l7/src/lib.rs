@@ -25,5 +25,6 @@
 #![forbid(unsafe_code)]
 
 pub mod h1;
+pub mod proxy;
 pub mod route;
 pub mod tls;

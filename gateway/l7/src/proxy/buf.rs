@@ -1,0 +1,220 @@
+//! A fixed-capacity byte queue, one per direction and side of a proxied connection.
+//!
+//! Allocated once, with the connection; never grows. Bytes are appended at `end` and consumed
+//! from `start`; the live bytes are moved to the front when room is needed at the back. For
+//! the upstream output a prefix of sent bytes can be *kept* (from [`Buf::keep_from_start`])
+//! so that a request can be written again to another upstream connection; the kept bytes
+//! are given up when room is needed and there is no other way to get it.
+
+use std::fmt;
+
+/// A fixed-capacity byte queue.
+pub(crate) struct Buf {
+    data: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// Sent bytes still held from here (for a replay), if any.
+    kept: Option<usize>,
+    /// Kept bytes were given up for room since the last [`Buf::keep_from_start`].
+    lost: bool,
+}
+
+impl fmt::Debug for Buf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Buf")
+            .field("cap", &self.data.len())
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .field("kept", &self.kept)
+            .finish()
+    }
+}
+
+impl Buf {
+    /// An empty queue of `cap` bytes.
+    pub(crate) fn new(cap: usize) -> Buf {
+        Buf { data: vec![0; cap].into_boxed_slice(), start: 0, end: 0, kept: None, lost: false }
+    }
+
+    /// The capacity.
+    pub(crate) fn cap(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The unconsumed bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    /// How many unconsumed bytes there are.
+    pub(crate) fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether nothing is left to consume.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Bytes held, kept ones included (what the buffer costs right now).
+    pub(crate) fn held(&self) -> usize {
+        self.end - self.kept.unwrap_or(self.start)
+    }
+
+    /// Whether the unconsumed bytes begin at the front of the storage.
+    pub(crate) fn at_front(&self) -> bool {
+        self.start == 0
+    }
+
+    /// Consumes `n` bytes.
+    pub(crate) fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n.min(self.len());
+        if self.start == self.end && self.kept.is_none() {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Drops everything, kept bytes included.
+    pub(crate) fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.kept = None;
+    }
+
+    /// How many bytes could be appended (after moving the live bytes to the front, and after
+    /// giving up kept bytes if `give_up_kept`).
+    pub(crate) fn room(&self, give_up_kept: bool) -> usize {
+        let from = if give_up_kept { self.start } else { self.kept.unwrap_or(self.start) };
+        self.cap() - (self.end - from)
+    }
+
+    /// Makes `n` bytes of room at the back if possible, moving bytes to the front and, as a
+    /// last resort, giving up kept bytes. Whether there is room.
+    pub(crate) fn reserve(&mut self, n: usize) -> bool {
+        if self.cap() - self.end >= n {
+            return true;
+        }
+        if self.room(false) < n && self.kept.is_some() {
+            self.kept = None;
+            self.lost = true;
+        }
+        self.compact();
+        self.cap() - self.end >= n
+    }
+
+    /// Moves the live (and kept) bytes to the front.
+    pub(crate) fn compact(&mut self) {
+        let from = self.kept.unwrap_or(self.start);
+        if from == 0 {
+            return;
+        }
+        self.data.copy_within(from..self.end, 0);
+        self.end -= from;
+        self.start -= from;
+        if let Some(k) = &mut self.kept {
+            *k = 0;
+        }
+    }
+
+    /// The free space at the back, after moving bytes to the front if that makes more: for a
+    /// read to fill, then [`Buf::filled`]. Kept bytes are not given up for it.
+    pub(crate) fn space(&mut self) -> &mut [u8] {
+        if self.kept.unwrap_or(self.start) > 0 && self.end == self.cap() {
+            self.compact();
+        } else if self.start == self.end && self.kept.is_none() {
+            self.start = 0;
+            self.end = 0;
+        }
+        &mut self.data[self.end..]
+    }
+
+    /// `n` bytes were written into [`Buf::space`].
+    pub(crate) fn filled(&mut self, n: usize) {
+        debug_assert!(self.end + n <= self.cap());
+        self.end = (self.end + n).min(self.cap());
+    }
+
+    /// Appends all of `bytes`, or nothing when they do not fit (false).
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> bool {
+        if !self.reserve(bytes.len()) {
+            return false;
+        }
+        self.data[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
+        true
+    }
+
+    /// From now on, consumed bytes are kept until [`Buf::release_kept`] or until room is needed.
+    pub(crate) fn keep_from_start(&mut self) {
+        self.kept = Some(self.start);
+        self.lost = false;
+    }
+
+    /// Stops keeping consumed bytes.
+    pub(crate) fn release_kept(&mut self) {
+        self.kept = None;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Makes the kept bytes unconsumed again (to write them anew); false if some were given up.
+    pub(crate) fn rewind(&mut self) -> bool {
+        match self.kept {
+            Some(k) if !self.lost => {
+                self.start = k;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether every byte since [`Buf::keep_from_start`] is still here.
+    pub(crate) fn replayable(&self) -> bool {
+        self.kept.is_some() && !self.lost
+    }
+}
+
+/// Formats into a [`Buf`]'s free space without allocating; fails when it does not fit.
+pub(crate) struct Out<'a>(pub(crate) &'a mut Buf);
+
+impl fmt::Write for Out<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.0.push(s.as_bytes()) { Ok(()) } else { Err(fmt::Error) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_moves_bytes_to_the_front_for_room_and_never_grows() {
+        let mut b = Buf::new(8);
+        assert!(b.push(b"abcdef"));
+        b.consume(4);
+        assert!(b.push(b"ghij"), "room made by moving ef to the front");
+        assert_eq!(b.bytes(), b"efghij");
+        assert!(!b.push(b"klm"), "all or nothing");
+        assert_eq!(b.cap(), 8);
+    }
+
+    #[test]
+    fn kept_bytes_replay_until_room_is_needed() {
+        let mut b = Buf::new(8);
+        b.keep_from_start();
+        assert!(b.push(b"abcd"));
+        b.consume(4);
+        assert_eq!(b.held(), 4);
+        assert!(b.rewind());
+        assert_eq!(b.bytes(), b"abcd");
+        b.consume(4);
+        assert!(b.push(b"efgh"));
+        assert!(b.replayable());
+        assert!(b.push(b"i"), "kept bytes given up for room");
+        assert!(!b.replayable() && !b.rewind());
+    }
+}

@@ -1,0 +1,1293 @@
+//! The HTTP/1.1 reverse proxy, sans-IO: one [`Conn`] per client connection, fed the bytes its
+//! driver read from the client and from the upstream, upstream events and time, and giving
+//! back the bytes to write to each and [`Action`]s (open an upstream connection, let one go).
+//!
+//! # What a connection does
+//! Requests are taken one at a time, in order: the head is parsed ([`crate::h1::HeadParser`]:
+//! every [`crate::h1::Reject`] is answered with its status and the connection closed), routed
+//! with the [`Generation`] current when it arrives (held by the request until it is done, so a
+//! table change never breaks a request in flight), and sent to an endpoint picked by round
+//! robin over the Service port's eligible endpoints ([`Generation::pick`]). What follows a
+//! request head on the client connection — its body, pipelined requests — waits in the
+//! client's input buffer; once the response is complete the next request is parsed from it.
+//!
+//! - No route: 404 from Sluice. An unavailable backend or no eligible endpoint: 503. A body
+//!   whose Content-Length is over `max_body_bytes` (ingress-nginx's `proxy-body-size`): 413
+//!   before anything is forwarded; a chunked body that grows over it: 413 if the response has
+//!   not begun, else the connection is closed. A locally answered request's body is read and
+//!   dropped so the connection can go on (closed instead if the client waits for 100
+//!   Continue).
+//! - Upstream: connect failure 502, connect timeout and read timeout 504 (while no byte of the
+//!   response has reached the client; after that the client connection is closed). A connect
+//!   failure, or a reset or close before any byte of the response, moves the request to
+//!   another endpoint when it can be sent again: nothing of it was written yet (connect
+//!   failure), or the method is idempotent (RFC 9110 §9.2.2) and every byte written is still
+//!   held ([`Config::tries`] attempts in all). Failures count against the endpoint
+//!   ([`Health`]).
+//! - Bodies stream both ways through the four fixed buffers of the connection: a side is not
+//!   read while the buffer its bytes go to is full, so a body of any size holds at most those
+//!   buffers. Content-Length bodies are copied (the length kept); chunked ones are decoded and
+//!   framed again (trailers dropped); a response delimited by close goes chunked to an HTTP/1.1
+//!   client and delimited by close to an HTTP/1.0 one.
+//! - Rewriting: requests go upstream as HTTP/1.1 with origin-form targets, without hop-by-hop
+//!   fields, with `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host`,
+//!   `X-Forwarded-Port` set by Sluice (the client's own are dropped unless
+//!   [`Config::trust_forwarded_headers`], which keeps them and appends to X-Forwarded-For) and
+//!   `X-Request-ID` kept or generated (32 hex digits from a per-worker generator — unique, not
+//!   secret). Responses lose their hop-by-hop fields and gain `Server: sluice` when they have
+//!   no Server field; so do Sluice's own answers.
+//! - `Expect: 100-continue` is forwarded and the upstream's 100 relayed (interim responses go
+//!   to HTTP/1.1 clients only). `Upgrade`: after the upstream's 101 the connection is a byte
+//!   tunnel both ways until either side closes.
+//! - Keep-alive on both sides: the client connection after a response unless the client or
+//!   the response asked to close, or [`Config::max_requests_per_client`] is reached; the
+//!   upstream one is handed back with [`Action::Release`]`{ keep_alive: true }` when its
+//!   response was complete, nothing else arrived and its endpoint is still in the current
+//!   generation.
+//! - Timers ([`Conn::tick`]): the client head timeout (408 when part of a head came, else a
+//!   silent close), the keep-alive idle timeout, the upstream connect and read timeouts, and a
+//!   send timeout on a client that does not read.
+//!
+//! # Known limits
+//! - Trailer fields of chunked bodies are dropped both ways.
+//! - A request whose response completes before its body was all read closes the client
+//!   connection afterwards (the rest of the body is not drained).
+//! - A tunnel ends when either side closes (no half-close).
+//! - An upstream connect or read timeout on an attempt is not retried on another endpoint.
+//!
+//! # Allocation
+//! A connection allocates its four buffers, the head parser's field index and its action queue
+//! once, when it is made; the access-log strings grow to the longest request line seen. Per
+//! request: nothing, except the first failure of an endpoint ([`Health`]'s map) and the access
+//! log's own sink. Hot path: yes.
+
+mod buf;
+mod response;
+mod upstream;
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use buf::{Buf, Out};
+use response::{Body, Client};
+
+use crate::h1::{
+    BodyDecoder, BodyError, Framing, HeadParser, Limits, Method, RequestHead, TargetForm, Version,
+};
+use crate::route::Route;
+
+pub use upstream::{Generation, Health, Pool, PoolConfig};
+
+/// One second in nanoseconds.
+const SECOND_NS: u64 = 1_000_000_000;
+
+/// Room a response Sluice writes itself needs in the client buffer.
+const LOCAL_ROOM: usize = 512;
+
+/// How long a closing connection may take to flush what it still has for the client.
+const LINGER_NS: u64 = 5 * SECOND_NS;
+
+/// What a proxy worker is configured with (ingress-nginx's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Request head limits (431, 414).
+    pub limits: Limits,
+    /// The largest request body (`proxy-body-size`, 1 MiB); `None`: no limit (`0` in
+    /// ingress-nginx's spelling).
+    pub max_body_bytes: Option<u64>,
+    /// Time to receive a whole request head (`client-header-timeout`, 60 s).
+    pub client_head_timeout_ns: u64,
+    /// How long an idle keep-alive client connection is kept (`keep-alive`, 75 s).
+    pub client_idle_timeout_ns: u64,
+    /// How long a client may leave a response unread, and a request body unsent (60 s).
+    pub client_send_timeout_ns: u64,
+    /// Requests per client connection (`keep-alive-requests`, 1,000).
+    pub max_requests_per_client: u32,
+    /// Upstream connect timeout (`proxy-connect-timeout`, 5 s): 504.
+    pub upstream_connect_timeout_ns: u64,
+    /// Upstream read timeout (`proxy-read-timeout`, 60 s): 504.
+    pub upstream_read_timeout_ns: u64,
+    /// Attempts per request across endpoints (`proxy-next-upstream-tries`, 3).
+    pub tries: u8,
+    /// Each of the four buffers of a connection holds at least this much (16 KiB); the input
+    /// buffers at least a whole head.
+    pub buffer_bytes: usize,
+    /// Keep the client's X-Forwarded-* and X-Real-IP and append to X-Forwarded-For
+    /// (`use-forwarded-headers`, false).
+    pub trust_forwarded_headers: bool,
+    /// Failures in a row before an endpoint is skipped (3).
+    pub endpoint_fail_threshold: u32,
+    /// How long it is skipped (10 s).
+    pub endpoint_backoff_ns: u64,
+    /// The worker's upstream keep-alive pool.
+    pub pool: PoolConfig,
+}
+
+impl Config {
+    /// ingress-nginx's defaults.
+    pub const DEFAULT: Config = Config {
+        limits: Limits::DEFAULT,
+        max_body_bytes: Some(1024 * 1024),
+        client_head_timeout_ns: 60 * SECOND_NS,
+        client_idle_timeout_ns: 75 * SECOND_NS,
+        client_send_timeout_ns: 60 * SECOND_NS,
+        max_requests_per_client: 1000,
+        upstream_connect_timeout_ns: 5 * SECOND_NS,
+        upstream_read_timeout_ns: 60 * SECOND_NS,
+        tries: 3,
+        buffer_bytes: 16 * 1024,
+        trust_forwarded_headers: false,
+        endpoint_fail_threshold: 3,
+        endpoint_backoff_ns: 10 * SECOND_NS,
+        pool: PoolConfig { max_idle: 320, idle_timeout_ns: 60 * SECOND_NS, max_requests: 10_000 },
+    };
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config::DEFAULT
+    }
+}
+
+/// Counters of one worker's proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Request heads accepted (parsed and checked).
+    pub requests: u64,
+    /// Responses by status class: index `status / 100` (1xx interim responses not counted).
+    pub responses: [u64; 6],
+    /// Of those, answered by Sluice itself (404, 503, 502, 4xx limits...).
+    pub local_responses: u64,
+    /// Request heads refused by the parser.
+    pub rejected_heads: u64,
+    /// Requests moved to another endpoint after a failure.
+    pub retries: u64,
+    /// The most bytes one connection's buffers held at once (kept replay bytes included).
+    pub max_conn_buffered_bytes: usize,
+}
+
+/// One request's access-log record, handed to the sink set with
+/// [`Context::set_access_log`] when its response is complete (or the connection failed).
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRecord<'a> {
+    /// The client.
+    pub client: SocketAddr,
+    /// The authority the request was routed by.
+    pub host: &'a str,
+    /// `METHOD target HTTP/1.x`.
+    pub request_line: &'a str,
+    /// The status sent (0: none, the connection was closed).
+    pub status: u16,
+    /// Body bytes of the response queued for the client.
+    pub body_bytes: u64,
+    /// The endpoint of the last attempt.
+    pub upstream: Option<SocketAddr>,
+    /// From the request head to the end of the response.
+    pub request_time_ns: u64,
+    /// From the last attempt's connect to the end of the response.
+    pub upstream_time_ns: Option<u64>,
+}
+
+/// A sink of access-log records.
+pub type AccessLog = Box<dyn FnMut(&AccessRecord<'_>)>;
+
+/// What a worker's connections share: configuration, the current generation, endpoint
+/// health, the request-id generator, counters and the access-log sink. One per worker thread.
+pub struct Context {
+    config: Config,
+    generation: Rc<Generation>,
+    health: Health,
+    rng: u64,
+    stats: Stats,
+    access_log: Option<AccessLog>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("config", &self.config).field("stats", &self.stats).finish()
+    }
+}
+
+impl Context {
+    /// A context with an empty generation (every request 404) and a request-id generator
+    /// seeded with `seed`.
+    pub fn new(config: Config, seed: u64) -> Context {
+        Context {
+            config,
+            generation: Rc::new(Generation::empty()),
+            health: Health::new(config.endpoint_fail_threshold, config.endpoint_backoff_ns),
+            rng: seed,
+            stats: Stats::default(),
+            access_log: None,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Requests arriving from now on are routed with `generation`.
+    pub fn set_generation(&mut self, generation: Rc<Generation>) {
+        self.generation = generation;
+    }
+
+    /// The current generation.
+    pub fn generation(&self) -> &Rc<Generation> {
+        &self.generation
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Endpoint health.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Sends every request's record to `sink` (`None`: no access log).
+    pub fn set_access_log(&mut self, sink: Option<AccessLog>) {
+        self.access_log = sink;
+    }
+
+    /// splitmix64.
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// What the driver must do for a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Attach an upstream connection to this endpoint: one from the pool (then call
+    /// [`Conn::upstream_connected`] with `reused`), or a new one (call it once connected, or
+    /// [`Conn::upstream_failed`]). Every `Connect` is followed, in time, by one `Release`.
+    Connect(SocketAddr),
+    /// Detach the upstream connection: return it to the pool if `keep_alive`, else close it.
+    Release {
+        /// The connection may carry another request.
+        keep_alive: bool,
+    },
+}
+
+/// How an upstream connection failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// The connection could not be made (refused, unreachable).
+    Connect,
+    /// Reset, or another error reading or writing.
+    Io,
+}
+
+/// Why an attempt ended badly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gone {
+    ConnectFailed,
+    ConnectTimeout,
+    Reset,
+    Eof,
+    ReadTimeout,
+}
+
+/// Where a connection is.
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for a request head.
+    Head,
+    /// Dropping the body of a request Sluice answered itself.
+    Discard(BodyDecoder),
+    /// A request is being proxied.
+    Exchange(Exchange),
+    /// Upgraded: bytes both ways.
+    Tunnel,
+    /// Flushing what is left for the client, then closed.
+    Closing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upstream {
+    Connecting { since_ns: u64 },
+    Ready,
+}
+
+#[derive(Debug)]
+enum Resp {
+    Head,
+    /// The body: a decoder, or `None` until the upstream closes.
+    Body {
+        decoder: Option<BodyDecoder>,
+        rechunk: bool,
+    },
+    Done,
+}
+
+/// One proxied request.
+#[derive(Debug)]
+struct Exchange {
+    generation: Rc<Generation>,
+    upstream: usize,
+    addr: SocketAddr,
+    tries: u8,
+    idempotent: bool,
+    client: Client,
+    req: BodyDecoder,
+    req_chunked: bool,
+    req_done: bool,
+    up: Upstream,
+    resp: Resp,
+    /// A byte of the response arrived on this attempt.
+    resp_seen: bool,
+    /// The final response head was queued for the client.
+    head_sent: bool,
+    /// The upstream closed (a close-delimited body ends there).
+    upstream_eof: bool,
+    close_client: bool,
+    upstream_keep_alive: bool,
+    status: u16,
+    body_bytes: u64,
+    start_ns: u64,
+    attempt_ns: u64,
+    last_upstream_ns: u64,
+}
+
+/// The access-log fields of the request in flight.
+#[derive(Debug, Default)]
+struct LogState {
+    host: String,
+    line: String,
+    start_ns: u64,
+}
+
+/// One client connection, sans-IO. See the module documentation.
+///
+/// The driver's loop for it: read from the client into [`Conn::client_read_buf`] (nothing to
+/// read into: stop reading until the buffer frees), report with [`Conn::client_read`] (0
+/// bytes: [`Conn::client_eof`]); write [`Conn::client_write_buf`], report
+/// [`Conn::client_wrote`]; the same for the upstream; carry out [`Conn::poll_action`]'s
+/// actions; call [`Conn::tick`] now and then; drop the connection when
+/// [`Conn::is_finished`].
+#[derive(Debug)]
+pub struct Conn {
+    peer: SocketAddr,
+    local_port: u16,
+    https: bool,
+    cin: Buf,
+    cout: Buf,
+    uin: Buf,
+    uout: Buf,
+    parser: HeadParser,
+    phase: Phase,
+    requests: u32,
+    /// When the current wait (for a head, for a body) began.
+    since_ns: u64,
+    /// When the client last took bytes (or there were none for it).
+    client_write_ns: u64,
+    client_eof: bool,
+    attached: bool,
+    linger_over: bool,
+    closing_since_ns: u64,
+    actions: VecDeque<Action>,
+    log_enabled: bool,
+    log: LogState,
+}
+
+/// What to do with a request head.
+enum Start {
+    Local { status: u16, close: bool, discard: Option<BodyDecoder> },
+    Proxy(Exchange),
+}
+
+impl Conn {
+    /// A connection accepted from `peer` on a listener's `local_port` (`https`: behind TLS),
+    /// with buffers sized from `ctx`'s configuration.
+    pub fn new(ctx: &Context, peer: SocketAddr, local_port: u16, https: bool, now_ns: u64) -> Conn {
+        let c = &ctx.config;
+        let input = c.buffer_bytes.max(c.limits.max_head_bytes);
+        let output = c.buffer_bytes.max(c.limits.max_head_bytes + 1024);
+        Conn {
+            peer,
+            local_port,
+            https,
+            cin: Buf::new(input),
+            cout: Buf::new(output + 1024),
+            uin: Buf::new(input),
+            uout: Buf::new(output),
+            parser: HeadParser::new(c.limits),
+            phase: Phase::Head,
+            requests: 0,
+            since_ns: now_ns,
+            client_write_ns: now_ns,
+            client_eof: false,
+            attached: false,
+            linger_over: false,
+            closing_since_ns: 0,
+            actions: VecDeque::with_capacity(4),
+            log_enabled: ctx.access_log.is_some(),
+            log: LogState::default(),
+        }
+    }
+
+    /// Where to read client bytes to; empty while the connection cannot take more (read
+    /// nothing until a later call gives room).
+    pub fn client_read_buf(&mut self) -> &mut [u8] {
+        match self.phase {
+            Phase::Closing => {
+                // Read and dropped, so that closing does not reset the connection under the
+                // response.
+                self.cin.clear();
+            }
+            Phase::Head if !self.cin.at_front() => {
+                self.cin.compact();
+                self.parser.reset();
+            }
+            _ => {}
+        }
+        if self.client_eof {
+            return &mut [];
+        }
+        self.cin.space()
+    }
+
+    /// `n` bytes were read into [`Conn::client_read_buf`].
+    pub fn client_read(&mut self, ctx: &mut Context, n: usize, now_ns: u64) {
+        self.cin.filled(n);
+        if matches!(self.phase, Phase::Closing) {
+            self.cin.clear();
+            return;
+        }
+        self.progress(ctx, now_ns);
+    }
+
+    /// The client closed its side (a read returned 0).
+    pub fn client_eof(&mut self, ctx: &mut Context, now_ns: u64) {
+        self.client_eof = true;
+        self.progress(ctx, now_ns);
+    }
+
+    /// The client connection failed: nothing more can be sent on it.
+    pub fn client_failed(&mut self, ctx: &mut Context, now_ns: u64) {
+        self.client_eof = true;
+        self.cout.clear();
+        self.close(ctx, now_ns);
+    }
+
+    /// Bytes to write to the client.
+    pub fn client_write_buf(&self) -> &[u8] {
+        self.cout.bytes()
+    }
+
+    /// `n` bytes of [`Conn::client_write_buf`] were written.
+    pub fn client_wrote(&mut self, ctx: &mut Context, n: usize, now_ns: u64) {
+        self.cout.consume(n);
+        self.client_write_ns = now_ns;
+        self.progress(ctx, now_ns);
+    }
+
+    /// Where to read upstream bytes to; empty when there is no connected upstream or no room.
+    pub fn upstream_read_buf(&mut self) -> &mut [u8] {
+        if !self.upstream_ready() {
+            return &mut [];
+        }
+        self.uin.space()
+    }
+
+    /// `n` bytes were read into [`Conn::upstream_read_buf`].
+    pub fn upstream_read(&mut self, ctx: &mut Context, n: usize, now_ns: u64) {
+        self.uin.filled(n);
+        if n > 0 {
+            if let Phase::Exchange(ex) = &mut self.phase {
+                ex.resp_seen = true;
+                ex.last_upstream_ns = now_ns;
+                // Something answered: the request will not be sent again.
+                self.uout.release_kept();
+            }
+        }
+        self.progress(ctx, now_ns);
+    }
+
+    /// Bytes to write to the upstream (empty until it is connected).
+    pub fn upstream_write_buf(&self) -> &[u8] {
+        if self.upstream_ready() { self.uout.bytes() } else { &[] }
+    }
+
+    /// `n` bytes of [`Conn::upstream_write_buf`] were written.
+    pub fn upstream_wrote(&mut self, ctx: &mut Context, n: usize, now_ns: u64) {
+        self.uout.consume(n);
+        if let Phase::Exchange(ex) = &mut self.phase {
+            ex.last_upstream_ns = now_ns;
+        }
+        self.progress(ctx, now_ns);
+    }
+
+    /// The upstream connection asked for with [`Action::Connect`] is ready (`reused`: it came
+    /// from the pool).
+    pub fn upstream_connected(&mut self, ctx: &mut Context, reused: bool, now_ns: u64) {
+        let _ = reused;
+        if let Phase::Exchange(ex) = &mut self.phase {
+            ex.up = Upstream::Ready;
+            ex.last_upstream_ns = now_ns;
+        }
+        self.progress(ctx, now_ns);
+    }
+
+    /// The upstream connection failed.
+    pub fn upstream_failed(&mut self, ctx: &mut Context, error: UpstreamError, now_ns: u64) {
+        let gone = match error {
+            UpstreamError::Connect => Gone::ConnectFailed,
+            UpstreamError::Io => Gone::Reset,
+        };
+        self.upstream_gone(ctx, gone, now_ns);
+    }
+
+    /// The upstream closed its side (a read returned 0).
+    pub fn upstream_eof(&mut self, ctx: &mut Context, now_ns: u64) {
+        self.upstream_gone(ctx, Gone::Eof, now_ns);
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Whether the connection is done: close the client socket (and drop this).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Closing) && (self.cout.is_empty() || self.linger_over) && !self.attached
+    }
+
+    /// Whether an upstream connection is attached (between [`Action::Connect`] and
+    /// [`Action::Release`]).
+    pub fn has_upstream(&self) -> bool {
+        self.attached
+    }
+
+    /// Bytes held in the connection's buffers now.
+    pub fn buffered_bytes(&self) -> usize {
+        self.cin.held() + self.cout.held() + self.uin.held() + self.uout.held()
+    }
+
+    /// Runs the timers.
+    pub fn tick(&mut self, ctx: &mut Context, now_ns: u64) {
+        let c = ctx.config;
+        let since = now_ns.saturating_sub(self.since_ns);
+        if !self.cout.is_empty()
+            && now_ns.saturating_sub(self.client_write_ns) >= c.client_send_timeout_ns
+            && !matches!(self.phase, Phase::Closing)
+        {
+            self.cout.clear();
+            self.close(ctx, now_ns);
+            return;
+        }
+        match &mut self.phase {
+            Phase::Head => {
+                let idle = self.cin.is_empty() && self.requests > 0;
+                if idle && since >= c.client_idle_timeout_ns {
+                    self.close(ctx, now_ns);
+                } else if !idle && since >= c.client_head_timeout_ns {
+                    if self.cin.is_empty() {
+                        self.close(ctx, now_ns);
+                    } else {
+                        self.local(ctx, 408, None, true, now_ns);
+                    }
+                }
+            }
+            Phase::Discard(_) => {
+                if since >= c.client_head_timeout_ns {
+                    self.close(ctx, now_ns);
+                }
+            }
+            Phase::Exchange(ex) => match ex.up {
+                Upstream::Connecting { since_ns }
+                    if now_ns.saturating_sub(since_ns) >= c.upstream_connect_timeout_ns =>
+                {
+                    self.upstream_gone(ctx, Gone::ConnectTimeout, now_ns);
+                }
+                Upstream::Ready
+                    if now_ns.saturating_sub(ex.last_upstream_ns) >= c.upstream_read_timeout_ns
+                        && self.cout.is_empty() =>
+                {
+                    self.upstream_gone(ctx, Gone::ReadTimeout, now_ns);
+                }
+                _ => {}
+            },
+            Phase::Tunnel => {
+                if since >= c.upstream_read_timeout_ns {
+                    self.close(ctx, now_ns);
+                }
+            }
+            Phase::Closing => {
+                if now_ns.saturating_sub(self.closing_since_ns) >= LINGER_NS {
+                    self.linger_over = true;
+                }
+            }
+        }
+    }
+
+    fn upstream_ready(&self) -> bool {
+        match &self.phase {
+            Phase::Exchange(ex) => self.attached && ex.up == Upstream::Ready,
+            Phase::Tunnel => self.attached,
+            _ => false,
+        }
+    }
+
+    /// Moves bytes and steps the state machine until nothing more can happen.
+    fn progress(&mut self, ctx: &mut Context, now_ns: u64) {
+        loop {
+            let moved = match self.phase {
+                Phase::Head => self.on_head(ctx, now_ns),
+                Phase::Discard(_) => self.on_discard(ctx, now_ns),
+                Phase::Exchange(_) => self.on_exchange(ctx, now_ns),
+                Phase::Tunnel => self.on_tunnel(ctx, now_ns),
+                Phase::Closing => false,
+            };
+            if !moved {
+                break;
+            }
+        }
+        let held = self.buffered_bytes();
+        if held > ctx.stats.max_conn_buffered_bytes {
+            ctx.stats.max_conn_buffered_bytes = held;
+        }
+    }
+
+    fn on_head(&mut self, ctx: &mut Context, now_ns: u64) -> bool {
+        if self.cout.room(false) < LOCAL_ROOM {
+            // The last response is still leaving: the next request waits for room.
+            return false;
+        }
+        let Conn { parser, cin, uout, peer, local_port, https, requests, log, log_enabled, .. } = self;
+        let (start, head_len, method) = match parser.parse(cin.bytes()) {
+            Ok(None) => {
+                if self.client_eof {
+                    self.close(ctx, now_ns);
+                    return true;
+                }
+                return false;
+            }
+            Err(reject) => {
+                ctx.stats.rejected_heads += 1;
+                self.local(ctx, reject.status(), None, true, now_ns);
+                return true;
+            }
+            Ok(Some(head)) => {
+                *requests += 1;
+                ctx.stats.requests += 1;
+                if *log_enabled {
+                    log.host.clear();
+                    log.host.push_str(head.authority());
+                    log.line.clear();
+                    let v = if head.version() == Version::Http11 { "HTTP/1.1" } else { "HTTP/1.0" };
+                    let _ = write!(log.line, "{} {} {v}", head.method_str(), head.target());
+                }
+                log.start_ns = now_ns;
+                let start = begin(ctx, &head, uout, *peer, *local_port, *https, *requests, now_ns);
+                (start, head.head_len(), head.method())
+            }
+        };
+        self.cin.consume(head_len);
+        self.since_ns = now_ns;
+        match start {
+            Start::Local { status, close, discard } => {
+                self.local(ctx, status, Some(method), close, now_ns);
+                if !close {
+                    if let Some(d) = discard {
+                        self.phase = Phase::Discard(d);
+                    }
+                }
+            }
+            Start::Proxy(ex) => {
+                self.actions.push_back(Action::Connect(ex.addr));
+                self.attached = true;
+                self.phase = Phase::Exchange(ex);
+            }
+        }
+        true
+    }
+
+    fn on_discard(&mut self, ctx: &mut Context, now_ns: u64) -> bool {
+        let Phase::Discard(d) = &mut self.phase else { return false };
+        if self.cin.is_empty() {
+            if self.client_eof {
+                self.close(ctx, now_ns);
+                return true;
+            }
+            return false;
+        }
+        match d.decode_piece(self.cin.bytes(), |_| {}) {
+            Ok(Some(end)) => {
+                self.cin.consume(end);
+                self.phase = Phase::Head;
+                self.since_ns = now_ns;
+            }
+            Ok(None) => self.cin.consume(self.cin.len()),
+            Err(_) => self.close(ctx, now_ns),
+        }
+        true
+    }
+
+    fn on_exchange(&mut self, ctx: &mut Context, now_ns: u64) -> bool {
+        let Phase::Exchange(ex) = &mut self.phase else { return false };
+        let mut moved = false;
+        // The request body, client → upstream.
+        if !ex.req_done {
+            match pump(&mut ex.req, &mut self.cin, &mut self.uout, ex.req_chunked) {
+                Ok((m, done)) => {
+                    moved |= m;
+                    ex.req_done = done;
+                    if !done && self.client_eof && self.cin.is_empty() {
+                        // The client went away mid-body.
+                        self.abort(ctx, 0, now_ns);
+                        return true;
+                    }
+                }
+                Err(e) => {
+                    let status = e.status();
+                    self.abort(ctx, status, now_ns);
+                    return true;
+                }
+            }
+        }
+        let Phase::Exchange(ex) = &mut self.phase else { return moved };
+        if ex.up != Upstream::Ready {
+            return moved;
+        }
+        // The response, upstream → client.
+        loop {
+            match &mut ex.resp {
+                Resp::Head => {
+                    if self.uin.is_empty() || self.cout.room(false) < self.uin.len() + 256 {
+                        break;
+                    }
+                    match response::relay_head(self.uin.bytes(), ex.client, &mut self.cout) {
+                        Ok(None) => {
+                            if self.uin.room(false) == 0 || ex.upstream_eof {
+                                self.abort(ctx, 502, now_ns);
+                                return true;
+                            }
+                            break;
+                        }
+                        Err(_) => {
+                            self.abort(ctx, 502, now_ns);
+                            return true;
+                        }
+                        Ok(Some(h)) => {
+                            moved = true;
+                            self.uin.consume(h.head_len);
+                            if (100..200).contains(&h.status) && h.status != 101 {
+                                continue;
+                            }
+                            ctx.health.succeeded(&ex.addr);
+                            ex.status = h.status;
+                            ex.head_sent = true;
+                            ex.close_client |= h.close_client;
+                            ex.upstream_keep_alive = h.upstream_keep_alive;
+                            ex.resp = match h.body {
+                                Body::None => Resp::Done,
+                                Body::Length(n) => Resp::Body {
+                                    decoder: BodyDecoder::new(Framing::ContentLength(n), None).ok(),
+                                    rechunk: false,
+                                },
+                                Body::Chunked => Resp::Body {
+                                    decoder: BodyDecoder::new(Framing::Chunked, None).ok(),
+                                    rechunk: h.rechunk,
+                                },
+                                Body::Close => Resp::Body { decoder: None, rechunk: h.rechunk },
+                                Body::Tunnel => {
+                                    self.uout.release_kept();
+                                    self.log_done(ctx, now_ns);
+                                    self.phase = Phase::Tunnel;
+                                    self.since_ns = now_ns;
+                                    return true;
+                                }
+                            };
+                        }
+                    }
+                }
+                Resp::Body { decoder: Some(d), rechunk } => {
+                    let before = self.cout.len();
+                    match pump(d, &mut self.uin, &mut self.cout, *rechunk) {
+                        Ok((m, done)) => {
+                            moved |= m;
+                            ex.body_bytes += self.cout.len().saturating_sub(before) as u64;
+                            if done {
+                                ex.resp = Resp::Done;
+                            } else {
+                                if ex.upstream_eof && self.uin.is_empty() {
+                                    // Cut short: the client cannot be told but by a close.
+                                    self.abort(ctx, 0, now_ns);
+                                    return true;
+                                }
+                                break;
+                            }
+                        }
+                        Err(_) => {
+                            self.abort(ctx, 0, now_ns);
+                            return true;
+                        }
+                    }
+                }
+                Resp::Body { decoder: None, rechunk } => {
+                    let before = self.cout.len();
+                    moved |= copy(&mut self.uin, &mut self.cout, *rechunk);
+                    ex.body_bytes += self.cout.len().saturating_sub(before) as u64;
+                    if ex.upstream_eof && self.uin.is_empty() {
+                        if *rechunk && !self.cout.push(b"0\r\n\r\n") {
+                            break;
+                        }
+                        ex.upstream_keep_alive = false;
+                        ex.resp = Resp::Done;
+                    } else {
+                        break;
+                    }
+                }
+                Resp::Done => break,
+            }
+        }
+        let Phase::Exchange(ex) = &mut self.phase else { return moved };
+        if matches!(ex.resp, Resp::Done) {
+            self.finish(ctx, now_ns);
+            return true;
+        }
+        moved
+    }
+
+    fn on_tunnel(&mut self, ctx: &mut Context, now_ns: u64) -> bool {
+        let mut moved = copy(&mut self.cin, &mut self.uout, false);
+        moved |= copy(&mut self.uin, &mut self.cout, false);
+        if moved {
+            self.since_ns = now_ns;
+        }
+        if self.client_eof && self.cin.is_empty() && self.uout.is_empty() {
+            self.close(ctx, now_ns);
+            return true;
+        }
+        moved
+    }
+
+    /// The response is complete.
+    fn finish(&mut self, ctx: &mut Context, now_ns: u64) {
+        let Phase::Exchange(ex) = &self.phase else { return };
+        let keep_upstream = ex.upstream_keep_alive
+            && ex.req_done
+            && self.uout.is_empty()
+            && self.uin.is_empty()
+            && ctx.generation.is_live(&ex.addr);
+        let close = ex.close_client || !ex.req_done;
+        self.log_done(ctx, now_ns);
+        self.release(keep_upstream);
+        if close {
+            self.close(ctx, now_ns);
+        } else {
+            self.phase = Phase::Head;
+            self.since_ns = now_ns;
+        }
+    }
+
+    /// Counts and logs the request in flight.
+    fn log_done(&mut self, ctx: &mut Context, now_ns: u64) {
+        let Phase::Exchange(ex) = &self.phase else { return };
+        ctx.stats.responses[usize::from(ex.status / 100).min(5)] += 1;
+        if let Some(sink) = ctx.access_log.as_mut() {
+            sink(&AccessRecord {
+                client: self.peer,
+                host: &self.log.host,
+                request_line: &self.log.line,
+                status: ex.status,
+                body_bytes: ex.body_bytes,
+                upstream: Some(ex.addr),
+                request_time_ns: now_ns.saturating_sub(ex.start_ns),
+                upstream_time_ns: Some(now_ns.saturating_sub(ex.attempt_ns)),
+            });
+        }
+    }
+
+    /// The exchange cannot go on: answer `status` if the response has not begun (0: do not
+    /// answer), and close.
+    fn abort(&mut self, ctx: &mut Context, status: u16, now_ns: u64) {
+        let Phase::Exchange(ex) = &mut self.phase else { return };
+        let method = ex.client.method;
+        if status != 0 && !ex.head_sent {
+            self.release(false);
+            self.uin.clear();
+            self.uout.clear();
+            self.local(ctx, status, Some(method), true, now_ns);
+        } else {
+            if status == 0 && !ex.head_sent {
+                ex.status = 0;
+            }
+            self.log_done(ctx, now_ns);
+            self.close(ctx, now_ns);
+        }
+    }
+
+    /// The upstream connection of the request in flight is gone or timed out.
+    fn upstream_gone(&mut self, ctx: &mut Context, gone: Gone, now_ns: u64) {
+        match &mut self.phase {
+            Phase::Exchange(ex) => {
+                if gone == Gone::Eof && (ex.resp_seen || !self.uin.is_empty()) {
+                    ex.upstream_eof = true;
+                    ex.upstream_keep_alive = false;
+                    self.progress(ctx, now_ns);
+                    return;
+                }
+                if ex.resp_seen || ex.head_sent {
+                    self.abort(ctx, 502, now_ns);
+                    return;
+                }
+                let never_sent = matches!(ex.up, Upstream::Connecting { .. });
+                if matches!(gone, Gone::ConnectFailed | Gone::ConnectTimeout | Gone::Reset) {
+                    ctx.health.failed(ex.addr, now_ns);
+                }
+                let may_resend = match gone {
+                    Gone::ConnectFailed | Gone::ConnectTimeout => never_sent,
+                    Gone::Reset | Gone::Eof => ex.idempotent && !ex.client.upgrade,
+                    Gone::ReadTimeout => false,
+                };
+                let status = match gone {
+                    Gone::ConnectTimeout | Gone::ReadTimeout => 504,
+                    _ => 502,
+                };
+                if may_resend && ex.tries < ctx.config.tries && self.uout.replayable() {
+                    if let Some(next) = ex.generation.pick(ex.upstream, &ctx.health, now_ns, Some(ex.addr)) {
+                        ctx.stats.retries += 1;
+                        ex.tries += 1;
+                        ex.addr = next;
+                        ex.up = Upstream::Connecting { since_ns: now_ns };
+                        ex.attempt_ns = now_ns;
+                        ex.last_upstream_ns = now_ns;
+                        self.uout.rewind();
+                        self.uin.clear();
+                        self.release(false);
+                        self.attached = true;
+                        self.actions.push_back(Action::Connect(next));
+                        self.progress(ctx, now_ns);
+                        return;
+                    }
+                }
+                self.abort(ctx, status, now_ns);
+            }
+            Phase::Tunnel => self.close(ctx, now_ns),
+            _ => {}
+        }
+    }
+
+    fn release(&mut self, keep_alive: bool) {
+        if self.attached {
+            self.attached = false;
+            self.actions.push_back(Action::Release { keep_alive });
+        }
+    }
+
+    /// Queues a response of Sluice's own (`method`: of the request, if one was read), and
+    /// closes after it if `close`.
+    fn local(&mut self, ctx: &mut Context, status: u16, method: Option<Method>, close: bool, now_ns: u64) {
+        self.release(false);
+        let close = close || self.client_eof;
+        ctx.stats.local_responses += 1;
+        ctx.stats.responses[usize::from(status / 100).min(5)] += 1;
+        let reason = reason(status);
+        let body_len = 3 + 1 + reason.len() + 1;
+        let mut out = Out(&mut self.cout);
+        let _ = write!(
+            out,
+            "HTTP/1.1 {status} {reason}\r\nServer: sluice\r\nContent-Type: text/plain\r\nContent-Length: {body_len}\r\n{}\r\n",
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        if method != Some(Method::Head) {
+            let _ = write!(out, "{status} {reason}\n");
+        }
+        if let Some(sink) = ctx.access_log.as_mut() {
+            let known = method.is_some();
+            sink(&AccessRecord {
+                client: self.peer,
+                host: if known { &self.log.host } else { "" },
+                request_line: if known { &self.log.line } else { "" },
+                status,
+                body_bytes: body_len as u64,
+                upstream: None,
+                request_time_ns: now_ns.saturating_sub(self.log.start_ns),
+                upstream_time_ns: None,
+            });
+        }
+        if close {
+            self.close(ctx, now_ns);
+        } else {
+            self.phase = Phase::Head;
+            self.since_ns = now_ns;
+        }
+    }
+
+    /// Closes after what is queued for the client is written.
+    fn close(&mut self, _ctx: &mut Context, now_ns: u64) {
+        self.release(false);
+        if !matches!(self.phase, Phase::Closing) {
+            self.closing_since_ns = now_ns;
+        }
+        self.phase = Phase::Closing;
+        self.cin.clear();
+        self.uin.clear();
+        self.uout.clear();
+    }
+}
+
+/// Decides what to do with a request and, to proxy it, writes its head for the upstream.
+#[allow(clippy::too_many_arguments)]
+fn begin(
+    ctx: &mut Context,
+    head: &RequestHead<'_>,
+    uout: &mut Buf,
+    peer: SocketAddr,
+    local_port: u16,
+    https: bool,
+    requests: u32,
+    now_ns: u64,
+) -> Start {
+    let keep = head.keep_alive() && requests < ctx.config.max_requests_per_client;
+    let method = head.method();
+    let req = match BodyDecoder::new(head.framing(), ctx.config.max_body_bytes) {
+        Ok(d) => d,
+        Err(e) => return Start::Local { status: e.status(), close: true, discard: None },
+    };
+    let has_body = !req.is_done();
+    let expect = head.expect_continue();
+    let local = |status, req| Start::Local {
+        status,
+        close: !keep || (has_body && expect),
+        discard: if has_body { Some(req) } else { None },
+    };
+    let generation = Rc::clone(&ctx.generation);
+    let upstream = match generation.router().route(head.authority(), head.path()) {
+        Route::NotFound => return local(404, req),
+        route => match route.service().and_then(|s| generation.upstream(s)) {
+            Some(u) => u,
+            None => return local(503, req),
+        },
+    };
+    let Some(addr) = generation.pick(upstream, &ctx.health, now_ns, None) else {
+        return local(503, req);
+    };
+    let upgrade = head.upgrade().is_some();
+    let chunked = head.framing() == Framing::Chunked;
+    uout.clear();
+    uout.keep_from_start();
+    let rid = [ctx.next_random(), ctx.next_random()];
+    if write_request(head, uout, peer, local_port, https, ctx.config.trust_forwarded_headers, rid).is_err() {
+        uout.clear();
+        return Start::Local { status: 431, close: true, discard: None };
+    }
+    let idempotent = matches!(
+        method,
+        Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete | Method::Trace
+    );
+    Start::Proxy(Exchange {
+        generation,
+        upstream,
+        addr,
+        tries: 1,
+        idempotent,
+        client: Client { method, http11: head.version() == Version::Http11, close: !keep, upgrade },
+        req,
+        req_chunked: chunked,
+        req_done: !has_body,
+        up: Upstream::Connecting { since_ns: now_ns },
+        resp: Resp::Head,
+        resp_seen: false,
+        head_sent: false,
+        upstream_eof: false,
+        close_client: !keep,
+        upstream_keep_alive: false,
+        status: 0,
+        body_bytes: 0,
+        start_ns: now_ns,
+        attempt_ns: now_ns,
+        last_upstream_ns: now_ns,
+    })
+}
+
+/// Writes the request head the upstream gets.
+fn write_request(
+    head: &RequestHead<'_>,
+    uout: &mut Buf,
+    peer: SocketAddr,
+    local_port: u16,
+    https: bool,
+    trusted: bool,
+    rid: [u64; 2],
+) -> std::fmt::Result {
+    let upgrading = head.upgrade().is_some();
+    let mut out = Out(uout);
+    out.write_str(head.method_str())?;
+    out.write_str(" ")?;
+    if head.form() == TargetForm::Absolute {
+        // RFC 9112 §3.2.2: origin-form upstream, Host from the target's authority.
+        out.write_str(head.path())?;
+        if let Some(q) = head.query() {
+            out.write_str("?")?;
+            out.write_str(q)?;
+        }
+        write!(out, " HTTP/1.1\r\nHost: {}\r\n", head.authority())?;
+    } else {
+        out.write_str(head.target())?;
+        out.write_str(" HTTP/1.1\r\n")?;
+    }
+    let (mut xff, mut has_real_ip, mut has_proto, mut has_fhost, mut has_fport, mut has_rid) =
+        (None, false, false, false, false, false);
+    for f in head.end_to_end_fields(upgrading) {
+        let n = f.name;
+        if n.eq_ignore_ascii_case("host") && head.form() == TargetForm::Absolute {
+            continue;
+        }
+        if n.eq_ignore_ascii_case("x-forwarded-for") {
+            if trusted && xff.is_none() {
+                xff = Some(f.value);
+            }
+            continue;
+        }
+        let forwarded = [
+            ("x-real-ip", &mut has_real_ip),
+            ("x-forwarded-proto", &mut has_proto),
+            ("x-forwarded-host", &mut has_fhost),
+            ("x-forwarded-port", &mut has_fport),
+        ];
+        let mut skip = false;
+        for (name, seen) in forwarded {
+            if n.eq_ignore_ascii_case(name) {
+                *seen = trusted;
+                skip = !trusted;
+            }
+        }
+        if skip {
+            continue;
+        }
+        has_rid |= n.eq_ignore_ascii_case("x-request-id");
+        out.write_str(n)?;
+        out.write_str(": ")?;
+        if !out.0.push(f.value) {
+            return Err(std::fmt::Error);
+        }
+        out.write_str("\r\n")?;
+    }
+    let ip = peer.ip();
+    out.write_str("X-Forwarded-For: ")?;
+    if let Some(prev) = xff {
+        if !out.0.push(prev) {
+            return Err(std::fmt::Error);
+        }
+        out.write_str(", ")?;
+    }
+    write!(out, "{ip}\r\n")?;
+    if !has_real_ip {
+        write!(out, "X-Real-IP: {ip}\r\n")?;
+    }
+    if !has_proto {
+        write!(out, "X-Forwarded-Proto: {}\r\n", if https { "https" } else { "http" })?;
+    }
+    if !has_fhost {
+        write!(out, "X-Forwarded-Host: {}\r\n", head.authority())?;
+    }
+    if !has_fport {
+        write!(out, "X-Forwarded-Port: {local_port}\r\n")?;
+    }
+    if !has_rid {
+        write!(out, "X-Request-ID: {:016x}{:016x}\r\n", rid[0], rid[1])?;
+    }
+    if head.framing() == Framing::Chunked {
+        out.write_str("Transfer-Encoding: chunked\r\n")?;
+    }
+    if upgrading {
+        out.write_str("Connection: upgrade\r\n")?;
+    }
+    out.write_str("\r\n")
+}
+
+/// Decodes a body from `src` into `dst` as far as both allow, framing it chunked again if
+/// `rechunk`: whether bytes moved, and whether the body is complete.
+fn pump(
+    dec: &mut BodyDecoder,
+    src: &mut Buf,
+    dst: &mut Buf,
+    rechunk: bool,
+) -> Result<(bool, bool), BodyError> {
+    // A chunk's size line and CRLF, and the last chunk.
+    let overhead = if rechunk { 32 } else { 0 };
+    let mut moved = false;
+    loop {
+        if dec.is_done() {
+            return Ok((moved, true));
+        }
+        if src.is_empty() {
+            return Ok((moved, false));
+        }
+        let room = dst.room(true).saturating_sub(overhead);
+        if room == 0 {
+            return Ok((moved, false));
+        }
+        let n = src.len().min(room);
+        let step = dec.decode(&src.bytes()[..n])?;
+        if !step.data.is_empty() {
+            let data = &src.bytes()[step.data.clone()];
+            if rechunk {
+                let _ = write!(Out(dst), "{:x}\r\n", data.len());
+            }
+            dst.push(data);
+            if rechunk {
+                dst.push(b"\r\n");
+            }
+        }
+        src.consume(step.consumed);
+        moved |= step.consumed > 0;
+        if step.done {
+            if rechunk {
+                dst.push(b"0\r\n\r\n");
+            }
+            return Ok((moved, true));
+        }
+        if step.consumed == 0 {
+            return Ok((moved, false));
+        }
+    }
+}
+
+/// Copies what fits from `src` to `dst` (as one chunk if `rechunk`); whether bytes moved.
+fn copy(src: &mut Buf, dst: &mut Buf, rechunk: bool) -> bool {
+    let overhead = if rechunk { 32 } else { 0 };
+    let n = src.len().min(dst.room(true).saturating_sub(overhead));
+    if n == 0 {
+        return false;
+    }
+    if rechunk {
+        let _ = write!(Out(dst), "{n:x}\r\n");
+    }
+    dst.push(&src.bytes()[..n]);
+    if rechunk {
+        dst.push(b"\r\n");
+    }
+    src.consume(n);
+    true
+}
+
+/// The reason phrase Sluice sends with its own statuses.
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}

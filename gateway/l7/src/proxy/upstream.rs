@@ -1,0 +1,297 @@
+//! Upstream bookkeeping of one worker: the generation's routes and endpoints, round robin,
+//! endpoints that keep failing, and the keep-alive pool of idle upstream connections.
+//!
+//! Not hot path to build ([`Generation::new`] runs once per table generation); picking an
+//! endpoint and taking or returning a pooled connection are, and allocate nothing once the
+//! pool's per-endpoint lists have grown to their size.
+
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+
+use sluice_model::l7::L7Table;
+use sluice_model::route::ServiceBackend;
+
+use crate::route::Router;
+
+/// What one worker serves requests from, for one table generation: the router and, per
+/// Service port, its eligible endpoints. Requests hold it (an `Rc`) while they are in
+/// flight, so a new generation never changes a request already routed.
+#[derive(Debug)]
+pub struct Generation {
+    router: Router,
+    index: HashMap<ServiceBackend, usize>,
+    upstreams: Vec<Endpoints>,
+    live: HashSet<SocketAddr>,
+}
+
+/// The eligible endpoints of one Service port and the round-robin cursor over them.
+#[derive(Debug)]
+struct Endpoints {
+    eligible: Vec<SocketAddr>,
+    /// Per worker: `Generation` is not shared between threads.
+    cursor: Cell<usize>,
+}
+
+impl Generation {
+    /// Indexes a generation's L7 table: the router, and `Upstream::eligible()` per Service port.
+    pub fn new(table: &L7Table) -> Generation {
+        let mut index = HashMap::with_capacity(table.upstreams.len());
+        let mut upstreams = Vec::with_capacity(table.upstreams.len());
+        let mut live = HashSet::new();
+        for u in &table.upstreams {
+            let eligible: Vec<SocketAddr> = u.eligible().map(|e| e.addr).collect();
+            live.extend(eligible.iter().copied());
+            index.insert(u.service.clone(), upstreams.len());
+            upstreams.push(Endpoints { eligible, cursor: Cell::new(0) });
+        }
+        Generation { router: Router::new(table.routes.clone()), index, upstreams, live }
+    }
+
+    /// An empty generation: every request gets 404.
+    pub fn empty() -> Generation {
+        Generation::new(&L7Table::default())
+    }
+
+    /// The router.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The index of a Service port's endpoints, if the table has it.
+    pub fn upstream(&self, service: &ServiceBackend) -> Option<usize> {
+        self.index.get(service).copied()
+    }
+
+    /// The eligible endpoints of an upstream.
+    pub fn eligible(&self, upstream: usize) -> &[SocketAddr] {
+        self.upstreams.get(upstream).map_or(&[], |u| &u.eligible)
+    }
+
+    /// Whether an endpoint is eligible for some Service port of this generation (a pooled
+    /// connection to one that is not is closed).
+    pub fn is_live(&self, addr: &SocketAddr) -> bool {
+        self.live.contains(addr)
+    }
+
+    /// The next endpoint of `upstream` by round robin, skipping `avoid` (the one that just
+    /// failed) when there is another, and endpoints [`Health`] holds back. When every endpoint
+    /// is held back one is picked anyway: a service whose endpoints all failed recently is
+    /// tried rather than refused (fail open).
+    pub fn pick(
+        &self,
+        upstream: usize,
+        health: &Health,
+        now_ns: u64,
+        avoid: Option<SocketAddr>,
+    ) -> Option<SocketAddr> {
+        let u = self.upstreams.get(upstream)?;
+        let n = u.eligible.len();
+        if n == 0 {
+            return None;
+        }
+        let start = u.cursor.get();
+        for i in 0..n {
+            let a = u.eligible[(start + i) % n];
+            if (n > 1 && avoid == Some(a)) || !health.is_up(&a, now_ns) {
+                continue;
+            }
+            u.cursor.set((start + i + 1) % n);
+            return Some(a);
+        }
+        let mut a = u.eligible[start % n];
+        if n > 1 && avoid == Some(a) {
+            a = u.eligible[(start + 1) % n];
+        }
+        u.cursor.set((start + 1) % n);
+        Some(a)
+    }
+}
+
+/// Passive health: an endpoint that failed `threshold` times in a row (connect refused or
+/// timed out, reset before a response) is skipped for `backoff_ns`.
+#[derive(Debug)]
+pub struct Health {
+    threshold: u32,
+    backoff_ns: u64,
+    /// Per failing endpoint: failures in a row, and until when it is skipped.
+    failing: HashMap<SocketAddr, (u32, u64)>,
+}
+
+impl Health {
+    /// Skip an endpoint for `backoff_ns` after `threshold` failures in a row.
+    pub fn new(threshold: u32, backoff_ns: u64) -> Health {
+        Health { threshold, backoff_ns, failing: HashMap::new() }
+    }
+
+    /// Whether requests may go to `addr` now.
+    pub fn is_up(&self, addr: &SocketAddr, now_ns: u64) -> bool {
+        self.failing.get(addr).is_none_or(|&(_, until)| now_ns >= until)
+    }
+
+    /// `addr` failed.
+    pub fn failed(&mut self, addr: SocketAddr, now_ns: u64) {
+        let (threshold, backoff) = (self.threshold, self.backoff_ns);
+        let e = self.failing.entry(addr).or_insert((0, 0));
+        e.0 += 1;
+        if e.0 >= threshold {
+            e.0 = 0;
+            e.1 = now_ns.saturating_add(backoff);
+        }
+    }
+
+    /// `addr` answered.
+    pub fn succeeded(&mut self, addr: &SocketAddr) {
+        if !self.failing.is_empty() {
+            self.failing.remove(addr);
+        }
+    }
+}
+
+/// Limits of a worker's keep-alive pool (ingress-nginx's `upstream-keepalive-*` defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Idle connections kept per worker, all endpoints together (320).
+    pub max_idle: usize,
+    /// How long an idle connection is kept (60 s).
+    pub idle_timeout_ns: u64,
+    /// Requests one upstream connection carries at most (10,000).
+    pub max_requests: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> PoolConfig {
+        PoolConfig { max_idle: 320, idle_timeout_ns: 60_000_000_000, max_requests: 10_000 }
+    }
+}
+
+/// Idle upstream connections of one worker, per endpoint, most recently used first out.
+/// `C` is whatever the driver identifies a connection by (its token).
+#[derive(Debug)]
+pub struct Pool<C> {
+    config: PoolConfig,
+    idle: HashMap<SocketAddr, Vec<Idle<C>>>,
+    total: usize,
+}
+
+#[derive(Debug)]
+struct Idle<C> {
+    conn: C,
+    since_ns: u64,
+    uses: u32,
+}
+
+impl<C: PartialEq> Pool<C> {
+    /// An empty pool.
+    pub fn new(config: PoolConfig) -> Pool<C> {
+        Pool { config, idle: HashMap::new(), total: 0 }
+    }
+
+    /// The limits.
+    pub fn config(&self) -> PoolConfig {
+        self.config
+    }
+
+    /// Idle connections held.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// An idle connection to `addr` and the requests it carried, if one is fresh enough.
+    /// Stale ones met on the way are handed to `close`.
+    pub fn take(&mut self, addr: &SocketAddr, now_ns: u64, mut close: impl FnMut(C)) -> Option<(C, u32)> {
+        let list = self.idle.get_mut(addr)?;
+        while let Some(i) = list.pop() {
+            self.total -= 1;
+            if now_ns.saturating_sub(i.since_ns) < self.config.idle_timeout_ns {
+                return Some((i.conn, i.uses));
+            }
+            close(i.conn);
+        }
+        None
+    }
+
+    /// Offers a connection that finished a request (its `uses`th): kept, or given back
+    /// (`Some`) for the caller to close when the pool is full or it has carried enough.
+    pub fn put(&mut self, addr: SocketAddr, conn: C, uses: u32, now_ns: u64) -> Option<C> {
+        if uses >= self.config.max_requests || self.total >= self.config.max_idle {
+            return Some(conn);
+        }
+        self.idle.entry(addr).or_default().push(Idle { conn, since_ns: now_ns, uses });
+        self.total += 1;
+        None
+    }
+
+    /// Takes out one idle connection (closed by its upstream, say); whether it was there.
+    pub fn remove(&mut self, addr: &SocketAddr, conn: &C) -> bool {
+        let Some(list) = self.idle.get_mut(addr) else { return false };
+        let Some(i) = list.iter().position(|i| i.conn == *conn) else { return false };
+        list.swap_remove(i);
+        self.total -= 1;
+        true
+    }
+
+    /// Hands to `close` every connection idle for too long, and every one to an endpoint
+    /// `keep` refuses (no longer in the table).
+    pub fn expire(&mut self, now_ns: u64, keep: impl Fn(&SocketAddr) -> bool, mut close: impl FnMut(C)) {
+        let timeout = self.config.idle_timeout_ns;
+        for (addr, list) in self.idle.iter_mut() {
+            let live = keep(addr);
+            let before = list.len();
+            let mut i = 0;
+            while i < list.len() {
+                if !live || now_ns.saturating_sub(list[i].since_ns) >= timeout {
+                    close(list.swap_remove(i).conn);
+                } else {
+                    i += 1;
+                }
+            }
+            self.total -= before - list.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(last: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, last], 80))
+    }
+
+    #[test]
+    fn an_endpoint_that_keeps_failing_is_skipped_for_a_while() {
+        let mut h = Health::new(3, 10);
+        h.failed(a(1), 0);
+        h.failed(a(1), 0);
+        assert!(h.is_up(&a(1), 0));
+        h.failed(a(1), 0);
+        assert!(!h.is_up(&a(1), 5));
+        assert!(h.is_up(&a(1), 10));
+        h.succeeded(&a(1));
+        assert!(h.is_up(&a(1), 0));
+    }
+
+    #[test]
+    fn the_pool_is_bounded_and_forgets_stale_connections() {
+        let mut p = Pool::new(PoolConfig { max_idle: 2, idle_timeout_ns: 100, max_requests: 5 });
+        assert_eq!(p.put(a(1), 1u32, 1, 0), None);
+        assert_eq!(p.put(a(1), 2, 5, 0), Some(2), "carried enough requests");
+        assert_eq!(p.put(a(2), 3, 1, 50), None);
+        assert_eq!(p.put(a(2), 4, 1, 50), Some(4), "full");
+        let mut closed = vec![];
+        assert_eq!(p.take(&a(1), 120, |c| closed.push(c)), None);
+        assert_eq!(closed, [1]);
+        assert_eq!(p.take(&a(2), 120, |c| closed.push(c)), Some((3, 1)));
+        assert!(p.is_empty());
+        p.put(a(2), 5, 1, 0);
+        p.expire(0, |x| *x != a(2), |c| closed.push(c));
+        assert_eq!(closed, [1, 5]);
+        assert!(p.is_empty());
+    }
+}

@@ -1,0 +1,647 @@
+//! The proxy core, sans-IO: request and response bytes in, bytes out, through a fake driver
+//! that plays the client's and the upstream's sockets. Where cheap, inputs are also fed split
+//! at every byte: the outcome must not depend on how the bytes arrived.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use sluice_l7::proxy::{Action, Config, Conn, Context, Generation, UpstreamError};
+use sluice_model::l7::{Endpoint, L7Table, Upstream};
+use sluice_model::route::{
+    Backend, HostRule, IngressRef, IngressSpec, PathSpec, PathType, RouteTable, RulePath, RuleSpec,
+    ServiceBackend, ServicePort, Unavailable,
+};
+
+const CLIENT: &str = "192.0.2.7:40000";
+
+fn ep(last: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, last], 8080))
+}
+
+fn svc(name: &str) -> ServiceBackend {
+    ServiceBackend { namespace: "ns".into(), name: name.into(), port: ServicePort::Number(80) }
+}
+
+/// `app.example`: `/` → web (endpoints 1 and 2), `/empty` → a Service without endpoints,
+/// `/gone` → an unavailable backend. Other hosts: 404.
+fn table(web: &[SocketAddr]) -> L7Table {
+    let path = |p: &str, backend: Backend| PathSpec {
+        path_type: PathType::Prefix,
+        path: RulePath::new(p).unwrap(),
+        backend,
+    };
+    let ingress = IngressSpec {
+        id: IngressRef::new("ns", "app"),
+        created_unix_s: Some(1),
+        default_backend: None,
+        rules: vec![RuleSpec {
+            host: HostRule::new(Some("app.example")).unwrap(),
+            paths: vec![
+                path("/", Backend::Service(svc("web"))),
+                path("/empty", Backend::Service(svc("empty"))),
+                path("/gone", Backend::Unavailable(Unavailable::MissingService)),
+            ],
+        }],
+    };
+    let endpoint = |addr| Endpoint { addr, ready: true, serving: true, terminating: false };
+    L7Table {
+        routes: RouteTable::compile(&[ingress]),
+        upstreams: vec![
+            Upstream { service: svc("empty"), endpoints: vec![] },
+            Upstream { service: svc("web"), endpoints: web.iter().copied().map(endpoint).collect() },
+        ],
+        certificates: vec![],
+        listeners: vec![],
+    }
+}
+
+/// A fake driver around one connection.
+struct H {
+    ctx: Context,
+    conn: Conn,
+    now: u64,
+    /// Endpoints asked for, in order.
+    connects: Vec<SocketAddr>,
+    /// Releases, in order.
+    releases: Vec<bool>,
+    /// Bytes the client received.
+    client: Vec<u8>,
+    /// Bytes the upstream received on the current attempt.
+    upstream: Vec<u8>,
+    /// Whether an upstream is attached and whether it is connected.
+    attached: bool,
+    /// Connect attached upstreams at once.
+    auto_connect: bool,
+    /// Read at most this much from the client per call (the rest stays "in the socket").
+    pending_client: Vec<u8>,
+}
+
+impl H {
+    fn new(config: Config, web: &[SocketAddr]) -> H {
+        let mut ctx = Context::new(config, 7);
+        ctx.set_generation(Rc::new(Generation::new(&table(web))));
+        let conn = Conn::new(&ctx, CLIENT.parse().unwrap(), 80, false, 0);
+        H {
+            ctx,
+            conn,
+            now: 0,
+            connects: vec![],
+            releases: vec![],
+            client: vec![],
+            upstream: vec![],
+            attached: false,
+            auto_connect: true,
+            pending_client: vec![],
+        }
+    }
+
+    fn web() -> H {
+        H::new(Config::default(), &[ep(1), ep(2)])
+    }
+
+    /// Moves everything that can move, as a driver would after events.
+    fn run(&mut self) {
+        for _ in 0..100_000 {
+            let mut moved = false;
+            // Client → core.
+            if !self.pending_client.is_empty() {
+                let buf = self.conn.client_read_buf();
+                let n = buf.len().min(self.pending_client.len());
+                if n > 0 {
+                    buf[..n].copy_from_slice(&self.pending_client[..n]);
+                    self.pending_client.drain(..n);
+                    self.conn.client_read(&mut self.ctx, n, self.now);
+                    moved = true;
+                }
+            }
+            // Core → client.
+            let out = self.conn.client_write_buf().to_vec();
+            if !out.is_empty() {
+                self.client.extend_from_slice(&out);
+                self.conn.client_wrote(&mut self.ctx, out.len(), self.now);
+                moved = true;
+            }
+            // Core → upstream.
+            let out = self.conn.upstream_write_buf().to_vec();
+            if !out.is_empty() {
+                self.upstream.extend_from_slice(&out);
+                self.conn.upstream_wrote(&mut self.ctx, out.len(), self.now);
+                moved = true;
+            }
+            while let Some(a) = self.conn.poll_action() {
+                moved = true;
+                match a {
+                    Action::Connect(addr) => {
+                        assert!(!self.attached, "Connect while attached");
+                        self.connects.push(addr);
+                        self.attached = true;
+                        self.upstream.clear();
+                        if self.auto_connect {
+                            self.conn.upstream_connected(&mut self.ctx, false, self.now);
+                        }
+                    }
+                    Action::Release { keep_alive } => {
+                        assert!(self.attached, "Release without Connect");
+                        self.attached = false;
+                        self.releases.push(keep_alive);
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("no fixed point");
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.pending_client.extend_from_slice(bytes);
+        self.run();
+    }
+
+    fn respond(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let buf = self.conn.upstream_read_buf();
+            assert!(!buf.is_empty(), "upstream not read (backpressure or detached)");
+            let n = buf.len().min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.conn.upstream_read(&mut self.ctx, n, self.now);
+            rest = &rest[n..];
+            self.run();
+        }
+    }
+
+    fn client_text(&mut self) -> String {
+        String::from_utf8(std::mem::take(&mut self.client)).unwrap()
+    }
+
+    fn upstream_text(&mut self) -> String {
+        String::from_utf8(std::mem::take(&mut self.upstream)).unwrap()
+    }
+
+    fn advance(&mut self, ns: u64) {
+        self.now += ns;
+        self.conn.tick(&mut self.ctx, self.now);
+        self.run();
+    }
+}
+
+/// The data of a chunked body (no extensions, no trailers: what Sluice writes).
+fn dechunk(mut body: &str) -> String {
+    let mut data = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("size line");
+        let n = usize::from_str_radix(size, 16).expect("hex size");
+        if n == 0 {
+            assert_eq!(rest, "\r\n", "last chunk, no trailers");
+            return data;
+        }
+        data.push_str(&rest[..n]);
+        assert_eq!(&rest[n..n + 2], "\r\n");
+        body = &rest[n + 2..];
+    }
+}
+
+const S: u64 = 1_000_000_000;
+
+#[test]
+fn a_get_is_rewritten_and_its_response_relayed_with_keep_alive_on_both_sides() {
+    let mut h = H::web();
+    h.send(b"GET /a?b=1 HTTP/1.1\r\nHost: app.example\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nAccept: */*\r\n\r\n");
+    assert_eq!(h.connects, [ep(1)]);
+    let up = h.upstream_text();
+    assert!(up.starts_with("GET /a?b=1 HTTP/1.1\r\nHost: app.example\r\nAccept: */*\r\n"), "{up}");
+    for gone in ["X-Hop", "Keep-Alive", "TE:", "Connection", "6.6.6.6"] {
+        assert!(!up.contains(gone), "{gone} forwarded: {up}");
+    }
+    for set in [
+        "X-Forwarded-For: 192.0.2.7\r\n",
+        "X-Real-IP: 192.0.2.7\r\n",
+        "X-Forwarded-Proto: http\r\n",
+        "X-Forwarded-Host: app.example\r\n",
+        "X-Forwarded-Port: 80\r\n",
+    ] {
+        assert!(up.contains(set), "{set} missing: {up}");
+    }
+    let rid = up.split("X-Request-ID: ").nth(1).unwrap().split("\r\n").next().unwrap();
+    assert_eq!(rid.len(), 32);
+    assert!(rid.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(up.ends_with("\r\n\r\n"));
+
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello");
+    assert_eq!(h.client_text(), "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: sluice\r\n\r\nhello");
+    assert_eq!(h.releases, [true], "upstream back to the pool");
+    assert!(!h.conn.is_finished());
+
+    // The next request, round robin: the other endpoint; its X-Request-ID kept.
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\nX-Request-ID: abc\r\n\r\n");
+    assert_eq!(h.connects, [ep(1), ep(2)]);
+    let up = h.upstream_text();
+    assert!(up.contains("X-Request-ID: abc\r\n") && up.matches("X-Request-ID").count() == 1, "{up}");
+    h.respond(b"HTTP/1.1 204 No Content\r\nServer: be\r\n\r\n");
+    assert_eq!(h.client_text(), "HTTP/1.1 204 No Content\r\nServer: be\r\n\r\n");
+    assert_eq!(h.ctx.stats().responses[2], 2);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_one_at_a_time() {
+    let whole = b"GET /1 HTTP/1.1\r\nHost: app.example\r\n\r\nGET /2 HTTP/1.1\r\nHost: app.example\r\n\r\nGET /3 HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n";
+    for split in [whole.len(), 1, 17, 40] {
+        let mut h = H::web();
+        for piece in whole.chunks(split) {
+            h.send(piece);
+        }
+        for i in 1..=3 {
+            let up = h.upstream_text();
+            assert!(up.starts_with(&format!("GET /{i} ")), "split {split}: {up}");
+            assert_eq!(up.matches("GET").count(), 1, "one at a time: {up}");
+            h.respond(format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{i}").as_bytes());
+        }
+        let out = h.client_text();
+        let bodies: Vec<&str> = out.split("\r\n\r\n").skip(1).map(|s| &s[..1]).collect();
+        assert_eq!(bodies, ["1", "2", "3"], "{out}");
+        assert!(out.ends_with("Connection: close\r\n\r\n3"), "{out}");
+        assert!(h.conn.is_finished());
+    }
+}
+
+#[test]
+fn chunked_bodies_are_reframed_both_ways_and_a_sized_body_keeps_its_length() {
+    let req = b"POST /up HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-Trailer: dropped\r\n\r\n";
+    let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwxyz\r\n0\r\n\r\n";
+    for split in [req.len(), 1, 7] {
+        let mut h = H::web();
+        for piece in req.chunks(split) {
+            h.send(piece);
+        }
+        let up = h.upstream_text();
+        let (head, body) = up.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+        assert_eq!(dechunk(body), "helloabc", "{body}");
+        assert!(body.ends_with("0\r\n\r\n") && !body.contains("Trailer"), "{body}");
+        for piece in resp.chunks(split) {
+            h.respond(piece);
+        }
+        let out = h.client_text();
+        assert!(
+            out.starts_with("HTTP/1.1 200 OK\r\nServer: sluice\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "{out}"
+        );
+        assert_eq!(dechunk(out.split_once("\r\n\r\n").unwrap().1), "wxyz", "{out}");
+        assert_eq!(h.releases, [true]);
+    }
+    // Content-Length both ways, kept.
+    let mut h = H::web();
+    h.send(b"POST /echo HTTP/1.1\r\nHost: app.example\r\nContent-Length: 3\r\n\r\nabc");
+    let up = h.upstream_text();
+    assert!(
+        up.contains("Content-Length: 3\r\n") && up.ends_with("\r\n\r\nabc") && !up.contains("chunked"),
+        "{up}"
+    );
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc");
+    let out = h.client_text();
+    assert!(
+        out.contains("Content-Length: 3\r\n") && !out.contains("chunked") && out.ends_with("abc"),
+        "{out}"
+    );
+}
+
+#[test]
+fn responses_without_a_body_and_a_close_delimited_one() {
+    let mut h = H::web();
+    h.send(b"HEAD / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+    assert_eq!(h.client_text(), "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nServer: sluice\r\n\r\n");
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\n\r\n");
+    assert!(h.client_text().ends_with("\r\n\r\n"));
+    assert_eq!(h.releases, [true, true]);
+
+    // Close-delimited: chunked to an HTTP/1.1 client, which stays open...
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\n\r\nuntil close");
+    h.conn.upstream_eof(&mut h.ctx, h.now);
+    h.run();
+    let out = h.client_text();
+    assert!(out.contains("Transfer-Encoding: chunked\r\n\r\nb\r\nuntil close\r\n0\r\n\r\n"), "{out}");
+    assert_eq!(h.releases, [true, true, false]);
+    assert!(!h.conn.is_finished());
+
+    // ... and delimited by close to an HTTP/1.0 one.
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.0\r\nHost: app.example\r\nConnection: keep-alive\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    let out = h.client_text();
+    assert!(out.ends_with("Connection: close\r\n\r\nabc"), "{out}");
+    assert!(h.conn.is_finished());
+    // An HTTP/1.0 client with keep-alive keeps it for a sized response.
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx");
+    assert!(h.client_text().contains("Connection: keep-alive\r\n"));
+    assert!(!h.conn.is_finished());
+    // Without it, closed.
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.0\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx");
+    assert!(h.conn.is_finished());
+}
+
+#[test]
+fn sluice_answers_404_503_and_the_limit_statuses_itself() {
+    let cases: &[(&[u8], &str, bool)] = &[
+        (b"GET / HTTP/1.1\r\nHost: other.example\r\n\r\n", "404 Not Found", false),
+        (b"GET /empty HTTP/1.1\r\nHost: app.example\r\n\r\n", "503 Service Unavailable", false),
+        (b"GET /gone HTTP/1.1\r\nHost: app.example\r\n\r\n", "503 Service Unavailable", false),
+        (b"POST / HTTP/1.1\r\nHost: app.example\r\nContent-Length: 2000000\r\n\r\n", "413 ", true),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400 Bad Request", true),
+        (b"POST / HTTP/1.1\r\nHost: app.example\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", "400 ", true),
+        (b"GET / HTTP/1.1\r\nHost: app.example\r\nExpect: magic\r\n\r\n", "417 ", true),
+    ];
+    for &(req, status, closed) in cases {
+        let mut h = H::web();
+        h.send(req);
+        let out = h.client_text();
+        assert!(out.starts_with(&format!("HTTP/1.1 {status}")), "{out}");
+        assert!(out.contains("Server: sluice\r\n"), "{out}");
+        assert_eq!(h.conn.is_finished(), closed, "{out}");
+        assert!(h.connects.is_empty());
+    }
+    // 414 and 431.
+    let mut h = H::web();
+    h.send(format!("GET /{} HTTP/1.1\r\nHost: app.example\r\n\r\n", "a".repeat(9000)).as_bytes());
+    assert!(h.client_text().starts_with("HTTP/1.1 414 "));
+    let mut h = H::web();
+    h.send(format!("GET / HTTP/1.1\r\nHost: app.example\r\nX: {}\r\n\r\n", "a".repeat(33000)).as_bytes());
+    assert!(h.client_text().starts_with("HTTP/1.1 431 "));
+    // A locally answered request's body is dropped and the connection goes on.
+    let mut h = H::web();
+    h.send(b"POST / HTTP/1.1\r\nHost: nowhere\r\nContent-Length: 4\r\n\r\nbodyGET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    assert!(h.client_text().starts_with("HTTP/1.1 404 "));
+    assert!(h.upstream_text().starts_with("GET / HTTP/1.1\r\n"));
+    // proxy-body-size 0: no limit; a chunked body over a limit: 413.
+    let mut h = H::new(Config { max_body_bytes: Some(4), ..Config::default() }, &[ep(1)]);
+    h.send(
+        b"POST / HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    assert!(h.client_text().starts_with("HTTP/1.1 413 "));
+    assert!(h.conn.is_finished());
+}
+
+#[test]
+fn slow_heads_get_408_idle_connections_close_quietly() {
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.1\r\nHo");
+    h.advance(59 * S);
+    assert!(h.client.is_empty());
+    h.advance(S);
+    assert!(h.client_text().starts_with("HTTP/1.1 408 "));
+    assert!(h.conn.is_finished());
+
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    h.client_text();
+    h.advance(74 * S);
+    assert!(!h.conn.is_finished());
+    h.advance(S);
+    assert!(h.conn.is_finished() && h.client.is_empty(), "idle keep-alive closed without a response");
+}
+
+#[test]
+fn upstream_failures_502_504_and_retries_only_when_the_request_can_be_sent_again() {
+    // Connect refused everywhere: tried on each endpoint, 3 tries, then 502.
+    let mut h = H::new(Config::default(), &[ep(1), ep(2), ep(3), ep(4)]);
+    h.auto_connect = false;
+    h.send(b"POST / HTTP/1.1\r\nHost: app.example\r\nContent-Length: 2\r\n\r\nhi");
+    for _ in 0..3 {
+        h.conn.upstream_failed(&mut h.ctx, UpstreamError::Connect, h.now);
+        h.run();
+    }
+    assert_eq!(h.connects, [ep(1), ep(2), ep(3)], "a refused connect moves even a POST");
+    assert_eq!(h.releases, [false, false, false]);
+    assert!(h.client_text().starts_with("HTTP/1.1 502 "));
+
+    // Connect timeout: 504.
+    let mut h = H::web();
+    h.auto_connect = false;
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.advance(5 * S);
+    assert_eq!(h.connects.len(), 2, "timed-out connect retried");
+    h.advance(5 * S);
+    h.advance(5 * S);
+    assert!(h.client_text().starts_with("HTTP/1.1 504 "));
+
+    // Read timeout: 504, not retried.
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.advance(60 * S);
+    assert!(h.client_text().starts_with("HTTP/1.1 504 "));
+    assert_eq!(h.connects.len(), 1);
+
+    // Reset before any response byte: a GET moves, a POST does not.
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.conn.upstream_failed(&mut h.ctx, UpstreamError::Io, h.now);
+    h.run();
+    assert_eq!(h.connects, [ep(1), ep(2)]);
+    assert!(h.upstream_text().starts_with("GET / HTTP/1.1\r\n"), "sent again whole");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert!(h.client_text().starts_with("HTTP/1.1 200 "));
+
+    let mut h = H::web();
+    h.send(b"POST / HTTP/1.1\r\nHost: app.example\r\nContent-Length: 2\r\n\r\nhi");
+    h.conn.upstream_eof(&mut h.ctx, h.now);
+    h.run();
+    assert_eq!(h.connects, [ep(1)]);
+    assert!(h.client_text().starts_with("HTTP/1.1 502 "));
+
+    // After the response began: closed, no status.
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    h.conn.upstream_eof(&mut h.ctx, h.now);
+    h.run();
+    assert!(h.client_text().ends_with("abc"));
+    assert!(h.conn.is_finished());
+    // A malformed response head: 502.
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+    assert!(h.client_text().starts_with("HTTP/1.1 502 "));
+}
+
+#[test]
+fn an_endpoint_that_keeps_failing_is_skipped() {
+    let mut h = H::web();
+    h.auto_connect = false;
+    for _ in 0..3 {
+        h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+        let before = h.connects.len();
+        // Fail ep(1) whenever it is tried; ep(2) answers.
+        loop {
+            let last = *h.connects.last().unwrap();
+            if last == ep(1) {
+                h.conn.upstream_failed(&mut h.ctx, UpstreamError::Connect, h.now);
+                h.run();
+            } else {
+                h.conn.upstream_connected(&mut h.ctx, false, h.now);
+                h.run();
+                h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                break;
+            }
+        }
+        assert!(h.connects.len() > before);
+    }
+    assert!(!h.ctx.health().is_up(&ep(1), h.now));
+    let n = h.connects.len();
+    for _ in 0..4 {
+        h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+        h.conn.upstream_connected(&mut h.ctx, false, h.now);
+        h.run();
+        h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    }
+    assert!(h.connects[n..].iter().all(|&a| a == ep(2)), "{:?}", &h.connects[n..]);
+}
+
+#[test]
+fn expect_100_continue_is_forwarded_and_the_100_relayed() {
+    let mut h = H::web();
+    h.send(b"PUT /f HTTP/1.1\r\nHost: app.example\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n");
+    assert!(h.upstream_text().contains("Expect: 100-continue\r\n"));
+    h.respond(b"HTTP/1.1 100 Continue\r\n\r\n");
+    assert_eq!(h.client_text(), "HTTP/1.1 100 Continue\r\n\r\n");
+    h.send(b"abc");
+    assert_eq!(h.upstream_text(), "abc");
+    h.respond(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    assert!(h.client_text().starts_with("HTTP/1.1 201 "));
+    assert!(!h.conn.is_finished());
+    // 413 early, before the body.
+    let mut h = H::web();
+    h.send(
+        b"PUT /f HTTP/1.1\r\nHost: app.example\r\nContent-Length: 99999999\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert!(h.client_text().starts_with("HTTP/1.1 413 "));
+    assert!(h.connects.is_empty());
+}
+
+#[test]
+fn an_upgrade_becomes_a_tunnel_after_the_101() {
+    let mut h = H::web();
+    h.send(b"GET /ws HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    let up = h.upstream_text();
+    assert!(up.contains("Upgrade: websocket\r\n") && up.contains("Connection: upgrade\r\n"), "{up}");
+    h.respond(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nserver-first",
+    );
+    let out = h.client_text();
+    assert!(
+        out.starts_with("HTTP/1.1 101 Switching Protocols\r\n") && out.ends_with("\r\n\r\nserver-first"),
+        "{out}"
+    );
+    h.send(b"\x81\x05hello GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(h.upstream, b"\x81\x05hello GET / HTTP/1.1\r\n\r\n", "bytes, not HTTP");
+    h.respond(b"\x81\x02ok");
+    assert_eq!(h.client, b"\x81\x02ok");
+    h.conn.upstream_eof(&mut h.ctx, h.now);
+    h.run();
+    assert!(h.conn.is_finished());
+    assert_eq!(h.releases, [false]);
+}
+
+#[test]
+fn a_large_body_streams_through_bounded_buffers_with_backpressure() {
+    let mut h = H::web();
+    let size = 10 * 1024 * 1024usize;
+    h.ctx = Context::new(Config { max_body_bytes: None, ..Config::default() }, 1);
+    h.ctx.set_generation(Rc::new(Generation::new(&table(&[ep(1)]))));
+    h.conn = Conn::new(&h.ctx, CLIENT.parse().unwrap(), 80, false, 0);
+    h.send(format!("POST / HTTP/1.1\r\nHost: app.example\r\nContent-Length: {size}\r\n\r\n").as_bytes());
+    h.upstream.clear();
+    // Upload: the client offers everything; the upstream reads 64 KiB at a time.
+    let chunk = vec![b'x'; 256 * 1024];
+    let mut offered = 0;
+    let mut received = 0;
+    while received < size {
+        if offered < size && h.pending_client.len() < chunk.len() {
+            h.pending_client.extend_from_slice(&chunk[..chunk.len().min(size - offered)]);
+            offered += chunk.len().min(size - offered);
+        }
+        // Feed the client side without draining the upstream.
+        let buf = h.conn.client_read_buf();
+        let n = buf.len().min(h.pending_client.len());
+        buf[..n].copy_from_slice(&h.pending_client[..n]);
+        h.pending_client.drain(..n);
+        h.conn.client_read(&mut h.ctx, n, 0);
+        let out = h.conn.upstream_write_buf();
+        let m = out.len().min(64 * 1024);
+        received += m;
+        h.conn.upstream_wrote(&mut h.ctx, m, 0);
+    }
+    // Download: the upstream offers, the client reads slowly.
+    h.respond(format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n").as_bytes());
+    h.client.clear();
+    let mut sent = 0;
+    let mut got = 0;
+    while got < size {
+        let buf = h.conn.upstream_read_buf();
+        let n = buf.len().min(size - sent);
+        buf[..n].fill(b'y');
+        sent += n;
+        h.conn.upstream_read(&mut h.ctx, n, 0);
+        let out = h.conn.client_write_buf();
+        let m = out.len().min(4096);
+        got += m;
+        h.conn.client_wrote(&mut h.ctx, m, 0);
+    }
+    let max = h.ctx.stats().max_conn_buffered_bytes;
+    assert!(max <= 4 * 48 * 1024, "{max} bytes buffered");
+    assert!(max >= 32 * 1024, "the buffers were used: {max}");
+}
+
+#[test]
+fn a_request_in_flight_keeps_its_generation_and_a_removed_endpoint_is_not_pooled() {
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    // A new generation without ep(1) arrives while the request is in flight.
+    h.ctx.set_generation(Rc::new(Generation::new(&table(&[ep(3)]))));
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert!(h.client_text().starts_with("HTTP/1.1 200 "));
+    assert_eq!(h.releases, [false], "ep(1) is gone: its connection closes");
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    assert_eq!(h.connects, [ep(1), ep(3)]);
+}
+
+#[test]
+fn the_thousandth_request_closes_the_connection() {
+    let mut h = H::new(Config { max_requests_per_client: 3, ..Config::default() }, &[ep(1)]);
+    for i in 0..3 {
+        h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+        h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        let out = h.client_text();
+        assert_eq!(out.contains("Connection: close"), i == 2, "{out}");
+    }
+    assert!(h.conn.is_finished());
+}
+
+#[test]
+fn trusted_forwarded_headers_are_kept_and_appended_to() {
+    let mut h = H::new(Config { trust_forwarded_headers: true, ..Config::default() }, &[ep(1)]);
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: https\r\n\r\n");
+    let up = h.upstream_text();
+    assert!(up.contains("X-Forwarded-For: 1.1.1.1, 192.0.2.7\r\n"), "{up}");
+    assert!(
+        up.contains("X-Forwarded-Proto: https\r\n") && !up.contains("X-Forwarded-Proto: http\r\n"),
+        "{up}"
+    );
+}
+
+#[test]
+fn absolute_form_targets_go_upstream_in_origin_form() {
+    let mut h = H::web();
+    h.send(b"GET http://app.example/x?y HTTP/1.1\r\nHost: ignored\r\n\r\n");
+    let up = h.upstream_text();
+    assert!(up.starts_with("GET /x?y HTTP/1.1\r\nHost: app.example\r\n"), "{up}");
+    assert!(!up.contains("ignored\r\n"), "{up}");
+}

@@ -1,0 +1,772 @@
+//! Sluice's L7 socket driver: the listeners, client connections and upstream connections of
+//! **one** worker thread, registered in that worker's `mio` reactor, around the sans-IO proxy
+//! core of [`sluice_l7::proxy`].
+//!
+//! A worker owns one [`Proxy`]. Every socket of it is registered in the `mio::Registry` the
+//! worker gives, edge-triggered, with a token from the range the worker gives (so that its
+//! AF_XDP and doorbell tokens never collide). A connection lives and dies on the worker that
+//! accepted it, and so do the upstream connections it opens and the keep-alive pool they
+//! return to: no locks, nothing shared between workers but the listening address, which every
+//! worker binds with `SO_REUSEPORT` so the kernel spreads connections over them.
+//!
+//! # How a worker calls it
+//! ```text
+//! let mut proxy = Proxy::new(ProxyConfig::default(), L7_FIRST.0..L7_FIRST.0 + 65_536);
+//! proxy.set_generation(l7_table);                          // and again on every generation
+//! proxy.listen(registry, "0.0.0.0:80".parse()?, None)?;     // plain HTTP
+//! proxy.listen(registry, "0.0.0.0:443".parse()?, Some(tls_config))?;
+//! loop {
+//!     poll.poll(&mut events, Some(timeout <= 100 ms))?;
+//!     let now_ns = monotonic_ns();
+//!     for event in events.iter() {
+//!         if proxy.owns(event.token()) { proxy.handle(registry, event, now_ns); }
+//!     }
+//!     proxy.tick(registry, now_ns);                          // at least every ~100 ms
+//! }
+//! ```
+//!
+//! # What happens on an event
+//! The socket's readiness is remembered (edge-triggered: an event says "something changed"),
+//! then the connection it belongs to is driven until nothing moves: read the client while the
+//! core has room, write what the core has for it, carry out the core's
+//! [`sluice_l7::proxy::Action`]s (take an idle upstream connection from the pool or start a
+//! nonblocking connect; return one to the pool or close it), write and read the upstream.
+//! Reads and writes go on until `WouldBlock` or until the core has no room, so a slow side
+//! stops the other (backpressure) and an event is never needed twice.
+//!
+//! TLS listeners wrap each accepted connection in a `rustls::ServerConnection` made from the
+//! listener's `Arc<ServerConfig>`; the plaintext goes to the same core.
+//!
+//! # Allocation
+//! Per connection: the core's buffers, the slot (the slot table grows to the most
+//! connections open at once and stays), the TLS state. Per request: nothing in the driver;
+//! the access log, when on, formats each line into one reused `String`.
+//!
+//! # Known limits
+//! - Timers are a scan of the connections on every [`Proxy::tick`] (fine for thousands,
+//!   a timer wheel later).
+//! - Upstreams are plain HTTP/1.1 (`backend-protocol: HTTPS` and gRPC later).
+//! - A closing client connection is closed once its last response is written; bytes that
+//!   arrive later may make the kernel reset it (no lingering close beyond five seconds of
+//!   draining).
+//!
+//! Not `unsafe`: `socket2` sets `SO_REUSEPORT` and `IP_FREEBIND`.
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use rustls::{ServerConfig, ServerConnection};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use sluice_l7::proxy::{Action, Config, Conn, Context, Generation, Pool, UpstreamError};
+use sluice_model::l7::L7Table;
+
+pub use sluice_l7::proxy::{AccessRecord, Stats as CoreStats};
+
+/// A line sink for the access log.
+pub type LineSink = Box<dyn FnMut(&str)>;
+
+/// How a worker's proxy is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// The core's limits and timeouts (ingress-nginx's defaults).
+    pub core: Config,
+    /// Write one access-log line per request to the sink given with
+    /// [`Proxy::set_access_log`].
+    pub access_log: bool,
+    /// The listen backlog.
+    pub backlog: i32,
+    /// Seeds the X-Request-ID generator (0: seeded from the process's hash keys).
+    pub seed: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> ProxyConfig {
+        ProxyConfig { core: Config::DEFAULT, access_log: false, backlog: 1024, seed: 0 }
+    }
+}
+
+/// A snapshot of a worker proxy's counters, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyStats {
+    /// Client connections open.
+    pub clients: usize,
+    /// Upstream connections open (attached and idle).
+    pub upstreams: usize,
+    /// Of those, idle in the pool.
+    pub pooled: usize,
+    /// Client connections accepted.
+    pub accepted: u64,
+    /// Client connections refused because the token range was full.
+    pub refused: u64,
+    /// Upstream connections opened (not taken from the pool).
+    pub upstream_connects: u64,
+    /// Requests that took a pooled upstream connection.
+    pub upstream_reuses: u64,
+    /// TLS handshakes or records that failed.
+    pub tls_errors: u64,
+    /// The core's counters: requests, responses per status class, buffers.
+    pub core: CoreStats,
+}
+
+/// A listening socket.
+struct Listener {
+    socket: TcpListener,
+    port: u16,
+    tls: Option<Arc<ServerConfig>>,
+}
+
+/// A client connection.
+struct Client {
+    stream: TcpStream,
+    conn: Conn,
+    tls: Option<Box<ServerConnection>>,
+    upstream: Option<usize>,
+    readable: bool,
+    writable: bool,
+    eof: bool,
+}
+
+/// An upstream connection: attached to a client (`owner`) or idle in the pool.
+struct UpstreamConn {
+    stream: TcpStream,
+    addr: SocketAddr,
+    owner: Option<usize>,
+    connected: bool,
+    /// Requests it finished.
+    uses: u32,
+    readable: bool,
+    writable: bool,
+    /// It failed or closed: the core was told; only a Release is expected.
+    dead: bool,
+}
+
+enum Slot {
+    Free,
+    Listener(Listener),
+    Client(Box<Client>),
+    Upstream(UpstreamConn),
+}
+
+/// One worker thread's L7 proxy. See the crate documentation.
+pub struct Proxy {
+    config: ProxyConfig,
+    ctx: Context,
+    base: usize,
+    capacity: usize,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    pool: Pool<usize>,
+    stats: ProxyStats,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("tokens", &(self.base..self.base + self.capacity))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// A proxy whose sockets take tokens from `tokens`, with an empty generation (404 for all)
+    /// and no listener.
+    pub fn new(config: ProxyConfig, tokens: Range<usize>) -> Proxy {
+        let seed = if config.seed != 0 {
+            config.seed
+        } else {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(tokens.start);
+            h.finish()
+        };
+        Proxy {
+            config,
+            ctx: Context::new(config.core, seed),
+            base: tokens.start,
+            capacity: tokens.end.saturating_sub(tokens.start),
+            slots: Vec::new(),
+            free: Vec::new(),
+            pool: Pool::new(config.core.pool),
+            stats: ProxyStats::default(),
+        }
+    }
+
+    /// Requests arriving from now on are routed by this generation's L7 table (the router and
+    /// the endpoint index are built here, once); requests in flight keep theirs. Idle pooled
+    /// connections to endpoints it no longer has are closed.
+    pub fn set_generation(&mut self, registry: &Registry, l7: Arc<L7Table>) {
+        let generation = Rc::new(Generation::new(&l7));
+        let mut dead = Vec::new();
+        self.pool.expire(0, |a| generation.is_live(a), |u| dead.push(u));
+        for u in dead {
+            self.close_upstream(registry, u);
+        }
+        self.ctx.set_generation(generation);
+    }
+
+    /// Sends one line per request to `sink`, when [`ProxyConfig::access_log`] is on:
+    /// `client host "request line" status body_bytes upstream request_time upstream_time`
+    /// (times in seconds with millisecond precision, `-` where there is none). Connections
+    /// accepted afterwards log.
+    pub fn set_access_log(&mut self, sink: LineSink) {
+        if !self.config.access_log {
+            return;
+        }
+        let mut sink = sink;
+        let mut line = String::with_capacity(256);
+        self.ctx.set_access_log(Some(Box::new(move |r: &AccessRecord<'_>| {
+            line.clear();
+            let secs = |ns: u64| ns as f64 / 1e9;
+            let _ = write!(
+                line,
+                "{} {} \"{}\" {} {} ",
+                r.client.ip(),
+                if r.host.is_empty() { "-" } else { r.host },
+                r.request_line,
+                r.status,
+                r.body_bytes
+            );
+            let _ = match r.upstream {
+                Some(u) => write!(line, "{u} "),
+                None => write!(line, "- "),
+            };
+            let _ = write!(line, "{:.3} ", secs(r.request_time_ns));
+            let _ = match r.upstream_time_ns {
+                Some(t) => write!(line, "{:.3}", secs(t)),
+                None => write!(line, "-"),
+            };
+            sink(&line);
+        })));
+    }
+
+    /// Listens on `addr` (`tls`: HTTPS with this configuration) with a nonblocking
+    /// `SO_REUSEPORT` socket — every worker has its own on the same address — with
+    /// `IP_FREEBIND`, so an address not yet on an interface can be bound. Returns the address
+    /// bound (its port, when `addr`'s is 0).
+    pub fn listen(
+        &mut self,
+        registry: &Registry,
+        addr: SocketAddr,
+        tls: Option<Arc<ServerConfig>>,
+    ) -> io::Result<SocketAddr> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        if addr.is_ipv4() {
+            socket.set_freebind_v4(true)?;
+        } else {
+            socket.set_only_v6(true)?;
+            socket.set_freebind_v6(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(self.config.backlog)?;
+        let mut listener = TcpListener::from_std(socket.into());
+        let local = listener.local_addr()?;
+        let Some(i) = self.alloc() else {
+            return Err(io::Error::other("no token left in the proxy's range for a listener"));
+        };
+        registry.register(&mut listener, Token(self.base + i), Interest::READABLE)?;
+        self.slots[i] = Slot::Listener(Listener { socket: listener, port: local.port(), tls });
+        Ok(local)
+    }
+
+    /// New TLS handshakes on every TLS listener use `config` (after a certificate change);
+    /// connections already open keep theirs.
+    pub fn set_tls(&mut self, config: Arc<ServerConfig>) {
+        for s in &mut self.slots {
+            if let Slot::Listener(l) = s {
+                if l.tls.is_some() {
+                    l.tls = Some(Arc::clone(&config));
+                }
+            }
+        }
+    }
+
+    /// Whether `token` is one of this proxy's.
+    pub fn owns(&self, token: Token) -> bool {
+        token.0 >= self.base && token.0 < self.base + self.capacity
+    }
+
+    /// Counters, for metrics.
+    pub fn stats(&self) -> ProxyStats {
+        let mut s = self.stats;
+        s.core = *self.ctx.stats();
+        s.pooled = self.pool.len();
+        s
+    }
+
+    /// Handles one readiness event for a token this proxy [`Proxy::owns`].
+    pub fn handle(&mut self, registry: &Registry, event: &Event, now_ns: u64) {
+        let Some(i) = event.token().0.checked_sub(self.base) else { return };
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+        match self.slots.get_mut(i) {
+            Some(Slot::Listener(_)) => self.accept(registry, i, now_ns),
+            Some(Slot::Client(c)) => {
+                c.readable |= readable;
+                c.writable |= writable;
+                self.drive(registry, i, now_ns);
+            }
+            Some(Slot::Upstream(u)) => {
+                u.readable |= readable;
+                u.writable |= writable;
+                match u.owner {
+                    Some(c) => self.drive(registry, c, now_ns),
+                    None => self.idle_event(registry, i),
+                }
+            }
+            Some(Slot::Free) | None => {}
+        }
+    }
+
+    /// Runs the timers (client head and idle timeouts, upstream connect and read timeouts,
+    /// the pool's idle time). Call at least every ~100 ms.
+    pub fn tick(&mut self, registry: &Registry, now_ns: u64) {
+        for i in 0..self.slots.len() {
+            if let Slot::Client(c) = &mut self.slots[i] {
+                c.conn.tick(&mut self.ctx, now_ns);
+                self.drive(registry, i, now_ns);
+            }
+        }
+        let generation = Rc::clone(self.ctx.generation());
+        let mut dead = Vec::new();
+        self.pool.expire(now_ns, |a| generation.is_live(a), |u| dead.push(u));
+        for u in dead {
+            self.close_upstream(registry, u);
+        }
+    }
+
+    fn alloc(&mut self) -> Option<usize> {
+        if let Some(i) = self.free.pop() {
+            return Some(i);
+        }
+        if self.slots.len() < self.capacity {
+            self.slots.push(Slot::Free);
+            return Some(self.slots.len() - 1);
+        }
+        None
+    }
+
+    fn free_slot(&mut self, i: usize) {
+        self.slots[i] = Slot::Free;
+        self.free.push(i);
+    }
+
+    fn accept(&mut self, registry: &Registry, i: usize, now_ns: u64) {
+        loop {
+            let Slot::Listener(l) = &self.slots[i] else { return };
+            let (stream, peer) = match l.socket.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ECONNABORTED and the like: that connection is gone, others may follow;
+                // EMFILE: wait for the next event.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(_) => return,
+            };
+            let (port, tls_config) = (l.port, l.tls.clone());
+            let tls = match tls_config.map(ServerConnection::new) {
+                None => None,
+                Some(Ok(mut t)) => {
+                    t.set_buffer_limit(Some(64 * 1024));
+                    Some(Box::new(t))
+                }
+                Some(Err(_)) => {
+                    self.stats.tls_errors += 1;
+                    continue;
+                }
+            };
+            let Some(j) = self.alloc() else {
+                self.stats.refused += 1;
+                continue;
+            };
+            let mut stream = stream;
+            let _ = stream.set_nodelay(true);
+            if registry
+                .register(&mut stream, Token(self.base + j), Interest::READABLE | Interest::WRITABLE)
+                .is_err()
+            {
+                self.free.push(j);
+                continue;
+            }
+            let https = tls.is_some();
+            let conn = Conn::new(&self.ctx, peer, port, https, now_ns);
+            self.slots[j] = Slot::Client(Box::new(Client {
+                stream,
+                conn,
+                tls,
+                upstream: None,
+                readable: true,
+                writable: true,
+                eof: false,
+            }));
+            self.stats.accepted += 1;
+            self.stats.clients += 1;
+            self.drive(registry, j, now_ns);
+        }
+    }
+
+    /// Moves bytes for client `i` and its upstream until nothing moves.
+    fn drive(&mut self, registry: &Registry, i: usize, now_ns: u64) {
+        for _ in 0..1024 {
+            let mut moved = self.client_io(i, now_ns);
+            moved |= self.actions(registry, i, now_ns);
+            moved |= self.upstream_io(i, now_ns);
+            moved |= self.actions(registry, i, now_ns);
+            let Slot::Client(c) = &self.slots[i] else { return };
+            if c.conn.is_finished() {
+                self.close_client(registry, i);
+                return;
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn client_io(&mut self, i: usize, now_ns: u64) -> bool {
+        let Slot::Client(c) = &mut self.slots[i] else { return false };
+        let ctx = &mut self.ctx;
+        let mut moved = false;
+        match &mut c.tls {
+            None => {
+                // Read.
+                while c.readable && !c.eof {
+                    let buf = c.conn.client_read_buf();
+                    if buf.is_empty() {
+                        break;
+                    }
+                    match c.stream.read(buf) {
+                        Ok(0) => {
+                            c.eof = true;
+                            c.conn.client_eof(ctx, now_ns);
+                        }
+                        Ok(n) => c.conn.client_read(ctx, n, now_ns),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            c.eof = true;
+                            c.conn.client_failed(ctx, now_ns);
+                        }
+                    }
+                    moved = true;
+                }
+                // Write.
+                while c.writable && !c.conn.client_write_buf().is_empty() {
+                    match c.stream.write(c.conn.client_write_buf()) {
+                        Ok(n) => c.conn.client_wrote(ctx, n, now_ns),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            c.eof = true;
+                            c.conn.client_failed(ctx, now_ns);
+                        }
+                    }
+                    moved = true;
+                }
+            }
+            Some(tls) => {
+                // Records in.
+                while c.readable && !c.eof && tls.wants_read() {
+                    match tls.read_tls(&mut c.stream) {
+                        Ok(0) => {
+                            c.eof = true;
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            c.readable = false;
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            c.eof = true;
+                            c.conn.client_failed(ctx, now_ns);
+                            break;
+                        }
+                    }
+                    moved = true;
+                    if tls.process_new_packets().is_err() {
+                        self.stats.tls_errors += 1;
+                        // The alert rustls queued goes out with the writes below.
+                        c.eof = true;
+                        c.conn.client_failed(ctx, now_ns);
+                        break;
+                    }
+                }
+                // Plaintext to the core.
+                loop {
+                    let buf = c.conn.client_read_buf();
+                    if buf.is_empty() {
+                        break;
+                    }
+                    match tls.reader().read(buf) {
+                        Ok(0) => {
+                            c.eof = true;
+                            c.conn.client_eof(ctx, now_ns);
+                            moved = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            c.conn.client_read(ctx, n, now_ns);
+                            moved = true;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            if c.eof {
+                                c.conn.client_eof(ctx, now_ns);
+                            }
+                            break;
+                        }
+                        Err(_) => {
+                            c.eof = true;
+                            c.conn.client_eof(ctx, now_ns);
+                            moved = true;
+                            break;
+                        }
+                    }
+                }
+                // Plaintext from the core, then records out.
+                let out = c.conn.client_write_buf();
+                if !out.is_empty() {
+                    if let Ok(n) = tls.writer().write(out) {
+                        if n > 0 {
+                            c.conn.client_wrote(ctx, n, now_ns);
+                            moved = true;
+                        }
+                    }
+                }
+                while c.writable && tls.wants_write() {
+                    match tls.write_tls(&mut c.stream) {
+                        Ok(_) => moved = true,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => {
+                            c.eof = true;
+                            c.conn.client_failed(ctx, now_ns);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        moved
+    }
+
+    fn actions(&mut self, registry: &Registry, i: usize, now_ns: u64) -> bool {
+        let mut moved = false;
+        loop {
+            let Slot::Client(c) = &mut self.slots[i] else { return moved };
+            let Some(action) = c.conn.poll_action() else { return moved };
+            moved = true;
+            match action {
+                Action::Connect(addr) => self.connect(registry, i, addr, now_ns),
+                Action::Release { keep_alive } => {
+                    let Some(u) = c.upstream.take() else { continue };
+                    let keep =
+                        keep_alive && matches!(&self.slots[u], Slot::Upstream(x) if x.connected && !x.dead);
+                    if !keep {
+                        self.close_upstream(registry, u);
+                        continue;
+                    }
+                    let Slot::Upstream(x) = &mut self.slots[u] else { continue };
+                    x.owner = None;
+                    x.uses += 1;
+                    let (addr, uses) = (x.addr, x.uses);
+                    if let Some(u) = self.pool.put(addr, u, uses, now_ns) {
+                        self.close_upstream(registry, u);
+                    }
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, registry: &Registry, i: usize, addr: SocketAddr, now_ns: u64) {
+        let mut stale = Vec::new();
+        let pooled = self.pool.take(&addr, now_ns, |u| stale.push(u));
+        for u in stale {
+            self.close_upstream(registry, u);
+        }
+        if let Some((u, _)) = pooled {
+            if let Slot::Upstream(x) = &mut self.slots[u] {
+                x.owner = Some(i);
+                x.readable = true;
+                x.writable = true;
+            }
+            self.stats.upstream_reuses += 1;
+            if let Slot::Client(c) = &mut self.slots[i] {
+                c.upstream = Some(u);
+                c.conn.upstream_connected(&mut self.ctx, true, now_ns);
+            }
+            return;
+        }
+        let opened = match self.alloc() {
+            None => None,
+            Some(u) => match TcpStream::connect(addr) {
+                Ok(mut stream) => {
+                    let _ = stream.set_nodelay(true);
+                    match registry.register(
+                        &mut stream,
+                        Token(self.base + u),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        Ok(()) => {
+                            self.slots[u] = Slot::Upstream(UpstreamConn {
+                                stream,
+                                addr,
+                                owner: Some(i),
+                                connected: false,
+                                uses: 0,
+                                readable: false,
+                                writable: false,
+                                dead: false,
+                            });
+                            self.stats.upstreams += 1;
+                            self.stats.upstream_connects += 1;
+                            Some(u)
+                        }
+                        Err(_) => {
+                            self.free.push(u);
+                            None
+                        }
+                    }
+                }
+                Err(_) => {
+                    self.free.push(u);
+                    None
+                }
+            },
+        };
+        let Slot::Client(c) = &mut self.slots[i] else { return };
+        match opened {
+            Some(u) => c.upstream = Some(u),
+            None => c.conn.upstream_failed(&mut self.ctx, UpstreamError::Connect, now_ns),
+        }
+    }
+
+    fn upstream_io(&mut self, i: usize, now_ns: u64) -> bool {
+        let Slot::Client(c) = &self.slots[i] else { return false };
+        let Some(u) = c.upstream else { return false };
+        let (a, b) = (i.min(u), i.max(u));
+        let (lo, hi) = self.slots.split_at_mut(b);
+        let (cs, us) = if i < u { (&mut lo[a], &mut hi[0]) } else { (&mut hi[0], &mut lo[a]) };
+        let (Slot::Client(c), Slot::Upstream(x)) = (cs, us) else { return false };
+        let ctx = &mut self.ctx;
+        if x.dead {
+            return false;
+        }
+        let mut moved = false;
+        if !x.connected {
+            if !(x.writable || x.readable) {
+                return false;
+            }
+            match x.stream.take_error() {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => {
+                    x.dead = true;
+                    c.conn.upstream_failed(ctx, UpstreamError::Connect, now_ns);
+                    return true;
+                }
+            }
+            match x.stream.peer_addr() {
+                Ok(_) => {
+                    x.connected = true;
+                    c.conn.upstream_connected(ctx, false, now_ns);
+                    moved = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    x.writable = false;
+                    x.readable = false;
+                    return false;
+                }
+                Err(_) => {
+                    x.dead = true;
+                    c.conn.upstream_failed(ctx, UpstreamError::Connect, now_ns);
+                    return true;
+                }
+            }
+        }
+        while x.writable && !x.dead && !c.conn.upstream_write_buf().is_empty() {
+            match x.stream.write(c.conn.upstream_write_buf()) {
+                Ok(n) => c.conn.upstream_wrote(ctx, n, now_ns),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    x.dead = true;
+                    c.conn.upstream_failed(ctx, UpstreamError::Io, now_ns);
+                }
+            }
+            moved = true;
+        }
+        while x.readable && !x.dead {
+            let buf = c.conn.upstream_read_buf();
+            if buf.is_empty() {
+                break;
+            }
+            match x.stream.read(buf) {
+                Ok(0) => {
+                    x.dead = true;
+                    c.conn.upstream_eof(ctx, now_ns);
+                }
+                Ok(n) => c.conn.upstream_read(ctx, n, now_ns),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    x.dead = true;
+                    c.conn.upstream_failed(ctx, UpstreamError::Io, now_ns);
+                }
+            }
+            moved = true;
+        }
+        moved
+    }
+
+    /// An event on an idle pooled connection: the upstream closed it (or sent something it
+    /// should not have). Either way it leaves the pool.
+    fn idle_event(&mut self, registry: &Registry, u: usize) {
+        let Slot::Upstream(x) = &mut self.slots[u] else { return };
+        if !x.readable {
+            return;
+        }
+        let mut probe = [0u8; 1];
+        match x.stream.read(&mut probe) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
+            _ => {
+                let addr = x.addr;
+                self.pool.remove(&addr, &u);
+                self.close_upstream(registry, u);
+            }
+        }
+    }
+
+    fn close_upstream(&mut self, registry: &Registry, u: usize) {
+        if let Slot::Upstream(x) = &mut self.slots[u] {
+            let _ = registry.deregister(&mut x.stream);
+            self.stats.upstreams -= 1;
+            self.free_slot(u);
+        }
+    }
+
+    fn close_client(&mut self, registry: &Registry, i: usize) {
+        let Slot::Client(c) = &mut self.slots[i] else { return };
+        if let Some(tls) = &mut c.tls {
+            tls.send_close_notify();
+            let _ = tls.write_tls(&mut c.stream);
+        }
+        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        let _ = registry.deregister(&mut c.stream);
+        if let Some(u) = c.upstream.take() {
+            self.close_upstream(registry, u);
+        }
+        self.stats.clients -= 1;
+        self.free_slot(i);
+    }
+}
