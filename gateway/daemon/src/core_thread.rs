@@ -10,6 +10,8 @@
 //! sleeps in its reactor (`sluice_worker::reactor`: one epoll set holding its sockets and its
 //! doorbell, where the L7 stage's sockets will join them) — an idle gateway costs no CPU.
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,11 +27,21 @@ use sluice_model::service::ServiceTable;
 use sluice_table::Reader;
 use sluice_worker::handoff::{Mailboxes, Sharding};
 use sluice_worker::nexthop::NextHops;
-use sluice_worker::reactor::{Idle, Reactor};
+use mio::Registry;
+use sluice_proxy::{Proxy, ProxyConfig};
+use sluice_worker::reactor::{Idle, L7_FIRST, Reactor};
 use sluice_worker::{Worker, WorkerConfig};
 use sluice_xsk::XskSocket;
 
 use crate::l7::L7Work;
+
+/// How often a busy worker looks at its L7 sockets between batches (ns): one `epoll_wait`
+/// with a zero timeout each time.
+const L7_POLL_NS: u64 = 50_000;
+/// How often the L7 stage's timers run (ns).
+const L7_TICK_NS: u64 = 100_000_000;
+/// Tokens the L7 stage's sockets may take (listeners, client and upstream connections).
+const L7_TOKENS: usize = 1 << 20;
 
 /// Empty polls in a row before the worker sleeps.
 const SPIN_POLLS: u32 = 256;
@@ -71,11 +83,13 @@ pub(crate) struct Setup {
     pub(crate) link: Arc<Link>,
     /// The longest an idle worker sleeps before it looks at its rings and links again.
     pub(crate) max_sleep: Duration,
+    /// One access-log line per L7 request on standard output.
+    pub(crate) access_log: bool,
 }
 
 /// Runs a worker until `stop`.
 pub(crate) fn run(s: Setup) {
-    let Setup { queue, core, sockets, table, macs, sharding, l4, stop, link, max_sleep } = s;
+    let Setup { queue, core, sockets, table, macs, sharding, l4, stop, link, max_sleep, access_log } = s;
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         warn!(queue, core, "could not pin the worker to its core; running unpinned");
     }
@@ -101,7 +115,8 @@ pub(crate) fn run(s: Setup) {
             return;
         }
     };
-    let mut core = Core { worker, sockets, reactor, mailboxes, me: queue as usize, reader, link, max_sleep };
+    let mut core =
+        Core { worker, sockets, reactor, mailboxes, me: queue as usize, reader, link, max_sleep, access_log, l7: None };
     core.run(&stop);
 }
 
@@ -127,6 +142,51 @@ struct Core {
     reader: Reader,
     link: Arc<Link>,
     max_sleep: Duration,
+    access_log: bool,
+    /// The L7 stage, from the first generation that has one.
+    l7: Option<L7Stage>,
+}
+
+/// A worker's L7 stage: its proxy (listeners, client and upstream connections, all in the
+/// worker's reactor) and when it last looked at them.
+struct L7Stage {
+    proxy: Proxy,
+    /// What it listens on: address and port, TLS or not.
+    listening: BTreeSet<(SocketAddr, bool)>,
+    last_poll: u64,
+    last_tick: u64,
+}
+
+impl L7Stage {
+    fn new(queue: usize, access_log: bool) -> L7Stage {
+        let config = ProxyConfig { access_log, seed: 0, ..ProxyConfig::default() };
+        let first = L7_FIRST.0;
+        let mut proxy = Proxy::new(config, first..first + L7_TOKENS);
+        proxy.set_access_log(Box::new(move |line: &str| {
+            use std::io::Write as _;
+            // One line, one write: lines of several workers do not interleave.
+            let _ = writeln!(std::io::stdout().lock(), "access w{queue} {line}");
+        }));
+        L7Stage { proxy, listening: BTreeSet::new(), last_poll: 0, last_tick: 0 }
+    }
+
+    /// Takes a new generation's work: routes and upstreams for new requests, certificates for
+    /// new handshakes, listeners it did not have yet.
+    fn adopt(&mut self, registry: &Registry, work: &L7Work, queue: usize) {
+        self.proxy.set_generation(registry, Arc::clone(&work.table));
+        self.proxy.set_tls(Arc::clone(&work.tls.config));
+        for &(addr, tls) in &work.listeners {
+            if self.listening.contains(&(addr, tls)) {
+                continue;
+            }
+            match self.proxy.listen(registry, addr, tls.then(|| Arc::clone(&work.tls.config))) {
+                Ok(_) => {
+                    self.listening.insert((addr, tls));
+                }
+                Err(e) => warn!(queue, "L7: cannot listen on {addr}: {e}"),
+            }
+        }
+    }
 }
 
 impl Core {
@@ -140,7 +200,10 @@ impl Core {
             self.take_updates();
             // CLOCK_MONOTONIC: the XDP program's clock, which SYN cookies' time slots are read from.
             let now = sluice_sys::monotonic_ns();
-            let n = self.worker.poll_ports(&mut self.sockets, now);
+            let mut n = self.worker.poll_ports(&mut self.sockets, now);
+            if let Some(l7) = &mut self.l7 {
+                n += serve_l7(l7, &mut self.reactor, now, n == 0, self.me);
+            }
             let sleepy = idle.after_poll(n);
             if !sleepy && now - last_stats < STATS_EVERY_NS {
                 continue;
@@ -165,6 +228,11 @@ impl Core {
         if let Some(t) = self.link.tables.pop() {
             self.worker.set_table(t);
         }
+        if let Some(work) = self.link.l7.pop() {
+            let (me, access_log) = (self.me, self.access_log);
+            let l7 = self.l7.get_or_insert_with(|| L7Stage::new(me, access_log));
+            l7.adopt(self.reactor.registry(), &work, me);
+        }
     }
 
     /// Counters to the table file; destinations it could not resolve to the main thread.
@@ -186,8 +254,17 @@ impl Core {
     /// noticed within `max_sleep` without traffic.
     fn sleep(&mut self) {
         if self.mailboxes.as_ref().is_none_or(|m| m.going_to_sleep(self.me)) {
-            let timeout = if self.worker.parked() > 0 { Duration::from_millis(1) } else { self.max_sleep };
-            if let Err(e) = self.reactor.wait(timeout) {
+            let mut timeout = if self.worker.parked() > 0 { Duration::from_millis(1) } else { self.max_sleep };
+            if self.l7.is_some() {
+                timeout = timeout.min(Duration::from_nanos(L7_TICK_NS));
+            }
+            let l7 = &mut self.l7;
+            let woken = self.reactor.wait_with(timeout, |registry, event| {
+                if let Some(l7) = l7.as_mut() {
+                    l7.proxy.handle(registry, event, sluice_sys::monotonic_ns());
+                }
+            });
+            if let Err(e) = woken {
                 warn!(queue = self.me, "worker's wait failed: {e}");
                 std::thread::sleep(timeout);
             }
@@ -196,6 +273,25 @@ impl Core {
             m.awake(self.me);
         }
     }
+}
+
+/// Serves the L7 stage between batches: its ready sockets every [`L7_POLL_NS`] (or at once when
+/// the batch was empty), its timers every [`L7_TICK_NS`]. Returns the events it handled.
+fn serve_l7(l7: &mut L7Stage, reactor: &mut Reactor, now: u64, idle: bool, queue: usize) -> usize {
+    let mut handled = 0;
+    if idle || now.wrapping_sub(l7.last_poll) >= L7_POLL_NS {
+        l7.last_poll = now;
+        let proxy = &mut l7.proxy;
+        match reactor.poll_l7(|registry, event| proxy.handle(registry, event, now)) {
+            Ok(n) => handled = n,
+            Err(e) => warn!(queue, "worker's L7 poll failed: {e}"),
+        }
+    }
+    if now.wrapping_sub(l7.last_tick) >= L7_TICK_NS {
+        l7.last_tick = now;
+        l7.proxy.tick(reactor.registry(), now);
+    }
+    handled
 }
 
 /// The worker's counters with its sockets' (the kernel's AF_XDP statistics and the wake-ups).

@@ -494,6 +494,7 @@ fn start_workers(
             stop: Arc::clone(stop),
             link,
             max_sleep: Duration::from_millis(cli.max_sleep_ms),
+            access_log: !cli.no_access_log,
         };
         handles.push(
             std::thread::Builder::new()
