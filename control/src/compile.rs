@@ -359,6 +359,7 @@ impl Compiler {
                 services: specs,
                 node_addrs: cfg.node_addrs.iter().map(|a| Addr::from(*a)).collect(),
                 maglev_size: MaglevSize::Auto,
+                l7: Default::default(),
             },
             load_balancers: allocated.addresses,
             release: allocated.release,
