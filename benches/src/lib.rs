@@ -236,6 +236,7 @@ pub fn table(n_backends: usize) -> Arc<ServiceTable> {
         }],
         node_addrs: vec![Addr::from_v4(NODE)],
         maglev_size: MaglevSize::Fixed(sluice_model::maglev::DEFAULT_SIZE),
+        l7: Default::default(),
     };
     Arc::new(ServiceTable::build(&spec).expect("bench table builds"))
 }

@@ -12,8 +12,8 @@
 //! - [`EndpointSlice`] and [`Endpoints`]: parsed addresses, typed ports, resolved conditions.
 //! - [`Pod`]: parsed addresses, readiness, deletion, node and named container ports.
 //! - [`Pool`]: MetalLB's `IPAddressPool`, its ranges parsed ([`AddressRange`]).
-//! - Ingresses, IngressClasses and Secrets are checked and kept as their serde objects: the L7
-//!   stage will type them.
+//! - [`Ingress`], [`IngressClass`], [`Secret`]: Ingress rules with typed hosts, paths and
+//!   backends; an IngressClass's controller and default flag; a Secret's data decoded.
 //!
 //! Not hot path. No `unsafe`.
 
@@ -31,7 +31,11 @@ pub use endpoints::{
     AddressType, EndpointAddress, EndpointPort, EndpointSlice, EndpointSubset, Endpoints, SERVICE_NAME_LABEL,
     SliceEndpoint, endpoint_slice, endpoints,
 };
-pub use ingress::{ingress, ingress_class, secret};
+pub use ingress::{
+    CONTROLLER, DEFAULT_CLASS_ANNOTATION, INGRESS_ADDRESS_ANNOTATION, Ingress, IngressBackend, IngressClass,
+    IngressPath, IngressRule, IngressTls, LEGACY_CLASS_ANNOTATION, PathValue, Secret, ingress, ingress_class,
+    secret,
+};
 pub use pod::{ContainerPort, Pod, pod, pod_spec_fields};
 pub use pool::{AddressRange, Pool, pool};
 pub use service::{

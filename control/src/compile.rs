@@ -12,7 +12,11 @@
 //!   node only — while the ClusterIP keeps every endpoint under FullNAT.
 //! - [`endpoints`]: a Service port's endpoints, from its EndpointSlices, else the Pods its
 //!   selector picks, else its v1 Endpoints.
-//! - [`allocation`]: LoadBalancer addresses, by MetalLB's rules (`docs/kubernetes.md` §4).
+//! - [`allocation`]: LoadBalancer addresses, by MetalLB's rules (`docs/kubernetes.md` §4), and
+//!   the addresses IngressClasses are served on.
+//! - [`l7`]: the Ingresses of Sluice's class → the L7 half of the table ([`L7Compiled`]);
+//!   [`tls`]: TLS Secrets checked. The one input besides the store and the configuration is
+//!   the clock, which certificates' expiry is checked against.
 //! - here: the [`Compiler`], which keeps each Service's entries between compiles and recompiles
 //!   only the Services a change feeds, and the index that finds those Services and their
 //!   endpoints without scanning the store.
@@ -29,6 +33,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use sluice_model::Addr;
 use sluice_model::service::{Generation, MaglevSize, TableSpec};
@@ -40,7 +45,11 @@ use crate::store::{Changes, Located, Store};
 
 mod allocation;
 mod endpoints;
+pub mod l7;
 mod services;
+mod tls;
+
+pub use l7::{HTTP_PORT, HTTPS_PORT, L7Compiled};
 
 /// The index's maps: foldhash, several times faster than SipHash on these short string keys, and
 /// seeded per process so that labels chosen by whoever may create Pods cannot be made to collide.
@@ -76,8 +85,15 @@ pub struct Compiled {
     pub notes: Vec<String>,
     /// What was refused — an address a Service may not have, a Service whose frontend another
     /// holds — each naming where the Service is written, the Service and the field (or both
-    /// Services and the frontend). Everything else is compiled.
+    /// Services and the frontend); an Ingress backend that cannot answer, a bad TLS Secret (and
+    /// the Ingress using it). Everything else is compiled.
     pub errors: Vec<String>,
+    /// The addresses each Ingress of Sluice's is served on, by `namespace/name` (what its
+    /// `status.loadBalancer.ingress` is to say).
+    pub ingress_addresses: BTreeMap<String, Vec<IpAddr>>,
+    /// Ingresses left alone (another controller's, or of no class), each said once at info
+    /// level: not errors.
+    pub ignored: Vec<String>,
     /// After an incremental compile ([`Compiler`]) that changed entries in place: the positions
     /// in `spec.services` that differ from the previous compile's (every other entry is equal,
     /// and so are the frontends of these). `None`: take it all as new.
@@ -272,6 +288,11 @@ pub struct Compiler {
     global_notes: Vec<String>,
     /// Errors about the whole (allocation, collisions).
     global_errors: Vec<String>,
+    /// IngressClass addresses, from the last full compile.
+    class_addresses: BTreeMap<String, IpAddr>,
+    /// The L7 half's notes and errors.
+    l7_notes: Vec<String>,
+    l7_errors: Vec<String>,
     snat: Vec<Addr>,
     compiled: Option<Compiled>,
 }
@@ -316,7 +337,10 @@ impl Compiler {
         }
         let services: Vec<&Service> = order.iter().map(|&i| &store.services[i as usize].object).collect();
         let mut global_notes = Vec::new();
-        let allocated = allocation::allocate(store, cfg, &services, &mut global_notes);
+        let mut ignored = Vec::new();
+        let selected = l7::select(store, &mut ignored);
+        let asks = l7::class_asks(store, &selected);
+        let allocated = allocation::allocate(store, cfg, &services, &asks, &mut global_notes);
         let at: Vec<String> = order.iter().map(|&i| located(&store.services[i as usize])).collect();
         let place_of: BTreeMap<String, usize> =
             services.iter().enumerate().map(|(p, s)| (s.key(), p)).collect();
@@ -325,6 +349,9 @@ impl Compiler {
             .iter()
             .map(|(key, e)| format!("{}: {e}", place_of.get(key).map_or(key.as_str(), |&p| at[p].as_str())))
             .collect();
+        global_errors.extend(allocated.class_errors.iter().map(|(class, e)| {
+            format!("IngressClass {class}: {e}; its Ingresses have no address to be served on")
+        }));
         self.snat = if cfg.snat.is_empty() { &cfg.node_addrs } else { &cfg.snat }
             .iter()
             .map(|a| Addr::from(*a))
@@ -353,17 +380,23 @@ impl Compiler {
         (self.order, self.place, self.ranges, self.refused) = (order, place, ranges, refused);
         (self.unit_notes, self.global_notes) = (unit_notes, global_notes);
         (self.unit_errors, self.global_errors) = (unit_errors, global_errors);
+        let l7 = l7::compile(store, &self.index, &selected, &allocated.classes, now_unix_s());
+        (self.l7_notes, self.l7_errors) = (l7.notes, l7.errors);
+        self.class_addresses = allocated.classes;
         self.compiled = Some(Compiled {
             spec: TableSpec {
                 generation,
                 services: specs,
                 node_addrs: cfg.node_addrs.iter().map(|a| Addr::from(*a)).collect(),
                 maglev_size: MaglevSize::Auto,
+                l7: Arc::new(l7.table),
             },
             load_balancers: allocated.addresses,
             release: allocated.release,
             notes: Vec::new(),
             errors: Vec::new(),
+            ingress_addresses: l7.ingress_addresses,
+            ignored,
             changed: None,
         });
         self.gather_notes();
@@ -440,15 +473,42 @@ impl Compiler {
         }
         compiled.spec.generation = generation;
         compiled.changed = changed;
+        // The L7 half again, whole: its upstreams are endpoints too, and it is small beside L4.
+        let mut ignored = Vec::new();
+        let selected = l7::select(store, &mut ignored);
+        let l7 = l7::compile(store, &self.index, &selected, &self.class_addresses, now_unix_s());
+        if *compiled.spec.l7 != l7.table {
+            compiled.spec.l7 = Arc::new(l7.table);
+        }
+        (compiled.ingress_addresses, compiled.ignored) = (l7.ingress_addresses, ignored);
+        (self.l7_notes, self.l7_errors) = (l7.notes, l7.errors);
         self.gather_notes();
     }
 
     fn gather_notes(&mut self) {
         let Some(compiled) = self.compiled.as_mut() else { return };
-        compiled.notes = self.global_notes.iter().chain(self.unit_notes.iter().flatten()).cloned().collect();
-        compiled.errors =
-            self.global_errors.iter().chain(self.unit_errors.iter().flatten()).cloned().collect();
+        compiled.notes = self
+            .global_notes
+            .iter()
+            .chain(self.unit_notes.iter().flatten())
+            .chain(&self.l7_notes)
+            .cloned()
+            .collect();
+        compiled.errors = self
+            .global_errors
+            .iter()
+            .chain(self.unit_errors.iter().flatten())
+            .chain(&self.l7_errors)
+            .cloned()
+            .collect();
     }
+}
+
+/// The time TLS certificates' expiry is checked against: now.
+fn now_unix_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Where a Service is written and which it is: `file:line: Service namespace/name` (a cluster's

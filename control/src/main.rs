@@ -149,6 +149,10 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     sluice_log::init("info");
+    // Two rustls crypto providers are compiled in (ring, through kube, and aws-lc-rs, which
+    // checks TLS Secrets): rustls then picks no process default, and kube's client would panic
+    // building its TLS configuration. Name one. (Err: one is installed already; fine.)
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let r = match cli.command {
         Command::Run(args) => run(args),
         Command::Status { table } => status(&table),

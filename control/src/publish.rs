@@ -31,6 +31,9 @@ pub struct StatusWork {
     pub assigned: Assignments,
     /// Services (`namespace/name`) whose address is to be released.
     pub release: Vec<String>,
+    /// The addresses each Ingress of Sluice's is served on (for its `status.loadBalancer`;
+    /// not written yet).
+    pub ingresses: Assignments,
 }
 
 /// What control last published, and what it needs to publish the next table from it.
@@ -42,6 +45,9 @@ pub struct Published {
     notes: BTreeSet<String>,
     /// The errors already logged (likewise).
     errors: BTreeSet<String>,
+    /// The Ingresses left alone already logged (likewise, at info level: they are another
+    /// controller's).
+    ignored: BTreeSet<String>,
 }
 
 impl Published {
@@ -75,6 +81,11 @@ pub fn publish_store(
         error!("{e}");
     }
     last.errors = errors;
+    let ignored: BTreeSet<String> = compiled.ignored.iter().cloned().collect();
+    for i in ignored.difference(&last.ignored) {
+        info!("{i}");
+    }
+    last.ignored = ignored;
     let refused = compiled.errors.len();
     let mut previous = last.table.take();
     let changed = compiled.changed.as_deref();
@@ -115,7 +126,16 @@ pub fn publish_store(
             info!("LoadBalancer {svc}: {}", ips.join(", "));
         }
     }
-    let work = StatusWork { assigned: compiled.load_balancers.clone(), release: compiled.release.clone() };
+    if compiled.changed.is_none() {
+        for l in table.l7().listeners.iter() {
+            info!("Ingresses served on {}: ports {} and {}", l.addr, l.http_port, l.https_port);
+        }
+    }
+    let work = StatusWork {
+        assigned: compiled.load_balancers.clone(),
+        release: compiled.release.clone(),
+        ingresses: compiled.ingress_addresses.clone(),
+    };
     last.table = Some(table);
     Ok(work)
 }

@@ -8,8 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::checked::{EndpointSlice, Endpoints, Named, Pod, Pool, Service};
-use crate::objects::{Ingress, IngressClass, Secret};
+use crate::checked::{EndpointSlice, Endpoints, Ingress, IngressClass, Named, Pod, Pool, Secret, Service};
 
 /// An object and where it came from.
 #[derive(Debug, Clone)]
@@ -35,11 +34,11 @@ pub struct Store {
     pub pools: Vec<Located<Pool>>,
     /// v1 Endpoints (for selectorless Services without EndpointSlices).
     pub endpoints: Vec<Located<Endpoints>>,
-    /// Ingresses (networking.k8s.io/v1), checked, for the L7 stage.
+    /// Ingresses (networking.k8s.io/v1), of every class (compile picks Sluice's).
     pub ingresses: Vec<Located<Ingress>>,
     /// IngressClasses.
     pub ingress_classes: Vec<Located<IngressClass>>,
-    /// Secrets (TLS certificates, basic-auth files).
+    /// Secrets (TLS certificates, basic-auth files), data decoded.
     pub secrets: Vec<Located<Secret>>,
     /// Objects of kinds Sluice does not act on (`Kind namespace/name`), skipped.
     pub skipped: Vec<String>,

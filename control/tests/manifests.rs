@@ -6,11 +6,12 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use sluice_control::checked::{ServiceType, TrafficPolicy};
+use sluice_control::checked::{PathValue, ServiceType, TrafficPolicy};
 use sluice_control::compile::{Compiled, Config, compile};
 use sluice_control::load::{Loaded, load_dir};
 use sluice_model::Addr;
 use sluice_model::Family;
+use sluice_model::route::PathType;
 use sluice_model::service::*;
 
 fn examples(name: &str) -> PathBuf {
@@ -231,21 +232,22 @@ fn the_seeds_mistakes_are_each_reported_and_the_rest_loads() {
 }
 
 #[test]
-fn ingress_objects_are_validated_and_kept_for_the_l7_stage() {
+fn ingress_objects_are_validated_and_typed() {
     let l = load_clean("ingress");
     assert_eq!(l.store.ingress_classes.len(), 1);
     let ing = &l.store.ingresses[0].object;
-    assert_eq!(ing.spec.ingress_class_name.as_deref(), Some("sluice"));
-    let paths: Vec<(&str, &str)> = ing.spec.rules[0]
-        .http
-        .as_ref()
-        .unwrap()
+    assert_eq!(ing.class_name.as_deref(), Some("sluice"));
+    let paths: Vec<(String, PathType)> = ing.rules[0]
         .paths
         .iter()
-        .map(|p| (p.path.as_deref().unwrap(), p.path_type.as_deref().unwrap()))
+        .map(|p| match &p.path {
+            PathValue::Rule(r) => (r.to_string(), p.path_type),
+            PathValue::Other(o) => panic!("{o}"),
+        })
         .collect();
-    assert_eq!(paths, vec![("/", "Prefix"), ("/oups", "Exact"), ("/owners/find", "Prefix")]);
-    assert_eq!(ing.spec.tls[0].secret_name.as_deref(), Some("tls-secret"));
+    let want = [("/", PathType::Prefix), ("/oups", PathType::Exact), ("/owners/find", PathType::Prefix)];
+    assert_eq!(paths, want.map(|(p, t)| (p.to_owned(), t)).to_vec());
+    assert_eq!(ing.tls[0].secret_name.as_deref(), Some("tls-secret"));
     // No L4 entry comes from an Ingress.
     assert!(compile(&l.store, &cfg(), Generation(1)).spec.services.is_empty());
 }

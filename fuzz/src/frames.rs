@@ -175,6 +175,7 @@ fn build(generation: u64, services: Vec<ServiceSpec>) -> Arc<ServiceTable> {
         services,
         node_addrs: vec![a4(NODE), a6(NODE6)],
         maglev_size: MaglevSize::Auto,
+        l7: Default::default(),
     };
     Arc::new(ServiceTable::build(&spec).unwrap_or_else(|e| panic!("the fuzz tables build: {e}")))
 }

@@ -239,6 +239,7 @@ pub fn shared_maglev_image(services: usize, m: u32) -> Vec<u8> {
         generation: Generation(1),
         node_addrs: vec![Addr::from_v4([198, 18, 0, 1])],
         maglev_size: MaglevSize::Fixed(m),
+        l7: Default::default(),
         services: (0..services)
             .map(|i| ServiceSpec {
                 name: format!("s{i}"),

@@ -47,6 +47,7 @@ pub fn small_image(generation: u64) -> Vec<u8> {
         generation: Generation(generation),
         node_addrs: vec![v4([198, 18, 0, 1])],
         maglev_size: MaglevSize::Fixed(13),
+        l7: Default::default(),
         services: vec![
             ServiceSpec {
                 name: "default/web:80".into(),

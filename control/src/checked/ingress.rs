@@ -1,131 +1,393 @@
-//! Ingresses, IngressClasses and Secrets: checked as the API server would, and kept as their
-//! serde objects (the L7 stage will type them).
+//! Ingresses, IngressClasses and Secrets: checked as the API server would, into typed values.
+//!
+//! - [`Ingress`]: rule hosts as [`HostRule`]s, Exact and Prefix paths as [`RulePath`]s (the
+//!   route table's own checks, so control refuses what the gateway could not route), backends
+//!   as [`IngressBackend`]s, `tls[]` hosts as [`HostRule`]s, the creation time, and both ways of
+//!   naming a class (`spec.ingressClassName`, the legacy `kubernetes.io/ingress.class`).
+//!   Which Ingresses are Sluice's is decided at compile, where the IngressClasses are known.
+//! - [`IngressClass`]: its controller and whether it is the default class.
+//! - [`Secret`]: its type and its data, base64-decoded, `stringData` merged in (the API server
+//!   does that; manifest mode must too). TLS material is parsed at compile, for the Ingresses
+//!   that use it, so that an error can name both.
+//!
+//! Not hot path. No `unsafe`.
 
-use sluice_model::route::{HostRule, RulePath};
+use std::collections::BTreeMap;
 
+use sluice_model::route::{HostRule, PathType, RulePath, ServicePort};
+
+use super::service::Created;
 use super::{Checked, Named, Problem, choose, namespace_of, verdict};
-use crate::objects::{Ingress, IngressBackend, IngressClass, Secret, ServiceBackendPort};
+use crate::objects;
+use crate::objects::ServiceBackendPort;
+
+/// The legacy annotation naming an Ingress's class (still honoured: `docs/kubernetes.md` §3.1).
+pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+/// The annotation on an IngressClass of Sluice's naming the address its Ingresses are served on
+/// (one of an IPAddressPool's). Without it, the class takes one from the pool that
+/// `metallb.io/address-pool` names, else from the auto-assigning pools.
+pub const INGRESS_ADDRESS_ANNOTATION: &str = "sluice.io/ingress-address";
+/// Sluice's IngressClass controller (`spec.controller`).
+pub const CONTROLLER: &str = "sluice.io/ingress";
+/// The annotation that makes an IngressClass the default (value `"true"`).
+pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+
+/// An Ingress, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingress {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// `metadata.creationTimestamp`, when stated (the older Ingress wins a route conflict).
+    pub created: Option<Created>,
+    /// `spec.ingressClassName`.
+    pub class_name: Option<String>,
+    /// The `kubernetes.io/ingress.class` annotation.
+    pub legacy_class: Option<String>,
+    /// `spec.defaultBackend`.
+    pub default_backend: Option<IngressBackend>,
+    /// `spec.rules`.
+    pub rules: Vec<IngressRule>,
+    /// `spec.tls`.
+    pub tls: Vec<IngressTls>,
+    /// Annotations (ingress-nginx's, read by later L7 features).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An Ingress backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngressBackend {
+    /// A Service of the Ingress's namespace, and one of its ports.
+    Service {
+        /// `service.name`.
+        name: String,
+        /// `service.port`: number or name.
+        port: ServicePort,
+    },
+    /// A `resource` backend (Sluice serves none: 503).
+    Resource,
+}
+
+/// `spec.rules[]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressRule {
+    /// `host`.
+    pub host: HostRule,
+    /// `http.paths`.
+    pub paths: Vec<IngressPath>,
+}
+
+/// A path as an Ingress writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathValue {
+    /// A path the route table takes (Exact and Prefix paths always are; an absent
+    /// ImplementationSpecific path is `/`).
+    Rule(RulePath),
+    /// An ImplementationSpecific path that is not a rule path (a regex of ingress-nginx's
+    /// class, say): legal for the API server, refused by Sluice's class at compile.
+    Other(String),
+}
+
+/// `spec.rules[].http.paths[]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressPath {
+    /// `pathType`.
+    pub path_type: PathType,
+    /// `path`.
+    pub path: PathValue,
+    /// `backend`.
+    pub backend: IngressBackend,
+}
+
+/// `spec.tls[]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressTls {
+    /// `hosts`.
+    pub hosts: Vec<HostRule>,
+    /// `secretName` (a Secret of the Ingress's namespace).
+    pub secret_name: Option<String>,
+}
+
+/// An IngressClass, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressClass {
+    /// Its name (cluster-scoped).
+    pub name: String,
+    /// `spec.controller`.
+    pub controller: Option<String>,
+    /// Annotated `ingressclass.kubernetes.io/is-default-class: "true"`.
+    pub is_default: bool,
+    /// [`INGRESS_ADDRESS_ANNOTATION`]: the address to serve it on.
+    pub address: Option<std::net::IpAddr>,
+    /// `metallb.io/address-pool`: the pool to take the address from.
+    pub pool: Option<String>,
+}
+
+/// A Secret, checked: its data decoded, `stringData` merged in.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// `type` (default `Opaque`).
+    pub type_: String,
+    /// `data` (base64-decoded) with `stringData` over it. Never printed (its `Debug` shows the
+    /// keys only).
+    pub data: BTreeMap<String, Vec<u8>>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("type_", &self.type_)
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
 
 impl Named for Ingress {
     fn namespace(&self) -> &str {
-        namespace_of(&self.metadata)
+        &self.namespace
     }
     fn name(&self) -> &str {
-        self.metadata.name.as_deref().unwrap_or("")
+        &self.name
+    }
+}
+
+impl Ingress {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
     }
 }
 
 impl Named for IngressClass {
     fn namespace(&self) -> &str {
-        namespace_of(&self.metadata)
+        ""
     }
     fn name(&self) -> &str {
-        self.metadata.name.as_deref().unwrap_or("")
+        &self.name
     }
 }
 
 impl Named for Secret {
     fn namespace(&self) -> &str {
-        namespace_of(&self.metadata)
+        &self.namespace
     }
     fn name(&self) -> &str {
-        self.metadata.name.as_deref().unwrap_or("")
+        &self.name
     }
 }
 
 /// Checks an Ingress as the API server would (networking/v1 validation).
-pub fn ingress(ing: Ingress) -> Checked<Ingress> {
+pub fn ingress(ing: objects::Ingress) -> Checked<Ingress> {
     let mut problems = Vec::new();
     let spec = &ing.spec;
     if spec.rules.is_empty() && spec.default_backend.is_none() {
         problems.push(Problem::new("spec", "an Ingress needs rules or a defaultBackend"));
     }
-    if let Some(b) = &spec.default_backend {
-        backend("spec.defaultBackend", b, &mut problems);
-    }
+    let default_backend =
+        spec.default_backend.as_ref().map(|b| backend("spec.defaultBackend", b, &mut problems));
+    let mut rules = Vec::with_capacity(spec.rules.len());
     for (i, rule) in spec.rules.iter().enumerate() {
-        if let Some(h) = &rule.host {
-            host(&format!("spec.rules[{i}].host"), h, &mut problems);
-        }
+        let host = host(&format!("spec.rules[{i}].host"), rule.host.as_deref(), &mut problems);
+        let mut paths = Vec::new();
         for (j, p) in rule.http.iter().flat_map(|h| &h.paths).enumerate() {
             let at = format!("spec.rules[{i}].http.paths[{j}]");
-            const TYPES: [(&str, bool); 3] =
-                [("Exact", true), ("Prefix", true), ("ImplementationSpecific", false)];
-            let absolute = match p.path_type.as_deref() {
+            const TYPES: [(&str, PathType); 3] = [
+                ("Exact", PathType::Exact),
+                ("Prefix", PathType::Prefix),
+                ("ImplementationSpecific", PathType::ImplementationSpecific),
+            ];
+            let path_type = match p.path_type.as_deref() {
                 None => {
                     let required = "required: Exact, Prefix or ImplementationSpecific";
                     problems.push(Problem::new(format!("{at}.pathType"), required));
-                    false
+                    None
                 }
-                Some(t) => choose(&format!("{at}.pathType"), t, &TYPES, &mut problems).unwrap_or(false),
+                Some(t) => choose(&format!("{at}.pathType"), t, &TYPES, &mut problems),
             };
             // Exact and Prefix paths as the route table takes them ([`RulePath::new`]: absolute,
             // no `//`, `/./`, `/../`, `%2f`, only URL path characters), as the API server does.
-            if absolute && let Err(e) = RulePath::new(p.path.as_deref().unwrap_or("")) {
-                problems.push(Problem::new(format!("{at}.path"), e.to_string()));
+            // An ImplementationSpecific path is the class's business: kept as written when it
+            // is not a rule path, and refused by Sluice's class at compile.
+            let path = match (path_type, p.path.as_deref()) {
+                (Some(PathType::ImplementationSpecific), None) => Some(PathValue::Rule(RulePath::root())),
+                (Some(PathType::ImplementationSpecific), Some(text)) => Some(
+                    RulePath::new(text).map_or_else(|_| PathValue::Other(text.to_owned()), PathValue::Rule),
+                ),
+                (_, text) => match RulePath::new(text.unwrap_or("")) {
+                    Ok(r) => Some(PathValue::Rule(r)),
+                    Err(e) => {
+                        if path_type.is_some() {
+                            problems.push(Problem::new(format!("{at}.path"), e.to_string()));
+                        }
+                        None
+                    }
+                },
+            };
+            let backend = backend(&format!("{at}.backend"), &p.backend, &mut problems);
+            if let (Some(path_type), Some(path)) = (path_type, path) {
+                paths.push(IngressPath { path_type, path, backend });
             }
-            backend(&format!("{at}.backend"), &p.backend, &mut problems);
         }
+        rules.extend(host.map(|host| IngressRule { host, paths }));
     }
-    verdict(ing, problems)
+    let mut tls = Vec::with_capacity(spec.tls.len());
+    for (i, t) in spec.tls.iter().enumerate() {
+        let mut hosts = Vec::with_capacity(t.hosts.len());
+        for (j, h) in t.hosts.iter().enumerate() {
+            hosts.extend(host(&format!("spec.tls[{i}].hosts[{j}]"), Some(h), &mut problems));
+        }
+        tls.push(IngressTls { hosts, secret_name: t.secret_name.clone().filter(|s| !s.is_empty()) });
+    }
+    let created = ing.metadata.creation_timestamp.as_deref().and_then(|t| {
+        let created = Created::parse(t);
+        if created.is_none() {
+            problems.push(Problem::new(
+                "metadata.creationTimestamp",
+                format!("{t:?} is not a time as the API server writes it (\"2025-01-01T00:00:00Z\")"),
+            ));
+        }
+        created
+    });
+    let checked = Ingress {
+        namespace: namespace_of(&ing.metadata).to_owned(),
+        name: ing.metadata.name.clone().unwrap_or_default(),
+        created,
+        class_name: spec.ingress_class_name.clone(),
+        legacy_class: ing.metadata.annotations.get(LEGACY_CLASS_ANNOTATION).cloned(),
+        default_backend,
+        rules,
+        tls,
+        annotations: ing.metadata.annotations.clone(),
+    };
+    verdict(checked, problems)
 }
 
-/// A rule's host: a lowercase DNS name, perhaps with a wildcard first label — checked by the
-/// route table's own rule ([`HostRule::new`]), so control refuses what the gateway could not
-/// route.
-fn host(at: &str, h: &str, problems: &mut Vec<Problem>) {
-    if let Err(e) = HostRule::new(Some(h)) {
-        problems.push(Problem::new(at, e.to_string()));
-    }
+/// A host (a rule's or a `tls[]` entry's): a lowercase DNS name, perhaps with a wildcard first
+/// label — checked by the route table's own rule ([`HostRule::new`]).
+fn host(at: &str, h: Option<&str>, problems: &mut Vec<Problem>) -> Option<HostRule> {
+    HostRule::new(h).map_err(|e| problems.push(Problem::new(at, e.to_string()))).ok()
 }
 
 /// A backend: exactly one of a Service port (by number or by name) and a resource.
-fn backend(at: &str, b: &IngressBackend, problems: &mut Vec<Problem>) {
+fn backend(at: &str, b: &objects::IngressBackend, problems: &mut Vec<Problem>) -> IngressBackend {
+    // What a refused backend stands for meanwhile (the Ingress is refused whole anyway).
+    let refused = IngressBackend::Resource;
     match (&b.service, &b.resource) {
-        (Some(svc), None) => match &svc.port {
-            Some(ServiceBackendPort { name: Some(_), number: Some(_) }) => problems
-                .push(Problem::new(format!("{at}.service.port"), "give a port name or a number, not both")),
-            Some(ServiceBackendPort { name: None, number: None }) | None => problems
-                .push(Problem::new(format!("{at}.service.port"), "required: `number: 8080` or `name: http`")),
-            Some(ServiceBackendPort { number: Some(n), .. }) if !(1..=65_535).contains(n) => problems.push(
-                Problem::new(format!("{at}.service.port.number"), format!("{n} is not a port (1..=65535)")),
-            ),
-            _ => {}
-        },
-        (None, Some(_)) => {}
-        _ => problems.push(Problem::new(at, "exactly one of `service` and `resource` is required")),
-    }
-}
-
-/// An IngressClass: nothing to check beyond its fields' names.
-pub fn ingress_class(c: IngressClass) -> Checked<IngressClass> {
-    Ok(c)
-}
-
-/// Whether `s` is standard base64 (the encoding of Secret `data`).
-fn is_base64(s: &str) -> bool {
-    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    let body = s.trim_end_matches('=');
-    s.len().is_multiple_of(4)
-        && s.len() - body.len() <= 2
-        && body.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
-}
-
-/// Checks a Secret, with the API server's default `type: Opaque`.
-pub fn secret(mut sec: Secret) -> Checked<Secret> {
-    let mut problems = Vec::new();
-    let ty = sec.type_.get_or_insert_with(|| "Opaque".into()).clone();
-    for (k, v) in &sec.data {
-        if !is_base64(v) {
-            problems.push(Problem::new(
-                format!("data.{k}"),
-                "not base64 (put plain text under stringData instead)",
-            ));
+        (Some(svc), None) => {
+            let port = match &svc.port {
+                Some(ServiceBackendPort { name: Some(_), number: Some(_) }) => {
+                    let m = "give a port name or a number, not both";
+                    problems.push(Problem::new(format!("{at}.service.port"), m));
+                    return refused;
+                }
+                Some(ServiceBackendPort { name: None, number: None }) | None => {
+                    let m = "required: `number: 8080` or `name: http`";
+                    problems.push(Problem::new(format!("{at}.service.port"), m));
+                    return refused;
+                }
+                Some(ServiceBackendPort { number: Some(n), .. }) => match u16::try_from(*n) {
+                    Ok(p) if p != 0 => ServicePort::Number(p),
+                    _ => {
+                        let m = format!("{n} is not a port (1..=65535)");
+                        problems.push(Problem::new(format!("{at}.service.port.number"), m));
+                        return refused;
+                    }
+                },
+                Some(ServiceBackendPort { name: Some(n), .. }) => ServicePort::Name(n.clone()),
+            };
+            IngressBackend::Service { name: svc.name.clone(), port }
+        }
+        (None, Some(_)) => IngressBackend::Resource,
+        _ => {
+            problems.push(Problem::new(at, "exactly one of `service` and `resource` is required"));
+            refused
         }
     }
-    if ty == "kubernetes.io/tls" {
+}
+
+/// An IngressClass: its controller, whether it is the default, and where to serve it.
+pub fn ingress_class(c: objects::IngressClass) -> Checked<IngressClass> {
+    let mut problems = Vec::new();
+    let annotations = &c.metadata.annotations;
+    let address = annotations.get(INGRESS_ADDRESS_ANNOTATION).and_then(|a| {
+        let at = format!("metadata.annotations[{INGRESS_ADDRESS_ANNOTATION}]");
+        super::address(&at, a.trim(), &mut problems)
+    });
+    let checked = IngressClass {
+        name: c.metadata.name.clone().unwrap_or_default(),
+        controller: c.spec.controller.clone(),
+        // Kubernetes takes exactly "true" (`IsDefaultIngressClass`).
+        is_default: annotations.get(DEFAULT_CLASS_ANNOTATION).is_some_and(|v| v == "true"),
+        address,
+        pool: annotations.get(super::POOL_ANNOTATION).cloned(),
+    };
+    verdict(checked, problems)
+}
+
+/// Standard base64 (the encoding of Secret `data`), whitespace ignored; `None` if it is not.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let s: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    if !s.len().is_multiple_of(4) {
+        return None;
+    }
+    let pad = s.iter().rev().take_while(|&&c| c == b'=').count();
+    if pad > 2 {
+        return None;
+    }
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    let body = &s[..s.len() - pad];
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for &c in body {
+        acc = (acc << 6) | u32::from(value(c)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Checks a Secret, with the API server's default `type: Opaque`, and decodes its data.
+pub fn secret(sec: objects::Secret) -> Checked<Secret> {
+    let mut problems = Vec::new();
+    let type_ = sec.type_.clone().unwrap_or_else(|| "Opaque".into());
+    let mut data = BTreeMap::new();
+    for (k, v) in &sec.data {
+        match base64_decode(v) {
+            Some(bytes) => {
+                data.insert(k.clone(), bytes);
+            }
+            None => problems.push(Problem::new(
+                format!("data.{k}"),
+                "not base64 (put plain text under stringData instead)",
+            )),
+        }
+    }
+    // The API server merges stringData over data (`docs/kubernetes.md` §4.1).
+    for (k, v) in &sec.string_data {
+        data.insert(k.clone(), v.as_bytes().to_vec());
+    }
+    if type_ == "kubernetes.io/tls" {
         for k in ["tls.crt", "tls.key"] {
-            if !sec.data.contains_key(k) && !sec.string_data.contains_key(k) {
+            if !data.contains_key(k) {
                 problems.push(Problem::new(
                     format!("data.{k}"),
                     format!("a kubernetes.io/tls Secret needs {k} (as `kubectl create secret tls` writes)"),
@@ -133,5 +395,91 @@ pub fn secret(mut sec: Secret) -> Checked<Secret> {
             }
         }
     }
-    verdict(sec, problems)
+    let checked = Secret {
+        namespace: namespace_of(&sec.metadata).to_owned(),
+        name: sec.metadata.name.clone().unwrap_or_default(),
+        type_,
+        data,
+    };
+    verdict(checked, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_decodes_as_the_api_server_encodes() {
+        assert_eq!(base64_decode("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(base64_decode("aGVs\nbG8h").as_deref(), Some(&b"hello!"[..]));
+        assert_eq!(base64_decode("").as_deref(), Some(&b""[..]));
+        assert_eq!(base64_decode("aGk").as_deref(), None);
+        assert_eq!(base64_decode("a===").as_deref(), None);
+        assert_eq!(base64_decode("a-b_").as_deref(), None);
+    }
+
+    fn load(yaml: &str) -> Checked<Ingress> {
+        ingress(serde_norway::from_str(yaml).unwrap())
+    }
+
+    #[test]
+    fn an_ingress_is_typed_once() {
+        let ing = load(
+            "metadata: {name: web, namespace: shop, creationTimestamp: '2025-01-01T00:00:00Z', \
+             annotations: {kubernetes.io/ingress.class: legacy}}
+spec:
+  ingressClassName: sluice
+  defaultBackend: {resource: {kind: Bucket, name: b}}
+  tls: [{hosts: ['*.shop.com'], secretName: tls}]
+  rules:
+  - host: shop.com
+    http:
+      paths:
+      - {path: /a/, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}
+      - {pathType: ImplementationSpecific, backend: {service: {name: web, port: {number: 80}}}}
+      - {path: '/re[0-9]+', pathType: ImplementationSpecific, backend: {service: {name: web, port: {number: 80}}}}
+",
+        )
+        .unwrap();
+        assert_eq!((ing.namespace.as_str(), ing.name.as_str()), ("shop", "web"));
+        assert_eq!(ing.created.map(|c| c.secs), Some(1_735_689_600));
+        assert_eq!(ing.class_name.as_deref(), Some("sluice"));
+        assert_eq!(ing.legacy_class.as_deref(), Some("legacy"));
+        assert_eq!(ing.default_backend, Some(IngressBackend::Resource));
+        assert_eq!(ing.tls[0].hosts, vec![HostRule::Wildcard("shop.com".into())]);
+        let p = &ing.rules[0].paths;
+        assert_eq!(p[0].path, PathValue::Rule(RulePath::new("/a/").unwrap()));
+        assert_eq!(
+            p[0].backend,
+            IngressBackend::Service { name: "web".into(), port: ServicePort::Name("http".into()) }
+        );
+        assert_eq!(p[1].path, PathValue::Rule(RulePath::root()));
+        assert_eq!(p[2].path, PathValue::Other("/re[0-9]+".into()));
+    }
+
+    #[test]
+    fn a_bad_tls_host_is_a_problem_naming_its_field() {
+        let e = load(
+            "metadata: {name: web}
+spec:
+  tls: [{hosts: [Shop.com]}]
+  defaultBackend: {service: {name: web, port: {number: 80}}}
+",
+        )
+        .unwrap_err();
+        assert_eq!(e[0].field, "spec.tls[0].hosts[0]");
+    }
+
+    #[test]
+    fn secrets_merge_string_data_and_never_print_it() {
+        let s: objects::Secret = serde_norway::from_str(
+            "metadata: {name: tls}\ntype: kubernetes.io/tls\ndata: {tls.crt: Q0VSVA==}\nstringData: {tls.key: KEYBYTES}\n",
+        )
+        .unwrap();
+        let s = secret(s).unwrap();
+        assert_eq!(s.data["tls.crt"], b"CERT");
+        assert_eq!(s.data["tls.key"], b"KEYBYTES");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("KEYBYTES") && shown.contains("tls.key"), "{shown}");
+    }
 }

@@ -7,7 +7,13 @@
 //!    cannot be had gets no other address;
 //! 3. **auto-assigned**: the rest, in name order, the first free address of the first
 //!    auto-assigning pool with room, or of the pool `metallb.io/address-pool` names;
-//! 4. **released**: Services holding an address of our pools that are no longer ours to serve.
+//! 4. **released**: Services holding an address of our pools that are no longer ours to serve;
+//! 5. **IngressClasses** of Sluice's with at least one Ingress, after every Service (so that
+//!    Ingresses never move a Service's address): the address the class names
+//!    (`sluice.io/ingress-address`), else the first free address of the pool it names
+//!    (`metallb.io/address-pool`), else of the first auto-assigning pool with room. In manifest
+//!    mode, where no status holds an address, a class that names none takes the first one left
+//!    after the Services: pin it with the annotation to keep it when Services are added.
 //!
 //! An address of the node's own (`--node-address`) is never given, even from a pool that holds
 //! it: node addresses serve NodePorts only. A Service that holds or asks for one is refused it
@@ -28,6 +34,17 @@ pub(super) struct Allocated {
     pub(super) release: Vec<String>,
     /// Addresses refused: (`namespace/name`, `field: what is wrong`).
     pub(super) errors: Vec<(String, String)>,
+    /// IngressClass addresses by class name.
+    pub(super) classes: BTreeMap<String, IpAddr>,
+    /// IngressClass addresses refused: (class name, what is wrong).
+    pub(super) class_errors: Vec<(String, String)>,
+}
+
+/// An IngressClass to serve: its name, the address it names, the pool it names.
+pub(super) struct ClassAsk<'a> {
+    pub(super) name: &'a str,
+    pub(super) address: Option<IpAddr>,
+    pub(super) pool: Option<&'a str>,
 }
 
 /// Allocates the addresses of `services` (in namespace/name order) from the store's pools.
@@ -35,6 +52,7 @@ pub(super) fn allocate(
     store: &Store,
     cfg: &Config,
     services: &[&Service],
+    classes: &[ClassAsk<'_>],
     notes: &mut Vec<String>,
 ) -> Allocated {
     let ours: Vec<&Service> = services
@@ -58,7 +76,8 @@ pub(super) fn allocate(
     a.grant_asks(&ours);
     a.auto_assign(&ours);
     let release = a.releases(services);
-    Allocated { addresses: a.out, release, errors: a.errors }
+    let (classes, class_errors) = a.classes(classes);
+    Allocated { addresses: a.out, release, errors: a.errors, classes, class_errors }
 }
 
 /// MetalLB's `avoidBuggyIPs`: an IPv4 address ending in .0 or .255 (old clients take them for
@@ -201,6 +220,45 @@ impl Allocation<'_, '_> {
                     .push(format!("Service {key}: no free LoadBalancer address in any IPAddressPool")),
             }
         }
+    }
+
+    /// IngressClasses, in name order, after every Service.
+    fn classes(&mut self, classes: &[ClassAsk<'_>]) -> (BTreeMap<String, IpAddr>, Vec<(String, String)>) {
+        let (mut out, mut errors) = (BTreeMap::new(), Vec::new());
+        for c in classes {
+            let got = match (c.address, c.pool) {
+                (Some(a), _) => {
+                    let field =
+                        format!("metadata.annotations[{}]", crate::checked::INGRESS_ADDRESS_ANNOTATION);
+                    if self.node_addrs.contains(&a) {
+                        Err(format!("{field}: {a} is an address of this node, which serves NodePorts only"))
+                    } else if !self.pools.hold(a) {
+                        Err(format!("{field}: {a} is in no IPAddressPool"))
+                    } else if !self.taken.insert(a) {
+                        Err(format!("{field}: {a} is already a LoadBalancer Service's"))
+                    } else {
+                        Ok(a)
+                    }
+                }
+                (None, Some(name)) if self.pools.named(name).is_none() => {
+                    Err(format!("metadata.annotations[{POOL_ANNOTATION}]: no IPAddressPool named {name:?}"))
+                }
+                (None, pool) => match self.pools.free(pool, &self.taken) {
+                    Some(a) => {
+                        self.taken.insert(a);
+                        Ok(a)
+                    }
+                    None => Err("no free LoadBalancer address in any IPAddressPool".to_owned()),
+                },
+            };
+            match got {
+                Ok(a) => {
+                    out.insert(c.name.to_owned(), a);
+                }
+                Err(e) => errors.push((c.name.to_owned(), e)),
+            }
+        }
+        (out, errors)
     }
 
     /// Services given no address whose status holds one of our pools'.

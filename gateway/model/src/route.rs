@@ -572,6 +572,12 @@ impl RouteTable {
         RouteTable { hosts, conflicts }
     }
 
+    /// A table from its parts, as an image holds them (decoded: the entries and conflicts a
+    /// [`RouteTable::compile`] gave, checked by the decoder).
+    pub(crate) fn from_parts(hosts: Vec<HostRoutes>, conflicts: Vec<Conflict>) -> RouteTable {
+        RouteTable { hosts, conflicts }
+    }
+
     /// The host entries, ordered by host rule (precise, wildcard, then the entry without host).
     pub fn hosts(&self) -> &[HostRoutes] {
         &self.hosts

@@ -22,8 +22,10 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::addr::{Addr, Family};
+use crate::l7::L7Table;
 use crate::maglev::{self, MaglevTable, Member};
 
 /// Identifies a table generation. Increases with every publication.
@@ -302,6 +304,9 @@ pub struct TableSpec {
     pub node_addrs: Vec<Addr>,
     /// Maglev table sizing.
     pub maglev_size: MaglevSize,
+    /// The L7 half of the generation (empty without Ingresses). Shared: the table built from
+    /// this spec holds the same one.
+    pub l7: Arc<L7Table>,
 }
 
 /// Why a table spec was refused. Each names the service it is about.
@@ -495,6 +500,7 @@ pub struct ServiceTable {
     by_node_port: Index<(Family, u16, Protocol), ServiceId>,
     node_addrs: Vec<Addr>,
     vips: HashSet<Addr, BuildHasherDefault<IndexHasher>>,
+    l7: Arc<L7Table>,
 }
 
 impl ServiceTable {
@@ -541,7 +547,8 @@ impl ServiceTable {
                 owner.insert(*k, i);
             }
         }
-        ServiceTable::from_parts(spec.generation, services, all_backends, spec.node_addrs.clone())
+        let (g, addrs, l7) = (spec.generation, spec.node_addrs.clone(), spec.l7.clone());
+        ServiceTable::from_parts(g, services, all_backends, addrs, l7)
             .map_err(|_| unreachable!("frontends were checked for duplicates above"))
     }
 
@@ -600,6 +607,7 @@ impl ServiceTable {
             }
         }
         self.generation = spec.generation;
+        self.l7 = spec.l7.clone();
         Ok(true)
     }
 
@@ -610,6 +618,7 @@ impl ServiceTable {
         services: Vec<Service>,
         backends: Vec<Backend>,
         node_addrs: Vec<Addr>,
+        l7: Arc<L7Table>,
     ) -> Result<ServiceTable, ServiceKey> {
         let n_frontends: usize = services.iter().map(|s| s.frontends.len()).sum();
         let mut t = ServiceTable {
@@ -620,6 +629,7 @@ impl ServiceTable {
             by_node_port: Index::default(),
             node_addrs,
             vips: HashSet::with_capacity_and_hasher(n_frontends, Default::default()),
+            l7,
         };
         for s in &t.services {
             for k in &s.frontends {
@@ -665,6 +675,16 @@ impl ServiceTable {
     #[inline(always)]
     pub fn backend(&self, id: BackendId) -> &Backend {
         &self.backends[id.0 as usize]
+    }
+
+    /// The L7 half of this generation: routes, upstreams, certificates, listeners.
+    pub fn l7(&self) -> &L7Table {
+        &self.l7
+    }
+
+    /// The L7 half, shared (for a thread that keeps it past this table).
+    pub fn l7_shared(&self) -> Arc<L7Table> {
+        Arc::clone(&self.l7)
     }
 
     /// The gateway's own addresses.
@@ -876,6 +896,7 @@ mod tests {
             services: vec![svc("vip", [198, 19, 0, 10], vec![backend(1, Conditions::READY)]), np],
             node_addrs: vec![v4([198, 18, 0, 1])],
             maglev_size: MaglevSize::Auto,
+            l7: Default::default(),
         };
         let t = ServiceTable::build(&spec).unwrap();
         assert_eq!(t.generation(), Generation(7));

@@ -19,7 +19,9 @@
 //! - **Opening.** Both sides open the path with `O_NOFOLLOW` (a symbolic link is refused: whoever
 //!   can plant one could point us at any file) and check the opened file, with `fstat` on the
 //!   descriptor rather than a second look at the path: a regular file, owned by this process's
-//!   effective user, not writable by group or others. Each refusal says which and how to fix it.
+//!   effective user, neither readable nor writable by group or others — the table holds TLS
+//!   private keys (the L7 half's certificates), and a reader cannot tell whether a table it
+//!   would map has any. Each refusal says which and how to fix it.
 //! - **Geometry.** The slot count and size are read once, before mapping, bounded
 //!   (`2..=MAX_SLOTS` slots of at most [`MAX_SLOT_BYTES`]) and checked against the file's length;
 //!   exactly that much is mapped, and every slot index and length used afterwards is bounded by
@@ -170,7 +172,7 @@ pub enum OpenError {
         /// This process's effective user.
         euid: u32,
     },
-    /// Group or others may write the file.
+    /// Group or others may read or write the file (it holds private keys).
     Mode {
         /// The file.
         path: PathBuf,
@@ -231,8 +233,8 @@ impl core::fmt::Display for OpenError {
             ),
             OpenError::Mode { path, mode } => write!(
                 f,
-                "{p}: mode {mode:04o} lets group or others write the table; `chmod go-w {p}` \
-                 (control creates it 0600)",
+                "{p}: mode {mode:04o} lets group or others read or write the table, which holds TLS \
+                 private keys; `chmod go-rwx {p}` (control creates it 0600)",
                 p = path.display()
             ),
         }
@@ -327,7 +329,9 @@ fn open_checked(path: &Path, create: bool) -> Result<(File, Metadata), OpenError
     if meta.uid() != euid {
         return Err(OpenError::Owner { path: path.to_owned(), uid: meta.uid(), euid });
     }
-    if meta.mode() & 0o022 != 0 {
+    // Not 0o022 alone: the table holds private keys, so reading is as much a leak as writing
+    // is a hijack.
+    if meta.mode() & 0o077 != 0 {
         return Err(OpenError::Mode { path: path.to_owned(), mode: meta.mode() & 0o7777 });
     }
     Ok((file, meta))

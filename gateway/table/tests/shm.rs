@@ -336,18 +336,21 @@ fn a_symbolic_link_is_refused_by_both_sides() {
 }
 
 #[test]
-fn a_file_others_may_write_is_refused() {
+fn a_file_others_may_read_or_write_is_refused() {
     let t = TempPath::new("mode");
     drop(Publisher::create(&t.0, SMALL).unwrap());
-    for mode in [0o620, 0o602, 0o666] {
+    // Writing would let them change the table; reading, take the TLS private keys it holds.
+    for mode in [0o620, 0o602, 0o666, 0o640, 0o604, 0o644, 0o610] {
         std::fs::set_permissions(&t.0, std::fs::Permissions::from_mode(mode)).unwrap();
         let e = Reader::open(&t.0).unwrap_err();
         assert!(matches!(e, OpenError::Mode { mode: m, .. } if m == mode), "{mode:o}: {e}");
-        assert!(e.to_string().contains(&format!("chmod go-w {}", t.0.display())), "{e}");
+        assert!(e.to_string().contains(&format!("chmod go-rwx {}", t.0.display())), "{e}");
         assert!(matches!(Publisher::create(&t.0, SMALL), Err(OpenError::Mode { .. })));
     }
-    // Reading is not writing: a table others may read is accepted.
-    std::fs::set_permissions(&t.0, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&t.0, std::fs::Permissions::from_mode(0o600)).unwrap();
+    Reader::open(&t.0).unwrap();
+    // The owner's own bits are the owner's business.
+    std::fs::set_permissions(&t.0, std::fs::Permissions::from_mode(0o700)).unwrap();
     Reader::open(&t.0).unwrap();
 }
 

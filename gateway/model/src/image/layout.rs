@@ -11,6 +11,10 @@
 use core::marker::PhantomData;
 
 use crate::addr::Family;
+use crate::l7::KeyFormat;
+#[cfg(doc)]
+use crate::route::HostRule;
+use crate::route::{PathType, Unavailable};
 use crate::service::{Conditions, NatMode, Scheduler};
 
 /// A value stored little-endian in a record.
@@ -139,7 +143,7 @@ macro_rules! record {
 record! {
     /// The header, at the start of the image: what the image is, and where each region lies
     /// (offsets from the image's start) and how many items it holds.
-    header (128 bytes) {
+    header (192 bytes) {
         /// "SLUICEIM".
         MAGIC: [u8; 8],
         /// The layout's version (IMAGE_VERSION).
@@ -176,16 +180,52 @@ record! {
         NAMES_AT: u32,
         /// Bytes of names.
         NAMES_LEN: u32,
-        /// Where the L7 routes start (reserved for the L7 stage: at the end, none).
-        L7_ROUTES_AT: u32,
-        /// Bytes of L7 routes (reserved: 0).
-        L7_ROUTES_LEN: u32,
-        /// Where the certificates start (reserved for the L7 stage: at the end, none).
-        CERTIFICATES_AT: u32,
-        /// Bytes of certificates (reserved: 0).
-        CERTIFICATES_LEN: u32,
+        /// L7 host entry records.
+        L7_HOSTS: u32,
+        /// Where they start.
+        L7_HOSTS_AT: u32,
+        /// L7 path records (each host entry's follow the previous entry's).
+        L7_PATHS: u32,
+        /// Where they start.
+        L7_PATHS_AT: u32,
+        /// L7 conflict records.
+        L7_CONFLICTS: u32,
+        /// Where they start.
+        L7_CONFLICTS_AT: u32,
+        /// Upstream records.
+        L7_UPSTREAMS: u32,
+        /// Where they start.
+        L7_UPSTREAMS_AT: u32,
+        /// Upstream endpoint records (each upstream's follow the previous upstream's).
+        L7_ENDPOINTS: u32,
+        /// Where they start.
+        L7_ENDPOINTS_AT: u32,
+        /// Certificate records.
+        L7_CERTIFICATES: u32,
+        /// Where they start.
+        L7_CERTIFICATES_AT: u32,
+        /// Certificate host records (each certificate's follow the previous one's).
+        L7_CERT_HOSTS: u32,
+        /// Where they start.
+        L7_CERT_HOSTS_AT: u32,
+        /// Chain entries: spans of DER certificates (each certificate's follow the previous one's).
+        L7_CHAIN: u32,
+        /// Where they start.
+        L7_CHAIN_AT: u32,
+        /// Certificate Ingress records (each certificate's follow the previous one's).
+        L7_CERT_INGRESSES: u32,
+        /// Where they start.
+        L7_CERT_INGRESSES_AT: u32,
+        /// Listener records.
+        L7_LISTENERS: u32,
+        /// Where they start.
+        L7_LISTENERS_AT: u32,
+        /// Bytes of the L7 byte pool (strings, DER), which every [`Span`] points into.
+        L7_BYTES_LEN: u32,
+        /// Where it starts.
+        L7_BYTES_AT: u32,
         /// Zero.
-        RESERVED: [u8; 32],
+        RESERVED: [u8; 24],
     }
 }
 
@@ -264,6 +304,279 @@ record! {
     }
 }
 
+/// Where a string or a DER blob lies in the L7 byte pool: from `at` (relative to the pool's
+/// start), `len` bytes. Stored as two u32, `at` first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct Span {
+    /// Offset in the pool.
+    pub at: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+impl Value for Span {
+    const SIZE: usize = 8;
+    fn read(b: &[u8]) -> Span {
+        Span { at: u32::read(&b[..4]), len: u32::read(&b[4..8]) }
+    }
+    fn write(self, b: &mut [u8]) {
+        self.at.write(&mut b[..4]);
+        self.len.write(&mut b[4..8]);
+    }
+}
+
+record! {
+    /// An L7 host entry: the host rule, its paths, its default backend (with the Ingress it
+    /// comes from).
+    l7_host (64 bytes) {
+        /// [`HOST_KIND`] code.
+        HOST_KIND: u8,
+        /// [`BACKEND`] code of the default backend ([`BackendCode::None`] without one).
+        DEFAULT_BACKEND: u8,
+        /// [`PORT_KIND`] code of the default backend's Service port.
+        DEFAULT_PORT_KIND: u8,
+        /// Zero.
+        RESERVED: u8,
+        /// The default backend's Service port number (0 when named or not a Service).
+        DEFAULT_PORT_NUMBER: u16,
+        /// Zero.
+        RESERVED_2: [u8; 2],
+        /// The host (precise) or the suffix after `*.` (wildcard); empty for any host.
+        HOST: Span,
+        /// Its first path record.
+        PATHS_FIRST: u32,
+        /// How many path records are its.
+        PATHS_COUNT: u32,
+        /// The default backend's Service namespace.
+        DEFAULT_SERVICE_NAMESPACE: Span,
+        /// The default backend's Service name.
+        DEFAULT_SERVICE_NAME: Span,
+        /// The default backend's Service port name (empty when by number).
+        DEFAULT_PORT_NAME: Span,
+        /// The namespace of the Ingress whose default backend it is.
+        DEFAULT_INGRESS_NAMESPACE: Span,
+        /// Its name.
+        DEFAULT_INGRESS_NAME: Span,
+    }
+}
+
+record! {
+    /// An L7 path of a host entry.
+    l7_path (56 bytes) {
+        /// [`PATH_TYPE`] code (the matching kind follows from it).
+        PATH_TYPE: u8,
+        /// [`BACKEND`] code.
+        BACKEND: u8,
+        /// [`PORT_KIND`] code.
+        PORT_KIND: u8,
+        /// Zero.
+        RESERVED: u8,
+        /// The Service port number (0 when named or not a Service).
+        PORT_NUMBER: u16,
+        /// Zero.
+        RESERVED_2: [u8; 2],
+        /// The path, as declared.
+        PATH: Span,
+        /// The Service namespace.
+        SERVICE_NAMESPACE: Span,
+        /// The Service name.
+        SERVICE_NAME: Span,
+        /// The Service port name (empty when by number).
+        PORT_NAME: Span,
+        /// The namespace of the Ingress it comes from.
+        INGRESS_NAMESPACE: Span,
+        /// Its name.
+        INGRESS_NAME: Span,
+    }
+}
+
+record! {
+    /// A route conflict settled by control (kept for `status` and logs).
+    l7_conflict (52 bytes) {
+        /// [`HOST_KIND`] code.
+        HOST_KIND: u8,
+        /// [`CLAIM`] code.
+        CLAIM: u8,
+        /// [`PATH_TYPE`] code of the claimed path (0 for a default backend).
+        PATH_TYPE: u8,
+        /// Zero.
+        RESERVED: u8,
+        /// The host, as in [`l7_host::HOST`].
+        HOST: Span,
+        /// The claimed path (empty for a default backend).
+        PATH: Span,
+        /// The winning Ingress's namespace.
+        WINNER_NAMESPACE: Span,
+        /// Its name.
+        WINNER_NAME: Span,
+        /// The losing Ingress's namespace.
+        LOSER_NAMESPACE: Span,
+        /// Its name.
+        LOSER_NAME: Span,
+    }
+}
+
+record! {
+    /// An upstream: a Service port a route names, and where its endpoints are.
+    l7_upstream (36 bytes) {
+        /// [`PORT_KIND`] code.
+        PORT_KIND: u8,
+        /// Zero.
+        RESERVED: u8,
+        /// The port number (0 when named).
+        PORT_NUMBER: u16,
+        /// The Service namespace.
+        SERVICE_NAMESPACE: Span,
+        /// The Service name.
+        SERVICE_NAME: Span,
+        /// The port name (empty when by number).
+        PORT_NAME: Span,
+        /// Its first endpoint record.
+        ENDPOINTS_FIRST: u32,
+        /// How many endpoint records are its.
+        ENDPOINTS_COUNT: u32,
+    }
+}
+
+record! {
+    /// An upstream endpoint.
+    l7_endpoint (20 bytes) {
+        /// Its address (IPv4-mapped for IPv4).
+        ADDR: [u8; 16],
+        /// Its (target) port.
+        PORT: u16,
+        /// [`CONDITION_READY`], [`CONDITION_SERVING`], [`CONDITION_TERMINATING`].
+        CONDITIONS: u8,
+        /// Zero.
+        RESERVED: u8,
+    }
+}
+
+record! {
+    /// A certificate: a TLS Secret's chain and key.
+    l7_certificate (64 bytes) {
+        /// [`KEY_FORMAT`] code.
+        KEY_FORMAT: u8,
+        /// Zero.
+        RESERVED: [u8; 7],
+        /// The leaf's notAfter, Unix seconds (two's complement).
+        NOT_AFTER_UNIX_S: u64,
+        /// The Secret's namespace.
+        SECRET_NAMESPACE: Span,
+        /// The Secret's name.
+        SECRET_NAME: Span,
+        /// The private key, DER.
+        KEY: Span,
+        /// Its first chain entry (leaf first).
+        CHAIN_FIRST: u32,
+        /// How many chain entries are its.
+        CHAIN_COUNT: u32,
+        /// Its first host record.
+        HOSTS_FIRST: u32,
+        /// How many host records are its.
+        HOSTS_COUNT: u32,
+        /// Its first Ingress record.
+        INGRESSES_FIRST: u32,
+        /// How many Ingress records are its.
+        INGRESSES_COUNT: u32,
+    }
+}
+
+record! {
+    /// A host a certificate is chosen for.
+    l7_cert_host (12 bytes) {
+        /// [`HOST_KIND`] code.
+        HOST_KIND: u8,
+        /// Zero.
+        RESERVED: [u8; 3],
+        /// The host, as in [`l7_host::HOST`].
+        HOST: Span,
+    }
+}
+
+record! {
+    /// One certificate of a chain.
+    l7_chain (8 bytes) {
+        /// Its DER.
+        DER: Span,
+    }
+}
+
+record! {
+    /// An Ingress that uses a certificate.
+    l7_cert_ingress (16 bytes) {
+        /// Its namespace.
+        NAMESPACE: Span,
+        /// Its name.
+        NAME: Span,
+    }
+}
+
+record! {
+    /// Where Ingresses are served.
+    l7_listener (20 bytes) {
+        /// The address (IPv4-mapped for IPv4).
+        ADDR: [u8; 16],
+        /// The HTTP port.
+        HTTP_PORT: u16,
+        /// The HTTPS port.
+        HTTPS_PORT: u16,
+    }
+}
+
+/// What [`l7_host::HOST_KIND`] says: a [`HostRule`] without its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    /// [`HostRule::Precise`].
+    Precise,
+    /// [`HostRule::Wildcard`].
+    Wildcard,
+    /// [`HostRule::Any`].
+    Any,
+}
+/// Host kind codes.
+pub const HOST_KIND: [(u8, HostKind); 3] =
+    [(0, HostKind::Precise), (1, HostKind::Wildcard), (2, HostKind::Any)];
+
+/// What a backend code says: none, a Service, or why it is unavailable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendCode {
+    /// No backend (a host entry without default backend).
+    None,
+    /// A Service port.
+    Service,
+    /// Unavailable.
+    Unavailable(Unavailable),
+}
+/// Backend codes.
+pub const BACKEND: [(u8, BackendCode); 5] = [
+    (0, BackendCode::None),
+    (1, BackendCode::Service),
+    (2, BackendCode::Unavailable(Unavailable::Resource)),
+    (3, BackendCode::Unavailable(Unavailable::MissingService)),
+    (4, BackendCode::Unavailable(Unavailable::MissingPort)),
+];
+
+/// What a port kind code says: a Service port by number or by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    /// `port.number`.
+    Number,
+    /// `port.name`.
+    Name,
+}
+/// Port kind codes.
+pub const PORT_KIND: [(u8, PortKind); 2] = [(0, PortKind::Number), (1, PortKind::Name)];
+/// Path type codes.
+pub const PATH_TYPE: [(u8, PathType); 3] =
+    [(0, PathType::Exact), (1, PathType::Prefix), (2, PathType::ImplementationSpecific)];
+/// Conflict claim codes: a path, or a host entry's default backend.
+pub const CLAIM: [(u8, bool); 2] = [(0, true), (1, false)];
+/// Key format codes.
+pub const KEY_FORMAT: [(u8, KeyFormat); 3] =
+    [(0, KeyFormat::Pkcs1), (1, KeyFormat::Pkcs8), (2, KeyFormat::Sec1)];
+
 /// A node address, an address-pool entry: 16 bytes.
 pub const ADDR_SIZE: usize = 16;
 /// A u16-pool entry: 2 bytes.
@@ -326,12 +639,60 @@ pub fn conditions_byte(c: &Conditions, eligible: bool) -> u8 {
 }
 
 /// Every record, named, with its fields.
-pub const RECORDS: [(&str, usize, &[FieldInfo]); 4] = [
+pub const RECORDS: [(&str, usize, &[FieldInfo]); 14] = [
     ("header", header::SIZE, header::FIELDS),
     ("service", service::SIZE, service::FIELDS),
     ("backend", backend::SIZE, backend::FIELDS),
     ("frontend", frontend::SIZE, frontend::FIELDS),
+    ("l7_host", l7_host::SIZE, l7_host::FIELDS),
+    ("l7_path", l7_path::SIZE, l7_path::FIELDS),
+    ("l7_conflict", l7_conflict::SIZE, l7_conflict::FIELDS),
+    ("l7_upstream", l7_upstream::SIZE, l7_upstream::FIELDS),
+    ("l7_endpoint", l7_endpoint::SIZE, l7_endpoint::FIELDS),
+    ("l7_certificate", l7_certificate::SIZE, l7_certificate::FIELDS),
+    ("l7_cert_host", l7_cert_host::SIZE, l7_cert_host::FIELDS),
+    ("l7_chain", l7_chain::SIZE, l7_chain::FIELDS),
+    ("l7_cert_ingress", l7_cert_ingress::SIZE, l7_cert_ingress::FIELDS),
+    ("l7_listener", l7_listener::SIZE, l7_listener::FIELDS),
 ];
+
+/// The L7 regions, in the order they follow the L4 regions: (name, record count field, start
+/// field, record size). The byte pool comes last, after them.
+pub const L7_REGIONS: [(&str, Field<u32>, Field<u32>, usize); 10] = [
+    ("L7 host entries", header::L7_HOSTS, header::L7_HOSTS_AT, l7_host::SIZE),
+    ("L7 paths", header::L7_PATHS, header::L7_PATHS_AT, l7_path::SIZE),
+    ("L7 conflicts", header::L7_CONFLICTS, header::L7_CONFLICTS_AT, l7_conflict::SIZE),
+    ("upstreams", header::L7_UPSTREAMS, header::L7_UPSTREAMS_AT, l7_upstream::SIZE),
+    ("upstream endpoints", header::L7_ENDPOINTS, header::L7_ENDPOINTS_AT, l7_endpoint::SIZE),
+    ("certificates", header::L7_CERTIFICATES, header::L7_CERTIFICATES_AT, l7_certificate::SIZE),
+    ("certificate hosts", header::L7_CERT_HOSTS, header::L7_CERT_HOSTS_AT, l7_cert_host::SIZE),
+    ("certificate chains", header::L7_CHAIN, header::L7_CHAIN_AT, l7_chain::SIZE),
+    ("certificate Ingresses", header::L7_CERT_INGRESSES, header::L7_CERT_INGRESSES_AT, l7_cert_ingress::SIZE),
+    ("listeners", header::L7_LISTENERS, header::L7_LISTENERS_AT, l7_listener::SIZE),
+];
+/// Index of each L7 region in [`L7_REGIONS`].
+pub mod l7_region {
+    /// Host entries.
+    pub const HOSTS: usize = 0;
+    /// Paths.
+    pub const PATHS: usize = 1;
+    /// Conflicts.
+    pub const CONFLICTS: usize = 2;
+    /// Upstreams.
+    pub const UPSTREAMS: usize = 3;
+    /// Upstream endpoints.
+    pub const ENDPOINTS: usize = 4;
+    /// Certificates.
+    pub const CERTIFICATES: usize = 5;
+    /// Certificate hosts.
+    pub const CERT_HOSTS: usize = 6;
+    /// Chain entries.
+    pub const CHAIN: usize = 7;
+    /// Certificate Ingresses.
+    pub const CERT_INGRESSES: usize = 8;
+    /// Listeners.
+    pub const LISTENERS: usize = 9;
+}
 
 /// The layout as a table for a person: each record, then each field's offset, size and meaning.
 pub fn describe() -> String {
@@ -364,8 +725,17 @@ pub fn fingerprint() -> u64 {
             eat(&(f.size as u64).to_le_bytes());
         }
     }
-    let codes =
-        FAMILY.iter().map(|x| x.0).chain(NAT.iter().map(|x| x.0)).chain(FRONTEND_KIND.iter().map(|x| x.0));
+    let codes = FAMILY
+        .iter()
+        .map(|x| x.0)
+        .chain(NAT.iter().map(|x| x.0))
+        .chain(FRONTEND_KIND.iter().map(|x| x.0))
+        .chain(HOST_KIND.iter().map(|x| x.0))
+        .chain(BACKEND.iter().map(|x| x.0))
+        .chain(PORT_KIND.iter().map(|x| x.0))
+        .chain(PATH_TYPE.iter().map(|x| x.0))
+        .chain(CLAIM.iter().map(|x| x.0))
+        .chain(KEY_FORMAT.iter().map(|x| x.0));
     for c in codes {
         eat(&[c]);
     }

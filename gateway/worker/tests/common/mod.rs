@@ -145,6 +145,7 @@ pub fn table(generation: u64, services: Vec<ServiceSpec>) -> Arc<ServiceTable> {
             services,
             node_addrs: vec![a4(NODE), a6(NODE6)],
             maglev_size: MaglevSize::Auto,
+            l7: Default::default(),
         })
         .unwrap(),
     )

@@ -1,0 +1,759 @@
+//! Ingresses of Sluice's class → the L7 half of the generation ([`L7Table`]).
+//!
+//! - **Class** (`docs/kubernetes.md` §3.1, INGRESS.md §1): an Ingress is Sluice's when
+//!   `spec.ingressClassName` names an IngressClass whose `spec.controller` is
+//!   [`CONTROLLER`]; else when its `kubernetes.io/ingress.class` annotation names such a
+//!   class; else when one of Sluice's classes is annotated
+//!   `ingressclass.kubernetes.io/is-default-class: "true"` (the first by name, if several are).
+//!   Other Ingresses are left alone, and said so at info level.
+//! - **Backends**: a Service of the Ingress's namespace, its port by number (`spec.ports[].port`,
+//!   TCP) or by name; the route names the port as the Ingress does. Its endpoints are the
+//!   Service port's as L4 finds them (EndpointSlices, whose ports are the target ports resolved
+//!   per endpoint, as kube-proxy reads them; else the Pods its selector picks, a named
+//!   `targetPort` resolved per Pod; else v1 Endpoints), one per address, sorted, with their
+//!   conditions → [`L7Table::upstreams`], one per Service port a route names. A `resource`
+//!   backend, a Service that does not exist, a port it does not have: the route stays, as
+//!   [`Backend::Unavailable`] (503), with an error naming where the Ingress is written, the
+//!   Ingress and the field; everything else is compiled.
+//! - **Conflicts** from [`RouteTable::compile`]: a warning each, naming both Ingresses; the
+//!   table keeps them for `status`.
+//! - **TLS**: each `spec.tls[]` with a `secretName`: the Secret, of type `kubernetes.io/tls`,
+//!   checked ([`super::tls`]) → one [`Certificate`] per Secret, with the hosts of every
+//!   `tls[]` entry that names it and the Ingresses they are in. A Secret that is missing or bad
+//!   is an error naming the Secret and the Ingress; that entry is left out.
+//! - **Listeners**: the address of each class of Sluice's with an Ingress
+//!   ([`super::allocation`]), ports 80 and 443; each Ingress is served on its class's address
+//!   (what its `status.loadBalancer.ingress` is to say).
+//!
+//! Not hot path. No `unsafe`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use sluice_model::Addr;
+use sluice_model::l7::{Certificate, Endpoint, L7Table, Listener, SecretRef, Upstream};
+use sluice_model::route::{
+    Backend, HostRule, IngressRef, IngressSpec, PathSpec, RouteTable, RuleSpec, ServiceBackend, ServicePort,
+    Unavailable,
+};
+
+use super::allocation::ClassAsk;
+use super::{Index, endpoints, tls};
+use crate::checked::{CONTROLLER, Ingress, IngressBackend, IngressClass, PathValue, PortProtocol};
+use crate::store::{Located, Store};
+
+/// The plain HTTP port Ingresses are served on.
+pub const HTTP_PORT: u16 = 80;
+/// The HTTPS port.
+pub const HTTPS_PORT: u16 = 443;
+
+/// An Ingress of Sluice's, with the class it is served by.
+pub(super) struct Selected<'s> {
+    pub(super) ingress: &'s Located<Ingress>,
+    pub(super) class: &'s str,
+}
+
+/// Sluice's IngressClasses by name.
+fn our_classes(store: &Store) -> BTreeMap<&str, &IngressClass> {
+    store
+        .ingress_classes
+        .iter()
+        .map(|l| &l.object)
+        .filter(|c| c.controller.as_deref() == Some(CONTROLLER))
+        .map(|c| (c.name.as_str(), c))
+        .collect()
+}
+
+/// The Ingresses of Sluice's classes, in namespace/name order; `ignored` says why each other
+/// one is not (info, not an error: it is another controller's).
+pub(super) fn select<'s>(store: &'s Store, ignored: &mut Vec<String>) -> Vec<Selected<'s>> {
+    let ours = our_classes(store);
+    let exists = |name: &str| store.ingress_classes.iter().any(|l| l.object.name == name);
+    let default = ours.values().find(|c| c.is_default).map(|c| c.name.as_str());
+    let mut out = Vec::new();
+    let mut all: Vec<&Located<Ingress>> = store.ingresses.iter().collect();
+    all.sort_by(|a, b| (&a.object.namespace, &a.object.name).cmp(&(&b.object.namespace, &b.object.name)));
+    for l in all {
+        let ing = &l.object;
+        let (named, field) = match (&ing.class_name, &ing.legacy_class) {
+            (Some(n), _) => (Some(n.as_str()), "spec.ingressClassName"),
+            (None, Some(n)) => (Some(n.as_str()), "the kubernetes.io/ingress.class annotation"),
+            (None, None) => (None, ""),
+        };
+        match named {
+            Some(n) => match ours.get_key_value(n) {
+                Some((name, _)) => out.push(Selected { ingress: l, class: name }),
+                None if exists(n) => ignored.push(format!(
+                    "Ingress {}: {field} names IngressClass {n:?}, another controller's: left to it",
+                    ing.key()
+                )),
+                None => ignored.push(format!(
+                    "Ingress {}: {field} names IngressClass {n:?}, which does not exist: not served",
+                    ing.key()
+                )),
+            },
+            None => match default {
+                Some(class) => out.push(Selected { ingress: l, class }),
+                None => ignored.push(format!(
+                    "Ingress {}: names no IngressClass, and no IngressClass of Sluice's ({CONTROLLER}) is \
+                     the default: not served",
+                    ing.key()
+                )),
+            },
+        }
+    }
+    out
+}
+
+/// What each class of Sluice's that has an Ingress asks of allocation, in name order.
+pub(super) fn class_asks<'s>(store: &'s Store, selected: &[Selected<'s>]) -> Vec<ClassAsk<'s>> {
+    let used: BTreeSet<&str> = selected.iter().map(|s| s.class).collect();
+    our_classes(store)
+        .into_iter()
+        .filter(|(name, _)| used.contains(name))
+        .map(|(name, c)| ClassAsk { name, address: c.address, pool: c.pool.as_deref() })
+        .collect()
+}
+
+/// The L7 half of a generation, and what to say about it.
+#[derive(Debug, Clone, Default)]
+pub struct L7Compiled {
+    /// The table.
+    pub table: L7Table,
+    /// The addresses each Ingress of Sluice's is served on, by `namespace/name` (for its
+    /// `status.loadBalancer.ingress`).
+    pub ingress_addresses: BTreeMap<String, Vec<IpAddr>>,
+    /// Warnings (route conflicts).
+    pub notes: Vec<String>,
+    /// Errors (unavailable backends, refused paths, bad TLS Secrets).
+    pub errors: Vec<String>,
+}
+
+/// Where an Ingress is written and which it is: `file:line: Ingress namespace/name` (a
+/// cluster's objects: `Ingress namespace/name`).
+fn located(l: &Located<Ingress>) -> String {
+    match l.line {
+        0 => format!("Ingress {}", l.object.key()),
+        line => format!("{}:{line}: Ingress {}", l.file.display(), l.object.key()),
+    }
+}
+
+/// Compiles the selected Ingresses, served on their classes' `addresses`; TLS certificates are
+/// checked against `now_unix_s`.
+pub(super) fn compile(
+    store: &Store,
+    index: &Index,
+    selected: &[Selected<'_>],
+    addresses: &BTreeMap<String, IpAddr>,
+    now_unix_s: i64,
+) -> L7Compiled {
+    let mut out = L7Compiled::default();
+    let mut specs = Vec::with_capacity(selected.len());
+    let mut named: BTreeSet<ServiceBackend> = BTreeSet::new();
+    for s in selected {
+        let spec = ingress_spec(store, index, s.ingress, &mut out.errors);
+        for b in
+            spec.rules.iter().flat_map(|r| r.paths.iter().map(|p| &p.backend)).chain(&spec.default_backend)
+        {
+            if let Backend::Service(sb) = b {
+                named.insert(sb.clone());
+            }
+        }
+        specs.push(spec);
+        if let Some(&a) = addresses.get(s.class) {
+            out.ingress_addresses.insert(s.ingress.object.key(), vec![a]);
+        }
+    }
+    let routes = RouteTable::compile(&specs);
+    out.notes.extend(routes.conflicts().iter().map(|c| c.to_string()));
+    out.table.upstreams = named.into_iter().map(|sb| upstream(store, index, sb)).collect();
+    out.table.certificates = certificates(store, selected, now_unix_s, &mut out.errors);
+    let mut listeners: Vec<Listener> = selected
+        .iter()
+        .filter_map(|s| addresses.get(s.class))
+        .map(|&a| Listener { addr: Addr::from(a), http_port: HTTP_PORT, https_port: HTTPS_PORT })
+        .collect();
+    listeners.sort();
+    listeners.dedup();
+    out.table.listeners = listeners;
+    out.table.routes = routes;
+    out
+}
+
+/// An Ingress as the route table takes it, its backends resolved against the Services.
+fn ingress_spec(store: &Store, index: &Index, l: &Located<Ingress>, errors: &mut Vec<String>) -> IngressSpec {
+    let ing = &l.object;
+    let at = located(l);
+    let backend = |field: &str, b: &IngressBackend, errors: &mut Vec<String>| {
+        resolve(store, index, ing, &at, field, b, errors)
+    };
+    let default_backend = ing.default_backend.as_ref().map(|b| backend("spec.defaultBackend", b, errors));
+    let mut rules = Vec::with_capacity(ing.rules.len());
+    for (i, r) in ing.rules.iter().enumerate() {
+        let mut paths = Vec::with_capacity(r.paths.len());
+        for (j, p) in r.paths.iter().enumerate() {
+            let field = format!("spec.rules[{i}].http.paths[{j}]");
+            let b = backend(&format!("{field}.backend"), &p.backend, errors);
+            match &p.path {
+                PathValue::Rule(path) => paths.push(PathSpec { path_type: p.path_type, path: path.clone(), backend: b }),
+                PathValue::Other(text) => errors.push(format!(
+                    "{at}: {field}.path: {text:?} is not a path Sluice's class routes (ImplementationSpecific \
+                     is Prefix here: an absolute path without //, /./, /../ or %2f, only URL path \
+                     characters); this path is not routed"
+                )),
+            }
+        }
+        rules.push(RuleSpec { host: r.host.clone(), paths });
+    }
+    IngressSpec {
+        id: IngressRef::new(&ing.namespace, &ing.name),
+        created_unix_s: ing.created.map(|c| c.secs),
+        default_backend,
+        rules,
+    }
+}
+
+/// A backend: the Service port it names, or why it is unavailable (with an error).
+fn resolve(
+    store: &Store,
+    index: &Index,
+    ing: &Ingress,
+    at: &str,
+    field: &str,
+    b: &IngressBackend,
+    errors: &mut Vec<String>,
+) -> Backend {
+    let (name, port) = match b {
+        IngressBackend::Resource => {
+            errors.push(format!(
+                "{at}: {field}.resource: Sluice serves no resource backends; requests routed here get 503"
+            ));
+            return Backend::Unavailable(Unavailable::Resource);
+        }
+        IngressBackend::Service { name, port } => (name, port),
+    };
+    let Some(&p) = index.services_named(store, &ing.namespace, name).first() else {
+        errors.push(format!(
+            "{at}: {field}.service.name: Service {}/{name} does not exist; requests routed here get 503",
+            ing.namespace
+        ));
+        return Backend::Unavailable(Unavailable::MissingService);
+    };
+    let svc = &store.services[p].object;
+    let found = svc.ports.iter().any(|sp| sp.protocol == PortProtocol::Tcp && port_is(sp, port));
+    if !found {
+        let (what, fld) = match port {
+            ServicePort::Number(n) => (format!("port {n}"), "number"),
+            ServicePort::Name(n) => (format!("port named {n:?}"), "name"),
+        };
+        let have: Vec<String> = svc
+            .ports
+            .iter()
+            .map(|sp| match &sp.name {
+                Some(n) => format!("{n} ({}/{})", sp.port, sp.protocol),
+                None => format!("{}/{}", sp.port, sp.protocol),
+            })
+            .collect();
+        errors.push(format!(
+            "{at}: {field}.service.port.{fld}: Service {}/{name} has no TCP {what} (it has {}); requests \
+             routed here get 503",
+            ing.namespace,
+            if have.is_empty() { "none".to_owned() } else { have.join(", ") }
+        ));
+        return Backend::Unavailable(Unavailable::MissingPort);
+    }
+    Backend::Service(ServiceBackend {
+        namespace: ing.namespace.clone(),
+        name: name.clone(),
+        port: port.clone(),
+    })
+}
+
+/// Whether Service port `sp` is the one an Ingress names by number (the Service port, not the
+/// target port) or by name.
+fn port_is(sp: &crate::checked::ServicePort, port: &ServicePort) -> bool {
+    match port {
+        ServicePort::Number(n) => sp.port == *n,
+        ServicePort::Name(n) => sp.name.as_deref() == Some(n.as_str()),
+    }
+}
+
+/// The endpoints of a Service port a route names (it exists: [`resolve`] checked).
+fn upstream(store: &Store, index: &Index, service: ServiceBackend) -> Upstream {
+    let svc = index
+        .services_named(store, &service.namespace, &service.name)
+        .first()
+        .map(|&p| &store.services[p].object);
+    let port = svc.and_then(|s| {
+        s.ports
+            .iter()
+            .find(|sp| sp.protocol == PortProtocol::Tcp && port_is(sp, &service.port))
+            .map(|sp| (s, sp))
+    });
+    let mut endpoints: Vec<Endpoint> = port
+        .map(|(s, sp)| endpoints::of_port(index, store, s, sp))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| Endpoint {
+            addr: SocketAddr::new(e.addr, e.port),
+            ready: e.conditions.ready,
+            serving: e.conditions.serving,
+            terminating: e.conditions.terminating,
+        })
+        .collect();
+    // One per address and port: an endpoint listed twice (in two slices while it moves) keeps
+    // its best conditions, as kube-proxy keeps the non-terminating one.
+    endpoints.sort_by_key(|e| (e.addr, !e.ready, !e.serving, e.terminating));
+    endpoints.dedup_by_key(|e| e.addr);
+    Upstream { service, endpoints }
+}
+
+/// One certificate per TLS Secret the selected Ingresses name, checked; errors for the rest.
+fn certificates(
+    store: &Store,
+    selected: &[Selected<'_>],
+    now_unix_s: i64,
+    errors: &mut Vec<String>,
+) -> Vec<Certificate> {
+    let mut by_secret: BTreeMap<SecretRef, Certificate> = BTreeMap::new();
+    // Each Secret checked once, whatever the number of Ingresses naming it.
+    let mut checked: BTreeMap<SecretRef, Result<tls::Material, String>> = BTreeMap::new();
+    for s in selected {
+        let ing = &s.ingress.object;
+        let at = located(s.ingress);
+        for (i, t) in ing.tls.iter().enumerate() {
+            let Some(name) = &t.secret_name else { continue };
+            let secret = SecretRef { namespace: ing.namespace.clone(), name: name.clone() };
+            let material =
+                checked.entry(secret.clone()).or_insert_with(|| check_secret(store, &secret, now_unix_s));
+            let m = match material {
+                Ok(m) => m,
+                Err(e) => {
+                    errors.push(format!(
+                        "{at}: spec.tls[{i}].secretName: Secret {secret}: {e}; HTTPS for {} is not served with it",
+                        hosts_text(&t.hosts)
+                    ));
+                    continue;
+                }
+            };
+            let c = by_secret.entry(secret.clone()).or_insert_with(|| Certificate {
+                secret,
+                ingresses: Vec::new(),
+                hosts: Vec::new(),
+                chain_der: m.chain_der.clone(),
+                key_format: m.key_format,
+                key_der: m.key_der.clone(),
+                not_after_unix_s: m.not_after_unix_s,
+            });
+            c.ingresses.push(IngressRef::new(&ing.namespace, &ing.name));
+            c.hosts.extend(t.hosts.iter().cloned());
+        }
+    }
+    by_secret
+        .into_values()
+        .map(|mut c| {
+            c.ingresses.sort();
+            c.ingresses.dedup();
+            c.hosts.sort();
+            c.hosts.dedup();
+            c
+        })
+        .collect()
+}
+
+fn hosts_text(hosts: &[HostRule]) -> String {
+    if hosts.is_empty() {
+        return "its hosts".into();
+    }
+    hosts.iter().map(HostRule::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// The Secret's certificate material, or what is wrong with it.
+fn check_secret(store: &Store, secret: &SecretRef, now_unix_s: i64) -> Result<tls::Material, String> {
+    let Some(s) = store
+        .secrets
+        .iter()
+        .map(|l| &l.object)
+        .find(|s| s.namespace == secret.namespace && s.name == secret.name)
+    else {
+        return Err("does not exist".into());
+    };
+    if s.type_ != "kubernetes.io/tls" {
+        return Err(format!("is of type {:?}, not kubernetes.io/tls", s.type_));
+    }
+    // The check on Secrets made sure both keys are there.
+    let (crt, key) = (s.data.get("tls.crt"), s.data.get("tls.key"));
+    let (Some(crt), Some(key)) = (crt, key) else { return Err("needs tls.crt and tls.key".into()) };
+    tls::material(crt, key, now_unix_s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rcgen::{PKCS_ECDSA_P256_SHA256, PKCS_ED25519, PKCS_RSA_SHA256};
+    use sluice_model::route::{Backend, HostRule, ServiceBackend, ServicePort, Unavailable};
+    use sluice_model::service::Generation;
+
+    use super::super::tls::tests::{cert, key};
+    use super::super::{Compiled, Config, compile as compile_all};
+    use crate::load::{Loaded, load_str};
+
+    const POOL: &str = "apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: edge, namespace: sluice-system}
+spec: {addresses: [198.18.100.10-198.18.100.19]}
+";
+
+    const CLASS: &str = "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: sluice}
+spec: {controller: sluice.io/ingress}
+";
+
+    /// A Service `name` of namespace shop with a port 80 named http → targetPort http, and a
+    /// slice giving two endpoints (one port number each: the named target port resolved per
+    /// endpoint group).
+    fn service(name: &str) -> String {
+        format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: shop}}
+spec:
+  selector: {{app: {name}}}
+  ports: [{{name: http, port: 80, targetPort: http}}, {{name: metrics, port: 9090, protocol: UDP}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-a, namespace: shop, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints:
+- {{addresses: [198.18.1.2], conditions: {{ready: true}}}}
+- {{addresses: [198.18.1.9], conditions: {{ready: false, serving: true, terminating: true}}}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-b, namespace: shop, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8081, protocol: TCP}}]
+endpoints:
+- {{addresses: [198.18.1.3]}}
+"
+        )
+    }
+
+    fn ingress(name: &str, class: &str, backend: &str) -> String {
+        format!(
+            "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {name}, namespace: shop{class}}}
+spec:
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - {{path: /{name}, pathType: Prefix, backend: {backend}}}
+"
+        )
+    }
+
+    fn load(docs: &[&str]) -> Loaded {
+        let mut loaded = Loaded::default();
+        load_str(Path::new("inline.yaml"), &docs.join("---\n"), &mut loaded);
+        assert!(
+            loaded.errors.is_empty(),
+            "{:?}",
+            loaded.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+        );
+        loaded
+    }
+
+    fn compiled(docs: &[&str]) -> Compiled {
+        compile_all(&load(docs).store, &Config::default(), Generation(1))
+    }
+
+    fn served(c: &Compiled) -> Vec<String> {
+        c.spec.l7.routes.hosts().iter().flat_map(|h| &h.paths).map(|p| p.ingress.to_string()).collect()
+    }
+
+    const WEB: &str = "{service: {name: web, port: {number: 80}}}";
+
+    #[test]
+    fn class_is_chosen_by_field_then_annotation_then_default() {
+        let other = "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: k8s.io/ingress-nginx}
+";
+        let by_field = ingress("by-field", "", WEB).replace("spec:\n", "spec:\n  ingressClassName: sluice\n");
+        let field_wins = ingress("field-wins", ", annotations: {kubernetes.io/ingress.class: sluice}", WEB)
+            .replace("spec:\n", "spec:\n  ingressClassName: nginx\n");
+        let legacy = ingress("legacy", ", annotations: {kubernetes.io/ingress.class: sluice}", WEB);
+        let legacy_other =
+            ingress("legacy-other", ", annotations: {kubernetes.io/ingress.class: nginx}", WEB);
+        let unknown = ingress("unknown", "", WEB).replace("spec:\n", "spec:\n  ingressClassName: gone\n");
+        let classless = ingress("classless", "", WEB);
+        let svc = service("web");
+        let all =
+            [POOL, CLASS, other, &svc, &by_field, &field_wins, &legacy, &legacy_other, &unknown, &classless];
+        let c = compiled(&all);
+        assert_eq!(served(&c), ["shop/by-field", "shop/legacy"]);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        let ignored = c.ignored.join("\n");
+        for (name, why) in [
+            ("field-wins", "another controller's"),
+            ("legacy-other", "another controller's"),
+            ("unknown", "does not exist"),
+            ("classless", "no IngressClass of Sluice's"),
+        ] {
+            assert!(
+                ignored.contains(&format!("Ingress shop/{name}: ")) && ignored.contains(why),
+                "{name}: {ignored}"
+            );
+        }
+        // Sluice's class made the default takes the class-less Ingress; the other class's stay
+        // another's.
+        let default = CLASS.replace(
+            "{name: sluice}",
+            "{name: sluice, annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}}",
+        );
+        let all = [
+            POOL,
+            &default,
+            other,
+            &svc,
+            &by_field,
+            &field_wins,
+            &legacy,
+            &legacy_other,
+            &unknown,
+            &classless,
+        ];
+        let c = compiled(&all);
+        assert_eq!(served(&c), ["shop/by-field", "shop/classless", "shop/legacy"]);
+        // "True" is not "true".
+        let not_default = default.replace("\"true\"", "\"True\"");
+        let c = compiled(&[POOL, &not_default, &svc, &classless]);
+        assert!(served(&c).is_empty());
+        assert!(c.spec.l7.listeners.is_empty(), "no Ingress of the class: no listener");
+    }
+
+    #[test]
+    fn ports_by_number_and_name_resolve_to_the_endpoints_target_ports() {
+        let by_name = ingress("by-name", "", "{service: {name: web, port: {name: http}}}")
+            .replace("spec:\n", "spec:\n  ingressClassName: sluice\n");
+        let by_number =
+            ingress("by-number", "", WEB).replace("spec:\n", "spec:\n  ingressClassName: sluice\n");
+        let c = compiled(&[POOL, CLASS, &service("web"), &by_name, &by_number]);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        let ups = &c.spec.l7.upstreams;
+        let svc = |port| ServiceBackend { namespace: "shop".into(), name: "web".into(), port };
+        assert_eq!(
+            ups.iter().map(|u| u.service.clone()).collect::<Vec<_>>(),
+            [svc(ServicePort::Number(80)), svc(ServicePort::Name("http".into()))]
+        );
+        for u in ups {
+            let eps: Vec<(String, bool, bool, bool)> =
+                u.endpoints.iter().map(|e| (e.addr.to_string(), e.ready, e.serving, e.terminating)).collect();
+            assert_eq!(
+                eps,
+                [
+                    ("198.18.1.2:8080".into(), true, true, false),
+                    ("198.18.1.3:8081".into(), true, true, false),
+                    ("198.18.1.9:8080".into(), false, true, true),
+                ]
+            );
+        }
+        // Served on the first free pool address, ports 80 and 443; each Ingress says so.
+        let l = &c.spec.l7.listeners;
+        assert_eq!(
+            (l.len(), l[0].addr.to_string(), l[0].http_port, l[0].https_port),
+            (1, "198.18.100.10".into(), 80, 443)
+        );
+        assert_eq!(
+            c.ingress_addresses["shop/by-name"],
+            ["198.18.100.10".parse::<std::net::IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn unavailable_backends_are_503_with_an_error_and_the_rest_loads() {
+        let docs: Vec<String> = [
+            ("resource", "{resource: {apiGroup: k8s.example.com, kind: Bucket, name: b}}"),
+            ("missing", "{service: {name: nope, port: {number: 80}}}"),
+            ("no-port", "{service: {name: web, port: {number: 81}}}"),
+            ("udp-port", "{service: {name: web, port: {name: metrics}}}"),
+            ("fine", WEB),
+        ]
+        .iter()
+        .map(|(n, b)| ingress(n, "", b).replace("spec:\n", "spec:\n  ingressClassName: sluice\n"))
+        .collect();
+        let svc = service("web");
+        let mut all: Vec<&str> = vec![POOL, CLASS, &svc];
+        all.extend(docs.iter().map(String::as_str));
+        let c = compiled(&all);
+        let backend_of = |name: &str| {
+            c.spec.l7.routes.hosts()[0]
+                .paths
+                .iter()
+                .find(|p| p.ingress.name == name)
+                .map(|p| p.backend.clone())
+        };
+        assert_eq!(backend_of("resource"), Some(Backend::Unavailable(Unavailable::Resource)));
+        assert_eq!(backend_of("missing"), Some(Backend::Unavailable(Unavailable::MissingService)));
+        assert_eq!(backend_of("no-port"), Some(Backend::Unavailable(Unavailable::MissingPort)));
+        assert_eq!(backend_of("udp-port"), Some(Backend::Unavailable(Unavailable::MissingPort)));
+        assert!(matches!(backend_of("fine"), Some(Backend::Service(_))));
+        let e = c.errors.join("\n");
+        for want in [
+            "inline.yaml:35: Ingress shop/resource: spec.rules[0].http.paths[0].backend.resource: Sluice serves no resource backends; requests routed here get 503",
+            "Ingress shop/missing: spec.rules[0].http.paths[0].backend.service.name: Service shop/nope does not exist; requests routed here get 503",
+            "Ingress shop/no-port: spec.rules[0].http.paths[0].backend.service.port.number: Service shop/web has no TCP port 81 (it has http (80/TCP), metrics (9090/UDP)); requests routed here get 503",
+            "Ingress shop/udp-port: spec.rules[0].http.paths[0].backend.service.port.name: Service shop/web has no TCP port named \"metrics\"",
+        ] {
+            assert!(e.contains(want), "{want}\nnot in\n{e}");
+        }
+        // Only the Service port named by a route that resolved has an upstream.
+        assert_eq!(c.spec.l7.upstreams.len(), 1);
+    }
+
+    #[test]
+    fn route_conflicts_are_reported_naming_both_ingresses_and_kept() {
+        let a = ingress("a", ", creationTimestamp: '2025-01-01T00:00:00Z'", WEB)
+            .replace("spec:\n", "spec:\n  ingressClassName: sluice\n")
+            .replace("path: /a,", "path: /same,");
+        let b = ingress("b", ", creationTimestamp: '2024-01-01T00:00:00Z'", WEB)
+            .replace("spec:\n", "spec:\n  ingressClassName: sluice\n")
+            .replace("path: /b,", "path: /same/,");
+        let c = compiled(&[POOL, CLASS, &service("web"), &a, &b]);
+        assert_eq!(served(&c), ["shop/b"], "the older wins");
+        assert_eq!(c.spec.l7.routes.conflicts().len(), 1);
+        let n = c.notes.join("\n");
+        assert!(n.contains("Ingress shop/a: host shop.example.com: path /same (Prefix) is already routed by Ingress shop/b"), "{n}");
+    }
+
+    /// A TLS Secret with these PEM texts, in namespace shop.
+    fn secret(name: &str, crt: &str, key: &str) -> String {
+        let indent = |t: &str| t.lines().map(|l| format!("    {l}\n")).collect::<String>();
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: shop}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+            indent(crt),
+            indent(key)
+        )
+    }
+
+    fn tls_ingress(name: &str, secret: &str, host: &str) -> String {
+        ingress(name, "", WEB).replace(
+            "spec:\n",
+            &format!(
+                "spec:\n  ingressClassName: sluice\n  tls: [{{hosts: ['{host}'], secretName: {secret}}}]\n"
+            ),
+        )
+    }
+
+    #[test]
+    fn tls_secrets_become_certificates_and_bad_ones_are_errors_naming_secret_and_ingress() {
+        let (rsa, ec, ed) = (key(&PKCS_RSA_SHA256), key(&PKCS_ECDSA_P256_SHA256), key(&PKCS_ED25519));
+        let good_rsa = secret("rsa", &cert(&rsa, &["shop.example.com"], (2100, 1, 1)), &rsa.serialize_pem());
+        let good_ed = secret("ed", &cert(&ed, &["*.example.com"], (2100, 1, 1)), &ed.serialize_pem());
+        let ec_cert = cert(&ec, &["x.example.com"], (2100, 1, 1));
+        let bad: Vec<(&str, String, &str)> = vec![
+            ("not-pem", secret("not-pem", "hello", &ec.serialize_pem()), "tls.crt is not PEM"),
+            (
+                "no-cert",
+                secret("no-cert", &ec.serialize_pem(), &ec.serialize_pem()),
+                "tls.crt holds no CERTIFICATE block",
+            ),
+            (
+                "mismatch",
+                secret("mismatch", &ec_cert, &rsa.serialize_pem()),
+                "tls.key does not match the certificate",
+            ),
+            (
+                "expired",
+                secret("expired", &cert(&ec, &["x.example.com"], (2020, 1, 1)), &ec.serialize_pem()),
+                "the certificate in tls.crt expired at 2020-01-01T00:00:00Z",
+            ),
+            ("no-key", secret("no-key", &ec_cert, "hello"), "tls.key holds no private key"),
+        ];
+        let opaque =
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: opaque, namespace: shop}\nstringData: {a: b}\n";
+        let mut docs: Vec<String> =
+            vec![POOL.into(), CLASS.into(), service("web"), good_rsa, good_ed, opaque.into()];
+        docs.push(tls_ingress("web", "rsa", "shop.example.com"));
+        docs.push(tls_ingress("wild", "ed", "*.example.com"));
+        docs.push(tls_ingress("web2", "rsa", "www.example.com"));
+        docs.push(tls_ingress("opaque", "opaque", "o.example.com"));
+        docs.push(tls_ingress("absent", "absent", "a.example.com"));
+        for (name, s, _) in &bad {
+            docs.push(s.clone());
+            docs.push(tls_ingress(&format!("uses-{name}"), name, "x.example.com"));
+        }
+        let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+        let c = compiled(&refs);
+        let certs = &c.spec.l7.certificates;
+        let names: Vec<String> = certs.iter().map(|c| c.secret.to_string()).collect();
+        assert_eq!(names, ["shop/ed", "shop/rsa"], "the good ones load");
+        let rsa_cert = &certs[1];
+        assert_eq!(rsa_cert.ingresses.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["web", "web2"]);
+        assert_eq!(
+            rsa_cert.hosts,
+            [HostRule::Precise("shop.example.com".into()), HostRule::Precise("www.example.com".into())]
+        );
+        assert_eq!(rsa_cert.not_after_unix_s, 4_102_444_800);
+        assert_eq!(certs[0].key_format, sluice_model::l7::KeyFormat::Pkcs8);
+        let e = c.errors.join("\n");
+        for (name, _, why) in &bad {
+            let want = format!("Ingress shop/uses-{name}: spec.tls[0].secretName: Secret shop/{name}: {why}");
+            assert!(e.contains(&want), "{want}\nnot in\n{e}");
+        }
+        assert!(e.contains("Ingress shop/opaque: spec.tls[0].secretName: Secret shop/opaque: is of type \"Opaque\", not kubernetes.io/tls"), "{e}");
+        assert!(
+            e.contains("Ingress shop/absent: spec.tls[0].secretName: Secret shop/absent: does not exist"),
+            "{e}"
+        );
+        // Every route still loads, and no key reaches an error.
+        assert_eq!(served(&c).len(), 10);
+        for k in [&rsa, &ec, &ed] {
+            let pem = k.serialize_pem();
+            let body = pem.lines().nth(1).unwrap();
+            assert!(!e.contains(body), "{e}");
+        }
+        // And the whole generation survives the trip through the image.
+        let t = sluice_model::service::ServiceTable::build(&c.spec).unwrap();
+        let back = sluice_model::image::decode(&sluice_model::image::encode(&t)).unwrap();
+        assert_eq!(back.l7(), &*c.spec.l7);
+    }
+
+    #[test]
+    fn an_implementation_specific_path_sluice_cannot_route_is_an_error_for_its_class_only() {
+        let re = ingress("re", "", WEB)
+            .replace("spec:\n", "spec:\n  ingressClassName: sluice\n")
+            .replace("path: /re, pathType: Prefix", "path: '/re[0-9]+', pathType: ImplementationSpecific");
+        let c = compiled(&[POOL, CLASS, &service("web"), &re]);
+        assert!(c.errors.join("\n").contains("Ingress shop/re: spec.rules[0].http.paths[0].path: \"/re[0-9]+\" is not a path Sluice's class routes"), "{:?}", c.errors);
+        let nginx = re.replace("ingressClassName: sluice", "ingressClassName: nginx");
+        let c = compiled(&[POOL, CLASS, &service("web"), &nginx]);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+    }
+
+    #[test]
+    fn an_ingress_class_address_is_named_or_taken_after_the_services() {
+        let lb = "apiVersion: v1\nkind: Service\nmetadata: {name: lb, namespace: shop}\nspec: {type: LoadBalancer, ports: [{port: 53, protocol: UDP}]}\n";
+        let ing = ingress("web", "", WEB).replace("spec:\n", "spec:\n  ingressClassName: sluice\n");
+        let c = compiled(&[POOL, CLASS, lb, &service("web"), &ing]);
+        assert_eq!(c.load_balancers["shop/lb"], ["198.18.100.10".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(c.spec.l7.listeners[0].addr.to_string(), "198.18.100.11");
+        let named = CLASS.replace(
+            "{name: sluice}",
+            "{name: sluice, annotations: {sluice.io/ingress-address: 198.18.100.17}}",
+        );
+        let c = compiled(&[POOL, &named, lb, &service("web"), &ing]);
+        assert_eq!(c.spec.l7.listeners[0].addr.to_string(), "198.18.100.17");
+        let outside = named.replace("198.18.100.17", "203.0.113.1");
+        let c = compiled(&[POOL, &outside, lb, &service("web"), &ing]);
+        assert!(c.spec.l7.listeners.is_empty());
+        assert!(c.errors.join("\n").contains("IngressClass sluice: metadata.annotations[sluice.io/ingress-address]: 203.0.113.1 is in no IPAddressPool"), "{:?}", c.errors);
+    }
+}
