@@ -181,7 +181,7 @@ impl<'a> Supervisor<'a> {
         match decoded {
             Ok(t) => {
                 self.table = Arc::new(t);
-                self.l7_table = l7_table(&self.table);
+                self.l7_table = self.table.l7_shared();
                 self.prepare_l7();
                 // To the workers first, then the steering: a frame the new steering sends them
                 // finds the new table (a worker takes it before its next batch).
@@ -420,11 +420,6 @@ impl SnatWatch {
 }
 
 /// Gratuitous ARP / unsolicited neighbour advertisement for each address.
-/// The L7 half of a table (until control publishes one, none).
-fn l7_table(_t: &ServiceTable) -> Arc<L7Table> {
-    Arc::new(L7Table::default())
-}
-
 fn announce(raw: &RawSender, mac: [u8; 6], addrs: &[Addr]) {
     for a in addrs {
         let r = match a.family() {
