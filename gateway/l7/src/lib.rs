@@ -1,5 +1,5 @@
-//! Sluice's L7 stage, its sans-IO foundation: HTTP/1.1 request heads and body framing, and
-//! Ingress routing.
+//! Sluice's L7 stage, sans-IO: HTTP/1.1 request heads and body framing, Ingress routing, and
+//! the HTTP/1.1 reverse proxy built on them.
 //!
 //! Pure logic. No sockets, no clocks, no threads: bytes arrive as slices the caller read from
 //! its connection, results come back as typed values and ranges of the caller's bytes, and the
@@ -14,11 +14,16 @@
 //! - [`route`]: Kubernetes Ingress matching over a compiled route table: hosts, paths,
 //!   precedence and default backends, precomputed so that a request costs a few hash probes and
 //!   no allocation.
+//! - [`proxy`]: the reverse proxy of one client connection ([`proxy::Conn`]): routing per
+//!   request, endpoint choice, head rewriting, body streaming with backpressure, local statuses,
+//!   retries, timers; and the per-worker bookkeeping it shares ([`proxy::Context`], the
+//!   upstream [`proxy::Pool`], endpoint [`proxy::Health`]). Its sockets are driven by the
+//!   `sluice-proxy` crate.
 //!
-//! Not here yet: TLS (rustls), HTTP/2, the upstream pool, the reactor that drives all of it.
+//! Not here yet: TLS configuration (rustls), HTTP/2.
 //!
 //! Hot path: yes ([`h1::HeadParser::parse`], [`h1::BodyDecoder::decode`],
-//! [`route::Router::route`]); none of them allocates. No `unsafe`.
+//! [`route::Router::route`], [`proxy::Conn`]'s methods); none of them allocates. No `unsafe`.
 #![forbid(unsafe_code)]
 
 pub mod h1;
