@@ -577,6 +577,19 @@ impl Proxy {
                         continue;
                     }
                     let Slot::Upstream(x) = &mut self.slots[u] else { continue };
+                    // Edge-triggered: if the last read did not end in WouldBlock, a close that
+                    // came with the response will raise no new event. Look now, or the pool
+                    // would hand out a dead connection.
+                    if x.readable {
+                        let mut probe = [0u8; 1];
+                        match x.stream.read(&mut probe) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
+                            _ => {
+                                self.close_upstream(registry, u);
+                                continue;
+                            }
+                        }
+                    }
                     x.owner = None;
                     x.uses += 1;
                     let (addr, uses) = (x.addr, x.uses);
