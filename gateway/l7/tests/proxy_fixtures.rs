@@ -731,3 +731,22 @@ fn a_tunnel_delivers_what_the_upstream_sent_before_it_closed() {
     assert_eq!(h.client_text(), "bye");
     assert!(h.conn.is_finished());
 }
+
+#[test]
+fn a_slow_answer_to_a_slow_reader_is_not_cut_by_the_send_timeout() {
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.advance(59 * S);
+    // The response arrives after 59 s; the client does not read it at once.
+    let r = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let buf = h.conn.upstream_read_buf();
+    buf[..r.len()].copy_from_slice(r);
+    h.conn.upstream_read(&mut h.ctx, r.len(), h.now);
+    h.now += S;
+    h.conn.tick(&mut h.ctx, h.now);
+    assert!(!h.conn.is_finished() && !h.conn.client_write_buf().is_empty());
+    // A client that reads nothing for the whole send timeout is let go.
+    h.now += 60 * S;
+    h.conn.tick(&mut h.ctx, h.now);
+    assert!(h.conn.is_finished());
+}

@@ -646,6 +646,7 @@ impl Conn {
 
     /// Moves bytes and steps the state machine until nothing more can happen.
     fn progress(&mut self, ctx: &mut Context, now_ns: u64) {
+        let had_output = !self.cout.is_empty();
         loop {
             let moved = match self.phase {
                 Phase::Head => self.on_head(ctx, now_ns),
@@ -657,6 +658,10 @@ impl Conn {
             if !moved {
                 break;
             }
+        }
+        if !had_output && !self.cout.is_empty() {
+            // The client's send timeout counts from when it had something to read.
+            self.client_write_ns = now_ns;
         }
         let held = self.buffered_bytes();
         if held > ctx.stats.max_conn_buffered_bytes {
@@ -1011,6 +1016,9 @@ impl Conn {
         ctx.stats.local_responses += 1;
         ctx.stats.responses[usize::from(status / 100).min(5)] += 1;
         let reason = reason(status);
+        if self.cout.is_empty() {
+            self.client_write_ns = now_ns;
+        }
         let body_len = 3 + 1 + reason.len() + 1;
         let mut out = Out(&mut self.cout);
         let _ = write!(
