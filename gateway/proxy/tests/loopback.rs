@@ -212,13 +212,22 @@ fn https_through_rustls_with_curl() {
         ])
         .output()
         .expect("curl runs");
+    // A 20 MB download through TLS: backpressure through rustls' buffers too.
+    let big = format!("https://app.test:{}/big?n=20000000", https.port());
+    let download = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "--cacert", ca.to_str().unwrap(), "--resolve", &resolve])
+        .args(["-o", "/dev/null", "-w", "%{http_code} %{size_download}", &big])
+        .output()
+        .expect("curl runs");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
     assert_eq!(body.matches("GET /headers HTTP/1.1").count(), 2, "{body}");
-    let s = proxy.wait_stats("2 requests", |s| s.core.requests == 2);
-    assert_eq!((s.accepted, s.tls_errors), (1, 0));
+    assert_eq!(String::from_utf8_lossy(&download.stdout), "200 20000000");
+    let s = proxy.wait_stats("3 requests", |s| s.core.requests == 3);
+    assert_eq!((s.accepted, s.tls_errors), (2, 0));
+    assert!(s.core.max_conn_buffered_bytes <= 256 * 1024, "{s:?}");
 }
 
 #[test]

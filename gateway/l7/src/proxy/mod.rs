@@ -156,7 +156,8 @@ impl Default for Config {
 pub struct Stats {
     /// Request heads accepted (parsed and checked).
     pub requests: u64,
-    /// Responses by status class: index `status / 100` (1xx interim responses not counted).
+    /// Responses by status class: index `status / 100` (1xx interim responses not counted;
+    /// index 0: requests that ended with the connection closed and no status).
     pub responses: [u64; 6],
     /// Of those, answered by Sluice itself (404, 503, 502, 4xx limits...).
     pub local_responses: u64,
