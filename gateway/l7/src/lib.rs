@@ -1,5 +1,5 @@
-//! Sluice's L7 stage, its sans-IO foundation: HTTP/1.1 request heads and body framing, Ingress
-//! routing, and the TLS configuration HTTPS is served with.
+//! Sluice's L7 stage, sans-IO: HTTP/1.1 request heads and body framing, Ingress routing, the
+//! TLS configuration HTTPS is served with, and the HTTP/1.1 reverse proxy built on them.
 //!
 //! Pure logic. No sockets, no clocks, no threads: bytes arrive as slices the caller read from
 //! its connection, results come back as typed values and ranges of the caller's bytes, and the
@@ -16,12 +16,18 @@
 //!   no allocation.
 //! - [`tls`]: a generation's certificates as a rustls `ServerConfig` (aws-lc-rs): SNI certificate
 //!   choice, the default certificate, versions, suites, ALPN and session tickets shared by every
-//!   worker and generation. It builds configuration; the `ServerConnection`s are the reactor's.
+//!   worker and generation. It builds configuration; the `ServerConnection`s are the driver's.
+//! - [`proxy`]: the reverse proxy of one client connection ([`proxy::Conn`]): routing per
+//!   request, endpoint choice, head rewriting, body streaming with backpressure, local statuses,
+//!   retries, timers; and the per-worker bookkeeping it shares ([`proxy::Context`], the
+//!   upstream [`proxy::Pool`], endpoint [`proxy::Health`]). Its sockets are driven by the
+//!   `sluice-proxy` crate.
 //!
-//! Not here yet: HTTP/2, the upstream pool, the reactor that drives all of it.
+//! Not here yet: HTTP/2.
 //!
 //! Hot path: yes ([`h1::HeadParser::parse`], [`h1::BodyDecoder::decode`],
-//! [`route::Router::route`], [`tls::CertStore::pick`]); none of them allocates. No `unsafe`.
+//! [`route::Router::route`], [`tls::CertStore::pick`], [`proxy::Conn`]'s methods); none of them
+//! allocates. No `unsafe`.
 #![forbid(unsafe_code)]
 
 pub mod h1;

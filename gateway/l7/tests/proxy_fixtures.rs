@@ -645,3 +645,108 @@ fn absolute_form_targets_go_upstream_in_origin_form() {
     assert!(up.starts_with("GET /x?y HTTP/1.1\r\nHost: app.example\r\n"), "{up}");
     assert!(!up.contains("ignored\r\n"), "{up}");
 }
+
+#[test]
+fn a_keep_alive_exchange_split_at_every_byte_gives_the_same_bytes() {
+    let req = b"POST /p HTTP/1.1\r\nHost: app.example\r\nX-Request-ID: r1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: app.example\r\nX-Request-ID: r2\r\n\r\n";
+    let resp1 = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
+    let resp2 = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n";
+    let run = |req_cut: usize, resp_cut: usize, which: u8| {
+        let mut h = H::web();
+        h.send(&req[..req_cut]);
+        h.send(&req[req_cut..]);
+        let first = h.upstream_text();
+        let (c1, c2) = if which == 1 { (resp_cut, resp2.len()) } else { (resp1.len(), resp_cut) };
+        h.respond(&resp1[..c1]);
+        h.respond(&resp1[c1..]);
+        let second = h.upstream_text();
+        h.respond(&resp2[..c2]);
+        h.respond(&resp2[c2..]);
+        // Chunk boundaries follow the reads; the data must not.
+        let (head, body) = first.split_once("\r\n\r\n").unwrap();
+        let first = format!("{head}\r\n\r\n{}", dechunk(body));
+        let client = h.client_text();
+        let (c_head, c_rest) = client.split_once("\r\n\r\nokHTTP").unwrap();
+        let (c2_head, c2_body) = c_rest.split_once("\r\n\r\n").unwrap();
+        let client = format!("{c_head} ok HTTP{c2_head} {}", dechunk(c2_body));
+        (first, second, client, h.releases.clone())
+    };
+    let reference = run(req.len(), resp1.len(), 1);
+    assert!(reference.0.starts_with("POST /p ") && reference.0.contains("X-Request-ID: r1\r\n"));
+    assert!(reference.0.ends_with("Transfer-Encoding: chunked\r\n\r\nabc"), "{}", reference.0);
+    assert!(reference.1.starts_with("GET /next ") && reference.1.contains("X-Request-ID: r2\r\n"));
+    assert!(
+        reference.2.contains(" ok HTTP/1.1 404 Not Found\r\n") && reference.2.ends_with(" x"),
+        "{}",
+        reference.2
+    );
+    assert_eq!(reference.3, [true, true]);
+    for cut in 0..=req.len() {
+        assert_eq!(run(cut, resp1.len(), 1), reference, "request cut at {cut}");
+    }
+    for cut in 0..=resp1.len() {
+        assert_eq!(run(req.len(), cut, 1), reference, "first response cut at {cut}");
+    }
+    for cut in 0..=resp2.len() {
+        assert_eq!(run(req.len(), cut, 2), reference, "second response cut at {cut}");
+    }
+}
+
+#[test]
+fn bytes_an_upstream_sends_past_its_response_are_not_served_to_the_next_request() {
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+    );
+    assert_eq!(h.releases, [false], "an upstream that spoke out of turn is closed");
+    h.client_text();
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    assert!(h.client.is_empty(), "nothing answered before the new upstream does");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood");
+    assert!(h.client_text().ends_with("good"));
+}
+
+#[test]
+fn an_http10_client_is_told_its_connection_is_kept() {
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.0\r\nHost: nowhere\r\nConnection: keep-alive\r\n\r\n");
+    let out = h.client_text();
+    assert!(out.starts_with("HTTP/1.1 404 ") && out.contains("Connection: keep-alive\r\n"), "{out}");
+    assert!(!h.conn.is_finished());
+}
+
+#[test]
+fn a_tunnel_delivers_what_the_upstream_sent_before_it_closed() {
+    let mut h = H::web();
+    h.send(b"GET /ws HTTP/1.1\r\nHost: app.example\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+    h.respond(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+    h.client_text();
+    // The upstream's bytes arrive while the client reads nothing, then the upstream closes.
+    let buf = h.conn.upstream_read_buf();
+    buf[..3].copy_from_slice(b"bye");
+    h.conn.upstream_read(&mut h.ctx, 3, 0);
+    h.conn.upstream_eof(&mut h.ctx, 0);
+    h.run();
+    assert_eq!(h.client_text(), "bye");
+    assert!(h.conn.is_finished());
+}
+
+#[test]
+fn a_slow_answer_to_a_slow_reader_is_not_cut_by_the_send_timeout() {
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.advance(59 * S);
+    // The response arrives after 59 s; the client does not read it at once.
+    let r = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let buf = h.conn.upstream_read_buf();
+    buf[..r.len()].copy_from_slice(r);
+    h.conn.upstream_read(&mut h.ctx, r.len(), h.now);
+    h.now += S;
+    h.conn.tick(&mut h.ctx, h.now);
+    assert!(!h.conn.is_finished() && !h.conn.client_write_buf().is_empty());
+    // A client that reads nothing for the whole send timeout is let go.
+    h.now += 60 * S;
+    h.conn.tick(&mut h.ctx, h.now);
+    assert!(h.conn.is_finished());
+}

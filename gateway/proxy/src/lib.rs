@@ -284,10 +284,10 @@ impl Proxy {
     /// connections already open keep theirs.
     pub fn set_tls(&mut self, config: Arc<ServerConfig>) {
         for s in &mut self.slots {
-            if let Slot::Listener(l) = s {
-                if l.tls.is_some() {
-                    l.tls = Some(Arc::clone(&config));
-                }
+            if let Slot::Listener(l) = s
+                && l.tls.is_some()
+            {
+                l.tls = Some(Arc::clone(&config));
             }
         }
     }
@@ -536,13 +536,12 @@ impl Proxy {
                 }
                 // Plaintext from the core, then records out.
                 let out = c.conn.client_write_buf();
-                if !out.is_empty() {
-                    if let Ok(n) = tls.writer().write(out) {
-                        if n > 0 {
-                            c.conn.client_wrote(ctx, n, now_ns);
-                            moved = true;
-                        }
-                    }
+                if !out.is_empty()
+                    && let Ok(n) = tls.writer().write(out)
+                    && n > 0
+                {
+                    c.conn.client_wrote(ctx, n, now_ns);
+                    moved = true;
                 }
                 while c.writable && tls.wants_write() {
                     match tls.write_tls(&mut c.stream) {
@@ -578,6 +577,19 @@ impl Proxy {
                         continue;
                     }
                     let Slot::Upstream(x) = &mut self.slots[u] else { continue };
+                    // Edge-triggered: if the last read did not end in WouldBlock, a close that
+                    // came with the response will raise no new event. Look now, or the pool
+                    // would hand out a dead connection.
+                    if x.readable {
+                        let mut probe = [0u8; 1];
+                        match x.stream.read(&mut probe) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
+                            _ => {
+                                self.close_upstream(registry, u);
+                                continue;
+                            }
+                        }
+                    }
                     x.owner = None;
                     x.uses += 1;
                     let (addr, uses) = (x.addr, x.uses);

@@ -212,13 +212,22 @@ fn https_through_rustls_with_curl() {
         ])
         .output()
         .expect("curl runs");
+    // A 20 MB download through TLS: backpressure through rustls' buffers too.
+    let big = format!("https://app.test:{}/big?n=20000000", https.port());
+    let download = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "--cacert", ca.to_str().unwrap(), "--resolve", &resolve])
+        .args(["-o", "/dev/null", "-w", "%{http_code} %{size_download}", &big])
+        .output()
+        .expect("curl runs");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
     assert_eq!(body.matches("GET /headers HTTP/1.1").count(), 2, "{body}");
-    let s = proxy.wait_stats("2 requests", |s| s.core.requests == 2);
-    assert_eq!((s.accepted, s.tls_errors), (1, 0));
+    assert_eq!(String::from_utf8_lossy(&download.stdout), "200 20000000");
+    let s = proxy.wait_stats("3 requests", |s| s.core.requests == 3);
+    assert_eq!((s.accepted, s.tls_errors), (2, 0));
+    assert!(s.core.max_conn_buffered_bytes <= 256 * 1024, "{s:?}");
 }
 
 #[test]
@@ -234,4 +243,53 @@ fn slow_heads_get_408() {
     c.r.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "closed after the 408");
     let _ = Duration::ZERO;
+}
+
+#[test]
+fn upstream_connections_the_backend_drops_are_not_a_clients_problem() {
+    let backend = Backend::start();
+    let proxy = run_proxy(config(), table(&[backend.addr]), None);
+    let mut c = Client::connect(proxy.http);
+    for i in 0..20 {
+        let r = c.get("/once");
+        assert_eq!(r.status, 200, "request {i}");
+        if i % 2 == 0 {
+            // Sometimes give the proxy time to see the close of the idle connection first;
+            // otherwise the GET meets the dead pooled connection and is sent again.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let s = proxy.wait_stats("20 requests", |s| s.core.responses[2] == 20);
+    assert_eq!(s.core.responses[5], 0);
+    assert!(backend.connections.load(Ordering::SeqCst) >= 20, "one upstream connection per request");
+}
+
+#[test]
+fn http10_clients_get_close_delimited_bodies_of_unknown_length() {
+    let backend = Backend::start();
+    let proxy = run_proxy(config(), table(&[backend.addr]), None);
+    let url = format!("http://{}/chunked", proxy.http);
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--http1.0", "--max-time", "20", "-H", "Host: app.test", &url])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\r\n\r\nhello world"), "{text}");
+    assert!(!text.contains("chunked") && text.contains("Connection: close\r\n"), "{text}");
+}
+
+#[test]
+fn a_body_over_the_limit_is_413_and_never_reaches_the_backend() {
+    let backend = Backend::start();
+    let core = Config { max_body_bytes: Some(1000), ..Config::default() };
+    let proxy = run_proxy(ProxyConfig { core, ..config() }, table(&[backend.addr]), None);
+    let url = format!("http://{}/echo", proxy.http);
+    let body = "x".repeat(5000);
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", "-H", "Host: app.test"])
+        .args(["--data-binary", &body, &url])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "413");
+    assert_eq!(backend.connections.load(Ordering::SeqCst), 0);
 }

@@ -156,7 +156,8 @@ impl Default for Config {
 pub struct Stats {
     /// Request heads accepted (parsed and checked).
     pub requests: u64,
-    /// Responses by status class: index `status / 100` (1xx interim responses not counted).
+    /// Responses by status class: index `status / 100` (1xx interim responses not counted;
+    /// index 0: requests that ended with the connection closed and no status).
     pub responses: [u64; 6],
     /// Of those, answered by Sluice itself (404, 503, 502, 4xx limits...).
     pub local_responses: u64,
@@ -391,6 +392,10 @@ pub struct Conn {
     /// When the client last took bytes (or there were none for it).
     client_write_ns: u64,
     client_eof: bool,
+    /// The request being answered is HTTP/1.0 (its keep-alive must be said).
+    http10: bool,
+    /// The upstream side of a tunnel closed.
+    tunnel_upstream_eof: bool,
     attached: bool,
     linger_over: bool,
     closing_since_ns: u64,
@@ -426,6 +431,8 @@ impl Conn {
             since_ns: now_ns,
             client_write_ns: now_ns,
             client_eof: false,
+            http10: false,
+            tunnel_upstream_eof: false,
             attached: false,
             linger_over: false,
             closing_since_ns: 0,
@@ -502,13 +509,13 @@ impl Conn {
     /// `n` bytes were read into [`Conn::upstream_read_buf`].
     pub fn upstream_read(&mut self, ctx: &mut Context, n: usize, now_ns: u64) {
         self.uin.filled(n);
-        if n > 0 {
-            if let Phase::Exchange(ex) = &mut self.phase {
-                ex.resp_seen = true;
-                ex.last_upstream_ns = now_ns;
-                // Something answered: the request will not be sent again.
-                self.uout.release_kept();
-            }
+        if n > 0
+            && let Phase::Exchange(ex) = &mut self.phase
+        {
+            ex.resp_seen = true;
+            ex.last_upstream_ns = now_ns;
+            // Something answered: the request will not be sent again.
+            self.uout.release_kept();
         }
         self.progress(ctx, now_ns);
     }
@@ -640,6 +647,7 @@ impl Conn {
 
     /// Moves bytes and steps the state machine until nothing more can happen.
     fn progress(&mut self, ctx: &mut Context, now_ns: u64) {
+        let had_output = !self.cout.is_empty();
         loop {
             let moved = match self.phase {
                 Phase::Head => self.on_head(ctx, now_ns),
@@ -652,6 +660,10 @@ impl Conn {
                 break;
             }
         }
+        if !had_output && !self.cout.is_empty() {
+            // The client's send timeout counts from when it had something to read.
+            self.client_write_ns = now_ns;
+        }
         let held = self.buffered_bytes();
         if held > ctx.stats.max_conn_buffered_bytes {
             ctx.stats.max_conn_buffered_bytes = held;
@@ -663,7 +675,8 @@ impl Conn {
             // The last response is still leaving: the next request waits for room.
             return false;
         }
-        let Conn { parser, cin, uout, peer, local_port, https, requests, log, log_enabled, .. } = self;
+        let Conn { parser, cin, uout, peer, local_port, https, requests, log, log_enabled, http10, .. } =
+            self;
         let (start, head_len, method) = match parser.parse(cin.bytes()) {
             Ok(None) => {
                 if self.client_eof {
@@ -679,6 +692,7 @@ impl Conn {
             }
             Ok(Some(head)) => {
                 *requests += 1;
+                *http10 = head.version() == Version::Http10;
                 ctx.stats.requests += 1;
                 if *log_enabled {
                     log.host.clear();
@@ -697,10 +711,8 @@ impl Conn {
         match start {
             Start::Local { status, close, discard } => {
                 self.local(ctx, status, Some(method), close, now_ns);
-                if !close {
-                    if let Some(d) = discard {
-                        self.phase = Phase::Discard(d);
-                    }
+                if !close && let Some(d) = discard {
+                    self.phase = Phase::Discard(d);
                 }
             }
             Start::Proxy(ex) => {
@@ -865,7 +877,9 @@ impl Conn {
         if moved {
             self.since_ns = now_ns;
         }
-        if self.client_eof && self.cin.is_empty() && self.uout.is_empty() {
+        if (self.client_eof && self.cin.is_empty() && self.uout.is_empty())
+            || (self.tunnel_upstream_eof && self.uin.is_empty())
+        {
             self.close(ctx, now_ns);
             return true;
         }
@@ -883,6 +897,9 @@ impl Conn {
         let close = ex.close_client || !ex.req_done;
         self.log_done(ctx, now_ns);
         self.release(keep_upstream);
+        // Whatever else the upstream sent is not for the next request.
+        self.uin.clear();
+        self.uout.clear();
         if close {
             self.close(ctx, now_ns);
         } else {
@@ -955,26 +972,32 @@ impl Conn {
                     Gone::ConnectTimeout | Gone::ReadTimeout => 504,
                     _ => 502,
                 };
-                if may_resend && ex.tries < ctx.config.tries && self.uout.replayable() {
-                    if let Some(next) = ex.generation.pick(ex.upstream, &ctx.health, now_ns, Some(ex.addr)) {
-                        ctx.stats.retries += 1;
-                        ex.tries += 1;
-                        ex.addr = next;
-                        ex.up = Upstream::Connecting { since_ns: now_ns };
-                        ex.attempt_ns = now_ns;
-                        ex.last_upstream_ns = now_ns;
-                        self.uout.rewind();
-                        self.uin.clear();
-                        self.release(false);
-                        self.attached = true;
-                        self.actions.push_back(Action::Connect(next));
-                        self.progress(ctx, now_ns);
-                        return;
-                    }
+                if may_resend
+                    && ex.tries < ctx.config.tries
+                    && self.uout.replayable()
+                    && let Some(next) = ex.generation.pick(ex.upstream, &ctx.health, now_ns, Some(ex.addr))
+                {
+                    ctx.stats.retries += 1;
+                    ex.tries += 1;
+                    ex.addr = next;
+                    ex.up = Upstream::Connecting { since_ns: now_ns };
+                    ex.attempt_ns = now_ns;
+                    ex.last_upstream_ns = now_ns;
+                    self.uout.rewind();
+                    self.uin.clear();
+                    self.release(false);
+                    self.attached = true;
+                    self.actions.push_back(Action::Connect(next));
+                    self.progress(ctx, now_ns);
+                    return;
                 }
                 self.abort(ctx, status, now_ns);
             }
-            Phase::Tunnel => self.close(ctx, now_ns),
+            Phase::Tunnel => {
+                // What the upstream sent before it closed still goes to the client.
+                self.tunnel_upstream_eof = true;
+                self.progress(ctx, now_ns);
+            }
             _ => {}
         }
     }
@@ -994,15 +1017,22 @@ impl Conn {
         ctx.stats.local_responses += 1;
         ctx.stats.responses[usize::from(status / 100).min(5)] += 1;
         let reason = reason(status);
+        if self.cout.is_empty() {
+            self.client_write_ns = now_ns;
+        }
         let body_len = 3 + 1 + reason.len() + 1;
         let mut out = Out(&mut self.cout);
         let _ = write!(
             out,
             "HTTP/1.1 {status} {reason}\r\nServer: sluice\r\nContent-Type: text/plain\r\nContent-Length: {body_len}\r\n{}\r\n",
-            if close { "Connection: close\r\n" } else { "" }
+            match (close, self.http10) {
+                (true, _) => "Connection: close\r\n",
+                (false, true) => "Connection: keep-alive\r\n",
+                (false, false) => "",
+            }
         );
         if method != Some(Method::Head) {
-            let _ = write!(out, "{status} {reason}\n");
+            let _ = writeln!(out, "{status} {reason}");
         }
         if let Some(sink) = ctx.access_log.as_mut() {
             let known = method.is_some();

@@ -76,7 +76,9 @@ fn serve(stream: TcpStream, stop: &AtomicBool) {
         if expect {
             let _ = w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let keep = target != "/sink-all";
+        // `/once`: answered, then the connection is closed without a word (a keep-alive
+        // connection the upstream drops, as servers do on their idle timeout).
+        let keep = target != "/once";
         let mut body = Vec::new();
         let mut count = 0u64;
         let store = !target.starts_with("/sink");
