@@ -18,17 +18,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
+use mio::Registry;
 use sluice_lb::engine::Config as L4Config;
-use sluice_log::{error, warn};
+use sluice_log::{error, info, warn};
 use sluice_model::Addr;
 use sluice_model::counters::{self, Counter};
 use sluice_model::drop::DropReason;
 use sluice_model::service::ServiceTable;
+use sluice_proxy::{Proxy, ProxyConfig};
 use sluice_table::Reader;
 use sluice_worker::handoff::{Mailboxes, Sharding};
 use sluice_worker::nexthop::NextHops;
-use mio::Registry;
-use sluice_proxy::{Proxy, ProxyConfig};
 use sluice_worker::reactor::{Idle, L7_FIRST, Reactor};
 use sluice_worker::{Worker, WorkerConfig};
 use sluice_xsk::XskSocket;
@@ -115,8 +115,18 @@ pub(crate) fn run(s: Setup) {
             return;
         }
     };
-    let mut core =
-        Core { worker, sockets, reactor, mailboxes, me: queue as usize, reader, link, max_sleep, access_log, l7: None };
+    let mut core = Core {
+        worker,
+        sockets,
+        reactor,
+        mailboxes,
+        me: queue as usize,
+        reader,
+        link,
+        max_sleep,
+        access_log,
+        l7: None,
+    };
     core.run(&stop);
 }
 
@@ -181,6 +191,7 @@ impl L7Stage {
             }
             match self.proxy.listen(registry, addr, tls.then(|| Arc::clone(&work.tls.config))) {
                 Ok(_) => {
+                    info!(queue, "L7: listening on {addr}{}", if tls { " (TLS)" } else { "" });
                     self.listening.insert((addr, tls));
                 }
                 Err(e) => warn!(queue, "L7: cannot listen on {addr}: {e}"),
@@ -254,7 +265,8 @@ impl Core {
     /// noticed within `max_sleep` without traffic.
     fn sleep(&mut self) {
         if self.mailboxes.as_ref().is_none_or(|m| m.going_to_sleep(self.me)) {
-            let mut timeout = if self.worker.parked() > 0 { Duration::from_millis(1) } else { self.max_sleep };
+            let mut timeout =
+                if self.worker.parked() > 0 { Duration::from_millis(1) } else { self.max_sleep };
             if self.l7.is_some() {
                 timeout = timeout.min(Duration::from_nanos(L7_TICK_NS));
             }

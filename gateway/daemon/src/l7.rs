@@ -73,7 +73,12 @@ impl L7Plan {
 
     /// The addresses Ingresses are served on for `table`.
     pub(crate) fn addresses(&self, table: &L7Table) -> BTreeSet<Addr> {
-        self.settings.addresses.iter().map(|&ip| Addr::from(ip)).chain(table.listeners.iter().map(|l| l.addr)).collect()
+        self.settings
+            .addresses
+            .iter()
+            .map(|&ip| Addr::from(ip))
+            .chain(table.listeners.iter().map(|l| l.addr))
+            .collect()
     }
 
     /// The work for the workers when `table` differs from the last one prepared, else `None`.
@@ -100,7 +105,11 @@ impl L7Plan {
             table.routes.hosts().len(),
             table.upstreams.len(),
             tls.store.inventory().len(),
-            listeners.iter().map(|(a, t)| format!("{a}{}", if *t { " (TLS)" } else { "" })).collect::<Vec<_>>().join(", ")
+            listeners
+                .iter()
+                .map(|(a, t)| format!("{a}{}", if *t { " (TLS)" } else { "" }))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         Some(Arc::new(L7Work { table: Arc::clone(table), tls, listeners: listeners.into_iter().collect() }))
     }

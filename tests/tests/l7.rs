@@ -1,0 +1,195 @@
+//! Namespace tests of the L7 stage (scenarios 10 and 11): real clients (`curl`, `openssl
+//! s_client`), the gateway serving Ingresses on an address of its own, real nginx backends.
+//! Control runs on `deploy/examples/ingress/` — the petclinic Ingress, its Services and Pods —
+//! with the TLS Secret made at run time, as `kubectl create secret tls` would (no key is ever
+//! committed). Needs root; see the crate docs.
+
+use std::path::Path;
+use std::process::Command;
+
+use sluice_sandbox::{Backend, Sandbox, example, require_root};
+
+/// The address Ingresses are served on (on-link for the client, like a LoadBalancer VIP).
+const L7: &str = "198.18.100.80";
+
+fn backends() -> Vec<Backend> {
+    vec![
+        Backend::http("petclinic-1", "198.18.1.1", &[8080]),
+        Backend::http("petclinic-errors-1", "198.18.1.2", &[8080]),
+        Backend::http("owners-1", "198.18.1.3", &[8080]),
+    ]
+}
+
+/// A self-signed ECDSA P-256 certificate for `host` (and `*.host`) in `dir`: (cert, key) PEM.
+fn certificate(dir: &Path, host: &str) -> (String, String) {
+    let (cert, key) = (dir.join(format!("{host}.crt")), dir.join(format!("{host}.key")));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+        ])
+        .args([
+            "-subj",
+            &format!("/CN={host}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{host},DNS:*.{host}"),
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    (std::fs::read_to_string(&cert).unwrap(), std::fs::read_to_string(&key).unwrap())
+}
+
+/// A `kubernetes.io/tls` Secret, as `kubectl create secret tls NAME --cert --key` writes it.
+fn tls_secret(name: &str, cert: &str, key: &str) -> String {
+    let b64 = |s: &str| {
+        let mut child = Command::new("base64")
+            .arg("-w0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("base64");
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), s.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+        b64(cert),
+        b64(key)
+    )
+}
+
+/// The sandbox with the petclinic Ingress served on [`L7`]; `None` when skipped.
+fn up(test: &str, dir: &Path) -> Option<Sandbox> {
+    if !require_root(test) {
+        return None;
+    }
+    let mut sb = Sandbox::new(&backends()).expect("sandbox");
+    let (cert, key) = certificate(dir, "foo.bar.com");
+    let secret = tls_secret("tls-secret", &cert, &key);
+    sb.set_manifests(&[example("ingress")], &[("tls-secret.yaml", &secret)]).expect("manifests");
+    sb.start_control().expect("control");
+    sb.start_gateway(&["--l7-address", L7]).expect("gateway");
+    // The workers open their listeners when they take the first generation.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(sb.log("gateway").contains(&format!("listening on {L7}:80"))
+        && sb.log("gateway").contains(&format!("listening on {L7}:443 (TLS)")))
+    {
+        assert!(std::time::Instant::now() < deadline, "no L7 listeners:\n{}", sb.log("gateway"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(sb)
+}
+
+/// `curl` from the client; (status, body) or curl's complaint.
+fn curl(sb: &Sandbox, extra: &[&str], url: &str) -> Result<(u16, String), String> {
+    let mut args = vec!["curl", "-sS", "-g", "-m", "5", "-w", "\n%{http_code}"];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = sb.exec("cl", &args).map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("{url}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    Ok((code.trim().parse().unwrap_or(0), body.trim().to_owned()))
+}
+
+/// `curl` that must succeed, with the gateway's log on failure.
+fn must_curl(sb: &Sandbox, extra: &[&str], url: &str) -> (u16, String) {
+    curl(sb, extra, url).unwrap_or_else(|e| panic!("{e}\ngateway log:\n{}", sb.log("gateway")))
+}
+
+#[test]
+fn http_is_routed_by_host_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(sb) = up("http_is_routed_by_host_and_path", dir.path()) else { return };
+    let host = ["-H", "Host: foo.bar.com"];
+    let base = format!("http://{L7}");
+    // Scenario 10: `/` Prefix to petclinic, `/oups` Exact to petclinic-errors (by port name),
+    // `/owners/find` Prefix to owners.
+    for (path, who) in [
+        ("/", "petclinic-1"),
+        ("/vets", "petclinic-1"),
+        ("/oups", "petclinic-errors-1"),
+        ("/oups/", "petclinic-1"),
+        ("/owners/find", "owners-1"),
+        ("/owners/find/", "owners-1"),
+        ("/owners/find/42", "owners-1"),
+        ("/owners/findx", "petclinic-1"),
+    ] {
+        let (status, body) = must_curl(&sb, &host, &format!("{base}{path}"));
+        assert_eq!((status, body.as_str()), (200, who), "GET {path}");
+    }
+    // Another host: no rule, no default backend: Sluice's own 404.
+    let (status, _) = must_curl(&sb, &["-H", "Host: other.example"], &format!("{base}/"));
+    assert_eq!(status, 404);
+    // Keep-alive: several requests on one connection, all answered.
+    let out = sb
+        .exec(
+            "cl",
+            &[
+                "curl",
+                "-sS",
+                "-m",
+                "5",
+                "-H",
+                "Host: foo.bar.com",
+                &format!("{base}/oups"),
+                &format!("{base}/"),
+            ],
+        )
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().collect::<Vec<_>>(), ["petclinic-errors-1", "petclinic-1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).is_empty() || out.status.success());
+}
+
+#[test]
+fn https_terminates_with_the_certificate_sni_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(sb) = up("https_terminates_with_the_certificate_sni_names", dir.path()) else { return };
+    let ca = dir.path().join("foo.bar.com.crt");
+    let ca = ca.to_string_lossy();
+    let resolve = format!("foo.bar.com:443:{L7}");
+    let (status, body) =
+        must_curl(&sb, &["--cacert", &ca, "--resolve", &resolve], "https://foo.bar.com/owners/find/1");
+    assert_eq!((status, body.as_str()), (200, "owners-1"));
+    // TLS 1.3 and 1.2 both; 1.1 refused.
+    for v in ["--tlsv1.3", "--tlsv1.2"] {
+        let max = if v == "--tlsv1.2" { ["--tls-max", "1.2"] } else { ["--tls-max", "1.3"] };
+        let (status, _) = must_curl(
+            &sb,
+            &["--cacert", &ca, "--resolve", &resolve, v, max[0], max[1]],
+            "https://foo.bar.com/",
+        );
+        assert_eq!(status, 200, "{v}");
+    }
+    let old =
+        curl(&sb, &["-k", "--resolve", &resolve, "--tlsv1.1", "--tls-max", "1.1"], "https://foo.bar.com/");
+    assert!(old.is_err(), "TLS 1.1 must be refused: {old:?}");
+    // SNI chooses: an unknown name gets the default certificate, not foo.bar.com's.
+    let subject = |name: &str| {
+        let out = sb
+            .exec("cl", &["sh", "-c", &format!(
+                "echo | openssl s_client -connect {L7}:443 -servername {name} 2>/dev/null | openssl x509 -noout -subject"
+            )])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert!(subject("foo.bar.com").contains("foo.bar.com"), "{}", subject("foo.bar.com"));
+    let other = subject("unknown.example");
+    assert!(!other.is_empty() && !other.contains("foo.bar.com"), "default certificate: {other}");
+}
