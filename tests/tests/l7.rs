@@ -153,8 +153,16 @@ fn http_is_routed_by_host_and_path() {
         )
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.lines().collect::<Vec<_>>(), ["petclinic-errors-1", "petclinic-1"]);
-    assert!(String::from_utf8_lossy(&out.stderr).is_empty() || out.status.success());
+    assert_eq!(text.lines().collect::<Vec<_>>(), ["petclinic-errors-1", "petclinic-1"], "{out:?}");
+    assert!(out.status.success(), "{out:?}");
+    // 11 requests: 10 answered by backends, 1 by Sluice (the 404); the access log has each.
+    assert!(sb.wait_counter("l7_requests", 11) >= 11, "{}", sb.metrics());
+    assert!(sb.wait_counter("l7_responses_2xx", 10) >= 10, "{}", sb.metrics());
+    assert_eq!(sb.wait_counter("l7_responses_4xx", 1), 1);
+    assert_eq!(sb.gateway_counter("l7_local_responses"), 1);
+    let log = sb.log("gateway");
+    assert!(log.contains("\"GET /owners/find/42 HTTP/1.1\" 200"), "access log:\n{log}");
+    assert!(log.contains("foo.bar.com \"GET /oups HTTP/1.1\" 200 19 198.18.1.2:8080"), "access log:\n{log}");
 }
 
 #[test]
@@ -192,4 +200,7 @@ fn https_terminates_with_the_certificate_sni_names() {
     assert!(subject("foo.bar.com").contains("foo.bar.com"), "{}", subject("foo.bar.com"));
     let other = subject("unknown.example");
     assert!(!other.is_empty() && !other.contains("foo.bar.com"), "default certificate: {other}");
+    // Three curl handshakes and two s_client ones completed; the TLS 1.1 attempt failed.
+    assert_eq!(sb.wait_counter("l7_tls_handshakes", 5), 5, "{}", sb.metrics());
+    assert!(sb.gateway_counter("l7_tls_errors") >= 1, "{}", sb.metrics());
 }

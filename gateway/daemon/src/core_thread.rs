@@ -22,10 +22,10 @@ use mio::Registry;
 use sluice_lb::engine::Config as L4Config;
 use sluice_log::{error, info, warn};
 use sluice_model::Addr;
-use sluice_model::counters::{self, Counter};
+use sluice_model::counters::{self, Counter, Gauge};
 use sluice_model::drop::DropReason;
 use sluice_model::service::ServiceTable;
-use sluice_proxy::{Proxy, ProxyConfig};
+use sluice_proxy::{Proxy, ProxyConfig, ProxyStats};
 use sluice_table::Reader;
 use sluice_worker::handoff::{Mailboxes, Sharding};
 use sluice_worker::nexthop::NextHops;
@@ -252,7 +252,11 @@ impl Core {
             // Off the hot path: dropping the old record unmaps the old file.
             self.reader = r;
         }
-        self.reader.publish_stats(&export(&self.worker, &self.sockets));
+        self.reader.publish_stats(&export(
+            &self.worker,
+            &self.sockets,
+            self.l7.as_ref().map(|l| l.proxy.stats()),
+        ));
         let exhausted = self.worker.counters().dropped(DropReason::SnatExhausted);
         self.link.snat_exhausted.store(exhausted, Ordering::Relaxed);
         for a in self.worker.next_hops_mut().pending() {
@@ -307,8 +311,35 @@ fn serve_l7(l7: &mut L7Stage, reactor: &mut Reactor, now: u64, idle: bool, queue
 }
 
 /// The worker's counters with its sockets' (the kernel's AF_XDP statistics and the wake-ups).
-fn export(worker: &Worker, sockets: &[XskSocket]) -> [u64; counters::LEN] {
+fn export(worker: &Worker, sockets: &[XskSocket], l7: Option<ProxyStats>) -> [u64; counters::LEN] {
     let mut c = worker.counters();
+    if let Some(p) = l7 {
+        c[Counter::L7ConnectionsAccepted] = p.accepted;
+        c[Counter::L7ConnectionsRefused] = p.refused;
+        c[Counter::L7Requests] = p.core.requests;
+        let classes = [
+            Counter::L7ResponsesNone,
+            Counter::L7Responses1xx,
+            Counter::L7Responses2xx,
+            Counter::L7Responses3xx,
+            Counter::L7Responses4xx,
+            Counter::L7Responses5xx,
+        ];
+        for (counter, n) in classes.into_iter().zip(p.core.responses) {
+            c[counter] = n;
+        }
+        c[Counter::L7LocalResponses] = p.core.local_responses;
+        c[Counter::L7RejectedHeads] = p.core.rejected_heads;
+        c[Counter::L7Retries] = p.core.retries;
+        c[Counter::L7UpstreamConnects] = p.upstream_connects;
+        c[Counter::L7UpstreamReuses] = p.upstream_reuses;
+        c[Counter::L7TlsHandshakes] = p.tls_handshakes;
+        c[Counter::L7TlsResumed] = p.tls_resumed;
+        c[Counter::L7TlsErrors] = p.tls_errors;
+        c[Gauge::L7Clients] = p.clients as u64;
+        c[Gauge::L7Upstreams] = p.upstreams as u64;
+        c[Gauge::L7Pooled] = p.pooled as u64;
+    }
     for socket in sockets {
         if let Ok(k) = socket.stats() {
             c[Counter::XskRxDropped] += k.rx_dropped;

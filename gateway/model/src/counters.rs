@@ -85,6 +85,41 @@ named! {
         ExtrasSent => "extras_sent",
         /// Such segments not sent (no free frame, no next hop yet, or no room in the batch).
         ExtrasUnsent => "extras_unsent",
+        // The L7 stage (the worker's proxy on kernel sockets).
+        /// Client connections accepted on the L7 listeners.
+        L7ConnectionsAccepted => "l7_connections_accepted",
+        /// Client connections closed at once: no token left in the worker's range.
+        L7ConnectionsRefused => "l7_connections_refused",
+        /// HTTP requests whose head was accepted.
+        L7Requests => "l7_requests",
+        /// Requests that ended with the connection closed and no status sent.
+        L7ResponsesNone => "l7_responses_none",
+        /// Informational final responses (101 for upgrades).
+        L7Responses1xx => "l7_responses_1xx",
+        /// Responses 200–299.
+        L7Responses2xx => "l7_responses_2xx",
+        /// Responses 300–399.
+        L7Responses3xx => "l7_responses_3xx",
+        /// Responses 400–499.
+        L7Responses4xx => "l7_responses_4xx",
+        /// Responses 500–599.
+        L7Responses5xx => "l7_responses_5xx",
+        /// Responses Sluice made itself (404 no route, 503 no endpoint, 502, 504, limits).
+        L7LocalResponses => "l7_local_responses",
+        /// Request heads refused (malformed, smuggling, over a limit).
+        L7RejectedHeads => "l7_rejected_heads",
+        /// Requests moved to another endpoint after a failure.
+        L7Retries => "l7_retries",
+        /// Upstream connections opened.
+        L7UpstreamConnects => "l7_upstream_connects",
+        /// Requests sent on a pooled keep-alive upstream connection.
+        L7UpstreamReuses => "l7_upstream_reuses",
+        /// TLS handshakes completed.
+        L7TlsHandshakes => "l7_tls_handshakes",
+        /// Of those, resumed with a session ticket.
+        L7TlsResumed => "l7_tls_resumed",
+        /// TLS handshakes or records that failed.
+        L7TlsErrors => "l7_tls_errors",
     }
 }
 
@@ -95,6 +130,12 @@ named! {
         Flows => "flows",
         /// How many flows the worker's flow table holds at most.
         FlowCapacity => "flow_capacity",
+        /// L7 client connections open.
+        L7Clients => "l7_client_connections",
+        /// L7 upstream connections open (in use and idle).
+        L7Upstreams => "l7_upstream_connections",
+        /// Of those, idle in the keep-alive pool.
+        L7Pooled => "l7_pooled_connections",
     }
 }
 

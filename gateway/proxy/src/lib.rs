@@ -113,6 +113,10 @@ pub struct ProxyStats {
     pub upstream_reuses: u64,
     /// TLS handshakes or records that failed.
     pub tls_errors: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// Of those, resumed sessions (a ticket).
+    pub tls_resumed: u64,
     /// The core's counters: requests, responses per status class, buffers.
     pub core: CoreStats,
 }
@@ -133,6 +137,8 @@ struct Client {
     readable: bool,
     writable: bool,
     eof: bool,
+    /// Its TLS handshake completed (and was counted).
+    handshaken: bool,
 }
 
 /// An upstream connection: attached to a client (`owner`) or idle in the pool.
@@ -409,6 +415,7 @@ impl Proxy {
                 readable: true,
                 writable: true,
                 eof: false,
+                handshaken: false,
             }));
             self.stats.accepted += 1;
             self.stats.clients += 1;
@@ -501,6 +508,13 @@ impl Proxy {
                         c.eof = true;
                         c.conn.client_failed(ctx, now_ns);
                         break;
+                    }
+                    if !c.handshaken && !tls.is_handshaking() {
+                        c.handshaken = true;
+                        self.stats.tls_handshakes += 1;
+                        if tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                            self.stats.tls_resumed += 1;
+                        }
                     }
                 }
                 // Plaintext to the core.
