@@ -254,6 +254,12 @@ impl Sandbox {
         Ok(sb)
     }
 
+    /// The sandbox's own directory (logs, configurations; removed with it): where a test or the
+    /// demo keeps files it makes at run time, such as certificates.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The namespace of a role: `sw`, `gw`, `cl` or a backend's index `b0`, `b1`, …
     pub fn ns(&self, role: &str) -> String {
         format!("{}-{role}", self.id)

@@ -14,9 +14,9 @@ const L7: &str = "198.18.100.80";
 
 fn backends() -> Vec<Backend> {
     vec![
-        Backend::http("petclinic-1", "198.18.1.1", &[8080]),
-        Backend::http("petclinic-errors-1", "198.18.1.2", &[8080]),
-        Backend::http("owners-1", "198.18.1.3", &[8080]),
+        Backend::http("petclinic-web-1", "198.18.1.111", &[8080]),
+        Backend::http("petclinic-errors-1", "198.18.1.112", &[8080]),
+        Backend::http("owners-1", "198.18.1.113", &[8080]),
     ]
 }
 
@@ -121,14 +121,14 @@ fn http_is_routed_by_host_and_path() {
     // Scenario 10: `/` Prefix to petclinic, `/oups` Exact to petclinic-errors (by port name),
     // `/owners/find` Prefix to owners.
     for (path, who) in [
-        ("/", "petclinic-1"),
-        ("/vets", "petclinic-1"),
+        ("/", "petclinic-web-1"),
+        ("/vets", "petclinic-web-1"),
         ("/oups", "petclinic-errors-1"),
-        ("/oups/", "petclinic-1"),
+        ("/oups/", "petclinic-web-1"),
         ("/owners/find", "owners-1"),
         ("/owners/find/", "owners-1"),
         ("/owners/find/42", "owners-1"),
-        ("/owners/findx", "petclinic-1"),
+        ("/owners/findx", "petclinic-web-1"),
     ] {
         let (status, body) = must_curl(&sb, &host, &format!("{base}{path}"));
         assert_eq!((status, body.as_str()), (200, who), "GET {path}");
@@ -153,7 +153,7 @@ fn http_is_routed_by_host_and_path() {
         )
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.lines().collect::<Vec<_>>(), ["petclinic-errors-1", "petclinic-1"], "{out:?}");
+    assert_eq!(text.lines().collect::<Vec<_>>(), ["petclinic-errors-1", "petclinic-web-1"], "{out:?}");
     assert!(out.status.success(), "{out:?}");
     // 11 requests: 10 answered by backends, 1 by Sluice (the 404); the access log has each.
     assert!(sb.wait_counter("l7_requests", 11) >= 11, "{}", sb.metrics());
@@ -162,7 +162,10 @@ fn http_is_routed_by_host_and_path() {
     assert_eq!(sb.gateway_counter("l7_local_responses"), 1);
     let log = sb.log("gateway");
     assert!(log.contains("\"GET /owners/find/42 HTTP/1.1\" 200"), "access log:\n{log}");
-    assert!(log.contains("foo.bar.com \"GET /oups HTTP/1.1\" 200 19 198.18.1.2:8080"), "access log:\n{log}");
+    assert!(
+        log.contains("foo.bar.com \"GET /oups HTTP/1.1\" 200 19 198.18.1.112:8080"),
+        "access log:\n{log}"
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `sluice-demo`: Sluice's main job in one command. Builds a namespace sandbox (a client, the
 //! gateway, a backend host per Pod of `deploy/examples/` running nginx or a UDP echo server),
 //! starts control on the examples and the gateway on AF_XDP, sends real traffic through every
-//! L4 scenario of `docs/scenarios.md`, and prints who answered what. Everything is removed on exit and
+//! L4 scenario and the L7 Ingress scenarios (10: HTTP routing, 11: HTTPS by SNI) of
+//! `docs/scenarios.md`, and prints who answered what. Everything is removed on exit and
 //! on Ctrl-C. Needs root.
 #![forbid(unsafe_code)]
 
@@ -46,6 +47,9 @@ fn backends() -> Vec<Backend> {
         http("web-local-1", "198.18.1.101"),
         http("web-local-2", "198.18.1.102"),
         http("web-remote", "198.18.1.103"),
+        http("petclinic-web-1", "198.18.1.111"),
+        http("petclinic-errors-1", "198.18.1.112"),
+        http("owners-1", "198.18.1.113"),
     ];
     for i in 1..=3 {
         v.push(Backend {
@@ -75,11 +79,21 @@ impl Demo {
     }
 
     fn scenario(&mut self, title: &str, examples: &[&str]) -> Result<(), String> {
+        self.scenario_with(title, examples, &[])
+    }
+
+    /// [`Demo::scenario`] with extra manifests made at run time (`(file name, YAML)`).
+    fn scenario_with(
+        &mut self,
+        title: &str,
+        examples: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Result<(), String> {
         self.check()?;
         println!("\n── {title}");
         let g = self.sb.generation().unwrap_or(0);
         let dirs: Vec<_> = examples.iter().map(|e| example(e)).collect();
-        self.sb.set_manifests(&dirs, &[]).map_err(|e| e.to_string())?;
+        self.sb.set_manifests(&dirs, extra).map_err(|e| e.to_string())?;
         self.sb.wait_generation(g + 1).map_err(|e| e.to_string())?;
         println!("   manifests: deploy/examples/{{{}}} → table generation {}", examples.join(","), g + 1);
         Ok(())
@@ -114,6 +128,45 @@ impl Demo {
         let target = if addr.contains(':') { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") };
         let fail = if failed > 0 { format!("  ✘ {failed} failed") } else { String::new() };
         println!("   {what:<34} udp {target:<28} → {}{fail}", fmt_counts(&seen));
+    }
+
+    /// One HTTP(S) request with curl's `extra` arguments; prints the status and body.
+    fn http(&mut self, what: &str, url: &str, extra: &[&str]) {
+        let mut args = vec!["curl", "-sS", "-m", "5", "-w", "\n%{http_code}"];
+        args.extend_from_slice(extra);
+        args.push(url);
+        let answer = match self.sb.exec("cl", &args) {
+            Ok(o) if o.status.success() => {
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+                format!("{} {}", code.trim(), body.lines().next().unwrap_or("").trim())
+            }
+            Ok(o) => {
+                self.failures += 1;
+                format!("✘ {}", String::from_utf8_lossy(&o.stderr).trim())
+            }
+            Err(e) => {
+                self.failures += 1;
+                format!("✘ {e}")
+            }
+        };
+        println!("   {what:<34} {url:<32} → {answer}");
+    }
+
+    /// The subject of the certificate the gateway shows for server name `name`.
+    fn certificate_for(&mut self, name: &str) {
+        let cmd = format!(
+            "echo | openssl s_client -connect {L7}:443 -servername {name} 2>/dev/null | openssl x509 -noout -subject"
+        );
+        let out = self
+            .sb
+            .exec("cl", &["sh", "-c", &cmd])
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        let subject = out.unwrap_or_else(|e| e.to_string());
+        if subject.is_empty() {
+            self.failures += 1;
+        }
+        println!("   {:<34} {:<32} → {subject}", format!("certificate for SNI {name}"), "");
     }
 
     fn ping(&mut self, addr: &str) {
@@ -225,6 +278,42 @@ impl Demo {
         let seen = self.sb.get("http://198.18.100.30/ip").unwrap_or_else(|e| e);
         println!("   {:<34} {:<32} → {seen}", "client address seen by the backend", "");
 
+        let (cert, key) = make_certificate(self.sb.dir(), "foo.bar.com")?;
+        let secret = tls_secret("tls-secret", &cert, &key)?;
+        self.scenario_with(
+            "10. Ingress HTTP routing (seeds 000, 002): host foo.bar.com, paths by Exact and Prefix",
+            &["ingress"],
+            &[("tls-secret.yaml", &secret)],
+        )?;
+        let host = ["-H", "Host: foo.bar.com"];
+        let base = format!("http://{L7}");
+        for (what, path) in [
+            ("Prefix / → petclinic", "/"),
+            ("Exact /oups → petclinic-errors", "/oups"),
+            ("/oups/ is not Exact /oups", "/oups/"),
+            ("Prefix /owners/find → owners", "/owners/find/42"),
+            ("/owners/findx is not under it", "/owners/findx"),
+        ] {
+            self.http(what, &format!("{base}{path}"), &host);
+        }
+        self.http("another host: Sluice's 404", &format!("{base}/"), &["-H", "Host: other.example"]);
+
+        println!("\n── 11. Ingress HTTPS (seeds 000, 004): tls-secret for foo.bar.com, chosen by SNI");
+        let ca = self.sb.dir().join("foo.bar.com.crt").to_string_lossy().into_owned();
+        let resolve = format!("foo.bar.com:443:{L7}");
+        self.http(
+            "TLS 1.3, certificate verified",
+            "https://foo.bar.com/owners/find/1",
+            &["--cacert", &ca, "--resolve", &resolve],
+        );
+        self.http(
+            "TLS 1.2",
+            "https://foo.bar.com/oups",
+            &["--cacert", &ca, "--resolve", &resolve, "--tls-max", "1.2"],
+        );
+        self.certificate_for("foo.bar.com");
+        self.certificate_for("unknown.example");
+
         println!("\n── gateway counters (from control's metrics, summed over workers)");
         for name in [
             "rx_frames",
@@ -235,6 +324,10 @@ impl Demo {
             "neighbor_replies",
             "parked",
             "icmp_echo_replies",
+            "l7_requests",
+            "l7_responses_2xx",
+            "l7_responses_4xx",
+            "l7_tls_handshakes",
         ] {
             println!("   {name:<20} {}", self.sb.gateway_counter(name));
         }
@@ -251,6 +344,61 @@ impl Demo {
         );
         Ok(())
     }
+}
+
+/// The address Ingresses are served on (on-link for the client, like a LoadBalancer VIP).
+const L7: &str = "198.18.100.80";
+
+/// A self-signed ECDSA P-256 certificate for `host` in `dir`, made now (no key is committed):
+/// (chain, key) PEM.
+fn make_certificate(dir: &std::path::Path, host: &str) -> Result<(String, String), String> {
+    let (cert, key) = (dir.join(format!("{host}.crt")), dir.join(format!("{host}.key")));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+        ])
+        .args(["-subj", &format!("/CN={host}"), "-addext", &format!("subjectAltName=DNS:{host}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .map_err(|e| format!("openssl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("openssl req: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    Ok((read(&cert)?, read(&key)?))
+}
+
+/// A `kubernetes.io/tls` Secret, as `kubectl create secret tls NAME --cert --key` writes it.
+fn tls_secret(name: &str, cert: &str, key: &str) -> Result<String, String> {
+    let b64 = |s: &str| -> Result<String, String> {
+        let mut child = std::process::Command::new("base64")
+            .arg("-w0")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("base64: {e}"))?;
+        if let Some(stdin) = child.stdin.as_mut() {
+            std::io::Write::write_all(stdin, s.as_bytes()).map_err(|e| format!("base64: {e}"))?;
+        }
+        let out = child.wait_with_output().map_err(|e| format!("base64: {e}"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    Ok(format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+        b64(cert)?,
+        b64(key)?
+    ))
 }
 
 fn main() -> std::process::ExitCode {
@@ -274,7 +422,7 @@ fn main() -> std::process::ExitCode {
     let start = (|| -> Result<(), String> {
         sb.set_manifests(&[example("nodeport")], &[]).map_err(|e| e.to_string())?;
         sb.start_control().map_err(|e| e.to_string())?;
-        sb.start_gateway(&[]).map_err(|e| e.to_string())?;
+        sb.start_gateway(&["--l7-address", L7]).map_err(|e| e.to_string())?;
         Ok(())
     })();
     if let Err(e) = start {
