@@ -50,6 +50,7 @@ mod services;
 mod tls;
 
 pub use l7::{HTTP_PORT, HTTPS_PORT, L7Compiled};
+pub use tls::rfc3339;
 
 /// The index's maps: foldhash, several times faster than SipHash on these short string keys, and
 /// seeded per process so that labels chosen by whoever may create Pods cannot be made to collide.

@@ -467,7 +467,74 @@ fn status(table: &Path) -> Result<(), String> {
             println!("      {}:{}  {state}", b.addr, b.port);
         }
     }
+    print_l7(t.l7());
     Ok(())
+}
+
+/// The L7 half: listeners, routes, upstreams, certificates (never a key), conflicts.
+fn print_l7(l7: &sluice_model::l7::L7Table) {
+    let paths: usize = l7.routes.hosts().iter().map(|h| h.paths.len()).sum();
+    println!(
+        "L7: {} listeners, {} hosts, {paths} paths, {} upstreams, {} certificates",
+        l7.listeners.len(),
+        l7.routes.hosts().len(),
+        l7.upstreams.len(),
+        l7.certificates.len()
+    );
+    for l in &l7.listeners {
+        println!("  listener {}  http {}  https {}", l.addr, l.http_port, l.https_port);
+    }
+    for h in l7.routes.hosts() {
+        println!("  host {}", h.host);
+        for p in &h.paths {
+            println!("      {} {}  → {}  (Ingress {})", p.path_type.name(), p.path, p.backend, p.ingress);
+        }
+        if let Some(d) = &h.default_backend {
+            println!("      default  → {}  (Ingress {})", d.backend, d.ingress);
+        }
+    }
+    for u in &l7.upstreams {
+        let s = &u.service;
+        let port = match &s.port {
+            sluice_model::route::ServicePort::Number(n) => n.to_string(),
+            sluice_model::route::ServicePort::Name(n) => n.clone(),
+        };
+        let eligible = u.eligible().count();
+        println!(
+            "  upstream {}/{}:{port}  {} endpoints, {eligible} take requests",
+            s.namespace,
+            s.name,
+            u.endpoints.len()
+        );
+        for e in &u.endpoints {
+            let state = if e.ready {
+                "ready"
+            } else if e.serving && e.terminating {
+                "draining"
+            } else {
+                "not ready"
+            };
+            println!("      {}  {state}", e.addr);
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    for c in &l7.certificates {
+        let hosts: Vec<String> = c.hosts.iter().map(ToString::to_string).collect();
+        let ingresses: Vec<String> = c.ingresses.iter().map(ToString::to_string).collect();
+        println!(
+            "  certificate Secret {}  hosts [{}]  notAfter {} ({} days left)  Ingresses [{}]",
+            c.secret,
+            hosts.join(", "),
+            sluice_control::compile::rfc3339(c.not_after_unix_s),
+            (c.not_after_unix_s - now).div_euclid(86_400),
+            ingresses.join(", ")
+        );
+    }
+    for c in l7.routes.conflicts() {
+        println!("  conflict: {c}");
+    }
 }
 
 /// Cluster mode: watch, wait until every store has listed, then publish at every change (a burst

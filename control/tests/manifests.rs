@@ -654,3 +654,103 @@ spec: {clusterIP: 198.18.0.1, ports: [{port: 443}]}
     assert_eq!(c.load_balancers["default/auto"], vec!["198.18.0.2".parse::<IpAddr>().unwrap()]);
     assert!(!c.load_balancers.contains_key("default/asks-node"));
 }
+
+/// A directory of manifests, removed on drop.
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The Ingress example: its class is Sluice's, so it is compiled into the L7 half; its Services
+/// and its Secret are not in the directory, so its routes answer 503 and its TLS entry is left
+/// out, each with an error naming the file, the Ingress and the field.
+#[test]
+fn the_ingress_example_compiles_to_routes_with_what_is_missing_said() {
+    let l = load_clean("ingress");
+    let c = compile(&l.store, &cfg(), Generation(1));
+    let hosts = c.spec.l7.routes.hosts();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].paths.len(), 3);
+    let e = c.errors.join("\n");
+    assert!(e.contains("petclinic.yaml:11: Ingress default/petclinic: spec.rules[0].http.paths[0].backend.service.name: Service default/petclinic does not exist"), "{e}");
+    assert!(
+        e.contains(
+            "Ingress default/petclinic: spec.tls[0].secretName: Secret default/tls-secret: does not exist"
+        ),
+        "{e}"
+    );
+    assert!(c.spec.l7.listeners.is_empty(), "no IPAddressPool in the directory: no address");
+}
+
+/// A directory with a good and a bad TLS Secret (made now: no key is committed): the good one
+/// becomes a certificate, the bad one an error naming its Secret and its Ingress, and the whole
+/// generation goes through the image.
+#[test]
+fn a_directory_with_good_and_bad_tls_secrets_loads_the_good_ones() {
+    let dir = Dir(std::env::temp_dir().join(format!("sluice-tls-manifests-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["shop.example.com".to_owned()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2100, 1, 1);
+    let crt = params.self_signed(&key).unwrap().pem();
+    let indent = |t: &str| t.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    let secret = |name: &str, key: &rcgen::KeyPair| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+            indent(&crt),
+            indent(&key.serialize_pem())
+        )
+    };
+    let ingress = |name: &str, secret: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {name}}}
+spec:
+  ingressClassName: sluice
+  tls: [{{hosts: [shop.example.com], secretName: {secret}}}]
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - {{path: /{name}, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+"
+        )
+    };
+    let files = [
+        ("class.yaml", "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: sluice}\nspec: {controller: sluice.io/ingress}\n".to_owned()),
+        ("pool.yaml", "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: edge}\nspec: {addresses: [198.18.100.10/32]}\n".to_owned()),
+        ("web.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80, targetPort: 8080}]}\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {name: web}\nsubsets: [{addresses: [{ip: 198.18.1.5}], ports: [{port: 8080}]}]\n".to_owned()),
+        ("good-secret.yaml", secret("good", &key)),
+        ("bad-secret.yaml", secret("bad", &other)),
+        ("good.yaml", ingress("good", "good")),
+        ("bad.yaml", ingress("bad", "bad")),
+    ];
+    for (name, text) in &files {
+        std::fs::write(dir.0.join(name), text).unwrap();
+    }
+    let l = load_dir(&dir.0).unwrap();
+    assert!(l.errors.is_empty(), "{:#?}", errors(&l));
+    let c = compile(&l.store, &cfg(), Generation(1));
+    assert_eq!(c.errors.len(), 1, "{:#?}", c.errors);
+    assert!(
+        c.errors[0].contains("bad.yaml:1: Ingress default/bad: spec.tls[0].secretName: Secret default/bad: tls.key does not match"),
+        "{}",
+        c.errors[0]
+    );
+    let certs = &c.spec.l7.certificates;
+    assert_eq!(certs.len(), 1);
+    assert_eq!(certs[0].secret.to_string(), "default/good");
+    assert_eq!(certs[0].ingresses.iter().map(ToString::to_string).collect::<Vec<_>>(), ["default/good"]);
+    assert_eq!(c.spec.l7.routes.hosts()[0].paths.len(), 2, "both Ingresses still route");
+    assert_eq!(c.spec.l7.upstreams[0].endpoints[0].addr.to_string(), "198.18.1.5:8080");
+    assert_eq!(c.spec.l7.listeners[0].addr.to_string(), "198.18.100.10");
+    let t = ServiceTable::build(&c.spec).unwrap();
+    let back = sluice_model::image::decode(&sluice_model::image::encode(&t)).unwrap();
+    assert_eq!(back.l7(), &*c.spec.l7);
+}

@@ -127,7 +127,7 @@ fn pem_error(e: &pem::Error) -> String {
 }
 
 /// Unix seconds as `2025-01-01T00:00:00Z` (H. Hinnant's civil_from_days).
-pub(crate) fn rfc3339(unix_s: i64) -> String {
+pub fn rfc3339(unix_s: i64) -> String {
     let (days, secs) = (unix_s.div_euclid(86_400), unix_s.rem_euclid(86_400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
