@@ -250,7 +250,8 @@ mod tests {
         let mut w = vec![0u64; LEN];
         w[0] = 11; // rx_frames
         w[COUNT - 1 - sluice_model::Gauge::COUNT] = 4; // the last drop reason
-        w[COUNT - 1] = 65_536; // the last gauge: flow capacity
+        // Gauges come last, in their list's order.
+        w[COUNT - sluice_model::Gauge::COUNT + sluice_model::Gauge::FlowCapacity as usize] = 65_536;
         w[COUNT] = fingerprint();
         let mut other = w.clone();
         other[COUNT] = 7; // another version's layout
