@@ -73,20 +73,32 @@ fn tls_secret(name: &str, cert: &str, key: &str) -> String {
 
 /// The sandbox with the petclinic Ingress served on [`L7`]; `None` when skipped.
 fn up(test: &str, dir: &Path) -> Option<Sandbox> {
+    up_with(test, dir, &[], &[L7])
+}
+
+/// [`up`] with more manifests, waiting for listeners on each of `serving`.
+fn up_with(test: &str, dir: &Path, extra: &[(&str, &str)], serving: &[&str]) -> Option<Sandbox> {
     if !require_root(test) {
         return None;
     }
     let mut sb = Sandbox::new(&backends()).expect("sandbox");
     let (cert, key) = certificate(dir, "foo.bar.com");
     let secret = tls_secret("tls-secret", &cert, &key);
-    sb.set_manifests(&[example("ingress")], &[("tls-secret.yaml", &secret)]).expect("manifests");
+    let mut manifests = vec![("tls-secret.yaml", secret.as_str())];
+    manifests.extend_from_slice(extra);
+    sb.set_manifests(&[example("ingress")], &manifests).expect("manifests");
     sb.start_control().expect("control");
     sb.start_gateway(&["--l7-address", L7]).expect("gateway");
     // The workers open their listeners when they take the first generation.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !(sb.log("gateway").contains(&format!("listening on {L7}:80"))
-        && sb.log("gateway").contains(&format!("listening on {L7}:443 (TLS)")))
-    {
+    let listening = |sb: &Sandbox| {
+        let log = sb.log("gateway");
+        serving.iter().all(|a| {
+            log.contains(&format!("listening on {a}:80"))
+                && log.contains(&format!("listening on {a}:443 (TLS)"))
+        })
+    };
+    while !listening(&sb) {
         assert!(std::time::Instant::now() < deadline, "no L7 listeners:\n{}", sb.log("gateway"));
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -206,4 +218,67 @@ fn https_terminates_with_the_certificate_sni_names() {
     // Three curl handshakes and two s_client ones completed; the TLS 1.1 attempt failed.
     assert_eq!(sb.wait_counter("l7_tls_handshakes", 5), 5, "{}", sb.metrics());
     assert!(sb.gateway_counter("l7_tls_errors") >= 1, "{}", sb.metrics());
+}
+
+/// An address pool and a LoadBalancer Service on the L7 address's port 9000: the Service takes
+/// the address it asks for, the IngressClass the pool's next free one.
+const SHARED: &str = "\
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata:
+  name: edge
+  namespace: sluice-system
+spec:
+  addresses:
+    - 198.18.100.80-198.18.100.89
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: petclinic-l4
+spec:
+  type: LoadBalancer
+  loadBalancerIP: 198.18.100.80
+  selector:
+    app: petclinic
+  ports:
+    - port: 9000
+      targetPort: 8080
+";
+
+#[test]
+fn l4_services_keep_their_ports_on_an_l7_address_and_the_class_gets_one_from_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = "l4_services_keep_their_ports_on_an_l7_address_and_the_class_gets_one_from_the_pool";
+    // 198.18.100.80 by flag (and the L4 Service's), .81 the IngressClass's, from the pool.
+    let Some(sb) = up_with(test, dir.path(), &[("shared.yaml", SHARED)], &[L7, "198.18.100.81"]) else {
+        return;
+    };
+    let host = ["-H", "Host: foo.bar.com"];
+    // L4 on port 9000 of the address: forwarded by the workers (no Host needed, any path).
+    let (status, body) = must_curl(&sb, &[], &format!("http://{L7}:9000/owners/find"));
+    assert_eq!((status, body.as_str()), (200, "petclinic-web-1"));
+    assert!(sb.wait_counter("new_flows", 1) >= 1, "the L4 path took it: {}", sb.metrics());
+    // L7 on port 80 of the same address, and on the class's own address.
+    for addr in [L7, "198.18.100.81"] {
+        let (status, body) = must_curl(&sb, &host, &format!("http://{addr}/owners/find/7"));
+        assert_eq!((status, body.as_str()), (200, "owners-1"), "{addr}");
+    }
+    let status = sb.status();
+    assert!(status.contains("198.18.100.81"), "control's status names the class's address:\n{status}");
+    // The gateway put both addresses on its interface, and takes them off when it stops.
+    let addrs = |sb: &Sandbox| {
+        let out = sb.exec("gw", &["ip", "-4", "addr", "show", "dev", "gw0"]).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = addrs(&sb);
+    assert!(before.contains("198.18.100.80/32") && before.contains("198.18.100.81/32"), "{before}");
+    let mut sb = sb;
+    assert!(
+        sb.stop("gateway", rustix::process::Signal::TERM).is_some_and(|s| s.success()),
+        "{}",
+        sb.log("gateway")
+    );
+    let after = addrs(&sb);
+    assert!(!after.contains("198.18.100.8") && after.contains("198.18.0.1/24"), "{after}");
 }
