@@ -7,8 +7,13 @@
 //! decodes each generation once for every worker, so adopting is a pointer swap and a worker
 //! never stops forwarding to decode), run one batch. While frames arrive it spins; after a run
 //! of empty polls it publishes its counters, reports destinations it could not resolve, and
-//! sleeps in its reactor (`sluice_worker::reactor`: one epoll set holding its sockets and its
-//! doorbell, where the L7 stage's sockets will join them) — an idle gateway costs no CPU.
+//! sleeps in its reactor (`sluice_worker::reactor`: one epoll set holding its sockets, its
+//! doorbell and the L7 stage's sockets) — an idle gateway costs no CPU.
+//!
+//! The L7 stage (`sluice_proxy`) lives on the same thread: from the first generation with L7
+//! work, the worker owns a proxy with its own `SO_REUSEPORT` listeners, client and upstream
+//! connections; between batches it serves their events every [`L7_POLL_NS`] (at once after an
+//! empty batch), and asleep the reactor hands them over as they come.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
