@@ -190,6 +190,13 @@ impl L7Stage {
     fn adopt(&mut self, registry: &Registry, work: &L7Work, queue: usize) {
         self.proxy.set_generation(registry, Arc::clone(&work.table));
         self.proxy.set_tls(Arc::clone(&work.tls.config));
+        let gone: Vec<(SocketAddr, bool)> =
+            self.listening.iter().filter(|l| !work.listeners.contains(l)).copied().collect();
+        for l in gone {
+            self.proxy.unlisten(registry, l.0);
+            self.listening.remove(&l);
+            info!(queue, "L7: no longer listening on {}", l.0);
+        }
         for &(addr, tls) in &work.listeners {
             if self.listening.contains(&(addr, tls)) {
                 continue;

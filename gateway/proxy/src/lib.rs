@@ -286,6 +286,23 @@ impl Proxy {
         Ok(local)
     }
 
+    /// Stops listening on `addr` (as [`Proxy::listen`] returned it): the socket is closed, so
+    /// connections not yet accepted are reset; connections already accepted go on. Returns
+    /// whether there was such a listener.
+    pub fn unlisten(&mut self, registry: &Registry, addr: SocketAddr) -> bool {
+        let found = self
+            .slots
+            .iter()
+            .position(|s| matches!(s, Slot::Listener(l) if l.socket.local_addr().is_ok_and(|a| a == addr)));
+        let Some(i) = found else { return false };
+        if let Slot::Listener(l) = &mut self.slots[i] {
+            // Fails only if it is not registered, which closing settles anyway.
+            let _ = registry.deregister(&mut l.socket);
+        }
+        self.free_slot(i);
+        true
+    }
+
     /// New TLS handshakes on every TLS listener use `config` (after a certificate change);
     /// connections already open keep theirs.
     pub fn set_tls(&mut self, config: Arc<ServerConfig>) {

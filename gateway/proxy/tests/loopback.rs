@@ -293,3 +293,16 @@ fn a_body_over_the_limit_is_413_and_never_reaches_the_backend() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "413");
     assert_eq!(backend.connections.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_listener_taken_away_refuses_new_connections() {
+    let poll = mio::Poll::new().unwrap();
+    let mut proxy = sluice_proxy::Proxy::new(config(), 1024..2048);
+    let addr = proxy.listen(poll.registry(), "127.0.0.1:0".parse().unwrap(), None).unwrap();
+    // The kernel completes the handshake into the backlog: the listener is there.
+    assert!(std::net::TcpStream::connect(addr).is_ok());
+    assert!(proxy.unlisten(poll.registry(), addr));
+    assert!(!proxy.unlisten(poll.registry(), addr), "only once");
+    let refused = std::net::TcpStream::connect(addr).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+}
