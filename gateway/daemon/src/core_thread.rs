@@ -90,11 +90,26 @@ pub(crate) struct Setup {
     pub(crate) max_sleep: Duration,
     /// One access-log line per L7 request on standard output.
     pub(crate) access_log: bool,
+    /// The L7 proxy's request body limit (`--proxy-body-size`); `None`: no limit.
+    pub(crate) max_body_bytes: Option<u64>,
 }
 
 /// Runs a worker until `stop`.
 pub(crate) fn run(s: Setup) {
-    let Setup { queue, core, sockets, table, macs, sharding, l4, stop, link, max_sleep, access_log } = s;
+    let Setup {
+        queue,
+        core,
+        sockets,
+        table,
+        macs,
+        sharding,
+        l4,
+        stop,
+        link,
+        max_sleep,
+        access_log,
+        max_body_bytes,
+    } = s;
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         warn!(queue, core, "could not pin the worker to its core; running unpinned");
     }
@@ -130,6 +145,7 @@ pub(crate) fn run(s: Setup) {
         link,
         max_sleep,
         access_log,
+        max_body_bytes,
         l7: None,
     };
     core.run(&stop);
@@ -158,6 +174,8 @@ struct Core {
     link: Arc<Link>,
     max_sleep: Duration,
     access_log: bool,
+    /// The L7 proxy's request body limit; `None`: no limit.
+    max_body_bytes: Option<u64>,
     /// The L7 stage, from the first generation that has one.
     l7: Option<L7Stage>,
 }
@@ -173,8 +191,9 @@ struct L7Stage {
 }
 
 impl L7Stage {
-    fn new(queue: usize, access_log: bool) -> L7Stage {
-        let config = ProxyConfig { access_log, seed: 0, ..ProxyConfig::default() };
+    fn new(queue: usize, access_log: bool, max_body_bytes: Option<u64>) -> L7Stage {
+        let mut config = ProxyConfig { access_log, seed: 0, ..ProxyConfig::default() };
+        config.core.max_body_bytes = max_body_bytes;
         let first = L7_FIRST.0;
         let mut proxy = Proxy::new(config, first..first + L7_TOKENS);
         proxy.set_access_log(Box::new(move |line: &str| {
@@ -252,8 +271,8 @@ impl Core {
             self.worker.set_table(t);
         }
         if let Some(work) = self.link.l7.pop() {
-            let (me, access_log) = (self.me, self.access_log);
-            let l7 = self.l7.get_or_insert_with(|| L7Stage::new(me, access_log));
+            let (me, access_log, max_body) = (self.me, self.access_log, self.max_body_bytes);
+            let l7 = self.l7.get_or_insert_with(|| L7Stage::new(me, access_log, max_body));
             l7.adopt(self.reactor.registry(), &work, me);
         }
     }

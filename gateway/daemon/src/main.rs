@@ -127,6 +127,11 @@ struct Cli {
     /// No access log (by default one line per L7 request on standard output).
     #[arg(long)]
     no_access_log: bool,
+    /// The largest request body the L7 proxy forwards (ingress-nginx's `proxy-body-size`):
+    /// bytes, or with a `k`, `m` or `g` suffix (powers of 1024); `0`: no limit. A larger
+    /// Content-Length gets 413 before anything is forwarded. Default: the proxy's, 1m.
+    #[arg(long, value_parser = parse_body_size)]
+    proxy_body_size: Option<BodySize>,
     /// Parse the command line (required flags, values, conflicts), then exit 0 without doing
     /// anything: how the tests check the systemd unit's command line. Hidden: not for users.
     #[arg(long, hide = true)]
@@ -166,6 +171,30 @@ enum BindArg {
 /// Refuses a SNAT range that shares ports with NodePorts or with the kernel's ephemeral range
 /// (`ephemeral`, as the machine has it): replies to either would be taken for FullNAT replies and
 /// steered to a worker.
+/// A `--proxy-body-size`: the limit in bytes, `None` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BodySize(Option<u64>);
+
+/// Parses a size as ingress-nginx spells `proxy-body-size`: `0` (no limit), `N`, `Nk`, `Nm`,
+/// `Ng` (either case; powers of 1024).
+fn parse_body_size(s: &str) -> Result<BodySize, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_lowercase()),
+        _ => (t, ' '),
+    };
+    let shift = match unit {
+        ' ' => 0,
+        'k' => 10,
+        'm' => 20,
+        'g' => 30,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use k, m or g, or none for bytes)")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?}: not a size (e.g. 1m, 512k, 0 for no limit)"))?;
+    let bytes = n.checked_mul(1 << shift).ok_or_else(|| format!("{s:?}: too large"))?;
+    Ok(BodySize((bytes > 0).then_some(bytes)))
+}
+
 fn check_snat_ports(snat: PortRange, ephemeral: PortRange, workers: u32) -> Result<(), String> {
     if snat.overlaps(ports::NODE_PORTS) {
         return Err(format!(
@@ -495,6 +524,10 @@ fn start_workers(
             link,
             max_sleep: Duration::from_millis(cli.max_sleep_ms),
             access_log: !cli.no_access_log,
+            // Unset: the proxy's own default (one source for it).
+            max_body_bytes: cli
+                .proxy_body_size
+                .map_or(sluice_proxy::ProxyConfig::default().core.max_body_bytes, |b| b.0),
         };
         handles.push(
             std::thread::Builder::new()
@@ -508,4 +541,27 @@ fn start_workers(
 
 pub(crate) fn fmt_mac(m: [u8; 6]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BodySize, parse_body_size};
+
+    #[test]
+    fn body_sizes_are_read_as_ingress_nginx_spells_them() {
+        for (text, bytes) in [
+            ("0", None),
+            ("0m", None),
+            ("1", Some(1)),
+            ("1m", Some(1 << 20)),
+            ("1M", Some(1 << 20)),
+            ("512k", Some(512 << 10)),
+            ("2g", Some(2 << 30)),
+        ] {
+            assert_eq!(parse_body_size(text), Ok(BodySize(bytes)), "{text}");
+        }
+        for bad in ["", "m", "1t", "-1", "1.5m", "99999999999g"] {
+            assert!(parse_body_size(bad).is_err(), "{bad}");
+        }
+    }
 }
