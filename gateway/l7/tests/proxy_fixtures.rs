@@ -242,6 +242,16 @@ fn a_get_is_rewritten_and_its_response_relayed_with_keep_alive_on_both_sides() {
     h.respond(b"HTTP/1.1 204 No Content\r\nServer: be\r\n\r\n");
     assert_eq!(h.client_text(), "HTTP/1.1 204 No Content\r\nServer: be\r\n\r\n");
     assert_eq!(h.ctx.stats().responses[2], 2);
+
+    // Idle between requests, the connection gives its buffers back; the next request takes
+    // them again.
+    assert!(h.conn.buffers_held() > 0);
+    h.conn.shed_idle_buffers();
+    assert_eq!(h.conn.buffers_held(), 0, "an idle keep-alive connection holds no buffer");
+    h.send(b"GET /again HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    assert!(h.upstream_text().starts_with("GET /again HTTP/1.1\r\n"));
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    assert!(h.client_text().ends_with("\r\n\r\nok"));
 }
 
 #[test]

@@ -447,12 +447,14 @@ impl Proxy {
             moved |= self.actions(registry, i, now_ns);
             moved |= self.upstream_io(i, now_ns);
             moved |= self.actions(registry, i, now_ns);
-            let Slot::Client(c) = &self.slots[i] else { return };
+            let Slot::Client(c) = &mut self.slots[i] else { return };
             if c.conn.is_finished() {
                 self.close_client(registry, i);
                 return;
             }
             if !moved {
+                // Until its next event: an idle connection keeps no buffer.
+                c.conn.shed_idle_buffers();
                 return;
             }
         }

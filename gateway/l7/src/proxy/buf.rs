@@ -1,16 +1,53 @@
 //! A fixed-capacity byte queue, one per direction and side of a proxied connection.
 //!
-//! Allocated once, with the connection; never grows. Bytes are appended at `end` and consumed
+//! Its capacity is fixed with the connection and never grows; its storage is taken when bytes
+//! first need it and given back when the queue is empty and [`Buf::shed`] is called — what a
+//! connection does when it goes idle between requests, so that an idle keep-alive connection
+//! holds no buffer at all. Storage given back waits in a free list of the thread's (each worker
+//! thread owns its connections; nothing is shared), bounded by [`FREE_PER_SIZE`], so that a busy
+//! connection taking and shedding storage request after request allocates nothing once the
+//! list has some. Bytes are appended at `end` and consumed
 //! from `start`; the live bytes are moved to the front when room is needed at the back. For
 //! the upstream output a prefix of sent bytes can be *kept* (from [`Buf::keep_from_start`])
 //! so that a request can be written again to another upstream connection; the kept bytes
 //! are given up when room is needed and there is no other way to get it.
 
+use std::cell::RefCell;
 use std::fmt;
+
+/// Free storage a thread keeps per buffer size, at most.
+pub(crate) const FREE_PER_SIZE: usize = 256;
+
+thread_local! {
+    /// Storage given back by this thread's buffers, by size (a connection's buffers come in two
+    /// or three sizes).
+    static FREE: RefCell<Vec<(usize, Vec<Box<[u8]>>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Storage of `cap` bytes: from the thread's free list, or new.
+fn take_storage(cap: usize) -> Box<[u8]> {
+    let reused = FREE.with(|f| f.borrow_mut().iter_mut().find(|(c, _)| *c == cap).and_then(|(_, v)| v.pop()));
+    reused.unwrap_or_else(|| vec![0; cap].into_boxed_slice())
+}
+
+/// Gives storage back to the thread's free list (dropped when the list for its size is full).
+fn give_storage(data: Box<[u8]>) {
+    FREE.with(|f| {
+        let mut f = f.borrow_mut();
+        let cap = data.len();
+        match f.iter_mut().find(|(c, _)| *c == cap) {
+            Some((_, v)) if v.len() < FREE_PER_SIZE => v.push(data),
+            Some(_) => {}
+            None => f.push((cap, vec![data])),
+        }
+    });
+}
 
 /// A fixed-capacity byte queue.
 pub(crate) struct Buf {
-    data: Box<[u8]>,
+    /// The storage, while the queue needs it.
+    data: Option<Box<[u8]>>,
+    cap: usize,
     start: usize,
     end: usize,
     /// Sent bytes still held from here (for a replay), if any.
@@ -22,7 +59,8 @@ pub(crate) struct Buf {
 impl fmt::Debug for Buf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Buf")
-            .field("cap", &self.data.len())
+            .field("cap", &self.cap)
+            .field("storage", &self.data.is_some())
             .field("start", &self.start)
             .field("end", &self.end)
             .field("kept", &self.kept)
@@ -33,17 +71,41 @@ impl fmt::Debug for Buf {
 impl Buf {
     /// An empty queue of `cap` bytes.
     pub(crate) fn new(cap: usize) -> Buf {
-        Buf { data: vec![0; cap].into_boxed_slice(), start: 0, end: 0, kept: None, lost: false }
+        Buf { data: None, cap, start: 0, end: 0, kept: None, lost: false }
     }
 
     /// The capacity.
     pub(crate) fn cap(&self) -> usize {
-        self.data.len()
+        self.cap
     }
 
     /// The unconsumed bytes.
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.data[self.start..self.end]
+        self.data.as_deref().map_or(&[], |d| &d[self.start..self.end])
+    }
+
+    /// The storage, taken now if the queue has none.
+    fn storage(&mut self) -> &mut [u8] {
+        let cap = self.cap;
+        self.data.get_or_insert_with(|| take_storage(cap))
+    }
+
+    /// Gives the storage back if the queue is empty and keeps nothing (an idle connection's
+    /// buffers); the next bytes take storage again.
+    pub(crate) fn shed(&mut self) {
+        if self.start == self.end
+            && self.kept.is_none()
+            && let Some(d) = self.data.take()
+        {
+            self.start = 0;
+            self.end = 0;
+            give_storage(d);
+        }
+    }
+
+    /// Whether the queue holds storage now.
+    pub(crate) fn has_storage(&self) -> bool {
+        self.data.is_some()
     }
 
     /// How many unconsumed bytes there are.
@@ -110,7 +172,10 @@ impl Buf {
         if from == 0 {
             return;
         }
-        self.data.copy_within(from..self.end, 0);
+        let end = self.end;
+        if let Some(d) = self.data.as_mut() {
+            d.copy_within(from..end, 0);
+        }
         self.end -= from;
         self.start -= from;
         if let Some(k) = &mut self.kept {
@@ -127,7 +192,8 @@ impl Buf {
             self.start = 0;
             self.end = 0;
         }
-        &mut self.data[self.end..]
+        let end = self.end;
+        &mut self.storage()[end..]
     }
 
     /// `n` bytes were written into [`Buf::space`].
@@ -141,7 +207,11 @@ impl Buf {
         if !self.reserve(bytes.len()) {
             return false;
         }
-        self.data[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        if bytes.is_empty() {
+            return true;
+        }
+        let end = self.end;
+        self.storage()[end..end + bytes.len()].copy_from_slice(bytes);
         self.end += bytes.len();
         true
     }
@@ -175,6 +245,14 @@ impl Buf {
     /// Whether every byte since [`Buf::keep_from_start`] is still here.
     pub(crate) fn replayable(&self) -> bool {
         self.kept.is_some() && !self.lost
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        if let Some(d) = self.data.take() {
+            give_storage(d);
+        }
     }
 }
 

@@ -580,6 +580,21 @@ impl Conn {
         self.cin.held() + self.cout.held() + self.uin.held() + self.uout.held()
     }
 
+    /// Gives back the storage of every buffer that is empty (and keeps nothing for a retry):
+    /// what the driver calls when it is done with the connection for now, so that an idle
+    /// keep-alive connection holds no buffer. Storage waits in the thread's free list for the
+    /// next bytes of any connection (no allocation once it has some).
+    pub fn shed_idle_buffers(&mut self) {
+        for b in [&mut self.cin, &mut self.cout, &mut self.uin, &mut self.uout] {
+            b.shed();
+        }
+    }
+
+    /// How many of the connection's four buffers hold storage now.
+    pub fn buffers_held(&self) -> usize {
+        [&self.cin, &self.cout, &self.uin, &self.uout].iter().filter(|b| b.has_storage()).count()
+    }
+
     /// Runs the timers.
     pub fn tick(&mut self, ctx: &mut Context, now_ns: u64) {
         let c = ctx.config;
