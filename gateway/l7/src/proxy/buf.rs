@@ -18,10 +18,13 @@ use std::fmt;
 /// Free storage a thread keeps per buffer size, at most.
 pub(crate) const FREE_PER_SIZE: usize = 256;
 
+/// Free storage of one size: (the size, the storage).
+type FreeList = (usize, Vec<Box<[u8]>>);
+
 thread_local! {
     /// Storage given back by this thread's buffers, by size (a connection's buffers come in two
     /// or three sizes).
-    static FREE: RefCell<Vec<(usize, Vec<Box<[u8]>>)>> = const { RefCell::new(Vec::new()) };
+    static FREE: RefCell<Vec<FreeList>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Storage of `cap` bytes: from the thread's free list, or new.
