@@ -92,6 +92,10 @@ pub struct Compiled {
     /// The addresses each Ingress of Sluice's is served on, by `namespace/name` (what its
     /// `status.loadBalancer.ingress` is to say).
     pub ingress_addresses: BTreeMap<String, Vec<IpAddr>>,
+    /// Ingresses (`namespace/name`) no longer served on any address — moved to another class,
+    /// their class gone or given no address — whose `status.loadBalancer.ingress` holds an
+    /// address of our pools: the leader releases it, as for Services (`release`).
+    pub ingress_release: Vec<String>,
     /// Ingresses left alone (another controller's, or of no class), each said once at info
     /// level: not errors.
     pub ignored: Vec<String>,
@@ -382,6 +386,8 @@ impl Compiler {
         (self.unit_notes, self.global_notes) = (unit_notes, global_notes);
         (self.unit_errors, self.global_errors) = (unit_errors, global_errors);
         let l7 = l7::compile(store, &self.index, &selected, &allocated.classes, now_unix_s());
+        let ingress_release =
+            allocation::ingress_releases(store, &allocated.addresses, &l7.ingress_addresses);
         (self.l7_notes, self.l7_errors) = (l7.notes, l7.errors);
         self.class_addresses = allocated.classes;
         self.compiled = Some(Compiled {
@@ -397,6 +403,7 @@ impl Compiler {
             notes: Vec::new(),
             errors: Vec::new(),
             ingress_addresses: l7.ingress_addresses,
+            ingress_release,
             ignored,
             changed: None,
         });

@@ -1,5 +1,6 @@
 //! The leader's duties in cluster mode: holding a Lease, and writing each LoadBalancer Service's
-//! address to `status.loadBalancer.ingress`.
+//! address, and the address each Ingress of Sluice's is served on, to their
+//! `status.loadBalancer.ingress`.
 //!
 //! kube-rs has no leader election (`docs/kubernetes.md` §6), so this is the Lease protocol by hand
 //! (coordination.k8s.io/v1): take the Lease when it is absent or its holder has not renewed it
@@ -8,17 +9,20 @@
 //! Every control process publishes the table (a per-node duty); only the leader writes status.
 //!
 //! Status is written by server-side apply as field manager `sluice.io/lb`, and only when the
-//! Service's status does not already say it — the watch brings our own write back, and writing
-//! again would loop.
+//! object's status does not already say it — the watch brings our own write back, and writing
+//! again would loop. An Ingress's entry is an `IngressLoadBalancerIngress` (`ip`, `hostname`,
+//! `ports`; no `ipMode`, which is a Service's): Sluice writes `ip` alone, so a status that also
+//! names a host name is not "already said" and is written over (the list is atomic).
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Service as KService;
+use k8s_openapi::api::networking::v1::Ingress as KIngress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
-use crate::checked::Service;
+use crate::checked::{Ingress, Service};
 
 /// The field manager of our status writes.
 pub const FIELD_MANAGER: &str = "sluice.io/lb";
@@ -124,5 +128,40 @@ pub async fn clear_load_balancer_status(client: Client, svc: &Service) -> Result
     });
     let api: Api<KService> = Api::namespaced(client, &svc.namespace);
     api.patch_status(&svc.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+/// Writes `ips` to the Ingress's `status.loadBalancer.ingress` unless it already says exactly
+/// that (those addresses, in that order, and no host name); returns whether it wrote.
+pub async fn write_ingress_status(
+    client: Client,
+    ing: &Ingress,
+    ips: &[std::net::IpAddr],
+) -> Result<bool, kube::Error> {
+    if ing.status_ips == ips && ing.status_hostnames.is_empty() {
+        return Ok(false);
+    }
+    let ingress: Vec<serde_json::Value> =
+        ips.iter().map(|ip| serde_json::json!({"ip": ip.to_string()})).collect();
+    let patch = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "status": {"loadBalancer": {"ingress": ingress}},
+    });
+    let api: Api<KIngress> = Api::namespaced(client, &ing.namespace);
+    api.patch_status(&ing.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(true)
+}
+
+/// Releases an Ingress's address: applies an empty `status.loadBalancer` as our field manager,
+/// which removes what Sluice wrote and leaves what another controller wrote.
+pub async fn clear_ingress_status(client: Client, ing: &Ingress) -> Result<(), kube::Error> {
+    let patch = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "status": {"loadBalancer": {}},
+    });
+    let api: Api<KIngress> = Api::namespaced(client, &ing.namespace);
+    api.patch_status(&ing.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())
 }

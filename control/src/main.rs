@@ -27,7 +27,10 @@ use clap::{Parser, Subcommand};
 use sluice_control::checked::{AddressRange, Pool};
 use sluice_control::cluster::{self, Cluster, Synced};
 use sluice_control::compile::Config;
-use sluice_control::leader::{LeaderLease, clear_load_balancer_status, write_load_balancer_status};
+use sluice_control::leader::{
+    LeaderLease, clear_ingress_status, clear_load_balancer_status, write_ingress_status,
+    write_load_balancer_status,
+};
 use sluice_control::load::{self, load_dir_within};
 use sluice_control::metrics::Metrics;
 use sluice_control::metrics::server::{self, Limits};
@@ -659,8 +662,11 @@ struct Leader {
     /// appearance (an address another manager wrote into our pool's range is not ours to clear,
     /// and must not be retried forever).
     released: BTreeSet<String>,
+    /// Ingresses whose address this process has released, likewise.
+    released_ingresses: BTreeSet<String>,
     /// Status written and not yet seen back through the watch: not written again meanwhile
-    /// (another event may compile before the watch brings the Service back), for 10 s.
+    /// (another event may compile before the watch brings the object back), for 10 s. Keyed
+    /// `namespace/name` for Services, `Ingress namespace/name` for Ingresses.
     in_flight: BTreeMap<String, (Vec<IpAddr>, Instant)>,
 }
 
@@ -677,6 +683,7 @@ impl Leader {
             leading: false,
             renewed_at: None,
             released: BTreeSet::new(),
+            released_ingresses: BTreeSet::new(),
             in_flight: BTreeMap::new(),
         }
     }
@@ -695,6 +702,7 @@ impl Leader {
         if changed {
             info!("{} the leader", if leading { "now" } else { "no longer" });
             self.released.clear();
+            self.released_ingresses.clear();
             self.in_flight.clear();
         }
         self.leading = leading;
@@ -702,21 +710,24 @@ impl Leader {
         changed && leading
     }
 
-    /// Writes the LoadBalancer addresses of `work` to the Services' status, and releases the
-    /// addresses it names — when this process leads.
+    /// Whether `ips` was written to `key`'s status less than 10 s ago and not seen back yet.
+    fn in_flight(&self, key: &str, ips: &[IpAddr]) -> bool {
+        self.in_flight.get(key).is_some_and(|(w, at)| w == ips && at.elapsed() < Duration::from_secs(10))
+    }
+
+    /// Writes the LoadBalancer addresses of `work` to the Services' status and the addresses
+    /// Ingresses are served on to theirs, and releases the addresses it names — when this
+    /// process leads.
     async fn write_statuses(&mut self, store: &Store, work: &StatusWork) {
         self.released.retain(|k| work.release.contains(k));
+        self.released_ingresses.retain(|k| work.ingress_release.contains(k));
         if !self.leading {
             return;
         }
         for l in &store.services {
             let key = l.object.key();
             if let Some(ips) = work.assigned.get(&key) {
-                if self
-                    .in_flight
-                    .get(&key)
-                    .is_some_and(|(w, at)| w == ips && at.elapsed() < Duration::from_secs(10))
-                {
+                if self.in_flight(&key, ips) {
                     continue;
                 }
                 match write_load_balancer_status(self.client.clone(), &l.object, ips).await {
@@ -733,6 +744,30 @@ impl Leader {
                 match clear_load_balancer_status(self.client.clone(), &l.object).await {
                     Ok(()) => info!("LoadBalancer address released: {key}"),
                     Err(e) => error!("status of {key}: {e}"),
+                }
+            }
+        }
+        for l in &store.ingresses {
+            let key = l.object.key();
+            if let Some(ips) = work.ingresses.get(&key) {
+                let flight = format!("Ingress {key}");
+                if self.in_flight(&flight, ips) {
+                    continue;
+                }
+                match write_ingress_status(self.client.clone(), &l.object, ips).await {
+                    Ok(true) => {
+                        info!("status written: Ingress {key}");
+                        self.in_flight.insert(flight, (ips.clone(), Instant::now()));
+                    }
+                    Ok(false) => {
+                        self.in_flight.remove(&flight);
+                    }
+                    Err(e) => error!("status of Ingress {key}: {e}"),
+                }
+            } else if work.ingress_release.contains(&key) && self.released_ingresses.insert(key.clone()) {
+                match clear_ingress_status(self.client.clone(), &l.object).await {
+                    Ok(()) => info!("address released: Ingress {key}"),
+                    Err(e) => error!("status of Ingress {key}: {e}"),
                 }
             }
         }

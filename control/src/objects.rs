@@ -448,7 +448,35 @@ pub struct Ingress {
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: IngressSpec,
-    pub status: Option<Unread>,
+    pub status: Option<IngressStatus>,
+}
+
+/// networking/v1 IngressStatus (read for the addresses the leader compares its writes with).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct IngressStatus {
+    pub load_balancer: Option<IngressLoadBalancerStatus>,
+}
+
+/// `Ingress.status.loadBalancer`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct IngressLoadBalancerStatus {
+    #[serde(default)]
+    pub ingress: Vec<IngressLoadBalancerIngress>,
+}
+
+/// `Ingress.status.loadBalancer.ingress[]`: networking/v1 IngressLoadBalancerIngress, which,
+/// unlike a Service's entry, has no `ipMode`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct IngressLoadBalancerIngress {
+    pub ip: Option<String>,
+    pub hostname: Option<String>,
+    pub ports: Option<Unread>,
 }
 
 /// `Ingress.spec`.

@@ -23,17 +23,20 @@ use crate::store::{Changes, Store};
 /// LoadBalancer addresses by `namespace/name`.
 pub type Assignments = BTreeMap<String, Vec<IpAddr>>;
 
-/// What the leader writes after a publication: the LoadBalancer addresses compiled, and the
-/// Services whose address is to be released.
+/// What the leader writes after a publication: the LoadBalancer addresses compiled, the
+/// addresses each Ingress of Sluice's is served on, and the Services and Ingresses whose address
+/// is to be released.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusWork {
     /// Addresses by Service.
     pub assigned: Assignments,
     /// Services (`namespace/name`) whose address is to be released.
     pub release: Vec<String>,
-    /// The addresses each Ingress of Sluice's is served on (for its `status.loadBalancer`;
-    /// not written yet).
+    /// The addresses each Ingress of Sluice's is served on, by `namespace/name`: what the leader
+    /// writes to its `status.loadBalancer.ingress` when the status says otherwise.
     pub ingresses: Assignments,
+    /// Ingresses (`namespace/name`) no longer served whose address is to be released.
+    pub ingress_release: Vec<String>,
 }
 
 /// What control last published, and what it needs to publish the next table from it.
@@ -135,6 +138,7 @@ pub fn publish_store(
         assigned: compiled.load_balancers.clone(),
         release: compiled.release.clone(),
         ingresses: compiled.ingress_addresses.clone(),
+        ingress_release: compiled.ingress_release.clone(),
     };
     last.table = Some(table);
     Ok(work)

@@ -150,17 +150,21 @@ impl Fake {
         }
     }
 
-    /// A status patch, as the API server applies it: the listed Service takes the applied status
-    /// (all of it is ours here), gets a new resourceVersion, and every watch sees it MODIFIED.
+    /// A status patch, as the API server applies it: the listed Service or Ingress takes the
+    /// applied status (all of it is ours here), gets a new resourceVersion, and every watch sees
+    /// it MODIFIED.
     fn patch_status(&self, path: &str, v: Value) -> Response<Body> {
         let mut updated = None;
+        let mut key = "services";
         {
             let mut st = self.0.lock().unwrap();
             st.patches.push((path.to_owned(), v.clone()));
             let parts: Vec<&str> = path.split('/').collect();
-            if let [.., "namespaces", ns, "services", name, "status"] = parts.as_slice()
-                && let Some((rv, items)) = st.lists.get_mut("services")
+            if let [.., "namespaces", ns, kind, name, "status"] = parts.as_slice()
+                && let Some(k) = ["services", "ingresses"].into_iter().find(|k| k == kind)
+                && let Some((rv, items)) = st.lists.get_mut(k)
             {
+                key = k;
                 *rv += 1;
                 for item in items.iter_mut() {
                     if item["metadata"]["namespace"] == *ns && item["metadata"]["name"] == *name {
@@ -171,11 +175,14 @@ impl Fake {
                 }
             }
         }
-        let answer = updated.clone().unwrap_or_else(
-            || json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}}),
-        );
+        // An object the lists do not hold: the applied object, as the server would answer it.
+        let answer = updated.clone().unwrap_or_else(|| {
+            let mut v = v.clone();
+            v["metadata"] = json!({"name": "web", "namespace": "default"});
+            v
+        });
         if let Some(object) = updated {
-            self.event("services", "MODIFIED", object);
+            self.event(key, "MODIFIED", object);
         }
         json_response(200, answer)
     }
@@ -616,6 +623,190 @@ async fn the_leader_holds_a_lease_and_writes_status_only_when_it_changes() {
     web.status_ips = vec![ip];
     assert!(!write_load_balancer_status(client(&fake), &web, &[ip]).await.unwrap(), "no write storm");
     assert_eq!(fake.0.lock().unwrap().patches.len(), 1);
+}
+
+/// An Ingress's status: written by server-side apply of an IngressLoadBalancerIngress (`ip`
+/// alone: no `ipMode`, which is a Service's), not again once the Ingress says it, written over
+/// when it also names a host, and released by applying an empty `status.loadBalancer`.
+#[tokio::test(flavor = "current_thread")]
+async fn the_leader_writes_an_ingress_status_only_when_it_changes() {
+    use sluice_control::leader::{clear_ingress_status, write_ingress_status};
+    let fake = Fake::default();
+    let web: sluice_control::objects::Ingress = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}}))
+    .unwrap();
+    let mut web = sluice_control::checked::ingress(web).unwrap();
+    let path = "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/web/status";
+    let patches = || fake.0.lock().unwrap().patches.clone();
+    let ip: std::net::IpAddr = "198.18.100.10".parse().unwrap();
+    assert!(write_ingress_status(client(&fake), &web, &[ip]).await.unwrap());
+    assert_eq!(
+        patches(),
+        [(
+            path.to_owned(),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                   "status": {"loadBalancer": {"ingress": [{"ip": "198.18.100.10"}]}}})
+        )]
+    );
+    // The status the watch brings back.
+    web.status_ips = vec![ip];
+    assert!(!write_ingress_status(client(&fake), &web, &[ip]).await.unwrap(), "no write storm");
+    assert_eq!(patches().len(), 1);
+    // The same address with a host name (another writer's): not what Sluice writes.
+    web.status_hostnames = vec!["lb.example.com".into()];
+    assert!(write_ingress_status(client(&fake), &web, &[ip]).await.unwrap());
+    web.status_hostnames.clear();
+    // Another address.
+    let other: std::net::IpAddr = "198.18.100.11".parse().unwrap();
+    assert!(write_ingress_status(client(&fake), &web, &[other]).await.unwrap());
+    assert_eq!(patches()[2].1["status"]["loadBalancer"]["ingress"], json!([{"ip": "198.18.100.11"}]));
+    clear_ingress_status(client(&fake), &web).await.unwrap();
+    let p = patches();
+    assert_eq!(p.len(), 4);
+    assert_eq!(
+        p[3],
+        (
+            path.to_owned(),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "status": {"loadBalancer": {}}})
+        )
+    );
+}
+
+/// IngressClass `name` of controller `controller`, with `annotations`.
+fn ingress_class(name: &str, controller: &str, annotations: Value) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+           "metadata": {"name": name, "uid": format!("c-{name}"), "resourceVersion": "1", "annotations": annotations},
+           "spec": {"controller": controller}})
+}
+
+/// The Ingress test's cluster: a pool, Sluice's IngressClass `sluice` served on 198.18.100.2
+/// (its `sluice.io/ingress-address`), another controller's class `nginx`, and Ingress shop/web
+/// of class `sluice` in front of Service shop/web.
+fn ingress_cluster(fake: &Fake) {
+    fake.set(
+        "ipaddresspools",
+        vec![json!({"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+                    "metadata": {"name": "edge", "namespace": "metallb-system", "resourceVersion": "1"},
+                    "spec": {"addresses": ["198.18.100.1-198.18.100.3"], "autoAssign": true}})],
+    );
+    fake.set(
+        "ingressclasses",
+        vec![
+            ingress_class(
+                "sluice",
+                "sluice.io/ingress",
+                json!({"sluice.io/ingress-address": "198.18.100.2"}),
+            ),
+            ingress_class("nginx", "k8s.io/ingress-nginx", json!({})),
+        ],
+    );
+    fake.set(
+        "services",
+        vec![json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "w1", "resourceVersion": "1"},
+            "spec": {"type": "ClusterIP", "clusterIP": "198.19.0.60", "selector": {"app": "web"},
+                     "sessionAffinity": "None",
+                     "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}})],
+    );
+    fake.set(
+        "endpointslices",
+        vec![json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "web-x1", "namespace": "shop", "uid": "e1", "resourceVersion": "1",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4", "endpoints": [{"addresses": ["198.18.1.71"], "conditions": {"ready": true}}],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})],
+    );
+    fake.set(
+        "ingresses",
+        vec![json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "web", "namespace": "shop", "uid": "i1", "resourceVersion": "1"},
+            "spec": {"ingressClassName": "sluice",
+                     "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}})],
+    );
+    fake.set("secrets", vec![]);
+}
+
+/// The binary in cluster mode writes an Ingress's `status.loadBalancer.ingress` — once, by
+/// server-side apply as its field manager; not again when the watch brings it back (past the
+/// 10 s a write is held in flight, so that only the status comparison stands between control
+/// and a write storm); once more when the class's address changes; and releases it, once, when
+/// the Ingress moves to another controller's class.
+#[tokio::test(flavor = "current_thread")]
+async fn the_binary_writes_an_ingress_status_when_it_changes_and_releases_it() {
+    let fake = Fake::default();
+    ingress_cluster(&fake);
+    let addr = serve(fake.clone()).await;
+    let dir = TempDir(std::env::temp_dir().join(format!("sluice-cluster-ingress-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let _child = start_binary(addr, &dir.0, &[]);
+    let path = "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/web/status";
+    let writes = || -> Vec<Value> {
+        let st = fake.0.lock().unwrap();
+        st.patches.iter().filter(|(p, _)| p == path).map(|(_, b)| b["status"].clone()).collect()
+    };
+    let log = || std::fs::read_to_string(dir.0.join("control.log")).unwrap();
+    let table = dir.0.join("table");
+    let status = || {
+        let bin = env!("CARGO_BIN_EXE_sluice-control");
+        let out = std::process::Command::new(bin).args(["status", "--table"]).arg(&table).output().unwrap();
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let served_on = |ip: &str| json!({"loadBalancer": {"ingress": [{"ip": ip}]}});
+
+    eventually("the Ingress's status", || !writes().is_empty()).await;
+    assert_eq!(writes(), [served_on("198.18.100.2")]);
+    {
+        let st = fake.0.lock().unwrap();
+        let (_, uri) = st.requests.iter().find(|(m, u)| m == "PATCH" && u.path() == path).unwrap();
+        let query = uri.query().unwrap_or("");
+        assert!(query.contains("fieldManager=sluice.io") && query.contains("force=true"), "{uri}");
+    }
+    // The write came back through the watch. Past the in-flight hold, an endpoint change makes
+    // control compile and look at every status again: the Ingress's says it, so no write.
+    eventually("the watches", || fake.watching("endpointslices") > 0 && fake.watching("ingresses") > 0).await;
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    let two = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-x1", "namespace": "shop", "uid": "e1", "resourceVersion": "2",
+                     "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["198.18.1.71"], "conditions": {"ready": true}},
+                      {"addresses": ["198.18.1.72"], "conditions": {"ready": true}}],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]});
+    fake.set("endpointslices", vec![two.clone()]);
+    fake.event("endpointslices", "MODIFIED", two);
+    eventually("the new endpoint published", || status().is_some_and(|s| s.contains("198.18.1.72"))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(writes().len(), 1, "no second write once the status says it");
+
+    // The class's address changes: one new write.
+    eventually("the class watch", || fake.watching("ingressclasses") > 0).await;
+    let mut moved =
+        ingress_class("sluice", "sluice.io/ingress", json!({"sluice.io/ingress-address": "198.18.100.3"}));
+    moved["metadata"]["resourceVersion"] = json!("2");
+    let nginx = fake.0.lock().unwrap().lists["ingressclasses"].1[1].clone();
+    fake.set("ingressclasses", vec![moved.clone(), nginx]);
+    fake.event("ingressclasses", "MODIFIED", moved);
+    eventually("the new address written", || writes().len() == 2).await;
+    assert_eq!(writes()[1], served_on("198.18.100.3"));
+
+    // The Ingress moves to another controller's class: what Sluice wrote is released, once.
+    let mut ing = fake.0.lock().unwrap().lists["ingresses"].1[0].clone();
+    assert_eq!(ing["status"], served_on("198.18.100.3"), "the fake holds the status written");
+    ing["spec"]["ingressClassName"] = json!("nginx");
+    let rv: u64 = ing["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    ing["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+    fake.set("ingresses", vec![ing.clone()]);
+    fake.event("ingresses", "MODIFIED", ing);
+    eventually("the release", || writes().len() == 3).await;
+    assert_eq!(writes()[2], json!({"loadBalancer": {}}));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(writes().len(), 3, "released once");
+    let log = log();
+    assert_eq!(log.matches("status written: Ingress shop/web").count(), 2, "{log}");
+    assert_eq!(log.matches("address released: Ingress shop/web").count(), 1, "{log}");
+    assert_every_request_granted(&fake);
 }
 
 /// Serves the fake over real HTTP on loopback, for a `sluice-control` process to talk to.

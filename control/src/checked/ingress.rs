@@ -3,8 +3,10 @@
 //! - [`Ingress`]: rule hosts as [`HostRule`]s, Exact and Prefix paths as [`RulePath`]s (the
 //!   route table's own checks, so control refuses what the gateway could not route), backends
 //!   as [`IngressBackend`]s, `tls[]` hosts as [`HostRule`]s, the creation time, and both ways of
-//!   naming a class (`spec.ingressClassName`, the legacy `kubernetes.io/ingress.class`).
-//!   Which Ingresses are Sluice's is decided at compile, where the IngressClasses are known.
+//!   naming a class (`spec.ingressClassName`, the legacy `kubernetes.io/ingress.class`), and
+//!   what its `status.loadBalancer.ingress` says now (addresses checked: a bad one is a problem,
+//!   as the API server's validation would make it). Which Ingresses are Sluice's is decided at
+//!   compile, where the IngressClasses are known.
 //! - [`IngressClass`]: its controller and whether it is the default class.
 //! - [`Secret`]: its type and its data, base64-decoded, `stringData` merged in (the API server
 //!   does that; manifest mode must too). TLS material is parsed at compile, for the Ingresses
@@ -13,6 +15,7 @@
 //! Not hot path. No `unsafe`.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use sluice_model::route::{HostRule, PathType, RulePath, ServicePort};
 
@@ -53,6 +56,14 @@ pub struct Ingress {
     pub tls: Vec<IngressTls>,
     /// Annotations (ingress-nginx's, read by later L7 features).
     pub annotations: BTreeMap<String, String>,
+    /// `status.loadBalancer.ingress[].ip`, in order: what the status says the Ingress is served
+    /// on (the leader writes it only when it differs, and releases it when the Ingress stops
+    /// being Sluice's).
+    pub status_ips: Vec<IpAddr>,
+    /// `status.loadBalancer.ingress[].hostname`, in order. Sluice writes addresses only, so a
+    /// status that names a host is not the one Sluice would write: the leader compares these
+    /// too (they must be none), and its write replaces them (the list is atomic).
+    pub status_hostnames: Vec<String>,
 }
 
 /// An Ingress backend.
@@ -255,6 +266,7 @@ pub fn ingress(ing: objects::Ingress) -> Checked<Ingress> {
         }
         created
     });
+    let (status_ips, status_hostnames) = status(ing.status.as_ref(), &mut problems);
     let checked = Ingress {
         namespace: namespace_of(&ing.metadata).to_owned(),
         name: ing.metadata.name.clone().unwrap_or_default(),
@@ -265,8 +277,29 @@ pub fn ingress(ing: objects::Ingress) -> Checked<Ingress> {
         rules,
         tls,
         annotations: ing.metadata.annotations.clone(),
+        status_ips,
+        status_hostnames,
     };
     verdict(checked, problems)
+}
+
+/// `status.loadBalancer.ingress[]`: the addresses (each checked) and the host names, each in
+/// order. An entry may have either or both (`ports` are not read).
+fn status(
+    status: Option<&objects::IngressStatus>,
+    problems: &mut Vec<Problem>,
+) -> (Vec<IpAddr>, Vec<String>) {
+    let entries =
+        status.and_then(|s| s.load_balancer.as_ref()).map(|lb| lb.ingress.as_slice()).unwrap_or_default();
+    let mut ips = Vec::new();
+    let mut hostnames = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(ip) = e.ip.as_deref() {
+            ips.extend(super::address(&format!("status.loadBalancer.ingress[{i}].ip"), ip, problems));
+        }
+        hostnames.extend(e.hostname.clone());
+    }
+    (ips, hostnames)
 }
 
 /// A host (a rule's or a `tls[]` entry's): a lowercase DNS name, perhaps with a wildcard first
@@ -455,6 +488,57 @@ spec:
         );
         assert_eq!(p[1].path, PathValue::Rule(RulePath::root()));
         assert_eq!(p[2].path, PathValue::Other("/re[0-9]+".into()));
+    }
+
+    #[test]
+    fn an_ingress_keeps_what_its_status_says() {
+        let ing = load(
+            "metadata: {name: web}
+spec: {defaultBackend: {service: {name: web, port: {number: 80}}}}
+status:
+  loadBalancer:
+    ingress:
+    - {ip: 198.18.100.4}
+    - {hostname: lb.example.com, ports: [{port: 443, protocol: TCP}]}
+    - {ip: '2001:db8::4', hostname: v6.example.com}
+",
+        )
+        .unwrap();
+        let ips: Vec<IpAddr> = vec!["198.18.100.4".parse().unwrap(), "2001:db8::4".parse().unwrap()];
+        assert_eq!(ing.status_ips, ips);
+        assert_eq!(ing.status_hostnames, ["lb.example.com", "v6.example.com"]);
+        // No status, or an empty one: nothing.
+        for status in ["", "status: {}\n", "status: {loadBalancer: {}}\n"] {
+            let ing = load(&format!(
+                "metadata: {{name: web}}\nspec: {{defaultBackend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n{status}"
+            ))
+            .unwrap();
+            assert!(ing.status_ips.is_empty() && ing.status_hostnames.is_empty(), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_status_address_is_a_problem_naming_its_field() {
+        let e = load(
+            "metadata: {name: web}
+spec: {defaultBackend: {service: {name: web, port: {number: 80}}}}
+status: {loadBalancer: {ingress: [{ip: 198.18.100.4}, {ip: 198.18.100.300}]}}
+",
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "status.loadBalancer.ingress[1].ip");
+        assert_eq!(e[0].message, "\"198.18.100.300\" is not an IP address");
+    }
+
+    #[test]
+    fn an_ingress_status_has_no_ip_mode() {
+        // A Service's entry field, not an Ingress's (IngressLoadBalancerIngress): refused by name.
+        let r: Result<objects::Ingress, _> = serde_norway::from_str(
+            "metadata: {name: web}\nstatus: {loadBalancer: {ingress: [{ip: 198.18.100.4, ipMode: VIP}]}}\n",
+        );
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("unknown field `ipMode`"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,11 @@
 //!    (`metallb.io/address-pool`), else of the first auto-assigning pool with room. In manifest
 //!    mode, where no status holds an address, a class that names none takes the first one left
 //!    after the Services: pin it with the annotation to keep it when Services are added.
+//! 6. **Ingresses released** ([`ingress_releases`]): Ingresses served on no address (their class
+//!    is not Sluice's any more, or is gone, or got no address) whose status holds an address of
+//!    our pools that no LoadBalancer Service has — what Sluice wrote there. An address a Service
+//!    of ours has is left alone: it is what another Ingress controller fronted by that Service
+//!    (ingress-nginx's `--publish-service`) writes to its own Ingresses.
 //!
 //! An address of the node's own (`--node-address`) is never given, even from a pool that holds
 //! it: node addresses serve NodePorts only. A Service that holds or asks for one is refused it
@@ -78,6 +83,27 @@ pub(super) fn allocate(
     let release = a.releases(services);
     let (classes, class_errors) = a.classes(classes);
     Allocated { addresses: a.out, release, errors: a.errors, classes, class_errors }
+}
+
+/// The Ingresses (`namespace/name`) to release, in store order: those not `served` whose status
+/// holds an address of the store's pools that no Service is `assigned`. Releasing clears only
+/// what Sluice's field manager wrote, so a wrong guess costs one write, never another writer's
+/// address.
+pub(super) fn ingress_releases(
+    store: &Store,
+    assigned: &BTreeMap<String, Vec<IpAddr>>,
+    served: &BTreeMap<String, Vec<IpAddr>>,
+) -> Vec<String> {
+    let pools = Pools::new(store);
+    let services: BTreeSet<IpAddr> = assigned.values().flatten().copied().collect();
+    store
+        .ingresses
+        .iter()
+        .map(|l| &l.object)
+        .filter(|i| i.status_ips.iter().any(|a| pools.hold(*a) && !services.contains(a)))
+        .map(|i| i.key())
+        .filter(|k| !served.contains_key(k))
+        .collect()
 }
 
 /// MetalLB's `avoidBuggyIPs`: an IPv4 address ending in .0 or .255 (old clients take them for

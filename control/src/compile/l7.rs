@@ -539,6 +539,58 @@ spec: {controller: k8s.io/ingress-nginx}
         assert!(c.spec.l7.listeners.is_empty(), "no Ingress of the class: no listener");
     }
 
+    /// The Ingresses no longer served whose status holds an address of our pools are released —
+    /// not those served, nor those whose address is outside every pool (another implementation's)
+    /// or a LoadBalancer Service's (an ingress controller fronted by it writes that).
+    #[test]
+    fn ingresses_no_longer_served_are_released_from_our_pools_only() {
+        let nginx = "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: k8s.io/ingress-nginx}
+";
+        let lb = "apiVersion: v1
+kind: Service
+metadata: {name: nginx, namespace: shop}
+spec: {type: LoadBalancer, clusterIP: 198.19.0.50, loadBalancerIP: 198.18.100.15, ports: [{port: 80, nodePort: 30080}]}
+";
+        let with = |name: &str, class: &str, status: Option<&str>| {
+            let ing =
+                ingress(name, "", WEB).replace("spec:\n", &format!("spec:\n  ingressClassName: {class}\n"));
+            match status {
+                Some(ip) => format!("{ing}status: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"),
+                None => ing,
+            }
+        };
+        let docs = [
+            with("served", "sluice", Some("198.18.100.10")),
+            with("moved", "nginx", Some("198.18.100.10")),
+            with("class-gone", "deleted", Some("198.18.100.12")),
+            with("foreign", "nginx", Some("203.0.113.5")),
+            with("fronted", "nginx", Some("198.18.100.15")),
+            with("never", "nginx", None),
+        ];
+        let svc = service("web");
+        let mut all: Vec<&str> = vec![POOL, CLASS, nginx, lb, &svc];
+        all.extend(docs.iter().map(String::as_str));
+        let c = compiled(&all);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert_eq!(c.load_balancers["shop/nginx"], ["198.18.100.15".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(c.ingress_addresses.keys().collect::<Vec<_>>(), ["shop/served"]);
+        let mut released = c.ingress_release.clone();
+        released.sort();
+        assert_eq!(released, ["shop/class-gone", "shop/moved"]);
+        // Sluice's class given no address (its annotation names one outside every pool): its
+        // Ingress is served nowhere, and the address its status holds is released.
+        let nowhere = CLASS.replace(
+            "{name: sluice}",
+            "{name: sluice, annotations: {sluice.io/ingress-address: 203.0.113.9}}",
+        );
+        let c = compiled(&[POOL, &nowhere, &svc, &docs[0]]);
+        assert!(c.ingress_addresses.is_empty());
+        assert_eq!(c.ingress_release, ["shop/served"]);
+    }
+
     #[test]
     fn ports_by_number_and_name_resolve_to_the_endpoints_target_ports() {
         let by_name = ingress("by-name", "", "{service: {name: web, port: {name: http}}}")
