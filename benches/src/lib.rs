@@ -353,6 +353,108 @@ impl CpuTimes {
     }
 }
 
+/// What `wrk --latency` prints, read back: its summary lines and its latency distribution.
+pub mod wrk {
+    /// One wrk run, as it reported it.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct Report {
+        /// Requests completed (`N requests in T`).
+        pub requests: u64,
+        /// wrk's own duration, in seconds.
+        pub seconds: f64,
+        /// `Socket errors:`: connect errors.
+        pub connect_errors: u64,
+        /// `Socket errors:`: read, write and timeout errors.
+        pub other_errors: u64,
+        /// `Non-2xx or 3xx responses:`.
+        pub non_2xx: u64,
+        /// The latency distribution's 50 % line, in ms (`--latency` only).
+        pub p50_ms: Option<f64>,
+        /// Its 99 % line, in ms.
+        pub p99_ms: Option<f64>,
+    }
+
+    impl Report {
+        /// Reads wrk's output; `None` without its `N requests in T` line.
+        pub fn parse(text: &str) -> Option<Report> {
+            let (requests, seconds) = requests(text)?;
+            let (connect_errors, other_errors) = errors(text);
+            Some(Report {
+                requests,
+                seconds,
+                connect_errors,
+                other_errors,
+                non_2xx: field(text, "Non-2xx or 3xx responses:"),
+                p50_ms: percentile_ms(text, "50%"),
+                p99_ms: percentile_ms(text, "99%"),
+            })
+        }
+
+        /// Requests per second over wrk's own duration.
+        pub fn rps(&self) -> f64 {
+            if self.seconds > 0.0 { self.requests as f64 / self.seconds } else { 0.0 }
+        }
+    }
+
+    /// A duration as wrk prints it (`812.00us`, `1.23ms`, `2.00s`, `1.00m`), in ms.
+    pub fn duration_ms(v: &str) -> Option<f64> {
+        let split = v.find(|c: char| c.is_ascii_alphabetic())?;
+        let (n, unit) = v.split_at(split);
+        let n: f64 = n.parse().ok()?;
+        Some(match unit {
+            "us" => n / 1e3,
+            "ms" => n,
+            "s" => n * 1e3,
+            "m" => n * 60e3,
+            "h" => n * 3_600e3,
+            _ => return None,
+        })
+    }
+
+    /// `N requests in 10.00s`: the requests and the seconds.
+    pub fn requests(text: &str) -> Option<(u64, f64)> {
+        let line = text.lines().find(|l| l.contains(" requests in "))?;
+        let mut it = line.split_whitespace();
+        let n = it.next()?.parse().ok()?;
+        let secs = duration_ms(it.nth(2)?.trim_end_matches(','))? / 1e3;
+        Some((n, secs))
+    }
+
+    /// `Socket errors: connect C, read R, write W, timeout T`: connect, and the rest.
+    pub fn errors(text: &str) -> (u64, u64) {
+        let Some(line) = text.lines().find_map(|l| l.trim().strip_prefix("Socket errors:")) else {
+            return (0, 0);
+        };
+        let (mut connect, mut other) = (0, 0);
+        for part in line.split(',') {
+            let mut it = part.split_whitespace();
+            let (Some(k), Some(v)) = (it.next(), it.next().and_then(|v| v.parse::<u64>().ok())) else {
+                continue;
+            };
+            if k == "connect" { connect += v } else { other += v }
+        }
+        (connect, other)
+    }
+
+    /// A number after `label` on one of wrk's lines (0 without it).
+    pub fn field(text: &str, label: &str) -> u64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// A line of `--latency`'s distribution (`     99%    5.67ms`), in ms.
+    pub fn percentile_ms(text: &str, label: &str) -> Option<f64> {
+        let after = text.split("Latency Distribution").nth(1)?;
+        after.lines().find_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next()? == label).then_some(())?;
+            duration_ms(it.next()?)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,6 +487,37 @@ softirq 1 2 3
         assert!((d.softirq_s - 1.0).abs() < 1e-9, "{d:?}");
         assert_eq!(after.since(&before, 0), CoreTime::default());
         assert_eq!(after.since(&before, 7), CoreTime::default());
+    }
+
+    const WRK: &str = "Running 3s test @ https://sluice.bench.example/
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.10ms  300.00us  15.00ms   80.00%
+    Req/Sec    30.50k     1.00k   32.00k    70.00%
+  Latency Distribution
+     50%  812.00us
+     75%    1.50ms
+     90%    2.00ms
+     99%    1.20s
+  91873 requests in 3.01s, 13.96MB read
+  Socket errors: connect 3, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:  30522.59
+Transfer/sec:      4.64MB
+";
+
+    #[test]
+    fn reads_wrk() {
+        let r = wrk::Report::parse(WRK).expect("a report");
+        assert_eq!((r.requests, r.seconds), (91873, 3.01));
+        assert_eq!((r.connect_errors, r.other_errors, r.non_2xx), (3, 3, 4));
+        assert_eq!(r.p50_ms, Some(0.812));
+        assert_eq!(r.p99_ms, Some(1200.0));
+        assert_eq!(wrk::duration_ms("1.00m"), Some(60_000.0));
+        assert_eq!(wrk::Report::parse("no run"), None);
+        // Without --latency: no percentiles, the rest read.
+        let plain = WRK.replace("Latency Distribution", "");
+        assert_eq!(wrk::Report::parse(&plain).map(|r| r.p99_ms), Some(None));
     }
 
     #[test]
