@@ -15,9 +15,11 @@
 //! connections; between batches it serves their events every [`L7_POLL_NS`] (at once after an
 //! empty batch), and asleep the reactor hands them over as they come.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -180,6 +182,9 @@ struct Core {
     l7: Option<L7Stage>,
 }
 
+/// Access-log bytes a worker gathers before it writes them out (or every [`L7_TICK_NS`]).
+const ACCESS_LOG_FLUSH_BYTES: usize = 32 * 1024;
+
 /// A worker's L7 stage: its proxy (listeners, client and upstream connections, all in the
 /// worker's reactor) and when it last looked at them.
 struct L7Stage {
@@ -188,6 +193,10 @@ struct L7Stage {
     listening: BTreeSet<(SocketAddr, bool)>,
     last_poll: u64,
     last_tick: u64,
+    /// Access-log lines not written yet: gathered per request, written out in one `write` when
+    /// [`ACCESS_LOG_FLUSH_BYTES`] are there or at the next tick — not one system call per
+    /// request on the worker's thread.
+    log: Rc<RefCell<String>>,
 }
 
 impl L7Stage {
@@ -196,12 +205,22 @@ impl L7Stage {
         config.core.max_body_bytes = max_body_bytes;
         let first = L7_FIRST.0;
         let mut proxy = Proxy::new(config, first..first + L7_TOKENS);
+        let log = Rc::new(RefCell::new(String::with_capacity(ACCESS_LOG_FLUSH_BYTES + 1024)));
+        let sink = Rc::clone(&log);
         proxy.set_access_log(Box::new(move |line: &str| {
-            use std::io::Write as _;
-            // One line, one write: lines of several workers do not interleave.
-            let _ = writeln!(std::io::stdout().lock(), "access w{queue} {line}");
+            use std::fmt::Write as _;
+            let mut buf = sink.borrow_mut();
+            let _ = writeln!(buf, "access w{queue} {line}");
+            if buf.len() >= ACCESS_LOG_FLUSH_BYTES {
+                write_out(&mut buf);
+            }
         }));
-        L7Stage { proxy, listening: BTreeSet::new(), last_poll: 0, last_tick: 0 }
+        L7Stage { proxy, listening: BTreeSet::new(), last_poll: 0, last_tick: 0, log }
+    }
+
+    /// Writes out the access-log lines gathered so far.
+    fn flush_log(&self) {
+        write_out(&mut self.log.borrow_mut());
     }
 
     /// Takes a new generation's work: routes and upstreams for new requests, certificates for
@@ -279,6 +298,9 @@ impl Core {
 
     /// Counters to the table file; destinations it could not resolve to the main thread.
     fn report(&mut self) {
+        if let Some(l7) = &self.l7 {
+            l7.flush_log();
+        }
         if let Some(r) = self.link.stats.pop() {
             // Off the hot path: dropping the old record unmaps the old file.
             self.reader = r;
@@ -322,6 +344,16 @@ impl Core {
     }
 }
 
+/// Writes `buf` to standard output in one go (whole lines: lines of several workers do not
+/// interleave) and empties it.
+fn write_out(buf: &mut String) {
+    use std::io::Write as _;
+    if !buf.is_empty() {
+        let _ = std::io::stdout().lock().write_all(buf.as_bytes());
+        buf.clear();
+    }
+}
+
 /// Serves the L7 stage between batches: its ready sockets every [`L7_POLL_NS`] (or at once when
 /// the batch was empty), its timers every [`L7_TICK_NS`]. Returns the events it handled.
 fn serve_l7(l7: &mut L7Stage, reactor: &mut Reactor, now: u64, idle: bool, queue: usize) -> usize {
@@ -337,6 +369,7 @@ fn serve_l7(l7: &mut L7Stage, reactor: &mut Reactor, now: u64, idle: bool, queue
     if now.wrapping_sub(l7.last_tick) >= L7_TICK_NS {
         l7.last_tick = now;
         l7.proxy.tick(reactor.registry(), now);
+        l7.flush_log();
     }
     handled
 }

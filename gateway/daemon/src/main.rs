@@ -292,7 +292,7 @@ fn plan_workers(cli: &Cli, ifs: &Interfaces) -> Result<Vec<usize>, String> {
             ifs.queues
         ));
     }
-    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ncpu = online_cpus();
     let cores: Vec<usize> = if cli.cores.is_empty() {
         (0..queues as usize).map(|q| (ncpu - 1 - q % ncpu) % ncpu).collect()
     } else {
@@ -308,6 +308,20 @@ fn plan_workers(cli: &Cli, ifs: &Interfaces) -> Result<Vec<usize>, String> {
         return Err(format!("--cores: core {c} does not exist (this machine has {ncpu})"));
     }
     Ok(cores)
+}
+
+/// The machine's CPUs (the highest online one, plus one): not the process's affinity, which
+/// `taskset` may have narrowed — a worker pinned with `--cores` sets its own.
+fn online_cpus() -> usize {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|s| highest_cpu(&s))
+        .map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |h| h + 1)
+}
+
+/// The highest CPU of a kernel CPU list (`0-3,6,8-9`).
+fn highest_cpu(list: &str) -> Option<usize> {
+    list.trim().split(',').filter_map(|r| r.rsplit('-').next()?.trim().parse().ok()).max()
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -545,7 +559,16 @@ pub(crate) fn fmt_mac(m: [u8; 6]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{BodySize, parse_body_size};
+    use super::{BodySize, highest_cpu, parse_body_size};
+
+    #[test]
+    fn the_highest_cpu_is_read_from_a_kernel_cpu_list() {
+        assert_eq!(highest_cpu("0-1\n"), Some(1));
+        assert_eq!(highest_cpu("0"), Some(0));
+        assert_eq!(highest_cpu("0-3,6,8-9"), Some(9));
+        assert_eq!(highest_cpu(""), None);
+        assert_eq!(highest_cpu("x"), None);
+    }
 
     #[test]
     fn body_sizes_are_read_as_ingress_nginx_spells_them() {

@@ -42,10 +42,15 @@ fn get_and_post_are_proxied_with_keep_alive_on_both_sides() {
     assert_eq!((r.field("transfer-encoding"), r.text().as_str()), (Some("chunked"), "hello world"));
 
     assert_eq!(backend.connections.load(Ordering::SeqCst), 1, "one upstream connection, reused");
-    let s = proxy.wait_stats("8 requests", |s| s.core.requests == 8);
-    assert_eq!(s.core.responses[2], 8);
+    // The client reads the last response before the proxy's thread counts it (two threads, two
+    // moments): wait for the counts, then for the log.
+    let s = proxy.wait_stats("8 responses", |s| s.core.requests == 8 && s.core.responses[2] == 8);
     assert_eq!(s.upstream_connects, 1);
     assert_eq!(s.upstream_reuses, 7);
+    let t = std::time::Instant::now();
+    while proxy.log.lock().unwrap().len() < 8 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let log = proxy.log.lock().unwrap().clone();
     assert_eq!(log.len(), 8, "{log:?}");
     assert!(log[5].starts_with("127.0.0.1 app.test \"POST /echo HTTP/1.1\" 200 11 "), "{}", log[5]);
