@@ -47,6 +47,8 @@ use crate::l7::L7Work;
 const L7_POLL_NS: u64 = 50_000;
 /// How often the L7 stage's timers run (ns).
 const L7_TICK_NS: u64 = 100_000_000;
+/// How long without a frame before a worker serving L7 stops spinning between events (ns).
+const L4_QUIET_NS: u64 = 1_000_000;
 /// Tokens the L7 stage's sockets may take (listeners, client and upstream connections).
 const L7_TOKENS: usize = 1 << 20;
 
@@ -257,20 +259,32 @@ impl Core {
     fn run(&mut self, stop: &AtomicBool) {
         let mut idle = Idle::new(SPIN_POLLS);
         let mut last_stats = 0u64;
+        let mut last_frames = 0u64;
         while !stop.load(Ordering::Relaxed) {
             self.take_updates();
             // CLOCK_MONOTONIC: the XDP program's clock, which SYN cookies' time slots are read from.
             let now = sluice_sys::monotonic_ns();
-            let mut n = self.worker.poll_ports(&mut self.sockets, now);
+            let frames = self.worker.poll_ports(&mut self.sockets, now);
+            if frames > 0 {
+                last_frames = now;
+            }
+            // With the L7 stage serving and no frame for a while, spinning buys nothing: its
+            // sockets wake the reactor, and so do frames once the ports are in the poll set.
+            // Sleep at once — the reactor hands over what is ready without waiting — instead of
+            // spinning through empty polls, each an `epoll_wait`.
+            let quiet = self.l7.is_some() && frames == 0 && now.wrapping_sub(last_frames) >= L4_QUIET_NS;
+            let mut n = frames;
             if let Some(l7) = &mut self.l7 {
-                n += serve_l7(l7, &mut self.reactor, now, n == 0, self.me);
+                n += serve_l7(l7, &mut self.reactor, now, !quiet && frames == 0, !quiet, self.me);
             }
-            let sleepy = idle.after_poll(n);
-            if !sleepy && now - last_stats < STATS_EVERY_NS {
-                continue;
+            let sleepy = quiet || idle.after_poll(n);
+            let stale = now.wrapping_sub(last_stats) >= STATS_EVERY_NS;
+            // Counters go out every STATS_EVERY_NS, and before a sleep after spinning; a quiet
+            // worker serving L7 sleeps between bursts of events, too often to publish each time.
+            if stale || (sleepy && !quiet) {
+                last_stats = now;
+                self.report();
             }
-            last_stats = now;
-            self.report();
             if sleepy {
                 idle.reset();
                 self.sleep();
@@ -354,11 +368,19 @@ fn write_out(buf: &mut String) {
     }
 }
 
-/// Serves the L7 stage between batches: its ready sockets every [`L7_POLL_NS`] (or at once when
-/// the batch was empty), its timers every [`L7_TICK_NS`]. Returns the events it handled.
-fn serve_l7(l7: &mut L7Stage, reactor: &mut Reactor, now: u64, idle: bool, queue: usize) -> usize {
+/// Serves the L7 stage between batches: its ready sockets (when `poll`) every [`L7_POLL_NS`], or
+/// at once when the batch was empty (`now_too`); its timers every [`L7_TICK_NS`]. Returns the
+/// events it handled.
+fn serve_l7(
+    l7: &mut L7Stage,
+    reactor: &mut Reactor,
+    now: u64,
+    now_too: bool,
+    poll: bool,
+    queue: usize,
+) -> usize {
     let mut handled = 0;
-    if idle || now.wrapping_sub(l7.last_poll) >= L7_POLL_NS {
+    if poll && (now_too || now.wrapping_sub(l7.last_poll) >= L7_POLL_NS) {
         l7.last_poll = now;
         let proxy = &mut l7.proxy;
         match reactor.poll_l7(|registry, event| proxy.handle(registry, event, now)) {
