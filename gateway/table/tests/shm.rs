@@ -227,11 +227,20 @@ fn a_geometry_whose_length_overflows_is_refused() {
 #[test]
 fn bad_files_are_refused_with_their_own_errors() {
     let t = TempPath::new("files");
+    // Written 0600, as a table file must be (else the mode is refused first, whatever the umask).
+    let write = |bytes: &[u8]| {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let _ = std::fs::remove_file(&t.0);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&t.0).unwrap();
+        f.write_all(bytes).unwrap();
+    };
     // Not a table at all.
-    std::fs::write(&t.0, vec![0x42u8; CONTROL_BYTES + 4096]).unwrap();
-    assert!(matches!(Reader::open(&t.0), Err(OpenError::BadMagic { .. })));
+    write(&vec![0x42u8; CONTROL_BYTES + 4096]);
+    let e = Reader::open(&t.0);
+    assert!(matches!(e, Err(OpenError::BadMagic { .. })), "{e:?}");
     // Too short to hold a control block.
-    std::fs::write(&t.0, b"tiny").unwrap();
+    write(b"tiny");
     assert!(matches!(Reader::open(&t.0), Err(OpenError::Truncated { .. })));
     // A table of another ABI version (the control block's ABI field is at offset 8).
     std::fs::remove_file(&t.0).unwrap();
