@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod forge;
+pub mod tls;
 
 use std::fs;
 use std::io;

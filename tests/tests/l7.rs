@@ -5,8 +5,8 @@
 //! committed). Needs root; see the crate docs.
 
 use std::path::Path;
-use std::process::Command;
 
+use sluice_sandbox::tls::{certificate, tls_secret};
 use sluice_sandbox::{Backend, Sandbox, example, require_root};
 
 /// The address Ingresses are served on (on-link for the client, like a LoadBalancer VIP).
@@ -20,57 +20,6 @@ fn backends() -> Vec<Backend> {
     ]
 }
 
-/// A self-signed ECDSA P-256 certificate for `host` (and `*.host`) in `dir`: (cert, key) PEM.
-fn certificate(dir: &Path, host: &str) -> (String, String) {
-    let (cert, key) = (dir.join(format!("{host}.crt")), dir.join(format!("{host}.key")));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "30",
-        ])
-        .args([
-            "-subj",
-            &format!("/CN={host}"),
-            "-addext",
-            &format!("subjectAltName=DNS:{host},DNS:*.{host}"),
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
-    (std::fs::read_to_string(&cert).unwrap(), std::fs::read_to_string(&key).unwrap())
-}
-
-/// A `kubernetes.io/tls` Secret, as `kubectl create secret tls NAME --cert --key` writes it.
-fn tls_secret(name: &str, cert: &str, key: &str) -> String {
-    let b64 = |s: &str| {
-        let mut child = Command::new("base64")
-            .arg("-w0")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("base64");
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), s.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    };
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
-        b64(cert),
-        b64(key)
-    )
-}
-
 /// The sandbox with the petclinic Ingress served on [`L7`]; `None` when skipped.
 fn up(test: &str, dir: &Path) -> Option<Sandbox> {
     up_with(test, dir, &[], &[L7])
@@ -82,8 +31,8 @@ fn up_with(test: &str, dir: &Path, extra: &[(&str, &str)], serving: &[&str]) -> 
         return None;
     }
     let mut sb = Sandbox::new(&backends()).expect("sandbox");
-    let (cert, key) = certificate(dir, "foo.bar.com");
-    let secret = tls_secret("tls-secret", &cert, &key);
+    let (cert, key) = certificate(dir, "foo.bar.com", "foo.bar.com").expect("certificate");
+    let secret = tls_secret("tls-secret", &cert, &key).expect("secret");
     let mut manifests = vec![("tls-secret.yaml", secret.as_str())];
     manifests.extend_from_slice(extra);
     sb.set_manifests(&[example("ingress")], &manifests).expect("manifests");

@@ -71,59 +71,14 @@ fn ingress(name: &str, paths: &[(&str, &str, &str)], tls_secret: Option<&str>) -
     y
 }
 
-/// A self-signed ECDSA P-256 certificate for [`HOST`] (and `*.HOST`) in `dir`, files named by
-/// `tag`: (cert PEM, key PEM). Not a CA, unlike what `openssl req -x509` makes by default:
-/// rustls (the idle-connection client's TLS) refuses a CA certificate as a server's
-/// (`CaUsedAsEndEntity`).
+/// A certificate for [`HOST`] (and `*.HOST`) in `dir`, files named by `tag`: (cert PEM, key PEM).
 fn certificate(dir: &Path, tag: &str) -> (String, String) {
-    let (cert, key) = (dir.join(format!("{tag}.crt")), dir.join(format!("{tag}.key")));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "30",
-        ])
-        .args([
-            "-subj",
-            &format!("/CN={HOST}/O={tag}"),
-            "-addext",
-            &format!("subjectAltName=DNS:{HOST},DNS:*.{HOST}"),
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
-    (std::fs::read_to_string(&cert).unwrap(), std::fs::read_to_string(&key).unwrap())
+    sluice_sandbox::tls::certificate(dir, HOST, tag).expect("certificate")
 }
 
-/// A `kubernetes.io/tls` Secret, as `kubectl create secret tls NAME --cert --key` writes it.
+/// A `kubernetes.io/tls` Secret.
 fn tls_secret(name: &str, cert: &str, key: &str) -> String {
-    let b64 = |s: &str| {
-        let mut child = Command::new("base64")
-            .arg("-w0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("base64");
-        child.stdin.as_mut().unwrap().write_all(s.as_bytes()).unwrap();
-        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
-    };
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
-        b64(cert),
-        b64(key)
-    )
+    sluice_sandbox::tls::tls_secret(name, cert, key).expect("secret")
 }
 
 /// Writes `files` (name, YAML) as the whole manifest directory.

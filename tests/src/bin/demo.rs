@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use sluice_sandbox::tls::{certificate, tls_secret};
 use sluice_sandbox::{Backend, GW_V4, Sandbox, example, require_root};
 
 fn backends() -> Vec<Backend> {
@@ -278,8 +279,9 @@ impl Demo {
         let seen = self.sb.get("http://198.18.100.30/ip").unwrap_or_else(|e| e);
         println!("   {:<34} {:<32} → {seen}", "client address seen by the backend", "");
 
-        let (cert, key) = make_certificate(self.sb.dir(), "foo.bar.com")?;
-        let secret = tls_secret("tls-secret", &cert, &key)?;
+        let (cert, key) =
+            certificate(self.sb.dir(), "foo.bar.com", "foo.bar.com").map_err(|e| e.to_string())?;
+        let secret = tls_secret("tls-secret", &cert, &key).map_err(|e| e.to_string())?;
         self.scenario_with(
             "10. Ingress HTTP routing (seeds 000, 002): host foo.bar.com, paths by Exact and Prefix",
             &["ingress"],
@@ -348,58 +350,6 @@ impl Demo {
 
 /// The address Ingresses are served on (on-link for the client, like a LoadBalancer VIP).
 const L7: &str = "198.18.100.80";
-
-/// A self-signed ECDSA P-256 certificate for `host` in `dir`, made now (no key is committed):
-/// (chain, key) PEM.
-fn make_certificate(dir: &std::path::Path, host: &str) -> Result<(String, String), String> {
-    let (cert, key) = (dir.join(format!("{host}.crt")), dir.join(format!("{host}.key")));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "30",
-        ])
-        .args(["-subj", &format!("/CN={host}"), "-addext", &format!("subjectAltName=DNS:{host}")])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .map_err(|e| format!("openssl: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("openssl req: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
-    Ok((read(&cert)?, read(&key)?))
-}
-
-/// A `kubernetes.io/tls` Secret, as `kubectl create secret tls NAME --cert --key` writes it.
-fn tls_secret(name: &str, cert: &str, key: &str) -> Result<String, String> {
-    let b64 = |s: &str| -> Result<String, String> {
-        let mut child = std::process::Command::new("base64")
-            .arg("-w0")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("base64: {e}"))?;
-        if let Some(stdin) = child.stdin.as_mut() {
-            std::io::Write::write_all(stdin, s.as_bytes()).map_err(|e| format!("base64: {e}"))?;
-        }
-        let out = child.wait_with_output().map_err(|e| format!("base64: {e}"))?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    Ok(format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
-        b64(cert)?,
-        b64(key)?
-    ))
-}
 
 fn main() -> std::process::ExitCode {
     sluice_log::init("info");
