@@ -47,7 +47,7 @@
 //! (issue 13, item 1): see [`mix`].
 //!
 //! Subcommands (the orchestrator runs the others inside the client namespace):
-//!   run [--seconds 10] [--repeat 3] [--idle-conns 4000] [--quick] [--l4-mix [--l4-rate 100000]]
+//!   run [--seconds 10] [--repeat 3] [--idle-conns 4000] [--quick] [--l4-mix [--l4-rate 20000]]
 //!   handshakes --addr IP:PORT --sni NAME --conns 64 --seconds S
 //!   idle --addr IP:PORT --sni NAME --count N --hold-seconds S
 #![forbid(unsafe_code)]
@@ -463,7 +463,7 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     let mut b = Bench::new()?;
     eprintln!("sandbox up; Sluice, nginx and HAProxy serving on core {PROXY_CORE}");
     if args.iter().any(|a| a == "--l4-mix") {
-        let rate = flag(args, "--l4-rate", 100_000u64).clamp(1_000, 10_000_000);
+        let rate = flag(args, "--l4-rate", 20_000u64).clamp(1_000, 10_000_000);
         return mix::run(&mut b, mix::MixPlan { seconds: plan.seconds, repeat: plan.repeat, rate });
     }
     let mut samples: Vec<(usize, Mode, Proxy, Sample)> = Vec::new();
