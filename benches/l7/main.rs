@@ -43,11 +43,16 @@
 //! (`/proc/PID/smaps_rollup`, summed over its processes) divided by the connections the gateway
 //! namespace's kernel holds established on the proxy's port 443.
 //!
+//! `run --l4-mix` measures instead L4 forwarding beside the L7 stage on the same worker
+//! (issue 13, item 1): see [`mix`].
+//!
 //! Subcommands (the orchestrator runs the others inside the client namespace):
-//!   run [--seconds 10] [--repeat 3] [--idle-conns 4000] [--quick]
+//!   run [--seconds 10] [--repeat 3] [--idle-conns 4000] [--quick] [--l4-mix [--l4-rate 20000]]
 //!   handshakes --addr IP:PORT --sni NAME --conns 64 --seconds S
 //!   idle --addr IP:PORT --sni NAME --count N --hold-seconds S
 #![forbid(unsafe_code)]
+
+mod mix;
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
@@ -170,7 +175,7 @@ fn main() {
         Some("run") => orchestrate(&args[1..]),
         Some("handshakes") => handshakes(&args[1..]),
         Some("idle") => idle(&args[1..]),
-        _ => Err("usage: sluice-bench-l7 run [--seconds S] [--repeat N] [--idle-conns N] [--quick] | handshakes … | idle …".into()),
+        _ => Err("usage: sluice-bench-l7 run [--seconds S] [--repeat N] [--idle-conns N] [--quick] [--l4-mix [--l4-rate PPS]] | handshakes … | idle …".into()),
     };
     if let Err(e) = r {
         eprintln!("sluice-bench-l7: {e}");
@@ -457,6 +462,10 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     }
     let mut b = Bench::new()?;
     eprintln!("sandbox up; Sluice, nginx and HAProxy serving on core {PROXY_CORE}");
+    if args.iter().any(|a| a == "--l4-mix") {
+        let rate = flag(args, "--l4-rate", 20_000u64).clamp(1_000, 10_000_000);
+        return mix::run(&mut b, mix::MixPlan { seconds: plan.seconds, repeat: plan.repeat, rate });
+    }
     let mut samples: Vec<(usize, Mode, Proxy, Sample)> = Vec::new();
     for r in 0..plan.repeat {
         for mode in Mode::ALL {
@@ -553,6 +562,8 @@ metadata:
   name: web-1
   labels:
     app: web
+    # The `--l4-mix` run's UDP Service `echo` (a reflector in web-1's namespace answers it).
+    l4: echo
 spec:
   containers:
     - name: app
@@ -584,6 +595,20 @@ status:
   conditions:
     - type: Ready
       status: "True"
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+spec:
+  clusterIP: 198.19.0.9
+  selector:
+    l4: echo
+  ports:
+    - name: echo
+      protocol: UDP
+      port: 9
+      targetPort: 9
 ---
 apiVersion: networking.k8s.io/v1
 kind: IngressClass
@@ -1015,10 +1040,21 @@ impl Bench {
     /// Runs a client in the client namespace on the load core and returns what it printed;
     /// killed after `limit` (or on interruption).
     fn client(&mut self, name: &str, args: &[&str], limit: Duration) -> Result<String, String> {
+        self.client_in("cl", name, args, limit)
+    }
+
+    /// [`Bench::client`] in the namespace of sandbox role `role`.
+    fn client_in(
+        &mut self,
+        role: &str,
+        name: &str,
+        args: &[&str],
+        limit: Duration,
+    ) -> Result<String, String> {
         let log = self.dir.join(format!("{name}.out"));
         let f = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.sb.ns("cl"), "taskset", "-c", &LOAD_CORE.to_string()])
+            .args(["netns", "exec", &self.sb.ns(role), "taskset", "-c", &LOAD_CORE.to_string()])
             .args(args)
             .stdin(Stdio::null())
             .stdout(f.try_clone().map_err(|e| e.to_string())?)
