@@ -49,6 +49,12 @@ pub const L7_FIRST: Token = Token(1024);
 /// Events one wait takes at most (the rest are taken by the next).
 const EVENTS: usize = 256;
 
+/// L7 events a busy worker takes between two batches of frames, at most ([`Reactor::poll_l7`]):
+/// each is handled to completion (TLS, parsing, both sockets), so this bounds how long frames
+/// wait in the receive ring behind the L7 stage. The rest stay ready for the next poll
+/// (edge-triggered: epoll keeps a ready source on its list until it is reported).
+pub const L7_BATCH: usize = 16;
+
 /// Why [`Reactor::wait`] returned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Woken {
@@ -71,6 +77,8 @@ impl Woken {
 pub struct Reactor {
     poll: Poll,
     events: Events,
+    /// For [`Reactor::poll_l7`]: [`L7_BATCH`] at a time.
+    l7_events: Events,
     /// The ports' sockets, added to the poll set for each wait (see the module documentation).
     ports: [Option<RawFd>; MAX_PORTS],
 }
@@ -84,7 +92,12 @@ impl core::fmt::Debug for Reactor {
 impl Reactor {
     /// An empty reactor.
     pub fn new() -> io::Result<Reactor> {
-        Ok(Reactor { poll: Poll::new()?, events: Events::with_capacity(EVENTS), ports: [None; MAX_PORTS] })
+        Ok(Reactor {
+            poll: Poll::new()?,
+            events: Events::with_capacity(EVENTS),
+            l7_events: Events::with_capacity(L7_BATCH),
+            ports: [None; MAX_PORTS],
+        })
     }
 
     /// Watches port `index`'s socket (an AF_XDP socket's descriptor) for frames to receive,
@@ -154,18 +167,19 @@ impl Reactor {
         Ok(w)
     }
 
-    /// Takes what is ready now for the L7 stage (and the doorbell) without sleeping, handing
-    /// each L7 event to `on_l7`: how a busy worker serves its kernel sockets between batches.
+    /// Takes what is ready now for the L7 stage (and the doorbell) without sleeping — at most
+    /// [`L7_BATCH`] events — handing each L7 event to `on_l7`: how a busy worker serves its
+    /// kernel sockets between batches.
     /// The ports are not in the poll set then (see the module documentation): their frames are
     /// the batch loop's. One `epoll_wait` with a zero timeout; returns the L7 events taken.
     pub fn poll_l7(&mut self, mut on_l7: impl FnMut(&Registry, &Event)) -> io::Result<usize> {
-        match self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
+        match self.poll.poll(&mut self.l7_events, Some(Duration::ZERO)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
             Err(e) => return Err(e),
         }
         let mut n = 0;
-        for e in self.events.iter().filter(|e| e.token() >= L7_FIRST) {
+        for e in self.l7_events.iter().filter(|e| e.token() >= L7_FIRST) {
             n += 1;
             on_l7(self.poll.registry(), e);
         }
@@ -270,6 +284,35 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(1), "it did not sleep");
         // The frame is still there for the next sleep to notice.
         assert!(r.wait(Duration::from_secs(5)).unwrap().ports);
+    }
+
+    #[test]
+    fn a_busy_poll_takes_a_bounded_batch_and_leaves_the_rest_ready() {
+        let mut r = Reactor::new().unwrap();
+        let pairs: Vec<(UnixDatagram, UnixDatagram)> =
+            (0..L7_BATCH + 5).map(|_| UnixDatagram::pair().unwrap()).collect();
+        for (i, (rx, tx)) in pairs.iter().enumerate() {
+            let raw = rx.as_raw_fd();
+            r.registry().register(&mut SourceFd(&raw), Token(L7_FIRST.0 + i), Interest::READABLE).unwrap();
+            tx.send(b"x").unwrap();
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        assert_eq!(
+            r.poll_l7(|_, e| {
+                seen.insert(e.token());
+            })
+            .unwrap(),
+            L7_BATCH
+        );
+        assert_eq!(
+            r.poll_l7(|_, e| {
+                seen.insert(e.token());
+            })
+            .unwrap(),
+            5,
+            "the rest, next time"
+        );
+        assert_eq!(seen.len(), L7_BATCH + 5, "every source once");
     }
 
     #[test]
