@@ -55,7 +55,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
-use sluice_benches::{flag, text_flag};
+use sluice_benches::{flag, text_flag, wrk};
 use sluice_sandbox::{Backend, GW_V4, Sandbox, bin, run};
 
 /// The NodePort (on the gateway's node address).
@@ -849,18 +849,17 @@ impl Bench {
             for w in wrks {
                 let o = w.wait_with_output().map_err(|e| e.to_string())?;
                 let text = String::from_utf8_lossy(&o.stdout);
-                let Some((n, secs)) = wrk_requests(&text) else {
+                let Some(r) = wrk::Report::parse(&text) else {
                     return Err(format!(
                         "wrk said nothing usable:\n{text}{}",
                         String::from_utf8_lossy(&o.stderr)
                     ));
                 };
-                slice.requests += n;
-                slice.seconds = slice.seconds.max(secs);
-                let (connect, other) = wrk_errors(&text);
-                slice.connect_errors += connect;
-                slice.other_errors += other;
-                slice.non_2xx += wrk_field(&text, "Non-2xx or 3xx responses:");
+                slice.requests += r.requests;
+                slice.seconds = slice.seconds.max(r.seconds);
+                slice.connect_errors += r.connect_errors;
+                slice.other_errors += r.other_errors;
+                slice.non_2xx += r.non_2xx;
             }
             slice.note = match before {
                 Some(b) => {
@@ -1167,42 +1166,6 @@ fn vm_rss_kb(pid: u32) -> Option<u64> {
     s.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()
 }
 
-/// wrk's `N requests in 10.00s`: the requests and the seconds.
-fn wrk_requests(text: &str) -> Option<(u64, f64)> {
-    let line = text.lines().find(|l| l.contains(" requests in "))?;
-    let mut it = line.split_whitespace();
-    let n = it.next()?.parse().ok()?;
-    let secs = it.nth(2)?.trim_end_matches(',');
-    let secs = match secs.strip_suffix("ms") {
-        Some(ms) => ms.parse::<f64>().ok()? / 1e3,
-        None => secs.strip_suffix("m").map_or_else(
-            || secs.trim_end_matches('s').parse().ok(),
-            |m| m.parse::<f64>().ok().map(|m| m * 60.0),
-        )?,
-    };
-    Some((n, secs))
-}
-
-/// wrk's `Socket errors: connect C, read R, write W, timeout T`: connect, and the rest.
-fn wrk_errors(text: &str) -> (u64, u64) {
-    let Some(line) = text.lines().find_map(|l| l.trim().strip_prefix("Socket errors:")) else {
-        return (0, 0);
-    };
-    let mut connect = 0;
-    let mut other = 0;
-    for part in line.split(',') {
-        let mut it = part.split_whitespace();
-        let (Some(k), Some(v)) = (it.next(), it.next().and_then(|v| v.parse::<u64>().ok())) else { continue };
-        if k == "connect" { connect += v } else { other += v }
-    }
-    (connect, other)
-}
-
-/// A number after `label` on one of wrk's lines (0 without it).
-fn wrk_field(text: &str, label: &str) -> u64 {
-    text.lines().find_map(|l| l.trim().strip_prefix(label)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
-
 // ------------------------------------------------------------------------------------------
 // The table and RESULT
 
@@ -1366,26 +1329,6 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const WRK: &str = "Running 10s test @ http://198.18.0.1:31080/
-  1 threads and 4 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency     1.10ms  300.00us   5.00ms   80.00%
-    Req/Sec     2.50k   100.00     2.80k    70.00%
-  24873 requests in 10.01s, 3.96MB read
-  Socket errors: connect 3, read 2, write 0, timeout 1
-  Non-2xx or 3xx responses: 4
-Requests/sec:   2484.82
-Transfer/sec:    405.11KB
-";
-
-    #[test]
-    fn reads_wrk() {
-        assert_eq!(wrk_requests(WRK), Some((24873, 10.01)));
-        assert_eq!(wrk_errors(WRK), (3, 3));
-        assert_eq!(wrk_field(WRK, "Non-2xx or 3xx responses:"), 4);
-        assert_eq!(wrk_errors("  10 requests in 1.00s, 1KB read\n"), (0, 0));
-    }
 
     #[test]
     fn tallies_attempts_by_outcome() {

@@ -67,6 +67,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
 use serde_json::{Map, Value, json};
 use sluice_benches::{CpuTimes, flag, median, text_flag, wrk};
+use sluice_sandbox::tls::{certificate, tls_secret};
 use sluice_sandbox::{Backend, Sandbox, bin, run};
 
 /// The core every proxy runs on.
@@ -639,21 +640,6 @@ spec:
                   number: 8080
 "#;
 
-/// RFC 4648 base64 (for the Secret's data).
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            out.push(if i <= c.len() { A[(n >> shift) as usize & 63] as char } else { '=' });
-        }
-    }
-    out
-}
-
 /// ingress-nginx's configuration of nginx for one Ingress, cut to what this bench exercises:
 /// its defaults for keep-alive (75 s, 1,000 requests), upstream keepalive (320 connections,
 /// 10,000 requests, 60 s), proxy buffers (4k), timeouts, the forwarded headers it sets, TLS
@@ -832,20 +818,14 @@ impl Bench {
             BACKENDS.iter().map(|(n, a)| Backend::http(n, a, &[BACKEND_PORT])).collect();
         let sb = Sandbox::new(&backends).map_err(|e| format!("sandbox: {e}"))?;
         let hosts = HostsFile::write(&sb.ns("cl"))?;
-        let dir = sb.manifests().parent().unwrap_or(Path::new("/tmp")).to_path_buf();
+        let dir = sb.dir().to_path_buf();
         let mut b = Bench { kids: Kids::default(), sb, _hosts: hosts, dir };
         b.pin_backends();
-        let (cert, key) = b.certificate()?;
-        let pem_text = format!(
-            "{}{}",
-            std::fs::read_to_string(&cert).map_err(|e| e.to_string())?,
-            std::fs::read_to_string(&key).map_err(|e| e.to_string())?
-        );
-        let secret = format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bench-tls\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
-            base64(&std::fs::read(&cert).map_err(|e| e.to_string())?),
-            base64(&std::fs::read(&key).map_err(|e| e.to_string())?)
-        );
+        // A self-signed ECDSA P-256 certificate for DOMAIN and *.DOMAIN, made now.
+        let (cert_pem, key_pem) = certificate(&b.dir, DOMAIN, "bench").map_err(|e| e.to_string())?;
+        let (cert, key) = (b.dir.join("bench.crt"), b.dir.join("bench.key"));
+        let pem_text = format!("{cert_pem}{key_pem}");
+        let secret = tls_secret("bench-tls", &cert_pem, &key_pem).map_err(|e| e.to_string())?;
         b.sb.set_manifests(&[], &[("bench.yaml", MANIFEST), ("bench-tls.yaml", &secret)])
             .map_err(|e| e.to_string())?;
         b.sb.start_control().map_err(|e| format!("control: {e}"))?;
@@ -894,40 +874,6 @@ impl Bench {
                 let _ = run(&["taskset", "-pc", &LOAD_CORE.to_string(), &pid.to_string()]);
             }
         }
-    }
-
-    /// A self-signed ECDSA P-256 certificate for `bench.example` and `*.bench.example`, made
-    /// now in the sandbox's directory: (chain, key) paths.
-    fn certificate(&self) -> Result<(PathBuf, PathBuf), String> {
-        let (cert, key) = (self.dir.join("bench.crt"), self.dir.join("bench.key"));
-        let out = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "30",
-            ])
-            .args([
-                "-subj",
-                &format!("/CN={DOMAIN}"),
-                "-addext",
-                &format!("subjectAltName=DNS:{DOMAIN},DNS:*.{DOMAIN}"),
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .map_err(|e| format!("openssl: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("openssl req: {}", String::from_utf8_lossy(&out.stderr)));
-        }
-        Ok((cert, key))
     }
 
     /// The gateway: one worker on the proxy core, one queue, the L7 address; waits until it
@@ -1390,22 +1336,6 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc_4648() {
-        // RFC 4648 §10's test vectors.
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(i.as_bytes()), o, "{i:?}");
-        }
-    }
 
     #[test]
     fn reads_cpu_ticks_after_the_command_name() {
