@@ -5,48 +5,21 @@
 //! only for an attached upstream, no `Connect` while one is attached); what the client receives
 //! begins with a status line; a finished connection asks for nothing more.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::rc::Rc;
 
 use proptest::prelude::*;
 use sluice_l7::proxy::{Action, Config, Conn, Context, Generation, UpstreamError};
-use sluice_model::l7::{Endpoint, L7Table, Upstream};
-use sluice_model::route::{
-    Backend, HostRule, IngressRef, IngressSpec, PathSpec, PathType, RouteTable, RulePath, RuleSpec,
-    ServiceBackend, ServicePort,
-};
+use sluice_model::l7::L7Table;
 
 /// The most a connection may hold: its buffers and the bytes kept for a retry. Generous: the
 /// point is "bounded", whatever the input.
 const MAX_BUFFERED: usize = 1 << 20;
 
+/// The shared table with three endpoints for `web`.
 fn table() -> L7Table {
-    let svc = ServiceBackend { namespace: "ns".into(), name: "web".into(), port: ServicePort::Number(80) };
-    let ingress = IngressSpec {
-        id: IngressRef::new("ns", "app"),
-        created_unix_s: Some(1),
-        default_backend: None,
-        rules: vec![RuleSpec {
-            host: HostRule::new(Some("app.example")).unwrap(),
-            paths: vec![PathSpec {
-                path_type: PathType::Prefix,
-                path: RulePath::new("/").unwrap(),
-                backend: Backend::Service(svc.clone()),
-            }],
-        }],
-    };
-    let endpoint = |last: u8| Endpoint {
-        addr: SocketAddr::from(([10, 0, 0, last], 8080)),
-        ready: true,
-        serving: true,
-        terminating: false,
-    };
-    L7Table {
-        routes: RouteTable::compile(&[ingress]),
-        upstreams: vec![Upstream { service: svc, endpoints: vec![endpoint(1), endpoint(2)] }],
-        certificates: vec![],
-        listeners: vec![],
-    }
+    common::table(&[common::ep(1), common::ep(2), common::ep(3)])
 }
 
 const REQUESTS: &[&[u8]] = &[

@@ -2,58 +2,15 @@
 //! that plays the client's and the upstream's sockets. Where cheap, inputs are also fed split
 //! at every byte: the outcome must not depend on how the bytes arrived.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use common::{ep, table};
 use sluice_l7::proxy::{Action, Config, Conn, Context, Generation, UpstreamError};
-use sluice_model::l7::{Endpoint, L7Table, Upstream};
-use sluice_model::route::{
-    Backend, HostRule, IngressRef, IngressSpec, PathSpec, PathType, RouteTable, RulePath, RuleSpec,
-    ServiceBackend, ServicePort, Unavailable,
-};
 
 const CLIENT: &str = "192.0.2.7:40000";
-
-fn ep(last: u8) -> SocketAddr {
-    SocketAddr::from(([10, 0, 0, last], 8080))
-}
-
-fn svc(name: &str) -> ServiceBackend {
-    ServiceBackend { namespace: "ns".into(), name: name.into(), port: ServicePort::Number(80) }
-}
-
-/// `app.example`: `/` → web (endpoints 1 and 2), `/empty` → a Service without endpoints,
-/// `/gone` → an unavailable backend. Other hosts: 404.
-fn table(web: &[SocketAddr]) -> L7Table {
-    let path = |p: &str, backend: Backend| PathSpec {
-        path_type: PathType::Prefix,
-        path: RulePath::new(p).unwrap(),
-        backend,
-    };
-    let ingress = IngressSpec {
-        id: IngressRef::new("ns", "app"),
-        created_unix_s: Some(1),
-        default_backend: None,
-        rules: vec![RuleSpec {
-            host: HostRule::new(Some("app.example")).unwrap(),
-            paths: vec![
-                path("/", Backend::Service(svc("web"))),
-                path("/empty", Backend::Service(svc("empty"))),
-                path("/gone", Backend::Unavailable(Unavailable::MissingService)),
-            ],
-        }],
-    };
-    let endpoint = |addr| Endpoint { addr, ready: true, serving: true, terminating: false };
-    L7Table {
-        routes: RouteTable::compile(&[ingress]),
-        upstreams: vec![
-            Upstream { service: svc("empty"), endpoints: vec![] },
-            Upstream { service: svc("web"), endpoints: web.iter().copied().map(endpoint).collect() },
-        ],
-        certificates: vec![],
-        listeners: vec![],
-    }
-}
 
 /// A fake driver around one connection.
 struct H {

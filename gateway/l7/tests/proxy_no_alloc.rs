@@ -2,45 +2,16 @@
 //! rewriting both heads, streaming bodies and picking endpoints all work in the connection's
 //! buffers (the access log off).
 
-use std::net::SocketAddr;
+mod common;
+
 use std::rc::Rc;
 
 use sluice_l7::proxy::{Action, Config, Conn, Context, Generation};
-use sluice_model::l7::{Endpoint, L7Table, Upstream};
-use sluice_model::route::{
-    Backend, HostRule, IngressRef, IngressSpec, PathSpec, PathType, RouteTable, RulePath, RuleSpec,
-    ServiceBackend, ServicePort,
-};
+use sluice_model::l7::L7Table;
 
+/// The shared table with three endpoints for `web`.
 fn table() -> L7Table {
-    let svc = ServiceBackend { namespace: "ns".into(), name: "web".into(), port: ServicePort::Number(80) };
-    let ingress = IngressSpec {
-        id: IngressRef::new("ns", "app"),
-        created_unix_s: Some(1),
-        default_backend: None,
-        rules: vec![RuleSpec {
-            host: HostRule::new(Some("app.example")).unwrap(),
-            paths: vec![PathSpec {
-                path_type: PathType::Prefix,
-                path: RulePath::new("/").unwrap(),
-                backend: Backend::Service(svc.clone()),
-            }],
-        }],
-    };
-    let endpoints = (1..=3)
-        .map(|i| Endpoint {
-            addr: SocketAddr::from(([10, 0, 0, i], 8080)),
-            ready: true,
-            serving: true,
-            terminating: false,
-        })
-        .collect();
-    L7Table {
-        routes: RouteTable::compile(&[ingress]),
-        upstreams: vec![Upstream { service: svc, endpoints }],
-        certificates: vec![],
-        listeners: vec![],
-    }
+    common::table(&[common::ep(1), common::ep(2), common::ep(3)])
 }
 
 /// Copies `src` into the core through `dst` (a read buffer) and reports it.
