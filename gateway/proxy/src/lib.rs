@@ -842,7 +842,8 @@ impl Proxy {
 /// Whether a read of `n` bytes, when `asked` were asked for, has emptied the socket for now.
 /// epoll(7): for a stream socket, a read that returns fewer bytes than asked shows the receive
 /// queue is exhausted; bytes arriving later raise a new edge-triggered event. So the read that
-/// would only say `EAGAIN` is saved — 2.8 of the 6.8 system calls per keep-alive HTTPS request `strace -c` counted under wrk.
+/// would only say `EAGAIN` is saved: 2.8 of the 6.8 system calls per keep-alive HTTPS request
+/// that `strace -c` counted under wrk.
 /// Not when an event said the peer closed (`hup`): its end of stream came with the last event
 /// and raises no new one, so reading goes on until it is seen.
 fn read_exhausted(n: usize, asked: usize, hup: bool) -> bool {
