@@ -37,6 +37,7 @@ use sluice_control::metrics::server::{self, Limits};
 use sluice_control::publish::{Published, StatusWork, publish_store};
 use sluice_control::store::{Changes, Located, Store};
 use sluice_model::image;
+use sluice_model::route_stats::Row;
 use sluice_model::service::{Frontend, Protocol};
 use sluice_table::{Geometry, Publisher, Reader, Refresh};
 use tracing::{error, info, warn};
@@ -189,8 +190,14 @@ type Table = (Arc<Mutex<Publisher>>, Arc<Metrics>);
 fn open_table(path: &Path) -> Result<Table, String> {
     let publisher = Publisher::create(path, Geometry::default()).map_err(|e| e.to_string())?;
     let publisher = Arc::new(Mutex::new(publisher));
-    let stats = publisher.clone();
-    let metrics = Metrics::new(move || stats.lock().map(|p| p.reader_stats()).unwrap_or_default());
+    let (stats, rows) = (publisher.clone(), publisher.clone());
+    let metrics = Metrics::with_routes(
+        move || stats.lock().map(|p| p.reader_stats()).unwrap_or_default(),
+        move |row| {
+            let values = rows.lock().map(|p| p.route_row(usize::from(row))).unwrap_or_default();
+            values.into_iter().map(|(record, pid, v)| (record, pid, Row::from(&v[..]))).collect()
+        },
+    );
     Ok((publisher, Arc::new(metrics)))
 }
 

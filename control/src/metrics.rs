@@ -38,7 +38,11 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 use sluice_model::DropReason;
 use sluice_model::counters::{LEN, Stat, fingerprint, schema};
+use sluice_model::l7::L7Table;
 
+use routes::{RouteRows, WorkerRows};
+
+pub mod routes;
 pub mod server;
 
 /// Published values before the fingerprint.
@@ -47,6 +51,11 @@ const COUNT: usize = LEN - 1;
 const _: () = assert!(
     COUNT <= sluice_table::protocol::STATS_PER_READER,
     "the stats region is too small for the schema"
+);
+const _: () = assert!(
+    sluice_table::protocol::ROUTE_ROWS == sluice_model::route_stats::ROWS
+        && sluice_table::protocol::ROUTE_ROW_VALUES == sluice_model::route_stats::VALUES,
+    "the route-stats region and the route rows disagree"
 );
 
 /// The `Content-Type` of the page.
@@ -86,6 +95,10 @@ pub struct Metrics {
 struct Live {
     figures: Mutex<ControlFigures>,
     workers: Box<dyn Fn() -> WorkerStats + Send + Sync>,
+    /// The L7 routes' metrics rows.
+    routes: Mutex<RouteRows>,
+    /// What every worker counted in one route row.
+    route_rows: Box<dyn Fn(u16) -> WorkerRows + Send + Sync>,
 }
 
 impl fmt::Debug for Live {
@@ -104,7 +117,21 @@ impl Metrics {
     /// Metrics whose workers' counters `workers` reads (from the table file's stats region:
     /// [`sluice_table::Publisher::reader_stats`]).
     pub fn new(workers: impl Fn() -> WorkerStats + Send + Sync + 'static) -> Metrics {
-        let live = Arc::new(Live { figures: Mutex::default(), workers: Box::new(workers) });
+        Metrics::with_routes(workers, |_| Vec::new())
+    }
+
+    /// Metrics with the workers' counters per L7 route, one row read by `route_rows` (from the
+    /// table file's route-stats region: [`sluice_table::Publisher::route_row`]).
+    pub fn with_routes(
+        workers: impl Fn() -> WorkerStats + Send + Sync + 'static,
+        route_rows: impl Fn(u16) -> WorkerRows + Send + Sync + 'static,
+    ) -> Metrics {
+        let live = Arc::new(Live {
+            figures: Mutex::default(),
+            workers: Box::new(workers),
+            routes: Mutex::default(),
+            route_rows: Box::new(route_rows),
+        });
         let mut registry = Registry::default();
         registry.register_collector(Box::new(live.clone()));
         Metrics { live, registry }
@@ -118,6 +145,12 @@ impl Metrics {
     /// Changes control's figures (all at once, as one scrape will see them).
     pub fn update(&self, change: impl FnOnce(&mut ControlFigures)) {
         change(&mut self.live.figures.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Gives the routes of `l7`, about to be published, their metrics rows (see [`routes`]).
+    pub fn number_routes(&self, l7: &mut L7Table) {
+        let mut rows = self.live.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        rows.number(l7, &self.live.route_rows);
     }
 
     /// The page, now.
@@ -146,7 +179,9 @@ impl Collector for Live {
         let c = *self.figures.lock().unwrap_or_else(PoisonError::into_inner);
         let workers = (self.workers)();
         encode_control(&c, SystemTime::now(), &mut enc)?;
-        encode_workers(&workers, &mut enc)
+        encode_workers(&workers, &mut enc)?;
+        let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        routes::encode(&routes.report(&self.route_rows), routes.unnumbered(), &mut enc)
     }
 }
 

@@ -103,6 +103,9 @@ pub fn publish_store(
             return Ok(StatusWork::default());
         }
     };
+    // Every route gets its metrics row (a table without routes frees the rows of the last).
+    let mut table = table;
+    metrics.number_routes(table.l7_mut());
     let replaced = previous;
     let line = match (&before, &replaced) {
         (Some(before), None) => diff(before, &summary(&table, changed), &table),

@@ -121,6 +121,38 @@ fn http_is_routed_by_host_and_path() {
     assert!(sb.wait_counter("l7_responses_2xx", 10) >= 10, "{}", sb.metrics());
     assert_eq!(sb.wait_counter("l7_responses_4xx", 1), 1);
     assert_eq!(sb.gateway_counter("l7_local_responses"), 1);
+    // The same requests on control's page by route: status classes and both durations.
+    let route = |path: &str, ty: &str, svc: &str| {
+        format!(
+            r#"namespace="default",ingress="petclinic",host="foo.bar.com",path="{path}",path_type="{ty}",service="{svc}""#
+        )
+    };
+    let (web, errors, owners) = (
+        route("/", "Prefix", "petclinic"),
+        route("/oups", "Exact", "petclinic-errors"),
+        route("/owners/find", "Prefix", "owners"),
+    );
+    let want = [
+        format!("sluice_l7_requests_total{{{web},status=\"2xx\"}} 5\n"),
+        format!("sluice_l7_requests_total{{{errors},status=\"2xx\"}} 2\n"),
+        format!("sluice_l7_requests_total{{{owners},status=\"2xx\"}} 3\n"),
+        format!("sluice_l7_request_duration_seconds_count{{{owners}}} 3\n"),
+        format!("sluice_l7_upstream_duration_seconds_count{{{owners}}} 3\n"),
+        format!("sluice_l7_request_duration_seconds_bucket{{{owners},le=\"+Inf\"}} 3\n"),
+        r#"sluice_l7_requests_total{namespace="",ingress="",host="",path="",path_type="",service="",status="4xx"} 1"#
+            .to_owned()
+            + "\n",
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let page = sb.metrics();
+        let missing: Vec<&String> = want.iter().filter(|w| !page.contains(w.as_str())).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "missing {missing:?} in:\n{page}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let log = sb.log("gateway");
     assert!(log.contains("\"GET /owners/find/42 HTTP/1.1\" 200"), "access log:\n{log}");
     assert!(

@@ -184,6 +184,12 @@ struct Core {
     l7: Option<L7Stage>,
 }
 
+const _: () = assert!(
+    sluice_table::protocol::ROUTE_ROWS == sluice_model::route_stats::ROWS
+        && sluice_table::protocol::ROUTE_ROW_VALUES == sluice_model::route_stats::VALUES,
+    "the route-stats region and the route rows disagree"
+);
+
 /// Access-log bytes a worker gathers before it writes them out (or every [`L7_TICK_NS`]).
 const ACCESS_LOG_FLUSH_BYTES: usize = 32 * 1024;
 
@@ -318,12 +324,23 @@ impl Core {
         if let Some(r) = self.link.stats.pop() {
             // Off the hot path: dropping the old record unmaps the old file.
             self.reader = r;
+            // A new file is a new control, which numbers the routes anew: counts per route
+            // start over with it (the worker's other counters keep their names, and go on).
+            if let Some(l7) = &mut self.l7 {
+                l7.proxy.routes_mut().reset();
+            }
         }
         self.reader.publish_stats(&export(
             &self.worker,
             &self.sockets,
             self.l7.as_ref().map(|l| l.proxy.stats()),
         ));
+        if let Some(l7) = &mut self.l7 {
+            let reader = &self.reader;
+            l7.proxy
+                .routes_mut()
+                .drain_changed(|row, counts| reader.publish_route_row(usize::from(row), &counts.0));
+        }
         let exhausted = self.worker.counters().dropped(DropReason::SnatExhausted);
         self.link.snat_exhausted.store(exhausted, Ordering::Relaxed);
         for a in self.worker.next_hops_mut().pending() {

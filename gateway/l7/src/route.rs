@@ -138,6 +138,15 @@ impl<'r> Route<'r> {
         }
     }
 
+    /// The metrics row its requests are counted in (0 when nothing matched).
+    pub fn metric(&self) -> u16 {
+        match self {
+            Route::Path { path, .. } => path.metric,
+            Route::Default { default, .. } => default.metric,
+            Route::NotFound => 0,
+        }
+    }
+
     /// The status Sluice answers itself instead of proxying: 404 when nothing matched, 503 for
     /// an unavailable backend; `None` when the request is proxied.
     pub fn status(&self) -> Option<u16> {

@@ -717,3 +717,46 @@ fn a_slow_answer_to_a_slow_reader_is_not_cut_by_the_send_timeout() {
     h.conn.tick(&mut h.ctx, h.now);
     assert!(h.conn.is_finished());
 }
+
+#[test]
+fn each_request_is_counted_in_its_routes_row_with_its_durations() {
+    use sluice_model::route_stats::{REQUEST_DURATION, RESPONSES, UPSTREAM_DURATION, bucket};
+    let mut t = table(&[ep(1)]);
+    // Rows 1, 2, 3 for `/`, `/empty`, `/gone` (the entry's paths in order).
+    let mut next = 0u16;
+    t.routes.number_routes(|_| {
+        next += 1;
+        next
+    });
+    let mut h = H::web();
+    h.ctx.set_generation(Rc::new(Generation::new(&t)));
+    h.send(b"GET /a HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.advance(3_000_000);
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    h.send(b"GET /gone HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.send(b"GET / HTTP/1.1\r\nHost: elsewhere.example\r\n\r\n");
+    let _ = h.client_text();
+    let meter = h.ctx.routes();
+    let web = meter.row(1).unwrap();
+    assert_eq!((web.requests(), web.0[RESPONSES + 2], web.0[6]), (1, 1, 5));
+    let (sum, count, buckets) = web.histogram(REQUEST_DURATION);
+    assert_eq!((count, buckets[bucket(3_000_000)]), (1, 1));
+    assert!((sum - 0.003).abs() < 1e-9, "{sum}");
+    assert_eq!(web.histogram(UPSTREAM_DURATION).1, 1);
+    let gone = meter.row(3).unwrap();
+    assert_eq!((gone.requests(), gone.0[RESPONSES + 5]), (1, 1));
+    assert_eq!(gone.histogram(UPSTREAM_DURATION).1, 0, "answered by Sluice: no upstream time");
+    let none = meter.row(0).unwrap();
+    assert_eq!((none.requests(), none.0[RESPONSES + 4]), (1, 1));
+    assert_eq!(meter.row(2).unwrap().requests(), 0);
+    // A refused head is nobody's route: row 0.
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+    assert!(h.client_text().starts_with("HTTP/1.1 400"));
+    assert_eq!(h.ctx.routes().row(0).unwrap().0[RESPONSES + 4], 2);
+    // The driver publishes the rows that changed, once.
+    let mut published = vec![];
+    h.ctx.routes_mut().drain_changed(|row, r| published.push((row, r.requests())));
+    published.sort();
+    assert_eq!(published, [(0, 2), (1, 1), (3, 1)]);
+    h.ctx.routes_mut().drain_changed(|row, _| panic!("row {row} again"));
+}

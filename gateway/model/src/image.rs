@@ -53,7 +53,8 @@ use layout::{
 /// First eight bytes of an image.
 pub const IMAGE_MAGIC: [u8; 8] = *b"SLUICEIM";
 /// The image layout version. 2: the L7 half ([`crate::l7::L7Table`]) after the L4 regions.
-pub const IMAGE_VERSION: u32 = 2;
+/// 3: each route's metrics row.
+pub const IMAGE_VERSION: u32 = 3;
 
 /// Why an image was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -794,7 +795,12 @@ mod tests {
                 rules: vec![],
             },
         ];
-        let routes = RouteTable::compile(&ingresses);
+        let mut routes = RouteTable::compile(&ingresses);
+        let mut next = 7u16;
+        routes.number_routes(|_| {
+            next += 1;
+            next
+        });
         assert_eq!(routes.conflicts().len(), 2, "{:?}", routes.conflicts());
         let ep = |a: &str, ready, serving, terminating| Endpoint {
             addr: a.parse().unwrap(),
@@ -902,6 +908,10 @@ mod tests {
         let mut b = bytes.clone();
         layout::l7_host::DEFAULT_BACKEND.write(&mut b[host0..], 200);
         assert_eq!(l7_err(&b), ("L7 host entries", 0, "unknown backend code"));
+        // A metrics row no worker publishes.
+        let mut b = bytes.clone();
+        layout::l7_path::METRIC.write(&mut b[path0..], crate::route_stats::ROWS as u16);
+        assert_eq!(l7_err(&b), ("L7 paths", 0, "a metrics row past the last"));
         // A host entry whose paths do not follow the previous one's.
         let mut b = bytes.clone();
         layout::l7_host::PATHS_FIRST.write(&mut b[host0..], 1);
@@ -967,7 +977,7 @@ mod tests {
     fn the_layout_is_pinned_to_its_version() {
         assert_eq!(
             (IMAGE_VERSION, layout::fingerprint()),
-            (2, 0x0783_265c_f911_4413),
+            (3, 0xfb3c_9453_8b6b_6a4d),
             "{:#x}\n{}",
             layout::fingerprint(),
             layout::describe()

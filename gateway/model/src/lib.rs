@@ -16,6 +16,8 @@
 //! - [`syncookie`]: the SYN cookies the XDP program makes and the L4 engine checks.
 //! - [`route`]: Ingress rules in typed form and the merged route table the L7 stage routes by,
 //!   with the conflicts settled in merging.
+//! - [`route_stats`]: what the L7 stage counts per route (statuses, durations), and the rows it
+//!   publishes them in.
 //! - [`l7`]: the L7 half of a generation: routes, the upstreams they name, certificates and the
 //!   addresses Ingresses are served on.
 //!
@@ -64,6 +66,7 @@ pub mod l7;
 pub mod maglev;
 pub mod ports;
 pub mod route;
+pub mod route_stats;
 pub mod service;
 pub mod syncookie;
 

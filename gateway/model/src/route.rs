@@ -413,6 +413,9 @@ pub struct PathRoute {
     pub backend: Backend,
     /// The Ingress it comes from.
     pub ingress: IngressRef,
+    /// The row its requests are counted in ([`crate::route_stats`]); 0, the row of requests no
+    /// route took, until control numbers the routes ([`RouteTable::number_routes`]).
+    pub metric: u16,
 }
 
 /// A default backend and the Ingress it comes from.
@@ -422,6 +425,21 @@ pub struct DefaultRoute {
     pub backend: Backend,
     /// The Ingress whose `spec.defaultBackend` it is.
     pub ingress: IngressRef,
+    /// The row its requests are counted in, as [`PathRoute::metric`].
+    pub metric: u16,
+}
+
+/// What names a route in the metrics: the labels its row is reported under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RouteKey<'t> {
+    /// The host entry's rule.
+    pub host: &'t HostRule,
+    /// The path and its type; `None` for the entry's default backend.
+    pub path: Option<(PathType, &'t RulePath)>,
+    /// The Ingress the route comes from.
+    pub ingress: &'t IngressRef,
+    /// Where it sends requests.
+    pub backend: &'t Backend,
 }
 
 /// Everything routed for one host rule, merged across Ingresses.
@@ -528,6 +546,7 @@ impl RouteTable {
                                 path: p.path.clone(),
                                 backend: p.backend.clone(),
                                 ingress: ing.id.clone(),
+                                metric: 0,
                             };
                             entry.paths.insert(key, route);
                         }
@@ -555,8 +574,11 @@ impl RouteTable {
                         loser: ing.id.clone(),
                     }),
                     None => {
-                        entry.default_backend =
-                            Some(DefaultRoute { backend: backend.clone(), ingress: ing.id.clone() })
+                        entry.default_backend = Some(DefaultRoute {
+                            backend: backend.clone(),
+                            ingress: ing.id.clone(),
+                            metric: 0,
+                        })
                     }
                 }
             }
@@ -570,6 +592,26 @@ impl RouteTable {
             })
             .collect();
         RouteTable { hosts, conflicts }
+    }
+
+    /// Gives every route (each path, each default backend) its metrics row: `row(key)`, called
+    /// once per route in table order. Control numbers the routes of each table it publishes so
+    /// that a route keeps its row from one generation to the next.
+    pub fn number_routes(&mut self, mut row: impl FnMut(RouteKey<'_>) -> u16) {
+        for h in &mut self.hosts {
+            for p in &mut h.paths {
+                p.metric = row(RouteKey {
+                    host: &h.host,
+                    path: Some((p.path_type, &p.path)),
+                    ingress: &p.ingress,
+                    backend: &p.backend,
+                });
+            }
+            if let Some(d) = &mut h.default_backend {
+                d.metric =
+                    row(RouteKey { host: &h.host, path: None, ingress: &d.ingress, backend: &d.backend });
+            }
+        }
     }
 
     /// A table from its parts, as an image holds them (decoded: the entries and conflicts a

@@ -687,6 +687,12 @@ impl ServiceTable {
         Arc::clone(&self.l7)
     }
 
+    /// The L7 half, to change before the table is published (control numbers its routes'
+    /// metrics rows). Copied first if another holder shares it.
+    pub fn l7_mut(&mut self) -> &mut L7Table {
+        Arc::make_mut(&mut self.l7)
+    }
+
     /// The gateway's own addresses.
     pub fn node_addrs(&self) -> &[Addr] {
         &self.node_addrs

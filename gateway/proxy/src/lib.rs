@@ -69,7 +69,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use sluice_l7::proxy::{Action, Config, Conn, Context, Generation, Pool, UpstreamError};
 use sluice_model::l7::L7Table;
 
-pub use sluice_l7::proxy::{AccessRecord, Stats as CoreStats};
+pub use sluice_l7::proxy::{AccessRecord, RouteMeter, Stats as CoreStats};
 
 /// A line sink for the access log.
 pub type LineSink = Box<dyn FnMut(&str)>;
@@ -331,6 +331,11 @@ impl Proxy {
         s.core = *self.ctx.stats();
         s.pooled = self.pool.len();
         s
+    }
+
+    /// The counts per route (`sluice_model::route_stats`), to publish and reset.
+    pub fn routes_mut(&mut self) -> &mut RouteMeter {
+        self.ctx.routes_mut()
     }
 
     /// Handles one readiness event for a token this proxy [`Proxy::owns`].

@@ -49,12 +49,19 @@ pub const STATS_PER_READER: usize = 128;
 #[cfg(loom)]
 pub const STATS_PER_READER: usize = 1;
 
+/// Rows per reader in the route-stats region (one per L7 route: `sluice_model::route_stats`).
+pub const ROUTE_ROWS: usize = 2048;
+
+/// Values per row of the route-stats region.
+pub const ROUTE_ROW_VALUES: usize = 40;
+
 /// Magic number at the start of the control block: `SLUICETB`.
 pub const CONTROL_MAGIC: u64 = u64::from_le_bytes(*b"SLUICETB");
 /// Magic number at the start of every slot: `SLUICESL`.
 pub const SLOT_MAGIC: u64 = u64::from_le_bytes(*b"SLUICESL");
-/// The layout version. Any change to [`Control`], [`SlotHeader`] or the payload encoding bumps it.
-pub const ABI_VERSION: u32 = 2;
+/// The layout version. Any change to [`Control`], [`SlotHeader`], the route-stats region or the
+/// payload encoding bumps it. 3: the route-stats region.
+pub const ABI_VERSION: u32 = 3;
 
 /// One registered reader.
 #[repr(C)]

@@ -2,9 +2,14 @@
 //! and any number of readers (gateway workers, in other processes).
 //!
 //! ```text
-//! 0                 80 KiB                  80 KiB + slot_bytes      …
-//! | Control + stats | slot 0: header | payload … | slot 1: header | payload … | …
+//! 0                 80 KiB                  80 KiB + slot_bytes      …        after the last slot
+//! | Control + stats | slot 0: header | payload … | slot 1: header | payload … | … | route stats |
 //! ```
+//!
+//! The route-stats region holds, for each reader record, [`ROUTE_ROWS`] rows of
+//! [`ROUTE_ROW_VALUES`] counters (the L7 stage's counts per route), written by that reader only
+//! and read by control, like the control block's stats region. It is 640 KiB per record, sparse
+//! until written.
 //!
 //! The file is created with mode 0600. One writer at a time holds an exclusive lock on it; a
 //! writer that restarts on an existing file of the same geometry continues its generations, so
@@ -65,8 +70,8 @@ use std::path::{Path, PathBuf};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::protocol::{
-    self, ABI_VERSION, CONTROL_MAGIC, Control, MAX_READERS, MAX_SLOTS, Ordering, PublishError, ReaderState,
-    Refresh, SLOT_HEADER_BYTES, SlotHeader, SlotStore,
+    self, ABI_VERSION, AtomicU64, CONTROL_MAGIC, Control, MAX_READERS, MAX_SLOTS, Ordering, PublishError,
+    ROUTE_ROW_VALUES, ROUTE_ROWS, ReaderState, Refresh, SLOT_HEADER_BYTES, SlotHeader, SlotStore,
 };
 use crate::sigbus::Registration;
 
@@ -77,6 +82,14 @@ pub const CONTROL_BYTES: usize = 80 * 1024;
 pub const MAX_SLOT_BYTES: u64 = 1 << 30;
 
 const _: () = assert!(core::mem::size_of::<Control>() <= CONTROL_BYTES);
+
+/// Bytes of one reader record's rows in the route-stats region (a whole number of pages).
+const ROUTE_RECORD_BYTES: usize = ROUTE_ROWS * ROUTE_ROW_VALUES * 8;
+
+/// Bytes of the route-stats region, after the last slot.
+const ROUTE_STATS_BYTES: usize = MAX_READERS * ROUTE_RECORD_BYTES;
+
+const _: () = assert!(ROUTE_RECORD_BYTES.is_multiple_of(4096));
 
 /// The shape of a table file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +109,15 @@ impl Default for Geometry {
 }
 
 impl Geometry {
+    /// The length of a file of this geometry: control block, slots, route-stats region.
     /// Saturating: a geometry read from a hostile file must not wrap to a short length.
-    fn file_len(&self) -> u64 {
+    pub fn file_len(&self) -> u64 {
+        self.route_stats_at().saturating_add(ROUTE_STATS_BYTES as u64)
+    }
+
+    /// Where the route-stats region starts: after the last slot (page-aligned, as every slot
+    /// size is a multiple of 4096).
+    fn route_stats_at(&self) -> u64 {
         u64::from(self.slots).saturating_mul(self.slot_bytes).saturating_add(CONTROL_BYTES as u64)
     }
 
@@ -367,6 +387,49 @@ impl Mapped {
         self.map.as_mut_ptr().wrapping_add(CONTROL_BYTES + slot * self.geometry.slot_bytes as usize)
     }
 
+    /// Reader record `record`'s route-stats row `row`.
+    fn route_row(&self, record: usize, row: usize) -> &[AtomicU64] {
+        // Callers bound both: `record` is a position in the fixed readers array, `row` is checked.
+        assert!(record < MAX_READERS && row < ROUTE_ROWS, "route row {record}/{row} outside the region");
+        let at = self.geometry.route_stats_at() as usize
+            + record * ROUTE_RECORD_BYTES
+            + row * ROUTE_ROW_VALUES * 8;
+        // In bounds: the mapping spans file_len() = route_stats_at() + MAX_READERS rows of
+        // ROUTE_RECORD_BYTES (checked when mapped); 8-aligned, as the region starts on a page
+        // and rows are whole numbers of u64s; alive as long as `self`; the other process may
+        // write these words at any time, which atomics tolerate.
+        // SAFETY: in bounds, aligned, every value an AtomicU64 (same layout as u64).
+        unsafe {
+            core::slice::from_raw_parts(self.map.as_ptr().add(at).cast::<AtomicU64>(), ROUTE_ROW_VALUES)
+        }
+    }
+
+    /// Zeroes reader record `record`'s route rows: punches them out of the file (the pages go
+    /// back to the system, and read as zeros), or, where the file system cannot, stores zeros.
+    fn clear_route_rows(&self, record: usize) {
+        assert!(record < MAX_READERS, "record {record} outside the region");
+        let at = self.geometry.route_stats_at() as usize + record * ROUTE_RECORD_BYTES;
+        // The range is whole pages inside the file (file_len covers every record's rows); the
+        // descriptor is ours. Punching a hole in a shared file mapping is defined: the pages read
+        // as zeros afterwards, in every process that maps them.
+        // SAFETY: fallocate has no memory preconditions; the arguments are checked above.
+        let punched = unsafe {
+            libc::fallocate(
+                std::os::fd::AsRawFd::as_raw_fd(&self.file),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                at as libc::off_t,
+                ROUTE_RECORD_BYTES as libc::off_t,
+            )
+        } == 0;
+        if !punched {
+            for row in 0..ROUTE_ROWS {
+                for v in self.route_row(record, row) {
+                    v.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     /// Whether the file is still as long as the mapping (`fstat` on our descriptor), and no
     /// fault was contained in it.
     fn length_state(&self) -> FileState {
@@ -575,6 +638,29 @@ impl Publisher {
             .collect()
     }
 
+    /// Row `row` of the route-stats region of every registered reader: (record, process id,
+    /// values). Empty for a row past [`ROUTE_ROWS`].
+    pub fn route_row(&self, row: usize) -> Vec<(usize, u64, [u64; ROUTE_ROW_VALUES])> {
+        if row >= ROUTE_ROWS {
+            return Vec::new();
+        }
+        let c = self.mapped.control();
+        c.readers
+            .iter()
+            .enumerate()
+            .filter_map(|(record, r)| {
+                let owner = r.owner.load(Ordering::Acquire);
+                (owner != 0).then(|| {
+                    let mut values = [0; ROUTE_ROW_VALUES];
+                    for (v, cell) in values.iter_mut().zip(self.mapped.route_row(record, row)) {
+                        *v = cell.load(Ordering::Relaxed);
+                    }
+                    (record, owner - 1, values)
+                })
+            })
+            .collect()
+    }
+
     /// Frees the records of readers whose process is gone; returns how many.
     pub fn reclaim_dead_readers(&mut self) -> usize {
         let mut n = 0;
@@ -641,6 +727,7 @@ impl Reader {
         for s in &c.stats[record] {
             s.store(0, Ordering::Relaxed);
         }
+        mapped.clear_route_rows(record);
         Ok(Reader { mapped, state: ReaderState::new(record), path: path.to_owned(), retired: false })
     }
 
@@ -685,6 +772,19 @@ impl Reader {
     /// under us (see the module doc): the values then go nowhere.
     pub fn publish_stats(&self, values: &[u64]) {
         for (cell, v) in self.mapped.control().stats[self.state.record].iter().zip(values) {
+            cell.store(*v, Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes this reader's counts for one L7 route (row `row` of the route-stats region;
+    /// control reads them for metrics). A row past [`ROUTE_ROWS`] and values beyond
+    /// [`ROUTE_ROW_VALUES`] are ignored. Safe on a file truncated under us, as
+    /// [`Reader::publish_stats`].
+    pub fn publish_route_row(&self, row: usize, values: &[u64]) {
+        if row >= ROUTE_ROWS {
+            return;
+        }
+        for (cell, v) in self.mapped.route_row(self.state.record, row).iter().zip(values) {
             cell.store(*v, Ordering::Relaxed);
         }
     }

@@ -138,6 +138,37 @@ fn readers_publish_counters_to_the_stats_region() {
 }
 
 #[test]
+fn readers_publish_route_rows_and_a_new_reader_starts_from_zero() {
+    use sluice_table::protocol::{ROUTE_ROW_VALUES, ROUTE_ROWS};
+    let t = TempPath::new("routes");
+    let w = Publisher::create(&t.0, SMALL).unwrap();
+    let a = Reader::open_stats_only(&t.0).unwrap();
+    let b = Reader::open_stats_only(&t.0).unwrap();
+    let last = ROUTE_ROWS - 1;
+    a.publish_route_row(3, &[1, 2, 3]);
+    a.publish_route_row(last, &vec![9; ROUTE_ROW_VALUES + 5]);
+    b.publish_route_row(3, &[10]);
+    // Past the region: ignored, not a panic.
+    b.publish_route_row(ROUTE_ROWS, &[77]);
+    assert!(w.route_row(ROUTE_ROWS).is_empty());
+    let mut got: Vec<Vec<u64>> = w.route_row(3).into_iter().map(|(_, _, v)| v[..4].to_vec()).collect();
+    got.sort();
+    assert_eq!(got, vec![vec![1, 2, 3, 0], vec![10, 0, 0, 0]]);
+    let rows = w.route_row(last);
+    assert!(
+        rows.iter().any(|(_, pid, v)| *pid == u64::from(std::process::id()) && v.iter().all(|&x| x == 9))
+    );
+    let record_a = w.route_row(3).into_iter().find(|(_, _, v)| v[0] == 1).unwrap().0;
+    drop(a);
+    let c = Reader::open_stats_only(&t.0).unwrap();
+    let _ = &c;
+    // The record `a` left is `c`'s now, its rows zero.
+    let rows = w.route_row(last);
+    assert!(rows.iter().all(|(_, _, v)| v.iter().all(|&x| x == 0)), "{rows:?}");
+    assert!(w.route_row(3).iter().any(|(r, _, v)| *r == record_a && v[0] == 0));
+}
+
+#[test]
 fn too_large_is_refused_by_the_writer() {
     let t = TempPath::new("large");
     let mut w = Publisher::create(&t.0, SMALL).unwrap();
@@ -436,7 +467,7 @@ fn the_geometry_is_taken_once_and_bounds_every_index() {
         assert_eq!(r.refresh(), Refresh::Adopted(g));
         assert_eq!(r.payload().unwrap(), &payload(g, 3000)[..]);
     }
-    assert_eq!(std::fs::metadata(&t.0).unwrap().len(), CONTROL_BYTES as u64 + 3 * SMALL.slot_bytes);
+    assert_eq!(std::fs::metadata(&t.0).unwrap().len(), SMALL.file_len());
     // `active` naming slot 7 (within the file's MAX_SLOTS, beyond its mapped geometry) is refused.
     poke(&t.0, ACTIVE_AT, (12 << 8) | 7);
     assert_eq!(r.refresh(), Refresh::Refused(12, Refusal::BadSlot(7)));
@@ -485,10 +516,7 @@ fn a_file_truncated_under_its_readers_is_contained_and_noticed() {
     stats.publish_stats(&[1, 2, 3]);
     assert_eq!(quiet.refresh(), Refresh::Unchanged);
     assert_eq!(quiet.payload(), None, "nothing is read from a file that shrank");
-    assert_eq!(
-        quiet.check_file(),
-        FileState::Shrunk { len: 0, want: CONTROL_BYTES as u64 + 3 * SMALL.slot_bytes }
-    );
+    assert_eq!(quiet.check_file(), FileState::Shrunk { len: 0, want: SMALL.file_len() });
     // The other reader notices by its check before touching anything.
     assert!(matches!(r.check_file(), FileState::Shrunk { len: 0, .. }));
     assert_eq!((r.refresh(), r.payload()), (Refresh::Unchanged, None));

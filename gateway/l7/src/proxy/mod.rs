@@ -77,6 +77,7 @@ use crate::h1::{
     BodyDecoder, BodyError, Framing, HeadParser, Limits, Method, RequestHead, TargetForm, Version,
 };
 use crate::route::Route;
+use sluice_model::route_stats::{self, Row};
 
 pub use upstream::{Generation, Health, Pool, PoolConfig};
 
@@ -169,6 +170,67 @@ pub struct Stats {
     pub max_conn_buffered_bytes: usize,
 }
 
+/// Counts per route ([`sluice_model::route_stats`]): one [`Row`] per metrics row, and which
+/// rows changed since the driver last published them. Made once per worker (its rows are
+/// allocated up front); counting a request allocates nothing.
+#[derive(Debug)]
+pub struct RouteMeter {
+    rows: Vec<Row>,
+    changed: Vec<bool>,
+    /// The changed rows, each once (capacity: every row, so pushing never allocates).
+    dirty: Vec<u16>,
+}
+
+impl Default for RouteMeter {
+    fn default() -> RouteMeter {
+        RouteMeter {
+            rows: vec![Row::default(); route_stats::ROWS],
+            changed: vec![false; route_stats::ROWS],
+            dirty: Vec::with_capacity(route_stats::ROWS),
+        }
+    }
+}
+
+impl RouteMeter {
+    /// Counts one request in `row` (row 0 when `row` is past the last).
+    #[inline]
+    pub fn record(
+        &mut self,
+        row: u16,
+        status: u16,
+        body_bytes: u64,
+        request_ns: u64,
+        upstream_ns: Option<u64>,
+    ) {
+        let row = if usize::from(row) < self.rows.len() { row } else { 0 };
+        self.rows[usize::from(row)].record(status, body_bytes, request_ns, upstream_ns);
+        if !self.changed[usize::from(row)] {
+            self.changed[usize::from(row)] = true;
+            self.dirty.push(row);
+        }
+    }
+
+    /// Hands every row changed since the last call to `publish`, and forgets that they changed.
+    pub fn drain_changed(&mut self, mut publish: impl FnMut(u16, &Row)) {
+        for row in self.dirty.drain(..) {
+            self.changed[usize::from(row)] = false;
+            publish(row, &self.rows[usize::from(row)]);
+        }
+    }
+
+    /// The counts of `row`.
+    pub fn row(&self, row: u16) -> Option<&Row> {
+        self.rows.get(usize::from(row))
+    }
+
+    /// Every count back to zero (the rows' numbering changed: a new control).
+    pub fn reset(&mut self) {
+        self.rows.fill(Row::default());
+        self.changed.fill(false);
+        self.dirty.clear();
+    }
+}
+
 /// One request's access-log record, handed to the sink set with
 /// [`Context::set_access_log`] when its response is complete (or the connection failed).
 #[derive(Debug, Clone, Copy)]
@@ -202,6 +264,7 @@ pub struct Context {
     health: Health,
     rng: u64,
     stats: Stats,
+    routes: RouteMeter,
     access_log: Option<AccessLog>,
 }
 
@@ -221,6 +284,7 @@ impl Context {
             health: Health::new(config.endpoint_fail_threshold, config.endpoint_backoff_ns),
             rng: seed,
             stats: Stats::default(),
+            routes: RouteMeter::default(),
             access_log: None,
         }
     }
@@ -243,6 +307,16 @@ impl Context {
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The counts per route.
+    pub fn routes(&self) -> &RouteMeter {
+        &self.routes
+    }
+
+    /// The counts per route, to publish and reset.
+    pub fn routes_mut(&mut self) -> &mut RouteMeter {
+        &mut self.routes
     }
 
     /// Endpoint health.
@@ -365,6 +439,8 @@ struct LogState {
     host: String,
     line: String,
     start_ns: u64,
+    /// The metrics row of the route taken (0 until routed).
+    metric: u16,
 }
 
 /// One client connection, sans-IO. See the module documentation.
@@ -717,7 +793,9 @@ impl Conn {
                     let _ = write!(log.line, "{} {} {v}", head.method_str(), head.target());
                 }
                 log.start_ns = now_ns;
-                let start = begin(ctx, &head, uout, *peer, *local_port, *https, *requests, now_ns);
+                log.metric = 0;
+                let start =
+                    begin(ctx, &head, uout, *peer, *local_port, *https, *requests, now_ns, &mut log.metric);
                 (start, head.head_len(), head.method())
             }
         };
@@ -927,6 +1005,9 @@ impl Conn {
     fn log_done(&mut self, ctx: &mut Context, now_ns: u64) {
         let Phase::Exchange(ex) = &self.phase else { return };
         ctx.stats.responses[usize::from(ex.status / 100).min(5)] += 1;
+        let (request_ns, upstream_ns) =
+            (now_ns.saturating_sub(ex.start_ns), now_ns.saturating_sub(ex.attempt_ns));
+        ctx.routes.record(self.log.metric, ex.status, ex.body_bytes, request_ns, Some(upstream_ns));
         if let Some(sink) = ctx.access_log.as_mut() {
             sink(&AccessRecord {
                 client: self.peer,
@@ -935,8 +1016,8 @@ impl Conn {
                 status: ex.status,
                 body_bytes: ex.body_bytes,
                 upstream: Some(ex.addr),
-                request_time_ns: now_ns.saturating_sub(ex.start_ns),
-                upstream_time_ns: Some(now_ns.saturating_sub(ex.attempt_ns)),
+                request_time_ns: request_ns,
+                upstream_time_ns: Some(upstream_ns),
             });
         }
     }
@@ -1049,8 +1130,13 @@ impl Conn {
         if method != Some(Method::Head) {
             let _ = writeln!(out, "{status} {reason}");
         }
+        // A head that was not read (refused, or too slow) was routed nowhere: row 0, timed from
+        // when the connection began waiting for it.
+        let known = method.is_some();
+        let (row, start_ns) = if known { (self.log.metric, self.log.start_ns) } else { (0, self.since_ns) };
+        let request_ns = now_ns.saturating_sub(start_ns);
+        ctx.routes.record(row, status, body_len as u64, request_ns, None);
         if let Some(sink) = ctx.access_log.as_mut() {
-            let known = method.is_some();
             sink(&AccessRecord {
                 client: self.peer,
                 host: if known { &self.log.host } else { "" },
@@ -1058,7 +1144,7 @@ impl Conn {
                 status,
                 body_bytes: body_len as u64,
                 upstream: None,
-                request_time_ns: now_ns.saturating_sub(self.log.start_ns),
+                request_time_ns: request_ns,
                 upstream_time_ns: None,
             });
         }
@@ -1094,6 +1180,7 @@ fn begin(
     https: bool,
     requests: u32,
     now_ns: u64,
+    metric: &mut u16,
 ) -> Start {
     let keep = head.keep_alive() && requests < ctx.config.max_requests_per_client;
     let method = head.method();
@@ -1109,7 +1196,9 @@ fn begin(
         discard: if has_body { Some(req) } else { None },
     };
     let generation = Rc::clone(&ctx.generation);
-    let upstream = match generation.router().route(head.authority(), head.path()) {
+    let route = generation.router().route(head.authority(), head.path());
+    *metric = route.metric();
+    let upstream = match route {
         Route::NotFound => return local(404, req),
         route => match route.service().and_then(|s| generation.upstream(s)) {
             Some(u) => u,

@@ -130,6 +130,7 @@ pub(super) fn encode(t: &L7Table) -> Encoded {
         l7_host::DEFAULT_BACKEND.write(rec, d.code);
         l7_host::DEFAULT_PORT_KIND.write(rec, d.port_kind);
         l7_host::DEFAULT_PORT_NUMBER.write(rec, d.port_number);
+        l7_host::DEFAULT_METRIC.write(rec, h.default_backend.as_ref().map_or(0, |d| d.metric));
         l7_host::HOST.write(rec, host);
         l7_host::PATHS_FIRST.write(rec, next_path);
         l7_host::PATHS_COUNT.write(rec, h.paths.len() as u32);
@@ -149,6 +150,7 @@ pub(super) fn encode(t: &L7Table) -> Encoded {
         l7_path::BACKEND.write(rec, b.code);
         l7_path::PORT_KIND.write(rec, b.port_kind);
         l7_path::PORT_NUMBER.write(rec, b.port_number);
+        l7_path::METRIC.write(rec, p.metric);
         l7_path::PATH.write(rec, path);
         l7_path::SERVICE_NAMESPACE.write(rec, b.namespace);
         l7_path::SERVICE_NAME.write(rec, b.name);
@@ -264,6 +266,15 @@ type Result<T> = std::result::Result<T, ImageError>;
 
 fn bad(region: usize, index: usize, reason: &'static str) -> ImageError {
     ImageError::L7 { region: L7_REGIONS[region].0, index, reason }
+}
+
+/// A route's metrics row, checked to be one the workers publish.
+fn metric_row(row: u16, region: usize, index: usize) -> Result<u16> {
+    if usize::from(row) < crate::route_stats::ROWS {
+        Ok(row)
+    } else {
+        Err(bad(region, index, "a metrics row past the last"))
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -412,7 +423,8 @@ impl<'a> Reader<'a> {
                         l7_host::DEFAULT_INGRESS_NAMESPACE.read(rec),
                         l7_host::DEFAULT_INGRESS_NAME.read(rec),
                     );
-                    Some(DefaultRoute { backend, ingress: self.ingress(ns, name, reg::HOSTS, i)? })
+                    let metric = metric_row(l7_host::DEFAULT_METRIC.read(rec), reg::HOSTS, i)?;
+                    Some(DefaultRoute { backend, ingress: self.ingress(ns, name, reg::HOSTS, i)?, metric })
                 }
             };
             let (first, n) = (l7_host::PATHS_FIRST.read(rec), l7_host::PATHS_COUNT.read(rec));
@@ -457,7 +469,8 @@ impl<'a> Reader<'a> {
             reg::PATHS,
             j,
         )?;
-        Ok(PathRoute { kind: path_type.kind(), path_type, path, backend, ingress })
+        let metric = metric_row(l7_path::METRIC.read(rec), reg::PATHS, j)?;
+        Ok(PathRoute { kind: path_type.kind(), path_type, path, backend, ingress, metric })
     }
 
     fn conflict(&mut self, i: usize) -> Result<Conflict> {

@@ -340,8 +340,8 @@ record! {
         RESERVED: u8,
         /// The default backend's Service port number (0 when named or not a Service).
         DEFAULT_PORT_NUMBER: u16,
-        /// Zero.
-        RESERVED_2: [u8; 2],
+        /// The default backend's metrics row (`route_stats`; below `route_stats::ROWS`).
+        DEFAULT_METRIC: u16,
         /// The host (precise) or the suffix after `*.` (wildcard); empty for any host.
         HOST: Span,
         /// Its first path record.
@@ -374,8 +374,8 @@ record! {
         RESERVED: u8,
         /// The Service port number (0 when named or not a Service).
         PORT_NUMBER: u16,
-        /// Zero.
-        RESERVED_2: [u8; 2],
+        /// Its metrics row (`route_stats`; below `route_stats::ROWS`).
+        METRIC: u16,
         /// The path, as declared.
         PATH: Span,
         /// The Service namespace.
