@@ -15,8 +15,12 @@
 //! Per repeat: (a) the L4 load alone; (b) the same L4 load while `wrk -t1 -c64` (HTTPS
 //! keep-alive, TLS 1.3) loads the Ingress — wrk starts first, the generator 2 s later, and wrk
 //! runs 4 s longer than it, so the L4 window is inside wrk's; (c) the wrk load alone (the L7
-//! req/s it gets without L4 beside it). The generator, the reflector, wrk and the backends all
-//! run on core 0: the load core is crowded (two cores on this VM), which the table says.
+//! req/s it gets without L4 beside it); (d), the control: the same L4 load while `wrk -t1 -c64`
+//! (plain HTTP keep-alive) loads web-2's nginx from inside web-2's namespace — core 0 as busy
+//! as in (b), the gateway's core untouched by it — so that what (b) adds over (d) is the
+//! gateway's doing, and what (d) adds over (a) is the crowded load core's. The generator, the
+//! reflector, wrk and the backends all run on core 0 (two cores on this VM), which the table
+//! says.
 //!
 //! Not hot path; no unsafe.
 
@@ -43,6 +47,19 @@ const REFLECTOR_ROLE: &str = "b0";
 const FLOWS: u16 = 256;
 /// wrk starts this long before the generator (its 64 connections are up and loaded).
 const WRK_LEAD: Duration = Duration::from_secs(2);
+/// The control run's wrk: web-2's namespace and its nginx, not through the gateway.
+const BESIDE_ROLE: &str = "b1";
+/// web-2's nginx, as seen from its own namespace.
+const BESIDE_URL: &str = "http://198.18.1.2:8080/";
+
+/// What wrk loads while the generator runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WrkTarget {
+    /// The Ingress, HTTPS keep-alive, from the client namespace: through the gateway's worker.
+    Ingress,
+    /// web-2's nginx from its own namespace: core 0 as busy, the gateway left alone.
+    Beside,
+}
 
 /// The `--l4-mix` run's settings.
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +96,10 @@ impl L4Sample {
 struct Repeat {
     alone: L4Sample,
     with_l7: L4Sample,
+    /// (d): the L4 load beside wrk on core 0 that does not go through the gateway.
+    beside: L4Sample,
+    /// wrk's req/s in (d).
+    beside_rps: f64,
     /// wrk's req/s (non-2xx not counted) while the L4 load ran, and its p99 in ms.
     l7_rps_with_l4: f64,
     l7_p99_ms_with_l4: f64,
@@ -110,12 +131,16 @@ pub(crate) fn run(b: &mut Bench, plan: MixPlan) -> Result<(), String> {
         eprintln!("repeat {}/{}: L4 alone …", r + 1, plan.repeat);
         let alone = l4(b, plan.rate, plan.seconds as f64, "pktgen-alone")?;
         eprintln!("repeat {}/{}: L4 with wrk on the Ingress …", r + 1, plan.repeat);
-        let (with_l7, w) = with_wrk(b, plan)?;
+        let (with_l7, w) = with_wrk(b, plan, WrkTarget::Ingress)?;
+        eprintln!("repeat {}/{}: L4 with wrk beside, not through the gateway …", r + 1, plan.repeat);
+        let (beside, wb) = with_wrk(b, plan, WrkTarget::Beside)?;
         eprintln!("repeat {}/{}: wrk alone …", r + 1, plan.repeat);
         let l7 = b.measure(Proxy::Sluice, Mode::Https, plan.seconds)?;
         repeats.push(Repeat {
             alone,
             with_l7,
+            beside,
+            beside_rps: wb.requests.saturating_sub(wb.non_2xx) as f64 / wb.seconds.max(1e-9),
             l7_rps_with_l4: w.requests.saturating_sub(w.non_2xx) as f64 / w.seconds.max(1e-9),
             l7_p99_ms_with_l4: w.p99_ms.unwrap_or(0.0),
             l7_rps_alone: l7.rps(),
@@ -217,15 +242,18 @@ fn wait_l4(b: &mut Bench) -> Result<(), String> {
     }
 }
 
-/// (b): wrk on the Ingress (HTTPS keep-alive), the generator inside its run.
-fn with_wrk(b: &mut Bench, plan: MixPlan) -> Result<(L4Sample, wrk::Report), String> {
+/// (b) and (d): wrk on `target`, the generator inside its run.
+fn with_wrk(b: &mut Bench, plan: MixPlan, target: WrkTarget) -> Result<(L4Sample, wrk::Report), String> {
     let wrk_s = plan.seconds + WRK_LEAD.as_secs() + 2;
     let log = b.dir.join("wrk-mix.out");
     let f = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let url = format!("https://{}/", Proxy::Sluice.host());
+    let (role, url) = match target {
+        WrkTarget::Ingress => ("cl", format!("https://{}/", Proxy::Sluice.host())),
+        WrkTarget::Beside => (BESIDE_ROLE, BESIDE_URL.to_owned()),
+    };
     let (c, d) = (CONNS.to_string(), format!("{wrk_s}s"));
     let child = Command::new("ip")
-        .args(["netns", "exec", &b.sb.ns("cl"), "taskset", "-c", &LOAD_CORE.to_string()])
+        .args(["netns", "exec", &b.sb.ns(role), "taskset", "-c", &LOAD_CORE.to_string()])
         .args(["wrk", "-t1", "-c", &c, "-d", &d, "--timeout", "5s", "--latency", &url])
         .stdin(Stdio::null())
         .stdout(f.try_clone().map_err(|e| e.to_string())?)
@@ -235,7 +263,11 @@ fn with_wrk(b: &mut Bench, plan: MixPlan) -> Result<(L4Sample, wrk::Report), Str
     b.kids.0.push(child);
     let i = b.kids.0.len() - 1;
     std::thread::sleep(WRK_LEAD);
-    let l4 = l4(b, plan.rate, plan.seconds as f64, "pktgen-with-l7");
+    let name = match target {
+        WrkTarget::Ingress => "pktgen-with-l7",
+        WrkTarget::Beside => "pktgen-beside",
+    };
+    let l4 = l4(b, plan.rate, plan.seconds as f64, name);
     // The generator's run is over (or failed): wait for wrk, bounded, in either case.
     let deadline = Instant::now() + Duration::from_secs(wrk_s + 30);
     let mut c = b.kids.0.remove(i);
@@ -304,6 +336,17 @@ fn print(plan: MixPlan, rs: &[Repeat]) {
     );
     println!(
         "{:<22} {:>26} {:>16} {:>22} {:>22} {:>22} {:>24} {:>20}",
+        "L4 + wrk beside (d)",
+        spread(&values(rs, |r| r.beside.pps()), 0),
+        lost(|r| &r.beside),
+        spread(&values(rs, |r| r.beside.p50_us), 1),
+        spread(&values(rs, |r| r.beside.p99_us), 1),
+        spread(&values(rs, |r| r.beside.p999_us), 1),
+        spread(&values(rs, |r| r.beside_rps), 0),
+        "–"
+    );
+    println!(
+        "{:<22} {:>26} {:>16} {:>22} {:>22} {:>22} {:>24} {:>20}",
         "wrk on Ingress alone",
         "–",
         "–",
@@ -317,6 +360,9 @@ fn print(plan: MixPlan, rs: &[Repeat]) {
     println!("\nwrk errors and non-2xx over every run: {errors}");
     println!(
         "L4 latency: the generator's transmit to its receive of the reflected frame (AF_XDP copy mode both ways, the gateway twice)."
+    );
+    println!(
+        "(d): wrk -c{CONNS} plain HTTP on web-2's nginx from its own namespace, on core {LOAD_CORE}: the load core as busy, the gateway not involved (its req/s in the L7 column)."
     );
 }
 
@@ -332,6 +378,9 @@ fn result(plan: MixPlan, rs: &[Repeat]) -> Map<String, Value> {
     m.insert("l4_p50_us_with_l7".into(), json!(round(med(|r| r.with_l7.p50_us), 1)));
     m.insert("l4_p99_us_with_l7".into(), json!(round(med(|r| r.with_l7.p99_us), 1)));
     m.insert("l4_lost_with_l7".into(), json!(rs.iter().map(|r| r.with_l7.lost).sum::<u64>()));
+    m.insert("l4_p50_us_beside".into(), json!(round(med(|r| r.beside.p50_us), 1)));
+    m.insert("l4_p99_us_beside".into(), json!(round(med(|r| r.beside.p99_us), 1)));
+    m.insert("l4_lost_beside".into(), json!(rs.iter().map(|r| r.beside.lost).sum::<u64>()));
     m.insert("l7_rps_with_l4".into(), json!(round(med(|r| r.l7_rps_with_l4), 0)));
     m.insert("l7_p99_ms_with_l4".into(), json!(round(med(|r| r.l7_p99_ms_with_l4), 3)));
     m.insert("l7_rps_alone".into(), json!(round(med(|r| r.l7_rps_alone), 0)));
