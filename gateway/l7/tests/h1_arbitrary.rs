@@ -104,6 +104,30 @@ fn decode_in_reads(
     Ok((data, None))
 }
 
+/// A decoded body: its data, the trailer lines forwarded, and where it ended.
+type Decoded = Result<(Vec<u8>, Vec<u8>, Option<usize>), BodyError>;
+
+/// [`decode_in_reads`], with the trailer lines forwarded.
+fn decode_in_reads_with_trailer(bytes: &[u8], cuts: &[usize]) -> Decoded {
+    let mut d = BodyDecoder::new(Framing::Chunked, None)?;
+    let (mut data, mut trailer, mut from) = (Vec::new(), Vec::new(), 0);
+    for to in cuts.iter().map(|&c| c.min(bytes.len())).chain([bytes.len()]) {
+        if to < from {
+            continue;
+        }
+        let piece = &bytes[from..to];
+        if let Some(end) = d.decode_piece_with_trailer(
+            piece,
+            |b| data.extend_from_slice(b),
+            |t| trailer.extend_from_slice(t),
+        )? {
+            return Ok((data, trailer, Some(from + end)));
+        }
+        from = to;
+    }
+    Ok((data, trailer, None))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -143,6 +167,21 @@ proptest! {
         prop_assert_eq!(decode_in_reads(Framing::Chunked, &bytes, &sorted(cuts)), whole);
     }
 
+    /// Arbitrary trailer sections, made of field-line pieces and the names of fields that are
+    /// dropped: the same data, trailer lines forwarded, end and error however the bytes are split.
+    #[test]
+    fn arbitrary_trailer_sections_decode_alike_however_split(
+        parts in prop::collection::vec(prop::sample::select(vec![
+            "Host", "hOST", "Content-Length", "TE", "X-A", "Proxy-Authorization", "If-Unmodified-Since",
+            "X-A-Trailer-Name-Longer-Than-Any", ":", ": v", " ", "\t", "\r\n", "\r", "\n", "(",
+        ]), 0..30),
+        cuts in prop::collection::vec(0usize..400, 0..8),
+    ) {
+        let bytes = ["0\r\n", &parts.concat()].concat().into_bytes();
+        let whole = decode_in_reads_with_trailer(&bytes, &[]);
+        prop_assert_eq!(decode_in_reads_with_trailer(&bytes, &sorted(cuts)), whole);
+    }
+
     /// Fully arbitrary bytes: no panic.
     #[test]
     fn arbitrary_bytes_never_panic_the_body_decoder(
@@ -154,15 +193,21 @@ proptest! {
         let _ = decode_in_reads(Framing::ContentLength(len), &bytes, &sorted(cuts));
     }
 
-    /// Random chunks, extensions and trailers, encoded, decode back to the data and end exactly
-    /// where the body does, however split.
+    /// Random chunks, extensions and trailers, encoded, decode back to the data, the trailer
+    /// lines that may be forwarded, and end exactly where the body does, however split.
     #[test]
     fn chunked_round_trip(
         chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..40), 0..6),
         ext in prop::sample::select(vec!["", ";a", ";a=b", " ;a = \"q\\\"\"", ";x;y=z"]),
         zeros in 1usize..4,
         upper in any::<bool>(),
-        trailers in prop::sample::select(vec!["", "X: 1\r\n", "A: \r\nB: c d\r\n"]),
+        (trailers, forwarded) in prop::sample::select(vec![
+            ("", ""),
+            ("X: 1\r\n", "X: 1\r\n"),
+            ("A: \r\nB: c d\r\n", "A: \r\nB: c d\r\n"),
+            ("Host: h\r\nX-Sum: 2\r\nContent-Length: 5\r\n", "X-Sum: 2\r\n"),
+            ("X-A-Trailer-Name-Longer-Than-Any: v\r\nTE: x\r\n", "X-A-Trailer-Name-Longer-Than-Any: v\r\n"),
+        ]),
         next in prop::collection::vec(any::<u8>(), 0..10),
         cuts in prop::collection::vec(0usize..400, 0..6),
     ) {
@@ -183,6 +228,8 @@ proptest! {
         let end = wire.len();
         wire.extend_from_slice(&next);
         let data: Vec<u8> = chunks.concat();
-        prop_assert_eq!(decode_in_reads(Framing::Chunked, &wire, &sorted(cuts)), Ok((data, Some(end))));
+        prop_assert_eq!(decode_in_reads(Framing::Chunked, &wire, &sorted(cuts.clone())), Ok((data.clone(), Some(end))));
+        let forwarded = forwarded.as_bytes().to_vec();
+        prop_assert_eq!(decode_in_reads_with_trailer(&wire, &sorted(cuts)), Ok((data, forwarded, Some(end))));
     }
 }

@@ -4,7 +4,7 @@
 
 use sluice_l7::h1::{
     BodyDecoder, BodyError, Framing, HeadParser, Limits, MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES, Method,
-    Reject, RequestHead, TargetForm, Version,
+    NOT_IN_TRAILERS, Reject, RequestHead, TargetForm, Version,
 };
 
 /// Small limits, so that the limit cases stay readable.
@@ -308,6 +308,13 @@ const BODIES: &[(&str, Framing, &[u8], BodyWant)] = &[
     ("a trailer without colon", Framing::Chunked, b"0\r\nX\r\n\r\n", Err(BodyError::Trailer)),
     ("NUL in a trailer", Framing::Chunked, b"0\r\nX: a\0\r\n\r\n", Err(BodyError::Trailer)),
     ("bare LF in a trailer", Framing::Chunked, b"0\r\nX: a\n\r\n", Err(BodyError::LineEnding)),
+    ("bare CR in a trailer", Framing::Chunked, b"0\r\nX: a\rb\r\n\r\n", Err(BodyError::LineEnding)),
+    ("bare CR in a trailer's name", Framing::Chunked, b"0\r\nX\r: a\r\n\r\n", Err(BodyError::Trailer)),
+    // A line that is dropped is checked all the same: the framing around it must hold.
+    ("obs-fold after a dropped trailer", Framing::Chunked, b"0\r\nHost: a\r\n b\r\n\r\n", Err(BodyError::Trailer)),
+    ("bare CR in a dropped trailer", Framing::Chunked, b"0\r\nContent-Length: 1\r2\r\n\r\n", Err(BodyError::LineEnding)),
+    ("space before a dropped trailer's colon", Framing::Chunked, b"0\r\nHost : a\r\n\r\n", Err(BodyError::Trailer)),
+    ("a bad byte in a long trailer name", Framing::Chunked, b"0\r\nX-A-Trailer-Name-Longer-Than-Any(: a\r\n\r\n", Err(BodyError::Trailer)),
     ("bare LF as the end", Framing::Chunked, b"0\r\n\n", Err(BodyError::LineEnding)),
     ("CR CR as the end", Framing::Chunked, b"0\r\n\r\r", Err(BodyError::LineEnding)),
 ];
@@ -403,5 +410,85 @@ fn every_body_error_but_the_limit_has_a_fixture() {
     ];
     for e in errors {
         assert!(bodies.iter().any(|(_, _, _, w)| *w == Err(e)), "no fixture for {e:?}");
+    }
+}
+
+/// A trailer fixture: description, chunked body, its data, the trailer field lines forwarded (as
+/// received, without the dropped ones), and where the body ends.
+type TrailerCase = (&'static str, &'static [u8], &'static [u8], &'static [u8], usize);
+
+#[rustfmt::skip]
+const TRAILERS: &[TrailerCase] = &[
+    ("none", b"3\r\nabc\r\n0\r\n\r\n", b"abc", b"", 13),
+    ("one field", b"3\r\nabc\r\n0\r\nX-Checksum: 1234\r\n\r\n", b"abc", b"X-Checksum: 1234\r\n", 31),
+    ("after an extension on the last chunk", b"0;x=1\r\nX: 1\r\n\r\n", b"", b"X: 1\r\n", 15),
+    ("values as received: whitespace, empty, obs-text", b"0\r\nA:  x \t\r\nB:\r\nC: caf\xc3\xa9\r\n\r\n", b"", b"A:  x \t\r\nB:\r\nC: caf\xc3\xa9\r\n", 28),
+    ("names as received", b"0\r\ngrpc-STATUS: 0\r\n\r\n", b"", b"grpc-STATUS: 0\r\n", 21),
+    ("framing fields dropped", b"0\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n", b"", b"X-A: 1\r\n", 60),
+    ("dropped fields between kept ones", b"0\r\nX-A: 1\r\nHost: evil\r\nX-B: 2\r\nconnection: close\r\nTE: trailers\r\nX-C: 3\r\n\r\n", b"", b"X-A: 1\r\nX-B: 2\r\nX-C: 3\r\n", 74),
+    ("dropped in any case", b"0\r\nCONTENT-length: 5\r\ntRaIlEr: x\r\nKeep-Alive: 1\r\nUpgrade: h2c\r\n\r\n", b"", b"", 65),
+    ("authentication, cookies, forwarding fields", b"0\r\nAuthorization: Basic eA==\r\nSet-Cookie: a=b\r\nCookie: c=d\r\nX-Forwarded-For: 1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\n\r\n", b"", b"", 108),
+    ("controls and content format", b"0\r\nCache-Control: no-store\r\nIf-Match: *\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\nLocation: /x\r\n\r\n", b"", b"", 106),
+    ("the longest dropped names", b"0\r\nProxy-Authorization: x\r\nIf-Unmodified-Since: y\r\n\r\n", b"", b"", 53),
+    ("names close to dropped ones are kept", b"0\r\nHos: 1\r\nHosts: 2\r\nContent: 3\r\nContent-Lengthy: 4\r\nProxy-Authorizations: 5\r\n\r\n", b"", b"Hos: 1\r\nHosts: 2\r\nContent: 3\r\nContent-Lengthy: 4\r\nProxy-Authorizations: 5\r\n", 80),
+    ("a name longer than any dropped one", b"0\r\nX-A-Rather-Long-Trailer-Field-Name: v\r\n\r\n", b"", b"X-A-Rather-Long-Trailer-Field-Name: v\r\n", 44),
+    ("a one-byte name and the next request", b"0\r\nX:1\r\n\r\nGET / HTTP/1.1\r\n", b"", b"X:1\r\n", 10),
+];
+
+/// Decodes `pieces` in order, as separate reads: the data, the trailer lines forwarded, and the
+/// offset where the body ended.
+/// A decoded body: its data, the trailer lines forwarded, and where it ended.
+type Decoded = Result<(Vec<u8>, Vec<u8>, Option<usize>), BodyError>;
+
+fn decode_with_trailer(pieces: &[&[u8]]) -> Decoded {
+    let mut d = BodyDecoder::new(Framing::Chunked, None)?;
+    let (mut data, mut trailer, mut offset) = (Vec::new(), Vec::new(), 0);
+    for piece in pieces {
+        let end = d.decode_piece_with_trailer(
+            piece,
+            |b| data.extend_from_slice(b),
+            |t| {
+                assert!(!t.is_empty(), "no empty trailer pieces");
+                trailer.extend_from_slice(t)
+            },
+        )?;
+        if let Some(end) = end {
+            return Ok((data, trailer, Some(offset + end)));
+        }
+        offset += piece.len();
+    }
+    Ok((data, trailer, None))
+}
+
+#[test]
+fn trailer_fixtures_whole_split_at_every_byte_and_byte_by_byte() {
+    for &(desc, bytes, data, trailer, end) in TRAILERS {
+        let want = Ok((data.to_vec(), trailer.to_vec(), Some(end)));
+        assert_eq!(decode_with_trailer(&[bytes]), want, "{desc}");
+        for k in 0..=bytes.len() {
+            let (a, b) = bytes.split_at(k);
+            assert_eq!(decode_with_trailer(&[a, b]), want, "{desc}: split at {k}");
+        }
+        let one_by_one: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(decode_with_trailer(&one_by_one), want, "{desc}: byte by byte");
+        // Without a trailer sink, the same data and end.
+        assert_eq!(decode_pieces(Framing::Chunked, &[bytes]), Ok((data.to_vec(), Some(end))), "{desc}");
+    }
+}
+
+#[test]
+fn every_dropped_field_is_dropped_and_the_lines_around_it_kept() {
+    for name in NOT_IN_TRAILERS {
+        let body = format!("0\r\nX-Before: 1\r\n{name}: v\r\nX-After: 2\r\n\r\n");
+        let bytes = body.as_bytes();
+        let want = Ok((vec![], b"X-Before: 1\r\nX-After: 2\r\n".to_vec(), Some(bytes.len())));
+        for k in 0..=bytes.len() {
+            let (a, b) = bytes.split_at(k);
+            assert_eq!(decode_with_trailer(&[a, b]), want, "{name}: split at {k}");
+        }
+        // One byte longer is another field, and kept.
+        let body = format!("0\r\n{name}x: v\r\n\r\n");
+        let want = Ok((vec![], format!("{name}x: v\r\n").into_bytes(), Some(body.len())));
+        assert_eq!(decode_with_trailer(&[body.as_bytes()]), want, "{name}x");
     }
 }

@@ -26,6 +26,7 @@ const REQUESTS: &[&[u8]] = &[
     b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n",
     b"POST /p HTTP/1.1\r\nHost: app.example\r\nContent-Length: 5\r\n\r\nhello",
     b"PUT /c HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"POST /t HTTP/1.1\r\nHost: app.example\r\nTE: trailers\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: 1\r\nHost: x\r\n\r\n",
     b"POST /e HTTP/1.1\r\nHost: app.example\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
     b"GET /ws HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
     b"HEAD / HTTP/1.0\r\n\r\n",
@@ -35,6 +36,7 @@ const REQUESTS: &[&[u8]] = &[
 const RESPONSES: &[&[u8]] = &[
     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTrailer: grpc-status\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\ngrpc-status: 0\r\nContent-Length: 9\r\n\r\n",
     b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
     b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x00",
     b"HTTP/1.0 200 OK\r\n\r\nuntil close",

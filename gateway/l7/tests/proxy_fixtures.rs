@@ -144,15 +144,25 @@ impl H {
     }
 }
 
-/// The data of a chunked body (no extensions, no trailers: what Sluice writes).
-fn dechunk(mut body: &str) -> String {
+/// The data of a chunked body without trailer fields (no extensions: what Sluice writes).
+fn dechunk(body: &str) -> String {
+    let (data, trailer) = dechunk_with_trailer(body);
+    assert_eq!(trailer, "", "last chunk, no trailers");
+    data
+}
+
+/// The data and the trailer section (its field lines, without the empty line that ends it) of
+/// a chunked body Sluice wrote (no extensions), which must end where the body does.
+fn dechunk_with_trailer(mut body: &str) -> (String, String) {
     let mut data = String::new();
     loop {
         let (size, rest) = body.split_once("\r\n").expect("size line");
         let n = usize::from_str_radix(size, 16).expect("hex size");
         if n == 0 {
-            assert_eq!(rest, "\r\n", "last chunk, no trailers");
-            return data;
+            let trailer = rest.strip_suffix("\r\n").expect("the empty line at the end");
+            assert!(trailer.is_empty() || trailer.ends_with("\r\n"), "{rest:?}");
+            assert!(!trailer.contains("\r\n\r\n") && !trailer.starts_with("\r\n"), "{rest:?}");
+            return (data, trailer.to_string());
         }
         data.push_str(&rest[..n]);
         assert_eq!(&rest[n..n + 2], "\r\n");
@@ -169,9 +179,12 @@ fn a_get_is_rewritten_and_its_response_relayed_with_keep_alive_on_both_sides() {
     assert_eq!(h.connects, [ep(1)]);
     let up = h.upstream_text();
     assert!(up.starts_with("GET /a?b=1 HTTP/1.1\r\nHost: app.example\r\nAccept: */*\r\n"), "{up}");
-    for gone in ["X-Hop", "Keep-Alive", "TE:", "Connection", "6.6.6.6"] {
+    for gone in ["X-Hop", "Keep-Alive", "keep-alive", "6.6.6.6"] {
         assert!(!up.contains(gone), "{gone} forwarded: {up}");
     }
+    // TE is the client's hop's; Sluice says `trailers` for its own (see te_trailers_...).
+    assert!(up.contains("\r\nTE: trailers\r\nConnection: te\r\n\r\n"), "{up}");
+    assert_eq!((up.matches("TE:").count(), up.matches("Connection:").count()), (1, 1), "{up}");
     for set in [
         "X-Forwarded-For: 192.0.2.7\r\n",
         "X-Real-IP: 192.0.2.7\r\n",
@@ -235,7 +248,7 @@ fn pipelined_requests_are_answered_in_order_one_at_a_time() {
 
 #[test]
 fn chunked_bodies_are_reframed_both_ways_and_a_sized_body_keeps_its_length() {
-    let req = b"POST /up HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-Trailer: dropped\r\n\r\n";
+    let req = b"POST /up HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-Trailer: kept\r\n\r\n";
     let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwxyz\r\n0\r\n\r\n";
     for split in [req.len(), 1, 7] {
         let mut h = H::web();
@@ -245,8 +258,8 @@ fn chunked_bodies_are_reframed_both_ways_and_a_sized_body_keeps_its_length() {
         let up = h.upstream_text();
         let (head, body) = up.split_once("\r\n\r\n").unwrap();
         assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
-        assert_eq!(dechunk(body), "helloabc", "{body}");
-        assert!(body.ends_with("0\r\n\r\n") && !body.contains("Trailer"), "{body}");
+        let (data, trailer) = dechunk_with_trailer(body);
+        assert_eq!((data.as_str(), trailer.as_str()), ("helloabc", "X-Trailer: kept\r\n"), "{body}");
         for piece in resp.chunks(split) {
             h.respond(piece);
         }
@@ -759,4 +772,247 @@ fn each_request_is_counted_in_its_routes_row_with_its_durations() {
     published.sort();
     assert_eq!(published, [(0, 2), (1, 1), (3, 1)]);
     h.ctx.routes_mut().drain_changed(|row, _| panic!("row {row} again"));
+}
+
+/// A gRPC-like exchange over HTTP/1.1: trailers both ways, among them fields no trailer may carry.
+const TRAILER_REQUEST: &[u8] = b"POST /grpc HTTP/1.1\r\nHost: app.example\r\nTE: trailers\r\n\
+    Trailer: X-Checksum, Host\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\
+    Host: evil.example\r\nContent-Length: 99\r\nX-Forwarded-For: 6.6.6.6\r\nx-other:  v \r\n\r\n";
+const TRAILER_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\n\
+    Trailer: grpc-status, grpc-message, Content-Type\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n\
+    0\r\ngrpc-status: 0\r\nContent-Type: text/evil\r\ngrpc-message: fine\r\nSet-Cookie: s=1\r\n\
+    Transfer-Encoding: chunked\r\n\r\n";
+
+/// What one trailer exchange gave: the upstream's head, data and trailers; the client's head,
+/// data and trailers; the next request the upstream got, and the releases.
+type TrailerRun = (String, String, String, String, String, String, String, Vec<bool>);
+
+/// Runs [`TRAILER_REQUEST`] and [`TRAILER_RESPONSE`] arriving in these pieces, then a second
+/// request on the same connection.
+fn trailer_exchange(req: &[&[u8]], resp: &[&[u8]]) -> TrailerRun {
+    let mut h = H::web();
+    for piece in req {
+        h.send(piece);
+    }
+    let up = h.upstream_text();
+    for piece in resp {
+        h.respond(piece);
+    }
+    h.send(b"GET /next HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    let next = h.upstream_text();
+    h.respond(b"HTTP/1.1 204 No Content\r\n\r\n");
+    let client = h.client_text();
+    let (client, second) = client.split_once("HTTP/1.1 204 ").expect("the second response");
+    assert_eq!(second, "No Content\r\nServer: sluice\r\n\r\n", "nothing of the first one left over");
+    let (up_head, up_body) = up.split_once("\r\n\r\n").unwrap();
+    let (c_head, c_body) = client.split_once("\r\n\r\n").unwrap();
+    let (up_data, up_trailer) = dechunk_with_trailer(up_body);
+    let (c_data, c_trailer) = dechunk_with_trailer(c_body);
+    (up_head.into(), up_data, up_trailer, c_head.into(), c_data, c_trailer, next, h.releases.clone())
+}
+
+#[test]
+fn trailers_are_forwarded_both_ways_without_the_fields_no_trailer_may_carry() {
+    let reference = trailer_exchange(&[TRAILER_REQUEST], &[TRAILER_RESPONSE]);
+    let (up_head, up_data, up_trailer, c_head, c_data, c_trailer, next, releases) = &reference;
+    for want in
+        ["TE: trailers\r\n", "Connection: te", "Trailer: X-Checksum\r\n", "Transfer-Encoding: chunked\r\n"]
+    {
+        assert!(up_head.contains(want), "{want}: {up_head}");
+    }
+    assert!(!up_head.contains("Host\r\n"), "Host is not announced as a trailer: {up_head}");
+    assert_eq!(up_data, "hello");
+    assert_eq!(
+        up_trailer, "X-Checksum: abc\r\nx-other:  v \r\n",
+        "Host, Content-Length, X-Forwarded-For dropped"
+    );
+    assert_eq!(
+        c_head,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\nTrailer: grpc-status, grpc-message\r\n\
+         Server: sluice\r\nTransfer-Encoding: chunked"
+    );
+    assert_eq!(c_data, "ok");
+    assert_eq!(c_trailer, "grpc-status: 0\r\ngrpc-message: fine\r\n", "Content-Type, Set-Cookie, TE dropped");
+    assert!(next.starts_with("GET /next HTTP/1.1\r\n"), "{next}");
+    assert_eq!(releases, &[true, true], "both upstream connections pooled: the bodies ended exactly");
+
+    // Split in two at every byte, each way, and a byte at a time: the same bytes arrive.
+    for cut in 0..=TRAILER_REQUEST.len() {
+        let (a, b) = TRAILER_REQUEST.split_at(cut);
+        assert_eq!(trailer_exchange(&[a, b], &[TRAILER_RESPONSE]), reference, "request cut at {cut}");
+    }
+    for cut in 0..=TRAILER_RESPONSE.len() {
+        let (a, b) = TRAILER_RESPONSE.split_at(cut);
+        assert_eq!(trailer_exchange(&[TRAILER_REQUEST], &[a, b]), reference, "response cut at {cut}");
+    }
+    let req: Vec<&[u8]> = TRAILER_REQUEST.chunks(1).collect();
+    let resp: Vec<&[u8]> = TRAILER_RESPONSE.chunks(1).collect();
+    assert_eq!(trailer_exchange(&req, &resp), reference, "byte by byte");
+}
+
+#[test]
+fn trailers_are_dropped_toward_an_http10_client_whose_body_ends_at_close() {
+    let resp = b"HTTP/1.1 200 OK\r\nTrailer: X-Checksum\r\nTransfer-Encoding: chunked\r\n\r\n\
+        3\r\nabc\r\n3\r\ndef\r\n0\r\nX-Checksum: 99\r\n\r\n";
+    for cut in 0..=resp.len() {
+        let mut h = H::web();
+        h.send(b"GET / HTTP/1.0\r\nHost: app.example\r\nTE: trailers\r\n\r\n");
+        let up = h.upstream_text();
+        assert!(!up.contains("TE:") && !up.contains("Connection:"), "{up}");
+        h.respond(&resp[..cut]);
+        h.respond(&resp[cut..]);
+        assert_eq!(
+            h.client_text(),
+            "HTTP/1.1 200 OK\r\nServer: sluice\r\nConnection: close\r\n\r\nabcdef",
+            "cut at {cut}"
+        );
+        assert!(h.conn.is_finished(), "the close ends the body");
+        assert_eq!(h.releases, [true], "the upstream's body was read to its end");
+    }
+}
+
+#[test]
+fn te_trailers_goes_upstream_only_for_a_client_that_gets_the_trailers() {
+    type Case = (&'static [u8], &'static [&'static str], &'static [&'static str]);
+    let cases: &[Case] = &[
+        (b"GET / HTTP/1.1\r\nHost: app.example\r\nTE: trailers\r\n\r\n", &["TE: trailers\r\n", "Connection: te\r\n"], &[]),
+        (
+            b"GET / HTTP/1.1\r\nHost: app.example\r\nTE: gzip;q=0.5, Trailers\r\nConnection: TE\r\n\r\n",
+            &["TE: trailers\r\n", "Connection: te\r\n"],
+            &["gzip", "TE\r\n"],
+        ),
+        (b"GET / HTTP/1.1\r\nHost: app.example\r\nTE: gzip\r\n\r\n", &[], &["TE:", "Connection:", "gzip"]),
+        (b"GET / HTTP/1.0\r\nHost: app.example\r\nTE: trailers\r\n\r\n", &[], &["TE:", "Connection:"]),
+        (b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n", &[], &["TE:", "Connection:"]),
+        (
+            b"GET /ws HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade, TE\r\nTE: trailers\r\nUpgrade: websocket\r\n\r\n",
+            &["TE: trailers\r\n", "Connection: te, upgrade\r\n", "Upgrade: websocket\r\n"],
+            &[],
+        ),
+        // Trailer announces a trailer section: only with a chunked body, only names that may come.
+        (
+            b"POST / HTTP/1.1\r\nHost: app.example\r\nTrailer: X-Sum\r\nContent-Length: 1\r\n\r\nx",
+            &["Content-Length: 1\r\n"],
+            &["Trailer"],
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: app.example\r\nTrailer: Host, authorization\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            &["Transfer-Encoding: chunked\r\n"],
+            &["Trailer"],
+        ),
+    ];
+    for &(req, present, absent) in cases {
+        let mut h = H::web();
+        h.send(req);
+        let up = h.upstream_text();
+        let head = up.split_once("\r\n\r\n").unwrap().0.to_string() + "\r\n";
+        for p in present {
+            assert!(head.contains(p), "{p:?} missing: {head}");
+        }
+        for a in absent {
+            assert!(!head.contains(a), "{a:?} forwarded: {head}");
+        }
+        assert!(head.matches("Connection:").count() <= 1, "{head}");
+    }
+}
+
+/// Offers all of `input` from the client (`to_upstream`) or from the upstream, as fast as the
+/// connection reads it, while the other side takes `take` bytes per write: what that side got,
+/// whether a read was cut short by full buffers, and how many writes carried the trailer
+/// section (from the last chunk's line to the end).
+fn trickle(h: &mut H, input: &[u8], to_upstream: bool, take: usize) -> (Vec<u8>, bool, usize) {
+    let (mut got, mut rest, mut cut_short) = (Vec::new(), input, false);
+    // Writes so far, and the ones that carried the last chunk's line and the section's end.
+    let (mut writes, mut first, mut last) = (0, None, None);
+    loop {
+        let mut moved = false;
+        if !rest.is_empty() {
+            let buf = if to_upstream { h.conn.client_read_buf() } else { h.conn.upstream_read_buf() };
+            let n = buf.len().min(rest.len());
+            cut_short |= n < rest.len();
+            if n > 0 {
+                buf[..n].copy_from_slice(&rest[..n]);
+                if to_upstream {
+                    h.conn.client_read(&mut h.ctx, n, 0);
+                } else {
+                    h.conn.upstream_read(&mut h.ctx, n, 0);
+                }
+                rest = &rest[n..];
+                moved = true;
+            }
+        }
+        while let Some(a) = h.conn.poll_action() {
+            match a {
+                Action::Connect(_) => h.conn.upstream_connected(&mut h.ctx, false, 0),
+                Action::Release { keep_alive } => h.releases.push(keep_alive),
+            }
+            moved = true;
+        }
+        let out = if to_upstream { h.conn.upstream_write_buf() } else { h.conn.client_write_buf() };
+        let m = out.len().min(take);
+        if m > 0 {
+            got.extend_from_slice(&out[..m]);
+            if to_upstream {
+                h.conn.upstream_wrote(&mut h.ctx, m, 0);
+            } else {
+                h.conn.client_wrote(&mut h.ctx, m, 0);
+            }
+            moved = true;
+            let tail = &got[got.len().saturating_sub(m + 4)..];
+            writes += 1;
+            if first.is_none() && tail.windows(5).any(|w| w == b"\r\n0\r\n") {
+                first = Some(writes);
+            }
+            if first.is_some() && last.is_none() && got.ends_with(b"\r\n\r\n") {
+                last = Some(writes);
+            }
+        }
+        if !moved {
+            let trailer_writes = first.zip(last).map_or(0, |(f, l)| l + 1 - f);
+            return (got, cut_short, trailer_writes);
+        }
+    }
+}
+
+#[test]
+fn a_trailer_section_crosses_full_buffers_both_ways_unchanged() {
+    // 100 KiB of data, more than the two buffers on its way hold, then 11 KiB of trailer lines:
+    // some dropped, some with names longer than any dropped one.
+    let data = "d".repeat(100 * 1024);
+    let (mut trailer_in, mut trailer_out) = (String::new(), String::new());
+    for i in 0..200 {
+        let line = match i % 10 {
+            3 => format!("Content-Length: {i}\r\n"),
+            7 => format!("X-A-Trailer-Name-Longer-Than-Any-{i}: {}\r\n", "v".repeat(30)),
+            _ => format!("X-T-{i}: {}\r\n", "w".repeat(40)),
+        };
+        trailer_in.push_str(&line);
+        if i % 10 != 3 {
+            trailer_out.push_str(&line);
+        }
+    }
+    assert!(trailer_in.len() > 8 * 1024 && trailer_in.len() < sluice_l7::h1::MAX_TRAILER_BYTES);
+    let body = format!("{:x}\r\n{data}\r\n0\r\n{trailer_in}\r\n", data.len());
+    let req = format!("POST / HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+    let resp = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+
+    for take in [1, 777, 4093] {
+        let mut h = H::web();
+        let (up, cut_short, drains) = trickle(&mut h, req.as_bytes(), true, take);
+        assert!(cut_short, "take {take}: the client's bytes did not fit the buffers at once");
+        assert!(drains >= 3, "take {take}: the trailer section left in {drains} writes");
+        let up = String::from_utf8(up).unwrap();
+        let (up_data, up_trailer) = dechunk_with_trailer(up.split_once("\r\n\r\n").unwrap().1);
+        assert!(up_data == data && up_trailer == trailer_out, "take {take}: request body or trailers differ");
+
+        let (client, cut_short, drains) = trickle(&mut h, resp.as_bytes(), false, take);
+        assert!(cut_short, "take {take}: the upstream's bytes did not fit the buffers at once");
+        assert!(drains >= 3, "take {take}: the trailer section left in {drains} writes");
+        let client = String::from_utf8(client).unwrap();
+        let (c_data, c_trailer) = dechunk_with_trailer(client.split_once("\r\n\r\n").unwrap().1);
+        assert!(c_data == data && c_trailer == trailer_out, "take {take}: response body or trailers differ");
+        assert_eq!(h.releases, [true], "take {take}");
+        let max = h.ctx.stats().max_conn_buffered_bytes;
+        assert!(max <= 4 * 48 * 1024, "take {take}: {max} bytes buffered");
+    }
 }

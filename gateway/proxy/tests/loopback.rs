@@ -284,6 +284,36 @@ fn http10_clients_get_close_delimited_bodies_of_unknown_length() {
 }
 
 #[test]
+fn trailers_cross_the_proxy_both_ways_on_real_sockets() {
+    let backend = Backend::start();
+    let proxy = run_proxy(config(), table(&[backend.addr]), None);
+    // A raw client: request trailers reach the backend (which sends them back as its data), the
+    // backend's reach the client; the fields no trailer may carry stay behind.
+    let mut c = Client::connect(proxy.http);
+    c.send(
+        b"POST /trailers HTTP/1.1\r\nHost: app.test\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\n\r\n\
+          2\r\nhi\r\n0\r\nX-Sum: 7\r\nAuthorization: Basic eA==\r\n\r\n",
+    );
+    let r = read_response(&mut c.r, false);
+    assert_eq!((r.status, r.text().as_str()), (200, "X-Sum: 7\r\n"));
+    assert_eq!(r.field("trailer"), Some("X-Checksum"));
+    assert_eq!(r.trailers, [("x-checksum".to_string(), "42".to_string())]);
+    // The connection goes on: the trailer sections ended where they should.
+    let r = c.get("/headers");
+    assert!(r.text().starts_with("GET /headers HTTP/1.1\n"), "{}", r.text());
+    // curl shows the trailer fields it received with the head (-D).
+    let url = format!("http://{}/trailers", proxy.http);
+    let out = Command::new("curl")
+        .args(["-sS", "-D", "-", "-o", "/dev/null", "--max-time", "20", "-H", "Host: app.test", &url])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Transfer-Encoding: chunked\r\n") && text.contains("X-Checksum: 42\r\n"), "{text}");
+    assert!(!text.contains("no=1"), "{text}");
+}
+
+#[test]
 fn a_body_over_the_limit_is_413_and_never_reaches_the_backend() {
     let backend = Backend::start();
     let core = Config { max_body_bytes: Some(1000), ..Config::default() };

@@ -766,9 +766,9 @@ mod tests {
               Proxy-Connection: x\r\nTE: trailers\r\nTrailer: T\r\nUpgrade: websocket\r\nX-Other: 2\r\n\r\n",
         );
         let forwarded: Vec<&str> = h.end_to_end_fields(false).map(|f| f.name).collect();
-        assert_eq!(forwarded, ["Host", "X-Other"]);
+        assert_eq!(forwarded, ["Host", "Trailer", "X-Other"], "Trailer is the message's (RFC 9110 §6.6.2)");
         let forwarded: Vec<&str> = h.end_to_end_fields(true).map(|f| f.name).collect();
-        assert_eq!(forwarded, ["Host", "Upgrade", "X-Other"]);
+        assert_eq!(forwarded, ["Host", "Trailer", "Upgrade", "X-Other"]);
         assert!(h.is_hop_by_hop("x-secret", false));
         assert!(h.is_hop_by_hop("Transfer-Encoding", false));
         assert!(!h.is_hop_by_hop("X-Other", false));

@@ -36,20 +36,26 @@
 //! 4. The body is read with a [`BodyDecoder`] made from the framing: it is fed whatever bytes
 //!    arrive and hands back ranges of them that are body data, never buffering any. The
 //!    chunked decoder checks sizes (hex digits only, no overflow), extensions (RFC 9112 §7.1.1
-//!    grammar), the CRLF after each chunk's data, and the trailer section, whose fields are
-//!    checked and dropped; chunked framing demands CRLF line ends. A failure is a
-//!    [`BodyError`]: 400 (413 over the body limit) and close.
+//!    grammar), the CRLF after each chunk's data, and the trailer section, whose field lines
+//!    are checked like a head's (no obs-fold, no bare CR, a token and a colon) and handed back
+//!    as ranges of the input to forward, except the fields [`NOT_IN_TRAILERS`] names (RFC 9110
+//!    §6.5.1: framing, routing, authentication, controls...), which are dropped; chunked
+//!    framing demands CRLF line ends. A failure is a [`BodyError`]: 400 (413 over the body
+//!    limit) and close.
 //!
 //! [`RequestHead::is_hop_by_hop`] says which fields are not forwarded: Connection and every
-//! field it names, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding and Upgrade
-//! (kept when the request is being upgraded). [`response_body`] says whether a response has a
-//! body: not for HEAD, 1xx, 204 and 304; a 101, or a 2xx to CONNECT, turns the connection into
-//! a tunnel.
+//! field it names, Keep-Alive, Proxy-Connection, TE, Transfer-Encoding and Upgrade (kept when
+//! the request is being upgraded). Trailer is not hop-by-hop (RFC 9110 §6.6.2); the forwarding
+//! code keeps it only where the trailer section goes too. [`response_body`] says whether a
+//! response has a body: not for HEAD, 1xx, 204 and 304; a 101, or a 2xx to CONNECT, turns the
+//! connection into a tunnel.
 //!
 //! # Known limits
 //! - The request-target is checked for its form, not percent-encoding or dot-segments; routing
 //!   sees the path as received.
-//! - Trailer fields are dropped, not forwarded.
+//! - A trailer field named by the message's Connection field is not dropped for it: the
+//!   decoder knows only the fixed list [`NOT_IN_TRAILERS`] (which has every fixed hop-by-hop
+//!   name).
 //! - A version other than 1.0 and 1.1 gets 400 (505 would be more precise).
 //! - Field names with underscores are accepted like any token; whether to forward them is the
 //!   forwarding code's decision.
@@ -62,8 +68,10 @@ mod fields;
 mod head;
 mod response;
 
-pub use body::{BodyDecoder, BodyError, MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES, Step};
-pub use fields::{HOP_BY_HOP, tokens};
+pub use body::{
+    BodyDecoder, BodyError, MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES, MAX_TRAILER_PREFIX_BYTES, Step,
+};
+pub use fields::{HOP_BY_HOP, NOT_IN_TRAILERS, is_allowed_in_trailer, tokens};
 pub use head::{Field, Framing, HeadParser, Limits, MAX_FIELDS, RequestHead, TargetForm};
 pub use response::{ResponseBody, response_body};
 

@@ -27,8 +27,18 @@
 //! - Bodies stream both ways through the four fixed buffers of the connection: a side is not
 //!   read while the buffer its bytes go to is full, so a body of any size holds at most those
 //!   buffers. Content-Length bodies are copied (the length kept); chunked ones are decoded and
-//!   framed again (trailers dropped); a response delimited by close goes chunked to an HTTP/1.1
-//!   client and delimited by close to an HTTP/1.0 one.
+//!   framed again; a response delimited by close goes chunked to an HTTP/1.1 client and
+//!   delimited by close to an HTTP/1.0 one.
+//! - Trailers (RFC 9110 §6.5, RFC 9112 §7.1.2): a chunked body's trailer section goes on
+//!   wherever the body goes on chunked — every request body (upstreams get HTTP/1.1), and a
+//!   response to an HTTP/1.1 client — line by line as it arrives, through the same bounded
+//!   buffers, without the fields [`crate::h1::NOT_IN_TRAILERS`] names (framing, hop-by-hop,
+//!   routing, authentication, controls, content format, the forwarding fields). An HTTP/1.0
+//!   client gets the body delimited by close and no trailers (RFC 9110 §6.5.1 lets a recipient
+//!   discard them). The Trailer field goes along only with its trailer section, without the
+//!   names dropped from it. `TE: trailers` is hop-by-hop: Sluice sends its own upstream (with
+//!   `Connection: te`) only when the client sent it and is HTTP/1.1, i.e. when the response's
+//!   trailers will reach a client that asked for them (RFC 9110 §10.1.4).
 //! - Rewriting: requests go upstream as HTTP/1.1 with origin-form targets, without hop-by-hop
 //!   fields, with `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host`,
 //!   `X-Forwarded-Port` set by Sluice (the client's own are dropped unless
@@ -49,7 +59,10 @@
 //!   send timeout on a client that does not read.
 //!
 //! # Known limits
-//! - Trailer fields of chunked bodies are dropped both ways.
+//! - An HTTP/1.0 client never gets trailers (its body is delimited by close), and trailers are
+//!   never merged into a head: that would mean holding the whole body.
+//! - A trailer field named by the message's Connection field is forwarded unless it is one of
+//!   [`crate::h1::NOT_IN_TRAILERS`] (the head is gone by the time the trailers come).
 //! - A request whose response completes before its body was all read closes the client
 //!   connection afterwards (the rest of the body is not drained).
 //! - A tunnel ends when either side closes (no half-close).
@@ -74,7 +87,8 @@ use buf::{Buf, Out};
 use response::{Body, Client};
 
 use crate::h1::{
-    BodyDecoder, BodyError, Framing, HeadParser, Limits, Method, RequestHead, TargetForm, Version,
+    BodyDecoder, BodyError, Framing, HeadParser, Limits, MAX_TRAILER_PREFIX_BYTES, Method, RequestHead,
+    TargetForm, Version, is_allowed_in_trailer, tokens,
 };
 use crate::route::Route;
 use sluice_model::route_stats::{self, Row};
@@ -1210,10 +1224,12 @@ fn begin(
     };
     let upgrade = head.upgrade().is_some();
     let chunked = head.framing() == Framing::Chunked;
+    let client = Client { method, http11: head.version() == Version::Http11, close: !keep, upgrade };
     uout.clear();
     uout.keep_from_start();
     let rid = [ctx.next_random(), ctx.next_random()];
-    if write_request(head, uout, peer, local_port, https, ctx.config.trust_forwarded_headers, rid).is_err() {
+    let trusted = ctx.config.trust_forwarded_headers;
+    if write_request(head, client, uout, peer, local_port, https, trusted, rid).is_err() {
         uout.clear();
         return Start::Local { status: 431, close: true, discard: None };
     }
@@ -1227,7 +1243,7 @@ fn begin(
         addr,
         tries: 1,
         idempotent,
-        client: Client { method, http11: head.version() == Version::Http11, close: !keep, upgrade },
+        client,
         req,
         req_chunked: chunked,
         req_done: !has_body,
@@ -1247,8 +1263,10 @@ fn begin(
 }
 
 /// Writes the request head the upstream gets.
+#[expect(clippy::too_many_arguments, reason = "the request and the connection's facts, each used once")]
 fn write_request(
     head: &RequestHead<'_>,
+    client: Client,
     uout: &mut Buf,
     peer: SocketAddr,
     local_port: u16,
@@ -1274,9 +1292,17 @@ fn write_request(
     }
     let (mut xff, mut has_real_ip, mut has_proto, mut has_fhost, mut has_fport, mut has_rid) =
         (None, false, false, false, false, false);
+    let chunked = head.framing() == Framing::Chunked;
     for f in head.end_to_end_fields(upgrading) {
         let n = f.name;
         if n.eq_ignore_ascii_case("host") && head.form() == TargetForm::Absolute {
+            continue;
+        }
+        if n.eq_ignore_ascii_case("trailer") {
+            // It announces the trailer section, which goes upstream with a chunked body only.
+            if chunked && !write_trailer_field(out.0, f.value) {
+                return Err(std::fmt::Error);
+            }
             continue;
         }
         if n.eq_ignore_ascii_case("x-forwarded-for") {
@@ -1333,25 +1359,48 @@ fn write_request(
     if !has_rid {
         write!(out, "X-Request-ID: {:016x}{:016x}\r\n", rid[0], rid[1])?;
     }
-    if head.framing() == Framing::Chunked {
+    if chunked {
         out.write_str("Transfer-Encoding: chunked\r\n")?;
     }
-    if upgrading {
-        out.write_str("Connection: upgrade\r\n")?;
+    // RFC 9110 §10.1.4: `TE: trailers` says the sender will not discard trailer fields. TE is
+    // hop-by-hop, so Sluice says it for itself, and only when that holds end to end: the client
+    // said it, and the response's trailer section will reach the client (which gets a chunked
+    // body, HTTP/1.1). Its other t-codings are not Sluice's to accept. A sender of TE names it
+    // in Connection too.
+    let te_trailers = client.takes_chunked()
+        && head.fields().any(|f| {
+            f.name.eq_ignore_ascii_case("te") && tokens(f.value).any(|t| t.eq_ignore_ascii_case(b"trailers"))
+        });
+    if te_trailers {
+        out.write_str("TE: trailers\r\n")?;
+    }
+    match (te_trailers, upgrading) {
+        (true, true) => out.write_str("Connection: te, upgrade\r\n")?,
+        (true, false) => out.write_str("Connection: te\r\n")?,
+        (false, true) => out.write_str("Connection: upgrade\r\n")?,
+        (false, false) => {}
     }
     out.write_str("\r\n")
 }
 
+/// Room a re-framing step keeps free in its destination beyond the bytes it consumes: a data
+/// step's chunk-size line (up to 16 hex digits, CRLF) and the CRLF after the data; a step at the
+/// end, the last chunk (`0` CRLF), a held trailer name and the final CRLF.
+const REFRAME_ROOM: usize = 32;
+const _: () = assert!(16 + 2 + 2 <= REFRAME_ROOM && 3 + MAX_TRAILER_PREFIX_BYTES + 2 <= REFRAME_ROOM);
+
 /// Decodes a body from `src` into `dst` as far as both allow, framing it chunked again if
-/// `rechunk`: whether bytes moved, and whether the body is complete.
+/// `rechunk`: whether bytes moved, and whether the body is complete. A chunked body's trailer
+/// section goes along when `rechunk` (RFC 9112 §7.1.2: the recipient gets it chunked too),
+/// without the fields [`crate::h1::NOT_IN_TRAILERS`] names; without `rechunk` (an HTTP/1.0
+/// client gets the body delimited by close) it is dropped, as RFC 9110 §6.5.1 allows.
 fn pump(
     dec: &mut BodyDecoder,
     src: &mut Buf,
     dst: &mut Buf,
     rechunk: bool,
 ) -> Result<(bool, bool), BodyError> {
-    // A chunk's size line and CRLF, and the last chunk.
-    let overhead = if rechunk { 32 } else { 0 };
+    let overhead = if rechunk { REFRAME_ROOM } else { 0 };
     let mut moved = false;
     loop {
         if dec.is_done() {
@@ -1376,11 +1425,21 @@ fn pump(
                 dst.push(b"\r\n");
             }
         }
+        if rechunk {
+            if step.last_chunk {
+                dst.push(b"0\r\n");
+            }
+            if !step.trailer.is_empty() {
+                dst.push(dec.trailer_prefix());
+                dst.push(&src.bytes()[step.trailer.clone()]);
+            }
+        }
         src.consume(step.consumed);
         moved |= step.consumed > 0;
         if step.done {
             if rechunk {
-                dst.push(b"0\r\n\r\n");
+                // The empty line that ends the trailer section.
+                dst.push(b"\r\n");
             }
             return Ok((moved, true));
         }
@@ -1392,7 +1451,7 @@ fn pump(
 
 /// Copies what fits from `src` to `dst` (as one chunk if `rechunk`); whether bytes moved.
 fn copy(src: &mut Buf, dst: &mut Buf, rechunk: bool) -> bool {
-    let overhead = if rechunk { 32 } else { 0 };
+    let overhead = if rechunk { REFRAME_ROOM } else { 0 };
     let n = src.len().min(dst.room(true).saturating_sub(overhead));
     if n == 0 {
         return false;
@@ -1406,6 +1465,23 @@ fn copy(src: &mut Buf, dst: &mut Buf, rechunk: bool) -> bool {
     }
     src.consume(n);
     true
+}
+
+/// Writes a Trailer field (RFC 9110 §6.6.2) announcing the names of `value` that may be
+/// forwarded in a trailer section ([`is_allowed_in_trailer`]); nothing when none may. False
+/// when it does not fit.
+fn write_trailer_field(out: &mut Buf, value: &[u8]) -> bool {
+    let mut names = tokens(value).filter(|n| is_allowed_in_trailer(n));
+    let Some(first) = names.next() else { return true };
+    if !(out.push(b"Trailer: ") && out.push(first)) {
+        return false;
+    }
+    for n in names {
+        if !(out.push(b", ") && out.push(n)) {
+            return false;
+        }
+    }
+    out.push(b"\r\n")
 }
 
 /// The reason phrase Sluice sends with its own statuses.

@@ -1,10 +1,12 @@
 //! Upstream response heads: parsed with `httparse`, framed by RFC 9112 §6.3, and rewritten
-//! for the client in one pass (hop-by-hop fields out, `Server` in when missing, the framing
-//! and `Connection` the client connection needs).
+//! for the client in one pass (hop-by-hop fields out, `Trailer` only where the trailer section
+//! goes too, `Server` in when missing, the framing and `Connection` the client connection
+//! needs).
 //!
 //! Hot path: allocates nothing (the field array is on the stack).
 
 use super::buf::Buf;
+use super::write_trailer_field;
 use crate::h1::{HOP_BY_HOP, MAX_FIELDS, Method, ResponseBody, response_body, tokens};
 
 /// How a response body is delimited on the upstream connection.
@@ -33,6 +35,14 @@ pub(crate) struct Client {
     pub(crate) close: bool,
     /// The request asked for an upgrade.
     pub(crate) upgrade: bool,
+}
+
+impl Client {
+    /// Whether a body of unknown length reaches this client chunked (with its trailer section):
+    /// HTTP/1.1 clients; an HTTP/1.0 one gets it delimited by close.
+    pub(crate) const fn takes_chunked(&self) -> bool {
+        self.http11
+    }
 }
 
 /// A response head, read and (unless interim and dropped) written for the client.
@@ -118,7 +128,11 @@ pub(crate) fn relay_head(buf: &[u8], client: Client, out: &mut Buf) -> Result<Op
         // (RFC 9110 §15.2).
         if client.http11 {
             write_status(out, status, reason)?;
-            for f in fields.iter().filter(|f| !hop_by_hop(f.name, fields, false)) {
+            // No body, so no trailer section for a Trailer field to announce.
+            let relayed = |f: &&httparse::Header<'_>| {
+                !hop_by_hop(f.name, fields, false) && !f.name.eq_ignore_ascii_case("trailer")
+            };
+            for f in fields.iter().filter(relayed) {
                 write_field(out, f.name, f.value)?;
             }
             push(out, b"\r\n")?;
@@ -152,7 +166,7 @@ pub(crate) fn relay_head(buf: &[u8], client: Client, out: &mut Buf) -> Result<Op
     // A body of unknown length goes chunked to an HTTP/1.1 client; an HTTP/1.0 client gets it
     // delimited by close.
     let unknown = matches!(body, Body::Chunked | Body::Close);
-    let rechunk = unknown && client.http11;
+    let rechunk = unknown && client.takes_chunked();
     let close_client = client.close || (unknown && !client.http11) || (body == Body::Close && !rechunk);
     let tunnel = body == Body::Tunnel;
 
@@ -163,6 +177,14 @@ pub(crate) fn relay_head(buf: &[u8], client: Client, out: &mut Buf) -> Result<Op
         }
         // A length is forwarded only with the body it describes (rule 3: not with chunked).
         if f.name.eq_ignore_ascii_case("content-length") && te && kind == ResponseBody::Framed {
+            continue;
+        }
+        if f.name.eq_ignore_ascii_case("trailer") {
+            // It announces the trailer section, which reaches the client only from a chunked body
+            // sent on chunked (RFC 9110 §6.6.2), and without the fields dropped from it.
+            if body == Body::Chunked && rechunk && !write_trailer_field(out, f.value) {
+                return Err(BadResponse::TooLarge);
+            }
             continue;
         }
         write_field(out, f.name, f.value)?;
@@ -297,5 +319,24 @@ mod tests {
         let (r, out) = relay("HTTP/1.1 100 Continue\r\n\r\n", http10);
         assert_eq!(r.unwrap().unwrap().status, 100);
         assert_eq!(out, "", "no interim response to a 1.0 client");
+    }
+
+    #[test]
+    fn trailer_goes_only_where_the_trailer_section_does_without_the_dropped_names() {
+        let chunked = "HTTP/1.1 200 OK\r\nTrailer: grpc-status, Content-Length,grpc-message\r\nTrailer: Host\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (r, out) = relay(chunked, GET11);
+        assert!(r.unwrap().unwrap().rechunk);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nTrailer: grpc-status, grpc-message\r\nServer: sluice\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "a Trailer field left with no name is not written"
+        );
+        // An HTTP/1.0 client gets no trailer section, a sized body has none.
+        let (_, out) = relay(chunked, Client { http11: false, ..GET11 });
+        assert!(!out.contains("Trailer"), "{out}");
+        let (_, out) = relay("HTTP/1.1 200 OK\r\nTrailer: X\r\nContent-Length: 1\r\n\r\n", GET11);
+        assert!(!out.contains("Trailer"), "{out}");
+        let (_, out) = relay("HTTP/1.1 103 Early Hints\r\nTrailer: X\r\nLink: </a>\r\n\r\n", GET11);
+        assert_eq!(out, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n");
     }
 }

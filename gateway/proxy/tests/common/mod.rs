@@ -20,7 +20,9 @@ use sluice_proxy::{Proxy, ProxyConfig, ProxyStats};
 
 /// A backend: `/echo` answers the request body, `/headers` the request head, `/big?n=N` N
 /// bytes, `/sink` the body's length, `/ws` upgrades and echoes, `/chunked` a chunked
-/// answer, `/silent` never answers; anything else `ok`.
+/// answer, `/trailers` a chunked answer whose data is the request's trailer lines and whose
+/// trailers are `X-Checksum: 42` and `Set-Cookie: no=1`, `/silent` never answers; anything else
+/// `ok`.
 pub struct Backend {
     pub addr: SocketAddr,
     pub connections: Arc<AtomicUsize>,
@@ -80,6 +82,7 @@ fn serve(stream: TcpStream, stop: &AtomicBool) {
         // connection the upstream drops, as servers do on their idle timeout).
         let keep = target != "/once";
         let mut body = Vec::new();
+        let mut trailers = String::new();
         let mut count = 0u64;
         let store = !target.starts_with("/sink");
         let mut take = |data: &[u8]| {
@@ -110,6 +113,7 @@ fn serve(stream: TcpStream, stop: &AtomicBool) {
                         if l == "\r\n" {
                             break;
                         }
+                        trailers.push_str(&l);
                     }
                     break;
                 }
@@ -127,6 +131,12 @@ fn serve(stream: TcpStream, stop: &AtomicBool) {
             "/headers" => ok(&mut w, head_text(&head, &fields).as_bytes()),
             "/sink" => ok(&mut w, count.to_string().as_bytes()),
             "/chunked" => w.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+            "/trailers" => {
+                let head = "HTTP/1.1 200 OK\r\nTrailer: X-Checksum, Set-Cookie\r\nTransfer-Encoding: chunked\r\n\r\n";
+                let chunk = if trailers.is_empty() { String::new() } else { format!("{:x}\r\n{trailers}\r\n", trailers.len()) };
+                let end = "0\r\nX-Checksum: 42\r\nSet-Cookie: no=1\r\n\r\n";
+                w.write_all(format!("{head}{chunk}{end}").as_bytes())
+            }
             "/silent" => {
                 while !stop.load(Ordering::Relaxed) {
                     let mut b = [0u8; 1];
@@ -208,6 +218,8 @@ pub struct Response {
     pub status: u16,
     pub fields: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The trailer fields of a chunked body, names lowercase.
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Response {
@@ -228,6 +240,7 @@ pub fn read_response(r: &mut impl BufRead, head_request: bool) -> Response {
             continue;
         }
         let mut body = Vec::new();
+        let mut trailers = Vec::new();
         let len =
             fields.iter().find(|(n, _)| n == "content-length").map(|(_, v)| v.parse::<usize>().unwrap());
         let chunked = fields.iter().any(|(n, v)| n == "transfer-encoding" && v == "chunked");
@@ -237,11 +250,17 @@ pub fn read_response(r: &mut impl BufRead, head_request: bool) -> Response {
                 let mut l = String::new();
                 r.read_line(&mut l).unwrap();
                 let n = usize::from_str_radix(l.trim_end(), 16).unwrap();
-                let mut data = vec![0u8; n + 2];
-                r.read_exact(&mut data).unwrap();
                 if n == 0 {
+                    loop {
+                        let mut t = String::new();
+                        r.read_line(&mut t).unwrap();
+                        let Some((name, value)) = t.trim_end().split_once(':') else { break };
+                        trailers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+                    }
                     break;
                 }
+                let mut data = vec![0u8; n + 2];
+                r.read_exact(&mut data).unwrap();
                 body.extend_from_slice(&data[..n]);
             }
         } else if let Some(n) = len {
@@ -250,7 +269,7 @@ pub fn read_response(r: &mut impl BufRead, head_request: bool) -> Response {
         } else {
             r.read_to_end(&mut body).unwrap();
         }
-        return Response { status, fields, body };
+        return Response { status, fields, body, trailers };
     }
 }
 
