@@ -273,6 +273,8 @@ impl Core {
             let frames = self.worker.poll_ports(&mut self.sockets, now);
             if frames > 0 {
                 last_frames = now;
+                // Frames flow: the ports leave the poll set if the last sleep left them there.
+                self.reactor.frames_flowing();
             }
             // With the L7 stage serving and no frame for a while, spinning buys nothing: its
             // sockets wake the reactor, and so do frames once the ports are in the poll set.
@@ -359,9 +361,13 @@ impl Core {
                 timeout = timeout.min(Duration::from_nanos(L7_TICK_NS));
             }
             let l7 = &mut self.l7;
+            // One clock read per wake-up, not per event: the events of one wake-up are handled
+            // within microseconds of each other.
+            let mut now = None;
             let woken = self.reactor.wait_with(timeout, |registry, event| {
                 if let Some(l7) = l7.as_mut() {
-                    l7.proxy.handle(registry, event, sluice_sys::monotonic_ns());
+                    let now = *now.get_or_insert_with(sluice_sys::monotonic_ns);
+                    l7.proxy.handle(registry, event, now);
                 }
             });
             if let Err(e) = woken {

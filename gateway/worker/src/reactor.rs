@@ -15,10 +15,15 @@
 //! Sluice's forwarding rate relative to the plain AF_XDP loop was 0.85 (median of 5 runs,
 //! 0.82–0.89) with the sockets registered for good, against 0.93 (0.88–1.05, 11 runs) before the
 //! reactor and 0.92 (0.88–0.98, 6 runs) as it is now. So [`Reactor::wait`] adds the ports before
-//! it sleeps and removes them when it wakes
-//! (two `epoll_ctl` calls per port and sleep, made only by an idle worker). Adding a socket
-//! checks its readiness at once, so frames that arrived between the worker's last empty poll and
-//! its sleep wake it immediately: no wake-up is lost.
+//! it sleeps, and they leave the set as soon as frames flow again: when a wait or a
+//! [`Reactor::poll_l7`] reports a port, or the worker says it received frames
+//! ([`Reactor::frames_flowing`], one test of a flag per batch). A worker woken by anything else
+//! — the L7 stage's sockets, the doorbell, a timeout — keeps them in the set for its next sleep:
+//! a worker serving L7 with no frames coming sleeps and wakes thousands of times a second, and
+//! adding and removing its ports each time was two `epoll_ctl` calls per sleep, 2.3 % of its
+//! CPU under `wrk` HTTPS (perf, 2026-12-05). Adding a socket checks its readiness at once, so
+//! frames that arrived between the worker's last empty poll and its sleep wake it immediately;
+//! a socket kept in the set reports every arrival as an event: no wake-up is lost either way.
 //!
 //! Other sources (the doorbell, the L7 stage's sockets) stay registered, edge-triggered (epoll's
 //! `EPOLLET`, as mio registers everything): an event says "something arrived since you last
@@ -81,6 +86,8 @@ pub struct Reactor {
     l7_events: Events,
     /// The ports' sockets, added to the poll set for each wait (see the module documentation).
     ports: [Option<RawFd>; MAX_PORTS],
+    /// Whether they are in the poll set now.
+    ports_in: bool,
 }
 
 impl core::fmt::Debug for Reactor {
@@ -97,6 +104,7 @@ impl Reactor {
             events: Events::with_capacity(EVENTS),
             l7_events: Events::with_capacity(L7_BATCH),
             ports: [None; MAX_PORTS],
+            ports_in: false,
         })
     }
 
@@ -136,16 +144,10 @@ impl Reactor {
         timeout: Duration,
         mut on_l7: impl FnMut(&Registry, &Event),
     ) -> io::Result<Woken> {
-        let registry = self.poll.registry();
-        for (i, fd) in self.ports.iter().enumerate() {
-            if let Some(fd) = fd {
-                registry.register(&mut SourceFd(fd), Token(i), Interest::READABLE)?;
-            }
-        }
+        self.add_ports()?;
         let polled = self.poll.poll(&mut self.events, Some(timeout));
-        for fd in self.ports.iter().flatten() {
-            // Fails only if the socket is gone, which takes it out of the set anyway.
-            let _ = self.poll.registry().deregister(&mut SourceFd(fd));
+        if polled.is_err() || self.events.iter().any(|e| e.token().0 < MAX_PORTS) {
+            self.remove_ports();
         }
         match polled {
             Ok(()) => {}
@@ -178,12 +180,56 @@ impl Reactor {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
             Err(e) => return Err(e),
         }
+        if self.ports_in && self.l7_events.iter().any(|e| e.token().0 < MAX_PORTS) {
+            self.remove_ports();
+        }
         let mut n = 0;
         for e in self.l7_events.iter().filter(|e| e.token() >= L7_FIRST) {
             n += 1;
             on_l7(self.poll.registry(), e);
         }
         Ok(n)
+    }
+
+    /// The worker received frames: its ports leave the poll set if a sleep left them there (see
+    /// the module documentation). One test of a flag when they are out.
+    #[inline]
+    pub fn frames_flowing(&mut self) {
+        if self.ports_in {
+            self.remove_ports();
+        }
+    }
+
+    /// Whether the ports are in the poll set now.
+    pub fn ports_in(&self) -> bool {
+        self.ports_in
+    }
+
+    fn add_ports(&mut self) -> io::Result<()> {
+        if self.ports_in {
+            return Ok(());
+        }
+        let registry = self.poll.registry();
+        for (i, fd) in self.ports.iter().enumerate() {
+            if let Some(fd) = fd
+                && let Err(e) = registry.register(&mut SourceFd(fd), Token(i), Interest::READABLE)
+            {
+                for fd in self.ports[..i].iter().flatten() {
+                    let _ = registry.deregister(&mut SourceFd(fd));
+                }
+                return Err(e);
+            }
+        }
+        self.ports_in = true;
+        Ok(())
+    }
+
+    fn remove_ports(&mut self) {
+        for fd in self.ports.iter().flatten() {
+            // Fails only if the socket is gone, which takes it out of the set anyway.
+            let _ = self.poll.registry().deregister(&mut SourceFd(fd));
+        }
+        self.ports_in = false;
     }
 }
 
@@ -256,6 +302,44 @@ mod tests {
         port_tx.send(b"another").unwrap();
         assert!(r.wait(Duration::from_secs(5)).unwrap().ports);
         assert!(r.register_port(MAX_PORTS, port_rx.as_fd()).is_err(), "no port token past MAX_PORTS");
+    }
+
+    #[test]
+    fn ports_stay_in_the_set_across_sleeps_until_frames_flow() {
+        let mut r = Reactor::new().unwrap();
+        let (port_rx, port_tx) = UnixDatagram::pair().unwrap();
+        let (l7_rx, l7_tx) = UnixDatagram::pair().unwrap();
+        r.register_port(0, port_rx.as_fd()).unwrap();
+        let raw = l7_rx.as_raw_fd();
+        r.registry().register(&mut SourceFd(&raw), L7_FIRST, Interest::READABLE).unwrap();
+        assert!(!r.ports_in());
+        // Woken by the L7 stage, twice: the ports stay in for the next sleep.
+        for _ in 0..2 {
+            l7_tx.send(b"GET /").unwrap();
+            assert_eq!(r.wait(Duration::from_secs(5)).unwrap().l7, 1);
+            assert!(r.ports_in());
+        }
+        // A frame arriving while they are in, with nobody waiting, wakes the next wait: no
+        // wake-up is lost. Being reported takes them out.
+        port_tx.send(b"frame").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(r.wait(Duration::from_secs(5)).unwrap().ports);
+        assert!(!r.ports_in());
+        // Unread, it wakes the next wait at once (adding a port checks its readiness).
+        assert!(r.wait(Duration::from_secs(5)).unwrap().ports);
+        let mut buf = [0u8; 16];
+        port_rx.recv(&mut buf).unwrap();
+        // A timeout leaves them in; frames received by the batch loop take them out.
+        assert!(r.wait(Duration::from_millis(10)).unwrap().timed_out());
+        assert!(r.ports_in());
+        r.frames_flowing();
+        assert!(!r.ports_in());
+        // A busy poll that sees a port takes them out too.
+        assert!(r.wait(Duration::from_millis(10)).unwrap().timed_out());
+        port_tx.send(b"frame").unwrap();
+        assert_eq!(r.poll_l7(|_, _| panic!("no L7 event")).unwrap(), 0);
+        assert!(!r.ports_in());
+        assert!(r.wait(Duration::from_secs(5)).unwrap().ports, "the frame is still there");
     }
 
     #[test]
