@@ -1343,21 +1343,31 @@ fn write_request(
         }
         out.write_str(", ")?;
     }
-    write!(out, "{ip}\r\n")?;
+    out.ip(ip)?;
+    out.write_str("\r\n")?;
     if !has_real_ip {
-        write!(out, "X-Real-IP: {ip}\r\n")?;
+        out.write_str("X-Real-IP: ")?;
+        out.ip(ip)?;
+        out.write_str("\r\n")?;
     }
     if !has_proto {
-        write!(out, "X-Forwarded-Proto: {}\r\n", if https { "https" } else { "http" })?;
+        out.write_str(if https { "X-Forwarded-Proto: https\r\n" } else { "X-Forwarded-Proto: http\r\n" })?;
     }
     if !has_fhost {
-        write!(out, "X-Forwarded-Host: {}\r\n", head.authority())?;
+        out.write_str("X-Forwarded-Host: ")?;
+        out.write_str(head.authority())?;
+        out.write_str("\r\n")?;
     }
     if !has_fport {
-        write!(out, "X-Forwarded-Port: {local_port}\r\n")?;
+        out.write_str("X-Forwarded-Port: ")?;
+        out.dec(u64::from(local_port))?;
+        out.write_str("\r\n")?;
     }
     if !has_rid {
-        write!(out, "X-Request-ID: {:016x}{:016x}\r\n", rid[0], rid[1])?;
+        out.write_str("X-Request-ID: ")?;
+        out.hex16(rid[0])?;
+        out.hex16(rid[1])?;
+        out.write_str("\r\n")?;
     }
     if chunked {
         out.write_str("Transfer-Encoding: chunked\r\n")?;
