@@ -94,8 +94,8 @@ pub(crate) struct Setup {
     pub(crate) max_sleep: Duration,
     /// One access-log line per L7 request on standard output.
     pub(crate) access_log: bool,
-    /// The L7 proxy's request body limit (`--proxy-body-size`); `None`: no limit.
-    pub(crate) max_body_bytes: Option<u64>,
+    /// The L7 proxy's settings from the command line (`--proxy-body-size`, `--l7-balance`).
+    pub(crate) l7_config: sluice_l7::proxy::Config,
 }
 
 /// Runs a worker until `stop`.
@@ -112,7 +112,7 @@ pub(crate) fn run(s: Setup) {
         link,
         max_sleep,
         access_log,
-        max_body_bytes,
+        l7_config,
     } = s;
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         warn!(queue, core, "could not pin the worker to its core; running unpinned");
@@ -149,7 +149,7 @@ pub(crate) fn run(s: Setup) {
         link,
         max_sleep,
         access_log,
-        max_body_bytes,
+        l7_config,
         l7: None,
     };
     core.run(&stop);
@@ -178,8 +178,8 @@ struct Core {
     link: Arc<Link>,
     max_sleep: Duration,
     access_log: bool,
-    /// The L7 proxy's request body limit; `None`: no limit.
-    max_body_bytes: Option<u64>,
+    /// The L7 proxy's settings.
+    l7_config: sluice_l7::proxy::Config,
     /// The L7 stage, from the first generation that has one.
     l7: Option<L7Stage>,
 }
@@ -208,9 +208,8 @@ struct L7Stage {
 }
 
 impl L7Stage {
-    fn new(queue: usize, access_log: bool, max_body_bytes: Option<u64>) -> L7Stage {
-        let mut config = ProxyConfig { access_log, seed: 0, ..ProxyConfig::default() };
-        config.core.max_body_bytes = max_body_bytes;
+    fn new(queue: usize, access_log: bool, core: sluice_l7::proxy::Config) -> L7Stage {
+        let config = ProxyConfig { access_log, seed: 0, core, ..ProxyConfig::default() };
         let first = L7_FIRST.0;
         let mut proxy = Proxy::new(config, first..first + L7_TOKENS);
         let log = Rc::new(RefCell::new(String::with_capacity(ACCESS_LOG_FLUSH_BYTES + 1024)));
@@ -312,8 +311,8 @@ impl Core {
             self.worker.set_table(t);
         }
         if let Some(work) = self.link.l7.pop() {
-            let (me, access_log, max_body) = (self.me, self.access_log, self.max_body_bytes);
-            let l7 = self.l7.get_or_insert_with(|| L7Stage::new(me, access_log, max_body));
+            let (me, access_log, config) = (self.me, self.access_log, self.l7_config);
+            let l7 = self.l7.get_or_insert_with(|| L7Stage::new(me, access_log, config));
             l7.adopt(self.reactor.registry(), &work, me);
         }
     }

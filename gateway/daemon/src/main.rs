@@ -132,10 +132,24 @@ struct Cli {
     /// Content-Length gets 413 before anything is forwarded. Default: the proxy's, 1m.
     #[arg(long, value_parser = parse_body_size)]
     proxy_body_size: Option<BodySize>,
+    /// How the L7 proxy chooses a Service's endpoint for each request (ingress-nginx's
+    /// `load-balance`): in turn, or `ewma`, the better of two random endpoints by a decaying
+    /// average of their response times (slow endpoints get fewer requests).
+    #[arg(long, value_enum, default_value_t = BalanceArg::RoundRobin)]
+    l7_balance: BalanceArg,
     /// Parse the command line (required flags, values, conflicts), then exit 0 without doing
     /// anything: how the tests check the systemd unit's command line. Hidden: not for users.
     #[arg(long, hide = true)]
     check_args: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BalanceArg {
+    /// In turn (ingress-nginx's `round_robin`).
+    #[value(name = "round_robin", alias = "round-robin")]
+    RoundRobin,
+    /// Peak-of-two by a decaying average of response times (ingress-nginx's `ewma`).
+    Ewma,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -171,6 +185,19 @@ enum BindArg {
 /// Refuses a SNAT range that shares ports with NodePorts or with the kernel's ephemeral range
 /// (`ephemeral`, as the machine has it): replies to either would be taken for FullNAT replies and
 /// steered to a worker.
+/// The L7 proxy's settings: its defaults, with what the command line changes.
+fn l7_config(cli: &Cli) -> sluice_l7::proxy::Config {
+    let mut c = sluice_l7::proxy::Config::DEFAULT;
+    if let Some(b) = cli.proxy_body_size {
+        c.max_body_bytes = b.0;
+    }
+    c.balance = match cli.l7_balance {
+        BalanceArg::RoundRobin => sluice_l7::proxy::Balance::RoundRobin,
+        BalanceArg::Ewma => sluice_l7::proxy::Balance::Ewma,
+    };
+    c
+}
+
 /// A `--proxy-body-size`: the limit in bytes, `None` for none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BodySize(Option<u64>);
@@ -538,10 +565,7 @@ fn start_workers(
             link,
             max_sleep: Duration::from_millis(cli.max_sleep_ms),
             access_log: !cli.no_access_log,
-            // Unset: the proxy's own default (one source for it).
-            max_body_bytes: cli
-                .proxy_body_size
-                .map_or(sluice_proxy::ProxyConfig::default().core.max_body_bytes, |b| b.0),
+            l7_config: l7_config(cli),
         };
         handles.push(
             std::thread::Builder::new()
@@ -559,7 +583,25 @@ pub(crate) fn fmt_mac(m: [u8; 6]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{BodySize, highest_cpu, parse_body_size};
+    use super::{BodySize, Cli, highest_cpu, l7_config, parse_body_size};
+    use clap::Parser as _;
+    use sluice_l7::proxy::Balance;
+
+    #[test]
+    fn the_l7_flags_reach_the_proxys_settings() {
+        let cli = |extra: &[&str]| {
+            let mut args = vec!["sluice-gateway", "--iface", "eth1"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|c| l7_config(&c))
+        };
+        let c = cli(&[]).unwrap();
+        assert_eq!((c.balance, c.max_body_bytes), (Balance::RoundRobin, Some(1 << 20)));
+        let c = cli(&["--l7-balance", "ewma", "--proxy-body-size", "0"]).unwrap();
+        assert_eq!((c.balance, c.max_body_bytes), (Balance::Ewma, None));
+        assert_eq!(cli(&["--l7-balance", "round_robin"]).unwrap().balance, Balance::RoundRobin);
+        assert_eq!(cli(&["--l7-balance", "round-robin"]).unwrap().balance, Balance::RoundRobin);
+        assert!(cli(&["--l7-balance", "least_conn"]).is_err());
+    }
 
     #[test]
     fn the_highest_cpu_is_read_from_a_kernel_cpu_list() {

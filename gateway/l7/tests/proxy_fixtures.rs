@@ -1016,3 +1016,24 @@ fn a_trailer_section_crosses_full_buffers_both_ways_unchanged() {
         assert!(max <= 4 * 48 * 1024, "take {take}: {max} bytes buffered");
     }
 }
+
+#[test]
+fn ewma_moves_requests_off_a_slow_endpoint() {
+    use sluice_l7::proxy::Balance;
+    let mut h = H::new(Config { balance: Balance::Ewma, ..Config::default() }, &[ep(1), ep(2)]);
+    let mut to = Vec::new();
+    for _ in 0..20 {
+        h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+        let addr = *h.connects.last().unwrap();
+        to.push(addr);
+        // ep(1) takes 50 ms to answer, ep(2) 1 ms.
+        h.advance(if addr == ep(1) { 50_000_000 } else { 1_000_000 });
+        h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        assert!(h.client_text().starts_with("HTTP/1.1 200 OK"));
+    }
+    // Both are measured within the first requests (an unmeasured endpoint scores 0); from then
+    // on ep(1) loses every choice.
+    assert!(to[..6].contains(&ep(1)) && to[..6].contains(&ep(2)), "{to:?}");
+    let first_slow = to.iter().position(|a| *a == ep(1)).unwrap();
+    assert!(to[first_slow + 1..].iter().all(|a| *a == ep(2)), "{to:?}");
+}

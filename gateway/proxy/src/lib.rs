@@ -374,6 +374,7 @@ impl Proxy {
                 self.drive(registry, i, now_ns);
             }
         }
+        self.ctx.tick(now_ns);
         let generation = Rc::clone(self.ctx.generation());
         let mut dead = Vec::new();
         self.pool.expire(now_ns, |a| generation.is_live(a), |u| dead.push(u));

@@ -93,7 +93,7 @@ use crate::h1::{
 use crate::route::Route;
 use sluice_model::route_stats::{self, Row};
 
-pub use upstream::{Generation, Health, Pool, PoolConfig};
+pub use upstream::{Balance, Generation, Health, Pool, PoolConfig};
 
 /// One second in nanoseconds.
 const SECOND_NS: u64 = 1_000_000_000;
@@ -138,6 +138,8 @@ pub struct Config {
     pub endpoint_backoff_ns: u64,
     /// The worker's upstream keep-alive pool.
     pub pool: PoolConfig,
+    /// How endpoints are chosen (`load-balance`: round robin, or EWMA).
+    pub balance: Balance,
 }
 
 impl Config {
@@ -157,6 +159,7 @@ impl Config {
         endpoint_fail_threshold: 3,
         endpoint_backoff_ns: 10 * SECOND_NS,
         pool: PoolConfig { max_idle: 320, idle_timeout_ns: 60 * SECOND_NS, max_requests: 10_000 },
+        balance: Balance::RoundRobin,
     };
 }
 
@@ -331,6 +334,12 @@ impl Context {
     /// The counts per route, to publish and reset.
     pub fn routes_mut(&mut self) -> &mut RouteMeter {
         &mut self.routes
+    }
+
+    /// The worker-wide timers (call with the connections' ones): forgets the response-time
+    /// averages of endpoints not heard from for a minute.
+    pub fn tick(&mut self, now_ns: u64) {
+        self.health.forget_stale(now_ns);
     }
 
     /// Endpoint health.
@@ -1002,6 +1011,10 @@ impl Conn {
             && self.uin.is_empty()
             && ctx.generation.is_live(&ex.addr);
         let close = ex.close_client || !ex.req_done;
+        if ctx.config.balance == Balance::Ewma {
+            // ingress-nginx's sample: connect and response time of the attempt that answered.
+            ctx.health.observe(ex.addr, now_ns.saturating_sub(ex.attempt_ns), now_ns);
+        }
         self.log_done(ctx, now_ns);
         self.release(keep_upstream);
         // Whatever else the upstream sent is not for the next request.
@@ -1082,10 +1095,18 @@ impl Conn {
                     Gone::ConnectTimeout | Gone::ReadTimeout => 504,
                     _ => 502,
                 };
+                let random = ctx.next_random();
                 if may_resend
                     && ex.tries < ctx.config.tries
                     && self.uout.replayable()
-                    && let Some(next) = ex.generation.pick(ex.upstream, &ctx.health, now_ns, Some(ex.addr))
+                    && let Some(next) = ex.generation.pick(
+                        ex.upstream,
+                        &ctx.health,
+                        now_ns,
+                        Some(ex.addr),
+                        ctx.config.balance,
+                        random,
+                    )
                 {
                     ctx.stats.retries += 1;
                     ex.tries += 1;
@@ -1219,7 +1240,8 @@ fn begin(
             None => return local(503, req),
         },
     };
-    let Some(addr) = generation.pick(upstream, &ctx.health, now_ns, None) else {
+    let random = if ctx.config.balance == Balance::Ewma { ctx.next_random() } else { 0 };
+    let Some(addr) = generation.pick(upstream, &ctx.health, now_ns, None, ctx.config.balance, random) else {
         return local(503, req);
     };
     let upgrade = head.upgrade().is_some();

@@ -74,26 +74,48 @@ impl Generation {
         self.live.contains(addr)
     }
 
-    /// The next endpoint of `upstream` by round robin, skipping `avoid` (the one that just
-    /// failed) when there is another, and endpoints [`Health`] holds back. When every endpoint
-    /// is held back one is picked anyway: a service whose endpoints all failed recently is
-    /// tried rather than refused (fail open).
+    /// The endpoint for the next request to `upstream`, by `balance`, skipping `avoid` (the one
+    /// that just failed) when there is another, and endpoints [`Health`] holds back. When every
+    /// endpoint is held back one is picked anyway: a service whose endpoints all failed recently
+    /// is tried rather than refused (fail open). `random` drives EWMA's two choices.
     pub fn pick(
         &self,
         upstream: usize,
         health: &Health,
         now_ns: u64,
         avoid: Option<SocketAddr>,
+        balance: Balance,
+        random: u64,
     ) -> Option<SocketAddr> {
         let u = self.upstreams.get(upstream)?;
         let n = u.eligible.len();
         if n == 0 {
             return None;
         }
+        let usable = |a: &SocketAddr| !(n > 1 && avoid == Some(*a)) && health.is_up(a, now_ns);
+        if balance == Balance::Ewma {
+            // Two random choices among the usable endpoints, the lower score wins (ingress-nginx's
+            // `ewma` balancer). Two passes over the endpoints, no allocation.
+            let m = u.eligible.iter().filter(|a| usable(a)).count();
+            let nth = |k: usize| u.eligible.iter().filter(|a| usable(a)).nth(k).copied();
+            match m {
+                0 => {}
+                1 => return nth(0),
+                _ => {
+                    let i = (random % m as u64) as usize;
+                    let mut j = ((random >> 32) % (m as u64 - 1)) as usize;
+                    if j >= i {
+                        j += 1;
+                    }
+                    let (a, b) = (nth(i)?, nth(j)?);
+                    return Some(if health.score(&b, now_ns) < health.score(&a, now_ns) { b } else { a });
+                }
+            }
+        }
         let start = u.cursor.get();
         for i in 0..n {
             let a = u.eligible[(start + i) % n];
-            if (n > 1 && avoid == Some(a)) || !health.is_up(&a, now_ns) {
+            if !usable(&a) {
                 continue;
             }
             u.cursor.set((start + i + 1) % n);
@@ -108,6 +130,36 @@ impl Generation {
     }
 }
 
+/// How a request's endpoint is chosen among a Service port's eligible endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Balance {
+    /// In turn (ingress-nginx's default, `round_robin`).
+    #[default]
+    RoundRobin,
+    /// Two endpoints at random, the one with the lower decaying average of its recent response
+    /// times (ingress-nginx's `ewma`): slow endpoints get fewer requests, and one that has not
+    /// answered for a while is tried again as its average decays.
+    Ewma,
+}
+
+impl Balance {
+    /// From ingress-nginx's spelling (`round_robin`, `ewma`; `-` for `_` accepted).
+    pub fn parse(s: &str) -> Option<Balance> {
+        match s {
+            "round_robin" | "round-robin" => Some(Balance::RoundRobin),
+            "ewma" => Some(Balance::Ewma),
+            _ => None,
+        }
+    }
+}
+
+/// How fast an endpoint's average forgets (ingress-nginx's `DECAY_TIME`, 10 s): a sample `t`
+/// old weighs `e^(-t / 10 s)`.
+const EWMA_DECAY_NS: f64 = 10e9;
+
+/// Averages not updated for this long are dropped (they have decayed to under 0.3 %).
+const EWMA_FORGET_NS: u64 = 60_000_000_000;
+
 /// Passive health: an endpoint that failed `threshold` times in a row (connect refused or
 /// timed out, reset before a response) is skipped for `backoff_ns`.
 #[derive(Debug)]
@@ -116,12 +168,15 @@ pub struct Health {
     backoff_ns: u64,
     /// Per failing endpoint: failures in a row, and until when it is skipped.
     failing: HashMap<SocketAddr, (u32, u64)>,
+    /// Per endpoint that answered: the decaying average of its response times (ns), and when it
+    /// was last updated.
+    ewma: HashMap<SocketAddr, (f64, u64)>,
 }
 
 impl Health {
     /// Skip an endpoint for `backoff_ns` after `threshold` failures in a row.
     pub fn new(threshold: u32, backoff_ns: u64) -> Health {
-        Health { threshold, backoff_ns, failing: HashMap::new() }
+        Health { threshold, backoff_ns, failing: HashMap::new(), ewma: HashMap::new() }
     }
 
     /// Whether requests may go to `addr` now.
@@ -146,6 +201,31 @@ impl Health {
             self.failing.remove(addr);
         }
     }
+
+    /// `addr` took `rtt_ns` to answer a request (connect included), at `now_ns`: folded into its
+    /// average, the older value decayed by the time since it was updated.
+    pub fn observe(&mut self, addr: SocketAddr, rtt_ns: u64, now_ns: u64) {
+        let e = self.ewma.entry(addr).or_insert((rtt_ns as f64, now_ns));
+        e.0 = decayed(e.0, e.1, rtt_ns as f64, now_ns);
+        e.1 = now_ns;
+    }
+
+    /// `addr`'s average now: decayed towards 0 since it was last updated (so an endpoint left
+    /// alone is tried again), 0 for one never measured (so a new endpoint gets requests).
+    pub fn score(&self, addr: &SocketAddr, now_ns: u64) -> f64 {
+        self.ewma.get(addr).map_or(0.0, |&(v, at)| decayed(v, at, 0.0, now_ns))
+    }
+
+    /// Drops the averages of endpoints not heard from for a minute (ones that left the table).
+    pub fn forget_stale(&mut self, now_ns: u64) {
+        self.ewma.retain(|_, (_, at)| now_ns.saturating_sub(*at) < EWMA_FORGET_NS);
+    }
+}
+
+/// `value` last updated at `at_ns`, decayed to `now_ns` with `sample` folded in.
+fn decayed(value: f64, at_ns: u64, sample: f64, now_ns: u64) -> f64 {
+    let w = (-(now_ns.saturating_sub(at_ns) as f64) / EWMA_DECAY_NS).exp();
+    value * w + sample * (1.0 - w)
 }
 
 /// Limits of a worker's keep-alive pool (ingress-nginx's `upstream-keepalive-*` defaults).
@@ -275,6 +355,77 @@ mod tests {
         assert!(h.is_up(&a(1), 10));
         h.succeeded(&a(1));
         assert!(h.is_up(&a(1), 0));
+    }
+
+    fn generation(endpoints: &[SocketAddr]) -> Generation {
+        use sluice_model::l7::{Endpoint, Upstream};
+        use sluice_model::route::{ServiceBackend, ServicePort};
+        let service =
+            ServiceBackend { namespace: "ns".into(), name: "web".into(), port: ServicePort::Number(80) };
+        let endpoints = endpoints
+            .iter()
+            .map(|&addr| Endpoint { addr, ready: true, serving: true, terminating: false })
+            .collect();
+        Generation::new(&L7Table { upstreams: vec![Upstream { service, endpoints }], ..L7Table::default() })
+    }
+
+    #[test]
+    fn ewma_sends_requests_to_the_faster_endpoint_and_tries_the_slow_one_again_later() {
+        let g = generation(&[a(1), a(2), a(3)]);
+        let mut h = Health::new(3, 10);
+        let s = 1_000_000_000u64;
+        // a(1) answers in 50 ms, the others in 1 ms.
+        h.observe(a(1), 50_000_000, 0);
+        h.observe(a(2), 1_000_000, 0);
+        h.observe(a(3), 1_000_000, 0);
+        let mut seed = 7u64;
+        let mut counts = HashMap::new();
+        for _ in 0..3000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let got = g.pick(0, &h, s, None, Balance::Ewma, seed).unwrap();
+            *counts.entry(got).or_insert(0) += 1;
+        }
+        // a(1) wins only when both choices are it, which two distinct choices never are.
+        assert_eq!(counts.get(&a(1)), None, "{counts:?}");
+        assert!(counts[&a(2)] > 1200 && counts[&a(3)] > 1200, "{counts:?}");
+        // Averages decay while an endpoint is left alone: a minute later the busy ones have
+        // fresh samples of 1 ms, a(1)'s 50 ms has decayed to 0.12 ms, and it is chosen again.
+        let later = 60 * s;
+        assert!(h.score(&a(1), later) < 50_000_000.0 * 0.01);
+        h.observe(a(2), 1_000_000, later);
+        h.observe(a(3), 1_000_000, later);
+        let tried = (0..200u64).any(|r| {
+            g.pick(0, &h, later, None, Balance::Ewma, r.wrapping_mul(0x9e37_79b9_7f4a_7c15)) == Some(a(1))
+        });
+        assert!(tried, "a slow endpoint is tried again once its average has decayed");
+        // A new sample moves the average by the weight time has given it.
+        h.observe(a(2), 100_000_000, later + 10 * s);
+        let v = h.score(&a(2), later + 10 * s);
+        let w = (-1.0f64).exp();
+        assert!((v - (1_000_000.0 * w + 100_000_000.0 * (1.0 - w))).abs() < 1.0, "{v}");
+        // Held back and avoided endpoints are not chosen; with one left it is chosen.
+        h.failed(a(2), 0);
+        h.failed(a(2), 0);
+        h.failed(a(2), 0);
+        for r in 0..50u64 {
+            assert_eq!(g.pick(0, &h, 5, Some(a(3)), Balance::Ewma, r * 977), Some(a(1)));
+        }
+        // Stale averages are forgotten.
+        h.forget_stale(200 * s);
+        assert_eq!(h.score(&a(2), 200 * s), 0.0);
+        assert!(h.ewma.is_empty());
+    }
+
+    #[test]
+    fn round_robin_takes_endpoints_in_turn() {
+        let g = generation(&[a(1), a(2)]);
+        let h = Health::new(3, 10);
+        let got: Vec<SocketAddr> =
+            (0..4).map(|r| g.pick(0, &h, 0, None, Balance::RoundRobin, r).unwrap()).collect();
+        assert_eq!(got, [a(1), a(2), a(1), a(2)]);
+        assert_eq!(Balance::parse("ewma"), Some(Balance::Ewma));
+        assert_eq!(Balance::parse("round_robin"), Some(Balance::RoundRobin));
+        assert_eq!(Balance::parse("least_conn"), None);
     }
 
     #[test]
