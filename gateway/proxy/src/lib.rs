@@ -488,7 +488,7 @@ impl Proxy {
                         break;
                     }
                     let asked = buf.len();
-                    match c.stream.read(buf) {
+                    match Raw::of(&c.stream).read(buf) {
                         Ok(0) => {
                             c.eof = true;
                             c.conn.client_eof(ctx, now_ns);
@@ -508,7 +508,7 @@ impl Proxy {
                 }
                 // Write.
                 while c.writable && !c.conn.client_write_buf().is_empty() {
-                    match c.stream.write(c.conn.client_write_buf()) {
+                    match Raw::of(&c.stream).write(c.conn.client_write_buf()) {
                         Ok(n) => c.conn.client_wrote(ctx, n, now_ns),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -523,7 +523,7 @@ impl Proxy {
             Some(tls) => {
                 // Records in.
                 while c.readable && !c.eof && tls.wants_read() {
-                    let mut reader = Measured { stream: &mut c.stream, short: false };
+                    let mut reader = Measured { stream: Raw::of(&c.stream), short: false };
                     match tls.read_tls(&mut reader) {
                         Ok(0) => {
                             c.eof = true;
@@ -601,7 +601,7 @@ impl Proxy {
                     moved = true;
                 }
                 while c.writable && tls.wants_write() {
-                    match tls.write_tls(&mut c.stream) {
+                    match tls.write_tls(&mut Raw::of(&c.stream)) {
                         Ok(_) => moved = true,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -639,7 +639,7 @@ impl Proxy {
                     // would hand out a dead connection.
                     if x.readable {
                         let mut probe = [0u8; 1];
-                        match x.stream.read(&mut probe) {
+                        match Raw::of(&x.stream).read(&mut probe) {
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
                             _ => {
                                 self.close_upstream(registry, u);
@@ -765,7 +765,7 @@ impl Proxy {
             }
         }
         while x.writable && !x.dead && !c.conn.upstream_write_buf().is_empty() {
-            match x.stream.write(c.conn.upstream_write_buf()) {
+            match Raw::of(&x.stream).write(c.conn.upstream_write_buf()) {
                 Ok(n) => c.conn.upstream_wrote(ctx, n, now_ns),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -782,7 +782,7 @@ impl Proxy {
                 break;
             }
             let asked = buf.len();
-            match x.stream.read(buf) {
+            match Raw::of(&x.stream).read(buf) {
                 Ok(0) => {
                     x.dead = true;
                     c.conn.upstream_eof(ctx, now_ns);
@@ -811,7 +811,7 @@ impl Proxy {
             return;
         }
         let mut probe = [0u8; 1];
-        match x.stream.read(&mut probe) {
+        match Raw::of(&x.stream).read(&mut probe) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
             _ => {
                 let addr = x.addr;
@@ -833,7 +833,7 @@ impl Proxy {
         let Slot::Client(c) = &mut self.slots[i] else { return };
         if let Some(tls) = &mut c.tls {
             tls.send_close_notify();
-            let _ = tls.write_tls(&mut c.stream);
+            let _ = tls.write_tls(&mut Raw::of(&c.stream));
         }
         let _ = c.stream.shutdown(std::net::Shutdown::Write);
         let _ = registry.deregister(&mut c.stream);
@@ -856,14 +856,50 @@ fn read_exhausted(n: usize, asked: usize, hup: bool) -> bool {
     n < asked && !hup
 }
 
+/// A connected socket read and written with bare system calls (`sluice_sys`: no libc
+/// cancellation-point wrapper around each).
+#[derive(Clone, Copy)]
+struct Raw(i32);
+
+impl Raw {
+    fn of(stream: &TcpStream) -> Raw {
+        Raw(std::os::fd::AsRawFd::as_raw_fd(stream))
+    }
+}
+
+impl Read for Raw {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        sluice_sys::recv(self.0, buf).map_err(io::Error::from_raw_os_error)
+    }
+}
+
+impl Write for Raw {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        sluice_sys::send(self.0, buf).map_err(io::Error::from_raw_os_error)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let mut slices: [&[u8]; sluice_sys::WRITEV_MAX] = [&[]; sluice_sys::WRITEV_MAX];
+        let n = bufs.len().min(sluice_sys::WRITEV_MAX);
+        for (s, b) in slices.iter_mut().zip(bufs) {
+            *s = b;
+        }
+        sluice_sys::writev(self.0, &slices[..n]).map_err(io::Error::from_raw_os_error)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A stream that remembers whether its last read was short (for rustls' `read_tls`, which asks
 /// for what its buffer has room for).
-struct Measured<'a> {
-    stream: &'a mut TcpStream,
+struct Measured {
+    stream: Raw,
     short: bool,
 }
 
-impl Read for Measured<'_> {
+impl Read for Measured {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.stream.read(buf)?;
         self.short = n < buf.len();

@@ -13,6 +13,11 @@
 //! - [`xdp_live_frames`]: the `bpf(BPF_PROG_TEST_RUN)` call that makes the kernel replay a frame
 //!   through an XDP program and transmit what it returns (the packet generator's fast path).
 //!
+//! - [`recv`], [`send`], [`writev`]: the L7 stage's socket reads and writes as bare system
+//!   calls. Through libc each is a thread-cancellation point, wrapped in two calls that turn
+//!   asynchronous cancellation on and off around it — about 1 % of a worker's CPU under a
+//!   keep-alive HTTPS load (perf, 2026-12-05), for a feature Sluice never uses.
+//!
 //! Hot path: yes (but [`xdp_live_frames`], a generator's system call). No allocation (but in
 //! [`huge_slice`], at start).
 #![no_std]
@@ -169,6 +174,69 @@ pub fn xdp_live_frames(prog_fd: i32, frame: &[u8], ifindex: u32, repeat: u32, ba
     Ok(())
 }
 
+/// The calling thread's `errno`.
+fn errno() -> i32 {
+    // SAFETY: `__errno_location` returns this thread's errno, valid for the thread's life.
+    unsafe { *libc::__errno_location() }
+}
+
+/// `recv(fd, buf, 0)`: bytes read (0 at end of stream), or the `errno`.
+#[inline]
+pub fn recv(fd: i32, buf: &mut [u8]) -> Result<usize, i32> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call; the null
+    // address and length ask for no source address. A bad `fd` is an error, not UB.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            fd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            0,
+            core::ptr::null_mut::<libc::sockaddr>(),
+            core::ptr::null_mut::<libc::socklen_t>(),
+        )
+    };
+    if n < 0 { Err(errno()) } else { Ok(n as usize) }
+}
+
+/// `send(fd, buf, MSG_NOSIGNAL)` (a closed peer is `EPIPE`, not a signal): bytes written, or
+/// the `errno`.
+#[inline]
+pub fn send(fd: i32, buf: &[u8]) -> Result<usize, i32> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call; no destination
+    // address. A bad `fd` is an error, not UB.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            fd,
+            buf.as_ptr(),
+            buf.len(),
+            libc::MSG_NOSIGNAL,
+            core::ptr::null::<libc::sockaddr>(),
+            0 as libc::socklen_t,
+        )
+    };
+    if n < 0 { Err(errno()) } else { Ok(n as usize) }
+}
+
+/// The most buffers one [`writev`] takes; more are left for the next call.
+pub const WRITEV_MAX: usize = 16;
+
+/// `writev(fd, bufs)` of the first [`WRITEV_MAX`] buffers: bytes written, or the `errno`. On a
+/// socket whose peer closed this is `EPIPE` and a `SIGPIPE`, which the Rust runtime ignores.
+#[inline]
+pub fn writev(fd: i32, bufs: &[&[u8]]) -> Result<usize, i32> {
+    let mut iov = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; WRITEV_MAX];
+    let n = bufs.len().min(WRITEV_MAX);
+    for (v, b) in iov.iter_mut().zip(bufs) {
+        *v = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
+    }
+    // SAFETY: the first `n` iovecs describe live byte slices borrowed for the whole call, which
+    // writev only reads. A bad `fd` is an error, not UB.
+    let r = unsafe { libc::syscall(libc::SYS_writev, fd, iov.as_ptr(), n as libc::c_int) };
+    if r < 0 { Err(errno()) } else { Ok(r as usize) }
+}
+
 /// CLOCK_MONOTONIC in nanoseconds: the clock of the workers' `now_ns` and of the XDP program's
 /// `bpf_ktime_get_ns()`, so that both agree on a SYN cookie's time slot.
 pub fn monotonic_ns() -> u64 {
@@ -213,6 +281,30 @@ pub fn xdp_test_run(prog_fd: i32, frame: &[u8]) -> Result<(u32, Vec<u8>), i32> {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
+    #[test]
+    fn bare_socket_calls_move_bytes_and_report_errno() {
+        use std::os::fd::AsRawFd;
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let (fa, fb) = (a.as_raw_fd(), b.as_raw_fd());
+        let mut buf = [0u8; 64];
+        assert_eq!(super::recv(fb, &mut buf), Err(libc::EAGAIN), "nothing yet: EAGAIN");
+        assert_eq!(super::send(fa, b"head "), Ok(5));
+        let parts: [&[u8]; 3] = [b"one ", b"two ", b"three"];
+        assert_eq!(super::writev(fa, &parts), Ok(13));
+        assert_eq!(super::recv(fb, &mut buf), Ok(18));
+        assert_eq!(&buf[..18], b"head one two three");
+        // More buffers than one call takes: the first WRITEV_MAX go.
+        let many = [&b"x"[..]; super::WRITEV_MAX + 4];
+        assert_eq!(super::writev(fa, &many), Ok(super::WRITEV_MAX));
+        drop(a);
+        assert_eq!(super::recv(fb, &mut buf), Ok(super::WRITEV_MAX));
+        assert_eq!(super::recv(fb, &mut buf), Ok(0), "end of stream");
+        assert_eq!(super::send(-1, b"x"), Err(libc::EBADF));
+    }
+
     #[test]
     fn match_u32x16_finds_every_lane() {
         let mut lanes = [0u32; 16];
