@@ -42,7 +42,7 @@
 //! wrk, nginx, the flooders and the legitimate clients run on core 0 on both sides.
 //!
 //! Subcommands (the orchestrator runs the others inside the namespaces):
-//!   run [--storm-seconds 300] [--flood-seconds 60] [--after-seconds 60] [--quick]
+//!   run [--storm-seconds 300] [--flood-seconds 60] [--after-seconds 60] [--quick] [--no-sink]
 //!   clients --targets A:P,… --rate R (--seconds S | --count N) --timeout-ms T
 //!   forge --iface IF --sender-ip IP --target-ip IP --seconds S
 #![forbid(unsafe_code)]
@@ -106,7 +106,7 @@ fn main() {
         Some("run") => orchestrate(&args[1..]),
         Some("clients") => clients(&args[1..]),
         Some("forge") => forge(&args[1..]),
-        _ => Err("usage: sluice-bench-faults run [--storm-seconds S] [--flood-seconds S] [--after-seconds S] [--quick] | clients … | forge …".into()),
+        _ => Err("usage: sluice-bench-faults run [--storm-seconds S] [--flood-seconds S] [--after-seconds S] [--quick] [--no-sink] | clients … | forge …".into()),
     };
     if let Err(e) = r {
         eprintln!("sluice-bench-faults: {e}");
@@ -315,6 +315,9 @@ struct Plan {
     storm_s: u64,
     flood_s: u64,
     after_s: u64,
+    /// Replies to the flood's forged sources leave at the gateway's switch port, as from a NIC
+    /// (`Sandbox::sink_flood_replies`); `--no-sink`: bridged to the flooders, on the DUT core.
+    sink: bool,
 }
 
 /// The whole benchmark: the sandbox, Sluice's storm, flood and forged ARP, the kernel's storm and
@@ -328,11 +331,15 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
         storm_s: flag(args, "--storm-seconds", if quick { 60 } else { 300 }).max(SLICE_S),
         flood_s: flag(args, "--flood-seconds", if quick { 20 } else { 60 }).max(1),
         after_s: flag(args, "--after-seconds", if quick { 20 } else { 60 }).max(1),
+        sink: !args.iter().any(|a| a == "--no-sink"),
     };
     for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(s, Arc::clone(&INTERRUPTED)).map_err(|e| e.to_string())?;
     }
     let mut b = Bench::new()?;
+    if plan.sink {
+        b.sb.sink_flood_replies().map_err(|e| format!("the flood replies' sink: {e}"))?;
+    }
     eprintln!("sandbox up; Sluice: control and the gateway (worker on core {DUT_CORE}) …");
     b.start_sluice()?;
     let storm = b.storm("Sluice", plan.storm_s, true)?;
@@ -1237,6 +1244,14 @@ impl Report {
             "\nSYN flood: 2 × sluice-pktgen (AF_XDP, core 0, full rate), {} source addresses × {} ports each, one at the NodePort, one at the VIP, {} s; legitimate GETs {LEGIT_RATE}/s from cl alternating both, {} ms to answer",
             FLOOD_IPS, FLOOD_PORTS, self.plan.flood_s, LEGIT_TIMEOUT_MS
         );
+        println!(
+            "replies to the forged sources: {}",
+            if self.plan.sink {
+                "dropped at the gateway's switch port (bpf/sink.c), as a NIC's wire would take them"
+            } else {
+                "bridged to the flooders (--no-sink), on the DUT core"
+            }
+        );
         for (name, fl) in [("Sluice", &self.flood), ("nftables", &self.nft_flood)] {
             println!(
                 "{name}: offered {:.0} SYN/s ({} frames)",
@@ -1288,6 +1303,7 @@ impl Report {
         let (nf, nl, nmn) = storm_figures(&self.nft_storm.slices);
         let pct = |t: &Tally| json!(t.pct().map(|p| (p * 100.0).round() / 100.0));
         m.insert("synflood_legit_success_pct".into(), pct(&self.flood.during));
+        m.insert("flood_replies_sunk".into(), json!(self.plan.sink));
         m.insert("synflood_after_success_pct".into(), pct(&self.flood.after));
         m.insert(
             "synflood_rss_growth_mb".into(),

@@ -53,6 +53,8 @@ static PASS_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pass.o"))
 
 /// The XDP_DROP program for generators' interfaces (`bpf/drop.c`).
 static DROP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/drop.o"));
+/// The flood benchmark's sink for replies to forged sources (`bpf/sink.c`).
+static SINK_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sink.o"));
 
 /// Whether this process may build sandboxes. Without root: prints a loud skip notice and returns
 /// false — or panics when `SLUICE_REQUIRE_ROOT=1` (CI), so a skipped suite cannot pass there.
@@ -302,6 +304,20 @@ impl Sandbox {
         }
         let obj = obj.to_string_lossy().into_owned();
         must(&["ip", "-n", &self.ns(role), "link", "set", "dev", iface, "xdpdrv", "obj", &obj, "sec", "xdp"])
+    }
+
+    /// Replaces the XDP_PASS program on the gateway's switch port with `bpf/sink.c`, which drops
+    /// frames to 198.18.128.0/19 (a SYN flood's forged sources) and passes the rest: the replies
+    /// to a flood then leave the gateway's core as they would leave a NIC, instead of being
+    /// bridged to the flooder on it (veth runs its peer's receive path on the sender's core).
+    pub fn sink_flood_replies(&self) -> io::Result<()> {
+        let obj = self.dir.path().join("sink.o");
+        if !obj.exists() {
+            fs::write(&obj, SINK_PROGRAM)?;
+        }
+        let obj = obj.to_string_lossy().into_owned();
+        let sw = self.ns("sw");
+        must(&["ip", "-force", "-n", &sw, "link", "set", "dev", "s-gw", "xdpdrv", "obj", &obj, "sec", "xdp"])
     }
 
     fn plug(&mut self, role: &str, ifname: &str) -> io::Result<String> {
