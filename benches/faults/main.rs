@@ -27,7 +27,13 @@
 //!    (131,072) cannot hold. Meanwhile `cl` makes [`LEGIT_RATE`] connections per second (an HTTP
 //!    GET each, 2 s to answer), alternating NodePort and VIP, from 2 s before the flood to
 //!    `--after-seconds` after it; each is counted by when it started: during or after. The
-//!    gateway's VmRSS is sampled every second: before, max, after.
+//!    gateway's VmRSS is sampled every second: before, max, after. The flooders use the
+//!    live-frames engine by default (`--flood-engine live`): its frames reach the gateway's veth
+//!    with the headroom XDP needs, so veth hands them to XDP in place as a NIC's driver would
+//!    (frames written into an AF_XDP socket, `--flood-engine afxdp`, arrive without it and are
+//!    copied first). Replies to the forged sources are dropped at the gateway's switch port
+//!    (`bpf/sink.c`), as they would leave a NIC (`--no-sink`: bridged to the flooders instead,
+//!    which veth does on the gateway's core).
 //! 3. **Forged ARP** (Sluice only: the kernel is not asked to own a VIP): after connections to
 //!    the VIP (the backend's neighbour known), `fg` broadcasts "who-has VIP tell 198.18.1.1"
 //!    with its own MAC as the sender's, three times; `cl` then makes 100 connections to the VIP;
@@ -42,7 +48,7 @@
 //! wrk, nginx, the flooders and the legitimate clients run on core 0 on both sides.
 //!
 //! Subcommands (the orchestrator runs the others inside the namespaces):
-//!   run [--storm-seconds 300] [--flood-seconds 60] [--after-seconds 60] [--quick] [--no-sink]
+//!   run [--storm-seconds 300] [--flood-seconds 60] [--after-seconds 60] [--quick] [--no-sink] [--flood-engine afxdp|live]
 //!   clients --targets A:P,… --rate R (--seconds S | --count N) --timeout-ms T
 //!   forge --iface IF --sender-ip IP --target-ip IP --seconds S
 #![forbid(unsafe_code)]
@@ -106,7 +112,7 @@ fn main() {
         Some("run") => orchestrate(&args[1..]),
         Some("clients") => clients(&args[1..]),
         Some("forge") => forge(&args[1..]),
-        _ => Err("usage: sluice-bench-faults run [--storm-seconds S] [--flood-seconds S] [--after-seconds S] [--quick] [--no-sink] | clients … | forge …".into()),
+        _ => Err("usage: sluice-bench-faults run [--storm-seconds S] [--flood-seconds S] [--after-seconds S] [--quick] [--no-sink] [--flood-engine afxdp|live] | clients … | forge …".into()),
     };
     if let Err(e) = r {
         eprintln!("sluice-bench-faults: {e}");
@@ -318,6 +324,12 @@ struct Plan {
     /// Replies to the flood's forged sources leave at the gateway's switch port, as from a NIC
     /// (`Sandbox::sink_flood_replies`); `--no-sink`: bridged to the flooders, on the DUT core.
     sink: bool,
+    /// The flooders' engine (`--flood-engine`): `live`, the default (the kernel replays frames
+    /// through XDP: they reach the gateway with the headroom XDP needs, as frames from a NIC
+    /// would, and are not copied; the generator's fastest), or `afxdp` (frames written from user
+    /// space reach the gateway's veth as skbs without that headroom, and veth copies each
+    /// before XDP sees it: the rig before 2026-12-05).
+    flood_engine: &'static str,
 }
 
 /// The whole benchmark: the sandbox, Sluice's storm, flood and forged ARP, the kernel's storm and
@@ -332,6 +344,11 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
         flood_s: flag(args, "--flood-seconds", if quick { 20 } else { 60 }).max(1),
         after_s: flag(args, "--after-seconds", if quick { 20 } else { 60 }).max(1),
         sink: !args.iter().any(|a| a == "--no-sink"),
+        flood_engine: match text_flag(args, "--flood-engine").as_deref() {
+            None | Some("live") => "live",
+            Some("afxdp") => "afxdp",
+            Some(other) => return Err(format!("--flood-engine {other:?}: afxdp or live")),
+        },
     };
     for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(s, Arc::clone(&INTERRUPTED)).map_err(|e| e.to_string())?;
@@ -339,6 +356,14 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     let mut b = Bench::new()?;
     if plan.sink {
         b.sb.sink_flood_replies().map_err(|e| format!("the flood replies' sink: {e}"))?;
+    }
+    if plan.flood_engine == "live" {
+        // The live engine transmits with XDP_TX: a veth's peer takes such frames only with an
+        // XDP program of its own (docs/af-xdp.md, pitfall 3).
+        for (role, ..) in FLOODERS {
+            b.sb.pass_on_switch_port(role)
+                .map_err(|e| format!("{role}: XDP_PASS on its switch port: {e}"))?;
+        }
     }
     eprintln!("sandbox up; Sluice: control and the gateway (worker on core {DUT_CORE}) …");
     b.start_sluice()?;
@@ -971,6 +996,8 @@ impl Bench {
                 &dur,
                 "--cores",
                 "0",
+                "--engine",
+                plan.flood_engine,
                 "--json",
             ];
             let i = self.spawn(role, &log, &args)?;
@@ -1241,8 +1268,8 @@ impl Report {
         println!("Sluice's storm, {}", self.storm.tcp);
         println!("the kernel's storm, {}", self.nft_storm.tcp);
         println!(
-            "\nSYN flood: 2 × sluice-pktgen (AF_XDP, core 0, full rate), {} source addresses × {} ports each, one at the NodePort, one at the VIP, {} s; legitimate GETs {LEGIT_RATE}/s from cl alternating both, {} ms to answer",
-            FLOOD_IPS, FLOOD_PORTS, self.plan.flood_s, LEGIT_TIMEOUT_MS
+            "\nSYN flood: 2 × sluice-pktgen (--engine {}, core 0, full rate), {} source addresses × {} ports each, one at the NodePort, one at the VIP, {} s; legitimate GETs {LEGIT_RATE}/s from cl alternating both, {} ms to answer",
+            self.plan.flood_engine, FLOOD_IPS, FLOOD_PORTS, self.plan.flood_s, LEGIT_TIMEOUT_MS
         );
         println!(
             "replies to the forged sources: {}",
@@ -1304,6 +1331,7 @@ impl Report {
         let pct = |t: &Tally| json!(t.pct().map(|p| (p * 100.0).round() / 100.0));
         m.insert("synflood_legit_success_pct".into(), pct(&self.flood.during));
         m.insert("flood_replies_sunk".into(), json!(self.plan.sink));
+        m.insert("flood_engine".into(), json!(self.plan.flood_engine));
         m.insert("synflood_after_success_pct".into(), pct(&self.flood.after));
         m.insert(
             "synflood_rss_growth_mb".into(),

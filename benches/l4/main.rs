@@ -123,7 +123,11 @@ fn generate(args: &[String]) -> Result<(), String> {
     let syn = text_flag(args, "--mode").as_deref() == Some("syn");
     let seconds: f64 = flag(args, "--seconds", 3.0);
     let mut g = Generator::load().map_err(|e| e.to_string())?;
-    g.configure(Mode::Syn, if syn { TCP_PORT } else { UDP_PORT }).map_err(|e| e.to_string())?;
+    g.configure(
+        Mode::Syn { port_base: 0, ports: 0, ip_lo: 0, ips: 0 },
+        if syn { TCP_PORT } else { UDP_PORT },
+    )
+    .map_err(|e| e.to_string())?;
     g.attach_sink(&iface).map_err(|e| e.to_string())?;
     let cmd = pktgen_command(args, &iface, syn)?;
     let send = |extra: &[&str]| -> Result<Value, String> {

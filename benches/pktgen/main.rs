@@ -42,7 +42,11 @@ fn sink(args: &[String]) -> Result<(), String> {
     let iface: String = flag(args, "--iface", String::new());
     let file: String = flag(args, "--file", String::new());
     let mut g = sluice_pktgen::livegen::Generator::load().map_err(|e| e.to_string())?;
-    g.configure(sluice_pktgen::livegen::Mode::Syn, flag(args, "--port", PORT)).map_err(|e| e.to_string())?;
+    g.configure(
+        sluice_pktgen::livegen::Mode::Syn { port_base: 0, ports: 0, ip_lo: 0, ips: 0 },
+        flag(args, "--port", PORT),
+    )
+    .map_err(|e| e.to_string())?;
     g.attach_sink(&iface).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))

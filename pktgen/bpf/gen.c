@@ -8,8 +8,11 @@
 // only the fields that vary and fixes checksums incrementally:
 //   MODE_UDP   the UDP source port walks `flows` values from `port_base` (UDP checksum 0:
 //              none, which IPv4 allows)
-//   MODE_SYN   every frame a new TCP SYN: the source address's low 16 bits and the source port
-//              follow a per-CPU sequence, so no 5-tuple repeats for 2^32 frames
+//   MODE_SYN   every frame a new TCP SYN. With `flows` and `ips` set: the source port walks
+//              `flows` values from `port_base`, then the source address's low 16 bits walk `ips`
+//              values from `ip_lo` (ips × flows sources, the template's high 16 bits kept).
+//              Without them: the low 16 bits and the port follow a per-CPU sequence, so no
+//              5-tuple repeats for 2^32 frames
 // Frames persist between runs (page pool), so every fix is computed from the frame's current
 // content, never from the template.
 //
@@ -42,7 +45,8 @@ struct gen_cfg {
 	__u32 flows;
 	__u16 port_base;
 	__u16 sink_port;
-	__u32 pad;
+	__u16 ips;
+	__u16 ip_lo;
 };
 
 struct {
@@ -124,8 +128,14 @@ int sluice_gen(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	/* The source address's low half and the port walk a 32-bit sequence together. */
 	__u16 *saddr_lo = (__u16 *)&ip->saddr + 1;
-	__u16 old_lo = *saddr_lo, new_lo = bswap16((__u16)(n >> 16));
-	__u16 old_port = t->source, new_port = bswap16((__u16)(1024 + (n & 0xffff) % 64000));
+	__u16 old_lo = *saddr_lo, new_lo, old_port = t->source, new_port;
+	if (c->flows && c->ips) {
+		new_port = bswap16((__u16)(c->port_base + n % c->flows));
+		new_lo = bswap16((__u16)(c->ip_lo + (n / c->flows) % c->ips));
+	} else {
+		new_lo = bswap16((__u16)(n >> 16));
+		new_port = bswap16((__u16)(1024 + (n & 0xffff) % 64000));
+	}
 	*saddr_lo = new_lo;
 	t->source = new_port;
 	__u16 ipsum = ip->check, tsum = t->check;

@@ -26,18 +26,32 @@ pub enum Mode {
         /// The first source port.
         port_base: u16,
     },
-    /// Every frame a new TCP SYN 5-tuple (the template must be an IPv4 TCP SYN).
-    Syn,
+    /// Every frame a new TCP SYN 5-tuple (the template must be an IPv4 TCP SYN): source
+    /// ports `port_base..port_base + ports`, then source addresses whose low 16 bits are
+    /// `ip_lo..ip_lo + ips` (the template's high half kept); with `ips` or `ports` 0, the low 16
+    /// bits and the port follow one 32-bit sequence instead.
+    Syn {
+        /// The first source port.
+        port_base: u16,
+        /// How many source ports.
+        ports: u32,
+        /// The low 16 bits of the first source address.
+        ip_lo: u16,
+        /// How many source addresses.
+        ips: u16,
+    },
 }
 
-/// `struct gen_cfg` of `gen.c` (u32 mode, u32 flows, u16 port_base, u16 sink_port, u32 pad),
-/// as the bytes of the map's value in this machine's byte order.
-fn gen_cfg(mode: u32, flows: u32, port_base: u16, sink_port: u16) -> [u8; 16] {
+/// `struct gen_cfg` of `gen.c` (u32 mode, u32 flows, u16 port_base, u16 sink_port, u16 ips,
+/// u16 ip_lo), as the bytes of the map's value in this machine's byte order.
+fn gen_cfg(mode: u32, flows: u32, port_base: u16, sink_port: u16, (ips, ip_lo): (u16, u16)) -> [u8; 16] {
     let mut v = [0u8; 16];
     v[0..4].copy_from_slice(&mode.to_ne_bytes());
     v[4..8].copy_from_slice(&flows.to_ne_bytes());
     v[8..10].copy_from_slice(&port_base.to_ne_bytes());
     v[10..12].copy_from_slice(&sink_port.to_ne_bytes());
+    v[12..14].copy_from_slice(&ips.to_ne_bytes());
+    v[14..16].copy_from_slice(&ip_lo.to_ne_bytes());
     v
 }
 
@@ -79,8 +93,10 @@ impl Generator {
     /// Sets what varies per packet and which destination port the sink counts.
     pub fn configure(&mut self, mode: Mode, sink_port: u16) -> io::Result<()> {
         let cfg = match mode {
-            Mode::Udp { flows, port_base } => gen_cfg(0, flows, port_base, sink_port),
-            Mode::Syn => gen_cfg(1, 0, 0, sink_port),
+            Mode::Udp { flows, port_base } => gen_cfg(0, flows, port_base, sink_port, (0, 0)),
+            Mode::Syn { port_base, ports, ip_lo, ips } => {
+                gen_cfg(1, ports, port_base, sink_port, (ips, ip_lo))
+            }
         };
         self.cfg.set(0, cfg, 0).map_err(err)
     }

@@ -359,8 +359,17 @@ fn check_live(a: &Send, traffic: &Traffic) -> Result<(), String> {
     if traffic.sizes.len() > 1 {
         return Err("--engine live replays one template: a fixed --size, not imix".into());
     }
-    if a.src_ips > 1 {
-        return Err("--engine live varies the source port only: --src-ips 1".into());
+    if a.src_ips > 1 && a.proto != ProtoArg::Syn {
+        return Err("--engine live varies the source port only: --src-ips 1 (or --proto syn)".into());
+    }
+    if let std::net::IpAddr::V4(v4) = a.src_ip {
+        let lo = u32::from(v4) & 0xffff;
+        if a.proto == ProtoArg::Syn && (a.src_ips > 0xffff || lo + a.src_ips > 0x1_0000) {
+            return Err(format!(
+                "--engine live varies the source address's low 16 bits only: {} + {} addresses cross a /16",
+                a.src_ip, a.src_ips
+            ));
+        }
     }
     Ok(())
 }
@@ -386,11 +395,19 @@ fn spawn_senders(
         };
         let (engine, bind, rx, ifindex) = (a.engine, a.bind, plan.rx, plan.ifindex);
         let (proto, sport, sports) = (plan.traffic.proto, a.sport, a.sports);
+        // The live engine's SYN sources: the low 16 bits of the first address, and how many
+        // (check_live bounded them to one /16).
+        let src = match a.src_ip {
+            // One address asked for: the old sequence over the whole /16 and every port.
+            std::net::IpAddr::V4(_) if a.src_ips <= 1 => (0, 0),
+            std::net::IpAddr::V4(v4) => ((u32::from(v4) & 0xffff) as u16, a.src_ips.min(0xffff) as u16),
+            std::net::IpAddr::V6(_) => (0, 0),
+        };
         let body = move || -> Result<Outcome, String> {
             core_affinity::set_for_current(core_affinity::CoreId { id: core });
             match engine {
                 Engine::Afxdp => Afxdp::open(&iface, i as u32, bind, &frames, rx, &shared)?.run(limits),
-                Engine::Live => live(&iface, ifindex, &frames, (proto, sport, sports), limits, &shared),
+                Engine::Live => live(&iface, ifindex, &frames, (proto, sport, sports), src, limits, &shared),
             }
         };
         handles.push(
@@ -718,6 +735,7 @@ fn live(
     ifindex: u32,
     frames: &Frames,
     (proto, sport, sports): (Proto, u16, u16),
+    (ip_lo, ips): (u16, u16),
     limits: Limits,
     shared: &Shared,
 ) -> Result<Outcome, String> {
@@ -725,7 +743,7 @@ fn live(
     let mut g = Generator::load().map_err(|e| format!("loading the generator program: {e}"))?;
     let mode = match proto {
         Proto::Udp => Mode::Udp { flows: u32::from(sports), port_base: sport },
-        Proto::Syn | Proto::Tcp => Mode::Syn,
+        Proto::Syn | Proto::Tcp => Mode::Syn { port_base: sport, ports: u32::from(sports), ip_lo, ips },
     };
     g.configure(mode, 0).map_err(|e| e.to_string())?;
     let mut template = frames.template(0).to_vec();

@@ -320,6 +320,18 @@ impl Sandbox {
         must(&["ip", "-force", "-n", &sw, "link", "set", "dev", "s-gw", "xdpdrv", "obj", &obj, "sec", "xdp"])
     }
 
+    /// Attaches the XDP_PASS program to `role`'s switch port: a host that transmits with XDP_TX
+    /// (a live-frames generator) needs it there, or its frames never leave the peer's ring.
+    pub fn pass_on_switch_port(&self, role: &str) -> io::Result<()> {
+        let obj = self.dir.path().join("pass.o");
+        if !obj.exists() {
+            fs::write(&obj, PASS_PROGRAM)?;
+        }
+        let obj = obj.to_string_lossy().into_owned();
+        let port = format!("s-{role}");
+        must(&["ip", "-n", &self.ns("sw"), "link", "set", "dev", &port, "xdpdrv", "obj", &obj, "sec", "xdp"])
+    }
+
     fn plug(&mut self, role: &str, ifname: &str) -> io::Result<String> {
         let ns = self.add_ns(role)?;
         let bridge = if self.topology.two_armed && role.starts_with('b') { "br1" } else { "br0" };

@@ -222,6 +222,33 @@ fn the_kernel_of_the_receiver_finds_every_checksum_valid() {
     assert_eq!(p.counter(&p.b, "UdpInCsumErrors") - before.1, 0);
     assert_eq!(p.counter(&p.b, "Udp6InCsumErrors") - v6_before.1, 0);
     assert_eq!(p.counter(&p.b, "TcpInCsumErrors") - syn_before.1, 0);
+    // The live engine's SYNs over a range of sources (40 addresses × 50 ports): the kernel
+    // patches address and port in every frame, and every checksum must still hold.
+    let live_before = (p.counter(&p.b, "TcpInSegs"), p.counter(&p.b, "TcpInCsumErrors"));
+    let r = p.send(&[
+        "--src-ip",
+        "198.18.0.2",
+        "--dst-ip",
+        "198.18.0.1",
+        "--proto",
+        "syn",
+        "--dport",
+        "7",
+        "--src-ips",
+        "40",
+        "--sports",
+        "50",
+        "--engine",
+        "live",
+        "--count",
+        "2000",
+        "--rate",
+        "20k",
+    ]);
+    let sent = r["sent"].as_u64().unwrap();
+    assert!(sent >= 2000, "{r}");
+    assert!(p.moved(&p.b, "TcpInSegs", live_before.0, sent * 99 / 100) >= sent * 99 / 100, "{r}");
+    assert_eq!(p.counter(&p.b, "TcpInCsumErrors") - live_before.1, 0, "the live engine's fixes are right");
 }
 
 #[test]
@@ -353,6 +380,9 @@ fn mistakes_get_clear_errors() {
     assert!(err(&ns, &["--iface", "g0", "--rate", "fast"]).contains("expected max, 250k"));
     assert!(err(&ns, &["--iface", "g0", "--size", "40"]).contains("frame size 40"));
     assert!(err(&ns, &["--iface", "g0", "--engine", "live", "--rx"]).contains("no receive side"));
+    assert!(err(&ns, &["--iface", "g0", "--engine", "live", "--src-ips", "2"]).contains("source port only"));
+    let past = ["--iface", "g0", "--engine", "live", "--proto", "syn", "--src-ips", "70000"];
+    assert!(err(&ns, &past).contains("cross a /16"));
     assert!(err(&ns, &["--iface", "g0", "--dst-mac", "zz"]).contains("--dst-mac"));
     let nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"];
     assert!(err(&nobody, &["--iface", "lo"]).contains("needs root"));
