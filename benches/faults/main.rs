@@ -48,7 +48,8 @@
 //! wrk, nginx, the flooders and the legitimate clients run on core 0 on both sides.
 //!
 //! Subcommands (the orchestrator runs the others inside the namespaces):
-//!   run [--storm-seconds 300] [--flood-seconds 60] [--after-seconds 60] [--quick] [--no-sink] [--flood-engine afxdp|live]
+//!   run [--storm-seconds 300] [--flood-seconds 60] [--after-seconds 60] [--quick] [--no-sink]
+//!       [--flood-engine afxdp|live] [--no-latency-qos]
 //!   clients --targets A:P,… --rate R (--seconds S | --count N) --timeout-ms T
 //!   forge --iface IF --sender-ip IP --target-ip IP --seconds S
 #![forbid(unsafe_code)]
@@ -112,7 +113,7 @@ fn main() {
         Some("run") => orchestrate(&args[1..]),
         Some("clients") => clients(&args[1..]),
         Some("forge") => forge(&args[1..]),
-        _ => Err("usage: sluice-bench-faults run [--storm-seconds S] [--flood-seconds S] [--after-seconds S] [--quick] [--no-sink] [--flood-engine afxdp|live] | clients … | forge …".into()),
+        _ => Err("usage: sluice-bench-faults run [--storm-seconds S] [--flood-seconds S] [--after-seconds S] [--quick] [--no-sink] [--flood-engine afxdp|live] [--no-latency-qos] | clients … | forge …".into()),
     };
     if let Err(e) = r {
         eprintln!("sluice-bench-faults: {e}");
@@ -330,6 +331,25 @@ struct Plan {
     /// space reach the gateway's veth as skbs without that headroom, and veth copies each
     /// before XDP sees it: the rig before 2026-12-05).
     flood_engine: &'static str,
+    /// Hold `/dev/cpu_dma_latency` at 0 for the run (`--no-latency-qos`: leave it): the
+    /// low-latency host setting a packet gateway runs with (tuned's `network-latency` profile
+    /// does the same). Without it this VM's idle cores halt, and waking the gateway's NAPI
+    /// thread from a halt takes long enough, at 0.7 Mpps, for gw0's 256-frame ring to overflow
+    /// while the core is half idle (`perf record -C 1` during a flood: 47 % in
+    /// `pv_native_safe_halt`). Both sides of the run, Sluice and the kernel, run with it.
+    latency_qos: bool,
+}
+
+/// Asks the kernel to keep every core out of idle states with any wake-up latency (PM QoS,
+/// `/dev/cpu_dma_latency` = 0) for as long as the returned file is open.
+fn hold_cpu_latency() -> Result<std::fs::File, String> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/cpu_dma_latency")
+        .map_err(|e| format!("/dev/cpu_dma_latency: {e} (or --no-latency-qos)"))?;
+    f.write_all(&0i32.to_ne_bytes()).map_err(|e| format!("/dev/cpu_dma_latency: {e}"))?;
+    Ok(f)
 }
 
 /// The whole benchmark: the sandbox, Sluice's storm, flood and forged ARP, the kernel's storm and
@@ -349,7 +369,10 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
             Some("afxdp") => "afxdp",
             Some(other) => return Err(format!("--flood-engine {other:?}: afxdp or live")),
         },
+        latency_qos: !args.iter().any(|a| a == "--no-latency-qos"),
     };
+    // Held until the run ends: closing the file lifts the request.
+    let _qos = if plan.latency_qos { Some(hold_cpu_latency()?) } else { None };
     for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(s, Arc::clone(&INTERRUPTED)).map_err(|e| e.to_string())?;
     }
@@ -1272,6 +1295,14 @@ impl Report {
             self.plan.flood_engine, FLOOD_IPS, FLOOD_PORTS, self.plan.flood_s, LEGIT_TIMEOUT_MS
         );
         println!(
+            "idle cores: {}",
+            if self.plan.latency_qos {
+                "kept out of halt (/dev/cpu_dma_latency held at 0 for the run)"
+            } else {
+                "free to halt (--no-latency-qos)"
+            }
+        );
+        println!(
             "replies to the forged sources: {}",
             if self.plan.sink {
                 "dropped at the gateway's switch port (bpf/sink.c), as a NIC's wire would take them"
@@ -1332,6 +1363,7 @@ impl Report {
         m.insert("synflood_legit_success_pct".into(), pct(&self.flood.during));
         m.insert("flood_replies_sunk".into(), json!(self.plan.sink));
         m.insert("flood_engine".into(), json!(self.plan.flood_engine));
+        m.insert("latency_qos".into(), json!(self.plan.latency_qos));
         m.insert("synflood_after_success_pct".into(), pct(&self.flood.after));
         m.insert(
             "synflood_rss_growth_mb".into(),
