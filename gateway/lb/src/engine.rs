@@ -546,9 +546,13 @@ impl L4 {
         let key = &FlowKey::new(m.src, m.sport, m.dst, m.dport, m.proto);
         let h = p.hash;
         if let Some((id, dir)) = self.flows.lookup_hinted(key, h, p.hint) {
-            if !self.flows.flow(id).is_expired(now_ns) {
+            let f = self.flows.flow(id);
+            let reopened = dir == Dir::Forward && f.is_closed() && self.reopened(frame, m, now_ns);
+            if !f.is_expired(now_ns) && !reopened {
                 return self.on_flow(frame, m, key, h, id, dir, now_ns);
             }
+            // Expired, or a closed tuple the client opened again through the XDP program's
+            // SYN cookie: the old flow goes, and the segment opens a new one.
             let gone = self.flows.remove(id);
             release(&mut self.sched, self.table.generation(), &gone);
         }
@@ -563,6 +567,19 @@ impl L4 {
             Some(svc) => self.new_flow(frame, m, key, h, svc, p.tuple_hash, now_ns),
             None => Verdict::Pass,
         }
+    }
+
+    /// Whether a client segment on a closed flow is the ACK of a SYN cookie: the client reused
+    /// its port (it closed second, so it kept no TIME_WAIT), the XDP program answered its new
+    /// SYN with a cookie, and the worker never saw that SYN. Forwarded on the old flow, the ACK
+    /// would reach the backend on the old SNAT tuple, where its TIME_WAIT answers with the old
+    /// connection's numbers and the client hangs (seen under a SYN flood, 2026-12-05).
+    #[cold]
+    fn reopened(&self, frame: &[u8], m: &Meta, now_ns: u64) -> bool {
+        let Some(key) = self.cookie_key else { return false };
+        m.proto == ip_proto::TCP
+            && m.tcp_flags & (flags::SYN | flags::RST | flags::FIN | flags::ACK) == flags::ACK
+            && cookie(key, &m.tcp_segment(frame), m, now_ns).is_some()
     }
 
     /// A packet of a known flow.

@@ -381,3 +381,50 @@ fn a_cookie_ack_with_data_on_a_reclaimed_tuple_sends_the_rst_then_the_syn_and_ke
     );
     assert_eq!(syn.sequence_number(), ISN);
 }
+
+/// A connection from `port` whose SYN the worker saw, opened and then closed: the backend first
+/// (it holds TIME_WAIT), the client second (it keeps nothing and may reuse the port at once).
+fn closed_connection(h: &mut Harness, port: u16, isn: u32) -> Frame {
+    let client = from(CLIENT_MAC, CLIENT, port).to(GW_MAC, VIP_ONE, 80);
+    let Outcome::Tx(first) = h.send(&client.tcp(Tcp { syn: true, ..seg(isn, None) }, b"")) else {
+        panic!("the SYN is forwarded")
+    };
+    let backend = from(backend_mac(1), be(1), 8080).to(GW_MAC, NODE, l4_src_port(&first));
+    let steps = [
+        (true, Tcp { syn: true, ..seg(B_ISN, Some(isn + 1)) }),
+        (false, seg(isn + 1, Some(B_ISN + 1))),
+        (true, Tcp { fin: true, ..seg(B_ISN + 1, Some(isn + 1)) }),
+        (false, Tcp { fin: true, ..seg(isn + 1, Some(B_ISN + 2)) }),
+        (true, seg(B_ISN + 2, Some(isn + 2))),
+    ];
+    for (from_backend, t) in steps {
+        let f = if from_backend { backend.tcp(t, b"") } else { client.tcp(t, b"") };
+        assert!(matches!(h.send(&f), Outcome::Tx(_)), "the handshake and the close pass");
+    }
+    client
+}
+
+#[test]
+fn a_cookie_ack_on_a_closed_tuple_opens_a_new_connection_not_the_old_one() {
+    let mut h = harness(Some(KEY));
+    closed_connection(&mut h, 7100, 0x5000_0000);
+    // The client reuses port 7100; under a flood the XDP program answers its SYN with a cookie,
+    // so the worker sees only the ACK. It must open a new connection with the gateway's own SYN,
+    // not ride the closed flow's tuple (the backend's TIME_WAIT would answer with the old
+    // connection's numbers, and the client would hang).
+    let cl = CookieClient::v4(&h, 7100, 3);
+    let Outcome::Tx(syn) = h.send(&cl.ack(b"")) else { panic!("the cookie's ACK opens a connection") };
+    let t = tcp(&syn);
+    assert!(t.syn() && !t.ack(), "a SYN to the backend, not the ACK forwarded on the old tuple");
+    assert_eq!(t.sequence_number(), ISN, "the new connection's ISN");
+    assert_eq!(h.worker.counters()[Counter::SynCookiesAccepted], 1);
+
+    // An ACK on a closed tuple that answers no cookie still belongs to the old flow.
+    let mut h = harness(Some(KEY));
+    let client = closed_connection(&mut h, 7200, 0x5000_0000);
+    let Outcome::Tx(f) = h.send(&client.tcp(seg(0x5000_0002, Some(B_ISN + 2)), b"")) else {
+        panic!("a late ACK of the old connection is forwarded")
+    };
+    assert!(!tcp(&f).syn());
+    assert_eq!(h.worker.counters()[Counter::SynCookiesAccepted], 0);
+}
