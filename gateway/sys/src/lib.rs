@@ -168,8 +168,7 @@ pub fn xdp_live_frames(prog_fd: i32, frame: &[u8], ifindex: u32, repeat: u32, ba
     };
     if r < 0 {
         // Read right after the failed call, before anything else can set it.
-        // SAFETY: `__errno_location` returns this thread's errno, valid for the thread's life.
-        return Err(unsafe { *libc::__errno_location() });
+        return Err(errno());
     }
     Ok(())
 }
@@ -183,8 +182,8 @@ fn errno() -> i32 {
 /// `recv(fd, buf, 0)`: bytes read (0 at end of stream), or the `errno`.
 #[inline]
 pub fn recv(fd: i32, buf: &mut [u8]) -> Result<usize, i32> {
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call; the null
-    // address and length ask for no source address. A bad `fd` is an error, not UB.
+    // A bad `fd` is an error, not UB; the null address and length ask for no source address.
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
     let n = unsafe {
         libc::syscall(
             libc::SYS_recvfrom,
@@ -203,8 +202,8 @@ pub fn recv(fd: i32, buf: &mut [u8]) -> Result<usize, i32> {
 /// the `errno`.
 #[inline]
 pub fn send(fd: i32, buf: &[u8]) -> Result<usize, i32> {
-    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call; no destination
-    // address. A bad `fd` is an error, not UB.
+    // A bad `fd` is an error, not UB; no destination address.
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call.
     let n = unsafe {
         libc::syscall(
             libc::SYS_sendto,
@@ -231,8 +230,8 @@ pub fn writev(fd: i32, bufs: &[&[u8]]) -> Result<usize, i32> {
     for (v, b) in iov.iter_mut().zip(bufs) {
         *v = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
     }
-    // SAFETY: the first `n` iovecs describe live byte slices borrowed for the whole call, which
-    // writev only reads. A bad `fd` is an error, not UB.
+    // A bad `fd` is an error, not UB.
+    // SAFETY: the first `n` iovecs describe live slices borrowed for the call; writev only reads.
     let r = unsafe { libc::syscall(libc::SYS_writev, fd, iov.as_ptr(), n as libc::c_int) };
     if r < 0 { Err(errno()) } else { Ok(r as usize) }
 }
@@ -272,8 +271,7 @@ pub fn xdp_test_run(prog_fd: i32, frame: &[u8]) -> Result<(u32, Vec<u8>), i32> {
     };
     if r < 0 {
         // Read right after the failed call, before anything else can set it.
-        // SAFETY: `__errno_location` returns this thread's errno, valid for the thread's life.
-        return Err(unsafe { *libc::__errno_location() });
+        return Err(errno());
     }
     out.truncate((attr.data_size_out as usize).min(out.len()));
     Ok((attr.retval, out))
