@@ -210,15 +210,14 @@ impl Reactor {
             return Ok(());
         }
         let registry = self.poll.registry();
-        for (i, fd) in self.ports.iter().enumerate() {
-            if let Some(fd) = fd
-                && let Err(e) = registry.register(&mut SourceFd(fd), Token(i), Interest::READABLE)
-            {
-                for fd in self.ports[..i].iter().flatten() {
-                    let _ = registry.deregister(&mut SourceFd(fd));
-                }
-                return Err(e);
-            }
+        let failed = self.ports.iter().enumerate().find_map(|(i, fd)| {
+            fd.as_ref()
+                .and_then(|fd| registry.register(&mut SourceFd(fd), Token(i), Interest::READABLE).err())
+        });
+        if let Some(e) = failed {
+            // Those added before the failure go out again (the others' removal fails, harmlessly).
+            self.remove_ports();
+            return Err(e);
         }
         self.ports_in = true;
         Ok(())
