@@ -21,6 +21,7 @@ use std::fmt;
 
 use crate::objects::ObjectMeta;
 
+pub mod annotations;
 mod endpoints;
 mod ingress;
 mod pod;

@@ -54,8 +54,10 @@ pub struct Ingress {
     pub rules: Vec<IngressRule>,
     /// `spec.tls`.
     pub tls: Vec<IngressTls>,
-    /// Annotations (ingress-nginx's, read by later L7 features).
+    /// Annotations, as written.
     pub annotations: BTreeMap<String, String>,
+    /// ingress-nginx's annotations, read ([`super::annotations`]).
+    pub nginx: super::annotations::Annotations,
     /// `status.loadBalancer.ingress[].ip`, in order: what the status says the Ingress is served
     /// on (the leader writes it only when it differs, and releases it when the Ingress stops
     /// being Sluice's).
@@ -276,6 +278,7 @@ pub fn ingress(ing: objects::Ingress) -> Checked<Ingress> {
         default_backend,
         rules,
         tls,
+        nginx: super::annotations::read(namespace_of(&ing.metadata), &ing.metadata.annotations),
         annotations: ing.metadata.annotations.clone(),
         status_ips,
         status_hostnames,

@@ -18,6 +18,8 @@
 //!   with the conflicts settled in merging.
 //! - [`route_stats`]: what the L7 stage counts per route (statuses, durations), and the rows it
 //!   publishes them in.
+//! - [`policy`]: what an Ingress's annotations (ingress-nginx's) ask of the L7 stage, as typed
+//!   values, and the grammars they are read by.
 //! - [`l7`]: the L7 half of a generation: routes, the upstreams they name, certificates and the
 //!   addresses Ingresses are served on.
 //!
@@ -64,6 +66,7 @@ pub mod hash;
 pub mod image;
 pub mod l7;
 pub mod maglev;
+pub mod policy;
 pub mod ports;
 pub mod route;
 pub mod route_stats;
