@@ -55,6 +55,7 @@ fn config() -> Config {
         snat: vec![],
         load_balancer_class: None,
         external_ip_ranges: vec![],
+        ingress_nginx_class: false,
     }
 }
 

@@ -49,7 +49,7 @@ pub mod l7;
 mod services;
 mod tls;
 
-pub use l7::{HTTP_PORT, HTTPS_PORT, L7Compiled};
+pub use l7::{HTTP_PORT, HTTPS_PORT, INGRESS_NGINX_CONTROLLER, L7Compiled};
 pub use tls::rfc3339;
 
 /// The index's maps: foldhash, several times faster than SipHash on these short string keys, and
@@ -69,6 +69,8 @@ pub struct Config {
     pub load_balancer_class: Option<String>,
     /// The ranges `spec.externalIPs` may be served from (none: no external IP is).
     pub external_ip_ranges: Vec<AddressRange>,
+    /// Serve the IngressClasses of ingress-nginx's controller (`k8s.io/ingress-nginx`) too.
+    pub ingress_nginx_class: bool,
 }
 
 /// The result of a compilation.
@@ -343,8 +345,8 @@ impl Compiler {
         let services: Vec<&Service> = order.iter().map(|&i| &store.services[i as usize].object).collect();
         let mut global_notes = Vec::new();
         let mut ignored = Vec::new();
-        let selected = l7::select(store, &mut ignored);
-        let asks = l7::class_asks(store, &selected);
+        let selected = l7::select(store, cfg, &mut ignored);
+        let asks = l7::class_asks(store, cfg, &selected);
         let allocated = allocation::allocate(store, cfg, &services, &asks, &mut global_notes);
         let at: Vec<String> = order.iter().map(|&i| located(&store.services[i as usize])).collect();
         let place_of: BTreeMap<String, usize> =
@@ -483,7 +485,7 @@ impl Compiler {
         compiled.changed = changed;
         // The L7 half again, whole: its upstreams are endpoints too, and it is small beside L4.
         let mut ignored = Vec::new();
-        let selected = l7::select(store, &mut ignored);
+        let selected = l7::select(store, cfg, &mut ignored);
         let l7 = l7::compile(store, &self.index, &selected, &self.class_addresses, now_unix_s());
         if *compiled.spec.l7 != l7.table {
             compiled.spec.l7 = Arc::new(l7.table);

@@ -13,6 +13,7 @@
 //! - [`cluster`]: cluster mode — kube watchers and reflector stores, synced into a store through
 //!   the same checks.
 //! - [`leader`]: the leader's Lease, and LoadBalancer status written back.
+//! - [`check`]: `sluice-control check`, the migration report for ingress-nginx's Ingresses.
 //! - [`compile`]: a store → a [`sluice_model::service::TableSpec`] (pure: same store, same table).
 //! - [`publish`]: the table built and published to the gateway, and the publication logged.
 //! - [`metrics`]: control's own figures and the gateway workers' counters (from the table file's
@@ -21,6 +22,7 @@
 //! Not hot path. No `unsafe`.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod checked;
 pub mod cluster;
 pub mod compile;

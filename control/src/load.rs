@@ -407,7 +407,16 @@ fn load_kind(doc: &Doc<'_>, head: &Head, loaded: &mut Loaded) {
         "Pod" => load_object(doc, loaded, checked::pod, |s| &mut s.pods),
         "IPAddressPool" => load_object(doc, loaded, checked::pool, |s| &mut s.pools),
         "Endpoints" => load_object(doc, loaded, checked::endpoints, |s| &mut s.endpoints),
-        "Ingress" => load_object(doc, loaded, checked::ingress, |s| &mut s.ingresses),
+        "Ingress" => {
+            let before = loaded.store.ingresses.len();
+            load_object(doc, loaded, checked::ingress, |s| &mut s.ingresses);
+            // Each annotation's finding at the line it is written on (the migration report's).
+            if let Some(l) = loaded.store.ingresses.get_mut(before) {
+                for f in &mut l.object.nginx.findings {
+                    f.line = line_of(doc.text, doc.start, &f.annotation);
+                }
+            }
+        }
         "IngressClass" => load_object(doc, loaded, checked::ingress_class, |s| &mut s.ingress_classes),
         "Secret" => load_object(doc, loaded, checked::secret, |s| &mut s.secrets),
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => {

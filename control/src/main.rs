@@ -63,6 +63,15 @@ enum Command {
     /// Compile and publish the table from a directory of manifests or from a cluster; republish
     /// when it changes.
     Run(RunArgs),
+    /// The migration report: how Sluice would serve the Ingresses of a directory of manifests
+    /// or a `kubectl get ingress,service,secret -A -o yaml` dump — per annotation of
+    /// ingress-nginx's, served as is, served differently, ignored or refused. Exits 1 when
+    /// something is refused.
+    Check {
+        /// A directory of manifests, or one file.
+        #[arg(long)]
+        manifests: PathBuf,
+    },
     /// Show the table the gateway is running.
     Status {
         /// The shared-memory table file.
@@ -160,6 +169,7 @@ fn main() -> std::process::ExitCode {
     let r = match cli.command {
         Command::Run(args) => run(args),
         Command::Status { table } => status(&table),
+        Command::Check { manifests } => check(&manifests),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -170,6 +180,28 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn check(path: &Path) -> Result<(), String> {
+    let loaded = if path.is_dir() {
+        load::load_dir(path).map_err(|e| format!("{}: {e}", path.display()))?
+    } else {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut loaded = load::Loaded::default();
+        load::load_str(path, &text, &mut loaded);
+        loaded
+    };
+    let report = sluice_control::check::report(loaded);
+    for line in &report.lines {
+        println!("{line}");
+    }
+    let refused = report.lines.iter().filter(|l| l.contains(": refused: ")).count();
+    println!(
+        "{} Ingresses checked; {} lines; {refused} annotations refused",
+        report.ingresses,
+        report.lines.len()
+    );
+    if report.refused { Err("something is refused (see above)".into()) } else { Ok(()) }
+}
+
 fn run(args: RunArgs) -> Result<(), String> {
     let cfg = Config {
         node_name: args.node_name.clone(),
@@ -177,6 +209,7 @@ fn run(args: RunArgs) -> Result<(), String> {
         snat: args.snat.clone(),
         load_balancer_class: args.load_balancer_class.clone(),
         external_ip_ranges: args.external_ip_ranges.clone(),
+        ingress_nginx_class: false,
     };
     match &args.manifests {
         Some(dir) => run_manifests(dir, &args, &cfg),

@@ -65,6 +65,7 @@ fn cfg() -> Config {
         snat: vec![],
         load_balancer_class: None,
         external_ip_ranges: vec![],
+        ingress_nginx_class: false,
     }
 }
 

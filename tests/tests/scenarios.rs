@@ -73,6 +73,7 @@ impl Gateway {
             snat: vec![],
             load_balancer_class: None,
             external_ip_ranges: vec![],
+            ingress_nginx_class: false,
         };
         let compiled = compile(store, &cfg, Generation(self.generation));
         let table = ServiceTable::build(&compiled.spec).unwrap();

@@ -62,6 +62,8 @@ pub struct Finding {
     pub verdict: Verdict,
     /// Why, or how.
     pub message: String,
+    /// The line the annotation is written on (manifest mode; 0 when not known).
+    pub line: usize,
 }
 
 impl fmt::Display for Finding {
@@ -200,6 +202,7 @@ impl<'a> Reader<'a> {
             annotation: format!("{NGINX_PREFIX}{key}"),
             verdict,
             message: message.into(),
+            line: 0,
         });
     }
 

@@ -37,8 +37,11 @@ use sluice_model::route::{
     Unavailable,
 };
 
+use sluice_model::policy::{self, NGINX_PREFIX, PasswordHash};
+
 use super::allocation::ClassAsk;
-use super::{Index, endpoints, tls};
+use super::{Config, Index, endpoints, tls};
+use crate::checked::annotations::{AuthAsk, AuthSecretType, Effect, Verdict};
 use crate::checked::{CONTROLLER, Ingress, IngressBackend, IngressClass, PathValue, PortProtocol};
 use crate::store::{Located, Store};
 
@@ -53,21 +56,28 @@ pub(super) struct Selected<'s> {
     pub(super) class: &'s str,
 }
 
+/// ingress-nginx's IngressClass controller: its classes are served when
+/// [`Config::ingress_nginx_class`] says so.
+pub const INGRESS_NGINX_CONTROLLER: &str = "k8s.io/ingress-nginx";
+
 /// Sluice's IngressClasses by name.
-fn our_classes(store: &Store) -> BTreeMap<&str, &IngressClass> {
+fn our_classes<'s>(store: &'s Store, cfg: &Config) -> BTreeMap<&'s str, &'s IngressClass> {
     store
         .ingress_classes
         .iter()
         .map(|l| &l.object)
-        .filter(|c| c.controller.as_deref() == Some(CONTROLLER))
+        .filter(|c| {
+            c.controller.as_deref() == Some(CONTROLLER)
+                || (cfg.ingress_nginx_class && c.controller.as_deref() == Some(INGRESS_NGINX_CONTROLLER))
+        })
         .map(|c| (c.name.as_str(), c))
         .collect()
 }
 
 /// The Ingresses of Sluice's classes, in namespace/name order; `ignored` says why each other
 /// one is not (info, not an error: it is another controller's).
-pub(super) fn select<'s>(store: &'s Store, ignored: &mut Vec<String>) -> Vec<Selected<'s>> {
-    let ours = our_classes(store);
+pub(super) fn select<'s>(store: &'s Store, cfg: &Config, ignored: &mut Vec<String>) -> Vec<Selected<'s>> {
+    let ours = our_classes(store, cfg);
     let exists = |name: &str| store.ingress_classes.iter().any(|l| l.object.name == name);
     let default = ours.values().find(|c| c.is_default).map(|c| c.name.as_str());
     let mut out = Vec::new();
@@ -106,9 +116,9 @@ pub(super) fn select<'s>(store: &'s Store, ignored: &mut Vec<String>) -> Vec<Sel
 }
 
 /// What each class of Sluice's that has an Ingress asks of allocation, in name order.
-pub(super) fn class_asks<'s>(store: &'s Store, selected: &[Selected<'s>]) -> Vec<ClassAsk<'s>> {
+pub(super) fn class_asks<'s>(store: &'s Store, cfg: &Config, selected: &[Selected<'s>]) -> Vec<ClassAsk<'s>> {
     let used: BTreeSet<&str> = selected.iter().map(|s| s.class).collect();
-    our_classes(store)
+    our_classes(store, cfg)
         .into_iter()
         .filter(|(name, _)| used.contains(name))
         .map(|(name, c)| ClassAsk { name, address: c.address, pool: c.pool.as_deref() })
@@ -151,7 +161,9 @@ pub(super) fn compile(
     let mut specs = Vec::with_capacity(selected.len());
     let mut named: BTreeSet<ServiceBackend> = BTreeSet::new();
     for s in selected {
-        let spec = ingress_spec(store, index, s.ingress, &mut out.errors);
+        let Some(spec) = ingress_spec(store, index, s.ingress, &mut out.errors, &mut out.notes) else {
+            continue;
+        };
         for b in
             spec.rules.iter().flat_map(|r| r.paths.iter().map(|p| &p.backend)).chain(&spec.default_backend)
         {
@@ -166,6 +178,7 @@ pub(super) fn compile(
     }
     let routes = RouteTable::compile(&specs);
     out.notes.extend(routes.conflicts().iter().map(|c| c.to_string()));
+    out.notes.extend(unserved_canaries(&specs, &routes));
     out.table.upstreams = named.into_iter().map(|sb| upstream(store, index, sb)).collect();
     out.table.certificates = certificates(store, selected, now_unix_s, &mut out.errors);
     let mut listeners: Vec<Listener> = selected
@@ -180,10 +193,137 @@ pub(super) fn compile(
     out
 }
 
-/// An Ingress as the route table takes it, its backends resolved against the Services.
-fn ingress_spec(store: &Store, index: &Index, l: &Located<Ingress>, errors: &mut Vec<String>) -> IngressSpec {
+/// The paths of canary Ingresses that serve nothing: no main Ingress routes their host and
+/// path, or another canary took it first.
+fn unserved_canaries(specs: &[IngressSpec], routes: &RouteTable) -> Vec<String> {
+    let mut out = Vec::new();
+    for spec in specs.iter().filter(|s| s.canary.is_some()) {
+        for r in &spec.rules {
+            let entry = routes.hosts().iter().find(|h| h.host == r.host);
+            for p in &r.paths {
+                let kind = p.path_type.kind();
+                let main = entry.and_then(|h| {
+                    h.paths.iter().find(|m| m.kind == kind && m.path.key(kind) == p.path.key(kind))
+                });
+                let why = match main.map(|m| m.canary.as_deref()) {
+                    None => "no Ingress that is not a canary routes it".to_owned(),
+                    Some(Some(c)) if c.ingress == spec.id => continue,
+                    Some(Some(c)) => {
+                        format!("Ingress {} is its canary already (one canary per path)", c.ingress)
+                    }
+                    Some(None) => continue,
+                };
+                out.push(format!(
+                    "Ingress {}: canary for host {} path {} ({}): not served: {why}",
+                    spec.id,
+                    r.host,
+                    p.path,
+                    p.path_type.name()
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The users of a basic-auth Secret, or why there are none to check against.
+fn auth_users(
+    store: &Store,
+    ask: &AuthAsk,
+    problems: &mut Vec<String>,
+) -> Result<Vec<(String, PasswordHash)>, String> {
+    let secret = store
+        .secrets
+        .iter()
+        .map(|l| &l.object)
+        .find(|s| s.namespace == ask.namespace && s.name == ask.name)
+        .ok_or_else(|| format!("Secret {}/{} does not exist", ask.namespace, ask.name))?;
+    let users = match ask.secret_type {
+        AuthSecretType::File => {
+            let text = secret.data.get("auth").ok_or_else(|| {
+                format!("Secret {}/{} has no key auth (an htpasswd file)", ask.namespace, ask.name)
+            })?;
+            let text = std::str::from_utf8(text)
+                .map_err(|_| format!("Secret {}/{}: auth is not text", ask.namespace, ask.name))?;
+            let (users, bad) = policy::parse_htpasswd(text);
+            problems
+                .extend(bad.into_iter().map(|b| format!("Secret {}/{}: auth: {b}", ask.namespace, ask.name)));
+            users
+        }
+        AuthSecretType::Map => {
+            let mut users = Vec::new();
+            for (user, hash) in &secret.data {
+                let parsed = std::str::from_utf8(hash)
+                    .map_err(|_| "not text".to_owned())
+                    .and_then(|h| PasswordHash::parse(h.trim()));
+                match parsed {
+                    Ok(h) if policy::is_user(user) => users.push((user.clone(), h)),
+                    Ok(_) => problems
+                        .push(format!("Secret {}/{}: {user:?} is not a user name", ask.namespace, ask.name)),
+                    Err(e) => {
+                        problems.push(format!("Secret {}/{}: user {user:?}: {e}", ask.namespace, ask.name))
+                    }
+                }
+            }
+            users
+        }
+    };
+    if users.is_empty() {
+        return Err(format!("Secret {}/{} has no user Sluice can check", ask.namespace, ask.name));
+    }
+    Ok(users)
+}
+
+/// An Ingress as the route table takes it, its backends resolved against the Services; `None`
+/// when its annotations skip it (ingress-nginx's rule for a bad limit).
+fn ingress_spec(
+    store: &Store,
+    index: &Index,
+    l: &Located<Ingress>,
+    errors: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Option<IngressSpec> {
     let ing = &l.object;
     let at = located(l);
+    let a = &ing.nginx;
+    for f in &a.findings {
+        let at = match f.line {
+            0 => at.clone(),
+            line => format!("{}:{line}: Ingress {}", l.file.display(), ing.key()),
+        };
+        match f.verdict {
+            Verdict::Refused => errors.push(format!("{at}: {f}")),
+            Verdict::Ignored | Verdict::Differs => notes.push(format!("{at}: {f}")),
+            Verdict::Served => {}
+        }
+    }
+    if matches!(a.effect, Effect::Skip(_)) {
+        return None;
+    }
+    let mut policy = a.policy.clone();
+    if let (Some(ask), Some(auth)) = (&a.auth, policy.basic_auth.as_mut()) {
+        let mut problems = Vec::new();
+        match auth_users(store, ask, &mut problems) {
+            Ok(users) => auth.users = users,
+            Err(why) => {
+                errors.push(format!(
+                    "{at}: {NGINX_PREFIX}auth-secret: {why}; every path of this Ingress answers 503"
+                ));
+                policy.deny.get_or_insert(format!("{NGINX_PREFIX}auth-secret: {why}"));
+            }
+        }
+        notes.extend(
+            problems
+                .into_iter()
+                .map(|p| format!("{at}: {NGINX_PREFIX}auth-secret: {p}; that user cannot log in")),
+        );
+    }
+    for c in &a.config_maps {
+        notes.push(format!(
+            "{at}: {NGINX_PREFIX}{}: ignored: ConfigMap {}/{} is not read (Sluice does not load ConfigMaps yet)",
+            c.annotation, c.namespace, c.name
+        ));
+    }
     let backend = |field: &str, b: &IngressBackend, errors: &mut Vec<String>| {
         resolve(store, index, ing, &at, field, b, errors)
     };
@@ -205,12 +345,14 @@ fn ingress_spec(store: &Store, index: &Index, l: &Located<Ingress>, errors: &mut
         }
         rules.push(RuleSpec { host: r.host.clone(), paths });
     }
-    IngressSpec {
+    Some(IngressSpec {
         id: IngressRef::new(&ing.namespace, &ing.name),
         created_unix_s: ing.created.map(|c| c.secs),
         default_backend,
         rules,
-    }
+        policy,
+        canary: a.canary.clone(),
+    })
 }
 
 /// A backend: the Service port it names, or why it is unavailable (with an error).
@@ -478,6 +620,105 @@ spec:
     }
 
     const WEB: &str = "{service: {name: web, port: {number: 80}}}";
+
+    /// An Ingress of Sluice's class for `/` of shop.example.com with these annotations.
+    fn annotated(name: &str, annotations: &str, backend: &str) -> String {
+        format!(
+            "apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: {name}, namespace: shop, annotations: {{{annotations}}}}}
+spec:
+  ingressClassName: sluice
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {backend}}}
+"
+        )
+    }
+
+    fn path_policy(c: &Compiled) -> &sluice_model::policy::Policy {
+        let routes = &c.spec.l7.routes;
+        let p = &routes.hosts()[0].paths[0];
+        routes.policy(p.policy).unwrap()
+    }
+
+    #[test]
+    fn basic_auth_reads_its_secret_or_denies() {
+        let secret = "apiVersion: v1
+kind: Secret
+metadata: {name: creds, namespace: shop}
+stringData:
+  auth: |
+    foo:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=
+    bad:plaintext
+";
+        let auth =
+            "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: creds";
+        let c = compiled(&[POOL, CLASS, &service("web"), secret, &annotated("web", auth, WEB)]);
+        let p = path_policy(&c);
+        let users = &p.basic_auth.as_ref().unwrap().users;
+        assert_eq!(users.iter().map(|u| u.0.as_str()).collect::<Vec<_>>(), ["foo"]);
+        assert!(p.deny.is_none());
+        let notes = c.notes.join("\n");
+        assert!(notes.contains("auth: line 2: user \"bad\""), "{notes}");
+        assert!(!notes.contains("plaintext"), "a password is never logged: {notes}");
+
+        // Without the Secret: every path 503, and an error naming it.
+        let c = compiled(&[POOL, CLASS, &service("web"), &annotated("web", auth, WEB)]);
+        assert!(path_policy(&c).deny.is_some());
+        let errors = c.errors.join("\n");
+        assert!(errors.contains("Ingress shop/web: nginx.ingress.kubernetes.io/auth-secret: Secret shop/creds does not exist; every path of this Ingress answers 503"), "{errors}");
+    }
+
+    #[test]
+    fn a_bad_limit_skips_the_ingress_and_a_snippet_is_only_dropped() {
+        let c = compiled(&[
+            POOL,
+            CLASS,
+            &service("web"),
+            &annotated("web", "nginx.ingress.kubernetes.io/limit-rps: lots", WEB),
+        ]);
+        assert!(served(&c).is_empty());
+        assert!(
+            c.errors.join("\n").contains("limit-rps: refused: \"lots\" is not a whole number"),
+            "{:?}",
+            c.errors
+        );
+        let c = compiled(&[
+            POOL,
+            CLASS,
+            &service("web"),
+            &annotated("web", "nginx.ingress.kubernetes.io/server-snippet: 'load_module /tmp/x.so;'", WEB),
+        ]);
+        assert_eq!(served(&c), ["shop/web"]);
+        assert!(c.errors.join("\n").contains("server-snippet: refused"), "{:?}", c.errors);
+    }
+
+    #[test]
+    fn a_canary_joins_its_main_route_and_an_orphan_is_said() {
+        let canary =
+            "nginx.ingress.kubernetes.io/canary: 'true', nginx.ingress.kubernetes.io/canary-weight: '25'";
+        let v2 = "{service: {name: web-v2, port: {number: 80}}}";
+        let c = compiled(&[
+            POOL,
+            CLASS,
+            &service("web"),
+            &service("web-v2"),
+            &annotated("web", "", WEB),
+            &annotated("web-canary", canary, v2),
+        ]);
+        assert_eq!(served(&c), ["shop/web"], "a canary is not a route of its own");
+        let p = &c.spec.l7.routes.hosts()[0].paths[0];
+        let k = p.canary.as_ref().unwrap();
+        assert_eq!((k.ingress.to_string().as_str(), k.rule.weight), ("shop/web-canary", 25));
+        assert!(c.spec.l7.upstreams.iter().any(|u| u.service.name == "web-v2"), "its Service is an upstream");
+        assert!(c.notes.iter().all(|n| !n.contains("canary for host")), "{:?}", c.notes);
+
+        let c = compiled(&[POOL, CLASS, &service("web-v2"), &annotated("web-canary", canary, v2)]);
+        assert!(c.notes.join("\n").contains("Ingress shop/web-canary: canary for host shop.example.com path / (Prefix): not served: no Ingress that is not a canary routes it"), "{:?}", c.notes);
+    }
 
     #[test]
     fn class_is_chosen_by_field_then_annotation_then_default() {

@@ -285,6 +285,8 @@ mod tests {
             port: ServicePort::Number(80),
         });
         let spec = IngressSpec {
+            policy: Default::default(),
+            canary: None,
             id: IngressRef::new("shop", "web"),
             created_unix_s: None,
             default_backend: Some(svc.clone()),

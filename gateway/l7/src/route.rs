@@ -292,6 +292,8 @@ mod tests {
 
     fn ingress(name: &str, created: i64, rules: Vec<RuleSpec>, default: Option<Backend>) -> IngressSpec {
         IngressSpec {
+            policy: Default::default(),
+            canary: None,
             id: IngressRef::new("default", name),
             created_unix_s: Some(created),
             default_backend: default,

@@ -33,6 +33,8 @@ fn router() -> Router {
             }])
             .collect();
         ingresses.push(IngressSpec {
+            policy: Default::default(),
+            canary: None,
             id: IngressRef::new("ns", format!("i{i}")),
             created_unix_s: Some(i),
             default_backend: Some(backend("default")),

@@ -180,6 +180,8 @@ fn ingresses() -> impl Strategy<Value = Vec<IngressSpec>> {
             .into_iter()
             .enumerate()
             .map(|(i, (created, rules, default_backend, ns))| IngressSpec {
+                policy: Default::default(),
+                canary: None,
                 id: IngressRef::new(ns, format!("ing{i}")),
                 created_unix_s: created,
                 default_backend,

@@ -54,7 +54,7 @@ use layout::{
 pub const IMAGE_MAGIC: [u8; 8] = *b"SLUICEIM";
 /// The image layout version. 2: the L7 half ([`crate::l7::L7Table`]) after the L4 regions.
 /// 3: each route's metrics row.
-pub const IMAGE_VERSION: u32 = 3;
+pub const IMAGE_VERSION: u32 = 4;
 
 /// Why an image was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -741,6 +741,12 @@ mod tests {
         };
         let ingresses = vec![
             IngressSpec {
+                policy: crate::policy::Policy {
+                    rewrite: Some(crate::policy::RewriteTarget::parse("/$1").unwrap()),
+                    limits: crate::policy::Limits { rps: Some(5), burst_multiplier: 5, ..Default::default() },
+                    ..Default::default()
+                },
+                canary: None,
                 id: IngressRef::new("shop", "web"),
                 created_unix_s: Some(100),
                 default_backend: Some(Backend::Service(svc("web", ServicePort::Name("http".into())))),
@@ -776,6 +782,8 @@ mod tests {
                 ],
             },
             IngressSpec {
+                policy: Default::default(),
+                canary: None,
                 id: IngressRef::new("shop", "copy"),
                 created_unix_s: None,
                 default_backend: Some(Backend::Unavailable(Unavailable::Resource)),
@@ -789,6 +797,23 @@ mod tests {
                 }],
             },
             IngressSpec {
+                policy: crate::policy::Policy { ssl_redirect: false, ..Default::default() },
+                canary: Some(crate::policy::Canary { weight: 20, ..Default::default() }),
+                id: IngressRef::new("shop", "web-canary"),
+                created_unix_s: Some(200),
+                default_backend: None,
+                rules: vec![RuleSpec {
+                    host: HostRule::new(Some("shop.example.com")).unwrap(),
+                    paths: vec![PathSpec {
+                        path_type: PathType::Prefix,
+                        path: RulePath::new("/").unwrap(),
+                        backend: Backend::Service(svc("web-v2", ServicePort::Number(80))),
+                    }],
+                }],
+            },
+            IngressSpec {
+                policy: Default::default(),
+                canary: None,
                 id: IngressRef::new("shop", "catch-all"),
                 created_unix_s: Some(5),
                 default_backend: Some(Backend::Service(svc("web", ServicePort::Number(80)))),
@@ -802,6 +827,8 @@ mod tests {
             next
         });
         assert_eq!(routes.conflicts().len(), 2, "{:?}", routes.conflicts());
+        assert_eq!(routes.policies().len(), 3, "the default, web's and the canary's");
+        assert!(routes.hosts().iter().flat_map(|h| &h.paths).any(|p| p.canary.is_some()));
         let ep = |a: &str, ready, serving, terminating| Endpoint {
             addr: a.parse().unwrap(),
             ready,
@@ -977,7 +1004,7 @@ mod tests {
     fn the_layout_is_pinned_to_its_version() {
         assert_eq!(
             (IMAGE_VERSION, layout::fingerprint()),
-            (3, 0xfb3c_9453_8b6b_6a4d),
+            (4, 0x50e5_ad99_ff49_4ebc),
             "{:#x}\n{}",
             layout::fingerprint(),
             layout::describe()

@@ -876,6 +876,415 @@ impl FromStr for SameSite {
     }
 }
 
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.parts {
+            match p {
+                HashPart::Literal(s) => f.write_str(s)?,
+                HashPart::RequestUri => f.write_str("$request_uri")?,
+                HashPart::Uri => f.write_str("$uri")?,
+                HashPart::Args => f.write_str("$args")?,
+                HashPart::Host => f.write_str("$host")?,
+                HashPart::RemoteAddr => f.write_str("$remote_addr")?,
+                HashPart::Header(h) => write!(f, "${{http_{}}}", h.replace('-', "_"))?,
+                HashPart::Cookie(c) => write!(f, "${{cookie_{c}}}")?,
+                HashPart::Arg(a) => write!(f, "${{arg_{a}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PasswordHash {
+    /// The hash as htpasswd writes it (what [`PasswordHash::parse`] reads).
+    pub fn to_text(&self) -> String {
+        match self {
+            PasswordHash::Bcrypt(s) => s.clone(),
+            PasswordHash::Md5Crypt { magic, salt, hash } => format!("${magic}${salt}${hash}"),
+            PasswordHash::Sha1(h) => format!("{{SHA}}{}", base64_encode(h)),
+        }
+    }
+}
+
+/// Standard base64 with padding.
+pub fn base64_encode(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(char::from(A[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// [`Policy`] and [`Canary`] as bytes, for the table image: every field in a fixed order, each
+/// value as the text its grammar reads, so that decoding checks it with that grammar. A decoded
+/// value is one control could have made; anything else is an error.
+pub mod codec {
+    use super::*;
+
+    /// Why bytes are not a policy.
+    pub type Error = &'static str;
+
+    struct W<'a>(&'a mut Vec<u8>);
+
+    impl W<'_> {
+        fn u8(&mut self, v: u8) {
+            self.0.push(v);
+        }
+        fn u32(&mut self, v: u32) {
+            self.0.extend_from_slice(&v.to_le_bytes());
+        }
+        fn u64(&mut self, v: u64) {
+            self.0.extend_from_slice(&v.to_le_bytes());
+        }
+        fn bool(&mut self, v: bool) {
+            self.u8(u8::from(v));
+        }
+        fn str(&mut self, s: &str) {
+            self.u32(s.len() as u32);
+            self.0.extend_from_slice(s.as_bytes());
+        }
+        fn opt_str(&mut self, s: Option<&str>) {
+            self.bool(s.is_some());
+            if let Some(s) = s {
+                self.str(s);
+            }
+        }
+        fn opt_u32(&mut self, v: Option<u32>) {
+            self.bool(v.is_some());
+            self.u32(v.unwrap_or(0));
+        }
+        fn cidrs(&mut self, c: &[Cidr]) {
+            self.u32(c.len() as u32);
+            for c in c {
+                self.str(&c.to_string());
+            }
+        }
+        fn headers(&mut self, h: &[Header]) {
+            self.u32(h.len() as u32);
+            for h in h {
+                self.str(&h.name);
+                self.str(&h.value);
+            }
+        }
+    }
+
+    struct R<'a>(&'a [u8]);
+
+    impl<'a> R<'a> {
+        fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+            if self.0.len() < n {
+                return Err("policy bytes end early");
+            }
+            let (a, b) = self.0.split_at(n);
+            self.0 = b;
+            Ok(a)
+        }
+        fn u8(&mut self) -> Result<u8, Error> {
+            Ok(self.take(1)?[0])
+        }
+        fn u32(&mut self) -> Result<u32, Error> {
+            Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| "policy bytes end early")?))
+        }
+        fn u64(&mut self) -> Result<u64, Error> {
+            Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| "policy bytes end early")?))
+        }
+        fn bool(&mut self) -> Result<bool, Error> {
+            match self.u8()? {
+                0 => Ok(false),
+                1 => Ok(true),
+                _ => Err("policy flag neither 0 nor 1"),
+            }
+        }
+        fn str(&mut self) -> Result<&'a str, Error> {
+            let n = self.u32()? as usize;
+            std::str::from_utf8(self.take(n)?).map_err(|_| "policy string not UTF-8")
+        }
+        fn opt_str(&mut self) -> Result<Option<&'a str>, Error> {
+            if self.bool()? { Ok(Some(self.str()?)) } else { Ok(None) }
+        }
+        fn opt_u32(&mut self) -> Result<Option<u32>, Error> {
+            let some = self.bool()?;
+            let v = self.u32()?;
+            Ok(some.then_some(v))
+        }
+        /// A count of items each at least `min` bytes long: never more than the bytes left allow.
+        fn count(&mut self, min: usize) -> Result<usize, Error> {
+            let n = self.u32()? as usize;
+            if n.saturating_mul(min) > self.0.len() {
+                return Err("policy list longer than its bytes");
+            }
+            Ok(n)
+        }
+        fn cidrs(&mut self) -> Result<Vec<Cidr>, Error> {
+            let n = self.count(4)?;
+            (0..n).map(|_| Cidr::parse(self.str()?).map_err(|_| "policy CIDR malformed")).collect()
+        }
+        fn headers(&mut self) -> Result<Vec<Header>, Error> {
+            let n = self.count(8)?;
+            (0..n)
+                .map(|_| {
+                    let (name, value) = (self.str()?, self.str()?);
+                    Header::new(name, value).map_err(|_| "policy header malformed")
+                })
+                .collect()
+        }
+    }
+
+    fn checked<T>(v: Option<&str>, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, Error> {
+        v.map(|s| parse(s).map_err(|_| "policy value fails its grammar")).transpose()
+    }
+
+    /// Appends `p`'s bytes to `out`.
+    pub fn encode(p: &Policy, out: &mut Vec<u8>) {
+        let mut w = W(out);
+        w.opt_str(p.rewrite.as_ref().map(|r| r.to_string()).as_deref());
+        w.bool(p.use_regex);
+        w.opt_str(p.app_root.as_deref());
+        w.opt_str(p.forwarded_prefix.as_deref());
+        w.bool(p.ssl_redirect);
+        w.bool(p.force_ssl_redirect);
+        w.bool(p.preserve_trailing_slash);
+        w.bool(p.redirect.is_some());
+        if let Some(r) = &p.redirect {
+            w.str(&r.location);
+            w.u32(u32::from(r.code));
+        }
+        w.bool(p.basic_auth.is_some());
+        if let Some(a) = &p.basic_auth {
+            w.str(&a.realm);
+            w.u32(a.users.len() as u32);
+            for (u, h) in &a.users {
+                w.str(u);
+                w.str(&h.to_text());
+            }
+        }
+        w.opt_str(p.deny.as_deref());
+        w.opt_u32(p.limits.rps);
+        w.opt_u32(p.limits.rpm);
+        w.opt_u32(p.limits.connections);
+        w.u32(p.limits.burst_multiplier);
+        w.cidrs(&p.limits.whitelist);
+        w.u8(BackendProtocol::ALL.iter().position(|(b, _)| *b == p.backend_protocol).unwrap_or(0) as u8);
+        w.bool(p.body_limit.is_some());
+        w.u64(p.body_limit.unwrap_or(0));
+        w.u32(p.connect_timeout_s);
+        w.u32(p.read_timeout_s);
+        w.u32(p.send_timeout_s);
+        w.cidrs(&p.allow_sources);
+        w.cidrs(&p.deny_sources);
+        w.bool(p.affinity.is_some());
+        if let Some(a) = &p.affinity {
+            w.str(&a.name);
+            w.opt_str(a.path.as_deref());
+            w.opt_u32(a.expires_s);
+            w.opt_u32(a.max_age_s);
+            w.u8(a.samesite.map_or(0, |s| s as u8 + 1));
+            w.bool(a.persistent);
+        }
+        w.opt_str(p.hash_by.as_ref().map(|h| h.to_string()).as_deref());
+        w.bool(p.cors.is_some());
+        if let Some(c) = &p.cors {
+            w.u32(c.allow_origins.len() as u32);
+            for o in &c.allow_origins {
+                w.str(o);
+            }
+            w.str(&c.allow_methods);
+            w.str(&c.allow_headers);
+            w.str(&c.expose_headers);
+            w.bool(c.allow_credentials);
+            w.u32(c.max_age_s);
+        }
+        w.opt_str(p.upstream_vhost.as_deref());
+        w.headers(&p.response_headers);
+        w.headers(&p.request_headers);
+    }
+
+    /// Reads a policy [`encode`] wrote; every value checked by its grammar, every byte used.
+    pub fn decode(b: &[u8]) -> Result<Policy, Error> {
+        let mut r = R(b);
+        let rewrite = checked(r.opt_str()?, RewriteTarget::parse)?;
+        let use_regex = r.bool()?;
+        let app_root = checked(r.opt_str()?, parse_path)?;
+        let forwarded_prefix = r.opt_str()?.map(str::to_owned);
+        if forwarded_prefix.as_deref().is_some_and(|v| !is_field_value(v)) {
+            return Err("policy header value malformed");
+        }
+        let (ssl_redirect, force_ssl_redirect, preserve_trailing_slash) = (r.bool()?, r.bool()?, r.bool()?);
+        let redirect = if r.bool()? {
+            let location = r.str()?;
+            let location = parse_url(location)
+                .or_else(|_| parse_path(location))
+                .map_err(|_| "policy redirect malformed")?;
+            let code = u16::try_from(r.u32()?)
+                .ok()
+                .filter(|c| (300..=308).contains(c))
+                .ok_or("policy redirect code")?;
+            Some(Redirect { location, code })
+        } else {
+            None
+        };
+        let basic_auth = if r.bool()? {
+            let realm = r.str()?;
+            if !is_realm(realm) {
+                return Err("policy realm malformed");
+            }
+            let n = r.count(8)?;
+            let mut users = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (u, h) = (r.str()?, r.str()?);
+                if !is_user(u) {
+                    return Err("policy user malformed");
+                }
+                users.push((u.to_owned(), PasswordHash::parse(h).map_err(|_| "policy hash malformed")?));
+            }
+            if !users.windows(2).all(|w| w[0].0 < w[1].0) {
+                return Err("policy users not sorted");
+            }
+            Some(BasicAuth { realm: realm.to_owned(), users })
+        } else {
+            None
+        };
+        let deny = r.opt_str()?.map(str::to_owned);
+        let limits = Limits {
+            rps: r.opt_u32()?,
+            rpm: r.opt_u32()?,
+            connections: r.opt_u32()?,
+            burst_multiplier: r.u32()?,
+            whitelist: r.cidrs()?,
+        };
+        let backend_protocol =
+            BackendProtocol::ALL.get(usize::from(r.u8()?)).ok_or("policy backend protocol")?.0;
+        let has_body_limit = r.bool()?;
+        let body_limit = r.u64()?;
+        let body_limit = has_body_limit.then_some(body_limit);
+        let (connect_timeout_s, read_timeout_s, send_timeout_s) = (r.u32()?, r.u32()?, r.u32()?);
+        let (allow_sources, deny_sources) = (r.cidrs()?, r.cidrs()?);
+        let affinity = if r.bool()? {
+            let name = r.str()?;
+            if !is_cookie_name(name) {
+                return Err("policy cookie name malformed");
+            }
+            let path = checked(r.opt_str()?, parse_path)?;
+            let (expires_s, max_age_s) = (r.opt_u32()?, r.opt_u32()?);
+            let samesite = match r.u8()? {
+                0 => None,
+                1 => Some(SameSite::None),
+                2 => Some(SameSite::Lax),
+                3 => Some(SameSite::Strict),
+                _ => return Err("policy samesite"),
+            };
+            Some(CookieAffinity {
+                name: name.to_owned(),
+                path,
+                expires_s,
+                max_age_s,
+                samesite,
+                persistent: r.bool()?,
+            })
+        } else {
+            None
+        };
+        let hash_by = checked(r.opt_str()?, HashKey::parse)?;
+        let cors = if r.bool()? {
+            let n = r.count(4)?;
+            let allow_origins = (0..n).map(|_| r.str().map(str::to_owned)).collect::<Result<Vec<_>, _>>()?;
+            let fields = [r.str()?, r.str()?, r.str()?];
+            if fields.iter().any(|f| !f.is_empty() && !is_field_value(f))
+                || allow_origins.iter().any(|o| o != "*" && parse_url(o).is_err())
+            {
+                return Err("policy CORS malformed");
+            }
+            Some(Cors {
+                allow_origins,
+                allow_methods: fields[0].to_owned(),
+                allow_headers: fields[1].to_owned(),
+                expose_headers: fields[2].to_owned(),
+                allow_credentials: r.bool()?,
+                max_age_s: r.u32()?,
+            })
+        } else {
+            None
+        };
+        let upstream_vhost = r.opt_str()?.map(str::to_owned);
+        if upstream_vhost.as_deref().is_some_and(|v| !is_field_value(v) || v.is_empty()) {
+            return Err("policy vhost malformed");
+        }
+        let response_headers = r.headers()?;
+        let request_headers = r.headers()?;
+        if !r.0.is_empty() {
+            return Err("policy bytes left over");
+        }
+        Ok(Policy {
+            rewrite,
+            use_regex,
+            app_root,
+            forwarded_prefix,
+            ssl_redirect,
+            force_ssl_redirect,
+            preserve_trailing_slash,
+            redirect,
+            basic_auth,
+            deny,
+            limits,
+            backend_protocol,
+            body_limit,
+            connect_timeout_s,
+            read_timeout_s,
+            send_timeout_s,
+            allow_sources,
+            deny_sources,
+            affinity,
+            hash_by,
+            cors,
+            upstream_vhost,
+            response_headers,
+            request_headers,
+        })
+    }
+
+    /// Appends `c`'s bytes to `out`.
+    pub fn encode_canary(c: &Canary, out: &mut Vec<u8>) {
+        let mut w = W(out);
+        w.opt_str(c.header.as_deref());
+        w.opt_str(c.header_value.as_deref());
+        w.opt_str(c.header_pattern.as_deref());
+        w.opt_str(c.cookie.as_deref());
+        w.u32(c.weight);
+        w.u32(c.weight_total);
+    }
+
+    /// Reads a canary rule [`encode_canary`] wrote.
+    pub fn decode_canary(b: &[u8]) -> Result<Canary, Error> {
+        let mut r = R(b);
+        let header = r.opt_str()?.map(str::to_owned);
+        let header_value = r.opt_str()?.map(str::to_owned);
+        let header_pattern = r.opt_str()?.map(str::to_owned);
+        let cookie = r.opt_str()?.map(str::to_owned);
+        let (weight, weight_total) = (r.u32()?, r.u32()?);
+        if header.as_deref().is_some_and(|h| !is_token(h))
+            || header_value.as_deref().is_some_and(|v| !is_field_value(v))
+            || header_pattern.as_deref().is_some_and(|p| p.len() > 1024)
+            || cookie.as_deref().is_some_and(|c| !is_cookie_name(c))
+            || weight_total == 0
+            || weight > weight_total
+            || !r.0.is_empty()
+        {
+            return Err("canary rule malformed");
+        }
+        Ok(Canary { header, header_value, header_pattern, cookie, weight, weight_total })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -992,6 +1401,96 @@ mod tests {
         assert_eq!(c.allowed("https://x.b.com"), Some("https://x.b.com"));
         assert_eq!(c.allowed("https://b.com"), None);
         assert_eq!(c.allowed("http://a.com"), None);
+    }
+
+    fn full_policy() -> Policy {
+        Policy {
+            rewrite: Some(RewriteTarget::parse("/$2").unwrap()),
+            use_regex: true,
+            app_root: Some("/app".into()),
+            forwarded_prefix: Some("/shop".into()),
+            ssl_redirect: false,
+            force_ssl_redirect: true,
+            preserve_trailing_slash: true,
+            redirect: Some(Redirect { location: "https://a.example.com/x".into(), code: 308 }),
+            basic_auth: Some(BasicAuth {
+                realm: "Shop".into(),
+                users: vec![
+                    ("a".into(), PasswordHash::parse("{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=").unwrap()),
+                    ("b".into(), PasswordHash::parse("$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/").unwrap()),
+                ],
+            }),
+            deny: Some("why".into()),
+            limits: Limits {
+                rps: Some(10),
+                rpm: None,
+                connections: Some(3),
+                burst_multiplier: 5,
+                whitelist: vec![Cidr::parse("198.18.0.0/15").unwrap()],
+            },
+            backend_protocol: BackendProtocol::Grpc,
+            body_limit: Some(0),
+            connect_timeout_s: 1,
+            read_timeout_s: 2,
+            send_timeout_s: 3,
+            allow_sources: vec![Cidr::parse("2001:db8::/32").unwrap()],
+            deny_sources: vec![Cidr::parse("198.18.0.9").unwrap()],
+            affinity: Some(CookieAffinity {
+                name: "route".into(),
+                path: Some("/".into()),
+                expires_s: Some(60),
+                max_age_s: None,
+                samesite: Some(SameSite::Lax),
+                persistent: true,
+            }),
+            hash_by: Some(HashKey::parse("$request_uri$http_x_user").unwrap()),
+            cors: Some(Cors {
+                allow_origins: vec!["https://a.com".into()],
+                allow_methods: "GET".into(),
+                allow_headers: "X-A".into(),
+                expose_headers: String::new(),
+                allow_credentials: false,
+                max_age_s: 5,
+            }),
+            upstream_vhost: Some("internal.example.com".into()),
+            response_headers: vec![Header::new("X-A", "1").unwrap()],
+            request_headers: vec![Header::new("X-B", "2").unwrap()],
+        }
+    }
+
+    #[test]
+    fn policies_round_trip_and_bad_bytes_are_errors() {
+        for p in [Policy::default(), full_policy()] {
+            let mut b = Vec::new();
+            codec::encode(&p, &mut b);
+            assert_eq!(codec::decode(&b), Ok(p.clone()));
+            // Every truncation and a byte more are errors, never a panic.
+            for n in 0..b.len() {
+                assert!(codec::decode(&b[..n]).is_err(), "{n}");
+            }
+            b.push(0);
+            assert!(codec::decode(&b).is_err());
+        }
+        let c = Canary {
+            header: Some("x-canary".into()),
+            cookie: Some("c".into()),
+            weight: 5,
+            ..Canary::default()
+        };
+        let mut b = Vec::new();
+        codec::encode_canary(&c, &mut b);
+        assert_eq!(codec::decode_canary(&b), Ok(c));
+    }
+
+    #[test]
+    fn a_policy_value_that_fails_its_grammar_is_not_decoded() {
+        let p = Policy {
+            rewrite: Some(RewriteTarget { parts: vec![RewritePart::Literal("/x;\n}".into())] }),
+            ..Policy::default()
+        };
+        let mut b = Vec::new();
+        codec::encode(&p, &mut b);
+        assert!(codec::decode(&b).is_err());
     }
 
     #[test]

@@ -45,6 +45,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::policy::{Canary, Policy};
+
 /// An Ingress's identity: `namespace/name`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IngressRef {
@@ -390,6 +392,11 @@ pub struct IngressSpec {
     pub default_backend: Option<Backend>,
     /// `spec.rules`.
     pub rules: Vec<RuleSpec>,
+    /// What its annotations ask of its paths and default backend.
+    pub policy: Policy,
+    /// `Some` for a canary Ingress (ingress-nginx's `canary: "true"`): its paths are not routes
+    /// of their own but a second backend of the same host and path of another Ingress.
+    pub canary: Option<Canary>,
 }
 
 impl IngressSpec {
@@ -416,6 +423,25 @@ pub struct PathRoute {
     /// The row its requests are counted in ([`crate::route_stats`]); 0, the row of requests no
     /// route took, until control numbers the routes ([`RouteTable::number_routes`]).
     pub metric: u16,
+    /// Its Ingress's policy: an index into [`RouteTable::policies`] (0: the default policy).
+    pub policy: u16,
+    /// A canary Ingress's backend for the same host and path, and when it is taken.
+    pub canary: Option<Box<CanaryRoute>>,
+}
+
+/// The canary of a path: ingress-nginx's second Ingress with `canary: "true"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryRoute {
+    /// Which requests it takes.
+    pub rule: Canary,
+    /// Where it sends them.
+    pub backend: Backend,
+    /// The canary Ingress.
+    pub ingress: IngressRef,
+    /// Its policy (load balancing and affinity only), an index into [`RouteTable::policies`].
+    pub policy: u16,
+    /// Its metrics row.
+    pub metric: u16,
 }
 
 /// A default backend and the Ingress it comes from.
@@ -427,6 +453,8 @@ pub struct DefaultRoute {
     pub ingress: IngressRef,
     /// The row its requests are counted in, as [`PathRoute::metric`].
     pub metric: u16,
+    /// Its Ingress's policy, as [`PathRoute::policy`].
+    pub policy: u16,
 }
 
 /// What names a route in the metrics: the labels its row is reported under.
@@ -508,6 +536,8 @@ impl fmt::Display for Conflict {
 pub struct RouteTable {
     hosts: Vec<HostRoutes>,
     conflicts: Vec<Conflict>,
+    /// Every distinct policy the routes name; the first is the default one.
+    policies: Vec<Policy>,
 }
 
 #[derive(Default)]
@@ -526,7 +556,23 @@ impl RouteTable {
 
         let mut entries: BTreeMap<HostRule, Entry> = BTreeMap::new();
         let mut conflicts = Vec::new();
-        for ing in order {
+        let mut policies = vec![Policy::default()];
+        let mut policy_of = |p: &Policy| -> u16 {
+            match policies.iter().position(|q| q == p) {
+                Some(i) => i as u16,
+                None if policies.len() < usize::from(u16::MAX) => {
+                    policies.push(p.clone());
+                    (policies.len() - 1) as u16
+                }
+                // 65,535 distinct policies: a bound no cluster meets; the rest get the default.
+                None => 0,
+            }
+        };
+        // Canaries attach to the routes the main Ingresses made, so they come after all of them.
+        let (canaries, mains): (Vec<&IngressSpec>, Vec<&IngressSpec>) =
+            order.into_iter().partition(|i| i.canary.is_some());
+        for ing in mains {
+            let policy = policy_of(&ing.policy);
             for rule in &ing.rules {
                 let entry = entries.entry(rule.host.clone()).or_default();
                 for p in &rule.paths {
@@ -547,6 +593,8 @@ impl RouteTable {
                                 backend: p.backend.clone(),
                                 ingress: ing.id.clone(),
                                 metric: 0,
+                                policy,
+                                canary: None,
                             };
                             entry.paths.insert(key, route);
                         }
@@ -578,7 +626,32 @@ impl RouteTable {
                             backend: backend.clone(),
                             ingress: ing.id.clone(),
                             metric: 0,
+                            policy,
                         })
+                    }
+                }
+            }
+        }
+        // ingress-nginx: a canary serves the host and path of a main Ingress; at most one canary
+        // per path (the first by precedence); a canary without a main route serves nothing.
+        for ing in canaries {
+            let Some(rule) = &ing.canary else { continue };
+            let policy = policy_of(&ing.policy);
+            for r in &ing.rules {
+                let Some(entry) = entries.get_mut(&r.host) else { continue };
+                for p in &r.paths {
+                    let kind = p.path_type.kind();
+                    let Some(main) = entry.paths.get_mut(&(kind, p.path.key(kind).to_owned())) else {
+                        continue;
+                    };
+                    if main.canary.is_none() {
+                        main.canary = Some(Box::new(CanaryRoute {
+                            rule: rule.clone(),
+                            backend: p.backend.clone(),
+                            ingress: ing.id.clone(),
+                            policy,
+                            metric: 0,
+                        }));
                     }
                 }
             }
@@ -591,7 +664,7 @@ impl RouteTable {
                 default_backend: e.default_backend,
             })
             .collect();
-        RouteTable { hosts, conflicts }
+        RouteTable { hosts, conflicts, policies }
     }
 
     /// Gives every route (each path, each default backend) its metrics row: `row(key)`, called
@@ -606,6 +679,14 @@ impl RouteTable {
                     ingress: &p.ingress,
                     backend: &p.backend,
                 });
+                if let Some(c) = &mut p.canary {
+                    c.metric = row(RouteKey {
+                        host: &h.host,
+                        path: Some((p.path_type, &p.path)),
+                        ingress: &c.ingress,
+                        backend: &c.backend,
+                    });
+                }
             }
             if let Some(d) = &mut h.default_backend {
                 d.metric =
@@ -616,8 +697,23 @@ impl RouteTable {
 
     /// A table from its parts, as an image holds them (decoded: the entries and conflicts a
     /// [`RouteTable::compile`] gave, checked by the decoder).
-    pub(crate) fn from_parts(hosts: Vec<HostRoutes>, conflicts: Vec<Conflict>) -> RouteTable {
-        RouteTable { hosts, conflicts }
+    pub(crate) fn from_parts(
+        hosts: Vec<HostRoutes>,
+        conflicts: Vec<Conflict>,
+        policies: Vec<Policy>,
+    ) -> RouteTable {
+        RouteTable { hosts, conflicts, policies }
+    }
+
+    /// The policies the routes name ([`PathRoute::policy`]); the first is the default one
+    /// (empty only in a table made by `Default`).
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    /// The policy at `index`, if there is one.
+    pub fn policy(&self, index: u16) -> Option<&Policy> {
+        self.policies.get(usize::from(index))
     }
 
     /// The host entries, ordered by host rule (precise, wildcard, then the entry without host).
@@ -650,6 +746,8 @@ mod tests {
         default: Option<Backend>,
     ) -> IngressSpec {
         IngressSpec {
+            policy: Default::default(),
+            canary: None,
             id: IngressRef::new("default", name),
             created_unix_s: created,
             default_backend: default,

@@ -28,6 +28,8 @@ pub(crate) fn table(web: &[SocketAddr]) -> L7Table {
         backend,
     };
     let ingress = IngressSpec {
+        policy: Default::default(),
+        canary: None,
         id: IngressRef::new("ns", "app"),
         created_unix_s: Some(1),
         default_backend: None,

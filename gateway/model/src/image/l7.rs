@@ -1,6 +1,6 @@
 //! The L7 half of an image: an [`L7Table`] as records and a byte pool, and back.
 //!
-//! Ten regions of records follow the L4 regions ([`layout::L7_REGIONS`], in that order), then
+//! Twelve regions of records follow the L4 regions ([`layout::L7_REGIONS`], in that order), then
 //! the L7 byte pool, which holds every string and DER blob once, one after another. A record
 //! names a string or blob by a [`Span`] (offset from the pool's start, length). Items that
 //! belong to one record — a host entry's paths, an upstream's endpoints, a certificate's chain,
@@ -20,15 +20,16 @@ use std::net::SocketAddr;
 use super::ImageError;
 use super::layout::{
     BACKEND, BackendCode, CLAIM, CONDITION_READY, CONDITION_SERVING, CONDITION_TERMINATING, Field, HOST_KIND,
-    HostKind, KEY_FORMAT, L7_REGIONS, PATH_TYPE, PORT_KIND, PortKind, Span, code, decode_code, l7_cert_host,
-    l7_cert_ingress, l7_certificate, l7_chain, l7_conflict, l7_endpoint, l7_host, l7_listener, l7_path,
-    l7_region as reg, l7_upstream,
+    HostKind, KEY_FORMAT, L7_REGIONS, PATH_TYPE, PORT_KIND, PortKind, Span, code, decode_code, l7_canary,
+    l7_cert_host, l7_cert_ingress, l7_certificate, l7_chain, l7_conflict, l7_endpoint, l7_host, l7_listener,
+    l7_path, l7_policy, l7_region as reg, l7_upstream,
 };
 use crate::addr::Addr;
 use crate::l7::{Certificate, Endpoint, L7Table, Listener, SecretRef, Upstream};
+use crate::policy::{self, Policy};
 use crate::route::{
-    Backend, Claim, Conflict, DefaultRoute, HostRoutes, HostRule, IngressRef, PathRoute, RouteTable,
-    RulePath, ServiceBackend, ServicePort,
+    Backend, CanaryRoute, Claim, Conflict, DefaultRoute, HostRoutes, HostRule, IngressRef, PathRoute,
+    RouteTable, RulePath, ServiceBackend, ServicePort,
 };
 
 /// How many L7 regions of records there are.
@@ -139,6 +140,7 @@ pub(super) fn encode(t: &L7Table) -> Encoded {
         l7_host::DEFAULT_PORT_NAME.write(rec, d.port_name);
         l7_host::DEFAULT_INGRESS_NAMESPACE.write(rec, ins);
         l7_host::DEFAULT_INGRESS_NAME.write(rec, inn);
+        l7_host::DEFAULT_POLICY.write(rec, h.default_backend.as_ref().map_or(0, |d| d.policy));
         next_path += h.paths.len() as u32;
     }
     for p in t.routes.hosts().iter().flat_map(|h| &h.paths) {
@@ -157,6 +159,35 @@ pub(super) fn encode(t: &L7Table) -> Encoded {
         l7_path::PORT_NAME.write(rec, b.port_name);
         l7_path::INGRESS_NAMESPACE.write(rec, ins);
         l7_path::INGRESS_NAME.write(rec, inn);
+        l7_path::POLICY.write(rec, p.policy);
+    }
+    for (i, p) in t.routes.hosts().iter().flat_map(|h| &h.paths).enumerate() {
+        let Some(c) = &p.canary else { continue };
+        let b = e.backend(Some(&c.backend));
+        let (ins, inn) = e.ingress(&c.ingress);
+        let mut rule = Vec::new();
+        policy::codec::encode_canary(&c.rule, &mut rule);
+        let rule = e.span(&rule);
+        let rec = e.record(reg::CANARIES, l7_canary::SIZE);
+        l7_canary::PATH.write(rec, i as u32);
+        l7_canary::BACKEND.write(rec, b.code);
+        l7_canary::PORT_KIND.write(rec, b.port_kind);
+        l7_canary::PORT_NUMBER.write(rec, b.port_number);
+        l7_canary::METRIC.write(rec, c.metric);
+        l7_canary::POLICY.write(rec, c.policy);
+        l7_canary::SERVICE_NAMESPACE.write(rec, b.namespace);
+        l7_canary::SERVICE_NAME.write(rec, b.name);
+        l7_canary::PORT_NAME.write(rec, b.port_name);
+        l7_canary::INGRESS_NAMESPACE.write(rec, ins);
+        l7_canary::INGRESS_NAME.write(rec, inn);
+        l7_canary::RULE.write(rec, rule);
+    }
+    for p in t.routes.policies() {
+        let mut bytes = Vec::new();
+        policy::codec::encode(p, &mut bytes);
+        let span = e.span(&bytes);
+        let rec = e.record(reg::POLICIES, l7_policy::SIZE);
+        l7_policy::BYTES.write(rec, span);
     }
     for c in t.routes.conflicts() {
         let (kind, host) = e.host(&c.host);
@@ -403,7 +434,64 @@ impl<'a> Reader<'a> {
         if next == self.regions[owned].1 { Ok(()) } else { Err(bad(owned, next, "belongs to nothing")) }
     }
 
+    /// A policy record's index, which must name one.
+    fn policy_index(&self, index: u16, region: usize, i: usize) -> Result<u16> {
+        if usize::from(index) < self.regions[reg::POLICIES].1
+            || (index == 0 && self.regions[reg::POLICIES].1 == 0)
+        {
+            Ok(index)
+        } else {
+            Err(bad(region, i, "names a policy that is not in the table"))
+        }
+    }
+
+    fn policies(&mut self) -> Result<Vec<Policy>> {
+        let mut out = Vec::with_capacity(self.regions[reg::POLICIES].1);
+        for i in 0..self.regions[reg::POLICIES].1 {
+            let span = l7_policy::BYTES.read(self.rec(reg::POLICIES, i));
+            let bytes = self.raw(span).ok_or(bad(reg::POLICIES, i, "bytes outside the pool"))?;
+            out.push(policy::codec::decode(bytes).map_err(|e| bad(reg::POLICIES, i, e))?);
+        }
+        Ok(out)
+    }
+
+    /// The canaries, attached to their paths (`paths` in path-record order).
+    fn canaries(&mut self, paths: &mut [&mut PathRoute]) -> Result<()> {
+        let r = reg::CANARIES;
+        let mut next = 0usize;
+        for i in 0..self.regions[r].1 {
+            let rec = self.rec(r, i);
+            let at = l7_canary::PATH.read(rec) as usize;
+            if at < next || at >= paths.len() {
+                return Err(bad(r, i, "names no path, or not in path order"));
+            }
+            next = at + 1;
+            let fields = (
+                l7_canary::BACKEND,
+                l7_canary::PORT_KIND,
+                l7_canary::PORT_NUMBER,
+                l7_canary::SERVICE_NAMESPACE,
+                l7_canary::SERVICE_NAME,
+                l7_canary::PORT_NAME,
+            );
+            let backend = self.backend(rec, fields, r, i)?.ok_or(bad(r, i, "a canary without backend"))?;
+            let ingress = self.ingress(
+                l7_canary::INGRESS_NAMESPACE.read(rec),
+                l7_canary::INGRESS_NAME.read(rec),
+                r,
+                i,
+            )?;
+            let metric = metric_row(l7_canary::METRIC.read(rec), r, i)?;
+            let policy = self.policy_index(l7_canary::POLICY.read(rec), r, i)?;
+            let bytes = self.raw(l7_canary::RULE.read(rec)).ok_or(bad(r, i, "bytes outside the pool"))?;
+            let rule = policy::codec::decode_canary(bytes).map_err(|e| bad(r, i, e))?;
+            paths[at].canary = Some(Box::new(CanaryRoute { rule, backend, ingress, policy, metric }));
+        }
+        Ok(())
+    }
+
     fn routes(&mut self) -> Result<RouteTable> {
+        let policies = self.policies()?;
         let (mut hosts, mut next_path) = (Vec::with_capacity(self.regions[reg::HOSTS].1), 0usize);
         for i in 0..self.regions[reg::HOSTS].1 {
             let rec = self.rec(reg::HOSTS, i);
@@ -424,7 +512,9 @@ impl<'a> Reader<'a> {
                         l7_host::DEFAULT_INGRESS_NAME.read(rec),
                     );
                     let metric = metric_row(l7_host::DEFAULT_METRIC.read(rec), reg::HOSTS, i)?;
-                    Some(DefaultRoute { backend, ingress: self.ingress(ns, name, reg::HOSTS, i)?, metric })
+                    let policy = self.policy_index(l7_host::DEFAULT_POLICY.read(rec), reg::HOSTS, i)?;
+                    let ingress = self.ingress(ns, name, reg::HOSTS, i)?;
+                    Some(DefaultRoute { backend, ingress, metric, policy })
                 }
             };
             let (first, n) = (l7_host::PATHS_FIRST.read(rec), l7_host::PATHS_COUNT.read(rec));
@@ -440,7 +530,10 @@ impl<'a> Reader<'a> {
         for i in 0..self.regions[reg::CONFLICTS].1 {
             conflicts.push(self.conflict(i)?);
         }
-        Ok(RouteTable::from_parts(hosts, conflicts))
+        let mut paths: Vec<&mut PathRoute> =
+            hosts.iter_mut().flat_map(|h: &mut HostRoutes| &mut h.paths).collect();
+        self.canaries(&mut paths)?;
+        Ok(RouteTable::from_parts(hosts, conflicts, policies))
     }
 
     fn path(&mut self, j: usize) -> Result<PathRoute> {
@@ -470,7 +563,17 @@ impl<'a> Reader<'a> {
             j,
         )?;
         let metric = metric_row(l7_path::METRIC.read(rec), reg::PATHS, j)?;
-        Ok(PathRoute { kind: path_type.kind(), path_type, path, backend, ingress, metric })
+        let policy = self.policy_index(l7_path::POLICY.read(rec), reg::PATHS, j)?;
+        Ok(PathRoute {
+            kind: path_type.kind(),
+            path_type,
+            path,
+            backend,
+            ingress,
+            metric,
+            policy,
+            canary: None,
+        })
     }
 
     fn conflict(&mut self, i: usize) -> Result<Conflict> {

@@ -224,8 +224,16 @@ record! {
         L7_BYTES_LEN: u32,
         /// Where it starts.
         L7_BYTES_AT: u32,
+        /// L7 policy records.
+        L7_POLICIES: u32,
+        /// Where they start.
+        L7_POLICIES_AT: u32,
+        /// L7 canary records.
+        L7_CANARIES: u32,
+        /// Where they start.
+        L7_CANARIES_AT: u32,
         /// Zero.
-        RESERVED: [u8; 24],
+        RESERVED: [u8; 8],
     }
 }
 
@@ -329,7 +337,7 @@ impl Value for Span {
 record! {
     /// An L7 host entry: the host rule, its paths, its default backend (with the Ingress it
     /// comes from).
-    l7_host (64 bytes) {
+    l7_host (72 bytes) {
         /// [`HOST_KIND`] code.
         HOST_KIND: u8,
         /// [`BACKEND`] code of the default backend ([`BackendCode::None`] without one).
@@ -358,12 +366,16 @@ record! {
         DEFAULT_INGRESS_NAMESPACE: Span,
         /// Its name.
         DEFAULT_INGRESS_NAME: Span,
+        /// The default backend's policy: an L7 policy record.
+        DEFAULT_POLICY: u16,
+        /// Zero.
+        RESERVED_TAIL: [u8; 6],
     }
 }
 
 record! {
     /// An L7 path of a host entry.
-    l7_path (56 bytes) {
+    l7_path (64 bytes) {
         /// [`PATH_TYPE`] code (the matching kind follows from it).
         PATH_TYPE: u8,
         /// [`BACKEND`] code.
@@ -388,6 +400,53 @@ record! {
         INGRESS_NAMESPACE: Span,
         /// Its name.
         INGRESS_NAME: Span,
+        /// Its policy: an L7 policy record.
+        POLICY: u16,
+        /// Zero.
+        RESERVED_TAIL: [u8; 6],
+    }
+}
+
+record! {
+    /// An Ingress's policy (`sluice_model::policy::codec` bytes in the L7 byte pool). The first
+    /// is the default policy.
+    l7_policy (8 bytes) {
+        /// The encoded policy.
+        BYTES: Span,
+    }
+}
+
+record! {
+    /// The canary of a path (ingress-nginx's `canary: "true"` Ingress), in path order.
+    l7_canary (64 bytes) {
+        /// The path record it belongs to.
+        PATH: u32,
+        /// [`BACKEND`] code.
+        BACKEND: u8,
+        /// [`PORT_KIND`] code.
+        PORT_KIND: u8,
+        /// Zero.
+        RESERVED: u16,
+        /// The Service port number (0 when named or not a Service).
+        PORT_NUMBER: u16,
+        /// Its metrics row.
+        METRIC: u16,
+        /// Its policy: an L7 policy record.
+        POLICY: u16,
+        /// Zero.
+        RESERVED2: u16,
+        /// The Service namespace.
+        SERVICE_NAMESPACE: Span,
+        /// The Service name.
+        SERVICE_NAME: Span,
+        /// The Service port name (empty when by number).
+        PORT_NAME: Span,
+        /// The canary Ingress's namespace.
+        INGRESS_NAMESPACE: Span,
+        /// Its name.
+        INGRESS_NAME: Span,
+        /// The canary rule (`sluice_model::policy::codec` bytes).
+        RULE: Span,
     }
 }
 
@@ -639,7 +698,7 @@ pub fn conditions_byte(c: &Conditions, eligible: bool) -> u8 {
 }
 
 /// Every record, named, with its fields.
-pub const RECORDS: [(&str, usize, &[FieldInfo]); 14] = [
+pub const RECORDS: [(&str, usize, &[FieldInfo]); 16] = [
     ("header", header::SIZE, header::FIELDS),
     ("service", service::SIZE, service::FIELDS),
     ("backend", backend::SIZE, backend::FIELDS),
@@ -654,11 +713,13 @@ pub const RECORDS: [(&str, usize, &[FieldInfo]); 14] = [
     ("l7_chain", l7_chain::SIZE, l7_chain::FIELDS),
     ("l7_cert_ingress", l7_cert_ingress::SIZE, l7_cert_ingress::FIELDS),
     ("l7_listener", l7_listener::SIZE, l7_listener::FIELDS),
+    ("l7_policy", l7_policy::SIZE, l7_policy::FIELDS),
+    ("l7_canary", l7_canary::SIZE, l7_canary::FIELDS),
 ];
 
 /// The L7 regions, in the order they follow the L4 regions: (name, record count field, start
 /// field, record size). The byte pool comes last, after them.
-pub const L7_REGIONS: [(&str, Field<u32>, Field<u32>, usize); 10] = [
+pub const L7_REGIONS: [(&str, Field<u32>, Field<u32>, usize); 12] = [
     ("L7 host entries", header::L7_HOSTS, header::L7_HOSTS_AT, l7_host::SIZE),
     ("L7 paths", header::L7_PATHS, header::L7_PATHS_AT, l7_path::SIZE),
     ("L7 conflicts", header::L7_CONFLICTS, header::L7_CONFLICTS_AT, l7_conflict::SIZE),
@@ -669,6 +730,8 @@ pub const L7_REGIONS: [(&str, Field<u32>, Field<u32>, usize); 10] = [
     ("certificate chains", header::L7_CHAIN, header::L7_CHAIN_AT, l7_chain::SIZE),
     ("certificate Ingresses", header::L7_CERT_INGRESSES, header::L7_CERT_INGRESSES_AT, l7_cert_ingress::SIZE),
     ("listeners", header::L7_LISTENERS, header::L7_LISTENERS_AT, l7_listener::SIZE),
+    ("L7 policies", header::L7_POLICIES, header::L7_POLICIES_AT, l7_policy::SIZE),
+    ("L7 canaries", header::L7_CANARIES, header::L7_CANARIES_AT, l7_canary::SIZE),
 ];
 /// Index of each L7 region in [`L7_REGIONS`].
 pub mod l7_region {
@@ -692,6 +755,10 @@ pub mod l7_region {
     pub const CERT_INGRESSES: usize = 8;
     /// Listeners.
     pub const LISTENERS: usize = 9;
+    /// Policies.
+    pub const POLICIES: usize = 10;
+    /// Canaries.
+    pub const CANARIES: usize = 11;
 }
 
 /// The layout as a table for a person: each record, then each field's offset, size and meaning.

@@ -301,6 +301,8 @@ pub fn svc() -> ServiceBackend {
 /// `app.test/` → the web Service with these endpoints.
 pub fn table(endpoints: &[SocketAddr]) -> L7Table {
     let ingress = IngressSpec {
+        policy: Default::default(),
+        canary: None,
         id: IngressRef::new("ns", "web"),
         created_unix_s: Some(1),
         default_backend: None,
