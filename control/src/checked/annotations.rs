@@ -572,20 +572,18 @@ impl<'a> Reader<'a> {
                 Ok(0) | Err(_) => {
                     self.ignored(
                         key,
-                        format!("{v:?} is not a whole number of seconds (1..=86400); {default} is used"),
+                        format!("{v:?} is not a whole number of seconds (1..=86400); the default ({default} s) is used"),
                     );
-                    default
+                    continue;
                 }
-                Ok(s) => {
-                    self.served(key, format!("{s} s"));
-                    s
-                }
+                Ok(s) => s,
             };
+            self.served(key, format!("{s} s"));
             let p = &mut self.out.policy;
             match key {
-                "proxy-connect-timeout" => p.connect_timeout_s = s,
-                "proxy-read-timeout" => p.read_timeout_s = s,
-                _ => p.send_timeout_s = s,
+                "proxy-connect-timeout" => p.connect_timeout_s = Some(s),
+                "proxy-read-timeout" => p.read_timeout_s = Some(s),
+                _ => p.send_timeout_s = Some(s),
             }
         }
         if let Some(v) = self.value("upstream-vhost") {
@@ -950,7 +948,7 @@ mod tests {
     #[test]
     fn bad_values_fall_back_deny_or_skip_as_ingress_nginx_does() {
         let a = read_all(&[("proxy-read-timeout", "1m"), ("ssl-redirect", "yes")]);
-        assert_eq!(a.policy.read_timeout_s, policy::DEFAULT_READ_TIMEOUT_S);
+        assert_eq!(a.policy.read_timeout_s, None, "the default");
         assert!(a.policy.ssl_redirect);
         assert_eq!(a.effect, Effect::Serve);
 

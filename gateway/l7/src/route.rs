@@ -147,6 +147,16 @@ impl<'r> Route<'r> {
         }
     }
 
+    /// Its Ingress's policy: an index into the table's policies (0, the default, when nothing
+    /// matched).
+    pub fn policy(&self) -> u16 {
+        match self {
+            Route::Path { path, .. } => path.policy,
+            Route::Default { default, .. } => default.policy,
+            Route::NotFound => 0,
+        }
+    }
+
     /// The status Sluice answers itself instead of proxying: 404 when nothing matched, 503 for
     /// an unavailable backend; `None` when the request is proxied.
     pub fn status(&self) -> Option<u16> {

@@ -77,12 +77,12 @@ pub struct Policy {
     pub backend_protocol: BackendProtocol,
     /// `proxy-body-size` in bytes (`Some(0)`: no limit); `None`: the gateway's default.
     pub body_limit: Option<u64>,
-    /// `proxy-connect-timeout`, seconds.
-    pub connect_timeout_s: u32,
-    /// `proxy-read-timeout`, seconds.
-    pub read_timeout_s: u32,
-    /// `proxy-send-timeout`, seconds.
-    pub send_timeout_s: u32,
+    /// `proxy-connect-timeout`, seconds (`None`: the gateway's, ingress-nginx's 5 s by default).
+    pub connect_timeout_s: Option<u32>,
+    /// `proxy-read-timeout`, seconds (`None`: the gateway's, 60 s by default).
+    pub read_timeout_s: Option<u32>,
+    /// `proxy-send-timeout`, seconds (`None`: the gateway's, 60 s by default).
+    pub send_timeout_s: Option<u32>,
     /// `whitelist-source-range` / `allowlist-source-range`: only these clients (else 403).
     /// Empty: everyone.
     pub allow_sources: Vec<Cidr>,
@@ -118,9 +118,9 @@ impl Default for Policy {
             limits: Limits::default(),
             backend_protocol: BackendProtocol::Http,
             body_limit: None,
-            connect_timeout_s: DEFAULT_CONNECT_TIMEOUT_S,
-            read_timeout_s: DEFAULT_READ_TIMEOUT_S,
-            send_timeout_s: DEFAULT_READ_TIMEOUT_S,
+            connect_timeout_s: None,
+            read_timeout_s: None,
+            send_timeout_s: None,
             allow_sources: Vec::new(),
             deny_sources: Vec::new(),
             affinity: None,
@@ -1077,9 +1077,9 @@ pub mod codec {
         w.u8(BackendProtocol::ALL.iter().position(|(b, _)| *b == p.backend_protocol).unwrap_or(0) as u8);
         w.bool(p.body_limit.is_some());
         w.u64(p.body_limit.unwrap_or(0));
-        w.u32(p.connect_timeout_s);
-        w.u32(p.read_timeout_s);
-        w.u32(p.send_timeout_s);
+        w.opt_u32(p.connect_timeout_s);
+        w.opt_u32(p.read_timeout_s);
+        w.opt_u32(p.send_timeout_s);
         w.cidrs(&p.allow_sources);
         w.cidrs(&p.deny_sources);
         w.bool(p.affinity.is_some());
@@ -1167,7 +1167,7 @@ pub mod codec {
         let has_body_limit = r.bool()?;
         let body_limit = r.u64()?;
         let body_limit = has_body_limit.then_some(body_limit);
-        let (connect_timeout_s, read_timeout_s, send_timeout_s) = (r.u32()?, r.u32()?, r.u32()?);
+        let (connect_timeout_s, read_timeout_s, send_timeout_s) = (r.opt_u32()?, r.opt_u32()?, r.opt_u32()?);
         let (allow_sources, deny_sources) = (r.cidrs()?, r.cidrs()?);
         let affinity = if r.bool()? {
             let name = r.str()?;
@@ -1430,9 +1430,9 @@ mod tests {
             },
             backend_protocol: BackendProtocol::Grpc,
             body_limit: Some(0),
-            connect_timeout_s: 1,
-            read_timeout_s: 2,
-            send_timeout_s: 3,
+            connect_timeout_s: Some(1),
+            read_timeout_s: Some(2),
+            send_timeout_s: None,
             allow_sources: vec![Cidr::parse("2001:db8::/32").unwrap()],
             deny_sources: vec![Cidr::parse("198.18.0.9").unwrap()],
             affinity: Some(CookieAffinity {

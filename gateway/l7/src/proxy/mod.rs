@@ -75,6 +75,7 @@
 //! log's own sink. Hot path: yes.
 
 mod buf;
+mod gate;
 mod response;
 mod upstream;
 
@@ -91,6 +92,7 @@ use crate::h1::{
     TargetForm, Version, is_allowed_in_trailer, tokens,
 };
 use crate::route::Route;
+use sluice_model::policy::Policy;
 use sluice_model::route_stats::{self, Row};
 
 pub use upstream::{Balance, Generation, Health, Pool, PoolConfig};
@@ -100,6 +102,11 @@ const SECOND_NS: u64 = 1_000_000_000;
 
 /// Room a response Sluice writes itself needs in the client buffer.
 const LOCAL_ROOM: usize = 512;
+
+/// Room kept for a policy's extra header lines on Sluice's own answers (CORS, HSTS, custom
+/// headers); lines beyond it are dropped from such an answer (never from a redirect's Location,
+/// which the room for the target covers).
+const EXTRA_ROOM: usize = 2048;
 
 /// How long a closing connection may take to flush what it still has for the client.
 const LINGER_NS: u64 = 5 * SECOND_NS;
@@ -454,6 +461,9 @@ struct Exchange {
     start_ns: u64,
     attempt_ns: u64,
     last_upstream_ns: u64,
+    /// The route's `proxy-connect-timeout` and `proxy-read-timeout` (or the gateway's).
+    connect_timeout_ns: u64,
+    read_timeout_ns: u64,
 }
 
 /// The access-log fields of the request in flight.
@@ -501,6 +511,10 @@ pub struct Conn {
     actions: VecDeque<Action>,
     log_enabled: bool,
     log: LogState,
+    /// Header lines of the response Sluice answers itself (a redirect's Location...).
+    extra: String,
+    /// Header lines the relayed response gains (HSTS, CORS, custom headers).
+    resp_extra: String,
 }
 
 /// What to do with a request head.
@@ -538,6 +552,8 @@ impl Conn {
             actions: VecDeque::with_capacity(4),
             log_enabled: ctx.access_log.is_some(),
             log: LogState::default(),
+            extra: String::new(),
+            resp_extra: String::new(),
         }
     }
 
@@ -726,12 +742,12 @@ impl Conn {
             }
             Phase::Exchange(ex) => match ex.up {
                 Upstream::Connecting { since_ns }
-                    if now_ns.saturating_sub(since_ns) >= c.upstream_connect_timeout_ns =>
+                    if now_ns.saturating_sub(since_ns) >= ex.connect_timeout_ns =>
                 {
                     self.upstream_gone(ctx, Gone::ConnectTimeout, now_ns);
                 }
                 Upstream::Ready
-                    if now_ns.saturating_sub(ex.last_upstream_ns) >= c.upstream_read_timeout_ns
+                    if now_ns.saturating_sub(ex.last_upstream_ns) >= ex.read_timeout_ns
                         && self.cout.is_empty() =>
                 {
                     self.upstream_gone(ctx, Gone::ReadTimeout, now_ns);
@@ -785,12 +801,27 @@ impl Conn {
     }
 
     fn on_head(&mut self, ctx: &mut Context, now_ns: u64) -> bool {
-        if self.cout.room(false) < LOCAL_ROOM {
+        // Room for an answer of Sluice's whose Location repeats the request's target, and for
+        // the policy's extra lines.
+        if self.cout.room(false) < LOCAL_ROOM + ctx.config.limits.max_uri_bytes + EXTRA_ROOM {
             // The last response is still leaving: the next request waits for room.
             return false;
         }
-        let Conn { parser, cin, uout, peer, local_port, https, requests, log, log_enabled, http10, .. } =
-            self;
+        let Conn {
+            parser,
+            cin,
+            uout,
+            peer,
+            local_port,
+            https,
+            requests,
+            log,
+            log_enabled,
+            http10,
+            extra,
+            resp_extra,
+            ..
+        } = self;
         let (start, head_len, method) = match parser.parse(cin.bytes()) {
             Ok(None) => {
                 if self.client_eof {
@@ -817,8 +848,9 @@ impl Conn {
                 }
                 log.start_ns = now_ns;
                 log.metric = 0;
-                let start =
-                    begin(ctx, &head, uout, *peer, *local_port, *https, *requests, now_ns, &mut log.metric);
+                let conn =
+                    ConnFacts { peer: *peer, local_port: *local_port, https: *https, requests: *requests };
+                let start = begin(ctx, &head, uout, conn, now_ns, &mut log.metric, extra, resp_extra);
                 (start, head.head_len(), head.method())
             }
         };
@@ -894,7 +926,8 @@ impl Conn {
                     if self.uin.is_empty() || self.cout.room(false) < self.uin.len() + 256 {
                         break;
                     }
-                    match response::relay_head(self.uin.bytes(), ex.client, &mut self.cout) {
+                    match response::relay_head(self.uin.bytes(), ex.client, &mut self.cout, &self.resp_extra)
+                    {
                         Ok(None) => {
                             if self.uin.room(false) == 0 || ex.upstream_eof {
                                 self.abort(ctx, 502, now_ns);
@@ -1151,20 +1184,31 @@ impl Conn {
         if self.cout.is_empty() {
             self.client_write_ns = now_ns;
         }
-        let body_len = 3 + 1 + reason.len() + 1;
+        // A 204 (a CORS preflight) has no body (RFC 9110 §15.3.5).
+        let bodiless = status == 204;
+        let body_len = if bodiless { 0 } else { 3 + 1 + reason.len() + 1 };
+        // Extra lines belong to the request just routed; a head refused or timed out has none.
+        let mut extra = if method.is_some() { self.extra.as_str() } else { "" };
+        if !self.cout.reserve(LOCAL_ROOM + extra.len()) {
+            extra = "";
+        }
+        let connection = match (close, self.http10) {
+            (true, _) => "Connection: close\r\n",
+            (false, true) => "Connection: keep-alive\r\n",
+            (false, false) => "",
+        };
         let mut out = Out(&mut self.cout);
-        let _ = write!(
-            out,
-            "HTTP/1.1 {status} {reason}\r\nServer: sluice\r\nContent-Type: text/plain\r\nContent-Length: {body_len}\r\n{}\r\n",
-            match (close, self.http10) {
-                (true, _) => "Connection: close\r\n",
-                (false, true) => "Connection: keep-alive\r\n",
-                (false, false) => "",
-            }
-        );
-        if method != Some(Method::Head) {
+        let _ = write!(out, "HTTP/1.1 {status} {reason}\r\nServer: sluice\r\n");
+        let _ = out.write_str(extra);
+        if !bodiless {
+            let _ = write!(out, "Content-Type: text/plain\r\nContent-Length: {body_len}\r\n");
+        }
+        let _ = out.write_str(connection);
+        let _ = out.write_str("\r\n");
+        if method != Some(Method::Head) && !bodiless {
             let _ = writeln!(out, "{status} {reason}");
         }
+        self.extra.clear();
         // A head that was not read (refused, or too slow) was routed nowhere: row 0, timed from
         // when the connection began waiting for it.
         let known = method.is_some();
@@ -1204,22 +1248,42 @@ impl Conn {
     }
 }
 
+/// What a request's connection is, for [`begin`].
+#[derive(Debug, Clone, Copy)]
+struct ConnFacts {
+    peer: SocketAddr,
+    local_port: u16,
+    https: bool,
+    /// Requests on the connection so far, this one included.
+    requests: u32,
+}
+
 /// Decides what to do with a request and, to proxy it, writes its head for the upstream.
 #[allow(clippy::too_many_arguments)]
 fn begin(
     ctx: &mut Context,
     head: &RequestHead<'_>,
     uout: &mut Buf,
-    peer: SocketAddr,
-    local_port: u16,
-    https: bool,
-    requests: u32,
+    conn: ConnFacts,
     now_ns: u64,
     metric: &mut u16,
+    extra: &mut String,
+    resp_extra: &mut String,
 ) -> Start {
+    let ConnFacts { peer, local_port, https, requests } = conn;
     let keep = head.keep_alive() && requests < ctx.config.max_requests_per_client;
     let method = head.method();
-    let req = match BodyDecoder::new(head.framing(), ctx.config.max_body_bytes) {
+    let generation = Rc::clone(&ctx.generation);
+    let route = generation.router().route(head.authority(), head.path());
+    *metric = route.metric();
+    let policy = generation.policy(route.policy());
+    // `proxy-body-size`: the route's, `0` meaning no limit; else the gateway's.
+    let body_limit = match policy.body_limit {
+        None => ctx.config.max_body_bytes,
+        Some(0) => None,
+        Some(n) => Some(n),
+    };
+    let req = match BodyDecoder::new(head.framing(), body_limit) {
         Ok(d) => d,
         Err(e) => return Start::Local { status: e.status(), close: true, discard: None },
     };
@@ -1230,9 +1294,13 @@ fn begin(
         close: !keep || (has_body && expect),
         discard: if has_body { Some(req) } else { None },
     };
-    let generation = Rc::clone(&ctx.generation);
-    let route = generation.router().route(head.authority(), head.path());
-    *metric = route.metric();
+    if matches!(route, Route::NotFound) {
+        extra.clear();
+        return local(404, req);
+    }
+    if let Some(status) = gate::gate(policy, &generation, head, peer, https, extra, resp_extra) {
+        return local(status, req);
+    }
     let upstream = match route {
         Route::NotFound => return local(404, req),
         route => match route.service().and_then(|s| generation.upstream(s)) {
@@ -1251,7 +1319,7 @@ fn begin(
     uout.keep_from_start();
     let rid = [ctx.next_random(), ctx.next_random()];
     let trusted = ctx.config.trust_forwarded_headers;
-    if write_request(head, client, uout, peer, local_port, https, trusted, rid).is_err() {
+    if write_request(head, client, uout, peer, local_port, https, trusted, rid, policy).is_err() {
         uout.clear();
         return Start::Local { status: 431, close: true, discard: None };
     }
@@ -1259,6 +1327,10 @@ fn begin(
         method,
         Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete | Method::Trace
     );
+    let connect_timeout_ns =
+        policy.connect_timeout_s.map_or(ctx.config.upstream_connect_timeout_ns, |s| u64::from(s) * SECOND_NS);
+    let read_timeout_ns =
+        policy.read_timeout_s.map_or(ctx.config.upstream_read_timeout_ns, |s| u64::from(s) * SECOND_NS);
     Start::Proxy(Exchange {
         generation,
         upstream,
@@ -1281,6 +1353,8 @@ fn begin(
         start_ns: now_ns,
         attempt_ns: now_ns,
         last_upstream_ns: now_ns,
+        connect_timeout_ns,
+        read_timeout_ns,
     })
 }
 
@@ -1295,6 +1369,7 @@ fn write_request(
     https: bool,
     trusted: bool,
     rid: [u64; 2],
+    policy: &Policy,
 ) -> std::fmt::Result {
     let upgrading = head.upgrade().is_some();
     let mut out = Out(uout);
@@ -1307,17 +1382,45 @@ fn write_request(
             out.write_str("?")?;
             out.write_str(q)?;
         }
-        write!(out, " HTTP/1.1\r\nHost: {}\r\n", head.authority())?;
+        out.write_str(" HTTP/1.1\r\n")?;
+        if policy.upstream_vhost.is_none() {
+            write!(out, "Host: {}\r\n", head.authority())?;
+        }
     } else {
         out.write_str(head.target())?;
         out.write_str(" HTTP/1.1\r\n")?;
     }
+    // `upstream-vhost`, `x-forwarded-prefix`, `proxy-set-headers`: the client's own fields of
+    // those names are dropped below.
+    if let Some(vhost) = &policy.upstream_vhost {
+        out.write_str("Host: ")?;
+        out.write_str(vhost)?;
+        out.write_str("\r\n")?;
+    }
+    if let Some(prefix) = &policy.forwarded_prefix {
+        out.write_str("X-Forwarded-Prefix: ")?;
+        out.write_str(prefix)?;
+        out.write_str("\r\n")?;
+    }
+    for h in &policy.request_headers {
+        out.write_str(&h.name)?;
+        out.write_str(": ")?;
+        out.write_str(&h.value)?;
+        out.write_str("\r\n")?;
+    }
+    let trivial = policy.basic_auth.is_none()
+        && policy.upstream_vhost.is_none()
+        && policy.forwarded_prefix.is_none()
+        && policy.request_headers.is_empty();
     let (mut xff, mut has_real_ip, mut has_proto, mut has_fhost, mut has_fport, mut has_rid) =
         (None, false, false, false, false, false);
     let chunked = head.framing() == Framing::Chunked;
     for f in head.end_to_end_fields(upgrading) {
         let n = f.name;
         if n.eq_ignore_ascii_case("host") && head.form() == TargetForm::Absolute {
+            continue;
+        }
+        if !trivial && gate::Upstream::drops(policy, n) {
             continue;
         }
         if n.eq_ignore_ascii_case("trailer") {

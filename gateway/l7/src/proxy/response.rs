@@ -79,7 +79,13 @@ pub(crate) enum BadResponse {
 /// Parses the response head at the front of `buf` (`Ok(None)` until complete) and writes what
 /// the client gets into `out`: nothing for an interim response to an HTTP/1.0 client. `out`
 /// must have room for the head plus 256 bytes.
-pub(crate) fn relay_head(buf: &[u8], client: Client, out: &mut Buf) -> Result<Option<Head>, BadResponse> {
+/// `extra`: header lines (each ending in CRLF) the final response gains (HSTS, CORS...).
+pub(crate) fn relay_head(
+    buf: &[u8],
+    client: Client,
+    out: &mut Buf,
+    extra: &str,
+) -> Result<Option<Head>, BadResponse> {
     // httparse has no uninitialised-array variant for responses: 256 empty slots, on the stack.
     let mut raw = [httparse::EMPTY_HEADER; MAX_FIELDS];
     let mut resp = httparse::Response::new(&mut raw);
@@ -192,6 +198,7 @@ pub(crate) fn relay_head(buf: &[u8], client: Client, out: &mut Buf) -> Result<Op
     if !has_server {
         push(out, b"Server: sluice\r\n")?;
     }
+    push(out, extra.as_bytes())?;
     if rechunk {
         push(out, b"Transfer-Encoding: chunked\r\n")?;
     }
@@ -266,7 +273,7 @@ mod tests {
 
     fn relay(head: &str, client: Client) -> (Result<Option<Head>, BadResponse>, String) {
         let mut out = Buf::new(4096);
-        let r = relay_head(head.as_bytes(), client, &mut out);
+        let r = relay_head(head.as_bytes(), client, &mut out, "");
         (r, String::from_utf8(out.bytes().to_vec()).unwrap())
     }
 

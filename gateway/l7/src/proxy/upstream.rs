@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use sluice_model::l7::L7Table;
-use sluice_model::route::ServiceBackend;
+use sluice_model::policy::Policy;
+use sluice_model::route::{HostRule, ServiceBackend, wildcard_suffix};
 
 use crate::route::Router;
 
@@ -23,6 +24,11 @@ pub struct Generation {
     index: HashMap<ServiceBackend, usize>,
     upstreams: Vec<Endpoints>,
     live: HashSet<SocketAddr>,
+    /// Hosts a TLS Secret's certificate covers: precise names, and wildcard suffixes.
+    cert_hosts: HashSet<Box<str>>,
+    cert_suffixes: HashSet<Box<str>>,
+    /// What a route without a policy of its own gets.
+    default_policy: Policy,
 }
 
 /// The eligible endpoints of one Service port and the round-robin cursor over them.
@@ -45,7 +51,35 @@ impl Generation {
             index.insert(u.service.clone(), upstreams.len());
             upstreams.push(Endpoints { eligible, cursor: Cell::new(0) });
         }
-        Generation { router: Router::new(table.routes.clone()), index, upstreams, live }
+        let (mut cert_hosts, mut cert_suffixes) = (HashSet::new(), HashSet::new());
+        for h in table.certificates.iter().flat_map(|c| &c.hosts) {
+            match h {
+                HostRule::Precise(n) => cert_hosts.insert(n.as_str().into()),
+                HostRule::Wildcard(s) => cert_suffixes.insert(s.as_str().into()),
+                HostRule::Any => false,
+            };
+        }
+        Generation {
+            router: Router::new(table.routes.clone()),
+            index,
+            upstreams,
+            live,
+            cert_hosts,
+            cert_suffixes,
+            default_policy: Policy::default(),
+        }
+    }
+
+    /// The policy at `index` of the table (the default one when the table has none there).
+    pub fn policy(&self, index: u16) -> &Policy {
+        self.router.table().policy(index).unwrap_or(&self.default_policy)
+    }
+
+    /// Whether a TLS Secret's certificate covers `host` (lowercase, no port): what
+    /// ingress-nginx's `ssl-redirect` and HSTS depend on. The default certificate does not count.
+    pub fn has_certificate(&self, host: &str) -> bool {
+        self.cert_hosts.contains(host)
+            || wildcard_suffix(host).is_some_and(|s| self.cert_suffixes.contains(s))
     }
 
     /// An empty generation: every request gets 404.

@@ -1,0 +1,180 @@
+//! What a route's policy (ingress-nginx's annotations, `sluice_model::policy`) decides before a
+//! request is proxied, in ingress-nginx's order: the location denied (503), the client's address
+//! refused (403), the redirect to HTTPS (308), a configured redirect, the app root (302), a CORS
+//! preflight (204); and the fields a proxied response gains (HSTS, CORS, custom headers).
+//!
+//! Header lines are written into two buffers of the connection, reused from one request to the
+//! next (no allocation once they have grown to the longest lines seen): `extra` for a response
+//! Sluice answers itself, `resp_extra` for the response relayed from the upstream.
+//!
+//! Hot path: yes, only for routes whose policy asks for something; a default policy costs a
+//! handful of comparisons.
+
+use std::net::SocketAddr;
+
+use sluice_model::policy::{HSTS_VALUE, Policy};
+
+use super::upstream::Generation;
+use crate::h1::{Method, RequestHead};
+use crate::route::{MAX_HOST_BYTES, RequestHost, request_host};
+
+/// The field value of `name` in the request, if present (the first).
+pub(super) fn field<'h>(head: &'h RequestHead<'_>, name: &str) -> Option<&'h [u8]> {
+    head.fields().find(|f| f.name.eq_ignore_ascii_case(name)).map(|f| f.value)
+}
+
+/// Decides whether the request is answered by Sluice instead of proxied: the status, with its
+/// extra header lines in `extra`. `resp_extra` gets the lines a proxied response gains.
+pub(super) fn gate(
+    policy: &Policy,
+    generation: &Generation,
+    head: &RequestHead<'_>,
+    peer: SocketAddr,
+    https: bool,
+    extra: &mut String,
+    resp_extra: &mut String,
+) -> Option<u16> {
+    extra.clear();
+    resp_extra.clear();
+    let mut host_buf = [0u8; MAX_HOST_BYTES];
+    let host = match request_host(head.authority(), &mut host_buf) {
+        RequestHost::Name(n) => Some(n),
+        _ => None,
+    };
+    let has_cert = host.is_some_and(|h| generation.has_certificate(h));
+    // ingress-nginx sends HSTS on HTTPS responses of a host with its own certificate, Sluice's
+    // answers included.
+    if https && has_cert {
+        for b in [&mut *extra, &mut *resp_extra] {
+            b.push_str("Strict-Transport-Security: ");
+            b.push_str(HSTS_VALUE);
+            b.push_str("\r\n");
+        }
+    }
+    for h in &policy.response_headers {
+        for b in [&mut *extra, &mut *resp_extra] {
+            push_field(b, &h.name, &h.value);
+        }
+    }
+    if policy.deny.is_some() {
+        return Some(503);
+    }
+    if !policy.admits(peer.ip()) {
+        return Some(403);
+    }
+    if !https && (policy.force_ssl_redirect || (policy.ssl_redirect && has_cert)) {
+        // `https://` + the host + the request URI (path and query), its trailing `/` dropped
+        // unless `preserve-trailing-slash`, as ingress-nginx writes it.
+        extra.push_str("Location: https://");
+        match host {
+            Some(h) => extra.push_str(h),
+            None => extra.push_str(authority_host(head.authority())),
+        }
+        let start = extra.len();
+        extra.push_str(head.path());
+        if let Some(q) = head.query() {
+            extra.push('?');
+            extra.push_str(q);
+        }
+        if !policy.preserve_trailing_slash && extra.len() > start && extra.ends_with('/') {
+            extra.pop();
+        }
+        extra.push_str("\r\n");
+        return Some(308);
+    }
+    if let Some(r) = &policy.redirect {
+        push_field(extra, "Location", &r.location);
+        return Some(r.code);
+    }
+    if let Some(root) = &policy.app_root
+        && head.path() == "/"
+    {
+        push_field(extra, "Location", root);
+        return Some(302);
+    }
+    if let (Some(cors), Some(origin)) = (&policy.cors, field(head, "origin"))
+        && let Ok(origin) = std::str::from_utf8(origin)
+        && let Some(allowed) = cors.allowed(origin)
+    {
+        let preflight =
+            head.method() == Method::Options && field(head, "access-control-request-method").is_some();
+        for b in [&mut *extra, &mut *resp_extra] {
+            push_field(b, "Access-Control-Allow-Origin", allowed);
+            if allowed != "*" {
+                b.push_str("Vary: Origin\r\n");
+            }
+            if cors.allow_credentials {
+                b.push_str("Access-Control-Allow-Credentials: true\r\n");
+            }
+            push_field(b, "Access-Control-Allow-Methods", &cors.allow_methods);
+            push_field(b, "Access-Control-Allow-Headers", &cors.allow_headers);
+            if !cors.expose_headers.is_empty() {
+                push_field(b, "Access-Control-Expose-Headers", &cors.expose_headers);
+            }
+        }
+        if preflight {
+            extra.push_str("Access-Control-Max-Age: ");
+            extra.push_str(itoa(cors.max_age_s, &mut [0; 10]));
+            extra.push_str("\r\n");
+            return Some(204);
+        }
+    }
+    None
+}
+
+/// The host part of an authority that is no name (an address literal, or odd).
+fn authority_host(a: &str) -> &str {
+    if a.starts_with('[') {
+        return a.find(']').map_or(a, |e| &a[..=e]);
+    }
+    a.rsplit_once(':').map_or(a, |(h, _)| h)
+}
+
+fn push_field(b: &mut String, name: &str, value: &str) {
+    b.push_str(name);
+    b.push_str(": ");
+    b.push_str(value);
+    b.push_str("\r\n");
+}
+
+fn itoa(mut v: u32, buf: &mut [u8; 10]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+/// What a policy changes in the request sent upstream.
+pub(super) trait Upstream {
+    /// Whether a client field is left out (replaced by the policy's, or consumed by Sluice).
+    fn drops(&self, name: &str) -> bool;
+}
+
+impl Upstream for Policy {
+    fn drops(&self, name: &str) -> bool {
+        (self.basic_auth.is_some() && name.eq_ignore_ascii_case("authorization"))
+            || (self.upstream_vhost.is_some() && name.eq_ignore_ascii_case("host"))
+            || (self.forwarded_prefix.is_some() && name.eq_ignore_ascii_case("x-forwarded-prefix"))
+            || self.request_headers.iter().any(|h| h.name.eq_ignore_ascii_case(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_hosts() {
+        assert_eq!(itoa(0, &mut [0; 10]), "0");
+        assert_eq!(itoa(1_728_000, &mut [0; 10]), "1728000");
+        assert_eq!(itoa(u32::MAX, &mut [0; 10]), "4294967295");
+        assert_eq!(authority_host("[2001:db8::1]:8080"), "[2001:db8::1]");
+        assert_eq!(authority_host("192.0.2.1:80"), "192.0.2.1");
+    }
+}
