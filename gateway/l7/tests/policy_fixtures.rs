@@ -291,3 +291,26 @@ fn body_size_and_timeouts_per_route() {
     // The gateway's 1 MiB otherwise.
     local(&Policy::default(), false, big, 413, &[], &[]);
 }
+
+#[test]
+fn basic_auth_without_credentials_is_401_with_the_realm() {
+    let p = Policy {
+        basic_auth: Some(sluice_model::policy::BasicAuth {
+            realm: "Shop staff".into(),
+            users: vec![(
+                "foo".into(),
+                sluice_model::policy::PasswordHash::parse("{SHA}C+7Hteo/D9vJXQ3UfzxbwnXaijM=").unwrap(),
+            )],
+        }),
+        ..Policy::default()
+    };
+    local(
+        &p,
+        false,
+        &get("plain.example", "/", ""),
+        401,
+        &["WWW-Authenticate: Basic realm=\"Shop staff\""],
+        &[],
+    );
+    local(&p, false, &get("plain.example", "/", "Authorization: Basic Zm9vOndyb25n\r\n"), 401, &[], &[]);
+}

@@ -82,6 +82,14 @@ pub(super) fn gate(
         extra.push_str("\r\n");
         return Some(308);
     }
+    if let Some(auth) = &policy.basic_auth {
+        // RFC 7617: 401 with the realm until credentials check out. Fail closed: no verifier
+        // is wired yet, so every request is refused.
+        extra.push_str("WWW-Authenticate: Basic realm=\"");
+        extra.push_str(&auth.realm);
+        extra.push_str("\"\r\n");
+        return Some(401);
+    }
     if let Some(r) = &policy.redirect {
         push_field(extra, "Location", &r.location);
         return Some(r.code);
