@@ -263,3 +263,96 @@ fn l4_services_keep_their_ports_on_an_l7_address_and_the_class_gets_one_from_the
     let after = addrs(&sb);
     assert!(!after.contains("198.18.100.8") && after.contains("198.18.0.1/24"), "{after}");
 }
+
+/// An Ingress path to an ExternalName Service goes to what its name resolves to (asked of the
+/// gateway's `--dns-server`, again when the TTL runs out); one to a headless Service goes to its
+/// endpoints.
+#[test]
+fn external_name_and_headless_backends() {
+    let test = "external_name_and_headless_backends";
+    if !require_root(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut sb = Sandbox::new(&backends()).expect("sandbox");
+    // The DNS server runs beside the owners backend (b2); the name first points at it.
+    let zone = sb.dir().join("zone");
+    std::fs::write(&zone, "owners.sluice.test 198.18.1.113\n").unwrap();
+    let dns = sluice_sandbox::bin("sluice-dns-fixed");
+    sb.spawn(
+        "b2",
+        "dns",
+        &[
+            dns.to_str().unwrap(),
+            "--listen",
+            "198.18.1.113:5353",
+            "--zone",
+            zone.to_str().unwrap(),
+            "--ttl",
+            "1",
+        ],
+    )
+    .expect("dns");
+    let manifests = "apiVersion: v1
+kind: Service
+metadata: {name: ext}
+spec: {type: ExternalName, externalName: owners.sluice.test, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: owners-headless}
+spec: {clusterIP: None, selector: {app: owners}, ports: [{port: 8080}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: more}
+spec:
+  ingressClassName: sluice
+  rules:
+  - host: more.example
+    http:
+      paths:
+      - {path: /ext, pathType: Prefix, backend: {service: {name: ext, port: {number: 80}}}}
+      - {path: /headless, pathType: Prefix, backend: {service: {name: owners-headless, port: {number: 8080}}}}
+";
+    let (cert, key) = certificate(dir.path(), "foo.bar.com", "foo.bar.com").expect("certificate");
+    let secret = tls_secret("tls-secret", &cert, &key).expect("secret");
+    sb.set_manifests(
+        &[example("ingress")],
+        &[("tls-secret.yaml", secret.as_str()), ("more.yaml", manifests)],
+    )
+    .expect("manifests");
+    sb.start_control().expect("control");
+    sb.start_gateway(&["--l7-address", L7, "--dns-server", "198.18.1.113:5353"]).expect("gateway");
+    let host = ["-H", "Host: more.example"];
+    let url = |p: &str| format!("http://{L7}{p}");
+    let until = |want: &str, path: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let got = curl(&sb, &host, &url(path));
+            if matches!(&got, Ok((200, b)) if b == want) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path}: {got:?}, want {want}\ngateway:\n{}\ndns:\n{}",
+                sb.log("gateway"),
+                sb.log("dns")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    until("owners-1", "/ext");
+    until("owners-1", "/headless");
+    // The name moves: within its TTL (1 s) and a round, requests follow it.
+    std::fs::write(&zone, "owners.sluice.test 198.18.1.112\n").unwrap();
+    until("petclinic-errors-1", "/ext");
+    // Gone from DNS: no endpoint, 503 from Sluice.
+    std::fs::write(&zone, "").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while must_curl(&sb, &host, &url("/ext")).0 != 503 {
+        assert!(std::time::Instant::now() < deadline, "still served:\n{}", sb.log("gateway"));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(sb.log("dns").matches("query owners.sluice.test A").count() >= 3, "{}", sb.log("dns"));
+}

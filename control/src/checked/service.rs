@@ -142,6 +142,9 @@ pub struct Service {
     pub selector: BTreeMap<String, String>,
     /// `clusterIP: None`: no virtual address (DNS only).
     pub headless: bool,
+    /// `spec.externalName` of an ExternalName Service: a DNS name, lowercase, without a
+    /// trailing dot.
+    pub external_name: Option<String>,
     /// `spec.clusterIP` and `spec.clusterIPs`, in address order, each once.
     pub cluster_ips: Vec<IpAddr>,
     /// `spec.externalIPs`.
@@ -275,7 +278,30 @@ pub fn service(s: objects::Service) -> Checked<Service> {
         }
         created
     });
+    // The API server requires a DNS-1123 subdomain for an ExternalName Service (and ignores
+    // the field on others).
+    let external_name = match (service_type, spec.external_name.as_deref()) {
+        (ServiceType::ExternalName, None | Some("")) => {
+            problems.push(Problem::new("spec.externalName", "required for an ExternalName Service"));
+            None
+        }
+        (ServiceType::ExternalName, Some(n)) => {
+            let name = n.strip_suffix('.').unwrap_or(n);
+            match sluice_model::route::HostRule::new(Some(name)) {
+                Ok(sluice_model::route::HostRule::Precise(h)) => Some(h),
+                _ => {
+                    problems.push(Problem::new(
+                        "spec.externalName",
+                        format!("{n:?} is not a DNS name (lowercase labels of letters, digits and '-')"),
+                    ));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let checked = Service {
+        external_name,
         namespace: namespace_of(&s.metadata).to_owned(),
         name: s.metadata.name.clone().unwrap_or_default(),
         service_type,

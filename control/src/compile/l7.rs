@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use sluice_model::Addr;
-use sluice_model::l7::{Certificate, Endpoint, L7Table, Listener, SecretRef, Upstream};
+use sluice_model::l7::{Certificate, Endpoint, ExternalName, L7Table, Listener, SecretRef, Upstream};
 use sluice_model::route::{
     Backend, HostRule, IngressRef, IngressSpec, PathSpec, RouteTable, RuleSpec, ServiceBackend, ServicePort,
     Unavailable,
@@ -383,7 +383,9 @@ fn resolve(
     };
     let svc = &store.services[p].object;
     let found = svc.ports.iter().any(|sp| sp.protocol == PortProtocol::Tcp && port_is(sp, port));
-    if !found {
+    // An ExternalName Service may declare no port: a port number is then used as it is.
+    let external_by_number = svc.external_name.is_some() && matches!(port, ServicePort::Number(_));
+    if !found && !external_by_number {
         let (what, fld) = match port {
             ServicePort::Number(n) => (format!("port {n}"), "number"),
             ServicePort::Name(n) => (format!("port named {n:?}"), "name"),
@@ -447,7 +449,21 @@ fn upstream(store: &Store, index: &Index, service: ServiceBackend) -> Upstream {
     // its best conditions, as kube-proxy keeps the non-terminating one.
     endpoints.sort_by_key(|e| (e.addr, !e.ready, !e.serving, e.terminating));
     endpoints.dedup_by_key(|e| e.addr);
-    Upstream { service, endpoints }
+    // An ExternalName Service: the gateway resolves the name; the port is the Service port's
+    // numeric targetPort, else the port the Ingress names (ingress-nginx's choice).
+    let external = svc.and_then(|s| {
+        let host = s.external_name.clone()?;
+        let port = match (port, &service.port) {
+            (Some((_, sp)), _) => match &sp.target_port {
+                crate::checked::TargetPort::Number(n) => *n,
+                crate::checked::TargetPort::Name(_) => sp.port,
+            },
+            (None, ServicePort::Number(n)) => *n,
+            (None, ServicePort::Name(_)) => return None,
+        };
+        Some(ExternalName { host, port })
+    });
+    Upstream { service, endpoints, external }
 }
 
 /// One certificate per TLS Secret the selected Ingresses name, checked; errors for the rest.
@@ -534,6 +550,7 @@ mod tests {
     use std::path::Path;
 
     use rcgen::{PKCS_ECDSA_P256_SHA256, PKCS_ED25519, PKCS_RSA_SHA256};
+    use sluice_model::l7::ExternalName;
     use sluice_model::route::{Backend, HostRule, ServiceBackend, ServicePort, Unavailable};
     use sluice_model::service::Generation;
 
@@ -642,6 +659,51 @@ spec:
         let routes = &c.spec.l7.routes;
         let p = &routes.hosts()[0].paths[0];
         routes.policy(p.policy).unwrap()
+    }
+
+    #[test]
+    fn external_name_and_headless_services_are_upstreams() {
+        let external = "apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: shop}
+spec: {type: ExternalName, externalName: db.example.com., ports: [{name: http, port: 80, targetPort: 8080}]}
+";
+        let bare = "apiVersion: v1
+kind: Service
+metadata: {name: bare, namespace: shop}
+spec: {type: ExternalName, externalName: bare.example.com}
+";
+        let headless = service("web").replace("spec:\n", "spec:\n  clusterIP: None\n");
+        let ing = |name: &str, backend: &str| {
+            annotated(name, "", backend).replace("path: /,", &format!("path: /{name},"))
+        };
+        let c = compiled(&[
+            POOL,
+            CLASS,
+            external,
+            bare,
+            &headless,
+            &ing("db", "{service: {name: db, port: {name: http}}}"),
+            &ing("bare", "{service: {name: bare, port: {number: 9000}}}"),
+            &ing("web", WEB),
+        ]);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        let up = |name: &str| c.spec.l7.upstreams.iter().find(|u| u.service.name == name).unwrap();
+        assert_eq!(up("db").external, Some(ExternalName { host: "db.example.com".into(), port: 8080 }));
+        assert_eq!(up("bare").external, Some(ExternalName { host: "bare.example.com".into(), port: 9000 }));
+        assert!(up("db").endpoints.is_empty());
+        // A headless Service's endpoints are used directly.
+        assert_eq!(up("web").endpoints.len(), 3, "{:?}", up("web"));
+        assert!(up("web").external.is_none());
+
+        let bad = external.replace("db.example.com.", "'not a name'");
+        let mut loaded = Loaded::default();
+        load_str(Path::new("inline.yaml"), &bad, &mut loaded);
+        assert!(
+            loaded.errors.iter().any(|e| e.to_string().contains("spec.externalName")),
+            "{:?}",
+            loaded.errors
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod core_thread;
+mod dns;
 mod kernel;
 mod l7;
 mod l7_addrs;
@@ -124,6 +125,10 @@ struct Cli {
     /// The default certificate's private key (PEM). With --default-cert.
     #[arg(long, requires = "default_cert")]
     default_key: Option<PathBuf>,
+    /// The DNS server ExternalName Services are resolved with (`ADDR` or `ADDR:PORT`; default:
+    /// the first nameserver of /etc/resolv.conf).
+    #[arg(long, value_parser = parse_dns_server)]
+    dns_server: Option<std::net::SocketAddr>,
     /// No access log (by default one line per L7 request on standard output).
     #[arg(long)]
     no_access_log: bool,
@@ -186,6 +191,13 @@ enum BindArg {
 /// (`ephemeral`, as the machine has it): replies to either would be taken for FullNAT replies and
 /// steered to a worker.
 /// The L7 proxy's settings: its defaults, with what the command line changes.
+/// `ADDR` (port 53) or `ADDR:PORT`, IPv6 in brackets with a port.
+fn parse_dns_server(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse::<std::net::SocketAddr>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("{s:?} is not an address, or address:port"))
+}
+
 fn l7_config(cli: &Cli) -> sluice_l7::proxy::Config {
     let mut c = sluice_l7::proxy::Config::DEFAULT;
     if let Some(b) = cli.proxy_body_size {

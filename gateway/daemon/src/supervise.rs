@@ -20,6 +20,7 @@
 //!    what to do about it (the `snat_exhausted` counter says how many; the log says it began).
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +28,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use sluice_log::{info, warn};
-use sluice_model::l7::L7Table;
+use sluice_model::l7::{Endpoint, L7Table};
 use sluice_model::ports::PortRange;
 use sluice_model::service::ServiceTable;
 use sluice_model::{Addr, Family};
@@ -37,6 +38,7 @@ use sluice_xsk::Steering;
 use sluice_xsk::link::{self, RawSender};
 
 use crate::core_thread::Link;
+use crate::dns::{self, Resolver};
 use crate::l7::{L7Plan, L7Settings};
 use crate::l7_addrs::L7Addresses;
 use crate::{Cli, Interfaces, kernel, steering};
@@ -79,6 +81,8 @@ pub(crate) struct Supervisor<'a> {
     l7: L7Plan,
     /// The L7 half of the current table.
     l7_table: Arc<L7Table>,
+    /// ExternalName upstreams' names, resolved.
+    resolver: Resolver,
 }
 
 impl<'a> Supervisor<'a> {
@@ -123,6 +127,9 @@ impl<'a> Supervisor<'a> {
                 default_cert: cli.default_cert.clone().zip(cli.default_key.clone()),
             })?,
             l7_table: Arc::new(L7Table::default()),
+            resolver: Resolver::new(
+                cli.dns_server.or_else(dns::system_server).unwrap_or_else(|| ([127, 0, 0, 1], 53).into()),
+            ),
         })
     }
 
@@ -146,6 +153,9 @@ impl<'a> Supervisor<'a> {
                 self.steer_and_announce(steering);
             }
             self.announce_once_more();
+            if self.resolver.poll(Instant::now()) {
+                self.prepare_l7();
+            }
             let missed = self.resolve_misses();
             self.refresh_next_hops(missed);
             self.watch_mtus();
@@ -282,9 +292,37 @@ impl<'a> Supervisor<'a> {
         self.l7_addrs.sync(&wanted)
     }
 
-    /// Hands the workers the L7 stage's work for the current table, when it changed.
+    /// Hands the workers the L7 stage's work for the current table, when it changed: the
+    /// table with its ExternalName upstreams' endpoints as last resolved.
     fn prepare_l7(&mut self) {
-        if let Some(work) = self.l7.prepare(&self.l7_table) {
+        let names: BTreeSet<String> = self
+            .l7_table
+            .upstreams
+            .iter()
+            .filter_map(|u| u.external.as_ref().map(|x| x.host.clone()))
+            .collect();
+        self.resolver.want(&names);
+        let table = if names.is_empty() {
+            Arc::clone(&self.l7_table)
+        } else {
+            let mut t = (*self.l7_table).clone();
+            for u in &mut t.upstreams {
+                let Some(x) = &u.external else { continue };
+                u.endpoints = self
+                    .resolver
+                    .addresses(&x.host)
+                    .into_iter()
+                    .map(|ip| Endpoint {
+                        addr: SocketAddr::new(ip, x.port),
+                        ready: true,
+                        serving: true,
+                        terminating: false,
+                    })
+                    .collect();
+            }
+            Arc::new(t)
+        };
+        if let Some(work) = self.l7.prepare(&table) {
             for l in self.links {
                 l.l7.force_push(Arc::clone(&work));
             }

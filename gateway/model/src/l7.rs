@@ -54,8 +54,21 @@ pub struct Listener {
 pub struct Upstream {
     /// The Service port, as routes name it (by number or by name).
     pub service: ServiceBackend,
-    /// Its endpoints, sorted by address.
+    /// Its endpoints, sorted by address. For an ExternalName Service: none from control; the
+    /// gateway fills them in from DNS.
     pub endpoints: Vec<Endpoint>,
+    /// An ExternalName Service: the name to resolve and the port to send to.
+    pub external: Option<ExternalName>,
+}
+
+/// Where an ExternalName Service's requests go: `spec.externalName` (resolved by the gateway,
+/// off the hot path, again when its DNS answer's TTL runs out) and a port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExternalName {
+    /// The DNS name (lowercase, no trailing dot).
+    pub host: String,
+    /// The port (the Service port's numeric targetPort, else the port the Ingress names).
+    pub port: u16,
 }
 
 /// One endpoint of a Service port, with EndpointSlice conditions.
@@ -151,6 +164,7 @@ mod tests {
 
     fn upstream(endpoints: Vec<Endpoint>) -> Upstream {
         Upstream {
+            external: None,
             service: ServiceBackend {
                 namespace: "ns".into(),
                 name: "svc".into(),

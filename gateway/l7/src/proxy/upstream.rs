@@ -400,7 +400,10 @@ mod tests {
             .iter()
             .map(|&addr| Endpoint { addr, ready: true, serving: true, terminating: false })
             .collect();
-        Generation::new(&L7Table { upstreams: vec![Upstream { service, endpoints }], ..L7Table::default() })
+        Generation::new(&L7Table {
+            upstreams: vec![Upstream { service, endpoints, external: None }],
+            ..L7Table::default()
+        })
     }
 
     #[test]

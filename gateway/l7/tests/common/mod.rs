@@ -46,8 +46,12 @@ pub(crate) fn table(web: &[SocketAddr]) -> L7Table {
     L7Table {
         routes: RouteTable::compile(&[ingress]),
         upstreams: vec![
-            Upstream { service: svc("empty"), endpoints: vec![] },
-            Upstream { service: svc("web"), endpoints: web.iter().copied().map(endpoint).collect() },
+            Upstream { service: svc("empty"), endpoints: vec![], external: None },
+            Upstream {
+                service: svc("web"),
+                endpoints: web.iter().copied().map(endpoint).collect(),
+                external: None,
+            },
         ],
         certificates: vec![],
         listeners: vec![],

@@ -25,7 +25,7 @@ use super::layout::{
     l7_path, l7_policy, l7_region as reg, l7_upstream,
 };
 use crate::addr::Addr;
-use crate::l7::{Certificate, Endpoint, L7Table, Listener, SecretRef, Upstream};
+use crate::l7::{Certificate, Endpoint, ExternalName, L7Table, Listener, SecretRef, Upstream};
 use crate::policy::{self, Policy};
 use crate::route::{
     Backend, CanaryRoute, Claim, Conflict, DefaultRoute, HostRoutes, HostRule, IngressRef, PathRoute,
@@ -221,6 +221,13 @@ pub(super) fn encode(t: &L7Table) -> Encoded {
         l7_upstream::PORT_NAME.write(rec, port_name);
         l7_upstream::ENDPOINTS_FIRST.write(rec, next_endpoint);
         l7_upstream::ENDPOINTS_COUNT.write(rec, u.endpoints.len() as u32);
+        if let Some(x) = &u.external {
+            let host = e.span(x.host.as_bytes());
+            let rec = &mut e.regions[reg::UPSTREAMS].0;
+            let at = rec.len() - l7_upstream::SIZE;
+            l7_upstream::EXTERNAL_HOST.write(&mut rec[at..], host);
+            l7_upstream::EXTERNAL_PORT.write(&mut rec[at..], x.port);
+        }
         next_endpoint += u.endpoints.len() as u32;
         for ep in &u.endpoints {
             let rec = e.record(reg::ENDPOINTS, l7_endpoint::SIZE);
@@ -637,7 +644,17 @@ impl<'a> Reader<'a> {
                     terminating: c & CONDITION_TERMINATING != 0,
                 });
             }
-            out.push(Upstream { service, endpoints });
+            let (host, port) = (l7_upstream::EXTERNAL_HOST.read(rec), l7_upstream::EXTERNAL_PORT.read(rec));
+            let external = if port == 0 && host.len == 0 {
+                None
+            } else {
+                let name = self.text(host, r, i)?;
+                match HostRule::new(Some(&name)) {
+                    Ok(HostRule::Precise(_)) if port != 0 => Some(ExternalName { host: name, port }),
+                    _ => return Err(bad(r, i, "an external name that is not a DNS name and a port")),
+                }
+            };
+            out.push(Upstream { service, endpoints, external });
         }
         self.all_owned(next, reg::ENDPOINTS)?;
         Ok(out)

@@ -478,7 +478,7 @@ record! {
 
 record! {
     /// An upstream: a Service port a route names, and where its endpoints are.
-    l7_upstream (36 bytes) {
+    l7_upstream (52 bytes) {
         /// [`PORT_KIND`] code.
         PORT_KIND: u8,
         /// Zero.
@@ -495,6 +495,12 @@ record! {
         ENDPOINTS_FIRST: u32,
         /// How many endpoint records are its.
         ENDPOINTS_COUNT: u32,
+        /// An ExternalName Service's name (empty otherwise).
+        EXTERNAL_HOST: Span,
+        /// Its port (0 when not an ExternalName Service).
+        EXTERNAL_PORT: u16,
+        /// Zero.
+        RESERVED_TAIL: [u8; 6],
     }
 }
 

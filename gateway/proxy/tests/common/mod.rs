@@ -318,6 +318,7 @@ pub fn table(endpoints: &[SocketAddr]) -> L7Table {
     L7Table {
         routes: RouteTable::compile(&[ingress]),
         upstreams: vec![Upstream {
+            external: None,
             service: svc(),
             endpoints: endpoints
                 .iter()
