@@ -33,8 +33,8 @@ use std::net::{IpAddr, SocketAddr};
 use sluice_model::Addr;
 use sluice_model::l7::{Certificate, Endpoint, ExternalName, L7Table, Listener, SecretRef, Upstream};
 use sluice_model::route::{
-    Backend, HostRule, IngressRef, IngressSpec, PathSpec, RouteTable, RuleSpec, ServiceBackend, ServicePort,
-    Unavailable,
+    Backend, Dialect, HostRule, IngressRef, IngressSpec, PathSpec, RouteTable, RulePath, RuleSpec,
+    ServiceBackend, ServicePort, Unavailable,
 };
 
 use sluice_model::policy::{self, NGINX_PREFIX, PasswordHash};
@@ -54,6 +54,17 @@ pub const HTTPS_PORT: u16 = 443;
 pub(super) struct Selected<'s> {
     pub(super) ingress: &'s Located<Ingress>,
     pub(super) class: &'s str,
+    /// The class's path dialect.
+    pub(super) dialect: Dialect,
+}
+
+/// A class's path dialect: ingress-nginx's for its controller's classes.
+fn dialect_of(c: &IngressClass) -> Dialect {
+    if c.controller.as_deref() == Some(INGRESS_NGINX_CONTROLLER) {
+        Dialect::IngressNginx
+    } else {
+        Dialect::Kubernetes
+    }
 }
 
 /// ingress-nginx's IngressClass controller: its classes are served when
@@ -79,7 +90,7 @@ fn our_classes<'s>(store: &'s Store, cfg: &Config) -> BTreeMap<&'s str, &'s Ingr
 pub(super) fn select<'s>(store: &'s Store, cfg: &Config, ignored: &mut Vec<String>) -> Vec<Selected<'s>> {
     let ours = our_classes(store, cfg);
     let exists = |name: &str| store.ingress_classes.iter().any(|l| l.object.name == name);
-    let default = ours.values().find(|c| c.is_default).map(|c| c.name.as_str());
+    let default = ours.values().find(|c| c.is_default).map(|c| (c.name.as_str(), dialect_of(c)));
     let mut out = Vec::new();
     let mut all: Vec<&Located<Ingress>> = store.ingresses.iter().collect();
     all.sort_by(|a, b| (&a.object.namespace, &a.object.name).cmp(&(&b.object.namespace, &b.object.name)));
@@ -92,7 +103,7 @@ pub(super) fn select<'s>(store: &'s Store, cfg: &Config, ignored: &mut Vec<Strin
         };
         match named {
             Some(n) => match ours.get_key_value(n) {
-                Some((name, _)) => out.push(Selected { ingress: l, class: name }),
+                Some((name, c)) => out.push(Selected { ingress: l, class: name, dialect: dialect_of(c) }),
                 None if exists(n) => ignored.push(format!(
                     "Ingress {}: {field} names IngressClass {n:?}, another controller's: left to it",
                     ing.key()
@@ -103,7 +114,7 @@ pub(super) fn select<'s>(store: &'s Store, cfg: &Config, ignored: &mut Vec<Strin
                 )),
             },
             None => match default {
-                Some(class) => out.push(Selected { ingress: l, class }),
+                Some((class, dialect)) => out.push(Selected { ingress: l, class, dialect }),
                 None => ignored.push(format!(
                     "Ingress {}: names no IngressClass, and no IngressClass of Sluice's ({CONTROLLER}) is \
                      the default: not served",
@@ -161,7 +172,7 @@ pub(super) fn compile(
     let mut specs = Vec::with_capacity(selected.len());
     let mut named: BTreeSet<ServiceBackend> = BTreeSet::new();
     for s in selected {
-        let Some(spec) = ingress_spec(store, index, s.ingress, &mut out.errors, &mut out.notes) else {
+        let Some(spec) = ingress_spec(store, index, s, &mut out.errors, &mut out.notes) else {
             continue;
         };
         for b in
@@ -279,10 +290,11 @@ fn auth_users(
 fn ingress_spec(
     store: &Store,
     index: &Index,
-    l: &Located<Ingress>,
+    s: &Selected<'_>,
     errors: &mut Vec<String>,
     notes: &mut Vec<String>,
 ) -> Option<IngressSpec> {
+    let (l, dialect) = (s.ingress, s.dialect);
     let ing = &l.object;
     let at = located(l);
     let a = &ing.nginx;
@@ -334,9 +346,16 @@ fn ingress_spec(
         for (j, p) in r.paths.iter().enumerate() {
             let field = format!("spec.rules[{i}].http.paths[{j}]");
             let b = backend(&format!("{field}.backend"), &p.backend, errors);
-            match &p.path {
-                PathValue::Rule(path) => paths.push(PathSpec { path_type: p.path_type, path: path.clone(), backend: b }),
-                PathValue::Other(text) => errors.push(format!(
+            // ingress-nginx's dialect takes its ImplementationSpecific paths as written (regexes).
+            let nginx = match (&p.path, dialect) {
+                (PathValue::Other(text), Dialect::IngressNginx) => RulePath::nginx(text).ok(),
+                _ => None,
+            };
+            match (&p.path, nginx.as_ref()) {
+                (_, Some(path)) | (PathValue::Rule(path), None) => {
+                    paths.push(PathSpec { path_type: p.path_type, path: path.clone(), backend: b })
+                }
+                (PathValue::Other(text), None) => errors.push(format!(
                     "{at}: {field}.path: {text:?} is not a path Sluice's class routes (ImplementationSpecific \
                      is Prefix here: an absolute path without //, /./, /../ or %2f, only URL path \
                      characters); this path is not routed"
@@ -352,6 +371,7 @@ fn ingress_spec(
         rules,
         policy,
         canary: a.canary.clone(),
+        dialect,
     })
 }
 

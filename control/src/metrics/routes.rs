@@ -287,6 +287,7 @@ mod tests {
         let spec = IngressSpec {
             policy: Default::default(),
             canary: None,
+            dialect: Default::default(),
             id: IngressRef::new("shop", "web"),
             created_unix_s: None,
             default_backend: Some(svc.clone()),

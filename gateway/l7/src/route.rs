@@ -304,6 +304,7 @@ mod tests {
         IngressSpec {
             policy: Default::default(),
             canary: None,
+            dialect: Default::default(),
             id: IngressRef::new("default", name),
             created_unix_s: Some(created),
             default_backend: default,

@@ -35,6 +35,7 @@ fn router() -> Router {
         ingresses.push(IngressSpec {
             policy: Default::default(),
             canary: None,
+            dialect: Default::default(),
             id: IngressRef::new("ns", format!("i{i}")),
             created_unix_s: Some(i),
             default_backend: Some(backend("default")),

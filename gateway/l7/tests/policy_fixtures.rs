@@ -37,6 +37,7 @@ fn table(policy: &Policy) -> L7Table {
         rules: vec![rule("secure.example"), rule("plain.example")],
         policy: policy.clone(),
         canary: None,
+        dialect: Default::default(),
     };
     let endpoint =
         Endpoint { addr: "10.0.0.1:8080".parse().unwrap(), ready: true, serving: true, terminating: false };

@@ -182,6 +182,7 @@ fn ingresses() -> impl Strategy<Value = Vec<IngressSpec>> {
             .map(|(i, (created, rules, default_backend, ns))| IngressSpec {
                 policy: Default::default(),
                 canary: None,
+                dialect: Default::default(),
                 id: IngressRef::new(ns, format!("ing{i}")),
                 created_unix_s: created,
                 default_backend,

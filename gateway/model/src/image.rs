@@ -747,6 +747,7 @@ mod tests {
                     ..Default::default()
                 },
                 canary: None,
+                dialect: Default::default(),
                 id: IngressRef::new("shop", "web"),
                 created_unix_s: Some(100),
                 default_backend: Some(Backend::Service(svc("web", ServicePort::Name("http".into())))),
@@ -784,6 +785,7 @@ mod tests {
             IngressSpec {
                 policy: Default::default(),
                 canary: None,
+                dialect: Default::default(),
                 id: IngressRef::new("shop", "copy"),
                 created_unix_s: None,
                 default_backend: Some(Backend::Unavailable(Unavailable::Resource)),
@@ -799,6 +801,7 @@ mod tests {
             IngressSpec {
                 policy: crate::policy::Policy { ssl_redirect: false, ..Default::default() },
                 canary: Some(crate::policy::Canary { weight: 20, ..Default::default() }),
+                dialect: Default::default(),
                 id: IngressRef::new("shop", "web-canary"),
                 created_unix_s: Some(200),
                 default_backend: None,
@@ -812,8 +815,29 @@ mod tests {
                 }],
             },
             IngressSpec {
+                policy: crate::policy::Policy {
+                    rewrite: Some(crate::policy::RewriteTarget::parse("/$2").unwrap()),
+                    use_regex: true,
+                    ..Default::default()
+                },
+                canary: None,
+                dialect: Dialect::IngressNginx,
+                id: IngressRef::new("legacy", "api"),
+                created_unix_s: Some(7),
+                default_backend: None,
+                rules: vec![RuleSpec {
+                    host: HostRule::new(Some("www.legacy.example")).unwrap(),
+                    paths: vec![PathSpec {
+                        path_type: PathType::ImplementationSpecific,
+                        path: RulePath::nginx("/api(/|$)(.*)").unwrap(),
+                        backend: Backend::Service(svc("web", ServicePort::Number(80))),
+                    }],
+                }],
+            },
+            IngressSpec {
                 policy: Default::default(),
                 canary: None,
+                dialect: Default::default(),
                 id: IngressRef::new("shop", "catch-all"),
                 created_unix_s: Some(5),
                 default_backend: Some(Backend::Service(svc("web", ServicePort::Number(80)))),
@@ -827,7 +851,8 @@ mod tests {
             next
         });
         assert_eq!(routes.conflicts().len(), 2, "{:?}", routes.conflicts());
-        assert_eq!(routes.policies().len(), 3, "the default, web's and the canary's");
+        assert_eq!(routes.policies().len(), 4, "the default, web's, the canary's and legacy's");
+        assert!(routes.hosts().iter().any(|h| h.dialect == Dialect::IngressNginx && h.regex));
         assert!(routes.hosts().iter().flat_map(|h| &h.paths).any(|p| p.canary.is_some()));
         let ep = |a: &str, ready, serving, terminating| Endpoint {
             addr: a.parse().unwrap(),
@@ -1010,7 +1035,7 @@ mod tests {
     fn the_layout_is_pinned_to_its_version() {
         assert_eq!(
             (IMAGE_VERSION, layout::fingerprint()),
-            (4, 0x305b_15e5_f4f6_a3de),
+            (4, 0xe5b2_9de0_4cf1_eba4),
             "{:#x}\n{}",
             layout::fingerprint(),
             layout::describe()

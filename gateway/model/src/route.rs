@@ -196,6 +196,22 @@ impl RulePath {
         Ok(RulePath(path.into()))
     }
 
+    /// A path of ingress-nginx's dialect (an ImplementationSpecific path of its class, a regex
+    /// perhaps): absolute, printable ASCII without spaces, at most 1,024 bytes. Never rendered
+    /// into anything: matched as a string, or compiled as a regex by the gateway.
+    pub fn nginx(path: &str) -> Result<RulePath, RuleError> {
+        if !path.starts_with('/') {
+            return Err(RuleError::PathNotAbsolute(path.into()));
+        }
+        if let Some(&byte) = path.as_bytes().iter().find(|&&b| !(0x21..0x7f).contains(&b)) {
+            return Err(RuleError::PathCharacter { path: path.into(), byte });
+        }
+        if path.len() > 1024 {
+            return Err(RuleError::PathCharacter { path: path[..64].into(), byte: b'.' });
+        }
+        Ok(RulePath(path.into()))
+    }
+
     /// The path as written.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -397,6 +413,19 @@ pub struct IngressSpec {
     /// `Some` for a canary Ingress (ingress-nginx's `canary: "true"`): its paths are not routes
     /// of their own but a second backend of the same host and path of another Ingress.
     pub canary: Option<Canary>,
+    /// How its paths are matched: its IngressClass's.
+    pub dialect: Dialect,
+}
+
+/// How an IngressClass matches paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Dialect {
+    /// Sluice's own classes: the Kubernetes documentation's rules, strictly.
+    #[default]
+    Kubernetes,
+    /// ingress-nginx's classes (controller `k8s.io/ingress-nginx`), served with its own
+    /// matching (`docs/l7.md`, "ingress-nginx's dialect").
+    IngressNginx,
 }
 
 impl IngressSpec {
@@ -475,6 +504,12 @@ pub struct RouteKey<'t> {
 pub struct HostRoutes {
     /// The host rule.
     pub host: HostRule,
+    /// How its paths are matched: ingress-nginx's dialect when any of its Ingresses is of
+    /// ingress-nginx's class.
+    pub dialect: Dialect,
+    /// ingress-nginx's dialect: every path of the host is a regex, because one of its Ingresses
+    /// has `use-regex` or `rewrite-target`.
+    pub regex: bool,
     /// The paths that won, ordered by kind, then matching key.
     pub paths: Vec<PathRoute>,
     /// The default backend for requests of this entry that no path matches.
@@ -544,6 +579,8 @@ pub struct RouteTable {
 struct Entry {
     paths: BTreeMap<(MatchKind, String), PathRoute>,
     default_backend: Option<DefaultRoute>,
+    dialect: Dialect,
+    regex: bool,
 }
 
 impl RouteTable {
@@ -575,6 +612,9 @@ impl RouteTable {
             let policy = policy_of(&ing.policy);
             for rule in &ing.rules {
                 let entry = entries.entry(rule.host.clone()).or_default();
+                entry.dialect = entry.dialect.max(ing.dialect);
+                entry.regex |= ing.dialect == Dialect::IngressNginx
+                    && (ing.policy.use_regex || ing.policy.rewrite.is_some());
                 for p in &rule.paths {
                     let kind = p.path_type.kind();
                     let key = (kind, p.path.key(kind).to_owned());
@@ -660,6 +700,8 @@ impl RouteTable {
             .into_iter()
             .map(|(host, e)| HostRoutes {
                 host,
+                dialect: e.dialect,
+                regex: e.regex && e.dialect == Dialect::IngressNginx,
                 paths: e.paths.into_values().collect(),
                 default_backend: e.default_backend,
             })
@@ -748,6 +790,7 @@ mod tests {
         IngressSpec {
             policy: Default::default(),
             canary: None,
+            dialect: Default::default(),
             id: IngressRef::new("default", name),
             created_unix_s: created,
             default_backend: default,

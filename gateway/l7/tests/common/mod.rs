@@ -30,6 +30,7 @@ pub(crate) fn table(web: &[SocketAddr]) -> L7Table {
     let ingress = IngressSpec {
         policy: Default::default(),
         canary: None,
+        dialect: Default::default(),
         id: IngressRef::new("ns", "app"),
         created_unix_s: Some(1),
         default_backend: None,

@@ -11,7 +11,7 @@
 //! follow the previous one's (so each record is decoded once), and the spans together may claim
 //! no more bytes than the pool holds (each string and blob is read from bytes of its own; an
 //! encoder never shares them). Strings are checked as what they are — hosts by [`HostRule::new`],
-//! paths by [`RulePath::new`] — so a decoded table holds nothing control could not have made.
+//! paths by [`RulePath::new`] or, in an ingress-nginx entry, [`RulePath::nginx`] — so a decoded table holds nothing control could not have made.
 //!
 //! Not hot path.
 
@@ -28,8 +28,8 @@ use crate::addr::Addr;
 use crate::l7::{Certificate, Endpoint, ExternalName, L7Table, Listener, SecretRef, Upstream};
 use crate::policy::{self, Policy};
 use crate::route::{
-    Backend, CanaryRoute, Claim, Conflict, DefaultRoute, HostRoutes, HostRule, IngressRef, PathRoute,
-    RouteTable, RulePath, ServiceBackend, ServicePort,
+    Backend, CanaryRoute, Claim, Conflict, DefaultRoute, Dialect, HostRoutes, HostRule, IngressRef,
+    PathRoute, RouteTable, RulePath, ServiceBackend, ServicePort,
 };
 
 /// How many L7 regions of records there are.
@@ -130,6 +130,14 @@ pub(super) fn encode(t: &L7Table) -> Encoded {
         l7_host::HOST_KIND.write(rec, kind);
         l7_host::DEFAULT_BACKEND.write(rec, d.code);
         l7_host::DEFAULT_PORT_KIND.write(rec, d.port_kind);
+        l7_host::DIALECT.write(
+            rec,
+            match (h.dialect, h.regex) {
+                (Dialect::Kubernetes, _) => 0,
+                (Dialect::IngressNginx, false) => 1,
+                (Dialect::IngressNginx, true) => 2,
+            },
+        );
         l7_host::DEFAULT_PORT_NUMBER.write(rec, d.port_number);
         l7_host::DEFAULT_METRIC.write(rec, h.default_backend.as_ref().map_or(0, |d| d.metric));
         l7_host::HOST.write(rec, host);
@@ -524,13 +532,19 @@ impl<'a> Reader<'a> {
                     Some(DefaultRoute { backend, ingress, metric, policy })
                 }
             };
+            let (dialect, regex) = match l7_host::DIALECT.read(rec) {
+                0 => (Dialect::Kubernetes, false),
+                1 => (Dialect::IngressNginx, false),
+                2 => (Dialect::IngressNginx, true),
+                _ => return Err(bad(reg::HOSTS, i, "unknown dialect")),
+            };
             let (first, n) = (l7_host::PATHS_FIRST.read(rec), l7_host::PATHS_COUNT.read(rec));
             let range = self.follow(first, n, &mut next_path, reg::PATHS, reg::HOSTS, i)?;
             let mut paths = Vec::with_capacity(range.len());
             for j in range {
-                paths.push(self.path(j)?);
+                paths.push(self.path(j, dialect)?);
             }
-            hosts.push(HostRoutes { host, paths, default_backend });
+            hosts.push(HostRoutes { host, dialect, regex, paths, default_backend });
         }
         self.all_owned(next_path, reg::PATHS)?;
         let mut conflicts = Vec::with_capacity(self.regions[reg::CONFLICTS].1);
@@ -543,7 +557,7 @@ impl<'a> Reader<'a> {
         Ok(RouteTable::from_parts(hosts, conflicts, policies))
     }
 
-    fn path(&mut self, j: usize) -> Result<PathRoute> {
+    fn path(&mut self, j: usize, dialect: Dialect) -> Result<PathRoute> {
         let rec = self.rec(reg::PATHS, j);
         let path_type = decode_code(&PATH_TYPE, l7_path::PATH_TYPE.read(rec)).ok_or(bad(
             reg::PATHS,
@@ -551,8 +565,11 @@ impl<'a> Reader<'a> {
             "unknown path type",
         ))?;
         let text = self.text(l7_path::PATH.read(rec), reg::PATHS, j)?;
-        let path =
-            RulePath::new(&text).map_err(|_| bad(reg::PATHS, j, "a path that is not a valid rule path"))?;
+        let path = match dialect {
+            Dialect::Kubernetes => RulePath::new(&text),
+            Dialect::IngressNginx => RulePath::nginx(&text),
+        }
+        .map_err(|_| bad(reg::PATHS, j, "a path that is not a valid rule path"))?;
         let fields = (
             l7_path::BACKEND,
             l7_path::PORT_KIND,
@@ -596,7 +613,9 @@ impl<'a> Reader<'a> {
                         "unknown path type",
                     ))?;
                     let text = self.text(l7_conflict::PATH.read(rec), r, i)?;
+                    // Either dialect's: a conflict is reported, not routed.
                     let path = RulePath::new(&text)
+                        .or_else(|_| RulePath::nginx(&text))
                         .map_err(|_| bad(r, i, "a path that is not a valid rule path"))?;
                     Claim::Path { path_type, path }
                 }

@@ -344,8 +344,9 @@ record! {
         DEFAULT_BACKEND: u8,
         /// [`PORT_KIND`] code of the default backend's Service port.
         DEFAULT_PORT_KIND: u8,
-        /// Zero.
-        RESERVED: u8,
+        /// How its paths are matched: 0 Kubernetes, 1 ingress-nginx's, 2 ingress-nginx's with
+        /// every path a regex.
+        DIALECT: u8,
         /// The default backend's Service port number (0 when named or not a Service).
         DEFAULT_PORT_NUMBER: u16,
         /// The default backend's metrics row (`route_stats`; below `route_stats::ROWS`).

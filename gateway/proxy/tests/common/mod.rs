@@ -303,6 +303,7 @@ pub fn table(endpoints: &[SocketAddr]) -> L7Table {
     let ingress = IngressSpec {
         policy: Default::default(),
         canary: None,
+        dialect: Default::default(),
         id: IngressRef::new("ns", "web"),
         created_unix_s: Some(1),
         default_backend: None,
