@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 pub mod h1;
+pub mod h2;
 pub mod proxy;
 pub mod route;
 pub mod tls;
