@@ -233,6 +233,8 @@ pub enum StreamReason {
     TrailersWithoutEndStream,
     /// Malformed: an informational (1xx) response that ends the stream (§8.1).
     InformationalEndStream,
+    /// Malformed: DATA before the response head (§8.1).
+    DataBeforeHead,
 }
 
 impl StreamReason {
@@ -290,6 +292,7 @@ impl StreamReason {
             StreamReason::PseudoInTrailers => "pseudo_in_trailers",
             StreamReason::TrailersWithoutEndStream => "trailers_without_end_stream",
             StreamReason::InformationalEndStream => "informational_end_stream",
+            StreamReason::DataBeforeHead => "data_before_head",
         }
     }
 }
