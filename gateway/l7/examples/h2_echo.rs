@@ -45,7 +45,7 @@ fn main() -> io::Result<()> {
 }
 
 /// Accepts connections forever, each served on its own thread.
-pub fn run(listener: TcpListener) -> io::Result<()> {
+pub(crate) fn run(listener: TcpListener) -> io::Result<()> {
     for sock in listener.incoming() {
         let sock = sock?;
         thread::spawn(move || {
@@ -58,7 +58,7 @@ pub fn run(listener: TcpListener) -> io::Result<()> {
 }
 
 /// Serves one connection until it is finished or closed.
-pub fn serve(mut sock: TcpStream) -> io::Result<()> {
+pub(crate) fn serve(mut sock: TcpStream) -> io::Result<()> {
     sock.set_nodelay(true)?;
     let start = Instant::now();
     let mut conn = Conn::new(Role::Server, Config::DEFAULT);

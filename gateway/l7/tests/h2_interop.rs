@@ -1,0 +1,109 @@
+//! HTTP/2 against real clients: the `h2_echo` example's server (our `h2::Conn` in the server
+//! role, h2c with prior knowledge) on a thread, driven by `nghttp`, `curl
+//! --http2-prior-knowledge` and `h2load` (Debian: nghttp2-client, curl). A missing tool skips
+//! its test loudly, unless `SLUICE_REQUIRE_ROOT=1` (the full suite), where it fails.
+
+#[allow(dead_code, reason = "the example's `main` is not used here")]
+#[path = "../examples/h2_echo.rs"]
+mod h2_echo;
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::thread;
+
+/// The echo server's port, started once for every test of this file.
+fn port() -> u16 {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    *PORT.get_or_init(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || h2_echo::run(listener));
+        port
+    })
+}
+
+/// Whether `tool` can be run; when not, says so loudly, and fails under SLUICE_REQUIRE_ROOT=1.
+fn have(tool: &str) -> bool {
+    let found = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("SLUICE_REQUIRE_ROOT").as_deref() != Ok("1"),
+            "{tool} is missing and SLUICE_REQUIRE_ROOT=1: install it (Debian: nghttp2-client, curl)"
+        );
+        eprintln!("!!! SKIPPED: {tool} is not installed (Debian: nghttp2-client, curl); HTTP/2 interop NOT tested !!!");
+    }
+    found
+}
+
+/// Runs a tool with a time limit, and returns what it printed.
+fn run(tool: &str, args: &[&str]) -> Output {
+    let out = Command::new("timeout").arg("30").arg(tool).args(args).output().expect("run timeout(1)");
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn nghttp_gets_and_posts() {
+    if !have("nghttp") {
+        return;
+    }
+    let url = format!("http://127.0.0.1:{}/x", port());
+    let out = stdout(&run("nghttp", &["-v", &url]));
+    assert!(out.contains("recv (stream_id=13) :status: 200") || out.contains(":status: 200"), "{out}");
+    assert!(out.contains("GET /x"), "{out}");
+    assert!(!out.contains("GOAWAY frame <length=8, flags=0x00, stream_id=0>\n          (last_stream_id=0, error_code=PROTOCOL"), "{out}");
+    // Several streams at once on one connection, and a body bigger than every window.
+    let body = std::env::temp_dir().join(format!("sluice-h2-interop-{}.bin", std::process::id()));
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&body, &data).unwrap();
+    let post = format!("http://127.0.0.1:{}/post", port());
+    let out = run("nghttp", &["-d", body.to_str().unwrap(), &post]);
+    std::fs::remove_file(&body).ok();
+    let mut want = b"POST /post\n".to_vec();
+    want.extend_from_slice(&data);
+    assert!(out.stdout == want, "the echo differs: {} bytes back, {} expected", out.stdout.len(), want.len());
+    let a = format!("http://127.0.0.1:{}/a", port());
+    let b = format!("http://127.0.0.1:{}/b", port());
+    let out = stdout(&run("nghttp", &["-n", "-s", &a, &b, &a]));
+    assert!(out.contains("/a") && out.contains("/b"), "{out}");
+}
+
+#[test]
+fn curl_with_prior_knowledge() {
+    if !have("curl") {
+        return;
+    }
+    let url = format!("http://127.0.0.1:{}/hello?q=1", port());
+    let out = stdout(&run("curl", &["-sS", "--http2-prior-knowledge", "-w", "\n%{http_version} %{response_code}", &url]));
+    assert_eq!(out, "GET /hello?q=1\n\n2 200");
+    let url = format!("http://127.0.0.1:{}/echo", port());
+    let out = stdout(&run("curl", &["-sS", "--http2-prior-knowledge", "--data-binary", "hello body", &url]));
+    assert_eq!(out, "POST /echo\nhello body");
+    // One head field over the 32 KiB list limit: 431 from the connection itself.
+    let big = format!("x-big: {}", "a".repeat(40_000));
+    let url = format!("http://127.0.0.1:{}/big", port());
+    let out = stdout(&run("curl", &["-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{response_code}", "-H", &big, &url]));
+    assert_eq!(out, "431");
+}
+
+#[test]
+fn h2load_gets_only_2xx() {
+    if !have("h2load") {
+        return;
+    }
+    let url = format!("http://127.0.0.1:{}/", port());
+    let out = stdout(&run("h2load", &["-n", "400", "-c", "4", "-m", "10", &url]));
+    assert!(out.contains("400 succeeded, 0 failed, 0 errored"), "{out}");
+    assert!(out.contains("status codes: 400 2xx"), "{out}");
+}
