@@ -31,7 +31,9 @@ fn have(tool: &str) -> bool {
             std::env::var("SLUICE_REQUIRE_ROOT").as_deref() != Ok("1"),
             "{tool} is missing and SLUICE_REQUIRE_ROOT=1: install it (Debian: nghttp2-client, curl)"
         );
-        eprintln!("!!! SKIPPED: {tool} is not installed (Debian: nghttp2-client, curl); HTTP/2 interop NOT tested !!!");
+        eprintln!(
+            "!!! SKIPPED: {tool} is not installed (Debian: nghttp2-client, curl); HTTP/2 interop NOT tested !!!"
+        );
     }
     found
 }
@@ -85,7 +87,10 @@ fn curl_with_prior_knowledge() {
         return;
     }
     let url = format!("http://127.0.0.1:{}/hello?q=1", port());
-    let out = stdout(&run("curl", &["-sS", "--http2-prior-knowledge", "-w", "\n%{http_version} %{response_code}", &url]));
+    let out = stdout(&run(
+        "curl",
+        &["-sS", "--http2-prior-knowledge", "-w", "\n%{http_version} %{response_code}", &url],
+    ));
     assert_eq!(out, "GET /hello?q=1\n\n2 200");
     let url = format!("http://127.0.0.1:{}/echo", port());
     let out = stdout(&run("curl", &["-sS", "--http2-prior-knowledge", "--data-binary", "hello body", &url]));
@@ -93,7 +98,10 @@ fn curl_with_prior_knowledge() {
     // One head field over the 32 KiB list limit: 431 from the connection itself.
     let big = format!("x-big: {}", "a".repeat(40_000));
     let url = format!("http://127.0.0.1:{}/big", port());
-    let out = stdout(&run("curl", &["-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{response_code}", "-H", &big, &url]));
+    let out = stdout(&run(
+        "curl",
+        &["-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{response_code}", "-H", &big, &url],
+    ));
     assert_eq!(out, "431");
 }
 

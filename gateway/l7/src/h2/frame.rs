@@ -419,7 +419,7 @@ impl<'a> Frame<'a> {
             FrameType::Settings => {
                 on_conn()?;
                 let ack = h.has(flags::ACK);
-                if (ack && !payload.is_empty()) || payload.len() % 6 != 0 {
+                if (ack && !payload.is_empty()) || !payload.len().is_multiple_of(6) {
                     return Err(conn(Reason::FrameSize));
                 }
                 let settings = Settings { raw: payload };

@@ -220,9 +220,9 @@ mod tests {
         // Recompute every code from the lengths alone: a mistyped code or length breaks it.
         let mut code: u32 = 0;
         for len in 1..=MAX_LEN {
-            for sym in 0..257 {
-                if usize::from(CODES[sym].1) == len {
-                    assert_eq!(CODES[sym].0, code, "symbol {sym}");
+            for (sym, &(c, l)) in CODES.iter().enumerate() {
+                if usize::from(l) == len {
+                    assert_eq!(c, code, "symbol {sym}");
                     code += 1;
                 }
             }
