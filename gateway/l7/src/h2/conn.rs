@@ -166,14 +166,14 @@ impl PeerSettings {
 /// Where each pseudo-header field is in the list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Pseudo {
-    method: Option<u16>,
-    scheme: Option<u16>,
-    authority: Option<u16>,
-    path: Option<u16>,
-    status: Option<u16>,
-    host: Option<u16>,
+    method: Option<u32>,
+    scheme: Option<u32>,
+    authority: Option<u32>,
+    path: Option<u32>,
+    status: Option<u32>,
+    host: Option<u32>,
     /// The first regular field.
-    regular: u16,
+    regular: u32,
 }
 
 /// A request or response head, or trailers, as decoded and checked (RFC 9113 §8.3): views
@@ -186,8 +186,8 @@ pub struct Head<'a> {
 }
 
 impl<'a> Head<'a> {
-    fn get(&self, i: Option<u16>) -> Option<&'a [u8]> {
-        i.map(|i| self.list.field(usize::from(i)).value)
+    fn get(&self, i: Option<u32>) -> Option<&'a [u8]> {
+        i.map(|i| self.list.field(i as usize).value)
     }
 
     /// `:method` (requests).
@@ -231,7 +231,7 @@ impl<'a> Head<'a> {
     /// are to be joined with `; ` when going to HTTP/1.1 (§8.2.3).
     pub fn fields(&self) -> impl Iterator<Item = Field<'a>> + 'a {
         let list = self.list;
-        (usize::from(self.pseudo.regular)..list.len()).map(move |i| list.field(i))
+        (self.pseudo.regular as usize..list.len()).map(move |i| list.field(i))
     }
 
     /// The first value of a regular field (`name` lowercase).
@@ -413,6 +413,8 @@ struct Block {
     stream: StreamId,
     end_stream: bool,
     frames: u32,
+    /// Its priority fields name the stream itself (§5.3.1): a stream error once decoded.
+    self_dependent: bool,
 }
 
 /// A DATA frame whose payload is arriving.
@@ -798,7 +800,8 @@ impl Conn {
         self.state = State::Failed(reason);
         self.block_state = None;
         self.data_in = None;
-        let last = StreamId(self.last_peer_stream);
+        // §6.8: a second GOAWAY may not name a higher stream than the first.
+        let last = StreamId(self.last_peer_stream).min(self.goaway_sent.unwrap_or(StreamId(MAX_WINDOW)));
         frame::write_goaway(&mut self.out, last, reason.code(), reason.name().as_bytes());
         self.goaway_sent = Some(last);
         (consumed, Some(Ev::ConnectionError { reason }))
@@ -850,12 +853,14 @@ impl Conn {
         reason: StreamReason,
         now_ns: u64,
     ) -> Result<Option<Ev>, Reason> {
-        if self.slot(id).is_none() && self.is_idle(id) && reason != StreamReason::Refused {
-            // A stream error on a stream never opened: PRIORITY may name idle streams, the
-            // rest cannot (§5.1).
-            if !matches!(reason, StreamReason::PriorityFrameSize | StreamReason::SelfDependency) {
-                return Err(Reason::IdleStream);
-            }
+        if self.slot(id).is_none() && self.is_idle(id) {
+            // §6.4: no RST_STREAM for an idle stream. Only PRIORITY may name one (§5.1), so a
+            // bad PRIORITY there is a connection error; anything else was not allowed at all.
+            return Err(match reason {
+                StreamReason::PriorityFrameSize => Reason::FrameSize,
+                StreamReason::SelfDependency => Reason::SelfDependency,
+                _ => Reason::IdleStream,
+            });
         }
         if let Some(i) = self.slot(id) {
             self.remove(i);
@@ -958,8 +963,11 @@ impl Conn {
     fn on_frame(&mut self, f: Frame<'_>, payload_start: usize, now_ns: u64) -> Result<Option<Ev>, Reason> {
         match f {
             Frame::Data { .. } => unreachable!("DATA is handled as it streams"),
-            Frame::Headers { stream, fragment, end_stream, end_headers, .. } => {
+            Frame::Headers { stream, fragment, end_stream, end_headers, priority } => {
                 self.start_block(stream, fragment, end_stream)?;
+                if let Some(b) = &mut self.block_state {
+                    b.self_dependent = priority.is_some_and(|p| p.dependency == stream);
+                }
                 if end_headers { self.end_block(now_ns) } else { Ok(None) }
             }
             Frame::Continuation { fragment, end_headers, .. } => {
@@ -1117,7 +1125,7 @@ impl Conn {
         }
         self.block.clear();
         self.block.extend_from_slice(fragment);
-        self.block_state = Some(Block { stream, end_stream, frames: 0 });
+        self.block_state = Some(Block { stream, end_stream, frames: 0, self_dependent: false });
         Ok(())
     }
 
@@ -1126,6 +1134,13 @@ impl Conn {
         // Decoded whatever becomes of the stream: the table must follow the peer's encoder.
         self.decoder.decode(&self.block, &mut self.list).map_err(Reason::Compression)?;
         let id = b.stream;
+        if b.self_dependent {
+            if self.slot(id).is_none() && self.is_idle(id) {
+                // The stream opens to be reset at once.
+                self.last_peer_stream = id.0;
+            }
+            return self.stream_error(id, StreamReason::SelfDependency, now_ns);
+        }
         let Some(i) = self.slot(id) else {
             if !self.is_idle(id) {
                 // A closed stream (we reset it; the peer did not know yet): nothing to do.
@@ -1262,7 +1277,13 @@ impl Conn {
             return;
         }
         if self.conn_credit >= u64::from(self.config.connection_window / 2) {
-            let inc = self.conn_credit.min(u64::from(MAX_WINDOW)) as u32;
+            // Never past the largest window, whatever the application released.
+            let room = (i64::from(MAX_WINDOW) - self.recv_conn_window).max(0) as u64;
+            let inc = self.conn_credit.min(room) as u32;
+            if inc == 0 {
+                self.conn_credit = 0;
+                return;
+            }
             frame::write_window_update(&mut self.out, StreamId::CONNECTION, inc);
             self.recv_conn_window += i64::from(inc);
             self.conn_credit -= u64::from(inc);
@@ -1270,8 +1291,12 @@ impl Conn {
         let half = (self.recv_initial_window / 2).max(1);
         for s in &mut self.streams {
             if s.credit >= half && s.recv == RecvState::Body {
-                frame::write_window_update(&mut self.out, s.id, s.credit);
-                s.recv_window += i64::from(s.credit);
+                let room = (i64::from(MAX_WINDOW) - s.recv_window).max(0) as u32;
+                let inc = s.credit.min(room);
+                if inc > 0 {
+                    frame::write_window_update(&mut self.out, s.id, inc);
+                    s.recv_window += i64::from(inc);
+                }
                 s.credit = 0;
             }
         }
@@ -1552,7 +1577,7 @@ fn check(list: &HeaderList, kind: Kind) -> Result<Pseudo, StreamReason> {
     let mut p = Pseudo::default();
     let mut regular = false;
     for (i, f) in list.iter().enumerate() {
-        let idx = Some(i as u16);
+        let idx = Some(i as u32);
         check_value(f.value)?;
         if let Some(name) = f.name.strip_prefix(b":") {
             if kind == Kind::Trailers {
@@ -1573,7 +1598,7 @@ fn check(list: &HeaderList, kind: Kind) -> Result<Pseudo, StreamReason> {
                 return Err(StreamReason::DuplicatePseudo);
             }
             *slot = idx;
-            p.regular = i as u16 + 1;
+            p.regular = i as u32 + 1;
             continue;
         }
         regular = true;
@@ -1589,7 +1614,7 @@ fn check(list: &HeaderList, kind: Kind) -> Result<Pseudo, StreamReason> {
             p.host = idx;
         }
     }
-    let value = |i: Option<u16>| i.map(|i| list.field(usize::from(i)).value);
+    let value = |i: Option<u32>| i.map(|i| list.field(i as usize).value);
     match kind {
         Kind::Request => {
             let method = value(p.method).ok_or(StreamReason::MissingPseudo)?;
@@ -1610,6 +1635,13 @@ fn check(list: &HeaderList, kind: Kind) -> Result<Pseudo, StreamReason> {
                 if !ok {
                     return Err(StreamReason::BadPath);
                 }
+            }
+            // §8.3.1: no userinfo in :authority (nor in Host, which stands for it).
+            if value(p.authority)
+                .or(value(p.host))
+                .is_some_and(|a| a.iter().any(|&b| b == b'@' || b == b' ' || b == b'\t'))
+            {
+                return Err(StreamReason::BadAuthority);
             }
             if let (Some(a), Some(h)) = (value(p.authority), value(p.host))
                 && !a.eq_ignore_ascii_case(h)
@@ -1632,7 +1664,7 @@ fn check(list: &HeaderList, kind: Kind) -> Result<Pseudo, StreamReason> {
 /// The Content-Length of a checked list: one number, or several equal ones.
 fn content_length(list: &HeaderList, p: Pseudo) -> Result<Option<u64>, StreamReason> {
     let mut cl = None;
-    for i in usize::from(p.regular)..list.len() {
+    for i in p.regular as usize..list.len() {
         let f = list.field(i);
         if f.name != b"content-length" {
             continue;
@@ -1787,6 +1819,10 @@ mod tests {
         let ones = vec![1; input.len()];
         assert_eq!(feed_cut(&mut c, input, &ones, 0), events, "byte by byte");
         (events, out)
+    }
+
+    fn frames_of(out: &[u8]) {
+        frames(out);
     }
 
     /// The frames in `out`.
@@ -2228,6 +2264,16 @@ mod tests {
             ),
             ("host differs", with(&[(b"host", b"b.com")]), Some(StreamReason::HostMismatch)),
             ("host agrees", with(&[(b"host", b"A.com")]), None),
+            (
+                "userinfo",
+                vec![
+                    (b":method", b"GET"),
+                    (b":scheme", b"http"),
+                    (b":authority", b"u@a.com"),
+                    (b":path", b"/"),
+                ],
+                Some(StreamReason::BadAuthority),
+            ),
             ("bad content-length", with(&[(b"content-length", b"1x")]), Some(StreamReason::BadContentLength)),
             (
                 "two content-lengths",
@@ -2640,6 +2686,42 @@ mod tests {
     }
 
     #[test]
+    fn self_dependencies() {
+        // HEADERS on stream 1 depending on itself: a stream error, after the block is decoded
+        // (its literal goes into the table, and the next request refers to it).
+        let mut p = Peer::client();
+        let block = p.block(&[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("x-kept", "1")]);
+        let mut payload = vec![0, 0, 0, 1, 16];
+        payload.extend_from_slice(&block);
+        frame::FrameHeader {
+            len: payload.len() as u32,
+            kind: FrameType::Headers,
+            flags: flags::END_HEADERS | flags::END_STREAM | flags::PRIORITY,
+            stream: StreamId(1),
+        }
+        .write(&mut p.bytes);
+        p.raw(&payload);
+        p.headers(3, &[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("x-kept", "1")], true);
+        let mut s = server();
+        let before = s.write_buf().len();
+        let e = feed(&mut s, &p.bytes);
+        assert_eq!(e[0], E::StreamError { stream: 1, reason: StreamReason::SelfDependency });
+        assert!(
+            matches!(&e[1], E::Head { stream: 3, fields, .. } if fields[3] == ("x-kept".into(), "1".into())),
+            "{e:?}"
+        );
+        assert_eq!(rst_codes(&s.write_buf()[before..]), [(1, ErrorCode::PROTOCOL_ERROR)]);
+        // PRIORITY on an idle stream depending on itself: no RST_STREAM for an idle stream.
+        let mut p = Peer::client();
+        frame::write_priority(
+            &mut p.bytes,
+            StreamId(7),
+            frame::Priority { exclusive: false, dependency: StreamId(7), weight: 1 },
+        );
+        assert_eq!(feed(&mut server(), &p.bytes), [E::ConnError(Reason::SelfDependency)]);
+    }
+
+    #[test]
     fn frames_longer_than_our_limit_end_the_connection() {
         let mut p = Peer::client();
         p.get(1, "/");
@@ -2774,7 +2856,58 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// A frame header of any type and flags on a small stream, with a short payload.
+        fn any_frame() -> impl Strategy<Value = Vec<u8>> {
+            (0u8..12, any::<u8>(), 0u32..8, proptest::collection::vec(any::<u8>(), 0..40)).prop_map(
+                |(kind, flags, stream, payload)| {
+                    let mut f = Vec::new();
+                    FrameHeader {
+                        len: payload.len() as u32,
+                        kind: FrameType::from_u8(kind),
+                        flags,
+                        stream: StreamId(stream),
+                    }
+                    .write(&mut f);
+                    f.extend_from_slice(&payload);
+                    f
+                },
+            )
+        }
+
         proptest! {
+            #[test]
+            fn any_frames_never_panic_either_role(frames in proptest::collection::vec(any_frame(), 0..30), role in any::<bool>()) {
+                let (mut conn, mut input) = if role {
+                    (server(), Peer::client().bytes)
+                } else {
+                    let mut c = Conn::new(Role::Client, Config::DEFAULT);
+                    c.send_request(Request { method: b"POST", scheme: b"http", authority: b"a", path: b"/" }, [], false).unwrap();
+                    (c, Peer::server().bytes)
+                };
+                for f in &frames {
+                    input.extend_from_slice(f);
+                }
+                let events = feed(&mut conn, &input);
+                // After a connection error, nothing more: one error at most, last.
+                let errors = events.iter().filter(|e| matches!(e, E::ConnError(_))).count();
+                prop_assert!(errors <= 1);
+                if errors == 1 {
+                    prop_assert!(matches!(events.last(), Some(E::ConnError(_))));
+                    prop_assert!(goaway_code(conn.write_buf()).is_some());
+                }
+                // Whatever came, the output is whole frames.
+                frames_of(conn.write_buf());
+            }
+
+            #[test]
+            fn any_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let mut input = Peer::client().bytes;
+                input.extend_from_slice(&bytes);
+                let mut conn = server();
+                feed(&mut conn, &input);
+                frames_of(conn.write_buf());
+            }
+
             #[test]
             fn any_cut_gives_the_same_events(cuts in proptest::collection::vec(1usize..64, 0..40)) {
                 let mut p = Peer::client();

@@ -87,6 +87,9 @@ pub enum Reason {
     BadWindowSetting,
     /// WINDOW_UPDATE of 0 on the connection (§6.9).
     ZeroWindowIncrement,
+    /// PRIORITY making a stream never opened depend on itself (§5.3.1; no RST_STREAM may be
+    /// sent for an idle stream, §6.4).
+    SelfDependency,
     /// A frame other than CONTINUATION in the middle of a header block (§6.10).
     ExpectedContinuation,
     /// CONTINUATION not following a HEADERS, PUSH_PROMISE or CONTINUATION without
@@ -157,6 +160,7 @@ impl Reason {
             Reason::BadSetting => "bad_setting",
             Reason::BadWindowSetting => "bad_window_setting",
             Reason::ZeroWindowIncrement => "zero_window_increment",
+            Reason::SelfDependency => "self_dependency",
             Reason::ExpectedContinuation => "expected_continuation",
             Reason::UnexpectedContinuation => "unexpected_continuation",
             Reason::IdleStream => "idle_stream",
@@ -227,6 +231,8 @@ pub enum StreamReason {
     ContentLengthMismatch,
     /// Malformed: Host and `:authority` name different hosts (§8.3.1).
     HostMismatch,
+    /// Malformed: `:authority` (or Host) with userinfo or whitespace (§8.3.1).
+    BadAuthority,
     /// Malformed: a pseudo-header field in trailers (§8.1).
     PseudoInTrailers,
     /// Malformed: a second HEADERS that does not end the stream (§8.1).
@@ -289,6 +295,7 @@ impl StreamReason {
             StreamReason::BadContentLength => "bad_content_length",
             StreamReason::ContentLengthMismatch => "content_length_mismatch",
             StreamReason::HostMismatch => "host_mismatch",
+            StreamReason::BadAuthority => "bad_authority",
             StreamReason::PseudoInTrailers => "pseudo_in_trailers",
             StreamReason::TrailersWithoutEndStream => "trailers_without_end_stream",
             StreamReason::InformationalEndStream => "informational_end_stream",

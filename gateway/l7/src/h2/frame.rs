@@ -383,11 +383,10 @@ impl<'a> Frame<'a> {
                     if fragment.len() < 5 {
                         return Err(conn(Reason::FrameSize));
                     }
+                    // A self-dependency (§5.3.1) is the connection's to report: the block must be
+                    // decoded first, for HPACK's sake.
                     let p = Priority::parse(fragment);
                     fragment = &fragment[5..];
-                    if p.dependency == stream {
-                        return Err(FrameError::Stream(stream, StreamReason::SelfDependency));
-                    }
                     Some(p)
                 } else {
                     None
@@ -677,11 +676,6 @@ mod tests {
             ("HEADERS on stream 0", &[0, 0, 1, 1, 4, 0, 0, 0, 0, 0x82], C(Reason::StreamIdZero)),
             ("HEADERS padding too long", &[0, 0, 2, 1, 0xc, 0, 0, 0, 1, 5, 0x82], C(Reason::Padding)),
             ("HEADERS priority cut", &[0, 0, 3, 1, 0x24, 0, 0, 0, 1, 0, 0, 0], C(Reason::FrameSize)),
-            (
-                "HEADERS depends on itself",
-                &[0, 0, 5, 1, 0x24, 0, 0, 0, 1, 0, 0, 0, 1, 0],
-                S(StreamId(1), StreamReason::SelfDependency),
-            ),
             (
                 "PRIORITY of 4 bytes",
                 &[0, 0, 4, 2, 0, 0, 0, 0, 1, 0, 0, 0, 0],

@@ -47,7 +47,7 @@
 //!   101), pseudo-header fields first, once, none in trailers; lowercase token names; values
 //!   without NUL, CR, LF or surrounding whitespace; no Connection, Keep-Alive,
 //!   Proxy-Connection, Transfer-Encoding or Upgrade; TE only `trailers`; Host equal to
-//!   `:authority`; Content-Length a number, equal to the DATA received (not for responses to
+//!   `:authority`, neither with userinfo or whitespace; Content-Length a number, equal to the DATA received (not for responses to
 //!   HEAD, 204 and 304); trailers end the stream; a 1xx does not. Each failure is a stream
 //!   error (PROTOCOL_ERROR) with its [`StreamReason`]. Sending drops the connection-specific
 //!   fields (so HTTP/1.1 heads can be passed as they are) and lowercases names.
@@ -99,6 +99,10 @@
 //! - A received header block is held whole (up to [`Config::max_header_block_bytes`]) before it
 //!   is decoded; a head we send must fit the output buffer whole.
 //! - No SETTINGS acknowledgement timeout (SETTINGS_TIMEOUT is never sent).
+//! - `:authority` is checked for userinfo and whitespace only, not against the `host[:port]`
+//!   grammar: routing normalises it like an HTTP/1.1 Host.
+//! - A PRIORITY frame or HEADERS priority that makes a stream depend on itself is refused
+//!   (§5.3.1); other priority fields are not looked at.
 //!
 //! # Allocation
 //! A [`Conn`] allocates when it is made: the stream table, the header block buffer, the HPACK
