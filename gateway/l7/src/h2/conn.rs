@@ -1482,6 +1482,14 @@ impl Conn {
         let i = self.slot(stream).ok_or(SendError::UnknownStream)?;
         self.remove(i);
         frame::write_rst_stream(&mut self.out, stream, code);
+        // The rest of a DATA frame arriving for it is dropped, its credit given back.
+        if let Some(d) = &mut self.data_in
+            && d.stream == stream
+            && d.deliver
+        {
+            d.deliver = false;
+            self.conn_credit += u64::from(d.remaining);
+        }
         Ok(())
     }
 
@@ -2719,6 +2727,21 @@ mod tests {
             frame::Priority { exclusive: false, dependency: StreamId(7), weight: 1 },
         );
         assert_eq!(feed(&mut server(), &p.bytes), [E::ConnError(Reason::SelfDependency)]);
+    }
+
+    #[test]
+    fn a_reset_stream_gets_no_more_data() {
+        let mut p = Peer::client();
+        p.headers(1, &[(":method", "POST"), (":scheme", "http"), (":path", "/")], false)
+            .data(1, &[5; 1000], false);
+        let mut s = server();
+        let input = p.bytes.clone();
+        let cut = input.len() - 600;
+        let e = feed(&mut s, &input[..cut]);
+        assert_eq!(e.len(), 2, "{e:?}");
+        s.reset(StreamId(1), ErrorCode::CANCEL).unwrap();
+        assert_eq!(feed(&mut s, &input[cut..]), []);
+        assert_eq!(rst_codes(s.write_buf()), [(1, ErrorCode::CANCEL)]);
     }
 
     #[test]
