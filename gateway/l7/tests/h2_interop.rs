@@ -36,7 +36,7 @@ fn have(tool: &str) -> bool {
             "{tool} is missing and SLUICE_REQUIRE_ROOT=1: install it (Debian: nghttp2-client, nghttp2-server, curl)"
         );
         eprintln!(
-            "!!! SKIPPED: {tool} is not installed (Debian: nghttp2-client, curl); HTTP/2 interop NOT tested !!!"
+            "!!! SKIPPED: {tool} is not installed (Debian: nghttp2-client, nghttp2-server, curl); HTTP/2 interop NOT tested !!!"
         );
     }
     found
