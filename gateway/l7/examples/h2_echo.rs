@@ -36,7 +36,6 @@ struct Exchange {
     sent: usize,
 }
 
-#[allow(dead_code, reason = "the integration test includes this file for `serve`")]
 fn main() -> io::Result<()> {
     let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(8080);
     let listener = TcpListener::bind(("127.0.0.1", port))?;

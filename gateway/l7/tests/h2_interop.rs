@@ -7,7 +7,7 @@
 //! curl 7.88 cannot reuse an h2c prior-knowledge connection for a second URL (curl#10634,
 //! fixed in 8.0): each curl run here asks for one URL.
 
-#[allow(dead_code, reason = "the example's `main` is not used here")]
+#[expect(dead_code, reason = "the example's `main` is not called here")]
 #[path = "../examples/h2_echo.rs"]
 mod h2_echo;
 

@@ -128,6 +128,42 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in order (each HPACK error its own).
+    pub const ALL: &'static [Reason] = &[
+        Reason::Preface,
+        Reason::FirstFrameNotSettings,
+        Reason::FrameTooLarge,
+        Reason::FrameSize,
+        Reason::StreamIdZero,
+        Reason::StreamIdNotZero,
+        Reason::Padding,
+        Reason::BadSetting,
+        Reason::BadWindowSetting,
+        Reason::ZeroWindowIncrement,
+        Reason::SelfDependency,
+        Reason::ExpectedContinuation,
+        Reason::UnexpectedContinuation,
+        Reason::IdleStream,
+        Reason::StreamId,
+        Reason::PushPromise,
+        Reason::WindowOverflow,
+        Reason::FlowControl,
+        Reason::Compression(DecodeError::Truncated),
+        Reason::Compression(DecodeError::IntegerOverflow),
+        Reason::Compression(DecodeError::BadIndex),
+        Reason::Compression(DecodeError::HuffmanEos),
+        Reason::Compression(DecodeError::HuffmanPadding),
+        Reason::Compression(DecodeError::TableSizeTooLarge),
+        Reason::Compression(DecodeError::TableSizeUpdateLate),
+        Reason::RapidReset,
+        Reason::ContinuationFlood,
+        Reason::HeaderBlockTooLarge,
+        Reason::SettingsFlood,
+        Reason::PingFlood,
+        Reason::AnswerBacklog,
+        Reason::EmptyFrameFlood,
+    ];
+
     /// The error code its GOAWAY carries.
     pub const fn code(self) -> ErrorCode {
         match self {
@@ -244,6 +280,37 @@ pub enum StreamReason {
 }
 
 impl StreamReason {
+    /// Every reason, in order.
+    pub const ALL: &'static [StreamReason] = &[
+        StreamReason::Refused,
+        StreamReason::HeaderListTooLarge,
+        StreamReason::FlowControl,
+        StreamReason::WindowOverflow,
+        StreamReason::ZeroWindowIncrement,
+        StreamReason::PriorityFrameSize,
+        StreamReason::SelfDependency,
+        StreamReason::StreamClosed,
+        StreamReason::PseudoAfterRegular,
+        StreamReason::UnknownPseudo,
+        StreamReason::DuplicatePseudo,
+        StreamReason::MissingPseudo,
+        StreamReason::BadPath,
+        StreamReason::BadStatus,
+        StreamReason::UppercaseName,
+        StreamReason::BadName,
+        StreamReason::BadValue,
+        StreamReason::ConnectionSpecific,
+        StreamReason::BadTe,
+        StreamReason::BadContentLength,
+        StreamReason::ContentLengthMismatch,
+        StreamReason::HostMismatch,
+        StreamReason::BadAuthority,
+        StreamReason::PseudoInTrailers,
+        StreamReason::TrailersWithoutEndStream,
+        StreamReason::InformationalEndStream,
+        StreamReason::DataBeforeHead,
+    ];
+
     /// The error code of the RST_STREAM that ends the stream.
     pub const fn code(self) -> ErrorCode {
         match self {
@@ -301,5 +368,36 @@ impl StreamReason {
             StreamReason::InformationalEndStream => "informational_end_stream",
             StreamReason::DataBeforeHead => "data_before_head",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_codes_are_errors() {
+        let mut names: Vec<&str> = Reason::ALL.iter().map(|r| r.name()).collect();
+        names.extend(StreamReason::ALL.iter().map(|r| r.name()));
+        let n = names.len();
+        // A connection reason and a stream reason may share a name (flow_control...): they
+        // are counted apart. Within each kind, names are unique.
+        let mut conn: Vec<&str> = Reason::ALL.iter().map(|r| r.name()).collect();
+        conn.sort_unstable();
+        conn.dedup();
+        assert_eq!(conn.len(), Reason::ALL.len());
+        let mut stream: Vec<&str> = StreamReason::ALL.iter().map(|r| r.name()).collect();
+        stream.sort_unstable();
+        stream.dedup();
+        assert_eq!(stream.len(), StreamReason::ALL.len());
+        assert!(n > 50);
+        for r in Reason::ALL {
+            assert_ne!(r.code(), ErrorCode::NO_ERROR, "{r:?}");
+            assert_ne!(r.code().name(), "UNKNOWN");
+        }
+        for r in StreamReason::ALL {
+            assert_ne!(r.code(), ErrorCode::NO_ERROR, "{r:?}");
+        }
+        assert_eq!(ErrorCode(0xff).name(), "UNKNOWN");
     }
 }
