@@ -1,5 +1,6 @@
-//! Sluice's L7 stage, sans-IO: HTTP/1.1 request heads and body framing, Ingress routing, the
-//! TLS configuration HTTPS is served with, and the HTTP/1.1 reverse proxy built on them.
+//! Sluice's L7 stage, sans-IO: HTTP/1.1 request heads and body framing, HTTP/2 connections,
+//! Ingress routing, the TLS configuration HTTPS is served with, and the HTTP/1.1 reverse proxy
+//! built on them.
 //!
 //! Pure logic. No sockets, no clocks, no threads: bytes arrive as slices the caller read from
 //! its connection, results come back as typed values and ranges of the caller's bytes, and the
@@ -11,6 +12,10 @@
 //! - [`h1`]: HTTP/1.1 (RFC 9112): request heads parsed incrementally with `httparse` and checked
 //!   against the request-smuggling rules, limits (414, 431), body framing and a streaming
 //!   chunked decoder, hop-by-hop fields, which responses have a body.
+//! - [`h2`]: HTTP/2 (RFC 9113) and HPACK (RFC 7541): frames, header compression and a
+//!   connection state machine for both roles, with flow control and the flood limits (rapid
+//!   reset, CONTINUATION, SETTINGS, PING, empty frames, HPACK bombs). Not yet wired into
+//!   [`proxy`].
 //! - [`route`]: Kubernetes Ingress matching over a compiled route table: hosts, paths,
 //!   precedence and default backends, precomputed so that a request costs a few hash probes and
 //!   no allocation.
@@ -23,14 +28,13 @@
 //!   upstream [`proxy::Pool`], endpoint [`proxy::Health`]). Its sockets are driven by the
 //!   `sluice-proxy` crate.
 //!
-//! Not here yet: HTTP/2.
-//!
-//! Hot path: yes ([`h1::HeadParser::parse`], [`h1::BodyDecoder::decode`],
+//! Hot path: yes ([`h1::HeadParser::parse`], [`h1::BodyDecoder::decode`], [`h2::Conn`]'s methods,
 //! [`route::Router::route`], [`tls::CertStore::pick`], [`proxy::Conn`]'s methods); none of them
 //! allocates. No `unsafe`.
 #![forbid(unsafe_code)]
 
 pub mod h1;
+pub mod h2;
 pub mod proxy;
 pub mod route;
 pub mod tls;
