@@ -7,7 +7,10 @@
 #   util-linux              setpriv (the unprivileged-run test)
 #   systemd                 systemd-analyze verify (the deploy/systemd units' test; no service started)
 #   openssl                 s_client: a real TLS 1.0/1.1/1.2 client against the L7 TLS config (gateway/l7/tests/tls.rs)
-sluice_debian_packages=(clang linux-libc-dev iproute2 ethtool nginx-light curl iputils-ping util-linux systemd openssl)
+#   nghttp2-client          nghttp and h2load: real HTTP/2 clients (gateway/l7/tests/h2_interop.rs)
+#   nghttp2-server          nghttpd: a real HTTP/2 server for the client role (the same test)
+sluice_debian_packages=(clang linux-libc-dev iproute2 ethtool nginx-light curl iputils-ping util-linux systemd openssl
+  nghttp2-client nghttp2-server)
 
 sluice_install_packages() {
   local missing=() p
