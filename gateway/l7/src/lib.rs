@@ -22,6 +22,9 @@
 //!   retries, timers; and the per-worker bookkeeping it shares ([`proxy::Context`], the
 //!   upstream [`proxy::Pool`], endpoint [`proxy::Health`]). Its sockets are driven by the
 //!   `sluice-proxy` crate.
+//! - [`policy`]: the enforcement primitives of ingress-nginx's annotations the proxy calls per
+//!   request — Basic authentication, request limits shared by every worker, canary choice,
+//!   ingress-nginx's path dialect and `rewrite-target`, CORS, session-affinity cookies.
 //!
 //! Not here yet: HTTP/2.
 //!
@@ -31,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod h1;
+pub mod policy;
 pub mod proxy;
 pub mod route;
 pub mod tls;
