@@ -32,6 +32,7 @@
 //! No `unsafe`, no locks, no clocks.
 
 pub mod auth;
+pub mod limit;
 
 use std::net::IpAddr;
 
