@@ -32,6 +32,8 @@
 //! No `unsafe`, no locks, no clocks.
 
 pub mod auth;
+pub mod canary;
+pub mod cookie;
 pub mod limit;
 
 use std::net::IpAddr;
