@@ -35,6 +35,7 @@ pub mod auth;
 pub mod canary;
 pub mod cookie;
 pub mod limit;
+pub mod nginx_paths;
 
 use std::net::IpAddr;
 
