@@ -34,6 +34,7 @@
 pub mod auth;
 pub mod canary;
 pub mod cookie;
+pub mod cors;
 pub mod limit;
 pub mod nginx_paths;
 
