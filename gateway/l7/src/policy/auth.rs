@@ -856,12 +856,15 @@ mod tests {
         let logins = [header("carol", b"pw"), header("eve", b"")];
         let _ = c.verify(Some(&logins[0]), &mut cache, 10);
         let _ = c.verify(Some(&logins[1]), &mut cache, 10);
+        // Late in the allowed verdicts' life, so they end before any denied one made now: the
+        // nearest end alone would pick them.
+        let late = 10 + config.allow_ttl_ns - config.deny_ttl_ns / 2;
         for i in 0..100 {
-            let _ = c.verify(Some(&header("carol", format!("x{i}").as_bytes())), &mut cache, 10);
+            let _ = c.verify(Some(&header("carol", format!("x{i}").as_bytes())), &mut cache, late);
         }
         let hashes = cache.stats().hashes;
-        assert_eq!(c.verify(Some(&logins[0]), &mut cache, 11), AuthOutcome::Allowed);
-        assert_eq!(c.verify(Some(&logins[1]), &mut cache, 11), AuthOutcome::Allowed);
+        assert_eq!(c.verify(Some(&logins[0]), &mut cache, late + 1), AuthOutcome::Allowed);
+        assert_eq!(c.verify(Some(&logins[1]), &mut cache, late + 1), AuthOutcome::Allowed);
         assert_eq!(cache.stats().hashes, hashes, "both came from the cache");
     }
 

@@ -332,6 +332,9 @@ mod tests {
             ),
             // Both: the tighter wins, and rpm's refusals refund rps.
             ("both", limits(Some(10), Some(6), None, 1), &[(0, 20), (1000, 20), (10_000, 20)], &[7, 0, 1]),
+            // The refund shows: rpm refuses at 59.999 s what rps let through; without the refund
+            // rps would then refuse the request at 60 s that rpm allows.
+            ("refund", limits(Some(1), Some(1), None, 1), &[(0, 2), (59_999, 2), (60_000, 1)], &[2, 0, 1]),
             // A multiplier of 0 is the default 5.
             ("default multiplier", limits(Some(1), None, None, 0), &[(0, 10)], &[6]),
             // Only a connection limit: no rate.
