@@ -76,6 +76,7 @@ impl CanaryRule {
         let pattern = match &canary.header_pattern {
             Some(p) if canary.header_value.is_none() => Some(
                 Regex::builder()
+                    .configure(super::regex_config())
                     .syntax(syntax::Config::new().utf8(false))
                     .build(p)
                     .map_err(|e| format!("canary-by-header-pattern {p:?}: {e}"))?,
@@ -85,9 +86,17 @@ impl CanaryRule {
         Ok(CanaryRule { canary: canary.clone(), pattern })
     }
 
-    /// A worker's cache for the pattern (allocates; once per worker and generation).
+    /// A worker's cache for the pattern (allocates; once per worker and generation; with
+    /// `policy::regex_config`, all its scratch space is there once it has searched once, which
+    /// it does here).
     pub fn new_cache(&self) -> CanaryCache {
-        CanaryCache { cache: self.pattern.as_ref().map(Regex::create_cache) }
+        CanaryCache {
+            cache: self.pattern.as_ref().map(|re| {
+                let mut cache = re.create_cache();
+                let _ = re.search_half_with(&mut cache, &Input::new("x"));
+                cache
+            }),
+        }
     }
 
     /// The header the rule reads, if any.

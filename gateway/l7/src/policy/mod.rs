@@ -181,6 +181,18 @@ impl Sip {
     }
 }
 
+/// The configuration of every regex the gateway runs per request: only the engines whose
+/// scratch space is all allocated when a cache is made — the one-pass DFA where the regex is
+/// one-pass, else the PikeVM — so that no request allocates. The lazy DFA grows its cache as a
+/// haystack reaches states not seen before, the bounded backtracker sizes its visited set to
+/// the haystack, and a full DFA allocated on its first captures too. The engines left still
+/// finish their set-up on their first search, so each cache is made with one search done
+/// (measured: `tests/policy_no_alloc.rs`). The PikeVM is the slower engine, a few hundred
+/// nanoseconds for a path of a few dozen bytes: paths and header values are short.
+pub(crate) fn regex_config() -> regex_automata::meta::Config {
+    regex_automata::meta::Regex::config().hybrid(false).backtrack(false).dfa(false)
+}
+
 /// An address as one spelling: an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a dual-stack
 /// socket reports for an IPv4 client) is its IPv4 address, so one client has one key.
 pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {

@@ -51,9 +51,9 @@
 //! - A path over [`PathCache::new`]'s capacity makes the buffer grow (one allocation).
 //! - Matching a plain host scans its rules (a few comparisons per rule); hosts with thousands
 //!   of paths would want an index.
-//! - The regex engine's lazy caches may grow during the first requests after a generation
-//!   (regex-automata sizes some scratch to the longest haystack seen); afterwards nothing
-//!   allocates.
+//! - Regexes run on the PikeVM (or the one-pass DFA), whose scratch space is allocated when a
+//!   cache is made and warmed (`policy::regex_config`): slower than a lazy DFA, but no
+//!   request allocates.
 //!
 //! Hot path: [`HostPaths::find`], [`rewrite`], [`write_location`]. No `unsafe`.
 
@@ -169,6 +169,7 @@ impl HostPaths {
                 }
             }
             let built = Regex::builder()
+                .configure(super::regex_config())
                 .syntax(syntax::Config::new().case_insensitive(true).utf8(false))
                 .build_many(&patterns);
             match built {
@@ -228,7 +229,14 @@ impl HostPaths {
         PathCache {
             path: Vec::with_capacity(max_path_bytes + 1),
             regex: match &self.mode {
-                Mode::Regex { re, .. } => Some((re.create_cache(), Captures::all(re.group_info().clone()))),
+                Mode::Regex { re, .. } => {
+                    let mut cache = re.create_cache();
+                    let mut caps = Captures::all(re.group_info().clone());
+                    // The engines finish setting up their scratch space on their first search
+                    // (measured: 7 allocations, whatever the haystack): do it here.
+                    re.search_captures_with(&mut cache, &Input::new("/").anchored(Anchored::Yes), &mut caps);
+                    Some((cache, caps))
+                }
                 Mode::Plain { .. } => None,
             },
             captured: false,
