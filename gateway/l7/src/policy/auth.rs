@@ -17,20 +17,23 @@
 //! and Apache's variant (`$apr1$`), written here from Poul-Henning Kamp's description in
 //! FreeBSD's `crypt-md5.c` (1,000 rounds of MD5, crypt's own base64); `{SHA}` (base64 of the
 //! password's SHA-1, no salt). The computed hash is compared with the stored one in constant
-//! time ([`super::ct_eq`] over the encoded hash, as `crypt(3)` users compare strings).
+//! time (`ct_eq` over the encoded hash, as `crypt(3)` users compare strings).
 //!
 //! # Why a cache, and what it costs
 //! bcrypt at htpasswd's default cost 5 takes a few milliseconds; at cost 10 to 12, tens to
 //! hundreds — and a worker runs to completion, so every other connection of the worker waits
 //! meanwhile. A browser sends the same `Authorization` value with every request, so the
 //! verdict is kept per worker ([`AuthCache`]): a fixed table of 128-bit tags — two keyed
-//! SipHashes of (the check's identity, the whole field value) — with the verdict and its
-//! expiry. The value itself (a password, in base64) is never stored.
-//! - **Allowed** verdicts are kept [`AuthCacheConfig::allow_ttl_ns`] (5 min). The identity
-//!   is a hash of the realm and of every user and hash, so a changed Secret (a user removed, a
-//!   password changed) is a new identity in the next generation: what was cached no longer
-//!   matches, at once. The cost: a stolen field value keeps working as long as the password
-//!   does, which is Basic authentication's nature with or without a cache.
+//! SipHashes of (the user's identity, the whole field value) — with the verdict and its
+//! expiry. The value itself (a password, in base64) is never stored. The field is decoded and
+//! its user looked up before the cache (both cheap); a value that is malformed or names no
+//! user is answered without it.
+//! - **Allowed** verdicts are kept [`AuthCacheConfig::allow_ttl_ns`] (5 min). A user's
+//!   identity is a hash of its name and stored hash, so a password changed or a user removed
+//!   in the Secret no longer matches what was cached, from the next generation on, while the
+//!   other users' verdicts stay (adding a user costs nobody a new hash). The cost: a stolen
+//!   field value keeps working as long as the password does, which is Basic
+//!   authentication's nature with or without a cache.
 //! - **Denied** verdicts are kept [`AuthCacheConfig::deny_ttl_ns`] (1 min), so a client
 //!   that repeats a wrong value (a script with an old password, a retrying client) costs one
 //!   hash per minute, not one per request. A denied verdict never displaces an allowed one
@@ -340,13 +343,20 @@ pub fn md5_crypt(password: &[u8], magic: &[u8], salt: &[u8]) -> [u8; 22] {
     out
 }
 
-/// One Ingress's Basic authentication, ready to check requests: the realm, the users sorted
-/// by name with their hashes decoded, and an identity that changes when any of them does.
-/// Made per generation; shared by the requests of a worker (or, being `Sync`, of all).
+/// One Ingress's Basic authentication, ready to check requests: the realm, and the users
+/// sorted by name with their hashes decoded. Made per generation; shared by the requests of a
+/// worker (or, being `Sync`, of all).
 #[derive(Clone)]
 pub struct BasicAuthCheck {
     realm: Box<str>,
-    users: Box<[(Box<[u8]>, Verifier)]>,
+    users: Box<[User]>,
+}
+
+#[derive(Clone)]
+struct User {
+    name: Box<[u8]>,
+    verifier: Verifier,
+    /// A fingerprint of the name and the stored hash: what a cached verdict is about.
     identity: [u8; 8],
 }
 
@@ -365,25 +375,19 @@ impl BasicAuthCheck {
     /// `PasswordHash::parse` would not have let through) is left out: that user cannot log
     /// in.
     pub fn new(auth: &BasicAuth) -> BasicAuthCheck {
-        // The identity: a hash (fixed key: it is only a fingerprint; the cache keys it with its
-        // secret) of everything a verdict depends on.
-        let mut id = Sip::new(&SipKey::new(*b"sluice basicauth"));
-        id.write_field(auth.realm.as_bytes());
-        let mut users: Vec<(Box<[u8]>, Verifier)> = Vec::with_capacity(auth.users.len());
+        let mut users: Vec<User> = Vec::with_capacity(auth.users.len());
         for (user, hash) in &auth.users {
+            let Some(verifier) = Verifier::new(hash) else { continue };
+            // A fixed key: it is only a fingerprint; the cache hashes it again with its secret.
+            let mut id = Sip::new(&SipKey::new(*b"sluice basicauth"));
             id.write_field(user.as_bytes());
             id.write_field(hash_text(hash).as_bytes());
-            if let Some(v) = Verifier::new(hash) {
-                users.push((user.as_bytes().into(), v));
-            }
+            users.push(User { name: user.as_bytes().into(), verifier, identity: id.finish().to_le_bytes() });
         }
-        users.sort_by(|a, b| a.0.cmp(&b.0));
-        users.dedup_by(|b, a| a.0 == b.0);
-        BasicAuthCheck {
-            realm: auth.realm.as_str().into(),
-            users: users.into(),
-            identity: id.finish().to_le_bytes(),
-        }
+        // htpasswd and nginx take a user's first line (sort_by is stable).
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        users.dedup_by(|b, a| a.name == b.name);
+        BasicAuthCheck { realm: auth.realm.as_str().into(), users: users.into() }
     }
 
     /// The realm of the challenge.
@@ -395,20 +399,18 @@ impl BasicAuthCheck {
     /// worker's cache. Allocates nothing; computes at most one password hash.
     pub fn verify(&self, authorization: Option<&[u8]>, cache: &mut AuthCache, now_ns: u64) -> AuthOutcome {
         let Some(value) = authorization else { return AuthOutcome::Denied(DenyReason::Missing) };
-        let tag = cache.tag(&self.identity, value);
+        let mut buf = [0u8; MAX_CREDENTIALS_BYTES];
+        let Some((user, password)) = parse_basic(value, &mut buf) else {
+            return AuthOutcome::Denied(DenyReason::Malformed);
+        };
+        let Some(user) = self.user(user) else { return AuthOutcome::Denied(DenyReason::UnknownUser) };
+        let tag = cache.tag(&user.identity, value);
         if let Some(allowed) = cache.lookup(tag, now_ns) {
             cache.stats.hits += 1;
             return if allowed { AuthOutcome::Allowed } else { AuthOutcome::Denied(DenyReason::Cached) };
         }
         cache.stats.misses += 1;
-        let mut buf = [0u8; MAX_CREDENTIALS_BYTES];
-        let Some((user, password)) = parse_basic(value, &mut buf) else {
-            return AuthOutcome::Denied(DenyReason::Malformed);
-        };
-        let Ok(i) = self.users.binary_search_by(|(u, _)| (**u).cmp(user)) else {
-            return AuthOutcome::Denied(DenyReason::UnknownUser);
-        };
-        let verifier = &self.users[i].1;
+        let verifier = &user.verifier;
         if !cache.spend(verifier.work(), now_ns) {
             cache.stats.busy += 1;
             return AuthOutcome::Busy;
@@ -422,7 +424,11 @@ impl BasicAuthCheck {
     /// Whether `user` with `password` matches the stored hash, without cache or budget (for
     /// tests and tools; the proxy calls [`BasicAuthCheck::verify`]).
     pub fn check_password(&self, user: &[u8], password: &[u8]) -> bool {
-        self.users.binary_search_by(|(u, _)| (**u).cmp(user)).is_ok_and(|i| self.users[i].1.matches(password))
+        self.user(user).is_some_and(|u| u.verifier.matches(password))
+    }
+
+    fn user(&self, name: &[u8]) -> Option<&User> {
+        self.users.binary_search_by(|u| (*u.name).cmp(name)).ok().map(|i| &self.users[i])
     }
 
     /// Writes the 401's challenge field line, `WWW-Authenticate: Basic realm="…"` and CRLF,
@@ -432,7 +438,7 @@ impl BasicAuthCheck {
     }
 }
 
-/// The text a hash was written as, for the identity (`PasswordHash` shows only its kind).
+/// The text a hash was written as, for a user's identity (`PasswordHash` shows only its kind).
 fn hash_text(h: &PasswordHash) -> String {
     match h {
         PasswordHash::Bcrypt(s) => s.clone(),
@@ -817,6 +823,15 @@ mod tests {
             AuthOutcome::Denied(DenyReason::WrongPassword)
         );
         assert_eq!(changed.verify(Some(&header("alice", b"pw")), &mut cache, 3), AuthOutcome::Allowed);
+        // A user added: alice's verdict stays cached.
+        let users = vec![
+            ("alice".to_string(), PasswordHash::parse("{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=").unwrap()),
+            ("zed".to_string(), PasswordHash::parse("$1$abc$jWy0FsfCoVBK.I85XpXf30").unwrap()),
+        ];
+        let grown = BasicAuthCheck::new(&BasicAuth { realm: "Other realm".into(), users });
+        let hashes = cache.stats().hashes;
+        assert_eq!(grown.verify(Some(&header("alice", b"pw")), &mut cache, 4), AuthOutcome::Allowed);
+        assert_eq!(cache.stats().hashes, hashes);
     }
 
     #[test]

@@ -48,7 +48,7 @@
 //! - Other percent-encodings (`%2F`, `%20`…) are left encoded and compared as such; nginx
 //!   decodes them all for matching. A rule path spelled with a literal space or `%` therefore
 //!   matches differently.
-//! - A path over [`PathCache::new`]'s capacity makes the buffer grow (one allocation).
+//! - A path over [`HostPaths::new_cache`]'s capacity makes the buffer grow (one allocation).
 //! - Matching a plain host scans its rules (a few comparisons per rule); hosts with thousands
 //!   of paths would want an index.
 //! - Regexes run on the PikeVM (or the one-pass DFA), whose scratch space is allocated when a
