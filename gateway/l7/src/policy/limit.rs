@@ -176,13 +176,22 @@ pub struct TooManyConnections;
 
 /// The gateway's limit table (see the module documentation). Every worker holds an
 /// `Arc<Limiter>`.
-#[derive(Debug)]
 pub struct Limiter {
     key: SipKey,
     /// TATs, 0 when never used (any TAT before `now` means the same: a full budget).
     rate: Box<[AtomicU64]>,
     /// Requests in progress.
     conns: Box<[AtomicU32]>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the slots: millions of numbers.
+        f.debug_struct("Limiter")
+            .field("rate_slots", &self.rate.len())
+            .field("connection_slots", &self.conns.len())
+            .finish_non_exhaustive()
+    }
 }
 
 const KIND_RPS: u8 = 1;
@@ -371,6 +380,7 @@ mod tests {
         assert_eq!(count(&a, "::ffff:192.0.2.1"), 0);
         assert_eq!(lim.check_rate(&a, ip("198.51.100.7"), 0), RateVerdict::Exempt);
         assert_eq!(LimitRule::new(LimitId(1), &Limits::default()), None);
+        assert_eq!(format!("{lim:?}"), "Limiter { rate_slots: 4096, connection_slots: 1024, .. }");
     }
 
     #[test]

@@ -392,6 +392,7 @@ pub fn write_location(path: &[u8], query: Option<&str>, out: &mut [u8]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn rule(path: &str, path_type: PathType, route: u32, use_regex: bool) -> PathRule {
         PathRule { path: path.into(), path_type, route, use_regex }
@@ -614,6 +615,142 @@ mod tests {
         assert_eq!(&out[..n], b"/x/?a=1");
         let n = write_location(b"/x/", Some(""), &mut out).unwrap();
         assert_eq!(&out[..n], b"/x/");
+    }
+
+    /// The regex host against a reference written from ingress-nginx's rule: each path alone
+    /// as `(?i)^PATH`, tried longest first (rule order on a tie), the first that matches.
+    /// It checks that one multi-pattern search with leftmost-first semantics is that rule.
+    fn regex_reference(rules: &[PathRule], path: &[u8]) -> Option<u32> {
+        let mut order: Vec<&PathRule> = rules.iter().collect();
+        order.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+        order.into_iter().find_map(|r| {
+            let re = Regex::builder()
+                .syntax(syntax::Config::new().case_insensitive(true).utf8(false))
+                .build(&format!("^{}", r.path))
+                .unwrap();
+            re.is_match(Input::new(path).anchored(Anchored::Yes)).then_some(r.route)
+        })
+    }
+
+    /// The plain host against a reference written from nginx's location rules as
+    /// ingress-nginx writes them (module documentation), one rule at a time.
+    fn plain_reference(rules: &[PathRule], p: &[u8]) -> Option<Result<u32, ()>> {
+        let exact = |r: &PathRule| match r.path_type {
+            PathType::Exact => r.path.as_bytes() == p,
+            PathType::Prefix => {
+                let bare = r.path.trim_end_matches('/');
+                !bare.is_empty() && bare.as_bytes() == p
+            }
+            PathType::ImplementationSpecific => false,
+        };
+        if let Some(r) = rules.iter().find(|r| exact(r)) {
+            return Some(Ok(r.route));
+        }
+        if rules.iter().any(|r| {
+            r.path_type == PathType::ImplementationSpecific
+                && r.path.len() > 1
+                && r.path.strip_suffix('/').is_some_and(|b| b.as_bytes() == p)
+        }) {
+            return Some(Err(()));
+        }
+        let location = |r: &PathRule| -> Option<Vec<u8>> {
+            match r.path_type {
+                PathType::Exact => None,
+                PathType::Prefix => Some(format!("{}/", r.path.trim_end_matches('/')).into_bytes()),
+                PathType::ImplementationSpecific => Some(r.path.as_bytes().to_vec()),
+            }
+        };
+        let mut best: Option<(usize, u32)> = None;
+        for r in rules {
+            if let Some(l) = location(r)
+                && p.starts_with(&l)
+                && best.is_none_or(|(len, _)| l.len() > len)
+            {
+                best = Some((l.len(), r.route));
+            }
+        }
+        best.map(|(_, r)| Ok(r))
+    }
+
+    fn arb_rules(regex: bool) -> impl Strategy<Value = Vec<PathRule>> {
+        let paths = if regex {
+            prop::sample::select(vec![
+                "/",
+                "/a",
+                "/A/b",
+                "/a.",
+                "/a/(b|c)",
+                "/a/b/.*",
+                "/[ab]+",
+                "/b(/|$)(.*)",
+                "/ab",
+                "/a/",
+            ])
+        } else {
+            prop::sample::select(vec!["/", "/a", "/a/", "/a/b", "/ab", "/b/", "/a/b/", "/b"])
+        };
+        let types =
+            prop::sample::select(vec![PathType::Exact, PathType::Prefix, PathType::ImplementationSpecific]);
+        proptest::collection::vec((paths, types, any::<bool>()), 1..6).prop_map(move |v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (p, t, r))| rule(p, t, i as u32, regex && (r || i == 0)))
+                .collect()
+        })
+    }
+
+    fn arb_path() -> impl Strategy<Value = String> {
+        proptest::collection::vec(prop::sample::select(vec!["/", "a", "b", "A", "c", "/a", "/b/"]), 1..6)
+            .prop_map(|parts| format!("/{}", parts.concat()))
+    }
+
+    proptest! {
+        #[test]
+        fn regex_hosts_match_the_reference(rules in arb_rules(true), path in arb_path()) {
+            let (host, problems) = HostPaths::new(&rules);
+            prop_assert!(problems.is_empty());
+            let mut cache = host.new_cache(64);
+            let got = host.find(&path, &mut cache);
+            if got != PathMatch::Redirect {
+                let want = regex_reference(&rules, cache.path());
+                prop_assert_eq!(got, want.map_or(PathMatch::NotFound, PathMatch::Route));
+            }
+        }
+
+        #[test]
+        fn plain_hosts_match_the_reference(rules in arb_rules(false), path in arb_path()) {
+            let (host, problems) = HostPaths::new(&rules);
+            prop_assert!(problems.is_empty());
+            let mut cache = host.new_cache(64);
+            let got = host.find(&path, &mut cache);
+            let mut normal = Vec::new();
+            if normalize(path.as_bytes(), &mut normal) == Some(false) {
+                let want = match plain_reference(&rules, &normal) {
+                    Some(Ok(r)) => PathMatch::Route(r),
+                    Some(Err(())) => PathMatch::Redirect,
+                    None => PathMatch::NotFound,
+                };
+                prop_assert_eq!(got, want);
+            } else {
+                prop_assert_eq!(got, PathMatch::Redirect);
+            }
+        }
+
+        #[test]
+        fn normalised_paths_are_normal(path in "/[a-c./%2eE]{0,24}") {
+            let mut once = Vec::new();
+            let merged = normalize(path.as_bytes(), &mut once).unwrap();
+            let text = String::from_utf8(once.clone()).unwrap();
+            prop_assert!(text.starts_with('/'), "{}", text);
+            prop_assert!(!text.contains("//"), "{}", text);
+            prop_assert!(!text.split('/').any(|seg| seg == "." || seg == ".."), "{}", text);
+            prop_assert_eq!(merged, path.contains("//"));
+            // Idempotent, and never longer.
+            let mut twice = Vec::new();
+            prop_assert_eq!(normalize(&once, &mut twice), Some(false));
+            prop_assert_eq!(&twice, &once);
+            prop_assert!(once.len() <= path.len());
+        }
     }
 
     #[test]
