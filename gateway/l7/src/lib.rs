@@ -27,6 +27,9 @@
 //!   retries, timers; and the per-worker bookkeeping it shares ([`proxy::Context`], the
 //!   upstream [`proxy::Pool`], endpoint [`proxy::Health`]). Its sockets are driven by the
 //!   `sluice-proxy` crate.
+//! - [`policy`]: the enforcement primitives of ingress-nginx's annotations the proxy calls per
+//!   request — Basic authentication, request limits shared by every worker, canary choice,
+//!   ingress-nginx's path dialect and `rewrite-target`, CORS, session-affinity cookies.
 //!
 //! Hot path: yes ([`h1::HeadParser::parse`], [`h1::BodyDecoder::decode`], [`h2::Conn`]'s methods,
 //! [`route::Router::route`], [`tls::CertStore::pick`], [`proxy::Conn`]'s methods); none of them
@@ -35,6 +38,7 @@
 
 pub mod h1;
 pub mod h2;
+pub mod policy;
 pub mod proxy;
 pub mod route;
 pub mod tls;
