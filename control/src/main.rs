@@ -151,6 +151,12 @@ struct RunArgs {
     /// at once).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     interval_ms: u64,
+    /// Also serve the Ingresses of ingress-nginx's IngressClasses (controller
+    /// `k8s.io/ingress-nginx`, usually the class `nginx`), with ingress-nginx's path matching
+    /// and annotations: point their DNS at Sluice and nothing else changes (docs/l7.md,
+    /// "ingress-nginx's dialect"). Off by default: those Ingresses are another controller's.
+    #[arg(long)]
+    ingress_nginx_class: bool,
     /// Where to serve Prometheus metrics (loopback by default; port 0 picks one).
     #[arg(long, default_value = "127.0.0.1:9477")]
     metrics_address: SocketAddr,
@@ -209,7 +215,7 @@ fn run(args: RunArgs) -> Result<(), String> {
         snat: args.snat.clone(),
         load_balancer_class: args.load_balancer_class.clone(),
         external_ip_ranges: args.external_ip_ranges.clone(),
-        ingress_nginx_class: false,
+        ingress_nginx_class: args.ingress_nginx_class,
     };
     match &args.manifests {
         Some(dir) => run_manifests(dir, &args, &cfg),

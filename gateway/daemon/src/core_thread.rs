@@ -207,11 +207,38 @@ struct L7Stage {
     log: Rc<RefCell<String>>,
 }
 
+/// The gateway's L7 secret key and limit table, made once (the key from the OS's random
+/// source) and shared by every worker.
+fn l7_shared() -> &'static sluice_l7::proxy::Shared {
+    static SHARED: std::sync::OnceLock<sluice_l7::proxy::Shared> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        use std::io::Read as _;
+        let mut bytes = [0u8; 16];
+        if let Err(e) = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+            // Without randomness the key is the process's hash seed: weaker, not absent.
+            sluice_log::warn!("L7 key: /dev/urandom: {e}; using the process's hash seed");
+            use std::hash::{BuildHasher, Hasher};
+            for chunk in bytes.chunks_mut(8) {
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u8(0);
+                chunk.copy_from_slice(&h.finish().to_le_bytes());
+            }
+        }
+        sluice_l7::proxy::Shared::new(
+            sluice_l7::policy::SipKey::new(bytes),
+            sluice_l7::policy::limit::LimiterConfig::DEFAULT,
+        )
+    })
+}
+
 impl L7Stage {
     fn new(queue: usize, access_log: bool, core: sluice_l7::proxy::Config) -> L7Stage {
         let config = ProxyConfig { access_log, seed: 0, core, ..ProxyConfig::default() };
         let first = L7_FIRST.0;
         let mut proxy = Proxy::new(config, first..first + L7_TOKENS);
+        // One key and one limit table for the whole gateway: a client's limit holds across the
+        // workers it is spread over.
+        proxy.set_shared(l7_shared().clone());
         let log = Rc::new(RefCell::new(String::with_capacity(ACCESS_LOG_FLUSH_BYTES + 1024)));
         let sink = Rc::clone(&log);
         proxy.set_access_log(Box::new(move |line: &str| {
@@ -439,6 +466,8 @@ fn export(worker: &Worker, sockets: &[XskSocket], l7: Option<ProxyStats>) -> [u6
         c[Counter::L7LocalResponses] = p.core.local_responses;
         c[Counter::L7RejectedHeads] = p.core.rejected_heads;
         c[Counter::L7Retries] = p.core.retries;
+        c[Counter::L7Limited] = p.core.limited;
+        c[Counter::L7AuthDenied] = p.core.auth_denied;
         c[Counter::L7UpstreamConnects] = p.upstream_connects;
         c[Counter::L7UpstreamReuses] = p.upstream_reuses;
         c[Counter::L7TlsHandshakes] = p.tls_handshakes;

@@ -17,21 +17,33 @@
 //!   prefix: the first hit is the longest match.
 //!
 //! So a request costs a handful of hash probes whatever the number of rules, and allocates
-//! nothing. The path is matched as the caller passes it: it is the request's path without the
-//! query; one that does not begin with `/` (the `*` of `OPTIONS *`) matches only Prefix `/`.
-//! Percent-decoding and dot-segment removal are not done here (see the module limits in
-//! `docs/l7.md`).
+//! nothing. The path is the request's path without the query, **normalised** before matching
+//! as nginx normalises `$uri` (`crate::policy::nginx_paths::normalize`: percent-encoded
+//! unreserved characters decoded, dot segments removed, repeated slashes merged), so that a
+//! route's policy (authentication, allow lists) holds for every spelling of its paths: `/%61dmin`
+//! and `/x/../admin` are routed as `/admin`. One that does not begin with `/` (the `*` of
+//! `OPTIONS *`) matches only Prefix `/`.
+//!
+//! A host entry of ingress-nginx's dialect is matched by its own rules
+//! (`crate::policy::nginx_paths`: regex hosts, plain string prefixes, the 301 to a trailing
+//! slash and to a path whose slashes were merged); its capture groups stay in the router for
+//! [`Router::rewrite`].
 //!
 //! Hot path: [`Router::route`]. [`Router::new`] runs once per table generation.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::net::Ipv4Addr;
 
+use sluice_model::policy::RewriteTarget;
+
 use sluice_model::route::{
-    Backend, DefaultRoute, HostRoutes, HostRule, IngressRef, MatchKind, PathRoute, RouteTable,
+    Backend, DefaultRoute, Dialect, HostRoutes, HostRule, IngressRef, MatchKind, PathRoute, RouteTable,
     ServiceBackend, Unavailable, wildcard_suffix,
 };
+
+use crate::policy::nginx_paths::{self, HostPaths, PathCache, PathMatch, PathRule};
 use sluice_model::service::IndexHasher;
 
 /// Keys come from control; request-derived keys only probe, so a fixed hasher is enough (the
@@ -109,6 +121,12 @@ pub enum Route<'r> {
     },
     /// Nothing matched and no default backend: Sluice answers 404.
     NotFound,
+    /// ingress-nginx's dialect: 301 to the path [`Router::redirect_location`] writes (the path
+    /// with its slashes merged, or with the slash its rule has).
+    Redirect {
+        /// The host entry.
+        entry: &'r HostRoutes,
+    },
 }
 
 impl<'r> Route<'r> {
@@ -117,7 +135,7 @@ impl<'r> Route<'r> {
         match self {
             Route::Path { path, .. } => Some(&path.backend),
             Route::Default { default, .. } => Some(&default.backend),
-            Route::NotFound => None,
+            Route::NotFound | Route::Redirect { .. } => None,
         }
     }
 
@@ -134,7 +152,7 @@ impl<'r> Route<'r> {
         match self {
             Route::Path { path, .. } => Some(&path.ingress),
             Route::Default { default, .. } => Some(&default.ingress),
-            Route::NotFound => None,
+            Route::NotFound | Route::Redirect { .. } => None,
         }
     }
 
@@ -143,7 +161,7 @@ impl<'r> Route<'r> {
         match self {
             Route::Path { path, .. } => path.metric,
             Route::Default { default, .. } => default.metric,
-            Route::NotFound => 0,
+            Route::NotFound | Route::Redirect { .. } => 0,
         }
     }
 
@@ -153,7 +171,7 @@ impl<'r> Route<'r> {
         match self {
             Route::Path { path, .. } => path.policy,
             Route::Default { default, .. } => default.policy,
-            Route::NotFound => 0,
+            Route::NotFound | Route::Redirect { .. } => 0,
         }
     }
 
@@ -187,7 +205,19 @@ struct EntryIndex {
     longest_prefix: usize,
 }
 
-/// A route table indexed for the hot path: one per table generation.
+/// An entry of ingress-nginx's dialect: its compiled paths and this worker's scratch space.
+#[derive(Debug)]
+struct NginxEntry {
+    paths: HostPaths,
+    cache: RefCell<PathCache>,
+}
+
+/// The longest path the scratch buffers are made for (the head parser's target limit); a longer
+/// one makes them grow once.
+const MAX_PATH_BYTES: usize = 8 * 1024;
+
+/// A route table indexed for the hot path: one per table generation and worker (it holds the
+/// worker's scratch space: not `Sync`).
 #[derive(Debug)]
 pub struct Router {
     table: RouteTable,
@@ -195,6 +225,14 @@ pub struct Router {
     precise: Index,
     wildcard: Index,
     any: Option<u32>,
+    /// Per entry, in ingress-nginx's dialect only: its matcher.
+    nginx: Vec<Option<NginxEntry>>,
+    /// The normalised path of the request being routed.
+    scratch: RefCell<Vec<u8>>,
+    /// The ingress-nginx entry whose cache holds the last match (for redirects and rewrites).
+    last_nginx: Cell<Option<u32>>,
+    /// Paths of ingress-nginx entries left out (a regex Sluice cannot run), for logs.
+    problems: Vec<String>,
 }
 
 impl Router {
@@ -225,7 +263,89 @@ impl Router {
             }
             entries.push(index);
         }
-        Router { table, entries, precise, wildcard, any }
+        let mut problems = Vec::new();
+        let nginx = table
+            .hosts()
+            .iter()
+            .map(|e| {
+                if e.dialect != Dialect::IngressNginx {
+                    return None;
+                }
+                let rules: Vec<PathRule> = e
+                    .paths
+                    .iter()
+                    .enumerate()
+                    .map(|(j, p)| PathRule {
+                        path: p.path.as_str().to_owned(),
+                        path_type: p.path_type,
+                        route: j as u32,
+                        use_regex: e.regex,
+                    })
+                    .collect();
+                let (paths, bad) = HostPaths::new(&rules);
+                problems.extend(bad.into_iter().map(|b| format!("host {}: {b}", e.host)));
+                let cache = RefCell::new(paths.new_cache(MAX_PATH_BYTES));
+                Some(NginxEntry { paths, cache })
+            })
+            .collect();
+        Router {
+            table,
+            entries,
+            precise,
+            wildcard,
+            any,
+            nginx,
+            scratch: RefCell::new(Vec::with_capacity(MAX_PATH_BYTES + 1)),
+            last_nginx: Cell::new(None),
+            problems,
+        }
+    }
+
+    /// Paths of ingress-nginx's dialect that are not routed (a regex Sluice cannot run), one
+    /// line each, for the gateway's log.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+
+    /// After [`Route::Redirect`]: the Location to answer with (the path, and the request's
+    /// `query`), appended to `out`.
+    pub fn redirect_location(&self, query: Option<&str>, out: &mut String) {
+        let Some(n) = self.last_nginx_entry() else { return };
+        let cache = n.cache.borrow();
+        out.push_str(&String::from_utf8_lossy(cache.path()));
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            out.push('?');
+            out.push_str(q);
+        }
+    }
+
+    /// After a [`Route::Path`] of an ingress-nginx entry: the upstream target `rewrite-target`
+    /// makes from the matched path's groups and the request's `query`, written into `out`
+    /// (cleared first). Whether there was a match to rewrite from.
+    pub fn rewrite(&self, target: &RewriteTarget, query: Option<&str>, out: &mut Vec<u8>) -> bool {
+        let Some(n) = self.last_nginx_entry() else { return false };
+        let cache = n.cache.borrow();
+        // Room for the target's text, the groups (each at most the path) and the query.
+        let room = target.to_string().len()
+            + cache.path().len() * usize::from(target.max_group().max(1))
+            + query.map_or(0, str::len)
+            + 1;
+        out.clear();
+        out.resize(room, 0);
+        match nginx_paths::rewrite(target, cache.path(), |i| cache.group(i), query, out) {
+            Ok(n) => {
+                out.truncate(n);
+                true
+            }
+            Err(_) => {
+                out.clear();
+                false
+            }
+        }
+    }
+
+    fn last_nginx_entry(&self) -> Option<&NginxEntry> {
+        self.last_nginx.get().and_then(|e| self.nginx.get(e as usize)).and_then(Option::as_ref)
     }
 
     /// The table routed from.
@@ -243,9 +363,22 @@ impl Router {
             chain[1] = wildcard_suffix(h).and_then(|s| self.wildcard.get(s)).copied();
         }
         chain[2] = self.any;
+        self.last_nginx.set(None);
+        let mut scratch = self.scratch.borrow_mut();
+        let normal = normalised(path, &mut scratch);
         for &e in chain.iter().flatten() {
-            if let Some(p) = self.match_path(e, path) {
-                let entry = &self.table.hosts()[e as usize];
+            let entry = &self.table.hosts()[e as usize];
+            if let Some(Some(n)) = self.nginx.get(e as usize) {
+                // ingress-nginx's dialect normalises and matches by its own rules.
+                let found = n.paths.find(path, &mut n.cache.borrow_mut());
+                self.last_nginx.set(Some(e));
+                match found {
+                    PathMatch::Route(p) => return Route::Path { entry, path: &entry.paths[p as usize] },
+                    PathMatch::Redirect => return Route::Redirect { entry },
+                    PathMatch::NotFound => continue,
+                }
+            }
+            if let Some(p) = self.match_path(e, normal) {
                 return Route::Path { entry, path: &entry.paths[p as usize] };
             }
         }
@@ -258,7 +391,7 @@ impl Router {
         Route::NotFound
     }
 
-    /// The best path of entry `e` for `path`: an Exact match if any (it is the whole path, so no
+    /// The best path of entry `e` for `path` (normalised): an Exact match if any (it is the whole path, so no
     /// prefix is longer), else the longest Prefix match.
     fn match_path(&self, e: u32, path: &str) -> Option<u32> {
         let index = &self.entries[e as usize];
@@ -284,6 +417,28 @@ impl Router {
             }
             end = bytes[..end].iter().rposition(|&b| b == b'/').unwrap_or(0);
         }
+    }
+}
+
+/// `path` normalised as nginx's `$uri` (into `scratch` when it must change): what routing
+/// compares. A path that needs nothing done — no `%`, no dot segment, no repeated slash — is
+/// used as it is, without a copy.
+fn normalised<'p>(path: &'p str, scratch: &'p mut Vec<u8>) -> &'p str {
+    let b = path.as_bytes();
+    let plain = !b.contains(&b'%')
+        && !path.contains("//")
+        && !path.contains("/./")
+        && !path.contains("/../")
+        && !path.ends_with("/.")
+        && !path.ends_with("/..");
+    if plain {
+        return path;
+    }
+    scratch.clear();
+    match nginx_paths::normalize(b, scratch) {
+        // Decoding only unreserved characters keeps it ASCII, so UTF-8.
+        Some(_) => std::str::from_utf8(scratch).unwrap_or(path),
+        None => path,
     }
 }
 
@@ -549,7 +704,34 @@ mod tests {
         assert_eq!(to(&r, "x", "*"), "Prefix:/");
         assert_eq!(to(&r, "x", ""), "Prefix:/");
         assert_eq!(to(&r, "x", "/a//b"), "Prefix:/a");
-        assert_eq!(to(&r, "x", "//a"), "Prefix:/");
+        // Repeated slashes merge before matching, as nginx's `$uri`.
+        assert_eq!(to(&r, "x", "//a"), "Prefix:/a");
+    }
+
+    /// A route's policy holds for every spelling of its paths: percent-encoded unreserved
+    /// characters and dot segments are normalised away before matching.
+    #[test]
+    fn paths_are_normalised_before_matching() {
+        let r = router(&[ingress(
+            "t",
+            1,
+            vec![rule(None, &[(Prefix, "/admin"), (Prefix, "/"), (Exact, "/x")])],
+            None,
+        )]);
+        for spelling in [
+            "/admin",
+            "/%61dmin",
+            "/%61%64min/x",
+            "/x/../admin",
+            "/./admin",
+            "/public/../../admin",
+            "//admin",
+        ] {
+            assert_eq!(to(&r, "h", spelling), "Prefix:/admin", "{spelling}");
+        }
+        assert_eq!(to(&r, "h", "/%78"), "Exact:/x");
+        // Reserved characters stay encoded: `%2F` is not a slash.
+        assert_eq!(to(&r, "h", "/admin%2Fx"), "Prefix:/");
     }
 
     #[test]

@@ -7,9 +7,9 @@ use std::rc::Rc;
 
 use sluice_l7::proxy::{Action, Config, Conn, Context, Generation};
 use sluice_model::l7::{Certificate, Endpoint, KeyFormat, L7Table, SecretRef, Upstream};
-use sluice_model::policy::{Cidr, Cors, Header, Policy, Redirect};
+use sluice_model::policy::{Cidr, Cors, Header, Policy, Redirect, RewriteTarget};
 use sluice_model::route::{
-    Backend, HostRule, IngressRef, IngressSpec, PathSpec, PathType, RouteTable, RulePath, RuleSpec,
+    Backend, Dialect, HostRule, IngressRef, IngressSpec, PathSpec, PathType, RouteTable, RulePath, RuleSpec,
     ServiceBackend, ServicePort,
 };
 
@@ -63,36 +63,41 @@ fn table(policy: &Policy) -> L7Table {
 #[derive(Debug)]
 enum Outcome {
     Local(String),
-    Proxied { upstream: String, client: String },
+    Proxied { upstream: String, client: String, to: SocketAddr },
 }
 
 fn serve(policy: &Policy, https: bool, request: &str) -> Outcome {
     let mut ctx = Context::new(Config::default(), 7);
     ctx.set_generation(Rc::new(Generation::new(&table(policy))));
+    serve_in(&mut ctx, https, request, 0)
+}
+
+/// One request on a new connection of `ctx` at `now`.
+fn serve_in(ctx: &mut Context, https: bool, request: &str, now: u64) -> Outcome {
     let peer: SocketAddr = CLIENT.parse().unwrap();
-    let mut conn = Conn::new(&ctx, peer, if https { 443 } else { 80 }, https, 0);
+    let mut conn = Conn::new(ctx, peer, if https { 443 } else { 80 }, https, now);
     let buf = conn.client_read_buf();
     buf[..request.len()].copy_from_slice(request.as_bytes());
-    conn.client_read(&mut ctx, request.len(), 0);
-    let mut attached = false;
+    conn.client_read(ctx, request.len(), now);
+    let mut attached = None;
     while let Some(a) = conn.poll_action() {
-        if let Action::Connect(_) = a {
-            attached = true;
-            conn.upstream_connected(&mut ctx, false, 0);
+        if let Action::Connect(to) = a {
+            attached = Some(to);
+            conn.upstream_connected(ctx, false, now);
         }
     }
-    if !attached {
+    let Some(to) = attached else {
         let out = String::from_utf8(conn.client_write_buf().to_vec()).unwrap();
         return Outcome::Local(out);
-    }
+    };
     let upstream = String::from_utf8(conn.upstream_write_buf().to_vec()).unwrap();
     let n = upstream.len();
-    conn.upstream_wrote(&mut ctx, n, 0);
+    conn.upstream_wrote(ctx, n, now);
     let response = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     conn.upstream_read_buf()[..response.len()].copy_from_slice(response);
-    conn.upstream_read(&mut ctx, response.len(), 0);
+    conn.upstream_read(ctx, response.len(), now);
     let client = String::from_utf8(conn.client_write_buf().to_vec()).unwrap();
-    Outcome::Proxied { upstream, client }
+    Outcome::Proxied { upstream, client, to }
 }
 
 fn get(host: &str, target: &str, fields: &str) -> String {
@@ -119,7 +124,7 @@ fn local(policy: &Policy, https: bool, request: &str, status: u16, has: &[&str],
 /// client gets has `down`.
 fn proxied(policy: &Policy, https: bool, request: &str, up: &[&str], up_lacks: &[&str], down: &[&str]) {
     match serve(policy, https, request) {
-        Outcome::Proxied { upstream, client } => {
+        Outcome::Proxied { upstream, client, .. } => {
             for h in up {
                 assert!(
                     upstream.contains(&format!("{h}\r\n")),
@@ -300,7 +305,7 @@ fn basic_auth_without_credentials_is_401_with_the_realm() {
             realm: "Shop staff".into(),
             users: vec![(
                 "foo".into(),
-                sluice_model::policy::PasswordHash::parse("{SHA}C+7Hteo/D9vJXQ3UfzxbwnXaijM=").unwrap(),
+                sluice_model::policy::PasswordHash::parse("{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=").unwrap(),
             )],
         }),
         ..Policy::default()
@@ -314,4 +319,184 @@ fn basic_auth_without_credentials_is_401_with_the_realm() {
         &[],
     );
     local(&p, false, &get("plain.example", "/", "Authorization: Basic Zm9vOndyb25n\r\n"), 401, &[], &[]);
+    // foo:secret, whose SHA-1 the Secret holds: proxied, without the credentials.
+    proxied(
+        &p,
+        false,
+        &get("plain.example", "/", "Authorization: Basic Zm9vOnNlY3JldA==\r\n"),
+        &["GET / HTTP/1.1"],
+        &["authorization"],
+        &[],
+    );
+}
+
+#[test]
+fn limit_rps_refuses_past_the_burst_and_refills() {
+    let p = Policy {
+        limits: sluice_model::policy::Limits { rps: Some(2), burst_multiplier: 1, ..Default::default() },
+        ..Policy::default()
+    };
+    let mut ctx = Context::new(Config::default(), 7);
+    ctx.set_generation(Rc::new(Generation::new(&table(&p))));
+    let req = get("plain.example", "/", "");
+    let ok = |o: Outcome| matches!(o, Outcome::Proxied { .. });
+    // 2 a second, burst 2 × 1: at one instant the burst and one more pass (GCRA), then 503;
+    // half a second later one more passes.
+    let first: Vec<bool> = (0..4).map(|_| ok(serve_in(&mut ctx, false, &req, 1_000))).collect();
+    assert_eq!(first, [true, true, true, false]);
+    assert!(ok(serve_in(&mut ctx, false, &req, 500_001_000)));
+    assert!(!ok(serve_in(&mut ctx, false, &req, 500_001_000)));
+    assert_eq!(ctx.stats().limited, 2);
+    // Exempt by limit-whitelist.
+    let w = Policy {
+        limits: sluice_model::policy::Limits {
+            rps: Some(1),
+            burst_multiplier: 1,
+            whitelist: vec![Cidr::parse("198.18.0.0/16").unwrap()],
+            ..Default::default()
+        },
+        ..Policy::default()
+    };
+    let mut ctx = Context::new(Config::default(), 7);
+    ctx.set_generation(Rc::new(Generation::new(&table(&w))));
+    assert!((0..10).all(|_| ok(serve_in(&mut ctx, false, &req, 1_000))));
+}
+
+/// `app.example`, in ingress-nginx's dialect: the given paths (the first Ingress's, with
+/// `policy`) → web (10.0.0.1), and a canary Ingress for `/` → web-v2 (10.0.0.2) with `canary`.
+fn nginx_table(
+    policy: &Policy,
+    paths: &[(&str, PathType)],
+    canary: Option<sluice_model::policy::Canary>,
+) -> L7Table {
+    let v2 = ServiceBackend { name: "web-v2".into(), ..web() };
+    let spec = |name: &str, policy: &Policy, canary, backend: &ServiceBackend, paths: &[(&str, PathType)]| {
+        IngressSpec {
+            id: IngressRef::new("ns", name),
+            created_unix_s: Some(1),
+            default_backend: None,
+            rules: vec![RuleSpec {
+                host: HostRule::new(Some("app.example")).unwrap(),
+                paths: paths
+                    .iter()
+                    .map(|&(p, t)| PathSpec {
+                        path_type: t,
+                        path: RulePath::nginx(p).unwrap(),
+                        backend: Backend::Service(backend.clone()),
+                    })
+                    .collect(),
+            }],
+            policy: policy.clone(),
+            canary,
+            dialect: Dialect::IngressNginx,
+        }
+    };
+    let mut ingresses = vec![spec("app", policy, None, &web(), paths)];
+    if let Some(c) = canary {
+        ingresses.push(spec("app-canary", &Policy::default(), Some(c), &v2, &[("/", PathType::Prefix)]));
+    }
+    let endpoint =
+        |a: &str| Endpoint { addr: a.parse().unwrap(), ready: true, serving: true, terminating: false };
+    L7Table {
+        routes: RouteTable::compile(&ingresses),
+        upstreams: vec![
+            Upstream { service: web(), endpoints: vec![endpoint("10.0.0.1:8080")], external: None },
+            Upstream { service: v2, endpoints: vec![endpoint("10.0.0.2:8080")], external: None },
+        ],
+        certificates: vec![],
+        listeners: vec![],
+    }
+}
+
+fn nginx_ctx(table: &L7Table) -> Context {
+    let mut ctx = Context::new(Config::default(), 7);
+    ctx.set_generation(Rc::new(Generation::new(table)));
+    ctx
+}
+
+#[test]
+fn rewrite_target_with_capture_groups() {
+    let p =
+        Policy { rewrite: Some(RewriteTarget::parse("/$2").unwrap()), use_regex: true, ..Policy::default() };
+    let t = nginx_table(&p, &[("/something(/|$)(.*)", PathType::ImplementationSpecific)], None);
+    let mut ctx = nginx_ctx(&t);
+    for (request, upstream) in [
+        ("/something", "GET / HTTP/1.1"),
+        ("/something/", "GET / HTTP/1.1"),
+        ("/something/new", "GET /new HTTP/1.1"),
+        ("/SOMETHING/new?x=1", "GET /new?x=1 HTTP/1.1"),
+    ] {
+        match serve_in(&mut ctx, false, &get("app.example", request, ""), 0) {
+            Outcome::Proxied { upstream: up, .. } => assert!(up.starts_with(upstream), "{request}: {up}"),
+            o => panic!("{request}: {o:?}"),
+        }
+    }
+    // Not under the regex: no route, 404.
+    assert!(
+        matches!(serve_in(&mut ctx, false, &get("app.example", "/other", ""), 0), Outcome::Local(ref o) if o.starts_with("HTTP/1.1 404"))
+    );
+}
+
+#[test]
+fn ingress_nginx_plain_prefixes_and_its_redirects() {
+    let t = nginx_table(
+        &Policy::default(),
+        &[
+            ("/app", PathType::ImplementationSpecific),
+            ("/docs/", PathType::ImplementationSpecific),
+            ("/api", PathType::Prefix),
+        ],
+        None,
+    );
+    let mut ctx = nginx_ctx(&t);
+    let mut go = |path: &str| serve_in(&mut ctx, false, &get("app.example", path, ""), 0);
+    // ImplementationSpecific is a plain string prefix there.
+    assert!(matches!(go("/application"), Outcome::Proxied { .. }));
+    // Prefix /api: /api itself or under /api/, not /apix.
+    assert!(matches!(go("/api/v1"), Outcome::Proxied { .. }));
+    assert!(matches!(go("/apix"), Outcome::Local(ref o) if o.starts_with("HTTP/1.1 404")));
+    // /docs where a rule has /docs/: 301 to it; merged slashes: 301 to the normal path.
+    match go("/docs") {
+        Outcome::Local(o) => {
+            assert!(o.starts_with("HTTP/1.1 301") && o.contains("Location: /docs/\r\n"), "{o}")
+        }
+        o => panic!("{o:?}"),
+    }
+    match go("//app//x?q=1") {
+        Outcome::Local(o) => {
+            assert!(o.starts_with("HTTP/1.1 301") && o.contains("Location: /app/x?q=1\r\n"), "{o}")
+        }
+        o => panic!("{o:?}"),
+    }
+}
+
+#[test]
+fn canary_by_header_then_cookie_then_weight() {
+    let c = sluice_model::policy::Canary {
+        header: Some("x-canary".into()),
+        cookie: Some("canary".into()),
+        weight: 0,
+        ..Default::default()
+    };
+    let t = nginx_table(&Policy::default(), &[("/", PathType::Prefix)], Some(c));
+    let mut ctx = nginx_ctx(&t);
+    let main: SocketAddr = "10.0.0.1:8080".parse().unwrap();
+    let canary: SocketAddr = "10.0.0.2:8080".parse().unwrap();
+    let mut to = |fields: &str| match serve_in(&mut ctx, false, &get("app.example", "/", fields), 0) {
+        Outcome::Proxied { to, .. } => to,
+        o => panic!("{fields}: {o:?}"),
+    };
+    assert_eq!(to(""), main, "weight 0");
+    assert_eq!(to("X-Canary: always\r\n"), canary);
+    assert_eq!(to("X-Canary: never\r\nCookie: canary=always\r\n"), main, "the header first");
+    assert_eq!(to("X-Canary: maybe\r\nCookie: a=b; canary=always\r\n"), canary, "then the cookie");
+    assert_eq!(to("Cookie: canary=never\r\n"), main);
+    // By weight: about 30 % of 1,000 requests.
+    let w = sluice_model::policy::Canary { weight: 30, ..Default::default() };
+    let t = nginx_table(&Policy::default(), &[("/", PathType::Prefix)], Some(w));
+    let mut ctx = nginx_ctx(&t);
+    let n = (0..1000)
+        .filter(|_| matches!(serve_in(&mut ctx, false, &get("app.example", "/", ""), 0), Outcome::Proxied { to, .. } if to == canary))
+        .count();
+    assert!((220..=380).contains(&n), "{n} of 1000 to the canary");
 }

@@ -81,6 +81,15 @@ type Rank = (u8, std::cmp::Reverse<usize>, u8, (bool, i64, String, String), usiz
 /// The reference decision: (backend, Ingress), or `None` for 404.
 fn reference(ingresses: &[IngressSpec], authority: &str, path: &str) -> Option<(Backend, IngressRef)> {
     let host = reference_host(authority);
+    // Routing compares the normalised path: of what this generator makes, repeated slashes
+    // merge into one.
+    let mut merged = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && merged.ends_with('/')) {
+            merged.push(c);
+        }
+    }
+    let path = merged.as_str();
     let mut best: Option<(Rank, &PathSpec, &IngressSpec)> = None;
     for ing in ingresses {
         for (ri, rule) in ing.rules.iter().enumerate() {

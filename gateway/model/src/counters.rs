@@ -120,6 +120,10 @@ named! {
         L7TlsResumed => "l7_tls_resumed",
         /// TLS handshakes or records that failed.
         L7TlsErrors => "l7_tls_errors",
+        /// Requests refused by a route's limit-rps, limit-rpm or limit-connections (503).
+        L7Limited => "l7_limited",
+        /// Requests refused by a route's basic authentication (401).
+        L7AuthDenied => "l7_auth_denied",
     }
 }
 
@@ -316,6 +320,6 @@ mod tests {
         // decision, not an accident (and add new counters at the end).
         let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(&names[..4], ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames"]);
-        assert_eq!(fingerprint(), 0xa02f_a7ce_c6a3_ff89, "{:#x}", fingerprint());
+        assert_eq!(fingerprint(), 0x10f5_3718_8c2f_decf, "{:#x}", fingerprint());
     }
 }

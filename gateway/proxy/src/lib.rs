@@ -211,6 +211,12 @@ impl Proxy {
         }
     }
 
+    /// Shares the gateway's key and limit table ([`sluice_l7::proxy::Shared`]) with this
+    /// worker's proxy: every worker of a gateway gets the same.
+    pub fn set_shared(&mut self, shared: sluice_l7::proxy::Shared) {
+        self.ctx.set_shared(shared);
+    }
+
     /// Requests arriving from now on are routed by this generation's L7 table (the router and
     /// the endpoint index are built here, once); requests in flight keep theirs. Idle pooled
     /// connections to endpoints it no longer has are closed.

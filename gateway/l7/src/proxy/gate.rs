@@ -23,19 +23,19 @@ pub(super) fn field<'h>(head: &'h RequestHead<'_>, name: &str) -> Option<&'h [u8
     head.fields().find(|f| f.name.eq_ignore_ascii_case(name)).map(|f| f.value)
 }
 
-/// Decides whether the request is answered by Sluice instead of proxied: the status, with its
-/// extra header lines in `extra`. `resp_extra` gets the lines a proxied response gains.
+/// The rewrite phase of a route's policy: whether the request is answered by Sluice instead of
+/// proxied (app root, denied location, redirect, CORS preflight, HTTPS redirect), the status with
+/// its extra header lines in `extra`; `resp_extra` gets the lines a proxied response gains. The
+/// caller then applies the limits, the source ranges and basic auth.
 pub(super) fn gate(
     policy: &Policy,
     generation: &Generation,
     head: &RequestHead<'_>,
-    peer: SocketAddr,
+    _peer: SocketAddr,
     https: bool,
     extra: &mut String,
     resp_extra: &mut String,
 ) -> Option<u16> {
-    extra.clear();
-    resp_extra.clear();
     let mut host_buf = [0u8; MAX_HOST_BYTES];
     let host = match request_host(head.authority(), &mut host_buf) {
         RequestHost::Name(n) => Some(n),
@@ -56,12 +56,25 @@ pub(super) fn gate(
             push_field(b, &h.name, &h.value);
         }
     }
+    // The server's rewrite phase: app-root.
+    if let Some(root) = &policy.app_root
+        && head.path() == "/"
+    {
+        push_field(extra, "Location", root);
+        return Some(302);
+    }
+    // The location's rewrite directives: the denied location, the configured redirects.
     if policy.deny.is_some() {
         return Some(503);
     }
-    if !policy.admits(peer.ip()) {
-        return Some(403);
+    if let Some(r) = &policy.redirect {
+        push_field(extra, "Location", &r.location);
+        return Some(r.code);
     }
+    if let Some(status) = cors(policy, head, extra, resp_extra) {
+        return Some(status);
+    }
+    // Then ingress-nginx's redirect to HTTPS (its Lua rewrite, last of the phase).
     if !https && (policy.force_ssl_redirect || (policy.ssl_redirect && has_cert)) {
         // `https://` + the host + the request URI (path and query), its trailing `/` dropped
         // unless `preserve-trailing-slash`, as ingress-nginx writes it.
@@ -82,24 +95,11 @@ pub(super) fn gate(
         extra.push_str("\r\n");
         return Some(308);
     }
-    if let Some(auth) = &policy.basic_auth {
-        // RFC 7617: 401 with the realm until credentials check out. Fail closed: no verifier
-        // is wired yet, so every request is refused.
-        extra.push_str("WWW-Authenticate: Basic realm=\"");
-        extra.push_str(&auth.realm);
-        extra.push_str("\"\r\n");
-        return Some(401);
-    }
-    if let Some(r) = &policy.redirect {
-        push_field(extra, "Location", &r.location);
-        return Some(r.code);
-    }
-    if let Some(root) = &policy.app_root
-        && head.path() == "/"
-    {
-        push_field(extra, "Location", root);
-        return Some(302);
-    }
+    None
+}
+
+/// CORS: the fields a response to an allowed origin gets, and the 204 a preflight gets.
+fn cors(policy: &Policy, head: &RequestHead<'_>, extra: &mut String, resp_extra: &mut String) -> Option<u16> {
     if let (Some(cors), Some(origin)) = (&policy.cors, field(head, "origin"))
         && let Ok(origin) = std::str::from_utf8(origin)
         && let Some(allowed) = cors.allowed(origin)

@@ -91,6 +91,11 @@ use crate::h1::{
     BodyDecoder, BodyError, Framing, HeadParser, Limits, MAX_TRAILER_PREFIX_BYTES, Method, RequestHead,
     TargetForm, Version, is_allowed_in_trailer, tokens,
 };
+use std::sync::Arc;
+
+use crate::policy::SipKey;
+use crate::policy::auth::{AuthCache, AuthCacheConfig, AuthOutcome, AuthStats};
+use crate::policy::limit::{ConnGuard, Limiter, LimiterConfig, RateVerdict};
 use crate::route::Route;
 use sluice_model::policy::Policy;
 use sluice_model::route_stats::{self, Row};
@@ -192,6 +197,10 @@ pub struct Stats {
     pub retries: u64,
     /// The most bytes one connection's buffers held at once (kept replay bytes included).
     pub max_conn_buffered_bytes: usize,
+    /// Requests refused by a route's `limit-rps`, `limit-rpm` or `limit-connections` (503).
+    pub limited: u64,
+    /// Requests refused by basic authentication (401).
+    pub auth_denied: u64,
 }
 
 /// Counts per route ([`sluice_model::route_stats`]): one [`Row`] per metrics row, and which
@@ -277,6 +286,23 @@ pub struct AccessRecord<'a> {
     pub upstream_time_ns: Option<u64>,
 }
 
+/// What every worker of a gateway shares for the annotations: the secret key hashes an outsider
+/// could aim at are keyed with, and the table `limit-*` counts clients in.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The gateway's secret key (drawn once at start).
+    pub key: SipKey,
+    /// The limit table.
+    pub limiter: Arc<Limiter>,
+}
+
+impl Shared {
+    /// A key and a limit table of `limits`' size.
+    pub fn new(key: SipKey, limits: LimiterConfig) -> Shared {
+        Shared { key, limiter: Arc::new(Limiter::new(limits, &key)) }
+    }
+}
+
 /// A sink of access-log records.
 pub type AccessLog = Box<dyn FnMut(&AccessRecord<'_>)>;
 
@@ -284,6 +310,10 @@ pub type AccessLog = Box<dyn FnMut(&AccessRecord<'_>)>;
 /// health, the request-id generator, counters and the access-log sink. One per worker thread.
 pub struct Context {
     config: Config,
+    shared: Shared,
+    auth_cache: AuthCache,
+    /// The upstream target `rewrite-target` made for the request being begun (reused).
+    target: Vec<u8>,
     generation: Rc<Generation>,
     health: Health,
     rng: u64,
@@ -302,8 +332,18 @@ impl Context {
     /// A context with an empty generation (every request 404) and a request-id generator
     /// seeded with `seed`.
     pub fn new(config: Config, seed: u64) -> Context {
+        // A key of its own, from the seed, and a small limit table: enough for one worker. A
+        // gateway gives every worker the same [`Shared`] ([`Context::set_shared`]).
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        bytes[8..].copy_from_slice(&(!seed).rotate_left(17).to_le_bytes());
+        let shared =
+            Shared::new(SipKey::new(bytes), LimiterConfig { rate_slots: 1 << 12, connection_slots: 1 << 10 });
         Context {
             config,
+            auth_cache: AuthCache::new(AuthCacheConfig::DEFAULT, &shared.key),
+            shared,
+            target: Vec::new(),
             generation: Rc::new(Generation::empty()),
             health: Health::new(config.endpoint_fail_threshold, config.endpoint_backoff_ns),
             rng: seed,
@@ -316,6 +356,18 @@ impl Context {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Shares the gateway's key and limit table with this worker (every worker of a gateway
+    /// gets the same, so a client's limit holds across them).
+    pub fn set_shared(&mut self, shared: Shared) {
+        self.auth_cache = AuthCache::new(AuthCacheConfig::DEFAULT, &shared.key);
+        self.shared = shared;
+    }
+
+    /// The basic-auth cache's counters.
+    pub fn auth_stats(&self) -> AuthStats {
+        self.auth_cache.stats()
     }
 
     /// Requests arriving from now on are routed with `generation`.
@@ -464,6 +516,8 @@ struct Exchange {
     /// The route's `proxy-connect-timeout` and `proxy-read-timeout` (or the gateway's).
     connect_timeout_ns: u64,
     read_timeout_ns: u64,
+    /// A place under the route's `limit-connections`, held while the request is in flight.
+    _limit_guard: Option<ConnGuard>,
 }
 
 /// The access-log fields of the request in flight.
@@ -1294,20 +1348,86 @@ fn begin(
         close: !keep || (has_body && expect),
         discard: if has_body { Some(req) } else { None },
     };
-    if matches!(route, Route::NotFound) {
-        extra.clear();
-        return local(404, req);
+    extra.clear();
+    resp_extra.clear();
+    match route {
+        Route::NotFound => return local(404, req),
+        Route::Redirect { .. } => {
+            // ingress-nginx's dialect: the path with its slashes merged, or with its rule's slash.
+            extra.push_str("Location: ");
+            generation.router().redirect_location(head.query(), extra);
+            extra.push_str("\r\n");
+            return local(301, req);
+        }
+        Route::Path { .. } | Route::Default { .. } => {}
     }
+    // nginx's phases, as ingress-nginx fills them: the rewrite phase (redirects, the denied
+    // location, the CORS preflight, the redirect to HTTPS), then preaccess (limits), then
+    // access (source ranges, basic auth).
     if let Some(status) = gate::gate(policy, &generation, head, peer, https, extra, resp_extra) {
         return local(status, req);
     }
-    let upstream = match route {
-        Route::NotFound => return local(404, req),
-        route => match route.service().and_then(|s| generation.upstream(s)) {
-            Some(u) => u,
-            None => return local(503, req),
-        },
+    let mut guard = None;
+    if let Some(rule) = generation.limit(&route) {
+        let ip = peer.ip();
+        if ctx.shared.limiter.check_rate(rule, ip, now_ns) == RateVerdict::Refused {
+            ctx.stats.limited += 1;
+            return local(503, req);
+        }
+        match ctx.shared.limiter.acquire(rule, ip) {
+            Ok(g) => guard = g,
+            Err(_) => {
+                ctx.stats.limited += 1;
+                return local(503, req);
+            }
+        }
+    }
+    if !policy.admits(peer.ip()) {
+        return local(403, req);
+    }
+    if let Some(check) = generation.auth(route.policy()) {
+        match check.verify(gate::field(head, "authorization"), &mut ctx.auth_cache, now_ns) {
+            AuthOutcome::Allowed => {}
+            AuthOutcome::Denied(_) => {
+                ctx.stats.auth_denied += 1;
+                extra.push_str("WWW-Authenticate: Basic realm=\"");
+                extra.push_str(check.realm());
+                extra.push_str("\"\r\n");
+                return local(401, req);
+            }
+            AuthOutcome::Busy => return local(503, req),
+        }
+    }
+    // A canary Ingress takes the requests its rule picks (header, then cookie, then weight);
+    // they are counted in its row.
+    let mut backend_service = route.service();
+    if let Route::Path { path, .. } = route
+        && let Some(c) = &path.canary
+    {
+        let random = ctx.next_random();
+        let cookies = head.fields().filter(|f| f.name.eq_ignore_ascii_case("cookie")).map(|f| f.value);
+        let header = |name: &str| gate::field(head, name);
+        if generation.picks_canary(path, header, cookies, random) {
+            backend_service = match &c.backend {
+                sluice_model::route::Backend::Service(s) => Some(s),
+                sluice_model::route::Backend::Unavailable(_) => None,
+            };
+            *metric = c.metric;
+        }
+    }
+    let upstream = match backend_service.and_then(|s| generation.upstream(s)) {
+        Some(u) => u,
+        None => return local(503, req),
     };
+    // `rewrite-target` (ingress-nginx's dialect): the upstream path from the matched path's
+    // groups, with the request's query.
+    let mut target = std::mem::take(&mut ctx.target);
+    target.clear();
+    if let Some(t) = &policy.rewrite
+        && !generation.router().rewrite(t, head.query(), &mut target)
+    {
+        target.clear();
+    }
     let random = if ctx.config.balance == Balance::Ewma { ctx.next_random() } else { 0 };
     let Some(addr) = generation.pick(upstream, &ctx.health, now_ns, None, ctx.config.balance, random) else {
         return local(503, req);
@@ -1319,7 +1439,9 @@ fn begin(
     uout.keep_from_start();
     let rid = [ctx.next_random(), ctx.next_random()];
     let trusted = ctx.config.trust_forwarded_headers;
-    if write_request(head, client, uout, peer, local_port, https, trusted, rid, policy).is_err() {
+    let written = write_request(head, client, uout, peer, local_port, https, trusted, rid, policy, &target);
+    ctx.target = target;
+    if written.is_err() {
         uout.clear();
         return Start::Local { status: 431, close: true, discard: None };
     }
@@ -1355,6 +1477,7 @@ fn begin(
         last_upstream_ns: now_ns,
         connect_timeout_ns,
         read_timeout_ns,
+        _limit_guard: guard,
     })
 }
 
@@ -1370,12 +1493,20 @@ fn write_request(
     trusted: bool,
     rid: [u64; 2],
     policy: &Policy,
+    rewritten: &[u8],
 ) -> std::fmt::Result {
     let upgrading = head.upgrade().is_some();
     let mut out = Out(uout);
     out.write_str(head.method_str())?;
     out.write_str(" ")?;
-    if head.form() == TargetForm::Absolute {
+    if !rewritten.is_empty() {
+        // `rewrite-target`: the path (and query) the route made; Host as the client sent it.
+        out.raw(rewritten)?;
+        out.write_str(" HTTP/1.1\r\n")?;
+        if head.form() == TargetForm::Absolute && policy.upstream_vhost.is_none() {
+            write!(out, "Host: {}\r\n", head.authority())?;
+        }
+    } else if head.form() == TargetForm::Absolute {
         // RFC 9112 §3.2.2: origin-form upstream, Host from the target's authority.
         out.write_str(head.path())?;
         if let Some(q) = head.query() {

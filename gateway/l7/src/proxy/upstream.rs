@@ -5,13 +5,18 @@
 //! endpoint and taking or returning a pooled connection are, and allocate nothing once the
 //! pool's per-endpoint lists have grown to their size.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use sluice_model::l7::L7Table;
 use sluice_model::policy::Policy;
-use sluice_model::route::{HostRule, ServiceBackend, wildcard_suffix};
+use sluice_model::route::{HostRule, IngressRef, PathRoute, ServiceBackend, wildcard_suffix};
+
+use crate::policy::auth::BasicAuthCheck;
+use crate::policy::canary::{CanaryCache, CanaryRule, Pick};
+use crate::policy::limit::{LimitId, LimitRule};
+use crate::route::Route;
 
 use crate::route::Router;
 
@@ -29,6 +34,24 @@ pub struct Generation {
     cert_suffixes: HashSet<Box<str>>,
     /// What a route without a policy of its own gets.
     default_policy: Policy,
+    /// Per policy of the table: its basic-auth check, when it asks for one.
+    auth: Vec<Option<BasicAuthCheck>>,
+    /// Per route (by the address of its `PathRoute` or `DefaultRoute` in the router's table,
+    /// stable for the generation): its Ingress's limits, when they set any. Limits are counted
+    /// per Ingress, as ingress-nginx counts them per zone.
+    limits: HashMap<usize, LimitRule>,
+    /// Per path with a canary (same key): the rule and this worker's cache for its pattern.
+    canaries: HashMap<usize, (CanaryRule, RefCell<CanaryCache>)>,
+}
+
+/// The key of a route's runtime state in a [`Generation`]: the address of its record in the
+/// router's table (which does not move for the generation's life).
+pub(crate) fn route_key(route: &Route<'_>) -> Option<usize> {
+    match route {
+        Route::Path { path, .. } => Some(std::ptr::from_ref(*path) as usize),
+        Route::Default { default, .. } => Some(std::ptr::from_ref(*default) as usize),
+        Route::NotFound | Route::Redirect { .. } => None,
+    }
 }
 
 /// The eligible endpoints of one Service port and the round-robin cursor over them.
@@ -59,15 +82,78 @@ impl Generation {
                 HostRule::Any => false,
             };
         }
+        let router = Router::new(table.routes.clone());
+        let routes = router.table();
+        let auth = routes.policies().iter().map(|p| p.basic_auth.as_ref().map(BasicAuthCheck::new)).collect();
+        let (mut limits, mut canaries) = (HashMap::new(), HashMap::new());
+        let limit = |ingress: &IngressRef, policy: u16| {
+            let p = routes.policy(policy)?;
+            LimitRule::new(LimitId::of_ingress(&ingress.namespace, &ingress.name), &p.limits)
+        };
+        for h in routes.hosts() {
+            for p in &h.paths {
+                let key = std::ptr::from_ref(p) as usize;
+                if let Some(rule) = limit(&p.ingress, p.policy) {
+                    limits.insert(key, rule);
+                }
+                // A canary whose pattern cannot run (control checked it) takes weight and
+                // cookie only.
+                if let Some(c) = &p.canary {
+                    let rule = CanaryRule::new(&c.rule).or_else(|_| {
+                        let mut r = c.rule.clone();
+                        r.header_pattern = None;
+                        CanaryRule::new(&r)
+                    });
+                    if let Ok(rule) = rule {
+                        let cache = RefCell::new(rule.new_cache());
+                        canaries.insert(key, (rule, cache));
+                    }
+                }
+            }
+            if let Some(d) = &h.default_backend
+                && let Some(rule) = limit(&d.ingress, d.policy)
+            {
+                limits.insert(std::ptr::from_ref(d) as usize, rule);
+            }
+        }
         Generation {
-            router: Router::new(table.routes.clone()),
+            router,
             index,
             upstreams,
             live,
             cert_hosts,
             cert_suffixes,
             default_policy: Policy::default(),
+            auth,
+            limits,
+            canaries,
         }
+    }
+
+    /// The basic-auth check of policy `index`, if it asks for one.
+    pub fn auth(&self, index: u16) -> Option<&BasicAuthCheck> {
+        self.auth.get(usize::from(index)).and_then(Option::as_ref)
+    }
+
+    /// The limits of a route's Ingress, if it sets any.
+    pub fn limit(&self, route: &Route<'_>) -> Option<&LimitRule> {
+        route_key(route).and_then(|k| self.limits.get(&k))
+    }
+
+    /// Whether a request routed to `path` goes to its canary: `header` the value of the field
+    /// the canary reads, `cookies` the request's Cookie fields, `random` a uniform draw.
+    pub fn picks_canary<'a>(
+        &self,
+        path: &PathRoute,
+        header: impl FnOnce(&str) -> Option<&'a [u8]>,
+        cookies: impl IntoIterator<Item = &'a [u8]>,
+        random: u64,
+    ) -> bool {
+        let Some((rule, cache)) = self.canaries.get(&(std::ptr::from_ref(path) as usize)) else {
+            return false;
+        };
+        let value = rule.header_name().and_then(header);
+        rule.decide(&mut cache.borrow_mut(), value, cookies, random).0 == Pick::Canary
     }
 
     /// The policy at `index` of the table (the default one when the table has none there).
