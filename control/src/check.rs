@@ -61,18 +61,22 @@ pub fn report(mut loaded: Loaded) -> Report {
             line: 0,
         });
     }
+    let cfg = Config { ingress_nginx_class: true, ..Config::default() };
+    let compiled = compile(store, &cfg, Generation(1));
+    let about_ingresses = |s: &&String| s.contains("Ingress ");
     for l in &store.ingresses {
         for f in l.object.nginx.findings.iter().filter(|f| f.verdict == Verdict::Served) {
             let at = match f.line {
                 0 => format!("Ingress {}", l.object.key()),
                 line => format!("{}:{line}: Ingress {}", l.file.display(), l.object.key()),
             };
-            out.lines.push(format!("{at}: {f}"));
+            // An annotation compile refused (its Secret is missing, say) is said once, refused.
+            let prefix = format!("{at}: {}: ", f.annotation);
+            if !compiled.errors.iter().any(|e| e.starts_with(&prefix)) {
+                out.lines.push(format!("{at}: {f}"));
+            }
         }
     }
-    let cfg = Config { ingress_nginx_class: true, ..Config::default() };
-    let compiled = compile(store, &cfg, Generation(1));
-    let about_ingresses = |s: &&String| s.contains("Ingress ");
     for e in compiled.errors.iter().filter(about_ingresses) {
         out.lines.push(e.clone());
         out.refused = true;

@@ -480,6 +480,7 @@ impl Sandbox {
         let server = format!(
             "server {{ {listens}\n\
              \x20 add_header X-Backend {name} always;\n\
+             \x20 add_header X-Request-Uri $request_uri always;\n\
              \x20 location = /big {{ alias {d_s}/big; default_type application/octet-stream; limit_rate 256k; }}\n\
              \x20 location = /ip {{ default_type text/plain; return 200 \"$remote_addr\\n\"; }}\n\
              \x20 location / {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n\
@@ -584,6 +585,11 @@ impl Sandbox {
     /// Starts control on the manifest directory (fill it first with [`Sandbox::set_manifests`])
     /// and waits for its first publication.
     pub fn start_control(&mut self) -> io::Result<()> {
+        self.start_control_with(&[])
+    }
+
+    /// [`Sandbox::start_control`] with more arguments for `sluice-control run`.
+    pub fn start_control_with(&mut self, extra: &[&str]) -> io::Result<()> {
         let control = bin("sluice-control");
         let (m, t) =
             (self.manifests.to_string_lossy().into_owned(), self.table.to_string_lossy().into_owned());
@@ -614,6 +620,7 @@ impl Sandbox {
         let log = fs::File::create(self.dir.path().join("control.log"))?;
         let child = Command::new(args[0])
             .args(&args[1..])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

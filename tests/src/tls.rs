@@ -72,3 +72,17 @@ mod tests {
         assert!(s.contains("  tls.crt: Q0VSVA==\n  tls.key: S0VZ\n"), "{s}");
     }
 }
+
+/// An htpasswd Secret for ingress-nginx's basic auth (`auth-type: basic`): key `auth` holding
+/// `user:` and an Apache MD5 hash of `password`, made at run time with `openssl passwd -apr1`
+/// (no hash is committed).
+pub fn basic_auth_secret(name: &str, user: &str, password: &str) -> io::Result<String> {
+    let out = Command::new("openssl").args(["passwd", "-apr1", password]).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!("openssl passwd: {}", String::from_utf8_lossy(&out.stderr))));
+    }
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    Ok(format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: Opaque\nstringData:\n  auth: '{user}:{hash}'\n"
+    ))
+}

@@ -318,6 +318,13 @@ fn ingress_spec(
         match auth_users(store, ask, &mut problems) {
             Ok(users) => auth.users = users,
             Err(why) => {
+                // At the annotation's own line when known.
+                let line =
+                    a.findings.iter().find(|f| f.annotation.ends_with("/auth-secret")).map_or(0, |f| f.line);
+                let at = match line {
+                    0 => at.clone(),
+                    line => format!("{}:{line}: Ingress {}", l.file.display(), ing.key()),
+                };
                 errors.push(format!(
                     "{at}: {NGINX_PREFIX}auth-secret: {why}; every path of this Ingress answers 503"
                 ));

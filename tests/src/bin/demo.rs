@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sluice_sandbox::tls::{certificate, tls_secret};
+use sluice_sandbox::tls::{basic_auth_secret, certificate, tls_secret};
 use sluice_sandbox::{Backend, GW_V4, Sandbox, example, require_root};
 
 fn backends() -> Vec<Backend> {
@@ -170,6 +170,105 @@ impl Demo {
         println!("   {:<34} {:<32} → {subject}", format!("certificate for SNI {name}"), "");
     }
 
+    /// One request; prints its status and one field of the response head.
+    fn show(&mut self, what: &str, url: &str, extra: &[&str], field: &str) {
+        let mut args = vec!["curl", "-sS", "-i", "-m", "5"];
+        args.extend_from_slice(extra);
+        args.push(url);
+        let answer = match self.sb.exec("cl", &args) {
+            Ok(o) if o.status.success() => {
+                let text = String::from_utf8_lossy(&o.stdout).replace("\r\n", "\n");
+                let status = text.split_whitespace().nth(1).unwrap_or("?").to_owned();
+                let value = text
+                    .lines()
+                    .take_while(|l| !l.is_empty())
+                    .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(field)))
+                    .map(|(_, v)| format!("{field}: {}", v.trim()))
+                    .unwrap_or_default();
+                format!("{status} {value}")
+            }
+            Ok(o) => {
+                self.failures += 1;
+                format!("✘ {}", String::from_utf8_lossy(&o.stderr).trim())
+            }
+            Err(e) => {
+                self.failures += 1;
+                format!("✘ {e}")
+            }
+        };
+        println!("   {what:<34} {url:<32} → {answer}");
+    }
+
+    /// Scenario 12: Ingresses written for ingress-nginx (its class `nginx`), served as they are.
+    fn ingress_nginx(&mut self) -> Result<(), String> {
+        let (cert, key) =
+            certificate(self.sb.dir(), "secure.example", "secure.example").map_err(|e| e.to_string())?;
+        let secure = tls_secret("tls-secret", &cert, &key).map_err(|e| e.to_string())?;
+        let auth = basic_auth_secret("basic-auth", "staff", "s3cret").map_err(|e| e.to_string())?;
+        self.scenario_with(
+            "12. ingress-nginx's annotations (seed 004): its IngressClass served with --ingress-nginx-class",
+            &["ingress", "ingress-nginx"],
+            &[("tls-secret.yaml", &secure), ("basic-auth.yaml", &auth)],
+        )?;
+        let base = format!("http://{L7}");
+        self.show(
+            "rewrite-target /$2",
+            &format!("{base}/something/new"),
+            &["-H", "Host: rewrite.example"],
+            "X-Request-Uri",
+        );
+        self.show(
+            "ssl-redirect (a certificate)",
+            &format!("{base}/owners/"),
+            &["-H", "Host: secure.example"],
+            "Location",
+        );
+        self.show("force-ssl-redirect", &format!("{base}/x"), &["-H", "Host: forced.example"], "Location");
+        self.show(
+            "basic auth, no credentials",
+            &format!("{base}/"),
+            &["-H", "Host: staff.example"],
+            "WWW-Authenticate",
+        );
+        self.http(
+            "basic auth, staff:s3cret",
+            &format!("{base}/"),
+            &["-H", "Host: staff.example", "-u", "staff:s3cret"],
+        );
+        self.http(
+            "canary, X-Canary: always",
+            &format!("{base}/"),
+            &["-H", "Host: canary.example", "-H", "X-Canary: always"],
+        );
+        let mut seen = BTreeMap::new();
+        for _ in 0..40 {
+            let out = self
+                .sb
+                .exec("cl", &["curl", "-s", "-m", "5", "-H", "Host: canary.example", &format!("{base}/")]);
+            let body = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+            *seen.entry(body).or_insert(0) += 1;
+        }
+        println!(
+            "   {:<34} {:<32} → {}",
+            "canary-weight 30: 40 requests",
+            "canary.example/",
+            fmt_counts(&seen)
+        );
+        let url = format!("{base}/");
+        // `-o` names one URL's output: one each.
+        let mut args = vec!["curl", "-s", "-w", "%{http_code} ", "-H", "Host: limited.example"];
+        for _ in 0..12 {
+            args.extend(["-o", "/dev/null", url.as_str()]);
+        }
+        let codes = self
+            .sb
+            .exec("cl", &args)
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        println!("   {:<34} {:<32} → {}", "limit-rps 5 ×1: 12 at once", "limited.example/", codes.trim());
+        Ok(())
+    }
+
     fn ping(&mut self, addr: &str) {
         let v6 = if addr.contains(':') { "-6" } else { "-4" };
         let ok =
@@ -316,6 +415,8 @@ impl Demo {
         self.certificate_for("foo.bar.com");
         self.certificate_for("unknown.example");
 
+        self.ingress_nginx()?;
+
         println!("\n── gateway counters (from control's metrics, summed over workers)");
         for name in [
             "rx_frames",
@@ -330,6 +431,8 @@ impl Demo {
             "l7_responses_2xx",
             "l7_responses_4xx",
             "l7_tls_handshakes",
+            "l7_auth_denied",
+            "l7_limited",
         ] {
             println!("   {name:<20} {}", self.sb.gateway_counter(name));
         }
@@ -371,7 +474,7 @@ fn main() -> std::process::ExitCode {
     };
     let start = (|| -> Result<(), String> {
         sb.set_manifests(&[example("nodeport")], &[]).map_err(|e| e.to_string())?;
-        sb.start_control().map_err(|e| e.to_string())?;
+        sb.start_control_with(&["--ingress-nginx-class"]).map_err(|e| e.to_string())?;
         sb.start_gateway(&["--l7-address", L7]).map_err(|e| e.to_string())?;
         Ok(())
     })();
