@@ -60,19 +60,6 @@ fn base64(bytes: &[u8]) -> io::Result<String> {
     String::from_utf8(out.stdout).map_err(io::Error::other)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_secret_holds_the_pem_as_kubectl_writes_it() {
-        let s = tls_secret("tls", "CERT", "KEY").unwrap();
-        assert!(s.contains("type: kubernetes.io/tls\n"), "{s}");
-        // base64("CERT") and base64("KEY").
-        assert!(s.contains("  tls.crt: Q0VSVA==\n  tls.key: S0VZ\n"), "{s}");
-    }
-}
-
 /// An htpasswd Secret for ingress-nginx's basic auth (`auth-type: basic`): key `auth` holding
 /// `user:` and an Apache MD5 hash of `password`, made at run time with `openssl passwd -apr1`
 /// (no hash is committed).
@@ -85,4 +72,17 @@ pub fn basic_auth_secret(name: &str, user: &str, password: &str) -> io::Result<S
     Ok(format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: Opaque\nstringData:\n  auth: '{user}:{hash}'\n"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_holds_the_pem_as_kubectl_writes_it() {
+        let s = tls_secret("tls", "CERT", "KEY").unwrap();
+        assert!(s.contains("type: kubernetes.io/tls\n"), "{s}");
+        // base64("CERT") and base64("KEY").
+        assert!(s.contains("  tls.crt: Q0VSVA==\n  tls.key: S0VZ\n"), "{s}");
+    }
 }
