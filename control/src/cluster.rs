@@ -1,5 +1,6 @@
 //! Cluster mode: kube watchers with reflector stores for Services, EndpointSlices, Ingresses,
-//! IngressClasses and Secrets (`docs/kubernetes.md` §7), and MetalLB's `IPAddressPool` where that
+//! IngressClasses and Secrets — `kubernetes.io/tls` ones for certificates, Opaque ones for
+//! basic auth's htpasswd files (`docs/kubernetes.md` §7), and MetalLB's `IPAddressPool` where that
 //! CRD is installed. Each watcher lists, then watches; a lost
 //! watch resumes or relists (a `410 Gone` starts a new list, and objects not listed again are
 //! gone), with kube's default backoff on errors. Nothing is published before every store has
@@ -65,6 +66,7 @@ pub struct Synced {
     ingresses: Held<KIngress>,
     classes: Held<KIngressClass>,
     secrets: Held<KSecret>,
+    auth_secrets: Held<KSecret>,
     pools: Held<DynamicObject>,
     /// Objects left out (`Kind namespace/name` → what is wrong: `field: message` each), while
     /// they stay so.
@@ -170,6 +172,8 @@ pub struct Cluster {
     ingresses: KStore<KIngress>,
     classes: KStore<KIngressClass>,
     secrets: KStore<KSecret>,
+    /// Opaque Secrets: the htpasswd files of basic auth (`auth-secret`).
+    auth_secrets: KStore<KSecret>,
     /// `metallb.io/v1beta1` IPAddressPools; `None` where the CRD is not served.
     pools: Option<KStore<DynamicObject>>,
     changed: Arc<Notify>,
@@ -256,12 +260,14 @@ impl Cluster {
         let all = watcher::Config::default();
         let slices = watcher::Config::default().labels("kubernetes.io/service-name");
         let tls = watcher::Config::default().fields("type=kubernetes.io/tls");
+        let opaque = watcher::Config::default().fields("type=Opaque");
         Cluster {
             services: reflect(Api::all(client.clone()), "Service", all.clone(), &tally, changed.clone()),
             slices: reflect(Api::all(client.clone()), "EndpointSlice", slices, &tally, changed.clone()),
             ingresses: reflect(Api::all(client.clone()), "Ingress", all.clone(), &tally, changed.clone()),
             classes: reflect(Api::all(client.clone()), "IngressClass", all, &tally, changed.clone()),
-            secrets: reflect(Api::all(client), "Secret", tls, &tally, changed.clone()),
+            secrets: reflect(Api::all(client.clone()), "Secret", tls, &tally, changed.clone()),
+            auth_secrets: reflect(Api::all(client), "Secret (Opaque)", opaque, &tally, changed.clone()),
             pools: None,
             changed,
             tally,
@@ -292,6 +298,7 @@ impl Cluster {
         let _ = self.ingresses.wait_until_ready().await;
         let _ = self.classes.wait_until_ready().await;
         let _ = self.secrets.wait_until_ready().await;
+        let _ = self.auth_secrets.wait_until_ready().await;
         if let Some(pools) = &self.pools {
             let _ = pools.wait_until_ready().await;
         }
@@ -350,9 +357,13 @@ impl Cluster {
             let left_out = convert(&self.classes, "IngressClass", checked::ingress_class, into);
             synced.record_kind("IngressClass", left_out, &mut new);
         }
-        if whole(!replaced(&self.secrets, &mut synced.secrets).is_empty()) {
+        // Both kinds of Secret are one list: rebuilt when either changed.
+        let tls_changed = !replaced(&self.secrets, &mut synced.secrets).is_empty();
+        let auth_changed = !replaced(&self.auth_secrets, &mut synced.auth_secrets).is_empty();
+        if whole(tls_changed || auth_changed) {
             store.secrets.clear();
-            let left_out = convert(&self.secrets, "Secret", checked::secret, &mut store.secrets);
+            let mut left_out = convert(&self.secrets, "Secret", checked::secret, &mut store.secrets);
+            left_out.extend(convert(&self.auth_secrets, "Secret", checked::secret, &mut store.secrets));
             synced.record_kind("Secret", left_out, &mut new);
         }
         if let Some(pools) = &self.pools
@@ -379,6 +390,7 @@ impl Cluster {
         let classes = &mut store.ingress_classes;
         left_out.extend(convert(&self.classes, "IngressClass", checked::ingress_class, classes));
         left_out.extend(convert(&self.secrets, "Secret", checked::secret, &mut store.secrets));
+        left_out.extend(convert(&self.auth_secrets, "Secret", checked::secret, &mut store.secrets));
         if let Some(pools) = &self.pools {
             left_out.extend(convert(pools, "IPAddressPool", checked::pool, &mut store.pools));
         }

@@ -28,7 +28,8 @@ type Body = BoxBody<Bytes, Infallible>;
 #[derive(Default)]
 struct State {
     lists: HashMap<&'static str, (u64, Vec<Value>)>,
-    watchers: HashMap<&'static str, Vec<mpsc::UnboundedSender<Bytes>>>,
+    /// Open watches by kind, each with its field selector (`type=...` for Secrets).
+    watchers: HashMap<&'static str, Vec<(Option<String>, mpsc::UnboundedSender<Bytes>)>>,
     /// Leases by name.
     leases: HashMap<String, Value>,
     /// Status patches received: (path, body).
@@ -80,13 +81,21 @@ impl Fake {
     }
 
     fn watching(&self, key: &str) -> usize {
-        self.0.lock().unwrap().watchers.get(key).map_or(0, |w| w.iter().filter(|t| !t.is_closed()).count())
+        self.0
+            .lock()
+            .unwrap()
+            .watchers
+            .get(key)
+            .map_or(0, |w| w.iter().filter(|(_, t)| !t.is_closed()).count())
     }
 
     /// Sends one watch event to every open watch of `key`.
     fn event(&self, key: &'static str, kind: &str, object: Value) {
         let line = Bytes::from(format!("{}\n", json!({"type": kind, "object": object})));
-        for tx in self.0.lock().unwrap().watchers.entry(key).or_default() {
+        for (selector, tx) in self.0.lock().unwrap().watchers.entry(key).or_default() {
+            if !selects(selector.as_deref(), &object) {
+                continue;
+            }
             let _ = tx.send(line.clone());
         }
     }
@@ -199,7 +208,8 @@ impl Fake {
             req.uri().query().unwrap_or("").split('&').any(|kv| kv == "watch=true" || kv == "watch=1");
         if watch {
             let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-            self.0.lock().unwrap().watchers.entry(key).or_default().push(tx);
+            let selector = field_selector(req.uri());
+            self.0.lock().unwrap().watchers.entry(key).or_default().push((selector, tx));
             let stream = futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
             });
@@ -224,6 +234,9 @@ impl Fake {
         };
         let from: usize = param("continue").map_or(0, |c| c.parse().expect("a token this fake gave"));
         let limit: usize = param("limit").map_or(usize::MAX, |l| l.parse().unwrap());
+        // The API server's field selector (Secrets by type: control watches two kinds of them).
+        let selector = field_selector(req.uri());
+        items.retain(|o| selects(selector.as_deref(), o));
         let rest = items.split_off(from.min(items.len()));
         let more = rest.len() > limit;
         let page: Vec<Value> = rest.into_iter().take(limit).collect();
@@ -234,6 +247,21 @@ impl Fake {
         }
         let body = json!({"apiVersion": api, "kind": list_kind, "metadata": metadata, "items": page});
         Response::new(Full::new(Bytes::from(body.to_string())).boxed())
+    }
+}
+
+/// The request's `fieldSelector`, decoded.
+fn field_selector(uri: &http::Uri) -> Option<String> {
+    let raw = uri.query()?.split('&').find_map(|kv| kv.strip_prefix("fieldSelector="))?;
+    Some(raw.replace("%3D", "=").replace("%3d", "=").replace("%2F", "/").replace("%2f", "/"))
+}
+
+/// Whether `object` passes a field selector: only `type=X` is known (Secrets; a Secret without
+/// a type is Opaque, as the API server defaults it).
+fn selects(selector: Option<&str>, object: &Value) -> bool {
+    match selector.and_then(|s| s.strip_prefix("type=")) {
+        Some(want) => object.get("type").and_then(Value::as_str).unwrap_or("Opaque") == want,
+        None => true,
     }
 }
 
@@ -394,6 +422,48 @@ async fn sync_brings_a_store_up_to_the_watches_one_slice_at_a_time() {
     fake.event("services", "DELETED", service());
     eventually("the DELETED service", || cluster.snapshot().0.services.len() == 1).await;
     assert!(step(&mut store, &mut synced, &mut compiler).is_everything());
+}
+
+/// Both kinds of Secret control reads are watched — `kubernetes.io/tls` for certificates, Opaque
+/// for basic auth's htpasswd files — each through its own field selector, and others not at
+/// all; an Opaque Secret that arrives later joins the store.
+#[tokio::test(flavor = "current_thread")]
+async fn tls_and_opaque_secrets_are_watched_and_no_others() {
+    use sluice_control::cluster::Synced;
+    use sluice_control::store::Store;
+    let fake = Fake::default();
+    let secret = |name: &str, ty: Option<&str>| {
+        let mut s = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": "shop", "uid": format!("s-{name}"), "resourceVersion": "1"},
+            "data": {"auth": "Zm9vOntTSEF9eHl6"}});
+        if let Some(t) = ty {
+            s["type"] = json!(t);
+        }
+        s
+    };
+    let tls = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "cert", "namespace": "shop", "uid": "s-cert", "resourceVersion": "1"},
+        "data": {"tls.crt": "Q0VSVA==", "tls.key": "S0VZ"}});
+    fake.set(
+        "secrets",
+        vec![tls, secret("htpasswd", None), secret("token", Some("kubernetes.io/service-account-token"))],
+    );
+    let cluster = Cluster::watch(client(&fake));
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("every store lists");
+    let (mut store, mut synced) = (Store::default(), Synced::default());
+    let _ = cluster.sync(&mut store, &mut synced);
+    let names = |store: &Store| {
+        let mut n: Vec<String> = store.secrets.iter().map(|l| l.object.name.clone()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&store), ["cert", "htpasswd"]);
+    eventually("both Secret watches", || fake.watching("secrets") == 2).await;
+    fake.event("secrets", "ADDED", secret("more", Some("Opaque")));
+    fake.event("secrets", "ADDED", secret("helm", Some("helm.sh/release.v1")));
+    eventually("the Opaque Secret", || cluster.snapshot().0.secrets.len() == 3).await;
+    let _ = cluster.sync(&mut store, &mut synced);
+    assert_eq!(names(&store), ["cert", "htpasswd", "more"]);
 }
 
 /// A cluster's objects pass the same checks as a manifest's: one that fails them is left out and
