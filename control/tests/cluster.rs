@@ -29,7 +29,7 @@ type Body = BoxBody<Bytes, Infallible>;
 struct State {
     lists: HashMap<&'static str, (u64, Vec<Value>)>,
     /// Open watches by kind, each with its field selector (`type=...` for Secrets).
-    watchers: HashMap<&'static str, Vec<(Option<String>, mpsc::UnboundedSender<Bytes>)>>,
+    watchers: HashMap<&'static str, Vec<Watch>>,
     /// Leases by name.
     leases: HashMap<String, Value>,
     /// Status patches received: (path, body).
@@ -39,6 +39,9 @@ struct State {
     /// Objects served by list requests, by kind.
     listed: HashMap<&'static str, usize>,
 }
+
+/// One open watch: its field selector and where its events go.
+type Watch = (Option<String>, mpsc::UnboundedSender<Bytes>);
 
 fn json_response(code: u16, v: Value) -> Response<Body> {
     Response::builder().status(code).body(Full::new(Bytes::from(v.to_string())).boxed()).unwrap()
