@@ -40,10 +40,14 @@ fn table(policy: &Policy) -> L7Table {
         dialect: Default::default(),
     };
     let endpoint =
-        Endpoint { addr: "10.0.0.1:8080".parse().unwrap(), ready: true, serving: true, terminating: false };
+        |a: &str| Endpoint { addr: a.parse().unwrap(), ready: true, serving: true, terminating: false };
     L7Table {
         routes: RouteTable::compile(&[ingress]),
-        upstreams: vec![Upstream { service: web(), endpoints: vec![endpoint], external: None }],
+        upstreams: vec![Upstream {
+            service: web(),
+            endpoints: vec![endpoint("10.0.0.1:8080"), endpoint("10.0.0.3:8080")],
+            external: None,
+        }],
         // Only its hosts matter here (routing and redirects); TLS itself is tested elsewhere.
         certificates: vec![Certificate {
             secret: SecretRef { namespace: "ns".into(), name: "tls".into() },
@@ -499,4 +503,82 @@ fn canary_by_header_then_cookie_then_weight() {
         .filter(|_| matches!(serve_in(&mut ctx, false, &get("app.example", "/", ""), 0), Outcome::Proxied { to, .. } if to == canary))
         .count();
     assert!((220..=380).contains(&n), "{n} of 1000 to the canary");
+}
+
+#[test]
+fn cookie_affinity_keeps_a_client_on_its_endpoint() {
+    let p = Policy {
+        affinity: Some(sluice_model::policy::CookieAffinity {
+            name: "INGRESSCOOKIE".into(),
+            path: None,
+            expires_s: None,
+            max_age_s: Some(60),
+            samesite: Some(sluice_model::policy::SameSite::Lax),
+            persistent: false,
+        }),
+        ..Policy::default()
+    };
+    let mut ctx = Context::new(Config::default(), 7);
+    ctx.set_generation(Rc::new(Generation::new(&table(&p))));
+    let (to, client) = match serve_in(&mut ctx, false, &get("plain.example", "/", ""), 0) {
+        Outcome::Proxied { to, client, .. } => (to, client),
+        o => panic!("{o:?}"),
+    };
+    let line = client
+        .lines()
+        .find(|l| l.starts_with("Set-Cookie: INGRESSCOOKIE="))
+        .unwrap_or_else(|| panic!("{client}"));
+    assert!(line.ends_with("; Max-Age=60; Path=/; HttpOnly; SameSite=Lax"), "{line}");
+    let value = &line["Set-Cookie: INGRESSCOOKIE=".len()..][..16];
+    assert!(!value.contains("10.0.0"), "the endpoint is not in the cookie");
+    // With the cookie, every request goes to the same endpoint (round robin would alternate)
+    // and no new cookie is set.
+    for _ in 0..6 {
+        match serve_in(
+            &mut ctx,
+            false,
+            &get("plain.example", "/", &format!("Cookie: a=1; INGRESSCOOKIE={value}\r\n")),
+            0,
+        ) {
+            Outcome::Proxied { to: t, client, .. } => {
+                assert_eq!(t, to);
+                assert!(!client.contains("Set-Cookie"), "{client}");
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+    // A cookie naming no endpoint: chosen again, with a new cookie.
+    match serve_in(
+        &mut ctx,
+        false,
+        &get("plain.example", "/", "Cookie: INGRESSCOOKIE=0123456789abcdef\r\n"),
+        0,
+    ) {
+        Outcome::Proxied { client, .. } => assert!(client.contains("Set-Cookie: INGRESSCOOKIE="), "{client}"),
+        o => panic!("{o:?}"),
+    }
+}
+
+#[test]
+fn upstream_hash_by_keeps_a_key_on_its_endpoint() {
+    let p = Policy {
+        hash_by: Some(sluice_model::policy::HashKey::parse("$request_uri").unwrap()),
+        ..Policy::default()
+    };
+    let mut ctx = Context::new(Config::default(), 7);
+    ctx.set_generation(Rc::new(Generation::new(&table(&p))));
+    let mut to = |path: &str| match serve_in(&mut ctx, false, &get("plain.example", path, ""), 0) {
+        Outcome::Proxied { to, .. } => to,
+        o => panic!("{o:?}"),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let path = format!("/item/{i}");
+        let first = to(&path);
+        for _ in 0..3 {
+            assert_eq!(to(&path), first, "{path}");
+        }
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 2, "keys spread over both endpoints");
 }

@@ -374,6 +374,10 @@ impl Proxy {
     /// Runs the timers (client head and idle timeouts, upstream connect and read timeouts,
     /// the pool's idle time). Call at least every ~100 ms.
     pub fn tick(&mut self, registry: &Registry, now_ns: u64) {
+        // The wall clock against the caller's monotonic one, for affinity cookies' dates.
+        let unix_s =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.ctx.set_wall_clock(now_ns, unix_s);
         for i in 0..self.slots.len() {
             if let Slot::Client(c) = &mut self.slots[i] {
                 c.conn.tick(&mut self.ctx, now_ns);

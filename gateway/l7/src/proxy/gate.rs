@@ -12,7 +12,10 @@
 
 use std::net::SocketAddr;
 
-use sluice_model::policy::{HSTS_VALUE, Policy};
+use sluice_model::policy::{HSTS_VALUE, HashKey, HashPart, Policy};
+
+use crate::policy::cookie;
+use crate::policy::{Sip, SipKey, hash_ip};
 
 use super::upstream::Generation;
 use crate::h1::{Method, RequestHead};
@@ -156,6 +159,39 @@ fn itoa(mut v: u32, buf: &mut [u8; 10]) -> &str {
         }
     }
     std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+/// The hash of an `upstream-hash-by` key for a request: its parts fed to one hasher (no string
+/// is built). A variable the request lacks adds nothing.
+pub(super) fn hash_key(key: &HashKey, head: &RequestHead<'_>, peer: SocketAddr) -> u64 {
+    const K: SipKey = SipKey::new(*b"sluice hash key!");
+    let mut h = Sip::new(&K);
+    let arg = |name: &str| {
+        head.query()?.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then_some(v)
+        })
+    };
+    for part in &key.parts {
+        match part {
+            HashPart::Literal(s) => h.write_field(s.as_bytes()),
+            HashPart::RequestUri => h.write_field(head.target().as_bytes()),
+            HashPart::Uri => h.write_field(head.path().as_bytes()),
+            HashPart::Args => h.write_field(head.query().unwrap_or("").as_bytes()),
+            HashPart::Host => h.write_field(head.authority().as_bytes()),
+            HashPart::RemoteAddr => hash_ip(&mut h, peer.ip()),
+            HashPart::Header(n) => h.write_field(field(head, n).unwrap_or(b"")),
+            HashPart::Cookie(n) => h.write_field(
+                cookie::find(
+                    head.fields().filter(|f| f.name.eq_ignore_ascii_case("cookie")).map(|f| f.value),
+                    n,
+                )
+                .unwrap_or(b""),
+            ),
+            HashPart::Arg(n) => h.write_field(arg(n).unwrap_or("").as_bytes()),
+        }
+    }
+    h.finish()
 }
 
 /// What a policy changes in the request sent upstream.

@@ -95,6 +95,7 @@ use std::sync::Arc;
 
 use crate::policy::SipKey;
 use crate::policy::auth::{AuthCache, AuthCacheConfig, AuthOutcome, AuthStats};
+use crate::policy::cookie::{self, EndpointToken};
 use crate::policy::limit::{ConnGuard, Limiter, LimiterConfig, RateVerdict};
 use crate::route::Route;
 use sluice_model::policy::Policy;
@@ -314,6 +315,8 @@ pub struct Context {
     auth_cache: AuthCache,
     /// The upstream target `rewrite-target` made for the request being begun (reused).
     target: Vec<u8>,
+    /// The wall clock at one moment of the monotonic one: (ns, Unix seconds), for cookie dates.
+    wall: (u64, u64),
     generation: Rc<Generation>,
     health: Health,
     rng: u64,
@@ -344,6 +347,7 @@ impl Context {
             auth_cache: AuthCache::new(AuthCacheConfig::DEFAULT, &shared.key),
             shared,
             target: Vec::new(),
+            wall: (0, 0),
             generation: Rc::new(Generation::empty()),
             health: Health::new(config.endpoint_fail_threshold, config.endpoint_backoff_ns),
             rng: seed,
@@ -363,6 +367,17 @@ impl Context {
     pub fn set_shared(&mut self, shared: Shared) {
         self.auth_cache = AuthCache::new(AuthCacheConfig::DEFAULT, &shared.key);
         self.shared = shared;
+    }
+
+    /// Says what the wall clock read (`unix_s`) at monotonic `now_ns` (the driver's clocks: this
+    /// crate reads none), for the dates of affinity cookies.
+    pub fn set_wall_clock(&mut self, now_ns: u64, unix_s: u64) {
+        self.wall = (now_ns, unix_s);
+    }
+
+    /// Unix seconds at monotonic `now_ns`.
+    fn unix_s(&self, now_ns: u64) -> u64 {
+        self.wall.1 + now_ns.saturating_sub(self.wall.0) / SECOND_NS
     }
 
     /// The basic-auth cache's counters.
@@ -1428,10 +1443,39 @@ fn begin(
     {
         target.clear();
     }
+    // The endpoint: the one the affinity cookie names (while it is eligible and up), else the
+    // one `upstream-hash-by` chooses, else the balancer's; a new affinity cookie names it.
+    let mut chosen = None;
+    let mut new_cookie = false;
+    if let Some(aff) = &policy.affinity {
+        let cookies = head.fields().filter(|f| f.name.eq_ignore_ascii_case("cookie")).map(|f| f.value);
+        chosen = cookie::find(cookies, &aff.name)
+            .and_then(|v| generation.endpoint_by_token(upstream, v, &ctx.shared.key))
+            .filter(|a| ctx.health.is_up(a, now_ns));
+        new_cookie = chosen.is_none();
+    }
+    if chosen.is_none()
+        && let Some(key) = &policy.hash_by
+    {
+        chosen = generation.pick_hashed(upstream, gate::hash_key(key, head, peer), &ctx.health, now_ns);
+    }
     let random = if ctx.config.balance == Balance::Ewma { ctx.next_random() } else { 0 };
-    let Some(addr) = generation.pick(upstream, &ctx.health, now_ns, None, ctx.config.balance, random) else {
+    let Some(addr) =
+        chosen.or_else(|| generation.pick(upstream, &ctx.health, now_ns, None, ctx.config.balance, random))
+    else {
         return local(503, req);
     };
+    if new_cookie && let Some(aff) = &policy.affinity {
+        let token = EndpointToken::of(&ctx.shared.key, addr);
+        let path = match route {
+            Route::Path { path, .. } => path.path.as_str(),
+            _ => "/",
+        };
+        let mut line = [0u8; 512];
+        if let Ok(n) = cookie::write_set_cookie(aff, token, path, https, ctx.unix_s(now_ns), &mut line) {
+            resp_extra.push_str(std::str::from_utf8(&line[..n]).unwrap_or(""));
+        }
+    }
     let upgrade = head.upgrade().is_some();
     let chunked = head.framing() == Framing::Chunked;
     let client = Client { method, http11: head.version() == Version::Http11, close: !keep, upgrade };

@@ -15,7 +15,9 @@ use sluice_model::route::{HostRule, IngressRef, PathRoute, ServiceBackend, wildc
 
 use crate::policy::auth::BasicAuthCheck;
 use crate::policy::canary::{CanaryCache, CanaryRule, Pick};
+use crate::policy::cookie::EndpointTokens;
 use crate::policy::limit::{LimitId, LimitRule};
+use crate::policy::{Sip, SipKey, hash_ip};
 use crate::route::Route;
 
 use crate::route::Router;
@@ -42,6 +44,9 @@ pub struct Generation {
     limits: HashMap<usize, LimitRule>,
     /// Per path with a canary (same key): the rule and this worker's cache for its pattern.
     canaries: HashMap<usize, (CanaryRule, RefCell<CanaryCache>)>,
+    /// Per upstream whose routes use cookie affinity: its endpoints' tokens, made at first use
+    /// (with the gateway's key, which the generation does not hold).
+    tokens: RefCell<HashMap<usize, EndpointTokens>>,
 }
 
 /// The key of a route's runtime state in a [`Generation`]: the address of its record in the
@@ -127,7 +132,46 @@ impl Generation {
             auth,
             limits,
             canaries,
+            tokens: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// The endpoint an affinity cookie's value names, among `upstream`'s eligible ones.
+    pub fn endpoint_by_token(&self, upstream: usize, value: &[u8], key: &SipKey) -> Option<SocketAddr> {
+        let mut tokens = self.tokens.borrow_mut();
+        let t = tokens.entry(upstream).or_insert_with(|| EndpointTokens::new(key, self.eligible(upstream)));
+        t.find(value)
+    }
+
+    /// `upstream-hash-by`: the eligible endpoint a key hash chooses, by rendezvous hashing (the
+    /// highest hash of key and endpoint), so that a key keeps its endpoint while the endpoint
+    /// stays and only the keys of an endpoint that leaves move. The hash is SipHash under a
+    /// fixed key: every gateway chooses alike. An endpoint held back by [`Health`] is passed
+    /// over (its keys go to their second choice meanwhile).
+    pub fn pick_hashed(
+        &self,
+        upstream: usize,
+        key_hash: u64,
+        health: &Health,
+        now_ns: u64,
+    ) -> Option<SocketAddr> {
+        const KEY: SipKey = SipKey::new(*b"sluice hash-by!!");
+        let u = self.upstreams.get(upstream)?;
+        let score = |a: &SocketAddr| {
+            let mut h = Sip::new(&KEY);
+            h.write(&key_hash.to_le_bytes());
+            hash_ip(&mut h, a.ip());
+            h.write(&a.port().to_le_bytes());
+            h.finish()
+        };
+        let best = |healthy: bool| {
+            u.eligible
+                .iter()
+                .filter(|a| !healthy || health.is_up(a, now_ns))
+                .max_by_key(|a| score(a))
+                .copied()
+        };
+        best(true).or_else(|| best(false))
     }
 
     /// The basic-auth check of policy `index`, if it asks for one.
