@@ -23,6 +23,7 @@ pub fn write_if_asked(target: &str) {
         "manifests" => manifests(),
         "netlink" => netlink(),
         "h1" => h1(),
+        "h2" => h2(),
         other => panic!("no seeds for target {other:?}"),
     };
     for (name, bytes) in &seeds {
@@ -274,9 +275,15 @@ pub fn shared_maglev_image(services: usize, m: u32) -> Vec<u8> {
         service::MAGLEV_AT.write(rec, 1);
     }
     header::U16_POOL_LEN.write(&mut b[..header::SIZE], keep as u32);
-    for f in [header::ADDR_POOL_AT, header::NAMES_AT, header::L7_ROUTES_AT, header::CERTIFICATES_AT] {
-        let v = h(&b, f) - delta;
-        f.write(&mut b[..header::SIZE], v as u32);
+    // Every region after the pool: the addresses, the names, each L7 region and the L7 bytes.
+    let after = [header::ADDR_POOL_AT, header::NAMES_AT, header::L7_BYTES_AT]
+        .into_iter()
+        .chain(sluice_model::image::layout::L7_REGIONS.iter().map(|r| r.2));
+    for f in after {
+        let v = h(&b, f);
+        if v > pool_at {
+            f.write(&mut b[..header::SIZE], (v - delta) as u32);
+        }
     }
     let cut = pool_at + 2 * keep;
     b.drain(cut..cut + delta);
@@ -293,6 +300,8 @@ pub fn compile_config() -> sluice_control::compile::Config {
         // External IPs from the examples' and fixtures' ranges are served, others refused:
         // both paths get fuzzed.
         external_ip_ranges: ["198.19.0.0/16", "2001:db8:19::/48"].iter().filter_map(|r| r.parse().ok()).collect(),
+        // ingress-nginx's classes too, so its dialect and annotations are fuzzed.
+        ingress_nginx_class: true,
     }
 }
 
@@ -454,6 +463,59 @@ fn netlink() -> Vec<(String, Vec<u8>)> {
 
 /// HTTP/1.1 requests in the shapes of `gateway/l7/tests/h1_fixtures.rs`: each framing, the
 /// smuggling cases, pipelined requests; each after a read-size byte (`fuzz_targets/h1.rs`).
+/// HTTP/2 conversations after the preface: SETTINGS, requests (HPACK-encoded heads, with and
+/// without CONTINUATION), bodies, trailers, PING, WINDOW_UPDATE, RST_STREAM, GOAWAY, each with
+/// the step byte first.
+fn h2() -> Vec<(String, Vec<u8>)> {
+    use sluice_l7::h2::frame;
+    use sluice_l7::h2::{ErrorCode, StreamId};
+    use sluice_l7::h2::hpack::{Encoder, Field};
+    let field = |n: &'static str, v: &'static str| Field { name: n.as_bytes(), value: v.as_bytes(), never_index: false };
+    let head = |enc: &mut Encoder, method: &'static str, path: &'static str| {
+        let mut block = Vec::new();
+        enc.encode(
+            [field(":method", method), field(":scheme", "https"), field(":authority", "a.example"), field(":path", path), field("x-a", "1")],
+            &mut block,
+        );
+        block
+    };
+    let mut out = Vec::new();
+    let mut enc = Encoder::new(4096);
+    let mut get = Vec::new();
+    frame::write_settings(&mut get, &[(3, 100), (4, 65_535)]);
+    let b = head(&mut enc, "GET", "/");
+    frame::write_headers(&mut get, StreamId(1), &b, true, true);
+    frame::write_settings_ack(&mut get);
+    frame::write_ping(&mut get, false, *b"12345678");
+    out.push(("get".to_owned(), get));
+    let mut enc = Encoder::new(4096);
+    let mut post = Vec::new();
+    frame::write_settings(&mut post, &[]);
+    let b = head(&mut enc, "POST", "/up");
+    let (a, rest) = b.split_at(b.len() / 2);
+    frame::write_headers(&mut post, StreamId(1), a, false, false);
+    frame::write_continuation(&mut post, StreamId(1), rest, true);
+    frame::write_data(&mut post, StreamId(1), b"hello", false);
+    frame::write_window_update(&mut post, StreamId(0), 1000);
+    let mut t = Vec::new();
+    enc.encode([field("grpc-status", "0")], &mut t);
+    frame::write_headers(&mut post, StreamId(1), &t, true, true);
+    let b = head(&mut enc, "GET", "/b");
+    frame::write_headers(&mut post, StreamId(3), &b, false, true);
+    frame::write_rst_stream(&mut post, StreamId(3), ErrorCode::CANCEL);
+    frame::write_goaway(&mut post, StreamId(0), ErrorCode::NO_ERROR, b"bye");
+    out.push(("post".to_owned(), post));
+    let mut seeds = Vec::new();
+    for (name, bytes) in out {
+        for step in [0u8, 8, 63] {
+            let mut seed = vec![step];
+            seed.extend_from_slice(&bytes);
+            seeds.push((format!("{name}-{step}"), seed));
+        }
+    }
+    seeds
+}
+
 fn h1() -> Vec<(String, Vec<u8>)> {
     let requests: [(&str, &[u8]); 12] = [
         ("get", b"GET /a/b?x=1 HTTP/1.1\r\nHost: a.example:8080\r\nAccept: */*\r\n\r\n"),

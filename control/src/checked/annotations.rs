@@ -122,6 +122,9 @@ pub struct Annotations {
     pub policy: Policy,
     /// `canary: "true"`: this Ingress is a canary of another with the same host and path.
     pub canary: Option<Canary>,
+    /// `ssl-redirect` when given (a bad value reads as ingress-nginx's default, true). Without
+    /// it, the class decides: true for ingress-nginx's, false for Sluice's own.
+    pub ssl_redirect: Option<bool>,
     /// `auth-type: basic`: the Secret to read.
     pub auth: Option<AuthAsk>,
     /// ConfigMaps to read.
@@ -352,7 +355,11 @@ impl<'a> Reader<'a> {
     }
 
     fn read_redirects(&mut self) {
-        self.out.policy.ssl_redirect = self.flag("ssl-redirect", true);
+        // Its default is the class's: compile decides (`ssl_redirect`).
+        if self.get("ssl-redirect").is_some() {
+            let v = self.flag("ssl-redirect", true);
+            self.out.ssl_redirect = Some(v);
+        }
         self.out.policy.force_ssl_redirect = self.flag("force-ssl-redirect", false);
         self.out.policy.preserve_trailing_slash = self.flag("preserve-trailing-slash", false);
         // temporal-redirect wins over permanent-redirect (ingress-nginx's order).
@@ -936,7 +943,7 @@ mod tests {
         assert_eq!(a.findings.len(), 6, "{:#?}", a.findings);
         assert_eq!(verdict(&a, "rewrite-target"), Verdict::Served);
         assert!(a.policy.use_regex);
-        assert!(!a.policy.ssl_redirect);
+        assert_eq!(a.ssl_redirect, Some(false));
         assert_eq!(a.policy.limits.rps, Some(10));
         assert_eq!(a.policy.body_limit, Some(8 << 20));
         assert_eq!(verdict(&a, "whatever-this-is"), Verdict::Ignored);
@@ -949,7 +956,7 @@ mod tests {
     fn bad_values_fall_back_deny_or_skip_as_ingress_nginx_does() {
         let a = read_all(&[("proxy-read-timeout", "1m"), ("ssl-redirect", "yes")]);
         assert_eq!(a.policy.read_timeout_s, None, "the default");
-        assert!(a.policy.ssl_redirect);
+        assert_eq!(a.ssl_redirect, Some(true), "a bad value is ingress-nginx's default");
         assert_eq!(a.effect, Effect::Serve);
 
         let a = read_all(&[("limit-rps", "ten")]);

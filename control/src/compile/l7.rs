@@ -313,6 +313,9 @@ fn ingress_spec(
         return None;
     }
     let mut policy = a.policy.clone();
+    // ingress-nginx redirects hosts with a certificate to HTTPS unless told not to; Sluice's own
+    // class only when told to.
+    policy.ssl_redirect = a.ssl_redirect.unwrap_or(dialect == Dialect::IngressNginx);
     if let (Some(ask), Some(auth)) = (&a.auth, policy.basic_auth.as_mut()) {
         let mut problems = Vec::new();
         match auth_users(store, ask, &mut problems) {

@@ -151,7 +151,7 @@ fn proxied(policy: &Policy, https: bool, request: &str, up: &[&str], up_lacks: &
 
 #[test]
 fn ssl_redirect_is_308_for_a_host_with_a_certificate() {
-    let p = Policy::default();
+    let p = Policy { ssl_redirect: true, ..Policy::default() };
     local(
         &p,
         false,
@@ -178,7 +178,7 @@ fn ssl_redirect_is_308_for_a_host_with_a_certificate() {
         &[],
         &["Strict-Transport-Security: max-age=31536000; includeSubDomains"],
     );
-    let kept = Policy { preserve_trailing_slash: true, ..Policy::default() };
+    let kept = Policy { preserve_trailing_slash: true, ..p.clone() };
     local(
         &kept,
         false,
@@ -187,8 +187,13 @@ fn ssl_redirect_is_308_for_a_host_with_a_certificate() {
         &["Location: https://secure.example/shop/"],
         &[],
     );
-    let off = Policy { ssl_redirect: false, ..Policy::default() };
+    let off = Policy::default();
     proxied(&off, false, &get("secure.example", "/", ""), &[], &[], &[]);
+    // Without the redirect, no HSTS either.
+    match serve(&off, true, &get("secure.example", "/", "")) {
+        Outcome::Proxied { client, .. } => assert!(!client.contains("Strict-Transport-Security"), "{client}"),
+        o => panic!("{o:?}"),
+    }
     let forced = Policy { force_ssl_redirect: true, ..Policy::default() };
     local(&forced, false, &get("plain.example", "/x", ""), 308, &["Location: https://plain.example/x"], &[]);
     // HTTPS without a certificate of its own: no HSTS.

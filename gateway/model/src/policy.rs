@@ -57,7 +57,9 @@ pub struct Policy {
     pub app_root: Option<String>,
     /// `x-forwarded-prefix`: the `X-Forwarded-Prefix` header sent upstream.
     pub forwarded_prefix: Option<String>,
-    /// `ssl-redirect` (default true): plain HTTP to a host with a certificate gets 308 to HTTPS.
+    /// `ssl-redirect`: plain HTTP to a host with a certificate gets 308 to HTTPS, and HTTPS
+    /// responses of such a host carry HSTS. ingress-nginx's default is true: control sets it for
+    /// the Ingresses of ingress-nginx's classes; Sluice's own class redirects only when asked.
     pub ssl_redirect: bool,
     /// `force-ssl-redirect`: the redirect even without a certificate.
     pub force_ssl_redirect: bool,
@@ -109,7 +111,7 @@ impl Default for Policy {
             use_regex: false,
             app_root: None,
             forwarded_prefix: None,
-            ssl_redirect: true,
+            ssl_redirect: false,
             force_ssl_redirect: false,
             preserve_trailing_slash: false,
             redirect: None,

@@ -45,9 +45,10 @@ pub(super) fn gate(
         _ => None,
     };
     let has_cert = host.is_some_and(|h| generation.has_certificate(h));
-    // ingress-nginx sends HSTS on HTTPS responses of a host with its own certificate, Sluice's
-    // answers included.
-    if https && has_cert {
+    // HSTS on HTTPS responses of a host with its own certificate, Sluice's answers included,
+    // where the route redirects plain HTTP to HTTPS (ingress-nginx's default, and its HSTS
+    // default, go together).
+    if https && has_cert && (policy.ssl_redirect || policy.force_ssl_redirect) {
         for b in [&mut *extra, &mut *resp_extra] {
             b.push_str("Strict-Transport-Security: ");
             b.push_str(HSTS_VALUE);
