@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::net::Ipv4Addr;
 
-use sluice_model::policy::RewriteTarget;
+use sluice_model::policy::{RewritePart, RewriteTarget};
 
 use sluice_model::route::{
     Backend, DefaultRoute, Dialect, HostRoutes, HostRule, IngressRef, MatchKind, PathRoute, RouteTable,
@@ -326,10 +326,10 @@ impl Router {
         let Some(n) = self.last_nginx_entry() else { return false };
         let cache = n.cache.borrow();
         // Room for the target's text, the groups (each at most the path) and the query.
-        let room = target.to_string().len()
-            + cache.path().len() * usize::from(target.max_group().max(1))
-            + query.map_or(0, str::len)
-            + 1;
+        let literal: usize =
+            target.parts.iter().map(|p| if let RewritePart::Literal(l) = p { l.len() } else { 0 }).sum();
+        let groups = target.parts.iter().filter(|p| matches!(p, RewritePart::Group(_))).count();
+        let room = literal + cache.path().len() * groups + query.map_or(0, str::len) + 2;
         out.clear();
         out.resize(room, 0);
         match nginx_paths::rewrite(target, cache.path(), |i| cache.group(i), query, out) {
