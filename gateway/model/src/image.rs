@@ -799,7 +799,7 @@ mod tests {
                 }],
             },
             IngressSpec {
-                policy: crate::policy::Policy { ssl_redirect: false, ..Default::default() },
+                policy: crate::policy::Policy { ssl_redirect: true, ..Default::default() },
                 canary: Some(crate::policy::Canary { weight: 20, ..Default::default() }),
                 dialect: Default::default(),
                 id: IngressRef::new("shop", "web-canary"),
