@@ -587,3 +587,43 @@ fn upstream_hash_by_keeps_a_key_on_its_endpoint() {
     }
     assert_eq!(seen.len(), 2, "keys spread over both endpoints");
 }
+
+#[test]
+fn proxy_connect_and_read_timeouts_per_route() {
+    let p = Policy { connect_timeout_s: Some(1), read_timeout_s: Some(2), ..Policy::default() };
+    for (connect, at_ns, what) in [(false, 1_100_000_000u64, "connect"), (true, 2_100_000_000, "read")] {
+        let mut ctx = Context::new(Config::default(), 7);
+        ctx.set_generation(Rc::new(Generation::new(&table(&p))));
+        let peer: SocketAddr = CLIENT.parse().unwrap();
+        let mut conn = Conn::new(&ctx, peer, 80, false, 0);
+        let request = get("plain.example", "/", "");
+        conn.client_read_buf()[..request.len()].copy_from_slice(request.as_bytes());
+        conn.client_read(&mut ctx, request.len(), 0);
+        while let Some(a) = conn.poll_action() {
+            if matches!(a, Action::Connect(_)) && connect {
+                conn.upstream_connected(&mut ctx, false, 0);
+            }
+        }
+        if connect {
+            let n = conn.upstream_write_buf().len();
+            conn.upstream_wrote(&mut ctx, n, 0);
+        }
+        // Under the route's timeout (the gateway's are 5 s and 60 s): nothing yet.
+        conn.tick(&mut ctx, at_ns - 200_000_000);
+        assert!(conn.client_write_buf().is_empty(), "{what}: too early");
+        // A connect that times out moves to another endpoint (nothing was sent): each attempt
+        // gets the route's second, well under the gateway's 5 s.
+        let mut t = at_ns;
+        for _ in 0..3 {
+            conn.tick(&mut ctx, t);
+            while conn.poll_action().is_some() {}
+            if !conn.client_write_buf().is_empty() {
+                break;
+            }
+            t += 1_100_000_000;
+        }
+        let out = String::from_utf8_lossy(conn.client_write_buf()).into_owned();
+        assert!(out.starts_with("HTTP/1.1 504"), "{what}: {out}");
+        assert!(t < 5_000_000_000, "{what}: the route's timeout, not the gateway's");
+    }
+}
