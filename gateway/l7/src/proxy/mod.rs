@@ -76,6 +76,7 @@
 
 mod buf;
 mod gate;
+mod h2;
 mod response;
 mod upstream;
 
@@ -95,6 +96,7 @@ use crate::route::Route;
 use sluice_model::policy::Policy;
 use sluice_model::route_stats::{self, Row};
 
+pub use h2::{H2Conn, H2Stats, PREFACE, h2_config};
 pub use upstream::{Balance, Generation, Health, Pool, PoolConfig};
 
 /// One second in nanoseconds.
@@ -290,6 +292,8 @@ pub struct Context {
     stats: Stats,
     routes: RouteMeter,
     access_log: Option<AccessLog>,
+    /// HTTP/2 clients' counters ([`H2Conn`]).
+    h2: H2Stats,
 }
 
 impl std::fmt::Debug for Context {
@@ -310,6 +314,7 @@ impl Context {
             stats: Stats::default(),
             routes: RouteMeter::default(),
             access_log: None,
+            h2: H2Stats::default(),
         }
     }
 
@@ -331,6 +336,11 @@ impl Context {
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The HTTP/2 clients' counters.
+    pub fn h2_stats(&self) -> &H2Stats {
+        &self.h2
     }
 
     /// The counts per route.
