@@ -66,10 +66,13 @@ use mio::{Interest, Registry, Token};
 use rustls::{ServerConfig, ServerConnection};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use sluice_l7::proxy::{Action, Config, Conn, Context, Generation, Pool, UpstreamError};
+use sluice_l7::proxy::{Action, Config, Context, Generation, Pool, UpstreamError};
 use sluice_model::l7::L7Table;
 
-pub use sluice_l7::proxy::{AccessRecord, RouteMeter, Stats as CoreStats};
+pub use sluice_l7::proxy::{AccessRecord, H2Stats, RouteMeter, Stats as CoreStats};
+
+mod front;
+use front::Front;
 
 /// A line sink for the access log.
 pub type LineSink = Box<dyn FnMut(&str)>;
@@ -119,6 +122,8 @@ pub struct ProxyStats {
     pub tls_resumed: u64,
     /// The core's counters: requests, responses per status class, buffers.
     pub core: CoreStats,
+    /// HTTP/2 clients' counters (the `l7_h2_*` counters).
+    pub h2: H2Stats,
 }
 
 /// A listening socket.
@@ -131,9 +136,12 @@ struct Listener {
 /// A client connection.
 struct Client {
     stream: TcpStream,
-    conn: Conn,
+    front: Front,
     tls: Option<Box<ServerConnection>>,
+    /// The upstream connection of lane 0 (an HTTP/1.1 client's only one).
     upstream: Option<usize>,
+    /// The upstream connections of an HTTP/2 client's other lanes (index: lane - 1).
+    lanes: Vec<Option<usize>>,
     readable: bool,
     writable: bool,
     eof: bool,
@@ -148,7 +156,8 @@ struct Client {
 struct UpstreamConn {
     stream: TcpStream,
     addr: SocketAddr,
-    owner: Option<usize>,
+    /// The client slot and lane it serves.
+    owner: Option<(usize, usize)>,
     connected: bool,
     /// Requests it finished.
     uses: u32,
@@ -158,6 +167,25 @@ struct UpstreamConn {
     hup: bool,
     /// It failed or closed: the core was told; only a Release is expected.
     dead: bool,
+}
+
+impl Client {
+    /// The upstream slot of `lane`.
+    fn lane(&mut self, lane: usize) -> &mut Option<usize> {
+        if lane == 0 {
+            return &mut self.upstream;
+        }
+        if self.lanes.len() < lane {
+            self.lanes.resize(lane, None);
+        }
+        &mut self.lanes[lane - 1]
+    }
+
+    /// Lanes with an upstream connection: (lane, upstream slot).
+    fn attached(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let first = self.upstream.map(|u| (0, u));
+        first.into_iter().chain(self.lanes.iter().enumerate().filter_map(|(k, u)| u.map(|u| (k + 1, u))))
+    }
 }
 
 enum Slot {
@@ -177,6 +205,8 @@ pub struct Proxy {
     free: Vec<usize>,
     pool: Pool<usize>,
     stats: ProxyStats,
+    /// The time of the last event or tick (for what happens between them: a new generation).
+    now_ns: u64,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -208,6 +238,7 @@ impl Proxy {
             free: Vec::new(),
             pool: Pool::new(config.core.pool),
             stats: ProxyStats::default(),
+            now_ns: 0,
         }
     }
 
@@ -222,6 +253,52 @@ impl Proxy {
             self.close_upstream(registry, u);
         }
         self.ctx.set_generation(generation);
+        // HTTP/2 clients whose streams in flight lost their route are sent GOAWAY.
+        let now_ns = self.now_ns;
+        for i in 0..self.slots.len() {
+            if let Slot::Client(c) = &mut self.slots[i]
+                && let Front::H2(h2) = &mut c.front
+            {
+                h2.generation_changed(&mut self.ctx, now_ns);
+                self.drive(registry, i, now_ns);
+            }
+        }
+    }
+
+    /// Starts a graceful shutdown of every HTTP/2 client connection (GOAWAY: the streams in
+    /// flight finish, no new one is taken) and closes the listeners. Returns the streams still
+    /// in flight, to wait for (see [`Proxy::h2_streams`]).
+    pub fn go_away(&mut self, registry: &Registry, now_ns: u64) -> usize {
+        for i in 0..self.slots.len() {
+            match &mut self.slots[i] {
+                Slot::Listener(l) => {
+                    let _ = registry.deregister(&mut l.socket);
+                    self.free_slot(i);
+                }
+                Slot::Client(c) => {
+                    if let Front::H2(h2) = &mut c.front {
+                        h2.go_away(&mut self.ctx, now_ns);
+                        self.drive(registry, i, now_ns);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.h2_streams()
+    }
+
+    /// HTTP/2 streams in flight on every client connection.
+    pub fn h2_streams(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| match s {
+                Slot::Client(c) => match &c.front {
+                    Front::H2(h2) => h2.open_streams(),
+                    _ => 0,
+                },
+                _ => 0,
+            })
+            .sum()
     }
 
     /// Sends one line per request to `sink`, when [`ProxyConfig::access_log`] is on:
@@ -329,6 +406,7 @@ impl Proxy {
     pub fn stats(&self) -> ProxyStats {
         let mut s = self.stats;
         s.core = *self.ctx.stats();
+        s.h2 = *self.ctx.h2_stats();
         s.pooled = self.pool.len();
         s
     }
@@ -340,6 +418,7 @@ impl Proxy {
 
     /// Handles one readiness event for a token this proxy [`Proxy::owns`].
     pub fn handle(&mut self, registry: &Registry, event: &Event, now_ns: u64) {
+        self.now_ns = now_ns;
         let Some(i) = event.token().0.checked_sub(self.base) else { return };
         let readable = event.is_readable() || event.is_read_closed() || event.is_error();
         let hup = event.is_read_closed() || event.is_error();
@@ -357,7 +436,7 @@ impl Proxy {
                 u.hup |= hup;
                 u.writable |= writable;
                 match u.owner {
-                    Some(c) => self.drive(registry, c, now_ns),
+                    Some((c, _)) => self.drive(registry, c, now_ns),
                     None => self.idle_event(registry, i),
                 }
             }
@@ -368,9 +447,10 @@ impl Proxy {
     /// Runs the timers (client head and idle timeouts, upstream connect and read timeouts,
     /// the pool's idle time). Call at least every ~100 ms.
     pub fn tick(&mut self, registry: &Registry, now_ns: u64) {
+        self.now_ns = now_ns;
         for i in 0..self.slots.len() {
             if let Slot::Client(c) = &mut self.slots[i] {
-                c.conn.tick(&mut self.ctx, now_ns);
+                c.front.tick(&mut self.ctx, now_ns);
                 self.drive(registry, i, now_ns);
             }
         }
@@ -437,12 +517,12 @@ impl Proxy {
                 continue;
             }
             let https = tls.is_some();
-            let conn = Conn::new(&self.ctx, peer, port, https, now_ns);
             self.slots[j] = Slot::Client(Box::new(Client {
                 stream,
-                conn,
+                front: Front::new(peer, port, https, now_ns),
                 tls,
                 upstream: None,
+                lanes: Vec::new(),
                 readable: true,
                 writable: true,
                 eof: false,
@@ -457,19 +537,30 @@ impl Proxy {
 
     /// Moves bytes for client `i` and its upstream until nothing moves.
     fn drive(&mut self, registry: &Registry, i: usize, now_ns: u64) {
+        let mut lanes = Vec::new();
         for _ in 0..1024 {
             let mut moved = self.client_io(i, now_ns);
             moved |= self.actions(registry, i, now_ns);
-            moved |= self.upstream_io(i, now_ns);
+            let Slot::Client(c) = &self.slots[i] else { return };
+            if c.front.is_h2() {
+                // Every lane with an upstream (the list is taken first: I/O changes it).
+                lanes.clear();
+                lanes.extend(c.attached().map(|(lane, _)| lane));
+                for &lane in &lanes {
+                    moved |= self.upstream_io(i, lane, now_ns);
+                }
+            } else {
+                moved |= self.upstream_io(i, 0, now_ns);
+            }
             moved |= self.actions(registry, i, now_ns);
             let Slot::Client(c) = &mut self.slots[i] else { return };
-            if c.conn.is_finished() {
+            if c.front.is_finished() {
                 self.close_client(registry, i);
                 return;
             }
             if !moved {
                 // Until its next event: an idle connection keeps no buffer.
-                c.conn.shed_idle_buffers();
+                c.front.shed_idle_buffers();
                 return;
             }
         }
@@ -483,7 +574,7 @@ impl Proxy {
             None => {
                 // Read.
                 while c.readable && !c.eof {
-                    let buf = c.conn.client_read_buf();
+                    let buf = c.front.client_read_buf();
                     if buf.is_empty() {
                         break;
                     }
@@ -491,30 +582,30 @@ impl Proxy {
                     match Raw::of(&c.stream).read(buf) {
                         Ok(0) => {
                             c.eof = true;
-                            c.conn.client_eof(ctx, now_ns);
+                            c.front.client_eof(ctx, now_ns);
                         }
                         Ok(n) => {
-                            c.conn.client_read(ctx, n, now_ns);
+                            c.front.client_read(ctx, n, now_ns);
                             c.readable = !read_exhausted(n, asked, c.hup);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(_) => {
                             c.eof = true;
-                            c.conn.client_failed(ctx, now_ns);
+                            c.front.client_failed(ctx, now_ns);
                         }
                     }
                     moved = true;
                 }
                 // Write.
-                while c.writable && !c.conn.client_write_buf().is_empty() {
-                    match Raw::of(&c.stream).write(c.conn.client_write_buf()) {
-                        Ok(n) => c.conn.client_wrote(ctx, n, now_ns),
+                while c.writable && !c.front.client_write_buf().is_empty() {
+                    match Raw::of(&c.stream).write(c.front.client_write_buf()) {
+                        Ok(n) => c.front.client_wrote(ctx, n, now_ns),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(_) => {
                             c.eof = true;
-                            c.conn.client_failed(ctx, now_ns);
+                            c.front.client_failed(ctx, now_ns);
                         }
                     }
                     moved = true;
@@ -540,7 +631,7 @@ impl Proxy {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(_) => {
                             c.eof = true;
-                            c.conn.client_failed(ctx, now_ns);
+                            c.front.client_failed(ctx, now_ns);
                             break;
                         }
                     }
@@ -549,7 +640,7 @@ impl Proxy {
                         self.stats.tls_errors += 1;
                         // The alert rustls queued goes out with the writes below.
                         c.eof = true;
-                        c.conn.client_failed(ctx, now_ns);
+                        c.front.client_failed(ctx, now_ns);
                         break;
                     }
                     if !c.handshaken && !tls.is_handshaking() {
@@ -562,42 +653,42 @@ impl Proxy {
                 }
                 // Plaintext to the core.
                 loop {
-                    let buf = c.conn.client_read_buf();
+                    let buf = c.front.client_read_buf();
                     if buf.is_empty() {
                         break;
                     }
                     match tls.reader().read(buf) {
                         Ok(0) => {
                             c.eof = true;
-                            c.conn.client_eof(ctx, now_ns);
+                            c.front.client_eof(ctx, now_ns);
                             moved = true;
                             break;
                         }
                         Ok(n) => {
-                            c.conn.client_read(ctx, n, now_ns);
+                            c.front.client_read(ctx, n, now_ns);
                             moved = true;
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             if c.eof {
-                                c.conn.client_eof(ctx, now_ns);
+                                c.front.client_eof(ctx, now_ns);
                             }
                             break;
                         }
                         Err(_) => {
                             c.eof = true;
-                            c.conn.client_eof(ctx, now_ns);
+                            c.front.client_eof(ctx, now_ns);
                             moved = true;
                             break;
                         }
                     }
                 }
                 // Plaintext from the core, then records out.
-                let out = c.conn.client_write_buf();
+                let out = c.front.client_write_buf();
                 if !out.is_empty()
                     && let Ok(n) = tls.writer().write(out)
                     && n > 0
                 {
-                    c.conn.client_wrote(ctx, n, now_ns);
+                    c.front.client_wrote(ctx, n, now_ns);
                     moved = true;
                 }
                 while c.writable && tls.wants_write() {
@@ -607,7 +698,7 @@ impl Proxy {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => {
                             c.eof = true;
-                            c.conn.client_failed(ctx, now_ns);
+                            c.front.client_failed(ctx, now_ns);
                             break;
                         }
                     }
@@ -621,12 +712,12 @@ impl Proxy {
         let mut moved = false;
         loop {
             let Slot::Client(c) = &mut self.slots[i] else { return moved };
-            let Some(action) = c.conn.poll_action() else { return moved };
+            let Some((lane, action)) = c.front.poll_action() else { return moved };
             moved = true;
             match action {
-                Action::Connect(addr) => self.connect(registry, i, addr, now_ns),
+                Action::Connect(addr) => self.connect(registry, i, lane, addr, now_ns),
                 Action::Release { keep_alive } => {
-                    let Some(u) = c.upstream.take() else { continue };
+                    let Some(u) = c.lane(lane).take() else { continue };
                     let keep =
                         keep_alive && matches!(&self.slots[u], Slot::Upstream(x) if x.connected && !x.dead);
                     if !keep {
@@ -658,7 +749,7 @@ impl Proxy {
         }
     }
 
-    fn connect(&mut self, registry: &Registry, i: usize, addr: SocketAddr, now_ns: u64) {
+    fn connect(&mut self, registry: &Registry, i: usize, lane: usize, addr: SocketAddr, now_ns: u64) {
         let mut stale = Vec::new();
         let pooled = self.pool.take(&addr, now_ns, |u| stale.push(u));
         for u in stale {
@@ -666,14 +757,14 @@ impl Proxy {
         }
         if let Some((u, _)) = pooled {
             if let Slot::Upstream(x) = &mut self.slots[u] {
-                x.owner = Some(i);
+                x.owner = Some((i, lane));
                 x.readable = true;
                 x.writable = true;
             }
             self.stats.upstream_reuses += 1;
             if let Slot::Client(c) = &mut self.slots[i] {
-                c.upstream = Some(u);
-                c.conn.upstream_connected(&mut self.ctx, true, now_ns);
+                *c.lane(lane) = Some(u);
+                c.front.upstream_connected(&mut self.ctx, lane, true, now_ns);
             }
             return;
         }
@@ -691,7 +782,7 @@ impl Proxy {
                             self.slots[u] = Slot::Upstream(UpstreamConn {
                                 stream,
                                 addr,
-                                owner: Some(i),
+                                owner: Some((i, lane)),
                                 connected: false,
                                 uses: 0,
                                 readable: false,
@@ -717,14 +808,14 @@ impl Proxy {
         };
         let Slot::Client(c) = &mut self.slots[i] else { return };
         match opened {
-            Some(u) => c.upstream = Some(u),
-            None => c.conn.upstream_failed(&mut self.ctx, UpstreamError::Connect, now_ns),
+            Some(u) => *c.lane(lane) = Some(u),
+            None => c.front.upstream_failed(&mut self.ctx, lane, UpstreamError::Connect, now_ns),
         }
     }
 
-    fn upstream_io(&mut self, i: usize, now_ns: u64) -> bool {
-        let Slot::Client(c) = &self.slots[i] else { return false };
-        let Some(u) = c.upstream else { return false };
+    fn upstream_io(&mut self, i: usize, lane: usize, now_ns: u64) -> bool {
+        let Slot::Client(c) = &mut self.slots[i] else { return false };
+        let Some(u) = *c.lane(lane) else { return false };
         let (a, b) = (i.min(u), i.max(u));
         let (lo, hi) = self.slots.split_at_mut(b);
         let (cs, us) = if i < u { (&mut lo[a], &mut hi[0]) } else { (&mut hi[0], &mut lo[a]) };
@@ -742,14 +833,14 @@ impl Proxy {
                 Ok(None) => {}
                 Ok(Some(_)) | Err(_) => {
                     x.dead = true;
-                    c.conn.upstream_failed(ctx, UpstreamError::Connect, now_ns);
+                    c.front.upstream_failed(ctx, lane, UpstreamError::Connect, now_ns);
                     return true;
                 }
             }
             match x.stream.peer_addr() {
                 Ok(_) => {
                     x.connected = true;
-                    c.conn.upstream_connected(ctx, false, now_ns);
+                    c.front.upstream_connected(ctx, lane, false, now_ns);
                     moved = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
@@ -759,25 +850,25 @@ impl Proxy {
                 }
                 Err(_) => {
                     x.dead = true;
-                    c.conn.upstream_failed(ctx, UpstreamError::Connect, now_ns);
+                    c.front.upstream_failed(ctx, lane, UpstreamError::Connect, now_ns);
                     return true;
                 }
             }
         }
-        while x.writable && !x.dead && !c.conn.upstream_write_buf().is_empty() {
-            match Raw::of(&x.stream).write(c.conn.upstream_write_buf()) {
-                Ok(n) => c.conn.upstream_wrote(ctx, n, now_ns),
+        while x.writable && !x.dead && !c.front.upstream_write_buf(lane).is_empty() {
+            match Raw::of(&x.stream).write(c.front.upstream_write_buf(lane)) {
+                Ok(n) => c.front.upstream_wrote(ctx, lane, n, now_ns),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     x.dead = true;
-                    c.conn.upstream_failed(ctx, UpstreamError::Io, now_ns);
+                    c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
                 }
             }
             moved = true;
         }
         while x.readable && !x.dead {
-            let buf = c.conn.upstream_read_buf();
+            let buf = c.front.upstream_read_buf(lane);
             if buf.is_empty() {
                 break;
             }
@@ -785,17 +876,17 @@ impl Proxy {
             match Raw::of(&x.stream).read(buf) {
                 Ok(0) => {
                     x.dead = true;
-                    c.conn.upstream_eof(ctx, now_ns);
+                    c.front.upstream_eof(ctx, lane, now_ns);
                 }
                 Ok(n) => {
-                    c.conn.upstream_read(ctx, n, now_ns);
+                    c.front.upstream_read(ctx, lane, n, now_ns);
                     x.readable = !read_exhausted(n, asked, x.hup);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     x.dead = true;
-                    c.conn.upstream_failed(ctx, UpstreamError::Io, now_ns);
+                    c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
                 }
             }
             moved = true;
@@ -837,7 +928,9 @@ impl Proxy {
         }
         let _ = c.stream.shutdown(std::net::Shutdown::Write);
         let _ = registry.deregister(&mut c.stream);
-        if let Some(u) = c.upstream.take() {
+        let first = c.upstream.take();
+        let more = std::mem::take(&mut c.lanes);
+        for u in first.into_iter().chain(more.into_iter().flatten()) {
             self.close_upstream(registry, u);
         }
         self.stats.clients -= 1;
