@@ -146,6 +146,15 @@ impl Front {
         }
     }
 
+    /// Whether `lane`'s request goes upstream over HTTP/2.
+    pub(crate) fn upstream_h2(&self, lane: usize) -> bool {
+        match self {
+            Front::H1(c) => c.upstream_h2(),
+            Front::H2(c) => c.upstream_h2(lane),
+            Front::Sniff { .. } | Front::Gone => false,
+        }
+    }
+
     pub(crate) fn upstream_read_buf(&mut self, lane: usize) -> &mut [u8] {
         match self {
             Front::H1(c) => c.upstream_read_buf(),

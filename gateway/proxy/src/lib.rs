@@ -66,7 +66,7 @@ use mio::{Interest, Registry, Token};
 use rustls::{ServerConfig, ServerConnection};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use sluice_l7::proxy::{Action, Config, Context, Generation, Pool, UpstreamError};
+use sluice_l7::proxy::{Action, Config, Context, Generation, H2Upstream, Pool, UpstreamError};
 use sluice_model::l7::L7Table;
 
 pub use sluice_l7::proxy::{AccessRecord, H2Stats, RouteMeter, Stats as CoreStats};
@@ -167,6 +167,9 @@ struct UpstreamConn {
     hup: bool,
     /// It failed or closed: the core was told; only a Release is expected.
     dead: bool,
+    /// It speaks HTTP/2 (`backend-protocol` GRPC, GRPCS, H2C): the converter between the
+    /// core's HTTP/1.1 bytes and the socket, kept with it in the pool.
+    h2: Option<Box<H2Upstream>>,
 }
 
 impl Client {
@@ -204,6 +207,8 @@ pub struct Proxy {
     slots: Vec<Slot>,
     free: Vec<usize>,
     pool: Pool<usize>,
+    /// Idle HTTP/2 upstream connections (a separate pool: an endpoint may be reached both ways).
+    pool_h2: Pool<usize>,
     stats: ProxyStats,
     /// The time of the last event or tick (for what happens between them: a new generation).
     now_ns: u64,
@@ -237,6 +242,7 @@ impl Proxy {
             slots: Vec::new(),
             free: Vec::new(),
             pool: Pool::new(config.core.pool),
+            pool_h2: Pool::new(config.core.pool),
             stats: ProxyStats::default(),
             now_ns: 0,
         }
@@ -249,6 +255,7 @@ impl Proxy {
         let generation = Rc::new(Generation::new(&l7));
         let mut dead = Vec::new();
         self.pool.expire(0, |a| generation.is_live(a), |u| dead.push(u));
+        self.pool_h2.expire(0, |a| generation.is_live(a), |u| dead.push(u));
         for u in dead {
             self.close_upstream(registry, u);
         }
@@ -407,7 +414,7 @@ impl Proxy {
         let mut s = self.stats;
         s.core = *self.ctx.stats();
         s.h2 = *self.ctx.h2_stats();
-        s.pooled = self.pool.len();
+        s.pooled = self.pool.len() + self.pool_h2.len();
         s
     }
 
@@ -458,6 +465,7 @@ impl Proxy {
         let generation = Rc::clone(self.ctx.generation());
         let mut dead = Vec::new();
         self.pool.expire(now_ns, |a| generation.is_live(a), |u| dead.push(u));
+        self.pool_h2.expire(now_ns, |a| generation.is_live(a), |u| dead.push(u));
         for u in dead {
             self.close_upstream(registry, u);
         }
@@ -718,8 +726,9 @@ impl Proxy {
                 Action::Connect(addr) => self.connect(registry, i, lane, addr, now_ns),
                 Action::Release { keep_alive } => {
                     let Some(u) = c.lane(lane).take() else { continue };
-                    let keep =
-                        keep_alive && matches!(&self.slots[u], Slot::Upstream(x) if x.connected && !x.dead);
+                    let keep = keep_alive
+                        && matches!(&self.slots[u], Slot::Upstream(x)
+                            if x.connected && !x.dead && x.h2.as_ref().is_none_or(|h| h.reusable()));
                     if !keep {
                         self.close_upstream(registry, u);
                         continue;
@@ -728,7 +737,7 @@ impl Proxy {
                     // Edge-triggered: if the last read did not end in WouldBlock, a close that
                     // came with the response will raise no new event. Look now, or the pool
                     // would hand out a dead connection.
-                    if x.readable {
+                    if x.readable && x.h2.is_none() {
                         let mut probe = [0u8; 1];
                         match Raw::of(&x.stream).read(&mut probe) {
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
@@ -741,7 +750,8 @@ impl Proxy {
                     x.owner = None;
                     x.uses += 1;
                     let (addr, uses) = (x.addr, x.uses);
-                    if let Some(u) = self.pool.put(addr, u, uses, now_ns) {
+                    let pool = if x.h2.is_some() { &mut self.pool_h2 } else { &mut self.pool };
+                    if let Some(u) = pool.put(addr, u, uses, now_ns) {
                         self.close_upstream(registry, u);
                     }
                 }
@@ -751,7 +761,9 @@ impl Proxy {
 
     fn connect(&mut self, registry: &Registry, i: usize, lane: usize, addr: SocketAddr, now_ns: u64) {
         let mut stale = Vec::new();
-        let pooled = self.pool.take(&addr, now_ns, |u| stale.push(u));
+        let want_h2 = matches!(&self.slots[i], Slot::Client(c) if c.front.upstream_h2(lane));
+        let pool = if want_h2 { &mut self.pool_h2 } else { &mut self.pool };
+        let pooled = pool.take(&addr, now_ns, |u| stale.push(u));
         for u in stale {
             self.close_upstream(registry, u);
         }
@@ -789,6 +801,7 @@ impl Proxy {
                                 writable: false,
                                 hup: false,
                                 dead: false,
+                                h2: want_h2.then(|| Box::new(H2Upstream::new())),
                             });
                             self.stats.upstreams += 1;
                             self.stats.upstream_connects += 1;
@@ -855,6 +868,9 @@ impl Proxy {
                 }
             }
         }
+        if x.h2.is_some() {
+            return h2_upstream_io(c, x, lane, ctx, now_ns) || moved;
+        }
         while x.writable && !x.dead && !c.front.upstream_write_buf(lane).is_empty() {
             match Raw::of(&x.stream).write(c.front.upstream_write_buf(lane)) {
                 Ok(n) => c.front.upstream_wrote(ctx, lane, n, now_ns),
@@ -901,6 +917,41 @@ impl Proxy {
         if !x.readable {
             return;
         }
+        if let Some(h2) = &mut x.h2 {
+            // HTTP/2 servers talk on idle connections (SETTINGS, PING, WINDOW_UPDATE, GOAWAY):
+            // the frames are read and answered; the connection leaves the pool when it cannot
+            // take another exchange.
+            let mut open = true;
+            loop {
+                let buf = h2.read_buf();
+                if buf.is_empty() {
+                    break;
+                }
+                match Raw::of(&x.stream).read(buf) {
+                    Ok(0) => open = false,
+                    Ok(n) => {
+                        h2.read(n, self.now_ns);
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => open = false,
+                }
+                break;
+            }
+            while open && !h2.write_buf().is_empty() {
+                match Raw::of(&x.stream).write(h2.write_buf()) {
+                    Ok(n) => h2.wrote(n),
+                    Err(_) => break,
+                }
+            }
+            if !open || !h2.reusable() {
+                let addr = x.addr;
+                self.pool_h2.remove(&addr, &u);
+                self.close_upstream(registry, u);
+            }
+            return;
+        }
         let mut probe = [0u8; 1];
         match Raw::of(&x.stream).read(&mut probe) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
@@ -936,6 +987,93 @@ impl Proxy {
         self.stats.clients -= 1;
         self.free_slot(i);
     }
+}
+
+/// Moves an HTTP/2 upstream connection's bytes: the core's HTTP/1.1 request through the
+/// converter to the socket, the socket's frames through it back to the core. Whether anything
+/// moved.
+fn h2_upstream_io(c: &mut Client, x: &mut UpstreamConn, lane: usize, ctx: &mut Context, now_ns: u64) -> bool {
+    let UpstreamConn { stream, h2, writable, readable, hup, dead, .. } = x;
+    let Some(conv) = h2.as_mut() else { return false };
+    let mut moved = false;
+    loop {
+        let h1 = c.front.upstream_write_buf(lane);
+        if h1.is_empty() {
+            break;
+        }
+        let n = conv.send(h1);
+        if n == 0 {
+            break;
+        }
+        c.front.upstream_wrote(ctx, lane, n, now_ns);
+        moved = true;
+    }
+    while *writable && !conv.write_buf().is_empty() {
+        match Raw::of(stream).write(conv.write_buf()) {
+            Ok(n) => {
+                conv.wrote(n);
+                moved = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                *dead = true;
+                c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
+                return true;
+            }
+        }
+    }
+    let mut eof = false;
+    while *readable {
+        let buf = conv.read_buf();
+        if buf.is_empty() {
+            break;
+        }
+        let asked = buf.len();
+        match Raw::of(stream).read(buf) {
+            Ok(0) => {
+                eof = true;
+                *readable = false;
+            }
+            Ok(n) => {
+                conv.read(n, now_ns);
+                *readable = !read_exhausted(n, asked, *hup);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *readable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                *dead = true;
+                c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
+                return true;
+            }
+        }
+        moved = true;
+    }
+    loop {
+        let out = conv.response();
+        if out.is_empty() {
+            break;
+        }
+        let buf = c.front.upstream_read_buf(lane);
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len().min(out.len());
+        buf[..n].copy_from_slice(&out[..n]);
+        c.front.upstream_read(ctx, lane, n, now_ns);
+        conv.took(n, now_ns);
+        moved = true;
+    }
+    if eof {
+        *dead = true;
+        c.front.upstream_eof(ctx, lane, now_ns);
+        moved = true;
+    } else if conv.failed() && conv.response().is_empty() {
+        *dead = true;
+        c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
+        moved = true;
+    }
+    moved
 }
 
 /// Whether a read of `n` bytes, when `asked` were asked for, has emptied the socket for now.

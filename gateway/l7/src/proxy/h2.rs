@@ -341,6 +341,11 @@ impl H2Conn {
         self.progress_lane(ctx, lane, now_ns);
     }
 
+    /// Whether `lane`'s request goes upstream over HTTP/2 ([`Conn::upstream_h2`]).
+    pub fn upstream_h2(&self, lane: usize) -> bool {
+        self.lanes.get(lane).and_then(|l| l.conn.as_ref()).is_some_and(Conn::upstream_h2)
+    }
+
     /// Bytes to write to `lane`'s upstream.
     pub fn upstream_write_buf(&self, lane: usize) -> &[u8] {
         match self.lanes.get(lane).and_then(|l| l.conn.as_ref()) {
@@ -823,7 +828,7 @@ fn fail(h2: &mut h2::Conn, lane: &mut Lane, stream: StreamId, ctx: &mut Context,
 }
 
 /// Fields of trailer lines (`name: value` CRLF each).
-fn trailer_fields(lines: &[u8]) -> impl Iterator<Item = Field<'_>> + Clone {
+pub(super) fn trailer_fields(lines: &[u8]) -> impl Iterator<Item = Field<'_>> + Clone {
     lines.split(|&b| b == b'\n').filter_map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let colon = line.iter().position(|&b| b == b':')?;

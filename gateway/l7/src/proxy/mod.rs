@@ -77,6 +77,7 @@
 mod buf;
 mod gate;
 mod h2;
+mod h2up;
 mod response;
 mod upstream;
 
@@ -97,6 +98,7 @@ use sluice_model::policy::Policy;
 use sluice_model::route_stats::{self, Row};
 
 pub use h2::{H2Conn, H2Stats, PREFACE, h2_config};
+pub use h2up::H2Upstream;
 pub use upstream::{Balance, Generation, Health, Pool, PoolConfig};
 
 /// One second in nanoseconds.
@@ -474,6 +476,8 @@ struct Exchange {
     /// The route's `proxy-connect-timeout` and `proxy-read-timeout` (or the gateway's).
     connect_timeout_ns: u64,
     read_timeout_ns: u64,
+    /// The route's `backend-protocol` is HTTP/2 ([`H2Upstream`] on the upstream connection).
+    upstream_h2: bool,
 }
 
 /// The access-log fields of the request in flight.
@@ -692,6 +696,12 @@ impl Conn {
     /// Whether the connection is done: close the client socket (and drop this).
     pub fn is_finished(&self) -> bool {
         matches!(self.phase, Phase::Closing) && (self.cout.is_empty() || self.linger_over) && !self.attached
+    }
+
+    /// Whether the request in flight goes upstream over HTTP/2 (`backend-protocol` GRPC, GRPCS
+    /// or H2C): the driver puts an [`H2Upstream`] between the core and the socket.
+    pub fn upstream_h2(&self) -> bool {
+        matches!(&self.phase, Phase::Exchange(ex) if ex.upstream_h2)
     }
 
     /// Whether an upstream connection is attached (between [`Action::Connect`] and
@@ -1341,6 +1351,7 @@ fn begin(
         policy.connect_timeout_s.map_or(ctx.config.upstream_connect_timeout_ns, |s| u64::from(s) * SECOND_NS);
     let read_timeout_ns =
         policy.read_timeout_s.map_or(ctx.config.upstream_read_timeout_ns, |s| u64::from(s) * SECOND_NS);
+    let upstream_h2 = policy.backend_protocol.is_h2();
     Start::Proxy(Exchange {
         generation,
         upstream,
@@ -1365,6 +1376,7 @@ fn begin(
         last_upstream_ns: now_ns,
         connect_timeout_ns,
         read_timeout_ns,
+        upstream_h2,
     })
 }
 
