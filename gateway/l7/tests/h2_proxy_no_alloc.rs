@@ -108,3 +108,18 @@ fn streams_allocate_nothing_once_the_lanes_exist() {
     assert_eq!(ctx.stats().responses[2], 101 * STREAMS as u64);
     assert_eq!(info.count_total, 0, "{info:?}");
 }
+
+/// What an HTTP/2 client connection holds before its first stream, and what a lane adds: the
+/// figures docs/l7.md gives, and a bound that catches a buffer growing by accident.
+#[test]
+fn an_idle_http2_connection_holds_a_bounded_amount() {
+    let mut ctx = Context::new(Config::default(), 1);
+    let info = allocation_counter::measure(|| {
+        let conn = H2Conn::new(&mut ctx, "192.0.2.1:5000".parse().unwrap(), 443, true, 0);
+        std::hint::black_box(&conn);
+        std::mem::forget(conn);
+    });
+    let kib = info.bytes_current as f64 / 1024.0;
+    eprintln!("an HTTP/2 client connection: {kib:.1} KiB in {} allocations", info.count_current);
+    assert!(kib < 160.0, "{kib:.1} KiB");
+}

@@ -112,10 +112,16 @@ impl H2Stats {
 }
 
 /// The HTTP/2 settings a client connection gets: the module's defaults, with the header list
-/// limit of an HTTP/1.1 head ([`crate::h1::Limits::max_head_bytes`]).
+/// limit of an HTTP/1.1 head ([`crate::h1::Limits::max_head_bytes`]), and smaller buffers made
+/// once per connection (an idle connection holds them): a 16 KiB output buffer (one TLS
+/// record's worth; the data of every stream goes through it in turn) and header blocks of at
+/// most 16 KiB compressed (nginx's `http2_max_field_size`-era default; a 32 KiB list of
+/// HPACK-compressed fields fits).
 pub fn h2_config(config: &super::Config) -> h2::Config {
     h2::Config {
         max_header_list_bytes: u32::try_from(config.limits.max_head_bytes).unwrap_or(u32::MAX),
+        max_header_block_bytes: 16 * 1024,
+        write_buffer_bytes: 16 * 1024,
         ..h2::Config::DEFAULT
     }
 }
