@@ -34,7 +34,9 @@
 //!    handshakes, so the table shows there were no resumptions.
 //! 4. HTTP/2 over TLS 1.3 (ALPN `h2`): `h2load -t1 -c32 -m10 -D S https://HOST/` — 32
 //!    connections, 10 streams in flight on each; the upstreams stay HTTP/1.1 for all three
-//!    (nginx: `listen 443 ssl http2`, ingress-nginx's default; HAProxy: `alpn h2,http/1.1`).
+//!    (nginx: `listen ssl http2`, ingress-nginx's default, on a port of its own without the
+//!    1,000-request limit per connection that h2load cannot recover from; HAProxy: `alpn
+//!    h2,http/1.1`).
 //!
 //! CPU: `utime + stime` from `/proc/PID/stat` of each proxy's processes (the gateway process with
 //! all its threads; nginx's master and worker; HAProxy's one process), read just before the
@@ -152,6 +154,8 @@ enum Mode {
 /// HTTP/2 mode: h2load's connections and streams in flight on each.
 const H2_CONNS: usize = 32;
 const H2_STREAMS: usize = 10;
+/// nginx's HTTP/2 run goes to this port (see [`nginx_conf`]); the others' to 443.
+const H2_NGINX_PORT: u16 = 8443;
 
 impl Mode {
     const ALL: [Mode; 4] = [Mode::Http, Mode::Https, Mode::Handshake, Mode::H2];
@@ -634,6 +638,9 @@ apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
   name: bench
+  annotations:
+    # Plain HTTP is measured too: no redirect to HTTPS (nginx and HAProxy here have none).
+    nginx.ingress.kubernetes.io/ssl-redirect: "false"
 spec:
   ingressClassName: sluice
   tls:
@@ -679,6 +686,29 @@ http {{
   server {{
     listen {addr}:80 backlog=4096; listen {addr}:443 ssl http2 backlog=4096;
     server_name {host};
+    ssl_certificate {cert}; ssl_certificate_key {key};
+    location / {{
+      proxy_http_version 1.1; proxy_set_header Connection \"\";
+      proxy_set_header Host $host;
+      proxy_set_header X-Request-ID $request_id;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Forwarded-Port $server_port;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_connect_timeout 5s; proxy_send_timeout 60s; proxy_read_timeout 60s;
+      proxy_buffering on; proxy_buffer_size 4k; proxy_buffers 4 4k;
+      proxy_next_upstream error timeout;
+      proxy_pass http://web;
+    }}
+  }}
+  # The HTTP/2 run's port: nginx ends an HTTP/2 connection after keepalive_requests (1,000,
+  # ingress-nginx's default) and h2load does not reconnect, so its connections would die one
+  # by one; Sluice and HAProxy set no such limit. The same server otherwise.
+  server {{
+    listen {addr}:{H2_NGINX_PORT} ssl http2 backlog=4096;
+    server_name {host};
+    keepalive_requests 100000000;
     ssl_certificate {cert}; ssl_certificate_key {key};
     location / {{
       proxy_http_version 1.1; proxy_set_header Connection \"\";
@@ -1132,7 +1162,10 @@ impl Bench {
                 }
             }
             Mode::H2 => {
-                let url = format!("https://{}/", p.host());
+                let url = match p {
+                    Proxy::Nginx => format!("https://{}:{H2_NGINX_PORT}/", p.host()),
+                    _ => format!("https://{}/", p.host()),
+                };
                 let (c, m, d) = (H2_CONNS.to_string(), H2_STREAMS.to_string(), seconds.to_string());
                 let args = ["h2load", "-t1", "-c", &c, "-m", &m, "-D", &d, &url];
                 let text = self.client("h2load", &args, limit)?;

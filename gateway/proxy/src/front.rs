@@ -35,11 +35,6 @@ impl Front {
         Front::Sniff { buf: [0; PREFACE.len()], len: 0, since_ns: now_ns, peer, port, https }
     }
 
-    /// Whether it speaks HTTP/2.
-    pub(crate) fn is_h2(&self) -> bool {
-        matches!(self, Front::H2(_))
-    }
-
     pub(crate) fn client_read_buf(&mut self) -> &mut [u8] {
         match self {
             Front::Sniff { buf, len, .. } => &mut buf[*len..],

@@ -37,6 +37,14 @@
 //! TLS listeners wrap each accepted connection in a `rustls::ServerConnection` made from the
 //! listener's `Arc<ServerConfig>`; the plaintext goes to the same core.
 //!
+//! HTTP/2: a connection's first bytes decide (`front.rs`): the HTTP/2 preface (after ALPN `h2`,
+//! or h2c by prior knowledge) makes it a [`sluice_l7::proxy::H2Conn`], which serves each stream
+//! with a core of its own (a *lane*); every upstream connection belongs to a (client, lane), and
+//! each lane's is driven like an HTTP/1.1 client's. An exchange whose route's `backend-protocol`
+//! is HTTP/2 (GRPC, GRPCS, H2C) gets an upstream connection with a
+//! [`sluice_l7::proxy::H2Upstream`] between the core and the socket, pooled apart from the
+//! HTTP/1.1 ones. [`Proxy::go_away`] starts a graceful shutdown of the HTTP/2 clients.
+//!
 //! # Allocation
 //! Per connection: the core's buffers, the slot (the slot table grows to the most
 //! connections open at once and stays), the TLS state. Per request: nothing in the driver;
@@ -45,7 +53,10 @@
 //! # Known limits
 //! - Timers are a scan of the connections on every [`Proxy::tick`] (fine for thousands,
 //!   a timer wheel later).
-//! - Upstreams are plain HTTP/1.1 (`backend-protocol: HTTPS` and gRPC later).
+//! - Upstreams are HTTP/1.1, or HTTP/2 in clear (GRPC, H2C; one stream at a time per
+//!   connection); no TLS to upstreams (`backend-protocol: HTTPS` and `GRPCS` later).
+//! - An HTTP/2 client's lanes are all looked at on each of its events (at most
+//!   SETTINGS_MAX_CONCURRENT_STREAMS, 100).
 //! - A closing client connection is closed once its last response is written; bytes that
 //!   arrive later may make the kernel reset it (no lingering close beyond five seconds of
 //!   draining).
@@ -182,12 +193,6 @@ impl Client {
             self.lanes.resize(lane, None);
         }
         &mut self.lanes[lane - 1]
-    }
-
-    /// Lanes with an upstream connection: (lane, upstream slot).
-    fn attached(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let first = self.upstream.map(|u| (0, u));
-        first.into_iter().chain(self.lanes.iter().enumerate().filter_map(|(k, u)| u.map(|u| (k + 1, u))))
     }
 }
 
@@ -545,20 +550,14 @@ impl Proxy {
 
     /// Moves bytes for client `i` and its upstream until nothing moves.
     fn drive(&mut self, registry: &Registry, i: usize, now_ns: u64) {
-        let mut lanes = Vec::new();
         for _ in 0..1024 {
             let mut moved = self.client_io(i, now_ns);
             moved |= self.actions(registry, i, now_ns);
             let Slot::Client(c) = &self.slots[i] else { return };
-            if c.front.is_h2() {
-                // Every lane with an upstream (the list is taken first: I/O changes it).
-                lanes.clear();
-                lanes.extend(c.attached().map(|(lane, _)| lane));
-                for &lane in &lanes {
-                    moved |= self.upstream_io(i, lane, now_ns);
-                }
-            } else {
-                moved |= self.upstream_io(i, 0, now_ns);
+            // Every lane that may have an upstream (an HTTP/1.1 client has lane 0 only).
+            let lanes = 1 + c.lanes.len();
+            for lane in 0..lanes {
+                moved |= self.upstream_io(i, lane, now_ns);
             }
             moved |= self.actions(registry, i, now_ns);
             let Slot::Client(c) = &mut self.slots[i] else { return };
