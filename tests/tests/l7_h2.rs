@@ -149,7 +149,7 @@ fn http2_clients_through_the_gateway() {
     );
     assert_eq!(out, "404");
     let log = sb.log("gateway");
-    assert!(log.contains("foo.bar.com \"GET /owners/find/1 HTTP/1.1\" 200"), "access log:\n{log}");
+    assert!(log.contains("foo.bar.com \"GET /owners/find/1 HTTP/2.0\" 200"), "access log:\n{log}");
 }
 
 /// The gRPC Service and Ingress: `grpc.example` → the owners Pod's port 50051, over HTTP/2.
@@ -199,7 +199,7 @@ fn grpc_unary_and_streaming_through_the_gateway() {
     assert_eq!(sb.wait_counter("l7_requests", 7), 7, "{}", sb.metrics());
     assert_eq!(sb.gateway_counter("l7_h2_streams_failed"), 0);
     let log = sb.log("gateway");
-    assert!(log.contains("grpc.example \"POST /echo.Echo/Unary HTTP/1.1\" 200"), "access log:\n{log}");
+    assert!(log.contains("grpc.example \"POST /echo.Echo/Unary HTTP/2.0\" 200"), "access log:\n{log}");
 }
 
 /// An HTTP/2 client that opens a connection, waits for the file `go` to appear, then reads

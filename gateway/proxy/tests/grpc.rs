@@ -95,5 +95,5 @@ fn grpc_unary_streaming_and_status_cross_an_h2c_upstream() {
     assert_eq!(s.h2.count(Counter::L7H2Connections), 1);
     assert_eq!(s.upstream_connects, 1, "one HTTP/2 upstream connection, reused: {s:?}");
     let log = proxy.log.lock().unwrap().clone();
-    assert!(log.iter().any(|l| l.contains("\"POST /echo.Echo/Stream HTTP/1.1\" 200 ")), "{log:?}");
+    assert!(log.iter().any(|l| l.contains("\"POST /echo.Echo/Stream HTTP/2.0\" 200 ")), "{log:?}");
 }

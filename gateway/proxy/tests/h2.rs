@@ -92,7 +92,7 @@ fn curl_with_prior_knowledge_on_the_plain_listener() {
     assert!(s.core.max_conn_buffered_bytes <= 1024 * 1024, "{s:?}");
     let log = proxy.log.lock().unwrap().clone();
     assert!(
-        log.iter().any(|l| l.starts_with("127.0.0.1 app.test \"GET /headers HTTP/1.1\" 200 ")),
+        log.iter().any(|l| l.starts_with("127.0.0.1 app.test \"GET /headers HTTP/2.0\" 200 ")),
         "{log:?}"
     );
 }

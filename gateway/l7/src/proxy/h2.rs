@@ -54,7 +54,8 @@
 //! - No CONNECT (RFC 9113 §8.5) and no extended CONNECT: a tunnel answer resets the stream.
 //! - Request trailers reach the upstream only with a body of unknown length (chunked), as with
 //!   HTTP/1.1; a trailer section larger than a lane's input buffer is dropped.
-//! - The access log and the metrics see the request as the HTTP/1.1 request it became.
+//! - The metrics see the request as the HTTP/1.1 request it became (the access log's request
+//!   line says `HTTP/2.0`).
 //! - Priorities are ignored: lanes are served round robin.
 //! - Streams the client opens after a GOAWAY are ignored, not refused (the h2 module's limit).
 //! - Upstreams are HTTP/1.1 (gRPC's HTTP/2 upstreams are not served yet).
@@ -915,7 +916,11 @@ fn open_stream(
         }
     };
     let lane = &mut lanes[i];
-    let conn = lane.conn.get_or_insert_with(|| Conn::new(ctx, peer, local_port, https, now_ns));
+    let conn = lane.conn.get_or_insert_with(|| {
+        let mut c = Conn::new(ctx, peer, local_port, https, now_ns);
+        c.h2_lane = true;
+        c
+    });
     let room = conn.client_read_buf();
     if room.len() < scratch.len() {
         return After::Answer(stream, 431);

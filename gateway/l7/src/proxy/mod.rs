@@ -529,6 +529,9 @@ pub struct Conn {
     extra: String,
     /// Header lines the relayed response gains (HSTS, CORS, custom headers).
     resp_extra: String,
+    /// The requests come from an HTTP/2 stream ([`H2Conn`]'s lane): the access log says
+    /// `HTTP/2.0`, as nginx's does.
+    h2_lane: bool,
 }
 
 /// What to do with a request head.
@@ -568,6 +571,7 @@ impl Conn {
             log: LogState::default(),
             extra: String::new(),
             resp_extra: String::new(),
+            h2_lane: false,
         }
     }
 
@@ -863,7 +867,11 @@ impl Conn {
                     log.host.clear();
                     log.host.push_str(head.authority());
                     log.line.clear();
-                    let v = if head.version() == Version::Http11 { "HTTP/1.1" } else { "HTTP/1.0" };
+                    let v = match head.version() {
+                        _ if self.h2_lane => "HTTP/2.0",
+                        Version::Http11 => "HTTP/1.1",
+                        _ => "HTTP/1.0",
+                    };
                     let _ = write!(log.line, "{} {} {v}", head.method_str(), head.target());
                 }
                 log.start_ns = now_ns;
