@@ -79,6 +79,9 @@ pub use crate::h2::frame::PREFACE;
 /// CRLF) and the CRLF after the data.
 const CHUNK_ROOM: usize = 20;
 
+/// Fields of a response head parsed with a small array first (see [`H2Conn`]'s pump).
+const FEW_FIELDS: usize = 24;
+
 /// The input buffer beyond one whole frame: room for the next frames of a read.
 const INPUT_EXTRA: usize = 16 * 1024;
 
@@ -660,9 +663,18 @@ impl H2Conn {
                     if out.is_empty() {
                         break;
                     }
-                    let mut raw = [httparse::EMPTY_HEADER; MAX_FIELDS];
-                    let mut resp = httparse::Response::new(&mut raw);
-                    let head_len = match resp.parse(out) {
+                    // Most heads have a few fields: a small array first (a full one is 8 KiB
+                    // to initialise per response), the full one only when it is too small.
+                    let mut few = [httparse::EMPTY_HEADER; FEW_FIELDS];
+                    let mut all;
+                    let mut resp = httparse::Response::new(&mut few);
+                    let mut parsed = resp.parse(out);
+                    if matches!(parsed, Err(httparse::Error::TooManyHeaders)) {
+                        all = [httparse::EMPTY_HEADER; MAX_FIELDS];
+                        resp = httparse::Response::new(&mut all);
+                        parsed = resp.parse(out);
+                    }
+                    let head_len = match parsed {
                         Ok(httparse::Status::Complete(n)) => n,
                         Ok(httparse::Status::Partial) => break,
                         Err(_) => {
