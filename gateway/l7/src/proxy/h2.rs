@@ -46,7 +46,9 @@
 //! head-parser index; its four buffers take storage from the free list only while busy), a
 //! staging buffer (storage only while a request body waits), and the route key string.
 //! Per stream after that: nothing, except trailers (their fields are gathered in a vector per
-//! lane that grows to the largest trailer section seen). The price of one source for the
+//! lane that grows to the largest trailer section seen), and a new core when the last one was
+//! given up (a stream reset, a failed exchange, a response complete before its request body,
+//! or the core's [`super::Config::max_requests_per_client`] reached). The price of one source for the
 //! semantics: each request head is written as HTTP/1.1 and parsed again, and each response
 //! head parsed once more (`httparse`), and chunked bodies are framed and decoded once more.
 //!
