@@ -9,8 +9,9 @@
 #   openssl                 s_client: a real TLS 1.0/1.1/1.2 client against the L7 TLS config (gateway/l7/tests/tls.rs)
 #   nghttp2-client          nghttp and h2load: real HTTP/2 clients (gateway/l7/tests/h2_interop.rs)
 #   nghttp2-server          nghttpd: a real HTTP/2 server for the client role (the same test)
+#   python3-grpcio          a real gRPC client and server (tests/grpc/, run by /usr/bin/python3) through the gateway
 sluice_debian_packages=(clang linux-libc-dev iproute2 ethtool nginx-light curl iputils-ping util-linux systemd openssl
-  nghttp2-client nghttp2-server)
+  nghttp2-client nghttp2-server python3-grpcio)
 
 sluice_install_packages() {
   local missing=() p

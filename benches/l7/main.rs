@@ -32,6 +32,11 @@
 //!    reconnections (`SSL_clear`), so with servers that issue tickets (rustls, HAProxy, nginx's
 //!    session cache) it resumes (see benches/README.md). The client counts full and resumed
 //!    handshakes, so the table shows there were no resumptions.
+//! 4. HTTP/2 over TLS 1.3 (ALPN `h2`): `h2load -t1 -c32 -m10 -D S https://HOST/` — 32
+//!    connections, 10 streams in flight on each; the upstreams stay HTTP/1.1 for all three
+//!    (nginx: `listen ssl http2`, ingress-nginx's default, on a port of its own without the
+//!    1,000-request limit per connection that h2load cannot recover from; HAProxy: `alpn
+//!    h2,http/1.1`).
 //!
 //! CPU: `utime + stime` from `/proc/PID/stat` of each proxy's processes (the gateway process with
 //! all its threads; nginx's master and worker; HAProxy's one process), read just before the
@@ -143,10 +148,17 @@ enum Mode {
     Http,
     Https,
     Handshake,
+    H2,
 }
 
+/// HTTP/2 mode: h2load's connections and streams in flight on each.
+const H2_CONNS: usize = 32;
+const H2_STREAMS: usize = 10;
+/// nginx's HTTP/2 run goes to this port (see [`nginx_conf`]); the others' to 443.
+const H2_NGINX_PORT: u16 = 8443;
+
 impl Mode {
-    const ALL: [Mode; 3] = [Mode::Http, Mode::Https, Mode::Handshake];
+    const ALL: [Mode; 4] = [Mode::Http, Mode::Https, Mode::Handshake, Mode::H2];
 
     fn title(self) -> &'static str {
         match self {
@@ -154,6 +166,9 @@ impl Mode {
             Mode::Https => "HTTPS keep-alive, TLS 1.3 (wrk -t1 -c64)",
             Mode::Handshake => {
                 "HTTPS, a new TLS 1.3 connection per request, no resumption (sluice-bench-l7 handshakes, 64 threads)"
+            }
+            Mode::H2 => {
+                "HTTP/2 over TLS 1.3 by ALPN (h2load -t1 -c32 -m10; p50 column: h2load's mean, no p99)"
             }
         }
     }
@@ -164,6 +179,7 @@ impl Mode {
             Mode::Http => "http",
             Mode::Https => "https",
             Mode::Handshake => "handshakes",
+            Mode::H2 => "h2",
         }
     }
 }
@@ -622,6 +638,9 @@ apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
   name: bench
+  annotations:
+    # Plain HTTP is measured too: no redirect to HTTPS (nginx and HAProxy here have none).
+    nginx.ingress.kubernetes.io/ssl-redirect: "false"
 spec:
   ingressClassName: sluice
   tls:
@@ -643,8 +662,9 @@ spec:
 /// ingress-nginx's configuration of nginx for one Ingress, cut to what this bench exercises:
 /// its defaults for keep-alive (75 s, 1,000 requests), upstream keepalive (320 connections,
 /// 10,000 requests, 60 s), proxy buffers (4k), timeouts, the forwarded headers it sets, TLS
-/// (here TLS 1.3 only; session cache 10m, no tickets; 4k TLS records). Left out: the Lua
-/// balancer (plain round robin is cheaper), access logs (off for every proxy), HTTP/2.
+/// (here TLS 1.3 only; session cache 10m, no tickets; 4k TLS records), HTTP/2 on the TLS port
+/// (ingress-nginx's `use-http2: true`). Left out: the Lua balancer (plain round robin is
+/// cheaper), access logs (off for every proxy).
 fn nginx_conf(dir: &Path, cert: &Path, key: &Path) -> String {
     let (d, addr, host) = (dir.display(), Proxy::Nginx.addr(), Proxy::Nginx.host());
     let servers: String = BACKENDS.iter().map(|(_, a)| format!("server {a}:{BACKEND_PORT}; ")).collect();
@@ -664,8 +684,31 @@ http {{
   ssl_buffer_size 4k;
   upstream web {{ {servers}keepalive 320; keepalive_requests 10000; keepalive_timeout 60s; }}
   server {{
-    listen {addr}:80 backlog=4096; listen {addr}:443 ssl backlog=4096;
+    listen {addr}:80 backlog=4096; listen {addr}:443 ssl http2 backlog=4096;
     server_name {host};
+    ssl_certificate {cert}; ssl_certificate_key {key};
+    location / {{
+      proxy_http_version 1.1; proxy_set_header Connection \"\";
+      proxy_set_header Host $host;
+      proxy_set_header X-Request-ID $request_id;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Forwarded-Port $server_port;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_connect_timeout 5s; proxy_send_timeout 60s; proxy_read_timeout 60s;
+      proxy_buffering on; proxy_buffer_size 4k; proxy_buffers 4 4k;
+      proxy_next_upstream error timeout;
+      proxy_pass http://web;
+    }}
+  }}
+  # The HTTP/2 run's port: nginx ends an HTTP/2 connection after keepalive_requests (1,000,
+  # ingress-nginx's default) and h2load does not reconnect, so its connections would die one
+  # by one; Sluice and HAProxy set no such limit. The same server otherwise.
+  server {{
+    listen {addr}:{H2_NGINX_PORT} ssl http2 backlog=4096;
+    server_name {host};
+    keepalive_requests 100000000;
     ssl_certificate {cert}; ssl_certificate_key {key};
     location / {{
       proxy_http_version 1.1; proxy_set_header Connection \"\";
@@ -690,7 +733,8 @@ http {{
 }
 
 /// HAProxy 2.6 with one thread: its defaults (server connections kept and reused, `http-reuse
-/// safe`), timeouts like the others, TLS 1.3 only, the forwarded headers.
+/// safe`), timeouts like the others, TLS 1.3 only with ALPN `h2,http/1.1`, the forwarded
+/// headers.
 fn haproxy_conf(pem: &Path) -> String {
     let addr = Proxy::Haproxy.addr();
     let servers: String =
@@ -710,7 +754,7 @@ defaults
   http-reuse safe
 frontend fe
   bind {addr}:80
-  bind {addr}:443 ssl crt {pem}
+  bind {addr}:443 ssl crt {pem} alpn h2,http/1.1
   http-request set-header X-Forwarded-Proto https if {{ ssl_fc }}
   http-request set-header X-Forwarded-Proto http if !{{ ssl_fc }}
   default_backend web
@@ -719,6 +763,75 @@ backend web
 {servers}",
         pem = pem.display()
     )
+}
+
+/// What h2load printed.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct H2load {
+    seconds: f64,
+    ok_2xx: u64,
+    non_2xx: u64,
+    errors: u64,
+    mean_ms: f64,
+}
+
+impl H2load {
+    /// Reads `finished in 10.00s, …`, `requests: … N failed, N errored, N timeout`,
+    /// `status codes: N 2xx, N 3xx, N 4xx, N 5xx` and `time for request: min max mean …`.
+    fn parse(text: &str) -> Option<H2load> {
+        let mut r = H2load::default();
+        let num = |w: &str| w.trim_end_matches([',', 's']).parse::<f64>().ok();
+        let ms = |w: &str| {
+            let (v, unit) = w.find(|c: char| c.is_ascii_alphabetic()).map(|i| w.split_at(i))?;
+            let v: f64 = v.parse().ok()?;
+            Some(match unit {
+                "us" => v / 1e3,
+                "ms" => v,
+                "s" => v * 1e3,
+                _ => return None,
+            })
+        };
+        let mut seen = 0;
+        for line in text.lines().map(str::trim) {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            if let Some(rest) = line.strip_prefix("finished in ") {
+                r.seconds = num(rest.split_whitespace().next()?)?;
+                seen |= 1;
+            } else if line.starts_with("requests:") {
+                let count = |name: &str| {
+                    w.windows(2)
+                        .find(|p| p[1].trim_end_matches(',') == name)
+                        .and_then(|p| p[0].parse::<u64>().ok())
+                };
+                r.errors = count("failed")? + count("errored")? + count("timeout").unwrap_or(0);
+                seen |= 2;
+            } else if line.starts_with("status codes:") {
+                let count = |class: &str| {
+                    w.windows(2)
+                        .find(|p| p[1].trim_end_matches(',') == class)
+                        .and_then(|p| p[0].parse::<u64>().ok())
+                };
+                r.ok_2xx = count("2xx")?;
+                r.non_2xx = count("3xx")? + count("4xx")? + count("5xx")?;
+                seen |= 4;
+            } else if line.starts_with("time for request:") {
+                r.mean_ms = ms(w.get(5)?)?;
+                seen |= 8;
+            }
+        }
+        (seen == 15).then_some(r)
+    }
+
+    fn sample(&self) -> Sample {
+        Sample {
+            requests: self.ok_2xx,
+            seconds: self.seconds,
+            p50_ms: self.mean_ms,
+            errors: self.errors,
+            non_2xx: self.non_2xx,
+            ..Sample::default()
+        }
+    }
 }
 
 /// One measurement of one proxy in one mode.
@@ -1048,6 +1161,16 @@ impl Bench {
                     ..Sample::default()
                 }
             }
+            Mode::H2 => {
+                let url = match p {
+                    Proxy::Nginx => format!("https://{}:{H2_NGINX_PORT}/", p.host()),
+                    _ => format!("https://{}/", p.host()),
+                };
+                let (c, m, d) = (H2_CONNS.to_string(), H2_STREAMS.to_string(), seconds.to_string());
+                let args = ["h2load", "-t1", "-c", &c, "-m", &m, "-D", &d, &url];
+                let text = self.client("h2load", &args, limit)?;
+                H2load::parse(&text).ok_or(format!("h2load said nothing usable:\n{text}"))?.sample()
+            }
             Mode::Handshake => {
                 let me = std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
                 let addr = format!("{}:443", p.addr());
@@ -1349,6 +1472,20 @@ mod tests {
         std::hint::black_box(x);
         assert!(cpu_ticks(me).expect("own stat") >= a);
         assert!(family(me).contains(&me));
+    }
+
+    #[test]
+    fn h2load_reports_are_read() {
+        let text = "finished in 10.00s, 53211.30 req/s, 5.48MB/s
+requests: 532113 total, 532113 started, 532113 done, 532110 succeeded, 3 failed, 0 errored, 0 timeout
+status codes: 532100 2xx, 0 3xx, 10 4xx, 0 5xx
+traffic: 54.80MB (57461236) total, 1.52MB (1596339) headers (space savings 94.21%), 3.04MB (3192678) data
+                     min         max         mean         sd        +/- sd
+time for request:      415us     40.94ms      5.88ms      2.40ms    80.00%
+";
+        let r = H2load::parse(text).unwrap();
+        assert_eq!(r, H2load { seconds: 10.0, ok_2xx: 532_100, non_2xx: 10, errors: 3, mean_ms: 5.88 });
+        assert_eq!(H2load::parse("finished in 1.00s, 1 req/s"), None);
     }
 
     #[test]

@@ -47,6 +47,8 @@ use crate::l7::L7Work;
 const L7_POLL_NS: u64 = 50_000;
 /// How often the L7 stage's timers run (ns).
 const L7_TICK_NS: u64 = 100_000_000;
+/// How long a stopping worker lets HTTP/2 streams in flight finish after its GOAWAY.
+const L7_DRAIN_NS: u64 = 2_000_000_000;
 /// How long without a frame before a worker serving L7 stops spinning between events (ns).
 const L4_QUIET_NS: u64 = 1_000_000;
 /// Tokens the L7 stage's sockets may take (listeners, client and upstream connections).
@@ -324,7 +326,29 @@ impl Core {
                 self.sleep();
             }
         }
+        self.drain_l7();
         self.report();
+    }
+
+    /// On stop: listeners closed, GOAWAY to every HTTP/2 client, and up to [`L7_DRAIN_NS`] for
+    /// their streams in flight to finish (HTTP/1.1 clients are closed with the process).
+    fn drain_l7(&mut self) {
+        let Some(l7) = &mut self.l7 else { return };
+        let start = sluice_sys::monotonic_ns();
+        if l7.proxy.go_away(self.reactor.registry(), start) == 0 {
+            return;
+        }
+        loop {
+            let proxy = &mut l7.proxy;
+            let waited = self.reactor.wait_with(Duration::from_millis(10), |registry, event| {
+                proxy.handle(registry, event, sluice_sys::monotonic_ns());
+            });
+            let now = sluice_sys::monotonic_ns();
+            l7.proxy.tick(self.reactor.registry(), now);
+            if waited.is_err() || l7.proxy.h2_streams() == 0 || now.saturating_sub(start) >= L7_DRAIN_NS {
+                return;
+            }
+        }
     }
 
     /// New next hops and a new table generation, when the main thread left them (one atomic
@@ -476,6 +500,10 @@ fn export(worker: &Worker, sockets: &[XskSocket], l7: Option<ProxyStats>) -> [u6
         c[Gauge::L7Clients] = p.clients as u64;
         c[Gauge::L7Upstreams] = p.upstreams as u64;
         c[Gauge::L7Pooled] = p.pooled as u64;
+        // The `l7_h2_*` counters: the proxy keeps one per counter name (zero for the others).
+        for (counter, n) in p.h2.iter() {
+            c[counter] += n;
+        }
     }
     for socket in sockets {
         if let Ok(k) = socket.stats() {

@@ -14,8 +14,8 @@
 //!   chunked decoder, hop-by-hop fields, which responses have a body.
 //! - [`h2`]: HTTP/2 (RFC 9113) and HPACK (RFC 7541): frames, header compression and a
 //!   connection state machine for both roles, with flow control and the flood limits (rapid
-//!   reset, CONTINUATION, SETTINGS, PING, empty frames, HPACK bombs). Not yet wired into
-//!   [`proxy`].
+//!   reset, CONTINUATION, SETTINGS, PING, empty frames, HPACK bombs). The proxy serves HTTP/2
+//!   clients with it ([`proxy::H2Conn`]) and reaches HTTP/2 upstreams ([`proxy::H2Upstream`]).
 //! - [`route`]: Kubernetes Ingress matching over a compiled route table: hosts, paths,
 //!   precedence and default backends, precomputed so that a request costs a few hash probes and
 //!   no allocation.
@@ -25,8 +25,9 @@
 //! - [`proxy`]: the reverse proxy of one client connection ([`proxy::Conn`]): routing per
 //!   request, endpoint choice, head rewriting, body streaming with backpressure, local statuses,
 //!   retries, timers; and the per-worker bookkeeping it shares ([`proxy::Context`], the
-//!   upstream [`proxy::Pool`], endpoint [`proxy::Health`]). Its sockets are driven by the
-//!   `sluice-proxy` crate.
+//!   upstream [`proxy::Pool`], endpoint [`proxy::Health`]). HTTP/2 clients drive one such core
+//!   per stream ([`proxy::H2Conn`]); HTTP/2 upstreams sit behind a converter
+//!   ([`proxy::H2Upstream`]). Its sockets are driven by the `sluice-proxy` crate.
 //! - [`policy`]: the enforcement primitives of ingress-nginx's annotations the proxy calls per
 //!   request — Basic authentication, request limits shared by every worker, canary choice,
 //!   ingress-nginx's path dialect and `rewrite-target`, CORS, session-affinity cookies.

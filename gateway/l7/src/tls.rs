@@ -21,9 +21,11 @@
 //!   honoured, so clients without AES instructions may pick ChaCha20.
 //! - Key exchange: rustls' aws-lc-rs defaults: X25519, P-256, P-384, and X25519MLKEM768
 //!   (post-quantum hybrid) for clients that offer it.
-//! - ALPN: `http/1.1` ([`ALPN_PROTOCOLS`]). A client that offers ALPN without `http/1.1` (an
-//!   `h2`-only client) is refused with `no_application_protocol`, which is what RFC 7301 §3.2
-//!   asks; `h2` is added to the list once the HTTP/2 stage exists.
+//! - ALPN: `h2`, then `http/1.1` ([`ALPN_PROTOCOLS`]; rustls picks the first of ours the client
+//!   offers, so HTTP/2 when the client can). A client that offers ALPN with neither is refused
+//!   with `no_application_protocol`, which is what RFC 7301 §3.2 asks; a client without ALPN
+//!   gets HTTP/1.1. What a connection speaks is decided by its first bytes (the HTTP/2 preface
+//!   or not), so the driver needs no ALPN result.
 //! - Resumption: stateless tickets only ([`TLS13_TICKETS`] per TLS 1.3 handshake; TLS 1.2
 //!   clients that ask for a ticket get one). The TLS 1.2 session-ID cache is off
 //!   ([`NoServerSessionStorage`]): rustls' cache is one mutex shared by every worker, which is a
@@ -90,8 +92,8 @@ pub static CIPHER_SUITES: &[SupportedCipherSuite] = &[
     cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 ];
 
-/// The ALPN protocols offered, in preference order. `h2` goes first here once HTTP/2 exists.
-pub const ALPN_PROTOCOLS: &[&[u8]] = &[b"http/1.1"];
+/// The ALPN protocols offered, in preference order: HTTP/2 ([`crate::proxy::H2Conn`]) first.
+pub const ALPN_PROTOCOLS: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// Tickets sent after a full TLS 1.3 handshake. Clients use a ticket once (RFC 8446 §C.4), and
 /// browsers open a few connections at once: two lets a second parallel connection resume too,

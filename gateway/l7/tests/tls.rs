@@ -543,7 +543,7 @@ fn a_tls11_client_hello_is_refused() {
 }
 
 #[test]
-fn alpn_negotiates_http11() {
+fn alpn_negotiates_h2_first_then_http11() {
     let f = fixture();
     let (generation, _) = tls::build(&f.certs, &f.default, &ticketer());
     let offer = |alpn: &[&[u8]]| {
@@ -554,11 +554,17 @@ fn alpn_negotiates_http11() {
         )
     };
     let (_, s) = offer(&[b"h2", b"http/1.1"]).unwrap();
+    assert_eq!(s.alpn_protocol(), Some(&b"h2"[..]));
+    let (_, s) = offer(&[b"http/1.1", b"h2"]).unwrap();
+    assert_eq!(s.alpn_protocol(), Some(&b"h2"[..]), "ours is the order that counts");
+    let (_, s) = offer(&[b"http/1.1"]).unwrap();
     assert_eq!(s.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (_, s) = offer(&[b"h2"]).unwrap();
+    assert_eq!(s.alpn_protocol(), Some(&b"h2"[..]));
     let (_, s) = offer(&[]).unwrap();
     assert_eq!(s.alpn_protocol(), None, "a client without ALPN is served (HTTP/1.1 implied)");
-    // An h2-only client is refused until the HTTP/2 stage exists (RFC 7301 §3.2).
-    match offer(&[b"h2"]) {
+    // A client that speaks neither is refused (RFC 7301 §3.2).
+    match offer(&[b"spdy/3"]) {
         Err(Failed::Server(rustls::Error::NoApplicationProtocol)) => {}
         other => panic!("{:?}", other.map(|_| ())),
     }

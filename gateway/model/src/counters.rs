@@ -124,6 +124,40 @@ named! {
         L7Limited => "l7_limited",
         /// Requests refused by a route's basic authentication (401).
         L7AuthDenied => "l7_auth_denied",
+        /// Client connections that spoke HTTP/2 (ALPN `h2`, or the preface on a plain listener).
+        L7H2Connections => "l7_h2_connections",
+        /// HTTP/2 streams opened by clients (each a request).
+        L7H2Streams => "l7_h2_streams",
+        /// HTTP/2 streams refused: over SETTINGS_MAX_CONCURRENT_STREAMS.
+        L7H2StreamsRefused => "l7_h2_streams_refused",
+        /// HTTP/2 streams reset by Sluice because of the client (malformed, flow control, closed).
+        L7H2StreamErrors => "l7_h2_stream_errors",
+        /// HTTP/2 header lists over the limit (HPACK bombs): answered 431 and reset.
+        L7H2HeaderListsTooLarge => "l7_h2_header_lists_too_large",
+        /// HTTP/2 streams reset by the client (RST_STREAM).
+        L7H2PeerResets => "l7_h2_peer_resets",
+        /// HTTP/2 streams reset by Sluice because their exchange failed (upstream gone mid-response).
+        L7H2StreamsFailed => "l7_h2_streams_failed",
+        /// Graceful HTTP/2 GOAWAYs sent: gateway shutdown, a route of streams in flight removed, idle.
+        L7H2GoAways => "l7_h2_goaways",
+        /// HTTP/2 connections closed for rapid reset (CVE-2023-44487, MadeYouReset).
+        L7H2RapidResets => "l7_h2_rapid_resets",
+        /// HTTP/2 connections closed for a CONTINUATION flood.
+        L7H2ContinuationFloods => "l7_h2_continuation_floods",
+        /// HTTP/2 connections closed for a header block over the size limit.
+        L7H2HeaderBlocksTooLarge => "l7_h2_header_blocks_too_large",
+        /// HTTP/2 connections closed for a SETTINGS flood.
+        L7H2SettingsFloods => "l7_h2_settings_floods",
+        /// HTTP/2 connections closed for a PING flood.
+        L7H2PingFloods => "l7_h2_ping_floods",
+        /// HTTP/2 connections closed because answers piled up unread (a client that does not read).
+        L7H2AnswerBacklogs => "l7_h2_answer_backlogs",
+        /// HTTP/2 connections closed for a flood of frames that carry nothing.
+        L7H2EmptyFrameFloods => "l7_h2_empty_frame_floods",
+        /// HTTP/2 connections closed for a header block that cannot be decoded (HPACK).
+        L7H2CompressionErrors => "l7_h2_compression_errors",
+        /// HTTP/2 connections closed for another protocol or flow-control error.
+        L7H2ProtocolErrors => "l7_h2_protocol_errors",
     }
 }
 
@@ -320,6 +354,6 @@ mod tests {
         // decision, not an accident (and add new counters at the end).
         let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(&names[..4], ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames"]);
-        assert_eq!(fingerprint(), 0x10f5_3718_8c2f_decf, "{:#x}", fingerprint());
+        assert_eq!(fingerprint(), 0xf796_bb6f_7dfe_9a35, "{:#x}", fingerprint());
     }
 }

@@ -37,6 +37,14 @@
 //! TLS listeners wrap each accepted connection in a `rustls::ServerConnection` made from the
 //! listener's `Arc<ServerConfig>`; the plaintext goes to the same core.
 //!
+//! HTTP/2: a connection's first bytes decide (`front.rs`): the HTTP/2 preface (after ALPN `h2`,
+//! or h2c by prior knowledge) makes it a [`sluice_l7::proxy::H2Conn`], which serves each stream
+//! with a core of its own (a *lane*); every upstream connection belongs to a (client, lane), and
+//! each lane's is driven like an HTTP/1.1 client's. An exchange whose route's `backend-protocol`
+//! is HTTP/2 (GRPC, GRPCS, H2C) gets an upstream connection with a
+//! [`sluice_l7::proxy::H2Upstream`] between the core and the socket, pooled apart from the
+//! HTTP/1.1 ones. [`Proxy::go_away`] starts a graceful shutdown of the HTTP/2 clients.
+//!
 //! # Allocation
 //! Per connection: the core's buffers, the slot (the slot table grows to the most
 //! connections open at once and stays), the TLS state. Per request: nothing in the driver;
@@ -45,7 +53,10 @@
 //! # Known limits
 //! - Timers are a scan of the connections on every [`Proxy::tick`] (fine for thousands,
 //!   a timer wheel later).
-//! - Upstreams are plain HTTP/1.1 (`backend-protocol: HTTPS` and gRPC later).
+//! - Upstreams are HTTP/1.1, or HTTP/2 in clear (GRPC, H2C; one stream at a time per
+//!   connection); no TLS to upstreams (`backend-protocol: HTTPS` and `GRPCS` later).
+//! - An HTTP/2 client's lanes are all looked at on each of its events (at most
+//!   SETTINGS_MAX_CONCURRENT_STREAMS, 100).
 //! - A closing client connection is closed once its last response is written; bytes that
 //!   arrive later may make the kernel reset it (no lingering close beyond five seconds of
 //!   draining).
@@ -66,10 +77,13 @@ use mio::{Interest, Registry, Token};
 use rustls::{ServerConfig, ServerConnection};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use sluice_l7::proxy::{Action, Config, Conn, Context, Generation, Pool, UpstreamError};
+use sluice_l7::proxy::{Action, Config, Context, Generation, H2Upstream, Pool, UpstreamError};
 use sluice_model::l7::L7Table;
 
-pub use sluice_l7::proxy::{AccessRecord, RouteMeter, Stats as CoreStats};
+pub use sluice_l7::proxy::{AccessRecord, H2Stats, RouteMeter, Stats as CoreStats};
+
+mod front;
+use front::Front;
 
 /// A line sink for the access log.
 pub type LineSink = Box<dyn FnMut(&str)>;
@@ -119,6 +133,8 @@ pub struct ProxyStats {
     pub tls_resumed: u64,
     /// The core's counters: requests, responses per status class, buffers.
     pub core: CoreStats,
+    /// HTTP/2 clients' counters (the `l7_h2_*` counters).
+    pub h2: H2Stats,
 }
 
 /// A listening socket.
@@ -131,9 +147,12 @@ struct Listener {
 /// A client connection.
 struct Client {
     stream: TcpStream,
-    conn: Conn,
+    front: Front,
     tls: Option<Box<ServerConnection>>,
+    /// The upstream connection of lane 0 (an HTTP/1.1 client's only one).
     upstream: Option<usize>,
+    /// The upstream connections of an HTTP/2 client's other lanes (index: lane - 1).
+    lanes: Vec<Option<usize>>,
     readable: bool,
     writable: bool,
     eof: bool,
@@ -148,7 +167,8 @@ struct Client {
 struct UpstreamConn {
     stream: TcpStream,
     addr: SocketAddr,
-    owner: Option<usize>,
+    /// The client slot and lane it serves.
+    owner: Option<(usize, usize)>,
     connected: bool,
     /// Requests it finished.
     uses: u32,
@@ -158,6 +178,22 @@ struct UpstreamConn {
     hup: bool,
     /// It failed or closed: the core was told; only a Release is expected.
     dead: bool,
+    /// It speaks HTTP/2 (`backend-protocol` GRPC, GRPCS, H2C): the converter between the
+    /// core's HTTP/1.1 bytes and the socket, kept with it in the pool.
+    h2: Option<Box<H2Upstream>>,
+}
+
+impl Client {
+    /// The upstream slot of `lane`.
+    fn lane(&mut self, lane: usize) -> &mut Option<usize> {
+        if lane == 0 {
+            return &mut self.upstream;
+        }
+        if self.lanes.len() < lane {
+            self.lanes.resize(lane, None);
+        }
+        &mut self.lanes[lane - 1]
+    }
 }
 
 enum Slot {
@@ -176,7 +212,11 @@ pub struct Proxy {
     slots: Vec<Slot>,
     free: Vec<usize>,
     pool: Pool<usize>,
+    /// Idle HTTP/2 upstream connections (a separate pool: an endpoint may be reached both ways).
+    pool_h2: Pool<usize>,
     stats: ProxyStats,
+    /// The time of the last event or tick (for what happens between them: a new generation).
+    now_ns: u64,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -207,7 +247,9 @@ impl Proxy {
             slots: Vec::new(),
             free: Vec::new(),
             pool: Pool::new(config.core.pool),
+            pool_h2: Pool::new(config.core.pool),
             stats: ProxyStats::default(),
+            now_ns: 0,
         }
     }
 
@@ -224,10 +266,57 @@ impl Proxy {
         let generation = Rc::new(Generation::new(&l7));
         let mut dead = Vec::new();
         self.pool.expire(0, |a| generation.is_live(a), |u| dead.push(u));
+        self.pool_h2.expire(0, |a| generation.is_live(a), |u| dead.push(u));
         for u in dead {
             self.close_upstream(registry, u);
         }
         self.ctx.set_generation(generation);
+        // HTTP/2 clients whose streams in flight lost their route are sent GOAWAY.
+        let now_ns = self.now_ns;
+        for i in 0..self.slots.len() {
+            if let Slot::Client(c) = &mut self.slots[i]
+                && let Front::H2(h2) = &mut c.front
+            {
+                h2.generation_changed(&mut self.ctx, now_ns);
+                self.drive(registry, i, now_ns);
+            }
+        }
+    }
+
+    /// Starts a graceful shutdown of every HTTP/2 client connection (GOAWAY: the streams in
+    /// flight finish, no new one is taken) and closes the listeners. Returns the streams still
+    /// in flight, to wait for (see [`Proxy::h2_streams`]).
+    pub fn go_away(&mut self, registry: &Registry, now_ns: u64) -> usize {
+        for i in 0..self.slots.len() {
+            match &mut self.slots[i] {
+                Slot::Listener(l) => {
+                    let _ = registry.deregister(&mut l.socket);
+                    self.free_slot(i);
+                }
+                Slot::Client(c) => {
+                    if let Front::H2(h2) = &mut c.front {
+                        h2.go_away(&mut self.ctx, now_ns);
+                        self.drive(registry, i, now_ns);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.h2_streams()
+    }
+
+    /// HTTP/2 streams in flight on every client connection.
+    pub fn h2_streams(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| match s {
+                Slot::Client(c) => match &c.front {
+                    Front::H2(h2) => h2.open_streams(),
+                    _ => 0,
+                },
+                _ => 0,
+            })
+            .sum()
     }
 
     /// Sends one line per request to `sink`, when [`ProxyConfig::access_log`] is on:
@@ -335,7 +424,8 @@ impl Proxy {
     pub fn stats(&self) -> ProxyStats {
         let mut s = self.stats;
         s.core = *self.ctx.stats();
-        s.pooled = self.pool.len();
+        s.h2 = *self.ctx.h2_stats();
+        s.pooled = self.pool.len() + self.pool_h2.len();
         s
     }
 
@@ -346,6 +436,7 @@ impl Proxy {
 
     /// Handles one readiness event for a token this proxy [`Proxy::owns`].
     pub fn handle(&mut self, registry: &Registry, event: &Event, now_ns: u64) {
+        self.now_ns = now_ns;
         let Some(i) = event.token().0.checked_sub(self.base) else { return };
         let readable = event.is_readable() || event.is_read_closed() || event.is_error();
         let hup = event.is_read_closed() || event.is_error();
@@ -363,7 +454,7 @@ impl Proxy {
                 u.hup |= hup;
                 u.writable |= writable;
                 match u.owner {
-                    Some(c) => self.drive(registry, c, now_ns),
+                    Some((c, _)) => self.drive(registry, c, now_ns),
                     None => self.idle_event(registry, i),
                 }
             }
@@ -378,9 +469,10 @@ impl Proxy {
         let unix_s =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         self.ctx.set_wall_clock(now_ns, unix_s);
+        self.now_ns = now_ns;
         for i in 0..self.slots.len() {
             if let Slot::Client(c) = &mut self.slots[i] {
-                c.conn.tick(&mut self.ctx, now_ns);
+                c.front.tick(&mut self.ctx, now_ns);
                 self.drive(registry, i, now_ns);
             }
         }
@@ -388,6 +480,7 @@ impl Proxy {
         let generation = Rc::clone(self.ctx.generation());
         let mut dead = Vec::new();
         self.pool.expire(now_ns, |a| generation.is_live(a), |u| dead.push(u));
+        self.pool_h2.expire(now_ns, |a| generation.is_live(a), |u| dead.push(u));
         for u in dead {
             self.close_upstream(registry, u);
         }
@@ -447,12 +540,12 @@ impl Proxy {
                 continue;
             }
             let https = tls.is_some();
-            let conn = Conn::new(&self.ctx, peer, port, https, now_ns);
             self.slots[j] = Slot::Client(Box::new(Client {
                 stream,
-                conn,
+                front: Front::new(peer, port, https, now_ns),
                 tls,
                 upstream: None,
+                lanes: Vec::new(),
                 readable: true,
                 writable: true,
                 eof: false,
@@ -470,16 +563,21 @@ impl Proxy {
         for _ in 0..1024 {
             let mut moved = self.client_io(i, now_ns);
             moved |= self.actions(registry, i, now_ns);
-            moved |= self.upstream_io(i, now_ns);
+            let Slot::Client(c) = &self.slots[i] else { return };
+            // Every lane that may have an upstream (an HTTP/1.1 client has lane 0 only).
+            let lanes = 1 + c.lanes.len();
+            for lane in 0..lanes {
+                moved |= self.upstream_io(i, lane, now_ns);
+            }
             moved |= self.actions(registry, i, now_ns);
             let Slot::Client(c) = &mut self.slots[i] else { return };
-            if c.conn.is_finished() {
+            if c.front.is_finished() {
                 self.close_client(registry, i);
                 return;
             }
             if !moved {
                 // Until its next event: an idle connection keeps no buffer.
-                c.conn.shed_idle_buffers();
+                c.front.shed_idle_buffers();
                 return;
             }
         }
@@ -493,7 +591,7 @@ impl Proxy {
             None => {
                 // Read.
                 while c.readable && !c.eof {
-                    let buf = c.conn.client_read_buf();
+                    let buf = c.front.client_read_buf();
                     if buf.is_empty() {
                         break;
                     }
@@ -501,30 +599,30 @@ impl Proxy {
                     match Raw::of(&c.stream).read(buf) {
                         Ok(0) => {
                             c.eof = true;
-                            c.conn.client_eof(ctx, now_ns);
+                            c.front.client_eof(ctx, now_ns);
                         }
                         Ok(n) => {
-                            c.conn.client_read(ctx, n, now_ns);
+                            c.front.client_read(ctx, n, now_ns);
                             c.readable = !read_exhausted(n, asked, c.hup);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(_) => {
                             c.eof = true;
-                            c.conn.client_failed(ctx, now_ns);
+                            c.front.client_failed(ctx, now_ns);
                         }
                     }
                     moved = true;
                 }
                 // Write.
-                while c.writable && !c.conn.client_write_buf().is_empty() {
-                    match Raw::of(&c.stream).write(c.conn.client_write_buf()) {
-                        Ok(n) => c.conn.client_wrote(ctx, n, now_ns),
+                while c.writable && !c.front.client_write_buf().is_empty() {
+                    match Raw::of(&c.stream).write(c.front.client_write_buf()) {
+                        Ok(n) => c.front.client_wrote(ctx, n, now_ns),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(_) => {
                             c.eof = true;
-                            c.conn.client_failed(ctx, now_ns);
+                            c.front.client_failed(ctx, now_ns);
                         }
                     }
                     moved = true;
@@ -550,7 +648,7 @@ impl Proxy {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(_) => {
                             c.eof = true;
-                            c.conn.client_failed(ctx, now_ns);
+                            c.front.client_failed(ctx, now_ns);
                             break;
                         }
                     }
@@ -559,7 +657,7 @@ impl Proxy {
                         self.stats.tls_errors += 1;
                         // The alert rustls queued goes out with the writes below.
                         c.eof = true;
-                        c.conn.client_failed(ctx, now_ns);
+                        c.front.client_failed(ctx, now_ns);
                         break;
                     }
                     if !c.handshaken && !tls.is_handshaking() {
@@ -572,42 +670,42 @@ impl Proxy {
                 }
                 // Plaintext to the core.
                 loop {
-                    let buf = c.conn.client_read_buf();
+                    let buf = c.front.client_read_buf();
                     if buf.is_empty() {
                         break;
                     }
                     match tls.reader().read(buf) {
                         Ok(0) => {
                             c.eof = true;
-                            c.conn.client_eof(ctx, now_ns);
+                            c.front.client_eof(ctx, now_ns);
                             moved = true;
                             break;
                         }
                         Ok(n) => {
-                            c.conn.client_read(ctx, n, now_ns);
+                            c.front.client_read(ctx, n, now_ns);
                             moved = true;
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             if c.eof {
-                                c.conn.client_eof(ctx, now_ns);
+                                c.front.client_eof(ctx, now_ns);
                             }
                             break;
                         }
                         Err(_) => {
                             c.eof = true;
-                            c.conn.client_eof(ctx, now_ns);
+                            c.front.client_eof(ctx, now_ns);
                             moved = true;
                             break;
                         }
                     }
                 }
                 // Plaintext from the core, then records out.
-                let out = c.conn.client_write_buf();
+                let out = c.front.client_write_buf();
                 if !out.is_empty()
                     && let Ok(n) = tls.writer().write(out)
                     && n > 0
                 {
-                    c.conn.client_wrote(ctx, n, now_ns);
+                    c.front.client_wrote(ctx, n, now_ns);
                     moved = true;
                 }
                 while c.writable && tls.wants_write() {
@@ -617,7 +715,7 @@ impl Proxy {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => {
                             c.eof = true;
-                            c.conn.client_failed(ctx, now_ns);
+                            c.front.client_failed(ctx, now_ns);
                             break;
                         }
                     }
@@ -631,14 +729,15 @@ impl Proxy {
         let mut moved = false;
         loop {
             let Slot::Client(c) = &mut self.slots[i] else { return moved };
-            let Some(action) = c.conn.poll_action() else { return moved };
+            let Some((lane, action)) = c.front.poll_action() else { return moved };
             moved = true;
             match action {
-                Action::Connect(addr) => self.connect(registry, i, addr, now_ns),
+                Action::Connect(addr) => self.connect(registry, i, lane, addr, now_ns),
                 Action::Release { keep_alive } => {
-                    let Some(u) = c.upstream.take() else { continue };
-                    let keep =
-                        keep_alive && matches!(&self.slots[u], Slot::Upstream(x) if x.connected && !x.dead);
+                    let Some(u) = c.lane(lane).take() else { continue };
+                    let keep = keep_alive
+                        && matches!(&self.slots[u], Slot::Upstream(x)
+                            if x.connected && !x.dead && x.h2.as_ref().is_none_or(|h| h.reusable()));
                     if !keep {
                         self.close_upstream(registry, u);
                         continue;
@@ -647,7 +746,7 @@ impl Proxy {
                     // Edge-triggered: if the last read did not end in WouldBlock, a close that
                     // came with the response will raise no new event. Look now, or the pool
                     // would hand out a dead connection.
-                    if x.readable {
+                    if x.readable && x.h2.is_none() {
                         let mut probe = [0u8; 1];
                         match Raw::of(&x.stream).read(&mut probe) {
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
@@ -660,7 +759,8 @@ impl Proxy {
                     x.owner = None;
                     x.uses += 1;
                     let (addr, uses) = (x.addr, x.uses);
-                    if let Some(u) = self.pool.put(addr, u, uses, now_ns) {
+                    let pool = if x.h2.is_some() { &mut self.pool_h2 } else { &mut self.pool };
+                    if let Some(u) = pool.put(addr, u, uses, now_ns) {
                         self.close_upstream(registry, u);
                     }
                 }
@@ -668,22 +768,24 @@ impl Proxy {
         }
     }
 
-    fn connect(&mut self, registry: &Registry, i: usize, addr: SocketAddr, now_ns: u64) {
+    fn connect(&mut self, registry: &Registry, i: usize, lane: usize, addr: SocketAddr, now_ns: u64) {
         let mut stale = Vec::new();
-        let pooled = self.pool.take(&addr, now_ns, |u| stale.push(u));
+        let want_h2 = matches!(&self.slots[i], Slot::Client(c) if c.front.upstream_h2(lane));
+        let pool = if want_h2 { &mut self.pool_h2 } else { &mut self.pool };
+        let pooled = pool.take(&addr, now_ns, |u| stale.push(u));
         for u in stale {
             self.close_upstream(registry, u);
         }
         if let Some((u, _)) = pooled {
             if let Slot::Upstream(x) = &mut self.slots[u] {
-                x.owner = Some(i);
+                x.owner = Some((i, lane));
                 x.readable = true;
                 x.writable = true;
             }
             self.stats.upstream_reuses += 1;
             if let Slot::Client(c) = &mut self.slots[i] {
-                c.upstream = Some(u);
-                c.conn.upstream_connected(&mut self.ctx, true, now_ns);
+                *c.lane(lane) = Some(u);
+                c.front.upstream_connected(&mut self.ctx, lane, true, now_ns);
             }
             return;
         }
@@ -701,13 +803,14 @@ impl Proxy {
                             self.slots[u] = Slot::Upstream(UpstreamConn {
                                 stream,
                                 addr,
-                                owner: Some(i),
+                                owner: Some((i, lane)),
                                 connected: false,
                                 uses: 0,
                                 readable: false,
                                 writable: false,
                                 hup: false,
                                 dead: false,
+                                h2: want_h2.then(|| Box::new(H2Upstream::new())),
                             });
                             self.stats.upstreams += 1;
                             self.stats.upstream_connects += 1;
@@ -727,14 +830,14 @@ impl Proxy {
         };
         let Slot::Client(c) = &mut self.slots[i] else { return };
         match opened {
-            Some(u) => c.upstream = Some(u),
-            None => c.conn.upstream_failed(&mut self.ctx, UpstreamError::Connect, now_ns),
+            Some(u) => *c.lane(lane) = Some(u),
+            None => c.front.upstream_failed(&mut self.ctx, lane, UpstreamError::Connect, now_ns),
         }
     }
 
-    fn upstream_io(&mut self, i: usize, now_ns: u64) -> bool {
-        let Slot::Client(c) = &self.slots[i] else { return false };
-        let Some(u) = c.upstream else { return false };
+    fn upstream_io(&mut self, i: usize, lane: usize, now_ns: u64) -> bool {
+        let Slot::Client(c) = &mut self.slots[i] else { return false };
+        let Some(u) = *c.lane(lane) else { return false };
         let (a, b) = (i.min(u), i.max(u));
         let (lo, hi) = self.slots.split_at_mut(b);
         let (cs, us) = if i < u { (&mut lo[a], &mut hi[0]) } else { (&mut hi[0], &mut lo[a]) };
@@ -752,14 +855,14 @@ impl Proxy {
                 Ok(None) => {}
                 Ok(Some(_)) | Err(_) => {
                     x.dead = true;
-                    c.conn.upstream_failed(ctx, UpstreamError::Connect, now_ns);
+                    c.front.upstream_failed(ctx, lane, UpstreamError::Connect, now_ns);
                     return true;
                 }
             }
             match x.stream.peer_addr() {
                 Ok(_) => {
                     x.connected = true;
-                    c.conn.upstream_connected(ctx, false, now_ns);
+                    c.front.upstream_connected(ctx, lane, false, now_ns);
                     moved = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
@@ -769,25 +872,28 @@ impl Proxy {
                 }
                 Err(_) => {
                     x.dead = true;
-                    c.conn.upstream_failed(ctx, UpstreamError::Connect, now_ns);
+                    c.front.upstream_failed(ctx, lane, UpstreamError::Connect, now_ns);
                     return true;
                 }
             }
         }
-        while x.writable && !x.dead && !c.conn.upstream_write_buf().is_empty() {
-            match Raw::of(&x.stream).write(c.conn.upstream_write_buf()) {
-                Ok(n) => c.conn.upstream_wrote(ctx, n, now_ns),
+        if x.h2.is_some() {
+            return h2_upstream_io(c, x, lane, ctx, now_ns) || moved;
+        }
+        while x.writable && !x.dead && !c.front.upstream_write_buf(lane).is_empty() {
+            match Raw::of(&x.stream).write(c.front.upstream_write_buf(lane)) {
+                Ok(n) => c.front.upstream_wrote(ctx, lane, n, now_ns),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     x.dead = true;
-                    c.conn.upstream_failed(ctx, UpstreamError::Io, now_ns);
+                    c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
                 }
             }
             moved = true;
         }
         while x.readable && !x.dead {
-            let buf = c.conn.upstream_read_buf();
+            let buf = c.front.upstream_read_buf(lane);
             if buf.is_empty() {
                 break;
             }
@@ -795,17 +901,17 @@ impl Proxy {
             match Raw::of(&x.stream).read(buf) {
                 Ok(0) => {
                     x.dead = true;
-                    c.conn.upstream_eof(ctx, now_ns);
+                    c.front.upstream_eof(ctx, lane, now_ns);
                 }
                 Ok(n) => {
-                    c.conn.upstream_read(ctx, n, now_ns);
+                    c.front.upstream_read(ctx, lane, n, now_ns);
                     x.readable = !read_exhausted(n, asked, x.hup);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     x.dead = true;
-                    c.conn.upstream_failed(ctx, UpstreamError::Io, now_ns);
+                    c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
                 }
             }
             moved = true;
@@ -818,6 +924,41 @@ impl Proxy {
     fn idle_event(&mut self, registry: &Registry, u: usize) {
         let Slot::Upstream(x) = &mut self.slots[u] else { return };
         if !x.readable {
+            return;
+        }
+        if let Some(h2) = &mut x.h2 {
+            // HTTP/2 servers talk on idle connections (SETTINGS, PING, WINDOW_UPDATE, GOAWAY):
+            // the frames are read and answered; the connection leaves the pool when it cannot
+            // take another exchange.
+            let mut open = true;
+            loop {
+                let buf = h2.read_buf();
+                if buf.is_empty() {
+                    break;
+                }
+                match Raw::of(&x.stream).read(buf) {
+                    Ok(0) => open = false,
+                    Ok(n) => {
+                        h2.read(n, self.now_ns);
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => open = false,
+                }
+                break;
+            }
+            while open && !h2.write_buf().is_empty() {
+                match Raw::of(&x.stream).write(h2.write_buf()) {
+                    Ok(n) => h2.wrote(n),
+                    Err(_) => break,
+                }
+            }
+            if !open || !h2.reusable() {
+                let addr = x.addr;
+                self.pool_h2.remove(&addr, &u);
+                self.close_upstream(registry, u);
+            }
             return;
         }
         let mut probe = [0u8; 1];
@@ -847,12 +988,101 @@ impl Proxy {
         }
         let _ = c.stream.shutdown(std::net::Shutdown::Write);
         let _ = registry.deregister(&mut c.stream);
-        if let Some(u) = c.upstream.take() {
+        let first = c.upstream.take();
+        let more = std::mem::take(&mut c.lanes);
+        for u in first.into_iter().chain(more.into_iter().flatten()) {
             self.close_upstream(registry, u);
         }
         self.stats.clients -= 1;
         self.free_slot(i);
     }
+}
+
+/// Moves an HTTP/2 upstream connection's bytes: the core's HTTP/1.1 request through the
+/// converter to the socket, the socket's frames through it back to the core. Whether anything
+/// moved.
+fn h2_upstream_io(c: &mut Client, x: &mut UpstreamConn, lane: usize, ctx: &mut Context, now_ns: u64) -> bool {
+    let UpstreamConn { stream, h2, writable, readable, hup, dead, .. } = x;
+    let Some(conv) = h2.as_mut() else { return false };
+    let mut moved = false;
+    loop {
+        let h1 = c.front.upstream_write_buf(lane);
+        if h1.is_empty() {
+            break;
+        }
+        let n = conv.send(h1);
+        if n == 0 {
+            break;
+        }
+        c.front.upstream_wrote(ctx, lane, n, now_ns);
+        moved = true;
+    }
+    while *writable && !conv.write_buf().is_empty() {
+        match Raw::of(stream).write(conv.write_buf()) {
+            Ok(n) => {
+                conv.wrote(n);
+                moved = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                *dead = true;
+                c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
+                return true;
+            }
+        }
+    }
+    let mut eof = false;
+    while *readable {
+        let buf = conv.read_buf();
+        if buf.is_empty() {
+            break;
+        }
+        let asked = buf.len();
+        match Raw::of(stream).read(buf) {
+            Ok(0) => {
+                eof = true;
+                *readable = false;
+            }
+            Ok(n) => {
+                conv.read(n, now_ns);
+                *readable = !read_exhausted(n, asked, *hup);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *readable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                *dead = true;
+                c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
+                return true;
+            }
+        }
+        moved = true;
+    }
+    loop {
+        let out = conv.response();
+        if out.is_empty() {
+            break;
+        }
+        let buf = c.front.upstream_read_buf(lane);
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len().min(out.len());
+        buf[..n].copy_from_slice(&out[..n]);
+        c.front.upstream_read(ctx, lane, n, now_ns);
+        conv.took(n, now_ns);
+        moved = true;
+    }
+    if eof {
+        *dead = true;
+        c.front.upstream_eof(ctx, lane, now_ns);
+        moved = true;
+    } else if conv.failed() && conv.response().is_empty() {
+        *dead = true;
+        c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
+        moved = true;
+    }
+    moved
 }
 
 /// Whether a read of `n` bytes, when `asked` were asked for, has emptied the socket for now.

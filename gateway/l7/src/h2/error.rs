@@ -2,6 +2,7 @@
 //! stable name for counters.
 
 use super::hpack::DecodeError;
+use sluice_model::counters::Counter;
 
 /// An HTTP/2 error code (RFC 9113 §7), as carried by RST_STREAM and GOAWAY. Codes this
 /// implementation does not know are kept as they are (§7: treated like INTERNAL_ERROR).
@@ -182,6 +183,21 @@ impl Reason {
             _ => ErrorCode::PROTOCOL_ERROR,
         }
     }
+    /// The gateway counter a connection closed for this reason adds to
+    /// (`sluice_model::counters`): each flood its own, the rest by kind.
+    pub const fn counter(self) -> Counter {
+        match self {
+            Reason::RapidReset => Counter::L7H2RapidResets,
+            Reason::ContinuationFlood => Counter::L7H2ContinuationFloods,
+            Reason::HeaderBlockTooLarge => Counter::L7H2HeaderBlocksTooLarge,
+            Reason::SettingsFlood => Counter::L7H2SettingsFloods,
+            Reason::PingFlood => Counter::L7H2PingFloods,
+            Reason::AnswerBacklog => Counter::L7H2AnswerBacklogs,
+            Reason::EmptyFrameFlood => Counter::L7H2EmptyFrameFloods,
+            Reason::Compression(_) => Counter::L7H2CompressionErrors,
+            _ => Counter::L7H2ProtocolErrors,
+        }
+    }
 
     /// A stable snake_case name for counters and logs.
     pub const fn name(self) -> &'static str {
@@ -335,6 +351,14 @@ impl StreamReason {
                 | StreamReason::SelfDependency
                 | StreamReason::StreamClosed
         )
+    }
+    /// The gateway counter a stream reset for this reason adds to (`sluice_model::counters`).
+    pub const fn counter(self) -> Counter {
+        match self {
+            StreamReason::Refused => Counter::L7H2StreamsRefused,
+            StreamReason::HeaderListTooLarge => Counter::L7H2HeaderListsTooLarge,
+            _ => Counter::L7H2StreamErrors,
+        }
     }
 
     /// A stable snake_case name for counters and logs.

@@ -76,6 +76,8 @@
 
 mod buf;
 mod gate;
+mod h2;
+mod h2up;
 mod response;
 mod upstream;
 
@@ -101,6 +103,8 @@ use crate::route::Route;
 use sluice_model::policy::Policy;
 use sluice_model::route_stats::{self, Row};
 
+pub use h2::{H2Conn, H2Stats, PREFACE, h2_config};
+pub use h2up::H2Upstream;
 pub use upstream::{Balance, Generation, Health, Pool, PoolConfig};
 
 /// One second in nanoseconds.
@@ -323,6 +327,8 @@ pub struct Context {
     stats: Stats,
     routes: RouteMeter,
     access_log: Option<AccessLog>,
+    /// HTTP/2 clients' counters ([`H2Conn`]).
+    h2: H2Stats,
 }
 
 impl std::fmt::Debug for Context {
@@ -354,6 +360,7 @@ impl Context {
             stats: Stats::default(),
             routes: RouteMeter::default(),
             access_log: None,
+            h2: H2Stats::default(),
         }
     }
 
@@ -398,6 +405,11 @@ impl Context {
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The HTTP/2 clients' counters.
+    pub fn h2_stats(&self) -> &H2Stats {
+        &self.h2
     }
 
     /// The counts per route.
@@ -533,6 +545,8 @@ struct Exchange {
     read_timeout_ns: u64,
     /// A place under the route's `limit-connections`, held while the request is in flight.
     _limit_guard: Option<ConnGuard>,
+    /// The route's `backend-protocol` is HTTP/2 ([`H2Upstream`] on the upstream connection).
+    upstream_h2: bool,
 }
 
 /// The access-log fields of the request in flight.
@@ -584,6 +598,9 @@ pub struct Conn {
     extra: String,
     /// Header lines the relayed response gains (HSTS, CORS, custom headers).
     resp_extra: String,
+    /// The requests come from an HTTP/2 stream ([`H2Conn`]'s lane): the access log says
+    /// `HTTP/2.0`, as nginx's does.
+    h2_lane: bool,
 }
 
 /// What to do with a request head.
@@ -623,6 +640,7 @@ impl Conn {
             log: LogState::default(),
             extra: String::new(),
             resp_extra: String::new(),
+            h2_lane: false,
         }
     }
 
@@ -751,6 +769,12 @@ impl Conn {
     /// Whether the connection is done: close the client socket (and drop this).
     pub fn is_finished(&self) -> bool {
         matches!(self.phase, Phase::Closing) && (self.cout.is_empty() || self.linger_over) && !self.attached
+    }
+
+    /// Whether the request in flight goes upstream over HTTP/2 (`backend-protocol` GRPC, GRPCS
+    /// or H2C): the driver puts an [`H2Upstream`] between the core and the socket.
+    pub fn upstream_h2(&self) -> bool {
+        matches!(&self.phase, Phase::Exchange(ex) if ex.upstream_h2)
     }
 
     /// Whether an upstream connection is attached (between [`Action::Connect`] and
@@ -912,7 +936,11 @@ impl Conn {
                     log.host.clear();
                     log.host.push_str(head.authority());
                     log.line.clear();
-                    let v = if head.version() == Version::Http11 { "HTTP/1.1" } else { "HTTP/1.0" };
+                    let v = match head.version() {
+                        _ if self.h2_lane => "HTTP/2.0",
+                        Version::Http11 => "HTTP/1.1",
+                        _ => "HTTP/1.0",
+                    };
                     let _ = write!(log.line, "{} {} {v}", head.method_str(), head.target());
                 }
                 log.start_ns = now_ns;
@@ -1497,6 +1525,7 @@ fn begin(
         policy.connect_timeout_s.map_or(ctx.config.upstream_connect_timeout_ns, |s| u64::from(s) * SECOND_NS);
     let read_timeout_ns =
         policy.read_timeout_s.map_or(ctx.config.upstream_read_timeout_ns, |s| u64::from(s) * SECOND_NS);
+    let upstream_h2 = policy.backend_protocol.is_h2();
     Start::Proxy(Exchange {
         generation,
         upstream,
@@ -1522,6 +1551,7 @@ fn begin(
         connect_timeout_ns,
         read_timeout_ns,
         _limit_guard: guard,
+        upstream_h2,
     })
 }
 

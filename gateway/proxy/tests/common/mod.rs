@@ -300,8 +300,13 @@ pub fn svc() -> ServiceBackend {
 
 /// `app.test/` → the web Service with these endpoints.
 pub fn table(endpoints: &[SocketAddr]) -> L7Table {
+    table_with(endpoints, Default::default())
+}
+
+/// [`table`], its Ingress with `policy` (its annotations).
+pub fn table_with(endpoints: &[SocketAddr], policy: sluice_model::policy::Policy) -> L7Table {
     let ingress = IngressSpec {
-        policy: Default::default(),
+        policy,
         canary: None,
         dialect: Default::default(),
         id: IngressRef::new("ns", "web"),
