@@ -369,36 +369,8 @@ pub fn ingress_class(c: objects::IngressClass) -> Checked<IngressClass> {
 
 /// Standard base64 (the encoding of Secret `data`), whitespace ignored; `None` if it is not.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    if !s.len().is_multiple_of(4) {
-        return None;
-    }
-    let pad = s.iter().rev().take_while(|&&c| c == b'=').count();
-    if pad > 2 {
-        return None;
-    }
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    let body = &s[..s.len() - pad];
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for &c in body {
-        acc = (acc << 6) | u32::from(value(c)?);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    let s: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    sluice_model::policy::base64(&s)
 }
 
 /// Checks a Secret, with the API server's default `type: Opaque`, and decodes its data.

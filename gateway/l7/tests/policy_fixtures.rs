@@ -278,7 +278,7 @@ fn cors_preflight_and_responses() {
             "Access-Control-Allow-Methods: GET, POST",
             "Access-Control-Max-Age: 600",
         ],
-        &["Content-Length", "204 No Content\n"],
+        &["Content-Length", "204 No Content\n", " Error\r\n"],
     );
     proxied(
         &p,

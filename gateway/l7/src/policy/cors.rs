@@ -17,7 +17,8 @@
 //! origin is allowed without credentials — `Cors::allowed`), `Access-Control-Allow-Credentials:
 //! true` when allowed, `Access-Control-Allow-Methods`, `Access-Control-Allow-Headers`,
 //! `Access-Control-Expose-Headers` when set, `Access-Control-Max-Age`; the preflight also
-//! `Content-Type: text/plain; charset=UTF-8` and `Content-Length: 0`.
+//! `Content-Type: text/plain; charset=UTF-8` (not ingress-nginx's `Content-Length: 0`: a 204
+//! must not carry one, RFC 9110 §8.6).
 //!
 //! # Known limits and differences
 //! - ingress-nginx answers every `OPTIONS` from an allowed origin itself; Sluice answers only
@@ -89,9 +90,10 @@ pub fn write_response_fields(cors: &Cors, origin: &str, out: &mut [u8]) -> Resul
 /// connection's fields are the caller's.
 pub fn write_preflight_fields(cors: &Cors, origin: &str, out: &mut [u8]) -> Result<usize, TooSmall> {
     let mut w = Writer::new(out);
+    // No Content-Length: a 204 must not carry one (RFC 9110 §8.6), though ingress-nginx's
+    // template sends `Content-Length: 0`.
     if fields(cors, origin, &mut w)? {
         w.field(b"Content-Type", b"text/plain; charset=UTF-8")?;
-        w.field(b"Content-Length", b"0")?;
     }
     Ok(w.len())
 }
@@ -194,8 +196,7 @@ mod tests {
              Access-Control-Allow-Headers: DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,\
              Cache-Control,Content-Type,Range,Authorization\r\n\
              Access-Control-Max-Age: 60\r\n\
-             Content-Type: text/plain; charset=UTF-8\r\n\
-             Content-Length: 0\r\n"
+             Content-Type: text/plain; charset=UTF-8\r\n"
         );
         // `*` with credentials echoes the origin (a browser refuses `*` with credentials).
         let n = write_response_fields(&cors(&["*"], true, ""), "https://z.org", &mut out).unwrap();

@@ -15,10 +15,11 @@ use std::net::SocketAddr;
 use sluice_model::policy::{HSTS_VALUE, HashKey, HashPart, Policy};
 
 use crate::policy::cookie;
+use crate::policy::cors::{self, CorsRequest};
 use crate::policy::{Sip, SipKey, hash_ip};
 
 use super::upstream::Generation;
-use crate::h1::{Method, RequestHead};
+use crate::h1::RequestHead;
 use crate::route::{MAX_HOST_BYTES, RequestHost, request_host};
 
 /// The field value of `name` in the request, if present (the first).
@@ -39,16 +40,19 @@ pub(super) fn gate(
     extra: &mut String,
     resp_extra: &mut String,
 ) -> Option<u16> {
+    // The host and its certificate matter only to a route that redirects to HTTPS: a route
+    // that does not (Sluice's class by default) costs no host lookup here.
+    let redirects = policy.ssl_redirect || policy.force_ssl_redirect;
     let mut host_buf = [0u8; MAX_HOST_BYTES];
-    let host = match request_host(head.authority(), &mut host_buf) {
-        RequestHost::Name(n) => Some(n),
+    let host = match redirects.then(|| request_host(head.authority(), &mut host_buf)) {
+        Some(RequestHost::Name(n)) => Some(n),
         _ => None,
     };
     let has_cert = host.is_some_and(|h| generation.has_certificate(h));
     // HSTS on HTTPS responses of a host with its own certificate, Sluice's answers included,
     // where the route redirects plain HTTP to HTTPS (ingress-nginx's default, and its HSTS
     // default, go together).
-    if https && has_cert && (policy.ssl_redirect || policy.force_ssl_redirect) {
+    if https && has_cert {
         for b in [&mut *extra, &mut *resp_extra] {
             b.push_str("Strict-Transport-Security: ");
             b.push_str(HSTS_VALUE);
@@ -102,35 +106,25 @@ pub(super) fn gate(
     None
 }
 
-/// CORS: the fields a response to an allowed origin gets, and the 204 a preflight gets.
+/// CORS (`policy::cors`, the one writer of its fields): the fields a response to an allowed
+/// origin gets, and the 204 a preflight gets.
 fn cors(policy: &Policy, head: &RequestHead<'_>, extra: &mut String, resp_extra: &mut String) -> Option<u16> {
-    if let (Some(cors), Some(origin)) = (&policy.cors, field(head, "origin"))
-        && let Ok(origin) = std::str::from_utf8(origin)
-        && let Some(allowed) = cors.allowed(origin)
-    {
-        let preflight =
-            head.method() == Method::Options && field(head, "access-control-request-method").is_some();
-        for b in [&mut *extra, &mut *resp_extra] {
-            push_field(b, "Access-Control-Allow-Origin", allowed);
-            if allowed != "*" {
-                b.push_str("Vary: Origin\r\n");
-            }
-            if cors.allow_credentials {
-                b.push_str("Access-Control-Allow-Credentials: true\r\n");
-            }
-            push_field(b, "Access-Control-Allow-Methods", &cors.allow_methods);
-            push_field(b, "Access-Control-Allow-Headers", &cors.allow_headers);
-            if !cors.expose_headers.is_empty() {
-                push_field(b, "Access-Control-Expose-Headers", &cors.expose_headers);
-            }
-        }
-        if preflight {
-            extra.push_str("Access-Control-Max-Age: ");
-            extra.push_str(itoa(cors.max_age_s, &mut [0; 10]));
-            extra.push_str("\r\n");
-            return Some(204);
-        }
+    let c = policy.cors.as_ref()?;
+    let request_method = field(head, "access-control-request-method");
+    let mut buf = [0u8; 1024];
+    let (preflight, n) = match cors::classify(c, head.method_str(), field(head, "origin"), request_method) {
+        CorsRequest::None => return None,
+        CorsRequest::Preflight { origin } => (true, cors::write_preflight_fields(c, origin, &mut buf)),
+        CorsRequest::Simple { origin } => (false, cors::write_response_fields(c, origin, &mut buf)),
+    };
+    // Fields longer than the buffer (control bounds each value to 4 KiB) are left out.
+    let lines = n.ok().and_then(|n| std::str::from_utf8(&buf[..n]).ok()).unwrap_or("");
+    if preflight {
+        extra.push_str(lines);
+        return Some(204);
     }
+    extra.push_str(lines);
+    resp_extra.push_str(lines);
     None
 }
 
@@ -147,19 +141,6 @@ fn push_field(b: &mut String, name: &str, value: &str) {
     b.push_str(": ");
     b.push_str(value);
     b.push_str("\r\n");
-}
-
-fn itoa(mut v: u32, buf: &mut [u8; 10]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// The hash of an `upstream-hash-by` key for a request: its parts fed to one hasher (no string
@@ -195,19 +176,14 @@ pub(super) fn hash_key(key: &HashKey, head: &RequestHead<'_>, peer: SocketAddr) 
     h.finish()
 }
 
-/// What a policy changes in the request sent upstream.
-pub(super) trait Upstream {
-    /// Whether a client field is left out (replaced by the policy's, or consumed by Sluice).
-    fn drops(&self, name: &str) -> bool;
-}
-
-impl Upstream for Policy {
-    fn drops(&self, name: &str) -> bool {
-        (self.basic_auth.is_some() && name.eq_ignore_ascii_case("authorization"))
-            || (self.upstream_vhost.is_some() && name.eq_ignore_ascii_case("host"))
-            || (self.forwarded_prefix.is_some() && name.eq_ignore_ascii_case("x-forwarded-prefix"))
-            || self.request_headers.iter().any(|h| h.name.eq_ignore_ascii_case(name))
-    }
+/// Whether a client field is left out of the request sent upstream: replaced by the policy's
+/// (`upstream-vhost`, `x-forwarded-prefix`, `proxy-set-headers`), or consumed by Sluice (the
+/// credentials of basic auth).
+pub(super) fn drops(policy: &Policy, name: &str) -> bool {
+    (policy.basic_auth.is_some() && name.eq_ignore_ascii_case("authorization"))
+        || (policy.upstream_vhost.is_some() && name.eq_ignore_ascii_case("host"))
+        || (policy.forwarded_prefix.is_some() && name.eq_ignore_ascii_case("x-forwarded-prefix"))
+        || policy.request_headers.iter().any(|h| h.name.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
@@ -216,9 +192,6 @@ mod tests {
 
     #[test]
     fn numbers_and_hosts() {
-        assert_eq!(itoa(0, &mut [0; 10]), "0");
-        assert_eq!(itoa(1_728_000, &mut [0; 10]), "1728000");
-        assert_eq!(itoa(u32::MAX, &mut [0; 10]), "4294967295");
         assert_eq!(authority_host("[2001:db8::1]:8080"), "[2001:db8::1]");
         assert_eq!(authority_host("192.0.2.1:80"), "192.0.2.1");
     }

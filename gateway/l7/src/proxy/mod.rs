@@ -1433,9 +1433,11 @@ fn begin(
             AuthOutcome::Allowed => {}
             AuthOutcome::Denied(_) => {
                 ctx.stats.auth_denied += 1;
-                extra.push_str("WWW-Authenticate: Basic realm=\"");
-                extra.push_str(check.realm());
-                extra.push_str("\"\r\n");
+                // A realm is at most 255 bytes, each escaped to at most two.
+                let mut line = [0u8; 600];
+                if let Ok(n) = check.write_challenge(&mut line) {
+                    extra.push_str(std::str::from_utf8(&line[..n]).unwrap_or(""));
+                }
                 return local(401, req);
             }
             AuthOutcome::Busy => return local(503, req),
@@ -1625,7 +1627,7 @@ fn write_request(
         if n.eq_ignore_ascii_case("host") && head.form() == TargetForm::Absolute {
             continue;
         }
-        if !trivial && gate::Upstream::drops(policy, n) {
+        if !trivial && gate::drops(policy, n) {
             continue;
         }
         if n.eq_ignore_ascii_case("trailer") {
@@ -1827,7 +1829,18 @@ fn write_trailer_field(out: &mut Buf, value: &[u8]) -> bool {
 /// The reason phrase Sluice sends with its own statuses.
 fn reason(status: u16) -> &'static str {
     match status {
+        204 => "No Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         408 => "Request Timeout",
         413 => "Content Too Large",
