@@ -455,11 +455,14 @@ fn interrupted() -> bool {
 }
 
 /// The run's settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Plan {
     seconds: u64,
     repeat: usize,
+    /// 0: the idle-connection measurement is skipped.
     idle_conns: usize,
+    /// The modes to run (`--modes http,h2`; all by default), for profiling one of them.
+    modes: Vec<Mode>,
 }
 
 /// The whole benchmark: the sandbox and the three proxies, every mode for each proxy back to
@@ -472,7 +475,22 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     let plan = Plan {
         seconds: flag(args, "--seconds", if quick { 3 } else { 10 }).clamp(1, 600),
         repeat: flag(args, "--repeat", if quick { 1 } else { 3 }).clamp(1, 20),
-        idle_conns: flag(args, "--idle-conns", if quick { 1000 } else { 4000 }).clamp(10, 8_000),
+        idle_conns: match flag(args, "--idle-conns", if quick { 1000 } else { 4000 }) {
+            0 => 0,
+            n => n.clamp(10, 8_000),
+        },
+        modes: match text_flag(args, "--modes") {
+            None => Mode::ALL.to_vec(),
+            Some(list) => {
+                list.split(',')
+                    .map(|m| {
+                        Mode::ALL.into_iter().find(|x| x.stem() == m).ok_or_else(|| {
+                            format!("--modes: {m:?} is not one of http, https, handshakes, h2")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        },
     };
     for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(s, Arc::clone(&INTERRUPTED)).map_err(|e| e.to_string())?;
@@ -485,7 +503,7 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     }
     let mut samples: Vec<(usize, Mode, Proxy, Sample)> = Vec::new();
     for r in 0..plan.repeat {
-        for mode in Mode::ALL {
+        for &mode in &plan.modes {
             for proxy in Proxy::ALL {
                 if interrupted() {
                     return Err("interrupted".into());
@@ -498,6 +516,9 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     }
     let mut idle = Vec::new();
     for proxy in Proxy::ALL {
+        if plan.idle_conns == 0 {
+            break;
+        }
         if interrupted() {
             return Err("interrupted".into());
         }
@@ -1344,14 +1365,14 @@ impl Report {
     }
 
     fn print(&self) {
-        let Plan { seconds, repeat, idle_conns } = self.plan;
+        let Plan { seconds, repeat, idle_conns, ref modes } = self.plan;
         println!(
             "\nL7: Sluice vs nginx (ingress-nginx's settings) vs HAProxy 2.6, each on core {PROXY_CORE} with one worker;"
         );
         println!(
             "clients and the two nginx backends (6-byte body) on core {LOAD_CORE}; {seconds} s per run, {repeat} repeat(s), median (min–max)"
         );
-        for mode in Mode::ALL {
+        for &mode in modes {
             println!("\n{}", mode.title());
             println!(
                 "{:<8} {:>24} {:>22} {:>22} {:>18} {:>26} {:>10} {:>8}",
@@ -1423,7 +1444,7 @@ impl Report {
 
     fn result(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        for mode in Mode::ALL {
+        for &mode in &self.plan.modes {
             for p in Proxy::ALL {
                 let (k, stem) = (p.key(), mode.stem());
                 let med = |f: fn(&Sample) -> f64| median(&self.values(mode, p, f));
@@ -1492,7 +1513,7 @@ time for request:      415us     40.94ms      5.88ms      2.40ms    80.00%
     fn ratios_are_medians_of_pairs() {
         let s = |requests: u64, cpu_s: f64| Sample { requests, seconds: 1.0, cpu_s, ..Sample::default() };
         let r = Report {
-            plan: Plan { seconds: 1, repeat: 3, idle_conns: 10 },
+            plan: Plan { seconds: 1, repeat: 3, idle_conns: 10, modes: Mode::ALL.to_vec() },
             samples: vec![
                 (0, Mode::Https, Proxy::Sluice, s(300, 1.0)),
                 (0, Mode::Https, Proxy::Nginx, s(100, 1.0)),

@@ -345,6 +345,7 @@ impl Core {
             });
             let now = sluice_sys::monotonic_ns();
             l7.proxy.tick(self.reactor.registry(), now);
+            l7.proxy.flush(self.reactor.registry(), now);
             if waited.is_err() || l7.proxy.h2_streams() == 0 || now.saturating_sub(start) >= L7_DRAIN_NS {
                 return;
             }
@@ -424,6 +425,9 @@ impl Core {
                 warn!(queue = self.me, "worker's wait failed: {e}");
                 std::thread::sleep(timeout);
             }
+            if let (Some(l7), Some(now)) = (l7.as_mut(), now) {
+                l7.proxy.flush(self.reactor.registry(), now);
+            }
         }
         if let Some(m) = &self.mailboxes {
             m.awake(self.me);
@@ -466,6 +470,8 @@ fn serve_l7(
         l7.proxy.tick(reactor.registry(), now);
         l7.flush_log();
     }
+    // The output the events and the timers held back (HTTP/2 clients': see `Proxy::flush`).
+    l7.proxy.flush(reactor.registry(), now);
     handled
 }
 

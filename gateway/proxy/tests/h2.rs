@@ -194,3 +194,78 @@ fn curl_negotiates_h2_by_alpn_over_tls() {
     let s = proxy.wait_stats("3 requests", |s| s.core.requests == 3);
     assert_eq!((s.accepted, s.tls_errors, s.h2.count(Counter::L7H2Connections)), (2, 0, 1));
 }
+
+/// An HTTP/2 client's responses are gathered: those its upstreams answered while the proxy
+/// handled one batch of events leave in one write at the batch's end (`Proxy::flush`), not one
+/// write (and one TCP segment, one TLS record) each. The harness holds the flush while ten
+/// streams are answered upstream: nothing reaches the client, then one flush writes them all.
+#[test]
+fn responses_answered_in_one_batch_leave_in_one_write() {
+    use sluice_l7::h2::{self, Event, Request, Role};
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    const STREAMS: u64 = 10;
+    let backend = Backend::start();
+    let proxy = run_proxy(config(), table(&[backend.addr]), None);
+    proxy.hold.store(true, Ordering::Relaxed);
+    let mut client = h2::Conn::new(Role::Client, h2::Config::DEFAULT);
+    for _ in 0..STREAMS {
+        let req = Request { method: b"GET", scheme: b"http", authority: b"app.test", path: b"/" };
+        client.send_request(req, [], true).unwrap();
+    }
+    let mut socket = std::net::TcpStream::connect(proxy.http).unwrap();
+    socket.write_all(client.write_buf()).unwrap();
+    let n = client.write_buf().len();
+    client.wrote(n);
+    // Every stream answered upstream and complete in the proxy; none of it written yet (the
+    // server's SETTINGS, written when the connection began, may be there).
+    let held = proxy.wait_stats("ten responses", |s| s.core.responses[2] >= STREAMS);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut have = 0;
+    // Reads what came and decodes it: (responses begun, streams ended).
+    let mut take = |socket: &mut std::net::TcpStream, have: &mut usize| -> (u64, u64) {
+        match socket.read(&mut buf[*have..]) {
+            Ok(n) => *have += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+        let (mut heads, mut ended, mut off) = (0, 0, 0);
+        loop {
+            let r = client.recv(&buf[off..*have], 0);
+            let consumed = r.consumed;
+            let (head, end, release) = match r.event {
+                None if consumed == 0 => break,
+                Some(Event::Head { end_stream, .. }) => (true, end_stream, None),
+                Some(Event::Data { stream, data, end_stream }) => {
+                    (false, end_stream, Some((stream, data.len())))
+                }
+                _ => (false, false, None),
+            };
+            off += consumed;
+            heads += u64::from(head);
+            ended += u64::from(end);
+            if let Some((s, n)) = release {
+                client.release(s, n);
+            }
+        }
+        buf.copy_within(off..*have, 0);
+        *have -= off;
+        (heads, ended)
+    };
+    socket.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let (early, _) = take(&mut socket, &mut have);
+    assert_eq!(early, 0, "responses reached the client before the flush");
+    proxy.hold.store(false, Ordering::Relaxed);
+    // All ten arrive, from one write.
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ended = 0;
+    while ended < STREAMS {
+        assert!(Instant::now() < deadline, "{ended} of {STREAMS} streams ended");
+        ended += take(&mut socket, &mut have).1;
+    }
+    let after = proxy.stats();
+    assert_eq!(after.client_writes - held.client_writes, 1, "the ten responses in one write");
+}

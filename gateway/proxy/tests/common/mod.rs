@@ -342,6 +342,8 @@ pub struct Running {
     pub https: Option<SocketAddr>,
     pub stats: Arc<Mutex<ProxyStats>>,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// While set, the proxy's loop does not call `Proxy::flush` (its held output stays held).
+    pub hold: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -379,8 +381,9 @@ pub fn run_proxy(config: ProxyConfig, table: L7Table, tls: Option<Arc<ServerConf
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(Mutex::new(ProxyStats::default()));
     let log = Arc::new(Mutex::new(Vec::new()));
+    let hold = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
-    let (s, st, lg) = (Arc::clone(&stop), Arc::clone(&stats), Arc::clone(&log));
+    let (s, st, lg, h) = (Arc::clone(&stop), Arc::clone(&stats), Arc::clone(&log), Arc::clone(&hold));
     let thread = std::thread::spawn(move || {
         let mut poll = Poll::new().unwrap();
         let mut events = Events::with_capacity(256);
@@ -401,9 +404,12 @@ pub fn run_proxy(config: ProxyConfig, table: L7Table, tls: Option<Arc<ServerConf
                 }
             }
             proxy.tick(&registry, now);
+            if !h.load(Ordering::Relaxed) {
+                proxy.flush(&registry, now);
+            }
             *st.lock().unwrap() = proxy.stats();
         }
     });
     let (http, https) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    Running { http, https, stats, log, stop, thread: Some(thread) }
+    Running { http, https, stats, log, hold, stop, thread: Some(thread) }
 }
