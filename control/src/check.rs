@@ -1,10 +1,10 @@
 //! `sluice-control check`: the migration report for ingress-nginx's users.
 //!
-//! Given a directory of manifests or a `kubectl get ingress,service,secret -A -o yaml` dump, it
-//! compiles the Ingresses as Sluice would serve them — ingress-nginx's IngressClasses included,
-//! and the class `nginx` assumed to be ingress-nginx's when the dump holds no IngressClass of
-//! that name (a `kubectl get ingress` dump does not) — and says, one line per finding,
-//! `file:line: Ingress namespace/name: annotation: verdict: …`:
+//! Given a directory of manifests or a `kubectl get ingress,service,secret,configmap -A -o yaml`
+//! dump, it compiles the Ingresses as Sluice would serve them — ingress-nginx's IngressClasses
+//! included, and the class `nginx` assumed to be ingress-nginx's when the dump holds no
+//! IngressClass of that name (a `kubectl get ingress` dump does not) — and says, one line per
+//! finding, `file:line: Ingress namespace/name: annotation: verdict: …`:
 //! - what is served as ingress-nginx serves it,
 //! - what is served differently, and how,
 //! - what is ignored, and why,
