@@ -1,10 +1,10 @@
 //! `sluice-control check`: the migration report for ingress-nginx's users.
 //!
-//! Given a directory of manifests or a `kubectl get ingress,service,secret -A -o yaml` dump, it
-//! compiles the Ingresses as Sluice would serve them — ingress-nginx's IngressClasses included,
-//! and the class `nginx` assumed to be ingress-nginx's when the dump holds no IngressClass of
-//! that name (a `kubectl get ingress` dump does not) — and says, one line per finding,
-//! `file:line: Ingress namespace/name: annotation: verdict: …`:
+//! Given a directory of manifests or a `kubectl get ingress,service,secret,configmap -A -o yaml`
+//! dump, it compiles the Ingresses as Sluice would serve them — ingress-nginx's IngressClasses
+//! included, and the class `nginx` assumed to be ingress-nginx's when the dump holds no
+//! IngressClass of that name (a `kubectl get ingress` dump does not) — and says, one line per
+//! finding, `file:line: Ingress namespace/name: annotation: verdict: …`:
 //! - what is served as ingress-nginx serves it,
 //! - what is served differently, and how,
 //! - what is ignored, and why,
@@ -70,9 +70,13 @@ pub fn report(mut loaded: Loaded) -> Report {
                 0 => format!("Ingress {}", l.object.key()),
                 line => format!("{}:{line}: Ingress {}", l.file.display(), l.object.key()),
             };
-            // An annotation compile refused (its Secret is missing, say) is said once, refused.
+            // An annotation compile refused (its Secret is missing, say) is said once, refused;
+            // one it could not act on (its ConfigMap is missing), once, ignored.
             let prefix = format!("{at}: {}: ", f.annotation);
-            if !compiled.errors.iter().any(|e| e.starts_with(&prefix)) {
+            let ignored = format!("{prefix}ignored: ");
+            if !compiled.errors.iter().any(|e| e.starts_with(&prefix))
+                && !compiled.notes.iter().any(|n| n.starts_with(&ignored))
+            {
                 out.lines.push(format!("{at}: {f}"));
             }
         }
@@ -150,6 +154,54 @@ spec:
             assert!(r.lines.iter().any(|l| l.starts_with(want)), "{want}\nin:\n{text}");
         }
         assert_eq!(r.lines.iter().filter(|l| l.contains("configuration-snippet")).count(), 1, "{text}");
+    }
+
+    /// `custom-headers` and `proxy-set-headers`: served, from the ConfigMap the dump holds (a
+    /// field Sluice does not set said beside it); ignored, once, when the ConfigMap is missing.
+    #[test]
+    fn config_map_annotations_are_served_or_ignored_with_the_reason() {
+        let r = check(&format!(
+            "{SERVICE}---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {{name: hdrs, namespace: shop}}
+  data: {{X-Frame-Options: DENY, Connection: close}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: shop
+  annotations:
+    nginx.ingress.kubernetes.io/custom-headers: shop/hdrs
+    nginx.ingress.kubernetes.io/proxy-set-headers: upstream
+spec:
+  ingressClassName: nginx
+  defaultBackend: {{service: {{name: web, port: {{number: 80}}}}}}
+"
+        ));
+        let text = r.lines.join("\n");
+        assert!(!r.refused, "{text}");
+        let at = "dump.yaml:20: Ingress shop/web: nginx.ingress.kubernetes.io";
+        let want = [
+            format!(
+                "{at}/custom-headers: served differently: ConfigMap shop/hdrs (dump.yaml:9): data.Connection: not \
+                 set: a hop-by-hop or framing field, which Sluice writes for each connection itself"
+            ),
+            format!(
+                "{at}/custom-headers: served: the fields of ConfigMap shop/hdrs (read at compile), added to every \
+                 response"
+            ),
+            "dump.yaml:21: Ingress shop/web: nginx.ingress.kubernetes.io/proxy-set-headers: ignored: ConfigMap \
+             shop/upstream does not exist (or was refused: its own error says why); served without these \
+             headers until it does"
+                .to_owned(),
+        ];
+        let about: Vec<&String> = r.lines.iter().filter(|l| l.contains("-headers")).collect();
+        assert_eq!(about, want.iter().collect::<Vec<_>>(), "{text}");
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`Pool`]: MetalLB's `IPAddressPool`, its ranges parsed ([`AddressRange`]).
 //! - [`Ingress`], [`IngressClass`], [`Secret`]: Ingress rules with typed hosts, paths and
 //!   backends; an IngressClass's controller and default flag; a Secret's data decoded.
+//! - [`ConfigMap`]: its keys checked, its `data` read as header fields (what `custom-headers`
+//!   and `proxy-set-headers` take).
 //!
 //! Not hot path. No `unsafe`.
 
@@ -22,12 +24,14 @@ use std::fmt;
 use crate::objects::ObjectMeta;
 
 pub mod annotations;
+mod config_map;
 mod endpoints;
 mod ingress;
 mod pod;
 mod pool;
 mod service;
 
+pub use config_map::{ConfigMap, config_map};
 pub use endpoints::{
     AddressType, EndpointAddress, EndpointPort, EndpointSlice, EndpointSubset, Endpoints, SERVICE_NAME_LABEL,
     SliceEndpoint, endpoint_slice, endpoints,

@@ -1,7 +1,7 @@
 //! Cluster mode: kube watchers with reflector stores for Services, EndpointSlices, Ingresses,
-//! IngressClasses and Secrets — `kubernetes.io/tls` ones for certificates, Opaque ones for
-//! basic auth's htpasswd files (`docs/kubernetes.md` §7), and MetalLB's `IPAddressPool` where that
-//! CRD is installed. Each watcher lists, then watches; a lost
+//! IngressClasses, Secrets — `kubernetes.io/tls` ones for certificates, Opaque ones for
+//! basic auth's htpasswd files (`docs/kubernetes.md` §7) — ConfigMaps, and MetalLB's
+//! `IPAddressPool` where that CRD is installed. Each watcher lists, then watches; a lost
 //! watch resumes or relists (a `410 Gone` starts a new list, and objects not listed again are
 //! gone), with kube's default backoff on errors. Nothing is published before every store has
 //! listed once — a half-listed cluster would drop Services. Every change wakes the control loop,
@@ -10,6 +10,13 @@
 //! since the last sync are converted, and EndpointSlice changes (the frequent ones: every Pod
 //! becoming ready or going away) reach the compiler as [`Changes`], so that it recompiles only
 //! the Services they feed.
+//!
+//! ConfigMaps are watched in every namespace, as ingress-nginx watches them, but only those an
+//! Ingress names (`custom-headers`, `proxy-set-headers`) are converted into the store: which
+//! those are changes with the Ingresses, and one watch of all of them is always up to date —
+//! watches by name would have to start and stop with every Ingress change, and a ConfigMap
+//! named by a new Ingress would be missing until its own watch listed. A change to a ConfigMap
+//! no Ingress names (a leader-election record renewed every few seconds, say) compiles nothing.
 //!
 //! In a cluster, endpoints come from EndpointSlices (the endpoint controller's output), not Pods.
 //! Every object is converted into control's serde type through its JSON form, then passes the
@@ -26,16 +33,16 @@
 //!
 //! Leader election and the status writes are in [`crate::leader`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Secret as KSecret, Service as KService};
+use k8s_openapi::api::core::v1::{ConfigMap as KConfigMap, Secret as KSecret, Service as KService};
 use k8s_openapi::api::discovery::v1::EndpointSlice as KEndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress as KIngress, IngressClass as KIngressClass};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
-use kube::runtime::reflector::Store as KStore;
+use kube::runtime::reflector::{ObjectRef, Store as KStore};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
@@ -67,6 +74,7 @@ pub struct Synced {
     classes: Held<KIngressClass>,
     secrets: Held<KSecret>,
     auth_secrets: Held<KSecret>,
+    config_maps: Held<KConfigMap>,
     pools: Held<DynamicObject>,
     /// Objects left out (`Kind namespace/name` → what is wrong: `field: message` each), while
     /// they stay so.
@@ -174,6 +182,8 @@ pub struct Cluster {
     secrets: KStore<KSecret>,
     /// Opaque Secrets: the htpasswd files of basic auth (`auth-secret`).
     auth_secrets: KStore<KSecret>,
+    /// Every ConfigMap; the store takes those an Ingress names.
+    config_maps: KStore<KConfigMap>,
     /// `metallb.io/v1beta1` IPAddressPools; `None` where the CRD is not served.
     pools: Option<KStore<DynamicObject>>,
     changed: Arc<Notify>,
@@ -261,13 +271,22 @@ impl Cluster {
         let slices = watcher::Config::default().labels("kubernetes.io/service-name");
         let tls = watcher::Config::default().fields("type=kubernetes.io/tls");
         let opaque = watcher::Config::default().fields("type=Opaque");
+        // Every ConfigMap: see the module's doc.
+        let maps = watcher::Config::default();
         Cluster {
             services: reflect(Api::all(client.clone()), "Service", all.clone(), &tally, changed.clone()),
             slices: reflect(Api::all(client.clone()), "EndpointSlice", slices, &tally, changed.clone()),
             ingresses: reflect(Api::all(client.clone()), "Ingress", all.clone(), &tally, changed.clone()),
             classes: reflect(Api::all(client.clone()), "IngressClass", all, &tally, changed.clone()),
             secrets: reflect(Api::all(client.clone()), "Secret", tls, &tally, changed.clone()),
-            auth_secrets: reflect(Api::all(client), "Secret (Opaque)", opaque, &tally, changed.clone()),
+            auth_secrets: reflect(
+                Api::all(client.clone()),
+                "Secret (Opaque)",
+                opaque,
+                &tally,
+                changed.clone(),
+            ),
+            config_maps: reflect(Api::all(client), "ConfigMap", maps, &tally, changed.clone()),
             pools: None,
             changed,
             tally,
@@ -299,6 +318,7 @@ impl Cluster {
         let _ = self.classes.wait_until_ready().await;
         let _ = self.secrets.wait_until_ready().await;
         let _ = self.auth_secrets.wait_until_ready().await;
+        let _ = self.config_maps.wait_until_ready().await;
         if let Some(pools) = &self.pools {
             let _ = pools.wait_until_ready().await;
         }
@@ -346,10 +366,20 @@ impl Cluster {
             let left_out = convert(&self.services, "Service", checked::service, &mut store.services);
             synced.record_kind("Service", left_out, &mut new);
         }
-        if whole(!replaced(&self.ingresses, &mut synced.ingresses).is_empty()) {
+        let ingresses_changed = whole(!replaced(&self.ingresses, &mut synced.ingresses).is_empty());
+        if ingresses_changed {
             store.ingresses.clear();
             let left_out = convert(&self.ingresses, "Ingress", checked::ingress, &mut store.ingresses);
             synced.record_kind("Ingress", left_out, &mut new);
+        }
+        // ConfigMaps: those the Ingresses name, taken again when one of them changed or the
+        // Ingresses did (which may name others); a change to any other compiles nothing.
+        let named = named_config_maps(store);
+        let maps = replaced(&self.config_maps, &mut synced.config_maps);
+        if ingresses_changed || whole(maps.iter().any(|(key, _)| named.contains(key))) {
+            store.config_maps.clear();
+            let left_out = convert_named(&self.config_maps, &named, &mut store.config_maps);
+            synced.record_kind("ConfigMap", left_out, &mut new);
         }
         if whole(!replaced(&self.classes, &mut synced.classes).is_empty()) {
             store.ingress_classes.clear();
@@ -391,6 +421,8 @@ impl Cluster {
         left_out.extend(convert(&self.classes, "IngressClass", checked::ingress_class, classes));
         left_out.extend(convert(&self.secrets, "Secret", checked::secret, &mut store.secrets));
         left_out.extend(convert(&self.auth_secrets, "Secret", checked::secret, &mut store.secrets));
+        let named = named_config_maps(&store);
+        left_out.extend(convert_named(&self.config_maps, &named, &mut store.config_maps));
         if let Some(pools) = &self.pools {
             left_out.extend(convert(pools, "IPAddressPool", checked::pool, &mut store.pools));
         }
@@ -398,6 +430,31 @@ impl Cluster {
             left_out.into_iter().flat_map(|(o, wrong)| wrong.into_iter().map(move |w| format!("{o}: {w}")));
         (store, lines.collect())
     }
+}
+
+/// The ConfigMaps the store's Ingresses name (namespace, name).
+fn named_config_maps(store: &Store) -> BTreeSet<(String, String)> {
+    let asks = store.ingresses.iter().flat_map(|l| &l.object.nginx.config_maps);
+    asks.map(|a| (a.namespace.clone(), a.name.clone())).collect()
+}
+
+/// Converts and checks the ConfigMaps `named` that the watch holds into `into`; returns those
+/// left out, as [`convert`] does. One a name names that the cluster does not have is not an
+/// error here: compile says so, naming the Ingress.
+fn convert_named(
+    from: &KStore<KConfigMap>,
+    named: &BTreeSet<(String, String)>,
+    into: &mut Vec<Located<checked::ConfigMap>>,
+) -> Vec<(String, Vec<String>)> {
+    let mut left_out = Vec::new();
+    for (ns, name) in named {
+        let Some(o) = from.get(&ObjectRef::new(name).within(ns)) else { continue };
+        match check_one(&*o, checked::config_map) {
+            Ok(t) => into.push(Located { object: t, file: PathBuf::from(CLUSTER), line: 0 }),
+            Err(wrong) => left_out.push((label("ConfigMap", &*o), wrong)),
+        }
+    }
+    left_out
 }
 
 /// Where a cluster's objects are located (their [`Located::file`]).

@@ -374,7 +374,7 @@ fn api_version_error(doc: &Doc<'_>, head: &Head) -> Option<(usize, String)> {
     let (kind, api) = (head.kind.as_str(), head.api.as_str());
     let beta = api == "extensions/v1beta1" || api == "networking.k8s.io/v1beta1";
     let want = match kind {
-        "Service" | "Pod" | "Endpoints" | "Secret" => "v1",
+        "Service" | "Pod" | "Endpoints" | "Secret" | "ConfigMap" => "v1",
         "Ingress" if beta => {
             return Some((
                 doc.start,
@@ -419,6 +419,7 @@ fn load_kind(doc: &Doc<'_>, head: &Head, loaded: &mut Loaded) {
         }
         "IngressClass" => load_object(doc, loaded, checked::ingress_class, |s| &mut s.ingress_classes),
         "Secret" => load_object(doc, loaded, checked::secret, |s| &mut s.secrets),
+        "ConfigMap" => load_object(doc, loaded, checked::config_map, |s| &mut s.config_maps),
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => {
             // Not used by Sluice, but its pod template is a PodSpec: check it.
             let problems = workload_problems(doc.text);
@@ -562,4 +563,5 @@ fn check_duplicates(loaded: &mut Loaded) {
     dup(&mut store.ingresses, "Ingress", errors);
     dup(&mut store.ingress_classes, "IngressClass", errors);
     dup(&mut store.secrets, "Secret", errors);
+    dup(&mut store.config_maps, "ConfigMap", errors);
 }

@@ -64,7 +64,7 @@ enum Command {
     /// when it changes.
     Run(RunArgs),
     /// The migration report: how Sluice would serve the Ingresses of a directory of manifests
-    /// or a `kubectl get ingress,service,secret -A -o yaml` dump — per annotation of
+    /// or a `kubectl get ingress,service,secret,configmap -A -o yaml` dump — per annotation of
     /// ingress-nginx's, served as is, served differently, ignored or refused. Exits 1 when
     /// something is refused.
     Check {

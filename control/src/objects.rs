@@ -603,3 +603,25 @@ pub struct Secret {
     pub string_data: BTreeMap<String, String>,
     pub immutable: Option<bool>,
 }
+
+/// core/v1 ConfigMap (the header fields of `custom-headers` and `proxy-set-headers`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct ConfigMap {
+    // Defaulted: the loader has checked both before parsing, and a typed list's items
+    // (`ServiceList`) state neither.
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+    /// Never read as headers; its keys only, to check them as the API server does (the
+    /// base64 values are skipped unbuilt).
+    #[serde(default)]
+    pub binary_data: BTreeMap<String, Unread>,
+    pub immutable: Option<bool>,
+}

@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::checked::{EndpointSlice, Endpoints, Ingress, IngressClass, Named, Pod, Pool, Secret, Service};
+use crate::checked::{
+    ConfigMap, EndpointSlice, Endpoints, Ingress, IngressClass, Named, Pod, Pool, Secret, Service,
+};
 
 /// An object and where it came from.
 #[derive(Debug, Clone)]
@@ -40,6 +42,9 @@ pub struct Store {
     pub ingress_classes: Vec<Located<IngressClass>>,
     /// Secrets (TLS certificates, basic-auth files), data decoded.
     pub secrets: Vec<Located<Secret>>,
+    /// ConfigMaps (the header fields of `custom-headers` and `proxy-set-headers`): every one of
+    /// a manifest directory; in cluster mode, those an Ingress names ([`crate::cluster`]).
+    pub config_maps: Vec<Located<ConfigMap>>,
     /// Objects of kinds Sluice does not act on (`Kind namespace/name`), skipped.
     pub skipped: Vec<String>,
 }

@@ -61,6 +61,7 @@ fn resource(path: &str) -> Option<(&'static str, &'static str, &'static str)> {
     Some(match path {
         "/api/v1/services" => ("services", "v1", "ServiceList"),
         "/api/v1/secrets" => ("secrets", "v1", "SecretList"),
+        "/api/v1/configmaps" => ("configmaps", "v1", "ConfigMapList"),
         "/apis/discovery.k8s.io/v1/endpointslices" => {
             ("endpointslices", "discovery.k8s.io/v1", "EndpointSliceList")
         }
@@ -880,6 +881,109 @@ async fn the_binary_writes_an_ingress_status_when_it_changes_and_releases_it() {
     assert_eq!(log.matches("status written: Ingress shop/web").count(), 2, "{log}");
     assert_eq!(log.matches("address released: Ingress shop/web").count(), 1, "{log}");
     assert_every_request_granted(&fake);
+}
+
+/// ConfigMap `namespace/name` with `data`, at resourceVersion `rv`.
+fn config_map(namespace: &str, name: &str, data: Value, rv: u64) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": name, "namespace": namespace, "uid": format!("cm-{namespace}-{name}"),
+                        "resourceVersion": rv.to_string()},
+           "data": data})
+}
+
+/// The header fields of Ingress shop/web's policy in a compiled table: (response, request).
+fn web_headers(spec: &sluice_model::service::TableSpec) -> (Vec<String>, Vec<String>) {
+    let routes = &spec.l7.routes;
+    let d =
+        routes.hosts().iter().find_map(|h| h.default_backend.as_ref()).expect("shop/web's default backend");
+    let p = routes.policy(d.policy).unwrap();
+    let show =
+        |hs: &[sluice_model::policy::Header]| hs.iter().map(|h| format!("{}: {}", h.name, h.value)).collect();
+    (show(&p.response_headers), show(&p.request_headers))
+}
+
+/// ConfigMaps are watched in every namespace, and those an Ingress names (`custom-headers`,
+/// `proxy-set-headers`) reach the store: one added after start, changed or deleted changes the
+/// table's headers at the next sync, which recompiles; a change to a ConfigMap no Ingress names
+/// (a leader-election record, say) compiles nothing.
+#[tokio::test(flavor = "current_thread")]
+async fn a_config_map_an_ingress_names_changes_the_table_when_it_changes() {
+    use sluice_control::cluster::Synced;
+    use sluice_control::compile::{Compiled, Compiler};
+    use sluice_control::store::{Changes, Store};
+    let fake = Fake::default();
+    ingress_cluster(&fake);
+    let mut ing = fake.0.lock().unwrap().lists["ingresses"].1[0].clone();
+    ing["metadata"]["annotations"] = json!({"nginx.ingress.kubernetes.io/custom-headers": "hdrs",
+                                            "nginx.ingress.kubernetes.io/proxy-set-headers": "shop/up"});
+    fake.set("ingresses", vec![ing]);
+    let leader = |holder: &str, rv| config_map("default", "leader", json!({"holder": holder}), rv);
+    fake.set("configmaps", vec![leader("a", 1)]);
+    let mut cluster = Cluster::watch(client(&fake));
+    assert!(cluster.watch_pools(client(&fake)).await.unwrap());
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("every store lists");
+    let cfg = config();
+    let (mut store, mut synced, mut compiler) = (Store::default(), Synced::default(), Compiler::new());
+    let mut generation = 0;
+    let mut step = |store: &mut Store, synced: &mut Synced, compiler: &mut Compiler| -> (Changes, Compiled) {
+        let (changes, problems) = cluster.sync(store, synced);
+        assert!(problems.is_empty(), "{problems:?}");
+        generation += 1;
+        let inc = compiler.compile(store, &cfg, Generation(generation), &changes).clone();
+        let (fresh, _) = cluster.snapshot();
+        assert_eq!(inc.spec, compile(&fresh, &cfg, Generation(generation)).spec);
+        (changes, inc)
+    };
+    let none = (vec![], vec![]);
+    let (changes, c) = step(&mut store, &mut synced, &mut compiler);
+    assert!(changes.is_everything());
+    assert_eq!(web_headers(&c.spec), none);
+    assert!(store.config_maps.is_empty(), "the leader record is named by no Ingress: not converted");
+    let missing = "Ingress shop/web: nginx.ingress.kubernetes.io/custom-headers: ignored: ConfigMap shop/hdrs does not exist";
+    assert!(c.notes.iter().any(|n| n.starts_with(missing)), "{:#?}", c.notes);
+
+    // Added after start: its fields are the table's.
+    eventually("the ConfigMap watch", || fake.watching("configmaps") > 0).await;
+    fake.event("configmaps", "ADDED", config_map("shop", "hdrs", json!({"X-Frame-Options": "DENY"}), 2));
+    eventually("the ConfigMap", || cluster.snapshot().0.config_maps.len() == 1).await;
+    let (changes, c) = step(&mut store, &mut synced, &mut compiler);
+    assert!(changes.is_everything());
+    assert_eq!(web_headers(&c.spec), (vec!["X-Frame-Options: DENY".to_owned()], vec![]));
+    assert!(!c.notes.iter().any(|n| n.contains("custom-headers")), "{:#?}", c.notes);
+
+    // Changed: the new value.
+    fake.event(
+        "configmaps",
+        "MODIFIED",
+        config_map("shop", "hdrs", json!({"X-Frame-Options": "SAMEORIGIN"}), 3),
+    );
+    fake.event("configmaps", "ADDED", config_map("shop", "up", json!({"X-Team": "payments"}), 4));
+    let headers = || web_headers(&compile(&cluster.snapshot().0, &config(), Generation(1)).spec);
+    let both = (vec!["X-Frame-Options: SAMEORIGIN".to_owned()], vec!["X-Team: payments".to_owned()]);
+    eventually("both changes", || headers() == both).await;
+    let (changes, c) = step(&mut store, &mut synced, &mut compiler);
+    assert!(changes.is_everything());
+    assert_eq!(web_headers(&c.spec), both);
+
+    // A ConfigMap no Ingress names changes: the watch wakes control, and nothing is compiled.
+    while tokio::time::timeout(Duration::from_millis(50), cluster.changed()).await.is_ok() {}
+    fake.event("configmaps", "MODIFIED", leader("b", 5));
+    tokio::time::timeout(Duration::from_secs(5), cluster.changed()).await.expect("the watch event");
+    let (changes, c) = step(&mut store, &mut synced, &mut compiler);
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(web_headers(&c.spec), both);
+
+    // Deleted: the headers go, and the note says why.
+    fake.event(
+        "configmaps",
+        "DELETED",
+        config_map("shop", "hdrs", json!({"X-Frame-Options": "SAMEORIGIN"}), 6),
+    );
+    eventually("the deletion", || cluster.snapshot().0.config_maps.len() == 1).await;
+    let (changes, c) = step(&mut store, &mut synced, &mut compiler);
+    assert!(changes.is_everything());
+    assert_eq!(web_headers(&c.spec), (vec![], vec!["X-Team: payments".to_owned()]));
+    assert!(c.notes.iter().any(|n| n.starts_with(missing)), "{:#?}", c.notes);
 }
 
 /// Serves the fake over real HTTP on loopback, for a `sluice-control` process to talk to.

@@ -771,3 +771,62 @@ spec:
     let back = sluice_model::image::decode(&sluice_model::image::encode(&t)).unwrap();
     assert_eq!(back.l7(), &*c.spec.l7);
 }
+
+/// ConfigMaps load from documents and from a `kubectl get -o yaml` List alike; one the API
+/// server would refuse is reported with file, line, object and field, and left out; one that
+/// holds no header fields is not wrong (whether its entries are headers is said only where an
+/// annotation names it).
+#[test]
+fn config_maps_load_and_their_mistakes_name_file_line_object_and_field() {
+    let l = load_text(
+        "apiVersion: v1
+kind: ConfigMap
+metadata: {name: hdrs, namespace: shop}
+data:
+  X-Frame-Options: DENY
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: settings, namespace: shop}
+  data:
+    app.properties: |
+      a=1
+      b=2
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: bad-key, namespace: shop}
+  data:
+    ok: fine
+    X Bad: nope
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: typo, namespace: shop}
+  dat: {X-B: '2'}
+- apiVersion: V1
+  kind: ConfigMap
+  metadata: {name: version, namespace: shop}
+",
+    );
+    let mut names: Vec<&str> = l.store.config_maps.iter().map(|c| c.object.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["hdrs", "settings"]);
+    let hdrs = l.store.config_maps.iter().find(|c| c.object.name == "hdrs").unwrap();
+    assert_eq!((hdrs.line, hdrs.object.headers.len()), (1, 1));
+    assert_eq!(hdrs.object.headers[0].as_ref().unwrap().value, "DENY");
+    let settings = l.store.config_maps.iter().find(|c| c.object.name == "settings").unwrap();
+    assert_eq!(settings.line, 10, "an item is located at its own first line");
+    assert!(settings.object.headers[0].is_err(), "not a header, and not an error either");
+    assert_eq!(
+        errors(&l),
+        [
+            "inline.yaml:22: ConfigMap shop/bad-key: data.X Bad: not a ConfigMap key: letters, digits, '-', '_' \
+             and '.' only (\"X-Frame-Options\")",
+            "inline.yaml:26: ConfigMap shop/typo: dat: unknown field (did you mean \"data\"?)",
+            "inline.yaml:27: ConfigMap shop/version: apiVersion: \"V1\" is not an API version of ConfigMap; use \
+             \"v1\" (API versions are lowercase)",
+        ]
+    );
+}

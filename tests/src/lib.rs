@@ -469,7 +469,8 @@ impl Sandbox {
 
     /// Starts nginx in a role's namespace on `ports` (IPv4 and IPv6): `/` answers `name`, `/ip`
     /// the client address it sees, `/big` a 2 MiB body at 256 KiB/s; every answer carries an
-    /// `X-Backend: name` header.
+    /// `X-Backend: name` header, `X-Request-Uri` (the request's target as it arrived), and the
+    /// request's own `X-Echo` field when it has one (a field the gateway set upstream, seen).
     pub fn start_nginx(&mut self, role: &str, name: &str, ports: &[u16]) -> io::Result<()> {
         let d = self.dir.path().join(format!("nginx-{name}"));
         fs::create_dir_all(d.join("tmp"))?;
@@ -481,6 +482,7 @@ impl Sandbox {
             "server {{ {listens}\n\
              \x20 add_header X-Backend {name} always;\n\
              \x20 add_header X-Request-Uri $request_uri always;\n\
+             \x20 add_header X-Echo $http_x_echo always;\n\
              \x20 location = /big {{ alias {d_s}/big; default_type application/octet-stream; limit_rate 256k; }}\n\
              \x20 location = /ip {{ default_type text/plain; return 200 \"$remote_addr\\n\"; }}\n\
              \x20 location / {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n\

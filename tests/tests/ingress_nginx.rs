@@ -2,8 +2,9 @@
 //! control with `--ingress-nginx-class` — `deploy/examples/ingress-nginx/` over the petclinic
 //! backends, real curl clients, real nginx backends: rewrite-target with capture groups,
 //! ssl-redirect (with HSTS) and force-ssl-redirect, app-root, basic auth from an htpasswd
-//! Secret, limit-rps and limit-connections, a canary by weight and by header. Needs root; see
-//! the crate docs.
+//! Secret, limit-rps and limit-connections, a canary by weight and by header, custom-headers and
+//! proxy-set-headers from ConfigMaps (gone with their ConfigMap, back when it is). Needs root;
+//! see the crate docs.
 
 use std::time::{Duration, Instant};
 
@@ -140,4 +141,51 @@ fn ingress_nginx_annotations_through_the_gateway() {
     let main = text.lines().filter(|l| l.trim() == "petclinic-web-1").count();
     assert_eq!(canary + main, 200, "{text}");
     assert!((30..=90).contains(&canary), "{canary} of 200 to the canary");
+
+    // custom-headers: ConfigMap response-headers's fields on the response; proxy-set-headers:
+    // upstream-headers's X-Echo on the request owners gets (which sends it back), the client's
+    // own X-Echo dropped.
+    let headers = |sb: &Sandbox| {
+        let (status, head, body) =
+            curl(sb, &["-H", "Host: headers.example", "-H", "X-Echo: from-client"], &url);
+        assert_eq!((status, body.as_str()), (200, "owners-1"), "{head}");
+        let field = |name: &str| header(&head, name).map(str::to_owned);
+        (field("x-frame-options"), field("content-security-policy"), field("x-echo"))
+    };
+    let applied =
+        (Some("DENY".to_owned()), Some("default-src 'self'".to_owned()), Some("set-by-sluice".to_owned()));
+    assert_eq!(headers(&sb), applied);
+    assert_eq!(
+        header(&curl(&sb, &["-H", "Host: canary.example", "-H", "X-Echo: mine"], &url).1, "x-echo"),
+        Some("mine"),
+        "another Ingress's request keeps the client's field"
+    );
+
+    // Without the ConfigMaps (a directory re-read): the Ingress is served without the headers,
+    // and control says which ConfigMap is missing; back with them, so are the headers.
+    let ingresses = std::fs::read_to_string(example("ingress-nginx").join("ingresses.yaml")).unwrap();
+    let extra = [("tls-secret.yaml", secret.as_str()), ("basic-auth.yaml", auth.as_str())];
+    let mut without = extra.to_vec();
+    without.push(("ingress-nginx-ingresses.yaml", ingresses.as_str()));
+    type Seen = (Option<String>, Option<String>, Option<String>);
+    let republish = |sb: &Sandbox, examples: &[std::path::PathBuf], extra: &[(&str, &str)], want: Seen| {
+        let g = sb.generation().expect("a generation");
+        sb.set_manifests(examples, extra).expect("manifests");
+        sb.wait_generation(g + 1).expect("a new table");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while headers(sb) != want {
+            assert!(Instant::now() < deadline, "{:?}\ncontrol:\n{}", headers(sb), sb.log("control"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The client's own X-Echo reaches owners again.
+    republish(&sb, &[example("ingress")], &without, (None, None, Some("from-client".to_owned())));
+    let log = sb.log("control");
+    for missing in [
+        "nginx.ingress.kubernetes.io/custom-headers: ignored: ConfigMap default/response-headers does not exist",
+        "nginx.ingress.kubernetes.io/proxy-set-headers: ignored: ConfigMap default/upstream-headers does not exist",
+    ] {
+        assert!(log.contains(missing), "{missing}\nin:\n{log}");
+    }
+    republish(&sb, &[example("ingress"), example("ingress-nginx")], &extra, applied);
 }

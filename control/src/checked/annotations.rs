@@ -104,12 +104,34 @@ pub struct AuthAsk {
     pub secret_type: AuthSecretType,
 }
 
-/// A ConfigMap an annotation names (`custom-headers`, `proxy-set-headers`).
+/// Where the header fields of a ConfigMap an annotation names go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HeadersFor {
+    /// `custom-headers`: added to every response sent to the client
+    /// ([`Policy::response_headers`]).
+    Response,
+    /// `proxy-set-headers`: set on every request sent upstream, the client's own fields of
+    /// those names dropped ([`Policy::request_headers`]).
+    Request,
+}
+
+impl HeadersFor {
+    /// The annotation that asks for it (without the prefix).
+    pub fn annotation(self) -> &'static str {
+        match self {
+            HeadersFor::Response => "custom-headers",
+            HeadersFor::Request => "proxy-set-headers",
+        }
+    }
+}
+
+/// A ConfigMap an annotation names (`custom-headers`, `proxy-set-headers`); read at compile,
+/// where ConfigMaps are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigMapAsk {
-    /// The annotation.
-    pub annotation: String,
-    /// Its namespace.
+    /// Which annotation, and so where its fields go.
+    pub target: HeadersFor,
+    /// Its namespace (the Ingress's: another namespace is refused).
     pub namespace: String,
     /// Its name.
     pub name: String,
@@ -713,8 +735,13 @@ impl<'a> Reader<'a> {
         self.out.policy.cors = Some(cors);
     }
 
+    /// `custom-headers` and `proxy-set-headers`: `name` or `namespace/name` of a ConfigMap of
+    /// the Ingress's namespace. Another namespace's is refused (ignored, the Ingress served
+    /// without it): whoever writes an Ingress would otherwise send any ConfigMap of the cluster
+    /// to its clients, or to its upstreams, as headers. ingress-nginx reads any namespace's.
     fn read_config_maps(&mut self) {
-        for key in ["custom-headers", "proxy-set-headers"] {
+        for target in [HeadersFor::Response, HeadersFor::Request] {
+            let key = target.annotation();
             let Some(v) = self.value(key) else { continue };
             let (ns, name) = match v.split_once('/') {
                 Some((ns, name)) => (ns, name),
@@ -727,8 +754,26 @@ impl<'a> Reader<'a> {
                 self.ignored(key, format!("{v:?} is not a ConfigMap name (namespace/name)"));
                 continue;
             }
+            if ns != self.ns {
+                self.ignored(
+                    key,
+                    format!(
+                        "ConfigMap {ns}/{name} is in another namespace (only the Ingress's own is read: copy \
+                         it into {}); served without these headers",
+                        self.ns
+                    ),
+                );
+                continue;
+            }
+            let what = match target {
+                HeadersFor::Response => "added to every response",
+                HeadersFor::Request => {
+                    "set on every request sent upstream (the client's own of those names dropped)"
+                }
+            };
+            self.served(key, format!("the fields of ConfigMap {ns}/{name} (read at compile), {what}"));
             self.out.config_maps.push(ConfigMapAsk {
-                annotation: key.to_owned(),
+                target,
                 namespace: ns.to_owned(),
                 name: name.to_owned(),
             });
@@ -1035,6 +1080,35 @@ mod tests {
         assert!(a.policy.rewrite.is_none() && a.policy.affinity.is_some());
         let a = read_all(&[("canary", "true"), ("canary-weight", "101")]);
         assert_eq!(a.canary.unwrap().weight, 0, "a bad weight is 0");
+    }
+
+    #[test]
+    fn config_maps_are_asked_for_in_the_ingress_namespace_only() {
+        let a = read_all(&[("custom-headers", "hdrs"), ("proxy-set-headers", "shop/up")]);
+        assert_eq!(
+            a.config_maps,
+            [
+                ConfigMapAsk { target: HeadersFor::Response, namespace: "shop".into(), name: "hdrs".into() },
+                ConfigMapAsk { target: HeadersFor::Request, namespace: "shop".into(), name: "up".into() },
+            ]
+        );
+        assert_eq!(verdict(&a, "custom-headers"), Verdict::Served);
+        let f = a.findings.iter().find(|f| f.annotation.ends_with("/proxy-set-headers")).unwrap();
+        assert_eq!(
+            f.message,
+            "the fields of ConfigMap shop/up (read at compile), set on every request sent upstream (the \
+             client's own of those names dropped)"
+        );
+        // Another namespace's: not read, the Ingress served without it.
+        let a = read_all(&[("custom-headers", "kube-system/cluster-config")]);
+        assert!(a.config_maps.is_empty() && a.effect == Effect::Serve, "{a:?}");
+        assert_eq!(verdict(&a, "custom-headers"), Verdict::Ignored);
+        let a = read_all(&[("proxy-set-headers", "shop/Bad_Name")]);
+        assert!(a.config_maps.is_empty());
+        assert_eq!(verdict(&a, "proxy-set-headers"), Verdict::Ignored);
+        // A canary reads none.
+        let a = read_all(&[("canary", "true"), ("custom-headers", "hdrs")]);
+        assert!(a.config_maps.is_empty());
     }
 
     /// The payloads of ingress-nginx's configuration-injection CVEs, as published: each is

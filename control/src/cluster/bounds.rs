@@ -42,7 +42,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Secret as KSecret, Service as KService};
+use k8s_openapi::api::core::v1::{ConfigMap as KConfigMap, Secret as KSecret, Service as KService};
 use k8s_openapi::api::discovery::v1::EndpointSlice as KEndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress as KIngress, IngressClass as KIngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -196,7 +196,7 @@ macro_rules! watched {
         }
     )*};
 }
-watched!(KService, KEndpointSlice, KIngress, KIngressClass, KSecret);
+watched!(KService, KEndpointSlice, KIngress, KIngressClass, KSecret, KConfigMap);
 
 impl Watched for DynamicObject {
     fn stub(&self, metadata: ObjectMeta) -> Self {

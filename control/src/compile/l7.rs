@@ -21,6 +21,11 @@
 //!   checked ([`super::tls`]) → one [`Certificate`] per Secret, with the hosts of every
 //!   `tls[]` entry that names it and the Ingresses they are in. A Secret that is missing or bad
 //!   is an error naming the Secret and the Ingress; that entry is left out.
+//! - **ConfigMaps** (`custom-headers`, `proxy-set-headers`): the header fields of the ConfigMap
+//!   the annotation names, of the Ingress's namespace, into the policy's response or request
+//!   headers; a field that frames a message or belongs to one connection, one the gateway
+//!   writes itself, or one past [`MAX_CONFIG_MAP_HEADER_BYTES`], is left out with a note; a
+//!   missing ConfigMap is a note, and the Ingress is served without its headers.
 //! - **Listeners**: the address of each class of Sluice's with an Ingress
 //!   ([`super::allocation`]), ports 80 and 443; each Ingress is served on its class's address
 //!   (what its `status.loadBalancer.ingress` is to say).
@@ -37,11 +42,11 @@ use sluice_model::route::{
     ServiceBackend, ServicePort, Unavailable,
 };
 
-use sluice_model::policy::{self, NGINX_PREFIX, PasswordHash};
+use sluice_model::policy::{self, Header, NGINX_PREFIX, PasswordHash};
 
 use super::allocation::ClassAsk;
 use super::{Config, Index, endpoints, tls};
-use crate::checked::annotations::{AuthAsk, AuthSecretType, Effect, Verdict};
+use crate::checked::annotations::{AuthAsk, AuthSecretType, ConfigMapAsk, Effect, HeadersFor, Verdict};
 use crate::checked::{CONTROLLER, Ingress, IngressBackend, IngressClass, PathValue, PortProtocol};
 use crate::store::{Located, Store};
 
@@ -157,6 +162,101 @@ fn located(l: &Located<Ingress>) -> String {
         0 => format!("Ingress {}", l.object.key()),
         line => format!("{}:{line}: Ingress {}", l.file.display(), l.object.key()),
     }
+}
+
+/// Where an Ingress states one of ingress-nginx's annotations (`short`, without the prefix): the
+/// annotation's own line when known, else the Ingress's.
+fn annotation_at(l: &Located<Ingress>, short: &str) -> String {
+    let line = l
+        .object
+        .nginx
+        .findings
+        .iter()
+        .find(|f| f.annotation.strip_prefix(NGINX_PREFIX) == Some(short))
+        .map_or(0, |f| f.line);
+    match line {
+        0 => located(l),
+        line => format!("{}:{line}: Ingress {}", l.file.display(), l.object.key()),
+    }
+}
+
+/// What the header fields a ConfigMap names may add to each message, in bytes (`name: value`
+/// and its line break, every field together): they are written into every request or response
+/// head, whose room is the gateway's; past it, the remaining fields are not set, and said.
+pub const MAX_CONFIG_MAP_HEADER_BYTES: usize = 4096;
+
+/// Why a ConfigMap may not set the field `name` in `target`'s direction, if it may not.
+fn refused_field(target: HeadersFor, name: &str) -> Option<&'static str> {
+    let n = name.to_ascii_lowercase();
+    let why = match (n.as_str(), target) {
+        // RFC 9110 §7.6.1, RFC 9112 §6: they frame the message or describe one connection, and
+        // Sluice writes them for each of its own connections.
+        (
+            "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+            | "content-length",
+            _,
+        ) => "a hop-by-hop or framing field, which Sluice writes for each connection itself",
+        (p, _) if p.starts_with("proxy-") => {
+            "a field for the proxies on the way (Proxy-*), not the other end's"
+        }
+        ("host", HeadersFor::Response) => "Host is a request field",
+        ("host", HeadersFor::Request) => "the Host sent upstream is upstream-vhost's to set",
+        ("x-forwarded-prefix", HeadersFor::Request) => "X-Forwarded-Prefix is x-forwarded-prefix's to set",
+        (
+            "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-forwarded-port" | "x-real-ip"
+            | "x-request-id",
+            HeadersFor::Request,
+        ) => "Sluice writes it on every request sent upstream (it would be sent twice)",
+        _ => return None,
+    };
+    Some(why)
+}
+
+/// The header fields of the ConfigMap `ask` names, in key order; `said` (`file:line: Ingress
+/// ns/name: annotation`) starts a note for each one left out and why, or for the whole
+/// annotation when no field is set (the ConfigMap missing, say): the Ingress is served without
+/// them, and gets them when the ConfigMap appears or is fixed (a later compile).
+fn config_map_headers(store: &Store, ask: &ConfigMapAsk, said: &str, notes: &mut Vec<String>) -> Vec<Header> {
+    let name = format!("ConfigMap {}/{}", ask.namespace, ask.name);
+    let Some(found) =
+        store.config_maps.iter().find(|c| c.object.namespace == ask.namespace && c.object.name == ask.name)
+    else {
+        notes.push(format!(
+            "{said}: ignored: {name} does not exist (or was refused: its own error says why); served \
+             without these headers until it does"
+        ));
+        return Vec::new();
+    };
+    let cm = match found.line {
+        0 => name,
+        line => format!("{name} ({}:{line})", found.file.display()),
+    };
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for h in &found.object.headers {
+        let skip = match h {
+            Err(p) => format!("{p}; not set"),
+            Ok(h) => match refused_field(ask.target, &h.name) {
+                Some(why) => format!("data.{}: not set: {why}", h.name),
+                None if bytes + h.name.len() + h.value.len() + 4 > MAX_CONFIG_MAP_HEADER_BYTES => format!(
+                    "data.{}: not set: the fields before it take the {MAX_CONFIG_MAP_HEADER_BYTES} bytes a \
+                     ConfigMap's fields may add to each message",
+                    h.name
+                ),
+                None => {
+                    bytes += h.name.len() + h.value.len() + 4;
+                    out.push(h.clone());
+                    continue;
+                }
+            },
+        };
+        notes.push(format!("{said}: served differently: {cm}: {skip}"));
+    }
+    if out.is_empty() {
+        notes
+            .push(format!("{said}: ignored: {cm} has no field Sluice can set; served without these headers"));
+    }
+    out
 }
 
 /// Compiles the selected Ingresses, served on their classes' `addresses`; TLS certificates are
@@ -321,13 +421,7 @@ fn ingress_spec(
         match auth_users(store, ask, &mut problems) {
             Ok(users) => auth.users = users,
             Err(why) => {
-                // At the annotation's own line when known.
-                let line =
-                    a.findings.iter().find(|f| f.annotation.ends_with("/auth-secret")).map_or(0, |f| f.line);
-                let at = match line {
-                    0 => at.clone(),
-                    line => format!("{}:{line}: Ingress {}", l.file.display(), ing.key()),
-                };
+                let at = annotation_at(l, "auth-secret");
                 errors.push(format!(
                     "{at}: {NGINX_PREFIX}auth-secret: {why}; every path of this Ingress answers 503"
                 ));
@@ -340,11 +434,17 @@ fn ingress_spec(
                 .map(|p| format!("{at}: {NGINX_PREFIX}auth-secret: {p}; that user cannot log in")),
         );
     }
-    for c in &a.config_maps {
-        notes.push(format!(
-            "{at}: {NGINX_PREFIX}{}: ignored: ConfigMap {}/{} is not read (Sluice does not load ConfigMaps yet)",
-            c.annotation, c.namespace, c.name
-        ));
+    for ask in &a.config_maps {
+        let said = format!(
+            "{}: {NGINX_PREFIX}{}",
+            annotation_at(l, ask.target.annotation()),
+            ask.target.annotation()
+        );
+        let headers = config_map_headers(store, ask, &said, notes);
+        match ask.target {
+            HeadersFor::Response => policy.response_headers = headers,
+            HeadersFor::Request => policy.request_headers = headers,
+        }
     }
     let backend = |field: &str, b: &IngressBackend, errors: &mut Vec<String>| {
         resolve(store, index, ing, &at, field, b, errors)
@@ -586,6 +686,7 @@ mod tests {
 
     use super::super::tls::tests::{cert, key};
     use super::super::{Compiled, Config, compile as compile_all};
+    use super::Header;
     use crate::load::{Loaded, load_str};
 
     const POOL: &str = "apiVersion: metallb.io/v1beta1
@@ -762,6 +863,114 @@ stringData:
         assert!(path_policy(&c).deny.is_some());
         let errors = c.errors.join("\n");
         assert!(errors.contains("Ingress shop/web: nginx.ingress.kubernetes.io/auth-secret: Secret shop/creds does not exist; every path of this Ingress answers 503"), "{errors}");
+    }
+
+    /// The ConfigMaps of `custom-headers` and `proxy-set-headers`: their fields fill the
+    /// policy's response and request headers, but for those the gateway writes itself or that
+    /// are not fields at all, each said; a missing ConfigMap is said, and the Ingress is served
+    /// without its headers until it appears.
+    #[test]
+    fn config_maps_fill_the_response_and_request_headers() {
+        let maps = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: hdrs, namespace: shop}
+data:
+  X-Frame-Options: DENY
+  Connection: close
+  Proxy-Authenticate: Basic
+  X-Bad: |
+    two
+    lines
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: up, namespace: shop}
+data: {X-Team: payments, Host: other.example, X-Real-IP: 203.0.113.9, Content-Length: '0'}
+";
+        let ann = "nginx.ingress.kubernetes.io/custom-headers: hdrs, \
+                   nginx.ingress.kubernetes.io/proxy-set-headers: shop/up";
+        let ingress = annotated("web", ann, WEB);
+        let docs = [POOL, CLASS, &service("web"), maps, &ingress];
+        let c = compiled(&docs);
+        let p = path_policy(&c);
+        assert_eq!(p.response_headers, [Header::new("X-Frame-Options", "DENY").unwrap()]);
+        assert_eq!(p.request_headers, [Header::new("X-Team", "payments").unwrap()]);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        // Where things are written: the ConfigMaps' documents; the Ingress's, whose annotations
+        // are one flow mapping (no line of their own).
+        let text = docs.join("---\n");
+        let line_of = |s: &str| text.lines().position(|l| l.contains(s)).unwrap() + 1;
+        let (hdrs, up) = (line_of("name: hdrs") - 2, line_of("name: up") - 2);
+        let at = format!(
+            "inline.yaml:{}: Ingress shop/web: nginx.ingress.kubernetes.io",
+            line_of("annotations: {") - 2
+        );
+        let skipped = [
+            format!(
+                "{at}/custom-headers: served differently: ConfigMap shop/hdrs (inline.yaml:{hdrs}): data.Connection: \
+                 not set: a hop-by-hop or framing field, which Sluice writes for each connection itself"
+            ),
+            format!(
+                "{at}/custom-headers: served differently: ConfigMap shop/hdrs (inline.yaml:{hdrs}): \
+                 data.Proxy-Authenticate: not set: a field for the proxies on the way (Proxy-*), not the other end's"
+            ),
+            format!(
+                "{at}/custom-headers: served differently: ConfigMap shop/hdrs (inline.yaml:{hdrs}): data.X-Bad: the \
+                 value holds a line break (CR or LF): a header value is one line (a YAML `|` block ends with one: \
+                 write the value as a quoted string); not set"
+            ),
+            format!(
+                "{at}/proxy-set-headers: served differently: ConfigMap shop/up (inline.yaml:{up}): data.Content-Length: \
+                 not set: a hop-by-hop or framing field, which Sluice writes for each connection itself"
+            ),
+            format!(
+                "{at}/proxy-set-headers: served differently: ConfigMap shop/up (inline.yaml:{up}): data.Host: not set: \
+                 the Host sent upstream is upstream-vhost's to set"
+            ),
+            format!(
+                "{at}/proxy-set-headers: served differently: ConfigMap shop/up (inline.yaml:{up}): data.X-Real-IP: not \
+                 set: Sluice writes it on every request sent upstream (it would be sent twice)"
+            ),
+        ];
+        let mut notes = c.notes.clone();
+        notes.sort();
+        assert_eq!(notes, skipped, "every skipped field said, once, and nothing else");
+
+        // Without the ConfigMaps: the Ingress is served, without headers, and each annotation
+        // says which ConfigMap is missing.
+        let c = compiled(&[POOL, CLASS, &service("web"), &ingress]);
+        assert_eq!(served(&c), ["shop/web"]);
+        let p = path_policy(&c);
+        assert!(p.response_headers.is_empty() && p.request_headers.is_empty());
+        let notes = c.notes.join("\n");
+        for (annotation, name) in [("custom-headers", "hdrs"), ("proxy-set-headers", "up")] {
+            let want = format!(
+                "Ingress shop/web: nginx.ingress.kubernetes.io/{annotation}: ignored: ConfigMap shop/{name} does not \
+                 exist (or was refused: its own error says why); served without these headers until it does"
+            );
+            assert!(notes.contains(&want), "{want}\nin:\n{notes}");
+        }
+
+        // Only skipped fields: the annotation does nothing, and says so. Fields past the bound
+        // are left out.
+        let only_bad = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hdrs, namespace: shop}\ndata: {TE: trailers}\n";
+        let c = compiled(&[POOL, CLASS, &service("web"), only_bad, &ingress]);
+        assert!(path_policy(&c).response_headers.is_empty());
+        assert!(
+            c.notes.iter().any(|n| n.contains("custom-headers: ignored: ConfigMap shop/hdrs (inline.yaml:")
+                && n.ends_with("has no field Sluice can set; served without these headers")),
+            "{:#?}",
+            c.notes
+        );
+        let value = "v".repeat(1000);
+        let many: String = (0..6).map(|i| format!("  X-{i}: {value}\n")).collect();
+        let big = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: hdrs, namespace: shop}}\ndata:\n{many}"
+        );
+        let c = compiled(&[POOL, CLASS, &service("web"), &big, &ingress]);
+        let names: Vec<&str> = path_policy(&c).response_headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["X-0", "X-1", "X-2", "X-3"]);
+        assert_eq!(c.notes.iter().filter(|n| n.contains("bytes a ConfigMap's fields may add")).count(), 2);
     }
 
     #[test]
