@@ -178,7 +178,7 @@ pub(crate) fn relay_head(
 
     write_status(out, status, reason)?;
     for f in fields {
-        if hop_by_hop(f.name, fields, tunnel) {
+        if hop_by_hop(f.name, fields, tunnel) || replaced(f.name, extra) {
             continue;
         }
         // A length is forwarded only with the body it describes (rule 3: not with chunked).
@@ -195,7 +195,7 @@ pub(crate) fn relay_head(
         }
         write_field(out, f.name, f.value)?;
     }
-    if !has_server {
+    if !has_server && !replaced("server", extra) {
         push(out, b"Server: sluice\r\n")?;
     }
     push(out, extra.as_bytes())?;
@@ -211,6 +211,18 @@ pub(crate) fn relay_head(
     }
     push(out, b"\r\n")?;
     Ok(Some(Head { status, head_len, body, rechunk, close_client, upstream_keep_alive }))
+}
+
+/// Whether the upstream's field `name` gives way to one of Sluice's (`extra`: the fields the
+/// route adds — `custom-headers`, CORS, HSTS — which replace the upstream's of the same name,
+/// as ingress-nginx's `more_set_headers` does). `Set-Cookie` adds (an affinity cookie beside
+/// the application's).
+fn replaced(name: &str, extra: &str) -> bool {
+    !extra.is_empty()
+        && !name.eq_ignore_ascii_case("set-cookie")
+        && extra
+            .split("\r\n")
+            .any(|line| line.split_once(':').is_some_and(|(n, _)| n.eq_ignore_ascii_case(name)))
 }
 
 fn write_status(out: &mut Buf, status: u16, reason: &str) -> Result<(), BadResponse> {
@@ -278,6 +290,19 @@ mod tests {
     }
 
     const GET11: Client = Client { method: Method::Get, http11: true, close: false, upgrade: false };
+
+    #[test]
+    fn the_routes_fields_replace_the_upstreams() {
+        let mut out = Buf::new(4096);
+        let head = "HTTP/1.1 200 OK\r\nX-Frame-Options: SAMEORIGIN\r\nset-cookie: app=1\r\nServer: app\r\nContent-Length: 0\r\n\r\n";
+        let extra = "x-frame-options: DENY\r\nServer: edge\r\nSet-Cookie: INGRESSCOOKIE=x\r\n";
+        relay_head(head.as_bytes(), GET11, &mut out, extra).unwrap().unwrap();
+        assert_eq!(
+            String::from_utf8(out.bytes().to_vec()).unwrap(),
+            "HTTP/1.1 200 OK\r\nset-cookie: app=1\r\nContent-Length: 0\r\n\
+             x-frame-options: DENY\r\nServer: edge\r\nSet-Cookie: INGRESSCOOKIE=x\r\n\r\n"
+        );
+    }
 
     #[test]
     fn framing_and_rewriting() {
