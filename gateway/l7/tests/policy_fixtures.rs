@@ -627,3 +627,40 @@ fn proxy_connect_and_read_timeouts_per_route() {
         assert!(t < 5_000_000_000, "{what}: the route's timeout, not the gateway's");
     }
 }
+
+/// `proxy-send-timeout`: request bytes that the upstream does not take for the route's time end
+/// the exchange with 504 (not retried: the upstream may have some of them); once it has taken
+/// them all, only the read timeout counts.
+#[test]
+fn proxy_send_timeout_per_route() {
+    let p = Policy { send_timeout_s: Some(2), ..Policy::default() };
+    for (takes, what) in [(false, "the upstream takes nothing"), (true, "the upstream took the request")] {
+        let mut ctx = Context::new(Config::default(), 7);
+        ctx.set_generation(Rc::new(Generation::new(&table(&p))));
+        let peer: SocketAddr = CLIENT.parse().unwrap();
+        let mut conn = Conn::new(&ctx, peer, 80, false, 0);
+        let request = get("plain.example", "/", "");
+        conn.client_read_buf()[..request.len()].copy_from_slice(request.as_bytes());
+        conn.client_read(&mut ctx, request.len(), 0);
+        while let Some(a) = conn.poll_action() {
+            if matches!(a, Action::Connect(_)) {
+                conn.upstream_connected(&mut ctx, false, 0);
+            }
+        }
+        assert!(!conn.upstream_write_buf().is_empty());
+        if takes {
+            let n = conn.upstream_write_buf().len();
+            conn.upstream_wrote(&mut ctx, n, 1_000_000_000);
+        }
+        conn.tick(&mut ctx, 1_900_000_000);
+        assert!(conn.client_write_buf().is_empty(), "{what}: too early");
+        conn.tick(&mut ctx, 2_100_000_000);
+        while conn.poll_action().is_some() {}
+        let out = String::from_utf8_lossy(conn.client_write_buf()).into_owned();
+        if takes {
+            assert!(out.is_empty(), "{what}: {out}");
+        } else {
+            assert!(out.starts_with("HTTP/1.1 504"), "{what}: {out}");
+        }
+    }
+}

@@ -141,6 +141,10 @@ pub struct Config {
     pub upstream_connect_timeout_ns: u64,
     /// Upstream read timeout (`proxy-read-timeout`, 60 s): 504.
     pub upstream_read_timeout_ns: u64,
+    /// Upstream send timeout (`proxy-send-timeout`, 60 s): how long request bytes may wait for
+    /// an upstream that takes none of them (between two writes, as nginx's
+    /// `proxy_send_timeout`); 504 before a response began.
+    pub upstream_send_timeout_ns: u64,
     /// Attempts per request across endpoints (`proxy-next-upstream-tries`, 3).
     pub tries: u8,
     /// Each of the four buffers of a connection holds at least this much (16 KiB); the input
@@ -170,6 +174,7 @@ impl Config {
         max_requests_per_client: 1000,
         upstream_connect_timeout_ns: 5 * SECOND_NS,
         upstream_read_timeout_ns: 60 * SECOND_NS,
+        upstream_send_timeout_ns: 60 * SECOND_NS,
         tries: 3,
         buffer_bytes: 16 * 1024,
         trust_forwarded_headers: false,
@@ -479,6 +484,8 @@ enum Gone {
     Reset,
     Eof,
     ReadTimeout,
+    /// Request bytes waited [`Exchange::send_timeout_ns`] for an upstream that took none.
+    SendTimeout,
 }
 
 /// Where a connection is.
@@ -540,9 +547,14 @@ struct Exchange {
     start_ns: u64,
     attempt_ns: u64,
     last_upstream_ns: u64,
-    /// The route's `proxy-connect-timeout` and `proxy-read-timeout` (or the gateway's).
+    /// Since when request bytes wait for the upstream (the last write, or when the timers
+    /// last saw nothing waiting).
+    send_clock_ns: u64,
+    /// The route's `proxy-connect-timeout`, `proxy-read-timeout` and `proxy-send-timeout` (or
+    /// the gateway's).
     connect_timeout_ns: u64,
     read_timeout_ns: u64,
+    send_timeout_ns: u64,
     /// A place under the route's `limit-connections`, held while the request is in flight.
     _limit_guard: Option<ConnGuard>,
     /// The route's `backend-protocol` is HTTP/2 ([`H2Upstream`] on the upstream connection).
@@ -732,6 +744,7 @@ impl Conn {
         self.uout.consume(n);
         if let Phase::Exchange(ex) = &mut self.phase {
             ex.last_upstream_ns = now_ns;
+            ex.send_clock_ns = now_ns;
         }
         self.progress(ctx, now_ns);
     }
@@ -743,6 +756,7 @@ impl Conn {
         if let Phase::Exchange(ex) = &mut self.phase {
             ex.up = Upstream::Ready;
             ex.last_upstream_ns = now_ns;
+            ex.send_clock_ns = now_ns;
         }
         self.progress(ctx, now_ns);
     }
@@ -838,6 +852,19 @@ impl Conn {
                     if now_ns.saturating_sub(since_ns) >= ex.connect_timeout_ns =>
                 {
                     self.upstream_gone(ctx, Gone::ConnectTimeout, now_ns);
+                }
+                // The send clock runs only while request bytes wait (to within one tick of
+                // their arrival: nothing waiting, it is set to now).
+                Upstream::Ready if self.uout.is_empty() => {
+                    ex.send_clock_ns = now_ns;
+                    if now_ns.saturating_sub(ex.last_upstream_ns) >= ex.read_timeout_ns
+                        && self.cout.is_empty()
+                    {
+                        self.upstream_gone(ctx, Gone::ReadTimeout, now_ns);
+                    }
+                }
+                Upstream::Ready if now_ns.saturating_sub(ex.send_clock_ns) >= ex.send_timeout_ns => {
+                    self.upstream_gone(ctx, Gone::SendTimeout, now_ns);
                 }
                 Upstream::Ready
                     if now_ns.saturating_sub(ex.last_upstream_ns) >= ex.read_timeout_ns
@@ -1219,10 +1246,10 @@ impl Conn {
                 let may_resend = match gone {
                     Gone::ConnectFailed | Gone::ConnectTimeout => never_sent,
                     Gone::Reset | Gone::Eof => ex.idempotent && !ex.client.upgrade,
-                    Gone::ReadTimeout => false,
+                    Gone::ReadTimeout | Gone::SendTimeout => false,
                 };
                 let status = match gone {
-                    Gone::ConnectTimeout | Gone::ReadTimeout => 504,
+                    Gone::ConnectTimeout | Gone::ReadTimeout | Gone::SendTimeout => 504,
                     _ => 502,
                 };
                 let random = ctx.next_random();
@@ -1244,6 +1271,7 @@ impl Conn {
                     ex.up = Upstream::Connecting { since_ns: now_ns };
                     ex.attempt_ns = now_ns;
                     ex.last_upstream_ns = now_ns;
+                    ex.send_clock_ns = now_ns;
                     self.uout.rewind();
                     self.uin.clear();
                     self.release(false);
@@ -1527,6 +1555,8 @@ fn begin(
         policy.connect_timeout_s.map_or(ctx.config.upstream_connect_timeout_ns, |s| u64::from(s) * SECOND_NS);
     let read_timeout_ns =
         policy.read_timeout_s.map_or(ctx.config.upstream_read_timeout_ns, |s| u64::from(s) * SECOND_NS);
+    let send_timeout_ns =
+        policy.send_timeout_s.map_or(ctx.config.upstream_send_timeout_ns, |s| u64::from(s) * SECOND_NS);
     let upstream_h2 = policy.backend_protocol.is_h2();
     Start::Proxy(Exchange {
         generation,
@@ -1550,8 +1580,10 @@ fn begin(
         start_ns: now_ns,
         attempt_ns: now_ns,
         last_upstream_ns: now_ns,
+        send_clock_ns: now_ns,
         connect_timeout_ns,
         read_timeout_ns,
+        send_timeout_ns,
         _limit_guard: guard,
         upstream_h2,
     })
