@@ -41,8 +41,9 @@ struct Seen {
 
 /// A backend that speaks HTTP/1.1 over TLS only: `/echo` answers the request body, `/big?n=N`
 /// N bytes, `/close-notify` answers `ok` and ends the connection with close_notify in the same
-/// flight, `/later` answers and does so 150 ms later (an upstream's idle timeout); anything
-/// else `tls PATH`. Stops on drop.
+/// flight, `/later` answers and does so 150 ms later (an upstream's idle timeout),
+/// `/key-update` answers and updates its keys 100 ms later (a record without data on an idle
+/// connection); anything else `tls PATH`. Stops on drop.
 struct TlsBackend {
     addr: SocketAddr,
     seen: Arc<Seen>,
@@ -179,6 +180,15 @@ fn serve_tls(stream: TcpStream, config: Arc<ServerConfig>, seen: &Seen) {
         if res.is_err() {
             return;
         }
+        if target == "/key-update" {
+            // A record with no data on the idle connection: a KeyUpdate (TLS 1.3), asking the
+            // proxy to update its keys too (it answers with its next write).
+            std::thread::sleep(Duration::from_millis(100));
+            w.conn.refresh_traffic_keys().unwrap();
+            if w.flush().is_err() {
+                return;
+            }
+        }
         if target == "/later" {
             std::thread::sleep(Duration::from_millis(150));
             w.conn.send_close_notify();
@@ -226,11 +236,19 @@ fn an_https_upstream_is_reached_over_tls_without_verification_or_sni_and_pooled(
     // proxy_ssl_server_name off: no SNI; ALPN http/1.1 (the backend offers h2 first).
     let hellos = backend.seen.hellos.lock().unwrap().clone();
     assert_eq!(hellos, [(None, Some("http/1.1".to_owned()))]);
-    // The pooled connection stays while idle (the TLS 1.3 session tickets it receives after
-    // the handshake do not take it out).
-    std::thread::sleep(Duration::from_millis(200));
+    // The pooled connection stays while idle: records without data (the session tickets a
+    // TLS 1.3 server sends after the handshake, a KeyUpdate here) are read by the idle event
+    // and keep it; the next request goes on it, under the new keys.
+    let r = c.get("/key-update");
+    assert_eq!(r.status, 200);
+    std::thread::sleep(Duration::from_millis(300));
     let s = proxy.stats();
     assert_eq!((s.pooled, s.upstreams), (1, 1), "{s:?}");
+    let r = c.get("/after");
+    assert_eq!((r.status, r.text().as_str()), (200, "tls /after"));
+    let s = proxy.wait_stats("6 responses", |s| s.core.responses[2] == 6);
+    assert_eq!((s.upstream_connects, s.upstream_reuses, s.upstream_tls_errors), (1, 5, 0), "{s:?}");
+    assert_eq!(backend.seen.connections.load(Ordering::SeqCst), 1);
 }
 
 #[test]
