@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """A tiny gRPC server for Sluice's tests: raw bytes in and out (generic handlers, no protoc).
 
-    server.py ADDRESS:PORT
+    server.py ADDRESS:PORT [CERT KEY]
+
+With CERT and KEY (PEM files), it serves over TLS only (what `backend-protocol: GRPCS` reaches;
+grpcio's server insists on ALPN h2).
 
 Service `echo.Echo`:
 - `Unary`: answers `echo:` + the request, with trailing metadata `x-trailer: yes`;
@@ -38,7 +41,14 @@ def main():
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("echo.Echo", handlers),))
-    server.add_insecure_port(address)
+    if len(sys.argv) > 3:
+        with open(sys.argv[2], "rb") as f:
+            cert = f.read()
+        with open(sys.argv[3], "rb") as f:
+            key = f.read()
+        server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+    else:
+        server.add_insecure_port(address)
     server.start()
     print("listening", flush=True)
     server.wait_for_termination()

@@ -6,7 +6,8 @@
 //! written against:
 //! - most fall back to the default, and say so ([`Verdict::Ignored`]);
 //! - a guard that cannot be honoured — basic auth without its Secret, an allow list without one
-//!   valid entry, an external or client-certificate authentication Sluice does not implement —
+//!   valid entry, an external or client-certificate authentication Sluice does not implement,
+//!   verification of an upstream's certificate (`proxy-ssl-verify: "on"`) —
 //!   makes every path of the Ingress answer 503 ([`Effect::Deny`]): an Ingress never becomes
 //!   open because Sluice could not read what protects it;
 //! - a limit that is not a number, or a bad `limit-whitelist`, skips the whole Ingress
@@ -177,7 +178,7 @@ const UNSUPPORTED_GUARDS: [(&str, &str); 5] = [
 const QUALIFIERS: [&str; 4] = ["auth-", "modsecurity-", "global-rate-limit", "mirror-"];
 
 /// Known ingress-nginx annotations Sluice does not act on, and why.
-const NOT_SERVED: [(&str, &str); 14] = [
+const NOT_SERVED: [(&str, &str); 19] = [
     ("load-balance", "the balancing algorithm is the gateway's (--l7-balance round_robin|ewma)"),
     ("ssl-passthrough", "TLS is terminated by Sluice; passthrough is an L4 Service's job"),
     ("server-alias", "list the host in the Ingress rules instead"),
@@ -192,6 +193,17 @@ const NOT_SERVED: [(&str, &str); 14] = [
     ("default-backend", "use spec.defaultBackend"),
     ("ssl-ciphers", "the suites are Sluice's fixed AEAD list (TLS 1.2 and 1.3)"),
     ("custom-http-errors", "error pages are Sluice's"),
+    // TLS to upstreams (backend-protocol HTTPS, GRPCS) has ingress-nginx's defaults and no
+    // knob: proxy-ssl-verify off (read in `read_proxy`), proxy-ssl-server-name off.
+    (
+        "proxy-ssl-secret",
+        "no client certificate is presented to upstreams and none is verified (an upstream that \
+         requires one refuses the handshake: 502)",
+    ),
+    ("proxy-ssl-verify-depth", "upstream certificates are not verified"),
+    ("proxy-ssl-name", "upstream certificates are not verified and no SNI is sent to upstreams"),
+    ("proxy-ssl-protocols", "TLS to upstreams is 1.3 or 1.2, whatever is asked"),
+    ("proxy-ssl-ciphers", "TLS to upstreams uses Sluice's fixed AEAD suites (TLS 1.2 and 1.3)"),
 ];
 
 /// Reads an Ingress's annotations (in namespace `namespace`).
@@ -567,7 +579,21 @@ impl<'a> Reader<'a> {
         if let Some(v) = self.value("backend-protocol") {
             match BackendProtocol::ALL.iter().find(|(_, n)| n.eq_ignore_ascii_case(v)) {
                 Some(&(p, name)) => {
-                    self.served("backend-protocol", name);
+                    let how = match p {
+                        BackendProtocol::Https => "HTTPS: HTTP/1.1 over TLS (ALPN http/1.1); ",
+                        BackendProtocol::Grpcs => "GRPCS: HTTP/2 over TLS (ALPN h2); ",
+                        BackendProtocol::Grpc | BackendProtocol::H2c => ": HTTP/2 in clear",
+                        BackendProtocol::Http => "",
+                    };
+                    let message = if p.is_tls() {
+                        format!(
+                            "{how}the endpoint's certificate is not verified and no SNI is sent, as \
+                             ingress-nginx does by default (proxy-ssl-verify and proxy-ssl-server-name off)"
+                        )
+                    } else {
+                        format!("{name}{how}")
+                    };
+                    self.served("backend-protocol", message);
                     self.out.policy.backend_protocol = p;
                 }
                 None if v.eq_ignore_ascii_case("AUTO_HTTP") => {
@@ -579,6 +605,7 @@ impl<'a> Reader<'a> {
                 ),
             }
         }
+        self.read_proxy_ssl();
         if let Some(v) = self.value("proxy-body-size") {
             match policy::parse_size(v) {
                 Ok(n) => {
@@ -622,6 +649,40 @@ impl<'a> Reader<'a> {
                     self.out.policy.upstream_vhost = Some(v.to_owned());
                 }
                 _ => self.ignored("upstream-vhost", format!("{v:?} is not a host name")),
+            }
+        }
+    }
+
+    /// `proxy-ssl-verify` and `proxy-ssl-server-name`: only their defaults, off, are served.
+    /// (ingress-nginx reads every `proxy-ssl-*` only with `proxy-ssl-secret`, whose `ca.crt` it
+    /// verifies against; Sluice takes the annotation at its word.)
+    fn read_proxy_ssl(&mut self) {
+        if let Some(v) = self.value("proxy-ssl-verify") {
+            match v {
+                "on" => {
+                    let what = "verification of the upstream's certificate (proxy-ssl-verify: on)";
+                    self.find(
+                        "proxy-ssl-verify",
+                        Verdict::Refused,
+                        format!(
+                            "{what} is not implemented; every path of this Ingress answers 503 rather \
+                             than be served without it"
+                        ),
+                    );
+                    self.deny(format!("{NGINX_PREFIX}proxy-ssl-verify: {what} is not implemented by Sluice"));
+                }
+                "off" => self.served("proxy-ssl-verify", "off: the upstream's certificate is not verified"),
+                _ => self.ignored("proxy-ssl-verify", format!("{v:?} is not on or off; off is used")),
+            }
+        }
+        if let Some(v) = self.value("proxy-ssl-server-name") {
+            match v {
+                "off" => self.served("proxy-ssl-server-name", "off: no SNI is sent to upstreams"),
+                "on" => self.ignored(
+                    "proxy-ssl-server-name",
+                    "SNI to upstreams is not implemented; none is sent (as with off)",
+                ),
+                _ => self.ignored("proxy-ssl-server-name", format!("{v:?} is not on or off; off is used")),
             }
         }
     }
@@ -1039,6 +1100,71 @@ mod tests {
             assert!(matches!(a.effect, Effect::Deny(_)), "{key}: {a:?}");
             assert_eq!(verdict(&a, key), Verdict::Refused);
         }
+    }
+
+    #[test]
+    fn tls_backend_protocols_are_served_with_ingress_nginx_defaults() {
+        for (v, p) in [("HTTPS", BackendProtocol::Https), ("grpcs", BackendProtocol::Grpcs)] {
+            let a = read_all(&[("backend-protocol", v)]);
+            assert_eq!((a.policy.backend_protocol, a.effect.clone()), (p, Effect::Serve));
+            let f = &a.findings[0];
+            assert_eq!(f.verdict, Verdict::Served);
+            assert!(f.message.contains("over TLS") && f.message.contains("not verified"), "{f}");
+            assert!(!f.message.contains("in clear"), "{f}");
+        }
+        let a = read_all(&[("backend-protocol", "GRPC")]);
+        assert_eq!(a.findings[0].message, "GRPC: HTTP/2 in clear");
+        // The defaults, said explicitly: served.
+        let a = read_all(&[
+            ("backend-protocol", "HTTPS"),
+            ("proxy-ssl-verify", "off"),
+            ("proxy-ssl-server-name", "off"),
+        ]);
+        assert_eq!(a.effect, Effect::Serve);
+        assert_eq!(verdict(&a, "proxy-ssl-verify"), Verdict::Served);
+        assert_eq!(verdict(&a, "proxy-ssl-server-name"), Verdict::Served);
+    }
+
+    #[test]
+    fn proxy_ssl_verify_on_denies_rather_than_serve_unverified() {
+        let a = read_all(&[
+            ("backend-protocol", "HTTPS"),
+            ("proxy-ssl-verify", "on"),
+            ("proxy-ssl-secret", "shop/upstream-ca"),
+            ("proxy-ssl-verify-depth", "2"),
+        ]);
+        let Effect::Deny(why) = &a.effect else { panic!("{a:?}") };
+        assert!(why.contains("proxy-ssl-verify"), "{why}");
+        assert!(a.policy.deny.is_some());
+        assert_eq!(verdict(&a, "proxy-ssl-verify"), Verdict::Refused);
+        assert_eq!(verdict(&a, "proxy-ssl-secret"), Verdict::Ignored);
+        assert_eq!(verdict(&a, "proxy-ssl-verify-depth"), Verdict::Ignored);
+        assert_eq!(a.findings.len(), 4, "{:#?}", a.findings);
+    }
+
+    #[test]
+    fn proxy_ssl_knobs_sluice_lacks_are_ignored_with_a_reason() {
+        let a = read_all(&[
+            ("backend-protocol", "GRPCS"),
+            ("proxy-ssl-server-name", "on"),
+            ("proxy-ssl-name", "api.internal"),
+            ("proxy-ssl-protocols", "TLSv1.3"),
+            ("proxy-ssl-ciphers", "HIGH:!aNULL"),
+            ("proxy-ssl-verify", "maybe"),
+        ]);
+        assert_eq!(a.effect, Effect::Serve, "nothing here protects the Ingress: {a:?}");
+        for key in [
+            "proxy-ssl-server-name",
+            "proxy-ssl-name",
+            "proxy-ssl-protocols",
+            "proxy-ssl-ciphers",
+            "proxy-ssl-verify",
+        ] {
+            let f = a.findings.iter().find(|f| f.annotation.ends_with(key)).unwrap();
+            assert_eq!(f.verdict, Verdict::Ignored, "{f}");
+            assert!(!f.message.contains("not an ingress-nginx annotation"), "{f}");
+        }
+        assert_eq!(a.policy.backend_protocol, BackendProtocol::Grpcs);
     }
 
     #[test]

@@ -503,6 +503,9 @@ fn export(worker: &Worker, sockets: &[XskSocket], l7: Option<ProxyStats>) -> [u6
         c[Counter::L7TlsHandshakes] = p.tls_handshakes;
         c[Counter::L7TlsResumed] = p.tls_resumed;
         c[Counter::L7TlsErrors] = p.tls_errors;
+        c[Counter::L7UpstreamTlsHandshakes] = p.upstream_tls_handshakes;
+        c[Counter::L7UpstreamTlsResumed] = p.upstream_tls_resumed;
+        c[Counter::L7UpstreamTlsErrors] = p.upstream_tls_errors;
         c[Gauge::L7Clients] = p.clients as u64;
         c[Gauge::L7Upstreams] = p.upstreams as u64;
         c[Gauge::L7Pooled] = p.pooled as u64;

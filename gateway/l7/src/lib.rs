@@ -22,6 +22,10 @@
 //! - [`tls`]: a generation's certificates as a rustls `ServerConfig` (aws-lc-rs): SNI certificate
 //!   choice, the default certificate, versions, suites, ALPN and session tickets shared by every
 //!   worker and generation. It builds configuration; the `ServerConnection`s are the driver's.
+//! - [`upstream_tls`]: the rustls `ClientConfig`s of `backend-protocol` HTTPS and GRPCS
+//!   upstreams, with ingress-nginx's defaults (no certificate verification, handshake
+//!   signatures verified; no SNI; ALPN by protocol; session resumption). The
+//!   `ClientConnection`s are the driver's.
 //! - [`proxy`]: the reverse proxy of one client connection ([`proxy::Conn`]): routing per
 //!   request, endpoint choice, head rewriting, body streaming with backpressure, local statuses,
 //!   retries, timers; and the per-worker bookkeeping it shares ([`proxy::Context`], the
@@ -43,3 +47,4 @@ pub mod policy;
 pub mod proxy;
 pub mod route;
 pub mod tls;
+pub mod upstream_tls;

@@ -27,8 +27,12 @@ fn text(b: &[u8]) -> String {
 
 impl H {
     fn new() -> H {
+        H::with(H2Upstream::new())
+    }
+
+    fn with(up: H2Upstream) -> H {
         H {
-            up: H2Upstream::new(),
+            up,
             server: h2::Conn::new(Role::Server, h2::Config::DEFAULT),
             sin: vec![],
             heads: vec![],
@@ -59,6 +63,7 @@ impl H {
                             let mut f = vec![];
                             for (n, v) in [
                                 (":method", head.method()),
+                                (":scheme", head.scheme()),
                                 (":authority", head.authority()),
                                 (":path", head.path()),
                             ] {
@@ -122,8 +127,8 @@ fn a_grpc_call_crosses_with_its_trailers_both_ways() {
     let (stream, fields, end) = h.heads[0].clone();
     let get = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     assert_eq!(
-        (get(":method"), get(":authority"), get(":path")),
-        (Some("POST"), Some("grpc.test"), Some("/echo.Echo/Unary"))
+        (get(":method"), get(":scheme"), get(":authority"), get(":path")),
+        (Some("POST"), Some("http"), Some("grpc.test"), Some("/echo.Echo/Unary"))
     );
     assert_eq!(
         (get("te"), get("x-forwarded-for"), get("host"), get("connection")),
@@ -163,4 +168,16 @@ fn a_stream_the_server_resets_fails_the_exchange() {
     h.server.reset(stream, ErrorCode::INTERNAL_ERROR).unwrap();
     h.run();
     assert!(h.up.failed() && !h.up.reusable());
+}
+
+#[test]
+fn over_tls_the_scheme_is_https() {
+    // GRPCS: the connection is TLS (the driver's), so the target URI's scheme is https
+    // (RFC 9113 §8.3.1).
+    let mut h = H::with(H2Upstream::over_tls());
+    let req = b"GET /x HTTP/1.1\r\nHost: grpc.test\r\n\r\n";
+    assert_eq!(h.up.send(req), req.len());
+    h.run();
+    let (_, fields, _) = h.heads[0].clone();
+    assert!(fields.contains(&(":scheme".to_string(), "https".to_string())), "{fields:?}");
 }

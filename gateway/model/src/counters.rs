@@ -158,6 +158,12 @@ named! {
         L7H2CompressionErrors => "l7_h2_compression_errors",
         /// HTTP/2 connections closed for another protocol or flow-control error.
         L7H2ProtocolErrors => "l7_h2_protocol_errors",
+        /// TLS handshakes with upstreams completed (`backend-protocol` HTTPS and GRPCS).
+        L7UpstreamTlsHandshakes => "l7_upstream_tls_handshakes",
+        /// Of those, resumed with a session the upstream gave on an earlier connection.
+        L7UpstreamTlsResumed => "l7_upstream_tls_resumed",
+        /// TLS to upstreams that failed: handshakes (a failed connect: retried, else 502) and records afterwards.
+        L7UpstreamTlsErrors => "l7_upstream_tls_errors",
     }
 }
 
@@ -354,6 +360,6 @@ mod tests {
         // decision, not an accident (and add new counters at the end).
         let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(&names[..4], ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames"]);
-        assert_eq!(fingerprint(), 0xf796_bb6f_7dfe_9a35, "{:#x}", fingerprint());
+        assert_eq!(fingerprint(), 0x5c89_3499_1ebe_a90d, "{:#x}", fingerprint());
     }
 }

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 
 use sluice_l7::proxy::{Action, Conn, Context, H2Conn, PREFACE, UpstreamError};
+use sluice_model::policy::BackendProtocol;
 
 /// A client connection's protocol state.
 #[expect(
@@ -141,12 +142,12 @@ impl Front {
         }
     }
 
-    /// Whether `lane`'s request goes upstream over HTTP/2.
-    pub(crate) fn upstream_h2(&self, lane: usize) -> bool {
+    /// The `backend-protocol` of `lane`'s request: HTTP/2 or not, TLS or not.
+    pub(crate) fn upstream_protocol(&self, lane: usize) -> Option<BackendProtocol> {
         match self {
-            Front::H1(c) => c.upstream_h2(),
-            Front::H2(c) => c.upstream_h2(lane),
-            Front::Sniff { .. } | Front::Gone => false,
+            Front::H1(c) => c.upstream_protocol(),
+            Front::H2(c) => c.upstream_protocol(lane),
+            Front::Sniff { .. } | Front::Gone => None,
         }
     }
 

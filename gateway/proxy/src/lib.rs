@@ -50,6 +50,20 @@
 //! [`sluice_l7::proxy::H2Upstream`] between the core and the socket, pooled apart from the
 //! HTTP/1.1 ones. [`Proxy::go_away`] starts a graceful shutdown of the HTTP/2 clients.
 //!
+//! TLS to upstreams (`backend-protocol` HTTPS and GRPCS): the connection gets a
+//! `rustls::ClientConnection` from the proxy's [`sluice_l7::upstream_tls::UpstreamTls`] (one
+//! `Arc<ClientConfig>` per protocol, built once per proxy, so the session cache is the
+//! worker's), with ingress-nginx's defaults: the certificate is not verified (its handshake
+//! signature is), no SNI (the server name is the endpoint's address), ALPN `http/1.1` or `h2`.
+//! The core is told the connection is ready once the handshake is done, so its connect timeout
+//! covers TCP and TLS; a handshake that fails is a failed connect (retried on another endpoint,
+//! else 502) and counted (`upstream_tls_errors`). Records are moved as a client's are (a
+//! `Wire` per upstream connection: read, open, hand the plaintext over; take the core's bytes,
+//! seal, write). A TLS connection is pooled with its TLS state, in pools of its own
+//! (`pool_index`: HTTP/1.1 or HTTP/2, clear or TLS); while idle its records are read (TLS 1.3
+//! session tickets keep it there; close_notify, the end of the stream, data or an error take it
+//! out), and the look at Release for a close that came with the response goes through TLS.
+//!
 //! # Allocation
 //! Per connection: the core's buffers, the slot (the slot table grows to the most
 //! connections open at once and stays), the TLS state. Per request: nothing in the driver;
@@ -58,8 +72,13 @@
 //! # Known limits
 //! - Timers are a scan of the connections on every [`Proxy::tick`] (fine for thousands,
 //!   a timer wheel later).
-//! - Upstreams are HTTP/1.1, or HTTP/2 in clear (GRPC, H2C; one stream at a time per
-//!   connection); no TLS to upstreams (`backend-protocol: HTTPS` and `GRPCS` later).
+//! - Upstreams are HTTP/1.1 or HTTP/2 (GRPC, H2C; one stream at a time per connection), in
+//!   clear or over TLS (HTTPS, GRPCS) without certificate verification or SNI, as
+//!   ingress-nginx by default: `proxy-ssl-verify`, `proxy-ssl-secret` (a CA, a client
+//!   certificate) and `proxy-ssl-server-name`/`proxy-ssl-name` are not implemented (control
+//!   denies an Ingress that asks for verification).
+//! - Each of the four pools holds up to [`sluice_l7::proxy::PoolConfig`]'s `max_idle` idle
+//!   connections (the limit is per kind, not for the worker).
 //! - An HTTP/2 client's lanes are all looked at on each of its events (at most
 //!   SETTINGS_MAX_CONCURRENT_STREAMS, 100).
 //! - A closing client connection is closed once its last response is written; bytes that
@@ -79,11 +98,14 @@ use std::sync::Arc;
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, ServerConfig, ServerConnection};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use sluice_l7::proxy::{Action, Config, Context, Generation, H2Upstream, Pool, UpstreamError};
+use sluice_l7::upstream_tls::UpstreamTls;
 use sluice_model::l7::L7Table;
+use sluice_model::policy::BackendProtocol;
 
 pub use sluice_l7::proxy::{AccessRecord, H2Stats, RouteMeter, Stats as CoreStats};
 
@@ -139,6 +161,13 @@ pub struct ProxyStats {
     /// Writes to client sockets (system calls that wrote something): with the responses,
     /// shows how well HTTP/2 responses are gathered ([`Proxy::flush`]).
     pub client_writes: u64,
+    /// TLS handshakes with upstreams completed (`backend-protocol` HTTPS, GRPCS).
+    pub upstream_tls_handshakes: u64,
+    /// Of those, resumed sessions.
+    pub upstream_tls_resumed: u64,
+    /// TLS to upstreams that failed: handshakes that did not complete (a failed connect: the
+    /// request is retried or answered 502) and records that failed afterwards.
+    pub upstream_tls_errors: u64,
     /// The core's counters: requests, responses per status class, buffers.
     pub core: CoreStats,
     /// HTTP/2 clients' counters (the `l7_h2_*` counters).
@@ -176,23 +205,87 @@ struct Client {
 
 /// An upstream connection: attached to a client (`owner`) or idle in the pool.
 struct UpstreamConn {
-    stream: TcpStream,
+    wire: Wire,
     addr: SocketAddr,
     /// The client slot and lane it serves.
     owner: Option<(usize, usize)>,
+    /// TCP is connected.
+    established: bool,
+    /// It carries the core's bytes: TCP connected and, over TLS, the handshake done (the core
+    /// was told with `upstream_connected`).
     connected: bool,
     /// Requests it finished.
     uses: u32,
+    /// It failed or closed: the core was told; only a Release is expected.
+    dead: bool,
+    /// It speaks HTTP/2 (`backend-protocol` GRPC, GRPCS, H2C): the converter between the
+    /// core's HTTP/1.1 bytes and the wire, kept with it in the pool.
+    h2: Option<Box<H2Upstream>>,
+}
+
+impl UpstreamConn {
+    /// The pool it returns to ([`pool_index`]).
+    fn pool(&self) -> usize {
+        pool_index(self.h2.is_some(), self.wire.tls.is_some())
+    }
+}
+
+/// The pools of idle upstream connections: one per kind, HTTP/1.1 or HTTP/2, in clear or TLS.
+/// An endpoint address may be reached more than one way (two Ingresses, two protocols), and a
+/// connection must only be taken again for the kind it was opened as.
+const POOLS: usize = 4;
+
+/// The index in [`Proxy`]'s pools of a connection that speaks HTTP/2 (`h2`) or not, over TLS
+/// (`tls`) or not.
+fn pool_index(h2: bool, tls: bool) -> usize {
+    usize::from(h2) | usize::from(tls) << 1
+}
+
+/// An upstream connection's byte stream: the socket, and TLS over it for `backend-protocol`
+/// HTTPS and GRPCS. Edge-triggered like a client's: `readable` and `writable` hold until a
+/// call meets `WouldBlock` (or a short read).
+struct Wire {
+    stream: TcpStream,
+    /// The TLS session, kept with the connection in the pool (its keys, and the tickets the
+    /// server sends go to the configuration's session cache).
+    tls: Option<Box<ClientConnection>>,
     readable: bool,
     writable: bool,
     /// An event said the upstream closed (or the socket failed): read to the end.
     hup: bool,
-    /// It failed or closed: the core was told; only a Release is expected.
-    dead: bool,
-    /// It speaks HTTP/2 (`backend-protocol` GRPC, GRPCS, H2C): the converter between the
-    /// core's HTTP/1.1 bytes and the socket, kept with it in the pool.
-    h2: Option<Box<H2Upstream>>,
+    /// TLS: the socket's end of stream was read (rustls holds what came before it).
+    eof: bool,
 }
+
+/// What a read or write on a [`Wire`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Io {
+    /// Bytes moved: read into the buffer, or taken from it.
+    Moved(usize),
+    /// Nothing now: wait for the next event.
+    Blocked,
+    /// The upstream ended its stream (a read returned 0; over TLS, close_notify or the end of
+    /// the socket, after the plaintext that came before it).
+    Eof,
+    /// The socket failed.
+    Failed,
+    /// TLS failed (a record that does not open, an alert, a protocol error).
+    TlsFailed,
+}
+
+/// How far a new connection's TLS handshake is.
+enum Handshake {
+    /// Done (or no TLS): the connection carries the core's bytes.
+    Done,
+    /// Waiting for the socket.
+    Waiting,
+    /// Failed: a connect failure.
+    Failed,
+}
+
+/// Buffered TLS bytes per connection and direction, at most (rustls' `set_buffer_limit`, as
+/// on client connections).
+const TLS_BUFFER_BYTES: usize = 64 * 1024;
 
 impl Client {
     /// The upstream slot of `lane`.
@@ -222,9 +315,11 @@ pub struct Proxy {
     capacity: usize,
     slots: Vec<Slot>,
     free: Vec<usize>,
-    pool: Pool<usize>,
-    /// Idle HTTP/2 upstream connections (a separate pool: an endpoint may be reached both ways).
-    pool_h2: Pool<usize>,
+    /// Idle upstream connections, a pool per kind ([`pool_index`]).
+    pools: [Pool<usize>; POOLS],
+    /// The TLS client configurations of HTTPS and GRPCS upstreams: built once per proxy (so
+    /// per worker: their session caches are this worker's), shared by its connections.
+    upstream_tls: UpstreamTls,
     stats: ProxyStats,
     /// The time of the last event or tick (for what happens between them: a new generation).
     now_ns: u64,
@@ -261,8 +356,8 @@ impl Proxy {
             capacity: tokens.end.saturating_sub(tokens.start),
             slots: Vec::new(),
             free: Vec::new(),
-            pool: Pool::new(config.core.pool),
-            pool_h2: Pool::new(config.core.pool),
+            pools: std::array::from_fn(|_| Pool::new(config.core.pool)),
+            upstream_tls: UpstreamTls::new(),
             stats: ProxyStats::default(),
             now_ns: 0,
             dirty: Vec::new(),
@@ -282,8 +377,9 @@ impl Proxy {
     pub fn set_generation(&mut self, registry: &Registry, l7: Arc<L7Table>) {
         let generation = Rc::new(Generation::new(&l7));
         let mut dead = Vec::new();
-        self.pool.expire(0, |a| generation.is_live(a), |u| dead.push(u));
-        self.pool_h2.expire(0, |a| generation.is_live(a), |u| dead.push(u));
+        for pool in &mut self.pools {
+            pool.expire(0, |a| generation.is_live(a), |u| dead.push(u));
+        }
         for u in dead {
             self.close_upstream(registry, u);
         }
@@ -444,7 +540,7 @@ impl Proxy {
         let mut s = self.stats;
         s.core = *self.ctx.stats();
         s.h2 = *self.ctx.h2_stats();
-        s.pooled = self.pool.len() + self.pool_h2.len();
+        s.pooled = self.pools.iter().map(Pool::len).sum();
         s
     }
 
@@ -469,9 +565,9 @@ impl Proxy {
                 self.drive(registry, i, now_ns);
             }
             Some(Slot::Upstream(u)) => {
-                u.readable |= readable;
-                u.hup |= hup;
-                u.writable |= writable;
+                u.wire.readable |= readable;
+                u.wire.hup |= hup;
+                u.wire.writable |= writable;
                 match u.owner {
                     Some((c, _)) => self.drive(registry, c, now_ns),
                     None => self.idle_event(registry, i),
@@ -521,8 +617,9 @@ impl Proxy {
         self.ctx.tick(now_ns);
         let generation = Rc::clone(self.ctx.generation());
         let mut dead = Vec::new();
-        self.pool.expire(now_ns, |a| generation.is_live(a), |u| dead.push(u));
-        self.pool_h2.expire(now_ns, |a| generation.is_live(a), |u| dead.push(u));
+        for pool in &mut self.pools {
+            pool.expire(now_ns, |a| generation.is_live(a), |u| dead.push(u));
+        }
         for u in dead {
             self.close_upstream(registry, u);
         }
@@ -803,22 +900,22 @@ impl Proxy {
                     let Slot::Upstream(x) = &mut self.slots[u] else { continue };
                     // Edge-triggered: if the last read did not end in WouldBlock, a close that
                     // came with the response will raise no new event. Look now, or the pool
-                    // would hand out a dead connection.
-                    if x.readable && x.h2.is_none() {
-                        let mut probe = [0u8; 1];
-                        match Raw::of(&x.stream).read(&mut probe) {
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
-                            _ => {
-                                self.close_upstream(registry, u);
-                                continue;
-                            }
+                    // would hand out a dead connection. Over TLS the look goes through the
+                    // records: session tickets keep it, close_notify or data does not.
+                    // (HTTP/2 connections say what they can take: `reusable`.)
+                    if x.h2.is_none()
+                        && let Err(e) = x.wire.idle()
+                    {
+                        if e == Io::TlsFailed {
+                            self.stats.upstream_tls_errors += 1;
                         }
+                        self.close_upstream(registry, u);
+                        continue;
                     }
                     x.owner = None;
                     x.uses += 1;
-                    let (addr, uses) = (x.addr, x.uses);
-                    let pool = if x.h2.is_some() { &mut self.pool_h2 } else { &mut self.pool };
-                    if let Some(u) = pool.put(addr, u, uses, now_ns) {
+                    let (addr, uses, pool) = (x.addr, x.uses, x.pool());
+                    if let Some(u) = self.pools[pool].put(addr, u, uses, now_ns) {
                         self.close_upstream(registry, u);
                     }
                 }
@@ -827,9 +924,14 @@ impl Proxy {
     }
 
     fn connect(&mut self, registry: &Registry, i: usize, lane: usize, addr: SocketAddr, now_ns: u64) {
+        let protocol = match &self.slots[i] {
+            Slot::Client(c) => c.front.upstream_protocol(lane).unwrap_or(BackendProtocol::Http),
+            _ => return,
+        };
+        let want_h2 = protocol.is_h2();
+        let tls_config = self.upstream_tls.config(protocol).cloned();
         let mut stale = Vec::new();
-        let want_h2 = matches!(&self.slots[i], Slot::Client(c) if c.front.upstream_h2(lane));
-        let pool = if want_h2 { &mut self.pool_h2 } else { &mut self.pool };
+        let pool = &mut self.pools[pool_index(want_h2, tls_config.is_some())];
         let pooled = pool.take(&addr, now_ns, |u| stale.push(u));
         for u in stale {
             self.close_upstream(registry, u);
@@ -840,7 +942,7 @@ impl Proxy {
                 // probe at release), and an event since would have taken it out
                 // (`idle_event`). A read now would only say EAGAIN.
                 x.owner = Some((i, lane));
-                x.writable = true;
+                x.wire.writable = true;
             }
             self.stats.upstream_reuses += 1;
             if let Slot::Client(c) = &mut self.slots[i] {
@@ -849,9 +951,22 @@ impl Proxy {
             }
             return;
         }
-        let opened = match self.alloc() {
-            None => None,
-            Some(u) => match TcpStream::connect(addr) {
+        // proxy_ssl_server_name off: the endpoint's address is the server name, for which
+        // rustls sends no SNI; it keys the session cache, per endpoint.
+        let tls = match tls_config.map(|config| ClientConnection::new(config, ServerName::from(addr.ip()))) {
+            None => Ok(None),
+            Some(Ok(mut t)) => {
+                t.set_buffer_limit(Some(TLS_BUFFER_BYTES));
+                Ok(Some(Box::new(t)))
+            }
+            Some(Err(_)) => {
+                self.stats.upstream_tls_errors += 1;
+                Err(())
+            }
+        };
+        let opened = match tls.map(|tls| (tls, self.alloc())) {
+            Err(()) | Ok((_, None)) => None,
+            Ok((tls, Some(u))) => match TcpStream::connect(addr) {
                 Ok(mut stream) => {
                     let _ = stream.set_nodelay(true);
                     match registry.register(
@@ -860,17 +975,29 @@ impl Proxy {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         Ok(()) => {
+                            let h2 = want_h2.then(|| {
+                                Box::new(if tls.is_some() {
+                                    H2Upstream::over_tls()
+                                } else {
+                                    H2Upstream::new()
+                                })
+                            });
                             self.slots[u] = Slot::Upstream(UpstreamConn {
-                                stream,
+                                wire: Wire {
+                                    stream,
+                                    tls,
+                                    readable: false,
+                                    writable: false,
+                                    hup: false,
+                                    eof: false,
+                                },
                                 addr,
                                 owner: Some((i, lane)),
+                                established: false,
                                 connected: false,
                                 uses: 0,
-                                readable: false,
-                                writable: false,
-                                hup: false,
                                 dead: false,
-                                h2: want_h2.then(|| Box::new(H2Upstream::new())),
+                                h2,
                             });
                             self.stats.upstreams += 1;
                             self.stats.upstream_connects += 1;
@@ -902,16 +1029,16 @@ impl Proxy {
         let (lo, hi) = self.slots.split_at_mut(b);
         let (cs, us) = if i < u { (&mut lo[a], &mut hi[0]) } else { (&mut hi[0], &mut lo[a]) };
         let (Slot::Client(c), Slot::Upstream(x)) = (cs, us) else { return false };
-        let ctx = &mut self.ctx;
+        let (ctx, stats) = (&mut self.ctx, &mut self.stats);
         if x.dead {
             return false;
         }
         let mut moved = false;
-        if !x.connected {
-            if !(x.writable || x.readable) {
+        if !x.established {
+            if !(x.wire.writable || x.wire.readable) {
                 return false;
             }
-            match x.stream.take_error() {
+            match x.wire.stream.take_error() {
                 Ok(None) => {}
                 Ok(Some(_)) | Err(_) => {
                     x.dead = true;
@@ -919,15 +1046,14 @@ impl Proxy {
                     return true;
                 }
             }
-            match x.stream.peer_addr() {
+            match x.wire.stream.peer_addr() {
                 Ok(_) => {
-                    x.connected = true;
-                    c.front.upstream_connected(ctx, lane, false, now_ns);
+                    x.established = true;
                     moved = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                    x.writable = false;
-                    x.readable = false;
+                    x.wire.writable = false;
+                    x.wire.readable = false;
                     return false;
                 }
                 Err(_) => {
@@ -937,104 +1063,124 @@ impl Proxy {
                 }
             }
         }
-        if x.h2.is_some() {
-            return h2_upstream_io(c, x, lane, ctx, now_ns) || moved;
-        }
-        while x.writable && !x.dead && !c.front.upstream_write_buf(lane).is_empty() {
-            match Raw::of(&x.stream).write(c.front.upstream_write_buf(lane)) {
-                Ok(n) => c.front.upstream_wrote(ctx, lane, n, now_ns),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
+        if !x.connected {
+            // The core is told once the connection can carry its bytes: over TLS, after the
+            // handshake, so that its connect timeout covers TCP and TLS (nginx's
+            // proxy_connect_timeout covers its SSL handshake too). A failed handshake is a
+            // failed connect: the core retries another endpoint or answers 502.
+            match x.wire.handshake() {
+                Handshake::Done => {
+                    if let Some(tls) = &x.wire.tls {
+                        stats.upstream_tls_handshakes += 1;
+                        if tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                            stats.upstream_tls_resumed += 1;
+                        }
+                    }
+                    x.connected = true;
+                    c.front.upstream_connected(ctx, lane, false, now_ns);
+                    moved = true;
+                }
+                Handshake::Waiting => return moved,
+                Handshake::Failed => {
+                    stats.upstream_tls_errors += 1;
                     x.dead = true;
-                    c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
+                    c.front.upstream_failed(ctx, lane, UpstreamError::Connect, now_ns);
+                    return true;
                 }
             }
-            moved = true;
         }
-        while x.readable && !x.dead {
+        if x.h2.is_some() {
+            return h2_upstream_io(c, x, lane, ctx, stats, now_ns) || moved;
+        }
+        let UpstreamConn { wire, dead, .. } = x;
+        // How the connection ended, if it did.
+        let mut end = None;
+        // The request out (into TLS, then its records out).
+        loop {
+            let buf = c.front.upstream_write_buf(lane);
+            if buf.is_empty() {
+                break;
+            }
+            match wire.send(buf) {
+                Io::Moved(n) => {
+                    c.front.upstream_wrote(ctx, lane, n, now_ns);
+                    moved = true;
+                }
+                Io::Blocked => break,
+                e => {
+                    end = Some(e);
+                    break;
+                }
+            }
+        }
+        // Records TLS still holds: the tail of the request, answers to the server's messages.
+        if end.is_none()
+            && let Err(e) = wire.flush()
+        {
+            end = Some(e);
+        }
+        // The response in.
+        while end.is_none() {
             let buf = c.front.upstream_read_buf(lane);
             if buf.is_empty() {
                 break;
             }
-            let asked = buf.len();
-            match Raw::of(&x.stream).read(buf) {
-                Ok(0) => {
-                    x.dead = true;
-                    c.front.upstream_eof(ctx, lane, now_ns);
-                }
-                Ok(n) => {
+            match wire.recv(buf) {
+                Io::Moved(n) => {
                     c.front.upstream_read(ctx, lane, n, now_ns);
-                    x.readable = !read_exhausted(n, asked, x.hup);
+                    moved = true;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    x.dead = true;
-                    c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
-                }
+                Io::Blocked => break,
+                e => end = Some(e),
             }
-            moved = true;
         }
-        moved
+        match end {
+            None => moved,
+            Some(Io::Eof) => {
+                *dead = true;
+                c.front.upstream_eof(ctx, lane, now_ns);
+                true
+            }
+            Some(e) => {
+                if e == Io::TlsFailed {
+                    stats.upstream_tls_errors += 1;
+                }
+                *dead = true;
+                c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
+                true
+            }
+        }
     }
 
-    /// An event on an idle pooled connection: the upstream closed it (or sent something it
-    /// should not have). Either way it leaves the pool.
+    /// An event on an idle pooled connection: the upstream closed it, sent something it should
+    /// not have, or — HTTP/2, TLS — sent what idle connections get (SETTINGS, PING, session
+    /// tickets), which is taken and answered. It leaves the pool when it cannot take another
+    /// exchange.
     fn idle_event(&mut self, registry: &Registry, u: usize) {
         let Slot::Upstream(x) = &mut self.slots[u] else { return };
-        if !x.readable {
-            return;
+        let kept = match &mut x.h2 {
+            None => x.wire.idle(),
+            Some(h2) => h2_idle(&mut x.wire, h2, self.now_ns),
+        };
+        let Err(e) = kept else { return };
+        if e == Io::TlsFailed {
+            self.stats.upstream_tls_errors += 1;
         }
-        if let Some(h2) = &mut x.h2 {
-            // HTTP/2 servers talk on idle connections (SETTINGS, PING, WINDOW_UPDATE, GOAWAY):
-            // the frames are read and answered; the connection leaves the pool when it cannot
-            // take another exchange.
-            let mut open = true;
-            loop {
-                let buf = h2.read_buf();
-                if buf.is_empty() {
-                    break;
-                }
-                match Raw::of(&x.stream).read(buf) {
-                    Ok(0) => open = false,
-                    Ok(n) => {
-                        h2.read(n, self.now_ns);
-                        continue;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => open = false,
-                }
-                break;
-            }
-            while open && !h2.write_buf().is_empty() {
-                match Raw::of(&x.stream).write(h2.write_buf()) {
-                    Ok(n) => h2.wrote(n),
-                    Err(_) => break,
-                }
-            }
-            if !open || !h2.reusable() {
-                let addr = x.addr;
-                self.pool_h2.remove(&addr, &u);
-                self.close_upstream(registry, u);
-            }
-            return;
-        }
-        let mut probe = [0u8; 1];
-        match Raw::of(&x.stream).read(&mut probe) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => x.readable = false,
-            _ => {
-                let addr = x.addr;
-                self.pool.remove(&addr, &u);
-                self.close_upstream(registry, u);
-            }
-        }
+        let (addr, pool) = (x.addr, x.pool());
+        self.pools[pool].remove(&addr, &u);
+        self.close_upstream(registry, u);
     }
 
     fn close_upstream(&mut self, registry: &Registry, u: usize) {
         if let Slot::Upstream(x) = &mut self.slots[u] {
-            let _ = registry.deregister(&mut x.stream);
+            if x.connected
+                && let Some(tls) = &mut x.wire.tls
+            {
+                // One try, as for clients: a close the upstream can tell from a truncation.
+                tls.send_close_notify();
+                let _ = tls.write_tls(&mut Raw::of(&x.wire.stream));
+            }
+            let _ = registry.deregister(&mut x.wire.stream);
             self.stats.upstreams -= 1;
             self.free_slot(u);
         }
@@ -1059,10 +1205,17 @@ impl Proxy {
 }
 
 /// Moves an HTTP/2 upstream connection's bytes: the core's HTTP/1.1 request through the
-/// converter to the socket, the socket's frames through it back to the core. Whether anything
+/// converter to the wire, the wire's frames through it back to the core. Whether anything
 /// moved.
-fn h2_upstream_io(c: &mut Client, x: &mut UpstreamConn, lane: usize, ctx: &mut Context, now_ns: u64) -> bool {
-    let UpstreamConn { stream, h2, writable, readable, hup, dead, .. } = x;
+fn h2_upstream_io(
+    c: &mut Client,
+    x: &mut UpstreamConn,
+    lane: usize,
+    ctx: &mut Context,
+    stats: &mut ProxyStats,
+    now_ns: u64,
+) -> bool {
+    let UpstreamConn { wire, h2, dead, .. } = x;
     let Some(conv) = h2.as_mut() else { return false };
     let mut moved = false;
     loop {
@@ -1077,46 +1230,47 @@ fn h2_upstream_io(c: &mut Client, x: &mut UpstreamConn, lane: usize, ctx: &mut C
         c.front.upstream_wrote(ctx, lane, n, now_ns);
         moved = true;
     }
-    while *writable && !conv.write_buf().is_empty() {
-        match Raw::of(stream).write(conv.write_buf()) {
-            Ok(n) => {
+    // How the connection ended, if it did.
+    let mut end = None;
+    while !conv.write_buf().is_empty() {
+        match wire.send(conv.write_buf()) {
+            Io::Moved(n) => {
                 conv.wrote(n);
                 moved = true;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                *dead = true;
-                c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
-                return true;
+            Io::Blocked => break,
+            e => {
+                end = Some(e);
+                break;
             }
         }
     }
-    let mut eof = false;
-    while *readable {
+    if end.is_none()
+        && let Err(e) = wire.flush()
+    {
+        end = Some(e);
+    }
+    while end.is_none() {
         let buf = conv.read_buf();
         if buf.is_empty() {
             break;
         }
-        let asked = buf.len();
-        match Raw::of(stream).read(buf) {
-            Ok(0) => {
-                eof = true;
-                *readable = false;
-            }
-            Ok(n) => {
+        match wire.recv(buf) {
+            Io::Moved(n) => {
                 conv.read(n, now_ns);
-                *readable = !read_exhausted(n, asked, *hup);
+                moved = true;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *readable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                *dead = true;
-                c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
-                return true;
-            }
+            Io::Blocked => break,
+            e => end = Some(e),
         }
-        moved = true;
+    }
+    if let Some(e @ (Io::Failed | Io::TlsFailed)) = end {
+        if e == Io::TlsFailed {
+            stats.upstream_tls_errors += 1;
+        }
+        *dead = true;
+        c.front.upstream_failed(ctx, lane, UpstreamError::Io, now_ns);
+        return true;
     }
     loop {
         let out = conv.response();
@@ -1133,7 +1287,7 @@ fn h2_upstream_io(c: &mut Client, x: &mut UpstreamConn, lane: usize, ctx: &mut C
         conv.took(n, now_ns);
         moved = true;
     }
-    if eof {
+    if end == Some(Io::Eof) {
         *dead = true;
         c.front.upstream_eof(ctx, lane, now_ns);
         moved = true;
@@ -1143,6 +1297,201 @@ fn h2_upstream_io(c: &mut Client, x: &mut UpstreamConn, lane: usize, ctx: &mut C
         moved = true;
     }
     moved
+}
+
+/// An idle HTTP/2 upstream connection's event: HTTP/2 servers talk on idle connections
+/// (SETTINGS, PING, WINDOW_UPDATE, GOAWAY): the frames are read and answered. Ok while it can
+/// take another exchange.
+fn h2_idle(wire: &mut Wire, h2: &mut H2Upstream, now_ns: u64) -> Result<(), Io> {
+    loop {
+        let buf = h2.read_buf();
+        if buf.is_empty() {
+            break;
+        }
+        match wire.recv(buf) {
+            Io::Moved(n) => h2.read(n, now_ns),
+            Io::Blocked => break,
+            e => return Err(e),
+        }
+    }
+    while !h2.write_buf().is_empty() {
+        match wire.send(h2.write_buf()) {
+            Io::Moved(n) => h2.wrote(n),
+            Io::Blocked => break,
+            e => return Err(e),
+        }
+    }
+    wire.flush()?;
+    if h2.reusable() { Ok(()) } else { Err(Io::Eof) }
+}
+
+impl Wire {
+    /// Reads what the upstream sent into `buf` (not empty): the socket's bytes or, over TLS,
+    /// the plaintext, reading and opening records as needed (as `client_io` does for clients).
+    fn recv(&mut self, buf: &mut [u8]) -> Io {
+        let Some(tls) = &mut self.tls else {
+            while self.readable {
+                let asked = buf.len();
+                match Raw::of(&self.stream).read(buf) {
+                    Ok(0) => return Io::Eof,
+                    Ok(n) => {
+                        self.readable = !read_exhausted(n, asked, self.hup);
+                        return Io::Moved(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Io::Failed,
+                }
+            }
+            return Io::Blocked;
+        };
+        // Each turn reads the socket or returns: it ends when the socket is empty.
+        loop {
+            match tls.reader().read(buf) {
+                // close_notify.
+                Ok(0) => return Io::Eof,
+                Ok(n) => return Io::Moved(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The socket ended without close_notify: the end of the stream all the same (the
+                // core tells a complete response from a cut one by its framing).
+                Err(_) => return Io::Eof,
+            }
+            if self.eof {
+                return Io::Eof;
+            }
+            // rustls wants no records while plaintext waits (taken above) or after close_notify.
+            if !self.readable || !tls.wants_read() {
+                return Io::Blocked;
+            }
+            if let Err(e) = read_records(tls, &self.stream, &mut self.readable, self.hup, &mut self.eof) {
+                return e;
+            }
+        }
+    }
+
+    /// Writes `buf` toward the upstream: to the socket or, over TLS, into the session (what
+    /// its buffer takes), then the records out.
+    fn send(&mut self, buf: &[u8]) -> Io {
+        let Some(tls) = &mut self.tls else {
+            while self.writable {
+                match Raw::of(&self.stream).write(buf) {
+                    Ok(n) => return Io::Moved(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Io::Failed,
+                }
+            }
+            return Io::Blocked;
+        };
+        let mut n = tls.writer().write(buf).unwrap_or(0);
+        if let Err(e) = write_records(tls, &self.stream, &mut self.writable) {
+            return e;
+        }
+        if n == 0 && self.writable {
+            // The session's buffer was full, and the socket took all of it: room now.
+            n = tls.writer().write(buf).unwrap_or(0);
+            if let Err(e) = write_records(tls, &self.stream, &mut self.writable) {
+                return e;
+            }
+        }
+        if n > 0 { Io::Moved(n) } else { Io::Blocked }
+    }
+
+    /// Writes the records the TLS session holds while the socket takes them (in clear, there
+    /// are none).
+    fn flush(&mut self) -> Result<(), Io> {
+        match &mut self.tls {
+            None => Ok(()),
+            Some(tls) => write_records(tls, &self.stream, &mut self.writable),
+        }
+    }
+
+    /// Drives a new connection's TLS handshake as far as the socket lets it (in clear there is
+    /// none: done).
+    fn handshake(&mut self) -> Handshake {
+        let Some(tls) = &mut self.tls else { return Handshake::Done };
+        // Each turn reads the socket or returns.
+        loop {
+            if write_records(tls, &self.stream, &mut self.writable).is_err() {
+                return Handshake::Failed;
+            }
+            if !tls.is_handshaking() {
+                return Handshake::Done;
+            }
+            if self.eof {
+                return Handshake::Failed;
+            }
+            if !self.readable || !tls.wants_read() {
+                return Handshake::Waiting;
+            }
+            if read_records(tls, &self.stream, &mut self.readable, self.hup, &mut self.eof).is_err() {
+                // The alert rustls queued, if any, goes out; failed either way.
+                let _ = write_records(tls, &self.stream, &mut self.writable);
+                return Handshake::Failed;
+            }
+        }
+    }
+
+    /// Looks at an idle connection (in the pool, or going back to it): Ok while it can take
+    /// another exchange, else what it did — closed (EOF, close_notify), sent bytes no request
+    /// asked for, failed. Over TLS, records without data (session tickets, key updates) are
+    /// taken on the way. In clear, a connection with no event since its last read is not read.
+    fn idle(&mut self) -> Result<(), Io> {
+        let mut probe = [0u8; 1];
+        match self.recv(&mut probe) {
+            Io::Blocked => self.flush(),
+            other => Err(other),
+        }
+    }
+}
+
+/// Reads records from the socket into a TLS session (one read: what its buffer takes) and
+/// opens them.
+fn read_records(
+    tls: &mut ClientConnection,
+    stream: &TcpStream,
+    readable: &mut bool,
+    hup: bool,
+    eof: &mut bool,
+) -> Result<(), Io> {
+    let mut reader = Measured { stream: Raw::of(stream), short: false };
+    loop {
+        match tls.read_tls(&mut reader) {
+            Ok(0) => {
+                *eof = true;
+                *readable = false;
+            }
+            Ok(_) => {
+                if reader.short && !hup {
+                    *readable = false;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *readable = false;
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(Io::Failed),
+        }
+        break;
+    }
+    match tls.process_new_packets() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Io::TlsFailed),
+    }
+}
+
+/// Writes the records a TLS session holds while the socket takes them.
+fn write_records(tls: &mut ClientConnection, stream: &TcpStream, writable: &mut bool) -> Result<(), Io> {
+    while *writable && tls.wants_write() {
+        match tls.write_tls(&mut Raw::of(stream)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => *writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(Io::Failed),
+        }
+    }
+    Ok(())
 }
 
 /// Whether a read of `n` bytes, when `asked` were asked for, has emptied the socket for now.

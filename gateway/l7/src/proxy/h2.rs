@@ -358,6 +358,11 @@ impl H2Conn {
         self.lanes.get(lane).and_then(|l| l.conn.as_ref()).is_some_and(Conn::upstream_h2)
     }
 
+    /// The `backend-protocol` of `lane`'s request ([`Conn::upstream_protocol`]).
+    pub fn upstream_protocol(&self, lane: usize) -> Option<sluice_model::policy::BackendProtocol> {
+        self.lanes.get(lane).and_then(|l| l.conn.as_ref()).and_then(Conn::upstream_protocol)
+    }
+
     /// Bytes to write to `lane`'s upstream.
     pub fn upstream_write_buf(&self, lane: usize) -> &[u8] {
         match self.lanes.get(lane).and_then(|l| l.conn.as_ref()) {

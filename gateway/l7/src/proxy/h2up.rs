@@ -1,11 +1,11 @@
 //! HTTP/2 upstream connections (`backend-protocol: GRPC` and `H2C`: HTTP/2 in clear, prior
-//! knowledge), sans-IO: an [`H2Upstream`] sits between the core's HTTP/1.1 upstream bytes and
+//! knowledge; `GRPCS`: HTTP/2 over TLS, ALPN `h2`, the TLS being the driver's), sans-IO: an [`H2Upstream`] sits between the core's HTTP/1.1 upstream bytes and
 //! the upstream socket, so that the exchange — routing, retries, timeouts, trailers, metrics —
 //! is the core's own, unchanged.
 //!
 //! - Requests: the HTTP/1.1 request the core writes ([`super::Conn::upstream_write_buf`]) is
 //!   parsed and sent as a stream: `:method` and `:path` from the request line, `:authority`
-//!   from Host, `:scheme` `http`; the fields as they are (the h2 module drops the
+//!   from Host, `:scheme` `http` (`https` over TLS, [`H2Upstream::over_tls`]); the fields as they are (the h2 module drops the
 //!   connection-specific ones); the body (Content-Length or chunked, decoded) as DATA within
 //!   the server's windows; a chunked body's trailer section as trailers, else END_STREAM on
 //!   the last DATA.
@@ -23,7 +23,6 @@
 //! # Known limits
 //! - One stream at a time per upstream connection (an exchange holds its connection, as with
 //!   HTTP/1.1): concurrency upstream comes from several pooled connections, not multiplexing.
-//! - No TLS to the upstream (`GRPCS` and `HTTPS` are served in clear for now).
 //! - Flow control toward the server is TCP's: DATA is acknowledged as it is converted, and
 //!   the converted bytes wait in a bounded buffer; the socket is not read while it is full.
 //!
@@ -70,6 +69,9 @@ pub struct H2Upstream {
     /// The response ended (END_STREAM).
     resp_done: bool,
     failed: bool,
+    /// `:scheme` of the requests (RFC 9113 §8.3.1: the scheme of the target URI, `https` when
+    /// the connection is TLS).
+    scheme: &'static [u8],
 }
 
 impl Default for H2Upstream {
@@ -79,7 +81,7 @@ impl Default for H2Upstream {
 }
 
 impl H2Upstream {
-    /// A new connection's state: the preface and SETTINGS queued.
+    /// A new connection's state, in clear: the preface and SETTINGS queued.
     pub fn new() -> H2Upstream {
         let config = h2::Config { max_concurrent_streams: 1, ..h2::Config::DEFAULT };
         let h2 = h2::Conn::new(Role::Client, config);
@@ -94,7 +96,14 @@ impl H2Upstream {
             req_trailers: Vec::new(),
             resp_done: false,
             failed: false,
+            scheme: b"http",
         }
+    }
+
+    /// A new connection's state for a connection over TLS (`GRPCS`): requests say
+    /// `:scheme: https`.
+    pub fn over_tls() -> H2Upstream {
+        H2Upstream { scheme: b"https", ..H2Upstream::new() }
     }
 
     /// The exchange failed (stream reset, GOAWAY, connection error, a request it could not
@@ -255,7 +264,7 @@ impl H2Upstream {
             .iter()
             .filter(|f| !f.name.eq_ignore_ascii_case("host"))
             .map(|f| Field::new(f.name.as_bytes(), f.value));
-        let r = Request { method, scheme: b"http", authority, path };
+        let r = Request { method, scheme: self.scheme, authority, path };
         match self.h2.send_request(r, fields, end_stream) {
             Ok(id) => {
                 self.stream = Some(id);

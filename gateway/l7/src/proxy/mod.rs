@@ -17,7 +17,8 @@
 //!   not begun, else the connection is closed. A locally answered request's body is read and
 //!   dropped so the connection can go on (closed instead if the client waits for 100
 //!   Continue).
-//! - Upstream: connect failure 502, connect timeout and read timeout 504 (while no byte of the
+//! - Upstream: connect failure 502 (for a TLS upstream, a failed handshake too), connect
+//!   timeout (TCP and TLS handshake) and read timeout 504 (while no byte of the
 //!   response has reached the client; after that the client connection is closed). A connect
 //!   failure, or a reset or close before any byte of the response, moves the request to
 //!   another endpoint when it can be sent again: nothing of it was written yet (connect
@@ -100,7 +101,7 @@ use crate::policy::auth::{AuthCache, AuthCacheConfig, AuthOutcome, AuthStats};
 use crate::policy::cookie::{self, EndpointToken};
 use crate::policy::limit::{ConnGuard, Limiter, LimiterConfig, RateVerdict};
 use crate::route::Route;
-use sluice_model::policy::Policy;
+use sluice_model::policy::{BackendProtocol, Policy};
 use sluice_model::route_stats::{self, Row};
 
 pub use h2::{H2Conn, H2Stats, PREFACE, h2_config};
@@ -457,8 +458,10 @@ impl Context {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Attach an upstream connection to this endpoint: one from the pool (then call
-    /// [`Conn::upstream_connected`] with `reused`), or a new one (call it once connected, or
-    /// [`Conn::upstream_failed`]). Every `Connect` is followed, in time, by one `Release`.
+    /// [`Conn::upstream_connected`] with `reused`), or a new one (call it once connected — for
+    /// a TLS upstream, once its handshake is done, so that the connect timeout covers both —
+    /// or [`Conn::upstream_failed`] with [`UpstreamError::Connect`], also for a failed
+    /// handshake). Every `Connect` is followed, in time, by one `Release`.
     Connect(SocketAddr),
     /// Detach the upstream connection: return it to the pool if `keep_alive`, else close it.
     Release {
@@ -470,7 +473,7 @@ pub enum Action {
 /// How an upstream connection failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamError {
-    /// The connection could not be made (refused, unreachable).
+    /// The connection could not be made (refused, unreachable, its TLS handshake failed).
     Connect,
     /// Reset, or another error reading or writing.
     Io,
@@ -557,8 +560,9 @@ struct Exchange {
     send_timeout_ns: u64,
     /// A place under the route's `limit-connections`, held while the request is in flight.
     _limit_guard: Option<ConnGuard>,
-    /// The route's `backend-protocol` is HTTP/2 ([`H2Upstream`] on the upstream connection).
-    upstream_h2: bool,
+    /// The route's `backend-protocol`: how the driver reaches the upstream (HTTP/2 through an
+    /// [`H2Upstream`], TLS or not).
+    backend: BackendProtocol,
 }
 
 /// The access-log fields of the request in flight.
@@ -750,7 +754,8 @@ impl Conn {
     }
 
     /// The upstream connection asked for with [`Action::Connect`] is ready (`reused`: it came
-    /// from the pool).
+    /// from the pool): TCP connected and, for a TLS upstream, its handshake done. The connect
+    /// timeout (`proxy-connect-timeout`) runs until then, as nginx's covers its SSL handshake.
     pub fn upstream_connected(&mut self, ctx: &mut Context, reused: bool, now_ns: u64) {
         let _ = reused;
         if let Phase::Exchange(ex) = &mut self.phase {
@@ -788,7 +793,18 @@ impl Conn {
     /// Whether the request in flight goes upstream over HTTP/2 (`backend-protocol` GRPC, GRPCS
     /// or H2C): the driver puts an [`H2Upstream`] between the core and the socket.
     pub fn upstream_h2(&self) -> bool {
-        matches!(&self.phase, Phase::Exchange(ex) if ex.upstream_h2)
+        self.upstream_protocol().is_some_and(BackendProtocol::is_h2)
+    }
+
+    /// The `backend-protocol` of the request in flight (`None` between requests): HTTP/2 or
+    /// not ([`Conn::upstream_h2`]), TLS or not ([`BackendProtocol::is_tls`]: the driver opens
+    /// the upstream connection with `crate::upstream_tls`'s configuration, and reports
+    /// [`Conn::upstream_connected`] once its handshake is done).
+    pub fn upstream_protocol(&self) -> Option<BackendProtocol> {
+        match &self.phase {
+            Phase::Exchange(ex) => Some(ex.backend),
+            _ => None,
+        }
     }
 
     /// Whether an upstream connection is attached (between [`Action::Connect`] and
@@ -1557,7 +1573,7 @@ fn begin(
         policy.read_timeout_s.map_or(ctx.config.upstream_read_timeout_ns, |s| u64::from(s) * SECOND_NS);
     let send_timeout_ns =
         policy.send_timeout_s.map_or(ctx.config.upstream_send_timeout_ns, |s| u64::from(s) * SECOND_NS);
-    let upstream_h2 = policy.backend_protocol.is_h2();
+    let backend = policy.backend_protocol;
     Start::Proxy(Exchange {
         generation,
         upstream,
@@ -1585,7 +1601,7 @@ fn begin(
         read_timeout_ns,
         send_timeout_ns,
         _limit_guard: guard,
-        upstream_h2,
+        backend,
     })
 }
 
