@@ -7,7 +7,8 @@
 //! - most fall back to the default, and say so ([`Verdict::Ignored`]);
 //! - a guard that cannot be honoured — basic auth without its Secret, an allow list without one
 //!   valid entry, an external or client-certificate authentication Sluice does not implement,
-//!   verification of an upstream's certificate (`proxy-ssl-verify: "on"`) —
+//!   verification of an upstream's certificate (`proxy-ssl-verify: "on"` with its
+//!   `proxy-ssl-secret`; without one ingress-nginx verifies nothing either) —
 //!   makes every path of the Ingress answer 503 ([`Effect::Deny`]): an Ingress never becomes
 //!   open because Sluice could not read what protects it;
 //! - a limit that is not a number, or a bad `limit-whitelist`, skips the whole Ingress
@@ -659,6 +660,13 @@ impl<'a> Reader<'a> {
     fn read_proxy_ssl(&mut self) {
         if let Some(v) = self.value("proxy-ssl-verify") {
             match v {
+                // ingress-nginx reads its proxy-ssl-* annotations only with a proxy-ssl-secret
+                // (the CA): without one it verifies nothing, and an Ingress that worked there
+                // unverified is served the same way here.
+                "on" if self.value("proxy-ssl-secret").is_none() => self.ignored(
+                    "proxy-ssl-verify",
+                    "on without proxy-ssl-secret: ingress-nginx then verifies nothing, and neither does Sluice",
+                ),
                 "on" => {
                     let what = "verification of the upstream's certificate (proxy-ssl-verify: on)";
                     self.find(
@@ -1140,6 +1148,18 @@ mod tests {
         assert_eq!(verdict(&a, "proxy-ssl-secret"), Verdict::Ignored);
         assert_eq!(verdict(&a, "proxy-ssl-verify-depth"), Verdict::Ignored);
         assert_eq!(a.findings.len(), 4, "{:#?}", a.findings);
+    }
+
+    /// ingress-nginx verifies only with a CA Secret: `on` alone verifies nothing there, so an
+    /// Ingress that worked unverified is served here too.
+    #[test]
+    fn proxy_ssl_verify_on_without_a_secret_is_served_as_ingress_nginx_serves_it() {
+        let a = read_all(&[("backend-protocol", "HTTPS"), ("proxy-ssl-verify", "on")]);
+        assert_eq!(a.effect, Effect::Serve, "{a:?}");
+        assert!(a.policy.deny.is_none());
+        let f = a.findings.iter().find(|f| f.annotation.ends_with("proxy-ssl-verify")).unwrap();
+        assert_eq!(f.verdict, Verdict::Ignored, "{f}");
+        assert!(f.message.contains("proxy-ssl-secret"), "{f}");
     }
 
     #[test]
