@@ -46,5 +46,6 @@ pub mod h2;
 pub mod policy;
 pub mod proxy;
 pub mod route;
+mod storage;
 pub mod tls;
 pub mod upstream_tls;

@@ -18,6 +18,7 @@ use super::frame::{
     MAX_WINDOW, PREFACE, StreamId, flags, setting,
 };
 use super::hpack::{self, DEFAULT_TABLE_SIZE, Decoder, Encoder, Field, HeaderList};
+use crate::storage;
 
 /// One second in nanoseconds.
 const SECOND_NS: u64 = 1_000_000_000;
@@ -512,6 +513,12 @@ pub struct Conn {
 
 /// The connection-specific fields (RFC 9113 §8.2.2): malformed when received, dropped when
 /// sent.
+/// The output buffer's capacity: what the application may queue, the control frames' reserve
+/// and room for the answers (SETTINGS and PING acknowledgements) that may wait.
+fn out_capacity(config: &Config) -> usize {
+    config.write_buffer_bytes + CONTROL_RESERVE + config.max_pending_answers as usize * 17
+}
+
 const CONNECTION_SPECIFIC: &[&[u8]] =
     &[b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"];
 
@@ -527,31 +534,30 @@ impl Conn {
             max_concurrent_streams: config.max_concurrent_streams.max(1),
             ..config
         };
-        let answers_room = config.max_pending_answers as usize * 17;
         let mut conn = Conn {
             role,
             config,
             state: if role == Role::Server { State::Preface } else { State::Open },
             peer_settings_seen: false,
             peer: PeerSettings::DEFAULT,
-            streams: Vec::with_capacity(config.max_concurrent_streams as usize),
+            streams: Vec::new(),
             last_peer_stream: 0,
             next_local_stream: 1,
             goaway_sent: None,
             goaway_received: None,
-            block: Vec::with_capacity(config.max_header_block_bytes as usize),
+            block: Vec::new(),
             block_state: None,
             data_in: None,
             decoder: Decoder::new(config.header_table_size as usize),
             list: HeaderList::new(config.max_header_list_bytes as usize),
             encoder: Encoder::new(config.header_table_size as usize),
-            scratch: Vec::with_capacity(config.write_buffer_bytes),
+            scratch: Vec::new(),
             recv_conn_window: i64::from(DEFAULT_WINDOW),
             conn_credit: 0,
             send_conn_window: i64::from(DEFAULT_WINDOW),
             recv_initial_window: DEFAULT_WINDOW,
             settings_acked: false,
-            out: Vec::with_capacity(config.write_buffer_bytes + CONTROL_RESERVE + answers_room),
+            out: storage::take_vec(out_capacity(&config)),
             answers: 0,
             answers_end: 0,
             resets: Window::default(),
@@ -588,6 +594,24 @@ impl Conn {
             conn.recv_conn_window += i64::from(extra);
         }
         conn
+    }
+
+    /// Gives back the output buffer's storage when it is empty (to the thread's free list; the
+    /// next frame takes it again) — what an idle connection does, so that it holds only its
+    /// HPACK tables and state. The other buffers (header block, header list, encoding scratch)
+    /// are as large as the largest head the connection has seen.
+    pub fn shed(&mut self) {
+        if self.out.is_empty() && self.out.capacity() > 0 {
+            storage::give_vec(std::mem::take(&mut self.out), out_capacity(&self.config));
+        }
+    }
+
+    /// Takes the output buffer's storage back after [`Conn::shed`].
+    #[inline]
+    fn wake(&mut self) {
+        if self.out.capacity() == 0 {
+            self.out = storage::take_vec(out_capacity(&self.config));
+        }
     }
 
     /// The role.
@@ -656,6 +680,7 @@ impl Conn {
     /// came since) and reports at most one event. Call again with the rest until nothing is
     /// consumed and no event comes. `now_ns` is the time, for the flood windows.
     pub fn recv(&mut self, input: &[u8], now_ns: u64) -> Recv<'_> {
+        self.wake();
         let (consumed, ev) = self.recv_inner(input, now_ns);
         Recv { consumed, event: ev.map(|e| self.materialize(e)) }
     }
@@ -1266,6 +1291,7 @@ impl Conn {
     /// owed. Call it for every byte of every [`Event::Data`], even after the stream ended or
     /// was reset (the connection's window still counts them).
     pub fn release(&mut self, stream: StreamId, n: usize) {
+        self.wake();
         let n = n as u32;
         self.conn_credit += u64::from(n);
         if let Some(i) = self.slot(stream) {
@@ -1448,6 +1474,7 @@ impl Conn {
     /// with the last byte only when all were taken (an empty `data` with `end_stream` just
     /// ends the stream).
     pub fn send_data(&mut self, stream: StreamId, data: &[u8], end_stream: bool) -> Result<usize, SendError> {
+        self.wake();
         self.writable()?;
         let i = self.slot(stream).ok_or(SendError::UnknownStream)?;
         let s = self.streams[i];
@@ -1481,6 +1508,7 @@ impl Conn {
 
     /// Resets a stream (RST_STREAM with `code`; CANCEL when the application gives up on it).
     pub fn reset(&mut self, stream: StreamId, code: ErrorCode) -> Result<(), SendError> {
+        self.wake();
         self.writable()?;
         let i = self.slot(stream).ok_or(SendError::UnknownStream)?;
         self.remove(i);
@@ -1500,6 +1528,7 @@ impl Conn {
     /// streams it opens after are ignored; the connection is finished once the open ones are
     /// done ([`Conn::is_finished`]).
     pub fn go_away(&mut self) {
+        self.wake();
         if self.goaway_sent.is_some() || self.writable().is_err() {
             return;
         }
@@ -1510,6 +1539,7 @@ impl Conn {
 
     /// Sends a PING; the answer comes as [`Event::Pong`].
     pub fn ping(&mut self, data: [u8; 8]) -> Result<(), SendError> {
+        self.wake();
         self.writable()?;
         frame::write_ping(&mut self.out, false, data);
         Ok(())
@@ -1534,6 +1564,7 @@ impl Conn {
         fields: impl IntoIterator<Item = Field<'f>> + Clone,
         end_stream: bool,
     ) -> Result<(), SendError> {
+        self.wake();
         let keep = |f: &Field<'_>| {
             let name = f.name;
             let specific = CONNECTION_SPECIFIC.iter().any(|c| c.eq_ignore_ascii_case(name));

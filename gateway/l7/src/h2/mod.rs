@@ -105,13 +105,14 @@
 //!   (§5.3.1); other priority fields are not looked at.
 //!
 //! # Allocation
-//! A [`Conn`] allocates when it is made: the stream table, the header block buffer, the HPACK
-//! tables, the decoded header list (as large as the list limit), the encoding scratch buffer
-//! and the output buffer (write buffer, a control reserve and room for the pending answers).
-//! After that, receiving and sending allocate nothing (`tests/h2_no_alloc.rs` counts), except:
-//! the output buffer grows if control frames pile up past their reserve before the answer
-//! backlog limit ends the connection, and the encoder's name buffer grows for a field name
-//! longer than the table size. Hot path: yes. No `unsafe`.
+//! A [`Conn`] allocates its HPACK tables' rings when it is made and takes its output buffer
+//! (write buffer, a control reserve and room for the pending answers) from the thread's free
+//! list; [`Conn::shed`] gives the output buffer back while it is empty (an idle connection holds
+//! about 8 KiB). The stream table, the header block buffer, the decoded header list and the
+//! encoding scratch grow as they are used, to the most the connection has needed (the limits
+//! bound them). Once they have, receiving and sending allocate nothing (`tests/h2_no_alloc.rs`
+//! counts), except: the output buffer grows if control frames pile up past their reserve before
+//! the answer backlog limit ends the connection. Hot path: yes. No `unsafe`.
 
 pub mod conn;
 mod error;

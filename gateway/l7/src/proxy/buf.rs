@@ -4,7 +4,7 @@
 //! first need it and given back when the queue is empty and [`Buf::shed`] is called — what a
 //! connection does when it goes idle between requests, so that an idle keep-alive connection
 //! holds no buffer at all. Storage given back waits in a free list of the thread's (each worker
-//! thread owns its connections; nothing is shared), bounded by [`FREE_PER_SIZE`], so that a busy
+//! thread owns its connections; nothing is shared), bounded by [`crate::storage::FREE_PER_SIZE`], so that a busy
 //! connection taking and shedding storage request after request allocates nothing once the
 //! list has some. Bytes are appended at `end` and consumed
 //! from `start`; the live bytes are moved to the front when room is needed at the back. For
@@ -12,39 +12,9 @@
 //! so that a request can be written again to another upstream connection; the kept bytes
 //! are given up when room is needed and there is no other way to get it.
 
-use std::cell::RefCell;
 use std::fmt;
 
-/// Free storage a thread keeps per buffer size, at most.
-pub(crate) const FREE_PER_SIZE: usize = 256;
-
-/// Free storage of one size: (the size, the storage).
-type FreeList = (usize, Vec<Box<[u8]>>);
-
-thread_local! {
-    /// Storage given back by this thread's buffers, by size (a connection's buffers come in two
-    /// or three sizes).
-    static FREE: RefCell<Vec<FreeList>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Storage of `cap` bytes: from the thread's free list, or new.
-fn take_storage(cap: usize) -> Box<[u8]> {
-    let reused = FREE.with(|f| f.borrow_mut().iter_mut().find(|(c, _)| *c == cap).and_then(|(_, v)| v.pop()));
-    reused.unwrap_or_else(|| vec![0; cap].into_boxed_slice())
-}
-
-/// Gives storage back to the thread's free list (dropped when the list for its size is full).
-fn give_storage(data: Box<[u8]>) {
-    FREE.with(|f| {
-        let mut f = f.borrow_mut();
-        let cap = data.len();
-        match f.iter_mut().find(|(c, _)| *c == cap) {
-            Some((_, v)) if v.len() < FREE_PER_SIZE => v.push(data),
-            Some(_) => {}
-            None => f.push((cap, vec![data])),
-        }
-    });
-}
+use crate::storage::{give_boxed as give_storage, take_boxed as take_storage};
 
 /// A fixed-capacity byte queue.
 pub(crate) struct Buf {

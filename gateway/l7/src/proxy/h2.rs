@@ -39,9 +39,10 @@
 //! ([`crate::h2::Reason::counter`]) and ends every lane.
 //!
 //! # Cost and allocation
-//! Per connection, made once: the [`h2::Conn`] (its stream table, HPACK tables, header block
-//! and list buffers, output buffer — see its module), the input buffer (storage from the
-//! thread's free list, given back when idle) and the head scratch buffer. Per lane, made the
+//! Per connection: the [`h2::Conn`] (its HPACK tables; its output buffer from the thread's free
+//! list, given back when idle; its other buffers grown to the most used — see its module), the
+//! input buffer (storage from the free list, given back when idle) and the head scratch buffer
+//! (grown to the longest head). Per lane, made the
 //! first time that many streams are open at once and kept: a core (its action queue and
 //! head-parser index; its four buffers take storage from the free list only while busy), a
 //! staging buffer (storage only while a request body waits), and the route key string.
@@ -271,7 +272,7 @@ impl H2Conn {
             h2,
             input: Buf::new(frame + INPUT_EXTRA),
             lanes: Vec::new(),
-            scratch: Vec::with_capacity(ctx.config.limits.max_head_bytes.min(4096)),
+            scratch: Vec::new(),
             peer,
             local_port,
             https,
@@ -434,6 +435,7 @@ impl H2Conn {
     /// Gives back the storage of every empty buffer (see [`Conn::shed_idle_buffers`]).
     pub fn shed_idle_buffers(&mut self) {
         self.input.shed();
+        self.h2.shed();
         for l in &mut self.lanes {
             l.pending.shed();
             if let Some(c) = &mut l.conn {
