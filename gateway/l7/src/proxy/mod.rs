@@ -493,6 +493,10 @@ enum Gone {
 
 /// Where a connection is.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the phase lives in its connection; a boxed exchange would be an allocation per request"
+)]
 enum Phase {
     /// Waiting for a request head.
     Head,
@@ -620,6 +624,10 @@ pub struct Conn {
 }
 
 /// What to do with a request head.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned once per request and moved into the phase; boxing would allocate per request"
+)]
 enum Start {
     Local { status: u16, close: bool, discard: Option<BodyDecoder> },
     Proxy(Exchange),
