@@ -519,7 +519,7 @@ fn cookie_affinity_keeps_a_client_on_its_endpoint() {
             expires_s: None,
             max_age_s: Some(60),
             samesite: Some(sluice_model::policy::SameSite::Lax),
-            persistent: false,
+            persistent: true,
         }),
         ..Policy::default()
     };
@@ -552,7 +552,7 @@ fn cookie_affinity_keeps_a_client_on_its_endpoint() {
             o => panic!("{o:?}"),
         }
     }
-    // A cookie naming no endpoint: chosen again, with a new cookie.
+    // A cookie naming no endpoint (persistent mode): chosen again, with a new cookie.
     match serve_in(
         &mut ctx,
         false,
@@ -663,4 +663,69 @@ fn proxy_send_timeout_per_route() {
             assert!(out.starts_with("HTTP/1.1 504"), "{what}: {out}");
         }
     }
+}
+
+/// `affinity-mode: balanced` (the default): the cookie holds a random key hashed over the
+/// endpoints. A key keeps its endpoint while the endpoints stay; when one is added, about its
+/// share of the keys moves to it and the others stay (persistent cookies would all stay).
+#[test]
+fn balanced_affinity_moves_a_share_of_sessions_to_a_new_endpoint() {
+    let affinity = sluice_model::policy::CookieAffinity {
+        name: "INGRESSCOOKIE".into(),
+        path: None,
+        expires_s: None,
+        max_age_s: None,
+        samesite: None,
+        persistent: false,
+    };
+    let p = Policy { affinity: Some(affinity), ..Policy::default() };
+    let mut two = table(&p);
+    let mut ctx = Context::new(Config::default(), 7);
+    ctx.set_generation(Rc::new(Generation::new(&two)));
+    let mut with = |ctx: &mut Context, value: &str| match serve_in(
+        ctx,
+        false,
+        &get("plain.example", "/", &format!("Cookie: INGRESSCOOKIE={value}\r\n")),
+        0,
+    ) {
+        Outcome::Proxied { to, client, .. } => {
+            assert!(!client.contains("Set-Cookie"), "a valid key keeps its cookie: {client}");
+            to
+        }
+        o => panic!("{o:?}"),
+    };
+    // New sessions get a key each, and are spread over both endpoints.
+    let mut keys = Vec::new();
+    let mut spread = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let Outcome::Proxied { to, client, .. } =
+            serve_in(&mut ctx, false, &get("plain.example", "/", ""), 0)
+        else {
+            panic!()
+        };
+        let line = client.lines().find(|l| l.starts_with("Set-Cookie: INGRESSCOOKIE=")).expect("a cookie");
+        let key = line["Set-Cookie: INGRESSCOOKIE=".len()..][..16].to_owned();
+        assert_eq!(with(&mut ctx, &key), to, "the key leads where its first request went");
+        spread.insert(to);
+        keys.push((key, to));
+    }
+    assert_eq!(spread.len(), 2);
+    // A third endpoint: about a third of the keys move, all of them to it.
+    two.upstreams[0].endpoints.push(Endpoint {
+        addr: "10.0.0.5:8080".parse().unwrap(),
+        ready: true,
+        serving: true,
+        terminating: false,
+    });
+    ctx.set_generation(Rc::new(Generation::new(&two)));
+    let new: SocketAddr = "10.0.0.5:8080".parse().unwrap();
+    let mut moved = 0;
+    for (key, before) in &keys {
+        let now = with(&mut ctx, key);
+        if now != *before {
+            assert_eq!(now, new, "a key moves only to the new endpoint");
+            moved += 1;
+        }
+    }
+    assert!((35..=100).contains(&moved), "{moved} of 200 sessions moved");
 }

@@ -86,7 +86,8 @@ pub fn find<'a>(cookie_fields: impl IntoIterator<Item = &'a [u8]>, name: &str) -
     cookie_fields.into_iter().find_map(|f| pairs(f).find(|(n, _)| *n == name.as_bytes()).map(|(_, v)| v))
 }
 
-/// An endpoint's token, the affinity cookie's value.
+/// The affinity cookie's value: an endpoint's token (`affinity-mode: persistent`, made with
+/// [`EndpointToken::of`]) or a random key hashed over the endpoints (`balanced`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EndpointToken(pub u64);
 

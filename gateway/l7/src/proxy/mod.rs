@@ -1525,16 +1525,35 @@ fn begin(
     {
         target.clear();
     }
-    // The endpoint: the one the affinity cookie names (while it is eligible and up), else the
+    // The endpoint: the one the affinity cookie gives (while it is eligible and up), else the
     // one `upstream-hash-by` chooses, else the balancer's; a new affinity cookie names it.
+    // `affinity-mode: persistent`: the cookie names its endpoint (a keyed token), which keeps
+    // it while it exists. `balanced` (the default): the cookie holds a random key hashed over
+    // the endpoints (rendezvous), so a scale-up moves its share of the sessions to the new
+    // endpoints, as ingress-nginx's consistent hash of a random key does.
     let mut chosen = None;
-    let mut new_cookie = false;
+    let mut new_cookie = None;
     if let Some(aff) = &policy.affinity {
         let cookies = head.fields().filter(|f| f.name.eq_ignore_ascii_case("cookie")).map(|f| f.value);
-        chosen = cookie::find(cookies, &aff.name)
-            .and_then(|v| generation.endpoint_by_token(upstream, v, &ctx.shared.key))
-            .filter(|a| ctx.health.is_up(a, now_ns));
-        new_cookie = chosen.is_none();
+        let value = cookie::find(cookies, &aff.name);
+        if aff.persistent {
+            chosen = value
+                .and_then(|v| generation.endpoint_by_token(upstream, v, &ctx.shared.key))
+                .filter(|a| ctx.health.is_up(a, now_ns));
+            if chosen.is_none() {
+                new_cookie = Some(None);
+            }
+        } else {
+            let key = match value.and_then(EndpointToken::parse) {
+                Some(t) => t.0,
+                None => {
+                    let k = ctx.next_random();
+                    new_cookie = Some(Some(EndpointToken(k)));
+                    k
+                }
+            };
+            chosen = generation.pick_hashed(upstream, key, &ctx.health, now_ns);
+        }
     }
     if chosen.is_none()
         && let Some(key) = &policy.hash_by
@@ -1547,8 +1566,8 @@ fn begin(
     else {
         return local(503, req);
     };
-    if new_cookie && let Some(aff) = &policy.affinity {
-        let token = EndpointToken::of(&ctx.shared.key, addr);
+    if let (Some(token), Some(aff)) = (new_cookie, &policy.affinity) {
+        let token = token.unwrap_or_else(|| EndpointToken::of(&ctx.shared.key, addr));
         let path = match route {
             Route::Path { path, .. } => path.path.as_str(),
             _ => "/",
