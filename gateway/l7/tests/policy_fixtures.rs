@@ -682,7 +682,7 @@ fn balanced_affinity_moves_a_share_of_sessions_to_a_new_endpoint() {
     let mut two = table(&p);
     let mut ctx = Context::new(Config::default(), 7);
     ctx.set_generation(Rc::new(Generation::new(&two)));
-    let mut with = |ctx: &mut Context, value: &str| match serve_in(
+    let with = |ctx: &mut Context, value: &str| match serve_in(
         ctx,
         false,
         &get("plain.example", "/", &format!("Cookie: INGRESSCOOKIE={value}\r\n")),
