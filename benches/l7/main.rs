@@ -67,11 +67,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use serde_json::{Map, Value, json};
 use sluice_benches::{CpuTimes, flag, median, text_flag, wrk};
+use sluice_l7::upstream_tls::AnyServerCertificate;
 use sluice_sandbox::tls::{certificate, tls_secret};
 use sluice_sandbox::{Backend, Sandbox, bin, run};
 
@@ -203,46 +203,6 @@ fn main() {
 // ------------------------------------------------------------------------------------------
 // The TLS client of `handshakes` and `idle`
 
-/// Accepts any certificate (as wrk does: `SSL_VERIFY_NONE`) but checks the handshake's
-/// signature, so the client does the work a real one does.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// The clients' TLS configuration: TLS 1.3 only, X25519 only (what OpenSSL 3.0 — nginx's,
 /// HAProxy's, wrk's — chooses; rustls would otherwise offer and get the costlier X25519MLKEM768
 /// from Sluice alone), no ALPN (as wrk), and no resumption: every handshake is a full one.
@@ -254,7 +214,11 @@ fn client_config() -> Result<Arc<ClientConfig>, String> {
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| format!("client TLS configuration: {e}"))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        // Any certificate (as wrk does: `SSL_VERIFY_NONE`), its handshake signature checked, so
+        // the client does the work a real one does.
+        .with_custom_certificate_verifier(Arc::new(AnyServerCertificate::new(
+            provider.signature_verification_algorithms,
+        )))
         .with_no_client_auth();
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))

@@ -12,15 +12,15 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, aws_lc_rs};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::crypto::aws_lc_rs;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::server::ProducesTickets;
 use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, ProtocolVersion, ServerConfig,
-    ServerConnection, SignatureScheme, SupportedProtocolVersion,
+    ClientConfig, ClientConnection, HandshakeKind, ProtocolVersion, ServerConfig, ServerConnection,
+    SupportedProtocolVersion,
 };
 use sluice_l7::tls::{self, DefaultCert, DefaultOrigin, TlsError};
+use sluice_l7::upstream_tls::AnyServerCertificate;
 use sluice_model::l7::{Certificate, KeyFormat, SecretRef};
 use sluice_model::route::{HostRule, IngressRef};
 
@@ -133,50 +133,17 @@ fn cert(ns: &str, name: &str, hosts: &[&str], made: &Made, format: KeyFormat) ->
 // ---------------------------------------------------------------------------------------------
 // Connections
 
-/// Checks the server's signatures for real but not its chain: these certificates are self-signed
-/// and the tests compare the leaf the client saw.
-#[derive(Debug)]
-struct SignatureOnly(CryptoProvider);
-
-impl ServerCertVerifier for SignatureOnly {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 fn client_config(versions: &[&'static SupportedProtocolVersion], alpn: &[&[u8]]) -> Arc<ClientConfig> {
     let provider = Arc::new(aws_lc_rs::default_provider());
     let mut c = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(SignatureOnly(aws_lc_rs::default_provider())))
+        // Signatures checked for real, not the chain: these certificates are self-signed and the
+        // tests compare the leaf the client saw.
+        .with_custom_certificate_verifier(Arc::new(AnyServerCertificate::new(
+            aws_lc_rs::default_provider().signature_verification_algorithms,
+        )))
         .with_no_client_auth();
     c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(c)
