@@ -1,0 +1,201 @@
+//! Faults under traffic (issue 16, item 1): clients loop requests through the gateway — L4 to a
+//! NodePort and L7 to an Ingress — while a part of the system fails, and every request must
+//! still be answered.
+//!
+//! - Control is killed with SIGKILL and started again: the gateway keeps serving the last table
+//!   it adopted (the table file outlives control), then adopts the new control's table without
+//!   dropping a request.
+//! - The gateway's interface goes down and up: forwarding resumes by itself.
+//!
+//! Needs root; see the crate docs. The request loops run `curl` in the client's namespace from
+//! threads of their own, bounded in count and time.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sluice_sandbox::tls::{certificate, tls_secret};
+use sluice_sandbox::{Backend, GW_V4, Sandbox, example, require_root};
+
+/// The address Ingresses are served on.
+const L7: &str = "198.18.100.80";
+
+/// A NodePort for the petclinic Pod of the Ingress example: the L4 path beside the L7 one.
+const NODEPORT: &str = "\
+apiVersion: v1
+kind: Service
+metadata: {name: petclinic-nodeport}
+spec:
+  type: NodePort
+  selector: {app: petclinic}
+  ports: [{name: http, port: 8080, targetPort: 8080, nodePort: 31080}]
+";
+
+fn backends() -> Vec<Backend> {
+    vec![
+        Backend::http("petclinic-web-1", "198.18.1.111", &[8080]),
+        Backend::http("petclinic-errors-1", "198.18.1.112", &[8080]),
+        Backend::http("owners-1", "198.18.1.113", &[8080]),
+    ]
+}
+
+/// The sandbox: the Ingress example served on [`L7`] and the NodePort, and the TLS Secret's
+/// manifest; `None` when skipped.
+fn up(test: &str, dir: &std::path::Path) -> Option<(Sandbox, String)> {
+    if !require_root(test) {
+        return None;
+    }
+    let mut sb = Sandbox::new(&backends()).expect("sandbox");
+    let (cert, key) = certificate(dir, "foo.bar.com", "foo.bar.com").expect("certificate");
+    let secret = tls_secret("tls-secret", &cert, &key).expect("secret");
+    sb.set_manifests(&[example("ingress")], &[("tls-secret.yaml", &secret), ("nodeport.yaml", NODEPORT)])
+        .expect("manifests");
+    sb.start_control().expect("control");
+    sb.start_gateway(&["--l7-address", L7]).expect("gateway");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sb.log("gateway").contains(&format!("listening on {L7}:80")) {
+        assert!(Instant::now() < deadline, "no L7 listener:\n{}", sb.log("gateway"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((sb, secret))
+}
+
+/// One GET from the client's namespace `ns`: the body, or curl's complaint.
+fn get(ns: &str, extra: &[&str], url: &str) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "curl", "-sS", "-g", "-m", "5", "--fail"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(format!("{url}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// The requests a loop made and those that failed (or answered the wrong backend).
+#[derive(Debug, Default)]
+struct Tally {
+    done: usize,
+    failed: Vec<String>,
+}
+
+/// Requests L4 and L7 in turn from `ns` until `stop` (at most 2,000, at most 60 s).
+fn loop_requests(ns: &str, stop: &AtomicBool) -> Tally {
+    let l4 = format!("http://{GW_V4}:31080/");
+    let l7 = format!("http://{L7}/");
+    let mut t = Tally::default();
+    let start = Instant::now();
+    while !stop.load(Ordering::Relaxed) && t.done < 2_000 && start.elapsed() < Duration::from_secs(60) {
+        for (extra, url) in [(&[][..], &l4), (&["-H", "Host: foo.bar.com"][..], &l7)] {
+            match get(ns, extra, url) {
+                Ok(body) if body == "petclinic-web-1" => {}
+                Ok(body) => t.failed.push(format!("{url}: answered by {body:?}")),
+                Err(e) => t.failed.push(e),
+            }
+            t.done += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t
+}
+
+#[test]
+fn control_killed_and_restarted_under_traffic_fails_no_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((mut sb, secret)) = up("control_killed_and_restarted_under_traffic", dir.path()) else { return };
+    let ns = sb.ns("cl");
+    let stop = AtomicBool::new(false);
+    let tally = std::thread::scope(|s| {
+        let requests = s.spawn(|| loop_requests(&ns, &stop));
+        std::thread::sleep(Duration::from_millis(500));
+        let status = sb.stop("control", rustix::process::Signal::KILL).expect("control running");
+        assert!(!status.success());
+        // The gateway serves on without control.
+        std::thread::sleep(Duration::from_secs(2));
+        sb.start_control().expect("control again");
+        // The new control's table is adopted (a new file: the workers switch to it).
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::Relaxed);
+        requests.join().expect("requests")
+    });
+    assert!(tally.done >= 40, "{tally:?}");
+    assert!(
+        tally.failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        tally.failed.len(),
+        tally.done,
+        tally.failed
+    );
+    // The restarted control is the one obeyed: a change it publishes reaches the gateway.
+    let g = sb.generation().expect("generation");
+    let manifest = std::fs::read_to_string(example("ingress").join("petclinic.yaml")).expect("example");
+    let moved = manifest.replacen("path: /owners/find", "path: /owners/search", 1);
+    assert_ne!(moved, manifest);
+    let services = std::fs::read_to_string(example("ingress").join("backends.yaml")).expect("example");
+    let files = [
+        ("backends.yaml", services.as_str()),
+        ("petclinic.yaml", &moved),
+        ("tls-secret.yaml", &secret),
+        ("nodeport.yaml", NODEPORT),
+    ];
+    sb.set_manifests(&[], &files).expect("change");
+    sb.wait_generation(g + 1).expect("the change is published");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let search = get(&ns, &["-H", "Host: foo.bar.com"], &format!("http://{L7}/owners/search"));
+        if search.as_deref() == Ok("owners-1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new control's change was not adopted: {search:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_interface_taken_down_and_up_resumes_forwarding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((sb, _)) = up("an_interface_taken_down_and_up", dir.path()) else { return };
+    let ns = sb.ns("cl");
+    let l4 = format!("http://{GW_V4}:31080/");
+    assert_eq!(get(&ns, &[], &l4).as_deref(), Ok("petclinic-web-1"));
+    let gw = sb.ns("gw");
+    let link = |state: &str| {
+        let o = Command::new("ip").args(["-n", &gw, "link", "set", "gw0", state]).output().expect("ip");
+        assert!(o.status.success(), "ip link set gw0 {state}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    link("down");
+    std::thread::sleep(Duration::from_millis(500));
+    link("up");
+    let up_at = Instant::now();
+    // Forwarding resumes by itself, L4 and L7: within 10 s (reported), with no restart.
+    let l7 = format!("http://{L7}/");
+    let mut last = (Err(String::new()), Err(String::new()));
+    while up_at.elapsed() < Duration::from_secs(10) {
+        last = (get(&ns, &["-m", "1"], &l4), get(&ns, &["-m", "1", "-H", "Host: foo.bar.com"], &l7));
+        if last.0.as_deref() == Ok("petclinic-web-1") && last.1.as_deref() == Ok("petclinic-web-1") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("forwarding resumed {} ms after the link came back up", up_at.elapsed().as_millis());
+    assert_eq!(
+        last.0.as_deref(),
+        Ok("petclinic-web-1"),
+        "L4 after the link came back:\n{}",
+        sb.log("gateway")
+    );
+    assert_eq!(
+        last.1.as_deref(),
+        Ok("petclinic-web-1"),
+        "L7 after the link came back:\n{}",
+        sb.log("gateway")
+    );
+    assert!(sb.xdp_attached(), "the XDP program is still attached");
+    // And it stays up: a run of requests all succeed.
+    for i in 0..20 {
+        assert_eq!(get(&ns, &[], &l4).as_deref(), Ok("petclinic-web-1"), "request {i} after recovery");
+    }
+}
