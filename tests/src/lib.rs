@@ -394,10 +394,7 @@ impl Sandbox {
         } else {
             "gw0"
         };
-        must(&["ip", "-n", &gw, "addr", "add", "198.18.0.1/24", "dev", "gw0"])?;
-        must(&["ip", "-n", &gw, "addr", "add", "198.18.1.254/24", "dev", inside])?;
-        must(&["ip", "-n", &gw, "addr", "add", "2001:db8::1/64", "dev", "gw0", "nodad"])?;
-        must(&["ip", "-n", &gw, "addr", "add", "2001:db8:1::fe/64", "dev", inside, "nodad"])?;
+        address_gateway(&gw, inside)?;
         let cl = self.plug("cl", "c0")?;
         must(&["ip", "-n", &cl, "addr", "add", "198.18.0.100/24", "dev", "c0"])?;
         must(&["ip", "-n", &cl, "addr", "add", "2001:db8::100/64", "dev", "c0", "nodad"])?;
@@ -416,6 +413,21 @@ impl Sandbox {
             self.start_servers(i)?;
         }
         Ok(())
+    }
+
+    /// Deletes the gateway's client-facing interface `gw0` (with its switch port: a veth pair
+    /// goes as one) and creates it again, wired and addressed as before — an interface deleted
+    /// and re-created under the gateway. Its index changes.
+    pub fn replug_gateway(&mut self) -> io::Result<()> {
+        let gw = self.ns("gw");
+        must(&["ip", "-n", &gw, "link", "del", "gw0"])?;
+        self.wire(&gw, "gw", "gw0", "br0", "s-gw")?;
+        if self.topology.two_armed {
+            must(&["ip", "-n", &gw, "addr", "add", "198.18.0.1/24", "dev", "gw0"])?;
+            must(&["ip", "-n", &gw, "addr", "add", "2001:db8::1/64", "dev", "gw0", "nodad"])
+        } else {
+            address_gateway(&gw, "gw0")
+        }
     }
 
     fn start_servers(&mut self, i: usize) -> io::Result<()> {
@@ -898,6 +910,15 @@ fn sample(line: &str) -> u64 {
 fn client_routes(ns: &str) -> io::Result<()> {
     must(&["ip", "-n", ns, "route", "add", "198.18.100.0/24", "dev", "c0"])?;
     must(&["ip", "-n", ns, "route", "add", "198.19.0.0/16", "via", GW_V4])
+}
+
+/// The gateway's addresses: the node's on `gw0`, the SNAT addresses on `inside` (the backends'
+/// interface: `gw0` too, one-armed).
+fn address_gateway(gw: &str, inside: &str) -> io::Result<()> {
+    must(&["ip", "-n", gw, "addr", "add", "198.18.0.1/24", "dev", "gw0"])?;
+    must(&["ip", "-n", gw, "addr", "add", "198.18.1.254/24", "dev", inside])?;
+    must(&["ip", "-n", gw, "addr", "add", "2001:db8::1/64", "dev", "gw0", "nodad"])?;
+    must(&["ip", "-n", gw, "addr", "add", "2001:db8:1::fe/64", "dev", inside, "nodad"])
 }
 
 /// An nginx configuration that runs in the foreground as root with every file under `dir` and

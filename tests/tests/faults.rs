@@ -199,3 +199,35 @@ fn an_interface_taken_down_and_up_resumes_forwarding() {
         assert_eq!(get(&ns, &[], &l4).as_deref(), Ok("petclinic-web-1"), "request {i} after recovery");
     }
 }
+
+/// An interface deleted and created again under the gateway took its XDP program and AF_XDP
+/// sockets with it: the gateway says so and exits (for its supervisor to start it again), and
+/// started again it serves on the new interface.
+#[test]
+fn an_interface_deleted_and_recreated_is_reported_and_served_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((mut sb, _)) = up("an_interface_deleted_and_recreated", dir.path()) else { return };
+    let ns = sb.ns("cl");
+    let l4 = format!("http://{GW_V4}:31080/");
+    assert_eq!(get(&ns, &[], &l4).as_deref(), Ok("petclinic-web-1"));
+    sb.replug_gateway().expect("gw0 deleted and created again");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sb.log("gateway").contains("was deleted") {
+        assert!(Instant::now() < deadline, "not reported:\n{}", sb.log("gateway"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = sb.log("gateway");
+    assert!(log.contains("gw0 was deleted and created again"), "{log}");
+    let status = sb.stop("gateway", rustix::process::Signal::TERM).expect("the gateway process");
+    assert!(!status.success(), "it exits with an error: {status:?}\n{log}");
+    sb.start_gateway(&["--l7-address", L7]).expect("the gateway again");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get(&ns, &["-m", "1"], &l4);
+        if r.as_deref() == Ok("petclinic-web-1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not served after the restart: {r:?}\n{}", sb.log("gateway"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -16,7 +16,11 @@
 //!    workers when they changed.
 //! 4. Each interface's MTU, every second: one raised past what the UMEM frames hold is
 //!    reported (the kernel would drop every larger frame, counted only as `xsk_rx_dropped`).
-//! 5. SNAT exhaustion, every second: new flows dropped for want of a SNAT port are logged with
+//! 5. Each interface, every second: still the one the gateway attached to (its index). One
+//!    deleted — or deleted and created again, a new interface under the old name — took the
+//!    XDP program and the AF_XDP sockets with it: the gateway says so and exits with an error,
+//!    for its supervisor (the systemd unit's `Restart=always`) to start it on the new one.
+//! 6. SNAT exhaustion, every second: new flows dropped for want of a SNAT port are logged with
 //!    what to do about it (the `snat_exhausted` counter says how many; the log says it began).
 
 use std::collections::BTreeSet;
@@ -51,6 +55,8 @@ const FILE_CHECK_EVERY: Duration = Duration::from_millis(250);
 pub(crate) struct Supervisor<'a> {
     links: &'a [Arc<Link>],
     names: &'a [String],
+    /// The interfaces' indexes at start, in `names`' order.
+    ifindexes: &'a [u32],
     frame_size: u32,
     snat_ports: PortRange,
     mac: [u8; 6],
@@ -100,6 +106,7 @@ impl<'a> Supervisor<'a> {
         Ok(Supervisor {
             links,
             names: &ifs.names,
+            ifindexes: &ifs.ifindexes,
             frame_size: ifs.frame_size,
             snat_ports: cli.snat_ports,
             mac: ifs.macs[0],
@@ -158,7 +165,9 @@ impl<'a> Supervisor<'a> {
             }
             let missed = self.resolve_misses();
             self.refresh_next_hops(missed);
-            self.watch_mtus();
+            if self.watch_mtus() {
+                self.watch_interfaces()?;
+            }
             self.watch_snat();
             let asked = self.resolving_until.is_some_and(|t| Instant::now() < t);
             std::thread::sleep(Duration::from_millis(if asked { 2 } else { 10 }));
@@ -390,10 +399,28 @@ impl<'a> Supervisor<'a> {
             .look(Instant::now(), || links.iter().map(|l| l.snat_exhausted.load(Ordering::Relaxed)).sum());
     }
 
+    /// Each interface still the one attached to: `Err` (the gateway exits) for one deleted, or
+    /// deleted and created again under its name — its XDP program and AF_XDP sockets are gone.
+    fn watch_interfaces(&self) -> Result<(), String> {
+        for (name, &was) in self.names.iter().zip(self.ifindexes) {
+            let why = match sluice_xsk::socket::if_index(name) {
+                Ok(now) if now == was => continue,
+                Ok(now) => format!("{name} was deleted and created again (index {was}, now {now})"),
+                Err(_) => format!("{name} (index {was}) was deleted"),
+            };
+            return Err(format!(
+                "{why}: the XDP program and the AF_XDP sockets went with it; exiting, to be started again on \
+                 the interface (the systemd unit restarts the gateway)"
+            ));
+        }
+        Ok(())
+    }
+
     /// Each interface's MTU, every second: one raised past what the frames hold is reported.
-    fn watch_mtus(&mut self) {
+    /// Whether it looked (once a second).
+    fn watch_mtus(&mut self) -> bool {
         if self.last_mtu.elapsed() < Duration::from_secs(1) {
-            return;
+            return false;
         }
         self.last_mtu = Instant::now();
         let fits = sluice_xsk::socket::max_mtu(self.frame_size);
@@ -413,6 +440,7 @@ impl<'a> Supervisor<'a> {
             }
             *known = now;
         }
+        true
     }
 }
 
