@@ -40,6 +40,13 @@
 //!    an AF_PACKET socket in `fg` counts the IP frames addressed to its MAC (the backend's traffic,
 //!    diverted). ARP frames to it (the gateway's answer to the request) are counted apart.
 //!
+//! 4. **Faults under traffic** (issue 16, Sluice only), before the storm: `cl` makes
+//!    [`FAULT_RATE`] connections per second to the NodePort and the VIP while control is killed
+//!    with SIGKILL (at 3 s) and started again (at 5 s): `control_kill_failed` is the connections
+//!    that failed. Then the gateway's interface goes down for half a second and up, with `cl`
+//!    connecting every 10 ms: `link_recovery_ms` is the time from the link coming up to the
+//!    start of the first connection that succeeded after it.
+//!
 //! The kernel's side: the gateway stopped, `gw` forwards (`ip_forward`) with kube-proxy's
 //! nftables rules ([`nft_rules`]: DNAT of the NodePort and the VIP to the backend, masquerade,
 //! conntrack); the VIP is a local address of `gw` (on `lo`) so that the kernel answers its ARP,
@@ -49,7 +56,7 @@
 //!
 //! Subcommands (the orchestrator runs the others inside the namespaces):
 //!   run [--storm-seconds 300] [--flood-seconds 60] [--after-seconds 60] [--quick] [--no-sink]
-//!       [--flood-engine afxdp|live] [--no-latency-qos]
+//!       [--flood-engine afxdp|live] [--no-latency-qos] [--faults-only]
 //!   clients --targets A:P,… --rate R (--seconds S | --count N) --timeout-ms T
 //!   forge --iface IF --sender-ip IP --target-ip IP --seconds S
 #![forbid(unsafe_code)]
@@ -94,6 +101,8 @@ const FLOOD_PORTS: u32 = 128;
 const LEGIT_RATE: f64 = 25.0;
 /// Their time to answer (connect, request, whole response).
 const LEGIT_TIMEOUT_MS: u64 = 2000;
+/// Connections per second while a fault happens (the faults of scenario 4).
+const FAULT_RATE: f64 = 50.0;
 /// The forger's role and address.
 const FORGER: (&str, &str) = ("fg", "198.18.0.66");
 /// The core of the gateway's worker and, on the kernel's side, of its forwarding (RPS).
@@ -113,7 +122,7 @@ fn main() {
         Some("run") => orchestrate(&args[1..]),
         Some("clients") => clients(&args[1..]),
         Some("forge") => forge(&args[1..]),
-        _ => Err("usage: sluice-bench-faults run [--storm-seconds S] [--flood-seconds S] [--after-seconds S] [--quick] [--no-sink] [--flood-engine afxdp|live] [--no-latency-qos] | clients … | forge …".into()),
+        _ => Err("usage: sluice-bench-faults run [--storm-seconds S] [--flood-seconds S] [--after-seconds S] [--quick] [--no-sink] [--flood-engine afxdp|live] [--no-latency-qos] [--faults-only] | clients … | forge …".into()),
     };
     if let Err(e) = r {
         eprintln!("sluice-bench-faults: {e}");
@@ -390,6 +399,13 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     }
     eprintln!("sandbox up; Sluice: control and the gateway (worker on core {DUT_CORE}) …");
     b.start_sluice()?;
+    let faults = b.faults()?;
+    if args.iter().any(|a| a == "--faults-only") {
+        let mut m = Map::new();
+        faults.result(&mut m);
+        println!("RESULT {}", Value::Object(m));
+        return Ok(());
+    }
     let storm = b.storm("Sluice", plan.storm_s, true)?;
     let flood = b.flood("Sluice", plan, true)?;
     let arp = b.forged_arp()?;
@@ -397,7 +413,7 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     b.start_kernel()?;
     let nft_storm = b.storm("nftables", plan.storm_s, false)?;
     let nft_flood = b.flood("nftables", plan, false)?;
-    let report = Report { plan, storm, nft_storm, flood, nft_flood, arp };
+    let report = Report { plan, storm, nft_storm, flood, nft_flood, arp, faults };
     report.print();
     println!("RESULT {}", Value::Object(report.result()));
     Ok(())
@@ -1125,6 +1141,70 @@ impl Bench {
 
     /// Connections to the VIP (the backend's neighbour known), the forger's three requests, 100
     /// connections to the VIP, and what reached the forger.
+    /// Scenario 4: control killed and started again, then the link down and up, under
+    /// connections.
+    fn faults(&mut self) -> Result<Faults, String> {
+        let me = std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+        let targets = format!("{GW_V4}:{NODE_PORT},{VIP}:{VIP_PORT}");
+        let rate = FAULT_RATE.to_string();
+        eprintln!("Sluice: control killed with SIGKILL and started again under {FAULT_RATE} connections/s …");
+        let log = self.log_path("clients-control-kill.log");
+        let args = [
+            &me[..],
+            "clients",
+            "--targets",
+            &targets,
+            "--rate",
+            &rate,
+            "--seconds",
+            "10",
+            "--timeout-ms",
+            "2000",
+        ];
+        let cl = self.spawn("cl", &log, &args)?;
+        std::thread::sleep(Duration::from_secs(3));
+        self.sb.stop("control", rustix::process::Signal::KILL).ok_or("control was not running")?;
+        std::thread::sleep(Duration::from_secs(2));
+        self.sb.start_control().map_err(|e| format!("control again: {e}"))?;
+        self.wait_kid(cl, Duration::from_secs(30));
+        let control_kill = Tally::of(attempts(&std::fs::read_to_string(&log).unwrap_or_default()).iter());
+        eprintln!("  connections: {}", control_kill.text());
+        eprintln!("Sluice: the gateway's link down for 0.5 s and up, connections every 10 ms …");
+        let log = self.log_path("clients-link.log");
+        let args = [
+            &me[..],
+            "clients",
+            "--targets",
+            &targets,
+            "--rate",
+            "100",
+            "--seconds",
+            "6",
+            "--timeout-ms",
+            "1000",
+        ];
+        let cl = self.spawn("cl", &log, &args)?;
+        std::thread::sleep(Duration::from_secs(1));
+        let gw = self.sb.ns("gw");
+        run(&["ip", "-n", &gw, "link", "set", "gw0", "down"]).map_err(|e| format!("link down: {e}"))?;
+        std::thread::sleep(Duration::from_millis(500));
+        run(&["ip", "-n", &gw, "link", "set", "gw0", "up"]).map_err(|e| format!("link up: {e}"))?;
+        let up_ms = epoch_ms();
+        self.wait_kid(cl, Duration::from_secs(30));
+        let a = attempts(&std::fs::read_to_string(&log).unwrap_or_default());
+        let link_recovery_ms =
+            a.iter().filter(|x| x.ok && x.start_ms >= up_ms).map(|x| x.start_ms - up_ms).min();
+        let after_up =
+            Tally::of(a.iter().filter(|x| link_recovery_ms.is_some_and(|r| x.start_ms >= up_ms + r)));
+        eprintln!(
+            "  recovered {} ms after the link came up; connections from then: {}",
+            link_recovery_ms.map_or("never".into(), |r| r.to_string()),
+            after_up.text()
+        );
+        self.wait_serving()?;
+        Ok(Faults { control_kill, link_recovery_ms, after_up })
+    }
+
     fn forged_arp(&mut self) -> Result<Arp, String> {
         eprintln!(
             "Sluice: forged ARP (who-has {VIP} tell {BACKEND}, from the forger's MAC), then 100 connections …"
@@ -1193,6 +1273,26 @@ impl Bench {
     }
 }
 
+/// Scenario 4's figures.
+struct Faults {
+    /// The connections made while control was killed and started again.
+    control_kill: Tally,
+    /// From the link coming up to the first connection that succeeded after it (`None`: none).
+    link_recovery_ms: Option<u64>,
+    /// The connections from that one on.
+    after_up: Tally,
+}
+
+impl Faults {
+    /// Its RESULT keys.
+    fn result(&self, m: &mut Map<String, Value>) {
+        m.insert("control_kill_failed".into(), json!(self.control_kill.tried - self.control_kill.ok));
+        m.insert("control_kill_connections".into(), json!(self.control_kill.tried));
+        m.insert("link_recovery_ms".into(), json!(self.link_recovery_ms));
+        m.insert("link_failed_after_recovery".into(), json!(self.after_up.tried - self.after_up.ok));
+    }
+}
+
 /// `now − before` of two [`Bench::tcp_stats`] readings, as text: clients' first, then the backend's.
 fn tcp_delta(before: &[(&'static str, u64)], now: &[(&'static str, u64)]) -> String {
     let d: Vec<String> =
@@ -1234,6 +1334,7 @@ struct Report {
     flood: Flood,
     nft_flood: Flood,
     arp: Arp,
+    faults: Faults,
 }
 
 /// The mean connections per second of `slices`.
@@ -1339,6 +1440,16 @@ impl Report {
             }
             println!("  over the flood and after: {}", fl.tcp);
         }
+        let f = &self.faults;
+        println!(
+            "\nFaults under traffic (Sluice): control killed and started again: {}",
+            f.control_kill.text()
+        );
+        println!(
+            "  link down 0.5 s and up: recovered after {} ms; connections from then: {}",
+            f.link_recovery_ms.map_or("never".into(), |r| r.to_string()),
+            f.after_up.text()
+        );
         let a = &self.arp;
         println!(
             "\nForged ARP: {} × who-has {VIP} tell {BACKEND} from the forger's MAC; then GETs to the VIP: {}",
@@ -1398,6 +1509,7 @@ impl Report {
         m.insert("nft_storm_cps_min_slice".into(), json!(nmn.round()));
         m.insert("arp_forged_frames".into(), json!(self.arp.ip_frames));
         m.insert("arp_connections_ok_pct".into(), pct(&self.arp.connections));
+        self.faults.result(&mut m);
         m
     }
 }
