@@ -139,6 +139,24 @@ impl Worker {
         &self.l4
     }
 
+    /// The fast-path entry of `f`'s direction `dir`, whose frames arrive on port `arrival`:
+    /// the rewrite the engine applies, sent where this worker would send it. `None` while the
+    /// next hop's MAC address is unknown.
+    pub fn fast_entry(
+        &mut self,
+        f: &sluice_lb::flow::Flow,
+        dir: sluice_lb::flow::Dir,
+        arrival: u8,
+    ) -> Option<(sluice_xsk::fastpath::FastKey, sluice_xsk::fastpath::FastEntry)> {
+        let dst = match dir {
+            sluice_lb::flow::Dir::Forward => f.rev.src,
+            sluice_lb::flow::Dir::Reverse => f.fwd.src,
+        };
+        let (dmac, out) = self.next_hops.resolve_on(&dst)?;
+        let smac = self.macs[usize::from(out)];
+        Some(crate::fastpath::entry(f, dir, &crate::fastpath::Egress { dmac, smac, out, arrival }))
+    }
+
     /// Everything the worker has counted: its own I/O and drops, and its engine's.
     pub fn counters(&self) -> Counters {
         let mut all = self.counters.clone();

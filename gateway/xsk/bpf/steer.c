@@ -634,88 +634,50 @@ static __always_inline __u16 csum_apply(__u16 check, __u16 delta)
 }
 
 /*
- * The fast path: XDP_TX or a redirect for a frame it rewrote, XDP_DROP when the egress is
- * missing, FAST_HAND_BACK for a frame user space must see (it goes on to the steering).
- * `l3` follows the Ethernet header (and VLAN tags, which are kept, as the worker keeps them).
+ * The transport half, the same for both families: checks what the worker's parser checks
+ * (sluice_wire's new_checked: what it would drop as malformed goes to it, to be dropped and
+ * counted there), completes the key with the ports and looks it up. A frame to hand back
+ * gives 0; otherwise the ports and the checksum are rewritten, and the entry returned.
  */
-static __always_inline int fast_path(struct xdp_md *ctx, void *l3, __u16 eth_proto)
+static __always_inline struct fast_entry *fast_l4(struct fast_key *k, void *l4, __u32 seg_len, void *end)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct fast_key k = {};
-	struct iphdr *ip = l3;
-	struct ipv6hdr *ip6 = l3;
-	void *l4;
-	__u32 seg_len;
-	int v4 = eth_proto == bswap16(ETH_P_IP);
-
-	/* The worker parser's checks (sluice_wire's new_checked), repeated: what it would drop as
-	 * malformed goes to it, to be dropped and counted there. */
-	if (v4) {
-		if ((void *)(ip + 1) > end)
-			return FAST_HAND_BACK;
-		if (ip->version != 4 || ip->ihl != 5 || (ip->frag_off & bswap16(0x3fff)) || ip->ttl <= 1)
-			return FAST_HAND_BACK;
-		__u32 tot = bswap16(ip->tot_len);
-		if (tot < 20 || l3 + tot > end)
-			return FAST_HAND_BACK;
-		seg_len = tot - 20;
-		k.proto = ip->protocol;
-		mapped4(k.src, &ip->saddr);
-		mapped4(k.dst, &ip->daddr);
-		l4 = ip + 1;
-	} else if (eth_proto == bswap16(ETH_P_IPV6)) {
-		if ((void *)(ip6 + 1) > end)
-			return FAST_HAND_BACK;
-		if (ip6->version != 6 || ip6->hop_limit <= 1)
-			return FAST_HAND_BACK;
-		seg_len = bswap16(ip6->payload_len);
-		if ((void *)(ip6 + 1) + seg_len > end)
-			return FAST_HAND_BACK;
-		k.proto = ip6->nexthdr; /* an extension header is not TCP or UDP: handed back */
-		__builtin_memcpy(k.src, &ip6->saddr, 16);
-		__builtin_memcpy(k.dst, &ip6->daddr, 16);
-		l4 = ip6 + 1;
-	} else {
-		return FAST_HAND_BACK;
-	}
-
 	__u16 *check;
 	__u8 tcp_flags = 0;
 	struct udphdr *ports = l4; /* ports sit at the same offsets in TCP */
-	if (k.proto == IPPROTO_TCP) {
+	if (k->proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 		if ((void *)(th + 1) > end || seg_len < sizeof(*th) || th->doff < 5 || th->doff * 4 > seg_len)
-			return FAST_HAND_BACK;
+			return 0;
 		tcp_flags = ((__u8 *)th)[13];
 		check = &th->check;
-	} else if (k.proto == IPPROTO_UDP) {
+	} else if (k->proto == IPPROTO_UDP) {
 		if ((void *)(ports + 1) > end || seg_len < sizeof(*ports))
-			return FAST_HAND_BACK;
+			return 0;
 		__u32 ulen = bswap16(ports->len);
 		if (ulen < sizeof(*ports) || ulen > seg_len)
-			return FAST_HAND_BACK;
+			return 0;
 		check = &ports->check;
 	} else {
-		return FAST_HAND_BACK;
+		return 0; /* ICMP (errors are translated by the worker), extension headers, … */
 	}
-	k.sport = bswap16(ports->source);
-	k.dport = bswap16(ports->dest);
+	k->sport = bswap16(ports->source);
+	k->dport = bswap16(ports->dest);
 
-	struct fast_entry *e = bpf_map_lookup_elem(&fast_flows, &k);
+	struct fast_entry *e = bpf_map_lookup_elem(&fast_flows, k);
 	if (!e)
-		return FAST_HAND_BACK;
+		return 0;
 	if (tcp_flags & (TCP_SYN_ | TCP_FIN_ | TCP_RST_)) {
 		/* The tracker follows the close from here; the other direction's entry goes when
 		 * user space sees this frame (or that direction's own FIN or RST). */
 		if (tcp_flags & (TCP_FIN_ | TCP_RST_))
-			bpf_map_delete_elem(&fast_flows, &k);
-		return count(COUNT_FAST_HANDED_BACK, FAST_HAND_BACK);
+			bpf_map_delete_elem(&fast_flows, k);
+		count(COUNT_FAST_HANDED_BACK, 0);
+		return 0;
 	}
 
-	/* The rewrite: sluice_lb::nat::rewrite, with its deltas precomputed. */
+	/* sluice_lb::nat::rewrite, with its deltas precomputed (nat::fixed_rewrite) */
 	__u16 c = *check;
-	if (k.proto == IPPROTO_TCP) {
+	if (k->proto == IPPROTO_TCP) {
 		*check = csum_apply(c, e->l4_delta);
 	} else if (c != 0) {
 		/* RFC 768: 0 means "no checksum" and stays 0; a computed 0 is sent as all ones */
@@ -724,19 +686,17 @@ static __always_inline int fast_path(struct xdp_md *ctx, void *l3, __u16 eth_pro
 	}
 	ports->source = e->sport;
 	ports->dest = e->dport;
-	if (v4) {
-		__builtin_memcpy(&ip->saddr, e->src + 12, 4);
-		__builtin_memcpy(&ip->daddr, e->dst + 12, 4);
-		ip->ttl--;
-		ip->check = csum_apply(ip->check, e->ip_delta);
-	} else {
-		__builtin_memcpy(&ip6->saddr, e->src, 16);
-		__builtin_memcpy(&ip6->daddr, e->dst, 16);
-		ip6->hop_limit--;
-	}
+	return e;
+}
+
+/* Sends a rewritten frame: the MAC addresses, the counters, the egress. */
+static __always_inline int fast_send(struct xdp_md *ctx, struct fast_entry *e)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
-		return XDP_DROP; /* cannot happen (l3 lies after it); the verifier wants it said */
+		return XDP_DROP; /* cannot happen (an IP header lies after it); the verifier wants it said */
 	__builtin_memcpy(eth->h_dest, e->dmac, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, e->smac, ETH_ALEN);
 
@@ -746,8 +706,67 @@ static __always_inline int fast_path(struct xdp_md *ctx, void *l3, __u16 eth_pro
 	count(COUNT_FAST, 0);
 	if (e->flags & FAST_TX)
 		return XDP_TX;
+	/* An empty slot must not pass a rewritten frame to the kernel: drop it, counted. */
 	int r = bpf_redirect_map(&fast_tx, e->tx_port, XDP_DROP);
 	return r == XDP_DROP ? count(COUNT_FAST_NO_PORT, XDP_DROP) : r;
+}
+
+/*
+ * The fast path: XDP_TX or a redirect for a frame it rewrote, XDP_DROP when the egress is
+ * missing, FAST_HAND_BACK for a frame user space must see (it goes on to the steering).
+ * `l3` follows the Ethernet header (and VLAN tags, which are kept, as the worker keeps them).
+ * One branch per family, each whole: the verifier does not carry "this is IPv4" from one
+ * test of the ethertype to the next.
+ */
+static __always_inline int fast_path(struct xdp_md *ctx, void *l3, __u16 eth_proto)
+{
+	void *end = (void *)(long)ctx->data_end;
+	struct fast_key k = {};
+	struct fast_entry *e;
+
+	if (eth_proto == bswap16(ETH_P_IP)) {
+		struct iphdr *ip = l3;
+		if ((void *)(ip + 1) > end)
+			return FAST_HAND_BACK;
+		/* options and fragments are the worker's; so is a TTL it must answer or drop */
+		if (ip->version != 4 || ip->ihl != 5 || (ip->frag_off & bswap16(0x3fff)) || ip->ttl <= 1)
+			return FAST_HAND_BACK;
+		__u32 tot = bswap16(ip->tot_len);
+		if (tot < sizeof(*ip) || l3 + tot > end)
+			return FAST_HAND_BACK;
+		k.proto = ip->protocol;
+		mapped4(k.src, &ip->saddr);
+		mapped4(k.dst, &ip->daddr);
+		e = fast_l4(&k, ip + 1, tot - sizeof(*ip), end);
+		if (!e)
+			return FAST_HAND_BACK;
+		__builtin_memcpy(&ip->saddr, e->src + 12, 4);
+		__builtin_memcpy(&ip->daddr, e->dst + 12, 4);
+		ip->ttl--;
+		ip->check = csum_apply(ip->check, e->ip_delta); /* addresses and TTL */
+		return fast_send(ctx, e);
+	}
+	if (eth_proto == bswap16(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = l3;
+		if ((void *)(ip6 + 1) > end)
+			return FAST_HAND_BACK;
+		if (ip6->version != 6 || ip6->hop_limit <= 1)
+			return FAST_HAND_BACK;
+		__u32 plen = bswap16(ip6->payload_len);
+		if ((void *)(ip6 + 1) + plen > end)
+			return FAST_HAND_BACK;
+		k.proto = ip6->nexthdr; /* an extension header is neither TCP nor UDP: handed back */
+		__builtin_memcpy(k.src, &ip6->saddr, 16);
+		__builtin_memcpy(k.dst, &ip6->daddr, 16);
+		e = fast_l4(&k, ip6 + 1, plen, end);
+		if (!e)
+			return FAST_HAND_BACK;
+		__builtin_memcpy(&ip6->saddr, e->src, 16);
+		__builtin_memcpy(&ip6->daddr, e->dst, 16);
+		ip6->hop_limit--;
+		return fast_send(ctx, e);
+	}
+	return FAST_HAND_BACK;
 }
 
 #endif
