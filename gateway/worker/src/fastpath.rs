@@ -4,25 +4,50 @@
 //! it would send from. `bpf/steer.c` applies the entry; `gateway/worker/tests/fastpath.rs`
 //! holds the program's output to the worker's, byte for byte.
 //!
-//! Not hot path: entries are built when a flow is installed, off the per-packet path.
+//! **Installing.** The engine marks a flow offloaded and queues an offer when it becomes
+//! [`Flow::offloadable`]; it queues a withdrawal when such a flow goes away or comes back
+//! ([`sluice_lb::engine::FastEvent`]). After each batch the worker turns them into
+//! [`FastCommand`]s on a bounded queue ([`FastQueue`]) that an installer thread applies to the
+//! map with system calls the worker never makes; the order of the queue is the order of the
+//! events, so a tuple's removal always precedes its reinstallation. A full queue refuses an
+//! offer (the flow stays on the AF_XDP path and is offered again) and turns a removal into
+//! [`FastCommand::Clear`], as soon as there is room: an entry the engine no longer stands
+//! behind never stays.
+//!
+//! Not hot path: entries are built after a batch, off the per-packet path.
 
-use sluice_lb::flow::{Dir, Flow, FlowState};
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+use sluice_lb::flow::{Dir, Flow, FlowKey};
 use sluice_lb::nat;
-use sluice_model::service::BackendId;
 use sluice_wire::ethernet::Mac;
 use sluice_xsk::fastpath::{FAST_TX, FastEntry, FastKey};
 
-/// Whether the kernel may forward this flow's packets: an established TCP connection not
-/// opened through a SYN cookie (a proxied flow's sequence numbers are shifted, which the
-/// program does not do), or a UDP flow the backend has answered; with a backend in the current
-/// table (an orphan's packets stay in user space, which decides when it ends).
+/// Whether the kernel may forward this flow's packets ([`Flow::offloadable`]; the engine also
+/// requires the current generation).
 pub fn offloadable(f: &Flow) -> bool {
-    let state = match f.state {
-        FlowState::Established => !f.is_proxied(),
-        FlowState::UdpReplied => true,
-        _ => false,
-    };
-    state && f.backend != BackendId::NONE
+    f.offloadable()
+}
+
+/// What the worker asks of the installer, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastCommand {
+    /// Install (or replace) one direction's entry.
+    Install(FastKey, FastEntry),
+    /// Remove one direction's entry (absent is fine: the program removes a direction's entry
+    /// itself when it hands back a FIN or RST).
+    Remove(FastKey),
+    /// Remove every entry.
+    Clear,
+}
+
+/// The queue from a worker to its installer: one producer (the worker), one consumer.
+pub type FastQueue = Arc<ArrayQueue<FastCommand>>;
+
+/// The map key of a flow key.
+pub fn key(k: &FlowKey) -> FastKey {
+    FastKey::new(k.src.0, k.sport, k.dst.0, k.dport, k.proto)
 }
 
 /// Where frames of one flow direction leave: the next hop's MAC, the port (and its MAC) the
@@ -48,7 +73,7 @@ pub fn entry(f: &Flow, dir: Dir, egress: &Egress) -> (FastKey, FastEntry) {
         Dir::Reverse => (f.rev, (f.fwd.dst, f.fwd.dport, f.fwd.src, f.fwd.sport)),
     };
     let fx = nat::fixed_rewrite(from.src.family(), (from.src, from.sport, from.dst, from.dport), to);
-    let key = FastKey::new(from.src.0, from.sport, from.dst.0, from.dport, from.proto);
+    let key = key(&from);
     let e = FastEntry {
         src: fx.src.0,
         dst: fx.dst.0,

@@ -24,8 +24,12 @@ use sluice_model::{Addr, DropReason};
 use sluice_port::{Desc, Port};
 use sluice_wire::ethernet::{self, Mac};
 
+use crate::fastpath::{FastCommand, FastQueue};
 use crate::handoff::Sharding;
 use crate::nexthop::NextHops;
+use sluice_lb::engine::FastEvent;
+use sluice_lb::flow::{Dir, Flow};
+use sluice_xsk::fastpath::{FastEntry, FastKey};
 
 /// The most ports one worker serves.
 pub const MAX_PORTS: usize = 2;
@@ -79,6 +83,10 @@ pub struct Worker {
     ndeferred: usize,
     /// Frames handed in, copied into the ports' frames, by port.
     mail: [[Desc; BATCH]; MAX_PORTS],
+    /// The installer's queue, with the fast path.
+    fast: Option<FastQueue>,
+    /// A removal did not fit in the queue: everything is to be removed once it does.
+    fast_clear_pending: bool,
 }
 
 impl core::fmt::Debug for Worker {
@@ -107,6 +115,8 @@ impl Worker {
             deferred: [(Desc::default(), 0, 0); DEFERRED],
             ndeferred: 0,
             mail: [[Desc::default(); BATCH]; MAX_PORTS],
+            fast: None,
+            fast_clear_pending: false,
         }
     }
 
@@ -139,22 +149,62 @@ impl Worker {
         &self.l4
     }
 
-    /// The fast-path entry of `f`'s direction `dir`, whose frames arrive on port `arrival`:
-    /// the rewrite the engine applies, sent where this worker would send it. `None` while the
-    /// next hop's MAC address is unknown.
-    pub fn fast_entry(
-        &mut self,
-        f: &sluice_lb::flow::Flow,
-        dir: sluice_lb::flow::Dir,
-        arrival: u8,
-    ) -> Option<(sluice_xsk::fastpath::FastKey, sluice_xsk::fastpath::FastEntry)> {
-        let dst = match dir {
-            sluice_lb::flow::Dir::Forward => f.rev.src,
-            sluice_lb::flow::Dir::Reverse => f.fwd.src,
-        };
-        let (dmac, out) = self.next_hops.resolve_on(&dst)?;
+    /// Sends the engine's fast-path requests to `queue` ([`crate::fastpath`]): established
+    /// flows are offered to the kernel's fast path. The engine must be configured with
+    /// `fast_path`.
+    pub fn with_fast_path(mut self, queue: FastQueue) -> Worker {
+        self.fast = Some(queue);
+        self
+    }
+
+    /// The fast-path entry of `f`'s direction `dir`: the rewrite the engine applies, sent
+    /// where this worker would send it. The direction's frames are taken to arrive on the port
+    /// the other direction leaves from (routes are symmetric). `None` while a next hop's MAC
+    /// address is unknown.
+    pub fn fast_entry(&mut self, f: &Flow, dir: Dir) -> Option<(FastKey, FastEntry)> {
+        let (dmac, out) = self.next_hops.resolve_on(&f.to(dir))?;
+        let (_, arrival) = self.next_hops.resolve_on(&f.to(dir.other()))?;
         let smac = self.macs[usize::from(out)];
         Some(crate::fastpath::entry(f, dir, &crate::fastpath::Egress { dmac, smac, out, arrival }))
+    }
+
+    /// Turns the engine's fast-path events into commands for the installer (after a batch).
+    fn drain_fast(&mut self) {
+        let Some(queue) = self.fast.clone() else {
+            while self.l4.take_fast_event().is_some() {}
+            return;
+        };
+        if self.fast_clear_pending && queue.push(FastCommand::Clear).is_ok() {
+            self.fast_clear_pending = false;
+        }
+        while let Some(ev) = self.l4.take_fast_event() {
+            let room = queue.capacity() - queue.len(); // one producer: only grows meanwhile
+            match ev {
+                FastEvent::Offer(id) => {
+                    let f = *self.l4.flows().flow(id);
+                    if !f.is_offloaded() {
+                        continue; // withdrawn since, or another flow in its slot
+                    }
+                    let both = self.fast_entry(&f, Dir::Forward).zip(self.fast_entry(&f, Dir::Reverse));
+                    match both {
+                        Some(((k0, e0), (k1, e1))) if room >= 2 && !self.fast_clear_pending => {
+                            let _ = queue.push(FastCommand::Install(k0, e0));
+                            let _ = queue.push(FastCommand::Install(k1, e1));
+                        }
+                        _ => self.l4.fast_refused(id),
+                    }
+                }
+                FastEvent::Withdraw(fwd, rev) if room >= 2 && !self.fast_clear_pending => {
+                    let _ = queue.push(FastCommand::Remove(crate::fastpath::key(&fwd)));
+                    let _ = queue.push(FastCommand::Remove(crate::fastpath::key(&rev)));
+                }
+                FastEvent::Withdraw(..) | FastEvent::Clear => {
+                    if self.fast_clear_pending || queue.push(FastCommand::Clear).is_err() {
+                        self.fast_clear_pending = true;
+                    }
+                }
+            }
+        }
     }
 
     /// Everything the worker has counted: its own I/O and drops, and its engine's.
@@ -358,6 +408,7 @@ impl Worker {
             }
         }
         self.l4.maintain(now_ns);
+        self.drain_fast();
         total
     }
 

@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use common::*;
 use sluice_lb::flow::{Dir, Flow};
 use sluice_model::Addr;
+use sluice_worker::fastpath::Egress;
 use sluice_xsk::fastpath::{FAST_TX, FastKey};
 use sluice_xsk::steer::{FastPath, Steering};
 
@@ -93,7 +94,7 @@ impl Both {
     /// Installs both directions of `f`, as the worker would (frames arrive on port 0).
     fn install(&mut self, f: &Flow) -> [FastKey; 2] {
         [Dir::Forward, Dir::Reverse].map(|dir| {
-            let (k, e) = self.h.worker.fast_entry(f, dir, 0).expect("the next hop is known");
+            let (k, e) = self.h.worker.fast_entry(f, dir).expect("the next hop is known");
             assert_eq!(e.flags, FAST_TX, "one-armed: out the way it came");
             self.s.fast_install(&k, &e).expect("install");
             k
@@ -378,7 +379,9 @@ fn two_armed_entries_redirect_to_their_port() {
     let fx = fixtures()[0];
     let f = fx.open(&mut b);
     // The client's frames arrive on port 1; the worker sends them from port 0.
-    let (k, e) = b.h.worker.fast_entry(&f, Dir::Forward, 1).unwrap();
+    let (_, one_armed) = b.h.worker.fast_entry(&f, Dir::Forward).unwrap();
+    let egress = Egress { dmac: one_armed.dmac, smac: one_armed.smac, out: 0, arrival: 1 };
+    let (k, e) = sluice_worker::fastpath::entry(&f, Dir::Forward, &egress);
     assert_eq!((e.flags, e.tx_port), (0, 0));
     b.s.fast_install(&k, &e).unwrap();
     let data = fx.client().tcp(ack(5001), b"data");
