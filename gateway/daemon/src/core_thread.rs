@@ -357,7 +357,7 @@ impl Core {
     #[inline]
     fn take_updates(&mut self) {
         if let Some(h) = self.link.next_hops.pop() {
-            *self.worker.next_hops_mut() = h;
+            self.worker.set_next_hops(h);
         }
         if let Some(t) = self.link.tables.pop() {
             self.worker.set_table(t);

@@ -525,6 +525,14 @@ impl L4 {
         self.fast.take()
     }
 
+    /// Every fast-path entry is being removed at once (a [`FastEvent::Clear`], new next hops):
+    /// every flow is the engine's again, and will be offered again on its next packet. Walks
+    /// the whole flow table: not for the per-packet path.
+    pub fn fast_forget_all(&mut self) {
+        let n = self.flows.forget_offloaded();
+        self.counters[Counter::FastWithdrawn] += n as u64;
+    }
+
     /// The caller could not install an offered flow (the map is full, the next hop unknown):
     /// it stays with the engine, which will offer it again on a later packet.
     pub fn fast_refused(&mut self, id: FlowId) {

@@ -1152,6 +1152,19 @@ impl FlowTable {
         removed
     }
 
+    /// Takes every flow back from the fast path (its entries are all being removed at once):
+    /// unmarks them; returns how many were marked. Control path: it walks the whole slab.
+    pub fn forget_offloaded(&mut self) -> usize {
+        let mut n = 0;
+        for (i, f) in self.flows.iter_mut().enumerate() {
+            if self.live[i] && f.offloaded {
+                f.offloaded = false;
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Calls `f` on every live flow (control path: status, rebuilding counters).
     pub fn for_each(&self, mut f: impl FnMut(FlowId, &Flow)) {
         for (i, fl) in self.flows.iter().enumerate() {

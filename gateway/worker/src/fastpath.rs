@@ -33,12 +33,13 @@ pub fn offloadable(f: &Flow) -> bool {
 /// What the worker asks of the installer, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FastCommand {
-    /// Install (or replace) one direction's entry.
-    Install(FastKey, FastEntry),
-    /// Remove one direction's entry (absent is fine: the program removes a direction's entry
-    /// itself when it hands back a FIN or RST).
+    /// Install (or replace) one direction's entry in the map of the program on port `.0`: the
+    /// port the direction's frames arrive on (each interface's program has its own map).
+    Install(u8, FastKey, FastEntry),
+    /// Remove one direction's entry, from every port's map (absent is fine: the program
+    /// removes a direction's entry itself when it hands back a FIN or RST).
     Remove(FastKey),
-    /// Remove every entry.
+    /// Remove every entry from every map.
     Clear,
 }
 

@@ -162,10 +162,35 @@ impl Worker {
     /// the other direction leaves from (routes are symmetric). `None` while a next hop's MAC
     /// address is unknown.
     pub fn fast_entry(&mut self, f: &Flow, dir: Dir) -> Option<(FastKey, FastEntry)> {
+        self.fast_install(f, dir).map(|c| match c {
+            FastCommand::Install(_, k, e) => (k, e),
+            _ => unreachable!("fast_install makes installs"),
+        })
+    }
+
+    /// The command that installs `f`'s direction `dir` ([`Self::fast_entry`]).
+    fn fast_install(&mut self, f: &Flow, dir: Dir) -> Option<FastCommand> {
         let (dmac, out) = self.next_hops.resolve_on(&f.to(dir))?;
         let (_, arrival) = self.next_hops.resolve_on(&f.to(dir.other()))?;
         let smac = self.macs[usize::from(out)];
-        Some(crate::fastpath::entry(f, dir, &crate::fastpath::Egress { dmac, smac, out, arrival }))
+        let (k, e) = crate::fastpath::entry(f, dir, &crate::fastpath::Egress { dmac, smac, out, arrival });
+        Some(FastCommand::Install(arrival, k, e))
+    }
+
+    /// Replaces the routes and neighbours. With the fast path, every entry goes (a next hop's
+    /// MAC address may be among what changed): the flows are offered again on their next packet.
+    pub fn set_next_hops(&mut self, h: NextHops) {
+        self.next_hops = h;
+        if self.fast.is_some() {
+            self.fast_reset();
+        }
+    }
+
+    /// Takes every flow back from the fast path and asks for every entry to go.
+    fn fast_reset(&mut self) {
+        self.l4.fast_forget_all();
+        let pushed = self.fast.as_ref().is_some_and(|q| q.push(FastCommand::Clear).is_ok());
+        self.fast_clear_pending = !pushed;
     }
 
     /// Turns the engine's fast-path events into commands for the installer (after a batch).
@@ -177,6 +202,7 @@ impl Worker {
         if self.fast_clear_pending && queue.push(FastCommand::Clear).is_ok() {
             self.fast_clear_pending = false;
         }
+        let mut reset = false;
         while let Some(ev) = self.l4.take_fast_event() {
             let room = queue.capacity() - queue.len(); // one producer: only grows meanwhile
             match ev {
@@ -185,11 +211,11 @@ impl Worker {
                     if !f.is_offloaded() {
                         continue; // withdrawn since, or another flow in its slot
                     }
-                    let both = self.fast_entry(&f, Dir::Forward).zip(self.fast_entry(&f, Dir::Reverse));
+                    let both = self.fast_install(&f, Dir::Forward).zip(self.fast_install(&f, Dir::Reverse));
                     match both {
-                        Some(((k0, e0), (k1, e1))) if room >= 2 && !self.fast_clear_pending => {
-                            let _ = queue.push(FastCommand::Install(k0, e0));
-                            let _ = queue.push(FastCommand::Install(k1, e1));
+                        Some((a, b)) if room >= 2 && !self.fast_clear_pending && !reset => {
+                            let _ = queue.push(a);
+                            let _ = queue.push(b);
                         }
                         _ => self.l4.fast_refused(id),
                     }
@@ -198,12 +224,12 @@ impl Worker {
                     let _ = queue.push(FastCommand::Remove(crate::fastpath::key(&fwd)));
                     let _ = queue.push(FastCommand::Remove(crate::fastpath::key(&rev)));
                 }
-                FastEvent::Withdraw(..) | FastEvent::Clear => {
-                    if self.fast_clear_pending || queue.push(FastCommand::Clear).is_err() {
-                        self.fast_clear_pending = true;
-                    }
-                }
+                // Lost, or no room to say it: everything goes, and every flow is ours again.
+                FastEvent::Withdraw(..) | FastEvent::Clear => reset = true,
             }
+        }
+        if reset {
+            self.fast_reset();
         }
     }
 

@@ -1,6 +1,7 @@
 //! The flow table and the fast path's map never disagree about a flow: a worker with the fast
 //! path on is driven with random events (flows opened, data, FIN, RST, backends removed and
-//! restored, time passing, a table too small for every flow), its installer commands are
+//! restored, time passing, new next hops, a table too small for every flow, an installer queue
+//! too short for a batch's commands), its installer commands are
 //! applied in order to a model of the map, and after each event every entry in the model must
 //! belong to a flow the engine still forwards through the kernel, and be exactly the entry the
 //! worker would build for it now — the same backend, the same rewrite. No root needed.
@@ -40,7 +41,7 @@ impl Model {
     fn apply(&mut self, q: &FastQueue) {
         while let Some(c) = q.pop() {
             match c {
-                FastCommand::Install(k, e) => {
+                FastCommand::Install(_, k, e) => {
                     self.0.insert(k, e);
                 }
                 FastCommand::Remove(k) => {
@@ -117,6 +118,9 @@ enum Op {
     RemoveBackend(u8),
     RestoreBackends,
     AdvanceS(u8),
+    /// New routes and neighbours from the main thread: backend 2 at another MAC address, or
+    /// back at its own.
+    NewNextHops(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -128,6 +132,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1u8..=3).prop_map(Op::RemoveBackend),
         1 => Just(Op::RestoreBackends),
         1 => prop_oneof![Just(1u8), Just(40), Just(130), Just(255)].prop_map(Op::AdvanceS),
+        1 => any::<bool>().prop_map(Op::NewNextHops),
     ]
 }
 
@@ -175,6 +180,13 @@ fn run(h: &mut Harness, generation: &mut u64, o: &Op) {
         Op::RestoreBackends => {
             *generation += 1;
             h.worker.set_table(table(*generation, standard_services()));
+        }
+        Op::NewNextHops(moved) => {
+            let mut n = next_hops();
+            if moved {
+                n.set_neighbor(a4(be(2)), [0x02, 0, 0, 0, 9, 2]);
+            }
+            h.worker.set_next_hops(n);
         }
         Op::AdvanceS(s) => {
             h.advance_s(u64::from(s));
