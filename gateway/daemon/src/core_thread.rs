@@ -77,6 +77,9 @@ pub(crate) struct Link {
     /// The L7 stage's work for a new generation (capacity 1: a newer one replaces one not
     /// taken).
     pub(crate) l7: ArrayQueue<Arc<L7Work>>,
+    /// With the fast path: what the worker asks of the XDP programs' flow maps, which the main
+    /// thread applies (the worker makes no bpf calls).
+    pub(crate) fast: Option<sluice_worker::fastpath::FastQueue>,
 }
 
 /// Everything a worker starts with.
@@ -133,6 +136,9 @@ pub(crate) fn run(s: Setup) {
     let mailboxes = sharding.as_ref().map(|s| Arc::clone(&s.mailboxes));
     if let Some(s) = sharding {
         worker = worker.with_sharding(s);
+    }
+    if let Some(q) = &link.fast {
+        worker = worker.with_fast_path(Arc::clone(q));
     }
     let reactor = match reactor(&sockets, mailboxes.as_deref(), queue as usize) {
         Ok(r) => r,

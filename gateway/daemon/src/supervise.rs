@@ -50,6 +50,8 @@ const FILE_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// The main thread's state.
 pub(crate) struct Supervisor<'a> {
     links: &'a [Arc<Link>],
+    /// Fast-path map operations that failed (a full map, mostly).
+    fast_failures: u64,
     names: &'a [String],
     frame_size: u32,
     snat_ports: PortRange,
@@ -127,6 +129,7 @@ impl<'a> Supervisor<'a> {
                 default_cert: cli.default_cert.clone().zip(cli.default_key.clone()),
             })?,
             l7_table: Arc::new(L7Table::default()),
+            fast_failures: 0,
             resolver: Resolver::new(
                 cli.dns_server.or_else(dns::system_server).unwrap_or_else(|| ([127, 0, 0, 1], 53).into()),
             ),
@@ -160,10 +163,43 @@ impl<'a> Supervisor<'a> {
             self.refresh_next_hops(missed);
             self.watch_mtus();
             self.watch_snat();
+            self.install_fast(steering);
             let asked = self.resolving_until.is_some_and(|t| Instant::now() < t);
             std::thread::sleep(Duration::from_millis(if asked { 2 } else { 10 }));
         }
         Ok(())
+    }
+
+    /// The fast path's installer: applies what each worker asked of the XDP programs' flow
+    /// maps, in the order it asked (a tuple's removal before its reinstallation). Here, on the
+    /// main thread every 10 ms, so that workers make no bpf calls. A refused install (the map
+    /// is full) leaves the flow on the AF_XDP path, which is correct, and is counted here.
+    fn install_fast(&mut self, steering: &mut [Steering]) {
+        use sluice_worker::fastpath::FastCommand;
+        for link in self.links {
+            let Some(q) = &link.fast else { continue };
+            while let Some(c) = q.pop() {
+                let r = match c {
+                    FastCommand::Install(port, k, e) => match steering.get_mut(usize::from(port)) {
+                        Some(s) => s.fast_install(&k, &e).map(|()| true),
+                        None => Ok(false),
+                    },
+                    FastCommand::Remove(k) => steering.iter_mut().try_fold(false, |_, s| s.fast_remove(&k)),
+                    FastCommand::Clear => {
+                        steering.iter_mut().try_fold(false, |_, s| s.fast_clear().map(|_| true))
+                    }
+                };
+                if let Err(e) = r {
+                    self.fast_failures += 1;
+                    if self.fast_failures.is_power_of_two() {
+                        warn!(
+                            "XDP fast path: {e} ({} failure(s) so far; the flows stay on the AF_XDP path)",
+                            self.fast_failures
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Takes a new generation (or the one the reader adopted when it opened): decoded, handed to

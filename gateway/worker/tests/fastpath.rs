@@ -310,6 +310,9 @@ fn vlan_tags_are_kept_on_the_fast_path_too() {
     b.install(&flow_of(&b.h, 5000, 17));
     b.same("a tagged query", &tagged(CLIENT_MAC, GW_MAC, CLIENT.into(), 5000, VIP_ONE.into(), 53, b"again"));
     b.same("a tagged answer", &answer(b"answer"));
+    assert_eq!(b.s.fast_clear().unwrap(), 2, "both directions");
+    let again = tagged(CLIENT_MAC, GW_MAC, CLIENT.into(), 5000, VIP_ONE.into(), 53, b"again");
+    b.handed_back("a query once the map is cleared", &again);
 }
 
 /// `frame` (untagged IPv4) with `f` applied to its IP header, and the header checksum made

@@ -388,6 +388,21 @@ impl Steering {
         }
     }
 
+    /// Removes every entry; returns how many there were.
+    pub fn fast_clear(&mut self) -> Result<usize, Error> {
+        let m = self.fast_maps()?;
+        let keys: Vec<FastKey> = m.flows.keys().filter_map(Result::ok).collect();
+        for k in &keys {
+            match m.flows.remove(k) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(Error::Map(format!("fast_flows remove: {e}"))),
+            }
+        }
+        Ok(keys.len())
+    }
+
     /// The entry of one flow direction, with the program's counters, if installed.
     pub fn fast_entry(&self, key: &FastKey) -> Result<Option<FastEntry>, Error> {
         let Some(m) = &self.fast else { return Err(Error::Map("the fast path is not loaded".into())) };
