@@ -420,6 +420,28 @@ impl Steering {
     }
 }
 
+/// The names of the maps the loaded program `prog_id` uses (the id `ip link` shows for an
+/// interface's XDP program): how a test tells which build of the steering program runs, and
+/// that nothing of the fast path is loaded when it is off.
+pub fn program_maps(prog_id: u32) -> Result<Vec<String>, Error> {
+    for p in aya::programs::loaded_programs() {
+        let p = p.map_err(|e| Error::Load(source_chain(&e)))?;
+        if p.id() != prog_id {
+            continue;
+        }
+        let ids = p.map_ids().map_err(|e| Error::Load(source_chain(&e)))?.unwrap_or_default();
+        return ids
+            .into_iter()
+            .map(|id| {
+                aya::maps::MapInfo::from_id(id)
+                    .map(|m| m.name_as_str().unwrap_or_default().to_owned())
+                    .map_err(|e| Error::Map(format!("map {id}: {e}")))
+            })
+            .collect();
+    }
+    Err(Error::Load(format!("no loaded program has the id {prog_id}")))
+}
+
 /// An error and its sources, `: `-separated; a source whose text its error already ends with
 /// (aya's `map error: {0}` wraps and is sourced by the same error) is said once.
 fn source_chain(e: &dyn std::error::Error) -> String {
