@@ -177,11 +177,14 @@ impl Worker {
         Some(FastCommand::Install(arrival, k, e))
     }
 
-    /// Replaces the routes and neighbours. With the fast path, every entry goes (a next hop's
-    /// MAC address may be among what changed): the flows are offered again on their next packet.
+    /// Replaces the routes and neighbours. With the fast path, unless the new ones resolve
+    /// every old destination the same way ([`NextHops::keeps`]: a new neighbour only), every
+    /// entry goes (an entry carries its next hop's MAC address): the flows are offered again on
+    /// their next packet.
     pub fn set_next_hops(&mut self, h: NextHops) {
+        let keeps = h.keeps(&self.next_hops);
         self.next_hops = h;
-        if self.fast.is_some() {
+        if self.fast.is_some() && !keeps {
             self.fast_reset();
         }
     }

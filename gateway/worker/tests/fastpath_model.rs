@@ -227,6 +227,26 @@ fn established_flows_are_installed_and_taken_back() {
     model.settle(&mut h, &q);
     assert_eq!(model.0.len(), 4, "two directions of two flows");
     model.check(&mut h).unwrap();
+    // A new neighbour leaves every next hop as it was: the entries stay.
+    let mut n = next_hops();
+    n.set_neighbor(a4([198, 18, 0, 77]), [0x02, 0, 0, 0, 0, 0x77]);
+    h.worker.set_next_hops(n);
+    model.settle(&mut h, &q);
+    assert_eq!(model.0.len(), 4, "a new neighbour keeps the entries");
+    // A neighbour at a new MAC address does not.
+    let mut n = next_hops();
+    n.set_neighbor(a4(be(1)), [0x02, 0, 0, 0, 9, 1]);
+    n.set_neighbor(a4(be(2)), [0x02, 0, 0, 0, 9, 2]);
+    n.set_neighbor(a4(be(3)), [0x02, 0, 0, 0, 9, 3]);
+    h.worker.set_next_hops(n);
+    model.settle(&mut h, &q);
+    assert!(model.0.is_empty(), "moved next hops clear the entries");
+    h.worker.set_next_hops(next_hops());
+    run(&mut h, &mut generation, &Op::Data(0, false));
+    run(&mut h, &mut generation, &Op::Data(1, false));
+    model.settle(&mut h, &q);
+    assert_eq!(model.0.len(), 4, "the flows are offered again on their next packet");
+    model.check(&mut h).unwrap();
     let udp = flow_of(&h, 1).unwrap();
 
     run(&mut h, &mut generation, &Op::Fin(0, false));
@@ -265,6 +285,9 @@ fn established_flows_are_installed_and_taken_back() {
     }
     assert!(flow_of(&h, 1).is_none(), "expired after the grace");
     let c = h.worker.counters();
-    assert_eq!(c[Counter::FastOffered], 3);
-    assert_eq!(c[Counter::FastWithdrawn], 3);
+    // Offered: two flows, twice each (after the next hops moved), and the UDP flow anew on its
+    // new backend. Withdrawn: both by the moved next hops, the TCP flow by its FIN, the UDP flow
+    // by the table change and at its deadline.
+    assert_eq!(c[Counter::FastOffered], 5);
+    assert_eq!(c[Counter::FastWithdrawn], 5);
 }
