@@ -611,6 +611,10 @@ impl Flow {
         match self.state {
             FlowState::Close | FlowState::TimeWait => 1,
             FlowState::SynSent | FlowState::SynRecv | FlowState::UdpUnreplied => 2,
+            // The kernel forwards an offloaded flow's packets unseen: its `last_seen_ns` says
+            // nothing of how idle it is, and evicting it frees its tuple while its entries live
+            // on until the installer removes them. Last of all.
+            _ if self.offloaded => 4,
             _ => 3,
         }
     }
@@ -1071,7 +1075,14 @@ impl FlowTable {
             return;
         }
         let victim = match self.next_victim.take() {
-            Some((i, seen)) if self.live[i as usize] && self.flows[i as usize].last_seen_ns == seen => i,
+            // Chosen ahead: still the one, unless a packet touched it or it was offloaded since.
+            Some((i, seen))
+                if self.live[i as usize]
+                    && self.flows[i as usize].last_seen_ns == seen
+                    && !self.flows[i as usize].offloaded =>
+            {
+                i
+            }
             _ => self.clock_victim(now_ns),
         };
         self.evict(victim, now_ns, evicted);
@@ -1283,6 +1294,20 @@ mod tests {
         assert_eq!((f.state, f.expires_ns), (FlowState::UdpUnreplied, 35));
         f.on_udp(Dir::Reverse, 6, &T);
         assert_eq!((f.state, f.expires_ns), (FlowState::UdpReplied, 126));
+    }
+
+    #[test]
+    fn an_offloaded_flow_is_evicted_last_though_it_looks_the_most_idle() {
+        let mut t = FlowTable::new(16, 7);
+        let mut ids = Vec::new();
+        for i in 0..t.capacity() as u32 {
+            let now = u64::from(i) + 1;
+            ids.push(t.insert(flow(i, FlowState::Established, now), now, &mut |_| panic!("room")).unwrap());
+        }
+        t.flow_mut(ids[0]).set_offloaded(true);
+        let mut evicted = Vec::new();
+        t.insert(flow(1000, FlowState::Established, 100), 100, &mut |f| evicted.push(f.fwd)).unwrap();
+        assert_eq!(evicted, vec![key(1, 6)], "the longest idle of the flows the engine sees");
     }
 
     #[test]
