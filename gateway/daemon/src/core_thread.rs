@@ -315,7 +315,8 @@ impl Core {
             // Sleep at once — the reactor hands over what is ready without waiting — instead of
             // spinning through empty polls, each an `epoll_wait`.
             let quiet = self.l7.is_some() && frames == 0 && now.wrapping_sub(last_frames) >= L4_QUIET_NS;
-            let mut n = frames;
+            // A pass over the flow table after a table change (fast path) is work too.
+            let mut n = frames + usize::from(self.worker.busy());
             if let Some(l7) = &mut self.l7 {
                 n += serve_l7(l7, &mut self.reactor, now, !quiet && frames == 0, !quiet, self.me);
             }

@@ -173,6 +173,8 @@ pub struct L4 {
     counters: Counters,
     cookie_key: Option<[u64; 2]>,
     fast: FastEvents,
+    /// Flow-table slots left to examine in the pass a table change started (fast path only).
+    rescan: usize,
     /// The new length of the frame the last [`L4::finish`] rewrote into a segment of another
     /// length (a proxied flow's handshake), until taken.
     resized: Option<usize>,
@@ -230,6 +232,11 @@ struct FastEvents {
 
 /// How many fast-path events the engine holds between two [`L4::take_fast_event`] drains.
 pub const FAST_EVENTS: usize = 1024;
+
+/// Flow-table slots [`L4::maintain`] examines per call while a table change's pass over the
+/// offloaded flows lasts (each may queue a withdrawal: half the event ring, so that a batch's
+/// own events still fit).
+pub const RESCAN_BUDGET: usize = FAST_EVENTS / 2;
 
 impl FastEvents {
     fn new(on: bool) -> FastEvents {
@@ -462,6 +469,7 @@ impl L4 {
             counters: Counters::default(),
             cookie_key: config.syn_cookie_key,
             fast: FastEvents::new(config.fast_path),
+            rescan: 0,
             resized: None,
             extras: Extras::default(),
         }
@@ -472,6 +480,18 @@ impl L4 {
         self.sched = SchedState::for_table(&table);
         self.table = table;
         self.counters[Counter::TableChanges] += 1;
+        if self.fast.on {
+            // Offloaded flows are not seen here, so nothing revalidates them lazily: one pass
+            // of the sweep, at RESCAN_BUDGET slots a poll, takes them back (their next packet
+            // is revalidated as any other's) — within capacity / RESCAN_BUDGET polls.
+            self.rescan = self.flows.capacity();
+        }
+    }
+
+    /// Whether the engine has work of its own for the next polls, frames or not (a pass over
+    /// the flow table after a table change, with the fast path): the caller should not sleep.
+    pub fn busy(&self) -> bool {
+        self.rescan > 0
     }
 
     /// The table in use.
@@ -506,9 +526,11 @@ impl L4 {
 
     /// Housekeeping once per batch: expires a bounded number of flows.
     pub fn maintain(&mut self, now_ns: u64) {
+        let budget = if self.rescan > 0 { self.sweep_budget.max(RESCAN_BUDGET) } else { self.sweep_budget };
+        self.rescan = self.rescan.saturating_sub(budget);
         let (sched, fast, generation) = (&mut self.sched, &mut self.fast, self.table.generation());
         let mut withdrawn = 0;
-        self.flows.sweep(now_ns, self.sweep_budget, generation, &mut |f, how| match how {
+        self.flows.sweep(now_ns, budget, generation, &mut |f, how| match how {
             Swept::Expired => release(sched, fast, generation, f),
             Swept::Withdrawn => {
                 withdrawn += 1;

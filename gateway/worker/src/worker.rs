@@ -246,6 +246,12 @@ impl Worker {
         all
     }
 
+    /// Whether the worker has work for its next polls even without frames (see
+    /// [`sluice_lb::engine::L4::busy`]): it should poll on rather than sleep.
+    pub fn busy(&self) -> bool {
+        self.l4.busy()
+    }
+
     /// Frames waiting for their next hop's MAC address.
     pub fn parked(&self) -> usize {
         self.nparked
