@@ -11,9 +11,6 @@
 /// it, the frame is redirected to the `fast_tx` slot [`FastEntry::tx_port`].
 pub const FAST_TX: u32 = 1;
 
-/// Entries the program's map holds (two per offloaded flow): `FAST_MAX_ENTRIES` in `steer.c`.
-pub const FAST_MAX_ENTRIES: usize = 131_072;
-
 /// `struct fast_key`: a 5-tuple as the packet carries it. The layout of
 /// `sluice_lb::flow::FlowKey` (addresses IPv4-mapped, ports in host byte order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -369,7 +369,7 @@ impl Steering {
     }
 
     /// Installs (or replaces) the entry of one flow direction. Fails when the map is full
-    /// ([`crate::fastpath::FAST_MAX_ENTRIES`]): the flow then stays on the AF_XDP path.
+    /// (`FAST_MAX_ENTRIES` in `steer.c`): the flow then stays on the AF_XDP path.
     pub fn fast_install(&mut self, key: &FastKey, entry: &FastEntry) -> Result<(), Error> {
         let m = self.fast_maps()?;
         m.flows.insert(key, entry, 0).map_err(|e| Error::Map(format!("fast_flows insert: {e}")))
