@@ -213,8 +213,8 @@ pub enum FastEvent {
     /// Remove the entries of the flow with these forward and reverse keys: it went away, came
     /// back (a SYN, FIN or RST, a table change, its deadline), or changed.
     Withdraw(FlowKey, FlowKey),
-    /// Events were lost (the queue was full): remove every entry. The flows stay marked
-    /// offloaded; each is withdrawn in turn as usual.
+    /// Events were lost (the queue was full): remove every entry, and take every flow back
+    /// ([`L4::fast_forget_all`]); each is offered again on its next packet.
     Clear,
 }
 
