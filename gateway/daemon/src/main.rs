@@ -420,6 +420,15 @@ fn run(cli: Cli) -> Result<(), String> {
     info!(
         "stopped (XDP redirected {redirected} frame(s), passed {passed} to the kernel, answered {cookies} SYN(s) with a cookie)"
     );
+    if steering.iter().any(Steering::fast_path) {
+        let (fwd, back, no_port) = steering
+            .iter()
+            .map(Steering::fast_counts)
+            .fold((0, 0, 0), |(a, b, c), f| (a + f.forwarded, b + f.handed_back, c + f.no_port));
+        info!(
+            "XDP fast path: forwarded {fwd} frame(s) in the kernel, handed {back} of installed flows back, dropped {no_port} for want of an egress port"
+        );
+    }
     drop(steering);
     result
 }
