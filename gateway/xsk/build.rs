@@ -1,4 +1,6 @@
-//! Compiles the gateway's XDP steering program (`bpf/steer.c`), which `steer.rs` embeds.
+//! Compiles the gateway's XDP steering program (`bpf/steer.c`), which `steer.rs` embeds: as is,
+//! and with the fast path for established flows compiled in (`steer_fast.o`).
 fn main() {
     sluice_bpf_build::compile("steer");
+    sluice_bpf_build::compile_variant("steer", "steer_fast", &["SLUICE_FAST_PATH"]);
 }

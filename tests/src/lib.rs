@@ -56,6 +56,11 @@ static DROP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/drop.o"))
 /// The flood benchmark's sink for replies to forged sources (`bpf/sink.c`).
 static SINK_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sink.o"));
 
+/// Whether the namespace suite runs the gateway with its XDP fast path (`SLUICE_FAST_PATH=on`).
+pub fn fast_path_from_env() -> bool {
+    std::env::var("SLUICE_FAST_PATH").as_deref() == Ok("on")
+}
+
 /// Whether this process may build sandboxes. Without root: prints a loud skip notice and returns
 /// false — or panics when `SLUICE_REQUIRE_ROOT=1` (CI), so a skipped suite cannot pass there.
 pub fn require_root(test: &str) -> bool {
@@ -801,13 +806,18 @@ impl Sandbox {
     }
 
     /// Starts the gateway on `gw0` in the gateway namespace, pinned to the last core, and waits
-    /// until its XDP program is attached and it runs the current table.
+    /// until its XDP program is attached and it runs the current table. With
+    /// `SLUICE_FAST_PATH=on` in the environment, the gateway runs with `--fast-path on` (unless
+    /// `extra` says otherwise): the namespace suite is run once each way.
     pub fn start_gateway(&mut self, extra: &[&str]) -> io::Result<u32> {
         let g = bin("sluice-gateway").to_string_lossy().into_owned();
         let t = self.table.to_string_lossy().into_owned();
         let mut args = vec![g.as_str(), "--iface", "gw0", "--table", &t, "--flows", "65536"];
         if self.topology.two_armed {
             args.extend(["--backend-iface", "gw1"]);
+        }
+        if fast_path_from_env() && !extra.contains(&"--fast-path") {
+            args.extend(["--fast-path", "on"]);
         }
         args.extend_from_slice(extra);
         let pid = self.spawn("gw", "gateway", &args)?;
@@ -825,6 +835,15 @@ impl Sandbox {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(pid)
+    }
+
+    /// The id of the XDP program attached to `iface` in the gateway's namespace, as `ip link`
+    /// shows it (`prog/xdp id N`).
+    pub fn xdp_program_id(&self, iface: &str) -> Option<u32> {
+        let out = self.exec("gw", &["ip", "link", "show", iface]).ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut words = text.split_whitespace().skip_while(|w| !w.starts_with("prog/xdp"));
+        words.find(|w| *w == "id").and_then(|_| words.next()).and_then(|id| id.parse().ok())
     }
 
     /// Whether an XDP program is attached to the gateway's interface.

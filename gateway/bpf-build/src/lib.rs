@@ -13,10 +13,18 @@ use std::process::Command;
 /// Compiles `bpf/NAME.c` of the calling crate into `$OUT_DIR/NAME.o`; panics with the command
 /// that installs what is missing (a build script's way to fail).
 pub fn compile(name: &str) {
+    compile_variant(name, name, &[]);
+}
+
+/// Compiles `bpf/NAME.c` with the preprocessor symbols `defines` (each `SYMBOL` or
+/// `SYMBOL=VALUE`) into `$OUT_DIR/OUTPUT.o`: one source, several programs (a feature compiled in
+/// or left out entirely).
+pub fn compile_variant(name: &str, output: &str, defines: &[&str]) {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let krate = std::env::var("CARGO_PKG_NAME").unwrap_or_default();
     let src = format!("bpf/{name}.c");
-    println!("cargo:rerun-if-changed={src}");
+    // The directory, so that headers beside the program count too.
+    println!("cargo:rerun-if-changed=bpf");
     println!("cargo:rerun-if-env-changed=SLUICE_CLANG");
     let arch = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
         Ok("x86_64") | Err(_) => "x86_64",
@@ -27,8 +35,9 @@ pub fn compile(name: &str) {
     let status = Command::new(&clang)
         .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"])
         .arg(format!("-I/usr/include/{arch}-linux-gnu"))
+        .args(defines.iter().map(|d| format!("-D{d}")))
         .args(["-c", &src, "-o"])
-        .arg(out.join(format!("{name}.o")))
+        .arg(out.join(format!("{output}.o")))
         .status();
     match status {
         Ok(s) if s.success() => {}

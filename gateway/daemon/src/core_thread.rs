@@ -77,6 +77,9 @@ pub(crate) struct Link {
     /// The L7 stage's work for a new generation (capacity 1: a newer one replaces one not
     /// taken).
     pub(crate) l7: ArrayQueue<Arc<L7Work>>,
+    /// With the fast path: what the worker asks of the XDP programs' flow maps, which the main
+    /// thread applies (the worker makes no bpf calls).
+    pub(crate) fast: Option<sluice_worker::fastpath::FastQueue>,
 }
 
 /// Everything a worker starts with.
@@ -133,6 +136,9 @@ pub(crate) fn run(s: Setup) {
     let mailboxes = sharding.as_ref().map(|s| Arc::clone(&s.mailboxes));
     if let Some(s) = sharding {
         worker = worker.with_sharding(s);
+    }
+    if let Some(q) = &link.fast {
+        worker = worker.with_fast_path(Arc::clone(q));
     }
     let reactor = match reactor(&sockets, mailboxes.as_deref(), queue as usize) {
         Ok(r) => r,
@@ -309,7 +315,8 @@ impl Core {
             // Sleep at once — the reactor hands over what is ready without waiting — instead of
             // spinning through empty polls, each an `epoll_wait`.
             let quiet = self.l7.is_some() && frames == 0 && now.wrapping_sub(last_frames) >= L4_QUIET_NS;
-            let mut n = frames;
+            // A pass over the flow table after a table change (fast path) is work too.
+            let mut n = frames + usize::from(self.worker.busy());
             if let Some(l7) = &mut self.l7 {
                 n += serve_l7(l7, &mut self.reactor, now, !quiet && frames == 0, !quiet, self.me);
             }
@@ -357,7 +364,7 @@ impl Core {
     #[inline]
     fn take_updates(&mut self) {
         if let Some(h) = self.link.next_hops.pop() {
-            *self.worker.next_hops_mut() = h;
+            self.worker.set_next_hops(h);
         }
         if let Some(t) = self.link.tables.pop() {
             self.worker.set_table(t);

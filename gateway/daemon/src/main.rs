@@ -43,7 +43,7 @@ use sluice_worker::handoff::{Mailboxes, Sharding};
 use sluice_xsk::link;
 use sluice_xsk::socket::if_index;
 use sluice_xsk::steer::SynCookies;
-use sluice_xsk::{AttachMode, BindMode, Steering, XskSocket};
+use sluice_xsk::{AttachMode, BindMode, FastPath, Steering, XskSocket};
 
 /// Parcels per worker for frames handed over between workers.
 const PARCELS: usize = 1024;
@@ -102,6 +102,11 @@ struct Cli {
     /// A connection opened through a cookie has no window scaling, SACK or timestamps.
     #[arg(long, value_enum, default_value_t = SynCookiesArg::Auto)]
     syn_cookies: SynCookiesArg,
+    /// The XDP fast path for established flows: `on` installs each established flow in the XDP
+    /// program, which then rewrites and forwards its packets in the kernel (the workers keep
+    /// every decision: new flows, SYN, FIN, RST, ICMP); `off` loads nothing of it.
+    #[arg(long, value_enum, default_value_t = FastPathArg::Off)]
+    fast_path: FastPathArg,
     /// SYNs to frontends per second per CPU that reach the workers (`--syn-cookies auto`; a
     /// tenth of it may come in a burst). Once more arrive, the XDP program answers every SYN with
     /// a cookie until the rate has stayed within the budget for 2 s.
@@ -156,6 +161,17 @@ enum BalanceArg {
     /// Peak-of-two by a decaying average of response times (ingress-nginx's `ewma`).
     Ewma,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FastPathArg {
+    /// Established flows are forwarded by the XDP program.
+    On,
+    /// Every service frame goes through the workers.
+    Off,
+}
+
+/// Commands a worker may leave for the main thread between two of its passes (10 ms).
+const FAST_QUEUE: usize = 16_384;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SynCookiesArg {
@@ -404,6 +420,15 @@ fn run(cli: Cli) -> Result<(), String> {
     info!(
         "stopped (XDP redirected {redirected} frame(s), passed {passed} to the kernel, answered {cookies} SYN(s) with a cookie)"
     );
+    if steering.iter().any(Steering::fast_path) {
+        let (fwd, back, no_port) = steering
+            .iter()
+            .map(Steering::fast_counts)
+            .fold((0, 0, 0), |(a, b, c), f| (a + f.forwarded, b + f.handed_back, c + f.no_port));
+        info!(
+            "XDP fast path: forwarded {fwd} frame(s) in the kernel, handed {back} of installed flows back, dropped {no_port} for want of an egress port"
+        );
+    }
     drop(steering);
     result
 }
@@ -467,7 +492,21 @@ fn attach_steering(cli: &Cli, ifs: &Interfaces) -> Result<Vec<Steering>, String>
         XdpModeArg::Native => AttachMode::Driver,
         XdpModeArg::Skb => AttachMode::Skb,
     };
-    ifs.names.iter().map(|i| Steering::attach(i, mode).map_err(|e| e.to_string())).collect()
+    let fast = if cli.fast_path == FastPathArg::On { FastPath::On } else { FastPath::Off };
+    let mut all: Vec<Steering> = ifs
+        .names
+        .iter()
+        .map(|i| Steering::attach_with(i, mode, fast).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    if fast == FastPath::On {
+        // Two-armed: every program may redirect to either interface, by port index.
+        for s in &mut all {
+            for (port, &ifindex) in ifs.ifindexes.iter().enumerate() {
+                s.set_fast_port(port as u32, ifindex).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(all)
 }
 
 /// Per queue, one AF_XDP socket per interface (port order), each registered with its
@@ -550,6 +589,7 @@ fn start_workers(
             snat_ports: share,
             seed: u64::from(std::process::id()) << 8 | q as u64,
             syn_cookie_key,
+            fast_path: cli.fast_path == FastPathArg::On,
             ..L4Config::default()
         };
         let link = Arc::new(core_thread::Link {
@@ -559,6 +599,7 @@ fn start_workers(
             snat_exhausted: std::sync::atomic::AtomicU64::new(0),
             stats: ArrayQueue::new(1),
             l7: ArrayQueue::new(1),
+            fast: (cli.fast_path == FastPathArg::On).then(|| Arc::new(ArrayQueue::new(FAST_QUEUE))),
         });
         links.push(Arc::clone(&link));
         let setup = core_thread::Setup {

@@ -23,7 +23,7 @@
 //! 6. SNAT exhaustion, every second: new flows dropped for want of a SNAT port are logged with
 //!    what to do about it (the `snat_exhausted` counter says how many; the log says it began).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +39,7 @@ use sluice_model::{Addr, Family};
 use sluice_table::{FileState, Reader, Refresh};
 use sluice_worker::nexthop::NextHops;
 use sluice_xsk::Steering;
+use sluice_xsk::fastpath::FastKey;
 use sluice_xsk::link::{self, RawSender};
 
 use crate::core_thread::Link;
@@ -54,6 +55,10 @@ const FILE_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// The main thread's state.
 pub(crate) struct Supervisor<'a> {
     links: &'a [Arc<Link>],
+    /// Fast-path map operations that failed (a full map, mostly).
+    fast_failures: u64,
+    /// Which worker installed each fast-path key (a worker's `Clear` removes its own).
+    fast_owner: HashMap<FastKey, usize>,
     names: &'a [String],
     /// The interfaces' indexes at start, in `names`' order.
     ifindexes: &'a [u32],
@@ -134,6 +139,8 @@ impl<'a> Supervisor<'a> {
                 default_cert: cli.default_cert.clone().zip(cli.default_key.clone()),
             })?,
             l7_table: Arc::new(L7Table::default()),
+            fast_failures: 0,
+            fast_owner: HashMap::new(),
             resolver: Resolver::new(
                 cli.dns_server.or_else(dns::system_server).unwrap_or_else(|| ([127, 0, 0, 1], 53).into()),
             ),
@@ -169,10 +176,61 @@ impl<'a> Supervisor<'a> {
                 self.watch_interfaces()?;
             }
             self.watch_snat();
+            self.install_fast(steering);
             let asked = self.resolving_until.is_some_and(|t| Instant::now() < t);
             std::thread::sleep(Duration::from_millis(if asked { 2 } else { 10 }));
         }
         Ok(())
+    }
+
+    /// The fast path's installer: applies what each worker asked of the XDP programs' flow
+    /// maps, in the order it asked (a tuple's removal before its reinstallation). Here, on the
+    /// main thread every 10 ms, so that workers make no bpf calls. A refused install (the map
+    /// is full) leaves the flow on the AF_XDP path, which is correct, and is counted here.
+    ///
+    /// A worker's `Clear` removes that worker's entries only (the installer remembers which
+    /// worker installed each key): the other workers' flows stay in the kernel.
+    fn install_fast(&mut self, steering: &mut [Steering]) {
+        use sluice_worker::fastpath::FastCommand;
+        let remove = |steering: &mut [Steering], k: &FastKey| {
+            steering.iter_mut().try_fold(false, |any, s| s.fast_remove(k).map(|r| any | r))
+        };
+        let links = self.links;
+        for (w, link) in links.iter().enumerate() {
+            let Some(q) = &link.fast else { continue };
+            while let Some(c) = q.pop() {
+                let r = match c {
+                    FastCommand::Install(port, k, e) => match steering.get_mut(usize::from(port)) {
+                        Some(s) => s.fast_install(&k, &e).map(|()| {
+                            self.fast_owner.insert(k, w);
+                            true
+                        }),
+                        None => Ok(false),
+                    },
+                    FastCommand::Remove(k) => {
+                        self.fast_owner.remove(&k);
+                        remove(steering, &k)
+                    }
+                    FastCommand::Clear => {
+                        let mine: Vec<FastKey> =
+                            self.fast_owner.iter().filter(|&(_, &o)| o == w).map(|(k, _)| *k).collect();
+                        mine.iter().try_fold(false, |_, k| {
+                            self.fast_owner.remove(k);
+                            remove(steering, k)
+                        })
+                    }
+                };
+                if let Err(e) = r {
+                    self.fast_failures += 1;
+                    if self.fast_failures.is_power_of_two() {
+                        warn!(
+                            "XDP fast path: {e} ({} failure(s) so far; the flows stay on the AF_XDP path)",
+                            self.fast_failures
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Takes a new generation (or the one the reader adopted when it opened): decoded, handed to

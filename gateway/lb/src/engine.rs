@@ -40,7 +40,7 @@
 use std::sync::Arc;
 
 use crate::affinity::{AffinityTable, SnatPorts};
-use crate::flow::{Dir, Flow, FlowId, FlowKey, FlowState, FlowTable, Hint, Timeouts};
+use crate::flow::{Dir, Flow, FlowId, FlowKey, FlowState, FlowTable, Hint, Swept, Timeouts};
 use crate::nat::{self, IcmpTranslation};
 use crate::packet::{self, Meta, Parsed, TcpSegment};
 use crate::sched::{PickInput, SchedState};
@@ -101,6 +101,8 @@ pub struct Config {
     /// The SYN cookie key the XDP program makes cookies with (`None`: cookies are not checked,
     /// and an ACK without a flow is handled as before).
     pub syn_cookie_key: Option<[u64; 2]>,
+    /// Whether established flows are offered to the kernel's fast path ([`L4::take_fast_event`]).
+    pub fast_path: bool,
 }
 
 impl Default for Config {
@@ -113,6 +115,7 @@ impl Default for Config {
             seed: 0x51_u64,
             sweep_budget: 16,
             syn_cookie_key: None,
+            fast_path: false,
         }
     }
 }
@@ -169,6 +172,9 @@ pub struct L4 {
     sweep_budget: usize,
     counters: Counters,
     cookie_key: Option<[u64; 2]>,
+    fast: FastEvents,
+    /// Flow-table slots left to examine in the pass a table change started (fast path only).
+    rescan: usize,
     /// The new length of the frame the last [`L4::finish`] rewrote into a segment of another
     /// length (a proxied flow's handshake), until taken.
     resized: Option<usize>,
@@ -186,11 +192,81 @@ impl core::fmt::Debug for L4 {
     }
 }
 
-/// Forgets a flow's connection count (when it goes away or closes).
+/// Forgets a flow that goes away: its connection count, and its fast-path entries.
 #[inline]
-fn release(sched: &mut SchedState, generation: Generation, f: &Flow) {
+fn release(sched: &mut SchedState, fast: &mut FastEvents, generation: Generation, f: &Flow) {
     if f.counted && f.generation == generation {
         sched.closed(f.backend);
+    }
+    if f.is_offloaded() {
+        fast.push(FastEvent::Withdraw(f.fwd, f.rev));
+    }
+}
+
+/// What the engine asks of the kernel's fast path (the caller installs and removes entries,
+/// off the per-packet path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastEvent {
+    /// The flow became established: install its two directions (if it is still
+    /// [`Flow::is_offloaded`] when the caller gets to it: it may have gone since).
+    Offer(FlowId),
+    /// Remove the entries of the flow with these forward and reverse keys: it went away, came
+    /// back (a SYN, FIN or RST, a table change, its deadline), or changed.
+    Withdraw(FlowKey, FlowKey),
+    /// Events were lost (the queue was full): remove every entry, and take every flow back
+    /// ([`L4::fast_forget_all`]); each is offered again on its next packet.
+    Clear,
+}
+
+/// Fast-path events waiting for the caller: a fixed ring, emptied each batch. When it is full,
+/// an offer is refused (the flow stays here) and a withdrawal turns into [`FastEvent::Clear`]:
+/// an entry the engine no longer stands behind must never stay.
+#[derive(Debug)]
+struct FastEvents {
+    on: bool,
+    ring: [FastEvent; FAST_EVENTS],
+    head: usize,
+    len: usize,
+    lost: bool,
+}
+
+/// How many fast-path events the engine holds between two [`L4::take_fast_event`] drains.
+pub const FAST_EVENTS: usize = 1024;
+
+/// Flow-table slots [`L4::maintain`] examines per call while a table change's pass over the
+/// offloaded flows lasts (each may queue a withdrawal: half the event ring, so that a batch's
+/// own events still fit).
+pub const RESCAN_BUDGET: usize = FAST_EVENTS / 2;
+
+impl FastEvents {
+    fn new(on: bool) -> FastEvents {
+        FastEvents { on, ring: [FastEvent::Clear; FAST_EVENTS], head: 0, len: 0, lost: false }
+    }
+
+    /// Queues `e`; false when full.
+    fn push(&mut self, e: FastEvent) -> bool {
+        if self.len == FAST_EVENTS {
+            if matches!(e, FastEvent::Withdraw(..)) {
+                self.lost = true;
+            }
+            return false;
+        }
+        self.ring[(self.head + self.len) % FAST_EVENTS] = e;
+        self.len += 1;
+        true
+    }
+
+    fn take(&mut self) -> Option<FastEvent> {
+        if self.len == 0 {
+            return self.lost.then(|| {
+                self.lost = false;
+                FastEvent::Clear
+            });
+        }
+        let e = self.ring[self.head];
+        self.head = (self.head + 1) % FAST_EVENTS;
+        self.len -= 1;
+        Some(e)
     }
 }
 
@@ -260,6 +336,7 @@ fn backend_hash(addr: &Addr, port: u16) -> u64 {
 fn tuple_free(
     flows: &mut FlowTable,
     sched: &mut SchedState,
+    fast: &mut FastEvents,
     generation: Generation,
     rev: &FlowKey,
     hr: u64,
@@ -269,7 +346,7 @@ fn tuple_free(
         None => true,
         Some((id, _)) if flows.flow(id).is_expired(now_ns) => {
             let gone = flows.remove(id);
-            release(sched, generation, &gone);
+            release(sched, fast, generation, &gone);
             true
         }
         Some(_) => false,
@@ -281,6 +358,7 @@ struct SnatSearch<'a> {
     flows: &'a mut FlowTable,
     sched: &'a mut SchedState,
     ports: &'a mut SnatPorts,
+    fast: &'a mut FastEvents,
     counters: &'a mut Counters,
     generation: Generation,
     /// Where the RST that clears the backend's side of a half-open TCP flow's tuple, taken
@@ -343,7 +421,7 @@ impl SnatSearch<'_> {
                     continue;
                 };
                 let gone = self.flows.remove(id);
-                release(self.sched, generation, &gone);
+                release(self.sched, self.fast, generation, &gone);
                 if reuse {
                     self.counters[Counter::SnatReused] += 1;
                 }
@@ -357,7 +435,7 @@ impl SnatSearch<'_> {
             // to the new one, so a flood cannot lock real clients out.
             if let Some((id, rev, hr)) = unassured {
                 let gone = self.flows.remove(id);
-                release(self.sched, generation, &gone);
+                release(self.sched, self.fast, generation, &gone);
                 self.counters[Counter::SnatReclaimed] += 1;
                 // The backend may hold the old SYN half-open on this very tuple (a request
                 // socket, retransmitting its SYN-ACK for a minute): the new flow's SYN would meet
@@ -390,6 +468,8 @@ impl L4 {
             sweep_budget: config.sweep_budget,
             counters: Counters::default(),
             cookie_key: config.syn_cookie_key,
+            fast: FastEvents::new(config.fast_path),
+            rescan: 0,
             resized: None,
             extras: Extras::default(),
         }
@@ -400,6 +480,18 @@ impl L4 {
         self.sched = SchedState::for_table(&table);
         self.table = table;
         self.counters[Counter::TableChanges] += 1;
+        if self.fast.on {
+            // Offloaded flows are not seen here, so nothing revalidates them lazily: one pass
+            // of the sweep, at RESCAN_BUDGET slots a poll, takes them back (their next packet
+            // is revalidated as any other's) — within capacity / RESCAN_BUDGET polls.
+            self.rescan = self.flows.capacity();
+        }
+    }
+
+    /// Whether the engine has work of its own for the next polls, frames or not (a pass over
+    /// the flow table after a table change, with the fast path): the caller should not sleep.
+    pub fn busy(&self) -> bool {
+        self.rescan > 0
     }
 
     /// The table in use.
@@ -434,8 +526,40 @@ impl L4 {
 
     /// Housekeeping once per batch: expires a bounded number of flows.
     pub fn maintain(&mut self, now_ns: u64) {
-        let (sched, generation) = (&mut self.sched, self.table.generation());
-        self.flows.sweep(now_ns, self.sweep_budget, &mut |f| release(sched, generation, f));
+        let budget = if self.rescan > 0 { self.sweep_budget.max(RESCAN_BUDGET) } else { self.sweep_budget };
+        self.rescan = self.rescan.saturating_sub(budget);
+        let (sched, fast, generation) = (&mut self.sched, &mut self.fast, self.table.generation());
+        let mut withdrawn = 0;
+        self.flows.sweep(now_ns, budget, generation, &mut |f, how| match how {
+            Swept::Expired => release(sched, fast, generation, f),
+            Swept::Withdrawn => {
+                withdrawn += 1;
+                fast.push(FastEvent::Withdraw(f.fwd, f.rev));
+            }
+        });
+        self.counters[Counter::FastWithdrawn] += withdrawn;
+    }
+
+    /// The next thing the engine asks of the kernel's fast path, in order; call until `None`
+    /// after each batch (the queue holds [`FAST_EVENTS`]).
+    #[inline]
+    pub fn take_fast_event(&mut self) -> Option<FastEvent> {
+        self.fast.take()
+    }
+
+    /// Every fast-path entry is being removed at once (a [`FastEvent::Clear`], new next hops):
+    /// every flow is the engine's again, and will be offered again on its next packet. Walks
+    /// the whole flow table: not for the per-packet path.
+    pub fn fast_forget_all(&mut self) {
+        let n = self.flows.forget_offloaded();
+        self.counters[Counter::FastWithdrawn] += n as u64;
+    }
+
+    /// The caller could not install an offered flow (the map is full, the next hop unknown):
+    /// it stays with the engine, which will offer it again on a later packet.
+    pub fn fast_refused(&mut self, id: FlowId) {
+        self.flows.flow_mut(id).set_offloaded(false);
+        self.counters[Counter::FastRefused] += 1;
     }
 
     /// Processes one frame in place.
@@ -554,7 +678,7 @@ impl L4 {
             // Expired, or a closed tuple the client opened again through the XDP program's
             // SYN cookie: the old flow goes, and the segment opens a new one.
             let gone = self.flows.remove(id);
-            release(&mut self.sched, self.table.generation(), &gone);
+            release(&mut self.sched, &mut self.fast, self.table.generation(), &gone);
         }
         let service = match p.service {
             Some(found) => found,
@@ -624,7 +748,7 @@ impl L4 {
                 }
                 None => {
                     let gone = self.flows.remove(id);
-                    release(&mut self.sched, generation, &gone);
+                    release(&mut self.sched, &mut self.fast, generation, &gone);
                     // A UDP datagram from the client starts over with a new backend.
                     return match (dir, svc) {
                         (Dir::Forward, Some(s)) => self.new_flow(frame, m, key, h, s, 0, now_ns),
@@ -646,6 +770,19 @@ impl L4 {
                 // The client acknowledges in its view of the backend's sequence space.
                 synproxy::shift(frame, m, 0, f.delta.wrapping_neg());
             }
+        }
+        if f.is_offloaded()
+            && m.proto == ip_proto::TCP
+            && m.tcp_flags & (flags::SYN | flags::FIN | flags::RST) != 0
+        {
+            // The fast path handed it back. The flow's segments since it was offered went
+            // through the kernel unseen: the tracker picks both directions up again from this
+            // one (as conntrack's liberal pickup does), and the flow is the engine's again.
+            f.seq[0].known = false;
+            f.seq[1].known = false;
+            f.set_offloaded(false);
+            self.fast.push(FastEvent::Withdraw(f.fwd, f.rev));
+            self.counters[Counter::FastWithdrawn] += 1;
         }
         if m.proto == ip_proto::TCP {
             let opts = (m.tcp_flags & flags::SYN != 0 || f.wants_options()).then(|| m.tcp_options(frame));
@@ -672,6 +809,18 @@ impl L4 {
             }
         } else {
             f.on_udp(dir, now_ns, t);
+        }
+        let f = self.flows.flow_mut(id);
+        if self.fast.on {
+            let ok = f.offloadable() && f.generation == generation;
+            if f.is_offloaded() && !ok {
+                f.set_offloaded(false);
+                self.fast.push(FastEvent::Withdraw(f.fwd, f.rev));
+                self.counters[Counter::FastWithdrawn] += 1;
+            } else if !f.is_offloaded() && ok && self.fast.push(FastEvent::Offer(id)) {
+                f.set_offloaded(true);
+                self.counters[Counter::FastOffered] += 1;
+            }
         }
         let f = self.flows.flow(id);
         if dir == Dir::Reverse && f.is_proxied() && m.proto == ip_proto::TCP {
@@ -866,6 +1015,7 @@ impl L4 {
                     flows: &mut self.flows,
                     sched: &mut self.sched,
                     ports: &mut self.snat,
+                    fast: &mut self.fast,
                     counters: &mut self.counters,
                     generation: table.generation(),
                     extras: &mut self.extras,
@@ -878,7 +1028,15 @@ impl L4 {
             NatMode::Dnat => {
                 let rev = FlowKey::new(b.addr, b.port, m.src, m.sport, m.proto);
                 let hr = self.flows.hash(&rev);
-                if !tuple_free(&mut self.flows, &mut self.sched, table.generation(), &rev, hr, now_ns) {
+                if !tuple_free(
+                    &mut self.flows,
+                    &mut self.sched,
+                    &mut self.fast,
+                    table.generation(),
+                    &rev,
+                    hr,
+                    now_ns,
+                ) {
                     return Verdict::Drop(DropReason::NatTupleConflict);
                 }
                 (rev, hr)
@@ -894,8 +1052,8 @@ impl L4 {
             flow.set_proxied();
             flow.delta = seg.seq; // the client's ISN + 1, until the backend answers
         }
-        let sched = &mut self.sched;
-        self.flows.insert_hashed(flow, h, hr, now_ns, &mut |f| release(sched, generation, f));
+        let (sched, fast) = (&mut self.sched, &mut self.fast);
+        self.flows.insert_hashed(flow, h, hr, now_ns, &mut |f| release(sched, fast, generation, f));
         self.sched.opened(bid);
         self.counters[Counter::NewFlows] += 1;
         if let (Some(mss), Some(seg)) = (cookie_mss, seg) {

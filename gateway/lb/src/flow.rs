@@ -137,6 +137,17 @@ pub enum Dir {
     Reverse,
 }
 
+impl Dir {
+    /// The other direction.
+    #[inline(always)]
+    pub fn other(self) -> Dir {
+        match self {
+            Dir::Forward => Dir::Reverse,
+            Dir::Reverse => Dir::Forward,
+        }
+    }
+}
+
 /// Connection-tracking state of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -301,6 +312,10 @@ pub struct Flow {
     /// state of generation `generation`).
     pub counted: bool,
     fins: u8,
+    /// Whether the kernel's fast path forwards this flow (its entries are installed or asked
+    /// for): its packets are not seen here, so it does not expire here until it is withdrawn
+    /// (see [`Flow::is_expired`]).
+    offloaded: bool,
     /// When the flow expires unless another packet refreshes it.
     pub expires_ns: u64,
     /// When the last packet was seen.
@@ -345,6 +360,7 @@ impl Flow {
             state,
             counted: false,
             fins: 0,
+            offloaded: false,
             expires_ns: now_ns + timeouts.of(state),
             last_seen_ns: now_ns,
             fwd_bucket: 0,
@@ -370,10 +386,49 @@ impl Flow {
         self.fins |= PROXIED;
     }
 
-    /// Whether the flow had expired at `now_ns`.
+    /// Whether the flow had expired at `now_ns`. An offloaded flow never has: its packets
+    /// went through the kernel unseen, and its deadline means only that it is time to take it
+    /// back ([`FlowTable::sweep`] does, and gives it [`OFFLOAD_GRACE_NS`] to show it is alive).
     #[inline(always)]
     pub fn is_expired(&self, now_ns: u64) -> bool {
-        now_ns >= self.expires_ns
+        now_ns >= self.expires_ns && !self.offloaded
+    }
+
+    /// Where packets of direction `dir` go after NAT: the backend for [`Dir::Forward`], the
+    /// client for [`Dir::Reverse`].
+    #[inline(always)]
+    pub fn to(&self, dir: Dir) -> Addr {
+        match dir {
+            Dir::Forward => self.rev.src,
+            Dir::Reverse => self.fwd.src,
+        }
+    }
+
+    /// Whether the kernel's fast path forwards this flow (see [`Flow::set_offloaded`]).
+    #[inline(always)]
+    pub fn is_offloaded(&self) -> bool {
+        self.offloaded
+    }
+
+    /// Marks the flow as forwarded by the kernel's fast path (`true`, when its entries are
+    /// asked for) or by this engine again (`false`, when their removal is asked for).
+    #[inline]
+    pub fn set_offloaded(&mut self, on: bool) {
+        self.offloaded = on;
+    }
+
+    /// Whether the kernel's fast path may forward this flow's packets: an established TCP
+    /// connection not opened through a SYN cookie (the program does not shift sequence
+    /// numbers), or a UDP flow its backend has answered; with a backend (an orphan stays here,
+    /// where it is decided when it ends). The caller checks the generation.
+    #[inline]
+    pub fn offloadable(&self) -> bool {
+        let state = match self.state {
+            FlowState::Established => !self.is_proxied(),
+            FlowState::UdpReplied => true,
+            _ => false,
+        };
+        state && self.backend != BackendId::NONE
     }
 
     /// Advances the TCP state machine for a segment with `tcp_flags` seen in `dir`.
@@ -556,10 +611,27 @@ impl Flow {
         match self.state {
             FlowState::Close | FlowState::TimeWait => 1,
             FlowState::SynSent | FlowState::SynRecv | FlowState::UdpUnreplied => 2,
+            // The kernel forwards an offloaded flow's packets unseen: its `last_seen_ns` says
+            // nothing of how idle it is, and evicting it frees its tuple while its entries live
+            // on until the installer removes them. Last of all.
+            _ if self.offloaded => 4,
             _ => 3,
         }
     }
 }
+
+/// What [`FlowTable::sweep`] did to a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swept {
+    /// Removed: it expired.
+    Expired,
+    /// Taken back from the fast path (it stays).
+    Withdrawn,
+}
+
+/// How long a flow taken back from the fast path at its deadline lives on (when nothing
+/// refreshes it): long enough for its entries to be removed and its next packet to arrive here.
+pub const OFFLOAD_GRACE_NS: u64 = 10_000_000_000;
 
 /// Index of a flow in the slab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1003,7 +1075,14 @@ impl FlowTable {
             return;
         }
         let victim = match self.next_victim.take() {
-            Some((i, seen)) if self.live[i as usize] && self.flows[i as usize].last_seen_ns == seen => i,
+            // Chosen ahead: still the one, unless a packet touched it or it was offloaded since.
+            Some((i, seen))
+                if self.live[i as usize]
+                    && self.flows[i as usize].last_seen_ns == seen
+                    && !self.flows[i as usize].offloaded =>
+            {
+                i
+            }
             _ => self.clock_victim(now_ns),
         };
         self.evict(victim, now_ns, evicted);
@@ -1047,20 +1126,54 @@ impl FlowTable {
 
     /// Removes up to `budget` slab slots' worth of expired flows, resuming where the last call
     /// stopped; each removed flow is passed to `expired`. Returns how many were removed.
-    pub fn sweep(&mut self, now_ns: u64, budget: usize, expired: &mut impl FnMut(&Flow)) -> usize {
+    ///
+    /// An offloaded flow past its deadline, or of a generation other than `generation`, is
+    /// not removed but taken back from the fast path: unmarked, passed with
+    /// [`Swept::Withdrawn`], and (past its deadline) given [`OFFLOAD_GRACE_NS`] more, in which
+    /// a live flow's next packet reaches the engine and refreshes it.
+    pub fn sweep(
+        &mut self,
+        now_ns: u64,
+        budget: usize,
+        generation: Generation,
+        swept: &mut impl FnMut(&Flow, Swept),
+    ) -> usize {
         let n = self.flows.len();
         let mut removed = 0;
         for _ in 0..budget.min(n) {
             let i = self.sweep_at;
             self.sweep_at = if i + 1 == n { 0 } else { i + 1 };
-            if self.live[i] && self.flows[i].is_expired(now_ns) {
+            if !self.live[i] {
+                continue;
+            }
+            let f = &mut self.flows[i];
+            if f.offloaded && (now_ns >= f.expires_ns || f.generation != generation) {
+                f.offloaded = false;
+                f.expires_ns = f.expires_ns.max(now_ns + OFFLOAD_GRACE_NS);
+                swept(f, Swept::Withdrawn);
+                continue;
+            }
+            if self.flows[i].is_expired(now_ns) {
                 let f = self.remove_inner(i as u32);
                 self.stats.expired += 1;
-                expired(&f);
+                swept(&f, Swept::Expired);
                 removed += 1;
             }
         }
         removed
+    }
+
+    /// Takes every flow back from the fast path (its entries are all being removed at once):
+    /// unmarks them; returns how many were marked. Control path: it walks the whole slab.
+    pub fn forget_offloaded(&mut self) -> usize {
+        let mut n = 0;
+        for (i, f) in self.flows.iter_mut().enumerate() {
+            if self.live[i] && f.offloaded {
+                f.offloaded = false;
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Calls `f` on every live flow (control path: status, rebuilding counters).
@@ -1184,6 +1297,20 @@ mod tests {
     }
 
     #[test]
+    fn an_offloaded_flow_is_evicted_last_though_it_looks_the_most_idle() {
+        let mut t = FlowTable::new(16, 7);
+        let mut ids = Vec::new();
+        for i in 0..t.capacity() as u32 {
+            let now = u64::from(i) + 1;
+            ids.push(t.insert(flow(i, FlowState::Established, now), now, &mut |_| panic!("room")).unwrap());
+        }
+        t.flow_mut(ids[0]).set_offloaded(true);
+        let mut evicted = Vec::new();
+        t.insert(flow(1000, FlowState::Established, 100), 100, &mut |f| evicted.push(f.fwd)).unwrap();
+        assert_eq!(evicted, vec![key(1, 6)], "the longest idle of the flows the engine sees");
+    }
+
+    #[test]
     fn sweep_removes_only_expired() {
         let mut t = FlowTable::new(64, 1);
         for i in 0..10 {
@@ -1191,8 +1318,8 @@ mod tests {
             t.insert(flow(i, st, 0), 0, &mut |_| {}).unwrap();
         }
         let mut gone = 0;
-        let n = t.sweep(500, 1_000, &mut |f| {
-            assert_eq!(f.state, FlowState::SynSent);
+        let n = t.sweep(500, 1_000, Generation(1), &mut |f, how| {
+            assert_eq!((f.state, how), (FlowState::SynSent, Swept::Expired));
             gone += 1;
         });
         assert_eq!((n, gone, t.len()), (5, 5, 5));
@@ -1393,7 +1520,7 @@ mod tests {
                     }
                     Op::Sweep(at) => {
                         let mut gone = Vec::new();
-                        t.sweep(at, 50, &mut |g: &Flow| gone.push(g.fwd));
+                        t.sweep(at, 50, Generation(1), &mut |g: &Flow, _| gone.push(g.fwd));
                         for g in gone { prop_assert!(oracle.remove(&g).is_some()); }
                     }
                 }

@@ -80,6 +80,60 @@ pub fn rewrite(frame: &mut [u8], m: &Meta, src: &Addr, sport: u16, dst: &Addr, d
     apply_l4(frame, m.l4 + l4_checksum_offset(m.proto), m.proto, l4d);
 }
 
+/// [`rewrite`] of every packet of one flow direction, as constants: the new addresses and ports,
+/// and the checksum deltas folded once. The XDP fast path's entry carries this, and applies it
+/// to the checksums as they lie in memory (`csum_apply` in `steer.c`); for any packet of that
+/// direction with a TTL above 1, the result is [`rewrite`]'s, byte for byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedRewrite {
+    /// New source address.
+    pub src: Addr,
+    /// New source port.
+    pub sport: u16,
+    /// New destination address.
+    pub dst: Addr,
+    /// New destination port.
+    pub dport: u16,
+    /// The IPv4 header checksum's delta: addresses and the TTL decrement (unused for IPv6).
+    pub ip_delta: u16,
+    /// The TCP/UDP checksum's delta: addresses (the pseudo-header) and ports.
+    pub l4_delta: u16,
+}
+
+/// The rewrite of packets `from` (source, source port, destination, destination port, as they
+/// arrive) into `to`, both of `family`.
+pub fn fixed_rewrite(
+    family: Family,
+    from: (Addr, u16, Addr, u16),
+    to: (Addr, u16, Addr, u16),
+) -> FixedRewrite {
+    let mut d = Delta::ZERO;
+    match family {
+        Family::V4 => {
+            d.replace32(u32::from_be_bytes(from.0.v4()), u32::from_be_bytes(to.0.v4()));
+            d.replace32(u32::from_be_bytes(from.2.v4()), u32::from_be_bytes(to.2.v4()));
+        }
+        Family::V6 => {
+            d.replace_bytes(&from.0.0, &to.0.0);
+            d.replace_bytes(&from.2.0, &to.2.0);
+        }
+    }
+    // The TTL decrement, as [`rewrite`] records it: the word (TTL, protocol) loses 0x0100,
+    // whatever the TTL, so the delta is the same for every packet.
+    let mut ip = d;
+    ip.replace16(0x0100, 0);
+    d.replace16(from.1, to.1);
+    d.replace16(from.3, to.3);
+    FixedRewrite {
+        src: to.0,
+        sport: to.1,
+        dst: to.2,
+        dport: to.3,
+        ip_delta: ip.folded(),
+        l4_delta: d.folded(),
+    }
+}
+
 /// The hop limit Sluice's own replies start with.
 pub const REPLY_TTL: u8 = 64;
 
@@ -359,6 +413,89 @@ mod tests {
         rewrite(&mut g, &m, &Addr::from_v6(a(1)), 3000, &Addr::from_v6(a(20)), 5353);
         assert_checksums(&g);
         assert_eq!(meta(&g).ttl, 63);
+    }
+
+    /// What the XDP fast path does with a [`FixedRewrite`] (`fast_path` in `steer.c`), in Rust:
+    /// the oracle the program is held to without root. The BPF_PROG_RUN tests
+    /// (`gateway/worker/tests/fastpath.rs`) hold the program itself to the worker's output.
+    fn apply_fixed(f: &mut [u8], m: &Meta, fx: &FixedRewrite) {
+        let apply = |check: u16, delta: u16| {
+            let s = u32::from(!check) + u32::from(delta);
+            !(((s & 0xffff) + (s >> 16)) as u16)
+        };
+        let c = l4_checksum_offset(m.proto) + m.l4;
+        let old = rd16(f, c);
+        let new = match m.proto {
+            ip_proto::TCP => apply(old, fx.l4_delta),
+            _ if old == 0 => 0,
+            _ => match apply(old, fx.l4_delta) {
+                0 => 0xffff,
+                x => x,
+            },
+        };
+        wr16(f, c, new);
+        wr16(f, m.l4, fx.sport);
+        wr16(f, m.l4 + 2, fx.dport);
+        match m.family {
+            Family::V4 => {
+                f[m.l3 + 12..m.l3 + 16].copy_from_slice(&fx.src.v4());
+                f[m.l3 + 16..m.l3 + 20].copy_from_slice(&fx.dst.v4());
+                f[m.l3 + 8] -= 1;
+                let c = rd16(f, m.l3 + ipv4::CHECKSUM_OFFSET);
+                wr16(f, m.l3 + ipv4::CHECKSUM_OFFSET, apply(c, fx.ip_delta));
+            }
+            Family::V6 => {
+                f[m.l3 + 8..m.l3 + 24].copy_from_slice(&fx.src.0);
+                f[m.l3 + 24..m.l3 + 40].copy_from_slice(&fx.dst.0);
+                f[m.l3 + 7] -= 1;
+            }
+        }
+    }
+
+    #[test]
+    fn a_fixed_rewrite_is_the_rewrite_byte_for_byte() {
+        let mut x = 0x243f_6a88_85a3_08d3u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..20_000 {
+            let r = next();
+            let v6 = i % 2 == 1;
+            let udp = i % 4 >= 2;
+            let a = |r: u64| {
+                let mut b = [0u8; 16];
+                b[..8].copy_from_slice(&r.to_le_bytes());
+                b[8..].copy_from_slice(&r.rotate_left(29).to_be_bytes());
+                if v6 { Addr::from_v6(b) } else { Addr::from_v4([b[0], b[1], b[2], b[3]]) }
+            };
+            let (src, dst, nsrc, ndst) = (a(next()), a(next()), a(next()), a(next()));
+            let (sport, dport, nsport, ndport) =
+                (r as u16, (r >> 16) as u16, (r >> 32) as u16, (r >> 48) as u16);
+            let ttl = 2 + (next() % 254) as u8;
+            let payload: Vec<u8> = (0..next() % 40).map(|_| next() as u8).collect();
+            let b = PacketBuilder::ethernet2([2; 6], [4; 6]);
+            let b = if v6 { b.ipv6(src.0, dst.0, ttl) } else { b.ipv4(src.v4(), dst.v4(), ttl) };
+            let mut f = Vec::new();
+            if udp {
+                b.udp(sport, dport).write(&mut f, &payload).unwrap();
+            } else {
+                b.tcp(sport, dport, next() as u32, 1000).ack(next() as u32).write(&mut f, &payload).unwrap();
+            }
+            let m = meta(&f);
+            if udp && i % 8 == 2 {
+                wr16(&mut f, m.l4 + udp::CHECKSUM_OFFSET, 0); // "no checksum" stays so
+            }
+            let family = m.family;
+            let fx = fixed_rewrite(family, (src, sport, dst, dport), (nsrc, nsport, ndst, ndport));
+            let mut want = f.clone();
+            rewrite(&mut want, &m, &nsrc, nsport, &ndst, ndport);
+            let mut got = f.clone();
+            apply_fixed(&mut got, &m, &fx);
+            assert_eq!(got, want, "case {i}");
+        }
     }
 
     /// Found by `fuzz/run frames`: an echo request of zeros only (identifier, sequence, no

@@ -164,6 +164,13 @@ named! {
         L7UpstreamTlsResumed => "l7_upstream_tls_resumed",
         /// TLS to upstreams that failed: handshakes (a failed connect: retried, else 502) and records afterwards.
         L7UpstreamTlsErrors => "l7_upstream_tls_errors",
+        // The L4 engine and the kernel's fast path (at the end: the layout is published).
+        /// Established flows offered to the kernel's fast path.
+        FastOffered => "fast_offered",
+        /// Offered flows the worker could not install (map full, next hop unknown).
+        FastRefused => "fast_refused",
+        /// Flows taken back from the fast path (handed-back SYN/FIN/RST, table change, deadline, gone).
+        FastWithdrawn => "fast_withdrawn",
     }
 }
 
@@ -360,6 +367,6 @@ mod tests {
         // decision, not an accident (and add new counters at the end).
         let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(&names[..4], ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames"]);
-        assert_eq!(fingerprint(), 0x5c89_3499_1ebe_a90d, "{:#x}", fingerprint());
+        assert_eq!(fingerprint(), 0x5dad_901b_1a20_ed6b, "{:#x}", fingerprint());
     }
 }

@@ -117,6 +117,15 @@ impl Delta {
         !fold(u64::from(!check) + self.0)
     }
 
+    /// The delta folded to 16 bits, for a consumer that applies it as `!fold(!check + folded)`
+    /// (the XDP fast path): the same result as [`Delta::apply`] for every checksum, because
+    /// folding keeps the value modulo 0xffff and a non-zero sum non-zero.
+    #[inline]
+    #[must_use]
+    pub fn folded(self) -> u16 {
+        fold(self.0)
+    }
+
     /// Applies the delta to a UDP checksum, keeping RFC 768's special values: `0` (over IPv4)
     /// means "no checksum" and stays 0; a computed 0 is sent as `0xffff`.
     #[inline(always)]
@@ -142,6 +151,32 @@ mod tests {
         0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0,
         0xa8, 0x00, 0xc7,
     ];
+
+    #[test]
+    fn a_folded_delta_applies_as_the_whole_one() {
+        // `!fold(!check + folded)` is how the XDP program applies a delta (`csum_apply` in
+        // steer.c, with one fold: the sum is at most 0x1fffe).
+        let apply_folded = |check: u16, folded: u16| {
+            let s = u32::from(!check) + u32::from(folded);
+            !(((s & 0xffff) + (s >> 16)) as u16)
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..100_000u32 {
+            x = x.rotate_left(11).wrapping_mul(0x2545_f491_4f6c_dd1d);
+            let mut d = Delta::ZERO;
+            for k in 0..(i % 9) {
+                d.replace16((x >> (k * 7)) as u16, (x >> (k * 5 + 3)) as u16);
+            }
+            // the edges: no change, and every checksum value's neighbours of 0 and 0xffff
+            let check = match i % 4 {
+                0 => 0,
+                1 => 0xffff,
+                _ => (x >> 40) as u16,
+            };
+            assert_eq!(apply_folded(check, d.folded()), d.apply(check), "{check:#x} {d:?}");
+            assert_eq!(apply_folded(check, Delta::ZERO.folded()), Delta::ZERO.apply(check));
+        }
+    }
 
     #[test]
     fn full_checksum_matches_known_header() {

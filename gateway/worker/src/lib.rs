@@ -6,6 +6,7 @@
 //! - [`nexthop`]: the next-hop neighbour cache: destination → MAC and port, from routes and
 //!   neighbours (filled off the hot path).
 //! - [`worker`]: the batch loop and counters, over one port or two (two-armed).
+//! - [`fastpath`]: the XDP fast path's entries: which flows the kernel may forward, and how.
 //! - [`handoff`]: which worker owns a frame, and the lock-free mailboxes that carry frames to it.
 //! - [`reactor`]: the per-core reactor, the one place a worker thread waits (its sockets, its
 //!   doorbell, and the L7 stage's sockets), and when a busy worker may sleep.
@@ -14,6 +15,7 @@
 //! makes no system call of its own (the port may, to wake its rings).
 #![forbid(unsafe_code)]
 
+pub mod fastpath;
 pub mod handoff;
 pub mod nexthop;
 pub mod reactor;

@@ -132,6 +132,13 @@ impl NextHops {
         self.cache.fill(CacheEntry::default());
     }
 
+    /// Whether every destination `old` resolves is resolved here the same way: the same routes,
+    /// and every neighbour of `old` at the same MAC address on the same port (new neighbours
+    /// may have come). What the fast path's entries, which carry next hops, need to stay valid.
+    pub fn keeps(&self, old: &NextHops) -> bool {
+        self.routes == old.routes && old.neighbors.iter().all(|(k, mac)| self.neighbors.get(k) == Some(mac))
+    }
+
     /// Learns or updates a neighbour of port 0 (control path). Clears it from the pending set.
     pub fn set_neighbor(&mut self, ip: Addr, mac: Mac) {
         self.set_neighbor_on(0, ip, mac);

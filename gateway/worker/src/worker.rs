@@ -24,8 +24,12 @@ use sluice_model::{Addr, DropReason};
 use sluice_port::{Desc, Port};
 use sluice_wire::ethernet::{self, Mac};
 
+use crate::fastpath::{FastCommand, FastQueue};
 use crate::handoff::Sharding;
 use crate::nexthop::NextHops;
+use sluice_lb::engine::FastEvent;
+use sluice_lb::flow::{Dir, Flow};
+use sluice_xsk::fastpath::{FastEntry, FastKey};
 
 /// The most ports one worker serves.
 pub const MAX_PORTS: usize = 2;
@@ -79,6 +83,10 @@ pub struct Worker {
     ndeferred: usize,
     /// Frames handed in, copied into the ports' frames, by port.
     mail: [[Desc; BATCH]; MAX_PORTS],
+    /// The installer's queue, with the fast path.
+    fast: Option<FastQueue>,
+    /// A removal did not fit in the queue: everything is to be removed once it does.
+    fast_clear_pending: bool,
 }
 
 impl core::fmt::Debug for Worker {
@@ -107,6 +115,8 @@ impl Worker {
             deferred: [(Desc::default(), 0, 0); DEFERRED],
             ndeferred: 0,
             mail: [[Desc::default(); BATCH]; MAX_PORTS],
+            fast: None,
+            fast_clear_pending: false,
         }
     }
 
@@ -139,6 +149,93 @@ impl Worker {
         &self.l4
     }
 
+    /// Sends the engine's fast-path requests to `queue` ([`crate::fastpath`]): established
+    /// flows are offered to the kernel's fast path. The engine must be configured with
+    /// `fast_path`.
+    pub fn with_fast_path(mut self, queue: FastQueue) -> Worker {
+        self.fast = Some(queue);
+        self
+    }
+
+    /// The fast-path entry of `f`'s direction `dir`: the rewrite the engine applies, sent
+    /// where this worker would send it. The direction's frames are taken to arrive on the port
+    /// the other direction leaves from (routes are symmetric). `None` while a next hop's MAC
+    /// address is unknown.
+    pub fn fast_entry(&mut self, f: &Flow, dir: Dir) -> Option<(FastKey, FastEntry)> {
+        self.fast_install(f, dir).map(|c| match c {
+            FastCommand::Install(_, k, e) => (k, e),
+            _ => unreachable!("fast_install makes installs"),
+        })
+    }
+
+    /// The command that installs `f`'s direction `dir` ([`Self::fast_entry`]).
+    fn fast_install(&mut self, f: &Flow, dir: Dir) -> Option<FastCommand> {
+        let (dmac, out) = self.next_hops.resolve_on(&f.to(dir))?;
+        let (_, arrival) = self.next_hops.resolve_on(&f.to(dir.other()))?;
+        let smac = self.macs[usize::from(out)];
+        let (k, e) = crate::fastpath::entry(f, dir, &crate::fastpath::Egress { dmac, smac, out, arrival });
+        Some(FastCommand::Install(arrival, k, e))
+    }
+
+    /// Replaces the routes and neighbours. With the fast path, unless the new ones resolve
+    /// every old destination the same way ([`NextHops::keeps`]: a new neighbour only), every
+    /// entry goes (an entry carries its next hop's MAC address): the flows are offered again on
+    /// their next packet.
+    pub fn set_next_hops(&mut self, h: NextHops) {
+        let keeps = h.keeps(&self.next_hops);
+        self.next_hops = h;
+        if self.fast.is_some() && !keeps {
+            self.fast_reset();
+        }
+    }
+
+    /// Takes every flow back from the fast path and asks for every entry to go.
+    fn fast_reset(&mut self) {
+        self.l4.fast_forget_all();
+        let pushed = self.fast.as_ref().is_some_and(|q| q.push(FastCommand::Clear).is_ok());
+        self.fast_clear_pending = !pushed;
+    }
+
+    /// Turns the engine's fast-path events into commands for the installer (after a batch).
+    fn drain_fast(&mut self) {
+        let Some(queue) = self.fast.clone() else {
+            while self.l4.take_fast_event().is_some() {}
+            return;
+        };
+        if self.fast_clear_pending && queue.push(FastCommand::Clear).is_ok() {
+            self.fast_clear_pending = false;
+        }
+        let mut reset = false;
+        while let Some(ev) = self.l4.take_fast_event() {
+            let room = queue.capacity() - queue.len(); // one producer: only grows meanwhile
+            match ev {
+                FastEvent::Offer(id) => {
+                    let f = *self.l4.flows().flow(id);
+                    if !f.is_offloaded() {
+                        continue; // withdrawn since, or another flow in its slot
+                    }
+                    let both = self.fast_install(&f, Dir::Forward).zip(self.fast_install(&f, Dir::Reverse));
+                    match both {
+                        Some((a, b)) if room >= 2 && !self.fast_clear_pending && !reset => {
+                            let _ = queue.push(a);
+                            let _ = queue.push(b);
+                        }
+                        _ => self.l4.fast_refused(id),
+                    }
+                }
+                FastEvent::Withdraw(fwd, rev) if room >= 2 && !self.fast_clear_pending => {
+                    let _ = queue.push(FastCommand::Remove(crate::fastpath::key(&fwd)));
+                    let _ = queue.push(FastCommand::Remove(crate::fastpath::key(&rev)));
+                }
+                // Lost, or no room to say it: everything goes, and every flow is ours again.
+                FastEvent::Withdraw(..) | FastEvent::Clear => reset = true,
+            }
+        }
+        if reset {
+            self.fast_reset();
+        }
+    }
+
     /// Everything the worker has counted: its own I/O and drops, and its engine's.
     pub fn counters(&self) -> Counters {
         let mut all = self.counters.clone();
@@ -147,6 +244,12 @@ impl Worker {
         all[Gauge::Flows] = flows.len() as u64;
         all[Gauge::FlowCapacity] = flows.capacity() as u64;
         all
+    }
+
+    /// Whether the worker has work for its next polls even without frames (see
+    /// [`sluice_lb::engine::L4::busy`]): it should poll on rather than sleep.
+    pub fn busy(&self) -> bool {
+        self.l4.busy()
     }
 
     /// Frames waiting for their next hop's MAC address.
@@ -340,6 +443,7 @@ impl Worker {
             }
         }
         self.l4.maintain(now_ns);
+        self.drain_fast();
         total
     }
 

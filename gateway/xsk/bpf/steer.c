@@ -33,6 +33,17 @@
 // cookie before it opens the connection to a backend. The cookie's definition is
 // `sluice_model::syncookie` (SipHash-2-4 over the handshake, the time slot and the MSS class);
 // `syncookie()` below must compute exactly the same, and a test checks that it does.
+//
+// The fast path (compiled in with -DSLUICE_FAST_PATH; `fastpath.h` has the map layout): before
+// any of the above, a TCP or UDP frame whose 5-tuple is in `fast_flows` is rewritten here, as the
+// worker would rewrite it, and sent on (XDP_TX, or a redirect through `fast_tx`). User space
+// installs an entry once a flow is established and stays the authority: the program only applies
+// decisions already made. It hands back (falls through to the steering below, which sends the
+// frame to the worker) everything user space must see: frames of unknown flows, TCP SYN, FIN and
+// RST (FIN and RST also delete this direction's entry: from then on the flow's closing is
+// tracked in user space), TTL or hop limit <= 1, IPv4 options and fragments, IPv6 extension
+// headers, ICMP (errors are translated by the worker), and anything the worker's parser would
+// drop as malformed, so that both paths drop the same frames.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -41,6 +52,8 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
+
+#include "fastpath.h"
 
 #define SEC(name) __attribute__((section(name), used))
 #define __uint(name, val) int (*name)[val]
@@ -93,10 +106,15 @@ struct {
 	__type(value, struct steer_value);
 } steer SEC(".maps");
 
-/* Per-CPU counters: [0] redirected, [1] passed, [2] SYN-ACKs with a cookie sent. */
+/* Per-CPU counters: [0] redirected, [1] passed, [2] SYN-ACKs with a cookie sent, [3] frames
+ * forwarded by the fast path, [4] frames of a fast flow handed back, [5] fast-path frames
+ * dropped because their `fast_tx` slot was empty. */
+#define COUNT_FAST 3
+#define COUNT_FAST_HANDED_BACK 4
+#define COUNT_FAST_NO_PORT 5
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 3);
+	__uint(max_entries, 6);
 	__type(key, __u32);
 	__type(value, __u64);
 } counts SEC(".maps");
@@ -575,6 +593,184 @@ static __always_inline int steer_l4(struct xdp_md *ctx, void *l4, __u8 proto, co
 	return !(lookup(&h) && host_socket(ctx, proto, a, sport_n, dport_n));
 }
 
+/* --- The fast path for established flows (see the top of the file and fastpath.h) ----------- */
+
+#ifdef SLUICE_FAST_PATH
+
+static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_delete_elem;
+
+/* Entries, both directions of a flow: 2 per offloaded flow. A plain hash, written by user
+ * space only, so nothing is ever evicted behind its back: when full, an install fails, is
+ * counted there, and the flow stays on the AF_XDP path. */
+#define FAST_MAX_ENTRIES 131072
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FAST_MAX_ENTRIES);
+	__type(key, struct fast_key);
+	__type(value, struct fast_entry);
+} fast_flows SEC(".maps");
+
+/* Two-armed egress: the gateway's ports, by the index the worker knows them by. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct bpf_devmap_val); /* ifindex, and no program of its own */
+} fast_tx SEC(".maps");
+
+#define FAST_HAND_BACK (-1)
+#define TCP_FIN_ 0x01
+
+/* RFC 1624 §3, eqn. 3: HC' = ~(~HC + ~m + m'), the sum of ~m + m' over the changed words
+ * precomputed by user space (`delta`). Byte order does not change a one's-complement sum
+ * (RFC 1071 §2(B)): checksum and delta are both taken as they lie in memory. The same fold
+ * as `sluice_wire::checksum::Delta::apply`, so the result is the same bits, 0xffff and 0 alike. */
+static __always_inline __u16 csum_apply(__u16 check, __u16 delta)
+{
+	__u32 s = (__u32)(__u16)~check + delta;
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+/*
+ * The transport half, the same for both families: checks what the worker's parser checks
+ * (sluice_wire's new_checked: what it would drop as malformed goes to it, to be dropped and
+ * counted there), completes the key with the ports and looks it up. A frame to hand back
+ * gives 0; otherwise the ports and the checksum are rewritten, and the entry returned.
+ */
+static __always_inline struct fast_entry *fast_l4(struct fast_key *k, void *l4, __u32 seg_len, void *end)
+{
+	__u16 *check;
+	__u8 tcp_flags = 0;
+	struct udphdr *ports = l4; /* ports sit at the same offsets in TCP */
+	if (k->proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+		if ((void *)(th + 1) > end || seg_len < sizeof(*th) || th->doff < 5 || th->doff * 4 > seg_len)
+			return 0;
+		tcp_flags = ((__u8 *)th)[13];
+		check = &th->check;
+	} else if (k->proto == IPPROTO_UDP) {
+		if ((void *)(ports + 1) > end || seg_len < sizeof(*ports))
+			return 0;
+		__u32 ulen = bswap16(ports->len);
+		if (ulen < sizeof(*ports) || ulen > seg_len)
+			return 0;
+		check = &ports->check;
+	} else {
+		return 0; /* ICMP (errors are translated by the worker), extension headers, … */
+	}
+	k->sport = bswap16(ports->source);
+	k->dport = bswap16(ports->dest);
+
+	struct fast_entry *e = bpf_map_lookup_elem(&fast_flows, k);
+	if (!e)
+		return 0;
+	if (tcp_flags & (TCP_SYN_ | TCP_FIN_ | TCP_RST_)) {
+		/* The tracker follows the close from here; the other direction's entry goes when
+		 * user space sees this frame (or that direction's own FIN or RST). */
+		if (tcp_flags & (TCP_FIN_ | TCP_RST_))
+			bpf_map_delete_elem(&fast_flows, k);
+		count(COUNT_FAST_HANDED_BACK, 0);
+		return 0;
+	}
+
+	/* sluice_lb::nat::rewrite, with its deltas precomputed (nat::fixed_rewrite) */
+	__u16 c = *check;
+	if (k->proto == IPPROTO_TCP) {
+		*check = csum_apply(c, e->l4_delta);
+	} else if (c != 0) {
+		/* RFC 768: 0 means "no checksum" and stays 0; a computed 0 is sent as all ones */
+		c = csum_apply(c, e->l4_delta);
+		*check = c ? c : 0xffff;
+	}
+	ports->source = e->sport;
+	ports->dest = e->dport;
+	return e;
+}
+
+/* Sends a rewritten frame: the MAC addresses, the counters, the egress. */
+static __always_inline int fast_send(struct xdp_md *ctx, struct fast_entry *e)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return XDP_DROP; /* cannot happen (an IP header lies after it); the verifier wants it said */
+	__builtin_memcpy(eth->h_dest, e->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, e->smac, ETH_ALEN);
+
+	__sync_fetch_and_add(&e->packets, 1);
+	__sync_fetch_and_add(&e->bytes, (__u64)(end - data));
+	e->last_seen_ns = bpf_ktime_get_ns();
+	count(COUNT_FAST, 0);
+	if (e->flags & FAST_TX)
+		return XDP_TX;
+	/* An empty slot must not pass a rewritten frame to the kernel: drop it, counted. */
+	int r = bpf_redirect_map(&fast_tx, e->tx_port, XDP_DROP);
+	return r == XDP_DROP ? count(COUNT_FAST_NO_PORT, XDP_DROP) : r;
+}
+
+/*
+ * The fast path: XDP_TX or a redirect for a frame it rewrote, XDP_DROP when the egress is
+ * missing, FAST_HAND_BACK for a frame user space must see (it goes on to the steering).
+ * `l3` follows the Ethernet header (and VLAN tags, which are kept, as the worker keeps them).
+ * One branch per family, each whole: the verifier does not carry "this is IPv4" from one
+ * test of the ethertype to the next.
+ */
+static __always_inline int fast_path(struct xdp_md *ctx, void *l3, __u16 eth_proto)
+{
+	void *end = (void *)(long)ctx->data_end;
+	struct fast_key k = {};
+	struct fast_entry *e;
+
+	if (eth_proto == bswap16(ETH_P_IP)) {
+		struct iphdr *ip = l3;
+		if ((void *)(ip + 1) > end)
+			return FAST_HAND_BACK;
+		/* options and fragments are the worker's; so is a TTL it must answer or drop */
+		if (ip->version != 4 || ip->ihl != 5 || (ip->frag_off & bswap16(0x3fff)) || ip->ttl <= 1)
+			return FAST_HAND_BACK;
+		__u32 tot = bswap16(ip->tot_len);
+		if (tot < sizeof(*ip) || l3 + tot > end)
+			return FAST_HAND_BACK;
+		k.proto = ip->protocol;
+		mapped4(k.src, &ip->saddr);
+		mapped4(k.dst, &ip->daddr);
+		e = fast_l4(&k, ip + 1, tot - sizeof(*ip), end);
+		if (!e)
+			return FAST_HAND_BACK;
+		__builtin_memcpy(&ip->saddr, e->src + 12, 4);
+		__builtin_memcpy(&ip->daddr, e->dst + 12, 4);
+		ip->ttl--;
+		ip->check = csum_apply(ip->check, e->ip_delta); /* addresses and TTL */
+		return fast_send(ctx, e);
+	}
+	if (eth_proto == bswap16(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = l3;
+		if ((void *)(ip6 + 1) > end)
+			return FAST_HAND_BACK;
+		if (ip6->version != 6 || ip6->hop_limit <= 1)
+			return FAST_HAND_BACK;
+		__u32 plen = bswap16(ip6->payload_len);
+		if ((void *)(ip6 + 1) + plen > end)
+			return FAST_HAND_BACK;
+		k.proto = ip6->nexthdr; /* an extension header is neither TCP nor UDP: handed back */
+		__builtin_memcpy(k.src, &ip6->saddr, 16);
+		__builtin_memcpy(k.dst, &ip6->daddr, 16);
+		e = fast_l4(&k, ip6 + 1, plen, end);
+		if (!e)
+			return FAST_HAND_BACK;
+		__builtin_memcpy(&ip6->saddr, e->src, 16);
+		__builtin_memcpy(&ip6->daddr, e->dst, 16);
+		ip6->hop_limit--;
+		return fast_send(ctx, e);
+	}
+	return FAST_HAND_BACK;
+}
+
+#endif
+
 static __always_inline int redirect(struct xdp_md *ctx)
 {
 	count(0, 0);
@@ -617,6 +813,12 @@ int sluice_steer(struct xdp_md *ctx)
 		proto = *(__u16 *)(l3 + 2);
 		l3 += 4;
 	}
+
+#ifdef SLUICE_FAST_PATH
+	int fast = fast_path(ctx, l3, proto);
+	if (fast != FAST_HAND_BACK)
+		return fast;
+#endif
 
 	int ours = 0;
 	if (proto == bswap16(ETH_P_IP)) {

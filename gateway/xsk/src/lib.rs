@@ -8,6 +8,7 @@
 //!
 //! - [`socket`]: [`XskSocket`], a [`sluice_port::Port`] over an AF_XDP socket.
 //! - [`steer`]: [`Steering`], the XDP program attached through a bpf_link and its maps.
+//! - [`fastpath`]: the layout of the fast path's map (established flows the program forwards).
 //! - [`netlink`]: routes, neighbours, and asking the kernel to resolve one.
 //! - [`link`]: MAC address, queue count, raw frame sender.
 //!
@@ -16,10 +17,11 @@
 
 mod ring;
 
+pub mod fastpath;
 pub mod link;
 pub mod netlink;
 pub mod socket;
 pub mod steer;
 
 pub use socket::{BindMode, Config, Mode, XskSocket};
-pub use steer::{AttachMode, Kind, STEER_HOST, SteerKey, SteerValue, Steering};
+pub use steer::{AttachMode, FastPath, Kind, STEER_HOST, SteerKey, SteerValue, Steering};

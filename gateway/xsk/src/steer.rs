@@ -1,16 +1,51 @@
 //! The XDP steering program: loading it, attaching it to an interface through a bpf_link (so it
 //! disappears with the process, even on SIGKILL), registering the queue sockets, and keeping its
 //! map of service traffic in step with the table. See `bpf/steer.c` for what the keys mean.
+//!
+//! Two builds of the one program: without the fast path for established flows (nothing of it
+//! is loaded), and with it ([`FastPath::On`]: the `fast_flows` map of
+//! [`crate::fastpath`] entries, and `fast_tx`, the two-armed egress ports).
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 
 use aya::Ebpf;
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
+use aya::maps::{Array, DevMap, HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
+
+use crate::fastpath::{FastEntry, FastKey};
 
 /// The compiled program.
 static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.o"));
+/// The compiled program with the fast path (`-DSLUICE_FAST_PATH`).
+static PROGRAM_FAST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer_fast.o"));
+
+/// Whether the program forwards established flows itself (see `bpf/steer.c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FastPath {
+    /// Every service frame goes to the workers; nothing of the fast path is loaded.
+    #[default]
+    Off,
+    /// Frames of flows installed in `fast_flows` are rewritten and sent on by the program.
+    On,
+}
+
+/// The fast path's maps.
+struct FastMaps {
+    flows: BpfHashMap<MapData, FastKey, FastEntry>,
+    tx: DevMap<MapData>,
+}
+
+/// What the fast path did, summed over CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FastCounts {
+    /// Frames it rewrote and sent on.
+    pub forwarded: u64,
+    /// Frames of an installed flow it handed to the workers (SYN, FIN, RST).
+    pub handed_back: u64,
+    /// Frames dropped because their egress slot in `fast_tx` was empty.
+    pub no_port: u64,
+}
 
 /// What a steering key matches (`KIND_*` in `steer.c`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -179,6 +214,7 @@ pub struct Steering {
     map: BpfHashMap<MapData, SteerKey, SteerValue>,
     counts: PerCpuArray<MapData, u64>,
     cookies: Array<MapData, SynCookies>,
+    fast: Option<FastMaps>,
     current: HashMap<SteerKey, SteerValue>,
     native: bool,
 }
@@ -188,6 +224,7 @@ impl std::fmt::Debug for Steering {
         f.debug_struct("Steering")
             .field("entries", &self.current.len())
             .field("native", &self.native)
+            .field("fast_path", &self.fast.is_some())
             .finish()
     }
 }
@@ -195,10 +232,16 @@ impl std::fmt::Debug for Steering {
 impl Steering {
     /// Loads the program without attaching it ([`Steering::test_run`] runs it).
     pub fn load() -> Result<Steering, Error> {
+        Steering::load_with(FastPath::Off)
+    }
+
+    /// Loads the program, with or without the fast path, without attaching it.
+    pub fn load_with(fast: FastPath) -> Result<Steering, Error> {
         // With its source chain: creating a map without privileges fails with "map error:
         // failed to create map `xsks`", and only the source says "Operation not permitted",
         // the words that earn the error its "run as root".
-        let mut ebpf = Ebpf::load(PROGRAM).map_err(|e| Error::Load(source_chain(&e)))?;
+        let object = if fast == FastPath::On { PROGRAM_FAST } else { PROGRAM };
+        let mut ebpf = Ebpf::load(object).map_err(|e| Error::Load(source_chain(&e)))?;
         Self::program(&mut ebpf)?.load().map_err(|e| Error::Load(source_chain(&e)))?;
         let take = |ebpf: &mut Ebpf, name: &str| {
             ebpf.take_map(name).ok_or_else(|| Error::Map(format!("map {name} missing from the object")))
@@ -208,7 +251,14 @@ impl Steering {
         let map = BpfHashMap::try_from(take(&mut ebpf, "steer")?).map_err(map_err)?;
         let counts = PerCpuArray::try_from(take(&mut ebpf, "counts")?).map_err(map_err)?;
         let cookies = Array::try_from(take(&mut ebpf, "cookie_cfg")?).map_err(map_err)?;
-        Ok(Steering { ebpf, xsks, map, counts, cookies, current: HashMap::new(), native: false })
+        let fast = match fast {
+            FastPath::Off => None,
+            FastPath::On => Some(FastMaps {
+                flows: BpfHashMap::try_from(take(&mut ebpf, "fast_flows")?).map_err(map_err)?,
+                tx: DevMap::try_from(take(&mut ebpf, "fast_tx")?).map_err(map_err)?,
+            }),
+        };
+        Ok(Steering { ebpf, xsks, map, counts, cookies, fast, current: HashMap::new(), native: false })
     }
 
     fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
@@ -218,9 +268,14 @@ impl Steering {
             .map_err(|e: aya::programs::ProgramError| Error::Load(source_chain(&e)))
     }
 
-    /// Loads the program and attaches it to `iface`.
+    /// Loads the program (without the fast path) and attaches it to `iface`.
     pub fn attach(iface: &str, mode: AttachMode) -> Result<Steering, Error> {
-        let mut s = Steering::load()?;
+        Steering::attach_with(iface, mode, FastPath::Off)
+    }
+
+    /// Loads the program, with or without the fast path, and attaches it to `iface`.
+    pub fn attach_with(iface: &str, mode: AttachMode, fast: FastPath) -> Result<Steering, Error> {
+        let mut s = Steering::load_with(fast)?;
         let prog = Self::program(&mut s.ebpf)?;
         let attach = |prog: &mut Xdp, m| {
             prog.attach(iface, m).map_err(|e| Error::Attach { iface: iface.into(), detail: source_chain(&e) })
@@ -292,9 +347,99 @@ impl Steering {
     /// Frames the program has redirected and passed, and SYNs it answered with a cookie, summed
     /// over CPUs.
     pub fn counts(&self) -> (u64, u64, u64) {
-        let sum = |i: u32| self.counts.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
-        (sum(0), sum(1), sum(2))
+        (self.count(0), self.count(1), self.count(2))
     }
+
+    fn count(&self, i: u32) -> u64 {
+        self.counts.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0)
+    }
+
+    /// Whether the fast path is loaded.
+    pub fn fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    fn fast_maps(&mut self) -> Result<&mut FastMaps, Error> {
+        self.fast.as_mut().ok_or_else(|| Error::Map("the fast path is not loaded".into()))
+    }
+
+    /// What the fast path did (zeros when it is not loaded).
+    pub fn fast_counts(&self) -> FastCounts {
+        FastCounts { forwarded: self.count(3), handed_back: self.count(4), no_port: self.count(5) }
+    }
+
+    /// Installs (or replaces) the entry of one flow direction. Fails when the map is full
+    /// (`FAST_MAX_ENTRIES` in `steer.c`): the flow then stays on the AF_XDP path.
+    pub fn fast_install(&mut self, key: &FastKey, entry: &FastEntry) -> Result<(), Error> {
+        let m = self.fast_maps()?;
+        m.flows.insert(key, entry, 0).map_err(|e| Error::Map(format!("fast_flows insert: {e}")))
+    }
+
+    /// Removes the entry of one flow direction; false when there was none (the program removes
+    /// a direction's entry itself when it hands back a FIN or RST).
+    pub fn fast_remove(&mut self, key: &FastKey) -> Result<bool, Error> {
+        match self.fast_maps()?.flows.remove(key) {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(false)
+            }
+            Err(e) => Err(Error::Map(format!("fast_flows remove: {e}"))),
+        }
+    }
+
+    /// Removes every entry; returns how many there were.
+    pub fn fast_clear(&mut self) -> Result<usize, Error> {
+        let m = self.fast_maps()?;
+        let keys: Vec<FastKey> = m.flows.keys().filter_map(Result::ok).collect();
+        for k in &keys {
+            match m.flows.remove(k) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(Error::Map(format!("fast_flows remove: {e}"))),
+            }
+        }
+        Ok(keys.len())
+    }
+
+    /// The entry of one flow direction, with the program's counters, if installed.
+    pub fn fast_entry(&self, key: &FastKey) -> Result<Option<FastEntry>, Error> {
+        let Some(m) = &self.fast else { return Err(Error::Map("the fast path is not loaded".into())) };
+        match m.flows.get(key, 0) {
+            Ok(e) => Ok(Some(e)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(Error::Map(format!("fast_flows lookup: {e}"))),
+        }
+    }
+
+    /// Makes `fast_tx[port]` the interface `ifindex` (two-armed egress).
+    pub fn set_fast_port(&mut self, port: u32, ifindex: u32) -> Result<(), Error> {
+        let m = self.fast_maps()?;
+        m.tx.set(port, ifindex, None, 0).map_err(|e| Error::Map(format!("fast_tx[{port}]: {e}")))
+    }
+}
+
+/// The names of the maps the loaded program `prog_id` uses (the id `ip link` shows for an
+/// interface's XDP program): how a test tells which build of the steering program runs, and
+/// that nothing of the fast path is loaded when it is off.
+pub fn program_maps(prog_id: u32) -> Result<Vec<String>, Error> {
+    for p in aya::programs::loaded_programs() {
+        let p = p.map_err(|e| Error::Load(source_chain(&e)))?;
+        if p.id() != prog_id {
+            continue;
+        }
+        let ids = p.map_ids().map_err(|e| Error::Load(source_chain(&e)))?.unwrap_or_default();
+        return ids
+            .into_iter()
+            .map(|id| {
+                aya::maps::MapInfo::from_id(id)
+                    .map(|m| m.name_as_str().unwrap_or_default().to_owned())
+                    .map_err(|e| Error::Map(format!("map {id}: {e}")))
+            })
+            .collect();
+    }
+    Err(Error::Load(format!("no loaded program has the id {prog_id}")))
 }
 
 /// An error and its sources, `: `-separated; a source whose text its error already ends with
