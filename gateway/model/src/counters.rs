@@ -124,6 +124,10 @@ named! {
         L7Limited => "l7_limited",
         /// Requests refused by a route's basic authentication (401).
         L7AuthDenied => "l7_auth_denied",
+        /// Client connections ended for slowness: a request head or body that did not come in time (408; a close when nothing came, or a TLS handshake that did not finish), a response left unread.
+        L7ClientTimeouts => "l7_client_timeouts",
+        /// Request bodies refused: chunked framing that breaks the rules (400) or a chunked body over the size limit (413); the connection is closed.
+        L7RejectedBodies => "l7_rejected_bodies",
         /// Client connections that spoke HTTP/2 (ALPN `h2`, or the preface on a plain listener).
         L7H2Connections => "l7_h2_connections",
         /// HTTP/2 streams opened by clients (each a request).
