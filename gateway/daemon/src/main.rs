@@ -634,7 +634,10 @@ mod tests {
         assert_eq!((c.client_head_timeout_ns, c.client_body_timeout_ns), (2_000_000_000, 3_000_000_000));
         let d = sluice_l7::proxy::Config::DEFAULT;
         let c = cli(&[]).unwrap();
-        assert_eq!((c.client_head_timeout_ns, c.client_body_timeout_ns), (d.client_head_timeout_ns, d.client_body_timeout_ns));
+        assert_eq!(
+            (c.client_head_timeout_ns, c.client_body_timeout_ns),
+            (d.client_head_timeout_ns, d.client_body_timeout_ns)
+        );
         assert!(cli(&["--client-header-timeout", "0"]).is_err());
     }
 
