@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sluice_sandbox::tls::{certificate, tls_secret};
+use sluice_sandbox::tls::{certificate, certificate_with, tls_secret};
 use sluice_sandbox::{Backend, Sandbox, example, repo_root, require_root};
 
 /// The address Ingresses are served on.
@@ -56,6 +56,11 @@ fn backends() -> Vec<Backend> {
 /// The sandbox with the petclinic Ingress and [`PLAIN`] served on [`L7`], and the CA file
 /// clients trust; `None` when skipped.
 fn up(test: &str, dir: &Path) -> Option<(Sandbox, PathBuf)> {
+    up_with(test, dir, &[])
+}
+
+/// [`up`] with more manifests.
+fn up_with(test: &str, dir: &Path, extra: &[(&str, &str)]) -> Option<(Sandbox, PathBuf)> {
     if !require_root(test) {
         return None;
     }
@@ -70,8 +75,9 @@ fn up(test: &str, dir: &Path) -> Option<(Sandbox, PathBuf)> {
     }
     let (cert, key) = certificate(dir, "foo.bar.com", "foo.bar.com").expect("certificate");
     let secret = tls_secret("tls-secret", &cert, &key).expect("secret");
-    sb.set_manifests(&[example("ingress")], &[("tls-secret.yaml", secret.as_str()), ("plain.yaml", PLAIN)])
-        .expect("manifests");
+    let mut manifests = vec![("tls-secret.yaml", secret.as_str()), ("plain.yaml", PLAIN)];
+    manifests.extend_from_slice(extra);
+    sb.set_manifests(&[example("ingress")], &manifests).expect("manifests");
     sb.start_control().expect("control");
     sb.start_gateway(&[
         "--l7-address",
@@ -301,4 +307,134 @@ fn hostile_clients_get_their_answers_and_others_are_served_throughout() {
     );
     assert_eq!(failed, 0, "{log}");
     assert!(ok >= 100, "{log}");
+}
+
+/// The host testssl.sh scans.
+const SCAN_HOST: &str = "scan.example";
+
+/// Its Ingress: TLS, the redirect to HTTPS (and so HSTS), security headers on every response.
+const SCAN: &str = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: security-headers}
+data:
+  X-Frame-Options: DENY
+  X-Content-Type-Options: nosniff
+  Content-Security-Policy: \"default-src 'self'\"
+  Referrer-Policy: no-referrer
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: scan
+  annotations:
+    nginx.ingress.kubernetes.io/ssl-redirect: \"true\"
+    nginx.ingress.kubernetes.io/custom-headers: security-headers
+spec:
+  ingressClassName: sluice
+  tls:
+  - {hosts: [scan.example], secretName: scan-tls}
+  rules:
+  - host: scan.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: petclinic, port: {number: 8080}}}}
+";
+
+/// testssl.sh's severities that fail the scan.
+const FAILING: &[&str] = &["MEDIUM", "HIGH", "CRITICAL"];
+
+#[test]
+fn testssl_finds_nothing_medium_or_worse() {
+    let test = "testssl_finds_nothing_medium_or_worse";
+    let dir = tempfile::tempdir().unwrap();
+    // The scanned host: its own Ingress, with what an operator who cares would set — a
+    // certificate of 90 days with a revocation (OCSP) URI, the HTTPS redirect and its HSTS, the
+    // usual security headers (custom-headers) — so that the findings are the gateway's, not
+    // those of a test certificate or of the backend's bare answers.
+    let (cert, key) = certificate_with(
+        dir.path(),
+        SCAN_HOST,
+        SCAN_HOST,
+        90,
+        &["authorityInfoAccess=OCSP;URI:http://ocsp.scan.example/"],
+    )
+    .expect("certificate");
+    let secret = tls_secret("scan-tls", &cert, &key).expect("secret");
+    let Some((mut sb, good_ca)) =
+        up_with(test, dir.path(), &[("scan.yaml", SCAN), ("scan-tls.yaml", &secret)])
+    else {
+        return;
+    };
+    let ca = dir.path().join(format!("{SCAN_HOST}.crt"));
+    assert!(
+        sb.exec("cl", &["testssl", "--version"]).is_ok_and(|o| o.status.success()),
+        "testssl.sh is missing: tests/packages.sh installs it (Debian package testssl.sh)"
+    );
+    let stop = sb.dir().join("good.stop");
+    start_good_client(&mut sb, &good_ca, &stop, 900);
+    // The default scan (protocols, cipher categories, forward secrecy, server preferences,
+    // server defaults and certificate, HTTP headers, every vulnerability check, client
+    // simulations), trusting the test's certificate; no DNS (the namespace has none). Bounded: 5 s per connect and per openssl call, 15 minutes in all.
+    let json = sb.dir().join("testssl.json");
+    let started = Instant::now();
+    let out = sb
+        .exec(
+            "cl",
+            &[
+                "timeout",
+                "900",
+                "testssl",
+                "--quiet",
+                "--color",
+                "0",
+                "--warnings",
+                "off",
+                "--nodns",
+                "none",
+                "--ip",
+                L7,
+                "--add-ca",
+                &ca.to_string_lossy(),
+                "--connect-timeout",
+                "5",
+                "--openssl-timeout",
+                "5",
+                "--jsonfile",
+                &json.to_string_lossy(),
+                &format!("https://{SCAN_HOST}/"),
+            ],
+        )
+        .expect("testssl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let elapsed = started.elapsed().as_secs_f64();
+    let findings: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| panic!("no JSON from testssl ({elapsed:.0} s, {}):\n{text}", out.status));
+    let field = |f: &serde_json::Value, k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    let mut worth_noting = Vec::new();
+    let mut failing = Vec::new();
+    for f in &findings {
+        let (id, severity, finding) = (field(f, "id"), field(f, "severity"), field(f, "finding"));
+        if FAILING.contains(&severity.as_str()) {
+            failing.push(format!("{severity} {id}: {finding}"));
+        } else if matches!(severity.as_str(), "LOW" | "WARN") {
+            worth_noting.push(format!("{severity} {id}: {finding}"));
+        }
+    }
+    eprintln!(
+        "testssl: {} findings in {elapsed:.0} s; LOW and WARN:\n  {}",
+        findings.len(),
+        worth_noting.join("\n  ")
+    );
+    // The scan ran: it saw TLS 1.3 offered and trusted the chain.
+    let has = |id: &str, needle: &str| {
+        findings.iter().any(|f| field(f, "id") == id && field(f, "finding").contains(needle))
+    };
+    assert!(has("TLS1_3", "offered"), "{text}");
+    assert!(has("TLS1", "not offered") && has("SSLv3", "not offered"), "{text}");
+    assert!(failing.is_empty(), "testssl findings MEDIUM or worse:\n{}\n\n{text}", failing.join("\n"));
+    let (ok, failed, log) = stop_good_client(&sb, &stop);
+    eprintln!("good client during the scan: {ok} requests, {failed} failed");
+    assert_eq!(failed, 0, "{log}");
 }
