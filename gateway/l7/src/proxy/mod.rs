@@ -929,34 +929,28 @@ impl Conn {
 
     /// The upstream's timers of an exchange (connect, send, read).
     fn tick_upstream(&mut self, ctx: &mut Context, now_ns: u64) {
-        match &mut self.phase {
-            Phase::Exchange(ex) => match ex.up {
-                Upstream::Connecting { since_ns }
-                    if now_ns.saturating_sub(since_ns) >= ex.connect_timeout_ns =>
-                {
-                    self.upstream_gone(ctx, Gone::ConnectTimeout, now_ns);
-                }
-                // The send clock runs only while request bytes wait (to within one tick of
-                // their arrival: nothing waiting, it is set to now).
-                Upstream::Ready if self.uout.is_empty() => {
-                    ex.send_clock_ns = now_ns;
-                    if now_ns.saturating_sub(ex.last_upstream_ns) >= ex.read_timeout_ns
-                        && self.cout.is_empty()
-                    {
-                        self.upstream_gone(ctx, Gone::ReadTimeout, now_ns);
-                    }
-                }
-                Upstream::Ready if now_ns.saturating_sub(ex.send_clock_ns) >= ex.send_timeout_ns => {
-                    self.upstream_gone(ctx, Gone::SendTimeout, now_ns);
-                }
-                Upstream::Ready
-                    if now_ns.saturating_sub(ex.last_upstream_ns) >= ex.read_timeout_ns
-                        && self.cout.is_empty() =>
-                {
+        let Phase::Exchange(ex) = &mut self.phase else { return };
+        match ex.up {
+            Upstream::Connecting { since_ns } if now_ns.saturating_sub(since_ns) >= ex.connect_timeout_ns => {
+                self.upstream_gone(ctx, Gone::ConnectTimeout, now_ns);
+            }
+            // The send clock runs only while request bytes wait (to within one tick of
+            // their arrival: nothing waiting, it is set to now).
+            Upstream::Ready if self.uout.is_empty() => {
+                ex.send_clock_ns = now_ns;
+                if now_ns.saturating_sub(ex.last_upstream_ns) >= ex.read_timeout_ns && self.cout.is_empty() {
                     self.upstream_gone(ctx, Gone::ReadTimeout, now_ns);
                 }
-                _ => {}
-            },
+            }
+            Upstream::Ready if now_ns.saturating_sub(ex.send_clock_ns) >= ex.send_timeout_ns => {
+                self.upstream_gone(ctx, Gone::SendTimeout, now_ns);
+            }
+            Upstream::Ready
+                if now_ns.saturating_sub(ex.last_upstream_ns) >= ex.read_timeout_ns
+                    && self.cout.is_empty() =>
+            {
+                self.upstream_gone(ctx, Gone::ReadTimeout, now_ns);
+            }
             _ => {}
         }
     }
