@@ -388,6 +388,27 @@ fn slow_heads_get_408_idle_connections_close_quietly() {
     assert!(!h.conn.is_finished());
     h.advance(S);
     assert!(h.conn.is_finished() && h.client.is_empty(), "idle keep-alive closed without a response");
+
+    // After 70 s of keep-alive quiet, a head in two pieces: its 60 s start with its first byte.
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    h.client_text();
+    h.advance(70 * S);
+    h.send(b"GET / HTTP/1.1\r\nHo");
+    h.advance(S);
+    assert!(h.client.is_empty() && !h.conn.is_finished(), "{}", h.client_text());
+    h.send(b"st: app.example\r\n\r\n");
+    assert!(h.upstream_text().starts_with("GET / HTTP/1.1\r\n"));
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert!(h.client_text().starts_with("HTTP/1.1 200 "));
+    // And a slow one after quiet still gets its 408, 60 s after its first byte.
+    h.advance(70 * S);
+    h.send(b"GET / HTTP/1.1\r\nHo");
+    h.advance(59 * S);
+    assert!(h.client.is_empty());
+    h.advance(S);
+    assert!(h.client_text().starts_with("HTTP/1.1 408 "));
 }
 
 #[test]

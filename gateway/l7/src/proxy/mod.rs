@@ -711,6 +711,12 @@ impl Conn {
 
     /// `n` bytes were read into [`Conn::client_read_buf`].
     pub fn client_read(&mut self, ctx: &mut Context, n: usize, now_ns: u64) {
+        // The first byte of a request on an idle keep-alive connection starts its head's clock:
+        // the idle time before it was the keep-alive timeout's, not the head's (else a client
+        // that sends a head in two packets after a minute of quiet would get 408).
+        if n > 0 && self.cin.is_empty() && self.requests > 0 && matches!(self.phase, Phase::Head) {
+            self.since_ns = now_ns;
+        }
         self.cin.filled(n);
         if matches!(self.phase, Phase::Closing) {
             self.cin.clear();
