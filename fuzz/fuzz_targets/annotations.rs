@@ -22,6 +22,7 @@ use sluice_model::policy::{self, Cidr, HashKey, RewriteTarget};
 const PREFIX: &str = "nginx.ingress.kubernetes.io/";
 
 /// ingress-nginx's annotations (short names), those Sluice reads and a few it refuses.
+#[rustfmt::skip]
 const NAMES: &[&str] = &[
     "rewrite-target", "use-regex", "app-root", "ssl-redirect", "force-ssl-redirect",
     "preserve-trailing-slash", "permanent-redirect", "permanent-redirect-code", "temporal-redirect",

@@ -37,7 +37,8 @@ fn certificate(name: &str, host: &str) -> Certificate {
 fn generation() -> &'static TlsGeneration {
     static G: OnceLock<TlsGeneration> = OnceLock::new();
     G.get_or_init(|| {
-        let certs = vec![certificate("shop-tls", "shop.example.com"), certificate("wild-tls", "*.example.com")];
+        let certs =
+            vec![certificate("shop-tls", "shop.example.com"), certificate("wild-tls", "*.example.com")];
         let default = DefaultCert::generate(1_790_000_000).unwrap();
         let (g, problems) = tls::build(&certs, &default, &tls::new_ticketer().unwrap());
         assert!(problems.is_empty(), "{problems:?}");

@@ -303,7 +303,10 @@ pub fn compile_config() -> sluice_control::compile::Config {
         load_balancer_class: None,
         // External IPs from the examples' and fixtures' ranges are served, others refused:
         // both paths get fuzzed.
-        external_ip_ranges: ["198.19.0.0/16", "2001:db8:19::/48"].iter().filter_map(|r| r.parse().ok()).collect(),
+        external_ip_ranges: ["198.19.0.0/16", "2001:db8:19::/48"]
+            .iter()
+            .filter_map(|r| r.parse().ok())
+            .collect(),
         // ingress-nginx's classes too, so its dialect and annotations are fuzzed.
         ingress_nginx_class: true,
     }
@@ -472,13 +475,23 @@ fn netlink() -> Vec<(String, Vec<u8>)> {
 /// the step byte first.
 fn h2() -> Vec<(String, Vec<u8>)> {
     use sluice_l7::h2::frame;
-    use sluice_l7::h2::{ErrorCode, StreamId};
     use sluice_l7::h2::hpack::{Encoder, Field};
-    let field = |n: &'static str, v: &'static str| Field { name: n.as_bytes(), value: v.as_bytes(), never_index: false };
+    use sluice_l7::h2::{ErrorCode, StreamId};
+    let field = |n: &'static str, v: &'static str| Field {
+        name: n.as_bytes(),
+        value: v.as_bytes(),
+        never_index: false,
+    };
     let head = |enc: &mut Encoder, method: &'static str, path: &'static str| {
         let mut block = Vec::new();
         enc.encode(
-            [field(":method", method), field(":scheme", "https"), field(":authority", "a.example"), field(":path", path), field("x-a", "1")],
+            [
+                field(":method", method),
+                field(":scheme", "https"),
+                field(":authority", "a.example"),
+                field(":path", path),
+                field("x-a", "1"),
+            ],
             &mut block,
         );
         block
@@ -597,28 +610,85 @@ fn annotations() -> Vec<(String, Vec<u8>)> {
         ("rewrite", &["rewrite-target=/$2", "use-regex=true", "x-forwarded-prefix=/api", "app-root=/app"]),
         (
             "redirects",
-            &["ssl-redirect=false", "force-ssl-redirect=true", "permanent-redirect=https://b.example/x", "permanent-redirect-code=308", "temporal-redirect=/t", "preserve-trailing-slash=true"],
+            &[
+                "ssl-redirect=false",
+                "force-ssl-redirect=true",
+                "permanent-redirect=https://b.example/x",
+                "permanent-redirect-code=308",
+                "temporal-redirect=/t",
+                "preserve-trailing-slash=true",
+            ],
         ),
-        ("auth", &["auth-type=basic", "auth-secret=shop/users", "auth-secret-type=auth-file", "auth-realm=Shop staff"]),
+        (
+            "auth",
+            &[
+                "auth-type=basic",
+                "auth-secret=shop/users",
+                "auth-secret-type=auth-file",
+                "auth-realm=Shop staff",
+            ],
+        ),
         (
             "limits",
-            &["limit-rps=5", "limit-rpm=300", "limit-connections=2", "limit-burst-multiplier=3", "limit-whitelist=198.18.0.0/15, 2001:db8::/32", "proxy-body-size=8m", "proxy-read-timeout=120"],
+            &[
+                "limit-rps=5",
+                "limit-rpm=300",
+                "limit-connections=2",
+                "limit-burst-multiplier=3",
+                "limit-whitelist=198.18.0.0/15, 2001:db8::/32",
+                "proxy-body-size=8m",
+                "proxy-read-timeout=120",
+            ],
         ),
         (
             "canary",
-            &["canary=true", "canary-by-header=X-Canary", "canary-by-header-value=yes", "canary-by-header-pattern=^(a|b)$", "canary-by-cookie=c", "canary-weight=30", "canary-weight-total=1000"],
+            &[
+                "canary=true",
+                "canary-by-header=X-Canary",
+                "canary-by-header-value=yes",
+                "canary-by-header-pattern=^(a|b)$",
+                "canary-by-cookie=c",
+                "canary-weight=30",
+                "canary-weight-total=1000",
+            ],
         ),
         (
             "affinity",
-            &["affinity=cookie", "affinity-mode=persistent", "session-cookie-name=ROUTE", "session-cookie-path=/app", "session-cookie-max-age=3600", "session-cookie-samesite=Lax", "upstream-hash-by=$request_uri$host"],
+            &[
+                "affinity=cookie",
+                "affinity-mode=persistent",
+                "session-cookie-name=ROUTE",
+                "session-cookie-path=/app",
+                "session-cookie-max-age=3600",
+                "session-cookie-samesite=Lax",
+                "upstream-hash-by=$request_uri$host",
+            ],
         ),
         (
             "cors",
-            &["enable-cors=true", "cors-allow-origin=https://a.example, https://*.b.example", "cors-allow-methods=GET, POST", "cors-allow-headers=X-A", "cors-allow-credentials=false", "cors-max-age=600", "upstream-vhost=in.example", "backend-protocol=GRPCS"],
+            &[
+                "enable-cors=true",
+                "cors-allow-origin=https://a.example, https://*.b.example",
+                "cors-allow-methods=GET, POST",
+                "cors-allow-headers=X-A",
+                "cors-allow-credentials=false",
+                "cors-max-age=600",
+                "upstream-vhost=in.example",
+                "backend-protocol=GRPCS",
+            ],
         ),
         (
             "bad",
-            &["proxy-body-size=1t", "limit-rps=x", "whitelist-source-range=10.0.0.0/33,nope", "rewrite-target=/a\r\nX: y", "configuration-snippet=more_set_headers \"X: y\";", "auth-url=http://auth/", "permanent-redirect-code=999", "session-cookie-name=a b"],
+            &[
+                "proxy-body-size=1t",
+                "limit-rps=x",
+                "whitelist-source-range=10.0.0.0/33,nope",
+                "rewrite-target=/a\r\nX: y",
+                "configuration-snippet=more_set_headers \"X: y\";",
+                "auth-url=http://auth/",
+                "permanent-redirect-code=999",
+                "session-cookie-name=a b",
+            ],
         ),
     ];
     sets.iter().map(|(name, lines)| (name.to_string(), lines.join("\n").into_bytes())).collect()
@@ -658,9 +728,27 @@ fn hpack() -> Vec<(String, Vec<u8>)> {
     let mut enc = Encoder::new(4096);
     let mut ours = Vec::new();
     for fields in [
-        vec![f(":method", "GET"), f(":scheme", "https"), f(":authority", "a.example"), f(":path", "/"), never("authorization", "Basic YWxpY2U6c2VjcmV0")],
-        vec![f(":status", "200"), f("content-type", "text/plain"), f("server", "sluice"), f("set-cookie", "ROUTE=abc; HttpOnly")],
-        vec![f(":method", "POST"), f(":scheme", "https"), f(":authority", "a.example"), f(":path", "/up"), f("x-a", "1"), f("x-a", "2")],
+        vec![
+            f(":method", "GET"),
+            f(":scheme", "https"),
+            f(":authority", "a.example"),
+            f(":path", "/"),
+            never("authorization", "Basic YWxpY2U6c2VjcmV0"),
+        ],
+        vec![
+            f(":status", "200"),
+            f("content-type", "text/plain"),
+            f("server", "sluice"),
+            f("set-cookie", "ROUTE=abc; HttpOnly"),
+        ],
+        vec![
+            f(":method", "POST"),
+            f(":scheme", "https"),
+            f(":authority", "a.example"),
+            f(":path", "/up"),
+            f("x-a", "1"),
+            f("x-a", "2"),
+        ],
     ] {
         let mut b = Vec::new();
         enc.encode(fields, &mut b);
@@ -695,7 +783,8 @@ fn tls_hello() -> Vec<(String, Vec<u8>)> {
                 .with_no_client_auth();
             config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
             config.enable_sni = sni.is_some();
-            let name = rustls::pki_types::ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_owned()).unwrap();
+            let name =
+                rustls::pki_types::ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_owned()).unwrap();
             let mut client = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
             let mut hello = vec![7u8];
             while client.wants_write() {
