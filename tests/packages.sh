@@ -10,8 +10,9 @@
 #   nghttp2-client          nghttp and h2load: real HTTP/2 clients (gateway/l7/tests/h2_interop.rs)
 #   nghttp2-server          nghttpd: a real HTTP/2 server for the client role (the same test)
 #   python3-grpcio          a real gRPC client and server (tests/grpc/, run by /usr/bin/python3) through the gateway
+#   testssl.sh              the TLS scan of the HTTPS listener (tests/tests/l7_hostile.rs)
 sluice_debian_packages=(clang linux-libc-dev iproute2 ethtool nginx-light curl iputils-ping util-linux systemd openssl
-  nghttp2-client nghttp2-server python3-grpcio)
+  nghttp2-client nghttp2-server python3-grpcio testssl.sh)
 
 sluice_install_packages() {
   local missing=() p

@@ -16,7 +16,8 @@ fn run(bytes: &[u8], step: usize) -> Vec<String> {
     let mut events = Vec::new();
     // DATA pieces not yet written as an event: (stream, bytes, end, where they go).
     let mut data_runs: Vec<(sluice_l7::h2::StreamId, Vec<u8>, bool, usize)> = Vec::new();
-    let flush = |runs: &mut Vec<(sluice_l7::h2::StreamId, Vec<u8>, bool, usize)>, events: &mut Vec<String>| {
+    let flush = |runs: &mut Vec<(sluice_l7::h2::StreamId, Vec<u8>, bool, usize)>,
+                 events: &mut Vec<String>| {
         for (s, bytes, end, _) in runs.drain(..) {
             events.push(format!("data {s:?} {bytes:?} {end}"));
         }

@@ -558,7 +558,8 @@ impl Harness {
         });
         if let Some((gateway, backend)) = syn {
             let seq = u32::from_le_bytes([b(8), b(9), b(10), b(11)]);
-            let synack = tcp(backend, gateway, tcp_flags::SYN | tcp_flags::ACK, seq, isn.wrapping_add(1), b"");
+            let synack =
+                tcp(backend, gateway, tcp_flags::SYN | tcp_flags::ACK, seq, isn.wrapping_add(1), b"");
             self.push(&synack, true, sent);
         }
     }

@@ -24,6 +24,10 @@ pub fn write_if_asked(target: &str) {
         "netlink" => netlink(),
         "h1" => h1(),
         "h2" => h2(),
+        "htpasswd" => htpasswd(),
+        "annotations" => annotations(),
+        "hpack" => hpack(),
+        "tls_hello" => tls_hello(),
         other => panic!("no seeds for target {other:?}"),
     };
     for (name, bytes) in &seeds {
@@ -299,7 +303,10 @@ pub fn compile_config() -> sluice_control::compile::Config {
         load_balancer_class: None,
         // External IPs from the examples' and fixtures' ranges are served, others refused:
         // both paths get fuzzed.
-        external_ip_ranges: ["198.19.0.0/16", "2001:db8:19::/48"].iter().filter_map(|r| r.parse().ok()).collect(),
+        external_ip_ranges: ["198.19.0.0/16", "2001:db8:19::/48"]
+            .iter()
+            .filter_map(|r| r.parse().ok())
+            .collect(),
         // ingress-nginx's classes too, so its dialect and annotations are fuzzed.
         ingress_nginx_class: true,
     }
@@ -468,13 +475,23 @@ fn netlink() -> Vec<(String, Vec<u8>)> {
 /// the step byte first.
 fn h2() -> Vec<(String, Vec<u8>)> {
     use sluice_l7::h2::frame;
-    use sluice_l7::h2::{ErrorCode, StreamId};
     use sluice_l7::h2::hpack::{Encoder, Field};
-    let field = |n: &'static str, v: &'static str| Field { name: n.as_bytes(), value: v.as_bytes(), never_index: false };
+    use sluice_l7::h2::{ErrorCode, StreamId};
+    let field = |n: &'static str, v: &'static str| Field {
+        name: n.as_bytes(),
+        value: v.as_bytes(),
+        never_index: false,
+    };
     let head = |enc: &mut Encoder, method: &'static str, path: &'static str| {
         let mut block = Vec::new();
         enc.encode(
-            [field(":method", method), field(":scheme", "https"), field(":authority", "a.example"), field(":path", path), field("x-a", "1")],
+            [
+                field(":method", method),
+                field(":scheme", "https"),
+                field(":authority", "a.example"),
+                field(":path", path),
+                field("x-a", "1"),
+            ],
             &mut block,
         );
         block
@@ -546,4 +563,235 @@ fn h1() -> Vec<(String, Vec<u8>)> {
         }
     }
     out
+}
+
+// ---- htpasswd -------------------------------------------------------------------------------
+
+/// htpasswd files with each kind of hash (those of `sluice-l7`'s auth tests, made with
+/// `htpasswd` and `openssl passwd`; the password is `secret` unless said), then a NUL and an
+/// `Authorization` value: right, wrong, malformed.
+fn htpasswd() -> Vec<(String, Vec<u8>)> {
+    let file = "# users\n\
+                alice:$2y$04$bEEIVhKD7z2XMK0S0Lp1rOo8tCmXWl/BcqwWR1S2fJnfq3Kc2cgPy\n\
+                carol:{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=\n\
+                dave:$apr1$xyzSALT1$.eWsQnZemtc7siKtawOwr/\n\
+                erin:$1$abc$iCQ2D3nhptRYi27fDYv2s1\n\
+                sam:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n\
+                alice:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n\
+                plain:secret\n\
+                \n";
+    let headers: [(&str, &str); 7] = [
+        // alice:secret (bcrypt cost 4), carol:pw, dave:secret, erin:secret, sam:secret.
+        ("bcrypt", "Basic YWxpY2U6c2VjcmV0"),
+        ("sha1", "Basic Y2Fyb2w6cHc="),
+        ("apr1", "Basic ZGF2ZTpzZWNyZXQ="),
+        ("md5", "Basic ZXJpbjpzZWNyZXQ="),
+        ("wrong", "Basic c2FtOm5vcGU="),
+        ("unknown", "Basic bm9ib2R5OnNlY3JldA=="),
+        ("malformed", "Bearer abc"),
+    ];
+    headers
+        .iter()
+        .map(|(name, h)| {
+            let mut seed = file.as_bytes().to_vec();
+            seed.push(0);
+            seed.extend_from_slice(h.as_bytes());
+            (name.to_string(), seed)
+        })
+        .collect()
+}
+
+// ---- annotations ----------------------------------------------------------------------------
+
+/// Annotations as `deploy/examples` and control's tests write them, good values and bad, one
+/// Ingress per seed (`name=value` lines; `fuzz_targets/annotations.rs`).
+fn annotations() -> Vec<(String, Vec<u8>)> {
+    let sets: [(&str, &[&str]); 8] = [
+        ("rewrite", &["rewrite-target=/$2", "use-regex=true", "x-forwarded-prefix=/api", "app-root=/app"]),
+        (
+            "redirects",
+            &[
+                "ssl-redirect=false",
+                "force-ssl-redirect=true",
+                "permanent-redirect=https://b.example/x",
+                "permanent-redirect-code=308",
+                "temporal-redirect=/t",
+                "preserve-trailing-slash=true",
+            ],
+        ),
+        (
+            "auth",
+            &[
+                "auth-type=basic",
+                "auth-secret=shop/users",
+                "auth-secret-type=auth-file",
+                "auth-realm=Shop staff",
+            ],
+        ),
+        (
+            "limits",
+            &[
+                "limit-rps=5",
+                "limit-rpm=300",
+                "limit-connections=2",
+                "limit-burst-multiplier=3",
+                "limit-whitelist=198.18.0.0/15, 2001:db8::/32",
+                "proxy-body-size=8m",
+                "proxy-read-timeout=120",
+            ],
+        ),
+        (
+            "canary",
+            &[
+                "canary=true",
+                "canary-by-header=X-Canary",
+                "canary-by-header-value=yes",
+                "canary-by-header-pattern=^(a|b)$",
+                "canary-by-cookie=c",
+                "canary-weight=30",
+                "canary-weight-total=1000",
+            ],
+        ),
+        (
+            "affinity",
+            &[
+                "affinity=cookie",
+                "affinity-mode=persistent",
+                "session-cookie-name=ROUTE",
+                "session-cookie-path=/app",
+                "session-cookie-max-age=3600",
+                "session-cookie-samesite=Lax",
+                "upstream-hash-by=$request_uri$host",
+            ],
+        ),
+        (
+            "cors",
+            &[
+                "enable-cors=true",
+                "cors-allow-origin=https://a.example, https://*.b.example",
+                "cors-allow-methods=GET, POST",
+                "cors-allow-headers=X-A",
+                "cors-allow-credentials=false",
+                "cors-max-age=600",
+                "upstream-vhost=in.example",
+                "backend-protocol=GRPCS",
+            ],
+        ),
+        (
+            "bad",
+            &[
+                "proxy-body-size=1t",
+                "limit-rps=x",
+                "whitelist-source-range=10.0.0.0/33,nope",
+                "rewrite-target=/a\r\nX: y",
+                "configuration-snippet=more_set_headers \"X: y\";",
+                "auth-url=http://auth/",
+                "permanent-redirect-code=999",
+                "session-cookie-name=a b",
+            ],
+        ),
+    ];
+    sets.iter().map(|(name, lines)| (name.to_string(), lines.join("\n").into_bytes())).collect()
+}
+
+// ---- hpack ----------------------------------------------------------------------------------
+
+/// Header blocks, each after its length byte (`fuzz_targets/hpack.rs`): RFC 7541's examples of
+/// requests without and with Huffman coding (C.3, C.4: three blocks on one table each), and
+/// blocks Sluice's encoder writes for requests and responses.
+fn hpack() -> Vec<(String, Vec<u8>)> {
+    use sluice_l7::h2::hpack::{Encoder, Field};
+    let unhex = |s: &str| -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    };
+    let chain = |blocks: &[Vec<u8>]| -> Vec<u8> {
+        let mut out = Vec::new();
+        for b in blocks {
+            out.push(u8::try_from(b.len()).unwrap());
+            out.extend_from_slice(b);
+        }
+        out
+    };
+    let c3 = [
+        unhex("8286 8441 0f77 7777 2e65 7861 6d70 6c65 2e63 6f6d"),
+        unhex("8286 84be 5808 6e6f 2d63 6163 6865"),
+        unhex("8287 85bf 400a 6375 7374 6f6d 2d6b 6579 0c63 7573 746f 6d2d 7661 6c75 65"),
+    ];
+    let c4 = [
+        unhex("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff"),
+        unhex("8286 84be 5886 a8eb 1064 9cbf"),
+        unhex("8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf"),
+    ];
+    let f = |n: &'static str, v: &'static str| Field::new(n.as_bytes(), v.as_bytes());
+    let never = |n: &'static str, v: &'static str| Field { never_index: true, ..f(n, v) };
+    let mut enc = Encoder::new(4096);
+    let mut ours = Vec::new();
+    for fields in [
+        vec![
+            f(":method", "GET"),
+            f(":scheme", "https"),
+            f(":authority", "a.example"),
+            f(":path", "/"),
+            never("authorization", "Basic YWxpY2U6c2VjcmV0"),
+        ],
+        vec![
+            f(":status", "200"),
+            f("content-type", "text/plain"),
+            f("server", "sluice"),
+            f("set-cookie", "ROUTE=abc; HttpOnly"),
+        ],
+        vec![
+            f(":method", "POST"),
+            f(":scheme", "https"),
+            f(":authority", "a.example"),
+            f(":path", "/up"),
+            f("x-a", "1"),
+            f("x-a", "2"),
+        ],
+    ] {
+        let mut b = Vec::new();
+        enc.encode(fields, &mut b);
+        ours.push(b);
+    }
+    vec![
+        ("rfc7541-c3".to_owned(), chain(&c3)),
+        ("rfc7541-c4".to_owned(), chain(&c4)),
+        ("sluice".to_owned(), chain(&ours)),
+    ]
+}
+
+// ---- tls_hello ------------------------------------------------------------------------------
+
+/// ClientHellos as rustls writes them — TLS 1.3 and 1.2, ALPN h2 and http/1.1, a server name
+/// the resolver has precisely, one its wildcard covers, one it has not, none — each after a
+/// read-size byte (`fuzz_targets/tls_hello.rs`).
+fn tls_hello() -> Vec<(String, Vec<u8>)> {
+    use std::sync::Arc;
+    let mut seeds = Vec::new();
+    for (vname, versions) in [
+        ("tls13", &[&rustls::version::TLS13][..]),
+        ("tls12", &[&rustls::version::TLS12][..]),
+        ("both", &[&rustls::version::TLS13, &rustls::version::TLS12][..]),
+    ] {
+        for sni in [Some("shop.example.com"), Some("a.example.com"), Some("other.org"), None] {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            config.enable_sni = sni.is_some();
+            let name =
+                rustls::pki_types::ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_owned()).unwrap();
+            let mut client = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+            let mut hello = vec![7u8];
+            while client.wants_write() {
+                client.write_tls(&mut hello).unwrap();
+            }
+            seeds.push((format!("{vname}-{}", sni.unwrap_or("none")), hello));
+        }
+    }
+    seeds
 }

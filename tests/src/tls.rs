@@ -11,6 +11,19 @@ use std::process::{Command, Stdio};
 /// what `openssl req -x509` makes by default: rustls refuses a CA certificate as a server's
 /// (`CaUsedAsEndEntity`), and curl and OpenSSL take it as a trust anchor all the same.
 pub fn certificate(dir: &Path, host: &str, tag: &str) -> io::Result<(String, String)> {
+    certificate_with(dir, host, tag, 30, &[])
+}
+
+/// [`certificate`] valid for `days`, with more X.509v3 extensions (`openssl req -addext`
+/// syntax, e.g. `authorityInfoAccess=OCSP;URI:http://ocsp.example/`): a certificate as an
+/// operator's CA would issue it, for scanners that rate the certificate too.
+pub fn certificate_with(
+    dir: &Path,
+    host: &str,
+    tag: &str,
+    days: u32,
+    extensions: &[&str],
+) -> io::Result<(String, String)> {
     let (cert, key) = (dir.join(format!("{tag}.crt")), dir.join(format!("{tag}.key")));
     let out = Command::new("openssl")
         .args([
@@ -22,11 +35,12 @@ pub fn certificate(dir: &Path, host: &str, tag: &str) -> io::Result<(String, Str
             "ec_paramgen_curve:P-256",
             "-nodes",
             "-days",
-            "30",
+            &days.to_string(),
         ])
         .args(["-subj", &format!("/CN={host}/O={tag}")])
         .args(["-addext", &format!("subjectAltName=DNS:{host},DNS:*.{host}")])
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(extensions.iter().flat_map(|e| ["-addext", e]))
         .arg("-keyout")
         .arg(&key)
         .arg("-out")

@@ -505,6 +505,8 @@ fn export(worker: &Worker, sockets: &[XskSocket], l7: Option<ProxyStats>) -> [u6
         c[Counter::L7Retries] = p.core.retries;
         c[Counter::L7Limited] = p.core.limited;
         c[Counter::L7AuthDenied] = p.core.auth_denied;
+        c[Counter::L7ClientTimeouts] = p.core.client_timeouts;
+        c[Counter::L7RejectedBodies] = p.core.rejected_bodies;
         c[Counter::L7UpstreamConnects] = p.upstream_connects;
         c[Counter::L7UpstreamReuses] = p.upstream_reuses;
         c[Counter::L7TlsHandshakes] = p.tls_handshakes;

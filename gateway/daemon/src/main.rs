@@ -147,6 +147,16 @@ struct Cli {
     /// average of their response times (slow endpoints get fewer requests).
     #[arg(long, value_enum, default_value_t = BalanceArg::RoundRobin)]
     l7_balance: BalanceArg,
+    /// Seconds a client has to send a whole request head (ingress-nginx's
+    /// `client-header-timeout`): then 408 and a close (a close alone when nothing came; over
+    /// TLS the handshake counts too). Default: the proxy's, 60.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    client_header_timeout: Option<u64>,
+    /// Seconds a request body may wait for the client's next byte (ingress-nginx's
+    /// `client-body-timeout`): then 408 (a close once the response has begun). Default: the
+    /// proxy's, 60.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    client_body_timeout: Option<u64>,
     /// Parse the command line (required flags, values, conflicts), then exit 0 without doing
     /// anything: how the tests check the systemd unit's command line. Hidden: not for users.
     #[arg(long, hide = true)]
@@ -223,6 +233,13 @@ fn l7_config(cli: &Cli) -> sluice_l7::proxy::Config {
         BalanceArg::RoundRobin => sluice_l7::proxy::Balance::RoundRobin,
         BalanceArg::Ewma => sluice_l7::proxy::Balance::Ewma,
     };
+    const SECOND_NS: u64 = 1_000_000_000;
+    if let Some(s) = cli.client_header_timeout {
+        c.client_head_timeout_ns = s * SECOND_NS;
+    }
+    if let Some(s) = cli.client_body_timeout {
+        c.client_body_timeout_ns = s * SECOND_NS;
+    }
     c
 }
 
@@ -654,6 +671,15 @@ mod tests {
         assert_eq!(cli(&["--l7-balance", "round_robin"]).unwrap().balance, Balance::RoundRobin);
         assert_eq!(cli(&["--l7-balance", "round-robin"]).unwrap().balance, Balance::RoundRobin);
         assert!(cli(&["--l7-balance", "least_conn"]).is_err());
+        let c = cli(&["--client-header-timeout", "2", "--client-body-timeout", "3"]).unwrap();
+        assert_eq!((c.client_head_timeout_ns, c.client_body_timeout_ns), (2_000_000_000, 3_000_000_000));
+        let d = sluice_l7::proxy::Config::DEFAULT;
+        let c = cli(&[]).unwrap();
+        assert_eq!(
+            (c.client_head_timeout_ns, c.client_body_timeout_ns),
+            (d.client_head_timeout_ns, d.client_body_timeout_ns)
+        );
+        assert!(cli(&["--client-header-timeout", "0"]).is_err());
     }
 
     #[test]

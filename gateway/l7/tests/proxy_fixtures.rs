@@ -378,6 +378,7 @@ fn slow_heads_get_408_idle_connections_close_quietly() {
     h.advance(S);
     assert!(h.client_text().starts_with("HTTP/1.1 408 "));
     assert!(h.conn.is_finished());
+    assert_eq!(h.ctx.stats().client_timeouts, 1);
 
     let mut h = H::web();
     h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
@@ -387,6 +388,99 @@ fn slow_heads_get_408_idle_connections_close_quietly() {
     assert!(!h.conn.is_finished());
     h.advance(S);
     assert!(h.conn.is_finished() && h.client.is_empty(), "idle keep-alive closed without a response");
+
+    // After 70 s of keep-alive quiet, a head in two pieces: its 60 s start with its first byte.
+    let mut h = H::web();
+    h.send(b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    h.client_text();
+    h.advance(70 * S);
+    h.send(b"GET / HTTP/1.1\r\nHo");
+    h.advance(S);
+    assert!(h.client.is_empty() && !h.conn.is_finished(), "{}", h.client_text());
+    h.send(b"st: app.example\r\n\r\n");
+    assert!(h.upstream_text().starts_with("GET / HTTP/1.1\r\n"));
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert!(h.client_text().starts_with("HTTP/1.1 200 "));
+    // And a slow one after quiet still gets its 408, 60 s after its first byte.
+    h.advance(70 * S);
+    h.send(b"GET / HTTP/1.1\r\nHo");
+    h.advance(59 * S);
+    assert!(h.client.is_empty());
+    h.advance(S);
+    assert!(h.client_text().starts_with("HTTP/1.1 408 "));
+}
+
+#[test]
+fn broken_chunked_bodies_get_400_and_a_close_and_are_counted() {
+    // RFC 9112 §7.1: each error of the chunked framing, before any response began (400) and
+    // in the body of a request Sluice answered itself (a close: its answer went out already).
+    let bodies: &[&[u8]] = &[
+        b"10000000000000000\r\n",
+        b"zz\r\nhello\r\n0\r\n\r\n",
+        b"5;a b\r\nhello\r\n0\r\n\r\n",
+        b"5\nhello\r\n0\r\n\r\n",
+        b"5\r\nhelloX\r\n0\r\n\r\n",
+        b"0\r\nX: a\r\n b\r\n\r\n",
+    ];
+    for (i, body) in bodies.iter().enumerate() {
+        let mut h = H::web();
+        let mut req = b"POST / HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        req.extend_from_slice(body);
+        h.send(&req);
+        let out = h.client_text();
+        assert!(out.starts_with("HTTP/1.1 400 "), "{i}: {out}");
+        assert!(h.conn.is_finished(), "{i}");
+        assert_eq!(h.ctx.stats().rejected_bodies, 1, "{i}");
+
+        let mut h = H::web();
+        let mut req = b"POST / HTTP/1.1\r\nHost: nowhere\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        req.extend_from_slice(body);
+        h.send(&req);
+        let out = h.client_text();
+        assert!(out.starts_with("HTTP/1.1 404 ") && !out.contains("400"), "{i}: {out}");
+        assert!(h.conn.is_finished(), "{i}");
+        assert_eq!(h.ctx.stats().rejected_bodies, 1, "{i}");
+    }
+}
+
+#[test]
+fn slow_bodies_get_408_and_a_trickle_does_not_hold_the_exchange_for_ever() {
+    // A body that stops: 408 after the body timeout (not the upstream's 504), counted.
+    let mut h = H::web();
+    h.send(b"POST / HTTP/1.1\r\nHost: app.example\r\nContent-Length: 10\r\n\r\nhel");
+    assert!(h.upstream_text().ends_with("hel"));
+    h.advance(59 * S);
+    assert!(h.client.is_empty());
+    h.advance(S);
+    assert!(h.client_text().starts_with("HTTP/1.1 408 "));
+    assert!(h.conn.is_finished());
+    assert_eq!(h.releases, [false], "the upstream connection is let go, not pooled");
+    assert_eq!(h.ctx.stats().client_timeouts, 1);
+    assert_eq!(h.ctx.stats().responses[5], 0, "the client's slowness is not an upstream error");
+
+    // A trickle: a byte every 50 s restarts the clock between reads (nginx's
+    // client_body_timeout), and the body's end lets the exchange go on.
+    let mut h = H::new(Config { client_body_timeout_ns: 60 * S, ..Config::default() }, &[ep(1)]);
+    h.send(b"POST / HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for _ in 0..3 {
+        h.advance(50 * S);
+        h.send(b"1\r\nx\r\n");
+    }
+    h.send(b"0\r\n\r\n");
+    h.advance(50 * S);
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert!(h.client_text().starts_with("HTTP/1.1 200 "));
+    assert_eq!(h.ctx.stats().client_timeouts, 0);
+
+    // A custom timeout: 2 s.
+    let mut h = H::new(Config { client_body_timeout_ns: 2 * S, ..Config::default() }, &[ep(1)]);
+    h.send(b"PUT / HTTP/1.1\r\nHost: app.example\r\nContent-Length: 5\r\n\r\nab");
+    h.advance(S);
+    assert!(h.client.is_empty());
+    h.advance(S);
+    assert!(h.client_text().starts_with("HTTP/1.1 408 "));
+    assert_eq!(h.ctx.stats().client_timeouts, 1);
 }
 
 #[test]

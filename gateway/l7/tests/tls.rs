@@ -472,6 +472,34 @@ fn tls12_and_tls13_are_served_with_the_listed_suites() {
     assert_eq!(versions, [ProtocolVersion::TLSv1_3, ProtocolVersion::TLSv1_2]);
 }
 
+#[test]
+fn the_servers_suite_order_wins_over_the_clients() {
+    // A client that prefers the list's last suites gets the server's first one it offers:
+    // testssl.sh rates a server without an order of its own HIGH ("NOT a cipher order
+    // configured").
+    let f = fixture();
+    let (generation, _) = tls::build(&f.certs, &f.default, &ticketer());
+    let reversed = |versions: &[&'static SupportedProtocolVersion]| {
+        let mut provider = aws_lc_rs::default_provider();
+        provider.cipher_suites = tls::CIPHER_SUITES.iter().rev().copied().collect();
+        let c = ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SignatureOnly(aws_lc_rs::default_provider())))
+            .with_no_client_auth();
+        Arc::new(c)
+    };
+    for (versions, name, want) in [
+        (&[&rustls::version::TLS13][..], "shop.example.com", "TLS13_AES_256_GCM_SHA384"),
+        (&[&rustls::version::TLS12][..], "shop.example.com", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+        (&[&rustls::version::TLS12][..], "bar.example.com", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
+    ] {
+        let (_, s) = connect(&generation.config, &reversed(versions), Some(name)).unwrap();
+        assert_eq!(format!("{:?}", s.negotiated_cipher_suite().unwrap().suite()), want, "{name}");
+    }
+}
+
 /// A TLS 1.1 ClientHello written by hand (rustls cannot offer 1.1): legacy_version 3.2, no
 /// supported_versions extension, CBC suites. The server must refuse it with a protocol_version
 /// alert.

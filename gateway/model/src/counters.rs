@@ -171,6 +171,10 @@ named! {
         FastRefused => "fast_refused",
         /// Flows taken back from the fast path (handed-back SYN/FIN/RST, table change, deadline, gone).
         FastWithdrawn => "fast_withdrawn",
+        /// Client connections ended for slowness: a request head or body that did not come in time (408; a close when nothing came, or a TLS handshake that did not finish), a response left unread.
+        L7ClientTimeouts => "l7_client_timeouts",
+        /// Request bodies refused: chunked framing that breaks the rules (400) or a chunked body over the size limit (413); the connection is closed.
+        L7RejectedBodies => "l7_rejected_bodies",
     }
 }
 
@@ -367,6 +371,6 @@ mod tests {
         // decision, not an accident (and add new counters at the end).
         let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(&names[..4], ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames"]);
-        assert_eq!(fingerprint(), 0x5dad_901b_1a20_ed6b, "{:#x}", fingerprint());
+        assert_eq!(fingerprint(), 0x7f1a_0afb_fe40_0187, "{:#x}", fingerprint());
     }
 }

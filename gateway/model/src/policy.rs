@@ -453,12 +453,15 @@ impl PasswordHash {
             if let Some(rest) =
                 s.strip_prefix('$').and_then(|r| r.strip_prefix(magic)).and_then(|r| r.strip_prefix('$'))
             {
-                // $2y$NN$ + 22 characters of salt + 31 of hash.
-                let ok = rest.len() == 2 + 1 + 53
-                    && rest[..2].bytes().all(|b| b.is_ascii_digit())
-                    && (4..=31).contains(&rest[..2].parse::<u32>().unwrap_or(0))
-                    && rest.as_bytes()[2] == b'$'
-                    && rest[3..].bytes().all(|b| CRYPT64.contains(&b));
+                // $2y$NN$ + 22 characters of salt + 31 of hash. Bytes, not `str` slices: a
+                // multibyte character there is refused, not a panic at a non-boundary.
+                let b = rest.as_bytes();
+                let cost = |d: &[u8]| u32::from(d[0] - b'0') * 10 + u32::from(d[1] - b'0');
+                let ok = b.len() == 2 + 1 + 53
+                    && b[..2].iter().all(u8::is_ascii_digit)
+                    && (4..=31).contains(&cost(&b[..2]))
+                    && b[2] == b'$'
+                    && b[3..].iter().all(|c| CRYPT64.contains(c));
                 return if ok {
                     Ok(PasswordHash::Bcrypt(s.to_owned()))
                 } else {
@@ -1356,6 +1359,26 @@ mod tests {
         assert_eq!(users.len(), 1);
         assert_eq!(users[0].0, "foo");
         assert_eq!(bad.len(), 3, "{bad:?}");
+    }
+
+    #[test]
+    fn a_bcrypt_hash_with_a_multibyte_character_is_refused_not_a_panic() {
+        // Found by the `htpasswd` fuzz target: the cost's digits were sliced as `str`, and a
+        // character of several bytes there (U+FFFD, 3 bytes, after lossy UTF-8) panicked
+        // between its bytes: a Secret could bring control down.
+        let tail = "$bEEIVhKD7z2XMK0S0Lp1rOo8tCmXWl/BcqwWR1S2fJnfq3Kc2cgPy";
+        for cost in ["0\u{fffd}", "\u{e9}", "\u{fffd}4", "1\u{e9}"] {
+            // The length of a bcrypt hash (60 bytes), so that the checks after the length's run.
+            let hash = format!("$2y${cost}{}", &tail[cost.len() - 2..]);
+            assert_eq!(hash.len(), 60);
+            assert!(PasswordHash::parse(&hash).is_err(), "{hash}");
+            let (users, bad) = parse_htpasswd(&format!("alice:{hash}\n"));
+            assert!(users.is_empty() && bad.len() == 1, "{bad:?}");
+        }
+        // The real thing still parses, and costs out of 4..=31 are refused.
+        assert!(PasswordHash::parse(&format!("$2y$04{tail}")).is_ok());
+        assert!(PasswordHash::parse(&format!("$2y$03{tail}")).is_err());
+        assert!(PasswordHash::parse(&format!("$2y$32{tail}")).is_err());
     }
 
     #[test]

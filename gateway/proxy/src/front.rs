@@ -116,6 +116,7 @@ impl Front {
         match self {
             Front::Sniff { since_ns, .. } => {
                 if now_ns.saturating_sub(*since_ns) >= ctx.config().client_head_timeout_ns {
+                    ctx.count_client_timeout();
                     *self = Front::Gone;
                 }
             }

@@ -43,7 +43,9 @@
 //!   MD5-crypt; bcrypt of cost `c` counts `2^c`): when the budget is spent, a request that
 //!   would need a slow hash gets [`AuthOutcome::Busy`] (503) instead of stalling the worker.
 //!   Users already in the cache are not affected; a user who logs in during a guessing flood
-//!   may be. `{SHA}` is never budgeted (one SHA-1 costs less than the lookup).
+//!   may be. A hash dearer than the whole burst ([`AuthCacheConfig::work_burst`]: bcrypt over
+//!   cost 14 with the defaults) is never computed: its user always gets Busy. One such hash
+//!   would hold the worker for a minute (cost 20) or days (cost 31). `{SHA}` is never budgeted (one SHA-1 costs less than the lookup).
 //!
 //! # Known limits
 //! - Like nginx, a user name not in the Secret is answered without computing a hash, so the
@@ -612,6 +614,13 @@ impl AuthCache {
         if work == 0 {
             return true;
         }
+        // A hash dearer than the whole burst is never computed: the debt rule below lets one
+        // hash through whatever its cost, and a bcrypt of cost 20 (a minute of a core) or 31
+        // (days) would stall the worker and every connection on it. Found by the `htpasswd`
+        // fuzz target (a `$2y$20$` line): such a user gets Busy (503), never a hash.
+        if work > self.config.work_burst {
+            return false;
+        }
         let elapsed = now_ns.saturating_sub(self.budget_at_ns);
         let refill = (u128::from(elapsed) * u128::from(self.config.work_per_s) / 1_000_000_000) as u64;
         let burst = i64::try_from(self.config.work_burst).unwrap_or(i64::MAX);
@@ -860,6 +869,45 @@ mod tests {
             AuthOutcome::Denied(DenyReason::WrongPassword)
         );
         assert_eq!(cache.stats().busy, 49);
+    }
+
+    #[test]
+    fn a_hash_dearer_than_the_burst_is_never_computed() {
+        let tail = "$bEEIVhKD7z2XMK0S0Lp1rOo8tCmXWl/BcqwWR1S2fJnfq3Kc2cgPy";
+        let bcrypt = |cost: &str| PasswordHash::parse(&format!("$2y${cost}{tail}")).unwrap();
+        // A burst of 64 units: cost 7 (128) is never computed, however long one waits; cost 6
+        // (64, the burst exactly) is.
+        let small = AuthCacheConfig { work_per_s: 64, work_burst: 64, ..AuthCacheConfig::DEFAULT };
+        let users = vec![("seven".to_string(), bcrypt("07")), ("six".to_string(), bcrypt("06"))];
+        let c = BasicAuthCheck::new(&BasicAuth { realm: "r".into(), users });
+        let mut cache = AuthCache::new(small, &SipKey::new([3; 16]));
+        for (i, now_ns) in [0, 60_000_000_000].into_iter().enumerate() {
+            let guess = header("seven", format!("guess{i}").as_bytes());
+            assert_eq!(c.verify(Some(&guess), &mut cache, now_ns), AuthOutcome::Busy, "at {now_ns}");
+        }
+        assert_eq!(cache.stats().hashes, 0);
+        let guess = header("six", b"nope");
+        assert_eq!(
+            c.verify(Some(&guess), &mut cache, 120_000_000_000),
+            AuthOutcome::Denied(DenyReason::WrongPassword)
+        );
+        assert_eq!(cache.stats().hashes, 1);
+        // The defaults (a burst of 2^14): bcrypt of cost 20 (about a minute of a core) or 31
+        // (days) — Busy at first, after a minute, after a day; no hash computed.
+        let users = vec![("slow".to_string(), bcrypt("20")), ("max".to_string(), bcrypt("31"))];
+        let c = BasicAuthCheck::new(&BasicAuth { realm: "r".into(), users });
+        let mut cache = AuthCache::new(AuthCacheConfig::DEFAULT, &SipKey::new([2; 16]));
+        for (i, now_ns) in [0, 60_000_000_000, 86_400_000_000_000].into_iter().enumerate() {
+            for user in ["slow", "max"] {
+                let value = header(user, format!("guess{i}").as_bytes());
+                assert_eq!(
+                    c.verify(Some(&value), &mut cache, now_ns),
+                    AuthOutcome::Busy,
+                    "{user} at {now_ns}"
+                );
+            }
+        }
+        assert_eq!(cache.stats().hashes, 0);
     }
 
     #[test]

@@ -486,6 +486,7 @@ impl H2Conn {
             && !self.h2.write_buf().is_empty()
             && now_ns.saturating_sub(self.client_write_ns) >= c.client_send_timeout_ns
         {
+            ctx.stats.client_timeouts += 1;
             self.client_failed(ctx, now_ns);
             return;
         }

@@ -132,6 +132,9 @@ pub struct Config {
     pub max_body_bytes: Option<u64>,
     /// Time to receive a whole request head (`client-header-timeout`, 60 s).
     pub client_head_timeout_ns: u64,
+    /// How long a request body may wait for the client's next byte (`client-body-timeout`,
+    /// 60 s, between two reads as nginx's): 408 if the response has not begun, else a close.
+    pub client_body_timeout_ns: u64,
     /// How long an idle keep-alive client connection is kept (`keep-alive`, 75 s).
     pub client_idle_timeout_ns: u64,
     /// How long a client may leave a response unread, and a request body unsent (60 s).
@@ -170,6 +173,7 @@ impl Config {
         limits: Limits::DEFAULT,
         max_body_bytes: Some(1024 * 1024),
         client_head_timeout_ns: 60 * SECOND_NS,
+        client_body_timeout_ns: 60 * SECOND_NS,
         client_idle_timeout_ns: 75 * SECOND_NS,
         client_send_timeout_ns: 60 * SECOND_NS,
         max_requests_per_client: 1000,
@@ -212,6 +216,13 @@ pub struct Stats {
     pub limited: u64,
     /// Requests refused by basic authentication (401).
     pub auth_denied: u64,
+    /// Client connections ended for slowness: a head or a request body that did not come in
+    /// time (408, or a close when nothing of a head came), a response left unread.
+    pub client_timeouts: u64,
+    /// Request bodies refused: chunked framing that breaks the rules (400: a size not hex or
+    /// overflowing, a bad extension, a bare LF, data past the size, bad trailers), or a chunked
+    /// body that grew over the size limit (413); the connection is closed.
+    pub rejected_bodies: u64,
 }
 
 /// Counts per route ([`sluice_model::route_stats`]): one [`Row`] per metrics row, and which
@@ -413,6 +424,12 @@ impl Context {
         &self.stats
     }
 
+    /// Counts a client connection ended for slowness by the driver (one that never showed a
+    /// protocol, or a TLS handshake that did not finish, within the head timeout).
+    pub fn count_client_timeout(&mut self) {
+        self.stats.client_timeouts += 1;
+    }
+
     /// The HTTP/2 clients' counters.
     pub fn h2_stats(&self) -> &H2Stats {
         &self.h2
@@ -557,6 +574,9 @@ struct Exchange {
     /// Since when request bytes wait for the upstream (the last write, or when the timers
     /// last saw nothing waiting).
     send_clock_ns: u64,
+    /// Since when the request body waits for the client (its last byte, or when the timers
+    /// last saw the wait on the upstream's side): the client body timeout's clock.
+    body_clock_ns: u64,
     /// The route's `proxy-connect-timeout`, `proxy-read-timeout` and `proxy-send-timeout` (or
     /// the gateway's).
     connect_timeout_ns: u64,
@@ -691,10 +711,21 @@ impl Conn {
 
     /// `n` bytes were read into [`Conn::client_read_buf`].
     pub fn client_read(&mut self, ctx: &mut Context, n: usize, now_ns: u64) {
+        // The first byte of a request on an idle keep-alive connection starts its head's clock:
+        // the idle time before it was the keep-alive timeout's, not the head's (else a client
+        // that sends a head in two packets after a minute of quiet would get 408).
+        if n > 0 && self.cin.is_empty() && self.requests > 0 && matches!(self.phase, Phase::Head) {
+            self.since_ns = now_ns;
+        }
         self.cin.filled(n);
         if matches!(self.phase, Phase::Closing) {
             self.cin.clear();
             return;
+        }
+        if n > 0
+            && let Phase::Exchange(ex) = &mut self.phase
+        {
+            ex.body_clock_ns = now_ns;
         }
         self.progress(ctx, now_ns);
     }
@@ -849,6 +880,7 @@ impl Conn {
             && now_ns.saturating_sub(self.client_write_ns) >= c.client_send_timeout_ns
             && !matches!(self.phase, Phase::Closing)
         {
+            ctx.stats.client_timeouts += 1;
             self.cout.clear();
             self.close(ctx, now_ns);
             return;
@@ -859,6 +891,7 @@ impl Conn {
                 if idle && since >= c.client_idle_timeout_ns {
                     self.close(ctx, now_ns);
                 } else if !idle && since >= c.client_head_timeout_ns {
+                    ctx.stats.client_timeouts += 1;
                     if self.cin.is_empty() {
                         self.close(ctx, now_ns);
                     } else {
@@ -868,36 +901,25 @@ impl Conn {
             }
             Phase::Discard(_) => {
                 if since >= c.client_head_timeout_ns {
+                    ctx.stats.client_timeouts += 1;
                     self.close(ctx, now_ns);
                 }
             }
-            Phase::Exchange(ex) => match ex.up {
-                Upstream::Connecting { since_ns }
-                    if now_ns.saturating_sub(since_ns) >= ex.connect_timeout_ns =>
-                {
-                    self.upstream_gone(ctx, Gone::ConnectTimeout, now_ns);
+            // A request body that stalls on the client's side (every byte it sent was taken:
+            // the wait is not the upstream's): nginx's `client_body_timeout`, between two
+            // reads. Without it a body sent a byte a minute would hold its client connection
+            // and an upstream connection for ever, every byte restarting the upstream's clocks.
+            Phase::Exchange(ex) if !ex.req_done => {
+                if !self.cin.is_empty() {
+                    ex.body_clock_ns = now_ns;
+                } else if now_ns.saturating_sub(ex.body_clock_ns) >= c.client_body_timeout_ns {
+                    ctx.stats.client_timeouts += 1;
+                    self.abort(ctx, 408, now_ns);
+                    return;
                 }
-                // The send clock runs only while request bytes wait (to within one tick of
-                // their arrival: nothing waiting, it is set to now).
-                Upstream::Ready if self.uout.is_empty() => {
-                    ex.send_clock_ns = now_ns;
-                    if now_ns.saturating_sub(ex.last_upstream_ns) >= ex.read_timeout_ns
-                        && self.cout.is_empty()
-                    {
-                        self.upstream_gone(ctx, Gone::ReadTimeout, now_ns);
-                    }
-                }
-                Upstream::Ready if now_ns.saturating_sub(ex.send_clock_ns) >= ex.send_timeout_ns => {
-                    self.upstream_gone(ctx, Gone::SendTimeout, now_ns);
-                }
-                Upstream::Ready
-                    if now_ns.saturating_sub(ex.last_upstream_ns) >= ex.read_timeout_ns
-                        && self.cout.is_empty() =>
-                {
-                    self.upstream_gone(ctx, Gone::ReadTimeout, now_ns);
-                }
-                _ => {}
-            },
+                self.tick_upstream(ctx, now_ns);
+            }
+            Phase::Exchange(_) => self.tick_upstream(ctx, now_ns),
             Phase::Tunnel => {
                 if since >= c.upstream_read_timeout_ns {
                     self.close(ctx, now_ns);
@@ -908,6 +930,34 @@ impl Conn {
                     self.linger_over = true;
                 }
             }
+        }
+    }
+
+    /// The upstream's timers of an exchange (connect, send, read).
+    fn tick_upstream(&mut self, ctx: &mut Context, now_ns: u64) {
+        let Phase::Exchange(ex) = &mut self.phase else { return };
+        match ex.up {
+            Upstream::Connecting { since_ns } if now_ns.saturating_sub(since_ns) >= ex.connect_timeout_ns => {
+                self.upstream_gone(ctx, Gone::ConnectTimeout, now_ns);
+            }
+            // The send clock runs only while request bytes wait (to within one tick of
+            // their arrival: nothing waiting, it is set to now).
+            Upstream::Ready if self.uout.is_empty() => {
+                ex.send_clock_ns = now_ns;
+                if now_ns.saturating_sub(ex.last_upstream_ns) >= ex.read_timeout_ns && self.cout.is_empty() {
+                    self.upstream_gone(ctx, Gone::ReadTimeout, now_ns);
+                }
+            }
+            Upstream::Ready if now_ns.saturating_sub(ex.send_clock_ns) >= ex.send_timeout_ns => {
+                self.upstream_gone(ctx, Gone::SendTimeout, now_ns);
+            }
+            Upstream::Ready
+                if now_ns.saturating_sub(ex.last_upstream_ns) >= ex.read_timeout_ns
+                    && self.cout.is_empty() =>
+            {
+                self.upstream_gone(ctx, Gone::ReadTimeout, now_ns);
+            }
+            _ => {}
         }
     }
 
@@ -1036,7 +1086,10 @@ impl Conn {
                 self.since_ns = now_ns;
             }
             Ok(None) => self.cin.consume(self.cin.len()),
-            Err(_) => self.close(ctx, now_ns),
+            Err(_) => {
+                ctx.stats.rejected_bodies += 1;
+                self.close(ctx, now_ns);
+            }
         }
         true
     }
@@ -1057,6 +1110,7 @@ impl Conn {
                     }
                 }
                 Err(e) => {
+                    ctx.stats.rejected_bodies += 1;
                     let status = e.status();
                     self.abort(ctx, status, now_ns);
                     return true;
@@ -1624,6 +1678,7 @@ fn begin(
         attempt_ns: now_ns,
         last_upstream_ns: now_ns,
         send_clock_ns: now_ns,
+        body_clock_ns: now_ns,
         connect_timeout_ns,
         read_timeout_ns,
         send_timeout_ns,
