@@ -486,7 +486,9 @@ fn the_servers_suite_order_wins_over_the_clients() {
             .with_protocol_versions(versions)
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SignatureOnly(aws_lc_rs::default_provider())))
+            .with_custom_certificate_verifier(Arc::new(AnyServerCertificate::new(
+                aws_lc_rs::default_provider().signature_verification_algorithms,
+            )))
             .with_no_client_auth();
         Arc::new(c)
     };
