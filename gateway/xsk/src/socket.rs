@@ -382,16 +382,28 @@ impl XskSocket {
             sxdp_queue_id: queue,
             sxdp_shared_umem_fd: 0,
         };
-        // SAFETY: `sa` is a live sockaddr_xdp of the length passed.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sa as *const libc::sockaddr_xdp).cast(),
-                std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(Error::Sys { step: "bind", err: io::Error::last_os_error() });
+        // EBUSY: another socket holds the queue — or held it: a process that has just exited
+        // leaves its socket to be released by the kernel a moment later (measured: a second
+        // `sluice-pktgen send` on the queue right after the first failed now and then). Tried
+        // again for up to 2 s before it is an error; a queue really in use stays EBUSY.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            // SAFETY: `sa` is a live sockaddr_xdp of the length passed.
+            let r = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sa as *const libc::sockaddr_xdp).cast(),
+                    std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                break;
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() > deadline {
+                return Err(Error::Sys { step: "bind", err });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let cap = c.rx_size.max(c.tx_size) as usize;
         Ok(XskSocket {
