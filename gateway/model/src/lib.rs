@@ -71,6 +71,7 @@ pub mod ports;
 pub mod route;
 pub mod route_stats;
 pub mod service;
+pub mod sip;
 pub mod syncookie;
 
 pub use addr::{Addr, Family};

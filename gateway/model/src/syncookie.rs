@@ -62,40 +62,14 @@ pub struct Handshake {
 /// SipHash-2-4 of a message of whole 64-bit words (little-endian words, as the reference
 /// implementation reads bytes), with key `(k0, k1)`.
 pub fn siphash24(k0: u64, k1: u64, words: &[u64]) -> u64 {
-    let mut v = [
-        k0 ^ 0x736f_6d65_7073_6575,
-        k1 ^ 0x646f_7261_6e64_6f6d,
-        k0 ^ 0x6c79_6765_6e65_7261,
-        k1 ^ 0x7465_6462_7974_6573,
-    ];
-    fn round(v: &mut [u64; 4]) {
-        v[0] = v[0].wrapping_add(v[1]);
-        v[1] = v[1].rotate_left(13) ^ v[0];
-        v[0] = v[0].rotate_left(32);
-        v[2] = v[2].wrapping_add(v[3]);
-        v[3] = v[3].rotate_left(16) ^ v[2];
-        v[0] = v[0].wrapping_add(v[3]);
-        v[3] = v[3].rotate_left(21) ^ v[0];
-        v[2] = v[2].wrapping_add(v[1]);
-        v[1] = v[1].rotate_left(17) ^ v[2];
-        v[2] = v[2].rotate_left(32);
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&k0.to_le_bytes());
+    key[8..].copy_from_slice(&k1.to_le_bytes());
+    let mut h = crate::sip::Sip::new(&crate::sip::SipKey::new(key));
+    for w in words {
+        h.write(&w.to_le_bytes());
     }
-    let absorb = |m: u64, v: &mut [u64; 4]| {
-        v[3] ^= m;
-        round(v);
-        round(v);
-        v[0] ^= m;
-    };
-    for &w in words {
-        absorb(w, &mut v);
-    }
-    // The last block: the message length in bytes in the top byte, nothing else (whole words).
-    absorb(((words.len() as u64 * 8) & 0xff) << 56, &mut v);
-    v[2] ^= 0xff;
-    for _ in 0..4 {
-        round(&mut v);
-    }
-    v[0] ^ v[1] ^ v[2] ^ v[3]
+    h.finish()
 }
 
 fn le(b: &[u8; 16], i: usize) -> u64 {
