@@ -493,14 +493,13 @@ impl PasswordHash {
     }
 }
 
-/// Standard base64 with padding; `None` if it is not.
-pub fn base64(s: &str) -> Option<Vec<u8>> {
-    let s = s.as_bytes();
-    if !s.len().is_multiple_of(4) {
-        return None;
-    }
-    let pad = s.iter().rev().take_while(|&&c| c == b'=').count();
-    if pad > 2 {
+/// Standard base64 (RFC 4648 §4), padding optional but correct when present, into `out`: the
+/// bytes written (`None` if it is not base64 or `out` is too small). Allocates nothing (the
+/// gateway decodes each `Authorization` header with it).
+pub fn base64_into(s: &[u8], out: &mut [u8]) -> Option<usize> {
+    let body_len = s.len() - s.iter().rev().take_while(|&&c| c == b'=').count();
+    let pad = s.len() - body_len;
+    if pad > 2 || (pad > 0 && !s.len().is_multiple_of(4)) || body_len % 4 == 1 {
         return None;
     }
     let value = |c: u8| match c {
@@ -511,17 +510,28 @@ pub fn base64(s: &str) -> Option<Vec<u8>> {
         b'/' => Some(63),
         _ => None,
     };
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    let (mut acc, mut bits) = (0u32, 0);
-    for &c in &s[..s.len() - pad] {
+    let (mut acc, mut bits, mut n) = (0u32, 0, 0);
+    for &c in &s[..body_len] {
         acc = (acc << 6) | u32::from(value(c)?);
         bits += 6;
         if bits >= 8 {
             bits -= 8;
-            out.push((acc >> bits) as u8);
+            *out.get_mut(n)? = (acc >> bits) as u8;
+            n += 1;
             acc &= (1 << bits) - 1;
         }
     }
+    Some(n)
+}
+
+/// Standard base64 with padding; `None` if it is not.
+pub fn base64(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = vec![0; s.len() / 4 * 3];
+    let n = base64_into(s.as_bytes(), &mut out)?;
+    out.truncate(n);
     Some(out)
 }
 

@@ -118,7 +118,7 @@ pub fn parse_basic<'b>(
         return None;
     }
     let b64 = trim(&value[5..]);
-    let n = decode_base64(b64, buf)?;
+    let n = sluice_model::policy::base64_into(b64, buf)?;
     let decoded = &buf[..n];
     if decoded.iter().any(|&b| b < 0x20 || b == 0x7f) {
         return None;
@@ -135,35 +135,6 @@ fn trim(mut s: &[u8]) -> &[u8] {
         s = rest;
     }
     s
-}
-
-/// Standard base64 (RFC 4648 §4), padding optional but correct when present, into `out`.
-fn decode_base64(s: &[u8], out: &mut [u8]) -> Option<usize> {
-    let body_len = s.len() - s.iter().rev().take_while(|&&c| c == b'=').count();
-    let pad = s.len() - body_len;
-    if pad > 2 || (pad > 0 && !s.len().is_multiple_of(4)) || body_len % 4 == 1 {
-        return None;
-    }
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let (mut acc, mut bits, mut n) = (0u32, 0, 0);
-    for &c in &s[..body_len] {
-        acc = (acc << 6) | u32::from(value(c)?);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            *out.get_mut(n)? = (acc >> bits) as u8;
-            n += 1;
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(n)
 }
 
 /// bcrypt's base64 of `bytes` (big-endian bit groups, no padding) into `out`; its length.
