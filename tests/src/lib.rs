@@ -846,6 +846,34 @@ impl Sandbox {
         words.find(|w| *w == "id").and_then(|_| words.next()).and_then(|id| id.parse().ok())
     }
 
+    /// Waits (10 s at most) until a worker has opened the L7 listeners of each of `addrs`: its
+    /// own lines `L7: listening on ADDR:80` and `ADDR:443 (TLS)` — not the gateway's summary,
+    /// which names the listeners before the workers open them.
+    pub fn wait_l7_listeners(&self, addrs: &[&str]) -> io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // `ADDR:80` and not `ADDR:8080`: what follows the port is not a digit.
+        let said = |log: &str, line: &str| {
+            log.match_indices(line)
+                .any(|(i, _)| !log[i + line.len()..].starts_with(|c: char| c.is_ascii_digit()))
+        };
+        let open = |log: &str| {
+            addrs.iter().all(|a| {
+                said(log, &format!("L7: listening on {a}:80"))
+                    && said(log, &format!("L7: listening on {a}:443 (TLS)"))
+            })
+        };
+        while !open(&self.log("gateway")) {
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "no L7 listeners on {addrs:?}:\n{}",
+                    self.log("gateway")
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// Whether an XDP program is attached to the gateway's interface.
     pub fn xdp_attached(&self) -> bool {
         self.exec("gw", &["ip", "link", "show", "gw0"])

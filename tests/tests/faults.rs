@@ -52,11 +52,7 @@ fn up(test: &str, dir: &std::path::Path) -> Option<(Sandbox, String)> {
         .expect("manifests");
     sb.start_control().expect("control");
     sb.start_gateway(&["--l7-address", L7]).expect("gateway");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sb.log("gateway").contains(&format!("listening on {L7}:80")) {
-        assert!(Instant::now() < deadline, "no L7 listener:\n{}", sb.log("gateway"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sb.wait_l7_listeners(&[L7]).expect("L7 listeners");
     Some((sb, secret))
 }
 

@@ -64,11 +64,7 @@ fn ingress_nginx_annotations_through_the_gateway() {
     .expect("manifests");
     sb.start_control_with(&["--ingress-nginx-class"]).expect("control");
     sb.start_gateway(&["--l7-address", L7]).expect("gateway");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sb.log("gateway").contains(&format!("listening on {L7}:443 (TLS)")) {
-        assert!(Instant::now() < deadline, "no L7 listeners:\n{}", sb.log("gateway"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sb.wait_l7_listeners(&[L7]).expect("L7 listeners");
     let http = |host: &str, path: &str, extra: &[&str]| {
         let mut args = vec!["-H", host];
         args.extend_from_slice(extra);

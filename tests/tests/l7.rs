@@ -39,18 +39,7 @@ fn up_with(test: &str, dir: &Path, extra: &[(&str, &str)], serving: &[&str]) -> 
     sb.start_control().expect("control");
     sb.start_gateway(&["--l7-address", L7]).expect("gateway");
     // The workers open their listeners when they take the first generation.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let listening = |sb: &Sandbox| {
-        let log = sb.log("gateway");
-        serving.iter().all(|a| {
-            log.contains(&format!("listening on {a}:80"))
-                && log.contains(&format!("listening on {a}:443 (TLS)"))
-        })
-    };
-    while !listening(&sb) {
-        assert!(std::time::Instant::now() < deadline, "no L7 listeners:\n{}", sb.log("gateway"));
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    sb.wait_l7_listeners(serving).expect("L7 listeners");
     Some(sb)
 }
 

@@ -88,11 +88,7 @@ fn up_with(test: &str, dir: &Path, extra: &[(&str, &str)]) -> Option<(Sandbox, P
         CLIENT_TIMEOUT_S,
     ])
     .expect("gateway");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sb.log("gateway").contains(&format!("listening on {L7}:443 (TLS)")) {
-        assert!(Instant::now() < deadline, "no L7 listeners:\n{}", sb.log("gateway"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sb.wait_l7_listeners(&[L7]).expect("L7 listeners");
     Some((sb, dir.join("foo.bar.com.crt")))
 }
 

@@ -108,13 +108,7 @@ fn up(
     args.extend_from_slice(gateway_args);
     sb.start_gateway(&args).expect("gateway");
     // The workers open their listeners when they take the first generation.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(sb.log("gateway").contains(&format!("listening on {L7}:80"))
-        && sb.log("gateway").contains(&format!("listening on {L7}:443 (TLS)")))
-    {
-        assert!(Instant::now() < deadline, "no L7 listeners:\n{}", sb.log("gateway"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sb.wait_l7_listeners(&[L7]).expect("L7 listeners");
     Some(sb)
 }
 

@@ -110,12 +110,7 @@ fn up(test: &str, backends: &[Backend], before: impl FnOnce(&mut Sandbox)) -> Op
     sb.set_manifests(&[], &[("tls-upstream.yaml", MANIFESTS)]).expect("manifests");
     sb.start_control().expect("control");
     sb.start_gateway(&["--l7-address", L7]).expect("gateway");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    // A worker's own line (the gateway's summary names the listeners before they are open).
-    while !sb.log("gateway").contains(&format!("L7: listening on {L7}:80")) {
-        assert!(Instant::now() < deadline, "no L7 listener:\n{}", sb.log("gateway"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sb.wait_l7_listeners(&[L7]).expect("L7 listeners");
     Some(sb)
 }
 
