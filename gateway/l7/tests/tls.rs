@@ -134,8 +134,16 @@ fn cert(ns: &str, name: &str, hosts: &[&str], made: &Made, format: KeyFormat) ->
 // Connections
 
 fn client_config(versions: &[&'static SupportedProtocolVersion], alpn: &[&[u8]]) -> Arc<ClientConfig> {
-    let provider = Arc::new(aws_lc_rs::default_provider());
-    let mut c = ClientConfig::builder_with_provider(provider.clone())
+    client_config_with(aws_lc_rs::default_provider(), versions, alpn)
+}
+
+/// [`client_config`] with `provider`'s suites.
+fn client_config_with(
+    provider: rustls::crypto::CryptoProvider,
+    versions: &[&'static SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> Arc<ClientConfig> {
+    let mut c = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(versions)
         .unwrap()
         .dangerous()
@@ -482,15 +490,7 @@ fn the_servers_suite_order_wins_over_the_clients() {
     let reversed = |versions: &[&'static SupportedProtocolVersion]| {
         let mut provider = aws_lc_rs::default_provider();
         provider.cipher_suites = tls::CIPHER_SUITES.iter().rev().copied().collect();
-        let c = ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_protocol_versions(versions)
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCertificate::new(
-                aws_lc_rs::default_provider().signature_verification_algorithms,
-            )))
-            .with_no_client_auth();
-        Arc::new(c)
+        client_config_with(provider, versions, &[])
     };
     for (versions, name, want) in [
         (&[&rustls::version::TLS13][..], "shop.example.com", "TLS13_AES_256_GCM_SHA384"),
