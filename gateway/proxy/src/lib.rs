@@ -36,8 +36,8 @@
 //! stops the other (backpressure) and an event is never needed twice.
 //! An HTTP/2 client's output is the exception: it is held until [`Proxy::flush`], which the
 //! worker calls after each batch of events, so that the responses of many streams leave in one
-//! TLS record and one `send` (see there: under h2load, 0.13 writes per request instead of
-//! 1.0, and 38 % more requests per CPU-second).
+//! TLS record and one `send` (see there; under h2load, 0.13 writes per request instead of
+//! 1.0 — `perf stat` syscall counts and the benchmark in benches/README.md).
 //!
 //! TLS listeners wrap each accepted connection in a `rustls::ServerConnection` made from the
 //! listener's `Arc<ServerConfig>`; the plaintext goes to the same core.
