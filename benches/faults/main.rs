@@ -70,7 +70,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 use sluice_benches::{flag, text_flag, wrk};
-use sluice_sandbox::{Backend, GW_V4, Sandbox, bin, run};
+use sluice_sandbox::{Backend, GW_V4, Sandbox, bin, must, run};
 
 /// The NodePort (on the gateway's node address).
 const NODE_PORT: u16 = 31080;
@@ -1186,9 +1186,9 @@ impl Bench {
         let cl = self.spawn("cl", &log, &args)?;
         std::thread::sleep(Duration::from_secs(1));
         let gw = self.sb.ns("gw");
-        run(&["ip", "-n", &gw, "link", "set", "gw0", "down"]).map_err(|e| format!("link down: {e}"))?;
+        must(&["ip", "-n", &gw, "link", "set", "gw0", "down"]).map_err(|e| format!("link down: {e}"))?;
         std::thread::sleep(Duration::from_millis(500));
-        run(&["ip", "-n", &gw, "link", "set", "gw0", "up"]).map_err(|e| format!("link up: {e}"))?;
+        must(&["ip", "-n", &gw, "link", "set", "gw0", "up"]).map_err(|e| format!("link up: {e}"))?;
         let up_ms = epoch_ms();
         self.wait_kid(cl, Duration::from_secs(30));
         let a = attempts(&std::fs::read_to_string(&log).unwrap_or_default());
