@@ -45,7 +45,13 @@
 //!    with SIGKILL (at 3 s) and started again (at 5 s): `control_kill_failed` is the connections
 //!    that failed. Then the gateway's interface goes down for half a second and up, with `cl`
 //!    connecting every 10 ms: `link_recovery_ms` is the time from the link coming up to the
-//!    start of the first connection that succeeded after it.
+//!    start of the first connection that succeeded after it. Then the gateway is restarted twice
+//!    — stopped with SIGTERM, then with SIGKILL, and started again at once — while
+//!    [`RESTART_DOWNLOADS`] 2 MiB downloads at 256 KiB/s are open through the FullNAT NodePort
+//!    and as many through a DNAT VIP (`externalTrafficPolicy: Local`), and `cl` pings the VIP
+//!    every [`PROBE_INTERVAL_MS`] ms: `restart_established_lost` is the downloads that did not
+//!    complete whole (over both restarts), `restart_gap_ms` the longest run of unanswered pings
+//!    (times the interval: an upper bound on the time the service traffic stopped).
 //!
 //! The kernel's side: the gateway stopped, `gw` forwards (`ip_forward`) with kube-proxy's
 //! nftables rules ([`nft_rules`]: DNAT of the NodePort and the VIP to the backend, masquerade,
@@ -78,6 +84,14 @@ const NODE_PORT: u16 = 31080;
 const VIP: &str = "198.18.100.10";
 /// The VIP's port.
 const VIP_PORT: u16 = 80;
+/// A LoadBalancer VIP with `externalTrafficPolicy: Local`: DNAT (the backend runs on the
+/// gateway's node), where the others are FullNAT.
+const DNAT_VIP: &str = "198.18.100.11";
+/// Downloads open through each of FullNAT and DNAT while the gateway restarts.
+const RESTART_DOWNLOADS: usize = 4;
+/// The interval of the probe that times a restart's gap (pings to the VIP, answered by the
+/// gateway's worker): the gap's resolution.
+const PROBE_INTERVAL_MS: u64 = 10;
 /// The one backend and its port.
 const BACKEND: &str = "198.18.1.1";
 /// nginx's port on the backend.
@@ -480,12 +494,28 @@ spec:
       targetPort: 8080
 ---
 apiVersion: v1
+kind: Service
+metadata:
+  name: edge-local
+spec:
+  type: LoadBalancer
+  loadBalancerIP: 198.18.100.11
+  externalTrafficPolicy: Local
+  selector:
+    app: web
+  ports:
+    - name: http
+      port: 80
+      targetPort: 8080
+---
+apiVersion: v1
 kind: Pod
 metadata:
   name: web-1
   labels:
     app: web
 spec:
+  nodeName: sluice-gw
   containers:
     - name: app
       image: registry.example/app:1
@@ -688,6 +718,13 @@ impl Bench {
     /// successful connection to each Service.
     fn start_sluice(&mut self) -> Result<(), String> {
         self.sb.start_control().map_err(|e| format!("control: {e}"))?;
+        self.spawn_gateway()?;
+        self.napi_on_dut_core()?;
+        self.wait_serving()
+    }
+
+    /// Starts the gateway and waits until its program is attached.
+    fn spawn_gateway(&mut self) -> Result<(), String> {
         let g = bin("sluice-gateway").to_string_lossy().into_owned();
         let t = self.sb.table().to_string_lossy().into_owned();
         let core = DUT_CORE.to_string();
@@ -695,15 +732,14 @@ impl Bench {
             .spawn("gw", "gateway", &[&g, "--iface", "gw0", "--table", &t, "--cores", &core])
             .map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.sb.log("gateway").contains("XDP steering:") {
+        while !self.sb.log("gateway").contains("XDP program attached") {
             let pid = self.sb.pid("gateway").unwrap_or(0);
             if Instant::now() > deadline || !alive(pid) {
                 return Err(format!("the gateway did not start; its log:\n{}", self.sb.log("gateway")));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(5));
         }
-        self.napi_on_dut_core()?;
-        self.wait_serving()
+        Ok(())
     }
 
     /// Frames the switch's end of the gateway's veth transmitted to gw0, and those it dropped
@@ -764,6 +800,9 @@ impl Bench {
     /// empty conntrack and neighbour tables; serving checked.
     fn start_kernel(&mut self) -> Result<(), String> {
         self.sb.stop("gateway", rustix::process::Signal::TERM);
+        // A stopped gateway leaves its program holding the service traffic: off with it.
+        let g = bin("sluice-gateway").to_string_lossy().into_owned();
+        self.gw(&[&g, "--iface", "gw0", "--release"])?;
         self.gw(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         self.gw(&["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
         let rules = std::env::temp_dir().join(format!("sluice-faults-{}.nft", std::process::id()));
@@ -1202,7 +1241,67 @@ impl Bench {
             after_up.text()
         );
         self.wait_serving()?;
-        Ok(Faults { control_kill, link_recovery_ms, after_up })
+        let restarts = [rustix::process::Signal::TERM, rustix::process::Signal::KILL]
+            .into_iter()
+            .map(|sig| self.restart(sig))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Faults { control_kill, link_recovery_ms, after_up, restarts })
+    }
+
+    /// The gateway stopped with `sig` and started again under open downloads and a ping probe.
+    fn restart(&mut self, sig: rustix::process::Signal) -> Result<Restart, String> {
+        let how = if sig == rustix::process::Signal::KILL { "SIGKILL" } else { "SIGTERM" };
+        eprintln!(
+            "Sluice: the gateway restarted ({how}) under {RESTART_DOWNLOADS} FullNAT and {RESTART_DOWNLOADS} DNAT \
+             downloads, pinging the VIP every {PROBE_INTERVAL_MS} ms …"
+        );
+        let log = self.log_path(&format!("ping-{how}.log"));
+        let interval = format!("{}", PROBE_INTERVAL_MS as f64 / 1000.0);
+        let ping = self.spawn("cl", &log, &["ping", "-n", "-i", &interval, "-W", "1", "-c", "600", VIP])?;
+        let cl = self.sb.ns("cl");
+        let urls = [format!("http://{GW_V4}:{NODE_PORT}/big"), format!("http://{DNAT_VIP}/big")];
+        let downloads: Vec<_> = urls
+            .iter()
+            .flat_map(|u| std::iter::repeat_n(u.clone(), RESTART_DOWNLOADS))
+            .map(|url| {
+                let cl = cl.clone();
+                std::thread::spawn(move || {
+                    let out = Command::new("ip")
+                        .args(["netns", "exec", &cl, "curl", "-sS", "-m", "40", "-o", "/dev/null"])
+                        .args(["-w", "%{size_download}", &url])
+                        .output();
+                    let whole = out.as_ref().is_ok_and(|o| {
+                        o.status.success()
+                            && String::from_utf8_lossy(&o.stdout).trim() == (2u64 << 20).to_string()
+                    });
+                    (url, whole)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(2));
+        let t0 = Instant::now();
+        self.sb.stop("gateway", sig).ok_or("the gateway was not running")?;
+        self.spawn_gateway()?;
+        let back_ms = t0.elapsed().as_millis() as u64;
+        let mut lost = Vec::new();
+        for d in downloads {
+            let (url, whole) = d.join().map_err(|_| "a download thread panicked")?;
+            if !whole {
+                lost.push(url);
+            }
+        }
+        self.wait_kid(ping, Duration::from_secs(20));
+        let gap_ms = longest_gap(&std::fs::read_to_string(&log).unwrap_or_default()) * PROBE_INTERVAL_MS;
+        let carried = self.sb.log("gateway").contains("carrying over");
+        eprintln!(
+            "  back {back_ms} ms after the stop; longest gap in the pings {gap_ms} ms; downloads lost {} of {} {:?}; \
+             flows carried over: {carried}",
+            lost.len(),
+            2 * RESTART_DOWNLOADS,
+            lost
+        );
+        self.wait_serving()?;
+        Ok(Restart { how, gap_ms, back_ms, lost: lost.len(), downloads: 2 * RESTART_DOWNLOADS })
     }
 
     fn forged_arp(&mut self) -> Result<Arp, String> {
@@ -1281,6 +1380,35 @@ struct Faults {
     link_recovery_ms: Option<u64>,
     /// The connections from that one on.
     after_up: Tally,
+    /// The gateway restarted with SIGTERM, then SIGKILL.
+    restarts: Vec<Restart>,
+}
+
+/// One restart of the gateway under traffic.
+struct Restart {
+    /// The signal that stopped it.
+    how: &'static str,
+    /// The longest run of unanswered pings, in ms.
+    gap_ms: u64,
+    /// From the stop to the new gateway's program attached.
+    back_ms: u64,
+    /// Downloads that did not complete whole, of `downloads`.
+    lost: usize,
+    downloads: usize,
+}
+
+/// The longest run of pings with no answer in `ping -n` output (`icmp_seq=N` of each answer),
+/// counted in intervals from the last answer before it to the first after (1 when none was
+/// missed).
+fn longest_gap(log: &str) -> u64 {
+    let mut seqs: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.split("icmp_seq=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    seqs.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
 }
 
 impl Faults {
@@ -1290,6 +1418,18 @@ impl Faults {
         m.insert("control_kill_connections".into(), json!(self.control_kill.tried));
         m.insert("link_recovery_ms".into(), json!(self.link_recovery_ms));
         m.insert("link_failed_after_recovery".into(), json!(self.after_up.tried - self.after_up.ok));
+        m.insert(
+            "restart_established_lost".into(),
+            json!(self.restarts.iter().map(|r| r.lost).sum::<usize>()),
+        );
+        m.insert(
+            "restart_established".into(),
+            json!(self.restarts.iter().map(|r| r.downloads).sum::<usize>()),
+        );
+        m.insert("restart_gap_ms".into(), json!(self.restarts.iter().map(|r| r.gap_ms).max()));
+        for r in &self.restarts {
+            m.insert(format!("restart_{}_back_ms", r.how.to_lowercase()), json!(r.back_ms));
+        }
     }
 }
 
@@ -1450,6 +1590,12 @@ impl Report {
             f.link_recovery_ms.map_or("never".into(), |r| r.to_string()),
             f.after_up.text()
         );
+        for r in &f.restarts {
+            println!(
+                "  gateway restarted ({}): back after {} ms, longest gap in the pings {} ms, downloads lost {} of {}",
+                r.how, r.back_ms, r.gap_ms, r.lost, r.downloads
+            );
+        }
         let a = &self.arp;
         println!(
             "\nForged ARP: {} × who-has {VIP} tell {BACKEND} from the forger's MAC; then GETs to the VIP: {}",

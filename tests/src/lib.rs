@@ -819,11 +819,18 @@ impl Sandbox {
         if fast_path_from_env() && !extra.contains(&"--fast-path") {
             args.extend(["--fast-path", "on"]);
         }
+        // This sandbox's own flow journals, removed with it.
+        let journal = format!("{t}-flows");
+        if !extra.contains(&"--flow-journal") {
+            args.extend(["--flow-journal", &journal]);
+        }
         args.extend_from_slice(extra);
         let pid = self.spawn("gw", "gateway", &args)?;
         let deadline = Instant::now() + Duration::from_secs(20);
-        // The line of a successful sync of the XDP map (a failed one says "XDP steering: <why>").
-        while !self.log("gateway").contains("key(s) set") {
+        // The line of a successful sync of the XDP map (a failed one says "XDP steering: <why>"),
+        // then the program's attachment, which follows it.
+        let ready = |log: &str| log.contains("key(s) set") && log.contains("XDP program attached");
+        while !ready(&self.log("gateway")) {
             if Instant::now() > deadline
                 || self
                     .procs
@@ -1015,6 +1022,17 @@ impl Drop for Sandbox {
             let _ = run(&["ip", "netns", "del", ns]);
         }
         let _ = fs::remove_file(&self.table);
+        // The flow journals of its gateways (`TABLE-flows-IFACE-QUEUE`, see start_gateway).
+        if let (Some(dir), Some(name)) =
+            (self.table.parent(), self.table.file_name().and_then(|n| n.to_str()))
+        {
+            let stem = format!("{name}-flows-");
+            for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_name().to_str().is_some_and(|n| n.starts_with(&stem)) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         if std::env::var_os("SLUICE_KEEP_LOGS").is_some() {
             self.dir.disable_cleanup(true);
             eprintln!("sandbox logs kept in {}", self.dir.path().display());

@@ -101,6 +101,8 @@ pub(crate) struct Setup {
     pub(crate) access_log: bool,
     /// The L7 proxy's settings from the command line (`--proxy-body-size`, `--l7-balance`).
     pub(crate) l7_config: sluice_l7::proxy::Config,
+    /// Where the worker journals its flows, and the flows a previous gateway left.
+    pub(crate) journal: Option<crate::restart::JournalSetup>,
 }
 
 /// Runs a worker until `stop`.
@@ -118,6 +120,7 @@ pub(crate) fn run(s: Setup) {
         max_sleep,
         access_log,
         l7_config,
+        journal,
     } = s;
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         warn!(queue, core, "could not pin the worker to its core; running unpinned");
@@ -131,9 +134,18 @@ pub(crate) fn run(s: Setup) {
         }
     };
     let mac = macs[0];
+    let capacity = l4.flow_capacity;
     let mut worker = Worker::new(&WorkerConfig { mac, l4 }, Arc::new(ServiceTable::empty()), NextHops::new())
         .with_port_macs(&macs);
     let mailboxes = sharding.as_ref().map(|s| Arc::clone(&s.mailboxes));
+    if let Some(j) = &journal {
+        // A flow is this worker's when its client's frames are (as `Sharding::owner` shares
+        // them out): a different worker count still finds each flow its owner.
+        let mine = |f: &sluice_lb::flow::Flow| {
+            sharding.as_ref().is_none_or(|s| s.owner(&f.fwd.src, &f.fwd.dst, f.fwd.dport, true) == s.me)
+        };
+        j.start(worker.l4_mut(), capacity, queue, mine);
+    }
     if let Some(s) = sharding {
         worker = worker.with_sharding(s);
     }

@@ -14,8 +14,13 @@
 //! last good table stays, and a valid file at the path is adopted), keeps the XDP map in step with it (`steering`), reads routes
 //! and neighbours from the kernel (`kernel`) and resolves the ones the workers need, announces
 //! new VIPs with gratuitous ARP / unsolicited advertisements, and stops everything cleanly on
-//! SIGINT or SIGTERM (SIGKILL is safe too: the program is attached through a bpf_link and
-//! vanishes with the process).
+//! SIGINT or SIGTERM.
+//!
+//! A restart keeps every connection (`restart`): each worker's flows are journaled in shared
+//! memory that outlives the process, and the XDP program, attached through netlink, outlives it
+//! too — between two gateways it drops service frames instead of handing them to the kernel,
+//! and the next gateway carries every flow over and replaces the program atomically. SIGKILL is
+//! the same as a stop here. `--release` takes the program off for good.
 #![forbid(unsafe_code)]
 
 mod core_thread;
@@ -23,6 +28,7 @@ mod dns;
 mod kernel;
 mod l7;
 mod l7_addrs;
+mod restart;
 mod steering;
 mod supervise;
 
@@ -157,6 +163,18 @@ struct Cli {
     /// proxy's, 60.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
     client_body_timeout: Option<u64>,
+    /// Where each worker journals its flows so that the next gateway on these interfaces carries
+    /// every connection over: files `PREFIX-IFACE-QUEUE` (default prefix
+    /// `/dev/shm/sluice-flows-netN`, N the network namespace's inode: in shared memory, they
+    /// outlive the process but not a reboot); `off`: no journal, and a restart loses the FullNAT
+    /// flows (DNAT ones are picked up again by the consistent scheduler).
+    #[arg(long)]
+    flow_journal: Option<String>,
+    /// Take the XDP program a stopped gateway left on the interfaces off them and remove its
+    /// flow journals, then exit: the interfaces' traffic is the kernel's again. (A stopped
+    /// gateway leaves its program attached, dropping service traffic, for the next one.)
+    #[arg(long)]
+    release: bool,
     /// Parse the command line (required flags, values, conflicts), then exit 0 without doing
     /// anything: how the tests check the systemd unit's command line. Hidden: not for users.
     #[arg(long, hide = true)]
@@ -397,6 +415,16 @@ fn highest_cpu(list: &str) -> Option<usize> {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    let journal_prefix = match cli.flow_journal.as_deref() {
+        Some("off") => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => Some(restart::default_prefix()),
+    };
+    if cli.release {
+        let names: Vec<String> =
+            std::iter::once(cli.iface.clone()).chain(cli.backend_iface.clone()).collect();
+        return restart::release(&names, journal_prefix.as_deref());
+    }
     let ifs = Interfaces::inspect(&cli)?;
     let cores = plan_workers(&cli, &ifs)?;
     let queues = cores.len() as u32;
@@ -409,24 +437,25 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     let mut reader = open_table(&cli.table, Duration::from_secs(cli.wait_table))?;
     let cookie_key = random_key()?;
-    let mut steering = attach_steering(&cli, &ifs)?;
-    for (s, name) in steering.iter_mut().zip(&ifs.names) {
+    // Loaded here, attached by the supervisor once its maps hold the first table and its
+    // sockets are registered: it replaces a previous gateway's program only when ready.
+    let mut steering = load_steering(&cli, &ifs)?;
+    for s in &mut steering {
         s.set_syn_cookies(&syn_cookies(&cli, cookie_key)).map_err(|e| e.to_string())?;
-        if s.native() && cli.syn_cookies != SynCookiesArg::Off && has_peer(name) {
-            // Said once at start, as advice: from here the peer's programs cannot be seen (it is
-            // in another namespace, as in the test sandbox, which attaches one).
-            info!(
-                "{name} has a peer (a veth?): SYN cookies leave by XDP_TX, which a veth hands to its peer only when \
-                 the peer runs an XDP program of its own — make sure one (XDP_PASS will do) is attached there, or \
-                 run --xdp-mode skb or --syn-cookies off, or a flood will stop the link (docs/af-xdp.md, pitfall 3)"
-            );
-        }
     }
+    let carried = match &journal_prefix {
+        Some(p) => {
+            Arc::new(restart::read_previous(p, &cli.iface, queues as usize, &L4Config::default().timeouts)?)
+        }
+        None => Arc::new(restart::Carried::default()),
+    };
     let sockets = bind_sockets(&cli, &ifs, &mut steering, queues)?;
-    log_start(&ifs, &steering, &sockets, &cores);
+    log_start(&ifs, &sockets, &cores);
     let key = (cli.syn_cookies != SynCookiesArg::Off).then_some(cookie_key);
-    let (handles, links) = start_workers(&cli, &ifs, sockets, &cores, &stop, key)?;
+    let journals = journal_prefix.as_ref().map(|p| (p.as_path(), carried));
+    let (handles, links) = start_workers(&cli, &ifs, sockets, &cores, &stop, key, journals)?;
     let mut main = supervise::Supervisor::new(&cli, &ifs, &links)?;
+    main.attach_when_ready(attach_mode(&cli), cli.syn_cookies != SynCookiesArg::Off);
     let result = main.run(&mut reader, &mut steering, &stop, &handles);
     stop.store(true, Ordering::Relaxed);
     for h in handles {
@@ -446,8 +475,36 @@ fn run(cli: Cli) -> Result<(), String> {
             "XDP fast path: forwarded {fwd} frame(s) in the kernel, handed {back} of installed flows back, dropped {no_port} for want of an egress port"
         );
     }
+    info!(
+        "the XDP program stays on {} and holds the service traffic for the next gateway, which carries every flow \
+         over (`sluice-gateway --iface {} --release` takes it off)",
+        ifs.names.join(" and "),
+        cli.iface
+    );
     drop(steering);
     result
+}
+
+/// How the command line asks the program to be attached.
+fn attach_mode(cli: &Cli) -> AttachMode {
+    match cli.xdp_mode {
+        XdpModeArg::Auto => AttachMode::Auto,
+        XdpModeArg::Native => AttachMode::Driver,
+        XdpModeArg::Skb => AttachMode::Skb,
+    }
+}
+
+/// Advice, once at start, when SYN cookies leave by XDP_TX on a veth: from here the peer's
+/// programs cannot be seen (it is in another namespace, as in the test sandbox, which attaches
+/// one).
+pub(crate) fn peer_hint(name: &str) {
+    if has_peer(name) {
+        info!(
+            "{name} has a peer (a veth?): SYN cookies leave by XDP_TX, which a veth hands to its peer only when \
+             the peer runs an XDP program of its own — make sure one (XDP_PASS will do) is attached there, or \
+             run --xdp-mode skb or --syn-cookies off, or a flood will stop the link (docs/af-xdp.md, pitfall 3)"
+        );
+    }
 }
 
 /// Opens the table control publishes, waiting `wait` for control to create it.
@@ -502,18 +559,13 @@ fn syn_cookies(cli: &Cli, key: [u64; 2]) -> SynCookies {
     }
 }
 
-/// The steering program, attached to every interface.
-fn attach_steering(cli: &Cli, ifs: &Interfaces) -> Result<Vec<Steering>, String> {
-    let mode = match cli.xdp_mode {
-        XdpModeArg::Auto => AttachMode::Auto,
-        XdpModeArg::Native => AttachMode::Driver,
-        XdpModeArg::Skb => AttachMode::Skb,
-    };
+/// The steering program for every interface, loaded (the supervisor attaches it).
+fn load_steering(cli: &Cli, ifs: &Interfaces) -> Result<Vec<Steering>, String> {
     let fast = if cli.fast_path == FastPathArg::On { FastPath::On } else { FastPath::Off };
     let mut all: Vec<Steering> = ifs
         .names
         .iter()
-        .map(|i| Steering::attach_with(i, mode, fast).map_err(|e| e.to_string()))
+        .map(|_| Steering::load_with(fast).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
     if fast == FastPath::On {
         // Two-armed: every program may redirect to either interface, by port index.
@@ -551,6 +603,7 @@ fn bind_sockets(
         for (i, iface) in ifs.names.iter().enumerate() {
             let s = XskSocket::bind(iface, q, &config).map_err(|e| format!("queue {q} of {iface}: {e}"))?;
             steering[i].register(q, &s.fd()).map_err(|e| e.to_string())?;
+            steering[i].hold(q).map_err(|e| e.to_string())?;
             per_queue.push(s);
         }
         sockets.push(per_queue);
@@ -559,16 +612,9 @@ fn bind_sockets(
 }
 
 /// One line saying what the gateway runs on.
-fn log_start(ifs: &Interfaces, steering: &[Steering], sockets: &[Vec<XskSocket>], cores: &[usize]) {
-    let described: Vec<String> = ifs
-        .names
-        .iter()
-        .zip(&ifs.macs)
-        .zip(steering)
-        .map(|((i, m), st)| {
-            format!("{i} ({}, XDP {} mode)", fmt_mac(*m), if st.native() { "native" } else { "generic" })
-        })
-        .collect();
+fn log_start(ifs: &Interfaces, sockets: &[Vec<XskSocket>], cores: &[usize]) {
+    let described: Vec<String> =
+        ifs.names.iter().zip(&ifs.macs).map(|(i, m)| format!("{i} ({})", fmt_mac(*m))).collect();
     let first = &sockets[0][0];
     info!(
         "{}{}, {} queue(s), AF_XDP {} mode, {}-byte frames{} (up to {} frames per transmit wake-up), workers on cores {:?}",
@@ -594,6 +640,7 @@ fn start_workers(
     cores: &[usize],
     stop: &Arc<AtomicBool>,
     syn_cookie_key: Option<[u64; 2]>,
+    journals: Option<(&std::path::Path, Arc<restart::Carried>)>,
 ) -> Result<Workers, String> {
     let queues = sockets.len();
     let mailboxes = (queues > 1).then(|| Mailboxes::new(queues, PARCELS));
@@ -636,6 +683,10 @@ fn start_workers(
             max_sleep: Duration::from_millis(cli.max_sleep_ms),
             access_log: !cli.no_access_log,
             l7_config: l7_config(cli),
+            journal: journals.as_ref().map(|(prefix, carried)| restart::JournalSetup {
+                path: restart::journal_path(prefix, &cli.iface, q),
+                carried: Arc::clone(carried),
+            }),
         };
         handles.push(
             std::thread::Builder::new()

@@ -38,9 +38,10 @@ use sluice_model::service::ServiceTable;
 use sluice_model::{Addr, Family};
 use sluice_table::{FileState, Reader, Refresh};
 use sluice_worker::nexthop::NextHops;
-use sluice_xsk::Steering;
 use sluice_xsk::fastpath::FastKey;
 use sluice_xsk::link::{self, RawSender};
+use sluice_xsk::steer::Takeover;
+use sluice_xsk::{AttachMode, Steering};
 
 use crate::core_thread::Link;
 use crate::dns::{self, Resolver};
@@ -94,6 +95,8 @@ pub(crate) struct Supervisor<'a> {
     l7_table: Arc<L7Table>,
     /// ExternalName upstreams' names, resolved.
     resolver: Resolver,
+    /// How to attach the steering programs, until they are (with whether SYN cookies are on).
+    attach: Option<(AttachMode, bool)>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -141,10 +144,38 @@ impl<'a> Supervisor<'a> {
             l7_table: Arc::new(L7Table::default()),
             fast_failures: 0,
             fast_owner: HashMap::new(),
+            attach: None,
             resolver: Resolver::new(
                 cli.dns_server.or_else(dns::system_server).unwrap_or_else(|| ([127, 0, 0, 1], 53).into()),
             ),
         })
+    }
+
+    /// Attaches the steering programs in `mode` once the first table is in their maps
+    /// ([`Self::run`]).
+    pub(crate) fn attach_when_ready(&mut self, mode: AttachMode, syn_cookies: bool) {
+        self.attach = Some((mode, syn_cookies));
+    }
+
+    /// Attaches each loaded steering program to its interface (`Steering::attach_kept`),
+    /// replacing what a previous gateway left there: from here frames reach this gateway's
+    /// sockets.
+    fn attach(&mut self, steering: &mut [Steering]) -> Result<(), String> {
+        let Some((mode, syn_cookies)) = self.attach.take() else { return Ok(()) };
+        for (s, name) in steering.iter_mut().zip(self.names) {
+            let how = s.attach_kept(name, mode).map_err(|e| e.to_string())?;
+            let native = if s.native() { "native" } else { "generic" };
+            match how {
+                Takeover::Fresh => info!("XDP program attached to {name} ({native} mode)"),
+                Takeover::Replaced { prog_id } => info!(
+                    "XDP program attached to {name} ({native} mode), replacing the previous gateway's (program {prog_id})"
+                ),
+            }
+            if s.native() && syn_cookies {
+                crate::peer_hint(name);
+            }
+        }
+        Ok(())
     }
 
     /// Runs until `stop`, or until a worker stops on its own (an error).
@@ -166,6 +197,7 @@ impl<'a> Supervisor<'a> {
             if self.take_table(reader) {
                 self.steer_and_announce(steering);
             }
+            self.attach(steering)?;
             self.announce_once_more();
             if self.resolver.poll(Instant::now()) {
                 self.prepare_l7();

@@ -129,6 +129,36 @@ impl SnatPorts {
         self.lo + self.cursors[backend_hash as usize & (CURSORS - 1)] as u16
     }
 
+    /// Puts each backend's cursor back where a previous gateway's probably was, from the ports
+    /// its flows still hold (`(backend hash, port)`; ports outside the range are ignored):
+    /// after the held port that the longest run of free ports follows. A cursor walks its
+    /// range in order, so the ports it handed out last usually lie just before that run, and a cursor
+    /// started afresh would walk into them: after a restart that carried a thousand flows to
+    /// one backend over, every new flow's candidates were taken (seen in `benches/run faults`).
+    /// Control path (at start): allocates.
+    pub fn resume(&mut self, held: impl IntoIterator<Item = (u64, u16)>) {
+        let mut by_cursor: std::collections::HashMap<usize, Vec<u32>> = std::collections::HashMap::new();
+        for (h, port) in held {
+            let off = u32::from(port.wrapping_sub(self.lo));
+            if port >= self.lo && off < self.span {
+                by_cursor.entry(h as usize & (CURSORS - 1)).or_default().push(off);
+            }
+        }
+        for (c, mut offs) in by_cursor {
+            offs.sort_unstable();
+            offs.dedup();
+            // The free run after offs[i] reaches offs[i + 1] (the last one wraps to offs[0]).
+            let n = offs.len();
+            let run = |i: usize| {
+                let next = if i + 1 == n { offs[0] + self.span } else { offs[i + 1] };
+                next - offs[i]
+            };
+            let Some(best) = (0..n).max_by_key(|&i| (run(i), std::cmp::Reverse(i))) else { continue };
+            let at = offs[best] + 1;
+            self.cursors[c] = if at == self.span { 0 } else { at };
+        }
+    }
+
     /// The next candidate port towards the backend whose identity hashes to `backend_hash`.
     #[inline(always)]
     pub fn next(&mut self, backend_hash: u64) -> u16 {
@@ -142,6 +172,28 @@ impl SnatPorts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cursor_resumes_after_the_ports_still_held() {
+        let mut p = SnatPorts::new(PortRange::new(10_000, 10_999).unwrap());
+        let h = 42u64;
+        // A previous gateway handed out 10,500..10,899 in order: next is 10,900.
+        p.resume((10_500..10_900).map(|port| (h, port)));
+        assert_eq!(p.peek(h), 10_900, "after the last port handed out");
+        // With 10,100 held too (a long connection), the longest free run follows it instead:
+        // 400 free ports in a row.
+        let mut p = SnatPorts::new(PortRange::new(10_000, 10_999).unwrap());
+        p.resume((10_500..10_900).chain([10_100]).map(|port| (h, port)));
+        assert_eq!(p.peek(h), 10_101);
+        // Wrapping: held 10,990..10,999 and 10,000..10,019: next is 10,020.
+        let mut p = SnatPorts::new(PortRange::new(10_000, 10_999).unwrap());
+        p.resume((10_990..=10_999).chain(10_000..10_020).map(|port| (h, port)));
+        assert_eq!(p.peek(h), 10_020);
+        // Another backend's cursor, and ports outside the range, are untouched.
+        let before = p.peek(7);
+        p.resume([(7, 9_000), (7, 11_000)]);
+        assert_eq!(p.peek(7), before);
+    }
 
     #[test]
     fn affinity_expires_and_refreshes() {

@@ -488,6 +488,45 @@ impl L4 {
         }
     }
 
+    /// Records every flow in `mem` from now on, for a gateway started after this one
+    /// ([`crate::journal`]). Call before [`Self::carry_over`], with memory of
+    /// [`crate::journal::bytes_for`]`(flow capacity)` bytes.
+    pub fn set_journal(&mut self, mem: crate::journal::Memory) -> Result<(), crate::journal::JournalError> {
+        self.flows.set_journal(mem)
+    }
+
+    /// Takes over flows a previous gateway recorded ([`crate::journal::recover`]): inserts each
+    /// one `mine` accepts (the flows of this worker's share), counting them, and counts
+    /// `not_carried` records the caller could not use. Each keeps its keys, state and SYN-cookie
+    /// shift; its service and backend are found again by address on its first packet
+    /// (`on_flow`: a TCP flow whose backend is gone is kept as an orphan, as after a table
+    /// change). A flow whose keys are already here is not inserted twice. Returns how many
+    /// were inserted. Control path: at start, before the first frame.
+    pub fn carry_over(
+        &mut self,
+        flows: &[crate::flow::Flow],
+        not_carried: usize,
+        now_ns: u64,
+        mut mine: impl FnMut(&crate::flow::Flow) -> bool,
+    ) -> usize {
+        let mut n = 0;
+        let (sched, fast) = (&mut self.sched, &mut self.fast);
+        let generation = self.table.generation();
+        for f in flows.iter().filter(|f| mine(f)) {
+            if self.flows.insert(*f, now_ns, &mut |gone| release(sched, fast, generation, gone)).is_ok() {
+                n += 1;
+            }
+        }
+        // FullNAT flows hold ports of this worker's range towards their backends: the cursors
+        // resume after them rather than walk into them.
+        let mut held = Vec::new();
+        self.flows.for_each(|_, f| held.push((backend_hash(&f.rev.src, f.rev.sport), f.rev.dport)));
+        self.snat.resume(held);
+        self.counters[Counter::FlowsCarriedOver] += n as u64;
+        self.counters[Counter::FlowsNotCarriedOver] += not_carried as u64;
+        n
+    }
+
     /// Whether the engine has work of its own for the next polls, frames or not (a pass over
     /// the flow table after a table change, with the fast path): the caller should not sleep.
     pub fn busy(&self) -> bool {
@@ -762,6 +801,7 @@ impl L4 {
         }
         let t = &self.timeouts;
         let f = self.flows.flow_mut(id);
+        let kept = f.journal_state();
         if m.proto == ip_proto::TCP && f.is_proxied() {
             if f.state == FlowState::SynProxy {
                 return self.proxy_handshake(frame, m, id, dir, now_ns);
@@ -809,6 +849,9 @@ impl L4 {
             }
         } else {
             f.on_udp(dir, now_ns, t);
+        }
+        if self.flows.flow(id).journal_state() != kept {
+            self.flows.journal_update(id);
         }
         let f = self.flows.flow_mut(id);
         if self.fast.on {
@@ -922,6 +965,7 @@ impl L4 {
         if closed {
             self.flows.note_debris(id);
         }
+        self.flows.journal_update(id);
         self.resized = Some(synproxy::emit(frame, m, &out));
         Verdict::Forward(next)
     }

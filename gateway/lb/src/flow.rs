@@ -45,6 +45,8 @@ use sluice_model::hash;
 use sluice_model::service::{BackendId, Generation, ServiceId};
 use sluice_wire::tcp::flags;
 
+use crate::journal::{Journal, JournalError, Memory};
+
 /// The 5-tuple of a packet as it appears on the wire (addresses of either family, 40 bytes).
 #[derive(Debug, Clone, Copy, Eq, Default)]
 #[repr(C, align(8))]
@@ -177,6 +179,28 @@ pub enum FlowState {
     UdpUnreplied,
     /// UDP: the backend answered.
     UdpReplied,
+}
+
+impl FlowState {
+    /// The state whose `as u8` is `b`.
+    pub fn from_u8(b: u8) -> Option<FlowState> {
+        use FlowState::*;
+        [
+            SynSent,
+            SynRecv,
+            SynProxy,
+            Established,
+            FinWait,
+            CloseWait,
+            LastAck,
+            TimeWait,
+            Close,
+            UdpUnreplied,
+            UdpReplied,
+        ]
+        .get(usize::from(b))
+        .copied()
+    }
 }
 
 /// How long a flow lives in each state, in nanoseconds.
@@ -371,6 +395,49 @@ impl Flow {
             stamp: 0,
             delta: 0,
         }
+    }
+
+    /// A flow carried over from a previous gateway's journal ([`crate::journal`]): in no
+    /// table generation, its timeout starting at `now_ns`, its sequence positions unknown.
+    /// `None` when `fin_bits` holds a bit no flow has.
+    pub(crate) fn carried_over(
+        fwd: FlowKey,
+        rev: FlowKey,
+        state: FlowState,
+        fin_bits: u8,
+        delta: u32,
+        now_ns: u64,
+        timeouts: &Timeouts,
+    ) -> Option<Flow> {
+        if fin_bits & !(FIN_FWD | FIN_REV | BACKEND_PASSIVE | PROXIED) != 0 {
+            return None;
+        }
+        let mut f = Flow::new(
+            fwd,
+            rev,
+            ServiceId::NONE,
+            BackendId::NONE,
+            crate::journal::ADOPTED,
+            state,
+            now_ns,
+            timeouts,
+        );
+        f.fins = fin_bits;
+        f.delta = delta;
+        Some(f)
+    }
+
+    /// The FIN and SYN-cookie bits, as the journal keeps them.
+    #[inline(always)]
+    pub(crate) fn fin_bits(&self) -> u8 {
+        self.fins
+    }
+
+    /// What the journal keeps of the flow's tracking (state and FIN bits): when it changes,
+    /// the caller rewrites the flow's record ([`FlowTable::journal_update`]).
+    #[inline(always)]
+    pub fn journal_state(&self) -> u16 {
+        u16::from(self.state as u8) | (u16::from(self.fins) << 8)
     }
 
     /// Whether the flow was opened through a SYN cookie (its backend's sequence numbers are
@@ -711,6 +778,8 @@ pub struct FlowTable {
     debris_len: usize,
     len: usize,
     stats: FlowTableStats,
+    /// Where live flows are recorded for a gateway started after this one.
+    journal: Option<Journal>,
 }
 
 impl core::fmt::Debug for FlowTable {
@@ -756,6 +825,7 @@ impl FlowTable {
             debris_len: 0,
             len: 0,
             stats: FlowTableStats::default(),
+            journal: None,
         }
     }
 
@@ -915,6 +985,9 @@ impl FlowTable {
         let f = &mut self.flows[idx as usize];
         f.fwd_slot = fs;
         f.rev_slot = rs;
+        if let Some(j) = &mut self.journal {
+            j.write(idx, f);
+        }
         self.choose_next_victim(now_ns);
         FlowId(idx)
     }
@@ -1119,9 +1192,41 @@ impl FlowTable {
             bucket.tags[usize::from(slot)] = 0;
         }
         self.live[idx as usize] = false;
+        if let Some(j) = &mut self.journal {
+            j.clear(idx);
+        }
         self.free.push(idx);
         self.len -= 1;
         f
+    }
+
+    /// Records every flow in `mem` from now on, for a gateway started after this one
+    /// ([`crate::journal`]): the flows already here at once, then each insert, each
+    /// [`Self::journal_update`] and each removal. `mem` needs
+    /// [`crate::journal::bytes_for`]`(capacity)` bytes, all zeros (a new file).
+    pub fn set_journal(&mut self, mem: Memory) -> Result<(), JournalError> {
+        let mut j = Journal::new(mem, self.flows.len())?;
+        for (i, f) in self.flows.iter().enumerate() {
+            if self.live[i] {
+                j.write(i as u32, f);
+            }
+        }
+        self.journal = Some(j);
+        Ok(())
+    }
+
+    /// The journal's bytes, if there is one (tests, diagnostics).
+    pub fn journal(&mut self) -> Option<&[u8]> {
+        self.journal.as_mut().map(|j| &*j.bytes())
+    }
+
+    /// Rewrites a flow's journal record after its tracking state changed
+    /// ([`Flow::journal_state`]).
+    #[inline]
+    pub fn journal_update(&mut self, id: FlowId) {
+        if let Some(j) = &mut self.journal {
+            j.write(id.0, &self.flows[id.0 as usize]);
+        }
     }
 
     /// Removes up to `budget` slab slots' worth of expired flows, resuming where the last call

@@ -24,6 +24,7 @@
 pub mod affinity;
 pub mod engine;
 pub mod flow;
+pub mod journal;
 pub mod nat;
 pub mod packet;
 pub mod sched;

@@ -175,6 +175,10 @@ named! {
         L7ClientTimeouts => "l7_client_timeouts",
         /// Request bodies refused: chunked framing that breaks the rules (400) or a chunked body over the size limit (413); the connection is closed.
         L7RejectedBodies => "l7_rejected_bodies",
+        /// Flows carried over from the previous gateway's journal at start (a restart that keeps every connection).
+        FlowsCarriedOver => "flows_carried_over",
+        /// Journal records of the previous gateway not carried over: torn or damaged (a failed check), or in a SYN-cookie handshake.
+        FlowsNotCarriedOver => "flows_not_carried_over",
     }
 }
 
@@ -371,6 +375,6 @@ mod tests {
         // decision, not an accident (and add new counters at the end).
         let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(&names[..4], ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames"]);
-        assert_eq!(fingerprint(), 0x7f1a_0afb_fe40_0187, "{:#x}", fingerprint());
+        assert_eq!(fingerprint(), 0xa9ae_376e_dd44_f153, "{:#x}", fingerprint());
     }
 }

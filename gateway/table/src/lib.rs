@@ -21,7 +21,8 @@
 //! A slot's payload is opaque bytes with a checksum here; what the bytes mean (the table image,
 //! positions as offsets, never pointers) is `sluice-model`'s `image`.
 //!
-//! Unsafe: yes, in [`shm`] and `sigbus` only — the file is memory shared with other processes.
+//! Unsafe: yes, in [`shm`], [`state`] and `sigbus` only — the files are memory shared with other
+//! processes.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod protocol;
@@ -29,6 +30,8 @@ pub mod protocol;
 pub mod shm;
 #[cfg(not(loom))]
 mod sigbus;
+#[cfg(not(loom))]
+pub mod state;
 
 pub use protocol::{PublishError, Refresh, Refusal};
 

@@ -270,7 +270,7 @@ impl std::error::Error for OpenError {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OpenError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OpenError + '_ {
     move |source| OpenError::Io { path: path.to_owned(), source }
 }
 
@@ -330,7 +330,7 @@ fn euid() -> u32 {
 /// Opens `path` read-write without following a symbolic link (creating it 0600 when `create`),
 /// then checks what was opened, through the descriptor: a regular file, ours, not writable by
 /// group or others.
-fn open_checked(path: &Path, create: bool) -> Result<(File, Metadata), OpenError> {
+pub(crate) fn open_checked(path: &Path, create: bool) -> Result<(File, Metadata), OpenError> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
     if create {

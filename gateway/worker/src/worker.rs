@@ -144,6 +144,11 @@ impl Worker {
         &mut self.next_hops
     }
 
+    /// The L4 engine, to set up before the first poll (its journal, flows carried over).
+    pub fn l4_mut(&mut self) -> &mut L4 {
+        &mut self.l4
+    }
+
     /// The L4 engine (read-only).
     pub fn l4(&self) -> &L4 {
         &self.l4

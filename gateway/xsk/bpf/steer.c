@@ -22,7 +22,12 @@
 //   KIND_HOST  an address of the host's own.
 // Addresses are 16 bytes, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), as in the table.
 //
-// Frames redirected while no socket is bound to the queue fall back to XDP_PASS.
+// Frames redirected while no socket is bound to the queue fall back to XDP_PASS — unless the
+// queue is held (`held[queue]` non-zero): a gateway served it and the program outlived it (it is
+// attached through netlink so that it does). Then the frame is dropped (counted), so that while
+// one gateway stops and the next starts, the kernel does not answer the service's flows (a
+// FullNAT reply to an address of the host would meet a RST), and the next gateway carries on
+// every flow from its journal. The next gateway replaces this program atomically.
 //
 // SYN cookies: a TCP SYN to a frontend (KIND_DST) spends one unit of this CPU's SYN budget
 // (`cookie_cfg`: a token bucket of `cost_ns` per SYN, `burst_ns` deep). Within the budget it
@@ -99,6 +104,14 @@ struct {
 	__type(value, __u32);
 } xsks SEC(".maps");
 
+/* Queues a gateway served: non-zero = drop, rather than pass, what cannot be redirected. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} held SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);
@@ -112,9 +125,11 @@ struct {
 #define COUNT_FAST 3
 #define COUNT_FAST_HANDED_BACK 4
 #define COUNT_FAST_NO_PORT 5
+/* [6] frames of a held queue dropped for want of a socket (between two gateways). */
+#define COUNT_HELD 6
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 6);
+	__uint(max_entries, 7);
 	__type(key, __u32);
 	__type(value, __u64);
 } counts SEC(".maps");
@@ -773,8 +788,14 @@ static __always_inline int fast_path(struct xdp_md *ctx, void *l3, __u16 eth_pro
 
 static __always_inline int redirect(struct xdp_md *ctx)
 {
-	count(0, 0);
-	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	__u32 q = ctx->rx_queue_index;
+	int r = bpf_redirect_map(&xsks, q, XDP_PASS);
+	if (r != XDP_PASS)
+		return count(0, r);
+	__u32 *h = bpf_map_lookup_elem(&held, &q);
+	if (h && *h)
+		return count(COUNT_HELD, XDP_DROP);
+	return count(0, XDP_PASS);
 }
 
 /* The verdict for a SYN steer_l4 said to answer with a cookie. */

@@ -27,6 +27,22 @@ const RTM_GETROUTE: u16 = 26;
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_GETNEIGH: u16 = 30;
 const NLM_F_EXCL: u16 = 0x200;
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
+const IFLA_XDP: u16 = 43;
+const IFLA_XDP_FD: u16 = 1;
+const IFLA_XDP_ATTACHED: u16 = 2;
+const IFLA_XDP_FLAGS: u16 = 3;
+const IFLA_XDP_PROG_ID: u16 = 4;
+const IFLA_XDP_EXPECTED_FD: u16 = 8;
+const NLA_F_NESTED: u16 = 0x8000;
+/// `XDP_FLAGS_REPLACE`: replace only the program `IFLA_XDP_EXPECTED_FD` names.
+pub const XDP_FLAGS_REPLACE: u32 = 1 << 4;
+/// `XDP_FLAGS_SKB_MODE`.
+pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+/// `XDP_FLAGS_DRV_MODE`.
+pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_FLAGS: u16 = 8;
@@ -333,6 +349,108 @@ impl Netlink {
                 Ok(false)
             }
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// The XDP program attached to an interface without a bpf_link: its id and how
+/// (`IFLA_XDP_ATTACHED`: 1 driver, 2 generic, 3 hardware, 4 several).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XdpAttached {
+    /// The program's id.
+    pub prog_id: u32,
+    /// `XDP_ATTACHED_*`.
+    pub mode: u8,
+}
+
+/// The XDP program an `RTM_NEWLINK` payload (ifinfomsg and attributes) says is attached.
+pub fn xdp_attached(p: &[u8]) -> Option<XdpAttached> {
+    let (_, xdp) = attrs(p.get(16..)?).find(|&(ty, _)| ty == IFLA_XDP)?;
+    let (mut mode, mut prog_id) = (0u8, 0u32);
+    for (ty, v) in attrs(xdp) {
+        match (ty, v.len()) {
+            (IFLA_XDP_ATTACHED, 1..) => mode = v[0],
+            (IFLA_XDP_PROG_ID, 4..) => prog_id = u32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
+            _ => {}
+        }
+    }
+    (mode != 0 && prog_id != 0).then_some(XdpAttached { prog_id, mode })
+}
+
+fn ifinfo(ifindex: u32) -> Vec<u8> {
+    let mut b = vec![0u8; 16]; // family AF_UNSPEC, type, flags and change 0
+    b[4..8].copy_from_slice(&(ifindex as i32).to_ne_bytes());
+    b
+}
+
+fn nl_attr(out: &mut Vec<u8>, ty: u16, v: &[u8]) {
+    out.extend_from_slice(&((4 + v.len()) as u16).to_ne_bytes());
+    out.extend_from_slice(&ty.to_ne_bytes());
+    out.extend_from_slice(v);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+/// An `RTM_SETLINK` body that attaches program `fd` (-1: detaches) with `flags`, replacing only
+/// `expected` when given.
+fn set_xdp_body(ifindex: u32, fd: i32, flags: u32, expected: Option<i32>) -> Vec<u8> {
+    let mut inner = Vec::new();
+    nl_attr(&mut inner, IFLA_XDP_FD, &fd.to_ne_bytes());
+    let flags = flags | if expected.is_some() { XDP_FLAGS_REPLACE } else { 0 };
+    nl_attr(&mut inner, IFLA_XDP_FLAGS, &flags.to_ne_bytes());
+    if let Some(e) = expected {
+        nl_attr(&mut inner, IFLA_XDP_EXPECTED_FD, &e.to_ne_bytes());
+    }
+    let mut body = ifinfo(ifindex);
+    nl_attr(&mut body, IFLA_XDP | NLA_F_NESTED, &inner);
+    body
+}
+
+impl Netlink {
+    /// The XDP program attached to `ifindex` (by netlink or a bpf_link), if any.
+    pub fn xdp_program(&mut self, ifindex: u32) -> io::Result<Option<XdpAttached>> {
+        let seq = self.request(RTM_GETLINK, NLM_F_REQUEST, &ifinfo(ifindex))?;
+        let mut found = None;
+        self.replies_until_one(seq, |ty, p| {
+            if ty == RTM_NEWLINK {
+                found = xdp_attached(p);
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Attaches XDP program `fd` to `ifindex` through netlink, so that it stays attached when
+    /// this process ends (a bpf_link would not), with `flags` (`XDP_FLAGS_*_MODE`). With
+    /// `expected`, atomically replaces that program and nothing else (`XDP_FLAGS_REPLACE`): a
+    /// frame meets either the old program or the new one. `fd` -1 detaches.
+    pub fn set_xdp(&mut self, ifindex: u32, fd: i32, flags: u32, expected: Option<i32>) -> io::Result<()> {
+        let body = set_xdp_body(ifindex, fd, flags, expected);
+        let seq = self.request(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, &body)?;
+        self.replies(seq, |_, _| {})
+    }
+
+    /// [`Self::replies`] for a request answered by one message and no DONE or ACK.
+    fn replies_until_one(&mut self, seq: u32, mut f: impl FnMut(u16, &[u8])) -> io::Result<()> {
+        let (fd, buf) = (self.fd.as_raw_fd(), &mut self.buf);
+        loop {
+            // SAFETY: receives into our live buffer of the length passed.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let mut got = false;
+            let done = messages(&buf[..n as usize], seq, |ty, p| {
+                got = true;
+                f(ty, p);
+            });
+            match done {
+                Some(r) => return r,
+                None if got => return Ok(()),
+                None => {}
+            }
         }
     }
 }

@@ -1,6 +1,14 @@
-//! The XDP steering program: loading it, attaching it to an interface through a bpf_link (so it
-//! disappears with the process, even on SIGKILL), registering the queue sockets, and keeping its
-//! map of service traffic in step with the table. See `bpf/steer.c` for what the keys mean.
+//! The XDP steering program: loading it, attaching it to an interface, registering the queue
+//! sockets, and keeping its map of service traffic in step with the table. See `bpf/steer.c` for
+//! what the keys mean.
+//!
+//! Two ways to attach. [`Steering::attach_with`] uses a bpf_link: the program disappears with
+//! the process, even on SIGKILL (tests and tools). [`Steering::attach_kept`] — the gateway's —
+//! uses netlink, so the program outlives the process: with its queues *held*
+//! ([`Steering::hold`]) it drops the service frames no socket takes while one gateway stops and
+//! the next starts, instead of passing them to a kernel that would answer them with RSTs; the
+//! next gateway replaces it atomically (`XDP_FLAGS_REPLACE`) once its own program is ready, and
+//! [`Steering::release`] takes it off for good.
 //!
 //! Two builds of the one program: without the fast path for established flows (nothing of it
 //! is loaded), and with it ([`FastPath::On`]: the `fast_flows` map of
@@ -207,13 +215,44 @@ pub enum AttachMode {
     Skb,
 }
 
-/// The program attached to one interface. Dropping it detaches the program.
+/// What [`Steering::attach_kept`] found on the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover {
+    /// No XDP program was attached.
+    Fresh,
+    /// A previous gateway's program was, and this one replaced it.
+    Replaced {
+        /// The replaced program's id.
+        prog_id: u32,
+    },
+}
+
+/// The program of id `id`, if it is a gateway's steering program; an error naming it if it is
+/// something else.
+fn previous_program(id: u32) -> Result<aya::programs::ProgramFd, String> {
+    let info = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
+        .ok_or_else(|| format!("XDP program {id} is attached but cannot be read"))?;
+    match info.name_as_str() {
+        Some("sluice_steer") => info.fd().map_err(|e| format!("XDP program {id}: {}", source_chain(&e))),
+        name => Err(format!(
+            "another XDP program ({}, id {id}) is attached; Sluice replaces only its own (`ip link set dev IFACE xdp off` removes it)",
+            name.unwrap_or("unnamed")
+        )),
+    }
+}
+
+/// The program attached to one interface. Dropping it detaches the program if it was attached
+/// through a bpf_link ([`Steering::attach_with`]), not if through netlink
+/// ([`Steering::attach_kept`]).
 pub struct Steering {
     ebpf: Ebpf,
     xsks: XskMap<MapData>,
     map: BpfHashMap<MapData, SteerKey, SteerValue>,
     counts: PerCpuArray<MapData, u64>,
     cookies: Array<MapData, SynCookies>,
+    held: Array<MapData, u32>,
     fast: Option<FastMaps>,
     current: HashMap<SteerKey, SteerValue>,
     native: bool,
@@ -251,6 +290,7 @@ impl Steering {
         let map = BpfHashMap::try_from(take(&mut ebpf, "steer")?).map_err(map_err)?;
         let counts = PerCpuArray::try_from(take(&mut ebpf, "counts")?).map_err(map_err)?;
         let cookies = Array::try_from(take(&mut ebpf, "cookie_cfg")?).map_err(map_err)?;
+        let held = Array::try_from(take(&mut ebpf, "held")?).map_err(map_err)?;
         let fast = match fast {
             FastPath::Off => None,
             FastPath::On => Some(FastMaps {
@@ -258,7 +298,7 @@ impl Steering {
                 tx: DevMap::try_from(take(&mut ebpf, "fast_tx")?).map_err(map_err)?,
             }),
         };
-        Ok(Steering { ebpf, xsks, map, counts, cookies, fast, current: HashMap::new(), native: false })
+        Ok(Steering { ebpf, xsks, map, counts, cookies, held, fast, current: HashMap::new(), native: false })
     }
 
     fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
@@ -293,6 +333,78 @@ impl Steering {
         };
         s.native = native;
         Ok(s)
+    }
+
+    /// Attaches the loaded program to `iface` through netlink, so that it stays attached when
+    /// this process ends. A program a previous gateway left there (ours: `sluice_steer`) is
+    /// replaced atomically, in the mode it runs in — a frame meets one program or the other,
+    /// never none; any other XDP program there is left alone and refused with its name.
+    pub fn attach_kept(&mut self, iface: &str, mode: AttachMode) -> Result<Takeover, Error> {
+        use std::os::fd::AsFd as _;
+        let attach_err = |detail: String| Error::Attach { iface: iface.into(), detail };
+        let ifindex = crate::socket::if_index(iface).map_err(|e| attach_err(e.to_string()))?;
+        let mut nl = crate::netlink::Netlink::open().map_err(|e| attach_err(format!("netlink: {e}")))?;
+        let old = nl.xdp_program(ifindex).map_err(|e| attach_err(format!("reading its XDP program: {e}")))?;
+        let previous = match old {
+            None => None,
+            Some(a) => Some((previous_program(a.prog_id).map_err(attach_err)?, a)),
+        };
+        let prog = Self::program(&mut self.ebpf)?;
+        let fd = prog.fd().map_err(|e| Error::Load(source_chain(&e)))?.as_fd().as_raw_fd();
+        let expected = previous.as_ref().map(|(p, _)| p.as_fd().as_raw_fd());
+        use crate::netlink::{XDP_FLAGS_DRV_MODE as DRV, XDP_FLAGS_SKB_MODE as SKB};
+        let tries: &[u32] = match (mode, previous.as_ref().map(|(_, a)| a.mode)) {
+            (AttachMode::Driver, _) => &[DRV],
+            (AttachMode::Skb, _) => &[SKB],
+            // Where the previous program runs: the kernel replaces only within one mode.
+            (AttachMode::Auto, Some(2)) => &[SKB],
+            (AttachMode::Auto, Some(_)) => &[DRV],
+            (AttachMode::Auto, None) => &[DRV, SKB],
+        };
+        let mut last = None;
+        for &flags in tries {
+            match nl.set_xdp(ifindex, fd, flags, expected) {
+                Ok(()) => {
+                    self.native = flags == DRV;
+                    return Ok(match previous {
+                        Some((_, a)) => Takeover::Replaced { prog_id: a.prog_id },
+                        None => Takeover::Fresh,
+                    });
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Err(attach_err(e.to_string())),
+                Err(e) => last = Some(e),
+            }
+        }
+        let e = last.map_or_else(|| "no mode to try".to_owned(), |e| e.to_string());
+        Err(attach_err(if previous.is_some() {
+            format!("replacing the previous gateway's program: {e}")
+        } else {
+            e
+        }))
+    }
+
+    /// Holds `queue`: from now on, frames steered to it that find no socket are dropped (and
+    /// counted) rather than passed to the kernel — between this gateway and the next.
+    pub fn hold(&mut self, queue: u32) -> Result<(), Error> {
+        self.held.set(queue, 1, 0).map_err(|e| Error::Map(format!("held[{queue}]: {e}")))
+    }
+
+    /// Takes the steering program a gateway left on `iface` off it (the interface's traffic is
+    /// the kernel's again). `Ok(false)` when none was there; any other XDP program is left alone.
+    pub fn release(iface: &str) -> Result<bool, Error> {
+        use std::os::fd::AsFd as _;
+        let attach_err = |detail: String| Error::Attach { iface: iface.into(), detail };
+        let ifindex = crate::socket::if_index(iface).map_err(|e| attach_err(e.to_string()))?;
+        let mut nl = crate::netlink::Netlink::open().map_err(|e| attach_err(format!("netlink: {e}")))?;
+        let Some(a) = nl.xdp_program(ifindex).map_err(|e| attach_err(e.to_string()))? else {
+            return Ok(false);
+        };
+        let prog = previous_program(a.prog_id).map_err(attach_err)?;
+        let flags =
+            if a.mode == 2 { crate::netlink::XDP_FLAGS_SKB_MODE } else { crate::netlink::XDP_FLAGS_DRV_MODE };
+        nl.set_xdp(ifindex, -1, flags, Some(prog.as_fd().as_raw_fd()))
+            .map_err(|e| attach_err(format!("detaching: {e}")))?;
+        Ok(true)
     }
 
     /// Sets the SYN cookie key and budget (until called, no SYN is answered with a cookie).
