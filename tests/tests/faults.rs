@@ -6,6 +6,9 @@
 //!   it adopted (the table file outlives control), then adopts the new control's table without
 //!   dropping a request.
 //! - The gateway's interface goes down and up: forwarding resumes by itself.
+//! - A backend's address is removed in the middle of a download: the gateway finds it no longer
+//!   answers (its neighbour entry fails) and resets the client's connection, which would
+//!   otherwise wait for data for ever.
 //!
 //! Needs root; see the crate docs. The request loops run `curl` in the client's namespace from
 //! threads of their own, bounded in count and time.
@@ -226,4 +229,61 @@ fn an_interface_deleted_and_recreated_is_reported_and_served_after_a_restart() {
         assert!(Instant::now() < deadline, "not served after the restart: {r:?}\n{}", sb.log("gateway"));
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A backend's address removed mid-download (its Pod gone without a word): the client does not
+/// wait for ever. The gateway keeps the kernel probing its on-link backends; the entry fails, and
+/// the worker ends the flow with a RST to the client. The gateway's namespace gets short neighbour
+/// timers (base reachable time 2 s, first probe after 1 s), the test's own, so that the bound —
+/// reachable time + delay + 3 probes 1 s apart, about 30 + 5 + 3 s with the kernel's defaults —
+/// is a few seconds here.
+#[test]
+fn a_backend_address_removed_mid_download_resets_the_client_within_a_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if !require_root("a_backend_address_removed_mid_download") {
+        return;
+    }
+    let mut sb = Sandbox::new(&backends()).expect("sandbox");
+    // Before the gateway resolves any backend: an entry's first timer runs on the times it was
+    // made with.
+    let gw = sb.ns("gw");
+    for (k, v) in [("base_reachable_time_ms", "2000"), ("delay_first_probe_time", "1")] {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &gw, "sysctl", "-qw", &format!("net.ipv4.neigh.gw0.{k}={v}")])
+            .output()
+            .expect("sysctl");
+        assert!(o.status.success(), "{k}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let _ = Command::new("ip").args(["-n", &gw, "neigh", "flush", "dev", "gw0"]).output();
+    let (cert, key) = certificate(dir.path(), "foo.bar.com", "foo.bar.com").expect("certificate");
+    let secret = tls_secret("tls-secret", &cert, &key).expect("secret");
+    sb.set_manifests(&[example("ingress")], &[("tls-secret.yaml", &secret), ("nodeport.yaml", NODEPORT)])
+        .expect("manifests");
+    sb.start_control().expect("control");
+    sb.start_gateway(&[]).expect("gateway");
+    let ns = sb.ns("cl");
+    let url = format!("http://{GW_V4}:31080/big");
+    let (took, out) = std::thread::scope(|s| {
+        let download = s.spawn(|| {
+            Command::new("ip")
+                .args(["netns", "exec", &ns, "curl", "-sS", "-m", "90", "-o", "/dev/null", &url])
+                .output()
+                .expect("curl")
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        // petclinic-web-1, the NodePort's one endpoint, is backend 0.
+        let b0 = sb.ns("b0");
+        let o = Command::new("ip").args(["-n", &b0, "addr", "del", "198.18.1.111/24", "dev", "e0"]).output();
+        assert!(o.expect("ip").status.success());
+        let removed = Instant::now();
+        let out = download.join().expect("download");
+        (removed.elapsed(), out)
+    });
+    let said = String::from_utf8_lossy(&out.stderr);
+    eprintln!("the client learnt {} ms after the address went: {}", took.as_millis(), said.trim());
+    assert!(!out.status.success(), "the download cannot complete: {said}");
+    assert!(said.contains("reset"), "reset, not timed out: {said}\n{}", sb.log("gateway"));
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(sb.log("gateway").contains("backend 198.18.1.111 does not answer"), "{}", sb.log("gateway"));
+    assert_eq!(sb.wait_counter("flows_ended_backend_unreachable", 1), 1);
 }

@@ -68,6 +68,8 @@ pub(crate) struct Link {
     pub(crate) tables: ArrayQueue<Arc<ServiceTable>>,
     /// Destinations the worker could not resolve.
     pub(crate) pending: ArrayQueue<Addr>,
+    /// Backends whose address stopped answering: the worker ends their flows.
+    pub(crate) unanswering: ArrayQueue<Addr>,
     /// New flows the worker dropped for want of a SNAT port, so far (for the main thread's
     /// log line; the counter itself is in the stats region).
     pub(crate) snat_exhausted: AtomicU64,
@@ -417,6 +419,13 @@ impl Core {
         self.link.snat_exhausted.store(exhausted, Ordering::Relaxed);
         for a in self.worker.next_hops_mut().pending() {
             let _ = self.link.pending.push(a);
+        }
+        while let Some(a) = self.link.unanswering.pop() {
+            if !self.worker.l4_mut().backend_unreachable(a) {
+                // Already ending as many backends' flows as one pass can: the supervisor says
+                // it again at its next look.
+                break;
+            }
         }
     }
 

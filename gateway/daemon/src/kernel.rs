@@ -63,6 +63,47 @@ impl Kernel {
             .is_some_and(|(_, n)| n.iter().any(|n| n.ip == ip.0 && self.port(n.ifindex) == Some(port)))
     }
 
+    /// Backend liveness, for on-link backends (their next hop is themselves): the kernel knows
+    /// them only as neighbours it resolved once, and the gateway's traffic to them bypasses its
+    /// stack, so nothing would ever confirm them again or find them gone. Each call asks the
+    /// kernel to use (`NTF_USE`) up to `budget` of those whose entry went STALE — it probes them
+    /// (after `delay_first_probe_time`, `ucast_solicit` probes `retrans_time` apart) — and
+    /// returns those whose entry FAILED: their address no longer answers.
+    pub(crate) fn unanswering(
+        &mut self,
+        hops: &NextHops,
+        backends: &BTreeSet<Addr>,
+        budget: usize,
+    ) -> BTreeSet<Addr> {
+        let mut failed = BTreeSet::new();
+        let Ok(states) = self.nl.neighbor_states() else { return failed };
+        let state = |port: u8, a: &Addr| {
+            let ifindex = self.ifindexes.get(usize::from(port)).copied()?;
+            states.iter().find(|(i, ip, _)| *i == ifindex && *ip == a.0).map(|&(i, _, s)| (i, s))
+        };
+        let mut asked = 0;
+        for a in backends {
+            let Some((port, via)) = hops.next_hop_on(a) else { continue };
+            if via != *a {
+                continue; // behind a router: the router answers for it
+            }
+            match state(port, a) {
+                Some((_, s)) if s & netlink::NUD_FAILED != 0 => {
+                    failed.insert(*a);
+                }
+                Some((ifindex, s))
+                    if s & netlink::NUD_STALE != 0
+                        && asked < budget
+                        && self.nl.resolve(ifindex, &a.0).is_ok() =>
+                {
+                    asked += 1;
+                }
+                _ => {}
+            }
+        }
+        failed
+    }
+
     /// Asks the kernel to resolve each address in `addrs` it does not know yet, through the next
     /// hop the routes give (a gateway's address, not the destination's, when routed).
     pub(crate) fn resolve(&mut self, hops: &NextHops, addrs: &BTreeSet<Addr>) -> usize {

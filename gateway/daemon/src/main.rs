@@ -660,6 +660,7 @@ fn start_workers(
             next_hops: ArrayQueue::new(2),
             tables: ArrayQueue::new(1),
             pending: ArrayQueue::new(64),
+            unanswering: ArrayQueue::new(sluice_lb::engine::UNREACHABLE_MAX),
             snat_exhausted: std::sync::atomic::AtomicU64::new(0),
             stats: ArrayQueue::new(1),
             l7: ArrayQueue::new(1),

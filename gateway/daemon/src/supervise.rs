@@ -97,7 +97,14 @@ pub(crate) struct Supervisor<'a> {
     resolver: Resolver,
     /// How to attach the steering programs, until they are (with whether SYN cookies are on).
     attach: Option<(AttachMode, bool)>,
+    /// On-link backends whose neighbour entry failed (their address stopped answering), and when
+    /// the kernel was last asked about them.
+    unanswering: BTreeSet<Addr>,
+    last_liveness: Instant,
 }
+
+/// Stale on-link backends the kernel is asked to probe per second, at most.
+const LIVENESS_PROBES: usize = 256;
 
 impl<'a> Supervisor<'a> {
     /// Opens netlink and the raw sender for the gateway's interfaces.
@@ -145,6 +152,8 @@ impl<'a> Supervisor<'a> {
             fast_failures: 0,
             fast_owner: HashMap::new(),
             attach: None,
+            unanswering: BTreeSet::new(),
+            last_liveness: Instant::now(),
             resolver: Resolver::new(
                 cli.dns_server.or_else(dns::system_server).unwrap_or_else(|| ([127, 0, 0, 1], 53).into()),
             ),
@@ -208,6 +217,7 @@ impl<'a> Supervisor<'a> {
                 self.watch_interfaces()?;
             }
             self.watch_snat();
+            self.watch_backends();
             self.install_fast(steering);
             let asked = self.resolving_until.is_some_and(|t| Instant::now() < t);
             std::thread::sleep(Duration::from_millis(if asked { 2 } else { 10 }));
@@ -480,6 +490,30 @@ impl<'a> Supervisor<'a> {
             Ok(None) => {}
             Err(e) => warn!("netlink: {e}"),
         }
+    }
+
+    /// Every second: keeps the kernel probing the on-link backends (`Kernel::unanswering`), and
+    /// tells the workers about each one whose address stopped answering — they end its flows,
+    /// a TCP connection with a RST to its client, so that a client of a backend that vanished
+    /// (its Pod's address gone, its node dead) fails within a bound instead of waiting for
+    /// data for hours. Said once per failure: connections opened to it afterwards (the table
+    /// lists it until its endpoint is removed) get no answer to their SYN and fail on their own.
+    fn watch_backends(&mut self) {
+        if self.last_liveness.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_liveness = Instant::now();
+        let failed = self.kernel.unanswering(&self.hops, &self.backends, LIVENESS_PROBES);
+        for a in failed.difference(&self.unanswering) {
+            warn!("backend {a} does not answer (its neighbour entry failed): ending its connections");
+            for l in self.links {
+                let _ = l.unanswering.push(*a);
+            }
+        }
+        for a in self.unanswering.difference(&failed) {
+            info!("backend {a} answers again");
+        }
+        self.unanswering = failed;
     }
 
     /// New flows dropped for want of a SNAT port, every second: logged while they grow.

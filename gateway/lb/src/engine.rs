@@ -181,7 +181,23 @@ pub struct L4 {
     /// Segments to send, in order, before the frame the last [`L4::finish`] processed, until
     /// taken: at most a RST clearing a reclaimed tuple and the proxied SYN that follows it.
     extras: Extras,
+    /// Backends whose address stopped answering ([`L4::backend_unreachable`]): their flows are
+    /// being ended, in a pass over the flow table.
+    unreachable: Unreachable,
 }
+
+/// The pass over the flow table that ends the flows of backends that stopped answering.
+#[derive(Debug, Default)]
+struct Unreachable {
+    /// The backends (addresses), at most [`UNREACHABLE_MAX`] at once.
+    addrs: [Option<Addr>; UNREACHABLE_MAX],
+    /// The next slot to examine, and how many are left.
+    at: usize,
+    left: usize,
+}
+
+/// Backends whose flows one pass ends at once; more wait for the next pass.
+pub const UNREACHABLE_MAX: usize = 8;
 
 impl core::fmt::Debug for L4 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -472,6 +488,7 @@ impl L4 {
             rescan: 0,
             resized: None,
             extras: Extras::default(),
+            unreachable: Unreachable::default(),
         }
     }
 
@@ -530,7 +547,7 @@ impl L4 {
     /// Whether the engine has work of its own for the next polls, frames or not (a pass over
     /// the flow table after a table change, with the fast path): the caller should not sleep.
     pub fn busy(&self) -> bool {
-        self.rescan > 0
+        self.rescan > 0 || self.unreachable.left > 0
     }
 
     /// The table in use.
@@ -563,8 +580,85 @@ impl L4 {
         self.counters.add_drops(r, n as u64);
     }
 
-    /// Housekeeping once per batch: expires a bounded number of flows.
+    /// Backend address `addr` stopped answering (its neighbour entry failed: the daemon keeps
+    /// the entries of on-link backends probed): every flow to it is ended — a TCP connection
+    /// with a RST to its client, at the sequence number the client expects, so that a download
+    /// fails at once instead of waiting for data that will never come; a UDP flow is forgotten
+    /// (its next datagram is a new flow). The flows are found by a pass over the flow table,
+    /// [`RESCAN_BUDGET`] slots a poll ([`L4::maintain`]), two RSTs a poll at most. Returns false
+    /// when [`UNREACHABLE_MAX`] backends are being ended already (ask again later).
+    pub fn backend_unreachable(&mut self, addr: Addr) -> bool {
+        let u = &mut self.unreachable;
+        if u.addrs.contains(&Some(addr)) {
+            u.left = self.flows.capacity();
+            return true;
+        }
+        let Some(slot) = u.addrs.iter_mut().find(|a| a.is_none()) else { return false };
+        *slot = Some(addr);
+        u.left = self.flows.capacity();
+        true
+    }
+
+    /// One step of the pass of [`Self::backend_unreachable`].
+    fn end_unreachable(&mut self) {
+        let generation = self.table.generation();
+        let mut budget = RESCAN_BUDGET;
+        while self.unreachable.left > 0 && budget > 0 {
+            let i = self.unreachable.at;
+            let Some(slot) = self.flows.slot(i) else {
+                self.unreachable.at = 0; // past the end: on from the start
+                continue;
+            };
+            let doomed = slot.and_then(|(id, f)| {
+                if !self.unreachable.addrs.contains(&Some(f.rev.src)) {
+                    return None;
+                }
+                // A connection's client expects the backend's next byte: its last acknowledgement
+                // (or, none seen, the backend's next sequence number), in its own view of the
+                // sequence space (a proxied flow's is shifted).
+                let rst = (f.fwd.proto == ip_proto::TCP && !f.is_closed())
+                    .then(|| {
+                        let next = if f.seq[0].has_ack {
+                            Some(f.seq[0].last_ack)
+                        } else {
+                            f.seq[1].known.then_some(f.seq[1].end)
+                        }?;
+                        let shift = if f.is_proxied() { f.delta } else { 0 };
+                        Some(synproxy::Segment::reset(
+                            (f.fwd.dst, f.fwd.dport),
+                            (f.fwd.src, f.fwd.sport),
+                            next.wrapping_add(shift),
+                        ))
+                    })
+                    .flatten();
+                Some((id, rst))
+            });
+            if let Some((_, Some(rst))) = doomed
+                && !self.extras.push(rst)
+            {
+                return; // two a poll: on at the next one
+            }
+            self.unreachable.at = i + 1;
+            self.unreachable.left -= 1;
+            budget -= 1;
+            if let Some((id, _)) = doomed {
+                let gone = self.flows.remove(id);
+                release(&mut self.sched, &mut self.fast, generation, &gone);
+                self.counters[Counter::FlowsEndedBackendUnreachable] += 1;
+            }
+        }
+        if self.unreachable.left == 0 {
+            self.unreachable.addrs = [None; UNREACHABLE_MAX];
+        }
+    }
+
+    /// Housekeeping once per batch: expires a bounded number of flows, and goes on with the
+    /// pass that ends the flows of backends that stopped answering (its RSTs are then waiting
+    /// in [`Self::take_extra`]).
     pub fn maintain(&mut self, now_ns: u64) {
+        if self.unreachable.left > 0 {
+            self.end_unreachable();
+        }
         let budget = if self.rescan > 0 { self.sweep_budget.max(RESCAN_BUDGET) } else { self.sweep_budget };
         self.rescan = self.rescan.saturating_sub(budget);
         let (sched, fast, generation) = (&mut self.sched, &mut self.fast, self.table.generation());

@@ -1281,6 +1281,13 @@ impl FlowTable {
         n
     }
 
+    /// Slab slot `i`: `None` past the end, `Some(None)` when free, else its flow. For a pass
+    /// over the slab one slot at a time (control work spread over polls).
+    pub fn slot(&self, i: usize) -> Option<Option<(FlowId, &Flow)>> {
+        let f = self.flows.get(i)?;
+        Some(self.live[i].then_some((FlowId(i as u32), f)))
+    }
+
     /// Calls `f` on every live flow (control path: status, rebuilding counters).
     pub fn for_each(&self, mut f: impl FnMut(FlowId, &Flow)) {
         for (i, fl) in self.flows.iter().enumerate() {

@@ -179,6 +179,8 @@ named! {
         FlowsCarriedOver => "flows_carried_over",
         /// Journal records of the previous gateway not carried over: torn or damaged (a failed check), or in a SYN-cookie handshake.
         FlowsNotCarriedOver => "flows_not_carried_over",
+        /// Flows ended because their backend's address stopped answering (a TCP connection with a RST to its client).
+        FlowsEndedBackendUnreachable => "flows_ended_backend_unreachable",
     }
 }
 
@@ -375,6 +377,6 @@ mod tests {
         // decision, not an accident (and add new counters at the end).
         let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(&names[..4], ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames"]);
-        assert_eq!(fingerprint(), 0xa9ae_376e_dd44_f153, "{:#x}", fingerprint());
+        assert_eq!(fingerprint(), 0x8382_019d_2f18_e4df, "{:#x}", fingerprint());
     }
 }

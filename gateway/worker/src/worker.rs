@@ -448,6 +448,15 @@ impl Worker {
             }
         }
         self.l4.maintain(now_ns);
+        // What maintenance had to say (RSTs to the clients of a backend that stopped answering).
+        let mut extras = false;
+        while let Some(e) = self.l4.take_extra() {
+            self.send_extra(ports, &e);
+            extras = true;
+        }
+        if extras {
+            self.transmit(ports);
+        }
         self.drain_fast();
         total
     }

@@ -182,6 +182,22 @@ pub fn neighbor(p: &[u8]) -> Option<Neighbor> {
     Some(Neighbor { ifindex, ip: ip?, mac: mac? })
 }
 
+/// A neighbour entry's address and state (`NUD_*`), whatever the state: `(ifindex, ip, state)`.
+pub fn neighbor_state(p: &[u8]) -> Option<(u32, [u8; 16], u16)> {
+    if p.len() < 12 {
+        return None;
+    }
+    let ifindex = i32::from_ne_bytes([p[4], p[5], p[6], p[7]]) as u32;
+    let state = u16::from_ne_bytes([p[8], p[9]]);
+    let ip = attrs(&p[12..]).find(|&(t, _)| t == NDA_DST).and_then(|(_, v)| mapped(v))?;
+    Some((ifindex, ip, state))
+}
+
+/// `NUD_STALE`: a neighbour not confirmed lately; the kernel probes it when asked to use it.
+pub const NUD_STALE: u16 = 0x04;
+/// `NUD_FAILED`: a neighbour that did not answer the kernel's probes.
+pub const NUD_FAILED: u16 = 0x20;
+
 /// The route an `RTM_NEWROUTE` payload (`rtmsg` and attributes) describes, if it is a unicast
 /// route of the main table.
 pub fn route(p: &[u8]) -> Option<Route> {
@@ -279,6 +295,21 @@ impl Netlink {
         self.replies(seq, |ty, p| {
             if ty == RTM_NEWNEIGH
                 && let Some(n) = neighbor(p)
+            {
+                out.push(n);
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Every neighbour entry's `(ifindex, ip, state)`, whatever its state.
+    pub fn neighbor_states(&mut self) -> io::Result<Vec<(u32, [u8; 16], u16)>> {
+        let body = [0u8; 12];
+        let seq = self.request(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, &body)?;
+        let mut out = Vec::new();
+        self.replies(seq, |ty, p| {
+            if ty == RTM_NEWNEIGH
+                && let Some(n) = neighbor_state(p)
             {
                 out.push(n);
             }
