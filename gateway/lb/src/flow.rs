@@ -398,14 +398,17 @@ impl Flow {
     }
 
     /// A flow carried over from a previous gateway's journal ([`crate::journal`]): in no
-    /// table generation, its timeout starting at `now_ns`, its sequence positions unknown.
+    /// table generation, its timeout starting at `now_ns`, its sequence positions unknown but
+    /// for a closed one's client side (`closing`: its last sequence end and timestamp).
     /// `None` when `fin_bits` holds a bit no flow has.
+    #[expect(clippy::too_many_arguments, reason = "each is one field of the record")]
     pub(crate) fn carried_over(
         fwd: FlowKey,
         rev: FlowKey,
         state: FlowState,
         fin_bits: u8,
         delta: u32,
+        closing: Option<(u32, Option<u32>)>,
         now_ns: u64,
         timeouts: &Timeouts,
     ) -> Option<Flow> {
@@ -424,6 +427,15 @@ impl Flow {
         );
         f.fins = fin_bits;
         f.delta = delta;
+        if let Some((end, ts)) = closing {
+            f.seq[0] = SeqTrack {
+                end,
+                known: true,
+                tsval: ts.unwrap_or(0),
+                has_ts: ts.is_some(),
+                ..SeqTrack::default()
+            };
+        }
         Some(f)
     }
 

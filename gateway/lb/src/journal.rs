@@ -9,7 +9,10 @@
 //! the backend answers to, for DNAT the backend), the state, the FIN bits and the SYN-cookie
 //! shift. Nothing is written per packet: timers, sequence positions and counters are not kept.
 //! A flow carried over starts its timeout afresh, and its tracker picks both directions up from
-//! their next segments, as conntrack's liberal pickup does for a flow it joins mid-stream.
+//! their next segments, as conntrack's liberal pickup does for a flow it joins mid-stream. The
+//! one exception is a flow in TIME_WAIT, whose client's last sequence number and timestamp are
+//! final when it enters that state and are what decides whether a new SYN may take its FullNAT
+//! tuple (RFC 6191): without them a restart would keep every such tuple taken until it expires.
 //!
 //! **What is not trusted.** The bytes are read by a later process and may have been written by a
 //! process that died half-way through a record, or by anyone who can write the file. Every record
@@ -33,7 +36,9 @@
 //! 4..8   SYN-cookie shift (delta), little-endian
 //! 8..48  forward key: src[16] dst[16] sport dport (LE) proto, 3 zero bytes
 //! 48..88 reverse key, the same
-//! 88..120 zero
+//! 88..97 for a flow in TIME_WAIT: the client's last sequence end and timestamp, LE, and
+//!        bit 0 "known", bit 1 "has timestamp" (what RFC 6191 reuse compares); else zero
+//! 97..120 zero
 //! 120..128 check: a keyed hash of bytes 0..120
 //! ```
 //!
@@ -211,6 +216,12 @@ fn encode(f: &Flow) -> [u8; RECORD] {
     r[4..8].copy_from_slice(&f.delta.to_le_bytes());
     put_key(&mut r[8..48], &f.fwd);
     put_key(&mut r[48..88], &f.rev);
+    if f.state == FlowState::TimeWait {
+        let s = &f.seq[0];
+        r[88..92].copy_from_slice(&s.end.to_le_bytes());
+        r[92..96].copy_from_slice(&s.tsval.to_le_bytes());
+        r[96] = u8::from(s.known) | (u8::from(s.has_ts) << 1);
+    }
     let c = check(&r);
     r[120..].copy_from_slice(&c.to_le_bytes());
     r
@@ -238,7 +249,7 @@ pub fn decode(rec: &[u8], now_ns: u64, timeouts: &Timeouts) -> Record {
     }
     let stored =
         u64::from_le_bytes([rec[120], rec[121], rec[122], rec[123], rec[124], rec[125], rec[126], rec[127]]);
-    if stored != check(rec) || rec[3] != 0 || rec[88..120].iter().any(|&b| b != 0) {
+    if stored != check(rec) || rec[3] != 0 || rec[97..120].iter().any(|&b| b != 0) || rec[96] & !3 != 0 {
         return Record::Damaged;
     }
     let (Some(state), Some(fwd), Some(rev)) =
@@ -261,7 +272,14 @@ pub fn decode(rec: &[u8], now_ns: u64, timeouts: &Timeouts) -> Record {
         return Record::Skipped;
     }
     let delta = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
-    match Flow::carried_over(fwd, rev, state, rec[2], delta, now_ns, timeouts) {
+    let word = |i: usize| u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
+    let closing = (rec[96] & 1 != 0).then(|| (word(88), (rec[96] & 2 != 0).then(|| word(92))));
+    if closing.is_some() && state != FlowState::TimeWait
+        || rec[96] == 0 && rec[88..96].iter().any(|&b| b != 0)
+    {
+        return Record::Damaged;
+    }
+    match Flow::carried_over(fwd, rev, state, rec[2], delta, closing, now_ns, timeouts) {
         Some(f) => Record::Flow(f),
         None => Record::Damaged,
     }
@@ -332,7 +350,7 @@ pub fn recover(bytes: &[u8], now_ns: u64, timeouts: &Timeouts) -> Result<Recover
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::FlowTable;
+    use crate::flow::{FlowTable, SeqTrack};
     use proptest::prelude::*;
     use sluice_model::service::{BackendId, ServiceId};
 
@@ -378,6 +396,27 @@ mod tests {
             let got = decode(&r, 0, &t);
             assert!(matches!(got, Record::Damaged | Record::Free), "bit {bit} gave {got:?}");
         }
+    }
+
+    #[test]
+    fn a_time_wait_keeps_what_rfc_6191_compares() {
+        let t = Timeouts::default();
+        let mut f = flow(4, FlowState::TimeWait);
+        f.seq[0].end = 1000;
+        f.seq[0].known = true;
+        f.seq[0].tsval = 77;
+        f.seq[0].has_ts = true;
+        let Record::Flow(back) = decode(&encode(&f), 1, &t) else { panic!("not decoded") };
+        assert_eq!(
+            back.seq[0],
+            SeqTrack { end: 1000, tsval: 77, known: true, has_ts: true, ..SeqTrack::default() }
+        );
+        assert!(back.reusable_by(2000, Some(78)), "a later SYN with a newer timestamp takes the tuple");
+        assert!(!back.reusable_by(2000, Some(76)), "PAWS refuses an older timestamp");
+        // Not kept for other states: their positions move on unseen.
+        f.state = FlowState::Established;
+        let Record::Flow(back) = decode(&encode(&f), 1, &t) else { panic!("not decoded") };
+        assert!(!back.seq[0].known);
     }
 
     #[test]
