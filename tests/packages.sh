@@ -11,8 +11,9 @@
 #   nghttp2-server          nghttpd: a real HTTP/2 server for the client role (the same test)
 #   python3-grpcio          a real gRPC client and server (tests/grpc/, run by /usr/bin/python3) through the gateway
 #   testssl.sh              the TLS scan of the HTTPS listener (tests/tests/l7_hostile.rs)
+#   bird2                   BIRD, the BGP speaker of a gateway node and of the router (tests/tests/bgp.rs)
 sluice_debian_packages=(clang linux-libc-dev iproute2 ethtool nginx-light curl iputils-ping util-linux systemd openssl
-  nghttp2-client nghttp2-server python3-grpcio testssl.sh)
+  nghttp2-client nghttp2-server python3-grpcio testssl.sh bird2)
 
 sluice_install_packages() {
   local missing=() p
@@ -30,5 +31,9 @@ sluice_install_packages() {
   # nginx-light's package starts a system nginx on port 80; the sandboxes run their own.
   if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
     systemctl disable --now nginx >/dev/null 2>&1 || service nginx stop >/dev/null 2>&1 || pkill -x nginx || true
+  fi
+  # So does bird2 with a BIRD of the system's; the tests run their own, one per namespace.
+  if [[ " ${missing[*]} " == *" bird2 "* ]]; then
+    systemctl disable --now bird >/dev/null 2>&1 || service bird stop >/dev/null 2>&1 || pkill -x bird || true
   fi
 }

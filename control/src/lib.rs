@@ -22,6 +22,7 @@
 //! Not hot path. No `unsafe`.
 #![forbid(unsafe_code)]
 
+pub mod bird;
 pub mod check;
 pub mod checked;
 pub mod cluster;

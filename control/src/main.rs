@@ -160,6 +160,15 @@ struct RunArgs {
     /// Where to serve Prometheus metrics (loopback by default; port 0 picks one).
     #[arg(long, default_value = "127.0.0.1:9477")]
     metrics_address: SocketAddr,
+    /// BGP through BIRD: the file, included by this node's BIRD configuration, in which control
+    /// writes the VIPs this node serves (static protocols `sluice_vips` and `sluice_vips6`)
+    /// while its gateway runs, and none while it does not; BIRD is asked to reconfigure after
+    /// each change (docs/bgp.md).
+    #[arg(long, value_name = "PATH")]
+    bird_include: Option<PathBuf>,
+    /// BIRD's control socket (with --bird-include).
+    #[arg(long, value_name = "PATH", default_value = "/run/bird/bird.ctl")]
+    bird_socket: PathBuf,
 }
 
 fn main() -> std::process::ExitCode {
@@ -276,6 +285,7 @@ fn run_manifests(dir: &Path, args: &RunArgs, cfg: &Config) -> Result<(), String>
     if let Some(endpoint) = metrics_endpoint(args)? {
         endpoint.spawn_thread(metrics.clone(), Limits::default()).map_err(|e| format!("metrics: {e}"))?;
     }
+    let vips = start_bird(args, &publisher)?;
     let watch = DirWatch::new(dir, args.once)?;
     let interval = Duration::from_millis(args.interval_ms);
     let limits = load::Limits {
@@ -309,7 +319,9 @@ fn run_manifests(dir: &Path, args: &RunArgs, cfg: &Config) -> Result<(), String>
             first = false;
             settling = None;
             seen = Some(now);
-            publish_dir(dir, &limits, cfg, &publisher, &mut last, &metrics)?;
+            if let Some(work) = publish_dir(dir, &limits, cfg, &publisher, &mut last, &metrics)? {
+                set_vips(&vips, &work);
+            }
         }
         if args.once {
             return match last.has_table() {
@@ -443,13 +455,13 @@ fn publish_dir(
     publisher: &Mutex<Publisher>,
     last: &mut Published,
     metrics: &Metrics,
-) -> Result<(), String> {
+) -> Result<Option<StatusWork>, String> {
     let loaded = match load_dir_within(dir, limits) {
         Ok(loaded) => loaded,
         // The directory went away (being replaced, unmounted): keep serving what runs.
         Err(e) if last.has_table() => {
             error!("{}: {e}; the last good table stays live", dir.display());
-            return Ok(());
+            return Ok(None);
         }
         Err(e) => return Err(format!("{}: {e}", dir.display())),
     };
@@ -464,15 +476,55 @@ fn publish_dir(
         } else {
             error!("{}: past a limit (above); nothing published until it is fixed", dir.display());
         }
-        return Ok(());
+        return Ok(None);
     }
     if loaded.store.l4_objects() == 0 && !loaded.errors.is_empty() && last.has_table() {
         warn!("nothing valid in {}: the last good table stays live", dir.display());
-        return Ok(());
+        return Ok(None);
     }
     // A directory is read whole: compiled whole (each Service's Maglev table still reused when
     // its members did not change).
-    publish_store(&loaded.store, cfg, &Changes::everything(), publisher, last, metrics).map(|_| ())
+    publish_store(&loaded.store, cfg, &Changes::everything(), publisher, last, metrics).map(Some)
+}
+
+/// The VIPs to announce, shared with the BIRD thread.
+type Vips = Option<Arc<Mutex<BTreeSet<IpAddr>>>>;
+
+/// With --bird-include: starts the thread that keeps BIRD announcing the VIPs while a gateway
+/// serves the table (docs/bgp.md).
+fn start_bird(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> Result<Vips, String> {
+    let Some(include) = &args.bird_include else { return Ok(None) };
+    if args.once {
+        return Ok(None);
+    }
+    let wanted = Arc::new(Mutex::new(BTreeSet::new()));
+    let publisher = Arc::clone(publisher);
+    // A gateway serves while a process registered on the table file lives and has adopted a
+    // table (the gateway's workers register too, for their counters, and adopt none).
+    let gateway_up = move || {
+        let readers = publisher.lock().map(|p| p.readers()).unwrap_or_default();
+        readers.iter().any(|&(pid, seen)| seen > 0 && sluice_control::bird::process_alive(pid))
+    };
+    let announcer = sluice_control::bird::Announcer::new(include.clone(), args.bird_socket.clone());
+    sluice_control::bird::spawn(announcer, Arc::clone(&wanted), gateway_up)
+        .map_err(|e| format!("the BIRD thread: {e}"))?;
+    info!(
+        "BGP through BIRD: VIPs in {}, reconfigured through {}",
+        include.display(),
+        args.bird_socket.display()
+    );
+    Ok(Some(wanted))
+}
+
+/// What a publication makes the VIPs: every LoadBalancer address and every address Ingresses
+/// are served on.
+fn set_vips(vips: &Vips, work: &StatusWork) {
+    let Some(vips) = vips else { return };
+    let all: BTreeSet<IpAddr> =
+        work.assigned.values().chain(work.ingresses.values()).flatten().copied().collect();
+    if let Ok(mut v) = vips.lock() {
+        *v = all;
+    }
 }
 
 fn status(table: &Path) -> Result<(), String> {
@@ -616,6 +668,7 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
     if let Some(endpoint) = metrics_endpoint(args)? {
         endpoint.spawn(metrics.clone(), Limits::default()).map_err(|e| format!("metrics: {e}"))?;
     }
+    let vips = start_bird(args, &publisher)?;
     let bounds = cluster::Bounds {
         max_objects: args.max_objects,
         max_object_bytes: args.max_manifest_bytes,
@@ -662,6 +715,7 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
                 }
                 let changes = std::mem::take(&mut pending);
                 let work = publish_store(&store, cfg, &changes, &publisher, &mut last, &metrics)?;
+                set_vips(&vips, &work);
                 leader.write_statuses(&store, &work).await;
             }
             dirty = false;

@@ -1,4 +1,4 @@
-//! The systemd units of `deploy/systemd`: with the example environment file, each unit's command
+//! The BIRD examples of `deploy/bird` parse (`bird -p`). The systemd units of `deploy/systemd`: with the example environment file, each unit's command
 //! line is accepted by its binary's argument parser (the hidden `--check-args` flag: the whole
 //! parse, required flags and conflicts included, then exit), and `systemd-analyze verify` passes
 //! the unit (pointed at the binaries this build made: it checks that `ExecStart` is executable).
@@ -212,4 +212,31 @@ fn metric_names(query: &str) -> Vec<String> {
         out.push(name);
     }
     out
+}
+
+/// The BIRD examples are configurations BIRD accepts (`bird -p`: parse only), the node's with the
+/// include control writes, as it writes it.
+#[test]
+fn the_bird_examples_parse() {
+    if std::process::Command::new("bird").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_ROOT").is_none(),
+            "bird2 is not installed: tests/packages.sh installs it"
+        );
+        eprintln!("SKIPPED: bird2 is not installed (tests/packages.sh installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let include = dir.path().join("bird-sluice.conf");
+    let vips = ["198.18.100.10", "2001:db8:100::10"].iter().map(|a| a.parse().unwrap()).collect();
+    std::fs::write(&include, sluice_control::bird::render(&vips)).expect("include");
+    let bird =
+        |f: &str| std::fs::read_to_string(repo_root().join("deploy/bird").join(f)).expect("deploy/bird file");
+    let node = bird("bird.conf").replace("/run/sluice/bird-sluice.conf", &include.to_string_lossy());
+    for (name, text) in [("node.conf", node), ("router.conf", bird("router-bird.conf"))] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("conf");
+        let out = std::process::Command::new("bird").args(["-p", "-c"]).arg(&path).output().expect("bird");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }

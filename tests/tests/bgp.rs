@@ -1,0 +1,142 @@
+//! BGP through BIRD (issue 17, item 1, first part): control keeps the gateway node's BIRD
+//! announcing exactly the VIPs the node serves, and only while its gateway runs.
+//!
+//! Two real BIRDs (Debian `bird2`): the node's, in the gateway's namespace, including the file
+//! control writes (`--bird-include`) and exporting its static protocol over an eBGP session to
+//! a router; the router's, in the client's namespace (the client's first hop), importing what
+//! it is told. The test reads the router's view with `birdc show route`. Needs root; see the
+//! crate docs.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sluice_sandbox::{Backend, GW_V4, Sandbox, example, require_root};
+
+/// The client's address: the router's side of the session.
+const ROUTER: &str = "198.18.0.100";
+
+/// The node's BIRD configuration: the router as an eBGP neighbour, exporting Sluice's VIPs.
+fn node_conf(include: &Path) -> String {
+    format!(
+        "router id {GW_V4};\n\
+         protocol device {{}}\n\
+         include \"{}\";\n\
+         protocol bgp upstream {{\n\
+         \tlocal {GW_V4} as 64512;\n\
+         \tneighbor {ROUTER} as 64513;\n\
+         \thold time 9;\n\
+         \tipv4 {{ import none; export where proto = \"sluice_vips\"; }};\n\
+         }}\n",
+        include.display()
+    )
+}
+
+/// The router's: the node as a neighbour, importing everything (not into a kernel: the test
+/// asks BIRD).
+fn router_conf() -> String {
+    format!(
+        "router id {ROUTER};\n\
+         protocol device {{}}\n\
+         protocol bgp node1 {{\n\
+         \tlocal {ROUTER} as 64513;\n\
+         \tneighbor {GW_V4} as 64512;\n\
+         \thold time 9;\n\
+         \tipv4 {{ import all; export none; }};\n\
+         }}\n"
+    )
+}
+
+/// `birdc show route` on the router: the prefixes it has.
+fn router_routes(sb: &Sandbox, socket: &Path) -> String {
+    sb.exec("cl", &["birdc", "-s", &socket.to_string_lossy(), "show", "route"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Waits up to `limit` for `cond` on the router's routes; how long it took.
+fn wait_routes(
+    sb: &Sandbox,
+    socket: &Path,
+    limit: Duration,
+    cond: impl Fn(&str) -> bool,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    loop {
+        let r = router_routes(sb, socket);
+        if cond(&r) {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return Err(r);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_vips_are_announced_through_bird_while_the_gateway_serves() {
+    if !require_root("bgp_through_bird") {
+        return;
+    }
+    if Command::new("bird").arg("--version").output().is_err() {
+        panic!("bird2 is not installed: tests/packages.sh installs it");
+    }
+    let backends =
+        [Backend::http("web-1", "198.18.1.11", &[8080]), Backend::http("web-2", "198.18.1.12", &[8080])];
+    let mut sb = Sandbox::new(&backends).expect("sandbox");
+    let dir = sb.dir().to_owned();
+    let include = dir.join("sluice-bird.conf");
+    std::fs::write(&include, "").expect("an empty include for BIRD's first start");
+    let (node_sock, router_sock) = (dir.join("node-bird.ctl"), dir.join("router-bird.ctl"));
+    std::fs::write(dir.join("node-bird.conf"), node_conf(&include)).expect("node conf");
+    std::fs::write(dir.join("router-bird.conf"), router_conf()).expect("router conf");
+    for (role, name, conf, sock) in [
+        ("gw", "bird-node", "node-bird.conf", &node_sock),
+        ("cl", "bird-router", "router-bird.conf", &router_sock),
+    ] {
+        let conf = dir.join(conf).to_string_lossy().into_owned();
+        let sock = sock.to_string_lossy().into_owned();
+        let pid = dir.join(format!("{name}.pid")).to_string_lossy().into_owned();
+        sb.spawn(role, name, &["bird", "-f", "-c", &conf, "-s", &sock, "-P", &pid]).expect("bird");
+    }
+    sb.set_manifests(&[example("loadbalancer")], &[]).expect("manifests");
+    let (inc, ns) = (include.to_string_lossy().into_owned(), node_sock.to_string_lossy().into_owned());
+    sb.start_control_with(&["--bird-include", &inc, "--bird-socket", &ns]).expect("control");
+    // No gateway yet: nothing announced, though the table has VIPs.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !router_routes(&sb, &router_sock).contains("198.18.100."),
+        "{}",
+        router_routes(&sb, &router_sock)
+    );
+    sb.start_gateway(&[]).expect("gateway");
+    // The session comes up (BIRD retries its connection every few seconds), then the routes.
+    let has = |r: &str| r.contains("198.18.100.10/32") && r.contains("198.18.100.15/32");
+    let took = wait_routes(&sb, &router_sock, Duration::from_secs(30), has)
+        .unwrap_or_else(|r| panic!("not announced:\n{r}\ncontrol:\n{}", sb.log("control")));
+    eprintln!("announced {} ms after the gateway started", took.as_millis());
+    let r = router_routes(&sb, &router_sock);
+    assert!(r.contains(&format!("via {GW_V4}")), "{r}");
+    // The gateway killed: withdrawn, within about a second.
+    sb.stop("gateway", rustix::process::Signal::KILL).expect("the gateway running");
+    let gone = wait_routes(&sb, &router_sock, Duration::from_secs(5), |r| !r.contains("198.18.100."))
+        .unwrap_or_else(|r| panic!("not withdrawn:\n{r}\ncontrol:\n{}", sb.log("control")));
+    eprintln!("withdrawn {} ms after the gateway was killed", gone.as_millis());
+    assert!(gone < Duration::from_secs(2), "{gone:?}");
+    // Started again: announced again.
+    sb.start_gateway(&[]).expect("the gateway again");
+    wait_routes(&sb, &router_sock, Duration::from_secs(10), has)
+        .unwrap_or_else(|r| panic!("not announced again:\n{r}\ncontrol:\n{}", sb.log("control")));
+    // A Service's removal withdraws its VIP, and only its.
+    let g = sb.generation().expect("generation");
+    let text = std::fs::read_to_string(example("loadbalancer").join("services.yaml")).expect("example");
+    let without: Vec<&str> = text.split("\n---\n").filter(|d| !d.contains("name: dns\n")).collect();
+    assert_eq!(without.len() + 1, text.split("\n---\n").count(), "one document names the dns Service");
+    sb.set_manifests(&[], &[("services.yaml", &without.join("\n---\n"))]).expect("manifests");
+    sb.wait_generation(g + 1).expect("published");
+    wait_routes(&sb, &router_sock, Duration::from_secs(5), |r| {
+        r.contains("198.18.100.10/32") && !r.contains("198.18.100.15/32")
+    })
+    .unwrap_or_else(|r| panic!("the removed Service's VIP is still announced:\n{r}"));
+}
