@@ -22,7 +22,7 @@
 //! Ingress says (names, annotations) reaches it, so no object can inject configuration.
 //! Written to a temporary file and renamed over the include: BIRD never reads half a file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::IpAddr;
@@ -32,14 +32,59 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::checked::{BgpAdvertisement, BgpPeer, Community};
+
 /// How often control checks the gateway and the VIPs against what BIRD was given.
 pub const LIVENESS_EVERY: Duration = Duration::from_millis(100);
 /// How long one exchange with BIRD's control socket may take.
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The include file for `vips`: the two static protocols (present even when empty, so that the
-/// operator's filters that name them stay valid).
+/// What the include says: the VIPs (each with the pool it came from, which advertisements
+/// select on), and MetalLB's peers and advertisements that apply to this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The VIPs this node serves, and their pools.
+    pub vips: BTreeMap<IpAddr, Option<String>>,
+    /// BGP sessions to open (MetalLB's BGPPeer objects for this node).
+    pub peers: Vec<BgpPeer>,
+    /// What to announce on them (MetalLB's BGPAdvertisement objects for this node).
+    pub advertisements: Vec<BgpAdvertisement>,
+}
+
+impl Plan {
+    /// The plan with nothing to announce (the sessions stay).
+    pub fn withdrawn(&self) -> Plan {
+        Plan { vips: BTreeMap::new(), ..self.clone() }
+    }
+}
+
+/// The include file for `vips` alone: [`render_plan`] without peers.
 pub fn render(vips: &BTreeSet<IpAddr>) -> String {
+    render_plan(&Plan { vips: vips.iter().map(|a| (*a, None)).collect(), ..Plan::default() })
+}
+
+/// The prefix of length `len` that covers `a`.
+fn covering(a: IpAddr, len: u8) -> (IpAddr, u8) {
+    match a {
+        IpAddr::V4(v) => {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            (IpAddr::V4((u32::from(v) & mask).into()), len)
+        }
+        IpAddr::V6(v) => {
+            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            (IpAddr::V6((u128::from(v) & mask).into()), len)
+        }
+    }
+}
+
+/// The include file for a plan: the two static protocols of every VIP (present even when empty,
+/// so that the operator's filters that name them stay valid); and, with MetalLB peers, per peer
+/// a BGP protocol and, in routing tables of its own, the prefixes the advertisements that name
+/// it (or name no peer) announce — aggregated to their lengths, each route carrying its
+/// communities and (iBGP) local preference. Objects are referred to by index, never by name:
+/// only typed values (addresses, numbers, a checked password) are written.
+pub fn render_plan(plan: &Plan) -> String {
+    let vips: BTreeSet<IpAddr> = plan.vips.keys().copied().collect();
     let mut out = String::from(
         "# Written by sluice-control (--bird-include): the VIPs this node serves while its gateway runs.\n\
          # Do not edit: it is rewritten on every change. Export them with `where proto = \"sluice_vips\"`\n\
@@ -49,6 +94,101 @@ pub fn render(vips: &BTreeSet<IpAddr>) -> String {
         let _ = writeln!(out, "protocol static {name} {{\n\t{};", if v4 { "ipv4" } else { "ipv6" });
         for a in vips.iter().filter(|a| a.is_ipv4() == v4) {
             let _ = writeln!(out, "\troute {a}/{} blackhole;", if v4 { 32 } else { 128 });
+        }
+        out.push_str("}\n");
+    }
+    if plan.peers.is_empty() {
+        return out;
+    }
+    if plan.peers.iter().any(|p| p.bfd) {
+        out.push_str("protocol bfd sluice_bfd {}\n");
+    }
+    for (i, peer) in plan.peers.iter().enumerate() {
+        let ibgp = peer.my_asn == peer.peer_asn;
+        // What this peer is told: each prefix of each advertisement that names it (or no peer),
+        // aggregated to the advertisement's lengths, with the union of their communities and
+        // the highest local preference where several cover one prefix.
+        let mut routes: BTreeMap<(IpAddr, u8), (BTreeSet<Community>, Option<u32>)> = BTreeMap::new();
+        for adv in plan.advertisements.iter().filter(|a| a.peers.is_empty() || a.peers.contains(&peer.name)) {
+            for (a, pool) in &plan.vips {
+                if !adv.pools.is_empty() && !pool.as_ref().is_some_and(|p| adv.pools.contains(p)) {
+                    continue;
+                }
+                let len = if a.is_ipv4() { adv.aggregation_v4 } else { adv.aggregation_v6 };
+                let (communities, pref) = routes.entry(covering(*a, len)).or_default();
+                communities.extend(adv.communities.iter().copied());
+                if ibgp && let Some(lp) = adv.local_pref {
+                    *pref = Some(pref.map_or(lp, |p| p.max(lp)));
+                }
+            }
+        }
+        // Each peer's routes in tables of its own: the same prefix may carry other attributes
+        // for another peer, and a table exports only its best route for a prefix.
+        for (family, v4) in [("ipv4", true), ("ipv6", false)] {
+            let n = if v4 { 4 } else { 6 };
+            let _ = writeln!(out, "{family} table sluice_peer{i}_{n};");
+            let _ = writeln!(
+                out,
+                "protocol static sluice_peer{i}_routes{n} {{\n\t{family} {{ table sluice_peer{i}_{n}; }};"
+            );
+            for ((prefix, len), (communities, pref)) in routes.iter().filter(|((p, _), _)| p.is_ipv4() == v4)
+            {
+                let _ = write!(out, "\troute {prefix}/{len} blackhole {{");
+                for c in communities {
+                    match c {
+                        Community::Standard(a, b) => {
+                            let _ = write!(out, " bgp_community.add(({a},{b}));");
+                        }
+                        Community::Large(a, b, c) => {
+                            let _ = write!(out, " bgp_large_community.add(({a},{b},{c}));");
+                        }
+                    }
+                }
+                if let Some(lp) = pref {
+                    let _ = write!(out, " bgp_local_pref = {lp};");
+                }
+                out.push_str(" };\n");
+            }
+            out.push_str("}\n");
+        }
+        let _ = writeln!(out, "protocol bgp sluice_peer_{i} {{");
+        match peer.source_address {
+            Some(src) => {
+                let _ = writeln!(out, "\tlocal {src} as {};", peer.my_asn);
+            }
+            None => {
+                let _ = writeln!(out, "\tlocal as {};", peer.my_asn);
+            }
+        }
+        let _ =
+            writeln!(out, "\tneighbor {} port {} as {};", peer.peer_address, peer.peer_port, peer.peer_asn);
+        if let Some(id) = peer.router_id {
+            let _ = writeln!(out, "\trouter id {id};");
+        }
+        if let Some(h) = peer.hold_s {
+            let _ = writeln!(out, "\thold time {h};");
+        }
+        if let Some(k) = peer.keepalive_s {
+            let _ = writeln!(out, "\tkeepalive time {k};");
+        }
+        if let Some(c) = peer.connect_s {
+            let _ = writeln!(out, "\tconnect retry time {};", c.max(1));
+        }
+        if peer.multihop {
+            out.push_str("\tmultihop;\n");
+        }
+        if let Some(pw) = &peer.password {
+            // Checked: printable ASCII without a quote or a backslash.
+            let _ = writeln!(out, "\tpassword \"{pw}\";");
+        }
+        if peer.bfd {
+            out.push_str("\tbfd on;\n");
+        }
+        if peer.graceful_restart {
+            out.push_str("\tgraceful restart on;\n");
+        }
+        for (family, n) in [("ipv4", 4), ("ipv6", 6)] {
+            let _ = writeln!(out, "\t{family} {{ table sluice_peer{i}_{n}; import none; export all; }};");
         }
         out.push_str("}\n");
     }
@@ -110,7 +250,7 @@ pub struct Announcer {
     socket: PathBuf,
     /// What BIRD last accepted; `None` until it accepted something (or after a failure: then
     /// the next call tries again).
-    applied: Option<BTreeSet<IpAddr>>,
+    applied: Option<Plan>,
     /// The last failure logged (each distinct one is logged once).
     failure: Option<String>,
 }
@@ -121,17 +261,17 @@ impl Announcer {
         Announcer { include, socket, applied: None, failure: None }
     }
 
-    /// Announces exactly `vips` (empty: withdraws them all), if that is not what BIRD has:
-    /// rewrites the include and has BIRD reconfigure. Returns whether BIRD took a change.
-    pub fn apply(&mut self, vips: &BTreeSet<IpAddr>) -> bool {
-        if self.applied.as_ref() == Some(vips) {
+    /// Announces exactly what `plan` says (no VIPs: withdraws them all), if that is not what
+    /// BIRD has: rewrites the include and has BIRD reconfigure. Returns whether BIRD took a change.
+    pub fn apply(&mut self, plan: &Plan) -> bool {
+        if self.applied.as_ref() == Some(plan) {
             return false;
         }
-        match self.write(vips).and_then(|()| configure(&self.socket)) {
+        match self.write(plan).and_then(|()| configure(&self.socket)) {
             Ok(_) => {
-                let (was, now) = (self.applied.as_ref().map_or(0, BTreeSet::len), vips.len());
-                info!("BIRD: announcing {now} VIP(s) (was {was})");
-                self.applied = Some(vips.clone());
+                let (was, now) = (self.applied.as_ref().map_or(0, |p| p.vips.len()), plan.vips.len());
+                info!("BIRD: announcing {now} VIP(s) (was {was}); {} MetalLB peer(s)", plan.peers.len());
+                self.applied = Some(plan.clone());
                 self.failure = None;
                 true
             }
@@ -146,10 +286,10 @@ impl Announcer {
         }
     }
 
-    fn write(&self, vips: &BTreeSet<IpAddr>) -> Result<(), String> {
+    fn write(&self, plan: &Plan) -> Result<(), String> {
         let tmp = PathBuf::from(format!("{}.tmp", self.include.display()));
         let fail = |e: std::io::Error| format!("{}: {e}", self.include.display());
-        std::fs::write(&tmp, render(vips)).map_err(fail)?;
+        std::fs::write(&tmp, render_plan(plan)).map_err(fail)?;
         std::fs::rename(&tmp, &self.include).map_err(fail)
     }
 }
@@ -163,10 +303,10 @@ pub fn process_alive(pid: u64) -> bool {
 }
 
 /// Runs the announcer on a thread of its own: every [`LIVENESS_EVERY`], announces `wanted`
-/// while `gateway_up()` says a gateway serves, nothing otherwise.
+/// while `gateway_up()` says a gateway serves, nothing otherwise (the sessions stay).
 pub fn spawn(
     mut announcer: Announcer,
-    wanted: std::sync::Arc<std::sync::Mutex<BTreeSet<IpAddr>>>,
+    wanted: std::sync::Arc<std::sync::Mutex<Plan>>,
     gateway_up: impl Fn() -> bool + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("bird".into()).spawn(move || {
@@ -180,12 +320,8 @@ pub fn spawn(
                 );
                 was_up = Some(up);
             }
-            let vips = if up {
-                wanted.lock().map(|w| w.clone()).unwrap_or_else(|p| p.into_inner().clone())
-            } else {
-                BTreeSet::new()
-            };
-            announcer.apply(&vips);
+            let plan = wanted.lock().map(|w| w.clone()).unwrap_or_else(|p| p.into_inner().clone());
+            announcer.apply(&if up { plan } else { plan.withdrawn() });
             std::thread::sleep(LIVENESS_EVERY);
         }
     })
@@ -237,6 +373,101 @@ mod tests {
         assert!(empty.contains("protocol static sluice_vips6 {\n\tipv6;\n}"), "{empty}");
     }
 
+    #[test]
+    fn metallb_peers_and_advertisements_become_sessions_and_filters_bird_accepts() {
+        let peer = |name: &str, asn: u32, addr: &str| BgpPeer {
+            namespace: "metallb-system".into(),
+            name: name.into(),
+            my_asn: 64512,
+            peer_asn: asn,
+            peer_address: addr.parse().unwrap(),
+            source_address: None,
+            peer_port: 179,
+            hold_s: Some(9),
+            keepalive_s: Some(3),
+            connect_s: None,
+            router_id: None,
+            nodes: None,
+            password: Some("s3cret".into()),
+            bfd: true,
+            graceful_restart: true,
+            multihop: false,
+        };
+        let adv = |pools: &[&str], peers: &[&str], len: u8| BgpAdvertisement {
+            namespace: "metallb-system".into(),
+            name: "a".into(),
+            aggregation_v4: len,
+            aggregation_v6: 128,
+            local_pref: Some(200),
+            communities: vec![Community::Standard(64512, 100), Community::Large(64512, 1, 2)],
+            pools: pools.iter().map(|p| p.to_string()).collect(),
+            peers: peers.iter().map(|p| p.to_string()).collect(),
+            nodes: None,
+        };
+        let plan = Plan {
+            vips: [
+                ("198.18.100.10", Some("edge")),
+                ("198.18.100.11", Some("edge")),
+                ("198.18.101.5", Some("other")),
+                ("2001:db8:100::10", Some("edge")),
+            ]
+            .iter()
+            .map(|(a, p)| (a.parse().unwrap(), p.map(str::to_owned)))
+            .collect(),
+            peers: vec![
+                peer("ebgp", 64513, "192.0.2.1"),
+                // iBGP is multihop in BIRD: its BFD needs the local address.
+                BgpPeer {
+                    source_address: Some("2001:db8::11".parse().unwrap()),
+                    ..peer("ibgp", 64512, "2001:db8::1")
+                },
+            ],
+            advertisements: vec![adv(&["edge"], &[], 24), adv(&[], &["ibgp"], 32)],
+        };
+        let text = render_plan(&plan);
+        // The eBGP peer: advertisement 0 only (1 names the iBGP peer): edge's addresses,
+        // aggregated to /24; no local preference.
+        let ebgp = &text[text.find("ipv4 table sluice_peer0_4").unwrap()
+            ..text.find("ipv4 table sluice_peer1_4").unwrap()];
+        assert!(
+            ebgp.contains("\troute 198.18.100.0/24 blackhole { bgp_community.add((64512,100)); bgp_large_community.add((64512,1,2)); };"),
+            "{ebgp}"
+        );
+        assert!(!ebgp.contains("198.18.101.5") && !ebgp.contains("local_pref"), "{ebgp}");
+        assert!(ebgp.contains("\troute 2001:db8:100::10/128 blackhole {"), "{ebgp}");
+        assert!(
+            ebgp.contains("neighbor 192.0.2.1 port 179 as 64513;") && ebgp.contains("password \"s3cret\";")
+        );
+        // The iBGP peer: both advertisements, so every VIP (1 selects every pool), with the local
+        // preference.
+        let ibgp = &text[text.find("ipv4 table sluice_peer1_4").unwrap()..];
+        assert!(
+            ibgp.contains("route 198.18.101.5/32 blackhole {")
+                && ibgp.contains("route 198.18.100.0/24 blackhole {"),
+            "{ibgp}"
+        );
+        assert!(ibgp.contains("bgp_local_pref = 200;"), "{ibgp}");
+        // And BIRD reads it (parse only), inside a minimal configuration.
+        if std::process::Command::new("bird").arg("--version").output().is_err() {
+            assert!(
+                std::env::var_os("SLUICE_REQUIRE_ROOT").is_none(),
+                "bird2 is not installed: tests/packages.sh installs it"
+            );
+            eprintln!("SKIPPED: bird -p (bird2 is not installed)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (inc, conf) = (dir.path().join("sluice.conf"), dir.path().join("bird.conf"));
+        std::fs::write(&inc, &text).unwrap();
+        std::fs::write(
+            &conf,
+            format!("router id 192.0.2.11;\nprotocol device {{}}\ninclude \"{}\";\n", inc.display()),
+        )
+        .unwrap();
+        let out = std::process::Command::new("bird").arg("-p").arg("-c").arg(&conf).output().unwrap();
+        assert!(out.status.success(), "{}\n{text}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// A BIRD control socket that greets, reads one command and answers `answer`.
     fn fake_bird(dir: &Path, answer: &'static str) -> (PathBuf, std::thread::JoinHandle<String>) {
         let path = dir.join(format!("bird-{}.ctl", answer.len()));
@@ -275,14 +506,16 @@ mod tests {
         let include = dir.path().join("sluice.conf");
         let (sock, t) = fake_bird(dir.path(), "0003 Reconfigured\n");
         let mut a = Announcer::new(include.clone(), sock);
-        assert!(a.apply(&vips(&["198.18.100.10"])));
+        let plan =
+            |v: &[&str]| Plan { vips: vips(v).into_iter().map(|a| (a, None)).collect(), ..Plan::default() };
+        assert!(a.apply(&plan(&["198.18.100.10"])));
         t.join().unwrap();
         assert!(std::fs::read_to_string(&include).unwrap().contains("route 198.18.100.10/32 blackhole;"));
-        // The same set again: no file written, no socket opened (the fake would not answer).
-        assert!(!a.apply(&vips(&["198.18.100.10"])));
+        // The same plan again: no file written, no socket opened (the fake would not answer).
+        assert!(!a.apply(&plan(&["198.18.100.10"])));
         // BIRD gone: not applied, and tried again next time.
         let mut b = Announcer::new(include, dir.path().join("gone.ctl"));
-        assert!(!b.apply(&vips(&[])));
+        assert!(!b.apply(&plan(&[])));
         assert!(b.applied.is_none());
     }
 }

@@ -12,6 +12,7 @@
 //! - [`EndpointSlice`] and [`Endpoints`]: parsed addresses, typed ports, resolved conditions.
 //! - [`Pod`]: parsed addresses, readiness, deletion, node and named container ports.
 //! - [`Pool`]: MetalLB's `IPAddressPool`, its ranges parsed ([`AddressRange`]).
+//! - [`BgpPeer`], [`BgpAdvertisement`]: MetalLB's BGP objects (docs/bgp.md).
 //! - [`Ingress`], [`IngressClass`], [`Secret`]: Ingress rules with typed hosts, paths and
 //!   backends; an IngressClass's controller and default flag; a Secret's data decoded.
 //! - [`ConfigMap`]: its keys checked, its `data` read as header fields (what `custom-headers`
@@ -24,6 +25,7 @@ use std::fmt;
 use crate::objects::ObjectMeta;
 
 pub mod annotations;
+mod bgp;
 mod config_map;
 mod endpoints;
 mod ingress;
@@ -31,6 +33,7 @@ mod pod;
 mod pool;
 mod service;
 
+pub use bgp::{BgpAdvertisement, BgpPeer, Community, HOSTNAME_LABEL, bgp_advertisement, bgp_peer};
 pub use config_map::{ConfigMap, config_map};
 pub use endpoints::{
     AddressType, EndpointAddress, EndpointPort, EndpointSlice, EndpointSubset, Endpoints, SERVICE_NAME_LABEL,

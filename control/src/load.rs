@@ -387,7 +387,8 @@ fn api_version_error(doc: &Doc<'_>, head: &Head) -> Option<(usize, String)> {
         }
         "Ingress" | "IngressClass" if !beta => "networking.k8s.io/v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
-        "IPAddressPool" => "metallb.io/v1beta1",
+        "IPAddressPool" | "BGPAdvertisement" => "metallb.io/v1beta1",
+        "BGPPeer" => "metallb.io/v1beta2",
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => "apps/v1",
         _ => return None,
     };
@@ -406,6 +407,10 @@ fn load_kind(doc: &Doc<'_>, head: &Head, loaded: &mut Loaded) {
         "EndpointSlice" => load_object(doc, loaded, checked::endpoint_slice, |s| &mut s.endpoint_slices),
         "Pod" => load_object(doc, loaded, checked::pod, |s| &mut s.pods),
         "IPAddressPool" => load_object(doc, loaded, checked::pool, |s| &mut s.pools),
+        "BGPPeer" => load_object(doc, loaded, checked::bgp_peer, |s| &mut s.bgp_peers),
+        "BGPAdvertisement" => {
+            load_object(doc, loaded, checked::bgp_advertisement, |s| &mut s.bgp_advertisements)
+        }
         "Endpoints" => load_object(doc, loaded, checked::endpoints, |s| &mut s.endpoints),
         "Ingress" => {
             let before = loaded.store.ingresses.len();
@@ -559,6 +564,8 @@ fn check_duplicates(loaded: &mut Loaded) {
     dup(&mut store.endpoint_slices, "EndpointSlice", errors);
     dup(&mut store.pods, "Pod", errors);
     dup(&mut store.pools, "IPAddressPool", errors);
+    dup(&mut store.bgp_peers, "BGPPeer", errors);
+    dup(&mut store.bgp_advertisements, "BGPAdvertisement", errors);
     dup(&mut store.endpoints, "Endpoints", errors);
     dup(&mut store.ingresses, "Ingress", errors);
     dup(&mut store.ingress_classes, "IngressClass", errors);

@@ -319,8 +319,8 @@ fn run_manifests(dir: &Path, args: &RunArgs, cfg: &Config) -> Result<(), String>
             first = false;
             settling = None;
             seen = Some(now);
-            if let Some(work) = publish_dir(dir, &limits, cfg, &publisher, &mut last, &metrics)? {
-                set_vips(&vips, &work);
+            if let Some((work, store)) = publish_dir(dir, &limits, cfg, &publisher, &mut last, &metrics)? {
+                set_vips(&vips, &work, &store, cfg);
             }
         }
         if args.once {
@@ -455,7 +455,7 @@ fn publish_dir(
     publisher: &Mutex<Publisher>,
     last: &mut Published,
     metrics: &Metrics,
-) -> Result<Option<StatusWork>, String> {
+) -> Result<Option<(StatusWork, Store)>, String> {
     let loaded = match load_dir_within(dir, limits) {
         Ok(loaded) => loaded,
         // The directory went away (being replaced, unmounted): keep serving what runs.
@@ -484,11 +484,12 @@ fn publish_dir(
     }
     // A directory is read whole: compiled whole (each Service's Maglev table still reused when
     // its members did not change).
-    publish_store(&loaded.store, cfg, &Changes::everything(), publisher, last, metrics).map(Some)
+    let work = publish_store(&loaded.store, cfg, &Changes::everything(), publisher, last, metrics)?;
+    Ok(Some((work, loaded.store)))
 }
 
-/// The VIPs to announce, shared with the BIRD thread.
-type Vips = Option<Arc<Mutex<BTreeSet<IpAddr>>>>;
+/// What to announce, shared with the BIRD thread.
+type Vips = Option<Arc<Mutex<sluice_control::bird::Plan>>>;
 
 /// With --bird-include: starts the thread that keeps BIRD announcing the VIPs while a gateway
 /// serves the table (docs/bgp.md).
@@ -497,7 +498,7 @@ fn start_bird(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> Result<Vips,
     if args.once {
         return Ok(None);
     }
-    let wanted = Arc::new(Mutex::new(BTreeSet::new()));
+    let wanted = Arc::new(Mutex::new(sluice_control::bird::Plan::default()));
     let publisher = Arc::clone(publisher);
     // A gateway serves while a process registered on the table file lives and has adopted a
     // table (the gateway's workers register too, for their counters, and adopt none).
@@ -516,14 +517,39 @@ fn start_bird(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> Result<Vips,
     Ok(Some(wanted))
 }
 
-/// What a publication makes the VIPs: every LoadBalancer address and every address Ingresses
-/// are served on.
-fn set_vips(vips: &Vips, work: &StatusWork) {
+/// What a publication makes the announcements: every LoadBalancer address and every address
+/// Ingresses are served on, each with the pool it is from; and MetalLB's peers and
+/// advertisements that apply to this node (no node selector, or one naming `--node-name`).
+fn set_vips(vips: &Vips, work: &StatusWork, store: &Store, cfg: &Config) {
     let Some(vips) = vips else { return };
-    let all: BTreeSet<IpAddr> =
-        work.assigned.values().chain(work.ingresses.values()).flatten().copied().collect();
+    let pool_of = |a: IpAddr| {
+        store
+            .pools
+            .iter()
+            .find(|p| p.object.ranges.iter().any(|r| r.contains(a)))
+            .map(|p| p.object.name.clone())
+    };
+    let here = |nodes: &Option<Vec<String>>| {
+        nodes.as_ref().is_none_or(|n| cfg.node_name.as_ref().is_some_and(|me| n.contains(me)))
+    };
+    let plan = sluice_control::bird::Plan {
+        vips: work
+            .assigned
+            .values()
+            .chain(work.ingresses.values())
+            .flatten()
+            .map(|&a| (a, pool_of(a)))
+            .collect(),
+        peers: store.bgp_peers.iter().map(|p| p.object.clone()).filter(|p| here(&p.nodes)).collect(),
+        advertisements: store
+            .bgp_advertisements
+            .iter()
+            .map(|a| a.object.clone())
+            .filter(|a| here(&a.nodes))
+            .collect(),
+    };
     if let Ok(mut v) = vips.lock() {
-        *v = all;
+        *v = plan;
     }
 }
 
@@ -715,7 +741,7 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
                 }
                 let changes = std::mem::take(&mut pending);
                 let work = publish_store(&store, cfg, &changes, &publisher, &mut last, &metrics)?;
-                set_vips(&vips, &work);
+                set_vips(&vips, &work, &store, cfg);
                 leader.write_statuses(&store, &work).await;
             }
             dirty = false;

@@ -302,6 +302,98 @@ pub struct IpAddressPoolSpec {
     pub service_allocation: Option<Value>,
 }
 
+/// A BGP session, in MetalLB's `BGPPeer` form (metallb.io/v1beta2), so that a MetalLB user's
+/// peers load as they are (docs/bgp.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct BgpPeer {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: BgpPeerSpec,
+    #[serde(default)]
+    pub status: Option<Unread>,
+}
+
+/// `BGPPeer.spec` (every field MetalLB 0.14/0.15 defines; `Value` where Sluice only checks that
+/// a field is absent).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct BgpPeerSpec {
+    #[serde(rename = "myASN")]
+    pub my_asn: Option<i64>,
+    #[serde(rename = "peerASN")]
+    pub peer_asn: Option<i64>,
+    #[serde(rename = "dynamicASN")]
+    pub dynamic_asn: Option<String>,
+    pub peer_address: Option<String>,
+    pub source_address: Option<String>,
+    pub peer_port: Option<i64>,
+    pub hold_time: Option<String>,
+    pub keepalive_time: Option<String>,
+    pub connect_time: Option<String>,
+    #[serde(rename = "routerID")]
+    pub router_id: Option<String>,
+    pub node_selectors: Option<Vec<LabelSelector>>,
+    pub password: Option<String>,
+    pub password_secret: Option<Value>,
+    pub bfd_profile: Option<String>,
+    pub enable_graceful_restart: Option<bool>,
+    pub ebgp_multi_hop: Option<bool>,
+    pub vrf: Option<String>,
+    #[serde(rename = "disableMP")]
+    pub disable_mp: Option<bool>,
+    pub interface: Option<String>,
+}
+
+/// What to announce to which peers, in MetalLB's `BGPAdvertisement` form (metallb.io/v1beta1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct BgpAdvertisement {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: BgpAdvertisementSpec,
+    #[serde(default)]
+    pub status: Option<Unread>,
+}
+
+/// `BGPAdvertisement.spec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct BgpAdvertisementSpec {
+    pub aggregation_length: Option<i64>,
+    #[serde(rename = "aggregationLengthV6")]
+    pub aggregation_length_v6: Option<i64>,
+    pub local_pref: Option<i64>,
+    pub communities: Option<Vec<String>>,
+    pub ip_address_pools: Option<Vec<String>>,
+    pub ip_address_pool_selectors: Option<Vec<LabelSelector>>,
+    pub node_selectors: Option<Vec<LabelSelector>>,
+    pub peers: Option<Vec<String>>,
+}
+
+/// A label selector (meta/v1).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct LabelSelector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+    pub match_expressions: Option<Vec<Value>>,
+}
+
 /// The PodSpec field names (core/v1, Kubernetes 1.33–1.37), for checking a Pod's spec without
 /// modelling all of it.
 pub const POD_SPEC_FIELDS: &[&str] = &[

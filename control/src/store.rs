@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::checked::{
-    ConfigMap, EndpointSlice, Endpoints, Ingress, IngressClass, Named, Pod, Pool, Secret, Service,
+    BgpAdvertisement, BgpPeer, ConfigMap, EndpointSlice, Endpoints, Ingress, IngressClass, Named, Pod, Pool,
+    Secret, Service,
 };
 
 /// An object and where it came from.
@@ -45,6 +46,10 @@ pub struct Store {
     /// ConfigMaps (the header fields of `custom-headers` and `proxy-set-headers`): every one of
     /// a manifest directory; in cluster mode, those an Ingress names ([`crate::cluster`]).
     pub config_maps: Vec<Located<ConfigMap>>,
+    /// BGP sessions (MetalLB's BGPPeer): written into the node's BIRD include (docs/bgp.md).
+    pub bgp_peers: Vec<Located<BgpPeer>>,
+    /// What to announce to them (MetalLB's BGPAdvertisement).
+    pub bgp_advertisements: Vec<Located<BgpAdvertisement>>,
     /// Objects of kinds Sluice does not act on (`Kind namespace/name`), skipped.
     pub skipped: Vec<String>,
 }
