@@ -13,8 +13,9 @@
 //!
 //! **Only while the gateway serves.** A VIP is announced only while a gateway process is
 //! registered on the table file, alive, and has adopted a table: control looks every
-//! [`LIVENESS_EVERY`]. A gateway that dies (SIGKILL, a crash) has its routes withdrawn within
-//! that plus BIRD's reconfiguration (measured in tests/tests/bgp.rs). A node that dies whole,
+//! [`LIVENESS_EVERY`]. A gateway gone for [`WITHDRAW_AFTER`] (a crash, a stop; not a restart,
+//! which is shorter) has its routes withdrawn, plus BIRD's reconfiguration (measured in
+//! tests/tests/bgp.rs). A node that dies whole,
 //! control and BIRD with it, is the routers' to notice: BFD where they speak it, else the BGP
 //! hold timer.
 //!
@@ -36,6 +37,10 @@ use crate::checked::{BgpAdvertisement, BgpPeer, Community};
 
 /// How often control checks the gateway and the VIPs against what BIRD was given.
 pub const LIVENESS_EVERY: Duration = Duration::from_millis(100);
+/// How long the gateway may be gone before its routes are withdrawn: longer than a restart
+/// (0.2–0.45 s measured: docs/restarts.md), during which the XDP program holds the traffic for
+/// the next gateway, so that a restart does not move every flow to other nodes and back.
+pub const WITHDRAW_AFTER: Duration = Duration::from_millis(600);
 /// How long one exchange with BIRD's control socket may take.
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -303,7 +308,8 @@ pub fn process_alive(pid: u64) -> bool {
 }
 
 /// Runs the announcer on a thread of its own: every [`LIVENESS_EVERY`], announces `wanted`
-/// while `gateway_up()` says a gateway serves, nothing otherwise (the sessions stay).
+/// while `gateway_up()` says a gateway serves, and nothing once it has said otherwise for
+/// [`WITHDRAW_AFTER`] (the sessions stay). Before a gateway was ever seen, nothing.
 pub fn spawn(
     mut announcer: Announcer,
     wanted: std::sync::Arc<std::sync::Mutex<Plan>>,
@@ -311,8 +317,13 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("bird".into()).spawn(move || {
         let mut was_up = None;
+        // When the gateway was last seen serving.
+        let mut last_seen: Option<std::time::Instant> = None;
         loop {
-            let up = gateway_up();
+            if gateway_up() {
+                last_seen = Some(std::time::Instant::now());
+            }
+            let up = last_seen.is_some_and(|t| t.elapsed() < WITHDRAW_AFTER);
             if was_up != Some(up) {
                 info!(
                     "BIRD: the gateway is {}",

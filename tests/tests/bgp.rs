@@ -146,6 +146,33 @@ fn the_vips_are_announced_through_bird_while_the_gateway_serves() {
     sb.start_gateway(&[]).expect("the gateway again");
     wait_routes(sb, router_sock, Duration::from_secs(10), has)
         .unwrap_or_else(|r| panic!("not announced again:\n{r}\ncontrol:\n{}", sb.log("control")));
+    // A restart is shorter than the withdrawal delay: the router keeps the routes throughout.
+    let watching = std::sync::atomic::AtomicBool::new(true);
+    let cl = sb.ns("cl");
+    let router_has = || {
+        Command::new("ip")
+            .args(["netns", "exec", &cl, "birdc", "-s", &router_sock.to_string_lossy(), "show", "route"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("198.18.100.10/32"))
+    };
+    let lost = std::thread::scope(|s| {
+        let w = s.spawn(|| {
+            let mut lost = 0;
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                if !router_has() {
+                    lost += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            lost
+        });
+        sb.stop("gateway", rustix::process::Signal::TERM).expect("the gateway running");
+        sb.start_gateway(&[]).expect("the gateway restarted");
+        std::thread::sleep(Duration::from_millis(1000));
+        watching.store(false, std::sync::atomic::Ordering::Relaxed);
+        w.join().expect("watcher")
+    });
+    assert_eq!(lost, 0, "the route went away during a restart:\n{}", sb.log("control"));
     // A Service's removal withdraws its VIP, and only its.
     let g = sb.generation().expect("generation");
     let text = std::fs::read_to_string(example("loadbalancer").join("services.yaml")).expect("example");
