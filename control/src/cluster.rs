@@ -76,6 +76,8 @@ pub struct Synced {
     auth_secrets: Held<KSecret>,
     config_maps: Held<KConfigMap>,
     pools: Held<DynamicObject>,
+    bgp_peers: Held<DynamicObject>,
+    bgp_advertisements: Held<DynamicObject>,
     /// Objects left out (`Kind namespace/name` → what is wrong: `field: message` each), while
     /// they stay so.
     pub problems: BTreeMap<String, Vec<String>>,
@@ -186,9 +188,18 @@ pub struct Cluster {
     config_maps: KStore<KConfigMap>,
     /// `metallb.io/v1beta1` IPAddressPools; `None` where the CRD is not served.
     pools: Option<KStore<DynamicObject>>,
+    /// `metallb.io/v1beta2` BGPPeers and `v1beta1` BGPAdvertisements, with `--bird-include`;
+    /// `None` where not asked for or not served.
+    bgp_peers: Option<KStore<DynamicObject>>,
+    bgp_advertisements: Option<KStore<DynamicObject>>,
     changed: Arc<Notify>,
     /// What every store holds, against the bounds.
     tally: Arc<Tally>,
+}
+
+/// One of MetalLB's BGP resources: (group version, kind, plural).
+fn bgp_resource(version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("metallb.io", version, kind), plural)
 }
 
 /// MetalLB's address pool resource.
@@ -288,6 +299,8 @@ impl Cluster {
             ),
             config_maps: reflect(Api::all(client), "ConfigMap", maps, &tally, changed.clone()),
             pools: None,
+            bgp_peers: None,
+            bgp_advertisements: None,
             changed,
             tally,
         }
@@ -310,6 +323,41 @@ impl Cluster {
         Ok(true)
     }
 
+    /// Also watches MetalLB's BGPPeers (metallb.io/v1beta2) and BGPAdvertisements (v1beta1),
+    /// where the cluster serves them (docs/bgp.md): as [`Self::watch_pools`], each kind not
+    /// served is not waited for. Returns whether each is watched.
+    pub async fn watch_bgp(&mut self, client: Client) -> Result<(bool, bool), kube::Error> {
+        let mut watched = [false, false];
+        for (i, (version, kind, plural)) in
+            [("v1beta2", "BGPPeer", "bgppeers"), ("v1beta1", "BGPAdvertisement", "bgpadvertisements")]
+                .into_iter()
+                .enumerate()
+        {
+            let resource = bgp_resource(version, kind, plural);
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            match api.list(&ListParams::default().limit(1)).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => continue,
+                Err(e) => return Err(e),
+            }
+            let store = reflect_with(
+                api,
+                kind,
+                resource,
+                watcher::Config::default(),
+                &self.tally,
+                self.changed.clone(),
+            );
+            if i == 0 {
+                self.bgp_peers = Some(store);
+            } else {
+                self.bgp_advertisements = Some(store);
+            }
+            watched[i] = true;
+        }
+        Ok((watched[0], watched[1]))
+    }
+
     /// Resolves once every store has listed once.
     pub async fn ready(&self) {
         let _ = self.services.wait_until_ready().await;
@@ -321,6 +369,9 @@ impl Cluster {
         let _ = self.config_maps.wait_until_ready().await;
         if let Some(pools) = &self.pools {
             let _ = pools.wait_until_ready().await;
+        }
+        for s in [&self.bgp_peers, &self.bgp_advertisements].into_iter().flatten() {
+            let _ = s.wait_until_ready().await;
         }
     }
 
@@ -404,6 +455,24 @@ impl Cluster {
             let left_out = convert(pools, "IPAddressPool", checked::pool, &mut store.pools);
             synced.record_kind("IPAddressPool", left_out, &mut new);
         }
+        // The BGP objects change what BIRD is told, not the table: no recompile for them.
+        if let Some(peers) = &self.bgp_peers
+            && !replaced(peers, &mut synced.bgp_peers).is_empty()
+        {
+            store.bgp_peers.clear();
+            let left_out = convert(peers, "BGPPeer", checked::bgp_peer, &mut store.bgp_peers);
+            synced.record_kind("BGPPeer", left_out, &mut new);
+            changes.merge(Changes::everything());
+        }
+        if let Some(advs) = &self.bgp_advertisements
+            && !replaced(advs, &mut synced.bgp_advertisements).is_empty()
+        {
+            store.bgp_advertisements.clear();
+            let into = &mut store.bgp_advertisements;
+            let left_out = convert(advs, "BGPAdvertisement", checked::bgp_advertisement, into);
+            synced.record_kind("BGPAdvertisement", left_out, &mut new);
+            changes.merge(Changes::everything());
+        }
         synced.shortfall = Look::shortfall(before, self.tally.look(), &self.tally.bounds);
         (changes, new)
     }
@@ -425,6 +494,13 @@ impl Cluster {
         left_out.extend(convert_named(&self.config_maps, &named, &mut store.config_maps));
         if let Some(pools) = &self.pools {
             left_out.extend(convert(pools, "IPAddressPool", checked::pool, &mut store.pools));
+        }
+        if let Some(peers) = &self.bgp_peers {
+            left_out.extend(convert(peers, "BGPPeer", checked::bgp_peer, &mut store.bgp_peers));
+        }
+        if let Some(advs) = &self.bgp_advertisements {
+            let into = &mut store.bgp_advertisements;
+            left_out.extend(convert(advs, "BGPAdvertisement", checked::bgp_advertisement, into));
         }
         let lines =
             left_out.into_iter().flat_map(|(o, wrong)| wrong.into_iter().map(move |w| format!("{o}: {w}")));

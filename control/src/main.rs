@@ -706,6 +706,16 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
         Ok(false) => info!("no IPAddressPool resource in this cluster: pools from --lb-pool only"),
         Err(e) => warn!("IPAddressPools not watched ({e}); pools from --lb-pool only"),
     }
+    if args.bird_include.is_some() {
+        match cluster.watch_bgp(client.clone()).await {
+            Ok((peers, advs)) => info!(
+                "MetalLB BGP objects: BGPPeers {}, BGPAdvertisements {}",
+                if peers { "watched" } else { "not served by this cluster" },
+                if advs { "watched" } else { "not served by this cluster" }
+            ),
+            Err(e) => warn!("MetalLB BGP objects not watched ({e}): BIRD's own sessions only"),
+        }
+    }
     let mut leader = Leader::new(client, args);
     info!("waiting for every watch to list once");
     cluster.ready().await;

@@ -57,6 +57,10 @@ fn status_response(code: u16, reason: &str) -> Response<Body> {
 #[derive(Clone, Default)]
 struct Fake(Arc<Mutex<State>>);
 
+/// The kinds of CRDs (MetalLB's): served only once set, as a cluster serves a CRD only where it
+/// is installed.
+const CRDS: [&str; 3] = ["ipaddresspools", "bgppeers", "bgpadvertisements"];
+
 fn resource(path: &str) -> Option<(&'static str, &'static str, &'static str)> {
     Some(match path {
         "/api/v1/services" => ("services", "v1", "ServiceList"),
@@ -71,6 +75,10 @@ fn resource(path: &str) -> Option<(&'static str, &'static str, &'static str)> {
         }
         "/apis/metallb.io/v1beta1/ipaddresspools" => {
             ("ipaddresspools", "metallb.io/v1beta1", "IPAddressPoolList")
+        }
+        "/apis/metallb.io/v1beta2/bgppeers" => ("bgppeers", "metallb.io/v1beta2", "BGPPeerList"),
+        "/apis/metallb.io/v1beta1/bgpadvertisements" => {
+            ("bgpadvertisements", "metallb.io/v1beta1", "BGPAdvertisementList")
         }
         _ => return None,
     })
@@ -222,7 +230,7 @@ impl Fake {
         let mut s = self.0.lock().unwrap();
         // The built-in kinds are always served (empty until set); a CRD's kind only once set.
         let Some((rv, mut items)) =
-            s.lists.get(key).cloned().or_else(|| (key != "ipaddresspools").then(Default::default))
+            s.lists.get(key).cloned().or_else(|| (!CRDS.contains(&key)).then(Default::default))
         else {
             // A kind this fake cluster does not serve (a CRD not installed).
             let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
@@ -1311,4 +1319,44 @@ async fn pools_are_watched_where_served_and_not_waited_for_elsewhere() {
     assert_eq!(store.pools.len(), 1);
     assert_eq!(store.pools[0].object.ranges, ["198.18.100.8/30".parse().unwrap()]);
     assert!(store.pools[0].object.avoid_buggy_ips);
+}
+
+/// MetalLB's BGP objects are watched where served and checked as a manifest's are: a valid peer
+/// and advertisement reach the store; one a check refuses is reported by field.
+#[tokio::test(flavor = "current_thread")]
+async fn bgp_objects_are_watched_where_served_and_checked() {
+    let fake = Fake::default();
+    for key in ["services", "endpointslices", "secrets", "ingresses", "ingressclasses"] {
+        fake.set(key, vec![]);
+    }
+    let mut cluster = Cluster::watch(client(&fake));
+    assert_eq!(cluster.watch_bgp(client(&fake)).await.unwrap(), (false, false), "no CRDs: not watched");
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("ready without them");
+
+    let peer = |name: &str, asn: i64| {
+        json!({"apiVersion": "metallb.io/v1beta2", "kind": "BGPPeer",
+            "metadata": {"name": name, "namespace": "metallb-system", "resourceVersion": "1"},
+            "spec": {"myASN": 64512, "peerASN": asn, "peerAddress": "192.0.2.1"}})
+    };
+    fake.set("bgppeers", vec![peer("router", 64513), peer("broken", 0)]);
+    fake.set(
+        "bgpadvertisements",
+        vec![json!({"apiVersion": "metallb.io/v1beta1", "kind": "BGPAdvertisement",
+            "metadata": {"name": "edge", "namespace": "metallb-system", "resourceVersion": "1"},
+            "spec": {"ipAddressPools": ["edge"], "communities": ["64512:100"]}})],
+    );
+    let mut cluster = Cluster::watch(client(&fake));
+    assert_eq!(cluster.watch_bgp(client(&fake)).await.unwrap(), (true, true));
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("ready with them");
+    let (store, problems) = cluster.snapshot();
+    assert_eq!(
+        problems,
+        ["BGPPeer metallb-system/broken: spec.peerASN: 0 is not an AS number (1 to 4294967295)"]
+    );
+    assert_eq!(store.bgp_peers.len(), 1);
+    assert_eq!(
+        (store.bgp_peers[0].object.name.as_str(), store.bgp_peers[0].object.peer_asn),
+        ("router", 64513)
+    );
+    assert_eq!(store.bgp_advertisements[0].object.pools, ["edge"]);
 }
