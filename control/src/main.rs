@@ -320,7 +320,7 @@ fn run_manifests(dir: &Path, args: &RunArgs, cfg: &Config) -> Result<(), String>
             settling = None;
             seen = Some(now);
             if let Some((work, store)) = publish_dir(dir, &limits, cfg, &publisher, &mut last, &metrics)? {
-                set_vips(&vips, &work, &store, cfg);
+                set_vips(&vips, &work, &store, cfg, &last);
             }
         }
         if args.once {
@@ -517,11 +517,16 @@ fn start_bird(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> Result<Vips,
     Ok(Some(wanted))
 }
 
-/// What a publication makes the announcements: every LoadBalancer address and every address
-/// Ingresses are served on, each with the pool it is from; and MetalLB's peers and
-/// advertisements that apply to this node (no node selector, or one naming `--node-name`).
-fn set_vips(vips: &Vips, work: &StatusWork, store: &Store, cfg: &Config) {
+/// What a publication makes the announcements: every LoadBalancer address with an endpoint for
+/// new flows on this node, and every address Ingresses are served on, each with the pool it is
+/// from; and MetalLB's peers and advertisements that apply to this node (no node selector, or
+/// one naming `--node-name`).
+fn set_vips(vips: &Vips, work: &StatusWork, store: &Store, cfg: &Config, last: &Published) {
     let Some(vips) = vips else { return };
+    // A LoadBalancer address without an endpoint for new flows here is not announced; the
+    // addresses Ingresses are served on are the L7 stage's, and always are.
+    let served = last.addresses_with_endpoints();
+    let balanced = work.assigned.values().flatten().filter(|a| served.contains(a));
     let pool_of = |a: IpAddr| {
         store
             .pools
@@ -533,13 +538,7 @@ fn set_vips(vips: &Vips, work: &StatusWork, store: &Store, cfg: &Config) {
         nodes.as_ref().is_none_or(|n| cfg.node_name.as_ref().is_some_and(|me| n.contains(me)))
     };
     let plan = sluice_control::bird::Plan {
-        vips: work
-            .assigned
-            .values()
-            .chain(work.ingresses.values())
-            .flatten()
-            .map(|&a| (a, pool_of(a)))
-            .collect(),
+        vips: balanced.chain(work.ingresses.values().flatten()).map(|&a| (a, pool_of(a))).collect(),
         peers: store.bgp_peers.iter().map(|p| p.object.clone()).filter(|p| here(&p.nodes)).collect(),
         advertisements: store
             .bgp_advertisements
@@ -751,7 +750,7 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
                 }
                 let changes = std::mem::take(&mut pending);
                 let work = publish_store(&store, cfg, &changes, &publisher, &mut last, &metrics)?;
-                set_vips(&vips, &work, &store, cfg);
+                set_vips(&vips, &work, &store, cfg, &last);
                 leader.write_statuses(&store, &work).await;
             }
             dirty = false;

@@ -58,6 +58,24 @@ impl Published {
     pub fn has_table(&self) -> bool {
         self.table.is_some()
     }
+
+    /// The frontend addresses of the live table that have somewhere to send a new flow: a
+    /// service at the address has an endpoint eligible for new flows. A LoadBalancer address
+    /// with none — every endpoint gone, or `externalTrafficPolicy: Local` and none on this node
+    /// — is not announced over BGP (docs/bgp.md), as MetalLB announces such an address only
+    /// from nodes with a local endpoint.
+    pub fn addresses_with_endpoints(&self) -> BTreeSet<IpAddr> {
+        let Some(t) = &self.table else { return BTreeSet::new() };
+        t.services()
+            .iter()
+            .filter(|s| !s.eligible.is_empty())
+            .flat_map(|s| s.frontends.iter())
+            .filter_map(|k| match k.frontend {
+                sluice_model::service::Frontend::Address(a) => Some(a.ip()),
+                sluice_model::service::Frontend::NodePort(_) => None,
+            })
+            .collect()
+    }
 }
 
 /// Compiles a store after `changes` and publishes the table; returns the leader's status work.

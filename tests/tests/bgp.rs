@@ -184,6 +184,20 @@ fn the_vips_are_announced_through_bird_while_the_gateway_serves() {
         r.contains("198.18.100.10/32") && !r.contains("198.18.100.15/32")
     })
     .unwrap_or_else(|r| panic!("the removed Service's VIP is still announced:\n{r}"));
+    // A Service left without endpoints is not announced (its Pods gone; MetalLB announces an
+    // externalTrafficPolicy: Local address only from nodes with a local endpoint, and a node with
+    // no endpoint at all has nowhere to send a flow).
+    let g = sb.generation().expect("generation");
+    let no_web: Vec<&str> = without
+        .iter()
+        .copied()
+        .filter(|d| !d.contains("name: web-1\n") && !d.contains("name: web-2\n"))
+        .collect();
+    assert_eq!(no_web.len() + 2, without.len(), "two documents are web's Pods");
+    sb.set_manifests(&[], &[("services.yaml", &no_web.join("\n---\n"))]).expect("manifests");
+    sb.wait_generation(g + 1).expect("published");
+    wait_routes(sb, router_sock, Duration::from_secs(5), |r| !r.contains("198.18.100.10/32"))
+        .unwrap_or_else(|r| panic!("a VIP without endpoints is still announced:\n{r}"));
 }
 
 /// MetalLB's objects, as a MetalLB user has them: the BGPPeer opens the session (the node's own
