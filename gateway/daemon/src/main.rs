@@ -436,7 +436,11 @@ fn run(cli: Cli) -> Result<(), String> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("signal handler: {e}"))?;
     }
     let mut reader = open_table(&cli.table, Duration::from_secs(cli.wait_table))?;
-    let cookie_key = random_key()?;
+    // The previous gateway's key where it left one: cookies it answered still check here.
+    let (cookie_key, _cookie_file) = match (&journal_prefix, random_key()?) {
+        (Some(p), fresh) => restart::cookie_key(p, &cli.iface, fresh),
+        (None, fresh) => (fresh, None),
+    };
     // Loaded here, attached by the supervisor once its maps hold the first table and its
     // sockets are registered: it replaces a previous gateway's program only when ready.
     let mut steering = load_steering(&cli, &ifs)?;

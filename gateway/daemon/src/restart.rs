@@ -146,6 +146,53 @@ fn read_one(file: &PreviousFile, now: u64, timeouts: &Timeouts, out: &mut Recove
     Ok(())
 }
 
+/// The SYN cookie key a previous gateway on `iface` used, if it left one at
+/// `PREFIX-IFACE-cookie` (a state file like the journals: locked while its gateway runs, checked
+/// when read), else `fresh`; either way written there for the next gateway, whose program then
+/// checks the cookies this one's answered, so that a client's handshake across a restart
+/// completes. Returns the key and the file (held, locked, while this gateway runs).
+pub(crate) fn cookie_key(prefix: &Path, iface: &str, fresh: [u64; 2]) -> ([u64; 2], Option<StateFile>) {
+    const MAGIC: &[u8; 8] = b"SLUICECK";
+    let path = PathBuf::from(format!("{}-{iface}-cookie", prefix.display()));
+    let mut key = fresh;
+    match state::previous(&path, PREVIOUS_WAIT) {
+        Ok(Some(f)) => {
+            let mut b = [0u8; 24];
+            match f.read_at(&mut b, 0) {
+                Ok(24) if &b[..8] == MAGIC => {
+                    let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
+                    key = [word(8), word(16)];
+                    info!("SYN cookies: the previous gateway's key, so that its cookies still check");
+                }
+                _ => warn!("{}: not a SYN cookie key; a new one", path.display()),
+            }
+        }
+        Ok(None) => {}
+        Err(e) => warn!("SYN cookie key {e}; a new one"),
+    }
+    let tmp = PathBuf::from(format!("{}.new", path.display()));
+    let file = match StateFile::create(&tmp, 4096) {
+        Ok(mut f) => {
+            let b = f.as_mut();
+            b[..8].copy_from_slice(MAGIC);
+            b[8..16].copy_from_slice(&key[0].to_le_bytes());
+            b[16..24].copy_from_slice(&key[1].to_le_bytes());
+            match std::fs::rename(&tmp, &path) {
+                Ok(()) => Some(f),
+                Err(e) => {
+                    warn!("SYN cookie key: renaming {}: {e}", tmp.display());
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            warn!("SYN cookie key {e}: the next gateway will not check this one's cookies");
+            None
+        }
+    };
+    (key, file)
+}
+
 /// One worker's journal: where it goes, and the flows to carry over.
 #[derive(Debug, Clone)]
 pub(crate) struct JournalSetup {
@@ -212,6 +259,7 @@ pub(crate) fn release(ifaces: &[String], prefix: Option<&Path>) -> Result<(), St
             Err(e) => return Err(e.to_string()),
         }
         if let Some(prefix) = prefix {
+            let _ = std::fs::remove_file(format!("{}-{iface}-cookie", prefix.display()));
             for (_, path) in journals(prefix, iface) {
                 match state::previous(&path, PREVIOUS_WAIT) {
                     Ok(_) => {
@@ -229,6 +277,22 @@ pub(crate) fn release(ifaces: &[String], prefix: Option<&Path>) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cookie_key_outlives_its_gateway() {
+        let d = std::env::temp_dir().join(format!("sluice-cookie-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let prefix = d.join("fl");
+        let (first, held) = cookie_key(&prefix, "eth0", [1, 2]);
+        assert_eq!(first, [1, 2], "none before: the fresh one");
+        drop(held); // the gateway ends
+        let (second, held) = cookie_key(&prefix, "eth0", [3, 4]);
+        assert_eq!(second, [1, 2], "the previous gateway's");
+        drop(held);
+        std::fs::write(d.join("fl-eth0-cookie"), b"garbage").unwrap();
+        assert_eq!(cookie_key(&prefix, "eth0", [5, 6]).0, [5, 6], "a damaged file: a new key");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 
     #[test]
     fn journals_are_found_by_interface_and_queue() {
