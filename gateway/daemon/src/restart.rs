@@ -147,15 +147,16 @@ fn read_one(file: &PreviousFile, now: u64, timeouts: &Timeouts, out: &mut Recove
 }
 
 /// The SYN cookie key a previous gateway on `iface` used, if it left one at
-/// `PREFIX-IFACE-cookie` (a state file like the journals: locked while its gateway runs, checked
-/// when read), else `fresh`; either way written there for the next gateway, whose program then
+/// `PREFIX-IFACE-cookie` (a state file like the journals, checked when read; read even while its
+/// gateway runs, since the key never changes), else `fresh`; either way written there for the next gateway, whose program then
 /// checks the cookies this one's answered, so that a client's handshake across a restart
 /// completes. Returns the key and the file (held, locked, while this gateway runs).
 pub(crate) fn cookie_key(prefix: &Path, iface: &str, fresh: [u64; 2]) -> ([u64; 2], Option<StateFile>) {
     const MAGIC: &[u8; 8] = b"SLUICECK";
     let path = PathBuf::from(format!("{}-{iface}-cookie", prefix.display()));
     let mut key = fresh;
-    match state::previous(&path, PREVIOUS_WAIT) {
+    // Not locked: a gateway still running (an upgrade's old one) shares its key.
+    match state::read_only(&path) {
         Ok(Some(f)) => {
             let mut b = [0u8; 24];
             match f.read_at(&mut b, 0) {

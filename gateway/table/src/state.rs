@@ -122,6 +122,17 @@ impl PreviousFile {
     }
 }
 
+/// The state file at `path`, if there is one, without waiting for its lock: for a file whose
+/// contents never change once written (the SYN cookie key), which a gateway still running (an
+/// upgrade's old one) may share. Checked as [`previous`] checks it.
+pub fn read_only(path: &Path) -> Result<Option<PreviousFile>, OpenError> {
+    match open_checked(path, false) {
+        Ok((file, _)) => Ok(Some(PreviousFile { file, path: path.to_owned() })),
+        Err(OpenError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The state file at `path`, if there is one, once no process holds its lock: `Ok(None)` when
 /// there is no file. A gateway still running holds it; this waits up to `wait` for it to end
 /// (an upgrade: the old gateway is stopping), then refuses with [`OpenError::WriterBusy`].
