@@ -512,6 +512,12 @@ impl L4 {
         self.flows.set_journal(mem)
     }
 
+    /// Stops journaling and lets go of the journal (see [`FlowTable::close_journal`]); call once
+    /// no frame is processed any more.
+    pub fn close_journal(&mut self) {
+        self.flows.close_journal();
+    }
+
     /// Takes over flows a previous gateway recorded ([`crate::journal::recover`]): inserts each
     /// one `mine` accepts (the flows of this worker's share), counting them, and counts
     /// `not_carried` records the caller could not use. Each keeps its keys, state and SYN-cookie

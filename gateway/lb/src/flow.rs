@@ -1227,6 +1227,13 @@ impl FlowTable {
         Ok(())
     }
 
+    /// Stops journaling and lets go of the journal's memory (a file: unmapped, its lock
+    /// released), which holds every flow as of now: for the next gateway to read while this one
+    /// still runs (an upgrade's hand-over), once this one's L4 has stopped.
+    pub fn close_journal(&mut self) {
+        self.journal = None;
+    }
+
     /// The journal's bytes, if there is one (tests, diagnostics).
     pub fn journal(&mut self) -> Option<&[u8]> {
         self.journal.as_mut().map(|j| &*j.bytes())
