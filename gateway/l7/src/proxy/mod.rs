@@ -346,7 +346,18 @@ pub struct Context {
     access_log: Option<AccessLog>,
     /// HTTP/2 clients' counters ([`H2Conn`]).
     h2: H2Stats,
+    /// The gateway is draining (an upgrade handed its listeners to a new process): HTTP/1.1
+    /// clients get `Connection: close` on their next response, and idle keep-alive
+    /// connections are closed after [`DRAIN_IDLE_NS`].
+    draining: bool,
 }
+
+/// While draining, how long a keep-alive connection may sit idle between two requests before
+/// it is closed. Not at once: a client may have sent its next request already, and a close
+/// that crosses it fails that request (RFC 9112 §9.3.1 lets a client retry it, but few do);
+/// a client in a request loop sends its next request well within this and is told
+/// `Connection: close` on its response instead.
+pub const DRAIN_IDLE_NS: u64 = SECOND_NS;
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -378,7 +389,20 @@ impl Context {
             routes: RouteMeter::default(),
             access_log: None,
             h2: H2Stats::default(),
+            draining: false,
         }
+    }
+
+    /// Starts draining: from now on every HTTP/1.1 response closes its connection, and idle
+    /// keep-alive connections are closed after [`DRAIN_IDLE_NS`] (at their next tick). HTTP/2
+    /// connections are drained by their own GOAWAY ([`H2Conn::go_away`]).
+    pub fn set_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether [`Context::set_draining`] was called.
+    pub fn draining(&self) -> bool {
+        self.draining
     }
 
     /// The configuration.
@@ -888,7 +912,8 @@ impl Conn {
         match &mut self.phase {
             Phase::Head => {
                 let idle = self.cin.is_empty() && self.requests > 0;
-                if idle && since >= c.client_idle_timeout_ns {
+                let drained = ctx.draining && !self.h2_lane && since >= DRAIN_IDLE_NS;
+                if idle && (since >= c.client_idle_timeout_ns || drained) {
                     self.close(ctx, now_ns);
                 } else if !idle && since >= c.client_head_timeout_ns {
                     ctx.stats.client_timeouts += 1;
@@ -1046,8 +1071,13 @@ impl Conn {
                 }
                 log.start_ns = now_ns;
                 log.metric = 0;
-                let conn =
-                    ConnFacts { peer: *peer, local_port: *local_port, https: *https, requests: *requests };
+                let conn = ConnFacts {
+                    peer: *peer,
+                    local_port: *local_port,
+                    https: *https,
+                    requests: *requests,
+                    drain: ctx.draining && !self.h2_lane,
+                };
                 let start = begin(ctx, &head, uout, conn, now_ns, &mut log.metric, extra, resp_extra);
                 (start, head.head_len(), head.method())
             }
@@ -1459,6 +1489,8 @@ struct ConnFacts {
     https: bool,
     /// Requests on the connection so far, this one included.
     requests: u32,
+    /// The gateway is draining and this is an HTTP/1.1 connection: close after this request.
+    drain: bool,
 }
 
 /// Decides what to do with a request and, to proxy it, writes its head for the upstream.
@@ -1473,8 +1505,8 @@ fn begin(
     extra: &mut String,
     resp_extra: &mut String,
 ) -> Start {
-    let ConnFacts { peer, local_port, https, requests } = conn;
-    let keep = head.keep_alive() && requests < ctx.config.max_requests_per_client;
+    let ConnFacts { peer, local_port, https, requests, drain } = conn;
+    let keep = head.keep_alive() && requests < ctx.config.max_requests_per_client && !drain;
     let method = head.method();
     let generation = Rc::clone(&ctx.generation);
     let route = generation.router().route(head.authority(), head.path());
