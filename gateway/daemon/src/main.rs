@@ -20,6 +20,7 @@
 
 mod core_thread;
 mod dns;
+mod handover;
 mod kernel;
 mod l7;
 mod l7_addrs;
@@ -157,6 +158,18 @@ struct Cli {
     /// proxy's, 60.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
     client_body_timeout: Option<u64>,
+    /// The handover socket (upgrades): a new gateway asks the one listening here for its L7
+    /// listening sockets (and its L7 addresses, and to stop its L4 part), so no connection is
+    /// refused while it starts; then it listens here itself for the next. Default:
+    /// /run/sluice/gateway-IFACE-netINODE.sock (the interface and the network namespace).
+    /// Nobody listening: a plain start. See docs/upgrades.md.
+    #[arg(long)]
+    handover_socket: Option<PathBuf>,
+    /// Seconds an old gateway, once a new one serves its listeners, lets its open L7
+    /// connections finish (HTTP/1.1: `Connection: close` on the next response, idle
+    /// keep-alive connections closed; HTTP/2: GOAWAY) before it exits anyway.
+    #[arg(long, default_value_t = handover::DEFAULT_DRAIN_SECONDS, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    drain_seconds: u64,
     /// Parse the command line (required flags, values, conflicts), then exit 0 without doing
     /// anything: how the tests check the systemd unit's command line. Hidden: not for users.
     #[arg(long, hide = true)]
@@ -408,6 +421,9 @@ fn run(cli: Cli) -> Result<(), String> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("signal handler: {e}"))?;
     }
     let mut reader = open_table(&cli.table, Duration::from_secs(cli.wait_table))?;
+    let handover_path = cli.handover_socket.clone().unwrap_or_else(|| handover::default_path(&cli.iface));
+    let taken = handover::take_over_logged(&handover_path);
+    let leaving = Arc::new(handover::Leaving::default());
     let cookie_key = random_key()?;
     let mut steering = attach_steering(&cli, &ifs)?;
     for (s, name) in steering.iter_mut().zip(&ifs.names) {
@@ -425,9 +441,14 @@ fn run(cli: Cli) -> Result<(), String> {
     let sockets = bind_sockets(&cli, &ifs, &mut steering, queues)?;
     log_start(&ifs, &steering, &sockets, &cores);
     let key = (cli.syn_cookies != SynCookiesArg::Off).then_some(cookie_key);
-    let (handles, links) = start_workers(&cli, &ifs, sockets, &cores, &stop, key)?;
+    let (handles, links) = start_workers(&cli, &ifs, sockets, &cores, (&stop, &leaving), key)?;
     let mut main = supervise::Supervisor::new(&cli, &ifs, &links)?;
-    let result = main.run(&mut reader, &mut steering, &stop, &handles);
+    let mut handover = main.handover(handover_path, taken, Duration::from_secs(cli.drain_seconds));
+    let result = main.run(&mut reader, &mut steering, &stop, &handles, &mut handover);
+    if result.is_ok() && handover.release_asked() {
+        main.forget_l7_addresses();
+        handover.leave(&mut steering, &leaving, &stop, &handles);
+    }
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
@@ -592,7 +613,7 @@ fn start_workers(
     ifs: &Interfaces,
     sockets: Vec<Vec<XskSocket>>,
     cores: &[usize],
-    stop: &Arc<AtomicBool>,
+    (stop, leaving): (&Arc<AtomicBool>, &Arc<handover::Leaving>),
     syn_cookie_key: Option<[u64; 2]>,
 ) -> Result<Workers, String> {
     let queues = sockets.len();
@@ -617,6 +638,7 @@ fn start_workers(
             stats: ArrayQueue::new(1),
             l7: ArrayQueue::new(1),
             fast: (cli.fast_path == FastPathArg::On).then(|| Arc::new(ArrayQueue::new(FAST_QUEUE))),
+            l7_taken: std::sync::atomic::AtomicU64::new(0),
         });
         links.push(Arc::clone(&link));
         let setup = core_thread::Setup {
@@ -632,6 +654,7 @@ fn start_workers(
             }),
             l4,
             stop: Arc::clone(stop),
+            leaving: Arc::clone(leaving),
             link,
             max_sleep: Duration::from_millis(cli.max_sleep_ms),
             access_log: !cli.no_access_log,
