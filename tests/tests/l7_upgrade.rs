@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sluice_sandbox::tls::{certificate, tls_secret};
-use sluice_sandbox::{Backend, Sandbox, bin, example, fast_path_from_env, require_root};
+use sluice_sandbox::{Backend, Sandbox, Topology, bin, example, fast_path_from_env, require_root};
 
 /// The address Ingresses are served on.
 const L7: &str = "198.18.100.80";
@@ -51,30 +51,51 @@ fn gateway_args(sb: &Sandbox, extra: &[&str]) -> Vec<String> {
 /// The sandbox with the Ingress example (HTTP and HTTPS on [`L7`]) and a first gateway whose
 /// handover socket is `handover` and drain time `drain_s`; `None` when skipped.
 fn up(test: &str, dir: &Path, handover: &Path, drain_s: u64) -> Option<Sandbox> {
+    up_with(test, dir, handover, drain_s, 1)
+}
+
+/// [`up`] on a gateway interface of `queues` queues, the first gateway with a worker each.
+fn up_with(test: &str, dir: &Path, handover: &Path, drain_s: u64, queues: u32) -> Option<Sandbox> {
     if !require_root(test) {
         return None;
     }
-    let mut sb = Sandbox::new(&backends()).expect("sandbox");
+    let topology = Topology { queues, ..Topology::default() };
+    let mut sb = Sandbox::with_topology(&backends(), topology).expect("sandbox");
     let (cert, key) = certificate(dir, "foo.bar.com", "foo.bar.com").expect("certificate");
     let secret = tls_secret("tls-secret", &cert, &key).expect("secret");
     sb.set_manifests(&[example("ingress")], &[("tls-secret.yaml", &secret)]).expect("manifests");
     sb.start_control().expect("control");
     let drain = drain_s.to_string();
     let h = handover.to_string_lossy().into_owned();
-    sb.start_gateway(&["--l7-address", L7, "--handover-socket", &h, "--drain-seconds", &drain])
-        .expect("gateway");
+    let q = queues.max(1).to_string();
+    sb.start_gateway(&[
+        "--l7-address",
+        L7,
+        "--handover-socket",
+        &h,
+        "--drain-seconds",
+        &drain,
+        "--queues",
+        &q,
+    ])
+    .expect("gateway");
     sb.wait_l7_listeners(&[L7]).expect("L7 listeners");
     Some(sb)
 }
 
 /// Starts the next gateway (process `gateway-new`) on the same handover socket.
 fn start_next(sb: &mut Sandbox, handover: &Path, extra: &[&str]) {
+    start_named(sb, "gateway-new", handover, extra);
+}
+
+/// Starts a next gateway as process `name`.
+fn start_named(sb: &mut Sandbox, name: &str, handover: &Path, extra: &[&str]) {
     let h = handover.to_string_lossy().into_owned();
     let mut more = vec!["--l7-address", L7, "--handover-socket", &h];
     more.extend_from_slice(extra);
     let args = gateway_args(sb, &more);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    sb.spawn("gw", "gateway-new", &args).expect("the next gateway");
+    sb.spawn("gw", name, &args).expect("the next gateway");
 }
 
 /// Waits (`within`) until `name`'s log contains `text`.
@@ -102,10 +123,15 @@ fn exited(pid: u32) -> bool {
 
 /// Waits (`within`) until the first gateway has exited by itself; returns how long it took.
 fn wait_exit(sb: &Sandbox, within: Duration) -> Duration {
-    let pid = sb.pid("gateway").expect("the first gateway");
+    wait_exit_of(sb, "gateway", within)
+}
+
+/// Waits (`within`) until gateway process `name` has exited by itself.
+fn wait_exit_of(sb: &Sandbox, name: &str, within: Duration) -> Duration {
+    let pid = sb.pid(name).expect("the old gateway");
     let start = Instant::now();
     while !exited(pid) {
-        assert!(start.elapsed() < within, "the old gateway did not exit:\n{}", sb.log("gateway"));
+        assert!(start.elapsed() < within, "the old gateway did not exit:\n{}", sb.log(name));
         std::thread::sleep(Duration::from_millis(20));
     }
     start.elapsed()
@@ -310,4 +336,83 @@ fn a_bad_or_absent_handover_socket_leads_to_a_plain_start() {
     assert!(log.contains("starting afresh"), "{log}");
     let http = sb.get_from("cl", &format!("http://{L7}/"), &["-H", "Host: foo.bar.com"]);
     assert_eq!(http.as_deref().map(str::trim), Ok("petclinic-web-1"));
+}
+
+/// The listening sockets on `addr:port` in the gateway's namespace (each slot is one).
+fn listening_sockets(sb: &Sandbox, port: u16) -> usize {
+    let out = sb.exec("gw", &["ss", "-Hltn", "src", &format!("{L7}:{port}")]).expect("ss");
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+/// Waits (10 s) until `n` workers of gateway process `name` say they listen on `L7:80`.
+fn wait_listening_workers(sb: &Sandbox, name: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = sb.log(name);
+        let lines = log.lines().filter(|l| l.contains(&format!("L7: listening on {L7}:80 "))).count();
+        if lines >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{lines} of {n} workers listen:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `n` requests, each on a new connection, each within 3 s: the failures.
+fn new_connections(sb: &Sandbox, n: usize) -> Vec<String> {
+    (0..n)
+        .filter_map(|_| {
+            let r = sb.get_from("cl", &format!("http://{L7}/"), &["-m", "3", "-H", "Host: foo.bar.com"]);
+            match r.as_deref().map(str::trim) {
+                Ok("petclinic-web-1") => None,
+                other => Some(format!("{other:?}")),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_next_gateway_with_fewer_or_more_workers_serves_every_slot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let handover = dir.path().join("handover.sock");
+    let Some(mut sb) = up_with("a_next_gateway_with_fewer_or_more_workers", dir.path(), &handover, 10, 2)
+    else {
+        return;
+    };
+    assert_eq!(listening_sockets(&sb, 80), 2, "a slot per worker");
+    wait_listening_workers(&sb, "gateway", 2);
+    let ns = sb.ns("cl");
+    let run_wrk = |ns: &str| {
+        let (_, args) = loops(8).into_iter().next().expect("a loop");
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "wrk"])
+            .args(&args)
+            .output()
+            .expect("wrk");
+        Wrk::parse(&String::from_utf8_lossy(&out.stdout))
+    };
+    // Two workers to one: the one worker accepts on both slots (closing one would reset what
+    // waits in its queue).
+    let w = std::thread::scope(|s| {
+        let w = s.spawn(|| run_wrk(&ns));
+        std::thread::sleep(Duration::from_secs(2));
+        start_next(&mut sb, &handover, &["--queues", "1"]);
+        wait_log(&sb, "gateway-new", "the old gateway is draining", Duration::from_secs(20));
+        wait_exit(&sb, Duration::from_secs(15));
+        w.join().expect("wrk")
+    });
+    assert!(w.requests >= 50 && w.failed() == 0, "2 → 1 workers:\n{}", w.text);
+    assert_eq!(listening_sockets(&sb, 80), 2, "both slots kept");
+    assert_eq!(listening_sockets(&sb, 443), 2, "both slots kept");
+    let failed = new_connections(&sb, 40);
+    assert!(failed.is_empty(), "a slot is not accepted on: {failed:?}\n{}", sb.log("gateway-new"));
+
+    // One worker (two slots) to two: each worker serves a slot.
+    start_named(&mut sb, "gateway-third", &handover, &["--queues", "2"]);
+    wait_log(&sb, "gateway-third", "the old gateway is draining", Duration::from_secs(20));
+    wait_exit_of(&sb, "gateway-new", Duration::from_secs(15));
+    assert_eq!(listening_sockets(&sb, 80), 2);
+    let failed = new_connections(&sb, 40);
+    assert!(failed.is_empty(), "{failed:?}\n{}", sb.log("gateway-third"));
+    wait_listening_workers(&sb, "gateway-third", 2);
 }

@@ -370,6 +370,8 @@ impl Core {
     /// Counters are no longer published: the next gateway's worker publishes to the same
     /// record.
     fn hand_over(&mut self, stop: &AtomicBool) {
+        // A worker that started late may not have taken its listeners yet.
+        self.take_updates();
         self.reactor.forget_ports();
         self.sockets.clear();
         self.leaving.released_one();

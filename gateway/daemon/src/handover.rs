@@ -685,6 +685,9 @@ impl Handover {
                 return;
             }
             if self.server.step() == Step::Drain {
+                // The server let the socket file go: whatever is at the path now is the new
+                // gateway's (its inode number may even be the old one's).
+                self.bound = None;
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
