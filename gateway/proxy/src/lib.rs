@@ -552,14 +552,24 @@ impl Proxy {
         }
     }
 
-    /// Drains (an upgrade: a new process accepts now): stops accepting, sends every HTTP/2
-    /// client GOAWAY with its last stream, and from now on closes every HTTP/1.1 connection
+    /// Drains (an upgrade: a new process accepts now): stops accepting, drains every HTTP/2
+    /// client (GOAWAY announcing the shutdown, a second naming its last stream a second later:
+    /// [`sluice_l7::proxy::H2Conn::drain`]), and from now on closes every HTTP/1.1 connection
     /// after its next response, and idle keep-alive ones after
     /// [`sluice_l7::proxy::DRAIN_IDLE_NS`] ([`sluice_l7::proxy::Context::set_draining`]; the
     /// timers do it: call [`Proxy::tick`] on). Done when [`Proxy::clients`] is 0.
     pub fn drain(&mut self, registry: &Registry, now_ns: u64) {
         self.ctx.set_draining();
-        self.go_away(registry, now_ns);
+        self.stop_accepting(registry);
+        for i in 0..self.slots.len() {
+            if let Slot::Client(c) = &mut self.slots[i]
+                && let Front::H2(h2) = &mut c.front
+            {
+                h2.drain(&mut self.ctx, now_ns);
+                self.drive(registry, i, now_ns);
+            }
+        }
+        self.flush(registry, now_ns);
     }
 
     /// Client connections open.
