@@ -47,9 +47,10 @@
 //! accepting and serving. If the new gateway goes away before `ready`, the old one keeps
 //! serving L7 and waits for the next new gateway. On `ready` it stops accepting (the sockets
 //! live on in the new process: nothing waiting in an accept queue is lost), HTTP/2 clients get
-//! GOAWAY with their last stream, HTTP/1.1 clients `Connection: close` on their next response
-//! and idle keep-alive connections are closed; it exits when its last client connection is
-//! done, or at `--drain-seconds`. The L7 addresses it put on the interface stay there: the
+//! two GOAWAYs (RFC 9113 §6.8: no new streams, then the last stream), HTTP/1.1 clients
+//! `Connection: close` on their next response (an idle one is not closed under a request that
+//! may be on its way); it exits when its last client connection is done, or at
+//! `--drain-seconds`. The L7 addresses it put on the interface stay there: the
 //! new gateway takes them as its own (and takes them off when it stops).
 //!
 //! # Known limits

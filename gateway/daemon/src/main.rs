@@ -16,6 +16,10 @@
 //! new VIPs with gratuitous ARP / unsolicited advertisements, and stops everything cleanly on
 //! SIGINT or SIGTERM (SIGKILL is safe too: the program is attached through a bpf_link and
 //! vanishes with the process).
+//!
+//! Upgrades (`handover`): a new gateway takes the L7 listening sockets over from the running one
+//! through a Unix socket, so no connection is refused; the old one stops its L4 part as a stop
+//! does, drains its L7 connections and exits (docs/upgrades.md).
 #![forbid(unsafe_code)]
 
 mod core_thread;
@@ -166,8 +170,9 @@ struct Cli {
     #[arg(long)]
     handover_socket: Option<PathBuf>,
     /// Seconds an old gateway, once a new one serves its listeners, lets its open L7
-    /// connections finish (HTTP/1.1: `Connection: close` on the next response, idle
-    /// keep-alive connections closed; HTTP/2: GOAWAY) before it exits anyway.
+    /// connections finish (HTTP/1.1: `Connection: close` on the next response; HTTP/2:
+    /// GOAWAY) before it exits anyway, closing what is left (idle keep-alive connections
+    /// among them).
     #[arg(long, default_value_t = handover::DEFAULT_DRAIN_SECONDS, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     drain_seconds: u64,
     /// Parse the command line (required flags, values, conflicts), then exit 0 without doing

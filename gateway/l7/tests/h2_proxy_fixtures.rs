@@ -514,7 +514,7 @@ fn go_away_lets_the_streams_in_flight_finish() {
 
 #[test]
 fn a_drain_announces_goaway_then_names_the_last_stream_and_serves_streams_in_between() {
-    use sluice_l7::proxy::DRAIN_IDLE_NS;
+    use sluice_l7::proxy::DRAIN_GOAWAY_NS;
     let mut h = H::new();
     let a = h.request("GET", "/a", &[], true);
     let la = h.lane_of("/a");
@@ -526,7 +526,7 @@ fn a_drain_announces_goaway_then_names_the_last_stream_and_serves_streams_in_bet
     assert_eq!(h.goaways, [StreamId(0x7fff_ffff)]);
     h.respond(la, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     assert!(!h.conn.is_finished(), "open until the second GOAWAY");
-    h.now += DRAIN_IDLE_NS;
+    h.now += DRAIN_GOAWAY_NS;
     h.conn.tick(&mut h.ctx, h.now);
     h.run();
     assert_eq!(h.goaways, [StreamId(0x7fff_ffff), b]);

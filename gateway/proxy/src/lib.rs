@@ -54,7 +54,7 @@
 //! [`Proxy::adopt_listener`]): the gateway's main thread owns them, so that an upgrade can hand
 //! them to the next process (`sluice-gateway`'s handover). [`Proxy::drain`] is the old
 //! process's side of it: no more accepting, GOAWAY to HTTP/2 clients, `Connection: close` to
-//! HTTP/1.1 ones, idle keep-alive connections closed.
+//! HTTP/1.1 ones.
 //!
 //! TLS to upstreams (`backend-protocol` HTTPS and GRPCS): the connection gets a
 //! `rustls::ClientConnection` from the proxy's [`sluice_l7::upstream_tls::UpstreamTls`] (one
@@ -553,11 +553,12 @@ impl Proxy {
     }
 
     /// Drains (an upgrade: a new process accepts now): stops accepting, drains every HTTP/2
-    /// client (GOAWAY announcing the shutdown, a second naming its last stream a second later:
+    /// client (GOAWAY announcing the shutdown, a second naming its last stream
+    /// [`sluice_l7::proxy::DRAIN_GOAWAY_NS`] later, at a [`Proxy::tick`]:
     /// [`sluice_l7::proxy::H2Conn::drain`]), and from now on closes every HTTP/1.1 connection
-    /// after its next response, and idle keep-alive ones after
-    /// [`sluice_l7::proxy::DRAIN_IDLE_NS`] ([`sluice_l7::proxy::Context::set_draining`]; the
-    /// timers do it: call [`Proxy::tick`] on). Done when [`Proxy::clients`] is 0.
+    /// after its next response ([`sluice_l7::proxy::Context::set_draining`]; an idle one is
+    /// left to its next request, its idle timeout or the process's exit). Done when
+    /// [`Proxy::clients`] is 0.
     pub fn drain(&mut self, registry: &Registry, now_ns: u64) {
         self.ctx.set_draining();
         self.stop_accepting(registry);

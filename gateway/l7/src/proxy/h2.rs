@@ -461,7 +461,7 @@ impl H2Conn {
     /// Drains (an upgrade: another process accepts now), the graceful way of RFC 9113 §6.8:
     /// GOAWAY with the largest stream id now, so that the client opens no new stream and
     /// those already on their way are served; GOAWAY with the last stream it opened
-    /// [`DRAIN_IDLE_NS`](super::DRAIN_IDLE_NS) later (at a tick), then the connection ends
+    /// [`DRAIN_GOAWAY_NS`](super::DRAIN_GOAWAY_NS) later (at a tick), then the connection ends
     /// when its streams are done. A single GOAWAY would cross the client's next streams and
     /// fail them.
     pub fn drain(&mut self, ctx: &mut Context, now_ns: u64) {
@@ -469,7 +469,7 @@ impl H2Conn {
             return;
         }
         self.h2.announce_go_away();
-        self.drain_at_ns = Some(now_ns.saturating_add(super::DRAIN_IDLE_NS));
+        self.drain_at_ns = Some(now_ns.saturating_add(super::DRAIN_GOAWAY_NS));
         self.progress(ctx, now_ns);
     }
 

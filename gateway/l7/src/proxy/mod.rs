@@ -347,17 +347,16 @@ pub struct Context {
     /// HTTP/2 clients' counters ([`H2Conn`]).
     h2: H2Stats,
     /// The gateway is draining (an upgrade handed its listeners to a new process): HTTP/1.1
-    /// clients get `Connection: close` on their next response, and idle keep-alive
-    /// connections are closed after [`DRAIN_IDLE_NS`].
+    /// clients get `Connection: close` on their next response.
     draining: bool,
 }
 
-/// While draining, how long a keep-alive connection may sit idle between two requests before
-/// it is closed. Not at once: a client may have sent its next request already, and a close
-/// that crosses it fails that request (RFC 9112 §9.3.1 lets a client retry it, but few do);
-/// a client in a request loop sends its next request well within this and is told
-/// `Connection: close` on its response instead.
-pub const DRAIN_IDLE_NS: u64 = SECOND_NS;
+/// While draining, how long after its first GOAWAY (the largest stream id: "no new streams")
+/// an HTTP/2 connection gets the second, which names the last stream served
+/// ([`H2Conn::drain`]): streams the client opened before it saw the first are still served.
+/// RFC 9113 §6.8 asks for at least a round trip; two seconds leave room for a client whose
+/// core is busy.
+pub const DRAIN_GOAWAY_NS: u64 = 2 * SECOND_NS;
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -393,9 +392,13 @@ impl Context {
         }
     }
 
-    /// Starts draining: from now on every HTTP/1.1 response closes its connection, and idle
-    /// keep-alive connections are closed after [`DRAIN_IDLE_NS`] (at their next tick). HTTP/2
-    /// connections are drained by their own GOAWAY ([`H2Conn::go_away`]).
+    /// Starts draining: from now on every HTTP/1.1 response closes its connection. An idle
+    /// keep-alive connection is not closed early: the client may be sending its next request
+    /// at that moment, and a close that crosses it fails the request (RFC 9112 §9.3.1 lets
+    /// a client retry it, but many do not; HAProxy's `idle-close-on-response` waits for the
+    /// same reason). It is closed after its next response, by its idle timeout, or when the
+    /// draining process exits. HTTP/2 connections are drained by their own GOAWAYs
+    /// ([`H2Conn::drain`]).
     pub fn set_draining(&mut self) {
         self.draining = true;
     }
@@ -912,8 +915,7 @@ impl Conn {
         match &mut self.phase {
             Phase::Head => {
                 let idle = self.cin.is_empty() && self.requests > 0;
-                let drained = ctx.draining && !self.h2_lane && since >= DRAIN_IDLE_NS;
-                if idle && (since >= c.client_idle_timeout_ns || drained) {
+                if idle && since >= c.client_idle_timeout_ns {
                     self.close(ctx, now_ns);
                 } else if !idle && since >= c.client_head_timeout_ns {
                     ctx.stats.client_timeouts += 1;
