@@ -3,7 +3,7 @@
 //! old one drains and exits.
 //!
 //! - `wrk` keep-alive loops and new-connection-per-request loops (`Connection: close`) over
-//!   HTTP and HTTPS across an upgrade: no failed request, no refused connection, the old
+//!   HTTP and HTTPS, and `curl` over HTTP/2, across an upgrade: no failed request, no refused connection, the old
 //!   gateway exits by itself once drained and the new one serves.
 //! - The old gateway exits at its drain deadline with a connection still open (a request head
 //!   that never ends).
@@ -170,6 +170,26 @@ impl Wrk {
     }
 }
 
+/// HTTP/2 over TLS (ALPN h2) for `secs`: curl, 100 requests multiplexed 4 at a time on one
+/// connection per run, runs back to back; reported as wrk's figures (requests answered 200;
+/// the others, and curl's errors, as read errors). curl retries on a new connection what a
+/// GOAWAY excludes, as a client should.
+fn h2_loop(ns: &str, secs: u64) -> Wrk {
+    let script = format!(
+        "end=$(( $(date +%s) + {secs} )); while [ $(date +%s) -lt $end ]; do \
+         curl -sS --no-progress-meter -Z --parallel-max 4 --http2 -k --resolve foo.bar.com:443:{L7} \
+         -m 10 -w 'code=%{{http_code}}\\n' 'https://foo.bar.com/?[1-100]' 2>&1; done"
+    );
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", &script])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ok = text.matches("code=200").count() as u64;
+    let others = text.matches("code=").count() as u64 - ok + text.matches("curl: (").count() as u64;
+    Wrk { requests: ok, errors: [0, others, 0, 0], non_2xx: 0, text }
+}
+
 /// The wrk loops: (name, arguments after `wrk`).
 fn loops(secs: u64) -> Vec<(&'static str, Vec<String>)> {
     let d = format!("{secs}s");
@@ -213,12 +233,15 @@ fn an_upgrade_under_wrk_load_fails_no_request_and_refuses_no_connection() {
                 })
             })
             .collect();
+        let h2 = s.spawn(|| h2_loop(&ns, 10));
         std::thread::sleep(Duration::from_secs(3));
         start_next(&mut sb, &handover, &[]);
         wait_log(&sb, "gateway-new", "the old gateway is draining", Duration::from_secs(20));
         let took = wait_exit(&sb, Duration::from_secs(25));
         eprintln!("the old gateway exited {} ms after the new one served", took.as_millis());
-        runs.into_iter().map(|r| r.join().expect("wrk thread")).collect::<Vec<_>>()
+        let mut all = runs.into_iter().map(|r| r.join().expect("wrk thread")).collect::<Vec<_>>();
+        all.push(("https HTTP/2", h2.join().expect("curl thread")));
+        all
     });
     let old = sb.log("gateway");
     let status = sb.stop("gateway", rustix::process::Signal::TERM).expect("the old gateway");
