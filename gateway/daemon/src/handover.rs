@@ -96,6 +96,9 @@ const MAX_SLOT: usize = 4096;
 /// starts its workers in between) and for `draining`.
 const STEP: Duration = Duration::from_secs(10);
 
+/// The longest a whole offer may take to arrive.
+const OFFER_TIME: Duration = Duration::from_secs(20);
+
 /// `--drain-seconds`' default: how long an old gateway lets its L7 connections finish.
 pub(crate) const DEFAULT_DRAIN_SECONDS: u64 = 30;
 
@@ -402,7 +405,13 @@ pub(crate) fn take_over(path: &Path) -> Result<Option<Taken>, Error> {
     let mut listeners = Vec::with_capacity(n);
     let mut seen = BTreeSet::new();
     let mut kinds = std::collections::BTreeMap::new();
+    // The whole offer within OFFER_TIME, not only each message within STEP: an answer that
+    // trickles in cannot hold this gateway's start for long.
+    let start = Instant::now();
     while listeners.len() < n {
+        if start.elapsed() > OFFER_TIME {
+            return Err(bad(format!("the offer took over {} s", OFFER_TIME.as_secs())));
+        }
         let (text, fds) = recv(fd, "a batch of listeners")?;
         let items = parse_batch(&text, fds.len())?;
         if listeners.len() + items.len() > n {
