@@ -53,6 +53,18 @@
 //!    complete whole (over both restarts), `restart_gap_ms` the longest run of unanswered pings
 //!    (times the interval: an upper bound on the time the service traffic stopped).
 //!
+//! 5. **L7 upgrade and hostile clients** (issue 16, Sluice only), after scenario 4: the
+//!    gateway also serves Ingresses on [`L7`] (`plain.example` in clear, `foo.bar.com` over TLS,
+//!    both on the one backend; `/read` of plain.example on an upstream that reads whole bodies,
+//!    `tests/hostile/upstream.py`). Well-behaved clients ([`Bench::l7_clients`]: `wrk` keep-alive
+//!    and `Connection: close` over HTTP and HTTPS, `curl` over HTTP/2) loop while the gateway is
+//!    upgraded twice (a new process takes the listeners over through the handover socket, the
+//!    old one drains and exits): `l7_upgrade_failed` is their failed requests and refused
+//!    connections. Then the same clients loop, in 10 s slices, while `tests/hostile/hostile.py`
+//!    runs every hostile case of `tests/tests/l7_hostile.rs` (slowloris heads and bodies,
+//!    oversized heads, smuggling framings, HTTP/2 rapid reset and CONTINUATION floods, TLS
+//!    garbage): `l7_hostile_other_clients_failed` is their failed requests.
+//!
 //! The kernel's side: the gateway stopped, `gw` forwards (`ip_forward`) with kube-proxy's
 //! nftables rules ([`nft_rules`]: DNAT of the NodePort and the VIP to the backend, masquerade,
 //! conntrack); the VIP is a local address of `gw` (on `lo`) so that the kernel answers its ARP,
@@ -76,7 +88,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 use sluice_benches::{flag, text_flag, wrk};
-use sluice_sandbox::{Backend, GW_V4, Sandbox, bin, must, run};
+use sluice_sandbox::{Backend, GW_V4, Sandbox, bin, must, repo_root, run};
 
 /// The NodePort (on the gateway's node address).
 const NODE_PORT: u16 = 31080;
@@ -86,7 +98,7 @@ const VIP: &str = "198.18.100.10";
 const VIP_PORT: u16 = 80;
 /// A LoadBalancer VIP with `externalTrafficPolicy: Local`: DNAT (the backend runs on the
 /// gateway's node), where the others are FullNAT.
-const DNAT_VIP: &str = "198.18.100.11";
+const DNAT_VIP: &str = "198.18.100.13";
 /// Downloads open through each of FullNAT and DNAT while the gateway restarts.
 const RESTART_DOWNLOADS: usize = 4;
 /// The interval of the probe that times a restart's gap (pings to the VIP, answered by the
@@ -117,6 +129,19 @@ const LEGIT_RATE: f64 = 25.0;
 const LEGIT_TIMEOUT_MS: u64 = 2000;
 /// Connections per second while a fault happens (the faults of scenario 4).
 const FAULT_RATE: f64 = 50.0;
+/// The address Ingresses are served on (scenario 5).
+const L7: &str = "198.18.100.80";
+/// The port of the upstream that reads whole bodies (`tests/hostile/upstream.py`) on the
+/// backend: what a slow body holds up.
+const READER_PORT: u16 = 9000;
+/// The gateway's client head and body timeouts (s): short enough that the slow hostile clients
+/// are answered within their case (hostile.py bounds each to 10 s), long enough that a
+/// well-behaved client whose TLS handshake waits for a busy load core is not cut off (2 s
+/// did that to one HTTPS connection in a few hundred on a loaded machine: a silent close,
+/// which wrk counts as a read error).
+const CLIENT_TIMEOUT_S: &str = "8";
+/// Seconds of well-behaved L7 load per run of [`Bench::l7_clients`].
+const L7_SLICE_S: u64 = 10;
 /// The forger's role and address.
 const FORGER: (&str, &str) = ("fg", "198.18.0.66");
 /// The core of the gateway's worker and, on the kernel's side, of its forwarding (RPS).
@@ -452,6 +477,8 @@ struct Bench {
     kids: Kids,
     sb: Sandbox,
     gw_mac: String,
+    /// The certificate of foo.bar.com's TLS Secret, which the hostile TLS clients trust.
+    ca: std::path::PathBuf,
 }
 
 /// Control's manifest: a NodePort and a LoadBalancer VIP, both on the one backend.
@@ -499,7 +526,7 @@ metadata:
   name: edge-local
 spec:
   type: LoadBalancer
-  loadBalancerIP: 198.18.100.11
+  loadBalancerIP: 198.18.100.13
   externalTrafficPolicy: Local
   selector:
     app: web
@@ -528,6 +555,56 @@ status:
   conditions:
     - type: Ready
       status: "True"
+"#;
+
+/// The Ingresses of scenario 5, on the one backend (`storm`'s port 8080), and the upstream
+/// that reads whole bodies (the Pod's port 9000).
+const L7_MANIFEST: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: sluice
+spec:
+  controller: sluice.io/ingress
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: reader
+spec:
+  selector:
+    app: web
+  ports:
+    - port: 9000
+      targetPort: 9000
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: plain
+spec:
+  ingressClassName: sluice
+  rules:
+    - host: plain.example
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: storm, port: {number: 8080}}}}
+          - {path: /read, pathType: Prefix, backend: {service: {name: reader, port: {number: 9000}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: tls
+spec:
+  ingressClassName: sluice
+  tls:
+    - hosts: [foo.bar.com]
+      secretName: tls-secret
+  rules:
+    - host: foo.bar.com
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: storm, port: {number: 8080}}}}
 "#;
 
 /// kube-proxy's nftables rules (as its nftables mode writes them) for the two Services, the
@@ -673,7 +750,7 @@ impl Bench {
     fn new() -> Result<Bench, String> {
         let backends = [Backend::http("web-1", BACKEND, &[BACKEND_PORT])];
         let sb = Sandbox::new(&backends).map_err(|e| format!("sandbox: {e}"))?;
-        let mut b = Bench { kids: Kids::default(), sb, gw_mac: String::new() };
+        let mut b = Bench { kids: Kids::default(), sb, gw_mac: String::new(), ca: std::path::PathBuf::new() };
         for i in 1..=STORM_CLIENTS {
             b.sb.add_client(&format!("s{i}"), &format!("198.18.0.{}", 100 + i)).map_err(|e| e.to_string())?;
         }
@@ -689,7 +766,19 @@ impl Bench {
         b.gw(&["sh", "-c", &format!("echo {mask} > /sys/class/net/gw0/queues/rx-0/rps_cpus")])?;
         b.gw_mac = b.sb.gateway_mac();
         b.pin_nginx()?;
-        b.sb.set_manifests(&[], &[("faults.yaml", MANIFEST)]).map_err(|e| e.to_string())?;
+        let dir = b.sb.dir().to_path_buf();
+        let (cert, key) = sluice_sandbox::tls::certificate(&dir, "foo.bar.com", "foo.bar.com")
+            .map_err(|e| format!("certificate: {e}"))?;
+        let secret = sluice_sandbox::tls::tls_secret("tls-secret", &cert, &key).map_err(|e| e.to_string())?;
+        b.ca = dir.join("foo.bar.com.crt");
+        let reader = repo_root().join("tests/hostile/upstream.py").to_string_lossy().into_owned();
+        b.sb.spawn("b0", "reader", &["/usr/bin/python3", &reader, BACKEND, &READER_PORT.to_string()])
+            .map_err(|e| format!("the reading upstream: {e}"))?;
+        b.sb.set_manifests(
+            &[],
+            &[("faults.yaml", MANIFEST), ("l7.yaml", L7_MANIFEST), ("tls-secret.yaml", &secret)],
+        )
+        .map_err(|e| e.to_string())?;
         Ok(b)
     }
 
@@ -720,17 +809,14 @@ impl Bench {
         self.sb.start_control().map_err(|e| format!("control: {e}"))?;
         self.spawn_gateway()?;
         self.napi_on_dut_core()?;
-        self.wait_serving()
+        self.wait_serving(true)
     }
 
     /// Starts the gateway and waits until its program is attached.
     fn spawn_gateway(&mut self) -> Result<(), String> {
-        let g = bin("sluice-gateway").to_string_lossy().into_owned();
-        let t = self.sb.table().to_string_lossy().into_owned();
-        let core = DUT_CORE.to_string();
-        self.sb
-            .spawn("gw", "gateway", &[&g, "--iface", "gw0", "--table", &t, "--cores", &core])
-            .map_err(|e| e.to_string())?;
+        let args = self.gateway_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.sb.spawn("gw", "gateway", &args).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.sb.log("gateway").contains("XDP program attached") {
             let pid = self.sb.pid("gateway").unwrap_or(0);
@@ -740,6 +826,34 @@ impl Bench {
             std::thread::sleep(Duration::from_millis(5));
         }
         Ok(())
+    }
+
+    /// The gateway's command line: its worker on the DUT core, the default flow table, the
+    /// Ingresses on [`L7`] (no access log; 2 s client timeouts, so that slow hostile clients
+    /// are answered within their case's time), a handover socket of the run's own.
+    fn gateway_args(&self) -> Vec<String> {
+        let handover = self.sb.dir().join("handover.sock");
+        [
+            bin("sluice-gateway").to_string_lossy().as_ref(),
+            "--iface",
+            "gw0",
+            "--table",
+            self.sb.table().to_string_lossy().as_ref(),
+            "--cores",
+            &DUT_CORE.to_string(),
+            "--l7-address",
+            L7,
+            "--no-access-log",
+            "--client-header-timeout",
+            CLIENT_TIMEOUT_S,
+            "--client-body-timeout",
+            CLIENT_TIMEOUT_S,
+            "--handover-socket",
+            handover.to_string_lossy().as_ref(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
     }
 
     /// Frames the switch's end of the gateway's veth transmitted to gw0, and those it dropped
@@ -779,11 +893,21 @@ impl Bench {
         pin_threads("napi/s-gw-", LOAD_CORE)
     }
 
-    /// Waits (20 s at most) until a GET from the client succeeds through each Service.
-    fn wait_serving(&self) -> Result<(), String> {
-        for url in [format!("http://{GW_V4}:{NODE_PORT}/"), format!("http://{VIP}:{VIP_PORT}/")] {
+    /// Waits (20 s at most) until a GET from the client succeeds through each Service (and,
+    /// with `l7`, through the plain Ingress).
+    fn wait_serving(&self, l7: bool) -> Result<(), String> {
+        let mut urls =
+            vec![(format!("http://{GW_V4}:{NODE_PORT}/"), ""), (format!("http://{VIP}:{VIP_PORT}/"), "")];
+        if l7 {
+            urls.push((format!("http://{L7}/"), "Host: plain.example"));
+        }
+        for (url, host) in urls {
             let deadline = Instant::now() + Duration::from_secs(20);
-            while let Err(e) = self.sb.get_from("cl", &url, &["-m", "2"]) {
+            let mut args = vec!["-m", "2"];
+            if !host.is_empty() {
+                args.extend(["-H", host]);
+            }
+            while let Err(e) = self.sb.get_from("cl", &url, &args) {
                 if Instant::now() > deadline {
                     return Err(format!(
                         "{url} does not answer: {e}\ngateway log:\n{}",
@@ -814,7 +938,7 @@ impl Bench {
             .or_else(|e| if e.contains("0 flow entries") { Ok(()) } else { Err(e) })?;
         self.gw(&["ip", "neigh", "flush", "all"])?;
         let _ = self.sb.exec("cl", &["ip", "neigh", "flush", "all"]);
-        self.wait_serving()
+        self.wait_serving(false)
     }
 
     /// A reading of the gateway's counters.
@@ -1240,12 +1364,14 @@ impl Bench {
             link_recovery_ms.map_or("never".into(), |r| r.to_string()),
             after_up.text()
         );
-        self.wait_serving()?;
+        self.wait_serving(true)?;
         let restarts = [rustix::process::Signal::TERM, rustix::process::Signal::KILL]
             .into_iter()
             .map(|sig| self.restart(sig))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Faults { control_kill, link_recovery_ms, after_up, restarts })
+        let (upgrade, drained_ms) = self.l7_upgrade()?;
+        let hostile = self.l7_hostile()?;
+        Ok(Faults { control_kill, link_recovery_ms, after_up, restarts, upgrade, drained_ms, hostile })
     }
 
     /// The gateway stopped with `sig` and started again under open downloads and a ping probe.
@@ -1300,8 +1426,154 @@ impl Bench {
             2 * RESTART_DOWNLOADS,
             lost
         );
-        self.wait_serving()?;
+        self.wait_serving(true)?;
         Ok(Restart { how, gap_ms, back_ms, lost: lost.len(), downloads: 2 * RESTART_DOWNLOADS })
+    }
+
+    // --- 5. The L7 stage: upgrades, hostile clients -------------------------------------------
+
+    /// Starts the well-behaved L7 clients for `seconds` in `cl`: `wrk -t1 -c4` keep-alive and
+    /// `Connection: close` over HTTP (plain.example) and HTTPS (foo.bar.com), and `curl` over
+    /// HTTP/2 (foo.bar.com, 4 streams at a time). Returns (kid, kind, log) of each.
+    fn l7_clients(
+        &mut self,
+        seconds: u64,
+        tag: &str,
+    ) -> Result<Vec<(usize, &'static str, std::path::PathBuf)>, String> {
+        let d = format!("{seconds}s");
+        let mut started = Vec::new();
+        for (name, scheme, host, close) in [
+            ("http keep-alive", "http", "plain.example", false),
+            ("https keep-alive", "https", "foo.bar.com", false),
+            ("http new connections", "http", "plain.example", true),
+            ("https new connections", "https", "foo.bar.com", true),
+        ] {
+            let log = self.log_path(&format!("l7-{tag}-{}.log", name.replace(' ', "-")));
+            let host = format!("Host: {host}");
+            let url = format!("{scheme}://{L7}/");
+            let mut args = vec!["wrk", "-t1", "-c4", "-d", &d, "--timeout", "10s", "-H", &host];
+            if close {
+                args.extend(["-H", "Connection: close"]);
+            }
+            args.push(&url);
+            let kid = self.spawn("cl", &log, &args)?;
+            started.push((kid, name, log));
+        }
+        // HTTP/2 (ALPN h2, foo.bar.com): curl, 200 requests multiplexed 4 at a time on one
+        // connection per run, runs back to back for `seconds`. Not h2load: it counts as failed
+        // the requests it declines to send once it has seen a GOAWAY
+        // (`process_request_failure`), which every graceful shutdown sends; curl sends them on
+        // a new connection, as a client should. Not h2c: Debian's curl 7.88 fails every
+        // request after the first on a reused prior-knowledge connection (curl issue 10634).
+        let log = self.log_path(&format!("l7-{tag}-h2.log"));
+        let ca = self.ca.to_string_lossy().into_owned();
+        let script = format!(
+            "end=$(( $(date +%s) + {seconds} )); while [ $(date +%s) -lt $end ]; do \
+             curl -sS --no-progress-meter -Z --parallel-max 4 --http2 --cacert {ca} \
+             --resolve foo.bar.com:443:{L7} -m 10 -w 'code=%{{http_code}}\\n' \
+             'https://foo.bar.com/?[1-200]'; done"
+        );
+        let kid = self.spawn("cl", &log, &["sh", "-c", &script])?;
+        started.push((kid, "h2", log));
+        Ok(started)
+    }
+
+    /// Waits for the clients of [`Bench::l7_clients`] and adds up what they report.
+    fn l7_collect(&mut self, clients: Vec<(usize, &'static str, std::path::PathBuf)>, into: &mut L7Load) {
+        for (kid, name, log) in clients {
+            self.wait_kid(kid, Duration::from_secs(L7_SLICE_S * 4 + 30));
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            into.add(name, &text);
+        }
+    }
+
+    /// Starts gateway process `to` (the same command line) and waits until it has taken the
+    /// listeners over from `from` and `from` has drained and exited; returns how long `from`
+    /// took to exit once `to` served (ms).
+    fn upgrade(&mut self, from: &str, to: &str) -> Result<u64, String> {
+        let args = self.gateway_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.sb.spawn("gw", to, &args).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.sb.log(to).contains("the old gateway is draining") {
+            if Instant::now() > deadline {
+                return Err(format!("{to} did not take over; its log:\n{}", self.sb.log(to)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let served = Instant::now();
+        let pid = self.sb.pid(from).unwrap_or(0);
+        while alive(pid) {
+            if served.elapsed() > Duration::from_secs(60) {
+                return Err(format!(
+                    "{from} did not exit after the handover; its log:\n{}",
+                    self.sb.log(from)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ms = served.elapsed().as_millis() as u64;
+        let log = self.sb.log(from);
+        let status = self.sb.stop(from, rustix::process::Signal::TERM);
+        if !status.is_some_and(|s| s.success()) {
+            return Err(format!("{from} exited with {status:?}; its log:\n{log}"));
+        }
+        Ok(ms)
+    }
+
+    /// The well-behaved L7 clients across two upgrades (`gateway` → `gateway-next` →
+    /// `gateway`, so the later scenarios find the gateway under its name).
+    fn l7_upgrade(&mut self) -> Result<(L7Load, Vec<u64>), String> {
+        eprintln!(
+            "Sluice: L7 clients (wrk HTTP/HTTPS keep-alive and new connections, curl HTTP/2) across two upgrades …"
+        );
+        let clients = self.l7_clients(15, "upgrade")?;
+        std::thread::sleep(Duration::from_secs(3));
+        let mut drained = vec![self.upgrade("gateway", "gateway-next")?];
+        std::thread::sleep(Duration::from_secs(2));
+        drained.push(self.upgrade("gateway-next", "gateway")?);
+        let mut load = L7Load::default();
+        self.l7_collect(clients, &mut load);
+        eprintln!("  old gateways exited {drained:?} ms after the new one served; clients: {}", load.text());
+        self.napi_on_dut_core()?;
+        self.wait_serving(true)?;
+        Ok((load, drained))
+    }
+
+    /// The well-behaved L7 clients, in slices of [`L7_SLICE_S`], while every hostile case of
+    /// `tests/hostile/hostile.py` runs (bounded: 400 s).
+    fn l7_hostile(&mut self) -> Result<L7Load, String> {
+        eprintln!(
+            "Sluice: L7 clients while hostile.py runs every hostile case of tests/tests/l7_hostile.rs …"
+        );
+        let script = repo_root().join("tests/hostile/hostile.py").to_string_lossy().into_owned();
+        let log = self.log_path("hostile.log");
+        let ca = self.ca.to_string_lossy().into_owned();
+        let timeouts = self.sb.gateway_counter("l7_client_timeouts");
+        let hostile =
+            self.spawn("cl", &log, &["timeout", "400", "/usr/bin/python3", &script, L7, &ca, "all"])?;
+        let mut load = L7Load::default();
+        let start = Instant::now();
+        while !self.exited(hostile) && start.elapsed() < Duration::from_secs(420) && !interrupted() {
+            let clients = self.l7_clients(L7_SLICE_S, "hostile")?;
+            self.l7_collect(clients, &mut load);
+        }
+        self.wait_kid(hostile, Duration::from_secs(30));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let cases = text.lines().filter(|l| l.contains(' ')).count();
+        if !text.lines().any(|l| l == "done") {
+            return Err(format!("hostile.py did not finish; its log:\n{text}"));
+        }
+        eprintln!(
+            "  {cases} hostile case(s) in {:.0} s; the other clients: {}",
+            start.elapsed().as_secs_f64(),
+            load.text()
+        );
+        // The hostile cases' slow clients make 4 (slow_head, silent, slow_body,
+        // slow_tls_handshake); more would be well-behaved clients cut off.
+        let timeouts = self.sb.gateway_counter("l7_client_timeouts").saturating_sub(timeouts);
+        eprintln!("  client timeouts the gateway counted meanwhile: {timeouts} (the hostile cases make 4)");
+        Ok(load)
     }
 
     fn forged_arp(&mut self) -> Result<Arp, String> {
@@ -1372,7 +1644,7 @@ impl Bench {
     }
 }
 
-/// Scenario 4's figures.
+/// Scenario 4's and 5's figures.
 struct Faults {
     /// The connections made while control was killed and started again.
     control_kill: Tally,
@@ -1382,6 +1654,12 @@ struct Faults {
     after_up: Tally,
     /// The gateway restarted with SIGTERM, then SIGKILL.
     restarts: Vec<Restart>,
+    /// The well-behaved L7 clients across the two upgrades.
+    upgrade: L7Load,
+    /// For each upgrade, how long the old gateway took to drain and exit (ms).
+    drained_ms: Vec<u64>,
+    /// The well-behaved L7 clients while the hostile ones ran.
+    hostile: L7Load,
 }
 
 /// One restart of the gateway under traffic.
@@ -1411,6 +1689,85 @@ fn longest_gap(log: &str) -> u64 {
     seqs.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
 }
 
+/// What well-behaved L7 clients reported: requests done and failed, per kind of client.
+#[derive(Debug, Default)]
+struct L7Load {
+    /// (kind, requests, failed), summed over runs.
+    kinds: Vec<(&'static str, u64, u64)>,
+    /// Runs whose output could not be read (each counts as a failure).
+    unreadable: u64,
+}
+
+impl L7Load {
+    /// Adds one client's output: wrk's (`N requests in`, socket errors — connect errors are
+    /// refused connections —, non-2xx/3xx responses) or the HTTP/2 loop's ([`curl_counts`]).
+    fn add(&mut self, kind: &'static str, text: &str) {
+        let parsed = if kind == "h2" { curl_counts(text) } else { wrk_counts(text) };
+        let Some((done, failed)) = parsed else {
+            self.unreadable += 1;
+            eprintln!("  {kind}: no report:\n{text}");
+            return;
+        };
+        if failed > 0 {
+            // What failed, as the client says it: wrk's socket errors and non-2xx line, curl's
+            // error messages and codes other than 200.
+            let mut said: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("Socket errors") || l.starts_with("Non-2xx"))
+                .map(str::to_owned)
+                .collect();
+            for (i, _) in text.match_indices("curl: (").chain(text.match_indices("code=")).take(2000) {
+                let end = text[i..].find('\n').map_or(text.len(), |e| i + e);
+                let what = &text[i..end];
+                if what != "code=200" && !said.iter().any(|s| s == what) && said.len() < 12 {
+                    said.push(what.to_owned());
+                }
+            }
+            eprintln!("  {kind}: {failed} failed: {}", said.join("; "));
+        }
+        match self.kinds.iter_mut().find(|k| k.0 == kind) {
+            Some(k) => {
+                k.1 += done;
+                k.2 += failed;
+            }
+            None => self.kinds.push((kind, done, failed)),
+        }
+    }
+
+    fn requests(&self) -> u64 {
+        self.kinds.iter().map(|k| k.1).sum()
+    }
+
+    fn failed(&self) -> u64 {
+        self.kinds.iter().map(|k| k.2).sum::<u64>() + self.unreadable
+    }
+
+    fn text(&self) -> String {
+        let per: Vec<String> = self.kinds.iter().map(|(k, d, f)| format!("{k} {d} ({f} failed)")).collect();
+        format!("{} requests, {} failed — {}", self.requests(), self.failed(), per.join(", "))
+    }
+}
+
+/// wrk's report: (requests, failed: socket errors and responses over 399).
+fn wrk_counts(text: &str) -> Option<(u64, u64)> {
+    let r = wrk::Report::parse(text)?;
+    Some((r.requests, r.connect_errors + r.other_errors + r.non_2xx))
+}
+
+/// The HTTP/2 loop's report: (requests answered 200, the others: curl's `code=` marks that are
+/// not 200 — `000` for a request that got no answer — and its error messages). Counted as
+/// marks, not lines: the parallel transfers' bodies and curl's messages share the log.
+fn curl_counts(text: &str) -> Option<(u64, u64)> {
+    let marks = text.matches("code=").count() as u64;
+    if marks == 0 {
+        return None;
+    }
+    let ok = text.matches("code=200").count() as u64;
+    let errors = text.matches("curl: (").count() as u64;
+    Some((ok, marks - ok + errors))
+}
+
 impl Faults {
     /// Its RESULT keys.
     fn result(&self, m: &mut Map<String, Value>) {
@@ -1430,6 +1787,11 @@ impl Faults {
         for r in &self.restarts {
             m.insert(format!("restart_{}_back_ms", r.how.to_lowercase()), json!(r.back_ms));
         }
+        m.insert("l7_upgrade_failed".into(), json!(self.upgrade.failed()));
+        m.insert("l7_upgrade_requests".into(), json!(self.upgrade.requests()));
+        m.insert("l7_upgrade_drained_ms".into(), json!(self.drained_ms));
+        m.insert("l7_hostile_other_clients_failed".into(), json!(self.hostile.failed()));
+        m.insert("l7_hostile_other_clients_requests".into(), json!(self.hostile.requests()));
     }
 }
 
@@ -1596,6 +1958,8 @@ impl Report {
                 r.how, r.back_ms, r.gap_ms, r.lost, r.downloads
             );
         }
+        println!("  L7 clients across two upgrades: {}", f.upgrade.text());
+        println!("  L7 clients while hostile clients ran: {}", f.hostile.text());
         let a = &self.arp;
         println!(
             "\nForged ARP: {} × who-has {VIP} tell {BACKEND} from the forger's MAC; then GETs to the VIP: {}",

@@ -646,11 +646,21 @@ impl Sandbox {
             .spawn()?;
         self.procs.push(Proc { name: "control".into(), child });
         self.wait_generation(1)?;
-        let log = self.log("control");
         // A log line (after the time, level and target): `metrics: http://127.0.0.1:PORT/metrics`.
-        self.metrics =
-            log.lines().find_map(|l| l.split_once("metrics: http://")).map(|(_, a)| format!("http://{a}"));
-        Ok(())
+        // Waited for (10 s at most): a control started again finds the table file at a
+        // generation already, and `wait_generation` returns before it has said anything.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log("control");
+            self.metrics = log
+                .lines()
+                .find_map(|l| l.split_once("metrics: http://"))
+                .map(|(_, a)| format!("http://{a}"));
+            if self.metrics.is_some() || Instant::now() > deadline {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The generation the table file holds (from `sluice-control status`).

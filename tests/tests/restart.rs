@@ -103,6 +103,53 @@ fn a_gateway_killed_and_started_again_keeps_every_connection() {
     restart_keeps_every_download("restart_sigkill", rustix::process::Signal::KILL);
 }
 
+/// An upgrade (a new gateway taking over from a running one through the handover socket,
+/// docs/upgrades.md) keeps every L4 connection too: the old gateway lets go of its queues and
+/// flow journals when asked, the new one carries the flows over.
+#[test]
+fn an_upgrade_keeps_every_connection() {
+    let Some(mut sb) = up("upgrade_keeps_l4") else { return };
+    let handover = sb.dir().join("handover.sock").to_string_lossy().into_owned();
+    sb.stop("gateway", rustix::process::Signal::TERM).expect("the first gateway");
+    sb.start_gateway(&["--handover-socket", &handover]).expect("a gateway with a handover socket");
+    let ns = sb.ns("cl");
+    let fullnat = format!("http://{GW_V4}:31080/big");
+    let dnat = format!("http://{DNAT_VIP}/big");
+    let results = std::thread::scope(|s| {
+        let ns = &ns;
+        let downloads: Vec<_> = [&fullnat, &dnat]
+            .into_iter()
+            .flat_map(|u| std::iter::repeat_n(u, 4))
+            .map(|u| s.spawn(move || (u.clone(), download(ns, u))))
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        // The next gateway, as the first is started, beside it.
+        let g = sluice_sandbox::bin("sluice-gateway").to_string_lossy().into_owned();
+        let t = sb.table().to_string_lossy().into_owned();
+        let journal = format!("{t}-flows");
+        let args = [
+            g.as_str(),
+            "--iface",
+            "gw0",
+            "--table",
+            &t,
+            "--flows",
+            "65536",
+            "--flow-journal",
+            &journal,
+            "--handover-socket",
+            &handover,
+        ];
+        sb.spawn("gw", "gateway-next", &args).expect("the next gateway");
+        downloads.into_iter().map(|d| d.join().expect("download thread")).collect::<Vec<_>>()
+    });
+    let (old, new) = (sb.log("gateway"), sb.log("gateway-next"));
+    for (url, r) in &results {
+        assert_eq!(r.as_ref().ok(), Some(&(2 << 20)), "{url}: {r:?}\nold:\n{old}\nnew:\n{new}");
+    }
+    assert!(new.contains("replacing the previous gateway's") && new.contains("carrying over"), "{new}");
+}
+
 /// FullNAT ports a previous gateway's flows still hold are not where the new gateway looks for
 /// free ones: its SNAT cursors resume after them. (They restarted where the old ones started,
 /// and each new flow's candidates were all taken by carried-over TIME_WAIT flows.)

@@ -40,6 +40,7 @@ use sluice_worker::reactor::{Idle, L7_FIRST, Reactor};
 use sluice_worker::{Worker, WorkerConfig};
 use sluice_xsk::XskSocket;
 
+use crate::handover::Leaving;
 use crate::l7::L7Work;
 
 /// How often a busy worker looks at its L7 sockets between batches (ns): one `epoll_wait`
@@ -82,6 +83,9 @@ pub(crate) struct Link {
     /// With the fast path: what the worker asks of the XDP programs' flow maps, which the main
     /// thread applies (the worker makes no bpf calls).
     pub(crate) fast: Option<sluice_worker::fastpath::FastQueue>,
+    /// The serial of the last L7 work the worker took (`L7Work::serial`): its listeners are
+    /// served.
+    pub(crate) l7_taken: AtomicU64,
 }
 
 /// Everything a worker starts with.
@@ -96,6 +100,8 @@ pub(crate) struct Setup {
     pub(crate) sharding: Option<Sharding>,
     pub l4: L4Config,
     pub(crate) stop: Arc<AtomicBool>,
+    /// An upgrade's steps (`crate::handover`).
+    pub(crate) leaving: Arc<Leaving>,
     pub(crate) link: Arc<Link>,
     /// The longest an idle worker sleeps before it looks at its rings and links again.
     pub(crate) max_sleep: Duration,
@@ -118,6 +124,7 @@ pub(crate) fn run(s: Setup) {
         sharding,
         l4,
         stop,
+        leaving,
         link,
         max_sleep,
         access_log,
@@ -173,6 +180,7 @@ pub(crate) fn run(s: Setup) {
         access_log,
         l7_config,
         l7: None,
+        leaving,
     };
     core.run(&stop);
 }
@@ -204,6 +212,8 @@ struct Core {
     l7_config: sluice_l7::proxy::Config,
     /// The L7 stage, from the first generation that has one.
     l7: Option<L7Stage>,
+    /// An upgrade's steps.
+    leaving: Arc<Leaving>,
 }
 
 const _: () = assert!(
@@ -280,27 +290,38 @@ impl L7Stage {
     }
 
     /// Takes a new generation's work: routes and upstreams for new requests, certificates for
-    /// new handshakes, listeners it did not have yet.
+    /// new handshakes, listeners it did not have yet (its slots' sockets, duplicated: slot `i`
+    /// is worker `i mod W`'s).
     fn adopt(&mut self, registry: &Registry, work: &L7Work, queue: usize) {
         self.proxy.set_generation(registry, Arc::clone(&work.table));
         self.proxy.set_tls(Arc::clone(&work.tls.config));
-        let gone: Vec<(SocketAddr, bool)> =
-            self.listening.iter().filter(|l| !work.listeners.contains(l)).copied().collect();
+        let gone: Vec<(SocketAddr, bool)> = self
+            .listening
+            .iter()
+            .filter(|l| !work.listeners.iter().any(|s| (s.addr, s.tls) == **l))
+            .copied()
+            .collect();
         for l in gone {
             self.proxy.unlisten(registry, l.0);
             self.listening.remove(&l);
             info!(queue, "L7: no longer listening on {}", l.0);
         }
-        for &(addr, tls) in &work.listeners {
+        for set in &work.listeners {
+            let (addr, tls) = (set.addr, set.tls);
             if self.listening.contains(&(addr, tls)) {
                 continue;
             }
-            match self.proxy.listen(registry, addr, tls.then(|| Arc::clone(&work.tls.config))) {
-                Ok(_) => {
-                    info!(queue, "L7: listening on {addr}{}", if tls { " (TLS)" } else { "" });
-                    self.listening.insert((addr, tls));
+            let mut served = 0;
+            for socket in set.sockets.iter().skip(queue).step_by(work.workers.max(1)) {
+                let config = tls.then(|| Arc::clone(&work.tls.config));
+                match socket.try_clone().and_then(|s| self.proxy.adopt_listener(registry, s, config)) {
+                    Ok(_) => served += 1,
+                    Err(e) => warn!(queue, "L7: cannot listen on {addr}: {e}"),
                 }
-                Err(e) => warn!(queue, "L7: cannot listen on {addr}: {e}"),
+            }
+            if served > 0 {
+                info!(queue, "L7: listening on {addr}{}", if tls { " (TLS)" } else { "" });
+                self.listening.insert((addr, tls));
             }
         }
     }
@@ -314,7 +335,7 @@ impl Core {
         let mut idle = Idle::new(SPIN_POLLS);
         let mut last_stats = 0u64;
         let mut last_frames = 0u64;
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) && !self.leaving.l4_off() {
             self.take_updates();
             // CLOCK_MONOTONIC: the XDP program's clock, which SYN cookies' time slots are read from.
             let now = sluice_sys::monotonic_ns();
@@ -347,8 +368,81 @@ impl Core {
                 self.sleep();
             }
         }
-        self.drain_l7();
-        self.report();
+        if stop.load(Ordering::Relaxed) {
+            self.drain_l7();
+            self.report();
+        } else {
+            self.report();
+            self.hand_over(stop);
+        }
+    }
+
+    /// An upgrade (`crate::handover`): the AF_XDP sockets closed (the next gateway binds the
+    /// queues), the L7 stage goes on accepting and serving; once the next gateway serves the
+    /// listeners, it drains — stops accepting, GOAWAY to HTTP/2 clients, `Connection: close`
+    /// to HTTP/1.1 ones — until its last client connection is done or the drain deadline.
+    /// Counters are no longer published: the next gateway's worker publishes to the same
+    /// record.
+    fn hand_over(&mut self, stop: &AtomicBool) {
+        // A worker that started late may not have taken its listeners yet.
+        self.take_updates();
+        self.reactor.forget_ports();
+        self.sockets.clear();
+        // The flow journal holds every flow as of now: let go of it (its lock) for the next
+        // gateway, which reads it before it binds the queues.
+        self.worker.l4_mut().close_journal();
+        self.leaving.released_one();
+        let mut deadline = None;
+        loop {
+            let now = sluice_sys::monotonic_ns();
+            if stop.load(Ordering::Relaxed) {
+                if deadline.is_none() {
+                    self.drain_l7();
+                }
+                break;
+            }
+            if deadline.is_none()
+                && let Some(d) = self.leaving.drain_deadline_ns()
+            {
+                deadline = Some(d);
+                if let Some(l7) = &mut self.l7 {
+                    l7.proxy.drain(self.reactor.registry(), now);
+                    info!(queue = self.me, "L7: draining {} connection(s)", l7.proxy.clients());
+                }
+            }
+            if let Some(d) = deadline {
+                let left = self.l7.as_ref().map_or(0, |l| l.proxy.clients());
+                if left == 0 {
+                    info!(queue = self.me, "L7: drained");
+                    break;
+                }
+                if now >= d {
+                    warn!(queue = self.me, "L7: drain deadline reached; closing {left} connection(s)");
+                    break;
+                }
+            }
+            let l7 = &mut self.l7;
+            let woken = self.reactor.wait_with(Duration::from_millis(10), |registry, event| {
+                if let Some(l7) = l7.as_mut() {
+                    l7.proxy.handle(registry, event, sluice_sys::monotonic_ns());
+                }
+            });
+            if let Err(e) = woken {
+                warn!(queue = self.me, "worker's wait failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if let Some(l7) = &mut self.l7 {
+                let now = sluice_sys::monotonic_ns();
+                if now.wrapping_sub(l7.last_tick) >= L7_TICK_NS {
+                    l7.last_tick = now;
+                    l7.proxy.tick(self.reactor.registry(), now);
+                }
+                l7.proxy.flush(self.reactor.registry(), now);
+            }
+        }
+        if let Some(l7) = &self.l7 {
+            l7.flush_log();
+        }
     }
 
     /// On stop: listeners closed, GOAWAY to every HTTP/2 client, and up to [`L7_DRAIN_NS`] for
@@ -387,6 +481,9 @@ impl Core {
             let (me, access_log, config) = (self.me, self.access_log, self.l7_config);
             let l7 = self.l7.get_or_insert_with(|| L7Stage::new(me, access_log, config));
             l7.adopt(self.reactor.registry(), &work, me);
+            // Release: the main thread reads it (Acquire) before telling an old gateway this
+            // one serves the listeners.
+            self.link.l7_taken.store(work.serial, Ordering::Release);
         }
     }
 

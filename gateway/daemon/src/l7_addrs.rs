@@ -73,6 +73,26 @@ impl L7Addresses {
         fresh
     }
 
+    /// The addresses the gateway put on the interface (and takes off when it stops).
+    pub(crate) fn added(&self) -> Vec<std::net::IpAddr> {
+        self.added.iter().map(Addr::ip).collect()
+    }
+
+    /// Takes over addresses an old gateway put on the interface (an upgrade): they are this
+    /// gateway's now, taken off when they leave the table or when it stops.
+    pub(crate) fn adopt(&mut self, addrs: &[std::net::IpAddr]) {
+        for &ip in addrs {
+            self.added.insert(Addr::from(ip));
+            self.present.insert(Addr::from(ip));
+        }
+    }
+
+    /// Leaves every address where it is (a new gateway took them over).
+    pub(crate) fn forget(&mut self) {
+        self.added.clear();
+        self.present.clear();
+    }
+
     fn take_off(&mut self, a: &Addr) {
         match self.nl.del_address(self.ifindex, &a.0) {
             Ok(_) => info!("L7: no longer serving on {} (taken off {})", a.ip(), self.iface),

@@ -21,10 +21,15 @@
 //! too — between two gateways it drops service frames instead of handing them to the kernel,
 //! and the next gateway carries every flow over and replaces the program atomically. SIGKILL is
 //! the same as a stop here. `--release` takes the program off for good.
+//!
+//! Upgrades (`handover`): a new gateway takes the L7 listening sockets over from the running one
+//! through a Unix socket, so no connection is refused; the old one stops its L4 part as a stop
+//! does, drains its L7 connections and exits (docs/upgrades.md).
 #![forbid(unsafe_code)]
 
 mod core_thread;
 mod dns;
+mod handover;
 mod kernel;
 mod l7;
 mod l7_addrs;
@@ -175,6 +180,19 @@ struct Cli {
     /// gateway leaves its program attached, dropping service traffic, for the next one.)
     #[arg(long)]
     release: bool,
+    /// The handover socket (upgrades): a new gateway asks the one listening here for its L7
+    /// listening sockets (and its L7 addresses, and to stop its L4 part), so no connection is
+    /// refused while it starts; then it listens here itself for the next. Default:
+    /// /run/sluice/gateway-IFACE-netINODE.sock (the interface and the network namespace).
+    /// Nobody listening: a plain start. See docs/upgrades.md.
+    #[arg(long)]
+    handover_socket: Option<PathBuf>,
+    /// Seconds an old gateway, once a new one serves its listeners, lets its open L7
+    /// connections finish (HTTP/1.1: `Connection: close` on the next response; HTTP/2:
+    /// GOAWAY) before it exits anyway, closing what is left (idle keep-alive connections
+    /// among them).
+    #[arg(long, default_value_t = handover::DEFAULT_DRAIN_SECONDS, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    drain_seconds: u64,
     /// Parse the command line (required flags, values, conflicts), then exit 0 without doing
     /// anything: how the tests check the systemd unit's command line. Hidden: not for users.
     #[arg(long, hide = true)]
@@ -436,6 +454,11 @@ fn run(cli: Cli) -> Result<(), String> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("signal handler: {e}"))?;
     }
     let mut reader = open_table(&cli.table, Duration::from_secs(cli.wait_table))?;
+    let handover_path = cli.handover_socket.clone().unwrap_or_else(|| handover::default_path(&cli.iface));
+    // First: an upgrade's old gateway lets go of its L7 listeners, its AF_XDP sockets and its
+    // flow journals before anything here reads or binds them.
+    let taken = handover::take_over_logged(&handover_path);
+    let leaving = Arc::new(handover::Leaving::default());
     // The previous gateway's key where it left one: cookies it answered still check here.
     let (cookie_key, _cookie_file) = match (&journal_prefix, random_key()?) {
         (Some(p), fresh) => restart::cookie_key(p, &cli.iface, fresh),
@@ -457,10 +480,15 @@ fn run(cli: Cli) -> Result<(), String> {
     log_start(&ifs, &sockets, &cores);
     let key = (cli.syn_cookies != SynCookiesArg::Off).then_some(cookie_key);
     let journals = journal_prefix.as_ref().map(|p| (p.as_path(), carried));
-    let (handles, links) = start_workers(&cli, &ifs, sockets, &cores, &stop, key, journals)?;
+    let (handles, links) = start_workers(&cli, &ifs, sockets, &cores, (&stop, &leaving), key, journals)?;
     let mut main = supervise::Supervisor::new(&cli, &ifs, &links)?;
     main.attach_when_ready(attach_mode(&cli), cli.syn_cookies != SynCookiesArg::Off);
-    let result = main.run(&mut reader, &mut steering, &stop, &handles);
+    let mut handover = main.handover(handover_path, taken, Duration::from_secs(cli.drain_seconds));
+    let result = main.run(&mut reader, &mut steering, &stop, &handles, &mut handover);
+    if result.is_ok() && handover.release_asked() {
+        main.forget_l7_addresses();
+        handover.leave(&mut steering, &leaving, &stop, &handles);
+    }
     stop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
@@ -642,7 +670,7 @@ fn start_workers(
     ifs: &Interfaces,
     sockets: Vec<Vec<XskSocket>>,
     cores: &[usize],
-    stop: &Arc<AtomicBool>,
+    (stop, leaving): (&Arc<AtomicBool>, &Arc<handover::Leaving>),
     syn_cookie_key: Option<[u64; 2]>,
     journals: Option<(&std::path::Path, Arc<restart::Carried>)>,
 ) -> Result<Workers, String> {
@@ -669,6 +697,7 @@ fn start_workers(
             stats: ArrayQueue::new(1),
             l7: ArrayQueue::new(1),
             fast: (cli.fast_path == FastPathArg::On).then(|| Arc::new(ArrayQueue::new(FAST_QUEUE))),
+            l7_taken: std::sync::atomic::AtomicU64::new(0),
         });
         links.push(Arc::clone(&link));
         let setup = core_thread::Setup {
@@ -684,6 +713,7 @@ fn start_workers(
             }),
             l4,
             stop: Arc::clone(stop),
+            leaving: Arc::clone(leaving),
             link,
             max_sleep: Duration::from_millis(cli.max_sleep_ms),
             access_log: !cli.no_access_log,

@@ -45,6 +45,7 @@ use sluice_xsk::{AttachMode, Steering};
 
 use crate::core_thread::Link;
 use crate::dns::{self, Resolver};
+use crate::handover::{Handover, Taken};
 use crate::l7::{L7Plan, L7Settings};
 use crate::l7_addrs::L7Addresses;
 use crate::{Cli, Interfaces, kernel, steering};
@@ -147,6 +148,7 @@ impl<'a> Supervisor<'a> {
                 http_port: cli.http_port,
                 https_port: cli.https_port,
                 default_cert: cli.default_cert.clone().zip(cli.default_key.clone()),
+                workers: links.len(),
             })?,
             l7_table: Arc::new(L7Table::default()),
             fast_failures: 0,
@@ -187,18 +189,49 @@ impl<'a> Supervisor<'a> {
         Ok(())
     }
 
-    /// Runs until `stop`, or until a worker stops on its own (an error).
+    /// The gateway's end of the handover (`crate::handover`), with what it took over from an
+    /// old gateway, if it did: its listeners and the L7 addresses it had put on the interface.
+    pub(crate) fn handover(&mut self, path: PathBuf, taken: Option<Taken>, drain: Duration) -> Handover {
+        let mut taken = taken;
+        if let Some(t) = &mut taken {
+            let (listeners, addresses) = t.split();
+            self.l7.inherit(listeners);
+            self.l7_addrs.adopt(&addresses);
+            self.l7.offer_addresses(self.l7_addrs.added());
+        }
+        Handover::new(path, self.l7.offer(), taken, drain)
+    }
+
+    /// Whether the workers serve the L7 listeners of a table (an old gateway may stop
+    /// accepting).
+    fn l7_serving(&self) -> bool {
+        let s = self.l7.serial();
+        s > 0 && self.links.iter().all(|l| l.l7_taken.load(Ordering::Acquire) >= s)
+    }
+
+    /// Leaves the L7 addresses on the interface when this gateway stops: a new gateway took
+    /// them over.
+    pub(crate) fn forget_l7_addresses(&mut self) {
+        self.l7_addrs.forget();
+    }
+
+    /// Runs until `stop`, until a worker stops on its own (an error), or until a new gateway
+    /// asks this one to hand over (`handover`).
     pub(crate) fn run(
         &mut self,
         reader: &mut Reader,
         steering: &mut [Steering],
         stop: &AtomicBool,
         workers: &[JoinHandle<()>],
+        handover: &mut Handover,
     ) -> Result<(), String> {
-        self.prepare_l7();
+        // Listeners taken over are served from the first table on (not with none: 404s).
+        if !self.l7.inheriting() {
+            self.prepare_l7();
+        }
         let fresh = self.sync_l7_addresses();
         announce(&self.raw, self.mac, &fresh);
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) && !handover.release_asked() {
             if workers.iter().any(|h| h.is_finished()) {
                 return Err("a worker stopped unexpectedly".into());
             }
@@ -219,6 +252,7 @@ impl<'a> Supervisor<'a> {
             self.watch_snat();
             self.watch_backends();
             self.install_fast(steering);
+            handover.poll(|| self.l7_serving());
             let asked = self.resolving_until.is_some_and(|t| Instant::now() < t);
             std::thread::sleep(Duration::from_millis(if asked { 2 } else { 10 }));
         }
@@ -398,7 +432,9 @@ impl<'a> Supervisor<'a> {
     /// table's listeners); returns the new ones.
     fn sync_l7_addresses(&mut self) -> Vec<Addr> {
         let wanted = self.l7.addresses(&self.l7_table);
-        self.l7_addrs.sync(&wanted)
+        let fresh = self.l7_addrs.sync(&wanted);
+        self.l7.offer_addresses(self.l7_addrs.added());
+        fresh
     }
 
     /// Hands the workers the L7 stage's work for the current table, when it changed: the

@@ -61,6 +61,8 @@ struct H {
     unreleased: Vec<(StreamId, usize)>,
     /// The upstreams take what the lanes write; off to stall them.
     upstreams_reading: bool,
+    /// The last stream of each GOAWAY the client received.
+    goaways: Vec<StreamId>,
 }
 
 impl H {
@@ -80,6 +82,7 @@ impl H {
             reading: true,
             unreleased: vec![],
             upstreams_reading: true,
+            goaways: vec![],
         };
         h.run();
         h
@@ -187,7 +190,8 @@ impl H {
                 Some(Event::Reset { stream, code }) => {
                     self.seen.entry(stream.0).or_default().reset = Some(code);
                 }
-                Some(Event::WindowUpdate { .. } | Event::Pong { .. } | Event::GoAway { .. }) => {}
+                Some(Event::GoAway { last_stream, .. }) => self.goaways.push(last_stream),
+                Some(Event::WindowUpdate { .. } | Event::Pong { .. }) => {}
                 Some(e) => panic!("client: unexpected {e:?}"),
             }
             off += consumed;
@@ -506,6 +510,29 @@ fn go_away_lets_the_streams_in_flight_finish() {
     assert_eq!(h.seen(a).body, b"ok");
     assert!(h.conn.is_finished(), "done once its streams are");
     assert_eq!(h.ctx.h2_stats().count(Counter::L7H2GoAways), 1);
+}
+
+#[test]
+fn a_drain_announces_goaway_then_names_the_last_stream_and_serves_streams_in_between() {
+    use sluice_l7::proxy::DRAIN_GOAWAY_NS;
+    let mut h = H::new();
+    let a = h.request("GET", "/a", &[], true);
+    let la = h.lane_of("/a");
+    h.conn.drain(&mut h.ctx, h.now);
+    // A stream the client opens before it sees the GOAWAY is served.
+    let b = h.request("GET", "/b", &[], true);
+    let lb = h.lane_of("/b");
+    // RFC 9113 §6.8: first the largest stream id.
+    assert_eq!(h.goaways, [StreamId(0x7fff_ffff)]);
+    h.respond(la, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    assert!(!h.conn.is_finished(), "open until the second GOAWAY");
+    h.now += DRAIN_GOAWAY_NS;
+    h.conn.tick(&mut h.ctx, h.now);
+    h.run();
+    assert_eq!(h.goaways, [StreamId(0x7fff_ffff), b]);
+    h.respond(lb, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!((h.seen(a).body.as_slice(), h.seen(b).body.as_slice()), (&b"ok"[..], &b"hi"[..]));
+    assert!(h.conn.is_finished(), "done once its streams are");
 }
 
 #[test]

@@ -1131,3 +1131,50 @@ fn ewma_moves_requests_off_a_slow_endpoint() {
     let first_slow = to.iter().position(|a| *a == ep(1)).unwrap();
     assert!(to[first_slow + 1..].iter().all(|a| *a == ep(2)), "{to:?}");
 }
+
+#[test]
+fn a_draining_gateway_closes_after_the_next_response_and_leaves_idle_connections_to_it() {
+    // A request in a loop: its response says Connection: close once the drain has begun.
+    let mut h = H::web();
+    h.send(b"GET /1 HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1");
+    assert!(!h.client_text().contains("Connection: close"));
+    h.ctx.set_draining();
+    h.send(b"GET /2 HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2");
+    let out = h.client_text();
+    assert!(out.ends_with("Connection: close\r\n\r\n2"), "{out}");
+    assert!(h.conn.is_finished());
+
+    // An idle keep-alive connection is not closed under a request that may be on its way: it
+    // is served, and closed after that response (or by its idle timeout).
+    let mut h = H::web();
+    h.send(b"GET /1 HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1");
+    h.ctx.set_draining();
+    h.conn.tick(&mut h.ctx, 10_000_000_000);
+    h.run();
+    assert!(!h.conn.is_finished());
+    h.send(b"GET /2 HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2");
+    assert!(h.client_text().ends_with("Connection: close\r\n\r\n2"));
+    assert!(h.conn.is_finished());
+    let idle = Config::default().client_idle_timeout_ns;
+    let mut h = H::web();
+    h.send(b"GET /1 HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1");
+    h.ctx.set_draining();
+    h.conn.tick(&mut h.ctx, idle);
+    h.run();
+    assert!(h.conn.is_finished(), "the idle timeout still applies");
+
+    // A connection that has not sent its first request yet is served.
+    let mut h = H::web();
+    h.ctx.set_draining();
+    h.conn.tick(&mut h.ctx, 10_000_000_000);
+    h.run();
+    assert!(!h.conn.is_finished());
+    h.send(b"GET /1 HTTP/1.1\r\nHost: app.example\r\n\r\n");
+    h.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1");
+    assert!(h.client_text().ends_with("Connection: close\r\n\r\n1"));
+}

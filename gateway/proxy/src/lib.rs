@@ -50,6 +50,12 @@
 //! [`sluice_l7::proxy::H2Upstream`] between the core and the socket, pooled apart from the
 //! HTTP/1.1 ones. [`Proxy::go_away`] starts a graceful shutdown of the HTTP/2 clients.
 //!
+//! Listening sockets may be made elsewhere and adopted ([`bind_listener`],
+//! [`Proxy::adopt_listener`]): the gateway's main thread owns them, so that an upgrade can hand
+//! them to the next process (`sluice-gateway`'s handover). [`Proxy::drain`] is the old
+//! process's side of it: no more accepting, GOAWAY to HTTP/2 clients, `Connection: close` to
+//! HTTP/1.1 ones.
+//!
 //! TLS to upstreams (`backend-protocol` HTTPS and GRPCS): the connection gets a
 //! `rustls::ClientConnection` from the proxy's [`sluice_l7::upstream_tls::UpstreamTls`] (one
 //! `Arc<ClientConfig>` per protocol, built once per proxy, so the session cache is the
@@ -300,6 +306,26 @@ impl Client {
     }
 }
 
+/// A listening socket for `addr`, as every worker's listener is made: nonblocking,
+/// `SO_REUSEADDR` and `SO_REUSEPORT` (each worker has its own on the same address, and the
+/// kernel spreads connections over them), `IP_FREEBIND` (an address not yet on an interface
+/// can be bound), IPv6 only for an IPv6 address, listening with `backlog`.
+pub fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv4() {
+        socket.set_freebind_v4(true)?;
+    } else {
+        socket.set_only_v6(true)?;
+        socket.set_freebind_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
 enum Slot {
     Free,
     Listener(Listener),
@@ -401,19 +427,13 @@ impl Proxy {
     /// flight finish, no new one is taken) and closes the listeners. Returns the streams still
     /// in flight, to wait for (see [`Proxy::h2_streams`]).
     pub fn go_away(&mut self, registry: &Registry, now_ns: u64) -> usize {
+        self.stop_accepting(registry);
         for i in 0..self.slots.len() {
-            match &mut self.slots[i] {
-                Slot::Listener(l) => {
-                    let _ = registry.deregister(&mut l.socket);
-                    self.free_slot(i);
-                }
-                Slot::Client(c) => {
-                    if let Front::H2(h2) = &mut c.front {
-                        h2.go_away(&mut self.ctx, now_ns);
-                        self.drive(registry, i, now_ns);
-                    }
-                }
-                _ => {}
+            if let Slot::Client(c) = &mut self.slots[i]
+                && let Front::H2(h2) = &mut c.front
+            {
+                h2.go_away(&mut self.ctx, now_ns);
+                self.drive(registry, i, now_ns);
             }
         }
         self.flush(registry, now_ns);
@@ -469,9 +489,8 @@ impl Proxy {
         })));
     }
 
-    /// Listens on `addr` (`tls`: HTTPS with this configuration) with a nonblocking
-    /// `SO_REUSEPORT` socket — every worker has its own on the same address — with
-    /// `IP_FREEBIND`, so an address not yet on an interface can be bound. Returns the address
+    /// Listens on `addr` (`tls`: HTTPS with this configuration) with a socket of
+    /// [`bind_listener`]'s — every worker has its own on the same address. Returns the address
     /// bound (its port, when `addr`'s is 0).
     pub fn listen(
         &mut self,
@@ -479,19 +498,20 @@ impl Proxy {
         addr: SocketAddr,
         tls: Option<Arc<ServerConfig>>,
     ) -> io::Result<SocketAddr> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        socket.set_reuse_port(true)?;
-        if addr.is_ipv4() {
-            socket.set_freebind_v4(true)?;
-        } else {
-            socket.set_only_v6(true)?;
-            socket.set_freebind_v6(true)?;
-        }
+        let socket = bind_listener(addr, self.config.backlog)?;
+        self.adopt_listener(registry, socket, tls)
+    }
+
+    /// Accepts on `socket`, a listening TCP socket made elsewhere (by [`bind_listener`], or
+    /// handed over by another process): made nonblocking and registered. Returns its address.
+    pub fn adopt_listener(
+        &mut self,
+        registry: &Registry,
+        socket: std::net::TcpListener,
+        tls: Option<Arc<ServerConfig>>,
+    ) -> io::Result<SocketAddr> {
         socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(self.config.backlog)?;
-        let mut listener = TcpListener::from_std(socket.into());
+        let mut listener = TcpListener::from_std(socket);
         let local = listener.local_addr()?;
         let Some(i) = self.alloc() else {
             return Err(io::Error::other("no token left in the proxy's range for a listener"));
@@ -501,21 +521,61 @@ impl Proxy {
         Ok(local)
     }
 
-    /// Stops listening on `addr` (as [`Proxy::listen`] returned it): the socket is closed, so
-    /// connections not yet accepted are reset; connections already accepted go on. Returns
-    /// whether there was such a listener.
+    /// Stops listening on `addr` (as [`Proxy::listen`] returned it), every socket of it this
+    /// proxy has: each is closed here (connections not yet accepted are reset, unless another
+    /// process holds the socket too); connections already accepted go on. Returns whether
+    /// there was such a listener.
     pub fn unlisten(&mut self, registry: &Registry, addr: SocketAddr) -> bool {
-        let found = self
-            .slots
-            .iter()
-            .position(|s| matches!(s, Slot::Listener(l) if l.socket.local_addr().is_ok_and(|a| a == addr)));
-        let Some(i) = found else { return false };
-        if let Slot::Listener(l) = &mut self.slots[i] {
-            // Fails only if it is not registered, which closing settles anyway.
-            let _ = registry.deregister(&mut l.socket);
+        let mut found = false;
+        for i in 0..self.slots.len() {
+            if let Slot::Listener(l) = &mut self.slots[i]
+                && l.socket.local_addr().is_ok_and(|a| a == addr)
+            {
+                // Fails only if it is not registered, which closing settles anyway.
+                let _ = registry.deregister(&mut l.socket);
+                self.free_slot(i);
+                found = true;
+            }
         }
-        self.free_slot(i);
-        true
+        found
+    }
+
+    /// Stops accepting: every listener is deregistered and this proxy's copy of it closed
+    /// (a socket another process holds too goes on accepting there). Connections already
+    /// accepted go on.
+    pub fn stop_accepting(&mut self, registry: &Registry) {
+        for i in 0..self.slots.len() {
+            if let Slot::Listener(l) = &mut self.slots[i] {
+                let _ = registry.deregister(&mut l.socket);
+                self.free_slot(i);
+            }
+        }
+    }
+
+    /// Drains (an upgrade: a new process accepts now): stops accepting, drains every HTTP/2
+    /// client (GOAWAY announcing the shutdown, a second naming its last stream
+    /// [`sluice_l7::proxy::DRAIN_GOAWAY_NS`] later, at a [`Proxy::tick`]:
+    /// [`sluice_l7::proxy::H2Conn::drain`]), and from now on closes every HTTP/1.1 connection
+    /// after its next response ([`sluice_l7::proxy::Context::set_draining`]; an idle one is
+    /// left to its next request, its idle timeout or the process's exit). Done when
+    /// [`Proxy::clients`] is 0.
+    pub fn drain(&mut self, registry: &Registry, now_ns: u64) {
+        self.ctx.set_draining();
+        self.stop_accepting(registry);
+        for i in 0..self.slots.len() {
+            if let Slot::Client(c) = &mut self.slots[i]
+                && let Front::H2(h2) = &mut c.front
+            {
+                h2.drain(&mut self.ctx, now_ns);
+                self.drive(registry, i, now_ns);
+            }
+        }
+        self.flush(registry, now_ns);
+    }
+
+    /// Client connections open.
+    pub fn clients(&self) -> usize {
+        self.stats.clients
     }
 
     /// New TLS handshakes on every TLS listener use `config` (after a certificate change);

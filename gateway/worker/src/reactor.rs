@@ -200,6 +200,14 @@ impl Reactor {
         }
     }
 
+    /// Forgets every port: out of the poll set now, never added again. For a worker about to
+    /// close its AF_XDP sockets and go on with its L7 stage alone (an upgrade: the next
+    /// gateway binds the queues).
+    pub fn forget_ports(&mut self) {
+        self.remove_ports();
+        self.ports = [None; MAX_PORTS];
+    }
+
     /// Whether the ports are in the poll set now.
     pub fn ports_in(&self) -> bool {
         self.ports_in

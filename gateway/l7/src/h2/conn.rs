@@ -1537,6 +1537,19 @@ impl Conn {
         self.goaway_sent = Some(last);
     }
 
+    /// Announces a shutdown (RFC 9113 §6.8: "a server that is attempting to gracefully shut
+    /// down a connection SHOULD send an initial GOAWAY frame with the last stream identifier
+    /// set to 2^31-1 and a NO_ERROR code"): the peer stops opening streams, and those it opened
+    /// before it saw this are still served. [`Conn::go_away`], at least a round trip later,
+    /// names the last stream. Nothing if a GOAWAY was sent already.
+    pub fn announce_go_away(&mut self) {
+        self.wake();
+        if self.goaway_sent.is_some() || self.writable().is_err() {
+            return;
+        }
+        frame::write_goaway(&mut self.out, StreamId(0x7fff_ffff), ErrorCode::NO_ERROR, &[]);
+    }
+
     /// Sends a PING; the answer comes as [`Event::Pong`].
     pub fn ping(&mut self, data: [u8; 8]) -> Result<(), SendError> {
         self.wake();

@@ -258,6 +258,9 @@ pub struct H2Conn {
     client_write_ns: u64,
     /// The lane served first next time (round robin).
     next: usize,
+    /// Draining: when the GOAWAY naming the last stream goes out (the first one, announcing
+    /// the shutdown, went at [`H2Conn::drain`]).
+    drain_at_ns: Option<u64>,
 }
 
 impl H2Conn {
@@ -281,6 +284,7 @@ impl H2Conn {
             idle_since_ns: now_ns,
             client_write_ns: now_ns,
             next: 0,
+            drain_at_ns: None,
         }
     }
 
@@ -454,6 +458,21 @@ impl H2Conn {
         self.progress(ctx, now_ns);
     }
 
+    /// Drains (an upgrade: another process accepts now), the graceful way of RFC 9113 §6.8:
+    /// GOAWAY with the largest stream id now, so that the client opens no new stream and
+    /// those already on their way are served; GOAWAY with the last stream it opened
+    /// [`DRAIN_GOAWAY_NS`](super::DRAIN_GOAWAY_NS) later (at a tick), then the connection ends
+    /// when its streams are done. A single GOAWAY would cross the client's next streams and
+    /// fail them.
+    pub fn drain(&mut self, ctx: &mut Context, now_ns: u64) {
+        if self.drain_at_ns.is_some() || self.failed || self.h2.error().is_some() {
+            return;
+        }
+        self.h2.announce_go_away();
+        self.drain_at_ns = Some(now_ns.saturating_add(super::DRAIN_GOAWAY_NS));
+        self.progress(ctx, now_ns);
+    }
+
     /// The context's generation changed: if a stream in flight no longer has its route (the
     /// request would now be routed elsewhere or nowhere), GOAWAY — its stream finishes on the
     /// generation it began with, and the client opens new streams on a new connection.
@@ -476,6 +495,10 @@ impl H2Conn {
     /// timeout, and the idle timeout (a GOAWAY once no stream has been open for
     /// [`super::Config::client_idle_timeout_ns`]).
     pub fn tick(&mut self, ctx: &mut Context, now_ns: u64) {
+        if self.drain_at_ns.is_some_and(|t| now_ns >= t) {
+            self.drain_at_ns = None;
+            self.go_away(ctx, now_ns);
+        }
         for l in &mut self.lanes {
             if let Some(c) = &mut l.conn {
                 c.tick(ctx, now_ns);

@@ -346,7 +346,17 @@ pub struct Context {
     access_log: Option<AccessLog>,
     /// HTTP/2 clients' counters ([`H2Conn`]).
     h2: H2Stats,
+    /// The gateway is draining (an upgrade handed its listeners to a new process): HTTP/1.1
+    /// clients get `Connection: close` on their next response.
+    draining: bool,
 }
+
+/// While draining, how long after its first GOAWAY (the largest stream id: "no new streams")
+/// an HTTP/2 connection gets the second, which names the last stream served
+/// ([`H2Conn::drain`]): streams the client opened before it saw the first are still served.
+/// RFC 9113 §6.8 asks for at least a round trip; two seconds leave room for a client whose
+/// core is busy.
+pub const DRAIN_GOAWAY_NS: u64 = 2 * SECOND_NS;
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -378,7 +388,24 @@ impl Context {
             routes: RouteMeter::default(),
             access_log: None,
             h2: H2Stats::default(),
+            draining: false,
         }
+    }
+
+    /// Starts draining: from now on every HTTP/1.1 response closes its connection. An idle
+    /// keep-alive connection is not closed early: the client may be sending its next request
+    /// at that moment, and a close that crosses it fails the request (RFC 9112 §9.3.1 lets
+    /// a client retry it, but many do not; HAProxy's `idle-close-on-response` waits for the
+    /// same reason). It is closed after its next response, by its idle timeout, or when the
+    /// draining process exits. HTTP/2 connections are drained by their own GOAWAYs
+    /// ([`H2Conn::drain`]).
+    pub fn set_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether [`Context::set_draining`] was called.
+    pub fn draining(&self) -> bool {
+        self.draining
     }
 
     /// The configuration.
@@ -1046,8 +1073,13 @@ impl Conn {
                 }
                 log.start_ns = now_ns;
                 log.metric = 0;
-                let conn =
-                    ConnFacts { peer: *peer, local_port: *local_port, https: *https, requests: *requests };
+                let conn = ConnFacts {
+                    peer: *peer,
+                    local_port: *local_port,
+                    https: *https,
+                    requests: *requests,
+                    drain: ctx.draining && !self.h2_lane,
+                };
                 let start = begin(ctx, &head, uout, conn, now_ns, &mut log.metric, extra, resp_extra);
                 (start, head.head_len(), head.method())
             }
@@ -1459,6 +1491,8 @@ struct ConnFacts {
     https: bool,
     /// Requests on the connection so far, this one included.
     requests: u32,
+    /// The gateway is draining and this is an HTTP/1.1 connection: close after this request.
+    drain: bool,
 }
 
 /// Decides what to do with a request and, to proxy it, writes its head for the upstream.
@@ -1473,8 +1507,8 @@ fn begin(
     extra: &mut String,
     resp_extra: &mut String,
 ) -> Start {
-    let ConnFacts { peer, local_port, https, requests } = conn;
-    let keep = head.keep_alive() && requests < ctx.config.max_requests_per_client;
+    let ConnFacts { peer, local_port, https, requests, drain } = conn;
+    let keep = head.keep_alive() && requests < ctx.config.max_requests_per_client && !drain;
     let method = head.method();
     let generation = Rc::clone(&ctx.generation);
     let route = generation.router().route(head.authority(), head.path());
