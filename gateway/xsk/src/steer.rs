@@ -444,7 +444,7 @@ pub fn program_maps(prog_id: u32) -> Result<Vec<String>, Error> {
 
 /// An error and its sources, `: `-separated; a source whose text its error already ends with
 /// (aya's `map error: {0}` wraps and is sourced by the same error) is said once.
-fn source_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
