@@ -80,6 +80,8 @@ pub(crate) struct Link {
     /// With the fast path: what the worker asks of the XDP programs' flow maps, which the main
     /// thread applies (the worker makes no bpf calls).
     pub(crate) fast: Option<sluice_worker::fastpath::FastQueue>,
+    /// With the fast path: what the main thread read back from the maps, for the worker.
+    pub(crate) fast_reports: Option<sluice_worker::fastpath::FastReports>,
 }
 
 /// Everything a worker starts with.
@@ -139,6 +141,9 @@ pub(crate) fn run(s: Setup) {
     }
     if let Some(q) = &link.fast {
         worker = worker.with_fast_path(Arc::clone(q));
+    }
+    if let Some(q) = &link.fast_reports {
+        worker = worker.with_fast_reports(Arc::clone(q));
     }
     let reactor = match reactor(&sockets, mailboxes.as_deref(), queue as usize) {
         Ok(r) => r,

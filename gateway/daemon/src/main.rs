@@ -180,7 +180,8 @@ enum FastPathArg {
     Off,
 }
 
-/// Commands a worker may leave for the main thread between two of its passes (10 ms).
+/// Commands a worker may leave for the main thread between two of its passes (10 ms), and
+/// read-backs the main thread may leave for a worker.
 const FAST_QUEUE: usize = 16_384;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -617,6 +618,7 @@ fn start_workers(
             stats: ArrayQueue::new(1),
             l7: ArrayQueue::new(1),
             fast: (cli.fast_path == FastPathArg::On).then(|| Arc::new(ArrayQueue::new(FAST_QUEUE))),
+            fast_reports: (cli.fast_path == FastPathArg::On).then(|| Arc::new(ArrayQueue::new(FAST_QUEUE))),
         });
         links.push(Arc::clone(&link));
         let setup = core_thread::Setup {

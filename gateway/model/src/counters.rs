@@ -175,6 +175,12 @@ named! {
         L7ClientTimeouts => "l7_client_timeouts",
         /// Request bodies refused: chunked framing that breaks the rules (400) or a chunked body over the size limit (413); the connection is closed.
         L7RejectedBodies => "l7_rejected_bodies",
+        /// Offloaded flows past their deadline that the kernel's last-seen time showed live: kept in the kernel.
+        FastKept => "fast_kept",
+        /// Frames the kernel's fast path forwarded for this worker's flows (read back at deadlines and removals).
+        FastFrames => "fast_frames",
+        /// Their bytes, whole frames.
+        FastBytes => "fast_bytes",
     }
 }
 
