@@ -724,11 +724,16 @@ impl Bench {
     }
 
     /// Starts `sluice-gateway` on d0 (worker on core 1), with or without `--fast-path on`, its
-    /// log into `log`; returns its child once its steering is up.
+    /// log into `log`; returns its child once its steering is up. SYN cookies off: past 20,000
+    /// SYNs a second (the default budget) the XDP program would answer every SYN of the
+    /// new-flow runs with a cookie and the worker would see none of them — that path is
+    /// `benches/run faults`'s; here every SYN is a new flow through the worker, as it is
+    /// through the kernel peers' conntrack.
     fn start_gateway(&mut self, log: &str, fast: bool) -> Result<usize, String> {
         let gw = bin("sluice-gateway").to_string_lossy().into_owned();
         let (table, core) = (self.table(), DUT_CORE.to_string());
-        let mut args = vec![gw.as_str(), "--iface", "d0", "--table", &table, "--cores", &core];
+        let mut args =
+            vec![gw.as_str(), "--iface", "d0", "--table", &table, "--cores", &core, "--syn-cookies", "off"];
         if fast {
             args.extend(["--fast-path", "on"]);
         }
