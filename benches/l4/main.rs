@@ -734,9 +734,7 @@ impl Bench {
         let (table, core) = (self.table(), DUT_CORE.to_string());
         let mut args =
             vec![gw.as_str(), "--iface", "d0", "--table", &table, "--cores", &core, "--syn-cookies", "off"];
-        if fast {
-            args.extend(["--fast-path", "on"]);
-        }
+        args.extend(["--fast-path", if fast { "on" } else { "off" }]);
         let g = self.spawn("dut", log, &args)?;
         self.wait_ready(g, log, "XDP steering:", "the gateway")?;
         Ok(g)

@@ -104,8 +104,10 @@ struct Cli {
     syn_cookies: SynCookiesArg,
     /// The XDP fast path for established flows: `on` installs each established flow in the XDP
     /// program, which then rewrites and forwards its packets in the kernel (the workers keep
-    /// every decision: new flows, SYN, FIN, RST, ICMP); `off` loads nothing of it.
-    #[arg(long, value_enum, default_value_t = FastPathArg::Off)]
+    /// every decision: new flows, SYN, FIN, RST, ICMP); `off` loads nothing of it; `auto` is
+    /// `on` where the AF_XDP sockets run in copy mode (a driver without zero-copy: veth,
+    /// virtio-net, most cloud NICs) and `off` where they run zero-copy. The log says which.
+    #[arg(long, value_enum, default_value_t = FastPathArg::Auto)]
     fast_path: FastPathArg,
     /// SYNs to frontends per second per CPU that reach the workers (`--syn-cookies auto`; a
     /// tenth of it may come in a burst). Once more arrive, the XDP program answers every SYN with
@@ -174,6 +176,9 @@ enum BalanceArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FastPathArg {
+    /// On where the AF_XDP sockets run in copy mode (veth, virtio-net, most cloud NICs: every
+    /// frame a worker forwards is copied twice), off where they run zero-copy.
+    Auto,
     /// Established flows are forwarded by the XDP program.
     On,
     /// Every service frame goes through the workers.
@@ -397,7 +402,7 @@ fn highest_cpu(list: &str) -> Option<usize> {
     list.trim().split(',').filter_map(|r| r.rsplit('-').next()?.trim().parse().ok()).max()
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(mut cli: Cli) -> Result<(), String> {
     let ifs = Interfaces::inspect(&cli)?;
     let cores = plan_workers(&cli, &ifs)?;
     let queues = cores.len() as u32;
@@ -410,7 +415,8 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     let mut reader = open_table(&cli.table, Duration::from_secs(cli.wait_table))?;
     let cookie_key = random_key()?;
-    let mut steering = attach_steering(&cli, &ifs)?;
+    // `auto` attaches the program with the fast path; the sockets' mode decides below.
+    let mut steering = attach_steering(&cli, &ifs, cli.fast_path != FastPathArg::Off)?;
     for (s, name) in steering.iter_mut().zip(&ifs.names) {
         s.set_syn_cookies(&syn_cookies(&cli, cookie_key)).map_err(|e| e.to_string())?;
         if s.native() && cli.syn_cookies != SynCookiesArg::Off && has_peer(name) {
@@ -424,6 +430,34 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     }
     let sockets = bind_sockets(&cli, &ifs, &mut steering, queues)?;
+    let copy = sockets.iter().flatten().all(|s| s.mode() == sluice_xsk::Mode::Copy);
+    let (fast, why) = match cli.fast_path {
+        FastPathArg::On => (true, "--fast-path on"),
+        FastPathArg::Off => (false, "--fast-path off"),
+        FastPathArg::Auto if copy => {
+            (true, "--fast-path auto: the AF_XDP sockets run in copy mode; --fast-path off to turn it off")
+        }
+        FastPathArg::Auto => {
+            (false, "--fast-path auto: the AF_XDP sockets run zero-copy; --fast-path on to use it anyway")
+        }
+    };
+    if cli.fast_path == FastPathArg::Auto && !fast {
+        // Zero-copy: the program built without the fast path replaces the one with it (nothing
+        // of the fast path stays loaded), and the sockets are registered with it.
+        drop(steering);
+        cli.fast_path = FastPathArg::Off;
+        steering = attach_steering(&cli, &ifs, false)?;
+        for s in &mut steering {
+            s.set_syn_cookies(&syn_cookies(&cli, cookie_key)).map_err(|e| e.to_string())?;
+        }
+        for (q, per_queue) in sockets.iter().enumerate() {
+            for (st, sock) in steering.iter_mut().zip(per_queue) {
+                st.register(q as u32, &sock.fd()).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    cli.fast_path = if fast { FastPathArg::On } else { FastPathArg::Off };
+    info!("XDP fast path for established flows: {} ({why})", if fast { "on" } else { "off" });
     log_start(&ifs, &steering, &sockets, &cores);
     let key = (cli.syn_cookies != SynCookiesArg::Off).then_some(cookie_key);
     let (handles, links) = start_workers(&cli, &ifs, sockets, &cores, &stop, key)?;
@@ -504,13 +538,13 @@ fn syn_cookies(cli: &Cli, key: [u64; 2]) -> SynCookies {
 }
 
 /// The steering program, attached to every interface.
-fn attach_steering(cli: &Cli, ifs: &Interfaces) -> Result<Vec<Steering>, String> {
+fn attach_steering(cli: &Cli, ifs: &Interfaces, fast: bool) -> Result<Vec<Steering>, String> {
     let mode = match cli.xdp_mode {
         XdpModeArg::Auto => AttachMode::Auto,
         XdpModeArg::Native => AttachMode::Driver,
         XdpModeArg::Skb => AttachMode::Skb,
     };
-    let fast = if cli.fast_path == FastPathArg::On { FastPath::On } else { FastPath::Off };
+    let fast = if fast { FastPath::On } else { FastPath::Off };
     let mut all: Vec<Steering> = ifs
         .names
         .iter()
