@@ -253,10 +253,12 @@ impl Worker {
                     let _ = queue.push(FastCommand::Remove(crate::fastpath::key(&fwd)));
                     let _ = queue.push(FastCommand::Remove(crate::fastpath::key(&rev)));
                 }
-                // No room: unanswered, the flow is withdrawn after the engine's wait. Behind a
-                // pending Clear it would be answered about entries being removed: left out.
+                // No room: unanswered, the flow is withdrawn after the engine's wait. An ask
+                // leaves the last two places to a withdrawal (which would otherwise become a
+                // Clear). Behind a pending Clear it would be answered about entries being
+                // removed: left out.
                 FastEvent::Ask(fwd, rev) => {
-                    if room >= 1 && !self.fast_clear_pending && !reset {
+                    if room >= 3 && !self.fast_clear_pending && !reset {
                         let _ = queue.push(FastCommand::Ask(fwd, rev));
                     }
                 }
