@@ -47,7 +47,7 @@ struct fast_entry {
 	/* Written by the program, read back by user space (which writes zeros on install). */
 	__u64 packets;      /* atomic add */
 	__u64 bytes;        /* atomic add, whole frames */
-	__u64 last_seen_ns; /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the last frame; plain store */
+	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC, as of the last tick) of the last frame; plain store */
 };
 
 #endif

@@ -69,7 +69,7 @@ pub struct FastEntry {
     pub packets: u64,
     /// Their bytes, whole frames.
     pub bytes: u64,
-    /// CLOCK_MONOTONIC of the last one (`bpf_ktime_get_ns`), 0 before any.
+    /// CLOCK_MONOTONIC of the last one as of the last tick (`bpf_ktime_get_coarse_ns`), 0 before any.
     pub last_seen_ns: u64,
 }
 
