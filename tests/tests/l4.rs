@@ -825,6 +825,11 @@ fn the_fast_path_forwards_established_flows_in_the_kernel() {
     eprintln!("{test}: the worker forwarded {forwarded} frames of three 2 MiB downloads");
     assert!(forwarded < 1_000, "the worker forwarded {forwarded} frames: the kernel did not take the flows");
     assert!(sb.get(&format!("http://{GW_V4}:31080/")).is_ok(), "and new connections still work");
+    // Each download's close withdraws its flow; the installer reads the entries before it
+    // removes them, and what the kernel forwarded reaches the worker's counters.
+    let read_back = sb.wait_counter("fast_frames", 1_449);
+    eprintln!("{test}: the kernel's frames read back into the worker's counters: {read_back}");
+    assert!(read_back >= 1_449, "at least one download's data read back: {read_back}");
     // The program's own count, which the gateway logs when it stops.
     sb.stop("gateway", rustix::process::Signal::TERM).expect("gateway running");
     let log = sb.log("gateway");
@@ -839,6 +844,7 @@ fn the_fast_path_forwards_established_flows_in_the_kernel() {
         in_kernel + forwarded > 3 * 1_449 && in_kernel > 10 * forwarded,
         "the program forwarded {in_kernel} frames, the worker {forwarded}"
     );
+    assert!(read_back <= in_kernel, "read back {read_back} of the {in_kernel} the program forwarded");
 }
 
 #[test]

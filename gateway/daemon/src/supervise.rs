@@ -281,8 +281,8 @@ impl<'a> Supervisor<'a> {
 
     /// Reads the installed entry `k` from its port's map: its last-seen time, and the frames
     /// and bytes it forwarded since the last read (which become the last read). `None` when it
-    /// is not installed, or gone from the map (the program removes a direction's entry when it
-    /// hands back a FIN or RST: what it forwarded since the last read is not counted).
+    /// is not installed, or not in the map (the program never removes one: on a FIN or RST it
+    /// marks it closing and leaves it, with its counters, for this read and the removal).
     fn read_entry(&mut self, steering: &[Steering], k: &FastKey) -> Option<(u64, u64, u64)> {
         let installed = self.fast_owner.get_mut(k)?;
         let e = steering.get(usize::from(installed.port))?.fast_entry(k).ok().flatten()?;

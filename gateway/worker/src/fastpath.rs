@@ -45,8 +45,8 @@ pub enum FastCommand {
     /// Install (or replace) one direction's entry in the map of the program on port `.0`: the
     /// port the direction's frames arrive on (each interface's program has its own map).
     Install(u8, FastKey, FastEntry),
-    /// Remove one direction's entry, from every port's map (absent is fine: the program
-    /// removes a direction's entry itself when it hands back a FIN or RST).
+    /// Remove one direction's entry, from every port's map (absent is fine: a `Clear` may
+    /// have taken it; the program only marks an entry closing, see `FAST_CLOSING`).
     Remove(FastKey),
     /// Remove every entry from every map.
     Clear,

@@ -375,8 +375,7 @@ impl Steering {
         m.flows.insert(key, entry, 0).map_err(|e| Error::Map(format!("fast_flows insert: {e}")))
     }
 
-    /// Removes the entry of one flow direction; false when there was none (the program removes
-    /// a direction's entry itself when it hands back a FIN or RST).
+    /// Removes the entry of one flow direction; false when there was none.
     pub fn fast_remove(&mut self, key: &FastKey) -> Result<bool, Error> {
         match self.fast_maps()?.flows.remove(key) {
             Ok(()) => Ok(true),
