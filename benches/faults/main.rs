@@ -850,6 +850,10 @@ impl Bench {
             CLIENT_TIMEOUT_S,
             "--handover-socket",
             handover.to_string_lossy().as_ref(),
+            // The AF_XDP path its recorded results measured (the fast path is on by default on
+            // veth since issue 15; benches/run l4 measures it).
+            "--fast-path",
+            "off",
         ]
         .iter()
         .map(|s| (*s).to_owned())

@@ -4,6 +4,14 @@
 //! with the same generator and frames, each side's forwarding on the same core, and the CPU time
 //! each core consumed.
 //!
+//! The same run measures the XDP fast path for established flows (docs/fast-path.md): (e) an
+//! XDP program that only swaps MACs and returns `XDP_TX` on d0 (`gateway/xsk/bpf/macswap.c`),
+//! the ceiling of any XDP balancer on this path, and (f) Sluice with `--fast-path on`, whose
+//! 1,024 UDP flows are established before it is measured — each answered once by an echo socket
+//! on its backend address ([`establish`]), which is what makes a UDP flow offloadable — and
+//! whose gateway's log at stop says how many frames its XDP program forwarded itself; then
+//! (f) once more with every frame a new flow.
+//!
 //! Topology: two namespaces joined by one veth pair. `gen` (g0) holds the generator, the
 //! backends' addresses (nginx for the connection-rate runs) and the sink, an XDP program on g0
 //! that counts and drops what the DUT forwarded; `dut` (d0) is the device under test,
@@ -42,6 +50,8 @@
 //!                                     ceiling and Sluice only
 //!   generate …                        one measurement from the generator namespace
 //!   forward --iface IF --core C       the plain AF_XDP MAC-swapping forwarder (the ceiling)
+//!   xdp-forward --iface IF            the XDP MAC-swap program (the XDP ceiling)
+//!   establish                         (f)'s flows answered once, from the generator namespace
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -87,10 +97,11 @@ fn main() {
         Some("run") => orchestrate(&args[1..]),
         Some("generate") => generate(&args[1..]),
         Some("forward") => forward(&args[1..]),
-        _ => {
-            Err("usage: sluice-bench-l4 run [--seconds S] [--repeat N] [--quick] | generate … | forward …"
-                .into())
-        }
+        Some("xdp-forward") => xdp_forward(&args[1..]),
+        Some("establish") => establish(),
+        _ => Err("usage: sluice-bench-l4 run [--seconds S] [--repeat N] [--quick] | generate … | forward … \
+                  | xdp-forward … | establish"
+            .into()),
     };
     if let Err(e) = r {
         eprintln!("sluice-bench-l4: {e}");
@@ -249,11 +260,82 @@ fn forward(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// The XDP ceiling: the MAC-swap `XDP_TX` program (`gateway/xsk/bpf/macswap.c`) on `--iface`
+/// in driver mode, until SIGINT/SIGTERM.
+fn xdp_forward(args: &[String]) -> Result<(), String> {
+    let iface = text_flag(args, "--iface").ok_or("--iface")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(s, Arc::clone(&stop)).map_err(|e| e.to_string())?;
+    }
+    let _prog = sluice_xsk::macswap::MacSwap::attach(&iface).map_err(|e| e.to_string())?;
+    println!("forwarding");
+    let _ = std::io::stdout().flush();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Makes each of the frame-rate runs' [`FLOWS`] UDP flows established before Sluice's fast-path
+/// runs, inside the generator namespace (no sink attached): a kernel socket on each flow's
+/// client tuple (198.18.0.2, ports 10000…) sends one datagram to the VIP, and an echo socket on
+/// each backend address answers it, through the gateway's FullNAT, so that the gateway sees the
+/// backend answer — what makes a UDP flow offloadable. Retries the unanswered every 100 ms, for
+/// 5 s at most. Prints one JSON line: `answered` of `flows`.
+fn establish() -> Result<(), String> {
+    use std::net::{SocketAddrV4, UdpSocket};
+    let bind = |a: SocketAddrV4| -> Result<UdpSocket, String> {
+        let s = UdpSocket::bind(a).map_err(|e| format!("binding {a}: {e}"))?;
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Ok(s)
+    };
+    let echo: Vec<UdpSocket> = (1..=4)
+        .map(|i| bind(SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, i), UDP_PORT)))
+        .collect::<Result<_, _>>()?;
+    let clients: Vec<UdpSocket> = (0..FLOWS)
+        .map(|i| bind(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 10_000 + i as u16)))
+        .collect::<Result<_, _>>()?;
+    let vip = SocketAddrV4::new(Ipv4Addr::from(VIP), UDP_PORT);
+    let mut answered = vec![false; clients.len()];
+    let mut buf = [0u8; 64];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last_send: Option<Instant> = None;
+    while answered.iter().any(|a| !a) && Instant::now() < deadline {
+        if last_send.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
+            for (c, _) in clients.iter().zip(&answered).filter(|(_, a)| !**a) {
+                let _ = c.send_to(b"sluice-bench", vip);
+            }
+            last_send = Some(Instant::now());
+        }
+        let mut idle = true;
+        for e in &echo {
+            while let Ok((n, from)) = e.recv_from(&mut buf) {
+                let _ = e.send_to(&buf[..n], from);
+                idle = false;
+            }
+        }
+        for (c, a) in clients.iter().zip(answered.iter_mut()) {
+            while c.recv_from(&mut buf).is_ok() {
+                *a = true;
+                idle = false;
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let n = answered.iter().filter(|a| **a).count();
+    println!("{}", json!({ "answered": n, "flows": FLOWS }));
+    Ok(())
+}
+
 // ------------------------------------------------------------------------------------------
 // The orchestrator
 
-/// The whole benchmark, step by step: the topology, control, the ceiling and Sluice alternating,
-/// Sluice's other runs, each kernel peer, then the table and RESULT.
+/// The whole benchmark, step by step: the topology, control, the ceilings and Sluice with and
+/// without the fast path alternating, Sluice's other runs (with and without the fast path), each
+/// kernel peer, then the table and RESULT.
 fn orchestrate(args: &[String]) -> Result<(), String> {
     if !rustix::process::geteuid().is_root() {
         return Err("needs root (namespaces, XDP, nftables)".into());
@@ -280,10 +362,11 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     } else {
         let sluice = b.sluice_more(repeat)?;
         b.stop(gateway);
+        let (offload_new_flows, offload_new_note) = b.offload_new_flows(repeat)?;
         b.stop(control);
         let nft = b.kernel_peer(KernelPeer::Nft, repeat)?;
         let flowtable = b.kernel_peer(KernelPeer::Flowtable, repeat)?;
-        Some(Full { sluice, kernels: [nft, flowtable] })
+        Some(Full { sluice, offload_new_flows, offload_new_note, kernels: [nft, flowtable] })
     };
     let report = Report { repeat, seconds, placement: b.placement, ab, full };
     report.print_table();
@@ -366,6 +449,9 @@ struct Bench {
     id: String,
     dir: tempfile::TempDir,
     children: Vec<Child>,
+    /// Which children are gateways: stopping one also takes off the XDP program it leaves
+    /// holding the service traffic (docs/restarts.md), which the next DUT needs gone.
+    gateways: Vec<usize>,
     seconds: f64,
     placement: Placement,
     d0_mac: String,
@@ -380,6 +466,7 @@ impl Bench {
             dir: tempfile::Builder::new().prefix(&format!("{id}-")).tempdir().map_err(|e| e.to_string())?,
             id,
             children: Vec::new(),
+            gateways: Vec::new(),
             seconds,
             placement,
             d0_mac: String::new(),
@@ -448,8 +535,16 @@ impl Bench {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
 
-    /// Stops child `i`: SIGTERM, SIGKILL after 5 s.
+    /// Stops child `i`: SIGTERM, SIGKILL after 5 s; a gateway's program released after it.
     fn stop(&mut self, i: usize) {
+        self.stop_child(i);
+        if self.gateways.contains(&i) {
+            let gw = bin("sluice-gateway").to_string_lossy().into_owned();
+            let _ = self.exec("dut", &[&gw, "--iface", "d0", "--release"]);
+        }
+    }
+
+    fn stop_child(&mut self, i: usize) {
         let c = &mut self.children[i];
         if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
@@ -500,6 +595,8 @@ impl Bench {
         for a in ["198.18.0.2", "198.18.1.1", "198.18.1.2", "198.18.1.3", "198.18.1.4"] {
             permanent("dut", a, &self.g0_mac, "d0")?;
         }
+        // The SNAT address, which the backends' answers go to when (f)'s flows are established.
+        permanent("gen", "198.18.1.254", &self.d0_mac, "g0")?;
         permanent("gen", "198.18.0.1", &self.d0_mac, "g0")
     }
 
@@ -585,19 +682,24 @@ impl Bench {
 
     // --- The DUTs ---------------------------------------------------------------------------
 
-    /// (a) the ceiling and (b) Sluice, alternating repeat by repeat — forwarder up, measured with
-    /// both generators, down; gateway up, measured, down — so that each pair compares two runs a
-    /// few seconds apart and a drift of the machine over the run (this VM has them) moves both
-    /// sides of the ratio, not one. The last gateway stays up for Sluice's other runs; its child
-    /// is returned.
+    /// (a) the ceiling, (e) the XDP ceiling, (f) Sluice with the fast path and (b) without,
+    /// alternating repeat by repeat — forwarder up, measured with both generators, down; the
+    /// MAC-swap program attached, measured, detached; gateway with the fast path up, its flows
+    /// established, measured, down; gateway without up, measured, down — so that each pair
+    /// compares runs a few seconds apart and a drift of the machine over the run (this VM has
+    /// them) moves both sides of a ratio, not one. The last gateway (without the fast path)
+    /// stays up for Sluice's other runs; its child is returned.
     fn ceiling_and_sluice(&mut self, repeat: usize) -> Result<(AfXdpRuns, usize), String> {
         let me = std::env::current_exe().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
-        let gw = bin("sluice-gateway").to_string_lossy().into_owned();
-        let (g0, table, core) = (self.g0_mac.clone(), self.table(), DUT_CORE.to_string());
+        let (g0, core) = (self.g0_mac.clone(), DUT_CORE.to_string());
         let mut runs = AfXdpRuns::default();
         let mut gateway = 0;
         for r in 0..repeat {
-            eprintln!("repeat {}/{repeat}: (a) plain AF_XDP forwarder, (b) Sluice FullNAT …", r + 1);
+            eprintln!(
+                "repeat {}/{repeat}: (a) plain AF_XDP forwarder, (e) XDP MAC-swap, (f) Sluice with the fast path, \
+                 (b) Sluice …",
+                r + 1
+            );
             let fwd = self.spawn(
                 "dut",
                 "forward.log",
@@ -607,12 +709,23 @@ impl Bench {
             runs.ceiling.push(self.measure(false, "afxdp")?);
             runs.ceiling_live.push(self.profiled(r, "ceiling", |b| b.measure(false, "live"))?);
             self.stop(fwd);
-            gateway = self.spawn(
-                "dut",
-                "gateway.log",
-                &[&gw, "--iface", "d0", "--table", &table, "--cores", &core],
-            )?;
-            self.wait_ready(gateway, "gateway.log", "XDP steering:", "the gateway")?;
+            let xdp = self.spawn("dut", "xdp-forward.log", &[&me, "xdp-forward", "--iface", "d0"])?;
+            self.wait_ready(xdp, "xdp-forward.log", "forwarding", "the XDP MAC-swap program")?;
+            runs.xdp.push(self.measure(false, "afxdp")?);
+            runs.xdp_live.push(self.profiled(r, "xdp_ceiling", |b| b.measure(false, "live"))?);
+            self.stop(xdp);
+            let log = format!("gateway-fast-{r}.log");
+            let fast = self.start_gateway(&log, true)?;
+            let answered = self.establish()?;
+            runs.offload.push(self.measure(false, "afxdp")?);
+            runs.offload_live.push(self.profiled(r, "offload", |b| b.measure(false, "live"))?);
+            self.stop(fast);
+            runs.notes.push(format!(
+                "(f) repeat {}: {answered} of {FLOWS} flows answered before; {}",
+                r + 1,
+                gateway_counts(&self.log(&log))
+            ));
+            gateway = self.start_gateway("gateway.log", false)?;
             runs.sluice.push(self.measure(false, "afxdp")?);
             runs.sluice_live.push(self.profiled(r, "sluice", |b| b.measure(false, "live"))?);
             if r + 1 < repeat {
@@ -620,6 +733,43 @@ impl Bench {
             }
         }
         Ok((runs, gateway))
+    }
+
+    /// Starts `sluice-gateway` on d0 (worker on core 1), with or without `--fast-path on`, its
+    /// log into `log`; returns its child once its steering is up. SYN cookies off: past 20,000
+    /// SYNs a second (the default budget) the XDP program would answer every SYN of the
+    /// new-flow runs with a cookie and the worker would see none of them — that path is
+    /// `benches/run faults`'s; here every SYN is a new flow through the worker, as it is
+    /// through the kernel peers' conntrack.
+    fn start_gateway(&mut self, log: &str, fast: bool) -> Result<usize, String> {
+        let gw = bin("sluice-gateway").to_string_lossy().into_owned();
+        let (table, core) = (self.table(), DUT_CORE.to_string());
+        let mut args =
+            vec![gw.as_str(), "--iface", "d0", "--table", &table, "--cores", &core, "--syn-cookies", "off"];
+        args.extend(["--fast-path", if fast { "on" } else { "off" }]);
+        let g = self.spawn("dut", log, &args)?;
+        self.gateways.push(g);
+        self.wait_ready(g, log, "XDP program attached", "the gateway")?;
+        Ok(g)
+    }
+
+    /// Establishes the [`FLOWS`] UDP flows through the gateway ([`establish`]) and gives the
+    /// installer (every 10 ms) time to put them in the kernel; returns how many were answered.
+    fn establish(&self) -> Result<u64, String> {
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        let out = self.exec("gen", &[&me.to_string_lossy(), "establish"])?;
+        let said = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!(
+                "establishing the flows ({}): {}{said}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let v: Value = serde_json::from_str(said.lines().last().unwrap_or_default())
+            .map_err(|e| format!("establish said {said:?}: {e}"))?;
+        std::thread::sleep(Duration::from_millis(100));
+        Ok(v["answered"].as_u64().unwrap_or(0))
     }
 
     /// Sluice's other runs, through the gateway the alternation left up: short connections, then
@@ -630,6 +780,16 @@ impl Bench {
         let new_flows = self.series(true, repeat, "afxdp")?;
         self.debug_gateway();
         Ok(Rest { new_flows, cps })
+    }
+
+    /// (f) Sluice with the fast path, every frame a new flow (a gateway of its own, started
+    /// after (b)'s is stopped); the series and what the gateway's log said of it.
+    fn offload_new_flows(&mut self, repeat: usize) -> Result<(Series, String), String> {
+        eprintln!("(f) Sluice with the fast path, every frame a new flow …");
+        let g = self.start_gateway("gateway-fast-newflow.log", true)?;
+        let s = self.series(true, repeat, "afxdp");
+        self.stop(g);
+        Ok((s?, gateway_counts(&self.log("gateway-fast-newflow.log"))))
     }
 
     /// One kernel peer, in a clean DUT namespace (no rules and no conntrack entries of the other
@@ -1003,6 +1163,14 @@ struct AfXdpRuns {
     sluice: Series,
     ceiling_live: Series,
     sluice_live: Series,
+    /// (e) the XDP MAC-swap program.
+    xdp: Series,
+    xdp_live: Series,
+    /// (f) Sluice with the fast path.
+    offload: Series,
+    offload_live: Series,
+    /// (f)'s flows and what its gateway's log said, repeat by repeat.
+    notes: Vec<String>,
 }
 
 impl AfXdpRuns {
@@ -1015,6 +1183,39 @@ impl AfXdpRuns {
             .map(|(c, s)| ratio(s.forwarded_mpps, c.forwarded_mpps))
             .collect()
     }
+
+    /// (f) ÷ (b), repeat by repeat, with the live-frames generator (run back to back).
+    fn offload_pairs(&self) -> Vec<f64> {
+        paired(&self.offload_live, &self.sluice_live)
+    }
+
+    /// (f) ÷ (e), repeat by repeat, with the live-frames generator.
+    fn xdp_pairs(&self) -> Vec<f64> {
+        paired(&self.offload_live, &self.xdp_live)
+    }
+}
+
+/// `a ÷ b`, repeat by repeat.
+fn paired(a: &Series, b: &Series) -> Vec<f64> {
+    a.0.iter().zip(&b.0).map(|(a, b)| ratio(a.forwarded_mpps, b.forwarded_mpps)).collect()
+}
+
+/// What a gateway's log said at its stop: frames its XDP program redirected to the workers and,
+/// with the fast path, forwarded in the kernel (the proof that the flows were offloaded).
+fn gateway_counts(log: &str) -> String {
+    let said = |what: &str, after: &str| {
+        log.lines()
+            .find_map(|l| {
+                l.split_once(after).map(|(_, r)| r.split_whitespace().next().unwrap_or("?").to_owned())
+            })
+            .map_or(format!("{what} ? (not in the log)"), |n| format!("{what} {n}"))
+    };
+    format!(
+        "the gateway logged at stop: {}, {}, {}",
+        said("forwarded in the kernel", "XDP fast path: forwarded "),
+        said("redirected to the worker", "XDP redirected "),
+        said("SYNs answered with a cookie", " to the kernel, answered ")
+    )
 }
 
 /// A DUT's runs after established UDP flows: every frame a new flow, and short connections
@@ -1084,6 +1285,10 @@ struct KernelRuns {
 /// What `--quick` leaves out.
 struct Full {
     sluice: Rest,
+    /// (f): every frame a new flow, with the fast path on.
+    offload_new_flows: Series,
+    /// What (f)'s gateway logged at its stop.
+    offload_new_note: String,
     kernels: [Kernel; 2],
 }
 
@@ -1104,11 +1309,15 @@ struct Report {
 const CEILING_ROW: &str = "(a) plain AF_XDP MAC-swap loop (ceiling)";
 /// The table's name of (b)'s established-flow rows.
 const SLUICE_ROW: &str = "(b) Sluice FullNAT, UDP, 1024 flows";
+/// The table's name of (e)'s rows.
+const XDP_ROW: &str = "(e) XDP MAC-swap + XDP_TX (XDP ceiling)";
+/// The table's name of (f)'s established-flow rows.
+const OFFLOAD_ROW: &str = "(f) Sluice + fast path, UDP, 1024 flows";
 
 impl Report {
     /// The table: where the work ran, the rows, the ratios and notes, what the columns are.
     fn print_table(&self) {
-        let scope = if self.full.is_some() { "" } else { "; ceiling and Sluice only (--quick)" };
+        let scope = if self.full.is_some() { "" } else { "; the ceilings and Sluice only (--quick)" };
         println!(
             "\nL4 forwarding, 64-byte frames, one-armed veth{scope} (median of {} × {} s; min–max of forwarded)",
             self.repeat, self.seconds
@@ -1116,15 +1325,24 @@ impl Report {
         for l in self.placement.describe() {
             println!("{l}");
         }
+        println!(
+            "  (e)(f)  the XDP program on d0 runs in d0's receive softirq, on core 0 with the generator, and so does its"
+        );
+        println!(
+            "          XDP_TX and the sink's receive; core 1 holds only (f)'s worker, idle for offloaded flows"
+        );
         header();
         println!("generator: sluice-pktgen, AF_XDP engine (every DUT takes its frames)");
         row(CEILING_ROW, &self.ab.ceiling);
+        row(XDP_ROW, &self.ab.xdp);
+        row(OFFLOAD_ROW, &self.ab.offload);
         row(SLUICE_ROW, &self.ab.sluice);
         if let Some(full) = &self.full {
             for k in &full.kernels {
                 k.row(&format!("{}, UDP, {FLOWS} flows", k.peer.name()), |r| &r.udp);
             }
             row("(b) Sluice, every frame a new TCP SYN", &full.sluice.new_flows);
+            row("(f) Sluice + fast path, every frame a new SYN", &full.offload_new_flows);
             for k in &full.kernels {
                 k.row(&format!("{}, every frame a new TCP SYN", k.peer.short()), |r| &r.rest.new_flows);
             }
@@ -1133,12 +1351,35 @@ impl Report {
             "generator: sluice-pktgen, live-frames engine (offers more than the ceiling; a veth peer's kernel stack does not take its frames)"
         );
         row(CEILING_ROW, &self.ab.ceiling_live);
+        row(XDP_ROW, &self.ab.xdp_live);
+        row(OFFLOAD_ROW, &self.ab.offload_live);
         row(SLUICE_ROW, &self.ab.sluice_live);
-        let each: Vec<String> =
-            (self.ab.ceiling_live.0.iter().zip(&self.ab.sluice_live.0).zip(self.ab.pairs()))
-                .map(|((c, s), p)| format!("{:.3}/{:.3} = {p:.2}", s.forwarded_mpps, c.forwarded_mpps))
-                .collect();
-        println!("Sluice / ceiling, repeat by repeat (run back to back): {}", each.join(", "));
+        let each = |a: &Series, b: &Series, p: Vec<f64>| -> String {
+            (a.0.iter().zip(&b.0).zip(p))
+                .map(|((a, b), p)| format!("{:.3}/{:.3} = {p:.2}", a.forwarded_mpps, b.forwarded_mpps))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let ab = &self.ab;
+        println!("repeat by repeat (run back to back):");
+        println!(
+            "  (b) Sluice / (a) ceiling:            {}",
+            each(&ab.sluice_live, &ab.ceiling_live, ab.pairs())
+        );
+        println!(
+            "  (f) fast path / (b) Sluice:          {}",
+            each(&ab.offload_live, &ab.sluice_live, ab.offload_pairs())
+        );
+        println!(
+            "  (f) fast path / (e) XDP ceiling:     {}",
+            each(&ab.offload_live, &ab.xdp_live, ab.xdp_pairs())
+        );
+        for n in &ab.notes {
+            println!("{n}");
+        }
+        if let Some(full) = &self.full {
+            println!("(f) every frame a new flow: {}", full.offload_new_note);
+        }
         self.print_summary();
         footer();
     }
@@ -1153,17 +1394,26 @@ impl Report {
             ratio(ab.sluice_live.forwarded(), ab.ceiling_live.forwarded()),
             ratio(ab.sluice.forwarded(), ab.ceiling.forwarded())
         );
+        let offload = format!(
+            "offload_vs_afxdp {:.2}, vs_xdp_ceiling {:.2} (median of the paired ratios)",
+            median(&ab.offload_pairs()),
+            median(&ab.xdp_pairs())
+        );
         let Some(full) = &self.full else {
-            println!("\nMpps. {vs_ceiling}");
+            println!("\nMpps. {vs_ceiling}, {offload}");
             return;
         };
         let measured: Vec<(KernelPeer, &KernelRuns)> =
             full.kernels.iter().filter_map(|k| k.runs.as_ref().ok().map(|r| (k.peer, r))).collect();
         let (s, sn) = (&ab.sluice, &full.sluice.new_flows);
-        let mut ratios = vec![vs_ceiling];
+        let mut ratios = vec![vs_ceiling, offload];
         for (peer, r) in &measured {
             ratios.push(format!("vs_{} {:.2}", peer.stem(), ratio(s.forwarded(), r.udp.forwarded())));
         }
+        ratios.push(format!(
+            "offload_newflow ÷ sluice_newflow {:.2}",
+            ratio(full.offload_new_flows.forwarded(), sn.forwarded())
+        ));
         if let Some((_, r)) = measured.iter().find(|(p, _)| *p == KernelPeer::Nft) {
             ratios.push(format!("newflow_ratio {:.2}", ratio(sn.forwarded(), r.rest.new_flows.forwarded())));
         }
@@ -1208,8 +1458,18 @@ impl Report {
         m.insert("vs_ceiling".into(), json!(round3(median(&pairs))));
         m.insert("vs_ceiling_min".into(), json!(round3(pairs.iter().copied().fold(f64::INFINITY, f64::min))));
         m.insert("vs_ceiling_max".into(), json!(round3(pairs.iter().copied().fold(0.0, f64::max))));
+        figures(&mut m, "xdp_ceiling", Some(&ab.xdp_live));
+        figures(&mut m, "offload", Some(&ab.offload_live));
+        figures(&mut m, "xdp_ceiling_afxdp_gen", Some(&ab.xdp));
+        figures(&mut m, "offload_afxdp_gen", Some(&ab.offload));
+        for (key, p) in [("offload_vs_afxdp", ab.offload_pairs()), ("vs_xdp_ceiling", ab.xdp_pairs())] {
+            m.insert(key.into(), json!(round3(median(&p))));
+            m.insert(format!("{key}_min"), json!(round3(p.iter().copied().fold(f64::INFINITY, f64::min))));
+            m.insert(format!("{key}_max"), json!(round3(p.iter().copied().fold(0.0, f64::max))));
+        }
         let Some(full) = &self.full else { return m };
         figures(&mut m, "sluice_newflow", Some(&full.sluice.new_flows));
+        figures(&mut m, "offload_newflow", Some(&full.offload_new_flows));
         m.insert("sluice_cps".into(), json!(cps_rate(&full.sluice.cps)));
         for k in &full.kernels {
             let (stem, runs) = (k.peer.stem(), k.runs.as_ref().ok());

@@ -1000,6 +1000,10 @@ impl Bench {
                     // Access logs are off for all three proxies (Sluice's default writes a line
                     // to standard output per request).
                     "--no-access-log",
+                    // --l4-mix measures L4 frames through the worker beside the L7 stage, as its
+                    // recorded results did (the fast path is on by default on veth since issue 15).
+                    "--fast-path",
+                    "off",
                 ],
             )
             .map_err(|e| e.to_string())?;

@@ -14,7 +14,10 @@
 //              Without them: the low 16 bits and the port follow a per-CPU sequence, so no
 //              5-tuple repeats for 2^32 frames
 // Frames persist between runs (page pool), so every fix is computed from the frame's current
-// content, never from the template.
+// content, never from the template. A frame comes back to the pool as the whole path left it:
+// a DUT that rewrites frames in place and sends them back with XDP_TX (an XDP NAT, Sluice's fast
+// path) hands the generator its own rewrite. So MODE_UDP first copies the template's 42 bytes of
+// Ethernet, IPv4 and UDP headers back (`tmpl`, set by user space) over the frame.
 //
 // sluice_sink, attached to the receiving interface, counts frames to `sink_port` (UDP, or TCP)
 // and drops them; everything else goes to the kernel.
@@ -55,6 +58,20 @@ struct {
 	__type(key, __u32);
 	__type(value, struct gen_cfg);
 } cfg SEC(".maps");
+
+/* The template's headers (MODE_UDP: Ethernet, IPv4 without options, UDP), as user space set them. */
+#define UDP4_HDR_LEN 42
+struct gen_tmpl {
+	__u32 len; /* UDP4_HDR_LEN once set, 0 before */
+	__u8 hdr[UDP4_HDR_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gen_tmpl);
+} tmpl SEC(".maps");
 
 /* [0] generated (per CPU), [1] sink counted, [2] sink passed */
 struct {
@@ -118,6 +135,9 @@ int sluice_gen(struct xdp_md *ctx)
 		struct udphdr *u = (void *)(ip + 1);
 		if ((void *)(u + 1) > end)
 			return XDP_ABORTED;
+		struct gen_tmpl *t = bpf_map_lookup_elem(&tmpl, &zero);
+		if (t && t->len == UDP4_HDR_LEN && data + UDP4_HDR_LEN <= end)
+			__builtin_memcpy(data, t->hdr, UDP4_HDR_LEN);
 		__u32 flows = c->flows ? c->flows : 1;
 		u->source = bswap16((__u16)(c->port_base + n % flows));
 		u->check = 0;

@@ -101,6 +101,21 @@ impl Generator {
         self.cfg.set(0, cfg, 0).map_err(err)
     }
 
+    /// The template's headers, which the UDP mode writes back over each frame before patching
+    /// it (a DUT that rewrote a frame in place and returned it with `XDP_TX` hands the page pool
+    /// its rewrite): the first 42 bytes of `frame` (Ethernet, IPv4 without options, UDP). A
+    /// shorter frame sets nothing.
+    pub fn set_template(&mut self, frame: &[u8]) -> io::Result<()> {
+        const HDR: usize = 42;
+        let Some(hdr) = frame.get(..HDR) else { return Ok(()) };
+        let mut v = [0u8; 4 + HDR + 2];
+        v[0..4].copy_from_slice(&(HDR as u32).to_ne_bytes());
+        v[4..4 + HDR].copy_from_slice(hdr);
+        let map = self.ebpf.map_mut("tmpl").ok_or_else(|| err("tmpl missing"))?;
+        let mut tmpl: Array<&mut MapData, [u8; 4 + HDR + 2]> = Array::try_from(map).map_err(err)?;
+        tmpl.set(0, v, 0).map_err(err)
+    }
+
     /// Attaches the sink to `iface` (native XDP; it also gives a veth the NAPI a transmitting
     /// peer needs). Detached when the generator drops.
     pub fn attach_sink(&mut self, iface: &str) -> io::Result<()> {

@@ -748,6 +748,9 @@ fn live(
     g.configure(mode, 0).map_err(|e| e.to_string())?;
     let mut template = frames.template(0).to_vec();
     frames.patch(&mut template, 0, 0);
+    if proto == Proto::Udp {
+        g.set_template(&template).map_err(|e| e.to_string())?;
+    }
     let limit = count.unwrap_or(u64::MAX);
     let start = Instant::now();
     let base = g.generated();

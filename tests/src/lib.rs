@@ -56,9 +56,15 @@ static DROP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/drop.o"))
 /// The flood benchmark's sink for replies to forged sources (`bpf/sink.c`).
 static SINK_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sink.o"));
 
-/// Whether the namespace suite runs the gateway with its XDP fast path (`SLUICE_FAST_PATH=on`).
-pub fn fast_path_from_env() -> bool {
-    std::env::var("SLUICE_FAST_PATH").as_deref() == Ok("on")
+/// What the namespace suite asks of the gateway's XDP fast path: `SLUICE_FAST_PATH=on` or
+/// `off` names it (`--fast-path on|off`); unset, the gateway's default (`auto`: on, the
+/// sandbox's veth running AF_XDP in copy mode).
+pub fn fast_path_from_env() -> Option<&'static str> {
+    match std::env::var("SLUICE_FAST_PATH").as_deref() {
+        Ok("on") => Some("on"),
+        Ok("off") => Some("off"),
+        _ => None,
+    }
 }
 
 /// Whether this process may build sandboxes. Without root: prints a loud skip notice and returns
@@ -817,8 +823,9 @@ impl Sandbox {
 
     /// Starts the gateway on `gw0` in the gateway namespace, pinned to the last core, and waits
     /// until its XDP program is attached and it runs the current table. With
-    /// `SLUICE_FAST_PATH=on` in the environment, the gateway runs with `--fast-path on` (unless
-    /// `extra` says otherwise): the namespace suite is run once each way.
+    /// `SLUICE_FAST_PATH=on` or `off` in the environment, the gateway runs with `--fast-path on`
+    /// or `off` (unless `extra` says otherwise; unset, with its default, on here): the namespace
+    /// suite is run once each way.
     pub fn start_gateway(&mut self, extra: &[&str]) -> io::Result<u32> {
         let g = bin("sluice-gateway").to_string_lossy().into_owned();
         let t = self.table.to_string_lossy().into_owned();
@@ -826,8 +833,8 @@ impl Sandbox {
         if self.topology.two_armed {
             args.extend(["--backend-iface", "gw1"]);
         }
-        if fast_path_from_env() && !extra.contains(&"--fast-path") {
-            args.extend(["--fast-path", "on"]);
+        if let Some(f) = fast_path_from_env().filter(|_| !extra.contains(&"--fast-path")) {
+            args.extend(["--fast-path", f]);
         }
         // This sandbox's own flow journals, removed with it.
         let journal = format!("{t}-flows");

@@ -822,7 +822,8 @@ fn the_fast_path_forwards_established_flows_in_the_kernel() {
     sb.start_gateway(&["--fast-path", "on"]).expect("gateway");
     let maps = program_maps(&sb);
     assert!(maps.iter().any(|m| m == "fast_flows") && maps.iter().any(|m| m == "fast_tx"), "{maps:?}");
-    let before = sb.gateway_counter("forwarded");
+    // Once the worker has published its counters (it may not have yet: a read at once raced).
+    let before = sb.wait_counter("forwarded", 0);
     for i in 0..3 {
         let (who, size) = download(&sb, &format!("http://{GW_V4}:31080/big"))
             .unwrap_or_else(|e| panic!("download {i}: {e}\ngateway log:\n{}", sb.log("gateway")));
@@ -837,6 +838,11 @@ fn the_fast_path_forwards_established_flows_in_the_kernel() {
     eprintln!("{test}: the worker forwarded {forwarded} frames of three 2 MiB downloads");
     assert!(forwarded < 1_000, "the worker forwarded {forwarded} frames: the kernel did not take the flows");
     assert!(sb.get(&format!("http://{GW_V4}:31080/")).is_ok(), "and new connections still work");
+    // Each download's close withdraws its flow; the installer reads the entries before it
+    // removes them, and what the kernel forwarded reaches the worker's counters.
+    let read_back = sb.wait_counter("fast_frames", 1_449);
+    eprintln!("{test}: the kernel's frames read back into the worker's counters: {read_back}");
+    assert!(read_back >= 1_449, "at least one download's data read back: {read_back}");
     // The program's own count, which the gateway logs when it stops.
     sb.stop("gateway", rustix::process::Signal::TERM).expect("gateway running");
     let log = sb.log("gateway");
@@ -851,6 +857,7 @@ fn the_fast_path_forwards_established_flows_in_the_kernel() {
         in_kernel + forwarded > 3 * 1_449 && in_kernel > 10 * forwarded,
         "the program forwarded {in_kernel} frames, the worker {forwarded}"
     );
+    assert!(read_back <= in_kernel, "read back {read_back} of the {in_kernel} the program forwarded");
 }
 
 #[test]
@@ -869,4 +876,31 @@ fn with_the_fast_path_off_nothing_of_it_is_loaded() {
     let (_, size) = download(&sb, &format!("http://{GW_V4}:31080/big")).expect("download");
     assert_eq!(size, 2 << 20);
     assert_eq!(sb.gateway_counter("fast_offered"), 0);
+}
+
+/// `--fast-path auto`, the default: on where the AF_XDP sockets bind in copy mode, as they do
+/// on the sandbox's veth. The log says which applies and why, and the program has the maps.
+#[test]
+fn the_default_fast_path_is_on_where_af_xdp_copies() {
+    let test = "the_default_fast_path_is_on_where_af_xdp_copies";
+    if !require_root(test) {
+        return;
+    }
+    let mut sb = Sandbox::new(&petclinic()).expect("sandbox");
+    sb.set_manifests(&[example("nodeport")], &[]).expect("manifests");
+    sb.start_control().expect("control");
+    sb.start_gateway(&["--fast-path", "auto"]).expect("gateway");
+    let log = sb.log("gateway");
+    assert!(
+        log.contains(
+            "XDP fast path for established flows: on (--fast-path auto: the AF_XDP sockets run in copy mode"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("AF_XDP copy mode"), "{log}");
+    let maps = program_maps(&sb);
+    assert!(maps.iter().any(|m| m == "fast_flows"), "the fast path's map: {maps:?}");
+    let (_, size) = download(&sb, &format!("http://{GW_V4}:31080/big")).expect("download");
+    assert_eq!(size, 2 << 20);
+    assert!(sb.wait_counter("fast_offered", 1) >= 1, "{}", sb.metrics());
 }

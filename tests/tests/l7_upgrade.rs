@@ -44,8 +44,8 @@ fn gateway_args(sb: &Sandbox, extra: &[&str]) -> Vec<String> {
         "--flow-journal".into(),
         format!("{}-flows", sb.table().display()),
     ];
-    if fast_path_from_env() {
-        args.extend(["--fast-path".into(), "on".into()]);
+    if let Some(f) = fast_path_from_env() {
+        args.extend(["--fast-path".into(), f.into()]);
     }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     args

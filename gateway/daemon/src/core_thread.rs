@@ -86,6 +86,8 @@ pub(crate) struct Link {
     /// The serial of the last L7 work the worker took (`L7Work::serial`): its listeners are
     /// served.
     pub(crate) l7_taken: AtomicU64,
+    /// With the fast path: what the main thread read back from the maps, for the worker.
+    pub(crate) fast_reports: Option<sluice_worker::fastpath::FastReports>,
 }
 
 /// Everything a worker starts with.
@@ -160,6 +162,9 @@ pub(crate) fn run(s: Setup) {
     }
     if let Some(q) = &link.fast {
         worker = worker.with_fast_path(Arc::clone(q));
+    }
+    if let Some(q) = &link.fast_reports {
+        worker = worker.with_fast_reports(Arc::clone(q));
     }
     let reactor = match reactor(&sockets, mailboxes.as_deref(), queue as usize) {
         Ok(r) => r,

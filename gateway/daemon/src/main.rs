@@ -115,8 +115,10 @@ struct Cli {
     syn_cookies: SynCookiesArg,
     /// The XDP fast path for established flows: `on` installs each established flow in the XDP
     /// program, which then rewrites and forwards its packets in the kernel (the workers keep
-    /// every decision: new flows, SYN, FIN, RST, ICMP); `off` loads nothing of it.
-    #[arg(long, value_enum, default_value_t = FastPathArg::Off)]
+    /// every decision: new flows, SYN, FIN, RST, ICMP); `off` loads nothing of it; `auto` is
+    /// `on` where the AF_XDP sockets run in copy mode (a driver without zero-copy: veth,
+    /// virtio-net, most cloud NICs) and `off` where they run zero-copy. The log says which.
+    #[arg(long, value_enum, default_value_t = FastPathArg::Auto)]
     fast_path: FastPathArg,
     /// SYNs to frontends per second per CPU that reach the workers (`--syn-cookies auto`; a
     /// tenth of it may come in a burst). Once more arrive, the XDP program answers every SYN with
@@ -210,13 +212,17 @@ enum BalanceArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FastPathArg {
+    /// On where the AF_XDP sockets run in copy mode (veth, virtio-net, most cloud NICs: every
+    /// frame a worker forwards is copied twice), off where they run zero-copy.
+    Auto,
     /// Established flows are forwarded by the XDP program.
     On,
     /// Every service frame goes through the workers.
     Off,
 }
 
-/// Commands a worker may leave for the main thread between two of its passes (10 ms).
+/// Commands a worker may leave for the main thread between two of its passes (10 ms), and
+/// read-backs the main thread may leave for a worker.
 const FAST_QUEUE: usize = 16_384;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -432,7 +438,7 @@ fn highest_cpu(list: &str) -> Option<usize> {
     list.trim().split(',').filter_map(|r| r.rsplit('-').next()?.trim().parse().ok()).max()
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(mut cli: Cli) -> Result<(), String> {
     let journal_prefix = match cli.flow_journal.as_deref() {
         Some("off") => None,
         Some(p) => Some(PathBuf::from(p)),
@@ -466,7 +472,8 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     // Loaded here, attached by the supervisor once its maps hold the first table and its
     // sockets are registered: it replaces a previous gateway's program only when ready.
-    let mut steering = load_steering(&cli, &ifs)?;
+    // `auto` loads the program with the fast path; the sockets' mode decides below.
+    let mut steering = load_steering(&ifs, cli.fast_path != FastPathArg::Off)?;
     for s in &mut steering {
         s.set_syn_cookies(&syn_cookies(&cli, cookie_key)).map_err(|e| e.to_string())?;
     }
@@ -477,6 +484,35 @@ fn run(cli: Cli) -> Result<(), String> {
         None => Arc::new(restart::Carried::default()),
     };
     let sockets = bind_sockets(&cli, &ifs, &mut steering, queues)?;
+    let copy = sockets.iter().flatten().all(|s| s.mode() == sluice_xsk::Mode::Copy);
+    let (fast, why) = match cli.fast_path {
+        FastPathArg::On => (true, "--fast-path on"),
+        FastPathArg::Off => (false, "--fast-path off"),
+        FastPathArg::Auto if copy => {
+            (true, "--fast-path auto: the AF_XDP sockets run in copy mode; --fast-path off to turn it off")
+        }
+        FastPathArg::Auto => {
+            (false, "--fast-path auto: the AF_XDP sockets run zero-copy; --fast-path on to use it anyway")
+        }
+    };
+    if cli.fast_path == FastPathArg::Auto && !fast {
+        // Zero-copy: the program built without the fast path replaces the one with it (nothing
+        // of the fast path is attached), and the sockets are registered with it.
+        drop(steering);
+        cli.fast_path = FastPathArg::Off;
+        steering = load_steering(&ifs, false)?;
+        for s in &mut steering {
+            s.set_syn_cookies(&syn_cookies(&cli, cookie_key)).map_err(|e| e.to_string())?;
+        }
+        for (q, per_queue) in sockets.iter().enumerate() {
+            for (st, sock) in steering.iter_mut().zip(per_queue) {
+                st.register(q as u32, &sock.fd()).map_err(|e| e.to_string())?;
+                st.hold(q as u32).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    cli.fast_path = if fast { FastPathArg::On } else { FastPathArg::Off };
+    info!("XDP fast path for established flows: {} ({why})", if fast { "on" } else { "off" });
     log_start(&ifs, &sockets, &cores);
     let key = (cli.syn_cookies != SynCookiesArg::Off).then_some(cookie_key);
     let journals = journal_prefix.as_ref().map(|p| (p.as_path(), carried));
@@ -591,9 +627,10 @@ fn syn_cookies(cli: &Cli, key: [u64; 2]) -> SynCookies {
     }
 }
 
-/// The steering program for every interface, loaded (the supervisor attaches it).
-fn load_steering(cli: &Cli, ifs: &Interfaces) -> Result<Vec<Steering>, String> {
-    let fast = if cli.fast_path == FastPathArg::On { FastPath::On } else { FastPath::Off };
+/// The steering program for every interface, loaded, with the fast path or without (the
+/// supervisor attaches it).
+fn load_steering(ifs: &Interfaces, fast: bool) -> Result<Vec<Steering>, String> {
+    let fast = if fast { FastPath::On } else { FastPath::Off };
     let mut all: Vec<Steering> = ifs
         .names
         .iter()
@@ -698,6 +735,7 @@ fn start_workers(
             l7: ArrayQueue::new(1),
             fast: (cli.fast_path == FastPathArg::On).then(|| Arc::new(ArrayQueue::new(FAST_QUEUE))),
             l7_taken: std::sync::atomic::AtomicU64::new(0),
+            fast_reports: (cli.fast_path == FastPathArg::On).then(|| Arc::new(ArrayQueue::new(FAST_QUEUE))),
         });
         links.push(Arc::clone(&link));
         let setup = core_thread::Setup {

@@ -23,7 +23,7 @@
 //! 6. SNAT exhaustion, every second: new flows dropped for want of a SNAT port are logged with
 //!    what to do about it (the `snat_exhausted` counter says how many; the log says it began).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +37,7 @@ use sluice_model::ports::PortRange;
 use sluice_model::service::ServiceTable;
 use sluice_model::{Addr, Family};
 use sluice_table::{FileState, Reader, Refresh};
+use sluice_worker::fastpath::FastReport;
 use sluice_worker::nexthop::NextHops;
 use sluice_xsk::fastpath::FastKey;
 use sluice_xsk::link::{self, RawSender};
@@ -50,6 +51,22 @@ use crate::l7::{L7Plan, L7Settings};
 use crate::l7_addrs::L7Addresses;
 use crate::{Cli, Interfaces, kernel, steering};
 
+/// Read-backs kept for a worker whose queue is full, at most (past it, counts are merged).
+const UNSENT_MAX: usize = 65_536;
+
+/// What the installer knows of an entry it installed.
+#[derive(Debug, Clone, Copy)]
+struct Installed {
+    /// The worker that asked for it.
+    worker: usize,
+    /// The port whose program's map holds it.
+    port: u8,
+    /// Its counters as last read (reported up to there).
+    frames: u64,
+    /// Its bytes as last read.
+    bytes: u64,
+}
+
 /// How often the table file under the mapping is checked: a truncation or a replacement is
 /// noticed within this (a fault in the meantime is contained, see `sluice_table::shm`).
 const FILE_CHECK_EVERY: Duration = Duration::from_millis(250);
@@ -59,8 +76,11 @@ pub(crate) struct Supervisor<'a> {
     links: &'a [Arc<Link>],
     /// Fast-path map operations that failed (a full map, mostly).
     fast_failures: u64,
-    /// Which worker installed each fast-path key (a worker's `Clear` removes its own).
-    fast_owner: HashMap<FastKey, usize>,
+    /// Each fast-path key installed: which worker installed it (a worker's `Clear` removes its
+    /// own) on which port, and its counters as last read.
+    fast_owner: HashMap<FastKey, Installed>,
+    /// Per worker: read-backs its queue had no room for yet, handed over first at each pass.
+    fast_unsent: Vec<VecDeque<FastReport>>,
     names: &'a [String],
     /// The interfaces' indexes at start, in `names`' order.
     ifindexes: &'a [u32],
@@ -156,6 +176,7 @@ impl<'a> Supervisor<'a> {
             attach: None,
             unanswering: BTreeSet::new(),
             last_liveness: Instant::now(),
+            fast_unsent: vec![VecDeque::new(); links.len()],
             resolver: Resolver::new(
                 cli.dns_server.or_else(dns::system_server).unwrap_or_else(|| ([127, 0, 0, 1], 53).into()),
             ),
@@ -266,34 +287,59 @@ impl<'a> Supervisor<'a> {
     ///
     /// A worker's `Clear` removes that worker's entries only (the installer remembers which
     /// worker installed each key): the other workers' flows stay in the kernel.
+    ///
+    /// Read-back: an `Ask` (an offloaded flow at its deadline) is answered with both entries'
+    /// later last-seen time and the frames and bytes they forwarded since last read; an entry
+    /// removed or replaced is read first and its frames and bytes reported. One lookup per key,
+    /// as many as the workers asked for (their queue bounds it); the answers go back on each
+    /// worker's report queue, and what does not fit waits here for the next pass.
     fn install_fast(&mut self, steering: &mut [Steering]) {
-        use sluice_worker::fastpath::FastCommand;
+        use sluice_worker::fastpath::{FastCommand, key};
         let remove = |steering: &mut [Steering], k: &FastKey| {
             steering.iter_mut().try_fold(false, |any, s| s.fast_remove(k).map(|r| any | r))
         };
         let links = self.links;
+        for w in 0..links.len() {
+            self.flush_reports(w);
+        }
         for (w, link) in links.iter().enumerate() {
             let Some(q) = &link.fast else { continue };
             while let Some(c) = q.pop() {
                 let r = match c {
-                    FastCommand::Install(port, k, e) => match steering.get_mut(usize::from(port)) {
-                        Some(s) => s.fast_install(&k, &e).map(|()| {
-                            self.fast_owner.insert(k, w);
-                            true
-                        }),
-                        None => Ok(false),
-                    },
+                    FastCommand::Install(port, k, e) => {
+                        // A replacement: what the old entry forwarded is counted first.
+                        self.count_and_forget(steering, &k);
+                        match steering.get_mut(usize::from(port)) {
+                            Some(s) => s.fast_install(&k, &e).map(|()| {
+                                self.fast_owner.insert(k, Installed { worker: w, port, frames: 0, bytes: 0 });
+                                true
+                            }),
+                            None => Ok(false),
+                        }
+                    }
                     FastCommand::Remove(k) => {
-                        self.fast_owner.remove(&k);
+                        self.count_and_forget(steering, &k);
                         remove(steering, &k)
                     }
                     FastCommand::Clear => {
                         let mine: Vec<FastKey> =
-                            self.fast_owner.iter().filter(|&(_, &o)| o == w).map(|(k, _)| *k).collect();
+                            self.fast_owner.iter().filter(|&(_, o)| o.worker == w).map(|(k, _)| *k).collect();
                         mine.iter().try_fold(false, |_, k| {
-                            self.fast_owner.remove(k);
+                            self.count_and_forget(steering, k);
                             remove(steering, k)
                         })
+                    }
+                    FastCommand::Ask(fwd, rev) => {
+                        let (mut last_seen_ns, mut frames, mut bytes) = (0, 0, 0);
+                        for k in [key(&fwd), key(&rev)] {
+                            if let Some((seen, f, b)) = self.read_entry(steering, &k) {
+                                last_seen_ns = last_seen_ns.max(seen);
+                                frames += f;
+                                bytes += b;
+                            }
+                        }
+                        self.report(w, FastReport::Seen { fwd, rev, last_seen_ns, frames, bytes });
+                        Ok(true)
                     }
                 };
                 if let Err(e) = r {
@@ -305,6 +351,71 @@ impl<'a> Supervisor<'a> {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// Reads the installed entry `k` from its port's map: its last-seen time, and the frames
+    /// and bytes it forwarded since the last read (which become the last read). `None` when it
+    /// is not installed, or not in the map (the program never removes one: on a FIN or RST it
+    /// marks it closing and leaves it, with its counters, for this read and the removal).
+    fn read_entry(&mut self, steering: &[Steering], k: &FastKey) -> Option<(u64, u64, u64)> {
+        let installed = self.fast_owner.get_mut(k)?;
+        let e = steering.get(usize::from(installed.port))?.fast_entry(k).ok().flatten()?;
+        let (frames, bytes) =
+            (e.packets.saturating_sub(installed.frames), e.bytes.saturating_sub(installed.bytes));
+        (installed.frames, installed.bytes) = (e.packets, e.bytes);
+        Some((e.last_seen_ns, frames, bytes))
+    }
+
+    /// Before entry `k` is removed or replaced: what it forwarded since the last read is
+    /// reported to the worker that installed it, and the key forgotten.
+    fn count_and_forget(&mut self, steering: &[Steering], k: &FastKey) {
+        let Some(worker) = self.fast_owner.get(k).map(|i| i.worker) else { return };
+        if let Some((_, frames, bytes)) = self.read_entry(steering, k)
+            && frames > 0
+        {
+            self.report(worker, FastReport::Counts { frames, bytes });
+        }
+        self.fast_owner.remove(k);
+    }
+
+    /// Hands `r` to worker `w`, after what waits for it; what its queue has no room for waits
+    /// here, at most [`UNSENT_MAX`] reports: past that, a report's counts are added to the last
+    /// one waiting (an answer so dropped leaves its flow to be withdrawn after the engine's
+    /// wait, as without read-back).
+    fn report(&mut self, w: usize, r: FastReport) {
+        let Some(q) = self.links.get(w).and_then(|l| l.fast_reports.as_ref()) else { return };
+        let waiting = &mut self.fast_unsent[w];
+        if waiting.is_empty() {
+            match q.push(r) {
+                Ok(()) => return,
+                Err(r) => return waiting.push_back(r),
+            }
+        }
+        if waiting.len() < UNSENT_MAX {
+            return waiting.push_back(r);
+        }
+        let (f, b) = match r {
+            FastReport::Seen { frames, bytes, .. } | FastReport::Counts { frames, bytes } => (frames, bytes),
+        };
+        match waiting.back_mut() {
+            Some(FastReport::Counts { frames, bytes }) => {
+                *frames += f;
+                *bytes += b;
+            }
+            _ => waiting.push_back(FastReport::Counts { frames: f, bytes: b }),
+        }
+    }
+
+    /// Hands worker `w` what waits for it, as far as its queue has room.
+    fn flush_reports(&mut self, w: usize) {
+        let Some(q) = self.links.get(w).and_then(|l| l.fast_reports.as_ref()) else { return };
+        let waiting = &mut self.fast_unsent[w];
+        while let Some(r) = waiting.pop_front() {
+            if let Err(r) = q.push(r) {
+                waiting.push_front(r);
+                break;
             }
         }
     }

@@ -40,7 +40,7 @@
 use std::sync::Arc;
 
 use crate::affinity::{AffinityTable, SnatPorts};
-use crate::flow::{Dir, Flow, FlowId, FlowKey, FlowState, FlowTable, Hint, Swept, Timeouts};
+use crate::flow::{Dir, Flow, FlowId, FlowKey, FlowState, FlowTable, Hint, ReadBack, Swept, Timeouts};
 use crate::nat::{self, IcmpTranslation};
 use crate::packet::{self, Meta, Parsed, TcpSegment};
 use crate::sched::{PickInput, SchedState};
@@ -227,8 +227,12 @@ pub enum FastEvent {
     /// [`Flow::is_offloaded`] when the caller gets to it: it may have gone since).
     Offer(FlowId),
     /// Remove the entries of the flow with these forward and reverse keys: it went away, came
-    /// back (a SYN, FIN or RST, a table change, its deadline), or changed.
+    /// back (a SYN, FIN or RST, a table change, an idle deadline), or changed.
     Withdraw(FlowKey, FlowKey),
+    /// The offloaded flow with these keys reached its deadline: read back its entries' counts
+    /// and last-seen time, and answer with [`L4::fast_read_back`] (without an answer within
+    /// [`crate::flow::READBACK_WAIT_NS`], the flow is withdrawn).
+    Ask(FlowKey, FlowKey),
     /// Events were lost (the queue was full): remove every entry, and take every flow back
     /// ([`L4::fast_forget_all`]); each is offered again on its next packet.
     Clear,
@@ -675,6 +679,8 @@ impl L4 {
                 withdrawn += 1;
                 fast.push(FastEvent::Withdraw(f.fwd, f.rev));
             }
+            // Refused when the ring is full: unanswered, the flow is withdrawn after the wait.
+            Swept::Asked => drop(fast.push(FastEvent::Ask(f.fwd, f.rev))),
         });
         self.counters[Counter::FastWithdrawn] += withdrawn;
     }
@@ -684,6 +690,35 @@ impl L4 {
     #[inline]
     pub fn take_fast_event(&mut self) -> Option<FastEvent> {
         self.fast.take()
+    }
+
+    /// The answer to a [`FastEvent::Ask`]: the later last-seen time of the entries of the flow
+    /// keyed `fwd` and `rev` (0: neither forwarded a frame, or they are gone). A flow still
+    /// offloaded is kept in the kernel with its deadline moved on, or, idle, withdrawn
+    /// ([`Flow::read_back`] decides). A flow gone, or another flow on the tuple since, is left
+    /// alone. Off the per-packet path: one lookup, after a batch.
+    pub fn fast_read_back(&mut self, fwd: &FlowKey, rev: &FlowKey, kernel_last_seen_ns: u64, now_ns: u64) {
+        let Some((id, Dir::Forward)) = self.flows.lookup(fwd, self.flows.hash(fwd)) else { return };
+        let f = self.flows.flow_mut(id);
+        if f.rev != *rev {
+            return;
+        }
+        match f.read_back(kernel_last_seen_ns, now_ns, &self.timeouts) {
+            ReadBack::Live => self.counters[Counter::FastKept] += 1,
+            ReadBack::Idle => {
+                let (fwd, rev) = (f.fwd, f.rev);
+                self.fast.push(FastEvent::Withdraw(fwd, rev));
+                self.counters[Counter::FastWithdrawn] += 1;
+            }
+            ReadBack::NotOffloaded => {}
+        }
+    }
+
+    /// Frames and bytes the kernel's fast path forwarded for this engine's flows, read back
+    /// from their entries: added to its counters.
+    pub fn fast_forwarded(&mut self, frames: u64, bytes: u64) {
+        self.counters[Counter::FastFrames] += frames;
+        self.counters[Counter::FastBytes] += bytes;
     }
 
     /// Every fast-path entry is being removed at once (a [`FastEvent::Clear`], new next hops):

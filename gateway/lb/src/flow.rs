@@ -338,8 +338,8 @@ pub struct Flow {
     fins: u8,
     /// Whether the kernel's fast path forwards this flow (its entries are installed or asked
     /// for): its packets are not seen here, so it does not expire here until it is withdrawn
-    /// (see [`Flow::is_expired`]).
-    offloaded: bool,
+    /// (see [`Flow::is_expired`]); and whether its entries' last-seen time has been asked for.
+    offload: Offload,
     /// When the flow expires unless another packet refreshes it.
     pub expires_ns: u64,
     /// When the last packet was seen.
@@ -384,7 +384,7 @@ impl Flow {
             state,
             counted: false,
             fins: 0,
-            offloaded: false,
+            offload: Offload::No,
             expires_ns: now_ns + timeouts.of(state),
             last_seen_ns: now_ns,
             fwd_bucket: 0,
@@ -470,7 +470,7 @@ impl Flow {
     /// back ([`FlowTable::sweep`] does, and gives it [`OFFLOAD_GRACE_NS`] to show it is alive).
     #[inline(always)]
     pub fn is_expired(&self, now_ns: u64) -> bool {
-        now_ns >= self.expires_ns && !self.offloaded
+        now_ns >= self.expires_ns && self.offload == Offload::No
     }
 
     /// Where packets of direction `dir` go after NAT: the backend for [`Dir::Forward`], the
@@ -486,14 +486,48 @@ impl Flow {
     /// Whether the kernel's fast path forwards this flow (see [`Flow::set_offloaded`]).
     #[inline(always)]
     pub fn is_offloaded(&self) -> bool {
-        self.offloaded
+        self.offload != Offload::No
+    }
+
+    /// Whether the kernel's counts and last-seen time of this offloaded flow's entries have
+    /// been asked for ([`FlowTable::sweep`] at its deadline) and not yet read back.
+    #[inline]
+    pub fn is_asked(&self) -> bool {
+        self.offload == Offload::Asked
     }
 
     /// Marks the flow as forwarded by the kernel's fast path (`true`, when its entries are
     /// asked for) or by this engine again (`false`, when their removal is asked for).
     #[inline]
     pub fn set_offloaded(&mut self, on: bool) {
-        self.offloaded = on;
+        self.offload = if on { Offload::Yes } else { Offload::No };
+    }
+
+    /// Decides, from the last-seen time the kernel's fast path read back for this offloaded
+    /// flow's entries (`kernel_last_seen_ns`, CLOCK_MONOTONIC as `now_ns`; 0 when neither
+    /// entry forwarded a frame or they are gone), whether it lives on in the kernel. The flow
+    /// was last seen at the later of that and its own `last_seen_ns`; it is live when its
+    /// state's timeout has not run out since. Live: its deadline moves to that time plus the
+    /// timeout and it stays offloaded. Idle: it is taken back (unmarked; the caller removes
+    /// its entries) and given [`OFFLOAD_GRACE_NS`], as at a deadline without read-back. A
+    /// flow no longer offloaded is left alone ([`ReadBack::NotOffloaded`]).
+    pub fn read_back(&mut self, kernel_last_seen_ns: u64, now_ns: u64, t: &Timeouts) -> ReadBack {
+        if !self.is_offloaded() {
+            return ReadBack::NotOffloaded;
+        }
+        // A frame the kernel forwarded after `now_ns` was read: the flow is as live as can be.
+        let last = self.last_seen_ns.max(kernel_last_seen_ns.min(now_ns));
+        let deadline = last.saturating_add(t.of(self.state));
+        if now_ns < deadline {
+            self.last_seen_ns = last;
+            self.expires_ns = deadline;
+            self.offload = Offload::Yes;
+            ReadBack::Live
+        } else {
+            self.offload = Offload::No;
+            self.expires_ns = self.expires_ns.max(now_ns + OFFLOAD_GRACE_NS);
+            ReadBack::Idle
+        }
     }
 
     /// Whether the kernel's fast path may forward this flow's packets: an established TCP
@@ -693,7 +727,7 @@ impl Flow {
             // The kernel forwards an offloaded flow's packets unseen: its `last_seen_ns` says
             // nothing of how idle it is, and evicting it frees its tuple while its entries live
             // on until the installer removes them. Last of all.
-            _ if self.offloaded => 4,
+            _ if self.is_offloaded() => 4,
             _ => 3,
         }
     }
@@ -706,11 +740,43 @@ pub enum Swept {
     Expired,
     /// Taken back from the fast path (it stays).
     Withdrawn,
+    /// An offloaded flow at its deadline: the kernel's last-seen time of its entries is to be
+    /// read back ([`Flow::read_back`] decides); [`READBACK_WAIT_NS`] for the answer.
+    Asked,
+}
+
+/// Where a flow stands with the kernel's fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Offload {
+    /// Its packets come here.
+    No,
+    /// Its entries are installed or asked for: the kernel forwards its packets.
+    Yes,
+    /// Offloaded, past its deadline, the kernel's last-seen time asked for.
+    Asked,
+}
+
+/// What [`Flow::read_back`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBack {
+    /// The kernel forwarded a frame of it within its timeout: it stays offloaded, its
+    /// deadline moved on.
+    Live,
+    /// Idle past its timeout: taken back (its entries are to be removed).
+    Idle,
+    /// It was not offloaded (taken back since it was asked about): nothing done.
+    NotOffloaded,
 }
 
 /// How long a flow taken back from the fast path at its deadline lives on (when nothing
 /// refreshes it): long enough for its entries to be removed and its next packet to arrive here.
 pub const OFFLOAD_GRACE_NS: u64 = 10_000_000_000;
+
+/// How long an offloaded flow at its deadline waits for the kernel's last-seen time of its
+/// entries ([`Swept::Asked`]); without an answer by then, it is taken back as without
+/// read-back (withdrawn, [`OFFLOAD_GRACE_NS`]). The installer answers within its 10 ms pass.
+pub const READBACK_WAIT_NS: u64 = 1_000_000_000;
 
 /// Index of a flow in the slab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1164,7 +1230,7 @@ impl FlowTable {
             Some((i, seen))
                 if self.live[i as usize]
                     && self.flows[i as usize].last_seen_ns == seen
-                    && !self.flows[i as usize].offloaded =>
+                    && !self.flows[i as usize].is_offloaded() =>
             {
                 i
             }
@@ -1251,9 +1317,11 @@ impl FlowTable {
     /// Removes up to `budget` slab slots' worth of expired flows, resuming where the last call
     /// stopped; each removed flow is passed to `expired`. Returns how many were removed.
     ///
-    /// An offloaded flow past its deadline, or of a generation other than `generation`, is
-    /// not removed but taken back from the fast path: unmarked, passed with
-    /// [`Swept::Withdrawn`], and (past its deadline) given [`OFFLOAD_GRACE_NS`] more, in which
+    /// An offloaded flow is never removed here. Past its deadline, the kernel's last-seen time
+    /// of its entries is asked for: it is passed with [`Swept::Asked`] and given
+    /// [`READBACK_WAIT_NS`] for the answer ([`Flow::read_back`]). One of a generation other than
+    /// `generation`, or asked and unanswered past that wait, is taken back from the fast path:
+    /// unmarked, passed with [`Swept::Withdrawn`], and given [`OFFLOAD_GRACE_NS`] more, in which
     /// a live flow's next packet reaches the engine and refreshes it.
     pub fn sweep(
         &mut self,
@@ -1271,8 +1339,22 @@ impl FlowTable {
                 continue;
             }
             let f = &mut self.flows[i];
-            if f.offloaded && (now_ns >= f.expires_ns || f.generation != generation) {
-                f.offloaded = false;
+            let past = now_ns >= f.expires_ns;
+            let withdraw = match f.offload {
+                Offload::No => false,
+                _ if f.generation != generation => true,
+                Offload::Yes if past => {
+                    f.offload = Offload::Asked;
+                    f.expires_ns = now_ns + READBACK_WAIT_NS;
+                    swept(f, Swept::Asked);
+                    continue;
+                }
+                // Asked, and no answer in time: taken back as without read-back.
+                Offload::Asked => past,
+                Offload::Yes => false,
+            };
+            if withdraw {
+                f.offload = Offload::No;
                 f.expires_ns = f.expires_ns.max(now_ns + OFFLOAD_GRACE_NS);
                 swept(f, Swept::Withdrawn);
                 continue;
@@ -1292,8 +1374,8 @@ impl FlowTable {
     pub fn forget_offloaded(&mut self) -> usize {
         let mut n = 0;
         for (i, f) in self.flows.iter_mut().enumerate() {
-            if self.live[i] && f.offloaded {
-                f.offloaded = false;
+            if self.live[i] && f.is_offloaded() {
+                f.offload = Offload::No;
                 n += 1;
             }
         }
@@ -1425,6 +1507,83 @@ mod tests {
         assert_eq!((f.state, f.expires_ns), (FlowState::UdpUnreplied, 35));
         f.on_udp(Dir::Reverse, 6, &T);
         assert_eq!((f.state, f.expires_ns), (FlowState::UdpReplied, 126));
+    }
+
+    /// The expiry of an offloaded flow by its kernel last-seen time, against the rule it must
+    /// follow: live exactly when the later of the two last-seen times is within the state's
+    /// timeout of now; a live flow's deadline is that time plus the timeout and it stays
+    /// offloaded; an idle one is taken back and lives [`OFFLOAD_GRACE_NS`] more.
+    #[test]
+    fn a_read_back_keeps_exactly_the_flows_seen_within_their_timeout() {
+        let t = T;
+        proptest!(|(
+            udp in any::<bool>(),
+            own in 0u64..1_000,
+            kernel in prop_oneof![Just(0u64), 0u64..2_500],
+            now in 0u64..2_500,
+            asked in any::<bool>(),
+        )| {
+            let state = if udp { FlowState::UdpReplied } else { FlowState::Established };
+            let mut f = flow(1, state, own);
+            let now = now.max(own);
+            f.set_offloaded(true);
+            if asked {
+                f.offload = Offload::Asked;
+            }
+            let last = own.max(kernel.min(now));
+            let live = now < last + t.of(state);
+            let was = f.expires_ns;
+            let got = f.read_back(kernel, now, &t);
+            if live {
+                prop_assert_eq!(got, ReadBack::Live);
+                prop_assert!(f.is_offloaded() && !f.is_asked());
+                prop_assert_eq!(f.expires_ns, last + t.of(state));
+                prop_assert_eq!(f.last_seen_ns, last);
+                prop_assert!(!f.is_expired(now));
+            } else {
+                prop_assert_eq!(got, ReadBack::Idle);
+                prop_assert!(!f.is_offloaded());
+                prop_assert_eq!(f.expires_ns, was.max(now + OFFLOAD_GRACE_NS));
+            }
+            // Asked again once taken back: nothing changes.
+            if !live {
+                let before = f;
+                prop_assert_eq!(f.read_back(now, now, &t), ReadBack::NotOffloaded);
+                prop_assert_eq!(f, before);
+            }
+        });
+    }
+
+    #[test]
+    fn the_sweep_asks_at_the_deadline_and_withdraws_when_no_answer_comes() {
+        let t = T;
+        let mut table = FlowTable::new(16, 7);
+        let id = table.insert(flow(1, FlowState::UdpReplied, 1), 1, &mut |_| panic!("room")).unwrap();
+        table.flow_mut(id).set_offloaded(true);
+        let deadline = table.flow(id).expires_ns;
+        let g = table.flow(id).generation;
+        let sweep = |table: &mut FlowTable, now| {
+            let mut seen = Vec::new();
+            table.sweep(now, 16, g, &mut |_, how| seen.push(how));
+            seen
+        };
+        assert_eq!(sweep(&mut table, deadline - 1), vec![], "not yet");
+        assert_eq!(sweep(&mut table, deadline), vec![Swept::Asked]);
+        assert!(table.flow(id).is_asked() && table.flow(id).is_offloaded());
+        assert_eq!(sweep(&mut table, deadline + READBACK_WAIT_NS - 1), vec![], "waiting for the answer");
+        // The answer: the kernel forwarded a frame lately. Kept, its deadline moved on.
+        let now = deadline + 80;
+        let kernel = now - 50;
+        assert_eq!(table.flow_mut(id).read_back(kernel, now, &t), ReadBack::Live);
+        assert_eq!(table.flow(id).expires_ns, kernel + t.udp_replied_ns);
+        assert_eq!(sweep(&mut table, kernel + t.udp_replied_ns - 1), vec![], "no longer past its deadline");
+        // The next deadline: asked again, and no answer comes: withdrawn as without read-back.
+        let next = table.flow(id).expires_ns;
+        assert_eq!(sweep(&mut table, next), vec![Swept::Asked]);
+        assert_eq!(sweep(&mut table, next + READBACK_WAIT_NS), vec![Swept::Withdrawn]);
+        assert!(!table.flow(id).is_offloaded());
+        assert_eq!(table.flow(id).expires_ns, next + READBACK_WAIT_NS + OFFLOAD_GRACE_NS);
+        assert_eq!(sweep(&mut table, next + READBACK_WAIT_NS + OFFLOAD_GRACE_NS), vec![Swept::Expired]);
     }
 
     #[test]

@@ -181,6 +181,12 @@ named! {
         FlowsNotCarriedOver => "flows_not_carried_over",
         /// Flows ended because their backend's address stopped answering (a TCP connection with a RST to its client).
         FlowsEndedBackendUnreachable => "flows_ended_backend_unreachable",
+        /// Offloaded flows past their deadline that the kernel's last-seen time showed live: kept in the kernel.
+        FastKept => "fast_kept",
+        /// Frames the kernel's fast path forwarded for this worker's flows (read back at deadlines and removals).
+        FastFrames => "fast_frames",
+        /// Their bytes, whole frames.
+        FastBytes => "fast_bytes",
     }
 }
 
@@ -377,6 +383,8 @@ mod tests {
         // decision, not an accident (and add new counters at the end).
         let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(&names[..4], ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames"]);
-        assert_eq!(fingerprint(), 0x8382_019d_2f18_e4df, "{:#x}", fingerprint());
+        // Issue 15 (read-back) added fast_kept, fast_frames and fast_bytes; issue 16 the
+        // carried-over and backend-unreachable flows; at the end.
+        assert_eq!(fingerprint(), 0x1466_b7f3_e3b9_d74b, "{:#x}", fingerprint());
     }
 }

@@ -14,6 +14,15 @@
 //! [`FastCommand::Clear`], as soon as there is room: an entry the engine no longer stands
 //! behind never stays.
 //!
+//! **Reading back.** At an offloaded flow's deadline the engine asks for the kernel's view
+//! ([`FastCommand::Ask`]); the installer reads both entries' counters and last-seen time and
+//! answers on a second bounded queue, the other way ([`FastReports`]: the installer the one
+//! producer, the worker the one consumer), with a [`FastReport`] the worker hands to its
+//! engine after a batch ([`sluice_lb::engine::L4::fast_read_back`]): a live flow stays in the
+//! kernel, an idle one is withdrawn. Every entry the installer removes is read first, so the
+//! frames and bytes the kernel forwarded reach the worker's counters too (`fast_frames`,
+//! `fast_bytes`). No lock on either side: a lock-free queue each way.
+//!
 //! Not hot path: entries are built after a batch, off the per-packet path.
 
 use std::sync::Arc;
@@ -36,15 +45,52 @@ pub enum FastCommand {
     /// Install (or replace) one direction's entry in the map of the program on port `.0`: the
     /// port the direction's frames arrive on (each interface's program has its own map).
     Install(u8, FastKey, FastEntry),
-    /// Remove one direction's entry, from every port's map (absent is fine: the program
-    /// removes a direction's entry itself when it hands back a FIN or RST).
+    /// Remove one direction's entry, from every port's map (absent is fine: a `Clear` may
+    /// have taken it; the program only marks an entry closing, see `FAST_CLOSING`).
     Remove(FastKey),
     /// Remove every entry from every map.
     Clear,
+    /// Read back the entries of the flow with these forward and reverse keys (it reached its
+    /// deadline) and answer with [`FastReport::Seen`].
+    Ask(FlowKey, FlowKey),
 }
 
 /// The queue from a worker to its installer: one producer (the worker), one consumer.
 pub type FastQueue = Arc<ArrayQueue<FastCommand>>;
+
+/// What the installer read back from the kernel's map, for the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastReport {
+    /// The answer to [`FastCommand::Ask`]: the later last-seen time of the flow's two entries
+    /// (CLOCK_MONOTONIC, ns; 0 when neither forwarded a frame or they are gone), and the frames
+    /// and bytes they forwarded since the installer last read them.
+    Seen {
+        /// The flow's forward key, as asked.
+        fwd: FlowKey,
+        /// Its reverse key, as asked.
+        rev: FlowKey,
+        /// The later `last_seen_ns` of the two entries.
+        last_seen_ns: u64,
+        /// Frames forwarded since the last read.
+        frames: u64,
+        /// Their bytes.
+        bytes: u64,
+    },
+    /// Frames and bytes forwarded by entries the installer removed (or replaced), since it last
+    /// read them.
+    Counts {
+        /// Frames.
+        frames: u64,
+        /// Bytes.
+        bytes: u64,
+    },
+}
+
+/// The queue from the installer back to a worker: one producer (the installer), one consumer.
+pub type FastReports = Arc<ArrayQueue<FastReport>>;
+
+/// How many [`FastReport`]s a worker takes after one poll: a bound on the work between batches.
+pub const REPORTS_PER_POLL: usize = 256;
 
 /// The map key of a flow key.
 pub fn key(k: &FlowKey) -> FastKey {

@@ -24,7 +24,7 @@ use sluice_model::{Addr, DropReason};
 use sluice_port::{Desc, Port};
 use sluice_wire::ethernet::{self, Mac};
 
-use crate::fastpath::{FastCommand, FastQueue};
+use crate::fastpath::{FastCommand, FastQueue, FastReport, FastReports};
 use crate::handoff::Sharding;
 use crate::nexthop::NextHops;
 use sluice_lb::engine::FastEvent;
@@ -85,6 +85,8 @@ pub struct Worker {
     mail: [[Desc; BATCH]; MAX_PORTS],
     /// The installer's queue, with the fast path.
     fast: Option<FastQueue>,
+    /// What the installer read back, with the fast path.
+    fast_reports: Option<FastReports>,
     /// A removal did not fit in the queue: everything is to be removed once it does.
     fast_clear_pending: bool,
 }
@@ -116,6 +118,7 @@ impl Worker {
             ndeferred: 0,
             mail: [[Desc::default(); BATCH]; MAX_PORTS],
             fast: None,
+            fast_reports: None,
             fast_clear_pending: false,
         }
     }
@@ -160,6 +163,29 @@ impl Worker {
     pub fn with_fast_path(mut self, queue: FastQueue) -> Worker {
         self.fast = Some(queue);
         self
+    }
+
+    /// Takes what the installer read back from the kernel's map from `reports` (after each
+    /// poll, [`crate::fastpath::REPORTS_PER_POLL`] at most): offloaded flows at their deadline
+    /// kept or withdrawn by their kernel last-seen time, the kernel's frames and bytes counted.
+    pub fn with_fast_reports(mut self, reports: FastReports) -> Worker {
+        self.fast_reports = Some(reports);
+        self
+    }
+
+    /// Hands what the installer read back to the engine (after a batch).
+    fn take_fast_reports(&mut self, now_ns: u64) {
+        let Some(reports) = &self.fast_reports else { return };
+        for _ in 0..crate::fastpath::REPORTS_PER_POLL {
+            let Some(r) = reports.pop() else { break };
+            match r {
+                FastReport::Seen { fwd, rev, last_seen_ns, frames, bytes } => {
+                    self.l4.fast_forwarded(frames, bytes);
+                    self.l4.fast_read_back(&fwd, &rev, last_seen_ns, now_ns);
+                }
+                FastReport::Counts { frames, bytes } => self.l4.fast_forwarded(frames, bytes),
+            }
+        }
     }
 
     /// The fast-path entry of `f`'s direction `dir`: the rewrite the engine applies, sent
@@ -231,6 +257,15 @@ impl Worker {
                 FastEvent::Withdraw(fwd, rev) if room >= 2 && !self.fast_clear_pending => {
                     let _ = queue.push(FastCommand::Remove(crate::fastpath::key(&fwd)));
                     let _ = queue.push(FastCommand::Remove(crate::fastpath::key(&rev)));
+                }
+                // No room: unanswered, the flow is withdrawn after the engine's wait. An ask
+                // leaves the last two places to a withdrawal (which would otherwise become a
+                // Clear). Behind a pending Clear it would be answered about entries being
+                // removed: left out.
+                FastEvent::Ask(fwd, rev) => {
+                    if room >= 3 && !self.fast_clear_pending && !reset {
+                        let _ = queue.push(FastCommand::Ask(fwd, rev));
+                    }
                 }
                 // Lost, or no room to say it: everything goes, and every flow is ours again.
                 FastEvent::Withdraw(..) | FastEvent::Clear => reset = true,
@@ -457,6 +492,7 @@ impl Worker {
         if extras {
             self.transmit(ports);
         }
+        self.take_fast_reports(now_ns);
         self.drain_fast();
         total
     }

@@ -19,7 +19,7 @@ use common::*;
 use sluice_lb::flow::{Dir, Flow};
 use sluice_model::Addr;
 use sluice_worker::fastpath::Egress;
-use sluice_xsk::fastpath::{FAST_TX, FastKey};
+use sluice_xsk::fastpath::{FAST_CLOSING, FAST_TX, FastKey};
 use sluice_xsk::steer::{FastPath, Steering};
 
 const XDP_DROP: u32 = 1;
@@ -366,14 +366,19 @@ fn what_user_space_must_see_is_handed_back_untouched() {
     assert_eq!(b.s.fast_counts().handed_back, 1, "only the SYN found an entry and was handed back");
     assert!(b.s.fast_entry(&keys[0]).unwrap().is_some(), "a SYN leaves the entry to user space");
 
-    // A FIN or RST hands the direction back to user space for good.
+    // A FIN or RST hands the direction back to user space for good: its entry stays, marked
+    // closing, with its counters, for user space to read before it removes it.
+    let closing = |b: &Both, i: usize| {
+        b.s.fast_entry(&keys[i]).unwrap().expect("kept for its counters").flags & FAST_CLOSING != 0
+    };
     b.handed_back("the client's FIN", &c.tcp(fin_ack(), b""));
-    assert!(b.s.fast_entry(&keys[0]).unwrap().is_none(), "the client's direction is user space's again");
-    assert!(b.s.fast_entry(&keys[1]).unwrap().is_some(), "the backend's is not (yet)");
+    assert!(closing(&b, 0), "the client's direction is user space's again");
+    assert!(!closing(&b, 1), "the backend's is not (yet)");
     b.handed_back("the client's next segment", &data);
     b.handed_back("the backend's RST", &s.tcp(rst(), b""));
-    assert!(b.s.fast_entry(&keys[1]).unwrap().is_none(), "both directions are user space's");
-    assert_eq!(b.s.fast_counts().handed_back, 3);
+    assert!(closing(&b, 1), "both directions are user space's");
+    b.handed_back("the backend's next segment", &s.tcp(Tcp { psh: true, ..ack(119) }, b"more"));
+    assert_eq!(b.s.fast_counts().handed_back, 5);
 }
 
 #[test]

@@ -29,6 +29,10 @@ struct fast_key {
 /* fast_entry.flags: leave through the interface the frame came in on (XDP_TX, one-armed);
  * without it the frame is redirected to `fast_tx[tx_port]` (two-armed). */
 #define FAST_TX 1
+/* fast_entry.flags, set by the program: a FIN or RST of this direction was handed back, and so
+ * is every frame after it; the entry stays, with its counters, until user space reads and
+ * removes it. */
+#define FAST_CLOSING 2
 
 struct fast_entry {
 	/* The rewrite, written by user space only. */
@@ -47,7 +51,7 @@ struct fast_entry {
 	/* Written by the program, read back by user space (which writes zeros on install). */
 	__u64 packets;      /* atomic add */
 	__u64 bytes;        /* atomic add, whole frames */
-	__u64 last_seen_ns; /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the last frame; plain store */
+	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC, as of the last tick) of the last frame; plain store */
 };
 
 #endif

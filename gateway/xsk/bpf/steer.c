@@ -45,8 +45,9 @@
 // installs an entry once a flow is established and stays the authority: the program only applies
 // decisions already made. It hands back (falls through to the steering below, which sends the
 // frame to the worker) everything user space must see: frames of unknown flows, TCP SYN, FIN and
-// RST (FIN and RST also delete this direction's entry: from then on the flow's closing is
-// tracked in user space), TTL or hop limit <= 1, IPv4 options and fragments, IPv6 extension
+// RST (FIN and RST also mark this direction's entry closing: from then on every frame of it is
+// handed back and the flow's closing is tracked in user space; the entry stays, with its
+// counters, until user space reads and removes it), TTL or hop limit <= 1, IPv4 options and fragments, IPv6 extension
 // headers, ICMP (errors are translated by the worker), and anything the worker's parser would
 // drop as malformed, so that both paths drop the same frames.
 
@@ -72,6 +73,9 @@ static struct bpf_sock *(*bpf_sk_lookup_udp)(void *ctx, struct bpf_sock_tuple *t
 					     __u64 flags) = (void *)BPF_FUNC_sk_lookup_udp;
 static long (*bpf_sk_release)(void *sock) = (void *)BPF_FUNC_sk_release;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
+#ifdef SLUICE_FAST_PATH
+static __u64 (*bpf_ktime_get_coarse_ns)(void) = (void *)BPF_FUNC_ktime_get_coarse_ns;
+#endif
 static long (*bpf_xdp_adjust_tail)(struct xdp_md *ctx, int delta) = (void *)BPF_FUNC_xdp_adjust_tail;
 
 #define KIND_DST 0
@@ -612,7 +616,6 @@ static __always_inline int steer_l4(struct xdp_md *ctx, void *l4, __u8 proto, co
 
 #ifdef SLUICE_FAST_PATH
 
-static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_delete_elem;
 
 /* Entries, both directions of a flow: 2 per offloaded flow. A plain hash, written by user
  * space only, so nothing is ever evicted behind its back: when full, an install fails, is
@@ -681,11 +684,13 @@ static __always_inline struct fast_entry *fast_l4(struct fast_key *k, void *l4, 
 	struct fast_entry *e = bpf_map_lookup_elem(&fast_flows, k);
 	if (!e)
 		return 0;
-	if (tcp_flags & (TCP_SYN_ | TCP_FIN_ | TCP_RST_)) {
-		/* The tracker follows the close from here; the other direction's entry goes when
-		 * user space sees this frame (or that direction's own FIN or RST). */
+	if ((e->flags & FAST_CLOSING) || (tcp_flags & (TCP_SYN_ | TCP_FIN_ | TCP_RST_))) {
+		/* The tracker follows the close from here; both entries go when user space sees this
+		 * frame, after it has read their counters (which a delete here would lose: the close
+		 * of a connection takes less than the installer's 10 ms). A plain store: the bit is
+		 * only ever set here, and an install writes a new entry. */
 		if (tcp_flags & (TCP_FIN_ | TCP_RST_))
-			bpf_map_delete_elem(&fast_flows, k);
+			e->flags |= FAST_CLOSING;
 		count(COUNT_FAST_HANDED_BACK, 0);
 		return 0;
 	}
@@ -717,7 +722,10 @@ static __always_inline int fast_send(struct xdp_md *ctx, struct fast_entry *e)
 
 	__sync_fetch_and_add(&e->packets, 1);
 	__sync_fetch_and_add(&e->bytes, (__u64)(end - data));
-	e->last_seen_ns = bpf_ktime_get_ns();
+	/* CLOCK_MONOTONIC as of the last tick (Linux >= 5.11): the read-back compares it with
+	 * timeouts of seconds, and the exact clock cost 16 ns a frame here (read_tsc under a
+	 * hypervisor; benches/README, issue 15's profile). */
+	e->last_seen_ns = bpf_ktime_get_coarse_ns();
 	count(COUNT_FAST, 0);
 	if (e->flags & FAST_TX)
 		return XDP_TX;

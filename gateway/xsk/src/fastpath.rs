@@ -11,6 +11,11 @@
 /// it, the frame is redirected to the `fast_tx` slot [`FastEntry::tx_port`].
 pub const FAST_TX: u32 = 1;
 
+/// [`FastEntry::flags`], set by the program: a FIN or RST of this direction was handed back,
+/// and so is every frame after it; the entry stays, with its counters, until user space reads
+/// and removes it.
+pub const FAST_CLOSING: u32 = 2;
+
 /// `struct fast_key`: a 5-tuple as the packet carries it. The layout of
 /// `sluice_lb::flow::FlowKey` (addresses IPv4-mapped, ports in host byte order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -69,7 +74,7 @@ pub struct FastEntry {
     pub packets: u64,
     /// Their bytes, whole frames.
     pub bytes: u64,
-    /// CLOCK_MONOTONIC of the last one (`bpf_ktime_get_ns`), 0 before any.
+    /// CLOCK_MONOTONIC of the last one as of the last tick (`bpf_ktime_get_coarse_ns`), 0 before any.
     pub last_seen_ns: u64,
 }
 

@@ -11,6 +11,7 @@
 //! - [`fastpath`]: the layout of the fast path's map (established flows the program forwards).
 //! - [`netlink`]: routes, neighbours, and asking the kernel to resolve one.
 //! - [`link`]: MAC address, queue count, raw frame sender.
+//! - [`macswap`]: the MAC-swap `XDP_TX` loop, the ceiling `benches/run l4` measures.
 //!
 //! Hot path: [`XskSocket`]'s `Port` methods (no allocation, no lock; a system call only to wake
 //! the kernel when a ring asks for it).
@@ -19,6 +20,7 @@ mod ring;
 
 pub mod fastpath;
 pub mod link;
+pub mod macswap;
 pub mod netlink;
 pub mod socket;
 pub mod steer;

@@ -487,8 +487,7 @@ impl Steering {
         m.flows.insert(key, entry, 0).map_err(|e| Error::Map(format!("fast_flows insert: {e}")))
     }
 
-    /// Removes the entry of one flow direction; false when there was none (the program removes
-    /// a direction's entry itself when it hands back a FIN or RST).
+    /// Removes the entry of one flow direction; false when there was none.
     pub fn fast_remove(&mut self, key: &FastKey) -> Result<bool, Error> {
         match self.fast_maps()?.flows.remove(key) {
             Ok(()) => Ok(true),
@@ -556,7 +555,7 @@ pub fn program_maps(prog_id: u32) -> Result<Vec<String>, Error> {
 
 /// An error and its sources, `: `-separated; a source whose text its error already ends with
 /// (aya's `map error: {0}` wraps and is sourced by the same error) is said once.
-fn source_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
