@@ -7,7 +7,8 @@
 //! workspace; every block states why it is sound.
 //!
 //! - [`socket`]: [`XskSocket`], a [`sluice_port::Port`] over an AF_XDP socket.
-//! - [`steer`]: [`Steering`], the XDP program attached through a bpf_link and its maps.
+//! - [`steer`]: [`Steering`], the XDP program (attached through netlink so that it outlives a
+//!   restart, or through a bpf_link for tests and tools) and its maps.
 //! - [`fastpath`]: the layout of the fast path's map (established flows the program forwards).
 //! - [`netlink`]: routes, neighbours, and asking the kernel to resolve one.
 //! - [`link`]: MAC address, queue count, raw frame sender.
