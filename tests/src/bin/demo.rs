@@ -200,6 +200,62 @@ impl Demo {
     }
 
     /// Scenario 12: Ingresses written for ingress-nginx (its class `nginx`), served as they are.
+    /// 15. Upgrade without a blip: three downloads through a FullNAT NodePort, the gateway
+    /// killed with SIGKILL in their middle and started again; each completes whole
+    /// (docs/restarts.md).
+    fn restart(&mut self) -> Result<(), String> {
+        self.scenario(
+            "15. A restart that drops no connection: SIGKILL under three downloads",
+            &["nodeport"],
+        )?;
+        let cl = self.sb.ns("cl");
+        let url = "http://198.18.0.1:31080/big";
+        let results = std::thread::scope(|s| -> Result<Vec<Result<usize, String>>, String> {
+            let downloads: Vec<_> = (0..3)
+                .map(|_| {
+                    let cl = cl.clone();
+                    s.spawn(move || {
+                        let out = std::process::Command::new("ip")
+                            .args(["netns", "exec", &cl, "curl", "-sS", "-m", "40", "-o", "/dev/null"])
+                            .args(["-w", "%{size_download}", url])
+                            .output()
+                            .map_err(|e| e.to_string())?;
+                        if !out.status.success() {
+                            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+                        }
+                        String::from_utf8_lossy(&out.stdout)
+                            .trim()
+                            .parse::<usize>()
+                            .map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(1500));
+            let t = Instant::now();
+            self.sb.stop("gateway", rustix::process::Signal::KILL).ok_or("the gateway is not running")?;
+            self.sb.start_gateway(&["--l7-address", L7]).map_err(|e| e.to_string())?;
+            println!(
+                "   gateway killed (SIGKILL) 1.5 s into the downloads and started again: serving {} ms later",
+                t.elapsed().as_millis()
+            );
+            Ok(downloads.into_iter().map(|d| d.join().unwrap_or_else(|_| Err("panicked".into()))).collect())
+        })?;
+        let log = self.sb.log("gateway");
+        let carried = log.lines().find(|l| l.contains("carrying over")).map_or("", |l| l.trim());
+        println!("   {}", carried.split("INFO ").last().unwrap_or(carried));
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                Ok(n) if *n == 2 << 20 => println!("   download {} {url:<32} → {n} bytes, whole", i + 1),
+                other => {
+                    self.failures += 1;
+                    println!("   download {} {url:<32} → ✘ {other:?}", i + 1);
+                }
+            }
+        }
+        // Control and the gateway's L7 addresses are as before: the Ingress scenarios go on.
+        self.sb.wait_l7_listeners(&[L7]).map_err(|e| e.to_string())
+    }
+
     fn ingress_nginx(&mut self) -> Result<(), String> {
         let (cert, key) =
             certificate(self.sb.dir(), "secure.example", "secure.example").map_err(|e| e.to_string())?;
@@ -377,6 +433,8 @@ impl Demo {
         self.spread("only local endpoints", "http://198.18.100.30/", 8);
         let seen = self.sb.get("http://198.18.100.30/ip").unwrap_or_else(|e| e);
         println!("   {:<34} {:<32} → {seen}", "client address seen by the backend", "");
+
+        self.restart()?;
 
         let (cert, key) =
             certificate(self.sb.dir(), "foo.bar.com", "foo.bar.com").map_err(|e| e.to_string())?;
