@@ -850,6 +850,9 @@ impl Bench {
             CLIENT_TIMEOUT_S,
             "--handover-socket",
             handover.to_string_lossy().as_ref(),
+            // The sandbox's own flow journals (removed with it).
+            "--flow-journal",
+            &format!("{}-flows", self.sb.table().display()),
             // The AF_XDP path its recorded results measured (the fast path is on by default on
             // veth since issue 15; benches/run l4 measures it).
             "--fast-path",
@@ -930,7 +933,8 @@ impl Bench {
         self.sb.stop("gateway", rustix::process::Signal::TERM);
         // A stopped gateway leaves its program holding the service traffic: off with it.
         let g = bin("sluice-gateway").to_string_lossy().into_owned();
-        self.gw(&[&g, "--iface", "gw0", "--release"])?;
+        let journal = format!("{}-flows", self.sb.table().display());
+        self.gw(&[&g, "--iface", "gw0", "--flow-journal", &journal, "--release"])?;
         self.gw(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         self.gw(&["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
         let rules = std::env::temp_dir().join(format!("sluice-faults-{}.nft", std::process::id()));

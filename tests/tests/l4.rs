@@ -617,11 +617,13 @@ fn the_gateway_explains_missing_privileges_and_missing_xdp_support() {
     assert!(!out.status.success());
     assert!(err.contains("loading the XDP program") && err.contains("run as root"), "{err}");
     assert!(!err.contains("table "), "the table was opened: {err}");
-    let out = sb.exec("gw", &[&gw, "--iface", "nope0", "--table", &t]).expect("run");
+    let out = sb.exec("gw", &[&gw, "--iface", "nope0", "--table", &t, "--flow-journal", "off"]).expect("run");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no network interface named \"nope0\""));
     // Loopback has no native XDP. (Its MTU, 65536, would be refused first: see below.)
     assert!(sb.exec("gw", &["ip", "link", "set", "lo", "mtu", "1500"]).expect("ip").status.success());
-    let out = sb.exec("gw", &[&gw, "--iface", "lo", "--xdp-mode", "native", "--table", &t]).expect("run");
+    let out = sb
+        .exec("gw", &[&gw, "--iface", "lo", "--xdp-mode", "native", "--table", &t, "--flow-journal", "off"])
+        .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("attaching the XDP program to lo"), "{err}");
     // Frames must fit one UMEM frame: an MTU of 3000 takes 4096-byte frames, 9000 is refused
@@ -633,22 +635,27 @@ fn the_gateway_explains_missing_privileges_and_missing_xdp_support() {
     ] {
         assert!(sb.exec("gw", args).expect("ip").status.success(), "{args:?}");
     }
-    let out = sb.exec("gw", &[&gw, "--iface", "big0", "--table", &t]).expect("run");
+    let out = sb.exec("gw", &[&gw, "--iface", "big0", "--table", &t, "--flow-journal", "off"]).expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("big0 has MTU 9000") && err.contains("ip link set big0 mtu 3822"), "{err}");
     for i in ["big0", "big1"] {
         assert!(sb.exec("gw", &["ip", "link", "set", i, "mtu", "3000"]).expect("ip").status.success());
     }
-    let out =
-        sb.exec("gw", &["timeout", "-s", "TERM", "3", &gw, "--iface", "big0", "--table", &t]).expect("run");
+    let out = sb
+        .exec(
+            "gw",
+            &["timeout", "-s", "TERM", "3", &gw, "--iface", "big0", "--table", &t, "--flow-journal", "off"],
+        )
+        .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("4096-byte frames"), "{err}");
     // An MTU raised past the frames while the gateway runs is reported.
     for i in ["big0", "big1"] {
         assert!(sb.exec("gw", &["ip", "link", "set", i, "mtu", "1500"]).expect("ip").status.success());
     }
-    sb.spawn("gw", "gateway-big0", &[&gw, "--iface", "big0", "--table", &t]).expect("spawn");
+    sb.spawn("gw", "gateway-big0", &[&gw, "--iface", "big0", "--table", &t, "--flow-journal", "off"])
+        .expect("spawn");
     wait_until(|| sb.log("gateway-big0").contains("2048-byte frames"), "the gateway on big0");
     for i in ["big1", "big0"] {
         assert!(sb.exec("gw", &["ip", "link", "set", i, "mtu", "3000"]).expect("ip").status.success());
