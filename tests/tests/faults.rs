@@ -233,7 +233,9 @@ fn an_interface_deleted_and_recreated_is_reported_and_served_after_a_restart() {
 
 /// A backend's address removed mid-download (its Pod gone without a word): the client does not
 /// wait for ever. The gateway keeps the kernel probing its on-link backends; the entry fails, and
-/// the worker ends the flow with a RST to the client. The gateway's namespace gets short neighbour
+/// the worker ends the flow: it probes the client, whose answer gives the exact sequence number a
+/// RST must carry (the flow was offloaded to the fast path: its positions moved on unseen), and
+/// resets it there. The gateway's namespace gets short neighbour
 /// timers (base reachable time 2 s, first probe after 1 s), the test's own, so that the bound —
 /// reachable time + delay + 3 probes 1 s apart, about 30 + 5 + 3 s with the kernel's defaults —
 /// is a few seconds here.
@@ -283,7 +285,9 @@ fn a_backend_address_removed_mid_download_resets_the_client_within_a_bound() {
     eprintln!("the client learnt {} ms after the address went: {}", took.as_millis(), said.trim());
     assert!(!out.status.success(), "the download cannot complete: {said}");
     assert!(said.contains("reset"), "reset, not timed out: {said}\n{}", sb.log("gateway"));
-    assert!(took < Duration::from_secs(20), "{took:?}");
+    // About 10-17 s measured (the kernel's probing, then the worker's probe and RST); the
+    // bound leaves room for a loaded machine, and stays far from curl's 90 s.
+    assert!(took < Duration::from_secs(45), "{took:?}");
     assert!(sb.log("gateway").contains("backend 198.18.1.111 does not answer"), "{}", sb.log("gateway"));
     assert_eq!(sb.wait_counter("flows_ended_backend_unreachable", 1), 1);
 }

@@ -191,10 +191,21 @@ pub struct L4 {
 struct Unreachable {
     /// The backends (addresses), at most [`UNREACHABLE_MAX`] at once.
     addrs: [Option<Addr>; UNREACHABLE_MAX],
-    /// The next slot to examine, and how many are left.
+    /// The next slot to examine, and how many are left, of the pass that marks the flows.
     at: usize,
     left: usize,
+    /// The pass that probes the marked connections' clients: from when, and how many slots
+    /// are left (0: none due).
+    probe_at: u64,
+    probe_left: usize,
 }
+
+/// How long after marking its connections the clients are probed: the fast path's entries of
+/// the marked flows are removed meanwhile (the installer runs every 10 ms), so that the
+/// clients' answers reach the worker.
+const PROBE_AFTER_NS: u64 = 50_000_000;
+/// How long a marked connection waits for its client to answer a probe before it is forgotten.
+const DOOMED_GRACE_NS: u64 = 10_000_000_000;
 
 /// Backends whose flows one pass ends at once; more wait for the next pass.
 pub const UNREACHABLE_MAX: usize = 8;
@@ -557,7 +568,7 @@ impl L4 {
     /// Whether the engine has work of its own for the next polls, frames or not (a pass over
     /// the flow table after a table change, with the fast path): the caller should not sleep.
     pub fn busy(&self) -> bool {
-        self.rescan > 0 || self.unreachable.left > 0
+        self.rescan > 0 || self.unreachable.left > 0 || self.unreachable.probe_left > 0
     }
 
     /// The table in use.
@@ -591,26 +602,28 @@ impl L4 {
     }
 
     /// Backend address `addr` stopped answering (its neighbour entry failed: the daemon keeps
-    /// the entries of on-link backends probed): every flow to it is ended — a TCP connection
-    /// with a RST to its client, at the sequence number the client expects, so that a download
-    /// fails at once instead of waiting for data that will never come; a UDP flow is forgotten
-    /// (its next datagram is a new flow). The flows are found by a pass over the flow table,
-    /// [`RESCAN_BUDGET`] slots a poll ([`L4::maintain`]), two RSTs a poll at most. Returns false
-    /// when [`UNREACHABLE_MAX`] backends are being ended already (ask again later).
+    /// the entries of on-link backends probed): every flow to it is ended, so that a client
+    /// does not wait for data that will never come. A UDP flow, or a closed connection, is
+    /// forgotten. An open connection is marked (and taken back from the fast path) in a pass
+    /// over the flow table, [`RESCAN_BUDGET`] slots a poll ([`L4::maintain`]); 50 ms later a
+    /// second pass sends each marked connection's client an ACK it cannot accept, to which its
+    /// stack answers with an ACK carrying the exact sequence number it expects — the offloaded
+    /// flow's positions moved on in the kernel, unseen, and a RST must hit that number exactly
+    /// (RFC 5961) — and the worker answers that ACK with a RST there ([`Self::end_doomed`]). A
+    /// marked flow whose client does not answer is forgotten after 10 s. Returns false when
+    /// [`UNREACHABLE_MAX`] backends are being ended already (ask again later).
     pub fn backend_unreachable(&mut self, addr: Addr) -> bool {
         let u = &mut self.unreachable;
-        if u.addrs.contains(&Some(addr)) {
-            u.left = self.flows.capacity();
-            return true;
+        if !u.addrs.contains(&Some(addr)) {
+            let Some(slot) = u.addrs.iter_mut().find(|a| a.is_none()) else { return false };
+            *slot = Some(addr);
         }
-        let Some(slot) = u.addrs.iter_mut().find(|a| a.is_none()) else { return false };
-        *slot = Some(addr);
         u.left = self.flows.capacity();
         true
     }
 
-    /// One step of the pass of [`Self::backend_unreachable`].
-    fn end_unreachable(&mut self) {
+    /// One step of the marking pass of [`Self::backend_unreachable`].
+    fn mark_unreachable(&mut self, now_ns: u64) {
         let generation = self.table.generation();
         let mut budget = RESCAN_BUDGET;
         while self.unreachable.left > 0 && budget > 0 {
@@ -619,39 +632,25 @@ impl L4 {
                 self.unreachable.at = 0; // past the end: on from the start
                 continue;
             };
-            let doomed = slot.and_then(|(id, f)| {
-                if !self.unreachable.addrs.contains(&Some(f.rev.src)) {
-                    return None;
-                }
-                // A connection's client expects the backend's next byte: its last acknowledgement
-                // (or, none seen, the backend's next sequence number), in its own view of the
-                // sequence space (a proxied flow's is shifted).
-                let rst = (f.fwd.proto == ip_proto::TCP && !f.is_closed())
-                    .then(|| {
-                        let next = if f.seq[0].has_ack {
-                            Some(f.seq[0].last_ack)
-                        } else {
-                            f.seq[1].known.then_some(f.seq[1].end)
-                        }?;
-                        let shift = if f.is_proxied() { f.delta } else { 0 };
-                        Some(synproxy::Segment::reset(
-                            (f.fwd.dst, f.fwd.dport),
-                            (f.fwd.src, f.fwd.sport),
-                            next.wrapping_add(shift),
-                        ))
-                    })
-                    .flatten();
-                Some((id, rst))
-            });
-            if let Some((_, Some(rst))) = doomed
-                && !self.extras.push(rst)
-            {
-                return; // two a poll: on at the next one
-            }
             self.unreachable.at = i + 1;
             self.unreachable.left -= 1;
             budget -= 1;
-            if let Some((id, _)) = doomed {
+            let Some((id, f)) = slot else { continue };
+            if !self.unreachable.addrs.contains(&Some(f.rev.src)) || f.is_doomed() {
+                continue;
+            }
+            if f.fwd.proto == ip_proto::TCP && !f.is_closed() {
+                let f = self.flows.flow_mut(id);
+                f.set_doomed();
+                f.expires_ns = now_ns + DOOMED_GRACE_NS;
+                if f.is_offloaded() {
+                    f.set_offloaded(false);
+                    self.fast.push(FastEvent::Withdraw(f.fwd, f.rev));
+                    self.counters[Counter::FastWithdrawn] += 1;
+                }
+                self.flows.journal_update(id);
+                self.unreachable.probe_at = now_ns + PROBE_AFTER_NS;
+            } else {
                 let gone = self.flows.remove(id);
                 release(&mut self.sched, &mut self.fast, generation, &gone);
                 self.counters[Counter::FlowsEndedBackendUnreachable] += 1;
@@ -659,7 +658,72 @@ impl L4 {
         }
         if self.unreachable.left == 0 {
             self.unreachable.addrs = [None; UNREACHABLE_MAX];
+            if self.unreachable.probe_at > 0 {
+                self.unreachable.probe_left = self.flows.capacity();
+            }
         }
+    }
+
+    /// One step of the probing pass: an ACK each marked connection's client cannot accept (an
+    /// old sequence number), two a poll.
+    fn probe_doomed(&mut self, now_ns: u64) {
+        if now_ns < self.unreachable.probe_at {
+            return;
+        }
+        let mut budget = RESCAN_BUDGET;
+        while self.unreachable.probe_left > 0 && budget > 0 {
+            let i = self.unreachable.at;
+            let Some(slot) = self.flows.slot(i) else {
+                self.unreachable.at = 0;
+                continue;
+            };
+            if let Some((_, f)) = slot
+                && f.is_doomed()
+            {
+                let shift = if f.is_proxied() { f.delta } else { 0 };
+                let probe = synproxy::Segment {
+                    src: (f.fwd.dst, f.fwd.dport),
+                    dst: (f.fwd.src, f.fwd.sport),
+                    // Behind what the client has: unacceptable, so answered with its position.
+                    seq: f.seq[1].end.wrapping_add(shift).wrapping_sub(1 << 30),
+                    ack: f.seq[0].end,
+                    flags: flags::ACK,
+                    window: 0,
+                    mss: None,
+                };
+                if !self.extras.push(probe) {
+                    return; // two a poll: on at the next one
+                }
+            }
+            self.unreachable.at = i + 1;
+            self.unreachable.probe_left -= 1;
+            budget -= 1;
+        }
+        if self.unreachable.probe_left == 0 {
+            self.unreachable.probe_at = 0;
+        }
+    }
+
+    /// A segment of a flow whose backend stopped answering: from the client, answered with a
+    /// RST at exactly the sequence number it acknowledges (its own view), and the flow ends;
+    /// anything else dropped.
+    #[cold]
+    fn end_doomed(&mut self, frame: &mut [u8], m: &Meta, id: FlowId, dir: Dir) -> Verdict {
+        let client_ack = dir == Dir::Forward
+            && m.proto == ip_proto::TCP
+            && m.tcp_flags & flags::ACK != 0
+            && m.tcp_flags & flags::RST == 0;
+        if !client_ack {
+            return Verdict::Drop(DropReason::BackendGone);
+        }
+        let seg = m.tcp_segment(frame);
+        let gone = self.flows.remove(id);
+        release(&mut self.sched, &mut self.fast, self.table.generation(), &gone);
+        self.counters[Counter::FlowsEndedBackendUnreachable] += 1;
+        let rst =
+            synproxy::Segment::reset((gone.fwd.dst, gone.fwd.dport), (gone.fwd.src, gone.fwd.sport), seg.ack);
+        self.resized = Some(synproxy::emit(frame, m, &rst));
+        Verdict::Forward(gone.fwd.src)
     }
 
     /// Housekeeping once per batch: expires a bounded number of flows, and goes on with the
@@ -667,7 +731,9 @@ impl L4 {
     /// in [`Self::take_extra`]).
     pub fn maintain(&mut self, now_ns: u64) {
         if self.unreachable.left > 0 {
-            self.end_unreachable();
+            self.mark_unreachable(now_ns);
+        } else if self.unreachable.probe_left > 0 {
+            self.probe_doomed(now_ns);
         }
         let budget = if self.rescan > 0 { self.sweep_budget.max(RESCAN_BUDGET) } else { self.sweep_budget };
         self.rescan = self.rescan.saturating_sub(budget);
@@ -933,6 +999,9 @@ impl L4 {
         }
         if m.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        if self.flows.flow(id).is_doomed() {
+            return self.end_doomed(frame, m, id, dir);
         }
         let t = &self.timeouts;
         let f = self.flows.flow_mut(id);

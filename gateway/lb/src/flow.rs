@@ -280,6 +280,9 @@ const BACKEND_PASSIVE: u8 = 4;
 /// on the way to the client (and the client's acknowledgements back). A new SYN on the tuple
 /// clears it with the other bits.
 const PROXIED: u8 = 8;
+/// Its backend stopped answering (`L4::backend_unreachable`): the next segment from the client
+/// is answered with a RST at the sequence number it acknowledges, and the flow ends.
+const DOOMED: u8 = 16;
 
 /// Whether serial number `a` comes after `b` (RFC 1982 arithmetic on 32 bits).
 #[inline(always)]
@@ -412,7 +415,7 @@ impl Flow {
         now_ns: u64,
         timeouts: &Timeouts,
     ) -> Option<Flow> {
-        if fin_bits & !(FIN_FWD | FIN_REV | BACKEND_PASSIVE | PROXIED) != 0 {
+        if fin_bits & !(FIN_FWD | FIN_REV | BACKEND_PASSIVE | PROXIED | DOOMED) != 0 {
             return None;
         }
         let mut f = Flow::new(
@@ -457,6 +460,18 @@ impl Flow {
     #[inline(always)]
     pub fn is_proxied(&self) -> bool {
         self.fins & PROXIED != 0
+    }
+
+    /// Whether the flow's backend stopped answering (see [`Flow::set_doomed`]).
+    #[inline(always)]
+    pub fn is_doomed(&self) -> bool {
+        self.fins & DOOMED != 0
+    }
+
+    /// Marks the flow's backend as gone: the client's next segment gets a RST (the engine's).
+    #[inline]
+    pub fn set_doomed(&mut self) {
+        self.fins |= DOOMED;
     }
 
     /// Marks the flow as opened through a SYN cookie.
