@@ -55,6 +55,18 @@ fn download(ns: &str, url: &str) -> Result<usize, String> {
     String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|e| format!("{url}: {e}"))
 }
 
+/// Four downloads through each of `urls` in threads of `s`: each gives its URL and its result.
+fn downloads<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    ns: &'s str,
+    urls: [&'s String; 2],
+) -> Vec<std::thread::ScopedJoinHandle<'s, (String, Result<usize, String>)>> {
+    urls.into_iter()
+        .flat_map(|u| std::iter::repeat_n(u, 4))
+        .map(|u| s.spawn(move || (u.clone(), download(ns, u))))
+        .collect()
+}
+
 /// Opens four downloads through each path, restarts the gateway with `sig` in their middle, and
 /// checks every one completes whole and that the new gateway carried their flows over.
 fn restart_keeps_every_download(test: &str, sig: rustix::process::Signal) {
@@ -67,12 +79,7 @@ fn restart_keeps_every_download(test: &str, sig: rustix::process::Signal) {
         assert_eq!(download(&ns, &url.replace("/big", "/")).map(|n| n > 0), Ok(true), "{url}");
     }
     let (results, gap) = std::thread::scope(|s| {
-        let ns = &ns;
-        let downloads: Vec<_> = [&fullnat, &dnat]
-            .into_iter()
-            .flat_map(|u| std::iter::repeat_n(u, 4))
-            .map(|u| s.spawn(move || (u.clone(), download(ns, u))))
-            .collect();
+        let downloads = downloads(s, &ns, [&fullnat, &dnat]);
         // Mid-transfer: connected, a few hundred KiB in.
         std::thread::sleep(Duration::from_millis(1500));
         let old = sb.log("gateway");
@@ -116,12 +123,7 @@ fn an_upgrade_keeps_every_connection() {
     let fullnat = format!("http://{GW_V4}:31080/big");
     let dnat = format!("http://{DNAT_VIP}/big");
     let results = std::thread::scope(|s| {
-        let ns = &ns;
-        let downloads: Vec<_> = [&fullnat, &dnat]
-            .into_iter()
-            .flat_map(|u| std::iter::repeat_n(u, 4))
-            .map(|u| s.spawn(move || (u.clone(), download(ns, u))))
-            .collect();
+        let downloads = downloads(s, &ns, [&fullnat, &dnat]);
         std::thread::sleep(Duration::from_millis(1500));
         // The next gateway, as the first is started, beside it.
         let g = sluice_sandbox::bin("sluice-gateway").to_string_lossy().into_owned();

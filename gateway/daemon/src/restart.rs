@@ -213,27 +213,13 @@ impl JournalSetup {
         mine: impl FnMut(&Flow) -> bool,
     ) {
         let tmp = PathBuf::from(format!("{}.new", self.path.display()));
-        let journaled = match StateFile::create(&tmp, journal::bytes_for(capacity)) {
-            Ok(f) => match l4.set_journal(Box::new(f)) {
-                Ok(()) => true,
-                Err(e) => {
-                    warn!(
-                        queue,
-                        "flow journal {}: {e}; a restart will not keep this worker's flows",
-                        tmp.display()
-                    );
-                    false
-                }
-            },
-            Err(e) => {
-                warn!(
-                    queue,
-                    "flow journal {}: {e}; a restart will not keep this worker's flows",
-                    tmp.display()
-                );
-                false
-            }
-        };
+        let journaled = StateFile::create(&tmp, journal::bytes_for(capacity))
+            .map_err(|e| e.to_string())
+            .and_then(|f| l4.set_journal(Box::new(f)).map_err(|e| e.to_string()));
+        if let Err(e) = &journaled {
+            warn!(queue, "flow journal {}: {e}; a restart will not keep this worker's flows", tmp.display());
+        }
+        let journaled = journaled.is_ok();
         let c = &self.carried;
         let n = l4.carry_over(
             &c.flows,
