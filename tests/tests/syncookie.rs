@@ -34,6 +34,12 @@ fn program(c: &SynCookies) -> Option<Steering> {
     if !require_root("syncookie") {
         return None;
     }
+    // The SYN budget and the flood state are per CPU, and BPF_PROG_RUN runs the program on the
+    // caller's: a test thread that moved between two runs met another CPU's fresh bucket (seen
+    // once in CI: the flood "over" 10 ms after it began). Each test runs on one CPU.
+    let mut one = rustix::thread::CpuSet::new();
+    one.set(rustix::thread::sched_getcpu());
+    rustix::thread::sched_setaffinity(None, &one).expect("pin the test to one CPU");
     let mut s = Steering::load().expect("load the steering program");
     let mut want = HashMap::new();
     want.insert(SteerKey::new(Kind::Dst, mapped(VIP4), 80, 6), SteerValue::default());
