@@ -610,6 +610,8 @@ fn the_gateway_explains_missing_privileges_and_missing_xdp_support() {
                 "gw0",
                 "--table",
                 &nobodys,
+                "--flow-journal",
+                "off",
             ],
         )
         .expect("setpriv");

@@ -465,15 +465,16 @@ fn run(mut cli: Cli) -> Result<(), String> {
     // flow journals before anything here reads or binds them.
     let taken = handover::take_over_logged(&handover_path);
     let leaving = Arc::new(handover::Leaving::default());
+    // Loaded here, attached by the supervisor once its maps hold the first table and its
+    // sockets are registered: it replaces a previous gateway's program only when ready.
+    // `auto` loads the program with the fast path; the sockets' mode decides below. Loaded
+    // before any state file is written: a gateway that cannot load it leaves nothing behind.
+    let mut steering = load_steering(&ifs, cli.fast_path != FastPathArg::Off)?;
     // The previous gateway's key where it left one: cookies it answered still check here.
     let (cookie_key, _cookie_file) = match (&journal_prefix, random_key()?) {
         (Some(p), fresh) => restart::cookie_key(p, &cli.iface, fresh),
         (None, fresh) => (fresh, None),
     };
-    // Loaded here, attached by the supervisor once its maps hold the first table and its
-    // sockets are registered: it replaces a previous gateway's program only when ready.
-    // `auto` loads the program with the fast path; the sockets' mode decides below.
-    let mut steering = load_steering(&ifs, cli.fast_path != FastPathArg::Off)?;
     for s in &mut steering {
         s.set_syn_cookies(&syn_cookies(&cli, cookie_key)).map_err(|e| e.to_string())?;
     }
