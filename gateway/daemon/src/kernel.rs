@@ -77,9 +77,13 @@ impl Kernel {
     ) -> BTreeSet<Addr> {
         let mut failed = BTreeSet::new();
         let Ok(states) = self.nl.neighbor_states() else { return failed };
+        // One lookup per backend: a cluster's backends and the kernel's neighbours both run to
+        // thousands.
+        let states: std::collections::HashMap<(u32, [u8; 16]), u16> =
+            states.into_iter().map(|(i, ip, s)| ((i, ip), s)).collect();
         let state = |port: u8, a: &Addr| {
             let ifindex = self.ifindexes.get(usize::from(port)).copied()?;
-            states.iter().find(|(i, ip, _)| *i == ifindex && *ip == a.0).map(|&(i, _, s)| (i, s))
+            states.get(&(ifindex, a.0)).map(|&s| (ifindex, s))
         };
         let mut asked = 0;
         for a in backends {

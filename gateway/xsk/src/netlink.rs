@@ -439,9 +439,10 @@ fn set_xdp_body(ifindex: u32, fd: i32, flags: u32, expected: Option<i32>) -> Vec
 impl Netlink {
     /// The XDP program attached to `ifindex` (by netlink or a bpf_link), if any.
     pub fn xdp_program(&mut self, ifindex: u32) -> io::Result<Option<XdpAttached>> {
-        let seq = self.request(RTM_GETLINK, NLM_F_REQUEST, &ifinfo(ifindex))?;
+        // With an ACK asked for, the answer ends as every other request's does.
+        let seq = self.request(RTM_GETLINK, NLM_F_REQUEST | NLM_F_ACK, &ifinfo(ifindex))?;
         let mut found = None;
-        self.replies_until_one(seq, |ty, p| {
+        self.replies(seq, |ty, p| {
             if ty == RTM_NEWLINK {
                 found = xdp_attached(p);
             }
@@ -457,32 +458,6 @@ impl Netlink {
         let body = set_xdp_body(ifindex, fd, flags, expected);
         let seq = self.request(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, &body)?;
         self.replies(seq, |_, _| {})
-    }
-
-    /// [`Self::replies`] for a request answered by one message and no DONE or ACK.
-    fn replies_until_one(&mut self, seq: u32, mut f: impl FnMut(u16, &[u8])) -> io::Result<()> {
-        let (fd, buf) = (self.fd.as_raw_fd(), &mut self.buf);
-        loop {
-            // SAFETY: receives into our live buffer of the length passed.
-            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            let mut got = false;
-            let done = messages(&buf[..n as usize], seq, |ty, p| {
-                got = true;
-                f(ty, p);
-            });
-            match done {
-                Some(r) => return r,
-                None if got => return Ok(()),
-                None => {}
-            }
-        }
     }
 }
 
@@ -511,6 +486,45 @@ fn ifaddr(ifindex: u32, ip: &[u8; 16]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_attached_xdp_program_is_read_from_a_nested_attribute() {
+        let mut xdp = Vec::new();
+        nl_attr(&mut xdp, IFLA_XDP_ATTACHED, &[2]);
+        nl_attr(&mut xdp, IFLA_XDP_PROG_ID, &42u32.to_ne_bytes());
+        let mut p = ifinfo(3);
+        nl_attr(&mut p, 3, b"gw0\0"); // IFLA_IFNAME, before it
+        nl_attr(&mut p, IFLA_XDP | NLA_F_NESTED, &xdp);
+        assert_eq!(xdp_attached(&p), Some(XdpAttached { prog_id: 42, mode: 2 }));
+        // None attached: the kernel says so with XDP_ATTACHED_NONE and no id.
+        let mut none = Vec::new();
+        nl_attr(&mut none, IFLA_XDP_ATTACHED, &[0]);
+        let mut p = ifinfo(3);
+        nl_attr(&mut p, IFLA_XDP | NLA_F_NESTED, &none);
+        assert_eq!(xdp_attached(&p), None);
+        assert_eq!(xdp_attached(&[0; 8]), None, "shorter than an ifinfomsg");
+    }
+
+    #[test]
+    fn a_replace_request_names_the_expected_program() {
+        let b = set_xdp_body(3, 7, XDP_FLAGS_DRV_MODE, Some(9));
+        assert_eq!(&b[4..8], &3i32.to_ne_bytes());
+        let (ty, xdp) = attrs(&b[16..]).next().unwrap();
+        assert_eq!(ty, IFLA_XDP);
+        let inner: Vec<(u16, Vec<u8>)> = attrs(xdp).map(|(t, v)| (t, v.to_vec())).collect();
+        assert_eq!(
+            inner,
+            [
+                (IFLA_XDP_FD, 7i32.to_ne_bytes().to_vec()),
+                (IFLA_XDP_FLAGS, (XDP_FLAGS_DRV_MODE | XDP_FLAGS_REPLACE).to_ne_bytes().to_vec()),
+                (IFLA_XDP_EXPECTED_FD, 9i32.to_ne_bytes().to_vec()),
+            ]
+        );
+        // A first attach replaces nothing: no REPLACE flag, no expected descriptor.
+        let b = set_xdp_body(3, 7, XDP_FLAGS_SKB_MODE, None);
+        let (_, xdp) = attrs(&b[16..]).next().unwrap();
+        assert_eq!(attrs(xdp).count(), 2);
+    }
 
     #[test]
     fn a_host_address_request_is_an_ifaddrmsg_with_aligned_attributes() {
