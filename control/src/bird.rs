@@ -522,8 +522,11 @@ mod tests {
         assert!(a.apply(&plan(&["198.18.100.10"])));
         t.join().unwrap();
         assert!(std::fs::read_to_string(&include).unwrap().contains("route 198.18.100.10/32 blackhole;"));
-        // The same plan again: no file written, no socket opened (the fake would not answer).
+        // The same plan again: no socket opened. With the socket gone, a try would fail and
+        // forget what BIRD has.
+        std::fs::remove_file(dir.path().join(format!("bird-{}.ctl", "0003 Reconfigured\n".len()))).unwrap();
         assert!(!a.apply(&plan(&["198.18.100.10"])));
+        assert!(a.applied.is_some(), "BIRD was not asked again");
         // BIRD gone: not applied, and tried again next time.
         let mut b = Announcer::new(include, dir.path().join("gone.ctl"));
         assert!(!b.apply(&plan(&[])));

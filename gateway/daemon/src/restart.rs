@@ -276,7 +276,11 @@ mod tests {
         let (second, held) = cookie_key(&prefix, "eth0", [3, 4]);
         assert_eq!(second, [1, 2], "the previous gateway's");
         drop(held);
-        std::fs::write(d.join("fl-eth0-cookie"), b"garbage").unwrap();
+        // A file that passes the open checks (ours, 0600) but holds no key: a new one.
+        let path = d.join("fl-eth0-cookie");
+        std::fs::write(&path, [b'x'; 24]).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(cookie_key(&prefix, "eth0", [5, 6]).0, [5, 6], "a damaged file: a new key");
         std::fs::remove_dir_all(&d).unwrap();
     }
