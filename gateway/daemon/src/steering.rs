@@ -31,7 +31,10 @@ pub(crate) fn plan(
                 Frontend::Address(a) => {
                     m.insert(SteerKey::new(Kind::Dst, a.0, fe.port, proto), none);
                     m.insert(SteerKey::new(Kind::Dst, a.0, 0, icmp(&a)), none);
-                    m.insert(SteerKey::new(Kind::Owned, a.0, 0, 0), none);
+                    // A VIP another node announces in L2 mode: its ARP is not ours to take.
+                    if table.answers_for(&a) {
+                        m.insert(SteerKey::new(Kind::Owned, a.0, 0, 0), none);
+                    }
                 }
                 Frontend::NodePort(family) => {
                     for n in table.node_addrs().iter().filter(|n| n.family() == family) {
@@ -71,15 +74,18 @@ pub(crate) fn is_host_address(a: &Addr) -> bool {
     std::net::UdpSocket::bind((a.ip(), 0)).is_ok()
 }
 
-/// The addresses the gateway owns on the wire (answers ARP / neighbour solicitations for).
+/// The addresses the gateway owns on the wire (answers ARP / neighbour solicitations for):
+/// every VIP but those another node announces in L2 mode. One that joins this set — a new VIP,
+/// or one whose L2 role became active here — is announced (gratuitous ARP, unsolicited
+/// neighbour advertisement).
 pub(crate) fn owned(table: &ServiceTable) -> BTreeSet<Addr> {
     table
         .services()
         .iter()
         .flat_map(|s| s.frontends.iter())
         .filter_map(|fe| match fe.frontend {
-            Frontend::Address(a) => Some(a),
-            Frontend::NodePort(_) => None,
+            Frontend::Address(a) if table.answers_for(&a) => Some(a),
+            Frontend::Address(_) | Frontend::NodePort(_) => None,
         })
         .collect()
 }

@@ -2,6 +2,10 @@
 //! service's virtual address with the gateway's MAC, and building the gratuitous ARP and
 //! unsolicited neighbour advertisement sent when a VIP appears.
 //!
+//! A VIP in L2 mode that another node announces ([`ServiceTable::answers_for`], the table's
+//! [`sluice_model::service::L2Role::Standby`]) is not answered for: on a segment with several
+//! gateways, exactly one answers for each VIP (docs/l2.md).
+//!
 //! The reply is written in place over the request (same length), so the worker transmits it
 //! from the buffer it arrived in. Only frames the L4 stage passed reach here, never the hot path.
 
@@ -26,7 +30,7 @@ pub fn answer(frame: &mut [u8], parsed: &Parsed, table: &ServiceTable, mac: Mac)
 fn answer_arp(frame: &mut [u8], off: usize, table: &ServiceTable, mac: Mac) -> Option<(Addr, Mac)> {
     let request = arp::Packet::new_checked(frame.get(off..off + arp::PACKET_LEN)?).ok()?;
     let (vip, asker, asker_mac) = (request.target_ip(), request.sender_ip(), request.sender_mac());
-    if request.operation() != arp::OP_REQUEST || !table.is_vip(&Addr::from_v4(vip)) {
+    if request.operation() != arp::OP_REQUEST || !table.answers_for(&Addr::from_v4(vip)) {
         return None;
     }
     let mut reply = arp::Packet::new_unchecked(&mut frame[off..off + arp::PACKET_LEN]);
@@ -46,7 +50,7 @@ fn answer_ns(frame: &mut [u8], m: &Meta, table: &ServiceTable, mac: Mac) -> Opti
     let body = frame.get(m.l4..m.l4 + m.l4_len)?;
     let solicit = ndp::Message::new_checked(body).ok()?;
     let target = solicit.target();
-    if solicit.msg_type() != icmp::v6::NEIGHBOR_SOLICIT || !table.is_vip(&Addr(target)) {
+    if solicit.msg_type() != icmp::v6::NEIGHBOR_SOLICIT || !table.answers_for(&Addr(target)) {
         return None;
     }
     // Reply to the soliciting host's link-layer address: from its option, else the Ethernet

@@ -34,6 +34,7 @@
 mod l7;
 pub mod layout;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::addr::{Addr, Family};
@@ -41,20 +42,21 @@ use crate::addr::{Addr, Family};
 use crate::l7::L7Table;
 use crate::maglev::MaglevTable;
 use crate::service::{
-    Affinity, Backend, Conditions, Frontend, Generation, Protocol, Scheduler, Service, ServiceId, ServiceKey,
-    ServiceTable,
+    Affinity, Backend, Conditions, Frontend, Generation, L2Role, Protocol, Scheduler, Service, ServiceId,
+    ServiceKey, ServiceTable,
 };
 use layout::{
     ADDR_SIZE, CONDITION_ELIGIBLE, CONDITION_READY, CONDITION_SERVING, CONDITION_TERMINATING, FAMILY,
-    FRONTEND_KIND, FrontendKind, NAT, SERVICE_AFFINITY, U16_SIZE, backend, code, decode_code, frontend,
-    header, service,
+    FRONTEND_KIND, FrontendKind, L2_ROLE, NAT, SERVICE_AFFINITY, U16_SIZE, backend, code, decode_code,
+    frontend, header, l2_addr, service,
 };
 
 /// First eight bytes of an image.
 pub const IMAGE_MAGIC: [u8; 8] = *b"SLUICEIM";
 /// The image layout version. 2: the L7 half ([`crate::l7::L7Table`]) after the L4 regions.
-/// 3: each route's metrics row.
-pub const IMAGE_VERSION: u32 = 4;
+/// 3: each route's metrics row. 5: the VIPs in L2 mode and this node's role for each, after
+/// the L7 byte pool (in the header's bytes that were reserved).
+pub const IMAGE_VERSION: u32 = 5;
 
 /// Why an image was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +105,13 @@ pub enum ImageError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// An L2 address record is inconsistent.
+    L2 {
+        /// The record's index.
+        index: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 impl core::fmt::Display for ImageError {
@@ -128,6 +137,7 @@ impl core::fmt::Display for ImageError {
             ImageError::L7 { region, index, reason } => {
                 write!(f, "table image: {region}: record {index}: {reason}")
             }
+            ImageError::L2 { index, reason } => write!(f, "table image: L2 address {index}: {reason}"),
         }
     }
 }
@@ -148,6 +158,8 @@ struct Regions {
     l7: [(usize, usize); l7::REGIONS],
     /// The L7 byte pool.
     l7_pool: (usize, usize),
+    /// The L2 address records, last.
+    l2: (usize, usize),
     end: usize,
 }
 
@@ -186,6 +198,7 @@ impl Regions {
             names,
             l7: [(at, 0); l7::REGIONS],
             l7_pool: (at, 0),
+            l2: (at, 0),
             end: at,
         }
     }
@@ -199,6 +212,13 @@ impl Regions {
         }
         self.l7_pool = (at, e.pool.len());
         self.end = at + e.pool.len();
+        self.l2 = (self.end, 0);
+    }
+
+    /// Lays the L2 address records out last, for `n` of them.
+    fn plan_l2(&mut self, n: usize) {
+        self.l2 = (self.end, n);
+        self.end += n * l2_addr::SIZE;
     }
 }
 
@@ -218,12 +238,19 @@ pub fn encode(t: &ServiceTable) -> Vec<u8> {
     let l4_end = r.end;
     let l7 = l7::encode(t.l7());
     r.plan_l7(&l7);
+    r.plan_l2(t.l2().len());
     let mut out = Vec::with_capacity(r.end);
     out.resize(l4_end, 0);
     for (records, _) in &l7.regions {
         out.extend_from_slice(records);
     }
     out.extend_from_slice(&l7.pool);
+    for (a, role) in t.l2() {
+        let mut rec = [0u8; l2_addr::SIZE];
+        l2_addr::ADDR.write(&mut rec, a.0);
+        l2_addr::ROLE.write(&mut rec, code(&L2_ROLE, *role));
+        out.extend_from_slice(&rec);
+    }
     write_header(&mut out[..header::SIZE], t.generation(), &r);
     // Each service's items go at the next free place of each pool.
     let (mut u16_next, mut addr_next, mut name_next, mut fe_next) = (0usize, 0usize, 0usize, 0usize);
@@ -292,6 +319,8 @@ fn write_header(h: &mut [u8], generation: Generation, r: &Regions) {
     }
     header::L7_BYTES_LEN.write(h, u32_of(r.l7_pool.1));
     header::L7_BYTES_AT.write(h, u32_of(r.l7_pool.0));
+    header::L2_ADDRS.write(h, u32_of(r.l2.1));
+    header::L2_ADDRS_AT.write(h, u32_of(r.l2.0));
 }
 
 fn write_service(rec: &mut [u8], s: &Service, u16_at: usize, addr_at: usize, name_at: usize, fe_at: usize) {
@@ -357,8 +386,29 @@ pub fn decode(bytes: &[u8]) -> Result<ServiceTable, ImageError> {
     }
     let node_addrs = (0..r.node_addrs.1).map(|k| addr_at(bytes, r.node_addrs.0 + ADDR_SIZE * k)).collect();
     let l7 = Arc::new(l7::decode(bytes, r.l7, r.l7_pool)?);
-    ServiceTable::from_parts(generation, services, d.backends, node_addrs, l7)
-        .map_err(ImageError::DuplicateFrontend)
+    let l2 = read_l2(bytes, &r)?;
+    let mut t = ServiceTable::from_parts(generation, services, d.backends, node_addrs, l7)
+        .map_err(ImageError::DuplicateFrontend)?;
+    t.set_l2(l2);
+    Ok(t)
+}
+
+/// The L2 address records: each address once, each role a known code.
+fn read_l2(bytes: &[u8], r: &Regions) -> Result<BTreeMap<Addr, L2Role>, ImageError> {
+    let mut out = BTreeMap::new();
+    for i in 0..r.l2.1 {
+        let at = r.l2.0 + i * l2_addr::SIZE;
+        let rec = &bytes[at..at + l2_addr::SIZE];
+        let bad = |reason| ImageError::L2 { index: i, reason };
+        let role = decode_code(&L2_ROLE, l2_addr::ROLE.read(rec)).ok_or(bad("unknown role"))?;
+        if l2_addr::RESERVED.read(rec) != [0; 3] {
+            return Err(bad("reserved bytes not zero"));
+        }
+        if out.insert(Addr(l2_addr::ADDR.read(rec)), role).is_some() {
+            return Err(bad("address given twice"));
+        }
+    }
+    Ok(out)
 }
 
 /// The address at `at` (inside a region already checked to lie in the image).
@@ -396,6 +446,7 @@ fn read_header(bytes: &[u8]) -> Result<(Generation, Regions), ImageError> {
         names: region(header::NAMES_LEN, header::NAMES_AT, 1, "names")?,
         l7: [(0, 0); l7::REGIONS],
         l7_pool: region(header::L7_BYTES_LEN, header::L7_BYTES_AT, 1, "L7 byte pool")?,
+        l2: region(header::L2_ADDRS, header::L2_ADDRS_AT, l2_addr::SIZE, "L2 addresses")?,
         end: bytes.len(),
     };
     let mut r = r;
@@ -416,7 +467,10 @@ fn read_header(bytes: &[u8]) -> Result<(Generation, Regions), ImageError> {
         layout::L7_REGIONS.iter().zip(r.l7).map(|(&(name, _, _, size), region)| (region, size, name));
     let mut end = header::SIZE;
     for ((start, n), size, name) in
-        ordered.into_iter().chain(l7_regions).chain([(r.l7_pool, 1, "L7 byte pool")])
+        ordered.into_iter().chain(l7_regions).chain([
+            (r.l7_pool, 1, "L7 byte pool"),
+            (r.l2, l2_addr::SIZE, "L2 addresses"),
+        ])
     {
         if start < end {
             return Err(ImageError::Overlap(name));
@@ -1003,6 +1057,7 @@ mod tests {
         assert_eq!(a.services(), b.services());
         assert_eq!(a.backends(), b.backends());
         assert_eq!(a.node_addrs(), b.node_addrs());
+        assert_eq!(a.l2(), b.l2());
         for s in a.services() {
             for k in &s.frontends {
                 if let Frontend::Address(addr) = k.frontend {
@@ -1029,13 +1084,40 @@ mod tests {
         assert!(decode(&encode(&ServiceTable::empty())).unwrap().services().is_empty());
     }
 
+    #[test]
+    fn the_l2_roles_travel_with_the_table_and_bad_ones_are_refused() {
+        let mut t = ServiceTable::build(&spec()).unwrap();
+        let (a, b) = (Addr::from_v4([198, 19, 0, 10]), Addr::from_v4([198, 18, 100, 10]));
+        t.set_l2([(a, L2Role::Active), (b, L2Role::Standby)].into_iter().collect());
+        let bytes = encode(&t);
+        let back = decode(&bytes).unwrap();
+        same(&t, &back);
+        assert_eq!(back.l2().get(&b), Some(&L2Role::Standby));
+        assert_eq!(encode(&back), bytes);
+        // The records are last: the second's role byte, then its reserved bytes.
+        let last = bytes.len() - layout::l2_addr::SIZE;
+        let mut bad = bytes.clone();
+        bad[last + layout::l2_addr::ROLE.at] = 7;
+        assert_eq!(decode(&bad).unwrap_err(), ImageError::L2 { index: 1, reason: "unknown role" });
+        let mut bad = bytes.clone();
+        bad[last + layout::l2_addr::RESERVED.at] = 1;
+        assert_eq!(decode(&bad).unwrap_err(), ImageError::L2 { index: 1, reason: "reserved bytes not zero" });
+        let mut bad = bytes.clone();
+        bad.copy_within(last - layout::l2_addr::SIZE..last, last);
+        assert_eq!(decode(&bad).unwrap_err(), ImageError::L2 { index: 1, reason: "address given twice" });
+        // A count past the image's end.
+        let mut bad = bytes.clone();
+        header::L2_ADDRS.write(&mut bad[..header::SIZE], 3);
+        assert_eq!(decode(&bad).unwrap_err(), ImageError::Region("L2 addresses"));
+    }
+
     /// The layout is the contract with every gateway of this version: changing it without a
     /// new IMAGE_VERSION would let a gateway misread a table. (Change both, then this.)
     #[test]
     fn the_layout_is_pinned_to_its_version() {
         assert_eq!(
             (IMAGE_VERSION, layout::fingerprint()),
-            (4, 0xe5b2_9de0_4cf1_eba4),
+            (5, 0xfdde_1f50_a6e0_aa8d),
             "{:#x}\n{}",
             layout::fingerprint(),
             layout::describe()

@@ -19,7 +19,7 @@
 //!
 //! Not hot path to build; the lookups are.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
@@ -490,6 +490,19 @@ impl Hasher for IndexHasher {
 
 type Index<K, V> = HashMap<K, V, BuildHasherDefault<IndexHasher>>;
 
+/// This node's part in announcing a VIP in L2 mode (docs/l2.md): of the nodes on a segment,
+/// one is active for the VIP and answers ARP requests and neighbour solicitations for it; the
+/// others stand by, still forwarding what reaches them, silent on the wire. A VIP in no L2 mode
+/// has no role and is answered for as it always was (a single gateway on its segment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum L2Role {
+    /// Announced from this node: answer for it, and announce it (gratuitous ARP, unsolicited
+    /// neighbour advertisement) when it becomes active here.
+    Active,
+    /// Announced from another node: never answered for here.
+    Standby,
+}
+
 /// A compiled, immutable service table: one generation.
 #[derive(Debug, Clone)]
 pub struct ServiceTable {
@@ -500,6 +513,8 @@ pub struct ServiceTable {
     by_node_port: Index<(Family, u16, Protocol), ServiceId>,
     node_addrs: Vec<Addr>,
     vips: HashSet<Addr, BuildHasherDefault<IndexHasher>>,
+    /// The VIPs in L2 mode, with this node's role for each.
+    l2: BTreeMap<Addr, L2Role>,
     l7: Arc<L7Table>,
 }
 
@@ -629,6 +644,7 @@ impl ServiceTable {
             by_node_port: Index::default(),
             node_addrs,
             vips: HashSet::with_capacity_and_hasher(n_frontends, Default::default()),
+            l2: BTreeMap::new(),
             l7,
         };
         for s in &t.services {
@@ -708,6 +724,23 @@ impl ServiceTable {
     #[inline(always)]
     pub fn is_vip(&self, a: &Addr) -> bool {
         !self.vips.is_empty() && self.vips.contains(a)
+    }
+
+    /// The VIPs in L2 mode and this node's role for each (none: every VIP is answered for).
+    pub fn l2(&self) -> &BTreeMap<Addr, L2Role> {
+        &self.l2
+    }
+
+    /// Sets the VIPs in L2 mode and this node's role for each: the election's result, which
+    /// control adds to a table after building it.
+    pub fn set_l2(&mut self, l2: BTreeMap<Addr, L2Role>) {
+        self.l2 = l2;
+    }
+
+    /// Whether this node answers ARP requests and neighbour solicitations for `a`, and announces
+    /// it: a VIP, and not one another node announces in L2 mode. Off the hot path (ARP and NDP).
+    pub fn answers_for(&self, a: &Addr) -> bool {
+        self.is_vip(a) && (self.l2.is_empty() || self.l2.get(a) != Some(&L2Role::Standby))
     }
 
     /// The service a packet to `dst:port/protocol` is for: an address frontend, else a NodePort
@@ -913,6 +946,30 @@ mod tests {
         assert_eq!(t.lookup(&v4([198, 18, 0, 9]), 31080, Protocol::Tcp), None);
         assert!(t.is_vip(&v4([198, 19, 0, 10])));
         assert!(!t.is_vip(&v4([198, 18, 0, 1])));
+    }
+
+    #[test]
+    fn a_vip_another_node_announces_in_l2_is_not_answered_for() {
+        let spec = TableSpec {
+            services: vec![
+                svc("a", [198, 18, 100, 10], vec![backend(1, Conditions::READY)]),
+                svc("b", [198, 18, 100, 11], vec![backend(1, Conditions::READY)]),
+                svc("c", [198, 18, 100, 12], vec![backend(1, Conditions::READY)]),
+            ],
+            ..TableSpec::default()
+        };
+        let mut t = ServiceTable::build(&spec).unwrap();
+        let (a, b, c) = (v4([198, 18, 100, 10]), v4([198, 18, 100, 11]), v4([198, 18, 100, 12]));
+        // No L2 mode: every VIP, as before; never an address that is no VIP.
+        assert!(t.answers_for(&a) && t.answers_for(&b) && t.answers_for(&c));
+        assert!(!t.answers_for(&v4([198, 18, 100, 13])));
+        t.set_l2([(a, L2Role::Active), (b, L2Role::Standby)].into_iter().collect());
+        assert!(t.answers_for(&a), "active here");
+        assert!(!t.answers_for(&b), "another node's");
+        assert!(t.answers_for(&c), "not in L2 mode: as before");
+        assert!(!t.answers_for(&v4([198, 18, 100, 13])));
+        // Standby still forwards: the VIP stays a VIP.
+        assert!(t.is_vip(&b));
     }
 
     #[test]

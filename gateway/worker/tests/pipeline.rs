@@ -1648,3 +1648,27 @@ fn arp_and_neighbour_solicitations_for_vips_are_answered() {
     assert!(!matches!(h.send(&bad), Outcome::Tx(_)));
     assert_eq!(h.worker.counters()[Counter::NeighborReplies], 3);
 }
+
+/// L2 mode (docs/l2.md): a VIP another node announces is not answered for — its ARP request and
+/// its neighbour solicitation go to the kernel, which does not have the address — while its
+/// traffic is still forwarded; the same VIP active here is answered again.
+#[test]
+fn a_vip_another_node_announces_in_l2_mode_is_not_answered_for() {
+    use sluice_model::service::L2Role;
+    let mut h = Harness::standard();
+    let mut t = (*table(2, standard_services())).clone();
+    t.set_l2([(a4(VIP), L2Role::Standby), (a6(VIP6), L2Role::Standby)].into_iter().collect());
+    h.worker.set_table(std::sync::Arc::new(t.clone()));
+    assert!(matches!(h.send(&arp_request(CLIENT_MAC, CLIENT, VIP)), Outcome::Kernel(_)));
+    assert!(matches!(h.send(&neighbor_solicit(CLIENT_MAC, CLIENT6, VIP6, 255, true)), Outcome::Kernel(_)));
+    assert_eq!(h.worker.counters()[Counter::NeighborReplies], 0);
+    // A flow that reaches this node all the same (a client's stale entry) is forwarded.
+    let syn = from(CLIENT_MAC, CLIENT, 40_000).to(GW_MAC, VIP, 80).tcp(SYN, b"");
+    assert!(matches!(h.send(&syn), Outcome::Tx(_)));
+    // Active here: answered.
+    t.set_l2([(a4(VIP), L2Role::Active), (a6(VIP6), L2Role::Active)].into_iter().collect());
+    h.worker.set_table(std::sync::Arc::new(t));
+    assert!(matches!(h.send(&arp_request(CLIENT_MAC, CLIENT, VIP)), Outcome::Tx(_)));
+    assert!(matches!(h.send(&neighbor_solicit(CLIENT_MAC, CLIENT6, VIP6, 255, true)), Outcome::Tx(_)));
+    assert_eq!(h.worker.counters()[Counter::NeighborReplies], 2);
+}

@@ -15,7 +15,7 @@ use crate::l7::KeyFormat;
 #[cfg(doc)]
 use crate::route::HostRule;
 use crate::route::{PathType, Unavailable};
-use crate::service::{Conditions, NatMode, Scheduler};
+use crate::service::{Conditions, L2Role, NatMode, Scheduler};
 
 /// A value stored little-endian in a record.
 pub trait Value: Sized + Copy {
@@ -232,8 +232,22 @@ record! {
         L7_CANARIES: u32,
         /// Where they start.
         L7_CANARIES_AT: u32,
+        /// L2 address records (version 5).
+        L2_ADDRS: u32,
+        /// Where they start (after the L7 byte pool).
+        L2_ADDRS_AT: u32,
+    }
+}
+
+record! {
+    /// A VIP in L2 mode and this node's role for it (version 5).
+    l2_addr (20 bytes) {
+        /// The address (IPv4-mapped for IPv4).
+        ADDR: [u8; 16],
+        /// [`L2_ROLE`] code.
+        ROLE: u8,
         /// Zero.
-        RESERVED: [u8; 8],
+        RESERVED: [u8; 3],
     }
 }
 
@@ -666,6 +680,8 @@ pub const FRONTEND_KIND: [(u8, FrontendKind); 3] = [
     (1, FrontendKind::NodePort(Family::V4)),
     (2, FrontendKind::NodePort(Family::V6)),
 ];
+/// Role codes of [`l2_addr::ROLE`].
+pub const L2_ROLE: [(u8, L2Role); 2] = [(0, L2Role::Active), (1, L2Role::Standby)];
 /// [`service::FLAGS`]: the service has session affinity.
 pub const SERVICE_AFFINITY: u8 = 1;
 /// [`backend::CONDITIONS`]: ready.
@@ -705,7 +721,7 @@ pub fn conditions_byte(c: &Conditions, eligible: bool) -> u8 {
 }
 
 /// Every record, named, with its fields.
-pub const RECORDS: [(&str, usize, &[FieldInfo]); 16] = [
+pub const RECORDS: [(&str, usize, &[FieldInfo]); 17] = [
     ("header", header::SIZE, header::FIELDS),
     ("service", service::SIZE, service::FIELDS),
     ("backend", backend::SIZE, backend::FIELDS),
@@ -722,6 +738,7 @@ pub const RECORDS: [(&str, usize, &[FieldInfo]); 16] = [
     ("l7_listener", l7_listener::SIZE, l7_listener::FIELDS),
     ("l7_policy", l7_policy::SIZE, l7_policy::FIELDS),
     ("l7_canary", l7_canary::SIZE, l7_canary::FIELDS),
+    ("l2_addr", l2_addr::SIZE, l2_addr::FIELDS),
 ];
 
 /// The L7 regions, in the order they follow the L4 regions: (name, record count field, start
@@ -809,7 +826,8 @@ pub fn fingerprint() -> u64 {
         .chain(PORT_KIND.iter().map(|x| x.0))
         .chain(PATH_TYPE.iter().map(|x| x.0))
         .chain(CLAIM.iter().map(|x| x.0))
-        .chain(KEY_FORMAT.iter().map(|x| x.0));
+        .chain(KEY_FORMAT.iter().map(|x| x.0))
+        .chain(L2_ROLE.iter().map(|x| x.0));
     for c in codes {
         eat(&[c]);
     }
