@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::checked::{BgpAdvertisement, BgpPeer, Community};
+use crate::checked::{BfdProfile, BgpAdvertisement, BgpPeer, Community};
 
 /// How often control checks the gateway and the VIPs against what BIRD was given.
 pub const LIVENESS_EVERY: Duration = Duration::from_millis(100);
@@ -54,6 +54,9 @@ pub struct Plan {
     pub peers: Vec<BgpPeer>,
     /// What to announce on them (MetalLB's BGPAdvertisement objects for this node).
     pub advertisements: Vec<BgpAdvertisement>,
+    /// The BFD timers the peers name (MetalLB's BFDProfile objects). A peer whose profile is
+    /// not here is not opened ([`crate::checked::missing_bfd_profiles`] says why).
+    pub bfd_profiles: Vec<BfdProfile>,
 }
 
 impl Plan {
@@ -102,13 +105,30 @@ pub fn render_plan(plan: &Plan) -> String {
         }
         out.push_str("}\n");
     }
-    if plan.peers.is_empty() {
+    // A peer is rendered with the BFD profile it names, and not at all when that is missing.
+    let profile_of = |p: &BgpPeer| {
+        p.bfd_profile
+            .as_ref()
+            .map(|name| plan.bfd_profiles.iter().find(|b| &b.name == name && b.namespace == p.namespace))
+    };
+    let peers: Vec<(&BgpPeer, Option<&BfdProfile>)> = plan
+        .peers
+        .iter()
+        .filter_map(|p| match profile_of(p) {
+            None => Some((p, None)),
+            Some(Some(b)) => Some((p, Some(b))),
+            Some(None) => None,
+        })
+        .collect();
+    if peers.is_empty() {
         return out;
     }
-    if plan.peers.iter().any(|p| p.bfd) {
+    if peers.iter().any(|(_, b)| b.is_some()) {
+        // The sessions' timers are set per BGP protocol (`bfd { … }`); this instance only runs
+        // them.
         out.push_str("protocol bfd sluice_bfd {}\n");
     }
-    for (i, peer) in plan.peers.iter().enumerate() {
+    for (i, (peer, bfd)) in peers.into_iter().enumerate() {
         let ibgp = peer.my_asn == peer.peer_asn;
         // What this peer is told: each prefix of each advertisement that names it (or no peer),
         // aggregated to the advertisement's lengths, with the union of their communities and
@@ -186,8 +206,23 @@ pub fn render_plan(plan: &Plan) -> String {
             // Checked: printable ASCII without a quote or a backslash.
             let _ = writeln!(out, "\tpassword \"{pw}\";");
         }
-        if peer.bfd {
-            out.push_str("\tbfd on;\n");
+        if let Some(b) = bfd {
+            // BIRD 2's per-session BFD options; what the profile leaves unset is BIRD's default
+            // (which is MetalLB's: 300 ms, 300 ms, 3).
+            out.push_str("\tbfd {");
+            if let Some(ms) = b.receive_ms {
+                let _ = write!(out, " min rx interval {ms} ms;");
+            }
+            if let Some(ms) = b.transmit_ms {
+                let _ = write!(out, " min tx interval {ms} ms;");
+            }
+            if let Some(m) = b.multiplier {
+                let _ = write!(out, " multiplier {m};");
+            }
+            if b.passive {
+                out.push_str(" passive on;");
+            }
+            out.push_str(" };\n");
         }
         if peer.graceful_restart {
             out.push_str("\tgraceful restart on;\n");
@@ -400,7 +435,7 @@ mod tests {
             router_id: None,
             nodes: None,
             password: Some("s3cret".into()),
-            bfd: true,
+            bfd_profile: Some("fast".into()),
             graceful_restart: true,
             multihop: false,
         };
@@ -434,8 +469,30 @@ mod tests {
                 },
             ],
             advertisements: vec![adv(&["edge"], &[], 24), adv(&[], &["ibgp"], 32)],
+            bfd_profiles: vec![BfdProfile {
+                namespace: "metallb-system".into(),
+                name: "fast".into(),
+                receive_ms: Some(100),
+                transmit_ms: Some(150),
+                multiplier: Some(4),
+                passive: true,
+            }],
         };
+        // A peer naming a profile there is not: not rendered at all.
+        let mut plan = plan;
+        plan.peers.push(BgpPeer { bfd_profile: Some("missing".into()), ..peer("lost", 64514, "192.0.2.9") });
         let text = render_plan(&plan);
+        assert!(!text.contains("192.0.2.9") && !text.contains("sluice_peer_2"), "{text}");
+        // Each session's BFD with the profile's timers.
+        assert_eq!(
+            text.matches(
+                "\tbfd { min rx interval 100 ms; min tx interval 150 ms; multiplier 4; passive on; };\n"
+            )
+            .count(),
+            2,
+            "{text}"
+        );
+        assert!(text.contains("protocol bfd sluice_bfd {}"), "{text}");
         // The eBGP peer: advertisement 0 only (1 names the iBGP peer): edge's addresses,
         // aggregated to /24; no local preference.
         let ebgp = &text[text.find("ipv4 table sluice_peer0_4").unwrap()

@@ -12,7 +12,8 @@
 //! - [`EndpointSlice`] and [`Endpoints`]: parsed addresses, typed ports, resolved conditions.
 //! - [`Pod`]: parsed addresses, readiness, deletion, node and named container ports.
 //! - [`Pool`]: MetalLB's `IPAddressPool`, its ranges parsed ([`AddressRange`]).
-//! - [`BgpPeer`], [`BgpAdvertisement`]: MetalLB's BGP objects (docs/bgp.md).
+//! - [`BgpPeer`], [`BgpAdvertisement`], [`BfdProfile`]: MetalLB's BGP objects (docs/bgp.md).
+//! - [`L2Advertisement`]: MetalLB's L2 object (docs/l2.md).
 //! - [`Ingress`], [`IngressClass`], [`Secret`]: Ingress rules with typed hosts, paths and
 //!   backends; an IngressClass's controller and default flag; a Secret's data decoded.
 //! - [`ConfigMap`]: its keys checked, its `data` read as header fields (what `custom-headers`
@@ -29,11 +30,15 @@ mod bgp;
 mod config_map;
 mod endpoints;
 mod ingress;
+mod l2;
 mod pod;
 mod pool;
 mod service;
 
-pub use bgp::{BgpAdvertisement, BgpPeer, Community, HOSTNAME_LABEL, bgp_advertisement, bgp_peer};
+pub use bgp::{
+    BfdProfile, BgpAdvertisement, BgpPeer, Community, HOSTNAME_LABEL, bfd_profile, bgp_advertisement,
+    bgp_peer, missing_bfd_profiles,
+};
 pub use config_map::{ConfigMap, config_map};
 pub use endpoints::{
     AddressType, EndpointAddress, EndpointPort, EndpointSlice, EndpointSubset, Endpoints, SERVICE_NAME_LABEL,
@@ -44,6 +49,7 @@ pub use ingress::{
     IngressPath, IngressRule, IngressTls, LEGACY_CLASS_ANNOTATION, PathValue, Secret, ingress, ingress_class,
     secret,
 };
+pub use l2::{L2Advertisement, l2_advertisement};
 pub use pod::{ContainerPort, Pod, pod, pod_spec_fields};
 pub use pool::{AddressRange, Pool, pool};
 pub use service::{

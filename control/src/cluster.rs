@@ -78,6 +78,8 @@ pub struct Synced {
     pools: Held<DynamicObject>,
     bgp_peers: Held<DynamicObject>,
     bgp_advertisements: Held<DynamicObject>,
+    bfd_profiles: Held<DynamicObject>,
+    l2_advertisements: Held<DynamicObject>,
     /// Objects left out (`Kind namespace/name` → what is wrong: `field: message` each), while
     /// they stay so.
     pub problems: BTreeMap<String, Vec<String>>,
@@ -192,12 +194,16 @@ pub struct Cluster {
     /// `None` where not asked for or not served.
     bgp_peers: Option<KStore<DynamicObject>>,
     bgp_advertisements: Option<KStore<DynamicObject>>,
+    /// `metallb.io/v1beta1` BFDProfiles, with `--bird-include`; likewise.
+    bfd_profiles: Option<KStore<DynamicObject>>,
+    /// `metallb.io/v1beta1` L2Advertisements, with L2 mode on (docs/l2.md); likewise.
+    l2_advertisements: Option<KStore<DynamicObject>>,
     changed: Arc<Notify>,
     /// What every store holds, against the bounds.
     tally: Arc<Tally>,
 }
 
-/// One of MetalLB's BGP resources: (group version, kind, plural).
+/// One of MetalLB's resources: (group version, kind, plural).
 fn bgp_resource(version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("metallb.io", version, kind), plural)
 }
@@ -301,6 +307,8 @@ impl Cluster {
             pools: None,
             bgp_peers: None,
             bgp_advertisements: None,
+            bfd_profiles: None,
+            l2_advertisements: None,
             changed,
             tally,
         }
@@ -358,6 +366,41 @@ impl Cluster {
         Ok((watched[0], watched[1]))
     }
 
+    /// Watches one of MetalLB's kinds (metallb.io/`version`), if the cluster serves it: `None`
+    /// where it answers 404 (the CRD is not installed).
+    async fn watch_metallb(
+        &self,
+        client: Client,
+        version: &str,
+        kind: &'static str,
+        plural: &str,
+    ) -> Result<Option<KStore<DynamicObject>>, kube::Error> {
+        let resource = bgp_resource(version, kind, plural);
+        let api: Api<DynamicObject> = Api::all_with(client, &resource);
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let config = watcher::Config::default();
+        Ok(Some(reflect_with(api, kind, resource, config, &self.tally, self.changed.clone())))
+    }
+
+    /// Also watches MetalLB's BFDProfiles (metallb.io/v1beta1), where the cluster serves them,
+    /// as [`Self::watch_bgp`]. Returns whether they are watched.
+    pub async fn watch_bfd(&mut self, client: Client) -> Result<bool, kube::Error> {
+        self.bfd_profiles = self.watch_metallb(client, "v1beta1", "BFDProfile", "bfdprofiles").await?;
+        Ok(self.bfd_profiles.is_some())
+    }
+
+    /// Also watches MetalLB's L2Advertisements (metallb.io/v1beta1), where the cluster serves
+    /// them (docs/l2.md), as [`Self::watch_pools`]. Returns whether they are watched.
+    pub async fn watch_l2(&mut self, client: Client) -> Result<bool, kube::Error> {
+        self.l2_advertisements =
+            self.watch_metallb(client, "v1beta1", "L2Advertisement", "l2advertisements").await?;
+        Ok(self.l2_advertisements.is_some())
+    }
+
     /// Resolves once every store has listed once.
     pub async fn ready(&self) {
         let _ = self.services.wait_until_ready().await;
@@ -370,7 +413,10 @@ impl Cluster {
         if let Some(pools) = &self.pools {
             let _ = pools.wait_until_ready().await;
         }
-        for s in [&self.bgp_peers, &self.bgp_advertisements].into_iter().flatten() {
+        for s in [&self.bgp_peers, &self.bgp_advertisements, &self.bfd_profiles, &self.l2_advertisements]
+            .into_iter()
+            .flatten()
+        {
             let _ = s.wait_until_ready().await;
         }
     }
@@ -473,6 +519,24 @@ impl Cluster {
             synced.record_kind("BGPAdvertisement", left_out, &mut new);
             changes.merge(Changes::everything());
         }
+        if let Some(profiles) = &self.bfd_profiles
+            && !replaced(profiles, &mut synced.bfd_profiles).is_empty()
+        {
+            store.bfd_profiles.clear();
+            let left_out = convert(profiles, "BFDProfile", checked::bfd_profile, &mut store.bfd_profiles);
+            synced.record_kind("BFDProfile", left_out, &mut new);
+            changes.merge(Changes::everything());
+        }
+        // Which VIPs are in L2 mode is part of the table (each one's role): a recompile.
+        if let Some(advs) = &self.l2_advertisements
+            && !replaced(advs, &mut synced.l2_advertisements).is_empty()
+        {
+            store.l2_advertisements.clear();
+            let into = &mut store.l2_advertisements;
+            let left_out = convert(advs, "L2Advertisement", checked::l2_advertisement, into);
+            synced.record_kind("L2Advertisement", left_out, &mut new);
+            changes.merge(Changes::everything());
+        }
         synced.shortfall = Look::shortfall(before, self.tally.look(), &self.tally.bounds);
         (changes, new)
     }
@@ -501,6 +565,14 @@ impl Cluster {
         if let Some(advs) = &self.bgp_advertisements {
             let into = &mut store.bgp_advertisements;
             left_out.extend(convert(advs, "BGPAdvertisement", checked::bgp_advertisement, into));
+        }
+        if let Some(profiles) = &self.bfd_profiles {
+            let into = &mut store.bfd_profiles;
+            left_out.extend(convert(profiles, "BFDProfile", checked::bfd_profile, into));
+        }
+        if let Some(advs) = &self.l2_advertisements {
+            let into = &mut store.l2_advertisements;
+            left_out.extend(convert(advs, "L2Advertisement", checked::l2_advertisement, into));
         }
         let lines =
             left_out.into_iter().flat_map(|(o, wrong)| wrong.into_iter().map(move |w| format!("{o}: {w}")));

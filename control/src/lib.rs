@@ -13,6 +13,8 @@
 //! - [`cluster`]: cluster mode — kube watchers and reflector stores, synced into a store through
 //!   the same checks.
 //! - [`leader`]: the leader's Lease, and LoadBalancer status written back.
+//! - [`l2`]: L2 mode — which VIPs are in it, the election of one node per VIP (a peer protocol
+//!   in manifest mode, Leases in cluster mode), and each VIP's role in the published table.
 //! - [`check`]: `sluice-control check`, the migration report for ingress-nginx's Ingresses.
 //! - [`compile`]: a store → a [`sluice_model::service::TableSpec`] (pure: same store, same table).
 //! - [`publish`]: the table built and published to the gateway, and the publication logged.
@@ -27,6 +29,7 @@ pub mod check;
 pub mod checked;
 pub mod cluster;
 pub mod compile;
+pub mod l2;
 pub mod leader;
 pub mod load;
 pub mod metrics;

@@ -387,7 +387,7 @@ fn api_version_error(doc: &Doc<'_>, head: &Head) -> Option<(usize, String)> {
         }
         "Ingress" | "IngressClass" if !beta => "networking.k8s.io/v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
-        "IPAddressPool" | "BGPAdvertisement" => "metallb.io/v1beta1",
+        "IPAddressPool" | "BGPAdvertisement" | "L2Advertisement" | "BFDProfile" => "metallb.io/v1beta1",
         "BGPPeer" => "metallb.io/v1beta2",
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => "apps/v1",
         _ => return None,
@@ -411,6 +411,10 @@ fn load_kind(doc: &Doc<'_>, head: &Head, loaded: &mut Loaded) {
         "BGPAdvertisement" => {
             load_object(doc, loaded, checked::bgp_advertisement, |s| &mut s.bgp_advertisements)
         }
+        "L2Advertisement" => {
+            load_object(doc, loaded, checked::l2_advertisement, |s| &mut s.l2_advertisements)
+        }
+        "BFDProfile" => load_object(doc, loaded, checked::bfd_profile, |s| &mut s.bfd_profiles),
         "Endpoints" => load_object(doc, loaded, checked::endpoints, |s| &mut s.endpoints),
         "Ingress" => {
             let before = loaded.store.ingresses.len();
@@ -566,6 +570,8 @@ fn check_duplicates(loaded: &mut Loaded) {
     dup(&mut store.pools, "IPAddressPool", errors);
     dup(&mut store.bgp_peers, "BGPPeer", errors);
     dup(&mut store.bgp_advertisements, "BGPAdvertisement", errors);
+    dup(&mut store.l2_advertisements, "L2Advertisement", errors);
+    dup(&mut store.bfd_profiles, "BFDProfile", errors);
     dup(&mut store.endpoints, "Endpoints", errors);
     dup(&mut store.ingresses, "Ingress", errors);
     dup(&mut store.ingress_classes, "IngressClass", errors);

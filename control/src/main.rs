@@ -169,6 +169,31 @@ struct RunArgs {
     /// BIRD's control socket (with --bird-include).
     #[arg(long, value_name = "PATH", default_value = "/run/bird/bird.ctl")]
     bird_socket: PathBuf,
+    /// L2 mode (docs/l2.md), manifest mode: where this node's election listens, on its link
+    /// to the other gateway nodes (ADDR:PORT; 7947 is the usual port). Needs --l2-key and
+    /// --node-name. Without it, L2Advertisements are an error and their VIPs are answered
+    /// for as without L2 mode.
+    #[arg(long, value_name = "ADDR:PORT", requires_all = ["l2_key", "node_name"])]
+    l2_listen: Option<SocketAddr>,
+    /// Another gateway node's election (ADDR:PORT); repeat for each.
+    #[arg(long = "l2-peer", value_name = "ADDR:PORT", requires = "l2_listen")]
+    l2_peers: Vec<SocketAddr>,
+    /// The election's shared key: a file of at least 16 bytes, the same on every node
+    /// (`head -c 32 /dev/urandom | base64 > FILE`).
+    #[arg(long, value_name = "FILE")]
+    l2_key: Option<PathBuf>,
+    /// How often each node's election says hello, in milliseconds; a node silent for 10/3 of
+    /// it is dead (1 s for 300 ms).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(50..=10_000))]
+    l2_interval_ms: u64,
+    /// The gateway's client-facing interface (its --iface): an L2Advertisement's `interfaces`
+    /// must list it for this node to announce its VIPs.
+    #[arg(long, value_name = "NAME")]
+    l2_interface: Option<String>,
+    /// L2 mode, cluster mode: each VIP's Lease duration, in seconds (renewed every quarter of
+    /// it; taken over this long after its holder's last renewal).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..=300))]
+    l2_lease_duration_s: i32,
 }
 
 fn main() -> std::process::ExitCode {
@@ -287,6 +312,7 @@ fn run_manifests(dir: &Path, args: &RunArgs, cfg: &Config) -> Result<(), String>
     }
     let vips = start_bird(args, &publisher)?;
     let watch = DirWatch::new(dir, args.once)?;
+    let election = start_l2_election(args, &publisher, watch.poke.clone())?;
     let interval = Duration::from_millis(args.interval_ms);
     let limits = load::Limits {
         max_file_bytes: args.max_manifest_bytes,
@@ -294,6 +320,9 @@ fn run_manifests(dir: &Path, args: &RunArgs, cfg: &Config) -> Result<(), String>
         max_objects: args.max_objects,
     };
     let mut last = Published::default();
+    last.l2.node = args.node_name.clone();
+    last.l2.interface = args.l2_interface.clone();
+    last.l2.elected = election.is_some();
     let mut seen = None;
     // A change only the poll saw: read once the directory looks the same at the next poll. A
     // file rewritten in place is empty or half-written for a moment, and reading it then would
@@ -319,8 +348,14 @@ fn run_manifests(dir: &Path, args: &RunArgs, cfg: &Config) -> Result<(), String>
             first = false;
             settling = None;
             seen = Some(now);
+            if let Some(e) = &election {
+                last.l2.active = lock(e).held.clone();
+            }
             if let Some((work, store)) = publish_dir(dir, &limits, cfg, &publisher, &mut last, &metrics)? {
                 set_vips(&vips, &work, &store, cfg, &last);
+                if let Some(e) = &election {
+                    lock(e).candidates = last.l2.vips.candidates.clone();
+                }
             }
         }
         if args.once {
@@ -499,13 +534,7 @@ fn start_bird(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> Result<Vips,
         return Ok(None);
     }
     let wanted = Arc::new(Mutex::new(sluice_control::bird::Plan::default()));
-    let publisher = Arc::clone(publisher);
-    // A gateway serves while a process registered on the table file lives and has adopted a
-    // table (the gateway's workers register too, for their counters, and adopt none).
-    let gateway_up = move || {
-        let readers = publisher.lock().map(|p| p.readers()).unwrap_or_default();
-        readers.iter().any(|&(pid, seen)| seen > 0 && sluice_control::bird::process_alive(pid))
-    };
+    let gateway_up = gateway_serving(publisher);
     let announcer = sluice_control::bird::Announcer::new(include.clone(), args.bird_socket.clone());
     sluice_control::bird::spawn(announcer, Arc::clone(&wanted), gateway_up)
         .map_err(|e| format!("the BIRD thread: {e}"))?;
@@ -515,6 +544,54 @@ fn start_bird(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> Result<Vips,
         args.bird_socket.display()
     );
     Ok(Some(wanted))
+}
+
+/// Whether a gateway serves the table: a process registered on the table file lives and has
+/// adopted a table (the gateway's workers register too, for their counters, and adopt none).
+fn gateway_serving(publisher: &Arc<Mutex<Publisher>>) -> impl Fn() -> bool + Send + 'static {
+    let publisher = Arc::clone(publisher);
+    move || {
+        let readers = publisher.lock().map(|p| p.readers()).unwrap_or_default();
+        readers.iter().any(|&(pid, seen)| seen > 0 && sluice_control::bird::process_alive(pid))
+    }
+}
+
+/// The L2 election's state, shared with its thread.
+type Election = Arc<Mutex<sluice_control::l2::peers::Shared>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// With --l2-listen: starts the election between the gateway nodes (docs/l2.md); a change in
+/// what this node holds raises `poke` (the directory is read again and the table republished).
+fn start_l2_election(
+    args: &RunArgs,
+    publisher: &Arc<Mutex<Publisher>>,
+    poke: Arc<AtomicBool>,
+) -> Result<Option<Election>, String> {
+    let (Some(listen), Some(key), Some(node)) = (args.l2_listen, &args.l2_key, &args.node_name) else {
+        return Ok(None);
+    };
+    if args.once {
+        return Ok(None);
+    }
+    let interval = Duration::from_millis(args.l2_interval_ms);
+    let settings = sluice_control::l2::peers::Settings {
+        node: node.clone(),
+        listen,
+        peers: args.l2_peers.clone(),
+        key: sluice_control::l2::peers::read_key(key)?,
+        interval,
+        dead_after: interval * 10 / 3,
+    };
+    let shared = Election::default();
+    sluice_control::l2::peers::spawn(settings, Arc::clone(&shared), gateway_serving(publisher), move || {
+        poke.store(true, Relaxed)
+    })
+    .map_err(|e| format!("the L2 election on {listen}: {e}"))?;
+    info!("L2 mode: election on {listen} with {} peer(s) as {node}", args.l2_peers.len());
+    Ok(Some(shared))
 }
 
 /// What a publication makes the announcements: every LoadBalancer address with an endpoint for
@@ -537,9 +614,24 @@ fn set_vips(vips: &Vips, work: &StatusWork, store: &Store, cfg: &Config, last: &
     let here = |nodes: &Option<Vec<String>>| {
         nodes.as_ref().is_none_or(|n| cfg.node_name.as_ref().is_some_and(|me| n.contains(me)))
     };
+    let peers: Vec<_> = store.bgp_peers.iter().map(|p| p.object.clone()).filter(|p| here(&p.nodes)).collect();
+    let bfd_profiles: Vec<_> = store.bfd_profiles.iter().map(|b| b.object.clone()).collect();
+    // A peer naming a missing BFD profile is not opened (the include leaves it out): said here.
+    static SAID: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let missing: BTreeSet<String> = sluice_control::checked::missing_bfd_profiles(&peers, &bfd_profiles)
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    let mut said = lock(&SAID);
+    for e in missing.difference(&said) {
+        error!("{e}");
+    }
+    *said = missing;
+    drop(said);
     let plan = sluice_control::bird::Plan {
         vips: balanced.chain(work.ingresses.values().flatten()).map(|&a| (a, pool_of(a))).collect(),
-        peers: store.bgp_peers.iter().map(|p| p.object.clone()).filter(|p| here(&p.nodes)).collect(),
+        peers,
+        bfd_profiles,
         advertisements: store
             .bgp_advertisements
             .iter()
@@ -714,17 +806,48 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
             ),
             Err(e) => warn!("MetalLB BGP objects not watched ({e}): BIRD's own sessions only"),
         }
+        match cluster.watch_bfd(client.clone()).await {
+            Ok(true) => info!("watching BFDProfiles (metallb.io/v1beta1)"),
+            Ok(false) => info!("no BFDProfile resource in this cluster: a peer naming one is not opened"),
+            Err(e) => warn!("BFDProfiles not watched ({e}): a peer naming one is not opened"),
+        }
     }
+    match cluster.watch_l2(client.clone()).await {
+        Ok(true) => info!("watching L2Advertisements (metallb.io/v1beta1): L2 mode by Leases"),
+        Ok(false) => info!("no L2Advertisement resource in this cluster: no VIP in L2 mode"),
+        Err(e) => warn!("L2Advertisements not watched ({e}): no VIP in L2 mode"),
+    }
+    let l2_node = args.node_name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned()
+    });
+    let mut leases = sluice_control::l2::lease::Leases::new(
+        client.clone(),
+        &args.lease_namespace,
+        &l2_node,
+        args.l2_lease_duration_s,
+    );
+    let serving = gateway_serving(&publisher);
     let mut leader = Leader::new(client, args);
     info!("waiting for every watch to list once");
     cluster.ready().await;
     let (mut store, mut synced, mut last) = (Store::default(), Synced::default(), Published::default());
+    last.l2.node = Some(l2_node.clone());
+    last.l2.interface = args.l2_interface.clone();
+    last.l2.elected = true;
     store.pools.extend(pool_objects(&args.lb_pools));
     let (mut pending, mut dirty) = (Changes::default(), true);
     // Whether the stores' shortfall has been reported: once while it lasts.
     let mut short_reported = false;
     loop {
         dirty |= leader.renew().await;
+        // L2 mode: this node's Leases, contended for while its gateway serves.
+        let candidates = if serving() { last.l2.vips.candidates.clone() } else { BTreeSet::new() };
+        let held = leases.step(&candidates).await;
+        if held != last.l2.active {
+            info!("L2: announcing {held:?} from this node");
+            last.l2.active = held;
+            dirty = true;
+        }
         if dirty {
             let (changes, problems) = cluster.sync(&mut store, &mut synced);
             pending.merge(changes);
@@ -767,7 +890,7 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 dirty = true;
             }
-            _ = tokio::time::sleep(Duration::from_millis(args.interval_ms)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(args.interval_ms).min(leases.look_every())) => {}
         }
     }
 }

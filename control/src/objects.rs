@@ -384,6 +384,67 @@ pub struct BgpAdvertisementSpec {
     pub peers: Option<Vec<String>>,
 }
 
+/// Which VIPs to announce in L2 mode from which nodes, in MetalLB's `L2Advertisement` form
+/// (metallb.io/v1beta1): one node per VIP answers ARP / neighbour solicitations (docs/l2.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct L2Advertisement {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: L2AdvertisementSpec,
+    #[serde(default)]
+    pub status: Option<Unread>,
+}
+
+/// `L2Advertisement.spec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct L2AdvertisementSpec {
+    pub ip_address_pools: Option<Vec<String>>,
+    pub ip_address_pool_selectors: Option<Vec<LabelSelector>>,
+    pub node_selectors: Option<Vec<LabelSelector>>,
+    pub interfaces: Option<Vec<String>>,
+}
+
+/// BFD timers for BGP sessions, in MetalLB's `BFDProfile` form (metallb.io/v1beta1); a
+/// BGPPeer's `bfdProfile` names one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct BfdProfile {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: BfdProfileSpec,
+    #[serde(default)]
+    pub status: Option<Unread>,
+}
+
+/// `BFDProfile.spec` (every field MetalLB 0.14/0.15 defines).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct BfdProfileSpec {
+    pub receive_interval: Option<i64>,
+    pub transmit_interval: Option<i64>,
+    pub detect_multiplier: Option<i64>,
+    pub echo_interval: Option<i64>,
+    pub echo_mode: Option<bool>,
+    pub passive_mode: Option<bool>,
+    pub minimum_ttl: Option<i64>,
+}
+
 /// A label selector (meta/v1).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -51,6 +51,11 @@ pub struct Published {
     /// The Ingresses left alone already logged (likewise, at info level: they are another
     /// controller's).
     ignored: BTreeSet<String>,
+    /// L2 mode: this node's settings, the election's result, and the VIPs the last table put
+    /// in L2 mode (docs/l2.md). Each publication sets every L2 VIP's role from it.
+    pub l2: crate::l2::L2State,
+    /// The L2 errors already logged (likewise).
+    l2_errors: BTreeSet<String>,
 }
 
 impl Published {
@@ -65,17 +70,21 @@ impl Published {
     /// — is not announced over BGP (docs/bgp.md), as MetalLB announces such an address only
     /// from nodes with a local endpoint.
     pub fn addresses_with_endpoints(&self) -> BTreeSet<IpAddr> {
-        let Some(t) = &self.table else { return BTreeSet::new() };
-        t.services()
-            .iter()
-            .filter(|s| !s.eligible.is_empty())
-            .flat_map(|s| s.frontends.iter())
-            .filter_map(|k| match k.frontend {
-                sluice_model::service::Frontend::Address(a) => Some(a.ip()),
-                sluice_model::service::Frontend::NodePort(_) => None,
-            })
-            .collect()
+        self.table.as_ref().map(with_endpoints).unwrap_or_default()
     }
+}
+
+/// The frontend addresses of `t` whose service has an endpoint eligible for new flows.
+fn with_endpoints(t: &ServiceTable) -> BTreeSet<IpAddr> {
+    t.services()
+        .iter()
+        .filter(|s| !s.eligible.is_empty())
+        .flat_map(|s| s.frontends.iter())
+        .filter_map(|k| match k.frontend {
+            sluice_model::service::Frontend::Address(a) => Some(a.ip()),
+            sluice_model::service::Frontend::NodePort(_) => None,
+        })
+        .collect()
 }
 
 /// Compiles a store after `changes` and publishes the table; returns the leader's status work.
@@ -124,6 +133,21 @@ pub fn publish_store(
     // Every route gets its metrics row (a table without routes frees the rows of the last).
     let mut table = table;
     metrics.number_routes(table.l7_mut());
+    // L2 mode: which VIPs are in it, which this node contends for, and each one's role here.
+    let mut l2 = crate::l2::l2_vips(
+        store,
+        last.l2.node.as_deref().or(cfg.node_name.as_deref()),
+        last.l2.interface.as_deref(),
+        compiled.load_balancers.values().flatten(),
+        &with_endpoints(&table),
+    );
+    table.set_l2(crate::l2::roles(&mut l2, &last.l2));
+    let l2_errors: BTreeSet<String> = l2.errors.iter().cloned().collect();
+    for e in l2_errors.difference(&last.l2_errors) {
+        error!("{e}");
+    }
+    last.l2_errors = l2_errors;
+    last.l2.vips = l2;
     let replaced = previous;
     let line = match (&before, &replaced) {
         (Some(before), None) => diff(before, &summary(&table, changed), &table),

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::checked::{
-    BgpAdvertisement, BgpPeer, ConfigMap, EndpointSlice, Endpoints, Ingress, IngressClass, Named, Pod, Pool,
-    Secret, Service,
+    BfdProfile, BgpAdvertisement, BgpPeer, ConfigMap, EndpointSlice, Endpoints, Ingress, IngressClass,
+    L2Advertisement, Named, Pod, Pool, Secret, Service,
 };
 
 /// An object and where it came from.
@@ -50,6 +50,11 @@ pub struct Store {
     pub bgp_peers: Vec<Located<BgpPeer>>,
     /// What to announce to them (MetalLB's BGPAdvertisement).
     pub bgp_advertisements: Vec<Located<BgpAdvertisement>>,
+    /// BFD timers the peers name (MetalLB's BFDProfile).
+    pub bfd_profiles: Vec<Located<BfdProfile>>,
+    /// Which VIPs are announced in L2 mode, from which nodes (MetalLB's L2Advertisement;
+    /// docs/l2.md).
+    pub l2_advertisements: Vec<Located<L2Advertisement>>,
     /// Objects of kinds Sluice does not act on (`Kind namespace/name`), skipped.
     pub skipped: Vec<String>,
 }

@@ -1,5 +1,5 @@
-//! MetalLB's BGP objects, checked: `BGPPeer` (metallb.io/v1beta2) and `BGPAdvertisement`
-//! (metallb.io/v1beta1), so that a MetalLB user brings the configuration they have. What Sluice
+//! MetalLB's BGP objects, checked: `BGPPeer` (metallb.io/v1beta2), `BGPAdvertisement` and
+//! `BFDProfile` (metallb.io/v1beta1), so that a MetalLB user brings the configuration they have. What Sluice
 //! does not do yet is refused with the field named, never ignored: a peer or an advertisement
 //! half-understood would announce where the operator said not to.
 
@@ -41,8 +41,9 @@ pub struct BgpPeer {
     pub nodes: Option<Vec<String>>,
     /// `spec.password` (TCP MD5).
     pub password: Option<String>,
-    /// `spec.bfdProfile` set: BFD on the session.
-    pub bfd: bool,
+    /// `spec.bfdProfile`: BFD on the session, with the timers of the [`BfdProfile`] of that name
+    /// (in the peer's namespace).
+    pub bfd_profile: Option<String>,
     /// `spec.enableGracefulRestart`.
     pub graceful_restart: bool,
     /// `spec.ebgpMultiHop`.
@@ -156,7 +157,11 @@ fn duration(at: &str, v: Option<&str>, problems: &mut Vec<Problem>) -> Option<u3
 
 /// The node names a list of selectors admits, when each selects on [`HOSTNAME_LABEL`] alone;
 /// `None` for no selector (every node).
-fn nodes(at: &str, selectors: Option<&[LabelSelector]>, problems: &mut Vec<Problem>) -> Option<Vec<String>> {
+pub(crate) fn nodes(
+    at: &str,
+    selectors: Option<&[LabelSelector]>,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<String>> {
     let selectors = selectors.filter(|s| !s.is_empty())?;
     let mut names = Vec::new();
     for (i, s) in selectors.iter().enumerate() {
@@ -258,7 +263,8 @@ pub fn bgp_peer(p: objects::BgpPeer) -> Checked<BgpPeer> {
             "1 to 80 printable ASCII characters, no quote or backslash (BIRD takes it quoted)",
         ));
     }
-    let bfd = s.bfd_profile.as_deref().is_some_and(|b| !b.is_empty());
+    let bfd_profile = s.bfd_profile.clone().filter(|b| !b.is_empty());
+    let bfd = bfd_profile.is_some();
     let multihop = s.ebgp_multi_hop.unwrap_or(false) || (s.my_asn.is_some() && s.my_asn == s.peer_asn);
     if bfd && multihop && source_address.is_none() {
         problems.push(Problem::new(
@@ -290,11 +296,104 @@ pub fn bgp_peer(p: objects::BgpPeer) -> Checked<BgpPeer> {
         router_id,
         nodes: nodes("spec.nodeSelectors", s.node_selectors.as_deref(), &mut problems),
         password,
-        bfd,
+        bfd_profile,
         graceful_restart: s.enable_graceful_restart.unwrap_or(false),
         multihop: s.ebgp_multi_hop.unwrap_or(false),
     };
     verdict(checked, problems)
+}
+
+/// BFD timers, checked (MetalLB's `BFDProfile`). Each is `None` where the profile leaves it to
+/// BIRD's default (MetalLB's defaults are the same: 300 ms, 300 ms, 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfdProfile {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name (what a peer's `bfdProfile` names).
+    pub name: String,
+    /// `spec.receiveInterval`, milliseconds: BIRD's `min rx interval`.
+    pub receive_ms: Option<u32>,
+    /// `spec.transmitInterval`, milliseconds: BIRD's `min tx interval`.
+    pub transmit_ms: Option<u32>,
+    /// `spec.detectMultiplier`: BIRD's `multiplier`.
+    pub multiplier: Option<u32>,
+    /// `spec.passiveMode`: wait for the peer to start the session (BIRD's `passive`).
+    pub passive: bool,
+}
+
+impl Named for BfdProfile {
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Checks a BFDProfile. MetalLB's ranges: intervals 10 to 60000 ms, multiplier 2 to 255. What
+/// BIRD 2's BFD cannot do is refused: echo mode (BIRD sends no echo packets) and a minimum TTL
+/// (BIRD checks TTL 255 on single-hop sessions and has no setting for multihop ones).
+pub fn bfd_profile(p: objects::BfdProfile) -> Checked<BfdProfile> {
+    let mut problems = Vec::new();
+    let s = &p.spec;
+    let mut ranged = |at: &str, v: Option<i64>, lo: i64, hi: i64, unit: &str| {
+        let v = v?;
+        if !(lo..=hi).contains(&v) {
+            problems.push(Problem::new(at, format!("{v} is out of range: {lo} to {hi}{unit}")));
+            return None;
+        }
+        u32::try_from(v).ok()
+    };
+    let receive_ms = ranged("spec.receiveInterval", s.receive_interval, 10, 60_000, " ms");
+    let transmit_ms = ranged("spec.transmitInterval", s.transmit_interval, 10, 60_000, " ms");
+    let multiplier = ranged("spec.detectMultiplier", s.detect_multiplier, 2, 255, "");
+    if s.echo_mode == Some(true) {
+        problems.push(Problem::new(
+            "spec.echoMode",
+            "not supported: BIRD's BFD has no echo mode; remove it (BFD control packets still run)",
+        ));
+    }
+    if s.echo_interval.is_some() {
+        problems.push(Problem::new("spec.echoInterval", "not supported: BIRD's BFD has no echo mode"));
+    }
+    if s.minimum_ttl.is_some() {
+        problems.push(Problem::new(
+            "spec.minimumTtl",
+            "not supported: BIRD's BFD has no minimum TTL setting (single-hop sessions require TTL 255)",
+        ));
+    }
+    let checked = BfdProfile {
+        namespace: namespace_of(&p.metadata).to_owned(),
+        name: p.metadata.name.clone().unwrap_or_default(),
+        receive_ms,
+        transmit_ms,
+        multiplier,
+        passive: s.passive_mode.unwrap_or(false),
+    };
+    verdict(checked, problems)
+}
+
+/// The peers whose `bfdProfile` names no profile of `profiles` (in the peer's namespace): an
+/// error each, `BGPPeer ns/name: spec.bfdProfile: …`. Such a peer is not opened: BFD at timers
+/// the operator did not choose would declare the router down when they meant it up, or the
+/// reverse.
+pub fn missing_bfd_profiles(peers: &[BgpPeer], profiles: &[BfdProfile]) -> Vec<(String, String)> {
+    peers
+        .iter()
+        .filter_map(|p| {
+            let name = p.bfd_profile.as_ref()?;
+            let found = profiles.iter().any(|b| &b.name == name && b.namespace == p.namespace);
+            (!found).then(|| {
+                (
+                    format!("{}/{}", p.namespace, p.name),
+                    format!(
+                        "BGPPeer {}/{}: spec.bfdProfile: no BFDProfile {name:?} in namespace {:?}; the session is not opened",
+                        p.namespace, p.name, p.namespace
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 /// A community as MetalLB spells one: `ASN:VALUE` or `large:ASN:A:B`.
@@ -379,7 +478,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!((p.my_asn, p.peer_asn, p.peer_port), (64512, 64513, 179));
-        assert_eq!((p.hold_s, p.keepalive_s, p.bfd, p.multihop), (Some(90), Some(30), true, true));
+        assert_eq!((p.hold_s, p.keepalive_s, p.multihop), (Some(90), Some(30), true));
+        assert_eq!(p.bfd_profile.as_deref(), Some("fast"));
         assert_eq!(p.nodes, None);
     }
 
@@ -442,5 +542,60 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.nodes, Some(vec!["gw-1".to_owned(), "gw-2".to_owned()]));
+    }
+
+    #[test]
+    fn a_bfd_profile_is_read_checked_and_what_bird_cannot_do_is_refused() {
+        let profile = |yaml: &str| bfd_profile(serde_norway::from_str(yaml).expect("parses"));
+        let p = profile(
+            "metadata: {name: fast, namespace: metallb-system}\n\
+             spec: {receiveInterval: 100, transmitInterval: 150, detectMultiplier: 4, passiveMode: true, echoMode: false}",
+        )
+        .unwrap();
+        assert_eq!(
+            (p.receive_ms, p.transmit_ms, p.multiplier, p.passive),
+            (Some(100), Some(150), Some(4), true)
+        );
+        let p = profile("metadata: {name: dflt}\nspec: {}").unwrap();
+        assert_eq!((p.receive_ms, p.transmit_ms, p.multiplier, p.passive), (None, None, None, false));
+        let got = fields(profile(
+            "metadata: {name: bad}\nspec: {receiveInterval: 5, transmitInterval: 60001, detectMultiplier: 1, \
+             echoMode: true, echoInterval: 50, minimumTtl: 254}",
+        ));
+        assert_eq!(
+            got,
+            [
+                "spec.receiveInterval",
+                "spec.transmitInterval",
+                "spec.detectMultiplier",
+                "spec.echoMode",
+                "spec.echoInterval",
+                "spec.minimumTtl"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_peer_naming_a_missing_profile_is_an_error_naming_it() {
+        let p = peer(
+            "metadata: {name: r1, namespace: metallb-system}\n\
+             spec: {myASN: 64512, peerASN: 64513, peerAddress: 192.0.2.1, bfdProfile: fast}",
+        )
+        .unwrap();
+        let fast = |ns: &str| BfdProfile {
+            namespace: ns.into(),
+            name: "fast".into(),
+            receive_ms: None,
+            transmit_ms: None,
+            multiplier: None,
+            passive: false,
+        };
+        assert!(missing_bfd_profiles(std::slice::from_ref(&p), &[fast("metallb-system")]).is_empty());
+        let missing = missing_bfd_profiles(std::slice::from_ref(&p), &[fast("other")]);
+        assert_eq!(missing.len(), 1);
+        assert!(
+            missing[0].1.starts_with("BGPPeer metallb-system/r1: spec.bfdProfile: no BFDProfile \"fast\""),
+            "{missing:?}"
+        );
     }
 }

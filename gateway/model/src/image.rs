@@ -466,11 +466,10 @@ fn read_header(bytes: &[u8]) -> Result<(Generation, Regions), ImageError> {
     let l7_regions =
         layout::L7_REGIONS.iter().zip(r.l7).map(|(&(name, _, _, size), region)| (region, size, name));
     let mut end = header::SIZE;
-    for ((start, n), size, name) in
-        ordered.into_iter().chain(l7_regions).chain([
-            (r.l7_pool, 1, "L7 byte pool"),
-            (r.l2, l2_addr::SIZE, "L2 addresses"),
-        ])
+    for ((start, n), size, name) in ordered
+        .into_iter()
+        .chain(l7_regions)
+        .chain([(r.l7_pool, 1, "L7 byte pool"), (r.l2, l2_addr::SIZE, "L2 addresses")])
     {
         if start < end {
             return Err(ImageError::Overlap(name));
