@@ -15,9 +15,11 @@
 //! - a node that holds a VIP keeps it, unless another live node also claims it and ranks before
 //!   it (two holders after a partition heals: the later-ranked yields at once);
 //! - a VIP nobody holds is taken by the first-ranked candidate;
-//! - a node that has just started takes nothing for [`Settings::dead_after`]: by then it has heard
-//!   every live node, and takes no VIP one of them holds. Holders are sticky: a node that comes
-//!   back does not take its VIPs back, so connections are not moved twice.
+//! - a node takes nothing until it has run, and its gateway has served, for
+//!   [`Settings::dead_after`]: by then it has heard every live node, and they have heard that
+//!   its gateway serves, so it takes no VIP one of them holds, and none takes one it holds.
+//!   Holders are sticky: a node that comes back does not take its VIPs back, so connections are
+//!   not moved twice.
 //! - a node whose gateway stops serving claims nothing, and says so: the others take over at
 //!   their next decision instead of waiting for it to fall silent.
 //!
@@ -193,6 +195,8 @@ pub struct Election {
     dead_after: Duration,
     peers: BTreeMap<String, Peer>,
     held: BTreeSet<IpAddr>,
+    /// Since when the gateway has served without a break.
+    serving_since: Option<Instant>,
     boot: u64,
     seq: u64,
 }
@@ -206,6 +210,7 @@ impl Election {
             dead_after,
             peers: BTreeMap::new(),
             held: BTreeSet::new(),
+            serving_since: None,
             boot,
             seq: 0,
         }
@@ -242,10 +247,14 @@ impl Election {
         let dead_after = self.dead_after;
         // Forget nodes long dead (they come back as new).
         self.peers.retain(|_, p| now.saturating_duration_since(p.heard) < dead_after * 10);
-        if !serving || now.saturating_duration_since(self.started) < dead_after {
+        if !serving {
+            self.serving_since = None;
             self.held.clear();
             return &self.held;
         }
+        let since = *self.serving_since.get_or_insert(now);
+        // Settled: long enough to have heard every live node, and to have been heard serving.
+        let settled = now.saturating_duration_since(self.started.max(since)) >= dead_after;
         let alive: Vec<&Hello> = self
             .peers
             .values()
@@ -264,7 +273,7 @@ impl Election {
             }
             let claimed = alive.iter().any(|h| h.claims.contains(&v));
             let better = alive.iter().filter(|h| h.candidates.contains(&v)).any(before_me);
-            if !claimed && !better {
+            if settled && !claimed && !better {
                 self.held.insert(v);
             }
         }
@@ -347,6 +356,7 @@ pub fn spawn(
         let mut refused: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut last_refusal_log = Instant::now();
         let mut was_alive: Vec<String> = Vec::new();
+        let mut was_up = false;
         loop {
             // What the peers said since the last tick (64 at most: the next tick reads on).
             for _ in 0..64 {
@@ -389,7 +399,10 @@ pub fn spawn(
             if moved {
                 changed();
             }
-            if last_hello.is_none_or(|t| t.elapsed() >= settings.interval) || moved {
+            // At once when what the others must know changed: what this node holds, or whether
+            // its gateway serves.
+            if last_hello.is_none_or(|t| t.elapsed() >= settings.interval) || moved || up != was_up {
+                was_up = up;
                 let bytes = encode(&e.hello(&candidates, up, wall_ms()), &key);
                 for p in &settings.peers {
                     // A peer that is down refuses (ICMP): nothing to do but try next time.
@@ -523,6 +536,26 @@ mod tests {
         // gw-b's gateway stops serving: it claims nothing and says so; gw-a takes both at once.
         run(&mut a, &mut b, &mut t, 300, (&both, &both), (true, false), (true, true));
         assert_eq!((a.held.clone(), b.held.len()), (both.clone(), 0));
+    }
+
+    #[test]
+    fn a_gateway_that_starts_serving_late_takes_nothing_its_peer_took_meanwhile() {
+        let (va, vb) = split_vips();
+        let both: BTreeSet<IpAddr> = [va, vb].into();
+        let t0 = Instant::now();
+        let mut t = t0;
+        let (mut a, mut b) = (Election::new("gw-a", t0, DEAD, 1), Election::new("gw-b", t0, DEAD, 2));
+        // gw-b's gateway is not up yet, gw-a not settled yet.
+        run(&mut a, &mut b, &mut t, 1000, (&both, &both), (true, false), (true, true));
+        assert!(a.held.is_empty());
+        // gw-b's gateway comes up at the very tick gw-a settles and takes both (vb too: gw-b,
+        // which ranks first for it, did not serve). gw-b has not heard that claim yet, but it
+        // has not served long enough to take anything: no moment with two holders.
+        for _ in 0..30 {
+            run(&mut a, &mut b, &mut t, 100, (&both, &both), (true, true), (true, true));
+            assert!(b.held.is_empty(), "gw-b took {:?} from the holder", b.held);
+        }
+        assert_eq!(a.held, both);
     }
 
     #[test]

@@ -1,0 +1,325 @@
+//! L2 mode failover (issue 17, item 3): two gateway nodes on one client segment, each with its
+//! control and gateway in its own namespace; an L2Advertisement puts the LoadBalancer VIP in L2
+//! mode, and the controls' election (`--l2-listen`/`--l2-peer`/`--l2-key`, docs/l2.md) makes one
+//! node active for it. Only that node answers ARP for the VIP; SIGKILL it (gateway and control:
+//! the election runs in control) and the other takes over, announcing the VIP with a gratuitous
+//! ARP: the client's neighbour entry moves to its MAC, and new connections succeed.
+//!
+//! ```text
+//!   cl (198.18.0.100) ─┐                 ┌─ gw   node a: 198.18.0.1, SNAT 198.18.1.254
+//!                      ├── switch br0 ───┼─ gw2  node b: 198.18.0.2, SNAT 198.18.1.253
+//!   b0, b1 (backends) ─┘                 └─ (both gateways and their controls, one per ns)
+//! ```
+//! The Service is FullNAT: each node's replies come back to its own SNAT address. Needs root;
+//! see the crate docs.
+
+use std::time::{Duration, Instant};
+
+use sluice_sandbox::{Backend, Sandbox, bin, mac_in, must, require_root, veth};
+
+const VIP: &str = "198.18.100.10";
+const NODE_B: &str = "198.18.0.2";
+const SNAT_B: &str = "198.18.1.253";
+/// How long a takeover may take (issue 17: 3 s in L2 mode).
+const TAKEOVER_LIMIT: Duration = Duration::from_secs(3);
+
+const MANIFESTS: &str = "\
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: edge, namespace: sluice-system}
+spec:
+  addresses: [198.18.100.10-198.18.100.19]
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: edge-l2, namespace: sluice-system}
+spec:
+  ipAddressPools: [edge]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: LoadBalancer
+  loadBalancerIP: 198.18.100.10
+  ports:
+    - {name: http, port: 80, targetPort: 80}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+ports:
+  - {name: http, port: 80, protocol: TCP}
+endpoints:
+  - addresses: [198.18.1.11]
+    conditions: {ready: true}
+  - addresses: [198.18.1.12]
+    conditions: {ready: true}
+";
+
+/// One gateway node: its namespace role, name, address, and its processes' names.
+struct Node {
+    role: &'static str,
+    name: &'static str,
+    addr: &'static str,
+    snat: &'static str,
+}
+
+impl Node {
+    fn control(&self) -> String {
+        format!("control-{}", self.name)
+    }
+    fn gateway(&self) -> String {
+        if self.role == "gw" { "gateway".into() } else { format!("gateway-{}", self.name) }
+    }
+}
+
+const A: Node = Node { role: "gw", name: "gw-a", addr: "198.18.0.1", snat: "198.18.1.254" };
+const B: Node = Node { role: "gw2", name: "gw-b", addr: NODE_B, snat: SNAT_B };
+
+/// The sandbox with a second gateway node on the clients' switch.
+fn two_nodes() -> Sandbox {
+    let backends =
+        [Backend::http("web-1", "198.18.1.11", &[80]), Backend::http("web-2", "198.18.1.12", &[80])];
+    let mut sb = Sandbox::new(&backends).expect("sandbox");
+    let ns = sb.add_namespace(B.role).expect("namespace");
+    let sw = sb.ns("sw");
+    let port = format!("s-{}", B.role);
+    veth((&ns, "gw0"), (&sw, &port), 0).expect("veth");
+    must(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"]).expect("switch port");
+    // As the sandbox's own gateway port (docs/af-xdp.md pitfall 3): GRO and an XDP program on
+    // the switch's end, so that what the gateway transmits from AF_XDP is taken.
+    must(&["ip", "netns", "exec", &sw, "ethtool", "-K", &port, "gro", "on"]).expect("gro");
+    sb.pass_on_switch_port(B.role).expect("XDP_PASS on the switch port");
+    must(&["ip", "-n", &ns, "link", "set", "gw0", "up"]).expect("up");
+    must(&["ip", "netns", "exec", &ns, "ethtool", "-K", "gw0", "tx", "off"]).expect("tx off");
+    for a in [format!("{}/24", B.addr), format!("{}/24", B.snat)] {
+        must(&["ip", "-n", &ns, "addr", "add", &a, "dev", "gw0"]).expect("address");
+    }
+    sb.set_manifests(&[], &[("l2.yaml", MANIFESTS)]).expect("manifests");
+    sb
+}
+
+/// The table file of a node.
+fn table(sb: &Sandbox, node: &Node) -> String {
+    if node.role == "gw" {
+        sb.table().to_string_lossy().into_owned()
+    } else {
+        sb.dir().join(format!("table-{}", node.name)).to_string_lossy().into_owned()
+    }
+}
+
+/// Starts a node's control (in its namespace: the election speaks on the link) with the
+/// election towards `peer`.
+fn start_control(sb: &mut Sandbox, node: &Node, peer: &Node, key: &str) {
+    let c = bin("sluice-control").to_string_lossy().into_owned();
+    let (m, t) = (sb.manifests().to_string_lossy().into_owned(), table(sb, node));
+    let (listen, peer) = (format!("{}:7947", node.addr), format!("{}:7947", peer.addr));
+    let args = [
+        c.as_str(),
+        "run",
+        "--manifests",
+        &m,
+        "--table",
+        &t,
+        "--node-address",
+        node.addr,
+        "--snat-address",
+        node.snat,
+        "--node-name",
+        node.name,
+        "--metrics-address",
+        "127.0.0.1:0",
+        "--interval-ms",
+        "200",
+        "--l2-listen",
+        &listen,
+        "--l2-peer",
+        &peer,
+        "--l2-key",
+        key,
+        "--l2-interface",
+        "gw0",
+    ];
+    sb.spawn(node.role, &node.control(), &args).expect("control");
+}
+
+/// Starts a node's gateway and waits until it runs a table with its XDP program attached.
+fn start_gateway(sb: &mut Sandbox, node: &Node) {
+    if node.role == "gw" {
+        // The sandbox's own gateway, on the sandbox's table.
+        sb.start_gateway(&[]).unwrap_or_else(|e| panic!("{e}\ncontrol:\n{}", sb.log(&node.control())));
+        return;
+    }
+    let g = bin("sluice-gateway").to_string_lossy().into_owned();
+    let t = table(sb, node);
+    let journal = sb.dir().join(format!("flows-{}", node.name)).to_string_lossy().into_owned();
+    let args = [g.as_str(), "--iface", "gw0", "--table", &t, "--flows", "65536", "--flow-journal", &journal];
+    sb.spawn(node.role, &node.gateway(), &args).expect("gateway");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ready = |log: &str| log.contains("key(s) set") && log.contains("XDP program attached");
+    while !ready(&sb.log(&node.gateway())) {
+        assert!(
+            Instant::now() < deadline,
+            "gateway {} did not start:\n{}\ncontrol:\n{}",
+            node.name,
+            sb.log(&node.gateway()),
+            sb.log(&node.control())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The client's neighbour entry for the VIP: its MAC, if it has one.
+fn client_mac_for_vip(sb: &Sandbox) -> Option<String> {
+    let out = sb.exec("cl", &["ip", "neigh", "show", VIP]).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).map(str::to_owned)
+}
+
+/// Three ARP requests for the VIP from the client: how many replies came back.
+fn arp_replies(sb: &Sandbox) -> u64 {
+    let probe = bin("sluice-probe").to_string_lossy().into_owned();
+    let out = sb.exec("cl", &[&probe, "arp-forge", "c0", "198.18.0.100", VIP, "1"]).expect("probe");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .skip_while(|w| *w != "arp_frames")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("sluice-probe: {text} {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// A request to the VIP from the client over a new connection: the backend's name.
+fn get(sb: &Sandbox) -> Result<String, String> {
+    sb.get(&format!("http://{VIP}/"))
+}
+
+fn logs(sb: &Sandbox) -> String {
+    [A, B]
+        .iter()
+        .map(|n| {
+            format!(
+                "--- {} control:\n{}\n--- {} gateway:\n{}",
+                n.name,
+                sb.log(&n.control()),
+                n.name,
+                sb.log(&n.gateway())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn one_node_answers_for_the_vip_and_the_other_takes_over_when_it_is_killed() {
+    if !require_root("l2 failover") {
+        return;
+    }
+    let mut sb = two_nodes();
+    let key = sb.dir().join("l2.key");
+    std::fs::write(&key, "a shared key of thirty-two bytes!").expect("key");
+    let key = key.to_string_lossy().into_owned();
+    for (node, peer) in [(&A, &B), (&B, &A)] {
+        start_control(&mut sb, node, peer, &key);
+    }
+    for node in [&A, &B] {
+        start_gateway(&mut sb, node);
+    }
+    let macs = [mac_in(&sb.ns(A.role), "gw0"), mac_in(&sb.ns(B.role), "gw0")];
+    // The election settles (each node waits 1 s, its gateway serving, before it takes a VIP):
+    // then exactly one node answers for the VIP. Three ARP requests get three replies (two
+    // nodes answering would be six), and the client learns one node's MAC; the same twice in a
+    // row, 300 ms apart.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = None;
+    let active = loop {
+        let _ = sb.exec("cl", &["ip", "neigh", "flush", "dev", "c0"]);
+        let replies = arp_replies(&sb);
+        let answered = get(&sb);
+        let mac = client_mac_for_vip(&sb);
+        let now = (replies == 3 && answered.is_ok())
+            .then(|| macs.iter().position(|m| Some(m) == mac.as_ref()))
+            .flatten();
+        if now.is_some() && now == last {
+            break now.unwrap_or_default();
+        }
+        last = now;
+        assert!(
+            Instant::now() < deadline,
+            "not one node answering: {replies} ARP replies, neighbour {mac:?} (MACs {macs:?}), GET {answered:?}\n{}",
+            logs(&sb)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let (active_node, standby_node) = if active == 0 { (&A, &B) } else { (&B, &A) };
+    // The elections agree: the node answering is the one that says it holds the VIP.
+    let holds = |n: &Node| {
+        let log = sb.log(&n.control());
+        let last = log.lines().rev().find(|l| l.contains("L2 election: now announcing"));
+        last.is_some_and(|l| l.contains(&format!("now announcing [{VIP}]")))
+    };
+    assert!(holds(active_node) && !holds(standby_node), "the logs disagree with the wire:\n{}", logs(&sb));
+    // Kill the active node whole: its control (the election) first, then its gateway — the
+    // other order would let the control see its gateway die and hand the VIP over at once (in
+    // about 0.1 s), which is the gateway-only failure, not a node's death.
+    let killed = Instant::now();
+    sb.stop(&active_node.control(), rustix::process::Signal::KILL);
+    sb.stop(&active_node.gateway(), rustix::process::Signal::KILL);
+    // The standby's gratuitous ARP moves the client's entry to its MAC.
+    let moved = loop {
+        if client_mac_for_vip(&sb).as_deref() == Some(&macs[1 - active]) {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < TAKEOVER_LIMIT * 2,
+            "the client's neighbour entry for {VIP} is still {:?} (the standby, {}, is {}) after {:?}\n{}",
+            client_mac_for_vip(&sb),
+            standby_node.name,
+            macs[1 - active],
+            killed.elapsed(),
+            logs(&sb)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // New connections succeed through the new node.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let served = loop {
+        match get(&sb) {
+            Ok(_) => break killed.elapsed().as_millis(),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no new connection after the takeover: {e}\n{}", logs(&sb))
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!(
+        "L2 takeover: the client's neighbour entry moved to {} {} ms after {} was killed; a new connection served {} ms after",
+        standby_node.name,
+        moved.as_millis(),
+        active_node.name,
+        served
+    );
+    assert!(moved < TAKEOVER_LIMIT, "takeover took {moved:?}, over {TAKEOVER_LIMIT:?}\n{}", logs(&sb));
+    // Only the new node answers now, and the client learns its MAC afresh.
+    let _ = sb.exec("cl", &["ip", "neigh", "flush", "dev", "c0"]);
+    assert_eq!(arp_replies(&sb), 3, "ARP replies after the takeover\n{}", logs(&sb));
+    get(&sb).unwrap_or_else(|e| panic!("GET after a flush: {e}\n{}", logs(&sb)));
+    assert_eq!(client_mac_for_vip(&sb).as_deref(), Some(macs[1 - active].as_str()), "{}", logs(&sb));
+}
+
+/// Established connections surviving the takeover need the flow sync between the nodes (the
+/// gateway's --sync-listen/--sync-peer/--sync-key, control's --peer-snat-address), being built
+/// on main: not merged into this branch yet.
+#[test]
+#[ignore = "needs the flow sync between nodes (gateway --sync-*, control --peer-snat-address), not merged yet"]
+fn a_long_download_survives_the_takeover() {
+    if !require_root("l2 failover with established connections") {
+        return;
+    }
+    panic!(
+        "to write once the flow sync has landed: a DNAT and a FullNAT download through the active node, SIGKILL it, both complete"
+    );
+}
