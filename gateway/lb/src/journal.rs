@@ -244,6 +244,11 @@ pub fn encode(f: &Flow) -> [u8; RECORD] {
     r
 }
 
+/// Whether a record is marked live (its check is not looked at: [`decode`] does that).
+pub fn is_live(rec: &[u8]) -> bool {
+    rec.first() == Some(&LIVE)
+}
+
 /// What one record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {

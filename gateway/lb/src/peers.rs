@@ -209,6 +209,11 @@ impl core::fmt::Debug for PeerWriter {
 }
 
 impl PeerWriter {
+    /// Flows the store holds at most.
+    pub fn capacity(&self) -> usize {
+        self.store.capacity()
+    }
+
     /// Flows held.
     pub fn len(&self) -> usize {
         self.by_key.len()
