@@ -7,8 +7,9 @@
 //! flow's end, to a bounded queue (`Outbox`: full, the record is dropped and counted as
 //! `sync_outbox_full`; the flow is still sent by the next refresh). This thread drains the
 //! queues, packs up to [`PER_DATAGRAM`] records per UDP datagram and sends each datagram to
-//! every peer (`--sync-peer`) within [`FLUSH_NS`]. What it receives it checks and puts into the
-//! store the workers look in when their own table misses (`sluice_lb::peers`).
+//! every peer (`--sync-peer`) within [`FLUSH_NS`] (within [`IDLE_WAIT`] after an idle
+//! second). What it receives it checks and puts into the store the workers look in when their
+//! own table misses (`sluice_lb::peers`).
 //!
 //! **Catching up.** A gateway that starts says hello to each peer; a peer answers with every
 //! flow its journals hold, then "done". Until each peer has answered, or [`CATCH_UP`] has
@@ -58,6 +59,10 @@ const KIND_HELLO: u8 = 2;
 const KIND_DONE: u8 = 3;
 /// The longest a record waits in this thread before it is sent.
 const FLUSH_NS: u64 = 2_000_000;
+/// How long the thread waits for a datagram while there is work (the records' batching delay).
+const BUSY_WAIT: Duration = Duration::from_millis(1);
+/// How long it waits once idle for a second.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
 /// How long a starting gateway waits for its peers' flows before serving anyway.
 pub(crate) const CATCH_UP: Duration = Duration::from_secs(2);
 /// How often the whole journal goes to every peer again.
@@ -265,9 +270,7 @@ pub(crate) fn spawn(
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let socket = UdpSocket::bind(cfg.listen).map_err(|e| format!("--sync-listen {}: {e}", cfg.listen))?;
-    socket
-        .set_read_timeout(Some(Duration::from_millis(1)))
-        .map_err(|e| format!("--sync-listen {}: {e}", cfg.listen))?;
+    socket.set_read_timeout(Some(BUSY_WAIT)).map_err(|e| format!("--sync-listen {}: {e}", cfg.listen))?;
     let mut epoch = [0u8; 8];
     getrandom(&mut epoch)?;
     let mut sync = Sync {
@@ -328,15 +331,29 @@ impl Sync {
         let mut last_refresh = Instant::now();
         let mut last_sweep = Instant::now();
         let mut buf = vec![0u8; 2048];
+        let mut quiet = Duration::ZERO;
+        let mut slow = false;
         while !stop.load(Ordering::Relaxed) {
-            // Receive until the socket is empty (or 1 ms passes with nothing).
+            // Receive until the socket is empty (or its timeout passes with nothing).
+            let mut busy = false;
             for _ in 0..256 {
                 match self.socket.recv_from(&mut buf) {
-                    Ok((n, from)) => self.take(&buf[..n], from),
+                    Ok((n, from)) => {
+                        busy = true;
+                        self.take(&buf[..n], from);
+                    }
                     Err(_) => break,
                 }
             }
-            self.drain();
+            busy |= self.drain();
+            // An idle gateway costs (almost) no CPU: after a second with nothing to do, the
+            // thread looks every IDLE_WAIT instead of every BUSY_WAIT; a new flow then reaches
+            // the peers within IDLE_WAIT.
+            quiet = if busy { Duration::ZERO } else { quiet + self.wait(slow) };
+            let want_slow = quiet >= Duration::from_secs(1);
+            if want_slow != slow && self.socket.set_read_timeout(Some(self.wait(want_slow))).is_ok() {
+                slow = want_slow;
+            }
             if self.stats.waiting.load(Ordering::Relaxed) {
                 if self.peers.iter().all(|p| p.caught_up) || start.elapsed() >= CATCH_UP {
                     self.stats.waiting.store(false, Ordering::Relaxed);
@@ -370,7 +387,7 @@ impl Sync {
                 self.stats.held.store(self.writer.len() as u64, Ordering::Relaxed);
             }
         }
-        self.drain();
+        let _ = self.drain();
         self.flush();
     }
 
@@ -378,11 +395,19 @@ impl Sync {
         self.writer.capacity()
     }
 
-    /// Moves the workers' records into datagrams; sends a datagram when full or old.
-    fn drain(&mut self) {
+    /// How long a receive waits: short while flows come and go, longer when idle.
+    fn wait(&self, slow: bool) -> Duration {
+        if slow { IDLE_WAIT } else { BUSY_WAIT }
+    }
+
+    /// Moves the workers' records into datagrams; sends a datagram when full or old. Whether
+    /// there was anything.
+    fn drain(&mut self) -> bool {
         let now = sluice_sys::monotonic_ns();
+        let mut any = !self.pending.is_empty();
         for i in 0..self.outboxes.len() {
             while let Some(r) = self.outboxes[i].pop() {
+                any = true;
                 if self.pending.is_empty() {
                     self.first_pending_ns = now;
                 }
@@ -395,6 +420,7 @@ impl Sync {
         if !self.pending.is_empty() && now.saturating_sub(self.first_pending_ns) >= FLUSH_NS {
             self.flush();
         }
+        any
     }
 
     fn flush(&mut self) {
