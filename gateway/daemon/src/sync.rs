@@ -233,12 +233,16 @@ struct Peer {
     window: u64,
     /// It has sent its flows since this gateway started.
     caught_up: bool,
+    /// When this gateway last sent it every flow (a hello asks for them).
+    last_bulk: Option<Instant>,
 }
 
 impl Peer {
     /// Whether `(epoch, seq)` is new; marks it seen.
     fn fresh(&mut self, epoch: u64, seq: u64) -> bool {
         if epoch != self.epoch {
+            // The peer restarted: what it was sent before, it no longer has.
+            self.last_bulk = None;
             self.epoch = epoch;
             self.top = seq;
             self.window = 1;
@@ -279,7 +283,7 @@ pub(crate) fn spawn(
         peers: cfg
             .peers
             .iter()
-            .map(|&addr| Peer { addr, epoch: 0, top: 0, window: 0, caught_up: false })
+            .map(|&addr| Peer { addr, epoch: 0, top: 0, window: 0, caught_up: false, last_bulk: None })
             .collect(),
         socket,
         outboxes,
@@ -368,9 +372,13 @@ impl Sync {
                             format!("; silent: {}", silent.join(", "))
                         }
                     );
-                } else if last_hello.elapsed() >= Duration::from_millis(200) {
-                    // A hello lost, or a peer still starting: ask again.
-                    self.broadcast_control(KIND_HELLO);
+                } else if last_hello.elapsed() >= Duration::from_millis(500) {
+                    // A hello or a "done" lost, or a peer still starting: ask those again.
+                    for i in 0..self.peers.len() {
+                        if !self.peers[i].caught_up {
+                            self.control_to(i, KIND_HELLO);
+                        }
+                    }
                     last_hello = Instant::now();
                 }
             }
@@ -443,11 +451,15 @@ impl Sync {
     }
 
     fn broadcast_control(&mut self, kind: u8) {
+        for i in 0..self.peers.len() {
+            self.control_to(i, kind);
+        }
+    }
+
+    fn control_to(&mut self, i: usize, kind: u8) {
         self.packer.begin();
         let d = self.packer.seal(kind);
-        for p in &self.peers {
-            let _ = self.socket.send_to(d, p.addr);
-        }
+        let _ = self.socket.send_to(d, self.peers[i].addr);
     }
 
     /// Sends every flow this gateway's journals hold to peer `i`, then, when `done`, says so.
@@ -519,7 +531,16 @@ impl Sync {
             return reject(&self.stats);
         }
         match opened.kind {
-            KIND_HELLO => self.bulk(i, true),
+            // Every flow at most once a second to one peer, however often it asks (a lost
+            // "done" makes it ask again): what was sent is not sent twice; what was lost, the
+            // refresh sends.
+            KIND_HELLO if self.peers[i].last_bulk.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) => {
+                self.control_to(i, KIND_DONE);
+            }
+            KIND_HELLO => {
+                self.peers[i].last_bulk = Some(Instant::now());
+                self.bulk(i, true);
+            }
             KIND_DONE => {
                 if !self.peers[i].caught_up {
                     self.peers[i].caught_up = true;
@@ -586,8 +607,14 @@ mod tests {
 
     #[test]
     fn a_datagram_is_taken_once() {
-        let mut p =
-            Peer { addr: "198.18.0.2:7400".parse().unwrap(), epoch: 0, top: 0, window: 0, caught_up: false };
+        let mut p = Peer {
+            addr: "198.18.0.2:7400".parse().unwrap(),
+            epoch: 0,
+            top: 0,
+            window: 0,
+            caught_up: false,
+            last_bulk: None,
+        };
         assert!(p.fresh(5, 1));
         assert!(!p.fresh(5, 1), "replayed");
         assert!(p.fresh(5, 3));
