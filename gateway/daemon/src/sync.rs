@@ -636,3 +636,98 @@ mod tests {
         let _ = std::fs::remove_file(&dir);
     }
 }
+
+#[cfg(test)]
+mod loopback {
+    //! Two sync threads over loopback: records queued on one reach the other's store; what a
+    //! stranger sends is refused and counted.
+    use super::*;
+    use sluice_lb::flow::{Flow, FlowKey, FlowState};
+    use sluice_lb::peers::PeerFlows;
+    use sluice_model::Addr;
+    use sluice_model::service::{BackendId, Generation, ServiceId};
+
+    const KEY: &[u8] = b"loopback test key, 32 bytes long";
+
+    fn free_addr() -> SocketAddr {
+        UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free port")
+    }
+
+    fn flow(port: u16) -> Flow {
+        let fwd =
+            FlowKey::new(Addr::from_v4([198, 18, 0, 100]), port, Addr::from_v4([198, 18, 100, 1]), 80, 6);
+        let rev =
+            FlowKey::new(Addr::from_v4([198, 18, 1, 11]), 8080, Addr::from_v4([198, 18, 1, 241]), port, 6);
+        Flow::new(
+            fwd,
+            rev,
+            ServiceId(0),
+            BackendId(0),
+            Generation(1),
+            FlowState::Established,
+            0,
+            &Timeouts::default(),
+        )
+    }
+
+    struct Node {
+        store: Arc<PeerFlows>,
+        outbox: Outbox,
+        stats: Arc<SyncStats>,
+        handle: std::thread::JoinHandle<()>,
+    }
+
+    fn node(listen: SocketAddr, peer: SocketAddr, stop: &Arc<AtomicBool>) -> Node {
+        let (store, writer) = PeerFlows::new(1024);
+        let outbox: Outbox = Arc::new(ArrayQueue::new(OUTBOX));
+        let stats = Arc::new(SyncStats::default());
+        let cfg = SyncConfig { listen, peers: vec![peer], key: KEY.to_vec(), journals: vec![] };
+        let handle =
+            spawn(cfg, vec![outbox.clone()], writer, stats.clone(), stop.clone()).expect("sync thread");
+        Node { store, outbox, stats, handle }
+    }
+
+    fn wait(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !cond() {
+            assert!(Instant::now() < deadline, "{what}: not within 5 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn flows_queued_on_one_node_reach_the_other_and_strangers_are_refused() {
+        let (a_addr, b_addr) = (free_addr(), free_addr());
+        let stop = Arc::new(AtomicBool::new(false));
+        let a = node(a_addr, b_addr, &stop);
+        let b = node(b_addr, a_addr, &stop);
+        // Each asks the other for its flows at start, and is answered.
+        wait("both caught up", || {
+            !a.stats.waiting.load(Ordering::Relaxed) && !b.stats.waiting.load(Ordering::Relaxed)
+        });
+        let t = Timeouts::default();
+        for port in 40_000..40_025 {
+            a.outbox.push(journal::encode(&flow(port))).expect("room");
+        }
+        wait("25 flows at B", || (40_000..40_025).all(|p| b.store.find(&flow(p).fwd, 1, &t).is_some()));
+        assert!(a.stats.sent.load(Ordering::Relaxed) >= 25);
+        // Their ends travel too.
+        a.outbox.push(journal::encode_closed(&flow(40_000))).expect("room");
+        wait("the ended flow forgotten", || b.store.find(&flow(40_000).fwd, 1, &t).is_none());
+        // A stranger (another port on A's address is still A's address: a different key) is
+        // refused, whatever it sends.
+        let rejected = b.stats.rejected.load(Ordering::Relaxed);
+        let stranger = UdpSocket::bind("127.0.0.1:0").expect("socket");
+        let mut forged = Packer::new(b"not the key, but thirty-two bytes", 9);
+        forged.begin();
+        forged.buf.extend_from_slice(&journal::encode(&flow(41_000)));
+        forged.count = 1;
+        stranger.send_to(forged.seal(KIND_FLOWS), b_addr).expect("send");
+        stranger.send_to(b"garbage", b_addr).expect("send");
+        wait("both refused", || b.stats.rejected.load(Ordering::Relaxed) >= rejected + 2);
+        assert!(b.store.find(&flow(41_000).fwd, 1, &t).is_none());
+        stop.store(true, Ordering::Relaxed);
+        a.handle.join().expect("A");
+        b.handle.join().expect("B");
+    }
+}
