@@ -547,12 +547,17 @@ fn start_bird(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> Result<Vips,
 }
 
 /// Whether a gateway serves the table: a process registered on the table file lives and has
-/// adopted a table (the gateway's workers register too, for their counters, and adopt none).
+/// adopted a table (the gateway's workers register too, for their counters, and adopt none), and
+/// is not still taking in its flow-sync peers' flows (its worker 0 says so). What BGP announces
+/// on, and what the L2 election contends on.
 fn gateway_serving(publisher: &Arc<Mutex<Publisher>>) -> impl Fn() -> bool + Send + 'static {
     let publisher = Arc::clone(publisher);
     move || {
-        let readers = publisher.lock().map(|p| p.readers()).unwrap_or_default();
-        readers.iter().any(|&(pid, seen)| seen > 0 && sluice_control::bird::process_alive(pid))
+        let Ok(p) = publisher.lock() else { return false };
+        let alive = sluice_control::bird::process_alive;
+        let waiting =
+            p.reader_stats().iter().any(|(pid, v)| sluice_control::bird::sync_waiting(v) && alive(*pid));
+        !waiting && p.readers().iter().any(|&(pid, seen)| seen > 0 && alive(pid))
     }
 }
 
