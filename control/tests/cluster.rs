@@ -59,7 +59,8 @@ struct Fake(Arc<Mutex<State>>);
 
 /// The kinds of CRDs (MetalLB's): served only once set, as a cluster serves a CRD only where it
 /// is installed.
-const CRDS: [&str; 3] = ["ipaddresspools", "bgppeers", "bgpadvertisements"];
+const CRDS: [&str; 5] =
+    ["ipaddresspools", "bgppeers", "bgpadvertisements", "l2advertisements", "bfdprofiles"];
 
 fn resource(path: &str) -> Option<(&'static str, &'static str, &'static str)> {
     Some(match path {
@@ -80,6 +81,10 @@ fn resource(path: &str) -> Option<(&'static str, &'static str, &'static str)> {
         "/apis/metallb.io/v1beta1/bgpadvertisements" => {
             ("bgpadvertisements", "metallb.io/v1beta1", "BGPAdvertisementList")
         }
+        "/apis/metallb.io/v1beta1/l2advertisements" => {
+            ("l2advertisements", "metallb.io/v1beta1", "L2AdvertisementList")
+        }
+        "/apis/metallb.io/v1beta1/bfdprofiles" => ("bfdprofiles", "metallb.io/v1beta1", "BFDProfileList"),
         _ => return None,
     })
 }
@@ -1359,4 +1364,115 @@ async fn bgp_objects_are_watched_where_served_and_checked() {
         ("router", 64513)
     );
     assert_eq!(store.bgp_advertisements[0].object.pools, ["edge"]);
+}
+
+/// MetalLB's L2Advertisements and BFDProfiles are watched where served and checked as a
+/// manifest's are.
+#[tokio::test(flavor = "current_thread")]
+async fn l2_advertisements_and_bfd_profiles_are_watched_where_served_and_checked() {
+    let fake = Fake::default();
+    for key in ["services", "endpointslices", "secrets", "ingresses", "ingressclasses"] {
+        fake.set(key, vec![]);
+    }
+    let mut cluster = Cluster::watch(client(&fake));
+    assert!(!cluster.watch_l2(client(&fake)).await.unwrap(), "no CRD: not watched");
+    assert!(!cluster.watch_bfd(client(&fake)).await.unwrap(), "no CRD: not watched");
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("ready without them");
+
+    let meta = |name: &str| json!({"name": name, "namespace": "metallb-system", "resourceVersion": "1"});
+    fake.set(
+        "l2advertisements",
+        vec![
+            json!({"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": meta("edge"),
+                "spec": {"ipAddressPools": ["edge"], "nodeSelectors": [{"matchLabels": {"kubernetes.io/hostname": "gw-a"}}]}}),
+            json!({"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": meta("picky"),
+                "spec": {"ipAddressPoolSelectors": [{"matchLabels": {"tier": "edge"}}]}}),
+        ],
+    );
+    fake.set(
+        "bfdprofiles",
+        vec![
+            json!({"apiVersion": "metallb.io/v1beta1", "kind": "BFDProfile", "metadata": meta("fast"),
+                "spec": {"receiveInterval": 100, "transmitInterval": 100, "detectMultiplier": 3}}),
+            json!({"apiVersion": "metallb.io/v1beta1", "kind": "BFDProfile", "metadata": meta("echo"),
+                "spec": {"echoMode": true}}),
+        ],
+    );
+    let mut cluster = Cluster::watch(client(&fake));
+    assert!(cluster.watch_l2(client(&fake)).await.unwrap());
+    assert!(cluster.watch_bfd(client(&fake)).await.unwrap());
+    tokio::time::timeout(Duration::from_secs(10), cluster.ready()).await.expect("ready with them");
+    let (store, mut problems) = cluster.snapshot();
+    problems.sort();
+    assert_eq!(
+        problems,
+        [
+            "BFDProfile metallb-system/echo: spec.echoMode: not supported: BIRD's BFD has no echo mode; remove it (BFD control packets still run)",
+            "L2Advertisement metallb-system/picky: spec.ipAddressPoolSelectors: not supported yet: name the pools in spec.ipAddressPools",
+        ]
+    );
+    let l2 = &store.l2_advertisements[0].object;
+    assert_eq!(
+        (l2.name.as_str(), &l2.pools[..], l2.nodes.as_deref()),
+        ("edge", &["edge".to_owned()][..], Some(&["gw-a".to_owned()][..]))
+    );
+    let fast = &store.bfd_profiles[0].object;
+    assert_eq!((fast.name.as_str(), fast.receive_ms, fast.multiplier), ("fast", Some(100), Some(3)));
+}
+
+/// L2 mode in cluster mode (docs/l2.md): one Lease per VIP. The first candidate takes it; the
+/// other does not while it is renewed; when the holder stops renewing (its node died), the other
+/// takes it over after the Lease's duration — and the old holder has stopped counting itself
+/// the holder before that, so that there is never a moment with two. A release hands it over at
+/// once.
+#[tokio::test(flavor = "current_thread")]
+async fn an_l2_vip_has_one_lease_holder_and_a_dead_holder_is_replaced_within_its_duration() {
+    use sluice_control::l2::lease::{Leases, lease_name};
+    let fake = Fake::default();
+    let vip: std::net::IpAddr = "198.18.100.10".parse().unwrap();
+    let vips: std::collections::BTreeSet<std::net::IpAddr> = [vip].into();
+    let mut a = Leases::new(client(&fake), "default", "gw-a", 2);
+    let mut b = Leases::new(client(&fake), "default", "gw-b", 2);
+    assert_eq!(a.step(&vips).await, vips, "the absent Lease is taken");
+    assert!(b.step(&vips).await.is_empty(), "a Lease renewed by another is not taken");
+    let holder = |fake: &Fake| {
+        fake.0.lock().unwrap().leases[&lease_name(vip)]["spec"]["holderIdentity"].as_str().map(str::to_owned)
+    };
+    assert_eq!(holder(&fake).as_deref(), Some("gw-a"));
+    assert_eq!(lease_name(vip), "sluice-l2-198-18-100-10");
+    // Both look for 2 s: a renews, b never takes it.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        assert_eq!(a.step(&vips).await, vips);
+        assert!(b.step(&vips).await.is_empty(), "taken from a live holder");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // gw-a dies (stops renewing). gw-b takes over after the duration, and never while gw-a
+    // still counts itself the holder. Measured from gw-a's last renewal (its renewTime).
+    let renewed: k8s_openapi::jiff::Timestamp = {
+        let st = fake.0.lock().unwrap();
+        st.leases[&lease_name(vip)]["spec"]["renewTime"].as_str().unwrap().parse().unwrap()
+    };
+    let since_renewal = k8s_openapi::jiff::Timestamp::now().duration_since(renewed).unsigned_abs();
+    let died = std::time::Instant::now() - since_renewal;
+    let took = loop {
+        let held_b = b.step(&vips).await;
+        assert!(held_b.is_empty() || a.held().is_empty(), "two holders at {:?}", died.elapsed());
+        if !held_b.is_empty() {
+            break died.elapsed();
+        }
+        assert!(died.elapsed() < Duration::from_secs(5), "not taken over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("L2 Lease taken over {} ms after its holder's last renewal", took.as_millis());
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(holder(&fake).as_deref(), Some("gw-b"));
+    // gw-a comes back: the Lease is gw-b's, renewed. gw-b's gateway stops: it releases at once,
+    // and gw-a takes it at its next look.
+    let mut a = Leases::new(client(&fake), "default", "gw-a", 2);
+    assert!(a.step(&vips).await.is_empty());
+    tokio::time::sleep(a.look_every()).await;
+    assert!(b.step(&Default::default()).await.is_empty());
+    assert_eq!(holder(&fake), None, "released");
+    assert_eq!(a.step(&vips).await, vips, "a released Lease is taken at once");
 }
