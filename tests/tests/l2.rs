@@ -10,8 +10,10 @@
 //!                      ├── switch br0 ───┼─ gw2  node b: 198.18.0.2, SNAT 198.18.1.253
 //!   b0, b1 (backends) ─┘                 └─ (both gateways and their controls, one per ns)
 //! ```
-//! The Service is FullNAT: each node's replies come back to its own SNAT address. Needs root;
-//! see the crate docs.
+//! `web` is FullNAT: each node's replies come back to its own SNAT address; `web-local` is DNAT
+//! (externalTrafficPolicy: Local, an endpoint on each node). With the flow sync between the
+//! gateways and keepalived moving a dead node's SNAT address (docs/flow-sync.md), a download
+//! through each survives the takeover. Needs root; see the crate docs.
 
 use std::time::{Duration, Instant};
 
@@ -58,7 +60,37 @@ endpoints:
     conditions: {ready: true}
   - addresses: [198.18.1.12]
     conditions: {ready: true}
+---
+# DNAT: externalTrafficPolicy Local, one endpoint on each node (each node's table lists the
+# other's with weight 0, for the flows it carries over: docs/flow-sync.md).
+apiVersion: v1
+kind: Service
+metadata: {name: web-local}
+spec:
+  type: LoadBalancer
+  loadBalancerIP: 198.18.100.11
+  externalTrafficPolicy: Local
+  ports:
+    - {name: http, port: 80, targetPort: 80}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-local-1
+  labels: {kubernetes.io/service-name: web-local}
+addressType: IPv4
+ports:
+  - {name: http, port: 80, protocol: TCP}
+endpoints:
+  - addresses: [198.18.1.11]
+    conditions: {ready: true}
+    nodeName: gw-a
+  - addresses: [198.18.1.12]
+    conditions: {ready: true}
+    nodeName: gw-b
 ";
+/// The DNAT VIP (externalTrafficPolicy: Local).
+const VIP_LOCAL: &str = "198.18.100.11";
 
 /// One gateway node: its namespace role, name, address, and its processes' names.
 struct Node {
@@ -147,17 +179,34 @@ fn start_control(sb: &mut Sandbox, node: &Node, peer: &Node, key: &str) {
     sb.spawn(node.role, &node.control(), &args).expect("control");
 }
 
-/// Starts a node's gateway and waits until it runs a table with its XDP program attached.
-fn start_gateway(sb: &mut Sandbox, node: &Node) {
+/// Starts a node's gateway and waits until it runs a table with its XDP program attached; with
+/// `sync` (the key file), with the flow sync towards `peer` (docs/flow-sync.md).
+fn start_gateway(sb: &mut Sandbox, node: &Node, peer: &Node, sync: Option<&str>) {
+    let (listen, to) = (format!("{}:7950", node.addr), format!("{}:7950", peer.addr));
+    let sync_args: Vec<&str> = match sync {
+        Some(key) => vec![
+            "--sync-listen",
+            &listen,
+            "--sync-peer",
+            &to,
+            "--sync-key",
+            key,
+            "--peer-snat-address",
+            peer.snat,
+        ],
+        None => vec![],
+    };
     if node.role == "gw" {
         // The sandbox's own gateway, on the sandbox's table.
-        sb.start_gateway(&[]).unwrap_or_else(|e| panic!("{e}\ncontrol:\n{}", sb.log(&node.control())));
+        sb.start_gateway(&sync_args).unwrap_or_else(|e| panic!("{e}\ncontrol:\n{}", sb.log(&node.control())));
         return;
     }
     let g = bin("sluice-gateway").to_string_lossy().into_owned();
     let t = table(sb, node);
     let journal = sb.dir().join(format!("flows-{}", node.name)).to_string_lossy().into_owned();
-    let args = [g.as_str(), "--iface", "gw0", "--table", &t, "--flows", "65536", "--flow-journal", &journal];
+    let mut args =
+        vec![g.as_str(), "--iface", "gw0", "--table", &t, "--flows", "65536", "--flow-journal", &journal];
+    args.extend_from_slice(&sync_args);
     sb.spawn(node.role, &node.gateway(), &args).expect("gateway");
     let deadline = Instant::now() + Duration::from_secs(20);
     let ready = |log: &str| log.contains("key(s) set") && log.contains("XDP program attached");
@@ -198,19 +247,24 @@ fn get(sb: &Sandbox) -> Result<String, String> {
 }
 
 fn logs(sb: &Sandbox) -> String {
-    [A, B]
+    let mut out: Vec<String> = [A, B]
         .iter()
         .map(|n| {
             format!(
-                "--- {} control:\n{}\n--- {} gateway:\n{}",
+                "--- {} control:\n{}\n--- {} gateway:\n{}\n--- {} keepalived:\n{}",
                 n.name,
                 sb.log(&n.control()),
                 n.name,
-                sb.log(&n.gateway())
+                sb.log(&n.gateway()),
+                n.name,
+                sb.log(&format!("keepalived-{}", n.name))
             )
         })
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect();
+    for d in ["download-fullnat", "download-dnat"] {
+        out.push(format!("--- {d}: {}", sb.log(d)));
+    }
+    out.join("\n")
 }
 
 #[test]
@@ -225,8 +279,8 @@ fn one_node_answers_for_the_vip_and_the_other_takes_over_when_it_is_killed() {
     for (node, peer) in [(&A, &B), (&B, &A)] {
         start_control(&mut sb, node, peer, &key);
     }
-    for node in [&A, &B] {
-        start_gateway(&mut sb, node);
+    for (node, peer) in [(&A, &B), (&B, &A)] {
+        start_gateway(&mut sb, node, peer, None);
     }
     let macs = [mac_in(&sb.ns(A.role), "gw0"), mac_in(&sb.ns(B.role), "gw0")];
     // The election settles (each node waits 1 s, its gateway serving, before it takes a VIP):
@@ -259,7 +313,7 @@ fn one_node_answers_for_the_vip_and_the_other_takes_over_when_it_is_killed() {
     let holds = |n: &Node| {
         let log = sb.log(&n.control());
         let last = log.lines().rev().find(|l| l.contains("L2 election: now announcing"));
-        last.is_some_and(|l| l.contains(&format!("now announcing [{VIP}]")))
+        last.is_some_and(|l| l.split("no longer").next().is_some_and(|gained| gained.contains(VIP)))
     };
     assert!(holds(active_node) && !holds(standby_node), "the logs disagree with the wire:\n{}", logs(&sb));
     // Kill the active node whole: its control (the election) first, then its gateway — the
@@ -310,16 +364,145 @@ fn one_node_answers_for_the_vip_and_the_other_takes_over_when_it_is_killed() {
     assert_eq!(client_mac_for_vip(&sb).as_deref(), Some(macs[1 - active].as_str()), "{}", logs(&sb));
 }
 
-/// Established connections surviving the takeover need the flow sync between the nodes (the
-/// gateway's --sync-listen/--sync-peer/--sync-key, control's --peer-snat-address), being built
-/// on main: not merged into this branch yet.
+/// keepalived (VRRP) for a node's SNAT address: master on its own node, backup on the other,
+/// so that the backends' replies to a dead node's SNAT address (FullNAT) and their default
+/// route (DNAT) reach the node that took its flows over (docs/flow-sync.md, "What the network
+/// must do"). Returns the VRRP child's pid file.
+fn start_keepalived(sb: &mut Sandbox, node: &Node, peer: &Node) -> std::path::PathBuf {
+    let dir = sb.dir().to_path_buf();
+    let instance = |owner: &Node, id: u8, prio: u8| {
+        format!(
+            "vrrp_instance snat_{id} {{\n  state BACKUP\n  interface gw0\n  virtual_router_id {id}\n  \
+             priority {prio}\n  advert_int 0.2\n  virtual_ipaddress {{\n    {}/24 dev gw0\n  }}\n}}\n",
+            owner.snat
+        )
+    };
+    let (mine, theirs) = if node.role == "gw" { (51, 52) } else { (52, 51) };
+    let conf = format!(
+        "global_defs {{\n  router_id {}\n  vrrp_version 3\n}}\n{}{}",
+        node.name,
+        instance(node, mine, 150),
+        instance(peer, theirs, 100)
+    );
+    let path = dir.join(format!("keepalived-{}.conf", node.name));
+    std::fs::write(&path, conf).expect("keepalived.conf");
+    let vrrp_pid = dir.join(format!("keepalived-{}-vrrp.pid", node.name));
+    let args = [
+        "keepalived".to_owned(),
+        "-n".into(),
+        "-l".into(),
+        "-D".into(),
+        "-P".into(),
+        "-f".into(),
+        path.to_string_lossy().into_owned(),
+        "-p".into(),
+        dir.join(format!("keepalived-{}.pid", node.name)).to_string_lossy().into_owned(),
+        "-r".into(),
+        vrrp_pid.to_string_lossy().into_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sb.spawn(node.role, &format!("keepalived-{}", node.name), &args).expect("keepalived");
+    vrrp_pid
+}
+
+/// The node holds `vips`, by its control's log (the last "now announcing" line names them all).
+fn holds_all(sb: &Sandbox, node: &Node, vips: &[&str]) -> bool {
+    sb.log(&node.control())
+        .lines()
+        .rev()
+        .find(|l| l.contains("L2 election: now announcing"))
+        .and_then(|l| l.split("no longer").next())
+        .is_some_and(|gained| vips.iter().all(|v| gained.contains(v)))
+}
+
+/// A 2 MiB download at 256 KiB/s (8 s) through `vip`, from the client, in the background: its
+/// log gets `BYTES HTTP_CODE` when it ends (25 s at most: one the takeover broke stalls).
+fn start_download(sb: &mut Sandbox, name: &str, vip: &str) {
+    let url = format!("http://{vip}/big");
+    let args =
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download} %{http_code}", "--max-time", "25", &url];
+    sb.spawn("cl", name, &args).expect("curl");
+}
+
+/// Established connections survive the takeover (issue 17, item 3): a FullNAT download and a
+/// DNAT (externalTrafficPolicy: Local) download through the active node, SIGKILL that node
+/// (control, gateway, and the keepalived moving its SNAT address), and both complete through
+/// the other, which has the flows from the flow sync.
 #[test]
-#[ignore = "needs the flow sync between nodes (gateway --sync-*, control --peer-snat-address), not merged yet"]
-fn a_long_download_survives_the_takeover() {
+fn established_downloads_survive_the_takeover() {
     if !require_root("l2 failover with established connections") {
         return;
     }
-    panic!(
-        "to write once the flow sync has landed: a DNAT and a FullNAT download through the active node, SIGKILL it, both complete"
+    let mut sb = two_nodes();
+    let (l2_key, sync_key) = (sb.dir().join("l2.key"), sb.dir().join("sync.key"));
+    std::fs::write(&l2_key, "a shared key of thirty-two bytes!").expect("key");
+    std::fs::write(&sync_key, "another key, for the flow sync: 32+ bytes").expect("key");
+    for k in [&l2_key, &sync_key] {
+        std::fs::set_permissions(k, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    }
+    let (l2_key, sync_key) = (l2_key.to_string_lossy().into_owned(), sync_key.to_string_lossy().into_owned());
+    // The SNAT addresses are keepalived's: off the interfaces the sandbox put them on.
+    must(&["ip", "-n", &sb.ns(A.role), "addr", "del", &format!("{}/24", A.snat), "dev", "gw0"]).expect("del");
+    must(&["ip", "-n", &sb.ns(B.role), "addr", "del", &format!("{}/24", B.snat), "dev", "gw0"]).expect("del");
+    let vrrp_a = start_keepalived(&mut sb, &A, &B);
+    start_keepalived(&mut sb, &B, &A);
+    // Node a first, alone, until it holds both VIPs; then node b, which takes nothing (holders
+    // are sticky): the active node is known.
+    start_control(&mut sb, &A, &B, &l2_key);
+    start_gateway(&mut sb, &A, &B, Some(&sync_key));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !holds_all(&sb, &A, &[VIP, VIP_LOCAL]) {
+        assert!(Instant::now() < deadline, "gw-a did not take both VIPs:\n{}", logs(&sb));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start_control(&mut sb, &B, &A, &l2_key);
+    start_gateway(&mut sb, &B, &A, Some(&sync_key));
+    // Node b's election has settled (1 s of serving) without taking anything, and the SNAT
+    // addresses are each on their node.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!sb.log(&B.control()).contains("L2 election: now announcing"), "gw-b took a VIP:\n{}", logs(&sb));
+    let mac_a = mac_in(&sb.ns(A.role), "gw0");
+    let mac_b = mac_in(&sb.ns(B.role), "gw0");
+    for vip in [VIP, VIP_LOCAL] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sb.get(&format!("http://{vip}/")).is_err() {
+            assert!(Instant::now() < deadline, "{vip} does not answer:\n{}", logs(&sb));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(client_mac_for_vip(&sb).as_deref(), Some(mac_a.as_str()));
+    start_download(&mut sb, "download-fullnat", VIP);
+    start_download(&mut sb, "download-dnat", VIP_LOCAL);
+    // 1.5 s in: both flows are established, and synced to node b.
+    std::thread::sleep(Duration::from_millis(1500));
+    for d in ["download-fullnat", "download-dnat"] {
+        assert!(sb.log(d).is_empty(), "{d} ended before the takeover: {}\n{}", sb.log(d), logs(&sb));
+    }
+    let killed = Instant::now();
+    sb.stop(&A.control(), rustix::process::Signal::KILL);
+    sb.stop(&A.gateway(), rustix::process::Signal::KILL);
+    if let Some(pid) = std::fs::read_to_string(&vrrp_a).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+        // keepalived's VRRP child, which the parent's SIGKILL leaves running.
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).expect("pid"),
+            rustix::process::Signal::KILL,
+        );
+    }
+    sb.stop(&format!("keepalived-{}", A.name), rustix::process::Signal::KILL);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for d in ["download-fullnat", "download-dnat"] {
+        while sb.log(d).is_empty() {
+            assert!(Instant::now() < deadline, "{d} did not end\n{}", logs(&sb));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let took = killed.elapsed();
+    let (full, dnat) = (sb.log("download-fullnat"), sb.log("download-dnat"));
+    println!(
+        "L2 takeover under two downloads: FullNAT {full:?}, DNAT {dnat:?}; both ended {} ms after gw-a was killed",
+        took.as_millis()
     );
+    assert_eq!(client_mac_for_vip(&sb).as_deref(), Some(mac_b.as_str()), "{}", logs(&sb));
+    assert_eq!(full.trim(), "2097152 200", "the FullNAT download\n{}", logs(&sb));
+    assert_eq!(dnat.trim(), "2097152 200", "the DNAT download\n{}", logs(&sb));
 }
