@@ -1476,3 +1476,64 @@ async fn an_l2_vip_has_one_lease_holder_and_a_dead_holder_is_replaced_within_its
     assert_eq!(holder(&fake), None, "released");
     assert_eq!(a.step(&vips).await, vips, "a released Lease is taken at once");
 }
+
+/// The binary in cluster mode with an L2Advertisement (docs/l2.md): while a gateway serves the
+/// table (here the test, registered on the table file as a gateway is), control takes the
+/// VIP's Lease as its node and publishes the VIP active; once the gateway is gone, it releases
+/// the Lease and publishes the VIP on standby.
+#[tokio::test(flavor = "current_thread")]
+async fn the_binary_holds_an_l2_vips_lease_while_its_gateway_serves() {
+    let fake = Fake::default();
+    binary_cluster(&fake);
+    fake.set(
+        "l2advertisements",
+        vec![json!({"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
+            "metadata": {"name": "edge-l2", "namespace": "metallb-system", "resourceVersion": "1"},
+            "spec": {"ipAddressPools": ["edge"]}})],
+    );
+    let addr = serve(fake.clone()).await;
+    let dir = TempDir(std::env::temp_dir().join(format!("sluice-cluster-l2-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let _child = start_binary(addr, &dir.0, &["--node-name", "gw-test"]);
+    let table = dir.0.join("table");
+    let log = || std::fs::read_to_string(dir.0.join("control.log")).unwrap_or_default();
+    let vip: std::net::IpAddr = "198.18.100.1".parse().unwrap();
+    let lease = sluice_control::l2::lease::lease_name(vip);
+    let holder = |fake: &Fake| {
+        let st = fake.0.lock().unwrap();
+        st.leases.get(&lease).map(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+    };
+    // The role the table says, read as the gateway reads it.
+    let role = |reader: &mut sluice_table::Reader| {
+        reader.refresh();
+        let t = sluice_model::image::decode(reader.payload()?).ok()?;
+        t.l2().get(&sluice_model::Addr::from(vip)).copied()
+    };
+    eventually("the table file", || table.exists()).await;
+    let mut gateway = sluice_table::Reader::open(&table).unwrap();
+    // No gateway had adopted a table when control last looked: nothing contended for yet.
+    for _ in 0..500 {
+        if role(&mut gateway).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Serving now (a table adopted): the Lease is taken as the node, and the VIP made active.
+    for _ in 0..500 {
+        let r = role(&mut gateway);
+        if r == Some(sluice_model::service::L2Role::Active) && holder(&fake) == Some(Some("gw-test".into())) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(role(&mut gateway), Some(sluice_model::service::L2Role::Active), "{}", log());
+    assert_eq!(holder(&fake), Some(Some("gw-test".into())), "{}", log());
+    // The gateway goes: the Lease is released (another node would take it at once) and the VIP
+    // published on standby.
+    drop(gateway);
+    eventually("the release", || holder(&fake) == Some(None)).await;
+    eventually("the VIP published on standby", || log().contains("L2: announcing {} from this node")).await;
+    assert!(log().contains("L2 Lease sluice-l2-198-18-100-1: released"), "{}", log());
+    assert_every_request_granted(&fake);
+}

@@ -177,6 +177,21 @@ fn start_control(sb: &mut Sandbox, node: &Node, peer: &Node, key: &str) {
         "gw0",
     ];
     sb.spawn(node.role, &node.control(), &args).expect("control");
+    // Its first table published (a gateway started before would find no table file).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = std::process::Command::new(&c).args(["status", "--table", &t]).output().expect("status");
+        if String::from_utf8_lossy(&out.stdout).starts_with("generation ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "control {} published nothing:\n{}",
+            node.name,
+            sb.log(&node.control())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Starts a node's gateway and waits until it runs a table with its XDP program attached; with
