@@ -13,9 +13,9 @@
 //! - A Lease of a VIP this node no longer contends for (not a candidate any more, or its gateway
 //!   stopped serving) is released: its holder cleared, so another takes it at once.
 //!
-//! Takeover after a holder dies: at most its duration after its last renewal, plus one look
-//! ([`Leases::look_every`]); 2 s and 250 ms by default, about 2.3 s in all
-//! (control/tests/cluster.rs measures it). The cost: a GET per VIP per look on each candidate,
+//! Takeover after a holder dies: its duration after its last renewal, plus up to one look
+//! ([`Leases::look_every`]): 2.0–2.1 s with the defaults (2 s, 250 ms; control/tests/cluster.rs
+//! measures it), at most about 2.75 s after the node died (it renews every 0.5 s). The cost: a GET per VIP per look on each candidate,
 //! and a PUT per held VIP per renewal.
 //!
 //! Not hot path. No `unsafe`.

@@ -49,8 +49,7 @@ use super::rank;
 
 /// The port the election listens on by default.
 pub const DEFAULT_PORT: u16 = 7947;
-/// The longest message (what one UDP datagram on a 1500-byte link carries in one fragment is
-/// not required: the link is local, fragments are fine).
+/// The longest message: one UDP datagram, fragmented on the nodes' link if it must be.
 pub const MAX_MESSAGE: usize = 65_000;
 /// The most addresses one message carries (candidates and claims together).
 pub const MAX_VIPS: usize = 3_900;
@@ -280,17 +279,24 @@ impl Election {
         &self.held
     }
 
-    /// The hello to send now (what this node holds, as last decided).
+    /// The hello to send now (what this node holds, as last decided). At most [`MAX_VIPS`]
+    /// addresses: the claims first, then as many candidates as fit (the others are not
+    /// contended for by the peers' view of this node; [`spawn`] logs it).
     pub fn hello(&mut self, candidates: &BTreeSet<IpAddr>, serving: bool, wall_ms: u64) -> Hello {
         self.seq += 1;
+        let room = MAX_VIPS.saturating_sub(self.held.len());
         Hello {
             node: self.me.clone(),
             boot: self.boot,
             seq: self.seq,
             time_ms: wall_ms,
             serving,
-            candidates: if serving { candidates.clone() } else { BTreeSet::new() },
-            claims: self.held.clone(),
+            candidates: if serving {
+                candidates.iter().take(room).copied().collect()
+            } else {
+                BTreeSet::new()
+            },
+            claims: self.held.iter().take(MAX_VIPS).copied().collect(),
         }
     }
 
@@ -357,6 +363,7 @@ pub fn spawn(
         let mut last_refusal_log = Instant::now();
         let mut was_alive: Vec<String> = Vec::new();
         let mut was_up = false;
+        let mut said_too_many = false;
         loop {
             // What the peers said since the last tick (64 at most: the next tick reads on).
             for _ in 0..64 {
@@ -403,6 +410,14 @@ pub fn spawn(
             // its gateway serves.
             if last_hello.is_none_or(|t| t.elapsed() >= settings.interval) || moved || up != was_up {
                 was_up = up;
+                if candidates.len() + e.held.len() > MAX_VIPS && !said_too_many {
+                    warn!(
+                        "L2 election: {} candidate VIPs, more than a hello carries ({MAX_VIPS}): the peers \
+                         do not see this node's candidacy for the rest",
+                        candidates.len()
+                    );
+                    said_too_many = true;
+                }
                 let bytes = encode(&e.hello(&candidates, up, wall_ms()), &key);
                 for p in &settings.peers {
                     // A peer that is down refuses (ICMP): nothing to do but try next time.

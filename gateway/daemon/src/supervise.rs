@@ -2,7 +2,8 @@
 //!
 //! 1. A new table generation: decoded once and handed to every worker (before the steering
 //!    changes, so a frame the new steering sends them finds the new table); the XDP map brought
-//!    to the table's steering plan; new VIPs announced (gratuitous ARP, unsolicited neighbour
+//!    to the table's steering plan; VIPs newly owned — new ones, and those whose L2 role became
+//!    active here (docs/l2.md) — announced (gratuitous ARP, unsolicited neighbour
 //!    advertisements, once more a second later); the table's backends resolved. A generation
 //!    that does not decode is logged once and never decoded again; the last good table stays.
 //! 1. The table file itself, every [`FILE_CHECK_EVERY`]: truncated, replaced or removed under us
