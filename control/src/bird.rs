@@ -35,6 +35,21 @@ use tracing::{info, warn};
 
 use crate::checked::{BgpAdvertisement, BgpPeer, Community};
 
+/// Whether a gateway worker's published values (`sluice_model::counters`' layout, its
+/// fingerprint last) say that its gateway is still taking in its flow-sync peers' flows: a node
+/// that is starting announces nothing until it can carry the flows ECMP will move to it
+/// (docs/several-nodes.md). Values of another layout say nothing.
+pub fn sync_waiting(values: &[u64]) -> bool {
+    use sluice_model::counters::{Gauge, LEN, Stat, fingerprint, schema};
+    if values.get(LEN - 1) != Some(&fingerprint()) {
+        return false;
+    }
+    schema()
+        .position(|s| s == Stat::Gauge(Gauge::SyncWaiting))
+        .and_then(|i| values.get(i))
+        .is_some_and(|&v| v != 0)
+}
+
 /// How often control checks the gateway and the VIPs against what BIRD was given.
 pub const LIVENESS_EVERY: Duration = Duration::from_millis(100);
 /// How long the gateway may be gone before its routes are withdrawn: longer than a restart
@@ -346,6 +361,19 @@ mod tests {
 
     fn vips(list: &[&str]) -> BTreeSet<IpAddr> {
         list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_gateway_waiting_for_its_peers_flows_is_not_serving_yet() {
+        use sluice_model::counters::{Counters, Gauge};
+        let mut c = Counters::default();
+        assert!(!sync_waiting(&c.export()));
+        c[Gauge::SyncWaiting] = 1;
+        assert!(sync_waiting(&c.export()));
+        let mut other = c.export();
+        other[sluice_model::counters::LEN - 1] ^= 1;
+        assert!(!sync_waiting(&other), "another layout says nothing");
+        assert!(!sync_waiting(&[]));
     }
 
     #[test]

@@ -501,10 +501,14 @@ fn start_bird(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> Result<Vips,
     let wanted = Arc::new(Mutex::new(sluice_control::bird::Plan::default()));
     let publisher = Arc::clone(publisher);
     // A gateway serves while a process registered on the table file lives and has adopted a
-    // table (the gateway's workers register too, for their counters, and adopt none).
+    // table (the gateway's workers register too, for their counters, and adopt none), and is
+    // not still taking in its flow-sync peers' flows (its worker 0 says so).
     let gateway_up = move || {
-        let readers = publisher.lock().map(|p| p.readers()).unwrap_or_default();
-        readers.iter().any(|&(pid, seen)| seen > 0 && sluice_control::bird::process_alive(pid))
+        let Ok(p) = publisher.lock() else { return false };
+        let alive = sluice_control::bird::process_alive;
+        let waiting =
+            p.reader_stats().iter().any(|(pid, v)| sluice_control::bird::sync_waiting(v) && alive(*pid));
+        !waiting && p.readers().iter().any(|&(pid, seen)| seen > 0 && alive(pid))
     };
     let announcer = sluice_control::bird::Announcer::new(include.clone(), args.bird_socket.clone());
     sluice_control::bird::spawn(announcer, Arc::clone(&wanted), gateway_up)

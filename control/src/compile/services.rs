@@ -155,14 +155,14 @@ impl Unit<'_> {
         (internal, outside)
     }
 
-    /// The backends of one port in one family (on this node only, when `only_local`).
+    /// The backends of one port in one family. With `only_local`, those on other nodes are
+    /// there with weight 0: never chosen for a new flow, but known, so that a flow another
+    /// gateway node opened to one of them and ECMP moved here is carried to it, and its
+    /// replies are steered to the workers (flow sync, docs/several-nodes.md).
     fn backends(&self, endpoints: &[Endpoint<'_>], fam: Family, only_local: bool) -> Vec<BackendSpec> {
         let here = self.cfg.node_name.as_deref();
-        let mut v: Vec<&Endpoint<'_>> = endpoints
-            .iter()
-            .filter(|e| family(&e.addr) == fam)
-            .filter(|e| !only_local || (e.node.is_some() && e.node == here))
-            .collect();
+        let local = |e: &Endpoint<'_>| !only_local || (e.node.is_some() && e.node == here);
+        let mut v: Vec<&Endpoint<'_>> = endpoints.iter().filter(|e| family(&e.addr) == fam).collect();
         // Duplicates (one endpoint in two slices): keep the one not terminating.
         v.sort_by_key(|e| (e.addr, e.port, e.conditions.terminating));
         let mut seen = BTreeSet::new();
@@ -171,7 +171,7 @@ impl Unit<'_> {
             .map(|e| BackendSpec {
                 addr: Addr::from(e.addr),
                 port: e.port,
-                weight: 1,
+                weight: u16::from(local(e)),
                 conditions: e.conditions,
             })
             .collect()

@@ -90,6 +90,21 @@ pub(crate) struct Link {
     pub(crate) fast_reports: Option<sluice_worker::fastpath::FastReports>,
 }
 
+/// A worker's part in the flow sync (`crate::sync`).
+#[derive(Debug, Clone)]
+pub(crate) struct SyncLink {
+    /// The peers' flows, for the engine to look in when its own table misses.
+    pub(crate) store: Arc<sluice_lb::peers::PeerFlows>,
+    /// The peers' FullNAT source addresses.
+    pub(crate) peer_snat: Vec<Addr>,
+    /// The sync's counters (worker 0 publishes them; every worker counts its full queue).
+    pub(crate) stats: Arc<crate::sync::SyncStats>,
+    /// Set by worker 0 once it has published them the first time.
+    pub(crate) published: Arc<AtomicBool>,
+    /// This worker's queue of records for the peers.
+    pub(crate) outbox: Option<crate::sync::Outbox>,
+}
+
 /// Everything a worker starts with.
 pub(crate) struct Setup {
     pub(crate) queue: u32,
@@ -113,6 +128,8 @@ pub(crate) struct Setup {
     pub(crate) l7_config: sluice_l7::proxy::Config,
     /// Where the worker journals its flows, and the flows a previous gateway left.
     pub(crate) journal: Option<crate::restart::JournalSetup>,
+    /// Its part in the flow sync between gateway nodes.
+    pub(crate) sync: Option<SyncLink>,
 }
 
 /// Runs a worker until `stop`.
@@ -132,6 +149,7 @@ pub(crate) fn run(s: Setup) {
         access_log,
         l7_config,
         journal,
+        sync,
     } = s;
     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         warn!(queue, core, "could not pin the worker to its core; running unpinned");
@@ -156,6 +174,17 @@ pub(crate) fn run(s: Setup) {
             sharding.as_ref().is_none_or(|s| s.owner(&f.fwd.src, &f.fwd.dst, f.fwd.dport, true) == s.me)
         };
         j.start(worker.l4_mut(), capacity, queue, mine);
+    }
+    if let Some(s) = &sync {
+        worker.l4_mut().set_peers(Arc::clone(&s.store), s.peer_snat.clone());
+        if let Some(q) = s.outbox.clone() {
+            let stats = Arc::clone(&s.stats);
+            worker.l4_mut().set_outbox(Box::new(move |r| {
+                if q.push(*r).is_err() {
+                    stats.outbox_full.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
     }
     if let Some(s) = sharding {
         worker = worker.with_sharding(s);
@@ -186,7 +215,12 @@ pub(crate) fn run(s: Setup) {
         l7_config,
         l7: None,
         leaving,
+        sync_stats: sync.as_ref().filter(|_| queue == 0).map(|s| Arc::clone(&s.stats)),
     };
+    if let Some(s) = sync.filter(|_| queue == 0) {
+        core.report();
+        s.published.store(true, Ordering::Release);
+    }
     core.run(&stop);
 }
 
@@ -219,6 +253,8 @@ struct Core {
     l7: Option<L7Stage>,
     /// An upgrade's steps.
     leaving: Arc<Leaving>,
+    /// Worker 0 with a flow sync: its counters, published with the worker's.
+    sync_stats: Option<Arc<crate::sync::SyncStats>>,
 }
 
 const _: () = assert!(
@@ -510,6 +546,7 @@ impl Core {
             &self.worker,
             &self.sockets,
             self.l7.as_ref().map(|l| l.proxy.stats()),
+            self.sync_stats.as_deref(),
         ));
         if let Some(l7) = &mut self.l7 {
             let reader = &self.reader;
@@ -606,8 +643,16 @@ fn serve_l7(
 }
 
 /// The worker's counters with its sockets' (the kernel's AF_XDP statistics and the wake-ups).
-fn export(worker: &Worker, sockets: &[XskSocket], l7: Option<ProxyStats>) -> [u64; counters::LEN] {
+fn export(
+    worker: &Worker,
+    sockets: &[XskSocket],
+    l7: Option<ProxyStats>,
+    sync: Option<&crate::sync::SyncStats>,
+) -> [u64; counters::LEN] {
     let mut c = worker.counters();
+    if let Some(s) = sync {
+        s.fill(&mut c);
+    }
     if let Some(p) = l7 {
         c[Counter::L7ConnectionsAccepted] = p.accepted;
         c[Counter::L7ConnectionsRefused] = p.refused;

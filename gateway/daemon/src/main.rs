@@ -36,7 +36,9 @@ mod l7_addrs;
 mod restart;
 mod steering;
 mod supervise;
+mod sync;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -195,6 +197,27 @@ struct Cli {
     /// among them).
     #[arg(long, default_value_t = handover::DEFAULT_DRAIN_SECONDS, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     drain_seconds: u64,
+    /// Flow sync (several gateway nodes behind ECMP or L2 failover; docs/several-nodes.md):
+    /// the UDP address this gateway receives its peers' flow records on. With --sync-peer
+    /// and --sync-key.
+    #[arg(long, requires_all = ["sync_peers", "sync_key"])]
+    sync_listen: Option<SocketAddr>,
+    /// A peer gateway's --sync-listen address (repeat for each peer): new and ended flows go
+    /// to each, batched, so that any node carries any flow ECMP moves to it.
+    #[arg(long = "sync-peer", requires = "sync_listen")]
+    sync_peers: Vec<SocketAddr>,
+    /// A file of at least 32 random bytes, the same on every node, that authenticates the
+    /// flow-sync datagrams (HMAC-SHA256). Mode 0600.
+    #[arg(long, requires = "sync_listen")]
+    sync_key: Option<PathBuf>,
+    /// Flows of the peers held at most (default: --flows for each peer).
+    #[arg(long, requires = "sync_listen", value_parser = clap::value_parser!(u32).range(1..))]
+    sync_flows: Option<u32>,
+    /// A peer's FullNAT source address (repeat): once it moves to this node (the peer died;
+    /// VRRP or the like moves it), replies to it are steered to the workers, which carry the
+    /// peer's flows on it.
+    #[arg(long = "peer-snat-address", requires = "sync_listen")]
+    peer_snat: Vec<std::net::IpAddr>,
     /// Parse the command line (required flags, values, conflicts), then exit 0 without doing
     /// anything: how the tests check the systemd unit's command line. Hidden: not for users.
     #[arg(long, hide = true)]
@@ -516,8 +539,27 @@ fn run(mut cli: Cli) -> Result<(), String> {
     info!("XDP fast path for established flows: {} ({why})", if fast { "on" } else { "off" });
     log_start(&ifs, &sockets, &cores);
     let key = (cli.syn_cookies != SynCookiesArg::Off).then_some(cookie_key);
+    let sync = sync_setup(&cli, journal_prefix.as_deref(), queues as usize)?;
     let journals = journal_prefix.as_ref().map(|p| (p.as_path(), carried));
-    let (handles, links) = start_workers(&cli, &ifs, sockets, &cores, (&stop, &leaving), key, journals)?;
+    let workers =
+        start_workers(&cli, &ifs, sockets, &cores, (&stop, &leaving), key, (journals, sync.as_ref()));
+    let (mut handles, links) = workers?;
+    if let Some(s) = sync {
+        // Worker 0 publishes the sync's counters, "waiting" first: control must see that
+        // before it sees a table adopted, or it would announce a node that cannot carry its
+        // peers' flows yet.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !s.link.published.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        handles.push(sync::spawn(
+            s.config,
+            s.outboxes,
+            s.writer,
+            Arc::clone(&s.link.stats),
+            Arc::clone(&stop),
+        )?);
+    }
     let mut main = supervise::Supervisor::new(&cli, &ifs, &links)?;
     main.attach_when_ready(attach_mode(&cli), cli.syn_cookies != SynCookiesArg::Off);
     let mut handover = main.handover(handover_path, taken, Duration::from_secs(cli.drain_seconds));
@@ -552,6 +594,57 @@ fn run(mut cli: Cli) -> Result<(), String> {
     );
     drop(steering);
     result
+}
+
+/// The flow sync, before the workers start: their queues, the store they read, its writer.
+struct SyncSetup {
+    config: sync::SyncConfig,
+    outboxes: Vec<sync::Outbox>,
+    writer: sluice_lb::peers::PeerWriter,
+    link: core_thread::SyncLink,
+}
+
+fn sync_setup(
+    cli: &Cli,
+    journal: Option<&std::path::Path>,
+    queues: usize,
+) -> Result<Option<SyncSetup>, String> {
+    let Some(listen) = cli.sync_listen else { return Ok(None) };
+    let key = sync::read_key(cli.sync_key.as_deref().ok_or("--sync-listen needs --sync-key")?)?;
+    if cli.sync_peers.is_empty() {
+        return Err("--sync-listen needs at least one --sync-peer".into());
+    }
+    if let Some(p) = cli.sync_peers.iter().find(|p| **p == listen) {
+        return Err(format!("--sync-peer {p}: this gateway's own --sync-listen"));
+    }
+    let Some(prefix) = journal else {
+        return Err(
+            "--sync-listen needs the flow journal (its bulk transfers read it): drop --flow-journal off"
+                .into(),
+        );
+    };
+    let capacity = cli.sync_flows.map_or(cli.flows as usize * cli.sync_peers.len(), |n| n as usize);
+    let (store, writer) = sluice_lb::peers::PeerFlows::new(capacity);
+    let outboxes: Vec<sync::Outbox> = (0..queues).map(|_| Arc::new(ArrayQueue::new(sync::OUTBOX))).collect();
+    let stats = Arc::new(sync::SyncStats::default());
+    stats.waiting.store(true, Ordering::Relaxed);
+    Ok(Some(SyncSetup {
+        config: sync::SyncConfig {
+            listen,
+            peers: cli.sync_peers.clone(),
+            key,
+            journals: (0..queues).map(|q| restart::journal_path(prefix, &cli.iface, q)).collect(),
+        },
+        outboxes,
+        writer,
+        link: core_thread::SyncLink {
+            store,
+            peer_snat: cli.peer_snat.iter().map(|&a| sluice_model::Addr::from(a)).collect(),
+            stats,
+            published: Arc::new(AtomicBool::new(false)),
+            outbox: None,
+        },
+    }))
 }
 
 /// How the command line asks the program to be attached.
@@ -710,7 +803,7 @@ fn start_workers(
     cores: &[usize],
     (stop, leaving): (&Arc<AtomicBool>, &Arc<handover::Leaving>),
     syn_cookie_key: Option<[u64; 2]>,
-    journals: Option<(&std::path::Path, Arc<restart::Carried>)>,
+    (journals, sync): (Option<(&std::path::Path, Arc<restart::Carried>)>, Option<&SyncSetup>),
 ) -> Result<Workers, String> {
     let queues = sockets.len();
     let mailboxes = (queues > 1).then(|| Mailboxes::new(queues, PARCELS));
@@ -760,6 +853,10 @@ fn start_workers(
             journal: journals.as_ref().map(|(prefix, carried)| restart::JournalSetup {
                 path: restart::journal_path(prefix, &cli.iface, q),
                 carried: Arc::clone(carried),
+            }),
+            sync: sync.map(|s| core_thread::SyncLink {
+                outbox: Some(Arc::clone(&s.outboxes[q])),
+                ..s.link.clone()
             }),
         };
         handles.push(

@@ -13,17 +13,27 @@ use sluice_xsk::{Kind, STEER_HOST, SteerKey, SteerValue};
 /// The steering map's wanted content for `table`; FullNAT source addresses take replies on
 /// `snat_ports` (the union of the workers' ranges). `is_host` says which addresses are also
 /// the host's own: the XDP program leaves to the kernel what the host has a socket for there.
+/// `peer_snat`: the FullNAT source addresses of the flow-sync peers (`--peer-snat-address`),
+/// whose replies reach this node once it has taken the address over: steered like this
+/// node's own, for the flows carried from the peer (`sluice_lb::peers`).
 pub(crate) fn plan(
     table: &ServiceTable,
     snat_ports: PortRange,
+    peer_snat: &[Addr],
     is_host: &dyn Fn(&Addr) -> bool,
 ) -> HashMap<SteerKey, SteerValue> {
     let mut m = HashMap::new();
     let none = SteerValue::default();
+    let icmp = |a: &Addr| if a.family() == Family::V4 { ip_proto::ICMP } else { ip_proto::ICMPV6 };
+    for a in peer_snat {
+        let range = SteerValue { lo: snat_ports.lo(), hi: snat_ports.hi(), flags: 0 };
+        for proto in [ip_proto::TCP, ip_proto::UDP, icmp(a)] {
+            m.insert(SteerKey::new(Kind::Snat, a.0, 0, proto), range);
+        }
+    }
     // Asked once per address (thousands of services share a few SNAT addresses).
     let mut hosts: HashMap<Addr, bool> = HashMap::new();
     let mut is_host = |a: &Addr| *hosts.entry(*a).or_insert_with(|| is_host(a));
-    let icmp = |a: &Addr| if a.family() == Family::V4 { ip_proto::ICMP } else { ip_proto::ICMPV6 };
     for s in table.services() {
         for fe in &s.frontends {
             let proto = fe.protocol.number();

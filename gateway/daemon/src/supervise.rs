@@ -86,6 +86,8 @@ pub(crate) struct Supervisor<'a> {
     ifindexes: &'a [u32],
     frame_size: u32,
     snat_ports: PortRange,
+    /// The flow-sync peers' FullNAT source addresses (`--peer-snat-address`).
+    peer_snat: Vec<Addr>,
     mac: [u8; 6],
     kernel: kernel::Kernel,
     /// VIPs are announced on the client-facing interface.
@@ -145,6 +147,7 @@ impl<'a> Supervisor<'a> {
             ifindexes: &ifs.ifindexes,
             frame_size: ifs.frame_size,
             snat_ports: cli.snat_ports,
+            peer_snat: cli.peer_snat.iter().map(|&a| Addr::from(a)).collect(),
             mac: ifs.macs[0],
             kernel,
             raw,
@@ -517,7 +520,8 @@ impl<'a> Supervisor<'a> {
     /// Brings the XDP map to the table's plan, announces the table's new VIPs, and asks the
     /// kernel to resolve its backends.
     fn steer_and_announce(&mut self, programs: &mut [Steering]) {
-        let wanted = steering::plan(&self.table, self.snat_ports, &steering::is_host_address);
+        let wanted =
+            steering::plan(&self.table, self.snat_ports, &self.peer_snat, &steering::is_host_address);
         for st in programs.iter_mut() {
             match st.sync(&wanted) {
                 Ok((added, removed)) if added + removed > 0 => {

@@ -43,6 +43,7 @@ use crate::affinity::{AffinityTable, SnatPorts};
 use crate::flow::{Dir, Flow, FlowId, FlowKey, FlowState, FlowTable, Hint, ReadBack, Swept, Timeouts};
 use crate::nat::{self, IcmpTranslation};
 use crate::packet::{self, Meta, Parsed, TcpSegment};
+use crate::peers::PeerFlows;
 use crate::sched::{PickInput, SchedState};
 use crate::synproxy;
 use sluice_model::addr::Addr;
@@ -184,6 +185,10 @@ pub struct L4 {
     /// Backends whose address stopped answering ([`L4::backend_unreachable`]): their flows are
     /// being ended, in a pass over the flow table.
     unreachable: Unreachable,
+    /// The flows other gateways forward ([`crate::peers`]), looked at when the flow table
+    /// misses; and the peers' FullNAT source addresses, whose frames no flow here or there
+    /// claims are dropped, not passed to a kernel that would reset them.
+    peers: Option<(Arc<PeerFlows>, Vec<Addr>)>,
 }
 
 /// The pass over the flow table that ends the flows of backends that stopped answering.
@@ -504,7 +509,16 @@ impl L4 {
             resized: None,
             extras: Extras::default(),
             unreachable: Unreachable::default(),
+            peers: None,
         }
+    }
+
+    /// Carries flows other gateways opened ([`crate::peers`]): a packet no flow here claims
+    /// is looked for in `peers` (not a TCP SYN: that opens a flow of its own) and, found,
+    /// taken into this worker's flow table. `peer_snat` are the peers' FullNAT source
+    /// addresses: a frame to one that neither table knows is dropped and counted.
+    pub fn set_peers(&mut self, peers: Arc<PeerFlows>, peer_snat: Vec<Addr>) {
+        self.peers = Some((peers, peer_snat));
     }
 
     /// Adopts a new table generation. Call between batches.
@@ -525,6 +539,12 @@ impl L4 {
     /// [`crate::journal::bytes_for`]`(flow capacity)` bytes.
     pub fn set_journal(&mut self, mem: crate::journal::Memory) -> Result<(), crate::journal::JournalError> {
         self.flows.set_journal(mem)
+    }
+
+    /// Sends a copy of each flow record from now on to `outbox`: the flow-sync sender's queue
+    /// ([`crate::flow::Outbox`]).
+    pub fn set_outbox(&mut self, outbox: crate::flow::Outbox) {
+        self.flows.set_outbox(outbox);
     }
 
     /// Stops journaling and lets go of the journal (see [`FlowTable::close_journal`]); call once
@@ -920,6 +940,11 @@ impl L4 {
             let gone = self.flows.remove(id);
             release(&mut self.sched, &mut self.fast, self.table.generation(), &gone);
         }
+        if self.peers.is_some()
+            && let Some(v) = self.peer_flow(frame, m, key, h, now_ns)
+        {
+            return v;
+        }
         let service = match p.service {
             Some(found) => found,
             None => {
@@ -931,6 +956,30 @@ impl L4 {
             Some(svc) => self.new_flow(frame, m, key, h, svc, p.tuple_hash, now_ns),
             None => Verdict::Pass,
         }
+    }
+
+    /// A packet no flow of this worker claims: taken on as the flow a peer opened, if its
+    /// flow sync told of one (`None` otherwise, or a drop for a peer's SNAT address).
+    #[cold]
+    fn peer_flow(
+        &mut self,
+        frame: &mut [u8],
+        m: &Meta,
+        key: &FlowKey,
+        h: u64,
+        now_ns: u64,
+    ) -> Option<Verdict> {
+        let (peers, peer_snat) = self.peers.as_ref()?;
+        let syn = m.proto == ip_proto::TCP && m.tcp_flags & (flags::SYN | flags::ACK) == flags::SYN;
+        let found = if syn { None } else { peers.find(key, now_ns, &self.timeouts) };
+        let Some(f) = found else {
+            return peer_snat.contains(&m.dst).then_some(Verdict::Drop(DropReason::NoFlowForSegment));
+        };
+        let (sched, fast, generation) = (&mut self.sched, &mut self.fast, self.table.generation());
+        let id = self.flows.insert(f, now_ns, &mut |gone| release(sched, fast, generation, gone)).ok()?;
+        self.counters[Counter::FlowsFromPeers] += 1;
+        let dir = if f.fwd == *key { Dir::Forward } else { Dir::Reverse };
+        Some(self.on_flow(frame, m, key, h, id, dir, now_ns))
     }
 
     /// Whether a client segment on a closed flow is the ACK of a SYN cookie: the client reused

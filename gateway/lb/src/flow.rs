@@ -873,7 +873,14 @@ pub struct FlowTable {
     stats: FlowTableStats,
     /// Where live flows are recorded for a gateway started after this one.
     journal: Option<Journal>,
+    /// Where each journal record also goes, for the flow-sync peers ([`crate::peers`]).
+    outbox: Option<Outbox>,
 }
+
+/// Takes a copy of each record the flow table writes (a new flow, a change of its tracking
+/// state) and of each flow's end ([`crate::journal::encode_closed`]): the flow-sync sender's
+/// queue. Called on the hot path, once per flow event: it must neither block nor allocate.
+pub type Outbox = Box<dyn FnMut(&[u8; crate::journal::RECORD]) + Send>;
 
 impl core::fmt::Debug for FlowTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -919,6 +926,7 @@ impl FlowTable {
             len: 0,
             stats: FlowTableStats::default(),
             journal: None,
+            outbox: None,
         }
     }
 
@@ -1078,9 +1086,7 @@ impl FlowTable {
         let f = &mut self.flows[idx as usize];
         f.fwd_slot = fs;
         f.rev_slot = rs;
-        if let Some(j) = &mut self.journal {
-            j.write(idx, f);
-        }
+        self.record(idx);
         self.choose_next_victim(now_ns);
         FlowId(idx)
     }
@@ -1288,6 +1294,9 @@ impl FlowTable {
         if let Some(j) = &mut self.journal {
             j.clear(idx);
         }
+        if let Some(o) = &mut self.outbox {
+            o(&crate::journal::encode_closed(&f));
+        }
         self.free.push(idx);
         self.len -= 1;
         f
@@ -1324,9 +1333,28 @@ impl FlowTable {
     /// ([`Flow::journal_state`]).
     #[inline]
     pub fn journal_update(&mut self, id: FlowId) {
-        if let Some(j) = &mut self.journal {
-            j.write(id.0, &self.flows[id.0 as usize]);
+        self.record(id.0);
+    }
+
+    /// Writes slot `idx`'s record to the journal and the outbox, where there are.
+    #[inline]
+    fn record(&mut self, idx: u32) {
+        if self.journal.is_none() && self.outbox.is_none() {
+            return;
         }
+        let rec = crate::journal::encode(&self.flows[idx as usize]);
+        if let Some(j) = &mut self.journal {
+            j.put(idx, &rec);
+        }
+        if let Some(o) = &mut self.outbox {
+            o(&rec);
+        }
+    }
+
+    /// Sends a copy of every record from now on to `outbox` (flow sync). The flows already
+    /// here are not sent: a peer learns them from the journal's bulk transfer.
+    pub fn set_outbox(&mut self, outbox: Outbox) {
+        self.outbox = Some(outbox);
     }
 
     /// Removes up to `budget` slab slots' worth of expired flows, resuming where the last call

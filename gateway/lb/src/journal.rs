@@ -57,6 +57,8 @@ pub const HEADER: usize = 128;
 const MAGIC: [u8; 8] = *b"SLUICEJ1";
 const VERSION: u32 = 1;
 const LIVE: u8 = 0xa5;
+/// A flow-sync record of a flow that ended ([`encode_closed`]).
+const CLOSED: u8 = 0x5a;
 /// Not a secret: the check finds torn and damaged records, and decoding trusts nothing it
 /// passes.
 const CHECK_SEED: u64 = 0x6a6f_7572_6e61_6c31;
@@ -144,9 +146,14 @@ impl Journal {
     /// Writes slot `idx`'s record for `f`.
     #[inline]
     pub(crate) fn write(&mut self, idx: u32, f: &Flow) {
-        let rec = encode(f);
+        self.put(idx, &encode(f));
+    }
+
+    /// Writes slot `idx`'s record, already encoded.
+    #[inline]
+    pub(crate) fn put(&mut self, idx: u32, rec: &[u8; RECORD]) {
         if let Some(r) = self.record(idx) {
-            r.copy_from_slice(&rec);
+            r.copy_from_slice(rec);
         }
     }
 
@@ -207,8 +214,18 @@ fn check(rec: &[u8]) -> u64 {
     hash::words(CHECK_SEED, &w)
 }
 
+/// The record of a flow that has ended, for the flow-sync peers ([`crate::peers`]): its keys,
+/// so that a peer forgets it. Never in a journal (a slot of a removed flow is free).
+pub fn encode_closed(f: &Flow) -> [u8; RECORD] {
+    let mut r = encode(f);
+    r[0] = CLOSED;
+    let c = check(&r);
+    r[120..].copy_from_slice(&c.to_le_bytes());
+    r
+}
+
 /// The record of a live flow.
-fn encode(f: &Flow) -> [u8; RECORD] {
+pub fn encode(f: &Flow) -> [u8; RECORD] {
     let mut r = [0u8; RECORD];
     r[0] = LIVE;
     r[1] = f.state as u8;
@@ -227,6 +244,11 @@ fn encode(f: &Flow) -> [u8; RECORD] {
     r
 }
 
+/// Whether a record is marked live (its check is not looked at: [`decode`] does that).
+pub fn is_live(rec: &[u8]) -> bool {
+    rec.first() == Some(&LIVE)
+}
+
 /// What one record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
@@ -239,6 +261,48 @@ pub enum Record {
     Skipped,
     /// Torn, damaged or not a flow: counted, never used.
     Damaged,
+}
+
+/// What a flow-sync record says ([`crate::peers`]): a flow a peer forwards, or one it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synced {
+    /// A live flow, as [`Record::Flow`].
+    Live(Flow),
+    /// A flow that ended: its forward key.
+    Closed(FlowKey),
+    /// A flow in its SYN-cookie handshake ([`Record::Skipped`]).
+    Skipped,
+    /// Torn, damaged, free or not a flow.
+    Damaged,
+}
+
+/// Decodes one flow-sync record: the journal's checks, and a closed flow's too.
+pub fn decode_synced(rec: &[u8], now_ns: u64, timeouts: &Timeouts) -> Synced {
+    if rec.len() >= RECORD && rec[0] == CLOSED {
+        let mut live = [0u8; RECORD];
+        live.copy_from_slice(&rec[..RECORD]);
+        live[0] = LIVE;
+        // The check was computed over the CLOSED marker: verify that, then the fields as a
+        // live record's.
+        let stored = u64::from_le_bytes([
+            rec[120], rec[121], rec[122], rec[123], rec[124], rec[125], rec[126], rec[127],
+        ]);
+        if stored != check(rec) {
+            return Synced::Damaged;
+        }
+        let c = check(&live);
+        live[120..].copy_from_slice(&c.to_le_bytes());
+        return match decode(&live, now_ns, timeouts) {
+            Record::Flow(f) => Synced::Closed(f.fwd),
+            Record::Skipped => Synced::Skipped,
+            Record::Free | Record::Damaged => Synced::Damaged,
+        };
+    }
+    match decode(rec, now_ns, timeouts) {
+        Record::Flow(f) => Synced::Live(f),
+        Record::Skipped => Synced::Skipped,
+        Record::Free | Record::Damaged => Synced::Damaged,
+    }
 }
 
 /// Decodes one record (of [`RECORD`] bytes; a shorter slice is damaged).

@@ -15,6 +15,8 @@
 //!   the sequence shift.
 //! - [`vip`]: owning service addresses on the wire: ARP and neighbour solicitations for them
 //!   answered, and the gratuitous announcements of a new one.
+//! - [`journal`]: flow records that outlive the process; [`peers`]: the flows other gateways
+//!   forward, from their flow sync.
 //! - [`engine`]: all of it per frame.
 //!
 //! Hot path: yes ([`engine::L4::process`] and what it calls). No allocation after start, no
@@ -27,6 +29,7 @@ pub mod flow;
 pub mod journal;
 pub mod nat;
 pub mod packet;
+pub mod peers;
 pub mod sched;
 pub mod synproxy;
 pub mod vip;

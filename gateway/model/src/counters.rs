@@ -187,6 +187,18 @@ named! {
         FastFrames => "fast_frames",
         /// Their bytes, whole frames.
         FastBytes => "fast_bytes",
+        /// Flows another gateway opened, taken from what its flow sync told this one (ECMP moved them here, or their reply crossed this node).
+        FlowsFromPeers => "flows_from_peers",
+        /// Flow records sent to the flow-sync peers (each record counted once per peer).
+        SyncRecordsSent => "sync_records_sent",
+        /// Flow records received from the flow-sync peers.
+        SyncRecordsReceived => "sync_records_received",
+        /// Flow-sync datagrams or records refused: from an unknown address, a failed MAC, off the clock, replayed, malformed or damaged.
+        SyncRejected => "sync_rejected",
+        /// Flow records not queued for the peers because a worker's sync queue was full (the next refresh sends them).
+        SyncOutboxFull => "sync_outbox_full",
+        /// Peers' flow records refused because the store of peers' flows was full (--sync-flows).
+        SyncStoreFull => "sync_store_full",
     }
 }
 
@@ -203,6 +215,10 @@ named! {
         L7Upstreams => "l7_upstream_connections",
         /// Of those, idle in the keep-alive pool.
         L7Pooled => "l7_pooled_connections",
+        /// Flows the peers' flow sync told of, held for when ECMP moves them here.
+        SyncPeerFlows => "sync_peer_flows",
+        /// 1 while a starting gateway waits for its peers' flows (control announces nothing meanwhile).
+        SyncWaiting => "flow_sync_waiting",
     }
 }
 
@@ -384,7 +400,8 @@ mod tests {
         let names: Vec<&str> = Counter::ALL.iter().map(|c| c.name()).collect();
         assert_eq!(&names[..4], ["rx_frames", "rx_bytes", "tx_frames", "kernel_frames"]);
         // Issue 15 (read-back) added fast_kept, fast_frames and fast_bytes; issue 16 the
-        // carried-over and backend-unreachable flows; at the end.
-        assert_eq!(fingerprint(), 0x1466_b7f3_e3b9_d74b, "{:#x}", fingerprint());
+        // carried-over and backend-unreachable flows; issue 17 the flows taken from peers and the flow sync; at
+        // the end.
+        assert_eq!(fingerprint(), 0xe61f_1b78_6fed_ba3f, "{:#x}", fingerprint());
     }
 }

@@ -44,7 +44,7 @@ pub const MAX_READERS: usize = 2;
 /// Values per reader in the stats region (a gateway worker's counters, drops and gauges; see
 /// `sluice_model::counters`), with room for more.
 #[cfg(not(loom))]
-pub const STATS_PER_READER: usize = 128;
+pub const STATS_PER_READER: usize = 192;
 /// Counters per reader in the stats region.
 #[cfg(loom)]
 pub const STATS_PER_READER: usize = 1;
@@ -60,8 +60,9 @@ pub const CONTROL_MAGIC: u64 = u64::from_le_bytes(*b"SLUICETB");
 /// Magic number at the start of every slot: `SLUICESL`.
 pub const SLOT_MAGIC: u64 = u64::from_le_bytes(*b"SLUICESL");
 /// The layout version. Any change to [`Control`], [`SlotHeader`], the route-stats region or the
-/// payload encoding bumps it. 3: the route-stats region.
-pub const ABI_VERSION: u32 = 3;
+/// payload encoding bumps it. 3: the route-stats region; 4: 192 stats per reader (the flow
+/// sync's counters).
+pub const ABI_VERSION: u32 = 4;
 
 /// One registered reader.
 #[repr(C)]

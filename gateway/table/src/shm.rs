@@ -76,7 +76,7 @@ use crate::protocol::{
 use crate::sigbus::Registration;
 
 /// Bytes reserved for the control block (with its stats region) at the start of the file.
-pub const CONTROL_BYTES: usize = 80 * 1024;
+pub const CONTROL_BYTES: usize = 112 * 1024;
 
 /// The largest slot a table file may have (1 GiB): bounds the mapping and every offset into it.
 pub const MAX_SLOT_BYTES: u64 = 1 << 30;

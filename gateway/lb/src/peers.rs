@@ -1,0 +1,464 @@
+//! The flows other gateways forward, as their flow sync told this one: what lets this gateway
+//! carry a flow that ECMP moved here from another node (a node killed, drained or added), or a
+//! reply that crossed this node instead of the one that opened the flow.
+//!
+//! **Shape.** One writer, many readers, no lock. The writer is the daemon's flow-sync thread
+//! ([`PeerWriter`], which owns the bookkeeping: free slots, which key is where); the readers are
+//! the workers ([`PeerFlows::find`]), which look here only when their own flow table misses —
+//! never for a packet of a flow they hold. A slot holds one flow's record in the journal's
+//! format ([`crate::journal`]: the two keys, the state, the SYN-cookie shift, and the keyed
+//! check), written under a sequence lock: a reader that saw the sequence move, or odd, retries
+//! once and then treats the slot as a miss — the flow's next packet finds it. Both keys of a
+//! flow point at its slot from the index, a bucketed table of atomic words (`tag << 32 |
+//! slot + 1`), probed over [`PROBE`] buckets.
+//!
+//! **Trust.** Records arrive over the network, authenticated by the sync protocol's MAC but
+//! still decoded field by field ([`crate::journal::decode_synced`]) on the way in and again on
+//! the way out (a slot read torn fails its check): nothing read here is an index into anything
+//! but this store, and a flow taken from here belongs to no table generation
+//! ([`crate::journal::ADOPTED`]), so the worker finds its service and backend again by address.
+//!
+//! **Bounds.** A fixed number of slots, all allocated at start. A record that finds no slot, or
+//! no room in the index, is refused and counted ([`Applied::Full`]). Each slot expires with its
+//! flow's timeout, counted from the last record about it; the sync sender refreshes the flows
+//! it carries, and [`PeerWriter::sweep`] frees the expired.
+//!
+//! Not the hot path: [`PeerFlows::find`] runs once per flow a worker does not know, then the
+//! flow is its own. No `unsafe`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+
+use crate::flow::{Flow, FlowKey, Timeouts};
+use crate::journal::{self, RECORD, Synced};
+
+/// Buckets probed for a key.
+pub const PROBE: usize = 4;
+const WAYS: usize = 8;
+const WORDS: usize = RECORD / 8;
+
+#[derive(Default)]
+struct Slot {
+    /// Even: stable; odd: being written.
+    seq: AtomicU64,
+    /// When the flow expires here (monotonic ns), unless refreshed.
+    expires_ns: AtomicU64,
+    words: [AtomicU64; WORDS],
+}
+
+#[derive(Default)]
+struct Bucket {
+    entries: [AtomicU64; WAYS],
+}
+
+/// The store the workers read. Shared (`Arc`) between the flow-sync thread and the workers.
+pub struct PeerFlows {
+    slots: Box<[Slot]>,
+    buckets: Box<[Bucket]>,
+    mask: usize,
+}
+
+impl core::fmt::Debug for PeerFlows {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PeerFlows").field("capacity", &self.slots.len()).finish()
+    }
+}
+
+fn key_hash(k: &FlowKey) -> u64 {
+    k.stable_hash()
+}
+
+fn tag_of(h: u64) -> u64 {
+    (h >> 32) | 1
+}
+
+impl PeerFlows {
+    /// A store for up to `capacity` flows (at least 1), and its only writer.
+    ///
+    /// Memory: about `capacity × 200` bytes, all allocated here.
+    pub fn new(capacity: usize) -> (Arc<PeerFlows>, PeerWriter) {
+        let capacity = capacity.clamp(1, u32::MAX as usize - 1);
+        // Two entries per flow over buckets of eight: at most half full.
+        let nbuckets = (capacity * 2 * 2).div_ceil(WAYS).next_power_of_two().max(PROBE);
+        let store = Arc::new(PeerFlows {
+            slots: (0..capacity).map(|_| Slot::default()).collect(),
+            buckets: (0..nbuckets).map(|_| Bucket::default()).collect(),
+            mask: nbuckets - 1,
+        });
+        let writer = PeerWriter {
+            store: store.clone(),
+            free: (0..capacity as u32).rev().collect(),
+            by_key: HashMap::with_capacity(capacity.min(1 << 20)),
+            keys: vec![None; capacity],
+            sweep_at: 0,
+        };
+        (store, writer)
+    }
+
+    /// Maximum number of flows.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The flow whose forward or reverse key is `key`, ready to insert into a worker's flow
+    /// table (in no table generation, its timeout starting at `now_ns`), if a peer said it
+    /// forwards it and it has not expired.
+    pub fn find(&self, key: &FlowKey, now_ns: u64, timeouts: &Timeouts) -> Option<Flow> {
+        let h = key_hash(key);
+        let tag = tag_of(h);
+        for i in 0..PROBE {
+            let b = &self.buckets[(h as usize).wrapping_add(i) & self.mask];
+            for e in &b.entries {
+                let v = e.load(Ordering::Acquire);
+                if v == 0 || v >> 32 != tag & 0xffff_ffff {
+                    continue;
+                }
+                let Some(slot) = ((v & 0xffff_ffff) as usize).checked_sub(1).and_then(|s| self.slots.get(s))
+                else {
+                    continue;
+                };
+                if let Some(f) = read(slot, now_ns, timeouts)
+                    && (f.fwd == *key || f.rev == *key)
+                {
+                    return Some(f);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// A slot's flow, read under its sequence lock (two tries), if live and not expired.
+fn read(slot: &Slot, now_ns: u64, timeouts: &Timeouts) -> Option<Flow> {
+    for _ in 0..2 {
+        let s1 = slot.seq.load(Ordering::Acquire);
+        if s1 & 1 == 1 {
+            continue;
+        }
+        let expires = slot.expires_ns.load(Ordering::Relaxed);
+        let mut rec = [0u8; RECORD];
+        for (w, out) in slot.words.iter().zip(rec.chunks_exact_mut(8)) {
+            out.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+        }
+        fence(Ordering::Acquire);
+        if slot.seq.load(Ordering::Relaxed) != s1 {
+            continue;
+        }
+        if expires <= now_ns {
+            return None;
+        }
+        return match journal::decode_synced(&rec, now_ns, timeouts) {
+            Synced::Live(f) => Some(f),
+            _ => None,
+        };
+    }
+    None
+}
+
+fn write(slot: &Slot, rec: &[u8; RECORD], expires_ns: u64) {
+    let s = slot.seq.load(Ordering::Relaxed);
+    slot.seq.store(s.wrapping_add(1) | 1, Ordering::Relaxed);
+    fence(Ordering::Release);
+    slot.expires_ns.store(expires_ns, Ordering::Relaxed);
+    for (w, c) in slot.words.iter().zip(rec.chunks_exact(8)) {
+        w.store(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]), Ordering::Relaxed);
+    }
+    slot.seq.store((s | 1).wrapping_add(1), Ordering::Release);
+}
+
+/// What became of one record given to [`PeerWriter::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A flow stored or refreshed.
+    Stored,
+    /// A flow forgotten (its peer ended it).
+    Removed,
+    /// The end of a flow this store did not hold.
+    Unknown,
+    /// A flow in its SYN-cookie handshake: not carried (its cookie lives only in its gateway).
+    Skipped,
+    /// No slot or no room in the index: refused.
+    Full,
+    /// Failed its check or a field's.
+    Damaged,
+}
+
+/// The store's writer: the flow-sync thread. Control path (allocates only at start).
+pub struct PeerWriter {
+    store: Arc<PeerFlows>,
+    free: Vec<u32>,
+    by_key: HashMap<FlowKey, u32>,
+    /// Each slot's keys, and where each one's index entry is.
+    keys: Vec<Option<Held>>,
+    sweep_at: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    fwd: FlowKey,
+    rev: FlowKey,
+    expires_ns: u64,
+    entries: [(usize, usize); 2],
+}
+
+impl core::fmt::Debug for PeerWriter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PeerWriter").field("len", &self.len()).finish()
+    }
+}
+
+impl PeerWriter {
+    /// Flows the store holds at most.
+    pub fn capacity(&self) -> usize {
+        self.store.capacity()
+    }
+
+    /// Flows held.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether no flow is held.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// Takes one record a peer sent: stores or refreshes its flow, or forgets it.
+    pub fn apply(&mut self, rec: &[u8; RECORD], now_ns: u64, timeouts: &Timeouts) -> Applied {
+        match journal::decode_synced(rec, now_ns, timeouts) {
+            Synced::Live(f) => self.store(rec, &f),
+            Synced::Closed(fwd) => {
+                if self.remove(&fwd) {
+                    Applied::Removed
+                } else {
+                    Applied::Unknown
+                }
+            }
+            Synced::Skipped => Applied::Skipped,
+            Synced::Damaged => Applied::Damaged,
+        }
+    }
+
+    fn store(&mut self, rec: &[u8; RECORD], f: &Flow) -> Applied {
+        if let Some(&s) = self.by_key.get(&f.fwd) {
+            let same = self.keys[s as usize].is_some_and(|h| h.rev == f.rev);
+            if same {
+                write(&self.store.slots[s as usize], rec, f.expires_ns);
+                if let Some(h) = &mut self.keys[s as usize] {
+                    h.expires_ns = f.expires_ns;
+                }
+                return Applied::Stored;
+            }
+            // The same client tuple on another translation: the peer reopened it.
+            self.remove(&f.fwd);
+        }
+        // The reverse key of another stored flow (a tuple reused): that one is over.
+        if let Some(other) = self.find_slot(&f.rev)
+            && let Some(h) = self.keys[other]
+        {
+            self.remove(&h.fwd);
+        }
+        let Some(s) = self.free.pop() else { return Applied::Full };
+        let slot = &self.store.slots[s as usize];
+        write(slot, rec, f.expires_ns);
+        let Some(e0) = self.place(&f.fwd, s) else {
+            self.release(s);
+            return Applied::Full;
+        };
+        let Some(e1) = self.place(&f.rev, s) else {
+            self.store.buckets[e0.0].entries[e0.1].store(0, Ordering::Release);
+            self.release(s);
+            return Applied::Full;
+        };
+        self.keys[s as usize] =
+            Some(Held { fwd: f.fwd, rev: f.rev, expires_ns: f.expires_ns, entries: [e0, e1] });
+        self.by_key.insert(f.fwd, s);
+        Applied::Stored
+    }
+
+    /// The slot whose flow has `key` as its reverse or forward key (writer's view).
+    fn find_slot(&self, key: &FlowKey) -> Option<usize> {
+        let h = key_hash(key);
+        let tag = tag_of(h) & 0xffff_ffff;
+        for i in 0..PROBE {
+            let b = &self.store.buckets[(h as usize).wrapping_add(i) & self.store.mask];
+            for e in &b.entries {
+                let v = e.load(Ordering::Relaxed);
+                if v == 0 || v >> 32 != tag {
+                    continue;
+                }
+                let s = ((v & 0xffff_ffff) as usize).checked_sub(1)?;
+                if self.keys.get(s).copied().flatten().is_some_and(|h| h.fwd == *key || h.rev == *key) {
+                    return Some(s);
+                }
+            }
+        }
+        None
+    }
+
+    fn place(&mut self, key: &FlowKey, s: u32) -> Option<(usize, usize)> {
+        let h = key_hash(key);
+        let v = (tag_of(h) & 0xffff_ffff) << 32 | (u64::from(s) + 1);
+        for i in 0..PROBE {
+            let b = (h as usize).wrapping_add(i) & self.store.mask;
+            for (j, e) in self.store.buckets[b].entries.iter().enumerate() {
+                if e.load(Ordering::Relaxed) == 0 {
+                    e.store(v, Ordering::Release);
+                    return Some((b, j));
+                }
+            }
+        }
+        None
+    }
+
+    fn remove(&mut self, fwd: &FlowKey) -> bool {
+        let Some(s) = self.by_key.remove(fwd) else { return false };
+        if let Some(h) = self.keys[s as usize].take() {
+            for (b, j) in h.entries {
+                self.store.buckets[b].entries[j].store(0, Ordering::Release);
+            }
+        }
+        self.release(s);
+        true
+    }
+
+    fn release(&mut self, s: u32) {
+        write(&self.store.slots[s as usize], &[0u8; RECORD], 0);
+        self.free.push(s);
+    }
+
+    /// Frees up to `budget` slots' worth of expired flows, resuming where the last call
+    /// stopped. Returns how many were freed.
+    pub fn sweep(&mut self, now_ns: u64, budget: usize) -> usize {
+        let n = self.keys.len();
+        let mut freed = 0;
+        for _ in 0..budget.min(n) {
+            let i = self.sweep_at;
+            self.sweep_at = (i + 1) % n;
+            if let Some(h) = self.keys[i]
+                && h.expires_ns <= now_ns
+                && self.remove(&h.fwd)
+            {
+                freed += 1;
+            }
+        }
+        freed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::FlowState;
+    use sluice_model::Addr;
+    use sluice_model::service::{BackendId, Generation, ServiceId};
+
+    fn flow(client_port: u16, snat_port: u16, state: FlowState) -> Flow {
+        let fwd = FlowKey::new(
+            Addr::from_v4([198, 18, 0, 100]),
+            client_port,
+            Addr::from_v4([198, 18, 100, 1]),
+            80,
+            6,
+        );
+        let rev = FlowKey::new(
+            Addr::from_v4([198, 18, 1, 11]),
+            8080,
+            Addr::from_v4([198, 18, 1, 241]),
+            snat_port,
+            6,
+        );
+        Flow::new(fwd, rev, ServiceId(0), BackendId(0), Generation(1), state, 0, &Timeouts::default())
+    }
+
+    #[test]
+    fn a_stored_flow_is_found_by_either_key_and_forgotten_at_its_end() {
+        let t = Timeouts::default();
+        let (store, mut w) = PeerFlows::new(16);
+        let f = flow(40000, 1025, FlowState::Established);
+        assert_eq!(w.apply(&journal::encode(&f), 1, &t), Applied::Stored);
+        let got = store.find(&f.fwd, 2, &t).expect("by its forward key");
+        assert_eq!((got.fwd, got.rev, got.state), (f.fwd, f.rev, f.state));
+        assert_eq!(got.generation, journal::ADOPTED);
+        assert!(store.find(&f.rev, 2, &t).is_some(), "by its reverse key");
+        assert!(store.find(&flow(40001, 1026, FlowState::Established).fwd, 2, &t).is_none());
+        // Refreshed in place: still one flow.
+        assert_eq!(w.apply(&journal::encode(&f), 3, &t), Applied::Stored);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w.apply(&journal::encode_closed(&f), 4, &t), Applied::Removed);
+        assert!(store.find(&f.fwd, 5, &t).is_none() && store.find(&f.rev, 5, &t).is_none());
+        assert_eq!(w.apply(&journal::encode_closed(&f), 4, &t), Applied::Unknown);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_full_store_refuses_and_a_sweep_frees_the_expired() {
+        let t = Timeouts::default();
+        let (store, mut w) = PeerFlows::new(4);
+        for i in 0..4 {
+            let f = flow(40000 + i, 2000 + i, FlowState::SynSent);
+            assert_eq!(w.apply(&journal::encode(&f), 0, &t), Applied::Stored);
+        }
+        let extra = flow(41000, 3000, FlowState::SynSent);
+        assert_eq!(w.apply(&journal::encode(&extra), 0, &t), Applied::Full);
+        // SYN_SENT flows time out first; past that, none is found, and a sweep frees them.
+        let later = t.of(FlowState::SynSent) + 1;
+        assert!(store.find(&flow(40000, 2000, FlowState::SynSent).fwd, later, &t).is_none());
+        assert_eq!(w.sweep(later, 100), 4);
+        assert_eq!(w.apply(&journal::encode(&extra), later, &t), Applied::Stored);
+    }
+
+    #[test]
+    fn damaged_records_are_refused_and_a_reused_tuple_replaces_its_old_flow() {
+        let t = Timeouts::default();
+        let (store, mut w) = PeerFlows::new(8);
+        let f = flow(40000, 1025, FlowState::Established);
+        let mut bad = journal::encode(&f);
+        bad[9] ^= 1;
+        assert_eq!(w.apply(&bad, 0, &t), Applied::Damaged);
+        assert!(w.is_empty());
+        assert_eq!(w.apply(&journal::encode(&f), 0, &t), Applied::Stored);
+        // The same client tuple, translated anew (the peer reopened it): the old one goes.
+        let again = flow(40000, 1099, FlowState::SynSent);
+        assert_eq!(w.apply(&journal::encode(&again), 0, &t), Applied::Stored);
+        assert_eq!(w.len(), 1);
+        assert!(store.find(&f.rev, 1, &t).is_none());
+        assert_eq!(store.find(&again.rev, 1, &t).map(|g| g.rev), Some(again.rev));
+        // Another client on the old one's SNAT tuple: the one holding it goes.
+        let other = flow(40555, 1099, FlowState::SynSent);
+        assert_eq!(w.apply(&journal::encode(&other), 0, &t), Applied::Stored);
+        assert_eq!(w.len(), 1);
+        assert!(store.find(&again.fwd, 1, &t).is_none());
+    }
+
+    #[test]
+    fn readers_never_see_a_torn_flow_while_the_writer_rewrites() {
+        let t = Timeouts::default();
+        let (store, mut w) = PeerFlows::new(64);
+        let flows: Vec<Flow> = (0..32).map(|i| flow(40000 + i, 5000 + i, FlowState::Established)).collect();
+        for f in &flows {
+            w.apply(&journal::encode(f), 0, &t);
+        }
+        let reader = {
+            let (store, flows) = (store.clone(), flows.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0u32;
+                for round in 0..20_000 {
+                    let f = &flows[round % flows.len()];
+                    if let Some(g) = store.find(&f.fwd, 1, &Timeouts::default()) {
+                        assert_eq!((g.fwd, g.rev), (f.fwd, f.rev), "a torn or foreign flow");
+                        seen += 1;
+                    }
+                }
+                seen
+            })
+        };
+        for round in 0..2_000 {
+            let f = &flows[round % flows.len()];
+            w.apply(&journal::encode_closed(f), 0, &t);
+            w.apply(&journal::encode(f), 0, &t);
+        }
+        assert!(reader.join().expect("reader") > 0);
+    }
+}

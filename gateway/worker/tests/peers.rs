@@ -1,0 +1,107 @@
+//! Flows carried between gateways (flow sync, issue 17): gateway A opens a FullNAT flow and its
+//! records go through the sync's store ([`sluice_lb::peers`]) to gateway B, which then carries
+//! the flow both ways on A's translation — the client's next segment, ECMP-moved to B, reaches
+//! the backend on A's SNAT tuple, and the backend's reply is translated back to the VIP. Two
+//! real `Worker`s over in-memory ports; the records travel as the sync thread hands them on.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use sluice_lb::journal::RECORD;
+use sluice_lb::peers::{Applied, PeerFlows};
+use sluice_model::{Counter, DropReason};
+
+type Records = Arc<Mutex<Vec<[u8; RECORD]>>>;
+
+/// A gateway whose flow records are collected, as the sync sender's queue would take them.
+fn gateway() -> (Harness, Records) {
+    let mut h = Harness::standard();
+    let out: Records = Arc::default();
+    let o = out.clone();
+    h.worker.l4_mut().set_outbox(Box::new(move |r| o.lock().unwrap().push(*r)));
+    (h, out)
+}
+
+fn sport(f: &[u8]) -> u16 {
+    l4_src_port(f)
+}
+
+#[test]
+fn a_flow_opened_on_one_gateway_is_carried_both_ways_by_another() {
+    let (mut a, records) = gateway();
+    let client = from(CLIENT_MAC, CLIENT, 40_000);
+    let Outcome::Tx(syn) = a.send(&client.to(GW_MAC, VIP, 80).tcp(SYN, b"")) else {
+        panic!("A forwards the SYN")
+    };
+    let (backend, snat_port) = (dst4(&syn), sport(&syn));
+    let bmac = backend_mac(backend[3]);
+    let Outcome::Tx(_) = a.send(&from(bmac, backend, 8080).to(GW_MAC, NODE, snat_port).tcp(syn_ack(), b""))
+    else {
+        panic!("A forwards the SYN-ACK")
+    };
+    assert!(!records.lock().unwrap().is_empty(), "A recorded its flow for the sync");
+
+    // B has not heard of the flow: the client's next segment is refused.
+    let (mut b, _) = gateway();
+    let data = client.to(GW_MAC, VIP, 80).tcp(ack(5001), b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(b.send(&data), Outcome::Dropped(DropReason::NoFlowForSegment));
+
+    // Now it has: A's records, applied as the sync thread applies them.
+    let (store, mut writer) = PeerFlows::new(64);
+    let t = sluice_lb::flow::Timeouts::default();
+    for r in records.lock().unwrap().iter() {
+        assert_eq!(writer.apply(r, b.now_ns, &t), Applied::Stored);
+    }
+    let (mut b, _) = gateway();
+    b.worker.l4_mut().set_peers(store, vec![a4(NODE)]);
+    let Outcome::Tx(fwd) = b.send(&data) else { panic!("B carries the client's segment") };
+    assert_eq!((dst4(&fwd), sport(&fwd), src4(&fwd)), (backend, snat_port, NODE), "on A's translation");
+    let reply =
+        from(bmac, backend, 8080).to(GW_MAC, NODE, snat_port).tcp(ack(120), b"HTTP/1.1 200 OK\r\n\r\n");
+    let Outcome::Tx(back) = b.send(&reply) else { panic!("B carries the backend's reply") };
+    assert_eq!((src4(&back), dst4(&back), sport(&back)), (VIP, CLIENT, 80));
+    assert_eq!(b.worker.counters()[Counter::FlowsFromPeers], 1, "taken once, then B's own");
+}
+
+#[test]
+fn a_reply_to_a_peers_address_that_no_flow_claims_is_dropped_not_passed() {
+    let (store, _writer) = PeerFlows::new(64);
+    let (mut b, _) = gateway();
+    let peer_snat = [198, 18, 1, 242];
+    b.worker.l4_mut().set_peers(store, vec![a4(peer_snat)]);
+    let stray = from(backend_mac(1), be(1), 8080).to(GW_MAC, peer_snat, 20_001).tcp(ack(1), b"x");
+    assert_eq!(b.send(&stray), Outcome::Dropped(DropReason::NoFlowForSegment));
+}
+
+#[test]
+fn a_syn_opens_a_flow_of_its_own_and_a_closed_flow_is_not_carried() {
+    let (mut a, records) = gateway();
+    let client = from(CLIENT_MAC, CLIENT, 40_002);
+    let Outcome::Tx(syn) = a.send(&client.to(GW_MAC, VIP, 80).tcp(SYN, b"")) else { panic!("SYN") };
+    let (store, mut writer) = PeerFlows::new(64);
+    let t = sluice_lb::flow::Timeouts::default();
+    for r in records.lock().unwrap().drain(..) {
+        writer.apply(&r, 0, &t);
+    }
+    let (mut b, _) = gateway();
+    b.worker.l4_mut().set_peers(store.clone(), vec![]);
+    // A retransmitted SYN opens B's own flow (its SNAT tuple is B's to choose).
+    let Outcome::Tx(_) = b.send(&client.to(GW_MAC, VIP, 80).tcp(SYN, b"")) else { panic!("B's SYN") };
+    assert_eq!(b.worker.counters()[Counter::FlowsFromPeers], 0);
+    // The flow times out on A: its end reaches the store, which forgets it.
+    assert!(store.find(&sluice_lb::flow::FlowKey::new(a4(CLIENT), 40_002, a4(VIP), 80, 6), 0, &t).is_some());
+    let _ = syn;
+    a.advance_s(600);
+    // The sweep visits a budget of slots per poll: enough polls to pass over all of them.
+    for _ in 0..4096 {
+        a.idle_poll();
+        if !records.lock().unwrap().is_empty() {
+            break;
+        }
+    }
+    let ended = records.lock().unwrap().iter().map(|r| writer.apply(r, 0, &t)).any(|x| x == Applied::Removed);
+    assert!(ended, "A's record of the flow's end removes it from B's store");
+    assert!(store.find(&sluice_lb::flow::FlowKey::new(a4(CLIENT), 40_002, a4(VIP), 80, 6), 0, &t).is_none());
+}
