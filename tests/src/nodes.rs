@@ -23,7 +23,7 @@
 //! SNAT address, the other nodes back it up; the live node with the lowest number holds
 //! 198.18.1.254. When a node dies its addresses move to a live node with a gratuitous ARP
 //! within about 0.4 s, and the backends' replies to them follow. The node that takes them over
-//! must hold the flows they belong to: flow sync (the gateway's `--sync-*` flags, control's
+//! must hold the flows they belong to: flow sync (the gateway's `--sync-*` flags and
 //! `--peer-snat-address`), used when the binaries have those flags.
 //!
 //! **Peers are planned.** A cluster has a capacity (the most nodes it will have); every node is
@@ -164,14 +164,15 @@ pub enum NodeState {
     Killed,
 }
 
-/// Which flow-sync flags the binaries have (flow sync lands in steps; the cluster uses what is
-/// there and says what is not).
+/// Which flow-sync flags the binaries have (the cluster uses what is there, so the same tests
+/// ran before flow sync and after).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SyncFlags {
     /// The gateway's `--sync-listen`, `--sync-peer`, `--sync-key`.
     pub gateway: bool,
-    /// Control's `--peer-snat-address`.
-    pub control: bool,
+    /// The gateway's `--peer-snat-address` (the peers' FullNAT sources, steered to its workers
+    /// once VRRP moves one here).
+    pub peer_snat: bool,
 }
 
 struct Proc {
@@ -237,8 +238,11 @@ impl Cluster {
         let (gateway, control) = (bin("sluice-gateway"), bin("sluice-control"));
         let sync = SyncFlags {
             gateway: has_flag(&gateway, None, "--sync-listen"),
-            control: has_flag(&control, Some("run"), "--peer-snat-address"),
+            peer_snat: has_flag(&gateway, None, "--peer-snat-address"),
         };
+        if !has_flag(&control, Some("run"), "--bird-include") {
+            return Err(io::Error::other(format!("{} has no --bird-include", control.display())));
+        }
         let mut c = Cluster {
             id,
             dir,
@@ -488,7 +492,7 @@ impl Cluster {
         let (front, snat) = (node_front(k), node_snat(k));
         let (inc, sock) =
             (include.to_string_lossy().into_owned(), self.bird_socket(&role).to_string_lossy().into_owned());
-        let mut args: Vec<String> = [
+        let args: Vec<String> = [
             control.as_str(),
             "run",
             "--manifests",
@@ -512,11 +516,6 @@ impl Cluster {
         ]
         .map(String::from)
         .to_vec();
-        if self.sync.control {
-            for j in (1..=self.capacity).filter(|&j| j != k) {
-                args.extend(["--peer-snat-address".into(), node_snat(j)]);
-            }
-        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let name = format!("{role}-control");
         self.spawn(&role, &name, &args)?;
@@ -580,6 +579,11 @@ impl Cluster {
                 args.extend(["--sync-peer".into(), format!("{}:{SYNC_PORT}", node_front(j))]);
             }
             args.extend(["--sync-key".into(), key.to_string_lossy().into_owned()]);
+            if self.sync.peer_snat {
+                for j in (1..=self.capacity).filter(|&j| j != k) {
+                    args.extend(["--peer-snat-address".into(), node_snat(j)]);
+                }
+            }
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let name = format!("{role}-gateway");
