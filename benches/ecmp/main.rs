@@ -71,6 +71,7 @@ struct Attempt {
     start_ms: u64,
     ok: bool,
     latency_ms: u64,
+    target: String,
     why: String,
 }
 
@@ -78,11 +79,12 @@ fn attempts(log: &str) -> Vec<Attempt> {
     log.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let [start, ok, ms, _target, why] = f[..] else { return None };
+            let [start, ok, ms, target, why] = f[..] else { return None };
             Some(Attempt {
                 start_ms: start.parse().ok()?,
                 ok: ok == "1",
                 latency_ms: ms.parse().ok()?,
+                target: target.to_owned(),
                 why: why.to_owned(),
             })
         })
@@ -165,11 +167,13 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
         "2000",
     ];
     let mut changes = Vec::new();
-    let mut kill_ms = 0;
+    // Each phase's name and start (ms since the epoch, the load's clock).
+    let mut phases: Vec<(&'static str, u64)> = Vec::new();
     let mut sync_figures = (None, None, String::new());
     let load = std::thread::scope(|s| -> Result<String, String> {
         let load = s.spawn(|| run(&load_args).map(|o| String::from_utf8_lossy(&o.stdout).into_owned()));
         // 1. Steady: the flow-sync figures.
+        phases.push(("steady", epoch_ms()));
         let t = Instant::now();
         let sent0: Vec<Option<u64>> = (1..=2).map(|k| c.try_counter(k, "sync_records_sent")).collect();
         let pids: Vec<u32> = (1..=2).filter_map(|k| c.pid(k, "gateway")).collect();
@@ -207,9 +211,9 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
                 })
                 .collect();
             std::thread::sleep(Duration::from_secs(LEAD_S));
+            phases.push((what, epoch_ms()));
             let note = match what {
                 "kill node 1" => {
-                    kill_ms = epoch_ms();
                     let t0 = c.kill(1).map_err(|e| format!("kill: {e}"))?;
                     c.wait_next_hops(&vips, &[2], Duration::from_secs(5))?;
                     format!("routed around at the router after {} ms", t0.elapsed().as_millis())
@@ -251,12 +255,18 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
         return Err(format!("the load printed nothing:\n{load}"));
     }
     let failed = attempts.iter().filter(|a| !a.ok).count();
-    let mut why: BTreeMap<&str, usize> = BTreeMap::new();
+    // The failures by phase (the last one begun when the connection started), VIP and reason.
+    let phase_of = |ms: u64| phases.iter().rev().find(|(_, at)| *at <= ms).map_or("before", |(w, _)| *w);
+    let mut why: BTreeMap<(&str, &str, &str), usize> = BTreeMap::new();
     for a in attempts.iter().filter(|a| !a.ok) {
-        *why.entry(a.why.as_str()).or_insert(0) += 1;
+        *why.entry((phase_of(a.start_ms), a.target.as_str(), a.why.as_str())).or_insert(0) += 1;
     }
-    // Failover: after the kill, the first good connection after the last bad one.
-    let mut after: Vec<&Attempt> = attempts.iter().filter(|a| a.start_ms >= kill_ms).collect();
+    // Failover: among the connections started after the kill and before the next change, the
+    // first good one after the last bad one.
+    let kill_ms = phases.iter().find(|(w, _)| *w == "kill node 1").map_or(0, |p| p.1);
+    let next_ms = phases.iter().find(|(w, _)| *w == "add node 3").map_or(u64::MAX, |p| p.1);
+    let mut after: Vec<&Attempt> =
+        attempts.iter().filter(|a| a.start_ms >= kill_ms && a.start_ms < next_ms).collect();
     after.sort_by_key(|a| a.start_ms);
     let bad = |a: &Attempt| !a.ok || a.latency_ms > SLOW_MS;
     let failover_ms = match after.iter().rposition(|a| bad(a)) {
@@ -286,11 +296,14 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
         }
     }
     println!(
-        "load: {} connections at {rate}/s, {failed} failed {why:?}, {slow} slower than {SLOW_MS} ms outside the \
+        "load: {} connections at {rate}/s, {failed} failed, {slow} slower than {SLOW_MS} ms outside the \
          failover; failover {} ms (after the kill: first good connection after the last failed or slow one)",
         attempts.len(),
         failover_ms.map_or("-".into(), |v| v.to_string())
     );
+    for ((phase, target, reason), n) in &why {
+        println!("    failed: {n} × {reason} to {target} during \"{phase}\"");
+    }
     println!("flow sync: {}", sync_figures.2);
     let mut m = Map::new();
     m.insert("failover_ms".into(), json!(failover_ms));
