@@ -7,8 +7,9 @@
 //! flow's end, to a bounded queue (`Outbox`: full, the record is dropped and counted as
 //! `sync_outbox_full`; the flow is still sent by the next refresh). This thread drains the
 //! queues, packs up to [`PER_DATAGRAM`] records per UDP datagram and sends each datagram to
-//! every peer (`--sync-peer`) within [`FLUSH_NS`]. What it receives it checks and puts into the
-//! store the workers look in when their own table misses (`sluice_lb::peers`).
+//! every peer (`--sync-peer`) within [`FLUSH_NS`] (within [`IDLE_WAIT`] after an idle
+//! second). What it receives it checks and puts into the store the workers look in when their
+//! own table misses (`sluice_lb::peers`).
 //!
 //! **Catching up.** A gateway that starts says hello to each peer; a peer answers with every
 //! flow its journals hold, then "done". Until each peer has answered, or [`CATCH_UP`] has
@@ -58,6 +59,10 @@ const KIND_HELLO: u8 = 2;
 const KIND_DONE: u8 = 3;
 /// The longest a record waits in this thread before it is sent.
 const FLUSH_NS: u64 = 2_000_000;
+/// How long the thread waits for a datagram while there is work (the records' batching delay).
+const BUSY_WAIT: Duration = Duration::from_millis(1);
+/// How long it waits once idle for a second.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
 /// How long a starting gateway waits for its peers' flows before serving anyway.
 pub(crate) const CATCH_UP: Duration = Duration::from_secs(2);
 /// How often the whole journal goes to every peer again.
@@ -228,12 +233,16 @@ struct Peer {
     window: u64,
     /// It has sent its flows since this gateway started.
     caught_up: bool,
+    /// When this gateway last sent it every flow (a hello asks for them).
+    last_bulk: Option<Instant>,
 }
 
 impl Peer {
     /// Whether `(epoch, seq)` is new; marks it seen.
     fn fresh(&mut self, epoch: u64, seq: u64) -> bool {
         if epoch != self.epoch {
+            // The peer restarted: what it was sent before, it no longer has.
+            self.last_bulk = None;
             self.epoch = epoch;
             self.top = seq;
             self.window = 1;
@@ -265,9 +274,7 @@ pub(crate) fn spawn(
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let socket = UdpSocket::bind(cfg.listen).map_err(|e| format!("--sync-listen {}: {e}", cfg.listen))?;
-    socket
-        .set_read_timeout(Some(Duration::from_millis(1)))
-        .map_err(|e| format!("--sync-listen {}: {e}", cfg.listen))?;
+    socket.set_read_timeout(Some(BUSY_WAIT)).map_err(|e| format!("--sync-listen {}: {e}", cfg.listen))?;
     let mut epoch = [0u8; 8];
     getrandom(&mut epoch)?;
     let mut sync = Sync {
@@ -276,7 +283,7 @@ pub(crate) fn spawn(
         peers: cfg
             .peers
             .iter()
-            .map(|&addr| Peer { addr, epoch: 0, top: 0, window: 0, caught_up: false })
+            .map(|&addr| Peer { addr, epoch: 0, top: 0, window: 0, caught_up: false, last_bulk: None })
             .collect(),
         socket,
         outboxes,
@@ -328,15 +335,29 @@ impl Sync {
         let mut last_refresh = Instant::now();
         let mut last_sweep = Instant::now();
         let mut buf = vec![0u8; 2048];
+        let mut quiet = Duration::ZERO;
+        let mut slow = false;
         while !stop.load(Ordering::Relaxed) {
-            // Receive until the socket is empty (or 1 ms passes with nothing).
+            // Receive until the socket is empty (or its timeout passes with nothing).
+            let mut busy = false;
             for _ in 0..256 {
                 match self.socket.recv_from(&mut buf) {
-                    Ok((n, from)) => self.take(&buf[..n], from),
+                    Ok((n, from)) => {
+                        busy = true;
+                        self.take(&buf[..n], from);
+                    }
                     Err(_) => break,
                 }
             }
-            self.drain();
+            busy |= self.drain();
+            // An idle gateway costs (almost) no CPU: after a second with nothing to do, the
+            // thread looks every IDLE_WAIT instead of every BUSY_WAIT; a new flow then reaches
+            // the peers within IDLE_WAIT.
+            quiet = if busy { Duration::ZERO } else { quiet + self.wait(slow) };
+            let want_slow = quiet >= Duration::from_secs(1);
+            if want_slow != slow && self.socket.set_read_timeout(Some(self.wait(want_slow))).is_ok() {
+                slow = want_slow;
+            }
             if self.stats.waiting.load(Ordering::Relaxed) {
                 if self.peers.iter().all(|p| p.caught_up) || start.elapsed() >= CATCH_UP {
                     self.stats.waiting.store(false, Ordering::Relaxed);
@@ -351,9 +372,13 @@ impl Sync {
                             format!("; silent: {}", silent.join(", "))
                         }
                     );
-                } else if last_hello.elapsed() >= Duration::from_millis(200) {
-                    // A hello lost, or a peer still starting: ask again.
-                    self.broadcast_control(KIND_HELLO);
+                } else if last_hello.elapsed() >= Duration::from_millis(500) {
+                    // A hello or a "done" lost, or a peer still starting: ask those again.
+                    for i in 0..self.peers.len() {
+                        if !self.peers[i].caught_up {
+                            self.control_to(i, KIND_HELLO);
+                        }
+                    }
                     last_hello = Instant::now();
                 }
             }
@@ -370,7 +395,7 @@ impl Sync {
                 self.stats.held.store(self.writer.len() as u64, Ordering::Relaxed);
             }
         }
-        self.drain();
+        let _ = self.drain();
         self.flush();
     }
 
@@ -378,11 +403,19 @@ impl Sync {
         self.writer.capacity()
     }
 
-    /// Moves the workers' records into datagrams; sends a datagram when full or old.
-    fn drain(&mut self) {
+    /// How long a receive waits: short while flows come and go, longer when idle.
+    fn wait(&self, slow: bool) -> Duration {
+        if slow { IDLE_WAIT } else { BUSY_WAIT }
+    }
+
+    /// Moves the workers' records into datagrams; sends a datagram when full or old. Whether
+    /// there was anything.
+    fn drain(&mut self) -> bool {
         let now = sluice_sys::monotonic_ns();
+        let mut any = !self.pending.is_empty();
         for i in 0..self.outboxes.len() {
             while let Some(r) = self.outboxes[i].pop() {
+                any = true;
                 if self.pending.is_empty() {
                     self.first_pending_ns = now;
                 }
@@ -395,6 +428,7 @@ impl Sync {
         if !self.pending.is_empty() && now.saturating_sub(self.first_pending_ns) >= FLUSH_NS {
             self.flush();
         }
+        any
     }
 
     fn flush(&mut self) {
@@ -417,11 +451,15 @@ impl Sync {
     }
 
     fn broadcast_control(&mut self, kind: u8) {
+        for i in 0..self.peers.len() {
+            self.control_to(i, kind);
+        }
+    }
+
+    fn control_to(&mut self, i: usize, kind: u8) {
         self.packer.begin();
         let d = self.packer.seal(kind);
-        for p in &self.peers {
-            let _ = self.socket.send_to(d, p.addr);
-        }
+        let _ = self.socket.send_to(d, self.peers[i].addr);
     }
 
     /// Sends every flow this gateway's journals hold to peer `i`, then, when `done`, says so.
@@ -493,7 +531,16 @@ impl Sync {
             return reject(&self.stats);
         }
         match opened.kind {
-            KIND_HELLO => self.bulk(i, true),
+            // Every flow at most once a second to one peer, however often it asks (a lost
+            // "done" makes it ask again): what was sent is not sent twice; what was lost, the
+            // refresh sends.
+            KIND_HELLO if self.peers[i].last_bulk.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) => {
+                self.control_to(i, KIND_DONE);
+            }
+            KIND_HELLO => {
+                self.peers[i].last_bulk = Some(Instant::now());
+                self.bulk(i, true);
+            }
             KIND_DONE => {
                 if !self.peers[i].caught_up {
                     self.peers[i].caught_up = true;
@@ -560,8 +607,14 @@ mod tests {
 
     #[test]
     fn a_datagram_is_taken_once() {
-        let mut p =
-            Peer { addr: "198.18.0.2:7400".parse().unwrap(), epoch: 0, top: 0, window: 0, caught_up: false };
+        let mut p = Peer {
+            addr: "198.18.0.2:7400".parse().unwrap(),
+            epoch: 0,
+            top: 0,
+            window: 0,
+            caught_up: false,
+            last_bulk: None,
+        };
         assert!(p.fresh(5, 1));
         assert!(!p.fresh(5, 1), "replayed");
         assert!(p.fresh(5, 3));
@@ -581,5 +634,100 @@ mod tests {
         std::fs::write(&dir, KEY).unwrap();
         assert_eq!(read_key(&dir).unwrap(), KEY);
         let _ = std::fs::remove_file(&dir);
+    }
+}
+
+#[cfg(test)]
+mod loopback {
+    //! Two sync threads over loopback: records queued on one reach the other's store; what a
+    //! stranger sends is refused and counted.
+    use super::*;
+    use sluice_lb::flow::{Flow, FlowKey, FlowState};
+    use sluice_lb::peers::PeerFlows;
+    use sluice_model::Addr;
+    use sluice_model::service::{BackendId, Generation, ServiceId};
+
+    const KEY: &[u8] = b"loopback test key, 32 bytes long";
+
+    fn free_addr() -> SocketAddr {
+        UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free port")
+    }
+
+    fn flow(port: u16) -> Flow {
+        let fwd =
+            FlowKey::new(Addr::from_v4([198, 18, 0, 100]), port, Addr::from_v4([198, 18, 100, 1]), 80, 6);
+        let rev =
+            FlowKey::new(Addr::from_v4([198, 18, 1, 11]), 8080, Addr::from_v4([198, 18, 1, 241]), port, 6);
+        Flow::new(
+            fwd,
+            rev,
+            ServiceId(0),
+            BackendId(0),
+            Generation(1),
+            FlowState::Established,
+            0,
+            &Timeouts::default(),
+        )
+    }
+
+    struct Node {
+        store: Arc<PeerFlows>,
+        outbox: Outbox,
+        stats: Arc<SyncStats>,
+        handle: std::thread::JoinHandle<()>,
+    }
+
+    fn node(listen: SocketAddr, peer: SocketAddr, stop: &Arc<AtomicBool>) -> Node {
+        let (store, writer) = PeerFlows::new(1024);
+        let outbox: Outbox = Arc::new(ArrayQueue::new(OUTBOX));
+        let stats = Arc::new(SyncStats::default());
+        let cfg = SyncConfig { listen, peers: vec![peer], key: KEY.to_vec(), journals: vec![] };
+        let handle =
+            spawn(cfg, vec![outbox.clone()], writer, stats.clone(), stop.clone()).expect("sync thread");
+        Node { store, outbox, stats, handle }
+    }
+
+    fn wait(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !cond() {
+            assert!(Instant::now() < deadline, "{what}: not within 5 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn flows_queued_on_one_node_reach_the_other_and_strangers_are_refused() {
+        let (a_addr, b_addr) = (free_addr(), free_addr());
+        let stop = Arc::new(AtomicBool::new(false));
+        let a = node(a_addr, b_addr, &stop);
+        let b = node(b_addr, a_addr, &stop);
+        // Each asks the other for its flows at start, and is answered.
+        wait("both caught up", || {
+            !a.stats.waiting.load(Ordering::Relaxed) && !b.stats.waiting.load(Ordering::Relaxed)
+        });
+        let t = Timeouts::default();
+        for port in 40_000..40_025 {
+            a.outbox.push(journal::encode(&flow(port))).expect("room");
+        }
+        wait("25 flows at B", || (40_000..40_025).all(|p| b.store.find(&flow(p).fwd, 1, &t).is_some()));
+        assert!(a.stats.sent.load(Ordering::Relaxed) >= 25);
+        // Their ends travel too.
+        a.outbox.push(journal::encode_closed(&flow(40_000))).expect("room");
+        wait("the ended flow forgotten", || b.store.find(&flow(40_000).fwd, 1, &t).is_none());
+        // A stranger (another port on A's address is still A's address: a different key) is
+        // refused, whatever it sends.
+        let rejected = b.stats.rejected.load(Ordering::Relaxed);
+        let stranger = UdpSocket::bind("127.0.0.1:0").expect("socket");
+        let mut forged = Packer::new(b"not the key, but thirty-two bytes", 9);
+        forged.begin();
+        forged.buf.extend_from_slice(&journal::encode(&flow(41_000)));
+        forged.count = 1;
+        stranger.send_to(forged.seal(KIND_FLOWS), b_addr).expect("send");
+        stranger.send_to(b"garbage", b_addr).expect("send");
+        wait("both refused", || b.stats.rejected.load(Ordering::Relaxed) >= rejected + 2);
+        assert!(b.store.find(&flow(41_000).fwd, 1, &t).is_none());
+        stop.store(true, Ordering::Relaxed);
+        a.handle.join().expect("A");
+        b.handle.join().expect("B");
     }
 }
