@@ -14,7 +14,9 @@
 //! 2. node 1 killed (its links down, then SIGKILL to its gateway, control, BIRD and
 //!    keepalived), with [`DOWNLOADS`] downloads of 2 MiB at 256 KiB/s open through each VIP;
 //! 3. node 3 added, the same downloads open;
-//! 4. node 2 drained (its keepalived, then its gateway, stopped with SIGTERM), the same.
+//! 4. node 2 drained (its BIRD closes the session with `birdc disable`, and once the router
+//!    routes nothing over it its keepalived and then its gateway are stopped with SIGTERM), the
+//!    same.
 //!
 //! Figures (the last line, `RESULT {json}`):
 //! - `failover_ms`: from the kill to the start of the first connection that succeeded after the
@@ -225,9 +227,13 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
                     format!("started and routed to in {} ms", t0.elapsed().as_millis())
                 }
                 _ => {
-                    let t0 = c.drain(2).map_err(|e| format!("drain: {e}"))?;
+                    let d = c.drain(2).map_err(|e| format!("drain: {e}"))?;
                     c.wait_next_hops(&vips, &[3], Duration::from_secs(5))?;
-                    format!("withdrawn at the router after {} ms", t0.elapsed().as_millis())
+                    format!(
+                        "withdrawn at the router after {} ms (birdc disable), the gateway exited {} ms after SIGTERM",
+                        d.withdrawn.as_millis(),
+                        d.gateway_exit.as_millis()
+                    )
                 }
             };
             let results: Vec<(String, Result<usize, String>)> = downloads
@@ -303,6 +309,13 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
     );
     for ((phase, target, reason), n) in &why {
         println!("    failed: {n} × {reason} to {target} during \"{phase}\"");
+    }
+    let mut slow_by: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for a in attempts.iter().filter(|a| a.ok && a.latency_ms > SLOW_MS) {
+        *slow_by.entry((phase_of(a.start_ms), a.target.as_str())).or_insert(0) += 1;
+    }
+    for ((phase, target), n) in &slow_by {
+        println!("    slower than {SLOW_MS} ms: {n} to {target} during \"{phase}\"");
     }
     println!("flow sync: {}", sync_figures.2);
     let mut m = Map::new();

@@ -37,9 +37,9 @@
 //!
 //! **A killed node** loses its processes to SIGKILL and then its links (its switch ports go
 //! down): a machine that lost power, which answers nothing any more — not ARP for addresses
-//! its keepalived had put on `gw1`, nor BFD. A **drained** node's keepalived is stopped (it
-//! hands its addresses over at once, VRRP priority 0) and then its gateway (SIGTERM); its control
-//! withdraws the VIPs once the gateway is gone.
+//! its keepalived had put on `gw1`, nor BFD. A **drained** node first closes its BGP session
+//! (`birdc disable`: the router withdraws its routes at once), then its keepalived is stopped
+//! (it hands its addresses over at once, VRRP priority 0) and its gateway (SIGTERM).
 //!
 //! Names carry the process id (`sl{pid}x{n}`, as [`crate::Sandbox`]'s), so a sandbox left by a
 //! killed run is removed by the next; `Drop` stops every process and deletes every namespace,
@@ -158,10 +158,22 @@ status: {phase: Running, podIP: 198.18.1.4, conditions: [{type: Ready, status: "
 pub enum NodeState {
     /// Its BIRD, control, gateway and keepalived run.
     Up,
-    /// Its keepalived and gateway were stopped ([`Cluster::drain`]); BIRD and control run.
+    /// Its routes withdrawn, its keepalived and gateway stopped ([`Cluster::drain`]); BIRD
+    /// (its session disabled) and control run.
     Drained,
     /// Every process killed and its links down ([`Cluster::kill`]).
     Killed,
+}
+
+/// A drain's timings ([`Cluster::drain`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    /// From the drain's start until the router's kernel routed nothing over the node.
+    pub withdrawn: Duration,
+    /// From the gateway's SIGTERM to its exit.
+    pub gateway_exit: Duration,
+    /// The whole drain.
+    pub total: Duration,
 }
 
 /// Which flow-sync flags the binaries have (the cluster uses what is there, so the same tests
@@ -663,23 +675,50 @@ impl Cluster {
         Ok(t0)
     }
 
-    /// Drains node `k`: stops its keepalived (SIGTERM: it hands its addresses to the backups at
-    /// once, with priority 0), then its gateway (SIGTERM); its control withdraws the VIPs once
-    /// the gateway is gone. Returns the moment the drain began.
-    pub fn drain(&mut self, k: usize) -> io::Result<Instant> {
+    /// Drains node `k` as an operator would: its BIRD closes the session with the router
+    /// (`birdc disable`), which withdraws the node's routes at once while its gateway still
+    /// carries what reaches it; once the router's kernel routes nothing over the node, its
+    /// keepalived is stopped (SIGTERM: it hands its addresses to the backups at once, with
+    /// priority 0), then its gateway (SIGTERM). See [`Drain`].
+    pub fn drain(&mut self, k: usize) -> io::Result<Drain> {
+        let role = format!("n{k}");
         let t0 = Instant::now();
+        let said = self.birdc(&role, &["disable", "router1"]);
+        if !said.contains("disabled") {
+            return Err(io::Error::other(format!("node {k}'s BIRD did not disable its session: {said}")));
+        }
+        let via = format!("via {} ", node_front(k));
+        loop {
+            let routes = self
+                .exec("rt", &["ip", "-4", "route", "show"])
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            if !routes.contains(&via) {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(5) {
+                return Err(io::Error::other(format!(
+                    "the router still routes over node {k} 5 s after its BIRD closed the session:\n{routes}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let withdrawn = t0.elapsed();
+        let mut gateway_exit = Duration::ZERO;
         for what in ["keepalived", "gateway"] {
-            let name = format!("n{k}-{what}");
+            let name = format!("{role}-{what}");
             let i = self
                 .procs
                 .iter()
                 .position(|p| p.name == name)
                 .ok_or_else(|| io::Error::other(format!("node {k} runs no {what} to stop")))?;
             let mut p = self.procs.remove(i);
+            let t = Instant::now();
             crate::stop_child(&mut p.child, rustix::process::Signal::TERM);
+            gateway_exit = t.elapsed();
         }
         self.nodes[k - 1].state = NodeState::Drained;
-        Ok(t0)
+        Ok(Drain { withdrawn, gateway_exit, total: t0.elapsed() })
     }
 
     /// The next hops the router's kernel has for `vip` (node front addresses).
