@@ -311,6 +311,39 @@ fn connections_spread_over_both_nodes() {
     assert!(spread.iter().sum::<u64>() >= NEW_CONNECTIONS as u64, "{spread:?}");
 }
 
+/// A DNAT connection through a node that does not hold the backends' router: the backend's
+/// SYN-ACK crosses the node that does, which must already know the flow (flow sync) or carry it
+/// otherwise. Lost, it is sent again after 1 s: the connection opens, but a second late. Every
+/// connection must open without that.
+#[test]
+fn dnat_connections_through_any_node_open_at_once() {
+    let Some((_one, c)) = up("ecmp_dnat_at_once", 2, 2) else { return };
+    let srcs = c.client_addrs();
+    let before = new_flows(&c);
+    let mut slow = Vec::new();
+    for i in 0..NEW_CONNECTIONS / 2 {
+        let t = Instant::now();
+        let r = c.get(&srcs[i % srcs.len()], &dnat_url("/"), 3000);
+        let took = t.elapsed();
+        if r.is_err() || took > Duration::from_millis(900) {
+            slow.push(format!("{} ms: {r:?}", took.as_millis()));
+        }
+    }
+    let spread = new_flows_since(&c, &before, (NEW_CONNECTIONS / 2) as u64);
+    eprintln!(
+        "ecmp: dnat_at_once: {} connections, per node {spread:?}; {} slower than 900 ms or failed",
+        NEW_CONNECTIONS / 2,
+        slow.len()
+    );
+    assert!(spread[1] > 0, "no DNAT connection went through node 2: {spread:?}");
+    assert!(
+        slow.is_empty(),
+        "DNAT connections that needed the backend's SYN-ACK sent again (node 1 holds the backends' router, \
+         node 2 forwarded the SYN): {slow:#?}\n{}",
+        c.logs()
+    );
+}
+
 #[test]
 fn a_node_killed_loses_no_connection() {
     survives("ecmp_kill", Change::Kill);
