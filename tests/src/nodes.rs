@@ -1070,3 +1070,41 @@ impl Drop for Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines of a keepalived configuration that mean something: comments and blank lines out.
+    fn meaning(text: &str) -> Vec<String> {
+        text.lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// deploy/keepalived/keepalived.conf is node 1 of 2 as the tests configure it: the operator's
+    /// example is the tested configuration.
+    #[test]
+    fn the_deployed_keepalived_configuration_is_the_tested_one() {
+        let deployed = std::fs::read_to_string(crate::repo_root().join("deploy/keepalived/keepalived.conf"))
+            .expect("deploy/keepalived/keepalived.conf");
+        assert_eq!(meaning(&deployed), meaning(&keepalived_conf(1, 2)));
+    }
+
+    /// Each node is master of its own SNAT address, and the next node takes it over.
+    #[test]
+    fn each_snat_address_has_its_node_first_and_the_next_node_second() {
+        let priority = |k: usize, j: usize| -> u32 {
+            let conf = keepalived_conf(k, 3);
+            let inst = conf.split(&format!("vrrp_instance snat_{j} {{")).nth(1).expect("instance");
+            let line = inst.lines().find(|l| l.trim().starts_with("priority")).expect("priority");
+            line.trim().trim_start_matches("priority").trim().parse().expect("a number")
+        };
+        for j in 1..=3 {
+            let next = j % 3 + 1;
+            let last = (j + 1) % 3 + 1;
+            assert!(priority(j, j) > priority(next, j) && priority(next, j) > priority(last, j), "snat_{j}");
+        }
+    }
+}
