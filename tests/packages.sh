@@ -12,8 +12,10 @@
 #   python3-grpcio          a real gRPC client and server (tests/grpc/, run by /usr/bin/python3) through the gateway
 #   testssl.sh              the TLS scan of the HTTPS listener (tests/tests/l7_hostile.rs)
 #   bird2                   BIRD, the BGP speaker of a gateway node and of the router (tests/tests/bgp.rs)
+#   keepalived              VRRP on the gateway nodes' back side: SNAT addresses and the backends' router move
+#                           to a live node (tests/tests/ecmp.rs, benches/run ecmp, the demo's two nodes)
 sluice_debian_packages=(clang linux-libc-dev iproute2 ethtool nginx-light curl iputils-ping util-linux systemd openssl
-  nghttp2-client nghttp2-server python3-grpcio testssl.sh bird2)
+  nghttp2-client nghttp2-server python3-grpcio testssl.sh bird2 keepalived)
 
 sluice_install_packages() {
   local missing=() p
@@ -35,5 +37,9 @@ sluice_install_packages() {
   # So does bird2 with a BIRD of the system's; the tests run their own, one per namespace.
   if [[ " ${missing[*]} " == *" bird2 "* ]]; then
     systemctl disable --now bird >/dev/null 2>&1 || service bird stop >/dev/null 2>&1 || pkill -x bird || true
+  fi
+  # And keepalived, whose system instance would hold VRRP addresses of its own.
+  if [[ " ${missing[*]} " == *" keepalived "* ]]; then
+    systemctl disable --now keepalived >/dev/null 2>&1 || service keepalived stop >/dev/null 2>&1 || true
   fi
 }

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod forge;
+pub mod nodes;
 pub mod tls;
 
 use std::fs;
@@ -46,10 +47,10 @@ pub const CLIENT_V6: &str = "2001:db8::100";
 /// The node name control is told (Pods with this `spec.nodeName` are local).
 pub const NODE_NAME: &str = "sluice-gw";
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+pub(crate) static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The XDP_PASS program for the gateway's peers (`bpf/pass.c`).
-static PASS_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pass.o"));
+pub(crate) static PASS_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pass.o"));
 
 /// The XDP_DROP program for generators' interfaces (`bpf/drop.c`).
 static DROP_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/drop.o"));
@@ -214,7 +215,7 @@ fn pid_alive(pid: i32) -> bool {
 }
 
 /// Deletes namespaces of sandboxes whose process has died.
-fn remove_stale() {
+pub(crate) fn remove_stale() {
     let Ok(out) = run(&["ip", "netns", "list"]) else { return };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
@@ -495,25 +496,7 @@ impl Sandbox {
     /// `X-Backend: name` header, `X-Request-Uri` (the request's target as it arrived), and the
     /// request's own `X-Echo` field when it has one (a field the gateway set upstream, seen).
     pub fn start_nginx(&mut self, role: &str, name: &str, ports: &[u16]) -> io::Result<()> {
-        let d = self.dir.path().join(format!("nginx-{name}"));
-        fs::create_dir_all(d.join("tmp"))?;
-        fs::write(d.join("big"), vec![b'x'; 2 << 20])?;
-        let listens: String =
-            ports.iter().map(|p| format!("listen {p} reuseport; listen [::]:{p} reuseport; ")).collect();
-        let d_s = d.display();
-        let server = format!(
-            "server {{ {listens}\n\
-             \x20 add_header X-Backend {name} always;\n\
-             \x20 add_header X-Request-Uri $request_uri always;\n\
-             \x20 add_header X-Echo $http_x_echo always;\n\
-             \x20 location = /big {{ alias {d_s}/big; default_type application/octet-stream; limit_rate 256k; }}\n\
-             \x20 location = /ip {{ default_type text/plain; return 200 \"$remote_addr\\n\"; }}\n\
-             \x20 location / {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n\
-             }}"
-        );
-        let conf = nginx_conf(&d, &server);
-        let path = d.join("nginx.conf");
-        fs::write(&path, conf)?;
+        let path = write_nginx(&self.dir.path().join(format!("nginx-{name}")), name, ports)?;
         self.spawn(role, &format!("nginx-{name}"), &["nginx", "-c", &path.to_string_lossy()])?;
         Ok(())
     }
@@ -969,7 +952,7 @@ impl Sandbox {
 }
 
 /// The value of one sample line of a metrics page (`name{labels} value`).
-fn sample(line: &str) -> u64 {
+pub(crate) fn sample(line: &str) -> u64 {
     line.rsplit(' ')
         .next()
         .and_then(|v| v.parse().ok())
@@ -992,6 +975,29 @@ fn address_gateway(gw: &str, inside: &str) -> io::Result<()> {
     must(&["ip", "-n", gw, "addr", "add", "2001:db8:1::fe/64", "dev", inside, "nodad"])
 }
 
+/// Writes the files of [`Sandbox::start_nginx`]'s nginx under `d` (its configuration, `/big`,
+/// its temporary directory) and returns the configuration's path.
+pub(crate) fn write_nginx(d: &Path, name: &str, ports: &[u16]) -> io::Result<PathBuf> {
+    fs::create_dir_all(d.join("tmp"))?;
+    fs::write(d.join("big"), vec![b'x'; 2 << 20])?;
+    let listens: String =
+        ports.iter().map(|p| format!("listen {p} reuseport; listen [::]:{p} reuseport; ")).collect();
+    let d_s = d.display();
+    let server = format!(
+        "server {{ {listens}\n\
+         \x20 add_header X-Backend {name} always;\n\
+         \x20 add_header X-Request-Uri $request_uri always;\n\
+         \x20 add_header X-Echo $http_x_echo always;\n\
+         \x20 location = /big {{ alias {d_s}/big; default_type application/octet-stream; limit_rate 256k; }}\n\
+         \x20 location = /ip {{ default_type text/plain; return 200 \"$remote_addr\\n\"; }}\n\
+         \x20 location / {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n\
+         }}"
+    );
+    let path = d.join("nginx.conf");
+    fs::write(&path, nginx_conf(d, &server))?;
+    Ok(path)
+}
+
 /// An nginx configuration that runs in the foreground as root with every file under `dir` and
 /// the given `server { … }` block.
 pub fn nginx_conf(dir: &Path, server: &str) -> String {
@@ -1007,7 +1013,7 @@ pub fn nginx_conf(dir: &Path, server: &str) -> String {
     )
 }
 
-fn stop_child(child: &mut Child, sig: rustix::process::Signal) -> std::process::ExitStatus {
+pub(crate) fn stop_child(child: &mut Child, sig: rustix::process::Signal) -> std::process::ExitStatus {
     if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
         let _ = rustix::process::kill_process(pid, sig);
     }

@@ -730,6 +730,9 @@ fn load_steering(ifs: &Interfaces, fast: bool) -> Result<Vec<Steering>, String> 
         .iter()
         .map(|_| Steering::load_with(fast).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
+    for (s, mac) in all.iter_mut().zip(&ifs.macs) {
+        s.set_own_mac(*mac).map_err(|e| e.to_string())?;
+    }
     if fast == FastPath::On {
         // Two-armed: every program may redirect to either interface, by port index.
         for s in &mut all {

@@ -78,6 +78,14 @@ pub enum Verdict {
 /// client a retransmission timeout that doubles each time.
 pub const DEFER_NS: u64 = 3_000_000_000;
 
+/// How long a caller holds a frame the engine deferred for a flow-sync peer's record
+/// ([`L4::defer_terms`]): a reply that crossed this node before the record of its flow, sent by
+/// the node that opened it (a DNAT backend's SYN-ACK reaching the backends' router node, which
+/// is not the node the client's SYN crossed). The sync sends a new flow's record within a few
+/// ms (20 ms from an idle gateway); past this the frame is dropped, and the sender's
+/// retransmission finds the flow.
+pub const PEER_WAIT_NS: u64 = 100_000_000;
+
 /// A proxied flow's SYN to its backend is sent again by a client segment — a new one, or one held
 /// and run again — this long after the last (a backend is a LAN away: waiting the second a
 /// client's stack waits would cost the client its own retransmissions).
@@ -189,6 +197,9 @@ pub struct L4 {
     /// misses; and the peers' FullNAT source addresses, whose frames no flow here or there
     /// claims are dropped, not passed to a kernel that would reset them.
     peers: Option<(Arc<PeerFlows>, Vec<Addr>)>,
+    /// How long the caller holds the last [`Verdict::Defer`]red frame, and why it drops it
+    /// after that.
+    defer_terms: (u64, DropReason),
 }
 
 /// The pass over the flow table that ends the flows of backends that stopped answering.
@@ -510,7 +521,21 @@ impl L4 {
             extras: Extras::default(),
             unreachable: Unreachable::default(),
             peers: None,
+            defer_terms: (DEFER_NS, DropReason::SynProxyPending),
         }
+    }
+
+    /// For the frame just [`Verdict::Defer`]red: how long to hold it (ns) at most, and the
+    /// reason to count when it is dropped after that — a proxied flow's segment waiting for
+    /// its backend ([`DEFER_NS`], [`DropReason::SynProxyPending`]), or a frame waiting for a
+    /// flow-sync peer's record ([`PEER_WAIT_NS`], [`DropReason::NoFlowForSegment`]).
+    pub fn defer_terms(&self) -> (u64, DropReason) {
+        self.defer_terms
+    }
+
+    fn defer_for_backend(&mut self) -> Verdict {
+        self.defer_terms = (DEFER_NS, DropReason::SynProxyPending);
+        Verdict::Defer
     }
 
     /// Carries flows other gateways opened ([`crate::peers`]): a packet no flow here claims
@@ -954,12 +979,20 @@ impl L4 {
         };
         match service {
             Some(svc) => self.new_flow(frame, m, key, h, svc, p.tuple_hash, now_ns),
+            // With flow-sync peers: a frame the XDP program steered here (a DNAT backend's
+            // reply, a reply to a SNAT address) that no flow claims, here or at a peer, may be
+            // ahead of its flow's record: held briefly, then dropped — never passed to a kernel
+            // that would forward it untranslated or answer it with a RST.
+            None if self.peers.is_some() => {
+                self.defer_terms = (PEER_WAIT_NS, DropReason::NoFlowForSegment);
+                Verdict::Defer
+            }
             None => Verdict::Pass,
         }
     }
 
     /// A packet no flow of this worker claims: taken on as the flow a peer opened, if its
-    /// flow sync told of one (`None` otherwise, or a drop for a peer's SNAT address).
+    /// flow sync told of one (`None` otherwise; for a peer's SNAT address, held for the record).
     #[cold]
     fn peer_flow(
         &mut self,
@@ -973,7 +1006,11 @@ impl L4 {
         let syn = m.proto == ip_proto::TCP && m.tcp_flags & (flags::SYN | flags::ACK) == flags::SYN;
         let found = if syn { None } else { peers.find(key, now_ns, &self.timeouts) };
         let Some(f) = found else {
-            return peer_snat.contains(&m.dst).then_some(Verdict::Drop(DropReason::NoFlowForSegment));
+            if peer_snat.contains(&m.dst) {
+                self.defer_terms = (PEER_WAIT_NS, DropReason::NoFlowForSegment);
+                return Some(Verdict::Defer);
+            }
+            return None;
         };
         let (sched, fast, generation) = (&mut self.sched, &mut self.fast, self.table.generation());
         let id = self.flows.insert(f, now_ns, &mut |gone| release(sched, fast, generation, gone)).ok()?;
@@ -1161,7 +1198,7 @@ impl L4 {
             Dir::Forward => {
                 if now_ns.saturating_sub(f.last_seen_ns) < PROXY_SYN_RETRY_NS {
                     return if seg.len > 0 {
-                        Verdict::Defer
+                        self.defer_for_backend()
                     } else {
                         Verdict::Drop(DropReason::SynProxyPending)
                     };
@@ -1228,7 +1265,7 @@ impl L4 {
     /// frame of its own while the segment is held.
     fn proxied_syn(&mut self, frame: &mut [u8], m: &Meta, syn: synproxy::Segment, data: bool) -> Verdict {
         if data && self.extras.push(syn) {
-            return Verdict::Defer;
+            return self.defer_for_backend();
         }
         self.resized = Some(synproxy::emit(frame, m, &syn));
         Verdict::Forward(syn.dst.0)

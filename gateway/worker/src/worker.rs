@@ -79,7 +79,7 @@ pub struct Worker {
     parked: [(Desc, u8, Addr, u64); PARKED],
     nparked: usize,
     /// Frames the engine deferred: (frame, the port it is held in, deadline).
-    deferred: [(Desc, u8, u64); DEFERRED],
+    deferred: [(Desc, u8, u64, DropReason); DEFERRED],
     ndeferred: usize,
     /// Frames handed in, copied into the ports' frames, by port.
     mail: [[Desc; BATCH]; MAX_PORTS],
@@ -114,7 +114,7 @@ impl Worker {
             dropped: [Desc::default(); BATCH],
             parked: [(Desc::default(), 0, Addr::default(), 0); PARKED],
             nparked: 0,
-            deferred: [(Desc::default(), 0, 0); DEFERRED],
+            deferred: [(Desc::default(), 0, 0, DropReason::SynProxyPending); DEFERRED],
             ndeferred: 0,
             mail: [[Desc::default(); BATCH]; MAX_PORTS],
             fast: None,
@@ -289,7 +289,10 @@ impl Worker {
     /// Whether the worker has work for its next polls even without frames (see
     /// [`sluice_lb::engine::L4::busy`]): it should poll on rather than sleep.
     pub fn busy(&self) -> bool {
-        self.l4.busy()
+        // A frame held for a flow-sync peer's record is retried at every poll for a few ms: the
+        // worker does not sleep on it (a proxied segment, held for seconds, wakes it at its
+        // backend's answer).
+        self.l4.busy() || self.deferred[..self.ndeferred].iter().any(|e| e.3 != DropReason::SynProxyPending)
     }
 
     /// Frames waiting for their next hop's MAC address.
@@ -407,7 +410,7 @@ impl Worker {
     fn retry_deferred<P: Port>(&mut self, ports: &mut [P], now_ns: u64) {
         let mut keep = 0;
         for i in 0..self.ndeferred {
-            let (mut d, from, deadline) = self.deferred[i];
+            let (mut d, from, deadline, why) = self.deferred[i];
             let p = usize::from(from);
             let prepared = self.l4.prepare(ports[p].frame(&d));
             let v = self.l4.finish(ports[p].frame_room(&d), &prepared, now_ns);
@@ -430,11 +433,11 @@ impl Worker {
                     }
                 },
                 Verdict::Defer if now_ns < deadline => {
-                    self.deferred[keep] = (d, from, deadline);
+                    self.deferred[keep] = (d, from, deadline, why);
                     keep += 1;
                 }
                 Verdict::Defer => {
-                    self.counters.add_drops(DropReason::SynProxyPending, 1);
+                    self.counters.add_drops(why, 1);
                     ports[p].release(&[d]);
                 }
                 Verdict::Bounce | Verdict::Pass | Verdict::Drop(_) => ports[p].release(&[d]),
@@ -630,12 +633,17 @@ impl Worker {
                     nd += 1;
                 }
                 Verdict::Defer if self.ndeferred < DEFERRED => {
-                    self.deferred[self.ndeferred] = (d, p as u8, now_ns + sluice_lb::engine::DEFER_NS);
+                    let (hold, why) = self.l4.defer_terms();
+                    self.deferred[self.ndeferred] = (d, p as u8, now_ns + hold, why);
                     self.ndeferred += 1;
-                    self.counters[Counter::SynProxyDeferred] += 1;
+                    if why == DropReason::SynProxyPending {
+                        self.counters[Counter::SynProxyDeferred] += 1;
+                    } else {
+                        self.counters[Counter::HeldForPeers] += 1;
+                    }
                 }
                 Verdict::Defer => {
-                    self.counters.add_drops(DropReason::SynProxyPending, 1);
+                    self.counters.add_drops(self.l4.defer_terms().1, 1);
                     self.dropped[nd] = d;
                     nd += 1;
                 }

@@ -315,6 +315,23 @@ fn vlan_tags_are_kept_on_the_fast_path_too() {
     b.handed_back("a query once the map is cleared", &again);
 }
 
+#[test]
+fn frames_to_another_mac_are_the_kernels_not_forwarded() {
+    let Some(mut b) = Both::new("frames_to_another_mac_are_the_kernels_not_forwarded") else { return };
+    let fx = fixtures()[0];
+    let f = fx.open(&mut b);
+    b.install(&f);
+    let (_, frame) = fx.established(&f).into_iter().next().expect("a frame");
+    b.s.set_own_mac(GW_MAC).expect("own_mac");
+    let mut other = frame.clone();
+    other[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x77]);
+    b.handed_back("a unicast frame to another host's MAC (a veth, a promiscuous NIC)", &other);
+    assert_eq!(b.program(&frame).0, XDP_TX, "one to the interface's own MAC is forwarded");
+    let mut broadcast = frame;
+    broadcast[..6].copy_from_slice(&[0xff; 6]);
+    assert_eq!(b.program(&broadcast).0, XDP_TX, "broadcast and multicast are not filtered");
+}
+
 /// `frame` (untagged IPv4) with `f` applied to its IP header, and the header checksum made
 /// right again.
 fn patched(frame: &[u8], f: impl Fn(&mut Vec<u8>)) -> Vec<u8> {

@@ -66,13 +66,46 @@ fn a_flow_opened_on_one_gateway_is_carried_both_ways_by_another() {
 }
 
 #[test]
-fn a_reply_to_a_peers_address_that_no_flow_claims_is_dropped_not_passed() {
+fn a_reply_no_flow_claims_waits_for_its_record_then_is_dropped_not_passed() {
     let (store, _writer) = PeerFlows::new(64);
     let (mut b, _) = gateway();
     let peer_snat = [198, 18, 1, 242];
     b.worker.l4_mut().set_peers(store, vec![a4(peer_snat)]);
+    // To a peer's SNAT address, and a DNAT backend's reply to a client: both held.
     let stray = from(backend_mac(1), be(1), 8080).to(GW_MAC, peer_snat, 20_001).tcp(ack(1), b"x");
-    assert_eq!(b.send(&stray), Outcome::Dropped(DropReason::NoFlowForSegment));
+    assert_eq!(b.send(&stray), Outcome::Deferred);
+    let reply = from(backend_mac(1), be(1), 8080).to(GW_MAC, CLIENT, 40_000).tcp(syn_ack(), b"");
+    assert_eq!(b.send(&reply), Outcome::Deferred);
+    assert!(b.worker.busy(), "a worker holding frames for a peer's record does not sleep");
+    // No record comes: past the wait both are dropped, never passed to the kernel.
+    b.now_ns += sluice_lb::engine::PEER_WAIT_NS;
+    assert!(b.idle_poll().is_empty());
+    assert!(b.port.take_kernel().is_none());
+    assert_eq!(b.worker.counters().dropped(DropReason::NoFlowForSegment), 2);
+    assert!(!b.worker.busy());
+}
+
+#[test]
+fn a_dnat_reply_ahead_of_its_record_is_held_and_sent_when_the_record_comes() {
+    let (mut a, records) = gateway();
+    let client = from(CLIENT_MAC, CLIENT, 40_010);
+    let Outcome::Tx(syn) = a.send(&client.to(GW_MAC, VIP_DNAT, 80).tcp(SYN, b"")) else { panic!("A's SYN") };
+    let backend = dst4(&syn);
+    let (store, mut writer) = PeerFlows::new(64);
+    let (mut b, _) = gateway();
+    b.worker.l4_mut().set_peers(store, vec![]);
+    // The backend's SYN-ACK reaches B (the backends' router) before A's record.
+    let syn_ack_frame =
+        from(backend_mac(backend[3]), backend, 8080).to(GW_MAC, CLIENT, 40_010).tcp(syn_ack(), b"");
+    assert_eq!(b.send(&syn_ack_frame), Outcome::Deferred);
+    let t = sluice_lb::flow::Timeouts::default();
+    for r in records.lock().unwrap().iter() {
+        writer.apply(r, b.now_ns, &t);
+    }
+    b.now_ns += 5_000_000;
+    let sent = b.idle_poll();
+    assert_eq!(sent.len(), 1, "held, then sent once the record came");
+    assert_eq!((src4(&sent[0]), dst4(&sent[0]), sport(&sent[0])), (VIP_DNAT, CLIENT, 80));
 }
 
 #[test]

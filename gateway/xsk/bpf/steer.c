@@ -155,6 +155,33 @@ struct {
 	__type(value, struct cookie_cfg);
 } cookie_cfg SEC(".maps");
 
+/* The interface's own MAC address, bytes 0..5 in bits 47..0, with bit 63 set; 0: not checked.
+ * A unicast frame to another MAC is not the host's: a NIC in promiscuous mode, a veth or a
+ * bridge port hands such frames over, and the kernel drops them (PACKET_OTHERHOST). Passed
+ * to it, they are dropped there, never forwarded by the gateway — which would otherwise serve
+ * another node's traffic as its own. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} own_mac SEC(".maps");
+
+static __always_inline int other_host(const struct ethhdr *eth)
+{
+	if (eth->h_dest[0] & 1)
+		return 0; /* broadcast, multicast */
+	__u32 zero = 0;
+	__u64 *own = bpf_map_lookup_elem(&own_mac, &zero);
+	if (!own || !(*own >> 63))
+		return 0;
+	__u64 dst = 0;
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN; i++)
+		dst = (dst << 8) | eth->h_dest[i];
+	return dst != (*own & 0xffffffffffffULL);
+}
+
 /* This CPU's SYN budget: credit in nanoseconds, when it was last topped up, and until when
  * every SYN is answered with a cookie (the budget ran dry: a flood). */
 struct budget {
@@ -830,6 +857,8 @@ int sluice_steer(struct xdp_md *ctx)
 	struct cookie_job job = {};
 
 	if ((void *)(eth + 1) > end)
+		return count(1, XDP_PASS);
+	if (other_host(eth))
 		return count(1, XDP_PASS);
 	proto = eth->h_proto;
 	l3 = eth + 1;

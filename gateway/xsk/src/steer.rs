@@ -253,6 +253,7 @@ pub struct Steering {
     counts: PerCpuArray<MapData, u64>,
     cookies: Array<MapData, SynCookies>,
     held: Array<MapData, u32>,
+    own_mac: Array<MapData, u64>,
     fast: Option<FastMaps>,
     current: HashMap<SteerKey, SteerValue>,
     native: bool,
@@ -291,6 +292,7 @@ impl Steering {
         let counts = PerCpuArray::try_from(take(&mut ebpf, "counts")?).map_err(map_err)?;
         let cookies = Array::try_from(take(&mut ebpf, "cookie_cfg")?).map_err(map_err)?;
         let held = Array::try_from(take(&mut ebpf, "held")?).map_err(map_err)?;
+        let own_mac = Array::try_from(take(&mut ebpf, "own_mac")?).map_err(map_err)?;
         let fast = match fast {
             FastPath::Off => None,
             FastPath::On => Some(FastMaps {
@@ -298,7 +300,18 @@ impl Steering {
                 tx: DevMap::try_from(take(&mut ebpf, "fast_tx")?).map_err(map_err)?,
             }),
         };
-        Ok(Steering { ebpf, xsks, map, counts, cookies, held, fast, current: HashMap::new(), native: false })
+        Ok(Steering {
+            ebpf,
+            xsks,
+            map,
+            counts,
+            cookies,
+            held,
+            own_mac,
+            fast,
+            current: HashMap::new(),
+            native: false,
+        })
     }
 
     fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
@@ -410,6 +423,14 @@ impl Steering {
     /// Sets the SYN cookie key and budget (until called, no SYN is answered with a cookie).
     pub fn set_syn_cookies(&mut self, c: &SynCookies) -> Result<(), Error> {
         self.cookies.set(0, c, 0).map_err(|e| Error::Map(format!("cookie_cfg: {e}")))
+    }
+
+    /// The interface's MAC address: unicast frames to another are passed to the kernel (which
+    /// drops them as not the host's), never steered or forwarded. Unset, every frame is looked
+    /// at, whatever its destination MAC.
+    pub fn set_own_mac(&mut self, mac: [u8; 6]) -> Result<(), Error> {
+        let v = 1u64 << 63 | mac.iter().fold(0u64, |a, &b| a << 8 | u64::from(b));
+        self.own_mac.set(0, v, 0).map_err(|e| Error::Map(format!("own_mac: {e}")))
     }
 
     /// Runs the program once over `frame` (`BPF_PROG_TEST_RUN`, nothing attached or sent):

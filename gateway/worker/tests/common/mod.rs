@@ -248,8 +248,11 @@ impl Harness {
         if self.worker.parked() > parked_before {
             return Outcome::Parked;
         }
-        let deferred = sluice_model::counters::Counter::SynProxyDeferred;
-        if after[deferred] > before[deferred] && self.worker.deferred() > 0 {
+        let held = [
+            sluice_model::counters::Counter::SynProxyDeferred,
+            sluice_model::counters::Counter::HeldForPeers,
+        ];
+        if held.iter().any(|&c| after[c] > before[c]) && self.worker.deferred() > 0 {
             return Outcome::Deferred;
         }
         let grew: Vec<DropReason> =

@@ -1,0 +1,360 @@
+//! Several gateway nodes behind a BIRD router doing ECMP (issue 17, item 4, BGP mode): the
+//! connections spread over the nodes, and a node killed with SIGKILL, a node added and a node
+//! drained each leave every new connection answered and every established download — FullNAT
+//! and DNAT — whole. The topology is `sluice_sandbox::nodes` (its module documentation: the
+//! router, BFD at 100 ms × 3, the L4 multipath hash, keepalived's VRRP addresses on the back
+//! side, flow sync when the binaries have it).
+//!
+//! Each test prints what it measured (`ecmp: …` lines): the route's withdrawal at the router
+//! after a kill (BFD), the moves of the VRRP addresses, the time until new connections succeed
+//! again, and how the connections were spread. Needs root, `bird2` and `keepalived`
+//! (tests/packages.sh). Every wait is bounded; every failure prints the nodes' logs.
+
+use std::sync::Mutex;
+use std::thread::ScopedJoinHandle;
+use std::time::{Duration, Instant};
+
+use sluice_sandbox::nodes::{
+    self, BACKENDS_ROUTER, Cluster, DNAT_VIP, FULLNAT_VIP, MANIFEST, download_in, get_in, node_snat,
+};
+use sluice_sandbox::require_root;
+
+/// The body of `/big`: 2 MiB, at 256 KiB/s (about 8 s).
+const BIG: usize = 2 << 20;
+/// Client addresses (curl binds each in turn).
+const CLIENTS: usize = 4;
+/// Downloads open through each VIP while a node changes.
+const DOWNLOADS: usize = 4;
+/// New connections tried after each change (half to each VIP).
+const NEW_CONNECTIONS: usize = 40;
+
+fn fullnat_url(path: &str) -> String {
+    format!("http://{FULLNAT_VIP}{path}")
+}
+
+fn dnat_url(path: &str) -> String {
+    format!("http://{DNAT_VIP}{path}")
+}
+
+/// One cluster at a time: each runs two or three gateways, BIRDs and keepalived, and the
+/// timings they measure (BFD at 100 ms, VRRP adverts at 100 ms) mean little on starved cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// A cluster of `n` nodes planned for `capacity`, with the router routing both VIPs over every
+/// node, and the lock it holds; None without root.
+fn up(test: &str, n: usize, capacity: usize) -> Option<(std::sync::MutexGuard<'static, ()>, Cluster)> {
+    if !require_root(test) {
+        return None;
+    }
+    // A test that panicked poisoned the lock; the next one runs all the same.
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for tool in ["bird", "keepalived"] {
+        if std::process::Command::new(tool).arg("--version").output().is_err() {
+            panic!("{tool} is not installed: tests/packages.sh installs it");
+        }
+    }
+    let mut c = Cluster::new(&nodes::backends(), MANIFEST, capacity, CLIENTS).expect("cluster");
+    let t0 = Instant::now();
+    for _ in 0..n {
+        c.add_node().unwrap_or_else(|e| panic!("{test}: a node: {e}"));
+    }
+    let all: Vec<usize> = (1..=n).collect();
+    c.wait_next_hops(&[FULLNAT_VIP, DNAT_VIP], &all, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{test}: {e}\n{}", c.logs()));
+    eprintln!(
+        "ecmp: {test}: {n} node(s) up and announced in {} ms (flow sync: {:?})",
+        (t0.elapsed()).as_millis(),
+        c.sync_flags()
+    );
+    Some((guard, c))
+}
+
+/// Each node's `new_flows` (0 for a node killed or drained: no gateway publishes there).
+fn new_flows(c: &Cluster) -> Vec<u64> {
+    (1..=c.nodes())
+        .map(|k| if c.state(k) == nodes::NodeState::Up { c.counter(k, "new_flows") } else { 0 })
+        .collect()
+}
+
+/// Each node's new flows since `before`, once they add up to `at_least` (workers publish their
+/// counters when they like: waited for, 3 s at most; then as last read).
+fn new_flows_since(c: &Cluster, before: &[u64], at_least: u64) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let d: Vec<u64> = new_flows(c)
+            .iter()
+            .zip(before.iter().chain(std::iter::repeat(&0)))
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
+        if d.iter().sum::<u64>() >= at_least || Instant::now() > deadline {
+            return d;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `n` new connections at once (bounded: one thread each, 3 s each), alternating the VIPs and
+/// the client addresses: the failures.
+fn new_connections(c: &Cluster, n: usize) -> Vec<String> {
+    let ns = c.ns("cl");
+    let srcs = c.client_addrs();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let (ns, src) = (&ns, &srcs[i % srcs.len()]);
+                let url = if i % 2 == 0 { fullnat_url("/") } else { dnat_url("/") };
+                s.spawn(move || get_in(ns, src, &url, 3000, 3000))
+            })
+            .collect();
+        hs.into_iter().filter_map(|h| h.join().expect("connection thread").err()).collect()
+    })
+}
+
+/// [`DOWNLOADS`] downloads of `/big` through each VIP, from the client addresses in turn.
+fn downloads<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    ns: &'s str,
+    srcs: &'s [String],
+) -> Vec<ScopedJoinHandle<'s, (String, Result<usize, String>)>> {
+    (0..2 * DOWNLOADS)
+        .map(|i| {
+            let url = if i % 2 == 0 { fullnat_url("/big") } else { dnat_url("/big") };
+            let src = &srcs[i % srcs.len()];
+            s.spawn(move || (format!("{src} → {url}"), download_in(ns, src, &url)))
+        })
+        .collect()
+}
+
+/// Probes from 3 threads, each a new connection every 20 ms (100 ms to connect: a lost SYN
+/// fails it), alternating the VIPs, for `for_`: (start since `t0`, ok) of each.
+fn probe(ns: &str, srcs: &[String], t0: Instant, for_: Duration) -> Vec<(Duration, bool)> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut seen = Vec::new();
+                    for i in 0..1000 {
+                        let at = t0.elapsed();
+                        if at > for_ {
+                            break;
+                        }
+                        let url = if (i + t) % 2 == 0 { fullnat_url("/") } else { dnat_url("/") };
+                        let ok = get_in(ns, &srcs[(i + t) % srcs.len()], &url, 100, 500).is_ok();
+                        seen.push((at, ok));
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().expect("probe thread")).collect()
+    })
+}
+
+/// Of the probes started after `killed_at`: how many failed, how many there were, and the
+/// failover time — from the kill to the start of the first probe that succeeded after the last
+/// one that failed (zero when none failed).
+fn failover(probes: &[(Duration, bool)], killed_at: Duration) -> (usize, usize, Duration) {
+    let mut after: Vec<(Duration, bool)> =
+        probes.iter().copied().filter(|(at, _)| *at >= killed_at).collect();
+    after.sort();
+    let failed = after.iter().filter(|(_, ok)| !ok).count();
+    let back = match after.iter().rposition(|(_, ok)| !ok) {
+        None => Duration::ZERO,
+        Some(i) => after.get(i + 1).map_or(Duration::MAX, |(at, _)| *at - killed_at),
+    };
+    (failed, after.len(), back)
+}
+
+/// What a change to the cluster is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Kill,
+    Add,
+    Drain,
+}
+
+/// Opens downloads through both VIPs, makes `change` in their middle, then checks that new
+/// connections all succeed, and that every download completes whole.
+fn survives(test: &str, change: Change) {
+    let capacity = if change == Change::Add { 3 } else { 2 };
+    let Some((_one, mut c)) = up(test, 2, capacity) else { return };
+    let (ns, srcs) = (c.ns("cl"), c.client_addrs());
+    // Both paths answer (from one client address at least) before anything else is tried.
+    for url in [fullnat_url("/"), dnat_url("/")] {
+        let r: Vec<Result<String, String>> = srcs.iter().map(|src| c.get(src, &url, 2000)).collect();
+        assert!(r.iter().any(Result::is_ok), "{test}: {url}: {r:?}\n{}", c.logs());
+    }
+    let before = new_flows(&c);
+    let (results, failures) = std::thread::scope(|s| {
+        let d = downloads(s, &ns, &srcs);
+        // Mid-transfer: connected, a few hundred KiB in.
+        std::thread::sleep(Duration::from_millis(1500));
+        let through = new_flows_since(&c, &before, 2 * DOWNLOADS as u64);
+        eprintln!("ecmp: {test}: the downloads' flows per node: {through:?}");
+        match change {
+            Change::Kill => {
+                let prober = {
+                    let (ns, srcs) = (&ns, &srcs);
+                    let t0 = Instant::now();
+                    (s.spawn(move || probe(ns, srcs, t0, Duration::from_secs(4))), t0)
+                };
+                std::thread::sleep(Duration::from_millis(500));
+                let t0 = c.kill(1).expect("kill node 1");
+                let killed_at = t0 - prober.1;
+                // Each move timed from the kill, all watched at once.
+                let c = &c;
+                let (bfd, snat, router) = std::thread::scope(|w| {
+                    let since = |r: Result<Duration, String>| r.map(|_| t0.elapsed());
+                    let bfd = w.spawn(move || {
+                        since(c.wait_next_hops(&[FULLNAT_VIP, DNAT_VIP], &[2], Duration::from_secs(5)))
+                    });
+                    let snat =
+                        w.spawn(move || since(c.wait_address(2, &node_snat(1), Duration::from_secs(5))));
+                    let router =
+                        w.spawn(move || since(c.wait_address(2, BACKENDS_ROUTER, Duration::from_secs(5))));
+                    [bfd, snat, router].map(|h| {
+                        h.join().expect("watcher").unwrap_or_else(|e| panic!("{test}: after the kill: {e}"))
+                    })
+                })
+                .into();
+                let probes = prober.0.join().expect("prober");
+                let (failed, tried, failover) = failover(&probes, killed_at);
+                eprintln!(
+                    "ecmp: {test}: after the kill: the router routes around node 1 in {} ms (BFD), node 2 \
+                     holds node 1's SNAT address in {} ms and the backends' router in {} ms (VRRP); probes after \
+                     the kill: {} of {} failed; new connections succeed again {} ms after it (failover)",
+                    bfd.as_millis(),
+                    snat.as_millis(),
+                    router.as_millis(),
+                    failed,
+                    tried,
+                    failover.as_millis(),
+                );
+            }
+            Change::Add => {
+                let t0 = Instant::now();
+                let k = c.add_node().unwrap_or_else(|e| panic!("{test}: node 3: {e}\n{}", c.logs()));
+                let took = c
+                    .wait_next_hops(&[FULLNAT_VIP, DNAT_VIP], &[1, 2, 3], Duration::from_secs(20))
+                    .unwrap_or_else(|e| panic!("{test}: {e}\n{}", c.logs()));
+                eprintln!(
+                    "ecmp: {test}: node {k} serving {} ms after it was started; the router routes over it {} ms later",
+                    (t0.elapsed() - took).as_millis(),
+                    took.as_millis()
+                );
+            }
+            Change::Drain => {
+                let d = c.drain(1).expect("drain node 1");
+                c.wait_next_hops(&[FULLNAT_VIP, DNAT_VIP], &[2], Duration::from_secs(5))
+                    .unwrap_or_else(|e| panic!("{test}: node 1 drained, still routed to: {e}\n{}", c.logs()));
+                c.wait_address(2, &node_snat(1), Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
+                eprintln!(
+                    "ecmp: {test}: node 1 drained: withdrawn at the router {} ms after its BIRD closed the \
+                     session; its gateway exited {} ms after SIGTERM; {} ms in all",
+                    d.withdrawn.as_millis(),
+                    d.gateway_exit.as_millis(),
+                    d.total.as_millis()
+                );
+            }
+        }
+        let mid = new_flows(&c);
+        let failures = new_connections(&c, NEW_CONNECTIONS);
+        let spread = new_flows_since(&c, &mid, NEW_CONNECTIONS as u64);
+        eprintln!("ecmp: {test}: {NEW_CONNECTIONS} new connections after the change, per node: {spread:?}");
+        if change == Change::Add {
+            assert!(spread[2] > 0, "{test}: no new connection went through node 3: {spread:?}\n{}", c.logs());
+        }
+        (d.into_iter().map(|h| h.join().expect("download thread")).collect::<Vec<_>>(), failures)
+    });
+    let broken: Vec<&(String, Result<usize, String>)> =
+        results.iter().filter(|(_, r)| r.as_ref().ok() != Some(&BIG)).collect();
+    let count = |v: &[&str], vip: &str| v.iter().filter(|w| w.contains(vip)).count();
+    let failed: Vec<&str> = failures.iter().map(String::as_str).collect();
+    let cut: Vec<&str> = broken.iter().map(|(what, _)| what.as_str()).collect();
+    eprintln!(
+        "ecmp: {test}: new connections failed: FullNAT {}, DNAT {} (of {} each); downloads broken: FullNAT {}, \
+         DNAT {} (of {DOWNLOADS} each)",
+        count(&failed, FULLNAT_VIP),
+        count(&failed, DNAT_VIP),
+        NEW_CONNECTIONS / 2,
+        count(&cut, FULLNAT_VIP),
+        count(&cut, DNAT_VIP),
+    );
+    let logs = c.logs();
+    assert!(failures.is_empty(), "{test}: new connections failed after the change: {failures:#?}\n{logs}");
+    assert!(
+        broken.is_empty(),
+        "{test}: {} of {} downloads broken: {broken:#?}\n{logs}",
+        broken.len(),
+        results.len()
+    );
+}
+
+#[test]
+fn connections_spread_over_both_nodes() {
+    let Some((_one, c)) = up("ecmp_spread", 2, 2) else { return };
+    let before = new_flows(&c);
+    let failures = new_connections(&c, NEW_CONNECTIONS);
+    let spread = new_flows_since(&c, &before, NEW_CONNECTIONS as u64);
+    eprintln!("ecmp: spread: {NEW_CONNECTIONS} connections, per node: {spread:?}");
+    assert!(failures.is_empty(), "failed: {failures:#?}\n{}", c.logs());
+    // 40 connections hashed over two next hops: each gets at least a fifth unless the hash
+    // ignores the ports (P(≤ 8 of 40) < 1e-4 for a fair coin).
+    for (k, n) in spread.iter().enumerate() {
+        assert!(
+            *n >= (NEW_CONNECTIONS / 5) as u64,
+            "node {} took {n} of {NEW_CONNECTIONS}: {spread:?}",
+            k + 1
+        );
+    }
+    assert!(spread.iter().sum::<u64>() >= NEW_CONNECTIONS as u64, "{spread:?}");
+}
+
+/// A DNAT connection through a node that does not hold the backends' router: the backend's
+/// SYN-ACK crosses the node that does, which must already know the flow (flow sync) or carry it
+/// otherwise. Lost, it is sent again after 1 s: the connection opens, but a second late. Every
+/// connection must open without that.
+#[test]
+fn dnat_connections_through_any_node_open_at_once() {
+    let Some((_one, c)) = up("ecmp_dnat_at_once", 2, 2) else { return };
+    let srcs = c.client_addrs();
+    let before = new_flows(&c);
+    let mut slow = Vec::new();
+    for i in 0..NEW_CONNECTIONS / 2 {
+        let t = Instant::now();
+        let r = c.get(&srcs[i % srcs.len()], &dnat_url("/"), 3000);
+        let took = t.elapsed();
+        if r.is_err() || took > Duration::from_millis(900) {
+            slow.push(format!("{} ms: {r:?}", took.as_millis()));
+        }
+    }
+    let spread = new_flows_since(&c, &before, (NEW_CONNECTIONS / 2) as u64);
+    eprintln!(
+        "ecmp: dnat_at_once: {} connections, per node {spread:?}; {} slower than 900 ms or failed",
+        NEW_CONNECTIONS / 2,
+        slow.len()
+    );
+    assert!(spread[1] > 0, "no DNAT connection went through node 2: {spread:?}");
+    assert!(
+        slow.is_empty(),
+        "DNAT connections that needed the backend's SYN-ACK sent again (node 1 holds the backends' router, \
+         node 2 forwarded the SYN): {slow:#?}\n{}",
+        c.logs()
+    );
+}
+
+#[test]
+fn a_node_killed_loses_no_connection() {
+    survives("ecmp_kill", Change::Kill);
+}
+
+#[test]
+fn a_node_added_loses_no_connection() {
+    survives("ecmp_add", Change::Add);
+}
+
+#[test]
+fn a_node_drained_loses_no_connection() {
+    survives("ecmp_drain", Change::Drain);
+}
