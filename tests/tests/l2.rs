@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use sluice_sandbox::{Backend, Sandbox, bin, mac_in, must, require_root, veth};
 
 const VIP: &str = "198.18.100.10";
+/// The IPv6 VIP.
+const VIP6: &str = "2001:db8:100::10";
 const NODE_B: &str = "198.18.0.2";
 const SNAT_B: &str = "198.18.1.253";
 /// How long a takeover may take (issue 17: 3 s in L2 mode).
@@ -30,7 +32,33 @@ apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {name: edge, namespace: sluice-system}
 spec:
-  addresses: [198.18.100.10-198.18.100.19]
+  addresses: [198.18.100.10-198.18.100.19, 2001:db8:100::10-2001:db8:100::1f]
+---
+# IPv6: the unsolicited neighbour advertisement's turn.
+apiVersion: v1
+kind: Service
+metadata: {name: web6}
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: SingleStack
+  ipFamilies: [IPv6]
+  loadBalancerIP: 2001:db8:100::10
+  ports:
+    - {name: http, port: 80, targetPort: 80}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web6-1
+  labels: {kubernetes.io/service-name: web6}
+addressType: IPv6
+ports:
+  - {name: http, port: 80, protocol: TCP}
+endpoints:
+  - addresses: [\"2001:db8:1::11\"]
+    conditions: {ready: true}
+  - addresses: [\"2001:db8:1::12\"]
+    conditions: {ready: true}
 ---
 apiVersion: metallb.io/v1beta1
 kind: L2Advertisement
@@ -98,6 +126,8 @@ struct Node {
     name: &'static str,
     addr: &'static str,
     snat: &'static str,
+    addr6: &'static str,
+    snat6: &'static str,
 }
 
 impl Node {
@@ -109,13 +139,31 @@ impl Node {
     }
 }
 
-const A: Node = Node { role: "gw", name: "gw-a", addr: "198.18.0.1", snat: "198.18.1.254" };
-const B: Node = Node { role: "gw2", name: "gw-b", addr: NODE_B, snat: SNAT_B };
+const A: Node = Node {
+    role: "gw",
+    name: "gw-a",
+    addr: "198.18.0.1",
+    snat: "198.18.1.254",
+    addr6: "2001:db8::1",
+    snat6: "2001:db8:1::fe",
+};
+const B: Node = Node {
+    role: "gw2",
+    name: "gw-b",
+    addr: NODE_B,
+    snat: SNAT_B,
+    addr6: "2001:db8::2",
+    snat6: "2001:db8:1::fd",
+};
 
 /// The sandbox with a second gateway node on the clients' switch.
 fn two_nodes() -> Sandbox {
-    let backends =
-        [Backend::http("web-1", "198.18.1.11", &[80]), Backend::http("web-2", "198.18.1.12", &[80])];
+    let backend =
+        |name: &str, v4: &str, v6: &str| Backend { v6: Some(v6.into()), ..Backend::http(name, v4, &[80]) };
+    let backends = [
+        backend("web-1", "198.18.1.11", "2001:db8:1::11"),
+        backend("web-2", "198.18.1.12", "2001:db8:1::12"),
+    ];
     let mut sb = Sandbox::new(&backends).expect("sandbox");
     let ns = sb.add_namespace(B.role).expect("namespace");
     let sw = sb.ns("sw");
@@ -130,6 +178,9 @@ fn two_nodes() -> Sandbox {
     must(&["ip", "netns", "exec", &ns, "ethtool", "-K", "gw0", "tx", "off"]).expect("tx off");
     for a in [format!("{}/24", B.addr), format!("{}/24", B.snat)] {
         must(&["ip", "-n", &ns, "addr", "add", &a, "dev", "gw0"]).expect("address");
+    }
+    for a in [format!("{}/64", B.addr6), format!("{}/64", B.snat6)] {
+        must(&["ip", "-n", &ns, "addr", "add", &a, "dev", "gw0", "nodad"]).expect("address");
     }
     sb.set_manifests(&[], &[("l2.yaml", MANIFESTS)]).expect("manifests");
     sb
@@ -159,8 +210,12 @@ fn start_control(sb: &mut Sandbox, node: &Node, peer: &Node, key: &str) {
         &t,
         "--node-address",
         node.addr,
+        "--node-address",
+        node.addr6,
         "--snat-address",
         node.snat,
+        "--snat-address",
+        node.snat6,
         "--node-name",
         node.name,
         "--metrics-address",
@@ -239,7 +294,12 @@ fn start_gateway(sb: &mut Sandbox, node: &Node, peer: &Node, sync: Option<&str>)
 
 /// The client's neighbour entry for the VIP: its MAC, if it has one.
 fn client_mac_for_vip(sb: &Sandbox) -> Option<String> {
-    let out = sb.exec("cl", &["ip", "neigh", "show", VIP]).ok()?;
+    client_mac_for(sb, VIP)
+}
+
+/// The client's neighbour entry for `vip` (either family): its MAC, if it has one.
+fn client_mac_for(sb: &Sandbox, vip: &str) -> Option<String> {
+    let out = sb.exec("cl", &["ip", "neigh", "show", vip]).ok()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).map(str::to_owned)
 }
@@ -331,6 +391,11 @@ fn one_node_answers_for_the_vip_and_the_other_takes_over_when_it_is_killed() {
         last.is_some_and(|l| l.split("no longer").next().is_some_and(|gained| gained.contains(VIP)))
     };
     assert!(holds(active_node) && !holds(standby_node), "the logs disagree with the wire:\n{}", logs(&sb));
+    // The IPv6 VIP, held by the same node (it took both at once): the client solicits it and
+    // learns the active node's MAC.
+    let url6 = format!("http://[{VIP6}]/");
+    sb.get(&url6).unwrap_or_else(|e| panic!("GET {url6}: {e}\n{}", logs(&sb)));
+    assert_eq!(client_mac_for(&sb, VIP6).as_deref(), Some(macs[active].as_str()), "{}", logs(&sb));
     // Kill the active node whole: its control (the election) first, then its gateway — the
     // other order would let the control see its gateway die and hand the VIP over at once (in
     // about 0.1 s), which is the gateway-only failure, not a node's death.
@@ -372,6 +437,18 @@ fn one_node_answers_for_the_vip_and_the_other_takes_over_when_it_is_killed() {
         served
     );
     assert!(moved < TAKEOVER_LIMIT, "takeover took {moved:?}, over {TAKEOVER_LIMIT:?}\n{}", logs(&sb));
+    // The IPv6 VIP's entry moved too (the unsolicited neighbour advertisement), and answers.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while client_mac_for(&sb, VIP6).as_deref() != Some(macs[1 - active].as_str()) {
+        assert!(
+            Instant::now() < deadline,
+            "the client's entry for {VIP6} is {:?}\n{}",
+            client_mac_for(&sb, VIP6),
+            logs(&sb)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sb.get(&url6).unwrap_or_else(|e| panic!("GET {url6} after the takeover: {e}\n{}", logs(&sb)));
     // Only the new node answers now, and the client learns its MAC afresh.
     let _ = sb.exec("cl", &["ip", "neigh", "flush", "dev", "c0"]);
     assert_eq!(arp_replies(&sb), 3, "ARP replies after the takeover\n{}", logs(&sb));
