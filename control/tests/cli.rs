@@ -119,6 +119,49 @@ fn bad_flags_are_refused_clearly() {
     );
 }
 
+/// L2 mode's election flags (docs/l2.md): --l2-listen needs a key and the node's name, and a
+/// key shorter than 16 bytes is refused naming the file; without an election, an
+/// L2Advertisement is an error that says what to give.
+#[test]
+fn the_l2_election_flags_are_checked() {
+    let table = Temp::new("l2");
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["run", "--once", "--node-address", "198.18.0.1", "--table"])
+            .arg(&table.0)
+            .arg("--manifests")
+            .arg(examples("l2"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--l2-listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--l2-key <FILE>") && err.contains("--node-name <NODE_NAME>"), "{err}");
+    // Not --once (which runs no election): a short key is refused at start.
+    let key = Temp::new("l2-key");
+    std::fs::write(&key.0, "short").unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--node-address", "198.18.0.1", "--node-name", "gw-1", "--l2-listen", "127.0.0.1:0"])
+        .arg("--l2-key")
+        .arg(&key.0)
+        .arg("--table")
+        .arg(&table.0)
+        .arg("--manifests")
+        .arg(examples("l2"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--l2-key") && err.contains("5 bytes; at least 16"), "{err}");
+    // No election: the table is published (as a single gateway) and the error says why.
+    let out = run(&["--node-name", "gw-1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ERROR") && err.contains("in L2 mode but no election: give --l2-listen"), "{err}");
+}
+
 /// A running `sluice-control run`, killed however the test ends.
 struct Control(std::process::Child);
 
