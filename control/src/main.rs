@@ -169,6 +169,12 @@ struct RunArgs {
     /// BIRD's control socket (with --bird-include).
     #[arg(long, value_name = "PATH", default_value = "/run/bird/bird.ctl")]
     bird_socket: PathBuf,
+    /// Draining this node (with --bird-include): while this file exists, no VIP is announced
+    /// from here (the routers move the flows to the other nodes, which carry them through
+    /// flow sync) and the gateway keeps serving what still arrives. `touch` it to drain,
+    /// remove it to announce again (docs/several-nodes.md).
+    #[arg(long, value_name = "PATH", default_value = "/run/sluice/drain")]
+    drain_file: PathBuf,
 }
 
 fn main() -> std::process::ExitCode {
@@ -503,15 +509,30 @@ fn start_bird(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> Result<Vips,
     // A gateway serves while a process registered on the table file lives and has adopted a
     // table (the gateway's workers register too, for their counters, and adopt none), and is
     // not still taking in its flow-sync peers' flows (its worker 0 says so).
-    let gateway_up = move || {
-        let Ok(p) = publisher.lock() else { return false };
+    let drain = args.drain_file.clone();
+    let draining = std::sync::atomic::AtomicBool::new(false);
+    let gateway = move || {
+        use sluice_control::bird::Gateway;
+        let now = drain.exists();
+        if draining.swap(now, std::sync::atomic::Ordering::Relaxed) != now {
+            if now {
+                info!("{} exists: draining, no VIP announced from this node", drain.display());
+            } else {
+                info!("{} removed: announcing again", drain.display());
+            }
+        }
+        if now {
+            return Gateway::Draining;
+        }
+        let Ok(p) = publisher.lock() else { return Gateway::Gone };
         let alive = sluice_control::bird::process_alive;
         let waiting =
             p.reader_stats().iter().any(|(pid, v)| sluice_control::bird::sync_waiting(v) && alive(*pid));
-        !waiting && p.readers().iter().any(|&(pid, seen)| seen > 0 && alive(pid))
+        let serving = !waiting && p.readers().iter().any(|&(pid, seen)| seen > 0 && alive(pid));
+        if serving { Gateway::Serving } else { Gateway::Gone }
     };
     let announcer = sluice_control::bird::Announcer::new(include.clone(), args.bird_socket.clone());
-    sluice_control::bird::spawn(announcer, Arc::clone(&wanted), gateway_up)
+    sluice_control::bird::spawn(announcer, Arc::clone(&wanted), gateway)
         .map_err(|e| format!("the BIRD thread: {e}"))?;
     info!(
         "BGP through BIRD: VIPs in {}, reconfigured through {}",
