@@ -14,7 +14,7 @@
 //! 2. node 1 killed (its links down, then SIGKILL to its gateway, control, BIRD and
 //!    keepalived), with [`DOWNLOADS`] downloads of 2 MiB at 256 KiB/s open through each VIP;
 //! 3. node 3 added, the same downloads open;
-//! 4. node 2 drained (its BIRD closes the session with `birdc disable`, and once the router
+//! 4. node 2 drained (its drain file created, control withdraws its VIPs, and once the router
 //!    routes nothing over it its keepalived and then its gateway are stopped with SIGTERM), the
 //!    same.
 //!
@@ -230,7 +230,7 @@ fn orchestrate(args: &[String]) -> Result<(), String> {
                     let d = c.drain(2).map_err(|e| format!("drain: {e}"))?;
                     c.wait_next_hops(&vips, &[3], Duration::from_secs(5))?;
                     format!(
-                        "withdrawn at the router after {} ms (birdc disable), the gateway exited {} ms after SIGTERM",
+                        "withdrawn at the router after {} ms (drain file), the gateway exited {} ms after SIGTERM",
                         d.withdrawn.as_millis(),
                         d.gateway_exit.as_millis()
                     )

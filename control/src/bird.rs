@@ -35,6 +35,18 @@ use tracing::{info, warn};
 
 use crate::checked::{BfdProfile, BgpAdvertisement, BgpPeer, Community};
 
+/// What the node's gateway is doing, as control sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gateway {
+    /// Running, on a table, with its flow-sync peers' flows in.
+    Serving,
+    /// Not running, not on a table yet, or still taking in its peers' flows: its VIPs go
+    /// after [`WITHDRAW_AFTER`] (a restart is shorter).
+    Gone,
+    /// The operator drains the node (`--drain-file`): its VIPs go at once.
+    Draining,
+}
+
 /// Whether a gateway worker's published values (`sluice_model::counters`' layout, its
 /// fingerprint last) say that its gateway is still taking in its flow-sync peers' flows: a node
 /// that is starting announces nothing until it can carry the flows ECMP will move to it
@@ -363,23 +375,32 @@ pub fn process_alive(pid: u64) -> bool {
 pub fn spawn(
     mut announcer: Announcer,
     wanted: std::sync::Arc<std::sync::Mutex<Plan>>,
-    gateway_up: impl Fn() -> bool + Send + 'static,
+    gateway: impl Fn() -> Gateway + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("bird".into()).spawn(move || {
-        let mut was_up = None;
+        let mut was = None;
         // When the gateway was last seen serving.
         let mut last_seen: Option<std::time::Instant> = None;
         loop {
-            if gateway_up() {
-                last_seen = Some(std::time::Instant::now());
+            let now = gateway();
+            match now {
+                Gateway::Serving => last_seen = Some(std::time::Instant::now()),
+                // Withdrawn at once: the operator asked, the gateway still serves what comes.
+                Gateway::Draining => last_seen = None,
+                Gateway::Gone => {}
             }
             let up = last_seen.is_some_and(|t| t.elapsed() < WITHDRAW_AFTER);
-            if was_up != Some(up) {
+            let said = (up, now == Gateway::Draining);
+            if was != Some(said) {
                 info!(
-                    "BIRD: the gateway is {}",
-                    if up { "up: announcing its VIPs" } else { "not running: withdrawing every VIP" }
+                    "BIRD: {}",
+                    match said {
+                        (true, _) => "the gateway is up: announcing its VIPs",
+                        (false, true) => "the node is draining: withdrawing every VIP",
+                        (false, false) => "the gateway is not running: withdrawing every VIP",
+                    }
                 );
-                was_up = Some(up);
+                was = Some(said);
             }
             let plan = wanted.lock().map(|w| w.clone()).unwrap_or_else(|p| p.into_inner().clone());
             announcer.apply(&if up { plan } else { plan.withdrawn() });

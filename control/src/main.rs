@@ -169,6 +169,13 @@ struct RunArgs {
     /// BIRD's control socket (with --bird-include).
     #[arg(long, value_name = "PATH", default_value = "/run/bird/bird.ctl")]
     bird_socket: PathBuf,
+    /// Draining this node (with --bird-include): while this file exists, no VIP is announced
+    /// from here (the routers move the flows to the other nodes, which carry them through
+    /// flow sync) and the gateway keeps serving what still arrives. `touch` it to drain,
+    /// remove it to announce again (docs/several-nodes.md). In L2 mode likewise: the node
+    /// holds no VIP, and the others take its VIPs over at once (docs/l2.md).
+    #[arg(long, value_name = "PATH", default_value = "/run/sluice/drain")]
+    drain_file: PathBuf,
     /// L2 mode (docs/l2.md), manifest mode: where this node's election listens, on its link
     /// to the other gateway nodes (ADDR:PORT; 7947 is the usual port). Needs --l2-key and
     /// --node-name. Without it, L2Advertisements are an error and their VIPs are answered
@@ -534,9 +541,26 @@ fn start_bird(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> Result<Vips,
         return Ok(None);
     }
     let wanted = Arc::new(Mutex::new(sluice_control::bird::Plan::default()));
-    let gateway_up = gateway_serving(publisher);
+    let serving = gateway_serving(publisher);
+    let drain = args.drain_file.clone();
+    let draining = std::sync::atomic::AtomicBool::new(false);
+    let gateway = move || {
+        use sluice_control::bird::Gateway;
+        let now = drain.exists();
+        if draining.swap(now, std::sync::atomic::Ordering::Relaxed) != now {
+            if now {
+                info!("{} exists: draining, no VIP announced from this node", drain.display());
+            } else {
+                info!("{} removed: announcing again", drain.display());
+            }
+        }
+        if now {
+            return Gateway::Draining;
+        }
+        if serving() { Gateway::Serving } else { Gateway::Gone }
+    };
     let announcer = sluice_control::bird::Announcer::new(include.clone(), args.bird_socket.clone());
-    sluice_control::bird::spawn(announcer, Arc::clone(&wanted), gateway_up)
+    sluice_control::bird::spawn(announcer, Arc::clone(&wanted), gateway)
         .map_err(|e| format!("the BIRD thread: {e}"))?;
     info!(
         "BGP through BIRD: VIPs in {}, reconfigured through {}",
@@ -559,6 +583,14 @@ fn gateway_serving(publisher: &Arc<Mutex<Publisher>>) -> impl Fn() -> bool + Sen
             p.reader_stats().iter().any(|(pid, v)| sluice_control::bird::sync_waiting(v) && alive(*pid));
         !waiting && p.readers().iter().any(|&(pid, seen)| seen > 0 && alive(pid))
     }
+}
+
+/// Whether this node contends in L2 mode: its gateway serves and it is not drained (the drain
+/// file hands its VIPs to the other nodes, docs/l2.md).
+fn l2_serving(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> impl Fn() -> bool + Send + 'static {
+    let serving = gateway_serving(publisher);
+    let drain = args.drain_file.clone();
+    move || serving() && !drain.exists()
 }
 
 /// The L2 election's state, shared with its thread.
@@ -591,7 +623,7 @@ fn start_l2_election(
         dead_after: interval * 10 / 3,
     };
     let shared = Election::default();
-    sluice_control::l2::peers::spawn(settings, Arc::clone(&shared), gateway_serving(publisher), move || {
+    sluice_control::l2::peers::spawn(settings, Arc::clone(&shared), l2_serving(args, publisher), move || {
         poke.store(true, Relaxed)
     })
     .map_err(|e| format!("the L2 election on {listen}: {e}"))?;
@@ -831,7 +863,7 @@ async fn follow_cluster(args: &RunArgs, cfg: &Config) -> Result<(), String> {
         &l2_node,
         args.l2_lease_duration_s,
     );
-    let serving = gateway_serving(&publisher);
+    let serving = l2_serving(args, &publisher);
     let mut leader = Leader::new(client, args);
     info!("waiting for every watch to list once");
     cluster.ready().await;

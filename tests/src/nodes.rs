@@ -37,8 +37,8 @@
 //!
 //! **A killed node** loses its processes to SIGKILL and then its links (its switch ports go
 //! down): a machine that lost power, which answers nothing any more — not ARP for addresses
-//! its keepalived had put on `gw1`, nor BFD. A **drained** node first closes its BGP session
-//! (`birdc disable`: the router withdraws its routes at once), then its keepalived is stopped
+//! its keepalived had put on `gw1`, nor BFD. A **drained** node first gets its drain file
+//! (control's `--drain-file`: control withdraws its VIPs at once), then its keepalived is stopped
 //! (it hands its addresses over at once, VRRP priority 0) and its gateway (SIGTERM).
 //!
 //! Names carry the process id (`sl{pid}x{n}`, as [`crate::Sandbox`]'s), so a sandbox left by a
@@ -504,9 +504,12 @@ impl Cluster {
         let (front, snat) = (node_front(k), node_snat(k));
         let (inc, sock) =
             (include.to_string_lossy().into_owned(), self.bird_socket(&role).to_string_lossy().into_owned());
+        let drain = self.drain_file(k).to_string_lossy().into_owned();
         let args: Vec<String> = [
             control.as_str(),
             "run",
+            "--drain-file",
+            &drain,
             "--manifests",
             &m,
             "--table",
@@ -675,18 +678,21 @@ impl Cluster {
         Ok(t0)
     }
 
-    /// Drains node `k` as an operator would: its BIRD closes the session with the router
-    /// (`birdc disable`), which withdraws the node's routes at once while its gateway still
-    /// carries what reaches it; once the router's kernel routes nothing over the node, its
-    /// keepalived is stopped (SIGTERM: it hands its addresses to the backups at once, with
-    /// priority 0), then its gateway (SIGTERM). See [`Drain`].
+    /// Node `k`'s drain file (control's `--drain-file`): while it exists, control announces
+    /// nothing from the node.
+    fn drain_file(&self, k: usize) -> PathBuf {
+        self.dir.path().join(format!("n{k}.drain"))
+    }
+
+    /// Drains node `k` as an operator would: creates its drain file, and control withdraws
+    /// the node's VIPs while its gateway still carries what reaches it; once the router's
+    /// kernel routes nothing over the node, its keepalived is stopped (SIGTERM: it hands its
+    /// addresses to the backups at once, with priority 0), then its gateway (SIGTERM). See
+    /// [`Drain`].
     pub fn drain(&mut self, k: usize) -> io::Result<Drain> {
         let role = format!("n{k}");
         let t0 = Instant::now();
-        let said = self.birdc(&role, &["disable", "router1"]);
-        if !said.contains("disabled") {
-            return Err(io::Error::other(format!("node {k}'s BIRD did not disable its session: {said}")));
-        }
+        std::fs::write(self.drain_file(k), b"")?;
         let via = format!("via {} ", node_front(k));
         loop {
             let routes = self
@@ -698,7 +704,8 @@ impl Cluster {
             }
             if t0.elapsed() > Duration::from_secs(5) {
                 return Err(io::Error::other(format!(
-                    "the router still routes over node {k} 5 s after its BIRD closed the session:\n{routes}"
+                    "the router still routes over node {k} 5 s after its drain file appeared:\n{routes}\n{}",
+                    self.log(&format!("{role}-control"))
                 )));
             }
             std::thread::sleep(Duration::from_millis(5));

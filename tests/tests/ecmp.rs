@@ -250,8 +250,8 @@ fn survives(test: &str, change: Change) {
                     .unwrap_or_else(|e| panic!("{test}: node 1 drained, still routed to: {e}\n{}", c.logs()));
                 c.wait_address(2, &node_snat(1), Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
                 eprintln!(
-                    "ecmp: {test}: node 1 drained: withdrawn at the router {} ms after its BIRD closed the \
-                     session; its gateway exited {} ms after SIGTERM; {} ms in all",
+                    "ecmp: {test}: node 1 drained: withdrawn at the router {} ms after its drain file \
+                     appeared; its gateway exited {} ms after SIGTERM; {} ms in all",
                     d.withdrawn.as_millis(),
                     d.gateway_exit.as_millis(),
                     d.total.as_millis()

@@ -201,6 +201,7 @@ fn start_control(sb: &mut Sandbox, node: &Node, peer: &Node, key: &str) {
     let c = bin("sluice-control").to_string_lossy().into_owned();
     let (m, t) = (sb.manifests().to_string_lossy().into_owned(), table(sb, node));
     let (listen, peer) = (format!("{}:7947", node.addr), format!("{}:7947", peer.addr));
+    let drain = sb.dir().join(format!("drain-{}", node.name)).to_string_lossy().into_owned();
     let args = [
         c.as_str(),
         "run",
@@ -230,6 +231,9 @@ fn start_control(sb: &mut Sandbox, node: &Node, peer: &Node, key: &str) {
         key,
         "--l2-interface",
         "gw0",
+        // This sandbox's own (never created): not the machine's /run/sluice/drain.
+        "--drain-file",
+        &drain,
     ];
     sb.spawn(node.role, &node.control(), &args).expect("control");
     // Its first table published (a gateway started before would find no table file).
