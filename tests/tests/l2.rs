@@ -1,9 +1,11 @@
 //! L2 mode failover (issue 17, item 3): two gateway nodes on one client segment, each with its
 //! control and gateway in its own namespace; an L2Advertisement puts the LoadBalancer VIP in L2
 //! mode, and the controls' election (`--l2-listen`/`--l2-peer`/`--l2-key`, docs/l2.md) makes one
-//! node active for it. Only that node answers ARP for the VIP; SIGKILL it (gateway and control:
-//! the election runs in control) and the other takes over, announcing the VIP with a gratuitous
-//! ARP: the client's neighbour entry moves to its MAC, and new connections succeed.
+//! node active for it. Only that node answers ARP for the VIP; drained, it hands the VIP over at
+//! once; SIGKILL the active node (gateway and control: the election runs in control) and the
+//! other takes over, announcing the VIP with a gratuitous ARP (IPv4) and an unsolicited
+//! neighbour advertisement (IPv6): the client's neighbour entries move to its MAC, and new
+//! connections succeed.
 //!
 //! ```text
 //!   cl (198.18.0.100) ─┐                 ┌─ gw   node a: 198.18.0.1, SNAT 198.18.1.254
@@ -400,6 +402,36 @@ fn one_node_answers_for_the_vip_and_the_other_takes_over_when_it_is_killed() {
     let url6 = format!("http://[{VIP6}]/");
     sb.get(&url6).unwrap_or_else(|e| panic!("GET {url6}: {e}\n{}", logs(&sb)));
     assert_eq!(client_mac_for(&sb, VIP6).as_deref(), Some(macs[active].as_str()), "{}", logs(&sb));
+    // Drain the active node (its drain file): it hands the VIP over at once, keeping its gateway
+    // up; the client's entry follows. The drain lifted, the VIP stays where it went (holders are
+    // sticky): the node to kill is now the other one.
+    let drain = sb.dir().join(format!("drain-{}", active_node.name));
+    std::fs::write(&drain, "").expect("drain file");
+    let drained = Instant::now();
+    while client_mac_for_vip(&sb).as_deref() != Some(macs[1 - active].as_str()) {
+        assert!(
+            drained.elapsed() < TAKEOVER_LIMIT,
+            "draining {} moved nothing: the client's entry is {:?}\n{}",
+            active_node.name,
+            client_mac_for_vip(&sb),
+            logs(&sb)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let handed = drained.elapsed();
+    std::fs::remove_file(&drain).expect("drain file");
+    sb.get(&format!("http://{VIP}/")).unwrap_or_else(|e| panic!("GET after the drain: {e}\n{}", logs(&sb)));
+    // Settled again (the undrained node's election waits its settling time): still the other's.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(client_mac_for_vip(&sb).as_deref(), Some(macs[1 - active].as_str()), "{}", logs(&sb));
+    println!(
+        "L2 drain: {} handed the VIP to {} in {} ms",
+        active_node.name,
+        standby_node.name,
+        handed.as_millis()
+    );
+    let active = 1 - active;
+    let (active_node, standby_node) = (standby_node, active_node);
     // Kill the active node whole: its control (the election) first, then its gateway — the
     // other order would let the control see its gateway die and hand the VIP over at once (in
     // about 0.1 s), which is the gateway-only failure, not a node's death.
