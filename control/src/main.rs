@@ -722,6 +722,14 @@ fn status(table: &Path) -> Result<(), String> {
             println!("      {}:{}  {state}", b.addr, b.port);
         }
     }
+    // L2 mode (docs/l2.md): each VIP's role on this node.
+    for (vip, role) in t.l2() {
+        let role = match role {
+            sluice_model::service::L2Role::Active => "active here: answers ARP / NDP",
+            sluice_model::service::L2Role::Standby => "standby: another node answers",
+        };
+        println!("  L2 {}  {role}", vip.ip());
+    }
     print_l7(t.l7());
     Ok(())
 }

@@ -397,6 +397,18 @@ fn one_node_answers_for_the_vip_and_the_other_takes_over_when_it_is_killed() {
         last.is_some_and(|l| l.split("no longer").next().is_some_and(|gained| gained.contains(VIP)))
     };
     assert!(holds(active_node) && !holds(standby_node), "the logs disagree with the wire:\n{}", logs(&sb));
+    // And so do the tables (`sluice-control status`, the roles the gateways run).
+    let status = |n: &Node| {
+        let c = bin("sluice-control");
+        let out = std::process::Command::new(c)
+            .args(["status", "--table", &table(&sb, n)])
+            .output()
+            .expect("status");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (on, off) = (status(active_node), status(standby_node));
+    assert!(on.contains(&format!("L2 {VIP}  active here")), "{on}");
+    assert!(off.contains(&format!("L2 {VIP}  standby")), "{off}");
     // The IPv6 VIP, held by the same node (it took both at once): the client solicits it and
     // learns the active node's MAC.
     let url6 = format!("http://[{VIP6}]/");
