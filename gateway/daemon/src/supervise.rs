@@ -211,7 +211,27 @@ impl<'a> Supervisor<'a> {
                 crate::peer_hint(name);
             }
         }
+        self.announce_own_addresses();
         Ok(())
+    }
+
+    /// Announces the client-facing interface's own addresses (gratuitous ARP, unsolicited
+    /// neighbour advertisements), as the kernel's `arp_notify` would: the XDP program passes
+    /// unicast frames to another MAC to the kernel, which drops them, so a neighbour still
+    /// holding an old MAC for one of them (the interface was re-created, or another node had
+    /// the address) would otherwise lose its traffic until its entry expires, tens of seconds.
+    fn announce_own_addresses(&mut self) {
+        let ifindex = self.ifindexes[0];
+        let own = sluice_xsk::netlink::Netlink::open().and_then(|mut nl| nl.addresses(ifindex));
+        match own {
+            Ok(addrs) => {
+                // Not the link-local IPv6 ones: their neighbours resolve them as they need.
+                let addrs: Vec<Addr> =
+                    addrs.into_iter().map(Addr).filter(|a| !a.ip().is_ipv6() || !is_link_local(a)).collect();
+                announce(&self.raw, self.mac, &addrs);
+            }
+            Err(e) => warn!("the interface's addresses (netlink): {e}; not announced"),
+        }
     }
 
     /// The gateway's end of the handover (`crate::handover`), with what it took over from an
@@ -762,6 +782,11 @@ impl SnatWatch {
 }
 
 /// Gratuitous ARP / unsolicited neighbour advertisement for each address.
+/// Whether an IPv6 address is link-local (fe80::/10).
+fn is_link_local(a: &Addr) -> bool {
+    a.0[0] == 0xfe && a.0[1] & 0xc0 == 0x80
+}
+
 fn announce(raw: &RawSender, mac: [u8; 6], addrs: &[Addr]) {
     for a in addrs {
         let r = match a.family() {

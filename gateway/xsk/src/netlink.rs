@@ -22,6 +22,7 @@ const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_CREATE: u16 = 0x400;
 const RTM_NEWADDR: u16 = 20;
 const RTM_DELADDR: u16 = 21;
+const RTM_GETADDR: u16 = 22;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
 const RTM_NEWNEIGH: u16 = 28;
@@ -182,6 +183,24 @@ pub fn neighbor(p: &[u8]) -> Option<Neighbor> {
     Some(Neighbor { ifindex, ip: ip?, mac: mac? })
 }
 
+/// The interface and address an `RTM_NEWADDR` payload (`ifaddrmsg` and attributes) describes:
+/// the local address (`IFA_LOCAL`, else `IFA_ADDRESS`), IPv4-mapped for IPv4.
+pub fn address(p: &[u8]) -> Option<(u32, [u8; 16])> {
+    if p.len() < 8 {
+        return None;
+    }
+    let ifindex = u32::from_ne_bytes([p[4], p[5], p[6], p[7]]);
+    let (mut local, mut address) = (None, None);
+    for (t, v) in attrs(&p[8..]) {
+        match t {
+            IFA_LOCAL => local = mapped(v),
+            IFA_ADDRESS => address = mapped(v),
+            _ => {}
+        }
+    }
+    Some((ifindex, local.or(address)?))
+}
+
 /// A neighbour entry's address and state (`NUD_*`), whatever the state: `(ifindex, ip, state)`.
 pub fn neighbor_state(p: &[u8]) -> Option<(u32, [u8; 16], u16)> {
     if p.len() < 12 {
@@ -312,6 +331,22 @@ impl Netlink {
                 && let Some(n) = neighbor_state(p)
             {
                 out.push(n);
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// The addresses on interface `ifindex`, both families (IPv4-mapped for IPv4).
+    pub fn addresses(&mut self, ifindex: u32) -> io::Result<Vec<[u8; 16]>> {
+        let body = [0u8; 8]; // ifaddrmsg, family AF_UNSPEC: both families
+        let seq = self.request(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, &body)?;
+        let mut out = Vec::new();
+        self.replies(seq, |ty, p| {
+            if ty == RTM_NEWADDR
+                && let Some((i, a)) = address(p)
+                && i == ifindex
+            {
+                out.push(a);
             }
         })?;
         Ok(out)
@@ -486,6 +521,28 @@ fn ifaddr(ifindex: u32, ip: &[u8; 16]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_message_gives_its_interface_and_local_address() {
+        // ifaddrmsg: AF_INET, /24, flags, scope, ifindex 7; then IFA_ADDRESS (a peer's, on a
+        // point-to-point link) and IFA_LOCAL, which is the one that is ours.
+        let mut p = vec![2, 24, 0, 0];
+        p.extend_from_slice(&7u32.to_ne_bytes());
+        nl_attr(&mut p, IFA_ADDRESS, &[198, 18, 0, 9]);
+        nl_attr(&mut p, IFA_LOCAL, &[198, 18, 0, 1]);
+        let (i, a) = address(&p).expect("parsed");
+        assert_eq!((i, &a[10..]), (7, &[0xff, 0xff, 198, 18, 0, 1][..]));
+        assert_eq!(address(&p[..7]), None, "shorter than its header");
+    }
+
+    #[test]
+    fn the_loopback_interfaces_addresses_are_read() {
+        let mut nl = Netlink::open().expect("netlink");
+        let lo = nl.addresses(1).expect("RTM_GETADDR dump");
+        let mut v4 = [0u8; 16];
+        v4[10..].copy_from_slice(&[0xff, 0xff, 127, 0, 0, 1]);
+        assert!(lo.contains(&v4), "127.0.0.1 on lo: {lo:?}");
+    }
 
     #[test]
     fn the_attached_xdp_program_is_read_from_a_nested_attribute() {
