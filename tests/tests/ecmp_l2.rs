@@ -56,10 +56,10 @@ fn the_active_node_killed_loses_no_download_and_the_other_serves_new_connections
         // Mid-transfer, and synced to node 2.
         std::thread::sleep(Duration::from_secs(2));
         let t0 = c.kill(1).expect("kill");
-        let took = c.wait_active(&vips, 2, Duration::from_secs(5));
+        let took = c.wait_active(&vips, 2, Duration::from_secs(5)).map(|_| t0.elapsed());
         let results: Vec<(String, Result<usize, String>)> =
             hs.into_iter().map(|h| h.join().expect("download thread")).collect();
-        (results, took.map(|_| t0.elapsed()))
+        (results, took)
     });
     let took = took.unwrap_or_else(|e| panic!("no takeover: {e}"));
     eprintln!("ecmp-l2: node 2's table active for both VIPs {} ms after node 1 was killed", took.as_millis());
