@@ -1315,6 +1315,23 @@ mod tests {
         assert_eq!(meaning(&deployed), meaning(&keepalived_conf(1, 2)));
     }
 
+    /// L2 mode's manifest: the four Pods on nodes 1, 2, 3, 1 (each node a local endpoint for the
+    /// DNAT Service), nothing else renamed, and the L2Advertisement of the pool.
+    #[test]
+    fn the_l2_manifest_spreads_the_pods_over_the_nodes_names() {
+        let m = l2_manifest(MANIFEST, 3);
+        let names: Vec<&str> = m
+            .lines()
+            .filter_map(|l| l.split("nodeName: ").nth(1))
+            .map(|r| r.split(',').next().unwrap_or(""))
+            .collect();
+        assert_eq!(names, ["sluice-gw-1", "sluice-gw-2", "sluice-gw-3", "sluice-gw-1"]);
+        assert!(m.ends_with(&format!("---{L2_ADVERTISEMENT}")), "{m}");
+        assert_eq!(m.matches("kind: ").count(), MANIFEST.matches("kind: ").count() + 1);
+        assert_eq!(node_name(Mode::L2, 2), "sluice-gw-2");
+        assert_eq!(node_name(Mode::Bgp, 2), NODE_NAME);
+    }
+
     /// Each node is master of its own SNAT address, and the next node takes it over.
     #[test]
     fn each_snat_address_has_its_node_first_and_the_next_node_second() {
