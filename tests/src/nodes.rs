@@ -41,6 +41,22 @@
 //! (control's `--drain-file`: control withdraws its VIPs at once), then its keepalived is stopped
 //! (it hands its addresses over at once, VRRP priority 0) and its gateway (SIGTERM).
 //!
+//! **L2 mode** ([`Mode::L2`], [`Cluster::new_l2`]): no router and no BIRD. The clients sit on
+//! the front switch with the nodes' `gw0` and reach the VIPs on-link (`198.18.100.0/24 dev c0`,
+//! as [`crate::Sandbox`]'s client does); each node's control runs the L2 election of docs/l2.md
+//! (`--l2-listen`, an `--l2-peer` for every other planned node, `--l2-key`, `--l2-interface gw0`)
+//! and the manifest gains [`L2_ADVERTISEMENT`]. The election knows a node by its name, so in L2
+//! mode node k is `sluice-gw-k` ([`node_name`]) and the manifest's Pods are spread over those
+//! names in turn ([`l2_manifest`]): every node has a local endpoint for the DNAT Service
+//! (`externalTrafficPolicy: Local` VIPs are announced only from such nodes), and a flow carried
+//! over keeps its backend through the flow sync, not through equal tables. The back side is the
+//! same as in BGP mode (keepalived, flow sync).
+//!
+//! ```text
+//!  client ns cl (c0 198.18.0.100, .101, …; 198.18.100.0/24 dev c0)
+//!      └── br0 (front) ── gw0 of n1 (198.18.0.11), n2 (.12), … — one node answers ARP per VIP
+//! ```
+//!
 //! Names carry the process id (`sl{pid}x{n}`, as [`crate::Sandbox`]'s), so a sandbox left by a
 //! killed run is removed by the next; `Drop` stops every process and deletes every namespace,
 //! also on panic. IPv4 only. Not hot path.
@@ -64,6 +80,8 @@ pub const BACKENDS_ROUTER: &str = "198.18.1.254";
 pub const NODE_ASN: u32 = 64512;
 /// The router's AS.
 pub const ROUTER_ASN: u32 = 64513;
+/// The UDP port of the L2 election on each node's front address (L2 mode).
+pub const L2_PORT: u16 = 7947;
 /// The UDP port of flow sync on each node's front address.
 pub const SYNC_PORT: u16 = 7946;
 /// The most nodes a cluster can plan for (addresses are numbered by node, 1 to 9).
@@ -88,9 +106,75 @@ pub fn node_snat(k: usize) -> String {
     format!("198.18.1.{}", 240 + k)
 }
 
-/// The `i`th client address (0-based), on the clients' link.
+/// The `i`th client address (0-based), on the clients' link (BGP mode).
 pub fn client_addr(i: usize) -> String {
     format!("198.18.2.{}", 10 + i)
+}
+
+/// The `i`th client address (0-based) in L2 mode, on the front switch.
+pub fn l2_client_addr(i: usize) -> String {
+    format!("198.18.0.{}", 100 + i)
+}
+
+/// Node `k`'s name (`--node-name`): [`NODE_NAME`] for every node in BGP mode, `sluice-gw-k` in
+/// L2 mode, where the election knows a node by its name.
+pub fn node_name(mode: Mode, k: usize) -> String {
+    match mode {
+        Mode::Bgp => NODE_NAME.to_owned(),
+        Mode::L2 => format!("{NODE_NAME}-{k}"),
+    }
+}
+
+/// How the nodes announce the VIPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Over eBGP to the router's BIRD, which spreads flows over the nodes with ECMP.
+    Bgp,
+    /// On the clients' segment: one node per VIP answers ARP, elected by the controls
+    /// (docs/l2.md); no router.
+    L2,
+}
+
+impl Mode {
+    /// Its name in flags and tables: `bgp`, `l2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Bgp => "bgp",
+            Mode::L2 => "l2",
+        }
+    }
+}
+
+/// The L2Advertisement of L2 mode: every VIP of the pool `edge` ([`MANIFEST`]'s) in L2 mode, on
+/// any node, on the interface control names with `--l2-interface`.
+pub const L2_ADVERTISEMENT: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: edge-l2, namespace: sluice-system}
+spec:
+  ipAddressPools: [edge]
+  interfaces: [gw0]
+"#;
+
+/// `manifest` for L2 mode with `capacity` nodes: each Pod's `nodeName: sluice-gw` becomes
+/// `sluice-gw-1`, `sluice-gw-2`, … in turn ([`node_name`]), and [`L2_ADVERTISEMENT`] is added.
+pub fn l2_manifest(manifest: &str, capacity: usize) -> String {
+    let from = format!("nodeName: {NODE_NAME},");
+    let mut out = String::new();
+    let mut n = 0;
+    for line in manifest.lines() {
+        if line.contains(&from) {
+            let to = format!("nodeName: {},", node_name(Mode::L2, n % capacity.max(1) + 1));
+            out.push_str(&line.replace(&from, &to));
+            n += 1;
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out.push_str("---");
+    out.push_str(L2_ADVERTISEMENT);
+    out
 }
 
 /// The backends [`MANIFEST`] names: four nginx hosts, 198.18.1.1–4:8080.
@@ -156,10 +240,10 @@ status: {phase: Running, podIP: 198.18.1.4, conditions: [{type: Ready, status: "
 /// What a node is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeState {
-    /// Its BIRD, control, gateway and keepalived run.
+    /// Its BIRD (BGP mode), control, gateway and keepalived run.
     Up,
-    /// Its routes withdrawn, its keepalived and gateway stopped ([`Cluster::drain`]); BIRD
-    /// (its session disabled) and control run.
+    /// Its routes withdrawn (BGP) or its VIPs handed over (L2), its keepalived and gateway
+    /// stopped ([`Cluster::drain`]); BIRD (its session disabled) and control run.
     Drained,
     /// Every process killed and its links down ([`Cluster::kill`]).
     Killed,
@@ -168,7 +252,8 @@ pub enum NodeState {
 /// A drain's timings ([`Cluster::drain`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Drain {
-    /// From the drain's start until the router's kernel routed nothing over the node.
+    /// From the drain's start until the router's kernel routed nothing over the node (BGP), or
+    /// until the node's table held no VIP active (L2).
     pub withdrawn: Duration,
     /// From the gateway's SIGTERM to its exit.
     pub gateway_exit: Duration,
@@ -210,11 +295,16 @@ pub struct Cluster {
     clients: usize,
     nodes: Vec<Node>,
     sync: SyncFlags,
+    mode: Mode,
 }
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("id", &self.id).field("nodes", &self.nodes).finish()
+        f.debug_struct("Cluster")
+            .field("id", &self.id)
+            .field("mode", &self.mode)
+            .field("nodes", &self.nodes)
+            .finish()
     }
 }
 
@@ -236,6 +326,29 @@ impl Cluster {
     /// controls. No node yet: [`Cluster::add_node`]. `capacity` is the most nodes the cluster
     /// will have (every node's peers).
     pub fn new(backends: &[Backend], manifest: &str, capacity: usize, clients: usize) -> io::Result<Cluster> {
+        Cluster::with_mode(Mode::Bgp, backends, manifest, capacity, clients)
+    }
+
+    /// As [`Cluster::new`], in L2 mode (see the module documentation): no router, the clients on
+    /// the nodes' front switch, the controls electing one node per VIP. `manifest` is written as
+    /// [`l2_manifest`] makes it.
+    pub fn new_l2(
+        backends: &[Backend],
+        manifest: &str,
+        capacity: usize,
+        clients: usize,
+    ) -> io::Result<Cluster> {
+        Cluster::with_mode(Mode::L2, backends, manifest, capacity, clients)
+    }
+
+    /// [`Cluster::new`] or [`Cluster::new_l2`], by `mode`.
+    pub fn with_mode(
+        mode: Mode,
+        backends: &[Backend],
+        manifest: &str,
+        capacity: usize,
+        clients: usize,
+    ) -> io::Result<Cluster> {
         if !(1..=MAX_NODES).contains(&capacity) || !(1..=200).contains(&clients) {
             return Err(io::Error::other(format!(
                 "a cluster of 1 to {MAX_NODES} nodes and 1 to 200 clients (asked: {capacity}, {clients})"
@@ -246,14 +359,21 @@ impl Cluster {
         let dir = tempfile::Builder::new().prefix(&format!("{id}-")).tempdir()?;
         let manifests = dir.path().join("manifests");
         fs::create_dir(&manifests)?;
-        fs::write(manifests.join("cluster.yaml"), manifest)?;
+        match mode {
+            Mode::Bgp => fs::write(manifests.join("cluster.yaml"), manifest)?,
+            Mode::L2 => fs::write(manifests.join("cluster.yaml"), l2_manifest(manifest, capacity))?,
+        }
         let (gateway, control) = (bin("sluice-gateway"), bin("sluice-control"));
         let sync = SyncFlags {
             gateway: has_flag(&gateway, None, "--sync-listen"),
             peer_snat: has_flag(&gateway, None, "--peer-snat-address"),
         };
-        if !has_flag(&control, Some("run"), "--bird-include") {
-            return Err(io::Error::other(format!("{} has no --bird-include", control.display())));
+        let needs = match mode {
+            Mode::Bgp => "--bird-include",
+            Mode::L2 => "--l2-listen",
+        };
+        if !has_flag(&control, Some("run"), needs) {
+            return Err(io::Error::other(format!("{} has no {needs}", control.display())));
         }
         let mut c = Cluster {
             id,
@@ -266,9 +386,15 @@ impl Cluster {
             clients,
             nodes: Vec::new(),
             sync,
+            mode,
         };
         c.build()?;
         Ok(c)
+    }
+
+    /// How the nodes announce the VIPs.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// The flow-sync flags the binaries have.
@@ -281,7 +407,7 @@ impl Cluster {
         self.dir.path()
     }
 
-    /// The namespace of a role: `sw`, `rt`, `cl`, a node `n1`, `n2`, … or a backend `b0`, `b1`, …
+    /// The namespace of a role: `sw`, `rt` (BGP mode), `cl`, a node `n1`, `n2`, … or a backend `b0`, `b1`, …
     pub fn ns(&self, role: &str) -> String {
         format!("{}-{role}", self.id)
     }
@@ -299,7 +425,10 @@ impl Cluster {
 
     /// The client addresses (all in namespace `cl`).
     pub fn client_addrs(&self) -> Vec<String> {
-        (0..self.clients).map(client_addr).collect()
+        match self.mode {
+            Mode::Bgp => (0..self.clients).map(client_addr).collect(),
+            Mode::L2 => (0..self.clients).map(l2_client_addr).collect(),
+        }
     }
 
     fn add_ns(&mut self, role: &str) -> io::Result<String> {
@@ -342,6 +471,22 @@ impl Cluster {
             must(&["ip", "-n", &sw, "link", "add", br, "type", "bridge"])?;
             must(&["ip", "-n", &sw, "link", "set", br, "up"])?;
         }
+        if self.mode == Mode::Bgp {
+            self.build_router()?;
+        } else {
+            // The clients on the front switch, the VIPs on-link.
+            let cl = self.add_ns("cl")?;
+            self.wire(&cl, "c0", "br0", "s-cl", false)?;
+            for a in self.client_addrs() {
+                must(&["ip", "-n", &cl, "addr", "add", &format!("{a}/24"), "dev", "c0"])?;
+            }
+            must(&["ip", "-n", &cl, "route", "add", "198.18.100.0/24", "dev", "c0"])?;
+        }
+        self.build_backends()
+    }
+
+    /// The router, with its BIRD, and the clients behind it (BGP mode).
+    fn build_router(&mut self) -> io::Result<()> {
         let rt = self.add_ns("rt")?;
         self.wire(&rt, "r0", "br0", "s-r0", false)?;
         self.wire(&rt, "r2", "br2", "s-r2", false)?;
@@ -360,7 +505,11 @@ impl Cluster {
         // The router's BIRD: a session per planned node, ECMP into the kernel.
         let conf = self.dir.path().join("rt-bird.conf");
         fs::write(&conf, router_bird_conf(self.capacity))?;
-        self.start_bird("rt", &conf)?;
+        self.start_bird("rt", &conf)
+    }
+
+    /// The backends on the back switch, nginx on each, answering.
+    fn build_backends(&mut self) -> io::Result<()> {
         for i in 0..self.backends.len() {
             let b = self.backends[i].clone();
             let role = format!("b{i}");
@@ -448,7 +597,9 @@ impl Cluster {
         self.wire(&ns, "gw1", "br1", &format!("s-{role}b"), true)?;
         must(&["ip", "-n", &ns, "addr", "add", &format!("{}/24", node_front(k)), "dev", "gw0"])?;
         must(&["ip", "-n", &ns, "addr", "add", &format!("{}/24", node_back(k)), "dev", "gw1"])?;
-        must(&["ip", "-n", &ns, "route", "add", "default", "via", ROUTER])?;
+        if self.mode == Mode::Bgp {
+            must(&["ip", "-n", &ns, "route", "add", "default", "via", ROUTER])?;
+        }
         // keepalived: the SNAT addresses and the backends' router on gw1.
         let ka = self.dir.path().join(format!("{role}-keepalived.conf"));
         fs::write(&ka, keepalived_conf(k, self.capacity))?;
@@ -479,12 +630,14 @@ impl Cluster {
                 &vrrp_pid.to_string_lossy(),
             ],
         )?;
-        // BIRD, with control's include (empty until control writes it).
+        // BGP: BIRD, with control's include (empty until control writes it).
         let include = self.dir.path().join(format!("{role}-bird-sluice.conf"));
-        fs::write(&include, "")?;
-        let conf = self.dir.path().join(format!("{role}-bird.conf"));
-        fs::write(&conf, node_bird_conf(k, &include))?;
-        self.start_bird(&role, &conf)?;
+        if self.mode == Mode::Bgp {
+            fs::write(&include, "")?;
+            let conf = self.dir.path().join(format!("{role}-bird.conf"));
+            fs::write(&conf, node_bird_conf(k, &include))?;
+            self.start_bird(&role, &conf)?;
+        }
         self.start_control(k, &include)?;
         self.start_gateway(k)?;
         Ok(k)
@@ -495,7 +648,8 @@ impl Cluster {
     }
 
     /// Starts node `k`'s control (in the node's namespace) and waits for its first publication
-    /// and its metrics address.
+    /// and its metrics address. BGP mode: with BIRD's `include` and socket; L2 mode: with the
+    /// election towards every other planned node.
     fn start_control(&mut self, k: usize, include: &Path) -> io::Result<()> {
         let role = format!("n{k}");
         let control = bin("sluice-control").to_string_lossy().into_owned();
@@ -505,7 +659,8 @@ impl Cluster {
         let (inc, sock) =
             (include.to_string_lossy().into_owned(), self.bird_socket(&role).to_string_lossy().into_owned());
         let drain = self.drain_file(k).to_string_lossy().into_owned();
-        let args: Vec<String> = [
+        let name = node_name(self.mode, k);
+        let mut args: Vec<String> = [
             control.as_str(),
             "run",
             "--drain-file",
@@ -515,15 +670,11 @@ impl Cluster {
             "--table",
             &t,
             "--node-name",
-            NODE_NAME,
+            &name,
             "--node-address",
             &front,
             "--snat-address",
             &snat,
-            "--bird-include",
-            &inc,
-            "--bird-socket",
-            &sock,
             "--metrics-address",
             "127.0.0.1:0",
             "--interval-ms",
@@ -531,6 +682,17 @@ impl Cluster {
         ]
         .map(String::from)
         .to_vec();
+        match self.mode {
+            Mode::Bgp => args.extend(["--bird-include".into(), inc, "--bird-socket".into(), sock]),
+            Mode::L2 => {
+                let key = self.key("l2.key")?.to_string_lossy().into_owned();
+                args.extend(["--l2-listen".into(), format!("{front}:{L2_PORT}")]);
+                for j in (1..=self.capacity).filter(|&j| j != k) {
+                    args.extend(["--l2-peer".into(), format!("{}:{L2_PORT}", node_front(j))]);
+                }
+                args.extend(["--l2-key".into(), key, "--l2-interface".into(), "gw0".into()]);
+            }
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let name = format!("{role}-control");
         self.spawn(&role, &name, &args)?;
@@ -588,7 +750,7 @@ impl Cluster {
             args.extend(["--fast-path".into(), f.into()]);
         }
         if self.sync.gateway {
-            let key = self.sync_key()?;
+            let key = self.key("sync.key")?;
             args.extend(["--sync-listen".into(), format!("{}:{SYNC_PORT}", node_front(k))]);
             for j in (1..=self.capacity).filter(|&j| j != k) {
                 args.extend(["--sync-peer".into(), format!("{}:{SYNC_PORT}", node_front(j))]);
@@ -624,9 +786,10 @@ impl Cluster {
         Ok(())
     }
 
-    /// The flow-sync secret (64 random bytes), made at first use in the cluster's directory.
-    fn sync_key(&self) -> io::Result<PathBuf> {
-        let path = self.dir.path().join("sync.key");
+    /// A secret shared by the nodes (64 random bytes: `sync.key` for the flow sync, `l2.key` for
+    /// the L2 election), made at first use in the cluster's directory.
+    fn key(&self, name: &str) -> io::Result<PathBuf> {
+        let path = self.dir.path().join(name);
         if !path.exists() {
             let mut key = [0u8; 64];
             io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut key)?;
@@ -685,8 +848,9 @@ impl Cluster {
     }
 
     /// Drains node `k` as an operator would: creates its drain file, and control withdraws
-    /// the node's VIPs while its gateway still carries what reaches it; once the router's
-    /// kernel routes nothing over the node, its keepalived is stopped (SIGTERM: it hands its
+    /// the node's VIPs (BGP) or hands them to another node (L2) while its gateway still carries
+    /// what reaches it; once the router's kernel routes nothing over the node (BGP) or the
+    /// node's table holds no VIP active (L2), its keepalived is stopped (SIGTERM: it hands its
     /// addresses to the backups at once, with priority 0), then its gateway (SIGTERM). See
     /// [`Drain`].
     pub fn drain(&mut self, k: usize) -> io::Result<Drain> {
@@ -695,16 +859,25 @@ impl Cluster {
         std::fs::write(self.drain_file(k), b"")?;
         let via = format!("via {} ", node_front(k));
         loop {
-            let routes = self
-                .exec("rt", &["ip", "-4", "route", "show"])
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            if !routes.contains(&via) {
+            let (done, what) = match self.mode {
+                Mode::Bgp => {
+                    let routes = self
+                        .exec("rt", &["ip", "-4", "route", "show"])
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                        .unwrap_or_default();
+                    (!routes.contains(&via), format!("the router still routes over node {k}:\n{routes}"))
+                }
+                Mode::L2 => {
+                    let held = self.active_vips(k);
+                    (held.is_empty(), format!("node {k} still holds {held:?}"))
+                }
+            };
+            if done {
                 break;
             }
             if t0.elapsed() > Duration::from_secs(5) {
                 return Err(io::Error::other(format!(
-                    "the router still routes over node {k} 5 s after its drain file appeared:\n{routes}\n{}",
+                    "5 s after node {k}'s drain file appeared {what}\n{}",
                     self.log(&format!("{role}-control"))
                 )));
             }
@@ -765,6 +938,49 @@ impl Cluster {
                     have.join("; "),
                     self.birdc("rt", &["show", "protocols"]),
                     self.birdc("rt", &["show", "route"]),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The L2 VIPs node `k`'s table says it answers for (`sluice-control status`: `L2 VIP  active
+    /// here`): what its gateway runs. Empty in BGP mode.
+    pub fn active_vips(&self, k: usize) -> Vec<String> {
+        let out = run(&[
+            &bin("sluice-control").to_string_lossy(),
+            "status",
+            "--table",
+            &self.table(k).to_string_lossy(),
+        ])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+        out.lines()
+            .filter_map(|l| {
+                let rest = l.trim().strip_prefix("L2 ")?;
+                let (vip, role) = rest.split_once(char::is_whitespace)?;
+                role.trim_start().starts_with("active here").then(|| vip.to_owned())
+            })
+            .collect()
+    }
+
+    /// Waits up to `limit` until each of `vips` is active on node `k` and on no other node that
+    /// is up (L2 mode, by the nodes' tables); how long it took, or every node's view.
+    pub fn wait_active(&self, vips: &[&str], k: usize, limit: Duration) -> Result<Duration, String> {
+        let start = Instant::now();
+        loop {
+            let held: Vec<(usize, Vec<String>)> = (1..=self.nodes.len())
+                .filter(|&j| self.state(j) != NodeState::Killed)
+                .map(|j| (j, self.active_vips(j)))
+                .collect();
+            let ok = vips.iter().all(|v| held.iter().all(|(j, h)| h.iter().any(|x| x == v) == (*j == k)));
+            if ok {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                return Err(format!(
+                    "{vips:?} not active on node {k} alone after {limit:?}: the nodes' tables say {held:?}\n{}",
+                    self.logs()
                 ));
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -1097,6 +1313,23 @@ mod tests {
         let deployed = std::fs::read_to_string(crate::repo_root().join("deploy/keepalived/keepalived.conf"))
             .expect("deploy/keepalived/keepalived.conf");
         assert_eq!(meaning(&deployed), meaning(&keepalived_conf(1, 2)));
+    }
+
+    /// L2 mode's manifest: the four Pods on nodes 1, 2, 3, 1 (each node a local endpoint for the
+    /// DNAT Service), nothing else renamed, and the L2Advertisement of the pool.
+    #[test]
+    fn the_l2_manifest_spreads_the_pods_over_the_nodes_names() {
+        let m = l2_manifest(MANIFEST, 3);
+        let names: Vec<&str> = m
+            .lines()
+            .filter_map(|l| l.split("nodeName: ").nth(1))
+            .map(|r| r.split(',').next().unwrap_or(""))
+            .collect();
+        assert_eq!(names, ["sluice-gw-1", "sluice-gw-2", "sluice-gw-3", "sluice-gw-1"]);
+        assert!(m.ends_with(&format!("---{L2_ADVERTISEMENT}")), "{m}");
+        assert_eq!(m.matches("kind: ").count(), MANIFEST.matches("kind: ").count() + 1);
+        assert_eq!(node_name(Mode::L2, 2), "sluice-gw-2");
+        assert_eq!(node_name(Mode::Bgp, 2), NODE_NAME);
     }
 
     /// Each node is master of its own SNAT address, and the next node takes it over.
