@@ -6,9 +6,10 @@
 //! change — never per packet. Each worker's flow table hands a copy of each record, and of each
 //! flow's end, to a bounded queue (`Outbox`: full, the record is dropped and counted as
 //! `sync_outbox_full`; the flow is still sent by the next refresh). This thread drains the
-//! queues, packs up to [`PER_DATAGRAM`] records per UDP datagram and sends each datagram to
-//! every peer (`--sync-peer`) within [`FLUSH_NS`] (within [`IDLE_WAIT`] after an idle
-//! second). What it receives it checks and puts into the store the workers look in when their
+//! queues every [`BUSY_WAIT`] ([`IDLE_WAIT`] after an idle second), packs up to
+//! [`PER_DATAGRAM`] records per UDP datagram and sends what it took to every peer
+//! (`--sync-peer`) at once: the wake interval is the batching, and a flow's record leaves
+//! within it — the window in which a node's death loses a flow it just opened. What it receives it checks and puts into the store the workers look in when their
 //! own table misses (`sluice_lb::peers`).
 //!
 //! **Catching up.** A gateway that starts says hello to each peer; a peer answers with every
@@ -57,9 +58,7 @@ const VERSION: u8 = 1;
 const KIND_FLOWS: u8 = 1;
 const KIND_HELLO: u8 = 2;
 const KIND_DONE: u8 = 3;
-/// The longest a record waits in this thread before it is sent.
-const FLUSH_NS: u64 = 2_000_000;
-/// How long the thread waits for a datagram while there is work (the records' batching delay).
+/// How long the thread waits for a datagram while there is work: the records' batching delay.
 const BUSY_WAIT: Duration = Duration::from_millis(1);
 /// How long it waits once idle for a second.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
@@ -292,7 +291,6 @@ pub(crate) fn spawn(
         journals: cfg.journals,
         timeouts: Timeouts::default(),
         pending: Vec::with_capacity(PER_DATAGRAM),
-        first_pending_ns: 0,
     };
     sync.stats.waiting.store(!sync.peers.is_empty(), Ordering::Relaxed);
     info!(
@@ -324,7 +322,6 @@ struct Sync {
     journals: Vec<PathBuf>,
     timeouts: Timeouts,
     pending: Vec<[u8; RECORD]>,
-    first_pending_ns: u64,
 }
 
 impl Sync {
@@ -408,26 +405,20 @@ impl Sync {
         if slow { IDLE_WAIT } else { BUSY_WAIT }
     }
 
-    /// Moves the workers' records into datagrams; sends a datagram when full or old. Whether
-    /// there was anything.
+    /// Moves the workers' records into datagrams and sends them: each full one at once, the
+    /// last, partial one at the end of the pass. Whether there was anything.
     fn drain(&mut self) -> bool {
-        let now = sluice_sys::monotonic_ns();
-        let mut any = !self.pending.is_empty();
+        let mut any = false;
         for i in 0..self.outboxes.len() {
             while let Some(r) = self.outboxes[i].pop() {
                 any = true;
-                if self.pending.is_empty() {
-                    self.first_pending_ns = now;
-                }
                 self.pending.push(r);
                 if self.pending.len() == PER_DATAGRAM {
                     self.flush();
                 }
             }
         }
-        if !self.pending.is_empty() && now.saturating_sub(self.first_pending_ns) >= FLUSH_NS {
-            self.flush();
-        }
+        self.flush();
         any
     }
 
