@@ -134,9 +134,30 @@ impl Backend {
     }
 }
 
-struct Proc {
-    name: String,
-    child: Child,
+/// A process a sandbox started, stopped when it drops.
+pub(crate) struct Proc {
+    pub(crate) name: String,
+    pub(crate) child: Child,
+}
+
+/// Runs a command in namespace `ns`.
+pub(crate) fn exec_in(ns: &str, args: &[&str]) -> io::Result<Output> {
+    let mut full = vec!["ip", "netns", "exec", ns];
+    full.extend_from_slice(args);
+    run(&full)
+}
+
+/// Starts a long-running process in namespace `ns`, its output in `dir/NAME.log`.
+pub(crate) fn spawn_logged(dir: &Path, ns: &str, name: &str, args: &[&str]) -> io::Result<Proc> {
+    let log = fs::File::create(dir.join(format!("{name}.log")))?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    Ok(Proc { name: name.into(), child })
 }
 
 /// A sandbox. See the crate documentation.
@@ -503,25 +524,15 @@ impl Sandbox {
 
     /// Runs a command in a role's namespace.
     pub fn exec(&self, role: &str, args: &[&str]) -> io::Result<Output> {
-        let ns = self.ns(role);
-        let mut full = vec!["ip", "netns", "exec", &ns];
-        full.extend_from_slice(args);
-        run(&full)
+        exec_in(&self.ns(role), args)
     }
 
     /// Starts a long-running process in a role's namespace; its output goes to a log file of the
     /// sandbox. It is stopped when the sandbox drops.
     pub fn spawn(&mut self, role: &str, name: &str, args: &[&str]) -> io::Result<u32> {
-        let log = fs::File::create(self.dir.path().join(format!("{name}.log")))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(role)])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        let pid = child.id();
-        self.procs.push(Proc { name: name.into(), child });
+        let p = spawn_logged(self.dir.path(), &self.ns(role), name, args)?;
+        let pid = p.child.id();
+        self.procs.push(p);
         Ok(pid)
     }
 

@@ -64,11 +64,11 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::{Backend, COUNTER, NODE_NAME, bin, fast_path_from_env, must, remove_stale, run, veth};
+use crate::{Backend, COUNTER, NODE_NAME, Proc, bin, fast_path_from_env, must, remove_stale, run, veth};
 
 /// The router's address on the front switch (the nodes' BGP neighbour and default route).
 pub const ROUTER: &str = "198.18.0.1";
@@ -270,11 +270,6 @@ pub struct SyncFlags {
     /// The gateway's `--peer-snat-address` (the peers' FullNAT sources, steered to its workers
     /// once VRRP moves one here).
     pub peer_snat: bool,
-}
-
-struct Proc {
-    name: String,
-    child: Child,
 }
 
 #[derive(Debug)]
@@ -1048,25 +1043,15 @@ impl Cluster {
 
     /// Runs a command in a role's namespace.
     pub fn exec(&self, role: &str, args: &[&str]) -> io::Result<Output> {
-        let ns = self.ns(role);
-        let mut full = vec!["ip", "netns", "exec", &ns];
-        full.extend_from_slice(args);
-        run(&full)
+        crate::exec_in(&self.ns(role), args)
     }
 
     /// Starts a long-running process in a role's namespace, its output in `NAME.log` of the
     /// cluster's directory; stopped when the cluster drops.
     pub fn spawn(&mut self, role: &str, name: &str, args: &[&str]) -> io::Result<u32> {
-        let log = fs::File::create(self.dir.path().join(format!("{name}.log")))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(role)])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        let pid = child.id();
-        self.procs.push(Proc { name: name.into(), child });
+        let p = crate::spawn_logged(self.dir.path(), &self.ns(role), name, args)?;
+        let pid = p.child.id();
+        self.procs.push(p);
         Ok(pid)
     }
 
