@@ -442,3 +442,70 @@ fn a_next_gateway_with_fewer_or_more_workers_serves_every_slot() {
     assert!(failed.is_empty(), "{failed:?}\n{}", sb.log("gateway-third"));
     wait_listening_workers(&sb, "gateway-third", 2);
 }
+
+/// A gateway started before control's first table opens its L7 listeners with that table's
+/// routes and not before: a client is refused until then, never answered 404 for a host the
+/// table routes.
+#[test]
+fn listeners_open_with_the_first_table() {
+    if !require_root("listeners_open_with_the_first_table") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sb = Sandbox::with_topology(&backends(), Topology::default()).expect("sandbox");
+    let (cert, key) = certificate(dir.path(), "foo.bar.com", "foo.bar.com").expect("certificate");
+    let secret = tls_secret("tls-secret", &cert, &key).expect("secret");
+    sb.set_manifests(&[example("ingress")], &[("tls-secret.yaml", &secret)]).expect("manifests");
+    // The table file with no generation in it, as control leaves it between creating it and
+    // publishing; control opens it again later and publishes into it.
+    drop(sluice_table::Publisher::create(sb.table(), sluice_table::Geometry::default()).expect("table file"));
+    let h = dir.path().join("handover.sock").to_string_lossy().into_owned();
+    let args = gateway_args(&sb, &["--l7-address", L7, "--handover-socket", &h]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sb.spawn("gw", "gateway", &args).expect("gateway");
+    // The gateway puts its L7 address on the interface as its main loop starts.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = sb.exec("gw", &["ip", "-o", "addr", "show", "dev", "gw0"]).expect("ip addr");
+        if String::from_utf8_lossy(&out.stdout).contains(&format!("{L7}/")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no {L7} on gw0:\n{}", sb.log("gateway"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Time for workers to take listeners, if they were (wrongly) handed any without routes.
+    std::thread::sleep(Duration::from_millis(500));
+    let status = |sb: &Sandbox| {
+        let url = format!("http://{L7}/");
+        let out = sb
+            .exec(
+                "cl",
+                &[
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-m",
+                    "3",
+                    "-H",
+                    "Host: foo.bar.com",
+                    &url,
+                ],
+            )
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let log = sb.log("gateway");
+    assert!(!log.contains("L7: listening on"), "listeners before any table:\n{log}");
+    assert_eq!(status(&sb), "000", "refused before the table:\n{log}");
+
+    sb.start_control().expect("control");
+    sb.wait_l7_listeners(&[L7]).expect("L7 listeners");
+    let log = sb.log("gateway");
+    let (table, listening) = (log.find("table generation"), log.find("L7: listening on"));
+    assert!(table.is_some() && table < listening, "listeners before the table:\n{log}");
+    let http = sb.get_from("cl", &format!("http://{L7}/"), &["-H", "Host: foo.bar.com"]);
+    assert_eq!(http.as_deref().map(str::trim), Ok("petclinic-web-1"));
+}

@@ -79,8 +79,6 @@ pub(crate) struct L7Plan {
     last: Option<Arc<L7Table>>,
     /// The listening sockets by (address, TLS), by slot.
     sockets: BTreeMap<(SocketAddr, bool), Vec<Arc<TcpListener>>>,
-    /// Sockets were taken over from an old gateway and no table has been prepared since.
-    inheriting: bool,
     serial: u64,
     /// What a next gateway would be handed.
     offer: OfferCell,
@@ -106,7 +104,6 @@ impl L7Plan {
             default,
             last: None,
             sockets: BTreeMap::new(),
-            inheriting: false,
             serial: 0,
             offer: OfferCell::default(),
         })
@@ -119,13 +116,7 @@ impl L7Plan {
         listeners.sort_by(|a, b| a.0.cmp(&b.0));
         for (d, l) in listeners {
             self.sockets.entry((d.addr, d.tls)).or_default().push(Arc::new(l));
-            self.inheriting = true;
         }
-    }
-
-    /// Whether sockets taken over wait for the first table.
-    pub(crate) fn inheriting(&self) -> bool {
-        self.inheriting
     }
 
     /// The serial of the last work prepared (0: none yet).
@@ -213,7 +204,6 @@ impl L7Plan {
                 .join(", ")
         );
         self.sync_sockets(&listeners);
-        self.inheriting = false;
         self.serial += 1;
         let listeners = self
             .sockets

@@ -270,10 +270,10 @@ impl<'a> Supervisor<'a> {
         workers: &[JoinHandle<()>],
         handover: &mut Handover,
     ) -> Result<(), String> {
-        // Listeners taken over are served from the first table on (not with none: 404s).
-        if !self.l7.inheriting() {
-            self.prepare_l7();
-        }
+        // The L7 stage's listeners open with the first table (`take_table`), whether new or
+        // taken over: opened before it, with no routes, they would answer every request 404
+        // until it came — for as long as control takes to publish it. Until then a client is
+        // refused.
         let fresh = self.sync_l7_addresses();
         announce(&self.raw, self.mac, &fresh);
         while !stop.load(Ordering::Relaxed) && !handover.release_asked() {
