@@ -21,15 +21,15 @@
 //! flow's copy on the peers never expires while it lives.
 //!
 //! **Trust.** Each datagram carries an HMAC-SHA256 over all of it with the key all nodes share
-//! (`--sync-key`), the sender's epoch (random at start), a sequence number and its wall-clock
-//! time. A datagram is taken only from a configured peer's address, with a valid MAC, within
-//! [`MAX_SKEW_MS`] of this node's clock, and not seen before (a 64-wide window per epoch).
+//! (`--sync-key`), the sender's epoch (its start time, [`new_epoch`]), a sequence number and its
+//! wall-clock time. A datagram is taken only from a configured peer's address, with a valid MAC,
+//! within [`MAX_SKEW_MS`] of this node's clock, and not seen before (a 64-wide window per
+//! epoch). Epochs only move forward: a datagram of an epoch older than the peer's current one is
+//! a replay of a run that ended, and refused (see [`Peer::fresh`] for a clock set back).
 //! Records that pass are still decoded field by field. Everything refused is counted
 //! (`sync_rejected`). Bounded everywhere: the queues, the store, the datagrams.
 //!
-//! **Limits.** A replay of a peer's datagrams from an earlier epoch, within the clock window,
-//! is accepted: it can only bring back flows that peer once forwarded, which expire again. The
-//! store holds `--sync-flows` flows; beyond that records are refused (`sync_store_full`).
+//! **Limits.** The store holds `--sync-flows` flows; beyond that records are refused (`sync_store_full`).
 //! Session affinity is not synced: a moved client's next new connection may pick again (its
 //! established ones keep their backend).
 //!
@@ -68,6 +68,8 @@ pub(crate) const CATCH_UP: Duration = Duration::from_secs(2);
 pub(crate) const REFRESH: Duration = Duration::from_secs(30);
 /// How far a datagram's time may be from this node's.
 const MAX_SKEW_MS: u64 = 30_000;
+/// How long a peer's epoch must be silent before an earlier one is taken ([`Peer::fresh`]).
+const EPOCH_SILENCE: Duration = Duration::from_millis(2 * MAX_SKEW_MS);
 /// Records each worker's queue holds.
 pub(crate) const OUTBOX: usize = 16_384;
 /// The shortest key.
@@ -129,6 +131,13 @@ pub(crate) fn read_key(path: &std::path::Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(key)
+}
+
+/// An epoch for a gateway starting at `start_ms` (wall clock): the start time above 20 random
+/// bits, so that a restarted gateway's epoch is greater than its last run's (to the
+/// millisecond), and two started in the same millisecond still differ.
+fn new_epoch(start_ms: u64, random: u64) -> u64 {
+    (start_ms << 20) | (random & 0xf_ffff)
 }
 
 fn wall_ms() -> u64 {
@@ -230,6 +239,8 @@ struct Peer {
     epoch: u64,
     top: u64,
     window: u64,
+    /// When a datagram of its current epoch was last taken.
+    heard: Option<Instant>,
     /// It has sent its flows since this gateway started.
     caught_up: bool,
     /// When this gateway last sent it every flow (a hello asks for them).
@@ -238,19 +249,33 @@ struct Peer {
 
 impl Peer {
     /// Whether `(epoch, seq)` is new; marks it seen.
-    fn fresh(&mut self, epoch: u64, seq: u64) -> bool {
+    ///
+    /// A later epoch is the peer restarted. An earlier one is refused while the current epoch
+    /// is alive: it is a run that ended, replayed (it passed the clock check, so it is at most
+    /// [`MAX_SKEW_MS`] old; without this rule, datagrams of two epochs replayed in turn would
+    /// each reset the other's window and pass again). An earlier epoch is taken only after the
+    /// current one has been silent for twice the clock window — longer than any datagram of a
+    /// run that ended before it stays acceptable — which is the peer restarted with its clock
+    /// set back.
+    fn fresh(&mut self, epoch: u64, seq: u64, now: Instant) -> bool {
+        if epoch < self.epoch && self.heard.is_some_and(|t| now.saturating_duration_since(t) < EPOCH_SILENCE)
+        {
+            return false;
+        }
         if epoch != self.epoch {
             // The peer restarted: what it was sent before, it no longer has.
             self.last_bulk = None;
             self.epoch = epoch;
             self.top = seq;
             self.window = 1;
+            self.heard = Some(now);
             return true;
         }
         if seq > self.top {
             let shift = seq - self.top;
             self.window = if shift >= 64 { 1 } else { (self.window << shift) | 1 };
             self.top = seq;
+            self.heard = Some(now);
             true
         } else {
             let back = self.top - seq;
@@ -258,6 +283,7 @@ impl Peer {
                 return false;
             }
             self.window |= 1 << back;
+            self.heard = Some(now);
             true
         }
     }
@@ -274,15 +300,23 @@ pub(crate) fn spawn(
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let socket = UdpSocket::bind(cfg.listen).map_err(|e| format!("--sync-listen {}: {e}", cfg.listen))?;
     socket.set_read_timeout(Some(BUSY_WAIT)).map_err(|e| format!("--sync-listen {}: {e}", cfg.listen))?;
-    let mut epoch = [0u8; 8];
-    getrandom(&mut epoch)?;
+    let mut random = [0u8; 8];
+    getrandom(&mut random)?;
     let mut sync = Sync {
-        packer: Packer::new(&cfg.key, u64::from_le_bytes(epoch)),
+        packer: Packer::new(&cfg.key, new_epoch(wall_ms(), u64::from_le_bytes(random))),
         key: hmac::Key::new(hmac::HMAC_SHA256, &cfg.key),
         peers: cfg
             .peers
             .iter()
-            .map(|&addr| Peer { addr, epoch: 0, top: 0, window: 0, caught_up: false, last_bulk: None })
+            .map(|&addr| Peer {
+                addr,
+                epoch: 0,
+                top: 0,
+                window: 0,
+                heard: None,
+                caught_up: false,
+                last_bulk: None,
+            })
             .collect(),
         socket,
         outboxes,
@@ -518,7 +552,7 @@ impl Sync {
             Ok(o) => o,
             Err(_) => return reject(&self.stats),
         };
-        if !self.peers[i].fresh(opened.epoch, opened.seq) {
+        if !self.peers[i].fresh(opened.epoch, opened.seq, Instant::now()) {
             return reject(&self.stats);
         }
         match opened.kind {
@@ -596,24 +630,50 @@ mod tests {
         assert_eq!(open(&key, &[], wall_ms()), Err(Refused::Malformed));
     }
 
-    #[test]
-    fn a_datagram_is_taken_once() {
-        let mut p = Peer {
+    fn peer() -> Peer {
+        Peer {
             addr: "198.18.0.2:7400".parse().unwrap(),
             epoch: 0,
             top: 0,
             window: 0,
+            heard: None,
             caught_up: false,
             last_bulk: None,
-        };
-        assert!(p.fresh(5, 1));
-        assert!(!p.fresh(5, 1), "replayed");
-        assert!(p.fresh(5, 3));
-        assert!(p.fresh(5, 2), "late, not seen");
-        assert!(!p.fresh(5, 2));
-        assert!(p.fresh(5, 200));
-        assert!(!p.fresh(5, 100), "too old for the window");
-        assert!(p.fresh(6, 1), "a new epoch: the peer restarted");
+        }
+    }
+
+    #[test]
+    fn a_datagram_is_taken_once() {
+        let (mut p, now) = (peer(), Instant::now());
+        assert!(p.fresh(5, 1, now));
+        assert!(!p.fresh(5, 1, now), "replayed");
+        assert!(p.fresh(5, 3, now));
+        assert!(p.fresh(5, 2, now), "late, not seen");
+        assert!(!p.fresh(5, 2, now));
+        assert!(p.fresh(5, 200, now));
+        assert!(!p.fresh(5, 100, now), "too old for the window");
+        assert!(p.fresh(6, 1, now), "a new epoch: the peer restarted");
+    }
+
+    #[test]
+    fn an_ended_epoch_replayed_is_refused() {
+        let (mut p, t0) = (peer(), Instant::now());
+        let (old, new) = (new_epoch(1_000, 7), new_epoch(1_001, 3));
+        assert!(old < new, "a later start, a later epoch, whatever the random bits");
+        assert_ne!(new_epoch(1_000, 1), new_epoch(1_000, 2), "the same millisecond");
+        assert!(p.fresh(old, 1, t0));
+        assert!(p.fresh(old, 2, t0));
+        assert!(p.fresh(new, 1, t0), "the peer restarted");
+        // The old run's datagrams, replayed: refused, and the new run's window is intact.
+        assert!(!p.fresh(old, 3, t0 + Duration::from_secs(1)));
+        assert!(!p.fresh(new, 1, t0 + Duration::from_secs(1)), "still a replay in the new epoch");
+        assert!(p.fresh(new, 2, t0 + Duration::from_secs(2)));
+        // Silent past the window, a lower epoch is the peer restarted with its clock set back.
+        let later = t0 + Duration::from_secs(2) + EPOCH_SILENCE;
+        assert!(!p.fresh(old, 9, later - Duration::from_millis(1)));
+        assert!(p.fresh(old, 9, later));
+        // (The other epoch's datagrams are by then older than the clock window: `open` refuses
+        // them.)
     }
 
     #[test]
