@@ -138,3 +138,39 @@ fn a_syn_opens_a_flow_of_its_own_and_a_closed_flow_is_not_carried() {
     assert!(ended, "A's record of the flow's end removes it from B's store");
     assert!(store.find(&sluice_lb::flow::FlowKey::new(a4(CLIENT), 40_002, a4(VIP), 80, 6), 0, &t).is_none());
 }
+
+#[test]
+fn ipv6_tcp_and_udp_flows_are_carried_by_another_gateway() {
+    let (mut a, records) = gateway();
+    let b1 = be6(1);
+    let client = from(CLIENT_MAC, CLIENT6, 40_000);
+    let Outcome::Tx(syn) = a.send(&client.to(GW_MAC, VIP6, 80).tcp(SYN, b"")) else { panic!("A's SYN") };
+    let tcp_port = sport(&syn);
+    let Outcome::Tx(_) =
+        a.send(&from(backend_mac(1), &b1, 8080).to(GW_MAC, NODE6, tcp_port).tcp(syn_ack(), b""))
+    else {
+        panic!("A forwards the SYN-ACK")
+    };
+    let udp_client = from(CLIENT_MAC, CLIENT6, 5000);
+    let Outcome::Tx(q) = a.send(&udp_client.to(GW_MAC, VIP6, 53).udp(b"q6")) else { panic!("A's query") };
+    let udp_port = sport(&q);
+
+    let (store, mut writer) = PeerFlows::new(64);
+    let t = sluice_lb::flow::Timeouts::default();
+    let (mut b, _) = gateway();
+    for r in records.lock().unwrap().iter() {
+        assert_eq!(writer.apply(r, b.now_ns, &t), Applied::Stored);
+    }
+    b.worker.l4_mut().set_peers(store, vec![a6(NODE6)]);
+    // Both directions of both flows, on A's translation, frame for frame.
+    let data = client.to(GW_MAC, VIP6, 80).tcp(ack(5001), b"GET /");
+    let want = from(GW_MAC, NODE6, tcp_port).to(backend_mac(1), &b1, 8080).ttl(63).tcp(ack(5001), b"GET /");
+    assert_eq!(b.send(&data), Outcome::Tx(want));
+    let reply = from(backend_mac(1), &b1, 8080).to(GW_MAC, NODE6, tcp_port).tcp(ack(106), b"200");
+    let want = from(GW_MAC, VIP6, 80).to(CLIENT_MAC, CLIENT6, 40_000).ttl(63).tcp(ack(106), b"200");
+    assert_eq!(b.send(&reply), Outcome::Tx(want));
+    let answer = from(backend_mac(1), &b1, 5353).to(GW_MAC, NODE6, udp_port).udp(b"a6");
+    let want = from(GW_MAC, VIP6, 53).to(CLIENT_MAC, CLIENT6, 5000).ttl(63).udp(b"a6");
+    assert_eq!(b.send(&answer), Outcome::Tx(want));
+    assert_eq!(b.worker.counters()[Counter::FlowsFromPeers], 2);
+}
