@@ -2,14 +2,18 @@
 //! (items 4 and 5), for `tests/tests/ecmp.rs`, `benches/run ecmp` and the demo.
 //!
 //! ```text
-//!  client ns cl (c0)          router ns rt (BIRD: eBGP + BFD to every node, ECMP)
-//!  198.18.2.10, .11, …  ──br2── r2 198.18.2.1      r0 198.18.0.1 ──br0 (front)──┐
-//!  default via .2.1                                                            │
-//!      ┌───────────────────────────────────────────────────────────────────────┤
-//!   node ns n1 (gw0 198.18.0.11)     node ns n2 (gw0 198.18.0.12)     … n3 (.13)
+//!  client ns cl (c0)                 router ns rt (BIRD: eBGP + BFD to every node, ECMP)
+//!  198.18.2.10, .11, …    ──br2── r2 198.18.2.1     r0 198.18.0.1   ──br0 (front)──┐
+//!  2001:db8:2::10, ::11, …           2001:db8:2::1     2001:db8::1                   │
+//!  default via .2.1 / 2001:db8:2::1                                                  │
+//!      ┌─────────────────────────────────────────────────────────────────────────────┤
+//!   node ns n1 (gw0 198.18.0.11,     node ns n2 (gw0 198.18.0.12,     … n3 (.13, ::13)
+//!               2001:db8::11)                    2001:db8::12)
 //!   BIRD, control, gateway, keepalived; the gateway on gw0 (front) and gw1 (back)
-//!   gw1 198.18.1.231 (+ VRRP: SNAT 198.18.1.241, backends' router 198.18.1.254)
-//!      └──────────────── br1 (back) ── backends b0, b1, … 198.18.1.N, default via .1.254
+//!   gw1 198.18.1.231, 2001:db8:1::231 (+ VRRP: SNAT 198.18.1.241, 2001:db8:1::241;
+//!                                      backends' router 198.18.1.254, 2001:db8:1::254)
+//!      └──────────────── br1 (back) ── backends b0, b1, … 198.18.1.N, 2001:db8:1::N,
+//!                                      default via .1.254 / 2001:db8:1::254
 //! ```
 //! All switches are bridges in one switch namespace `sw`. Every node announces the VIPs its
 //! control serves to the router over eBGP (node AS 64512, router AS 64513) with BFD at
@@ -17,11 +21,29 @@
 //! (`merge paths on`), and the router's kernel hashes each flow to a node on its L4 tuple
 //! (`fib_multipath_hash_policy=1`), so one client's connections spread by port.
 //!
-//! **The back side.** Node k has its own FullNAT source address, 198.18.1.24k; the backends send
-//! their DNAT replies to a "backends' router", 198.18.1.254. Both are VRRP addresses kept by a
-//! keepalived on each node's `gw1` (VRRPv3, adverts every 100 ms): node k is master of its own
-//! SNAT address, the other nodes back it up; the live node with the lowest number holds
-//! 198.18.1.254. When a node dies its addresses move to a live node with a gratuitous ARP
+//! **Dual-stack** (BGP mode). Every link has an address of each family (IPv4 from
+//! 198.18.0.0/15, IPv6 from 2001:db8::/32, numbered alike: 198.18.1.241 and 2001:db8:1::241), and
+//! [`MANIFEST`]'s Services have a VIP of each ([`FULLNAT_VIP6`], [`DNAT_VIP6`]). Each family has
+//! its own BGP session between router and node (the IPv6 one between their IPv6 front
+//! addresses, exporting control's `sluice_vips6`; the router takes the node's global address as
+//! next hop, `next hop prefer global`), its own kernel protocol and multipath hash knob on the
+//! router (`net.ipv6.fib_multipath_hash_policy=1`, IPv6 forwarding on), and its own VRRP
+//! instances on the back side ([`keepalived_conf`]); control is given the node's IPv6 front and
+//! SNAT addresses beside the IPv4 ones (`--node-address`, `--snat-address`), the gateway the
+//! peers' IPv6 SNAT addresses (`--peer-snat-address`). Flow sync runs over IPv4 and carries
+//! both families. IPv6 details: duplicate address detection is off in every namespace (an
+//! address under DAD is dead for a second, a VRRP address moved by keepalived included:
+//! [`Cluster`]'s `add_ns`), the bridges do no multicast snooping (neighbour solicitations and
+//! IPv6 VRRP adverts are multicast: flooded, whatever MLD says), and keepalived moves an IPv6
+//! address with unsolicited neighbour advertisements, which update the backends' neighbour
+//! entries as gratuitous ARP does.
+//!
+//! **The back side.** Node k has its own FullNAT source address, 198.18.1.24k (2001:db8:1::24k);
+//! the backends send their DNAT replies to a "backends' router", 198.18.1.254
+//! (2001:db8:1::254). All are VRRP addresses kept by a keepalived on each node's `gw1` (VRRPv3,
+//! adverts every 100 ms): node k is master of its own SNAT addresses, the other nodes back them
+//! up; the live node with the lowest number holds the backends' router. When a node dies its
+//! addresses move to a live node with a gratuitous ARP or an unsolicited neighbour advertisement
 //! within about 0.4 s, and the backends' replies to them follow. The node that takes them over
 //! must hold the flows they belong to: flow sync (the gateway's `--sync-*` flags and
 //! `--peer-snat-address`), used when the binaries have those flags.
@@ -36,10 +58,11 @@
 //! `docs/several-nodes.md`.
 //!
 //! **A killed node** loses its processes to SIGKILL and then its links (its switch ports go
-//! down): a machine that lost power, which answers nothing any more — not ARP for addresses
-//! its keepalived had put on `gw1`, nor BFD. A **drained** node first gets its drain file
-//! (control's `--drain-file`: control withdraws its VIPs at once), then its keepalived is stopped
-//! (it hands its addresses over at once, VRRP priority 0) and its gateway (SIGTERM).
+//! down): a machine that lost power, which answers nothing any more — not ARP or neighbour
+//! solicitations for addresses its keepalived had put on `gw1`, nor BFD. A **drained** node first
+//! gets its drain file (control's `--drain-file`: control withdraws its VIPs at once), then its
+//! keepalived is stopped (it hands its addresses over at once, VRRP priority 0) and its gateway
+//! (SIGTERM).
 //!
 //! **L2 mode** ([`Mode::L2`], [`Cluster::new_l2`]): no router and no BIRD. The clients sit on
 //! the front switch with the nodes' `gw0` and reach the VIPs on-link (`198.18.100.0/24 dev c0`,
@@ -50,7 +73,8 @@
 //! names in turn ([`l2_manifest`]): every node has a local endpoint for the DNAT Service
 //! (`externalTrafficPolicy: Local` VIPs are announced only from such nodes), and a flow carried
 //! over keeps its backend through the flow sync, not through equal tables. The back side is the
-//! same as in BGP mode (keepalived, flow sync).
+//! same as in BGP mode (keepalived, flow sync), both families included, but the clients are
+//! IPv4 only ([`Cluster::client_addrs6`] is empty): nothing reaches the IPv6 VIPs in L2 mode.
 //!
 //! ```text
 //!  client ns cl (c0 198.18.0.100, .101, …; 198.18.100.0/24 dev c0)
@@ -59,7 +83,7 @@
 //!
 //! Names carry the process id (`sl{pid}x{n}`, as [`crate::Sandbox`]'s), so a sandbox left by a
 //! killed run is removed by the next; `Drop` stops every process and deletes every namespace,
-//! also on panic. IPv4 only. Not hot path.
+//! also on panic. Not hot path.
 
 use std::fs;
 use std::io;
@@ -72,10 +96,18 @@ use crate::{Backend, COUNTER, NODE_NAME, Proc, bin, fast_path_from_env, must, re
 
 /// The router's address on the front switch (the nodes' BGP neighbour and default route).
 pub const ROUTER: &str = "198.18.0.1";
+/// The router's IPv6 address on the front switch (the nodes' IPv6 BGP neighbour and default
+/// route; BGP mode).
+pub const ROUTER6: &str = "2001:db8::1";
 /// The router's address on the clients' link (their default route).
 pub const ROUTER_CLIENTS: &str = "198.18.2.1";
+/// The router's IPv6 address on the clients' link (their IPv6 default route).
+pub const ROUTER_CLIENTS6: &str = "2001:db8:2::1";
 /// The backends' default route: a VRRP address, held by the live node with the lowest number.
 pub const BACKENDS_ROUTER: &str = "198.18.1.254";
+/// The backends' IPv6 default route: a VRRP address of its own VRRP instance, held by the live
+/// node with the lowest number as [`BACKENDS_ROUTER`] is.
+pub const BACKENDS_ROUTER6: &str = "2001:db8:1::254";
 /// The nodes' AS.
 pub const NODE_ASN: u32 = 64512;
 /// The router's AS.
@@ -90,10 +122,22 @@ pub const MAX_NODES: usize = 9;
 pub const FULLNAT_VIP: &str = "198.18.100.10";
 /// The DNAT LoadBalancer VIP of [`MANIFEST`] (`externalTrafficPolicy: Local`, port 80).
 pub const DNAT_VIP: &str = "198.18.100.11";
+/// The IPv6 FullNAT LoadBalancer VIP of [`MANIFEST`] (the Service of [`FULLNAT_VIP`]: dual-stack).
+pub const FULLNAT_VIP6: &str = "2001:db8:100::10";
+/// The IPv6 DNAT LoadBalancer VIP of [`MANIFEST`] (the Service of [`DNAT_VIP`]: dual-stack).
+pub const DNAT_VIP6: &str = "2001:db8:100::11";
+
+// IPv6 addresses are numbered as the IPv4 ones, the decimal number written as the last group
+// (198.18.1.241 and 2001:db8:1::241): easier to read side by side than the same number in hex.
 
 /// Node `k`'s front address (BGP, BFD, flow sync; `--node-address`).
 pub fn node_front(k: usize) -> String {
     format!("198.18.0.{}", 10 + k)
+}
+
+/// Node `k`'s IPv6 front address (its IPv6 BGP session; `--node-address`).
+pub fn node_front6(k: usize) -> String {
+    format!("2001:db8::{}", 10 + k)
 }
 
 /// Node `k`'s own address on the back switch (VRRP adverts come from it).
@@ -101,14 +145,30 @@ pub fn node_back(k: usize) -> String {
     format!("198.18.1.{}", 230 + k)
 }
 
+/// Node `k`'s own IPv6 address on the back switch (the on-link route to the backends' /64;
+/// VRRPv3's IPv6 adverts come from the link-local address).
+pub fn node_back6(k: usize) -> String {
+    format!("2001:db8:1::{}", 230 + k)
+}
+
 /// Node `k`'s FullNAT source address (a VRRP address: node k is its master).
 pub fn node_snat(k: usize) -> String {
     format!("198.18.1.{}", 240 + k)
 }
 
+/// Node `k`'s IPv6 FullNAT source address (a VRRP address: node k is its master).
+pub fn node_snat6(k: usize) -> String {
+    format!("2001:db8:1::{}", 240 + k)
+}
+
 /// The `i`th client address (0-based), on the clients' link (BGP mode).
 pub fn client_addr(i: usize) -> String {
     format!("198.18.2.{}", 10 + i)
+}
+
+/// The `i`th IPv6 client address (0-based), on the clients' link (BGP mode).
+pub fn client_addr6(i: usize) -> String {
+    format!("2001:db8:2::{}", 10 + i)
 }
 
 /// The `i`th client address (0-based) in L2 mode, on the front switch.
@@ -177,37 +237,47 @@ pub fn l2_manifest(manifest: &str, capacity: usize) -> String {
     out
 }
 
-/// The backends [`MANIFEST`] names: four nginx hosts, 198.18.1.1–4:8080.
+/// The backends [`MANIFEST`] names: four nginx hosts, 198.18.1.1–4 and 2001:db8:1::1–4, port
+/// 8080.
 pub fn backends() -> Vec<Backend> {
-    (1..=4).map(|i| Backend::http(&format!("web-{i}"), &format!("198.18.1.{i}"), &[8080])).collect()
+    (1..=4)
+        .map(|i| Backend {
+            v6: Some(format!("2001:db8:1::{i}")),
+            ..Backend::http(&format!("web-{i}"), &format!("198.18.1.{i}"), &[8080])
+        })
+        .collect()
 }
 
-/// The Services every node serves: `web` on [`FULLNAT_VIP`] (FullNAT: the Cluster traffic
-/// policy) and `web-local` on [`DNAT_VIP`] (DNAT: `externalTrafficPolicy: Local`), both over the
-/// four Pods of [`backends`] with Maglev, the default scheduler, so every node picks the same
+/// The Services every node serves: `web` on [`FULLNAT_VIP`] and [`FULLNAT_VIP6`] (FullNAT: the
+/// Cluster traffic policy) and `web-local` on [`DNAT_VIP`] and [`DNAT_VIP6`] (DNAT:
+/// `externalTrafficPolicy: Local`), both dual-stack (`RequireDualStack`, an address of each
+/// family asked for with `metallb.io/loadBalancerIPs`), over the four Pods of [`backends`] (an
+/// address of each family) with Maglev, the default scheduler, so every node picks the same
 /// backend for a flow.
 pub const MANIFEST: &str = r#"
 apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {name: edge, namespace: sluice-system}
 spec:
-  addresses: [198.18.100.10-198.18.100.19]
+  addresses: [198.18.100.10-198.18.100.19, "2001:db8:100::10-2001:db8:100::1f"]
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: web}
+metadata: {name: web, annotations: {metallb.io/loadBalancerIPs: "198.18.100.10,2001:db8:100::10"}}
 spec:
   type: LoadBalancer
-  loadBalancerIP: 198.18.100.10
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv4, IPv6]
   selector: {app: web}
   ports: [{name: http, port: 80, targetPort: 8080}]
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: web-local}
+metadata: {name: web-local, annotations: {metallb.io/loadBalancerIPs: "198.18.100.11,2001:db8:100::11"}}
 spec:
   type: LoadBalancer
-  loadBalancerIP: 198.18.100.11
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv4, IPv6]
   externalTrafficPolicy: Local
   selector: {app: web}
   ports: [{name: http, port: 80, targetPort: 8080}]
@@ -216,25 +286,25 @@ apiVersion: v1
 kind: Pod
 metadata: {name: web-1, labels: {app: web}}
 spec: {nodeName: sluice-gw, containers: [{name: app, image: registry.example/web:1, ports: [{name: http, containerPort: 8080}]}]}
-status: {phase: Running, podIP: 198.18.1.1, conditions: [{type: Ready, status: "True"}]}
+status: {phase: Running, podIP: 198.18.1.1, podIPs: [{ip: 198.18.1.1}, {ip: "2001:db8:1::1"}], conditions: [{type: Ready, status: "True"}]}
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: web-2, labels: {app: web}}
 spec: {nodeName: sluice-gw, containers: [{name: app, image: registry.example/web:1, ports: [{name: http, containerPort: 8080}]}]}
-status: {phase: Running, podIP: 198.18.1.2, conditions: [{type: Ready, status: "True"}]}
+status: {phase: Running, podIP: 198.18.1.2, podIPs: [{ip: 198.18.1.2}, {ip: "2001:db8:1::2"}], conditions: [{type: Ready, status: "True"}]}
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: web-3, labels: {app: web}}
 spec: {nodeName: sluice-gw, containers: [{name: app, image: registry.example/web:1, ports: [{name: http, containerPort: 8080}]}]}
-status: {phase: Running, podIP: 198.18.1.3, conditions: [{type: Ready, status: "True"}]}
+status: {phase: Running, podIP: 198.18.1.3, podIPs: [{ip: 198.18.1.3}, {ip: "2001:db8:1::3"}], conditions: [{type: Ready, status: "True"}]}
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: web-4, labels: {app: web}}
 spec: {nodeName: sluice-gw, containers: [{name: app, image: registry.example/web:1, ports: [{name: http, containerPort: 8080}]}]}
-status: {phase: Running, podIP: 198.18.1.4, conditions: [{type: Ready, status: "True"}]}
+status: {phase: Running, podIP: 198.18.1.4, podIPs: [{ip: 198.18.1.4}, {ip: "2001:db8:1::4"}], conditions: [{type: Ready, status: "True"}]}
 "#;
 
 /// What a node is doing.
@@ -426,11 +496,29 @@ impl Cluster {
         }
     }
 
+    /// The IPv6 client addresses (in namespace `cl`, beside [`Cluster::client_addrs`]); none in
+    /// L2 mode, whose clients are IPv4 only.
+    pub fn client_addrs6(&self) -> Vec<String> {
+        match self.mode {
+            Mode::Bgp => (0..self.clients).map(client_addr6).collect(),
+            Mode::L2 => Vec::new(),
+        }
+    }
+
+    /// A namespace, its loopback up and IPv6 duplicate address detection off for every interface
+    /// made in it afterwards (`default.accept_dad`, copied at creation; `all` as well, since the
+    /// kernel skips DAD only when both say so): an address under DAD is "tentative" for a second,
+    /// and neither answers neighbour solicitations nor serves as a source — a VRRP address moved
+    /// by keepalived, or the link-local address VRRPv3 sends its IPv6 adverts from, would be
+    /// dead for that second. Addresses added by hand say `nodad` too.
     fn add_ns(&mut self, role: &str) -> io::Result<String> {
         let ns = self.ns(role);
         must(&["ip", "netns", "add", &ns])?;
         self.namespaces.push(ns.clone());
         must(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+        for knob in ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"] {
+            must(&["ip", "netns", "exec", &ns, "sysctl", "-qw", knob])?;
+        }
         Ok(ns)
     }
 
@@ -463,7 +551,11 @@ impl Cluster {
     fn build(&mut self) -> io::Result<()> {
         let sw = self.add_ns("sw")?;
         for br in ["br0", "br1", "br2"] {
-            must(&["ip", "-n", &sw, "link", "add", br, "type", "bridge"])?;
+            // No multicast snooping: IPv6 neighbour solicitations and VRRPv3's IPv6 adverts go
+            // to multicast groups. A snooping bridge floods them only while it knows no MLD
+            // querier on the segment, and forwards a group only where it saw a report once it
+            // does: the switches here flood multicast as a plain switch does, whatever is heard.
+            must(&["ip", "-n", &sw, "link", "add", br, "type", "bridge", "mcast_snooping", "0"])?;
             must(&["ip", "-n", &sw, "link", "set", br, "up"])?;
         }
         if self.mode == Mode::Bgp {
@@ -487,8 +579,16 @@ impl Cluster {
         self.wire(&rt, "r2", "br2", "s-r2", false)?;
         must(&["ip", "-n", &rt, "addr", "add", &format!("{ROUTER}/24"), "dev", "r0"])?;
         must(&["ip", "-n", &rt, "addr", "add", &format!("{ROUTER_CLIENTS}/24"), "dev", "r2"])?;
-        // Forwarding, and the multipath hash on the L4 tuple: a client's connections spread.
-        for knob in ["net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=1"] {
+        must(&["ip", "-n", &rt, "addr", "add", &format!("{ROUTER6}/64"), "dev", "r0", "nodad"])?;
+        must(&["ip", "-n", &rt, "addr", "add", &format!("{ROUTER_CLIENTS6}/64"), "dev", "r2", "nodad"])?;
+        // Forwarding, and the multipath hash on the L4 tuple: a client's connections spread. Each
+        // family has its own knobs.
+        for knob in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.fib_multipath_hash_policy=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv6.fib_multipath_hash_policy=1",
+        ] {
             must(&["ip", "netns", "exec", &rt, "sysctl", "-qw", knob])?;
         }
         let cl = self.add_ns("cl")?;
@@ -496,7 +596,11 @@ impl Cluster {
         for a in self.client_addrs() {
             must(&["ip", "-n", &cl, "addr", "add", &format!("{a}/24"), "dev", "c0"])?;
         }
+        for a in self.client_addrs6() {
+            must(&["ip", "-n", &cl, "addr", "add", &format!("{a}/64"), "dev", "c0", "nodad"])?;
+        }
         must(&["ip", "-n", &cl, "route", "add", "default", "via", ROUTER_CLIENTS])?;
+        must(&["ip", "-n", &cl, "-6", "route", "add", "default", "via", ROUTER_CLIENTS6])?;
         // The router's BIRD: a session per planned node, ECMP into the kernel.
         let conf = self.dir.path().join("rt-bird.conf");
         fs::write(&conf, router_bird_conf(self.capacity))?;
@@ -512,6 +616,10 @@ impl Cluster {
             self.wire(&ns, "e0", "br1", &format!("s-{role}"), false)?;
             must(&["ip", "-n", &ns, "addr", "add", &format!("{}/24", b.v4), "dev", "e0"])?;
             must(&["ip", "-n", &ns, "route", "add", "default", "via", BACKENDS_ROUTER])?;
+            if let Some(v6) = &b.v6 {
+                must(&["ip", "-n", &ns, "addr", "add", &format!("{v6}/64"), "dev", "e0", "nodad"])?;
+                must(&["ip", "-n", &ns, "-6", "route", "add", "default", "via", BACKENDS_ROUTER6])?;
+            }
             if !b.tcp.is_empty() {
                 let conf =
                     crate::write_nginx(&self.dir.path().join(format!("nginx-{}", b.name)), &b.name, &b.tcp)?;
@@ -592,8 +700,13 @@ impl Cluster {
         self.wire(&ns, "gw1", "br1", &format!("s-{role}b"), true)?;
         must(&["ip", "-n", &ns, "addr", "add", &format!("{}/24", node_front(k)), "dev", "gw0"])?;
         must(&["ip", "-n", &ns, "addr", "add", &format!("{}/24", node_back(k)), "dev", "gw1"])?;
+        must(&["ip", "-n", &ns, "addr", "add", &format!("{}/64", node_front6(k)), "dev", "gw0", "nodad"])?;
+        must(&["ip", "-n", &ns, "addr", "add", &format!("{}/64", node_back6(k)), "dev", "gw1", "nodad"])?;
         if self.mode == Mode::Bgp {
+            // The gateway takes its routes from the kernel's tables: its replies to the clients
+            // go to these.
             must(&["ip", "-n", &ns, "route", "add", "default", "via", ROUTER])?;
+            must(&["ip", "-n", &ns, "-6", "route", "add", "default", "via", ROUTER6])?;
         }
         // keepalived: the SNAT addresses and the backends' router on gw1.
         let ka = self.dir.path().join(format!("{role}-keepalived.conf"));
@@ -651,6 +764,7 @@ impl Cluster {
         let (m, t) =
             (self.manifests.to_string_lossy().into_owned(), self.table(k).to_string_lossy().into_owned());
         let (front, snat) = (node_front(k), node_snat(k));
+        let (front6, snat6) = (node_front6(k), node_snat6(k));
         let (inc, sock) =
             (include.to_string_lossy().into_owned(), self.bird_socket(&role).to_string_lossy().into_owned());
         let drain = self.drain_file(k).to_string_lossy().into_owned();
@@ -668,8 +782,12 @@ impl Cluster {
             &name,
             "--node-address",
             &front,
+            "--node-address",
+            &front6,
             "--snat-address",
             &snat,
+            "--snat-address",
+            &snat6,
             "--metrics-address",
             "127.0.0.1:0",
             "--interval-ms",
@@ -754,6 +872,7 @@ impl Cluster {
             if self.sync.peer_snat {
                 for j in (1..=self.capacity).filter(|&j| j != k) {
                     args.extend(["--peer-snat-address".into(), node_snat(j)]);
+                    args.extend(["--peer-snat-address".into(), node_snat6(j)]);
                 }
             }
         }
@@ -852,15 +971,22 @@ impl Cluster {
         let role = format!("n{k}");
         let t0 = Instant::now();
         std::fs::write(self.drain_file(k), b"")?;
-        let via = format!("via {} ", node_front(k));
+        let (via, via6) = (format!("via {} ", node_front(k)), format!("via {} ", node_front6(k)));
         loop {
             let (done, what) = match self.mode {
                 Mode::Bgp => {
-                    let routes = self
-                        .exec("rt", &["ip", "-4", "route", "show"])
-                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                        .unwrap_or_default();
-                    (!routes.contains(&via), format!("the router still routes over node {k}:\n{routes}"))
+                    let routes: String = ["-4", "-6"]
+                        .iter()
+                        .map(|f| {
+                            self.exec("rt", &["ip", f, "route", "show"])
+                                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                                .unwrap_or_default()
+                        })
+                        .collect();
+                    (
+                        !routes.contains(&via) && !routes.contains(&via6),
+                        format!("the router still routes over node {k}:\n{routes}"),
+                    )
                 }
                 Mode::L2 => {
                     let held = self.active_vips(k);
@@ -896,10 +1022,13 @@ impl Cluster {
         Ok(Drain { withdrawn, gateway_exit, total: t0.elapsed() })
     }
 
-    /// The next hops the router's kernel has for `vip` (node front addresses).
+    /// The next hops the router's kernel has for `vip` (node front addresses of its family). An
+    /// IPv6 multipath route is shown as one `nexthop via ADDR dev r0 weight 1` line per hop, an
+    /// IPv4 one likewise: the words after each `via`.
     pub fn next_hops(&self, vip: &str) -> Vec<String> {
+        let family = if is_v6(vip) { "-6" } else { "-4" };
         let out = self
-            .exec("rt", &["ip", "-4", "route", "show", vip])
+            .exec("rt", &["ip", family, "route", "show", vip])
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
         let words: Vec<&str> = out.split_whitespace().collect();
@@ -909,26 +1038,31 @@ impl Cluster {
         hops
     }
 
-    /// Waits up to `limit` until the router's kernel routes each of `vips` over exactly the
-    /// nodes `nodes`; returns how long it took, or the routes and BIRD's view when it does not.
+    /// Waits up to `limit` until the router's kernel routes each of `vips` (IPv4 or IPv6) over
+    /// exactly the nodes `nodes` (their front addresses of the VIP's family); returns how long it
+    /// took, or the routes and BIRD's view when it does not.
     pub fn wait_next_hops(
         &self,
         vips: &[&str],
         nodes: &[usize],
         limit: Duration,
     ) -> Result<Duration, String> {
-        let mut want: Vec<String> = nodes.iter().map(|&k| node_front(k)).collect();
-        want.sort();
+        let want = |vip: &str| {
+            let front = if is_v6(vip) { node_front6 } else { node_front };
+            let mut w: Vec<String> = nodes.iter().map(|&k| front(k)).collect();
+            w.sort();
+            w
+        };
         let start = Instant::now();
         loop {
-            if vips.iter().all(|v| self.next_hops(v) == want) {
+            if vips.iter().all(|v| self.next_hops(v) == want(v)) {
                 return Ok(start.elapsed());
             }
             if start.elapsed() > limit {
                 let have: Vec<String> =
                     vips.iter().map(|v| format!("{v}: {:?}", self.next_hops(v))).collect();
                 return Err(format!(
-                    "the router does not route {vips:?} over nodes {nodes:?} ({want:?}) after {limit:?}: {}\n\
+                    "the router does not route {vips:?} over nodes {nodes:?} after {limit:?}: {}\n\
                      router's BIRD:\n{}\n{}",
                     have.join("; "),
                     self.birdc("rt", &["show", "protocols"]),
@@ -982,13 +1116,15 @@ impl Cluster {
         }
     }
 
-    /// Waits up to `limit` until node `k`'s `gw1` holds `addr` (a VRRP address); how long it took.
+    /// Waits up to `limit` until node `k`'s `gw1` holds `addr` (a VRRP address, IPv4 or IPv6);
+    /// how long it took.
     pub fn wait_address(&self, k: usize, addr: &str, limit: Duration) -> Result<Duration, String> {
         let start = Instant::now();
-        let needle = format!("inet {addr}/");
+        let (family, needle) =
+            if is_v6(addr) { ("-6", format!("inet6 {addr}/")) } else { ("-4", format!("inet {addr}/")) };
         loop {
             let out = self
-                .exec(&format!("n{k}"), &["ip", "-4", "addr", "show", "gw1"])
+                .exec(&format!("n{k}"), &["ip", family, "addr", "show", "gw1"])
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_default();
             if out.contains(&needle) {
@@ -1088,6 +1224,11 @@ impl Cluster {
     }
 }
 
+/// Whether `addr` is an IPv6 address (written with colons).
+fn is_v6(addr: &str) -> bool {
+    addr.contains(':')
+}
+
 /// One HTTP GET in namespace `ns` from address `src` (curl binds it), with `connect_ms` to
 /// connect (a lost SYN is sent again after 1 s: below that, a connection that needed it fails)
 /// and `timeout_ms` in all: the body, or curl's complaint. Takes no cluster, so threads can run
@@ -1148,14 +1289,20 @@ pub fn download_in(ns: &str, src: &str, url: &str) -> Result<usize, String> {
     String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|e| format!("{url}: {e}"))
 }
 
-/// The router's BIRD: a BGP session with BFD to each planned node, every route learnt, and the
-/// equal ones merged into one multipath route in the kernel.
+/// The router's BIRD: two BGP sessions with BFD to each planned node, one over IPv4 for the
+/// IPv4 VIPs and one over IPv6 for the IPv6 VIPs, every route learnt, and the equal ones merged
+/// into one multipath route in the kernel (a kernel protocol per family: a BIRD protocol has one
+/// channel of each).
 pub fn router_bird_conf(capacity: usize) -> String {
     let mut s = format!(
         "router id {ROUTER};\n\
          protocol device {{ scan time 1; }}\n\
          protocol kernel {{\n\
          \tipv4 {{ import none; export all; }};\n\
+         \tmerge paths on;\n\
+         }}\n\
+         protocol kernel {{\n\
+         \tipv6 {{ import none; export all; }};\n\
          \tmerge paths on;\n\
          }}\n\
          protocol bfd {{\n\
@@ -1168,21 +1315,34 @@ pub fn router_bird_conf(capacity: usize) -> String {
          \tconnect retry time 1;\n\
          \terror wait time 1, 4;\n\
          \tipv4 {{ import all; export none; }};\n\
+         }}\n\
+         template bgp gw_node6 {{\n\
+         \tlocal {ROUTER6} as {ROUTER_ASN};\n\
+         \tbfd on;\n\
+         \thold time 9;\n\
+         \tconnect retry time 1;\n\
+         \terror wait time 1, 4;\n\
+         \t# The node's global address as the kernel's next hop, not its link-local one (BIRD's\n\
+         \t# default on a direct session): the routes then name the node as the IPv4 ones do.\n\
+         \tipv6 {{ import all; export none; next hop prefer global; }};\n\
          }}\n"
     );
     for k in 1..=capacity {
         s.push_str(&format!(
-            "protocol bgp n{k} from gw_node {{ neighbor {} as {NODE_ASN}; }}\n",
-            node_front(k)
+            "protocol bgp n{k} from gw_node {{ neighbor {} as {NODE_ASN}; }}\n\
+             protocol bgp n{k}v6 from gw_node6 {{ neighbor {} as {NODE_ASN}; }}\n",
+            node_front(k),
+            node_front6(k)
         ));
     }
     s
 }
 
-/// Node `k`'s BIRD: Sluice's include and one eBGP session with BFD to the router, exporting the
-/// static protocol control writes.
+/// Node `k`'s BIRD: Sluice's include and two eBGP sessions with BFD to the router, one per
+/// family, each exporting the static protocol control writes for its family (`sluice_vips`,
+/// `sluice_vips6`).
 pub fn node_bird_conf(k: usize, include: &Path) -> String {
-    let me = node_front(k);
+    let (me, me6) = (node_front(k), node_front6(k));
     format!(
         "router id {me};\n\
          protocol device {{ scan time 1; }}\n\
@@ -1199,6 +1359,16 @@ pub fn node_bird_conf(k: usize, include: &Path) -> String {
          \tconnect retry time 1;\n\
          \terror wait time 1, 4;\n\
          \tipv4 {{ import none; export where proto = \"sluice_vips\"; }};\n\
+         }}\n\
+         protocol bgp router6 {{\n\
+         \tlocal {me6} as {NODE_ASN};\n\
+         \tneighbor {ROUTER6} as {ROUTER_ASN};\n\
+         \tbfd on;\n\
+         \thold time 9;\n\
+         \tconnect delay time 0;\n\
+         \tconnect retry time 1;\n\
+         \terror wait time 1, 4;\n\
+         \tipv6 {{ import none; export where proto = \"sluice_vips6\"; }};\n\
          }}\n",
         include.display()
     )
@@ -1206,7 +1376,12 @@ pub fn node_bird_conf(k: usize, include: &Path) -> String {
 
 /// Node `k`'s keepalived: VRRPv3 on gw1, adverts every 100 ms. One instance for the backends'
 /// router (the lowest-numbered live node holds it: priority 200 − k), one per planned node's
-/// SNAT address (its own node at 250, the others below in a ring, so the next node takes it).
+/// SNAT address (its own node at 250, the others below in a ring, so the next node takes it);
+/// each twice, once per family: a VRRP instance carries addresses of one family (VRRPv3 over
+/// IPv6 is a protocol of its own, RFC 5798 §5.1.2), and the IPv6 instances take their own
+/// virtual router ids (20 up; the IPv4 ones 10 up) so that no id serves two instances on the
+/// segment. An IPv6 instance's first address is a link-local one, as RFC 5798 §5.2.9 requires
+/// (keepalived warns otherwise): `fe80::` and the last group of its global address.
 pub fn keepalived_conf(k: usize, capacity: usize) -> String {
     let mut s = format!(
         "global_defs {{\n\
@@ -1215,34 +1390,34 @@ pub fn keepalived_conf(k: usize, capacity: usize) -> String {
          \tvrrp_garp_master_delay 0\n\
          \tvrrp_garp_master_repeat 3\n\
          \tvrrp_garp_interval 0.01\n\
+         \tvrrp_gna_interval 0.01\n\
          \tenable_script_security\n\
-         }}\n\
-         vrrp_instance backends_router {{\n\
-         \tstate BACKUP\n\
-         \tinterface gw1\n\
-         \tvirtual_router_id 10\n\
-         \tpriority {}\n\
-         \tadvert_int 0.1\n\
-         \tvirtual_ipaddress {{ {BACKENDS_ROUTER}/24 dev gw1 }}\n\
-         }}\n",
-        200 - k
+         }}\n"
     );
+    let instance = |s: &mut String, name: &str, id: usize, priority: usize, vip: &str| {
+        let addrs = match vip.rsplit_once("::") {
+            Some((_, last)) => format!("\t\tfe80::{last}/64 dev gw1\n\t\t{vip}/64 dev gw1\n"),
+            None => format!("\t\t{vip}/24 dev gw1\n"),
+        };
+        s.push_str(&format!(
+            "vrrp_instance {name} {{\n\
+             \tstate BACKUP\n\
+             \tinterface gw1\n\
+             \tvirtual_router_id {id}\n\
+             \tpriority {priority}\n\
+             \tadvert_int 0.1\n\
+             \tvirtual_ipaddress {{\n{addrs}\t}}\n\
+             }}\n"
+        ));
+    };
+    instance(&mut s, "backends_router", 10, 200 - k, BACKENDS_ROUTER);
+    instance(&mut s, "backends_router6", 20, 200 - k, BACKENDS_ROUTER6);
     for j in 1..=capacity {
         // Node j first, then j+1, j+2, … (wrapping): the next node takes a dead node's address.
         let rank = (k + capacity - j) % capacity;
         let priority = if j == k { 250 } else { 150 - rank };
-        s.push_str(&format!(
-            "vrrp_instance snat_{j} {{\n\
-             \tstate BACKUP\n\
-             \tinterface gw1\n\
-             \tvirtual_router_id {}\n\
-             \tpriority {priority}\n\
-             \tadvert_int 0.1\n\
-             \tvirtual_ipaddress {{ {}/24 dev gw1 }}\n\
-             }}\n",
-            10 + j,
-            node_snat(j)
-        ));
+        instance(&mut s, &format!("snat_{j}"), 10 + j, priority, &node_snat(j));
+        instance(&mut s, &format!("snat6_{j}"), 20 + j, priority, &node_snat6(j));
     }
     s
 }
@@ -1315,6 +1490,30 @@ mod tests {
         assert_eq!(m.matches("kind: ").count(), MANIFEST.matches("kind: ").count() + 1);
         assert_eq!(node_name(Mode::L2, 2), "sluice-gw-2");
         assert_eq!(node_name(Mode::Bgp, 2), NODE_NAME);
+    }
+
+    /// No two VRRP instances share a virtual router id, at the most nodes planned; each IPv6
+    /// instance names a link-local address first (RFC 5798 §5.2.9) and its IPv6 address second.
+    #[test]
+    fn every_vrrp_instance_has_its_own_id_and_ipv6_ones_a_link_local_address_first() {
+        let conf = keepalived_conf(1, MAX_NODES);
+        let ids: Vec<&str> =
+            conf.lines().filter_map(|l| l.trim().strip_prefix("virtual_router_id ")).collect();
+        let unique: std::collections::BTreeSet<&&str> = ids.iter().collect();
+        assert_eq!((ids.len(), unique.len()), (2 * (MAX_NODES + 1), ids.len()), "{conf}");
+        for (name, vip) in [("backends_router6", BACKENDS_ROUTER6.to_owned()), ("snat6_3", node_snat6(3))] {
+            let inst = conf.split(&format!("vrrp_instance {name} {{")).nth(1).expect("instance");
+            let addrs: Vec<&str> = inst
+                .lines()
+                .map(str::trim)
+                .skip_while(|l| !l.starts_with("virtual_ipaddress"))
+                .skip(1)
+                .take_while(|l| *l != "}")
+                .collect();
+            assert_eq!(addrs.len(), 2, "{name}: {inst}");
+            assert!(addrs[0].starts_with("fe80::"), "{name}: {inst}");
+            assert_eq!(addrs[1], format!("{vip}/64 dev gw1"), "{name}");
+        }
     }
 
     /// Each node is master of its own SNAT address, and the next node takes it over.
