@@ -3,7 +3,17 @@
 //! drained each leave every new connection answered and every established download — FullNAT
 //! and DNAT — whole. The topology is `sluice_sandbox::nodes` (its module documentation: the
 //! router, BFD at 100 ms × 3, the L4 multipath hash, keepalived's VRRP addresses on the back
-//! side, flow sync when the binaries have it).
+//! side, flow sync when the binaries have it). The cluster is dual-stack: the same spread and
+//! the same kill are tried over IPv6 as well ([`V6`]: the IPv6 VIPs from the IPv6 client
+//! addresses, over the IPv6 BGP sessions, with the IPv6 VRRP addresses moving on the back side);
+//! adding and draining a node are tried over IPv4 alone, the family changing nothing there that
+//! the kill does not already cross.
+//!
+//! **Not seen here**: `--peer-snat-address`. The FullNAT and the DNAT Service share their
+//! backends, and the XDP program steers a DNAT backend's replies to the workers whatever their
+//! destination, so a FullNAT reply to a dead peer's SNAT address reaches them without the flag;
+//! the kills pass without it (tried, both families). Dropping the IPv6 flow-sync records does
+//! fail the IPv6 kill (FullNAT downloads through the dead node break).
 //!
 //! Each test prints what it measured (`ecmp: …` lines): the route's withdrawal at the router
 //! after a kill (BFD), the moves of the VRRP addresses, the time until new connections succeed
@@ -15,7 +25,8 @@ use std::thread::ScopedJoinHandle;
 use std::time::{Duration, Instant};
 
 use sluice_sandbox::nodes::{
-    self, BACKENDS_ROUTER, Cluster, DNAT_VIP, FULLNAT_VIP, MANIFEST, download_in, get_in, node_snat,
+    self, BACKENDS_ROUTER, BACKENDS_ROUTER6, Cluster, DNAT_VIP, DNAT_VIP6, FULLNAT_VIP, FULLNAT_VIP6,
+    MANIFEST, download_in, get_in, node_snat, node_snat6,
 };
 use sluice_sandbox::require_root;
 
@@ -28,21 +39,78 @@ const DOWNLOADS: usize = 4;
 /// New connections tried after each change (half to each VIP).
 const NEW_CONNECTIONS: usize = 40;
 
-fn fullnat_url(path: &str) -> String {
-    format!("http://{FULLNAT_VIP}{path}")
+/// One family's paths through the cluster: its two VIPs, its client addresses and the back
+/// side's VRRP addresses that must move when a node dies.
+#[derive(Debug, Clone, Copy)]
+struct Paths {
+    /// `IPv4`, `IPv6`: for the messages.
+    name: &'static str,
+    /// The FullNAT VIP (`web`).
+    fullnat: &'static str,
+    /// The DNAT VIP (`web-local`, `externalTrafficPolicy: Local`).
+    dnat: &'static str,
+    /// The backends' router (a VRRP address).
+    backends_router: &'static str,
+    /// Node k's FullNAT source address (a VRRP address).
+    snat: fn(usize) -> String,
+    /// The cluster's client addresses of the family.
+    clients: fn(&Cluster) -> Vec<String>,
 }
 
-fn dnat_url(path: &str) -> String {
-    format!("http://{DNAT_VIP}{path}")
+/// The IPv4 paths.
+const V4: Paths = Paths {
+    name: "IPv4",
+    fullnat: FULLNAT_VIP,
+    dnat: DNAT_VIP,
+    backends_router: BACKENDS_ROUTER,
+    snat: node_snat,
+    clients: Cluster::client_addrs,
+};
+
+/// The IPv6 paths.
+const V6: Paths = Paths {
+    name: "IPv6",
+    fullnat: FULLNAT_VIP6,
+    dnat: DNAT_VIP6,
+    backends_router: BACKENDS_ROUTER6,
+    snat: node_snat6,
+    clients: Cluster::client_addrs6,
+};
+
+impl Paths {
+    /// Both VIPs.
+    fn vips(&self) -> [&'static str; 2] {
+        [self.fullnat, self.dnat]
+    }
+
+    /// `path` on the FullNAT VIP.
+    fn fullnat_url(&self, path: &str) -> String {
+        url(self.fullnat, path)
+    }
+
+    /// `path` on the DNAT VIP.
+    fn dnat_url(&self, path: &str) -> String {
+        url(self.dnat, path)
+    }
+}
+
+/// `http://VIP/PATH`, an IPv6 VIP in brackets (curl runs with `-g`, so they stay literal).
+fn url(vip: &str, path: &str) -> String {
+    if vip.contains(':') { format!("http://[{vip}]{path}") } else { format!("http://{vip}{path}") }
 }
 
 /// One cluster at a time: each runs two or three gateways, BIRDs and keepalived, and the
 /// timings they measure (BFD at 100 ms, VRRP adverts at 100 ms) mean little on starved cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// A cluster of `n` nodes planned for `capacity`, with the router routing both VIPs over every
-/// node, and the lock it holds; None without root.
-fn up(test: &str, n: usize, capacity: usize) -> Option<(std::sync::MutexGuard<'static, ()>, Cluster)> {
+/// A cluster of `n` nodes planned for `capacity`, with the router routing both VIPs of `paths`
+/// over every node, and the lock it holds; None without root.
+fn up(
+    test: &str,
+    n: usize,
+    capacity: usize,
+    paths: Paths,
+) -> Option<(std::sync::MutexGuard<'static, ()>, Cluster)> {
     if !require_root(test) {
         return None;
     }
@@ -59,10 +127,11 @@ fn up(test: &str, n: usize, capacity: usize) -> Option<(std::sync::MutexGuard<'s
         c.add_node().unwrap_or_else(|e| panic!("{test}: a node: {e}"));
     }
     let all: Vec<usize> = (1..=n).collect();
-    c.wait_next_hops(&[FULLNAT_VIP, DNAT_VIP], &all, Duration::from_secs(20))
+    c.wait_next_hops(&paths.vips(), &all, Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{test}: {e}\n{}", c.logs()));
     eprintln!(
-        "ecmp: {test}: {n} node(s) up and announced in {} ms (flow sync: {:?})",
+        "ecmp: {test}: {n} node(s) up and their {} VIPs announced in {} ms (flow sync: {:?})",
+        paths.name,
         (t0.elapsed()).as_millis(),
         c.sync_flags()
     );
@@ -93,16 +162,16 @@ fn new_flows_since(c: &Cluster, before: &[u64], at_least: u64) -> Vec<u64> {
     }
 }
 
-/// `n` new connections at once (bounded: one thread each, 3 s each), alternating the VIPs and
-/// the client addresses: the failures.
-fn new_connections(c: &Cluster, n: usize) -> Vec<String> {
+/// `n` new connections at once (bounded: one thread each, 3 s each), alternating the VIPs of
+/// `paths` and its client addresses: the failures.
+fn new_connections(c: &Cluster, n: usize, paths: Paths) -> Vec<String> {
     let ns = c.ns("cl");
-    let srcs = c.client_addrs();
+    let srcs = (paths.clients)(c);
     std::thread::scope(|s| {
         let hs: Vec<_> = (0..n)
             .map(|i| {
                 let (ns, src) = (&ns, &srcs[i % srcs.len()]);
-                let url = if i % 2 == 0 { fullnat_url("/") } else { dnat_url("/") };
+                let url = if i % 2 == 0 { paths.fullnat_url("/") } else { paths.dnat_url("/") };
                 s.spawn(move || get_in(ns, src, &url, 3000, 3000))
             })
             .collect();
@@ -110,15 +179,17 @@ fn new_connections(c: &Cluster, n: usize) -> Vec<String> {
     })
 }
 
-/// [`DOWNLOADS`] downloads of `/big` through each VIP, from the client addresses in turn.
+/// [`DOWNLOADS`] downloads of `/big` through each VIP of `paths`, from the client addresses
+/// `srcs` in turn.
 fn downloads<'s>(
     s: &'s std::thread::Scope<'s, '_>,
     ns: &'s str,
     srcs: &'s [String],
+    paths: Paths,
 ) -> Vec<ScopedJoinHandle<'s, (String, Result<usize, String>)>> {
     (0..2 * DOWNLOADS)
         .map(|i| {
-            let url = if i % 2 == 0 { fullnat_url("/big") } else { dnat_url("/big") };
+            let url = if i % 2 == 0 { paths.fullnat_url("/big") } else { paths.dnat_url("/big") };
             let src = &srcs[i % srcs.len()];
             s.spawn(move || (format!("{src} → {url}"), download_in(ns, src, &url)))
         })
@@ -126,8 +197,8 @@ fn downloads<'s>(
 }
 
 /// Probes from 3 threads, each a new connection every 20 ms (100 ms to connect: a lost SYN
-/// fails it), alternating the VIPs, for `for_`: (start since `t0`, ok) of each.
-fn probe(ns: &str, srcs: &[String], t0: Instant, for_: Duration) -> Vec<(Duration, bool)> {
+/// fails it), alternating the VIPs of `paths`, for `for_`: (start since `t0`, ok) of each.
+fn probe(ns: &str, srcs: &[String], t0: Instant, for_: Duration, paths: Paths) -> Vec<(Duration, bool)> {
     std::thread::scope(|s| {
         let hs: Vec<_> = (0..3)
             .map(|t| {
@@ -138,7 +209,7 @@ fn probe(ns: &str, srcs: &[String], t0: Instant, for_: Duration) -> Vec<(Duratio
                         if at > for_ {
                             break;
                         }
-                        let url = if (i + t) % 2 == 0 { fullnat_url("/") } else { dnat_url("/") };
+                        let url = if (i + t) % 2 == 0 { paths.fullnat_url("/") } else { paths.dnat_url("/") };
                         let ok = get_in(ns, &srcs[(i + t) % srcs.len()], &url, 100, 500).is_ok();
                         seen.push((at, ok));
                         std::thread::sleep(Duration::from_millis(20));
@@ -174,20 +245,21 @@ enum Change {
     Drain,
 }
 
-/// Opens downloads through both VIPs, makes `change` in their middle, then checks that new
-/// connections all succeed, and that every download completes whole.
-fn survives(test: &str, change: Change) {
+/// Opens downloads through both VIPs of `paths`, makes `change` in their middle, then checks
+/// that new connections all succeed, and that every download completes whole.
+fn survives(test: &str, change: Change, paths: Paths) {
     let capacity = if change == Change::Add { 3 } else { 2 };
-    let Some((_one, mut c)) = up(test, 2, capacity) else { return };
-    let (ns, srcs) = (c.ns("cl"), c.client_addrs());
+    let Some((_one, mut c)) = up(test, 2, capacity, paths) else { return };
+    let (ns, srcs) = (c.ns("cl"), (paths.clients)(&c));
+    assert!(!srcs.is_empty(), "{test}: the cluster has no {} client address", paths.name);
     // Both paths answer (from one client address at least) before anything else is tried.
-    for url in [fullnat_url("/"), dnat_url("/")] {
+    for url in [paths.fullnat_url("/"), paths.dnat_url("/")] {
         let r: Vec<Result<String, String>> = srcs.iter().map(|src| c.get(src, &url, 2000)).collect();
         assert!(r.iter().any(Result::is_ok), "{test}: {url}: {r:?}\n{}", c.logs());
     }
     let before = new_flows(&c);
     let (results, failures) = std::thread::scope(|s| {
-        let d = downloads(s, &ns, &srcs);
+        let d = downloads(s, &ns, &srcs, paths);
         // Mid-transfer: connected, a few hundred KiB in.
         std::thread::sleep(Duration::from_millis(1500));
         let through = new_flows_since(&c, &before, 2 * DOWNLOADS as u64);
@@ -197,7 +269,7 @@ fn survives(test: &str, change: Change) {
                 let prober = {
                     let (ns, srcs) = (&ns, &srcs);
                     let t0 = Instant::now();
-                    (s.spawn(move || probe(ns, srcs, t0, Duration::from_secs(4))), t0)
+                    (s.spawn(move || probe(ns, srcs, t0, Duration::from_secs(4), paths)), t0)
                 };
                 std::thread::sleep(Duration::from_millis(500));
                 let t0 = c.kill(1).expect("kill node 1");
@@ -206,13 +278,13 @@ fn survives(test: &str, change: Change) {
                 let c = &c;
                 let (bfd, snat, router) = std::thread::scope(|w| {
                     let since = |r: Result<Duration, String>| r.map(|_| t0.elapsed());
-                    let bfd = w.spawn(move || {
-                        since(c.wait_next_hops(&[FULLNAT_VIP, DNAT_VIP], &[2], Duration::from_secs(5)))
-                    });
+                    let bfd =
+                        w.spawn(move || since(c.wait_next_hops(&paths.vips(), &[2], Duration::from_secs(5))));
                     let snat =
-                        w.spawn(move || since(c.wait_address(2, &node_snat(1), Duration::from_secs(5))));
-                    let router =
-                        w.spawn(move || since(c.wait_address(2, BACKENDS_ROUTER, Duration::from_secs(5))));
+                        w.spawn(move || since(c.wait_address(2, &(paths.snat)(1), Duration::from_secs(5))));
+                    let router = w.spawn(move || {
+                        since(c.wait_address(2, paths.backends_router, Duration::from_secs(5)))
+                    });
                     [bfd, snat, router].map(|h| {
                         h.join().expect("watcher").unwrap_or_else(|e| panic!("{test}: after the kill: {e}"))
                     })
@@ -236,7 +308,7 @@ fn survives(test: &str, change: Change) {
                 let t0 = Instant::now();
                 let k = c.add_node().unwrap_or_else(|e| panic!("{test}: node 3: {e}\n{}", c.logs()));
                 let took = c
-                    .wait_next_hops(&[FULLNAT_VIP, DNAT_VIP], &[1, 2, 3], Duration::from_secs(20))
+                    .wait_next_hops(&paths.vips(), &[1, 2, 3], Duration::from_secs(20))
                     .unwrap_or_else(|e| panic!("{test}: {e}\n{}", c.logs()));
                 eprintln!(
                     "ecmp: {test}: node {k} serving {} ms after it was started; the router routes over it {} ms later",
@@ -246,9 +318,9 @@ fn survives(test: &str, change: Change) {
             }
             Change::Drain => {
                 let d = c.drain(1).expect("drain node 1");
-                c.wait_next_hops(&[FULLNAT_VIP, DNAT_VIP], &[2], Duration::from_secs(5))
+                c.wait_next_hops(&paths.vips(), &[2], Duration::from_secs(5))
                     .unwrap_or_else(|e| panic!("{test}: node 1 drained, still routed to: {e}\n{}", c.logs()));
-                c.wait_address(2, &node_snat(1), Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
+                c.wait_address(2, &(paths.snat)(1), Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
                 eprintln!(
                     "ecmp: {test}: node 1 drained: withdrawn at the router {} ms after its drain file \
                      appeared; its gateway exited {} ms after SIGTERM; {} ms in all",
@@ -259,7 +331,7 @@ fn survives(test: &str, change: Change) {
             }
         }
         let mid = new_flows(&c);
-        let failures = new_connections(&c, NEW_CONNECTIONS);
+        let failures = new_connections(&c, NEW_CONNECTIONS, paths);
         let spread = new_flows_since(&c, &mid, NEW_CONNECTIONS as u64);
         eprintln!("ecmp: {test}: {NEW_CONNECTIONS} new connections after the change, per node: {spread:?}");
         if change == Change::Add {
@@ -273,13 +345,14 @@ fn survives(test: &str, change: Change) {
     let failed: Vec<&str> = failures.iter().map(String::as_str).collect();
     let cut: Vec<&str> = broken.iter().map(|(what, _)| what.as_str()).collect();
     eprintln!(
-        "ecmp: {test}: new connections failed: FullNAT {}, DNAT {} (of {} each); downloads broken: FullNAT {}, \
+        "ecmp: {test}: {} new connections failed: FullNAT {}, DNAT {} (of {} each); downloads broken: FullNAT {}, \
          DNAT {} (of {DOWNLOADS} each)",
-        count(&failed, FULLNAT_VIP),
-        count(&failed, DNAT_VIP),
+        paths.name,
+        count(&failed, paths.fullnat),
+        count(&failed, paths.dnat),
         NEW_CONNECTIONS / 2,
-        count(&cut, FULLNAT_VIP),
-        count(&cut, DNAT_VIP),
+        count(&cut, paths.fullnat),
+        count(&cut, paths.dnat),
     );
     let logs = c.logs();
     assert!(failures.is_empty(), "{test}: new connections failed after the change: {failures:#?}\n{logs}");
@@ -291,13 +364,14 @@ fn survives(test: &str, change: Change) {
     );
 }
 
-#[test]
-fn connections_spread_over_both_nodes() {
-    let Some((_one, c)) = up("ecmp_spread", 2, 2) else { return };
+/// [`NEW_CONNECTIONS`] connections through the VIPs of `paths` all answered, and spread over
+/// both nodes.
+fn spreads(test: &str, paths: Paths) {
+    let Some((_one, c)) = up(test, 2, 2, paths) else { return };
     let before = new_flows(&c);
-    let failures = new_connections(&c, NEW_CONNECTIONS);
+    let failures = new_connections(&c, NEW_CONNECTIONS, paths);
     let spread = new_flows_since(&c, &before, NEW_CONNECTIONS as u64);
-    eprintln!("ecmp: spread: {NEW_CONNECTIONS} connections, per node: {spread:?}");
+    eprintln!("ecmp: {test}: {NEW_CONNECTIONS} {} connections, per node: {spread:?}", paths.name);
     assert!(failures.is_empty(), "failed: {failures:#?}\n{}", c.logs());
     // 40 connections hashed over two next hops: each gets at least a fifth unless the hash
     // ignores the ports (P(≤ 8 of 40) < 1e-4 for a fair coin).
@@ -311,19 +385,31 @@ fn connections_spread_over_both_nodes() {
     assert!(spread.iter().sum::<u64>() >= NEW_CONNECTIONS as u64, "{spread:?}");
 }
 
+#[test]
+fn connections_spread_over_both_nodes() {
+    spreads("ecmp_spread", V4);
+}
+
+/// The same over IPv6: the router's IPv6 multipath route, hashed on the L4 tuple
+/// (`net.ipv6.fib_multipath_hash_policy=1`), spreads one client's IPv6 connections too.
+#[test]
+fn ipv6_connections_spread_over_both_nodes() {
+    spreads("ecmp_spread_v6", V6);
+}
+
 /// A DNAT connection through a node that does not hold the backends' router: the backend's
 /// SYN-ACK crosses the node that does, which must already know the flow (flow sync) or carry it
 /// otherwise. Lost, it is sent again after 1 s: the connection opens, but a second late. Every
 /// connection must open without that.
 #[test]
 fn dnat_connections_through_any_node_open_at_once() {
-    let Some((_one, c)) = up("ecmp_dnat_at_once", 2, 2) else { return };
+    let Some((_one, c)) = up("ecmp_dnat_at_once", 2, 2, V4) else { return };
     let srcs = c.client_addrs();
     let before = new_flows(&c);
     let mut slow = Vec::new();
     for i in 0..NEW_CONNECTIONS / 2 {
         let t = Instant::now();
-        let r = c.get(&srcs[i % srcs.len()], &dnat_url("/"), 3000);
+        let r = c.get(&srcs[i % srcs.len()], &V4.dnat_url("/"), 3000);
         let took = t.elapsed();
         if r.is_err() || took > Duration::from_millis(900) {
             slow.push(format!("{} ms: {r:?}", took.as_millis()));
@@ -346,15 +432,24 @@ fn dnat_connections_through_any_node_open_at_once() {
 
 #[test]
 fn a_node_killed_loses_no_connection() {
-    survives("ecmp_kill", Change::Kill);
+    survives("ecmp_kill", Change::Kill, V4);
+}
+
+/// The same over IPv6: the router's IPv6 route withdrawn by BFD on the IPv6 session, node 1's
+/// IPv6 SNAT address and the IPv6 backends' router moved to node 2 by their own VRRP instances
+/// (an unsolicited neighbour advertisement for the backends), and node 2 carrying node 1's IPv6
+/// flows from the flow sync (which itself runs over IPv4).
+#[test]
+fn a_node_killed_loses_no_ipv6_connection() {
+    survives("ecmp_kill_v6", Change::Kill, V6);
 }
 
 #[test]
 fn a_node_added_loses_no_connection() {
-    survives("ecmp_add", Change::Add);
+    survives("ecmp_add", Change::Add, V4);
 }
 
 #[test]
 fn a_node_drained_loses_no_connection() {
-    survives("ecmp_drain", Change::Drain);
+    survives("ecmp_drain", Change::Drain, V4);
 }
