@@ -1510,7 +1510,8 @@ async fn the_binary_holds_an_l2_vips_lease_while_its_gateway_serves() {
         let t = sluice_model::image::decode(reader.payload()?).ok()?;
         t.l2().get(&sluice_model::Addr::from(vip)).copied()
     };
-    eventually("the table file", || table.exists()).await;
+    // Opened as the gateway opens it: again while control is still creating it.
+    eventually("the table file", || sluice_table::Reader::open(&table).is_ok()).await;
     let mut gateway = sluice_table::Reader::open(&table).unwrap();
     // No gateway had adopted a table when control last looked: nothing contended for yet.
     for _ in 0..500 {

@@ -51,7 +51,7 @@ use crossbeam_queue::ArrayQueue;
 use sluice_lb::engine::Config as L4Config;
 use sluice_log::{error, info};
 use sluice_model::ports::{self, PortRange};
-use sluice_table::Reader;
+use sluice_table::{OpenError, Reader};
 use sluice_worker::handoff::{Mailboxes, Sharding};
 use sluice_xsk::link;
 use sluice_xsk::socket::if_index;
@@ -107,7 +107,7 @@ struct Cli {
     /// wake it at once.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     max_sleep_ms: u64,
-    /// Seconds to wait for control to create the table file.
+    /// Seconds to wait for control to create the table file (absent, or not finished yet).
     #[arg(long, default_value_t = 30)]
     wait_table: u64,
     /// SYN cookies: `auto` answers the SYNs beyond --syn-budget with a cookie in the XDP
@@ -676,8 +676,12 @@ fn open_table(path: &std::path::Path, wait: Duration) -> Result<Reader, String> 
     loop {
         match Reader::open(path) {
             Ok(r) => return Ok(r),
-            // Not there yet (a symbolic link there is not "not yet": it is refused at once).
-            Err(e) if Instant::now() < deadline && path.symlink_metadata().is_err() => {
+            // Not there yet, or control is creating it (a symbolic link there is not "not yet":
+            // it is refused at once).
+            Err(e)
+                if Instant::now() < deadline
+                    && (path.symlink_metadata().is_err() || matches!(e, OpenError::Unfinished { .. })) =>
+            {
                 if !said {
                     info!("waiting for control to create {} ({e})", path.display());
                     said = true;

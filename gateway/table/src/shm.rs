@@ -149,6 +149,12 @@ pub enum OpenError {
         /// Its length.
         len: u64,
     },
+    /// The file is empty, or its magic is not written yet: its writer is creating it (or
+    /// stopped while creating it). A reader opens it again shortly; the next writer finishes it.
+    Unfinished {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file does not start with the table magic (not a Sluice table).
     BadMagic {
         /// The file.
@@ -212,6 +218,12 @@ impl core::fmt::Display for OpenError {
                     path.display()
                 )
             }
+            OpenError::Unfinished { path } => write!(
+                f,
+                "{}: holds no table yet (empty, or its magic not written): control is creating it, or \
+                 stopped while creating it (the next control finishes it)",
+                path.display()
+            ),
             OpenError::BadMagic { path } => {
                 write!(f, "{}: not a Sluice table file (no SLUICETB magic)", path.display())
             }
@@ -485,6 +497,9 @@ impl SlotStore for Mapped {
 /// and maps exactly the length the geometry gives.
 fn map(path: &Path, file: File, meta: &Metadata, expect: Option<Geometry>) -> Result<Mapped, OpenError> {
     let len = meta.len();
+    if len == 0 {
+        return Err(OpenError::Unfinished { path: path.to_owned() });
+    }
     if len < CONTROL_BYTES as u64 {
         return Err(OpenError::Truncated { path: path.to_owned(), len });
     }
@@ -501,8 +516,11 @@ fn map(path: &Path, file: File, meta: &Metadata, expect: Option<Geometry>) -> Re
             u64::from_be_bytes(b) >> (64 - 8 * n)
         }
     };
-    if field(core::mem::offset_of!(Control, magic), 8) != CONTROL_MAGIC {
-        return Err(OpenError::BadMagic { path: path.to_owned() });
+    match field(core::mem::offset_of!(Control, magic), 8) {
+        CONTROL_MAGIC => {}
+        // The writer stores the magic last (`Publisher::create`).
+        0 => return Err(OpenError::Unfinished { path: path.to_owned() }),
+        _ => return Err(OpenError::BadMagic { path: path.to_owned() }),
     }
     let abi = field(core::mem::offset_of!(Control, abi), 4) as u32;
     if abi != ABI_VERSION {
@@ -524,6 +542,13 @@ fn map(path: &Path, file: File, meta: &Metadata, expect: Option<Geometry>) -> Re
     Ok(Mapped { registration, map, geometry, file, id: FileId::of(meta) })
 }
 
+/// The control block's magic as the file holds it (`None`: too short to hold one).
+fn magic_of(file: &File) -> Option<u64> {
+    let mut b = [0u8; 8];
+    file.read_exact_at(&mut b, core::mem::offset_of!(Control, magic) as u64).ok()?;
+    Some(u64::from_ne_bytes(b))
+}
+
 fn pid_alive(owner: u64) -> bool {
     owner == 0 || Path::new(&format!("/proc/{}", owner - 1)).exists()
 }
@@ -539,7 +564,9 @@ pub struct Publisher {
 
 impl Publisher {
     /// Opens `path` for writing, creating it (mode 0600) if absent. An existing file must pass
-    /// the checks of the module doc and have the same geometry; its generations continue.
+    /// the checks of the module doc and have the same geometry; its generations continue. One
+    /// a writer left unfinished ([`OpenError::Unfinished`]) is made anew: no reader can have
+    /// taken it, and the lock says no writer is at it now.
     pub fn create(path: &Path, geometry: Geometry) -> Result<Publisher, OpenError> {
         geometry.check()?;
         let (file, meta) = open_checked(path, true)?;
@@ -550,7 +577,10 @@ impl Publisher {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io_err(path)(e)),
         }
-        let meta = if meta.len() == 0 {
+        let unfinished = meta.len() == 0 || magic_of(&file) == Some(0);
+        let meta = if unfinished {
+            // From zero: what a writer left half made is not trusted to be zero.
+            file.set_len(0).map_err(io_err(path))?;
             file.set_len(geometry.file_len()).map_err(io_err(path))?;
             let map = MmapRaw::map_raw(&file).map_err(io_err(path))?;
             // Dropped before `map`: contained while we write (see `sigbus`).

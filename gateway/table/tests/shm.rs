@@ -255,6 +255,34 @@ fn a_geometry_whose_length_overflows_is_refused() {
     assert!(matches!(e, OpenError::BadGeometry(..) | OpenError::Truncated { .. }), "{e}");
 }
 
+/// A table file its writer has not finished — empty, or sized with its magic not yet written
+/// (the window in which a gateway started beside control may look) — is `Unfinished`, which a
+/// reader tries again, not a foreign file. The next writer makes it anew, also over whatever
+/// a writer that died there left.
+#[test]
+fn an_unfinished_file_waits_for_its_writer_and_the_next_writer_finishes_it() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let t = TempPath::new("unfinished");
+    let f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&t.0).unwrap();
+    let e = Reader::open(&t.0).unwrap_err();
+    assert!(matches!(e, OpenError::Unfinished { .. }), "empty: {e}");
+    // Sized, its fields half written, its magic (the first word) still zero; junk further on.
+    f.set_len(SMALL.file_len()).unwrap();
+    {
+        use std::os::unix::fs::FileExt as _;
+        f.write_all_at(&[0xee; 64], 8).unwrap();
+        f.write_all_at(&[0xee; 4096], 8192).unwrap();
+    }
+    let e = Reader::open(&t.0).unwrap_err();
+    assert!(matches!(e, OpenError::Unfinished { .. }), "no magic yet: {e}");
+    assert!(e.to_string().contains("holds no table yet"), "{e}");
+    let mut w = Publisher::create(&t.0, SMALL).unwrap();
+    w.publish(&payload(1, 100)).unwrap();
+    let mut r = Reader::open(&t.0).unwrap();
+    r.refresh();
+    assert_eq!(r.payload().map(<[u8]>::to_vec), Some(payload(1, 100)));
+}
+
 #[test]
 fn bad_files_are_refused_with_their_own_errors() {
     let t = TempPath::new("files");
