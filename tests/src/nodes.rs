@@ -1289,44 +1289,33 @@ pub fn download_in(ns: &str, src: &str, url: &str) -> Result<usize, String> {
     String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|e| format!("{url}: {e}"))
 }
 
+/// What every BGP session of the sandbox says, the router's and the nodes' alike: BFD, a 9 s
+/// hold time, and retries within a second (a session refused while the other BIRD starts).
+const SESSION_TIMERS: &str = "\tbfd on;\n\thold time 9;\n\tconnect retry time 1;\n\terror wait time 1, 4;\n";
+
 /// The router's BIRD: two BGP sessions with BFD to each planned node, one over IPv4 for the
 /// IPv4 VIPs and one over IPv6 for the IPv6 VIPs, every route learnt, and the equal ones merged
 /// into one multipath route in the kernel (a kernel protocol per family: a BIRD protocol has one
 /// channel of each).
 pub fn router_bird_conf(capacity: usize) -> String {
-    let mut s = format!(
-        "router id {ROUTER};\n\
-         protocol device {{ scan time 1; }}\n\
-         protocol kernel {{\n\
-         \tipv4 {{ import none; export all; }};\n\
-         \tmerge paths on;\n\
-         }}\n\
-         protocol kernel {{\n\
-         \tipv6 {{ import none; export all; }};\n\
-         \tmerge paths on;\n\
-         }}\n\
-         protocol bfd {{\n\
-         \tinterface \"r0\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }};\n\
-         }}\n\
-         template bgp gw_node {{\n\
-         \tlocal {ROUTER} as {ROUTER_ASN};\n\
-         \tbfd on;\n\
-         \thold time 9;\n\
-         \tconnect retry time 1;\n\
-         \terror wait time 1, 4;\n\
-         \tipv4 {{ import all; export none; }};\n\
-         }}\n\
-         template bgp gw_node6 {{\n\
-         \tlocal {ROUTER6} as {ROUTER_ASN};\n\
-         \tbfd on;\n\
-         \thold time 9;\n\
-         \tconnect retry time 1;\n\
-         \terror wait time 1, 4;\n\
-         \t# The node's global address as the kernel's next hop, not its link-local one (BIRD's\n\
-         \t# default on a direct session): the routes then name the node as the IPv4 ones do.\n\
-         \tipv6 {{ import all; export none; next hop prefer global; }};\n\
-         }}\n"
+    let mut s = format!("router id {ROUTER};\nprotocol device {{ scan time 1; }}\n");
+    for family in ["ipv4", "ipv6"] {
+        s.push_str(&format!(
+            "protocol kernel {{\n\t{family} {{ import none; export all; }};\n\tmerge paths on;\n}}\n"
+        ));
+    }
+    s.push_str(
+        "protocol bfd {\n\
+         \tinterface \"r0\" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; };\n\
+         }\n",
     );
+    let template = |name: &str, local: &str, channel: &str| {
+        format!("template bgp {name} {{\n\tlocal {local} as {ROUTER_ASN};\n{SESSION_TIMERS}\t{channel}\n}}\n")
+    };
+    s.push_str(&template("gw_node", ROUTER, "ipv4 { import all; export none; };"));
+    // The node's global address as the kernel's next hop, not its link-local one (BIRD's
+    // default on a direct session): the routes then name the node as the IPv4 ones do.
+    s.push_str(&template("gw_node6", ROUTER6, "ipv6 { import all; export none; next hop prefer global; };"));
     for k in 1..=capacity {
         s.push_str(&format!(
             "protocol bgp n{k} from gw_node {{ neighbor {} as {NODE_ASN}; }}\n\
@@ -1342,35 +1331,28 @@ pub fn router_bird_conf(capacity: usize) -> String {
 /// family, each exporting the static protocol control writes for its family (`sluice_vips`,
 /// `sluice_vips6`).
 pub fn node_bird_conf(k: usize, include: &Path) -> String {
-    let (me, me6) = (node_front(k), node_front6(k));
+    let me = node_front(k);
+    let session = |name: &str, local: &str, neighbor: &str, channel: &str| {
+        format!(
+            "protocol bgp {name} {{\n\tlocal {local} as {NODE_ASN};\n\tneighbor {neighbor} as {ROUTER_ASN};\n\
+             \tconnect delay time 0;\n{SESSION_TIMERS}\t{channel}\n}}\n"
+        )
+    };
     format!(
         "router id {me};\n\
          protocol device {{ scan time 1; }}\n\
          include \"{}\";\n\
          protocol bfd {{\n\
          \tinterface \"gw0\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }};\n\
-         }}\n\
-         protocol bgp router1 {{\n\
-         \tlocal {me} as {NODE_ASN};\n\
-         \tneighbor {ROUTER} as {ROUTER_ASN};\n\
-         \tbfd on;\n\
-         \thold time 9;\n\
-         \tconnect delay time 0;\n\
-         \tconnect retry time 1;\n\
-         \terror wait time 1, 4;\n\
-         \tipv4 {{ import none; export where proto = \"sluice_vips\"; }};\n\
-         }}\n\
-         protocol bgp router6 {{\n\
-         \tlocal {me6} as {NODE_ASN};\n\
-         \tneighbor {ROUTER6} as {ROUTER_ASN};\n\
-         \tbfd on;\n\
-         \thold time 9;\n\
-         \tconnect delay time 0;\n\
-         \tconnect retry time 1;\n\
-         \terror wait time 1, 4;\n\
-         \tipv6 {{ import none; export where proto = \"sluice_vips6\"; }};\n\
-         }}\n",
-        include.display()
+         }}\n{}{}",
+        include.display(),
+        session("router1", &me, ROUTER, "ipv4 { import none; export where proto = \"sluice_vips\"; };"),
+        session(
+            "router6",
+            &node_front6(k),
+            ROUTER6,
+            "ipv6 { import none; export where proto = \"sluice_vips6\"; };"
+        ),
     )
 }
 
