@@ -237,13 +237,16 @@ pub fn l2_manifest(manifest: &str, capacity: usize) -> String {
     out
 }
 
-/// The backends [`MANIFEST`] names: four nginx hosts, 198.18.1.1–4 and 2001:db8:1::1–4, port
-/// 8080.
+/// The backends [`MANIFEST`] names: four nginx hosts, 198.18.1.1–4 and 2001:db8:1::1–4, ports
+/// 8080 (the DNAT Service's) and 8081 (the FullNAT one's). Two ports, so that a FullNAT
+/// reply is never caught by the steering of DNAT replies (keyed by backend address and port):
+/// the replies to a dead node's SNAT address reach a live node's workers only through
+/// `--peer-snat-address`, which the kill tests thereby cover.
 pub fn backends() -> Vec<Backend> {
     (1..=4)
         .map(|i| Backend {
             v6: Some(format!("2001:db8:1::{i}")),
-            ..Backend::http(&format!("web-{i}"), &format!("198.18.1.{i}"), &[8080])
+            ..Backend::http(&format!("web-{i}"), &format!("198.18.1.{i}"), &[8080, 8081])
         })
         .collect()
 }
@@ -269,7 +272,7 @@ spec:
   ipFamilyPolicy: RequireDualStack
   ipFamilies: [IPv4, IPv6]
   selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: 8080}]
+  ports: [{name: http, port: 80, targetPort: 8081}]
 ---
 apiVersion: v1
 kind: Service

@@ -9,11 +9,13 @@
 //! adding and draining a node are tried over IPv4 alone, the family changing nothing there that
 //! the kill does not already cross.
 //!
-//! **Not seen here**: `--peer-snat-address`. The FullNAT and the DNAT Service share their
-//! backends, and the XDP program steers a DNAT backend's replies to the workers whatever their
-//! destination, so a FullNAT reply to a dead peer's SNAT address reaches them without the flag;
-//! the kills pass without it (tried, both families). Dropping the IPv6 flow-sync records does
-//! fail the IPv6 kill (FullNAT downloads through the dead node break).
+//! **What the kills see**: the FullNAT Service's backends listen on a port of their own (8081;
+//! the DNAT one's 8080), so a FullNAT reply to a dead peer's SNAT address reaches a live node's
+//! workers only through `--peer-snat-address` (the XDP program steers DNAT replies by backend
+//! address *and* port). Without the flag, FullNAT downloads through the killed node break (tried,
+//! both families: 2 of 4 and 1 of 4); so they do without the flow sync's records. A run in which
+//! no FullNAT download went through node 1 (about one in sixteen: four downloads, two nodes)
+//! cannot see either; the flows per node are printed.
 //!
 //! Each test prints what it measured (`ecmp: …` lines): the route's withdrawal at the router
 //! after a kill (BFD), the moves of the VRRP addresses, the time until new connections succeed
