@@ -248,6 +248,11 @@ struct Peer {
 }
 
 impl Peer {
+    /// A configured peer, not heard from yet.
+    fn new(addr: SocketAddr) -> Peer {
+        Peer { addr, epoch: 0, top: 0, window: 0, heard: None, caught_up: false, last_bulk: None }
+    }
+
     /// Whether `(epoch, seq)` is new; marks it seen.
     ///
     /// A later epoch is the peer restarted. An earlier one is refused while the current epoch
@@ -305,19 +310,7 @@ pub(crate) fn spawn(
     let mut sync = Sync {
         packer: Packer::new(&cfg.key, new_epoch(wall_ms(), u64::from_le_bytes(random))),
         key: hmac::Key::new(hmac::HMAC_SHA256, &cfg.key),
-        peers: cfg
-            .peers
-            .iter()
-            .map(|&addr| Peer {
-                addr,
-                epoch: 0,
-                top: 0,
-                window: 0,
-                heard: None,
-                caught_up: false,
-                last_bulk: None,
-            })
-            .collect(),
+        peers: cfg.peers.iter().map(|&addr| Peer::new(addr)).collect(),
         socket,
         outboxes,
         writer,
@@ -631,15 +624,7 @@ mod tests {
     }
 
     fn peer() -> Peer {
-        Peer {
-            addr: "198.18.0.2:7400".parse().unwrap(),
-            epoch: 0,
-            top: 0,
-            window: 0,
-            heard: None,
-            caught_up: false,
-            last_bulk: None,
-        }
+        Peer::new("198.18.0.2:7400".parse().unwrap())
     }
 
     #[test]
