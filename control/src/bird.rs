@@ -62,6 +62,33 @@ pub fn sync_waiting(values: &[u64]) -> bool {
         .is_some_and(|&v| v != 0)
 }
 
+/// One reader record of the table file as control reads it: the process, the generation it
+/// has taken (`u64::MAX` for a gateway worker's counters-only record, `sluice_table`'s
+/// `Reader::open_stats_only`) and the values it publishes.
+pub type Record = (u64, u64, Vec<u64>);
+
+/// Whether a gateway serves, from the table's reader records and whether each process lives.
+///
+/// Per process: a live gateway serves once its main thread has taken a table, every one of its
+/// workers has published its counters, and none says it is still taking in its flow-sync
+/// peers' flows ([`sync_waiting`]).
+/// Judged per process, so that a gateway starting beside another (an upgrade: the old one still
+/// serves) neither counts before its workers run nor holds the node back while it catches up,
+/// and a gateway whose main thread has opened the table but whose workers have not yet said
+/// "waiting" is not taken for one that serves.
+pub fn gateway_serving(records: &[Record], alive: impl Fn(u64) -> bool) -> bool {
+    records.iter().filter(|&&(pid, seen, _)| seen > 0 && seen != u64::MAX && alive(pid)).any(|&(pid, ..)| {
+        let mut workers = records.iter().filter(|&&(p, seen, _)| p == pid && seen == u64::MAX).peekable();
+        workers.peek().is_some() && workers.all(|(_, _, v)| published(v) && !sync_waiting(v))
+    })
+}
+
+/// Whether a reader record's values were ever published: the counters' fingerprint slot (the
+/// last of the layout; the record may be longer) is never 0 once a worker has published.
+fn published(values: &[u64]) -> bool {
+    values.get(sluice_model::counters::LEN - 1).is_some_and(|&f| f != 0)
+}
+
 /// How often control checks the gateway and the VIPs against what BIRD was given.
 pub const LIVENESS_EVERY: Duration = Duration::from_millis(100);
 /// How long the gateway may be gone before its routes are withdrawn: longer than a restart
@@ -430,6 +457,45 @@ mod tests {
         other[sluice_model::counters::LEN - 1] ^= 1;
         assert!(!sync_waiting(&other), "another layout says nothing");
         assert!(!sync_waiting(&[]));
+    }
+
+    #[test]
+    fn a_gateway_serves_once_its_workers_run_and_none_waits() {
+        use sluice_model::counters::{Counters, Gauge};
+        let live = |_: u64| true;
+        let serving = Counters::default().export();
+        let mut w = Counters::default();
+        w[Gauge::SyncWaiting] = 1;
+        let waiting = w.export();
+        // As the table holds them: longer than the counters' layout.
+        let padded = |v: [u64; sluice_model::counters::LEN]| {
+            let mut v = v.to_vec();
+            v.resize(v.len() + 16, 0);
+            v
+        };
+        let (serving, waiting) = (padded(serving), padded(waiting));
+        let unpublished = vec![0; serving.len()];
+        let main = |pid| (pid, 3, unpublished.clone());
+        let worker = |pid, v: &Vec<u64>| (pid, u64::MAX, v.clone());
+        assert!(!gateway_serving(&[main(7)], live), "its workers have not started");
+        assert!(!gateway_serving(&[main(7), worker(7, &unpublished)], live), "nor published");
+        assert!(gateway_serving(&[main(7), worker(7, &serving)], live));
+        assert!(
+            !gateway_serving(&[main(7), worker(7, &serving), worker(7, &unpublished)], live),
+            "all workers"
+        );
+        assert!(!gateway_serving(&[main(7), worker(7, &serving), worker(7, &waiting)], live));
+        assert!(
+            !gateway_serving(&[(7, 0, unpublished.clone()), worker(7, &serving)], live),
+            "no table taken"
+        );
+        assert!(!gateway_serving(&[main(7), worker(7, &serving)], |pid| pid != 7), "dead");
+        // An upgrade: the old gateway serves while the new one catches up, and neither's
+        // records speak for the other.
+        let upgrade = [main(7), worker(7, &serving), main(8), worker(8, &waiting)];
+        assert!(gateway_serving(&upgrade, live));
+        assert!(!gateway_serving(&upgrade, |pid| pid != 7), "the old one gone, the new one waiting");
+        assert!(!gateway_serving(&[main(7), worker(8, &serving)], live), "another process's workers");
     }
 
     #[test]

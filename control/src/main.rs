@@ -570,18 +570,23 @@ fn start_bird(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> Result<Vips,
     Ok(Some(wanted))
 }
 
-/// Whether a gateway serves the table: a process registered on the table file lives and has
-/// adopted a table (the gateway's workers register too, for their counters, and adopt none), and
-/// is not still taking in its flow-sync peers' flows (its worker 0 says so). What BGP announces
-/// on, and what the L2 election contends on.
+/// Whether a gateway serves the table (`sluice_control::bird::gateway_serving`: per gateway
+/// process, its table taken, its workers' counters published, none still taking in its
+/// flow-sync peers' flows). What BGP announces on, and what the L2 election contends on.
 fn gateway_serving(publisher: &Arc<Mutex<Publisher>>) -> impl Fn() -> bool + Send + 'static {
     let publisher = Arc::clone(publisher);
     move || {
         let Ok(p) = publisher.lock() else { return false };
-        let alive = sluice_control::bird::process_alive;
-        let waiting =
-            p.reader_stats().iter().any(|(pid, v)| sluice_control::bird::sync_waiting(v) && alive(*pid));
-        !waiting && p.readers().iter().any(|&(pid, seen)| seen > 0 && alive(pid))
+        let (readers, stats) = (p.readers(), p.reader_stats());
+        // Two reads of the same records, in the same order; a gateway registering between
+        // them makes them differ, and this look says "not serving" (the next one, 100 ms on,
+        // sees both alike).
+        if readers.len() != stats.len() || readers.iter().zip(&stats).any(|(r, s)| r.0 != s.0) {
+            return false;
+        }
+        let records: Vec<sluice_control::bird::Record> =
+            readers.into_iter().zip(stats).map(|((pid, seen), (_, values))| (pid, seen, values)).collect();
+        sluice_control::bird::gateway_serving(&records, sluice_control::bird::process_alive)
     }
 }
 

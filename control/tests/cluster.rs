@@ -1513,6 +1513,9 @@ async fn the_binary_holds_an_l2_vips_lease_while_its_gateway_serves() {
     // Opened as the gateway opens it: again while control is still creating it.
     eventually("the table file", || sluice_table::Reader::open(&table).is_ok()).await;
     let mut gateway = sluice_table::Reader::open(&table).unwrap();
+    // Its worker, with its counters out, as a gateway's workers publish them at start.
+    let worker = sluice_table::Reader::open_stats_only(&table).unwrap();
+    worker.publish_stats(&sluice_model::Counters::default().export());
     // No gateway had adopted a table when control last looked: nothing contended for yet.
     for _ in 0..500 {
         if role(&mut gateway).is_some() {

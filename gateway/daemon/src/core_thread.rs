@@ -99,8 +99,6 @@ pub(crate) struct SyncLink {
     pub(crate) peer_snat: Vec<Addr>,
     /// The sync's counters (worker 0 publishes them; every worker counts its full queue).
     pub(crate) stats: Arc<crate::sync::SyncStats>,
-    /// Set by worker 0 once it has published them the first time.
-    pub(crate) published: Arc<AtomicBool>,
     /// This worker's queue of records for the peers.
     pub(crate) outbox: Option<crate::sync::Outbox>,
 }
@@ -217,10 +215,10 @@ pub(crate) fn run(s: Setup) {
         leaving,
         sync_stats: sync.as_ref().filter(|_| queue == 0).map(|s| Arc::clone(&s.stats)),
     };
-    if let Some(s) = sync.filter(|_| queue == 0) {
-        core.report();
-        s.published.store(true, Ordering::Release);
-    }
+    // Counters out at once: control counts this gateway as serving only once every worker has
+    // published, none saying that the flow sync still waits for its peers (worker 0 says so
+    // from its first publication on).
+    core.report();
     core.run(&stop);
 }
 

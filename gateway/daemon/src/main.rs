@@ -539,19 +539,12 @@ fn run(mut cli: Cli) -> Result<(), String> {
     info!("XDP fast path for established flows: {} ({why})", if fast { "on" } else { "off" });
     log_start(&ifs, &sockets, &cores);
     let key = (cli.syn_cookies != SynCookiesArg::Off).then_some(cookie_key);
-    let sync = sync_setup(&cli, journal_prefix.as_deref(), queues as usize)?;
+    let sync = sync_setup(&cli, journal_prefix.as_deref(), queues as usize, !carried.flows.is_empty())?;
     let journals = journal_prefix.as_ref().map(|p| (p.as_path(), carried));
     let workers =
         start_workers(&cli, &ifs, sockets, &cores, (&stop, &leaving), key, (journals, sync.as_ref()));
     let (mut handles, links) = workers?;
     if let Some(s) = sync {
-        // Worker 0 publishes the sync's counters, "waiting" first: control must see that
-        // before it sees a table adopted, or it would announce a node that cannot carry its
-        // peers' flows yet.
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while !s.link.published.load(Ordering::Acquire) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
         handles.push(sync::spawn(
             s.config,
             s.outboxes,
@@ -608,6 +601,7 @@ fn sync_setup(
     cli: &Cli,
     journal: Option<&std::path::Path>,
     queues: usize,
+    restarted: bool,
 ) -> Result<Option<SyncSetup>, String> {
     let Some(listen) = cli.sync_listen else { return Ok(None) };
     let key = sync::read_key(cli.sync_key.as_deref().ok_or("--sync-listen needs --sync-key")?)?;
@@ -627,7 +621,16 @@ fn sync_setup(
     let (store, writer) = sluice_lb::peers::PeerFlows::new(capacity);
     let outboxes: Vec<sync::Outbox> = (0..queues).map(|_| Arc::new(ArrayQueue::new(sync::OUTBOX))).collect();
     let stats = Arc::new(sync::SyncStats::default());
-    stats.waiting.store(true, Ordering::Relaxed);
+    // A gateway started afresh holds its node back until its peers' flows are in. One that
+    // carries the flows of the gateway it replaces (a restart, an upgrade) was serving them a
+    // moment ago: it catches up in the background rather than have its node withdrawn for
+    // as long as a silent peer takes to time out.
+    stats.waiting.store(!restarted, Ordering::Relaxed);
+    if restarted {
+        info!(
+            "flow sync: the previous gateway's flows carried over; catching up with the peers in the background"
+        );
+    }
     Ok(Some(SyncSetup {
         config: sync::SyncConfig {
             listen,
@@ -641,7 +644,6 @@ fn sync_setup(
             store,
             peer_snat: cli.peer_snat.iter().map(|&a| sluice_model::Addr::from(a)).collect(),
             stats,
-            published: Arc::new(AtomicBool::new(false)),
             outbox: None,
         },
     }))

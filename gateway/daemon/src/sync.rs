@@ -319,7 +319,6 @@ pub(crate) fn spawn(
         timeouts: Timeouts::default(),
         pending: Vec::with_capacity(PER_DATAGRAM),
     };
-    sync.stats.waiting.store(!sync.peers.is_empty(), Ordering::Relaxed);
     info!(
         "flow sync: listening on {}, peers {}",
         cfg.listen,
@@ -717,6 +716,8 @@ mod loopback {
         let (store, writer) = PeerFlows::new(1024);
         let outbox: Outbox = Arc::new(ArrayQueue::new(OUTBOX));
         let stats = Arc::new(SyncStats::default());
+        // A gateway started afresh (`sync_setup`): waiting until its peer has answered.
+        stats.waiting.store(true, Ordering::Relaxed);
         let cfg = SyncConfig { listen, peers: vec![peer], key: KEY.to_vec(), journals: vec![] };
         let handle =
             spawn(cfg, vec![outbox.clone()], writer, stats.clone(), stop.clone()).expect("sync thread");
