@@ -95,8 +95,6 @@ pub(crate) struct Link {
 pub(crate) struct SyncLink {
     /// The peers' flows, for the engine to look in when its own table misses.
     pub(crate) store: Arc<sluice_lb::peers::PeerFlows>,
-    /// The peers' FullNAT source addresses.
-    pub(crate) peer_snat: Vec<Addr>,
     /// The sync's counters (worker 0 publishes them; every worker counts its full queue).
     pub(crate) stats: Arc<crate::sync::SyncStats>,
     /// This worker's queue of records for the peers.
@@ -174,7 +172,7 @@ pub(crate) fn run(s: Setup) {
         j.start(worker.l4_mut(), capacity, queue, mine);
     }
     if let Some(s) = &sync {
-        worker.l4_mut().set_peers(Arc::clone(&s.store), s.peer_snat.clone());
+        worker.l4_mut().set_peers(Arc::clone(&s.store));
         if let Some(q) = s.outbox.clone() {
             let stats = Arc::clone(&s.stats);
             worker.l4_mut().set_outbox(Box::new(move |r| {

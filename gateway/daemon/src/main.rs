@@ -640,12 +640,7 @@ fn sync_setup(
         },
         outboxes,
         writer,
-        link: core_thread::SyncLink {
-            store,
-            peer_snat: cli.peer_snat.iter().map(|&a| sluice_model::Addr::from(a)).collect(),
-            stats,
-            outbox: None,
-        },
+        link: core_thread::SyncLink { store, stats, outbox: None },
     }))
 }
 

@@ -194,9 +194,8 @@ pub struct L4 {
     /// being ended, in a pass over the flow table.
     unreachable: Unreachable,
     /// The flows other gateways forward ([`crate::peers`]), looked at when the flow table
-    /// misses; and the peers' FullNAT source addresses, whose frames no flow here or there
-    /// claims are dropped, not passed to a kernel that would reset them.
-    peers: Option<(Arc<PeerFlows>, Vec<Addr>)>,
+    /// misses.
+    peers: Option<Arc<PeerFlows>>,
     /// How long the caller holds the last [`Verdict::Defer`]red frame, and why it drops it
     /// after that.
     defer_terms: (u64, DropReason),
@@ -540,10 +539,11 @@ impl L4 {
 
     /// Carries flows other gateways opened ([`crate::peers`]): a packet no flow here claims
     /// is looked for in `peers` (not a TCP SYN: that opens a flow of its own) and, found,
-    /// taken into this worker's flow table. `peer_snat` are the peers' FullNAT source
-    /// addresses: a frame to one that neither table knows is dropped and counted.
-    pub fn set_peers(&mut self, peers: Arc<PeerFlows>, peer_snat: Vec<Addr>) {
-        self.peers = Some((peers, peer_snat));
+    /// taken into this worker's flow table. With peers, a steered frame that no flow claims,
+    /// here or there, and that opens none is held for its flow's record, then dropped and
+    /// counted — never passed to a kernel that would reset it.
+    pub fn set_peers(&mut self, peers: Arc<PeerFlows>) {
+        self.peers = Some(peers);
     }
 
     /// Adopts a new table generation. Call between batches.
@@ -965,9 +965,8 @@ impl L4 {
             let gone = self.flows.remove(id);
             release(&mut self.sched, &mut self.fast, self.table.generation(), &gone);
         }
-        if self.peers.is_some()
-            && let Some(v) = self.peer_flow(frame, m, key, h, now_ns)
-        {
+        let syn = m.proto == ip_proto::TCP && m.tcp_flags & (flags::SYN | flags::ACK) == flags::SYN;
+        if !syn && let Some(v) = self.peer_flow(frame, m, key, h, now_ns) {
             return v;
         }
         let service = match p.service {
@@ -991,9 +990,8 @@ impl L4 {
         }
     }
 
-    /// A packet no flow of this worker claims: taken on as the flow a peer opened, if its
-    /// flow sync told of one (`None` otherwise; for a peer's SNAT address, held for the record).
-    #[cold]
+    /// A packet (not a TCP SYN) no flow of this worker claims: taken on as the flow a peer
+    /// opened, if its flow sync told of one (`None` otherwise, and without peers).
     fn peer_flow(
         &mut self,
         frame: &mut [u8],
@@ -1002,16 +1000,7 @@ impl L4 {
         h: u64,
         now_ns: u64,
     ) -> Option<Verdict> {
-        let (peers, peer_snat) = self.peers.as_ref()?;
-        let syn = m.proto == ip_proto::TCP && m.tcp_flags & (flags::SYN | flags::ACK) == flags::SYN;
-        let found = if syn { None } else { peers.find(key, now_ns, &self.timeouts) };
-        let Some(f) = found else {
-            if peer_snat.contains(&m.dst) {
-                self.defer_terms = (PEER_WAIT_NS, DropReason::NoFlowForSegment);
-                return Some(Verdict::Defer);
-            }
-            return None;
-        };
+        let f = self.peers.as_ref()?.find(key, now_ns, &self.timeouts)?;
         let (sched, fast, generation) = (&mut self.sched, &mut self.fast, self.table.generation());
         let id = self.flows.insert(f, now_ns, &mut |gone| release(sched, fast, generation, gone)).ok()?;
         self.counters[Counter::FlowsFromPeers] += 1;

@@ -217,17 +217,18 @@ fn check(rec: &[u8]) -> u64 {
 /// The record of a flow that has ended, for the flow-sync peers ([`crate::peers`]): its keys,
 /// so that a peer forgets it. Never in a journal (a slot of a removed flow is free).
 pub fn encode_closed(f: &Flow) -> [u8; RECORD] {
-    let mut r = encode(f);
-    r[0] = CLOSED;
-    let c = check(&r);
-    r[120..].copy_from_slice(&c.to_le_bytes());
-    r
+    encode_as(f, CLOSED)
 }
 
 /// The record of a live flow.
 pub fn encode(f: &Flow) -> [u8; RECORD] {
+    encode_as(f, LIVE)
+}
+
+/// A flow's record under `marker`, its check computed once.
+fn encode_as(f: &Flow, marker: u8) -> [u8; RECORD] {
     let mut r = [0u8; RECORD];
-    r[0] = LIVE;
+    r[0] = marker;
     r[1] = f.state as u8;
     r[2] = f.fin_bits();
     r[4..8].copy_from_slice(&f.delta.to_le_bytes());
@@ -279,23 +280,11 @@ pub enum Synced {
 /// Decodes one flow-sync record: the journal's checks, and a closed flow's too.
 pub fn decode_synced(rec: &[u8], now_ns: u64, timeouts: &Timeouts) -> Synced {
     if rec.len() >= RECORD && rec[0] == CLOSED {
-        let mut live = [0u8; RECORD];
-        live.copy_from_slice(&rec[..RECORD]);
-        live[0] = LIVE;
-        // The check was computed over the CLOSED marker: verify that, then the fields as a
-        // live record's.
-        let stored = u64::from_le_bytes([
-            rec[120], rec[121], rec[122], rec[123], rec[124], rec[125], rec[126], rec[127],
-        ]);
-        if stored != check(rec) {
-            return Synced::Damaged;
-        }
-        let c = check(&live);
-        live[120..].copy_from_slice(&c.to_le_bytes());
-        return match decode(&live, now_ns, timeouts) {
-            Record::Flow(f) => Synced::Closed(f.fwd),
-            Record::Skipped => Synced::Skipped,
-            Record::Free | Record::Damaged => Synced::Damaged,
+        // The same fields as a live record's, under the CLOSED marker its check covers.
+        return match checked(&rec[..RECORD]).map(|r| fields(r, now_ns, timeouts)) {
+            Some(Record::Flow(f)) => Synced::Closed(f.fwd),
+            Some(Record::Skipped) => Synced::Skipped,
+            _ => Synced::Damaged,
         };
     }
     match decode(rec, now_ns, timeouts) {
@@ -311,9 +300,19 @@ pub fn decode(rec: &[u8], now_ns: u64, timeouts: &Timeouts) -> Record {
     if rec[0] != LIVE {
         return Record::Free;
     }
+    checked(rec).map_or(Record::Damaged, |r| fields(r, now_ns, timeouts))
+}
+
+/// A whole record (marker and all) whose stored check matches its bytes.
+fn checked(rec: &[u8]) -> Option<&[u8]> {
     let stored =
         u64::from_le_bytes([rec[120], rec[121], rec[122], rec[123], rec[124], rec[125], rec[126], rec[127]]);
-    if stored != check(rec) || rec[3] != 0 || rec[97..120].iter().any(|&b| b != 0) || rec[96] & !3 != 0 {
+    (stored == check(rec)).then_some(rec)
+}
+
+/// The fields of a checked record (of [`RECORD`] bytes, whatever its marker).
+fn fields(rec: &[u8], now_ns: u64, timeouts: &Timeouts) -> Record {
+    if rec[3] != 0 || rec[97..120].iter().any(|&b| b != 0) || rec[96] & !3 != 0 {
         return Record::Damaged;
     }
     let (Some(state), Some(fwd), Some(rev)) =

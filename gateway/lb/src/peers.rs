@@ -23,8 +23,10 @@
 //! flow's timeout, counted from the last record about it; the sync sender refreshes the flows
 //! it carries, and [`PeerWriter::sweep`] frees the expired.
 //!
-//! Not the hot path: [`PeerFlows::find`] runs once per flow a worker does not know, then the
-//! flow is its own. No `unsafe`.
+//! Off the path of the flows a worker knows: [`PeerFlows::find`] runs for a packet no flow of
+//! the worker claims that is not a TCP SYN — a moved flow's first packet, which then becomes
+//! the worker's own, and a new UDP flow's first packet (a miss: a few cache lines of the
+//! index). No `unsafe`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,7 +36,7 @@ use crate::flow::{Flow, FlowKey, Timeouts};
 use crate::journal::{self, RECORD, Synced};
 
 /// Buckets probed for a key.
-pub const PROBE: usize = 4;
+const PROBE: usize = 4;
 const WAYS: usize = 8;
 const WORDS: usize = RECORD / 8;
 
@@ -69,6 +71,7 @@ fn key_hash(k: &FlowKey) -> u64 {
     k.stable_hash()
 }
 
+/// The index entry's tag: the hash's high 32 bits, never 0 (an entry of 0 is empty).
 fn tag_of(h: u64) -> u64 {
     (h >> 32) | 1
 }
@@ -111,7 +114,7 @@ impl PeerFlows {
             let b = &self.buckets[(h as usize).wrapping_add(i) & self.mask];
             for e in &b.entries {
                 let v = e.load(Ordering::Acquire);
-                if v == 0 || v >> 32 != tag & 0xffff_ffff {
+                if v == 0 || v >> 32 != tag {
                     continue;
                 }
                 let Some(slot) = ((v & 0xffff_ffff) as usize).checked_sub(1).and_then(|s| self.slots.get(s))
@@ -286,7 +289,7 @@ impl PeerWriter {
     /// The slot whose flow has `key` as its reverse or forward key (writer's view).
     fn find_slot(&self, key: &FlowKey) -> Option<usize> {
         let h = key_hash(key);
-        let tag = tag_of(h) & 0xffff_ffff;
+        let tag = tag_of(h);
         for i in 0..PROBE {
             let b = &self.store.buckets[(h as usize).wrapping_add(i) & self.store.mask];
             for e in &b.entries {

@@ -55,7 +55,7 @@ fn a_flow_opened_on_one_gateway_is_carried_both_ways_by_another() {
         assert_eq!(writer.apply(r, b.now_ns, &t), Applied::Stored);
     }
     let (mut b, _) = gateway();
-    b.worker.l4_mut().set_peers(store, vec![a4(NODE)]);
+    b.worker.l4_mut().set_peers(store);
     let Outcome::Tx(fwd) = b.send(&data) else { panic!("B carries the client's segment") };
     assert_eq!((dst4(&fwd), sport(&fwd), src4(&fwd)), (backend, snat_port, NODE), "on A's translation");
     let reply =
@@ -70,7 +70,7 @@ fn a_reply_no_flow_claims_waits_for_its_record_then_is_dropped_not_passed() {
     let (store, _writer) = PeerFlows::new(64);
     let (mut b, _) = gateway();
     let peer_snat = [198, 18, 1, 242];
-    b.worker.l4_mut().set_peers(store, vec![a4(peer_snat)]);
+    b.worker.l4_mut().set_peers(store);
     // To a peer's SNAT address, and a DNAT backend's reply to a client: both held.
     let stray = from(backend_mac(1), be(1), 8080).to(GW_MAC, peer_snat, 20_001).tcp(ack(1), b"x");
     assert_eq!(b.send(&stray), Outcome::Deferred);
@@ -93,7 +93,7 @@ fn a_dnat_reply_ahead_of_its_record_is_held_and_sent_when_the_record_comes() {
     let backend = dst4(&syn);
     let (store, mut writer) = PeerFlows::new(64);
     let (mut b, _) = gateway();
-    b.worker.l4_mut().set_peers(store, vec![]);
+    b.worker.l4_mut().set_peers(store);
     // The backend's SYN-ACK reaches B (the backends' router) before A's record.
     let syn_ack_frame =
         from(backend_mac(backend[3]), backend, 8080).to(GW_MAC, CLIENT, 40_010).tcp(syn_ack(), b"");
@@ -112,20 +112,19 @@ fn a_dnat_reply_ahead_of_its_record_is_held_and_sent_when_the_record_comes() {
 fn a_syn_opens_a_flow_of_its_own_and_a_closed_flow_is_not_carried() {
     let (mut a, records) = gateway();
     let client = from(CLIENT_MAC, CLIENT, 40_002);
-    let Outcome::Tx(syn) = a.send(&client.to(GW_MAC, VIP, 80).tcp(SYN, b"")) else { panic!("SYN") };
+    let Outcome::Tx(_) = a.send(&client.to(GW_MAC, VIP, 80).tcp(SYN, b"")) else { panic!("SYN") };
     let (store, mut writer) = PeerFlows::new(64);
     let t = sluice_lb::flow::Timeouts::default();
     for r in records.lock().unwrap().drain(..) {
         writer.apply(&r, 0, &t);
     }
     let (mut b, _) = gateway();
-    b.worker.l4_mut().set_peers(store.clone(), vec![]);
+    b.worker.l4_mut().set_peers(store.clone());
     // A retransmitted SYN opens B's own flow (its SNAT tuple is B's to choose).
     let Outcome::Tx(_) = b.send(&client.to(GW_MAC, VIP, 80).tcp(SYN, b"")) else { panic!("B's SYN") };
     assert_eq!(b.worker.counters()[Counter::FlowsFromPeers], 0);
     // The flow times out on A: its end reaches the store, which forgets it.
     assert!(store.find(&sluice_lb::flow::FlowKey::new(a4(CLIENT), 40_002, a4(VIP), 80, 6), 0, &t).is_some());
-    let _ = syn;
     a.advance_s(600);
     // The sweep visits a budget of slots per poll: enough polls to pass over all of them.
     for _ in 0..4096 {
@@ -161,7 +160,7 @@ fn ipv6_tcp_and_udp_flows_are_carried_by_another_gateway() {
     for r in records.lock().unwrap().iter() {
         assert_eq!(writer.apply(r, b.now_ns, &t), Applied::Stored);
     }
-    b.worker.l4_mut().set_peers(store, vec![a6(NODE6)]);
+    b.worker.l4_mut().set_peers(store);
     // Both directions of both flows, on A's translation, frame for frame.
     let data = client.to(GW_MAC, VIP6, 80).tcp(ack(5001), b"GET /");
     let want = from(GW_MAC, NODE6, tcp_port).to(backend_mac(1), &b1, 8080).ttl(63).tcp(ack(5001), b"GET /");
