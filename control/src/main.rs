@@ -542,19 +542,10 @@ fn start_bird(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> Result<Vips,
     }
     let wanted = Arc::new(Mutex::new(sluice_control::bird::Plan::default()));
     let serving = gateway_serving(publisher);
-    let drain = args.drain_file.clone();
-    let draining = std::sync::atomic::AtomicBool::new(false);
+    let drained = drain_watch(args);
     let gateway = move || {
         use sluice_control::bird::Gateway;
-        let now = drain.exists();
-        if draining.swap(now, std::sync::atomic::Ordering::Relaxed) != now {
-            if now {
-                info!("{} exists: draining, no VIP announced from this node", drain.display());
-            } else {
-                info!("{} removed: announcing again", drain.display());
-            }
-        }
-        if now {
+        if drained() {
             return Gateway::Draining;
         }
         if serving() { Gateway::Serving } else { Gateway::Gone }
@@ -594,8 +585,25 @@ fn gateway_serving(publisher: &Arc<Mutex<Publisher>>) -> impl Fn() -> bool + Sen
 /// file hands its VIPs to the other nodes, docs/l2.md).
 fn l2_serving(args: &RunArgs, publisher: &Arc<Mutex<Publisher>>) -> impl Fn() -> bool + Send + 'static {
     let serving = gateway_serving(publisher);
+    let drained = drain_watch(args);
+    move || !drained() && serving()
+}
+
+/// Whether the node is drained (`--drain-file` exists), saying so in the log when that changes.
+fn drain_watch(args: &RunArgs) -> impl Fn() -> bool + Send + 'static {
     let drain = args.drain_file.clone();
-    move || serving() && !drain.exists()
+    let draining = std::sync::atomic::AtomicBool::new(false);
+    move || {
+        let now = drain.exists();
+        if draining.swap(now, std::sync::atomic::Ordering::Relaxed) != now {
+            if now {
+                info!("{} exists: draining, no VIP served from this node", drain.display());
+            } else {
+                info!("{} removed: serving again", drain.display());
+            }
+        }
+        now
+    }
 }
 
 /// The L2 election's state, shared with its thread.

@@ -190,7 +190,6 @@ struct Peer {
 #[derive(Debug)]
 pub struct Election {
     me: String,
-    started: Instant,
     dead_after: Duration,
     peers: BTreeMap<String, Peer>,
     held: BTreeSet<IpAddr>,
@@ -201,11 +200,10 @@ pub struct Election {
 }
 
 impl Election {
-    /// Node `me`, started at `now`, counting a node dead after `dead_after` of silence.
-    pub fn new(me: &str, now: Instant, dead_after: Duration, boot: u64) -> Election {
+    /// Node `me`, counting a node dead after `dead_after` of silence.
+    pub fn new(me: &str, dead_after: Duration, boot: u64) -> Election {
         Election {
             me: me.into(),
-            started: now,
             dead_after,
             peers: BTreeMap::new(),
             held: BTreeSet::new(),
@@ -252,8 +250,9 @@ impl Election {
             return &self.held;
         }
         let since = *self.serving_since.get_or_insert(now);
-        // Settled: long enough to have heard every live node, and to have been heard serving.
-        let settled = now.saturating_duration_since(self.started.max(since)) >= dead_after;
+        // Settled: serving long enough to have heard every live node, and to have been heard
+        // serving (a node that has just started serves since then at the earliest).
+        let settled = now.saturating_duration_since(since) >= dead_after;
         let alive: Vec<&Hello> = self
             .peers
             .values()
@@ -356,7 +355,7 @@ pub fn spawn(
         u64::from_le_bytes(b)
     };
     std::thread::Builder::new().name("l2-election".into()).spawn(move || {
-        let mut e = Election::new(&settings.node, Instant::now(), settings.dead_after, boot);
+        let mut e = Election::new(&settings.node, settings.dead_after, boot);
         let mut buf = vec![0u8; MAX_MESSAGE + 1];
         let mut last_hello: Option<Instant> = None;
         let mut refused: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -486,17 +485,17 @@ mod tests {
     #[test]
     fn replays_stale_clocks_and_our_own_hellos_teach_nothing() {
         let t0 = Instant::now();
-        let mut e = Election::new("gw-a", t0, DEAD, 1);
-        let mut b = Election::new("gw-b", t0, DEAD, 2);
+        let mut e = Election::new("gw-a", DEAD, 1);
+        let mut b = Election::new("gw-b", DEAD, 2);
         let hello = b.hello(&set(&["198.18.100.10"]), true, 50_000);
         assert_eq!(e.hear(hello.clone(), t0, 50_000), Ok(()));
         assert_eq!(e.hear(hello.clone(), t0, 50_000), Err(Refused::Replayed));
         let late = b.hello(&set(&[]), true, 40_000);
         assert_eq!(e.hear(late, t0, 50_000), Err(Refused::Skewed));
         // A new boot of gw-b counts from its own sequence again.
-        let mut b2 = Election::new("gw-b", t0, DEAD, 3);
+        let mut b2 = Election::new("gw-b", DEAD, 3);
         assert_eq!(e.hear(b2.hello(&set(&[]), true, 50_000), t0, 50_000), Ok(()));
-        let mut me = Election::new("gw-a", t0, DEAD, 9);
+        let mut me = Election::new("gw-a", DEAD, 9);
         assert_eq!(e.hear(me.hello(&set(&[]), true, 50_000), t0, 50_000), Ok(()));
         assert_eq!(e.alive(t0), ["gw-b"]);
     }
@@ -532,7 +531,7 @@ mod tests {
         let both: BTreeSet<IpAddr> = [va, vb].into();
         let t0 = Instant::now();
         let mut t = t0;
-        let (mut a, mut b) = (Election::new("gw-a", t0, DEAD, 1), Election::new("gw-b", t0, DEAD, 2));
+        let (mut a, mut b) = (Election::new("gw-a", DEAD, 1), Election::new("gw-b", DEAD, 2));
         // Starting: nothing taken while the other nodes may not have been heard yet.
         run(&mut a, &mut b, &mut t, 500, (&both, &both), (true, true), (true, true));
         assert!(a.held.is_empty() && b.held.is_empty(), "held before the hold-down");
@@ -545,7 +544,7 @@ mod tests {
         run(&mut a, &mut b, &mut t, 300, (&both, &both), (true, true), (false, true));
         assert_eq!(b.held, both, "taken over");
         // gw-a comes back (a new process): it takes nothing back, the holder is sticky.
-        let mut a = Election::new("gw-a", t, DEAD, 3);
+        let mut a = Election::new("gw-a", DEAD, 3);
         run(&mut a, &mut b, &mut t, 3000, (&both, &both), (true, true), (true, true));
         assert_eq!((a.held.len(), b.held.clone()), (0, both.clone()));
         // gw-b's gateway stops serving: it claims nothing and says so; gw-a takes both at once.
@@ -559,7 +558,7 @@ mod tests {
         let both: BTreeSet<IpAddr> = [va, vb].into();
         let t0 = Instant::now();
         let mut t = t0;
-        let (mut a, mut b) = (Election::new("gw-a", t0, DEAD, 1), Election::new("gw-b", t0, DEAD, 2));
+        let (mut a, mut b) = (Election::new("gw-a", DEAD, 1), Election::new("gw-b", DEAD, 2));
         // gw-b's gateway is not up yet, gw-a not settled yet.
         run(&mut a, &mut b, &mut t, 1000, (&both, &both), (true, false), (true, true));
         assert!(a.held.is_empty());
@@ -579,7 +578,7 @@ mod tests {
         let one: BTreeSet<IpAddr> = [va].into();
         let t0 = Instant::now();
         let mut t = t0;
-        let (mut a, mut b) = (Election::new("gw-a", t0, DEAD, 1), Election::new("gw-b", t0, DEAD, 2));
+        let (mut a, mut b) = (Election::new("gw-a", DEAD, 1), Election::new("gw-b", DEAD, 2));
         // Partitioned from the start: each holds va.
         run(&mut a, &mut b, &mut t, 1500, (&one, &one), (true, true), (false, false));
         assert_eq!((a.held.len(), b.held.len()), (1, 1));
@@ -595,7 +594,7 @@ mod tests {
         let none = BTreeSet::new();
         let t0 = Instant::now();
         let mut t = t0;
-        let (mut a, mut b) = (Election::new("gw-a", t0, DEAD, 1), Election::new("gw-b", t0, DEAD, 2));
+        let (mut a, mut b) = (Election::new("gw-a", DEAD, 1), Election::new("gw-b", DEAD, 2));
         // gw-a ranks first for va but may not announce it (a node selector): gw-b holds it.
         run(&mut a, &mut b, &mut t, 1500, (&none, &one), (true, true), (true, true));
         assert_eq!((a.held.len(), b.held.clone()), (0, one));

@@ -226,8 +226,11 @@ impl<'a> Supervisor<'a> {
         match own {
             Ok(addrs) => {
                 // Not the link-local IPv6 ones: their neighbours resolve them as they need.
-                let addrs: Vec<Addr> =
-                    addrs.into_iter().map(Addr).filter(|a| !a.ip().is_ipv6() || !is_link_local(a)).collect();
+                let addrs: Vec<Addr> = addrs
+                    .into_iter()
+                    .map(Addr)
+                    .filter(|a| !matches!(a.ip(), std::net::IpAddr::V6(v) if v.is_unicast_link_local()))
+                    .collect();
                 announce(&self.raw, self.mac, &addrs);
             }
             Err(e) => warn!("the interface's addresses (netlink): {e}; not announced"),
@@ -782,11 +785,6 @@ impl SnatWatch {
 }
 
 /// Gratuitous ARP / unsolicited neighbour advertisement for each address.
-/// Whether an IPv6 address is link-local (fe80::/10).
-fn is_link_local(a: &Addr) -> bool {
-    a.0[0] == 0xfe && a.0[1] & 0xc0 == 0x80
-}
-
 fn announce(raw: &RawSender, mac: [u8; 6], addrs: &[Addr]) {
     for a in addrs {
         let r = match a.family() {

@@ -294,6 +294,13 @@ impl Peer {
     }
 }
 
+/// Seals the records pushed as one datagram of flows and sends it to `to`: how many were sent.
+fn send_flows(packer: &mut Packer, socket: &UdpSocket, to: SocketAddr) -> u64 {
+    let n = packer.count as u64;
+    let d = packer.seal(KIND_FLOWS);
+    if socket.send_to(d, to).is_ok() { n } else { 0 }
+}
+
 /// Starts the sync thread. `outboxes`: each worker's queue; `writer`: the store the workers
 /// read.
 pub(crate) fn spawn(
@@ -508,16 +515,12 @@ impl Sync {
                     self.packer.buf.extend_from_slice(rec);
                     self.packer.count += 1;
                     if self.packer.count == PER_DATAGRAM {
-                        sent += PER_DATAGRAM as u64;
-                        let d = self.packer.seal(KIND_FLOWS);
-                        let _ = self.socket.send_to(d, to);
+                        sent += send_flows(&mut self.packer, &self.socket, to);
                         self.packer.begin();
                     }
                 }
                 if self.packer.count > 0 {
-                    sent += self.packer.count as u64;
-                    let d = self.packer.seal(KIND_FLOWS);
-                    let _ = self.socket.send_to(d, to);
+                    sent += send_flows(&mut self.packer, &self.socket, to);
                 }
             }
         }
