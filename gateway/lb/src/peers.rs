@@ -28,7 +28,6 @@
 //! the worker's own, and a new UDP flow's first packet (a miss: a few cache lines of the
 //! index). No `unsafe`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
@@ -79,7 +78,8 @@ fn tag_of(h: u64) -> u64 {
 impl PeerFlows {
     /// A store for up to `capacity` flows (at least 1), and its only writer.
     ///
-    /// Memory: about `capacity × 200` bytes, all allocated here.
+    /// Memory: about `capacity × 340` bytes (a slot of 144, the index's share of 32 to 64, the
+    /// writer's keys of 128 and free list), all allocated here.
     pub fn new(capacity: usize) -> (Arc<PeerFlows>, PeerWriter) {
         let capacity = capacity.clamp(1, u32::MAX as usize - 1);
         // Two entries per flow over buckets of eight: at most half full.
@@ -92,7 +92,7 @@ impl PeerFlows {
         let writer = PeerWriter {
             store: store.clone(),
             free: (0..capacity as u32).rev().collect(),
-            by_key: HashMap::with_capacity(capacity.min(1 << 20)),
+            len: 0,
             keys: vec![None; capacity],
             sweep_at: 0,
         };
@@ -197,7 +197,8 @@ pub enum Applied {
 pub struct PeerWriter {
     store: Arc<PeerFlows>,
     free: Vec<u32>,
-    by_key: HashMap<FlowKey, u32>,
+    /// Flows held.
+    len: usize,
     /// Each slot's keys, and where each one's index entry is.
     keys: Vec<Option<Held>>,
     sweep_at: usize,
@@ -225,12 +226,12 @@ impl PeerWriter {
 
     /// Flows held.
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.len
     }
 
     /// Whether no flow is held.
     pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+        self.len == 0
     }
 
     /// Takes one record a peer sent: stores or refreshes its flow, or forgets it.
@@ -250,11 +251,11 @@ impl PeerWriter {
     }
 
     fn store(&mut self, rec: &[u8; RECORD], f: &Flow) -> Applied {
-        if let Some(&s) = self.by_key.get(&f.fwd) {
-            let same = self.keys[s as usize].is_some_and(|h| h.rev == f.rev);
+        if let Some(s) = self.find_slot(&f.fwd, true) {
+            let same = self.keys[s].is_some_and(|h| h.rev == f.rev);
             if same {
-                write(&self.store.slots[s as usize], rec, f.expires_ns);
-                if let Some(h) = &mut self.keys[s as usize] {
+                write(&self.store.slots[s], rec, f.expires_ns);
+                if let Some(h) = &mut self.keys[s] {
                     h.expires_ns = f.expires_ns;
                 }
                 return Applied::Stored;
@@ -263,7 +264,7 @@ impl PeerWriter {
             self.remove(&f.fwd);
         }
         // The reverse key of another stored flow (a tuple reused): that one is over.
-        if let Some(other) = self.find_slot(&f.rev)
+        if let Some(other) = self.find_slot(&f.rev, false)
             && let Some(h) = self.keys[other]
         {
             self.remove(&h.fwd);
@@ -282,12 +283,13 @@ impl PeerWriter {
         };
         self.keys[s as usize] =
             Some(Held { fwd: f.fwd, rev: f.rev, expires_ns: f.expires_ns, entries: [e0, e1] });
-        self.by_key.insert(f.fwd, s);
+        self.len += 1;
         Applied::Stored
     }
 
-    /// The slot whose flow has `key` as its reverse or forward key (writer's view).
-    fn find_slot(&self, key: &FlowKey) -> Option<usize> {
+    /// The slot whose flow has `key` as its forward key, or (`fwd_only` false) as either
+    /// (writer's view: the index the workers read, checked against the keys held here).
+    fn find_slot(&self, key: &FlowKey, fwd_only: bool) -> Option<usize> {
         let h = key_hash(key);
         let tag = tag_of(h);
         for i in 0..PROBE {
@@ -298,7 +300,8 @@ impl PeerWriter {
                     continue;
                 }
                 let s = ((v & 0xffff_ffff) as usize).checked_sub(1)?;
-                if self.keys.get(s).copied().flatten().is_some_and(|h| h.fwd == *key || h.rev == *key) {
+                let held = self.keys.get(s).copied().flatten();
+                if held.is_some_and(|h| h.fwd == *key || !fwd_only && h.rev == *key) {
                     return Some(s);
                 }
             }
@@ -308,7 +311,7 @@ impl PeerWriter {
 
     fn place(&mut self, key: &FlowKey, s: u32) -> Option<(usize, usize)> {
         let h = key_hash(key);
-        let v = (tag_of(h) & 0xffff_ffff) << 32 | (u64::from(s) + 1);
+        let v = tag_of(h) << 32 | (u64::from(s) + 1);
         for i in 0..PROBE {
             let b = (h as usize).wrapping_add(i) & self.store.mask;
             for (j, e) in self.store.buckets[b].entries.iter().enumerate() {
@@ -322,13 +325,14 @@ impl PeerWriter {
     }
 
     fn remove(&mut self, fwd: &FlowKey) -> bool {
-        let Some(s) = self.by_key.remove(fwd) else { return false };
-        if let Some(h) = self.keys[s as usize].take() {
+        let Some(s) = self.find_slot(fwd, true) else { return false };
+        self.len -= 1;
+        if let Some(h) = self.keys[s].take() {
             for (b, j) in h.entries {
                 self.store.buckets[b].entries[j].store(0, Ordering::Release);
             }
         }
-        self.release(s);
+        self.release(s as u32);
         true
     }
 
@@ -379,6 +383,16 @@ mod tests {
             6,
         );
         Flow::new(fwd, rev, ServiceId(0), BackendId(0), Generation(1), state, 0, &Timeouts::default())
+    }
+
+    #[test]
+    fn the_memory_per_flow_is_what_new_says() {
+        assert_eq!(core::mem::size_of::<Slot>(), 144);
+        assert!(core::mem::size_of::<Option<Held>>() <= 128, "{}", core::mem::size_of::<Option<Held>>());
+        // Two index entries per flow in buckets at most half full, rounded up to a power of two.
+        let (store, _) = PeerFlows::new(1000);
+        let per_flow = store.buckets.len() * core::mem::size_of::<Bucket>() / 1000;
+        assert!((32..=64).contains(&per_flow), "{per_flow}");
     }
 
     #[test]
