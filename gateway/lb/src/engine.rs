@@ -67,10 +67,46 @@ pub enum Verdict {
     Pass,
     /// Drop it, for this reason.
     Drop(DropReason),
-    /// Hold it and run it again later (a client's segment of a proxied flow whose backend has
-    /// not answered the gateway's SYN yet): the caller keeps the frame for a bounded time
-    /// ([`DEFER_NS`]), then drops it as [`DropReason::SynProxyPending`].
-    Defer,
+    /// Hold it and run it again later, for as long as [`Hold::hold_ns`] says, then drop it as
+    /// [`Hold::drop_reason`] says.
+    Defer(Hold),
+}
+
+/// Why a frame is held ([`Verdict::Defer`]), which says for how long and what its drop is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// A client's segment of a proxied flow whose backend has not answered the gateway's SYN
+    /// yet.
+    Backend,
+    /// A steered frame no flow claims, here or at a flow-sync peer, that may be ahead of its
+    /// flow's record ([`PEER_WAIT_NS`]).
+    Peer,
+}
+
+impl Hold {
+    /// How long the caller holds the frame at most (ns).
+    pub fn hold_ns(self) -> u64 {
+        match self {
+            Hold::Backend => DEFER_NS,
+            Hold::Peer => PEER_WAIT_NS,
+        }
+    }
+
+    /// What the frame counts as when it is dropped after that.
+    pub fn drop_reason(self) -> DropReason {
+        match self {
+            Hold::Backend => DropReason::SynProxyPending,
+            Hold::Peer => DropReason::NoFlowForSegment,
+        }
+    }
+
+    /// What the frame counts as when it is taken to be held.
+    pub fn counter(self) -> Counter {
+        match self {
+            Hold::Backend => Counter::SynProxyDeferred,
+            Hold::Peer => Counter::HeldForPeers,
+        }
+    }
 }
 
 /// How long a caller holds a [`Verdict::Defer`]red frame before it drops it: long enough for
@@ -79,7 +115,7 @@ pub enum Verdict {
 pub const DEFER_NS: u64 = 3_000_000_000;
 
 /// How long a caller holds a frame the engine deferred for a flow-sync peer's record
-/// ([`L4::defer_terms`]): a reply that crossed this node before the record of its flow, sent by
+/// ([`Hold::Peer`]): a reply that crossed this node before the record of its flow, sent by
 /// the node that opened it (a DNAT backend's SYN-ACK reaching the backends' router node, which
 /// is not the node the client's SYN crossed). The sync sends a new flow's record within a few
 /// ms (20 ms from an idle gateway); past this the frame is dropped, and the sender's
@@ -196,9 +232,6 @@ pub struct L4 {
     /// The flows other gateways forward ([`crate::peers`]), looked at when the flow table
     /// misses.
     peers: Option<Arc<PeerFlows>>,
-    /// How long the caller holds the last [`Verdict::Defer`]red frame, and why it drops it
-    /// after that.
-    defer_terms: (u64, DropReason),
 }
 
 /// The pass over the flow table that ends the flows of backends that stopped answering.
@@ -520,21 +553,7 @@ impl L4 {
             extras: Extras::default(),
             unreachable: Unreachable::default(),
             peers: None,
-            defer_terms: (DEFER_NS, DropReason::SynProxyPending),
         }
-    }
-
-    /// For the frame just [`Verdict::Defer`]red: how long to hold it (ns) at most, and the
-    /// reason to count when it is dropped after that — a proxied flow's segment waiting for
-    /// its backend ([`DEFER_NS`], [`DropReason::SynProxyPending`]), or a frame waiting for a
-    /// flow-sync peer's record ([`PEER_WAIT_NS`], [`DropReason::NoFlowForSegment`]).
-    pub fn defer_terms(&self) -> (u64, DropReason) {
-        self.defer_terms
-    }
-
-    fn defer_for_backend(&mut self) -> Verdict {
-        self.defer_terms = (DEFER_NS, DropReason::SynProxyPending);
-        Verdict::Defer
     }
 
     /// Carries flows other gateways opened ([`crate::peers`]): a packet no flow here claims
@@ -945,7 +964,7 @@ impl L4 {
             Verdict::Bounce => self.counters[Counter::Bounced] += 1,
             Verdict::Pass => self.counters[Counter::Passed] += 1,
             Verdict::Drop(r) => self.counters.add_drops(r, 1),
-            Verdict::Defer => {} // counted by the caller, which holds the frame once
+            Verdict::Defer(_) => {} // counted by the caller, which holds the frame once
         }
         v
     }
@@ -982,10 +1001,7 @@ impl L4 {
             // reply, a reply to a SNAT address) that no flow claims, here or at a peer, may be
             // ahead of its flow's record: held briefly, then dropped — never passed to a kernel
             // that would forward it untranslated or answer it with a RST.
-            None if self.peers.is_some() => {
-                self.defer_terms = (PEER_WAIT_NS, DropReason::NoFlowForSegment);
-                Verdict::Defer
-            }
+            None if self.peers.is_some() => Verdict::Defer(Hold::Peer),
             None => Verdict::Pass,
         }
     }
@@ -1187,7 +1203,7 @@ impl L4 {
             Dir::Forward => {
                 if now_ns.saturating_sub(f.last_seen_ns) < PROXY_SYN_RETRY_NS {
                     return if seg.len > 0 {
-                        self.defer_for_backend()
+                        Verdict::Defer(Hold::Backend)
                     } else {
                         Verdict::Drop(DropReason::SynProxyPending)
                     };
@@ -1254,7 +1270,7 @@ impl L4 {
     /// frame of its own while the segment is held.
     fn proxied_syn(&mut self, frame: &mut [u8], m: &Meta, syn: synproxy::Segment, data: bool) -> Verdict {
         if data && self.extras.push(syn) {
-            return self.defer_for_backend();
+            return Verdict::Defer(Hold::Backend);
         }
         self.resized = Some(synproxy::emit(frame, m, &syn));
         Verdict::Forward(syn.dst.0)

@@ -11,7 +11,7 @@
 //!   ◀──────────────┘
 //!   ACK(cookie+1) ─────────────────────▶ check, new flow (SynProxy)
 //!                                        SYN(client's ISN, MSS) ───▶
-//!   data ──────────────────────────────▶ held (Verdict::Defer)
+//!   data ──────────────────────────────▶ held (Verdict::Defer(Hold::Backend))
 //!                                        ◀────────────────── SYN-ACK(b)
 //!                                        ACK ──────────────────────▶   (from the SYN-ACK)
 //!                                        held data, ack shifted ───▶
@@ -41,7 +41,7 @@ use sluice_wire::{ip_proto, ipv4, ipv6, tcp};
 ///   just given to a new flow (a flood's SYN, taken back); without it, the new flow's SYN would
 ///   meet that connection;
 /// - a proxied connection's SYN, when the client segment that caused it carries data: the data
-///   is held (`Verdict::Defer`) instead of being overwritten by the SYN.
+///   is held (`Verdict::Defer(Hold::Backend)`) instead of being overwritten by the SYN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
     /// Source address and port.

@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use sluice_lb::engine::{Config as L4Config, L4, Prepared, Verdict};
+use sluice_lb::engine::{Config as L4Config, Hold, L4, Prepared, Verdict};
 use sluice_model::counters::{self, Counter, Counters, Gauge};
 use sluice_model::service::ServiceTable;
 use sluice_model::{Addr, DropReason};
@@ -78,8 +78,8 @@ pub struct Worker {
     /// Frames waiting for a next hop: (frame, the port it is held in, destination, deadline).
     parked: [(Desc, u8, Addr, u64); PARKED],
     nparked: usize,
-    /// Frames the engine deferred: (frame, the port it is held in, deadline).
-    deferred: [(Desc, u8, u64, DropReason); DEFERRED],
+    /// Frames the engine deferred: (frame, the port it is held in, deadline, why).
+    deferred: [(Desc, u8, u64, Hold); DEFERRED],
     ndeferred: usize,
     /// Frames handed in, copied into the ports' frames, by port.
     mail: [[Desc; BATCH]; MAX_PORTS],
@@ -114,7 +114,7 @@ impl Worker {
             dropped: [Desc::default(); BATCH],
             parked: [(Desc::default(), 0, Addr::default(), 0); PARKED],
             nparked: 0,
-            deferred: [(Desc::default(), 0, 0, DropReason::SynProxyPending); DEFERRED],
+            deferred: [(Desc::default(), 0, 0, Hold::Backend); DEFERRED],
             ndeferred: 0,
             mail: [[Desc::default(); BATCH]; MAX_PORTS],
             fast: None,
@@ -292,7 +292,7 @@ impl Worker {
         // A frame held for a flow-sync peer's record is retried at every poll for a few ms: the
         // worker does not sleep on it (a proxied segment, held for seconds, wakes it at its
         // backend's answer).
-        self.l4.busy() || self.deferred[..self.ndeferred].iter().any(|e| e.3 != DropReason::SynProxyPending)
+        self.l4.busy() || self.deferred[..self.ndeferred].iter().any(|e| e.3 == Hold::Peer)
     }
 
     /// Frames waiting for their next hop's MAC address.
@@ -432,12 +432,12 @@ impl Worker {
                         ports[p].release(&[d]);
                     }
                 },
-                Verdict::Defer if now_ns < deadline => {
+                Verdict::Defer(_) if now_ns < deadline => {
                     self.deferred[keep] = (d, from, deadline, why);
                     keep += 1;
                 }
-                Verdict::Defer => {
-                    self.counters.add_drops(why, 1);
+                Verdict::Defer(_) => {
+                    self.counters.add_drops(why.drop_reason(), 1);
                     ports[p].release(&[d]);
                 }
                 Verdict::Bounce | Verdict::Pass | Verdict::Drop(_) => ports[p].release(&[d]),
@@ -632,18 +632,13 @@ impl Worker {
                     self.dropped[nd] = d;
                     nd += 1;
                 }
-                Verdict::Defer if self.ndeferred < DEFERRED => {
-                    let (hold, why) = self.l4.defer_terms();
-                    self.deferred[self.ndeferred] = (d, p as u8, now_ns + hold, why);
+                Verdict::Defer(why) if self.ndeferred < DEFERRED => {
+                    self.deferred[self.ndeferred] = (d, p as u8, now_ns + why.hold_ns(), why);
                     self.ndeferred += 1;
-                    if why == DropReason::SynProxyPending {
-                        self.counters[Counter::SynProxyDeferred] += 1;
-                    } else {
-                        self.counters[Counter::HeldForPeers] += 1;
-                    }
+                    self.counters[why.counter()] += 1;
                 }
-                Verdict::Defer => {
-                    self.counters.add_drops(self.l4.defer_terms().1, 1);
+                Verdict::Defer(why) => {
+                    self.counters.add_drops(why.drop_reason(), 1);
                     self.dropped[nd] = d;
                     nd += 1;
                 }
