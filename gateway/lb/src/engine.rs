@@ -629,6 +629,12 @@ impl L4 {
         n
     }
 
+    /// The flow-sync peers' store's version ([`PeerFlows::version`]; 0 without peers): frames
+    /// held for a peer's record ([`Hold::Peer`]) are worth running again only once it moved.
+    pub fn peer_version(&self) -> u64 {
+        self.peers.as_ref().map_or(0, |p| p.version())
+    }
+
     /// Whether the engine has work of its own for the next polls, frames or not (a pass over
     /// the flow table after a table change, with the fast path): the caller should not sleep.
     pub fn busy(&self) -> bool {

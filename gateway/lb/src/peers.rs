@@ -58,6 +58,9 @@ pub struct PeerFlows {
     slots: Box<[Slot]>,
     buckets: Box<[Bucket]>,
     mask: usize,
+    /// Counts the flows stored or refreshed: a reader holding frames for records runs them
+    /// again only when it moved ([`PeerFlows::version`]).
+    version: AtomicU64,
 }
 
 impl core::fmt::Debug for PeerFlows {
@@ -88,6 +91,7 @@ impl PeerFlows {
             slots: (0..capacity).map(|_| Slot::default()).collect(),
             buckets: (0..nbuckets).map(|_| Bucket::default()).collect(),
             mask: nbuckets - 1,
+            version: AtomicU64::new(0),
         });
         let writer = PeerWriter {
             store: store.clone(),
@@ -102,6 +106,12 @@ impl PeerFlows {
     /// Maximum number of flows.
     pub fn capacity(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Moves each time a flow is stored or refreshed: what [`PeerFlows::find`] could not find
+    /// before, it may find only once this has moved.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// The flow whose forward or reverse key is `key`, ready to insert into a worker's flow
@@ -251,6 +261,16 @@ impl PeerWriter {
     }
 
     fn store(&mut self, rec: &[u8; RECORD], f: &Flow) -> Applied {
+        let r = self.store_flow(rec, f);
+        if r == Applied::Stored {
+            // After the slot and its index entries: a reader that sees the new version finds
+            // them.
+            self.store.version.fetch_add(1, Ordering::Release);
+        }
+        r
+    }
+
+    fn store_flow(&mut self, rec: &[u8; RECORD], f: &Flow) -> Applied {
         if let Some(s) = self.find_slot(&f.fwd, true) {
             let same = self.keys[s].is_some_and(|h| h.rev == f.rev);
             if same {

@@ -81,6 +81,8 @@ pub struct Worker {
     /// Frames the engine deferred: (frame, the port it is held in, deadline, why).
     deferred: [(Desc, u8, u64, Hold); DEFERRED],
     ndeferred: usize,
+    /// The peers' store's version when the deferred frames last ran ([`L4::peer_version`]).
+    peer_version: u64,
     /// Frames handed in, copied into the ports' frames, by port.
     mail: [[Desc; BATCH]; MAX_PORTS],
     /// The installer's queue, with the fast path.
@@ -116,6 +118,7 @@ impl Worker {
             nparked: 0,
             deferred: [(Desc::default(), 0, 0, Hold::Backend); DEFERRED],
             ndeferred: 0,
+            peer_version: 0,
             mail: [[Desc::default(); BATCH]; MAX_PORTS],
             fast: None,
             fast_reports: None,
@@ -408,9 +411,19 @@ impl Worker {
     /// those it defers again until their deadline, drops the rest.
     #[cold]
     fn retry_deferred<P: Port>(&mut self, ports: &mut [P], now_ns: u64) {
+        // A frame held for a peer's record can only be taken once the sync thread has stored
+        // a record since it was last run: until then it waits, to its deadline, untouched.
+        let version = self.l4.peer_version();
+        let peers_moved = version != self.peer_version;
+        self.peer_version = version;
         let mut keep = 0;
         for i in 0..self.ndeferred {
             let (mut d, from, deadline, why) = self.deferred[i];
+            if why == Hold::Peer && !peers_moved && now_ns < deadline {
+                self.deferred[keep] = self.deferred[i];
+                keep += 1;
+                continue;
+            }
             let p = usize::from(from);
             let prepared = self.l4.prepare(ports[p].frame(&d));
             let v = self.l4.finish(ports[p].frame_room(&d), &prepared, now_ns);
