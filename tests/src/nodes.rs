@@ -470,11 +470,6 @@ impl Cluster {
         self.sync
     }
 
-    /// The cluster's directory (logs, configurations; removed with it unless `SLUICE_KEEP_LOGS`).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// The namespace of a role: `sw`, `rt` (BGP mode), `cl`, a node `n1`, `n2`, … or a backend `b0`, `b1`, …
     pub fn ns(&self, role: &str) -> String {
         format!("{}-{role}", self.id)
@@ -671,12 +666,12 @@ impl Cluster {
     }
 
     /// The control socket of `role`'s BIRD (`rt`, `n1`, …).
-    pub fn bird_socket(&self, role: &str) -> PathBuf {
+    fn bird_socket(&self, role: &str) -> PathBuf {
         self.dir.path().join(format!("{role}-bird.ctl"))
     }
 
     /// `birdc` on `role`'s BIRD: its answer (empty if it cannot be asked).
-    pub fn birdc(&self, role: &str, args: &[&str]) -> String {
+    fn birdc(&self, role: &str, args: &[&str]) -> String {
         let sock = self.bird_socket(role).to_string_lossy().into_owned();
         let mut full = vec!["birdc", "-s", &sock];
         full.extend_from_slice(args);
@@ -684,7 +679,7 @@ impl Cluster {
     }
 
     /// The table file of node `k`.
-    pub fn table(&self, k: usize) -> PathBuf {
+    fn table(&self, k: usize) -> PathBuf {
         PathBuf::from(format!("/dev/shm/sluice-{}-n{k}", self.id))
     }
 
@@ -821,7 +816,7 @@ impl Cluster {
                 .lines()
                 .find_map(|l| l.split_once("metrics: http://"))
                 .map(|(_, a)| format!("http://{a}"));
-            if metrics.is_some() && self.generation(k).is_some_and(|g| g >= 1) {
+            if metrics.is_some() && crate::generation_of(&self.table(k)).is_some_and(|g| g >= 1) {
                 self.nodes[k - 1].metrics = metrics;
                 return Ok(());
             }
@@ -830,19 +825,6 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// The generation node `k`'s table holds (`sluice-control status`).
-    pub fn generation(&self, k: usize) -> Option<u64> {
-        let out = run(&[
-            &bin("sluice-control").to_string_lossy(),
-            "status",
-            "--table",
-            &self.table(k).to_string_lossy(),
-        ])
-        .ok()?;
-        let s = String::from_utf8_lossy(&out.stdout);
-        s.lines().next()?.strip_prefix("generation ")?.split(':').next()?.trim().parse().ok()
     }
 
     /// Whether the process `name` has exited.
@@ -1078,7 +1060,7 @@ impl Cluster {
 
     /// The L2 VIPs node `k`'s table says it answers for (`sluice-control status`: `L2 VIP  active
     /// here`): what its gateway runs. Empty in BGP mode.
-    pub fn active_vips(&self, k: usize) -> Vec<String> {
+    fn active_vips(&self, k: usize) -> Vec<String> {
         let out = run(&[
             &bin("sluice-control").to_string_lossy(),
             "status",
@@ -1219,11 +1201,6 @@ impl Cluster {
     /// One HTTP GET from client address `src` ([`get_in`]).
     pub fn get(&self, src: &str, url: &str, timeout_ms: u64) -> Result<String, String> {
         get_in(&self.ns("cl"), src, url, timeout_ms, timeout_ms)
-    }
-
-    /// A download from client address `src` ([`download_in`]).
-    pub fn download(&self, src: &str, url: &str) -> Result<usize, String> {
-        download_in(&self.ns("cl"), src, url)
     }
 }
 
