@@ -203,6 +203,16 @@ impl Mode {
             Mode::L2 => "l2",
         }
     }
+
+    /// The most client addresses a cluster of this mode can have, all valid host addresses of
+    /// their /24: [`client_addr`] 198.18.2.10–209 (BGP), [`l2_client_addr`] 198.18.0.100–254
+    /// (L2; .255 is the broadcast address).
+    pub fn max_clients(self) -> usize {
+        match self {
+            Mode::Bgp => 200,
+            Mode::L2 => 155,
+        }
+    }
 }
 
 /// The L2Advertisement of L2 mode: every VIP of the pool `edge` ([`MANIFEST`]'s) in L2 mode, on
@@ -315,8 +325,9 @@ status: {phase: Running, podIP: 198.18.1.4, podIPs: [{ip: 198.18.1.4}, {ip: "200
 pub enum NodeState {
     /// Its BIRD (BGP mode), control, gateway and keepalived run.
     Up,
-    /// Its routes withdrawn (BGP) or its VIPs handed over (L2), its keepalived and gateway
-    /// stopped ([`Cluster::drain`]); BIRD (its session disabled) and control run.
+    /// Its drain file written, so control withdraws its routes (BGP) or hands its VIPs over
+    /// (L2); its keepalived and gateway stopped ([`Cluster::drain`]); BIRD (BGP mode,
+    /// announcing nothing) and control run.
     Drained,
     /// Every process killed and its links down ([`Cluster::kill`]).
     Killed,
@@ -417,9 +428,12 @@ impl Cluster {
         capacity: usize,
         clients: usize,
     ) -> io::Result<Cluster> {
-        if !(1..=MAX_NODES).contains(&capacity) || !(1..=200).contains(&clients) {
+        let max_clients = mode.max_clients();
+        if !(1..=MAX_NODES).contains(&capacity) || !(1..=max_clients).contains(&clients) {
             return Err(io::Error::other(format!(
-                "a cluster of 1 to {MAX_NODES} nodes and 1 to 200 clients (asked: {capacity}, {clients})"
+                "a cluster of 1 to {MAX_NODES} nodes and 1 to {max_clients} clients in {} mode (asked: {capacity}, \
+                 {clients})",
+                mode.name()
             )));
         }
         remove_stale();
@@ -990,8 +1004,7 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(5));
         }
         let withdrawn = t0.elapsed();
-        let mut gateway_exit = Duration::ZERO;
-        for what in ["keepalived", "gateway"] {
+        let mut stop = |what: &str| -> io::Result<Duration> {
             let name = format!("{role}-{what}");
             let i = self
                 .procs
@@ -1001,8 +1014,10 @@ impl Cluster {
             let mut p = self.procs.remove(i);
             let t = Instant::now();
             crate::stop_child(&mut p.child, rustix::process::Signal::TERM);
-            gateway_exit = t.elapsed();
-        }
+            Ok(t.elapsed())
+        };
+        stop("keepalived")?;
+        let gateway_exit = stop("gateway")?;
         self.nodes[k - 1].state = NodeState::Drained;
         Ok(Drain { withdrawn, gateway_exit, total: t0.elapsed() })
     }
