@@ -1513,13 +1513,17 @@ async fn the_binary_holds_an_l2_vips_lease_while_its_gateway_serves() {
     // Opened as the gateway opens it: again while control is still creating it.
     eventually("the table file", || sluice_table::Reader::open(&table).is_ok()).await;
     let mut gateway = sluice_table::Reader::open(&table).unwrap();
-    // No gateway had adopted a table when control last looked: nothing contended for yet.
+    // No gateway had adopted a table when control last looked: nothing contended for yet, so
+    // the first table with the VIP has it on standby (this refresh is the reader's first adoption).
+    let mut first = None;
     for _ in 0..500 {
-        if role(&mut gateway).is_some() {
+        first = role(&mut gateway);
+        if first.is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(first, Some(sluice_model::service::L2Role::Standby), "{}", log());
     // Serving now (a table adopted): the Lease is taken as the node, and the VIP made active.
     for _ in 0..500 {
         let r = role(&mut gateway);
