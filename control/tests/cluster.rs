@@ -1513,16 +1513,23 @@ async fn the_binary_holds_an_l2_vips_lease_while_its_gateway_serves() {
     // Opened as the gateway opens it: again while control is still creating it.
     eventually("the table file", || sluice_table::Reader::open(&table).is_ok()).await;
     let mut gateway = sluice_table::Reader::open(&table).unwrap();
-    // Its worker, with its counters out, as a gateway's workers publish them at start.
-    let worker = sluice_table::Reader::open_stats_only(&table).unwrap();
-    worker.publish_stats(&sluice_model::Counters::default().export());
-    // No gateway had adopted a table when control last looked: nothing contended for yet.
+    // Its main thread has taken the table, its workers have not published yet: not serving,
+    // so nothing is contended for, and the table has the VIP on standby.
+    let mut first = None;
     for _ in 0..500 {
-        if role(&mut gateway).is_some() {
+        first = role(&mut gateway);
+        if first.is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(first, Some(sluice_model::service::L2Role::Standby), "{}", log());
+    // Three of control's looks.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(role(&mut gateway), Some(sluice_model::service::L2Role::Standby), "no worker yet: {}", log());
+    // Its worker publishes its counters, as a gateway's workers do at start.
+    let worker = sluice_table::Reader::open_stats_only(&table).unwrap();
+    worker.publish_stats(&sluice_model::Counters::default().export());
     // Serving now (a table adopted): the Lease is taken as the node, and the VIP made active.
     for _ in 0..500 {
         let r = role(&mut gateway);

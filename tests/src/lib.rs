@@ -215,6 +215,15 @@ pub fn mac_in(ns: &str, ifname: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The generation a table file holds (from `sluice-control status`), None when it cannot be
+/// read.
+pub fn generation_of(table: &Path) -> Option<u64> {
+    let out = run(&[&bin("sluice-control").to_string_lossy(), "status", "--table", &table.to_string_lossy()])
+        .ok()?;
+    let s = String::from_utf8_lossy(&out.stdout);
+    s.lines().next()?.strip_prefix("generation ")?.split(':').next()?.trim().parse().ok()
+}
+
 /// Runs a command; returns its output or says what failed.
 pub fn run(args: &[&str]) -> io::Result<Output> {
     let out = Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output()?;
@@ -663,17 +672,9 @@ impl Sandbox {
         }
     }
 
-    /// The generation the table file holds (from `sluice-control status`).
+    /// The generation the table file holds ([`generation_of`]).
     pub fn generation(&self) -> Option<u64> {
-        let out = run(&[
-            &bin("sluice-control").to_string_lossy(),
-            "status",
-            "--table",
-            &self.table.to_string_lossy(),
-        ])
-        .ok()?;
-        let s = String::from_utf8_lossy(&out.stdout);
-        s.lines().next()?.strip_prefix("generation ")?.split(':').next()?.trim().parse().ok()
+        generation_of(&self.table)
     }
 
     /// Waits until the table reaches generation `g`.

@@ -203,6 +203,16 @@ impl Mode {
             Mode::L2 => "l2",
         }
     }
+
+    /// The most client addresses a cluster of this mode can have, all valid host addresses of
+    /// their /24: [`client_addr`] 198.18.2.10–209 (BGP), [`l2_client_addr`] 198.18.0.100–254
+    /// (L2; .255 is the broadcast address).
+    pub fn max_clients(self) -> usize {
+        match self {
+            Mode::Bgp => 200,
+            Mode::L2 => 155,
+        }
+    }
 }
 
 /// The L2Advertisement of L2 mode: every VIP of the pool `edge` ([`MANIFEST`]'s) in L2 mode, on
@@ -315,8 +325,9 @@ status: {phase: Running, podIP: 198.18.1.4, podIPs: [{ip: 198.18.1.4}, {ip: "200
 pub enum NodeState {
     /// Its BIRD (BGP mode), control, gateway and keepalived run.
     Up,
-    /// Its routes withdrawn (BGP) or its VIPs handed over (L2), its keepalived and gateway
-    /// stopped ([`Cluster::drain`]); BIRD (its session disabled) and control run.
+    /// Its drain file written, so control withdraws its routes (BGP) or hands its VIPs over
+    /// (L2); its keepalived and gateway stopped ([`Cluster::drain`]); BIRD (BGP mode,
+    /// announcing nothing) and control run.
     Drained,
     /// Every process killed and its links down ([`Cluster::kill`]).
     Killed,
@@ -417,9 +428,12 @@ impl Cluster {
         capacity: usize,
         clients: usize,
     ) -> io::Result<Cluster> {
-        if !(1..=MAX_NODES).contains(&capacity) || !(1..=200).contains(&clients) {
+        let max_clients = mode.max_clients();
+        if !(1..=MAX_NODES).contains(&capacity) || !(1..=max_clients).contains(&clients) {
             return Err(io::Error::other(format!(
-                "a cluster of 1 to {MAX_NODES} nodes and 1 to 200 clients (asked: {capacity}, {clients})"
+                "a cluster of 1 to {MAX_NODES} nodes and 1 to {max_clients} clients in {} mode (asked: {capacity}, \
+                 {clients})",
+                mode.name()
             )));
         }
         remove_stale();
@@ -468,11 +482,6 @@ impl Cluster {
     /// The flow-sync flags the binaries have.
     pub fn sync_flags(&self) -> SyncFlags {
         self.sync
-    }
-
-    /// The cluster's directory (logs, configurations; removed with it unless `SLUICE_KEEP_LOGS`).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// The namespace of a role: `sw`, `rt` (BGP mode), `cl`, a node `n1`, `n2`, … or a backend `b0`, `b1`, …
@@ -671,12 +680,12 @@ impl Cluster {
     }
 
     /// The control socket of `role`'s BIRD (`rt`, `n1`, …).
-    pub fn bird_socket(&self, role: &str) -> PathBuf {
+    fn bird_socket(&self, role: &str) -> PathBuf {
         self.dir.path().join(format!("{role}-bird.ctl"))
     }
 
     /// `birdc` on `role`'s BIRD: its answer (empty if it cannot be asked).
-    pub fn birdc(&self, role: &str, args: &[&str]) -> String {
+    fn birdc(&self, role: &str, args: &[&str]) -> String {
         let sock = self.bird_socket(role).to_string_lossy().into_owned();
         let mut full = vec!["birdc", "-s", &sock];
         full.extend_from_slice(args);
@@ -684,7 +693,7 @@ impl Cluster {
     }
 
     /// The table file of node `k`.
-    pub fn table(&self, k: usize) -> PathBuf {
+    fn table(&self, k: usize) -> PathBuf {
         PathBuf::from(format!("/dev/shm/sluice-{}-n{k}", self.id))
     }
 
@@ -821,7 +830,7 @@ impl Cluster {
                 .lines()
                 .find_map(|l| l.split_once("metrics: http://"))
                 .map(|(_, a)| format!("http://{a}"));
-            if metrics.is_some() && self.generation(k).is_some_and(|g| g >= 1) {
+            if metrics.is_some() && crate::generation_of(&self.table(k)).is_some_and(|g| g >= 1) {
                 self.nodes[k - 1].metrics = metrics;
                 return Ok(());
             }
@@ -830,19 +839,6 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// The generation node `k`'s table holds (`sluice-control status`).
-    pub fn generation(&self, k: usize) -> Option<u64> {
-        let out = run(&[
-            &bin("sluice-control").to_string_lossy(),
-            "status",
-            "--table",
-            &self.table(k).to_string_lossy(),
-        ])
-        .ok()?;
-        let s = String::from_utf8_lossy(&out.stdout);
-        s.lines().next()?.strip_prefix("generation ")?.split(':').next()?.trim().parse().ok()
     }
 
     /// Whether the process `name` has exited.
@@ -1008,8 +1004,7 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(5));
         }
         let withdrawn = t0.elapsed();
-        let mut gateway_exit = Duration::ZERO;
-        for what in ["keepalived", "gateway"] {
+        let mut stop = |what: &str| -> io::Result<Duration> {
             let name = format!("{role}-{what}");
             let i = self
                 .procs
@@ -1019,8 +1014,10 @@ impl Cluster {
             let mut p = self.procs.remove(i);
             let t = Instant::now();
             crate::stop_child(&mut p.child, rustix::process::Signal::TERM);
-            gateway_exit = t.elapsed();
-        }
+            Ok(t.elapsed())
+        };
+        stop("keepalived")?;
+        let gateway_exit = stop("gateway")?;
         self.nodes[k - 1].state = NodeState::Drained;
         Ok(Drain { withdrawn, gateway_exit, total: t0.elapsed() })
     }
@@ -1078,7 +1075,7 @@ impl Cluster {
 
     /// The L2 VIPs node `k`'s table says it answers for (`sluice-control status`: `L2 VIP  active
     /// here`): what its gateway runs. Empty in BGP mode.
-    pub fn active_vips(&self, k: usize) -> Vec<String> {
+    fn active_vips(&self, k: usize) -> Vec<String> {
         let out = run(&[
             &bin("sluice-control").to_string_lossy(),
             "status",
@@ -1219,11 +1216,6 @@ impl Cluster {
     /// One HTTP GET from client address `src` ([`get_in`]).
     pub fn get(&self, src: &str, url: &str, timeout_ms: u64) -> Result<String, String> {
         get_in(&self.ns("cl"), src, url, timeout_ms, timeout_ms)
-    }
-
-    /// A download from client address `src` ([`download_in`]).
-    pub fn download(&self, src: &str, url: &str) -> Result<usize, String> {
-        download_in(&self.ns("cl"), src, url)
     }
 }
 

@@ -17,6 +17,12 @@
 //! no FullNAT download went through node 1 (about one in sixteen: four downloads, two nodes)
 //! cannot see either; the flows per node are printed.
 //!
+//! **What shows the flow sync** (kill, drain; when the binaries have it): DNAT downloads keep
+//! their backend without it (both nodes' Maglev tables are equal), so the tests read node 2's
+//! `flows_from_peers` — flows it took from node 1's records — before the change and assert it
+//! rose after. Node 1 must carry a download for that: while it carries none (one run in 256:
+//! eight downloads, two nodes), another round of downloads is opened, three rounds at most.
+//!
 //! Each test prints what it measured (`ecmp: …` lines): the route's withdrawal at the router
 //! after a kill (BFD), the moves of the VRRP addresses, the time until new connections succeed
 //! again, and how the connections were spread. Needs root, `bird2` and `keepalived`
@@ -40,6 +46,11 @@ const CLIENTS: usize = 4;
 const DOWNLOADS: usize = 4;
 /// New connections tried after each change (half to each VIP).
 const NEW_CONNECTIONS: usize = 40;
+/// The most rounds of [`DOWNLOADS`] opened until one goes through node 1 (kill, drain).
+const MAX_ROUNDS: usize = 3;
+/// The gateway counter of flows a node took from its peers' flow-sync records
+/// (`Counter::FlowsFromPeers`).
+const FLOWS_FROM_PEERS: &str = "flows_from_peers";
 
 /// One family's paths through the cluster: its two VIPs, its client addresses and the back
 /// side's VRRP addresses that must move when a node dies.
@@ -164,6 +175,19 @@ fn new_flows_since(c: &Cluster, before: &[u64], at_least: u64) -> Vec<u64> {
     }
 }
 
+/// Node `k`'s counter `name` once it is above `before`, waited for up to `limit`; then as
+/// last read.
+fn counter_above(c: &Cluster, k: usize, name: &str, before: u64, limit: Duration) -> u64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = c.counter(k, name);
+        if now > before || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `n` new connections at once (bounded: one thread each, 3 s each), alternating the VIPs of
 /// `paths` and its client addresses: the failures.
 fn new_connections(c: &Cluster, n: usize, paths: Paths) -> Vec<String> {
@@ -259,13 +283,29 @@ fn survives(test: &str, change: Change, paths: Paths) {
         let r: Vec<Result<String, String>> = srcs.iter().map(|src| c.get(src, &url, 2000)).collect();
         assert!(r.iter().any(Result::is_ok), "{test}: {url}: {r:?}\n{}", c.logs());
     }
+    // A kill or a drain moves node 1's flows to node 2: with flow sync, node 2 must take them
+    // from node 1's records (its `flows_from_peers` rises), not open them anew.
+    let sync = c.sync_flags().gateway && change != Change::Add;
     let before = new_flows(&c);
     let (results, failures) = std::thread::scope(|s| {
-        let d = downloads(s, &ns, &srcs, paths);
+        let mut d = downloads(s, &ns, &srcs, paths);
         // Mid-transfer: connected, a few hundred KiB in.
         std::thread::sleep(Duration::from_millis(1500));
-        let through = new_flows_since(&c, &before, 2 * DOWNLOADS as u64);
+        let mut through = new_flows_since(&c, &before, d.len() as u64);
+        // The flow sync shows only in flows node 1 opened and node 2 takes over: while node 1
+        // carries none of the downloads (one run in 256), another round (bounded).
+        while sync && through[0] == 0 && d.len() < MAX_ROUNDS * 2 * DOWNLOADS {
+            eprintln!("ecmp: {test}: no download through node 1 ({through:?}): another round");
+            d.extend(downloads(s, &ns, &srcs, paths));
+            std::thread::sleep(Duration::from_millis(1500));
+            through = new_flows_since(&c, &before, d.len() as u64);
+        }
         eprintln!("ecmp: {test}: the downloads' flows per node: {through:?}");
+        // Node 2's flows taken from node 1's records (flow sync), before the change.
+        if sync {
+            assert!(through[0] > 0, "{test}: no download through node 1: {through:?}\n{}", c.logs());
+        }
+        let from_peers = sync.then(|| c.counter(2, FLOWS_FROM_PEERS));
         match change {
             Change::Kill => {
                 let prober = {
@@ -332,6 +372,19 @@ fn survives(test: &str, change: Change, paths: Paths) {
                 );
             }
         }
+        if let Some(before) = from_peers {
+            // Node 1's downloads reach node 2 now: it takes them from node 1's records (its
+            // workers publish their counters when they like: waited for, bounded).
+            let taken = counter_above(&c, 2, FLOWS_FROM_PEERS, before, Duration::from_secs(5));
+            eprintln!("ecmp: {test}: node 2 took {} flow(s) from node 1's records", taken - before);
+            assert!(
+                taken > before,
+                "{test}: node 2's {FLOWS_FROM_PEERS} did not rise across the change ({before}): the flow \
+                 sync carried none of node 1's {} download flow(s)\n{}",
+                through[0],
+                c.logs()
+            );
+        }
         let mid = new_flows(&c);
         let failures = new_connections(&c, NEW_CONNECTIONS, paths);
         let spread = new_flows_since(&c, &mid, NEW_CONNECTIONS as u64);
@@ -348,13 +401,14 @@ fn survives(test: &str, change: Change, paths: Paths) {
     let cut: Vec<&str> = broken.iter().map(|(what, _)| what.as_str()).collect();
     eprintln!(
         "ecmp: {test}: {} new connections failed: FullNAT {}, DNAT {} (of {} each); downloads broken: FullNAT {}, \
-         DNAT {} (of {DOWNLOADS} each)",
+         DNAT {} (of {} each)",
         paths.name,
         count(&failed, paths.fullnat),
         count(&failed, paths.dnat),
         NEW_CONNECTIONS / 2,
         count(&cut, paths.fullnat),
         count(&cut, paths.dnat),
+        results.len() / 2,
     );
     let logs = c.logs();
     assert!(failures.is_empty(), "{test}: new connections failed after the change: {failures:#?}\n{logs}");
